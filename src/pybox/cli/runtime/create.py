@@ -1,0 +1,17 @@
+"""pybox-runtime create [--bundle DIR] [--pid-file F] [--console-socket S] [--no-pivot]
+[--no-new-keyring] [--preserve-fds N] ID"""
+
+from pybox.runtime import container
+
+
+def create_options(ctx, opts):
+    return dict(pid_file=opts.get("pid_file"), no_pivot=opts.get("no_pivot", False),
+                no_new_keyring=opts.get("no_new_keyring", False),
+                preserve_fds=opts.get("preserve_fds", 0),
+                systemd_cgroup=ctx.systemd_cgroup,
+                console_socket=opts.get("console_socket"))
+
+
+def run(ctx, opts, args):
+    container.create(ctx.root, args[0], opts.get("bundle") or ".", **create_options(ctx, opts))
+    return 0

@@ -1,0 +1,20 @@
+"""pybox-runtime spec [--bundle DIR] [--rootless]: write a default config.json."""
+
+import os
+
+from pybox.errors import UsageError
+from pybox.oci import fastjson
+from pybox.oci.defaults import default_spec
+
+
+def run(ctx, opts, args):
+    bundle = opts.get("bundle") or "."
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise UsageError(f"File {path} exists. Remove it first")
+    if not os.path.isdir(bundle):
+        raise UsageError(f"bundle directory {bundle} does not exist")
+    data = fastjson.dumps(default_spec(rootless=opts.get("rootless", False)), indent=2)
+    with open(path, "x") as f:
+        f.write(data + "\n")
+    return 0

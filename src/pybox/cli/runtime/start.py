@@ -1,0 +1,8 @@
+"""pybox-runtime start ID"""
+
+from pybox.runtime.container import Container
+
+
+def run(ctx, opts, args):
+    Container.load(ctx.root, args[0]).start()
+    return 0

@@ -1,0 +1,12 @@
+"""pybox-runtime state ID: the runtime-spec state JSON, indented as runc prints it."""
+
+import sys
+
+from pybox.oci import fastjson
+from pybox.runtime.container import Container
+
+
+def run(ctx, opts, args):
+    c = Container.load(ctx.root, args[0])
+    sys.stdout.write(fastjson.dumps(c.state(), indent=2) + "\n")
+    return 0

@@ -1,0 +1,166 @@
+"""The one place where pybox calls the kernel through ctypes.
+
+Python 3.11's ``os`` has no unshare, setns, mount, pivot_root, capset or prctl, so
+these go through libc (or syscall(2) where glibc has no wrapper).  Each method is
+one system call, does no policy, and raises :class:`pybox.errors.SyscallError`
+(an OSError) carrying the errno and the arguments.
+
+Everything that touches namespaces or mounts receives a ``Syscalls``-like object
+instead of calling this module directly, so unit tests can pass a fake that records
+the calls (see tests/unit/fakes.py) and run without root.  ctypes is imported
+lazily, on first use: commands such as ``state`` or ``kill`` never pay for it.
+"""
+
+import os
+
+from pybox.errors import SyscallError
+from pybox.linux import constants as C
+
+# syscall numbers for calls glibc 2.36 does not wrap (or wraps too recently)
+_SYSCALL_NUMBERS = {
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250,
+               "close_range": 436, "seccomp": 317, "bpf": 321, "mount_setattr": 442,
+               "open_tree": 428, "move_mount": 429},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "keyctl": 219,
+                "close_range": 436, "seccomp": 277, "bpf": 280, "mount_setattr": 442,
+                "open_tree": 428, "move_mount": 429},
+}
+
+
+class Syscalls:
+    """Real system calls.  Instantiate once per process (cheap after the first)."""
+
+    _libc = None
+
+    def __init__(self):
+        if Syscalls._libc is None:
+            import ctypes
+
+            Syscalls._ctypes = ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.syscall.restype = ctypes.c_long
+            Syscalls._libc = libc
+        self._nr = _SYSCALL_NUMBERS.get(os.uname().machine, {})
+
+    # -- helpers ---------------------------------------------------------
+    def _check(self, ret, call, args, context=None):
+        if ret < 0:
+            raise SyscallError(self._ctypes.get_errno(), call, args, context)
+        return ret
+
+    def _syscall(self, name, *args):
+        try:
+            nr = self._nr[name]
+        except KeyError:
+            raise SyscallError(38, name, args, f"unsupported architecture {os.uname().machine}")
+        return self._libc.syscall(nr, *args)
+
+    @staticmethod
+    def _b(s):
+        if s is None:
+            return None
+        return s if isinstance(s, bytes) else os.fsencode(s)
+
+    # -- namespaces --------------------------------------------------------
+    def unshare(self, flags):
+        self._check(self._libc.unshare(flags), "unshare", (hex(flags),))
+
+    def setns(self, fd, nstype=0):
+        self._check(self._libc.setns(fd, nstype), "setns", (fd, hex(nstype)))
+
+    # -- mounts ------------------------------------------------------------
+    def mount(self, source, target, fstype, flags=0, data=None):
+        c = self._ctypes
+        ret = self._libc.mount(
+            self._b(source), self._b(target), self._b(fstype), c.c_ulong(flags), self._b(data)
+        )
+        self._check(ret, "mount", (source, target, fstype, hex(flags), data))
+
+    def umount2(self, target, flags=0):
+        self._check(self._libc.umount2(self._b(target), flags), "umount2", (target, flags))
+
+    def pivot_root(self, new_root, put_old):
+        ret = self._syscall("pivot_root", self._b(new_root), self._b(put_old))
+        self._check(ret, "pivot_root", (new_root, put_old))
+
+    def chroot(self, path):
+        try:
+            os.chroot(path)
+        except OSError as e:
+            raise SyscallError(e.errno, "chroot", (path,)) from None
+
+    def mknod(self, path, mode, device):
+        try:
+            os.mknod(path, mode, device)
+        except OSError as e:
+            raise SyscallError(e.errno, "mknod", (path, oct(mode), device)) from None
+
+    # -- identity ----------------------------------------------------------
+    def sethostname(self, name):
+        b = self._b(name)
+        self._check(self._libc.sethostname(b, len(b)), "sethostname", (name,))
+
+    def setdomainname(self, name):
+        b = self._b(name)
+        self._check(self._libc.setdomainname(b, len(b)), "setdomainname", (name,))
+
+    # -- process attributes -------------------------------------------------
+    def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
+        c = self._ctypes
+        ret = self._libc.prctl(c.c_int(option), c.c_ulong(arg2), c.c_ulong(arg3),
+                               c.c_ulong(arg4), c.c_ulong(arg5))
+        return self._check(ret, "prctl", (option, arg2, arg3))
+
+    def capget(self, pid=0):
+        """Return (effective, permitted, inheritable) as 64-bit masks."""
+        c = self._ctypes
+        header = (c.c_uint32 * 2)(C.LINUX_CAPABILITY_VERSION_3, pid)
+        data = (c.c_uint32 * 6)()
+        self._check(self._syscall("capget", header, data), "capget", (pid,))
+        eff = data[0] | (data[3] << 32)
+        prm = data[1] | (data[4] << 32)
+        inh = data[2] | (data[5] << 32)
+        return eff, prm, inh
+
+    def capset(self, effective, permitted, inheritable):
+        c = self._ctypes
+        header = (c.c_uint32 * 2)(C.LINUX_CAPABILITY_VERSION_3, 0)
+        m = 0xFFFFFFFF
+        data = (c.c_uint32 * 6)(effective & m, permitted & m, inheritable & m,
+                                effective >> 32, permitted >> 32, inheritable >> 32)
+        ret = self._syscall("capset", header, data)
+        self._check(ret, "capset", (hex(effective), hex(permitted), hex(inheritable)))
+
+    def keyctl(self, op, arg2=0, arg3=0, arg4=0, arg5=0):
+        c = self._ctypes
+        args = [a if isinstance(a, (bytes, type(None))) else c.c_ulong(a)
+                for a in (arg2, arg3, arg4, arg5)]
+        return self._check(self._syscall("keyctl", c.c_int(op), *args), "keyctl", (op, arg2))
+
+    def close_range(self, first, last, flags=0):
+        c = self._ctypes
+        ret = self._syscall("close_range", c.c_uint(first), c.c_uint(last), c.c_uint(flags))
+        self._check(ret, "close_range", (first, last, flags))
+
+    def bpf(self, cmd, attr, size):
+        """bpf(2).  ``attr`` is a writable ctypes buffer holding a union bpf_attr
+        of ``size`` bytes (the kernel writes results back into it, e.g. for
+        BPF_PROG_QUERY); returns the result (a new fd for BPF_PROG_LOAD)."""
+        c = self._ctypes
+        ret = self._syscall("bpf", c.c_int(cmd), c.byref(attr), c.c_uint(size))
+        return self._check(ret, "bpf", (cmd,))
+
+    def raw_syscall(self, name, *args):
+        """For the few callers (seccomp, bpf) that build their own ctypes arguments."""
+        return self._check(self._syscall(name, *args), name, ())
+
+
+_real = None
+
+
+def real():
+    """The process-wide real Syscalls (created on first use)."""
+    global _real
+    if _real is None:
+        _real = Syscalls()
+    return _real

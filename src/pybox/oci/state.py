@@ -1,0 +1,156 @@
+"""The runtime's state on disk: one directory per container under --root.
+
+    ROOT/ID/state.json   everything later commands need (written atomically)
+    ROOT/ID/start.sock   only while the container is "created": `start` connects
+                         to it to let the init process exec the user's program
+
+state.json is the truth: no runtime process stays around after a command, so every
+command rebuilds its view from this file plus the kernel (/proc/PID/stat start
+time, the cgroup).  Writes go to a temp file, are fsynced and renamed, so a crash
+leaves either the old or the new file, never half of one.
+"""
+
+import os
+import time
+
+from pybox.errors import ContainerExists, ContainerNotFound, PyboxError, UsageError
+from pybox.oci import fastjson
+
+STATE_FILE = "state.json"
+START_SOCKET = "start.sock"
+
+
+def validate_id(cid):
+    """runc's rule: [A-Za-z0-9_+.-]+, not '.' or '..', so an id is always one safe
+    path component (no '/', no traversal)."""
+    if not cid:
+        raise UsageError("container id cannot be empty")
+    if cid in (".", "..") or len(cid) > 1024:
+        raise UsageError(f"invalid container id {cid!r}")
+    for ch in cid:
+        if not (ch.isascii() and (ch.isalnum() or ch in "_+-.")):
+            raise UsageError(f"invalid container id {cid!r}: only letters, digits and "
+                             "'_+-.' are allowed")
+    return cid
+
+
+def rfc3339_now():
+    """UTC time with nanoseconds, as Go's time.RFC3339Nano prints it."""
+    ns = time.time_ns()
+    secs, frac = divmod(ns, 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    if frac:
+        return f"{stamp}.{frac:09d}".rstrip("0") + "Z"
+    return stamp + "Z"
+
+
+def write_atomic(path, data, mode=0o600):
+    """Write bytes/str to path via temp file + fsync + rename."""
+    if isinstance(data, str):
+        data = data.encode()
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+def _unlink_quiet(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class StateDir:
+    """ROOT/ID: claim, read, write, lock and remove one container's state."""
+
+    def __init__(self, root, cid):
+        self.root = root
+        self.id = cid
+        self.path = f"{root}/{cid}"
+        self.state_path = f"{self.path}/{STATE_FILE}"
+        self._lock_fd = None
+
+    # -- lifetime ----------------------------------------------------------
+    def claim(self):
+        """Create the directory; fails if the id is in use.  mkdir is atomic, so two
+        concurrent creates with one id cannot both win."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(self.path, 0o711)
+        except FileExistsError:
+            raise ContainerExists(self.id) from None
+
+    def exists(self):
+        return os.path.isdir(self.path)
+
+    def remove(self):
+        """Remove the directory and what is in it (it holds no subdirectories)."""
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return
+        for name in names:
+            _unlink_quiet(f"{self.path}/{name}")
+        try:
+            os.rmdir(self.path)
+        except FileNotFoundError:
+            pass
+
+    # -- content -----------------------------------------------------------
+    def read(self):
+        try:
+            with open(self.state_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            if not self.exists():
+                raise ContainerNotFound(self.id) from None
+            return None  # being created, or a create that crashed before its first write
+        try:
+            return fastjson.loads(data)
+        except ValueError as e:
+            raise PyboxError(f"container {self.id!r}: state file {self.state_path} is "
+                             f"corrupt: {e}") from None
+
+    def write(self, record):
+        write_atomic(self.state_path, fastjson.dumps(record))
+
+    # -- locking -----------------------------------------------------------
+    def lock(self):
+        """Exclusive lock serialising start/delete/pause on one container."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFound(self.id) from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_fd = fd
+        return self
+
+    def unlock(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self.lock()
+
+    def __exit__(self, *exc):
+        self.unlock()
+
+
+def list_ids(root):
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if os.path.isdir(f"{root}/{n}"))
