@@ -1,0 +1,53 @@
+"""Control groups: one manager interface over cgroup v1, v2 and hybrid hosts.
+
+The package knows nothing about containers beyond a cgroup path, a runtime-spec
+``linux.resources`` object (a dict, already validated by pybox.oci.spec) and pids.
+
+    from pybox import cgroups
+    mgr = cgroups.new_manager(cgroups_path, name=container_id)  # detects the layout
+    mgr.create()                      # make the directories (nothing joined yet)
+    mgr.apply(resources)              # write every limit; CgroupError on failure
+    mgr.add(pid)                      # move a process in
+    ...
+    saved = mgr.to_state()            # a JSON-able dict for the runtime's state file
+    mgr = cgroups.load_manager(saved) # later, from another process
+    mgr.destroy()                     # kill leftovers, remove directories
+
+Public surface (see base.Manager for the contract of each method):
+  new_manager, load_manager, detect_layout, Manager, CgroupError
+The drivers live in v1.py, v2.py and hybrid.py; layout.py reads /proc/self/mountinfo
+and /proc/self/cgroup; paths.py implements runc's cgroupsPath rules.
+``fs`` (tests only) replaces the kernel's cgroupfs, see fakefs.py.
+Import cost matters (this is on the runtime's create path): stdlib only, no re,
+json, enum, functools, signal or logging on the create/apply/add/destroy path.
+"""
+
+from pybox.errors import CgroupError  # noqa: F401  (re-exported)
+
+
+def detect_layout(mountinfo=None, proc_cgroup=None, *, prefix=""):
+    """The host's Layout (layout.py); arguments let tests feed fake /proc text."""
+    from pybox.cgroups.layout import detect
+
+    return detect(mountinfo, proc_cgroup, prefix=prefix)
+
+
+def new_manager(cgroups_path, name, *, layout=None, rootless=False, systemd=False, fs=None):
+    """A manager for the cgroup a container with id ``name`` should live in.
+
+    ``cgroups_path`` is linux.cgroupsPath as runc reads it: absolute paths are
+    relative to each hierarchy's root, relative ones to the calling process's own
+    cgroup, and an empty one means ``name`` relative to the caller's cgroup.  With
+    ``systemd``, "slice:prefix:name" is accepted and mapped to cgroupfs paths.
+    """
+    from pybox.cgroups.base import build_manager
+
+    return build_manager(cgroups_path, name, layout=layout, rootless=rootless,
+                         systemd=systemd, fs=fs)
+
+
+def load_manager(saved, *, fs=None):
+    """Rebuild a manager from ``Manager.to_state()`` output (no detection)."""
+    from pybox.cgroups.base import load_manager as _load
+
+    return _load(saved, fs=fs)

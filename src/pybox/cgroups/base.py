@@ -1,0 +1,341 @@
+"""The manager contract every driver (v1, v2, hybrid) fulfils, and what they share.
+
+Method contract (all raise pybox.errors.CgroupError with the path, the file and
+the errno when the kernel refuses):
+
+create()             make the cgroup directories (v1: one per mounted hierarchy;
+                     v2: one directory, with the available controllers enabled in
+                     cgroup.subtree_control of every ancestor).  cpuset cpus/mems
+                     are initialised from the parent on v1.  Idempotent.  On
+                     failure the directories made by this call are removed again.
+apply(resources)     write every field of a runtime-spec linux.resources dict.  A
+                     limit whose controller is absent or not delegated is an error
+                     naming the field (not silently skipped), except in rootless
+                     mode where it is a warning (see ``warnings``).  Values are
+                     checked before anything is written; if the kernel refuses a
+                     value while no process has joined yet, the directories this
+                     manager created are removed before the error propagates, so
+                     a failed apply leaves no cgroup behind.
+update(resources)    like apply, for a live cgroup (runc update): only the fields
+                     given are touched; memory limit and swap are ordered so that the
+                     kernel accepts the change whether it grows or shrinks.  Never
+                     removes anything.
+add(pid)             move a process (and, for v1, into every hierarchy).
+pids()               pids of every process in the cgroup (recursive).
+freeze() / thaw()    freezer (v1 freezer.state, v2 cgroup.freeze); wait until done.
+is_frozen()          bool.
+stats()              dict in the shape runc's events --stats prints ("cpu", "memory",
+                     "pids", "blkio", "hugetlb"), see stats.py.
+oom_kill_count()     number of OOM kills in this cgroup so far (v2 memory.events
+                     oom_kill; v1 memory.oom_control oom_kill).
+kill_all(sig)        signal every process (freeze, signal, thaw: no fork races).
+destroy()            SIGKILL leftovers, wait for them to go, remove the directories
+                     (deepest first; retry while the kernel still counts exiting
+                     tasks).  Idempotent; never touches cgroups it did not create.
+to_state()           JSON-able dict that load_manager() turns back into a manager.
+paths                dict controller -> absolute directory (v2: {"": dir}).
+warnings             list of strings: what rootless mode skipped or the kernel
+                     ignores (e.g. memory.kernel), for the runtime to log.
+"""
+
+import os
+import time
+
+from pybox.cgroups.fs import REAL, Files, cgroup_error
+from pybox.errors import CgroupError
+
+SIGKILL = 9
+# Generous bounds: a cgroup whose tasks are exiting may need a moment before
+# rmdir succeeds; a process stuck in D state may need longer.
+EMPTY_TIMEOUT = 10.0
+RMDIR_TIMEOUT = 5.0
+FREEZE_TIMEOUT = 10.0
+
+
+class Manager:
+    """Abstract base; see the module docstring for the contract."""
+
+    version = None  # 1 or 2
+    paths = {}
+
+    def create(self):
+        raise NotImplementedError
+
+    def apply(self, resources):
+        raise NotImplementedError
+
+    def update(self, resources):
+        raise NotImplementedError
+
+    def add(self, pid):
+        raise NotImplementedError
+
+    def pids(self):
+        raise NotImplementedError
+
+    def freeze(self):
+        raise NotImplementedError
+
+    def thaw(self):
+        raise NotImplementedError
+
+    def is_frozen(self):
+        raise NotImplementedError
+
+    def stats(self):
+        raise NotImplementedError
+
+    def oom_kill_count(self):
+        raise NotImplementedError
+
+    def kill_all(self, sig):
+        raise NotImplementedError
+
+    def destroy(self):
+        raise NotImplementedError
+
+    def to_state(self):
+        raise NotImplementedError
+
+
+def backoff(timeout):
+    """Sleeps of 1 ms doubling to 50 ms until ``timeout`` seconds have passed;
+    yields before each try (the first immediately)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        yield
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+class Driver(Manager, Files):
+    """What v1 and v2 share: directory bookkeeping, process listing, killing and
+    removal.  Subclasses set ``self.paths``, ``self.created``, ``self.fs``."""
+
+    rootless = False
+
+    def _init_common(self, created, rootless, fs):
+        self.created = list(created or ())
+        self.rootless = rootless
+        self.fs = fs or REAL
+        self.warnings = []
+        self._joined = False
+
+    # -- warnings and unsupported fields ----------------------------------
+    def _warn(self, text):
+        self.warnings.append(text)
+
+    def _unsupported(self, field, why, errno=95):
+        """A field this host or driver cannot honour: an error, or in rootless
+        mode (where cgroups are best effort, as in runc) a warning."""
+        if self.rootless:
+            self._warn(f"{field}: ignored: {why}")
+            return
+        raise CgroupError(f"{field}: {why}", errno=errno)
+
+    # -- directories --------------------------------------------------------
+    def _make_path(self, mountpoint, cgroup_path, before_mkdir=None, made=None):
+        """mkdir every missing component of ``cgroup_path`` below ``mountpoint``.
+
+        Returns the list of directories made (top-down).  ``before_mkdir(parent)``
+        runs before each new child (v2 enables controllers there); ``made`` is
+        appended to as we go so a caller can roll back after a failure.
+        """
+        made = [] if made is None else made
+        current = mountpoint.rstrip("/")
+        for part in cgroup_path.strip("/").split("/"):
+            if not part:
+                continue
+            parent = current
+            current = f"{current}/{part}"
+            if self.fs.isdir(current):
+                continue
+            if before_mkdir is not None:
+                before_mkdir(parent)
+            try:
+                self.fs.mkdir(current, 0o755)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise cgroup_error("create cgroup", current, e.errno) from None
+            made.append(current)
+        return made
+
+    def _remove_dirs(self, dirs):
+        """rmdir deepest first, retrying EBUSY; returns the ones still present."""
+        left = []
+        for d in sorted(set(dirs), key=lambda p: p.count("/"), reverse=True):
+            if not self._rmdir_retry(d):
+                left.append(d)
+        return left
+
+    def _rmdir_retry(self, path):
+        last = None
+        for _ in backoff(RMDIR_TIMEOUT):
+            try:
+                self.fs.rmdir(path)
+                return True
+            except FileNotFoundError:
+                return True
+            except OSError as e:
+                last = e.errno
+                if e.errno != 16:  # EBUSY: tasks still exiting, retry
+                    break
+        self._rmdir_error = cgroup_error("remove cgroup", path, last,
+                                         hint="processes are still inside" if last == 16 else None)
+        return False
+
+    def _descendants(self, directory):
+        """Sub-cgroups below ``directory`` (made by the container itself), deepest
+        first.  They belong to the container, so destroy removes them too."""
+        out = []
+        try:
+            names = self.fs.listdir(directory)
+        except OSError:
+            return out
+        for name in names:
+            sub = f"{directory}/{name}"
+            if self.fs.isdir(sub):
+                out.extend(self._descendants(sub))
+                out.append(sub)
+        return out
+
+    def _rollback(self):
+        """Remove what this manager created (used when apply fails on a cgroup no
+        process has joined yet)."""
+        left = self._remove_dirs(self.created)
+        self.created = [d for d in self.created if d in left]
+
+    # -- processes ----------------------------------------------------------
+    def _procs_in(self, directory):
+        pids = []
+        text = self._read_or_none(directory, "cgroup.procs")
+        if text is None:
+            return pids
+        pids.extend(int(x) for x in text.split())
+        for sub in self._descendants(directory):
+            text = self._read_or_none(sub, "cgroup.procs")
+            if text:
+                pids.extend(int(x) for x in text.split())
+        return pids
+
+    def _signal_pids(self, sig):
+        sent = 0
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+                sent += 1
+            except ProcessLookupError:
+                pass
+        return sent
+
+    def kill_all(self, sig):
+        """Freeze, signal every process, thaw: a process cannot fork a child that
+        escapes the signal while the cgroup is frozen."""
+        can_freeze = self._can_freeze()
+        was_frozen = can_freeze and self.is_frozen()
+        if can_freeze and not was_frozen:
+            try:
+                self.freeze()
+            except CgroupError:
+                can_freeze = False
+        try:
+            self._signal_pids(sig)
+        finally:
+            if can_freeze and not was_frozen:
+                self.thaw()
+
+    def _can_freeze(self):
+        return True
+
+    def _owned_leaves(self):
+        """Leaf directories of this container that this manager created."""
+        return [d for d in set(self.paths.values()) if d in self.created]
+
+    def _wait_empty(self, timeout=EMPTY_TIMEOUT):
+        for _ in backoff(timeout):
+            if not self.pids():
+                return True
+        return False
+
+    def destroy(self):
+        """Kill what is left, wait until empty, remove our directories.
+
+        Only cgroups this manager made are touched: if the leaf existed before
+        (a cgroupsPath shared with something else), its processes are left alone
+        and it is not removed.
+        """
+        if not self.created:
+            return
+        leaves = [d for d in self._owned_leaves() if self.fs.isdir(d)]
+        if leaves and self._leaf_pids(leaves):
+            for _ in range(3):
+                self._kill_for_destroy()
+                if self._wait_empty():
+                    break
+        dirs = list(self.created)
+        for leaf in leaves:
+            dirs.extend(self._descendants(leaf))
+        self._rmdir_error = None
+        left = self._remove_dirs(dirs)
+        self.created = [d for d in self.created if d in left]
+        if left:
+            raise self._rmdir_error or CgroupError(f"cannot remove {left}")
+
+    def _leaf_pids(self, leaves):
+        return any(self._procs_in(d) for d in leaves)
+
+    def _kill_for_destroy(self):
+        self.kill_all(SIGKILL)
+        # A paused container stays frozen through kill_all; frozen tasks cannot
+        # die, so thaw unconditionally.
+        if self._can_freeze():
+            try:
+                self.thaw()
+            except CgroupError:
+                pass
+
+
+def build_manager(cgroups_path, name, *, layout=None, rootless=False, systemd=False, fs=None):
+    """The driver for this host's layout (see pybox.cgroups.new_manager)."""
+    from pybox.cgroups.layout import HYBRID, V1, detect
+
+    if layout is None:
+        layout = detect()
+    if layout.mode == V1:
+        from pybox.cgroups.v1 import V1Manager
+
+        return V1Manager.for_layout(layout, cgroups_path, name, rootless=rootless,
+                                    systemd=systemd, fs=fs)
+    if layout.mode == HYBRID:
+        from pybox.cgroups.hybrid import HybridManager
+
+        return HybridManager.for_layout(layout, cgroups_path, name, rootless=rootless,
+                                        systemd=systemd, fs=fs)
+    from pybox.cgroups.v2 import V2Manager
+
+    return V2Manager.for_layout(layout, cgroups_path, name, rootless=rootless,
+                                systemd=systemd, fs=fs)
+
+
+def load_manager(saved, *, fs=None):
+    """Rebuild a manager from ``Manager.to_state()`` output (no detection)."""
+    if not isinstance(saved, dict) or "driver" not in saved:
+        raise CgroupError(f"not a saved cgroup manager state: {saved!r}")
+    driver = saved["driver"]
+    if driver == "v1":
+        from pybox.cgroups.v1 import V1Manager
+
+        return V1Manager.from_state(saved, fs=fs)
+    if driver == "v2":
+        from pybox.cgroups.v2 import V2Manager
+
+        return V2Manager.from_state(saved, fs=fs)
+    if driver == "hybrid":
+        from pybox.cgroups.hybrid import HybridManager
+
+        return HybridManager.from_state(saved, fs=fs)
+    raise CgroupError(f"unknown cgroup driver {driver!r} in saved state")

@@ -1,0 +1,165 @@
+"""File operations on cgroupfs, behind one small object so tests can fake the kernel.
+
+Why an object and not plain ``os`` calls: cgroupfs is a filesystem whose files
+appear by themselves when a directory is made (memory.max, cgroup.procs, ...) and
+whose writes have side effects.  A unit test cannot get that from a tmp dir, so
+the drivers do every mkdir/rmdir/read/write through a ``CgroupFs`` and tests pass
+``pybox.cgroups.fakefs.FakeCgroupFs``, which populates new directories the way
+the kernel would.  The real one is plain ``os`` and costs nothing to import.
+
+Every failure becomes a :class:`pybox.errors.CgroupError` whose message names
+the file, the value, the errno and, when the caller knows it, the
+``linux.resources`` field the value came from, so the user can act on it.
+"""
+
+import os
+
+from pybox.errors import CgroupError
+
+# errno -> why the kernel typically says it on cgroupfs (appended to messages)
+_HINTS = {
+    1: "operation not permitted (not root, or the cgroup is not delegated to us)",
+    2: "no such file: the controller is not enabled here, or the kernel lacks this knob",
+    13: "permission denied (the cgroup is not delegated to this user)",
+    16: "device or resource busy",
+    19: "no such device",
+    22: "invalid argument: the kernel rejected the value",
+    28: "no space left: a cgroup limit (e.g. cgroup.max.descendants) or no cpus/mems set",
+    30: "read-only file system (cgroupfs mounted read-only)",
+    95: "not supported by this kernel",
+}
+
+
+def describe_errno(err):
+    text = _HINTS.get(err)
+    if text is None:
+        try:
+            text = os.strerror(err)
+        except (ValueError, TypeError):
+            text = "unknown error"
+    return f"{text} (errno {err})"
+
+
+def cgroup_error(operation, path, err, *, field=None, value=None, hint=None):
+    """Build the one-line CgroupError every driver raises.
+
+    ``field`` is the runtime-spec JSON path (``linux.resources.memory.limit``) so
+    the message starts the way ConfigError messages do; ``value`` is what we tried
+    to write.
+    """
+    parts = []
+    if field:
+        parts.append(f"{field}: ")
+    if value is not None:
+        parts.append(f"cannot {operation} {value!r} to {path}")
+    else:
+        parts.append(f"cannot {operation} {path}")
+    if err is not None:
+        parts.append(f": {describe_errno(err)}")
+    if hint:
+        parts.append(f"; {hint}")
+    exc = CgroupError("".join(parts), errno=err)
+    exc.path = path
+    exc.field = field
+    exc.value = value
+    return exc
+
+
+class CgroupFs:
+    """The real kernel.  Stateless; one shared instance is enough (``REAL``)."""
+
+    def exists(self, path):
+        return os.path.exists(path)
+
+    def isdir(self, path):
+        return os.path.isdir(path)
+
+    def listdir(self, path):
+        return os.listdir(path)
+
+    def mkdir(self, path, mode=0o755):
+        os.mkdir(path, mode)
+
+    def rmdir(self, path):
+        os.rmdir(path)
+
+    def read(self, path):
+        with open(path, "rb") as f:
+            return f.read().decode()
+
+    def write(self, path, data):
+        """One write(2) of the whole value, no O_CREAT: a missing file means a
+        missing controller, never a file we should invent."""
+        if isinstance(data, str):
+            data = data.encode()
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+
+REAL = CgroupFs()
+
+
+def join(directory, name):
+    return directory + "/" + name if not directory.endswith("/") else directory + name
+
+
+class Files:
+    """Read and write the knobs of one set of cgroup directories with good errors.
+
+    Mixed into the drivers; needs ``self.fs``.
+    """
+
+    fs = REAL
+
+    def _read(self, directory, name, *, field=None):
+        path = join(directory, name)
+        try:
+            return self.fs.read(path)
+        except OSError as e:
+            raise cgroup_error("read", path, e.errno, field=field) from None
+
+    def _read_or_none(self, directory, name):
+        try:
+            return self.fs.read(join(directory, name))
+        except OSError:
+            return None
+
+    def _write(self, directory, name, value, *, field=None, hint=None):
+        path = join(directory, name)
+        text = value if isinstance(value, str) else str(value)
+        try:
+            self.fs.write(path, text)
+        except OSError as e:
+            raise cgroup_error("write", path, e.errno, field=field, value=text,
+                               hint=hint) from None
+
+    def _has(self, directory, name):
+        return self.fs.exists(join(directory, name))
+
+
+def parse_int(text):
+    """cgroupfs integers; "max" (v2 and pids) becomes -1, like runtime-spec's
+    "unlimited"."""
+    text = text.strip()
+    if text == "max":
+        return -1
+    return int(text)
+
+
+def parse_flat_keyed(text):
+    """``key value`` lines (memory.stat, cpu.stat, memory.events) -> dict of ints."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if not key:
+            continue
+        value = value.strip()
+        try:
+            out[key] = int(value)
+        except ValueError:
+            if value == "max":
+                out[key] = -1
+    return out
