@@ -1,0 +1,218 @@
+"""Hybrid hosts: v1 controllers where they are mounted, the cgroup2 mount for the rest.
+
+On a hybrid host (this one: every controller on its own v1 mount, plus cgroup2
+at /sys/fs/cgroup/unified with no controllers or only hugetlb) a container gets
+a directory in every v1 hierarchy *and* one in the unified hierarchy:
+
+* the unified directory tracks the container's processes the way systemd does on
+  such hosts, gives a freezer and cgroup.kill even where v1 freezer is absent,
+  and takes eBPF device programs when the v1 devices controller is not mounted;
+* each section of linux.resources goes to the v1 controller when it is mounted,
+  otherwise to the same controller on the cgroup2 mount (hugetlb here), and is an
+  error naming the field when neither has it.
+
+crun refuses this layout; runc ignores the unified half.  Composition keeps both
+drivers unchanged: this class only routes.
+"""
+
+from pybox.cgroups import resources as res
+from pybox.cgroups.base import SIGKILL, Manager
+from pybox.cgroups.v1 import _CPU_KEYS, V1Manager
+from pybox.cgroups.v2 import V2Manager
+from pybox.errors import CgroupError
+
+P = "linux.resources"
+
+
+class HybridManager(Manager):
+    version = 1
+    driver = "hybrid"
+
+    def __init__(self, v1, v2):
+        self.v1 = v1
+        self.v2 = v2
+
+    @classmethod
+    def for_layout(cls, layout, cgroups_path, name, *, rootless=False, systemd=False, fs=None):
+        v1 = V1Manager.for_layout(layout, cgroups_path, name, rootless=rootless,
+                                  systemd=systemd, fs=fs)
+        v2 = V2Manager.for_layout(layout, cgroups_path, name, rootless=rootless,
+                                  systemd=systemd, fs=fs, partial=True)
+        return cls(v1, v2)
+
+    @classmethod
+    def from_state(cls, saved, fs=None):
+        return cls(V1Manager.from_state(saved["v1"], fs=fs),
+                   V2Manager.from_state(saved["v2"], fs=fs))
+
+    def to_state(self):
+        return {"driver": self.driver, "version": 1, "path": self.v1.cgroup_path,
+                "paths": self.paths, "created": self.created, "rootless": self.v1.rootless,
+                "v1": self.v1.to_state(), "v2": self.v2.to_state()}
+
+    @property
+    def paths(self):
+        out = dict(self.v1.paths)
+        out[""] = self.v2.dir
+        return out
+
+    @property
+    def created(self):
+        return list(self.v1.created) + list(self.v2.created)
+
+    @property
+    def warnings(self):
+        return self.v1.warnings + self.v2.warnings
+
+    @property
+    def rootless(self):
+        return self.v1.rootless
+
+    # -- lifecycle ----------------------------------------------------------------
+    def create(self):
+        self.v1.create()
+        try:
+            self.v2.create()
+        except BaseException:
+            self.v1._rollback()
+            raise
+
+    def add(self, pid):
+        self.v1.add(pid)
+        self.v2.add(pid)
+
+    def pids(self):
+        found = set(self.v1.pids())
+        found.update(self.v2.pids())
+        return sorted(found)
+
+    # -- resources ----------------------------------------------------------------
+    def _owner(self, v1_controller, v2_controller):
+        """The driver that handles a controller: v1 if mounted there, else v2 if
+        the cgroup2 mount offers it, else v1 (whose error names the field)."""
+        if v1_controller in self.v1.paths:
+            return self.v1
+        if v2_controller in self.v2.controllers():
+            return self.v2
+        return self.v1
+
+    def apply(self, resources):
+        res.validate(resources)
+        try:
+            self._apply_sections(resources or {}, update=False)
+        except BaseException:
+            if not (self.v1._joined or self.v2._joined):
+                self.v1._rollback()
+                self.v2._rollback()
+            raise
+
+    def update(self, resources):
+        res.validate(resources)
+        self._apply_sections(resources or {}, update=True)
+
+    def _apply_sections(self, r, update):
+        self.v2._controllers = None
+        cpu = res.get(r, "cpu")
+        if cpu.get("cpus") or cpu.get("mems"):
+            self._owner("cpuset", "cpuset").set_cpuset(cpu)
+        if r.get("devices") is not None:
+            owner = self.v1 if "devices" in self.v1.paths else self.v2
+            owner.set_devices(r["devices"])
+        mem = res.get(r, "memory")
+        if mem:
+            self._owner("memory", "memory").set_memory(mem, update)
+        if any(cpu.get(k) is not None for k in _CPU_KEYS):
+            self._owner("cpu", "cpu").set_cpu(cpu)
+        pids = res.get(r, "pids")
+        if pids.get("limit") is not None:
+            self._owner("pids", "pids").set_pids(pids)
+        blk = res.get(r, "blockIO")
+        if blk:
+            self._owner("blkio", "io").set_blockio(blk)
+        if r.get("hugepageLimits"):
+            self._owner("hugetlb", "hugetlb").set_hugetlb(r["hugepageLimits"])
+        net = res.get(r, "network")
+        if net:
+            self.v1.set_network(net)
+        if r.get("unified"):
+            self._set_unified(r["unified"])
+
+    def _set_unified(self, unified):
+        """Raw v2 keys are honoured for controllers that live on the cgroup2 mount
+        (and cgroup.* core files); a key for a v1-mounted controller is refused
+        because writing it would configure nothing."""
+        offered = self.v2.controllers()
+        for key in unified:
+            controller = key.split(".", 1)[0]
+            if controller != "cgroup" and controller not in offered:
+                raise CgroupError(
+                    f"{P}.unified[{key!r}]: the {controller} controller is not on this "
+                    f"host's cgroup2 mount (hybrid host; cgroup2 offers: "
+                    f"{', '.join(offered) or 'nothing'})", errno=95)
+        self.v2.set_unified(unified)
+
+    # -- freezer / kill -----------------------------------------------------------
+    def _freezer_driver(self):
+        return self.v1 if "freezer" in self.v1.paths else self.v2
+
+    def freeze(self):
+        self._freezer_driver().freeze()
+
+    def thaw(self):
+        self._freezer_driver().thaw()
+
+    def is_frozen(self):
+        return self._freezer_driver().is_frozen()
+
+    def kill_all(self, sig):
+        if sig == SIGKILL and self.v2._has(self.v2.dir, "cgroup.kill"):
+            self.v2.kill_all(sig)
+            # Processes that joined only the v1 side (e.g. the unified write
+            # failed in rootless mode) still need the signal.
+            if self.v1.pids():
+                self.v1.kill_all(sig)
+            return
+        self._freezer_driver().kill_all(sig)
+
+    def destroy(self):
+        if self.v1._owned_leaves() or self.v2._owned_leaves():
+            if self.pids():
+                for _ in range(3):
+                    self.kill_all(SIGKILL)
+                    try:
+                        self.thaw()
+                    except CgroupError:
+                        pass
+                    if self.v1._wait_empty() and self.v2._wait_empty():
+                        break
+        errors = []
+        for driver in (self.v1, self.v2):
+            try:
+                driver.destroy()
+            except CgroupError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    # -- stats ----------------------------------------------------------------------
+    def stats(self):
+        from pybox.cgroups import stats
+
+        out = stats.v1_stats(self.v1.paths, self.v1.fs)
+        offered = self.v2.controllers()
+        if offered:
+            extra = stats.v2_stats(self.v2.dir, self.v2.fs)
+            if "hugetlb" in offered and "hugetlb" not in self.v1.paths:
+                out["hugetlb"] = extra["hugetlb"]
+            if "memory" in offered and "memory" not in self.v1.paths:
+                out["memory"] = extra["memory"]
+            if "pids" in offered and "pids" not in self.v1.paths:
+                out["pids"] = extra["pids"]
+            if "io" in offered and "blkio" not in self.v1.paths:
+                out["blkio"] = extra["blkio"]
+        return out
+
+    def oom_kill_count(self):
+        if "memory" in self.v1.paths:
+            return self.v1.oom_kill_count()
+        return self.v2.oom_kill_count()
