@@ -95,6 +95,12 @@ class Syscalls:
         except OSError as e:
             raise SyscallError(e.errno, "mknod", (path, oct(mode), device)) from None
 
+    def chown(self, path, uid, gid):
+        try:
+            os.chown(path, uid, gid, follow_symlinks=False)
+        except OSError as e:
+            raise SyscallError(e.errno, "chown", (path, uid, gid)) from None
+
     # -- identity ----------------------------------------------------------
     def sethostname(self, name):
         b = self._b(name)

@@ -1,0 +1,60 @@
+#!/bin/sh
+# install.sh [--dev] -- install pybox on a Debian 12 machine (run as root).
+#
+#   - Debian packages pybox needs at run time (python3, python3-venv, busybox-static)
+#     and, with --dev, the reference runtimes and tools the tests and benchmarks
+#     compare against (runc, crun, ...);
+#   - a virtual environment at $PYBOX_PREFIX (default /opt/pybox) on Debian's
+#     /usr/bin/python3, with pybox installed into it (editable with --dev, so the
+#     checkout is what runs) and its pinned dependencies;
+#   - fast launchers in $PYBOX_BINDIR (default /usr/local/bin): `python -IS`
+#     without site processing (see src/pybox/launchers.py);
+#   - an example bundle at /var/lib/pybox/bundles/busybox (busybox-static rootfs).
+# Idempotent: run it again after pulling.
+set -eu
+
+DEV=0
+for arg in "$@"; do
+  case $arg in
+    --dev) DEV=1 ;;
+    *) echo "usage: $0 [--dev]" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+PREFIX=${PYBOX_PREFIX:-/opt/pybox}
+BINDIR=${PYBOX_BINDIR:-/usr/local/bin}
+export DEBIAN_FRONTEND=noninteractive
+
+PKGS="python3 python3-venv python3-dev busybox-static"
+if [ "$DEV" = 1 ]; then
+  # reference runtimes and tools for tests, conformance and benchmarks
+  PKGS="$PKGS runc crun tini uidmap hyperfine"
+fi
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends $missing >/dev/null
+fi
+
+if [ ! -x "$PREFIX/bin/python3" ]; then
+  /usr/bin/python3 -m venv --system-site-packages "$PREFIX"
+fi
+PIP="$PREFIX/bin/python3 -m pip --disable-pip-version-check -q"
+if [ "$DEV" = 1 ]; then
+  $PIP install -e "$HERE[test]"
+else
+  $PIP install "$HERE"
+fi
+"$PREFIX/bin/python3" -m pybox.launchers "$BINDIR" >/dev/null
+
+BUNDLE=/var/lib/pybox/bundles/busybox
+if [ ! -f "$BUNDLE/config.json" ]; then
+  "$PREFIX/bin/python3" -m pybox.images.rootfs busybox "$BUNDLE" -- \
+    /bin/sh -c 'echo "hello from a pybox container: pid $$ on host $(hostname), $(grep -c . /proc/mounts) mounts"' >/dev/null
+fi
+echo "pybox installed: $BINDIR/pybox-runtime ($("$BINDIR/pybox-runtime" --version | head -1))"

@@ -1,0 +1,512 @@
+"""Container lifecycle: create, start, state, kill, delete, run.
+
+A library API (the engine calls it directly; the CLI in runtime/commands is a thin
+front end).  No runtime process stays around between commands: each operation
+loads ROOT/ID/state.json, asks the kernel what is true now (is the init still the
+process we started, i.e. same pid *and* start time; is its cgroup frozen), acts,
+and writes the state back atomically.
+
+Status, as the runtime-spec defines it:
+  creating  state dir exists, create still running (no pid recorded yet)
+  created   init alive, blocked before the user program (start.sock present)
+  running   init alive and started
+  paused    init alive, cgroup frozen
+  stopped   init gone (or a zombie), or a create that died half-way
+"""
+
+import os
+
+from pybox import OCI_VERSION
+from pybox.errors import (ContainerError, InvalidState, PyboxError, ProcessSetupError,
+                          RootfsError)
+from pybox.linux import proc
+from pybox.oci import state as st
+from pybox.runtime import log as logmod
+
+DEFAULT_ROOT = "/run/pybox-runtime"
+UNIX_PATH_MAX = 107
+
+
+class Container:
+    def __init__(self, root, cid, record):
+        self.root = root
+        self.id = cid
+        self.dir = st.StateDir(root, cid)
+        self.record = record or {}
+
+    # -- loading -----------------------------------------------------------
+    @classmethod
+    def load(cls, root, cid):
+        st.validate_id(cid)
+        sdir = st.StateDir(root, cid)
+        return cls(root, cid, sdir.read())
+
+    def reload(self):
+        self.record = self.dir.read() or {}
+
+    # -- derived facts -----------------------------------------------------
+    @property
+    def pid(self):
+        return self.record.get("pid") or 0
+
+    @property
+    def config(self):
+        return self.record.get("config") or {}
+
+    def init_alive(self):
+        pid = self.pid
+        return bool(pid) and proc.is_alive(pid, self.record.get("pid_start"))
+
+    def cgroup_manager(self):
+        saved = self.record.get("cgroup")
+        if not saved:
+            return None
+        from pybox import cgroups
+
+        return cgroups.load_manager(saved)
+
+    def status(self):
+        rec = self.record
+        if not rec.get("pid"):
+            creator = rec.get("creator_pid")
+            if creator and proc.is_alive(creator, rec.get("creator_start")):
+                return "creating"
+            return "stopped"
+        if not self.init_alive():
+            return "stopped"
+        if rec.get("paused") and self._frozen():
+            return "paused"
+        if not rec.get("started") and os.path.exists(f"{self.dir.path}/{st.START_SOCKET}"):
+            return "created"
+        return "running"
+
+    def _frozen(self):
+        mgr = self.cgroup_manager()
+        try:
+            return bool(mgr and mgr.is_frozen())
+        except PyboxError:
+            return False
+
+    def state(self):
+        """The runtime-spec state document (plus runc's rootfs/created/owner)."""
+        status = self.status()
+        rec = self.record
+        out = {
+            "ociVersion": OCI_VERSION,
+            "id": self.id,
+            "pid": self.pid if status != "stopped" else 0,
+            "status": status,
+            "bundle": rec.get("bundle", ""),
+            "rootfs": rec.get("rootfs", ""),
+            "created": rec.get("created", ""),
+            "owner": "",
+        }
+        annotations = self.config.get("annotations")
+        if annotations:
+            out["annotations"] = annotations
+        return out
+
+    def hook_state(self, status):
+        s = {"ociVersion": OCI_VERSION, "id": self.id, "status": status, "pid": self.pid,
+             "bundle": self.record.get("bundle", "")}
+        if self.config.get("annotations"):
+            s["annotations"] = self.config["annotations"]
+        return s
+
+    # -- start -------------------------------------------------------------
+    def start(self):
+        import _socket
+
+        with self.dir:
+            self.reload()
+            status = self.status()
+            if status != "created":
+                raise InvalidState(f"cannot start a container that is {status} "
+                                   f"(only a created container can be started)")
+            path = f"{self.dir.path}/{st.START_SOCKET}"
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                try:
+                    _unix_call(sock.connect, path)
+                except OSError as e:
+                    raise InvalidState(f"container {self.id}: init is not waiting for "
+                                       f"start: {e.strerror}", errno=e.errno) from None
+                sock.sendall(b"start")
+                os.unlink(path)
+                # init closes its end on exec (close-on-exec); anything before EOF
+                # is an error report (a startContainer hook or execve failed).
+                reply = b""
+                while True:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+            finally:
+                sock.close()
+            self.record["started"] = True
+            self.dir.write(self.record)
+            if reply.startswith(b"error "):
+                raise ProcessSetupError(reply[6:].decode(errors="replace"))
+        hooks = (self.config.get("hooks") or {}).get("poststart")
+        if hooks:
+            from pybox.runtime.hooks import run_hooks
+
+            run_hooks(hooks, self.hook_state("running"), "poststart",
+                      warn=logmod.current.warning)
+
+    # -- kill --------------------------------------------------------------
+    def kill(self, sig, all_processes=False):
+        status = self.status()
+        if status not in ("created", "running", "paused"):
+            raise InvalidState(f"container {self.id} is {status}: cannot send a signal "
+                               "(container not running)")
+        if all_processes:
+            mgr = self.cgroup_manager()
+            if mgr is not None:
+                mgr.kill_all(sig)
+                return
+        signal_process(self.pid, self.record.get("pid_start"), sig)
+
+    # -- delete ------------------------------------------------------------
+    def delete(self, force=False):
+        with self.dir:
+            self.reload()
+            status = self.status()
+            if status != "stopped":
+                if not force:
+                    raise InvalidState(f"cannot delete container {self.id} that is "
+                                       f"{status}: stop it first or use --force")
+                self._force_stop(status)
+            self.destroy_resources()
+            self.dir.remove()
+        hooks = (self.config.get("hooks") or {}).get("poststop")
+        if hooks:
+            from pybox.runtime.hooks import run_hooks
+
+            run_hooks(hooks, self.hook_state("stopped"), "poststop",
+                      warn=logmod.current.warning)
+
+    def _force_stop(self, status):
+        mgr = self.cgroup_manager()
+        if mgr is not None:
+            mgr.kill_all(9)  # thaws a paused cgroup as part of kill_all
+        pid = self.pid
+        if pid and self.init_alive():
+            signal_process(pid, self.record.get("pid_start"), 9)
+            wait_for_exit(pid, self.record.get("pid_start"), timeout=10)
+
+    def destroy_resources(self):
+        """Everything the container made on the host, in reverse order of creation:
+        its processes (the cgroup's destroy kills leftovers), its mounts (only made
+        on the host when it had no mount namespace), its cgroup."""
+        errors = []
+        mgr = self.cgroup_manager()
+        if mgr is not None:
+            try:
+                mgr.destroy()
+            except PyboxError as e:
+                errors.append(str(e))
+        if self.record.get("host_mounts"):
+            from pybox.runtime.rootfs import mounts_under
+            from pybox.linux import syscalls
+
+            sc = syscalls.real()
+            rootfs = self.record.get("rootfs")
+            if rootfs:
+                for mnt in mounts_under(rootfs):
+                    try:
+                        sc.umount2(mnt, 2)  # MNT_DETACH
+                    except OSError as e:
+                        errors.append(f"umount {mnt}: {e}")
+        if errors:
+            raise ContainerError(f"container {self.id}: cleanup incomplete: "
+                                 + "; ".join(errors))
+
+
+# ---------------------------------------------------------------------------
+
+
+def signal_process(pid, start_time, sig):
+    """Signal exactly the process we recorded: through a pidfd opened and then
+    checked against the recorded start time, so a recycled pid is never hit."""
+    import _signal
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise InvalidState(f"process {pid} does not exist (container not running)") from None
+    try:
+        if start_time is not None and proc.start_time(pid) != start_time:
+            raise InvalidState(f"process {pid} is not the container's init any more "
+                               "(container not running)")
+        _signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        raise InvalidState(f"process {pid} has exited (container not running)") from None
+    finally:
+        os.close(pidfd)
+
+
+def wait_for_exit(pid, start_time, timeout):
+    """Wait until the process is gone or a zombie (it need not be our child)."""
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        if start_time is not None and proc.start_time(pid) != start_time:
+            return True
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(int(timeout * 1000)))
+    finally:
+        os.close(pidfd)
+
+
+def _unix_call(fn, path):
+    """bind/connect with paths longer than sun_path allows, via /proc/self/fd."""
+    if len(path.encode()) <= UNIX_PATH_MAX:
+        return fn(path)
+    dfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+    try:
+        return fn(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
+    finally:
+        os.close(dfd)
+
+
+def _resolve_rootfs(bundle, config):
+    root = config["root"]["path"]
+    path = root if root.startswith("/") else os.path.join(bundle, root)
+    path = os.path.realpath(path)
+    if not os.path.isdir(path):
+        raise RootfsError(f"rootfs {path} does not exist or is not a directory "
+                          f"(root.path {root!r} in {bundle}/config.json)", errno=2)
+    return path
+
+
+def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=False,
+           preserve_fds=0, systemd_cgroup=False, console_socket=None, config=None):
+    """Create a container and leave its init blocked before the user's program.
+    On any failure everything made so far is undone and the error re-raised."""
+    from pybox.oci.spec import load_bundle_config
+
+    st.validate_id(cid)
+    bundle = os.path.abspath(bundle)
+    if config is None:
+        config = load_bundle_config(bundle)
+    rootfs = _resolve_rootfs(bundle, config)
+    if (config.get("process") or {}).get("terminal") and not console_socket:
+        raise ContainerError("process.terminal is true but no --console-socket was given: "
+                             "use --console-socket, or run in the foreground")
+    sdir = st.StateDir(root, cid)
+    sdir.claim()
+    container = Container(root, cid, None)
+    record = container.record
+    record.update({
+        "id": cid, "bundle": bundle, "rootfs": rootfs, "created": st.rfc3339_now(),
+        "creator_pid": os.getpid(), "creator_start": proc.start_time(os.getpid()),
+        "config": config, "started": False,
+        "host_mounts": not any(ns["type"] == "mount" for ns in
+                               (config.get("linux") or {}).get("namespaces") or ()),
+    })
+    sock = None
+    try:
+        sdir.write(record)
+        mgr, cg_mounts, cg_v2 = _setup_cgroup(config, cid, systemd_cgroup, record, sdir)
+        import _socket
+
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        spath = f"{sdir.path}/{st.START_SOCKET}"
+        _unix_call(sock.bind, spath)
+        os.chmod(spath, 0o600)
+        sock.listen(4)
+
+        from pybox.runtime.launch import LaunchPlan, spawn
+
+        plan = LaunchPlan(cid=cid, config=config, rootfs=rootfs, state_dir=sdir.path,
+                          start_sock=sock, cgroup=mgr, cgroup_mounts=cg_mounts,
+                          cgroup_v2=cg_v2, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                          preserve_fds=preserve_fds,
+                          hook_state=container.hook_state("creating"))
+
+        def on_hooks(init_pid):
+            hooks = config.get("hooks") or {}
+            from pybox.runtime.hooks import run_hooks
+
+            record["pid"] = init_pid
+            state = container.hook_state("creating")
+            run_hooks(hooks.get("prestart"), state, "prestart")
+            run_hooks(hooks.get("createRuntime"), state, "createRuntime")
+
+        def on_userns(pid):
+            from pybox.runtime.userns import write_id_maps
+
+            write_id_maps(pid, config["linux"])
+
+        pid = spawn(plan, on_hooks=on_hooks, on_userns=on_userns)
+        record["pid"] = pid
+        record["pid_start"] = proc.start_time(pid)
+        del record["creator_pid"], record["creator_start"]
+        sdir.write(record)
+        if pid_file:
+            st.write_atomic(os.path.abspath(pid_file), str(pid), mode=0o644)
+    except BaseException:
+        _rollback(container, sdir)
+        raise
+    finally:
+        if sock is not None:
+            sock.close()
+    return container
+
+
+def _setup_cgroup(config, cid, systemd, record, sdir):
+    """Create the container's cgroup with its limits.  The manager's description is
+    written to the state file *before* any directory exists, so a crash at any
+    point leaves enough on disk for delete to find and remove it."""
+    from pybox import cgroups
+
+    linux = config.get("linux") or {}
+    mgr = cgroups.new_manager(linux.get("cgroupsPath", ""), cid, systemd=systemd)
+    record["cgroup"] = mgr.to_state()
+    sdir.write(record)
+    mgr.create()
+    record["cgroup"] = mgr.to_state()  # now lists the directories it made
+    sdir.write(record)
+    mgr.apply(cgroup_resources(linux.get("resources") or {}))
+    return mgr, _cgroup_mounts(mgr), getattr(mgr, "version", 1) == 2
+
+
+# Device rules every container gets after its own (runc's AllowedDevices): mknod of
+# any node (access is still checked on open), the standard character devices, and
+# pseudo-terminals.  Before everything, a deny-all: devices are a whitelist.
+DENY_ALL_DEVICES = {"allow": False, "access": "rwm"}
+DEFAULT_DEVICE_RULES = (
+    {"allow": True, "type": "c", "major": -1, "minor": -1, "access": "m"},
+    {"allow": True, "type": "b", "major": -1, "minor": -1, "access": "m"},
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},   # null
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},   # random
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},   # full
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},   # tty
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},   # zero
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},   # urandom
+    {"allow": True, "type": "c", "major": 136, "minor": -1, "access": "rwm"},  # pts/*
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},   # ptmx
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},  # net/tun
+)
+
+
+def cgroup_resources(resources):
+    """linux.resources as the cgroup gets it: the device rules wrapped in the
+    runtime's policy (deny by default, the container's rules, the defaults)."""
+    out = dict(resources)
+    out["devices"] = [DENY_ALL_DEVICES] + list(resources.get("devices") or ()) + list(
+        DEFAULT_DEVICE_RULES)
+    return out
+
+
+def _cgroup_mounts(mgr):
+    """What the container's /sys/fs/cgroup shows: for v1, one entry per mounted
+    hierarchy the container has a cgroup in ({dir name: {path, options, aliases}});
+    for v2, {"": {"path": its cgroup}}."""
+    if getattr(mgr, "version", 1) == 2:
+        return {"": {"path": mgr.paths.get(""), "options": "", "aliases": []}}
+    from pybox import cgroups
+
+    out = {}
+    for h in cgroups.detect_layout().v1_hierarchies():
+        path = mgr.paths.get(h.controllers[0])
+        if not path:
+            continue
+        name = os.path.basename(h.mountpoint)
+        named = [c for c in h.controllers if c.startswith("name=")]
+        options = ",".join(h.controllers) if not named else "none," + ",".join(h.controllers)
+        aliases = [c for c in h.controllers if c != name and not c.startswith("name=")]
+        out[name] = {"path": path, "options": options,
+                     "aliases": aliases if len(h.controllers) > 1 else []}
+    return out
+
+
+def _rollback(container, sdir):
+    """Undo a failed create: kill init (if it got that far), remove the cgroup
+    and any host mounts, remove the state directory."""
+    rec = container.record
+    if rec.get("pid"):
+        try:
+            os.kill(rec["pid"], 9)
+        except OSError:
+            pass
+    try:
+        container.destroy_resources()
+    except PyboxError as e:
+        logmod.current.warning(f"rollback of {container.id}: {e}")
+    sdir.remove()
+
+
+def run(root, cid, bundle, *, detach=False, **create_opts):
+    """create + start; in the foreground, wait, forward signals, delete, and return
+    the exit status (128+N when the program was killed by signal N)."""
+    if detach:
+        c = create(root, cid, bundle, **create_opts)
+        try:
+            c.start()
+        except BaseException:
+            _force_delete_quiet(c)
+            raise
+        return 0
+
+    import _signal
+
+    from pybox.linux import constants as C
+    from pybox.linux import syscalls
+
+    # Become the subreaper so that init (a grandchild: stage1 exits) is re-parented
+    # to us and we can wait for it.
+    syscalls.real().prctl(C.PR_SET_CHILD_SUBREAPER, 1)
+    c = create(root, cid, bundle, **create_opts)
+    pid = c.pid
+
+    def forward(signum, frame):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+
+    for sig in (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM,
+                _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGPIPE, _signal.SIGALRM,
+                _signal.SIGCONT, _signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU,
+                _signal.SIGWINCH):
+        _signal.signal(sig, forward)
+    try:
+        c.start()
+    except BaseException:
+        _force_delete_quiet(c)
+        raise
+    status = _wait_child(pid)
+    try:
+        c.delete(force=True)
+    except PyboxError as e:
+        logmod.current.warning(str(e))
+    return status
+
+
+def _wait_child(pid):
+    """Wait for init; also reap any orphan re-parented to us meanwhile."""
+    while True:
+        try:
+            wpid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        if wpid == pid:
+            if os.WIFEXITED(status):
+                return os.WEXITSTATUS(status)
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return 255
+
+
+def _force_delete_quiet(c):
+    try:
+        c.delete(force=True)
+    except PyboxError as e:
+        logmod.current.warning(f"cleanup of {c.id}: {e}")

@@ -1,0 +1,205 @@
+"""What the container's init does inside its new namespaces, up to execve.
+
+Runs in the forked init (see launch.py).  The steps and their order follow runc's
+standard init, because the runtime-spec conformance suite and real workloads
+depend on it: rootfs first (mounts can only be made while the host is visible),
+hooks before pivot_root, sysctls before /proc/sys turns read-only, privileges
+dropped last.  After "ready" the parent exits; init waits for ``start``.
+"""
+
+import os
+
+from pybox.errors import ProcessSetupError, SyscallError
+from pybox.linux import constants as C
+from pybox.runtime import process as proc
+from pybox.runtime.rootfs import RootfsBuilder, secure_join
+
+
+def init_main(plan, chan, sc):
+    config = plan.config
+    linux = config.get("linux") or {}
+    process = config["process"]
+    ns = plan.namespaces
+    os.setsid()
+
+    if not plan.no_new_keyring:
+        _join_session_keyring(sc, plan.cid)
+
+    builder = RootfsBuilder(
+        sc, config, plan.rootfs, has_mount_ns="mount" in ns, in_user_ns="user" in ns,
+        cgroup_mounts=plan.cgroup_mounts, cgroup_ns="cgroup" in ns,
+        cgroup_v2=plan.cgroup_v2)
+    builder.prepare_root()
+    builder.mount_all()
+    builder.create_devices()
+    cwd = process["cwd"]
+    try:
+        os.makedirs(secure_join(plan.rootfs, cwd), 0o755, exist_ok=True)
+    except OSError:
+        pass  # reported below by chdir with the container's view
+
+    hooks = config.get("hooks") or {}
+    if any(hooks.get(k) for k in ("prestart", "createRuntime", "createContainer")):
+        chan.send("hooks")
+        chan.expect("go")
+        if hooks.get("createContainer"):
+            from pybox.runtime.hooks import run_hooks
+
+            state = dict(plan.hook_state, pid=os.getpid(), status="creating")
+            run_hooks(hooks["createContainer"], state, "createContainer")
+
+    _preload(hooks)
+    builder.enter(no_pivot=plan.no_pivot)
+
+    if config.get("hostname"):
+        sc.sethostname(config["hostname"])
+    if config.get("domainname"):
+        sc.setdomainname(config["domainname"])
+    for key, value in (linux.get("sysctl") or {}).items():
+        _write_sysctl(key, value)
+    builder.finalize()
+
+    if "oomScoreAdj" in process:
+        proc.set_oom_score_adj(process["oomScoreAdj"])
+    proc.set_rlimits(process.get("rlimits"))
+    if process.get("apparmorProfile"):
+        _check_apparmor(process["apparmorProfile"])
+    if process.get("noNewPrivileges"):
+        sc.prctl(C.PR_SET_NO_NEW_PRIVS, 1)
+
+    env = proc.env_dict(process.get("env"))
+    # chdir as root first (the user may lack search permission on the path's
+    # parents but the spec still wants that cwd); retry as the user if that fails.
+    chdir_error = _try_chdir(cwd)
+    exe = proc.lookup_executable(process["args"][0], env, cwd)
+
+    caps = process.get("capabilities")
+    if caps is not None:
+        proc.drop_bounding_set(sc, caps.get("bounding") or ())
+    user = process["user"]
+    proc.switch_user(sc, user, setgroups_allowed=_setgroups_allowed())
+    if chdir_error is not None:
+        chdir_error = _try_chdir(cwd)
+        if chdir_error is not None:
+            raise chdir_error
+    proc.check_cwd_inside_root()
+    if caps is not None:
+        proc.apply_capabilities(sc, caps)
+    os.umask(user.get("umask", 0o022))
+
+    chan.send("ready")
+    chan.close()
+
+    try:
+        conn = _wait_for_start(plan.start_sock)
+    except BaseException as e:  # noqa: BLE001 - nobody to report to but stderr
+        os.write(2, f"pybox-runtime init: waiting for start: {e}\n".encode())
+        os._exit(1)
+    try:
+        if hooks.get("startContainer"):
+            from pybox.runtime.hooks import run_hooks
+
+            state = dict(plan.hook_state, pid=os.getpid(), status="created")
+            run_hooks(hooks["startContainer"], state, "startContainer")
+        proc.restore_signals()
+        proc.cloexec_from(sc, 3 + plan.preserve_fds)
+        os.execve(exe, process["args"], env)
+    except BaseException as e:  # noqa: BLE001 - told to `start`, which prints it
+        msg = str(e)
+        if isinstance(e, OSError) and not isinstance(e, SyscallError):
+            msg = f"exec {exe}: {e.strerror}"
+        try:
+            conn.sendall(("error " + msg).encode())
+        except OSError:
+            pass
+        os._exit(127 if isinstance(e, OSError) else 1)
+
+
+def _preload(hooks):
+    """Import now what runs after pivot_root: from then on only the container's
+    filesystem is visible, and the interpreter's own modules are not in it."""
+    import _signal  # noqa: F401  (process.restore_signals)
+    import fcntl  # noqa: F401  (process.cloexec_from fallback)
+    import resource  # noqa: F401  (process.set_rlimits)
+
+    if hooks.get("startContainer"):
+        import subprocess  # noqa: F401
+
+        from pybox.runtime import hooks as _hooks  # noqa: F401
+        from pybox.oci import fastjson  # noqa: F401
+
+
+def _wait_for_start(sock):
+    """Block until `start` connects and says so.  A peer that connects and closes
+    without the command (a probe) is ignored."""
+    import _socket
+
+    while True:
+        fd, _ = sock._accept()
+        conn = _socket.socket(fileno=fd)
+        try:
+            data = conn.recv(16)
+        except OSError:
+            conn.close()
+            continue
+        if data.startswith(b"start"):
+            sock.close()
+            return conn
+        conn.close()
+
+
+def _try_chdir(cwd):
+    try:
+        os.chdir(cwd)
+        return None
+    except OSError as e:
+        return ProcessSetupError(f"cannot change to working directory {cwd}: {e.strerror}",
+                                 errno=e.errno)
+
+
+def _setgroups_allowed():
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() != "deny"
+    except OSError:
+        return True
+
+
+def _write_sysctl(key, value):
+    path = "/proc/sys/" + key.replace(".", "/")
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as e:
+        raise ProcessSetupError(f"cannot set sysctl {key}={value}: {e.strerror}",
+                                errno=e.errno) from None
+
+
+def _join_session_keyring(sc, cid):
+    """A fresh session keyring per container, so containers do not share the
+    host's keys (runc's default; --no-new-keyring keeps the caller's)."""
+    try:
+        serial = sc.keyctl(C.KEYCTL_JOIN_SESSION_KEYRING, f"_ses.{cid}".encode())
+        # possessor: all; user: view, read, write, search, link, setattr
+        sc.keyctl(C.KEYCTL_SETPERM, serial, 0x3F3F0000)
+    except SyscallError as e:
+        if e.errno not in (38, 1, 13):  # ENOSYS, EPERM, EACCES (e.g. in a userns)
+            raise ProcessSetupError(f"cannot join a new session keyring: {e.strerror}",
+                                    errno=e.errno) from None
+
+
+def _check_apparmor(profile):
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            enabled = f.read().strip() == "Y"
+    except OSError:
+        enabled = False
+    if not enabled:
+        raise ProcessSetupError(f"apparmor profile {profile!r} requested but AppArmor is "
+                                "not enabled on this host", errno=22)
+    try:
+        with open("/proc/self/attr/apparmor/exec", "w") as f:
+            f.write(f"exec {profile}")
+    except OSError as e:
+        raise ProcessSetupError(f"cannot set apparmor profile {profile!r}: {e.strerror}",
+                                errno=e.errno) from None

@@ -1,0 +1,210 @@
+"""Process model of ``create``: how a bundle becomes an init process blocked
+before the user's program.
+
+    pybox-runtime create (parent)
+      |  fork
+      +-- stage1: joins the cgroup, joins namespaces given by path, creates the
+      |   |       user namespace (the parent writes its id maps), unshares the
+      |   |       rest; a new pid namespace applies to children only, so:
+      |   |  fork
+      |   +-- init (pid 1 in the new pid namespace): rootfs, pivot_root, hostname,
+      |           sysctls, masked/read-only paths, rlimits, user, capabilities;
+      |           reports "ready", then blocks in accept() on ROOT/ID/start.sock.
+      |           ``start`` connects -> startContainer hooks -> execve(args).
+      +-- stage1 exits after reporting init's pid; init is re-parented to the
+          nearest subreaper (containerd-shim, conmon, or ``run``'s own process).
+
+Both children are forks of the already-warm runtime: no second interpreter start.
+Every error in a child travels to the parent over the sync channel with its errno.
+"""
+
+import os
+
+from pybox.errors import PyboxError, ProcessSetupError, SyscallError
+from pybox.linux import constants as C
+from pybox.linux import syscalls
+from pybox.runtime.sync import Channel, ChannelClosed
+
+# the order namespaces are joined by path (user first: it owns the others; mount
+# last so that the other paths resolve in the caller's mount namespace)
+JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "time", "cgroup", "mount")
+
+
+class LaunchPlan:
+    """Everything the children need, prepared by the parent before fork."""
+
+    def __init__(self, *, cid, config, rootfs, state_dir, start_sock, cgroup=None,
+                 cgroup_mounts=None, cgroup_v2=False, no_pivot=False, no_new_keyring=False,
+                 preserve_fds=0, hook_state=None, log=None):
+        self.cid = cid
+        self.config = config
+        self.rootfs = rootfs
+        self.state_dir = state_dir
+        self.start_sock = start_sock  # a listening _socket.socket, inherited by init
+        self.cgroup = cgroup
+        self.cgroup_mounts = cgroup_mounts or {}
+        self.cgroup_v2 = cgroup_v2
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+        self.hook_state = hook_state  # state dict hooks get (pid filled in later)
+        self.log = log
+        linux = config.get("linux") or {}
+        self.namespaces = {ns["type"]: ns.get("path") or None
+                           for ns in linux.get("namespaces") or ()}
+
+
+def error_from_message(msg):
+    """Rebuild the child's exception on the parent's side."""
+    from pybox import errors
+
+    cls = getattr(errors, msg.get("kind") or "", None)
+    text = msg.get("message") or "unknown error in container init"
+    errno = msg.get("errno")
+    if isinstance(cls, type) and issubclass(cls, PyboxError) and cls not in (
+            errors.SyscallError, errors.ConfigError, errors.ContainerNotFound,
+            errors.ContainerExists):
+        return cls(text, errno=errno)
+    return ProcessSetupError(text, errno=errno)
+
+
+def spawn(plan, on_hooks=None, on_userns=None):
+    """Fork stage1 (which forks init) and drive the protocol until init is ready.
+    Returns init's pid.  On failure init is killed and the error re-raised."""
+    parent, child = Channel.pair()
+    stage1 = os.fork()
+    if stage1 == 0:
+        # stage1 and init: never return into the caller's code
+        code = 1
+        try:
+            parent.close()
+            _stage1(plan, child)
+            code = 0
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            child.send_error(e)
+        finally:
+            os._exit(code)
+    child.close()
+    init_pid = None
+    try:
+        while True:
+            try:
+                msg = parent.recv()
+            except ChannelClosed:
+                raise ProcessSetupError("container init exited before it was ready "
+                                        "(see the runtime log)") from None
+            kind = msg["type"]
+            if kind == "pid":
+                init_pid = msg["pid"]
+            elif kind == "userns":
+                if on_userns is None:
+                    raise ProcessSetupError("user namespace requested but not supported")
+                on_userns(msg["pid"])
+                parent.send("mapped")
+            elif kind == "hooks":
+                if on_hooks is not None:
+                    on_hooks(init_pid)
+                parent.send("go")
+            elif kind == "ready":
+                return init_pid
+            elif kind == "error":
+                raise error_from_message(msg)
+            else:
+                raise ProcessSetupError(f"unexpected message from init: {kind!r}")
+    except BaseException:
+        if init_pid:
+            try:
+                os.kill(init_pid, 9)
+            except ProcessLookupError:
+                pass
+        raise
+    finally:
+        parent.close()
+        _reap(stage1)
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+# ---------------------------------------------------------------------------
+# child side
+
+
+def _open_ns(path, kind):
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ProcessSetupError(f"cannot open {kind} namespace {path}: {e.strerror}",
+                                errno=e.errno) from None
+
+
+def _stage1(plan, chan):
+    sc = syscalls.real()
+    # Nothing of ours may be reachable through /proc/PID from a container process
+    # while we are still the runtime (the CVE-2019-5736 class).
+    sc.prctl(C.PR_SET_DUMPABLE, 0)
+    if plan.cgroup is not None:
+        plan.cgroup.add(os.getpid())
+    ns = plan.namespaces
+    if "user" in ns:
+        if ns["user"]:
+            _join(sc, "user", ns["user"])
+        else:
+            sc.unshare(C.CLONE_NEWUSER)
+            chan.send("userns", pid=os.getpid())
+            chan.expect("mapped")
+        try:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        except OSError as e:
+            raise ProcessSetupError(f"cannot become root in the user namespace "
+                                    f"(is uid/gid 0 mapped?): {e.strerror}",
+                                    errno=e.errno) from None
+    for kind in JOIN_ORDER[1:]:
+        if ns.get(kind):
+            _join(sc, kind, ns[kind])
+    flags = 0
+    for kind, path in ns.items():
+        if not path and kind != "user":
+            flags |= C.NAMESPACE_FLAGS[kind]
+    if flags:
+        sc.unshare(flags)
+    if "time" in ns and not ns["time"]:
+        _write_time_offsets(plan.config)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            from pybox.runtime.init import init_main
+
+            init_main(plan, chan, sc)  # execs the program, or raises
+        except BaseException as e:  # noqa: BLE001
+            chan.send_error(e)
+        finally:
+            os._exit(code)
+    chan.send("pid", pid=pid)
+
+
+def _join(sc, kind, path):
+    fd = _open_ns(path, kind)
+    try:
+        sc.setns(fd, C.NAMESPACE_FLAGS[kind])
+    except SyscallError as e:
+        raise ProcessSetupError(f"cannot join {kind} namespace {path}: {e.strerror}",
+                                errno=e.errno) from None
+    finally:
+        os.close(fd)
+
+
+def _write_time_offsets(config):
+    offsets = (config.get("linux") or {}).get("timeOffsets") or {}
+    lines = []
+    for clock, value in offsets.items():
+        lines.append(f"{clock} {value.get('secs', 0)} {value.get('nanosecs', 0)}")
+    if lines:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write("\n".join(lines) + "\n")

@@ -1,0 +1,69 @@
+"""The runtime's log: --log FILE, --log-format text|json, --debug.
+
+containerd (go-runc) runs the runtime with ``--log FILE --log-format json`` and,
+when a command fails, reads the last {"level":"error","msg":...} line of that file
+to tell the user why.  So every error goes to the log in the chosen format, and
+also to stderr as one line.  No ``logging`` import: it costs start-up time.
+"""
+
+import os
+import sys
+
+from pybox.oci import fastjson
+from pybox.oci.state import rfc3339_now
+
+LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
+
+
+class Log:
+    def __init__(self, path=None, fmt="text", debug=False, prog="pybox-runtime"):
+        self.path = path
+        self.fmt = fmt
+        self.min_level = 0 if debug else 1
+        self.prog = prog
+        self._fd = None
+
+    def _open(self):
+        if self._fd is None and self.path:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                                   | os.O_CLOEXEC, 0o600)
+            except OSError:
+                self.path = None  # cannot log there; stderr still gets errors
+        return self._fd
+
+    def _line(self, level, msg):
+        if self.fmt == "json":
+            return fastjson.dumps({"level": level, "msg": msg, "time": rfc3339_now()}) + "\n"
+        return f'time="{rfc3339_now()}" level={level} msg={fastjson.dumps(msg)}\n'
+
+    def log(self, level, msg):
+        if LEVELS[level] < self.min_level:
+            return
+        fd = self._open()
+        line = self._line(level, msg)
+        if fd is not None:
+            try:
+                os.write(fd, line.encode())
+            except OSError:
+                pass
+        elif level != "error":
+            # Without --log, debug/info/warnings go to stderr (errors are printed
+            # there by the CLI anyway, exactly once).
+            sys.stderr.write(line)
+
+    def debug(self, msg):
+        self.log("debug", msg)
+
+    def info(self, msg):
+        self.log("info", msg)
+
+    def warning(self, msg):
+        self.log("warning", msg)
+
+    def error(self, msg):
+        self.log("error", msg)
+
+
+# The process-wide log; the CLI replaces it after parsing global flags.
+current = Log()
