@@ -97,8 +97,8 @@ class HybridManager(Manager):
         return self.v1
 
     def apply(self, resources):
-        res.validate(resources)
         try:
+            res.validate(resources)
             self._apply_sections(resources or {}, update=False)
         except BaseException:
             if not (self.v1._joined or self.v2._joined):

@@ -153,8 +153,8 @@ class V1Manager(Driver):
 
     # -- resources -------------------------------------------------------------
     def apply(self, resources):
-        res.validate(resources)
         try:
+            res.validate(resources)
             self._apply_sections(resources or {}, update=False)
         except BaseException:
             if not self._joined and self.created:
@@ -241,14 +241,36 @@ class V1Manager(Driver):
             self._write(d, "cpu.rt_period_us", cpu["realtimePeriod"],
                         field=f"{P}.cpu.realtimePeriod")
         if _set(cpu.get("realtimeRuntime")):
-            self._write(d, "cpu.rt_runtime_us", cpu["realtimeRuntime"],
-                        field=f"{P}.cpu.realtimeRuntime",
-                        hint="the parent cgroup must have at least this much rt runtime")
+            self._set_rt_runtime(d, cpu["realtimeRuntime"])
         if cpu.get("idle") is not None:
             if not self._has(d, "cpu.idle"):
                 self._unsupported(f"{P}.cpu.idle", "this kernel has no cpu.idle")
             else:
                 self._write(d, "cpu.idle", cpu["idle"], field=f"{P}.cpu.idle")
+
+    def _set_rt_runtime(self, d, runtime):
+        """A cgroup's rt budget must fit in its parent's, and a new cgroup has
+        none, so intermediate cgroups this manager created get the budget first
+        (top-down).  Cgroups we did not create are never changed."""
+        field = f"{P}.cpu.realtimeRuntime"
+        hint = "the parent cgroup must have at least this much rt runtime"
+        try:
+            self._write(d, "cpu.rt_runtime_us", runtime, field=field, hint=hint)
+            return
+        except CgroupError as e:
+            if e.errno != 22 or runtime == -1:
+                raise
+        mount = self.mounts.get("cpu", "").rstrip("/")
+        ancestors = []
+        parent = d.rsplit("/", 1)[0]
+        while parent in self.created and parent.startswith(mount + "/"):
+            ancestors.append(parent)
+            parent = parent.rsplit("/", 1)[0]
+        for level in reversed(ancestors):
+            current = parse_int(self._read(level, "cpu.rt_runtime_us"))
+            if current != -1 and current < runtime:
+                self._write(level, "cpu.rt_runtime_us", runtime, field=field, hint=hint)
+        self._write(d, "cpu.rt_runtime_us", runtime, field=field, hint=hint)
 
     def set_memory(self, mem, update):
         d = self._dir("memory", f"{P}.memory")

@@ -154,8 +154,8 @@ class V2Manager(Driver):
         return False
 
     def apply(self, resources):
-        res.validate(resources)
         try:
+            res.validate(resources)
             self._apply_sections(resources or {}, update=False)
         except BaseException:
             if not self._joined and self.created:
