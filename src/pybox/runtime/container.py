@@ -335,9 +335,11 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
             from pybox.runtime.hooks import run_hooks
 
             record["pid"] = init_pid
-            state = container.hook_state("creating")
-            run_hooks(hooks.get("prestart"), state, "prestart")
-            run_hooks(hooks.get("createRuntime"), state, "createRuntime")
+            # prestart hooks see "created", as runtime-spec 1.0 (which defined
+            # them) and crun have it; createRuntime ones see "creating".
+            run_hooks(hooks.get("prestart"), container.hook_state("created"), "prestart")
+            run_hooks(hooks.get("createRuntime"), container.hook_state("creating"),
+                      "createRuntime")
 
         def on_userns(pid):
             from pybox.runtime.userns import write_id_maps

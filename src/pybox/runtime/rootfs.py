@@ -212,6 +212,10 @@ class RootfsBuilder:
             # Default rslave: our mounts never leak back to the host, while host
             # mounts made later still arrive.
             flag = PROPAGATION_FLAGS[prop] if prop else C.MS_SLAVE | C.MS_REC
+            if flag & C.MS_UNBINDABLE:
+                # An unbindable "/" would refuse the rootfs bind below; the
+                # requested propagation is applied to the new root in finalize().
+                flag = C.MS_SLAVE | C.MS_REC
             sc.mount(None, "/", None, flag)
             self._make_parent_private(self.rootfs)
         sc.mount(self.rootfs, self.rootfs, "bind", C.MS_BIND | C.MS_REC)
