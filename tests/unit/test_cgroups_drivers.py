@@ -439,3 +439,22 @@ def test_v2_kill_all_uses_cgroup_kill(tmp_path):
     mgr.create()
     mgr.kill_all(9)
     assert fs.writes[-1] == (f"{mgr.dir}/cgroup.kill", "1")
+
+
+@pytest.mark.parametrize("mode", ["v1", "v2", "hybrid"])
+def test_rootless_without_permission_degrades_to_warnings(tmp_path, mode):
+    fs, layout, mgr = make(tmp_path, mode, rootless=True)
+    fs.fail = {"mkdir": 13}
+    mgr.create()
+    mgr.apply({"memory": {"limit": 1 << 20}, "pids": {"limit": 5}})
+    mgr.add(1234)
+    assert mgr.warnings
+    assert mgr.to_state()["created"] == []
+    mgr.destroy()
+
+
+def test_not_rootless_permission_error_is_raised(tmp_path):
+    fs, layout, mgr = make(tmp_path, "v2")
+    fs.fail = {"mkdir": 13}
+    with pytest.raises(CgroupError, match="errno 13"):
+        mgr.create()

@@ -81,8 +81,16 @@ class V2Manager(Driver):
     def create(self):
         made = []
         try:
-            self._make_path(self.mountpoint, self.cgroup_path, made=made,
-                            before_mkdir=self._enable_controllers)
+            try:
+                self._make_path(self.mountpoint, self.cgroup_path, made=made,
+                                before_mkdir=self._enable_controllers)
+            except CgroupError as e:
+                if self.rootless and getattr(e, "errno", None) in (1, 13, 30):
+                    # Not delegated to this user: rootless containers then run
+                    # without a cgroup of their own (runc does the same).
+                    self._warn(f"cgroup {self.dir} not created (rootless): {e}")
+                    return
+                raise
             # Levels that already existed were skipped above; their parents may
             # still lack controllers (e.g. a leaf pre-made by someone else).
             parent = self.dir.rsplit("/", 1)[0]
