@@ -458,3 +458,21 @@ def test_not_rootless_permission_error_is_raised(tmp_path):
     fs.fail = {"mkdir": 13}
     with pytest.raises(CgroupError, match="errno 13"):
         mgr.create()
+
+
+def test_rdma_limits_on_v2_and_missing_controller_on_v1(tmp_path):
+    fs, layout, mgr = make(tmp_path / "v2", "v2", v2_controllers=("rdma", "pids"))
+    mgr.create()
+    mgr.apply({"rdma": {"mlx5_1": {"hcaHandles": 3}, "mlx4_0": {"hcaHandles": 1, "hcaObjects": 9}}})
+    assert read(f"{mgr.dir}/rdma.max").splitlines() == [
+        "mlx5_1 hca_handle=3 hca_object=max", "mlx4_0 hca_handle=1 hca_object=9"]
+    fs, layout, mgr = make(tmp_path / "v1", "v1")
+    mgr.create()
+    with pytest.raises(CgroupError, match=r"^linux.resources.rdma: the rdma controller is not mounted"):
+        mgr.apply({"rdma": {"mlx5_1": {"hcaHandles": 3}}})
+
+
+def test_rdma_validation():
+    from pybox.cgroups.resources import validate
+    with pytest.raises(CgroupError, match=r"rdma\['mlx5_1'\].hcaHandles"):
+        validate({"rdma": {"mlx5_1": {"hcaHandles": -1}}})

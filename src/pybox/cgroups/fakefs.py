@@ -48,6 +48,7 @@ V1_FILES = {
                 "hugetlb.2MB.max_usage_in_bytes": "0", "hugetlb.2MB.failcnt": "0"},
     "net_cls": {"net_cls.classid": "0"},
     "net_prio": {"net_prio.ifpriomap": "lo 0\n"},
+    "rdma": {"rdma.max": ""},
 }
 V1_COMMON = {"cgroup.procs": "", "tasks": "", "notify_on_release": "0"}
 
@@ -69,6 +70,7 @@ V2_FILES = {
     "pids": {"pids.max": "max", "pids.current": "1"},
     "hugetlb": {"hugetlb.2MB.max": "max", "hugetlb.2MB.current": "0",
                 "hugetlb.2MB.events": "max 0\n"},
+    "rdma": {"rdma.max": ""},
 }
 # v2's cpu.stat exists even without the cpu controller
 V2_ALWAYS = {"cpu.stat": "usage_usec 5\nuser_usec 3\nsystem_usec 2\n"}
@@ -168,6 +170,7 @@ class FakeCgroupFs(CgroupFs):
             with open(os.path.join(directory, "cgroup.procs"), "w"):
                 pass
         elif name in ("devices.allow", "devices.deny", "io.max", "blkio.bfq.weight_device",
+                      "rdma.max",
                       "net_prio.ifpriomap") or "throttle" in name:
             data = _read_file(path) + data + "\n"
         with open(path, "w") as f:

@@ -134,6 +134,8 @@ class HybridManager(Manager):
         net = res.get(r, "network")
         if net:
             self.v1.set_network(net)
+        if r.get("rdma"):
+            self._owner("rdma", "rdma").set_rdma(r["rdma"])
         if r.get("unified"):
             self._set_unified(r["unified"])
 

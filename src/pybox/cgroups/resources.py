@@ -165,6 +165,14 @@ def validate(resources):
     for i, dev in enumerate(_list(r.get("devices"), f"{P}.devices")):
         check_device_rule(dev, f"{P}.devices[{i}]")
 
+    for device, limits in _dict(r.get("rdma"), f"{P}.rdma").items():
+        field = f"{P}.rdma[{device!r}]"
+        if not isinstance(device, str) or not device or " " in device or "\n" in device:
+            raise _fail(field, "must be an RDMA device name")
+        _dict(limits, field)
+        for key in ("hcaHandles", "hcaObjects"):
+            _int(limits.get(key), f"{field}.{key}", low=0, high=0xFFFFFFFF)
+
     unified = _dict(r.get("unified"), f"{P}.unified")
     for key, value in unified.items():
         field = f"{P}.unified[{key!r}]"
@@ -197,6 +205,18 @@ def check_device_rule(dev, field):
     _str(access, f"{field}.access")
     if access and (set(access) - set("rwm")):
         raise _fail(f"{field}.access", f"{access!r} may only contain r, w and m")
+
+
+def rdma_lines(rdma):
+    """linux.resources.rdma -> rdma.max lines (same syntax on v1 and v2):
+    "mlx5_1 hca_handle=3 hca_object=max"; an omitted limit stays "max"."""
+    lines = []
+    for device, limits in (rdma or {}).items():
+        handles = limits.get("hcaHandles")
+        objects = limits.get("hcaObjects")
+        lines.append(f"{device} hca_handle={'max' if handles is None else handles} "
+                     f"hca_object={'max' if objects is None else objects}")
+    return lines
 
 
 def get(resources, section):

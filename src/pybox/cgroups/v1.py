@@ -187,6 +187,8 @@ class V1Manager(Driver):
         net = res.get(r, "network")
         if net:
             self.set_network(net)
+        if r.get("rdma"):
+            self.set_rdma(r["rdma"])
         if r.get("unified"):
             self.set_unified(r["unified"])
 
@@ -429,6 +431,14 @@ class V1Manager(Driver):
                                 field=f"{P}.network.priorities[{i}]",
                                 hint=f"does interface {p['name']!r} exist?")
 
+    def set_rdma(self, rdma):
+        d = self._dir("rdma", f"{P}.rdma")
+        if d is None:
+            return
+        for line in res.rdma_lines(rdma):
+            self._write(d, "rdma.max", line, field=f"{P}.rdma",
+                        hint="is the RDMA device present?")
+
     def set_unified(self, unified):
         raise CgroupError(f"{P}.unified: raw cgroup v2 keys ({', '.join(sorted(unified))}) "
                           "need cgroup v2; this host uses cgroup v1", errno=95)
@@ -474,9 +484,8 @@ class V1Manager(Driver):
 
     def is_frozen(self):
         d = self.paths.get("freezer")
-        if d is None:
-            return False
-        return self._read(d, "freezer.state").strip() == "FROZEN"
+        state = self._read_or_none(d, "freezer.state") if d else None
+        return state is not None and state.strip() == "FROZEN"
 
     # -- stats ------------------------------------------------------------------
     def stats(self):

@@ -197,6 +197,8 @@ class V2Manager(Driver):
         net = res.get(r, "network")
         if net:
             self.set_network(net)
+        if r.get("rdma"):
+            self.set_rdma(r["rdma"])
         if r.get("unified"):
             self.set_unified(r["unified"])
 
@@ -348,6 +350,13 @@ class V2Manager(Driver):
         if net.get("classID") is not None or net.get("priorities"):
             self._unsupported(f"{P}.network", "net_cls/net_prio are cgroup v1 controllers; "
                               "cgroup v2 has no equivalent")
+
+    def set_rdma(self, rdma):
+        if not self._need("rdma", f"{P}.rdma"):
+            return
+        for line in res.rdma_lines(rdma):
+            self._write(self.dir, "rdma.max", line, field=f"{P}.rdma",
+                        hint="is the RDMA device present?")
 
     def set_unified(self, unified):
         for key, value in unified.items():
