@@ -476,3 +476,20 @@ def test_rdma_validation():
     from pybox.cgroups.resources import validate
     with pytest.raises(CgroupError, match=r"rdma\['mlx5_1'\].hcaHandles"):
         validate({"rdma": {"mlx5_1": {"hcaHandles": -1}}})
+
+
+@pytest.mark.parametrize("mode", ["v1", "v2"])
+def test_a_created_parent_shared_with_a_sibling_stays_without_error(tmp_path, mode):
+    fs, layout, first = make(tmp_path, mode, cgroups_path="/pybox-test/a")
+    first.create()   # makes /pybox-test too
+    second = cgroups.new_manager("/pybox-test/b", "b", layout=layout, fs=fs)
+    second.create()
+    first.destroy()  # /pybox-test still holds b: left alone, no error
+    for d in set(second.paths.values()):
+        assert os.path.isdir(d)
+    for d in set(first.paths.values()):
+        assert not os.path.exists(d)
+    second.destroy()
+    first.destroy()  # now the parent can go
+    assert not os.path.exists(f"{tmp_path}/sys/fs/cgroup/pybox-test")
+    assert not os.path.exists(f"{tmp_path}/sys/fs/cgroup/memory/pybox-test")

@@ -276,12 +276,25 @@ class Driver(Manager, Files):
                 self._kill_for_destroy()
                 if self._wait_empty():
                     break
-        dirs = list(self.created)
+        owned = set(self._owned_leaves())
+        dirs = [d for d in self.created if d in owned]
         for leaf in leaves:
             dirs.extend(self._descendants(leaf))
         self._rmdir_error = None
         left = self._remove_dirs(dirs)
-        self.created = [d for d in self.created if d in left]
+        # Parents we created may since hold another container's cgroup (two
+        # cgroupsPaths under one new parent): one try each, and a parent that is
+        # still in use stays, without error.
+        shared = []
+        for d in sorted((d for d in self.created if d not in owned),
+                        key=lambda p: p.count("/"), reverse=True):
+            try:
+                self.fs.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                shared.append(d)
+        self.created = [d for d in self.created if d in left or d in shared]
         if left:
             raise self._rmdir_error or CgroupError(f"cannot remove {left}")
 
