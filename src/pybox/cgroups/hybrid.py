@@ -31,6 +31,7 @@ class HybridManager(Manager):
     def __init__(self, v1, v2):
         self.v1 = v1
         self.v2 = v2
+        self.v2_used = False  # did a limit land on the cgroup2 half?
 
     @classmethod
     def for_layout(cls, layout, cgroups_path, name, *, rootless=False, systemd=False, fs=None):
@@ -81,6 +82,14 @@ class HybridManager(Manager):
         self.v1.add(pid)
         self.v2.add(pid)
 
+    def enter_self(self):
+        """v1 hierarchies always; the cgroup2 half only when a limit went there
+        (hugetlb, raw unified keys...): joining it costs an RCU grace period and
+        an empty v2 cgroup enforces nothing."""
+        self.v1.enter_self()
+        if self.v2_used:
+            self.v2.enter_self()
+
     def pids(self):
         found = set(self.v1.pids())
         found.update(self.v2.pids())
@@ -93,6 +102,7 @@ class HybridManager(Manager):
         if v1_controller in self.v1.paths:
             return self.v1
         if v2_controller in self.v2.controllers():
+            self.v2_used = True
             return self.v2
         return self.v1
 
@@ -117,6 +127,7 @@ class HybridManager(Manager):
             self._owner("cpuset", "cpuset").set_cpuset(cpu)
         if r.get("devices") is not None:
             owner = self.v1 if "devices" in self.v1.paths else self.v2
+            self.v2_used = self.v2_used or owner is self.v2
             owner.set_devices(r["devices"])
         mem = res.get(r, "memory")
         if mem:
@@ -151,6 +162,7 @@ class HybridManager(Manager):
                     f"{P}.unified[{key!r}]: the {controller} controller is not on this "
                     f"host's cgroup2 mount (hybrid host; cgroup2 offers: "
                     f"{', '.join(offered) or 'nothing'})", errno=95)
+        self.v2_used = True
         self.v2.set_unified(unified)
 
     # -- freezer / kill -----------------------------------------------------------

@@ -143,6 +143,17 @@ class V1Manager(Driver):
                 raise
         self._joined = True
 
+    def enter_self(self):
+        for controller, _, directory in self._unique_dirs():
+            try:
+                self._write(directory, "tasks", "0")
+            except CgroupError as e:
+                if self.rootless and getattr(e, "errno", None) in (1, 13, 2, 30):
+                    self._warn(f"not moved into {directory} (rootless): {e}")
+                    continue
+                raise
+        self._joined = True
+
     def pids(self):
         for c in ("pids", "freezer", "devices", "memory", "cpu"):
             if c in self.paths:

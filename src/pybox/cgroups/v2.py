@@ -137,6 +137,11 @@ class V2Manager(Driver):
                 raise
         self._joined = True
 
+    def enter_self(self):
+        # cgroup v2 has no cheap path for a whole process (cgroup.procs always
+        # takes the threadgroup rwsem); clone3(CLONE_INTO_CGROUP) would avoid it.
+        self.add(0)
+
     def pids(self):
         return self._procs_in(self.dir)
 
