@@ -19,11 +19,17 @@ ENTRY_POINTS = {
 
 TEMPLATE = """#!{python} -IS
 # pybox launcher, written by `python -m pybox.launchers` (see pybox/launchers.py):
-# no site processing, an explicit path, so start-up costs only what pybox imports.
-import sys
+# no site processing, an explicit path, so start-up costs only what pybox imports;
+# no cyclic GC (a short-lived process); and no interpreter finalisation at exit
+# (module teardown costs milliseconds and has nothing left to clean up).
+import gc, os, sys
+gc.disable()
 sys.path[:0] = {paths!r}
 from {module} import main
-sys.exit(main())
+rc = main()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(rc or 0)
 """
 
 

@@ -61,6 +61,9 @@ class FakeSyscalls:
         self._record("keyctl", op, *args)
         return 1
 
+    def setrlimit(self, resource, soft, hard):
+        self._record("setrlimit", resource, soft, hard)
+
     def close_range(self, first, last, flags=0):
         self._record("close_range", first, last, flags)
 

@@ -156,6 +156,14 @@ class Syscalls:
         ret = self._syscall("bpf", c.c_int(cmd), c.byref(attr), c.c_uint(size))
         return self._check(ret, "bpf", (cmd,))
 
+    def setrlimit(self, resource, soft, hard):
+        """prlimit(2) on ourselves; soft/hard as unsigned 64-bit (2^64-1 is
+        RLIM_INFINITY).  Saves importing the resource module on the init path."""
+        c = self._ctypes
+        limits = (c.c_uint64 * 2)(soft, hard)
+        self._check(self._libc.prlimit(0, resource, limits, None), "prlimit",
+                    (resource, soft, hard))
+
     def raw_syscall(self, name, *args):
         """For the few callers (seccomp, bpf) that build their own ctypes arguments."""
         return self._check(self._syscall(name, *args), name, ())

@@ -390,8 +390,8 @@ def check_resources(res, path):
             raise ConfigError(f"{path}.devices[{i}].access", f"{acc!r} is not a subset of 'rwm'")
 
 
-def load_bundle_config(bundle):
-    """Read and check BUNDLE/config.json."""
+def load_bundle_config(bundle, with_raw=False):
+    """Read and check BUNDLE/config.json (and return its bytes too if asked)."""
     path = f"{bundle}/config.json"
     try:
         with open(path, "rb") as f:
@@ -404,4 +404,5 @@ def load_bundle_config(bundle):
         config = fastjson.loads(data)
     except ValueError as e:
         raise ConfigError("", f"{path} is not valid JSON: {e}") from None
-    return check_config(config)
+    check_config(config)
+    return (config, data) if with_raw else config

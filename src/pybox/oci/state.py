@@ -1,13 +1,18 @@
 """The runtime's state on disk: one directory per container under --root.
 
     ROOT/ID/state.json   everything later commands need (written atomically)
+    ROOT/ID/config.json  the bundle's config.json as it was at create time (later
+                         edits of the bundle must not affect the container)
     ROOT/ID/start.sock   only while the container is "created": `start` connects
                          to it to let the init process exec the user's program
 
 state.json is the truth: no runtime process stays around after a command, so every
 command rebuilds its view from this file plus the kernel (/proc/PID/stat start
-time, the cgroup).  Writes go to a temp file, are fsynced and renamed, so a crash
-leaves either the old or the new file, never half of one.
+time, the cgroup).  Writes go to a temp file that is renamed over the old one, so
+a crash leaves either the old or the new file, never half of one.  The runtime's
+state is not fsynced (runc's is not either): it describes processes, which do not
+survive a power loss, and a state file left from before a reboot is recognised
+as stopped (its pid's start time no longer matches) and removed by delete.
 """
 
 import os
@@ -17,6 +22,7 @@ from pybox.errors import ContainerExists, ContainerNotFound, PyboxError, UsageEr
 from pybox.oci import fastjson
 
 STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"
 START_SOCKET = "start.sock"
 
 
@@ -44,15 +50,17 @@ def rfc3339_now():
     return stamp + "Z"
 
 
-def write_atomic(path, data, mode=0o600):
-    """Write bytes/str to path via temp file + fsync + rename."""
+def write_atomic(path, data, mode=0o600, durable=False):
+    """Write bytes/str to path via temp file + rename (+ fsync when durable:
+    the engine's data root wants that, the runtime's --root does not)."""
     if isinstance(data, str):
         data = data.encode()
     tmp = f"{path}.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     try:
@@ -122,6 +130,15 @@ class StateDir:
 
     def write(self, record):
         write_atomic(self.state_path, fastjson.dumps(record))
+
+    def write_config(self, raw):
+        write_atomic(f"{self.path}/{CONFIG_FILE}", raw)
+
+    def read_config(self):
+        try:
+            return fastjson.load_file(f"{self.path}/{CONFIG_FILE}")
+        except FileNotFoundError:
+            return {}
 
     # -- locking -----------------------------------------------------------
     def lock(self):

@@ -20,6 +20,7 @@ from pybox import OCI_VERSION
 from pybox.errors import (ContainerError, InvalidState, PyboxError, ProcessSetupError,
                           RootfsError)
 from pybox.linux import proc
+from pybox.oci import fastjson
 from pybox.oci import state as st
 from pybox.runtime import log as logmod
 
@@ -33,6 +34,7 @@ class Container:
         self.id = cid
         self.dir = st.StateDir(root, cid)
         self.record = record or {}
+        self._config = None
 
     # -- loading -----------------------------------------------------------
     @classmethod
@@ -51,7 +53,10 @@ class Container:
 
     @property
     def config(self):
-        return self.record.get("config") or {}
+        """The config.json snapshot taken at create time (read on first use)."""
+        if self._config is None:
+            self._config = self.dir.read_config()
+        return self._config
 
     def init_alive(self):
         pid = self.pid
@@ -101,7 +106,7 @@ class Container:
             "created": rec.get("created", ""),
             "owner": "",
         }
-        annotations = self.config.get("annotations")
+        annotations = rec.get("annotations")
         if annotations:
             out["annotations"] = annotations
         return out
@@ -109,8 +114,8 @@ class Container:
     def hook_state(self, status):
         s = {"ociVersion": OCI_VERSION, "id": self.id, "status": status, "pid": self.pid,
              "bundle": self.record.get("bundle", "")}
-        if self.config.get("annotations"):
-            s["annotations"] = self.config["annotations"]
+        if self.record.get("annotations"):
+            s["annotations"] = self.record["annotations"]
         return s
 
     # -- start -------------------------------------------------------------
@@ -293,8 +298,9 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
 
     st.validate_id(cid)
     bundle = os.path.abspath(bundle)
+    raw = None
     if config is None:
-        config = load_bundle_config(bundle)
+        config, raw = load_bundle_config(bundle, with_raw=True)
     rootfs = _resolve_rootfs(bundle, config)
     if (config.get("process") or {}).get("terminal") and not console_socket:
         raise ContainerError("process.terminal is true but no --console-socket was given: "
@@ -306,12 +312,14 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
     record.update({
         "id": cid, "bundle": bundle, "rootfs": rootfs, "created": st.rfc3339_now(),
         "creator_pid": os.getpid(), "creator_start": proc.start_time(os.getpid()),
-        "config": config, "started": False,
+        "annotations": config.get("annotations") or {}, "started": False,
         "host_mounts": not any(ns["type"] == "mount" for ns in
                                (config.get("linux") or {}).get("namespaces") or ()),
     })
+    container._config = config
     sock = None
     try:
+        sdir.write_config(raw if raw is not None else fastjson.dumps(config))
         sdir.write(record)
         mgr, cg_mounts, cg_v2 = _setup_cgroup(config, cid, systemd_cgroup, record, sdir)
         import _socket

@@ -61,7 +61,7 @@ def init_main(plan, chan, sc):
 
     if "oomScoreAdj" in process:
         proc.set_oom_score_adj(process["oomScoreAdj"])
-    proc.set_rlimits(process.get("rlimits"))
+    proc.set_rlimits(sc, process.get("rlimits"))
     if process.get("apparmorProfile"):
         _check_apparmor(process["apparmorProfile"])
     if process.get("noNewPrivileges"):
@@ -120,7 +120,6 @@ def _preload(hooks):
     filesystem is visible, and the interpreter's own modules are not in it."""
     import _signal  # noqa: F401  (process.restore_signals)
     import fcntl  # noqa: F401  (process.cloexec_from fallback)
-    import resource  # noqa: F401  (process.set_rlimits)
 
     if hooks.get("startContainer"):
         import subprocess  # noqa: F401

@@ -148,7 +148,7 @@ def _stage1(plan, chan):
     # while we are still the runtime (the CVE-2019-5736 class).
     sc.prctl(C.PR_SET_DUMPABLE, 0)
     if plan.cgroup is not None:
-        plan.cgroup.add(os.getpid())
+        plan.cgroup.enter_self()
     ns = plan.namespaces
     if "user" in ns:
         if ns["user"]:

@@ -2,7 +2,8 @@
 exec: rlimits, user and groups, capabilities, no_new_privs, umask, signals, fds.
 
 Order matters and follows runc's finalizeNamespace:
-  rlimits, oom_score_adj (while still privileged)
+  rlimits, oom_score_adj (while still privileged; a raised hard limit needs
+  CAP_SYS_RESOURCE)
   bounding set drop            (needs CAP_SETPCAP: before setuid)
   PR_SET_KEEPCAPS=1; setgroups; setresgid; setresuid; PR_SET_KEEPCAPS=0
   capset(effective, permitted, inheritable); ambient raise
@@ -17,7 +18,6 @@ from pybox.linux import constants as C
 from pybox.oci.spec import RLIMITS
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-UINT64_MAX = (1 << 64) - 1
 
 
 def env_dict(env_list):
@@ -64,19 +64,14 @@ def _check_executable(name, path):
         raise ProcessSetupError(f'exec: "{name}": permission denied', errno=13)
 
 
-def set_rlimits(rlimits):
-    import resource
-
+def set_rlimits(sc, rlimits):
     for rl in rlimits or ():
-        soft, hard = rl["soft"], rl["hard"]
-        soft = resource.RLIM_INFINITY if soft == UINT64_MAX else soft
-        hard = resource.RLIM_INFINITY if hard == UINT64_MAX else hard
         try:
-            resource.setrlimit(RLIMITS[rl["type"]], (soft, hard))
-        except (OSError, ValueError) as e:
-            err = getattr(e, "errno", None) or 1
+            sc.setrlimit(RLIMITS[rl["type"]], rl["soft"], rl["hard"])
+        except SyscallError as e:
             raise ProcessSetupError(f"setrlimit {rl['type']} soft={rl['soft']} "
-                                    f"hard={rl['hard']}: {e}", errno=err) from None
+                                    f"hard={rl['hard']}: {e.strerror}",
+                                    errno=e.errno) from None
 
 
 def set_oom_score_adj(value):
