@@ -182,9 +182,9 @@ class Container:
                     raise InvalidState(f"cannot delete container {self.id} that is "
                                        f"{status}: stop it first or use --force")
                 self._force_stop(status)
+            hooks = (self.config.get("hooks") or {}).get("poststop")  # before removal
             self.destroy_resources()
             self.dir.remove()
-        hooks = (self.config.get("hooks") or {}).get("poststop")
         if hooks:
             from pybox.runtime.hooks import run_hooks
 
