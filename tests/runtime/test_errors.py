@@ -115,3 +115,11 @@ def test_nonexistent_container_commands(rt):
         err = rt(*cmd, "pybox-test-nope", check=False)
         assert err.returncode != 0 and "does not exist" in err.stderr
     assert rt("delete", "--force", "pybox-test-nope").returncode == 0
+
+
+def test_impossible_cgroup_limit_rolls_back(rt, bundle):
+    # the cgroup is written while stage1 already runs: its failure must still
+    # stop stage1 and leave nothing
+    bundle.linux["resources"]["cpu"] = {"cpus": "999"}
+    bundle.write()
+    assert "linux.resources.cpu" in fails(rt, bundle, rt.new_id())

@@ -291,7 +291,8 @@ def _resolve_rootfs(bundle, config):
 
 
 def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=False,
-           preserve_fds=0, systemd_cgroup=False, console_socket=None, config=None):
+           preserve_fds=0, systemd_cgroup=False, console_socket=None, config=None,
+           after_fork=None):
     """Create a container and leave its init blocked before the user's program.
     On any failure everything made so far is undone and the error re-raised."""
     from pybox.oci.spec import load_bundle_config
@@ -321,7 +322,7 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
     try:
         sdir.write_config(raw if raw is not None else fastjson.dumps(config))
         sdir.write(record)
-        mgr, cg_mounts, cg_v2 = _setup_cgroup(config, cid, systemd_cgroup, record, sdir)
+        mgr = _new_cgroup(config, cid, systemd_cgroup, record, sdir)
         import _socket
 
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -333,8 +334,9 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
         from pybox.runtime.launch import LaunchPlan, spawn
 
         plan = LaunchPlan(cid=cid, config=config, rootfs=rootfs, state_dir=sdir.path,
-                          start_sock=sock, cgroup=mgr, cgroup_mounts=cg_mounts,
-                          cgroup_v2=cg_v2, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                          start_sock=sock, cgroup=mgr, cgroup_mounts=_cgroup_mounts(mgr),
+                          cgroup_v2=getattr(mgr, "version", 1) == 2, no_pivot=no_pivot,
+                          no_new_keyring=no_new_keyring,
                           preserve_fds=preserve_fds,
                           hook_state=container.hook_state("creating"))
 
@@ -354,7 +356,11 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
 
             write_id_maps(pid, config["linux"])
 
-        pid = spawn(plan, on_hooks=on_hooks, on_userns=on_userns)
+        def prepare_cgroup():
+            _setup_cgroup(mgr, config, record, sdir)
+
+        pid = spawn(plan, on_hooks=on_hooks, on_userns=on_userns,
+                    prepare_cgroup=prepare_cgroup, after_fork=after_fork)
         record["pid"] = pid
         record["pid_start"] = proc.start_time(pid)
         del record["creator_pid"], record["creator_start"]
@@ -370,8 +376,8 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
     return container
 
 
-def _setup_cgroup(config, cid, systemd, record, sdir):
-    """Create the container's cgroup with its limits.  The manager's description is
+def _new_cgroup(config, cid, systemd, record, sdir):
+    """The container's cgroup manager (nothing created yet).  Its description is
     written to the state file *before* any directory exists, so a crash at any
     point leaves enough on disk for delete to find and remove it."""
     from pybox import cgroups
@@ -380,11 +386,17 @@ def _setup_cgroup(config, cid, systemd, record, sdir):
     mgr = cgroups.new_manager(linux.get("cgroupsPath", ""), cid, systemd=systemd)
     record["cgroup"] = mgr.to_state()
     sdir.write(record)
+    return mgr
+
+
+def _setup_cgroup(mgr, config, record, sdir):
+    """Create the cgroup and write every limit (runs while stage1 starts up)."""
     mgr.create()
     record["cgroup"] = mgr.to_state()  # now lists the directories it made
     sdir.write(record)
-    mgr.apply(cgroup_resources(linux.get("resources") or {}))
-    return mgr, _cgroup_mounts(mgr), getattr(mgr, "version", 1) == 2
+    mgr.apply(cgroup_resources((config.get("linux") or {}).get("resources") or {}))
+    for warning in getattr(mgr, "warnings", ()):
+        logmod.current.warning(warning)
 
 
 # Device rules every container gets after its own (runc's AllowedDevices): mknod of
@@ -470,10 +482,13 @@ def run(root, cid, bundle, *, detach=False, **create_opts):
     from pybox.linux import constants as C
     from pybox.linux import syscalls
 
-    # Become the subreaper so that init (a grandchild: stage1 exits) is re-parented
-    # to us and we can wait for it.
-    syscalls.real().prctl(C.PR_SET_CHILD_SUBREAPER, 1)
-    c = create(root, cid, bundle, **create_opts)
+    def become_subreaper():
+        # init is a grandchild (stage1 exits): as the subreaper, it is re-parented
+        # to us and we can wait for it.  Done after fork, while stage1 waits for
+        # its cgroup, so loading ctypes overlaps with stage1's start-up.
+        syscalls.real().prctl(C.PR_SET_CHILD_SUBREAPER, 1)
+
+    c = create(root, cid, bundle, after_fork=become_subreaper, **create_opts)
     pid = c.pid
 
     def forward(signum, frame):

@@ -52,6 +52,8 @@ class LaunchPlan:
         linux = config.get("linux") or {}
         self.namespaces = {ns["type"]: ns.get("path") or None
                            for ns in linux.get("namespaces") or ()}
+        # join the cgroup in stage1 after the parent made it (see spawn)
+        self.cgroup_late = cgroup is not None and "user" not in self.namespaces
 
 
 def error_from_message(msg):
@@ -68,10 +70,19 @@ def error_from_message(msg):
     return ProcessSetupError(text, errno=errno)
 
 
-def spawn(plan, on_hooks=None, on_userns=None):
+def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=None):
     """Fork stage1 (which forks init) and drive the protocol until init is ready.
-    Returns init's pid.  On failure init is killed and the error re-raised."""
+    Returns init's pid.  On failure init is killed and the error re-raised.
+
+    ``prepare_cgroup`` (create the cgroup and write its limits) runs in the parent
+    *while* stage1 loads ctypes and sets up namespaces; stage1 waits for "cgroup"
+    before it joins it and forks init.  With a new user namespace the cgroup must
+    be joined before the namespace exists (host-owned cgroup files are not
+    writable from inside it), so there it runs first.  ``after_fork`` runs in the
+    parent before stage1 can finish (e.g. becoming the subreaper)."""
     parent, child = Channel.pair()
+    if prepare_cgroup is not None and not plan.cgroup_late:
+        prepare_cgroup()
     stage1 = os.fork()
     if stage1 == 0:
         # stage1 and init: never return into the caller's code
@@ -87,6 +98,15 @@ def spawn(plan, on_hooks=None, on_userns=None):
     child.close()
     init_pid = None
     try:
+        if after_fork is not None:
+            after_fork()
+        if plan.cgroup_late:
+            if prepare_cgroup is not None:
+                prepare_cgroup()
+            try:
+                parent.send("cgroup")
+            except BrokenPipeError:
+                pass  # stage1 already failed: its error report is waiting below
         while True:
             try:
                 msg = parent.recv()
@@ -147,9 +167,9 @@ def _stage1(plan, chan):
     # Nothing of ours may be reachable through /proc/PID from a container process
     # while we are still the runtime (the CVE-2019-5736 class).
     sc.prctl(C.PR_SET_DUMPABLE, 0)
-    if plan.cgroup is not None:
-        plan.cgroup.enter_self()
     ns = plan.namespaces
+    if plan.cgroup is not None and not plan.cgroup_late:
+        plan.cgroup.enter_self()
     if "user" in ns:
         if ns["user"]:
             _join(sc, "user", ns["user"])
@@ -171,7 +191,17 @@ def _stage1(plan, chan):
     for kind, path in ns.items():
         if not path and kind != "user":
             flags |= C.NAMESPACE_FLAGS[kind]
-    if flags:
+    if plan.cgroup_late:
+        # a cgroup namespace's root is the cgroup its creator is in: join first
+        new_cgroup_ns = flags & C.CLONE_NEWCGROUP
+        flags &= ~C.CLONE_NEWCGROUP
+        if flags:
+            sc.unshare(flags)
+        chan.expect("cgroup")
+        plan.cgroup.enter_self()
+        if new_cgroup_ns:
+            sc.unshare(C.CLONE_NEWCGROUP)
+    elif flags:
         sc.unshare(flags)
     if "time" in ns and not ns["time"]:
         _write_time_offsets(plan.config)

@@ -124,10 +124,14 @@ def apply_capabilities(sc, caps):
     try:
         sc.capset(eff, prm, inh)
     except SyscallError as e:
-        raise ProcessSetupError(f"cannot set capabilities (effective "
-                                f"{caps.get('effective') or []}, permitted "
-                                f"{caps.get('permitted') or []}): {e.strerror}",
-                                errno=e.errno) from None
+        try:
+            have = sc.capget()[1]
+        except (SyscallError, AttributeError):
+            have = prm
+        missing = capslib.from_mask((prm | eff) & ~have)
+        why = (f"{', '.join(missing)} not held by the runtime itself (missing from "
+               "its bounding set?)" if missing else e.strerror)
+        raise ProcessSetupError(f"cannot set capabilities: {why}", errno=e.errno) from None
     try:
         sc.prctl(C.PR_CAP_AMBIENT, C.PR_CAP_AMBIENT_CLEAR_ALL)
     except SyscallError:
