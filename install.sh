@@ -27,7 +27,7 @@ PREFIX=${PYBOX_PREFIX:-/opt/pybox}
 BINDIR=${PYBOX_BINDIR:-/usr/local/bin}
 export DEBIAN_FRONTEND=noninteractive
 
-PKGS="python3 python3-venv python3-dev busybox-static"
+PKGS="python3 python3-venv python3-dev python3-seccomp busybox-static"
 if [ "$DEV" = 1 ]; then
   # reference runtimes and tools for tests, conformance and benchmarks
   PKGS="$PKGS runc crun tini uidmap hyperfine"

@@ -303,6 +303,14 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
     if config is None:
         config, raw = load_bundle_config(bundle, with_raw=True)
     rootfs = _resolve_rootfs(bundle, config)
+    seccomp_filter = None
+    seccomp_spec = (config.get("linux") or {}).get("seccomp")
+    if seccomp_spec:
+        # compiled here, before anything exists: a bad profile fails cleanly,
+        # and the children inherit the compiled filter through fork
+        from pybox.runtime import seccomp as seccomp_mod
+
+        seccomp_filter = seccomp_mod.compile_filter(seccomp_spec)
     if (config.get("process") or {}).get("terminal") and not console_socket:
         raise ContainerError("process.terminal is true but no --console-socket was given: "
                              "use --console-socket, or run in the foreground")
@@ -337,7 +345,7 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
                           start_sock=sock, cgroup=mgr, cgroup_mounts=_cgroup_mounts(mgr),
                           cgroup_v2=getattr(mgr, "version", 1) == 2, no_pivot=no_pivot,
                           no_new_keyring=no_new_keyring,
-                          preserve_fds=preserve_fds,
+                          preserve_fds=preserve_fds, seccomp=seccomp_filter,
                           hook_state=container.hook_state("creating"))
 
         def on_hooks(init_pid):
@@ -356,11 +364,21 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
 
             write_id_maps(pid, config["linux"])
 
+        def on_seccomp(init_pid, fd):
+            from pybox.runtime import seccomp as seccomp_mod
+
+            record["pid"] = init_pid
+            seccomp_mod.send_to_listener(
+                seccomp_spec.get("listenerPath") or "", fd, pid=init_pid,
+                metadata=seccomp_spec.get("listenerMetadata") or "",
+                state=container.hook_state("creating"))
+
         def prepare_cgroup():
             _setup_cgroup(mgr, config, record, sdir)
 
         pid = spawn(plan, on_hooks=on_hooks, on_userns=on_userns,
-                    prepare_cgroup=prepare_cgroup, after_fork=after_fork)
+                    prepare_cgroup=prepare_cgroup, after_fork=after_fork,
+                    on_seccomp=on_seccomp)
         record["pid"] = pid
         record["pid_start"] = proc.start_time(pid)
         del record["creator_pid"], record["creator_start"]

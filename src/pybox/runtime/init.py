@@ -64,8 +64,15 @@ def init_main(plan, chan, sc):
     proc.set_rlimits(sc, process.get("rlimits"))
     if process.get("apparmorProfile"):
         _check_apparmor(process["apparmorProfile"])
-    if process.get("noNewPrivileges"):
+    nnp = bool(process.get("noNewPrivileges"))
+    if nnp:
         sc.prctl(C.PR_SET_NO_NEW_PRIVS, 1)
+    seccomp = plan.seccomp
+    if seccomp is not None and not nnp:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the
+        # capabilities go.
+        _load_seccomp(seccomp, chan)
+        seccomp = None
 
     env = proc.env_dict(process.get("env"))
     # chdir as root first (the user may lack search permission on the path's
@@ -86,6 +93,10 @@ def init_main(plan, chan, sc):
     if caps is not None:
         proc.apply_capabilities(sc, caps)
     os.umask(user.get("umask", 0o022))
+    if seccomp is not None and seccomp.uses_notify:
+        # the notify fd must reach the parent (and the listener) during create
+        _load_seccomp(seccomp, chan)
+        seccomp = None
 
     chan.send("ready")
     chan.close()
@@ -103,6 +114,10 @@ def init_main(plan, chan, sc):
             run_hooks(hooks["startContainer"], state, "startContainer")
         proc.restore_signals()
         proc.cloexec_from(sc, 3 + plan.preserve_fds)
+        if seccomp is not None:
+            # with no_new_privs: as late as possible, so the fewest of our own
+            # syscalls run under the container's filter
+            seccomp.load()
         os.execve(exe, process["args"], env)
     except BaseException as e:  # noqa: BLE001 - told to `start`, which prints it
         msg = str(e)
@@ -113,6 +128,15 @@ def init_main(plan, chan, sc):
         except OSError:
             pass
         os._exit(127 if isinstance(e, OSError) else 1)
+
+
+def _load_seccomp(seccomp, chan):
+    fd = seccomp.load()
+    if fd is not None:
+        try:
+            chan.send("seccomp", fds=[fd])
+        finally:
+            os.close(fd)
 
 
 def _preload(hooks):

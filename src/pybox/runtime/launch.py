@@ -35,7 +35,8 @@ class LaunchPlan:
 
     def __init__(self, *, cid, config, rootfs, state_dir, start_sock, cgroup=None,
                  cgroup_mounts=None, cgroup_v2=False, no_pivot=False, no_new_keyring=False,
-                 preserve_fds=0, hook_state=None, log=None):
+                 preserve_fds=0, hook_state=None, log=None, seccomp=None,
+                 console_fd=None):
         self.cid = cid
         self.config = config
         self.rootfs = rootfs
@@ -49,6 +50,8 @@ class LaunchPlan:
         self.preserve_fds = preserve_fds
         self.hook_state = hook_state  # state dict hooks get (pid filled in later)
         self.log = log
+        self.seccomp = seccomp  # a compiled pybox.runtime.seccomp.Filter, or None
+        self.console_fd = console_fd  # connected --console-socket, or None
         linux = config.get("linux") or {}
         self.namespaces = {ns["type"]: ns.get("path") or None
                            for ns in linux.get("namespaces") or ()}
@@ -70,7 +73,8 @@ def error_from_message(msg):
     return ProcessSetupError(text, errno=errno)
 
 
-def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=None):
+def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=None,
+          on_seccomp=None):
     """Fork stage1 (which forks init) and drive the protocol until init is ready.
     Returns init's pid.  On failure init is killed and the error re-raised.
 
@@ -125,6 +129,15 @@ def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=N
                 if on_hooks is not None:
                     on_hooks(init_pid)
                 parent.send("go")
+            elif kind == "seccomp":
+                fds = msg["fds"]
+                try:
+                    if on_seccomp is None or not fds:
+                        raise ProcessSetupError("seccomp notify fd not handled")
+                    on_seccomp(init_pid, fds[0])
+                finally:
+                    for fd in fds:
+                        os.close(fd)
             elif kind == "ready":
                 return init_pid
             elif kind == "error":

@@ -1,4 +1,6 @@
-"""The parent <-> init protocol of ``create``: small JSON messages over pipes.
+"""The parent <-> init protocol of ``create``: small JSON messages over an AF_UNIX
+socketpair, which can also carry file descriptors (SCM_RIGHTS): the seccomp
+notify fd travels from init to the parent this way.
 
 Each message is a 4-byte big-endian length and a JSON object with a "type".  The
 child side reports every failure as {"type": "error", "message", "errno", "kind"}
@@ -6,7 +8,8 @@ before exiting, so the user sees the real reason (with its errno) instead of "th
 child died".  End of file without "ready" means the child died without a word.
 
 Messages (child -> parent):  pid {pid}, userns (maps wanted), hooks (run prestart/
-createRuntime now), ready, error {...}.   Parent -> child: mapped, go.
+createRuntime now), seccomp (+ the notify fd), ready, error {...}.
+Parent -> child: cgroup (it exists, join it), mapped, go.
 """
 
 import os
@@ -20,54 +23,76 @@ class ChannelClosed(PyboxError):
 
 
 class Channel:
-    """One direction each way: ``rfd`` to read, ``wfd`` to write."""
+    """One end of the socketpair."""
 
-    def __init__(self, rfd, wfd):
-        self.rfd = rfd
-        self.wfd = wfd
+    def __init__(self, sock):
+        self.sock = sock
+        self._fds = []  # fds received with the current message
 
     @staticmethod
     def pair():
-        """Two connected channels: (parent_side, child_side)."""
-        p_r, c_w = os.pipe()
-        c_r, p_w = os.pipe()
-        return Channel(p_r, p_w), Channel(c_r, c_w)
+        """Two connected channels: (parent_side, child_side).  Both ends are
+        close-on-exec; the children use theirs through fork."""
+        import _socket
 
-    def send(self, msg_type, **fields):
+        a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        return Channel(a), Channel(b)
+
+    def send(self, msg_type, fds=(), **fields):
+        import _socket
+
         fields["type"] = msg_type
         body = fastjson.dumps(fields).encode()
         data = len(body).to_bytes(4, "big") + body
-        while data:
-            n = os.write(self.wfd, data)
+        if fds:
+            anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                    b"".join(int(fd).to_bytes(4, "little", signed=True) for fd in fds))]
+            n = self.sock.sendmsg([data], anc)
             data = data[n:]
+        if data:
+            self.sock.sendall(data)
 
     def _read_exact(self, n):
+        import _socket
+
         buf = b""
         while len(buf) < n:
-            chunk = os.read(self.rfd, n - len(buf))
+            chunk, anc, _, _ = self.sock.recvmsg(n - len(buf), _socket.CMSG_SPACE(4 * 16))
+            for level, kind, payload in anc:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                    usable = len(payload) - len(payload) % 4
+                    for i in range(0, usable, 4):
+                        fd = int.from_bytes(payload[i:i + 4], "little", signed=True)
+                        os.set_inheritable(fd, False)
+                        self._fds.append(fd)
             if not chunk:
                 raise ChannelClosed("the other side closed the channel")
             buf += chunk
         return buf
 
     def recv(self):
+        """The next message; fds that came with it are in msg["fds"]."""
+        self._fds = []
         size = int.from_bytes(self._read_exact(4), "big")
-        return fastjson.loads(self._read_exact(size))
+        msg = fastjson.loads(self._read_exact(size))
+        msg["fds"] = self._fds
+        return msg
 
     def expect(self, kind):
         msg = self.recv()
         if msg.get("type") != kind:
+            if msg.get("type") == "error":
+                raise PyboxError(msg.get("message") or "error from the other side")
             raise PyboxError(f"protocol error: expected {kind!r}, got {msg.get('type')!r}")
         return msg
 
     def close(self):
-        for fd in (self.rfd, self.wfd):
-            if fd is not None and fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.rfd = self.wfd = -1
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
 
     def send_error(self, exc):
         """Report an exception to the parent: class name, message and errno."""
