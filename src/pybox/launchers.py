@@ -24,7 +24,8 @@ TEMPLATE = """#!{python} -IS
 # (module teardown costs milliseconds and has nothing left to clean up).
 import gc, os, sys
 gc.disable()
-sys.path[:0] = {paths!r}
+sys.path.insert(0, {pkg_dir!r})
+sys.path.extend({site_dirs!r})
 from {module} import main
 rc = main()
 sys.stdout.flush()
@@ -35,14 +36,14 @@ os._exit(rc or 0)
 
 def search_path():
     """The directory holding the pybox package, then the environment's
-    site-packages (dependencies), without duplicates."""
-    import sysconfig
-
+    site-packages and, for a venv made with --system-site-packages, Debian's
+    dist-packages (python3-seccomp lives there): what site processing would
+    have added, computed once at install time."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = [here]
-    for key in ("purelib", "platlib"):
-        p = sysconfig.get_paths()[key]
-        if p not in paths:
+    for p in sys.path:
+        if p.endswith(("site-packages", "dist-packages")) and p not in paths \
+                and os.path.isdir(p):
             paths.append(p)
     return paths
 
@@ -55,7 +56,8 @@ def write_launchers(bindir, python=None):
         target = os.path.join(bindir, name)
         tmp = target + ".tmp"
         with open(tmp, "w") as f:
-            f.write(TEMPLATE.format(python=python, paths=paths, module=module))
+            f.write(TEMPLATE.format(python=python, pkg_dir=paths[0], site_dirs=paths[1:],
+                                    module=module))
         os.chmod(tmp, 0o755)
         os.replace(tmp, target)
         written.append(target)
