@@ -43,13 +43,16 @@ class HybridManager(Manager):
 
     @classmethod
     def from_state(cls, saved, fs=None):
-        return cls(V1Manager.from_state(saved["v1"], fs=fs),
-                   V2Manager.from_state(saved["v2"], fs=fs))
+        mgr = cls(V1Manager.from_state(saved["v1"], fs=fs),
+                  V2Manager.from_state(saved["v2"], fs=fs))
+        mgr.v2_used = saved.get("v2_used", True)
+        return mgr
 
     def to_state(self):
         return {"driver": self.driver, "version": 1, "path": self.v1.cgroup_path,
                 "paths": self.paths, "created": self.created, "rootless": self.v1.rootless,
-                "v1": self.v1.to_state(), "v2": self.v2.to_state()}
+                "v1": self.v1.to_state(), "v2": self.v2.to_state(),
+                "v2_used": self.v2_used}
 
     @property
     def paths(self):

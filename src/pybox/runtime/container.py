@@ -159,6 +159,167 @@ class Container:
             run_hooks(hooks, self.hook_state("running"), "poststart",
                       warn=logmod.current.warning)
 
+    # -- exec --------------------------------------------------------------
+    def exec(self, process, *, detach=False, pid_file=None, console_socket=None,
+             preserve_fds=0):
+        """Run one more process in the container (runc exec).  Foreground: wait
+        for it (relaying its terminal) and return its exit status; detached:
+        return 0 once it runs."""
+        from pybox.oci.spec import PROCESS_SCHEMA, check_process, check_schema
+        from pybox.runtime.launch import JOIN_ORDER, ExecPlan, spawn_exec
+
+        check_schema(process, PROCESS_SCHEMA, "process")
+        check_process(process)
+        status = self.status()
+        if status == "paused":
+            raise InvalidState(f"cannot exec in paused container {self.id}")
+        if status not in ("created", "running"):
+            raise InvalidState(f"cannot exec in container {self.id}: it is {status}")
+        terminal = bool(process.get("terminal"))
+        if terminal and detach and not console_socket:
+            raise ContainerError("process.terminal is true but no --console-socket was "
+                                 "given: use --console-socket, or run in the foreground")
+        if console_socket and not terminal:
+            raise ContainerError("cannot use --console-socket without a terminal (-t)")
+        linux = self.config.get("linux") or {}
+        seccomp_filter = None
+        if linux.get("seccomp"):
+            from pybox.runtime import seccomp as seccomp_mod
+
+            seccomp_filter = seccomp_mod.compile_filter(linux["seccomp"])
+        ns_fds = self._namespace_fds(JOIN_ORDER)
+        console = theirs = master = None
+        try:
+            if console_socket:
+                theirs = connect_console(console_socket)
+            elif terminal:
+                import _socket
+
+                console, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            plan = ExecPlan(cid=self.id, process=process, ns_fds=ns_fds,
+                            cgroup=self.cgroup_manager(), seccomp=seccomp_filter,
+                            console_sock=theirs, preserve_fds=preserve_fds)
+            after_fork = None if detach else _become_subreaper
+            pid = spawn_exec(plan, after_fork=after_fork,
+                             on_seccomp=self._seccomp_listener(linux.get("seccomp")))
+            if pid_file:
+                st.write_atomic(os.path.abspath(pid_file), str(pid), mode=0o644)
+            if console is not None:
+                from pybox.runtime.terminal import receive_master
+
+                theirs.close()
+                theirs = None
+                master = receive_master(console)
+        finally:
+            for _, fd in ns_fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            for sock in (console, theirs):
+                if sock is not None:
+                    sock.close()
+        if detach:
+            return 0
+        return _foreground(self, pid, master, lambda: None, delete=False)
+
+    def _namespace_fds(self, order):
+        """Open init's /proc/PID/ns/* for each namespace the container has, then
+        check init is still the process we started (pid reuse)."""
+        from pybox.linux.constants import NAMESPACE_PROC_NAMES
+
+        kinds = {ns["type"] for ns in (self.config.get("linux") or {}).get("namespaces") or ()}
+        fds = []
+        pid = self.pid
+        try:
+            for kind in order:
+                if kind in kinds:
+                    path = f"/proc/{pid}/ns/{NAMESPACE_PROC_NAMES[kind]}"
+                    fds.append((kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+            if not self.init_alive():
+                raise InvalidState(f"container {self.id} is not running")
+        except OSError as e:
+            for _, fd in fds:
+                os.close(fd)
+            raise InvalidState(f"container {self.id}: cannot open its namespaces: "
+                               f"{e.strerror}") from None
+        except BaseException:
+            for _, fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
+    def _seccomp_listener(self, seccomp_spec):
+        if not seccomp_spec or not seccomp_spec.get("listenerPath"):
+            return None
+
+        def on_seccomp(pid, fd):
+            from pybox.runtime import seccomp as seccomp_mod
+
+            seccomp_mod.send_to_listener(seccomp_spec["listenerPath"], fd, pid=pid,
+                                         metadata=seccomp_spec.get("listenerMetadata") or "",
+                                         state=self.state())
+        return on_seccomp
+
+    # -- pause / resume / update --------------------------------------------
+    def pause(self):
+        with self.dir:
+            self.reload()
+            status = self.status()
+            if status not in ("running", "created"):
+                raise InvalidState(f"cannot pause container {self.id}: it is {status}")
+            self._require_cgroup().freeze()
+            self.record["paused"] = True
+            self.dir.write(self.record)
+
+    def resume(self):
+        with self.dir:
+            self.reload()
+            status = self.status()
+            if status != "paused":
+                raise InvalidState(f"cannot resume container {self.id}: it is {status}, "
+                                   "not paused")
+            self._require_cgroup().thaw()
+            self.record["paused"] = False
+            self.dir.write(self.record)
+
+    def update(self, resources):
+        """Change limits live; the new values also replace those in the
+        container's config snapshot, so later commands see them."""
+        from pybox.oci.spec import RESOURCES_SCHEMA, check_resources, check_schema
+
+        check_schema(resources, RESOURCES_SCHEMA, "resources")
+        check_resources(resources, "resources")
+        with self.dir:
+            self.reload()
+            status = self.status()
+            if status == "stopped":
+                raise InvalidState(f"cannot update container {self.id}: it is stopped")
+            mgr = self._require_cgroup()
+            mgr.update(resources)
+            for warning in getattr(mgr, "warnings", ()):
+                logmod.current.warning(warning)
+            config = self.config
+            merged = (config.setdefault("linux", {})).setdefault("resources", {})
+            for key, value in resources.items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                    merged[key].update(value)
+                else:
+                    merged[key] = value
+            self.dir.write_config(fastjson.dumps(config))
+
+    def _require_cgroup(self):
+        mgr = self.cgroup_manager()
+        if mgr is None:
+            raise ContainerError(f"container {self.id} has no cgroup")
+        return mgr
+
+    def processes(self):
+        """Host pids of every process in the container's cgroup."""
+        if self.status() == "stopped":
+            return []
+        return self._require_cgroup().pids()
+
     # -- kill --------------------------------------------------------------
     def kill(self, sig, all_processes=False):
         status = self.status()
@@ -292,14 +453,14 @@ def _resolve_rootfs(bundle, config):
 
 def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=False,
            preserve_fds=0, systemd_cgroup=False, console_socket=None, config=None,
-           after_fork=None):
+           after_fork=None, console_sock=None, raw_config=None):
     """Create a container and leave its init blocked before the user's program.
     On any failure everything made so far is undone and the error re-raised."""
     from pybox.oci.spec import load_bundle_config
 
     st.validate_id(cid)
     bundle = os.path.abspath(bundle)
-    raw = None
+    raw = raw_config
     if config is None:
         config, raw = load_bundle_config(bundle, with_raw=True)
     rootfs = _resolve_rootfs(bundle, config)
@@ -311,9 +472,12 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
         from pybox.runtime import seccomp as seccomp_mod
 
         seccomp_filter = seccomp_mod.compile_filter(seccomp_spec)
-    if (config.get("process") or {}).get("terminal") and not console_socket:
+    terminal = bool((config.get("process") or {}).get("terminal"))
+    if terminal and not console_socket and console_sock is None:
         raise ContainerError("process.terminal is true but no --console-socket was given: "
                              "use --console-socket, or run in the foreground")
+    if console_socket and not terminal:
+        raise ContainerError("cannot use --console-socket when process.terminal is false")
     sdir = st.StateDir(root, cid)
     sdir.claim()
     container = Container(root, cid, None)
@@ -328,6 +492,8 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
     container._config = config
     sock = None
     try:
+        if console_socket:
+            console_sock = connect_console(console_socket)
         sdir.write_config(raw if raw is not None else fastjson.dumps(config))
         sdir.write(record)
         mgr = _new_cgroup(config, cid, systemd_cgroup, record, sdir)
@@ -346,6 +512,7 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
                           cgroup_v2=getattr(mgr, "version", 1) == 2, no_pivot=no_pivot,
                           no_new_keyring=no_new_keyring,
                           preserve_fds=preserve_fds, seccomp=seccomp_filter,
+                          console_sock=console_sock,
                           hook_state=container.hook_state("creating"))
 
         def on_hooks(init_pid):
@@ -391,7 +558,23 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
     finally:
         if sock is not None:
             sock.close()
+        if console_socket and console_sock is not None:
+            console_sock.close()
     return container
+
+
+def connect_console(path):
+    """Connect to a --console-socket (before fork, while its path is visible)."""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        _unix_call(sock.connect, os.path.abspath(path))
+    except OSError as e:
+        sock.close()
+        raise ContainerError(f"cannot connect to console socket {path}: {e.strerror}",
+                             errno=e.errno) from None
+    return sock
 
 
 def _new_cgroup(config, cid, systemd, record, sdir):
@@ -495,19 +678,38 @@ def run(root, cid, bundle, *, detach=False, **create_opts):
             raise
         return 0
 
+    console, master = None, None
+    if create_opts.get("config") is None:
+        from pybox.oci.spec import load_bundle_config
+
+        create_opts["config"], create_opts["raw_config"] = load_bundle_config(
+            os.path.abspath(bundle), with_raw=True)
+    if (create_opts["config"].get("process") or {}).get("terminal") and \
+            not create_opts.get("console_socket"):
+        import _socket
+
+        # our own console socket: the master comes to us and we relay it
+        console, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        create_opts["console_sock"] = theirs
+    try:
+        # init is a grandchild (stage1 exits): as the subreaper we get it back
+        # and can wait for it; done after fork, overlapping stage1's start-up
+        c = create(root, cid, bundle, after_fork=_become_subreaper, **create_opts)
+        if console is not None:
+            create_opts["console_sock"].close()
+            from pybox.runtime.terminal import receive_master
+
+            master = receive_master(console)
+    finally:
+        if console is not None:
+            console.close()
+    return _foreground(c, c.pid, master, lambda: c.start(), delete=True)
+
+
+def _foreground(c, pid, master, start, delete):
+    """Forward signals to ``pid``, start it, relay its terminal if any, wait for
+    it, optionally delete the container; return the exit status."""
     import _signal
-
-    from pybox.linux import constants as C
-    from pybox.linux import syscalls
-
-    def become_subreaper():
-        # init is a grandchild (stage1 exits): as the subreaper, it is re-parented
-        # to us and we can wait for it.  Done after fork, while stage1 waits for
-        # its cgroup, so loading ctypes overlaps with stage1's start-up.
-        syscalls.real().prctl(C.PR_SET_CHILD_SUBREAPER, 1)
-
-    c = create(root, cid, bundle, after_fork=become_subreaper, **create_opts)
-    pid = c.pid
 
     def forward(signum, frame):
         try:
@@ -520,17 +722,38 @@ def run(root, cid, bundle, *, detach=False, **create_opts):
                 _signal.SIGCONT, _signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU,
                 _signal.SIGWINCH):
         _signal.signal(sig, forward)
+    if master is not None:
+        from pybox.runtime.terminal import copy_window_size
+
+        copy_window_size(0, master)  # before the program can ask for it
     try:
-        c.start()
+        start()
     except BaseException:
-        _force_delete_quiet(c)
+        if delete:
+            _force_delete_quiet(c)
         raise
+    if master is not None:
+        from pybox.runtime.terminal import Relay
+
+        try:
+            with Relay(master) as relay:
+                relay.run()
+        finally:
+            os.close(master)
     status = _wait_child(pid)
-    try:
-        c.delete(force=True)
-    except PyboxError as e:
-        logmod.current.warning(str(e))
+    if delete:
+        try:
+            c.delete(force=True)
+        except PyboxError as e:
+            logmod.current.warning(str(e))
     return status
+
+
+def _become_subreaper():
+    from pybox.linux import constants as C
+    from pybox.linux import syscalls
+
+    syscalls.real().prctl(C.PR_SET_CHILD_SUBREAPER, 1)
 
 
 def _wait_child(pid):

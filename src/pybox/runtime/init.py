@@ -1,10 +1,14 @@
-"""What the container's init does inside its new namespaces, up to execve.
+"""What runs inside the container's namespaces, up to execve.
 
-Runs in the forked init (see launch.py).  The steps and their order follow runc's
-standard init, because the runtime-spec conformance suite and real workloads
-depend on it: rootfs first (mounts can only be made while the host is visible),
-hooks before pivot_root, sysctls before /proc/sys turns read-only, privileges
-dropped last.  After "ready" the parent exits; init waits for ``start``.
+``init_main``: the container's init (see launch.py).  The steps and their order
+follow runc's standard init, because the runtime-spec conformance suite and real
+workloads depend on it: rootfs first (mounts can only be made while the host is
+visible), hooks before pivot_root, sysctls before /proc/sys turns read-only,
+privileges dropped last.  After "ready" the parent exits; init waits for
+``start``.
+
+``exec_main``: a process joining a running container (``pybox-runtime exec``).
+It shares ``prepare_process``, the identity and limit steps, with init.
 """
 
 import os
@@ -32,11 +36,10 @@ def init_main(plan, chan, sc):
     builder.prepare_root()
     builder.mount_all()
     builder.create_devices()
-    cwd = process["cwd"]
     try:
-        os.makedirs(secure_join(plan.rootfs, cwd), 0o755, exist_ok=True)
+        os.makedirs(secure_join(plan.rootfs, process["cwd"]), 0o755, exist_ok=True)
     except OSError:
-        pass  # reported below by chdir with the container's view
+        pass  # reported by chdir later, with the container's view
 
     hooks = config.get("hooks") or {}
     if any(hooks.get(k) for k in ("prestart", "createRuntime", "createContainer")):
@@ -48,7 +51,7 @@ def init_main(plan, chan, sc):
             state = dict(plan.hook_state, pid=os.getpid(), status="creating")
             run_hooks(hooks["createContainer"], state, "createContainer")
 
-    _preload(hooks)
+    _preload(hooks, process)
     builder.enter(no_pivot=plan.no_pivot)
 
     if config.get("hostname"):
@@ -59,6 +62,55 @@ def init_main(plan, chan, sc):
         _write_sysctl(key, value)
     builder.finalize()
 
+    if process.get("terminal"):
+        from pybox.runtime.terminal import setup_console
+
+        setup_console(plan.console_sock, process)
+    exe, env, late_seccomp = prepare_process(sc, process, plan.seccomp, chan)
+
+    chan.send("ready")
+    chan.close()
+
+    try:
+        conn = _wait_for_start(plan.start_sock)
+    except BaseException as e:  # noqa: BLE001 - nobody to report to but stderr
+        os.write(2, f"pybox-runtime init: waiting for start: {e}\n".encode())
+        os._exit(1)
+    try:
+        if hooks.get("startContainer"):
+            from pybox.runtime.hooks import run_hooks
+
+            state = dict(plan.hook_state, pid=os.getpid(), status="created")
+            run_hooks(hooks["startContainer"], state, "startContainer")
+        exec_process(sc, exe, process, env, late_seccomp, plan.preserve_fds)
+    except BaseException as e:  # noqa: BLE001 - told to `start`, which prints it
+        try:
+            conn.sendall(("error " + _exec_error(e, exe)).encode())
+        except OSError:
+            pass
+        os._exit(127 if isinstance(e, OSError) else 1)
+
+
+def exec_main(plan, chan, sc):
+    """A new process in a running container: namespaces and cgroup are already
+    joined (launch.py); set up the process and exec.  Success is the channel
+    closing on exec; anything else is an error message."""
+    process = plan.process
+    if process.get("terminal"):
+        from pybox.runtime.terminal import setup_console
+
+        os.setsid()
+        setup_console(plan.console_sock, process)
+    exe, env, late_seccomp = prepare_process(sc, process, plan.seccomp, chan)
+    try:
+        exec_process(sc, exe, process, env, late_seccomp, plan.preserve_fds)
+    except BaseException as e:  # noqa: BLE001
+        raise ProcessSetupError(_exec_error(e, exe), errno=getattr(e, "errno", None))
+
+
+def prepare_process(sc, process, seccomp, chan):
+    """Identity and limits of the process about to exec (runc's finalizeNamespace).
+    Returns (executable path, environment, seccomp filter still to load)."""
     if "oomScoreAdj" in process:
         proc.set_oom_score_adj(process["oomScoreAdj"])
     proc.set_rlimits(sc, process.get("rlimits"))
@@ -67,7 +119,6 @@ def init_main(plan, chan, sc):
     nnp = bool(process.get("noNewPrivileges"))
     if nnp:
         sc.prctl(C.PR_SET_NO_NEW_PRIVS, 1)
-    seccomp = plan.seccomp
     if seccomp is not None and not nnp:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the
         # capabilities go.
@@ -75,6 +126,7 @@ def init_main(plan, chan, sc):
         seccomp = None
 
     env = proc.env_dict(process.get("env"))
+    cwd = process["cwd"]
     # chdir as root first (the user may lack search permission on the path's
     # parents but the spec still wants that cwd); retry as the user if that fails.
     chdir_error = _try_chdir(cwd)
@@ -94,40 +146,26 @@ def init_main(plan, chan, sc):
         proc.apply_capabilities(sc, caps)
     os.umask(user.get("umask", 0o022))
     if seccomp is not None and seccomp.uses_notify:
-        # the notify fd must reach the parent (and the listener) during create
+        # the notify fd must reach the parent (and the listener) now
         _load_seccomp(seccomp, chan)
         seccomp = None
+    return exe, env, seccomp
 
-    chan.send("ready")
-    chan.close()
 
-    try:
-        conn = _wait_for_start(plan.start_sock)
-    except BaseException as e:  # noqa: BLE001 - nobody to report to but stderr
-        os.write(2, f"pybox-runtime init: waiting for start: {e}\n".encode())
-        os._exit(1)
-    try:
-        if hooks.get("startContainer"):
-            from pybox.runtime.hooks import run_hooks
+def exec_process(sc, exe, process, env, late_seccomp, preserve_fds):
+    proc.restore_signals()
+    proc.cloexec_from(sc, 3 + preserve_fds)
+    if late_seccomp is not None:
+        # with no_new_privs: as late as possible, so the fewest of our own
+        # syscalls run under the container's filter
+        late_seccomp.load()
+    os.execve(exe, process["args"], env)
 
-            state = dict(plan.hook_state, pid=os.getpid(), status="created")
-            run_hooks(hooks["startContainer"], state, "startContainer")
-        proc.restore_signals()
-        proc.cloexec_from(sc, 3 + plan.preserve_fds)
-        if seccomp is not None:
-            # with no_new_privs: as late as possible, so the fewest of our own
-            # syscalls run under the container's filter
-            seccomp.load()
-        os.execve(exe, process["args"], env)
-    except BaseException as e:  # noqa: BLE001 - told to `start`, which prints it
-        msg = str(e)
-        if isinstance(e, OSError) and not isinstance(e, SyscallError):
-            msg = f"exec {exe}: {e.strerror}"
-        try:
-            conn.sendall(("error " + msg).encode())
-        except OSError:
-            pass
-        os._exit(127 if isinstance(e, OSError) else 1)
+
+def _exec_error(e, exe):
+    if isinstance(e, OSError) and not isinstance(e, SyscallError):
+        return f"exec {exe}: {e.strerror}"
+    return str(e)
 
 
 def _load_seccomp(seccomp, chan):
@@ -139,12 +177,16 @@ def _load_seccomp(seccomp, chan):
             os.close(fd)
 
 
-def _preload(hooks):
+def _preload(hooks, process):
     """Import now what runs after pivot_root: from then on only the container's
     filesystem is visible, and the interpreter's own modules are not in it."""
     import _signal  # noqa: F401  (process.restore_signals)
     import fcntl  # noqa: F401  (process.cloexec_from fallback)
 
+    if process.get("terminal"):
+        import _socket  # noqa: F401
+
+        from pybox.runtime import terminal  # noqa: F401
     if hooks.get("startContainer"):
         import subprocess  # noqa: F401
 

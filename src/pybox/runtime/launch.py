@@ -36,7 +36,7 @@ class LaunchPlan:
     def __init__(self, *, cid, config, rootfs, state_dir, start_sock, cgroup=None,
                  cgroup_mounts=None, cgroup_v2=False, no_pivot=False, no_new_keyring=False,
                  preserve_fds=0, hook_state=None, log=None, seccomp=None,
-                 console_fd=None):
+                 console_sock=None):
         self.cid = cid
         self.config = config
         self.rootfs = rootfs
@@ -51,7 +51,7 @@ class LaunchPlan:
         self.hook_state = hook_state  # state dict hooks get (pid filled in later)
         self.log = log
         self.seccomp = seccomp  # a compiled pybox.runtime.seccomp.Filter, or None
-        self.console_fd = console_fd  # connected --console-socket, or None
+        self.console_sock = console_sock  # where init sends the pty master, or None
         linux = config.get("linux") or {}
         self.namespaces = {ns["type"]: ns.get("path") or None
                            for ns in linux.get("namespaces") or ()}
@@ -251,3 +251,112 @@ def _write_time_offsets(config):
     if lines:
         with open("/proc/self/timens_offsets", "w") as f:
             f.write("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------
+# exec: a new process in a running container
+
+
+class ExecPlan:
+    """What the exec'd process needs.  ``ns_fds`` are open /proc/PID/ns/* fds of
+    the container's init, opened (and checked against init's start time) by the
+    parent, so a recycled pid cannot redirect the join."""
+
+    def __init__(self, *, cid, process, ns_fds, cgroup=None, seccomp=None,
+                 console_sock=None, preserve_fds=0):
+        self.cid = cid
+        self.process = process
+        self.ns_fds = ns_fds  # [(type, fd)] in JOIN_ORDER
+        self.cgroup = cgroup
+        self.seccomp = seccomp
+        self.console_sock = console_sock
+        self.preserve_fds = preserve_fds
+
+
+def spawn_exec(plan, after_fork=None, on_seccomp=None):
+    """Fork a stage1 that joins the container's cgroup and namespaces and forks
+    the process (a pid namespace applies to children).  Returns the process's
+    pid once it has exec'd: its end of the channel is close-on-exec, so end of
+    file after its pid means success, an "error" message failure."""
+    parent, child = Channel.pair()
+    stage1 = os.fork()
+    if stage1 == 0:
+        code = 1
+        try:
+            parent.close()
+            _exec_stage1(plan, child)
+            code = 0
+        except BaseException as e:  # noqa: BLE001
+            child.send_error(e)
+        finally:
+            os._exit(code)
+    child.close()
+    pid = None
+    try:
+        if after_fork is not None:
+            after_fork()
+        while True:
+            try:
+                msg = parent.recv()
+            except ChannelClosed:
+                if pid is None:
+                    raise ProcessSetupError("exec: the process died before it started")
+                return pid
+            kind = msg["type"]
+            if kind == "pid":
+                pid = msg["pid"]
+            elif kind == "seccomp":
+                fds = msg["fds"]
+                try:
+                    if on_seccomp is None or not fds:
+                        raise ProcessSetupError("seccomp notify fd not handled")
+                    on_seccomp(pid, fds[0])
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+            elif kind == "error":
+                raise error_from_message(msg)
+            else:
+                raise ProcessSetupError(f"unexpected message from exec: {kind!r}")
+    except BaseException:
+        if pid:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        raise
+    finally:
+        parent.close()
+        _reap(stage1)
+
+
+def _exec_stage1(plan, chan):
+    # everything the process needs is imported before setns(mnt) hides our files
+    import _signal  # noqa: F401
+    import fcntl  # noqa: F401
+
+    from pybox.runtime.init import exec_main
+
+    if plan.process.get("terminal"):
+        from pybox.runtime import terminal  # noqa: F401
+    sc = syscalls.real()
+    sc.prctl(C.PR_SET_DUMPABLE, 0)
+    if plan.cgroup is not None:
+        plan.cgroup.enter_self()  # before a user namespace: host-owned files
+    for kind, fd in plan.ns_fds:
+        try:
+            sc.setns(fd, C.NAMESPACE_FLAGS[kind])
+        except SyscallError as e:
+            raise ProcessSetupError(f"exec: cannot join the container's {kind} namespace: "
+                                    f"{e.strerror}", errno=e.errno) from None
+        os.close(fd)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            exec_main(plan, chan, sc)
+        except BaseException as e:  # noqa: BLE001
+            chan.send_error(e)
+        finally:
+            os._exit(code)
+    chan.send("pid", pid=pid)

@@ -1,0 +1,55 @@
+"""pybox-runtime features: the runtime-spec features document (features.md)."""
+
+import os
+import sys
+
+from pybox import OCI_VERSION, __version__
+from pybox.linux import caps as capslib
+from pybox.oci import fastjson
+from pybox.oci.spec import NAMESPACE_TYPES
+from pybox.runtime.rootfs import EXTENSION_OPTIONS, MOUNT_FLAGS, PROPAGATION_FLAGS
+
+
+def document():
+    try:
+        from pybox.runtime import seccomp
+
+        seccomp_features = seccomp.features()
+    except ImportError:
+        seccomp_features = {"enabled": False}
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            apparmor = f.read().strip() == "Y"
+    except OSError:
+        apparmor = False
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
+        "mountOptions": sorted(set(MOUNT_FLAGS) | set(PROPAGATION_FLAGS)
+                               | set(EXTENSION_OPTIONS)),
+        "linux": {
+            "namespaces": sorted(n for n in NAMESPACE_TYPES
+                                 if n != "time" or os.path.exists("/proc/self/ns/time")),
+            "capabilities": capslib.CAPABILITY_NAMES[:capslib.last_cap() + 1],
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+                       "rdma": True},
+            "seccomp": seccomp_features,
+            "apparmor": {"enabled": apparmor},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {
+            "org.opencontainers.runtime-spec.features.runtime.name": "pybox-runtime",
+            "org.opencontainers.runtime-spec.features.runtime.version": __version__,
+        },
+    }
+
+
+def run(ctx, opts, args):
+    doc = document()
+    doc["linux"]["capabilities"] = list(doc["linux"]["capabilities"])
+    sys.stdout.write(fastjson.dumps(doc, indent=4) + "\n")
+    return 0

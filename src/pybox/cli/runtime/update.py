@@ -1,0 +1,86 @@
+"""pybox-runtime update [-r resources.json|-] [--memory 64m --cpu-quota ...] ID
+
+A linux.resources object from a file (or stdin with "-"), or runc's flags;
+the cgroup changes live."""
+
+import sys
+
+from pybox.errors import UsageError
+from pybox.oci import fastjson
+from pybox.runtime.container import Container
+
+_SUFFIX = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_bytes(flag, text):
+    """docker's RAMInBytes: 64m, 1g, 512k, 1048576; -1 for unlimited."""
+    t = text.strip().lower()
+    if t == "-1":
+        return -1
+    if t.endswith("b") and len(t) > 1 and t[-2] in _SUFFIX:
+        t = t[:-1]
+    mult = 1
+    if t and t[-1] in _SUFFIX:
+        mult = _SUFFIX[t[-1]]
+        t = t[:-1]
+    try:
+        value = float(t)
+    except ValueError:
+        raise UsageError(f"invalid value {text!r} for --{flag}") from None
+    if value < 0:
+        raise UsageError(f"invalid value {text!r} for --{flag}")
+    return int(value * mult)
+
+
+def parse_int(flag, text):
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"invalid value {text!r} for --{flag}: must be an integer") from None
+
+
+# flag -> (section, key, parser)
+FLAGS = {
+    "blkio_weight": ("blockIO", "weight", parse_int),
+    "cpu_period": ("cpu", "period", parse_int),
+    "cpu_quota": ("cpu", "quota", parse_int),
+    "cpu_share": ("cpu", "shares", parse_int),
+    "cpu_rt_period": ("cpu", "realtimePeriod", parse_int),
+    "cpu_rt_runtime": ("cpu", "realtimeRuntime", parse_int),
+    "cpuset_cpus": ("cpu", "cpus", lambda f, t: t),
+    "cpuset_mems": ("cpu", "mems", lambda f, t: t),
+    "cpu_idle": ("cpu", "idle", parse_int),
+    "kernel_memory": ("memory", "kernel", parse_bytes),
+    "kernel_memory_tcp": ("memory", "kernelTCP", parse_bytes),
+    "memory": ("memory", "limit", parse_bytes),
+    "memory_reservation": ("memory", "reservation", parse_bytes),
+    "memory_swap": ("memory", "swap", parse_bytes),
+    "pids_limit": ("pids", "limit", parse_int),
+}
+
+
+def run(ctx, opts, args):
+    if opts.get("resources"):
+        path = opts["resources"]
+        try:
+            data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+            resources = fastjson.loads(data)
+        except OSError as e:
+            raise UsageError(f"cannot read {path}: {e.strerror}") from None
+        except ValueError as e:
+            raise UsageError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(resources, dict):
+            raise UsageError(f"{path} must hold a linux.resources object")
+    else:
+        resources = {}
+        for dest, (section, key, parser) in FLAGS.items():
+            if opts.get(dest) is not None:
+                flag = dest.replace("_", "-")
+                resources.setdefault(section, {})[key] = parser(flag, opts[dest])
+        for flag in ("l3_cache_schema", "mem_bw_schema"):
+            if opts.get(flag):
+                raise UsageError(f"--{flag.replace('_', '-')}: Intel RDT is not supported")
+        if not resources:
+            raise UsageError("nothing to update: give -r FILE or a resource flag")
+    Container.load(ctx.root, args[0]).update(resources)
+    return 0

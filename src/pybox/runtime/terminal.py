@@ -1,0 +1,173 @@
+"""Terminals, as runc's docs/terminals.md describes them.
+
+process.terminal = true: the container's process gets a new pseudo-terminal
+from the container's own devpts instance (/dev/ptmx after pivot_root), as its
+controlling terminal and stdio.  The master side goes to whoever asked:
+
+- ``--console-socket PATH`` (detached: containerd-shim, conmon): the runtime
+  connects to PATH before fork; init sends the master fd over it with SCM_RIGHTS
+  (the message data is the slave's path, as runc sends it);
+- a foreground ``run``/``exec`` with no console socket: the runtime keeps the
+  master itself and relays it to its own stdio, with the caller's terminal in
+  raw mode and the window size copied on start and on every SIGWINCH.
+
+ioctl numbers are the generic Linux ones (x86_64, aarch64).
+"""
+
+import os
+
+TIOCSCTTY = 0x540E
+TIOCGWINSZ = 0x5413
+TIOCSWINSZ = 0x5414
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+
+
+def _winsize(rows, cols):
+    return (rows.to_bytes(2, "little") + cols.to_bytes(2, "little") + b"\0\0\0\0")
+
+
+def open_pty():
+    """(master fd, slave fd, slave path) from /dev/ptmx in our mount namespace."""
+    import fcntl
+
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt
+        n = int.from_bytes(fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"), "little")
+        path = f"/dev/pts/{n}"
+        slave = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(master)
+        raise
+    return master, slave, path
+
+
+def setup_console(console_sock, process):
+    """In the container (after pivot_root, before dropping privileges): make a
+    pty, hand its master to ``console_sock``, and make the slave our controlling
+    terminal and stdio.  The caller must already be a session leader."""
+    import _socket
+    import fcntl
+
+    master, slave, path = open_pty()
+    try:
+        size = process.get("consoleSize")
+        if size and size.get("height") and size.get("width"):
+            fcntl.ioctl(master, TIOCSWINSZ, _winsize(size["height"], size["width"]))
+        uid = (process.get("user") or {}).get("uid", 0)
+        os.fchown(slave, uid, -1)
+        console_sock.sendmsg([path.encode()],
+                             [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                               master.to_bytes(4, "little"))])
+    finally:
+        os.close(master)
+        console_sock.close()
+    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)  # dup2 makes 0-2 inheritable: they survive exec
+    if slave > 2:
+        os.close(slave)
+
+
+def receive_master(sock):
+    """Parent side of an internal console socket: the master fd init sends."""
+    import _socket
+
+    _, anc, _, _ = sock.recvmsg(4096, _socket.CMSG_SPACE(4))
+    for level, kind, data in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4:
+            fd = int.from_bytes(data[:4], "little")
+            os.set_inheritable(fd, False)
+            return fd
+    from pybox.errors import ProcessSetupError
+
+    raise ProcessSetupError("no terminal master received from the container")
+
+
+def copy_window_size(src_fd, dst_fd):
+    import fcntl
+
+    try:
+        size = fcntl.ioctl(src_fd, TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(dst_fd, TIOCSWINSZ, size)
+    except OSError:
+        pass  # src is not a terminal
+
+
+class Relay:
+    """Copy between our stdio and a pty master until the container side closes.
+    Puts a terminal stdin into raw mode (keys such as ctrl-C travel to the
+    container's line discipline) and restores it afterwards."""
+
+    def __init__(self, master):
+        self.master = master
+        self._saved = None
+
+    def __enter__(self):
+        import _signal
+
+        if os.isatty(0):
+            import termios
+
+            self._saved = termios.tcgetattr(0)
+            attrs = termios.tcgetattr(0)
+            # cfmakeraw
+            attrs[0] &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP
+                          | termios.INLCR | termios.IGNCR | termios.ICRNL | termios.IXON)
+            attrs[1] &= ~termios.OPOST
+            attrs[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG
+                          | termios.IEXTEN)
+            attrs[2] &= ~(termios.CSIZE | termios.PARENB)
+            attrs[2] |= termios.CS8
+            attrs[6][termios.VMIN] = 1
+            attrs[6][termios.VTIME] = 0
+            termios.tcsetattr(0, termios.TCSANOW, attrs)
+        copy_window_size(0, self.master)
+        _signal.signal(_signal.SIGWINCH, lambda *_: copy_window_size(0, self.master))
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSAFLUSH, self._saved)
+
+    def run(self):
+        """Relay until the pty's slave side is closed by every process."""
+        import select
+
+        poller = select.poll()
+        poller.register(self.master, select.POLLIN)
+        stdin_open = True
+        try:
+            poller.register(0, select.POLLIN)
+        except (OSError, ValueError):
+            stdin_open = False
+        while True:
+            try:
+                events = poller.poll()
+            except InterruptedError:
+                continue
+            for fd, ev in events:
+                if fd == self.master:
+                    try:
+                        data = os.read(self.master, 65536)
+                    except OSError:  # EIO: no slave left
+                        data = b""
+                    if not data:
+                        return
+                    _write_all(1, data)
+                elif stdin_open:
+                    data = os.read(0, 65536) if ev & (select.POLLIN | select.POLLHUP) else b""
+                    if not data:
+                        poller.unregister(0)
+                        stdin_open = False
+                        continue
+                    _write_all(self.master, data)
+
+
+def _write_all(fd, data):
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
