@@ -119,18 +119,21 @@ def prepare_process(sc, process, seccomp, chan):
     nnp = bool(process.get("noNewPrivileges"))
     if nnp:
         sc.prctl(C.PR_SET_NO_NEW_PRIVS, 1)
-    if seccomp is not None and not nnp:
-        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the
-        # capabilities go.
-        _load_seccomp(seccomp, chan)
-        seccomp = None
 
     env = proc.env_dict(process.get("env"))
     cwd = process["cwd"]
     # chdir as root first (the user may lack search permission on the path's
     # parents but the spec still wants that cwd); retry as the user if that fails.
     chdir_error = _try_chdir(cwd)
+    if chdir_error is None:
+        proc.check_cwd_inside_root()
     exe = proc.lookup_executable(process["args"][0], env, cwd)
+    if seccomp is not None and not nnp:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the
+        # capabilities go, but after our own getcwd and executable lookup, which
+        # the profile may refuse (the conformance suite's refuses getcwd).
+        _load_seccomp(seccomp, chan)
+        seccomp = None
 
     caps = process.get("capabilities")
     if caps is not None:
@@ -141,7 +144,7 @@ def prepare_process(sc, process, seccomp, chan):
         chdir_error = _try_chdir(cwd)
         if chdir_error is not None:
             raise chdir_error
-    proc.check_cwd_inside_root()
+        proc.check_cwd_inside_root()
     if caps is not None:
         proc.apply_capabilities(sc, caps)
     os.umask(user.get("umask", 0o022))
