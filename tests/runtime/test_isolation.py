@@ -171,6 +171,19 @@ def test_env_and_args(rt, bundle):
     assert out == "hello world||zero|one\n"
 
 
+def test_home_from_container_passwd_when_env_has_none(rt, bundle):
+    # docker's config.json has no HOME; runc fills it from the container's
+    # /etc/passwd (the busybox rootfs: root -> /root, daemon -> /usr/sbin)
+    bundle.process["env"] = ["PATH=/bin"]
+    assert run_sh(rt, bundle, 'echo "$HOME"') == "/root\n"
+    bundle.process["user"] = {"uid": 1, "gid": 1}
+    assert run_sh(rt, bundle, 'echo "$HOME"') == "/usr/sbin\n"
+    bundle.process["user"] = {"uid": 4242, "gid": 4242}
+    assert run_sh(rt, bundle, 'echo "$HOME"') == "/\n"
+    bundle.process["env"] = ["PATH=/bin", "HOME=/mine"]
+    assert run_sh(rt, bundle, 'echo "$HOME"') == "/mine\n"
+
+
 def test_sysctl(rt, bundle):
     bundle.linux["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456789"}
     out = run_sh(rt, bundle, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax")

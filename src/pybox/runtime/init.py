@@ -121,6 +121,7 @@ def prepare_process(sc, process, seccomp, chan):
         sc.prctl(C.PR_SET_NO_NEW_PRIVS, 1)
 
     env = proc.env_dict(process.get("env"))
+    proc.default_home(env, (process.get("user") or {}).get("uid", 0))
     cwd = process["cwd"]
     # chdir as root first (the user may lack search permission on the path's
     # parents but the spec still wants that cwd); retry as the user if that fails.

@@ -29,6 +29,26 @@ def env_dict(env_list):
     return out
 
 
+def default_home(env, uid, passwd="/etc/passwd"):
+    """Set HOME, when process.env has none (or an empty one), as runc does: the
+    home directory of the first entry for ``uid`` in the container's
+    /etc/passwd, else "/".  docker's config.json carries no HOME: programs in a
+    docker container find it only this way."""
+    if env.get("HOME"):
+        return
+    home = "/"
+    try:
+        with open(passwd, encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                fields = line.strip().split(":")
+                if len(fields) > 2 and fields[2].strip().isdigit() and int(fields[2]) == uid:
+                    home = fields[5] if len(fields) > 5 else ""
+                    break
+    except OSError:
+        pass
+    env["HOME"] = home
+
+
 def lookup_executable(name, env, cwd="/"):
     """Resolve args[0] like execvp / Go's exec.LookPath, in the container's view.
     Errors use runc's words, which containerd and podman show to users."""
