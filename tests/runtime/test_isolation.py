@@ -65,7 +65,15 @@ def test_mounts_inside(rt, bundle):
     assert mounts["/dev/shm"][2] == "tmpfs" and "size=65536k" in mounts["/dev/shm"][3]
     assert mounts["/dev/mqueue"][2] == "mqueue"
     assert mounts["/sys"][2] == "sysfs" and mounts["/sys"][3].startswith("ro,")
-    assert mounts["/sys/fs/cgroup"][3].startswith("ro,")
+    cgroup = mounts["/sys/fs/cgroup"]
+    if cgroup[2] == "tmpfs":
+        # cgroup v1: the hierarchies are read-only, the tmpfs holding them is
+        # writable, as runc leaves it (docker and podman users see this)
+        hierarchies = [m for p, m in mounts.items() if p.startswith("/sys/fs/cgroup/")]
+        assert hierarchies and all(m[3].startswith("ro,") for m in hierarchies)
+        assert cgroup[3].startswith("rw,")
+    else:
+        assert cgroup[3].startswith("ro,")
 
 
 def test_bind_mount_ro_and_tmpfs_options(rt, bundle, tmp_path):

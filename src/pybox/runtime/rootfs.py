@@ -359,7 +359,9 @@ class RootfsBuilder:
         cgroup namespace a fresh mount of each hierarchy (its root is the
         container's cgroup), without one a bind of the container's own cgroup
         directory -- plus links for co-mounted controllers (cpu -> cpu,cpuacct).
-        Read-only when the mount asks for "ro", as docker's default is."""
+        "ro" (docker's and podman's default) makes the hierarchies read-only but
+        not the v1 tmpfs holding them, which runc (1.1 and later) leaves writable:
+        containers see the same /sys/fs/cgroup under either runtime."""
         sc = self.sc
         _mkdir_all(dest)
         flags = opts.flags & ~C.MS_BIND
@@ -386,9 +388,6 @@ class RootfsBuilder:
                 link = f"{dest}/{alias}"
                 if not os.path.lexists(link):
                     os.symlink(name, link)
-        if flags & C.MS_RDONLY:
-            sc.mount(None, dest, None, C.MS_BIND | C.MS_REMOUNT | C.MS_RDONLY | C.MS_NOSUID
-                     | C.MS_NODEV | C.MS_NOEXEC)
 
     # -- step 3 ------------------------------------------------------------
     def create_devices(self):
