@@ -25,6 +25,17 @@ from pybox.oci import state as st
 from pybox.runtime import log as logmod
 
 DEFAULT_ROOT = "/run/pybox-runtime"
+
+
+def default_root():
+    """/run/pybox-runtime for root; for anyone else $XDG_RUNTIME_DIR/pybox-runtime
+    (runc's rule), or a per-user directory under /tmp."""
+    if os.geteuid() == 0:
+        return DEFAULT_ROOT
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return os.path.join(xdg, "pybox-runtime")
+    return f"/tmp/pybox-runtime-{os.geteuid()}"
 UNIX_PATH_MAX = 107
 
 
@@ -199,9 +210,12 @@ class Container:
             plan = ExecPlan(cid=self.id, process=process, ns_fds=ns_fds,
                             cgroup=self.cgroup_manager(), seccomp=seccomp_filter,
                             console_sock=theirs, preserve_fds=preserve_fds)
-            after_fork = None if detach else _become_subreaper
-            pid = spawn_exec(plan, after_fork=after_fork,
-                             on_seccomp=self._seccomp_listener(linux.get("seccomp")))
+            if not detach:
+                # before fork: exec's stage1 waits for nothing, and may exit (and
+                # its child be re-parented) at once
+                _become_subreaper()
+                forwarder = SignalForwarder()
+            pid = spawn_exec(plan, on_seccomp=self._seccomp_listener(linux.get("seccomp")))
             if pid_file:
                 st.write_atomic(os.path.abspath(pid_file), str(pid), mode=0o644)
             if console is not None:
@@ -221,7 +235,8 @@ class Container:
                     sock.close()
         if detach:
             return 0
-        return _foreground(self, pid, master, lambda: None, delete=False)
+        return _foreground(self, pid, master, lambda: None, delete=False,
+                           forwarder=forwarder)
 
     def _namespace_fds(self, order):
         """Open init's /proc/PID/ns/* for each namespace the container has, then
@@ -297,8 +312,7 @@ class Container:
                 raise InvalidState(f"cannot update container {self.id}: it is stopped")
             mgr = self._require_cgroup()
             mgr.update(resources)
-            for warning in getattr(mgr, "warnings", ()):
-                logmod.current.warning(warning)
+            _log_cgroup_warnings(mgr)
             config = self.config
             merged = (config.setdefault("linux", {})).setdefault("resources", {})
             for key, value in resources.items():
@@ -453,7 +467,7 @@ def _resolve_rootfs(bundle, config):
 
 def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=False,
            preserve_fds=0, systemd_cgroup=False, console_socket=None, config=None,
-           after_fork=None, console_sock=None, raw_config=None):
+           after_fork=None, console_sock=None, raw_config=None, listen_fds=0):
     """Create a container and leave its init blocked before the user's program.
     On any failure everything made so far is undone and the error re-raised."""
     from pybox.oci.spec import load_bundle_config
@@ -464,6 +478,14 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
     if config is None:
         config, raw = load_bundle_config(bundle, with_raw=True)
     rootfs = _resolve_rootfs(bundle, config)
+    if listen_fds and config.get("process"):
+        # systemd socket activation passes through (runc does the same): the fds
+        # after the preserved ones, and LISTEN_FDS/LISTEN_PID for the program
+        env = [e for e in config["process"].get("env") or ()
+               if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
+        config["process"]["env"] = env + [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
+        preserve_fds += listen_fds
+        raw = None
     seccomp_filter = None
     seccomp_spec = (config.get("linux") or {}).get("seccomp")
     if seccomp_spec:
@@ -584,7 +606,10 @@ def _new_cgroup(config, cid, systemd, record, sdir):
     from pybox import cgroups
 
     linux = config.get("linux") or {}
-    mgr = cgroups.new_manager(linux.get("cgroupsPath", ""), cid, systemd=systemd)
+    # unprivileged: limits the caller may not set (an undelegated cgroup) are
+    # skipped with a warning, as runc does for rootless containers
+    mgr = cgroups.new_manager(linux.get("cgroupsPath", ""), cid, systemd=systemd,
+                              rootless=os.geteuid() != 0)
     record["cgroup"] = mgr.to_state()
     sdir.write(record)
     return mgr
@@ -596,8 +621,22 @@ def _setup_cgroup(mgr, config, record, sdir):
     record["cgroup"] = mgr.to_state()  # now lists the directories it made
     sdir.write(record)
     mgr.apply(cgroup_resources((config.get("linux") or {}).get("resources") or {}))
-    for warning in getattr(mgr, "warnings", ()):
-        logmod.current.warning(warning)
+    _log_cgroup_warnings(mgr)
+
+
+def _log_cgroup_warnings(mgr):
+    """Rootless: one line saying limits were skipped, the details at debug level."""
+    warnings = list(getattr(mgr, "warnings", ()))
+    if not warnings:
+        return
+    if len(warnings) == 1:
+        logmod.current.warning(warnings[0])
+        return
+    logmod.current.warning(f"cgroup limits not applied ({len(warnings)} operations skipped: "
+                           f"cgroups not delegated to uid {os.geteuid()}); first: "
+                           f"{warnings[0]}")
+    for w in warnings:
+        logmod.current.debug(w)
 
 
 # Device rules every container gets after its own (runc's AllowedDevices): mknod of
@@ -678,6 +717,7 @@ def run(root, cid, bundle, *, detach=False, **create_opts):
             raise
         return 0
 
+    forwarder = SignalForwarder()
     console, master = None, None
     if create_opts.get("config") is None:
         from pybox.oci.spec import load_bundle_config
@@ -703,25 +743,46 @@ def run(root, cid, bundle, *, detach=False, **create_opts):
     finally:
         if console is not None:
             console.close()
-    return _foreground(c, c.pid, master, lambda: c.start(), delete=True)
+    return _foreground(c, c.pid, master, lambda: c.start(), delete=True,
+                       forwarder=forwarder)
 
 
-def _foreground(c, pid, master, start, delete):
-    """Forward signals to ``pid``, start it, relay its terminal if any, wait for
-    it, optionally delete the container; return the exit status."""
-    import _signal
+class SignalForwarder:
+    """Forwards the signals a foreground run/exec receives to the container's
+    process.  Installed before fork, so that a signal arriving while the process
+    is being set up is not lost (nor kills the runtime and orphans it): it is
+    held until ``target`` names the pid."""
 
-    def forward(signum, frame):
+    NAMES = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGPIPE",
+             "SIGALRM", "SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
+
+    def __init__(self):
+        import _signal
+
+        self.pid = None
+        self.pending = []
+        for name in self.NAMES:
+            _signal.signal(getattr(_signal, name), self._handle)
+
+    def _handle(self, signum, frame):
+        if self.pid is None:
+            self.pending.append(signum)
+            return
         try:
-            os.kill(pid, signum)
+            os.kill(self.pid, signum)
         except OSError:
             pass
 
-    for sig in (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM,
-                _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGPIPE, _signal.SIGALRM,
-                _signal.SIGCONT, _signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU,
-                _signal.SIGWINCH):
-        _signal.signal(sig, forward)
+    def target(self, pid):
+        self.pid = pid
+        pending, self.pending = self.pending, []
+        for signum in pending:
+            self._handle(signum, None)
+
+
+def _foreground(c, pid, master, start, delete, forwarder):
+    """Start ``pid``, forward signals to it, relay its terminal if any, wait for
+    it, optionally delete the container; return the exit status."""
     if master is not None:
         from pybox.runtime.terminal import copy_window_size
 
@@ -732,6 +793,7 @@ def _foreground(c, pid, master, start, delete):
         if delete:
             _force_delete_quiet(c)
         raise
+    forwarder.target(pid)
     if master is not None:
         from pybox.runtime.terminal import Relay
 

@@ -188,8 +188,12 @@ def _stage1(plan, chan):
             _join(sc, "user", ns["user"])
         else:
             sc.unshare(C.CLONE_NEWUSER)
+            # A non-dumpable process's /proc files belong to root: an unprivileged
+            # parent could not write our maps.  Dumpable just for that moment.
+            sc.prctl(C.PR_SET_DUMPABLE, 1)
             chan.send("userns", pid=os.getpid())
             chan.expect("mapped")
+            sc.prctl(C.PR_SET_DUMPABLE, 0)
         try:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)

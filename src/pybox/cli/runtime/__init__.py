@@ -239,9 +239,9 @@ class Context:
     """What every command gets: the global options, applied."""
 
     def __init__(self, g):
-        from pybox.runtime.container import DEFAULT_ROOT
+        from pybox.runtime.container import default_root
 
-        self.root = os.path.abspath(g.get("root") or DEFAULT_ROOT)
+        self.root = os.path.abspath(g.get("root") or default_root())
         self.debug = bool(g.get("debug"))
         self.systemd_cgroup = bool(g.get("systemd_cgroup"))
         self.rootless = g.get("rootless") or "auto"

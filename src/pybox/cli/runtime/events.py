@@ -61,12 +61,8 @@ def run(ctx, opts, args):
     ooms = mgr.oom_kill_count()
     next_stats = time.monotonic()
     while True:
-        now = time.monotonic()
-        if now >= next_stats:
-            if c.status() == "stopped":
-                return 0
-            emit("stats", c.id, mgr.stats())
-            next_stats = now + interval
+        # OOM kills first: the killed process may be init, and the container
+        # stopping must not swallow the event that explains it
         count = mgr.oom_kill_count()
         if count > ooms:
             for _ in range(count - ooms):
@@ -74,4 +70,8 @@ def run(ctx, opts, args):
             ooms = count
         if not c.init_alive():
             return 0
-        time.sleep(min(0.2, max(0.0, next_stats - time.monotonic())))
+        now = time.monotonic()
+        if now >= next_stats:
+            emit("stats", c.id, mgr.stats())
+            next_stats = now + interval
+        time.sleep(min(0.1, max(0.0, next_stats - time.monotonic())))
