@@ -32,14 +32,15 @@ from pybox.images.rootfs import build_busybox_rootfs  # noqa: E402
 from pybox.oci.defaults import default_spec  # noqa: E402
 
 
-OPS = ("run", "create", "start", "delete")
+OPS = ("run", "create", "start", "delete", "exec", "delete -f")
 
 
-def make_bundle(path):
-    build_busybox_rootfs(os.path.join(path, "rootfs"))
+def make_bundle(path, args=("/bin/true",)):
+    if not os.path.exists(os.path.join(path, "rootfs")):
+        build_busybox_rootfs(os.path.join(path, "rootfs"))
     spec = default_spec()
     spec["process"]["terminal"] = False
-    spec["process"]["args"] = ["/bin/true"]
+    spec["process"]["args"] = list(args)
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(spec, f)
     return path
@@ -97,6 +98,11 @@ def one_round(rt, root, bundle, measure_peak):
     out["start"] = timed([rt, "--root", root, "start", cid], measure_peak)
     wait_stopped(rt, root, cid)
     out["delete"] = timed([rt, "--root", root, "delete", cid], measure_peak)
+    # a long-running container: exec latency, then a forced delete of it running
+    cid = f"pybox-bench-{uuid.uuid4().hex[:10]}"
+    timed([rt, "--root", root, "run", "-d", "-b", bundle + "-sleep", cid])
+    out["exec"] = timed([rt, "--root", root, "exec", cid, "/bin/true"], measure_peak)
+    out["delete -f"] = timed([rt, "--root", root, "delete", "-f", cid], measure_peak)
     return out
 
 
@@ -149,6 +155,9 @@ def main():
     work = tempfile.mkdtemp(prefix="pybox-bench-")
     try:
         bundle = make_bundle(os.path.join(work, "bundle"))
+        sleeper = os.path.join(work, "bundle-sleep")
+        os.makedirs(sleeper)
+        make_bundle(sleeper, ("/bin/sleep", "1000"))
         runtimes = {}
         for name in args.runtimes.split(","):
             rt = shutil.which(name)
@@ -165,7 +174,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     ref = table.get("runc")
-    print(f"\n{'runtime':<15}{'op':<8}{'median':>10}{'p90':>10}{'vs runc':>9}"
+    print(f"\n{'runtime':<15}{'op':<10}{'median':>10}{'p90':>10}{'vs runc':>9}"
           f"{'peak RSS':>12}")
     for name, (results, peak) in table.items():
         for op, samples in results.items():
@@ -174,7 +183,7 @@ def main():
             ratio = ""
             if ref:
                 ratio = f"{med / statistics.median(ref[0][op]):.2f}x"
-            print(f"{name:<15}{op:<8}{med * 1000:>8.1f}ms{p90 * 1000:>8.1f}ms{ratio:>9}"
+            print(f"{name:<15}{op:<10}{med * 1000:>8.1f}ms{p90 * 1000:>8.1f}ms{ratio:>9}"
                   f"{peak[op] / 1024:>9.1f}MiB")
     if args.json:
         with open(args.json, "w") as f:

@@ -90,13 +90,14 @@ def test_exec_signal_forwarding_in_foreground(rt, running):
     assert proc.returncode == 3
 
 
-def test_runtime_is_not_reachable_from_the_container(rt, running):
-    # While exec's helper processes (copies of the runtime) are in the container's
-    # namespaces they are non-dumpable: their /proc/PID/exe cannot be opened from
-    # inside, so the host's interpreter cannot be written through it.
-    out = rt("exec", running, "sh", "-c",
-             "for p in /proc/[0-9]*; do "
-             "  [ \"$p\" = /proc/$$ ] && continue; "
-             "  if cat $p/exe >/dev/null 2>&1; then echo readable $p; fi; "
-             "done; echo checked").stdout
-    assert out.strip().splitlines()[-1] == "checked"
+def test_runtime_is_not_reachable_from_the_container(rt, bundle):
+    """The CVE-2019-5736 class: a created container's init is still a copy of
+    the runtime (the host's Python) until start.  A process in the container must
+    not be able to open it through /proc/1/exe, to read or to write."""
+    cid = rt.new_id()
+    rt("create", "-b", bundle.sh("true").write(), cid)
+    out = rt("exec", cid, "sh", "-c",
+             "cat /proc/1/exe > /dev/null 2>&1 && echo READ; "
+             "(echo x >> /proc/1/exe) 2>/dev/null && echo WROTE; "
+             "ls -l /proc/1/exe 2>&1 | grep -q -- '->' && echo LINK; echo done").stdout
+    assert out.split() == ["done"], out
