@@ -101,3 +101,48 @@ def test_rootless_runtime(nobody_dir, rt):
     # cgroups are not delegated here: a warning, not a failure
     assert "not delegated" in proc.stderr or proc.stderr == ""
     assert os.listdir(state) == []
+
+
+@pytest.fixture
+def nobody_subids():
+    """Give nobody a subordinate id range for the test's duration (restored
+    byte for byte afterwards), as an administrator would for a rootless user."""
+    saved = {}
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as f:
+                saved[path] = f.read()
+        except FileNotFoundError:
+            saved[path] = None
+        with open(path, "a") as f:
+            f.write("nobody:700000:65536\n")
+    yield
+    for path, text in saved.items():
+        if text is None:
+            os.unlink(path)
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+
+
+def test_rootless_multi_range_uses_newuidmap(nobody_dir, nobody_subids, rt):
+    if not shutil.which("newuidmap"):
+        pytest.skip("newuidmap is not installed (apt-get install uidmap)")
+    bundle = os.path.join(nobody_dir, "bundle")
+    build_busybox_rootfs(os.path.join(bundle, "rootfs"))
+    subprocess.run(["chown", "-R", "65534:65534", nobody_dir], check=True)
+    proc = as_nobody(rt.cmd + ["spec", "--rootless"], cwd=bundle)
+    assert proc.returncode == 0, proc.stderr
+    with open(os.path.join(bundle, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["cat", "/proc/self/uid_map", "/proc/self/gid_map"]
+    more = [{"containerID": 0, "hostID": 65534, "size": 1},
+            {"containerID": 1, "hostID": 700000, "size": 1000}]
+    cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = more
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    state = os.path.join(nobody_dir, "state")
+    proc = as_nobody(rt.cmd + ["--root", state, "run", "rootless-multi"], cwd=bundle)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "65534", "1", "1", "700000", "1000"] * 2
