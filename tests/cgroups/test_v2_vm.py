@@ -3,7 +3,7 @@
 Why: the hosts pybox is developed and tested on are cgroup v1 (hybrid), but most
 users run pure cgroup v2.  This bridge boots Debian's kernel under qemu TCG with
 cgroup2 at /sys/fs/cgroup and every controller enabled, and runs
-``pytest tests/cgroups -m "not v2vm"`` there as root with the host's own Python on
+``pytest tests/cgroups`` plus the runtime's container tests there as root with the host's own Python on
 the host's files (read-only through 9p), so every cgroup test also runs on v2.
 
 It fails when the inner run fails, when the VM cannot boot, and when the VM turns
@@ -31,6 +31,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 VM_DIR = REPO_ROOT / "tests" / "v2vm"
 VM_TIMEOUT = float(os.environ.get("PYBOX_V2VM_TIMEOUT", "1200"))
 PYTEST_NO_TESTS_COLLECTED = 5
+# pybox-runtime itself on cgroup v2: lifecycle, limits (cgroup2 files, the eBPF
+# device program), what a container sees of /sys/fs/cgroup, pause/update/events, exec
+RUNTIME_TESTS_ON_V2 = ["tests/runtime/test_lifecycle.py", "tests/runtime/test_resources.py",
+                       "tests/runtime/test_isolation.py", "tests/runtime/test_commands.py",
+                       "tests/runtime/test_exec.py"]
 
 
 def _load_vm_module():
@@ -78,7 +83,8 @@ def test_cgroup_suite_passes_on_cgroup_v2_vm(capsys: pytest.CaptureFixture[str])
         pytest.skip(f"qemu cannot run here: {reason}")
     vm.load_artifacts()  # a missing kernel after setup is a failure, not a skip
 
-    argv = [sys.executable, "-m", "pytest", "tests/cgroups", "-m", "not v2vm",
+    argv = [sys.executable, "-m", "pytest", "tests/cgroups", *RUNTIME_TESTS_ON_V2,
+            "-m", "not v2vm",
             "-p", "no:cacheprovider", "-q",
             *shlex.split(os.environ.get("PYBOX_V2VM_PYTEST_ARGS", ""))]
     env = {
