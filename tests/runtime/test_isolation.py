@@ -192,6 +192,21 @@ def test_home_from_container_passwd_when_env_has_none(rt, bundle):
     assert run_sh(rt, bundle, 'echo "$HOME"') == "/mine\n"
 
 
+def test_stdio_is_given_to_the_user(rt, bundle):
+    # runc chowns stdio (pipes under docker, files here) to the process's uid, so
+    # a non-root process can reopen /dev/stdout; /dev/null is left alone
+    bundle.process["user"] = {"uid": 1000, "gid": 1000}
+    assert run_sh(rt, bundle, "echo reopened >> /dev/stdout") == "reopened\n"
+    assert os.stat("/dev/null").st_uid == 0
+    bundle.process["user"] = {"uid": 0, "gid": 0}
+    bundle.set_args("sleep", "30")
+    cid = rt.new_id()
+    rt("run", "-d", "-b", bundle.write(), cid)
+    out = rt("exec", "-u", "1000:1000", cid, "sh", "-c", "echo from-exec >> /dev/stderr",
+             check=False)
+    assert (out.returncode, out.stderr) == (0, "from-exec\n")
+
+
 def test_sysctl(rt, bundle):
     bundle.linux["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456789"}
     out = run_sh(rt, bundle, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax")

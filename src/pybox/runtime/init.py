@@ -140,6 +140,7 @@ def prepare_process(sc, process, seccomp, chan):
     if caps is not None:
         proc.drop_bounding_set(sc, caps.get("bounding") or ())
     user = process["user"]
+    proc.fix_stdio_ownership(user["uid"])
     proc.switch_user(sc, user, setgroups_allowed=_setgroups_allowed())
     if chdir_error is not None:
         chdir_error = _try_chdir(cwd)

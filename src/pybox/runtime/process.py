@@ -116,6 +116,33 @@ def drop_bounding_set(sc, names):
                                             errno=e.errno) from None
 
 
+def fix_stdio_ownership(uid):
+    """Give stdin/stdout/stderr to the container's user before switching to it,
+    as runc's fixStdioPermissions does: a process running as uid 1000 can then
+    reopen them (``echo hi > /dev/stdout``, nginx logging to /dev/stderr), which
+    the kernel refuses on a pipe or pty owned by root with mode 0600.  The
+    group is kept; fds already owned by uid or pointing at /dev/null are left
+    alone; a refusal (unmapped owner in a user namespace, read-only /dev) is
+    ignored, as runc ignores it."""
+    try:
+        null_rdev = os.stat("/dev/null").st_rdev
+    except OSError:
+        null_rdev = os.makedev(1, 3)  # never chown the host's /dev/null
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue  # closed
+        if st.st_uid == uid or st.st_rdev == null_rdev:
+            continue
+        try:
+            os.fchown(fd, uid, st.st_gid)
+        except OSError as e:
+            if e.errno not in (1, 22, 30):  # EPERM, EINVAL, EROFS
+                raise ProcessSetupError(f"cannot chown fd {fd} to uid {uid}: {e.strerror}",
+                                        errno=e.errno) from None
+
+
 def switch_user(sc, user, *, setgroups_allowed=True):
     """Become uid/gid with the additional groups, keeping capabilities for capset.
     The spec's gid is the primary group; additionalGids replace the supplementary
