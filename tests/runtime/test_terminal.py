@@ -60,6 +60,27 @@ def test_console_socket_gets_pty_master(rt, bundle, tmp_path):
         server.close()
 
 
+def test_dev_console_is_the_terminal(rt, bundle, tmp_path):
+    # runc bind-mounts the pty slave on /dev/console (docker run -t, podman -t)
+    path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    bundle.process["terminal"] = True
+    bundle.sh('[ "$(stat -c %t:%T /dev/console)" = "$(stat -c %t:%T "$(tty)")" ] && '
+              'grep -c " /dev/console " /proc/self/mountinfo && echo via-console > /dev/console')
+    cid = rt.new_id()
+    rt("create", "--console-socket", path, "-b", bundle.write(), cid)
+    _, master = recv_master(server)
+    rt("start", cid)
+    try:
+        out = read_until(master, "via-console")
+        assert "1\r\nvia-console" in out, out
+    finally:
+        os.close(master)
+        server.close()
+
+
 def test_detached_terminal_needs_console_socket(rt, bundle):
     bundle.process["terminal"] = True
     err = rt("run", "-d", "-b", bundle.write(), rt.new_id(), check=False)

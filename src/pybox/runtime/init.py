@@ -60,12 +60,12 @@ def init_main(plan, chan, sc):
         sc.setdomainname(config["domainname"])
     for key, value in (linux.get("sysctl") or {}).items():
         _write_sysctl(key, value)
-    builder.finalize()
 
     if process.get("terminal"):
         from pybox.runtime.terminal import setup_console
 
-        setup_console(plan.console_sock, process)
+        setup_console(plan.console_sock, process, sc)  # before /dev may turn read-only
+    builder.finalize()
     exe, env, late_seccomp = prepare_process(sc, process, plan.seccomp, chan)
 
     chan.send("ready")

@@ -43,10 +43,14 @@ def open_pty():
     return master, slave, path
 
 
-def setup_console(console_sock, process):
+def setup_console(console_sock, process, sc=None):
     """In the container (after pivot_root, before dropping privileges): make a
     pty, hand its master to ``console_sock``, and make the slave our controlling
-    terminal and stdio.  The caller must already be a session leader."""
+    terminal and stdio.  The caller must already be a session leader.
+
+    With ``sc`` (the container's init, not exec) the slave is also bind-mounted
+    on /dev/console, as runc's mountConsole does and the runtime-spec asks
+    (config-linux.md, "/dev/console")."""
     import _socket
     import fcntl
 
@@ -55,6 +59,8 @@ def setup_console(console_sock, process):
         size = process.get("consoleSize")
         if size and size.get("height") and size.get("width"):
             fcntl.ioctl(master, TIOCSWINSZ, _winsize(size["height"], size["width"]))
+        if sc is not None:
+            _mount_console(sc, path)
         uid = (process.get("user") or {}).get("uid", 0)
         os.fchown(slave, uid, -1)
         console_sock.sendmsg([path.encode()],
@@ -68,6 +74,17 @@ def setup_console(console_sock, process):
         os.dup2(slave, fd)  # dup2 makes 0-2 inheritable: they survive exec
     if slave > 2:
         os.close(slave)
+
+
+def _mount_console(sc, slave_path):
+    """/dev/console: an empty file (mode 0666, kept if already there) with the
+    pty slave bind-mounted on it."""
+    old = os.umask(0)
+    try:
+        os.close(os.open("/dev/console", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666))
+    finally:
+        os.umask(old)
+    sc.mount(slave_path, "/dev/console", "bind", 0x1000)  # MS_BIND
 
 
 def receive_master(sock):
