@@ -207,6 +207,14 @@ def test_stdio_is_given_to_the_user(rt, bundle):
     assert (out.returncode, out.stderr) == (0, "from-exec\n")
 
 
+def test_stdio_on_dev_null_is_the_containers_dev_null(rt, bundle):
+    # stdin is the host's /dev/null (rt passes DEVNULL): as runc does, init
+    # swaps it for the container's own /dev/null, opened read-write
+    out = run_sh(rt, bundle, '[ "$(stat -L -c %d:%i /proc/self/fd/0)" = '
+                             '"$(stat -c %d:%i /dev/null)" ] && echo same; echo x >&0 && echo rw')
+    assert out == "same\nrw\n"
+
+
 def test_sysctl(rt, bundle):
     bundle.linux["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456789"}
     out = run_sh(rt, bundle, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax")

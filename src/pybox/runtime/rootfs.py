@@ -147,6 +147,26 @@ def secure_join(root, unsafe_path, max_links=255):
     return root + "/" + "/".join(resolved) if resolved else root
 
 
+def reopen_dev_null():
+    """Point fds 0-2 that are a /dev/null at this root's /dev/null, opened
+    read-write (dup3 without O_CLOEXEC: they stay stdio across exec)."""
+    try:
+        fd = os.open("/dev/null", os.O_RDWR)
+    except OSError:
+        return  # no /dev/null here: nothing better to point them at
+    try:
+        null = os.fstat(fd)
+        for n in (0, 1, 2):
+            try:
+                st = os.fstat(n)
+            except OSError:
+                continue
+            if _stat.S_ISCHR(st.st_mode) and st.st_rdev == null.st_rdev:
+                os.dup2(fd, n, inheritable=True)
+    finally:
+        os.close(fd)
+
+
 def _mkdir_all(path, mode=0o755):
     try:
         os.makedirs(path, mode, exist_ok=True)
@@ -442,7 +462,14 @@ class RootfsBuilder:
 
     # -- step 5 ------------------------------------------------------------
     def enter(self, no_pivot=False):
-        """Make the rootfs the process's "/"."""
+        """Make the rootfs the process's "/"; then stdio on the host's /dev/null
+        moves to the container's (runc's reOpenDevNull): no fd of a host mount
+        stays open in the container, and the fds are read-write as under runc."""
+        self._jail(no_pivot)
+        if not self.dev_is_bind:
+            reopen_dev_null()
+
+    def _jail(self, no_pivot):
         sc = self.sc
         root = self.rootfs
         if not self.has_mount_ns:
