@@ -90,3 +90,104 @@ class ProcessSetupError(PyboxError):
 
 class UsageError(PyboxError):
     """Bad command line."""
+
+
+class ImageError(PyboxError):
+    """The image store could not do what was asked: bad input (a corrupt or
+    malicious tarball, a digest that does not match), a missing image or blob, a
+    full disk.  When raised from an operation that writes, the store is as it was
+    before the call: nothing half-registered, nothing left mounted."""
+
+
+class InvalidReference(ImageError):
+    """An image name, tag or digest that docker would reject; the message is
+    docker's (``invalid reference format``...), so clients show the same text."""
+
+
+class ImageNotFound(ImageError):
+    """No image matches the reference (the API answers 404 so clients can pull)."""
+
+    def __init__(self, ref):
+        super().__init__(f"No such image: {ref}", errno=2)
+        self.ref = ref
+
+
+class ImageInUse(ImageError):
+    """Removal refused: a container's rootfs uses the image (the API answers 409)."""
+
+
+class LayerError(ImageError):
+    """A layer tarball is unusable: corrupt, truncated, or a member that would
+    escape the layer (``..``, a link outside it) or is not allowed (a device node)."""
+
+
+class DigestMismatch(ImageError):
+    """Content does not hash to the digest that names it (blob or diff-id)."""
+
+    def __init__(self, what, expected, actual):
+        super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+# -- the engine's answers, mapped to HTTP status codes by the API -------------
+
+
+class NotFound(PyboxError):
+    """No such container, image, exec, volume, network... (404)."""
+
+
+class Conflict(PyboxError):
+    """The object is in a state or use that forbids the request (409)."""
+
+
+class NotModified(PyboxError):
+    """Nothing to do: start of a running container, stop of a stopped one (304)."""
+
+
+class BadRequest(PyboxError):
+    """The request itself is invalid (400)."""
+
+
+class ClientError(PyboxError):
+    """A failure of the pybox CLI (a Docker Engine API client).  ``exit_status`` is
+    what the process exits with, following the docker CLI: 1 for a failed
+    operation, 125 for run/create failures and bad flags, or the container's own
+    status."""
+
+    exit_status = 1
+
+    def __init__(self, message, *, exit_status=None):
+        super().__init__(message)
+        if exit_status is not None:
+            self.exit_status = exit_status
+
+
+class DaemonError(ClientError):
+    """The daemon answered with an error status; ``message`` is its JSON
+    ``message``.  Printed as docker prints it: ``Error response from daemon: ...``."""
+
+    def __init__(self, status, message, *, exit_status=None):
+        super().__init__(message, exit_status=exit_status)
+        self.status = status
+
+    def __str__(self):
+        return f"Error response from daemon: {self.message}"
+
+
+class DaemonUnreachable(ClientError):
+    """No daemon answers on the socket (and none could be started)."""
+
+
+class FlagError(ClientError):
+    """A bad flag or flag value: docker exits 125 for these."""
+
+    exit_status = 125
+
+
+class ExitStatus(ClientError):
+    """Not an error to print: the command's result is this exit status (a
+    container's StatusCode, an exec's ExitCode).  ``message`` may be empty."""
+
+    def __init__(self, status, message=""):
+        super().__init__(message, exit_status=status)

@@ -1,4 +1,13 @@
-"""Images and root filesystems.  Knows nothing about running containers.
+"""Images: references, the content store, layers, overlay snapshots, archives.
+Knows nothing about running containers (docs/images.md).
 
-For now: building a root filesystem from the host's own binaries (busybox-static),
-the seed-004 recipe that needs no network (rootfs.py)."""
+The engine holds one ``Images`` (service.py); ``from pybox.images import Images``
+imports it lazily, so the runtime's users of ``pybox.images.rootfs`` pay nothing."""
+
+
+def __getattr__(name):
+    if name == "Images":
+        from pybox.images.service import Images
+
+        return Images
+    raise AttributeError(name)

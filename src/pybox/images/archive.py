@@ -1,0 +1,489 @@
+"""Image archives: docker-archive (``docker save``/``docker load``) and OCI image
+layouts, as directories or tarballs.
+
+docker-archive (what ``docker save`` writes; ``docker load`` reads both forms):
+
+    manifest.json     [{"Config": "PATH", "RepoTags": ["busybox:latest"],
+                        "Layers": ["PATH", ...]}, ...]   one entry per image
+    repositories      {"busybox": {"latest": "TOP_LAYER_ID"}}   (legacy clients)
+    PATHs: docker < 25:  CONFIG_HEX.json and V1ID/layer.tar (duplicates may be
+                         symlinks to another layer.tar)
+           docker >= 25: blobs/sha256/HEX, with index.json and oci-layout beside,
+                         so the same tarball is also an OCI archive
+
+Layers in a docker-archive are uncompressed tars (their digest is the diff-id).
+pybox writes the docker >= 25 form: readable by every docker, podman and skopeo.
+
+OCI image layout (umoci, skopeo ``oci:``, buildah, docker >= 25):
+
+    oci-layout        {"imageLayoutVersion": "1.0.0"}
+    index.json        an image index: manifests (or nested indexes) with
+                      annotations org.opencontainers.image.ref.name (a tag, or a
+                      full reference) and io.containerd.image.name
+    blobs/sha256/HEX  manifests, configs, layers (any compression)
+
+Reading streams the archive once: every regular file that is not small JSON goes
+straight into the blob store (verified against its name under blobs/sha256/), so
+nothing is unpacked twice; a manifest is then resolved against what arrived.
+"""
+
+import io
+import json
+import os
+import posixpath
+import tarfile
+
+from pybox.errors import ImageError, LayerError
+from pybox.images import layers as layer_io
+from pybox.images import reference as references
+from pybox.images import store as st
+from pybox.images.config import host_platform
+
+SMALL_FILE = 4 << 20
+OCI_LAYOUT = json.dumps({"imageLayoutVersion": "1.0.0"}).encode()
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
+
+
+class ImageToAdd:
+    """One image found in an archive: its manifest (dict, OCI or docker schema2,
+    layers' blobs already in the store), config bytes and the references to tag."""
+
+    def __init__(self, manifest, config_bytes, refs, manifest_bytes=None):
+        self.manifest = manifest
+        self.manifest_bytes = manifest_bytes
+        self.config_bytes = config_bytes
+        self.refs = refs
+
+
+# -- reading -------------------------------------------------------------------
+
+class _ArchiveFiles:
+    """What a streamed archive held: small files in memory, blobs in the store."""
+
+    def __init__(self):
+        self.small = {}
+        self.blobs = {}
+        self.links = {}
+
+    def resolve(self, path):
+        seen = set()
+        while path in self.links and path not in seen:
+            seen.add(path)
+            path = self.links[path]
+        return path
+
+    def read(self, blobs, path):
+        path = self.resolve(path)
+        if path in self.small:
+            return self.small[path]
+        if path in self.blobs:
+            return blobs.read(self.blobs[path])
+        raise ImageError(f"invalid archive: {path!r} is named but not in the archive")
+
+    def blob_digest(self, path):
+        path = self.resolve(path)
+        if path in self.blobs:
+            return self.blobs[path]
+        raise ImageError(f"invalid archive: layer {path!r} is named by the manifest but "
+                         "not in the archive")
+
+
+def _blob_name_digest(name):
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0] == "blobs" and parts[1] == "sha256":
+        digest = "sha256:" + parts[2]
+        try:
+            references.validate_digest(digest)
+        except ImageError:
+            raise ImageError(f"invalid archive: bad blob name {name!r}") from None
+        return digest
+    return None
+
+
+def read_archive(stream, blobs):
+    """Stream a (possibly compressed) docker-archive or OCI archive into the blob
+    store; returns the list of ImageToAdd."""
+    decompressed, _ = layer_io.decompressed(stream, allowed=("gzip", "zstd", "bzip2", "xz",
+                                                              None))
+    plain = layer_io.HashingReader(decompressed)
+    files = _ArchiveFiles()
+    try:
+        with tarfile.open(fileobj=plain, mode="r|", bufsize=layer_io.COPY_CHUNK) as tar:
+            for member in tar:
+                name = layer_io.normalise_member_name(member.name)
+                if member.issym():
+                    target = posixpath.normpath(posixpath.join(posixpath.dirname(name),
+                                                               member.linkname))
+                    files.links[name] = target
+                elif member.islnk():
+                    files.links[name] = layer_io.normalise_member_name(member.linkname)
+                elif member.isreg():
+                    src = tar.extractfile(member)
+                    blob_digest = _blob_name_digest(name)
+                    if blob_digest is None and member.size <= SMALL_FILE and (
+                            "/" not in name or name.endswith(".json")):
+                        files.small[name] = src.read()
+                        if len(files.small[name]) != member.size:
+                            raise LayerError(f"truncated archive: {name!r} ends early")
+                        continue
+                    digest, size = blobs.write_stream(src, blob_digest, member.size)
+                    files.blobs[name] = digest
+            end = tar.offset
+        plain.drain()
+    except tarfile.TarError as e:
+        raise ImageError(f"invalid archive: {e}") from None
+    except EOFError as e:
+        raise ImageError(f"invalid archive: truncated: {e}") from None
+    if plain.size < end + tarfile.BLOCKSIZE:
+        raise ImageError("invalid archive: truncated (the tar ends without its "
+                         "end-of-archive marker)")
+    if "manifest.json" in files.small:
+        return _docker_archive_images(files, blobs)
+    if "index.json" in files.small:
+        index = _json(files.small["index.json"], "index.json")
+        return _oci_images(index, blobs, None)
+    raise ImageError("invalid archive: neither manifest.json (docker-archive) nor "
+                     "index.json (OCI layout) found")
+
+
+def _json(data, what):
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise ImageError(f"invalid archive: {what} is not valid JSON: {e}") from None
+
+
+def _docker_archive_images(files, blobs):
+    manifest = _json(files.small["manifest.json"], "manifest.json")
+    if not isinstance(manifest, list):
+        raise ImageError("invalid archive: manifest.json is not a list")
+    out = []
+    for entry in manifest:
+        if not isinstance(entry, dict) or "Config" not in entry or "Layers" not in entry:
+            raise ImageError("invalid archive: a manifest.json entry lacks Config or Layers")
+        config_bytes = files.read(blobs, entry["Config"])
+        config_digest = blobs.write_bytes(config_bytes)
+        layers = []
+        for path in entry["Layers"]:
+            digest = files.blob_digest(path)
+            layers.append(st.descriptor(_layer_media_type(blobs, digest), digest,
+                                        blobs.size(digest)))
+        manifest_obj = {"schemaVersion": 2, "mediaType": st.MEDIA_OCI_MANIFEST,
+                        "config": st.descriptor(st.MEDIA_OCI_CONFIG, config_digest,
+                                                len(config_bytes)),
+                        "layers": layers}
+        refs = []
+        for tag in entry.get("RepoTags") or []:
+            refs.append(str(references.parse(tag)))
+        out.append(ImageToAdd(manifest_obj, config_bytes, refs))
+    return out
+
+
+def _layer_media_type(blobs, digest):
+    with blobs.open(digest) as f:
+        kind = layer_io.detect_compression(f.read(6))
+    return {None: st.MEDIA_OCI_LAYER, "gzip": st.MEDIA_OCI_LAYER_GZIP,
+            "zstd": st.MEDIA_OCI_LAYER_ZSTD}.get(kind, st.MEDIA_OCI_LAYER)
+
+
+def _platform_matches(desc):
+    platform = desc.get("platform")
+    if not platform:
+        return True
+    os_name, arch = host_platform()
+    return platform.get("os", os_name) == os_name and platform.get("architecture",
+                                                                   arch) == arch
+
+
+def _oci_images(index, blobs, fetch, names=None, default_name=None):
+    """Images named by an OCI index.  ``fetch(digest)`` brings a blob into the
+    store when it is not there yet (OCI layout directories); manifest lists are
+    narrowed to this host's platform."""
+    out = []
+    for desc in index.get("manifests") or []:
+        media = desc.get("mediaType")
+        digest = desc.get("digest")
+        if not digest:
+            raise ImageError("invalid OCI index: a manifest descriptor has no digest")
+        if fetch:
+            fetch(desc)
+        if not blobs.exists(digest):
+            raise ImageError(f"invalid OCI layout: manifest {digest} is named by "
+                             "index.json but missing")
+        if media in st.INDEX_MEDIA_TYPES:
+            nested = blobs.read_json(digest)
+            chosen = [d for d in nested.get("manifests") or [] if _platform_matches(d)]
+            if not chosen:
+                os_name, arch = host_platform()
+                raise ImageError(f"no image for {os_name}/{arch} in index {digest}")
+            sub = {"manifests": [dict(chosen[0], annotations=desc.get("annotations"))]}
+            out.extend(_oci_images(sub, blobs, fetch, names, default_name))
+            continue
+        if media and media not in st.MANIFEST_MEDIA_TYPES:
+            continue  # artifacts, attestations: not images
+        manifest_bytes = blobs.read(digest)
+        manifest = _json(manifest_bytes, f"manifest {digest}")
+        if manifest.get("mediaType") in st.INDEX_MEDIA_TYPES or "manifests" in manifest:
+            sub = {"manifests": [{"mediaType": st.MEDIA_OCI_INDEX, "digest": digest,
+                                  "annotations": desc.get("annotations")}]}
+            out.extend(_oci_images(sub, blobs, fetch, names, default_name))
+            continue
+        config_desc = manifest.get("config") or {}
+        if fetch:
+            fetch(config_desc)
+            for layer in manifest.get("layers") or []:
+                fetch(layer)
+        if not config_desc.get("digest") or not blobs.exists(config_desc["digest"]):
+            raise ImageError(f"invalid image: config {config_desc.get('digest')} named "
+                             f"by manifest {digest} is missing")
+        for layer in manifest.get("layers") or []:
+            if not layer.get("digest") or not blobs.exists(layer["digest"]):
+                raise ImageError(f"invalid image: layer {layer.get('digest')} named by "
+                                 f"manifest {digest} is missing")
+        refs = _refs_from_annotations(desc.get("annotations") or {}, default_name)
+        out.append(ImageToAdd(manifest, blobs.read(config_desc["digest"]), refs,
+                              manifest_bytes=manifest_bytes))
+    return out
+
+
+def _refs_from_annotations(annotations, default_name):
+    """containerd's full name wins; else ref.name if it is a full reference, else
+    ref.name as a tag of ``default_name`` (``load --name``), else untagged."""
+    full = annotations.get(ANNOTATION_IMAGE_NAME)
+    if full:
+        return [str(references.parse(full))]
+    ref_name = annotations.get(ANNOTATION_REF_NAME)
+    if not ref_name:
+        return []
+    if default_name:
+        try:
+            references.validate_tag(ref_name)
+            return [str(references.parse(default_name).with_tag(ref_name))]
+        except ImageError:
+            pass
+    if "/" in ref_name or ":" in ref_name:
+        try:
+            return [str(references.parse(ref_name))]
+        except ImageError:
+            return []
+    return []
+
+
+def read_oci_layout_dir(path, blobs, name=None):
+    """Images of an OCI layout directory, copying only the blobs they need (each
+    verified against its digest)."""
+    try:
+        with open(os.path.join(path, "index.json"), "rb") as f:
+            index = _json(f.read(), "index.json")
+    except FileNotFoundError:
+        raise ImageError(f"{path}: not an OCI image layout (no index.json)") from None
+
+    def fetch(desc):
+        digest = desc.get("digest")
+        if not digest or blobs.exists(digest):
+            return
+        blob_path = os.path.join(path, "blobs", "sha256", st.digest_hex(digest))
+        try:
+            with open(blob_path, "rb") as f:
+                blobs.write_stream(f, digest, desc.get("size"))
+        except FileNotFoundError:
+            raise ImageError(f"invalid OCI layout: blob {digest} is named but missing "
+                             f"from {path}") from None
+
+    return _oci_images(index, blobs, fetch, default_name=name)
+
+
+# -- writing -------------------------------------------------------------------
+
+class _TarWriter:
+    def __init__(self, out):
+        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
+                                bufsize=layer_io.COPY_CHUNK)
+        self.written = set()
+
+    def dir(self, name):
+        if name in self.written:
+            return
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+        self.tar.addfile(info)
+        self.written.add(name)
+
+    def file(self, name, data=None, stream=None, size=None):
+        if name in self.written:
+            return
+        info = tarfile.TarInfo(name)
+        info.mode = 0o644
+        if data is not None:
+            info.size = len(data)
+            self.tar.addfile(info, io.BytesIO(data))
+        else:
+            info.size = size
+            self.tar.addfile(info, stream)
+        self.written.add(name)
+
+    def close(self):
+        self.tar.close()
+
+
+class _DirWriter:
+    def __init__(self, path):
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+
+    def dir(self, name):
+        os.makedirs(os.path.join(self.path, name), exist_ok=True)
+
+    def file(self, name, data=None, stream=None, size=None):
+        target = os.path.join(self.path, name)
+        if name.startswith("blobs/") and os.path.exists(target):
+            return
+        tmp = target + ".tmp"
+        with open(tmp, "wb") as f:
+            if data is not None:
+                f.write(data)
+            else:
+                while True:
+                    chunk = stream.read(layer_io.COPY_CHUNK)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+        os.rename(tmp, target)
+
+    def close(self):
+        pass
+
+
+class SavedImage:
+    """What a writer needs of one image: record, config bytes, tags, and how to
+    open each layer's stored blob and its uncompressed form."""
+
+    def __init__(self, record, config_bytes, refs, open_blob, layer_tar_size):
+        self.record = record
+        self.config_bytes = config_bytes
+        self.refs = refs
+        self.open_blob = open_blob
+        self.layer_tar_size = layer_tar_size
+
+
+def write_docker_archive(images, out):
+    """docker save: manifest.json + repositories + an OCI layout of uncompressed
+    layers (docker >= 25's form) in one tar."""
+    w = _TarWriter(out)
+    manifest_json, repositories, index = [], {}, []
+    w.dir("blobs/")
+    w.dir("blobs/sha256/")
+    for image in images:
+        config_digest = image.record["config"]["digest"]
+        w.file(f"blobs/sha256/{st.digest_hex(config_digest)}", image.config_bytes)
+        layer_paths, layer_descs = [], []
+        for layer in image.record["layers"]:
+            diff_id = layer["diff_id"]
+            path = f"blobs/sha256/{st.digest_hex(diff_id)}"
+            size = image.layer_tar_size(layer)
+            if path not in w.written:
+                with image.open_blob(layer["blob"]["digest"]) as blob:
+                    plain, _ = layer_io.decompressed(blob)
+                    w.file(path, stream=_Exact(plain, size, diff_id), size=size)
+            layer_paths.append(path)
+            layer_descs.append(st.descriptor(st.MEDIA_OCI_LAYER, diff_id, size))
+        manifest = {"schemaVersion": 2, "mediaType": st.MEDIA_OCI_MANIFEST,
+                    "config": st.descriptor(st.MEDIA_OCI_CONFIG, config_digest,
+                                            len(image.config_bytes)),
+                    "layers": layer_descs}
+        manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+        manifest_digest = st.sha256_digest(manifest_bytes)
+        w.file(f"blobs/sha256/{st.digest_hex(manifest_digest)}", manifest_bytes)
+        tags = []
+        for ref_text in image.refs:
+            ref = references.parse(ref_text)
+            if ref.digest:
+                continue
+            tags.append(ref.familiar())
+            repositories.setdefault(ref.familiar_name, {})[ref.tag] = \
+                st.digest_hex(image.record["layers"][-1]["diff_id"]) if image.record[
+                    "layers"] else ""
+            index.append({"mediaType": st.MEDIA_OCI_MANIFEST, "digest": manifest_digest,
+                          "size": len(manifest_bytes),
+                          "annotations": {ANNOTATION_IMAGE_NAME: str(ref),
+                                          ANNOTATION_REF_NAME: ref.tag}})
+        if not tags:
+            index.append({"mediaType": st.MEDIA_OCI_MANIFEST, "digest": manifest_digest,
+                          "size": len(manifest_bytes)})
+        manifest_json.append({"Config": f"blobs/sha256/{st.digest_hex(config_digest)}",
+                              "RepoTags": tags or None, "Layers": layer_paths})
+    w.file("index.json", json.dumps({"schemaVersion": 2, "mediaType": st.MEDIA_OCI_INDEX,
+                                     "manifests": index}).encode())
+    w.file("manifest.json", json.dumps(manifest_json).encode())
+    w.file("oci-layout", OCI_LAYOUT)
+    if repositories:
+        w.file("repositories", json.dumps(repositories).encode())
+    w.close()
+
+
+def write_oci(images, writer):
+    """An OCI image layout with the blobs as stored (compressed layers stay
+    compressed, manifests keep their digests)."""
+    writer.dir("blobs/")
+    writer.dir("blobs/sha256/")
+    index = []
+    for image in images:
+        record = image.record
+        digests = [record["manifest"]["digest"], record["config"]["digest"]]
+        digests += [layer["blob"]["digest"] for layer in record["layers"]]
+        for digest in digests:
+            name = f"blobs/sha256/{st.digest_hex(digest)}"
+            with image.open_blob(digest) as blob:
+                size = os.fstat(blob.fileno()).st_size
+                writer.file(name, stream=blob, size=size)
+        base = {"mediaType": record["manifest"]["mediaType"],
+                "digest": record["manifest"]["digest"], "size": record["manifest"]["size"]}
+        tagged = False
+        for ref_text in image.refs:
+            ref = references.parse(ref_text)
+            if ref.digest:
+                continue
+            index.append(dict(base, annotations={ANNOTATION_IMAGE_NAME: str(ref),
+                                                 ANNOTATION_REF_NAME: ref.tag}))
+            tagged = True
+        if not tagged:
+            index.append(base)
+    writer.file("index.json", json.dumps({"schemaVersion": 2,
+                                          "mediaType": st.MEDIA_OCI_INDEX,
+                                          "manifests": index}).encode())
+    writer.file("oci-layout", OCI_LAYOUT)
+    writer.close()
+
+
+def oci_writer(dest, as_dir):
+    return _DirWriter(dest) if as_dir else _TarWriter(dest)
+
+
+class _Exact(io.RawIOBase):
+    """A stream that must yield exactly ``size`` bytes hashing to ``digest``: a
+    stored layer that changed on disk is an error, not a corrupt archive."""
+
+    def __init__(self, stream, size, digest):
+        self._stream = layer_io.HashingReader(stream)
+        self._left = size
+        self._digest = digest
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._stream.read(n) if n else b""
+        self._left -= len(data)
+        if n and not data:
+            raise ImageError(f"stored layer {self._digest} is shorter than recorded")
+        if self._left == 0 and self._stream.digest != self._digest:
+            raise ImageError(f"stored layer {self._digest} is corrupt "
+                             f"(hashes to {self._stream.digest})")
+        return data
+
+
+__all__ = ["read_archive", "read_oci_layout_dir", "write_docker_archive", "write_oci",
+           "oci_writer", "ImageToAdd", "SavedImage"]

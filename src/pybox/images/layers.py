@@ -1,0 +1,649 @@
+"""Layer tarballs: unpack one into a directory overlayfs can stack, and write one
+back from a directory (commit, export, save).
+
+An image layer is a tar (plain, gzip or zstd) of the files it adds or changes,
+with two kinds of marker for what it removes: ``DIR/.wh.NAME`` deletes NAME from
+the layers below, and ``DIR/.wh..wh..opq`` hides everything below in DIR.
+overlayfs marks the same things differently, so unpacking translates:
+
+    .wh.NAME        ->  NAME as a character device 0:0     (an overlay whiteout)
+    .wh..wh..opq    ->  DIR with xattr trusted.overlay.opaque=y
+
+and writing a layer from an overlay upper directory translates back.
+
+Unpacking trusts nothing in the tar.  Every member's path is normalised and must
+stay inside the layer (``..`` that climbs out is refused); no member is ever
+written through a symlink or a non-directory (each parent is checked, and the
+destination is a fresh directory this module made, so only its own creations are
+there); a hard link must name a file already in this layer; a relative symlink
+may not climb above the layer's root (docker's rule; absolute symlinks are
+resolved inside the container, never here); device nodes only when the caller
+allows them; overlay's own ``trusted.overlay.*`` xattrs are never taken from a
+tar.  Ownership, modes (set after chown, which clears set-id bits), mtimes
+(directories last), xattrs, hard links, fifos and devices are kept.
+
+The uncompressed stream is hashed as it is read: that hash is the layer's
+diff-id, checked against the image config, and a tar that ends without its
+end-of-archive marker (a truncated file) is refused even when no digest is
+known.
+"""
+
+import errno as errno_codes
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tarfile
+import zlib
+
+from pybox.errors import LayerError
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_META_PREFIX = ".wh..wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+OVERLAY_XATTR_PREFIX = "trusted.overlay."
+XATTR_PAX_PREFIX = "SCHILY.xattr."
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BZIP2_MAGIC = b"BZh"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+COPY_CHUNK = 1 << 20
+
+
+# -- compression ---------------------------------------------------------------
+
+class _Prefixed(io.RawIOBase):
+    """A stream with some already-read bytes put back in front (for sniffing)."""
+
+    def __init__(self, head, rest):
+        self._head = head
+        self._rest = rest
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(buf))
+        n = len(data)
+        buf[:n] = data
+        return n
+
+
+def detect_compression(head):
+    """'gzip', 'zstd', 'bzip2', 'xz' or None (plain tar), from the first bytes."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(BZIP2_MAGIC):
+        return "bzip2"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    return None
+
+
+def decompressed(stream, allowed=("gzip", "zstd", None)):
+    """(readable uncompressed stream, compression name) for a layer or archive,
+    whatever the media type claimed: the magic bytes decide, as docker does."""
+    head = b""
+    while len(head) < 6:
+        chunk = stream.read(6 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    kind = detect_compression(head)
+    if kind not in allowed:
+        raise LayerError(f"unsupported compression {kind}")
+    raw = _Prefixed(head, stream)
+    if kind is None:
+        return io.BufferedReader(raw, COPY_CHUNK), kind
+    if kind == "gzip":
+        return _GzipReader(raw), kind
+    if kind == "zstd":
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True,
+                                                            closefd=False)
+        return _ZstdChecked(reader), kind
+    if kind == "bzip2":
+        import bz2
+
+        return bz2.BZ2File(io.BufferedReader(raw)), kind
+    import lzma
+
+    return lzma.LZMAFile(io.BufferedReader(raw)), kind
+
+
+class _GzipReader(io.RawIOBase):
+    """Multi-member gzip through zlib directly: faster than gzip.GzipFile for big
+    sequential reads, and a stream that ends mid-member is an error, not EOF."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._z = zlib.decompressobj(31)
+        self._pending = b""
+        self._eof = False
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        while not self._pending and not self._eof:
+            if self._z.eof:
+                rest = self._z.unused_data
+                self._z = zlib.decompressobj(31)
+                data = rest or self._raw.read(COPY_CHUNK)
+                if not data:
+                    self._eof = True
+                    break
+                if not data.lstrip(b"\x00"):  # trailing zero padding after members
+                    continue
+            else:
+                data = self._z.unconsumed_tail or self._raw.read(COPY_CHUNK)
+                if not data:
+                    raise LayerError("gzip stream truncated: compressed data ended "
+                                     "before the end-of-stream marker")
+            try:
+                self._pending = self._z.decompress(data, COPY_CHUNK)
+            except zlib.error as e:
+                raise LayerError(f"gzip stream corrupt: {e}") from None
+        n = min(len(buf), len(self._pending))
+        buf[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+class _ZstdChecked(io.RawIOBase):
+    """zstandard's reader, with its errors and an unfinished frame reported as
+    LayerError (the reader returns a short EOF for a truncated frame)."""
+
+    def __init__(self, reader):
+        self._reader = reader
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        import zstandard
+
+        try:
+            data = self._reader.read(len(buf))
+        except zstandard.ZstdError as e:
+            raise LayerError(f"zstd stream corrupt: {e}") from None
+        n = len(data)
+        buf[:n] = data
+        return n
+
+
+class HashingReader(io.RawIOBase):
+    """Counts and sha256-hashes everything read through it."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        data = self._stream.read(len(buf))
+        n = len(data)
+        buf[:n] = data
+        self.hash.update(data)
+        self.size += n
+        return n
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            return self.readall()
+        data = self._stream.read(size)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self):
+        while self.read(COPY_CHUNK):
+            pass
+
+    @property
+    def digest(self):
+        return "sha256:" + self.hash.hexdigest()
+
+
+# -- member checks (pure: unit-tested without root) ----------------------------
+
+def normalise_member_name(name):
+    """The path a member names, relative to the layer root ('' for the root).
+
+    Leading '/' and './' are dropped (tar's convention); a path that climbs out
+    with '..' is refused, as is a NUL byte."""
+    if "\x00" in name:
+        raise LayerError(f"invalid member name {name!r}: NUL byte")
+    norm = os.path.normpath("/" + name.lstrip("/"))
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    depth = 0
+    for part in parts:
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            raise LayerError(f"invalid member name {name!r}: path escapes the layer")
+    return norm.lstrip("/")
+
+
+def check_symlink_target(rel_path, target):
+    """docker's rule: a relative symlink must not point above the layer's root
+    from where it sits; an absolute one is resolved in the container's root."""
+    if not target:
+        raise LayerError(f"invalid symlink {rel_path!r}: empty target")
+    if "\x00" in target:
+        raise LayerError(f"invalid symlink {rel_path!r}: NUL byte in target")
+    if target.startswith("/"):
+        return target
+    depth = rel_path.count("/")  # components of the link's directory
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            raise LayerError(f"invalid symlink {rel_path!r} -> {target!r}: points "
+                             "outside the layer")
+    return target
+
+
+def classify_member(member, allow_devices):
+    """What to do with a member: 'whiteout', 'opaque', 'skip' (aufs metadata),
+    'dir', 'file', 'symlink', 'hardlink', 'device', 'fifo'.  Raises LayerError
+    for types that are not allowed."""
+    base = os.path.basename(member.name.rstrip("/"))
+    if base == WHITEOUT_OPAQUE:
+        return "opaque"
+    if base.startswith(WHITEOUT_META_PREFIX):
+        return "skip"
+    if base.startswith(WHITEOUT_PREFIX):
+        if base == WHITEOUT_PREFIX:
+            raise LayerError(f"invalid whiteout {member.name!r}: no name")
+        return "whiteout"
+    if member.isdir():
+        return "dir"
+    if member.isreg():
+        return "file"
+    if member.issym():
+        return "symlink"
+    if member.islnk():
+        return "hardlink"
+    if member.ischr() or member.isblk():
+        if not allow_devices:
+            raise LayerError(f"device node {member.name!r} not allowed in this layer")
+        return "device"
+    if member.isfifo():
+        return "fifo"
+    raise LayerError(f"unsupported tar member type {member.type!r} for {member.name!r}")
+
+
+# -- unpack --------------------------------------------------------------------
+
+class UnpackResult:
+    """diff_id: sha256 of the uncompressed tar; size: bytes of file content."""
+
+    def __init__(self, diff_id, tar_size, size, compression):
+        self.diff_id = diff_id
+        self.tar_size = tar_size
+        self.size = size
+        self.compression = compression
+
+
+def unpack_layer(stream, dest, *, allow_devices=True, expected_diff_id=None):
+    """Unpack a (possibly compressed) layer tar from ``stream`` into ``dest``,
+    which must be an empty directory this process made.
+
+    Whiteouts become overlay's (char 0:0 devices, the opaque xattr).  Returns an UnpackResult; raises LayerError (corrupt, truncated,
+    traversal, not allowed) or DigestMismatch, leaving ``dest`` to the caller to
+    remove."""
+    from pybox.errors import DigestMismatch
+
+    plain, kind = decompressed(stream)
+    hashed = HashingReader(plain)
+    unpacker = _Unpacker(dest, allow_devices=allow_devices)
+    try:
+        with tarfile.open(fileobj=hashed, mode="r|", bufsize=COPY_CHUNK) as tar:
+            for member in tar:
+                unpacker.add(tar, member)
+            end = tar.offset
+        hashed.drain()
+    except tarfile.TarError as e:
+        raise LayerError(f"corrupt layer tar: {e}") from None
+    except EOFError as e:
+        raise LayerError(f"truncated layer: {e}") from None
+    if hashed.size < end + tarfile.BLOCKSIZE:
+        raise LayerError("truncated layer: the tar ends without its end-of-archive "
+                         "marker")
+    unpacker.finish()
+    if expected_diff_id is not None and hashed.digest != expected_diff_id:
+        raise DigestMismatch("layer diff-id", expected_diff_id, hashed.digest)
+    return UnpackResult(hashed.digest, hashed.size, unpacker.size, kind)
+
+
+class _Unpacker:
+    def __init__(self, dest, *, allow_devices):
+        self.dest = dest
+        self.allow_devices = allow_devices
+        self.is_root = os.geteuid() == 0
+        self.known_dirs = {""}
+        self.dir_times = {}
+        self.size = 0
+
+    # paths
+    def _abs(self, rel):
+        return os.path.join(self.dest, rel) if rel else self.dest
+
+    def _ensure_parent(self, rel, name):
+        """Make sure every component of rel's parent is a real directory (created
+        0755 when missing, as docker does); refuse symlinks and files in the way."""
+        parent = os.path.dirname(rel)
+        if parent in self.known_dirs:
+            return
+        walked = ""
+        for part in parent.split("/"):
+            walked = f"{walked}/{part}" if walked else part
+            if walked in self.known_dirs:
+                continue
+            path = self._abs(walked)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                os.mkdir(path, 0o755)
+                self.known_dirs.add(walked)
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise LayerError(f"invalid member {name!r}: {walked!r} is not a "
+                                 "directory (a symlink or file in the path)")
+            self.known_dirs.add(walked)
+
+    def _clear(self, rel):
+        """Remove whatever this layer already has at rel (a later member wins)."""
+        path = self._abs(rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+            prefix = rel + "/"
+            self.known_dirs = {d for d in self.known_dirs
+                               if d != rel and not d.startswith(prefix)}
+            self.dir_times = {d: t for d, t in self.dir_times.items()
+                              if d != rel and not d.startswith(prefix)}
+        else:
+            os.unlink(path)
+
+    # members
+    def add(self, tar, member):
+        action = classify_member(member, self.allow_devices)
+        rel = normalise_member_name(member.name)
+        if action == "skip":
+            return
+        if action == "opaque":
+            dir_rel = os.path.dirname(rel)
+            self._ensure_parent(rel, member.name)
+            self._make_dir(dir_rel, None)
+            os.setxattr(self._abs(dir_rel), OVERLAY_OPAQUE_XATTR, b"y",
+                        follow_symlinks=False)
+            return
+        if action == "whiteout":
+            base = os.path.basename(rel)
+            target = os.path.join(os.path.dirname(rel), base[len(WHITEOUT_PREFIX):])
+            self._ensure_parent(target, member.name)
+            self._clear(target)
+            os.mknod(self._abs(target), stat.S_IFCHR | 0o000, os.makedev(0, 0))
+            self._set_owner_time(target, member)
+            return
+        if rel == "":
+            if action != "dir":
+                raise LayerError(f"invalid member {member.name!r}: the layer root must "
+                                 "be a directory")
+            self._set_metadata("", member, tar, is_dir=True)
+            return
+        self._ensure_parent(rel, member.name)
+        path = self._abs(rel)
+        if action == "dir":
+            self._make_dir(rel, member)
+            return
+        if action == "hardlink":
+            target = normalise_member_name(member.linkname)
+            self._check_link_target(rel, target, member)
+            if target == rel:
+                return
+            self._clear(rel)
+            os.link(self._abs(target), path, follow_symlinks=False)
+            return
+        self._clear(rel)
+        if action == "file":
+            self._write_file(path, tar, member)
+            self.size += member.size
+        elif action == "symlink":
+            check_symlink_target(rel, member.linkname)
+            os.symlink(member.linkname, path)
+        elif action == "device":
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        elif action == "fifo":
+            os.mkfifo(path, 0o600)
+        self._set_metadata(rel, member, tar, is_dir=False)
+
+    def _check_link_target(self, rel, target, member):
+        if not target:
+            raise LayerError(f"invalid hard link {member.name!r}: empty target")
+        walked = ""
+        for part in os.path.dirname(target).split("/") if "/" in target else ():
+            walked = f"{walked}/{part}" if walked else part
+            if walked not in self.known_dirs:
+                try:
+                    st = os.lstat(self._abs(walked))
+                except FileNotFoundError:
+                    break
+                if not stat.S_ISDIR(st.st_mode):
+                    raise LayerError(f"invalid hard link {member.name!r} -> "
+                                     f"{member.linkname!r}: goes through a non-directory")
+        try:
+            st = os.lstat(self._abs(target))
+        except FileNotFoundError:
+            raise LayerError(f"invalid hard link {member.name!r} -> {member.linkname!r}: "
+                             "target is not in this layer") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise LayerError(f"invalid hard link {member.name!r} -> {member.linkname!r}: "
+                             "target is a directory")
+
+    def _make_dir(self, rel, member):
+        path = self._abs(rel)
+        try:
+            st = os.lstat(path)
+            is_dir = stat.S_ISDIR(st.st_mode)
+        except FileNotFoundError:
+            is_dir = None
+        if is_dir is False:
+            self._clear(rel)
+        if not is_dir:
+            os.mkdir(path, 0o755)
+        self.known_dirs.add(rel)
+        if member is not None:
+            self._set_metadata(rel, member, None, is_dir=True)
+
+    def _write_file(self, path, tar, member):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600)
+        try:
+            if member.size:
+                src = tar.extractfile(member)
+                remaining = member.size
+                while remaining:
+                    data = src.read(min(COPY_CHUNK, remaining))
+                    if not data:
+                        raise LayerError(f"truncated layer: {member.name!r} ends early")
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    remaining -= len(data)
+        finally:
+            os.close(fd)
+
+    def _set_owner_time(self, rel, member):
+        path = self._abs(rel)
+        if self.is_root:
+            os.lchown(path, member.uid, member.gid)
+        mtime_ns = int(member.mtime * 10**9)
+        os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+
+    def _set_metadata(self, rel, member, tar, is_dir):
+        path = self._abs(rel)
+        is_link = member.issym()
+        if self.is_root:
+            os.lchown(path, member.uid, member.gid)
+        for key, value in member.pax_headers.items():
+            if key.startswith(XATTR_PAX_PREFIX):
+                self._set_xattr(path, key[len(XATTR_PAX_PREFIX):], value, member)
+        if not is_link:
+            os.chmod(path, member.mode & 0o7777)
+        mtime_ns = int(member.mtime * 10**9)
+        if is_dir:
+            self.dir_times[rel] = mtime_ns
+        else:
+            os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+
+    def _set_xattr(self, path, name, value, member):
+        if name.startswith(OVERLAY_XATTR_PREFIX):
+            return  # never let a tar set overlay's own metadata (redirects, opaque)
+        data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        try:
+            os.setxattr(path, name, data, follow_symlinks=False)
+        except OSError as e:
+            if e.errno in (errno_codes.ENOTSUP, errno_codes.EOPNOTSUPP):
+                return
+            raise LayerError(f"{member.name!r}: cannot set xattr {name}: "
+                             f"{e.strerror}", errno=e.errno) from None
+
+    def finish(self):
+        # deepest first: setting a child's time never disturbs its parent's again
+        for rel in sorted(self.dir_times, key=lambda r: r.count("/"), reverse=True):
+            ns = self.dir_times[rel]
+            os.utime(self._abs(rel), ns=(ns, ns), follow_symlinks=False)
+
+
+# -- writing layers ------------------------------------------------------------
+
+def _read_xattrs(path):
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out = {}
+    for name in names:
+        if name.startswith(OVERLAY_XATTR_PREFIX):
+            continue
+        try:
+            out[name] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+    return out
+
+
+def is_overlay_whiteout(st):
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque_dir(path):
+    try:
+        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _tarinfo(rel, path, st, is_dir):
+    info = tarfile.TarInfo(rel + ("/" if is_dir and rel else "") if rel else "./")
+    if is_dir:
+        info.type = tarfile.DIRTYPE
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    info.mtime = st.st_mtime_ns // 10**9
+    xattrs = _read_xattrs(path)
+    if xattrs:
+        info.pax_headers = {XATTR_PAX_PREFIX + k: v.decode("utf-8", "surrogateescape")
+                            for k, v in xattrs.items()}
+    return info
+
+
+def write_tree(root, out, *, overlay_whiteouts=False, skip=()):
+    """Write the tree under ``root`` as a layer tar to the binary file ``out``
+    (PAX format, sorted names, numeric owners, xattrs, hard links).
+
+    With ``overlay_whiteouts`` (an overlay upper dir: commit) char 0:0 devices
+    become ``.wh.NAME`` and opaque directories get ``.wh..wh..opq``; otherwise
+    (export of a merged view) the tree is written as it is.  ``skip``: relative
+    paths left out with everything under them."""
+    seen_inodes = {}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
+                      bufsize=COPY_CHUNK) as tar:
+        _write_dir(tar, root, "", overlay_whiteouts, set(skip), seen_inodes)
+
+
+def _write_dir(tar, root, rel_dir, overlay_whiteouts, skip, seen_inodes):
+    dir_path = os.path.join(root, rel_dir) if rel_dir else root
+    try:
+        entries = sorted(os.listdir(dir_path))
+    except OSError as e:
+        raise LayerError(f"cannot read {dir_path}: {e.strerror}", errno=e.errno) from None
+    if overlay_whiteouts and rel_dir and is_opaque_dir(dir_path):
+        info = tarfile.TarInfo(f"{rel_dir}/{WHITEOUT_OPAQUE}")
+        info.mode = 0
+        tar.addfile(info)
+    for name in entries:
+        rel = f"{rel_dir}/{name}" if rel_dir else name
+        if rel in skip:
+            continue
+        path = os.path.join(dir_path, name)
+        st = os.lstat(path)
+        if overlay_whiteouts and is_overlay_whiteout(st):
+            info = tarfile.TarInfo(f"{rel_dir}/{WHITEOUT_PREFIX}{name}" if rel_dir
+                                   else WHITEOUT_PREFIX + name)
+            info.mode = 0
+            info.mtime = st.st_mtime_ns // 10**9
+            tar.addfile(info)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            tar.addfile(_tarinfo(rel, path, st, True))
+            _write_dir(tar, root, rel, overlay_whiteouts, skip, seen_inodes)
+            continue
+        info = _tarinfo(rel, path, st, False)
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            if key in seen_inodes:
+                info.type = tarfile.LNKTYPE
+                info.linkname = seen_inodes[key]
+                tar.addfile(info)
+                continue
+            seen_inodes[key] = rel
+        if stat.S_ISREG(st.st_mode):
+            info.size = st.st_size
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+        elif stat.S_ISLNK(st.st_mode):
+            info.type = tarfile.SYMTYPE
+            info.linkname = os.readlink(path)
+            tar.addfile(info)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            tar.addfile(info)
+        elif stat.S_ISFIFO(st.st_mode):
+            info.type = tarfile.FIFOTYPE
+            tar.addfile(info)
+        # sockets are not archived (tar cannot hold them; docker skips them too)

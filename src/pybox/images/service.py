@@ -1,0 +1,621 @@
+"""``Images``: the one object the engine holds for everything about images.
+
+    images = Images.open("/var/lib/pybox", container_running=engine.is_running)
+    image_id = images.load(open("busybox.tar", "rb"))[0]["Id"]
+    rootfs = images.prepare_rootfs(container_id, "busybox")  # one overlay mount
+    ...                                                     # runtime runs it
+    images.release_rootfs(container_id)                     # at docker rm
+
+Every method that changes the store is safe to call from several threads and
+processes at once (see store.py for the locks), and either completes or leaves
+the store as it was: content is written and verified first, the image record and
+tags last; on any failure a garbage collection under the exclusive lock removes
+what the failed call added and nobody references.
+
+Return values are docker's API shapes (``GET /images/json``, ``/images/ID/json``,
+``/images/ID/history``, ``DELETE /images/ID``, ``POST /images/prune``,
+``GET /containers/ID/changes``), so the API layer passes them through.
+"""
+
+import contextlib
+import fnmatch
+import json
+import os
+
+from pybox.errors import ImageError, ImageInUse, ImageNotFound
+from pybox.images import archive
+from pybox.images import config as image_config
+from pybox.images import reference as references
+from pybox.images import store as st
+from pybox.images.snapshots import CHANGE_LETTERS, Snapshots
+
+DEFAULT_DATA_ROOT = "/var/lib/pybox"
+
+
+class Images:
+    def __init__(self, data_root=DEFAULT_DATA_ROOT, *, syscalls=None, driver=None,
+                 allow_device_nodes=True, container_running=None):
+        """``container_running(container_id) -> bool`` lets removal tell a running
+        container (a conflict even with force) from a stopped one; without it
+        every container is treated as stopped.  ``driver``: 'overlay' or 'copy'
+        (default: overlay when the kernel has it)."""
+        self.data_root = data_root
+        self.root = os.path.join(data_root, "images")
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            self.store = st.ImageStore(self.root)
+            self.snapshots = Snapshots(self.root, syscalls=syscalls, driver=driver)
+        except OSError as e:
+            raise st.storage_error(f"opening the image store at {self.root}", e) from None
+        self.blobs = self.store.blobs
+        self.allow_device_nodes = allow_device_nodes
+        self.container_running = container_running or (lambda cid: False)
+
+    @classmethod
+    def open(cls, data_root=DEFAULT_DATA_ROOT, **options):
+        """Open (creating if needed) the store and clean what a crash left behind:
+        temp files, half-unpacked layers, unreferenced content."""
+        images = cls(data_root, **options)
+        images.collect_garbage()
+        return images
+
+    # -- lookups -----------------------------------------------------------------
+    def resolve(self, ref):
+        """Image Id for a name[:tag], name@digest or (short) Id; ImageNotFound."""
+        return self.store.resolve(ref)
+
+    def record(self, ref):
+        return self.store.get_record(self.resolve(ref))
+
+    def config(self, ref):
+        """The image's OCI config (dict): what the engine needs to create a
+        container (config.Cmd, Entrypoint, Env, WorkingDir, User, StopSignal...)."""
+        return self.blobs.read_json(self.record(ref)["config"]["digest"])
+
+    def size(self, record):
+        return sum(self._layer_size(layer["chain_id"]) for layer in record["layers"])
+
+    def _layer_size(self, chain_id):
+        try:
+            return self.snapshots.layer_info(chain_id)["size"]
+        except ImageError:
+            return 0
+
+    def _tags_and_digests(self, image_id, refs):
+        tags, digests = [], []
+        for ref_text in self.store.refs_of(image_id, refs):
+            ref = references.parse(ref_text)
+            (digests if ref.digest else tags).append(ref.familiar())
+        return tags, digests
+
+    def _containers_using(self, image_id):
+        return sorted(cid for cid, info in self.snapshots.containers().items()
+                      if info.get("image") == image_id)
+
+    def list(self, *, all=False, filters=None):
+        """GET /images/json.  ``filters``: docker's {"dangling": ["true"],
+        "reference": ["busy*"], "label": ["k=v"], "before"/"since": [ref]}."""
+        filters = filters or {}
+        refs = self.store.load_refs()
+        records = self.store.records()
+        parents = {r.get("parent") for r in records if r.get("parent")}
+        out = []
+        for record in records:
+            image_id = record["id"]
+            tags, digests = self._tags_and_digests(image_id, refs)
+            if not all and not tags and not digests and image_id in parents:
+                continue  # an intermediate image (a committed image's parent)
+            config = self.blobs.read_json(record["config"]["digest"])
+            summary = {
+                "Containers": -1,
+                "Created": int(st.parse_rfc3339(config.get("created"))),
+                "Id": image_id,
+                "Labels": (config.get("config") or {}).get("Labels") or {},
+                "ParentId": record.get("parent", ""),
+                "RepoDigests": digests,
+                "RepoTags": tags,
+                "SharedSize": -1,
+                "Size": self.size(record),
+            }
+            if self._matches(summary, filters, refs):
+                out.append(summary)
+        out.sort(key=lambda s: s["Created"], reverse=True)
+        return out
+
+    def _matches(self, summary, filters, refs):
+        for value in filters.get("dangling", []):
+            dangling = not summary["RepoTags"]
+            if (value.lower() in ("true", "1")) != dangling:
+                return False
+        patterns = filters.get("reference", [])
+        if patterns:
+            names = summary["RepoTags"] + [t.rpartition(":")[0] for t in summary["RepoTags"]]
+            if not any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names):
+                return False
+        for label in filters.get("label", []):
+            key, sep, value = label.partition("=")
+            have = summary["Labels"]
+            if key not in have or (sep and have[key] != value):
+                return False
+        for key, keep_older in (("before", True), ("since", False)):
+            for ref in filters.get(key, []):
+                other = self.config(ref)
+                pivot = int(st.parse_rfc3339(other.get("created")))
+                if keep_older and not summary["Created"] < pivot:
+                    return False
+                if not keep_older and not summary["Created"] > pivot:
+                    return False
+        return True
+
+    def inspect(self, ref):
+        """GET /images/NAME/json: docker's image inspect document."""
+        image_id = self.resolve(ref)
+        record = self.store.get_record(image_id)
+        config = self.blobs.read_json(record["config"]["digest"])
+        tags, digests = self._tags_and_digests(image_id, self.store.load_refs())
+        lowers = [self.snapshots.diff_dir(layer["chain_id"])
+                  for layer in reversed(record["layers"])]
+        out = {
+            "Id": image_id,
+            "RepoTags": tags,
+            "RepoDigests": digests,
+            "Parent": record.get("parent", ""),
+            "Comment": config.get("comment", ""),
+            "Created": config.get("created", ""),
+            "DockerVersion": config.get("docker_version", ""),
+            "Author": config.get("author", ""),
+            "Config": image_config.docker_container_config(config.get("config")),
+            "Architecture": config.get("architecture", ""),
+        }
+        if config.get("variant"):
+            out["Variant"] = config["variant"]
+        out.update({
+            "Os": config.get("os", ""),
+            "Size": self.size(record),
+            "GraphDriver": {"Name": "overlay2" if self.snapshots.driver == "overlay"
+                            else "vfs",
+                            "Data": {"LowerDir": ":".join(lowers[1:]) or None,
+                                     "UpperDir": lowers[0] if lowers else None}},
+            "RootFS": {"Type": "layers",
+                       "Layers": [layer["diff_id"] for layer in record["layers"]]},
+            "Metadata": {"LastTagTime": record.get("last_tag_time", "")},
+        })
+        if out["GraphDriver"]["Data"]["LowerDir"] is None:
+            del out["GraphDriver"]["Data"]["LowerDir"]
+        return out
+
+    def history(self, ref):
+        """GET /images/NAME/history: newest first; the top entry carries the Id
+        and the tags, the others ``<missing>`` as docker shows for loaded images."""
+        image_id = self.resolve(ref)
+        record = self.store.get_record(image_id)
+        config = self.blobs.read_json(record["config"]["digest"])
+        tags, _ = self._tags_and_digests(image_id, self.store.load_refs())
+        history = list(config.get("history") or [])
+        layer_sizes = [self._layer_size(layer["chain_id"]) for layer in record["layers"]]
+        if not history:
+            history = [{"created": config.get("created", "")} for _ in layer_sizes]
+        entries, layer_index = [], 0
+        for item in history:
+            size = 0
+            if not item.get("empty_layer"):
+                size = layer_sizes[layer_index] if layer_index < len(layer_sizes) else 0
+                layer_index += 1
+            entries.append({"Id": "<missing>",
+                            "Created": int(st.parse_rfc3339(item.get("created"))),
+                            "CreatedBy": item.get("created_by", ""), "Tags": None,
+                            "Size": size, "Comment": item.get("comment", "")})
+        entries.reverse()
+        if entries:
+            entries[0]["Id"] = image_id
+            entries[0]["Tags"] = tags or None
+        return entries
+
+    def layer_users(self, chain_id):
+        """Who holds a layer: ('image', Id) and ('container', id) pairs.  The
+        layer is deleted when this becomes empty (its reference count)."""
+        users = []
+        for record in self.store.records():
+            if any(chain_id == layer["chain_id"] for layer in record["layers"]):
+                users.append(("image", record["id"]))
+        for cid, info in self.snapshots.containers().items():
+            if chain_id in info.get("chain_ids", []):
+                users.append(("container", cid))
+        return users
+
+    # -- tags, removal, garbage ----------------------------------------------------
+    def tag(self, source, target):
+        """docker tag SOURCE TARGET: TARGET (latest when untagged) now names the
+        image; a tag moved away leaves its old image dangling, as in docker."""
+        target_ref = references.parse(target)
+        if target_ref.digest:
+            raise ImageError("refusing to create a tag with a digest reference")
+        with self.store.meta_lock():
+            image_id = self.resolve(source)
+            record = self.store.get_record(image_id)
+            refs = self.store.load_refs()
+            refs[str(target_ref)] = image_id
+            self.store.save_refs(refs)
+            record["last_tag_time"] = st.rfc3339()
+            self.store.put_record(record)
+
+    def remove(self, ref, *, force=False):
+        """DELETE /images/NAME, with docker's rules and messages:
+        by name, with other names left: untag only; otherwise the image goes,
+        unless a container uses it (a stopped one: needs force; a running one:
+        never) or, by Id, several repositories name it (needs force).  Returns
+        docker's [{"Untagged": ...}, {"Deleted": ...}] list."""
+        with self.store.gc_lock(shared=False):
+            image_id = self.resolve(ref)
+            short = image_id[len("sha256:"):][:12]
+            with self.store.meta_lock():
+                refs = self.store.load_refs()
+                image_refs = self.store.refs_of(image_id, refs)
+                by_name = None
+                try:
+                    parsed = str(references.parse(ref))
+                    if refs.get(parsed) == image_id:
+                        by_name = parsed
+                except ImageError:
+                    pass
+                users = self._containers_using(image_id)
+                running = [c for c in users if self.container_running(c)]
+                if by_name and len(image_refs) > 1:
+                    del refs[by_name]
+                    self.store.save_refs(refs)
+                    return [{"Untagged": references.parse(by_name).familiar()}]
+                if by_name and users and not force:
+                    raise ImageInUse(f'conflict: unable to remove repository reference '
+                                     f'"{ref}" (must force) - container {users[0][:12]} '
+                                     f'is using its referenced image {short}')
+                if not by_name and len(image_refs) > 1 and not force:
+                    raise ImageInUse(f"conflict: unable to delete {short} (must be forced)"
+                                     " - image is referenced in multiple repositories")
+                if running:
+                    raise ImageInUse(f"conflict: unable to delete {short} (cannot be "
+                                     "forced) - image is being used by running container "
+                                     f"{running[0][:12]}")
+                if users and not force:
+                    raise ImageInUse(f"conflict: unable to delete {short} (must be forced)"
+                                     " - image is being used by stopped container "
+                                     f"{users[0][:12]}")
+                result = []
+                for ref_text in image_refs:
+                    del refs[ref_text]
+                    result.append({"Untagged": references.parse(ref_text).familiar()})
+                self.store.save_refs(refs)
+                self.store.delete_record(image_id)
+                result.append({"Deleted": image_id})
+            self._collect_locked()
+        return result
+
+    def prune(self, *, all=False, filters=None):
+        """POST /images/prune: dangling images (or, with ``all``, every image no
+        container uses) are removed; returns ImagesDeleted and SpaceReclaimed."""
+        before = self._disk_usage()
+        deleted = []
+        used = {info.get("image") for info in self.snapshots.containers().values()}
+        for summary in self.list(all=True, filters=filters):
+            if summary["Id"] in used or (summary["RepoTags"] and not all):
+                continue
+            try:
+                deleted.extend(self.remove(summary["Id"], force=True))
+            except ImageError:
+                continue
+        return {"ImagesDeleted": deleted or None,
+                "SpaceReclaimed": max(0, before - self._disk_usage())}
+
+    def _disk_usage(self):
+        total = 0
+        for top in (self.blobs.dir, self.snapshots.layers_dir):
+            for dirpath, _, files in os.walk(top):
+                for name in files:
+                    try:
+                        total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                    except OSError:
+                        pass
+        return total
+
+    def collect_garbage(self):
+        """Remove layers and blobs nothing references, and leftovers of crashes."""
+        with self.store.gc_lock(shared=False):
+            self._collect_locked()
+
+    def _collect_locked(self):
+        self.store.clean_ingest()
+        self.snapshots.clean_temp()
+        live_chains, live_blobs = set(), set()
+        for record in self.store.records():
+            live_blobs.add(record["manifest"]["digest"])
+            live_blobs.add(record["config"]["digest"])
+            for layer in record["layers"]:
+                live_chains.add(layer["chain_id"])
+                live_blobs.add(layer["blob"]["digest"])
+        for info in self.snapshots.containers().values():
+            live_chains.update(info.get("chain_ids", []))
+        # a layer's parents stay with it (a chain-id names a stack)
+        for chain_id in sorted(self.snapshots.all_layers() - live_chains):
+            self.snapshots.remove_layer(chain_id)
+        for digest in self.blobs.all() - live_blobs:
+            self.blobs.delete(digest)
+
+    # -- adding images -----------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self):
+        """Hold while adding content (the registry client's pull does): garbage
+        collection waits, so blobs written but not yet recorded stay.  On an error
+        the content the failed operation added is collected afterwards."""
+        ok = False
+        try:
+            with self.store.gc_lock(shared=True):
+                yield self
+            ok = True
+        finally:
+            if not ok:
+                with contextlib.suppress(Exception):
+                    self.collect_garbage()
+
+    def write_blob(self, stream, expected_digest=None, expected_size=None):
+        """(digest, size) of a blob copied into the store (inside ``writing()``)."""
+        return self.blobs.write_stream(stream, expected_digest, expected_size)
+
+    def has_blob(self, digest):
+        return self.blobs.exists(digest)
+
+    def add_image(self, manifest, config_bytes=None, *, refs=(), manifest_bytes=None,
+                  repo_digest_names=(), parent=""):
+        """Register an image whose config and layer blobs are in the store (call
+        inside ``writing()``): unpack the layers (verified against the config's
+        diff-ids), store the manifest, write the record, then tag it.
+
+        ``manifest``: an OCI or docker schema2 manifest (dict).  ``refs``:
+        normalised references to point at it.  ``repo_digest_names``: repositories
+        (``docker.io/library/busybox``) it was pulled from: RepoDigests become
+        NAME@MANIFEST_DIGEST.  Returns the image Id."""
+        config_desc = manifest.get("config") or {}
+        config_digest = config_desc.get("digest")
+        if config_bytes is None:
+            config_bytes = self.blobs.read(config_digest)
+        config_digest = self.blobs.write_bytes(config_bytes, config_digest)
+        config = _json_object(config_bytes, f"image config {config_digest}")
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        layer_descs = list(manifest.get("layers") or [])
+        if len(diff_ids) != len(layer_descs):
+            raise ImageError(f"invalid image: the manifest has {len(layer_descs)} layers "
+                             f"but the config lists {len(diff_ids)} diff-ids")
+        layers, parent_chain = [], None
+        for desc, diff_id in zip(layer_descs, diff_ids):
+            digest = desc.get("digest")
+            if not digest or not self.blobs.exists(digest):
+                raise ImageError(f"invalid image: layer blob {digest} named by the "
+                                 "manifest is missing")
+            media = desc.get("mediaType", st.MEDIA_OCI_LAYER)
+            if media not in st.LAYER_MEDIA_TYPES:
+                raise ImageError(f"invalid image: unsupported layer media type {media}")
+            info = self.snapshots.ensure_layer(
+                parent_chain, diff_id, lambda d=digest: self.blobs.open(d),
+                allow_devices=self.allow_device_nodes)
+            parent_chain = info["chain_id"]
+            layers.append({"diff_id": diff_id, "chain_id": info["chain_id"],
+                           "blob": {"mediaType": media, "digest": digest,
+                                    "size": desc.get("size") or self.blobs.size(digest)}})
+        if manifest_bytes is None:
+            manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+        manifest_digest = self.blobs.write_bytes(manifest_bytes)
+        image_id = config_digest
+        record = {"id": image_id,
+                  "manifest": {"mediaType": manifest.get("mediaType", st.MEDIA_OCI_MANIFEST),
+                               "digest": manifest_digest, "size": len(manifest_bytes)},
+                  "config": {"mediaType": config_desc.get("mediaType", st.MEDIA_OCI_CONFIG),
+                             "digest": config_digest, "size": len(config_bytes)},
+                  "layers": layers, "parent": parent or "", "added": st.rfc3339()}
+        with self.store.meta_lock():
+            if self.store.has_record(image_id):
+                old = self.store.get_record(image_id)
+                record["parent"] = record["parent"] or old.get("parent", "")
+                record["added"] = old.get("added", record["added"])
+            if refs:
+                record["last_tag_time"] = st.rfc3339()
+            self.store.put_record(record)
+            all_refs = self.store.load_refs()
+            for ref in refs:
+                all_refs[str(references.parse(ref))] = image_id
+            for name in repo_digest_names:
+                repo = references.parse(name)
+                all_refs[f"{repo.name}@{manifest_digest}"] = image_id
+            if refs or repo_digest_names:
+                self.store.save_refs(all_refs)
+        return image_id
+
+    def import_(self, source, *, reference=None, changes=(), message="", created=None):
+        """docker import: a rootfs tarball (plain/gzip/zstd/...) as a one-layer
+        image, ``changes`` as ``--change`` lines.  Returns the image Id."""
+        from pybox.images import importer
+
+        return importer.import_rootfs(self, source, reference=reference, changes=changes,
+                                      message=message, created=created)
+
+    def load(self, source, *, name=None):
+        """docker load: a docker-archive or OCI archive (file object or path), or
+        an OCI layout directory (path).  ``name`` names OCI images whose index
+        gives only a tag (umoci's ``ref.name: latest``).  Returns one dict per
+        image: {"Id", "RepoTags"} (familiar names), for docker's
+        "Loaded image: ..." / "Loaded image ID: ..." lines."""
+        with self.writing():
+            if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+                found = archive.read_oci_layout_dir(os.fspath(source), self.blobs, name)
+            else:
+                with _open_source(source) as stream:
+                    found = archive.read_archive(stream, self.blobs)
+                    if name:
+                        found = [_name_oci(item, name) for item in found]
+            if not found:
+                raise ImageError("invalid archive: it holds no image")
+            loaded = []
+            for item in found:
+                image_id = self.add_image(item.manifest, item.config_bytes, refs=item.refs,
+                                          manifest_bytes=item.manifest_bytes)
+                loaded.append({"Id": image_id, "RepoTags": [
+                    references.parse(r).familiar() for r in item.refs]})
+            return loaded
+
+    def save(self, refs, dest, *, format="docker-archive"):
+        """docker save: images (names or Ids) into ``dest`` (binary file object or
+        path).  ``format``: 'docker-archive' (default, what docker save writes),
+        'oci-archive' (a tarred OCI layout with the blobs as stored) or 'oci-dir'
+        (an OCI layout directory at path ``dest``)."""
+        if isinstance(refs, str):
+            refs = [refs]
+        images, all_refs = [], self.store.load_refs()
+        by_id = {}
+        for ref in refs:
+            image_id = self.resolve(ref)
+            chosen = []
+            try:
+                parsed = str(references.parse(ref))
+                if all_refs.get(parsed) == image_id:
+                    chosen = [parsed]
+            except ImageError:
+                pass
+            if not chosen:
+                chosen = [r for r in self.store.refs_of(image_id, all_refs)
+                          if "@" not in r]
+            if image_id in by_id:
+                by_id[image_id].refs.extend(r for r in chosen if r not in by_id[image_id].refs)
+                continue
+            record = self.store.get_record(image_id)
+            image = archive.SavedImage(record, self.blobs.read(record["config"]["digest"]),
+                                       chosen, self.blobs.open, self._layer_tar_size)
+            by_id[image_id] = image
+            images.append(image)
+        with self.store.gc_lock(shared=True):
+            if format == "oci-dir":
+                archive.write_oci(images, archive.oci_writer(os.fspath(dest), True))
+                return
+            with _open_dest(dest) as out:
+                if format == "docker-archive":
+                    archive.write_docker_archive(images, out)
+                elif format == "oci-archive":
+                    archive.write_oci(images, archive.oci_writer(out, False))
+                else:
+                    raise ImageError(f"unknown archive format {format!r}")
+
+    def _layer_tar_size(self, layer):
+        return self.snapshots.layer_info(layer["chain_id"])["tar_size"]
+
+    def commit(self, container_id, *, reference=None, changes=(), message="", author="",
+               config=None):
+        """docker commit: the container's changes as a new layer on its image, the
+        image's config with ``config`` (docker's container Config keys) and
+        ``changes`` applied.  The engine pauses the container around this when
+        asked.  Returns the new image Id."""
+        from pybox.images import importer
+
+        return importer.commit_container(self, container_id, reference=reference,
+                                         changes=changes, message=message, author=author,
+                                         config=config)
+
+    # -- container root filesystems ------------------------------------------------
+    def prepare_rootfs(self, container_id, image):
+        """Mount a container's root filesystem from ``image`` (name or Id) and
+        return its path (for config.json's root.path).  Idempotent: called again
+        for the same container (after unmount_rootfs or a reboot) it re-mounts the
+        same writable layer.  The image's layers stay until release_rootfs, even
+        if the image is removed meanwhile."""
+        with self.store.gc_lock(shared=True):
+            image_id = self.resolve(image)
+            record = self.store.get_record(image_id)
+            return self.snapshots.prepare(container_id, image_id,
+                                          [layer["chain_id"] for layer in record["layers"]])
+
+    def rootfs_path(self, container_id):
+        return self.snapshots.rootfs_path(container_id)
+
+    def mount_rootfs(self, container_id):
+        """Re-mount a prepared rootfs (no-op when mounted); returns its path."""
+        return self.snapshots.mount(container_id)
+
+    def unmount_rootfs(self, container_id):
+        """Unmount, keeping the container's changes (a stopped container)."""
+        self.snapshots.unmount(container_id)
+
+    def release_rootfs(self, container_id):
+        """Unmount and delete the container's writable layer (docker rm); the
+        image's layers lose this user.  True if there was one."""
+        with self.store.gc_lock(shared=True):
+            released = self.snapshots.release(container_id)
+        return released
+
+    def rootfs_image(self, container_id):
+        return self.snapshots.container_info(container_id)["image"]
+
+    def diff(self, container_id):
+        """GET /containers/ID/changes: [{"Path", "Kind"}], Kind 0=C 1=A 2=D."""
+        return [{"Path": path, "Kind": kind}
+                for kind, path in self.snapshots.changes(container_id)]
+
+    @staticmethod
+    def diff_lines(changes):
+        """docker diff's text: 'C /etc'."""
+        return [f"{CHANGE_LETTERS[c['Kind']]} {c['Path']}" for c in changes]
+
+    def export(self, container_id, dest):
+        """docker export: the container's filesystem, flattened, as one tar."""
+        with _open_dest(dest) as out:
+            self.snapshots.export(container_id, out)
+
+
+def _name_oci(item, name):
+    if item.refs:
+        return item
+    item.refs = [str(references.parse(name))]
+    return item
+
+
+def _json_object(data, what):
+    try:
+        obj = json.loads(data)
+    except ValueError as e:
+        raise ImageError(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ImageError(f"{what} is not a JSON object")
+    return obj
+
+
+@contextlib.contextmanager
+def _open_source(source):
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            f = open(source, "rb")
+        except OSError as e:
+            raise ImageError(f"{source}: {e.strerror}", errno=e.errno) from None
+        with f:
+            yield f
+    else:
+        yield source
+
+
+@contextlib.contextmanager
+def _open_dest(dest):
+    if isinstance(dest, (str, os.PathLike)):
+        tmp = f"{os.fspath(dest)}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                yield f
+            os.rename(tmp, dest)
+        except OSError as e:
+            _unlink(tmp)
+            raise st.storage_error(f"writing {dest}", e) from None
+        except BaseException:
+            _unlink(tmp)
+            raise
+    else:
+        yield dest
+
+
+def _unlink(path):
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+__all__ = ["Images", "DEFAULT_DATA_ROOT", "ImageNotFound"]

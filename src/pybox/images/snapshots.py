@@ -1,0 +1,630 @@
+"""Snapshots: unpacked layers stacked with overlayfs into container root filesystems.
+
+    DATA_ROOT/images/
+      layers/CHAIN_HEX/diff/        one layer unpacked (overlay whiteouts), keyed by
+                                    its chain-id: the same content on the same base is
+                                    stored once, whichever images share it
+      layers/CHAIN_HEX/layer.json   diff-id, chain-id, parent chain-id, content size,
+                                    uncompressed tar size, short link name
+      l/SHORT -> ../layers/CHAIN_HEX/diff
+                                    short names keep the overlay mount's option
+                                    string (one page) small enough for deep images
+      containers/ID/upper/ work/    a container's own writable layer (overlay)
+      containers/ID/merged/         its root filesystem: the overlay mount, or with
+                                    the copying driver a flattened copy
+      containers/ID/rootfs.json     image Id, its chain-ids, the driver
+
+A container rootfs is ONE mount, source ``pybox-overlay``:
+``lowerdir=l/TOP:...:l/BASE,upperdir=...,workdir=...`` - no copying, so it takes
+milliseconds whatever the image's size.  Where overlay is unavailable (no module,
+a data root on a filesystem overlay refuses) the copying driver flattens the
+layers into merged/ instead (whiteouts delete, opaque dirs clear).
+
+Reference counts are derived, not stored: a layer's users are the image records
+and rootfs.json files that name its chain-id.  Counting from the records means a
+crash can never leave a count that is off by one; the store removes a layer when
+the last record naming it goes away (under the exclusive gc lock).
+"""
+
+import json
+import os
+import shutil
+import stat
+import uuid
+
+from pybox.errors import ImageError, LayerError, SyscallError
+from pybox.images import layers as layer_io
+from pybox.images.store import FileLock, chain_ids, digest_hex, storage_error
+from pybox.oci.state import validate_id, write_atomic
+
+MOUNT_SOURCE = "pybox-overlay"
+SHORT_LINK_LENGTH = 20
+MAX_MOUNT_DATA = 4000  # the kernel copies one page of mount options
+DRIVER_OVERLAY = "overlay"
+DRIVER_COPY = "copy"
+
+# docker's change kinds, as GET /containers/ID/changes returns them
+CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2
+CHANGE_LETTERS = {CHANGE_MODIFY: "C", CHANGE_ADD: "A", CHANGE_DELETE: "D"}
+
+
+def _chain(parent_chain_id, diff_id):
+    return chain_ids([parent_chain_id, diff_id])[1] if parent_chain_id else diff_id
+
+
+def overlay_supported():
+    try:
+        with open("/proc/filesystems") as f:
+            return any(line.split()[-1] == "overlay" for line in f if line.strip())
+    except OSError:
+        return False
+
+
+class Snapshots:
+    def __init__(self, root, syscalls=None, driver=None):
+        self.root = root
+        self.layers_dir = os.path.join(root, "layers")
+        self.links_dir = os.path.join(root, "l")
+        self.containers_dir = os.path.join(root, "containers")
+        self.locks = os.path.join(root, "locks")
+        self.ingest = os.path.join(root, "ingest")
+        for d in (self.layers_dir, self.links_dir, self.containers_dir, self.locks):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        self._syscalls = syscalls
+        self.driver = driver or (DRIVER_OVERLAY if overlay_supported() else DRIVER_COPY)
+
+    @property
+    def sys(self):
+        if self._syscalls is None:
+            from pybox.linux.syscalls import real
+
+            self._syscalls = real()
+        return self._syscalls
+
+    # -- layers ----------------------------------------------------------------
+    def layer_dir(self, chain_id):
+        return os.path.join(self.layers_dir, digest_hex(chain_id))
+
+    def diff_dir(self, chain_id):
+        return os.path.join(self.layer_dir(chain_id), "diff")
+
+    def has_layer(self, chain_id):
+        return os.path.exists(os.path.join(self.layer_dir(chain_id), "layer.json"))
+
+    def layer_info(self, chain_id):
+        try:
+            with open(os.path.join(self.layer_dir(chain_id), "layer.json"), "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            raise ImageError(f"layer {chain_id} is not in the store", errno=2) from None
+
+    def all_layers(self):
+        return {"sha256:" + n for n in os.listdir(self.layers_dir)
+                if not n.startswith(".")}
+
+    def ensure_layer(self, parent_chain_id, diff_id, open_blob, allow_devices=True):
+        """Unpack a layer once; returns its layer.json (with ``chain_id``).
+
+        ``open_blob()`` gives the (compressed) tar stream; it is only called when
+        the layer is missing.  With ``diff_id`` known the layer is found by its
+        chain-id first and the unpack is verified against it; without (docker
+        import of a compressed tarball) the unpack tells the diff-id.  The unpack
+        goes to a temp dir renamed into place when complete and verified, under a
+        per-layer lock: concurrent imports of the same layer wait for one another
+        and the second finds it done."""
+        if diff_id is not None:
+            chain_id = _chain(parent_chain_id, diff_id)
+            with FileLock(self._layer_lock(chain_id)):
+                if self.has_layer(chain_id):
+                    return self.layer_info(chain_id)
+                return self._unpack_and_place(parent_chain_id, diff_id, open_blob,
+                                              allow_devices)
+        return self._unpack_and_place(parent_chain_id, None, open_blob, allow_devices)
+
+    def _layer_lock(self, chain_id):
+        return os.path.join(self.locks, f"layer-{digest_hex(chain_id)}")
+
+    def _unpack_and_place(self, parent_chain_id, diff_id, open_blob, allow_devices):
+        tmp = os.path.join(self.layers_dir, f".tmp-{uuid.uuid4().hex}")
+        try:
+            os.mkdir(tmp, 0o700)
+            diff = os.path.join(tmp, "diff")
+            os.mkdir(diff, 0o755)
+            with open_blob() as blob:
+                result = layer_io.unpack_layer(blob, diff, allow_devices=allow_devices,
+                                               expected_diff_id=diff_id)
+            chain_id = _chain(parent_chain_id, result.diff_id)
+            hexid = digest_hex(chain_id)
+            info = {"chain_id": chain_id, "diff_id": result.diff_id,
+                    "parent": parent_chain_id or "", "size": result.size,
+                    "tar_size": result.tar_size, "link": hexid[:SHORT_LINK_LENGTH]}
+            write_atomic(os.path.join(tmp, "layer.json"), json.dumps(info, indent=1),
+                         mode=0o644, durable=False)
+            final = self.layer_dir(chain_id)
+            lock = None if diff_id is not None else FileLock(self._layer_lock(chain_id))
+            if lock:
+                lock.__enter__()
+            try:
+                if self.has_layer(chain_id):  # someone else finished it meanwhile
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return self.layer_info(chain_id)
+                if os.path.exists(final):  # a crash's leftover without layer.json
+                    shutil.rmtree(final)
+                os.rename(tmp, final)
+                link = os.path.join(self.links_dir, info["link"])
+                if not os.path.lexists(link):
+                    os.symlink(os.path.join("..", "layers", hexid, "diff"), link)
+            finally:
+                if lock:
+                    lock.__exit__(None, None, None)
+            return info
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError) and not isinstance(e, ImageError):
+                raise storage_error(f"unpacking layer {diff_id or ''}".rstrip(), e) from None
+            raise
+
+    def remove_layer(self, chain_id):
+        """Delete a layer (the caller holds the exclusive gc lock and has checked
+        that nothing names it)."""
+        path = self.layer_dir(chain_id)
+        try:
+            link = self.layer_info(chain_id)["link"]
+            link_path = os.path.join(self.links_dir, link)
+            if os.path.islink(link_path):
+                os.unlink(link_path)
+        except (ImageError, KeyError, ValueError):
+            pass
+        shutil.rmtree(path, ignore_errors=True)
+
+    def clean_temp(self):
+        """Remove half-unpacked layers a crashed process left (exclusive gc lock)."""
+        for name in os.listdir(self.layers_dir):
+            path = os.path.join(self.layers_dir, name)
+            if name.startswith(".tmp-") or not os.path.exists(
+                    os.path.join(path, "layer.json")):
+                shutil.rmtree(path, ignore_errors=True)
+
+    # -- container root filesystems ----------------------------------------------
+    def container_dir(self, container_id):
+        return os.path.join(self.containers_dir, validate_id(container_id))
+
+    def rootfs_path(self, container_id):
+        return os.path.join(self.container_dir(container_id), "merged")
+
+    def container_info(self, container_id):
+        try:
+            with open(os.path.join(self.container_dir(container_id), "rootfs.json"),
+                      "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            raise ImageError(f"container {container_id!r} has no rootfs", errno=2) from None
+
+    def containers(self):
+        """{container id: rootfs.json} of every prepared rootfs."""
+        out = {}
+        for name in os.listdir(self.containers_dir):
+            try:
+                with open(os.path.join(self.containers_dir, name, "rootfs.json"),
+                          "rb") as f:
+                    out[name] = json.loads(f.read())
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def is_mounted(self, container_id):
+        return os.path.ismount(self.rootfs_path(container_id))
+
+    def prepare(self, container_id, image_id, chain_ids):
+        """Create the container's writable layer and mount its rootfs; returns the
+        path.  Preparing again (after a reboot or unmount) re-mounts the same
+        upper dir.  On failure nothing is left mounted or created."""
+        cdir = self.container_dir(container_id)
+        if os.path.exists(os.path.join(cdir, "rootfs.json")):
+            info = self.container_info(container_id)
+            if info["image"] != image_id:
+                raise ImageError(f"container {container_id!r} already has a rootfs from "
+                                 f"image {info['image']}")
+            self.mount(container_id)
+            return self.rootfs_path(container_id)
+        for chain_id in chain_ids:
+            if not self.has_layer(chain_id):
+                raise ImageError(f"layer {chain_id} of image {image_id} is missing")
+        driver = self.driver
+        if driver == DRIVER_OVERLAY and len(self._overlay_data(cdir, chain_ids)) > MAX_MOUNT_DATA:
+            driver = DRIVER_COPY
+        try:
+            os.mkdir(cdir, 0o700)
+        except FileExistsError:
+            shutil.rmtree(cdir)  # a leftover without rootfs.json: never finished
+            os.mkdir(cdir, 0o700)
+        except OSError as e:
+            raise storage_error(f"creating the rootfs of {container_id}", e) from None
+        try:
+            merged = os.path.join(cdir, "merged")
+            os.mkdir(merged, 0o755)
+            if driver == DRIVER_OVERLAY:
+                os.mkdir(os.path.join(cdir, "upper"), 0o755)
+                os.mkdir(os.path.join(cdir, "work"), 0o700)
+            info = {"id": container_id, "image": image_id, "chain_ids": list(chain_ids),
+                    "driver": driver}
+            write_atomic(os.path.join(cdir, "rootfs.json"), json.dumps(info), mode=0o644,
+                         durable=True)
+            if driver == DRIVER_OVERLAY:
+                try:
+                    self._mount_overlay(cdir, chain_ids)
+                except SyscallError as e:
+                    if self.driver == DRIVER_OVERLAY and e.errno in (19, 22, 95):
+                        # ENODEV, EINVAL, EOPNOTSUPP: this filesystem cannot be an
+                        # overlay upper dir: fall back to copying for this container
+                        shutil.rmtree(os.path.join(cdir, "upper"))
+                        shutil.rmtree(os.path.join(cdir, "work"))
+                        info["driver"] = driver = DRIVER_COPY
+                        write_atomic(os.path.join(cdir, "rootfs.json"), json.dumps(info),
+                                     mode=0o644, durable=True)
+                    else:
+                        raise
+            if driver == DRIVER_COPY:
+                flatten_layers([self.diff_dir(c) for c in chain_ids], merged)
+            return merged
+        except BaseException as e:
+            if os.path.ismount(os.path.join(cdir, "merged")):
+                self._umount(os.path.join(cdir, "merged"))
+            shutil.rmtree(cdir, ignore_errors=True)
+            if isinstance(e, OSError) and not isinstance(e, (ImageError, SyscallError)):
+                raise storage_error(f"preparing the rootfs of {container_id}", e) from None
+            if isinstance(e, SyscallError):
+                raise ImageError(f"mounting the rootfs of {container_id}: {e}",
+                                 errno=e.errno) from None
+            raise
+
+    def _overlay_data(self, cdir, chain_ids):
+        lowers = []
+        for chain_id in reversed(chain_ids):  # overlay lists the top layer first
+            lowers.append(os.path.join(self.links_dir, digest_hex(chain_id)[:SHORT_LINK_LENGTH]))
+        if not lowers:
+            empty = os.path.join(self.root, "empty")
+            os.makedirs(empty, 0o755, exist_ok=True)
+            lowers.append(empty)
+        data = (f"lowerdir={':'.join(lowers)},upperdir={os.path.join(cdir, 'upper')},"
+                f"workdir={os.path.join(cdir, 'work')}")
+        if os.path.exists("/sys/module/overlay/parameters/index"):
+            data += ",index=off"  # as docker: a lower dir may be shared by many mounts
+        return data
+
+    def _mount_overlay(self, cdir, chain_ids):
+        self.sys.mount(MOUNT_SOURCE, os.path.join(cdir, "merged"), "overlay", 0,
+                       self._overlay_data(cdir, chain_ids))
+
+    def _umount(self, path):
+        try:
+            self.sys.umount2(path, 0)
+        except SyscallError as e:
+            if e.errno == 16:  # EBUSY: still in use (a running container)
+                raise ImageError(f"{path} is busy: a container still uses it",
+                                 errno=e.errno) from None
+            if e.errno != 22:  # EINVAL: not mounted
+                raise
+
+    def mount(self, container_id):
+        """Mount an existing container rootfs (no-op when mounted or copied)."""
+        info = self.container_info(container_id)
+        if info["driver"] == DRIVER_OVERLAY and not self.is_mounted(container_id):
+            for chain_id in info["chain_ids"]:
+                if not self.has_layer(chain_id):
+                    raise ImageError(f"layer {chain_id} of container {container_id} "
+                                     "is missing")
+            try:
+                self._mount_overlay(self.container_dir(container_id), info["chain_ids"])
+            except SyscallError as e:
+                raise ImageError(f"mounting the rootfs of {container_id}: {e}",
+                                 errno=e.errno) from None
+        return self.rootfs_path(container_id)
+
+    def unmount(self, container_id):
+        """Unmount (the upper dir stays: a stopped container keeps its changes)."""
+        if self.is_mounted(container_id):
+            self._umount(self.rootfs_path(container_id))
+
+    def release(self, container_id):
+        """Unmount and delete the container's writable layer and its record."""
+        cdir = self.container_dir(container_id)
+        if not os.path.exists(cdir):
+            return False
+        if self.is_mounted(container_id):
+            self._umount(self.rootfs_path(container_id))
+        # rootfs.json first: from then on no layer counts this container as a user
+        try:
+            os.unlink(os.path.join(cdir, "rootfs.json"))
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(cdir, ignore_errors=True)
+        return True
+
+    # -- diff and export -------------------------------------------------------------
+    def lower_dirs(self, container_id):
+        """The image's layer dirs, top first."""
+        info = self.container_info(container_id)
+        return [self.diff_dir(c) for c in reversed(info["chain_ids"])]
+
+    def changes(self, container_id):
+        """docker diff: [(kind, '/path')] sorted by path, kind 0=C, 1=A, 2=D."""
+        info = self.container_info(container_id)
+        view = LowerView(self.lower_dirs(container_id))
+        cdir = self.container_dir(container_id)
+        if info["driver"] == DRIVER_OVERLAY:
+            out = _overlay_changes(os.path.join(cdir, "upper"), view)
+        else:
+            out = _tree_changes(os.path.join(cdir, "merged"), view)
+        return sorted(out, key=lambda c: c[1])
+
+    def write_layer(self, container_id, out):
+        """The container's changes as a layer tar (for commit)."""
+        info = self.container_info(container_id)
+        cdir = self.container_dir(container_id)
+        if info["driver"] == DRIVER_OVERLAY:
+            layer_io.write_tree(os.path.join(cdir, "upper"), out, overlay_whiteouts=True)
+        else:
+            write_changes(os.path.join(cdir, "merged"), self.changes(container_id), out)
+
+    def export(self, container_id, out):
+        """The container's whole filesystem as one tar (docker export)."""
+        info = self.container_info(container_id)
+        mounted_here = False
+        if info["driver"] == DRIVER_OVERLAY and not self.is_mounted(container_id):
+            self.mount(container_id)
+            mounted_here = True
+        try:
+            layer_io.write_tree(self.rootfs_path(container_id), out)
+        finally:
+            if mounted_here:
+                self.unmount(container_id)
+
+
+# -- the layers below a container, as one read-only view ----------------------------
+
+class LowerView:
+    """Answers "what does the image have at PATH" from its layer dirs (top first),
+    honouring whiteouts and opaque dirs as overlay would."""
+
+    def __init__(self, lower_dirs):
+        self.lowers = lower_dirs
+
+    def lookup(self, rel):
+        """lstat of the visible entry at rel ('' = root), or None."""
+        parts = rel.split("/") if rel else []
+        for layer in self.lowers:
+            if not parts:
+                return os.lstat(layer)
+            path = layer
+            opaque_above = False
+            st = None
+            for i, part in enumerate(parts):
+                if i and layer_io.is_opaque_dir(path):
+                    opaque_above = True  # this layer hides everything below in path
+                path = os.path.join(path, part)
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    st = None
+                    break
+                if layer_io.is_overlay_whiteout(st):
+                    return None
+                if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+                    return None  # a non-directory here hides the subtree below
+            if st is not None:
+                return st
+            if opaque_above:
+                return None
+        return None
+
+    def listdir(self, rel):
+        """Names visible in directory rel (union over layers, minus whiteouts)."""
+        names = {}
+        for layer in self.lowers:
+            path = os.path.join(layer, rel) if rel else layer
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if layer_io.is_overlay_whiteout(st) or not stat.S_ISDIR(st.st_mode):
+                break
+            for name in os.listdir(path):
+                if name not in names:
+                    names[name] = not layer_io.is_overlay_whiteout(
+                        os.lstat(os.path.join(path, name)))
+            if layer_io.is_opaque_dir(path):
+                break
+        return {n for n, visible in names.items() if visible}
+
+
+def _same_meta(a, b):
+    return (stat.S_IFMT(a.st_mode) == stat.S_IFMT(b.st_mode) and a.st_mode == b.st_mode
+            and a.st_uid == b.st_uid and a.st_gid == b.st_gid
+            and a.st_mtime_ns // 10**9 == b.st_mtime_ns // 10**9
+            and (stat.S_ISDIR(a.st_mode) or a.st_size == b.st_size))
+
+
+def _overlay_changes(upper, view):
+    out = []
+
+    def walk(rel_dir):
+        dir_path = os.path.join(upper, rel_dir) if rel_dir else upper
+        names = sorted(os.listdir(dir_path))
+        if rel_dir and layer_io.is_opaque_dir(dir_path):
+            present = set(names)
+            for gone in sorted(view.listdir(rel_dir) - present):
+                out.append((CHANGE_DELETE, "/" + f"{rel_dir}/{gone}"))
+        for name in names:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            path = os.path.join(dir_path, name)
+            st = os.lstat(path)
+            if layer_io.is_overlay_whiteout(st):
+                if view.lookup(rel) is not None:
+                    out.append((CHANGE_DELETE, "/" + rel))
+                continue
+            below = view.lookup(rel)
+            if below is None:
+                out.append((CHANGE_ADD, "/" + rel))
+            elif not (stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode)
+                      and _same_meta(st, below)):
+                out.append((CHANGE_MODIFY, "/" + rel))
+            if stat.S_ISDIR(st.st_mode):
+                walk(rel)
+
+    walk("")
+    return out
+
+
+def _tree_changes(root, view):
+    """Changes of a flattened copy against the image (the copying driver)."""
+    out = []
+
+    def walk(rel_dir, below_is_dir):
+        dir_path = os.path.join(root, rel_dir) if rel_dir else root
+        names = sorted(os.listdir(dir_path))
+        if below_is_dir:
+            for gone in sorted(view.listdir(rel_dir) - set(names)):
+                out.append((CHANGE_DELETE, "/" + (f"{rel_dir}/{gone}" if rel_dir else gone)))
+        for name in names:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            st = os.lstat(os.path.join(dir_path, name))
+            below = view.lookup(rel)
+            if below is None:
+                out.append((CHANGE_ADD, "/" + rel))
+            elif not _same_meta(st, below) or (
+                    stat.S_ISLNK(st.st_mode) and os.readlink(os.path.join(dir_path, name))
+                    != _readlink_in(view, rel)):
+                out.append((CHANGE_MODIFY, "/" + rel))
+            if stat.S_ISDIR(st.st_mode):
+                walk(rel, below is not None and stat.S_ISDIR(below.st_mode))
+
+    walk("", True)
+    return out
+
+
+def _readlink_in(view, rel):
+    for layer in view.lowers:
+        path = os.path.join(layer, rel)
+        if os.path.lexists(path):
+            return os.readlink(path) if os.path.islink(path) else None
+    return None
+
+
+def write_changes(root, changes, out):
+    """A layer tar holding the given changes of the tree at root: added and
+    modified entries as they are now, deletions as ``.wh.`` whiteouts."""
+    import tarfile
+
+    kinds = {path.lstrip("/"): kind for kind, path in changes}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for rel in sorted(kinds):
+            kind = kinds[rel]
+            if kind == CHANGE_DELETE:
+                parent, name = os.path.split(rel)
+                info = tarfile.TarInfo(os.path.join(parent, layer_io.WHITEOUT_PREFIX + name))
+                info.mode = 0
+                tar.addfile(info)
+                continue
+            path = os.path.join(root, rel)
+            st = os.lstat(path)
+            info = layer_io._tarinfo(rel, path, st, stat.S_ISDIR(st.st_mode))
+            if stat.S_ISREG(st.st_mode):
+                info.size = st.st_size
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
+            elif stat.S_ISDIR(st.st_mode):
+                info.type = tarfile.DIRTYPE
+            elif stat.S_ISFIFO(st.st_mode):
+                info.type = tarfile.FIFOTYPE
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            else:
+                continue
+            tar.addfile(info)
+
+
+# -- the copying driver -------------------------------------------------------------
+
+def flatten_layers(layer_dirs, dest):
+    """Copy layers (base first) into dest as overlay would show them: a whiteout
+    deletes, an opaque dir empties what is below, a later entry replaces an
+    earlier one.  Never writes through a symlink: parents are processed before
+    children, and a non-directory in the way of a directory is replaced."""
+    is_root = os.geteuid() == 0
+    for layer in layer_dirs:
+        _copy_layer_dir(layer, dest, "", is_root)
+
+
+def _copy_meta(src_st, dst, is_root, is_link):
+    if is_root:
+        os.lchown(dst, src_st.st_uid, src_st.st_gid)
+    if not is_link:
+        os.chmod(dst, stat.S_IMODE(src_st.st_mode))
+    os.utime(dst, ns=(src_st.st_atime_ns, src_st.st_mtime_ns), follow_symlinks=False)
+
+
+def _remove(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _copy_layer_dir(layer, dest, rel_dir, is_root):
+    src_dir = os.path.join(layer, rel_dir) if rel_dir else layer
+    dst_dir = os.path.join(dest, rel_dir) if rel_dir else dest
+    if rel_dir and layer_io.is_opaque_dir(src_dir):
+        for name in os.listdir(dst_dir):
+            _remove(os.path.join(dst_dir, name))
+    for name in sorted(os.listdir(src_dir)):
+        src = os.path.join(src_dir, name)
+        dst = os.path.join(dst_dir, name)
+        st = os.lstat(src)
+        if layer_io.is_overlay_whiteout(st):
+            _remove(dst)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                dst_st = os.lstat(dst)
+                if not stat.S_ISDIR(dst_st.st_mode):
+                    _remove(dst)
+                    os.mkdir(dst, 0o755)
+            except FileNotFoundError:
+                os.mkdir(dst, 0o755)
+            _copy_layer_dir(layer, dest, f"{rel_dir}/{name}" if rel_dir else name, is_root)
+            for xname, value in layer_io._read_xattrs(src).items():
+                try:
+                    os.setxattr(dst, xname, value, follow_symlinks=False)
+                except OSError:
+                    pass
+            _copy_meta(st, dst, is_root, False)
+            continue
+        _remove(dst)
+        if stat.S_ISREG(st.st_mode):
+            shutil.copyfile(src, dst, follow_symlinks=False)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), dst)
+        elif stat.S_ISFIFO(st.st_mode):
+            os.mkfifo(dst)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            os.mknod(dst, st.st_mode, st.st_rdev)
+        else:
+            continue
+        for xname, value in layer_io._read_xattrs(src).items():
+            try:
+                os.setxattr(dst, xname, value, follow_symlinks=False)
+            except OSError:
+                pass
+        _copy_meta(st, dst, is_root, stat.S_ISLNK(st.st_mode))
+
+
+__all__ = ["Snapshots", "LowerView", "flatten_layers", "write_changes", "LayerError"]

@@ -1,0 +1,386 @@
+"""The image store on disk: content-addressed blobs, image records, tags, locks.
+
+    DATA_ROOT/images/
+      blobs/sha256/HEX       manifests, configs, layer tars: named by their sha256,
+                             verified while written (temp file in ingest/, fsync,
+                             rename), so a blob present is a blob complete
+      ingest/                temp files of writes in progress (any left by a crash
+                             are removed when the store is opened)
+      imagedb/HEX.json       one record per image, HEX = its config digest = its Id:
+                             manifest and config descriptors, layers (diff-id,
+                             chain-id, blob), parent, when it was added
+      repositories.json      the tag database: normalised reference -> image Id
+      layers/, l/, containers/   snapshots (see snapshots.py)
+      locks/                 flock files (below)
+
+Writes of metadata are whole-file: temp, fsync, rename (``write_atomic`` with
+``durable=True``).  An image becomes visible only when its record is written,
+and that happens after every blob and layer it needs is in place; a failure
+before that leaves only unreferenced blobs or nothing, never half an image.
+
+Locking (flock, so it holds across processes and threads and dies with them):
+  - ``gc``: shared by every operation that adds content or starts a rootfs
+    (blobs and layers it relies on must not be collected under it); exclusive
+    for removal and prune.
+  - ``meta``: exclusive around each read-modify-write of repositories.json and
+    the records.
+  - ``blob-HEX`` / ``layer-HEX``: one writer per blob or layer at a time, so two
+    imports of the same content do the work once and never see each other's
+    temp files.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+
+from pybox.errors import DigestMismatch, ImageError, ImageNotFound
+from pybox.images import reference as references
+from pybox.oci.state import write_atomic
+
+MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MEDIA_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MEDIA_DOCKER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+LAYER_MEDIA_TYPES = {MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD,
+                     MEDIA_DOCKER_LAYER, "application/vnd.docker.image.rootfs.diff.tar",
+                     "application/vnd.oci.image.layer.nondistributable.v1.tar",
+                     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+                     MEDIA_DOCKER_FOREIGN}
+MANIFEST_MEDIA_TYPES = {MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST}
+INDEX_MEDIA_TYPES = {MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST}
+
+COPY_CHUNK = 1 << 20
+
+
+# -- digests -------------------------------------------------------------------
+
+def sha256_digest(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def digest_hex(digest):
+    """The hex part of a validated ``sha256:HEX`` digest (safe as a file name)."""
+    references.validate_digest(digest)
+    return digest[len("sha256:"):]
+
+
+def chain_ids(diff_ids):
+    """The OCI chain-ids: chain(0) = diff(0); chain(n) = sha256(chain(n-1) + ' ' +
+    diff(n)).  A layer's chain-id names it together with everything under it,
+    which is what an unpacked snapshot depends on."""
+    out = []
+    for diff_id in diff_ids:
+        out.append(diff_id if not out else sha256_digest(f"{out[-1]} {diff_id}".encode()))
+    return out
+
+
+def descriptor(media_type, data_or_digest, size=None):
+    if isinstance(data_or_digest, bytes):
+        return {"mediaType": media_type, "digest": sha256_digest(data_or_digest),
+                "size": len(data_or_digest)}
+    return {"mediaType": media_type, "digest": data_or_digest, "size": size}
+
+
+def canonical_json(obj):
+    """Compact, key-sorted JSON bytes: a stable digest for configs/manifests we make."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def rfc3339(seconds=None):
+    """UTC time as docker prints Created: ``2024-01-02T03:04:05.123456789Z``."""
+    ns = time.time_ns() if seconds is None else int(seconds * 10**9)
+    secs, frac = divmod(ns, 10**9)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return f"{stamp}.{frac:09d}Z" if frac else stamp + "Z"
+
+
+def parse_rfc3339(text):
+    """Seconds since the epoch from an RFC 3339 time (any fraction, Z or offset);
+    0 when missing or unparseable (docker lists such images as created long ago)."""
+    import datetime
+
+    if not text:
+        return 0
+    try:
+        main, _, rest = text.partition(".")
+        frac, tz = "", "Z"
+        if rest:
+            i = 0
+            while i < len(rest) and rest[i].isdigit():
+                i += 1
+            frac, tz = rest[:i], rest[i:] or "Z"
+        elif text.endswith("Z"):
+            main, tz = text[:-1], "Z"
+        elif len(text) > 19:
+            main, tz = text[:19], text[19:]
+        tz = "+00:00" if tz in ("Z", "z") else tz
+        parsed = datetime.datetime.fromisoformat(main[:19] + tz)
+        return parsed.timestamp() + (float("0." + frac) if frac else 0.0)
+    except (ValueError, IndexError):
+        return 0
+
+
+# -- locks ---------------------------------------------------------------------
+
+class FileLock:
+    """flock(2) on a file under locks/: ``with FileLock(path, shared=True):``."""
+
+    def __init__(self, path, shared=False):
+        self.path = path
+        self.shared = shared
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing releases the lock
+        self.fd = None
+
+
+# -- blobs ---------------------------------------------------------------------
+
+def _no_space(err):
+    import errno
+
+    return err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def storage_error(what, err):
+    """An OSError while writing, as an ImageError that says what failed."""
+    if _no_space(err):
+        return ImageError(f"{what}: no space left on device", errno=err.errno)
+    return ImageError(f"{what}: {err.strerror or err}", errno=err.errno)
+
+
+class BlobStore:
+    """blobs/sha256/HEX, written through ingest/ and verified before the rename."""
+
+    def __init__(self, root):
+        self.root = root
+        self.dir = os.path.join(root, "blobs", "sha256")
+        self.ingest = os.path.join(root, "ingest")
+        self.locks = os.path.join(root, "locks")
+
+    def path(self, digest):
+        return os.path.join(self.dir, digest_hex(digest))
+
+    def exists(self, digest):
+        return os.path.exists(self.path(digest))
+
+    def size(self, digest):
+        return os.stat(self.path(digest)).st_size
+
+    def open(self, digest):
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise ImageError(f"blob {digest} is missing from the store", errno=2) from None
+
+    def read(self, digest):
+        with self.open(digest) as f:
+            return f.read()
+
+    def read_json(self, digest):
+        try:
+            return json.loads(self.read(digest))
+        except ValueError as e:
+            raise ImageError(f"blob {digest} is not valid JSON: {e}") from None
+
+    def write_bytes(self, data, expected_digest=None):
+        """Store ``data``; returns its digest.  Raises DigestMismatch when the data
+        is not what ``expected_digest`` names."""
+        import io
+
+        return self.write_stream(io.BytesIO(data), expected_digest, len(data))[0]
+
+    def write_stream(self, stream, expected_digest=None, expected_size=None):
+        """Copy a stream into the store, hashing it on the way; (digest, size).
+
+        Nothing is visible under blobs/ until the content is complete and matches
+        ``expected_digest`` (and ``expected_size``).  A blob already present is
+        not rewritten (the stream is still read and checked, so the caller's
+        input is verified either way)."""
+        tmp = os.path.join(self.ingest, f"blob-{uuid.uuid4().hex}")
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                while True:
+                    chunk = stream.read(COPY_CHUNK)
+                    if not chunk:
+                        break
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            digest = "sha256:" + hasher.hexdigest()
+            if expected_digest is not None and digest != expected_digest:
+                raise DigestMismatch(f"blob {expected_digest}", expected_digest, digest)
+            if expected_size is not None and size != expected_size:
+                raise ImageError(f"blob {digest}: size mismatch: expected "
+                                 f"{expected_size} bytes, got {size}")
+            final = self.path(digest)
+            # concurrent writers of the same blob: both verified the same bytes, and
+            # rename() over an identical file is atomic, so whichever lands is right
+            with FileLock(os.path.join(self.locks, f"blob-{digest_hex(digest)}")):
+                if os.path.exists(final):
+                    os.unlink(tmp)
+                else:
+                    os.rename(tmp, final)
+            return digest, size
+        except OSError as e:
+            _unlink_quiet(tmp)
+            raise storage_error("writing a blob", e) from None
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+
+    def delete(self, digest):
+        _unlink_quiet(self.path(digest))
+
+    def all(self):
+        try:
+            return {"sha256:" + name for name in os.listdir(self.dir)}
+        except FileNotFoundError:
+            return set()
+
+
+def _unlink_quiet(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- image records and tags ------------------------------------------------------
+
+class ImageStore:
+    """Records (imagedb/), tags (repositories.json) and the locks over them."""
+
+    def __init__(self, root):
+        self.root = root
+        self.blobs = BlobStore(root)
+        self.imagedb = os.path.join(root, "imagedb")
+        self.tags_file = os.path.join(root, "repositories.json")
+        self.locks = os.path.join(root, "locks")
+        for d in (self.blobs.dir, self.blobs.ingest, self.imagedb, self.locks):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+
+    # locks
+    def gc_lock(self, shared):
+        return FileLock(os.path.join(self.locks, "gc"), shared=shared)
+
+    def meta_lock(self):
+        return FileLock(os.path.join(self.locks, "meta"))
+
+    def clean_ingest(self):
+        """Remove temp files left by a crashed writer (under the exclusive gc lock:
+        no writer is running then)."""
+        for name in os.listdir(self.blobs.ingest):
+            path = os.path.join(self.blobs.ingest, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                _unlink_quiet(path)
+
+    # records
+    def record_path(self, image_id):
+        return os.path.join(self.imagedb, digest_hex(image_id) + ".json")
+
+    def get_record(self, image_id):
+        try:
+            with open(self.record_path(image_id), "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            raise ImageNotFound(image_id) from None
+
+    def has_record(self, image_id):
+        return os.path.exists(self.record_path(image_id))
+
+    def put_record(self, record):
+        write_atomic(self.record_path(record["id"]),
+                     json.dumps(record, indent=1, sort_keys=True), mode=0o644,
+                     durable=True)
+
+    def delete_record(self, image_id):
+        _unlink_quiet(self.record_path(image_id))
+
+    def records(self):
+        out = []
+        for name in sorted(os.listdir(self.imagedb)):
+            if name.endswith(".json"):
+                try:
+                    with open(os.path.join(self.imagedb, name), "rb") as f:
+                        out.append(json.loads(f.read()))
+                except (OSError, ValueError):
+                    continue
+        return out
+
+    # tags
+    def load_refs(self):
+        """{normalised reference: image id} (tags and name@digest references)."""
+        try:
+            with open(self.tags_file, "rb") as f:
+                return json.loads(f.read()).get("refs", {})
+        except FileNotFoundError:
+            return {}
+        except ValueError as e:
+            raise ImageError(f"{self.tags_file} is corrupt: {e}") from None
+
+    def save_refs(self, refs):
+        write_atomic(self.tags_file,
+                     json.dumps({"refs": dict(sorted(refs.items()))}, indent=1),
+                     mode=0o644, durable=True)
+
+    def refs_of(self, image_id, refs=None):
+        refs = self.load_refs() if refs is None else refs
+        return sorted(r for r, i in refs.items() if i == image_id)
+
+    def resolve(self, text):
+        """An image Id from anything docker takes: a name[:tag], name@digest, a full
+        or abbreviated Id (``sha256:`` optional).  Raises ImageNotFound."""
+        refs = self.load_refs()
+        ref = None
+        try:
+            ref = references.parse(text)
+        except ImageError:
+            if not references.looks_like_id(text):
+                raise
+        if ref is not None:
+            found = refs.get(str(ref))
+            if found:
+                return found
+            if ref.digest and ref.tag:
+                found = refs.get(str(ref.with_digest(ref.digest)))
+                if found:
+                    return found
+        if references.looks_like_id(text):
+            hexpart = text[len("sha256:"):] if text.startswith("sha256:") else text
+            matches = [n[:-5] for n in os.listdir(self.imagedb)
+                       if n.endswith(".json") and n.startswith(hexpart)]
+            if len(matches) == 1:
+                return "sha256:" + matches[0]
+            if len(matches) > 1:
+                raise ImageError(f"short ID {text!r} is ambiguous: it matches "
+                                 f"{len(matches)} images")
+        raise ImageNotFound(text)
