@@ -1,0 +1,15 @@
+"""The Docker Engine API, pyboxd's own API (API version 1.44): HTTP/1.1 on unix
+sockets (server.py), one module per resource (containers and exec, images,
+system).  It maps requests onto pybox.engine and pybox errors onto docker's
+status codes and JSON error shapes."""
+
+
+def build_router(engine):
+    from pybox.api import containers, images, system
+    from pybox.api.server import Router
+
+    router = Router()
+    system.register(router, engine)
+    containers.register(router, engine)
+    images.register(router, engine)
+    return router

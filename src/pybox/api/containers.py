@@ -1,0 +1,188 @@
+"""/containers/... and /exec/... endpoints: docker's JSON shapes and stream
+semantics on top of pybox.engine (see ../shared/docs/docker-api/README.md for
+what the clients send and expect)."""
+
+from pybox.api.server import PrefixedSocket
+from pybox.errors import BadRequest, NotFound
+from pybox.oci import fastjson
+
+MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+RAW = "application/vnd.docker.raw-stream"
+
+
+def register(router, engine):
+    r = router
+
+    @r.route("GET", "/containers/json")
+    def list_containers(req, resp):
+        resp.json(engine.list(all_=req.flag("all"), limit=req.int_arg("limit", -1),
+                              size=req.flag("size"), filters=req.filters()))
+
+    @r.route("POST", "/containers/create")
+    def create(req, resp):
+        body = req.json({})
+        cid, warnings = engine.create(body, name=req.arg("name") or None)
+        resp.json({"Id": cid, "Warnings": warnings}, 201)
+
+    @r.route("GET", "/containers/{id}/json")
+    def inspect(req, resp, id):
+        resp.json(engine.inspect(id, size=req.flag("size")))
+
+    @r.route("POST", "/containers/{id}/start")
+    def start(req, resp, id):
+        engine.start(id)
+        resp.empty(204)
+
+    @r.route("POST", "/containers/{id}/stop")
+    def stop(req, resp, id):
+        engine.stop(id, timeout=req.int_arg("t"))
+        resp.empty(204)
+
+    @r.route("POST", "/containers/{id}/restart")
+    def restart(req, resp, id):
+        engine.restart(id, timeout=req.int_arg("t"))
+        resp.empty(204)
+
+    @r.route("POST", "/containers/{id}/kill")
+    def kill(req, resp, id):
+        engine.kill(id, req.arg("signal") or None)
+        resp.empty(204)
+
+    @r.route("POST", "/containers/{id}/pause")
+    def pause(req, resp, id):
+        engine.pause(id)
+        resp.empty(204)
+
+    @r.route("POST", "/containers/{id}/unpause")
+    def unpause(req, resp, id):
+        engine.unpause(id)
+        resp.empty(204)
+
+    @r.route("DELETE", "/containers/{id}")
+    def remove(req, resp, id):
+        engine.remove(id, force=req.flag("force"), volumes=req.flag("v"))
+        resp.empty(204)
+
+    @r.route("POST", "/containers/{id}/rename")
+    def rename(req, resp, id):
+        name = req.arg("name")
+        if not name:
+            raise BadRequest("a new name is required")
+        engine.rename(id, name)
+        resp.empty(204)
+
+    @r.route("POST", "/containers/{id}/wait")
+    def wait(req, resp, id):
+        engine.get(id)  # 404 before the 200 headers
+        write, end = resp.stream(200, "application/json")
+        code, error = engine.wait(id, req.arg("condition") or "not-running",
+                                  cancelled=req.client_gone)
+        if code is None:
+            return  # the client went away (docker run -d)
+        write(fastjson.dumps({"Error": {"Message": error} if error else None,
+                              "StatusCode": code}).encode() + b"\n")
+        end()
+
+    @r.route("POST", "/containers/{id}/resize")
+    def resize(req, resp, id):
+        engine.resize(id, req.int_arg("h", 0), req.int_arg("w", 0))
+        resp.send(200)
+
+    @r.route("POST", "/containers/{id}/attach")
+    def attach(req, resp, id):
+        c = engine.get(id)
+        tty = bool(c.record["Config"].get("Tty"))
+        stream = req.flag("stream")
+        logs = req.flag("logs")
+        if not stream and not logs:
+            raise BadRequest("either stream or logs must be set")
+        sock, trailing = resp.hijack(RAW if tty else MULTIPLEXED)
+        client = PrefixedSocket(sock, trailing)
+        if not stream:
+            from pybox.engine.attach import AttachSession
+
+            session = AttachSession(engine, c, client, stdin=False,
+                                    stdout=req.flag("stdout"), stderr=req.flag("stderr"),
+                                    tty=tty, stdin_once=False)
+            session.replay_logs()
+            session._close_client()
+            return
+        engine.attach(id, client, stdin=req.flag("stdin"), stdout=req.flag("stdout"),
+                      stderr=req.flag("stderr"), logs=logs,
+                      detach_keys=req.arg("detachKeys"))
+
+    @r.route("GET", "/containers/{id}/logs")
+    def logs(req, resp, id):
+        from pybox.engine.attach import stdcopy
+        from pybox.engine.timefmt import parse_timestamp
+
+        c = engine.get(id)
+        stdout, stderr = req.flag("stdout"), req.flag("stderr")
+        if not stdout and not stderr:
+            raise BadRequest("You must choose at least one stream")
+        tty = bool(c.record["Config"].get("Tty"))
+        if not c.record.get("LogPath"):
+            raise BadRequest("configured logging driver does not support reading")
+        entries = engine.logs(id, stdout=stdout, stderr=stderr, follow=req.flag("follow"),
+                              since=parse_timestamp(req.arg("since")),
+                              until=parse_timestamp(req.arg("until")),
+                              tail=req.arg("tail", "all"), timestamps=req.flag("timestamps"),
+                              cancelled=req.client_gone)
+        write, end = resp.stream(200, RAW if tty else MULTIPLEXED)
+        try:
+            for stream, data in entries:
+                write(data if tty else stdcopy(stream, data))
+        finally:
+            entries.close()
+        end()
+
+    # -- exec -------------------------------------------------------------------
+    @r.route("POST", "/containers/{id}/exec")
+    def exec_create(req, resp, id):
+        body = req.json({})
+        resp.json({"Id": engine.exec_create(id, body)}, 201)
+
+    @r.route("POST", "/exec/{id}/start")
+    def exec_start(req, resp, id):
+        e = engine.get_exec(id)
+        body = req.json({}) or {}
+        detach = bool(body.get("Detach"))
+        if detach or not req.wants_upgrade():
+            e.start(None, detach=True)
+            resp.send(200)
+            return
+        tty = bool(e.body.get("Tty"))
+        sock, trailing = resp.hijack(RAW if tty else MULTIPLEXED)
+        client = PrefixedSocket(sock, trailing)
+        try:
+            e.start(client, detach=False)
+        except Exception as err:  # noqa: BLE001 - the stream is all the client has
+            from pybox.engine.attach import stdcopy
+
+            msg = f"{err}\n".encode()
+            try:
+                client.sendall(msg if tty else stdcopy(2, msg))
+            except OSError:
+                pass
+        finally:
+            import socket
+
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    @r.route("POST", "/exec/{id}/resize")
+    def exec_resize(req, resp, id):
+        engine.get_exec(id).resize(req.int_arg("h", 0), req.int_arg("w", 0))
+        resp.send(200)
+
+    @r.route("GET", "/exec/{id}/json")
+    def exec_inspect(req, resp, id):
+        resp.json(engine.get_exec(id).inspect())
+
+    # -- unknown object kinds docker inspect probes ------------------------------------
+    for pattern in ("/networks/{name}", "/volumes/{name}", "/plugins/{name}/json"):
+        def missing(req, resp, name, _kind=pattern.split("/")[1]):
+            raise NotFound(f"{_kind[:-1]} {name} not found")
+        r.add("GET", pattern, missing)

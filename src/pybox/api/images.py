@@ -1,0 +1,119 @@
+"""/images/... endpoints on pybox.images (through the engine's ImageService)."""
+
+import tempfile
+
+from pybox.errors import BadRequest, ImageError, NotFound
+from pybox.oci import fastjson
+
+
+def register(router, engine):
+    r = router
+    images = engine.images.images  # the store's facade
+
+    @r.route("GET", "/images/json")
+    def list_images(req, resp):
+        resp.json(images.list(all=req.flag("all"), filters=req.filters()))
+
+    @r.route("GET", "/images/{name*}/json")
+    def inspect(req, resp, name):
+        resp.json(images.inspect(name))
+
+    @r.route("GET", "/images/{name*}/history")
+    def history(req, resp, name):
+        resp.json(images.history(name))
+
+    @r.route("POST", "/images/{name*}/tag")
+    def tag(req, resp, name):
+        repo = req.arg("repo")
+        if not repo:
+            raise BadRequest("repository name must have at least one component")
+        target = repo if not req.arg("tag") else f"{repo}:{req.arg('tag')}"
+        images.tag(name, target)
+        engine.events.emit("image", "tag", images.resolve(name), {"name": target})
+        resp.empty(201)
+
+    @r.route("DELETE", "/images/{name*}")
+    def remove(req, resp, name):
+        result = images.remove(name, force=req.flag("force"))
+        for item in result:
+            if "Untagged" in item:
+                engine.events.emit("image", "untag", item["Untagged"], {"name": item["Untagged"]})
+            if "Deleted" in item:
+                engine.events.emit("image", "delete", item["Deleted"], {"name": item["Deleted"]})
+        resp.json(result)
+
+    @r.route("POST", "/images/create")
+    def create(req, resp):
+        if req.arg("fromSrc") is not None:
+            src = req.arg("fromSrc")
+            if src != "-":
+                raise BadRequest("importing from a URL is not supported; upload the tarball")
+            with tempfile.TemporaryFile(dir=images.root) as tmp:
+                for chunk in req.body_chunks():
+                    tmp.write(chunk)
+                tmp.seek(0)
+                repo = req.arg("repo") or None
+                tag = req.arg("tag")
+                if repo and tag:
+                    repo = f"{repo}:{tag}"
+                image_id = images.import_(tmp, reference=repo, changes=req.args("changes"),
+                                          message=req.arg("message") or "")
+            engine.events.emit("image", "import", image_id, {"name": repo or image_id})
+            write, end = resp.stream(200, "application/json")
+            write(fastjson.dumps({"status": image_id}).encode() + b"\n")
+            end()
+            return
+        if req.arg("fromImage"):
+            pull = getattr(engine, "pull", None)
+            if pull is None:
+                ref = req.arg("fromImage") + (":" + req.arg("tag") if req.arg("tag") else "")
+                raise NotFound(f"pull access denied for {ref}: pulling from registries is not "
+                               "available in this pybox yet")
+            pull(req, resp)
+            return
+        raise BadRequest("fromImage or fromSrc is required")
+
+    def save(req, resp, names):
+        if not names:
+            raise BadRequest("no image names given")
+        for n in names:
+            images.resolve(n)  # 404 before the 200
+        with tempfile.TemporaryFile(dir=images.root) as tmp:
+            images.save(names, tmp)
+            tmp.seek(0)
+            write, end = resp.stream(200, "application/x-tar")
+            while True:
+                chunk = tmp.read(1 << 20)
+                if not chunk:
+                    break
+                write(chunk)
+            end()
+
+    @r.route("GET", "/images/get")
+    def save_many(req, resp):
+        save(req, resp, req.args("names"))
+
+    @r.route("GET", "/images/{name*}/get")
+    def save_one(req, resp, name):
+        save(req, resp, [name])
+
+    @r.route("POST", "/images/load")
+    def load(req, resp):
+        with tempfile.TemporaryFile(dir=images.root) as tmp:
+            for chunk in req.body_chunks():
+                tmp.write(chunk)
+            tmp.seek(0)
+            try:
+                loaded = images.load(tmp)
+            except ImageError as e:
+                raise BadRequest(str(e)) from None
+        write, end = resp.stream(200, "application/json")
+        for item in loaded:
+            if item["RepoTags"]:
+                for tag in item["RepoTags"]:
+                    write(fastjson.dumps({"stream": f"Loaded image: {tag}\n"}).encode() + b"\n")
+            else:
+                write(fastjson.dumps({"stream": f"Loaded image ID: {item['Id']}\n"}).encode()
+                      + b"\n")
+            engine.events.emit("image", "load", item["Id"], {"name": item["Id"]})
+        end()

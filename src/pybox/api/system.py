@@ -1,0 +1,174 @@
+"""/_ping, /version, /info, /events, /system/df."""
+
+import os
+import platform
+import time
+
+from pybox import __version__
+from pybox.api.server import API_VERSION, MIN_API_VERSION
+from pybox.oci import fastjson
+
+
+def register(router, engine):
+    r = router
+
+    def ping(req, resp):
+        headers = [("Cache-Control", "no-cache, no-store, must-revalidate"),
+                   ("Pragma", "no-cache"), ("Builder-Version", "1"), ("Swarm", "inactive")]
+        body = b"" if req.method == "HEAD" else b"OK"
+        if req.method == "HEAD":
+            resp._drain_request()
+            hdrs = resp._headers("text/plain; charset=utf-8", headers)
+            hdrs.append(("Content-Length", "0"))
+            import h11
+
+            resp._send(h11.Response(status_code=200, headers=hdrs))
+            resp._send(h11.EndOfMessage())
+            resp.sent = True
+            return
+        resp.send(200, body, "text/plain; charset=utf-8", headers)
+
+    r.add("GET", "/_ping", ping)
+    r.add("HEAD", "/_ping", ping)
+
+    @r.route("GET", "/version")
+    def version(req, resp):
+        resp.json(version_info())
+
+    @r.route("GET", "/info")
+    def info(req, resp):
+        resp.json(system_info(engine))
+
+    @r.route("GET", "/events")
+    def events(req, resp):
+        from pybox.engine.events import matches
+        from pybox.engine.timefmt import parse_timestamp
+
+        filters = req.filters()
+        since = parse_timestamp(req.arg("since"))
+        until = parse_timestamp(req.arg("until"))
+        queue = engine.events.subscribe()
+        write, end = resp.stream(200, "application/json")
+        try:
+            if since:
+                for e in engine.events.since(int(since * 1e9)):
+                    if until and e["timeNano"] > until * 1e9:
+                        break
+                    if matches(e, filters):
+                        write(fastjson.dumps(e).encode() + b"\n")
+            if until and until <= time.time():
+                end()
+                return
+            events_q, cond = queue
+            while True:
+                with cond:
+                    if not events_q:
+                        cond.wait(0.5)
+                    batch = list(events_q)
+                    events_q.clear()
+                for e in batch:
+                    if since and e["timeNano"] < since * 1e9:
+                        continue
+                    if matches(e, filters):
+                        write(fastjson.dumps(e).encode() + b"\n")
+                if until and time.time() >= until:
+                    end()
+                    return
+                if req.client_gone():
+                    return
+        finally:
+            engine.events.unsubscribe(queue)
+
+
+def version_info():
+    u = os.uname()
+    return {
+        "Platform": {"Name": "pybox Engine"},
+        "Components": [
+            {"Name": "Engine", "Version": __version__,
+             "Details": {"ApiVersion": API_VERSION, "Arch": _arch(), "BuildTime": "",
+                         "Experimental": "false", "GitCommit": "", "GoVersion":
+                         "python" + platform.python_version(), "KernelVersion": u.release,
+                         "MinAPIVersion": MIN_API_VERSION, "Os": "linux"}},
+            {"Name": "pybox-runtime", "Version": __version__,
+             "Details": {"GitCommit": ""}},
+        ],
+        "Version": __version__,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": "python" + platform.python_version(),
+        "Os": "linux",
+        "Arch": _arch(),
+        "KernelVersion": u.release,
+        "BuildTime": "",
+    }
+
+
+def _arch():
+    m = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
+def _mem_total():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def system_info(engine):
+    containers = engine.store.all()
+    running = sum(1 for c in containers if c.state.get("Running") and not c.state.get("Paused"))
+    paused = sum(1 for c in containers if c.state.get("Paused"))
+    u = os.uname()
+    v2 = engine.cgroup_v2()
+    try:
+        images = len(engine.images.list())
+    except Exception:  # noqa: BLE001 - info must answer anyway
+        images = 0
+    return {
+        "ID": "pybox", "Containers": len(containers), "ContainersRunning": running,
+        "ContainersPaused": paused, "ContainersStopped": len(containers) - running - paused,
+        "Images": images, "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", ""]],
+        "Plugins": {"Volume": ["local"], "Network": ["null", "host"],
+                    "Log": ["json-file"]},
+        "MemoryLimit": True, "SwapLimit": True, "KernelMemory": False,
+        "KernelMemoryTCP": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
+        "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
+        "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": False,
+        "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": not v2,
+        "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
+        "CgroupVersion": "2" if v2 else "1", "NEventsListener": len(engine.events.subscribers),
+        "KernelVersion": u.release, "OperatingSystem": _os_name(), "OSVersion": "",
+        "OSType": "linux", "Architecture": u.machine, "IndexServerAddress":
+            "https://index.docker.io/v1/", "RegistryConfig": {"IndexConfigs": {}},
+        "NCPU": os.cpu_count(), "MemTotal": _mem_total(), "GenericResources": None,
+        "DockerRootDir": engine.data_root, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
+        "Name": u.nodename, "Labels": [], "ExperimentalBuild": False,
+        "ServerVersion": __version__, "Runtimes": {"pybox": {"path": engine.runtime}},
+        "DefaultRuntime": "pybox", "Swarm": {"NodeID": "", "NodeAddr": "",
+                                             "LocalNodeState": "inactive",
+                                             "ControlAvailable": False, "Error": "",
+                                             "RemoteManagers": None},
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "tini",
+        "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
+        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=cgroupns"] if v2 else []),
+        "Warnings": [],
+    }
+
+
+def _os_name():
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"

@@ -1,0 +1,97 @@
+"""pyboxd: the engine daemon, serving the Docker Engine API.
+
+    pyboxd [-H unix:///run/pybox/pybox.sock ...] [--data-root /var/lib/pybox]
+           [--exec-root /run/pybox] [--pidfile F] [--group G] [--debug]
+
+Start-up order matters: the monitor zygote is forked first, while pyboxd is
+still single-threaded (see pybox.monitor.zygote); then running containers are
+re-adopted from disk; then the API threads start.  SIGTERM/SIGINT stop the
+daemon but not the containers: their monitors keep running and a restarted
+pyboxd re-adopts them (containers survive engine restarts by default).
+"""
+
+import argparse
+import os
+import signal
+import sys
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="pyboxd", description=__doc__.split("\n")[0])
+    p.add_argument("-H", "--host", action="append", default=[],
+                   help="unix://PATH to listen on (repeatable)")
+    p.add_argument("--data-root", default="/var/lib/pybox")
+    p.add_argument("--exec-root", default="/run/pybox")
+    p.add_argument("--pidfile", default=None)
+    p.add_argument("--group", default=None, help="group allowed to use the socket")
+    p.add_argument("--debug", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    hosts = args.host or ["unix:///run/pybox/pybox.sock"]
+    paths = []
+    for h in hosts:
+        if not h.startswith("unix://"):
+            sys.stderr.write(f"pyboxd: only unix:// sockets are supported, not {h!r}\n")
+            return 2
+        paths.append(h[len("unix://"):])
+    os.makedirs(args.data_root, mode=0o711, exist_ok=True)
+    os.makedirs(args.exec_root, mode=0o711, exist_ok=True)
+
+    from pybox import __version__
+    from pybox.api import build_router
+    from pybox.api.server import SERVER, Server
+    from pybox.engine.engine import Engine
+    from pybox.engine.images import ImageService
+
+    images = ImageService(args.data_root)
+    engine = Engine(args.data_root, args.exec_root, images=images)
+
+    def container_running(cid):
+        c = engine.store.by_id.get(cid)
+        return bool(c and c.state.get("Running"))
+
+    images.images.container_running = container_running
+    engine.start_zygote()  # before any thread exists
+    if args.pidfile:
+        from pybox.oci.state import write_atomic
+
+        write_atomic(args.pidfile, str(os.getpid()), mode=0o644)
+    engine.recover()
+    server = Server(build_router(engine), SERVER.format(version=__version__))
+    gid = None
+    if args.group:
+        import grp
+
+        gid = grp.getgrnam(args.group).gr_gid
+    for path in paths:
+        server.listen_unix(path, group=gid)
+
+    def stop(signum, frame):
+        server.shutdown()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sys.stderr.write(f"pyboxd {__version__}: serving {', '.join(paths)}\n")
+    sys.stderr.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.shutdown()
+        try:
+            os.kill(engine.zygote_pid, signal.SIGTERM)
+            os.waitpid(engine.zygote_pid, 0)
+        except OSError:
+            pass
+        if args.pidfile:
+            try:
+                os.unlink(args.pidfile)
+            except OSError:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Attach sessions: a client's hijacked socket joined to a container's monitor.
+
+The docker CLI attaches *before* start (run, start -a) and may send stdin before
+the container exists (run -i); a session therefore waits, buffering stdin, until
+the engine's start connects it to the new monitor -- before the program is let
+go, so no output is missed.  Then it relays: container output to the client
+(stdcopy frames, or raw for a tty), client input to the container.
+
+A client's EOF (CloseWrite) means "no more stdin", not "gone": without stdin it
+is ignored; with StdinOnce the container's stdin is closed and output goes on;
+otherwise (tty, or stdin without StdinOnce) it ends the session -- that is how
+the CLI's ctrl-p ctrl-q detach reaches the daemon -- and the container keeps
+running.
+"""
+
+import os
+import select
+import threading
+
+from pybox.monitor import protocol as P
+from pybox.oci import fastjson
+
+
+def stdcopy(stream, data):
+    """docker's multiplexed framing: [stream, 0, 0, 0, big-endian uint32 length]."""
+    return bytes((stream, 0, 0, 0)) + len(data).to_bytes(4, "big") + data
+
+
+def parse_detach_keys(spec):
+    """"ctrl-p,ctrl-q" -> b"\\x10\\x11" (docker's syntax)."""
+    if spec is None:
+        return b"\x10\x11"
+    out = bytearray()
+    for key in spec.split(","):
+        key = key.strip().lower()
+        if not key:
+            continue
+        if key.startswith("ctrl-") and len(key) > 5:
+            ch = key[5:]
+            if ch == "@":
+                out.append(0)
+            elif ch in "[\\]^_":
+                out.append(0x1B + "[\\]^_".index(ch))
+            else:
+                out.append(ord(ch) & 0x1F)
+        elif len(key) == 1:
+            out.append(ord(key))
+        else:
+            from pybox.errors import BadRequest
+
+            raise BadRequest(f"Invalid detach keys ({spec}) provided")
+    return bytes(out)
+
+
+class AttachSession:
+    def __init__(self, engine, container, client, *, stdin, stdout, stderr, tty,
+                 stdin_once, detach_keys=None):
+        self.engine = engine
+        self.c = container
+        self.client = client
+        self.want_stdin = stdin
+        self.want_stdout = stdout
+        self.want_stderr = stderr
+        self.tty = tty
+        self.stdin_once = stdin_once
+        self.detach = parse_detach_keys(detach_keys) if detach_keys is not None else b""
+        self.pending_stdin = b""
+        self.stdin_closed = False
+        self.monitor = None
+        self.started = threading.Event()
+        self.gone = False
+        self._key_pos = 0
+
+    # -- called by the engine's start path (under the container's lock) -----------
+    def container_started(self):
+        try:
+            self.monitor = self._connect()
+        finally:
+            self.started.set()
+
+    def container_gone(self):
+        self.gone = True
+        self.started.set()
+
+    def _connect(self):
+        mon = self.engine._monitor_socket(self.c)
+        if mon is None:
+            return None
+        req = {"op": "attach", "stdin": self.want_stdin, "stdout": self.want_stdout,
+               "stderr": self.want_stderr}
+        mon.sendall(fastjson.dumps(req).encode() + b"\n")
+        if self.pending_stdin:
+            mon.sendall(P.frame(P.STDIN, self.pending_stdin))
+            self.pending_stdin = b""
+        if self.stdin_closed and self.want_stdin:
+            mon.sendall(P.frame(P.STDIN_EOF))
+        return mon
+
+    # -- the session ------------------------------------------------------------
+    def replay_logs(self):
+        from pybox.monitor.jsonlog import read_entries
+
+        for entry in read_entries(self.c.record["LogPath"]):
+            stream = entry.get("stream")
+            if (stream == "stdout" and self.want_stdout) or (
+                    stream == "stderr" and self.want_stderr):
+                self._out(1 if stream == "stdout" else 2, entry.get("log", "").encode())
+
+    def run(self):
+        c = self.c
+        with c.lock:
+            if c.state.get("Running"):
+                self.monitor = self._connect()
+                self.started.set()
+            else:
+                c.attachers.append(self)
+        try:
+            if not self.started.is_set():
+                self._wait_for_start()
+            if self.monitor is not None:
+                self._relay()
+        finally:
+            with c.lock:
+                if self in c.attachers:
+                    c.attachers.remove(self)
+            for s in (self.monitor,):
+                if s is not None:
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+            self._close_client()
+
+    def _wait_for_start(self):
+        """Buffer stdin until the container starts (or is removed)."""
+        poller = select.poll()
+        reading = self.want_stdin
+        if reading:
+            poller.register(self.client.fileno(), select.POLLIN)
+        while not self.started.is_set():
+            if self.c.removed:
+                return
+            events = poller.poll(200) if reading else []
+            if not reading:
+                self.started.wait(0.2)
+            for _, ev in events:
+                try:
+                    data = self.client.recv(65536)
+                except OSError:
+                    data = b""
+                if data:
+                    self.pending_stdin += data
+                else:
+                    self.stdin_closed = True
+                    reading = False
+                    poller.unregister(self.client.fileno())
+
+    def _relay(self):
+        mon = self.monitor
+        reader = P.FrameReader()
+        poller = select.poll()
+        poller.register(mon.fileno(), select.POLLIN)
+        client_open = self.want_stdin and not self.stdin_closed
+        if client_open:
+            poller.register(self.client.fileno(), select.POLLIN)
+        while True:
+            for fd, ev in poller.poll():
+                if fd == mon.fileno():
+                    try:
+                        data = mon.recv(65536)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        return
+                    for kind, payload in reader.feed(data):
+                        if kind == P.EXIT:
+                            return
+                        if kind == P.STDOUT and self.want_stdout:
+                            self._out(1, payload)
+                        elif kind == P.STDERR and self.want_stderr:
+                            self._out(2, payload)
+                else:
+                    try:
+                        data = self.client.recv(65536)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        poller.unregister(self.client.fileno())
+                        client_open = False
+                        if self.want_stdin:
+                            mon.sendall(P.frame(P.STDIN_EOF))
+                            if self.tty or not self.stdin_once:
+                                return  # detach: the container keeps running
+                        continue
+                    data = self._check_detach(data)
+                    if data is None:
+                        return
+                    if data:
+                        mon.sendall(P.frame(P.STDIN, data))
+
+    def _check_detach(self, data):
+        """Strip (and act on) the detach key sequence in a tty session."""
+        if not self.detach or not self.tty:
+            return data
+        out = bytearray()
+        for byte in data:
+            if byte == self.detach[self._key_pos]:
+                self._key_pos += 1
+                if self._key_pos == len(self.detach):
+                    return None
+                continue
+            if self._key_pos:
+                out += self.detach[:self._key_pos]
+                self._key_pos = 0
+            out.append(byte)
+        return bytes(out)
+
+    def _out(self, stream, payload):
+        try:
+            if self.tty:
+                self.client.sendall(payload)
+            else:
+                self.client.sendall(stdcopy(stream, payload))
+        except OSError:
+            pass
+
+    def _close_client(self):
+        import socket
+
+        try:
+            self.client.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass

@@ -1,0 +1,885 @@
+"""The engine: containers and their state machine, as docker reports them.
+
+    created -> running <-> paused
+    running -> exited            (the program ended, or was stopped/killed)
+    exited  -> running           (start again)
+    restarting, removing, dead   (restart policies, rm, a failed cleanup)
+
+Each container's record (store.py) is the truth on disk; the live parts are a
+monitor process per running container (pybox.monitor), reached through its
+socket, and one watcher thread per running container that learns of the exit.
+pyboxd serves requests on threads: nothing here forks (forking a threaded
+process is unsafe); monitors come from the zygote, execs from the runtime's CLI.
+"""
+
+import os
+import shutil
+import socket
+import threading
+import time
+
+from pybox.engine import spec as specmod
+from pybox.engine.events import EventBus
+from pybox.engine.store import ContainerStore, Container, new_id, validate_name
+from pybox.errors import BadRequest, Conflict, NotFound, NotModified, PyboxError
+from pybox.monitor import protocol as P
+from pybox.monitor.jsonlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, rfc3339_nano
+from pybox.oci import fastjson
+from pybox.oci.state import write_atomic
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+DEFAULT_STOP_TIMEOUT = 10
+SIGNALS = None
+
+
+class StartError(PyboxError):
+    """The runtime refused to start the container (400, message decides the CLI's
+    exit code: 127 not found, 126 permission, else 125)."""
+
+
+def parse_size(text):
+    """docker's log-opt sizes: 10m, 1g, 500k, 1024."""
+    t = str(text).strip().lower()
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
+    if t[-1:] in "kmg":
+        t = t[:-1]
+    try:
+        return int(float(t) * mult)
+    except ValueError:
+        raise BadRequest(f"invalid log size {text!r}") from None
+
+
+def signal_number(name):
+    from pybox.runtime.signals import parse_signal
+    from pybox.errors import UsageError
+
+    try:
+        return parse_signal(str(name))
+    except UsageError as e:
+        raise BadRequest(str(e)) from None
+
+
+def exit_code_for_start_error(message):
+    """dockerd's rule for the ExitCode of a container whose start failed."""
+    text = message.lower()
+    if "executable file not found" in text or "no such file or directory" in text:
+        return 127
+    if "permission denied" in text or "is a directory" in text:
+        return 126
+    return 128
+
+
+class Engine:
+    def __init__(self, data_root="/var/lib/pybox", run_root="/run/pybox", images=None,
+                 runtime="pybox-runtime"):
+        self.data_root = data_root
+        self.run_root = run_root
+        self.runtime_root = os.path.join(run_root, "runtime")
+        self.runtime = shutil.which(runtime) or runtime
+        os.makedirs(self.runtime_root, mode=0o711, exist_ok=True)
+        os.makedirs(os.path.join(run_root, "containers"), mode=0o711, exist_ok=True)
+        self.store = ContainerStore(os.path.join(data_root, "containers"))
+        self.images = images
+        self.events = EventBus()
+        self.execs = {}
+        self.execs_lock = threading.Lock()
+        self.zygote = None
+        self.started_at = time.time()
+        self._cgroup_v2 = None
+
+    # -- daemon life ----------------------------------------------------------
+    def start_zygote(self):
+        """Fork the monitor zygote.  Must run before any thread starts."""
+        from pybox.monitor import zygote
+
+        path = os.path.join(self.run_root, "zygote.sock")
+        self.zygote_pid = zygote.start(path)
+        self.zygote = zygote.ZygoteClient(path)
+
+    def recover(self):
+        """Rebuild the engine's view after a (re)start: re-adopt every container
+        whose monitor still runs, record the exit of those that ended meanwhile."""
+        for c in self.store.load():
+            st = c.state
+            if st.get("Running"):
+                info = self._monitor_call(c, {"op": "info"}, timeout=2.0)
+                if info is not None and not info.get("exited"):
+                    self._watch(c)
+                    continue
+                exit_info = self._read_exit_file(c) or {"exit_code": 255, "oom_killed": False,
+                                                        "finished_at": rfc3339_nano()}
+                self._on_exit(c, exit_info)
+            elif st.get("Status") == "removing":
+                self._remove_now(c)
+
+    def cgroup_v2(self):
+        if self._cgroup_v2 is None:
+            from pybox import cgroups
+
+            self._cgroup_v2 = cgroups.detect_layout().mode == "v2"
+        return self._cgroup_v2
+
+    # -- paths ----------------------------------------------------------------
+    def run_dir(self, c):
+        return os.path.join(self.run_root, "containers", c.id)
+
+    def get(self, ref):
+        return self.store.get(ref)
+
+    def _attributes(self, c, **extra):
+        attrs = {"image": c.record["Config"].get("Image", ""), "name": c.name}
+        attrs.update(c.record["Config"].get("Labels") or {})
+        attrs.update(extra)
+        return attrs
+
+    # -- create ---------------------------------------------------------------
+    def create(self, body, name=None):
+        """POST /containers/create.  Returns (id, warnings)."""
+        if not isinstance(body, dict):
+            raise BadRequest("invalid JSON body")
+        image_ref = body.get("Image") or ""
+        if not image_ref:
+            raise BadRequest("Config.Image: the image name is required")
+        image = self.images.lookup(image_ref)  # NotFound "No such image: X" -> CLI pulls
+        hc = dict(body.get("HostConfig") or {})
+        self._check_host_config(hc)
+        config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+        config = specmod.merge_image_config(config, image.get("Config") or {})
+        config["Image"] = image_ref
+        cid = new_id()
+        config["Hostname"] = config.get("Hostname") or cid[:12]
+        try:
+            args = specmod.command_line(config)
+        except specmod.SpecError as e:
+            raise BadRequest(str(e)) from None
+        name = validate_name(name) if name else self._generated_name()
+        self.store.reserve(name)
+        directory = os.path.join(self.store.root, cid)
+        try:
+            os.makedirs(directory, mode=0o710)
+            self.images.create_rootfs(cid, image["Id"])
+            record = self._new_record(cid, name, config, hc, image, args, directory, body)
+            c = Container(record, directory)
+            self._write_etc_files(c)
+            c.save()
+            self.store.add(c)
+        except BaseException:
+            self.store.release_name(name)
+            try:
+                self.images.remove_rootfs(cid)
+            except Exception:  # noqa: BLE001 - rollback is best effort
+                pass
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        self.events.emit("container", "create", cid, self._attributes(c))
+        return cid, []
+
+    def _generated_name(self):
+        import secrets
+
+        adjectives = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet",
+                      "sharp", "tender", "vivid", "wise")
+        nouns = ("turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth",
+                 "liskov", "hamilton", "shannon", "dijkstra", "wirth")
+        while True:
+            name = f"{secrets.choice(adjectives)}_{secrets.choice(nouns)}_{secrets.randbelow(1000)}"
+            if name not in self.store.by_name:
+                return name
+
+    def _check_host_config(self, hc):
+        memory = hc.get("Memory") or 0
+        if memory and memory < 6 * 1024 * 1024:
+            raise BadRequest("Minimum memory limit allowed is 6MB")
+        swap = hc.get("MemorySwap") or 0
+        if memory and swap > 0 and swap < memory:
+            raise BadRequest("Minimum memoryswap limit should be larger than memory limit, see "
+                             "usage")
+        if hc.get("NanoCpus") and (hc.get("CpuQuota") or hc.get("CpuPeriod")):
+            raise BadRequest("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+        if hc.get("NanoCpus") and hc["NanoCpus"] < 0:
+            raise BadRequest("Range of CPUs is from 0.01 to the number of CPUs available")
+        if hc.get("CpuPeriod") and not 1000 <= hc["CpuPeriod"] <= 1000000:
+            raise BadRequest("CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
+                             "than 1s (i.e. 1000000)")
+        if hc.get("CpuQuota") and 0 < hc["CpuQuota"] < 1000:
+            raise BadRequest("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+        weight = hc.get("BlkioWeight") or 0
+        if weight and not 10 <= weight <= 1000:
+            raise BadRequest("Range of blkio weight is from 10 to 1000")
+        mode = hc.get("NetworkMode") or "default"
+        if mode not in ("default", "bridge", "none", "host") and not mode.startswith(
+                "container:"):
+            raise NotFound(f"network {mode} not found")
+        restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
+        if restart not in ("", "no", "always", "on-failure", "unless-stopped"):
+            raise BadRequest(f"invalid restart policy {restart!r}")
+        log = hc.get("LogConfig") or {}
+        if log.get("Type") not in (None, "", "json-file", "none"):
+            raise BadRequest(f"logging driver {log['Type']!r} is not supported (json-file, "
+                             "none)")
+        for key in ("BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
+                    "BlkioDeviceWriteIOps"):
+            for d in hc.get(key) or ():
+                if not os.path.exists(d.get("Path", "")):
+                    raise BadRequest(f"error evaluating symlinks from device path "
+                                     f"{d.get('Path')}: no such file or directory")
+
+    def _new_record(self, cid, name, config, hc, image, args, directory, body):
+        hc.setdefault("NetworkMode", "default")
+        hc.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        if not hc["LogConfig"].get("Type"):
+            hc["LogConfig"]["Type"] = "json-file"
+        hc.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        network = hc["NetworkMode"]
+        net_name = "bridge" if network == "default" else network
+        return {
+            "Id": cid,
+            "Created": rfc3339_nano(),
+            "Path": args[0],
+            "Args": args[1:],
+            "State": {"Status": "created", "Running": False, "Paused": False,
+                      "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": 0,
+                      "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME,
+                      "FinishedAt": ZERO_TIME},
+            "Image": image["Id"],
+            "ResolvConfPath": os.path.join(directory, "resolv.conf"),
+            "HostnamePath": os.path.join(directory, "hostname"),
+            "HostsPath": os.path.join(directory, "hosts"),
+            "LogPath": (os.path.join(directory, f"{cid}-json.log")
+                        if hc["LogConfig"]["Type"] == "json-file" else ""),
+            "Name": "/" + name,
+            "RestartCount": 0,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": hc,
+            "GraphDriver": {"Name": "overlay2", "Data": self.images.rootfs_info(cid)},
+            "Mounts": [],
+            "Config": config,
+            "NetworkSettings": {
+                "Bridge": "", "SandboxID": "", "HairpinMode": False,
+                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
+                "SandboxKey": "", "SecondaryIPAddresses": None,
+                "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "",
+                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+                "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+                "Networks": {} if network == "host" and False else {net_name: {
+                    "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "",
+                    "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                    "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                    "MacAddress": "", "DriverOpts": None}},
+            },
+        }
+
+    def _write_etc_files(self, c):
+        rec = c.record
+        hostname = rec["Config"]["Hostname"]
+        mode = rec["HostConfig"].get("NetworkMode")
+        if mode == "host":
+            hostname = socket.gethostname()
+        write_atomic(rec["HostnamePath"], hostname + "\n", mode=0o644)
+        hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                 "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
+                 "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
+        for extra in rec["HostConfig"].get("ExtraHosts") or ():
+            host, _, ip = extra.partition(":")
+            hosts.append(f"{ip}\t{host}")
+        write_atomic(rec["HostsPath"], "\n".join(hosts) + "\n", mode=0o644)
+        try:
+            with open("/etc/resolv.conf") as f:
+                resolv = f.read()
+        except OSError:
+            resolv = ""
+        write_atomic(rec["ResolvConfPath"], resolv, mode=0o644)
+
+    # -- start ----------------------------------------------------------------
+    def start(self, ref):
+        c = self.get(ref)
+        with c.lock:
+            st = c.state
+            if st.get("Paused"):
+                raise Conflict("cannot start a paused container, try unpause instead")
+            if st.get("Running"):
+                raise NotModified("container already started")
+            if c.removed or st.get("Status") == "removing":
+                raise Conflict(f"container {c.id} is marked for removal and cannot be "
+                               "started")
+            self._start_locked(c)
+
+    def _start_locked(self, c):
+        rec = c.record
+        rundir = self.run_dir(c)
+        self._cleanup_runtime(c)
+        os.makedirs(rundir, mode=0o710, exist_ok=True)
+        for stale in ("exit.json", "monitor.sock", "monitor.pid"):
+            try:
+                os.unlink(os.path.join(rundir, stale))
+            except FileNotFoundError:
+                pass
+        rootfs = None
+        try:
+            rootfs = self.images.mount_rootfs(c.id)
+            config = specmod.build(rec, rootfs, cgroup_v2=self.cgroup_v2(),
+                                   extra_mounts=self._etc_mounts(c))
+            write_atomic(os.path.join(rundir, "config.json"), fastjson.dumps(config))
+            log = rec["HostConfig"].get("LogConfig") or {}
+            opts = log.get("Config") or {}
+            request = {
+                "id": c.id, "bundle": rundir, "runtime_root": self.runtime_root,
+                "dir": rundir, "log_path": rec.get("LogPath") or None,
+                "log_max_size": parse_size(opts["max-size"]) if opts.get("max-size")
+                else DEFAULT_MAX_SIZE,
+                "log_max_files": int(opts.get("max-file") or DEFAULT_MAX_FILES),
+                "tty": bool(rec["Config"].get("Tty")),
+                "open_stdin": bool(rec["Config"].get("OpenStdin")),
+                "stdin_once": bool(rec["Config"].get("StdinOnce")),
+                "console_size": rec["HostConfig"].get("ConsoleSize") or None,
+                "defer_start": True,
+            }
+            report = self.zygote.spawn(request)
+            if not report.get("ok"):
+                raise StartError(report.get("error") or "the monitor failed")
+            # attach sessions that were waiting for this start join before the
+            # program runs, so they see all of its output
+            self._connect_attachers(c)
+            reply = self._monitor_call(c, {"op": "start"}, timeout=60.0)
+            if reply != "ok":
+                msg = reply.get("error") if isinstance(reply, dict) else "start failed"
+                raise StartError(msg or "start failed")
+        except specmod.SpecError as e:
+            self._start_failed(c, rootfs, str(e))
+            raise StartError(f"failed to create task for container: {e}") from None
+        except StartError as e:
+            self._start_failed(c, rootfs, str(e))
+            raise StartError("failed to create shim task: OCI runtime create failed: "
+                             f"{e}: unknown") from None
+        except BaseException as e:
+            self._start_failed(c, rootfs, str(e))
+            raise
+        st = rec["State"]
+        st.update({"Status": "running", "Running": True, "Paused": False,
+                   "Restarting": False, "OOMKilled": False, "Dead": False,
+                   "Pid": report["pid"], "ExitCode": 0, "Error": "",
+                   "StartedAt": rfc3339_nano(), "FinishedAt": ZERO_TIME})
+        c.save()
+        c.changed.notify_all()
+        self.events.emit("container", "start", c.id, self._attributes(c))
+        self._watch(c)
+
+    def _etc_mounts(self, c):
+        rec = c.record
+        out = []
+        for dest, path in (("/etc/resolv.conf", rec["ResolvConfPath"]),
+                           ("/etc/hostname", rec["HostnamePath"]),
+                           ("/etc/hosts", rec["HostsPath"])):
+            out.append({"destination": dest, "type": "bind", "source": path,
+                        "options": ["rbind", "rprivate"]})
+        return out
+
+    def _start_failed(self, c, rootfs, message):
+        self._cleanup_runtime(c)
+        if rootfs is not None:
+            try:
+                self.images.unmount_rootfs(c.id)
+            except Exception:  # noqa: BLE001
+                pass
+        st = c.record["State"]
+        st.update({"Status": "created" if st.get("StartedAt") == ZERO_TIME else "exited",
+                   "Running": False, "Pid": 0, "Error": message,
+                   "ExitCode": exit_code_for_start_error(message),
+                   "FinishedAt": rfc3339_nano()})
+        c.save()
+        for a in list(c.attachers):
+            a.container_gone()
+        c.exit_seq += 1
+        c.changed.notify_all()
+        if c.record["HostConfig"].get("AutoRemove"):
+            threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
+
+    def _cleanup_runtime(self, c):
+        """Remove the runtime's container (stopped, or left by a crash)."""
+        from pybox.runtime.container import Container as RuntimeContainer
+
+        try:
+            rc = RuntimeContainer.load(self.runtime_root, c.id)
+        except PyboxError:
+            return
+        try:
+            rc.delete(force=True)
+        except PyboxError:
+            pass
+
+    # -- the monitor ------------------------------------------------------------
+    def _monitor_socket(self, c, timeout=None):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if timeout is not None:
+            s.settimeout(timeout)
+        try:
+            s.connect(os.path.join(self.run_dir(c), "monitor.sock"))
+        except OSError:
+            s.close()
+            return None
+        return s
+
+    def _monitor_call(self, c, request, timeout=10.0):
+        """One request/one line answer; None if the monitor is gone."""
+        s = self._monitor_socket(c, timeout)
+        if s is None:
+            return None
+        try:
+            s.sendall(fastjson.dumps(request).encode() + b"\n")
+            buf = b""
+            while b"\n" not in buf:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return None
+                buf += chunk
+        except OSError:
+            return None
+        finally:
+            s.close()
+        line = buf.split(b"\n", 1)[0]
+        if line == b"ok":
+            return "ok"
+        try:
+            return fastjson.loads(line)
+        except ValueError:
+            return line.decode(errors="replace")
+
+    def _watch(self, c):
+        """A thread that waits for the container's exit through its monitor."""
+        def watch():
+            info = None
+            s = self._monitor_socket(c)
+            if s is not None:
+                try:
+                    s.sendall(b'{"op":"wait"}\n')
+                    buf = b""
+                    while b"\n" not in buf:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        buf += chunk
+                    if b"\n" in buf:
+                        info = fastjson.loads(buf.split(b"\n", 1)[0])
+                except (OSError, ValueError):
+                    info = None
+                finally:
+                    s.close()
+            if info is None:
+                # the monitor died without telling: its exit file, if any
+                for _ in range(20):
+                    info = self._read_exit_file(c)
+                    if info:
+                        break
+                    time.sleep(0.05)
+            self._on_exit(c, info or {"exit_code": 255, "oom_killed": False,
+                                      "finished_at": rfc3339_nano()})
+
+        threading.Thread(target=watch, name=f"watch-{c.id[:12]}", daemon=True).start()
+
+    def _read_exit_file(self, c):
+        try:
+            return fastjson.load_file(os.path.join(self.run_dir(c), "exit.json"))
+        except (OSError, ValueError):
+            return None
+
+    def _on_exit(self, c, info):
+        with c.lock:
+            st = c.record["State"]
+            if not st.get("Running"):
+                return
+            code = info.get("exit_code", 255)
+            oom = bool(info.get("oom_killed"))
+            st.update({"Status": "exited", "Running": False, "Paused": False, "Pid": 0,
+                       "ExitCode": code, "OOMKilled": oom,
+                       "FinishedAt": info.get("finished_at") or rfc3339_nano()})
+            self._cleanup_runtime(c)
+            try:
+                self.images.unmount_rootfs(c.id)
+            except Exception:  # noqa: BLE001 - kept mounted: removal retries
+                pass
+            c.save()
+            if oom:
+                self.events.emit("container", "oom", c.id, self._attributes(c))
+            self.events.emit("container", "die", c.id,
+                             self._attributes(c, exitCode=str(code)))
+            c.exit_seq += 1
+            c.changed.notify_all()
+            auto_remove = c.record["HostConfig"].get("AutoRemove")
+        if auto_remove:
+            self._auto_remove(c)
+
+    def _auto_remove(self, c):
+        try:
+            self.remove(c.id, force=True, volumes=True)
+        except NotFound:
+            pass
+        except PyboxError:
+            pass
+
+    # -- stop / kill / restart / pause -----------------------------------------
+    def _runtime(self, c):
+        from pybox.runtime.container import Container as RuntimeContainer
+
+        try:
+            return RuntimeContainer.load(self.runtime_root, c.id)
+        except PyboxError:
+            raise Conflict(f"Container {c.id} is not running") from None
+
+    def kill(self, ref, signal=None):
+        c = self.get(ref)
+        sig = signal_number(signal) if signal else 9
+        with c.lock:
+            if not c.state.get("Running"):
+                raise Conflict(f"Container {c.id} is not running")
+            self._signal(c, sig)
+        self.events.emit("container", "kill", c.id, self._attributes(c, signal=str(sig)))
+
+    def _signal(self, c, sig):
+        try:
+            rc = self._runtime(c)
+            rc.kill(sig)
+            if sig == 9 and c.state.get("Paused"):
+                rc.resume()  # a frozen process cannot act on SIGKILL
+        except PyboxError as e:
+            if c.state.get("Running"):
+                raise Conflict(f"Cannot kill container {c.id}: {e}") from None
+
+    def stop(self, ref, timeout=None):
+        c = self.get(ref)
+        with c.lock:
+            if not c.state.get("Running"):
+                raise NotModified("container already stopped")
+            self._stop_locked(c, timeout)
+        self.events.emit("container", "stop", c.id, self._attributes(c))
+
+    def _stop_locked(self, c, timeout):
+        config = c.record["Config"]
+        if timeout is None:
+            timeout = config.get("StopTimeout")
+            if timeout is None:
+                timeout = DEFAULT_STOP_TIMEOUT
+        sig = signal_number(config.get("StopSignal") or "TERM")
+        seq = c.exit_seq
+        if timeout != 0:
+            self.events.emit("container", "kill", c.id, self._attributes(c, signal=str(sig)))
+            self._signal(c, sig)
+            if c.state.get("Paused"):
+                try:
+                    self._runtime(c).resume()
+                except PyboxError:
+                    pass
+            deadline = time.monotonic() + (timeout if timeout > 0 else 1e9)
+            while c.exit_seq == seq and time.monotonic() < deadline:
+                c.changed.wait(max(0.0, deadline - time.monotonic()))
+        if c.exit_seq == seq:
+            self.events.emit("container", "kill", c.id, self._attributes(c, signal="9"))
+            self._signal(c, 9)
+            deadline = time.monotonic() + 30
+            while c.exit_seq == seq and time.monotonic() < deadline:
+                c.changed.wait(max(0.0, deadline - time.monotonic()))
+
+    def restart(self, ref, timeout=None):
+        c = self.get(ref)
+        with c.lock:
+            if c.state.get("Running"):
+                self._stop_locked(c, timeout)
+            self._start_locked(c)
+        self.events.emit("container", "restart", c.id, self._attributes(c))
+
+    def pause(self, ref):
+        c = self.get(ref)
+        with c.lock:
+            st = c.state
+            if not st.get("Running"):
+                raise Conflict(f"Container {c.id} is not running")
+            if st.get("Paused"):
+                raise Conflict(f"Container {c.id} is already paused")
+            self._runtime(c).pause()
+            st["Paused"] = True
+            st["Status"] = "paused"
+            c.save()
+        self.events.emit("container", "pause", c.id, self._attributes(c))
+
+    def unpause(self, ref):
+        c = self.get(ref)
+        with c.lock:
+            st = c.state
+            if not st.get("Paused"):
+                raise Conflict(f"Container {c.id} is not paused")
+            self._runtime(c).resume()
+            st["Paused"] = False
+            st["Status"] = "running"
+            c.save()
+        self.events.emit("container", "unpause", c.id, self._attributes(c))
+
+    # -- remove -----------------------------------------------------------------
+    def remove(self, ref, force=False, volumes=False):
+        c = self.get(ref)
+        with c.lock:
+            if c.removed:
+                raise NotFound(f"No such container: {ref}")
+            st = c.state
+            if st.get("Running"):
+                if not force:
+                    state = "paused" if st.get("Paused") else "running"
+                    raise Conflict(f"You cannot remove a {state} container {c.id}. Stop the "
+                                   "container before attempting removal or force remove")
+                self._signal(c, 9)
+                seq = c.exit_seq
+                deadline = time.monotonic() + 30
+                while c.exit_seq == seq and c.state.get("Running") and \
+                        time.monotonic() < deadline:
+                    c.changed.wait(0.5)
+            st["Status"] = "removing"
+            c.save()
+            self._remove_now(c)
+
+    def _remove_now(self, c):
+        self._cleanup_runtime(c)
+        try:
+            self.images.remove_rootfs(c.id)
+        except Exception as e:  # noqa: BLE001
+            c.record["State"]["Status"] = "dead"
+            c.record["State"]["Dead"] = True
+            c.save()
+            raise Conflict(f"unable to remove filesystem for {c.id}: {e}") from None
+        shutil.rmtree(self.run_dir(c), ignore_errors=True)
+        shutil.rmtree(c.dir, ignore_errors=True)
+        self.store.remove(c)
+        c.removed = True
+        with self.execs_lock:
+            for eid in [e for e, x in self.execs.items() if x.container is c]:
+                del self.execs[eid]
+        c.changed.notify_all()
+        self.events.emit("container", "destroy", c.id, self._attributes(c))
+
+    # -- wait -------------------------------------------------------------------
+    def wait(self, ref, condition="not-running", cancelled=None):
+        """Block until the condition holds; -> (StatusCode, error or None).
+        ``cancelled`` is polled (the client may go away)."""
+        c = self.get(ref)
+        condition = condition or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise BadRequest(f"invalid condition: {condition!r}")
+        with c.lock:
+            seq = c.exit_seq
+            while True:
+                if c.removed:
+                    break
+                if condition == "not-running" and not c.state.get("Running"):
+                    break
+                if condition == "next-exit" and c.exit_seq != seq:
+                    break
+                c.changed.wait(0.5)
+                if cancelled is not None and cancelled():
+                    return None, "cancelled"
+            st = c.state
+            error = st.get("Error") or None
+            return st.get("ExitCode", 0), error
+
+    # -- inspect / list -----------------------------------------------------------
+    def inspect(self, ref, size=False):
+        c = self.get(ref)
+        with c.lock:
+            out = fastjson.loads(fastjson.dumps(c.record))
+        if size:
+            out["SizeRw"], out["SizeRootFs"] = self.images.rootfs_size(c.id)
+        return out
+
+    def list(self, all_=False, limit=-1, size=False, filters=None):
+        items = []
+        for c in self.store.all():
+            rec = c.record
+            st = rec["State"]
+            if not all_ and not st.get("Running") and not filters:
+                continue
+            if filters and not self._filter_match(c, filters, all_):
+                continue
+            items.append(self._summary(c, size))
+        items.sort(key=lambda x: x["Created"], reverse=True)
+        if limit is not None and limit > 0:
+            items = items[:limit]
+        return items
+
+    def _filter_match(self, c, filters, all_):
+        rec = c.record
+        st = rec["State"]
+        if not all_ and not st.get("Running") and "status" not in filters and \
+                "exited" not in filters:
+            return False
+        for key, values in filters.items():
+            values = list(values)
+            if key == "name" and not any(v.lstrip("/") in c.name for v in values):
+                return False
+            if key == "id" and not any(c.id.startswith(v) for v in values):
+                return False
+            if key == "status" and self._status(st) not in values:
+                return False
+            if key == "exited" and (st.get("Running") or
+                                    str(st.get("ExitCode")) not in values):
+                return False
+            if key == "label":
+                labels = rec["Config"].get("Labels") or {}
+                for v in values:
+                    k, _, val = v.partition("=")
+                    if k not in labels or (val and labels[k] != val):
+                        return False
+            if key == "ancestor" and rec["Config"].get("Image") not in values and \
+                    rec["Image"] not in values:
+                return False
+        return True
+
+    @staticmethod
+    def _status(st):
+        if st.get("Status") == "removing":
+            return "removing"
+        if st.get("Paused"):
+            return "paused"
+        if st.get("Restarting"):
+            return "restarting"
+        if st.get("Running"):
+            return "running"
+        if st.get("Dead"):
+            return "dead"
+        return st.get("Status") or "created"
+
+    def _summary(self, c, size):
+        import calendar
+        import shlex
+
+        rec = c.record
+        st = rec["State"]
+        created = rec["Created"]
+        try:
+            created_unix = calendar.timegm(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))
+        except ValueError:
+            created_unix = 0
+        out = {
+            "Id": c.id,
+            "Names": ["/" + c.name],
+            "Image": rec["Config"].get("Image", ""),
+            "ImageID": rec["Image"],
+            "Command": " ".join(shlex.quote(a) for a in [rec["Path"]] + rec["Args"]),
+            "Created": created_unix,
+            "Ports": [],
+            "Labels": rec["Config"].get("Labels") or {},
+            "State": self._status(st),
+            "Status": human_status(st),
+            "HostConfig": {"NetworkMode": rec["HostConfig"].get("NetworkMode", "default")},
+            "NetworkSettings": {"Networks": rec["NetworkSettings"].get("Networks") or {}},
+            "Mounts": rec.get("Mounts") or [],
+        }
+        if size:
+            out["SizeRw"], out["SizeRootFs"] = self.images.rootfs_size(c.id)
+        return out
+
+    # -- rename -------------------------------------------------------------------
+    def rename(self, ref, new_name):
+        c = self.get(ref)
+        new_name = validate_name(new_name)
+        with c.lock:
+            old = c.name
+            self.store.rename(c, new_name)
+            c.record["Name"] = "/" + new_name
+            c.save()
+        self.events.emit("container", "rename", c.id,
+                         self._attributes(c, oldName="/" + old))
+
+    # -- resize ---------------------------------------------------------------------
+    def resize(self, ref, h, w):
+        c = self.get(ref)
+        if not c.state.get("Running"):
+            raise Conflict(f"Container {c.id} is not running")
+        reply = self._monitor_call(c, {"op": "resize", "h": int(h), "w": int(w)})
+        if reply is None:
+            raise Conflict(f"Container {c.id} is not running")
+
+    # -- attach ---------------------------------------------------------------------
+    def attach(self, ref, client, *, stdin, stdout, stderr, logs=False, detach_keys=None):
+        """Serve an attach session on ``client`` (the hijacked socket) until the
+        container exits or the client detaches.  Works on a created or stopped
+        container too: the session joins at the next start (docker start -a
+        attaches first)."""
+        from pybox.engine.attach import AttachSession
+
+        c = self.get(ref)
+        session = AttachSession(self, c, client, stdin=stdin, stdout=stdout, stderr=stderr,
+                                tty=bool(c.record["Config"].get("Tty")),
+                                stdin_once=bool(c.record["Config"].get("StdinOnce")),
+                                detach_keys=detach_keys)
+        if logs and c.record.get("LogPath"):
+            session.replay_logs()
+        self.events.emit("container", "attach", c.id, self._attributes(c))
+        session.run()
+
+    def _connect_attachers(self, c):
+        for a in list(c.attachers):
+            a.container_started()
+
+    # -- exec -----------------------------------------------------------------------
+    def exec_create(self, ref, body):
+        from pybox.engine.execs import ExecSession
+
+        c = self.get(ref)
+        if not c.state.get("Running"):
+            raise Conflict(f"Container {c.id} is not running")
+        if c.state.get("Paused"):
+            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        if not body.get("Cmd"):
+            raise BadRequest("No exec command specified")
+        e = ExecSession(self, c, body)
+        with self.execs_lock:
+            self.execs[e.id] = e
+        with c.lock:
+            ids = c.record.get("ExecIDs") or []
+            ids.append(e.id)
+            c.record["ExecIDs"] = ids
+        self.events.emit("container", "exec_create: " + " ".join(body["Cmd"]), c.id,
+                         self._attributes(c, execID=e.id))
+        return e.id
+
+    def get_exec(self, eid):
+        with self.execs_lock:
+            e = self.execs.get(eid)
+        if e is None:
+            raise NotFound(f"No such exec instance: {eid}")
+        return e
+
+    # -- logs -------------------------------------------------------------------------
+    def logs(self, ref, *, stdout=True, stderr=True, follow=False, since=0, until=0,
+             tail="all", timestamps=False, cancelled=None):
+        """Yield (stream, bytes) log entries; with ``follow``, keep going until the
+        container stops (after its last output) or ``cancelled()``."""
+        from pybox.engine.logs import read_logs
+
+        c = self.get(ref)
+        if not c.record.get("LogPath"):
+            raise BadRequest('configured logging driver does not support reading')
+        yield from read_logs(self, c, stdout=stdout, stderr=stderr, follow=follow,
+                             since=since, until=until, tail=tail, timestamps=timestamps,
+                             cancelled=cancelled)
+
+
+def human_status(st):
+    """docker's ps STATUS column: "Up 7 seconds", "Exited (137) 2 minutes ago"."""
+    from pybox.engine.timefmt import human_duration, parse_rfc3339
+
+    if st.get("Running"):
+        started = parse_rfc3339(st.get("StartedAt"))
+        text = "Up " + human_duration(time.time() - started)
+        if st.get("Paused"):
+            text += " (Paused)"
+        return text
+    if st.get("Status") == "removing":
+        return "Removal In Progress"
+    if st.get("Dead"):
+        return "Dead"
+    if st.get("StartedAt", ZERO_TIME) == ZERO_TIME:
+        return "Created"
+    finished = parse_rfc3339(st.get("FinishedAt"))
+    return f"Exited ({st.get('ExitCode', 0)}) {human_duration(time.time() - finished)} ago"

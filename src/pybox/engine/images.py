@@ -1,0 +1,77 @@
+"""The engine's view of the image store (pybox.images.service.Images): what a
+container needs from it, in the engine's words."""
+
+import os
+
+from pybox.errors import ImageNotFound, NotFound
+
+
+class ImageService:
+    def __init__(self, data_root, container_running=None):
+        from pybox.images.service import Images
+
+        self.images = Images.open(data_root, container_running=container_running)
+
+    # -- what create needs ------------------------------------------------------
+    def lookup(self, ref):
+        """{"Id", "Config"} (docker's container Config keys) or NotFound with
+        docker's "No such image: X" (404: the CLI then pulls)."""
+        try:
+            doc = self.images.inspect(ref)
+        except ImageNotFound:
+            raise NotFound(f"No such image: {ref}") from None
+        return {"Id": doc["Id"], "Config": doc.get("Config") or {},
+                "RepoTags": doc.get("RepoTags") or []}
+
+    def list(self, **kw):
+        return self.images.list(**kw)
+
+    # -- container root filesystems -------------------------------------------------
+    def create_rootfs(self, container_id, image_id):
+        """The writable layer, made at create (docker's), mounted at start."""
+        self.images.prepare_rootfs(container_id, image_id)
+        self.images.unmount_rootfs(container_id)
+
+    def mount_rootfs(self, container_id):
+        return self.images.mount_rootfs(container_id)
+
+    def unmount_rootfs(self, container_id):
+        self.images.unmount_rootfs(container_id)
+
+    def remove_rootfs(self, container_id):
+        self.images.release_rootfs(container_id)
+
+    def rootfs_info(self, container_id):
+        snap = self.images.snapshots
+        base = snap.container_dir(container_id)
+        info = {"MergedDir": snap.rootfs_path(container_id),
+                "UpperDir": os.path.join(base, "upper"), "WorkDir": os.path.join(base, "work")}
+        try:
+            lowers = snap.lower_dirs(container_id)
+            if lowers:
+                info["LowerDir"] = ":".join(lowers)
+        except Exception:  # noqa: BLE001 - informational only
+            pass
+        return info
+
+    def rootfs_size(self, container_id):
+        """(SizeRw, SizeRootFs) in bytes."""
+        upper = self.rootfs_info(container_id)["UpperDir"]
+        rw = _du(upper)
+        try:
+            image = self.images.rootfs_image(container_id)
+            base = self.images.size(self.images.store.get_record(image))
+        except Exception:  # noqa: BLE001
+            base = 0
+        return rw, rw + base
+
+
+def _du(path):
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total

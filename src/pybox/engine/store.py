@@ -1,0 +1,135 @@
+"""The engine's container records on disk, and name/id resolution.
+
+DATA_ROOT/containers/ID/config.v2.json holds one container's record in docker's
+inspect shape (so inspect is a read, and a restarted pyboxd rebuilds everything
+from these files).  Writes are atomic and durable: this is the engine's truth.
+"""
+
+import os
+import secrets
+import threading
+
+from pybox.errors import BadRequest, Conflict, NotFound, NotModified  # noqa: F401
+from pybox.oci import fastjson
+from pybox.oci.state import write_atomic
+
+RECORD = "config.v2.json"
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def new_id():
+    return secrets.token_hex(32)
+
+
+def validate_name(name):
+    name = name.lstrip("/")
+    if len(name) < 2 or not name[0].isalnum() or any(ch not in NAME_CHARS for ch in name):
+        raise BadRequest(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                         "are allowed")
+    return name
+
+
+class Container:
+    """One container: its record plus the engine's in-memory companions."""
+
+    def __init__(self, record, directory):
+        self.record = record
+        self.dir = directory
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)  # state transitions
+        self.exit_seq = 0  # incremented on every exit (for wait next-exit)
+        self.removed = False
+        self.attachers = []  # attach sessions waiting for / joined to a start
+
+    @property
+    def id(self):
+        return self.record["Id"]
+
+    @property
+    def name(self):
+        return self.record["Name"].lstrip("/")
+
+    @property
+    def state(self):
+        return self.record["State"]
+
+    def save(self):
+        write_atomic(os.path.join(self.dir, RECORD), fastjson.dumps(self.record), mode=0o600,
+                     durable=True)
+
+
+class ContainerStore:
+    def __init__(self, root):
+        self.root = root
+        os.makedirs(root, mode=0o710, exist_ok=True)
+        self.lock = threading.Lock()
+        self.by_id = {}
+        self.by_name = {}
+
+    def load(self):
+        for cid in os.listdir(self.root):
+            path = os.path.join(self.root, cid, RECORD)
+            try:
+                record = fastjson.load_file(path)
+            except (OSError, ValueError):
+                continue  # a half-created container: removed by the engine's recovery
+            c = Container(record, os.path.join(self.root, cid))
+            self.by_id[cid] = c
+            self.by_name[c.name] = c
+        return list(self.by_id.values())
+
+    def reserve(self, name):
+        """Claim a name (or raise 409 with docker's message)."""
+        with self.lock:
+            holder = self.by_name.get(name)
+            if holder is not None:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                               f'container "{holder.id}". You have to remove (or rename) that '
+                               "container to be able to reuse that name.")
+            self.by_name[name] = None  # reserved while the record is being made
+
+    def release_name(self, name):
+        with self.lock:
+            if self.by_name.get(name) is None:
+                self.by_name.pop(name, None)
+
+    def add(self, c):
+        with self.lock:
+            self.by_id[c.id] = c
+            self.by_name[c.name] = c
+
+    def remove(self, c):
+        with self.lock:
+            self.by_id.pop(c.id, None)
+            if self.by_name.get(c.name) is c:
+                self.by_name.pop(c.name)
+
+    def rename(self, c, new):
+        with self.lock:
+            holder = self.by_name.get(new)
+            if holder is not None and holder is not c:
+                raise Conflict(f'Conflict. The container name "/{new}" is already in use by '
+                               f'container "{holder.id}". You have to remove (or rename) that '
+                               "container to be able to reuse that name.")
+            self.by_name.pop(c.name, None)
+            self.by_name[new] = c
+
+    def get(self, ref):
+        """A container by name (with or without '/'), full id or unique id prefix."""
+        ref = ref.lstrip("/") if ref else ref
+        if not ref:
+            raise NotFound("No such container: ")
+        with self.lock:
+            c = self.by_id.get(ref) or self.by_name.get(ref)
+            if c is not None:
+                return c
+            matches = [c for cid, c in self.by_id.items() if cid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise NotFound(f"No such container: {ref} (multiple containers match this prefix)")
+        raise NotFound(f"No such container: {ref}")
+
+    def all(self):
+        with self.lock:
+            return [c for c in self.by_id.values()]

@@ -1,0 +1,65 @@
+"""docker's time formats: RFC3339Nano parsing, human durations ("Up 7 seconds",
+"About a minute"), and --since/--until values."""
+
+import calendar
+import time
+
+
+def parse_rfc3339(text):
+    """RFC3339(Nano) UTC -> unix seconds (float); 0 for the zero time."""
+    if not text or text.startswith("0001-"):
+        return 0.0
+    base, _, frac = text.rstrip("Z").partition(".")
+    secs = calendar.timegm(time.strptime(base[:19], "%Y-%m-%dT%H:%M:%S"))
+    return secs + (float("0." + frac) if frac else 0.0)
+
+
+def human_duration(seconds):
+    """go-units HumanDuration, which docker uses for ps and images."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def parse_timestamp(value, now=None):
+    """docker's --since/--until on the wire: unix seconds (possibly fractional),
+    an RFC3339 time, or a duration relative to now ("10m")."""
+    if value in (None, "", "0"):
+        return 0.0
+    text = str(value)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if "T" in text:
+        return parse_rfc3339(text)
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text[-1:] in units:
+        try:
+            return (now or time.time()) - float(text[:-1]) * units[text[-1]]
+        except ValueError:
+            pass
+    from pybox.errors import BadRequest
+
+    raise BadRequest(f"invalid time value {value!r}")

@@ -1,0 +1,113 @@
+"""docker's json-file log driver format, with rotation on by default.
+
+One JSON object per line: {"log": "text\n", "stream": "stdout"|"stderr",
+"time": RFC3339Nano}.  Output is split into entries at newlines (a line longer
+than 16 KiB is cut, as docker does); the file is rotated at ``max_size`` bytes,
+keeping ``max_files`` files in all (docker's log-opts max-size/max-file; pybox's
+defaults are 10 MiB and 3 -- docker's own default, unbounded, fills disks).
+"""
+
+import os
+import time
+
+MAX_LINE = 16 * 1024
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+DEFAULT_MAX_FILES = 3
+
+
+def rfc3339_nano(ns=None):
+    ns = time.time_ns() if ns is None else ns
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def _escape(text):
+    from pybox.oci import fastjson
+
+    return fastjson.dumps(text)
+
+
+class LogWriter:
+    def __init__(self, path, max_size=DEFAULT_MAX_SIZE, max_files=DEFAULT_MAX_FILES):
+        self.path = path
+        self.max_size = max_size if max_size and max_size > 0 else 0
+        self.max_files = max(1, max_files or 1)
+        self.partial = {"stdout": b"", "stderr": b""}
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, stream, data):
+        """Buffer container output; write every complete line as one entry."""
+        buf = self.partial[stream] + data
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0 or nl >= MAX_LINE:
+                if len(buf) >= MAX_LINE:
+                    self._entry(stream, buf[:MAX_LINE])
+                    buf = buf[MAX_LINE:]
+                    continue
+                break
+            self._entry(stream, buf[:nl + 1])
+            buf = buf[nl + 1:]
+        self.partial[stream] = buf
+
+    def flush(self):
+        """Write what is left without a newline (at exit)."""
+        for stream, buf in self.partial.items():
+            if buf:
+                self._entry(stream, buf)
+        self.partial = {"stdout": b"", "stderr": b""}
+
+    def _entry(self, stream, data):
+        line = ('{"log":' + _escape(data.decode("utf-8", "replace")) + ',"stream":"' + stream
+                + '","time":"' + rfc3339_nano() + '"}\n').encode()
+        if self.max_size and self.size + len(line) > self.max_size and self.size > 0:
+            self._rotate()
+        os.write(self.fd, line)
+        self.size += len(line)
+
+    def _rotate(self):
+        os.close(self.fd)
+        if self.max_files > 1:
+            for n in range(self.max_files - 1, 0, -1):
+                src = self.path if n == 1 else f"{self.path}.{n - 1}"
+                if os.path.exists(src):
+                    os.replace(src, f"{self.path}.{n}")
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        else:
+            flags = os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_CLOEXEC
+        self.fd = os.open(self.path, flags, 0o640)
+        self.size = 0
+
+    def close(self):
+        self.flush()
+        os.close(self.fd)
+
+
+def log_files(path):
+    """Existing log files of a container, oldest first."""
+    out = []
+    n = 1
+    while os.path.exists(f"{path}.{n}"):
+        out.append(f"{path}.{n}")
+        n += 1
+    out.reverse()
+    if os.path.exists(path):
+        out.append(path)
+    return out
+
+
+def read_entries(path):
+    """Every entry (dict) across the rotated files, oldest first."""
+    import json
+
+    for name in log_files(path):
+        try:
+            with open(name, "rb") as f:
+                for line in f:
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        continue  # a torn last line of a crashed writer
+        except FileNotFoundError:
+            continue

@@ -1,0 +1,459 @@
+"""One monitor per running container: the parent of its init, owner of its stdio.
+
+Forked (already warm) by the zygote and detached into its own session, so it
+outlives pyboxd.  It
+
+1. sets up the container's stdio: pipes, or a console socket that receives the
+   pty master from the runtime;
+2. creates and starts the container through the runtime library, in-process (no
+   interpreter start), as a child subreaper so init is re-parented to it;
+3. reports {"ok", "pid"} (or the error) to pyboxd on the report fd;
+4. loops: container output -> json-file log + attached clients; attached stdin ->
+   container; resize; wait requests; init's exit (a pidfd) -> waitpid, drain the
+   output, OOM check, DIR/exit.json (written atomically, before anyone is told),
+   exit frames to attachers, answers to waiters; then it exits.
+
+Everything is single-threaded and event driven (select.poll), so a fork from the
+zygote touches few pages: the PSS of a monitor stays small.
+"""
+
+import os
+import select
+import time
+
+from pybox.monitor import protocol as P
+
+EXIT_FILE = "exit.json"
+SOCKET = "monitor.sock"
+PID_FILE = "monitor.pid"
+DRAIN_SECONDS = 2.0
+
+
+class Client:
+    __slots__ = ("sock", "fd", "mode", "stdout", "stderr", "stdin", "reader", "buf", "out")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.mode = None  # None (request pending), "attach", "wait"
+        self.stdout = self.stderr = self.stdin = False
+        self.reader = None
+        self.buf = b""
+        self.out = b""  # pending output (the socket was full)
+
+
+class Monitor:
+    def __init__(self, request):
+        self.req = request
+        self.dir = request["dir"]
+        self.tty = bool(request.get("tty"))
+        self.open_stdin = bool(request.get("open_stdin"))
+        self.stdin_once = bool(request.get("stdin_once"))
+        self.poller = select.poll()
+        self.clients = {}
+        self.stdin_w = None
+        self.master = None
+        self.outputs = {}  # fd -> stream name
+        self.log = None
+        self.pid = None
+        self.pidfd = None
+        self.exit_info = None
+        self.container = None
+        self.started = False
+
+    # -- set-up -------------------------------------------------------------
+    def start_container(self):
+        from pybox.runtime import container as rt
+
+        req = self.req
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        console = theirs = None
+        saved = [os.dup(fd) for fd in (0, 1, 2)]
+        try:
+            if self.tty:
+                import _socket
+
+                console, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+            else:
+                if self.open_stdin:
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    os.dup2(r, 0)
+                    os.close(r)
+                    self.stdin_w = w
+                else:
+                    os.dup2(devnull, 0)
+                for fd, name in ((1, "stdout"), (2, "stderr")):
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    os.dup2(w, fd)
+                    os.close(w)
+                    self.outputs[r] = name
+            c = rt.create(req["runtime_root"], req["id"], req["bundle"],
+                          console_sock=theirs, systemd_cgroup=req.get("systemd_cgroup", False))
+            self.container = c
+            if self.tty:
+                from pybox.runtime.terminal import TIOCSWINSZ, receive_master
+
+                theirs.close()
+                theirs = None
+                self.master = receive_master(console)
+                size = req.get("console_size")
+                if size and size[0] and size[1]:
+                    self._resize(size[0], size[1], TIOCSWINSZ)
+                self.outputs[self.master] = "stdout"
+            self.pid = c.pid
+            self.pidfd = os.pidfd_open(self.pid)
+            if not self.req.get("defer_start"):
+                self.start_program()
+        finally:
+            for fd, old in zip((0, 1, 2), saved):
+                os.dup2(old, fd)  # our own stdio again; the container keeps its ends
+                os.close(old)
+            os.close(devnull)
+            for s in (console, theirs):
+                if s is not None:
+                    s.close()
+
+    def start_program(self):
+        """Let init exec the program (runtime start); on failure the container
+        is deleted and the error propagates."""
+        try:
+            self.container.start()
+        except BaseException:
+            try:
+                self.container.delete(force=True)
+            except Exception:  # noqa: BLE001 - the start error is what matters
+                pass
+            raise
+        self.started = True
+
+    def _resize(self, h, w, req=None):
+        if self.master is None:
+            return
+        import fcntl
+
+        from pybox.runtime.terminal import TIOCSWINSZ
+
+        fcntl.ioctl(self.master, req or TIOCSWINSZ,
+                    int(h).to_bytes(2, "little") + int(w).to_bytes(2, "little") + b"\0" * 4)
+
+    # -- event loop -----------------------------------------------------------
+    def serve(self, listener):
+        from pybox.monitor.jsonlog import LogWriter
+
+        if self.req.get("log_path"):
+            self.log = LogWriter(self.req["log_path"], self.req.get("log_max_size"),
+                                 self.req.get("log_max_files"))
+        self.listener = listener
+        self.poller.register(listener.fileno(), select.POLLIN)
+        for fd in self.outputs:
+            os.set_blocking(fd, False)
+            self.poller.register(fd, select.POLLIN)
+        self.poller.register(self.pidfd, select.POLLIN)
+        exited_at = None
+        while True:
+            timeout = None
+            if exited_at is not None:
+                remaining = DRAIN_SECONDS - (time.monotonic() - exited_at)
+                if not self.outputs or remaining <= 0:
+                    break
+                timeout = int(remaining * 1000)
+            for fd, ev in self.poller.poll(timeout):
+                if fd == self.pidfd:
+                    self.poller.unregister(self.pidfd)
+                    self._reap()
+                    exited_at = time.monotonic()
+                elif fd == listener.fileno():
+                    self._accept()
+                elif fd in self.outputs:
+                    self._read_output(fd)
+                elif fd in self.clients:
+                    self._client_event(self.clients[fd], ev)
+        self._finish()
+
+    def _read_output(self, fd):
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the pty's last slave closed
+            data = b""
+        if not data:
+            self.poller.unregister(fd)
+            stream = self.outputs.pop(fd)
+            if fd != self.master:
+                os.close(fd)
+            return
+        stream = self.outputs[fd]
+        if self.log is not None:
+            self.log.write(stream, data)
+        kind = P.STDOUT if stream == "stdout" else P.STDERR
+        payload = P.frame(kind, data)
+        for c in list(self.clients.values()):
+            if c.mode == "attach" and (c.stdout if kind == P.STDOUT else c.stderr):
+                self._send(c, payload)
+
+    def _send(self, c, data):
+        """Queue output for a client; a client that falls 4 MiB behind is cut off
+        (it must not stall the container: output is never blocked on a reader)."""
+        c.out += data
+        try:
+            n = c.sock.send(c.out)
+            c.out = c.out[n:]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._drop(c)
+            return
+        if len(c.out) > 4 * 1024 * 1024:
+            self._drop(c)
+            return
+        self.poller.modify(c.fd, select.POLLIN | (select.POLLOUT if c.out else 0))
+
+    def _accept(self):
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        sock.setblocking(False)
+        c = Client(sock)
+        self.clients[c.fd] = c
+        self.poller.register(c.fd, select.POLLIN)
+
+    def _client_event(self, c, ev):
+        if ev & select.POLLOUT and c.out:
+            self._send(c, b"")
+            if c.fd not in self.clients:
+                return
+        if not ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            return
+        try:
+            data = c.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            if c.mode == "attach" and c.stdin:
+                self._stdin_eof()
+            self._drop(c)
+            return
+        if c.mode is None:
+            c.buf += data
+            if b"\n" not in c.buf:
+                return
+            line, _, rest = c.buf.partition(b"\n")
+            c.buf = b""
+            self._request(c, line, rest)
+        elif c.mode == "attach":
+            self._attach_input(c, data)
+
+    def _request(self, c, line, rest):
+        from pybox.oci import fastjson
+
+        try:
+            req = fastjson.loads(line)
+            op = req.get("op")
+        except ValueError:
+            self._drop(c)
+            return
+        if op == "attach":
+            c.mode = "attach"
+            c.stdin = bool(req.get("stdin")) and (self.open_stdin or self.tty)
+            c.stdout = bool(req.get("stdout", True))
+            c.stderr = bool(req.get("stderr", True))
+            c.reader = P.FrameReader()
+            if self.exit_info is not None:
+                self._send(c, P.frame(P.EXIT, fastjson.dumps(self.exit_info).encode()))
+            if rest:
+                self._attach_input(c, rest)
+        elif op == "wait":
+            c.mode = "wait"
+            if self.exit_info is not None:
+                self._send(c, fastjson.dumps(self.exit_info).encode() + b"\n")
+        elif op == "resize":
+            try:
+                self._resize(req["h"], req["w"])
+                self._send(c, b"ok\n")
+            except (OSError, KeyError, TypeError, ValueError) as e:
+                self._send(c, f"error {e}\n".encode())
+        elif op == "start":
+            # deferred start: pyboxd connected its attach sessions first, so no
+            # early output of the program is missed by a client
+            if self.started:
+                self._send(c, b"ok\n")
+                return
+            try:
+                self.start_program()
+                self._send(c, b"ok\n")
+            except BaseException as e:  # noqa: BLE001 - told to pyboxd
+                self._send(c, fastjson.dumps({"error": str(e)}).encode() + b"\n")
+        elif op == "info":
+            self._send(c, fastjson.dumps({"pid": self.pid,
+                                          "exited": self.exit_info is not None}).encode()
+                       + b"\n")
+        else:
+            self._drop(c)
+
+    def _attach_input(self, c, data):
+        for kind, payload in c.reader.feed(data):
+            if kind == P.STDIN and c.stdin:
+                self._write_stdin(payload)
+            elif kind == P.STDIN_EOF and c.stdin:
+                self._stdin_eof()
+            elif kind == P.RESIZE:
+                try:
+                    h, w = payload.split()
+                    self._resize(int(h), int(w))
+                except (ValueError, OSError):
+                    pass
+
+    def _write_stdin(self, data):
+        fd = self.master if self.tty else self.stdin_w
+        if fd is None:
+            return
+        try:
+            while data:
+                n = os.write(fd, data)
+                data = data[n:]
+        except OSError:
+            pass
+
+    def _stdin_eof(self):
+        """A client closed its stdin: with StdinOnce the container's stdin closes
+        (its reads see EOF); otherwise the next attach may write more."""
+        if self.stdin_once and self.stdin_w is not None:
+            os.close(self.stdin_w)
+            self.stdin_w = None
+
+    def _drop(self, c):
+        self.clients.pop(c.fd, None)
+        try:
+            self.poller.unregister(c.fd)
+        except (KeyError, ValueError):
+            pass
+        try:
+            c.sock.close()
+        except OSError:
+            pass
+
+    # -- exit ---------------------------------------------------------------
+    def _reap(self):
+        """init is gone: collect its status (and any orphan re-parented to us)."""
+        status = None
+        while True:
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                if status is not None:
+                    break
+                time.sleep(0.001)  # pidfd fired but the zombie is not reapable yet
+                continue
+            if pid == self.pid:
+                status = st
+        if status is None:
+            code = 255
+        elif os.WIFEXITED(status):
+            code = os.WEXITSTATUS(status)
+        elif os.WIFSIGNALED(status):
+            code = 128 + os.WTERMSIG(status)
+        else:
+            code = 255
+        oom = False
+        if code == 137:
+            try:
+                mgr = self.container.cgroup_manager()
+                oom = bool(mgr and mgr.oom_kill_count() > 0)
+            except Exception:  # noqa: BLE001 - best effort: no cgroup, no OOM info
+                oom = False
+        from pybox.monitor.jsonlog import rfc3339_nano
+
+        self.exit_info = {"exit_code": code, "oom_killed": oom, "pid": self.pid,
+                          "finished_at": rfc3339_nano()}
+
+    def _finish(self):
+        from pybox.oci import fastjson
+        from pybox.oci.state import write_atomic
+
+        for fd in list(self.outputs):
+            if fd != self.master:
+                os.close(fd)
+        if self.log is not None:
+            self.log.close()
+        if self.exit_info is None:  # (defensive) the loop ended without a reap
+            self._reap()
+        body = fastjson.dumps(self.exit_info).encode()
+        # the exit file first: whoever is told about the exit can read it
+        write_atomic(os.path.join(self.dir, EXIT_FILE), body, mode=0o644, durable=True)
+        for c in list(self.clients.values()):
+            if c.mode == "attach":
+                self._send(c, P.frame(P.EXIT, body))
+            elif c.mode == "wait":
+                self._send(c, body + b"\n")
+        # let the last frames leave (bounded)
+        deadline = time.monotonic() + 1.0
+        while any(c.out for c in self.clients.values()) and time.monotonic() < deadline:
+            for fd, ev in self.poller.poll(50):
+                c = self.clients.get(fd)
+                if c is not None and ev & select.POLLOUT:
+                    self._send(c, b"")
+        for c in list(self.clients.values()):
+            self._drop(c)
+        try:
+            os.unlink(os.path.join(self.dir, SOCKET))
+        except OSError:
+            pass
+
+
+def run(request, report_fd):
+    """Monitor main, in the forked (and detached) child.  Never returns."""
+    import _socket
+
+    from pybox.linux import constants as C
+    from pybox.linux import syscalls
+    from pybox.oci import fastjson
+
+    code = 1
+    try:
+        syscalls.real().prctl(C.PR_SET_CHILD_SUBREAPER, 1)
+        mon = Monitor(request)
+        path = os.path.join(mon.dir, SOCKET)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        import socket as _socketmod  # noqa: F401  (sock.accept needs the wrapper)
+
+        listener = _socketmod.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(16)
+        listener.setblocking(False)
+        try:
+            mon.start_container()
+        except BaseException as e:  # noqa: BLE001 - reported to pyboxd
+            os.write(report_fd, fastjson.dumps({
+                "ok": False, "error": str(e) or e.__class__.__name__,
+                "errno": getattr(e, "errno", None) if isinstance(getattr(e, "errno", None),
+                                                                 int) else None,
+            }).encode() + b"\n")
+            listener.close()
+            os.unlink(path)
+            return
+        with open(os.path.join(mon.dir, PID_FILE), "w") as f:
+            f.write(str(os.getpid()))
+        os.write(report_fd, fastjson.dumps({"ok": True, "pid": mon.pid}).encode() + b"\n")
+        os.close(report_fd)
+        report_fd = -1
+        mon.serve(listener)
+        code = 0
+    finally:
+        if report_fd >= 0:
+            try:
+                os.close(report_fd)
+            except OSError:
+                pass
+        os._exit(code)
