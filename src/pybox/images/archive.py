@@ -40,6 +40,7 @@ from pybox.images import store as st
 from pybox.images.config import host_platform
 
 SMALL_FILE = 4 << 20
+METADATA_FILES = ("manifest.json", "index.json", "repositories", "oci-layout")
 OCI_LAYOUT = json.dumps({"imageLayoutVersion": "1.0.0"}).encode()
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
@@ -101,9 +102,10 @@ def _blob_name_digest(name):
     return None
 
 
-def read_archive(stream, blobs):
+def read_archive(stream, blobs, repository=None):
     """Stream a (possibly compressed) docker-archive or OCI archive into the blob
-    store; returns the list of ImageToAdd."""
+    store; returns the list of ImageToAdd.  ``repository``: the name for OCI
+    index entries whose ref.name is only a tag."""
     decompressed, _ = layer_io.decompressed(stream, allowed=("gzip", "zstd", "bzip2", "xz",
                                                               None))
     plain = layer_io.HashingReader(decompressed)
@@ -122,7 +124,7 @@ def read_archive(stream, blobs):
                     src = tar.extractfile(member)
                     blob_digest = _blob_name_digest(name)
                     if blob_digest is None and member.size <= SMALL_FILE and (
-                            "/" not in name or name.endswith(".json")):
+                            name in METADATA_FILES or name.endswith(".json")):
                         files.small[name] = src.read()
                         if len(files.small[name]) != member.size:
                             raise LayerError(f"truncated archive: {name!r} ends early")
@@ -142,7 +144,7 @@ def read_archive(stream, blobs):
         return _docker_archive_images(files, blobs)
     if "index.json" in files.small:
         index = _json(files.small["index.json"], "index.json")
-        return _oci_images(index, blobs, None)
+        return _oci_images(index, blobs, None, default_name=repository)
     raise ImageError("invalid archive: neither manifest.json (docker-archive) nor "
                      "index.json (OCI layout) found")
 

@@ -446,7 +446,7 @@ class Images:
                 found = archive.read_oci_layout_dir(os.fspath(source), self.blobs, name)
             else:
                 with _open_source(source) as stream:
-                    found = archive.read_archive(stream, self.blobs)
+                    found = archive.read_archive(stream, self.blobs, name)
                     if name:
                         found = [_name_oci(item, name) for item in found]
             if not found:
