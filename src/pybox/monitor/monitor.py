@@ -29,6 +29,22 @@ PID_FILE = "monitor.pid"
 DRAIN_SECONDS = 2.0
 
 
+class _Failure(Exception):
+    """An error reported by the creator child (message and errno)."""
+
+    def __init__(self, report):
+        super().__init__(report.get("error") or "failed")
+        self.errno = report.get("errno")
+
+
+def _failure(exc):
+    from pybox.oci import fastjson
+
+    errno = getattr(exc, "errno", None)
+    return fastjson.dumps({"ok": False, "error": str(exc) or exc.__class__.__name__,
+                           "errno": errno if isinstance(errno, int) else None}).encode() + b"\n"
+
+
 class Client:
     __slots__ = ("sock", "fd", "mode", "stdout", "stderr", "stdin", "reader", "buf", "out")
 
@@ -58,74 +74,144 @@ class Monitor:
         self.pid = None
         self.pidfd = None
         self.exit_info = None
-        self.container = None
         self.started = False
+        self.creator = None
+        self.creator_result = None
+        self.creator_go = None
 
     # -- set-up -------------------------------------------------------------
     def start_container(self):
-        from pybox.runtime import container as rt
+        """Container stdio in the monitor; the runtime's create (and later start)
+        in a short-lived child, the *creator*: the pages the runtime touches are
+        copied into the creator, not into the long-lived monitor, whose memory
+        stays shared with the zygote (and every other monitor).  init reaches us
+        anyway: we are the subreaper when the runtime's stage1 exits."""
+        from pybox.oci import fastjson
 
         req = self.req
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         console = theirs = None
-        saved = [os.dup(fd) for fd in (0, 1, 2)]
+        child_stdio = [devnull, devnull, devnull]
+        opened = []
         try:
             if self.tty:
                 import _socket
 
                 console, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-                for fd in (0, 1, 2):
-                    os.dup2(devnull, fd)
             else:
                 if self.open_stdin:
                     r, w = os.pipe2(os.O_CLOEXEC)
-                    os.dup2(r, 0)
-                    os.close(r)
+                    child_stdio[0] = r
+                    opened.append(r)
                     self.stdin_w = w
-                else:
-                    os.dup2(devnull, 0)
                 for fd, name in ((1, "stdout"), (2, "stderr")):
                     r, w = os.pipe2(os.O_CLOEXEC)
-                    os.dup2(w, fd)
-                    os.close(w)
+                    child_stdio[fd] = w
+                    opened.append(w)
                     self.outputs[r] = name
-            c = rt.create(req["runtime_root"], req["id"], req["bundle"],
-                          console_sock=theirs, systemd_cgroup=req.get("systemd_cgroup", False))
-            self.container = c
-            if self.tty:
-                from pybox.runtime.terminal import TIOCSWINSZ, receive_master
-
+            result_r, result_w = os.pipe2(os.O_CLOEXEC)
+            go_r, go_w = os.pipe2(os.O_CLOEXEC)
+            pid = os.fork()
+            if pid == 0:
+                self._creator(child_stdio, theirs, result_w, go_r)  # never returns
+            os.close(result_w)
+            os.close(go_r)
+            self.creator = pid
+            self.creator_result = result_r
+            self.creator_go = go_w
+            for fd in opened:
+                os.close(fd)
+            opened = []
+            if theirs is not None:
                 theirs.close()
                 theirs = None
+            report = self._creator_reply()
+            if not report.get("ok"):
+                raise _Failure(report)
+            self.pid = report["pid"]
+            if self.tty:
+                from pybox.runtime.terminal import receive_master
+
                 self.master = receive_master(console)
                 size = req.get("console_size")
                 if size and size[0] and size[1]:
-                    self._resize(size[0], size[1], TIOCSWINSZ)
+                    self._resize(size[0], size[1])
                 self.outputs[self.master] = "stdout"
-            self.pid = c.pid
             self.pidfd = os.pidfd_open(self.pid)
             if not self.req.get("defer_start"):
                 self.start_program()
         finally:
-            for fd, old in zip((0, 1, 2), saved):
-                os.dup2(old, fd)  # our own stdio again; the container keeps its ends
-                os.close(old)
+            for fd in opened:
+                os.close(fd)
             os.close(devnull)
             for s in (console, theirs):
                 if s is not None:
                     s.close()
 
-    def start_program(self):
-        """Let init exec the program (runtime start); on failure the container
-        is deleted and the error propagates."""
+    def _creator(self, stdio, console_sock, result_w, go_r):
+        """In the creator child: create, report, wait for the go, start, report."""
+        from pybox.oci import fastjson
+        from pybox.runtime import container as rt
+
+        code = 1
         try:
-            self.container.start()
-        except BaseException:
+            for fd, src in enumerate(stdio):
+                os.dup2(src, fd)  # what init inherits
+            req = self.req
             try:
-                self.container.delete(force=True)
-            except Exception:  # noqa: BLE001 - the start error is what matters
-                pass
-            raise
+                c = rt.create(req["runtime_root"], req["id"], req["bundle"],
+                              console_sock=console_sock,
+                              systemd_cgroup=req.get("systemd_cgroup", False))
+            except BaseException as e:  # noqa: BLE001
+                os.write(result_w, _failure(e))
+                return
+            if console_sock is not None:
+                console_sock.close()
+            os.write(result_w, fastjson.dumps({"ok": True, "pid": c.pid}).encode() + b"\n")
+            if not os.read(go_r, 1):
+                try:
+                    c.delete(force=True)  # the monitor gave up before the start
+                except BaseException:  # noqa: BLE001
+                    pass
+                return
+            try:
+                c.start()
+            except BaseException as e:  # noqa: BLE001
+                try:
+                    c.delete(force=True)
+                except BaseException:  # noqa: BLE001 - the start error is what matters
+                    pass
+                os.write(result_w, _failure(e))
+                return
+            os.write(result_w, b'{"ok":true}\n')
+            code = 0
+        finally:
+            os._exit(code)
+
+    def _creator_reply(self):
+        from pybox.oci import fastjson
+
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = os.read(self.creator_result, 65536)
+            if not chunk:
+                return {"ok": False, "error": "the runtime's creator process died"}
+            buf += chunk
+        return fastjson.loads(buf)
+
+    def start_program(self):
+        """Let init exec the program (the creator runs the runtime's start; on
+        failure it deletes the container and the error comes back)."""
+        if self.started:
+            return
+        os.write(self.creator_go, b"g")
+        os.close(self.creator_go)
+        self.creator_go = None
+        report = self._creator_reply()
+        os.close(self.creator_result)
+        self.creator_result = None
+        if not report.get("ok"):
+            raise _Failure(report)
         self.started = True
 
     def _resize(self, h, w, req=None):
@@ -354,6 +440,7 @@ class Monitor:
                 continue
             if pid == self.pid:
                 status = st
+            # (the creator and stray orphans are just reaped)
         if status is None:
             code = 255
         elif os.WIFEXITED(status):
@@ -365,7 +452,9 @@ class Monitor:
         oom = False
         if code == 137:
             try:
-                mgr = self.container.cgroup_manager()
+                from pybox.runtime.container import Container
+
+                mgr = Container.load(self.req["runtime_root"], self.req["id"]).cgroup_manager()
                 oom = bool(mgr and mgr.oom_kill_count() > 0)
             except Exception:  # noqa: BLE001 - best effort: no cgroup, no OOM info
                 oom = False
@@ -412,13 +501,12 @@ def run(request, report_fd):
     """Monitor main, in the forked (and detached) child.  Never returns."""
     import _socket
 
-    from pybox.linux import constants as C
-    from pybox.linux import syscalls
+    from pybox.monitor.zygote import PR_SET_CHILD_SUBREAPER, _prctl
     from pybox.oci import fastjson
 
     code = 1
     try:
-        syscalls.real().prctl(C.PR_SET_CHILD_SUBREAPER, 1)
+        _prctl()(PR_SET_CHILD_SUBREAPER, 1)
         mon = Monitor(request)
         path = os.path.join(mon.dir, SOCKET)
         try:

@@ -10,50 +10,71 @@ monitor per request: a container start costs a fork, not an interpreter start
 (~7 ms) plus imports (~10 ms), and every monitor shares the zygote's pages.
 
 Requests arrive on a unix socket: one JSON line (the monitor request, see
-monitor.py) with the report pipe's write end attached (SCM_RIGHTS).  The zygote
-double-forks so the monitor is re-parented to init and runs in its own session:
-it survives pyboxd and the zygote.  The zygote dies with pyboxd (PDEATHSIG).
+monitor.py) with the report pipe's write end attached (SCM_RIGHTS).  Each monitor
+runs in its own session and is re-parented to init when the zygote goes: it
+survives pyboxd and the zygote.  The zygote dies with pyboxd (PDEATHSIG).
 """
 
 import os
 
 
 def preload():
-    """Import what monitors run, so their code pages and objects are shared."""
+    """Import what the monitor's own loop runs -- and nothing more.  Every page of
+    the zygote that a monitor touches is copied into it, so the zygote stays
+    small: the runtime library is imported by each monitor's short-lived creator
+    child (see monitor.start_container), whose copies die with it."""
     import _signal  # noqa: F401
     import fcntl  # noqa: F401
     import select  # noqa: F401
     import socket  # noqa: F401
-    import termios  # noqa: F401
 
-    from pybox import cgroups  # noqa: F401
-    from pybox.cgroups import base, hybrid, layout, paths, resources, v1, v2  # noqa: F401
-    from pybox.linux import syscalls
     from pybox.monitor import jsonlog, monitor, protocol  # noqa: F401
-    from pybox.oci import spec  # noqa: F401
-    from pybox.runtime import container, hooks, init, launch, process, rootfs, terminal  # noqa: F401
+    from pybox.oci import fastjson, state  # noqa: F401
 
-    try:
-        from pybox.runtime import seccomp  # noqa: F401
-        import seccomp as _libseccomp  # noqa: F401
-    except ImportError:
-        pass
-    syscalls.real()  # loads ctypes and libc once
+    _prctl()
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+_PRCTL = None
+
+
+def _prctl():
+    """prctl through ctypes, without the runtime's syscall module (and its
+    imports) in the zygote.  Built once, in the zygote: a monitor that built
+    it would copy ~200 KiB of pages for that alone."""
+    global _PRCTL
+    if _PRCTL is None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.prctl
+        fn.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                       ctypes.c_ulong)
+
+        def prctl(option, value):
+            if fn(option, value, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl")
+        _PRCTL = prctl
+    return _PRCTL
 
 
 def serve(listener, parent_pid=None):
     """Fork a monitor for every request on ``listener``.  Never returns."""
     import gc
+    import _signal
     import _socket
 
-    from pybox.linux import constants as C
-    from pybox.linux import syscalls
     from pybox.monitor import monitor
     from pybox.oci import fastjson
 
     preload()
-    sc = syscalls.real()
-    sc.prctl(C.PR_SET_PDEATHSIG, 15)
+    prctl = _prctl()
+    prctl(PR_SET_PDEATHSIG, 15)
+    # monitors are our direct children, reaped by the kernel (no zombies) and
+    # re-parented to init when we go: one fork per container, not two
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(0)  # pyboxd died before PDEATHSIG was armed
     gc.collect()
@@ -78,13 +99,11 @@ def serve(listener, parent_pid=None):
                 listener.close()
                 conn.close()
                 os.setsid()
-                sc.prctl(C.PR_SET_PDEATHSIG, 0)
-                if os.fork() != 0:
-                    os._exit(0)
+                prctl(PR_SET_PDEATHSIG, 0)
+                _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # it reaps its own
                 monitor.run(request, report_fd)  # never returns
             finally:
                 os._exit(1)
-        os.waitpid(pid, 0)
         if report_fd >= 0:
             os.close(report_fd)
         try:
@@ -138,36 +157,45 @@ class ZygoteClient:
 
 
 def start(path):
-    """Fork the zygote from the (still single-threaded) caller, listening on
-    ``path``.  Returns its pid."""
-    import socket
+    """Start the zygote as a fresh interpreter (python -IS) listening on ``path``:
+    a fork of pyboxd would carry pyboxd's whole heap (the API, the image store)
+    into every monitor.  Returns its pid."""
+    import subprocess
+    import sys
 
+    pkg_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = [pkg_dir] + [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    code = ("import sys; sys.path[:0] = %r; from pybox.monitor.zygote import main; main(%r, %d)"
+            % (paths, path, os.getpid()))
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    proc = subprocess.Popen([sys.executable, "-IS", "-c", code], stdin=subprocess.DEVNULL,
+                            close_fds=True)
+    # ready when the socket exists
+    import time
+
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the monitor zygote did not start")
+        time.sleep(0.005)
+    return proc.pid
+
+
+def main(path, parent_pid):
+    """Entry point of the exec'd zygote."""
+    import socket
+
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    os.chmod(path, 0o600)
+    tmp = f"{path}.tmp"
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    listener.bind(tmp)
+    os.chmod(tmp, 0o600)
     listener.listen(64)
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            # nothing of pyboxd's (its API socket, client connections) stays open here
-            keep = listener.fileno()
-            for fd in range(3, 1024):
-                if fd != keep:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, 0)
-            if devnull > 2:
-                os.close(devnull)
-            serve(listener, parent_pid=parent)
-        finally:
-            os._exit(1)
-    listener.close()
-    return pid
+    os.rename(tmp, path)  # appears only when it accepts
+    serve(listener, parent_pid=parent_pid)
