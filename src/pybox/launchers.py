@@ -15,6 +15,7 @@ import sys
 
 ENTRY_POINTS = {
     "pybox-runtime": "pybox.cli.runtime",
+    "pyboxd": "pybox.cli.pyboxd",
 }
 
 TEMPLATE = """#!{python} -IS
