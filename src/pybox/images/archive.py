@@ -134,6 +134,8 @@ def read_archive(stream, blobs, repository=None):
             end = tar.offset
         plain.drain()
     except tarfile.TarError as e:
+        if "unexpected end" in str(e):
+            raise ImageError(f"invalid archive: truncated: {e}") from None
         raise ImageError(f"invalid archive: {e}") from None
     except EOFError as e:
         raise ImageError(f"invalid archive: truncated: {e}") from None

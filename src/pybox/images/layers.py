@@ -320,6 +320,8 @@ def unpack_layer(stream, dest, *, allow_devices=True, expected_diff_id=None):
             end = tar.offset
         hashed.drain()
     except tarfile.TarError as e:
+        if "unexpected end" in str(e):
+            raise LayerError(f"truncated layer tar: {e}") from None
         raise LayerError(f"corrupt layer tar: {e}") from None
     except EOFError as e:
         raise LayerError(f"truncated layer: {e}") from None
