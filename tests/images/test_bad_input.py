@@ -21,33 +21,13 @@ from pybox.images.service import Images
 
 from unit.tarbuild import make_tar, member
 
-from .conftest import own_mounts_under, store_listing, unique_id
+from .conftest import docker_archive, own_mounts_under, store_listing, unique_id
 
 pytestmark = [pytest.mark.root, pytest.mark.images]
 
 
 def _sha(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def docker_archive(layers, tags=("pybox-test/bad:1",), diff_ids=None):
-    """A docker-archive (docker >= 25 form) of one image with these layer tars."""
-    diff_ids = diff_ids or [_sha(layer) for layer in layers]
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
-    files = {f"blobs/sha256/{_sha(config)[7:]}": config}
-    for layer in layers:
-        files[f"blobs/sha256/{_sha(layer)[7:]}"] = layer
-    files["manifest.json"] = json.dumps([{
-        "Config": f"blobs/sha256/{_sha(config)[7:]}", "RepoTags": list(tags),
-        "Layers": [f"blobs/sha256/{_sha(layer)[7:]}" for layer in layers]}]).encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture
