@@ -30,7 +30,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS="python3 python3-venv python3-dev python3-seccomp busybox-static"
 if [ "$DEV" = 1 ]; then
   # reference runtimes and tools for tests, conformance and benchmarks
-  PKGS="$PKGS runc crun tini uidmap hyperfine"
+  PKGS="$PKGS runc crun tini uidmap hyperfine umoci skopeo"
 fi
 missing=""
 for p in $PKGS; do
