@@ -22,6 +22,7 @@ from pybox.engine import spec as specmod
 from pybox.engine.events import EventBus
 from pybox.engine.store import ContainerStore, Container, new_id, validate_name
 from pybox.errors import BadRequest, Conflict, NotFound, NotModified, PyboxError
+from pybox.linux import unixsock
 from pybox.monitor import protocol as P
 from pybox.monitor.jsonlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, rfc3339_nano
 from pybox.oci import fastjson
@@ -418,7 +419,7 @@ class Engine:
         if timeout is not None:
             s.settimeout(timeout)
         try:
-            s.connect(os.path.join(self.run_dir(c), "monitor.sock"))
+            unixsock.call(s.connect, os.path.join(self.run_dir(c), "monitor.sock"))
         except OSError:
             s.close()
             return None
@@ -470,14 +471,20 @@ class Engine:
                 finally:
                     s.close()
             if info is None:
-                # the monitor died without telling: its exit file, if any
+                # the monitor went away without telling: its exit file, if any
                 for _ in range(20):
                     info = self._read_exit_file(c)
                     if info:
                         break
                     time.sleep(0.05)
-            self._on_exit(c, info or {"exit_code": 255, "oom_killed": False,
-                                      "finished_at": rfc3339_nano()})
+            if info is None:
+                # The monitor died (killed?) while the container may still run:
+                # nobody holds its stdio or can collect its status, so it is
+                # stopped rather than left unsupervised.
+                info = {"exit_code": 255, "oom_killed": False,
+                        "finished_at": rfc3339_nano(),
+                        "error": "the container's monitor died unexpectedly"}
+            self._on_exit(c, info)
 
         threading.Thread(target=watch, name=f"watch-{c.id[:12]}", daemon=True).start()
 
@@ -495,7 +502,7 @@ class Engine:
             code = info.get("exit_code", 255)
             oom = bool(info.get("oom_killed"))
             st.update({"Status": "exited", "Running": False, "Paused": False, "Pid": 0,
-                       "ExitCode": code, "OOMKilled": oom,
+                       "ExitCode": code, "OOMKilled": oom, "Error": info.get("error") or "",
                        "FinishedAt": info.get("finished_at") or rfc3339_nano()})
             self._cleanup_runtime(c)
             try:

@@ -515,8 +515,10 @@ def run(request, report_fd):
             pass
         import socket as _socketmod  # noqa: F401  (sock.accept needs the wrapper)
 
+        from pybox.linux.unixsock import call
+
         listener = _socketmod.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        listener.bind(path)
+        call(listener.bind, path)
         os.chmod(path, 0o600)
         listener.listen(16)
         listener.setblocking(False)

@@ -28,6 +28,7 @@ def preload():
     import select  # noqa: F401
     import socket  # noqa: F401
 
+    from pybox.linux import unixsock  # noqa: F401
     from pybox.monitor import jsonlog, monitor, protocol  # noqa: F401
     from pybox.oci import fastjson, state  # noqa: F401
 
@@ -131,7 +132,9 @@ class ZygoteClient:
         try:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                s.connect(self.path)
+                from pybox.linux.unixsock import call
+
+                call(s.connect, self.path)
                 s.sendmsg([fastjson.dumps(request).encode() + b"\n"],
                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS, w.to_bytes(4, "little"))])
                 os.close(w)
@@ -194,7 +197,9 @@ def main(path, parent_pid):
         os.unlink(tmp)
     except FileNotFoundError:
         pass
-    listener.bind(tmp)
+    from pybox.linux.unixsock import call
+
+    call(listener.bind, tmp)
     os.chmod(tmp, 0o600)
     listener.listen(64)
     os.rename(tmp, path)  # appears only when it accepts

@@ -36,7 +36,6 @@ def default_root():
     if xdg:
         return os.path.join(xdg, "pybox-runtime")
     return f"/tmp/pybox-runtime-{os.geteuid()}"
-UNIX_PATH_MAX = 107
 
 
 class Container:
@@ -445,14 +444,9 @@ def wait_for_exit(pid, start_time, timeout):
 
 
 def _unix_call(fn, path):
-    """bind/connect with paths longer than sun_path allows, via /proc/self/fd."""
-    if len(path.encode()) <= UNIX_PATH_MAX:
-        return fn(path)
-    dfd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
-    try:
-        return fn(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
-    finally:
-        os.close(dfd)
+    from pybox.linux.unixsock import call
+
+    return call(fn, path)
 
 
 def _resolve_rootfs(bundle, config):
