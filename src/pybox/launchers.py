@@ -15,6 +15,7 @@ import sys
 
 ENTRY_POINTS = {
     "pybox-runtime": "pybox.cli.runtime",
+    "pybox": "pybox.cli.pybox",
     "pyboxd": "pybox.cli.pyboxd",
 }
 

@@ -1,0 +1,138 @@
+"""Helpers several command modules share: object paths, docker's "for each
+name, print it or its error" loop, filters, image references, pulls."""
+
+from pybox.cli.pybox.client import path_escape
+from pybox.errors import ClientError, DaemonError, ExitStatus
+
+
+def container_path(name, suffix=""):
+    return f"/containers/{path_escape(name)}{suffix}"
+
+
+def image_path(name, suffix=""):
+    return f"/images/{path_escape(name)}{suffix}"
+
+
+def for_each(cli, names, action, fail_summary=None):
+    """Run ``action(name)`` for every name; print the name (or what ``action``
+    returns, if a string) on success and ``Error response from daemon: ...`` on
+    failure, as docker's stop/kill/rm/pause do; exit 1 if any failed."""
+    failed = []
+    for name in names:
+        try:
+            shown = action(name)
+        except ClientError as err:
+            cli.flush()
+            cli.err(f"{err}\n")
+            failed.append(name)
+            continue
+        if shown is not False:
+            cli.out(f"{name if shown is None else shown}\n")
+    if failed:
+        if fail_summary:
+            raise ClientError(f"Error: {fail_summary}: {', '.join(failed)}")
+        raise ExitStatus(1)
+    return 0
+
+
+def parse_filters(items):
+    """``--filter k=v`` (repeatable) -> docker's filters JSON
+    ``{"k":{"v":true}}``, keys sorted as Go marshals maps."""
+    if not items:
+        return None
+    filters = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ClientError(f"bad format of filter (expected name=value)", exit_status=125)
+        filters.setdefault(key.strip().lower(), {})[value] = True
+    from pybox.oci import fastjson
+    ordered = {k: {v: True for v in sorted(filters[k])} for k in sorted(filters)}
+    return fastjson.dumps(ordered)
+
+
+def print_json_stream(cli, resp, to_stderr=False):
+    """A JSON-messages stream (pull, import, load): print status/stream lines,
+    raise on an error message.  Returns the last message."""
+    write = cli.err if to_stderr else cli.out
+    last = None
+    for message in resp.iter_json():
+        last = message
+        if message.get("error") or message.get("errorDetail"):
+            detail = message.get("errorDetail") or {}
+            raise ClientError(detail.get("message") or message.get("error"))
+        if "stream" in message:
+            write(message["stream"])
+        elif "status" in message:
+            ident = message.get("id")
+            progress = message.get("progress") or ""
+            text = f"{ident}: {message['status']}" if ident else message["status"]
+            if progress:
+                text += " " + progress
+            write(text + "\n")
+        elif "aux" in message:
+            continue
+    return last
+
+
+# -- image references ---------------------------------------------------------------
+def split_reference(ref):
+    """-> (domain, path, tag or None, digest or None), docker's normalisation:
+    ``busybox`` -> (docker.io, library/busybox, None, None)."""
+    name, at, digest = ref.partition("@")
+    tag = None
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1:]
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        domain, path = first, rest
+    else:
+        domain, path = "docker.io", name
+    if domain == "docker.io" and "/" not in path:
+        path = "library/" + path
+    if not path or path != path.lower():
+        raise ClientError(f"invalid reference format: repository name ({path}) must be "
+                          "lowercase" if path else "invalid reference format",
+                          exit_status=125)
+    return domain, path, tag, (digest if at else None)
+
+
+def normalized_name(ref):
+    domain, path, _, _ = split_reference(ref)
+    return f"{domain}/{path}"
+
+
+def familiar_name(ref):
+    """``docker.io/library/busybox:latest`` -> ``busybox:latest``."""
+    domain, path, tag, digest = split_reference(ref)
+    name = path
+    if domain == "docker.io":
+        if name.startswith("library/"):
+            name = name[len("library/"):]
+    else:
+        name = f"{domain}/{path}"
+    if digest:
+        return f"{name}@{digest}"
+    return f"{name}:{tag or 'latest'}"
+
+
+def pull_image(cli, ref, platform=None, quiet=False, to_stderr=False):
+    domain, path, tag, digest = split_reference(ref)
+    query = {"fromImage": f"{domain}/{path}", "tag": digest or tag or "latest"}
+    if platform:
+        query["platform"] = platform
+    resp = cli.client.request("POST", "/images/create", query=query,
+                              headers={"X-Registry-Auth": "e30="})
+    if quiet:
+        for message in resp.iter_json():
+            if message.get("error") or message.get("errorDetail"):
+                detail = message.get("errorDetail") or {}
+                raise ClientError(detail.get("message") or message.get("error"))
+        return
+    print_json_stream(cli, resp, to_stderr=to_stderr)
+
+
+def is_no_such_image(err):
+    return isinstance(err, DaemonError) and err.status == 404 and "No such image" in err.message
