@@ -126,6 +126,27 @@ def test_update_live(rt, counter):
     assert err.returncode != 0 and "--memory" in err.stderr
 
 
+def test_update_zero_means_unchanged_as_in_runc(rt, bundle):
+    # containerd-shim (docker update --memory 32m) sends every field, the ones
+    # not asked for as 0; runc leaves those alone
+    bundle.linux["resources"] = {"cpu": {"quota": 150000, "period": 100000},
+                                 "pids": {"limit": 50}}
+    bundle.set_args("sleep", "30")
+    cid = rt.new_id()
+    rt("run", "-d", "-b", bundle.write(), cid)
+    shim = {"memory": {"limit": 32 << 20, "reservation": 0, "swap": 64 << 20, "kernel": 0},
+            "cpu": {"shares": 0, "quota": 0, "period": 0}, "blockIO": {"weight": 0}}
+    rt("update", "-r", "-", cid, input=json.dumps(shim))
+    res = json.loads(open(os.path.join(rt.root, cid, "config.json")).read())["linux"]["resources"]
+    assert res["memory"]["limit"] == 32 << 20 and res["pids"]["limit"] == 50
+    assert (res["cpu"]["quota"], res["cpu"]["period"]) == (150000, 100000)
+    if cgroups.detect_layout().mode != "v2":
+        state = json.loads(open(os.path.join(rt.root, cid, "state.json")).read())
+        paths = state["cgroup"]["paths"]
+        assert open(paths["cpu"] + "/cpu.cfs_quota_us").read().strip() == "150000"
+        assert open(paths["memory"] + "/memory.limit_in_bytes").read().strip() == str(32 << 20)
+
+
 def test_features(rt):
     doc = json.loads(rt("features").stdout)
     assert doc["ociVersionMax"].startswith("1.")

@@ -59,6 +59,34 @@ FLAGS = {
 }
 
 
+# Fields that runc's update treats as "leave as it is" when 0 (or ""): its
+# cgroup drivers write a file only for a non-zero value.  containerd-shim sends
+# every one of them (docker update --memory 32m: cpu quota/period/shares 0,
+# blockIO weight 0, ...), so they must not reach the cgroup as values.
+UNSET_WHEN_ZERO = {
+    "memory": ("limit", "reservation", "swap", "kernel", "kernelTCP"),
+    "cpu": ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems"),
+    "blockIO": ("weight", "leafWeight"),
+    "pids": ("limit",),
+}
+
+
+def drop_unset(resources):
+    """resources without the zero/empty fields runc's update ignores, and
+    without the sections that leaves empty."""
+    out = dict(resources)
+    for section, keys in UNSET_WHEN_ZERO.items():
+        if not isinstance(out.get(section), dict):
+            continue
+        kept = {k: v for k, v in out[section].items()
+                if not (k in keys and v in (0, "") and not isinstance(v, bool))}
+        if kept:
+            out[section] = kept
+        else:
+            del out[section]
+    return out
+
+
 def run(ctx, opts, args):
     if opts.get("resources"):
         path = opts["resources"]
@@ -82,5 +110,5 @@ def run(ctx, opts, args):
                 raise UsageError(f"--{flag.replace('_', '-')}: Intel RDT is not supported")
         if not resources:
             raise UsageError("nothing to update: give -r FILE or a resource flag")
-    Container.load(ctx.root, args[0]).update(resources)
+    Container.load(ctx.root, args[0]).update(drop_unset(resources))
     return 0
