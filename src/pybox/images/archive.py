@@ -111,7 +111,7 @@ def read_archive(stream, blobs, repository=None):
     plain = layer_io.HashingReader(decompressed)
     files = _ArchiveFiles()
     try:
-        with tarfile.open(fileobj=plain, mode="r|", bufsize=layer_io.COPY_CHUNK) as tar:
+        with tarfile.open(fileobj=plain, mode="r|") as tar:
             for member in tar:
                 name = layer_io.normalise_member_name(member.name)
                 if member.issym():
@@ -302,8 +302,7 @@ def read_oci_layout_dir(path, blobs, name=None):
 
 class _TarWriter:
     def __init__(self, out):
-        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
-                                bufsize=layer_io.COPY_CHUNK)
+        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
         self.written = set()
 
     def dir(self, name):

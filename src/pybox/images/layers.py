@@ -125,19 +125,22 @@ def decompressed(stream, allowed=("gzip", "zstd", None)):
 
 class _GzipReader(io.RawIOBase):
     """Multi-member gzip through zlib directly: faster than gzip.GzipFile for big
-    sequential reads, and a stream that ends mid-member is an error, not EOF."""
+    sequential reads, and a stream that ends mid-member is an error, not EOF.
+    Output is handed out by offset (no re-slicing of a large buffer per read)."""
 
     def __init__(self, raw):
         self._raw = raw
         self._z = zlib.decompressobj(31)
         self._pending = b""
+        self._pos = 0
         self._eof = False
 
     def readable(self):
         return True
 
     def readinto(self, buf):
-        while not self._pending and not self._eof:
+        while self._pos >= len(self._pending) and not self._eof:
+            self._pending, self._pos = b"", 0
             if self._z.eof:
                 rest = self._z.unused_data
                 self._z = zlib.decompressobj(31)
@@ -156,9 +159,11 @@ class _GzipReader(io.RawIOBase):
                 self._pending = self._z.decompress(data, COPY_CHUNK)
             except zlib.error as e:
                 raise LayerError(f"gzip stream corrupt: {e}") from None
-        n = min(len(buf), len(self._pending))
-        buf[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+        n = min(len(buf), len(self._pending) - self._pos)
+        if n <= 0:
+            return 0
+        buf[:n] = memoryview(self._pending)[self._pos:self._pos + n]
+        self._pos += n
         return n
 
 
@@ -314,7 +319,7 @@ def unpack_layer(stream, dest, *, allow_devices=True, expected_diff_id=None):
     hashed = HashingReader(plain)
     unpacker = _Unpacker(dest, allow_devices=allow_devices)
     try:
-        with tarfile.open(fileobj=hashed, mode="r|", bufsize=COPY_CHUNK) as tar:
+        with tarfile.open(fileobj=hashed, mode="r|") as tar:
             for member in tar:
                 unpacker.add(tar, member)
             end = tar.offset
@@ -592,8 +597,7 @@ def write_tree(root, out, *, overlay_whiteouts=False, skip=()):
     (export of a merged view) the tree is written as it is.  ``skip``: relative
     paths left out with everything under them."""
     seen_inodes = {}
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
-                      bufsize=COPY_CHUNK) as tar:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _write_dir(tar, root, "", overlay_whiteouts, set(skip), seen_inodes)
 
 

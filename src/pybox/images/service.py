@@ -30,6 +30,7 @@ from pybox.images import store as st
 from pybox.images.snapshots import CHANGE_LETTERS, Snapshots
 
 DEFAULT_DATA_ROOT = "/var/lib/pybox"
+UNPACK_THREADS = max(2, min(4, os.cpu_count() or 1))
 
 
 class Images:
@@ -383,8 +384,9 @@ class Images:
         if len(diff_ids) != len(layer_descs):
             raise ImageError(f"invalid image: the manifest has {len(layer_descs)} layers "
                              f"but the config lists {len(diff_ids)} diff-ids")
-        layers, parent_chain = [], None
-        for desc, diff_id in zip(layer_descs, diff_ids):
+        chains = st.chain_ids(diff_ids)
+        layers = []
+        for desc, diff_id, chain_id in zip(layer_descs, diff_ids, chains):
             digest = desc.get("digest")
             if not digest or not self.blobs.exists(digest):
                 raise ImageError(f"invalid image: layer blob {digest} named by the "
@@ -392,13 +394,10 @@ class Images:
             media = desc.get("mediaType", st.MEDIA_OCI_LAYER)
             if media not in st.LAYER_MEDIA_TYPES:
                 raise ImageError(f"invalid image: unsupported layer media type {media}")
-            info = self.snapshots.ensure_layer(
-                parent_chain, diff_id, lambda d=digest: self.blobs.open(d),
-                allow_devices=self.allow_device_nodes)
-            parent_chain = info["chain_id"]
-            layers.append({"diff_id": diff_id, "chain_id": info["chain_id"],
+            layers.append({"diff_id": diff_id, "chain_id": chain_id,
                            "blob": {"mediaType": media, "digest": digest,
                                     "size": desc.get("size") or self.blobs.size(digest)}})
+        self._unpack_layers(layers)
         if manifest_bytes is None:
             manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
         manifest_digest = self.blobs.write_bytes(manifest_bytes)
@@ -426,6 +425,31 @@ class Images:
             if refs or repo_digest_names:
                 self.store.save_refs(all_refs)
         return image_id
+
+    def _unpack_layers(self, layers):
+        """Unpack the missing layers, several at once: each goes to its own
+        directory, and decompression, hashing and writes release the GIL."""
+        def unpack(index):
+            layer = layers[index]
+            parent = layers[index - 1]["chain_id"] if index else None
+            digest = layer["blob"]["digest"]
+            self.snapshots.ensure_layer(parent, layer["diff_id"],
+                                        lambda: self.blobs.open(digest),
+                                        allow_devices=self.allow_device_nodes)
+
+        missing = [i for i, layer in enumerate(layers)
+                   if not self.snapshots.has_layer(layer["chain_id"])]
+        if len(missing) <= 1:
+            for index in missing:
+                unpack(index)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(UNPACK_THREADS, len(missing))) as pool:
+            futures = [pool.submit(unpack, index) for index in missing]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]
 
     def import_(self, source, *, reference=None, changes=(), message="", created=None):
         """docker import: a rootfs tarball (plain/gzip/zstd/...) as a one-layer
