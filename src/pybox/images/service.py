@@ -573,6 +573,41 @@ class Images:
     def rootfs_image(self, container_id):
         return self.snapshots.container_info(container_id)["image"]
 
+    def rootfs_info(self, container_id):
+        """inspect's GraphDriver.Data for a container: MergedDir, UpperDir,
+        WorkDir, LowerDir (the image's layer dirs, top first)."""
+        cdir = self.snapshots.container_dir(container_id)
+        info = self.snapshots.container_info(container_id)
+        data = {"MergedDir": self.snapshots.rootfs_path(container_id)}
+        if info["driver"] == "overlay":
+            data["UpperDir"] = os.path.join(cdir, "upper")
+            data["WorkDir"] = os.path.join(cdir, "work")
+        lowers = self.snapshots.lower_dirs(container_id)
+        if lowers:
+            data["LowerDir"] = ":".join(lowers)
+        return data
+
+    def rootfs_size(self, container_id):
+        """(SizeRw, SizeRootFs) as docker ps -s / inspect --size report them: the
+        bytes the container wrote, and that plus its image's size."""
+        info = self.snapshots.container_info(container_id)
+        if info["driver"] == "overlay":
+            rw = _tree_size(os.path.join(self.snapshots.container_dir(container_id),
+                                         "upper"))
+        else:
+            rw = 0
+            merged = self.snapshots.rootfs_path(container_id)
+            for change in self.snapshots.changes(container_id):
+                if change[0] != 2:
+                    path = os.path.join(merged, change[1].lstrip("/"))
+                    if os.path.isfile(path) and not os.path.islink(path):
+                        rw += os.lstat(path).st_size
+        try:
+            base = self.size(self.store.get_record(info["image"]))
+        except ImageError:
+            base = sum(self._layer_size(c) for c in info["chain_ids"])
+        return rw, rw + base
+
     def diff(self, container_id):
         """GET /containers/ID/changes: [{"Path", "Kind"}], Kind 0=C 1=A 2=D."""
         return [{"Path": path, "Kind": kind}
@@ -587,6 +622,19 @@ class Images:
         """docker export: the container's filesystem, flattened, as one tar."""
         with _open_dest(dest) as out:
             self.snapshots.export(container_id, out)
+
+
+def _tree_size(path):
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                st_ = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if not (st_.st_mode & 0o170000 == 0o020000 and st_.st_rdev == 0):  # whiteouts
+                total += st_.st_size
+    return total
 
 
 def _name_oci(item, name):
