@@ -12,8 +12,8 @@
 shared library ``ldd`` lists for it (and the dynamic loader) at the path ldd
 prints, the minimal /etc (passwd, group, hosts, nsswitch.conf...) and the
 directories the runtime's default mounts use.  ``--file SRC[:DEST]`` adds more
-files (a config, a script); ``--cmd`` sets the default command (the first --bin
-otherwise); ``--env K=V`` adds to the environment.
+files (a config, a script); ``--cmd`` sets the default command, a JSON array or
+shell-like words (the first --bin otherwise); ``--env K=V`` adds to the environment.
 
 The tree becomes one layer through ``Images.import_``: the image is an ordinary
 image of the store (tag, save, run, remove it like any other).
@@ -117,6 +117,18 @@ def build_host_image(images, name, binaries, *, files=(), cmd=None, env=()):
         return _import_tree(images, root, name, cmd or [os.path.abspath(binaries[0])], env)
 
 
+def _command(text):
+    if not text:
+        return None
+    if text.lstrip().startswith("["):
+        import json
+
+        return json.loads(text)
+    import shlex
+
+    return shlex.split(text)
+
+
 def main(argv=None):
     from pybox.images.service import DEFAULT_DATA_ROOT, Images
 
@@ -127,7 +139,8 @@ def main(argv=None):
                         help="a host executable to include with its libraries")
     parser.add_argument("--file", action="append", default=[], dest="files",
                         metavar="SRC[:DEST]", help="an extra file")
-    parser.add_argument("--cmd", nargs="+", help="the default command")
+    parser.add_argument("--cmd", help="the default command: a JSON array or words "
+                        "split as a shell would ('/bin/sh -c \"echo hi\"')")
     parser.add_argument("--env", action="append", default=[], help="K=V")
     parser.add_argument("--save", metavar="FILE",
                         help="also write the image as a docker-archive tarball")
@@ -140,7 +153,7 @@ def main(argv=None):
                 parser.error("an image NAME is needed with --bin")
             name = args.name
             image_id = build_host_image(images, name, args.binaries, files=args.files,
-                                        cmd=args.cmd, env=args.env)
+                                        cmd=_command(args.cmd), env=args.env)
         elif args.name in (None, "busybox"):
             name = BUSYBOX_IMAGE
             image_id = build_busybox_image(images, name)
