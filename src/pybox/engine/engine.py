@@ -148,7 +148,9 @@ class Engine:
         config = specmod.merge_image_config(config, image.get("Config") or {})
         config["Image"] = image_ref
         cid = new_id()
-        config["Hostname"] = config.get("Hostname") or cid[:12]
+        if not config.get("Hostname"):
+            config["Hostname"] = (socket.gethostname() if hc.get("NetworkMode") == "host"
+                                  else cid[:12])
         try:
             args = specmod.command_line(config)
         except specmod.SpecError as e:
@@ -324,7 +326,9 @@ class Engine:
         try:
             rootfs = self.images.mount_rootfs(c.id)
             config = specmod.build(rec, rootfs, cgroup_v2=self.cgroup_v2(),
-                                   extra_mounts=self._etc_mounts(c))
+                                   extra_mounts=self._etc_mounts(c),
+                                   namespace_of=self._namespace_of,
+                                   init_path=shutil.which("tini-static"))
             write_atomic(os.path.join(rundir, "config.json"), fastjson.dumps(config))
             log = rec["HostConfig"].get("LogConfig") or {}
             opts = log.get("Config") or {}
@@ -369,6 +373,21 @@ class Engine:
         c.changed.notify_all()
         self.events.emit("container", "start", c.id, self._attributes(c))
         self._watch(c)
+
+    def _namespace_of(self, ref, kind):
+        """/proc/PID/ns/KIND of a running container (--ipc/--pid/--network
+        container:ID)."""
+        from pybox.linux.constants import NAMESPACE_PROC_NAMES
+
+        try:
+            other = self.get(ref)
+        except NotFound:
+            raise specmod.SpecError(f"No such container: {ref}", errno=2) from None
+        pid = other.state.get("Pid")
+        if not other.state.get("Running") or not pid:
+            raise specmod.SpecError(f"cannot join the {kind} namespace of a non running "
+                                    f"container: {ref}", errno=22)
+        return f"/proc/{pid}/ns/{NAMESPACE_PROC_NAMES[kind]}"
 
     def _etc_mounts(self, c):
         rec = c.record

@@ -244,9 +244,14 @@ def default_mounts(hc):
     ]
 
 
-def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None):
+def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
+          namespace_of=None, init_path=None):
     """The config.json dict for ``container`` (a docker container record) whose
-    root filesystem is mounted at ``rootfs``."""
+    root filesystem is mounted at ``rootfs``.  ``namespace_of(ref, kind)`` gives
+    the /proc/PID/ns path of another container's namespace (for
+    --ipc/--pid/--network container:ID); ``init_path`` is the tini-static binary
+    for --init."""
+    from pybox.engine import security
     from pybox import OCI_VERSION
 
     config = container["Config"]
@@ -271,7 +276,7 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None):
                     break
             else:
                 raise SpecError(f"Unable to find group {g}", errno=2)
-    caps = list(DOCKER_DEFAULT_CAPS)
+    caps = security.capability_set(hc)
     rlimits = []
     for u in hc.get("Ulimits") or ():
         name = ULIMITS.get(u["Name"])
@@ -286,27 +291,62 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None):
         "cwd": config.get("WorkingDir") or "/",
         "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
         "rlimits": rlimits,
-        "noNewPrivileges": "no-new-privileges" in (hc.get("SecurityOpt") or ())
-                           or "no-new-privileges:true" in (hc.get("SecurityOpt") or ()),
+        "noNewPrivileges": security.no_new_privileges(hc),
     }
+    if hc.get("Init") and init_path:
+        process["args"] = ["/sbin/docker-init", "--"] + process["args"]
     if hc.get("OomScoreAdj"):
         process["oomScoreAdj"] = hc["OomScoreAdj"]
     size = hc.get("ConsoleSize") or [0, 0]
     if config.get("Tty") and size and size[0] and size[1]:
         process["consoleSize"] = {"height": size[0], "width": size[1]}
 
-    namespaces = [{"type": "mount"}, {"type": "uts"}, {"type": "pid"}, {"type": "ipc"}]
+    namespaces = [{"type": "mount"}]
+
+    def mode_ns(kind, mode, field):
+        mode = mode or ""
+        if mode == "host":
+            return
+        if mode.startswith("container:"):
+            if namespace_of is None:
+                raise SpecError(f"{field}: joining another container is not possible here")
+            namespaces.append({"type": kind, "path": namespace_of(mode[10:], kind)})
+            return
+        if mode not in ("", "private", "shareable", "none", "default", "bridge"):
+            raise SpecError(f"invalid {field}: {mode!r}")
+        namespaces.append({"type": kind})
+
+    mode_ns("uts", hc.get("UTSMode"), "UTS mode")
+    mode_ns("pid", hc.get("PidMode"), "PID mode")
+    mode_ns("ipc", hc.get("IpcMode"), "IPC mode")
     mode = hc.get("NetworkMode") or "default"
     if mode == "host":
         pass
+    elif mode.startswith("container:"):
+        mode_ns("network", mode, "network mode")
     elif netns:
         namespaces.append({"type": "network", "path": netns})
     else:
         namespaces.append({"type": "network"})
-    if cgroup_v2 or hc.get("CgroupnsMode") == "private":
+    if cgroup_v2 and hc.get("CgroupnsMode") != "host" or hc.get("CgroupnsMode") == "private":
         namespaces.append({"type": "cgroup"})
 
-    mounts = default_mounts(hc) + list(extra_mounts)
+    mounts = default_mounts(hc)
+    if hc.get("Privileged"):
+        for m in mounts:
+            if m["destination"] in ("/sys", "/sys/fs/cgroup"):
+                m["options"] = [o for o in m["options"] if o != "ro"] + ["rw"]
+    for path, size in (hc.get("Tmpfs") or {}).items():
+        mounts.append({"destination": path, "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "noexec"] + [o for o in
+                                                                    size.split(",") if o]})
+    mounts += list(extra_mounts)
+    if hc.get("Init") and init_path:
+        mounts.append({"destination": "/sbin/docker-init", "type": "bind",
+                       "source": init_path, "options": ["bind", "ro"]})
+    dev_list, dev_rules = security.devices(hc)
+    res = resources(hc)
+    res["devices"] = res["devices"] + dev_rules
     spec = {
         "ociVersion": OCI_VERSION,
         "process": process,
@@ -314,17 +354,24 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None):
         "hostname": hostname,
         "mounts": mounts,
         "linux": {
-            "resources": resources(hc),
+            "resources": res,
             "cgroupsPath": f"/pybox/{container['Id']}",
             "namespaces": namespaces,
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
+            "maskedPaths": [] if hc.get("Privileged") else list(MASKED_PATHS),
+            "readonlyPaths": [] if hc.get("Privileged") else list(READONLY_PATHS),
         },
         "annotations": {"org.pybox.container.name": container["Name"].lstrip("/")},
     }
+    if dev_list:
+        spec["linux"]["devices"] = dev_list
+    seccomp = security.seccomp_for(hc, caps)
+    if seccomp is not None:
+        spec["linux"]["seccomp"] = seccomp
+    if hc.get("Sysctls"):
+        spec["linux"]["sysctl"] = dict(hc["Sysctls"])
     if config.get("Domainname"):
         spec["domainname"] = config["Domainname"]
-    if mode == "host":
-        spec.pop("hostname")
-        namespaces[:] = [ns for ns in namespaces if ns["type"] != "uts"]
+    if not any(ns["type"] == "uts" for ns in namespaces):
+        spec.pop("hostname", None)
+        spec.pop("domainname", None)
     return spec

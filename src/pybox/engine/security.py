@@ -1,0 +1,282 @@
+"""docker's security defaults and options, as runtime-spec fields.
+
+- capabilities: docker's 14 defaults, --cap-add / --cap-drop (names with or
+  without CAP_, and ALL), --privileged (every capability);
+- the default seccomp profile: like docker's, a default action of ERRNO(EPERM)
+  and an allow list -- here, every system call this libseccomp knows minus the
+  ones that reach beyond a container (module loading, kexec, mount and namespace
+  syscalls, ptrace, keyrings, clock setting, ...), some of them allowed back when
+  the container holds the capability that makes them safe (CAP_SYS_ADMIN for
+  mount/unshare/setns, CAP_SYS_PTRACE for ptrace, ...), and clone/clone3/unshare
+  refused namespace flags unless CAP_SYS_ADMIN.  System calls newer than this
+  libseccomp are refused, as with docker.
+- --security-opt seccomp=unconfined|<profile JSON>, no-new-privileges;
+- --device and --device-cgroup-rule; --privileged's host devices.
+"""
+
+import os
+import stat
+
+from pybox.errors import BadRequest
+
+DENIED = {
+    # kernel modules and boot
+    "create_module", "delete_module", "finit_module", "init_module", "query_module",
+    "get_kernel_syms", "kexec_file_load", "kexec_load", "reboot",
+    # accounting, quotas, swap, obsolete or dangerous interfaces
+    "acct", "quotactl", "quotactl_fd", "swapon", "swapoff", "sysfs", "_sysctl", "uselib",
+    "ustat", "nfsservctl", "lookup_dcookie", "vm86", "vm86old", "iopl", "ioperm",
+    # time
+    "clock_adjtime", "clock_settime", "settimeofday", "stime", "adjtimex",
+    # keyrings (not namespaced)
+    "add_key", "keyctl", "request_key",
+    # tracing and other processes' memory
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "perf_event_open",
+    "userfaultfd", "bpf",
+    # NUMA policy of the host
+    "get_mempolicy", "set_mempolicy", "mbind", "move_pages", "set_mempolicy_home_node",
+    # mounts and namespaces
+    "mount", "umount", "umount2", "pivot_root", "unshare", "setns", "open_tree",
+    "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "name_to_handle_at", "open_by_handle_at", "chroot", "syslog",
+    "fanotify_init", "vhangup", "pidfd_getfd", "lsm_set_self_attr",
+}
+# allowed back when the container has this capability
+CAPABILITY_GRANTS = {
+    "CAP_SYS_ADMIN": {"mount", "umount", "umount2", "pivot_root", "unshare", "setns",
+                      "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
+                      "mount_setattr", "name_to_handle_at", "quotactl", "quotactl_fd",
+                      "lookup_dcookie", "perf_event_open", "bpf", "fanotify_init",
+                      "syslog", "get_mempolicy", "set_mempolicy", "mbind", "setdomainname",
+                      "sethostname", "vhangup"},
+    "CAP_SYS_BOOT": {"reboot"},
+    "CAP_SYS_CHROOT": {"chroot"},
+    "CAP_SYS_MODULE": {"delete_module", "init_module", "finit_module"},
+    "CAP_SYS_PACCT": {"acct"},
+    "CAP_SYS_PTRACE": {"ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
+                       "pidfd_getfd"},
+    "CAP_SYS_RAWIO": {"iopl", "ioperm"},
+    "CAP_SYS_TIME": {"clock_adjtime", "clock_settime", "settimeofday", "stime", "adjtimex"},
+    "CAP_SYS_NICE": {"get_mempolicy", "set_mempolicy", "mbind", "move_pages"},
+    "CAP_SYSLOG": {"syslog"},
+    "CAP_DAC_READ_SEARCH": {"open_by_handle_at"},
+    "CAP_BPF": {"bpf"},
+    "CAP_PERFMON": {"perf_event_open"},
+}
+CLONE_NAMESPACE_FLAGS = 0x7E020000  # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
+
+_known = None
+
+
+def known_syscalls():
+    """Every system call name libseccomp knows for this machine."""
+    global _known
+    if _known is None:
+        import seccomp
+
+        names = []
+        for nr in range(0, 1024):
+            try:
+                names.append(seccomp.resolve_syscall(seccomp.Arch.NATIVE, nr).decode())
+            except (ValueError, RuntimeError, OSError):
+                continue
+        _known = sorted(set(names))
+    return _known
+
+
+def default_seccomp_profile(capabilities):
+    """docker's default profile's behaviour for a container holding
+    ``capabilities`` (the bounding set it will run with)."""
+    caps = set(capabilities)
+    denied = set(DENIED)
+    for cap, names in CAPABILITY_GRANTS.items():
+        if cap in caps:
+            denied -= names
+    allowed = [n for n in known_syscalls() if n not in denied and n not in ("clone", "clone3")]
+    syscalls = [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]
+    if "CAP_SYS_ADMIN" in caps:
+        syscalls.append({"names": ["clone", "clone3"], "action": "SCMP_ACT_ALLOW"})
+    else:
+        # clone without namespace flags only; clone3 hides its flags in memory,
+        # so it answers ENOSYS and libc falls back to clone (docker does the same)
+        syscalls.append({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                         "args": [{"index": 0, "value": CLONE_NAMESPACE_FLAGS,
+                                   "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]})
+        syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38})
+    arches = {"x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+              "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]}.get(os.uname().machine, [])
+    return {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1, "architectures": arches,
+            "syscalls": syscalls}
+
+
+def capability_set(hc):
+    """The bounding (= effective = permitted) set for a container."""
+    from pybox.engine.spec import DOCKER_DEFAULT_CAPS
+    from pybox.linux.caps import CAPABILITY_NAMES, is_known, last_cap
+
+    # "all" is what pyboxd itself may grant: its bounding set (podman's rule; a
+    # sandbox's root may lack some, e.g. CAP_SYS_RESOURCE, and asking for more
+    # would only make the start fail)
+    bounding = _own_bounding_set()
+    everything = [c for i, c in enumerate(CAPABILITY_NAMES[:last_cap() + 1])
+                  if bounding >> i & 1]
+    if hc.get("Privileged"):
+        return everything
+
+    def norm(name):
+        n = name.upper()
+        if n == "ALL":
+            return "ALL"
+        n = n if n.startswith("CAP_") else "CAP_" + n
+        if not is_known(n):
+            raise BadRequest(f"unknown capability: {name!r}")
+        return n
+
+    add = [norm(c) for c in hc.get("CapAdd") or ()]
+    drop = [norm(c) for c in hc.get("CapDrop") or ()]
+    caps = list(everything) if "ALL" in add else list(DOCKER_DEFAULT_CAPS)
+    if "ALL" in drop:
+        caps = []
+    caps = [c for c in caps if c not in drop]
+    for c in add:
+        if c != "ALL" and c not in caps:
+            caps.append(c)
+    return [c for c in caps if c in everything]
+
+
+def _own_bounding_set():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return (1 << 64) - 1
+
+
+def seccomp_for(hc, capabilities):
+    """linux.seccomp for the container (None = unconfined)."""
+    if hc.get("Privileged"):
+        return None
+    for opt in hc.get("SecurityOpt") or ():
+        key, sep, value = opt.partition("=")
+        if not sep:
+            key, sep, value = opt.partition(":")
+        if key == "seccomp":
+            if value == "unconfined":
+                return None
+            from pybox.oci import fastjson
+
+            try:
+                profile = fastjson.loads(value)
+            except ValueError:
+                raise BadRequest("Decoding seccomp profile failed: invalid JSON") from None
+            return docker_profile_to_spec(profile)
+    return default_seccomp_profile(capabilities)
+
+
+def docker_profile_to_spec(profile):
+    """A docker seccomp profile file -> linux.seccomp (docker's format adds
+    archMap/includes/excludes around the runtime-spec's fields)."""
+    out = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ALLOW")}
+    if "defaultErrnoRet" in profile:
+        out["defaultErrnoRet"] = profile["defaultErrnoRet"]
+    arches = list(profile.get("architectures") or [])
+    for entry in profile.get("archMap") or ():
+        if entry.get("architecture") == {"x86_64": "SCMP_ARCH_X86_64",
+                                         "aarch64": "SCMP_ARCH_AARCH64"}.get(os.uname().machine):
+            arches += [entry["architecture"]] + list(entry.get("subArchitectures") or [])
+    if arches:
+        out["architectures"] = arches
+    if profile.get("flags"):
+        out["flags"] = profile["flags"]
+    rules = []
+    for rule in profile.get("syscalls") or ():
+        names = list(rule.get("names") or ([rule["name"]] if rule.get("name") else []))
+        item = {"names": names, "action": rule["action"]}
+        for key in ("args", "errnoRet"):
+            if rule.get(key) is not None:
+                item[key] = rule[key]
+        rules.append(item)
+    out["syscalls"] = rules
+    return out
+
+
+def no_new_privileges(hc):
+    for opt in hc.get("SecurityOpt") or ():
+        if opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
+            return True
+    return False
+
+
+def devices(hc):
+    """(linux.devices, cgroup device rules) for --device, --device-cgroup-rule and
+    --privileged."""
+    out, rules = [], []
+    if hc.get("Privileged"):
+        for path in _host_devices("/dev"):
+            out.append(_device_entry(path, path))
+        rules.append({"allow": True, "access": "rwm"})
+        return out, rules
+    for d in hc.get("Devices") or ():
+        host = d.get("PathOnHost") or ""
+        inside = d.get("PathInContainer") or host
+        perms = d.get("CgroupPermissions") or "rwm"
+        if not os.path.exists(host):
+            raise BadRequest(f"error gathering device information while adding custom device "
+                             f"{host!r}: no such file or directory")
+        if os.path.isdir(host):
+            for path in _host_devices(host):
+                entry = _device_entry(path, inside + path[len(host):])
+                out.append(entry)
+                rules.append(_rule_for(entry, perms))
+        else:
+            entry = _device_entry(host, inside)
+            out.append(entry)
+            rules.append(_rule_for(entry, perms))
+    for text in hc.get("DeviceCgroupRules") or ():
+        rules.append(parse_cgroup_rule(text))
+    return out, rules
+
+
+def _host_devices(root):
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in ("pts", "shm", "mqueue")]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                yield path
+
+
+def _device_entry(host, inside):
+    st = os.stat(host)
+    kind = "b" if stat.S_ISBLK(st.st_mode) else "c"
+    if not (stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+        raise BadRequest(f"{host} is not a device node")
+    return {"type": kind, "path": inside, "major": os.major(st.st_rdev),
+            "minor": os.minor(st.st_rdev), "fileMode": stat.S_IMODE(st.st_mode),
+            "uid": st.st_uid, "gid": st.st_gid}
+
+
+def _rule_for(entry, perms):
+    return {"allow": True, "type": entry["type"], "major": entry["major"],
+            "minor": entry["minor"], "access": perms}
+
+
+def parse_cgroup_rule(text):
+    """--device-cgroup-rule 'c 1:3 rwm' (major/minor may be *)."""
+    try:
+        kind, numbers, access = text.split()
+        major, minor = numbers.split(":")
+        if kind not in ("a", "b", "c") or any(ch not in "rwm" for ch in access):
+            raise ValueError
+        return {"allow": True, "type": kind,
+                "major": -1 if major == "*" else int(major),
+                "minor": -1 if minor == "*" else int(minor), "access": access}
+    except ValueError:
+        raise BadRequest(f"invalid device cgroup format {text!r}") from None
