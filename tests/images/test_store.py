@@ -136,3 +136,24 @@ def test_layers_shared_by_two_images_are_stored_once(images, busybox_tree, workd
     assert os.listdir(images.snapshots.layers_dir) == []
     assert os.listdir(images.snapshots.links_dir) == []
     assert images.blobs.all() == set()
+
+
+def test_removing_the_last_tag_drops_the_repository_digests(images, busybox_tar):
+    """As after a pull: busybox:latest and busybox@sha256:... name one image;
+    `rmi busybox` untags both and deletes the image, as docker does."""
+    image_id = images.import_(io.BytesIO(busybox_tar), reference="pybox-test/pulled:1")
+    record = images.record(image_id)
+    manifest = images.blobs.read_json(record["manifest"]["digest"])
+    with images.writing():
+        images.add_image(manifest, refs=["pybox-test/other:2"],
+                         manifest_bytes=images.blobs.read(record["manifest"]["digest"]),
+                         repo_digest_names=["pybox-test/pulled"])
+    doc = images.inspect(image_id)
+    assert doc["RepoDigests"] == [f"pybox-test/pulled@{record['manifest']['digest']}"]
+    # another repository's tag remains: untag pulled:1 and its digest only
+    assert images.remove("pybox-test/pulled:1") == [
+        {"Untagged": "pybox-test/pulled:1"},
+        {"Untagged": f"pybox-test/pulled@{record['manifest']['digest']}"}]
+    assert images.inspect(image_id)["RepoTags"] == ["pybox-test/other:2"]
+    assert images.remove("pybox-test/other:2") == [{"Untagged": "pybox-test/other:2"},
+                                                   {"Deleted": image_id}]

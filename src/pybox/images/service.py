@@ -261,10 +261,14 @@ class Images:
                     pass
                 users = self._containers_using(image_id)
                 running = [c for c in users if self.container_running(c)]
-                if by_name and len(image_refs) > 1:
-                    del refs[by_name]
-                    self.store.save_refs(refs)
-                    return [{"Untagged": references.parse(by_name).familiar()}]
+                if by_name:
+                    dropped = _names_going_with(by_name, image_refs)
+                    if len(dropped) < len(image_refs):  # other names stay: untag only
+                        for ref_text in dropped:
+                            del refs[ref_text]
+                        self.store.save_refs(refs)
+                        return [{"Untagged": references.parse(r).familiar()}
+                                for r in dropped]
                 if by_name and users and not force:
                     raise ImageInUse(f'conflict: unable to remove repository reference '
                                      f'"{ref}" (must force) - container {users[0][:12]} '
@@ -622,6 +626,19 @@ class Images:
         """docker export: the container's filesystem, flattened, as one tar."""
         with _open_dest(dest) as out:
             self.snapshots.export(container_id, out)
+
+
+def _names_going_with(by_name, image_refs):
+    """docker's rule: untagging NAME:TAG also drops NAME@DIGEST references when no
+    other tag of NAME remains (so `docker rmi busybox` removes a pulled image)."""
+    ref = references.parse(by_name)
+    dropped = [by_name]
+    if ref.digest:
+        return dropped
+    others = [references.parse(r) for r in image_refs if r != by_name]
+    if not any(o.name == ref.name and not o.digest for o in others):
+        dropped += [str(o) for o in others if o.name == ref.name and o.digest]
+    return dropped
 
 
 def _tree_size(path):
