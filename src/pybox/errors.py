@@ -92,44 +92,6 @@ class UsageError(PyboxError):
     """Bad command line."""
 
 
-class ImageError(PyboxError):
-    """The image store could not do what was asked: bad input (a corrupt or
-    malicious tarball, a digest that does not match), a missing image or blob, a
-    full disk.  When raised from an operation that writes, the store is as it was
-    before the call: nothing half-registered, nothing left mounted."""
-
-
-class InvalidReference(ImageError):
-    """An image name, tag or digest that docker would reject; the message is
-    docker's (``invalid reference format``...), so clients show the same text."""
-
-
-class ImageNotFound(ImageError):
-    """No image matches the reference (the API answers 404 so clients can pull)."""
-
-    def __init__(self, ref):
-        super().__init__(f"No such image: {ref}", errno=2)
-        self.ref = ref
-
-
-class ImageInUse(ImageError):
-    """Removal refused: a container's rootfs uses the image (the API answers 409)."""
-
-
-class LayerError(ImageError):
-    """A layer tarball is unusable: corrupt, truncated, or a member that would
-    escape the layer (``..``, a link outside it) or is not allowed (a device node)."""
-
-
-class DigestMismatch(ImageError):
-    """Content does not hash to the digest that names it (blob or diff-id)."""
-
-    def __init__(self, what, expected, actual):
-        super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
-        self.expected = expected
-        self.actual = actual
-
-
 # -- the engine's answers, mapped to HTTP status codes by the API -------------
 
 
@@ -147,6 +109,47 @@ class NotModified(PyboxError):
 
 class BadRequest(PyboxError):
     """The request itself is invalid (400)."""
+
+
+# -- the image store (pybox.images); also the engine's kinds, for the API's codes
+
+
+class ImageError(PyboxError):
+    """The image store could not do what was asked: bad input (a corrupt or
+    malicious tarball, a digest that does not match), a missing image or blob, a
+    full disk.  When raised from an operation that writes, the store is as it was
+    before the call: nothing half-registered, nothing left mounted."""
+
+
+class InvalidReference(ImageError, BadRequest):
+    """An image name, tag or digest that docker would reject; the message is
+    docker's (``invalid reference format``...), so clients show the same text."""
+
+
+class ImageNotFound(ImageError, NotFound):
+    """No image matches the reference (the API answers 404 so clients can pull)."""
+
+    def __init__(self, ref):
+        super().__init__(f"No such image: {ref}", errno=2)
+        self.ref = ref
+
+
+class ImageInUse(ImageError, Conflict):
+    """Removal refused: a container's rootfs uses the image (the API answers 409)."""
+
+
+class LayerError(ImageError):
+    """A layer tarball is unusable: corrupt, truncated, or a member that would
+    escape the layer (``..``, a link outside it) or is not allowed (a device node)."""
+
+
+class DigestMismatch(ImageError):
+    """Content does not hash to the digest that names it (blob or diff-id)."""
+
+    def __init__(self, what, expected, actual):
+        super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
 
 
 class ClientError(PyboxError):
