@@ -5,11 +5,12 @@ status codes and JSON error shapes."""
 
 
 def build_router(engine):
-    from pybox.api import containers, images, system
+    from pybox.api import containers, images, system, volumes
     from pybox.api.server import Router
 
     router = Router()
     system.register(router, engine)
     containers.register(router, engine)
     images.register(router, engine)
+    volumes.register(router, engine)
     return router

@@ -182,7 +182,7 @@ def register(router, engine):
         resp.json(engine.get_exec(id).inspect())
 
     # -- unknown object kinds docker inspect probes ------------------------------------
-    for pattern in ("/networks/{name}", "/volumes/{name}", "/plugins/{name}/json"):
+    for pattern in ("/networks/{name}", "/plugins/{name}/json"):
         def missing(req, resp, name, _kind=pattern.split("/")[1]):
             raise NotFound(f"{_kind[:-1]} {name} not found")
         r.add("GET", pattern, missing)

@@ -86,6 +86,9 @@ class Engine:
         self.execs_lock = threading.Lock()
         self.zygote = None
         self.started_at = time.time()
+        from pybox.engine.volumes import VolumeStore
+
+        self.volumes = VolumeStore(data_root, self._volume_users)
         self._cgroup_v2 = None
 
     # -- daemon life ----------------------------------------------------------
@@ -112,6 +115,14 @@ class Engine:
                 self._on_exit(c, exit_info)
             elif st.get("Status") == "removing":
                 self._remove_now(c)
+
+    def _volume_users(self):
+        users = {}
+        for c in self.store.all():
+            for m in c.record.get("Mounts") or ():
+                if m.get("Type") == "volume":
+                    users.setdefault(m["Name"], []).append(c.id)
+        return users
 
     def cgroup_v2(self):
         if self._cgroup_v2 is None:
@@ -158,10 +169,15 @@ class Engine:
         name = validate_name(name) if name else self._generated_name()
         self.store.reserve(name)
         directory = os.path.join(self.store.root, cid)
+        mounts = []
         try:
+            from pybox.engine.volumes import parse_mounts
+
+            mounts = parse_mounts(config, hc, self.volumes)
             os.makedirs(directory, mode=0o710)
             self.images.create_rootfs(cid, image["Id"])
             record = self._new_record(cid, name, config, hc, image, args, directory, body)
+            record["Mounts"] = mounts
             c = Container(record, directory)
             self._write_etc_files(c)
             c.save()
@@ -173,6 +189,7 @@ class Engine:
             except Exception:  # noqa: BLE001 - rollback is best effort
                 pass
             shutil.rmtree(directory, ignore_errors=True)
+            self._remove_anonymous_volumes(mounts)
             raise
         self.events.emit("container", "create", cid, self._attributes(c))
         return cid, []
@@ -325,8 +342,11 @@ class Engine:
         rootfs = None
         try:
             rootfs = self.images.mount_rootfs(c.id)
+            from pybox.engine.volumes import oci_mounts
+
+            volume_mounts = oci_mounts(rec.get("Mounts") or [], self.volumes, rootfs)
             config = specmod.build(rec, rootfs, cgroup_v2=self.cgroup_v2(),
-                                   extra_mounts=self._etc_mounts(c),
+                                   extra_mounts=volume_mounts + self._etc_mounts(c),
                                    namespace_of=self._namespace_of,
                                    init_path=shutil.which("tini-static"))
             write_atomic(os.path.join(rundir, "config.json"), fastjson.dumps(config))
@@ -664,6 +684,16 @@ class Engine:
             st["Status"] = "removing"
             c.save()
             self._remove_now(c)
+        if volumes:
+            self._remove_anonymous_volumes(c.record.get("Mounts") or [])
+
+    def _remove_anonymous_volumes(self, mounts):
+        for m in mounts:
+            if m.get("Type") == "volume" and self.volumes.is_anonymous(m["Name"]):
+                try:
+                    self.volumes.remove(m["Name"], force=True)
+                except PyboxError:
+                    pass  # in use by another container (--volumes-from): kept
 
     def _remove_now(self, c):
         self._cleanup_runtime(c)
