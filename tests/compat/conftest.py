@@ -43,6 +43,10 @@ IMAGE = "localhost/pybox-compat-busybox:latest"
 # for root (1048576) cannot be set by any runtime, runc included.
 PODMAN_ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
 APT_LOCK = "/tmp/pybox-compat-apt.lock"
+# tests/clients installs docker.io under this lock: hold it too, so that the two
+# suites (possibly in two xdist workers) never run apt-get, or create and remove
+# the temporary policy-rc.d, at the same time.
+OTHER_APT_LOCKS = ("/tmp/pybox-clients-apt.lock",)
 TIMEOUT = 120
 
 
@@ -54,13 +58,19 @@ def ensure_installed(binaries):
         return
     if os.geteuid() != 0:
         pytest.skip(f"needs {' '.join(missing)} (apt-get install as root)")
-    with open(APT_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the other xdist worker may install too
+    locks = []
+    try:
+        for path in OTHER_APT_LOCKS + (APT_LOCK,):  # the other xdist worker may install too
+            locks.append(open(path, "a"))
+            fcntl.flock(locks[-1], fcntl.LOCK_EX)
         missing = sorted({pkg for binary, pkg in binaries.items() if not shutil.which(binary)})
         if missing:
             error = _apt_install(missing)
             if error:
                 pytest.skip(f"cannot install {' '.join(missing)}: {error}")
+    finally:
+        for lock in reversed(locks):
+            lock.close()
 
 
 def _apt_install(packages):
@@ -74,7 +84,8 @@ def _apt_install(packages):
         os.chmod(policy, 0o755)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     try:
-        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends"] + packages
+        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends",
+               "-o", "DPkg::Lock::Timeout=600"] + packages  # wait for other apt users
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True,
@@ -280,7 +291,7 @@ class SharedDirs:
     REGISTRY = "/tmp/pybox-compat-active"
 
     def __init__(self, paths):
-        with open(APT_LOCK, "w") as lock:
+        with open(APT_LOCK, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             os.makedirs(self.REGISTRY, exist_ok=True)
             with open(os.path.join(self.REGISTRY, "paths"), "a") as f:
@@ -290,7 +301,7 @@ class SharedDirs:
             open(self.token, "w").close()
 
     def release(self):
-        with open(APT_LOCK, "w") as lock:
+        with open(APT_LOCK, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             os.unlink(self.token)
             if any(t.startswith("active-") and _alive(int(t.split("-")[1]))
