@@ -70,6 +70,7 @@ def main(argv=None):
         server.listen_unix(path, group=gid)
 
     def stop(signum, frame):
+        engine.stopping = True
         server.shutdown()
 
     signal.signal(signal.SIGTERM, stop)

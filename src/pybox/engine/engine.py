@@ -85,6 +85,7 @@ class Engine:
         self.execs = {}
         self.execs_lock = threading.Lock()
         self.zygote = None
+        self.stopping = False
         self.started_at = time.time()
         from pybox.engine.volumes import VolumeStore
 
@@ -109,12 +110,25 @@ class Engine:
                 info = self._monitor_call(c, {"op": "info"}, timeout=2.0)
                 if info is not None and not info.get("exited"):
                     self._watch(c)
+                    self._start_health(c)
                     continue
                 exit_info = self._read_exit_file(c) or {"exit_code": 255, "oom_killed": False,
                                                         "finished_at": rfc3339_nano()}
                 self._on_exit(c, exit_info)
             elif st.get("Status") == "removing":
                 self._remove_now(c)
+                continue
+            elif st.get("Restarting"):
+                st["Restarting"] = False
+                st["Status"] = "exited"
+            if not c.state.get("Running") and not c.removed:
+                policy = (c.record["HostConfig"].get("RestartPolicy") or {}).get("Name")
+                manual = c.record.get("ManualStop")
+                if policy == "always" or (policy == "unless-stopped" and not manual):
+                    # docker: these come back when the daemon does
+                    c.record["ManualStop"] = False
+                    threading.Thread(target=self._restart_on_boot, args=(c,),
+                                     daemon=True).start()
 
     def _volume_users(self):
         users = {}
@@ -123,6 +137,12 @@ class Engine:
                 if m.get("Type") == "volume":
                     users.setdefault(m["Name"], []).append(c.id)
         return users
+
+    def _restart_on_boot(self, c):
+        try:
+            self.start(c.id)
+        except PyboxError:
+            pass
 
     def cgroup_v2(self):
         if self._cgroup_v2 is None:
@@ -389,10 +409,20 @@ class Engine:
                    "Restarting": False, "OOMKilled": False, "Dead": False,
                    "Pid": report["pid"], "ExitCode": 0, "Error": "",
                    "StartedAt": rfc3339_nano(), "FinishedAt": ZERO_TIME})
+        rec["ManualStop"] = False
         c.save()
         c.changed.notify_all()
         self.events.emit("container", "start", c.id, self._attributes(c))
         self._watch(c)
+        self._start_health(c)
+
+    def _start_health(self, c):
+        from pybox.engine.health import HealthMonitor, healthcheck_of
+
+        check = healthcheck_of(c.record["Config"])
+        if check is not None:
+            c.health = HealthMonitor(self, c, check)
+            c.health.start()
 
     def _namespace_of(self, ref, kind):
         """/proc/PID/ns/KIND of a running container (--ipc/--pid/--network
@@ -553,11 +583,69 @@ class Engine:
                 self.events.emit("container", "oom", c.id, self._attributes(c))
             self.events.emit("container", "die", c.id,
                              self._attributes(c, exitCode=str(code)))
+            health = getattr(c, "health", None)
+            if health is not None:
+                health.cancel()
+                c.health = None
+                if st.get("Health"):
+                    st["Health"]["Status"] = "unhealthy" if code else st["Health"]["Status"]
+            restart = self._should_restart(c, code)
+            if restart:
+                st["Restarting"] = True
+                st["Status"] = "restarting"
+            c.save()
             c.exit_seq += 1
             c.changed.notify_all()
-            auto_remove = c.record["HostConfig"].get("AutoRemove")
-        if auto_remove:
+            auto_remove = c.record["HostConfig"].get("AutoRemove") and not restart
+        if restart:
+            self._schedule_restart(c)
+        elif auto_remove:
             self._auto_remove(c)
+
+    # -- restart policies --------------------------------------------------------
+    def _should_restart(self, c, code):
+        policy = c.record["HostConfig"].get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if name == "no" or c.removed or c.record.get("ManualStop") or self.stopping:
+            return False
+        if name == "on-failure":
+            limit = policy.get("MaximumRetryCount") or 0
+            return code != 0 and (limit == 0 or c.record.get("RestartCount", 0) < limit)
+        return name in ("always", "unless-stopped")
+
+    def _schedule_restart(self, c):
+        """docker's back-off: 100 ms doubling to 1 minute, back to 100 ms once a
+        run lasted 10 seconds."""
+        from pybox.engine.timefmt import parse_rfc3339
+
+        st = c.record["State"]
+        ran = parse_rfc3339(st.get("FinishedAt")) - parse_rfc3339(st.get("StartedAt"))
+        delay = getattr(c, "restart_delay", 0.0)
+        delay = 0.1 if ran >= 10 or not delay else min(delay * 2, 60.0)
+        c.restart_delay = delay
+
+        def restart():
+            time.sleep(delay)
+            with c.lock:
+                if c.removed or not c.state.get("Restarting") or c.record.get("ManualStop"):
+                    return
+                c.record["RestartCount"] = c.record.get("RestartCount", 0) + 1
+                try:
+                    self._start_locked(c)
+                except PyboxError:
+                    st["Restarting"] = False
+                    st["Status"] = "exited"
+                    c.save()
+                    if self._should_restart(c, st.get("ExitCode", 1) or 1):
+                        st["Restarting"] = True
+                        st["Status"] = "restarting"
+                        c.save()
+                        threading.Thread(target=self._schedule_restart, args=(c,),
+                                         daemon=True).start()
+                    return
+            self.events.emit("container", "restart", c.id, self._attributes(c))
+
+        threading.Thread(target=restart, name=f"restart-{c.id[:12]}", daemon=True).start()
 
     def _auto_remove(self, c):
         try:
@@ -582,6 +670,8 @@ class Engine:
         with c.lock:
             if not c.state.get("Running"):
                 raise Conflict(f"Container {c.id} is not running")
+            if sig in (9, 15):
+                c.record["ManualStop"] = True
             self._signal(c, sig)
         self.events.emit("container", "kill", c.id, self._attributes(c, signal=str(sig)))
 
@@ -598,12 +688,19 @@ class Engine:
     def stop(self, ref, timeout=None):
         c = self.get(ref)
         with c.lock:
+            if c.state.get("Restarting") and not c.state.get("Running"):
+                c.record["ManualStop"] = True
+                c.state["Restarting"] = False
+                c.state["Status"] = "exited"
+                c.save()
+                return
             if not c.state.get("Running"):
                 raise NotModified("container already stopped")
             self._stop_locked(c, timeout)
         self.events.emit("container", "stop", c.id, self._attributes(c))
 
     def _stop_locked(self, c, timeout):
+        c.record["ManualStop"] = True
         config = c.record["Config"]
         if timeout is None:
             timeout = config.get("StopTimeout")
@@ -925,11 +1022,20 @@ def human_status(st):
     """docker's ps STATUS column: "Up 7 seconds", "Exited (137) 2 minutes ago"."""
     from pybox.engine.timefmt import human_duration, parse_rfc3339
 
+    if st.get("Restarting"):
+        finished = parse_rfc3339(st.get("FinishedAt"))
+        return (f"Restarting ({st.get('ExitCode', 0)}) "
+                f"{human_duration(time.time() - finished)} ago")
     if st.get("Running"):
         started = parse_rfc3339(st.get("StartedAt"))
         text = "Up " + human_duration(time.time() - started)
         if st.get("Paused"):
             text += " (Paused)"
+        health = (st.get("Health") or {}).get("Status")
+        if health == "starting":
+            text += " (health: starting)"
+        elif health in ("healthy", "unhealthy"):
+            text += f" ({health})"
         return text
     if st.get("Status") == "removing":
         return "Removal In Progress"

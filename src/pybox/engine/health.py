@@ -1,0 +1,138 @@
+"""Health checks (HEALTHCHECK / --health-*): a thread per running container that
+runs the check inside it (through the runtime's exec) every interval and keeps
+State.Health as docker does: starting -> healthy | unhealthy, the failing
+streak, the last five results, a health_status event on every change."""
+
+import os
+import subprocess
+import threading
+import time
+
+from pybox.monitor.jsonlog import rfc3339_nano
+from pybox.oci import fastjson
+from pybox.oci.state import write_atomic
+
+NS = 1_000_000_000
+DEFAULTS = {"Interval": 30 * NS, "Timeout": 30 * NS, "StartPeriod": 0, "Retries": 3,
+            "StartInterval": 5 * NS}
+MAX_LOG = 5
+MAX_OUTPUT = 4096
+
+
+def healthcheck_of(config):
+    """The effective check, or None (no check, or Test ["NONE"])."""
+    hc = config.get("Healthcheck")
+    if not hc or not hc.get("Test") or hc["Test"][0] == "NONE":
+        return None
+    out = dict(DEFAULTS)
+    for key in DEFAULTS:
+        if hc.get(key):
+            out[key] = hc[key]
+    out["Test"] = hc["Test"]
+    return out
+
+
+def command(test):
+    kind = test[0]
+    if kind == "CMD":
+        return list(test[1:])
+    if kind == "CMD-SHELL":
+        return ["/bin/sh", "-c", " ".join(test[1:])]
+    return list(test)  # a bare command list (old API)
+
+
+class HealthMonitor:
+    def __init__(self, engine, container, check):
+        self.engine = engine
+        self.c = container
+        self.check = check
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"health-{container.id[:12]}",
+                                       daemon=True)
+
+    def start(self):
+        with self.c.lock:
+            self.c.record["State"]["Health"] = {"Status": "starting", "FailingStreak": 0,
+                                                "Log": []}
+            self.c.save()
+        self.thread.start()
+
+    def cancel(self):
+        self.stop.set()
+
+    def _loop(self):
+        started = time.monotonic()
+        while True:
+            in_start = time.monotonic() - started < self.check["StartPeriod"] / NS
+            status = self.c.record["State"].get("Health", {}).get("Status")
+            wait = (self.check["StartInterval"] if in_start and status == "starting"
+                    else self.check["Interval"]) / NS
+            if self.stop.wait(wait):
+                return
+            if not self.c.state.get("Running") or self.c.state.get("Paused"):
+                continue
+            self._probe(in_start)
+
+    def _probe(self, in_start_period):
+        start = rfc3339_nano()
+        code, output = self._run()
+        end = rfc3339_nano()
+        c = self.c
+        with c.lock:
+            if not c.state.get("Running"):
+                return
+            health = c.record["State"].setdefault("Health", {"Status": "starting",
+                                                            "FailingStreak": 0, "Log": []})
+            health["Log"] = (health.get("Log") or [])[-(MAX_LOG - 1):] + [
+                {"Start": start, "End": end, "ExitCode": code, "Output": output}]
+            old = health.get("Status")
+            if code == 0:
+                health["FailingStreak"] = 0
+                health["Status"] = "healthy"
+            elif not (in_start_period and old == "starting"):
+                health["FailingStreak"] = health.get("FailingStreak", 0) + 1
+                if health["FailingStreak"] >= self.check["Retries"]:
+                    health["Status"] = "unhealthy"
+            new = health["Status"]
+            c.save()
+        if new != old:
+            self.engine.events.emit("container", f"health_status: {new}", c.id,
+                                    self.engine._attributes(c))
+
+    def _run(self):
+        """Run the check in the container; (exit code, output)."""
+        engine, c = self.engine, self.c
+        rundir = engine.run_dir(c)
+        try:
+            config = fastjson.load_file(os.path.join(rundir, "config.json"))
+        except (OSError, ValueError):
+            return -1, "container is not running"
+        process = dict(config["process"])
+        process["args"] = command(self.check["Test"])
+        process["terminal"] = False
+        process.pop("consoleSize", None)
+        path = os.path.join(rundir, f"health-{threading.get_ident()}.json")
+        write_atomic(path, fastjson.dumps(process))
+        try:
+            proc = subprocess.Popen([engine.runtime, "--root", engine.runtime_root, "exec",
+                                     "--process", path, c.id], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        except OSError as e:
+            return -1, str(e)
+        try:
+            out, _ = proc.communicate(timeout=self.check["Timeout"] / NS)
+            return proc.returncode, out[-MAX_OUTPUT:].decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # the runtime forwards it to the check's process
+            try:
+                proc.communicate(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            return -1, (f"Health check exceeded timeout "
+                        f"({self.check['Timeout'] / NS:g}s)")
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
