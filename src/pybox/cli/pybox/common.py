@@ -27,7 +27,7 @@ def for_each(cli, names, action, fail_summary=None):
             failed.append(name)
             continue
         if shown is not False:
-            cli.out(f"{name if shown is None else shown}\n")
+            cli.out(f"{shown if isinstance(shown, str) else name}\n")
     if failed:
         if fail_summary:
             raise ClientError(f"Error: {fail_summary}: {', '.join(failed)}")

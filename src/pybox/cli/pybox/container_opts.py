@@ -350,16 +350,9 @@ def parse_env_file(path, environ):
 
 
 def parse_label_file(path):
-    out = []
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for raw in f:
-                line = raw.strip()
-                if line and not line.startswith("#"):
-                    out.append(line)
-    except OSError as err:
-        raise FlagError(f"open {path}: {err.strerror.lower()}") from None
-    return out
+    """docker's label file: the env-file rules without the environment, so a
+    line without ``=`` is dropped."""
+    return parse_env_file(path, {})
 
 
 def env_value(item, environ):
@@ -729,7 +722,7 @@ def build_create_body(opts, api_version="1.44", environ=None, console_size=None,
         raise FlagError("conflicting options: cannot attach both user-defined and "
                         "non-user-defined network-modes")
     if opts.rm and restart["Name"] not in ("", "no"):
-        raise FlagError("Conflicting options: --restart and --rm")
+        raise FlagError("conflicting options: cannot specify both --restart and --rm")
 
     config = {
         "Hostname": opts.hostname, "Domainname": opts.domainname, "User": opts.user,

@@ -70,8 +70,11 @@ def _create_flagset(command, run):
     return fs
 
 
-def _create(cli, command, opts, console_size=None, detach=False):
-    """create (with a pull on 'No such image' as docker does); -> (id, body)."""
+def _create(cli, command, opts, console_size=None, detach=False, run=True):
+    """create (with a pull on 'No such image' as docker does); -> (id, body).
+    Bad flag values are ``pybox: ...`` + help hint, 125, for both commands; a
+    daemon error is that too for run, but plain with exit 1 for create (what
+    docker 28 does)."""
     from pybox.cli.pybox.container_opts import build_create_body
     client = cli.client
     try:
@@ -101,6 +104,8 @@ def _create(cli, command, opts, console_size=None, detach=False):
     except ExitStatus:
         raise
     except ClientError as err:
+        if not run:
+            raise ClientError(str(err)) from None
         raise run_error(command, err) from None
     for warning in created.get("Warnings") or []:
         cli.err(f"WARNING: {warning}\n")
@@ -117,7 +122,7 @@ def _create(cli, command, opts, console_size=None, detach=False):
 
 def cmd_create(cli, argv, command):
     opts = _create_flagset(command, run=False).parse(argv)
-    container_id, _ = _create(cli, command, opts)
+    container_id, _ = _create(cli, command, opts, run=False)
     cli.out(container_id + "\n")
     return 0
 
@@ -133,7 +138,7 @@ def cmd_run(cli, argv, command):
         except ValueError as err:
             raise run_error(command, err) from None
     if opts.tty and opts.interactive and not opts.detach and not is_terminal(0):
-        raise run_error(command, "the input device is not a TTY", 1)
+        raise ClientError("the input device is not a TTY")
     console = terminal_size(1) if opts.tty and not opts.detach and is_terminal(1) else None
     container_id, body = _create(cli, command, opts, console_size=console,
                                  detach=opts.detach)
@@ -347,7 +352,11 @@ def _simple(cli, argv, command, summary, action, setup=None):
     if setup:
         setup(fs)
     opts = fs.parse(argv)
-    return for_each(cli, opts.args, lambda name: action(cli.client, name, opts))
+
+    def one(name):
+        shown = action(cli.client, name, opts)
+        return shown if isinstance(shown, str) else None
+    return for_each(cli, opts.args, one)
 
 
 def cmd_stop(cli, argv, command):

@@ -87,7 +87,14 @@ def _from_container(cli, container, src, dst):
                 head, sep, tail = member.name.partition("/")
                 if head == src_base:
                     member.name = rename + (sep + tail if sep else "")
-        tar.extractall(target_dir, members=members, filter="tar")
+        if hasattr(tarfile, "tar_filter"):     # Python >= 3.11.4: no absolute paths,
+            tar.extractall(target_dir, members=members, filter="tar")   # no escapes
+        else:
+            for member in members:
+                if member.name.startswith("/") or ".." in member.name.split("/"):
+                    raise ClientError(f"refusing to extract {member.name!r}: outside "
+                                      f"{target_dir}")
+            tar.extractall(target_dir, members=members)
     return 0
 
 

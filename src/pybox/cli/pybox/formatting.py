@@ -170,7 +170,9 @@ class ContainerRow(Row):
                "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
                "LocalVolumes": "LOCAL VOLUMES", "Platform": "PLATFORM"}
     FIELDS = ("Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts",
-              "Names", "Networks", "Ports", "RunningFor", "Size", "State", "Status")
+              "Names", "Networks", "Platform", "Ports", "RunningFor", "Size", "State",
+              "Status")
+    Platform = None
 
     def __init__(self, data, trunc=True, now=None):
         self.c = data

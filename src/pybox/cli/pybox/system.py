@@ -46,7 +46,8 @@ def inspect_objects(cli, names, fmt, kinds):
             try:
                 rendered.append(template.execute(fastjson.loads(raw)))
             except ClientError as err:
-                raise ClientError(str(err)) from None
+                cli.out("".join(r + "\n" for r in rendered))
+                raise ClientError(f"template parsing error: {err}") from None
         else:
             raws.append(raw.strip())
     if template is not None:

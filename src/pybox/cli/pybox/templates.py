@@ -327,7 +327,11 @@ def _field(value, name):
     if value is None or value is MISSING:
         raise TemplateError(f"nil pointer evaluating interface {{}}.{name}")
     if isinstance(value, dict):
-        return value.get(name, MISSING)
+        if name not in value:
+            # docker's templates run with missingkey=error on decoded JSON
+            raise TemplateError(f'executing "" at <.{name}>: map has no entry for key '
+                                f'"{name}"')
+        return value[name]
     getter = getattr(type(value), "field", None)
     if getter is not None:
         return getter(value, name)
@@ -337,12 +341,23 @@ def _field(value, name):
 
 
 def _json(value):
+    """docker's ``json``: compact, no HTML escaping; objects with sorted keys,
+    because docker runs the template on the decoded JSON (Go maps marshal
+    sorted), as ``docker inspect -f '{{json .State}}'`` shows."""
     from pybox.oci import fastjson
     if hasattr(value, "to_json"):
         value = value.to_json()
     if value is MISSING:
         value = None
-    return fastjson.dumps(value)
+    return fastjson.dumps(_sorted(value))
+
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def _index(value, *keys):

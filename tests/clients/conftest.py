@@ -1,0 +1,166 @@
+"""Fixtures for the client tests: one private dockerd per test session (see
+dockerd.py), the pybox CLI and the real docker CLI pointed at it, and a logging
+proxy (../shared/docs/docker-api/proxy.py) in front of it when a test compares
+what the two clients send."""
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+SRC = os.path.join(REPO, "src")
+sys.path.insert(0, HERE)
+
+from dockerd import PrivateDockerd  # noqa: E402
+
+PROXY = os.path.join(os.path.dirname(REPO), "shared", "docs", "docker-api", "proxy.py")
+APT_LOCK = "/tmp/pybox-clients-apt.lock"
+
+
+def _ensure_docker():
+    if shutil.which("dockerd") and shutil.which("containerd"):
+        return
+    if os.geteuid() != 0:
+        pytest.skip("needs Debian's docker.io (dockerd, containerd): apt-get install as root")
+    with open(APT_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if shutil.which("dockerd") and shutil.which("containerd"):
+            return
+        policy = "/usr/sbin/policy-rc.d"
+        made = not os.path.exists(policy)
+        if made:   # no service may start during the install (no system dockerd)
+            with open(policy, "w") as f:
+                f.write("#!/bin/sh\nexit 101\n")
+            os.chmod(policy, 0o755)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        try:
+            cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "docker.io"]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+            if proc.returncode != 0:
+                subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True,
+                               timeout=900)
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                                      timeout=900)
+        finally:
+            if made:
+                os.unlink(policy)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot install docker.io: {proc.stderr[-500:]}")
+
+
+class CLI:
+    """One client (ours or docker's) against one socket."""
+
+    def __init__(self, argv, env):
+        self.argv = argv
+        self.env = env
+
+    def __call__(self, *args, input=None, check=False, timeout=120):
+        proc = subprocess.run(self.argv + list(args), input=input, env=self.env,
+                              capture_output=True, timeout=timeout)
+        proc.out = proc.stdout.decode(errors="replace")
+        proc.err = proc.stderr.decode(errors="replace")
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{args}: exit {proc.returncode}: {proc.err}")
+        return proc
+
+
+def pybox_argv():
+    """The installed fast launcher when it runs this checkout, else python -m."""
+    launcher = shutil.which("pybox")
+    if launcher:
+        with open(launcher) as f:
+            if SRC in f.read():
+                return [launcher]
+    return [sys.executable, "-m", "pybox.cli.pybox"]
+
+
+@pytest.fixture(scope="session")
+def dockerd():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run dockerd")
+    _ensure_docker()
+    if not shutil.which("docker"):
+        pytest.skip("no docker CLI on PATH")
+    daemon = PrivateDockerd()
+    try:
+        daemon.start()
+        daemon.import_busybox()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def _env(base):
+    return dict(os.environ, PYTHONPATH=SRC, DOCKER_CONFIG=os.path.join(base, "cli"),
+                LANG="C.UTF-8")
+
+
+@pytest.fixture(scope="session")
+def pybox(dockerd):
+    return CLI(pybox_argv() + ["-H", dockerd.host], _env(dockerd.base))
+
+
+@pytest.fixture(scope="session")
+def docker(dockerd):
+    return CLI(["docker", "-H", dockerd.host], _env(dockerd.base))
+
+
+class Proxy:
+    """proxy.py between a client and the private dockerd; ``requests()`` returns
+    what it logged since the last ``clear()``."""
+
+    def __init__(self, dockerd):
+        self.base = dockerd.base
+        self.socket = os.path.join(dockerd.base, f"proxy-{uuid.uuid4().hex[:6]}.sock")
+        self.jsonl = self.socket + ".jsonl"
+        self.proc = subprocess.Popen(
+            [sys.executable, PROXY, "--listen", f"unix:{self.socket}",
+             "--upstream", f"unix:{dockerd.socket}", "--log", self.socket + ".log",
+             "--jsonl", self.jsonl], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.socket):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError("the logging proxy did not start")
+            time.sleep(0.05)
+        self.host = f"unix://{self.socket}"
+
+    def clear(self):
+        open(self.jsonl, "w").close()
+
+    def events(self):
+        import json
+        time.sleep(0.2)
+        with open(self.jsonl) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def proxy(dockerd):
+    if not os.path.exists(PROXY):
+        pytest.skip(f"no logging proxy at {PROXY}")
+    p = Proxy(dockerd)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+def name():
+    return f"pbx-{uuid.uuid4().hex[:8]}"

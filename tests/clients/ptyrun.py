@@ -1,0 +1,90 @@
+"""Run a command on a real pseudo-terminal (python's pty module), type into it,
+read what it prints, resize it, and collect its exit status: how the tests
+drive ``pybox run -it``, ``exec -it`` and ``attach`` like a person at a
+terminal."""
+
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import termios
+import time
+
+
+class PtyProcess:
+    def __init__(self, argv, env=None, rows=24, cols=80):
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:
+            try:
+                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                os.execvpe(argv[0], argv, env or os.environ)
+            finally:
+                os._exit(127)
+        self.output = b""
+        self.pos = 0
+        self.status = None
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        os.write(self.master, data)
+
+    def resize(self, rows, cols):
+        """Set the terminal size; the kernel sends SIGWINCH to the foreground
+        process group (the client)."""
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def _read(self, timeout):
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:
+            return False
+        self.output += data
+        return bool(data)
+
+    def expect(self, needle, timeout=30.0):
+        if isinstance(needle, str):
+            needle = needle.encode()
+        deadline = time.monotonic() + timeout
+        while needle not in self.output[self.pos:]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} not seen; got {self.output[self.pos:]!r}")
+            if not self._read(0.2) and self.poll() is not None:
+                self._read(0.2)
+                if needle not in self.output[self.pos:]:
+                    raise AssertionError(f"{needle!r} not seen before exit "
+                                         f"({self.status}); got {self.output[self.pos:]!r}")
+        end = self.output.index(needle, self.pos) + len(needle)
+        text, self.pos = self.output[self.pos:end], end
+        return text.decode(errors="replace")
+
+    def poll(self):
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+        return self.status
+
+    def wait(self, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError("the client did not exit; output: "
+                                     f"{self.output[-500:]!r}")
+            self._read(0.1)
+        while self._read(0.05):
+            pass
+        os.close(self.master)
+        return self.status
+
+    def kill(self):
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.status = -9
