@@ -190,7 +190,7 @@ class Response:
         hdrs = self._headers(content_type if body or content_type else None, headers)
         hdrs.append(("Content-Length", str(len(body))))
         self._send(h11.Response(status_code=status, headers=hdrs))
-        if body:
+        if body and self.req.method != "HEAD":  # a HEAD reply has the headers only
             self._send(h11.Data(data=body))
         self._send(h11.EndOfMessage())
         self.sent = True

@@ -42,36 +42,8 @@ class ImageService:
         self.images.release_rootfs(container_id)
 
     def rootfs_info(self, container_id):
-        snap = self.images.snapshots
-        base = snap.container_dir(container_id)
-        info = {"MergedDir": snap.rootfs_path(container_id),
-                "UpperDir": os.path.join(base, "upper"), "WorkDir": os.path.join(base, "work")}
-        try:
-            lowers = snap.lower_dirs(container_id)
-            if lowers:
-                info["LowerDir"] = ":".join(lowers)
-        except Exception:  # noqa: BLE001 - informational only
-            pass
-        return info
+        return self.images.rootfs_info(container_id)
 
     def rootfs_size(self, container_id):
         """(SizeRw, SizeRootFs) in bytes."""
-        upper = self.rootfs_info(container_id)["UpperDir"]
-        rw = _du(upper)
-        try:
-            image = self.images.rootfs_image(container_id)
-            base = self.images.size(self.images.store.get_record(image))
-        except Exception:  # noqa: BLE001
-            base = 0
-        return rw, rw + base
-
-
-def _du(path):
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total
+        return self.images.rootfs_size(container_id)

@@ -1,0 +1,136 @@
+"""Observing and changing containers: top, stats, update, changes, export,
+commit, archive (docker cp), prune, system df."""
+
+import tempfile
+
+from pybox.errors import BadRequest
+from pybox.oci import fastjson
+
+
+def register(router, engine):
+    from pybox.engine import archive, observe
+
+    r = router
+
+    @r.route("GET", "/containers/{id}/top")
+    def top(req, resp, id):
+        resp.json(observe.top(engine, engine.get(id), req.arg("ps_args")))
+
+    @r.route("GET", "/containers/{id}/stats")
+    def stats(req, resp, id):
+        c = engine.get(id)
+        stream = req.flag("stream", default=True)
+        docs = observe.stats_stream(engine, c, stream, one_shot=req.flag("one-shot"),
+                                    cancelled=req.client_gone)
+        if not stream:
+            resp.json(next(docs))
+            return
+        write, end = resp.stream(200, "application/json")
+        for doc in docs:
+            write(fastjson.dumps(doc).encode() + b"\n")
+            if req.client_gone():
+                return
+        end()
+
+    @r.route("POST", "/containers/{id}/update")
+    def update(req, resp, id):
+        warnings = observe.update(engine, engine.get(id), req.json({}) or {})
+        resp.json({"Warnings": warnings or None})
+
+    @r.route("GET", "/containers/{id}/changes")
+    def changes(req, resp, id):
+        c = engine.get(id)
+        # mount points the engine made (the /etc files, volume and bind targets)
+        # are not the container's changes; docker keeps them in an init layer
+        hidden = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
+        hidden.update(m["Destination"] for m in c.record.get("Mounts") or ())
+        changes = [ch for ch in engine.images.images.diff(c.id) if ch["Path"] not in hidden]
+        resp.json(changes or None)
+
+    @r.route("GET", "/containers/{id}/export")
+    def export(req, resp, id):
+        c = engine.get(id)
+        with archive.RootView(engine, c):
+            with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
+                engine.images.images.export(c.id, tmp)
+                tmp.seek(0)
+                write, end = resp.stream(200, "application/octet-stream")
+                while True:
+                    chunk = tmp.read(1 << 20)
+                    if not chunk:
+                        break
+                    write(chunk)
+                end()
+
+    @r.route("POST", "/commit")
+    def commit(req, resp):
+        c = engine.get(req.arg("container") or "")
+        body = req.json({}) or {}
+        repo = req.arg("repo")
+        ref = None
+        if repo:
+            ref = f"{repo}:{req.arg('tag')}" if req.arg("tag") else repo
+        pause = req.flag("pause", default=True) and c.state.get("Running") and \
+            not c.state.get("Paused")
+        if pause:
+            engine.pause(c.id)
+        try:
+            with archive.RootView(engine, c):
+                image_id = engine.images.images.commit(
+                    c.id, reference=ref, changes=req.args("changes"),
+                    message=req.arg("comment") or "", author=req.arg("author") or "",
+                    config=body or None)
+        finally:
+            if pause:
+                engine.unpause(c.id)
+        engine.events.emit("container", "commit", c.id, engine._attributes(c))
+        resp.json({"Id": image_id}, 201)
+
+    def _stat(req, resp, id, head):
+        c = engine.get(id)
+        path = req.arg("path")
+        if not path:
+            raise BadRequest("path is required")
+        view, host, name = archive.resolve_for_read(engine, c, path)
+        try:
+            header = ("X-Docker-Container-Path-Stat", archive.stat_header(host, name))
+            if head:
+                resp.send(200, headers=[header])
+                return
+            with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
+                archive.write_tar(host, name, tmp)
+                tmp.seek(0)
+                write, end = resp.stream(200, "application/x-tar", headers=[header])
+                while True:
+                    chunk = tmp.read(1 << 20)
+                    if not chunk:
+                        break
+                    write(chunk)
+                end()
+        finally:
+            view.__exit__(None, None, None)
+
+    r.add("HEAD", "/containers/{id}/archive", lambda req, resp, id: _stat(req, resp, id, True))
+    r.add("GET", "/containers/{id}/archive", lambda req, resp, id: _stat(req, resp, id, False))
+
+    @r.route("PUT", "/containers/{id}/archive")
+    def put_archive(req, resp, id):
+        c = engine.get(id)
+        path = req.arg("path")
+        if not path:
+            raise BadRequest("path is required")
+        with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
+            for chunk in req.body_chunks():
+                tmp.write(chunk)
+            tmp.seek(0)
+            archive.extract(engine, c, path, tmp,
+                            no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))
+        resp.send(200)
+
+    @r.route("POST", "/containers/prune")
+    def prune(req, resp):
+        resp.json(observe.prune_containers(engine, req.filters()))
+
+    @r.route("GET", "/system/df")
+    def df(req, resp):
+        resp.json(observe.disk_usage(engine))

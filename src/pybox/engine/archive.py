@@ -1,0 +1,161 @@
+"""docker cp: the container archive endpoints (HEAD/GET/PUT /containers/ID/archive).
+
+Paths are the container's: they are resolved inside its root filesystem the way
+the container itself would see them -- symlinks followed but never out of the
+root (secure_join), and paths under a volume or bind mount going to that
+mount's host directory.  A stopped container's rootfs is mounted for the
+duration of the call.  The stat header is docker's: base64 JSON with a Go
+os.FileMode ``mode`` and an RFC3339Nano ``mtime``.
+"""
+
+import base64
+import os
+import stat as st
+import tarfile
+
+from pybox.errors import BadRequest, NotFound
+from pybox.oci import fastjson
+
+GO_DIR = 1 << 31
+GO_SYMLINK = 1 << 27
+GO_DEVICE = 1 << 26
+GO_PIPE = 1 << 25
+GO_SOCKET = 1 << 24
+GO_SETUID = 1 << 23
+GO_SETGID = 1 << 22
+GO_CHARDEV = 1 << 21
+GO_STICKY = 1 << 20
+
+
+def go_file_mode(mode):
+    out = mode & 0o777
+    if st.S_ISDIR(mode):
+        out |= GO_DIR
+    elif st.S_ISLNK(mode):
+        out |= GO_SYMLINK
+    elif st.S_ISBLK(mode):
+        out |= GO_DEVICE
+    elif st.S_ISCHR(mode):
+        out |= GO_DEVICE | GO_CHARDEV
+    elif st.S_ISFIFO(mode):
+        out |= GO_PIPE
+    elif st.S_ISSOCK(mode):
+        out |= GO_SOCKET
+    if mode & st.S_ISUID:
+        out |= GO_SETUID
+    if mode & st.S_ISGID:
+        out |= GO_SETGID
+    if mode & st.S_ISVTX:
+        out |= GO_STICKY
+    return out
+
+
+class RootView:
+    """A container's filesystem from the host, while the context is open."""
+
+    def __init__(self, engine, c):
+        self.engine = engine
+        self.c = c
+        self.mounted_here = False
+
+    def __enter__(self):
+        images = self.engine.images
+        if self.c.state.get("Running"):
+            self.root = images.images.rootfs_path(self.c.id)
+        else:
+            self.root = images.mount_rootfs(self.c.id)
+            self.mounted_here = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.mounted_here:
+            try:
+                self.engine.images.unmount_rootfs(self.c.id)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def host_path(self, path, follow_last=True):
+        """The host path for the container path ``path`` (mounts honoured)."""
+        from pybox.runtime.rootfs import clean_path, secure_join
+
+        path = clean_path(path if path.startswith("/") else "/" + path)
+        best = None
+        for m in self.c.record.get("Mounts") or ():
+            dest = m["Destination"]
+            if path == dest or path.startswith(dest.rstrip("/") + "/"):
+                if best is None or len(dest) > len(best["Destination"]):
+                    best = m
+        if best is not None:
+            base = best["Source"]
+            rest = path[len(best["Destination"]):]
+        else:
+            base, rest = self.root, path
+        if follow_last:
+            return secure_join(base, rest)
+        parent, name = os.path.split(rest)
+        return os.path.join(secure_join(base, parent), name) if name else secure_join(base, rest)
+
+
+def stat_header(path, name):
+    s = os.lstat(path)
+    from pybox.monitor.jsonlog import rfc3339_nano
+
+    doc = {"name": name, "size": s.st_size, "mode": go_file_mode(s.st_mode),
+           "mtime": rfc3339_nano(s.st_mtime_ns),
+           "linkTarget": os.readlink(path) if st.S_ISLNK(s.st_mode) else ""}
+    return base64.b64encode(fastjson.dumps(doc).encode()).decode()
+
+
+def resolve_for_read(engine, c, path):
+    """(RootView, host path, name) or NotFound with docker's message."""
+    view = RootView(engine, c).__enter__()
+    try:
+        trailing_dot = path.endswith("/.")
+        host = view.host_path(path, follow_last=path.endswith("/") or trailing_dot)
+        if not os.path.lexists(host):
+            raise NotFound(f"Could not find the file {path} in container {c.name}")
+        name = os.path.basename(path.rstrip("/")) or "/"
+        if path.rstrip("/") == "":
+            name = "/"
+        return view, host, name
+    except BaseException:
+        view.__exit__(None, None, None)
+        raise
+
+
+def write_tar(host, name, out):
+    """Stream a tar of ``host`` named ``name`` (a directory brings its tree)."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        arcname = "." if name == "/" else name
+        tar.add(host, arcname=arcname, recursive=True)
+
+
+def extract(engine, c, path, stream, no_overwrite_dir_non_dir=False):
+    """PUT: extract a tar into the directory ``path`` of the container."""
+    with RootView(engine, c) as view:
+        target = view.host_path(path)
+        if not os.path.isdir(target):
+            if not os.path.lexists(target):
+                raise NotFound(f"Could not find the file {path} in container {c.name}")
+            raise BadRequest(f"extraction point is not a directory: {path}")
+        root_real = os.path.realpath(target)
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for member in tar:
+                name = member.name
+                dest = os.path.realpath(os.path.join(root_real, name))
+                if not (dest == root_real or dest.startswith(root_real + os.sep)):
+                    raise BadRequest(f"invalid tar member {name!r}: it escapes {path}")
+                if no_overwrite_dir_non_dir and os.path.lexists(dest):
+                    existing_dir = os.path.isdir(dest) and not os.path.islink(dest)
+                    if existing_dir != member.isdir():
+                        kind = "directory" if existing_dir else "non-directory"
+                        raise BadRequest(f"cannot overwrite {kind} {name!r} with "
+                                         f"{'directory' if member.isdir() else 'non-directory'}")
+                if member.issym() or member.islnk():
+                    link = member.linkname
+                    if member.islnk():
+                        real = os.path.realpath(os.path.join(root_real, link))
+                        if not real.startswith(root_real + os.sep):
+                            raise BadRequest(f"invalid hard link {name!r} -> {link!r}")
+                kwargs = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
+                tar.extract(member, root_real, set_attrs=True, numeric_owner=True, **kwargs)
