@@ -14,6 +14,21 @@ def register(router, engine):
     def list_images(req, resp):
         resp.json(images.list(all=req.flag("all"), filters=req.filters()))
 
+    @r.route("POST", "/images/prune")
+    def prune(req, resp):
+        filters = req.filters()
+        dangling = filters.pop("dangling", ["true"])
+        all_ = any(v.lower() in ("false", "0") for v in dangling)
+        result = images.prune(all=all_, filters=filters or None)
+        for item in result.get("ImagesDeleted") or ():
+            if "Deleted" in item:
+                engine.events.emit("image", "delete", item["Deleted"], {"name": item["Deleted"]})
+        resp.json(result)
+
+    @r.route("POST", "/build/prune")
+    def build_prune(req, resp):
+        resp.json({"CachesDeleted": None, "SpaceReclaimed": 0})  # no build cache (no builds)
+
     @r.route("GET", "/images/{name*}/json")
     def inspect(req, resp, name):
         resp.json(images.inspect(name))
