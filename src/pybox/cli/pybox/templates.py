@@ -248,10 +248,7 @@ def parse(text):
         if head == ("ident", "end"):
             if len(stack) == 1:
                 raise TemplateError("unexpected {{end}}")
-            stack.pop()
-            # pop any 'else if' chains opened implicitly
-            while stack[-1][0] is not None and getattr(stack[-1][0], "implicit", False):
-                stack.pop()
+            stack.pop()     # an 'else if' chain lives in one frame: one {{end}}
             continue
         if head == ("ident", "else"):
             node = stack[-1][0]
@@ -261,9 +258,7 @@ def parse(text):
             if len(toks) > 1 and toks[1] in (("ident", "if"), ("ident", "with")):
                 pipe, _ = _parse_pipe(toks, 2)
                 inner = If(toks[1][1], pipe)
-                inner.implicit = True
                 node.else_body.append(inner)
-                stack.append((node, node.else_body))
                 stack.append((inner, inner.body))
             else:
                 stack.append((node, node.else_body))
@@ -271,7 +266,6 @@ def parse(text):
         if head in (("ident", "if"), ("ident", "range"), ("ident", "with")):
             pipe, _ = _parse_pipe(toks, 1)
             node = If(head[1], pipe)
-            node.implicit = False
             body.append(node)
             stack.append((node, node.body))
             continue
