@@ -9,7 +9,9 @@
 #     checkout is what runs) and its pinned dependencies;
 #   - fast launchers in $PYBOX_BINDIR (default /usr/local/bin): `python -IS`
 #     without site processing (see src/pybox/launchers.py);
-#   - an example bundle at /var/lib/pybox/bundles/busybox (busybox-static rootfs).
+#   - an image that needs no network in the engine's store: pybox/busybox:latest
+#     (also tagged busybox:latest), and an example runtime bundle at
+#     /var/lib/pybox/bundles/busybox (busybox-static rootfs).
 # Idempotent: run it again after pulling.
 set -eu
 
@@ -51,6 +53,19 @@ else
   $PIP install "$HERE"
 fi
 "$PREFIX/bin/python3" -m pybox.launchers "$BINDIR" >/dev/null
+
+# An image that needs no network, in the engine's store: pybox/busybox:latest
+# (Debian's busybox-static), also tagged busybox:latest for docker habits.
+"$PREFIX/bin/python3" - <<'PY'
+from pybox.images.build import build_busybox_image
+from pybox.images.service import Images
+
+images = Images.open("/var/lib/pybox")
+try:
+    images.resolve("busybox:latest")
+except Exception:
+    images.tag(build_busybox_image(images), "busybox:latest")
+PY
 
 BUNDLE=/var/lib/pybox/bundles/busybox
 if [ ! -f "$BUNDLE/config.json" ]; then
