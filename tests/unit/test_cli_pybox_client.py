@@ -211,3 +211,24 @@ def test_main_exit_codes(fake, capsys):
     assert "unknown command: pybox frobnicate" in capsys.readouterr().err
     assert main(host + ["ps", "--help"]) == 0
     assert "Usage:  pybox ps [OPTIONS]" in capsys.readouterr().out
+
+
+def test_socket_paths_longer_than_sun_path(fake, tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    from pybox.linux.unixsock import call
+    path = str(deep / "long.sock")
+    assert len(path) > 108
+    server = socket.socket(socket.AF_UNIX)
+    call(server.bind, path)
+    server.listen(1)
+
+    def answer():
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.44\r\nContent-Length: 0\r\n\r\n")
+        conn.close()
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    assert APIClient(f"unix://{path}").version == "1.44"
+    server.close()

@@ -308,6 +308,16 @@ def main(argv=None):
         return err.exit_status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # stdout went away (``pybox logs c | head``): end quietly, as docker does
+        # (Go dies of SIGPIPE), and leave later flushes a harmless target
+        import os
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+        except OSError:
+            pass
+        return 141
 
 
 def _group_help(group):

@@ -111,11 +111,12 @@ class Connection:
     """One HTTP/1.1 connection on a unix socket, with its read buffer."""
 
     def __init__(self, path, timeout=None):
+        from pybox.linux.unixsock import call
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             if timeout is not None:
                 sock.settimeout(timeout)
-            sock.connect(path)
+            call(sock.connect, path)      # also paths longer than sun_path
             sock.settimeout(None)
         except OSError:
             sock.close()
