@@ -22,6 +22,8 @@ from dockerd import PrivateDockerd  # noqa: E402
 
 PROXY = os.path.join(os.path.dirname(REPO), "shared", "docs", "docker-api", "proxy.py")
 APT_LOCK = "/tmp/pybox-clients-apt.lock"
+# the docker 28 CLI the issue names; Debian's docker.io brings an older one to /usr/bin
+DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
 
 
 def _ensure_docker():
@@ -110,7 +112,7 @@ def pybox(dockerd):
 
 @pytest.fixture(scope="session")
 def docker(dockerd):
-    return CLI(["docker", "-H", dockerd.host], _env(dockerd.base))
+    return CLI([DOCKER, "-H", dockerd.host], _env(dockerd.base))
 
 
 class Proxy:

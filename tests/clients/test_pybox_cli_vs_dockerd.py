@@ -116,7 +116,8 @@ def test_create_body_is_dockers(dockerd, proxy, flags, tmp_path):
         os.path.dirname(os.path.abspath(__file__)))), "src"), HOME="/root")
     env.pop("BAZ_UNSET_VAR", None)
     bodies = []
-    for argv in (["docker"], [sys.executable, "-m", "pybox.cli.pybox"]):
+    from conftest import DOCKER
+    for argv in ([DOCKER], [sys.executable, "-m", "pybox.cli.pybox"]):
         proxy.clear()
         subprocess.run(argv + ["-H", proxy.host, "create"] + flags + ["busybox", "-c", "x"],
                        env=env, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
