@@ -64,7 +64,9 @@ class ExecSession:
         env = list(process.get("env") or [])
         for entry in b.get("Env") or ():
             key = entry.split("=", 1)[0]
-            env = [e for e in env if e.split("=", 1)[0] != key] + [entry]
+            env = [e for e in env if e.split("=", 1)[0] != key]
+            if "=" in entry:  # a bare NAME unsets (docker's rule)
+                env.append(entry)
         process["env"] = env
         if b.get("WorkingDir"):
             process["cwd"] = b["WorkingDir"]

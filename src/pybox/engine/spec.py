@@ -257,7 +257,8 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
     config = container["Config"]
     hc = container["HostConfig"]
     hostname = config.get("Hostname") or container["Id"][:12]
-    env = list(config.get("Env") or [])
+    # docker: a bare NAME (``-e NAME`` unset in the client) unsets, is never passed
+    env = [e for e in config.get("Env") or () if "=" in e]
     keys = {e.split("=", 1)[0] for e in env}
     if "PATH" not in keys:
         env.insert(0, f"PATH={DEFAULT_PATH}")
