@@ -29,10 +29,10 @@ PREFIX=${PYBOX_PREFIX:-/opt/pybox}
 BINDIR=${PYBOX_BINDIR:-/usr/local/bin}
 export DEBIAN_FRONTEND=noninteractive
 
-PKGS="python3 python3-venv python3-dev python3-seccomp busybox-static"
+PKGS="python3 python3-venv python3-dev python3-seccomp busybox-static nftables python3-nftables"
 if [ "$DEV" = 1 ]; then
   # reference runtimes and tools for tests, conformance and benchmarks
-  PKGS="$PKGS runc crun tini uidmap hyperfine umoci skopeo"
+  PKGS="$PKGS runc crun tini uidmap hyperfine umoci skopeo docker-compose conntrack"
 fi
 missing=""
 for p in $PKGS; do
