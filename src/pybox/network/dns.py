@@ -1,0 +1,275 @@
+"""The embedded DNS server of user-defined networks.
+
+One server thread in pyboxd listens, for every active user-defined network, on
+UDP and TCP port 53 of the network's gateway address (the bridge's address),
+which is the nameserver of its containers' resolv.conf.  It answers, from the
+manager's live view (so renames, connects and disconnects show at once):
+
+- A queries for a container's name, its --network-alias names, its
+  --hostname and its short id, with the container's address *on that
+  network* (containers on other networks are not visible: isolation);
+- PTR queries for those addresses;
+- anything else is forwarded, as raw bytes, to the upstream resolvers (the
+  host's, see etc.host_resolvers, or the container's --dns servers) and the
+  reply relayed unchanged.
+
+Queries from outside the network's subnet are ignored, so one network's names
+cannot be read from another.  Messages are parsed and built with dnspython.
+Forwarding runs on a small thread pool so a slow upstream never holds up the
+answers for local names.
+"""
+
+import ipaddress
+import selectors
+import socket
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+TTL = 600
+UPSTREAM_TIMEOUT = 3.0
+
+
+class Listener:
+    def __init__(self, key, address, subnet, udp, tcp):
+        self.key = key
+        self.address = address
+        self.subnet = ipaddress.ip_network(subnet)
+        self.udp = udp
+        self.tcp = tcp
+
+
+class DNSServer:
+    """``lookup(key, name) -> [ipv4] | None`` answers names of network ``key``;
+    ``reverse(key, ip) -> name | None``; ``upstreams(key, client_ip) -> [ip]``."""
+
+    def __init__(self, lookup, reverse, upstreams, port=53):
+        self.lookup = lookup
+        self.reverse = reverse
+        self.upstreams = upstreams
+        self.port = port
+        self.listeners = {}
+        self._sel = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pybox-dns")
+        self._thread = None
+        self._stopped = False
+
+    # -- listeners ------------------------------------------------------------------
+    def add(self, key, address, subnet):
+        """Serve network ``key`` on ``address``:53 (UDP and TCP)."""
+        with self._lock:
+            if key in self.listeners:
+                return
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                for s in (udp, tcp):
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((address, self.port))
+                tcp.listen(64)
+                udp.setblocking(False)
+                tcp.setblocking(False)
+            except BaseException:
+                udp.close()
+                tcp.close()
+                raise
+            lst = Listener(key, address, subnet, udp, tcp)
+            self.listeners[key] = lst
+            self._sel.register(udp, selectors.EVENT_READ, ("udp", lst))
+            self._sel.register(tcp, selectors.EVENT_READ, ("tcp", lst))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="pybox-dns",
+                                                daemon=True)
+                self._thread.start()
+        self._wake()
+
+    def remove(self, key):
+        with self._lock:
+            lst = self.listeners.pop(key, None)
+            if lst is None:
+                return
+            for s in (lst.udp, lst.tcp):
+                try:
+                    self._sel.unregister(s)
+                except (KeyError, ValueError):
+                    pass
+                s.close()
+        self._wake()
+
+    def close(self):
+        for key in list(self.listeners):
+            self.remove(key)
+        self._stopped = True
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(2)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _wake(self):
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    # -- the loop -----------------------------------------------------------------------
+    def _serve(self):
+        while not self._stopped:
+            for key, _ in self._sel.select(1.0):
+                if key.data is None:
+                    try:
+                        self._wake_r.recv(512)
+                    except OSError:
+                        pass
+                    continue
+                kind, lst = key.data
+                try:
+                    if kind == "udp":
+                        data, peer = lst.udp.recvfrom(4096)
+                        if self._allowed(lst, peer[0]):
+                            self._handle(lst, data, peer, lambda r, p=peer, s=lst.udp:
+                                         s.sendto(r, p))
+                    else:
+                        conn, peer = lst.tcp.accept()
+                        if self._allowed(lst, peer[0]):
+                            self._pool.submit(self._tcp_client, lst, conn, peer)
+                        else:
+                            conn.close()
+                except OSError:
+                    continue
+
+    @staticmethod
+    def _allowed(lst, ip):
+        try:
+            return ipaddress.ip_address(ip) in lst.subnet
+        except ValueError:
+            return False
+
+    def _tcp_client(self, lst, conn, peer):
+        conn.settimeout(10)
+        try:
+            while True:
+                head = _recv_exact(conn, 2)
+                if not head:
+                    return
+                data = _recv_exact(conn, struct.unpack("!H", head)[0])
+                if not data:
+                    return
+                done = threading.Event()
+                box = {}
+
+                def reply(r):
+                    box["r"] = r
+                    done.set()
+                self._handle(lst, data, peer, reply, tcp=True)
+                done.wait(UPSTREAM_TIMEOUT * 3)
+                if "r" not in box:
+                    return
+                conn.sendall(struct.pack("!H", len(box["r"])) + box["r"])
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    # -- answering ------------------------------------------------------------------------
+    def _handle(self, lst, data, peer, reply, tcp=False):
+        import dns.exception
+        import dns.flags
+        import dns.message
+        import dns.rcode
+        import dns.rdataclass
+        import dns.rdatatype
+        import dns.rrset
+
+        try:
+            query = dns.message.from_wire(data)
+        except (dns.exception.DNSException, ValueError):
+            return
+        if len(query.question) != 1:
+            return self._forward(lst, data, peer, reply, tcp)
+        q = query.question[0]
+        name = q.name.to_text(omit_final_dot=True).lower()
+        answer = None
+        if q.rdclass == dns.rdataclass.IN:
+            if q.rdtype == dns.rdatatype.PTR:
+                ip = _ptr_to_ip(name)
+                target = self.reverse(lst.key, ip) if ip else None
+                if target:
+                    answer = dns.message.make_response(query)
+                    answer.answer.append(dns.rrset.from_text(q.name, TTL, "IN", "PTR",
+                                                             target + "."))
+            else:
+                ips = self.lookup(lst.key, name)
+                if ips:
+                    answer = dns.message.make_response(query)
+                    if q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
+                        answer.answer.append(dns.rrset.from_text(q.name, TTL, "IN", "A",
+                                                                 *ips))
+        if answer is None:
+            return self._forward(lst, data, peer, reply, tcp)
+        answer.flags |= dns.flags.RA
+        reply(answer.to_wire())
+
+    def _forward(self, lst, data, peer, reply, tcp):
+        servers = self.upstreams(lst.key, peer[0])
+        self._pool.submit(self._forward_now, data, servers, reply, tcp)
+
+    def _forward_now(self, data, servers, reply, tcp):
+        for server in servers:
+            try:
+                if tcp:
+                    with socket.create_connection((server, 53), UPSTREAM_TIMEOUT) as s:
+                        s.sendall(struct.pack("!H", len(data)) + data)
+                        head = _recv_exact(s, 2)
+                        if not head:
+                            continue
+                        out = _recv_exact(s, struct.unpack("!H", head)[0])
+                else:
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                        s.settimeout(UPSTREAM_TIMEOUT)
+                        s.connect((server, 53))
+                        s.send(data)
+                        out = s.recv(65535)
+                if out and out[:2] == data[:2]:
+                    reply(out)
+                    return
+            except OSError:
+                continue
+        servfail = _servfail(data)
+        if servfail:
+            reply(servfail)
+
+
+def _recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return b""
+        buf += chunk
+    return buf
+
+
+def _ptr_to_ip(name):
+    suffix = ".in-addr.arpa"
+    if not name.endswith(suffix):
+        return None
+    parts = name[:-len(suffix)].split(".")
+    if len(parts) != 4:
+        return None
+    return ".".join(reversed(parts))
+
+
+def _servfail(data):
+    import dns.message
+    import dns.rcode
+
+    try:
+        query = dns.message.from_wire(data)
+    except Exception:  # noqa: BLE001
+        return None
+    r = dns.message.make_response(query)
+    r.set_rcode(dns.rcode.SERVFAIL)
+    return r.to_wire()

@@ -1,0 +1,146 @@
+"""IP address management: subnets, gateways, ip-ranges and allocations.
+
+A network's IPAM state is a plain dict stored in its record (the manager writes
+records atomically under DATA_ROOT/network/), so a restarted pyboxd has every
+allocation back and nothing here holds state of its own:
+
+    {"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1", "IPRange": "...",
+     "allocated": {"172.18.0.2": "<container id>"}, "last": "172.18.0.2"}
+
+Subnets come from docker's default pools (172.17-31.0.0/16, then
+192.168.0.0/16 cut in /20s) and never overlap another pybox network or a route
+or address of the host: a pool that clashes with the host's LAN would cut the
+machine off its own network.  Allocation continues after the last address
+handed out (as docker does) instead of reusing the lowest free one, so a
+recycled address is not met by stale ARP or conntrack entries of its previous
+owner.
+"""
+
+import ipaddress
+
+from pybox.errors import BadRequest, Conflict
+
+DEFAULT_POOLS = ([ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)] +
+                 [ipaddress.ip_network(f"192.168.{n}.0/20") for n in range(0, 256, 16)])
+
+
+def _network(text, what="CIDR address"):
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise BadRequest(f"invalid {what}: {text}") from None
+
+
+def _address(text):
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise BadRequest(f"invalid IP address: {text}") from None
+
+
+def overlaps_any(subnet, others):
+    return any(subnet.version == o.version and subnet.overlaps(o) for o in others)
+
+
+def pick_subnet(taken, host):
+    """The first default pool that overlaps neither ``taken`` (other pybox
+    networks) nor ``host`` (the host's routes and addresses)."""
+    for pool in DEFAULT_POOLS:
+        if not overlaps_any(pool, taken) and not overlaps_any(pool, host):
+            return pool
+    raise Conflict("could not find an available, non-overlapping IPv4 address pool among "
+                   "the defaults to assign to the network")
+
+
+def make_config(subnet=None, gateway=None, ip_range=None, *, taken=(), host=()):
+    """A network's IPAM config from `network create` flags, with docker's errors.
+    ``taken`` are the other pybox networks' subnets; ``host`` the host's routes
+    (a user-given subnet may overlap those, as in docker: the user decides)."""
+    if (gateway or ip_range) and not subnet:
+        raise BadRequest("a gateway or an ip-range needs a subnet (--subnet)")
+    if subnet:
+        net = _network(subnet)
+        if net.version != 4:
+            raise BadRequest("IPv6 networks are not supported by pybox yet")
+        if "/" in subnet and ipaddress.ip_interface(subnet).ip != net.network_address:
+            raise BadRequest(f"invalid subnet {subnet} : it should be {net}")
+        if overlaps_any(net, taken):
+            raise Conflict("Pool overlaps with other one on this address space")
+    else:
+        net = pick_subnet(taken, host)
+    if net.num_addresses < 4:
+        raise BadRequest(f"subnet {net} is too small for a network")
+    if gateway:
+        gw = _address(gateway)
+        if gw not in net:
+            raise BadRequest(f"no matching subnet for gateway {gateway}")
+    else:
+        gw = net.network_address + 1
+    config = {"Subnet": str(net), "Gateway": str(gw)}
+    if ip_range:
+        rng = _network(ip_range, "ip-range")
+        if not rng.subnet_of(net):
+            raise BadRequest(f"no matching subnet for range {ip_range}")
+        config["IPRange"] = str(rng)
+    return config
+
+
+class Allocator:
+    """Allocations of one network, over its IPAM dict (see the module doc)."""
+
+    def __init__(self, state, network_name=""):
+        self.state = state
+        self.name = network_name
+        self.subnet = ipaddress.ip_network(state["Subnet"])
+        self.gateway = ipaddress.ip_address(state["Gateway"])
+        self.range = ipaddress.ip_network(state["IPRange"]) if state.get("IPRange") \
+            else self.subnet
+        state.setdefault("allocated", {})
+
+    @property
+    def allocated(self):
+        return self.state["allocated"]
+
+    def _usable(self, ip):
+        return ip != self.gateway and ip != self.subnet.network_address and \
+            ip != self.subnet.broadcast_address
+
+    def allocate(self, owner, requested=None):
+        """Reserve an address for ``owner`` -> "a.b.c.d".  A ``requested``
+        address must lie in the subnet (docker: anywhere in it, not only in the
+        ip-range) and be free."""
+        if requested:
+            ip = _address(requested)
+            if ip not in self.subnet:
+                raise BadRequest(f"Invalid address {requested}: It does not belong to any of "
+                                 "this network's subnets")
+            if not self._usable(ip) or str(ip) in self.allocated:
+                raise Conflict(f"Address already in use: {requested}")
+            self.allocated[str(ip)] = owner
+            return str(ip)
+        first = int(self.range.network_address)
+        last = int(self.range.broadcast_address)
+        size = last - first + 1
+        start = self.state.get("last")
+        offset = (int(ipaddress.ip_address(start)) - first + 1) % size \
+            if start and ipaddress.ip_address(start) in self.range else 0
+        for i in range(size):
+            ip = ipaddress.ip_address(first + (offset + i) % size)
+            if self._usable(ip) and str(ip) not in self.allocated:
+                self.allocated[str(ip)] = owner
+                self.state["last"] = str(ip)
+                return str(ip)
+        raise Conflict(f"no available IPv4 addresses on this network's address pools: "
+                       f"{self.name}")
+
+    def release(self, ip, owner=None):
+        if ip and (owner is None or self.allocated.get(ip) == owner):
+            self.allocated.pop(ip, None)
+
+    def release_owner(self, owner):
+        for ip in [ip for ip, o in self.allocated.items() if o == owner]:
+            del self.allocated[ip]
+
+    @property
+    def prefixlen(self):
+        return self.subnet.prefixlen

@@ -1,0 +1,267 @@
+"""Bridges, veth pairs, addresses, routes and MTU, through pyroute2 (netlink).
+
+pyroute2 0.9 keeps a socket and an asyncio event loop per *thread* for each
+IPRoute object, so an IPRoute used from pyboxd's many request threads would
+open a socket per thread, each in that thread's network namespace.  Every
+netlink call here therefore runs on one worker thread (``Links.call``): one
+host socket, one event loop, calls serialised.  A container's namespace is
+reached through a socket opened *in* it (pybox.network.netns) and handed to
+IPRoute(use_socket=...), which then cannot talk to any other namespace.
+
+No ``ip`` subprocess: a container's interface costs a handful of netlink
+messages (see ``attach_veth``).
+"""
+
+import ipaddress
+import os
+import queue
+import threading
+
+from pybox.errors import PyboxError
+
+ENODEV = 19
+EEXIST = 17
+ENOENT = 2
+ESRCH = 3
+
+
+class LinkError(PyboxError):
+    """A link, address or route could not be made or removed."""
+
+
+def _nl_errno(exc):
+    return getattr(exc, "code", None)
+
+
+class Links:
+    """The netlink worker.  Public methods may be called from any thread."""
+
+    def __init__(self):
+        self._queue = queue.Queue()
+        self._thread = None
+        self._host = None
+        self._lock = threading.Lock()
+
+    # -- the worker -------------------------------------------------------------
+    def _ensure_worker(self):
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="pybox-netlink",
+                                                daemon=True)
+                self._thread.start()
+
+    def _serve(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, args, box, done = item
+            try:
+                box["value"] = fn(*args)
+            except BaseException as e:  # noqa: BLE001 - handed back to the caller
+                box["error"] = e
+            done.set()
+
+    def call(self, fn, *args):
+        """Run ``fn(*args)`` on the worker thread and return its result."""
+        if threading.current_thread() is self._thread:
+            return fn(*args)
+        self._ensure_worker()
+        box = {}
+        done = threading.Event()
+        self._queue.put((fn, args, box, done))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def close(self):
+        if self._thread is not None and self._thread.is_alive():
+            def shut():
+                if self._host is not None:
+                    self._host.close()
+                    self._host = None
+            self.call(shut)
+            self._queue.put(None)
+            self._thread.join(5)
+
+    @property
+    def host(self):
+        """The host namespace's IPRoute (worker thread only)."""
+        if self._host is None:
+            from pyroute2 import IPRoute
+
+            self._host = IPRoute()
+        return self._host
+
+    # -- host side --------------------------------------------------------------
+    def host_networks(self, exclude=()):
+        """IPv4 networks the host already reaches (routes of the main table other
+        than the default route, and its addresses' subnets), except those on the
+        links named in ``exclude`` (pybox's own bridges)."""
+        def work():
+            names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in self.host.get_links()}
+            out = set()
+            for r in self.host.get_routes(family=2, table=254):
+                if r["dst_len"] == 0:
+                    continue
+                if names.get(r.get_attr("RTA_OIF")) in exclude:
+                    continue
+                out.add(ipaddress.ip_network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}",
+                                             strict=False))
+            for a in self.host.get_addr(family=2):
+                if names.get(a["index"]) in exclude or names.get(a["index"]) == "lo":
+                    continue
+                out.add(ipaddress.ip_network(
+                    f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False))
+            return sorted(out)
+        return self.call(work)
+
+    def default_mtu(self):
+        """The MTU of the host's default route's link, at most 1500: a container
+        must not send frames bigger than the host can forward (1400 on some
+        clouds and VMs, where docker's fixed 1500 breaks large transfers)."""
+        def work():
+            for r in self.host.get_routes(family=2, table=254):
+                if r["dst_len"] == 0 and r.get_attr("RTA_OIF"):
+                    link = self.host.get_links(r.get_attr("RTA_OIF"))[0]
+                    return min(1500, link.get_attr("IFLA_MTU") or 1500)
+            return 1500
+        return self.call(work)
+
+    def link_names(self):
+        return self.call(lambda: [l.get_attr("IFLA_IFNAME") for l in self.host.get_links()])
+
+    def ensure_bridge(self, name, gateway, prefixlen, mtu):
+        """Create (or adopt) bridge ``name`` with ``gateway/prefixlen``, up.
+        Also sets route_localnet on it, for published ports reached through
+        127.0.0.1 (see firewall.py); returns the ifindex."""
+        def work():
+            ipr = self.host
+            found = ipr.link_lookup(ifname=name)
+            if not found:
+                try:
+                    ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+                except Exception as e:  # noqa: BLE001 - NetlinkError
+                    if _nl_errno(e) != EEXIST:
+                        raise LinkError(f"cannot create bridge {name}: {e}") from None
+                found = ipr.link_lookup(ifname=name)
+            index = found[0]
+            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                    for a in ipr.get_addr(family=2, index=index)}
+            if (gateway, prefixlen) not in have:
+                ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+            ipr.link("set", index=index, state="up")
+            return index
+        index = self.call(work)
+        for key, value in (("route_localnet", "1"),):
+            try:
+                with open(f"/proc/sys/net/ipv4/conf/{name}/{key}", "w") as f:
+                    f.write(value)
+            except OSError:
+                pass
+        return index
+
+    def delete_link(self, name):
+        """Delete the link ``name`` in the host namespace; absent is fine."""
+        def work():
+            try:
+                self.host.link("del", ifname=name)
+            except Exception as e:  # noqa: BLE001 - NetlinkError
+                if _nl_errno(e) not in (ENODEV, ENOENT) and "No such" not in str(e):
+                    raise LinkError(f"cannot delete link {name}: {e}") from None
+        self.call(work)
+
+    # -- a container's end -------------------------------------------------------
+    def attach_veth(self, ns_sock, netns_path, host_name, ifname, bridge_index, mtu,
+                    address, prefixlen, mac, gateway):
+        """A veth pair whose host end ``host_name`` is a port of the bridge and
+        whose other end is created directly in the container's namespace as
+        ``ifname`` (eth0...): no moment where it sits in the host namespace
+        under a temporary name.  Then, through ``ns_sock`` (a netlink socket in
+        that namespace): lo up, the address, the MAC, the MTU, up, and the
+        default route via ``gateway`` (None: no default route, for --internal
+        networks and secondary interfaces)."""
+        def work():
+            from pyroute2 import IPRoute
+
+            nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self.host.link("add", ifname=host_name, kind="veth", mtu=mtu,
+                               master=bridge_index, state="up",
+                               peer={"ifname": ifname, "net_ns_fd": nsfd, "mtu": mtu,
+                                     "address": mac})
+            except Exception as e:  # noqa: BLE001
+                raise LinkError(f"cannot create veth pair {host_name}/{ifname}: {e}") \
+                    from None
+            finally:
+                os.close(nsfd)
+            # hairpin: with br_netfilter, a container reaching its own published
+            # port is DNATed at the bridge and must go back out of its port
+            port = self.host.link_lookup(ifname=host_name)
+            if port:
+                self.host.brport("set", index=port[0], mode=1)
+            ns = IPRoute(use_socket=ns_sock.dup())
+            try:
+                found = ns.link_lookup(ifname=ifname)
+                if not found:
+                    raise LinkError(f"{ifname} did not appear in {netns_path}")
+                index = found[0]
+                ns.link("set", index=1, state="up")  # lo is always ifindex 1
+                ns.addr("add", index=index, address=address, prefixlen=prefixlen)
+                ns.link("set", index=index, state="up")
+                if gateway:
+                    ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+            except BaseException:
+                try:
+                    self.host.link("del", ifname=host_name)
+                except Exception:  # noqa: BLE001 - rollback best effort
+                    pass
+                raise
+            finally:
+                ns.close()
+        try:
+            self.call(work)
+        except LinkError:
+            raise
+        except Exception as e:  # noqa: BLE001 - NetlinkError from the namespace side
+            raise LinkError(f"cannot configure {ifname} in {netns_path}: {e}") from None
+
+    def check_fresh(self, ns_sock):
+        """Guard: the namespace behind ``ns_sock`` holds only lo.  Configuring
+        an interface through a socket that is in fact in the host namespace
+        would re-address the host's own eth0; this makes that impossible."""
+        def work():
+            from pyroute2 import IPRoute
+
+            ns = IPRoute(use_socket=ns_sock.dup())
+            try:
+                names = [l.get_attr("IFLA_IFNAME") for l in ns.get_links()]
+            finally:
+                ns.close()
+            if names != ["lo"]:
+                raise LinkError(f"a new network namespace should hold only lo, not {names}")
+        self.call(work)
+
+    def ns_link_names(self, ns_sock):
+        def work():
+            from pyroute2 import IPRoute
+
+            ns = IPRoute(use_socket=ns_sock.dup())
+            try:
+                return [l.get_attr("IFLA_IFNAME") for l in ns.get_links()]
+            finally:
+                ns.close()
+        return self.call(work)
+
+    def mac_of(self, ns_sock, ifname):
+        def work():
+            from pyroute2 import IPRoute
+
+            ns = IPRoute(use_socket=ns_sock.dup())
+            try:
+                found = ns.link_lookup(ifname=ifname)
+                return ns.get_links(found[0])[0].get_attr("IFLA_ADDRESS") if found else ""
+            finally:
+                ns.close()
+        return self.call(work)

@@ -1,0 +1,738 @@
+"""NetworkManager: the facade the engine calls for everything network.
+
+Networks (docker's objects: ``bridge``, ``host``, ``none`` and user-defined
+bridge networks) are records under DATA_ROOT/network/networks/ID.json, written
+atomically; their IPAM state (ipam.py) lives in them.  A running container's
+network state -- its *sandbox*: namespace path, one endpoint per network,
+published ports -- is RUN_ROOT/network/sandboxes/CID.json, since it describes
+kernel objects that a reboot ends.
+
+Kernel objects exist only while they have a user: a network's bridge, rules
+and DNS listener are made when its first endpoint attaches ("activation") and
+removed when its last one goes; pybox's nftables table goes with the last
+active network.  ``shutdown`` (pyboxd stopping) keeps everything running
+containers use -- they outlive pyboxd -- and ``cleanup`` removes every object
+of this pyboxd, found by name (pybox.network.Names), after a crash too.
+
+One lock serialises changes; netlink calls run on one worker thread
+(links.py).  Setting up a container's networking is: a namespace (unshare on
+a short-lived thread), one veth pair created straight into it, four netlink
+messages inside it, a few nftables elements and port sockets.
+"""
+
+import os
+import secrets
+import threading
+
+from pybox.errors import BadRequest, Conflict, NotFound, PyboxError
+from pybox.network import Names, etc, ipam, ports as portsmod
+from pybox.network import netns as netnsmod
+from pybox.network.firewall import Firewall
+from pybox.network.links import Links
+from pybox.oci import fastjson
+from pybox.oci.state import write_atomic
+
+PREDEFINED = ("bridge", "host", "none")
+DEFAULT_NETWORK = "bridge"
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+MTU_OPTION = "com.docker.network.driver.mtu"
+
+
+class NetworkError(PyboxError):
+    """Networking could not be set up for a container (the start fails)."""
+
+
+def _now():
+    from pybox.monitor.jsonlog import rfc3339_nano
+
+    return rfc3339_nano()
+
+
+def mac_for(ip):
+    """docker's MAC for an address: 02:42 then the IPv4 bytes."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+
+
+class NetworkManager:
+    def __init__(self, data_root, run_root, *, container_name=None,
+                 host_resolv_conf=etc.HOST_RESOLV_CONF):
+        self.root = os.path.join(data_root, "network")
+        self.records_dir = os.path.join(self.root, "networks")
+        self.sandbox_dir = os.path.join(run_root, "network", "sandboxes")
+        self.netns_dir = os.path.join(run_root, "netns")
+        for d in (self.records_dir, self.sandbox_dir, self.netns_dir):
+            os.makedirs(d, mode=0o711, exist_ok=True)
+        self.names = Names(run_root)
+        self.links = Links()
+        self.firewall = Firewall(self.names.table)
+        self.reservations = portsmod.Reservations()
+        self.container_name = container_name or (lambda cid: cid[:12])
+        self.host_resolv_conf = host_resolv_conf
+        self.lock = threading.RLock()
+        self.networks = {}
+        self.sandboxes = {}
+        self.active = set()
+        self._dns = None
+        self._mtu = None
+        self._load()
+
+    # -- records ----------------------------------------------------------------------
+    def _load(self):
+        for name in os.listdir(self.records_dir):
+            if name.endswith(".json"):
+                try:
+                    rec = fastjson.load_file(os.path.join(self.records_dir, name))
+                except (OSError, ValueError):
+                    continue
+                self.networks[rec["Id"]] = rec
+        for name in os.listdir(self.sandbox_dir):
+            if name.endswith(".json"):
+                try:
+                    sb = fastjson.load_file(os.path.join(self.sandbox_dir, name))
+                except (OSError, ValueError):
+                    continue
+                self.sandboxes[sb["id"]] = sb
+        have = {r["Name"] for r in self.networks.values()}
+        for name in PREDEFINED:
+            if name not in have:
+                self._create_predefined(name)
+
+    def _save(self, rec, durable=False):
+        write_atomic(os.path.join(self.records_dir, rec["Id"] + ".json"),
+                     fastjson.dumps(rec), mode=0o600, durable=durable)
+
+    def _save_sandbox(self, sb):
+        write_atomic(os.path.join(self.sandbox_dir, sb["id"] + ".json"), fastjson.dumps(sb),
+                     mode=0o600)
+
+    def _record(self, name, driver, *, ipam_config=None, internal=False, options=None,
+                labels=None, attachable=False, pybox=None):
+        return {
+            "Name": name, "Id": secrets.token_hex(32), "Created": _now(), "Scope": "local",
+            "Driver": driver, "EnableIPv4": True, "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None if driver != "bridge" else {},
+                     "Config": ipam_config or []},
+            "Internal": bool(internal), "Attachable": bool(attachable), "Ingress": False,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+            "Options": options or {}, "Labels": labels or {}, "pybox": pybox or {},
+        }
+
+    def _create_predefined(self, name):
+        if name == "bridge":
+            rec = self._record("bridge", "bridge", options={
+                "com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.enable_icc": "true",
+                "com.docker.network.bridge.enable_ip_masquerade": "true",
+                "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                BRIDGE_NAME_OPTION: self.names.default_bridge,
+                MTU_OPTION: "0"})
+            rec["pybox"] = {"bridge": self.names.default_bridge, "default": True,
+                            "ipam": None}
+        else:
+            rec = self._record(name, "host" if name == "host" else "null")
+        self.networks[rec["Id"]] = rec
+        self._save(rec, durable=True)
+
+    def get(self, ref):
+        """A network record by full id, name, or unique id prefix (docker's order)."""
+        ref = str(ref or "")
+        with self.lock:
+            if ref in self.networks:
+                return self.networks[ref]
+            for rec in self.networks.values():
+                if rec["Name"] == ref:
+                    return rec
+            found = [r for r in self.networks.values() if ref and r["Id"].startswith(ref)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise BadRequest(f"network {ref} is ambiguous ({len(found)} matches found based "
+                             "on ID prefix)")
+        raise NotFound(f"network {ref} not found")
+
+    def is_bridge(self, rec):
+        return rec["Driver"] == "bridge"
+
+    @staticmethod
+    def is_default(rec):
+        return bool(rec.get("pybox", {}).get("default"))
+
+    # -- create / remove / list / inspect / prune ------------------------------------------
+    def _taken_subnets(self, exclude=None):
+        import ipaddress
+
+        out = []
+        for rec in self.networks.values():
+            if rec["Id"] == exclude:
+                continue
+            for cfg in rec["IPAM"]["Config"] or ():
+                if cfg.get("Subnet"):
+                    out.append(ipaddress.ip_network(cfg["Subnet"]))
+        return out
+
+    def _host_networks(self):
+        mine = {r["pybox"]["bridge"] for r in self.networks.values()
+                if r.get("pybox", {}).get("bridge")}
+        return self.links.host_networks(exclude=mine)
+
+    def create(self, body):
+        """POST /networks/create -> (id, warning)."""
+        name = (body.get("Name") or "").strip()
+        if not name:
+            raise BadRequest("network name is required")
+        driver = body.get("Driver") or "bridge"
+        if driver in ("host", "null"):
+            raise Conflict(f'only one instance of "{driver}" network is allowed')
+        if driver != "bridge":
+            raise NotFound(f'plugin "{driver}" not found')
+        if body.get("EnableIPv6"):
+            raise BadRequest("IPv6 networks are not supported by pybox yet")
+        options = dict(body.get("Options") or {})
+        configs = list((body.get("IPAM") or {}).get("Config") or [])
+        if len(configs) > 1:
+            raise BadRequest("pybox networks have one IPv4 subnet")
+        cfg = configs[0] if configs else {}
+        with self.lock:
+            if any(r["Name"] == name for r in self.networks.values()):
+                raise Conflict(f"network with name {name} already exists")
+            host = self._host_networks() if not cfg.get("Subnet") else []
+            config = ipam.make_config(cfg.get("Subnet"), cfg.get("Gateway"),
+                                      cfg.get("IPRange"), taken=self._taken_subnets(),
+                                      host=host)
+            rec = self._record(name, "bridge", ipam_config=[dict(config)],
+                               internal=body.get("Internal"), options=options,
+                               labels=body.get("Labels"), attachable=body.get("Attachable"))
+            bridge = options.get(BRIDGE_NAME_OPTION) or self.names.bridge(rec["Id"])
+            if len(bridge) > 15:
+                raise BadRequest(f"bridge name {bridge!r} is longer than 15 characters")
+            if any(r.get("pybox", {}).get("bridge") == bridge for r in self.networks.values()):
+                raise Conflict(f"bridge name {bridge} is used by another network")
+            state = dict(config, allocated={})
+            rec["pybox"] = {"bridge": bridge, "ipam": state,
+                            "user_subnet": bool(cfg.get("Subnet"))}
+            self.networks[rec["Id"]] = rec
+            self._save(rec, durable=True)
+        return rec["Id"], ""
+
+    def remove(self, ref):
+        with self.lock:
+            rec = self.get(ref)
+            if rec["Name"] in PREDEFINED and not rec.get("pybox", {}).get("user"):
+                raise Conflict(f"{rec['Name']} is a pre-defined network and cannot be removed")
+            users = self._endpoints_on(rec["Id"])
+            if users:
+                raise Conflict(f"error while removing network: network {rec['Name']} id "
+                               f"{rec['Id']} has active endpoints")
+            self._deactivate(rec)
+            del self.networks[rec["Id"]]
+            try:
+                os.unlink(os.path.join(self.records_dir, rec["Id"] + ".json"))
+            except FileNotFoundError:
+                pass
+        return rec
+
+    def _endpoints_on(self, netid):
+        return [(cid, sb["endpoints"][netid]) for cid, sb in self.sandboxes.items()
+                if netid in sb["endpoints"]]
+
+    def inspect(self, ref, containers=True):
+        with self.lock:
+            rec = self.get(ref)
+            out = {k: v for k, v in rec.items() if k != "pybox"}
+            out = fastjson.loads(fastjson.dumps(out))
+            if rec["Driver"] == "bridge" and not out["IPAM"]["Config"]:
+                state = rec["pybox"].get("ipam")
+                if state:
+                    out["IPAM"]["Config"] = [{"Subnet": state["Subnet"],
+                                              "Gateway": state["Gateway"]}]
+            for cfg in out["IPAM"]["Config"] or ():
+                cfg.pop("allocated", None)
+                cfg.pop("last", None)
+            out["Containers"] = {}
+            if containers:
+                for cid, ep in self._endpoints_on(rec["Id"]):
+                    out["Containers"][cid] = {
+                        "Name": self.container_name(cid), "EndpointID": ep["EndpointID"],
+                        "MacAddress": ep["MacAddress"],
+                        "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
+                        "IPv6Address": ""}
+            return out
+
+    def list(self, filters=None):
+        filters = filters or {}
+        out = []
+        for rec in list(self.networks.values()):
+            if not self._matches(rec, filters):
+                continue
+            item = self.inspect(rec["Id"], containers=False)
+            out.append(item)
+        out.sort(key=lambda r: r["Name"])
+        return out
+
+    def _matches(self, rec, filters):
+        for key, values in filters.items():
+            values = list(values)
+            if key == "name" and not any(v in rec["Name"] for v in values):
+                return False
+            if key == "id" and not any(rec["Id"].startswith(v) for v in values):
+                return False
+            if key == "driver" and rec["Driver"] not in values:
+                return False
+            if key == "type":
+                kind = "builtin" if rec["Name"] in PREDEFINED else "custom"
+                if kind not in values:
+                    return False
+            if key == "scope" and "local" not in values:
+                return False
+            if key == "label":
+                labels = rec.get("Labels") or {}
+                for v in values:
+                    k, _, val = v.partition("=")
+                    if k not in labels or (val and labels[k] != val):
+                        return False
+            if key == "dangling":
+                dangling = not self._endpoints_on(rec["Id"])
+                if str(dangling).lower() not in [str(v).lower() for v in values] and \
+                        not ({"1"} & set(values) and dangling):
+                    return False
+        return True
+
+    def prune(self, filters=None, in_use=frozenset()):
+        """Remove unused user-defined networks -> their names.  ``in_use``: ids of
+        networks that containers (running or not) name."""
+        removed = []
+        with self.lock:
+            for rec in list(self.networks.values()):
+                if rec["Name"] in PREDEFINED or rec["Id"] in in_use:
+                    continue
+                if filters and not self._matches(rec, {k: v for k, v in filters.items()
+                                                       if k in ("label",)}):
+                    continue
+                if self._endpoints_on(rec["Id"]):
+                    continue
+                try:
+                    self.remove(rec["Id"])
+                except PyboxError:
+                    continue
+                removed.append(rec["Name"])
+        return removed
+
+    # -- activation: a network's kernel objects ---------------------------------------------
+    def mtu(self, rec):
+        value = int((rec.get("Options") or {}).get(MTU_OPTION) or 0)
+        if value:
+            return value
+        if self._mtu is None:
+            self._mtu = self.links.default_mtu()
+        return self._mtu
+
+    def _ipam_state(self, rec):
+        """The network's IPAM state; the default bridge's subnet is chosen on
+        first use, and chosen again if the host has since taken it (docker
+        started with the same pool, a VPN) while nothing uses it."""
+        import ipaddress
+
+        state = rec["pybox"].get("ipam")
+        if self.is_default(rec):
+            host = None
+            if state and not state.get("allocated"):
+                host = self._host_networks()
+                if ipam.overlaps_any(ipaddress.ip_network(state["Subnet"]), host):
+                    state = None
+            if not state:
+                host = host if host is not None else self._host_networks()
+                config = ipam.make_config(taken=self._taken_subnets(exclude=rec["Id"]),
+                                          host=host)
+                state = dict(config, allocated={})
+                rec["pybox"]["ipam"] = state
+                rec["IPAM"]["Config"] = [{"Subnet": config["Subnet"],
+                                          "Gateway": config["Gateway"]}]
+                self._save(rec, durable=True)
+        return state
+
+    def _activate(self, rec):
+        if rec["Id"] in self.active:
+            return
+        state = self._ipam_state(rec)
+        bridge = rec["pybox"]["bridge"]
+        import ipaddress
+
+        prefixlen = ipaddress.ip_network(state["Subnet"]).prefixlen
+        self.links.ensure_bridge(bridge, state["Gateway"], prefixlen, self.mtu(rec))
+        try:
+            self.firewall.ensure()
+            self.firewall.add_network(bridge, state["Subnet"], internal=rec["Internal"])
+            if not self.is_default(rec):
+                self.dns.add(rec["Id"], state["Gateway"], state["Subnet"])
+        except BaseException:
+            self._deactivate(rec, force=True)
+            raise
+        self.active.add(rec["Id"])
+
+    def _deactivate(self, rec, force=False):
+        if rec["Id"] not in self.active and not force:
+            return
+        self.active.discard(rec["Id"])
+        bridge = rec.get("pybox", {}).get("bridge")
+        if not bridge:
+            return
+        if self._dns is not None:
+            self._dns.remove(rec["Id"])
+        try:
+            self.firewall.remove_network(bridge)
+        except PyboxError:
+            pass
+        self.links.delete_link(bridge)
+        if not self.active:
+            self.firewall.remove_table()
+
+    @property
+    def dns(self):
+        if self._dns is None:
+            from pybox.network.dns import DNSServer
+
+            self._dns = DNSServer(self._dns_lookup, self._dns_reverse, self._dns_upstreams)
+        return self._dns
+
+    # -- DNS views ---------------------------------------------------------------------------
+    def _dns_lookup(self, netid, name):
+        name = name.lower().rstrip(".")
+        out = []
+        with self.lock:
+            for cid, ep in self._endpoints_on(netid):
+                sb = self.sandboxes[cid]
+                names = {self.container_name(cid).lower(), cid[:12]}
+                names.update(a.lower() for a in ep.get("Aliases") or ())
+                if sb.get("hostname"):
+                    names.add(sb["hostname"].lower())
+                if name in names:
+                    out.append(ep["IPAddress"])
+        return out
+
+    def _dns_reverse(self, netid, ip):
+        with self.lock:
+            for cid, ep in self._endpoints_on(netid):
+                if ep["IPAddress"] == ip:
+                    rec = self.networks.get(netid)
+                    return f"{self.container_name(cid)}.{rec['Name'] if rec else ''}".rstrip(".")
+        return None
+
+    def _dns_upstreams(self, netid, client_ip):
+        with self.lock:
+            for cid, ep in self._endpoints_on(netid):
+                if ep["IPAddress"] == client_ip and self.sandboxes[cid].get("dns"):
+                    return list(self.sandboxes[cid]["dns"])
+        return etc.host_resolvers(self.host_resolv_conf)["nameservers"]
+
+    # -- a container's sandbox ----------------------------------------------------------------
+    def netns_path(self, cid):
+        return os.path.join(self.netns_dir, cid)
+
+    def check_endpoint_config(self, rec, config):
+        """docker's rules for --ip, --alias and --mac-address on a network."""
+        config = config or {}
+        ipv4 = ((config.get("IPAMConfig") or {}).get("IPv4Address") or "").strip()
+        if rec["Driver"] != "bridge":
+            if ipv4 or config.get("Aliases"):
+                raise BadRequest(f"container cannot be connected to network {rec['Name']} "
+                                 "with an address or aliases")
+            return
+        if ipv4 and (self.is_default(rec) or not rec["pybox"].get("user_subnet")):
+            raise BadRequest("user specified IP address is supported only when connecting "
+                             "to networks with user configured subnets")
+        if config.get("Aliases") and self.is_default(rec):
+            raise BadRequest("network-scoped alias is supported only for containers in user "
+                             "defined networks")
+        mac = config.get("MacAddress")
+        if mac and not _valid_mac(mac):
+            raise BadRequest(f"invalid MAC address: {mac}")
+
+    def setup(self, cid, attachments, *, hostname="", wanted_ports=(), dns=()):
+        """Create the container's namespace, attach it to every network of
+        ``attachments`` ([(network ref, endpoint config)], in order: the first
+        gets eth0 and the default route) and publish ``wanted_ports``
+        (ports.requested()).  All or nothing.  -> the sandbox dict:
+        {"netns", "endpoints": {netid: endpoint}, "ports": [mapping]}."""
+        path = self.netns_path(cid)
+        with self.lock:
+            if cid in self.sandboxes:
+                self.teardown(cid)
+            sb = {"id": cid, "netns": path, "endpoints": {}, "ports": [],
+                  "hostname": hostname, "dns": list(dns), "order": []}
+            sock = None
+            try:
+                netnsmod.remove(path)  # a leftover of a crash
+                sock = netnsmod.create(path)[0]
+                self.links.check_fresh(sock)
+                self.sandboxes[cid] = sb
+                for ref, config in attachments:
+                    self._attach(sb, sock, self.get(ref), config)
+                if wanted_ports:
+                    self._publish(sb, wanted_ports)
+                self._save_sandbox(sb)
+            except BaseException:
+                if sock is not None:
+                    sock.close()
+                    sock = None
+                self.sandboxes.setdefault(cid, sb)
+                self.teardown(cid)
+                raise
+            finally:
+                if sock is not None:
+                    sock.close()
+            return sb
+
+    def _next_ifname(self, sb):
+        used = {ep["ifname"] for ep in sb["endpoints"].values()}
+        n = 0
+        while f"eth{n}" in used:
+            n += 1
+        return f"eth{n}"
+
+    def _attach(self, sb, sock, rec, config):
+        config = config or {}
+        if rec["Id"] in sb["endpoints"]:
+            raise Conflict(f"endpoint with name {self.container_name(sb['id'])} already "
+                           f"exists in network {rec['Name']}")
+        if rec["Driver"] != "bridge":
+            raise BadRequest(f"container cannot be disconnected from host network or "
+                             f"connected to {rec['Name']} network")
+        self.check_endpoint_config(rec, config)
+        self._activate(rec)
+        state = rec["pybox"]["ipam"]
+        alloc = ipam.Allocator(state, rec["Name"])
+        requested = ((config.get("IPAMConfig") or {}).get("IPv4Address") or "").strip()
+        ip = alloc.allocate(sb["id"], requested or None)
+        self._save(rec)
+        ifname = self._next_ifname(sb)
+        mac = (config.get("MacAddress") or "").lower() or mac_for(ip)
+        veth = self.names.veth(secrets.token_hex(8))
+        internal = rec["Internal"]
+        gateway = None if internal or sb["endpoints"] else state["Gateway"]
+        try:
+            self.links.attach_veth(sock, sb["netns"], veth, ifname,
+                                   self._bridge_index(rec), self.mtu(rec), ip,
+                                   alloc.prefixlen, mac, gateway)
+        except BaseException:
+            alloc.release(ip, sb["id"])
+            self._save(rec)
+            if not self._endpoints_on(rec["Id"]):
+                self._deactivate(rec)
+            raise
+        ep = {"NetworkID": rec["Id"], "EndpointID": secrets.token_hex(32),
+              "Gateway": "" if internal else state["Gateway"], "IPAddress": ip,
+              "IPPrefixLen": alloc.prefixlen, "MacAddress": mac, "ifname": ifname,
+              "veth": veth, "Aliases": list(config.get("Aliases") or []),
+              "IPAMConfig": config.get("IPAMConfig") or None}
+        sb["endpoints"][rec["Id"]] = ep
+        sb["order"].append(rec["Id"])
+        return ep
+
+    def _bridge_index(self, rec):
+        bridge = rec["pybox"]["bridge"]
+        return self.links.call(lambda: self.links.host.link_lookup(ifname=bridge)[0])
+
+    def _publish(self, sb, wanted):
+        """Reserve host ports and add their DNAT, toward the container's address
+        on its first network that is not internal."""
+        target = None
+        for netid in sb["order"]:
+            rec = self.networks.get(netid)
+            if rec is not None and not rec["Internal"]:
+                target = sb["endpoints"][netid]["IPAddress"]
+                break
+        if target is None:
+            return
+        mappings = self.reservations.reserve(sb["id"], wanted)
+        for m in mappings:
+            m["ip"] = target
+        try:
+            self.firewall.add_ports(mappings)
+        except BaseException:
+            self.reservations.release(mappings)
+            raise
+        sb["ports"] = mappings
+
+    def teardown(self, cid):
+        """Undo ``setup`` (and every connect since): ports, conntrack entries,
+        addresses, the namespace (and with it the veths), networks left without
+        users.  Idempotent; safe after a crash (works from the saved state)."""
+        with self.lock:
+            sb = self.sandboxes.pop(cid, None)
+            if sb is None:
+                netnsmod.remove(self.netns_path(cid))
+                return
+            if sb.get("ports"):
+                self.firewall.remove_ports(sb["ports"])
+            self.reservations.release_owner(cid)
+            ips = [ep["IPAddress"] for ep in sb["endpoints"].values()]
+            netnsmod.remove(sb["netns"])
+            for netid, ep in sb["endpoints"].items():
+                rec = self.networks.get(netid)
+                if rec is None or not rec.get("pybox", {}).get("ipam"):
+                    continue
+                ipam.Allocator(rec["pybox"]["ipam"]).release_owner(cid)
+                self._save(rec)
+            self._flush_conntrack(ips)
+            for netid in list(sb["endpoints"]):
+                rec = self.networks.get(netid)
+                if rec is not None and not self._endpoints_on(netid):
+                    self._deactivate(rec)
+            try:
+                os.unlink(os.path.join(self.sandbox_dir, cid + ".json"))
+            except FileNotFoundError:
+                pass
+
+    def _flush_conntrack(self, ips):
+        """Delete conntrack entries to or from the container's addresses: a
+        later container given the same address must not inherit its NAT state
+        (docker does the same for UDP)."""
+        ips = set(ips)
+        if not ips:
+            return
+
+        def work():
+            from pyroute2 import Conntrack
+
+            ct = Conntrack()
+            try:
+                for entry in list(ct.dump_entries()):
+                    o, r = entry.tuple_orig, entry.tuple_reply
+                    if {o.saddr, o.daddr, r.saddr, r.daddr} & ips:
+                        try:
+                            ct.entry("del", tuple_orig=o)
+                        except Exception:  # noqa: BLE001 - gone meanwhile
+                            pass
+            finally:
+                ct.close()
+        try:
+            self.links.call(work)
+        except Exception:  # noqa: BLE001 - conntrack support may be missing
+            pass
+
+    # -- live connect / disconnect -----------------------------------------------------------
+    def connect(self, cid, ref, config=None):
+        """Attach a running container's sandbox to one more network -> endpoint."""
+        with self.lock:
+            sb = self.sandboxes.get(cid)
+            if sb is None:
+                raise Conflict(f"container {cid} has no network namespace of its own")
+            rec = self.get(ref)
+            sock = netnsmod.open_sockets(sb["netns"])[0]
+            try:
+                ep = self._attach(sb, sock, rec, config)
+            finally:
+                sock.close()
+            self._save_sandbox(sb)
+            return ep
+
+    def disconnect(self, cid, ref):
+        with self.lock:
+            sb = self.sandboxes.get(cid)
+            rec = self.get(ref)
+            if sb is None or rec["Id"] not in sb["endpoints"]:
+                raise Conflict(f"container {cid} is not connected to network {rec['Name']}")
+            ep = sb["endpoints"].pop(rec["Id"])
+            sb["order"].remove(rec["Id"])
+            self.links.delete_link(ep["veth"])
+            ipam.Allocator(rec["pybox"]["ipam"]).release(ep["IPAddress"], cid)
+            self._save(rec)
+            self._flush_conntrack([ep["IPAddress"]])
+            if not self._endpoints_on(rec["Id"]):
+                self._deactivate(rec)
+            self._save_sandbox(sb)
+            return ep
+
+    def sandbox(self, cid):
+        return self.sandboxes.get(cid)
+
+    # -- daemon life -------------------------------------------------------------------------
+    def recover(self, running):
+        """After a pyboxd (re)start: keep the sandboxes of ``running`` container
+        ids (their port sockets re-bound, their networks active again, DNS back),
+        tear down the others, free addresses nobody holds, and remove leftovers
+        of this pyboxd that no sandbox explains."""
+        running = set(running)
+        with self.lock:
+            for cid in list(self.sandboxes):
+                if cid not in running:
+                    self.teardown(cid)
+            for cid, sb in self.sandboxes.items():
+                if sb.get("ports"):
+                    self.reservations.adopt(cid, sb["ports"])
+                    try:
+                        self.firewall.ensure()
+                        self.firewall.add_ports([m for m in sb["ports"]
+                                                 if not self._port_present(m)])
+                    except PyboxError:
+                        pass
+            for rec in self.networks.values():
+                state = rec.get("pybox", {}).get("ipam")
+                if state:
+                    stale = [ip for ip, owner in state.get("allocated", {}).items()
+                             if owner not in self.sandboxes]
+                    for ip in stale:
+                        del state["allocated"][ip]
+                    if stale:
+                        self._save(rec)
+                if self._endpoints_on(rec["Id"]):
+                    self._activate(rec)
+            self._remove_leftovers()
+
+    def _port_present(self, mapping):
+        name, elem = Firewall._port_elem(mapping)
+        for obj in self.firewall.list_table():
+            m = obj.get("map")
+            if m and m["name"] == name:
+                for e in m.get("elem") or ():
+                    if e[0] == elem[0]:
+                        return True
+        return False
+
+    def _remove_leftovers(self):
+        """Objects named as this pyboxd's that no active network or sandbox
+        explains: namespaces in the netns dir, links, the nft table."""
+        for name in netnsmod.list_dir(self.netns_dir):
+            if name not in self.sandboxes:
+                netnsmod.remove(os.path.join(self.netns_dir, name))
+        bridges = {self.networks[n]["pybox"]["bridge"] for n in self.active}
+        veths = {ep["veth"] for sb in self.sandboxes.values()
+                 for ep in sb["endpoints"].values()}
+        for name in self.links.link_names():
+            if self.names.is_bridge(name) and name not in bridges or \
+                    self.names.is_veth(name) and name not in veths:
+                self.links.delete_link(name)
+        for bridge in self.firewall.networks():
+            if bridge not in bridges:
+                self.firewall.remove_network(bridge)
+        if not self.active:
+            self.firewall.remove_table()
+
+    def shutdown(self):
+        """pyboxd is stopping: running containers keep their networking (they
+        outlive pyboxd); if none has any, everything pybox made goes."""
+        with self.lock:
+            if self._dns is not None:
+                self._dns.close()
+                self._dns = None
+            self.reservations.close()
+            if not self.sandboxes:
+                self.cleanup()
+            self.links.close()
+
+    def cleanup(self):
+        """Remove every kernel object of this pyboxd: sandboxes, namespaces,
+        bridges and veths by name, the nft table.  Records stay."""
+        with self.lock:
+            for cid in list(self.sandboxes):
+                self.teardown(cid)
+            for rec in self.networks.values():
+                self._deactivate(rec, force=bool(rec.get("pybox", {}).get("bridge")))
+            self.active.clear()
+            self._remove_leftovers()
+
+
+def _valid_mac(mac):
+    parts = mac.split(":")
+    return len(parts) == 6 and all(len(p) == 2 and all(c in "0123456789abcdefABCDEF"
+                                                        for c in p) for p in parts)
