@@ -152,6 +152,28 @@ class DigestMismatch(ImageError):
         self.actual = actual
 
 
+class RegistryError(ImageError):
+    """A registry refused or failed a request (pull, push, login), or what it sent
+    is unusable (a bad manifest, a platform it does not have).  ``status`` is the
+    HTTP status when there was one, ``code`` the distribution spec's error code
+    (``MANIFEST_UNKNOWN``, ``DENIED``...); the message is docker's wording where
+    docker has one, so users can search for it."""
+
+    def __init__(self, message, *, status=None, code=None, errno=None):
+        super().__init__(message, errno=errno)
+        self.status = status
+        self.code = code
+
+
+class AuthenticationError(RegistryError):
+    """The registry (or its token server) refused the credentials, or wants
+    some and none were given (HTTP 401)."""
+
+
+class RegistryNotFound(RegistryError, NotFound):
+    """The repository, tag, digest or platform is not in the registry (404)."""
+
+
 class ClientError(PyboxError):
     """A failure of the pybox CLI (a Docker Engine API client).  ``exit_status`` is
     what the process exits with, following the docker CLI: 1 for a failed
