@@ -92,6 +92,7 @@ class NetworkManager:
                 except (OSError, ValueError):
                     continue
                 self.sandboxes[sb["id"]] = sb
+        self._from_disk = set(self.sandboxes)
         have = {r["Name"] for r in self.networks.values()}
         for name in PREDEFINED:
             if name not in have:
@@ -136,6 +137,8 @@ class NetworkManager:
     def get(self, ref):
         """A network record by full id, name, or unique id prefix (docker's order)."""
         ref = str(ref or "")
+        if ref == "default":  # the docker CLI's name for the default network mode
+            ref = DEFAULT_NETWORK
         with self.lock:
             if ref in self.networks:
                 return self.networks[ref]
@@ -654,8 +657,10 @@ class NetworkManager:
         of this pyboxd that no sandbox explains."""
         running = set(running)
         with self.lock:
+            # only sandboxes of a previous pyboxd: one set up since (a restart
+            # policy bringing a container back) is not judged by ``running``
             for cid in list(self.sandboxes):
-                if cid not in running:
+                if cid in self._from_disk and cid not in running:
                     self.teardown(cid)
             for cid, sb in self.sandboxes.items():
                 if sb.get("ports"):
