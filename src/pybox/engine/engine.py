@@ -82,6 +82,9 @@ class Engine:
         self.store = ContainerStore(os.path.join(data_root, "containers"))
         self.images = images
         self.events = EventBus()
+        from pybox.engine.networking import EngineNetworking
+
+        self.network = EngineNetworking(self)  # networking hooks: engine/networking.py
         self.execs = {}
         self.execs_lock = threading.Lock()
         self.zygote = None
@@ -129,6 +132,7 @@ class Engine:
                     c.record["ManualStop"] = False
                     threading.Thread(target=self._restart_on_boot, args=(c,),
                                      daemon=True).start()
+        self.network.recover()
 
     def _volume_users(self):
         users = {}
@@ -175,6 +179,7 @@ class Engine:
         image = self.images.lookup(image_ref)  # NotFound "No such image: X" -> CLI pulls
         hc = dict(body.get("HostConfig") or {})
         self._check_host_config(hc)
+        self.network.check_create(body, hc)
         config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
         config = specmod.merge_image_config(config, image.get("Config") or {})
         config["Image"] = image_ref
@@ -197,6 +202,7 @@ class Engine:
             os.makedirs(directory, mode=0o710)
             self.images.create_rootfs(cid, image["Id"])
             record = self._new_record(cid, name, config, hc, image, args, directory, body)
+            self.network.on_create(record, body)
             record["Mounts"] = mounts
             c = Container(record, directory)
             self._write_etc_files(c)
@@ -246,10 +252,6 @@ class Engine:
         weight = hc.get("BlkioWeight") or 0
         if weight and not 10 <= weight <= 1000:
             raise BadRequest("Range of blkio weight is from 10 to 1000")
-        mode = hc.get("NetworkMode") or "default"
-        if mode not in ("default", "bridge", "none", "host") and not mode.startswith(
-                "container:"):
-            raise NotFound(f"network {mode} not found")
         restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
         if restart not in ("", "no", "always", "on-failure", "unless-stopped"):
             raise BadRequest(f"invalid restart policy {restart!r}")
@@ -365,7 +367,8 @@ class Engine:
             from pybox.engine.volumes import oci_mounts
 
             volume_mounts = oci_mounts(rec.get("Mounts") or [], self.volumes, rootfs)
-            config = specmod.build(rec, rootfs, cgroup_v2=self.cgroup_v2(),
+            netns = self.network.prepare(c)
+            config = specmod.build(rec, rootfs, cgroup_v2=self.cgroup_v2(), netns=netns,
                                    extra_mounts=volume_mounts + self._etc_mounts(c),
                                    namespace_of=self._namespace_of,
                                    init_path=shutil.which("tini-static"))
@@ -451,6 +454,7 @@ class Engine:
 
     def _start_failed(self, c, rootfs, message):
         self._cleanup_runtime(c)
+        self.network.release(c)
         if rootfs is not None:
             try:
                 self.images.unmount_rootfs(c.id)
@@ -574,6 +578,7 @@ class Engine:
                        "ExitCode": code, "OOMKilled": oom, "Error": info.get("error") or "",
                        "FinishedAt": info.get("finished_at") or rfc3339_nano()})
             self._cleanup_runtime(c)
+            self.network.release(c)
             try:
                 self.images.unmount_rootfs(c.id)
             except Exception:  # noqa: BLE001 - kept mounted: removal retries
@@ -794,6 +799,7 @@ class Engine:
 
     def _remove_now(self, c):
         self._cleanup_runtime(c)
+        self.network.forget(c)
         try:
             self.images.remove_rootfs(c.id)
         except Exception as e:  # noqa: BLE001
@@ -919,7 +925,7 @@ class Engine:
             "ImageID": rec["Image"],
             "Command": " ".join(shlex.quote(a) for a in [rec["Path"]] + rec["Args"]),
             "Created": created_unix,
-            "Ports": [],
+            "Ports": self.network.ps_ports(c),
             "Labels": rec["Config"].get("Labels") or {},
             "State": self._status(st),
             "Status": human_status(st),
