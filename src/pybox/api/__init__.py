@@ -5,7 +5,7 @@ status codes and JSON error shapes."""
 
 
 def build_router(engine):
-    from pybox.api import containers, images, observe, system, volumes
+    from pybox.api import containers, images, networks, observe, system, volumes
     from pybox.api.server import Router
 
     router = Router()
@@ -13,5 +13,6 @@ def build_router(engine):
     containers.register(router, engine)
     images.register(router, engine)
     volumes.register(router, engine)
+    networks.register(router, engine)
     observe.register(router, engine)
     return router

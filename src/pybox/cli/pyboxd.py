@@ -81,6 +81,7 @@ def main(argv=None):
         server.serve_forever()
     finally:
         server.shutdown()
+        engine.network.shutdown()  # running containers keep their networking
         try:
             os.kill(engine.zygote_pid, signal.SIGTERM)
             os.waitpid(engine.zygote_pid, 0)

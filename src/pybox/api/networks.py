@@ -1,0 +1,57 @@
+"""/networks endpoints: list, inspect, create, remove, connect, disconnect,
+prune, in docker's JSON shapes, over pybox.engine.networking."""
+
+from pybox.errors import BadRequest
+
+
+def register(router, engine):
+    r = router
+    net = engine.network
+
+    @r.route("GET", "/networks")
+    def list_networks(req, resp):
+        resp.json(net.manager.list(req.filters()))
+
+    @r.route("POST", "/networks/create")
+    def create(req, resp):
+        body = req.json({}) or {}
+        if not isinstance(body, dict):
+            raise BadRequest("invalid JSON body")
+        nid, warning = net.manager.create(body)
+        rec = net.manager.get(nid)
+        engine.events.emit("network", "create", nid, {"name": rec["Name"], "type": "bridge"})
+        resp.json({"Id": nid, "Warning": warning}, 201)
+
+    @r.route("POST", "/networks/prune")
+    def prune(req, resp):
+        removed = net.manager.prune(req.filters(), in_use=net.networks_in_use())
+        for name in removed:
+            engine.events.emit("network", "destroy", name, {"name": name, "type": "bridge"})
+        resp.json({"NetworksDeleted": removed})
+
+    @r.route("GET", "/networks/{id}")
+    def inspect(req, resp, id):
+        resp.json(net.manager.inspect(id))
+
+    @r.route("DELETE", "/networks/{id}")
+    def remove(req, resp, id):
+        rec = net.manager.remove(id)
+        engine.events.emit("network", "destroy", rec["Id"],
+                           {"name": rec["Name"], "type": rec["Driver"]})
+        resp.empty(204)
+
+    @r.route("POST", "/networks/{id}/connect")
+    def connect(req, resp, id):
+        body = req.json({}) or {}
+        if not body.get("Container"):
+            raise BadRequest("a container is required")
+        net.connect(id, body["Container"], body.get("EndpointConfig") or {})
+        resp.empty(200)
+
+    @r.route("POST", "/networks/{id}/disconnect")
+    def disconnect(req, resp, id):
+        body = req.json({}) or {}
+        if not body.get("Container"):
+            raise BadRequest("a container is required")
+        net.disconnect(id, body["Container"], force=bool(body.get("Force")))
+        resp.empty(200)
