@@ -10,9 +10,9 @@ def build_router(engine):
 
     router = Router()
     system.register(router, engine)
+    networks.register(router, engine)  # before containers: its /networks/{name} 404 stub
     containers.register(router, engine)
     images.register(router, engine)
     volumes.register(router, engine)
-    networks.register(router, engine)
     observe.register(router, engine)
     return router
