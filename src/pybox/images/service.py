@@ -367,8 +367,23 @@ class Images:
     def has_blob(self, digest):
         return self.blobs.exists(digest)
 
+    def has_layer(self, chain_id):
+        return self.snapshots.has_layer(chain_id)
+
+    def unpack_layer(self, parent_chain_id, diff_id, blob_digest, on_read=None):
+        """Unpack one layer whose blob is in the store (inside ``writing()``), so
+        a pull can unpack each layer as soon as it has arrived instead of after
+        the last one; ``add_image`` then finds it done.  ``on_read(n)`` is told
+        of every compressed byte read (the pull's "Extracting" progress)."""
+        def open_blob():
+            blob = self.blobs.open(blob_digest)
+            return blob if on_read is None else _CountingReader(blob, on_read)
+
+        return self.snapshots.ensure_layer(parent_chain_id, diff_id, open_blob,
+                                           allow_devices=self.allow_device_nodes)
+
     def add_image(self, manifest, config_bytes=None, *, refs=(), manifest_bytes=None,
-                  repo_digest_names=(), parent=""):
+                  repo_digest_names=(), parent="", repo_digest=None):
         """Register an image whose config and layer blobs are in the store (call
         inside ``writing()``): unpack the layers (verified against the config's
         diff-ids), store the manifest, write the record, then tag it.
@@ -376,7 +391,9 @@ class Images:
         ``manifest``: an OCI or docker schema2 manifest (dict).  ``refs``:
         normalised references to point at it.  ``repo_digest_names``: repositories
         (``docker.io/library/busybox``) it was pulled from: RepoDigests become
-        NAME@MANIFEST_DIGEST.  Returns the image Id."""
+        NAME@MANIFEST_DIGEST, or NAME@``repo_digest`` when the registry names the
+        image by another digest (the index a platform's manifest came from).
+        Returns the image Id."""
         config_desc = manifest.get("config") or {}
         config_digest = config_desc.get("digest")
         if config_bytes is None:
@@ -425,7 +442,7 @@ class Images:
                 all_refs[str(references.parse(ref))] = image_id
             for name in repo_digest_names:
                 repo = references.parse(name)
-                all_refs[f"{repo.name}@{manifest_digest}"] = image_id
+                all_refs[f"{repo.name}@{repo_digest or manifest_digest}"] = image_id
             if refs or repo_digest_names:
                 self.store.save_refs(all_refs)
         return image_id
@@ -626,6 +643,35 @@ class Images:
         """docker export: the container's filesystem, flattened, as one tar."""
         with _open_dest(dest) as out:
             self.snapshots.export(container_id, out)
+
+
+class _CountingReader:
+    """A file object that reports how many bytes were read through it."""
+
+    def __init__(self, f, on_read):
+        self._f = f
+        self._on_read = on_read
+
+    def read(self, *args):
+        data = self._f.read(*args)
+        if data:
+            self._on_read(len(data))
+        return data
+
+    def readinto(self, buffer):
+        count = self._f.readinto(buffer)
+        if count:
+            self._on_read(count)
+        return count
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
 
 
 def _names_going_with(by_name, image_refs):
