@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import block_device, has_cgroups, knob, on_v1_files, on_v2, unified_controllers, uses_v1
+from .conftest import block_device, has_cgroups, knob, on_v1_files, on_v2, unified_controllers, uses_v1
 
 pytestmark = [pytest.mark.root, has_cgroups]
 MiB = 1 << 20

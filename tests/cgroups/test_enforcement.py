@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import has_cgroups, on_hybrid, unique, uses_v1
+from .conftest import has_cgroups, on_hybrid, unique, uses_v1
 
 from pybox.cgroups.layout import detect
 from pybox.cgroups.v2 import V2Manager
@@ -194,7 +194,7 @@ print(t.user + t.system)
 def test_live_memory_update_up_and_down(make_manager, helper):
     mgr = make_manager({"memory": {"limit": 64 * MiB}})
     file_v1, file_v2 = "memory.limit_in_bytes", "memory.max"
-    from conftest import knob
+    from .conftest import knob
     mgr.update({"memory": {"limit": 128 * MiB}})
     assert int(knob(mgr, "memory", file_v1, file_v2)) == 128 * MiB
     mgr.update({"memory": {"limit": 32 * MiB}})
@@ -203,7 +203,7 @@ def test_live_memory_update_up_and_down(make_manager, helper):
 
 def test_lowering_memory_below_what_processes_use_is_refused(make_manager, helper):
     from pybox.errors import CgroupError
-    from conftest import knob
+    from .conftest import knob
 
     mgr = make_manager()
     limit = 256 * MiB

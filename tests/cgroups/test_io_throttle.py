@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import has_cgroups, knob
+from .conftest import has_cgroups, knob
 
 pytestmark = [pytest.mark.root, has_cgroups]
 MiB = 1 << 20

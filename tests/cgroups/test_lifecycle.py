@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from conftest import LAYOUT, absent_block_device, has_cgroups, on_hybrid, unique
+from .conftest import LAYOUT, absent_block_device, has_cgroups, on_hybrid, unique
 
 from pybox import cgroups
 from pybox.cgroups.v2 import V2Manager

@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 SRC = os.path.join(REPO, "src")
 sys.path.insert(0, HERE)
 
-from dockerd import PrivateDockerd  # noqa: E402
+from .dockerd import PrivateDockerd  # noqa: E402
 
 PROXY = os.path.join(os.path.dirname(REPO), "shared", "docs", "docker-api", "proxy.py")
 APT_LOCK = "/tmp/pybox-clients-apt.lock"

@@ -21,7 +21,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ptyrun import PtyProcess  # noqa: E402
+from .ptyrun import PtyProcess  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.clients]
 
@@ -116,7 +116,7 @@ def test_create_body_is_dockers(dockerd, proxy, flags, tmp_path):
         os.path.dirname(os.path.abspath(__file__)))), "src"), HOME="/root")
     env.pop("BAZ_UNSET_VAR", None)
     bodies = []
-    from conftest import DOCKER
+    from .conftest import DOCKER
     for argv in ([DOCKER], [sys.executable, "-m", "pybox.cli.pybox"]):
         proxy.clear()
         subprocess.run(argv + ["-H", proxy.host, "create"] + flags + ["busybox", "-c", "x"],
@@ -397,7 +397,7 @@ def test_info_version(pybox):
 
 
 def test_no_daemon_no_autostart_with_host(tmp_path):
-    from conftest import pybox_argv
+    from .conftest import pybox_argv
     sock = tmp_path / "none.sock"
     env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(
         os.path.dirname(os.path.abspath(__file__)))), "src"), PATH=str(tmp_path))
