@@ -685,7 +685,10 @@ class Engine:
             rc = self._runtime(c)
             rc.kill(sig)
             if sig == 9 and c.state.get("Paused"):
-                rc.resume()  # a frozen process cannot act on SIGKILL
+                try:
+                    rc.resume()  # a frozen process cannot act on SIGKILL
+                except PyboxError:
+                    pass  # not frozen any more (stop resumed it after its signal)
         except PyboxError as e:
             if c.state.get("Running"):
                 raise Conflict(f"Cannot kill container {c.id}: {e}") from None
