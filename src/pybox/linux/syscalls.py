@@ -164,6 +164,31 @@ class Syscalls:
         self._check(self._libc.prlimit(0, resource, limits, None), "prlimit",
                     (resource, soft, hard))
 
+    # -- the new mount API (Linux 5.2+, mount_setattr 5.12+) ----------------
+    def open_tree(self, path, flags, dirfd=-100):
+        """open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount at
+        ``path`` that can be changed (mount_setattr) and attached elsewhere,
+        even in another mount namespace (move_mount).  Returns the fd."""
+        c = self._ctypes
+        ret = self._syscall("open_tree", c.c_int(dirfd), self._b(path), c.c_uint(flags))
+        return self._check(ret, "open_tree", (path, hex(flags)))
+
+    def move_mount(self, from_fd, from_path, to_fd, to_path, flags):
+        c = self._ctypes
+        ret = self._syscall("move_mount", c.c_int(from_fd), self._b(from_path),
+                            c.c_int(to_fd), self._b(to_path), c.c_uint(flags))
+        self._check(ret, "move_mount", (from_fd, from_path, to_path, hex(flags)))
+
+    def mount_setattr(self, fd, path, flags, attr_set, attr_clr=0, propagation=0,
+                      userns_fd=0):
+        """mount_setattr(2) with a struct mount_attr; MOUNT_ATTR_IDMAP takes
+        ``userns_fd``, a user namespace whose maps become the mount's idmap."""
+        c = self._ctypes
+        attr = (c.c_uint64 * 4)(attr_set, attr_clr, propagation, userns_fd)
+        ret = self._syscall("mount_setattr", c.c_int(fd), self._b(path), c.c_uint(flags),
+                            c.byref(attr), c.c_size_t(32))
+        self._check(ret, "mount_setattr", (fd, path, hex(attr_set)))
+
     def raw_syscall(self, name, *args):
         """For the few callers (seccomp, bpf) that build their own ctypes arguments."""
         return self._check(self._syscall(name, *args), name, ())
