@@ -854,8 +854,11 @@ class Engine:
         return out
 
     def list(self, all_=False, limit=-1, size=False, filters=None):
+        if limit is not None and limit > 0:
+            all_ = True  # docker: ps -n N / -l list the newest, whatever their state
         items = []
-        for c in self.store.all():
+        # newest first: Created is RFC 3339 with 9 fraction digits, sortable as text
+        for c in sorted(self.store.all(), key=lambda c: c.record["Created"], reverse=True):
             rec = c.record
             st = rec["State"]
             if not all_ and not st.get("Running") and not filters:
@@ -863,7 +866,6 @@ class Engine:
             if filters and not self._filter_match(c, filters, all_):
                 continue
             items.append(self._summary(c, size))
-        items.sort(key=lambda x: x["Created"], reverse=True)
         if limit is not None and limit > 0:
             items = items[:limit]
         return items
