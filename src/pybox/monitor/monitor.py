@@ -68,6 +68,9 @@ class Monitor:
         self.poller = select.poll()
         self.clients = {}
         self.stdin_w = None
+        self.stdin_buf = b""  # for the container, not yet taken by it
+        self.stdin_eof_pending = False  # close its stdin once stdin_buf is written
+        self.stdin_polled = False  # POLLOUT wanted on the stdin fd
         self.master = None
         self.outputs = {}  # fd -> stream name
         self.log = None
@@ -237,6 +240,8 @@ class Monitor:
             os.set_blocking(fd, False)
             self.poller.register(fd, select.POLLIN)
         self.poller.register(self.pidfd, select.POLLIN)
+        if self.stdin_w is not None:
+            os.set_blocking(self.stdin_w, False)
         exited_at = None
         while True:
             timeout = None
@@ -252,6 +257,12 @@ class Monitor:
                     exited_at = time.monotonic()
                 elif fd == listener.fileno():
                     self._accept()
+                elif fd == self._stdin_fd() and (ev & select.POLLOUT or
+                                                 fd not in self.outputs):
+                    self._flush_stdin()
+                    if fd in self.outputs and ev & (select.POLLIN | select.POLLHUP |
+                                                    select.POLLERR):
+                        self._read_output(fd)  # (a pty master: also the output)
                 elif fd in self.outputs:
                     self._read_output(fd)
                 elif fd in self.clients:
@@ -395,21 +406,62 @@ class Monitor:
                 except (ValueError, OSError):
                     pass
 
+    def _stdin_fd(self):
+        return self.master if self.tty else self.stdin_w
+
     def _write_stdin(self, data):
-        fd = self.master if self.tty else self.stdin_w
-        if fd is None:
+        """Queue bytes for the container's stdin and write what it takes now.  The
+        monitor never blocks on it: a program that does not read (yet: stdin sent
+        before the start) must not stall the loop, its output and its start."""
+        if self._stdin_fd() is None:
             return
+        self.stdin_buf += data
+        self._flush_stdin()
+
+    def _flush_stdin(self):
+        fd = self._stdin_fd()
+        while self.stdin_buf and fd is not None:
+            try:
+                n = os.write(fd, self.stdin_buf)
+            except BlockingIOError:
+                break
+            except OSError:  # EPIPE, EIO: nobody reads it any more
+                self.stdin_buf = b""
+                break
+            self.stdin_buf = self.stdin_buf[n:]
+        if fd is None:
+            self.stdin_buf = b""
+        self._poll_stdin(bool(self.stdin_buf))
+        if not self.stdin_buf and self.stdin_eof_pending:
+            self.stdin_eof_pending = False
+            self._stdin_eof()
+
+    def _poll_stdin(self, want):
+        """POLLOUT on the stdin fd while bytes wait (a pty master is polled for
+        output anyway: only its mask changes)."""
+        fd = self._stdin_fd()
+        if want == self.stdin_polled or fd is None:
+            return
+        self.stdin_polled = want
         try:
-            while data:
-                n = os.write(fd, data)
-                data = data[n:]
-        except OSError:
+            if fd in self.outputs:
+                self.poller.modify(fd, select.POLLIN | (select.POLLOUT if want else 0))
+            elif want:
+                self.poller.register(fd, select.POLLOUT)
+            else:
+                self.poller.unregister(fd)
+        except (KeyError, ValueError, OSError):
             pass
 
     def _stdin_eof(self):
         """A client closed its stdin: with StdinOnce the container's stdin closes
-        (its reads see EOF); otherwise the next attach may write more."""
+        (its reads see EOF) once what was sent before is written; otherwise the
+        next attach may write more."""
+        if self.stdin_buf:
+            self.stdin_eof_pending = True
+            return
         if self.stdin_once and self.stdin_w is not None:
+            self._poll_stdin(False)
             os.close(self.stdin_w)
             self.stdin_w = None
 
