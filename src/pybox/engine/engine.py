@@ -413,6 +413,7 @@ class Engine:
                    "Pid": report["pid"], "ExitCode": 0, "Error": "",
                    "StartedAt": rfc3339_nano(), "FinishedAt": ZERO_TIME})
         rec["ManualStop"] = False
+        c.start_failed = False
         c.save()
         c.changed.notify_all()
         self.events.emit("container", "start", c.id, self._attributes(c))
@@ -465,6 +466,7 @@ class Engine:
                    "Running": False, "Pid": 0, "Error": message,
                    "ExitCode": exit_code_for_start_error(message),
                    "FinishedAt": rfc3339_nano()})
+        c.start_failed = True  # the start's reply said why; a wait does not repeat it
         c.save()
         for a in list(c.attachers):
             a.container_gone()
@@ -841,7 +843,9 @@ class Engine:
                 if cancelled is not None and cancelled():
                     return None, "cancelled"
             st = c.state
-            error = st.get("Error") or None
+            # docker: {"Error": null} after a failed start (the CLI would log the
+            # start error twice, as "Error waiting for container: ...")
+            error = None if getattr(c, "start_failed", False) else st.get("Error") or None
             return st.get("ExitCode", 0), error
 
     # -- inspect / list -----------------------------------------------------------
