@@ -179,7 +179,11 @@ class Engine:
         image = self.images.lookup(image_ref)  # NotFound "No such image: X" -> CLI pulls
         hc = dict(body.get("HostConfig") or {})
         self._check_host_config(hc)
-        self.network.check_create(body, hc)
+        try:
+            self.network.check_create(body, hc)
+        except NotFound as e:
+            # 400, not 404: a 404 from create makes the docker CLI pull the image
+            raise BadRequest(str(e)) from None
         config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
         config = specmod.merge_image_config(config, image.get("Config") or {})
         config["Image"] = image_ref
