@@ -61,8 +61,13 @@ class EngineNetworking:
         if self._manager is None:
             from pybox.network.manager import NetworkManager
 
-            self._manager = NetworkManager(self.engine.data_root, self.engine.run_root,
-                                           container_name=self._container_name)
+            # PYBOX_HOST_RESOLV_CONF: the resolv.conf whose servers containers
+            # and the embedded DNS use (tests point it at a resolver of their own)
+            self._manager = NetworkManager(
+                self.engine.data_root, self.engine.run_root,
+                container_name=self._container_name,
+                host_resolv_conf=os.environ.get("PYBOX_HOST_RESOLV_CONF")
+                or etc.HOST_RESOLV_CONF)
         return self._manager
 
     def _container_name(self, cid):

@@ -6,8 +6,10 @@ which is the nameserver of its containers' resolv.conf.  It answers, from the
 manager's live view (so renames, connects and disconnects show at once):
 
 - A queries for a container's name, its --network-alias names, its
-  --hostname and its short id, with the container's address *on that
-  network* (containers on other networks are not visible: isolation);
+  --hostname and its short id, with the container's address on a network it
+  shares with the asking container (whichever network's server was asked:
+  a container's resolv.conf names one server, it may be on several networks);
+  containers on no shared network are not visible (isolation);
 - PTR queries for those addresses;
 - anything else is forwarded, as raw bytes, to the upstream resolvers (the
   host's, see etc.host_resolvers, or the container's --dns servers) and the
@@ -40,8 +42,9 @@ class Listener:
 
 
 class DNSServer:
-    """``lookup(key, name) -> [ipv4] | None`` answers names of network ``key``;
-    ``reverse(key, ip) -> name | None``; ``upstreams(key, client_ip) -> [ip]``."""
+    """``lookup(key, name, client_ip) -> [ipv4] | None`` answers names for a
+    client of network ``key``; ``reverse(key, ip, client_ip) -> name | None``;
+    ``upstreams(key, client_ip) -> [ip]``."""
 
     def __init__(self, lookup, reverse, upstreams, port=53):
         self.lookup = lookup
@@ -195,13 +198,13 @@ class DNSServer:
         if q.rdclass == dns.rdataclass.IN:
             if q.rdtype == dns.rdatatype.PTR:
                 ip = _ptr_to_ip(name)
-                target = self.reverse(lst.key, ip) if ip else None
+                target = self.reverse(lst.key, ip, peer[0]) if ip else None
                 if target:
                     answer = dns.message.make_response(query)
                     answer.answer.append(dns.rrset.from_text(q.name, TTL, "IN", "PTR",
                                                              target + "."))
             else:
-                ips = self.lookup(lst.key, name)
+                ips = self.lookup(lst.key, name, peer[0])
                 if ips:
                     answer = dns.message.make_response(query)
                     if q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):

@@ -25,6 +25,14 @@ ENOENT = 2
 ESRCH = 3
 
 
+def _sysctl(path, value):
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError:
+        pass
+
+
 class LinkError(PyboxError):
     """A link, address or route could not be made or removed."""
 
@@ -145,6 +153,8 @@ class Links:
                 except Exception as e:  # noqa: BLE001 - NetlinkError
                     if _nl_errno(e) != EEXIST:
                         raise LinkError(f"cannot create bridge {name}: {e}") from None
+                # IPv4-only networks: no link-local address, no MLD chatter
+                _sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
                 found = ipr.link_lookup(ifname=name)
             index = found[0]
             have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
@@ -154,12 +164,7 @@ class Links:
             ipr.link("set", index=index, state="up")
             return index
         index = self.call(work)
-        for key, value in (("route_localnet", "1"),):
-            try:
-                with open(f"/proc/sys/net/ipv4/conf/{name}/{key}", "w") as f:
-                    f.write(value)
-            except OSError:
-                pass
+        _sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
         return index
 
     def delete_link(self, name):

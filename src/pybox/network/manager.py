@@ -386,6 +386,9 @@ class NetworkManager:
         except PyboxError:
             pass
         self.links.delete_link(bridge)
+        state = rec["pybox"].get("ipam")
+        if state:
+            self._flush_conntrack(subnets=[state["Subnet"]])  # the gateway's own (IGMP)
         if not self.active:
             self.firewall.remove_table()
 
@@ -398,26 +401,37 @@ class NetworkManager:
         return self._dns
 
     # -- DNS views ---------------------------------------------------------------------------
-    def _dns_lookup(self, netid, name):
+    def _client_networks(self, netid, client_ip):
+        """The networks of the container that asked (found by its address on
+        ``netid``); just ``netid`` if it is not one of ours."""
+        for cid, ep in self._endpoints_on(netid):
+            if ep["IPAddress"] == client_ip:
+                return list(self.sandboxes[cid]["endpoints"])
+        return [netid]
+
+    def _dns_lookup(self, netid, name, client_ip=None):
         name = name.lower().rstrip(".")
         out = []
         with self.lock:
-            for cid, ep in self._endpoints_on(netid):
-                sb = self.sandboxes[cid]
-                names = {self.container_name(cid).lower(), cid[:12]}
-                names.update(a.lower() for a in ep.get("Aliases") or ())
-                if sb.get("hostname"):
-                    names.add(sb["hostname"].lower())
-                if name in names:
-                    out.append(ep["IPAddress"])
+            for net in self._client_networks(netid, client_ip):
+                for cid, ep in self._endpoints_on(net):
+                    sb = self.sandboxes[cid]
+                    names = {self.container_name(cid).lower(), cid[:12]}
+                    names.update(a.lower() for a in ep.get("Aliases") or ())
+                    if sb.get("hostname"):
+                        names.add(sb["hostname"].lower())
+                    if name in names and ep["IPAddress"] not in out:
+                        out.append(ep["IPAddress"])
         return out
 
-    def _dns_reverse(self, netid, ip):
+    def _dns_reverse(self, netid, ip, client_ip=None):
         with self.lock:
-            for cid, ep in self._endpoints_on(netid):
-                if ep["IPAddress"] == ip:
-                    rec = self.networks.get(netid)
-                    return f"{self.container_name(cid)}.{rec['Name'] if rec else ''}".rstrip(".")
+            for net in self._client_networks(netid, client_ip):
+                for cid, ep in self._endpoints_on(net):
+                    if ep["IPAddress"] == ip:
+                        rec = self.networks.get(net)
+                        return f"{self.container_name(cid)}.{rec['Name'] if rec else ''}" \
+                            .rstrip(".")
         return None
 
     def _dns_upstreams(self, netid, client_ip):
@@ -586,13 +600,25 @@ class NetworkManager:
             except FileNotFoundError:
                 pass
 
-    def _flush_conntrack(self, ips):
-        """Delete conntrack entries to or from the container's addresses: a
-        later container given the same address must not inherit its NAT state
-        (docker does the same for UDP)."""
+    def _flush_conntrack(self, ips=(), subnets=()):
+        """Delete conntrack entries to or from the container's addresses (or
+        anything in ``subnets``): a later container given the same address must
+        not inherit its NAT state (docker does the same for UDP)."""
+        import ipaddress
+
         ips = set(ips)
-        if not ips:
+        nets = [ipaddress.ip_network(n) for n in subnets]
+        if not ips and not nets:
             return
+
+        def ours(addr):
+            if addr in ips:
+                return True
+            try:
+                a = ipaddress.ip_address(addr)
+            except ValueError:
+                return False
+            return any(a in n for n in nets if a.version == n.version)
 
         def work():
             from pyroute2 import Conntrack
@@ -601,7 +627,7 @@ class NetworkManager:
             try:
                 for entry in list(ct.dump_entries()):
                     o, r = entry.tuple_orig, entry.tuple_reply
-                    if {o.saddr, o.daddr, r.saddr, r.daddr} & ips:
+                    if any(ours(a) for a in (o.saddr, o.daddr, r.saddr, r.daddr)):
                         try:
                             ct.entry("del", tuple_orig=o)
                         except Exception:  # noqa: BLE001 - gone meanwhile
