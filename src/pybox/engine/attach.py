@@ -69,6 +69,7 @@ class AttachSession:
         self.monitor = None
         self.started = threading.Event()
         self.gone = False
+        self.client_left = False  # the client closed its socket (not just its stdin)
         self._key_pos = 0
 
     # -- called by the engine's start path (under the container's lock) -----------
@@ -117,7 +118,7 @@ class AttachSession:
         try:
             if not self.started.is_set():
                 self._wait_for_start()
-            if self.monitor is not None:
+            if self.monitor is not None and not self.client_left:
                 self._relay()
         finally:
             with c.lock:
@@ -135,15 +136,16 @@ class AttachSession:
         """Buffer stdin until the container starts (or is removed)."""
         poller = select.poll()
         reading = self.want_stdin
-        if reading:
-            poller.register(self.client.fileno(), select.POLLIN)
+        # without POLLIN the poll still reports POLLHUP: a client gone entirely (a
+        # half-close, the CLI's "no more stdin", does not raise it)
+        poller.register(self.client.fileno(), select.POLLIN if reading else 0)
         while not self.started.is_set():
             if self.c.removed:
                 return
-            events = poller.poll(200) if reading else []
-            if not reading:
-                self.started.wait(0.2)
-            for _, ev in events:
+            for _, ev in poller.poll(200):
+                if not reading:
+                    self.client_left = True
+                    return
                 try:
                     data = self.client.recv(65536)
                 except OSError:
@@ -153,7 +155,7 @@ class AttachSession:
                 else:
                     self.stdin_closed = True
                     reading = False
-                    poller.unregister(self.client.fileno())
+                    poller.modify(self.client.fileno(), 0)
 
     def _relay(self):
         mon = self.monitor
@@ -161,8 +163,8 @@ class AttachSession:
         poller = select.poll()
         poller.register(mon.fileno(), select.POLLIN)
         client_open = self.want_stdin and not self.stdin_closed
-        if client_open:
-            poller.register(self.client.fileno(), select.POLLIN)
+        # the client is always polled: POLLHUP (mask 0) when it went away
+        poller.register(self.client.fileno(), select.POLLIN if client_open else 0)
         while True:
             for fd, ev in poller.poll():
                 if fd == mon.fileno():
@@ -179,18 +181,24 @@ class AttachSession:
                             self._out(1, payload)
                         elif kind == P.STDERR and self.want_stderr:
                             self._out(2, payload)
+                    if self.client_left:
+                        return
+                elif not client_open:
+                    return  # POLLHUP/POLLERR: the client is gone
                 else:
                     try:
                         data = self.client.recv(65536)
                     except OSError:
                         data = b""
                     if not data:
-                        poller.unregister(self.client.fileno())
+                        poller.modify(self.client.fileno(), 0)
                         client_open = False
                         if self.want_stdin:
                             mon.sendall(P.frame(P.STDIN_EOF))
                             if self.tty or not self.stdin_once:
                                 return  # detach: the container keeps running
+                        if ev & (select.POLLHUP | select.POLLERR):
+                            return  # not a half-close: the client is gone
                         continue
                     data = self._check_detach(data)
                     if data is None:
@@ -222,7 +230,7 @@ class AttachSession:
             else:
                 self.client.sendall(stdcopy(stream, payload))
         except OSError:
-            pass
+            self.client_left = True
 
     def _close_client(self):
         import socket
