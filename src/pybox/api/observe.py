@@ -98,7 +98,7 @@ def register(router, engine):
                 resp.send(200, headers=[header])
                 return
             with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
-                archive.write_tar(host, name, tmp)
+                archive.write_tar(host, name, tmp, idmap=engine.images.rootfs_idmap(c.id))
                 tmp.seek(0)
                 write, end = resp.stream(200, "application/x-tar", headers=[header])
                 while True:

@@ -158,7 +158,9 @@ def system_info(engine):
                                              "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "tini",
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=cgroupns"] if v2 else []),
+        "SecurityOptions": ["name=seccomp,profile=builtin"]
+        + (["name=userns"] if getattr(engine, "remap", None) else [])
+        + (["name=cgroupns"] if v2 else []),
         "Warnings": [],
     }
 

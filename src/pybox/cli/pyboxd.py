@@ -2,6 +2,7 @@
 
     pyboxd [-H unix:///run/pybox/pybox.sock ...] [--data-root /var/lib/pybox]
            [--exec-root /run/pybox] [--pidfile F] [--group G] [--debug]
+           [--userns-remap default|USER[:GROUP]]
 
 Start-up order matters: the monitor zygote is forked first, while pyboxd is
 still single-threaded (see pybox.monitor.zygote); then running containers are
@@ -24,6 +25,9 @@ def parse_args(argv):
     p.add_argument("--exec-root", default="/run/pybox")
     p.add_argument("--pidfile", default=None)
     p.add_argument("--group", default=None, help="group allowed to use the socket")
+    p.add_argument("--userns-remap", default="", metavar="default|USER[:GROUP]",
+                   help="run containers in a user namespace mapped to USER's "
+                        "/etc/subuid and /etc/subgid ranges ('default': dockremap)")
     p.add_argument("--debug", action="store_true")
     return p.parse_args(argv)
 
@@ -46,8 +50,16 @@ def main(argv=None):
     from pybox.engine.engine import Engine
     from pybox.engine.images import ImageService
 
+    from pybox.engine.remap import parse_option
+    from pybox.errors import PyboxError
+
+    try:
+        remap = parse_option(args.userns_remap)
+    except PyboxError as e:
+        sys.stderr.write(f"pyboxd: {e}\n")
+        return 1
     images = ImageService(args.data_root)
-    engine = Engine(args.data_root, args.exec_root, images=images)
+    engine = Engine(args.data_root, args.exec_root, images=images, userns_remap=remap)
 
     def container_running(cid):
         c = engine.store.by_id.get(cid)

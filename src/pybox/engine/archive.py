@@ -14,6 +14,7 @@ import stat as st
 import tarfile
 
 from pybox.errors import BadRequest, NotFound
+from pybox.linux.idmap import OVERFLOW_ID, map_id
 from pybox.oci import fastjson
 
 GO_DIR = 1 << 31
@@ -123,15 +124,25 @@ def resolve_for_read(engine, c, path):
         raise
 
 
-def write_tar(host, name, out):
-    """Stream a tar of ``host`` named ``name`` (a directory brings its tree)."""
+def write_tar(host, name, out, idmap=None):
+    """Stream a tar of ``host`` named ``name`` (a directory brings its tree).
+    ``idmap`` (a --userns-remap container): owners as the container sees them."""
+    def to_container(info):
+        uid, gid = map_id(idmap["uid"], info.uid, False), map_id(idmap["gid"], info.gid, False)
+        info.uid = OVERFLOW_ID if uid is None else uid
+        info.gid = OVERFLOW_ID if gid is None else gid
+        info.uname = info.gname = ""
+        return info
+
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         arcname = "." if name == "/" else name
-        tar.add(host, arcname=arcname, recursive=True)
+        tar.add(host, arcname=arcname, recursive=True,
+                filter=to_container if idmap else None)
 
 
 def extract(engine, c, path, stream, no_overwrite_dir_non_dir=False):
     """PUT: extract a tar into the directory ``path`` of the container."""
+    idmap = engine.images.rootfs_idmap(c.id)
     with RootView(engine, c) as view:
         target = view.host_path(path)
         if not os.path.isdir(target):
@@ -157,5 +168,10 @@ def extract(engine, c, path, stream, no_overwrite_dir_non_dir=False):
                         real = os.path.realpath(os.path.join(root_real, link))
                         if not real.startswith(root_real + os.sep):
                             raise BadRequest(f"invalid hard link {name!r} -> {link!r}")
+                if idmap:  # owners in the tar are the container's: shift them to host ids
+                    root_uid, root_gid = idmap["uid"][0][1], idmap["gid"][0][1]
+                    uid, gid = map_id(idmap["uid"], member.uid), map_id(idmap["gid"], member.gid)
+                    member.uid = root_uid if uid is None else uid
+                    member.gid = root_gid if gid is None else gid
                 kwargs = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
                 tar.extract(member, root_real, set_attrs=True, numeric_owner=True, **kwargs)

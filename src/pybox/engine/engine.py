@@ -72,7 +72,7 @@ def exit_code_for_start_error(message):
 
 class Engine:
     def __init__(self, data_root="/var/lib/pybox", run_root="/run/pybox", images=None,
-                 runtime="pybox-runtime"):
+                 runtime="pybox-runtime", userns_remap=None):
         self.data_root = data_root
         self.run_root = run_root
         self.runtime_root = os.path.join(run_root, "runtime")
@@ -93,6 +93,10 @@ class Engine:
         from pybox.engine.volumes import VolumeStore
 
         self.volumes = VolumeStore(data_root, self._volume_users)
+        # pyboxd --userns-remap (pybox.engine.remap.UsernsRemap or None)
+        self.remap = userns_remap
+        if userns_remap is not None:
+            self.volumes.root_owner = userns_remap.root
         self._cgroup_v2 = None
 
     # -- daemon life ----------------------------------------------------------
@@ -204,7 +208,11 @@ class Engine:
 
             mounts = parse_mounts(config, hc, self.volumes)
             os.makedirs(directory, mode=0o710)
-            self.images.create_rootfs(cid, image["Id"])
+            idmap = self._idmap_for(hc)
+            if idmap is not None:  # its /etc files are bound from inside its userns
+                for d in (self.store.root, directory):
+                    os.chmod(d, os.stat(d).st_mode & 0o777 | 0o001)
+            self.images.create_rootfs(cid, image["Id"], idmap=idmap)
             record = self._new_record(cid, name, config, hc, image, args, directory, body)
             self.network.on_create(record, body)
             record["Mounts"] = mounts
@@ -223,6 +231,20 @@ class Engine:
             raise
         self.events.emit("container", "create", cid, self._attributes(c))
         return cid, []
+
+    def _idmap_for(self, hc):
+        """The user namespace maps of a new container: the daemon's
+        --userns-remap unless the container asks for --userns=host."""
+        mode = hc.get("UsernsMode") or ""
+        if mode not in ("", "host"):
+            raise BadRequest(f"invalid USER mode: {mode!r} (only 'host' is supported)")
+        if self.remap is None or mode == "host":
+            return None
+        if hc.get("Privileged"):
+            raise BadRequest("privileged mode is incompatible with user namespaces.  You must "
+                             "run the container in the host namespace when running privileged "
+                             "mode")
+        return self.remap.idmap
 
     def _generated_name(self):
         import secrets
@@ -372,10 +394,11 @@ class Engine:
 
             volume_mounts = oci_mounts(rec.get("Mounts") or [], self.volumes, rootfs)
             netns = self.network.prepare(c)
+            idmap = self.images.rootfs_idmap(c.id)
             config = specmod.build(rec, rootfs, cgroup_v2=self.cgroup_v2(), netns=netns,
-                                   extra_mounts=volume_mounts + self._etc_mounts(c),
+                                   extra_mounts=volume_mounts + self._etc_mounts(c, idmap),
                                    namespace_of=self._namespace_of,
-                                   init_path=shutil.which("tini-static"))
+                                   init_path=shutil.which("tini-static"), idmap=idmap)
             write_atomic(os.path.join(rundir, "config.json"), fastjson.dumps(config))
             log = rec["HostConfig"].get("LogConfig") or {}
             opts = log.get("Config") or {}
@@ -447,12 +470,14 @@ class Engine:
                                     f"container: {ref}", errno=22)
         return f"/proc/{pid}/ns/{NAMESPACE_PROC_NAMES[kind]}"
 
-    def _etc_mounts(self, c):
+    def _etc_mounts(self, c, idmap=None):
         rec = c.record
         out = []
         for dest, path in (("/etc/resolv.conf", rec["ResolvConfPath"]),
                            ("/etc/hostname", rec["HostnamePath"]),
                            ("/etc/hosts", rec["HostsPath"])):
+            if idmap:  # as docker: the remapped root may edit its own copies
+                os.chown(path, idmap["uid"][0][1], idmap["gid"][0][1])
             out.append({"destination": dest, "type": "bind", "source": path,
                         "options": ["rbind", "rprivate"]})
         return out

@@ -27,10 +27,18 @@ class ImageService:
         return self.images.list(**kw)
 
     # -- container root filesystems -------------------------------------------------
-    def create_rootfs(self, container_id, image_id):
-        """The writable layer, made at create (docker's), mounted at start."""
-        self.images.prepare_rootfs(container_id, image_id)
+    def create_rootfs(self, container_id, image_id, idmap=None):
+        """The writable layer, made at create (docker's), mounted at start.
+        ``idmap``: the container's user namespace maps (--userns-remap)."""
+        self.images.prepare_rootfs(container_id, image_id, idmap=idmap)
         self.images.unmount_rootfs(container_id)
+
+    def rootfs_idmap(self, container_id):
+        """The idmap the rootfs was prepared with (None: not remapped)."""
+        try:
+            return self.images.snapshots.container_info(container_id).get("idmap")
+        except Exception:  # noqa: BLE001 - no rootfs: nothing to map
+            return None
 
     def mount_rootfs(self, container_id):
         return self.images.mount_rootfs(container_id)

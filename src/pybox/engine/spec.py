@@ -245,7 +245,7 @@ def default_mounts(hc):
 
 
 def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
-          namespace_of=None, init_path=None):
+          namespace_of=None, init_path=None, idmap=None):
     """The config.json dict for ``container`` (a docker container record) whose
     root filesystem is mounted at ``rootfs``.  ``namespace_of(ref, kind)`` gives
     the /proc/PID/ns path of another container's namespace (for
@@ -337,6 +337,8 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
         for m in mounts:
             if m["destination"] in ("/sys", "/sys/fs/cgroup"):
                 m["options"] = [o for o in m["options"] if o != "ro"] + ["rw"]
+    if idmap:  # pyboxd --userns-remap: a user namespace with the daemon's maps
+        namespaces.insert(0, {"type": "user"})
     for path, size in (hc.get("Tmpfs") or {}).items():
         mounts.append({"destination": path, "type": "tmpfs", "source": "tmpfs",
                        "options": ["nosuid", "nodev", "noexec"] + [o for o in
@@ -363,6 +365,11 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
         },
         "annotations": {"org.pybox.container.name": container["Name"].lstrip("/")},
     }
+    if idmap:
+        spec["linux"]["uidMappings"] = [{"containerID": c, "hostID": h, "size": n}
+                                        for c, h, n in idmap["uid"]]
+        spec["linux"]["gidMappings"] = [{"containerID": c, "hostID": h, "size": n}
+                                        for c, h, n in idmap["gid"]]
     if dev_list:
         spec["linux"]["devices"] = dev_list
     seccomp = security.seccomp_for(hc, caps)

@@ -45,6 +45,7 @@ class VolumeStore:
         os.makedirs(self.root, mode=0o701, exist_ok=True)
         self.lock = threading.RLock()
         self.mounts_in_use = mounts_in_use
+        self.root_owner = None  # (uid, gid) for new volumes under --userns-remap
 
     def _dir(self, name):
         return os.path.join(self.root, name)
@@ -93,6 +94,8 @@ class VolumeStore:
             tmp = self._dir(name) + ".creating"
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(os.path.join(tmp, "_data"), mode=0o755)
+            if self.root_owner is not None:  # --userns-remap: the remapped root's
+                os.chown(os.path.join(tmp, "_data"), *self.root_owner)
             labels = dict(labels or {})
             if anonymous:
                 labels.setdefault("com.docker.volume.anonymous", "")

@@ -588,16 +588,27 @@ def _tarinfo(rel, path, st, is_dir):
     return info
 
 
-def write_tree(root, out, *, overlay_whiteouts=False, skip=()):
+def write_tree(root, out, *, overlay_whiteouts=False, skip=(), owner_map=None):
     """Write the tree under ``root`` as a layer tar to the binary file ``out``
     (PAX format, sorted names, numeric owners, xattrs, hard links).
 
     With ``overlay_whiteouts`` (an overlay upper dir: commit) char 0:0 devices
     become ``.wh.NAME`` and opaque directories get ``.wh..wh..opq``; otherwise
     (export of a merged view) the tree is written as it is.  ``skip``: relative
-    paths left out with everything under them."""
+    paths left out with everything under them.  ``owner_map(uid, gid)`` gives
+    the owners to record (a --userns-remap container's files, shifted back to
+    the ids its processes saw)."""
     seen_inodes = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        if owner_map is not None:
+            add = tar.addfile
+
+            def addfile(info, fileobj=None):
+                info.uid, info.gid = owner_map(info.uid, info.gid)
+                info.uname = info.gname = ""
+                return add(info, fileobj)
+
+            tar.addfile = addfile
         _write_dir(tar, root, "", overlay_whiteouts, set(skip), seen_inodes)
 
 

@@ -561,7 +561,7 @@ class Images:
                                          config=config)
 
     # -- container root filesystems ------------------------------------------------
-    def prepare_rootfs(self, container_id, image):
+    def prepare_rootfs(self, container_id, image, idmap=None):
         """Mount a container's root filesystem from ``image`` (name or Id) and
         return its path (for config.json's root.path).  Idempotent: called again
         for the same container (after unmount_rootfs or a reboot) it re-mounts the
@@ -571,7 +571,8 @@ class Images:
             image_id = self.resolve(image)
             record = self.store.get_record(image_id)
             return self.snapshots.prepare(container_id, image_id,
-                                          [layer["chain_id"] for layer in record["layers"]])
+                                          [layer["chain_id"] for layer in record["layers"]],
+                                          idmap=idmap)
 
     def rootfs_path(self, container_id):
         return self.snapshots.rootfs_path(container_id)

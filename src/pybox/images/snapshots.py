@@ -52,6 +52,26 @@ def _chain(parent_chain_id, diff_id):
     return chain_ids([parent_chain_id, diff_id])[1] if parent_chain_id else diff_id
 
 
+def _owner_map(idmap):
+    """host (uid, gid) -> the container's, for an idmapped rootfs (else None)."""
+    if not idmap:
+        return None
+
+    from pybox.linux.idmap import OVERFLOW_ID, map_id
+
+    def back(mappings, value):
+        inside = map_id(mappings, value, to_host=False)
+        return OVERFLOW_ID if inside is None else inside
+
+    return lambda uid, gid: (back(idmap["uid"], uid), back(idmap["gid"], gid))
+
+
+def _allow_traversal(path):
+    mode = os.stat(path).st_mode
+    if not mode & 0o001:
+        os.chmod(path, stat.S_IMODE(mode) | 0o001)
+
+
 def overlay_supported():
     try:
         with open("/proc/filesystems") as f:
@@ -215,10 +235,15 @@ class Snapshots:
     def is_mounted(self, container_id):
         return os.path.ismount(self.rootfs_path(container_id))
 
-    def prepare(self, container_id, image_id, chain_ids):
+    def prepare(self, container_id, image_id, chain_ids, idmap=None):
         """Create the container's writable layer and mount its rootfs; returns the
         path.  Preparing again (after a reboot or unmount) re-mounts the same
-        upper dir.  On failure nothing is left mounted or created."""
+        upper dir.  On failure nothing is left mounted or created.
+
+        ``idmap`` ({"uid": [[container, host, size], ...], "gid": [...]}, for
+        ``pyboxd --userns-remap``) shows the image's layers through idmapped
+        mounts, owned by the container's remapped root, and gives the writable
+        layer to that root; the layers themselves are never chowned."""
         cdir = self.container_dir(container_id)
         if os.path.exists(os.path.join(cdir, "rootfs.json")):
             info = self.container_info(container_id)
@@ -231,7 +256,11 @@ class Snapshots:
             if not self.has_layer(chain_id):
                 raise ImageError(f"layer {chain_id} of image {image_id} is missing")
         driver = self.driver
+        if idmap is not None and driver != DRIVER_OVERLAY:
+            raise ImageError("--userns-remap needs overlayfs (idmapped image layers)")
         if driver == DRIVER_OVERLAY and len(self._overlay_data(cdir, chain_ids)) > MAX_MOUNT_DATA:
+            if idmap is not None:
+                raise ImageError(f"image {image_id} has too many layers for --userns-remap")
             driver = DRIVER_COPY
         try:
             os.mkdir(cdir, 0o700)
@@ -246,17 +275,30 @@ class Snapshots:
             if driver == DRIVER_OVERLAY:
                 os.mkdir(os.path.join(cdir, "upper"), 0o755)
                 os.mkdir(os.path.join(cdir, "work"), 0o700)
+                if idmap is not None:  # the merged root dir is the upper dir's
+                    from pybox.linux.idmap import map_id
+
+                    os.chown(os.path.join(cdir, "upper"), map_id(idmap["uid"], 0),
+                             map_id(idmap["gid"], 0))
+            if idmap is not None:
+                # the runtime mounts the rootfs from inside the container's user
+                # namespace, as a uid with no privilege over our directories: it
+                # must be able to pass through them (docker's 0701 data dirs)
+                for d in (self.root, self.containers_dir, cdir):
+                    _allow_traversal(d)
             info = {"id": container_id, "image": image_id, "chain_ids": list(chain_ids),
                     "driver": driver}
+            if idmap is not None:
+                info["idmap"] = idmap
             # not fsynced: the upper dir's own content never is either (a container's
             # writes are not durable in docker), and this keeps prepare in a few ms
             write_atomic(os.path.join(cdir, "rootfs.json"), json.dumps(info), mode=0o644,
                          durable=False)
             if driver == DRIVER_OVERLAY:
                 try:
-                    self._mount_overlay(cdir, chain_ids)
+                    self._mount_overlay(cdir, chain_ids, idmap)
                 except SyscallError as e:
-                    if self.driver == DRIVER_OVERLAY and e.errno in (19, 22, 95):
+                    if idmap is None and self.driver == DRIVER_OVERLAY and e.errno in (19, 22, 95):
                         # ENODEV, EINVAL, EOPNOTSUPP: this filesystem cannot be an
                         # overlay upper dir: fall back to copying for this container
                         shutil.rmtree(os.path.join(cdir, "upper"))
@@ -280,9 +322,9 @@ class Snapshots:
                                  errno=e.errno) from None
             raise
 
-    def _overlay_data(self, cdir, chain_ids):
-        lowers = []
-        for chain_id in reversed(chain_ids):  # overlay lists the top layer first
+    def _overlay_data(self, cdir, chain_ids, lowers=None):
+        lowers = list(lowers or [])
+        for chain_id in ([] if lowers else reversed(chain_ids)):  # top layer first
             lowers.append(os.path.join(self.links_dir, digest_hex(chain_id)[:SHORT_LINK_LENGTH]))
         if not lowers:
             empty = os.path.join(self.root, "empty")
@@ -294,9 +336,62 @@ class Snapshots:
             data += ",index=off"  # as docker: a lower dir may be shared by many mounts
         return data
 
-    def _mount_overlay(self, cdir, chain_ids):
+    def _mount_overlay(self, cdir, chain_ids, idmap=None):
+        if idmap is not None:
+            return self._mount_idmapped_overlay(cdir, chain_ids, idmap)
         self.sys.mount(MOUNT_SOURCE, os.path.join(cdir, "merged"), "overlay", 0,
                        self._overlay_data(cdir, chain_ids))
+
+    def _mount_idmapped_overlay(self, cdir, chain_ids, idmap):
+        """Overlay over idmapped clones of the layers.  The clones are detached
+        mounts named by /proc/self/fd/N (overlay clones them privately, so they
+        vanish when the fds close); kernels that refuse detached layers get them
+        attached below the container dir for the time of the mount instead."""
+        from pybox.linux import idmap as idmapping
+
+        if not chain_ids:
+            return self._mount_overlay(cdir, chain_ids)
+        userns = self._idmap_userns(idmap)
+        fds, staged = [], []
+        try:
+            for chain_id in reversed(chain_ids):
+                fds.append(idmapping.idmapped_tree(self.diff_dir(chain_id), userns, self.sys))
+            lowers = [f"/proc/self/fd/{fd}" for fd in fds]
+            try:
+                self.sys.mount(MOUNT_SOURCE, os.path.join(cdir, "merged"), "overlay", 0,
+                               self._overlay_data(cdir, chain_ids, lowers))
+                return
+            except SyscallError as e:
+                if e.errno != 22:
+                    raise
+            stage = os.path.join(cdir, "idmapped")
+            os.makedirs(stage, 0o700, exist_ok=True)
+            for i, fd in enumerate(fds):
+                target = os.path.join(stage, str(i))
+                os.makedirs(target, 0o700, exist_ok=True)
+                self.sys.move_mount(fd, "", -100, target, 0x4)  # MOVE_MOUNT_F_EMPTY_PATH
+                staged.append(target)
+            self.sys.mount(MOUNT_SOURCE, os.path.join(cdir, "merged"), "overlay", 0,
+                           self._overlay_data(cdir, chain_ids, staged))
+        finally:
+            for fd in fds:
+                os.close(fd)
+            for target in staged:  # overlay holds private clones of its layers
+                try:
+                    self.sys.umount2(target, 2)  # MNT_DETACH
+                except SyscallError:
+                    pass
+
+    def _idmap_userns(self, idmap):
+        """One user namespace fd per distinct idmap, kept for the process's life."""
+        from pybox.linux import idmap as idmapping
+
+        key = json.dumps(idmap, sort_keys=True)
+        cache = self.__dict__.setdefault("_userns_fds", {})
+        if key not in cache:
+            cache[key] = idmapping.user_namespace_fd(
+                [tuple(m) for m in idmap["uid"]], [tuple(m) for m in idmap["gid"]])
+        return cache[key]
 
     def _umount(self, path):
         try:
@@ -317,7 +412,8 @@ class Snapshots:
                     raise ImageError(f"layer {chain_id} of container {container_id} "
                                      "is missing")
             try:
-                self._mount_overlay(self.container_dir(container_id), info["chain_ids"])
+                self._mount_overlay(self.container_dir(container_id), info["chain_ids"],
+                                    info.get("idmap"))
             except SyscallError as e:
                 raise ImageError(f"mounting the rootfs of {container_id}: {e}",
                                  errno=e.errno) from None
@@ -365,7 +461,8 @@ class Snapshots:
         info = self.container_info(container_id)
         cdir = self.container_dir(container_id)
         if info["driver"] == DRIVER_OVERLAY:
-            layer_io.write_tree(os.path.join(cdir, "upper"), out, overlay_whiteouts=True)
+            layer_io.write_tree(os.path.join(cdir, "upper"), out, overlay_whiteouts=True,
+                                owner_map=_owner_map(info.get("idmap")))
         else:
             write_changes(os.path.join(cdir, "merged"), self.changes(container_id), out)
 
@@ -377,7 +474,8 @@ class Snapshots:
             self.mount(container_id)
             mounted_here = True
         try:
-            layer_io.write_tree(self.rootfs_path(container_id), out)
+            layer_io.write_tree(self.rootfs_path(container_id), out,
+                                owner_map=_owner_map(info.get("idmap")))
         finally:
             if mounted_here:
                 self.unmount(container_id)
