@@ -183,6 +183,14 @@ def _stage1(plan, chan):
     ns = plan.namespaces
     if plan.cgroup is not None and not plan.cgroup_late:
         plan.cgroup.enter_self()
+    # Namespaces given by path, around the user namespace as runc's nsexec
+    # joins them: first every one we can while still privileged here (a network
+    # namespace the engine made belongs to the host's user namespace, which
+    # the container's root has no power over), then the user namespace, then
+    # the rest (a rootless caller may join those only from inside it).
+    paths = [(kind, ns[kind]) for kind in JOIN_ORDER[1:] if ns.get(kind)]
+    joined = _join_each(sc, paths, lambda kind, path: _open_ns(path, kind),
+                        allow_eperm="user" in ns) if paths else set()
     if "user" in ns:
         if ns["user"]:
             _join(sc, "user", ns["user"])
@@ -201,9 +209,8 @@ def _stage1(plan, chan):
             raise ProcessSetupError(f"cannot become root in the user namespace "
                                     f"(is uid/gid 0 mapped?): {e.strerror}",
                                     errno=e.errno) from None
-    for kind in JOIN_ORDER[1:]:
-        if ns.get(kind):
-            _join(sc, kind, ns[kind])
+    _join_each(sc, [(k, p) for k, p in paths if k not in joined],
+               lambda kind, path: _open_ns(path, kind), allow_eperm=False)
     flags = 0
     for kind, path in ns.items():
         if not path and kind != "user":
@@ -234,6 +241,27 @@ def _stage1(plan, chan):
         finally:
             os._exit(code)
     chan.send("pid", pid=pid)
+
+
+def _join_each(sc, items, open_fd, allow_eperm, context=""):
+    """setns into each (kind, path-or-fd) in order; with ``allow_eperm`` a
+    namespace we may not join yet is skipped.  Returns the kinds joined."""
+    joined = set()
+    for kind, ref in items:
+        fd = open_fd(kind, ref)
+        try:
+            sc.setns(fd, C.NAMESPACE_FLAGS[kind])
+            joined.add(kind)
+        except SyscallError as e:
+            if allow_eperm and e.errno == 1:
+                continue
+            where = ref if isinstance(ref, str) else "of the container"
+            raise ProcessSetupError(f"{context}cannot join {kind} namespace {where}: "
+                                    f"{e.strerror}", errno=e.errno) from None
+        finally:
+            if isinstance(ref, str):
+                os.close(fd)
+    return joined
 
 
 def _join(sc, kind, path):
@@ -347,12 +375,16 @@ def _exec_stage1(plan, chan):
     sc.prctl(C.PR_SET_DUMPABLE, 0)
     if plan.cgroup is not None:
         plan.cgroup.enter_self()  # before a user namespace: host-owned files
-    for kind, fd in plan.ns_fds:
-        try:
-            sc.setns(fd, C.NAMESPACE_FLAGS[kind])
-        except SyscallError as e:
-            raise ProcessSetupError(f"exec: cannot join the container's {kind} namespace: "
-                                    f"{e.strerror}", errno=e.errno) from None
+    # the order of _stage1: what we can before the user namespace, then it, then
+    # the rest (the container's network namespace may be the host userns's)
+    items = list(plan.ns_fds)
+    others = [(k, fd) for k, fd in items if k != "user"]
+    user = [(k, fd) for k, fd in items if k == "user"]
+    joined = _join_each(sc, others, lambda kind, fd: fd, allow_eperm=bool(user),
+                        context="exec: ") if user else set()
+    _join_each(sc, user + [(k, fd) for k, fd in others if k not in joined],
+               lambda kind, fd: fd, allow_eperm=False, context="exec: ")
+    for _kind, fd in items:
         os.close(fd)
     pid = os.fork()
     if pid == 0:
