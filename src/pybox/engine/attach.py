@@ -66,6 +66,7 @@ class AttachSession:
         self.detach = parse_detach_keys(detach_keys) if detach_keys is not None else b""
         self.pending_stdin = b""
         self.stdin_closed = False
+        self.eof_sent = False
         self.monitor = None
         self.started = threading.Event()
         self.gone = False
@@ -95,6 +96,7 @@ class AttachSession:
             self.pending_stdin = b""
         if self.stdin_closed and self.want_stdin:
             mon.sendall(P.frame(P.STDIN_EOF))
+            self.eof_sent = True
         return mon
 
     # -- the session ------------------------------------------------------------
@@ -150,15 +152,26 @@ class AttachSession:
                     data = self.client.recv(65536)
                 except OSError:
                     data = b""
-                if data:
-                    self.pending_stdin += data
-                else:
-                    self.stdin_closed = True
+                with self.c.lock:  # (the start's _connect takes them under it)
+                    if data:
+                        self.pending_stdin += data
+                    else:
+                        self.stdin_closed = True
+                if not data:
                     reading = False
                     poller.modify(self.client.fileno(), 0)
 
     def _relay(self):
         mon = self.monitor
+        # stdin that came after the start's _connect took the buffer (between the
+        # start and this thread seeing it)
+        with self.c.lock:
+            pending, self.pending_stdin = self.pending_stdin, b""
+            eof = self.want_stdin and self.stdin_closed and not self.eof_sent
+        if pending:
+            mon.sendall(P.frame(P.STDIN, pending))
+        if eof:
+            mon.sendall(P.frame(P.STDIN_EOF))
         reader = P.FrameReader()
         poller = select.poll()
         poller.register(mon.fileno(), select.POLLIN)
