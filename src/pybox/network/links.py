@@ -179,50 +179,31 @@ class Links:
 
     # -- a container's end -------------------------------------------------------
     def attach_veth(self, ns_sock, netns_path, host_name, ifname, bridge_index, mtu,
-                    address, prefixlen, mac, gateway):
+                    address, prefixlen, mac, gateway, expect_fresh=False):
         """A veth pair whose host end ``host_name`` is a port of the bridge and
         whose other end is created directly in the container's namespace as
         ``ifname`` (eth0...): no moment where it sits in the host namespace
         under a temporary name.  Then, through ``ns_sock`` (a netlink socket in
         that namespace): lo up, the address, the MAC, the MTU, up, and the
         default route via ``gateway`` (None: no default route, for --internal
-        networks and secondary interfaces)."""
+        networks and secondary interfaces).
+
+        ``expect_fresh``: first check that the namespace behind ``ns_sock``
+        holds only lo.  Configuring through a socket that is in fact in the
+        host namespace would re-address the host's own eth0; this makes that
+        impossible for a new namespace."""
         def work():
             from pyroute2 import IPRoute
 
-            nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                self.host.link("add", ifname=host_name, kind="veth", mtu=mtu,
-                               master=bridge_index, state="up",
-                               peer={"ifname": ifname, "net_ns_fd": nsfd, "mtu": mtu,
-                                     "address": mac})
-            except Exception as e:  # noqa: BLE001
-                raise LinkError(f"cannot create veth pair {host_name}/{ifname}: {e}") \
-                    from None
-            finally:
-                os.close(nsfd)
-            # hairpin: with br_netfilter, a container reaching its own published
-            # port is DNATed at the bridge and must go back out of its port
-            port = self.host.link_lookup(ifname=host_name)
-            if port:
-                self.host.brport("set", index=port[0], mode=1)
             ns = IPRoute(use_socket=ns_sock.dup())
             try:
-                found = ns.link_lookup(ifname=ifname)
-                if not found:
-                    raise LinkError(f"{ifname} did not appear in {netns_path}")
-                index = found[0]
-                ns.link("set", index=1, state="up")  # lo is always ifindex 1
-                ns.addr("add", index=index, address=address, prefixlen=prefixlen)
-                ns.link("set", index=index, state="up")
-                if gateway:
-                    ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
-            except BaseException:
-                try:
-                    self.host.link("del", ifname=host_name)
-                except Exception:  # noqa: BLE001 - rollback best effort
-                    pass
-                raise
+                if expect_fresh:
+                    names = [l.get_attr("IFLA_IFNAME") for l in ns.get_links()]
+                    if names != ["lo"]:
+                        raise LinkError(f"a new network namespace should hold only lo, not "
+                                        f"{names}")
+                self._attach_veth(ns, netns_path, host_name, ifname, bridge_index, mtu,
+                                  address, prefixlen, mac, gateway)
             finally:
                 ns.close()
         try:
@@ -232,41 +213,37 @@ class Links:
         except Exception as e:  # noqa: BLE001 - NetlinkError from the namespace side
             raise LinkError(f"cannot configure {ifname} in {netns_path}: {e}") from None
 
-    def check_fresh(self, ns_sock):
-        """Guard: the namespace behind ``ns_sock`` holds only lo.  Configuring
-        an interface through a socket that is in fact in the host namespace
-        would re-address the host's own eth0; this makes that impossible."""
-        def work():
-            from pyroute2 import IPRoute
-
-            ns = IPRoute(use_socket=ns_sock.dup())
+    def _attach_veth(self, ns, netns_path, host_name, ifname, bridge_index, mtu, address,
+                 prefixlen, mac, gateway):
+        nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.host.link("add", ifname=host_name, kind="veth", mtu=mtu,
+                           master=bridge_index, state="up",
+                           peer={"ifname": ifname, "net_ns_fd": nsfd, "mtu": mtu,
+                                 "address": mac})
+        except Exception as e:  # noqa: BLE001
+            raise LinkError(f"cannot create veth pair {host_name}/{ifname}: {e}") \
+                from None
+        finally:
+            os.close(nsfd)
+        # hairpin: with br_netfilter, a container reaching its own published
+        # port is DNATed at the bridge and must go back out of its port
+        port = self.host.link_lookup(ifname=host_name)
+        if port:
+            self.host.brport("set", index=port[0], mode=1)
+        try:
+            found = ns.link_lookup(ifname=ifname)
+            if not found:
+                raise LinkError(f"{ifname} did not appear in {netns_path}")
+            index = found[0]
+            ns.link("set", index=1, state="up")  # lo is always ifindex 1
+            ns.addr("add", index=index, address=address, prefixlen=prefixlen)
+            ns.link("set", index=index, state="up")
+            if gateway:
+                ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+        except BaseException:
             try:
-                names = [l.get_attr("IFLA_IFNAME") for l in ns.get_links()]
-            finally:
-                ns.close()
-            if names != ["lo"]:
-                raise LinkError(f"a new network namespace should hold only lo, not {names}")
-        self.call(work)
-
-    def ns_link_names(self, ns_sock):
-        def work():
-            from pyroute2 import IPRoute
-
-            ns = IPRoute(use_socket=ns_sock.dup())
-            try:
-                return [l.get_attr("IFLA_IFNAME") for l in ns.get_links()]
-            finally:
-                ns.close()
-        return self.call(work)
-
-    def mac_of(self, ns_sock, ifname):
-        def work():
-            from pyroute2 import IPRoute
-
-            ns = IPRoute(use_socket=ns_sock.dup())
-            try:
-                found = ns.link_lookup(ifname=ifname)
-                return ns.get_links(found[0])[0].get_attr("IFLA_ADDRESS") if found else ""
-            finally:
-                ns.close()
-        return self.call(work)
+                self.host.link("del", ifname=host_name)
+            except Exception:  # noqa: BLE001 - rollback best effort
+                pass
+            raise

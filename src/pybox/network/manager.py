@@ -72,6 +72,8 @@ class NetworkManager:
         self.networks = {}
         self.sandboxes = {}
         self.active = set()
+        self.bridge_index = {}  # network id -> ifindex of its (active) bridge
+        self._conntrack = None  # a thread of its own: flushes are off the exit path
         self._dns = None
         self._mtu = None
         self._load()
@@ -361,7 +363,8 @@ class NetworkManager:
         import ipaddress
 
         prefixlen = ipaddress.ip_network(state["Subnet"]).prefixlen
-        self.links.ensure_bridge(bridge, state["Gateway"], prefixlen, self.mtu(rec))
+        self.bridge_index[rec["Id"]] = self.links.ensure_bridge(
+            bridge, state["Gateway"], prefixlen, self.mtu(rec))
         try:
             self.firewall.ensure()
             self.firewall.add_network(bridge, state["Subnet"], internal=rec["Internal"])
@@ -376,6 +379,7 @@ class NetworkManager:
         if rec["Id"] not in self.active and not force:
             return
         self.active.discard(rec["Id"])
+        self.bridge_index.pop(rec["Id"], None)
         bridge = rec.get("pybox", {}).get("bridge")
         if not bridge:
             return
@@ -388,7 +392,8 @@ class NetworkManager:
         self.links.delete_link(bridge)
         state = rec["pybox"].get("ipam")
         if state:
-            self._flush_conntrack(subnets=[state["Subnet"]])  # the gateway's own (IGMP)
+            # everything of the subnet: its containers', the gateway's own IGMP
+            self._flush_conntrack(subnets=[state["Subnet"]])
         if not self.active:
             self.firewall.remove_table()
 
@@ -480,10 +485,10 @@ class NetworkManager:
             try:
                 netnsmod.remove(path)  # a leftover of a crash
                 sock = netnsmod.create(path)[0]
-                self.links.check_fresh(sock)
                 self.sandboxes[cid] = sb
-                for ref, config in attachments:
-                    self._attach(sb, sock, self.get(ref), config)
+                for n, (ref, config) in enumerate(attachments):
+                    # the first attach checks that the new namespace holds only lo
+                    self._attach(sb, sock, self.get(ref), config, fresh=(n == 0))
                 if wanted_ports:
                     self._publish(sb, wanted_ports)
                 self._save_sandbox(sb)
@@ -506,7 +511,7 @@ class NetworkManager:
             n += 1
         return f"eth{n}"
 
-    def _attach(self, sb, sock, rec, config):
+    def _attach(self, sb, sock, rec, config, fresh=False):
         config = config or {}
         if rec["Id"] in sb["endpoints"]:
             raise Conflict(f"endpoint with name {self.container_name(sb['id'])} already "
@@ -528,8 +533,8 @@ class NetworkManager:
         gateway = None if internal or sb["endpoints"] else state["Gateway"]
         try:
             self.links.attach_veth(sock, sb["netns"], veth, ifname,
-                                   self._bridge_index(rec), self.mtu(rec), ip,
-                                   alloc.prefixlen, mac, gateway)
+                                   self.bridge_index[rec["Id"]], self.mtu(rec), ip,
+                                   alloc.prefixlen, mac, gateway, expect_fresh=fresh)
         except BaseException:
             alloc.release(ip, sb["id"])
             self._save(rec)
@@ -544,10 +549,6 @@ class NetworkManager:
         sb["endpoints"][rec["Id"]] = ep
         sb["order"].append(rec["Id"])
         return ep
-
-    def _bridge_index(self, rec):
-        bridge = rec["pybox"]["bridge"]
-        return self.links.call(lambda: self.links.host.link_lookup(ifname=bridge)[0])
 
     def _publish(self, sb, wanted):
         """Reserve host ports and add their DNAT, toward the container's address
@@ -590,7 +591,11 @@ class NetworkManager:
                     continue
                 ipam.Allocator(rec["pybox"]["ipam"]).release_owner(cid)
                 self._save(rec)
-            self._flush_conntrack(ips)
+            if any(m["proto"] == "udp" for m in sb.get("ports") or ()):
+                # a UDP "connection" DNATed to this address would otherwise keep
+                # going to it for its timeout (docker flushes these too); other
+                # entries go with the network's flush when its last user leaves
+                self._flush_conntrack(ips)
             for netid in list(sb["endpoints"]):
                 rec = self.networks.get(netid)
                 if rec is not None and not self._endpoints_on(netid):
@@ -602,9 +607,12 @@ class NetworkManager:
 
     def _flush_conntrack(self, ips=(), subnets=()):
         """Delete conntrack entries to or from the container's addresses (or
-        anything in ``subnets``): a later container given the same address must
-        not inherit its NAT state (docker does the same for UDP)."""
+        anything in ``subnets``).  Queued to a thread of its own: the kernel
+        walks its whole conntrack hash table for a dump (~10 ms here, however
+        few entries), and nobody needs to wait for it: addresses are handed out
+        again only after the whole range went round."""
         import ipaddress
+        from concurrent.futures import ThreadPoolExecutor
 
         ips = set(ips)
         nets = [ipaddress.ip_network(n) for n in subnets]
@@ -632,12 +640,18 @@ class NetworkManager:
                             ct.entry("del", tuple_orig=o)
                         except Exception:  # noqa: BLE001 - gone meanwhile
                             pass
+            except Exception:  # noqa: BLE001 - conntrack support may be missing
+                pass
             finally:
                 ct.close()
-        try:
-            self.links.call(work)
-        except Exception:  # noqa: BLE001 - conntrack support may be missing
-            pass
+        if self._conntrack is None:
+            self._conntrack = ThreadPoolExecutor(1, thread_name_prefix="pybox-conntrack")
+        self._conntrack.submit(work)
+
+    def flush_pending(self):
+        """Wait for queued conntrack flushes (shutdown, tests)."""
+        if self._conntrack is not None:
+            self._conntrack.submit(lambda: None).result()
 
     # -- live connect / disconnect -----------------------------------------------------------
     def connect(self, cid, ref, config=None):
@@ -666,7 +680,6 @@ class NetworkManager:
             self.links.delete_link(ep["veth"])
             ipam.Allocator(rec["pybox"]["ipam"]).release(ep["IPAddress"], cid)
             self._save(rec)
-            self._flush_conntrack([ep["IPAddress"]])
             if not self._endpoints_on(rec["Id"]):
                 self._deactivate(rec)
             self._save_sandbox(sb)
@@ -749,6 +762,7 @@ class NetworkManager:
             self.reservations.close()
             if not self.sandboxes:
                 self.cleanup()
+            self.flush_pending()
             self.links.close()
 
     def cleanup(self):
