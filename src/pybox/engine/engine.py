@@ -56,8 +56,8 @@ def signal_number(name):
 
     try:
         return parse_signal(str(name))
-    except UsageError as e:
-        raise BadRequest(str(e)) from None
+    except UsageError:
+        raise BadRequest(f"Invalid signal: {name}") from None  # dockerd's words
 
 
 def exit_code_for_start_error(message):
