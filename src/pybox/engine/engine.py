@@ -188,6 +188,10 @@ class Engine:
         except NotFound as e:
             # 400, not 404: a 404 from create makes the docker CLI pull the image
             raise BadRequest(str(e)) from None
+        workdir = body.get("WorkingDir") or ""
+        if not workdir.startswith("/") and workdir:
+            raise BadRequest(f"the working directory '{workdir}' is invalid, it needs to be an "
+                             "absolute path")
         config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
         config = specmod.merge_image_config(config, image.get("Config") or {})
         config["Image"] = image_ref
