@@ -72,7 +72,8 @@ def register(router, engine):
                 if repo and tag:
                     repo = f"{repo}:{tag}"
                 image_id = images.import_(tmp, reference=repo, changes=req.args("changes"),
-                                          message=req.arg("message") or "")
+                                          # dockerd's Comment when -m is not given
+                                          message=req.arg("message") or "Imported from -")
             engine.events.emit("image", "import", image_id, {"name": repo or image_id})
             write, end = resp.stream(200, "application/json")
             write(fastjson.dumps({"status": image_id}).encode() + b"\n")
