@@ -444,3 +444,53 @@ def test_churn_leaves_nothing_behind(pyboxd, names):
     # and the next container still gets networking
     out = pyboxd.docker("run", "--rm", IMAGE, "ip", "-o", "-4", "addr", "show", "eth0").stdout
     assert "inet " in out
+
+
+def test_cleanup_after_a_crash_finds_leftovers_by_name(pyboxd, names):
+    """pyboxd killed with -9 while a container with a published port runs; the
+    container dies meanwhile; a leftover bridge, veth, namespace and nft chain
+    named as this pyboxd's appear.  The restarted pyboxd tears the dead
+    container's networking down and removes every leftover, and nothing else."""
+    import signal
+    import subprocess
+
+    from netutil import run
+    from pybox.network.firewall import Firewall
+
+    name = names()
+    port = free_port()
+    pyboxd.docker("run", "-d", "--name", name, "-p", f"{port}:80", IMAGE, *HTTPD)
+    pid = pyboxd.inspect(name)["State"]["Pid"]
+    pyboxd.process.send_signal(signal.SIGKILL)
+    pyboxd.process.wait()
+    pyboxd.process = None
+    own = pyboxd.names
+    stray_bridge = own.bridge("c0ffee" * 8)
+    stray_veth = own.veth("0badf00d" * 2)
+    stray_ns = os.path.join(pyboxd.exec_root, "netns", "f" * 64)
+    foreign = "pyboxt" + os.urandom(3).hex()  # not pyboxd's: must survive
+    try:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            run(["ip", "link", "add", foreign, "type", "bridge"])
+            run(["ip", "link", "add", stray_bridge, "type", "bridge"])
+            run(["ip", "link", "add", stray_veth, "type", "veth", "peer", "name",
+                 "pbxpeer" + os.urandom(3).hex()])
+            netns.create(stray_ns)[0].close()
+            fw = Firewall(own.table)
+            fw.ensure()
+            fw.add_network(stray_bridge, "10.254.254.0/24")
+        finally:
+            pyboxd.start()
+        assert pyboxd.inspect(name)["State"]["Status"] == "exited"
+        assert settle(lambda: not ({stray_bridge, stray_veth} & set(pyboxd.links())))
+        assert not os.path.exists(stray_ns)
+        assert pyboxd.nft_table() is None
+        assert not pyboxd.netns_entries()
+        proc = subprocess.run(["ip", "link", "show", foreign], capture_output=True)
+        assert proc.returncode == 0  # someone else's link was left alone
+        # the published port is free again
+        pyboxd.docker("start", name)
+        assert pyboxd.inspect(name)["Config"]["Hostname"] in wait_http("127.0.0.1", port)
+    finally:
+        subprocess.run(["ip", "link", "del", foreign], capture_output=True)
