@@ -335,6 +335,7 @@ class EngineNetworking:
     def recover(self):
         running = [c.id for c in self.engine.store.all() if c.state.get("Running")]
         self.manager.recover(running)
+        self.manager.warm()
 
     def shutdown(self):
         if self._manager is not None:
