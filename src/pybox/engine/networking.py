@@ -199,25 +199,34 @@ class EngineNetworking:
                            ("IPPrefixLen", 0), ("MacAddress", "")):
             settings[key] = bridge_ep.get(key, value) if bridge_ep else value
 
-    def _write_etc_files(self, c, sb):
+    def _write_etc_files(self, c, sb, live=False):
+        """hosts, hostname and resolv.conf for the sandbox ``sb``.  ``live``:
+        the container runs with them bind-mounted, so they are rewritten in
+        place (a rename would leave the container on the old file)."""
         rec = c.record
         config, hc = rec["Config"], rec["HostConfig"]
-        primary = self.manager.networks.get(sb["order"][0]) if sb["order"] else None
         first = sb["endpoints"][sb["order"][0]] if sb["order"] else None
         hostname = config.get("Hostname") or c.id[:12]
         gateway = first["Gateway"] if first else None
-        write_atomic(rec["HostnamePath"], hostname + "\n", mode=0o644)
-        write_atomic(rec["HostsPath"], etc.hosts(
-            hostname, domainname=config.get("Domainname") or "",
-            addresses=[first["IPAddress"]] if first else [],
-            extra_hosts=hc.get("ExtraHosts"), gateway=gateway), mode=0o644)
+        write = _write_in_place if live else _write_new
+        if not live:
+            write(rec["HostnamePath"], hostname + "\n")
+            write(rec["HostsPath"], etc.hosts(
+                hostname, domainname=config.get("Domainname") or "",
+                addresses=[first["IPAddress"]] if first else [],
+                extra_hosts=hc.get("ExtraHosts"), gateway=gateway))
+        # the embedded DNS of the first user-defined network, if any (docker
+        # switches a default-bridge container to it when it is connected to one)
         embedded = None
-        if primary is not None and not self.manager.is_default(primary):
-            embedded = first["Gateway"] or primary["pybox"]["ipam"]["Gateway"]
-        write_atomic(rec["ResolvConfPath"], etc.resolv_conf(
+        for netid in sb["order"]:
+            net = self.manager.networks.get(netid)
+            if net is not None and not self.manager.is_default(net):
+                embedded = net["pybox"]["ipam"]["Gateway"]
+                break
+        write(rec["ResolvConfPath"], etc.resolv_conf(
             etc.host_resolvers(self.manager.host_resolv_conf), dns=hc.get("Dns") or (),
             dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or (),
-            embedded=embedded), mode=0o644)
+            embedded=embedded))
 
     def _share_etc_files(self, c, ref):
         """--network container:ID: the other container's hosts and resolv.conf,
@@ -287,6 +296,7 @@ class EngineNetworking:
                        "MacAddress": cfg.get("MacAddress") or ""})
             if c.state.get("Running"):
                 live = self.manager.connect(c.id, net["Id"], cfg)
+                self._write_etc_files(c, self.manager.sandbox(c.id), live=True)
                 ep.update({"EndpointID": live["EndpointID"], "Gateway": live["Gateway"],
                            "IPAddress": live["IPAddress"], "IPPrefixLen": live["IPPrefixLen"],
                            "MacAddress": live["MacAddress"],
@@ -313,6 +323,7 @@ class EngineNetworking:
                 raise BadRequest(f"container cannot be disconnected from {name} network")
             if net is not None and c.state.get("Running") and self.manager.sandbox(c.id):
                 self.manager.disconnect(c.id, net["Id"])
+                self._write_etc_files(c, self.manager.sandbox(c.id), live=True)
             del networks[name]
             c.save()
         if net is not None:
@@ -341,3 +352,12 @@ class EngineNetworking:
         if self._manager is not None:
             self._manager.shutdown()
 
+
+def _write_new(path, text):
+    write_atomic(path, text, mode=0o644)
+
+
+def _write_in_place(path, text):
+    with open(path, "r+") as f:
+        f.write(text)
+        f.truncate()
