@@ -99,6 +99,10 @@ class EngineNetworking:
         mac = (body.get("MacAddress") or "").strip()
         if mac and mode in NO_SANDBOX:
             raise BadRequest("conflicting options: mac-address and the network mode")
+        if mode.startswith("container:") and (hc.get("PortBindings") or
+                                              hc.get("PublishAllPorts")):
+            raise BadRequest("conflicting options: port publishing and the container type "
+                             "network mode")
 
     def on_create(self, record, body):
         hc = record["HostConfig"]

@@ -363,6 +363,8 @@ class NetworkManager:
         import ipaddress
 
         prefixlen = ipaddress.ip_network(state["Subnet"]).prefixlen
+        if not rec["Internal"]:
+            _enable_ip_forwarding()
         self.bridge_index[rec["Id"]] = self.links.ensure_bridge(
             bridge, state["Gateway"], prefixlen, self.mtu(rec))
         try:
@@ -787,6 +789,20 @@ class NetworkManager:
                 self._deactivate(rec, force=bool(rec.get("pybox", {}).get("bridge")))
             self.active.clear()
             self._remove_leftovers()
+
+
+def _enable_ip_forwarding(path="/proc/sys/net/ipv4/ip_forward"):
+    """Routing between a bridge and the host's other links (outbound NAT,
+    published ports reached from other hosts) needs IPv4 forwarding on, as
+    docker turns it on; it is left on (other software may rely on it by then)."""
+    try:
+        with open(path) as f:
+            if f.read().strip() == "1":
+                return
+        with open(path, "w") as f:
+            f.write("1")
+    except OSError:
+        pass
 
 
 def _valid_mac(mac):
