@@ -37,7 +37,10 @@ class Names:
     """
 
     def __init__(self, run_root="/run/pybox"):
-        if run_root.rstrip("/") in ("/run/pybox", "/var/run/pybox"):
+        import os
+
+        run_root = os.path.normpath(run_root)
+        if run_root in ("/run/pybox", "/var/run/pybox"):
             self.tag = ""
         else:
             self.tag = hashlib.sha1(run_root.encode()).hexdigest()[:3]
