@@ -179,6 +179,11 @@ def _mkdir_all(path, mode=0o755):
 
 
 def _create_file(path):
+    """A file to mount on, made only when nothing is there (runc's
+    createIfNotExists): an existing one may sit on a read-only filesystem, as
+    /sys/devices/system/cpu/online does under the container's "ro" sysfs."""
+    if os.path.lexists(path):
+        return
     _mkdir_all(os.path.dirname(path))
     try:
         fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
