@@ -20,10 +20,10 @@ from pybox.linux import constants as C
 _SYSCALL_NUMBERS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250,
                "close_range": 436, "seccomp": 317, "bpf": 321, "mount_setattr": 442,
-               "open_tree": 428, "move_mount": 429},
+               "open_tree": 428, "move_mount": 429, "pidfd_getfd": 438, "kcmp": 312},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "keyctl": 219,
                 "close_range": 436, "seccomp": 277, "bpf": 280, "mount_setattr": 442,
-                "open_tree": 428, "move_mount": 429},
+                "open_tree": 428, "move_mount": 429, "pidfd_getfd": 438, "kcmp": 272},
 }
 
 
@@ -78,6 +78,22 @@ class Syscalls:
 
     def umount2(self, target, flags=0):
         self._check(self._libc.umount2(self._b(target), flags), "umount2", (target, flags))
+
+    def pidfd_getfd(self, pidfd, targetfd):
+        """pidfd_getfd(2): a copy (close-on-exec) of fd ``targetfd`` of the process
+        ``pidfd`` refers to."""
+        c = self._ctypes
+        ret = self._syscall("pidfd_getfd", c.c_int(pidfd), c.c_int(targetfd), c.c_uint(0))
+        return self._check(ret, "pidfd_getfd", (pidfd, targetfd))
+
+    def same_file(self, fd1, fd2):
+        """kcmp(2) KCMP_FILE on two fds of this process: do they refer to one open
+        file (a dup, or the same file received twice)?"""
+        c = self._ctypes
+        pid = os.getpid()
+        ret = self._syscall("kcmp", c.c_int(pid), c.c_int(pid), c.c_int(0), c.c_ulong(fd1),
+                            c.c_ulong(fd2))
+        return self._check(ret, "kcmp", (fd1, fd2)) == 0
 
     def pivot_root(self, new_root, put_old):
         ret = self._syscall("pivot_root", self._b(new_root), self._b(put_old))
