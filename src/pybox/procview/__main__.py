@@ -1,0 +1,5 @@
+import sys
+
+from pybox.procview.server import main
+
+sys.exit(main())

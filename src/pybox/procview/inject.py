@@ -1,0 +1,215 @@
+"""Re-serving running containers after the server (re)starts.
+
+When a server dies, the files bind-mounted into containers belong to its FUSE
+connection, which the kernel aborted: every open of /proc/meminfo there fails
+with ENOTCONN ("Transport endpoint is not connected"), lxcfs's classic failure.
+A new server mounts a fresh filesystem on the host and then, in a child forked
+while it is still single-threaded (setns(CLONE_NEWNS) refuses a process whose
+fs_struct is shared with other threads):
+
+1. finds every mount namespace with a file of a *previous* mount of this
+   server's filesystem: /proc/*/ns/mnt, one pid per namespace, its mountinfo
+   lines of type fuse.pybox-procview with this server's fsname and another
+   device than the new mount's;
+2. per namespace: open_tree(OPEN_TREE_CLONE) of each new file on the host (a
+   detached bind mount; the lookup is served by the parent, whose loop runs by
+   then), setns into the namespace, chroot to the container's root (its init's
+   /proc/PID/root: a container that used pivot_root and one that did not alike),
+   unmount the dead file (and any older dead ones stacked below it) and
+   move_mount the clone onto the same path; setns back;
+3. writes DIR/reserved.json: what it did, for logs and tests.
+
+Between the old server's death and step 2, a read in a container fails with
+ENOTCONN (a restart takes about 0.3 s here, see docs/procview.md); an open file
+descriptor kept across the restart stays dead (reopen to recover), as with any
+remounted file.
+"""
+
+import errno
+import os
+import time
+
+from pybox.procview import FILES, SUBTYPE
+
+AT_FDCWD = -100
+
+
+def _unescape(field):
+    from pybox.cgroups.layout import unescape_mountinfo
+
+    return unescape_mountinfo(field)
+
+
+def stale_mounts(mountinfo_text, source, new_dev):
+    """[(mount point, path in the filesystem, "major:minor")] of this server's
+    files (``/meminfo``, ``/ID/meminfo``) that are not on the mount with device
+    ``new_dev`` ("major:minor")."""
+    names = {name for name, _ in FILES}
+    out = []
+    for line in mountinfo_text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        after = right.split()
+        if len(after) < 2 or after[0] != "fuse." + SUBTYPE or _unescape(after[1]) != source:
+            continue
+        fields = left.split()
+        if len(fields) < 5 or fields[2] == new_dev:
+            continue
+        path = _unescape(fields[3])
+        if path.rsplit("/", 1)[-1] in names and ".." not in path.split("/"):
+            out.append((_unescape(fields[4]), path, fields[2]))
+    return out
+
+
+def namespaces_using(source, proc="/proc"):
+    """Pids (one per mount namespace, the caller's excluded) holding a file of
+    the filesystem named ``source``, live or dead."""
+    return sorted(find_targets(source, None, proc))
+
+
+def find_targets(source, new_dev, proc="/proc"):
+    """{pid: [(point, name, dev)]}: one pid per mount namespace holding stale files."""
+    from pybox.procview.cgroupview import read_text
+
+    seen = set()
+    try:
+        seen.add(os.stat(f"{proc}/self/ns/mnt").st_ino)
+    except OSError:
+        pass
+    targets = {}
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            ino = os.stat(f"{proc}/{entry}/ns/mnt").st_ino
+        except OSError:
+            continue
+        if ino in seen:
+            continue
+        seen.add(ino)
+        try:
+            text = read_text(f"{proc}/{entry}/mountinfo")
+        except OSError:
+            continue
+        stale = stale_mounts(text, source, new_dev)
+        if stale:
+            targets[int(entry)] = stale
+    return targets
+
+
+def _clear(point, dead_devs, sc):
+    """Unmount the dead procview files stacked on ``point`` (in this namespace)."""
+    from pybox.linux import constants as C
+
+    for _ in range(64):
+        try:
+            st = os.stat(point)
+            dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+            if dev not in dead_devs:
+                return
+        except OSError as e:
+            if e.errno not in (errno.ENOTCONN, errno.ECONNABORTED):
+                raise
+        sc.umount2(point, C.MNT_DETACH)
+
+
+def reserve_namespace(pid, stale, mnt, sc, host_ns, host_root):
+    """Replace the stale files of ``pid``'s mount namespace; -> count replaced."""
+    from pybox.linux import constants as C
+
+    wanted = {}
+    dead = set()
+    for point, name, dev in stale:
+        wanted.setdefault(point, name)
+        dead.add(dev)
+    ns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    root = os.open(f"/proc/{pid}/root", C.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    clones = {}
+    try:
+        for point, name in wanted.items():
+            clones[point] = sc.open_tree(mnt + name,
+                                         C.OPEN_TREE_CLONE | C.OPEN_TREE_CLOEXEC)
+        sc.setns(ns, C.CLONE_NEWNS)
+        try:
+            os.fchdir(root)
+            os.chroot(".")
+            for point, fd in clones.items():
+                _clear(point, dead, sc)
+                sc.move_mount(fd, "", AT_FDCWD, point, C.MOVE_MOUNT_F_EMPTY_PATH)
+        finally:
+            sc.setns(host_ns, C.CLONE_NEWNS)
+            os.fchdir(host_root)
+            os.chroot(".")
+            os.chdir("/")
+    finally:
+        for fd in clones.values():
+            os.close(fd)
+        os.close(ns)
+        os.close(root)
+    return len(clones)
+
+
+def reserve(directory, mnt, source, sc=None):
+    """Re-serve every running container; -> the report written to reserved.json."""
+    from pybox.linux import constants as C
+    from pybox.linux.syscalls import real
+    from pybox.oci import fastjson
+    from pybox.oci.state import write_atomic
+
+    sc = sc or real()
+    t0 = time.monotonic()
+    st = os.stat(mnt)  # answered by the parent once its loop runs
+    new_dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    report = {"server": os.getppid(), "device": new_dev, "namespaces": 0, "mounts": 0,
+              "errors": []}
+    targets = find_targets(source, new_dev)
+    host_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    host_root = os.open("/", C.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for pid, stale in targets.items():
+            try:
+                report["mounts"] += reserve_namespace(pid, stale, mnt, sc, host_ns, host_root)
+                report["namespaces"] += 1
+            except OSError as e:
+                report["errors"].append(f"pid {pid}: {e}")
+    finally:
+        os.close(host_ns)
+        os.close(host_root)
+    report["seconds"] = round(time.monotonic() - t0, 4)
+    write_atomic(os.path.join(directory, "reserved.json"), fastjson.dumps(report), mode=0o644)
+    return report
+
+
+def start(directory, mnt, source, close_fds=()):
+    """Fork the re-serve child (the caller must be single-threaded); -> its pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        for fd in close_fds:
+            os.close(fd)
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{name}") == "/dev/fuse":
+                    os.close(int(name))  # never hold the connection open
+            except OSError:
+                pass
+        from pybox.procview.server import log
+
+        report = reserve(directory, mnt, source)
+        if report["mounts"] or report["errors"]:
+            log(f"re-served {report['mounts']} files in {report['namespaces']} containers "
+                f"in {report['seconds']} s" + (f"; errors: {report['errors']}"
+                                               if report["errors"] else ""))
+        code = 0
+    except BaseException as e:  # noqa: BLE001
+        try:
+            from pybox.procview.server import log
+
+            log(f"re-serve failed: {e}")
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        os._exit(code)

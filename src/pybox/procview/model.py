@@ -1,0 +1,86 @@
+"""The values the renderers take: what a cgroup says, in one shape for v1 and v2.
+
+Plain classes with slots (no dataclasses import in the server's hot path).  All
+sizes are bytes, all times nanoseconds; ``None`` means "unlimited" for limits
+and "the kernel does not say" for counters.
+"""
+
+
+class Memory:
+    """A cgroup's memory: the effective limits (the lowest along the path to the
+    root) and usage, and the memory.stat counters the meminfo lines come from."""
+
+    __slots__ = ("limit", "usage", "swap_limit", "swap_usage", "stat")
+
+    # memory.stat counters, by the names used here (render.meminfo): v2 names;
+    # cgroupview maps v1's total_* names onto them.
+    STAT_KEYS = ("anon", "file", "shmem", "file_mapped", "file_dirty", "file_writeback",
+                 "swapcached", "active_anon", "inactive_anon", "active_file",
+                 "inactive_file", "unevictable", "slab_reclaimable", "slab_unreclaimable",
+                 "kernel_stack", "pagetables", "anon_thp", "shmem_thp", "file_thp",
+                 "zswap", "zswapped")
+
+    def __init__(self, limit=None, usage=0, swap_limit=None, swap_usage=0, stat=None):
+        self.limit = limit
+        self.usage = usage
+        self.swap_limit = swap_limit
+        self.swap_usage = swap_usage
+        self.stat = stat or {}
+
+    def __repr__(self):
+        return (f"Memory(limit={self.limit}, usage={self.usage}, swap_limit={self.swap_limit}, "
+                f"swap_usage={self.swap_usage})")
+
+
+class Cpus:
+    """The cpus a cgroup may use: ``allowed`` (its effective cpuset, host
+    numbers, sorted), ``quota`` (cpu quota / period as a float, None = none) and
+    ``visible``: what the view shows -- the cpuset, cut to ceil(quota) cpus when
+    a quota is set (lxcfs's --enable-cfs rule)."""
+
+    __slots__ = ("allowed", "quota", "visible")
+
+    def __init__(self, allowed, quota=None):
+        self.allowed = list(allowed)
+        self.quota = quota
+        n = len(self.allowed)
+        if quota is not None and quota > 0:
+            whole = int(quota)
+            n = min(n, max(1, whole if whole == quota else whole + 1))
+        self.visible = self.allowed[:n]
+
+    def __repr__(self):
+        return f"Cpus(allowed={self.allowed}, quota={self.quota}, visible={self.visible})"
+
+
+class CpuUsage:
+    """Where a cgroup spent cpu time.  ``percpu``: host cpu -> (user, system) in
+    ns, when the kernel gives a split per cpu (v1 cpuacct); else ``user`` and
+    ``system`` totals only (v2 cpu.stat), spread evenly by the renderer."""
+
+    __slots__ = ("percpu", "user", "system")
+
+    def __init__(self, percpu=None, user=0, system=0):
+        self.percpu = percpu
+        if percpu:
+            user = sum(u for u, _ in percpu.values())
+            system = sum(s for _, s in percpu.values())
+        self.user = user
+        self.system = system
+
+    @property
+    def total(self):
+        return self.user + self.system
+
+
+class Tasks:
+    """A cgroup's threads at one moment: how many, how many runnable (R) and in
+    uninterruptible sleep (D), and the last pid as the container numbers it."""
+
+    __slots__ = ("total", "running", "blocked", "last_pid")
+
+    def __init__(self, total=0, running=0, blocked=0, last_pid=0):
+        self.total = total
+        self.running = running
+        self.blocked = blocked
+        self.last_pid = last_pid
