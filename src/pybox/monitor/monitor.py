@@ -81,6 +81,7 @@ class Monitor:
         self.creator = None
         self.creator_result = None
         self.creator_go = None
+        self.notify_fds = set()  # seccomp listeners kept for the /proc view
 
     # -- set-up -------------------------------------------------------------
     def start_container(self):
@@ -267,6 +268,10 @@ class Monitor:
                     self._read_output(fd)
                 elif fd in self.clients:
                     self._client_event(self.clients[fd], ev)
+                elif fd in self.notify_fds:
+                    self.poller.unregister(fd)  # its filter has no task left
+                    self.notify_fds.discard(fd)
+                    os.close(fd)
         self._finish()
 
     def _read_output(self, fd):
@@ -326,7 +331,15 @@ class Monitor:
         if not ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
             return
         try:
-            data = c.sock.recv(65536)
+            if c.mode is None:
+                # a first message may carry fds: the runtime's seccomp notify fd
+                data, anc, _, _ = c.sock.recvmsg(65536, 64)
+                if anc:
+                    self._keep_listener_fds(anc)
+                    self._drop(c)
+                    return
+            else:
+                data = c.sock.recv(65536)
         except BlockingIOError:
             return
         except OSError:
@@ -345,6 +358,40 @@ class Monitor:
             self._request(c, line, rest)
         elif c.mode == "attach":
             self._attach_input(c, data)
+
+    def _keep_listener_fds(self, ancillary):
+        """The runtime sent a seccomp notify fd (linux.seccomp.listenerPath is
+        this socket: the /proc view intercepts sysinfo).  The monitor keeps it
+        for the container's life -- so the filter's notifications survive a
+        restart of the server, which takes copies back with pidfd_getfd -- and
+        passes a copy to the server now.  Dropped when its filter has no task
+        left (POLLHUP: an exec'd process ended)."""
+        import _socket
+
+        fds = []
+        for level, kind, data in ancillary:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds.extend(int.from_bytes(data[i:i + 4], "little")
+                           for i in range(0, len(data) - len(data) % 4, 4))
+        for fd in fds:
+            self.notify_fds.add(fd)
+            self.poller.register(fd, 0)  # POLLHUP only: the server answers
+        path = self.req.get("procview_socket")
+        if not path or not fds:
+            return
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.settimeout(1.0)
+            from pybox.linux.unixsock import call
+
+            call(sock.connect, path)
+            sock.sendmsg([b'{"id":"%s"}' % self.req["id"].encode()],
+                         [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                           b"".join(fd.to_bytes(4, "little") for fd in fds))])
+        except OSError:
+            pass  # no server now: the next one collects the fds from us
+        finally:
+            sock.close()
 
     def _request(self, c, line, rest):
         from pybox.oci import fastjson
