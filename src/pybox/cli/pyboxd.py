@@ -29,6 +29,8 @@ def parse_args(argv):
                    help="run containers in a user namespace mapped to USER's "
                         "/etc/subuid and /etc/subgid ranges ('default': dockremap)")
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--no-proc-view", dest="proc_view", action="store_false",
+                   help="no /proc view (lxcfs-like /proc/meminfo, cpuinfo...) for containers")
     return p.parse_args(argv)
 
 
@@ -67,6 +69,8 @@ def main(argv=None):
 
     images.images.container_running = container_running
     engine.start_zygote()  # before any thread exists
+    engine.procview.enabled = args.proc_view
+    engine.procview.start()  # the /proc view's server, supervised (a thread)
     if args.pidfile:
         from pybox.oci.state import write_atomic
 
@@ -94,6 +98,7 @@ def main(argv=None):
     finally:
         server.shutdown()
         engine.network.shutdown()  # running containers keep their networking
+        engine.procview.shutdown()  # kept while running containers use it
         try:
             os.kill(engine.zygote_pid, signal.SIGTERM)
             os.waitpid(engine.zygote_pid, 0)

@@ -85,6 +85,9 @@ class Engine:
         from pybox.engine.networking import EngineNetworking
 
         self.network = EngineNetworking(self)  # networking hooks: engine/networking.py
+        from pybox.engine.procview import EngineProcView
+
+        self.procview = EngineProcView(self)  # the /proc view: engine/procview.py
         self.execs = {}
         self.execs_lock = threading.Lock()
         self.zygote = None
@@ -400,9 +403,11 @@ class Engine:
             netns = self.network.prepare(c)
             idmap = self.images.rootfs_idmap(c.id)
             config = specmod.build(rec, rootfs, cgroup_v2=self.cgroup_v2(), netns=netns,
-                                   extra_mounts=volume_mounts + self._etc_mounts(c, idmap),
+                                   extra_mounts=self.procview.mounts(c) + volume_mounts
+                                   + self._etc_mounts(c, idmap),
                                    namespace_of=self._namespace_of,
                                    init_path=shutil.which("tini-static"), idmap=idmap)
+            self.procview.intercept_sysinfo(c, config, rundir)
             write_atomic(os.path.join(rundir, "config.json"), fastjson.dumps(config))
             log = rec["HostConfig"].get("LogConfig") or {}
             opts = log.get("Config") or {}
@@ -417,6 +422,7 @@ class Engine:
                 "stdin_once": bool(rec["Config"].get("StdinOnce")),
                 "console_size": rec["HostConfig"].get("ConsoleSize") or None,
                 "defer_start": True,
+                "procview_socket": self.procview.monitor_socket(c),
             }
             report = self.zygote.spawn(request)
             if not report.get("ok"):

@@ -52,6 +52,10 @@ def add_create_flags(fs):
                                 "and reaps processes")
     a("log-driver", help="Logging driver for the container")
     a("log-opt", kind="list", help="Log driver options")
+    a("proc-view", kind="bool", default=True,
+      help="pybox: show the container its limits in /proc/meminfo, cpuinfo, stat, "
+           "uptime... (--proc-view=false: the host's files; sent as the label "
+           "org.pybox.proc-view=false)")
     # resources
     a("memory", "m", convert=ram_in_bytes, default=0, metavar="bytes", help="Memory limit")
     a("memory-swap", convert=mem_swap_bytes, default=0, metavar="bytes",
@@ -631,6 +635,8 @@ def build_create_body(opts, api_version="1.44", environ=None, console_size=None,
     for item in opts.label:
         k, _, v = item.partition("=")
         labels[k] = v
+    if not opts.proc_view:
+        labels["org.pybox.proc-view"] = "false"  # pybox.procview.LABEL
     pid_mode = _check_mode(opts.pid, "pid", ("container:",), ("", "host"))
     uts_mode = _check_mode(opts.uts, "uts", (), ("", "host"))
     userns_mode = _check_mode(opts.userns, "userns", (), ("", "host"))

@@ -1,0 +1,127 @@
+"""The engine's side of the /proc view (pybox.procview): the server's life and
+the binds a container gets.
+
+engine.py and pyboxd call:
+
+    start()      pyboxd is up (after the zygote): a server runs for RUN_ROOT and
+                 a supervisor thread restarts it whenever it dies
+    mounts(c)    at each start: the OCI bind mounts of container ``c`` over its
+                 /proc files and /sys/devices/system/cpu/online ([] when off)
+    shutdown()   pyboxd is stopping: the server stops too unless a running
+                 container still has its files (it then keeps serving them,
+                 and the next pyboxd supervises it again)
+
+On by default.  Off for the whole daemon with ``pyboxd --no-proc-view``, for
+one container with the label ``org.pybox.proc-view=false`` (what ``pybox run
+--proc-view=false`` sends; docker CLI users can pass ``-l`` themselves).
+"""
+
+import os
+import sys
+
+from pybox.errors import PyboxError
+from pybox.procview import FILES, LABEL
+
+OFF_VALUES = ("false", "0", "no", "off")
+
+
+def wanted(record):
+    """Does the container's configuration ask for the view (the default)?"""
+    labels = (record.get("Config") or {}).get("Labels") or {}
+    return str(labels.get(LABEL, "true")).strip().lower() not in OFF_VALUES
+
+
+class EngineProcView:
+    def __init__(self, engine, enabled=True, log=None):
+        from pybox.procview.control import Server
+
+        self.engine = engine
+        self.enabled = enabled
+        self.server = Server(os.path.join(engine.run_root, "procview"))
+        self.supervisor = None
+        self.log = log or (lambda text: sys.stderr.write(f"pyboxd: {text}\n"))
+        self.problem = None  # why the view is off although enabled
+
+    def start(self):
+        from pybox.procview.control import Supervisor, unavailable_reason
+
+        if not self.enabled:
+            if self.server.running() and self._in_use():
+                # containers of an earlier pyboxd still have the view: keep it alive
+                self.log("the /proc view is off for new containers; its server still "
+                         "serves running ones and stays supervised")
+                self.supervisor = Supervisor(self.server, log=self.log)
+                self.supervisor.start()
+            return
+
+        self.problem = unavailable_reason()
+        if self.problem:
+            self.log(f"the /proc view is off: {self.problem}")
+            return
+        self.supervisor = Supervisor(self.server, log=self.log)
+        try:
+            self.supervisor.start()
+        except PyboxError as e:
+            self.problem = str(e)
+            self.log(f"the /proc view is off: {e}")
+            self.supervisor = None
+
+    def active(self):
+        return self.enabled and self.supervisor is not None
+
+    def _in_use(self):
+        from pybox.procview.inject import namespaces_using
+        from pybox.procview.server import fsname
+
+        return bool(namespaces_using(fsname(self.server.dir)))
+
+    def used_by(self, c):
+        return self.active() and wanted(c.record)
+
+    def mounts(self, c):
+        """The binds for container ``c`` (the server is made ready first)."""
+        c.procview = False  # what this start gets, for the two calls below
+        if not self.used_by(c):
+            return []
+        try:
+            self.supervisor.ensure()
+        except PyboxError as e:
+            # the container starts, with the host's /proc: better than no start
+            self.log(f"container {c.id[:12]} starts without the /proc view: {e}")
+            return []
+        c.procview = True
+        options = ["bind", "ro", "nosuid", "nodev", "noexec"]
+        return [{"destination": dest, "type": "bind",
+                 "source": self.server.source(c.id, name), "options": list(options)}
+                for name, dest in FILES]
+
+    def intercept_sysinfo(self, c, config, rundir):
+        """Send the container's sysinfo calls to the server (procview.sysinfo):
+        its seccomp profile notifies, and the listener fd goes to its monitor's
+        socket (the monitor keeps it and hands the server a copy)."""
+        if not getattr(c, "procview", False):
+            return
+        from pybox.procview import sysinfo
+
+        linux = config.get("linux") or {}
+        profile = linux.get("seccomp")
+        changed = sysinfo.add_to_profile(profile, os.path.join(rundir, "monitor.sock"),
+                                         metadata=c.id)
+        if changed is not profile:
+            linux["seccomp"] = changed
+
+    def monitor_socket(self, c):
+        """Where c's monitor forwards the sysinfo listener (None: view off)."""
+        if not getattr(c, "procview", False):
+            return None
+        from pybox.procview.server import SECCOMP_SOCKET
+
+        return os.path.join(self.server.dir, SECCOMP_SOCKET)
+
+    def shutdown(self):
+        if self.supervisor is None:
+            return
+        if self._in_use():
+            self.supervisor.detach()  # running containers keep their files
+        else:
+            self.supervisor.stop_server()
