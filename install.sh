@@ -29,7 +29,8 @@ PREFIX=${PYBOX_PREFIX:-/opt/pybox}
 BINDIR=${PYBOX_BINDIR:-/usr/local/bin}
 export DEBIAN_FRONTEND=noninteractive
 
-PKGS="python3 python3-venv python3-dev python3-seccomp busybox-static nftables python3-nftables"
+# fuse3 + python3-pyfuse3 (libfuse3, trio): the /proc view's FUSE server
+PKGS="python3 python3-venv python3-dev python3-seccomp busybox-static nftables python3-nftables fuse3 python3-pyfuse3"
 if [ "$DEV" = 1 ]; then
   # reference runtimes and tools for tests, conformance and benchmarks
   PKGS="$PKGS runc crun tini uidmap hyperfine umoci skopeo docker-compose conntrack"
@@ -42,6 +43,9 @@ if [ -n "$missing" ]; then
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends $missing >/dev/null
 fi
+
+# the /proc view needs /dev/fuse (the module is not loaded on every machine)
+[ -e /dev/fuse ] || modprobe fuse 2>/dev/null || echo "install.sh: no /dev/fuse: containers get the host's /proc files (the /proc view is off)" >&2
 
 if [ ! -x "$PREFIX/bin/python3" ]; then
   /usr/bin/python3 -m venv --system-site-packages "$PREFIX"
