@@ -630,3 +630,47 @@ def _with_query(url, **params):
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     query += list(params.items())
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def registry_domain(server_address):
+    """The registry a login names: ``""``, ``docker.io`` and
+    ``https://index.docker.io/v1/`` are Docker Hub; ``http://host:5000/`` is
+    ``host:5000``."""
+    text = (server_address or "").strip()
+    for prefix in ("https://", "http://"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    text = text.split("/", 1)[0].lower()
+    if text in ("", "docker.io", "index.docker.io", "registry-1.docker.io",
+                "registry.hub.docker.com"):
+        return "docker.io"
+    return text
+
+
+def login(registries, server_address, credentials):
+    """Check credentials against a registry as dockerd's ``POST /auth`` does:
+    GET /v2/ with them (Basic), or a token for no scope from the challenge's
+    realm (Bearer).  Returns {"Status": "Login Succeeded", "IdentityToken": ...};
+    raises AuthenticationError with docker's text when they are refused."""
+    domain = registry_domain(server_address)
+    client = registries.client(domain, credentials, push=True)
+    endpoint = client.ping()
+    identity = ""
+    if client.challenge is None:
+        pass  # the registry wants no authentication at all
+    elif client.challenge[0] == "basic":
+        resp = client._send(endpoint, "GET", endpoint.url + "/v2/",
+                            {"Authorization": client._auth_header([]),
+                             "User-Agent": USER_AGENT}, None)
+        resp.drain_conn()
+        resp.release_conn()
+        if resp.status != 200:
+            raise AuthenticationError(f"login attempt to {endpoint.url}/v2/ failed with "
+                                      f"status: {resp.status} {resp.reason}",
+                                      status=resp.status)
+    elif client.challenge[0] == "bearer":
+        if not (credentials.username or credentials.identity_token):
+            raise AuthenticationError("unauthorized: no username given", status=401)
+        client.token([], offline=True)
+        identity = getattr(client, "refresh_token", "") or ""
+    return {"Status": "Login Succeeded", "IdentityToken": identity}
