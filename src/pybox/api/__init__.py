@@ -5,12 +5,13 @@ status codes and JSON error shapes."""
 
 
 def build_router(engine):
-    from pybox.api import containers, images, networks, observe, system, volumes
+    from pybox.api import containers, explain, images, networks, observe, system, volumes
     from pybox.api.server import Router
 
     router = Router()
     system.register(router, engine)
     networks.register(router, engine)  # before containers: its /networks/{name} 404 stub
+    explain.register(router, engine)  # pybox's own: GET /containers/{id}/explain
     containers.register(router, engine)
     images.register(router, engine)
     volumes.register(router, engine)

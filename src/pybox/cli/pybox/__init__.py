@@ -58,6 +58,7 @@ COMMANDS = {
     "info": ("system", "cmd_info"),
     "version": ("system", "cmd_version"),
     "events": ("system", "cmd_events"),
+    "explain": ("explain", "cmd_explain"),
     # management commands
     "container attach": ("containers", "cmd_attach"),
     "container create": ("containers", "cmd_create"),
@@ -76,6 +77,7 @@ COMMANDS = {
     "container ps": ("containers", "cmd_ps"),
     "container inspect": ("system", "cmd_container_inspect"),
     "container exec": ("exec", "cmd_exec"),
+    "container explain": ("explain", "cmd_explain"),
     "container logs": ("logs", "cmd_logs"),
     "container rename": ("containers", "cmd_rename"),
     "container port": ("containers", "cmd_port"),
@@ -151,6 +153,7 @@ Commands:
   create      Create a new container
   diff        Inspect changes to files or directories on a container's filesystem
   events      Get real time events from the server
+  explain     Show the kernel objects behind a container (pybox's own)
   export      Export a container's filesystem as a tar archive
   history     Show the history of an image
   inspect     Return low-level information on pybox objects
