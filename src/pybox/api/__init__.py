@@ -16,4 +16,7 @@ def build_router(engine):
     images.register(router, engine)
     volumes.register(router, engine)
     observe.register(router, engine)
+    from pybox.api import registry  # push, auth; importing it gives Engine.pull
+
+    registry.register(router, engine)
     return router

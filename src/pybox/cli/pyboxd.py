@@ -29,6 +29,9 @@ def parse_args(argv):
                    help="run containers in a user namespace mapped to USER's "
                         "/etc/subuid and /etc/subgid ranges ('default': dockremap)")
     p.add_argument("--debug", action="store_true")
+    from pybox.engine import pull as registry_setup  # registry flags (and Engine.pull)
+
+    registry_setup.add_arguments(p)
     p.add_argument("--no-proc-view", dest="proc_view", action="store_false",
                    help="no /proc view (lxcfs-like /proc/meminfo, cpuinfo...) for containers")
     return p.parse_args(argv)
@@ -62,6 +65,13 @@ def main(argv=None):
         return 1
     images = ImageService(args.data_root)
     engine = Engine(args.data_root, args.exec_root, images=images, userns_remap=remap)
+    try:
+        from pybox.engine import pull as registry_setup
+
+        registry_setup.configure(engine, args)  # insecure registries, mirrors
+    except PyboxError as e:
+        sys.stderr.write(f"pyboxd: {e}\n")
+        return 1
 
     def container_running(cid):
         c = engine.store.by_id.get(cid)

@@ -49,7 +49,6 @@ def pull(images, registries, reference, *, platform=None, credentials=ANONYMOUS,
     wanted = platforms.parse(platform)
     explicit_platform = bool(platform)
     tag_or_digest = ref.digest or ref.tag
-    report({"status": f"Pulling from {ref.path}", "id": tag_or_digest})
     client = registries.client(ref.domain, credentials)
     data, media_type, digest = _fetch_top_manifest(client, ref)
     repo_digest = digest
@@ -78,6 +77,9 @@ def pull(images, registries, reference, *, platform=None, credentials=ANONYMOUS,
     for desc in layer_descs:
         _check_descriptor(desc, "layer")
 
+    # after the manifests are resolved, as dockerd: a missing tag or platform
+    # is then an HTTP error, not a line in a started stream
+    report({"status": f"Pulling from {ref.path}", "id": tag_or_digest})
     before = _current(images, ref)
     with images.writing():
         config_bytes = _fetch_config(images, client, ref, config_desc)
