@@ -25,6 +25,22 @@ from pybox.errors import PyboxError
 from pybox.procview import FILES
 
 READY_TIMEOUT = 20.0
+SUPERVISOR_LOCK = "supervisor.lock"
+
+
+def supervised(directory):
+    """Does anything hold DIR/supervisor.lock (a pyboxd, a test)?"""
+    try:
+        fd = os.open(os.path.join(directory, SUPERVISOR_LOCK), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 class ProcViewError(PyboxError):
@@ -70,24 +86,48 @@ class Server:
             os.close(fd)
         return False
 
-    def pid(self):
+    def _pid_file(self):
+        """(pid, device of its mount) the running server wrote once mounted."""
         try:
             with open(os.path.join(self.dir, "server.pid")) as f:
-                return int(f.read().split()[0])
+                fields = f.read().split()
+            return int(fields[0]), int(fields[1]) if len(fields) > 1 else None
         except (OSError, ValueError, IndexError):
-            return None
+            return None, None
+
+    def pid(self):
+        return self._pid_file()[0]
 
     def mounted(self):
-        """DIR/mnt is a live mount of the server's filesystem."""
+        """DIR/mnt is the live mount of the server that wrote server.pid (not a
+        dead predecessor's, whose attributes the kernel may still have cached)."""
+        pid, dev = self._pid_file()
+        if pid is None or dev is None:
+            return False
         try:
-            inner = os.stat(os.path.join(self.mnt, FILES[0][0]))
-            outer = os.stat(self.dir)
+            os.kill(pid, 0)
+            return os.stat(self.mnt).st_dev == dev
         except OSError:
             return False
-        return inner.st_dev != outer.st_dev
 
     def ready(self):
         return self.running() and self.mounted()
+
+    # -- supervision -------------------------------------------------------------
+    def claim(self):
+        """Declare a supervisor (pyboxd; a test): a shared flock on
+        DIR/supervisor.lock, held until ``unclaim``.  A server with no
+        supervisor and no container using it exits by itself."""
+        os.makedirs(self.dir, mode=0o711, exist_ok=True)
+        fd = os.open(os.path.join(self.dir, SUPERVISOR_LOCK),
+                     os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return fd
+
+    @staticmethod
+    def unclaim(fd):
+        if fd is not None:
+            os.close(fd)
 
     def source(self, view, name):
         """The file a container binds: DIR/mnt/VIEW/NAME (VIEW: the container id)."""
@@ -186,6 +226,7 @@ class Supervisor:
         self.log = log or (lambda text: sys.stderr.write(text + "\n"))
         self.stopping = False
         self.restarts = 0
+        self._claim = None
         self._lock = threading.Lock()
         self._thread = None
 
@@ -194,7 +235,13 @@ class Supervisor:
             self.server.ensure()
 
     def start(self):
-        self.ensure()
+        self._claim = self.server.claim()
+        try:
+            self.ensure()
+        except BaseException:
+            self.server.unclaim(self._claim)
+            self._claim = None
+            raise
         self._thread = threading.Thread(target=self._watch, name="procview-supervisor",
                                         daemon=True)
         self._thread.start()
@@ -224,8 +271,15 @@ class Supervisor:
     def stop_server(self):
         """Stop supervising and stop the server."""
         self.stopping = True
-        return self.server.stop()
+        try:
+            return self.server.stop()
+        finally:
+            self.server.unclaim(self._claim)
+            self._claim = None
 
     def detach(self):
-        """Stop supervising; the server keeps running (it serves containers)."""
+        """Stop supervising; the server keeps serving running containers (and
+        exits by itself once none uses it, unless a pyboxd supervises again)."""
         self.stopping = True
+        self.server.unclaim(self._claim)
+        self._claim = None

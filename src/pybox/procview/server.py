@@ -243,6 +243,21 @@ def probe_splice(path):
     return sent == 0
 
 
+def mount_device(mnt):
+    """st_dev of the mount on ``mnt``, from mountinfo: a stat() of our own mount
+    would wait for an answer from this very process, before its loop runs."""
+    from pybox.cgroups.layout import unescape_mountinfo
+
+    dev = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 4 and unescape_mountinfo(fields[4]) == mnt:
+                major, _, minor = fields[2].partition(":")
+                dev = os.makedev(int(major), int(minor))  # the last one is on top
+    return dev
+
+
 def _is_mountpoint(path):
     try:
         st = os.lstat(path)
@@ -282,6 +297,7 @@ def take_lock(directory):
 
 
 SECCOMP_SOCKET = "seccomp.sock"
+IDLE_CHECK_SECONDS = 2.0
 CMSG_SPACE_FDS = 64  # room for a few fds
 
 
@@ -333,6 +349,10 @@ def main(argv=None):
         return 0
     mnt = os.path.join(directory, "mnt")
     os.makedirs(mnt, mode=0o755, exist_ok=True)
+    try:
+        os.unlink(os.path.join(directory, "server.pid"))  # a dead predecessor's
+    except FileNotFoundError:
+        pass
 
     import pyfuse3
     import trio
@@ -349,7 +369,10 @@ def main(argv=None):
     options = {f"fsname={fsname(directory)}", f"subtype={SUBTYPE}", "allow_other", "ro",
                "default_permissions", "nosuid", "nodev", "noexec"}
     pyfuse3.init(ops, mnt, options)
-    write_atomic(os.path.join(directory, "server.pid"), f"{os.getpid()}\n", mode=0o644)
+    # "pid device": Server.ready() checks both (a dead predecessor's mount and
+    # pid file must never pass for this server)
+    write_atomic(os.path.join(directory, "server.pid"),
+                 f"{os.getpid()} {mount_device(mnt)}\n", mode=0o644)
     log(f"serving {mnt}")
 
     from pybox.procview.sysinfo import Agent
@@ -405,6 +428,26 @@ def main(argv=None):
             log("this kernel splices direct_io FUSE files through the page cache: "
                 "open() raises the file size for sendfile readers")
 
+    async def idle(nursery):
+        # Nobody supervises (pyboxd is gone: its lock on supervisor.lock went with
+        # it) and no container has our files: nothing left to serve, so exit
+        # rather than stay behind with a mount.  Twice in a row, 2 s apart: a
+        # pyboxd restarting takes the lock again at once.
+        from pybox.procview.control import supervised
+        from pybox.procview.inject import namespaces_using
+
+        strikes = 0
+        while True:
+            await trio.sleep(IDLE_CHECK_SECONDS)
+            if supervised(directory) or namespaces_using(fsname(directory)):
+                strikes = 0
+                continue
+            strikes += 1
+            if strikes >= 2:
+                log("no supervisor and no container uses the view: exiting")
+                nursery.cancel_scope.cancel()
+                return
+
     async def sysinfo(nursery):
         # copies of the listeners the monitors keep (after a restart), then new ones
         for fd in agent.collect(containers):
@@ -426,6 +469,7 @@ def main(argv=None):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(signals, nursery)
             nursery.start_soon(sysinfo, nursery)
+            nursery.start_soon(idle, nursery)
             nursery.start_soon(sampler)
             nursery.start_soon(reap)
             nursery.start_soon(probe)
