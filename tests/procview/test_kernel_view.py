@@ -71,6 +71,9 @@ def test_the_view_of_a_real_cgroup(limited_process):
     assert [line.split()[0] for line in text("stat").splitlines()[:2]] == ["cpu", "cpu0"]
     assert not text("stat").splitlines()[2].startswith("cpu")
     assert float(text("uptime").split()[0]) < 30
+    deadline = time.monotonic() + 20  # (the VM under TCG: sleep takes a while to sleep)
+    while cgv.stat_fields("/proc", pid)[0] != "S" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert text("loadavg").split()[3] == "0/1"  # one task, sleeping
     info = sysinfo.unpack(view.sysinfo(pid))
     assert info["totalram"] == 64 * MiB and info["procs"] == 1 and info["uptime"] < 30

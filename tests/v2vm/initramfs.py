@@ -41,7 +41,7 @@ BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
 # throttling) and may select the BFQ scheduler (io.bfq.weight).  The host's root,
 # seen through 9p, has no /lib/modules for this kernel, so they cannot be
 # modprobed later.
-EXTRA_MODULES = ("loop", "bfq")
+EXTRA_MODULES = ("loop", "bfq", "fuse")  # fuse: the /proc view (tests/procview)
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.gz", ".ko.zst")
 
