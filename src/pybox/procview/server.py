@@ -194,7 +194,7 @@ def build_operations(view):
             if self.splice_fix and inode != probe_ino:
                 # in a thread: the store waits for the page's lock, which a
                 # reader's pending page read holds until this loop answers it
-                await trio.to_thread.run_sync(_raise_size, inode)
+                await storer.store(inode)
             fh = self.next_fh
             self.next_fh += 1
             self.handles[fh] = data
@@ -218,13 +218,43 @@ def build_operations(view):
             s.f_namemax = 255
             return s
 
-    def _raise_size(inode):
-        try:
-            pyfuse3.notify_store(inode, SPLICE_SIZE - 1, b"\n")
-        except OSError:
-            pass
-
+    storer = Storer(lambda inode: pyfuse3.notify_store(inode, SPLICE_SIZE - 1, b"\n"))
     return Operations()
+
+
+class Storer:
+    """One long-lived thread doing the notify_store calls of the splice fix (a
+    store may wait for a page lock that a pending page read holds until the
+    FUSE loop answers it: never in the loop's thread).  Lighter than
+    trio.to_thread per call: a queue in, trio's run_sync_soon out."""
+
+    def __init__(self, store):
+        self._store = store
+        self._queue = None
+        self._token = None
+
+    def _run(self):
+        while True:
+            inode, event = self._queue.get()
+            try:
+                self._store(inode)
+            except OSError:
+                pass
+            self._token.run_sync_soon(event.set)
+
+    async def store(self, inode):
+        import trio
+
+        if self._queue is None:
+            import queue
+            import threading
+
+            self._queue = queue.SimpleQueue()
+            self._token = trio.lowlevel.current_trio_token()
+            threading.Thread(target=self._run, name="procview-store", daemon=True).start()
+        event = trio.Event()
+        self._queue.put((inode, event))
+        await event.wait()
 
 
 def probe_splice(path):
