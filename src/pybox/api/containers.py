@@ -96,18 +96,22 @@ def register(router, engine):
         logs = req.flag("logs")
         if not stream and not logs:
             raise BadRequest("either stream or logs must be set")
-        sock, trailing = resp.hijack(RAW if tty else MULTIPLEXED)
-        client = PrefixedSocket(sock, trailing)
+        def hijack():
+            sock, trailing = resp.hijack(RAW if tty else MULTIPLEXED)
+            return PrefixedSocket(sock, trailing)
+
         if not stream:
             from pybox.engine.attach import AttachSession
 
-            session = AttachSession(engine, c, client, stdin=False,
+            session = AttachSession(engine, c, hijack(), stdin=False,
                                     stdout=req.flag("stdout"), stderr=req.flag("stderr"),
                                     tty=tty, stdin_once=False)
             session.replay_logs()
             session._close_client()
             return
-        engine.attach(id, client, stdin=req.flag("stdin"), stdout=req.flag("stdout"),
+        # the 101 goes out once the session is registered: the CLI sends start as
+        # soon as it has it, and the program's first output must not be missed
+        engine.attach(id, hijack, stdin=req.flag("stdin"), stdout=req.flag("stdout"),
                       stderr=req.flag("stderr"), logs=logs,
                       detach_keys=req.arg("detachKeys"))
 

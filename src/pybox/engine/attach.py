@@ -109,7 +109,11 @@ class AttachSession:
                     stream == "stderr" and self.want_stderr):
                 self._out(1 if stream == "stdout" else 2, entry.get("log", "").encode())
 
-    def run(self):
+    def run(self, open_client=None, replay=False):
+        """Register with the container (joined to its monitor now, or at its next
+        start), then -- only then -- get the client (``open_client``: the API's
+        hijack, whose 101 tells the CLI it may start the container), replay the
+        log if asked, and relay until the end."""
         c = self.c
         with c.lock:
             if c.state.get("Running"):
@@ -118,6 +122,10 @@ class AttachSession:
             else:
                 c.attachers.append(self)
         try:
+            if open_client is not None:
+                self.client = open_client()
+            if replay:
+                self.replay_logs()
             if not self.started.is_set():
                 self._wait_for_start()
             if self.monitor is not None and not self.client_left:
@@ -248,6 +256,8 @@ class AttachSession:
     def _close_client(self):
         import socket
 
+        if self.client is None:
+            return
         try:
             self.client.shutdown(socket.SHUT_WR)
         except OSError:

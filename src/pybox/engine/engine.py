@@ -1008,21 +1008,23 @@ class Engine:
 
     # -- attach ---------------------------------------------------------------------
     def attach(self, ref, client, *, stdin, stdout, stderr, logs=False, detach_keys=None):
-        """Serve an attach session on ``client`` (the hijacked socket) until the
-        container exits or the client detaches.  Works on a created or stopped
+        """Serve an attach session on ``client`` (the hijacked socket, or a callable
+        that hijacks and returns it: called once the session is registered) until
+        the container exits or the client detaches.  Works on a created or stopped
         container too: the session joins at the next start (docker start -a
         attaches first)."""
         from pybox.engine.attach import AttachSession
 
         c = self.get(ref)
-        session = AttachSession(self, c, client, stdin=stdin, stdout=stdout, stderr=stderr,
+        deferred = client if callable(client) else None
+        session = AttachSession(self, c, None if deferred else client, stdin=stdin,
+                                stdout=stdout, stderr=stderr,
                                 tty=bool(c.record["Config"].get("Tty")),
                                 stdin_once=bool(c.record["Config"].get("StdinOnce")),
                                 detach_keys=detach_keys)
-        if logs and c.record.get("LogPath"):
-            session.replay_logs()
         self.events.emit("container", "attach", c.id, self._attributes(c))
-        session.run()
+        session.run(open_client=deferred,
+                    replay=bool(logs and c.record.get("LogPath")))
 
     def _connect_attachers(self, c):
         for a in list(c.attachers):
