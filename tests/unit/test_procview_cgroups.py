@@ -315,3 +315,14 @@ def test_stale_mounts_are_this_servers_files_on_another_device():
         ("/proc/meminfo", "/abc/meminfo", "0:120"),
         ("/sys/devices/system/cpu/online", "/cpu-online", "0:120")]
     assert len(inject.stale_mounts(mountinfo, SOURCE, None)) == 3
+
+
+def test_sysinfo_is_written_only_into_writable_memory():
+    maps = ("00400000-00401000 r-xp 00000000 fe:00 1 /bin/x\n"
+            "7ffd0000-7ffd1000 rw-p 00000000 00:00 0 [stack]\n"
+            "7ffd1000-7ffd2000 rw-p 00000000 00:00 0\n")
+    assert sysinfo.writable(1, 0x7ffd0010, 112, maps)
+    assert sysinfo.writable(1, 0x7ffd0fd0, 112, maps)  # across two adjacent mappings
+    assert not sysinfo.writable(1, 0x00400010, 112, maps)  # code: the kernel says EFAULT
+    assert not sysinfo.writable(1, 0x7ffd1fd0, 112, maps)  # runs off the end
+    assert not sysinfo.writable(1, 0x10, 112, maps)

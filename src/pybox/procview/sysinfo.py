@@ -99,6 +99,33 @@ def parse_notif(buf):
     return nid, pid, nr, arch, args
 
 
+def writable(pid, address, size, maps_text=None):
+    """Is [address, address+size) inside writable mappings of ``pid``?  The
+    write goes through /proc/PID/mem, which may write read-only pages; the real
+    syscall would fail with EFAULT there, so the kernel gets to answer."""
+    if maps_text is None:
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                maps_text = f.read()
+        except OSError:
+            return False
+    end = address + size
+    for line in maps_text.splitlines():
+        span, _, rest = line.partition(" ")
+        lo, _, hi = span.partition("-")
+        try:
+            lo, hi = int(lo, 16), int(hi, 16)
+        except ValueError:
+            continue
+        if lo <= address < hi:
+            if rest[1:2] != "w":
+                return False
+            if end <= hi:
+                return True
+            address = hi  # continues in the next mapping, which must be adjacent
+    return False
+
+
 class Agent:
     """Answers sysinfo notifications on every listener fd it is given.
 
@@ -210,7 +237,7 @@ class Agent:
             except Exception as e:  # noqa: BLE001 - the real syscall instead
                 self.log(f"sysinfo for pid {pid}: {e.__class__.__name__}: {e}")
         written = False
-        if data is not None:
+        if data is not None and writable(pid, args[0], len(data)):
             written = self._write(fd, nid, pid, args[0], data)
         resp = struct.pack("=QqiI", nid, 0, 0, 0 if written else FLAG_CONTINUE)
         try:
