@@ -354,7 +354,7 @@ def io(cg):
     return out if found else None
 
 
-# -- processes --------------------------------------------------------------------------------------
+# -- processes ----------------------------------------------------------------------------
 def _ids(cg, v1_file, v2_file):
     if cg is None or cg.tasks is None:
         return []

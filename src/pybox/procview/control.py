@@ -22,7 +22,6 @@ import threading
 import time
 
 from pybox.errors import PyboxError
-from pybox.procview import FILES
 
 READY_TIMEOUT = 20.0
 SUPERVISOR_LOCK = "supervisor.lock"

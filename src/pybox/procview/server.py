@@ -75,7 +75,6 @@ def build_operations(view):
     cuts i_size back to the data's end, so the reader stops there.
     """
     import pyfuse3
-    import trio
 
     root_ino = pyfuse3.ROOT_INODE
     names = [name for name, _ in FILES]
