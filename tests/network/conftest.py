@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from netutil import IMAGE, Pyboxd, TestHost, Upstream, run  # noqa: E402
+from netutil import IMAGE, Pyboxd, TestHost, Upstream, remove_tree, run  # noqa: E402
 
 
 def _busybox_tar(base):
@@ -53,7 +53,7 @@ def netbase():
         pytest.skip(f"needs {e.name}")
     base = tempfile.mkdtemp(prefix="pybox-net-", dir="/run")
     yield base
-    shutil.rmtree(base, ignore_errors=True)
+    remove_tree(base)
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +86,7 @@ def pyboxd(netbase, upstream):
             daemon.docker("network", "rm", name, check=False)
         daemon.stop()
         left = daemon.leftovers()
-        shutil.rmtree(daemon.exec_root, ignore_errors=True)
+        remove_tree(daemon.exec_root)
         assert not left, f"pyboxd left networking behind: {left}"
 
 

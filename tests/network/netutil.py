@@ -306,10 +306,17 @@ class Pyboxd:
         return out
 
     def routes_and_addresses(self, subnets):
+        """Addresses and routes in our subnets on any link but another pyboxd's
+        bridges (a later daemon may reuse a subnet this one no longer routes)."""
         nets = [ipaddress.ip_network(s) for s in subnets]
         text = run(["ip", "-4", "-o", "addr"]).stdout + run(["ip", "-4", "route"]).stdout
         hits = []
         for line in text.splitlines():
+            words = line.split()
+            dev = words[1] if words[0].endswith(":") else \
+                (words[words.index("dev") + 1] if "dev" in words else "")
+            if dev.startswith("pybox") and not self.names.is_ours(dev):
+                continue
             for word in line.split():
                 try:
                     a = ipaddress.ip_interface(word)
@@ -350,3 +357,15 @@ class Pyboxd:
         return found()
 
 
+def remove_tree(path):
+    """rm -rf of a directory of ours that never descends into a mount: what
+    is still mounted below it (a crashed daemon's overlay, a FUSE mount whose
+    server is gone) is detached first, so nothing can hang or reach beyond."""
+    import subprocess as sp
+
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    prefix = path.rstrip("/") + "/"
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        sp.run(["umount", "-l", point], capture_output=True)
+    sp.run(["rm", "-rf", "--one-file-system", path], capture_output=True)

@@ -494,3 +494,27 @@ def test_cleanup_after_a_crash_finds_leftovers_by_name(pyboxd, names):
         assert pyboxd.inspect(name)["Config"]["Hostname"] in wait_http("127.0.0.1", port)
     finally:
         subprocess.run(["ip", "link", "del", foreign], capture_output=True)
+
+
+def test_parallel_starts_get_distinct_addresses_and_ports(pyboxd, names):
+    """Ten `docker run -d -P` at once on one user network: distinct addresses,
+    distinct host ports, every container reachable by name from the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = names()
+    pyboxd.docker("network", "create", net)
+    batch = [names() for _ in range(10)]
+
+    def start(name):
+        pyboxd.docker("run", "-d", "--name", name, "--network", net, "-P", "--expose", "80",
+                      "--hostname", name, IMAGE, *HTTPD)
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(start, batch))
+    ips = [ip_of(pyboxd, n) for n in batch]
+    ports = [published(pyboxd, n, 80) for n in batch]
+    assert len(set(ips)) == 10 and len(set(ports)) == 10
+    for name, port in zip(batch, ports):
+        assert name in wait_http("127.0.0.1", port)
+    out = pyboxd.docker("exec", batch[0], "sh", "-c",
+                        " ; ".join(f"wget -qO- http://{n}/hostname" for n in batch)).stdout
+    assert out.split() == batch

@@ -332,46 +332,60 @@ class NetworkManager:
         return self._mtu
 
     def _ipam_state(self, rec):
-        """The network's IPAM state; the default bridge's subnet is chosen on
-        first use, and chosen again if the host has since taken it (docker
-        started with the same pool, a VPN) while nothing uses it."""
+        """The network's IPAM state.  A subnet pybox chose (the default
+        bridge's, chosen on first use; a network created without --subnet) is
+        chosen again when the host has taken it since (another pyboxd's network,
+        docker started with the same pool, a VPN) while nothing uses it: two
+        bridges with one subnet would break both."""
         import ipaddress
 
         state = rec["pybox"].get("ipam")
-        if self.is_default(rec):
-            host = None
-            if state and not state.get("allocated"):
-                host = self._host_networks()
-                if ipam.overlaps_any(ipaddress.ip_network(state["Subnet"]), host):
-                    state = None
-            if not state:
-                host = host if host is not None else self._host_networks()
-                config = ipam.make_config(taken=self._taken_subnets(exclude=rec["Id"]),
-                                          host=host)
-                state = dict(config, allocated={})
-                rec["pybox"]["ipam"] = state
-                rec["IPAM"]["Config"] = [{"Subnet": config["Subnet"],
-                                          "Gateway": config["Gateway"]}]
-                self._save(rec, durable=True)
+        auto = self.is_default(rec) or not rec["pybox"].get("user_subnet")
+        if not auto:
+            return state
+        host = None
+        if state and not state.get("allocated"):
+            host = self._host_networks()
+            if ipam.overlaps_any(ipaddress.ip_network(state["Subnet"]), host):
+                state = None
+        if not state:
+            host = host if host is not None else self._host_networks()
+            config = ipam.make_config(taken=self._taken_subnets(exclude=rec["Id"]),
+                                      host=host)
+            state = dict(config, allocated={})
+            rec["pybox"]["ipam"] = state
+            rec["IPAM"]["Config"] = [{"Subnet": config["Subnet"],
+                                      "Gateway": config["Gateway"]}]
+            self._save(rec, durable=True)
         return state
 
     def _activate(self, rec):
+        """Make the network's kernel objects.  The subnet check and the
+        bridge's creation run under a host-wide lock, so two pyboxds never
+        both pick a subnet that neither has routed yet."""
         if rec["Id"] in self.active:
             return
-        state = self._ipam_state(rec)
-        bridge = rec["pybox"]["bridge"]
         import ipaddress
 
-        prefixlen = ipaddress.ip_network(state["Subnet"]).prefixlen
-        if not rec["Internal"]:
-            _enable_ip_forwarding()
-        self.bridge_index[rec["Id"]] = self.links.ensure_bridge(
-            bridge, state["Gateway"], prefixlen, self.mtu(rec))
+        bridge = rec["pybox"]["bridge"]
+        with _host_lock():
+            state = self._ipam_state(rec)
+            prefixlen = ipaddress.ip_network(state["Subnet"]).prefixlen
+            if not rec["Internal"]:
+                _enable_ip_forwarding()
+            self.bridge_index[rec["Id"]] = self.links.ensure_bridge(
+                bridge, state["Gateway"], prefixlen, self.mtu(rec))
         try:
             self.firewall.ensure()
             self.firewall.add_network(bridge, state["Subnet"], internal=rec["Internal"])
             if not self.is_default(rec):
-                self.dns.add(rec["Id"], state["Gateway"], state["Subnet"])
+                try:
+                    self.dns.add(rec["Id"], state["Gateway"], state["Subnet"])
+                except OSError as e:
+                    raise Conflict(f"network {rec['Name']}: cannot serve DNS on "
+                                   f"{state['Gateway']}:53: {e.strerror} (is the subnet "
+                                   f"{state['Subnet']} used elsewhere on this host?)") \
+                        from None
         except BaseException:
             self._deactivate(rec, force=True)
             raise
@@ -789,6 +803,24 @@ class NetworkManager:
                 self._deactivate(rec, force=bool(rec.get("pybox", {}).get("bridge")))
             self.active.clear()
             self._remove_leftovers()
+
+
+HOST_LOCK = "/run/pybox-network.lock"
+
+
+class _host_lock:
+    """flock on one file for every pyboxd of the host (their run roots
+    differ; /run is the host's)."""
+
+    def __enter__(self):
+        import fcntl
+
+        self.fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # releases the lock
 
 
 def _enable_ip_forwarding(path="/proc/sys/net/ipv4/ip_forward"):
