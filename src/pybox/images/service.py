@@ -106,6 +106,14 @@ class Images:
             tags, digests = self._tags_and_digests(image_id, refs)
             if not all and not tags and not digests and image_id in parents:
                 continue  # an intermediate image (a committed image's parent)
+            patterns = filters.get("reference", [])
+            if patterns:
+                # as docker: only the image's names that match are listed (one
+                # image tagged a:1 and b:1 shows just b:1 for `docker images b`)
+                tags = [t for t in tags if _reference_matches(t, patterns)]
+                digests = [d for d in digests if _reference_matches(d, patterns)]
+                if not tags and not digests:
+                    continue
             config = self.blobs.read_json(record["config"]["digest"])
             summary = {
                 "Containers": -1,
@@ -127,11 +135,6 @@ class Images:
         for value in filters.get("dangling", []):
             dangling = not summary["RepoTags"]
             if (value.lower() in ("true", "1")) != dangling:
-                return False
-        patterns = filters.get("reference", [])
-        if patterns:
-            names = summary["RepoTags"] + [t.rpartition(":")[0] for t in summary["RepoTags"]]
-            if not any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names):
                 return False
         for label in filters.get("label", []):
             key, sep, value = label.partition("=")
@@ -755,3 +758,15 @@ def _unlink(path):
 
 
 __all__ = ["Images", "DEFAULT_DATA_ROOT", "ImageNotFound"]
+
+
+def _reference_matches(ref, patterns):
+    """docker's reference.FamiliarMatch: a pattern matches the familiar
+    reference (name:tag or name@digest) or its name alone."""
+    name = ref.partition("@")[0]
+    if "@" not in ref:
+        head, sep, tail = ref.rpartition(":")
+        if sep and "/" not in tail:
+            name = head
+    return any(fnmatch.fnmatchcase(ref, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+
