@@ -83,18 +83,23 @@ def test_events_stats(rt, counter):
 def test_events_stream_reports_oom(rt, bundle):
     cid = rt.new_id()
     bundle.linux["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}
-    bundle.sh("sleep 0.5; x=$(head -c 67108864 /dev/zero | tr '\\0' a); sleep 100")
+    # the allocation waits for the test's go (a file in the rootfs), sent once
+    # events streams: on a slow (TCG) VM a fixed sleep raced the events start
+    bundle.sh("until [ -e /oom-go ]; do sleep 0.05; done; "
+              "x=$(head -c 67108864 /dev/zero | tr '\\0' a); sleep 100")
     rt("run", "-d", "-b", bundle.write(), cid)
     proc = subprocess.Popen(rt.cmd + ["--root", rt.root, "events", "--interval", "100ms", cid],
                             stdout=subprocess.PIPE, text=True)
     kinds = []
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and "oom" not in kinds:
             line = proc.stdout.readline()
             if not line:
                 break
             kinds.append(json.loads(line)["type"])
+            if kinds == ["stats"]:
+                open(os.path.join(bundle.rootfs, "oom-go"), "w").close()
     finally:
         proc.kill()
         proc.wait()
