@@ -17,6 +17,7 @@ Mount sources, as docker parses them at create time:
 import os
 import secrets
 import shutil
+import stat
 import threading
 
 from pybox.engine.timefmt import parse_rfc3339  # noqa: F401 (used by callers' filters)
@@ -195,12 +196,8 @@ class VolumeStore:
             target = self.mountpoint(name)
             if os.path.isdir(source_dir) and not os.listdir(target):
                 for entry in os.listdir(source_dir):
-                    src = os.path.join(source_dir, entry)
-                    dst = os.path.join(target, entry)
-                    if os.path.isdir(src) and not os.path.islink(src):
-                        shutil.copytree(src, dst, symlinks=True)
-                    else:
-                        shutil.copy2(src, dst, follow_symlinks=False)
+                    _copy_preserving(os.path.join(source_dir, entry),
+                                     os.path.join(target, entry))
                 st = os.stat(source_dir)
                 os.chown(target, st.st_uid, st.st_gid)
                 os.chmod(target, st.st_mode & 0o7777)
@@ -214,7 +211,33 @@ class VolumeStore:
 
 def parse_mounts(config, hc, volumes):
     """The container's Mounts (docker's inspect shape) from Binds, Mounts and
-    Volumes; creates named and anonymous volumes; validates."""
+    Volumes; creates named and anonymous volumes; validates.
+
+    A bad mount fails the create with no trace: the volumes this call made
+    before it met the bad one are removed again (docker validates every mount
+    before creating any volume; an existing volume is never touched)."""
+    made = []
+
+    class Creating:
+        def create(self, name=None, **kw):
+            new = not name or not volumes.exists(name)
+            doc = volumes.create(name, **kw)
+            if new:
+                made.append(doc["Name"])
+            return doc
+
+    try:
+        return _parse_mounts(config, hc, Creating())
+    except BaseException:
+        for name in made:
+            try:
+                volumes.remove(name, force=True)
+            except Exception:  # noqa: BLE001 - rollback is best effort
+                pass
+        raise
+
+
+def _parse_mounts(config, hc, volumes):
     mounts = []
     seen = set()
 
@@ -331,6 +354,31 @@ def oci_mounts(mounts, volumes, rootfs):
         out.append({"destination": m["Destination"], "type": "bind", "source": source,
                     "options": opts})
     return out
+
+
+def _copy_preserving(src, dst):
+    """Copy ``src`` (a file, symlink, special file or tree) to ``dst`` with its
+    owners, modes and times, as docker's copy-up into a new volume does.
+
+    shutil.copytree/copy2 keep modes and times but not owners: an image's
+    files owned by a service user (say 1000:1000, or postgres' data directory)
+    would become root's in the volume and the service could not write them."""
+    st_ = os.lstat(src)
+    mode = st_.st_mode
+    if stat.S_ISDIR(mode):
+        os.mkdir(dst, 0o700)
+        for entry in os.listdir(src):
+            _copy_preserving(os.path.join(src, entry), os.path.join(dst, entry))
+    elif stat.S_ISLNK(mode):
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISREG(mode):
+        shutil.copyfile(src, dst, follow_symlinks=False)
+    else:  # device nodes, fifos, sockets: made again, never read
+        os.mknod(dst, mode, st_.st_rdev)
+    os.lchown(dst, st_.st_uid, st_.st_gid)
+    if not stat.S_ISLNK(mode):
+        os.chmod(dst, stat.S_IMODE(mode))  # after chown, which clears set-id bits
+    os.utime(dst, ns=(st_.st_atime_ns, st_.st_mtime_ns), follow_symlinks=False)
 
 
 def _du(path):
