@@ -312,7 +312,9 @@ def test_bad_volume_specs_are_125(pyboxd, names):
     name = names()
     proc = pyboxd.docker("create", "--name", name, "-v", "/tmp:/x", "-v", "/var:/x",
                          "busybox", "true")
-    assert proc.returncode == 125 and "Duplicate mount point: /x" in proc.stderr
+    # docker create reports a daemon error with 1 (only run uses 125)
+    assert proc.returncode == 1 and "Duplicate mount point: /x" in proc.stderr
+    assert pyboxd.docker("inspect", name).returncode == 1  # nothing was made
 
 
 # -- docker-py ---------------------------------------------------------------------------
@@ -332,3 +334,30 @@ def test_dockerpy_volumes(dockerpy, pyboxd, volumes):
     v.remove()
     with pytest.raises(docker.errors.NotFound):
         dockerpy.volumes.get(vol)
+
+
+def test_bind_wins_over_an_anonymous_volume_at_the_same_path(pyboxd, names, tmp_path):
+    before = volume_names(pyboxd)
+    name = names()
+    pyboxd.ok("create", "--name", name, "-v", "/dup", "-v", f"{tmp_path}:/dup", "busybox",
+              "true")
+    assert [(m["Type"], m["Destination"]) for m in pyboxd.inspect(name)["Mounts"]] == [
+        ("bind", "/dup")]
+    assert volume_names(pyboxd) == before
+
+
+def test_a_failed_create_makes_no_volume(pyboxd, names, volumes, volume_image):
+    before = volume_names(pyboxd)
+    name, vol = names(), volumes()
+    # docker checks every mount before it creates any volume
+    proc = pyboxd.docker("create", "--name", name, "-v", f"{vol}:/a", "--mount",
+                         "type=bind,source=/no/such/pybox/dir,target=/x", volume_image)
+    assert proc.returncode == 1 and "bind source path does not exist" in proc.stderr
+    assert pyboxd.docker("inspect", name).returncode == 1
+    assert volume_names(pyboxd) == before
+    # an existing volume named in a failed create is kept, with its data
+    pyboxd.ok("run", "--rm", "-v", f"{vol}:/a", "busybox", "sh", "-c", "echo d > /a/d")
+    proc = pyboxd.docker("create", "--name", name, "-v", f"{vol}:/a", "--mount",
+                         "type=bind,source=/no/such/pybox/dir,target=/x", "busybox")
+    assert proc.returncode == 1
+    assert pyboxd.ok("run", "--rm", "-v", f"{vol}:/a", "busybox", "cat", "/a/d") == "d\n"
