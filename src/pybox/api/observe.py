@@ -7,6 +7,17 @@ from pybox.errors import BadRequest
 from pybox.oci import fastjson
 
 
+def commit_config(body, container_config):
+    """The image config of a commit: the request's Config over the container's
+    (moby's merge, the same rules as a create over its image).  Docker's commit
+    keeps what the container ran with -- its Cmd, Env, --health-cmd, labels --
+    also when the client sends no Config (the docker CLI never does); taking
+    only the parent image's config lost all of it."""
+    from pybox.engine.spec import merge_image_config
+
+    return merge_image_config(body if isinstance(body, dict) else {}, container_config)
+
+
 def register(router, engine):
     from pybox.engine import archive, observe
 
@@ -79,7 +90,7 @@ def register(router, engine):
                 image_id = engine.images.images.commit(
                     c.id, reference=ref, changes=req.args("changes"),
                     message=req.arg("comment") or "", author=req.arg("author") or "",
-                    config=body or None)
+                    config=commit_config(body, c.record["Config"]))
         finally:
             if pause:
                 engine.unpause(c.id)
