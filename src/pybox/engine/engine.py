@@ -288,6 +288,10 @@ class Engine:
         restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
         if restart not in ("", "no", "always", "on-failure", "unless-stopped"):
             raise BadRequest(f"invalid restart policy {restart!r}")
+        if hc.get("AutoRemove") and restart not in ("", "no"):
+            # dockerd's check: a policy would restart what --rm is about to remove
+            # (docker-py and raw API clients do not get the CLI's own check)
+            raise BadRequest("can't create 'AutoRemove' container with restart policy")
         log = hc.get("LogConfig") or {}
         if log.get("Type") not in (None, "", "json-file", "none"):
             raise BadRequest(f"logging driver {log['Type']!r} is not supported (json-file, "
