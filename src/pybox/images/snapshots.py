@@ -546,7 +546,22 @@ def _same_meta(a, b):
 
 
 def _overlay_changes(upper, view):
+    """docker diff of an overlay container.  As moby's archive.changes: a
+    directory that was only copied up (same metadata as below) is no change of
+    its own, but the parent of an added or deleted entry always is one ("C
+    /bin" for "D /bin/vi"), whatever the timestamps say -- a delete in the
+    second the image's files were dated showed no change of the directory."""
     out = []
+    changed_dirs = set()
+
+    def record(kind, rel):
+        out.append((kind, "/" + rel))
+        changed_dirs.add(rel)
+        if kind != CHANGE_MODIFY:
+            parent = os.path.dirname(rel)
+            if parent and parent not in changed_dirs:
+                out.append((CHANGE_MODIFY, "/" + parent))
+                changed_dirs.add(parent)
 
     def walk(rel_dir):
         dir_path = os.path.join(upper, rel_dir) if rel_dir else upper
@@ -554,21 +569,21 @@ def _overlay_changes(upper, view):
         if rel_dir and layer_io.is_opaque_dir(dir_path):
             present = set(names)
             for gone in sorted(view.listdir(rel_dir) - present):
-                out.append((CHANGE_DELETE, "/" + f"{rel_dir}/{gone}"))
+                record(CHANGE_DELETE, f"{rel_dir}/{gone}")
         for name in names:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             path = os.path.join(dir_path, name)
             st = os.lstat(path)
             if layer_io.is_overlay_whiteout(st):
                 if view.lookup(rel) is not None:
-                    out.append((CHANGE_DELETE, "/" + rel))
+                    record(CHANGE_DELETE, rel)
                 continue
             below = view.lookup(rel)
             if below is None:
-                out.append((CHANGE_ADD, "/" + rel))
+                record(CHANGE_ADD, rel)
             elif not (stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode)
                       and _same_meta(st, below)):
-                out.append((CHANGE_MODIFY, "/" + rel))
+                record(CHANGE_MODIFY, rel)
             if stat.S_ISDIR(st.st_mode):
                 walk(rel)
 
