@@ -125,6 +125,11 @@ class Engine:
                 exit_info = self._read_exit_file(c) or {"exit_code": 255, "oom_killed": False,
                                                         "finished_at": rfc3339_nano()}
                 self._on_exit(c, exit_info)
+                if c.state.get("Restarting"):
+                    # its policy scheduled the restart (counted, with back-off);
+                    # a boot start too would race it and leave RestartCount 0
+                    # or 1 depending on which thread came first
+                    continue
             elif st.get("Status") == "removing":
                 self._remove_now(c)
                 continue
