@@ -411,11 +411,13 @@ class Engine:
             volume_mounts = oci_mounts(rec.get("Mounts") or [], self.volumes, rootfs)
             netns = self.network.prepare(c)
             idmap = self.images.rootfs_idmap(c.id)
+            shm = self._prepare_shm(c, idmap)
             config = specmod.build(rec, rootfs, cgroup_v2=self.cgroup_v2(), netns=netns,
                                    extra_mounts=self.procview.mounts(c) + volume_mounts
                                    + self._etc_mounts(c, idmap),
                                    namespace_of=self._namespace_of,
-                                   init_path=shutil.which("tini-static"), idmap=idmap)
+                                   init_path=shutil.which("tini-static"), idmap=idmap,
+                                   shm_source=shm)
             self.procview.intercept_sysinfo(c, config, rundir)
             write_atomic(os.path.join(rundir, "config.json"), fastjson.dumps(config))
             log = rec["HostConfig"].get("LogConfig") or {}
@@ -489,6 +491,61 @@ class Engine:
                                     f"container: {ref}", errno=22)
         return f"/proc/{pid}/ns/{NAMESPACE_PROC_NAMES[kind]}"
 
+    # -- /dev/shm shared with other containers (--ipc) -----------------------------
+    def _shm_path(self, c):
+        return os.path.join(c.dir, "shm")
+
+    def _prepare_shm(self, c, idmap=None):
+        """The host directory to bind as the container's /dev/shm, or None for a
+        tmpfs of its own.  As docker: an IPC namespace is more than SysV IPC --
+        POSIX shared memory lives in /dev/shm -- so a --ipc shareable container
+        gets its /dev/shm from a tmpfs on the host (DATA/containers/ID/shm, gone
+        at its exit), which --ipc container:ID binds too; --ipc host binds the
+        host's /dev/shm.  (Joining the IPC namespace alone left the joiner with an
+        empty /dev/shm of its own.)"""
+        mode = c.record["HostConfig"].get("IpcMode") or ""
+        if mode == "host":
+            return "/dev/shm"
+        if mode.startswith("container:"):
+            try:
+                donor = self.get(mode[len("container:"):])
+            except NotFound:
+                return None  # the namespace lookup reports it
+            if donor.state.get("Running") and \
+                    (donor.record["HostConfig"].get("IpcMode") or "") != "shareable":
+                raise specmod.SpecError(
+                    f"non-shareable IPC (hint: use IpcMode:shareable for the donor "
+                    f"container {donor.name})", errno=22)
+            path = self._shm_path(donor)
+            return path if os.path.ismount(path) else None
+        if mode != "shareable":
+            return None
+        from pybox.linux import syscalls
+
+        path = self._shm_path(c)
+        self._release_shm(c)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        size = c.record["HostConfig"].get("ShmSize") or specmod.DEFAULT_SHM_SIZE
+        opts = f"mode=1777,size={size}"
+        if idmap:
+            opts += f",uid={idmap['uid'][0][1]},gid={idmap['gid'][0][1]}"
+        syscalls.real().mount("shm", path, "tmpfs", 0x2 | 0x4 | 0x8, opts)  # nosuid,nodev,noexec
+        return path
+
+    def _release_shm(self, c):
+        path = self._shm_path(c)
+        if os.path.ismount(path):
+            from pybox.linux import syscalls
+
+            try:
+                syscalls.real().umount2(path, 2)  # MNT_DETACH: joiners keep theirs
+            except OSError:
+                pass
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
     def _etc_mounts(self, c, idmap=None):
         rec = c.record
         out = []
@@ -504,6 +561,7 @@ class Engine:
     def _start_failed(self, c, rootfs, message):
         self._cleanup_runtime(c)
         self.network.release(c)
+        self._release_shm(c)
         if rootfs is not None:
             try:
                 self.images.unmount_rootfs(c.id)
@@ -629,6 +687,7 @@ class Engine:
                        "FinishedAt": info.get("finished_at") or rfc3339_nano()})
             self._cleanup_runtime(c)
             self.network.release(c)
+            self._release_shm(c)
             try:
                 self.images.unmount_rootfs(c.id)
             except Exception:  # noqa: BLE001 - kept mounted: removal retries
@@ -853,6 +912,7 @@ class Engine:
     def _remove_now(self, c):
         self._cleanup_runtime(c)
         self.network.forget(c)
+        self._release_shm(c)
         try:
             self.images.remove_rootfs(c.id)
         except Exception as e:  # noqa: BLE001

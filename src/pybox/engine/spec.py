@@ -245,12 +245,13 @@ def default_mounts(hc):
 
 
 def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
-          namespace_of=None, init_path=None, idmap=None):
+          namespace_of=None, init_path=None, idmap=None, shm_source=None):
     """The config.json dict for ``container`` (a docker container record) whose
     root filesystem is mounted at ``rootfs``.  ``namespace_of(ref, kind)`` gives
     the /proc/PID/ns path of another container's namespace (for
     --ipc/--pid/--network container:ID); ``init_path`` is the tini-static binary
-    for --init."""
+    for --init; ``shm_source`` a host directory bound as /dev/shm instead of a
+    tmpfs of its own (--ipc shareable, container:ID, host)."""
     from pybox.engine import security
     from pybox import OCI_VERSION
 
@@ -333,6 +334,11 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
         namespaces.append({"type": "cgroup"})
 
     mounts = default_mounts(hc)
+    if shm_source:
+        mounts = [m if m["destination"] != "/dev/shm" else
+                  {"destination": "/dev/shm", "type": "bind", "source": shm_source,
+                   "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev"]}
+                  for m in mounts]
     if hc.get("Privileged"):
         for m in mounts:
             if m["destination"] in ("/sys", "/sys/fs/cgroup"):
