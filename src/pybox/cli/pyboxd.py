@@ -55,11 +55,12 @@ def main(argv=None):
     from pybox.engine.engine import Engine
     from pybox.engine.images import ImageService
 
-    from pybox.engine.remap import parse_option
+    from pybox.engine.remap import check_reachable, parse_option
     from pybox.errors import PyboxError
 
     try:
         remap = parse_option(args.userns_remap)
+        check_reachable(remap, args.data_root)
     except PyboxError as e:
         sys.stderr.write(f"pyboxd: {e}\n")
         return 1

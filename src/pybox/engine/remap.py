@@ -173,6 +173,40 @@ def _run(argv, what):
         raise ConfigError("--userns-remap", f"{what}: {r.stdout.strip() or r.returncode}")
 
 
+def check_reachable(remap, data_root):
+    """Fail at daemon start, as dockerd does, when a directory above the data
+    root keeps the remapped root out (no search permission for it): every
+    container start would otherwise fail with a bare EACCES from a bind mount
+    made inside the user namespace (its /etc/hosts and the like live under the
+    data root)."""
+    if remap is None:
+        return
+    uid, gid = remap.root
+    path = os.path.abspath(data_root)
+    while True:
+        path = os.path.dirname(path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if st.st_uid == uid:
+                bit = 0o100
+            elif st.st_gid == gid:
+                bit = 0o010
+            else:
+                bit = 0o001
+            if not st.st_mode & bit:
+                raise ConfigError(
+                    "--userns-remap",
+                    f"a subdirectory in your data root path ({data_root}) restricts access "
+                    f"to the remapped root uid/gid ({path} has mode "
+                    f"{st.st_mode & 0o7777:o}); please fix by allowing 'o+x' permissions on "
+                    "existing directories")
+        if path == "/":
+            return
+
+
 def chown_to_root(remap, path):
     """Give a file the remapped root's ownership (docker does so for the
     container's /etc/hosts, hostname, resolv.conf and its volumes)."""
