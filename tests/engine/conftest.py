@@ -134,7 +134,8 @@ def settle(predicate, timeout=10.0, interval=0.05):
 
 # -- the daemon under test ----------------------------------------------------------------
 class Pyboxd:
-    def __init__(self):
+    def __init__(self, extra_args=()):
+        self.extra_args = list(extra_args)  # more pyboxd options (--userns-remap USER)
         self.base = tempfile.mkdtemp(prefix="pybox-engine-")
         self.socket = os.path.join(self.base, "pybox.sock")
         self.host = "unix://" + self.socket
@@ -153,7 +154,7 @@ class Pyboxd:
     # -- life -----------------------------------------------------------------
     def start(self):
         argv = [PYTHON, "-m", "pybox.cli.pyboxd", "-H", self.host, "--data-root",
-                self.data_root, "--exec-root", self.exec_root]
+                self.data_root, "--exec-root", self.exec_root, *self.extra_args]
         env = dict(os.environ, PYTHONPATH=SRC)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
