@@ -1,17 +1,14 @@
 """Authentication and transport security against real registries: htpasswd
-(Basic), token auth (Bearer, the tests' token server), TLS from a test CA; and
-credentials kept as docker keeps them."""
+(Basic), token auth (Bearer, the tests' token server), TLS from a test CA.  (Credentials kept as docker keeps them, which needs no
+registry: tests/unit/test_images_auth.py.)"""
 
-import base64
 import json
 import os
-import stat
 
 import pytest
 
 from pybox.errors import AuthenticationError, RegistryError
-from pybox.images import auth
-from pybox.images.auth import Credentials, DockerConfig
+from pybox.images.auth import Credentials
 from pybox.images.pull import pull
 from pybox.images.push import push
 from pybox.images.registry import Registries, login
@@ -196,97 +193,3 @@ def test_proxies_from_the_environment(monkeypatch):
     assert options.proxy_for("https://quay.io/v2/") == "http://127.0.0.1:3128"
     assert options.proxy_for("https://internal.example/v2/") is None
     assert options.proxy_for("https://r.corp.example/v2/") is None
-
-
-# -- credentials as docker keeps them ------------------------------------------------------------
-def test_docker_config_auths(workdir):
-    config = DockerConfig(os.path.join(workdir, "docker"))
-    assert config.get("127.0.0.1:5000") == auth.ANONYMOUS
-    config.store("127.0.0.1:5000", GOOD)
-    config.store("docker.io", Credentials("hubuser", "hubpw"))
-    doc = json.load(open(config.path))
-    assert doc["auths"]["127.0.0.1:5000"]["auth"] == base64.b64encode(
-        f"{USER}:{PASSWORD}".encode()).decode()
-    assert "https://index.docker.io/v1/" in doc["auths"]
-    assert stat.S_IMODE(os.stat(config.path).st_mode) == 0o600
-    assert config.get("127.0.0.1:5000") == GOOD
-    assert config.get("docker.io") == Credentials("hubuser", "hubpw")
-    # docker's older keys: a URL with scheme and path
-    doc["auths"] = {"http://10.0.0.1:5000/v2/": {"auth": base64.b64encode(b"u:p").decode()}}
-    doc["other"] = {"kept": True}
-    json.dump(doc, open(config.path, "w"))
-    assert config.get("10.0.0.1:5000") == Credentials("u", "p")
-    assert config.erase("10.0.0.1:5000") is True
-    assert config.erase("10.0.0.1:5000") is False
-    assert json.load(open(config.path))["other"] == {"kept": True}
-
-
-def test_credential_helpers(workdir, monkeypatch):
-    bindir = os.path.join(workdir, "bin")
-    store = os.path.join(workdir, "helper-store.json")
-    os.makedirs(bindir)
-    helper = os.path.join(bindir, "docker-credential-pyboxtest")
-    with open(helper, "w") as f:
-        f.write(f"""#!/usr/bin/python3
-import json, sys
-path = {store!r}
-try:
-    data = json.load(open(path))
-except OSError:
-    data = {{}}
-verb = sys.argv[1]
-if verb == "store":
-    doc = json.load(sys.stdin)
-    data[doc["ServerURL"]] = doc
-    json.dump(data, open(path, "w"))
-elif verb == "get":
-    url = sys.stdin.read().strip()
-    if url not in data:
-        print("credentials not found in native keychain")
-        sys.exit(1)
-    print(json.dumps(data[url]))
-elif verb == "erase":
-    url = sys.stdin.read().strip()
-    if url not in data:
-        print("credentials not found in native keychain")
-        sys.exit(1)
-    del data[url]
-    json.dump(data, open(path, "w"))
-""")
-    os.chmod(helper, 0o755)
-    monkeypatch.setenv("PATH", bindir + os.pathsep + os.environ["PATH"])
-    config = DockerConfig(os.path.join(workdir, "docker"))
-    os.makedirs(config.directory)
-    json.dump({"credHelpers": {"127.0.0.1:5000": "pyboxtest"}}, open(config.path, "w"))
-    config.store("127.0.0.1:5000", GOOD)
-    assert json.load(open(store))["127.0.0.1:5000"]["Secret"] == PASSWORD
-    assert json.load(open(config.path))["auths"]["127.0.0.1:5000"] == {}  # no secret here
-    assert config.get("127.0.0.1:5000") == GOOD
-    assert config.erase("127.0.0.1:5000") is True
-    assert config.get("127.0.0.1:5000") == auth.ANONYMOUS
-    json.dump({"credsStore": "missing-helper"}, open(config.path, "w"))
-    with pytest.raises(RegistryError, match="docker-credential-missing-helper"):
-        config.get("quay.io")
-
-
-def test_x_registry_auth_round_trip():
-    header = auth.encode_registry_auth(GOOD, "127.0.0.1:5000")
-    assert auth.decode_registry_auth(header) == GOOD
-    assert auth.decode_registry_auth("e30=") == auth.ANONYMOUS
-    assert auth.decode_registry_auth("") == auth.ANONYMOUS
-    unpadded = base64.urlsafe_b64encode(json.dumps(
-        {"username": "a", "password": "b+/?"}).encode()).decode().rstrip("=")
-    assert auth.decode_registry_auth(unpadded) == Credentials("a", "b+/?")
-    with pytest.raises(AuthenticationError):
-        auth.decode_registry_auth("!!!not base64")
-
-
-def test_www_authenticate_parsing():
-    parse = auth.parse_challenges
-    assert parse('Bearer realm="https://auth.example/token",service="reg",'
-                 'scope="repository:a/b:pull,push"') == [
-        ("bearer", {"realm": "https://auth.example/token", "service": "reg",
-                    "scope": "repository:a/b:pull,push"})]
-    assert parse('Basic realm="x y"') == [("basic", {"realm": "x y"})]
-    assert parse('Bearer realm="r", error="insufficient_scope", Basic realm="b"') == [
-        ("bearer", {"realm": "r", "error": "insufficient_scope"}), ("basic", {"realm": "b"})]

@@ -109,22 +109,53 @@ def decode_registry_auth(header):
 
 
 def encode_registry_auth(credentials, server_address=""):
-    """The X-Registry-Auth value a client sends for ``credentials``."""
+    """The X-Registry-Auth value a client sends for ``credentials``: docker's
+    ``EncodeAuthConfig`` (Go's field order, compact JSON, URL-safe base64)."""
     doc = {}
     if credentials.username:
         doc["username"] = credentials.username
     if credentials.password:
         doc["password"] = credentials.password
+    if server_address:
+        doc["serveraddress"] = server_address
     if credentials.identity_token:
         doc["identitytoken"] = credentials.identity_token
     if credentials.registry_token:
         doc["registrytoken"] = credentials.registry_token
-    if server_address:
-        doc["serveraddress"] = server_address
-    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+    return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode()
+
+
+def registry_auth_header(domain, config=None):
+    """The X-Registry-Auth docker's CLI sends with a pull or push from registry
+    ``domain`` (``docker.io``, ``host:port``): the login stored for it, with its
+    config key as ``serveraddress``, else ``e30=`` (anonymous).  As docker's CLI,
+    a credential store that fails to answer counts as no login."""
+    config = config or DockerConfig()
+    try:
+        credentials = config.get(domain)
+    except RegistryError:
+        credentials = ANONYMOUS
+    if not credentials:
+        return "e30="
+    return encode_registry_auth(credentials, config_key(domain))
 
 
 # -- ~/.docker/config.json ----------------------------------------------------------------
+
+def registry_domain(server_address):
+    """The registry a login names: ``""``, ``docker.io`` and
+    ``https://index.docker.io/v1/`` are Docker Hub; ``http://host:5000/`` is
+    ``host:5000``."""
+    text = (server_address or "").strip()
+    for prefix in ("https://", "http://"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    text = text.split("/", 1)[0].lower()
+    if text in ("", "docker.io", "index.docker.io", "registry-1.docker.io",
+                "registry.hub.docker.com"):
+        return "docker.io"
+    return text
+
 
 def config_key(domain):
     """The key docker files a registry's credentials under."""

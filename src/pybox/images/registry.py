@@ -38,7 +38,7 @@ import urllib.parse
 import urllib3
 
 from pybox.errors import AuthenticationError, RegistryError, RegistryNotFound
-from pybox.images.auth import ANONYMOUS, parse_challenges
+from pybox.images.auth import ANONYMOUS, parse_challenges, registry_domain
 from pybox.images.registry_config import RegistryOptions
 
 USER_AGENT = "pybox/0.1 (linux) docker/28"
@@ -630,21 +630,6 @@ def _with_query(url, **params):
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     query += list(params.items())
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
-def registry_domain(server_address):
-    """The registry a login names: ``""``, ``docker.io`` and
-    ``https://index.docker.io/v1/`` are Docker Hub; ``http://host:5000/`` is
-    ``host:5000``."""
-    text = (server_address or "").strip()
-    for prefix in ("https://", "http://"):
-        if text.startswith(prefix):
-            text = text[len(prefix):]
-    text = text.split("/", 1)[0].lower()
-    if text in ("", "docker.io", "index.docker.io", "registry-1.docker.io",
-                "registry.hub.docker.com"):
-        return "docker.io"
-    return text
 
 
 def login(registries, server_address, credentials):
