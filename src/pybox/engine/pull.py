@@ -95,19 +95,32 @@ def _credentials(req):
 
 
 def pull(engine, req, resp):
-    """``POST /images/create?fromImage=NAME&tag=TAG&platform=P``."""
+    """``POST /images/create?fromImage=NAME&tag=TAG&platform=P``; a NAME with
+    neither a tag nor a digest and no ``tag`` pulls every tag of the repository
+    (dockerd's rule, what ``docker pull --all-tags`` sends)."""
     from pybox.images.pull import pull as pull_image
+    from pybox.images.pull import pull_all_tags
 
     stream = ProgressStream(resp)
     try:
-        reference = _pull_reference(req.arg("fromImage"), req.arg("tag"))
-        result = pull_image(engine.images.images, registries(engine), reference,
-                            platform=req.arg("platform") or None,
-                            credentials=_credentials(req), report=stream)
+        from_image, tag = req.arg("fromImage"), req.arg("tag")
+        repo = references.parse(from_image, default_tag=False)
+        if not tag and not repo.tag and not repo.digest:
+            result = pull_all_tags(engine.images.images, registries(engine), repo,
+                                   platform=req.arg("platform") or None,
+                                   credentials=_credentials(req), report=stream)
+            pulled = [r["reference"] for r in result["pulled"]]
+        else:
+            result = pull_image(engine.images.images, registries(engine),
+                                _pull_reference(from_image, tag),
+                                platform=req.arg("platform") or None,
+                                credentials=_credentials(req), report=stream)
+            pulled = [result["reference"]]
     except PyboxError as e:
         stream.finish(e)
         return
-    engine.events.emit("image", "pull", result["reference"], {"name": result["reference"]})
+    for ref in pulled:
+        engine.events.emit("image", "pull", ref, {"name": ref})
     stream.finish()
 
 

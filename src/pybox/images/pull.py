@@ -118,15 +118,20 @@ def _current(images, ref):
 
 
 def _fetch_top_manifest(client, ref):
-    """The manifest by tag/digest, from the first endpoint that has it: mirrors
-    that fail or lack it give way to the next endpoint."""
+    """The manifest by tag/digest, from the first endpoint that has it."""
     wanted = ref.digest or ref.tag
+    return _from_first_endpoint(client, ref, lambda: client.get_manifest(ref.path, wanted))
+
+
+def _from_first_endpoint(client, ref, call):
+    """``call()`` against the first endpoint that answers it: mirrors that fail
+    or lack the repository give way to the next endpoint, then the registry."""
     last = None
     for endpoint in client.candidates:
         if endpoint.mirror:
             try:
                 client.ping(endpoint)
-                return client.get_manifest(ref.path, wanted)
+                return call()
             except RegistryError as e:
                 last = e
                 continue
@@ -137,7 +142,48 @@ def _fetch_top_manifest(client, ref):
     client.candidates = direct
     client.endpoint = None
     client.challenge = None
-    return _translate(ref, lambda: (client.ping(), client.get_manifest(ref.path, wanted))[1])
+    return _translate(ref, lambda: (client.ping(), call())[1])
+
+
+def pull_all_tags(images, registries, name, *, platform=None, credentials=ANONYMOUS,
+                  report=P.discard):
+    """docker pull --all-tags (the API's ``fromImage=NAME`` without a tag): every
+    tag the registry lists for the repository, one ``pull`` after another, as
+    dockerd's pullRepository.  Each tag reports its own lines up to ``Digest:``;
+    one ``Status:`` line for the repository ends it.  A tag that cannot be pulled
+    (no image for the platform, a broken manifest) is skipped, as dockerd skips
+    it; when none could be, the first tag's error is raised.  Returns
+    {"reference", "status", "new", "pulled": [PullResult...], "failed": {tag: error}}."""
+    repo = references.parse_repository(name) if isinstance(name, str) else name
+    if repo.tag or repo.digest:
+        raise ImageError(f"{repo}: a repository name without tag or digest is needed to pull "
+                         "all tags")
+    client = registries.client(repo.domain, credentials)
+    tags = _from_first_endpoint(client, repo, lambda: client.list_tags(repo.path))
+    if not tags:
+        raise RegistryNotFound(f"{repo.familiar_name}: the registry lists no tags")
+    pulled, failed, first_error = [], {}, None
+
+    def per_tag(message):
+        if not str(message.get("status") or "").startswith("Status: "):
+            report(message)
+
+    for tag in tags:
+        try:
+            pulled.append(pull(images, registries, repo.with_tag(tag), platform=platform,
+                               credentials=credentials, report=per_tag))
+        except (RegistryError, ImageError) as e:
+            failed[tag] = e
+            first_error = first_error or e
+    if not pulled:
+        raise first_error
+    new = any(r["new"] for r in pulled)
+    shown = repo.familiar_name
+    line = (f"Status: Downloaded newer image for {shown}" if new
+            else f"Status: Image is up to date for {shown}")
+    report({"status": line})
+    return {"reference": shown, "status": line, "new": new, "pulled": pulled,
+            "failed": failed}
 
 
 def _translate(ref, call):

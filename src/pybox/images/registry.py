@@ -403,6 +403,27 @@ class RegistryClient:
             raise DigestMismatch(f"manifest {repository}:{reference}", header, actual)
         return data, media_type, actual
 
+    def list_tags(self, repository, page_size=1000):
+        """Every tag of a repository (``GET /v2/NAME/tags/list``), following the
+        registry's ``Link: <...>; rel="next"`` pages, in the registry's order."""
+        tags = []
+        path = f"/v2/{repository}/tags/list?n={page_size}"
+        for _ in range(10000):
+            resp = self.request("GET", path, scopes=[pull_scope(repository)],
+                                what=f"tags of {repository}")
+            try:
+                doc = json.loads(resp.data or b"{}")
+            except ValueError:
+                raise RegistryError(f"tags of {repository}: invalid JSON answer") from None
+            finally:
+                resp.release_conn()
+            tags.extend(t for t in (doc.get("tags") or []) if isinstance(t, str))
+            following = _next_link(resp.headers.get("Link"))
+            if not following:
+                return tags
+            path = urllib.parse.urljoin(self.url(path), following)
+        raise RegistryError(f"tags of {repository}: too many pages")
+
     def open_blob(self, repository, digest, size=None, on_bytes=None):
         return BlobReader(self, repository, digest, size, on_bytes)
 
@@ -560,6 +581,16 @@ def _pick_challenge(values):
         for challenge in found:
             if challenge[0] == scheme:
                 return challenge
+    return None
+
+
+def _next_link(header):
+    """The target of a ``Link: <URL>; rel="next"`` header (RFC 8288), or None."""
+    for part in (header or "").split(","):
+        target, _, params = part.strip().partition(">")
+        if target.startswith("<") and any(p.strip().replace('"', "") == "rel=next"
+                                          for p in params.split(";")):
+            return target[1:]
     return None
 
 
