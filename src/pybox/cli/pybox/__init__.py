@@ -54,6 +54,9 @@ COMMANDS = {
     "rmi": ("images", "cmd_rmi"),
     "history": ("images", "cmd_history"),
     "pull": ("images", "cmd_pull"),
+    "push": ("registry", "cmd_push"),
+    "login": ("registry", "cmd_login"),
+    "logout": ("registry", "cmd_logout"),
     "inspect": ("system", "cmd_inspect"),
     "info": ("system", "cmd_info"),
     "version": ("system", "cmd_version"),
@@ -100,6 +103,7 @@ COMMANDS = {
     "image history": ("images", "cmd_history"),
     "image inspect": ("images", "cmd_image_inspect"),
     "image pull": ("images", "cmd_pull"),
+    "image push": ("registry", "cmd_push"),
     "image prune": ("images", "cmd_image_prune"),
     "system info": ("system", "cmd_info"),
     "system events": ("system", "cmd_events"),
@@ -135,7 +139,10 @@ Common Commands:
   ps          List containers
   images      List images
   pull        Download an image from a registry
+  push        Upload an image to a registry
   import      Import the contents from a tarball to create a filesystem image
+  login       Authenticate to a registry
+  logout      Log out from a registry
   info        Display system-wide information
   version     Show the pybox version information
 

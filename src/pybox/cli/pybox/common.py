@@ -104,32 +104,50 @@ def normalized_name(ref):
     return f"{domain}/{path}"
 
 
+def familiar_repository(domain, path):
+    """``docker.io``, ``library/busybox`` -> ``busybox`` (docker's FamiliarName)."""
+    if domain == "docker.io":
+        return path[len("library/"):] if path.startswith("library/") else path
+    return f"{domain}/{path}"
+
+
 def familiar_name(ref):
     """``docker.io/library/busybox:latest`` -> ``busybox:latest``."""
     domain, path, tag, digest = split_reference(ref)
-    name = path
-    if domain == "docker.io":
-        if name.startswith("library/"):
-            name = name[len("library/"):]
-    else:
-        name = f"{domain}/{path}"
+    name = familiar_repository(domain, path)
     if digest:
         return f"{name}@{digest}"
     return f"{name}:{tag or 'latest'}"
 
 
-def pull_image(cli, ref, platform=None, quiet=False, to_stderr=False):
+def registry_auth(domain):
+    """The X-Registry-Auth header for a pull from / push to ``domain``: the
+    login ``pybox login`` / ``docker login`` stored, or anonymous."""
+    from pybox.images.auth import registry_auth_header
+    return registry_auth_header(domain)
+
+
+def drain_json_stream(resp):
+    """Read a JSON-messages stream without printing it (``-q``); raise its error."""
+    for message in resp.iter_json():
+        if message.get("error") or message.get("errorDetail"):
+            detail = message.get("errorDetail") or {}
+            raise ClientError(detail.get("message") or message.get("error"))
+
+
+def pull_image(cli, ref, platform=None, quiet=False, to_stderr=False, all_tags=False):
+    """``POST /images/create`` for ``ref`` with the stored credentials for its
+    registry; ``all_tags``: ``fromImage`` without a tag (every tag)."""
     domain, path, tag, digest = split_reference(ref)
-    query = {"fromImage": f"{domain}/{path}", "tag": digest or tag or "latest"}
+    query = {"fromImage": f"{domain}/{path}"}
+    if not all_tags:
+        query["tag"] = digest or tag or "latest"
     if platform:
         query["platform"] = platform
     resp = cli.client.request("POST", "/images/create", query=query,
-                              headers={"X-Registry-Auth": "e30="})
+                              headers={"X-Registry-Auth": registry_auth(domain)})
     if quiet:
-        for message in resp.iter_json():
-            if message.get("error") or message.get("errorDetail"):
-                detail = message.get("errorDetail") or {}
-                raise ClientError(detail.get("message") or message.get("error"))
+        drain_json_stream(resp)
         return
     print_json_stream(cli, resp, to_stderr=to_stderr)
 

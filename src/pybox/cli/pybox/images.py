@@ -202,12 +202,20 @@ def cmd_pull(cli, argv, command):
     opts = fs.parse(argv)
     ref = opts.args[0]
     _, _, tag, digest = split_reference(ref)
+    if opts.all_tags and (tag is not None or digest is not None):
+        raise ClientError("tag can't be used with --all-tags/-a")
     if tag is None and digest is None and not opts.all_tags:
-        cli.out("Using default tag: latest\n")
-    pull_image(cli, ref, opts.platform or None, opts.quiet)
-    if opts.quiet:
-        from pybox.cli.pybox.common import familiar_name
-        cli.out(f"{normalized_name(ref)}:{tag or 'latest'}\n")
+        tag = "latest"
+        if not opts.quiet:
+            cli.out("Using default tag: latest\n")
+    pull_image(cli, ref, opts.platform or None, opts.quiet, all_tags=opts.all_tags)
+    # as docker: the full name of what was pulled, also without -q
+    shown = normalized_name(ref)
+    if digest:
+        shown += f"@{digest}"
+    elif tag:
+        shown += f":{tag}"
+    cli.out(f"{shown}\n")
     return 0
 
 
