@@ -16,10 +16,20 @@ def register(router, engine):
 
     @r.route("POST", "/images/prune")
     def prune(req, resp):
+        from pybox.engine.observe import has_labels, prune_filters
+
         filters = req.filters()
         dangling = filters.pop("dangling", ["true"])
         all_ = any(v.lower() in ("false", "0") for v in dangling)
-        result = images.prune(all=all_, filters=filters or None)
+        # until and label! are prune-only filters (list does not know them):
+        # images created at or after until, or labelled label!, are kept
+        filters, until, not_labels = prune_filters(filters)
+
+        def keep(summary):
+            return (until is not None and summary["Created"] >= until) or \
+                (not_labels and has_labels(summary.get("Labels") or {}, not_labels))
+
+        result = images.prune(all=all_, filters=filters or None, keep=keep)
         for item in result.get("ImagesDeleted") or ():
             if "Deleted" in item:
                 engine.events.emit("image", "delete", item["Deleted"], {"name": item["Deleted"]})

@@ -237,10 +237,46 @@ def update(engine, c, body):
 # -- prune and disk usage ----------------------------------------------------
 
 
+def prune_filters(filters, allowed=("until", "label", "label!")):
+    """docker's prune filters -> (the rest, until as unix seconds or None, the
+    label! values).  ``until`` keeps what was created at or after it; an unknown
+    filter is an error, as dockerd says, not ignored: ignoring ``until=24h``
+    removed the containers made a moment ago along with the old ones."""
+    from pybox.engine.timefmt import parse_timestamp
+
+    filters = {k: list(v) for k, v in (filters or {}).items()}
+    for key in filters:
+        if key not in allowed:
+            raise BadRequest(f"invalid filter '{key}'")
+    until = None
+    if "until" in filters:
+        values = filters.pop("until")
+        if len(values) > 1:
+            raise BadRequest("more than one until filter specified")
+        until = parse_timestamp(values[0])
+    return filters, until, filters.pop("label!", [])
+
+
+def has_labels(labels, wanted):
+    """Whether ``labels`` has any of ``wanted`` ("k" or "k=v")."""
+    for item in wanted:
+        key, sep, value = item.partition("=")
+        if key in labels and (not sep or labels[key] == value):
+            return True
+    return False
+
+
 def prune_containers(engine, filters=None):
+    from pybox.engine.timefmt import parse_rfc3339
+
+    filters, until, not_labels = prune_filters(filters)
     deleted, reclaimed = [], 0
     for c in engine.store.all():
         if c.state.get("Running") or c.state.get("Restarting"):
+            continue
+        if until is not None and parse_rfc3339(c.record["Created"]) >= until:
+            continue
+        if not_labels and has_labels(c.record["Config"].get("Labels") or {}, not_labels):
             continue
         if filters and not engine._filter_match(c, filters, True):
             continue

@@ -297,14 +297,17 @@ class Images:
             self._collect_locked()
         return result
 
-    def prune(self, *, all=False, filters=None):
+    def prune(self, *, all=False, filters=None, keep=None):
         """POST /images/prune: dangling images (or, with ``all``, every image no
-        container uses) are removed; returns ImagesDeleted and SpaceReclaimed."""
+        container uses) are removed; returns ImagesDeleted and SpaceReclaimed.
+        ``keep(summary)`` spares more (the prune-only filters, until and label!)."""
         before = self._disk_usage()
         deleted = []
         used = {info.get("image") for info in self.snapshots.containers().values()}
         for summary in self.list(all=True, filters=filters):
             if summary["Id"] in used or (summary["RepoTags"] and not all):
+                continue
+            if keep is not None and keep(summary):
                 continue
             try:
                 deleted.extend(self.remove(summary["Id"], force=True))
