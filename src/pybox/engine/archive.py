@@ -75,18 +75,53 @@ class RootView:
             except Exception:  # noqa: BLE001
                 pass
 
-    def host_path(self, path, follow_last=True):
-        """The host path for the container path ``path`` (mounts honoured)."""
-        from pybox.runtime.rootfs import clean_path, secure_join
+    def mounts(self):
+        """The container's mounts as {Destination, Type, Source, RW}: Mounts, and
+        the --tmpfs ones (HostConfig.Tmpfs)."""
+        out = list(self.c.record.get("Mounts") or ())
+        for dest, opts in (self.c.record["HostConfig"].get("Tmpfs") or {}).items():
+            out.append({"Destination": dest, "Type": "tmpfs", "Source": "",
+                        "RW": "ro" not in (opts or "").split(",")})
+        return out
 
-        path = clean_path(path if path.startswith("/") else "/" + path)
+    def mount_for(self, path):
+        """The mount ``path`` (clean, absolute) is under, or None (the rootfs).
+        A tmpfs exists only while the container runs: stopped, its path is the
+        root filesystem's (as docker's cp sees it)."""
+        running = self.c.state.get("Running") and self.c.state.get("Pid")
         best = None
-        for m in self.c.record.get("Mounts") or ():
+        for m in self.mounts():
+            if m["Type"] == "tmpfs" and not running:
+                continue
             dest = m["Destination"]
             if path == dest or path.startswith(dest.rstrip("/") + "/"):
                 if best is None or len(dest) > len(best["Destination"]):
                     best = m
-        if best is not None:
+        return best
+
+    def check_writable(self, path):
+        """docker's refusals for a copy into a read-only place (400)."""
+        from pybox.runtime.rootfs import clean_path
+
+        m = self.mount_for(clean_path(path if path.startswith("/") else "/" + path))
+        if m is None and self.c.record["HostConfig"].get("ReadonlyRootfs"):
+            raise BadRequest("container rootfs is marked read-only")
+        if m is not None and not m.get("RW", True):
+            raise BadRequest("mounted volume is marked read-only")
+
+    def host_path(self, path, follow_last=True):
+        """The host path for the container path ``path`` (mounts honoured; a
+        tmpfs, which only the container's mount namespace has, through
+        /proc/PID/root -- its Source is empty, and the path under it in the
+        rootfs is a different, hidden directory)."""
+        from pybox.runtime.rootfs import clean_path, secure_join
+
+        path = clean_path(path if path.startswith("/") else "/" + path)
+        best = self.mount_for(path)
+        if best is not None and best["Type"] == "tmpfs":
+            base = secure_join(f"/proc/{self.c.state['Pid']}/root", best["Destination"])
+            rest = path[len(best["Destination"]):]
+        elif best is not None:
             base = best["Source"]
             rest = path[len(best["Destination"]):]
         else:
@@ -140,21 +175,57 @@ def write_tar(host, name, out, idmap=None):
                 filter=to_container if idmap else None)
 
 
+def resolve_within(root, rel, max_links=40):
+    """``root``/``rel`` with the symlinks under root followed, or None when that
+    leaves root (an absolute link, '..' above it, a loop).  root itself is taken
+    as it is: it may be /proc/PID/root/..., whose magic link realpath would
+    resolve to the host's "/"."""
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    parts.reverse()
+    done = []
+    links = 0
+    while parts:
+        comp = parts.pop()
+        if comp == "..":
+            if not done:
+                return None
+            done.pop()
+            continue
+        candidate = os.path.join(root, *done, comp)
+        try:
+            s = os.lstat(candidate)
+        except OSError:
+            done.append(comp)
+            continue
+        if st.S_ISLNK(s.st_mode):
+            links += 1
+            link = os.readlink(candidate)
+            if links > max_links or link.startswith("/"):
+                return None
+            parts.extend(reversed([p for p in link.split("/") if p not in ("", ".")]))
+            continue
+        done.append(comp)
+    return os.path.join(root, *done)
+
+
 def extract(engine, c, path, stream, no_overwrite_dir_non_dir=False):
     """PUT: extract a tar into the directory ``path`` of the container."""
     idmap = engine.images.rootfs_idmap(c.id)
     with RootView(engine, c) as view:
+        view.check_writable(path)
         target = view.host_path(path)
         if not os.path.isdir(target):
             if not os.path.lexists(target):
                 raise NotFound(f"Could not find the file {path} in container {c.name}")
             raise BadRequest(f"extraction point is not a directory: {path}")
-        root_real = os.path.realpath(target)
+        # target is symlink-free (host_path resolved it) and may be under
+        # /proc/PID/root (a tmpfs), which realpath would turn into the host's /
+        root_real = target
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
                 name = member.name
-                dest = os.path.realpath(os.path.join(root_real, name))
-                if not (dest == root_real or dest.startswith(root_real + os.sep)):
+                dest = resolve_within(root_real, name)
+                if dest is None:
                     raise BadRequest(f"invalid tar member {name!r}: it escapes {path}")
                 if no_overwrite_dir_non_dir and os.path.lexists(dest):
                     existing_dir = os.path.isdir(dest) and not os.path.islink(dest)
@@ -165,8 +236,8 @@ def extract(engine, c, path, stream, no_overwrite_dir_non_dir=False):
                 if member.issym() or member.islnk():
                     link = member.linkname
                     if member.islnk():
-                        real = os.path.realpath(os.path.join(root_real, link))
-                        if not real.startswith(root_real + os.sep):
+                        real = resolve_within(root_real, link)
+                        if real is None or real == root_real:
                             raise BadRequest(f"invalid hard link {name!r} -> {link!r}")
                 if idmap:  # owners in the tar are the container's: shift them to host ids
                     root_uid, root_gid = idmap["uid"][0][1], idmap["gid"][0][1]
