@@ -529,3 +529,103 @@ def test_system_prune(pyboxd, names):
     assert pyboxd.inspect(running)["State"]["Running"]
     assert pyboxd.docker("inspect", done).returncode == 1
     assert "Total reclaimed space:" in out
+
+
+def put_archive(pyboxd, name, path, data):
+    """PUT /containers/NAME/archive?path=PATH with a tar -> (status, body)."""
+    from .conftest import UnixHTTPConnection
+
+    conn = UnixHTTPConnection(pyboxd.socket)
+    try:
+        conn.request("PUT", f"/containers/{name}/archive?path={path}", body=data,
+                     headers={"Content-Type": "application/x-tar"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_cp_into_and_out_of_a_tmpfs(pyboxd, names, tmp_path):
+    """A tmpfs is only in the container's mount namespace: cp reaches it there
+    (a copy used to land in the root filesystem hidden under it)."""
+    name = names()
+    pyboxd.ok("run", "-d", "--name", name, "--tmpfs", "/scratch", "--mount",
+              "type=tmpfs,destination=/t2", "busybox", "sh", "-c",
+              "echo inside > /scratch/in; exec sleep 1000")
+    assert wait_for(lambda: pyboxd.docker("exec", name, "test", "-e",
+                                          "/scratch/in").returncode == 0)
+    (tmp_path / "f").write_text("copied\n")
+    pyboxd.ok("cp", str(tmp_path / "f"), f"{name}:/scratch/")
+    pyboxd.ok("cp", str(tmp_path / "f"), f"{name}:/t2/")
+    assert pyboxd.ok("exec", name, "cat", "/scratch/f", "/t2/f") == "copied\ncopied\n"
+    pyboxd.ok("cp", f"{name}:/scratch/in", str(tmp_path / "out"))
+    assert (tmp_path / "out").read_text() == "inside\n"
+    # a tar whose members climb out, or go through a link out, is refused
+    # and writes nothing outside
+    for members in ((("../../escaped", b"x"),), (("link", "/etc"), ("link/escaped", b"x")),
+                    (("up", "../../.."), ("up/escaped", b"x"))):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for member, content in members:
+                info = tarfile.TarInfo(member)
+                if isinstance(content, str):
+                    info.type, info.linkname = tarfile.SYMTYPE, content
+                    tar.addfile(info)
+                else:
+                    info.size = len(content)
+                    tar.addfile(info, io.BytesIO(content))
+        status, body = put_archive(pyboxd, name, "/t2", buf.getvalue())
+        assert status == 400, (members, body)
+        assert not os.path.exists("/etc/escaped") and not os.path.exists("/escaped")
+
+
+def test_cp_into_read_only_places_is_refused(pyboxd, names, tmp_path):
+    name = names()
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    pyboxd.ok("run", "-d", "--name", name, "--read-only", "-v", f"{ro}:/ro:ro", "-v",
+              f"{rw}:/rw", "busybox", "sleep", "1000")
+    (tmp_path / "f").write_text("x\n")
+    proc = pyboxd.docker("cp", str(tmp_path / "f"), f"{name}:/ro/")
+    assert proc.returncode == 1 and "mounted volume is marked read-only" in proc.stderr
+    assert os.listdir(ro) == []  # the host directory mounted read-only is untouched
+    proc = pyboxd.docker("cp", str(tmp_path / "f"), f"{name}:/etc/")
+    assert proc.returncode == 1 and "container rootfs is marked read-only" in proc.stderr
+    assert pyboxd.docker("exec", name, "test", "-e", "/etc/f").returncode == 1
+    # a writable mount of a read-only container takes it
+    pyboxd.ok("cp", str(tmp_path / "f"), f"{name}:/rw/")
+    assert (rw / "f").read_text() == "x\n"
+
+
+def test_prune_until_and_label_filters(pyboxd, names, images_made):
+    label = f"until={uuid.uuid4().hex[:8]}"
+    fresh, tagged = names(), names()
+    pyboxd.ok("create", "--name", fresh, "--label", label, "busybox", "true")
+    pyboxd.ok("create", "--name", tagged, "--label", label, "--label", "keep", "busybox", "true")
+    # until: only what was created before it (24 hours ago: nothing of ours)
+    pyboxd.ok("container", "prune", "-f", "--filter", "until=24h", "--filter",
+              f"label={label}")
+    assert pyboxd.docker("inspect", fresh).returncode == 0
+    pyboxd.ok("system", "prune", "-f", "--filter", "until=24h", "--filter", f"label={label}")
+    assert pyboxd.docker("inspect", fresh).returncode == 0
+    # label!: spares the labelled one
+    pyboxd.ok("container", "prune", "-f", "--filter", f"label={label}", "--filter",
+              "label!=keep")
+    assert pyboxd.docker("inspect", fresh).returncode == 1
+    assert pyboxd.docker("inspect", tagged).returncode == 0
+    # an unknown filter is an error, not ignored
+    proc = pyboxd.docker("container", "prune", "-f", "--filter", "colour=red")
+    assert proc.returncode == 1 and "invalid filter 'colour'" in proc.stderr
+    assert pyboxd.docker("inspect", tagged).returncode == 0
+    # images: an unused image made now survives prune -a until=24h
+    ref = f"pybox-prune-{uuid.uuid4().hex[:8]}:1"
+    pyboxd.ok("commit", tagged, ref)
+    images_made.append(ref)
+    pyboxd.ok("image", "prune", "-af", "--filter", "until=24h", "--filter", f"label={label}")
+    assert pyboxd.docker("image", "inspect", ref).returncode == 0
+    pyboxd.ok("image", "prune", "-af", "--filter", f"label={label}", "--filter", "label!=keep")
+    assert pyboxd.docker("image", "inspect", ref).returncode == 0
+    out = pyboxd.ok("image", "prune", "-af", "--filter", f"label={label}")
+    assert pyboxd.docker("image", "inspect", ref).returncode == 1
+    assert "untagged: " + ref in out
