@@ -129,13 +129,40 @@ class ExecSession:
                 pass
 
     def _start_detached(self, process_file, pid_file):
-        proc = subprocess.run(self._argv(process_file, pid_file, True),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
-        if proc.returncode != 0:
+        """Start the process and return once the runtime has (docker exec -d).
+
+        The process inherits the runtime's stderr -- the pipe that carries the
+        runtime's error message -- so waiting for that pipe's end (as
+        subprocess.run does) waited for the process itself: `docker exec -d`
+        hung until the program ended.  The runtime's exit is awaited instead and
+        the pipe drained (output discarded, as docker's -d does) until the
+        process closes it; closing it under the process would kill it with
+        SIGPIPE at its first message."""
+        proc = subprocess.Popen(self._argv(process_file, pid_file, True),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        code = proc.wait()
+        if code != 0:
             self.exit_code = 126
-            raise Conflict(proc.stderr.decode(errors="replace").strip().removeprefix(
-                "pybox-runtime: "))
+            os.set_blocking(proc.stderr.fileno(), False)
+            try:
+                message = proc.stderr.read() or b""
+            except OSError:
+                message = b""
+            proc.stderr.close()
+            raise Conflict(message.decode(errors="replace").strip().removeprefix(
+                "pybox-runtime: ") or f"exec failed ({code})")
+
+        def drain(pipe=proc.stderr):
+            try:
+                while pipe.read(65536):
+                    pass
+            except (OSError, ValueError):
+                pass
+            finally:
+                pipe.close()
+
+        threading.Thread(target=drain, name=f"exec-drain-{self.id[:12]}", daemon=True).start()
         self.pid = self._read_pid(pid_file)
         self.running = True
 
