@@ -146,6 +146,15 @@ class Engine:
                                      daemon=True).start()
         self.network.recover()
 
+    def _mounts_of(self, ref):
+        """Another container's Mounts (--volumes-from); 400 if unknown (a 404
+        from create would make the docker CLI try to pull the image)."""
+        try:
+            other = self.get(ref)
+        except NotFound:
+            raise BadRequest(f"No such container: {ref}") from None
+        return [dict(m) for m in other.record.get("Mounts") or ()]
+
     def _volume_users(self):
         users = {}
         for c in self.store.all():
@@ -218,7 +227,7 @@ class Engine:
         try:
             from pybox.engine.volumes import parse_mounts
 
-            mounts = parse_mounts(config, hc, self.volumes)
+            mounts = parse_mounts(config, hc, self.volumes, mounts_of=self._mounts_of)
             os.makedirs(directory, mode=0o710)
             idmap = self._idmap_for(hc)
             if idmap is not None:  # its /etc files are bound from inside its userns

@@ -209,7 +209,7 @@ class VolumeStore:
         return bool(meta and meta.get("Anonymous"))
 
 
-def parse_mounts(config, hc, volumes):
+def parse_mounts(config, hc, volumes, mounts_of=None):
     """The container's Mounts (docker's inspect shape) from Binds, Mounts and
     Volumes; creates named and anonymous volumes; validates.
 
@@ -227,7 +227,7 @@ def parse_mounts(config, hc, volumes):
             return doc
 
     try:
-        return _parse_mounts(config, hc, Creating())
+        return _parse_mounts(config, hc, Creating(), mounts_of)
     except BaseException:
         for name in made:
             try:
@@ -237,7 +237,7 @@ def parse_mounts(config, hc, volumes):
         raise
 
 
-def _parse_mounts(config, hc, volumes):
+def _parse_mounts(config, hc, volumes, mounts_of=None):
     mounts = []
     seen = set()
 
@@ -311,6 +311,24 @@ def _parse_mounts(config, hc, volumes):
                  "TmpfsMode": topts.get("Mode")})
         else:
             raise BadRequest(f"mount type {kind!r} is not supported")
+    for spec in hc.get("VolumesFrom") or ():
+        # --volumes-from CONTAINER[:ro|rw]: its binds and volumes, at the same
+        # places, read-only/read-write as there unless the suffix says; what
+        # this container mounts itself wins (docker's order).  It used to be
+        # ignored: the container ran without the data it asked for.
+        ref, _, mode = spec.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise BadRequest(f"invalid mode for volumes-from: {mode}")
+        if mounts_of is None:
+            raise BadRequest("--volumes-from is not supported here")
+        for m in mounts_of(ref):
+            if m.get("Type") not in ("bind", "volume") or \
+                    os.path.normpath(m["Destination"]) in seen:
+                continue
+            copy = dict(m)
+            if mode:
+                copy["RW"] = mode == "rw"
+            add(copy)
     tmpfs_paths = {os.path.normpath(p) for p in (hc.get("Tmpfs") or {})}
     for path in (config.get("Volumes") or {}):
         dest = os.path.normpath(path)
