@@ -104,6 +104,54 @@ def test_stats_no_stream_and_memory_without_file_cache(pyboxd, names, dockerpy):
     assert out.split()[0] == name
 
 
+def test_stats_live_table_refreshes(pyboxd, names):
+    """docker stats without --no-stream: the table again every second, with the
+    numbers of the moment (a process started in between shows up)."""
+    import re
+    import select
+
+    name = names()
+    pyboxd.ok("run", "-d", "--name", name, "busybox", "sleep", "1000")
+    proc = subprocess.Popen(["/usr/local/bin/docker", "stats", "--format",
+                             "{{.Name}} pids={{.PIDs}}", name], env=pyboxd.cli_env,
+                            stdout=subprocess.PIPE)
+    seen = b""
+    try:
+        def rows():
+            text = re.sub(rb"\x1b\[[0-9;]*[A-Za-z]", b"\n", seen).decode()
+            return [line.strip() for line in text.splitlines() if line.startswith(name)]
+
+        def read_until(pred):
+            nonlocal seen
+            while not pred():
+                ready, _, _ = select.select([proc.stdout], [], [], 20)
+                assert ready, f"no stats output; got {seen!r}"
+                seen += os.read(proc.stdout.fileno(), 65536)
+
+        read_until(lambda: f"{name} pids=1" in rows())
+        pyboxd.ok("exec", "-d", name, "sleep", "999")
+        read_until(lambda: f"{name} pids=2" in rows())
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_exec_detached_returns_while_the_process_runs(pyboxd, names):
+    """docker exec -d returns once the process started (it used to wait for its
+    end), and the process may write to its stderr afterwards (discarded)."""
+    name = names()
+    pyboxd.ok("run", "-d", "--name", name, "busybox", "sleep", "1000")
+    proc = pyboxd.docker("exec", "-d", name, "sh", "-c",
+                         "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo noise >&2; "
+                         "echo survived > /tmp/done; exec sleep 1000", timeout=20)
+    assert (proc.returncode, proc.stdout) == (0, "")
+    pyboxd.ok("exec", name, "touch", "/tmp/go")
+    assert wait_for(lambda: pyboxd.docker("exec", name, "cat", "/tmp/done").stdout ==
+                    "survived\n")
+    out = pyboxd.ok("top", name, "-o", "pid,args")
+    assert out.count("sleep 1000") == 2
+
+
 def test_stats_stream_from_dockerpy(dockerpy, names):
     name = names()
     c = dockerpy.containers.run("busybox", ["sleep", "1000"], name=name, detach=True)

@@ -361,3 +361,32 @@ def test_a_failed_create_makes_no_volume(pyboxd, names, volumes, volume_image):
                          "type=bind,source=/no/such/pybox/dir,target=/x", "busybox")
     assert proc.returncode == 1
     assert pyboxd.ok("run", "--rm", "-v", f"{vol}:/a", "busybox", "cat", "/a/d") == "d\n"
+
+
+def test_volumes_from(pyboxd, names, volumes, tmp_path):
+    vol = volumes()
+    donor, reader, ro_reader = names(), names(), names()
+    pyboxd.ok("create", "--name", donor, "-v", f"{vol}:/data", "-v", f"{tmp_path}:/host",
+              "-v", "/anon", "--tmpfs", "/scratch", "busybox", "true")
+    out = pyboxd.ok("run", "--name", reader, "--volumes-from", donor, "busybox", "sh", "-c",
+                    "echo shared > /data/f && echo h > /host/h && echo a > /anon/a && "
+                    "grep -c ' /scratch ' /proc/mounts; true")
+    assert out == "0\n"  # a tmpfs is not shared
+    assert (tmp_path / "h").read_text() == "h\n"
+    mine = mounts_of(pyboxd, reader)
+    assert set(mine) == {"/data", "/host", "/anon"}
+    assert mine["/data"]["Name"] == vol
+    assert mine["/anon"]["Name"] == mounts_of(pyboxd, donor)["/anon"]["Name"]
+    # :ro makes every one of them read-only
+    proc = pyboxd.docker("run", "--name", ro_reader, "--volumes-from", f"{donor}:ro",
+                         "busybox", "sh", "-c", "cat /data/f /anon/a; touch /data/x")
+    assert proc.stdout == "shared\na\n"
+    assert proc.returncode == 1 and "Read-only file system" in proc.stderr
+    # rm -v of a user keeps the donor's anonymous volume (still in use)
+    anon = mine["/anon"]["Name"]
+    pyboxd.ok("rm", "-v", reader)
+    assert anon in volume_names(pyboxd)
+    pyboxd.ok("rm", "-v", ro_reader, donor)
+    assert anon not in volume_names(pyboxd)
+    proc = pyboxd.docker("run", "--rm", "--volumes-from", "pybox-no-such-ctr", "busybox", "true")
+    assert proc.returncode == 125 and "No such container: pybox-no-such-ctr" in proc.stderr
