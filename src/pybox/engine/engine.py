@@ -470,6 +470,7 @@ class Engine:
                    "Pid": report["pid"], "ExitCode": 0, "Error": "",
                    "StartedAt": rfc3339_nano(), "FinishedAt": ZERO_TIME})
         rec["ManualStop"] = False
+        rec["ExitOnNext"] = False
         c.start_failed = False
         c.save()
         c.changed.notify_all()
@@ -729,7 +730,7 @@ class Engine:
     def _should_restart(self, c, code):
         policy = c.record["HostConfig"].get("RestartPolicy") or {}
         name = policy.get("Name") or "no"
-        if name == "no" or c.removed or c.record.get("ManualStop") or self.stopping:
+        if name == "no" or c.removed or c.record.get("ExitOnNext") or self.stopping:
             return False
         if name == "on-failure":
             limit = policy.get("MaximumRetryCount") or 0
@@ -750,7 +751,7 @@ class Engine:
         def restart():
             time.sleep(delay)
             with c.lock:
-                if c.removed or not c.state.get("Restarting") or c.record.get("ManualStop"):
+                if c.removed or not c.state.get("Restarting") or c.record.get("ExitOnNext"):
                     return
                 c.record["RestartCount"] = c.record.get("RestartCount", 0) + 1
                 try:
@@ -793,8 +794,17 @@ class Engine:
         with c.lock:
             if not c.state.get("Running"):
                 raise Conflict(f"Container {c.id} is not running")
-            if sig in (9, 15):
-                c.record["ManualStop"] = True
+            # docker's rules (moby killWithSignal): any kill counts as a manual
+            # stop for unless-stopped when the daemon comes back; the policy
+            # is off until the next start when the signal is fatal -- SIGKILL,
+            # the container's stop signal, or any signal if it has none set.
+            # (Only KILL and TERM used to be: `docker kill -s INT` of a
+            # restart=always container brought it back.)
+            stop_signal = c.record["Config"].get("StopSignal")
+            c.record["ManualStop"] = True
+            if sig == 9 or not stop_signal or sig == signal_number(stop_signal):
+                c.record["ExitOnNext"] = True
+            c.save()
             self._signal(c, sig)
         self.events.emit("container", "kill", c.id, self._attributes(c, signal=str(sig)))
 
@@ -816,6 +826,7 @@ class Engine:
         with c.lock:
             if c.state.get("Restarting") and not c.state.get("Running"):
                 c.record["ManualStop"] = True
+                c.record["ExitOnNext"] = True
                 c.state["Restarting"] = False
                 c.state["Status"] = "exited"
                 c.save()
@@ -827,6 +838,7 @@ class Engine:
 
     def _stop_locked(self, c, timeout):
         c.record["ManualStop"] = True
+        c.record["ExitOnNext"] = True
         config = c.record["Config"]
         if timeout is None:
             timeout = config.get("StopTimeout")
