@@ -147,6 +147,39 @@ def test_update_restart_policy(pyboxd, names):
                     state(pyboxd, name)["Running"])
 
 
+TRAP_USR1 = 'trap "exit 3" USR1; echo ready; while :; do sleep 0.1; done'
+
+
+def test_docker_kill_and_the_restart_policy(pyboxd, names):
+    """docker's rules: a fatal signal (KILL, the stop signal, or any signal when
+    none is set) turns the policy off until the next start; another one does
+    not.  The decision is taken before `docker wait` returns."""
+    plain, with_stop_signal = names(), names()
+    for name, extra in ((plain, ()), (with_stop_signal, ("--stop-signal", "USR2"))):
+        pyboxd.ok("run", "-d", "--name", name, "--restart", "always", *extra, "busybox",
+                  "sh", "-c", TRAP_USR1)
+        assert wait_for(lambda: "ready" in pyboxd.ok("logs", name))
+        pyboxd.ok("kill", "-s", "USR1", name)
+        assert pyboxd.ok("wait", name) == "3\n"
+    # no stop signal set: USR1 counts as fatal, the container stays down
+    st = state(pyboxd, plain)
+    assert (st["Status"], st["Restarting"], st["ExitCode"]) == ("exited", False, 3)
+    assert restart_count(pyboxd, plain) == 0
+    # with one (USR2), USR1 is not: the policy brings it back
+    assert wait_for(lambda: restart_count(pyboxd, with_stop_signal) == 1 and
+                    state(pyboxd, with_stop_signal)["Running"])
+    # and SIGKILL always is
+    pyboxd.ok("kill", with_stop_signal)
+    assert pyboxd.ok("wait", with_stop_signal) == "137\n"
+    st = state(pyboxd, with_stop_signal)
+    assert (st["Status"], st["Restarting"]) == ("exited", False)
+    # a start turns the policy on again
+    pyboxd.ok("start", plain)
+    assert wait_for(lambda: "ready" in pyboxd.ok("logs", "--tail", "1", plain))
+    pyboxd.ok("exec", plain, "sh", "-c", "kill -USR1 1")  # from inside: not docker kill
+    assert wait_for(lambda: restart_count(pyboxd, plain) == 1)
+
+
 def test_bad_restart_policies(pyboxd):
     proc = pyboxd.docker("run", "-d", "--restart", "sometimes", "busybox", "true")
     assert proc.returncode == 125
@@ -325,3 +358,16 @@ def test_dockerpy_healthcheck(dockerpy, names):
     assert wait_for(lambda: (c.reload(), c.health)[1] == "unhealthy")
     assert c.attrs["State"]["Health"]["Log"][-1]["ExitCode"] == 1
     assert json.dumps(c.attrs["Config"]["Healthcheck"]["Test"]) == '["CMD", "false"]'
+
+
+def test_dockerpy_restart_policy(dockerpy, names):
+    name = names()
+    c = dockerpy.containers.run("busybox", ["sh", "-c", "exit 2"], name=name, detach=True,
+                                restart_policy={"Name": "on-failure", "MaximumRetryCount": 1})
+    assert wait_for(lambda: (c.reload(), c.attrs["RestartCount"] == 1 and
+                             c.status == "exited")[1])
+    assert c.attrs["HostConfig"]["RestartPolicy"] == {"Name": "on-failure",
+                                                      "MaximumRetryCount": 1}
+    c.update(restart_policy={"Name": "always"})
+    c.reload()
+    assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"

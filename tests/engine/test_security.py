@@ -176,6 +176,12 @@ def test_host_namespaces(pyboxd):
         assert ns_inside(pyboxd, kind, flag, "host") == host
     assert pyboxd.ok("run", "--rm", "--uts", "host", "busybox", "hostname") == \
         socket.gethostname() + "\n"
+    # --userns=host is the default of a pyboxd without --userns-remap: no user
+    # namespace (the full identity map)
+    assert pyboxd.ok("run", "--rm", "--userns", "host", "busybox", "cat",
+                     "/proc/self/uid_map").split() == ["0", "0", "4294967295"]
+    proc = pyboxd.docker("run", "--rm", "--userns", "private", "busybox", "true")
+    assert proc.returncode == 125 and "invalid USER mode" in proc.stderr
     # --pid host: the host's processes are visible (this test's own pid)
     out = pyboxd.ok("run", "--rm", "--pid", "host", "busybox", "cat",
                     f"/proc/{os.getpid()}/comm")
