@@ -291,6 +291,12 @@ class Engine:
             raise BadRequest("Conflicting options: Nano CPUs and CPU Period cannot both be set")
         if hc.get("NanoCpus") and hc["NanoCpus"] < 0:
             raise BadRequest("Range of CPUs is from 0.01 to the number of CPUs available")
+        ncpu = os.cpu_count() or 1
+        if (hc.get("NanoCpus") or 0) > ncpu * 1_000_000_000:
+            # dockerd's check: a quota above the machine is no limit at all, and
+            # `docker update --cpus 100` was taken silently
+            raise BadRequest(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
+                             f"{ncpu} CPUs available")
         if hc.get("CpuPeriod") and not 1000 <= hc["CpuPeriod"] <= 1000000:
             raise BadRequest("CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
                              "than 1s (i.e. 1000000)")
