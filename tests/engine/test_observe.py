@@ -207,6 +207,15 @@ def test_update_cpu_and_pids(pyboxd, names):
         assert read("cpu/cpu.shares") == "512"
         assert read("pids/pids.max") == "7"
         assert read("cpuset/cpuset.cpus") == "0"
+    # more CPUs than the machine has: refused, as dockerd does, nothing changed
+    ncpu = os.cpu_count()
+    proc = pyboxd.docker("update", "--cpus", str(ncpu + 1), name)
+    assert proc.returncode == 1
+    assert (f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs "
+            "available") in proc.stderr
+    assert pyboxd.inspect(name)["HostConfig"]["NanoCpus"] == 500_000_000
+    proc = pyboxd.docker("run", "--rm", "--cpus", str(ncpu + 1), "busybox", "true")
+    assert proc.returncode == 125 and "Range of CPUs" in proc.stderr
     # the pids limit holds: 7 processes in all
     out = pyboxd.docker("exec", name, "sh", "-c",
                         "for i in 1 2 3 4 5 6 7 8 9; do sleep 0.5 & done; wait")

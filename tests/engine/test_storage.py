@@ -235,8 +235,10 @@ def test_volume_create_ls_inspect_rm(pyboxd, volumes):
     assert proc.returncode == 1 and "no such volume" in proc.stderr
     assert pyboxd.docker("volume", "rm", "-f", vol).returncode == 0
     # a bad name
-    proc = pyboxd.docker("volume", "create", "-bad/name")
-    assert proc.returncode != 0
+    proc = pyboxd.docker("volume", "create", "bad/name")
+    assert proc.returncode == 1
+    assert ('"bad/name" includes invalid characters for a local volume name, only '
+            '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed') in proc.stderr
 
 
 def test_volume_create_with_tmpfs_driver_options(pyboxd, volumes):
