@@ -186,3 +186,17 @@ def test_flag_and_reference_errors(fake, docker_config, capsys, monkeypatch):
         assert rc == 1, argv
         assert err.splitlines()[-1] == message
     assert not docker_config.exists()
+
+
+def test_global_config_flag_chooses_the_config_dir(fake, docker_config, tmp_path, capsys,
+                                                   monkeypatch):
+    """`pybox --config DIR login ...` stores into DIR/config.json, not DOCKER_CONFIG's."""
+    other = tmp_path / "other"
+    d = fake({("POST", "/auth"): lambda r: json_reply('{"Status":"Login Succeeded"}')})
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
+    rc = main(["-H", f"unix://{d.path}", "--config", str(other), "login", "-u", USER,
+               "--password-stdin", "127.0.0.1:5000"])
+    capsys.readouterr()
+    assert rc == 0
+    assert list(json.load(open(other / "config.json"))["auths"]) == ["127.0.0.1:5000"]
+    assert not docker_config.exists()

@@ -253,9 +253,20 @@ def _parse_globals(argv):
         elif arg in ("-D", "--debug"):
             debug = True
             i += 1
-        elif arg in ("-l", "--log-level", "--config", "-c", "--context"):
+        elif arg == "--config" or arg.startswith("--config="):
+            # docker's location of client config files (config.json: logins,
+            # credential helpers): the same as DOCKER_CONFIG, which it overrides
+            if arg == "--config":
+                if i + 1 >= len(argv):
+                    raise ClientError("flag needs an argument: --config", exit_status=125)
+                os.environ["DOCKER_CONFIG"] = argv[i + 1]
+                i += 2
+            else:
+                os.environ["DOCKER_CONFIG"] = arg[len("--config="):]
+                i += 1
+        elif arg in ("-l", "--log-level", "-c", "--context"):
             i += 2
-        elif arg.startswith(("--log-level=", "--config=", "--context=")):
+        elif arg.startswith(("--log-level=", "--context=")):
             i += 1
         elif arg in ("-v", "--version"):
             return host, debug, ["--version"]
