@@ -101,6 +101,9 @@ class Engine:
         if userns_remap is not None:
             self.volumes.root_owner = userns_remap.root
         self._cgroup_v2 = None
+        # set once recover() has rebuilt everything, the network included:
+        # restarts it schedules wait for it (see _await_recovery)
+        self.recovered = threading.Event()
 
     # -- daemon life ----------------------------------------------------------
     def start_zygote(self):
@@ -145,6 +148,14 @@ class Engine:
                     threading.Thread(target=self._restart_on_boot, args=(c,),
                                      daemon=True).start()
         self.network.recover()
+        self.recovered.set()
+
+    def _await_recovery(self):
+        """A restart that recover() started must not run before the network's
+        own recovery is through: that tears down what it does not know yet (a
+        start racing it failed with "(19, 'No such device')").  Bounded: an
+        engine whose recover() is never called does not hang its restarts."""
+        self.recovered.wait(timeout=60)
 
     def _mounts_of(self, ref):
         """Another container's Mounts (--volumes-from); 400 if unknown (a 404
@@ -164,6 +175,7 @@ class Engine:
         return users
 
     def _restart_on_boot(self, c):
+        self._await_recovery()
         try:
             self.start(c.id)
         except PyboxError:
@@ -756,6 +768,7 @@ class Engine:
 
         def restart():
             time.sleep(delay)
+            self._await_recovery()
             with c.lock:
                 if c.removed or not c.state.get("Restarting") or c.record.get("ExitOnNext"):
                     return
