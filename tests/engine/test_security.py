@@ -12,6 +12,7 @@ import pwd
 import secrets
 import socket
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -408,6 +409,21 @@ def test_userns_remap(remapped, tmp_path):
     mountpoint = json.loads(d.ok("volume", "inspect", vol))[0]["Mountpoint"]
     assert os.stat(os.path.join(mountpoint, "f")).st_uid == start
     d.ok("volume", "rm", vol)
+    # an image's VOLUME content is copied into a new volume with its owners,
+    # which are the container's ids shifted (a service user's 1000 -> start+1000)
+    src = "remapsrc-" + uuid.uuid4().hex[:8]
+    ref = f"remap-vol-{uuid.uuid4().hex[:8]}:1"
+    d.ok("run", "--name", src, "busybox", "sh", "-c",
+         "mkdir /data && echo seed > /data/seed && chown 1000:1000 /data/seed")
+    d.ok("commit", "--change", "VOLUME /data", src, ref)
+    out = d.ok("run", "--rm", "-v", f"{vol}:/data", ref, "stat", "-c", "%u:%g", "/data/seed")
+    assert out == "1000:1000\n"
+    mountpoint = json.loads(d.ok("volume", "inspect", vol))[0]["Mountpoint"]
+    st = os.stat(os.path.join(mountpoint, "seed"))
+    assert (st.st_uid, st.st_gid) == (start + 1000, start + 1000)
+    d.ok("rm", src)
+    d.ok("volume", "rm", vol)
+    d.ok("rmi", ref)
     # --userns=host opts a container out: no user namespace
     out = d.ok("run", "--rm", "--userns", "host", "busybox", "cat", "/proc/self/uid_map")
     assert out.split() == ["0", "0", "4294967295"]
@@ -417,4 +433,11 @@ def test_userns_remap(remapped, tmp_path):
     assert "privileged mode is incompatible with user namespaces" in proc.stderr
     assert d.ok("run", "--rm", "--privileged", "--userns", "host", "busybox", "id", "-u") == \
         "0\n"
-    d.ok("rm", "-f", name)
+    # a healthcheck runs in the remapped container too
+    d.ok("run", "-d", "--name", name + "-h", "--health-cmd", "test $(id -u) = 0",
+         "--health-interval", "200ms", "busybox", "sleep", "1000")
+    deadline = time.monotonic() + 20
+    while d.inspect(name + "-h")["State"]["Health"]["Status"] != "healthy":
+        assert time.monotonic() < deadline, d.inspect(name + "-h")["State"]["Health"]
+        time.sleep(0.1)
+    d.ok("rm", "-f", name, name + "-h")
