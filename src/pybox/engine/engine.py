@@ -811,6 +811,16 @@ class Engine:
         c = self.get(ref)
         sig = signal_number(signal) if signal else 9
         with c.lock:
+            if c.state.get("Restarting") and not c.state.get("Running"):
+                # dockerd: nothing to signal, but the loop ends here (ExitOnNext)
+                c.record["ManualStop"] = c.record["ExitOnNext"] = True
+                c.state["Restarting"] = False
+                c.state["Status"] = "exited"
+                c.save()
+                c.changed.notify_all()
+                self.events.emit("container", "kill", c.id,
+                                 self._attributes(c, signal=str(sig)))
+                return
             if not c.state.get("Running"):
                 raise Conflict(f"Container {c.id} is not running")
             # docker's rules (moby killWithSignal): any kill counts as a manual
@@ -924,6 +934,14 @@ class Engine:
             if c.removed:
                 raise NotFound(f"No such container: {ref}")
             st = c.state
+            if st.get("Restarting") and not st.get("Running"):
+                # docker counts a restarting container as running (SetRestarting)
+                if not force:
+                    raise Conflict(f"You cannot remove a restarting container {c.id}. Stop "
+                                   "the container before attempting removal or force "
+                                   "remove")
+                c.record["ExitOnNext"] = True  # the pending restart gives up
+                st["Restarting"] = False
             if st.get("Running"):
                 if not force:
                     state = "paused" if st.get("Paused") else "running"
@@ -1001,6 +1019,8 @@ class Engine:
         c = self.get(ref)
         with c.lock:
             out = fastjson.loads(fastjson.dumps(c.record))
+        if out["State"].get("Restarting"):
+            out["State"]["Running"] = True  # as dockerd reports a restarting container
         if size:
             out["SizeRw"], out["SizeRootFs"] = self.images.rootfs_size(c.id)
         return out
@@ -1013,7 +1033,9 @@ class Engine:
         for c in sorted(self.store.all(), key=lambda c: c.record["Created"], reverse=True):
             rec = c.record
             st = rec["State"]
-            if not all_ and not st.get("Running") and not filters:
+            # docker ps lists restarting containers too (dockerd keeps them
+            # "running" between two runs): a crash loop is what one looks for
+            if not all_ and not self._listed_running(st) and not filters:
                 continue
             if filters and not self._filter_match(c, filters, all_):
                 continue
@@ -1025,7 +1047,7 @@ class Engine:
     def _filter_match(self, c, filters, all_):
         rec = c.record
         st = rec["State"]
-        if not all_ and not st.get("Running") and "status" not in filters and \
+        if not all_ and not self._listed_running(st) and "status" not in filters and \
                 "exited" not in filters:
             return False
         for key, values in filters.items():
@@ -1049,6 +1071,10 @@ class Engine:
                     rec["Image"] not in values:
                 return False
         return True
+
+    @staticmethod
+    def _listed_running(st):
+        return bool(st.get("Running") or st.get("Restarting"))
 
     @staticmethod
     def _status(st):
