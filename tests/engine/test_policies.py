@@ -88,6 +88,37 @@ def test_always_restarts_and_docker_stop_ends_it(pyboxd, names):
     assert restart_count(pyboxd, name) == count
 
 
+def test_a_restarting_container_is_listed_and_kept_from_rm(pyboxd, names):
+    """dockerd counts a restarting container as running: docker ps shows the
+    crash loop, inspect says Running, rm needs -f."""
+    name = names()
+    pyboxd.ok("run", "-d", "--name", name, "--restart", "always", "busybox", "sh", "-c",
+              "exit 1")
+
+    def seen_restarting():
+        shown = pyboxd.ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}")
+        return shown.startswith("Restarting (1) ")
+
+    assert wait_for(seen_restarting)
+    assert wait_for(lambda: pyboxd.ok(
+        "inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.State.Restarting}}",
+        name) == "restarting true true\n")
+    refused = wait_for(lambda: "You cannot remove a restarting container" in
+                       pyboxd.docker("rm", name).stderr)
+    assert refused
+    assert pyboxd.docker("inspect", name).returncode == 0
+    # docker kill ends the loop, whether it meets it running or between runs
+    pyboxd.ok("kill", name)
+    pyboxd.ok("wait", name)  # (met running, its exit is recorded after kill returns)
+    st = state(pyboxd, name)
+    assert (st["Status"], st["Running"], st["Restarting"]) == ("exited", False, False), st
+    count = restart_count(pyboxd, name)
+    pyboxd.ok("start", name)  # the policy is on again: the loop resumes
+    assert wait_for(lambda: restart_count(pyboxd, name) > count)
+    assert wait_for(lambda: pyboxd.docker("rm", "-f", name).returncode == 0)
+    assert pyboxd.docker("inspect", name).returncode == 1
+
+
 def test_restart_always_comes_back_across_a_pyboxd_restart(pyboxd, names):
     looping, running, stopped = names(), names(), names()
     pyboxd.ok("run", "-d", "--name", looping, "--restart", "always", "busybox", "sh", "-c",
