@@ -317,6 +317,9 @@ class Engine:
         weight = hc.get("BlkioWeight") or 0
         if weight and not 10 <= weight <= 1000:
             raise BadRequest("Range of blkio weight is from 10 to 1000")
+        from pybox.engine.security import check_security_options
+
+        check_security_options(hc)
         restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
         if restart not in ("", "no", "always", "on-failure", "unless-stopped"):
             raise BadRequest(f"invalid restart policy {restart!r}")

@@ -203,11 +203,33 @@ def docker_profile_to_spec(profile):
     return out
 
 
-def no_new_privileges(hc):
+def check_security_options(hc):
+    """dockerd's parseSecurityOpt at create: label, apparmor, seccomp,
+    no-new-privileges[=bool] and writable-cgroups; anything else is a 400
+    (it used to be accepted and ignored -- a typo silently ran the container
+    without the option meant)."""
     for opt in hc.get("SecurityOpt") or ():
-        if opt in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
-            return True
-    return False
+        if opt in ("no-new-privileges", "disable"):
+            continue
+        sep = "=" if "=" in opt else ":" if ":" in opt else None
+        if sep is None:
+            raise BadRequest(f'invalid --security-opt 1: "{opt}"')
+        key, _, value = opt.partition(sep)
+        if key in ("no-new-privileges", "writable-cgroups"):
+            if value not in ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE",
+                             "false", "False"):
+                raise BadRequest(f'invalid --security-opt 2: "{opt}"')
+        elif key not in ("label", "apparmor", "seccomp"):
+            raise BadRequest(f'invalid --security-opt 2: "{opt}"')
+
+
+def no_new_privileges(hc):
+    on = False
+    for opt in hc.get("SecurityOpt") or ():
+        key, _, value = opt.replace(":", "=", 1).partition("=")
+        if key == "no-new-privileges":
+            on = value in ("", "1", "t", "T", "TRUE", "true", "True")  # the last one wins
+    return on
 
 
 def devices(hc):
