@@ -109,6 +109,17 @@ def test_no_new_privileges(pyboxd):
     assert status_field(pyboxd, "NoNewPrivs", "--security-opt", "no-new-privileges") == "1"
     assert status_field(pyboxd, "NoNewPrivs", "--security-opt",
                         "no-new-privileges:true") == "1"
+    assert status_field(pyboxd, "NoNewPrivs", "--security-opt",
+                        "no-new-privileges=false") == "0"
+    # options dockerd knows but that mean nothing here are accepted; others refused
+    for opt in ("apparmor=unconfined", "label=disable"):
+        assert pyboxd.docker("run", "--rm", "--security-opt", opt, "busybox",
+                             "true").returncode == 0
+    for opt, message in (("nonsense=1", 'invalid --security-opt 2: "nonsense=1"'),
+                         ("no-new-privileges=maybe",
+                          'invalid --security-opt 2: "no-new-privileges=maybe"')):
+        proc = pyboxd.docker("run", "--rm", "--security-opt", opt, "busybox", "true")
+        assert proc.returncode == 125 and message in proc.stderr, proc.stderr
 
 
 def test_privileged(pyboxd, names):
