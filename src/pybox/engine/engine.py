@@ -21,7 +21,7 @@ import time
 from pybox.engine import spec as specmod
 from pybox.engine.events import EventBus
 from pybox.engine.store import ContainerStore, Container, new_id, validate_name
-from pybox.errors import BadRequest, Conflict, NotFound, NotModified, PyboxError
+from pybox.errors import BadRequest, Conflict, InvalidState, NotFound, NotModified, PyboxError
 from pybox.linux import unixsock
 from pybox.monitor import protocol as P
 from pybox.monitor.jsonlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, rfc3339_nano
@@ -236,10 +236,12 @@ class Engine:
         self.store.reserve(name)
         directory = os.path.join(self.store.root, cid)
         mounts = []
+        new_volumes = []
         try:
             from pybox.engine.volumes import parse_mounts
 
-            mounts = parse_mounts(config, hc, self.volumes, mounts_of=self._mounts_of)
+            mounts = parse_mounts(config, hc, self.volumes, mounts_of=self._mounts_of,
+                                  created=new_volumes)
             os.makedirs(directory, mode=0o710)
             idmap = self._idmap_for(hc)
             if idmap is not None:  # its /etc files are bound from inside its userns
@@ -262,6 +264,8 @@ class Engine:
             shutil.rmtree(directory, ignore_errors=True)
             self._remove_anonymous_volumes(mounts)
             raise
+        for name in new_volumes:  # as dockerd: a volume made by -v/--mount/VOLUME too
+            self.events.emit("volume", "create", name, {"driver": "local"})
         self.events.emit("container", "create", cid, self._attributes(c))
         return cid, []
 
@@ -849,6 +853,12 @@ class Engine:
                     rc.resume()  # a frozen process cannot act on SIGKILL
                 except PyboxError:
                     pass  # not frozen any more (stop resumed it after its signal)
+        except InvalidState:
+            # the program has just exited and its watcher (waiting for c.lock)
+            # has not recorded it yet: nothing left to signal.  dockerd takes a
+            # "no such process" from containerd as a done kill too; a 409 here
+            # failed `docker kill` of a crash-looping container now and then.
+            return
         except PyboxError as e:
             if c.state.get("Running"):
                 raise Conflict(f"Cannot kill container {c.id}: {e}") from None

@@ -200,6 +200,10 @@ def update(engine, c, body):
     hc = c.record["HostConfig"]
     changes = {k: body[k] for k in UPDATABLE if body.get(k) not in (None, 0, "", [])}
     policy = body.get("RestartPolicy") or {}
+    if policy.get("Name") not in (None, "", "no") and hc.get("AutoRemove"):
+        # dockerd's check, as at create: --rm and a restart policy exclude each other
+        raise BadRequest("Restart policy cannot be updated because AutoRemove is enabled "
+                         "for the container")
     warnings = []
     with c.lock:
         merged = dict(hc)

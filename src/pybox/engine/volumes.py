@@ -209,13 +209,14 @@ class VolumeStore:
         return bool(meta and meta.get("Anonymous"))
 
 
-def parse_mounts(config, hc, volumes, mounts_of=None):
+def parse_mounts(config, hc, volumes, mounts_of=None, created=None):
     """The container's Mounts (docker's inspect shape) from Binds, Mounts and
     Volumes; creates named and anonymous volumes; validates.
 
     A bad mount fails the create with no trace: the volumes this call made
     before it met the bad one are removed again (docker validates every mount
-    before creating any volume; an existing volume is never touched)."""
+    before creating any volume; an existing volume is never touched).  The
+    names of the volumes made are appended to ``created`` (for their events)."""
     made = []
 
     class Creating:
@@ -227,7 +228,10 @@ def parse_mounts(config, hc, volumes, mounts_of=None):
             return doc
 
     try:
-        return _parse_mounts(config, hc, Creating(), mounts_of)
+        mounts = _parse_mounts(config, hc, Creating(), mounts_of)
+        if created is not None:
+            created.extend(made)
+        return mounts
     except BaseException:
         for name in made:
             try:
