@@ -211,7 +211,7 @@ def test_docker_kill_and_the_restart_policy(pyboxd, names):
     assert wait_for(lambda: restart_count(pyboxd, plain) == 1)
 
 
-def test_bad_restart_policies(pyboxd):
+def test_bad_restart_policies(pyboxd, names):
     proc = pyboxd.docker("run", "-d", "--restart", "sometimes", "busybox", "true")
     assert proc.returncode == 125
     assert "invalid restart policy" in proc.stderr
@@ -224,6 +224,14 @@ def test_bad_restart_policies(pyboxd):
                                            "RestartPolicy": {"Name": "always"}}})
     assert status == 400
     assert body["message"] == "can't create 'AutoRemove' container with restart policy"
+    # nor can a --rm container get one later
+    name = names()
+    pyboxd.ok("run", "-d", "--rm", "--name", name, "busybox", "sleep", "1000")
+    proc = pyboxd.docker("update", "--restart", "always", name)
+    assert proc.returncode == 1
+    assert ("Restart policy cannot be updated because AutoRemove is enabled for the "
+            "container") in proc.stderr
+    assert pyboxd.inspect(name)["HostConfig"]["RestartPolicy"]["Name"] == "no"
 
 
 # -- --init --------------------------------------------------------------------------------

@@ -129,6 +129,22 @@ def test_named_volume_data_survives_container_removal(pyboxd, volumes, names):
         assert f.read() == "kept\n"
 
 
+def test_volume_events(pyboxd, volumes):
+    import time
+
+    made, implicit = volumes(), volumes()
+    since = time.time()
+    pyboxd.ok("volume", "create", made)
+    pyboxd.ok("run", "--rm", "-v", f"{implicit}:/x", "busybox", "true")
+    pyboxd.ok("run", "--rm", "-v", f"{made}:/x", "busybox", "true")  # exists: no event
+    pyboxd.ok("volume", "rm", made, implicit)
+    out = pyboxd.ok("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+                    "--filter", "type=volume", "--format", "{{.Action}} {{.Actor.ID}}")
+    events = [line for line in out.splitlines() if line.split()[1] in (made, implicit)]
+    assert events == [f"create {made}", f"create {implicit}", f"destroy {made}",
+                      f"destroy {implicit}"]
+
+
 def test_named_volume_is_filled_from_the_image_on_first_use(pyboxd, volumes, names,
                                                             volume_image):
     vol = volumes()
