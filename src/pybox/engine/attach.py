@@ -69,6 +69,10 @@ class AttachSession:
         self.eof_sent = False
         self.monitor = None
         self.started = threading.Event()
+        # wakes _wait_for_start's poll the moment the start (or the removal)
+        # happens; a poll timeout alone held `docker run`'s output back ~0.1 s
+        # (made by run(), before the session can be started)
+        self._wake_r = self._wake_w = None
         self.gone = False
         self.client_left = False  # the client closed its socket (not just its stdin)
         self._key_pos = 0
@@ -79,10 +83,18 @@ class AttachSession:
             self.monitor = self._connect()
         finally:
             self.started.set()
+            self._wake()
 
     def container_gone(self):
         self.gone = True
         self.started.set()
+        self._wake()
+
+    def _wake(self):
+        try:
+            os.write(self._wake_w, b"x")
+        except (OSError, TypeError):  # full (woken already), closed or never made
+            pass
 
     def _connect(self):
         mon = self.engine._monitor_socket(self.c)
@@ -115,6 +127,7 @@ class AttachSession:
         hijack, whose 101 tells the CLI it may start the container), replay the
         log if asked, and relay until the end."""
         c = self.c
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         with c.lock:
             if c.state.get("Running"):
                 self.monitor = self._connect()
@@ -131,9 +144,12 @@ class AttachSession:
             if self.monitor is not None and not self.client_left:
                 self._relay()
         finally:
-            with c.lock:
+            with c.lock:  # (under the lock the start path wakes us with)
                 if self in c.attachers:
                     c.attachers.remove(self)
+                for fd in (self._wake_r, self._wake_w):
+                    os.close(fd)
+                self._wake_r = self._wake_w = None
             for s in (self.monitor,):
                 if s is not None:
                     try:
@@ -149,10 +165,13 @@ class AttachSession:
         # without POLLIN the poll still reports POLLHUP: a client gone entirely (a
         # half-close, the CLI's "no more stdin", does not raise it)
         poller.register(self.client.fileno(), select.POLLIN if reading else 0)
+        poller.register(self._wake_r, select.POLLIN)
         while not self.started.is_set():
             if self.c.removed:
                 return
-            for _, ev in poller.poll(200):
+            for fd, ev in poller.poll(200):
+                if fd == self._wake_r:
+                    continue  # the loop's test sees why
                 if not reading:
                     self.client_left = True
                     return
