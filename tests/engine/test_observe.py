@@ -686,3 +686,21 @@ def test_prune_until_and_label_filters(pyboxd, names, images_made):
     out = pyboxd.ok("image", "prune", "-af", "--filter", f"label={label}")
     assert pyboxd.docker("image", "inspect", ref).returncode == 1
     assert "untagged: " + ref in out
+
+
+def test_memory_alone_records_twice_as_much_swap_as_docker(pyboxd, names):
+    """`-m 64m` without --memory-swap: inspect shows MemorySwap 128m (dockerd
+    records its implicit limit), and `update -m` past it is refused until the
+    swap limit moves too."""
+    needs_cgroup_v1()
+    name = names()
+    pyboxd.ok("run", "-d", "--name", name, "-m", "64m", "busybox", "sleep", "1000")
+    hc = pyboxd.inspect(name)["HostConfig"]
+    assert (hc["Memory"], hc["MemorySwap"]) == (64 * MiB, 128 * MiB)
+    proc = pyboxd.docker("update", "-m", "200m", name)
+    assert proc.returncode == 1
+    assert ("Memory limit should be smaller than already set memoryswap limit, update the "
+            "memoryswap at the same time") in proc.stderr
+    assert cgroup_v1_memory_inside(pyboxd, name) == 64 * MiB
+    pyboxd.ok("update", "-m", "200m", "--memory-swap", "400m", name)
+    assert cgroup_v1_memory_inside(pyboxd, name) == 200 * MiB

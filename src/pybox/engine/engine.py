@@ -212,6 +212,11 @@ class Engine:
         image = self.images.lookup(image_ref)  # NotFound "No such image: X" -> CLI pulls
         hc = dict(body.get("HostConfig") or {})
         self._check_host_config(hc)
+        if (hc.get("Memory") or 0) > 0 and not hc.get("MemorySwap"):
+            # dockerd's adaptContainerSettings: the implicit swap limit (twice the
+            # memory) is recorded, so inspect shows it and a later `update -m`
+            # past it is refused as docker refuses it
+            hc["MemorySwap"] = hc["Memory"] * 2
         try:
             self.network.check_create(body, hc)
         except NotFound as e:
