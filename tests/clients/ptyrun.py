@@ -55,7 +55,8 @@ class PtyProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{needle!r} not seen; got {self.output[self.pos:]!r}")
             if not self._read(0.2) and self.poll() is not None:
-                self._read(0.2)
+                while self._read(0.2):  # what is still in the pty after the exit
+                    pass
                 if needle not in self.output[self.pos:]:
                     raise AssertionError(f"{needle!r} not seen before exit "
                                          f"({self.status}); got {self.output[self.pos:]!r}")
