@@ -130,14 +130,7 @@ def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=N
                     on_hooks(init_pid)
                 parent.send("go")
             elif kind == "seccomp":
-                fds = msg["fds"]
-                try:
-                    if on_seccomp is None or not fds:
-                        raise ProcessSetupError("seccomp notify fd not handled")
-                    on_seccomp(init_pid, fds[0])
-                finally:
-                    for fd in fds:
-                        os.close(fd)
+                _hand_over_listener(on_seccomp, init_pid, msg["fds"])
             elif kind == "ready":
                 return init_pid
             elif kind == "error":
@@ -145,11 +138,7 @@ def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=N
             else:
                 raise ProcessSetupError(f"unexpected message from init: {kind!r}")
     except BaseException:
-        if init_pid:
-            try:
-                os.kill(init_pid, 9)
-            except ProcessLookupError:
-                pass
+        _kill_quietly(init_pid)
         raise
     finally:
         parent.close()
@@ -161,6 +150,27 @@ def _reap(pid):
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+def _kill_quietly(pid):
+    """SIGKILL a process that failed to set up (0: none was made yet)."""
+    if pid:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def _hand_over_listener(on_seccomp, pid, fds):
+    """The seccomp notify fd the child sent: to the caller's handler (the
+    listenerPath sender), then closed here whatever happened."""
+    try:
+        if on_seccomp is None or not fds:
+            raise ProcessSetupError("seccomp notify fd not handled")
+        on_seccomp(pid, fds[0])
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 # ---------------------------------------------------------------------------
@@ -338,24 +348,13 @@ def spawn_exec(plan, after_fork=None, on_seccomp=None):
             if kind == "pid":
                 pid = msg["pid"]
             elif kind == "seccomp":
-                fds = msg["fds"]
-                try:
-                    if on_seccomp is None or not fds:
-                        raise ProcessSetupError("seccomp notify fd not handled")
-                    on_seccomp(pid, fds[0])
-                finally:
-                    for fd in fds:
-                        os.close(fd)
+                _hand_over_listener(on_seccomp, pid, msg["fds"])
             elif kind == "error":
                 raise error_from_message(msg)
             else:
                 raise ProcessSetupError(f"unexpected message from exec: {kind!r}")
     except BaseException:
-        if pid:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        _kill_quietly(pid)
         raise
     finally:
         parent.close()
