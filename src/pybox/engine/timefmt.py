@@ -1,7 +1,6 @@
 """docker's time formats: RFC3339Nano parsing, human durations ("Up 7 seconds",
 "About a minute"), and --since/--until values."""
 
-import calendar
 import time
 
 
@@ -9,26 +8,29 @@ def parse_rfc3339(text):
     """RFC3339(Nano) UTC -> unix seconds (float); 0 for the zero time."""
     if not text or text.startswith("0001-"):
         return 0.0
+    import calendar  # (5 ms: not on the pybox CLI's path, which shares human_duration)
+
     base, _, frac = text.rstrip("Z").partition(".")
     secs = calendar.timegm(time.strptime(base[:19], "%Y-%m-%dT%H:%M:%S"))
     return secs + (float("0." + frac) if frac else 0.0)
 
 
 def human_duration(seconds):
-    """go-units HumanDuration, which docker uses for ps and images."""
-    s = int(seconds)
-    if s < 1:
+    """go-units HumanDuration, which docker uses for ps and images (``Up 7
+    seconds``, ``About a minute``, ``2 weeks``); the pybox CLI's tables too."""
+    secs = int(seconds)
+    if secs < 1:
         return "Less than a second"
-    if s == 1:
+    if secs == 1:
         return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
+    if secs < 60:
+        return f"{secs} seconds"
+    minutes = int(seconds / 60)
     if minutes == 1:
         return "About a minute"
     if minutes < 60:
         return f"{minutes} minutes"
-    hours = round(s / 3600)
+    hours = int(seconds / 3600 + 0.5)  # Go's int(d.Hours() + 0.5), not round()
     if hours == 1:
         return "About an hour"
     if hours < 48:
@@ -39,7 +41,7 @@ def human_duration(seconds):
         return f"{hours // 24 // 7} weeks"
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
+    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def parse_timestamp(value, now=None):

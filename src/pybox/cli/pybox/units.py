@@ -7,6 +7,8 @@ digits), ``About a minute``, Go's ``%v`` of a float.  Errors are ValueError with
 docker's wording, which the flag parser wraps as ``invalid argument ...``.
 """
 
+from pybox.engine.timefmt import human_duration  # noqa: F401 (one copy, the engine's)
+
 _BINARY = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
@@ -105,34 +107,6 @@ def go_duration(text):
         if frac:
             total += int(frac) * scale // (10 ** len(frac))
     return -total if negative else total
-
-
-def human_duration(seconds):
-    """go-units HumanDuration (``Up 7 seconds``, ``About a minute``, ``2 weeks``)."""
-    secs = int(seconds)
-    if secs < 1:
-        return "Less than a second"
-    if secs == 1:
-        return "1 second"
-    if secs < 60:
-        return f"{secs} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def _go_g(value, precision):
