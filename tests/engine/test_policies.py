@@ -119,6 +119,22 @@ def test_a_restarting_container_is_listed_and_kept_from_rm(pyboxd, names):
     assert pyboxd.docker("inspect", name).returncode == 1
 
 
+def test_wait_on_a_restarting_container_waits_for_its_next_exit(pyboxd, names):
+    """dockerd: a restarting container is running for `docker wait`, which
+    returns at its next exit, not at once with the last one's code.  Each run
+    exits with its own number (counted in a volume)."""
+    name, volume = names(), names()
+    pyboxd.ok("run", "-d", "--name", name, "--restart", "always", "-v", f"{volume}:/data",
+              "busybox", "sh", "-c", "echo x >> /data/runs; sleep 0.3; "
+              "exit $(wc -l < /data/runs)")
+    for _ in range(3):
+        assert wait_for(lambda: state(pyboxd, name)["Restarting"])  # between two runs
+        last = state(pyboxd, name)["ExitCode"]
+        assert int(pyboxd.ok("wait", name)) > last
+    pyboxd.ok("rm", "-f", name)
+    pyboxd.ok("volume", "rm", volume)
+
+
 def test_restart_always_comes_back_across_a_pyboxd_restart(pyboxd, names):
     looping, running, stopped = names(), names(), names()
     pyboxd.ok("run", "-d", "--name", looping, "--restart", "always", "busybox", "sh", "-c",

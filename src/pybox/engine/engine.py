@@ -1019,7 +1019,10 @@ class Engine:
             while True:
                 if c.removed:
                     break
-                if condition == "not-running" and not c.state.get("Running"):
+                # a restarting container counts as running (dockerd keeps Running
+                # set between two runs): a wait begun then returns at its next exit
+                if condition == "not-running" and not c.state.get("Running") and (
+                        not c.state.get("Restarting") or c.exit_seq != seq):
                     break
                 if condition == "next-exit" and c.exit_seq != seq:
                     break
