@@ -704,3 +704,27 @@ def test_memory_alone_records_twice_as_much_swap_as_docker(pyboxd, names):
     assert cgroup_v1_memory_inside(pyboxd, name) == 64 * MiB
     pyboxd.ok("update", "-m", "200m", "--memory-swap", "400m", name)
     assert cgroup_v1_memory_inside(pyboxd, name) == 200 * MiB
+
+
+def test_network_prune_until_and_label_filters(pyboxd, names):
+    """docker network prune honours until and label! (both were ignored: a
+    network made a moment ago went with `--filter until=24h`)."""
+    label = f"until={uuid.uuid4().hex[:8]}"
+    fresh, tagged = names(), names()
+    pyboxd.ok("network", "create", "--label", label, fresh)
+    pyboxd.ok("network", "create", "--label", label, "--label", "keep", tagged)
+    try:
+        pyboxd.ok("network", "prune", "-f", "--filter", "until=24h", "--filter",
+                  f"label={label}")
+        assert pyboxd.docker("network", "inspect", fresh).returncode == 0
+        out = pyboxd.ok("network", "prune", "-f", "--filter", f"label={label}", "--filter",
+                        "label!=keep")
+        assert fresh in out and tagged not in out
+        assert pyboxd.docker("network", "inspect", fresh).returncode == 1
+        assert pyboxd.docker("network", "inspect", tagged).returncode == 0
+        proc = pyboxd.docker("network", "prune", "-f", "--filter", "colour=red")
+        assert proc.returncode == 1 and "invalid filter 'colour'" in proc.stderr
+        assert pyboxd.docker("network", "inspect", tagged).returncode == 0
+    finally:
+        for net in (fresh, tagged):
+            pyboxd.docker("network", "rm", net)

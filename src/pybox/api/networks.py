@@ -24,7 +24,16 @@ def register(router, engine):
 
     @r.route("POST", "/networks/prune")
     def prune(req, resp):
-        removed = net.manager.prune(req.filters(), in_use=net.networks_in_use())
+        from pybox.engine.observe import has_labels, prune_filters
+        from pybox.engine.timefmt import parse_rfc3339
+
+        filters, until, not_labels = prune_filters(req.filters())
+
+        def keep(rec):
+            if until is not None and parse_rfc3339(rec.get("Created")) >= until:
+                return True
+            return bool(not_labels) and has_labels(rec.get("Labels") or {}, not_labels)
+        removed = net.manager.prune(filters, in_use=net.networks_in_use(), keep=keep)
         for name in removed:
             engine.events.emit("network", "destroy", name, {"name": name, "type": "bridge"})
         resp.json({"NetworksDeleted": removed})

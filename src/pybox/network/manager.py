@@ -302,13 +302,16 @@ class NetworkManager:
                     return False
         return True
 
-    def prune(self, filters=None, in_use=frozenset()):
+    def prune(self, filters=None, in_use=frozenset(), keep=None):
         """Remove unused user-defined networks -> their names.  ``in_use``: ids of
-        networks that containers (running or not) name."""
+        networks that containers (running or not) name; ``keep(rec)``: the
+        caller's own reasons to keep one (docker's until and label! filters)."""
         removed = []
         with self.lock:
             for rec in list(self.networks.values()):
                 if rec["Name"] in PREDEFINED or rec["Id"] in in_use:
+                    continue
+                if keep is not None and keep(rec):
                     continue
                 if filters and not self._matches(rec, {k: v for k, v in filters.items()
                                                        if k in ("label",)}):
