@@ -119,8 +119,8 @@ class PrivateDockerd:
         if self.process is not None and self.process.poll() is None:
             ids = self.docker("ps", "-aq", check=False, timeout=30).stdout.split()
             if ids:
-                self.docker("rm", "-f", *[i.decode() for i in ids], check=False,
-                            timeout=60)
+                self.docker("rm", "-f", *[i.decode() if isinstance(i, bytes) else i
+                                          for i in ids], check=False, timeout=60)
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)

@@ -38,6 +38,8 @@ import uuid
 
 import pytest
 
+from clients.dockerd import PrivateDockerd, pids_mentioning  # noqa: F401 (one copy)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(os.path.dirname(HERE)), "src")
 PYTHON = "/opt/pybox/bin/python" if os.path.exists("/opt/pybox/bin/python") else sys.executable
@@ -77,21 +79,6 @@ def api(sock_path, method, path, body=None, timeout=TIMEOUT):
 
 
 # -- host state, for the leak checks ----------------------------------------------------
-def pids_mentioning(text):
-    """Processes whose command line mentions ``text`` (our private paths)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    out.append(int(entry))
-        except OSError:
-            pass
-    return out
-
-
 def mounts_under(path):
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
@@ -467,73 +454,16 @@ def pty_docker(pyboxd):
 
 
 # -- a real dockerd, for comparing shapes ---------------------------------------------------------
-class ReferenceDockerd:
-    """Debian's dockerd on private paths only (data root, exec root, socket,
-    pidfile, daemon.json, cgroup parent), no bridge, no iptables."""
+class ReferenceDockerd(PrivateDockerd):
+    """tests/clients' private dockerd (private paths only, no bridge, no
+    iptables), its CLI answering as ``pyboxd.docker`` does: text, unchecked."""
 
-    def __init__(self):
-        self.base = tempfile.mkdtemp(prefix="pybox-engine-dockerd-")
-        self.socket = os.path.join(self.base, "docker.sock")
-        self.host = "unix://" + self.socket
-        self.cgroup_parent = "/" + os.path.basename(self.base)
-        self.env = dict(os.environ, DOCKER_HOST=self.host,
-                        DOCKER_CONFIG=os.path.join(self.base, "cli"))
-        self.process = None
-
-    def start(self):
-        with open(os.path.join(self.base, "daemon.json"), "w") as f:
-            json.dump({"deprecated-key-path": os.path.join(self.base, "key.json")}, f)
-        argv = ["dockerd", "--config-file", f"{self.base}/daemon.json",
-                "--data-root", f"{self.base}/data", "--exec-root", f"{self.base}/exec",
-                "-H", self.host, "--pidfile", f"{self.base}/docker.pid",
-                "--cgroup-parent", self.cgroup_parent, "--storage-driver", "overlay2",
-                "--bridge", "none", "--iptables=false", "--ip6tables=false",
-                "--ip-masq=false", "--log-level", "warn"]
-        with open(os.path.join(self.base, "dockerd.log"), "w") as log:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if api(self.socket, "GET", "/_ping", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("dockerd did not start")
-            time.sleep(0.1)
-        return self
-
-    def docker(self, *args, input=None, timeout=TIMEOUT):
-        return subprocess.run([DOCKER, *args], input=input, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            ids = self.docker("ps", "-aq").stdout.split()
-            if ids:
-                self.docker("rm", "-f", *ids, timeout=120)
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for pid in pids_mentioning(self.base):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        for m in sorted(mounts_under(self.base), key=len, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
-        for root in os.listdir(CGROUP_ROOT):
-            top = os.path.join(CGROUP_ROOT, root, self.cgroup_parent.strip("/"))
-            for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-                try:
-                    os.rmdir(dirpath)
-                except OSError:
-                    pass
-        shutil.rmtree(self.base, ignore_errors=True)
+    def docker(self, *args, input=None, timeout=TIMEOUT, check=False):
+        proc = super().docker(*args, input=None if input is None else input.encode(),
+                              check=check, timeout=timeout)
+        return subprocess.CompletedProcess(proc.args, proc.returncode,
+                                           proc.stdout.decode(errors="replace"),
+                                           proc.stderr.decode(errors="replace"))
 
 
 @pytest.fixture(scope="session")
