@@ -139,7 +139,10 @@ class Client:
         self.runtime_args = runtime_args  # what selects pybox-runtime on run/create
 
     def __call__(self, *args, check=True, timeout=TIMEOUT, input=None):
+        # in the private directory: conmon inherits podman's cwd and writes an
+        # "oom" file there after an OOM kill (one kept turning up in the repo)
         proc = subprocess.run(self.argv + [str(a) for a in args], env=self.env,
+                              cwd=getattr(self, "base", None),
                               capture_output=True, text=True, timeout=timeout,
                               input=input, stdin=None if input is not None else
                               subprocess.DEVNULL)
@@ -400,7 +403,7 @@ def docker(tmp_path_factory, pybox_runtime_path, busybox_tar):
             "--ip-masq=false", "--log-level", "warn"]
     log = open(f"{base}/dockerd.log", "w")
     daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                              start_new_session=True)
+                              start_new_session=True, cwd=base)
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
            "HOME": base, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": f"{base}/cli",
            "LANG": "C.UTF-8"}
