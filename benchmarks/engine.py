@@ -157,6 +157,19 @@ class Docker(Engine):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=60)
         shutil.rmtree(self.exec_root, ignore_errors=True)
+        remove_empty_cgroups("pybox-bench-docker")  # dockerd leaves its --cgroup-parent
+
+
+def remove_empty_cgroups(name):
+    """rmdir NAME (and anything empty below it) in every cgroup hierarchy."""
+    for mount in {line.split()[4] for line in open("/proc/self/mountinfo")
+                  if line.split(" - ")[-1].split()[0] in ("cgroup", "cgroup2")}:
+        top = os.path.join(mount, name)
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
 
 
 class Podman(Engine):

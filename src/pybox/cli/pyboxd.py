@@ -115,6 +115,7 @@ def main(argv=None):
             os.waitpid(engine.zygote_pid, 0)
         except OSError:
             pass
+        engine.release_cgroup_parent()
         if args.pidfile:
             try:
                 os.unlink(args.pidfile)

@@ -756,6 +756,22 @@ class Engine:
         elif auto_remove:
             self._auto_remove(c)
 
+    def release_cgroup_parent(self):
+        """pyboxd stopping: the containers' shared parent cgroup goes from each
+        hierarchy when nothing is left in it (running containers, or another
+        pyboxd's, keep it: rmdir of a cgroup with children fails); the runtime
+        removes only the parents it made itself, so the last of several
+        concurrent containers to leave never did."""
+        from pybox.cgroups import detect_layout
+        from pybox.engine.spec import CGROUP_PARENT
+
+        layout = detect_layout()
+        for h in layout.v1_hierarchies() + ([layout.unified] if layout.unified else []):
+            try:
+                os.rmdir(h.directory(CGROUP_PARENT))
+            except OSError:
+                pass
+
     # -- restart policies --------------------------------------------------------
     def _should_restart(self, c, code):
         policy = c.record["HostConfig"].get("RestartPolicy") or {}

@@ -38,6 +38,9 @@ ULIMITS = {
 class SpecError(PyboxError):
     """A container configuration that cannot be turned into a runtime spec."""
 
+# every container's cgroup sits below this one, in each hierarchy (docker's /docker)
+CGROUP_PARENT = "/pybox"
+
 
 def command_line(config):
     """Entrypoint + Cmd, as docker combines them (image defaults already merged)."""
@@ -364,7 +367,7 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
         "mounts": mounts,
         "linux": {
             "resources": res,
-            "cgroupsPath": f"/pybox/{container['Id']}",
+            "cgroupsPath": f"{CGROUP_PARENT}/{container['Id']}",
             "namespaces": namespaces,
             "maskedPaths": [] if hc.get("Privileged") else list(MASKED_PATHS),
             "readonlyPaths": [] if hc.get("Privileged") else list(READONLY_PATHS),
