@@ -272,9 +272,26 @@ class Pyboxd:
 
     # -- clients ------------------------------------------------------------------------
     def docker(self, *args, input=None, timeout=TIMEOUT, env=None, raw=False):
-        """The docker CLI against pyboxd -> CompletedProcess (text, or bytes if raw)."""
-        return subprocess.run([DOCKER, *args], input=input, env=env or self.cli_env,
-                              capture_output=True, text=not raw, timeout=timeout)
+        """The docker CLI against pyboxd -> CompletedProcess (text, or bytes if raw).
+        A command that hangs fails with what pyboxd and its children were doing."""
+        try:
+            return subprocess.run([DOCKER, *args], input=input, env=env or self.cli_env,
+                                  capture_output=True, text=not raw, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            try:
+                os.kill(self.process.pid, signal.SIGUSR1)  # its threads' stacks, to the log
+                time.sleep(1)
+            except OSError:
+                pass
+            raise AssertionError(f"docker {' '.join(args)}: no answer in {timeout} s\n"
+                                 f"pyboxd's log:\n{self.log_tail(6000)}\n"
+                                 f"its processes:\n{self._process_tree()}") from e
+
+    def _process_tree(self):
+        ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,wchan:32,etime,args", "--forest"],
+                            capture_output=True, text=True).stdout
+        return "\n".join(line[:240] for line in ps.splitlines()
+                         if self.exec_root in line or self.base in line or "pybox" in line)
 
     def ok(self, *args, **kw):
         """docker ... that must succeed; -> its stdout."""

@@ -102,6 +102,10 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # as dockerd's SIGUSR1: every thread's stack into the log, for a daemon that hangs
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     sys.stderr.write(f"pyboxd {__version__}: serving {', '.join(paths)}\n")
     sys.stderr.flush()
     try:
