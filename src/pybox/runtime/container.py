@@ -371,7 +371,10 @@ class Container:
             mgr.kill_all(9)  # thaws a paused cgroup as part of kill_all
         pid = self.pid
         if pid and self.init_alive():
-            signal_process(pid, self.record.get("pid_start"), 9)
+            try:
+                signal_process(pid, self.record.get("pid_start"), 9)
+            except InvalidState:
+                return  # gone meanwhile (the cgroup's kill reached it first): the goal
             wait_for_exit(pid, self.record.get("pid_start"), timeout=10)
 
     def destroy_resources(self):
