@@ -107,13 +107,7 @@ def register(router, engine):
         with tempfile.TemporaryFile(dir=images.root) as tmp:
             images.save(names, tmp)
             tmp.seek(0)
-            write, end = resp.stream(200, "application/x-tar")
-            while True:
-                chunk = tmp.read(1 << 20)
-                if not chunk:
-                    break
-                write(chunk)
-            end()
+            resp.stream_file(tmp, "application/x-tar")
 
     @r.route("GET", "/images/get")
     def save_many(req, resp):

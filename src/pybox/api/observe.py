@@ -65,13 +65,7 @@ def register(router, engine):
             with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
                 engine.images.images.export(c.id, tmp)
                 tmp.seek(0)
-                write, end = resp.stream(200, "application/octet-stream")
-                while True:
-                    chunk = tmp.read(1 << 20)
-                    if not chunk:
-                        break
-                    write(chunk)
-                end()
+                resp.stream_file(tmp, "application/octet-stream")
 
     @r.route("POST", "/commit")
     def commit(req, resp):
@@ -111,13 +105,7 @@ def register(router, engine):
             with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
                 archive.write_tar(host, name, tmp, idmap=engine.images.rootfs_idmap(c.id))
                 tmp.seek(0)
-                write, end = resp.stream(200, "application/x-tar", headers=[header])
-                while True:
-                    chunk = tmp.read(1 << 20)
-                    if not chunk:
-                        break
-                    write(chunk)
-                end()
+                resp.stream_file(tmp, "application/x-tar", headers=[header])
         finally:
             view.__exit__(None, None, None)
 

@@ -231,6 +231,17 @@ class Response:
 
         return write, end
 
+    def stream_file(self, f, content_type, headers=()):
+        """A 200 whose body is the open file ``f`` from its current position
+        (a tar made in a temporary file), sent in 1 MiB chunks."""
+        write, end = self.stream(200, content_type, headers=headers)
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            write(chunk)
+        end()
+
     def hijack(self, content_type):
         """101 UPGRADED, then the raw socket (h11 is done with this connection).
         Returns (socket, bytes already received after the request)."""
