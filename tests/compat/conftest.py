@@ -36,6 +36,8 @@ import pytest
 
 from pybox.images.rootfs import build_busybox_rootfs
 
+from clients.dockerd import pids_mentioning  # (one copy, with the private dockerd's)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(os.path.dirname(HERE)), "src")
 IMAGE = "localhost/pybox-compat-busybox:latest"
@@ -447,27 +449,11 @@ def _stop_dockerd(daemon, base):
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
-    for pid in _pids_mentioning(base):
+    for pid in pids_mentioning(base):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-
-
-def _pids_mentioning(text):
-    """Processes whose command line mentions ``text`` (our private directory:
-    containerd --config BASE/..., containerd-shim -address BASE/...)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    out.append(int(entry))
-        except OSError:
-            pass
-    return out
 
 
 # -- what the host sees of a container ------------------------------------------------------
