@@ -51,3 +51,23 @@ def load_manager(saved, *, fs=None):
     from pybox.cgroups.base import load_manager as _load
 
     return _load(saved, fs=fs)
+
+
+def blkio_weight_support(layout=None) -> tuple[bool, bool]:
+    """(weight, weight_device): whether this kernel can take a proportional block
+    io weight, as dockerd's sysinfo decides before it discards one with a
+    warning.  Current kernels have no CFQ, so v1 offers blkio.weight only with
+    BFQ's blkio.bfq.weight; on v2 the io controller must be available."""
+    import os
+
+    layout = layout or detect_layout()
+    blkio = layout.v1.get("blkio")
+    if blkio is not None:
+        def has(*names: str) -> bool:
+            return any(os.path.exists(os.path.join(blkio.mountpoint, n)) for n in names)
+        return (has("blkio.weight", "blkio.bfq.weight"),
+                has("blkio.weight_device", "blkio.bfq.weight_device"))
+    unified = layout.unified
+    if unified is not None and "io" in unified.controllers:
+        return True, True
+    return False, False
