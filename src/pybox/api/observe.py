@@ -96,18 +96,15 @@ def register(router, engine):
         path = req.arg("path")
         if not path:
             raise BadRequest("path is required")
-        view, host, name = archive.resolve_for_read(engine, c, path)
-        try:
-            header = ("X-Docker-Container-Path-Stat", archive.stat_header(host, name))
+        with archive.PathSource(engine, c, path) as source:
+            header = ("X-Docker-Container-Path-Stat", source.header())
             if head:
                 resp.send(200, headers=[header])
                 return
-            with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
-                archive.write_tar(host, name, tmp, idmap=engine.images.rootfs_idmap(c.id))
-                tmp.seek(0)
-                resp.stream_file(tmp, "application/x-tar", headers=[header])
-        finally:
-            view.__exit__(None, None, None)
+            # streamed as it is read from the container (as dockerd)
+            write, end = resp.stream(200, "application/x-tar", headers=[header])
+            source.write_tar(write)
+            end()
 
     r.add("HEAD", "/containers/{id}/archive", lambda req, resp, id: _stat(req, resp, id, True))
     r.add("GET", "/containers/{id}/archive", lambda req, resp, id: _stat(req, resp, id, False))
@@ -118,12 +115,10 @@ def register(router, engine):
         path = req.arg("path")
         if not path:
             raise BadRequest("path is required")
-        with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
-            for chunk in req.body_chunks():
-                tmp.write(chunk)
-            tmp.seek(0)
-            archive.extract(engine, c, path, tmp,
-                            no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"))
+        # the body is extracted as it arrives, never held whole
+        archive.extract(engine, c, path, req.body_chunks(),
+                        no_overwrite_dir_non_dir=req.flag("noOverwriteDirNonDir"),
+                        copy_uid_gid=req.flag("copyUIDGID"))
         resp.send(200)
 
     @r.route("POST", "/containers/prune")

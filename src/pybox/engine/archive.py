@@ -1,19 +1,52 @@
 """docker cp: the container archive endpoints (HEAD/GET/PUT /containers/ID/archive).
 
-Paths are the container's: they are resolved inside its root filesystem the way
-the container itself would see them -- symlinks followed but never out of the
-root (secure_join), and paths under a volume or bind mount going to that
-mount's host directory.  A stopped container's rootfs is mounted for the
-duration of the call.  The stat header is docker's: base64 JSON with a Go
-os.FileMode ``mode`` and an RFC3339Nano ``mtime``.
+Every path is the container's and is resolved by the kernel inside the
+container's own view (pybox.engine.rootview): the root fd of its mount view --
+/proc/PID/root of a running container, a private mount namespace holding the
+rootfs with its volumes, binds and /etc files for a stopped one -- and
+``openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)``.  From the directory fd so
+obtained nothing is opened by a host path string built from container data:
+a tree is walked one component at a time with ``O_NOFOLLOW`` relative to its
+parent's fd, a regular file is opened ``O_PATH`` and reopened for reading only
+once fstat says it is one (a device node swapped in is never opened), and an
+archive is extracted member by member relative to the destination's fd.  A
+container that changes its tree during a copy can change what it gets, never
+reach a host file.
+
+Extraction follows moby's archive.Unpack: a member's name is cleaned and taken
+relative to the destination whatever it is (``/tmp/x`` lands at DEST/tmp/x); a
+name, hard link or symlink target that climbs out of the destination is refused
+(400); the parent of a member is opened beneath the destination without
+leaving it (a member through a symlink that points out of the destination is
+refused too: a member never lands outside the destination directory); missing
+parents are made 0755 for the container's root; an existing entry is replaced
+unless both are directories (``noOverwriteDirNonDir`` refuses a directory
+swapped for a non-directory and back); a hard link only to a file inside the
+destination; symlinks stored as given; devices, fifos, owners (numeric, shifted
+through --userns-remap's maps), modes, mtimes (directories' last) and
+``SCHILY.xattr`` records applied as docker does.  ``copyUIDGID`` (docker cp -a)
+gives everything to the container's Config.User, looked up in its own
+/etc/passwd.  The body is read as it arrives (the tar is never held whole).
+
+The stat header is docker's: base64 JSON with a Go os.FileMode ``mode`` and an
+RFC3339Nano ``mtime``.  A GET streams the tar straight to the client.
 """
+
+from __future__ import annotations
 
 import base64
 import os
+import posixpath
+import shutil
 import stat as st
 import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from pybox.errors import BadRequest, NotFound
+from pybox.engine import rootview
+from pybox.engine.rootview import MountedRootfs as RootView  # noqa: F401 (export, commit)
+from pybox.errors import BadRequest, NotFound, PyboxError
+from pybox.linux import constants as C
 from pybox.linux.idmap import OVERFLOW_ID, map_id
 from pybox.oci import fastjson
 
@@ -27,8 +60,50 @@ GO_SETGID = 1 << 22
 GO_CHARDEV = 1 << 21
 GO_STICKY = 1 << 20
 
+O_PATH = C.O_PATH
+O_CLOEXEC = os.O_CLOEXEC
+BENEATH = C.RESOLVE_BENEATH | C.RESOLVE_NO_MAGICLINKS
+FLUSH_AT = 1 << 20  # GET: bytes gathered before a write to the client
+CHUNK = 1 << 20  # file data read or written at once
+TAR_BUFSIZE = 32 << 10  # PUT: what tarfile's stream reads from the body at once
+DIR_CACHE = 64  # PUT: directory fds kept open for the next members
+XATTR_PAX_PREFIX = "SCHILY.xattr."
+# ENOENT, ENOTDIR, EEXIST, EXDEV, ELOOP, ENOTEMPTY: what a container changing
+# its tree under an extraction makes the next step fail with (400, not 500)
+RACED = frozenset({2, 20, 17, 18, 40, 39})
 
-def go_file_mode(mode):
+
+# Kernel filesystems a container may have mounted (procfs, sysfs, cgroupfs,
+# devpts, mqueue, ...): not the container's files.  docker's cp view never has
+# them (only the rootfs and the volumes); here they are in the container's
+# mount view, so a copy stops at them: their files are neither read nor
+# written by the daemon on the container's behalf.
+KERNEL_FILESYSTEMS = frozenset({
+    0x9FA0,  # proc
+    0x62656572,  # sysfs
+    0x27E0EB,  # cgroup
+    0x63677270,  # cgroup2
+    0x1CD1,  # devpts
+    0x19800202,  # mqueue
+    0x73636673,  # securityfs
+    0x64626720,  # debugfs
+    0x74726163,  # tracefs
+    0xCAFE4A11,  # bpf
+    0x65735543,  # fusectl
+    0x62656570,  # configfs
+    0x6165676C,  # pstore
+    0xDE5E81E4,  # efivarfs
+    0x42494E4D,  # binfmt_misc
+    0xF97CFF8C,  # selinuxfs
+    0x6E736673,  # nsfs
+})
+
+
+def on_kernel_fs(fd: int) -> bool:
+    return rootview.fs_type(fd) in KERNEL_FILESYSTEMS
+
+
+def go_file_mode(mode: int) -> int:
     out = mode & 0o777
     if st.S_ISDIR(mode):
         out |= GO_DIR
@@ -51,198 +126,737 @@ def go_file_mode(mode):
     return out
 
 
-class RootView:
-    """A container's filesystem from the host, while the context is open."""
-
-    def __init__(self, engine, c):
-        self.engine = engine
-        self.c = c
-        self.mounted_here = False
-
-    def __enter__(self):
-        images = self.engine.images
-        if self.c.state.get("Running"):
-            self.root = images.images.rootfs_path(self.c.id)
-        else:
-            self.root = images.mount_rootfs(self.c.id)
-            self.mounted_here = True
-        return self
-
-    def __exit__(self, *exc):
-        if self.mounted_here:
-            try:
-                self.engine.images.unmount_rootfs(self.c.id)
-            except Exception:  # noqa: BLE001
-                pass
-
-    def mounts(self):
-        """The container's mounts as {Destination, Type, Source, RW}: Mounts, and
-        the --tmpfs ones (HostConfig.Tmpfs)."""
-        out = list(self.c.record.get("Mounts") or ())
-        for dest, opts in (self.c.record["HostConfig"].get("Tmpfs") or {}).items():
-            out.append({"Destination": dest, "Type": "tmpfs", "Source": "",
-                        "RW": "ro" not in (opts or "").split(",")})
-        return out
-
-    def mount_for(self, path):
-        """The mount ``path`` (clean, absolute) is under, or None (the rootfs).
-        A tmpfs exists only while the container runs: stopped, its path is the
-        root filesystem's (as docker's cp sees it)."""
-        running = self.c.state.get("Running") and self.c.state.get("Pid")
-        best = None
-        for m in self.mounts():
-            if m["Type"] == "tmpfs" and not running:
-                continue
-            dest = m["Destination"]
-            if path == dest or path.startswith(dest.rstrip("/") + "/"):
-                if best is None or len(dest) > len(best["Destination"]):
-                    best = m
-        return best
-
-    def check_writable(self, path):
-        """docker's refusals for a copy into a read-only place (400)."""
-        from pybox.runtime.rootfs import clean_path
-
-        m = self.mount_for(clean_path(path if path.startswith("/") else "/" + path))
-        if m is None and self.c.record["HostConfig"].get("ReadonlyRootfs"):
-            raise BadRequest("container rootfs is marked read-only")
-        if m is not None and not m.get("RW", True):
-            raise BadRequest("mounted volume is marked read-only")
-
-    def host_path(self, path, follow_last=True):
-        """The host path for the container path ``path`` (mounts honoured; a
-        tmpfs, which only the container's mount namespace has, through
-        /proc/PID/root -- its Source is empty, and the path under it in the
-        rootfs is a different, hidden directory)."""
-        from pybox.runtime.rootfs import clean_path, secure_join
-
-        path = clean_path(path if path.startswith("/") else "/" + path)
-        best = self.mount_for(path)
-        if best is not None and best["Type"] == "tmpfs":
-            base = secure_join(f"/proc/{self.c.state['Pid']}/root", best["Destination"])
-            rest = path[len(best["Destination"]):]
-        elif best is not None:
-            base = best["Source"]
-            rest = path[len(best["Destination"]):]
-        else:
-            base, rest = self.root, path
-        if follow_last:
-            return secure_join(base, rest)
-        parent, name = os.path.split(rest)
-        return os.path.join(secure_join(base, parent), name) if name else secure_join(base, rest)
+def clean_path(path: str) -> str:
+    """The container path ``path`` lexically cleaned and absolute ('..' never
+    above '/', and no POSIX '//' prefix kept)."""
+    return posixpath.normpath("/" + path.lstrip("/"))
 
 
-def stat_header(path, name):
-    s = os.lstat(path)
+def _proc_fd(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def _reopen(fd: int, flags: int) -> int:
+    """Open again, with real access, the inode an O_PATH fd holds (no path
+    walk that anything could redirect)."""
+    return os.open(_proc_fd(fd), flags | O_CLOEXEC)
+
+
+# -- mounts and the read-only checks ---------------------------------------------------------
+def container_mounts(c: Any) -> list[dict[str, Any]]:
+    """The container's mounts as {Destination, Type, Source, RW}: Mounts, and
+    the --tmpfs ones (HostConfig.Tmpfs)."""
+    out = list(c.record.get("Mounts") or ())
+    for dest, opts in (c.record["HostConfig"].get("Tmpfs") or {}).items():
+        out.append({"Destination": dest, "Type": "tmpfs", "Source": "",
+                    "RW": "ro" not in (opts or "").split(",")})
+    return out
+
+
+def mount_for(c: Any, running: bool, path: str) -> dict[str, Any] | None:
+    """The mount ``path`` (clean, absolute) is under, or None (the rootfs).
+    A tmpfs exists only while the container runs: stopped, its path is the
+    root filesystem's (as docker's cp sees it)."""
+    best = None
+    for m in container_mounts(c):
+        if m["Type"] == "tmpfs" and not running:
+            continue
+        dest = m["Destination"]
+        if path == dest or path.startswith(dest.rstrip("/") + "/"):
+            if best is None or len(dest) > len(best["Destination"]):
+                best = m
+    return best
+
+
+def check_writable(c: Any, running: bool, path: str) -> None:
+    """docker's refusals for a copy into a read-only place (400).  The kernel
+    enforces the same through the view's read-only mounts; this gives docker's
+    words first."""
+    m = mount_for(c, running, clean_path(path))
+    if m is None and c.record["HostConfig"].get("ReadonlyRootfs"):
+        raise BadRequest("container rootfs is marked read-only")
+    if m is not None and not m.get("RW", True):
+        raise BadRequest("mounted volume is marked read-only")
+
+
+# -- GET and HEAD ------------------------------------------------------------------------------
+def stat_header(fd: int, s: os.stat_result, name: str) -> str:
     from pybox.monitor.jsonlog import rfc3339_nano
 
+    link = os.readlink("", dir_fd=fd) if st.S_ISLNK(s.st_mode) else ""
     doc = {"name": name, "size": s.st_size, "mode": go_file_mode(s.st_mode),
-           "mtime": rfc3339_nano(s.st_mtime_ns),
-           "linkTarget": os.readlink(path) if st.S_ISLNK(s.st_mode) else ""}
+           "mtime": rfc3339_nano(s.st_mtime_ns), "linkTarget": link}
     return base64.b64encode(fastjson.dumps(doc).encode()).decode()
 
 
-def resolve_for_read(engine, c, path):
-    """(RootView, host path, name) or NotFound with docker's message."""
-    view = RootView(engine, c).__enter__()
-    try:
-        trailing_dot = path.endswith("/.")
-        host = view.host_path(path, follow_last=path.endswith("/") or trailing_dot)
-        if not os.path.lexists(host):
-            raise NotFound(f"Could not find the file {path} in container {c.name}")
+class PathSource:
+    """A container path opened for HEAD/GET, for the time of the context:
+    ``header()`` is docker's X-Docker-Container-Path-Stat, ``write_tar(write)``
+    streams the tar (a directory with its tree)."""
+
+    def __init__(self, engine: Any, c: Any, path: str):
+        self.engine = engine
+        self.c = c
+        self.path = path
+        self.fd = -1
+        self._root = None
+
+    def __enter__(self) -> PathSource:
+        self._root = rootview.container_root(self.engine, self.c)
+        root = self._root.__enter__()
+        try:
+            self._open(root.fd)
+        except BaseException:
+            self._root.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self._root.__exit__(None, None, None)
+
+    def _open(self, root_fd: int) -> None:
+        path = self.path
+        # docker: a trailing "/" or "/." follows a final symlink, else it is
+        # the symlink itself that is copied
+        follow = path.endswith("/") or path.endswith("/.")
+        clean = clean_path(path)
+        if path.endswith("/") and clean != "/":
+            clean += "/"  # the kernel then refuses a non-directory
+        try:
+            self.fd = rootview.open_in_root(root_fd, clean, O_PATH | (0 if follow else
+                                                                       os.O_NOFOLLOW))
+        except OSError as e:
+            if e.errno in (2, 20, 40):  # ENOENT, ENOTDIR, ELOOP
+                raise NotFound(f"Could not find the file {path} in container "
+                               f"{self.c.name}") from None
+            raise PyboxError(f"resolving {path} in container {self.c.name}: "
+                             f"{e.strerror}") from None
+        if on_kernel_fs(self.fd):
+            raise NotFound(f"Could not find the file {path} in container {self.c.name}")
+        self.stat = os.fstat(self.fd)
         name = os.path.basename(path.rstrip("/")) or "/"
         if path.rstrip("/") == "":
             name = "/"
-        return view, host, name
-    except BaseException:
-        view.__exit__(None, None, None)
-        raise
+        self.name = name
+
+    def header(self) -> str:
+        return stat_header(self.fd, self.stat, self.name)
+
+    def write_tar(self, write: Callable[[bytes], Any]) -> None:
+        idmap = self.engine.images.rootfs_idmap(self.c.id)
+        out = _TarWriter(write, idmap)
+        arcname = "." if self.name == "/" else self.name
+        s = self.stat
+        if st.S_ISDIR(s.st_mode):
+            dfd = _reopen(self.fd, os.O_RDONLY | os.O_DIRECTORY)
+            out.add_dir_tree(dfd, arcname)
+        elif st.S_ISREG(s.st_mode):
+            out.add_file_fd(self.fd, arcname)
+        else:
+            out.add_other(self.fd, "", arcname, s)
+        out.close()
 
 
-def write_tar(host, name, out, idmap=None):
-    """Stream a tar of ``host`` named ``name`` (a directory brings its tree).
-    ``idmap`` (a --userns-remap container): owners as the container sees them."""
-    def to_container(info):
-        uid, gid = map_id(idmap["uid"], info.uid, False), map_id(idmap["gid"], info.gid, False)
-        info.uid = OVERFLOW_ID if uid is None else uid
-        info.gid = OVERFLOW_ID if gid is None else gid
+class _TarWriter:
+    """A tar written from fds only: PAX headers (docker's), numeric owners
+    (shifted back through --userns-remap's maps), whole-second mtimes,
+    security.capability, hard links within the archive."""
+
+    def __init__(self, write: Callable[[bytes], Any], idmap: dict | None):
+        self.write = write
+        self.idmap = idmap
+        self.buf = bytearray()
+        self.seen: dict[tuple[int, int], str] = {}
+
+    # -- output --
+    def _emit(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.write(bytes(self.buf))
+            self.buf.clear()
+
+    def close(self) -> None:
+        self._emit(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+        self.flush()
+
+    def _header(self, name: str, s: os.stat_result, kind: bytes, size: int = 0,
+                linkname: str = "", pax: dict[str, str] | None = None) -> None:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.mode = st.S_IMODE(s.st_mode)
+        uid, gid = s.st_uid, s.st_gid
+        if self.idmap:
+            uid = map_id(self.idmap["uid"], uid, False)
+            gid = map_id(self.idmap["gid"], gid, False)
+            uid = OVERFLOW_ID if uid is None else uid
+            gid = OVERFLOW_ID if gid is None else gid
+        info.uid, info.gid = uid, gid
         info.uname = info.gname = ""
-        return info
+        info.mtime = s.st_mtime_ns // 1_000_000_000
+        info.size = size
+        info.linkname = linkname
+        if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            info.devmajor, info.devminor = os.major(s.st_rdev), os.minor(s.st_rdev)
+        if pax:
+            info.pax_headers = pax
+        self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
 
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        arcname = "." if name == "/" else name
-        tar.add(host, arcname=arcname, recursive=True,
-                filter=to_container if idmap else None)
-
-
-def resolve_within(root, rel, max_links=40):
-    """``root``/``rel`` with the symlinks under root followed, or None when that
-    leaves root (an absolute link, '..' above it, a loop).  root itself is taken
-    as it is: it may be /proc/PID/root/..., whose magic link realpath would
-    resolve to the host's "/"."""
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    parts.reverse()
-    done = []
-    links = 0
-    while parts:
-        comp = parts.pop()
-        if comp == "..":
-            if not done:
-                return None
-            done.pop()
-            continue
-        candidate = os.path.join(root, *done, comp)
+    # -- entries --
+    def add_dir_tree(self, dfd: int, arcname: str) -> None:
+        """The directory open as ``dfd`` (taken over) and everything below it,
+        depth first in name order; each child opened from its parent's fd
+        without following a symlink.  An entry that vanishes or changes type
+        while we look is left out or taken as what it now is."""
+        self._header(arcname, os.fstat(dfd), tarfile.DIRTYPE)
+        stack: list[tuple[int, str, Iterator[str]]] = []
         try:
-            s = os.lstat(candidate)
+            stack.append((dfd, arcname, iter(sorted(os.listdir(dfd)))))
         except OSError:
-            done.append(comp)
-            continue
-        if st.S_ISLNK(s.st_mode):
-            links += 1
-            link = os.readlink(candidate)
-            if links > max_links or link.startswith("/"):
-                return None
-            parts.extend(reversed([p for p in link.split("/") if p not in ("", ".")]))
-            continue
-        done.append(comp)
-    return os.path.join(root, *done)
+            os.close(dfd)
+            return
+        try:
+            while stack:
+                dfd, arc, names = stack[-1]
+                name = next(names, None)
+                if name is None:
+                    os.close(dfd)
+                    stack.pop()
+                    continue
+                child = f"{arc}/{name}"
+                try:
+                    s = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.S_ISDIR(s.st_mode):
+                    try:
+                        cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                      | O_CLOEXEC, dir_fd=dfd)
+                    except OSError:
+                        continue
+                    try:
+                        self._header(child, os.fstat(cfd), tarfile.DIRTYPE)
+                        # a kernel filesystem mounted here: its mount point only
+                        entries = iter(() if on_kernel_fs(cfd) else sorted(os.listdir(cfd)))
+                    except OSError:
+                        os.close(cfd)
+                        continue
+                    stack.append((cfd, child, entries))
+                elif st.S_ISSOCK(s.st_mode):
+                    continue  # tar cannot hold one (docker skips them too)
+                else:
+                    try:
+                        pfd = os.open(name, O_PATH | os.O_NOFOLLOW | O_CLOEXEC, dir_fd=dfd)
+                    except OSError:
+                        continue
+                    try:
+                        self.add_file_fd(pfd, child)
+                    finally:
+                        os.close(pfd)
+        finally:
+            for dfd, _, _ in stack:
+                os.close(dfd)
+
+    def add_file_fd(self, pfd: int, arcname: str) -> None:
+        """An entry from its O_PATH fd: a regular file is reopened for reading
+        (through the fd, after fstat said it is one); others are headers."""
+        s = os.fstat(pfd)
+        if not st.S_ISREG(s.st_mode):
+            if not st.S_ISDIR(s.st_mode) and not st.S_ISSOCK(s.st_mode):
+                self.add_other(pfd, "", arcname, s)
+            return
+        if s.st_nlink > 1:
+            key = (s.st_dev, s.st_ino)
+            first = self.seen.get(key)
+            if first is not None:
+                self._header(arcname, s, tarfile.LNKTYPE, linkname=first)
+                return
+            self.seen[key] = arcname
+        try:
+            rfd = _reopen(pfd, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            pax = None
+            try:
+                cap = os.getxattr(rfd, "security.capability")
+                pax = {XATTR_PAX_PREFIX + "security.capability":
+                       cap.decode("utf-8", "surrogateescape")}
+            except OSError:
+                pass
+            size = s.st_size
+            self._header(arcname, s, tarfile.REGTYPE, size=size, pax=pax)
+            self._copy_data(rfd, size)
+        finally:
+            os.close(rfd)
+
+    def _copy_data(self, rfd: int, size: int) -> None:
+        """Exactly ``size`` bytes (the header's): a file that shrank meanwhile
+        is padded with zeros, one that grew is cut (as GNU tar)."""
+        left = size
+        if size >= FLUSH_AT:
+            self.flush()
+        while left > 0:
+            data = os.read(rfd, min(left, CHUNK))
+            if not data:
+                data = tarfile.NUL * min(left, CHUNK)
+            left -= len(data)
+            if size >= FLUSH_AT:
+                self.write(data)
+            else:
+                self.buf += data
+        pad = -size % tarfile.BLOCKSIZE
+        if pad:
+            self.buf += tarfile.NUL * pad
+        if len(self.buf) >= FLUSH_AT:
+            self.flush()
+
+    def add_other(self, fd: int, name: str, arcname: str, s: os.stat_result) -> None:
+        """A symlink, device or fifo (``name`` relative to ``fd``, or "" for
+        the O_PATH fd itself); never opened."""
+        mode = s.st_mode
+        if st.S_ISLNK(mode):
+            try:
+                target = os.readlink(name, dir_fd=fd)
+            except OSError:
+                return
+            self._header(arcname, s, tarfile.SYMTYPE, linkname=target)
+        elif st.S_ISCHR(mode):
+            self._header(arcname, s, tarfile.CHRTYPE)
+        elif st.S_ISBLK(mode):
+            self._header(arcname, s, tarfile.BLKTYPE)
+        elif st.S_ISFIFO(mode):
+            self._header(arcname, s, tarfile.FIFOTYPE)
 
 
-def extract(engine, c, path, stream, no_overwrite_dir_non_dir=False):
-    """PUT: extract a tar into the directory ``path`` of the container."""
+# -- PUT ------------------------------------------------------------------------------------------
+class _ChunkReader:
+    """A read()able file over the request body's chunks, for tarfile's stream
+    mode: the body is consumed as the extraction goes."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self.chunks = iter(chunks)
+        self.pending = b""
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            out = b"".join([self.pending, *self.chunks])
+            self.pending = b""
+            return out
+        if len(self.pending) >= size:
+            out, self.pending = self.pending[:size], self.pending[size:]
+            return out
+        parts, have = [self.pending], len(self.pending)
+        while have < size:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        out, self.pending = data[:size], data[size:]
+        return out
+
+
+def member_path(name: str) -> str | None:
+    """A member's name relative to the destination ("" for itself), as moby's
+    Unpack: cleaned, an absolute name taken below the destination, None when
+    it climbs out ('../x')."""
+    clean = posixpath.normpath(name) if name else "."
+    if clean.startswith("/"):
+        clean = posixpath.normpath("/" + clean.lstrip("/")).lstrip("/") or "."
+    if clean == ".":
+        return ""
+    if clean == ".." or clean.startswith("../"):
+        return None
+    return clean
+
+
+def _inside(base: str, rel: str) -> bool:
+    """Is the clean path ``rel`` (relative to the destination, '..' allowed)
+    inside the destination ``base`` (clean, absolute)?  moby's HasPrefix check
+    of a link target joined to the destination."""
+    full = posixpath.normpath(posixpath.join(base, rel))
+    return full == base or full.startswith(base.rstrip("/") + "/")
+
+
+class _Extractor:
+    """Members of one archive into the destination directory fd."""
+
+    def __init__(self, dest_fd: int, dest_path: str, idmap: dict | None,
+                 owner: tuple[int, int] | None, no_overwrite_dir_non_dir: bool):
+        self.dest = dest_fd
+        self.dest_path = clean_path(dest_path)
+        self.idmap = idmap
+        self.owner = owner  # copyUIDGID: every entry's owner (container ids)
+        self.no_overwrite = no_overwrite_dir_non_dir
+        self.dirs: dict[str, int] = {}  # relative path -> open directory fd
+        self.dir_times: list[tuple[str, int]] = []
+        self.current = ""  # the member being extracted (for errors)
+        self.root_ids = (0, 0)
+        if idmap:
+            self.root_ids = (idmap["uid"][0][1], idmap["gid"][0][1])
+
+    def close(self) -> None:
+        for fd in self.dirs.values():
+            os.close(fd)
+        self.dirs.clear()
+
+    # -- directories --
+    def _forget(self, rel: str) -> None:
+        """Drop cached fds of ``rel`` and below (it was removed or replaced)."""
+        for key in [k for k in self.dirs if k == rel or k.startswith(rel + "/")]:
+            os.close(self.dirs.pop(key))
+
+    def _remember(self, rel: str, fd: int) -> int:
+        if rel in self.dirs:
+            os.close(self.dirs.pop(rel))
+        self.dirs[rel] = fd
+        return fd
+
+    def _trim(self) -> None:
+        """Close the least recently used directory fds.  Only between members:
+        within one, the fds it holds (its parent's) stay open."""
+        while len(self.dirs) > DIR_CACHE:
+            os.close(self.dirs.pop(next(iter(self.dirs))))
+
+    def dir_fd(self, rel: str, create: bool = True) -> int:
+        """The fd of directory ``rel`` below the destination, opened beneath
+        it (a symlink out of the destination, or '..' above it, refused);
+        missing parents made as docker's createImpliedDirectories."""
+        if rel == "":
+            return self.dest
+        fd = self.dirs.pop(rel, None)
+        if fd is not None:
+            self.dirs[rel] = fd  # most recently used last
+            return fd
+        try:
+            fd = rootview.open_in_root(self.dest, rel, O_PATH | os.O_DIRECTORY,
+                                       resolve=BENEATH)
+        except OSError as e:
+            if e.errno == 2 and create:
+                parent, name = posixpath.split(rel)
+                pfd = self.dir_fd(parent)
+                try:
+                    os.mkdir(name, 0o755, dir_fd=pfd)
+                    os.chown(name, *self.root_ids, dir_fd=pfd, follow_symlinks=False)
+                except FileExistsError:
+                    pass
+                fd = rootview.open_in_root(pfd, name, O_PATH | os.O_DIRECTORY,
+                                           resolve=BENEATH | C.RESOLVE_NO_SYMLINKS)
+            elif e.errno in (18, 40):  # EXDEV, ELOOP: a link out of the destination
+                raise BadRequest(f"invalid tar member path {rel!r}: it leaves "
+                                 f"{self.dest_path}") from None
+            elif e.errno == 20:
+                raise BadRequest(f"invalid tar member path {rel!r}: not a directory") from None
+            else:
+                raise
+        if on_kernel_fs(fd):
+            os.close(fd)
+            raise BadRequest(f"invalid tar member path {rel!r}: a kernel filesystem "
+                             "(not the container's files)")
+        return self._remember(rel, fd)
+
+    # -- owners --
+    def _ids(self, member: tarfile.TarInfo) -> tuple[int, int]:
+        uid, gid = self.owner if self.owner is not None else (member.uid, member.gid)
+        if self.idmap:  # the tar's owners are the container's: shifted to host ids
+            huid, hgid = map_id(self.idmap["uid"], uid), map_id(self.idmap["gid"], gid)
+            uid = self.root_ids[0] if huid is None else huid
+            gid = self.root_ids[1] if hgid is None else hgid
+        return uid, gid
+
+    # -- members --
+    def extract(self, tar: tarfile.TarFile) -> None:
+        for member in tar:
+            self.member(tar, member)
+        for rel, ns in self.dir_times:
+            parent, name = posixpath.split(rel)
+            try:
+                os.utime(name, ns=(ns, ns), dir_fd=self.dir_fd(parent, create=False),
+                         follow_symlinks=False)
+            except (OSError, BadRequest):
+                pass  # gone or moved by the container meanwhile
+
+    def member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        self._trim()
+        self.current = member.name
+        rel = member_path(member.name)
+        if rel is None:
+            raise BadRequest(f"invalid tar member {member.name!r}: it escapes "
+                             f"{self.dest_path}")
+        if rel == "":
+            if member.isdir():
+                return  # docker: the destination itself is never replaced
+            raise BadRequest(f"invalid tar member {member.name!r}: it would replace "
+                             f"{self.dest_path}")
+        kind = member.type
+        if not (member.isdir() or member.isreg() or member.issym() or member.islnk()
+                or member.ischr() or member.isblk() or member.isfifo()):
+            raise BadRequest(f"unhandled tar header type {kind!r} ({member.name!r})")
+        parent, name = posixpath.split(rel)
+        pfd = self.dir_fd(parent)
+        try:
+            existing = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None:
+            is_dir = st.S_ISDIR(existing.st_mode)
+            where = posixpath.join(self.dest_path, rel)
+            if self.no_overwrite and is_dir and not member.isdir():
+                raise BadRequest(f"cannot overwrite directory {where!r} with non-directory "
+                                 f"{self.dest_path!r}")
+            if self.no_overwrite and not is_dir and member.isdir():
+                raise BadRequest(f"cannot overwrite non-directory {where!r} with directory "
+                                 f"{self.dest_path!r}")
+            if not (is_dir and member.isdir()):
+                self._remove(pfd, name, is_dir, rel)
+                existing = None
+        uid, gid = self._ids(member)
+        mtime_ns = int(member.mtime * 1_000_000_000)
+        if member.isdir():
+            self._dir(pfd, name, rel, member, uid, gid, existing is None)
+            self.dir_times.append((rel, mtime_ns))
+        elif member.isreg():
+            self._file(tar, pfd, name, member, uid, gid, mtime_ns)
+        elif member.issym():
+            # moby: filepath.Join(dir of the member, linkname) -- an absolute
+            # target joined like a relative one -- must stay in the destination
+            if not _inside(self.dest_path,
+                           posixpath.join(parent, member.linkname.lstrip("/"))):
+                raise BadRequest(f"invalid symlink {rel!r} -> {member.linkname!r}")
+            os.symlink(member.linkname, name, dir_fd=pfd)
+            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
+        elif member.islnk():
+            self._hardlink(pfd, name, rel, member, uid, gid, mtime_ns)
+        else:
+            if member.isfifo():
+                os.mkfifo(name, 0o600, dir_fd=pfd)
+            else:
+                kind_bits = st.S_IFCHR if member.ischr() else st.S_IFBLK
+                os.mknod(name, kind_bits | 0o600, os.makedev(member.devmajor, member.devminor),
+                         dir_fd=pfd)
+            self._set_meta(pfd, name, member, uid, gid, mtime_ns)
+
+    def _remove(self, pfd: int, name: str, is_dir: bool, rel: str) -> None:
+        """moby's RemoveAll of what is in a member's way (fd-relative, never
+        following a symlink)."""
+        self._forget(rel)
+        try:
+            if is_dir:
+                shutil.rmtree(name, dir_fd=pfd)
+            else:
+                os.unlink(name, dir_fd=pfd)
+        except FileNotFoundError:
+            pass
+
+    def _dir(self, pfd: int, name: str, rel: str, member: tarfile.TarInfo, uid: int,
+             gid: int, new: bool) -> None:
+        if new:
+            try:
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            except FileExistsError:
+                pass
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | O_CLOEXEC,
+                         dir_fd=pfd)
+        except OSError as e:
+            raise BadRequest(f"extracting {rel!r}: {e.strerror}") from None
+        if on_kernel_fs(fd):  # the mount point of /proc, /sys...: left as it is
+            os.close(fd)
+            return
+        self._remember(rel, fd)
+        os.chown(fd, uid, gid)
+        os.chmod(fd, member.mode & 0o7777)
+        self._xattrs(fd, member)
+
+    def _file(self, tar: tarfile.TarFile, pfd: int, name: str, member: tarfile.TarInfo,
+              uid: int, gid: int, mtime_ns: int) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | O_CLOEXEC
+        for _ in range(8):
+            try:
+                fd = os.open(name, flags, 0o600, dir_fd=pfd)
+                break
+            except FileExistsError:  # made meanwhile (by the container): replaced
+                try:
+                    os.unlink(name, dir_fd=pfd)
+                except IsADirectoryError:
+                    shutil.rmtree(name, dir_fd=pfd)
+                except FileNotFoundError:
+                    pass
+        else:
+            raise BadRequest(f"extracting {member.name!r}: the file keeps reappearing")
+        try:
+            if member.size:
+                src = tar.extractfile(member)
+                while True:
+                    data = src.read(CHUNK)
+                    if not data:
+                        break
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+            os.chown(fd, uid, gid)
+            os.chmod(fd, member.mode & 0o7777)  # after chown, which clears set-id bits
+            self._xattrs(fd, member)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(fd)
+
+    def _hardlink(self, pfd: int, name: str, rel: str, member: tarfile.TarInfo, uid: int,
+                  gid: int, mtime_ns: int) -> None:
+        """moby: the target is the member's linkname joined to the destination,
+        and must stay in it; here it is also opened beneath the destination, so
+        a symlink on the way cannot lead it out."""
+        target = member_path(member.linkname)
+        if not target:
+            raise BadRequest(f"invalid hardlink {rel!r} -> {member.linkname!r}")
+        tparent, tname = posixpath.split(target)
+        try:
+            tfd = self.dir_fd(tparent, create=False)
+            os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        except OSError as e:
+            raise BadRequest(f"invalid hardlink {rel!r} -> {member.linkname!r}: "
+                             f"{e.strerror}") from None
+        except BadRequest:
+            raise BadRequest(f"invalid hardlink {rel!r} -> {member.linkname!r}") from None
+        self._set_meta(pfd, name, member, uid, gid, mtime_ns)
+
+    def _set_meta(self, pfd: int, name: str, member: tarfile.TarInfo, uid: int, gid: int,
+                  mtime_ns: int) -> None:
+        """Owner, mode and times of an entry that is not opened for data (a
+        device, fifo or hard link): through an O_PATH fd, never by a path."""
+        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        fd = os.open(name, O_PATH | os.O_NOFOLLOW | O_CLOEXEC, dir_fd=pfd)
+        try:
+            if not st.S_ISLNK(os.fstat(fd).st_mode):
+                os.chmod(_proc_fd(fd), member.mode & 0o7777)
+        finally:
+            os.close(fd)
+        os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
+
+    @staticmethod
+    def _xattrs(fd: int, member: tarfile.TarInfo) -> None:
+        for key, value in (member.pax_headers or {}).items():
+            if not key.startswith(XATTR_PAX_PREFIX):
+                continue
+            try:
+                os.setxattr(fd, key[len(XATTR_PAX_PREFIX):],
+                            value.encode("utf-8", "surrogateescape"))
+            except OSError as e:
+                if e.errno not in (1, 95):  # EPERM, ENOTSUP: best effort, as moby
+                    raise
+
+
+def _lookup_user(root_fd: int, user: str) -> tuple[int, int]:
+    """docker's user spec (name|uid[:group|gid]) in the container's own
+    /etc/passwd and /etc/group (read through the confined root)."""
+    name, _, group = user.partition(":")
+
+    def table(path: str) -> list[list[str]]:
+        try:
+            data = read_file_in_root(root_fd, path, 4 << 20)
+        except OSError:
+            return []
+        return [line.split(":") for line in data.decode(errors="replace").splitlines()
+                if line and not line.startswith("#")]
+
+    uid = gid = 0
+    passwd = table("/etc/passwd")
+    if name.isdigit():
+        uid = int(name)
+        gid = next((int(e[3]) for e in passwd if len(e) > 3 and e[2] == name
+                    and e[3].isdigit()), 0)
+    elif name:
+        entry = next((e for e in passwd if len(e) > 3 and e[0] == name
+                      and e[2].isdigit() and e[3].isdigit()), None)
+        if entry is None:
+            raise BadRequest(f"unable to find user {name}: no matching entries in passwd file")
+        uid, gid = int(entry[2]), int(entry[3])
+    if group.isdigit():
+        gid = int(group)
+    elif group:
+        entry = next((e for e in table("/etc/group") if len(e) > 2 and e[0] == group
+                      and e[2].isdigit()), None)
+        if entry is None:
+            raise BadRequest(f"unable to find group {group}: no matching entries in group "
+                             "file")
+        gid = int(entry[2])
+    return uid, gid
+
+
+def read_file_in_root(root_fd: int, path: str, limit: int) -> bytes:
+    """A regular file of the container, at most ``limit`` bytes (anything else,
+    a device or fifo put there, is refused unopened: ENOENT)."""
+    pfd = rootview.open_in_root(root_fd, path, O_PATH)
+    try:
+        if not st.S_ISREG(os.fstat(pfd).st_mode):
+            raise FileNotFoundError(2, "not a regular file", path)
+        fd = _reopen(pfd, os.O_RDONLY)
+        try:
+            return os.read(fd, limit)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(pfd)
+
+
+def extract(engine: Any, c: Any, path: str, chunks: Iterable[bytes],
+            no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
+    """PUT: extract the tar arriving in ``chunks`` into the directory ``path``
+    of the container."""
     idmap = engine.images.rootfs_idmap(c.id)
-    with RootView(engine, c) as view:
-        view.check_writable(path)
-        target = view.host_path(path)
-        if not os.path.isdir(target):
-            if not os.path.lexists(target):
-                raise NotFound(f"Could not find the file {path} in container {c.name}")
-            raise BadRequest(f"extraction point is not a directory: {path}")
-        # target is symlink-free (host_path resolved it) and may be under
-        # /proc/PID/root (a tmpfs), which realpath would turn into the host's /
-        root_real = target
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
-            for member in tar:
-                name = member.name
-                dest = resolve_within(root_real, name)
-                if dest is None:
-                    raise BadRequest(f"invalid tar member {name!r}: it escapes {path}")
-                if no_overwrite_dir_non_dir and os.path.lexists(dest):
-                    existing_dir = os.path.isdir(dest) and not os.path.islink(dest)
-                    if existing_dir != member.isdir():
-                        kind = "directory" if existing_dir else "non-directory"
-                        raise BadRequest(f"cannot overwrite {kind} {name!r} with "
-                                         f"{'directory' if member.isdir() else 'non-directory'}")
-                if member.issym() or member.islnk():
-                    link = member.linkname
-                    if member.islnk():
-                        real = resolve_within(root_real, link)
-                        if real is None or real == root_real:
-                            raise BadRequest(f"invalid hard link {name!r} -> {link!r}")
-                if idmap:  # owners in the tar are the container's: shift them to host ids
-                    root_uid, root_gid = idmap["uid"][0][1], idmap["gid"][0][1]
-                    uid, gid = map_id(idmap["uid"], member.uid), map_id(idmap["gid"], member.gid)
-                    member.uid = root_uid if uid is None else uid
-                    member.gid = root_gid if gid is None else gid
-                kwargs = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
-                tar.extract(member, root_real, set_attrs=True, numeric_owner=True, **kwargs)
+    with rootview.container_root(engine, c) as root:
+        check_writable(c, root.running, path)
+        clean = clean_path(path)
+        try:
+            dest = rootview.open_in_root(root.fd, clean, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            if e.errno == 20:  # ENOTDIR: the path, or one on the way, is no directory
+                try:
+                    os.close(rootview.open_in_root(root.fd, clean, O_PATH))
+                except OSError:
+                    raise NotFound(f"Could not find the file {path} in container "
+                                   f"{c.name}") from None
+                raise BadRequest(f"extraction point is not a directory: {path}") from None
+            if e.errno in (2, 40):
+                raise NotFound(f"Could not find the file {path} in container "
+                               f"{c.name}") from None
+            raise PyboxError(f"resolving {path} in container {c.name}: {e.strerror}") from None
+        if on_kernel_fs(dest):
+            os.close(dest)
+            raise BadRequest(f"extraction point is a kernel filesystem (not the container's "
+                             f"files): {path}")
+        owner = None
+        user = c.record["Config"].get("User") or ""
+        if copy_uid_gid and user:
+            owner = _lookup_user(root.fd, user)
+        ex = _Extractor(dest, clean, idmap, owner, no_overwrite_dir_non_dir)
+        try:
+            try:
+                # tarfile's stream slices its buffer on every read: a small one
+                tar = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|*",
+                                   bufsize=TAR_BUFSIZE)
+            except tarfile.TarError as e:
+                raise BadRequest(f"invalid tar archive: {e}") from None
+            with tar:
+                ex.extract(tar)
+        except tarfile.TarError as e:
+            raise BadRequest(f"invalid tar archive: {e}") from None
+        except OSError as e:
+            if e.errno == 30:  # EROFS: a read-only mount of the view said no
+                raise BadRequest(f"copying into {path}: read-only file system") from None
+            where = f"extracting {ex.current!r} into {path} of container {c.name}"
+            if e.errno in RACED:  # the container changed its tree under the copy
+                raise BadRequest(f"{where}: {e.strerror}") from None
+            raise PyboxError(f"{where}: {e.strerror or e}") from None
+        finally:
+            ex.close()
+            os.close(dest)

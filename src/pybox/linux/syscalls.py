@@ -20,10 +20,12 @@ from pybox.linux import constants as C
 _SYSCALL_NUMBERS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250,
                "close_range": 436, "seccomp": 317, "bpf": 321, "mount_setattr": 442,
-               "open_tree": 428, "move_mount": 429, "pidfd_getfd": 438, "kcmp": 312},
+               "open_tree": 428, "move_mount": 429, "pidfd_getfd": 438, "kcmp": 312,
+               "openat2": 437},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "keyctl": 219,
                 "close_range": 436, "seccomp": 277, "bpf": 280, "mount_setattr": 442,
-                "open_tree": 428, "move_mount": 429, "pidfd_getfd": 438, "kcmp": 272},
+                "open_tree": 428, "move_mount": 429, "pidfd_getfd": 438, "kcmp": 272,
+                "openat2": 437},
 }
 
 
@@ -204,6 +206,26 @@ class Syscalls:
         ret = self._syscall("mount_setattr", c.c_int(fd), self._b(path), c.c_uint(flags),
                             c.byref(attr), c.c_size_t(32))
         self._check(ret, "mount_setattr", (fd, path, hex(attr_set)))
+
+    # -- files -----------------------------------------------------------------
+    def openat2(self, dirfd, path, flags, mode=0, resolve=0):
+        """openat2(2) (Linux 5.6+): open ``path`` relative to ``dirfd`` with a
+        struct open_how whose ``resolve`` flags (RESOLVE_IN_ROOT, RESOLVE_BENEATH,
+        RESOLVE_NO_MAGICLINKS, ...) make the kernel confine the walk.  Returns
+        the new fd.  EAGAIN (a rename or mount raced a confined walk) is the
+        caller's to retry."""
+        c = self._ctypes
+        how = (c.c_uint64 * 3)(flags, mode, resolve)
+        ret = self._syscall("openat2", c.c_int(dirfd), self._b(path), how, c.c_size_t(24))
+        return self._check(ret, "openat2", (dirfd, path, hex(flags), hex(resolve)))
+
+    def fstatfs_type(self, fd):
+        """fstatfs(2)'s f_type (the filesystem's magic number) of an open fd,
+        O_PATH ones included."""
+        c = self._ctypes
+        buf = (c.c_long * 16)()  # struct statfs: f_type first, 120 bytes
+        self._check(self._libc.fstatfs(c.c_int(fd), buf), "fstatfs", (fd,))
+        return buf[0] & 0xFFFFFFFF
 
     def raw_syscall(self, name, *args):
         """For the few callers (seccomp, bpf) that build their own ctypes arguments."""

@@ -1,0 +1,445 @@
+"""docker cp as an attacker uses it (issue 13, points 1 and 6): archives whose
+members climb out, hard links to host files, symlinks written through, and a
+container that swaps a directory for a symlink while the host copies.  Every
+path is the container's, resolved by the kernel inside its own root: what a
+copy may reach is the container's tree, never the host's.
+
+The race tests drive the API over the unix socket (one keep-alive connection),
+1,000 copies each way, with a canary directory on the host that must stay
+empty and a host secret that must never appear in an archive returned.
+"""
+
+import base64
+import io
+import json
+import os
+import shutil
+import stat
+import tarfile
+import time
+import uuid
+
+import pytest
+
+from engine.conftest import UnixHTTPConnection
+
+pytestmark = [pytest.mark.root, pytest.mark.engine]
+
+RACE_COPIES = 1000
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def make_tar(*members):
+    """members: (name, bytes) files, (name, "->", target) symlinks,
+    (name, "=>", target) hard links, (name, "/") directories."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for m in members:
+            info = tarfile.TarInfo(m[0])
+            info.mtime = 1_600_000_000
+            if len(m) == 3:
+                info.type = tarfile.SYMTYPE if m[1] == "->" else tarfile.LNKTYPE
+                info.linkname = m[2]
+                tar.addfile(info)
+            elif m[1] == "/":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(m[1]), 0o644
+                tar.addfile(info, io.BytesIO(m[1]))
+    return buf.getvalue()
+
+
+class Api:
+    """A keep-alive connection to pyboxd's socket for many archive calls."""
+
+    def __init__(self, pyboxd):
+        self.socket = pyboxd.socket
+        self.conn = None
+
+    def call(self, method, path, body=None, headers=None):
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = UnixHTTPConnection(self.socket)
+            try:
+                self.conn.request(method, path, body=body, headers=headers or {})
+                resp = self.conn.getresponse()
+                data = resp.read()
+                if resp.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return resp.status, resp.headers, data
+            except (ConnectionError, OSError):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def put(self, cid, path, data, **query):
+        q = "&".join(f"{k}={v}" for k, v in query.items())
+        return self.call("PUT", f"/containers/{cid}/archive?path={path}" + (f"&{q}" if q else ""),
+                         body=data, headers={"Content-Type": "application/x-tar"})
+
+    def get(self, cid, path):
+        return self.call("GET", f"/containers/{cid}/archive?path={path}")
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+@pytest.fixture
+def api(pyboxd):
+    a = Api(pyboxd)
+    yield a
+    a.close()
+
+
+def members_of(data):
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        out = {}
+        for m in tar:
+            out[m.name] = (m, tar.extractfile(m).read() if m.isreg() else None)
+        return out
+
+
+@pytest.fixture
+def host_secret():
+    """A root-only host file holding a unique secret (never to be read)."""
+    token = f"host-secret-{uuid.uuid4().hex}"
+    path = f"/tmp/pybox-secret-{uuid.uuid4().hex[:10]}"
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    yield path, token
+    os.unlink(path)
+
+
+@pytest.fixture
+def canary():
+    """An empty host directory whose name a container may point symlinks at:
+    it must stay empty (no host write)."""
+    path = f"/tmp/pybox-canary-{uuid.uuid4().hex[:10]}"
+    os.mkdir(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run(pyboxd, name, setup, *opts, loop="exec sleep 1000"):
+    """A busybox container that runs ``setup``, then ``loop``; returns its id
+    once the setup is done."""
+    script = f"{setup}\ntouch /.ready\n{loop}"
+    pyboxd.ok("run", "-d", "--name", name, *opts, "busybox", "sh", "-c", script)
+    deadline = time.monotonic() + 30
+    while pyboxd.docker("exec", name, "test", "-e", "/.ready").returncode != 0:
+        assert time.monotonic() < deadline, pyboxd.docker("logs", name).stderr
+        time.sleep(0.05)
+    return pyboxd.inspect(name)["Id"]
+
+
+def in_container(pyboxd, name, *cmd):
+    return pyboxd.ok("exec", name, *cmd)
+
+
+# -- member names ---------------------------------------------------------------------------------
+def test_absolute_member_names_land_in_the_destination(pyboxd, names, api, canary):
+    """`docker cp - ctr:/` with a member named /tmp/... writes the container's
+    /tmp, never the host's; into a subdirectory it lands below it (docker)."""
+    name = names()
+    cid = run(pyboxd, name, "mkdir /dest")
+    host_target = os.path.join(canary, "abs")
+    status, _, body = api.put(cid, "/", make_tar((host_target, b"absolute\n")))
+    assert status == 200, body
+    assert os.listdir(canary) == []
+    assert in_container(pyboxd, name, "cat", host_target) == "absolute\n"
+    status, _, body = api.put(cid, "/dest", make_tar(("/etc/abs-in-dest", b"x\n"),
+                                                      ("/../../rooted", b"y\n")))
+    assert status == 200, body
+    assert in_container(pyboxd, name, "cat", "/dest/etc/abs-in-dest", "/dest/rooted") == "x\ny\n"
+    assert not os.path.exists("/dest") and not os.path.exists("/rooted")
+    # the same into a stopped container
+    pyboxd.ok("stop", "-t", "0", name)
+    status, _, body = api.put(cid, "/", make_tar((host_target + "-stopped", b"s\n")))
+    assert status == 200, body
+    assert os.listdir(canary) == []
+    status, _, data = api.get(cid, host_target + "-stopped")
+    assert status == 200 and members_of(data)["abs-stopped"][1] == b"s\n"
+
+
+def test_dotdot_member_names_are_refused(pyboxd, names, api, canary):
+    name = names()
+    cid = run(pyboxd, name, "mkdir -p /d/sub")
+    rel_to_canary = "../" * 12 + canary.lstrip("/") + "/dotdot"
+    for member in ("../escaped", "sub/../../escaped", rel_to_canary, "sub/" + rel_to_canary):
+        status, _, body = api.put(cid, "/d/sub", make_tar((member, b"x")))
+        assert status == 400, (member, body)
+        assert b"escapes" in body
+    assert os.listdir(canary) == []
+    assert pyboxd.docker("exec", name, "test", "-e", "/d/escaped").returncode == 1
+
+
+# -- hard links -------------------------------------------------------------------------------------
+def test_hard_links_to_host_files_are_refused(pyboxd, names, api, host_secret, tmp_path):
+    """A hard-link member naming a host file (the issue's root-only file linked
+    into a volume) or a path outside the destination gets nothing linked: the
+    target is looked up below the destination only."""
+    secret, token = host_secret
+    before = os.stat(secret)
+    bound = tmp_path / "bound"
+    bound.mkdir()
+    vol = f"cpvol-{uuid.uuid4().hex[:8]}"
+    name = names()
+    try:
+        cid = run(pyboxd, name, "ln -s / /v/root", "-v", f"{vol}:/v",
+                  "-v", f"{bound}:/b")
+        for dest in ("/v", "/b"):
+            for target in (secret, "../" * 10 + secret.lstrip("/"), "root" + secret):
+                status, _, body = api.put(cid, dest, make_tar(("link", "=>", target)))
+                assert status == 400, (dest, target, body)
+                assert b"invalid hardlink" in body
+        after = os.stat(secret)
+        assert (after.st_nlink, stat.S_IMODE(after.st_mode), after.st_uid) == \
+            (1, 0o600, 0) == (before.st_nlink, stat.S_IMODE(before.st_mode), before.st_uid)
+        assert os.listdir(bound) == []
+        assert pyboxd.docker("exec", name, "test", "-e", "/v/link").returncode == 1
+        # a hard link to a file of the same archive, inside the destination, works
+        status, _, body = api.put(cid, "/b", make_tar(("sub/first", b"linked\n"),
+                                                      ("second", "=>", "sub/first"),
+                                                      ("third", "=>", "/sub/first")))
+        assert status == 200, body
+        assert os.stat(bound / "second").st_ino == os.stat(bound / "sub" / "first").st_ino
+        assert os.stat(bound / "third").st_nlink == 3
+        assert (bound / "second").read_text() == "linked\n"
+    finally:
+        pyboxd.docker("rm", "-f", name)
+        pyboxd.docker("volume", "rm", vol)
+
+
+# -- symlinks -----------------------------------------------------------------------------------------
+def test_symlink_members_and_writes_through_them(pyboxd, names, api, canary, host_secret):
+    """Symlinks are stored as given (docker); a later member through a symlink
+    that leaves the destination is refused; one whose target climbs out is
+    refused as by moby; existing symlinks of the container are resolved in
+    the container's root, both ways."""
+    secret, token = host_secret
+    name = names()
+    cid = run(pyboxd, name, f"mkdir -p /d /c{canary}; ln -s / /d/hostroot")
+    status, _, body = api.put(cid, "/d", make_tar(("abs", "->", "/etc/hostname"),
+                                                  ("rel", "->", "../d/abs")))
+    assert status == 200, body
+    assert in_container(pyboxd, name, "sh", "-c", "readlink /d/abs; readlink /d/rel") == \
+        "/etc/hostname\n../d/abs\n"
+    # through a symlink member pointing at / or at the canary's path
+    for members in ((("esc", "->", "/"), ("esc" + canary + "/x", b"x")),
+                    (("esc2", "->", canary), ("esc2/x", b"x")),
+                    (("up", "->", "../../../../.."),)):
+        status, _, body = api.put(cid, "/d", make_tar(*members))
+        assert status == 400, (members, body)
+    # through the container's own symlink to / (the destination path itself)
+    status, _, body = api.put(cid, f"/d/hostroot{canary}", make_tar(("x", b"through\n")))
+    assert status == 404, body  # the container has no such directory
+    in_container(pyboxd, name, "mkdir", "-p", canary)
+    status, _, body = api.put(cid, f"/d/hostroot{canary}", make_tar(("x", b"through\n")))
+    assert status == 200, body
+    assert in_container(pyboxd, name, "cat", f"{canary}/x") == "through\n"
+    assert os.listdir(canary) == []
+    # and out: a host path through the container's link is the container's
+    status, _, body = api.get(cid, f"/d/hostroot{secret}")
+    assert status == 404, body
+    status, _, data = api.get(cid, "/d/hostroot/tmp/")
+    assert status == 200 and token.encode() not in data
+    status, headers, _ = api.call("HEAD", f"/containers/{cid}/archive?path=/d/hostroot")
+    doc = json.loads(base64.b64decode(headers["X-Docker-Container-Path-Stat"]))
+    assert doc["linkTarget"] == "/" and doc["mode"] & (1 << 27)
+
+
+def test_fifos_and_devices_are_archived_never_opened(pyboxd, names, api):
+    """A fifo (or a device node) in the tree is a header: a GET that opened
+    it would hang on the fifo (or read the host's device)."""
+    name = names()
+    cid = run(pyboxd, name, "mkdir /d && mkfifo /d/fifo && mknod /d/mem c 1 1 && "
+                            "echo data > /d/file")
+    status, _, data = api.get(cid, "/d")
+    assert status == 200
+    got = members_of(data)
+    assert got["d/fifo"][0].isfifo() and got["d/mem"][0].ischr()
+    assert (got["d/mem"][0].devmajor, got["d/mem"][0].devminor) == (1, 1)
+    assert got["d/file"][1] == b"data\n"
+    status, _, data = api.get(cid, "/d/fifo")
+    assert status == 200 and members_of(data)["fifo"][0].isfifo()
+
+
+# -- the container's own /etc files -------------------------------------------------------------------
+@pytest.mark.parametrize("running", [True, False])
+def test_etc_files_are_the_containers(pyboxd, names, api, running):
+    """/etc/hostname, hosts and resolv.conf are the container's (the files
+    mounted over the image's), running or stopped."""
+    name = names()
+    hostname = "h" + uuid.uuid4().hex[:10]
+    cid = run(pyboxd, name, ":", "--hostname", hostname,
+              "--add-host", f"{hostname}-db:10.11.12.13")
+    record = pyboxd.inspect(name)
+    expected = {"/etc/hostname": open(record["HostnamePath"], "rb").read(),
+                "/etc/hosts": open(record["HostsPath"], "rb").read(),
+                "/etc/resolv.conf": open(record["ResolvConfPath"], "rb").read()}
+    assert expected["/etc/hostname"] == f"{hostname}\n".encode()
+    assert b"10.11.12.13" in expected["/etc/hosts"]
+    if running:
+        for path, content in expected.items():
+            assert in_container(pyboxd, name, "cat", path).encode() == content
+    else:
+        pyboxd.ok("stop", "-t", "0", name)
+    for path, content in expected.items():
+        status, _, data = api.get(cid, path)
+        assert status == 200, data
+        assert members_of(data)[os.path.basename(path)][1] == content, path
+    proc = pyboxd.docker("cp", f"{name}:/etc/hostname", "-", raw=True)
+    assert proc.returncode == 0 and members_of(proc.stdout)["hostname"][1] == \
+        f"{hostname}\n".encode()
+
+
+# -- mounts --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("running", [True, False])
+def test_cp_through_volumes_binds_and_tmpfs(pyboxd, names, api, tmp_path, running):
+    """Copies reach what the container sees at the path -- its volume, bind or
+    tmpfs -- also through the container's symlinks to them, and a read-only
+    bind stays unwritten even when reached through a symlink."""
+    bound, ro = tmp_path / "bound", tmp_path / "ro"
+    bound.mkdir()
+    ro.mkdir()
+    vol = f"cpvol-{uuid.uuid4().hex[:8]}"
+    name = names()
+    try:
+        script = ("ln -s /b /blink && ln -s /ro /rolink && ln -s /v /vlink && "
+                  "echo in-tmpfs > /t/f")
+        cid = run(pyboxd, name, script, "-v", f"{vol}:/v", "-v", f"{bound}:/b",
+                  "-v", f"{ro}:/ro:ro", "--tmpfs", "/t")
+        mountpoint = json.loads(pyboxd.ok("volume", "inspect", vol))[0]["Mountpoint"]
+        if not running:
+            pyboxd.ok("stop", "-t", "0", name)
+        for dest, host in (("/b", bound), ("/blink", bound), ("/v", mountpoint),
+                           ("/vlink", mountpoint)):
+            member = "via-" + dest.strip("/")
+            status, _, body = api.put(cid, dest, make_tar((member, b"copied\n")))
+            assert status == 200, (dest, body)
+            with open(os.path.join(host, member)) as f:
+                assert f.read() == "copied\n"
+        tar = make_tar(("f", b"copied\n"))
+        for dest in ("/ro", "/rolink"):
+            status, _, body = api.put(cid, dest, tar)
+            assert status == 400, (dest, body)
+        assert os.listdir(ro) == []
+        (bound / "out").write_text("from the bind\n")
+        status, _, data = api.get(cid, "/blink/out")
+        assert status == 200 and members_of(data)["out"][1] == b"from the bind\n"
+        if running:  # a tmpfs exists only while the container runs
+            status, _, body = api.put(cid, "/t", tar)
+            assert status == 200, body
+            assert in_container(pyboxd, name, "cat", "/t/f") == "copied\n"
+            status, _, data = api.get(cid, "/t/")
+            assert status == 200 and members_of(data)["t/f"][1] == b"copied\n"
+    finally:
+        pyboxd.docker("rm", "-f", name)
+        pyboxd.docker("volume", "rm", vol)
+
+
+def test_put_body_is_streamed_not_held(pyboxd, names, api):
+    """A large archive is extracted as it arrives: pyboxd's memory does not
+    grow by its size."""
+    name = names()
+    cid = run(pyboxd, name, "mkdir /big")
+
+    def rss_kib():
+        with open(f"/proc/{pyboxd.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    size = 200 << 20
+    header = tarfile.TarInfo("huge")
+    header.size = size
+    head = header.tobuf(tarfile.PAX_FORMAT)
+
+    def body():
+        yield head
+        block = b"\0" * (1 << 20)
+        for _ in range(size >> 20):
+            yield block
+        yield b"\0" * 1024
+
+    before = rss_kib()
+    conn = UnixHTTPConnection(pyboxd.socket)
+    try:
+        conn.request("PUT", f"/containers/{cid}/archive?path=/big", body=body(),
+                     headers={"Content-Type": "application/x-tar",
+                              "Transfer-Encoding": "chunked"}, encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+    finally:
+        conn.close()
+    assert in_container(pyboxd, name, "stat", "-c", "%s", "/big/huge") == f"{size}\n"
+    assert rss_kib() - before < 100 << 10
+
+
+# -- the symlink-swap race, from inside the container ------------------------------------------
+SWAP_IN = """
+mkdir -p {canary}
+""", """
+while :; do
+  rm -rf /w/d; mkdir -p /w/d{rel}
+  rm -rf /w/d; ln -s {target} /w/d
+done
+"""
+
+
+@pytest.mark.parametrize("target", ["/", "/tmp"])
+def test_swap_race_copy_in_never_writes_the_host(pyboxd, names, api, canary, target):
+    """1,000 copies into a directory the container keeps swapping for a
+    symlink to / or /tmp: some fail, some land in the container, none
+    reaches the host's canary directory."""
+    name = names()
+    rel = canary[len("/tmp"):] if target == "/tmp" else canary  # the canary via the link
+    setup, loop = (part.format(canary=canary, target=target, rel=rel) for part in SWAP_IN)
+    cid = run(pyboxd, name, setup, loop=loop)
+    codes, errors = {}, []
+    for i in range(RACE_COPIES):
+        if i % 2:  # the destination path through the swapped directory
+            status, _, body = api.put(cid, f"/w/d{rel}", make_tar((f"f{i}", b"x")))
+        else:  # a member through it
+            status, _, body = api.put(cid, "/w", make_tar((f"d{rel}/m{i}", b"x")))
+        codes[status] = codes.get(status, 0) + 1
+        if status not in (200, 400, 404):
+            errors.append(body)
+    assert os.listdir(canary) == [], codes
+    assert codes.get(200, 0) > 0, codes  # the race was run: some copies landed
+    assert set(codes) <= {200, 400, 404}, (codes, errors[:3])
+
+
+SWAP_OUT = """
+mkdir -p /w/dir/tmp
+echo decoy > /w/dir/{secret_name}; echo decoy > /w/dir/tmp/{secret_name}
+ln -s {target} /w/lnk
+""", """
+while :; do
+  mv /w/dir /w/d; mv /w/d /w/dir
+  mv /w/lnk /w/d; mv /w/d /w/lnk
+done
+"""
+
+
+@pytest.mark.parametrize("target", ["/", "/tmp"])
+def test_swap_race_copy_out_never_reads_the_host(pyboxd, names, api, host_secret, target):
+    """1,000 copies out of a directory the container keeps swapping for a
+    symlink to / or /tmp: the host's secret never appears in an archive."""
+    secret, token = host_secret
+    secret_name = os.path.basename(secret)
+    name = names()
+    rel = "" if target == "/tmp" else "/tmp"
+    setup, loop = (part.format(secret_name=secret_name, target=target) for part in SWAP_OUT)
+    cid = run(pyboxd, name, setup, loop=loop)
+    codes = {}
+    for i in range(RACE_COPIES):
+        path = f"/w/d{rel}/{secret_name}" if i % 2 else f"/w/d{rel}/"
+        status, _, data = api.get(cid, path)
+        codes[status] = codes.get(status, 0) + 1
+        assert token.encode() not in data, path
+    assert codes.get(200, 0) > 0, codes
+    assert set(codes) <= {200, 404}, codes
