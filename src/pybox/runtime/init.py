@@ -110,9 +110,8 @@ def exec_main(plan, chan, sc):
 
 def prepare_process(sc, process, seccomp, chan):
     """Identity and limits of the process about to exec (runc's finalizeNamespace).
-    Returns (executable path, environment, seccomp filter still to load)."""
-    if "oomScoreAdj" in process:
-        proc.set_oom_score_adj(process["oomScoreAdj"])
+    Returns (executable path, environment, seccomp filter still to load);
+    oom_score_adj was set before the namespaces (launch._set_oom_score_adj)."""
     proc.set_rlimits(sc, process.get("rlimits"))
     if process.get("apparmorProfile"):
         _check_apparmor(process["apparmorProfile"])

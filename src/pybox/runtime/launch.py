@@ -185,11 +185,22 @@ def _open_ns(path, kind):
                                 errno=e.errno) from None
 
 
+def _set_oom_score_adj(process: dict) -> None:
+    """process.oomScoreAdj, written before any namespace is joined (runc's nsexec
+    does the same): inside a user namespace /proc/self/oom_score_adj belongs to
+    the host's root and cannot be opened for writing.  Children inherit it."""
+    if "oomScoreAdj" in process:
+        from pybox.runtime.process import set_oom_score_adj
+
+        set_oom_score_adj(process["oomScoreAdj"])
+
+
 def _stage1(plan, chan):
     sc = syscalls.real()
     # Nothing of ours may be reachable through /proc/PID from a container process
     # while we are still the runtime (the CVE-2019-5736 class).
     sc.prctl(C.PR_SET_DUMPABLE, 0)
+    _set_oom_score_adj(plan.config["process"])
     ns = plan.namespaces
     if plan.cgroup is not None and not plan.cgroup_late:
         plan.cgroup.enter_self()
@@ -372,6 +383,7 @@ def _exec_stage1(plan, chan):
         from pybox.runtime import terminal  # noqa: F401
     sc = syscalls.real()
     sc.prctl(C.PR_SET_DUMPABLE, 0)
+    _set_oom_score_adj(plan.process)
     if plan.cgroup is not None:
         plan.cgroup.enter_self()  # before a user namespace: host-owned files
     # the order of _stage1: what we can before the user namespace, then it, then

@@ -45,8 +45,12 @@ PROPAGATION_FLAGS = {
     "slave": C.MS_SLAVE, "rslave": C.MS_SLAVE | C.MS_REC,
     "unbindable": C.MS_UNBINDABLE, "runbindable": C.MS_UNBINDABLE | C.MS_REC,
 }
-# runc's own extension: copy what the image has at the destination into the tmpfs
-EXTENSION_OPTIONS = ("tmpcopyup",)
+# runc's own extensions: copy what the image has at the destination into the
+# tmpfs; "rro", read-only all the way down (every mount below the destination
+# too: mount_setattr(AT_RECURSIVE); for a cgroup v1 mount, the tmpfs holding the
+# hierarchies as well as each hierarchy)
+EXTENSION_OPTIONS = ("tmpcopyup", "rro")
+AT_FDCWD = -100
 
 DEFAULT_DEVICES = (
     # path, type, major, minor, mode
@@ -91,6 +95,8 @@ def parse_mount_options(options):
             propagation.append(PROPAGATION_FLAGS[opt])
         elif opt in EXTENSION_OPTIONS:
             extensions.append(opt)
+            if opt == "rro":
+                flags |= C.MS_RDONLY
         else:
             data.append(opt)
     return MountOptions(flags, propagation, ",".join(data), extensions)
@@ -315,9 +321,21 @@ class RootfsBuilder:
                     self._mount_tmpfs_copyup(source, dest, opts)
                 else:
                     sc.mount(source, dest, kind, flags, opts.data or None)
+        if "rro" in opts.extensions:
+            self._recursive_readonly(dest)
         for prop in opts.propagation:
             sc.mount(None, dest, None, prop)
         self.mounted.append(dest)
+
+    def _recursive_readonly(self, dest: str) -> None:
+        """"rro": the mount at ``dest`` and every mount below it read-only."""
+        try:
+            self.sc.mount_setattr(AT_FDCWD, dest, C.AT_RECURSIVE, C.MOUNT_ATTR_RDONLY)
+        except SyscallError as e:
+            if e.errno == 38:  # ENOSYS
+                raise RootfsError(f"{dest}: \"rro\" needs mount_setattr (Linux 5.12 or "
+                                  "later)", errno=e.errno) from None
+            raise
 
     def _recheck(self, m, dest):
         """Resolve again after creating the mount point: closes the window in which
@@ -386,7 +404,9 @@ class RootfsBuilder:
         directory -- plus links for co-mounted controllers (cpu -> cpu,cpuacct).
         "ro" (docker's and podman's default) makes the hierarchies read-only but
         not the v1 tmpfs holding them, which runc (1.1 and later) leaves writable:
-        containers see the same /sys/fs/cgroup under either runtime."""
+        containers see the same /sys/fs/cgroup under either runtime.  "rro"
+        (pyboxd's default, see engine/spec.py harden_mounts) makes the tmpfs
+        read-only too: nothing under /sys/fs/cgroup can be written."""
         sc = self.sc
         _mkdir_all(dest)
         flags = opts.flags & ~C.MS_BIND
@@ -413,6 +433,10 @@ class RootfsBuilder:
                 link = f"{dest}/{alias}"
                 if not os.path.lexists(link):
                     os.symlink(name, link)
+        if "rro" in opts.extensions:
+            # the hierarchies are read-only already (MS_RDONLY): the tmpfs is left
+            sc.mount(None, dest, None, C.MS_BIND | C.MS_REMOUNT | C.MS_RDONLY | C.MS_NOSUID
+                     | C.MS_NODEV | C.MS_NOEXEC)
 
     # -- step 3 ------------------------------------------------------------
     def create_devices(self):
