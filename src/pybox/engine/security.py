@@ -40,46 +40,83 @@ DENIED = {
     "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
     "name_to_handle_at", "open_by_handle_at", "chroot", "syslog",
     "fanotify_init", "vhangup", "pidfd_getfd", "lsm_set_self_attr",
+    # the rest of what docker 28's default profile refuses (moby/profiles): io_uring
+    # (since docker 25), memory of other processes, host and domain names, LSM
+    # attributes, the 6.15 open_tree_attr, and names Linux never implemented
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "migrate_pages",
+    "process_madvise", "sethostname", "setdomainname", "lsm_get_self_attr",
+    "lsm_list_modules", "open_tree_attr", "afs_syscall", "getpmsg", "putpmsg", "security",
+    "tuxcall", "vserver",
+    # 32-bit x86 leftovers docker's profile does not list either
+    "bdflush", "break", "ftime", "gtty", "idle", "lock", "mpx", "nice", "oldfstat",
+    "oldlstat", "oldolduname", "oldstat", "olduname", "prof", "profil", "readdir",
+    "sgetmask", "sigaction", "signal", "sigpending", "sigsuspend", "ssetmask", "stty",
+    "ulimit", "clock_settime64", "clock_adjtime64",
+    # allowed with docker's argument conditions only (ARGUMENT_RULES)
+    "personality", "socket",
 }
 # allowed back when the container has this capability
 CAPABILITY_GRANTS = {
-    "CAP_SYS_ADMIN": {"mount", "umount", "umount2", "pivot_root", "unshare", "setns",
+    # docker's CAP_SYS_ADMIN list (pivot_root stays refused, as there), plus
+    # name_to_handle_at, which docker allows everyone
+    "CAP_SYS_ADMIN": {"mount", "umount", "umount2", "unshare", "setns",
                       "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
                       "mount_setattr", "name_to_handle_at", "quotactl", "quotactl_fd",
                       "lookup_dcookie", "perf_event_open", "bpf", "fanotify_init",
-                      "syslog", "get_mempolicy", "set_mempolicy", "mbind", "setdomainname",
-                      "sethostname", "vhangup"},
+                      "syslog", "setdomainname", "sethostname", "lsm_get_self_attr",
+                      "lsm_list_modules", "lsm_set_self_attr"},
+    "CAP_SYS_TTY_CONFIG": {"vhangup"},
     "CAP_SYS_BOOT": {"reboot"},
     "CAP_SYS_CHROOT": {"chroot"},
     "CAP_SYS_MODULE": {"delete_module", "init_module", "finit_module"},
     "CAP_SYS_PACCT": {"acct"},
     "CAP_SYS_PTRACE": {"ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
-                       "pidfd_getfd"},
+                       "pidfd_getfd", "process_madvise"},
     "CAP_SYS_RAWIO": {"iopl", "ioperm"},
-    "CAP_SYS_TIME": {"clock_adjtime", "clock_settime", "settimeofday", "stime", "adjtimex"},
-    "CAP_SYS_NICE": {"get_mempolicy", "set_mempolicy", "mbind", "move_pages"},
+    "CAP_SYS_TIME": {"clock_adjtime", "clock_settime", "settimeofday", "stime", "adjtimex",
+                     "clock_settime64", "clock_adjtime64"},
+    "CAP_SYS_NICE": {"get_mempolicy", "set_mempolicy", "mbind", "set_mempolicy_home_node"},
     "CAP_SYSLOG": {"syslog"},
     "CAP_DAC_READ_SEARCH": {"open_by_handle_at"},
     "CAP_BPF": {"bpf"},
     "CAP_PERFMON": {"perf_event_open"},
 }
 CLONE_NAMESPACE_FLAGS = 0x7E020000  # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
+AF_VSOCK = 40
+# docker's conditional rules: personality only to query or to set what 32-bit and
+# uname26 programs use (not ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC...); socket for
+# every address family but AF_VSOCK (a channel to the hypervisor)
+ARGUMENT_RULES = [
+    *({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+       "args": [{"index": 0, "value": value, "op": "SCMP_CMP_EQ"}]}
+      for value in (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)),
+    {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+     "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}]},
+]
+# 32-bit programs run under these too; their syscall names join the profile
+COMPAT_ARCHES = {"x86_64": ("X86",), "aarch64": ("ARM",)}
 
 _known = None
 
 
 def known_syscalls():
-    """Every system call name libseccomp knows for this machine."""
+    """Every system call name libseccomp knows for this machine, its own and
+    those of the 32-bit programs it runs (mmap2, socketcall, stat64...: without
+    them an i386 binary fails where docker runs it)."""
     global _known
     if _known is None:
         import seccomp
 
+        arches = [seccomp.Arch.NATIVE] + [getattr(seccomp.Arch, a) for a in
+                                          COMPAT_ARCHES.get(os.uname().machine, ())
+                                          if hasattr(seccomp.Arch, a)]
         names = []
-        for nr in range(0, 1024):
-            try:
-                names.append(seccomp.resolve_syscall(seccomp.Arch.NATIVE, nr).decode())
-            except (ValueError, RuntimeError, OSError):
-                continue
+        for arch in arches:
+            for nr in range(0, 1024):
+                try:
+                    names.append(seccomp.resolve_syscall(arch, nr).decode())
+                except (ValueError, RuntimeError, OSError):
+                    continue
         _known = sorted(set(names))
     return _known
 
@@ -94,6 +131,7 @@ def default_seccomp_profile(capabilities):
             denied -= names
     allowed = [n for n in known_syscalls() if n not in denied and n not in ("clone", "clone3")]
     syscalls = [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]
+    syscalls += [dict(rule, args=[dict(a) for a in rule["args"]]) for rule in ARGUMENT_RULES]
     if "CAP_SYS_ADMIN" in caps:
         syscalls.append({"names": ["clone", "clone3"], "action": "SCMP_ACT_ALLOW"})
     else:
@@ -223,6 +261,24 @@ def check_security_options(hc):
             raise BadRequest(f'invalid --security-opt 2: "{opt}"')
 
 
+def writable_cgroups(hc: dict, userns: bool = False) -> bool:
+    """/sys/fs/cgroup writable?  --privileged's default, or what
+    --security-opt writable-cgroups=BOOL says (the last one wins), as dockerd;
+    asking for it in a user namespace is refused, as dockerd does."""
+    writable = bool(hc.get("Privileged"))
+    asked = None
+    for opt in hc.get("SecurityOpt") or ():
+        key, _, value = opt.replace(":", "=", 1).partition("=")
+        if key == "writable-cgroups":
+            asked = value in ("1", "t", "T", "TRUE", "true", "True")
+    if asked is not None:
+        if userns:
+            raise BadRequest("option WritableCgroups conflicts with user namespaces and "
+                             "rootless mode")
+        writable = asked
+    return writable
+
+
 def no_new_privileges(hc):
     on = False
     for opt in hc.get("SecurityOpt") or ():
@@ -264,8 +320,12 @@ def devices(hc):
 
 def _host_devices(root):
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in ("pts", "shm", "mqueue")]
+        # containerd's HostDevices: not these directories, and not the host's console
+        dirnames[:] = [d for d in dirnames if d not in ("pts", "shm", "fd", "mqueue", ".lxc",
+                                                        ".lxd-mounts", ".udev")]
         for name in filenames:
+            if root == "/dev" and dirpath == root and name == "console":
+                continue
             path = os.path.join(dirpath, name)
             try:
                 st = os.lstat(path)

@@ -18,10 +18,12 @@ DOCKER_DEFAULT_CAPS = [
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ]
+# moby's daemon/pkg/oci/defaults.go (docker 28), plus the thermal_throttle
+# directory of each possible CPU (masked_paths())
 MASKED_PATHS = [
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
+    "/proc/timer_stats", "/sys/devices/virtual/powercap", "/sys/firmware",
 ]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
@@ -247,6 +249,89 @@ def default_mounts(hc):
     ]
 
 
+# docker's --read-only leaves these writable (moby's withMounts)
+READ_ONLY_ROOT_KEEPS = ("/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue")
+# what docker sets in a container with a network namespace of its own
+# (withCommonOptions): ports below 1024 and ICMP echo sockets without privilege
+DEFAULT_NET_SYSCTLS = {"net.ipv4.ip_unprivileged_port_start": "0",
+                       "net.ipv4.ping_group_range": "0 2147483647"}
+
+_masked_paths: list[str] | None = None
+
+
+def masked_paths() -> list[str]:
+    """docker's masked paths on this host: MASKED_PATHS, then the thermal_throttle
+    directory of every possible CPU that has one (its files show and reset the
+    host's thermal interrupt counters: GHSA-6fw5-f8r9-fgfm).  Computed once, as
+    dockerd does: CPUs do not come and go under a running daemon."""
+    global _masked_paths
+    if _masked_paths is None:
+        paths = list(MASKED_PATHS)
+        for cpu in _possible_cpus():
+            path = f"/sys/devices/system/cpu/cpu{cpu}/thermal_throttle"
+            if os.path.exists(path):
+                paths.append(path)
+        _masked_paths = paths
+    return list(_masked_paths)
+
+
+def _possible_cpus() -> list[int]:
+    """/sys/devices/system/cpu/possible ("0-3,6") as a list of CPU numbers."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+    except OSError:
+        return []
+    cpus = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        try:
+            cpus.extend(range(int(first), int(last or first) + 1))
+        except ValueError:
+            continue
+    return cpus
+
+
+def _user_destinations(container: dict) -> set[str]:
+    """Destinations of the user's own mounts (volumes, binds, --tmpfs): docker's
+    --read-only leaves them as asked."""
+    from pybox.runtime.rootfs import clean_path
+
+    hc = container["HostConfig"]
+    dests = {m.get("Destination") for m in container.get("Mounts") or ()}
+    dests |= set(hc.get("Tmpfs") or {})
+    return {clean_path(d) for d in dests if isinstance(d, str) and d}
+
+
+def harden_mounts(mounts: list[dict], container: dict, *, writable_cgroups: bool) -> None:
+    """docker's mount rules on the finished list, in moby's order: --read-only
+    makes every mount but the user's and READ_ONLY_ROOT_KEEPS read-only (so
+    /etc/hosts, /etc/hostname, /etc/resolv.conf too); --privileged makes /sys
+    writable; the cgroup mount is writable with --privileged or
+    --security-opt writable-cgroups=true, else "rro": read-only all the way
+    down -- on cgroup v1 the tmpfs holding the hierarchies as well, which runc
+    (1.0 and later) leaves writable under docker's plain "ro"."""
+    from pybox.runtime.rootfs import clean_path
+
+    hc = container["HostConfig"]
+    if hc.get("ReadonlyRootfs"):
+        user = _user_destinations(container)
+        for m in mounts:
+            dest = clean_path(m["destination"])
+            if dest in READ_ONLY_ROOT_KEEPS or dest in user:
+                continue
+            options = list(m.get("options") or ())
+            if "ro" not in options and "rro" not in options:
+                m["options"] = [o for o in options if o != "rw"] + ["ro"]
+    for m in mounts:
+        options = list(m.get("options") or ())
+        if m["destination"] == "/sys" and hc.get("Privileged"):
+            m["options"] = [o for o in options if o not in ("ro", "rro")] + ["rw"]
+        elif m["type"] == "cgroup":
+            rest = [o for o in options if o not in ("ro", "rro", "rw")]
+            m["options"] = rest + ["rw"] if writable_cgroups else ["rro"] + rest
+
+
 def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
           namespace_of=None, init_path=None, idmap=None, shm_source=None):
     """The config.json dict for ``container`` (a docker container record) whose
@@ -300,8 +385,9 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
     }
     if hc.get("Init") and init_path:
         process["args"] = ["/sbin/docker-init", "--"] + process["args"]
-    if hc.get("OomScoreAdj"):
-        process["oomScoreAdj"] = hc["OomScoreAdj"]
+    # always written, as docker does: otherwise the container would inherit
+    # pyboxd's own score (contrib/pyboxd.service: -500, shielding it from the OOM killer)
+    process["oomScoreAdj"] = hc.get("OomScoreAdj") or 0
     size = hc.get("ConsoleSize") or [0, 0]
     if config.get("Tty") and size and size[0] and size[1]:
         process["consoleSize"] = {"height": size[0], "width": size[1]}
@@ -342,10 +428,6 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
                   {"destination": "/dev/shm", "type": "bind", "source": shm_source,
                    "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev"]}
                   for m in mounts]
-    if hc.get("Privileged"):
-        for m in mounts:
-            if m["destination"] in ("/sys", "/sys/fs/cgroup"):
-                m["options"] = [o for o in m["options"] if o != "ro"] + ["rw"]
     if idmap:  # pyboxd --userns-remap: a user namespace with the daemon's maps
         namespaces.insert(0, {"type": "user"})
     for path, size in (hc.get("Tmpfs") or {}).items():
@@ -356,6 +438,8 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
     if hc.get("Init") and init_path:
         mounts.append({"destination": "/sbin/docker-init", "type": "bind",
                        "source": init_path, "options": ["bind", "ro"]})
+    harden_mounts(mounts, container,
+                  writable_cgroups=security.writable_cgroups(hc, bool(idmap)))
     dev_list, dev_rules = security.devices(hc)
     res = resources(hc)
     res["devices"] = res["devices"] + dev_rules
@@ -369,7 +453,7 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
             "resources": res,
             "cgroupsPath": f"{CGROUP_PARENT}/{container['Id']}",
             "namespaces": namespaces,
-            "maskedPaths": [] if hc.get("Privileged") else list(MASKED_PATHS),
+            "maskedPaths": [] if hc.get("Privileged") else masked_paths(),
             "readonlyPaths": [] if hc.get("Privileged") else list(READONLY_PATHS),
         },
         "annotations": {"org.pybox.container.name": container["Name"].lstrip("/")},
@@ -384,11 +468,25 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
     seccomp = security.seccomp_for(hc, caps)
     if seccomp is not None:
         spec["linux"]["seccomp"] = seccomp
-    if hc.get("Sysctls"):
-        spec["linux"]["sysctl"] = dict(hc["Sysctls"])
+    # --security-opt systempaths=unconfined: the CLI sends both lists empty
+    for field, key in (("MaskedPaths", "maskedPaths"), ("ReadonlyPaths", "readonlyPaths")):
+        if isinstance(hc.get(field), list):
+            spec["linux"][key] = [p for p in hc[field] if isinstance(p, str)]
+    sysctl = {}
+    # not with --userns-remap: the namespace pyboxd made belongs to the host's user
+    # namespace, so the container's root cannot write its sysctls (docker's, made
+    # by runc inside the container's user namespace, can)
+    if mode != "host" and not mode.startswith("container:") and not idmap:
+        for key, value in DEFAULT_NET_SYSCTLS.items():
+            if os.path.exists("/proc/sys/" + key.replace(".", "/")):
+                sysctl[key] = value
+    sysctl.update(hc.get("Sysctls") or {})
+    if sysctl:
+        spec["linux"]["sysctl"] = sysctl
     if config.get("Domainname"):
         spec["domainname"] = config["Domainname"]
     if not any(ns["type"] == "uts" for ns in namespaces):
         spec.pop("hostname", None)
         spec.pop("domainname", None)
     return spec
+
