@@ -9,21 +9,159 @@ still single-threaded (see pybox.monitor.zygote); then running containers are
 re-adopted from disk; then the API threads start.  SIGTERM/SIGINT stop the
 daemon but not the containers: their monitors keep running and a restarted
 pyboxd re-adopts them (containers survive engine restarts by default).
+
+Before all of that, before it touches anything, pyboxd takes an exclusive lock
+on DATA_ROOT/pyboxd.lock, EXEC_ROOT/pyboxd.lock and its pidfile (by default
+EXEC_ROOT/pyboxd.pid; dockerd's is /var/run/docker.pid), and writes its pid in
+each.  A second pyboxd on the same data root, exec root or pidfile exits at once
+with status 1 and a line naming the root and the running daemon's pid, having
+changed nothing: two daemons recovering, pruning and serving the same
+containers would undo each other's work (the second one's exit removed the
+first one's socket and zygote).  The locks are fcntl record locks: the kernel
+drops them when the process dies (no stale lock after a crash; a stale pidfile
+is overwritten), they are not inherited by children (a monitor that outlives
+pyboxd does not keep the root locked), and F_GETLK names the holder.
 """
 
 import argparse
+import errno
 import os
 import signal
+import struct
 import sys
+
+DEFAULT_DATA_ROOT = "/var/lib/pybox"
+DEFAULT_EXEC_ROOT = "/run/pybox"
+DEFAULT_SOCKET = "/run/pybox/pybox.sock"
+LOCK_NAME = "pyboxd.lock"  # in the data root and in the exec root
+PID_NAME = "pyboxd.pid"  # the default pidfile, in the exec root
+
+# struct flock on 64-bit Linux: l_type, l_whence, (pad), l_start, l_len, l_pid, (pad)
+_FLOCK = "hhqqi4x"
+
+
+class Locked(Exception):
+    """Another process holds a lock pyboxd needs; ``pid`` is that process (0
+    when it cannot be told, e.g. from another pid namespace)."""
+
+    def __init__(self, path: str, pid: int) -> None:
+        super().__init__(path, pid)
+        self.path = path
+        self.pid = pid
+
+
+def holder(path: str) -> int | None:
+    """The pid of the process holding the lock on ``path`` (0: one whose pid
+    this namespace cannot see), None when nobody holds it.  Only looks: a
+    probe that took the lock, even for an instant, could make a starting
+    daemon think the root was in use."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        return _holder_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _holder_fd(fd: int) -> int | None:
+    import fcntl
+
+    query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    l_type, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query))
+    return None if l_type == fcntl.F_UNLCK else max(pid, 0)
+
+
+class Locks:
+    """The lock files pyboxd holds for its life (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.fds: dict[str, int] = {}
+        self._held: set[tuple[int, int]] = set()  # (st_dev, st_ino) of what we hold
+
+    def take(self, path: str) -> None:
+        """Lock ``path`` (created 0644 if missing) and write our pid in it, or
+        raise Locked.  Retried if the file is replaced meanwhile (a pidfile the
+        daemon that held it removed on its way out)."""
+        import fcntl
+
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) in self._held:
+                os.close(fd)  # the same file twice (--exec-root = --data-root): held
+                return
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                # a record lock is the process's: closing this descriptor drops
+                # nothing of ours (we do not hold this file), so it may go
+                pid = _holder_fd(fd)
+                os.close(fd)
+                if pid is None:
+                    continue  # released in between: try again
+                raise Locked(path, pid) from None
+            try:
+                same = os.stat(path, follow_symlinks=False).st_ino == st.st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self.fds[path] = fd
+            self._held.add((st.st_dev, st.st_ino))
+            return
+
+    def remove(self, path: str) -> None:
+        """Remove ``path`` (the pidfile, as dockerd does at exit) while still
+        holding it."""
+        if path in self.fds:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def take_locks(data_root: str, exec_root: str, pidfile: str) -> Locks:
+    """The data root's and the exec root's lock, then the pidfile; LockError,
+    whose message is the one line to show, if another daemon holds one."""
+    locks = Locks()
+    for path, what, flag in ((os.path.join(data_root, LOCK_NAME), f"the data root {data_root}",
+                              "--data-root"),
+                             (os.path.join(exec_root, LOCK_NAME), f"the exec root {exec_root}",
+                              "--exec-root"),
+                             (pidfile, None, "--pidfile")):
+        try:
+            locks.take(path)
+        except Locked as e:
+            who = f"another pyboxd (pid {e.pid})" if e.pid else "another pyboxd"
+            if what is None:
+                text = f"pid file {path} is held by {who}"
+            else:
+                text = f"{who} is running on {what} (it holds {path})"
+            raise LockError(f"{text}; stop it first, or start this one with another "
+                            f"{flag}") from None
+    return locks
+
+
+class LockError(Exception):
+    """pyboxd cannot take one of its locks: the message is the one line shown."""
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="pyboxd", description=__doc__.split("\n")[0])
     p.add_argument("-H", "--host", action="append", default=[],
                    help="unix://PATH to listen on (repeatable)")
-    p.add_argument("--data-root", default="/var/lib/pybox")
-    p.add_argument("--exec-root", default="/run/pybox")
-    p.add_argument("--pidfile", default=None)
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
+    p.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT)
+    p.add_argument("--pidfile", default=None,
+                   help=f"path of the pid file (default EXEC_ROOT/{PID_NAME})")
     p.add_argument("--group", default=None, help="group allowed to use the socket")
     p.add_argument("--userns-remap", default="", metavar="default|USER[:GROUP]",
                    help="run containers in a user namespace mapped to USER's "
@@ -39,7 +177,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    hosts = args.host or ["unix:///run/pybox/pybox.sock"]
+    hosts = args.host or ["unix://" + DEFAULT_SOCKET]
     paths = []
     for h in hosts:
         if not h.startswith("unix://"):
@@ -48,6 +186,28 @@ def main(argv=None):
         paths.append(h[len("unix://"):])
     os.makedirs(args.data_root, mode=0o711, exist_ok=True)
     os.makedirs(args.exec_root, mode=0o711, exist_ok=True)
+    pidfile = os.path.abspath(args.pidfile or os.path.join(args.exec_root, PID_NAME))
+    try:  # first of all: a second pyboxd must leave the first one's files alone
+        os.makedirs(os.path.dirname(pidfile), exist_ok=True)
+        locks = take_locks(args.data_root, args.exec_root, pidfile)
+    except (LockError, OSError) as e:
+        sys.stderr.write(f"pyboxd: {e}\n")
+        return 1
+    try:
+        return serve(args, paths)
+    finally:
+        locks.remove(pidfile)  # as dockerd, at exit; the lock files stay (see above)
+
+
+def serve(args: argparse.Namespace, paths: list[str]) -> int:
+    """Everything after the locks: the engine, its recovery, the API."""
+    from pybox.api.server import answers
+
+    for path in paths:  # a socket another daemon (on other roots) serves
+        if answers(path):
+            sys.stderr.write(f"pyboxd: {path}: another process is listening on this socket "
+                             "(is another pyboxd running with other roots?)\n")
+            return 1
 
     from pybox import __version__
     from pybox.api import build_router
@@ -82,10 +242,6 @@ def main(argv=None):
     engine.start_zygote()  # before any thread exists
     engine.procview.enabled = args.proc_view
     engine.procview.start()  # the /proc view's server, supervised (a thread)
-    if args.pidfile:
-        from pybox.oci.state import write_atomic
-
-        write_atomic(args.pidfile, str(os.getpid()), mode=0o644)
     engine.recover()
     server = Server(build_router(engine), SERVER.format(version=__version__))
     gid = None
@@ -93,25 +249,29 @@ def main(argv=None):
         import grp
 
         gid = grp.getgrnam(args.group).gr_gid
-    for path in paths:
-        server.listen_unix(path, group=gid)
 
     def stop(signum, frame):
         engine.stopping = True
         server.shutdown()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    # as dockerd's SIGUSR1: every thread's stack into the log, for a daemon that hangs
-    import faulthandler
-
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    sys.stderr.write(f"pyboxd {__version__}: serving {', '.join(paths)}\n")
-    sys.stderr.flush()
     try:
+        try:
+            for path in paths:
+                server.listen_unix(path, group=gid)
+        except PyboxError as e:  # a daemon on other roots took the socket meanwhile
+            sys.stderr.write(f"pyboxd: {e}\n")
+            return 1
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        # as dockerd's SIGUSR1: every thread's stack into the log, for a daemon that hangs
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        sys.stderr.write(f"pyboxd {__version__}: serving {', '.join(paths)}\n")
+        sys.stderr.flush()
         server.serve_forever()
     finally:
-        server.shutdown()
+        server.close()
         engine.network.shutdown()  # running containers keep their networking
         engine.procview.shutdown()  # kept while running containers use it
         try:
@@ -120,11 +280,6 @@ def main(argv=None):
         except OSError:
             pass
         engine.release_cgroup_parent()
-        if args.pidfile:
-            try:
-                os.unlink(args.pidfile)
-            except OSError:
-                pass
     return 0
 
 

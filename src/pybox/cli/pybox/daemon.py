@@ -13,7 +13,11 @@ daemon runs in its own session (setsid), stdin from /dev/null, stdout and stderr
 appended to /var/log/pybox/pyboxd.log (or /run/pybox/pyboxd.log when /var/log
 is not writable).  The client waits for ``/_ping`` to answer, up to
 ``PYBOX_AUTOSTART_TIMEOUT`` seconds (default 30), and fails with the log's path
-if the daemon exits first.
+if the daemon exits first -- unless it exited because another pyboxd holds the
+roots it would use (one being started by hand, or one that is up but slow to
+answer): pyboxd locks its data root and exec root and a second one leaves at
+once without touching the first's socket, so the client waits for that one's
+ping instead, and there is never more than one daemon.
 """
 
 import os
@@ -97,16 +101,38 @@ def start_daemon(host):
         timeout = float(os.environ.get("PYBOX_AUTOSTART_TIMEOUT", "30"))
         deadline = time.monotonic() + timeout
         delay = 0.005
+        other = False  # another pyboxd has the roots: wait for its answer instead
         while time.monotonic() < deadline:
             if ping(socket_path):
                 proc.returncode = 0   # detached on purpose: no ResourceWarning
                 return True
-            if proc.poll() is not None:
-                raise DaemonUnreachable(
-                    f"pyboxd exited with status {proc.returncode} before serving "
-                    f"{host}; see {log_path}")
+            if not other and proc.poll() is not None:
+                if _running_daemon(socket_path) is None:
+                    raise DaemonUnreachable(
+                        f"pyboxd exited with status {proc.returncode} before serving "
+                        f"{host}; see {log_path}")
+                other = True
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
-        proc.returncode = 0
+        proc.returncode = proc.returncode or 0
+        if other:
+            raise DaemonUnreachable(
+                f"pyboxd (pid {_running_daemon(socket_path) or '?'}) holds the pybox roots "
+                f"but did not answer on {host} within {timeout:g} s; see {log_path}")
         raise DaemonUnreachable(f"pyboxd did not answer on {host} within {timeout:g} s; "
                                 f"see {log_path}")
+
+
+def _running_daemon(socket_path: str) -> int | None:
+    """The pid of a pyboxd holding the roots an autostarted pyboxd uses (its
+    defaults), when ``socket_path`` is the socket such a daemon serves; None
+    otherwise.  Only looks at the locks, never takes them."""
+    from pybox.cli import pyboxd
+
+    if os.path.abspath(socket_path) != pyboxd.DEFAULT_SOCKET:
+        return None
+    for root in (pyboxd.DEFAULT_EXEC_ROOT, pyboxd.DEFAULT_DATA_ROOT):
+        pid = pyboxd.holder(os.path.join(root, pyboxd.LOCK_NAME))
+        if pid is not None:
+            return pid
+    return None
