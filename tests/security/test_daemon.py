@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from engine.conftest import PYTHON, SRC, Pyboxd
+from engine.conftest import PYTHON, SRC, Pyboxd, api, settle
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
@@ -22,6 +22,13 @@ def second_pyboxd(*args, timeout=30):
     return subprocess.run([PYTHON, "-m", "pybox.cli.pyboxd", *args], capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                           env=dict(os.environ, PYTHONPATH=SRC))
+
+
+def serves(sock):
+    try:
+        return api(sock, "GET", "/_ping", timeout=2) == (200, b"OK")
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -132,3 +139,43 @@ def test_a_stopped_daemon_leaves_nothing_that_blocks_the_next(scratch):
         problems = d.stop()
     assert not problems, problems
     assert not os.path.exists(pidfile)
+
+
+def test_racing_starts_leave_one_daemon_and_a_working_socket(scratch):
+    """Three pyboxd started at the same moment on the same roots and socket
+    (what racing autostarts would do without their own lock): one serves, the
+    others exit 1 with the message, and the socket works."""
+    base, exec_root = scratch
+    data_root, sock = os.path.join(base, "data"), os.path.join(base, "pybox.sock")
+    argv = [PYTHON, "-m", "pybox.cli.pyboxd", "-H", f"unix://{sock}", "--data-root", data_root,
+            "--exec-root", exec_root]
+    env = dict(os.environ, PYTHONPATH=SRC)
+    procs = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env,
+                              start_new_session=True) for _ in range(3)]
+    try:
+        # the losers leave at once, the winner serves on
+        settle(lambda: sum(p.poll() is not None for p in procs) >= 2 and serves(sock),
+               timeout=30)
+        losers = [p for p in procs if p.poll() is not None]
+        assert len(losers) == 2, [(p.returncode, p.stderr.read()) for p in losers]
+        (winner,) = [p for p in procs if p not in losers]
+        for p in losers:
+            assert p.returncode == 1
+            assert p.stderr.read() == (
+                f"pyboxd: another pyboxd (pid {winner.pid}) is running on the data root "
+                f"{data_root} (it holds {data_root}/pyboxd.lock); stop it first, or start "
+                "this one with another --data-root\n")
+        with open(os.path.join(exec_root, "pyboxd.pid")) as f:
+            assert f.read() == f"{winner.pid}\n"
+        ps = subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True, timeout=30,
+                            env=dict(os.environ, DOCKER_HOST=f"unix://{sock}"))
+        assert (ps.returncode, ps.stdout) == (0, ""), ps.stderr
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=30)
+    assert winner.returncode == 0
+    assert not os.path.exists(sock)
+    assert not os.path.exists(os.path.join(exec_root, "pyboxd.pid"))
