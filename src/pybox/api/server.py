@@ -223,11 +223,15 @@ class Request:
 
     # -- the body ----------------------------------------------------------------
     def content_length(self) -> int | None:
-        """The declared body length (h11 checked its syntax), None if chunked."""
+        """The declared body length (h11 checked its syntax), None if chunked
+        (chunked framing wins over a Content-Length, as in h11)."""
+        length = None
         for name, value in self.event.headers:
+            if name == b"transfer-encoding":
+                return None
             if name == b"content-length":
-                return int(value)
-        return None
+                length = int(value)
+        return length
 
     def body_chunks(self) -> Iterator[bytes]:
         """The request body, chunk by chunk (de-chunked by h11), as it arrives:
@@ -236,7 +240,8 @@ class Request:
             return
         conn = self.conn
         if conn.they_are_waiting_for_100_continue:
-            self._send(h11.InformationalResponse(status_code=100, headers=[]))
+            self._send(h11.InformationalResponse(status_code=100, reason=b"Continue",
+                                                 headers=[]))
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
@@ -424,7 +429,7 @@ class Response:
         if not self.req.discard_body():
             raise RequestTooLarge("request body too large for an upgraded connection")
         self.req._on_wait()
-        self._send(h11.InformationalResponse(status_code=101, headers=[
+        self._send(h11.InformationalResponse(status_code=101, reason=b"UPGRADED", headers=[
             ("Content-Type", content_type), ("Connection", "Upgrade"), ("Upgrade", "tcp")]))
         self.sent = True
         self.hijacked = True
