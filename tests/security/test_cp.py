@@ -141,7 +141,7 @@ def in_container(pyboxd, name, *cmd):
     return pyboxd.ok("exec", name, *cmd)
 
 
-# -- member names ---------------------------------------------------------------------------------
+# -- member names -----------------------------------------------------------------------------
 def test_absolute_member_names_land_in_the_destination(pyboxd, names, api, canary):
     """`docker cp - ctr:/` with a member named /tmp/... writes the container's
     /tmp, never the host's; into a subdirectory it lands below it (docker)."""
@@ -178,7 +178,7 @@ def test_dotdot_member_names_are_refused(pyboxd, names, api, canary):
     assert pyboxd.docker("exec", name, "test", "-e", "/d/escaped").returncode == 1
 
 
-# -- hard links -------------------------------------------------------------------------------------
+# -- hard links -------------------------------------------------------------------------------
 def test_hard_links_to_host_files_are_refused(pyboxd, names, api, host_secret, tmp_path):
     """A hard-link member naming a host file (the issue's root-only file linked
     into a volume) or a path outside the destination gets nothing linked: the
@@ -215,7 +215,7 @@ def test_hard_links_to_host_files_are_refused(pyboxd, names, api, host_secret, t
         pyboxd.docker("volume", "rm", vol)
 
 
-# -- symlinks -----------------------------------------------------------------------------------------
+# -- symlinks ---------------------------------------------------------------------------------
 def test_symlink_members_and_writes_through_them(pyboxd, names, api, canary, host_secret):
     """Symlinks are stored as given (docker); a later member through a symlink
     that leaves the destination is refused; one whose target climbs out is
@@ -269,7 +269,7 @@ def test_fifos_and_devices_are_archived_never_opened(pyboxd, names, api):
     assert status == 200 and members_of(data)["fifo"][0].isfifo()
 
 
-# -- the container's own /etc files -------------------------------------------------------------------
+# -- the container's own /etc files -----------------------------------------------------------
 @pytest.mark.parametrize("running", [True, False])
 def test_etc_files_are_the_containers(pyboxd, names, api, running):
     """/etc/hostname, hosts and resolv.conf are the container's (the files
@@ -298,7 +298,7 @@ def test_etc_files_are_the_containers(pyboxd, names, api, running):
         f"{hostname}\n".encode()
 
 
-# -- mounts --------------------------------------------------------------------------------------------
+# -- mounts -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("running", [True, False])
 def test_cp_through_volumes_binds_and_tmpfs(pyboxd, names, api, tmp_path, running):
     """Copies reach what the container sees at the path -- its volume, bind or
@@ -379,7 +379,7 @@ def test_put_body_is_streamed_not_held(pyboxd, names, api):
     assert rss_kib() - before < 100 << 10
 
 
-# -- the symlink-swap race, from inside the container ------------------------------------------
+# -- the symlink-swap race, from inside the container -----------------------------------------
 SWAP_IN = """
 mkdir -p {canary}
 """, """

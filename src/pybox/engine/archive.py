@@ -43,8 +43,9 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from pybox.engine import rootview
+from pybox.engine import rootview, tarstream
 from pybox.engine.rootview import MountedRootfs as RootView  # noqa: F401 (export, commit)
+from pybox.engine.tarstream import Member, TarReader
 from pybox.errors import BadRequest, NotFound, PyboxError
 from pybox.linux import constants as C
 from pybox.linux.idmap import OVERFLOW_ID, map_id
@@ -65,9 +66,9 @@ O_CLOEXEC = os.O_CLOEXEC
 BENEATH = C.RESOLVE_BENEATH | C.RESOLVE_NO_MAGICLINKS
 FLUSH_AT = 1 << 20  # GET: bytes gathered before a write to the client
 CHUNK = 1 << 20  # file data read or written at once
-TAR_BUFSIZE = 32 << 10  # PUT: what tarfile's stream reads from the body at once
 DIR_CACHE = 64  # PUT: directory fds kept open for the next members
 XATTR_PAX_PREFIX = "SCHILY.xattr."
+KEPT = object()  # _create: an existing directory was kept for a directory member
 # ENOENT, ENOTDIR, EEXIST, EXDEV, ELOOP, ENOTEMPTY: what a container changing
 # its tree under an extraction makes the next step fail with (400, not 500)
 RACED = frozenset({2, 20, 17, 18, 40, 39})
@@ -436,34 +437,6 @@ class _TarWriter:
 
 
 # -- PUT ------------------------------------------------------------------------------------------
-class _ChunkReader:
-    """A read()able file over the request body's chunks, for tarfile's stream
-    mode: the body is consumed as the extraction goes."""
-
-    def __init__(self, chunks: Iterable[bytes]):
-        self.chunks = iter(chunks)
-        self.pending = b""
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            out = b"".join([self.pending, *self.chunks])
-            self.pending = b""
-            return out
-        if len(self.pending) >= size:
-            out, self.pending = self.pending[:size], self.pending[size:]
-            return out
-        parts, have = [self.pending], len(self.pending)
-        while have < size:
-            chunk = next(self.chunks, None)
-            if chunk is None:
-                break
-            parts.append(chunk)
-            have += len(chunk)
-        data = b"".join(parts)
-        out, self.pending = data[:size], data[size:]
-        return out
-
-
 def member_path(name: str) -> str | None:
     """A member's name relative to the destination ("" for itself), as moby's
     Unpack: cleaned, an absolute name taken below the destination, None when
@@ -564,7 +537,7 @@ class _Extractor:
         return self._remember(rel, fd)
 
     # -- owners --
-    def _ids(self, member: tarfile.TarInfo) -> tuple[int, int]:
+    def _ids(self, member: Member) -> tuple[int, int]:
         uid, gid = self.owner if self.owner is not None else (member.uid, member.gid)
         if self.idmap:  # the tar's owners are the container's: shifted to host ids
             huid, hgid = map_id(self.idmap["uid"], uid), map_id(self.idmap["gid"], gid)
@@ -573,7 +546,7 @@ class _Extractor:
         return uid, gid
 
     # -- members --
-    def extract(self, tar: tarfile.TarFile) -> None:
+    def extract(self, tar: TarReader) -> None:
         for member in tar:
             self.member(tar, member)
         for rel, ns in self.dir_times:
@@ -584,7 +557,7 @@ class _Extractor:
             except (OSError, BadRequest):
                 pass  # gone or moved by the container meanwhile
 
-    def member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def member(self, tar: TarReader, member: Member) -> None:
         self._trim()
         self.current = member.name
         rel = member_path(member.name)
@@ -602,48 +575,72 @@ class _Extractor:
             raise BadRequest(f"unhandled tar header type {kind!r} ({member.name!r})")
         parent, name = posixpath.split(rel)
         pfd = self.dir_fd(parent)
-        try:
-            existing = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            existing = None
-        if existing is not None:
-            is_dir = st.S_ISDIR(existing.st_mode)
-            where = posixpath.join(self.dest_path, rel)
-            if self.no_overwrite and is_dir and not member.isdir():
-                raise BadRequest(f"cannot overwrite directory {where!r} with non-directory "
-                                 f"{self.dest_path!r}")
-            if self.no_overwrite and not is_dir and member.isdir():
-                raise BadRequest(f"cannot overwrite non-directory {where!r} with directory "
-                                 f"{self.dest_path!r}")
-            if not (is_dir and member.isdir()):
-                self._remove(pfd, name, is_dir, rel)
-                existing = None
         uid, gid = self._ids(member)
-        mtime_ns = int(member.mtime * 1_000_000_000)
-        if member.isdir():
-            self._dir(pfd, name, rel, member, uid, gid, existing is None)
+        mtime_ns = member.mtime_ns
+        if member.isreg():
+            fd = self._create(pfd, name, rel, member, lambda: os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | O_CLOEXEC, 0o600,
+                dir_fd=pfd))
+            self._file(tar, fd, member, uid, gid, mtime_ns)
+        elif member.isdir():
+            self._create(pfd, name, rel, member, lambda: os.mkdir(name, 0o700, dir_fd=pfd))
+            self._dir(pfd, name, rel, member, uid, gid)
             self.dir_times.append((rel, mtime_ns))
-        elif member.isreg():
-            self._file(tar, pfd, name, member, uid, gid, mtime_ns)
         elif member.issym():
             # moby: filepath.Join(dir of the member, linkname) -- an absolute
             # target joined like a relative one -- must stay in the destination
             if not _inside(self.dest_path,
                            posixpath.join(parent, member.linkname.lstrip("/"))):
                 raise BadRequest(f"invalid symlink {rel!r} -> {member.linkname!r}")
-            os.symlink(member.linkname, name, dir_fd=pfd)
+            self._create(pfd, name, rel, member, lambda: os.symlink(member.linkname, name,
+                                                                    dir_fd=pfd))
             os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
             os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
         elif member.islnk():
             self._hardlink(pfd, name, rel, member, uid, gid, mtime_ns)
         else:
             if member.isfifo():
-                os.mkfifo(name, 0o600, dir_fd=pfd)
+                self._create(pfd, name, rel, member, lambda: os.mkfifo(name, 0o600,
+                                                                       dir_fd=pfd))
             else:
                 kind_bits = st.S_IFCHR if member.ischr() else st.S_IFBLK
-                os.mknod(name, kind_bits | 0o600, os.makedev(member.devmajor, member.devminor),
-                         dir_fd=pfd)
+                device = os.makedev(member.devmajor, member.devminor)
+                self._create(pfd, name, rel, member, lambda: os.mknod(
+                    name, kind_bits | 0o600, device, dir_fd=pfd))
             self._set_meta(pfd, name, member, uid, gid, mtime_ns)
+
+    def _create(self, pfd: int, name: str, rel: str, member: Member,
+                make: Callable[[], Any]) -> Any:
+        """make() the entry; what is in its way is dealt with as moby's Unpack
+        (merged if both are directories -- KEPT --, else removed, or refused
+        with noOverwriteDirNonDir) and make() tried again: a fresh copy pays
+        no lookup before its creates."""
+        for _ in range(8):
+            try:
+                return make()
+            except FileExistsError:
+                if self._make_way(pfd, name, rel, member):
+                    return KEPT
+        raise BadRequest(f"extracting {member.name!r}: the path keeps reappearing")
+
+    def _make_way(self, pfd: int, name: str, rel: str, member: Member) -> bool:
+        """True: an existing directory stays for a directory member."""
+        try:
+            existing = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        is_dir = st.S_ISDIR(existing.st_mode)
+        where = posixpath.join(self.dest_path, rel)
+        if self.no_overwrite and is_dir and not member.isdir():
+            raise BadRequest(f"cannot overwrite directory {where!r} with non-directory "
+                             f"{self.dest_path!r}")
+        if self.no_overwrite and not is_dir and member.isdir():
+            raise BadRequest(f"cannot overwrite non-directory {where!r} with directory "
+                             f"{self.dest_path!r}")
+        if is_dir and member.isdir():
+            return True
+        self._remove(pfd, name, is_dir, rel)
+        return False
 
     def _remove(self, pfd: int, name: str, is_dir: bool, rel: str) -> None:
         """moby's RemoveAll of what is in a member's way (fd-relative, never
@@ -657,13 +654,10 @@ class _Extractor:
         except FileNotFoundError:
             pass
 
-    def _dir(self, pfd: int, name: str, rel: str, member: tarfile.TarInfo, uid: int,
-             gid: int, new: bool) -> None:
-        if new:
-            try:
-                os.mkdir(name, 0o700, dir_fd=pfd)
-            except FileExistsError:
-                pass
+    def _dir(self, pfd: int, name: str, rel: str, member: Member, uid: int,
+             gid: int) -> None:
+        """A directory made (or kept: docker merges) gets the member's owner,
+        mode and xattrs through an fd opened without following a symlink."""
         try:
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | O_CLOEXEC,
                          dir_fd=pfd)
@@ -677,40 +671,23 @@ class _Extractor:
         os.chmod(fd, member.mode & 0o7777)
         self._xattrs(fd, member)
 
-    def _file(self, tar: tarfile.TarFile, pfd: int, name: str, member: tarfile.TarInfo,
-              uid: int, gid: int, mtime_ns: int) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | O_CLOEXEC
-        for _ in range(8):
-            try:
-                fd = os.open(name, flags, 0o600, dir_fd=pfd)
-                break
-            except FileExistsError:  # made meanwhile (by the container): replaced
-                try:
-                    os.unlink(name, dir_fd=pfd)
-                except IsADirectoryError:
-                    shutil.rmtree(name, dir_fd=pfd)
-                except FileNotFoundError:
-                    pass
-        else:
-            raise BadRequest(f"extracting {member.name!r}: the file keeps reappearing")
+    def _file(self, tar: TarReader, fd: int, member: Member, uid: int, gid: int,
+              mtime_ns: int) -> None:
+        """Write a new file (``fd``, made O_EXCL: never an existing one, so never
+        a device or a file of the host) and set its metadata through the fd."""
         try:
-            if member.size:
-                src = tar.extractfile(member)
-                while True:
-                    data = src.read(CHUNK)
-                    if not data:
-                        break
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
+            for view in tar.data(member):
+                while view:
+                    view = view[os.write(fd, view):]
             os.chown(fd, uid, gid)
             os.chmod(fd, member.mode & 0o7777)  # after chown, which clears set-id bits
-            self._xattrs(fd, member)
+            if member.xattrs:
+                self._xattrs(fd, member)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         finally:
             os.close(fd)
 
-    def _hardlink(self, pfd: int, name: str, rel: str, member: tarfile.TarInfo, uid: int,
+    def _hardlink(self, pfd: int, name: str, rel: str, member: Member, uid: int,
                   gid: int, mtime_ns: int) -> None:
         """moby: the target is the member's linkname joined to the destination,
         and must stay in it; here it is also opened beneath the destination, so
@@ -729,7 +706,7 @@ class _Extractor:
             raise BadRequest(f"invalid hardlink {rel!r} -> {member.linkname!r}") from None
         self._set_meta(pfd, name, member, uid, gid, mtime_ns)
 
-    def _set_meta(self, pfd: int, name: str, member: tarfile.TarInfo, uid: int, gid: int,
+    def _set_meta(self, pfd: int, name: str, member: Member, uid: int, gid: int,
                   mtime_ns: int) -> None:
         """Owner, mode and times of an entry that is not opened for data (a
         device, fifo or hard link): through an O_PATH fd, never by a path."""
@@ -743,13 +720,10 @@ class _Extractor:
         os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
     @staticmethod
-    def _xattrs(fd: int, member: tarfile.TarInfo) -> None:
-        for key, value in (member.pax_headers or {}).items():
-            if not key.startswith(XATTR_PAX_PREFIX):
-                continue
+    def _xattrs(fd: int, member: Member) -> None:
+        for key, value in member.xattrs.items():
             try:
-                os.setxattr(fd, key[len(XATTR_PAX_PREFIX):],
-                            value.encode("utf-8", "surrogateescape"))
+                os.setxattr(fd, key, value)
             except OSError as e:
                 if e.errno not in (1, 95):  # EPERM, ENOTSUP: best effort, as moby
                     raise
@@ -840,16 +814,7 @@ def extract(engine: Any, c: Any, path: str, chunks: Iterable[bytes],
             owner = _lookup_user(root.fd, user)
         ex = _Extractor(dest, clean, idmap, owner, no_overwrite_dir_non_dir)
         try:
-            try:
-                # tarfile's stream slices its buffer on every read: a small one
-                tar = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|*",
-                                   bufsize=TAR_BUFSIZE)
-            except tarfile.TarError as e:
-                raise BadRequest(f"invalid tar archive: {e}") from None
-            with tar:
-                ex.extract(tar)
-        except tarfile.TarError as e:
-            raise BadRequest(f"invalid tar archive: {e}") from None
+            ex.extract(tarstream.open_body(chunks))
         except OSError as e:
             if e.errno == 30:  # EROFS: a read-only mount of the view said no
                 raise BadRequest(f"copying into {path}: read-only file system") from None
