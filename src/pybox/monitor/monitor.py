@@ -161,6 +161,18 @@ class Monitor:
         try:
             for fd, src in enumerate(stdio):
                 os.dup2(src, fd)  # what init inherits
+            # Nothing else of the monitor's may live on in the creator: holding
+            # the write end of the go pipe (or pyboxd's report fd, the monitor's
+            # socket...) the creator would never see the monitor die and would
+            # wait for its "go" forever, keeping pyboxd's read of the report open.
+            keep = {result_w, go_r}
+            if console_sock is not None:
+                keep.add(console_sock.fileno())
+            low = 3
+            for fd in sorted(keep):
+                os.closerange(low, fd)
+                low = fd + 1
+            os.closerange(low, 1 << 20)
             req = self.req
             try:
                 c = rt.create(req["runtime_root"], req["id"], req["bundle"],
@@ -632,9 +644,17 @@ def run(request, report_fd):
             listener.close()
             os.unlink(path)
             return
-        with open(os.path.join(mon.dir, PID_FILE), "w") as f:
+        pid_file = os.path.join(mon.dir, PID_FILE)
+        with open(f"{pid_file}.tmp-{os.getpid()}", "w") as f:
             f.write(str(os.getpid()))
-        os.write(report_fd, fastjson.dumps({"ok": True, "pid": mon.pid}).encode() + b"\n")
+        os.rename(f"{pid_file}.tmp-{os.getpid()}", pid_file)  # never half-written
+        try:
+            os.write(report_fd, fastjson.dumps({"ok": True, "pid": mon.pid}).encode() + b"\n")
+        except OSError:
+            # pyboxd died while it waited for us (EPIPE): the container runs, so
+            # serve it; the restarted pyboxd adopts it through the socket and
+            # the pid file, as after any crash.  Exiting here orphaned it.
+            pass
         os.close(report_fd)
         report_fd = -1
         mon.serve(listener)
