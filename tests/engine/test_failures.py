@@ -70,7 +70,7 @@ def test_invalid_container_name(pyboxd, bad):
                                              "memory limit"),
     (["--blkio-weight", "5"], "Range of blkio weight is from 10 to 1000"),
     (["--cpu-period", "10"], "CPU cfs period can not be less than 1ms"),
-    (["--cpus", "0.5", "--cpu-quota", "1000"], "Conflicting options: Nano CPUs and CPU Period"),
+    (["--cpus", "0.5", "--cpu-quota", "1000"], "Conflicting options: Nano CPUs and CPU Quota"),
     (["--cpus", "abc"], 'invalid argument "abc" for "--cpus" flag'),
     (["--ulimit", "bogus=1"], "invalid ulimit type: bogus"),
     (["-m", "lots"], 'invalid argument "lots" for "-m, --memory" flag'),

@@ -2,6 +2,7 @@
 semantics on top of pybox.engine (see ../shared/docs/docker-api/README.md for
 what the clients send and expect)."""
 
+from pybox.api import schema
 from pybox.api.server import PrefixedSocket
 from pybox.errors import BadRequest, NotFound
 from pybox.oci import fastjson
@@ -10,23 +11,48 @@ MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
 
 
+# dockerd's acceptedPsFilterTags
+LIST_FILTERS = {"ancestor", "before", "exited", "health", "id", "isolation", "label", "name",
+                "network", "publish", "since", "status", "volume", "expose", "is-task"}
+
+
+def check_kill_signal(ref: str, signal: str) -> None:
+    """ContainerKill's checks, before the container is looked up: a signal
+    moby/sys/signal parses and Linux has.  (The words are the reference
+    dockerd's that tests/engine compares with, "Invalid signal: X"; docker 28
+    says "cannot kill container: NAME: invalid signal: X".)"""
+    from pybox.engine.spec import parse_signal_name
+
+    try:
+        number = parse_signal_name(signal)
+    except ValueError:
+        raise BadRequest(f"Invalid signal: {signal}") from None
+    if not 0 < number <= 64:
+        raise BadRequest(f"the linux daemon does not support signal {number}")
+
+
 def register(router, engine):
     r = router
 
     @r.route("GET", "/containers/json")
     def list_containers(req, resp):
-        resp.json(engine.list(all_=req.flag("all"), limit=req.int_arg("limit", -1),
-                              size=req.flag("size"), filters=req.filters()))
+        filters = req.filters()
+        schema.check_filters(filters, LIST_FILTERS)
+        limit = schema.atoi(req, "limit")
+        items = engine.list(all_=req.flag("all"), limit=-1 if limit is None else limit,
+                            size=req.flag("size"), filters=filters)
+        resp.json([schema.render(item, schema.SUMMARY) for item in items])
 
     @r.route("POST", "/containers/create")
     def create(req, resp):
-        body = req.json({})
+        body = schema.read_create(req)  # typed as dockerd types it, or a 400
         cid, warnings = engine.create(body, name=req.arg("name") or None)
         resp.json({"Id": cid, "Warnings": warnings}, 201)
 
     @r.route("GET", "/containers/{id}/json")
     def inspect(req, resp, id):
-        resp.json(engine.inspect(id, size=req.flag("size")))
+        resp.json(schema.render(engine.inspect(id, size=req.flag("size")),
+                                schema.CONTAINER_JSON))
 
     @r.route("POST", "/containers/{id}/start")
     def start(req, resp, id):
@@ -35,17 +61,20 @@ def register(router, engine):
 
     @r.route("POST", "/containers/{id}/stop")
     def stop(req, resp, id):
-        engine.stop(id, timeout=req.int_arg("t"))
+        engine.stop(id, timeout=schema.atoi(req, "t"))
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/restart")
     def restart(req, resp, id):
-        engine.restart(id, timeout=req.int_arg("t"))
+        engine.restart(id, timeout=schema.atoi(req, "t"))
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/kill")
     def kill(req, resp, id):
-        engine.kill(id, req.arg("signal") or None)
+        signal = req.arg("signal") or None
+        if signal is not None:
+            check_kill_signal(id, signal)
+        engine.kill(id, signal)
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/pause")
@@ -73,9 +102,12 @@ def register(router, engine):
 
     @r.route("POST", "/containers/{id}/wait")
     def wait(req, resp, id):
+        condition = req.arg("condition") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise BadRequest(f'invalid condition: "{condition}"')
         engine.get(id)  # 404 before the 200 headers
         write, end = resp.stream(200, "application/json")
-        code, error = engine.wait(id, req.arg("condition") or "not-running",
+        code, error = engine.wait(id, condition,
                                   cancelled=req.client_gone)
         if code is None:
             return  # the client went away (docker run -d)
@@ -85,7 +117,8 @@ def register(router, engine):
 
     @r.route("POST", "/containers/{id}/resize")
     def resize(req, resp, id):
-        engine.resize(id, req.int_arg("h", 0), req.int_arg("w", 0))
+        engine.resize(id, schema.uint32_arg(req, "h", "height"),
+                      schema.uint32_arg(req, "w", "width"))
         resp.send(200)
 
     @r.route("POST", "/containers/{id}/attach")
@@ -143,13 +176,15 @@ def register(router, engine):
     # -- exec -------------------------------------------------------------------
     @r.route("POST", "/containers/{id}/exec")
     def exec_create(req, resp, id):
-        body = req.json({})
+        body = schema.read_json(req, schema.EXEC_OPTIONS)
+        if not body.get("Cmd"):
+            raise BadRequest("No exec command specified")
         resp.json({"Id": engine.exec_create(id, body)}, 201)
 
     @r.route("POST", "/exec/{id}/start")
     def exec_start(req, resp, id):
+        body = schema.read_json(req, schema.EXEC_START)
         e = engine.get_exec(id)
-        body = req.json({}) or {}
         detach = bool(body.get("Detach"))
         if detach or not req.wants_upgrade():
             e.start(None, detach=True)
@@ -178,7 +213,8 @@ def register(router, engine):
 
     @r.route("POST", "/exec/{id}/resize")
     def exec_resize(req, resp, id):
-        engine.get_exec(id).resize(req.int_arg("h", 0), req.int_arg("w", 0))
+        engine.get_exec(id).resize(schema.uint32_arg(req, "h", "height"),
+                                   schema.uint32_arg(req, "w", "width"))
         resp.send(200)
 
     @r.route("GET", "/exec/{id}/json")

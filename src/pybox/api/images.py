@@ -12,7 +12,13 @@ def register(router, engine):
 
     @r.route("GET", "/images/json")
     def list_images(req, resp):
-        resp.json(images.list(all=req.flag("all"), filters=req.filters()))
+        from pybox.api import schema
+
+        filters = req.filters()
+        # dockerd's acceptedImageFilterTags
+        schema.check_filters(filters, {"before", "dangling", "label", "reference", "since",
+                                       "until"})
+        resp.json(images.list(all=req.flag("all"), filters=filters))
 
     @r.route("POST", "/images/prune")
     def prune(req, resp):
@@ -90,6 +96,10 @@ def register(router, engine):
             end()
             return
         if req.arg("fromImage"):
+            if req.arg("platform"):  # dockerd parses it first: a 400, not a pull
+                from pybox.images import platforms
+
+                platforms.parse(req.arg("platform"))
             pull = getattr(engine, "pull", None)
             if pull is None:
                 ref = req.arg("fromImage") + (":" + req.arg("tag") if req.arg("tag") else "")

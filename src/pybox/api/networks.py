@@ -1,7 +1,11 @@
 """/networks endpoints: list, inspect, create, remove, connect, disconnect,
 prune, in docker's JSON shapes, over pybox.engine.networking."""
 
+from pybox.api import schema
 from pybox.errors import BadRequest
+
+# dockerd's acceptedNetworkFilters (list) and the prune filters
+LIST_FILTERS = {"dangling", "driver", "id", "label", "name", "scope", "type"}
 
 
 def register(router, engine):
@@ -10,13 +14,13 @@ def register(router, engine):
 
     @r.route("GET", "/networks")
     def list_networks(req, resp):
-        resp.json(net.manager.list(req.filters()))
+        filters = req.filters()
+        schema.check_filters(filters, LIST_FILTERS)
+        resp.json(net.manager.list(filters))
 
     @r.route("POST", "/networks/create")
     def create(req, resp):
-        body = req.json({}) or {}
-        if not isinstance(body, dict):
-            raise BadRequest("invalid JSON body")
+        body = schema.read_json(req, schema.NETWORK_CREATE)
         nid, warning = net.manager.create(body)
         rec = net.manager.get(nid)
         engine.events.emit("network", "create", nid, {"name": rec["Name"], "type": "bridge"})
@@ -51,7 +55,7 @@ def register(router, engine):
 
     @r.route("POST", "/networks/{id}/connect")
     def connect(req, resp, id):
-        body = req.json({}) or {}
+        body = schema.read_json(req, schema.NETWORK_CONNECT)
         if not body.get("Container"):
             raise BadRequest("a container is required")
         net.connect(id, body["Container"], body.get("EndpointConfig") or {})
@@ -59,7 +63,7 @@ def register(router, engine):
 
     @r.route("POST", "/networks/{id}/disconnect")
     def disconnect(req, resp, id):
-        body = req.json({}) or {}
+        body = schema.read_json(req, schema.NETWORK_DISCONNECT)
         if not body.get("Container"):
             raise BadRequest("a container is required")
         net.disconnect(id, body["Container"], force=bool(body.get("Force")))

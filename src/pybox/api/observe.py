@@ -25,7 +25,10 @@ def register(router, engine):
 
     @r.route("GET", "/containers/{id}/top")
     def top(req, resp, id):
-        resp.json(observe.top(engine, engine.get(id), req.arg("ps_args")))
+        ps_args = req.arg("ps_args")
+        if ps_args and "\x00" in ps_args:  # not an argument list ps can be given
+            raise BadRequest(f"invalid ps_args: {ps_args!r}")
+        resp.json(observe.top(engine, engine.get(id), ps_args))
 
     @r.route("GET", "/containers/{id}/stats")
     def stats(req, resp, id):
@@ -45,7 +48,10 @@ def register(router, engine):
 
     @r.route("POST", "/containers/{id}/update")
     def update(req, resp, id):
-        warnings = observe.update(engine, engine.get(id), req.json({}) or {})
+        from pybox.api import schema
+
+        body = schema.read_json(req, schema.UPDATE_CONFIG)  # typed, or a 400
+        warnings = observe.update(engine, engine.get(id), body)
         resp.json({"Warnings": warnings or None})
 
     @r.route("GET", "/containers/{id}/changes")
@@ -69,8 +75,10 @@ def register(router, engine):
 
     @r.route("POST", "/commit")
     def commit(req, resp):
+        from pybox.api import schema
+
+        body = schema.read_commit_config(req)  # a create request's Config, typed
         c = engine.get(req.arg("container") or "")
-        body = req.json({}) or {}
         repo = req.arg("repo")
         ref = None
         if repo:

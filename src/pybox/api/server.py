@@ -208,18 +208,12 @@ class Request:
         except ValueError:
             raise errors.BadRequest(f"invalid value for {name}: {value!r}") from None
 
-    def filters(self):
-        raw = self.arg("filters")
-        if not raw:
-            return {}
-        try:
-            data = fastjson.loads(raw)
-        except ValueError:
-            raise errors.BadRequest(f"invalid filters: {raw!r}") from None
-        out = {}
-        for key, value in data.items():
-            out[key] = list(value) if isinstance(value, (dict, list)) else [value]
-        return out
+    def filters(self) -> dict[str, list[str]]:
+        """``filters`` as dockerd's filters.FromJSON reads it (400 "invalid
+        filter" for any other shape): {key: [values]}."""
+        from pybox.api.schema import parse_filters
+
+        return parse_filters(self.arg("filters"))
 
     # -- the body ----------------------------------------------------------------
     def content_length(self) -> int | None:

@@ -1,6 +1,12 @@
 """/volumes endpoints (docker's local driver, in pybox.engine.volumes)."""
 
+from pybox.api import schema
 from pybox.errors import BadRequest
+
+# dockerd's acceptedFilters for volume list and prune (and, for prune, ``name``:
+# pybox's own, which scopes a prune to some volumes on a shared daemon)
+LIST_FILTERS = {"dangling", "name", "driver", "label"}
+PRUNE_FILTERS = {"label", "label!", "all", "name"}
 
 
 def register(router, engine):
@@ -9,11 +15,13 @@ def register(router, engine):
 
     @r.route("GET", "/volumes")
     def list_volumes(req, resp):
-        resp.json({"Volumes": volumes.list(req.filters()), "Warnings": []})
+        filters = req.filters()
+        schema.check_filters(filters, LIST_FILTERS)
+        resp.json({"Volumes": volumes.list(filters), "Warnings": []})
 
     @r.route("POST", "/volumes/create")
     def create(req, resp):
-        body = req.json({}) or {}
+        body = schema.read_json(req, schema.VOLUME_CREATE)
         driver = body.get("Driver") or "local"
         if driver != "local":
             raise BadRequest(f"volume driver {driver!r} is not supported (local only)")
@@ -25,6 +33,7 @@ def register(router, engine):
     @r.route("POST", "/volumes/prune")
     def prune(req, resp):
         filters = req.filters()
+        schema.check_filters(filters, PRUNE_FILTERS)
         all_ = any(v.lower() in ("true", "1") for v in filters.pop("all", []))
         deleted, reclaimed = volumes.prune(filters, all_=all_)
         for name in deleted:

@@ -39,7 +39,11 @@ class StartError(PyboxError):
 
 
 def parse_size(text):
-    """docker's log-opt sizes: 10m, 1g, 500k, 1024."""
+    """docker's log-opt sizes: 10m, 1g, 500k, 1024, 10mb (go-units RAMInBytes)."""
+    try:
+        return specmod.ram_in_bytes(str(text))
+    except ValueError:
+        pass
     t = str(text).strip().lower()
     mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
     if t[-1:] in "kmg":
@@ -170,7 +174,7 @@ class Engine:
         users = {}
         for c in self.store.all():
             for m in c.record.get("Mounts") or ():
-                if m.get("Type") == "volume":
+                if m.get("Type") == "volume" and isinstance(m.get("Name"), str):
                     users.setdefault(m["Name"], []).append(c.id)
         return users
 
@@ -197,21 +201,28 @@ class Engine:
 
     def _attributes(self, c, **extra):
         attrs = {"image": c.record["Config"].get("Image", ""), "name": c.name}
-        attrs.update(c.record["Config"].get("Labels") or {})
+        labels = c.record["Config"].get("Labels")
+        if isinstance(labels, dict):  # an odd stored record may hold anything
+            attrs.update(labels)
         attrs.update(extra)
         return attrs
 
     # -- create ---------------------------------------------------------------
     def create(self, body, name=None):
-        """POST /containers/create.  Returns (id, warnings)."""
+        """POST /containers/create, ``body`` typed by pybox.api.schema.  Returns
+        (id, warnings)."""
         if not isinstance(body, dict):
             raise BadRequest("invalid JSON body")
-        image_ref = body.get("Image") or ""
+        hc = dict(body.get("HostConfig") or {})
+        config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+        # dockerd's order: every check of the request (spec.validate_create), then
+        # the image -- a bad request is a 400, not a pull of its image
+        checked = specmod.validate_create(config, hc, remapped=self.remap is not None)
+        image_ref = config.get("Image") or ""
         if not image_ref:
             raise BadRequest("Config.Image: the image name is required")
         image = self.images.lookup(image_ref)  # NotFound "No such image: X" -> CLI pulls
-        hc = dict(body.get("HostConfig") or {})
-        self._check_host_config(hc)
+        warnings = checked
         if (hc.get("Memory") or 0) > 0 and not hc.get("MemorySwap"):
             # dockerd's adaptContainerSettings: the implicit swap limit (twice the
             # memory) is recorded, so inspect shows it and a later `update -m`
@@ -222,11 +233,6 @@ class Engine:
         except NotFound as e:
             # 400, not 404: a 404 from create makes the docker CLI pull the image
             raise BadRequest(str(e)) from None
-        workdir = body.get("WorkingDir") or ""
-        if not workdir.startswith("/") and workdir:
-            raise BadRequest(f"the working directory '{workdir}' is invalid, it needs to be an "
-                             "absolute path")
-        config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
         config = specmod.merge_image_config(config, image.get("Config") or {})
         config["Image"] = image_ref
         cid = new_id()
@@ -272,7 +278,7 @@ class Engine:
         for name in new_volumes:  # as dockerd: a volume made by -v/--mount/VOLUME too
             self.events.emit("volume", "create", name, {"driver": "local"})
         self.events.emit("container", "create", cid, self._attributes(c))
-        return cid, []
+        return cid, warnings
 
     def _idmap_for(self, hc):
         """The user namespace maps of a new container: the daemon's
@@ -301,51 +307,9 @@ class Engine:
                 return name
 
     def _check_host_config(self, hc):
-        memory = hc.get("Memory") or 0
-        if memory and memory < 6 * 1024 * 1024:
-            raise BadRequest("Minimum memory limit allowed is 6MB")
-        swap = hc.get("MemorySwap") or 0
-        if memory and swap > 0 and swap < memory:
-            raise BadRequest("Minimum memoryswap limit should be larger than memory limit, see "
-                             "usage")
-        if hc.get("NanoCpus") and (hc.get("CpuQuota") or hc.get("CpuPeriod")):
-            raise BadRequest("Conflicting options: Nano CPUs and CPU Period cannot both be set")
-        if hc.get("NanoCpus") and hc["NanoCpus"] < 0:
-            raise BadRequest("Range of CPUs is from 0.01 to the number of CPUs available")
-        ncpu = os.cpu_count() or 1
-        if (hc.get("NanoCpus") or 0) > ncpu * 1_000_000_000:
-            # dockerd's check: a quota above the machine is no limit at all, and
-            # `docker update --cpus 100` was taken silently
-            raise BadRequest(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
-                             f"{ncpu} CPUs available")
-        if hc.get("CpuPeriod") and not 1000 <= hc["CpuPeriod"] <= 1000000:
-            raise BadRequest("CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
-                             "than 1s (i.e. 1000000)")
-        if hc.get("CpuQuota") and 0 < hc["CpuQuota"] < 1000:
-            raise BadRequest("CPU cfs quota can not be less than 1ms (i.e. 1000)")
-        weight = hc.get("BlkioWeight") or 0
-        if weight and not 10 <= weight <= 1000:
-            raise BadRequest("Range of blkio weight is from 10 to 1000")
-        from pybox.engine.security import check_security_options
-
-        check_security_options(hc)
-        restart = (hc.get("RestartPolicy") or {}).get("Name") or "no"
-        if restart not in ("", "no", "always", "on-failure", "unless-stopped"):
-            raise BadRequest(f"invalid restart policy {restart!r}")
-        if hc.get("AutoRemove") and restart not in ("", "no"):
-            # dockerd's check: a policy would restart what --rm is about to remove
-            # (docker-py and raw API clients do not get the CLI's own check)
-            raise BadRequest("can't create 'AutoRemove' container with restart policy")
-        log = hc.get("LogConfig") or {}
-        if log.get("Type") not in (None, "", "json-file", "none"):
-            raise BadRequest(f"logging driver {log['Type']!r} is not supported (json-file, "
-                             "none)")
-        for key in ("BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
-                    "BlkioDeviceWriteIOps"):
-            for d in hc.get(key) or ():
-                if not os.path.exists(d.get("Path", "")):
-                    raise BadRequest(f"error evaluating symlinks from device path "
-                                     f"{d.get('Path')}: no such file or directory")
+        """An update's HostConfig (merged over the container's): dockerd's
+        resource checks.  A create runs all of spec.validate_create."""
+        specmod.validate_resources(hc, update=True)
 
     def _new_record(self, cid, name, config, hc, image, args, directory, body):
         hc.setdefault("NetworkMode", "default")
@@ -1067,7 +1031,8 @@ class Engine:
             all_ = True  # docker: ps -n N / -l list the newest, whatever their state
         items = []
         # newest first: Created is RFC 3339 with 9 fraction digits, sortable as text
-        for c in sorted(self.store.all(), key=lambda c: c.record["Created"], reverse=True):
+        for c in sorted(self.store.all(), key=lambda c: str(c.record.get("Created")),
+                        reverse=True):
             rec = c.record
             st = rec["State"]
             # docker ps lists restarting containers too (dockerd keeps them
@@ -1099,13 +1064,14 @@ class Engine:
                                     str(st.get("ExitCode")) not in values):
                 return False
             if key == "label":
-                labels = rec["Config"].get("Labels") or {}
+                labels = rec["Config"].get("Labels")
+                labels = labels if isinstance(labels, dict) else {}
                 for v in values:
                     k, _, val = v.partition("=")
                     if k not in labels or (val and labels[k] != val):
                         return False
             if key == "ancestor" and rec["Config"].get("Image") not in values and \
-                    rec["Image"] not in values:
+                    rec.get("Image") not in values:
                 return False
         return True
 
@@ -1136,19 +1102,24 @@ class Engine:
         created = rec["Created"]
         try:
             created_unix = calendar.timegm(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))
-        except ValueError:
+        except (ValueError, TypeError):
             created_unix = 0
+        try:  # a record however odd is listed (store.repair; the API renders the types)
+            status = human_status(st)
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            status = ""
         out = {
             "Id": c.id,
             "Names": ["/" + c.name],
             "Image": rec["Config"].get("Image", ""),
-            "ImageID": rec["Image"],
-            "Command": " ".join(shlex.quote(a) for a in [rec["Path"]] + rec["Args"]),
+            "ImageID": rec.get("Image", ""),
+            "Command": " ".join(shlex.quote(str(a)) for a in [rec.get("Path", "")]
+                                + list(rec.get("Args") or ())),
             "Created": created_unix,
             "Ports": self.network.ps_ports(c),
             "Labels": rec["Config"].get("Labels") or {},
             "State": self._status(st),
-            "Status": human_status(st),
+            "Status": status,
             "HostConfig": {"NetworkMode": rec["HostConfig"].get("NetworkMode", "default")},
             "NetworkSettings": {"Networks": rec["NetworkSettings"].get("Networks") or {}},
             "Mounts": rec.get("Mounts") or [],
@@ -1213,6 +1184,14 @@ class Engine:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
         if not body.get("Cmd"):
             raise BadRequest("No exec command specified")
+        if body.get("User"):  # as dockerd: an unknown user is refused now, not at start
+            try:
+                root = fastjson.load_file(os.path.join(self.run_dir(c), "config.json"))
+                specmod._resolve_user(root["root"]["path"], body["User"])
+            except specmod.SpecError as e:
+                raise BadRequest(str(e)) from None
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # not readable now: the start reports it
         e = ExecSession(self, c, body)
         with self.execs_lock:
             self.execs[e.id] = e

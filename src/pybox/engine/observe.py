@@ -195,11 +195,12 @@ UPDATABLE = ("CpuShares", "Memory", "MemorySwap", "MemoryReservation", "NanoCpus
 def update(engine, c, body):
     """POST /containers/ID/update: the limits given (0/"" mean unchanged, as in
     docker), live when running, and the restart policy."""
-    from pybox.engine.spec import resources
+    from pybox.engine.spec import resources, validate_restart_policy
 
     hc = c.record["HostConfig"]
     changes = {k: body[k] for k in UPDATABLE if body.get(k) not in (None, 0, "", [])}
     policy = body.get("RestartPolicy") or {}
+    validate_restart_policy(policy)
     if policy.get("Name") not in (None, "", "no") and hc.get("AutoRemove"):
         # dockerd's check, as at create: --rm and a restart policy exclude each other
         raise BadRequest("Restart policy cannot be updated because AutoRemove is enabled "

@@ -150,7 +150,7 @@ def default_seccomp_profile(capabilities):
 def capability_set(hc):
     """The bounding (= effective = permitted) set for a container."""
     from pybox.engine.spec import DOCKER_DEFAULT_CAPS
-    from pybox.linux.caps import CAPABILITY_NAMES, is_known, last_cap
+    from pybox.linux.caps import CAPABILITY_NAMES, last_cap
 
     # "all" is what pyboxd itself may grant: its bounding set (podman's rule; a
     # sandbox's root may lack some, e.g. CAP_SYS_RESOURCE, and asking for more
@@ -161,17 +161,11 @@ def capability_set(hc):
     if hc.get("Privileged"):
         return everything
 
-    def norm(name):
-        n = name.upper()
-        if n == "ALL":
-            return "ALL"
-        n = n if n.startswith("CAP_") else "CAP_" + n
-        if not is_known(n):
-            raise BadRequest(f"unknown capability: {name!r}")
-        return n
-
-    add = [norm(c) for c in hc.get("CapAdd") or ()]
-    drop = [norm(c) for c in hc.get("CapDrop") or ()]
+    try:
+        add = normalize_capabilities(hc.get("CapAdd") or ())
+        drop = normalize_capabilities(hc.get("CapDrop") or ())
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
     caps = list(everything) if "ALL" in add else list(DOCKER_DEFAULT_CAPS)
     if "ALL" in drop:
         caps = []
@@ -180,6 +174,23 @@ def capability_set(hc):
         if c != "ALL" and c not in caps:
             caps.append(c)
     return [c for c in caps if c in everything]
+
+
+def normalize_capabilities(names) -> list[str]:
+    """moby's NormalizeLegacyCapabilities: upper-cased, CAP_ added where
+    missing, "ALL" kept; ValueError with docker's words for an unknown one
+    (create refuses it as "invalid CapAdd: ...")."""
+    from pybox.linux.caps import is_known
+
+    out = []
+    for name in names:
+        n = str(name).upper()
+        if n != "ALL":
+            n = n if n.startswith("CAP_") else "CAP_" + n
+            if not is_known(n):
+                raise ValueError(f'unknown capability: "{n}"')
+        out.append(n)
+    return out
 
 
 def _own_bounding_set():
@@ -204,14 +215,54 @@ def seccomp_for(hc, capabilities):
         if key == "seccomp":
             if value == "unconfined":
                 return None
-            from pybox.oci import fastjson
-
-            try:
-                profile = fastjson.loads(value)
-            except ValueError:
-                raise BadRequest("Decoding seccomp profile failed: invalid JSON") from None
-            return docker_profile_to_spec(profile)
+            return seccomp_profile(value)
     return default_seccomp_profile(capabilities)
+
+
+_PROFILE_SHAPE = {"defaultAction": str, "defaultErrnoRet": int, "architectures": list,
+                  "archMap": list, "flags": list, "syscalls": list, "listenerPath": str,
+                  "listenerMetadata": str}
+_RULE_SHAPE = {"names": list, "name": str, "action": str, "args": list, "errnoRet": int}
+_ARG_SHAPE = {"index": int, "value": int, "valueTwo": int, "op": str}
+
+
+def seccomp_profile(text: str) -> dict:
+    """--security-opt seccomp=<profile JSON> -> linux.seccomp; a profile that is
+    not JSON or not of docker's shape (seccomp.Seccomp) is a 400 at create,
+    not a failure half way through a start."""
+    from pybox.oci import fastjson
+
+    def fail(problem: str) -> Exception:
+        return BadRequest(f"Decoding seccomp profile failed: {problem}")
+
+    def shape(obj, fields, where):
+        if not isinstance(obj, dict):
+            raise fail(f"{where}: not a JSON object")
+        for key, kind in fields.items():
+            value = obj.get(key)
+            if value is not None and (not isinstance(value, kind) or
+                                      (kind is int and isinstance(value, bool))):
+                raise fail(f"{where}.{key}: not a JSON {kind.__name__}")
+
+    try:
+        profile = fastjson.loads(text)
+    except ValueError:
+        raise fail("invalid JSON") from None
+    shape(profile, _PROFILE_SHAPE, "profile")
+    for i, entry in enumerate(profile.get("archMap") or ()):
+        shape(entry, {"architecture": str, "subArchitectures": list}, f"archMap[{i}]")
+    for i, rule in enumerate(profile.get("syscalls") or ()):
+        shape(rule, _RULE_SHAPE, f"syscalls[{i}]")
+        if not isinstance(rule.get("action"), str):
+            raise fail(f"syscalls[{i}].action: required")
+        if not all(isinstance(n, str) for n in rule.get("names") or ()):
+            raise fail(f"syscalls[{i}].names: not a list of strings")
+        for j, arg in enumerate(rule.get("args") or ()):
+            shape(arg, _ARG_SHAPE, f"syscalls[{i}].args[{j}]")
+    for key in ("architectures", "flags"):
+        if not all(isinstance(n, str) for n in profile.get(key) or ()):
+            raise fail(f"{key}: not a list of strings")
+    return docker_profile_to_spec(profile)
 
 
 def docker_profile_to_spec(profile):
@@ -259,6 +310,8 @@ def check_security_options(hc):
                 raise BadRequest(f'invalid --security-opt 2: "{opt}"')
         elif key not in ("label", "apparmor", "seccomp"):
             raise BadRequest(f'invalid --security-opt 2: "{opt}"')
+        elif key == "seccomp" and value != "unconfined":
+            seccomp_profile(value)
 
 
 def writable_cgroups(hc: dict, userns: bool = False) -> bool:

@@ -490,3 +490,502 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
         spec.pop("domainname", None)
     return spec
 
+
+# -- validation of a create or update request -------------------------------------------------
+# dockerd's checks of a (typed: pybox.api.schema) Config and HostConfig before
+# anything is made: runconfig's decodeContainerConfig, the create route, and
+# daemon.verifyContainerSettings / verifyPlatformContainerSettings / the log
+# and security option checks, with docker's messages.  A value that the runtime
+# would refuse at start, or that would reach a cgroup file, a mount or a signal
+# unchecked, is refused here: a 400 with nothing left behind.
+
+MIN_MEMORY = 6 * 1024 * 1024  # linuxMinMemory
+MIN_DURATION = 1_000_000  # container.MinimumDuration: 1 ms
+JSON_FILE_LOG_OPTS = ("max-file", "max-size", "compress", "labels", "labels-regex", "env",
+                      "env-regex", "tag")
+PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+
+
+def _bad(message: str) -> Exception:
+    from pybox.errors import BadRequest
+
+    return BadRequest(message)
+
+
+def go_atoi(text: str) -> int | None:
+    """strconv.Atoi's grammar (optional sign, ASCII digits), or None."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(text)
+
+
+def parse_uint_list(text: str, maximum: int = 0) -> set[int]:
+    """moby's parsers.ParseUintList ("0-2,4"); ValueError with its words."""
+    if text == "":
+        return set()
+    out: set[int] = set()
+    for part in text.split(","):
+        if "-" not in part:
+            lo = hi = go_atoi(part)
+        else:
+            a, _, b = part.partition("-")
+            lo, hi = go_atoi(a), go_atoi(b)
+        if lo is None or hi is None or hi < lo:
+            raise ValueError(f"invalid format: {text}")
+        if maximum and hi > maximum:
+            raise ValueError(f"value of out range, maximum is {maximum}")
+        if hi - lo > 1 << 16:
+            raise ValueError(f"value of out range, maximum is {maximum or hi}")
+        out.update(range(lo, hi + 1))
+    return out
+
+
+def _read_first(*paths: str) -> str | None:
+    for path in paths:
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            continue
+    return None
+
+
+def available_cpus() -> str:
+    return _read_first("/sys/fs/cgroup/cpuset.cpus.effective",
+                       "/sys/fs/cgroup/cpuset/cpuset.effective_cpus",
+                       "/sys/fs/cgroup/cpuset/cpuset.cpus",
+                       "/sys/devices/system/cpu/online") or "0"
+
+
+def available_mems() -> str:
+    return _read_first("/sys/fs/cgroup/cpuset.mems.effective",
+                       "/sys/fs/cgroup/cpuset/cpuset.effective_mems",
+                       "/sys/fs/cgroup/cpuset/cpuset.mems",
+                       "/sys/devices/system/node/online") or "0"
+
+
+def _check_cpuset(requested: str, available: str, what: str, label: str) -> None:
+    """sysinfo.IsCpusetCpusAvailable / IsCpusetMemsAvailable."""
+    if not requested:
+        return
+    try:
+        have = parse_uint_list(available)
+    except ValueError:
+        have = set()
+    try:
+        want = parse_uint_list(requested, max([8192, *have]))
+    except ValueError as e:
+        raise _bad(f"Invalid value {requested} for cpuset {what}: {e}") from None
+    if not want <= have:
+        raise _bad(f"Requested {label} are not available - requested {requested}, "
+                   f"available: {available}")
+
+
+def cpu_realtime_supported() -> bool:
+    """cgroup v1's cpu.rt_period_us (v2 has no real-time group scheduling)."""
+    return any(os.path.exists(f"/sys/fs/cgroup/{d}/cpu.rt_period_us")
+               for d in ("cpu", "cpu,cpuacct", "cpuacct,cpu"))
+
+
+def ram_in_bytes(text: str) -> int:
+    """go-units RAMInBytes ("10m", "1.5g", "512k"); ValueError when not one."""
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", text)
+    if not m:
+        raise ValueError(f"invalid size: '{text}'")
+    try:
+        number = float(m.group(1))
+    except ValueError:
+        raise ValueError(f"invalid size: '{text}'") from None
+    power = " kmgtp".index((m.group(2) or " ").lower())
+    return int(number * (1024 ** power))
+
+
+def validate_resources(hc: dict, update: bool = False) -> None:
+    """verifyPlatformContainerResources and runconfig's validateResources and
+    validateQoS, for create and update (``update``: Memory may be left as it
+    was when only MemorySwap is given).  Normalizes as dockerd does:
+    MemorySwappiness -1 means unset, PidsLimit 0 or below means unlimited."""
+    if hc.get("MemorySwappiness") == -1:
+        hc["MemorySwappiness"] = None
+    if hc.get("PidsLimit") is not None and hc["PidsLimit"] <= 0 and not update:
+        hc["PidsLimit"] = None
+    if hc.get("IOMaximumBandwidth"):
+        raise _bad("invalid option: QoS maximum bandwidth configuration is not supported on "
+                   "linux")
+    if hc.get("IOMaximumIOps"):
+        raise _bad("invalid option: QoS maximum IOPs configuration is not supported on linux")
+    rt_period, rt_runtime = hc.get("CpuRealtimePeriod") or 0, hc.get("CpuRealtimeRuntime") or 0
+    if (rt_period or rt_runtime) and not cpu_realtime_supported():
+        raise _bad("kernel does not support CPU real-time scheduler")
+    if rt_period and rt_runtime and rt_runtime > rt_period:
+        raise _bad("cpu real-time runtime cannot be higher than cpu real-time period")
+    shares = hc.get("CpuShares") or 0
+    if shares < 0:
+        raise _bad(f"invalid CPU shares ({shares}): value must be a positive integer")
+    memory = hc.get("Memory") or 0
+    swap = hc.get("MemorySwap") or 0
+    if memory and memory < MIN_MEMORY:
+        raise _bad("Minimum memory limit allowed is 6MB")
+    if memory > 0 and 0 < swap < memory:
+        raise _bad("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if memory == 0 and swap > 0 and not update:
+        raise _bad("You should always set the Memory limit when using Memoryswap limit, see "
+                   "usage")
+    swappiness = hc.get("MemorySwappiness")
+    if swappiness is not None and not 0 <= swappiness <= 100:
+        raise _bad(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
+    reservation = hc.get("MemoryReservation") or 0
+    if reservation > 0 and reservation < MIN_MEMORY:
+        raise _bad("Minimum memory reservation allowed is 6MB")
+    if memory > 0 and 0 < reservation and memory < reservation:
+        raise _bad("Minimum memory limit can not be less than memory reservation limit, see "
+                   "usage")
+    if reservation < 0:
+        raise _bad("Minimum memory reservation allowed is 6MB")
+    nano = hc.get("NanoCpus") or 0
+    if nano > 0 and (hc.get("CpuPeriod") or 0) > 0:
+        raise _bad("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if nano > 0 and (hc.get("CpuQuota") or 0) > 0:
+        raise _bad("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    ncpu = os.cpu_count() or 1
+    if nano and not 0 < nano <= ncpu * 1_000_000_000:
+        raise _bad(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs "
+                   "available")
+    period = hc.get("CpuPeriod") or 0
+    if period and not 1000 <= period <= 1000000:
+        raise _bad("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s "
+                   "(i.e. 1000000)")
+    quota = hc.get("CpuQuota") or 0
+    if 0 < quota < 1000:
+        raise _bad("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    _check_cpuset(hc.get("CpusetCpus") or "", available_cpus(), "cpus", "CPUs")
+    _check_cpuset(hc.get("CpusetMems") or "", available_mems(), "mems", "memory nodes")
+    weight = hc.get("BlkioWeight") or 0
+    if weight and not 10 <= weight <= 1000:
+        raise _bad("Range of blkio weight is from 10 to 1000")
+    for d in hc.get("BlkioWeightDevice") or ():
+        w = (d or {}).get("Weight") or 0
+        if w and not 10 <= w <= 1000:
+            raise _bad(f"invalid weight for device: {w}")
+    for key in ("BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+                "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps"):
+        for d in hc.get(key) or ():
+            path = (d or {}).get("Path") or ""
+            if "\x00" in path or not os.path.exists(path):
+                raise _bad(f"error evaluating symlinks from device path {path}: no such file "
+                           "or directory")
+
+
+def _check_mode(value: str, what: str, allowed: tuple[str, ...], container: bool) -> None:
+    if value in allowed:
+        return
+    if container and value.startswith("container:") and value[len("container:"):]:
+        return
+    raise _bad(f"invalid {what}: {value}")
+
+
+def _abs_clean(path: str) -> str:
+    cleaned = os.path.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
+
+
+def _check_mount(m: dict, engine_paths: bool) -> None:
+    """volumemounts' ValidateMountConfig for one HostConfig.Mounts entry."""
+    kind = m.get("Type") or ""
+
+    def fail(problem: str) -> Exception:
+        return _bad(f'invalid mount config for type "{kind}": {problem}')
+
+    for opt, ok in (("VolumeOptions", "volume"), ("BindOptions", "bind"),
+                    ("TmpfsOptions", "tmpfs")):
+        if m.get(opt) is not None and kind != ok:
+            raise _bad(f'{opt} must not be specified on mount type "{kind}"')
+    target = m.get("Target") or ""
+    if not target:
+        raise fail("field Target must not be empty")
+    if _abs_clean(target) == "/":
+        raise fail("invalid specification: destination can't be '/'")
+    if not target.startswith("/"):
+        raise fail(f"invalid mount path: '{target}' mount path must be absolute")
+    source = m.get("Source") or ""
+    if "\x00" in target or "\x00" in source:
+        raise fail("invalid argument")
+    if kind == "bind":
+        if not source:
+            raise fail("field Source must not be empty")
+        prop = (m.get("BindOptions") or {}).get("Propagation") or ""
+        if prop and prop not in PROPAGATIONS:
+            raise fail(f"invalid propagation mode: {prop}")
+        if m.get("ImageOptions") is not None:
+            raise fail("field ImageOptions must not be specified")
+        if not source.startswith("/"):
+            raise fail(f"invalid mount path: '{source}' mount path must be absolute")
+        if engine_paths and not os.path.exists(source) and \
+                not (m.get("BindOptions") or {}).get("CreateMountpoint"):
+            raise fail(f"bind source path does not exist: {source}")
+    elif kind == "volume":
+        if m.get("ImageOptions") is not None:
+            raise fail("field ImageOptions must not be specified")
+        subpath = (m.get("VolumeOptions") or {}).get("Subpath") or ""
+        if subpath and not source:
+            raise fail("must not set Subpath when using anonymous volumes")
+        if subpath and (subpath.startswith("/") or ".." in subpath.split("/")):
+            raise fail("subpath must be a relative path within the volume")
+        if m.get("ReadOnly") and not source:
+            raise fail("must not set ReadOnly mode when using anonymous volumes")
+    elif kind == "tmpfs":
+        if m.get("ImageOptions") is not None:
+            raise fail("field ImageOptions must not be specified")
+        if source:
+            raise fail("field Source must not be specified")
+        opts = m.get("TmpfsOptions") or {}
+        if (opts.get("SizeBytes") or 0) < 0:
+            raise fail(f"invalid tmpfs size: {opts['SizeBytes']}")
+        if (opts.get("Mode") or 0) > 0o7777:
+            raise fail(f"invalid tmpfs mode: {opts['Mode']:o}")
+    elif kind == "image":
+        raise fail("image mounts are not supported by pybox")
+    else:
+        raise fail("mount type unknown")
+
+
+def parse_signal_name(text: str) -> int:
+    """moby/sys/signal.ParseSignal: a non-zero number, or a name with or
+    without SIG; ValueError("invalid signal: X") otherwise."""
+    number = go_atoi(text)
+    if number is not None:
+        if number == 0:
+            raise ValueError(f"invalid signal: {text}")
+        return number
+    from pybox.errors import UsageError
+    from pybox.runtime.signals import parse_signal
+
+    name = text.upper()
+    if not name or not name.isascii() or name.strip() != name or name.isdigit():
+        raise ValueError(f"invalid signal: {text}")
+    try:
+        return parse_signal(name)
+    except UsageError:
+        raise ValueError(f"invalid signal: {text}") from None
+
+
+def validate_restart_policy(policy: dict) -> None:
+    """container.ValidateRestartPolicy (an empty name is taken as before docker
+    25: no policy, any retry count)."""
+    name, retries = policy.get("Name") or "", policy.get("MaximumRetryCount") or 0
+    if name == "":
+        return
+    if name not in RESTART_POLICIES:
+        raise _bad(f"invalid restart policy: unknown policy '{name}'; use one of 'no', "
+                   "'always', 'on-failure', or 'unless-stopped'")
+    if name != "on-failure" and retries:
+        raise _bad("invalid restart policy: maximum retry count can only be used with "
+                   "'on-failure'" + (" and cannot be negative" if retries < 0 else ""))
+    if retries < 0:
+        raise _bad("invalid restart policy: maximum retry count cannot be negative")
+
+
+_NUL_CONFIG = ("Hostname", "Domainname", "User", "WorkingDir", "Cmd", "Entrypoint", "Env",
+               "Volumes", "Shell", "Image", "StopSignal")
+_NUL_HOST = ("Binds", "Tmpfs", "ExtraHosts", "Dns", "DnsSearch", "DnsOptions", "Sysctls",
+             "SecurityOpt", "GroupAdd", "VolumesFrom", "Links", "CgroupParent", "MaskedPaths",
+             "ReadonlyPaths", "DeviceCgroupRules")
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
+def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[str]:
+    """Every dockerd check of a create request, in dockerd's order; normalizes
+    ``config`` and ``hc`` in place as dockerd does (NetworkMode "" is
+    "default", RestartPolicy "" is "no", WorkingDir cleaned, unset limits
+    dropped).  Raises BadRequest with docker's message; -> warnings."""
+    from pybox.engine.security import check_security_options, normalize_capabilities
+
+    warnings: list[str] = []
+    # strings that become paths, argv, the environment or kernel names: a NUL
+    # byte is a client's mistake the kernel would refuse half way through a start
+    for obj, keys in ((config, _NUL_CONFIG), (hc, _NUL_HOST)):
+        for key in keys:
+            if _has_nul(obj.get(key)):
+                raise _bad(f"invalid {key}: a NUL byte is not allowed")
+    # runconfig.decodeContainerConfig
+    if not hc.get("NetworkMode"):
+        hc["NetworkMode"] = "default"
+    mode = hc["NetworkMode"]
+    if mode == "container" or mode.startswith("container:"):
+        if not mode[len("container:"):]:
+            raise _bad("invalid network mode: invalid container format container:<name|id>")
+        for present, message in (
+                (config.get("Hostname"), "conflicting options: hostname and the network mode"),
+                (hc.get("Links"), "conflicting options: container type network can't be used "
+                                  "with links. This would result in undefined behavior"),
+                (hc.get("Dns"), "conflicting options: dns and the network mode"),
+                (hc.get("ExtraHosts"), "conflicting options: custom host-to-IP mapping and the "
+                                       "network mode"),
+                (hc.get("PortBindings") or hc.get("PublishAllPorts"),
+                 "conflicting options: port publishing and the container type network mode"),
+                (config.get("ExposedPorts"), "conflicting options: port exposing and the "
+                                             "container type network mode")):
+            if present:
+                raise _bad(message)
+    if hc.get("UTSMode") == "host" and config.get("Hostname"):
+        raise _bad("conflicting options: hostname and the UTS mode")
+    if mode == "host" and hc.get("Links"):
+        raise _bad("conflicting options: host type networking can't be used with links. This "
+                   "would result in undefined behavior")
+    isolation = hc.get("Isolation") or ""
+    if isolation.lower() not in ("", "default"):
+        raise _bad(f"invalid isolation ({isolation}): linux only supports 'default'")
+    # the create route
+    for m in hc.get("Mounts") or ():
+        kind = m.get("Type") or ""
+        for opt, ok in (("VolumeOptions", "volume"), ("BindOptions", "bind"),
+                        ("TmpfsOptions", "tmpfs")):
+            if m.get(opt) is not None and kind != ok:
+                raise _bad(f'{opt} must not be specified on mount type "{kind}"')
+    policy = hc.setdefault("RestartPolicy", {})
+    if not policy.get("Name"):
+        policy["Name"] = "no"
+    policy.setdefault("MaximumRetryCount", 0)
+    # validateContainerConfig
+    workdir = config.get("WorkingDir") or ""
+    if workdir:
+        if not workdir.startswith("/"):
+            raise _bad(f"the working directory '{workdir}' is invalid, it needs to be an "
+                       "absolute path")
+        config["WorkingDir"] = _abs_clean(workdir)
+    if config.get("StopSignal"):
+        try:
+            parse_signal_name(config["StopSignal"])
+        except ValueError as e:
+            raise _bad(str(e)) from None
+    for entry in config.get("Env") or ():
+        if not entry.partition("=")[0]:
+            raise _bad(f"invalid environment variable: {entry}")
+    check = config.get("Healthcheck") or {}
+    for key in ("Interval", "Timeout", "Retries", "StartPeriod", "StartInterval"):
+        value = check.get(key) or 0
+        if key == "Retries" and value < 0:
+            raise _bad("Retries in Healthcheck cannot be negative")
+        if key != "Retries" and value and value < MIN_DURATION:
+            raise _bad(f"{key} in Healthcheck cannot be less than 1ms")
+    # validateHostConfig
+    if hc.get("AutoRemove") and policy["Name"] != "no":
+        raise _bad("can't create 'AutoRemove' container with restart policy")
+    for m in hc.get("Mounts") or ():
+        _check_mount(m, engine_paths=True)
+    from pybox.network import etc
+
+    for entry in hc.get("ExtraHosts") or ():
+        name, sep, ip = entry.partition(":")
+        if not sep or not name:
+            raise _bad(f'bad format for add-host: "{entry}"')
+    etc.validate_extra_hosts(hc.get("ExtraHosts"))
+    from pybox.network import ports
+
+    for key, bindings in (hc.get("PortBindings") or {}).items():
+        try:
+            ports.parse_port_key(key)
+        except Exception:  # noqa: BLE001 - any refusal is docker's one message
+            raise _bad(f'invalid port specification: "{key.partition("/")[0]}"') from None
+        for b in bindings or ():
+            try:
+                ports._host_ports((b or {}).get("HostPort"))
+            except Exception:  # noqa: BLE001
+                raise _bad(f'invalid port specification: "{(b or {}).get("HostPort")}"') \
+                    from None
+    validate_restart_policy(policy)
+    for field in ("CapAdd", "CapDrop"):
+        try:
+            normalize_capabilities(hc.get(field) or ())
+        except ValueError as e:
+            raise _bad(f"invalid {field}: {e}") from None
+    if "" in (hc.get("Annotations") or {}):
+        raise _bad("invalid Annotations: the empty string is not permitted as an annotation "
+                   "key")
+    # verifyPlatformContainerSettings
+    validate_resources(hc)
+    _check_mode(hc.get("IpcMode") or "", "IPC mode",
+                ("", "none", "private", "host", "shareable"), container=True)
+    _check_mode(hc.get("PidMode") or "", "PID mode", ("", "host"), container=True)
+    if (hc.get("ShmSize") or 0) < 0:
+        raise _bad("SHM size can not be less than 0")
+    _check_mode(hc.get("UTSMode") or "", "UTS mode", ("", "host"), container=False)
+    score = hc.get("OomScoreAdj") or 0
+    if not -1000 <= score <= 1000:
+        raise _bad(f"Invalid value {score}, range for oom score adj is [-1000, 1000]")
+    if remapped and hc.get("UsernsMode") != "host":
+        if hc.get("Privileged"):
+            raise _bad("privileged mode is incompatible with user namespaces.  You must run "
+                       "the container in the host namespace when running privileged mode")
+        if mode == "host":
+            raise _bad("cannot share the host's network namespace when user namespaces are "
+                       "enabled")
+        if hc.get("PidMode") == "host":
+            raise _bad("cannot share the host PID namespace when user namespaces are enabled")
+    runtime = hc.get("Runtime") or ""
+    if runtime not in ("", "pybox", "runc"):
+        raise _bad(f"unknown or invalid runtime name: {runtime}")
+    for dest in hc.get("Tmpfs") or {}:
+        if _abs_clean(dest or ".") == "/":
+            raise _bad("invalid specification: destination can't be '/'")
+        if not dest.startswith("/") or "\x00" in dest:
+            raise _bad(f"invalid mount path: '{dest}' mount path must be absolute")
+    _check_mode(hc.get("CgroupnsMode") or "", "cgroup namespace mode", ("", "private", "host"),
+                container=False)
+    # the rest of create: log driver and options, security options, ulimits,
+    # host paths the engine opens at create
+    log = hc.get("LogConfig") or {}
+    driver = log.get("Type") or ""
+    if driver not in ("", "json-file", "none"):
+        raise _bad(f"logging driver {driver!r} is not supported (json-file, none)")
+    opts = log.get("Config") or {}
+    if driver in ("", "json-file"):
+        for key, value in opts.items():
+            if key not in JSON_FILE_LOG_OPTS:
+                raise _bad(f"unknown log opt '{key}' for json-file log driver")
+        if "max-size" in opts:
+            try:
+                size = ram_in_bytes(opts["max-size"])
+            except ValueError as e:
+                raise _bad(str(e)) from None
+            if size <= 0:
+                raise _bad("max-size must be a positive number")
+        if "max-file" in opts:
+            count = go_atoi(opts["max-file"])
+            if count is None:
+                raise _bad(f'strconv.Atoi: parsing "{opts["max-file"]}": invalid syntax')
+            if count < 1:
+                raise _bad("max-file cannot be less than 1")
+    check_security_options(hc)
+    for u in hc.get("Ulimits") or ():
+        u = u or {}
+        if u.get("Name") not in ULIMITS:
+            raise _bad(f"invalid ulimit type: {u.get('Name')}")
+        if (u.get("Soft") or 0) > (u.get("Hard") or 0):
+            raise _bad("ulimit soft limit must be less than or equal to hard limit: "
+                       f"{u.get('Soft') or 0} > {u.get('Hard') or 0}")
+    for d in hc.get("Devices") or ():
+        for key in ("PathOnHost", "PathInContainer"):
+            if "\x00" in ((d or {}).get(key) or ""):
+                raise _bad(f"invalid device path: {d[key]!r}")
+    for text in hc.get("DeviceCgroupRules") or ():
+        from pybox.engine.security import parse_cgroup_rule
+
+        parse_cgroup_rule(text)
+    for dest in config.get("Volumes") or {}:
+        if _abs_clean(dest or ".") == "/":
+            raise _bad("invalid volume: path can't be '/'")
+    return warnings

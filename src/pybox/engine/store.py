@@ -29,6 +29,54 @@ def validate_name(name):
     return name
 
 
+# the parts of a record the engine walks into: they must be objects
+_OBJECTS = ("State", "Config", "HostConfig", "NetworkSettings")
+# flags the engine reads by truthiness: inspect must show what it acts on
+_HOST_BOOLS = ("Privileged", "ReadonlyRootfs", "AutoRemove", "PublishAllPorts", "Init",
+               "OomKillDisable")
+_CONFIG_BOOLS = ("Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout",
+                 "AttachStderr", "NetworkDisabled")
+
+
+def repair(record: dict, cid: str) -> dict:
+    """A record as stored by any pyboxd, however odd (an older one stored
+    ``Cmd: [5]``; a hand-edited file may lack keys), made safe to list, inspect
+    and remove: the id is its directory's, the name a string, the objects the
+    engine reads into objects, the command strings.  What is there is kept;
+    the API renders the rest by docker's types (pybox.api.schema.render)."""
+    record["Id"] = cid
+    if not isinstance(record.get("Name"), str) or not record["Name"].strip("/"):
+        record["Name"] = "/" + cid
+    for key in _OBJECTS:
+        if not isinstance(record.get(key), dict):
+            record[key] = {}
+    hc = record["HostConfig"]
+    for key in ("RestartPolicy", "LogConfig"):
+        if not isinstance(hc.get(key), dict):
+            hc.pop(key, None)
+    for obj, keys in ((hc, _HOST_BOOLS), (record["Config"], _CONFIG_BOOLS)):
+        for key in keys:
+            if key in obj and obj[key] is not None and not isinstance(obj[key], bool):
+                # what an older pyboxd ran it with: truthiness ("false" was true)
+                obj[key] = bool(obj[key])
+    if not isinstance(record["NetworkSettings"].get("Networks"), dict):
+        record["NetworkSettings"]["Networks"] = {}
+    if not isinstance(record.get("Created"), str):
+        record["Created"] = "0001-01-01T00:00:00Z"
+    if not isinstance(record.get("Path"), str):
+        record["Path"] = "" if record.get("Path") is None else str(record["Path"])
+    args = record.get("Args")
+    record["Args"] = [a if isinstance(a, str) else fastjson.dumps(a)
+                      for a in (args if isinstance(args, list) else [])]
+    mounts = record.get("Mounts")
+    record["Mounts"] = [m for m in mounts if isinstance(m, dict)] \
+        if isinstance(mounts, list) else []
+    for key in ("Image", "LogPath", "ResolvConfPath", "HostnamePath", "HostsPath"):
+        if key in record and not isinstance(record[key], str):
+            record[key] = ""
+    return record
+
+
 class Container:
     """One container: its record plus the engine's in-memory companions."""
 
@@ -73,7 +121,9 @@ class ContainerStore:
                 record = fastjson.load_file(path)
             except (OSError, ValueError):
                 continue  # a half-created container: removed by the engine's recovery
-            c = Container(record, os.path.join(self.root, cid))
+            if not isinstance(record, dict):
+                continue  # not a record at all
+            c = Container(repair(record, cid), os.path.join(self.root, cid))
             self.by_id[cid] = c
             self.by_name[c.name] = c
         return list(self.by_id.values())

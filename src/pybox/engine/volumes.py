@@ -280,7 +280,11 @@ def _parse_mounts(config, hc, volumes, mounts_of=None):
                  "Propagation": ""})
         elif src.startswith("/"):
             if not os.path.exists(src):
-                os.makedirs(src, mode=0o755)  # -v creates a missing host directory
+                try:
+                    os.makedirs(src, mode=0o755)  # -v creates a missing host directory
+                except OSError as e:  # (dockerd's words; a client's mistake, not a 500)
+                    raise BadRequest(f"error while creating mount source path '{src}': "
+                                     f"mkdir {src}: {(e.strerror or str(e)).lower()}") from None
             add({"Type": "bind", "Source": src, "Destination": dst, "Mode": opts, "RW": rw,
                  "Propagation": prop or "rprivate"})
         else:
