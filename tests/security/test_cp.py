@@ -443,3 +443,48 @@ def test_swap_race_copy_out_never_reads_the_host(pyboxd, names, api, host_secret
         assert token.encode() not in data, path
     assert codes.get(200, 0) > 0, codes
     assert set(codes) <= {200, 404}, codes
+
+
+def test_archive_mode_owner_is_the_containers_user(pyboxd, names, tmp_path):
+    """`docker cp -a` (copyUIDGID) gives what it copies to the container's
+    Config.User, looked up in the container's own /etc/passwd; without -a the
+    archive's owners stay."""
+    name = names()
+    pyboxd.ok("run", "-d", "--name", name, "--user", "nobody", "busybox", "sleep", "1000")
+    src = tmp_path / "owned"
+    src.write_text("x\n")
+    os.chown(src, 0, 0)
+    pyboxd.ok("cp", "-a", str(src), f"{name}:/tmp/with-a")
+    pyboxd.ok("cp", str(src), f"{name}:/tmp/without-a")
+    nobody = in_container(pyboxd, name, "sh", "-c", "grep ^nobody: /etc/passwd | cut -d: -f3,4")
+    assert in_container(pyboxd, name, "stat", "-c", "%u:%g", "/tmp/with-a") == nobody
+    assert in_container(pyboxd, name, "stat", "-c", "%u:%g", "/tmp/without-a") == "0:0\n"
+
+
+def test_export_diff_and_commit_of_a_swapping_container_read_nothing_of_the_host(
+        pyboxd, names, api, host_secret, canary, images_made):
+    """docker export, diff and commit --pause=false walk a running container's
+    tree from the host: a directory swapped for a symlink to /tmp meanwhile
+    must bring in neither the host's files (export, commit) nor its names
+    (diff: the host's /tmp has the canary, the container's directory never)."""
+    secret, token = host_secret
+    secret_name = os.path.basename(secret)
+    name = names()
+    setup, loop = (part.format(secret_name=secret_name, target="/tmp") for part in SWAP_OUT)
+    cid = run(pyboxd, name, setup, loop=loop)
+    for _ in range(40):
+        status, _, data = api.call("GET", f"/containers/{cid}/export")
+        assert status == 200 and token.encode() not in data
+        status, _, data = api.call("GET", f"/containers/{cid}/changes")
+        assert status == 200
+        paths = [c["Path"] for c in json.loads(data) or ()]
+        assert not [p for p in paths if os.path.basename(canary) in p]
+    ref = f"pybox-cp-commit-{uuid.uuid4().hex[:8]}"
+    for i in range(10):
+        status, _, body = api.call("POST", f"/commit?container={cid}&repo={ref}&tag=t{i}"
+                                           "&pause=false", body=b"{}",
+                                   headers={"Content-Type": "application/json"})
+        assert status == 201, body
+        images_made.append(f"{ref}:t{i}")
+        status, _, data = api.call("GET", f"/images/{ref}:t{i}/get")
+        assert status == 200 and token.encode() not in data

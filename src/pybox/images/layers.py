@@ -566,6 +566,13 @@ def is_overlay_whiteout(st):
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
+def _is_opaque_fd(fd):
+    try:
+        return os.getxattr(fd, OVERLAY_OPAQUE_XATTR) == b"y"
+    except OSError:
+        return False
+
+
 def is_opaque_dir(path):
     try:
         return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
@@ -609,16 +616,28 @@ def write_tree(root, out, *, overlay_whiteouts=False, skip=(), owner_map=None):
                 return add(info, fileobj)
 
             tar.addfile = addfile
-        _write_dir(tar, root, "", overlay_whiteouts, set(skip), seen_inodes)
+        try:
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise LayerError(f"cannot read {root}: {e.strerror}", errno=e.errno) from None
+        try:
+            _write_dir(tar, root_fd, "", overlay_whiteouts, set(skip), seen_inodes)
+        finally:
+            os.close(root_fd)
 
 
-def _write_dir(tar, root, rel_dir, overlay_whiteouts, skip, seen_inodes):
-    dir_path = os.path.join(root, rel_dir) if rel_dir else root
+def _write_dir(tar, dir_fd, rel_dir, overlay_whiteouts, skip, seen_inodes):
+    """The entries of the directory open as ``dir_fd``.  A container may be
+    running and changing this tree (export, commit --pause=false): every entry
+    is reached from its parent's fd without following a symlink (a directory
+    swapped for a link to / reads nothing of the host's), a regular file is
+    opened O_PATH and read only once fstat says it is one, and xattrs are read
+    through /proc/self/fd/PARENT/NAME (the parent pinned, NAME not followed)."""
     try:
-        entries = sorted(os.listdir(dir_path))
+        entries = sorted(os.listdir(dir_fd))
     except OSError as e:
-        raise LayerError(f"cannot read {dir_path}: {e.strerror}", errno=e.errno) from None
-    if overlay_whiteouts and rel_dir and is_opaque_dir(dir_path):
+        raise LayerError(f"cannot read {rel_dir or '/'}: {e.strerror}", errno=e.errno) from None
+    if overlay_whiteouts and rel_dir and _is_opaque_fd(dir_fd):
         info = tarfile.TarInfo(f"{rel_dir}/{WHITEOUT_OPAQUE}")
         info.mode = 0
         tar.addfile(info)
@@ -626,8 +645,11 @@ def _write_dir(tar, root, rel_dir, overlay_whiteouts, skip, seen_inodes):
         rel = f"{rel_dir}/{name}" if rel_dir else name
         if rel in skip:
             continue
-        path = os.path.join(dir_path, name)
-        st = os.lstat(path)
+        path = f"/proc/self/fd/{dir_fd}/{name}"  # for the l*xattr calls only
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed meanwhile (a running container)
         if overlay_whiteouts and is_overlay_whiteout(st):
             info = tarfile.TarInfo(f"{rel_dir}/{WHITEOUT_PREFIX}{name}" if rel_dir
                                    else WHITEOUT_PREFIX + name)
@@ -636,8 +658,16 @@ def _write_dir(tar, root, rel_dir, overlay_whiteouts, skip, seen_inodes):
             tar.addfile(info)
             continue
         if stat.S_ISDIR(st.st_mode):
-            tar.addfile(_tarinfo(rel, path, st, True))
-            _write_dir(tar, root, rel, overlay_whiteouts, skip, seen_inodes)
+            try:
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=dir_fd)
+            except OSError:
+                continue  # swapped for something else meanwhile
+            try:
+                tar.addfile(_tarinfo(rel, path, st, True))
+                _write_dir(tar, sub, rel, overlay_whiteouts, skip, seen_inodes)
+            finally:
+                os.close(sub)
             continue
         info = _tarinfo(rel, path, st, False)
         key = (st.st_dev, st.st_ino)
@@ -649,12 +679,24 @@ def _write_dir(tar, root, rel_dir, overlay_whiteouts, skip, seen_inodes):
                 continue
             seen_inodes[key] = rel
         if stat.S_ISREG(st.st_mode):
-            info.size = st.st_size
-            with open(path, "rb") as f:
-                tar.addfile(info, f)
+            try:
+                pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                if not stat.S_ISREG(os.fstat(pfd).st_mode):
+                    continue  # swapped (for a device, a link...) meanwhile: never opened
+                with open(f"/proc/self/fd/{pfd}", "rb") as f:
+                    info.size = os.fstat(f.fileno()).st_size
+                    tar.addfile(info, f)
+            finally:
+                os.close(pfd)
         elif stat.S_ISLNK(st.st_mode):
             info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(path)
+            try:
+                info.linkname = os.readlink(name, dir_fd=dir_fd)
+            except OSError:
+                continue
             tar.addfile(info)
         elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
             info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE

@@ -545,6 +545,21 @@ def _same_meta(a, b):
             and (stat.S_ISDIR(a.st_mode) or a.st_size == b.st_size))
 
 
+def _open_dir_beneath(root_fd, rel):
+    """An fd of directory ``rel`` below ``root_fd`` reached without following
+    any symlink (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), or None when
+    it is not one any more: a running container may swap a directory for a
+    link to / while we list it, and the host's names must not show up."""
+    from pybox.linux import constants as C
+    from pybox.linux.syscalls import real
+
+    try:
+        return real().openat2(root_fd, rel or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                              0, C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS)
+    except OSError:
+        return None
+
+
 def _overlay_changes(upper, view):
     """docker diff of an overlay container.  As moby's archive.changes: a
     directory that was only copied up (same metadata as below) is no change of
@@ -564,16 +579,26 @@ def _overlay_changes(upper, view):
                 changed_dirs.add(parent)
 
     def walk(rel_dir):
-        dir_path = os.path.join(upper, rel_dir) if rel_dir else upper
-        names = sorted(os.listdir(dir_path))
-        if rel_dir and layer_io.is_opaque_dir(dir_path):
+        fd = _open_dir_beneath(upper_fd, rel_dir)
+        if fd is None:
+            return
+        try:
+            walk_fd(rel_dir, fd)
+        finally:
+            os.close(fd)
+
+    def walk_fd(rel_dir, fd):
+        names = sorted(os.listdir(fd))
+        if rel_dir and layer_io._is_opaque_fd(fd):
             present = set(names)
             for gone in sorted(view.listdir(rel_dir) - present):
                 record(CHANGE_DELETE, f"{rel_dir}/{gone}")
         for name in names:
             rel = f"{rel_dir}/{name}" if rel_dir else name
-            path = os.path.join(dir_path, name)
-            st = os.lstat(path)
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
             if layer_io.is_overlay_whiteout(st):
                 if view.lookup(rel) is not None:
                     record(CHANGE_DELETE, rel)
@@ -587,7 +612,11 @@ def _overlay_changes(upper, view):
             if stat.S_ISDIR(st.st_mode):
                 walk(rel)
 
-    walk("")
+    upper_fd = os.open(upper, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        walk("")
+    finally:
+        os.close(upper_fd)
     return out
 
 
@@ -596,25 +625,40 @@ def _tree_changes(root, view):
     out = []
 
     def walk(rel_dir, below_is_dir):
-        dir_path = os.path.join(root, rel_dir) if rel_dir else root
-        names = sorted(os.listdir(dir_path))
+        fd = _open_dir_beneath(root_fd, rel_dir)
+        if fd is None:
+            return
+        try:
+            walk_fd(rel_dir, below_is_dir, fd)
+        finally:
+            os.close(fd)
+
+    def walk_fd(rel_dir, below_is_dir, fd):
+        names = sorted(os.listdir(fd))
         if below_is_dir:
             for gone in sorted(view.listdir(rel_dir) - set(names)):
                 out.append((CHANGE_DELETE, "/" + (f"{rel_dir}/{gone}" if rel_dir else gone)))
         for name in names:
             rel = f"{rel_dir}/{name}" if rel_dir else name
-            st = os.lstat(os.path.join(dir_path, name))
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                link = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
+            except OSError:
+                continue
             below = view.lookup(rel)
             if below is None:
                 out.append((CHANGE_ADD, "/" + rel))
             elif not _same_meta(st, below) or (
-                    stat.S_ISLNK(st.st_mode) and os.readlink(os.path.join(dir_path, name))
-                    != _readlink_in(view, rel)):
+                    stat.S_ISLNK(st.st_mode) and link != _readlink_in(view, rel)):
                 out.append((CHANGE_MODIFY, "/" + rel))
             if stat.S_ISDIR(st.st_mode):
                 walk(rel, below is not None and stat.S_ISDIR(below.st_mode))
 
-    walk("", True)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        walk("", True)
+    finally:
+        os.close(root_fd)
     return out
 
 
@@ -629,9 +673,20 @@ def _readlink_in(view, rel):
 def write_changes(root, changes, out):
     """A layer tar holding the given changes of the tree at root: added and
     modified entries as they are now, deletions as ``.wh.`` whiteouts."""
+    kinds = {path.lstrip("/"): kind for kind, path in changes}
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _write_changes(root_fd, kinds, out)
+    finally:
+        os.close(root_fd)
+
+
+def _write_changes(root_fd, kinds, out):
+    """write_changes through fds: each entry's parent reached without
+    following a symlink, a regular file opened O_PATH and read only once
+    fstat says it is one (the container may be running)."""
     import tarfile
 
-    kinds = {path.lstrip("/"): kind for kind, path in changes}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for rel in sorted(kinds):
             kind = kinds[rel]
@@ -641,26 +696,48 @@ def write_changes(root, changes, out):
                 info.mode = 0
                 tar.addfile(info)
                 continue
-            path = os.path.join(root, rel)
-            st = os.lstat(path)
-            info = layer_io._tarinfo(rel, path, st, stat.S_ISDIR(st.st_mode))
-            if stat.S_ISREG(st.st_mode):
-                info.size = st.st_size
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
+            parent, name = os.path.split(rel)
+            pfd = _open_dir_beneath(root_fd, parent)
+            if pfd is None:
                 continue
-            if stat.S_ISLNK(st.st_mode):
-                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
-            elif stat.S_ISDIR(st.st_mode):
-                info.type = tarfile.DIRTYPE
-            elif stat.S_ISFIFO(st.st_mode):
-                info.type = tarfile.FIFOTYPE
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            else:
-                continue
-            tar.addfile(info)
+            try:
+                _write_change(tar, pfd, name, rel)
+            finally:
+                os.close(pfd)
+
+
+def _write_change(tar, pfd, name, rel):
+    import tarfile
+
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    path = f"/proc/self/fd/{pfd}/{name}"  # for the l*xattr calls only
+    info = layer_io._tarinfo(rel, path, st, stat.S_ISDIR(st.st_mode))
+    if stat.S_ISREG(st.st_mode):
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            with open(f"/proc/self/fd/{fd}", "rb") as f:
+                info.size = os.fstat(f.fileno()).st_size
+                tar.addfile(info, f)
+        finally:
+            os.close(fd)
+        return
+    if stat.S_ISLNK(st.st_mode):
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=pfd)
+    elif stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISFIFO(st.st_mode):
+        info.type = tarfile.FIFOTYPE
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    else:
+        return
+    tar.addfile(info)
 
 
 # -- the copying driver -------------------------------------------------------------
