@@ -392,6 +392,8 @@ def test_other_bodies_and_queries_refused_with_dockers_message(pyboxd, client, r
         ("POST", f"/containers/{running}/wait?condition=bogus", None,
          'invalid condition: "bogus"'),
         ("GET", f"/containers/{running}/top?ps_args=%00", None, "invalid ps_args"),
+        ("POST", f"/containers/{running}/start", {"Binds": ["/:/host"]},
+         "starting container with non-empty request body was deprecated"),
         ("POST", "/images/create?fromImage=busybox&platform=a/b/c/d", None,
          '"a/b/c/d": unknown operating system or architecture'),
     ]

@@ -56,6 +56,9 @@ def register(router, engine):
 
     @r.route("POST", "/containers/{id}/start")
     def start(req, resp, id):
+        if len(req.body()) > 7:  # dockerd: no start options in a body since API 1.24
+            raise BadRequest("starting container with non-empty request body was deprecated "
+                             "since API v1.22 and removed in v1.24")
         engine.start(id)
         resp.empty(204)
 
