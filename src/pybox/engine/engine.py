@@ -74,6 +74,27 @@ def exit_code_for_start_error(message):
     return 128
 
 
+def discard_unsupported(hc: dict) -> list[str]:
+    """dockerd's verifyPlatformContainerResources: a block io weight the kernel
+    cannot take is dropped with a warning and the container runs (an error from
+    the runtime at start would be a worse surprise)."""
+    if not (hc.get("BlkioWeight") or hc.get("BlkioWeightDevice")):
+        return []
+    from pybox import cgroups
+
+    weight, weight_device = cgroups.blkio_weight_support()
+    warnings = []
+    if hc.get("BlkioWeight") and not weight:
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not "
+                        "mounted. Weight discarded.")
+        hc["BlkioWeight"] = 0
+    if hc.get("BlkioWeightDevice") and not weight_device:
+        warnings.append("Your kernel does not support Block I/O weight_device or the cgroup "
+                        "is not mounted. Weight-device discarded.")
+        hc["BlkioWeightDevice"] = []
+    return warnings
+
+
 class Engine:
     def __init__(self, data_root="/var/lib/pybox", run_root="/run/pybox", images=None,
                  runtime="pybox-runtime", userns_remap=None):
@@ -222,7 +243,7 @@ class Engine:
         if not image_ref:
             raise BadRequest("Config.Image: the image name is required")
         image = self.images.lookup(image_ref)  # NotFound "No such image: X" -> CLI pulls
-        warnings = checked
+        warnings = checked + discard_unsupported(hc)
         if (hc.get("Memory") or 0) > 0 and not hc.get("MemorySwap"):
             # dockerd's adaptContainerSettings: the implicit swap limit (twice the
             # memory) is recorded, so inspect shows it and a later `update -m`

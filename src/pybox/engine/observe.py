@@ -205,7 +205,10 @@ def update(engine, c, body):
         # dockerd's check, as at create: --rm and a restart policy exclude each other
         raise BadRequest("Restart policy cannot be updated because AutoRemove is enabled "
                          "for the container")
-    warnings = []
+    from pybox.engine.engine import discard_unsupported
+
+    warnings = discard_unsupported(changes)
+    changes = {k: v for k, v in changes.items() if v not in (0, [])}
     with c.lock:
         merged = dict(hc)
         merged.update(changes)
