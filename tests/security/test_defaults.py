@@ -84,6 +84,10 @@ print("sys personality-query", call(135, ctypes.c_ulong(0xFFFFFFFF)))
 print("sys personality-addr-no-randomize", call(135, ctypes.c_ulong(0x0040000)))
 print("sys io_uring_setup", call(425, 1, None))
 print("sys unshare-user", call(272, 0x10000000))
+print("sys ptrace-traceme", call(101, 0, 0, 0, 0))  # strace and gdb need ptrace
+print("sys process_vm_readv", call(310, __import__("os").getpid(), None, 0, None, 0, 0))
+print("sys adjtimex-read", call(159, ctypes.create_string_buffer(256)))  # modes 0: a read
+print("sys kcmp", call(312, 1, 1, 0, 0, 0))
 try:
     socket.socket(40, socket.SOCK_STREAM).close()
     print("sys socket-vsock ok")
@@ -295,6 +299,10 @@ def test_seccomp_as_dockers(default):
         "personality-addr-no-randomize": "EPERM",
         "io_uring_setup": "EPERM",  # refused since docker 25
         "unshare-user": "EPERM",
+        "ptrace-traceme": "ok",  # allowed on kernels >= 4.8, as docker's profile
+        "process_vm_readv": "EINVAL",  # the kernel's answer to the probe's empty call, not EPERM
+        "adjtimex-read": "ok",
+        "kcmp": "EPERM",  # only with CAP_SYS_PTRACE
         "socket-vsock": "EPERM",
         "socket-inet": "ok",
     }

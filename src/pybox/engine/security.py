@@ -5,9 +5,9 @@
 - the default seccomp profile: like docker's, a default action of ERRNO(EPERM)
   and an allow list -- here, every system call this libseccomp knows minus the
   ones that reach beyond a container (module loading, kexec, mount and namespace
-  syscalls, ptrace, keyrings, clock setting, ...), some of them allowed back when
+  syscalls, kcmp, keyrings, clock setting, ...), some of them allowed back when
   the container holds the capability that makes them safe (CAP_SYS_ADMIN for
-  mount/unshare/setns, CAP_SYS_PTRACE for ptrace, ...), and clone/clone3/unshare
+  mount/unshare/setns, CAP_SYS_PTRACE for kcmp, ...), and clone/clone3/unshare
   refused namespace flags unless CAP_SYS_ADMIN.  System calls newer than this
   libseccomp are refused, as with docker.
 - --security-opt seccomp=unconfined|<profile JSON>, no-new-privileges;
@@ -26,19 +26,24 @@ DENIED = {
     # accounting, quotas, swap, obsolete or dangerous interfaces
     "acct", "quotactl", "quotactl_fd", "swapon", "swapoff", "sysfs", "_sysctl", "uselib",
     "ustat", "nfsservctl", "lookup_dcookie", "vm86", "vm86old", "iopl", "ioperm",
-    # time
-    "clock_adjtime", "clock_settime", "settimeofday", "stime", "adjtimex",
+    # setting the time (adjtimex and clock_adjtime stay allowed, as in docker's
+    # profile: the kernel itself wants CAP_SYS_TIME for a change, and reading is
+    # how ntp clients and chrony's -Q check the clock)
+    "clock_settime", "settimeofday", "stime",
     # keyrings (not namespaced)
     "add_key", "keyctl", "request_key",
-    # tracing and other processes' memory
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "perf_event_open",
+    # tracing beyond ptrace (ptrace and process_vm_readv/writev stay allowed, as
+    # docker's profile allows them on kernels >= 4.8, where seccomp can no longer
+    # be bypassed through ptrace: strace and gdb work in a default container, and
+    # the kernel's own ptrace checks still keep a process to its own kind)
+    "kcmp", "perf_event_open",
     "userfaultfd", "bpf",
     # NUMA policy of the host
     "get_mempolicy", "set_mempolicy", "mbind", "move_pages", "set_mempolicy_home_node",
     # mounts and namespaces
     "mount", "umount", "umount2", "pivot_root", "unshare", "setns", "open_tree",
     "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
-    "name_to_handle_at", "open_by_handle_at", "chroot", "syslog",
+    "open_by_handle_at", "chroot", "syslog",
     "fanotify_init", "vhangup", "pidfd_getfd", "lsm_set_self_attr",
     # the rest of what docker 28's default profile refuses (moby/profiles): io_uring
     # (since docker 25), memory of other processes, host and domain names, LSM
@@ -51,17 +56,16 @@ DENIED = {
     "bdflush", "break", "ftime", "gtty", "idle", "lock", "mpx", "nice", "oldfstat",
     "oldlstat", "oldolduname", "oldstat", "olduname", "prof", "profil", "readdir",
     "sgetmask", "sigaction", "signal", "sigpending", "sigsuspend", "ssetmask", "stty",
-    "ulimit", "clock_settime64", "clock_adjtime64",
+    "ulimit", "clock_settime64",
     # allowed with docker's argument conditions only (ARGUMENT_RULES)
     "personality", "socket",
 }
 # allowed back when the container has this capability
 CAPABILITY_GRANTS = {
-    # docker's CAP_SYS_ADMIN list (pivot_root stays refused, as there), plus
-    # name_to_handle_at, which docker allows everyone
+    # docker's CAP_SYS_ADMIN list (pivot_root stays refused, as there)
     "CAP_SYS_ADMIN": {"mount", "umount", "umount2", "unshare", "setns",
                       "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
-                      "mount_setattr", "name_to_handle_at", "quotactl", "quotactl_fd",
+                      "mount_setattr", "quotactl", "quotactl_fd",
                       "lookup_dcookie", "perf_event_open", "bpf", "fanotify_init",
                       "syslog", "setdomainname", "sethostname", "lsm_get_self_attr",
                       "lsm_list_modules", "lsm_set_self_attr"},
@@ -70,11 +74,9 @@ CAPABILITY_GRANTS = {
     "CAP_SYS_CHROOT": {"chroot"},
     "CAP_SYS_MODULE": {"delete_module", "init_module", "finit_module"},
     "CAP_SYS_PACCT": {"acct"},
-    "CAP_SYS_PTRACE": {"ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
-                       "pidfd_getfd", "process_madvise"},
+    "CAP_SYS_PTRACE": {"kcmp", "pidfd_getfd", "process_madvise"},
     "CAP_SYS_RAWIO": {"iopl", "ioperm"},
-    "CAP_SYS_TIME": {"clock_adjtime", "clock_settime", "settimeofday", "stime", "adjtimex",
-                     "clock_settime64", "clock_adjtime64"},
+    "CAP_SYS_TIME": {"clock_settime", "settimeofday", "stime", "clock_settime64"},
     "CAP_SYS_NICE": {"get_mempolicy", "set_mempolicy", "mbind", "set_mempolicy_home_node"},
     "CAP_SYSLOG": {"syslog"},
     "CAP_DAC_READ_SEARCH": {"open_by_handle_at"},
