@@ -35,7 +35,7 @@ PYTEST_NO_TESTS_COLLECTED = 5
 # device program), what a container sees of /sys/fs/cgroup, pause/update/events, exec
 RUNTIME_TESTS_ON_V2 = ["tests/runtime/test_lifecycle.py", "tests/runtime/test_resources.py",
                        "tests/runtime/test_isolation.py", "tests/runtime/test_commands.py",
-                       "tests/runtime/test_exec.py"]
+                       "tests/runtime/test_exec.py", "tests/runtime/test_update_kill.py"]
 
 
 def _load_vm_module():

@@ -22,9 +22,13 @@ requested access bit; a deny exception (blacklist) matches if it shares any bit
 with the request.  (runc checks the subset for both, which lets a read+write open
 through a write-only deny rule; pybox does not.)
 
-Replacing a program (update): the new program is attached with BPF_F_ALLOW_MULTI
-before the old ones are detached; while both are attached, access needs both to
-agree, so a container never briefly gains access it should not have.
+Replacing a program (update): when exactly one program is attached, the new one
+takes its place in one bpf(BPF_PROG_ATTACH) call with BPF_F_REPLACE (Linux 5.6),
+as runc does: no moment with both or neither.  Otherwise (several programs, or a
+kernel without BPF_F_REPLACE) the new program is attached with
+BPF_F_ALLOW_MULTI before the old ones are detached; while both are attached,
+access needs both to agree, so a container never briefly gains access it should
+not have, and keeps every device both allow.
 """
 
 import os
@@ -41,6 +45,7 @@ BPF_PROG_QUERY = 16
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6
 BPF_F_ALLOW_MULTI = 2
+BPF_F_REPLACE = 4
 
 # struct bpf_cgroup_dev_ctx encodings
 BPF_DEVCG_DEV_BLOCK = 1
@@ -242,17 +247,40 @@ def _prog_fd(prog_id, sc):
     return _bpf(sc, BPF_PROG_GET_FD_BY_ID, attr)
 
 
-def _attach_cmd(cmd, dirfd, prog_fd, flags, sc):
+def _attach_cmd(cmd, dirfd, prog_fd, flags, sc, replace_fd=0):
+    """BPF_PROG_ATTACH/DETACH: union bpf_attr's {target_fd, attach_bpf_fd,
+    attach_type, attach_flags, replace_bpf_fd}."""
     import ctypes
 
     attr = _attr(ctypes)
-    struct.pack_into("<IIII", attr, 0, dirfd, prog_fd, BPF_CGROUP_DEVICE, flags)
+    struct.pack_into("<IIIII", attr, 0, dirfd, prog_fd, BPF_CGROUP_DEVICE, flags, replace_fd)
     return _bpf(sc, cmd, attr)
 
 
+def _replace(dirfd: int, prog_fd: int, old_id: int, sc) -> bool:
+    """Swap the one attached program ``old_id`` for ``prog_fd`` atomically
+    (BPF_F_REPLACE).  False when that cannot be done -- a kernel before 5.6
+    (EINVAL), the old program gone meanwhile -- and the caller falls back to
+    attach-then-detach."""
+    try:
+        old_fd = _prog_fd(old_id, sc)
+    except OSError:
+        return False
+    try:
+        _attach_cmd(BPF_PROG_ATTACH, dirfd, prog_fd, BPF_F_ALLOW_MULTI | BPF_F_REPLACE, sc,
+                    replace_fd=old_fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(old_fd)
+
+
 def install(cgroup_dir, state, sc=None):
-    """Attach the program for ``state`` to ``cgroup_dir`` and detach the device
-    programs attached there before (ours from an earlier apply/update)."""
+    """Attach the program for ``state`` to ``cgroup_dir`` in place of the device
+    programs attached there before (ours from an earlier apply/update): replaced
+    atomically when there is one, else attached first and the old ones detached
+    after (see the module docstring)."""
     sc = sc or _syscalls()
     try:
         dirfd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -266,6 +294,8 @@ def install(cgroup_dir, state, sc=None):
             old = []
         prog_fd = load(state, sc)
         try:
+            if len(old) == 1 and _replace(dirfd, prog_fd, old[0], sc):
+                return
             try:
                 _attach_cmd(BPF_PROG_ATTACH, dirfd, prog_fd, BPF_F_ALLOW_MULTI, sc)
             except OSError as e:

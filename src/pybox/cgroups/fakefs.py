@@ -169,12 +169,51 @@ class FakeCgroupFs(CgroupFs):
             data = ""
             with open(os.path.join(directory, "cgroup.procs"), "w"):
                 pass
-        elif name in ("devices.allow", "devices.deny", "io.max", "blkio.bfq.weight_device",
+        elif name in ("devices.allow", "devices.deny"):
+            _devices_list_after(directory, name == "devices.allow", data)
+            data = _read_file(path) + data + "\n"
+        elif name in ("io.max", "blkio.bfq.weight_device",
                       "rdma.max",
                       "net_prio.ifpriomap") or "throttle" in name:
             data = _read_file(path) + data + "\n"
         with open(path, "w") as f:
             f.write(data)
+
+
+def _devices_list_after(directory, allow, line):
+    """devices.list after one write to devices.allow (``allow``) or devices.deny,
+    as the v1 kernel keeps it: "a" switches the default and drops every
+    exception; a rule against the default adds access to its exception, one
+    with the default takes access away from the exact entry.  A list whose
+    default is allow shows only "a *:* rwm"."""
+    from pybox.cgroups.devices import WILDCARD, DeviceState, parse_devices_list
+
+    path = os.path.join(directory, "devices.list")
+    state = parse_devices_list(_read_file(path))
+    fields = line.split()
+    if fields[0] == "a":
+        state = DeviceState(allow)
+    else:
+        kind, numbers, access = fields
+        major, _, minor = numbers.partition(":")
+        key = (kind, WILDCARD if major == "*" else int(major),
+               WILDCARD if minor == "*" else int(minor))
+        old = state.exceptions.get(key, "")
+        if allow != state.default_allow:
+            state.exceptions[key] = "".join(c for c in "rwm" if c in old + access)
+        else:
+            left = "".join(c for c in old if c not in access)
+            if left:
+                state.exceptions[key] = left
+            else:
+                state.exceptions.pop(key, None)
+    if state.default_allow:
+        text = "a *:* rwm\n"
+    else:
+        text = "".join(f"{k} {'*' if ma == WILDCARD else ma}:{'*' if mi == WILDCARD else mi} "
+                       f"{acc}\n" for (k, ma, mi), acc in state.exceptions.items())
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _read_file(path):

@@ -17,8 +17,8 @@ Status, as the runtime-spec defines it:
 import os
 
 from pybox import OCI_VERSION
-from pybox.errors import (ContainerError, InvalidState, PyboxError, ProcessSetupError,
-                          RootfsError)
+from pybox.errors import (CgroupError, ContainerError, InvalidState, PyboxError,
+                          ProcessSetupError, RootfsError)
 from pybox.linux import proc
 from pybox.oci import fastjson
 from pybox.oci import state as st
@@ -297,13 +297,24 @@ class Container:
             self.record["paused"] = False
             self.dir.write(self.record)
 
-    def update(self, resources):
+    def update(self, resources: dict) -> None:
         """Change limits live; the new values also replace those in the
-        container's config snapshot, so later commands see them."""
+        container's config snapshot, so later commands see them.
+
+        Device rules are left as they are, as runc's update does (it sets
+        SkipDevices): containerd's CRI (UpdateContainerResources, kubelet's CPU
+        manager and in-place resize) sends the spec's whole linux.resources,
+        whose device list is only "deny all" -- the runtime adds the default
+        devices at create -- and applying it stripped /dev/null, /dev/ptmx and
+        the rest from a running container."""
         from pybox.oci.spec import RESOURCES_SCHEMA, check_resources, check_schema
 
         check_schema(resources, RESOURCES_SCHEMA, "resources")
         check_resources(resources, "resources")
+        if "devices" in resources:
+            resources = {k: v for k, v in resources.items() if k != "devices"}
+            logmod.current.debug(f"update {self.id}: linux.resources.devices ignored "
+                                 "(device rules are fixed at create, as in runc)")
         with self.dir:
             self.reload()
             status = self.status()
@@ -334,17 +345,63 @@ class Container:
         return self._require_cgroup().pids()
 
     # -- kill --------------------------------------------------------------
-    def kill(self, sig, all_processes=False):
+    def kill(self, sig: int, all_processes: bool = False) -> None:
+        """Signal init or, with ``all_processes``, every process in the
+        container's cgroup.
+
+        --all works whatever the state, as runc's: containerd deletes every
+        exited task with "kill --all ID KILL" (WithProcessKill) to reach what
+        init left behind -- a container sharing a pid namespace keeps its other
+        processes when init exits -- and counts a failure as an error.  A
+        stopped container with nothing left in its cgroup, or no cgroup any
+        more, has nothing to signal: success, as runc 1.1 (Debian's) answers.
+        Without --all only a live init is signalled: the pid of a stopped
+        container may belong to someone else by now."""
         status = self.status()
-        if status not in ("created", "running", "paused"):
-            raise InvalidState(f"container {self.id} is {status}: cannot send a signal "
-                               "(container not running)")
         if all_processes:
             mgr = self.cgroup_manager()
             if mgr is not None:
-                mgr.kill_all(sig)
+                self._kill_cgroup(mgr, sig, status)
                 return
+            if status in ("stopped", "creating"):
+                return
+            try:
+                signal_process(self.pid, self.record.get("pid_start"), sig)
+            except InvalidState:
+                pass  # init is gone: nothing left to signal, which --all accepts
+            return
+        if status not in ("created", "running", "paused"):
+            raise InvalidState(f"container {self.id} is {status}: cannot send a signal "
+                               "(container not running)")
         signal_process(self.pid, self.record.get("pid_start"), sig)
+        if status == "paused" and sig == SIGKILL:
+            self._thaw_for_kill(self.cgroup_manager())
+
+    def _kill_cgroup(self, mgr, sig: int, status: str) -> None:
+        """kill --all: freeze, signal everything in the cgroup, thaw (the
+        manager's kill_all).  An empty or vanished cgroup is not an error."""
+        try:
+            if status in ("stopped", "creating") and not mgr.pids():
+                return
+            mgr.kill_all(sig)
+        except CgroupError:
+            # the last process left and the cgroup went while we froze it
+            if not _pids_or_none(mgr):
+                return
+            raise
+        if status == "paused" and sig == SIGKILL:
+            self._thaw_for_kill(mgr)
+
+    @staticmethod
+    def _thaw_for_kill(mgr) -> None:
+        """A frozen (v1) task cannot act on SIGKILL: thaw, as runc does for a
+        paused container's SIGKILL, so that it dies now."""
+        if mgr is None:
+            return
+        try:
+            mgr.thaw()
+        except PyboxError as e:
+            logmod.current.warning(f"kill: cannot thaw the cgroup: {e}")
 
     # -- delete ------------------------------------------------------------
     def delete(self, force=False):
@@ -406,6 +463,15 @@ class Container:
 
 
 # ---------------------------------------------------------------------------
+SIGKILL = 9
+
+
+def _pids_or_none(mgr) -> list:
+    """The cgroup's pids, or [] when it cannot be read (gone)."""
+    try:
+        return mgr.pids()
+    except PyboxError:
+        return []
 
 
 def signal_process(pid, start_time, sig):
