@@ -1,17 +1,20 @@
 """docker cp: the container archive endpoints (HEAD/GET/PUT /containers/ID/archive).
 
 Every path is the container's and is resolved by the kernel inside the
-container's own view (pybox.engine.rootview): the root fd of its mount view --
-/proc/PID/root of a running container, a private mount namespace holding the
-rootfs with its volumes, binds and /etc files for a stopped one -- and
-``openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)``.  From the directory fd so
-obtained nothing is opened by a host path string built from container data:
-a tree is walked one component at a time with ``O_NOFOLLOW`` relative to its
+container's own view (pybox.engine.rootview): the root fd of its whole mount
+view -- /proc/PID/root of a running container, a private mount namespace
+holding the rootfs with its volumes, binds and /etc files for a stopped one --
+and ``openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)``.  From the directory
+fd so obtained nothing is opened by a host path string built from container
+data: a tree is walked one name at a time with ``O_NOFOLLOW`` relative to its
 parent's fd, a regular file is opened ``O_PATH`` and reopened for reading only
-once fstat says it is one (a device node swapped in is never opened), and an
-archive is extracted member by member relative to the destination's fd.  A
-container that changes its tree during a copy can change what it gets, never
-reach a host file.
+once fstat says it is one (a fifo or device node swapped in is never opened),
+a file is created ``O_EXCL`` (never an existing one written) and its owner,
+mode and times are set through its fd.  A container that changes its tree
+during a copy can change what it gets, never reach a host file.  Kernel
+filesystems the container has mounted (proc, sysfs, cgroupfs, devpts, mqueue,
+...) bound a copy: their mount points are archived empty and nothing in them is
+read or written on the container's behalf (docker's view never has them).
 
 Extraction follows moby's archive.Unpack: a member's name is cleaned and taken
 relative to the destination whatever it is (``/tmp/x`` lands at DEST/tmp/x); a
@@ -26,7 +29,8 @@ destination; symlinks stored as given; devices, fifos, owners (numeric, shifted
 through --userns-remap's maps), modes, mtimes (directories' last) and
 ``SCHILY.xattr`` records applied as docker does.  ``copyUIDGID`` (docker cp -a)
 gives everything to the container's Config.User, looked up in its own
-/etc/passwd.  The body is read as it arrives (the tar is never held whole).
+/etc/passwd.  The body is parsed as it arrives (pybox.engine.tarstream), never
+held whole.
 
 The stat header is docker's: base64 JSON with a Go os.FileMode ``mode`` and an
 RFC3339Nano ``mtime``.  A GET streams the tar straight to the client.
@@ -131,6 +135,11 @@ def clean_path(path: str) -> str:
     """The container path ``path`` lexically cleaned and absolute ('..' never
     above '/', and no POSIX '//' prefix kept)."""
     return posixpath.normpath("/" + path.lstrip("/"))
+
+
+def _q(text: str) -> str:
+    """Go's %q, for moby's messages."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _proc_fd(fd: int) -> str:
@@ -476,6 +485,9 @@ class _Extractor:
         if idmap:
             self.root_ids = (idmap["uid"][0][1], idmap["gid"][0][1])
 
+    def _abs(self, rel: str) -> str:
+        return posixpath.join(self.dest_path, rel)
+
     def close(self) -> None:
         for fd in self.dirs.values():
             os.close(fd)
@@ -562,8 +574,7 @@ class _Extractor:
         self.current = member.name
         rel = member_path(member.name)
         if rel is None:
-            raise BadRequest(f"invalid tar member {member.name!r}: it escapes "
-                             f"{self.dest_path}")
+            raise BadRequest(f"{_q(member.name)} is outside of {_q(self.dest_path)}")
         if rel == "":
             if member.isdir():
                 return  # docker: the destination itself is never replaced
@@ -591,7 +602,8 @@ class _Extractor:
             # target joined like a relative one -- must stay in the destination
             if not _inside(self.dest_path,
                            posixpath.join(parent, member.linkname.lstrip("/"))):
-                raise BadRequest(f"invalid symlink {rel!r} -> {member.linkname!r}")
+                raise BadRequest(f"invalid symlink {_q(self._abs(rel))} -> "
+                                 f"{_q(member.linkname)}")
             self._create(pfd, name, rel, member, lambda: os.symlink(member.linkname, name,
                                                                     dir_fd=pfd))
             os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
@@ -632,11 +644,11 @@ class _Extractor:
         is_dir = st.S_ISDIR(existing.st_mode)
         where = posixpath.join(self.dest_path, rel)
         if self.no_overwrite and is_dir and not member.isdir():
-            raise BadRequest(f"cannot overwrite directory {where!r} with non-directory "
-                             f"{self.dest_path!r}")
+            raise BadRequest(f"cannot overwrite directory {_q(where)} with non-directory "
+                             f"{_q(self.dest_path)}")
         if self.no_overwrite and not is_dir and member.isdir():
-            raise BadRequest(f"cannot overwrite non-directory {where!r} with directory "
-                             f"{self.dest_path!r}")
+            raise BadRequest(f"cannot overwrite non-directory {_q(where)} with directory "
+                             f"{_q(self.dest_path)}")
         if is_dir and member.isdir():
             return True
         self._remove(pfd, name, is_dir, rel)
@@ -694,16 +706,17 @@ class _Extractor:
         a symlink on the way cannot lead it out."""
         target = member_path(member.linkname)
         if not target:
-            raise BadRequest(f"invalid hardlink {rel!r} -> {member.linkname!r}")
+            raise BadRequest(f"invalid hardlink {_q(self._abs(rel))} -> {_q(member.linkname)}")
         tparent, tname = posixpath.split(target)
         try:
             tfd = self.dir_fd(tparent, create=False)
             os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         except OSError as e:
-            raise BadRequest(f"invalid hardlink {rel!r} -> {member.linkname!r}: "
+            raise BadRequest(f"invalid hardlink {_q(self._abs(rel))} -> {_q(member.linkname)}: "
                              f"{e.strerror}") from None
         except BadRequest:
-            raise BadRequest(f"invalid hardlink {rel!r} -> {member.linkname!r}") from None
+            raise BadRequest(f"invalid hardlink {_q(self._abs(rel))} -> "
+                             f"{_q(member.linkname)}") from None
         self._set_meta(pfd, name, member, uid, gid, mtime_ns)
 
     def _set_meta(self, pfd: int, name: str, member: Member, uid: int, gid: int,
