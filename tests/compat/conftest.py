@@ -53,9 +53,14 @@ TIMEOUT = 120
 
 
 # -- installation ---------------------------------------------------------------
+def _present(binary):
+    """On PATH, or (an absolute path: a CNI plugin in /usr/lib/cni) there."""
+    return os.path.exists(binary) if binary.startswith("/") else shutil.which(binary)
+
+
 def ensure_installed(binaries):
     """{binary: Debian package}: install what is missing, or skip saying why."""
-    missing = sorted({pkg for binary, pkg in binaries.items() if not shutil.which(binary)})
+    missing = sorted({pkg for binary, pkg in binaries.items() if not _present(binary)})
     if not missing:
         return
     if os.geteuid() != 0:
@@ -65,7 +70,7 @@ def ensure_installed(binaries):
         for path in OTHER_APT_LOCKS + (APT_LOCK,):  # the other xdist worker may install too
             locks.append(open(path, "a"))
             fcntl.flock(locks[-1], fcntl.LOCK_EX)
-        missing = sorted({pkg for binary, pkg in binaries.items() if not shutil.which(binary)})
+        missing = sorted({pkg for binary, pkg in binaries.items() if not _present(binary)})
         if missing:
             error = _apt_install(missing)
             if error:
