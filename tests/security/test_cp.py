@@ -488,3 +488,24 @@ def test_export_diff_and_commit_of_a_swapping_container_read_nothing_of_the_host
         images_made.append(f"{ref}:t{i}")
         status, _, data = api.call("GET", f"/images/{ref}:t{i}/get")
         assert status == 200 and token.encode() not in data
+
+
+def test_no_overwrite_dir_non_dir_and_replacement(pyboxd, names, api):
+    """An existing entry in a member's way is replaced (a directory with its
+    tree), unless noOverwriteDirNonDir refuses a directory for a non-directory
+    or back, with moby's words; a directory over a directory merges."""
+    name = names()
+    cid = run(pyboxd, name, "mkdir -p /d/dir/sub /d/merge && echo f > /d/file && "
+                            "echo keep > /d/merge/old")
+    for members, path in (((("dir", b"now a file"),), "/d/dir"),
+                          ((("file/", "/"),), "/d/file")):
+        status, _, body = api.put(cid, "/d", make_tar(*members), noOverwriteDirNonDir="true")
+        assert status == 400, body
+        assert b"cannot overwrite" in body and path.encode() in body
+    assert in_container(pyboxd, name, "cat", "/d/file") == "f\n"
+    status, _, body = api.put(cid, "/d", make_tar(("dir", b"now a file\n"), ("file/", "/"),
+                                                  ("merge/", "/"), ("merge/new", b"n\n")))
+    assert status == 200, body
+    assert in_container(pyboxd, name, "cat", "/d/dir", "/d/merge/old", "/d/merge/new") == \
+        "now a file\nkeep\nn\n"
+    assert in_container(pyboxd, name, "sh", "-c", "test -d /d/file && echo dir") == "dir\n"

@@ -41,7 +41,6 @@ from __future__ import annotations
 import base64
 import os
 import posixpath
-import shutil
 import stat as st
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
@@ -446,6 +445,51 @@ class _TarWriter:
 
 
 # -- PUT ------------------------------------------------------------------------------------------
+def remove_tree_at(pfd: int, name: str) -> None:
+    """``rm -rf`` of ``name`` in the directory ``pfd``, iteratively (any depth):
+    directories are opened O_DIRECTORY | O_NOFOLLOW from their parent's fd, so
+    neither a symlink nor a device node swapped in meanwhile is ever followed
+    or opened (shutil.rmtree opens what it found with a plain O_RDONLY)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | O_CLOEXEC
+    try:
+        top = os.open(name, flags, dir_fd=pfd)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno in (20, 40):  # ENOTDIR, ELOOP (a symlink): not a tree
+            os.unlink(name, dir_fd=pfd)
+            return
+        raise
+    stack: list[tuple[int, int, str, Iterator[str]]] = [(pfd, top, name, iter(os.listdir(top)))]
+    try:
+        while stack:
+            parent, fd, dname, names = stack[-1]
+            entry = next(names, None)
+            if entry is None:
+                os.close(fd)
+                stack.pop()
+                try:
+                    os.rmdir(dname, dir_fd=parent)
+                except FileNotFoundError:
+                    pass
+                continue
+            try:
+                os.unlink(entry, dir_fd=fd)
+                continue
+            except FileNotFoundError:
+                continue
+            except IsADirectoryError:
+                pass
+            try:
+                sub = os.open(entry, flags, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            stack.append((fd, sub, entry, iter(os.listdir(sub))))
+    finally:
+        for _, fd, _, _ in stack:
+            os.close(fd)
+
+
 def member_path(name: str) -> str | None:
     """A member's name relative to the destination ("" for itself), as moby's
     Unpack: cleaned, an absolute name taken below the destination, None when
@@ -658,11 +702,13 @@ class _Extractor:
         """moby's RemoveAll of what is in a member's way (fd-relative, never
         following a symlink)."""
         self._forget(rel)
+        if is_dir:
+            remove_tree_at(pfd, name)
+            return
         try:
-            if is_dir:
-                shutil.rmtree(name, dir_fd=pfd)
-            else:
-                os.unlink(name, dir_fd=pfd)
+            os.unlink(name, dir_fd=pfd)
+        except IsADirectoryError:  # became one meanwhile
+            remove_tree_at(pfd, name)
         except FileNotFoundError:
             pass
 
