@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from engine.conftest import UnixHTTPConnection
+from engine.conftest import UnixHTTPConnection, mounts_under
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
@@ -338,6 +338,9 @@ def test_cp_through_volumes_binds_and_tmpfs(pyboxd, names, api, tmp_path, runnin
             assert in_container(pyboxd, name, "cat", "/t/f") == "copied\n"
             status, _, data = api.get(cid, "/t/")
             assert status == 200 and members_of(data)["t/f"][1] == b"copied\n"
+        else:  # the stopped view's mounts lived in its own namespace, and are gone
+            merged = pyboxd.inspect(name)["GraphDriver"]["Data"]["MergedDir"]
+            assert mounts_under(merged) == []
     finally:
         pyboxd.docker("rm", "-f", name)
         pyboxd.docker("volume", "rm", vol)
