@@ -278,17 +278,16 @@ class _NamespaceView:
             parent, name = os.path.split(dest)
             pfd = makedirs_in_root(root_fd, parent, 0o755, self.owner)
             try:
-                if is_dir:
-                    try:
+                try:
+                    if is_dir:
                         os.mkdir(name, 0o755, dir_fd=pfd)
-                    except FileExistsError:
-                        pass
-                else:
-                    try:
+                    else:
                         os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                                          | os.O_NOFOLLOW | O_CLOEXEC, 0o644, dir_fd=pfd))
-                    except FileExistsError:
-                        pass
+                    if self.owner is not None:  # the container's root, as its parents
+                        os.chown(name, *self.owner, dir_fd=pfd, follow_symlinks=False)
+                except FileExistsError:
+                    pass
                 target = open_in_root(pfd, name, C.O_PATH, resolve=C.RESOLVE_BENEATH
                                       | C.RESOLVE_NO_SYMLINKS)
             finally:
