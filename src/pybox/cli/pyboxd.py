@@ -199,8 +199,32 @@ def main(argv=None):
         locks.remove(pidfile)  # as dockerd, at exit; the lock files stay (see above)
 
 
+def pin_mmap_threshold() -> None:
+    """Keep glibc's mmap threshold at its default 128 KiB for the daemon's life.
+
+    glibc raises the threshold to the size of every mmap'd block freed (up to
+    32 MiB), after which blocks that size come from the heap instead.  asyncio
+    receives each datagram into a fresh 256 KiB buffer and shrinks it to the
+    message (pyroute2's netlink replies, several per container start and
+    exit): once the threshold had risen, every such buffer was carved from
+    the heap and the small messages kept from them split its free space, so
+    pyboxd's heap grew by a few KiB per container for good.  Setting the
+    threshold explicitly turns the adjustment off: big transient buffers are
+    mmap'd and given back.  Left alone when MALLOC_MMAP_THRESHOLD_ is set
+    (glibc's own knob) or the libc has no mallopt."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def serve(args: argparse.Namespace, paths: list[str]) -> int:
     """Everything after the locks: the engine, its recovery, the API."""
+    pin_mmap_threshold()
     from pybox.api.server import answers
 
     for path in paths:  # a socket another daemon (on other roots) serves

@@ -10,11 +10,21 @@ IPRoute(use_socket=...), which then cannot talk to any other namespace.
 
 No ``ip`` subprocess: a container's interface costs a handful of netlink
 messages (see ``attach_veth``).
+
+No ``link_lookup``/``get_links(index)`` on the long-lived host socket either:
+pyroute2 sends a link GET with NLM_F_ACK and stops reading at the reply, so
+the kernel's ACK lands in the socket's queue of unclaimed messages and stays
+there -- one 36-byte message per call, and worse, each one pinned in the
+middle of freed receive buffers: pyboxd's heap grew by some KiB per container
+for good.  Host ifindexes come from if_nametoindex(3) (an ioctl in the worker
+thread's namespace: the host's), and whatever pyroute2 leaves unclaimed is
+dropped after every call (``_discard_unclaimed``).
 """
 
 import ipaddress
 import os
 import queue
+import socket
 import threading
 
 from pybox.errors import PyboxError
@@ -39,6 +49,34 @@ class LinkError(PyboxError):
 
 def _nl_errno(exc):
     return getattr(exc, "code", None)
+
+
+def _ifindex(name: str) -> int | None:
+    """The host link ``name``'s index, or None: an ioctl, not a netlink GET
+    (whose ACK pyroute2 would leave queued for good, see the module's doc)."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
+
+
+def _discard_unclaimed(ipr) -> None:
+    """Drop the messages pyroute2 queued for nobody on ``ipr`` (queue 0:
+    replies to requests that were already answered -- the host socket joins
+    no multicast group, so nothing else arrives there).  Unread, they are
+    kept for the socket's life.  Only the calling thread's queue: pyroute2's
+    queues are per thread, and the worker is the one thread using the
+    socket.  Best effort across pyroute2 versions (the attributes may move)."""
+    queue = getattr(getattr(getattr(ipr, "asyncore", None), "local", None), "msg_queue", None)
+    root = getattr(queue, "queues", {}).get(0) if queue is not None else None
+    if root is None:
+        return
+    try:
+        while not root.empty():
+            root.get_nowait()
+            root.task_done()
+    except Exception:  # noqa: BLE001 - an asyncio.Queue of another shape: leave it
+        pass
 
 
 class Links:
@@ -68,6 +106,8 @@ class Links:
                 box["value"] = fn(*args)
             except BaseException as e:  # noqa: BLE001 - handed back to the caller
                 box["error"] = e
+            if self._host is not None:
+                _discard_unclaimed(self._host)
             done.set()
 
     def call(self, fn, *args):
@@ -146,8 +186,8 @@ class Links:
         127.0.0.1 (see firewall.py); returns the ifindex."""
         def work():
             ipr = self.host
-            found = ipr.link_lookup(ifname=name)
-            if not found:
+            index = _ifindex(name)
+            if index is None:
                 try:
                     ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
                 except Exception as e:  # noqa: BLE001 - NetlinkError
@@ -155,8 +195,9 @@ class Links:
                         raise LinkError(f"cannot create bridge {name}: {e}") from None
                 # IPv4-only networks: no link-local address, no MLD chatter
                 _sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
-                found = ipr.link_lookup(ifname=name)
-            index = found[0]
+                index = _ifindex(name)
+                if index is None:
+                    raise LinkError(f"bridge {name} vanished right after its creation")
             have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                     for a in ipr.get_addr(family=2, index=index)}
             if (gateway, prefixlen) not in have:
@@ -228,9 +269,9 @@ class Links:
             os.close(nsfd)
         # hairpin: with br_netfilter, a container reaching its own published
         # port is DNATed at the bridge and must go back out of its port
-        port = self.host.link_lookup(ifname=host_name)
-        if port:
-            self.host.brport("set", index=port[0], mode=1)
+        port = _ifindex(host_name)
+        if port is not None:
+            self.host.brport("set", index=port, mode=1)
         try:
             found = ns.link_lookup(ifname=ifname)
             if not found:
