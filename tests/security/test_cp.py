@@ -512,3 +512,26 @@ def test_no_overwrite_dir_non_dir_and_replacement(pyboxd, names, api):
     assert in_container(pyboxd, name, "cat", "/d/dir", "/d/merge/old", "/d/merge/new") == \
         "now a file\nkeep\nn\n"
     assert in_container(pyboxd, name, "sh", "-c", "test -d /d/file && echo dir") == "dir\n"
+
+
+def test_read_only_rootfs_of_a_stopped_container_holds_through_its_symlinks(
+        pyboxd, names, api, tmp_path):
+    """--read-only, stopped: refused with docker's words at the path, and by
+    the kernel (the view's copy of the rootfs is read-only too) when a symlink
+    in a bind leads into the rootfs; the writable bind stays writable."""
+    bound = tmp_path / "rw"
+    bound.mkdir()
+    os.symlink("/etc", bound / "etclink")  # the container's /etc, seen from inside
+    name = names()
+    pyboxd.ok("create", "--name", name, "--read-only", "-v", f"{bound}:/rw", "busybox", "true")
+    cid = pyboxd.inspect(name)["Id"]
+    tar = make_tar(("f", b"x\n"))
+    status, _, body = api.put(cid, "/etc", tar)
+    assert status == 400 and b"container rootfs is marked read-only" in body
+    status, _, body = api.put(cid, "/rw/etclink", tar)
+    assert status == 400 and b"read-only file system" in body
+    assert api.get(cid, "/etc/f")[0] == 404
+    assert not os.path.exists("/etc/f")
+    status, _, body = api.put(cid, "/rw", tar)
+    assert status == 200, body
+    assert (bound / "f").read_text() == "x\n"

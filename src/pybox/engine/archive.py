@@ -178,9 +178,9 @@ def mount_for(c: Any, running: bool, path: str) -> dict[str, Any] | None:
 
 
 def check_writable(c: Any, running: bool, path: str) -> None:
-    """docker's refusals for a copy into a read-only place (400).  The kernel
-    enforces the same through the view's read-only mounts; this gives docker's
-    words first."""
+    """docker's refusals for a copy into a read-only place (400), judged on the
+    path as written.  The kernel enforces read-only mounts (and rootfs) of the
+    view whatever path leads there; this gives docker's words first."""
     m = mount_for(c, running, clean_path(path))
     if m is None and c.record["HostConfig"].get("ReadonlyRootfs"):
         raise BadRequest("container rootfs is marked read-only")

@@ -21,9 +21,11 @@ the middle of a copy -- can make the walk reach a host path.
   it a slave of the host's (nothing propagates back), and binds the volumes,
   binds and /etc files at their destinations -- each destination resolved in
   the container's root by openat2 and the bind attached to that fd with
-  open_tree/move_mount, never to a path string.  The thread opens the rootfs
-  from inside that namespace and waits; its namespace, and so every mount made
-  for the view, goes away when the thread ends.  This is docker's
+  open_tree/move_mount, never to a path string -- read-only where the
+  container has them read-only (its --read-only rootfs included).  The
+  thread opens the rootfs from inside that namespace and waits; its
+  namespace, and so every mount made for the view, goes away when the thread
+  ends.  This is docker's
   containerFSView (moby daemon/containerfs_linux.go) without a chroot: no
   process is forked, and a crash leaves no mount behind.
 """
@@ -219,10 +221,11 @@ class _NamespaceView:
     """The thread that owns a private mount namespace holding the view."""
 
     def __init__(self, rootfs: str, mounts: list[dict[str, Any]],
-                 owner: tuple[int, int] | None):
+                 owner: tuple[int, int] | None, readonly: bool = False):
         self.rootfs = rootfs
         self.mounts = mounts
         self.owner = owner
+        self.readonly = readonly  # --read-only: the view's copy of the rootfs mount too
         self.fd: int | None = None
         self.error: BaseException | None = None
         self.ready = threading.Event()
@@ -254,6 +257,8 @@ class _NamespaceView:
             fd = os.open(self.rootfs, C.O_PATH | os.O_DIRECTORY | O_CLOEXEC)
             for m in self.mounts:
                 self._bind(sc, fd, m)
+            if self.readonly:  # this namespace's copy only; the binds keep theirs
+                sc.mount_setattr(fd, "", C.AT_EMPTY_PATH, C.MOUNT_ATTR_RDONLY)
             self.fd = fd
         except BaseException as e:  # noqa: BLE001 - handed to the waiting request
             self.error = e if isinstance(e, PyboxError) else PyboxError(
@@ -329,7 +334,8 @@ def container_root(engine: Any, c: Any) -> Iterator[Root]:
         # under the lock: a start and exit in between cannot unmount the
         # rootfs before the view's namespace holds its copy of the mount
         with c.lock:
-            view = _NamespaceView(mounted.root, view_mounts(engine, c), owner)
+            view = _NamespaceView(mounted.root, view_mounts(engine, c), owner,
+                                  bool(c.record["HostConfig"].get("ReadonlyRootfs")))
             fd = view.start()
         try:
             yield Root(fd, False)
