@@ -179,8 +179,8 @@ def mount_for(c: Any, running: bool, path: str) -> dict[str, Any] | None:
 
 def check_writable(c: Any, running: bool, path: str) -> None:
     """docker's refusals for a copy into a read-only place (400), judged on the
-    path as written.  The kernel enforces read-only mounts (and rootfs) of the
-    view whatever path leads there; this gives docker's words first."""
+    path as written, as dockerd's checkIfPathIsInAVolume does.  Whatever path
+    leads there, the kernel enforces the view's read-only mounts (and rootfs)."""
     m = mount_for(c, running, clean_path(path))
     if m is None and c.record["HostConfig"].get("ReadonlyRootfs"):
         raise BadRequest("container rootfs is marked read-only")
