@@ -118,3 +118,15 @@ def test_a_clean_end_without_zero_blocks_and_an_empty_body():
     data = archive(tarfile.PAX_FORMAT, (info("f", size=1), b"z"))
     assert [m.name for m, _ in read_all(data[:1024])] == ["f"]
     assert read_all(b"") == []
+
+
+def test_member_names_against_the_destination():
+    from pybox.engine.archive import member_path
+
+    assert member_path("/tmp/x") == "tmp/x"
+    assert member_path("//tmp//x/") == "tmp/x"
+    assert member_path("/../../x") == "x"
+    assert member_path("a/./b/../c") == "a/c"
+    assert member_path(".") == member_path("./") == member_path("/") == ""
+    assert member_path("../x") is None and member_path("a/../../x") is None
+    assert member_path("..") is None

@@ -595,6 +595,8 @@ class _Extractor:
     # -- owners --
     def _ids(self, member: Member) -> tuple[int, int]:
         uid, gid = self.owner if self.owner is not None else (member.uid, member.gid)
+        if not (0 <= uid < 0xFFFFFFFF and 0 <= gid < 0xFFFFFFFF):  # -1 would mean "keep"
+            raise BadRequest(f"invalid owner {uid}:{gid} of tar member {_q(member.name)}")
         if self.idmap:  # the tar's owners are the container's: shifted to host ids
             huid, hgid = map_id(self.idmap["uid"], uid), map_id(self.idmap["gid"], gid)
             uid = self.root_ids[0] if huid is None else huid
