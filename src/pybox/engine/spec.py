@@ -136,11 +136,31 @@ def _resolve_user(rootfs, user):
     return uid, gid, extra
 
 
-def _read_db(rootfs, path):
-    from pybox.runtime.rootfs import secure_join
+def _read_db(rootfs: str, path: str) -> list[list[str]]:
+    """The entries of the image's /etc/passwd or /etc/group.  The file is opened
+    by the kernel inside ``rootfs`` (openat2 RESOLVE_IN_ROOT, O_NOFOLLOW is not
+    wanted: an image may link /etc/passwd), so a container that swapped it for a
+    link to a host file cannot have the host's file read; only a regular file
+    is read (a fifo would block the daemon)."""
+    import stat
+
+    from pybox.engine.rootview import open_in_root
 
     try:
-        with open(secure_join(rootfs, path)) as f:
+        root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        fd = open_in_root(root, path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return []
+    finally:
+        os.close(root)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return []
+        with open(fd, errors="replace") as f:
             return [line.rstrip("\n").split(":") for line in f
                     if line.strip() and not line.startswith("#") and line.count(":") >= 2]
     except OSError:

@@ -694,12 +694,15 @@ def _names_going_with(by_name, image_refs):
     return dropped
 
 
-def _tree_size(path):
+def _tree_size(path: str) -> int:
+    """Bytes under ``path`` (whiteouts not counted).  os.fwalk goes by directory
+    fds and never follows a symlink, so a running container swapping one of its
+    directories for a link cannot send the walk into the host's tree."""
     total = 0
-    for dirpath, _, files in os.walk(path):
+    for _, _, files, dir_fd in os.fwalk(path):
         for name in files:
             try:
-                st_ = os.lstat(os.path.join(dirpath, name))
+                st_ = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             except OSError:
                 continue
             if not (st_.st_mode & 0o170000 == 0o020000 and st_.st_rdev == 0):  # whiteouts
