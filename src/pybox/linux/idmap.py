@@ -41,35 +41,48 @@ def map_id(mappings, value, to_host=True):
     return None
 
 
-def user_namespace_fd(uid_mappings, gid_mappings):
+def user_namespace_fd(uid_mappings: list[tuple[int, int, int]],
+                      gid_mappings: list[tuple[int, int, int]]) -> int:
     """A new user namespace with these maps (tuples container, host, size); returns
-    an O_RDONLY fd of it.  The caller closes the fd."""
-    ready_r, ready_w = os.pipe()
-    done_r, done_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: unshare, tell the parent, wait until it has the ns open
-        try:
-            os.close(ready_r)
-            os.close(done_w)
-            real().unshare(CLONE_NEWUSER)
-            os.write(ready_w, b"1")
-            os.read(done_r, 1)
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    os.close(ready_w)
-    os.close(done_r)
+    an O_RDONLY fd of it.  The caller closes the fd.
+
+    The child is util-linux's ``unshare --user cat``, started with subprocess
+    (fork+exec): pyboxd is threaded, and forking it to run Python in the child
+    could deadlock on a lock another thread held.  The child has unshared once
+    its /proc/PID/ns/user differs from ours; ``cat`` then waits on its stdin
+    until we have the namespace open."""
+    import subprocess
+    import time
+
+    own = os.readlink("/proc/self/ns/user")
     try:
-        if os.read(ready_r, 1) != b"1":
-            raise SyscallError(1, "unshare", ("CLONE_NEWUSER",), "creating an idmap user namespace")
+        child = subprocess.Popen(["unshare", "--user", "--", "cat"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 close_fds=True)
+    except OSError as e:
+        raise SyscallError(e.errno or 1, "unshare", ("CLONE_NEWUSER",),
+                           "creating an idmap user namespace (util-linux's unshare)") from None
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if os.readlink(f"/proc/{child.pid}/ns/user") != own:
+                    break
+            except OSError:
+                pass
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise SyscallError(1, "unshare", ("CLONE_NEWUSER",),
+                                   "creating an idmap user namespace")
+            time.sleep(0.0005)
         for name, maps in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
-            with open(f"/proc/{pid}/{name}", "w") as f:
+            with open(f"/proc/{child.pid}/{name}", "w") as f:
                 f.write(format_maps(maps))
-        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(f"/proc/{child.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
-        os.close(ready_r)
-        os.close(done_w)
-        os.waitpid(pid, 0)
+        child.kill()
+        if child.stdin is not None:
+            child.stdin.close()
+        child.wait()
 
 
 def idmapped_tree(path, userns_fd, syscalls=None):
