@@ -50,24 +50,58 @@ def rfc3339_now():
     return stamp + "Z"
 
 
+TMP_MARK = ".tmp-"  # NAME.tmp-PID[.TID]: a write in progress, or a crashed one's
+
+
+def temp_name(path):
+    """The temp file write_atomic renames over ``path``.  Its writer's pid (and
+    thread: two threads of pyboxd may write one file) is in the name, so a
+    restarted pyboxd tells a crashed writer's leftover (pid gone) from a live
+    one's (pybox.engine.recovery)."""
+    import _thread
+
+    return f"{path}{TMP_MARK}{os.getpid()}.{_thread.get_native_id()}"
+
+
 def write_atomic(path, data, mode=0o600, durable=False):
-    """Write bytes/str to path via temp file + rename (+ fsync when durable:
-    the engine's data root wants that, the runtime's --root does not)."""
+    """Write bytes/str to path via temp file + rename, so a crash leaves the old
+    file or the new one, never half of one.  ``durable``: the data and the
+    rename reach the disk (fsync of the file, then of its directory) before
+    this returns -- the engine's data root wants that; the run root (a tmpfs)
+    and the runtime's --root do not."""
     if isinstance(data, str):
         data = data.encode()
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    tmp = temp_name(path)
     try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.rename(tmp, path)
     except BaseException:
         _unlink_quiet(tmp)
         raise
+    if durable:
+        fsync_dir(os.path.dirname(path) or ".")
+
+
+def fsync_dir(path):
+    """fsync a directory: a rename or a new entry in it is on disk after this."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # a filesystem that cannot (some FUSE ones): nothing more to do
+    finally:
+        os.close(fd)
 
 
 def _unlink_quiet(path):
