@@ -176,6 +176,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    import pybox.crashpoints  # noqa: F401 - reads PYBOX_CRASH_AT (tests) once, first
     args = parse_args(sys.argv[1:] if argv is None else argv)
     hosts = args.host or ["unix://" + DEFAULT_SOCKET]
     paths = []

@@ -18,8 +18,10 @@ import socket
 import threading
 import time
 
+from pybox.crashpoints import crashpoint
 from pybox.engine import spec as specmod
 from pybox.engine.events import EventBus
+from pybox.engine.recovery import remove_container_cgroups
 from pybox.engine.store import ContainerStore, Container, new_id, validate_name
 from pybox.errors import BadRequest, Conflict, InvalidState, NotFound, NotModified, PyboxError
 from pybox.linux import unixsock
@@ -140,40 +142,12 @@ class Engine:
         self.zygote = zygote.ZygoteClient(path)
 
     def recover(self):
-        """Rebuild the engine's view after a (re)start: re-adopt every container
-        whose monitor still runs, record the exit of those that ended meanwhile."""
-        for c in self.store.load():
-            st = c.state
-            if st.get("Running"):
-                info = self._monitor_call(c, {"op": "info"}, timeout=2.0)
-                if info is not None and not info.get("exited"):
-                    self._watch(c)
-                    self._start_health(c)
-                    continue
-                exit_info = self._read_exit_file(c) or {"exit_code": 255, "oom_killed": False,
-                                                        "finished_at": rfc3339_nano()}
-                self._on_exit(c, exit_info)
-                if c.state.get("Restarting"):
-                    # its policy scheduled the restart (counted, with back-off);
-                    # a boot start too would race it and leave RestartCount 0
-                    # or 1 depending on which thread came first
-                    continue
-            elif st.get("Status") == "removing":
-                self._remove_now(c)
-                continue
-            elif st.get("Restarting"):
-                st["Restarting"] = False
-                st["Status"] = "exited"
-            if not c.state.get("Running") and not c.removed:
-                policy = (c.record["HostConfig"].get("RestartPolicy") or {}).get("Name")
-                manual = c.record.get("ManualStop")
-                if policy == "always" or (policy == "unless-stopped" and not manual):
-                    # docker: these come back when the daemon does
-                    c.record["ManualStop"] = False
-                    threading.Thread(target=self._restart_on_boot, args=(c,),
-                                     daemon=True).start()
-        self.network.recover()
-        self.recovered.set()
+        """Rebuild the engine's view after a (re)start and finish or undo
+        whatever a crash interrupted: pybox.engine.recovery (its docstring
+        gives the order)."""
+        from pybox.engine.recovery import recover
+
+        recover(self)
 
     def _await_recovery(self):
         """A restart that recover() started must not run before the network's
@@ -270,22 +244,34 @@ class Engine:
         mounts = []
         new_volumes = []
         try:
+            from pybox.engine.recovery import CREATE_VOLUMES, RecordingVolumes
             from pybox.engine.volumes import parse_mounts
 
-            mounts = parse_mounts(config, hc, self.volumes, mounts_of=self._mounts_of,
-                                  created=new_volumes)
+            # the directory first: a crash from here on leaves it without a
+            # record, which recovery rolls back (with the volumes it lists)
             os.makedirs(directory, mode=0o710)
+            crashpoint("engine.create.dir")
+            mounts = parse_mounts(config, hc, RecordingVolumes(self.volumes, directory),
+                                  mounts_of=self._mounts_of, created=new_volumes)
+            crashpoint("engine.create.mounts")
             idmap = self._idmap_for(hc)
             if idmap is not None:  # its /etc files are bound from inside its userns
                 for d in (self.store.root, directory):
                     os.chmod(d, os.stat(d).st_mode & 0o777 | 0o001)
             self.images.create_rootfs(cid, image["Id"], idmap=idmap)
+            crashpoint("engine.create.rootfs")
             record = self._new_record(cid, name, config, hc, image, args, directory, body)
             self.network.on_create(record, body)
             record["Mounts"] = mounts
             c = Container(record, directory)
             self._write_etc_files(c)
+            crashpoint("engine.create.etc")
             c.save()
+            crashpoint("engine.create.saved")
+            try:
+                os.unlink(os.path.join(directory, CREATE_VOLUMES))  # the record names them
+            except FileNotFoundError:
+                pass
             self.store.add(c)
         except BaseException:
             self.store.release_name(name)
@@ -421,6 +407,7 @@ class Engine:
         rec = c.record
         rundir = self.run_dir(c)
         self._cleanup_runtime(c)
+        crashpoint("engine.start.cleaned")
         os.makedirs(rundir, mode=0o710, exist_ok=True)
         for stale in ("exit.json", "monitor.sock", "monitor.pid"):
             try:
@@ -430,10 +417,12 @@ class Engine:
         rootfs = None
         try:
             rootfs = self.images.mount_rootfs(c.id)
+            crashpoint("engine.start.mounted")
             from pybox.engine.volumes import oci_mounts
 
             volume_mounts = oci_mounts(rec.get("Mounts") or [], self.volumes, rootfs)
             netns = self.network.prepare(c)
+            crashpoint("engine.start.network")
             idmap = self.images.rootfs_idmap(c.id)
             shm = self._prepare_shm(c, idmap)
             config = specmod.build(rec, rootfs, cgroup_v2=self.cgroup_v2(), netns=netns,
@@ -444,6 +433,7 @@ class Engine:
                                    shm_source=shm)
             self.procview.intercept_sysinfo(c, config, rundir)
             write_atomic(os.path.join(rundir, "config.json"), fastjson.dumps(config))
+            crashpoint("engine.start.bundle")
             log = rec["HostConfig"].get("LogConfig") or {}
             opts = log.get("Config") or {}
             request = {
@@ -460,12 +450,14 @@ class Engine:
                 "procview_socket": self.procview.monitor_socket(c),
             }
             report = self.zygote.spawn(request)
+            crashpoint("engine.start.spawned")
             if not report.get("ok"):
                 raise StartError(report.get("error") or "the monitor failed")
             # attach sessions that were waiting for this start join before the
             # program runs, so they see all of its output
             self._connect_attachers(c)
             reply = self._monitor_call(c, {"op": "start"}, timeout=60.0)
+            crashpoint("engine.start.started")
             if reply != "ok":
                 msg = reply.get("error") if isinstance(reply, dict) else "start failed"
                 raise StartError(msg or "start failed")
@@ -488,6 +480,7 @@ class Engine:
         rec["ExitOnNext"] = False
         c.start_failed = False
         c.save()
+        crashpoint("engine.start.saved")
         c.changed.notify_all()
         self.events.emit("container", "start", c.id, self._attributes(c))
         self._watch(c)
@@ -585,6 +578,8 @@ class Engine:
 
     def _start_failed(self, c, rootfs, message):
         self._cleanup_runtime(c)
+        remove_container_cgroups(c.id)  # a runtime killed mid-create left them unrecorded
+        crashpoint("engine.start_failed.cleaned")
         self.network.release(c)
         self._release_shm(c)
         if rootfs is not None:
@@ -599,6 +594,7 @@ class Engine:
                    "FinishedAt": rfc3339_nano()})
         c.start_failed = True  # the start's reply said why; a wait does not repeat it
         c.save()
+        crashpoint("engine.start_failed.saved")
         for a in list(c.attachers):
             a.container_gone()
         c.exit_seq += 1
@@ -711,13 +707,16 @@ class Engine:
                        "ExitCode": code, "OOMKilled": oom, "Error": info.get("error") or "",
                        "FinishedAt": info.get("finished_at") or rfc3339_nano()})
             self._cleanup_runtime(c)
+            crashpoint("engine.exit.runtime")
             self.network.release(c)
             self._release_shm(c)
+            crashpoint("engine.exit.network")
             try:
                 self.images.unmount_rootfs(c.id)
             except Exception:  # noqa: BLE001 - kept mounted: removal retries
                 pass
             c.save()
+            crashpoint("engine.exit.saved")
             if oom:
                 self.events.emit("container", "oom", c.id, self._attributes(c))
             self.events.emit("container", "die", c.id,
@@ -733,6 +732,7 @@ class Engine:
                 st["Restarting"] = True
                 st["Status"] = "restarting"
             c.save()
+            crashpoint("engine.exit.policy")
             c.exit_seq += 1
             c.changed.notify_all()
             auto_remove = c.record["HostConfig"].get("AutoRemove") and not restart
@@ -786,6 +786,7 @@ class Engine:
                 if c.removed or not c.state.get("Restarting") or c.record.get("ExitOnNext"):
                     return
                 c.record["RestartCount"] = c.record.get("RestartCount", 0) + 1
+                crashpoint("engine.restart_policy.counted")
                 try:
                     self._start_locked(c)
                 except PyboxError:
@@ -847,7 +848,9 @@ class Engine:
             if sig == 9 or not stop_signal or sig == signal_number(stop_signal):
                 c.record["ExitOnNext"] = True
             c.save()
+            crashpoint("engine.kill.saved")
             self._signal(c, sig)
+            crashpoint("engine.kill.signalled")
         self.events.emit("container", "kill", c.id, self._attributes(c, signal=str(sig)))
 
     def _signal(self, c, sig):
@@ -897,6 +900,7 @@ class Engine:
         if timeout != 0:
             self.events.emit("container", "kill", c.id, self._attributes(c, signal=str(sig)))
             self._signal(c, sig)
+            crashpoint("engine.stop.signalled")
             if c.state.get("Paused"):
                 try:
                     self._runtime(c).resume()
@@ -908,6 +912,7 @@ class Engine:
         if c.exit_seq == seq:
             self.events.emit("container", "kill", c.id, self._attributes(c, signal="9"))
             self._signal(c, 9)
+            crashpoint("engine.stop.killed")
             deadline = time.monotonic() + 30
             while c.exit_seq == seq and time.monotonic() < deadline:
                 c.changed.wait(max(0.0, deadline - time.monotonic()))
@@ -917,7 +922,9 @@ class Engine:
         with c.lock:
             if c.state.get("Running"):
                 self._stop_locked(c, timeout)
+                crashpoint("engine.restart.stopped")
             self._start_locked(c)
+            crashpoint("engine.restart.started")
         self.events.emit("container", "restart", c.id, self._attributes(c))
 
     def pause(self, ref):
@@ -929,6 +936,7 @@ class Engine:
             if st.get("Paused"):
                 raise Conflict(f"Container {c.id} is already paused")
             self._runtime(c).pause()
+            crashpoint("engine.pause.frozen")
             st["Paused"] = True
             st["Status"] = "paused"
             c.save()
@@ -942,6 +950,7 @@ class Engine:
                 raise Conflict(f"Container {c.id} is not paused")
             self._runtime(c).resume()
             st["Paused"] = False
+            crashpoint("engine.unpause.thawed")
             st["Status"] = "running"
             c.save()
         self.events.emit("container", "unpause", c.id, self._attributes(c))
@@ -968,15 +977,16 @@ class Engine:
                                    "container before attempting removal or force remove")
                 self._signal(c, 9)
                 seq = c.exit_seq
+                crashpoint("engine.rm.killed")
                 deadline = time.monotonic() + 30
                 while c.exit_seq == seq and c.state.get("Running") and \
                         time.monotonic() < deadline:
                     c.changed.wait(0.5)
             st["Status"] = "removing"
+            c.record["RemoveVolumes"] = bool(volumes)
             c.save()
+            crashpoint("engine.rm.marked")
             self._remove_now(c)
-        if volumes:
-            self._remove_anonymous_volumes(c.record.get("Mounts") or [])
 
     def _remove_anonymous_volumes(self, mounts):
         for m in mounts:
@@ -988,8 +998,10 @@ class Engine:
 
     def _remove_now(self, c):
         self._cleanup_runtime(c)
+        crashpoint("engine.rm.runtime")
         self.network.forget(c)
         self._release_shm(c)
+        crashpoint("engine.rm.network")
         try:
             self.images.remove_rootfs(c.id)
         except Exception as e:  # noqa: BLE001
@@ -997,9 +1009,14 @@ class Engine:
             c.record["State"]["Dead"] = True
             c.save()
             raise Conflict(f"unable to remove filesystem for {c.id}: {e}") from None
+        crashpoint("engine.rm.rootfs")
         shutil.rmtree(self.run_dir(c), ignore_errors=True)
+        self.store.remove(c)  # first: its volumes are no longer in use
+        if c.record.get("RemoveVolumes"):  # rm -v: saved with "removing", for recovery
+            self._remove_anonymous_volumes(c.record.get("Mounts") or [])
+            crashpoint("engine.rm.volumes")
         shutil.rmtree(c.dir, ignore_errors=True)
-        self.store.remove(c)
+        crashpoint("engine.rm.dir")
         c.removed = True
         with self.execs_lock:
             for eid in [e for e, x in self.execs.items() if x.container is c]:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 
+from pybox.crashpoints import crashpoint
 from pybox.engine.attach import stdcopy
 from pybox.errors import Conflict
 from pybox.oci import fastjson
@@ -99,6 +100,7 @@ class ExecSession:
             raise Conflict(f"Container {c.id} is not running")
         rundir = self.engine.run_dir(c)
         process_file = self._process_json()
+        crashpoint("engine.exec.prepared")
         pid_file = os.path.join(rundir, f"exec-{self.id}.pid")
         self.engine.events.emit("container", "exec_start: " + " ".join(self.body["Cmd"]), c.id,
                                 self.engine._attributes(c, execID=self.id))
@@ -142,6 +144,7 @@ class ExecSession:
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         code = proc.wait()
+        crashpoint("engine.exec.detached")
         if code != 0:
             self.exit_code = 126
             os.set_blocking(proc.stderr.fileno(), False)

@@ -29,6 +29,7 @@ of pybox's, see pybox.network.netns).
 import ipaddress
 import os
 
+from pybox.crashpoints import crashpoint
 from pybox.errors import BadRequest, Conflict, NotFound
 from pybox.network import etc, ports as portsmod
 from pybox.oci.state import write_atomic
@@ -167,6 +168,7 @@ class EngineNetworking:
         wanted = portsmod.requested(rec["Config"], hc)
         sb = self.manager.setup(c.id, attachments, hostname=rec["Config"].get("Hostname", ""),
                                 wanted_ports=wanted, dns=hc.get("Dns") or ())
+        crashpoint("engine.network.setup")
         try:
             self._fill_settings(c, sb)
             self._write_etc_files(c, sb)
@@ -300,6 +302,7 @@ class EngineNetworking:
                        "MacAddress": cfg.get("MacAddress") or ""})
             if c.state.get("Running"):
                 live = self.manager.connect(c.id, net["Id"], cfg)
+                crashpoint("engine.connect.attached")
                 self._write_etc_files(c, self.manager.sandbox(c.id), live=True)
                 ep.update({"EndpointID": live["EndpointID"], "Gateway": live["Gateway"],
                            "IPAddress": live["IPAddress"], "IPPrefixLen": live["IPPrefixLen"],
@@ -327,6 +330,7 @@ class EngineNetworking:
                 raise BadRequest(f"container cannot be disconnected from {name} network")
             if net is not None and c.state.get("Running") and self.manager.sandbox(c.id):
                 self.manager.disconnect(c.id, net["Id"])
+                crashpoint("engine.disconnect.detached")
                 self._write_etc_files(c, self.manager.sandbox(c.id), live=True)
             del networks[name]
             c.save()

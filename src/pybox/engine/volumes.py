@@ -20,6 +20,7 @@ import shutil
 import stat
 import threading
 
+from pybox.crashpoints import crashpoint
 from pybox.engine.timefmt import parse_rfc3339  # noqa: F401 (used by callers' filters)
 from pybox.errors import BadRequest, Conflict, NotFound
 from pybox.monitor.jsonlog import rfc3339_nano
@@ -103,6 +104,7 @@ class VolumeStore:
             meta = {"Name": name, "CreatedAt": rfc3339_nano(), "Labels": labels,
                     "Options": options, "Anonymous": anonymous, "Populated": False}
             write_atomic(os.path.join(tmp, "volume.json"), fastjson.dumps(meta), durable=True)
+            crashpoint("volumes.create.written")
             os.rename(tmp, self._dir(name))
             return self._document(meta)
 
@@ -144,6 +146,7 @@ class VolumeStore:
             self._unmount(name)
             gone = self._dir(name) + ".removing"
             os.rename(self._dir(name), gone)
+            crashpoint("volumes.remove.renamed")
             shutil.rmtree(gone, ignore_errors=True)
 
     def prune(self, filters=None, all_=False):
@@ -194,13 +197,24 @@ class VolumeStore:
             if meta is None or meta.get("Populated"):
                 return
             target = self.mountpoint(name)
+            if meta.get("Populating"):  # a copy a crash cut short: done again
+                for entry in os.listdir(target):
+                    path = os.path.join(target, entry)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
             if os.path.isdir(source_dir) and not os.listdir(target):
+                meta["Populating"] = True
+                write_atomic(self._meta_path(name), fastjson.dumps(meta), durable=True)
                 for entry in os.listdir(source_dir):
                     _copy_preserving(os.path.join(source_dir, entry),
                                      os.path.join(target, entry))
                 st = os.stat(source_dir)
                 os.chown(target, st.st_uid, st.st_gid)
                 os.chmod(target, st.st_mode & 0o7777)
+            crashpoint("volumes.populate.copied")
+            meta.pop("Populating", None)
             meta["Populated"] = True
             write_atomic(self._meta_path(name), fastjson.dumps(meta), durable=True)
 

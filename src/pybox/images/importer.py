@@ -10,6 +10,7 @@ the same checks (diff-ids, missing blobs) and the same all-or-nothing rule hold.
 import copy
 import tempfile
 
+from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError
 from pybox.images import config as image_config
 from pybox.images import layers as layer_io
@@ -45,6 +46,7 @@ def import_rootfs(images, source, *, reference=None, changes=(), message="", cre
     with images.writing():
         with _open_source(source) as stream:
             digest, size = images.write_blob(stream)
+            crashpoint("images.import.blob")
         media = _media_type_for(images.blobs, digest)
         # the diff-id is only known once the tar is read: unpack now, then name it
         info = images.snapshots.ensure_layer(None, None, lambda: images.blobs.open(digest),
@@ -86,6 +88,7 @@ def commit_container(images, container_id, *, reference=None, changes=(), messag
                 snapshots.write_layer(container_id, layer_file)
                 layer_file.seek(0)
                 digest, size = images.write_blob(layer_file)
+                crashpoint("images.commit.blob")
         except OSError as e:
             if isinstance(e, ImageError):
                 raise
@@ -93,6 +96,7 @@ def commit_container(images, container_id, *, reference=None, changes=(), messag
         top_chain = parent_record["layers"][-1]["chain_id"] if parent_record["layers"] else None
         layer = snapshots.ensure_layer(top_chain, digest, lambda: images.blobs.open(digest),
                                        allow_devices=True)
+        crashpoint("images.commit.layer")
         created = st.rfc3339()
         new = copy.deepcopy(parent_config)
         container_config = dict(new.get("config") or {})

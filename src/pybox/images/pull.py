@@ -26,6 +26,7 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from pybox.crashpoints import crashpoint
 from pybox.errors import (AuthenticationError, DigestMismatch, ImageError, ImageNotFound,
                           RegistryError, RegistryNotFound)
 from pybox.images import platforms
@@ -98,6 +99,7 @@ def pull(images, registries, reference, *, platform=None, credentials=ANONYMOUS,
         downloaded = False
         if not known:
             downloaded = _fetch_layers(images, client, ref, layer_descs, diff_ids, report)
+        crashpoint("images.pull.fetched")
         refs = [str(ref)] if ref.tag and not ref.digest else []
         image_id = images.add_image(manifest, config_bytes, refs=refs, manifest_bytes=data,
                                     repo_digest_names=[ref.name], repo_digest=repo_digest)

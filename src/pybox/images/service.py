@@ -22,6 +22,7 @@ import fnmatch
 import json
 import os
 
+from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError, ImageInUse, ImageNotFound
 from pybox.images import archive
 from pybox.images import config as image_config
@@ -293,6 +294,7 @@ class Images:
                     result.append({"Untagged": references.parse(ref_text).familiar()})
                 self.store.save_refs(refs)
                 self.store.delete_record(image_id)
+                crashpoint("images.remove.deleted")
                 result.append({"Deleted": image_id})
             self._collect_locked()
         return result
@@ -347,6 +349,7 @@ class Images:
         # a layer's parents stay with it (a chain-id names a stack)
         for chain_id in sorted(self.snapshots.all_layers() - live_chains):
             self.snapshots.remove_layer(chain_id)
+            crashpoint("images.gc.layer")
         for digest in self.blobs.all() - live_blobs:
             self.blobs.delete(digest)
 
@@ -425,6 +428,7 @@ class Images:
                            "blob": {"mediaType": media, "digest": digest,
                                     "size": desc.get("size") or self.blobs.size(digest)}})
         self._unpack_layers(layers)
+        crashpoint("images.add.unpacked")
         if manifest_bytes is None:
             manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
         manifest_digest = self.blobs.write_bytes(manifest_bytes)
@@ -444,6 +448,7 @@ class Images:
                 record["last_tag_time"] = st.rfc3339()
             self.store.put_record(record)
             all_refs = self.store.load_refs()
+            crashpoint("images.add.recorded")
             for ref in refs:
                 all_refs[str(references.parse(ref))] = image_id
             for name in repo_digest_names:

@@ -32,6 +32,7 @@ import shutil
 import stat
 import uuid
 
+from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError, LayerError, SyscallError
 from pybox.images import layers as layer_io
 from pybox.images.store import FileLock, chain_ids, digest_hex, storage_error
@@ -160,6 +161,7 @@ class Snapshots:
                     "tar_size": result.tar_size, "link": hexid[:SHORT_LINK_LENGTH]}
             write_atomic(os.path.join(tmp, "layer.json"), json.dumps(info, indent=1),
                          mode=0o644, durable=False)
+            crashpoint("images.layer.unpacked")
             final = self.layer_dir(chain_id)
             lock = None if diff_id is not None else FileLock(self._layer_lock(chain_id))
             if lock:
@@ -171,6 +173,7 @@ class Snapshots:
                 if os.path.exists(final):  # a crash's leftover without layer.json
                     shutil.rmtree(final)
                 os.rename(tmp, final)
+                crashpoint("images.layer.placed")
                 link = os.path.join(self.links_dir, info["link"])
                 if not os.path.lexists(link):
                     os.symlink(os.path.join("..", "layers", hexid, "diff"), link)
@@ -269,6 +272,7 @@ class Snapshots:
             os.mkdir(cdir, 0o700)
         except OSError as e:
             raise storage_error(f"creating the rootfs of {container_id}", e) from None
+        crashpoint("images.rootfs.dir")
         try:
             merged = os.path.join(cdir, "merged")
             os.mkdir(merged, 0o755)
@@ -294,6 +298,7 @@ class Snapshots:
             # writes are not durable in docker), and this keeps prepare in a few ms
             write_atomic(os.path.join(cdir, "rootfs.json"), json.dumps(info), mode=0o644,
                          durable=False)
+            crashpoint("images.rootfs.recorded")
             if driver == DRIVER_OVERLAY:
                 try:
                     self._mount_overlay(cdir, chain_ids, idmap)
@@ -432,10 +437,12 @@ class Snapshots:
         if self.is_mounted(container_id):
             self._umount(self.rootfs_path(container_id))
         # rootfs.json first: from then on no layer counts this container as a user
+        crashpoint("images.release.unmounted")
         try:
             os.unlink(os.path.join(cdir, "rootfs.json"))
         except FileNotFoundError:
             pass
+        crashpoint("images.release.unrecorded")
         shutil.rmtree(cdir, ignore_errors=True)
         return True
 

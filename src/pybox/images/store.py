@@ -37,6 +37,7 @@ import shutil
 import time
 import uuid
 
+from pybox.crashpoints import crashpoint
 from pybox.errors import DigestMismatch, ImageError, ImageNotFound
 from pybox.images import reference as references
 from pybox.oci.state import write_atomic
@@ -231,6 +232,7 @@ class BlobStore:
                     while view:
                         view = view[os.write(fd, view):]
                 os.fsync(fd)
+                crashpoint("images.blob.written")
             finally:
                 os.close(fd)
             digest = "sha256:" + hasher.hexdigest()
@@ -247,6 +249,7 @@ class BlobStore:
                     os.unlink(tmp)
                 else:
                     os.rename(tmp, final)
+                    crashpoint("images.blob.stored")
             return digest, size
         except OSError as e:
             _unlink_quiet(tmp)

@@ -21,6 +21,7 @@ import os
 import select
 import time
 
+from pybox.crashpoints import crashpoint
 from pybox.monitor import protocol as P
 
 EXIT_FILE = "exit.json"
@@ -79,6 +80,7 @@ class Monitor:
         self.exit_info = None
         self.started = False
         self.creator = None
+        self.creator_pidfd = None
         self.creator_result = None
         self.creator_go = None
         self.notify_fds = set()  # seccomp listeners kept for the /proc view
@@ -121,6 +123,7 @@ class Monitor:
             os.close(result_w)
             os.close(go_r)
             self.creator = pid
+            self.creator_pidfd = os.pidfd_open(pid)
             self.creator_result = result_r
             self.creator_go = go_w
             for fd in opened:
@@ -129,10 +132,12 @@ class Monitor:
             if theirs is not None:
                 theirs.close()
                 theirs = None
+            crashpoint("monitor.creator_forked")
             report = self._creator_reply()
             if not report.get("ok"):
                 raise _Failure(report)
             self.pid = report["pid"]
+            crashpoint("monitor.created")
             if self.tty:
                 from pybox.runtime.terminal import receive_master
 
@@ -174,6 +179,7 @@ class Monitor:
                 low = fd + 1
             os.closerange(low, 1 << 20)
             req = self.req
+            crashpoint("creator.before_create")
             try:
                 c = rt.create(req["runtime_root"], req["id"], req["bundle"],
                               console_sock=console_sock,
@@ -181,15 +187,21 @@ class Monitor:
             except BaseException as e:  # noqa: BLE001
                 os.write(result_w, _failure(e))
                 return
+            crashpoint("creator.created")
             if console_sock is not None:
                 console_sock.close()
-            os.write(result_w, fastjson.dumps({"ok": True, "pid": c.pid}).encode() + b"\n")
-            if not os.read(go_r, 1):
+            try:
+                os.write(result_w, fastjson.dumps({"ok": True, "pid": c.pid}).encode() + b"\n")
+                go = os.read(go_r, 1)
+            except OSError:
+                go = b""  # the monitor is gone (EPIPE): nobody would ever start it
+            if not go:
                 try:
                     c.delete(force=True)  # the monitor gave up before the start
                 except BaseException:  # noqa: BLE001
                     pass
                 return
+            crashpoint("creator.before_start")
             try:
                 c.start()
             except BaseException as e:  # noqa: BLE001
@@ -199,6 +211,7 @@ class Monitor:
                     pass
                 os.write(result_w, _failure(e))
                 return
+            crashpoint("creator.started")
             os.write(result_w, b'{"ok":true}\n')
             code = 0
         finally:
@@ -207,12 +220,33 @@ class Monitor:
     def _creator_reply(self):
         from pybox.oci import fastjson
 
+        # The creator's death is watched through its pidfd, not only the
+        # pipe's EOF: the container's init is forked from it and holds the
+        # pipe's write end until it execs (a creator killed after the create
+        # left the monitor waiting for ever).
         buf = b""
+        poller = select.poll()
+        poller.register(self.creator_result, select.POLLIN)
+        poller.register(self.creator_pidfd, select.POLLIN)
         while not buf.endswith(b"\n"):
-            chunk = os.read(self.creator_result, 65536)
-            if not chunk:
-                return {"ok": False, "error": "the runtime's creator process died"}
-            buf += chunk
+            ready = {fd for fd, _ in poller.poll()}
+            if self.creator_result in ready:
+                chunk = os.read(self.creator_result, 65536)
+                if chunk:
+                    buf += chunk
+                    continue
+            elif self.creator_pidfd in ready:
+                os.set_blocking(self.creator_result, False)
+                try:
+                    chunk = os.read(self.creator_result, 65536)  # its last words
+                except BlockingIOError:
+                    chunk = b""
+                finally:
+                    os.set_blocking(self.creator_result, True)
+                if chunk:
+                    buf += chunk
+                    continue
+            return {"ok": False, "error": "the runtime's creator process died"}
         return fastjson.loads(buf)
 
     def start_program(self):
@@ -223,12 +257,26 @@ class Monitor:
         os.write(self.creator_go, b"g")
         os.close(self.creator_go)
         self.creator_go = None
+        crashpoint("monitor.go_sent")
         report = self._creator_reply()
         os.close(self.creator_result)
         self.creator_result = None
+        os.close(self.creator_pidfd)
+        self.creator_pidfd = None
         if not report.get("ok"):
             raise _Failure(report)
         self.started = True
+        crashpoint("monitor.started")
+
+    def abort(self):
+        """Undo a start nobody will finish (its starter, pyboxd, died between
+        the runtime's create and start): the creator, its go pipe closed,
+        deletes the runtime's container; init dies and the monitor ends as
+        it does at any exit."""
+        if self.started or self.creator_go is None:
+            return
+        os.close(self.creator_go)
+        self.creator_go = None
 
     def _resize(self, h, w, req=None):
         if self.master is None:
@@ -267,6 +315,7 @@ class Monitor:
                 if fd == self.pidfd:
                     self.poller.unregister(self.pidfd)
                     self._reap()
+                    crashpoint("monitor.reaped")
                     exited_at = time.monotonic()
                 elif fd == listener.fileno():
                     self._accept()
@@ -446,9 +495,15 @@ class Monitor:
             except BaseException as e:  # noqa: BLE001 - told to pyboxd
                 self._send(c, fastjson.dumps({"error": str(e)}).encode() + b"\n")
         elif op == "info":
-            self._send(c, fastjson.dumps({"pid": self.pid,
+            self._send(c, fastjson.dumps({"pid": self.pid, "started": self.started,
                                           "exited": self.exit_info is not None}).encode()
                        + b"\n")
+        elif op == "abort":
+            if self.started:
+                self._send(c, b"started\n")
+                return
+            self.abort()
+            self._send(c, b"ok\n")
         else:
             self._drop(c)
 
@@ -586,8 +641,10 @@ class Monitor:
         if self.exit_info is None:  # (defensive) the loop ended without a reap
             self._reap()
         body = fastjson.dumps(self.exit_info).encode()
+        crashpoint("monitor.before_exit_file")
         # the exit file first: whoever is told about the exit can read it
         write_atomic(os.path.join(self.dir, EXIT_FILE), body, mode=0o644, durable=True)
+        crashpoint("monitor.exit_file")
         for c in list(self.clients.values()):
             if c.mode == "attach":
                 self._send(c, P.frame(P.EXIT, body))
@@ -633,6 +690,7 @@ def run(request, report_fd):
         os.chmod(path, 0o600)
         listener.listen(16)
         listener.setblocking(False)
+        crashpoint("monitor.listening")
         try:
             mon.start_container()
         except BaseException as e:  # noqa: BLE001 - reported to pyboxd
@@ -644,19 +702,24 @@ def run(request, report_fd):
             listener.close()
             os.unlink(path)
             return
-        pid_file = os.path.join(mon.dir, PID_FILE)
-        with open(f"{pid_file}.tmp-{os.getpid()}", "w") as f:
-            f.write(str(os.getpid()))
-        os.rename(f"{pid_file}.tmp-{os.getpid()}", pid_file)  # never half-written
+        from pybox.oci.state import write_atomic
+
+        # never half-written; not fsynced: the run root is a tmpfs
+        write_atomic(os.path.join(mon.dir, PID_FILE), str(os.getpid()), mode=0o644)
+        crashpoint("monitor.pid_file")
         try:
             os.write(report_fd, fastjson.dumps({"ok": True, "pid": mon.pid}).encode() + b"\n")
         except OSError:
-            # pyboxd died while it waited for us (EPIPE): the container runs, so
-            # serve it; the restarted pyboxd adopts it through the socket and
-            # the pid file, as after any crash.  Exiting here orphaned it.
-            pass
+            # pyboxd died while it waited for us (EPIPE).  A running container
+            # is served for the restarted pyboxd to adopt (exiting here
+            # orphaned it); one whose start pyboxd was to order will never be
+            # started: undone now (the creator deletes it, init dies, we end
+            # as usual), whether or not the new pyboxd already saw us.
+            if not mon.started:
+                mon.abort()
         os.close(report_fd)
         report_fd = -1
+        crashpoint("monitor.reported")
         mon.serve(listener)
         code = 0
     finally:

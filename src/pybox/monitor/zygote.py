@@ -67,6 +67,7 @@ def serve(listener, parent_pid=None):
     import _signal
     import _socket
 
+    from pybox.crashpoints import crashpoint
     from pybox.monitor import monitor
     from pybox.oci import fastjson
 
@@ -107,6 +108,7 @@ def serve(listener, parent_pid=None):
                 os._exit(1)
         if report_fd >= 0:
             os.close(report_fd)
+        crashpoint("zygote.forked")
         try:
             conn.sendall(b"ok\n")
         except OSError:

@@ -25,6 +25,7 @@ import secrets
 import threading
 
 from pybox.errors import BadRequest, Conflict, NotFound, PyboxError
+from pybox.crashpoints import crashpoint
 from pybox.network import Names, etc, ipam, ports as portsmod
 from pybox.network import netns as netnsmod
 from pybox.network.firewall import Firewall
@@ -378,9 +379,11 @@ class NetworkManager:
                 _enable_ip_forwarding()
             self.bridge_index[rec["Id"]] = self.links.ensure_bridge(
                 bridge, state["Gateway"], prefixlen, self.mtu(rec))
+            crashpoint("network.activate.bridge")
         try:
             self.firewall.ensure()
             self.firewall.add_network(bridge, state["Subnet"], internal=rec["Internal"])
+            crashpoint("network.activate.rules")
             if not self.is_default(rec):
                 try:
                     self.dns.add(rec["Id"], state["Gateway"], state["Subnet"])
@@ -408,6 +411,7 @@ class NetworkManager:
             self.firewall.remove_network(bridge)
         except PyboxError:
             pass
+        crashpoint("network.deactivate.rules")
         self.links.delete_link(bridge)
         state = rec["pybox"].get("ipam")
         if state:
@@ -504,12 +508,15 @@ class NetworkManager:
             try:
                 netnsmod.remove(path)  # a leftover of a crash
                 sock = netnsmod.create(path)[0]
+                crashpoint("network.setup.netns")
                 self.sandboxes[cid] = sb
                 for n, (ref, config) in enumerate(attachments):
                     # the first attach checks that the new namespace holds only lo
                     self._attach(sb, sock, self.get(ref), config, fresh=(n == 0))
+                    crashpoint("network.setup.attached")
                 if wanted_ports:
                     self._publish(sb, wanted_ports)
+                    crashpoint("network.setup.published")
                 self._save_sandbox(sb)
             except BaseException:
                 if sock is not None:
@@ -545,6 +552,7 @@ class NetworkManager:
         requested = ((config.get("IPAMConfig") or {}).get("IPv4Address") or "").strip()
         ip = alloc.allocate(sb["id"], requested or None)
         self._save(rec)
+        crashpoint("network.attach.allocated")
         ifname = self._next_ifname(sb)
         mac = (config.get("MacAddress") or "").lower() or mac_for(ip)
         veth = self.names.veth(secrets.token_hex(8))
@@ -601,15 +609,18 @@ class NetworkManager:
                 return
             if sb.get("ports"):
                 self.firewall.remove_ports(sb["ports"])
+                crashpoint("network.teardown.ports")
             self.reservations.release_owner(cid)
             ips = [ep["IPAddress"] for ep in sb["endpoints"].values()]
             netnsmod.remove(sb["netns"])
+            crashpoint("network.teardown.netns")
             for netid, ep in sb["endpoints"].items():
                 rec = self.networks.get(netid)
                 if rec is None or not rec.get("pybox", {}).get("ipam"):
                     continue
                 ipam.Allocator(rec["pybox"]["ipam"]).release_owner(cid)
                 self._save(rec)
+                crashpoint("network.teardown.released")
             if any(m["proto"] == "udp" for m in sb.get("ports") or ()):
                 # a UDP "connection" DNATed to this address would otherwise keep
                 # going to it for its timeout (docker flushes these too); other
@@ -683,6 +694,7 @@ class NetworkManager:
             sock = netnsmod.open_sockets(sb["netns"])[0]
             try:
                 ep = self._attach(sb, sock, rec, config)
+                crashpoint("network.connect.attached")
             finally:
                 sock.close()
             self._save_sandbox(sb)
@@ -697,8 +709,10 @@ class NetworkManager:
             ep = sb["endpoints"].pop(rec["Id"])
             sb["order"].remove(rec["Id"])
             self.links.delete_link(ep["veth"])
+            crashpoint("network.disconnect.unlinked")
             ipam.Allocator(rec["pybox"]["ipam"]).release(ep["IPAddress"], cid)
             self._save(rec)
+            crashpoint("network.disconnect.released")
             if not self._endpoints_on(rec["Id"]):
                 self._deactivate(rec)
             self._save_sandbox(sb)

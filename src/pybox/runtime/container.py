@@ -17,6 +17,7 @@ Status, as the runtime-spec defines it:
 import os
 
 from pybox import OCI_VERSION
+from pybox.crashpoints import crashpoint
 from pybox.errors import (CgroupError, ContainerError, InvalidState, PyboxError,
                           ProcessSetupError, RootfsError)
 from pybox.linux import proc
@@ -147,6 +148,7 @@ class Container:
                     raise InvalidState(f"container {self.id}: init is not waiting for "
                                        f"start: {e.strerror}", errno=e.errno) from None
                 sock.sendall(b"start")
+                crashpoint("runtime.start.sent")
                 os.unlink(path)
                 # init closes its end on exec (close-on-exec); anything before EOF
                 # is an error report (a startContainer hook or execve failed).
@@ -160,6 +162,7 @@ class Container:
                 sock.close()
             self.record["started"] = True
             self.dir.write(self.record)
+            crashpoint("runtime.start.recorded")
             if reply.startswith(b"error "):
                 raise ProcessSetupError(reply[6:].decode(errors="replace"))
         hooks = (self.config.get("hooks") or {}).get("poststart")
@@ -215,6 +218,7 @@ class Container:
                 _become_subreaper()
                 forwarder = SignalForwarder()
             pid = spawn_exec(plan, on_seccomp=self._seccomp_listener(linux.get("seccomp")))
+            crashpoint("runtime.exec.spawned")
             if pid_file:
                 st.write_atomic(os.path.abspath(pid_file), str(pid), mode=0o644)
             if console is not None:
@@ -413,8 +417,10 @@ class Container:
                     raise InvalidState(f"cannot delete container {self.id} that is "
                                        f"{status}: stop it first or use --force")
                 self._force_stop(status)
+            crashpoint("runtime.delete.killed")
             hooks = (self.config.get("hooks") or {}).get("poststop")  # before removal
             self.destroy_resources()
+            crashpoint("runtime.delete.destroyed")
             self.dir.remove()
         if hooks:
             from pybox.runtime.hooks import run_hooks
@@ -565,6 +571,7 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
         raise ContainerError("cannot use --console-socket when process.terminal is false")
     sdir = st.StateDir(root, cid)
     sdir.claim()
+    crashpoint("runtime.create.claimed")
     container = Container(root, cid, None)
     record = container.record
     record.update({
@@ -580,8 +587,10 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
         if console_socket:
             console_sock = connect_console(console_socket)
         sdir.write_config(raw if raw is not None else fastjson.dumps(config))
+        crashpoint("runtime.create.config")
         sdir.write(record)
         mgr = _new_cgroup(config, cid, systemd_cgroup, record, sdir)
+        crashpoint("runtime.create.cgroup_named")
         import _socket
 
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -589,6 +598,7 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
         _unix_call(sock.bind, spath)
         os.chmod(spath, 0o600)
         sock.listen(4)
+        crashpoint("runtime.create.socket")
 
         from pybox.runtime.launch import LaunchPlan, spawn
 
@@ -634,7 +644,9 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
         record["pid"] = pid
         record["pid_start"] = proc.start_time(pid)
         del record["creator_pid"], record["creator_start"]
+        crashpoint("runtime.create.ready")
         sdir.write(record)
+        crashpoint("runtime.create.recorded")
         if pid_file:
             st.write_atomic(os.path.abspath(pid_file), str(pid), mode=0o644)
     except BaseException:
@@ -681,9 +693,11 @@ def _new_cgroup(config, cid, systemd, record, sdir):
 def _setup_cgroup(mgr, config, record, sdir):
     """Create the cgroup and write every limit (runs while stage1 starts up)."""
     mgr.create()
+    crashpoint("runtime.create.cgroup_made")
     record["cgroup"] = mgr.to_state()  # now lists the directories it made
     sdir.write(record)
     mgr.apply(cgroup_resources((config.get("linux") or {}).get("resources") or {}))
+    crashpoint("runtime.create.limits")
     _log_cgroup_warnings(mgr)
 
 
@@ -761,6 +775,7 @@ def _rollback(container, sdir):
             os.kill(rec["pid"], 9)
         except OSError:
             pass
+    crashpoint("runtime.rollback.killed")
     try:
         container.destroy_resources()
     except PyboxError as e:

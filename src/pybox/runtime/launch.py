@@ -20,6 +20,7 @@ Every error in a child travels to the parent over the sync channel with its errn
 
 import os
 
+from pybox.crashpoints import crashpoint
 from pybox.errors import PyboxError, ProcessSetupError, SyscallError
 from pybox.linux import constants as C
 from pybox.linux import syscalls
@@ -101,6 +102,7 @@ def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=N
             os._exit(code)
     child.close()
     init_pid = None
+    crashpoint("runtime.create.forked")
     try:
         if after_fork is not None:
             after_fork()
@@ -120,6 +122,7 @@ def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=N
             kind = msg["type"]
             if kind == "pid":
                 init_pid = msg["pid"]
+                crashpoint("runtime.create.init_pid")
             elif kind == "userns":
                 if on_userns is None:
                     raise ProcessSetupError("user namespace requested but not supported")
@@ -250,6 +253,7 @@ def _stage1(plan, chan):
         sc.unshare(flags)
     if "time" in ns and not ns["time"]:
         _write_time_offsets(plan.config)
+    crashpoint("runtime.stage1.unshared")
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -262,6 +266,7 @@ def _stage1(plan, chan):
         finally:
             os._exit(code)
     chan.send("pid", pid=pid)
+    crashpoint("runtime.stage1.reported")
 
 
 def _join_each(sc, items, open_fd, allow_eperm, context=""):

@@ -1,0 +1,739 @@
+"""Recovery: what a (re)started pyboxd does before it serves a request, so that
+whatever a crash interrupted -- wherever it struck: create, start, stop, kill,
+rm, a restart policy, exec, commit, load, import, pull, network connect or
+disconnect -- is finished or undone in this one start, and every container is
+in a truthful state.  The truth after a crash is on disk (the records) and in
+the kernel (processes, mounts, cgroups, namespaces, links, nftables); the
+monitors, which outlive pyboxd, are asked what they hold.  Nothing here may
+stop pyboxd from starting: a failure to recover one object is logged and that
+object marked (a container: Dead, as dockerd marks one it could not clean up).
+
+The order, and why it is this order:
+
+1. Temporary files.  ``NAME.tmp-PID[.TID]`` files (oci.state.write_atomic's)
+   whose writer is gone -- its pid dead, or reused by a process started after
+   the file was written -- anywhere pybox keeps state: the data root
+   (container records, image records and tags, network records, volumes) and
+   the run root (bundles, exit files, monitor pid files, sandboxes, the
+   runtime's state dirs).  First, so nothing later mistakes one for data.
+2. The image store: what Images.open already collected (ingest leftovers,
+   half-unpacked layers, blobs and layers nothing references), plus layers
+   whose short link (l/SHORT) a crash did not let be made: a rootfs mount
+   names its lower layers through them.
+3. Volumes: ``NAME.creating`` (a create that did not finish: removed) and
+   ``NAME.removing`` (a removal that did not: finished).
+4. Container directories without a valid record: a create that never
+   finished.  Rolled back: its rootfs (snapshot), its runtime container if
+   any, its run dir, the anonymous volumes it had made (listed in its
+   ``create.volumes`` before each was made), the directory.
+5. Every record, reconciled with its monitor and the runtime (in parallel,
+   each bounded in time):
+   a. ``removing``: the removal is finished (the anonymous volumes too when
+      it was ``rm -v``).
+   b. a monitor answers and its container was started: Running, adopted (its
+      exit watched, its health checked), whatever the record said -- a crash
+      between the start and the record's save left "Created" while it ran;
+      Paused as the runtime's cgroup says.
+   c. a monitor answers but never started its container (the start's caller
+      died between the runtime's create and start): as dockerd treats a
+      task created but never started, the start is rolled back -- the
+      monitor is told to abort (its creator deletes the runtime's
+      container), the record keeps its state from before the start (Created,
+      or Exited with its last code), and a --rm container goes.
+   d. no monitor, the record said Running: Exited, with the code and OOM flag
+      from exit.json if the monitor wrote one, else 255 with an error; its
+      restart policy and --rm apply as for any exit.  Whatever the runtime
+      still has (an init whose monitor was killed: nobody holds its stdio)
+      is deleted: processes killed, cgroup removed.
+   e. not running: the runtime's container (a half-made create, a stopped
+      one never deleted) deleted, the rootfs unmounted, /dev/shm released,
+      networking released, the run dir removed.
+   f. a record whose rootfs is gone: Dead (rm still works).
+   A pending restart (Restarting) is resumed in step 8.
+6. Objects no record owns: runtime state dirs (deleted with their processes
+   and cgroups), run dirs (their monitors' containers killed first),
+   snapshot dirs (unmounted, deleted), exec leftovers.
+7. Networking (NetworkManager.recover): sandboxes of containers not running
+   torn down, the running ones' re-adopted (port reservations, nft port
+   elements, networks active again, DNS); IPAM leases no sandbox holds freed;
+   namespaces, veths, bridges and nft rules without an owner removed.  The
+   records of running containers are then made to say what the sandbox has
+   (a connect or disconnect cut between the kernel and the record).
+8. Restart policies: ``always`` and ``unless-stopped`` (not stopped by hand)
+   containers are started, and so is one whose restart was pending; these
+   wait for step 7 (Engine._await_recovery).
+
+How to crash pybox on purpose (tests/crash, docs/architecture.md "Crash
+safety"): pybox.crashpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pybox.crashpoints import crashpoint
+from pybox.errors import PyboxError
+from pybox.oci import fastjson
+from pybox.oci.state import write_atomic
+
+# a write_atomic temp file: NAME.tmp-PID or NAME.tmp-PID.TID
+TEMP_RE = re.compile(r"\.tmp-(\d+)(?:\.\d+)?$")
+# directories the temp-file sweep never enters: file trees of images,
+# containers and volumes (theirs, not pybox's state)
+NOT_STATE = frozenset(("diff", "upper", "merged", "work", "_data", "blobs", "rootfs",
+                       "shm", "ingest"))
+CREATE_VOLUMES = "create.volumes"  # in a container's directory, while it is created
+MONITOR_TIMEOUT = 15.0  # a monitor still in the runtime's create answers late
+WORKERS = 8
+
+
+def log(message: str) -> None:
+    """pyboxd's log is its stderr."""
+    try:
+        sys.stderr.write(f"pyboxd: recovery: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+# -- helpers shared with the engine ------------------------------------------------------
+class RecordingVolumes:
+    """The volume store as a create sees it: every anonymous volume the create
+    makes is listed in the new container's directory (fsynced) *before* it is
+    made, so recovery can remove the volumes of a create that never finished
+    (nothing else names them: the record was never written)."""
+
+    def __init__(self, volumes: Any, directory: str) -> None:
+        self._volumes = volumes
+        self._list = os.path.join(directory, CREATE_VOLUMES)
+
+    def create(self, name: str | None = None, **kw: Any) -> dict:
+        if not name:
+            import secrets
+
+            name = secrets.token_hex(32)
+            kw["anonymous"] = True
+            fd = os.open(self._list, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                         0o600)
+            try:
+                os.write(fd, name.encode() + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            crashpoint("engine.create.volume_listed")
+        return self._volumes.create(name, **kw)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._volumes, attr)
+
+
+def created_volumes(directory: str) -> list[str]:
+    """The anonymous volumes a create listed (see RecordingVolumes)."""
+    try:
+        with open(os.path.join(directory, CREATE_VOLUMES)) as f:
+            return [n for n in f.read().split() if re.fullmatch(r"[0-9a-f]{64}", n)]
+    except OSError:
+        return []
+
+
+def remove_container_cgroups(cid: str) -> None:
+    """The cgroup pyboxd names for a container (spec.CGROUP_PARENT/ID, in every
+    hierarchy), removed with whatever still runs in it.  The runtime records
+    the directories it made only after making them, so a runtime killed in
+    between left them unrecorded, and its delete did not remove them.  The
+    name is pyboxd's, for this container alone: what exists of it is its."""
+    from pybox import cgroups
+    from pybox.engine.spec import CGROUP_PARENT
+
+    try:
+        mgr = cgroups.new_manager(f"{CGROUP_PARENT}/{cid}", cid)
+    except (PyboxError, OSError, ValueError):
+        return
+    drivers = [mgr.v1, mgr.v2] if hasattr(mgr, "v1") and hasattr(mgr, "v2") else [mgr]
+    found = False
+    for drv in drivers:
+        drv.created = [d for d in set(drv.paths.values()) if d and os.path.isdir(d)]
+        found = found or bool(drv.created)
+    if found:
+        try:
+            mgr.destroy()
+        except PyboxError as err:
+            log(f"container {cid[:12]}: its cgroup: {err}")
+
+
+def _pid_gone(pid: int, written: float) -> bool:
+    """Is the writer of a temp file written at ``written`` (epoch) gone?  A
+    live pid started after the write is a reused one."""
+    if pid == os.getpid():
+        return False
+    from pybox.linux import proc
+
+    ticks = proc.start_time(pid)
+    if ticks is None:
+        return True
+    try:
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        started = btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError):
+        return False
+    return started > written + 1  # (btime has a one-second resolution)
+
+
+def remove_stale_temp(root: str, depth: int = 4) -> list[str]:
+    """Remove write_atomic temp files of dead writers under ``root`` (not
+    entering file trees that are not pybox's state, nor other filesystems);
+    -> the paths removed."""
+    removed: list[str] = []
+
+    def walk(path: str, level: int) -> None:
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            return
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    if level < depth and e.name not in NOT_STATE and \
+                            not os.path.ismount(e.path):
+                        walk(e.path, level + 1)
+                    continue
+                m = TEMP_RE.search(e.name)
+                if m and _pid_gone(int(m.group(1)), e.stat(follow_symlinks=False).st_mtime):
+                    os.unlink(e.path)
+                    removed.append(e.path)
+            except OSError:
+                continue
+
+    walk(root, 0)
+    return removed
+
+
+# -- the recovery -------------------------------------------------------------------------
+class Recovery:
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.boot_starts: list[Any] = []
+        self.lock = threading.Lock()
+
+    # 1 ---------------------------------------------------------------------------------------
+    def temp_files(self) -> None:
+        e = self.engine
+        for root in (e.data_root, e.run_root):
+            for path in remove_stale_temp(root):
+                log(f"removed {path} (a write cut short by a crash)")
+
+    # 2 ---------------------------------------------------------------------------------------
+    def image_store(self) -> None:
+        """Layers placed without their short link (a crash between the rename
+        and the symlink): the link is made now."""
+        images = getattr(self.engine.images, "images", None)
+        snaps = getattr(images, "snapshots", None)
+        if snaps is None:
+            return
+        for chain_id in snaps.all_layers():
+            try:
+                info = snaps.layer_info(chain_id)
+                link = os.path.join(snaps.links_dir, info["link"])
+                if not os.path.lexists(link):
+                    hexid = chain_id.split(":", 1)[1]
+                    os.symlink(os.path.join("..", "layers", hexid, "diff"), link)
+                    log(f"layer {chain_id[:19]}: its short link made")
+            except (PyboxError, OSError, KeyError, ValueError, TypeError) as err:
+                log(f"layer {chain_id[:19]}: {err}")
+
+    # 3 ---------------------------------------------------------------------------------------
+    def volumes(self) -> None:
+        root = self.engine.volumes.root
+        try:
+            names = os.listdir(root)
+        except OSError:
+            return
+        for name in names:
+            if name.endswith((".creating", ".removing")):
+                path = os.path.join(root, name)
+                self._unmount_below(path)
+                shutil.rmtree(path, ignore_errors=True)
+                log(f"volume {name.rsplit('.', 1)[0]}: "
+                    f"{'half-created, removed' if name.endswith('.creating') else 'removal finished'}")
+
+    @staticmethod
+    def _unmount_below(path: str) -> None:
+        from pybox.linux import syscalls
+
+        try:
+            with open("/proc/self/mountinfo") as f:
+                points = [line.split()[4] for line in f]
+        except OSError:
+            return
+        prefix = path.rstrip("/") + "/"
+        for p in sorted((p for p in points if p == path or p.startswith(prefix)),
+                        key=len, reverse=True):
+            try:
+                syscalls.real().umount2(p, 2)
+            except OSError:
+                pass
+
+    # 4 ---------------------------------------------------------------------------------------
+    def half_made(self) -> None:
+        e = self.engine
+        root = e.store.root
+        for cid in sorted(os.listdir(root)):
+            if cid in e.store.by_id or not os.path.isdir(os.path.join(root, cid)):
+                continue
+            try:
+                self._roll_back_create(cid, os.path.join(root, cid))
+                log(f"container {cid[:12]}: a create cut short, rolled back")
+            except Exception as err:  # noqa: BLE001 - never stops the daemon
+                log(f"container {cid[:12]}: rolling back its create failed: {err}")
+
+    def _roll_back_create(self, cid: str, directory: str) -> None:
+        e = self.engine
+        self._delete_runtime(cid)
+        e.images.remove_rootfs(cid)
+        shutil.rmtree(os.path.join(e.run_root, "containers", cid), ignore_errors=True)
+        for name in created_volumes(directory):
+            try:
+                e.volumes.remove(name, force=True)
+            except PyboxError as err:
+                log(f"volume {name[:12]} of container {cid[:12]}: {err}")
+        self._unmount_below(directory)  # a /dev/shm of its own, if it got that far
+        shutil.rmtree(directory, ignore_errors=True)
+
+    # 5 ---------------------------------------------------------------------------------------
+    def containers(self) -> None:
+        items = list(self.engine.store.all())
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=min(WORKERS, len(items)),
+                                thread_name_prefix="pybox-recover") as pool:
+            list(pool.map(self._one_safely, items))
+
+    def _one_safely(self, c: Any) -> None:
+        try:
+            self.one(c)
+        except Exception as err:  # noqa: BLE001 - one container never stops the daemon
+            log(f"container {c.id[:12]}: {err!r}; marked dead")
+            self._mark_dead(c, f"recovery after a crash failed: {err}")
+
+    def _mark_dead(self, c: Any, message: str) -> None:
+        if c.removed or not os.path.isdir(c.dir):
+            return  # gone after all (a removal that failed at its very end)
+        try:
+            with c.lock:
+                st = c.record["State"]
+                st.update({"Status": "dead", "Dead": True, "Running": False, "Paused": False,
+                           "Restarting": False, "Pid": 0, "Error": message})
+                c.save()
+        except Exception as err:  # noqa: BLE001
+            log(f"container {c.id[:12]}: cannot even mark it dead: {err}")
+
+    def one(self, c: Any) -> None:
+        e = self.engine
+        st = c.state
+        if st.get("Status") == "removing":
+            self._finish_removal(c)
+            return
+        info = self._monitor_info(c)
+        if info is not None and not info.get("started") and not self._abort_start(c):
+            info = self._monitor_info(c)  # it started meanwhile
+        if info is not None and info.get("started"):
+            self._adopt(c, info)
+            return
+        if c.removed:
+            return
+        if st.get("Running"):
+            exit_info = e._read_exit_file(c) or {
+                "exit_code": 255, "oom_killed": False, "finished_at": _now(),
+                "error": "the container's monitor was gone when pyboxd restarted"}
+            e._on_exit(c, exit_info)  # cleans up; its restart policy, --rm
+            if c.removed or c.state.get("Restarting"):
+                return  # removed, or its policy scheduled the restart (counted)
+        else:
+            self._settle_stopped(c)
+        if not self._has_rootfs(c):
+            self._mark_dead(c, "its filesystem is missing (a crash cut its creation or "
+                               "removal short)")
+            return
+        with c.lock:
+            if c.state.get("Restarting") and not c.state.get("Running"):
+                # a restart its policy had scheduled: resumed in step 8, once
+                c.state["Restarting"] = False
+                c.state["Status"] = "exited"
+                c.save()
+                if not c.record.get("ExitOnNext"):
+                    self._boot_start(c)
+                return
+            if c.state.get("Running") or c.state.get("Dead"):
+                return
+            policy = (c.record["HostConfig"].get("RestartPolicy") or {}).get("Name")
+            manual = c.record.get("ManualStop")
+            if policy == "always" or (policy == "unless-stopped" and not manual):
+                # docker: these come back when the daemon does
+                c.record["ManualStop"] = False
+                self._boot_start(c)
+
+    def _boot_start(self, c: Any) -> None:
+        with self.lock:
+            if c not in self.boot_starts:
+                self.boot_starts.append(c)
+
+    def _has_rootfs(self, c: Any) -> bool:
+        snaps = getattr(getattr(self.engine.images, "images", None), "snapshots", None)
+        if snaps is None:
+            return True
+        try:
+            return os.path.exists(os.path.join(snaps.container_dir(c.id), "rootfs.json"))
+        except (PyboxError, ValueError):
+            return False
+
+    def _monitor_info(self, c: Any) -> dict | None:
+        """The monitor's answer to "info", or None when there is no monitor.
+        A monitor still inside the runtime's create has bound its socket but
+        answers only once the create is through: waited for, bounded."""
+        if not os.path.exists(os.path.join(self.engine.run_dir(c), "monitor.sock")):
+            return None
+        reply = self.engine._monitor_call(c, {"op": "info"}, timeout=MONITOR_TIMEOUT)
+        return reply if isinstance(reply, dict) else None
+
+    def _adopt(self, c: Any, info: dict) -> None:
+        """The container runs under its monitor: Running, watched."""
+        e = self.engine
+        with c.lock:
+            st = c.state
+            rc = self._runtime(c.id)
+            paused = rc is not None and rc.status() == "paused"
+            if not st.get("Running"):
+                # started, but the crash came before the record said so
+                log(f"container {c.id[:12]}: running though its record said "
+                    f"{st.get('Status')!r}: adopted")
+                st.update({"Status": "running", "Running": True, "Restarting": False,
+                           "OOMKilled": False, "Dead": False, "ExitCode": 0, "Error": "",
+                           "StartedAt": self._started_at(c, rc),
+                           "FinishedAt": "0001-01-01T00:00:00Z"})
+                c.record["ManualStop"] = False
+                c.record["ExitOnNext"] = False
+            st["Pid"] = info.get("pid") or st.get("Pid") or 0
+            st["Paused"] = paused
+            st["Status"] = "paused" if paused else "running"
+            c.save()
+        e._watch(c)
+        e._start_health(c)
+
+    @staticmethod
+    def _started_at(c: Any, rc: Any) -> str:
+        """When the program was started: the runtime wrote its state file
+        (started: true) then."""
+        from pybox.monitor.jsonlog import rfc3339_nano
+
+        if rc is not None:
+            try:
+                return rfc3339_nano(os.stat(rc.dir.state_path).st_mtime_ns)
+            except (OSError, TypeError, AttributeError):
+                pass
+        return rfc3339_nano()
+
+    def _abort_start(self, c: Any) -> bool:
+        """A monitor holding a container created but never started: the start
+        is undone (see the module's docstring, 5c).  False if the container
+        turned out to be started after all."""
+        e = self.engine
+        reply = e._monitor_call(c, {"op": "abort"}, timeout=MONITOR_TIMEOUT)
+        if reply == "started":
+            return False
+        if reply == "ok":
+            self._wait_monitor(c)
+        else:
+            self._kill_monitor(c)
+        log(f"container {c.id[:12]}: a start cut short (created, never started): undone")
+        if c.state.get("Running"):
+            return True  # (d) records the exit
+        self._settle_stopped(c)
+        if c.record["HostConfig"].get("AutoRemove"):
+            e._auto_remove(c)  # as a failed start of a --rm container
+        return True
+
+    def _wait_monitor(self, c: Any, timeout: float = MONITOR_TIMEOUT) -> None:
+        """Until the monitor has exited (its wait answers at its end)."""
+        s = self.engine._monitor_socket(c, timeout)
+        if s is None:
+            return
+        try:
+            s.sendall(b'{"op":"wait"}\n')
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    def _kill_monitor(self, c: Any) -> None:
+        pid = self._monitor_pid(self.engine.run_dir(c))
+        if pid:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _monitor_pid(rundir: str) -> int:
+        try:
+            with open(os.path.join(rundir, "monitor.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return 0
+        try:  # still a monitor of this run dir (pid reuse)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                f.read()
+            return pid if os.path.exists(os.path.join(rundir, "monitor.sock")) else 0
+        except OSError:
+            return 0
+
+    def _settle_stopped(self, c: Any) -> None:
+        """A container that does not run: nothing of a run left."""
+        e = self.engine
+        with c.lock:
+            if c.state.get("Running"):
+                return
+            before = fastjson.dumps(c.record)
+            self._delete_runtime(c.id)
+            e.network.release(c)
+            e._release_shm(c)
+            try:
+                e.images.unmount_rootfs(c.id)
+            except Exception as err:  # noqa: BLE001
+                log(f"container {c.id[:12]}: unmounting its rootfs: {err}")
+            shutil.rmtree(e.run_dir(c), ignore_errors=True)
+            c.state["Paused"] = False
+            if fastjson.dumps(c.record) != before:
+                c.save()  # (only then: a durable write per container is not free)
+
+    def _finish_removal(self, c: Any) -> None:
+        e = self.engine
+        with c.lock:  # _remove_now notifies the container's waiters
+            e._remove_now(c)
+        log(f"container {c.id[:12]}: removal finished")
+
+    def _runtime(self, cid: str) -> Any:
+        from pybox.runtime.container import Container as RuntimeContainer
+
+        try:
+            return RuntimeContainer.load(self.engine.runtime_root, cid)
+        except (PyboxError, ValueError):
+            return None
+
+    def _delete_runtime(self, cid: str) -> None:
+        """Delete the runtime's container (processes, cgroup, state dir),
+        once a creator still inside its create is through."""
+        rc = self._runtime(cid)
+        if rc is None:
+            remove_container_cgroups(cid)
+            return
+        deadline = time.monotonic() + MONITOR_TIMEOUT
+        while rc.status() == "creating" and time.monotonic() < deadline:
+            time.sleep(0.05)  # its creator is alive: let it finish or fail
+            rc = self._runtime(cid)
+            if rc is None:
+                return
+        if rc.status() == "creating":
+            creator = rc.record.get("creator_pid")
+            if creator:
+                try:
+                    os.kill(creator, 9)
+                except OSError:
+                    pass
+        rc.delete(force=True)
+        remove_container_cgroups(cid)
+
+    # 6 ---------------------------------------------------------------------------------------
+    def orphans(self) -> None:
+        e = self.engine
+        owned = set(e.store.by_id)
+        from pybox.oci.state import list_ids
+
+        for cid in list_ids(e.runtime_root):
+            if cid not in owned:
+                try:
+                    self._delete_runtime(cid)
+                    log(f"runtime container {cid[:12]}: no record owns it: deleted")
+                except Exception as err:  # noqa: BLE001
+                    log(f"runtime container {cid[:12]}: {err}")
+        rundirs = os.path.join(e.run_root, "containers")
+        for cid in _listdir(rundirs):
+            path = os.path.join(rundirs, cid)
+            if cid in owned:
+                c = e.store.by_id[cid]
+                if c.state.get("Running"):
+                    self._exec_leftovers(path)
+                continue
+            pid = self._monitor_pid(path)
+            if pid:
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+            shutil.rmtree(path, ignore_errors=True)
+        snaps = getattr(getattr(e.images, "images", None), "snapshots", None)
+        if snaps is not None:
+            for cid in _listdir(snaps.containers_dir):
+                if cid not in owned:
+                    try:
+                        e.images.remove_rootfs(cid)
+                        shutil.rmtree(os.path.join(snaps.containers_dir, cid),
+                                      ignore_errors=True)
+                        log(f"rootfs {cid[:12]}: no record owns it: removed")
+                    except Exception as err:  # noqa: BLE001
+                        log(f"rootfs {cid[:12]}: {err}")
+
+    @staticmethod
+    def _exec_leftovers(rundir: str) -> None:
+        """exec sessions are pyboxd's memory: their files go with it."""
+        for name in _listdir(rundir):
+            if name.startswith("exec-"):
+                try:
+                    os.unlink(os.path.join(rundir, name))
+                except OSError:
+                    pass
+
+    # 7 ---------------------------------------------------------------------------------------
+    def networking(self) -> None:
+        e = self.engine
+        self._stale_leases()
+        e.network.recover()
+        self._orphan_ports()
+        for c in e.store.all():
+            if not c.state.get("Running"):
+                continue
+            try:
+                self._reconcile_networks(c)
+            except Exception as err:  # noqa: BLE001
+                log(f"container {c.id[:12]}: its network settings: {err}")
+
+    def _stale_leases(self) -> None:
+        """Addresses a sandbox's owner holds on a network its sandbox is not
+        attached to (a connect cut after the lease, before the sandbox was
+        saved).  NetworkManager.recover frees those of owners with no sandbox."""
+        mgr = self.engine.network.manager
+        with mgr.lock:
+            for rec in mgr.networks.values():
+                state = (rec.get("pybox") or {}).get("ipam") or {}
+                allocated = state.get("allocated") or {}
+                stale = [ip for ip, owner in allocated.items()
+                         if owner in mgr.sandboxes
+                         and rec["Id"] not in mgr.sandboxes[owner]["endpoints"]]
+                for ip in stale:
+                    del allocated[ip]
+                if stale:
+                    mgr._save(rec)
+                    log(f"network {rec['Name']}: {len(stale)} address(es) nobody holds freed")
+
+    def _orphan_ports(self) -> None:
+        """Published-port elements of pybox's nftables table that no sandbox
+        owns (a start cut between the DNAT and the sandbox's save, while
+        another container kept the network, and so the table, up)."""
+        mgr = self.engine.network.manager
+        fw = mgr.firewall
+        if not mgr.active:
+            return  # no table left (NetworkManager.recover removed it)
+        with mgr.lock:
+            keep = set()
+            for sb in mgr.sandboxes.values():
+                for m in sb.get("ports") or ():
+                    name, elem = fw._port_elem(m)
+                    keep.add((name, fastjson.dumps(elem[0])))
+            try:
+                objects = fw.list_table()
+            except PyboxError:
+                return
+            for obj in objects:
+                m = obj.get("map") or {}
+                if m.get("name") not in ("ports_any", "ports_addr"):
+                    continue
+                for elem in m.get("elem") or ():
+                    key = elem[0] if isinstance(elem, list) else elem
+                    if (m["name"], fastjson.dumps(key)) in keep:
+                        continue
+                    try:
+                        fw._json([{"delete": {"element": fw._obj(name=m["name"],
+                                                                  elem=[key])}}],
+                                 "remove a published port nobody owns")
+                        log(f"published port {fastjson.dumps(key)}: no sandbox owns it: "
+                            "removed")
+                    except PyboxError as err:
+                        log(f"published port {fastjson.dumps(key)}: {err}")
+
+    def _reconcile_networks(self, c: Any) -> None:
+        """A running container's record says what its sandbox has: a start,
+        connect or disconnect cut between the kernel and the record's save
+        left the record behind (no address, a network it is not on, or not
+        one it is on)."""
+        e = self.engine
+        from pybox.engine.networking import NO_SANDBOX, network_mode
+
+        mode = network_mode(c.record["HostConfig"])
+        if mode in NO_SANDBOX or mode.startswith("container:"):
+            return
+        sb = e.network.manager.sandbox(c.id)
+        if sb is None:
+            return
+        with c.lock:
+            before = fastjson.dumps(c.record["NetworkSettings"])
+            networks = c.record["NetworkSettings"].setdefault("Networks", {})
+            for name, ep in list(networks.items()):
+                if ep.get("EndpointID") and ep.get("NetworkID") not in sb["endpoints"]:
+                    del networks[name]  # disconnected in the kernel
+            e.network._fill_settings(c, sb)
+            if fastjson.dumps(c.record["NetworkSettings"]) != before:
+                c.save()
+                log(f"container {c.id[:12]}: network settings brought in line with its "
+                    "sandbox")
+
+    # 8 ---------------------------------------------------------------------------------------
+    def restarts(self) -> None:
+        for c in self.boot_starts:
+            if not c.removed:
+                threading.Thread(target=self.engine._restart_on_boot, args=(c,),
+                                 daemon=True).start()
+
+    # ---------------------------------------------------------------------------------------
+    def run(self) -> None:
+        for step in (self.temp_files, self.image_store, self.volumes):
+            try:
+                step()
+            except Exception as err:  # noqa: BLE001
+                log(f"{step.__name__}: {err!r}")
+        self.engine.store.load()
+        crashpoint("recovery.loaded")
+        for step in (self.half_made, self.containers, self.orphans, self.networking):
+            try:
+                step()
+            except Exception as err:  # noqa: BLE001
+                log(f"{step.__name__}: {err!r}")
+            crashpoint(f"recovery.{step.__name__}")
+        self.engine.recovered.set()
+        self.restarts()
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _now() -> str:
+    from pybox.monitor.jsonlog import rfc3339_nano
+
+    return rfc3339_nano()
+
+
+def recover(engine: Any) -> None:
+    """Engine.recover: see the module's docstring."""
+    Recovery(engine).run()
