@@ -303,6 +303,9 @@ class Monitor:
         self.poller.register(self.pidfd, select.POLLIN)
         if self.stdin_w is not None:
             os.set_blocking(self.stdin_w, False)
+        sigchld = self._watch_children()
+        self.poller.register(sigchld, select.POLLIN)
+        self._reap_others()  # whatever ended before the watch began
         exited_at = None
         while True:
             timeout = None
@@ -333,7 +336,42 @@ class Monitor:
                     self.poller.unregister(fd)  # its filter has no task left
                     self.notify_fds.discard(fd)
                     os.close(fd)
+                elif fd == sigchld:
+                    try:
+                        while os.read(sigchld, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    self._reap_others()
         self._finish()
+
+    def _watch_children(self) -> int:
+        """SIGCHLD -> a byte on a pipe the loop polls (the handler itself does
+        nothing).  -> the pipe's read end."""
+        import _signal
+
+        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        _signal.signal(_signal.SIGCHLD, lambda signum, frame: None)
+        _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        return r
+
+    def _reap_others(self) -> None:
+        """Reap every ended child but init: the creator, once the program runs,
+        and processes re-parented to the monitor (the container's subreaper:
+        a --pid host container's orphans).  Unreaped they stayed zombies for
+        the container's whole life.  init's status is left to ``_reap`` (its
+        pidfd), so a zombie init stops the sweep: WNOWAIT peeks first."""
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid == self.pid:
+                return
+            try:
+                os.waitpid(info.si_pid, 0)
+            except ChildProcessError:
+                pass
 
     def _read_output(self, fd):
         try:
