@@ -48,6 +48,11 @@ def _must(proc):
     return proc.stdout
 
 
+def _started(d, n):
+    """A running container for the case (set up before the daemon is armed)."""
+    return _must(_run(d, n))
+
+
 def _tar(d, n):
     """A one-file tarball of its own (a new layer for every case)."""
     import io
@@ -79,23 +84,23 @@ SCENARIOS = {
     "run": (None, _run),
     "run_fail": (None, lambda d, n: d.cli("run", "-d", "--name", n, IMAGE, "/nonexistent")),
     "run_stop": (None, lambda d, n: (_run(d, n), d.cli("stop", "-t", "1", n))),
-    "stop": (_run, lambda d, n: d.cli("stop", "-t", "1", n)),
-    "kill": (_run, lambda d, n: d.cli("kill", n)),
-    "restart": (_run, lambda d, n: d.cli("restart", "-t", "1", n)),
+    "stop": (_started, lambda d, n: d.cli("stop", "-t", "1", n)),
+    "kill": (_started, lambda d, n: d.cli("kill", n)),
+    "restart": (_started, lambda d, n: d.cli("restart", "-t", "1", n)),
     "policy": (None, lambda d, n: d.cli("run", "-d", "--name", n, "--restart", "on-failure:3",
                                         IMAGE, "sh", "-c", "sleep 0.2; exit 3")),
-    "pause": (_run, lambda d, n: d.cli("pause", n)),
-    "unpause": (lambda d, n: (_run(d, n), d.cli("pause", n)),
+    "pause": (_started, lambda d, n: d.cli("pause", n)),
+    "unpause": (lambda d, n: (_started(d, n), _must(d.cli("pause", n))),
                 lambda d, n: d.cli("unpause", n)),
-    "rm": (_run, lambda d, n: d.cli("rm", "-f", "-v", n)),
-    "exec": (_run, lambda d, n: d.cli("exec", n, "true")),
-    "exec_detached": (_run, lambda d, n: d.cli("exec", "-d", n, "sleep", "30")),
-    "connect": (lambda d, n: (_must(d.cli("network", "create", n)), _run(d, n)),
+    "rm": (_started, lambda d, n: d.cli("rm", "-f", "-v", n)),
+    "exec": (_started, lambda d, n: d.cli("exec", n, "true")),
+    "exec_detached": (_started, lambda d, n: d.cli("exec", "-d", n, "sleep", "30")),
+    "connect": (lambda d, n: (_must(d.cli("network", "create", n)), _started(d, n)),
                 lambda d, n: d.cli("network", "connect", n, n)),
-    "disconnect": (lambda d, n: (_must(d.cli("network", "create", n)), _run(d, n),
+    "disconnect": (lambda d, n: (_must(d.cli("network", "create", n)), _started(d, n),
                                  _must(d.cli("network", "connect", n, n))),
                    lambda d, n: d.cli("network", "disconnect", n, n)),
-    "commit": (_run, lambda d, n: d.cli("commit", n, f"crash/{n}:1")),
+    "commit": (_started, lambda d, n: d.cli("commit", n, f"crash/{n}:1")),
     "import": (None, lambda d, n: d.cli("import", _tar(d, n), f"crash/{n}:1")),
     "load": (None, lambda d, n: d.cli("load", "-i", os.path.join(d.base, "busybox-saved.tar"))),
     "rmi": (lambda d, n: _must(d.cli("import", _tar(d, n), f"crash/{n}:1")),
@@ -105,7 +110,8 @@ SCENARIOS = {
     "volume_rm": (lambda d, n: _must(d.cli("volume", "create", n)),
                   lambda d, n: d.cli("volume", "rm", n)),
     # the armed start itself dies in its recovery: the setup gives it work
-    "boot": (lambda d, n: (_run(d, n), d.cli("create", "--name", n + "-c", IMAGE, *SLEEP)),
+    "boot": (lambda d, n: (_started(d, n),
+                           _must(d.cli("create", "--name", n + "-c", IMAGE, *SLEEP))),
              None),
 }
 
@@ -430,7 +436,13 @@ def leaks(d, baseline_layers):
     if cgroups:
         problems.append(f"cgroups left: {cgroups}")
     names = Names(d.exec_root)
-    links_left = [n for n in os.listdir("/sys/class/net") if names.is_ours(n)]
+
+    def links():
+        # (a veth goes with its namespace, which the kernel destroys a moment
+        # after the last reference: bounded wait)
+        return [n for n in os.listdir("/sys/class/net") if names.is_ours(n)]
+    settle(lambda: not links(), timeout=10)
+    links_left = links()
     if links_left:
         problems.append(f"veths/bridges left: {links_left}")
     import subprocess
@@ -465,10 +477,9 @@ def test_crash_at(crashd, baseline, point):
             setup(d, n)
         d.stop_graceful()
         serving = d.start_armed(point)
-        if serving and op is not None:
-            op(d, n)
+        result = op(d, n) if serving and op is not None else None
         assert d.wait_reached(point), (
-            f"{point} was not reached by {scenario!r}\n{d.log_tail()}")
+            f"{point} was not reached by {scenario!r}: {result}\n{d.log_tail()}")
         pids = d.reached(point)
         if d.pid in pids:
             d.process.wait(timeout=30)  # (it reports, then dies)
@@ -576,9 +587,37 @@ def test_kill9_during_parallel_removals(crashd, baseline):
         d.start()
     n = f"rm-{uuid.uuid4().hex[:8]}"
     for i in range(6):
-        _must(_run(d, f"{n}-{i}"))
+        _started(d, f"{n}-{i}")
     records = os.path.join(d.data_root, "containers")
     report = _kill9_under(d, baseline, [["rm", "-f", "-v", f"{n}-{i}"] for i in range(6)],
                           lambda: len(os.listdir(records)) <= 4)
     assert not report, "\n".join(["after a kill -9 during 6 removals:", *report,
                                   "pyboxd's log:", d.log_tail(3000)])
+
+
+def test_stale_temp_files_go_live_ones_stay(tmp_path):
+    """Recovery's first step: a temp file whose writer is dead goes, one whose
+    writer lives (a monitor writing its exit file) stays, and file trees that
+    are not pybox's state (a volume's _data) are not entered."""
+    import subprocess
+    import sys
+
+    from pybox.engine.recovery import remove_stale_temp
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "c").mkdir()
+        (tmp_path / "v" / "_data").mkdir(parents=True)
+        gone = tmp_path / "c" / f"config.v2.json.tmp-{dead}.{dead}"
+        kept = tmp_path / "c" / f"exit.json.tmp-{live.pid}"
+        user = tmp_path / "v" / "_data" / f"notes.tmp-{dead}"
+        for f in (gone, kept, user):
+            f.write_text("x")
+        removed = remove_stale_temp(str(tmp_path))
+        assert removed == [str(gone)]
+        assert kept.exists() and user.exists() and not gone.exists()
+    finally:
+        live.kill()
+        live.wait()
