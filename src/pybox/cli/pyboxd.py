@@ -268,6 +268,7 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
     engine.procview.enabled = args.proc_view
     engine.procview.start()  # the /proc view's server, supervised (a thread)
     engine.recover()
+    engine.supervise_zygote()
     server = Server(build_router(engine), SERVER.format(version=__version__))
     gid = None
     if args.group:
@@ -299,11 +300,7 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
         server.close()
         engine.network.shutdown()  # running containers keep their networking
         engine.procview.shutdown()  # kept while running containers use it
-        try:
-            os.kill(engine.zygote_pid, signal.SIGTERM)
-            os.waitpid(engine.zygote_pid, 0)
-        except OSError:
-            pass
+        engine.stop_zygote()
         engine.release_cgroup_parent()
     return 0
 

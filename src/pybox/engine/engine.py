@@ -140,6 +140,53 @@ class Engine:
         path = os.path.join(self.run_root, "zygote.sock")
         self.zygote_pid = zygote.start(path)
         self.zygote = zygote.ZygoteClient(path)
+        self.zygote_stopping = False
+
+    def supervise_zygote(self) -> None:
+        """Keep a zygote running: a thread waits for the zygote to end and starts
+        a new one (a fresh python -IS, so starting it from a thread is safe).
+        Without it a zygote killed by an operator or the OOM killer left pyboxd
+        unable to start any container until it was restarted.  The thread lives
+        as long as pyboxd: the zygote's PDEATHSIG follows the thread that
+        started it."""
+        import threading
+
+        threading.Thread(target=self._keep_zygote, name="zygote-keeper", daemon=True).start()
+
+    def _keep_zygote(self) -> None:
+        import sys
+        import time
+
+        from pybox.monitor import zygote
+
+        delay = 0.05
+        while True:
+            try:
+                os.waitpid(self.zygote_pid, 0)
+            except ChildProcessError:
+                pass
+            if self.zygote_stopping:
+                return
+            sys.stderr.write(f"pyboxd: the monitor zygote (pid {self.zygote_pid}) ended; "
+                             "starting a new one\n")
+            time.sleep(delay)  # a zygote that dies at once is not restarted in a tight loop
+            try:
+                self.zygote_pid = zygote.start(self.zygote.path)
+                delay = 0.05
+            except Exception as e:  # noqa: BLE001 - tried again, more slowly
+                sys.stderr.write(f"pyboxd: cannot start the monitor zygote: {e}\n")
+                delay = min(delay * 2, 5.0)
+
+    def stop_zygote(self) -> None:
+        """pyboxd's exit: end the zygote (running monitors live on) for good."""
+        import signal
+
+        self.zygote_stopping = True
+        try:
+            os.kill(self.zygote_pid, signal.SIGTERM)
+            os.waitpid(self.zygote_pid, 0)
+        except OSError:
+            pass  # the keeper reaped it first
 
     def recover(self):
         """Rebuild the engine's view after a (re)start and finish or undo

@@ -122,6 +122,21 @@ class ZygoteClient:
     def __init__(self, path):
         self.path = path
 
+    def _connect(self, s, call, wait=10.0):
+        """Connect, waiting while pyboxd's keeper starts a new zygote (the old one
+        died: its socket refuses, or is gone until the new one binds it)."""
+        import time
+
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                call(s.connect, self.path)
+                return
+            except (ConnectionRefusedError, FileNotFoundError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
     def spawn(self, request, timeout=60.0):
         """-> the monitor's report dict ({"ok": True, "pid": N} or an error)."""
         import select
@@ -136,7 +151,7 @@ class ZygoteClient:
             try:
                 from pybox.linux.unixsock import call
 
-                call(s.connect, self.path)
+                self._connect(s, call)
                 s.sendmsg([fastjson.dumps(request).encode() + b"\n"],
                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS, w.to_bytes(4, "little"))])
                 os.close(w)
