@@ -303,6 +303,10 @@ class Monitor:
         self.poller.register(self.pidfd, select.POLLIN)
         if self.stdin_w is not None:
             os.set_blocking(self.stdin_w, False)
+        try:  # (see _unlink_socket)
+            self.socket_ino = os.stat(os.path.join(self.dir, SOCKET)).st_ino
+        except OSError:
+            self.socket_ino = None
         sigchld = self._watch_children()
         self.poller.register(sigchld, select.POLLIN)
         self._reap_others()  # whatever ended before the watch began
@@ -683,6 +687,13 @@ class Monitor:
         # the exit file first: whoever is told about the exit can read it
         write_atomic(os.path.join(self.dir, EXIT_FILE), body, mode=0o644, durable=True)
         crashpoint("monitor.exit_file")
+        # The socket's name goes before anyone is told: told, pyboxd may start
+        # the container again at once, and that run's monitor binds this very
+        # path.  Unlinked at the end (after up to a second of last frames to a
+        # slow attach client), it took the next run's socket: a running
+        # container with no monitor to reach (attach, resize, a restarted
+        # pyboxd's recovery, its start).
+        self._unlink_socket()
         for c in list(self.clients.values()):
             if c.mode == "attach":
                 self._send(c, P.frame(P.EXIT, body))
@@ -697,8 +708,14 @@ class Monitor:
                     self._send(c, b"")
         for c in list(self.clients.values()):
             self._drop(c)
+
+    def _unlink_socket(self) -> None:
+        """Remove DIR/monitor.sock if it is still this monitor's (the inode
+        seen when serving began), never a newer monitor's."""
+        path = os.path.join(self.dir, SOCKET)
         try:
-            os.unlink(os.path.join(self.dir, SOCKET))
+            if os.stat(path).st_ino == self.socket_ino:
+                os.unlink(path)
         except OSError:
             pass
 
