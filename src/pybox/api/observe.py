@@ -83,10 +83,7 @@ def register(router, engine):
         ref = None
         if repo:
             ref = f"{repo}:{req.arg('tag')}" if req.arg("tag") else repo
-        pause = req.flag("pause", default=True) and c.state.get("Running") and \
-            not c.state.get("Paused")
-        if pause:
-            engine.pause(c.id)
+        pause = req.flag("pause", default=True) and engine.pause_for_commit(c)
         try:
             with archive.RootView(engine, c):
                 image_id = engine.images.images.commit(
@@ -95,7 +92,7 @@ def register(router, engine):
                     config=commit_config(body, c.record["Config"]))
         finally:
             if pause:
-                engine.unpause(c.id)
+                engine.unpause_after_commit(c)
         engine.events.emit("container", "commit", c.id, engine._attributes(c))
         resp.json({"Id": image_id}, 201)
 

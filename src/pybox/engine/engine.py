@@ -982,12 +982,57 @@ class Engine:
                 raise Conflict(f"Container {c.id} is not running")
             if st.get("Paused"):
                 raise Conflict(f"Container {c.id} is already paused")
-            self._runtime(c).pause()
-            crashpoint("engine.pause.frozen")
-            st["Paused"] = True
-            st["Status"] = "paused"
-            c.save()
+            if not self._freeze(c):
+                raise Conflict(f"Container {c.id} is not running")
         self.events.emit("container", "pause", c.id, self._attributes(c))
+
+    def _freeze(self, c) -> bool:
+        """The runtime's pause of a container recorded as running, ``c.lock``
+        held.  -> False if its program has in fact just exited (its watcher,
+        waiting for the lock, has not recorded it yet): the runtime's "cannot
+        pause container: it is stopped" means not running, not a failure."""
+        rc = self._runtime(c)
+        try:
+            rc.pause()
+        except InvalidState:
+            if rc.status() != "stopped":
+                raise
+            return False
+        crashpoint("engine.pause.frozen")
+        c.state["Paused"] = True
+        c.state["Status"] = "paused"
+        c.save()
+        return True
+
+    def pause_for_commit(self, c) -> bool:
+        """docker commit's pause (on by default): freeze the container while
+        its changes are read, if it runs -> whether it was frozen (then
+        ``unpause_after_commit``).  Decided under its lock: checking the
+        record first and pausing after failed about one commit in eight of a
+        container that had just exited ("cannot pause container: it is
+        stopped", a 500); such a container is committed as it is, as dockerd
+        commits a stopped one."""
+        with c.lock:
+            st = c.state
+            if not st.get("Running") or st.get("Paused") or c.removed:
+                return False
+            try:
+                if not self._freeze(c):
+                    return False
+            except Conflict:  # no runtime state left: not running either
+                return False
+        self.events.emit("container", "pause", c.id, self._attributes(c))
+        return True
+
+    def unpause_after_commit(self, c) -> None:
+        """Thaw what ``pause_for_commit`` froze, unless that happened meanwhile
+        (a kill thaws what it kills; a docker unpause; a removal) or there is
+        nothing left to thaw: a program already on its way out when frozen
+        ends anyway (the runtime: "cannot resume container: it is stopped")."""
+        try:
+            self.unpause(c.id)
+        except (Conflict, NotFound, InvalidState):
+            pass
 
     def unpause(self, ref):
         c = self.get(ref)
