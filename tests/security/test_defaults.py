@@ -444,3 +444,13 @@ def test_rro_makes_the_mounts_below_read_only_too(rt, busybox_rootfs, tmp_path):
         subprocess.run(["umount", "-l", str(inner)], check=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:4] == ["/ro ro", "/ro/inner rw", "/rro ro", "/rro/inner ro"]
+
+
+@pytest.mark.parametrize("user", ["4294967295", "65534:4294967295", "2147483648"])
+def test_ids_out_of_runcs_range_refused(pyboxd, user):
+    """`-u 4294967295` is (uid_t)-1, which setresuid reads as "unchanged": the
+    program ran as root with every default capability.  Refused as runc's user
+    lookup refuses it, for run and exec."""
+    proc = pyboxd.docker("run", "--rm", "-u", user, "busybox", "id")
+    assert proc.returncode == 125 and proc.stdout == ""
+    assert "uids and gids must be in range 0-2147483647" in proc.stderr

@@ -185,3 +185,14 @@ def test_load_bundle_config_errors(tmp_path):
     (tmp_path / "config.json").write_text("[]")
     with pytest.raises(ConfigError, match="JSON object"):
         spec.load_bundle_config(str(tmp_path))
+
+
+@pytest.mark.parametrize("field", ["uid", "gid", "additionalGids"])
+def test_unchanged_id_refused(field):
+    """(uid_t)-1 in process.user would make setresuid/setresgid/setgroups keep
+    the runtime's root: refused, the field named."""
+    cfg = valid()
+    cfg["process"]["user"][field] = [4294967295] if field == "additionalGids" else 4294967295
+    assert error_of(cfg).startswith(f"process.user.{field}: 4294967295 is (uid_t)-1")
+    cfg["process"]["user"][field] = [4294967294] if field == "additionalGids" else 4294967294
+    assert check(cfg) is not None

@@ -91,6 +91,9 @@ def merge_image_config(config, image_config):
     return out
 
 
+MAX_ID = 2**31 - 1  # runc's (libcontainer/user) range for uids and gids
+
+
 def _resolve_user(rootfs, user):
     """docker's user spec (name|uid[:group|gid]) -> (uid, gid, extra gids), looked
     up in the container's own /etc/passwd and /etc/group."""
@@ -133,6 +136,11 @@ def _resolve_user(rootfs, user):
             members = entry[3].split(",") if len(entry) > 3 and entry[3] else []
             if username in members and int(entry[2]) != gid:
                 extra.append(int(entry[2]))
+    if any(not 0 <= i <= MAX_ID for i in (uid, gid, *extra)):
+        # runc's user lookup refuses them too: 4294967295 is (uid_t)-1, which
+        # setresuid and setresgid read as "leave it", so `-u 4294967295` (or an
+        # image's USER, or a passwd entry) ran the program as root
+        raise SpecError("uids and gids must be in range 0-2147483647", errno=22)
     return uid, gid, extra
 
 
@@ -161,8 +169,12 @@ def _read_db(rootfs: str, path: str) -> list[list[str]]:
             os.close(fd)
             return []
         with open(fd, errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f
-                    if line.strip() and not line.startswith("#") and line.count(":") >= 2]
+            # an entry whose id is not a number is skipped (as libcontainer's
+            # parser does), not a ValueError at start
+            return [fields for fields in (line.rstrip("\n").split(":") for line in f
+                                          if not line.startswith("#") and line.count(":") >= 2)
+                    if len(fields) > 2 and fields[2].isdigit()
+                    and (path != "/etc/passwd" or (len(fields) > 3 and fields[3].isdigit()))]
     except OSError:
         return []
 

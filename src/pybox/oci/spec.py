@@ -214,6 +214,9 @@ def _check_abs(path_value, where):
         raise ConfigError(where, f"{path_value!r} must be an absolute path")
 
 
+UNCHANGED_ID = 0xFFFFFFFF
+
+
 def check_process(process, path="process"):
     """Rules for process (also used for runc exec's process.json)."""
     args = process.get("args") or []
@@ -224,6 +227,15 @@ def check_process(process, path="process"):
     _check_abs(process["cwd"], f"{path}.cwd")
     if "user" not in process:
         raise ConfigError(f"{path}.user", "is required")
+    user = process["user"]
+    for field, ids in (("uid", [user.get("uid")]), ("gid", [user.get("gid")]),
+                       ("additionalGids", user.get("additionalGids") or [])):
+        if UNCHANGED_ID in ids:
+            # setresuid/setresgid/setgroups read (uid_t)-1 as "leave it as it
+            # is": the process would keep the runtime's root
+            raise ConfigError(f"{path}.user.{field}",
+                              "4294967295 is (uid_t)-1, which the kernel reads as "
+                              "'unchanged': refused")
     for i, entry in enumerate(process.get("env") or ()):
         if "=" not in entry:
             raise ConfigError(f"{path}.env[{i}]", f"{entry!r} is not of the form KEY=VALUE")
