@@ -535,3 +535,157 @@ def test_read_only_rootfs_of_a_stopped_container_holds_through_its_symlinks(
     status, _, body = api.put(cid, "/rw", tar)
     assert status == 200, body
     assert (bound / "f").read_text() == "x\n"
+
+
+# -- what the red-team review of issue 13 found (F3, F5) -----------------------------------------
+@pytest.fixture
+def no_traceback(pyboxd):
+    """The daemon's log while the test runs (this worker's pyboxd serves one
+    test at a time) must hold no Python traceback."""
+    start = os.path.getsize(pyboxd.log_path)
+    yield
+    with open(pyboxd.log_path, errors="replace") as f:
+        f.seek(start)
+        logged = f.read()
+    assert "Traceback" not in logged, logged[-6000:]
+
+
+def pax_tar(name, data=b"x\n", pax=None, **fields):
+    """One regular file, with PAX records ``pax`` and TarInfo ``fields``."""
+    buf = io.BytesIO()
+    fmt = tarfile.GNU_FORMAT if fields.pop("gnu", False) else tarfile.PAX_FORMAT
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        info = tarfile.TarInfo(name)
+        info.mtime = 1_600_000_000
+        for key, value in fields.items():
+            setattr(info, key, value)
+        if pax:
+            info.pax_headers = pax
+        if info.type == tarfile.REGTYPE:
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        else:
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def test_kernel_filesystem_paths_leak_no_descriptor(pyboxd, names, api, no_traceback):
+    """A copy of a path below a kernel filesystem of a running container is a
+    404 (a PUT into one a 400); each used to leave pyboxd one more open fd,
+    which pinned the container's proc instance after its removal."""
+    from engine.conftest import fd_count, settle
+
+    name = names()
+    cid = run(pyboxd, name, ":")
+    assert api.call("GET", "/_ping")[0] == 200  # the keep-alive connection, counted
+    before = fd_count(pyboxd.pid)
+    for _ in range(10):
+        for path in ("/sys/kernel", "/proc/1/environ", "/proc/1/fd", "/proc/1", "/proc/sys/"):
+            status, _, body = api.get(cid, path)
+            assert status == 404 and b"Could not find the file" in body, (path, body)
+            assert api.call("HEAD", f"/containers/{cid}/archive?path={path}")[0] == 404
+        status, _, body = api.put(cid, "/proc/sys/kernel", make_tar(("f", b"x")))
+        assert status == 400 and b"kernel filesystem" in body, body
+    assert settle(lambda: fd_count(pyboxd.pid) <= before), (before, fd_count(pyboxd.pid))
+
+
+def test_kernel_filesystem_mount_points_are_empty_directories(pyboxd, names, api, tmp_path,
+                                                             no_traceback):
+    """/proc, /sys and /dev/pts themselves are what docker's view has there:
+    empty directories (nothing of the kernel's read); so `docker cp f
+    ctr:/proc` copies into a directory, refused with a clear message (not
+    "cannot overwrite directory "/proc" with non-directory "/"")."""
+    name = names()
+    cid = run(pyboxd, name, ":")
+    for path, arcname in (("/proc", "proc"), ("/sys", "sys"), ("/dev/pts", "pts")):
+        status, headers, data = api.get(cid, path)
+        assert status == 200, (path, data)
+        assert [(m, v[0].isdir()) for m, v in members_of(data).items()] == [(arcname, True)]
+        stat_doc = json.loads(base64.b64decode(headers["X-Docker-Container-Path-Stat"]))
+        assert stat_doc["name"] == arcname and stat_doc["mode"] & (1 << 31)
+    local = tmp_path / "f.txt"
+    local.write_text("x\n")
+    proc = pyboxd.docker("cp", str(local), f"{name}:/proc")
+    assert proc.returncode != 0
+    assert "extraction point is a kernel filesystem" in proc.stderr, proc.stderr
+    assert "cannot overwrite" not in proc.stderr
+
+
+def test_deep_member_trees_are_made_and_removed(pyboxd, names, api, no_traceback):
+    """A member 2,000 directories deep (the parents made in a loop, not a
+    recursion: it was a 500 with a thousand chained tracebacks) lands, and the
+    container holding it can be removed; one past PATH_MAX is a 400."""
+    name = names()
+    cid = run(pyboxd, name, "mkdir /d")
+    deep = "a/" * 2000 + "f"
+    status, _, body = api.put(cid, "/d", pax_tar(deep, b"deep\n"))
+    assert status == 200, body
+    assert in_container(pyboxd, name, "cat", "/d/" + deep) == "deep\n"
+    status, _, body = api.put(cid, "/d", pax_tar("b/" * 3000 + "f"))
+    assert status == 400 and b"file name too long" in body, body
+    assert len(body) < 1000  # the path is not echoed whole
+    status, _, body = api.put(cid, "/d", pax_tar("n" * 300))  # past NAME_MAX
+    assert status == 400 and b"file name too long" in body, body
+    rm = pyboxd.docker("rm", "-f", name)
+    assert rm.returncode == 0, rm.stderr  # a deep tree removed too (no RecursionError)
+    assert pyboxd.docker("inspect", name).returncode != 0
+
+
+def test_bad_archive_values_are_400(pyboxd, names, api, no_traceback):
+    """Values Go's tar reader or the kernel refuse -- a PAX time past an
+    int64, a base-256 number past one, a 200 KB xattr, device numbers no
+    dev_t holds -- and every decompressor's complaint about a corrupt body
+    (xz's too) are 400s; zstd's magic and zeros is no empty archive."""
+    name = names()
+    cid = run(pyboxd, name, "mkdir /d")
+    cases = [
+        (pax_tar("m", pax={"mtime": "999999999999999999999.5"}), b"PAX time"),
+        (pax_tar("b", mtime=1 << 80, gnu=True), b"invalid tar header"),
+        (pax_tar("x", pax={"SCHILY.xattr.user.big": "v" * 200_000}),
+         b"lsetxattr user.big /d/x: argument list too long"),
+        (pax_tar("c", type=tarfile.CHRTYPE, devmajor=1 << 40, devminor=3, gnu=True),
+         b"invalid device"),
+        (b"\xfd7zXZ\0" + bytes(100), b"invalid compressed tar archive"),
+        (b"\x28\xb5\x2f\xfd" + bytes(100), b"zstd: unexpected EOF"),
+        (b"\x1f\x8b\x08" + bytes(100), b"invalid compressed tar archive"),
+        (b"BZh9" + bytes(100), b"invalid compressed tar archive"),
+    ]
+    for body_sent, message in cases:
+        status, _, body = api.put(cid, "/d", body_sent)
+        assert status == 400 and message in body, (body_sent[:16], body)
+    # refused before anything was made, but the file whose xattr the kernel
+    # refused (made first, as moby's createTarFile does)
+    assert in_container(pyboxd, name, "ls", "-A", "/d") == "x\n"
+
+
+def test_out_of_range_mtimes_become_the_epoch(pyboxd, names, api, no_traceback):
+    """moby's boundTime: an mtime before 1970 or past 2262 is set to the epoch
+    (it was an OverflowError and a 500 past what utime takes)."""
+    name = names()
+    cid = run(pyboxd, name, "mkdir /d")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member, mtime in (("neg", "-100.5"), ("far", "99999999999999")):
+            info = tarfile.TarInfo(member)
+            info.pax_headers = {"mtime": mtime}
+            tar.addfile(info)
+    status, _, body = api.put(cid, "/d", buf.getvalue())
+    assert status == 200, body
+    assert in_container(pyboxd, name, "stat", "-c", "%Y", "/d/neg", "/d/far") == "0\n0\n"
+
+
+def test_bad_archive_paths_are_400_and_quoted_short(pyboxd, names, api, no_traceback):
+    """A 100 KB path is 'file name too long' (a 400 that does not echo it
+    whole), a NUL byte is refused (the C string would end there)."""
+    name = names()
+    cid = run(pyboxd, name, ":")
+    long_path = "/" + "a" * 100_000
+    for status, _, body in (api.get(cid, long_path),
+                            api.put(cid, long_path, make_tar(("f", b"x")))):
+        assert status == 400 and b"file name too long" in body, body[:300]
+        assert len(body) < 1000
+    status, _, body = api.call("HEAD", f"/containers/{cid}/archive?path={long_path}")
+    assert status == 400
+    for status, _, body in (api.get(cid, "/etc/hostname%00x"),
+                            api.put(cid, "/tmp%00x", make_tar(("f", b"x")))):
+        assert status == 400 and b"NUL" in body, body

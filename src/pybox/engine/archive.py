@@ -75,6 +75,13 @@ KEPT = object()  # _create: an existing directory was kept for a directory membe
 # ENOENT, ENOTDIR, EEXIST, EXDEV, ELOOP, ENOTEMPTY: what a container changing
 # its tree under an extraction makes the next step fail with (400, not 500)
 RACED = frozenset({2, 20, 17, 18, 40, 39})
+# ENAMETOOLONG, E2BIG, EFBIG, EMLINK, EINVAL, ERANGE: what an archive's own
+# names, sizes and records make the kernel refuse (400: the client's mistake)
+REFUSED = frozenset({36, 7, 27, 31, 22, 34})
+MESSAGE_PATH = 256  # characters of a client's path quoted in an error
+# moby's boundTime: an mtime before the epoch or past what a 64-bit timespec
+# in nanoseconds holds (2262) is set to the epoch
+MAX_TIME_NS = (1 << 63) - 1
 
 
 # Kernel filesystems a container may have mounted (procfs, sysfs, cgroupfs,
@@ -107,6 +114,22 @@ def on_kernel_fs(fd: int) -> bool:
     return rootview.fs_type(fd) in KERNEL_FILESYSTEMS
 
 
+def kernel_mount_point(fd: int) -> bool:
+    """Is ``fd`` (on a kernel filesystem) where that filesystem is mounted on
+    the container's own files (/proc, /sys, /dev/pts), not a path below it
+    (/proc/1, /sys/fs/cgroup)?  Its parent is looked at (fstat, fstatfs),
+    never read."""
+    try:
+        parent = os.open("..", O_PATH | os.O_DIRECTORY | O_CLOEXEC, dir_fd=fd)
+    except OSError:
+        return False  # not a directory
+    try:
+        return (not on_kernel_fs(parent)
+                and os.fstat(parent).st_dev != os.fstat(fd).st_dev)
+    finally:
+        os.close(parent)
+
+
 def go_file_mode(mode: int) -> int:
     out = mode & 0o777
     if st.S_ISDIR(mode):
@@ -137,8 +160,30 @@ def clean_path(path: str) -> str:
 
 
 def _q(text: str) -> str:
-    """Go's %q, for moby's messages."""
+    """Go's %q, for moby's messages (a huge name shortened: see _short)."""
+    text = _short(text)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _short(text: str, limit: int = MESSAGE_PATH) -> str:
+    """A client's path or name as an error message quotes it: a 100 KB path
+    is not echoed whole."""
+    if len(text) <= limit:
+        return text
+    return text[:limit // 2] + "..." + text[-(limit // 4):]
+
+
+def _go_strerror(e: OSError) -> str:
+    """An errno as Go's syscall.Errno prints it (moby's messages)."""
+    text = os.strerror(e.errno) if e.errno else str(e)
+    return text[:1].lower() + text[1:]
+
+
+def _check_path(path: str) -> None:
+    """A container path from a query: a NUL byte cannot be in a path (Go's
+    syscalls refuse it with EINVAL; the C string would silently end there)."""
+    if "\0" in path:
+        raise BadRequest(f"invalid path {_q(path)}: it holds a NUL byte")
 
 
 def _proc_fd(fd: int) -> str:
@@ -208,23 +253,30 @@ class PathSource:
         self.c = c
         self.path = path
         self.fd = -1
-        self._root = None
+        self.kernel_mount = False  # the mount point of /proc, /sys...: an empty directory
+        self._root: Any = None
 
     def __enter__(self) -> PathSource:
+        _check_path(self.path)
         self._root = rootview.container_root(self.engine, self.c)
         root = self._root.__enter__()
         try:
             self._open(root.fd)
         except BaseException:
-            self._root.__exit__(None, None, None)
+            self._close()  # _open's fd too: each leaked one pinned the container's proc
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        self._root.__exit__(None, None, None)
+        if self._root is not None:
+            root, self._root = self._root, None
+            root.__exit__(None, None, None)
 
     def _open(self, root_fd: int) -> None:
         path = self.path
@@ -239,12 +291,21 @@ class PathSource:
                                                                        os.O_NOFOLLOW))
         except OSError as e:
             if e.errno in (2, 20, 40):  # ENOENT, ENOTDIR, ELOOP
-                raise NotFound(f"Could not find the file {path} in container "
+                raise NotFound(f"Could not find the file {_short(path)} in container "
                                f"{self.c.name}") from None
-            raise PyboxError(f"resolving {path} in container {self.c.name}: "
+            if e.errno == 36:  # ENAMETOOLONG: longer than a path can be
+                raise BadRequest(f"resolving {_short(path)} in container {self.c.name}: "
+                                 "file name too long") from None
+            raise PyboxError(f"resolving {_short(path)} in container {self.c.name}: "
                              f"{e.strerror}") from None
         if on_kernel_fs(self.fd):
-            raise NotFound(f"Could not find the file {path} in container {self.c.name}")
+            # docker's view holds the rootfs's empty directory where the
+            # container mounts proc, sysfs, devpts...: so does this one; what
+            # is below is not the container's files
+            if not kernel_mount_point(self.fd):
+                raise NotFound(f"Could not find the file {_short(path)} in container "
+                               f"{self.c.name}")
+            self.kernel_mount = True
         self.stat = os.fstat(self.fd)
         name = os.path.basename(path.rstrip("/")) or "/"
         if path.rstrip("/") == "":
@@ -259,7 +320,9 @@ class PathSource:
         out = _TarWriter(write, idmap)
         arcname = "." if self.name == "/" else self.name
         s = self.stat
-        if st.S_ISDIR(s.st_mode):
+        if self.kernel_mount:
+            out._header(arcname, s, tarfile.DIRTYPE)
+        elif st.S_ISDIR(s.st_mode):
             dfd = _reopen(self.fd, os.O_RDONLY | os.O_DIRECTORY)
             out.add_dir_tree(dfd, arcname)
         elif st.S_ISREG(s.st_mode):
@@ -323,14 +386,13 @@ class _TarWriter:
         depth first in name order; each child opened from its parent's fd
         without following a symlink.  An entry that vanishes or changes type
         while we look is left out or taken as what it now is."""
-        self._header(arcname, os.fstat(dfd), tarfile.DIRTYPE)
-        stack: list[tuple[int, str, Iterator[str]]] = []
+        stack: list[tuple[int, str, Iterator[str]]] = [(dfd, arcname, iter(()))]
         try:
-            stack.append((dfd, arcname, iter(sorted(os.listdir(dfd)))))
-        except OSError:
-            os.close(dfd)
-            return
-        try:
+            self._header(arcname, os.fstat(dfd), tarfile.DIRTYPE)
+            try:
+                stack[-1] = (dfd, arcname, iter(sorted(os.listdir(dfd))))
+            except OSError:
+                return
             while stack:
                 dfd, arc, names = stack[-1]
                 name = next(names, None)
@@ -349,14 +411,16 @@ class _TarWriter:
                                       | O_CLOEXEC, dir_fd=dfd)
                     except OSError:
                         continue
+                    stack.append((cfd, child, iter(())))  # closed whatever happens next
                     try:
-                        self._header(child, os.fstat(cfd), tarfile.DIRTYPE)
+                        s = os.fstat(cfd)
                         # a kernel filesystem mounted here: its mount point only
                         entries = iter(() if on_kernel_fs(cfd) else sorted(os.listdir(cfd)))
                     except OSError:
-                        os.close(cfd)
+                        os.close(stack.pop()[0])
                         continue
-                    stack.append((cfd, child, entries))
+                    self._header(child, s, tarfile.DIRTYPE)
+                    stack[-1] = (cfd, child, entries)
                 elif st.S_ISSOCK(s.st_mode):
                     continue  # tar cannot hold one (docker skips them too)
                 else:
@@ -460,8 +524,10 @@ def remove_tree_at(pfd: int, name: str) -> None:
             os.unlink(name, dir_fd=pfd)
             return
         raise
-    stack: list[tuple[int, int, str, Iterator[str]]] = [(pfd, top, name, iter(os.listdir(top)))]
+    # every fd is on the stack before anything that can fail (listdir)
+    stack: list[tuple[int, int, str, Iterator[str]]] = [(pfd, top, name, iter(()))]
     try:
+        stack[-1] = (pfd, top, name, iter(os.listdir(top)))
         while stack:
             parent, fd, dname, names = stack[-1]
             entry = next(names, None)
@@ -484,7 +550,8 @@ def remove_tree_at(pfd: int, name: str) -> None:
                 sub = os.open(entry, flags, dir_fd=fd)
             except FileNotFoundError:
                 continue
-            stack.append((fd, sub, entry, iter(os.listdir(sub))))
+            stack.append((fd, sub, entry, iter(())))
+            stack[-1] = (fd, sub, entry, iter(os.listdir(sub)))
     finally:
         for _, fd, _, _ in stack:
             os.close(fd)
@@ -565,32 +632,77 @@ class _Extractor:
         if fd is not None:
             self.dirs[rel] = fd  # most recently used last
             return fd
-        try:
-            fd = rootview.open_in_root(self.dest, rel, O_PATH | os.O_DIRECTORY,
-                                       resolve=BENEATH)
-        except OSError as e:
-            if e.errno == 2 and create:
-                parent, name = posixpath.split(rel)
-                pfd = self.dir_fd(parent)
-                try:
-                    os.mkdir(name, 0o755, dir_fd=pfd)
-                    os.chown(name, *self.root_ids, dir_fd=pfd, follow_symlinks=False)
-                except FileExistsError:
-                    pass
-                fd = rootview.open_in_root(pfd, name, O_PATH | os.O_DIRECTORY,
-                                           resolve=BENEATH | C.RESOLVE_NO_SYMLINKS)
-            elif e.errno in (18, 40):  # EXDEV, ELOOP: a link out of the destination
-                raise BadRequest(f"invalid tar member path {rel!r}: it leaves "
-                                 f"{self.dest_path}") from None
-            elif e.errno == 20:
-                raise BadRequest(f"invalid tar member path {rel!r}: not a directory") from None
-            else:
-                raise
+        fd = self._open_dir(rel)
+        if fd is None:
+            if not create:
+                raise FileNotFoundError(2, "No such file or directory", rel)
+            fd = self._make_dirs(rel)
         if on_kernel_fs(fd):
             os.close(fd)
-            raise BadRequest(f"invalid tar member path {rel!r}: a kernel filesystem "
-                             "(not the container's files)")
+            raise self._kernel_fs(rel)
         return self._remember(rel, fd)
+
+    def _open_dir(self, rel: str) -> int | None:
+        """The O_PATH fd of directory ``rel`` opened beneath the destination
+        (symlinks inside it followed), or None if it does not exist."""
+        try:
+            return rootview.open_in_root(self.dest, rel, O_PATH | os.O_DIRECTORY,
+                                         resolve=BENEATH)
+        except OSError as e:
+            if e.errno == 2:
+                return None
+            if e.errno in (18, 40):  # EXDEV, ELOOP: a link out of the destination
+                raise BadRequest(f"invalid tar member path {_q(rel)}: it leaves "
+                                 f"{_q(self.dest_path)}") from None
+            if e.errno == 20:
+                raise BadRequest(f"invalid tar member path {_q(rel)}: not a "
+                                 "directory") from None
+            if e.errno == 36:
+                raise BadRequest(f"invalid tar member path {_q(rel)}: file name too "
+                                 "long") from None
+            raise
+
+    def _kernel_fs(self, rel: str) -> BadRequest:
+        return BadRequest(f"invalid tar member path {_q(rel)}: a kernel filesystem "
+                          "(not the container's files)")
+
+    def _make_dirs(self, rel: str) -> int:
+        """``mkdir -p`` of ``rel`` (missing): from the deepest directory on the
+        way that exists, each missing one made 0755 for the container's root
+        and opened without following a symlink.  A loop, not a recursion: a
+        member 2,000 directories deep is just a long walk."""
+        parts = rel.split("/")
+        # bisection for the deepest existing one: a walk to a longer prefix
+        # passes through every shorter one, so existence only ends once
+        lo, hi, fd = 0, len(parts) - 1, self.dest
+        try:
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                probe = self._open_dir("/".join(parts[:mid]))
+                if probe is None:
+                    hi = mid - 1
+                    continue
+                if fd != self.dest:
+                    os.close(fd)
+                fd, lo = probe, mid
+            if fd != self.dest and on_kernel_fs(fd):
+                raise self._kernel_fs("/".join(parts[:lo]))
+            for name in parts[lo:]:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                    os.chown(name, *self.root_ids, dir_fd=fd, follow_symlinks=False)
+                except FileExistsError:
+                    pass
+                child = rootview.open_in_root(fd, name, O_PATH | os.O_DIRECTORY,
+                                              resolve=BENEATH | C.RESOLVE_NO_SYMLINKS)
+                if fd != self.dest:
+                    os.close(fd)
+                fd = child
+        except BaseException:
+            if fd != self.dest:
+                os.close(fd)
+            raise
+        return fd
 
     # -- owners --
     def _ids(self, member: Member) -> tuple[int, int]:
@@ -624,16 +736,18 @@ class _Extractor:
         if rel == "":
             if member.isdir():
                 return  # docker: the destination itself is never replaced
-            raise BadRequest(f"invalid tar member {member.name!r}: it would replace "
+            raise BadRequest(f"invalid tar member {_q(member.name)}: it would replace "
                              f"{self.dest_path}")
         kind = member.type
         if not (member.isdir() or member.isreg() or member.issym() or member.islnk()
                 or member.ischr() or member.isblk() or member.isfifo()):
-            raise BadRequest(f"unhandled tar header type {kind!r} ({member.name!r})")
+            raise BadRequest(f"unhandled tar header type {kind!r} ({_q(member.name)})")
         parent, name = posixpath.split(rel)
         pfd = self.dir_fd(parent)
         uid, gid = self._ids(member)
         mtime_ns = member.mtime_ns
+        if not 0 <= mtime_ns <= MAX_TIME_NS:  # moby's boundTime
+            mtime_ns = 0
         if member.isreg():
             fd = self._create(pfd, name, rel, member, lambda: os.open(
                 name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | O_CLOEXEC, 0o600,
@@ -662,6 +776,10 @@ class _Extractor:
                                                                        dir_fd=pfd))
             else:
                 kind_bits = st.S_IFCHR if member.ischr() else st.S_IFBLK
+                if not (0 <= member.devmajor <= 0xFFFFFFFF
+                        and 0 <= member.devminor <= 0xFFFFFFFF):
+                    raise BadRequest(f"invalid device {member.devmajor}:{member.devminor} "
+                                     f"of tar member {_q(member.name)}")
                 device = os.makedev(member.devmajor, member.devminor)
                 self._create(pfd, name, rel, member, lambda: os.mknod(
                     name, kind_bits | 0o600, device, dir_fd=pfd))
@@ -679,7 +797,7 @@ class _Extractor:
             except FileExistsError:
                 if self._make_way(pfd, name, rel, member):
                     return KEPT
-        raise BadRequest(f"extracting {member.name!r}: the path keeps reappearing")
+        raise BadRequest(f"extracting {_q(member.name)}: the path keeps reappearing")
 
     def _make_way(self, pfd: int, name: str, rel: str, member: Member) -> bool:
         """True: an existing directory stays for a directory member."""
@@ -722,14 +840,14 @@ class _Extractor:
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | O_CLOEXEC,
                          dir_fd=pfd)
         except OSError as e:
-            raise BadRequest(f"extracting {rel!r}: {e.strerror}") from None
+            raise BadRequest(f"extracting {_q(rel)}: {e.strerror}") from None
         if on_kernel_fs(fd):  # the mount point of /proc, /sys...: left as it is
             os.close(fd)
             return
         self._remember(rel, fd)
         os.chown(fd, uid, gid)
         os.chmod(fd, member.mode & 0o7777)
-        self._xattrs(fd, member)
+        self._xattrs(fd, member, rel)
 
     def _file(self, tar: TarReader, fd: int, member: Member, uid: int, gid: int,
               mtime_ns: int) -> None:
@@ -742,7 +860,7 @@ class _Extractor:
             os.chown(fd, uid, gid)
             os.chmod(fd, member.mode & 0o7777)  # after chown, which clears set-id bits
             if member.xattrs:
-                self._xattrs(fd, member)
+                self._xattrs(fd, member, member_path(member.name) or "")
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         finally:
             os.close(fd)
@@ -780,14 +898,20 @@ class _Extractor:
             os.close(fd)
         os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
-    @staticmethod
-    def _xattrs(fd: int, member: Member) -> None:
+    def _xattrs(self, fd: int, member: Member, rel: str) -> None:
+        """The member's SCHILY.xattr records; one the kernel refuses (too big,
+        a bad name) fails the copy with moby's words, a 400."""
         for key, value in member.xattrs.items():
             try:
                 os.setxattr(fd, key, value)
             except OSError as e:
-                if e.errno not in (1, 95):  # EPERM, ENOTSUP: best effort, as moby
-                    raise
+                if e.errno in (1, 95):  # EPERM, ENOTSUP: best effort, as moby
+                    continue
+                raise BadRequest(f"lsetxattr {_short(key)} {_short(self._abs(rel))}: "
+                                 f"{_go_strerror(e)}") from None
+            except ValueError:  # a NUL byte in the name
+                raise BadRequest(f"lsetxattr {_q(key)} {_short(self._abs(rel))}: invalid "
+                                 "argument") from None
 
 
 def _lookup_user(root_fd: int, user: str) -> tuple[int, int]:
@@ -847,42 +971,62 @@ def extract(engine: Any, c: Any, path: str, chunks: Iterable[bytes],
             no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
     """PUT: extract the tar arriving in ``chunks`` into the directory ``path``
     of the container."""
+    _check_path(path)
     idmap = engine.images.rootfs_idmap(c.id)
     with rootview.container_root(engine, c) as root:
         check_writable(c, root.running, path)
-        clean = clean_path(path)
+        dest = _open_destination(root.fd, c, path)
         try:
-            dest = rootview.open_in_root(root.fd, clean, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as e:
-            if e.errno == 20:  # ENOTDIR: the path, or one on the way, is no directory
-                try:
-                    os.close(rootview.open_in_root(root.fd, clean, O_PATH))
-                except OSError:
-                    raise NotFound(f"Could not find the file {path} in container "
-                                   f"{c.name}") from None
-                raise BadRequest(f"extraction point is not a directory: {path}") from None
-            if e.errno in (2, 40):
-                raise NotFound(f"Could not find the file {path} in container "
-                               f"{c.name}") from None
-            raise PyboxError(f"resolving {path} in container {c.name}: {e.strerror}") from None
-        if on_kernel_fs(dest):
-            os.close(dest)
-            raise BadRequest(f"extraction point is a kernel filesystem (not the container's "
-                             f"files): {path}")
-        owner = None
-        user = c.record["Config"].get("User") or ""
-        if copy_uid_gid and user:
-            owner = _lookup_user(root.fd, user)
-        ex = _Extractor(dest, clean, idmap, owner, no_overwrite_dir_non_dir)
-        try:
-            ex.extract(tarstream.open_body(chunks))
-        except OSError as e:
-            if e.errno == 30:  # EROFS: a read-only mount of the view said no
-                raise BadRequest(f"copying into {path}: read-only file system") from None
-            where = f"extracting {ex.current!r} into {path} of container {c.name}"
-            if e.errno in RACED:  # the container changed its tree under the copy
-                raise BadRequest(f"{where}: {e.strerror}") from None
-            raise PyboxError(f"{where}: {e.strerror or e}") from None
+            if on_kernel_fs(dest):
+                raise BadRequest(f"extraction point is a kernel filesystem (not the "
+                                 f"container's files): {_short(path)}")
+            owner = None
+            user = c.record["Config"].get("User") or ""
+            if copy_uid_gid and user:
+                owner = _lookup_user(root.fd, user)
+            ex = _Extractor(dest, clean_path(path), idmap, owner, no_overwrite_dir_non_dir)
+            try:
+                ex.extract(tarstream.open_body(chunks))
+            except ConnectionError:
+                raise  # the client left (ClientGone): nobody to answer
+            except OSError as e:
+                path_ = _short(path)
+                if e.errno == 30:  # EROFS: a read-only mount of the view said no
+                    raise BadRequest(f"copying into {path_}: read-only file system") from None
+                where = f"extracting {_q(ex.current)} into {path_} of container {c.name}"
+                if e.errno in RACED:  # the container changed its tree under the copy
+                    raise BadRequest(f"{where}: {e.strerror}") from None
+                if e.errno in REFUSED:  # the archive's names or records
+                    raise BadRequest(f"{where}: {_go_strerror(e)}") from None
+                raise PyboxError(f"{where}: {e.strerror or e}") from None
+            except (ValueError, OverflowError) as e:  # a value of the archive's
+                raise BadRequest(f"extracting {_q(ex.current)} into {_short(path)} of "
+                                 f"container {c.name}: {e}") from None
+            finally:
+                ex.close()
         finally:
-            ex.close()
             os.close(dest)
+
+
+def _open_destination(root_fd: int, c: Any, path: str) -> int:
+    """The PUT's directory, opened in the container's root; docker's errors
+    for one that is missing or no directory."""
+    clean = clean_path(path)
+    try:
+        return rootview.open_in_root(root_fd, clean, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        if e.errno == 20:  # ENOTDIR: the path, or one on the way, is no directory
+            try:
+                os.close(rootview.open_in_root(root_fd, clean, O_PATH))
+            except OSError:
+                raise NotFound(f"Could not find the file {_short(path)} in container "
+                               f"{c.name}") from None
+            raise BadRequest(f"extraction point is not a directory: {_short(path)}") from None
+        if e.errno in (2, 40):
+            raise NotFound(f"Could not find the file {_short(path)} in container "
+                           f"{c.name}") from None
+        if e.errno == 36:
+            raise BadRequest(f"resolving {_short(path)} in container {c.name}: file name "
+                             "too long") from None
+        raise PyboxError(f"resolving {_short(path)} in container {c.name}: "
+                         f"{e.strerror}") from None

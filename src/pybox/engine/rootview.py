@@ -76,26 +76,52 @@ def makedirs_in_root(root_fd: int, path: str, mode: int = 0o755,
                      owner: tuple[int, int] | None = None) -> int:
     """``mkdir -p path`` inside the root; returns an O_PATH fd of the
     directory.  Each missing component is made with mkdirat in its parent,
-    itself opened confined (docker's MkdirAllAndChownNew)."""
+    itself opened confined (docker's MkdirAllAndChownNew).  A loop, not a
+    recursion (a destination thousands of directories deep is a long walk, not
+    a RecursionError), closing each parent's fd as it goes."""
     path = "/" + path.strip("/")
-    try:
-        return open_in_root(root_fd, path, C.O_PATH | os.O_DIRECTORY)
-    except OSError as e:
-        if e.errno != 2 or path == "/":
-            raise
-    parent, name = os.path.split(path)
-    pfd = makedirs_in_root(root_fd, parent, mode, owner)
-    try:
+    flags = C.O_PATH | os.O_DIRECTORY
+
+    def probe(prefix: str) -> int | None:
         try:
-            os.mkdir(name, mode, dir_fd=pfd)
-            if owner is not None:
-                os.chown(name, *owner, dir_fd=pfd, follow_symlinks=False)
-        except FileExistsError:
-            pass
-        return open_in_root(pfd, name, C.O_PATH | os.O_DIRECTORY, resolve=C.RESOLVE_BENEATH
-                            | C.RESOLVE_NO_SYMLINKS)
-    finally:
-        os.close(pfd)
+            return open_in_root(root_fd, prefix, flags)
+        except OSError as e:
+            if e.errno != 2 or prefix == "/":
+                raise
+            return None
+
+    fd = probe(path)
+    if fd is not None:
+        return fd
+    parts = path.strip("/").split("/")
+    # the deepest existing directory on the way, by bisection: a walk to a
+    # longer prefix passes through every shorter one
+    lo, hi = 0, len(parts) - 1
+    fd = probe("/")
+    try:
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            found = probe("/" + "/".join(parts[:mid]))
+            if found is None:
+                hi = mid - 1
+                continue
+            os.close(fd)
+            fd, lo = found, mid
+        for name in parts[lo:]:
+            try:
+                os.mkdir(name, mode, dir_fd=fd)
+                if owner is not None:
+                    os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
+            except FileExistsError:
+                pass
+            child = open_in_root(fd, name, flags, resolve=C.RESOLVE_BENEATH
+                                 | C.RESOLVE_NO_SYMLINKS)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class Root:

@@ -16,6 +16,7 @@ capped at 1 MiB, as Go's.  Every malformed archive is a BadRequest.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from pybox.errors import BadRequest
 
@@ -60,12 +61,20 @@ class Member:
         return self.type == FIFO
 
 
+INT64 = 1 << 63
+
+
 def _number(field: bytes, what: str) -> int:
-    """An octal field (NUL/space padded) or GNU base-256."""
+    """An octal field (NUL/space padded) or GNU base-256 (an int64, as Go's
+    reader: a larger one is a bad header)."""
     if field and field[0] & 0x80:
         if field[0] == 0xFF:
-            return int.from_bytes(field, "big", signed=True)
-        return int.from_bytes(bytes((field[0] & 0x7F,)) + field[1:], "big")
+            n = int.from_bytes(field, "big", signed=True)
+        else:
+            n = int.from_bytes(bytes((field[0] & 0x7F,)) + field[1:], "big")
+        if not -INT64 <= n < INT64:
+            raise BadRequest(f"invalid tar header: {what} field out of range")
+        return n
     text = field.split(b"\0", 1)[0].strip(b" ")
     if not text:
         return 0
@@ -109,14 +118,18 @@ def _pax_records(data: bytes) -> dict[str, bytes]:
 
 
 def _pax_time(value: bytes) -> int:
-    """A PAX time ('1600000000.123') in nanoseconds, without a float's rounding."""
+    """A PAX time ('1600000000.123') in nanoseconds, without a float's rounding.
+    As Go's parsePAXTime: the seconds an int64, the fraction digits only."""
     text = value.decode("ascii", "replace")
     sign = -1 if text.startswith("-") else 1
     whole, _, frac = text.lstrip("-").partition(".")
-    try:
-        return sign * (int(whole or "0") * 1_000_000_000 + int((frac + "000000000")[:9]))
-    except ValueError:
-        raise BadRequest(f"invalid tar archive: bad PAX time {text!r}") from None
+    if not (whole.isdigit() and whole.isascii()) or (frac and not (frac.isdigit()
+                                                                   and frac.isascii())):
+        raise BadRequest(f"invalid tar archive: bad PAX time {text[:64]!r}")
+    seconds = int(whole)
+    if seconds >= INT64:
+        raise BadRequest(f"invalid tar archive: PAX time {text[:64]!r} out of range")
+    return sign * (seconds * 1_000_000_000 + int((frac + "000000000")[:9]))
 
 
 class TarReader:
@@ -290,9 +303,11 @@ def _pax_int(value: bytes, key: str) -> int:
     try:
         n = int(value)
     except ValueError:
-        raise BadRequest(f"invalid tar archive: bad PAX {key} {value!r}") from None
+        raise BadRequest(f"invalid tar archive: bad PAX {key} {value[:64]!r}") from None
     if n < 0:
         raise BadRequest(f"invalid tar archive: negative PAX {key}")
+    if n >= INT64:  # Go's ParseInt(.., 64)
+        raise BadRequest(f"invalid tar archive: PAX {key} out of range")
     return n
 
 
@@ -318,9 +333,90 @@ class _Chunks:
         return out
 
 
+class _ZstdFrames:
+    """read(n) over a zstd stream that follows its frames (headers and block
+    headers only, no decoding) so that the end of the data inside a frame is
+    an error: zstandard's reader takes a cut frame for a clean end (zstd magic
+    and 100 zero bytes gave an empty archive and a 200)."""
+
+    MAGIC = b"\x28\xb5\x2f\xfd"
+
+    def __init__(self, read: Callable[[int], bytes]):
+        self._read = read
+        self._state = "magic"  # what the next bytes are
+        self._field = bytearray()  # the bytes of the field being read
+        self._skip = 0  # bytes of a block's (or skippable frame's) body left
+        self._last = False  # the block being skipped ends its frame
+        self._checksum = 0  # the frame's checksum bytes after its last block
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._read(size)
+        if data:
+            self._follow(memoryview(data))
+        elif self._state != "magic" or self._field:
+            raise BadRequest("invalid compressed tar archive: zstd: unexpected EOF "
+                             "(the data ends inside a frame)")
+        return data
+
+    def _need(self, view: memoryview, pos: int, n: int) -> tuple[int, bool]:
+        take = min(n - len(self._field), len(view) - pos)
+        self._field += view[pos:pos + take]
+        return pos + take, len(self._field) == n
+
+    def _follow(self, view: memoryview) -> None:
+        pos = 0
+        while pos < len(view) and self._state != "off":
+            if self._skip:
+                step = min(self._skip, len(view) - pos)
+                self._skip -= step
+                pos += step
+                continue
+            state = self._state
+            if state == "magic":
+                pos, done = self._need(view, pos, 4)
+                if done:
+                    magic = bytes(self._field)
+                    if magic == self.MAGIC:
+                        self._state = "descriptor"
+                    elif magic[1:] == b"\x2a\x4d\x18" and magic[0] & 0xF0 == 0x50:
+                        self._state = "skippable"
+                    else:
+                        self._state = "off"  # not a frame: zstandard says so itself
+                    self._field.clear()
+            elif state == "skippable":
+                pos, done = self._need(view, pos, 4)
+                if done:
+                    self._skip = int.from_bytes(self._field, "little")
+                    self._field.clear()
+                    self._state = "magic"
+            elif state == "descriptor":
+                pos, done = self._need(view, pos, 1)
+                if done:
+                    fhd = self._field[0]
+                    self._field.clear()
+                    single = fhd >> 5 & 1
+                    fcs = (1 if single else 0, 2, 4, 8)[fhd >> 6]
+                    self._skip = (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
+                    self._checksum = 4 if fhd >> 2 & 1 else 0
+                    self._state = "block"
+            elif state == "block":
+                pos, done = self._need(view, pos, 3)
+                if done:
+                    header = int.from_bytes(self._field, "little")
+                    self._field.clear()
+                    kind, size = header >> 1 & 3, header >> 3
+                    self._skip = 1 if kind == 1 else size  # RLE: one byte
+                    if header & 1:  # the last block: then the checksum, then a frame
+                        self._skip += self._checksum
+                        self._state = "magic"
+                    if kind == 3:
+                        self._state = "off"  # reserved: zstandard's error to give
+
+
 def open_body(chunks: Iterable[bytes]) -> TarReader:
     """A TarReader over a request body, plain or compressed (the magic bytes
-    decide, as moby's DecompressStream)."""
+    decide, as moby's DecompressStream).  Whatever a decompressor says of a
+    corrupt or cut stream is a BadRequest."""
     from pybox.images import layers
 
     it = iter(chunks)
@@ -334,17 +430,23 @@ def open_body(chunks: Iterable[bytes]) -> TarReader:
     kind = layers.detect_compression(head)
     if kind is None:
         return TarReader(source.read)
+    import lzma
+    import zlib
+
     from pybox.errors import LayerError
 
+    raw: Any = _ZstdFrames(source.read) if kind == "zstd" else source
     try:
-        stream, _ = layers.decompressed(source, allowed=("gzip", "zstd", "bzip2", "xz"))
+        stream, _ = layers.decompressed(raw, allowed=("gzip", "zstd", "bzip2", "xz"))
     except LayerError as e:
         raise BadRequest(f"invalid tar archive: {e}") from None
 
     def read(n: int) -> bytes:
         try:
             return stream.read(n)
-        except (LayerError, OSError, EOFError, ValueError) as e:
+        except ConnectionError:
+            raise  # the client left mid-body: not a bad archive
+        except (LayerError, OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:
             raise BadRequest(f"invalid compressed tar archive: {e}") from None
 
     return TarReader(read)

@@ -443,7 +443,7 @@ class Snapshots:
         except FileNotFoundError:
             pass
         crashpoint("images.release.unrecorded")
-        shutil.rmtree(cdir, ignore_errors=True)
+        _remove_tree(cdir)
         return True
 
     # -- diff and export -------------------------------------------------------------
@@ -765,6 +765,59 @@ def _copy_meta(src_st, dst, is_root, is_link):
     if not is_link:
         os.chmod(dst, stat.S_IMODE(src_st.st_mode))
     os.utime(dst, ns=(src_st.st_atime_ns, src_st.st_mtime_ns), follow_symlinks=False)
+
+
+def _remove_tree(path):
+    """shutil.rmtree(path, ignore_errors=True) without its recursion: an upper
+    dir may hold a tree thousands of directories deep (a container's mkdir
+    loop, a docker cp), which Python 3.11's rmtree fails on (RecursionError)
+    -- the container was left Dead and could not be removed.  Directories are
+    opened O_NOFOLLOW from their parent's fd."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        top = os.open(path, flags)
+    except OSError:
+        return
+    stack = [(top, "", iter(()))]
+    try:
+        try:
+            stack[0] = (top, "", iter(os.listdir(top)))
+        except OSError:
+            pass
+        while stack:
+            fd, name, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                os.close(stack.pop()[0])
+                if stack:
+                    try:
+                        os.rmdir(name, dir_fd=stack[-1][0])
+                    except OSError:
+                        pass
+                continue
+            try:
+                os.unlink(entry, dir_fd=fd)
+                continue
+            except IsADirectoryError:
+                pass
+            except OSError:
+                continue
+            try:
+                sub = os.open(entry, flags, dir_fd=fd)
+            except OSError:
+                continue
+            stack.append((sub, entry, iter(())))
+            try:
+                stack[-1] = (sub, entry, iter(os.listdir(sub)))
+            except OSError:
+                pass
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def _remove(path):
