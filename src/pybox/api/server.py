@@ -727,6 +727,14 @@ class Server:
         served = False
         try:
             while True:
+                if conn.their_state is h11.IDLE:  # h11 reads "2, 2" as 2; Go says 400
+                    head = conn.trailing_data[0].split(b"\r\n\r\n", 1)[0]
+                    listed = [line.strip() for line in head.split(b"\n") if b"," in line
+                              and line.lower().startswith(b"content-length")]
+                    if listed:
+                        value = listed[0].partition(b":")[2].strip()[:64]
+                        self._reject(c, 400, f'bad Content-Length "{value.decode("latin-1")}"')
+                        return
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
                     try:

@@ -45,8 +45,15 @@ def register(router, engine):
         from pybox.engine.timefmt import parse_timestamp
 
         filters = req.filters()
+        # checked before the 200 goes out: a bad value is a 400, not a stream
+        # cut short (parse_timestamp refuses inf, nan and 1e400)
         since = parse_timestamp(req.arg("since"))
         until = parse_timestamp(req.arg("until"))
+        if until and until < since:
+            from pybox.errors import BadRequest
+
+            raise BadRequest(f"`since` time ({req.arg('since')}) cannot be after `until` "
+                             f"time ({req.arg('until')})")
         queue = engine.events.subscribe()
         write, end = resp.stream(200, "application/json")
         try:

@@ -17,6 +17,11 @@ DEFAULTS = {"Interval": 30 * NS, "Timeout": 30 * NS, "StartPeriod": 0, "Retries"
             "StartInterval": 5 * NS}
 MAX_LOG = 5
 MAX_OUTPUT = 4096
+# docker takes any Go duration (up to 2**63-1 ns, 292 years); Python's timers
+# do not: Event.wait past threading.TIMEOUT_MAX raises, and a subprocess's
+# communicate() polls with an int of milliseconds (about 24.8 days).  Longer
+# waits are made of pieces this long, so the thread keeps working.
+MAX_WAIT = 24 * 86400.0
 
 
 def healthcheck_of(config):
@@ -67,11 +72,21 @@ class HealthMonitor:
             status = self.c.record["State"].get("Health", {}).get("Status")
             wait = (self.check["StartInterval"] if in_start and status == "starting"
                     else self.check["Interval"]) / NS
-            if self.stop.wait(wait):
+            if self._wait(wait):
                 return
             if not self.c.state.get("Running") or self.c.state.get("Paused"):
                 continue
             self._probe(in_start)
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait ``seconds`` (any length) or until cancelled; True if cancelled."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self.stop.is_set()
+            if self.stop.wait(min(left, MAX_WAIT)):
+                return True
 
     def _probe(self, in_start_period):
         start = rfc3339_nano()
@@ -120,7 +135,7 @@ class HealthMonitor:
         except OSError as e:
             return -1, str(e)
         try:
-            out, _ = proc.communicate(timeout=self.check["Timeout"] / NS)
+            out = self._communicate(proc, self.check["Timeout"] / NS)
             return proc.returncode, out[-MAX_OUTPUT:].decode(errors="replace")
         except subprocess.TimeoutExpired:
             proc.terminate()  # the runtime forwards it to the check's process
@@ -136,3 +151,17 @@ class HealthMonitor:
                 os.unlink(path)
             except OSError:
                 pass
+
+    @staticmethod
+    def _communicate(proc: subprocess.Popen, timeout: float) -> bytes:
+        """proc's output, waiting at most ``timeout`` seconds (any length: in
+        pieces communicate() takes; a retry loses no output)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                out, _ = proc.communicate(timeout=max(0.0, min(left, MAX_WAIT)))
+                return out
+            except subprocess.TimeoutExpired:
+                if left <= MAX_WAIT:
+                    raise

@@ -44,24 +44,34 @@ def human_duration(seconds):
     return f"{int(seconds / 3600) // 24 // 365} years"
 
 
+MAX_TIMESTAMP = float(1 << 63)  # Go's int64 seconds (timetypes.ParseTimestamps)
+
+
 def parse_timestamp(value, now=None):
     """docker's --since/--until on the wire: unix seconds (possibly fractional),
-    an RFC3339 time, or a duration relative to now ("10m")."""
+    an RFC3339 time, or a duration relative to now ("10m").  Anything else --
+    inf, nan, 1e400, seconds past an int64, a malformed time -- is a 400 with
+    timetypes.GetTimestamp's words, never a float that breaks the caller."""
     if value in (None, "", "0"):
         return 0.0
     text = str(value)
+    out = None
     try:
-        return float(text)
+        out = float(text)
     except ValueError:
-        pass
-    if "T" in text:
-        return parse_rfc3339(text)
-    units = {"s": 1, "m": 60, "h": 3600}
-    if text[-1:] in units:
-        try:
-            return (now or time.time()) - float(text[:-1]) * units[text[-1]]
-        except ValueError:
-            pass
-    from pybox.errors import BadRequest
+        if "T" in text:
+            try:
+                out = parse_rfc3339(text)
+            except (ValueError, OverflowError):
+                pass
+        units = {"s": 1, "m": 60, "h": 3600}
+        if out is None and text[-1:] in units:
+            try:
+                out = (now or time.time()) - float(text[:-1]) * units[text[-1]]
+            except ValueError:
+                pass
+    if out is None or not -MAX_TIMESTAMP < out < MAX_TIMESTAMP:  # nan fails both
+        from pybox.errors import BadRequest
 
-    raise BadRequest(f"invalid time value {value!r}")
+        raise BadRequest(f'failed to parse value as time or duration: "{text[:64]}"')
+    return out

@@ -44,6 +44,152 @@ METADATA_FILES = ("manifest.json", "index.json", "repositories", "oci-layout")
 OCI_LAYOUT = json.dumps({"imageLayoutVersion": "1.0.0"}).encode()
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
+MAX_INDEX_DEPTH = 16  # indexes naming indexes: a deeper chain is refused, not recursed
+
+
+# -- the archive's JSON, decoded by type -------------------------------------------
+# docker load decodes manifest.json, the OCI index and manifests and the image
+# config into Go structs: a value of another JSON type fails the load with
+# encoding/json's words.  Here the documents are checked against the same
+# types before anything reads them (a RepoTags string is not a list of one-
+# character tags), and a document nested past what the parser takes is a 400.
+# A type is "string", "bool", "int" (int64), ("list", T), ("map", T),
+# ("strslice", ) (docker's StrSlice: a string or a list of them) or
+# (struct name, {field: T}); null is any type's zero value, as in Go.
+
+def _struct(name, fields):
+    return (name, fields)
+
+
+_STRINGS = ("list", "string")
+_STRING_MAP = ("map", "string")
+_EMPTY_STRUCTS = ("map", ("struct{}", {}))
+_STRSLICE = ("strslice",)
+_PLATFORM = _struct("Platform", {"architecture": "string", "os": "string",
+                                 "os.version": "string", "os.features": _STRINGS,
+                                 "variant": "string"})
+_DESCRIPTOR = _struct("Descriptor", {"mediaType": "string", "digest": "string", "size": "int",
+                                     "urls": _STRINGS, "annotations": _STRING_MAP,
+                                     "platform": _PLATFORM, "artifactType": "string"})
+_INDEX = _struct("Index", {"schemaVersion": "int", "mediaType": "string",
+                           "manifests": ("list", _DESCRIPTOR), "annotations": _STRING_MAP})
+_MANIFEST = _struct("Manifest", {"schemaVersion": "int", "mediaType": "string",
+                                 "config": _DESCRIPTOR, "layers": ("list", _DESCRIPTOR),
+                                 "annotations": _STRING_MAP})
+_MANIFEST_ITEM = _struct("manifestItem", {"Config": "string", "RepoTags": _STRINGS,
+                                          "Layers": _STRINGS, "Parent": "string"})
+_HEALTH = _struct("HealthConfig", {"Test": _STRINGS, "Interval": "int", "Timeout": "int",
+                                   "StartPeriod": "int", "StartInterval": "int",
+                                   "Retries": "int"})
+_CONTAINER_CONFIG = _struct("Config", {
+    "Hostname": "string", "Domainname": "string", "User": "string", "AttachStdin": "bool",
+    "AttachStdout": "bool", "AttachStderr": "bool", "ExposedPorts": _EMPTY_STRUCTS,
+    "Tty": "bool", "OpenStdin": "bool", "StdinOnce": "bool", "Env": _STRINGS,
+    "Cmd": _STRSLICE, "Healthcheck": _HEALTH, "ArgsEscaped": "bool", "Image": "string",
+    "Volumes": _EMPTY_STRUCTS, "WorkingDir": "string", "Entrypoint": _STRSLICE,
+    "OnBuild": _STRINGS, "Labels": _STRING_MAP, "StopSignal": "string", "StopTimeout": "int",
+    "Shell": _STRSLICE})
+_IMAGE_CONFIG = _struct("Image", {
+    "created": "string", "author": "string", "architecture": "string", "variant": "string",
+    "os": "string", "os.version": "string", "os.features": _STRINGS,
+    "config": _CONTAINER_CONFIG, "container_config": _CONTAINER_CONFIG,
+    "rootfs": _struct("RootFS", {"type": "string", "diff_ids": _STRINGS}),
+    "history": ("list", _struct("History", {"created": "string", "created_by": "string",
+                                            "author": "string", "comment": "string",
+                                            "empty_layer": "bool"})),
+    "comment": "string", "docker_version": "string"})
+
+
+def _go_kind(value):
+    """How encoding/json names a JSON value in an UnmarshalTypeError."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return f"number {value}" if not isinstance(value, int) else "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
+
+
+def _go_type(typ):
+    if typ == "int":
+        return "int64"
+    if isinstance(typ, str):
+        return typ
+    if typ[0] == "list":
+        return "[]" + _go_type(typ[1])
+    if typ[0] == "map":
+        return "map[string]" + _go_type(typ[1])
+    if typ[0] == "strslice":
+        return "strslice.StrSlice"
+    return typ[0]
+
+
+def _typed(value, typ, where, struct=None, path=""):
+    """Raise ImageError if ``value`` does not decode into Go type ``typ``."""
+    def bad():
+        into = (f"Go struct field {struct}.{path}" if struct else "Go value")
+        raise ImageError(f"invalid archive: {where}: json: cannot unmarshal "
+                         f"{_go_kind(value)} into {into} of type {_go_type(typ)}")
+
+    if value is None:
+        return
+    if typ == "string":
+        if not isinstance(value, str):
+            bad()
+    elif typ == "bool":
+        if not isinstance(value, bool):
+            bad()
+    elif typ == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or \
+                not -(1 << 63) <= value < (1 << 63):
+            bad()
+    elif typ[0] == "strslice":
+        if isinstance(value, str):
+            return
+        _typed(value, _STRINGS, where, struct, path)
+    elif typ[0] == "list":
+        if not isinstance(value, list):
+            bad()
+        for item in value:
+            _typed(item, typ[1], where, struct, path)
+    elif typ[0] == "map":
+        if not isinstance(value, dict):
+            bad()
+        for item in value.values():
+            _typed(item, typ[1], where, struct, path)
+    else:
+        name, fields = typ
+        if not isinstance(value, dict):
+            bad()
+        for key, ftyp in fields.items():
+            if key in value:
+                _typed(value[key], ftyp, where, name,
+                       f"{path}.{key}" if path else key)
+
+
+def _json(data, what, typ=None):
+    """``data`` parsed, and checked against Go type ``typ``: ImageError (a 400)
+    for what is not JSON, nested deeper than the parser goes (Go's decoder
+    stops at 10,000 too), or of another type."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ImageError(f"invalid archive: {what} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ImageError(f"invalid archive: {what} is not valid JSON: exceeded max "
+                         "depth") from None
+    if typ is not None:
+        _typed(doc, typ, what)
+    return doc
+
+
+def check_config(config_bytes, what):
+    """The image config as docker load decodes it: an object whose fields have
+    their types (an image whose ``created`` is a number would break every
+    later ``docker images``)."""
+    config = _json(config_bytes, what, _IMAGE_CONFIG)
+    if not isinstance(config, dict):
+        raise ImageError(f"invalid archive: {what} is not a JSON object")
+    return config
 
 
 class ImageToAdd:
@@ -145,28 +291,23 @@ def read_archive(stream, blobs, repository=None):
     if "manifest.json" in files.small:
         return _docker_archive_images(files, blobs)
     if "index.json" in files.small:
-        index = _json(files.small["index.json"], "index.json")
+        index = _json(files.small["index.json"], "index.json", _INDEX)
         return _oci_images(index, blobs, None, default_name=repository)
     raise ImageError("invalid archive: neither manifest.json (docker-archive) nor "
                      "index.json (OCI layout) found")
 
 
-def _json(data, what):
-    try:
-        return json.loads(data)
-    except ValueError as e:
-        raise ImageError(f"invalid archive: {what} is not valid JSON: {e}") from None
-
-
 def _docker_archive_images(files, blobs):
-    manifest = _json(files.small["manifest.json"], "manifest.json")
+    manifest = _json(files.small["manifest.json"], "manifest.json", ("list", _MANIFEST_ITEM))
     if not isinstance(manifest, list):
         raise ImageError("invalid archive: manifest.json is not a list")
     out = []
     for entry in manifest:
-        if not isinstance(entry, dict) or "Config" not in entry or "Layers" not in entry:
+        if not isinstance(entry, dict) or not entry.get("Config") or \
+                entry.get("Layers") is None:
             raise ImageError("invalid archive: a manifest.json entry lacks Config or Layers")
         config_bytes = files.read(blobs, entry["Config"])
+        check_config(config_bytes, f"image config {entry['Config']}")
         config_digest = blobs.write_bytes(config_bytes)
         layers = []
         for path in entry["Layers"]:
@@ -200,10 +341,15 @@ def _platform_matches(desc):
                                                                    arch) == arch
 
 
-def _oci_images(index, blobs, fetch, names=None, default_name=None):
+def _oci_images(index, blobs, fetch, names=None, default_name=None, depth=0):
     """Images named by an OCI index.  ``fetch(digest)`` brings a blob into the
     store when it is not there yet (OCI layout directories); manifest lists are
     narrowed to this host's platform."""
+    if not isinstance(index, dict):
+        raise ImageError("invalid archive: index.json is not a JSON object")
+    if depth > MAX_INDEX_DEPTH:
+        raise ImageError(f"invalid OCI index: indexes nested more than {MAX_INDEX_DEPTH} "
+                         "deep")
     out = []
     for desc in index.get("manifests") or []:
         media = desc.get("mediaType")
@@ -216,22 +362,26 @@ def _oci_images(index, blobs, fetch, names=None, default_name=None):
             raise ImageError(f"invalid OCI layout: manifest {digest} is named by "
                              "index.json but missing")
         if media in st.INDEX_MEDIA_TYPES:
-            nested = blobs.read_json(digest)
+            nested = _json(blobs.read(digest), f"index {digest}", _INDEX)
+            if not isinstance(nested, dict):
+                raise ImageError(f"invalid archive: index {digest} is not a JSON object")
             chosen = [d for d in nested.get("manifests") or [] if _platform_matches(d)]
             if not chosen:
                 os_name, arch = host_platform()
                 raise ImageError(f"no image for {os_name}/{arch} in index {digest}")
             sub = {"manifests": [dict(chosen[0], annotations=desc.get("annotations"))]}
-            out.extend(_oci_images(sub, blobs, fetch, names, default_name))
+            out.extend(_oci_images(sub, blobs, fetch, names, default_name, depth + 1))
             continue
         if media and media not in st.MANIFEST_MEDIA_TYPES:
             continue  # artifacts, attestations: not images
         manifest_bytes = blobs.read(digest)
-        manifest = _json(manifest_bytes, f"manifest {digest}")
+        manifest = _json(manifest_bytes, f"manifest {digest}", _MANIFEST)
+        if not isinstance(manifest, dict):
+            raise ImageError(f"invalid archive: manifest {digest} is not a JSON object")
         if manifest.get("mediaType") in st.INDEX_MEDIA_TYPES or "manifests" in manifest:
             sub = {"manifests": [{"mediaType": st.MEDIA_OCI_INDEX, "digest": digest,
                                   "annotations": desc.get("annotations")}]}
-            out.extend(_oci_images(sub, blobs, fetch, names, default_name))
+            out.extend(_oci_images(sub, blobs, fetch, names, default_name, depth + 1))
             continue
         config_desc = manifest.get("config") or {}
         if fetch:
@@ -246,8 +396,9 @@ def _oci_images(index, blobs, fetch, names=None, default_name=None):
                 raise ImageError(f"invalid image: layer {layer.get('digest')} named by "
                                  f"manifest {digest} is missing")
         refs = _refs_from_annotations(desc.get("annotations") or {}, default_name)
-        out.append(ImageToAdd(manifest, blobs.read(config_desc["digest"]), refs,
-                              manifest_bytes=manifest_bytes))
+        config_bytes = blobs.read(config_desc["digest"])
+        check_config(config_bytes, f"image config {config_desc['digest']}")
+        out.append(ImageToAdd(manifest, config_bytes, refs, manifest_bytes=manifest_bytes))
     return out
 
 
@@ -279,7 +430,7 @@ def read_oci_layout_dir(path, blobs, name=None):
     verified against its digest)."""
     try:
         with open(os.path.join(path, "index.json"), "rb") as f:
-            index = _json(f.read(), "index.json")
+            index = _json(f.read(), "index.json", _INDEX)
     except FileNotFoundError:
         raise ImageError(f"{path}: not an OCI image layout (no index.json)") from None
 

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from pybox.errors import AuthenticationError, RegistryError
+from pybox.errors import AuthenticationError, BadRequest, RegistryError
 
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 IDENTITY_TOKEN_USER = "<token>"
@@ -87,6 +87,18 @@ def parse_challenges(header):
 
 # -- the API's X-Registry-Auth ----------------------------------------------------------
 
+class InvalidAuthHeader(AuthenticationError, BadRequest):
+    """An X-Registry-Auth header that does not decode (moby's
+    errInvalidParameter: a 400, not the registry's 401)."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"invalid X-Registry-Auth header: {reason}", status=400)
+
+
+AUTH_CONFIG_FIELDS = ("username", "password", "auth", "email", "serveraddress",
+                      "identitytoken", "registrytoken")
+
+
 def decode_registry_auth(header):
     """Credentials from an X-Registry-Auth value ('' or ``e30=`` = anonymous).
     docker sends URL-safe base64, older clients standard base64, some unpadded."""
@@ -98,10 +110,18 @@ def decode_registry_auth(header):
         raw = base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_"))
         doc = json.loads(raw or b"{}")
     except (ValueError, TypeError):
-        raise AuthenticationError("invalid X-Registry-Auth header: not base64 JSON",
-                                  status=400) from None
+        raise InvalidAuthHeader("not base64 JSON") from None
+    except RecursionError:  # 10,000 nested '[': Go's decoder stops at depth 10,000 too
+        raise InvalidAuthHeader("exceeded max depth") from None
     if not isinstance(doc, dict):
         return ANONYMOUS
+    for key in AUTH_CONFIG_FIELDS:  # decoded by type, as Go's into AuthConfig
+        value = doc.get(key)
+        if value is not None and not isinstance(value, str):
+            kind = {bool: "bool", int: "number", float: "number", list: "array",
+                    dict: "object"}.get(type(value), "value")
+            raise InvalidAuthHeader(f"json: cannot unmarshal {kind} into Go struct field "
+                                    f"AuthConfig.{key} of type string")
     return Credentials(username=doc.get("username") or "",
                        password=doc.get("password") or "",
                        identity_token=doc.get("identitytoken") or "",
@@ -190,7 +210,7 @@ class DockerConfig:
                 data = json.loads(f.read() or b"{}")
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             raise RegistryError(f"loading {self.path}: {e}") from None
         return data if isinstance(data, dict) else {}
 
@@ -298,8 +318,10 @@ class CredentialHelper:
             raise RegistryError(f"error getting credentials - err: {self.program} get: {out}")
         try:
             doc = json.loads(out)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RegistryError(f"{self.program} get: invalid JSON answer") from None
+        if not isinstance(doc, dict):
+            raise RegistryError(f"{self.program} get: invalid JSON answer")
         username, secret = doc.get("Username") or "", doc.get("Secret") or ""
         if username == IDENTITY_TOKEN_USER:
             return Credentials(identity_token=secret)
