@@ -100,6 +100,10 @@ class EngineNetworking:
         mac = (body.get("MacAddress") or "").strip()
         if mac and mode in NO_SANDBOX:
             raise BadRequest("conflicting options: mac-address and the network mode")
+        if mac:
+            from pybox.network.manager import check_mac
+
+            check_mac(mac)  # the primary endpoint's when it names none
         if mode.startswith("container:") and (hc.get("PortBindings") or
                                               hc.get("PublishAllPorts")):
             raise BadRequest("conflicting options: port publishing and the container type "
@@ -166,8 +170,14 @@ class EngineNetworking:
                                       "IPAMConfig": ep.get("IPAMConfig"),
                                       "MacAddress": ep.get("MacAddress")}))
         wanted = portsmod.requested(rec["Config"], hc)
-        sb = self.manager.setup(c.id, attachments, hostname=rec["Config"].get("Hostname", ""),
-                                wanted_ports=wanted, dns=hc.get("Dns") or ())
+        from pybox.network.manager import NetworkError
+
+        try:
+            sb = self.manager.setup(c.id, attachments,
+                                    hostname=rec["Config"].get("Hostname", ""),
+                                    wanted_ports=wanted, dns=hc.get("Dns") or ())
+        except NetworkError as e:  # setup left nothing behind; docker's words
+            raise NetworkError(f"failed to set up container networking: {e}") from None
         crashpoint("engine.network.setup")
         try:
             self._fill_settings(c, sb)

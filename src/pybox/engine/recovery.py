@@ -56,8 +56,11 @@ The order, and why it is this order:
 7. Networking (NetworkManager.recover): sandboxes of containers not running
    torn down, the running ones' re-adopted (port reservations, nft port
    elements, networks active again, DNS); IPAM leases no sandbox holds freed;
-   namespaces, veths, bridges and nft rules without an owner removed.  The
-   records of running containers are then made to say what the sandbox has
+   namespaces, veths, bridges and nft rules without an owner removed -- only
+   links pybox made (its veths, bridges it created: ``bridge_created`` in the
+   network record); a user's bridge an idle network used gets back what
+   pybox changed on it (``adopted``: its route_localnet, the gateway address)
+   and stays.  The records of running containers are then made to say what the sandbox has
    (a connect or disconnect cut between the kernel and the record).
 8. Restart policies: ``always`` and ``unless-stopped`` (not stopped by hand)
    containers are started, and so is one whose restart was pending; these

@@ -14,13 +14,43 @@ an address (the engine's glue is pybox.engine.networking):
 
 Every kernel object made here carries a name that says it is pybox's and
 which pyboxd made it (``Names``), so ``NetworkManager.cleanup`` finds its own
-leftovers after a crash and never touches anyone else's objects.
+leftovers after a crash and never touches anyone else's objects.  The one
+exception, a bridge named by the client (``com.docker.network.bridge.name``),
+is pybox's only if pybox created it, which its network record says; a user's
+bridge is used, never deleted (manager.py).
 """
 
 import hashlib
 import re
 
-IFNAMSIZ = 15  # usable characters of a Linux interface name
+IFNAMSIZ = 15  # usable bytes of a Linux interface name (16 with the NUL)
+
+# any pyboxd's bridge or veth name (the main one's and every tagged instance's)
+_RESERVED = re.compile(r"^pybox[0-9a-f]{0,3}(0|-[0-9a-f]+|v[0-9a-f]+)$")
+
+
+def ifname_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a Linux interface name, or None.  The kernel's
+    dev_valid_name(): at most 15 bytes, not "." or "..", no "/", ":" or
+    whitespace; control characters are refused too (the name ends up in
+    sysctl paths, nftables rules and logs)."""
+    if not name:
+        return "is empty"
+    if len(name.encode("utf-8", "surrogatepass")) > IFNAMSIZ:
+        return f"is longer than {IFNAMSIZ} bytes"
+    if name in (".", ".."):
+        return "is not a valid interface name"
+    if any(c in "/:" or c.isspace() or ord(c) < 0x20 or ord(c) == 0x7f for c in name):
+        return "holds a character an interface name cannot have ('/', ':', " \
+               "whitespace or a control character)"
+    return None
+
+
+def is_reserved_name(name: str) -> bool:
+    """Whether ``name`` has the shape of a pyboxd's own bridges and veths: a
+    client may not give a network such a name, since pybox removes links of
+    its pattern that no network of its explains."""
+    return bool(_RESERVED.match(name))
 
 
 class Names:

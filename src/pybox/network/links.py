@@ -11,14 +11,21 @@ IPRoute(use_socket=...), which then cannot talk to any other namespace.
 No ``ip`` subprocess: a container's interface costs a handful of netlink
 messages (see ``attach_veth``).
 
-No ``link_lookup``/``get_links(index)`` on the long-lived host socket either:
+No ``link_lookup``/``get_links(index)`` on a container's hot path either:
 pyroute2 sends a link GET with NLM_F_ACK and stops reading at the reply, so
 the kernel's ACK lands in the socket's queue of unclaimed messages and stays
 there -- one 36-byte message per call, and worse, each one pinned in the
 middle of freed receive buffers: pyboxd's heap grew by some KiB per container
 for good.  Host ifindexes come from if_nametoindex(3) (an ioctl in the worker
 thread's namespace: the host's), and whatever pyroute2 leaves unclaimed is
-dropped after every call (``_discard_unclaimed``).
+dropped after every call (``_discard_unclaimed``).  A link's kind is looked up
+(one GET) only where a name may belong to someone else: a network's creation,
+a bridge pybox did not just make, a disconnect.
+
+Ownership: pybox deletes only links it made -- its veths, the bridges it
+created -- and checks before deleting that the name still is that link (same
+ifindex, or the expected kind): a user's bridge, or a host interface that took
+a name pybox once used, is never deleted (see manager.py).
 """
 
 import ipaddress
@@ -33,6 +40,7 @@ ENODEV = 19
 EEXIST = 17
 ENOENT = 2
 ESRCH = 3
+EADDRNOTAVAIL = 99
 
 
 def _sysctl(path, value):
@@ -43,12 +51,36 @@ def _sysctl(path, value):
         pass
 
 
+def write_sysctl(path: str, value: str) -> None:
+    """Write a sysctl; a missing or refused one is ignored (best effort)."""
+    _sysctl(path, value)
+
+
+def read_sysctl(path: str) -> str | None:
+    """A sysctl's value (stripped), or None when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def route_localnet_path(name: str) -> str:
+    return f"/proc/sys/net/ipv4/conf/{name}/route_localnet"
+
+
 class LinkError(PyboxError):
     """A link, address or route could not be made or removed."""
 
 
 def _nl_errno(exc):
     return getattr(exc, "code", None)
+
+
+def _kind(link) -> str:
+    """IFLA_INFO_KIND of a link message: "bridge", "veth"...; "" for a device
+    that has none (a NIC, lo)."""
+    return link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or ""
 
 
 def _ifindex(name: str) -> int | None:
@@ -177,46 +209,134 @@ class Links:
             return 1500
         return self.call(work)
 
-    def link_names(self):
-        return self.call(lambda: [l.get_attr("IFLA_IFNAME") for l in self.host.get_links()])
-
-    def ensure_bridge(self, name, gateway, prefixlen, mtu):
-        """Create (or adopt) bridge ``name`` with ``gateway/prefixlen``, up.
-        Also sets route_localnet on it, for published ports reached through
-        127.0.0.1 (see firewall.py); returns the ifindex."""
+    def link_kinds(self) -> dict[str, str]:
+        """Every host link's name -> its kind ("bridge", "veth"...; "" for a
+        device without one: a NIC, lo): what a leftover sweep checks before
+        deleting a link whose name only looks like one of pybox's."""
         def work():
-            ipr = self.host
+            return {l.get_attr("IFLA_IFNAME"): _kind(l) for l in self.host.get_links()}
+        return self.call(work)
+
+    def _link_kind(self, name: str) -> tuple[int, str] | None:
+        """(ifindex, kind) of the host link ``name``, or None (worker thread)."""
+        index = _ifindex(name)
+        if index is None:
+            return None
+        try:
+            found = self.host.get_links(index)
+        except Exception as e:  # noqa: BLE001 - NetlinkError
+            if _nl_errno(e) in (ENODEV, ENOENT):
+                return None
+            raise LinkError(f"cannot look up link {name}: {e}") from None
+        if not found or found[0].get_attr("IFLA_IFNAME") != name:
+            return None  # renamed or replaced between the two calls
+        return index, _kind(found[0])
+
+    def link_kind(self, name: str) -> str | None:
+        """The kind of host link ``name`` ("bridge", "veth", "" for a plain
+        device), or None if there is none."""
+        found = self.call(self._link_kind, name)
+        return None if found is None else found[1]
+
+    def addresses(self, name: str) -> set[tuple[str, int]]:
+        """The IPv4 (address, prefixlen) pairs of host link ``name``."""
+        def work():
             index = _ifindex(name)
             if index is None:
+                return set()
+            return {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                    for a in self.host.get_addr(family=2, index=index)}
+        return self.call(work)
+
+    def ensure_bridge(self, name: str, gateway: str, prefixlen: int, mtu: int, *,
+                      create: bool) -> tuple[int, bool, bool]:
+        """Bridge ``name`` with ``gateway/prefixlen``, up -> (ifindex,
+        created, address added).
+
+        ``create``: pybox may make the bridge if it is missing (a bridge it
+        then owns).  An existing link is used only if it is a bridge (docker:
+        "existing interface X is not a bridge"); of a bridge pybox did not
+        make, only what docker changes on a user's bridge is changed: the
+        gateway address added if missing, the link set up.  Nothing else of
+        it (MTU, sysctls, other addresses) is touched here."""
+        def work():
+            ipr = self.host
+            created = False
+            index = None
+            if create and _ifindex(name) is None:
                 try:
                     ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+                    created = True
                 except Exception as e:  # noqa: BLE001 - NetlinkError
                     if _nl_errno(e) != EEXIST:
                         raise LinkError(f"cannot create bridge {name}: {e}") from None
-                # IPv4-only networks: no link-local address, no MLD chatter
-                _sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
-                index = _ifindex(name)
-                if index is None:
-                    raise LinkError(f"bridge {name} vanished right after its creation")
+                if created:
+                    # IPv4-only networks: no link-local address, no MLD chatter
+                    _sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
+                    index = _ifindex(name)
+                    if index is None:
+                        raise LinkError(f"bridge {name} vanished right after its creation")
+            if index is None:  # an existing link: used only if it is a bridge
+                found = self._link_kind(name)
+                if found is None:
+                    raise LinkError(f"bridge {name} does not exist")
+                index, kind = found
+                if kind != "bridge":
+                    raise LinkError(f"existing interface {name} is not a bridge")
             have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                     for a in ipr.get_addr(family=2, index=index)}
+            added = False
             if (gateway, prefixlen) not in have:
                 ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+                added = True
             ipr.link("set", index=index, state="up")
-            return index
-        index = self.call(work)
-        _sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
-        return index
+            return index, created, added
+        try:
+            return self.call(work)
+        except LinkError:
+            raise
+        except Exception as e:  # noqa: BLE001 - NetlinkError
+            raise LinkError(f"cannot set up bridge {name}: {e}") from None
 
-    def delete_link(self, name):
-        """Delete the link ``name`` in the host namespace; absent is fine."""
+    def remove_address(self, name: str, address: str, prefixlen: int) -> None:
+        """Remove ``address/prefixlen`` from host link ``name``; absent is fine."""
         def work():
+            index = _ifindex(name)
+            if index is None:
+                return
             try:
-                self.host.link("del", ifname=name)
+                self.host.addr("del", index=index, address=address, prefixlen=prefixlen)
+            except Exception as e:  # noqa: BLE001 - NetlinkError
+                if _nl_errno(e) not in (EADDRNOTAVAIL, ENODEV, ENOENT):
+                    raise LinkError(f"cannot remove {address}/{prefixlen} from {name}: "
+                                    f"{e}") from None
+        self.call(work)
+
+    def delete_link(self, name: str, *, kind: str | None = None,
+                    index: int | None = None) -> bool:
+        """Delete the host link ``name``; absent is fine.  A name pybox uses
+        may since have been taken by something else, which is left alone:
+        with ``index``, only if ``name`` is still that link (ifindexes are not
+        handed out again soon: the kernel counts up), else with ``kind``, only
+        a link of that kind.  -> whether a link was deleted."""
+        def work():
+            if index is not None:
+                if _ifindex(name) != index:
+                    return False
+                target = index
+            else:
+                found = self._link_kind(name)
+                if found is None or (kind is not None and found[1] != kind):
+                    return False
+                target = found[0]
+            try:
+                self.host.link("del", index=target)
             except Exception as e:  # noqa: BLE001 - NetlinkError
                 if _nl_errno(e) not in (ENODEV, ENOENT) and "No such" not in str(e):
                     raise LinkError(f"cannot delete link {name}: {e}") from None
-        self.call(work)
+                return False
+            return True
+        return self.call(work)
 
     # -- a container's end -------------------------------------------------------
     def attach_veth(self, ns_sock, netns_path, host_name, ifname, bridge_index, mtu,

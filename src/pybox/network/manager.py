@@ -21,15 +21,18 @@ messages inside it, a few nftables elements and port sockets.
 """
 
 import os
+import re
 import secrets
 import threading
 
 from pybox.errors import BadRequest, Conflict, NotFound, PyboxError
 from pybox.crashpoints import crashpoint
-from pybox.network import Names, etc, ipam, ports as portsmod
+from pybox.network import Names, etc, ifname_problem, ipam, is_reserved_name, \
+    ports as portsmod
 from pybox.network import netns as netnsmod
 from pybox.network.firewall import Firewall
-from pybox.network.links import Links
+from pybox.network.links import LinkError, Links, read_sysctl, route_localnet_path, \
+    write_sysctl
 from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
@@ -37,10 +40,14 @@ PREDEFINED = ("bridge", "host", "none")
 DEFAULT_NETWORK = "bridge"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 MTU_OPTION = "com.docker.network.driver.mtu"
+MIN_MTU, MAX_MTU = 68, 65535  # what the kernel takes for a bridge and a veth
 
 
-class NetworkError(PyboxError):
-    """Networking could not be set up for a container (the start fails)."""
+class NetworkError(Conflict):
+    """Networking could not be set up for a container: the start fails, with
+    a message saying why, and leaves nothing behind (409: the host's state,
+    not pyboxd, is what stands in the way -- a bridge replaced by another
+    kind of link, a kernel refusing a veth)."""
 
 
 def _now():
@@ -177,9 +184,49 @@ class NetworkManager:
         return out
 
     def _host_networks(self):
+        # routes on pybox's own bridges are its networks'; a user's bridge may
+        # carry subnets of its own, which later networks must avoid
         mine = {r["pybox"]["bridge"] for r in self.networks.values()
-                if r.get("pybox", {}).get("bridge")}
+                if r.get("pybox", {}).get("bridge") and self._owns_bridge(r)}
         return self.links.host_networks(exclude=mine)
+
+    def _owns_bridge(self, rec: dict) -> bool:
+        """Whether the network's bridge is pybox's to delete: a name of
+        pybox's own pattern (Names), or a bridge pybox created under the
+        name the client chose (``bridge_created`` in the record, set before
+        the link is made and cleared once it is deleted, so a restarted or
+        crashed pyboxd knows too).  A bridge that existed before is the
+        user's: docker's ifaceCreatedByUser, never deleted."""
+        pb = rec.get("pybox") or {}
+        return bool(pb.get("bridge_created")) or self.names.is_bridge(pb.get("bridge") or "")
+
+    def _check_bridge_options(self, options: dict) -> None:
+        """docker's checks of a bridge network's driver options at create, and
+        the name checks docker leaves to the kernel (which then answers
+        "invalid argument" with a 500): a client naming eth0 or "../x" must
+        not get pybox to re-address, or later delete, a host interface."""
+        name = options.get(BRIDGE_NAME_OPTION)
+        if name:
+            problem = ifname_problem(name)
+            if problem:
+                # the kernel's errno text, as docker passes it on
+                errtext = "numerical result out of range" if "longer" in problem \
+                    else "invalid argument"
+                raise BadRequest(f"{errtext}: bridge name {name!r} {problem}")
+            if is_reserved_name(name):
+                raise BadRequest(f"invalid argument: bridge name {name!r} is reserved for "
+                                 "pybox's own interfaces")
+            kind = self.links.link_kind(name)
+            if kind is not None and kind != "bridge":
+                raise BadRequest(f"existing interface {name} is not a bridge")
+        mtu = options.get(MTU_OPTION)
+        if mtu is not None and mtu != "":
+            if not re.fullmatch(r"[+-]?[0-9]+", mtu):
+                raise BadRequest(f"failed to parse {MTU_OPTION} value: {mtu} "
+                                 f'(strconv.Atoi: parsing "{mtu}": invalid syntax)')
+            value = int(mtu)
+            if value < 0 or (value and not MIN_MTU <= value <= MAX_MTU):
+                raise BadRequest(f"invalid MTU number: {value}")
 
     def create(self, body):
         """POST /networks/create -> (id, warning)."""
@@ -194,6 +241,7 @@ class NetworkManager:
         if body.get("EnableIPv6"):
             raise BadRequest("IPv6 networks are not supported by pybox yet")
         options = dict(body.get("Options") or {})
+        self._check_bridge_options(options)
         configs = list((body.get("IPAM") or {}).get("Config") or [])
         if len(configs) > 1:
             raise BadRequest("pybox networks have one IPv4 subnet")
@@ -209,12 +257,12 @@ class NetworkManager:
                                internal=body.get("Internal"), options=options,
                                labels=body.get("Labels"), attachable=body.get("Attachable"))
             bridge = options.get(BRIDGE_NAME_OPTION) or self.names.bridge(rec["Id"])
-            if len(bridge) > 15:
-                raise BadRequest(f"bridge name {bridge!r} is longer than 15 characters")
             if any(r.get("pybox", {}).get("bridge") == bridge for r in self.networks.values()):
                 raise Conflict(f"bridge name {bridge} is used by another network")
             state = dict(config, allocated={})
-            rec["pybox"] = {"bridge": bridge, "ipam": state,
+            # the bridge is made (or a user's adopted) when the network is
+            # first used; bridge_created records whether pybox made it
+            rec["pybox"] = {"bridge": bridge, "ipam": state, "bridge_created": False,
                             "user_subnet": bool(cfg.get("Subnet"))}
             self.networks[rec["Id"]] = rec
             self._save(rec, durable=True)
@@ -328,8 +376,11 @@ class NetworkManager:
 
     # -- activation: a network's kernel objects ---------------------------------------------
     def mtu(self, rec):
-        value = int((rec.get("Options") or {}).get(MTU_OPTION) or 0)
-        if value:
+        try:
+            value = int((rec.get("Options") or {}).get(MTU_OPTION) or 0)
+        except ValueError:  # a record from before the create checked it
+            value = 0
+        if MIN_MTU <= value <= MAX_MTU:
             return value
         if self._mtu is None:
             self._mtu = self.links.default_mtu()
@@ -366,24 +417,50 @@ class NetworkManager:
     def _activate(self, rec):
         """Make the network's kernel objects.  The subnet check and the
         bridge's creation run under a host-wide lock, so two pyboxds never
-        both pick a subnet that neither has routed yet."""
+        both pick a subnet that neither has routed yet.
+
+        The bridge: made by pybox if no link has its name (and then pybox's:
+        ``bridge_created`` is saved before the link is made); a bridge that
+        exists and is not pybox's is the user's (docker's user-provided
+        bridge), used as docker uses one: the gateway address added, set up,
+        pybox's nft rules for it.  What pybox changes on a user's bridge is
+        saved first (``adopted``) and undone when the network goes idle
+        (``_deactivate``) or, after a crash, by ``recover``.  Any other kind
+        of link is refused and left as it is."""
         if rec["Id"] in self.active:
             return
         import ipaddress
 
-        bridge = rec["pybox"]["bridge"]
+        pb = rec["pybox"]
+        bridge = pb["bridge"]
         with _host_lock():
             state = self._ipam_state(rec)
             prefixlen = ipaddress.ip_network(state["Subnet"]).prefixlen
-            if not rec["Internal"]:
-                _enable_ip_forwarding()
-            self.bridge_index[rec["Id"]] = self.links.ensure_bridge(
-                bridge, state["Gateway"], prefixlen, self.mtu(rec))
+            gateway = state["Gateway"]
+            try:
+                owned = self._claim_bridge(rec, gateway, prefixlen)
+                if not rec["Internal"]:
+                    _enable_ip_forwarding()
+                index, _, added = self.links.ensure_bridge(
+                    bridge, gateway, prefixlen, self.mtu(rec), create=owned)
+            except BaseException as e:
+                self._deactivate(rec, force=True)
+                if isinstance(e, (LinkError, NetworkError)):
+                    raise NetworkError(f"network {rec['Name']}: {e}") from None
+                raise
+            adopted = pb.get("adopted")
+            if added and adopted is not None and not adopted.get("address"):
+                adopted["address"] = [gateway, prefixlen]  # gone since the claim
+                self._save(rec)
+            self.bridge_index[rec["Id"]] = index
             crashpoint("network.activate.bridge")
         try:
             self.firewall.ensure()
             self.firewall.add_network(bridge, state["Subnet"], internal=rec["Internal"])
             crashpoint("network.activate.rules")
+            # published ports on 127.0.0.1 (see firewall.py): only once the
+            # guard chain covers the bridge
+            write_sysctl(route_localnet_path(bridge), "1")
             if not self.is_default(rec):
                 try:
                     self.dns.add(rec["Id"], state["Gateway"], state["Subnet"])
@@ -397,22 +474,78 @@ class NetworkManager:
             raise
         self.active.add(rec["Id"])
 
-    def _deactivate(self, rec, force=False):
-        if rec["Id"] not in self.active and not force:
-            return
-        self.active.discard(rec["Id"])
-        self.bridge_index.pop(rec["Id"], None)
-        bridge = rec.get("pybox", {}).get("bridge")
-        if not bridge:
-            return
-        if self._dns is not None:
-            self._dns.remove(rec["Id"])
+    def _claim_bridge(self, rec: dict, gateway: str, prefixlen: int) -> bool:
+        """Decide whose the network's bridge is before anything changes it
+        -> True if pybox's (it may create it).  A user's bridge: what will be
+        changed on it is saved (its route_localnet, the gateway address if it
+        lacks it), to be undone.  A link that is not a bridge is refused."""
+        pb = rec["pybox"]
+        bridge = pb["bridge"]
+        kind = self.links.link_kind(bridge)
+        if kind is not None and kind != "bridge":
+            raise NetworkError(f"existing interface {bridge} is not a bridge")
+        if self._owns_bridge(rec):
+            return True
+        if kind is None:  # pybox makes it: record that first
+            pb["bridge_created"] = True
+            pb.pop("adopted", None)
+            self._save(rec, durable=True)
+            return True
+        if "adopted" not in pb:  # else a crashed pyboxd's, to be undone as saved
+            have = self.links.addresses(bridge)
+            pb["adopted"] = {
+                "route_localnet": read_sysctl(route_localnet_path(bridge)),
+                "address": None if (gateway, prefixlen) in have else [gateway, prefixlen]}
+            self._save(rec, durable=True)
+        return False
+
+    def _release_bridge(self, rec: dict) -> None:
+        """The network goes idle: pybox's bridge is deleted (if that name is
+        still the bridge it made); a user's bridge gets back what pybox changed
+        (route_localnet before the firewall's guard goes, the address pybox
+        added) and stays."""
+        pb = rec.get("pybox") or {}
+        bridge = pb.get("bridge")
+        adopted = pb.get("adopted")
+        if adopted is not None:
+            old = adopted.get("route_localnet")
+            if old is not None and self.links.link_kind(bridge) == "bridge":
+                write_sysctl(route_localnet_path(bridge), old)
         try:
             self.firewall.remove_network(bridge)
         except PyboxError:
             pass
         crashpoint("network.deactivate.rules")
-        self.links.delete_link(bridge)
+        index = self.bridge_index.pop(rec["Id"], None)
+        if adopted is not None:
+            if adopted.get("address") and self.links.link_kind(bridge) == "bridge":
+                addr, prefixlen = adopted["address"]
+                try:
+                    self.links.remove_address(bridge, addr, prefixlen)
+                except LinkError:
+                    pass
+            del pb["adopted"]
+            self._save(rec)
+        elif self._owns_bridge(rec):
+            if index is not None:
+                self.links.delete_link(bridge, index=index)
+            else:
+                self.links.delete_link(bridge, kind="bridge")
+            if pb.get("bridge_created"):
+                pb["bridge_created"] = False
+                self._save(rec)
+
+    def _deactivate(self, rec, force=False):
+        if rec["Id"] not in self.active and not force:
+            return
+        self.active.discard(rec["Id"])
+        bridge = rec.get("pybox", {}).get("bridge")
+        if not bridge:
+            self.bridge_index.pop(rec["Id"], None)
+            return
+        if self._dns is not None:
+            self._dns.remove(rec["Id"])
+        self._release_bridge(rec)
         state = rec["pybox"].get("ipam")
         if state:
             # everything of the subnet: its containers', the gateway's own IGMP
@@ -489,8 +622,8 @@ class NetworkManager:
             raise BadRequest("network-scoped alias is supported only for containers in user "
                              "defined networks")
         mac = config.get("MacAddress")
-        if mac and not _valid_mac(mac):
-            raise BadRequest(f"invalid MAC address: {mac}")
+        if mac:
+            check_mac(mac)
 
     def setup(self, cid, attachments, *, hostname="", wanted_ports=(), dns=()):
         """Create the container's namespace, attach it to every network of
@@ -562,11 +695,13 @@ class NetworkManager:
             self.links.attach_veth(sock, sb["netns"], veth, ifname,
                                    self.bridge_index[rec["Id"]], self.mtu(rec), ip,
                                    alloc.prefixlen, mac, gateway, expect_fresh=fresh)
-        except BaseException:
+        except BaseException as e:
             alloc.release(ip, sb["id"])
             self._save(rec)
             if not self._endpoints_on(rec["Id"]):
                 self._deactivate(rec)
+            if isinstance(e, LinkError):
+                raise NetworkError(str(e)) from None
             raise
         ep = {"NetworkID": rec["Id"], "EndpointID": secrets.token_hex(32),
               "Gateway": "" if internal else state["Gateway"], "IPAddress": ip,
@@ -708,7 +843,8 @@ class NetworkManager:
                 raise Conflict(f"container {cid} is not connected to network {rec['Name']}")
             ep = sb["endpoints"].pop(rec["Id"])
             sb["order"].remove(rec["Id"])
-            self.links.delete_link(ep["veth"])
+            if self.names.is_veth(ep["veth"]):
+                self.links.delete_link(ep["veth"], kind="veth")
             crashpoint("network.disconnect.unlinked")
             ipam.Allocator(rec["pybox"]["ipam"]).release(ep["IPAddress"], cid)
             self._save(rec)
@@ -787,10 +923,18 @@ class NetworkManager:
         bridges = {self.networks[n]["pybox"]["bridge"] for n in self.active}
         veths = {ep["veth"] for sb in self.sandboxes.values()
                  for ep in sb["endpoints"].values()}
-        for name in self.links.link_names():
-            if self.names.is_bridge(name) and name not in bridges or \
-                    self.names.is_veth(name) and name not in veths:
-                self.links.delete_link(name)
+        # idle networks whose bridge a crash left as it was while in use: the
+        # one pybox made under a client's name goes, a user's is given back
+        for rec in list(self.networks.values()):
+            pb = rec.get("pybox") or {}
+            if rec["Id"] not in self.active and pb.get("bridge") and \
+                    (pb.get("adopted") is not None or pb.get("bridge_created")):
+                self._release_bridge(rec)
+        # links of pybox's name patterns, if they are of the kind pybox makes
+        for name, kind in self.links.link_kinds().items():
+            if self.names.is_bridge(name) and kind == "bridge" and name not in bridges or \
+                    self.names.is_veth(name) and kind == "veth" and name not in veths:
+                self.links.delete_link(name, kind=kind)
         for bridge in self.firewall.networks():
             if bridge not in bridges:
                 self.firewall.remove_network(bridge)
@@ -854,7 +998,20 @@ def _enable_ip_forwarding(path="/proc/sys/net/ipv4/ip_forward"):
         pass
 
 
-def _valid_mac(mac):
+def check_mac(mac: str) -> None:
+    """A MAC address for a container's interface: six colon-separated octets
+    (docker's net.ParseMAC also takes the 8- and 20-octet forms, which a veth
+    cannot have) of a unicast address that is not all zeros -- the kernel
+    refuses others when the veth is made, so a bad one would only fail the
+    start.  BadRequest with docker's "invalid MAC address X"."""
     parts = mac.split(":")
-    return len(parts) == 6 and all(len(p) == 2 and all(c in "0123456789abcdefABCDEF"
-                                                        for c in p) for p in parts)
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF"
+                                                       for c in p) for p in parts):
+        raise BadRequest(f"invalid MAC address {mac}")
+    first = int(parts[0], 16)
+    if first & 1:
+        raise BadRequest(f"invalid MAC address {mac}: a multicast address cannot be an "
+                         "interface's")
+    if not any(int(p, 16) for p in parts):
+        raise BadRequest(f"invalid MAC address {mac}: the all-zero address cannot be an "
+                         "interface's")
