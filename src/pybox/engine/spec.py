@@ -925,6 +925,31 @@ def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[s
         if not sep or not name:
             raise _bad(f'bad format for add-host: "{entry}"')
     etc.validate_extra_hosts(hc.get("ExtraHosts"))
+    # values written into the container's /etc/hostname, /etc/hosts and
+    # /etc/resolv.conf: a newline would add lines of the client's choosing (a
+    # nameserver, a hosts entry).  opts.ValidateDNSSearch and the CLI's
+    # ValidateIPAddress where docker has them, else a 400 naming the field
+    import json
+    import re
+
+    for domain in hc.get("DnsSearch") or ():
+        d = domain.strip(" ")
+        m = re.match(r"(:?(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))(:?\.(:?"
+                     r"[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])))*)\.?[\t\n\f\r ]*\Z",
+                     d)
+        if d != "." and not (re.search("[a-zA-Z]", d) and m and len(m.group(1)) < 255):
+            raise _bad(f"{domain} is not a valid domain")
+    for server in hc.get("Dns") or ():
+        if re.search(r"[\x00-\x20\x7f]", server):
+            raise _bad(f"IP address is not correctly formatted: {server}")
+    for obj, keys in ((config, ("Hostname", "Domainname")),
+                      (hc, ("DnsSearch", "DnsOptions", "ExtraHosts"))):
+        for key in keys:
+            values = obj.get(key) or ()
+            for value in [values] if isinstance(values, str) else values:
+                if re.search(r"[\x00-\x1f\x7f]", value):
+                    raise _bad(f"invalid {key} {json.dumps(value)}: control characters "
+                               "(a newline...) are not allowed")
     from pybox.network import ports
 
     for key, bindings in (hc.get("PortBindings") or {}).items():

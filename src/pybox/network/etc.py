@@ -140,6 +140,10 @@ def validate_extra_hosts(entries):
         if ip == "host-gateway":
             continue
         try:
+            # docker's net.ParseIP takes no IPv6 zone ("%eth0"), whose text
+            # would go into /etc/hosts as it is
+            if "%" in ip:
+                raise ValueError(ip)
             ipaddress.ip_address(ip)
         except ValueError:
             raise BadRequest(f'invalid IP address in add-host: "{ip}"') from None
