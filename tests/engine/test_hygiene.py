@@ -7,13 +7,15 @@ Memory is a resource bound (pyboxd's RSS after ~120 short-lived containers on
 the default bridge), not a timing; the speed and the growth over 2,000 are in
 benchmarks/memory.py."""
 
+import json
+import os
+import socket
 import threading
 import time
-import socket
 
 import pytest
 
-from .conftest import settle
+from .conftest import UnixHTTPConnection, settle
 
 CONTAINERS = 120
 RSS_BOUND_KIB = 15 * 1024
@@ -29,8 +31,6 @@ def rss_kib(pid):
 
 def processes():
     """{pid: (ppid, state, comm)} of every process."""
-    import os
-
     out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -64,16 +64,24 @@ def zombies_under(pid):
 
 def run_rm(pyboxd, cmd=("true",)):
     """`docker run --rm busybox CMD` as the API sees it: create (AutoRemove),
-    start, wait until removed."""
+    the wait for its removal (asked before the start, as the CLI does: after,
+    it may find the container gone), start."""
     status, body = pyboxd.api("POST", "/containers/create",
                               {"Image": "busybox", "Cmd": list(cmd),
                                "HostConfig": {"AutoRemove": True}})
     assert status == 201, body
     cid = body["Id"]
-    status, body = pyboxd.api("POST", f"/containers/{cid}/start")
-    assert status == 204, body
-    status, body = pyboxd.api("POST", f"/containers/{cid}/wait?condition=removed")
-    assert status == 200 and body["StatusCode"] == 0, body
+    waiting = UnixHTTPConnection(pyboxd.socket)
+    try:
+        waiting.request("POST", f"/containers/{cid}/wait?condition=removed")
+        wait = waiting.getresponse()
+        assert wait.status == 200, wait.read()
+        status, body = pyboxd.api("POST", f"/containers/{cid}/start")
+        assert status == 204, body
+        result = json.loads(wait.read())
+        assert result["StatusCode"] == 0, result
+    finally:
+        waiting.close()
 
 
 def test_memory_flat_and_no_zombies_over_short_lived_containers(pyboxd, names):
