@@ -17,6 +17,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from pybox.crashpoints import crashpoint
 from pybox.engine import spec as specmod
@@ -1121,29 +1122,72 @@ class Engine:
         """Block until the condition holds; -> (StatusCode, error or None).
         ``cancelled`` is polled (the client may go away)."""
         c = self.get(ref)
-        condition = condition or "not-running"
-        if condition not in ("not-running", "next-exit", "removed"):
-            raise BadRequest(f"invalid condition: {condition!r}")
+        condition = self._wait_condition(condition)
         with c.lock:
             seq = c.exit_seq
             while True:
-                if c.removed:
-                    break
-                # a restarting container counts as running (dockerd keeps Running
-                # set between two runs): a wait begun then returns at its next exit
-                if condition == "not-running" and not c.state.get("Running") and (
-                        not c.state.get("Restarting") or c.exit_seq != seq):
-                    break
-                if condition == "next-exit" and c.exit_seq != seq:
-                    break
+                result = self._waited(c, condition, seq)
+                if result is not None:
+                    return result
                 c.changed.wait(0.5)
                 if cancelled is not None and cancelled():
                     return None, "cancelled"
-            st = c.state
-            # docker: {"Error": null} after a failed start (the CLI would log the
-            # start error twice, as "Error waiting for container: ...")
-            error = None if getattr(c, "start_failed", False) else st.get("Error") or None
-            return st.get("ExitCode", 0), error
+
+    def wait_parked(self, ref: str, condition: str,
+                    done: Callable[[int, str | None], None]) -> Callable[[], None]:
+        """wait() without a thread: ``done(code, error)`` is called once, when
+        the condition holds -- at once if it does already, else from the
+        thread that changes the container's state, holding its lock (so it
+        must not block) -- unless the returned ``cancel()`` came first.  The
+        API parks `docker wait`s so: thousands of clients waiting on their
+        containers cost no thread each."""
+        c = self.get(ref)
+        condition = self._wait_condition(condition)
+        with c.lock:
+            seq = c.exit_seq
+
+            def check() -> None:  # with c.lock held
+                result = self._waited(c, condition, seq)
+                if result is None or check not in c.changed.hooks:
+                    return
+                del c.changed.hooks[check]
+                done(*result)
+
+            c.changed.hooks[check] = None
+            check()
+
+        def cancel() -> None:
+            with c.lock:
+                c.changed.hooks.pop(check, None)
+
+        return cancel
+
+    @staticmethod
+    def _wait_condition(condition: str | None) -> str:
+        condition = condition or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise BadRequest(f"invalid condition: {condition!r}")
+        return condition
+
+    @staticmethod
+    def _waited(c, condition: str, seq: int) -> tuple[int, str | None] | None:
+        """With c.lock held: (StatusCode, error) if ``condition`` holds for a
+        wait begun at exit ``seq``, else None."""
+        if not c.removed:
+            # a restarting container counts as running (dockerd keeps Running
+            # set between two runs): a wait begun then returns at its next exit
+            if condition == "not-running" and (c.state.get("Running") or (
+                    c.state.get("Restarting") and c.exit_seq == seq)):
+                return None
+            if condition == "next-exit" and c.exit_seq == seq:
+                return None
+            if condition == "removed":
+                return None
+        st = c.state
+        # docker: {"Error": null} after a failed start (the CLI would log the
+        # start error twice, as "Error waiting for container: ...")
+        error = None if getattr(c, "start_failed", False) else st.get("Error") or None
+        return st.get("ExitCode", 0), error
 
     # -- inspect / list -----------------------------------------------------------
     def inspect(self, ref, size=False):

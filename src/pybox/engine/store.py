@@ -77,6 +77,27 @@ def repair(record: dict, cid: str) -> dict:
     return record
 
 
+class StateChanged(threading.Condition):
+    """A container's state-transition condition whose ``notify_all`` also
+    calls ``hooks`` (with the lock held): how a wait is parked without a
+    thread (Engine.wait_parked).  A hook must not block; one that fails is
+    reported and the others still run -- the transition has happened."""
+
+    def __init__(self, lock) -> None:
+        super().__init__(lock)
+        self.hooks: dict = {}  # callable -> None (removal is O(1)); changed with the lock held
+
+    def notify_all(self) -> None:
+        super().notify_all()
+        for hook in list(self.hooks):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - a waiter's bug must not undo an exit
+                import traceback
+
+                traceback.print_exc()
+
+
 class Container:
     """One container: its record plus the engine's in-memory companions."""
 
@@ -84,7 +105,7 @@ class Container:
         self.record = record
         self.dir = directory
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)  # state transitions
+        self.changed = StateChanged(self.lock)  # state transitions
         self.exit_seq = 0  # incremented on every exit (for wait next-exit)
         self.removed = False
         self.attachers = []  # attach sessions waiting for / joined to a start
