@@ -5,9 +5,11 @@ Malformed requests are answered (400, 431 for an oversized head, 501/505 for
 what HTTP/1.1 does not do here), as Go's net/http answers them for dockerd, and
 the connection is closed; a JSON body past 4 MiB gets 413 without being read;
 a client that leaves mid-request costs nothing that stays.  Thousands of idle
-connections cost a descriptor each, not a thread: the daemon keeps serving
-meanwhile, with a bounded number of threads.  Large bodies go to disk, so four
-parallel 200 MB uploads leave pyboxd's resident memory where it was.
+connections, of JSON bodies that never complete and of outstanding waits cost a
+descriptor each, not a thread: the daemon keeps serving meanwhile, with a
+bounded number of threads; requests that wait on their client hold a thread
+each, but never one that ordinary requests need.  Large bodies go to disk, so
+four parallel 200 MB uploads leave pyboxd's resident memory where it was.
 """
 
 import json
@@ -306,33 +308,184 @@ def test_idle_connections_cost_little_and_the_daemon_keeps_serving(pyboxd, names
     still_serving(pyboxd)
 
 
-def test_long_lived_requests_do_not_starve_ordinary_ones(pyboxd, names):
-    """More event streams and waits than the pool has ordinary workers: each
-    holds a thread for its life, but ordinary requests are still served."""
+# -- requests that wait: on their client, or on the engine ------------------------------
+def hold(pyboxd, count, request):
+    """``count`` connections, each sent ``request`` (bytes, or a function of
+    the connection's index) -> the sockets, left open."""
+    held = []
+    try:
+        for i in range(count):
+            s = connect(pyboxd)
+            held.append(s)
+            send(s, request(i) if callable(request) else request)
+    except BaseException:
+        for s in held:
+            s.close()
+        raise
+    return held
+
+
+def read_head(sock):
+    """A response's head, as it comes (a stream's body may follow later)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        assert chunk, f"connection closed before a full head: {buf!r}"
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def read_chunked(sock, rest=b""):
+    """The body of a chunked response whose head was read -> the body."""
+    buf, body = rest, b""
+    while True:
+        while b"\r\n" not in buf:
+            chunk = sock.recv(4096)
+            assert chunk, f"connection closed mid-body: {buf!r}"
+            buf += chunk
+        size_line, _, buf = buf.partition(b"\r\n")
+        size = int(size_line, 16)
+        while len(buf) < size + 2:
+            chunk = sock.recv(4096)
+            assert chunk, "connection closed mid-chunk"
+            buf += chunk
+        body, buf = body + buf[:size], buf[size + 2:]
+        if size == 0:
+            return body
+
+
+def ordinary_requests_are_served(pyboxd, names):
+    """`docker ps` and `docker run --rm`, each answered within a generous 30 s."""
+    assert pyboxd.docker("ps", timeout=30).returncode == 0
+    run = pyboxd.docker("run", "--rm", "--name", names("ordinary"), "busybox", "true",
+                        timeout=30)
+    assert run.returncode == 0, run.stderr
+    still_serving(pyboxd)
+
+
+def test_incomplete_json_bodies_hold_no_thread(pyboxd, names):
+    """1,500 container creates whose bodies never complete (a declared 100,000
+    bytes, one sent): the bodies are collected by the poller, a piece at a time,
+    so they hold no thread, and `docker ps` and `docker run` are served
+    meanwhile (each such body held a thread, and 1,100 of them stopped pyboxd
+    serving anyone).  A body finished later still creates its container."""
     from pybox.api import server
 
-    name = names("waited")
-    pyboxd.ok("create", "--name", name, "busybox", "true")
-    streams = []
+    pid = pyboxd.pid
+    still_serving(pyboxd)
+    threads_before = proc_status(pid, "Threads")
+    rss_before = proc_status(pid, "VmRSS")
+    fds_before = fd_count(pid)
+    name = names("slowbody")
+    body = b'{"Image": "busybox", "Cmd": ["true"], "Labels": {"pad": "'
+    body += b"x" * (100000 - len(body) - 3) + b'"}}'
+    held = hold(pyboxd, 1500, lambda i: (
+        b"POST /containers/create" + (f"?name={name}".encode() if i == 0 else b"")
+        + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n" + body[:1]))
     try:
-        for i in range(server.WORKERS + 16):
-            s = connect(pyboxd)
-            path = b"/events" if i % 2 else \
-                f"/containers/{name}/wait?condition=next-exit".encode()
-            method = b"GET" if i % 2 else b"POST"
-            send(s, method + b" " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-            streams.append(s)
-        for s in streams:  # each stream's headers come at once
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                buf += s.recv(4096)
-            assert buf.startswith(b"HTTP/1.1 200")
+        ordinary_requests_are_served(pyboxd, names)
+        threads = proc_status(pid, "Threads")
+        assert threads <= threads_before + server.WORKERS + 16, (threads_before, threads)
+        assert proc_status(pid, "VmRSS") - rss_before < 64 * 1024, "more than 64 MiB"
+        # the first body, finished in two more pieces, is a container
+        send(held[0], body[1:50000])
         still_serving(pyboxd)
+        send(held[0], body[50000:])
+        status, _, reply = read_response(held[0])
+        assert status == 201, reply
+        assert pyboxd.inspect(name)["Config"]["Labels"]["pad"].startswith("xxx")
+    finally:
+        for s in held:
+            s.close()
+    # the daemon drops them all; its descriptors go back where they were
+    assert settle(lambda: fd_count(pid) <= fds_before + 2, timeout=30), \
+        (fds_before, fd_count(pid))
+    still_serving(pyboxd)
+
+
+def test_outstanding_waits_hold_no_thread(pyboxd, names):
+    """1,500 `POST /containers/ID/wait` on a running container: each has its
+    200 at once and is then parked (no thread), so ordinary requests are served
+    meanwhile; when the container exits every waiter still there gets its
+    status code, on a connection that stays usable, and the waiters that left
+    cost nothing after."""
+    from pybox.api import server
+
+    pid = pyboxd.pid
+    name = names("waited")
+    pyboxd.ok("run", "-d", "--name", name, "busybox", "sleep", "600")
+    still_serving(pyboxd)
+    threads_before = proc_status(pid, "Threads")
+    rss_before = proc_status(pid, "VmRSS")
+    fds_before = fd_count(pid)
+    held = hold(pyboxd, 1500, f"POST /containers/{name}/wait HTTP/1.1\r\nHost: x\r\n"
+                              "Content-Length: 0\r\n\r\n".encode())
+    try:
+        rests = []
+        for s in held:  # each wait's headers come at once
+            head, rest = read_head(s)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            rests.append(rest)
+        ordinary_requests_are_served(pyboxd, names)
+        threads = proc_status(pid, "Threads")
+        assert threads <= threads_before + server.WORKERS + 16, (threads_before, threads)
+        assert proc_status(pid, "VmRSS") - rss_before < 64 * 1024, "more than 64 MiB"
+        # a third of the waiters leave; the rest see the exit
+        for s in held[::3]:
+            s.close()
+        pyboxd.ok("kill", name)
+        for i, s in enumerate(held):
+            if i % 3:
+                assert json.loads(read_chunked(s, rests[i])) == \
+                    {"Error": None, "StatusCode": 137}
+        for s in held[1:30:3]:  # keep-alive: the connection serves the next request
+            send(s, b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s)[::2] == (200, b"OK")
+    finally:
+        for s in held:
+            s.close()
+    assert settle(lambda: fd_count(pid) <= fds_before + 2, timeout=30), \
+        (fds_before, fd_count(pid))
+    still_serving(pyboxd)
+
+
+def test_long_lived_requests_do_not_starve_ordinary_ones(pyboxd, names):
+    """1,000 requests that each wait on their client -- event streams, image
+    loads and imports whose bodies stall: each holds a thread for its life,
+    but ordinary requests keep theirs and are served (when such requests
+    took all 1,088 threads there were, nothing more was served)."""
+    from pybox.api import server
+
+    name = names("target")
+    pyboxd.ok("create", "--name", name, "busybox", "true")
+    pid = pyboxd.pid
+    still_serving(pyboxd)
+    threads_before = proc_status(pid, "Threads")
+    rss_before = proc_status(pid, "VmRSS")
+    requests = [
+        b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /images/create?fromSrc=-&repo=never HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-tar\r\nContent-Length: 1000000\r\n\r\n" + b"\0" * 100,
+        b"POST /images/load HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\n"
+        b"Content-Length: 1000000\r\n\r\n" + b"\0" * 100]
+    held = hold(pyboxd, 1000, lambda i: requests[i % 3])
+    try:
+        for s in held[::3]:  # each event stream's headers come at once
+            assert read_head(s)[0].startswith(b"HTTP/1.1 200")
+        ordinary_requests_are_served(pyboxd, names)
         assert pyboxd.ok("ps", "-a", "--filter", f"name={name}", "--format",
                          "{{.Status}}") == "Created\n"
+        threads = proc_status(pid, "Threads")
+        assert threads <= threads_before + 1000 + server.WORKERS + 16, (threads_before, threads)
+        assert proc_status(pid, "VmRSS") - rss_before < 256 * 1024, "more than 256 MiB"
     finally:
-        for s in streams:
+        for s in held:
             s.close()
+    # their threads end with them (the pool keeps some ordinary ones a while)
+    assert settle(lambda: proc_status(pid, "Threads") <= threads_before + server.WORKERS + 16,
+                  timeout=30), (threads_before, proc_status(pid, "Threads"))
     still_serving(pyboxd)
 
 
@@ -393,3 +546,149 @@ def test_large_bodies_leave_rss_where_it_was(pyboxd, names):
     after = proc_status(pid, "VmRSS")
     assert after - before < 100 * 1024, f"VmRSS {before} kB -> {after} kB"
     assert max(peak) - before < 300 * 1024, f"VmRSS peaked at {max(peak)} kB from {before}"
+
+
+# -- the server in-process: its clock and its parked responses --------------------------
+@pytest.fixture
+def local_server(tmp_path):
+    """pybox's HTTP server alone, with a 1 s request timeout, on its own
+    socket -> (router, socket path)."""
+    from pybox.api import server
+
+    router = server.Router()
+    router.add("GET", "/ping", lambda req, resp: resp.send(200, b"OK", "text/plain"))
+    srv = server.Server(router, "test", idle_timeout=1.0)
+    path = str(tmp_path / "api.sock")
+    srv.listen_unix(path)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield router, path
+    srv.close()
+    thread.join(10)
+
+
+def local_connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.settimeout(30)
+    return s
+
+
+def test_a_request_must_arrive_whole_within_the_timeout(local_server):
+    """A body that keeps trickling in, a byte at a time, does not keep its
+    connection open past the request timeout (it holds no thread either)."""
+    router, path = local_server
+    router.add("POST", "/x", lambda req, resp: resp.json(req.json()))
+    with local_connect(path) as s:
+        s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        closed = False
+        for _ in range(100):  # 20 s of a byte every 0.2 s: 100 of the 1,000
+            try:
+                s.sendall(b" ")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            time.sleep(0.2)
+        assert closed
+    with local_connect(path) as s:  # and the server goes on
+        s.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s)[::2] == (200, b"OK")
+
+
+def test_parked_responses(local_server):
+    """A parked response holds no thread and outlives the request timeout; it
+    is finished by resume() from any thread (even before its handler
+    returned), on a connection that then serves its next request; a client
+    that hangs up meanwhile has its cancel called."""
+    router, path = local_server
+    parked, cancelled = {}, {}
+
+    def handler(req, resp):
+        n = req.arg("n")
+        write, end = resp.stream(200, "text/plain", long_lived=False)
+        cancelled[n] = threading.Event()
+        if req.flag("now"):  # the answer is there before the handler returns
+            resp.resume(lambda: (write(b"at once"), end()))
+        parked[n] = lambda text: resp.resume(lambda: (write(text), end()))
+        resp.park(cancelled[n].set)
+
+    router.add("POST", "/park", handler)
+    clients = {}
+    try:
+        for n in ("gone", "late", "now"):
+            clients[n] = local_connect(path)
+            query = "&now=1" if n == "now" else ""
+            clients[n].sendall(f"POST /park?n={n}{query} HTTP/1.1\r\nHost: x\r\n"
+                               "Content-Length: 0\r\n\r\n".encode())
+        rests = {n: read_head(s)[1] for n, s in clients.items()}
+        assert read_chunked(clients["now"], rests["now"]) == b"at once"
+        send(clients["now"], b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(clients["now"])[::2] == (200, b"OK")
+        clients["gone"].close()
+        assert cancelled["gone"].wait(10)
+        time.sleep(2)  # past the 1 s request timeout: a parked response stays
+        threading.Thread(target=parked["late"], args=(b"late",)).start()
+        assert read_chunked(clients["late"], rests["late"]) == b"late"
+        send(clients["late"], b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(clients["late"])[::2] == (200, b"OK")
+        assert not cancelled["late"].is_set() and not cancelled["now"].is_set()
+        # an idle connection is closed at the timeout, as the one whose answer came at once
+        assert closed_by_server(clients["now"])
+    finally:
+        for s in clients.values():
+            s.close()
+
+
+def test_past_the_long_lived_threads_a_stream_gets_503(tmp_path):
+    """Requests that wait on their client past the server's allowance of
+    threads for them (1,024 in pyboxd; 3 here) are refused with 503, streams
+    and bodies alike, instead of taking the threads of ordinary requests,
+    which are served meanwhile."""
+    from pybox.api import server
+
+    router = server.Router()
+    router.add("GET", "/ping", lambda req, resp: resp.send(200, b"OK", "text/plain"))
+
+    def stream(req, resp):
+        write, end = resp.stream(200, "text/plain")
+        while not req.client_gone():
+            time.sleep(0.05)
+
+    def upload(req, resp):
+        resp.json({"size": sum(len(chunk) for chunk in req.body_chunks())})
+
+    router.add("GET", "/stream", stream)
+    router.add("POST", "/upload", upload, stream_body=True)
+    srv = server.Server(router, "test", long_lived=3)
+    path = str(tmp_path / "api.sock")
+    srv.listen_unix(path)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    clients = []
+    try:
+        for _ in range(3):
+            clients.append(local_connect(path))
+            clients[-1].sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_head(clients[-1])[0].startswith(b"HTTP/1.1 200")
+        with local_connect(path) as s:
+            s.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, body = read_response(s)
+            assert status == 503 and b"too many" in body, body
+        with local_connect(path) as s:  # a body that would have to be waited for
+            s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+            status, _, body = read_response(s)
+            assert status == 503 and b"too many" in body, body
+        with local_connect(path) as s:  # ordinary requests are served
+            s.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s)[::2] == (200, b"OK")
+            clients.pop().close()  # one stream ends: its thread is free again
+            assert settle(lambda: srv.pool.counts()[1] < 3)
+            s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+            time.sleep(0.2)  # not a timing assertion: the rest comes later
+            s.sendall(b"defghij")
+            assert read_response(s)[::2] == (200, b'{"size":10}\n')
+    finally:
+        for s in clients:
+            s.close()
+        srv.close()
+        thread.join(10)

@@ -109,14 +109,15 @@ def register(router, engine):
         if condition not in ("not-running", "next-exit", "removed"):
             raise BadRequest(f'invalid condition: "{condition}"')
         engine.get(id)  # 404 before the 200 headers
-        write, end = resp.stream(200, "application/json")
-        code, error = engine.wait(id, condition,
-                                  cancelled=req.client_gone)
-        if code is None:
-            return  # the client went away (docker run -d)
-        write(fastjson.dumps({"Error": {"Message": error} if error else None,
-                              "StatusCode": code}).encode() + b"\n")
-        end()
+        # parked, not a thread: a wait may last as long as its container runs
+        write, end = resp.stream(200, "application/json", long_lived=False)
+
+        def done(code: int, error: str | None) -> None:  # may hold the container's lock
+            result = fastjson.dumps({"Error": {"Message": error} if error else None,
+                                     "StatusCode": code}).encode() + b"\n"
+            resp.resume(lambda: (write(result), end()))
+
+        resp.park(engine.wait_parked(id, condition, done))
 
     @r.route("POST", "/containers/{id}/resize")
     def resize(req, resp, id):

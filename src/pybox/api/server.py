@@ -6,25 +6,40 @@ stream flushed per write (events, logs -f, wait, progress), or a hijack (101
 UPGRADED, then the raw socket: attach, exec start).  Errors raised as pybox
 errors become docker's JSON error replies with the matching status code.
 
-Threads.  A client may keep thousands of connections open and idle (keep-alive
-pools, a tool that leaks them, an attacker); each must cost a file descriptor
-and a few KiB, not a thread.  So one poller (the thread that calls
-serve_forever) owns the listening sockets and every idle connection, in an
-epoll set with one-shot registrations.  When bytes arrive on a connection it
-goes to a worker, which reads the request head without blocking (a head that
-arrives in pieces goes back to the poller between pieces: a slow client holds
-no thread while it sends its headers), dispatches it, and gives the connection
-back to the poller once nothing more is buffered.  Requests on one connection
-are served in order (keep-alive), connections in parallel -- a `docker run`
-keeps three open at once and a blocked `wait` must not hold up its `start`.
+Threads.  A client may keep thousands of connections open (keep-alive pools, a
+tool that leaks them, `docker run`s waiting for their containers, an attacker);
+whatever they do, ordinary requests (ps, create, start, inspect) must still be
+served.  So no request holds one of the threads that serve them while it waits
+on its client:
 
-Workers come from a pool that starts empty, grows on demand to ``workers``
-(64) threads doing ordinary work, and shrinks again when idle.  A request that
-waits on its client rather than on the engine -- reading a body that has not
-arrived yet, a chunked stream that lasts as long as the client listens
-(events, logs -f, wait, stats), a hijacked attach or exec -- leaves that count
-for its life (up to ``long_lived``, 1024, such threads), so streams cannot
-starve ordinary requests; when it ends its thread rejoins the pool or exits.
+* One poller (the thread that calls serve_forever) owns the listening sockets
+  and every connection not being served, in an epoll set with one-shot
+  registrations.  When bytes arrive on a connection it goes to a worker, which
+  reads without blocking and gives the connection back to the poller when it
+  has read all there is: a request head, and the body of every request but
+  the few that stream theirs (archive PUT, image load and import), are
+  collected in pieces between which the client holds no thread, and only a
+  complete request is dispatched.  A JSON body is at most 4 MiB, so that is
+  what a connection can make pyboxd hold.
+* Workers come from a pool that starts empty, grows on demand to ``workers``
+  (64) threads doing ordinary work, and shrinks again when idle.  A request
+  that goes on to wait on its client -- a streamed body that has not arrived
+  yet, a chunked stream that lasts as long as the client listens (events,
+  logs -f, stats), a hijacked attach or exec, a reply the client does not read
+  -- leaves that count for its life and another thread takes its place, so
+  such requests never starve ordinary ones.  There may be ``long_lived``
+  (1,024) of them, each on a thread with a 1 MiB stack (STACK_SIZE, why
+  there); one more, or one for which the system has no thread, gets 503 --
+  LONG_LIVED says why CPython cannot have many more threads than that.
+* A response that waits on the engine, not on its client, is parked: the
+  handler returns leaving its connection with the poller (which notices a
+  client that hangs up) and a callback that resumes it on a worker when the
+  engine has the answer.  `POST /containers/ID/wait` works so: ten thousand
+  `docker run`s waiting on their containers cost no thread.
+
+Requests on one connection are served in order (keep-alive), connections in
+parallel -- a `docker run` keeps three open at once and a blocked `wait` must
+not hold up its `start`.
 
 Limits, dockerd's where it has one: a request head (request line and headers)
 of at most 1 MiB (Go's http.DefaultMaxHeaderBytes), else 431; a request h11
@@ -36,9 +51,11 @@ limit it has; its JSON decoder streams) and a larger one gets 413 without being
 read.  Bodies that can be large (archive PUT, image load and import, build) are
 read as a stream (Request.body_chunks) and go to disk.  A body a handler did not
 read is discarded up to 256 KiB (Go's maxPostHandlerReadBytes); past that the
-reply says ``Connection: close`` and the connection is closed.  A connection
-idle for 5 minutes without a complete request (dockerd's ReadHeaderTimeout) is
-closed, and so is one whose body stops arriving for as long.
+reply says ``Connection: close`` and the connection is closed.  A request (head
+and buffered body) must arrive whole within 5 minutes of its first byte, and a
+connection may stay idle between requests as long (dockerd's
+ReadHeaderTimeout); a streamed body that stops arriving for 5 minutes closes
+its connection too.
 """
 
 import collections
@@ -65,11 +82,31 @@ SERVER = "pybox/{version} (linux)"
 HEAD_LIMIT = 1 << 20  # request line + headers (Go: http.DefaultMaxHeaderBytes)
 JSON_LIMIT = 4 << 20  # a JSON body (moby: pkg/authorization's maxBodySize)
 DRAIN_LIMIT = 256 << 10  # unread body discarded before a reply (Go: maxPostHandlerReadBytes)
-IDLE_TIMEOUT = 300.0  # no complete request for this long: closed (dockerd: ReadHeaderTimeout)
-BODY_TIMEOUT = 300.0  # a body that stops arriving for this long: connection closed
+IDLE_TIMEOUT = 300.0  # a request not whole this long after it began: closed (ReadHeaderTimeout)
+BODY_TIMEOUT = 300.0  # a streamed body that stops arriving for this long: connection closed
+STALLED_WRITE = 30.0  # a reply not read for this long, on an ordinary worker: connection closed
 WORKERS = 64  # threads doing ordinary requests at once
-LONG_LIVED = 1024  # more threads for requests that wait on their client
+RESERVED = 2  # ordinary threads kept alive whatever else holds threads
+# Threads for requests that wait on their client, besides WORKERS; past this a
+# new one gets 503.  CPython cannot run many more: N threads woken at once (an
+# event to N `docker events`, N clients gone together) take the interpreter
+# lock in turn, and each hand-over costs more the more threads wait, so the
+# daemon stalls for a time that grows faster than N -- measured on 2 cores:
+# an event to 1,000 streams 0.2 s, to 2,000 5 s; 2,000 uploads whose clients
+# all left 1.4 s, 3,000 8 s, 4,000 35 s, 6,000 over 5 minutes.
+LONG_LIVED = 1024
+# The pool's threads' stacks.  Python raises RecursionError at 1,000 frames, and
+# the deepest C stack that can take here (recursion through C calls, as
+# any(genexpr) or a class instantiation, to that limit; a JSON body nested as
+# deep is less) needs 352-384 KiB with CPython 3.11 on x86-64: 1 MiB leaves
+# room (and a thread costs ~30 KiB of RSS either way: only touched pages count),
+# where glibc's 8 MiB default reserves 8 GiB of address space for 1,024 streams.
+STACK_SIZE = 1 << 20
 RECV_SIZE = 65536
+# routes whose handlers read the body as it arrives (to disk, or extracted on
+# the fly) rather than whole: their body is not collected before dispatch
+STREAMED_BODIES = frozenset({("PUT", "/containers/{id}/archive"), ("POST", "/images/load"),
+                             ("POST", "/images/create"), ("POST", "/build")})
 # after a reply, how long a worker waits for the client's next request before
 # handing the connection back to the poller: clients send requests in bursts
 # (docker run: create, attach, wait, start), and each hand-over costs two
@@ -77,10 +114,21 @@ RECV_SIZE = 65536
 KEEPALIVE_LINGER = 0.002
 
 _EPOLL_CLIENT = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT
+_EPOLL_PARKED = select.EPOLLRDHUP | select.EPOLLONESHOT  # (HUP and ERR come anyway)
+
+# a connection's states (_Client.state), changed under Server._lock
+_IDLE = "idle"  # with the poller, waiting for (the rest of) a request
+_BUSY = "busy"  # a worker has it
+_PARKED = "parked"  # with the poller, its response waiting on the engine
+_CLOSED = "closed"
 
 
 class RequestTooLarge(errors.BadRequest):
     """A body over the limit of what is read into memory (413)."""
+
+
+class Unavailable(errors.PyboxError):
+    """No thread can be had for a request that would wait on its client (503)."""
 
 
 class ClientGone(ConnectionError):
@@ -97,6 +145,7 @@ STATUS_FOR = [
     (errors.Conflict, 409),
     (errors.NotModified, 304),
     (RequestTooLarge, 413),
+    (Unavailable, 503),
     (errors.BadRequest, 400),
     (errors.ConfigError, 400),
     (errors.UsageError, 400),
@@ -145,17 +194,24 @@ def _unquote(text: str, what: str) -> str:
 
 class Request:
     """One request: its head parsed (``parse``), its body read on demand, as a
-    stream (``body_chunks``) or, capped, whole (``body``, ``json``)."""
+    stream (``body_chunks``) or, capped, whole (``body``, ``json``).  The body
+    of a request whose route does not stream it is collected before dispatch
+    (``collect``): handlers read it from memory."""
 
     def __init__(self, conn: h11.Connection, sock: socket.socket, event: h11.Request,
-                 on_wait: Callable[[], None] = lambda: None) -> None:
+                 on_wait: Callable[[], bool] = lambda: True) -> None:
         self.conn = conn
         self.sock = sock
         self.event = event
         self.method = event.method.decode("ascii")  # h11: a token, ASCII only
         self._on_wait = on_wait  # the worker now waits on its client (see _Pool)
         self._body_done = False
+        self._collected: collections.deque[bytes] = collections.deque()  # body read ahead
+        self._cut = False  # collection stopped at JSON_LIMIT: the rest is not read
         self.received = 0  # body bytes read so far
+        self.route: tuple[Callable[..., Any], dict[str, str]] | None = None
+        self.streamed = False  # the handler reads the body as it arrives
+        self.error: errors.PyboxError | None = None  # found in the head, raised at dispatch
         self.raw_path = self.path = "/"
         self.query: dict[str, list[str]] = {}
         self.headers: dict[str, str] = {}
@@ -227,11 +283,51 @@ class Request:
                 length = int(value)
         return length
 
+    def collect(self) -> bool:
+        """Read what has arrived of the body, without blocking, into memory;
+        -> whether that is all of it (or all that will be read: a body over
+        JSON_LIMIT is cut there, and reading it is a 413).  The worker gives
+        the connection back to the poller until the rest arrives: a client
+        that sends its body slowly holds no thread."""
+        conn = self.conn
+        length = self.content_length()
+        if length is not None and length > JSON_LIMIT:
+            self._cut = True  # refused from the header alone, unread
+            return True
+        if conn.they_are_waiting_for_100_continue:
+            self._send(h11.InformationalResponse(status_code=100, reason=b"Continue",
+                                                 headers=[]))
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    return False
+                except OSError as e:
+                    raise ClientGone(f"reading the request body: {e}") from None
+                conn.receive_data(data)
+            elif isinstance(event, h11.Data):
+                self.received += len(event.data)
+                self._collected.append(bytes(event.data))
+                if self.received > JSON_LIMIT:
+                    self._cut = True
+                    return True
+            elif isinstance(event, h11.EndOfMessage):
+                self._body_done = True
+                return True
+            else:
+                raise errors.BadRequest("unexpected data in request body")
+
     def body_chunks(self) -> Iterator[bytes]:
         """The request body, chunk by chunk (de-chunked by h11), as it arrives:
         what a large body is read with (to a file, or parsed as a stream)."""
+        while self._collected:
+            yield self._collected.popleft()
         if self._body_done:
             return
+        if self._cut:
+            raise RequestTooLarge(f"request body too large: size exceeds {JSON_LIMIT} bytes")
         conn = self.conn
         if conn.they_are_waiting_for_100_continue:
             self._send(h11.InformationalResponse(status_code=100, reason=b"Continue",
@@ -259,7 +355,9 @@ class Request:
             pass
         except OSError as e:
             raise ClientGone(f"reading the request body: {e}") from None
-        self._on_wait()
+        if not self._on_wait():
+            raise Unavailable("too many requests waiting on their clients: no thread left "
+                              "to wait for this body")
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
         if not poller.poll(BODY_TIMEOUT * 1000):
@@ -271,9 +369,37 @@ class Request:
 
     def _send(self, event: h11.Event) -> None:
         data = self.conn.send(event)
-        if data:
+        if not data:
+            return
+        try:
+            sent = self.sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            raise ClientGone(f"writing the response: {e}") from None
+        if sent == len(data):
+            return
+        # the client does not read as fast as we write: from here on the
+        # request waits on its client (a slow reader may not pin a worker)
+        rest = memoryview(data)[sent:]
+        if self._on_wait():
             try:
-                self.sock.sendall(data)
+                self.sock.sendall(rest)  # as long as it takes (docker logs -f, paused)
+                return
+            except OSError as e:
+                raise ClientGone(f"writing the response: {e}") from None
+        # no thread to spare (LONG_LIVED of them are waiting on clients): this
+        # worker is an ordinary one, and a client that stops reading may hold
+        # it only so long
+        poller = select.poll()
+        poller.register(self.sock, select.POLLOUT)
+        while rest:
+            if not poller.poll(STALLED_WRITE * 1000):
+                raise ClientGone(f"the client read nothing of the reply for {STALLED_WRITE:g} s")
+            try:
+                rest = rest[self.sock.send(rest, socket.MSG_DONTWAIT):]
+            except BlockingIOError:
+                pass
             except OSError as e:
                 raise ClientGone(f"writing the response: {e}") from None
 
@@ -304,17 +430,23 @@ class Request:
         """Read and drop what is left of the body, up to ``limit`` bytes; ->
         whether it was all read (else the connection must close after the reply:
         the rest of the body is still coming)."""
+        self._collected.clear()
         if self._body_done:
             return True
+        if self._cut:
+            return False  # a collected body cut at the limit: the rest is not read
         if self.conn.they_are_waiting_for_100_continue and not self.received:
             return False  # the client holds the body back until it hears 100
         length = self.content_length()
         if length is not None and length - self.received > limit:
             return False
         start = self.received
-        for _ in self.body_chunks():
-            if self.received - start > limit:
-                return False
+        try:
+            for _ in self.body_chunks():
+                if self.received - start > limit:
+                    return False
+        except Unavailable:
+            return False
         return True
 
     def wants_upgrade(self):
@@ -333,13 +465,15 @@ class Request:
 
 
 class Response:
-    def __init__(self, server, request):
+    def __init__(self, server, request, client: "_Client | None" = None) -> None:
         self.server = server
         self.req = request
         self.conn = request.conn
         self.sock = request.sock
+        self.client = client
         self.sent = False
         self.hijacked = False
+        self.cancel: Callable[[], None] | None = None  # set by park()
 
     def _headers(self, content_type=None, extra=()):
         h = [("Api-Version", API_VERSION), ("Docker-Experimental", "false"),
@@ -387,13 +521,16 @@ class Response:
             return
         self.json({"message": message}, status)
 
-    def stream(self, status=200, content_type="application/json", headers=()):
+    def stream(self, status=200, content_type="application/json", headers=(),
+               long_lived: bool = True):
         """Start a chunked response; returns write(bytes) and end() callables.
         Headers go out at once (docker's wait relies on that).  The request
-        lasts as long as its client listens: it counts as long-lived."""
+        lasts as long as its client listens: it counts as long-lived (unless
+        the handler parks it instead: ``long_lived=False``, then ``park``)."""
         hdrs = self._headers(content_type, headers)
         hdrs.append(("Transfer-Encoding", "chunked"))
-        self.req._on_wait()
+        if long_lived and not self.req._on_wait():
+            raise Unavailable("too many streams at once: no thread left for this one")
         self._send(h11.Response(status_code=status, reason=_phrase(status), headers=hdrs))
         self.sent = True
 
@@ -422,13 +559,32 @@ class Response:
         Returns (socket, bytes already received after the request)."""
         if not self.req.discard_body():
             raise RequestTooLarge("request body too large for an upgraded connection")
-        self.req._on_wait()
+        if not self.req._on_wait():
+            raise Unavailable("too many attached sessions at once: no thread left for this one")
         self._send(h11.InformationalResponse(status_code=101, reason=b"UPGRADED", headers=[
             ("Content-Type", content_type), ("Connection", "Upgrade"), ("Upgrade", "tcp")]))
         self.sent = True
         self.hijacked = True
         trailing, _closed = self.conn.trailing_data
         return self.sock, bytes(trailing)
+
+    def park(self, cancel: Callable[[], None]) -> None:
+        """Leave this response waiting on the engine, without a thread: when
+        the handler returns, the connection goes back to the poller until
+        ``resume`` is called (from any thread), or until the client hangs up,
+        which calls ``cancel`` (on a worker).  Call after the headers went out
+        (``stream(..., long_lived=False)``); the handler must then return."""
+        if self.client is None:
+            raise RuntimeError("park: a response not served by the pool")
+        self.cancel = cancel
+
+    def resume(self, finish: Callable[[], None]) -> None:
+        """Finish a parked response: ``finish()`` (which writes the rest of
+        it) runs on a worker, and the connection goes on serving requests.
+        Safe from any thread, and before the handler returned; does not block
+        (an engine callback may call it holding a lock).  Ignored once the
+        client has gone."""
+        self.server._resume(self.client, finish)
 
 
 class PrefixedSocket:
@@ -448,15 +604,36 @@ class PrefixedSocket:
         return getattr(self._sock, name)
 
 
+_stack_lock = threading.Lock()
+
+
+def _start_thread(target: Callable[[], None], name: str) -> bool:
+    """Start a daemon thread with a STACK_SIZE stack; -> False if the system
+    has no thread to give (RLIMIT_NPROC, pid_max, a cgroup's pids.max).  The
+    stack size is process-wide state, set around this one start only (another
+    thread started meanwhile gets 1 MiB too, which is safe for the same reason
+    it is safe here)."""
+    with _stack_lock:
+        previous = threading.stack_size(STACK_SIZE)
+        try:
+            threading.Thread(target=target, name=name, daemon=True).start()
+            return True
+        except RuntimeError:  # "can't start new thread"
+            return False
+        finally:
+            threading.stack_size(previous)
+
+
 class _Pool:
-    """Worker threads: at most ``size`` doing ordinary requests at once, plus at
-    most ``long_size`` serving requests that wait on their client (which call
-    ``waiting_on_client``).  Threads start on demand (~0.1 ms each); an
-    ordinary one idle for ``linger`` seconds exits while more than ``keep``
-    are left, so a burst's threads do not outlive it for long."""
+    """Worker threads: at most ``size`` doing ordinary requests at once, plus
+    one for each request that waits on its client (``waiting_on_client``),
+    at most ``long_size`` of those.  Threads start on demand (~0.1 ms each);
+    an ordinary one idle for ``linger`` seconds exits while more than ``keep``
+    are left, so a burst's threads do not outlive it for long, and ``keep``
+    always remain for ordinary work, whatever the long-lived requests hold."""
 
     def __init__(self, run: Callable[[Any], None], size: int, long_size: int,
-                 keep: int = 1, linger: float = 5.0) -> None:
+                 keep: int = RESERVED, linger: float = 5.0) -> None:
         self._run = run
         self._size = size
         self._long_size = long_size
@@ -468,6 +645,7 @@ class _Pool:
         self._idle = 0  # of which waiting for a job
         self._long = 0  # threads serving a long-lived request
         self._local = threading.local()
+        self._warned = False
 
     def counts(self) -> tuple[int, int, int]:
         """(ordinary threads, long-lived threads, jobs waiting for a thread)."""
@@ -475,31 +653,51 @@ class _Pool:
             return self._ordinary, self._long, len(self._jobs)
 
     def submit(self, job: Any) -> None:
+        """Queue ``job`` for a worker; never blocks (the poller and engine
+        callbacks call this)."""
         with self._cv:
             self._jobs.append(job)
             if len(self._jobs) > self._idle and self._ordinary < self._size:
                 self._spawn()
             self._cv.notify()
 
-    def _spawn(self) -> None:  # with the lock held
+    def _spawn(self) -> bool:  # with the lock held
         self._ordinary += 1
-        threading.Thread(target=self._worker, name="api-worker", daemon=True).start()
+        if _start_thread(self._worker, "api-worker"):
+            return True
+        self._ordinary -= 1
+        if not self._warned:  # the queue is served by the threads there are
+            self._warned = True
+            import sys
 
-    def waiting_on_client(self) -> None:
+            sys.stderr.write("pyboxd: cannot start an API worker thread (system thread "
+                             "limit?); serving with the threads there are\n")
+        return False
+
+    def waiting_on_client(self) -> bool:
         """The calling worker's request now waits on its client (a body still
         to come, a stream, a hijacked connection): it stops counting against
-        the ordinary workers, and another thread may start for queued work."""
+        the ordinary workers, and another thread takes its place if work is
+        queued or fewer than ``keep`` would be left.  -> False, and nothing
+        changes, when that replacement cannot be had (or at ``long_size``):
+        the caller refuses the request (503) rather than take ordinary
+        requests' thread."""
         local = self._local
         if getattr(local, "long", True):  # already counted so, or not a pool thread
-            return
+            return True
         with self._cv:
             if self._long >= self._long_size:
-                return  # at the cap: it stays an ordinary worker
+                return False
+            self._ordinary -= 1
+            if self._ordinary < self._keep:
+                if not self._spawn():
+                    self._ordinary += 1
+                    return False
+            elif len(self._jobs) > self._idle and self._ordinary < self._size:
+                self._spawn()  # if it fails, the queue waits for the others
             local.long = True
             self._long += 1
-            self._ordinary -= 1
-            if len(self._jobs) > self._idle and self._ordinary < self._size:
-                self._spawn()
+            return True
 
     def _worker(self) -> None:
         local = self._local
@@ -530,16 +728,23 @@ class _Pool:
 
 
 class _Client:
-    """A connection and its HTTP state; ``idle`` while the poller watches it."""
+    """A connection and its HTTP state: ``state`` says who has it (the poller,
+    a worker); ``request`` is one whose body is still being collected,
+    ``cancel`` and ``finish`` belong to a parked response."""
 
-    __slots__ = ("sock", "fd", "conn", "idle", "since")
+    __slots__ = ("sock", "fd", "conn", "state", "since", "fresh", "request", "cancel",
+                 "finish")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_LIMIT)
-        self.idle = True
-        self.since = time.monotonic()
+        self.state = _IDLE
+        self.since = time.monotonic()  # idle since, or this request began at
+        self.fresh = True  # no byte of the next request yet
+        self.request: Request | None = None
+        self.cancel: Callable[[], None] | None = None
+        self.finish: Callable[[], None] | None = None
 
 
 class Server:
@@ -553,7 +758,7 @@ class Server:
         self.pool = _Pool(self._serve, workers, long_lived)
         self._epoll = select.epoll()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._lock = threading.Lock()  # _clients, their idle flags, re-arming
+        self._lock = threading.Lock()  # _clients, their states, re-arming
         self._clients: dict[int, _Client] = {}  # every open, not hijacked, connection
         self._closed_listeners = False
 
@@ -669,19 +874,23 @@ class Server:
         return True
 
     def _ready(self, fd: int) -> None:
+        """Bytes (or a hang-up) on a connection the poller holds: to a worker."""
         with self._lock:
             c = self._clients.get(fd)
-            if c is None or not c.idle:
-                return
-            c.idle = False
+            if c is None or c.state not in (_IDLE, _PARKED):
+                return  # an event that raced a resume: the worker has it
+            c.state = _BUSY
         self.pool.submit(c)
 
     def _sweep(self, now: float) -> None:
-        """Close the connections idle past idle_timeout."""
+        """Close the connections idle, or sending a request, for longer than
+        idle_timeout.  (A parked response may wait as long as its engine
+        event takes: a client that leaves is noticed by the poller.)"""
         with self._lock:
             stale = [c for c in self._clients.values()
-                     if c.idle and now - c.since > self.idle_timeout]
+                     if c.state is _IDLE and now - c.since > self.idle_timeout]
             for c in stale:
+                c.state = _CLOSED
                 del self._clients[c.fd]
                 try:
                     self._epoll.unregister(c.fd)
@@ -693,8 +902,7 @@ class Server:
     def _rearm(self, c: _Client) -> None:
         """Back to the poller: nothing is buffered, the next bytes wake it."""
         with self._lock:
-            c.idle = True
-            c.since = time.monotonic()
+            c.state = _IDLE
             try:
                 self._epoll.modify(c.fd, _EPOLL_CLIENT)
                 return
@@ -702,8 +910,38 @@ class Server:
                 pass
         self._close(c)
 
+    def _park(self, c: _Client, watch_hangup: bool = True) -> bool:
+        """A parked response's connection back to the poller, which watches
+        for the client hanging up (with ``watch_hangup``; else only for it
+        closing the connection whole); -> False if it was resumed meanwhile
+        (the caller runs c.finish now)."""
+        with self._lock:
+            if c.finish is not None:
+                return False
+            c.state = _PARKED
+            try:
+                self._epoll.modify(c.fd, _EPOLL_PARKED if watch_hangup else select.EPOLLONESHOT)
+                return True
+            except OSError:
+                c.state = _BUSY
+        raise ClientGone("parking the response: the connection is gone")
+
+    def _resume(self, c: _Client, finish: Callable[[], None]) -> None:
+        """Response.resume: ``finish`` to be run on a worker for a parked
+        response (now if the poller has it; else the worker that has it runs
+        it); dropped if the connection is closed."""
+        with self._lock:
+            if c.state is _CLOSED or c.finish is not None:
+                return
+            c.finish = finish
+            if c.state is not _PARKED:
+                return  # the handler has not returned yet, or a hang-up is being looked at
+            c.state = _BUSY
+        self.pool.submit(c)
+
     def _close(self, c: _Client) -> None:
         with self._lock:
+            c.state = _CLOSED
             if self._clients.get(c.fd) is c:
                 del self._clients[c.fd]
                 try:
@@ -721,45 +959,74 @@ class Server:
     # -- a worker's turn on one connection -------------------------------------------------
     def _serve(self, c: _Client) -> None:
         """Serve what the client sent: every complete request, in order; back to
-        the poller when it has sent nothing more, closed when done with."""
+        the poller when it has sent nothing more (or a response is parked),
+        closed when done with."""
         conn = c.conn
-        keep = False
+        keep = False  # back to the poller for more of the request
+        parked = False  # back to the poller, parked (done in _park)
         served = False
         try:
-            while True:
-                if conn.their_state is h11.IDLE:  # h11 reads "2, 2" as 2; Go says 400
-                    head = conn.trailing_data[0].split(b"\r\n\r\n", 1)[0]
-                    listed = [line.strip() for line in head.split(b"\n") if b"," in line
-                              and line.lower().startswith(b"content-length")]
-                    if listed:
-                        value = listed[0].partition(b":")[2].strip()[:64]
-                        self._reject(c, 400, f'bad Content-Length "{value.decode("latin-1")}"')
-                        return
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    try:
-                        data = c.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
-                    except BlockingIOError:
-                        if served and _readable(c.sock, KEEPALIVE_LINGER):
-                            served = False  # linger once per request, not per byte
-                            continue
-                        keep = True  # the rest of the head comes later
-                        return
-                    conn.receive_data(data)
-                    continue
-                if not isinstance(event, h11.Request):
-                    return  # ConnectionClosed (or PAUSED: never, we reply in full)
-                if event.http_version not in (b"1.0", b"1.1"):  # h11 takes any x.y
-                    self._reject(c, 505, "unsupported protocol version")
+            if c.cancel is not None:  # a parked response: resumed, or its client left
+                gone = False if c.finish is not None else _hung_up(c.sock)
+                if gone:
+                    cancel, c.cancel = c.cancel, None
+                    cancel()
                     return
-                req = Request(conn, c.sock, event, self.pool.waiting_on_client)
-                resp = Response(self, req)
+                # not resumed yet (a spurious wake-up, or a client that shut
+                # its side after sending its next request): back to waiting
+                if self._park(c, watch_hangup=gone is False):
+                    parked = True
+                    return
+                if not self._finish(c):
+                    return
+                served = True
+            while True:
+                req = c.request
+                if req is None:
+                    if conn.their_state is h11.IDLE:  # h11 reads "2, 2" as 2; Go says 400
+                        head = conn.trailing_data[0].split(b"\r\n\r\n", 1)[0]
+                        listed = [line.strip() for line in head.split(b"\n") if b"," in line
+                                  and line.lower().startswith(b"content-length")]
+                        if listed:
+                            value = listed[0].partition(b":")[2].strip()[:64]
+                            self._reject(c, 400, f'bad Content-Length "{value.decode("latin-1")}"')
+                            return
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        try:
+                            data = c.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+                        except BlockingIOError:
+                            if served and _readable(c.sock, KEEPALIVE_LINGER):
+                                served = False  # linger once per request, not per byte
+                                continue
+                            keep = True  # the rest of the head comes later
+                            return
+                        if c.fresh:
+                            c.fresh = False
+                            c.since = time.monotonic()  # a request begins: its clock starts
+                        conn.receive_data(data)
+                        continue
+                    if not isinstance(event, h11.Request):
+                        return  # ConnectionClosed (or PAUSED: never, we reply in full)
+                    if event.http_version not in (b"1.0", b"1.1"):  # h11 takes any x.y
+                        self._reject(c, 505, "unsupported protocol version")
+                        return
+                    req = c.request = self._begin(c, event)
+                if not req.streamed and not req.collect():
+                    keep = True  # the rest of the body comes later
+                    return
+                c.request = None
+                resp = Response(self, req, c)
                 self._dispatch(req, resp)
                 if resp.hijacked:
                     return  # the handler had the socket; it is done with it
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                    return  # MUST_CLOSE, a stream cut short, a body left unread
-                conn.start_next_cycle()
+                if resp.cancel is not None:
+                    c.cancel = resp.cancel
+                    if self._park(c):
+                        parked = True
+                        return
+                if not self._finish(c):
+                    return
                 served = True
         except h11.RemoteProtocolError as e:
             # h11 quotes the offending bytes as "...: bytearray(b'...')": the
@@ -774,8 +1041,41 @@ class Server:
         finally:
             if keep:
                 self._rearm(c)
-            else:
+            elif not parked:
                 self._close(c)
+                if c.cancel is not None:  # a parked response given up (a failure)
+                    cancel, c.cancel = c.cancel, None
+                    cancel()
+
+    def _finish(self, c: _Client) -> bool:
+        """After a response: run a parked one's ``finish``; -> whether the
+        connection can serve its next request."""
+        if c.cancel is not None:
+            finish, c.finish, c.cancel = c.finish, None, None
+            finish()
+        conn = c.conn
+        if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            return False  # MUST_CLOSE, a stream cut short, a body left unread
+        conn.start_next_cycle()
+        c.since = time.monotonic()  # idle from now
+        c.fresh = not conn.trailing_data[0]  # else the next request has begun
+        return True
+
+    def _begin(self, c: _Client, event: h11.Request) -> Request:
+        """A request whose head has arrived: parsed and routed now, to know
+        whether its body is collected before dispatch; an error found here is
+        answered at dispatch, once the body is in (a reply before a body is
+        read would leave the client's send blocked, or the body for the next
+        request)."""
+        req = Request(c.conn, c.sock, event, self.pool.waiting_on_client)
+        try:
+            req.parse()
+            if req.version is not None:
+                self._check_version(req.version)
+            req.route, req.streamed = self.router.resolve(req.method, req.path)
+        except errors.PyboxError as e:
+            req.error = e
+        return req
 
     def _reject(self, c: _Client, status: int, reason: str) -> None:
         """Go's net/http's answer to a request it cannot parse: the status, a
@@ -796,12 +1096,12 @@ class Server:
         except (h11.LocalProtocolError, OSError):
             pass
 
-    def _dispatch(self, req, resp):
+    def _dispatch(self, req: Request, resp: Response) -> None:
         try:
-            req.parse()
-            if req.version is not None:
-                self._check_version(req.version)
-            handler, params = self.router.match(req.method, req.path)
+            if req.error is not None:  # found by _begin
+                raise req.error
+            assert req.route is not None
+            handler, params = req.route
             handler(req, resp, **params)
             if not resp.sent:
                 resp.empty(204)
@@ -846,6 +1146,29 @@ def _readable(sock: socket.socket, timeout: float) -> bool:
     return bool(poller.poll(timeout * 1000))
 
 
+def _hung_up(sock: socket.socket) -> bool | None:
+    """Whether the client of a parked response has left, once the poller woke
+    for it: True if it closed the connection or shut its sending side (as Go's
+    server cancels a request on EOF); False if not (a spurious wake-up); None
+    if it shut its side after sending more (a pipelined request, which is
+    still to be answered) -- from then on only a full close can be watched."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLRDHUP)
+    events = poller.poll(0)
+    mask = events[0][1] if events else 0
+    if mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+        return True
+    if not mask & select.POLLRDHUP:
+        return False
+    try:
+        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return None if data else True
+
+
 def answers(path: str) -> bool:
     """Whether something accepts connections on the unix socket ``path``."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -865,29 +1188,35 @@ class Router:
     def __init__(self):
         self.routes = []
 
-    def add(self, method, pattern, handler):
+    def add(self, method, pattern, handler, stream_body: bool | None = None):
+        """``stream_body``: the handler reads the body as it arrives (default:
+        whether the route is in STREAMED_BODIES); else it is collected first."""
         parts = pattern.strip("/").split("/")
-        self.routes.append((method, parts, handler))
+        if stream_body is None:
+            stream_body = (method, "/" + "/".join(parts)) in STREAMED_BODIES
+        self.routes.append((method, parts, handler, stream_body))
 
-    def route(self, method, pattern):
+    def route(self, method, pattern, stream_body: bool | None = None):
         def deco(fn):
-            self.add(method, pattern, fn)
+            self.add(method, pattern, fn, stream_body)
             return fn
         return deco
 
-    def match(self, method, path):
+    def resolve(self, method: str, path: str
+                ) -> tuple[tuple[Callable[..., Any], dict[str, str]], bool]:
+        """-> ((handler, path parameters), whether it streams the body);
+        NotFound if no route matches."""
         segs = path.strip("/").split("/")
-        path_matched = False
-        for m, parts, handler in self.routes:
-            params = _match(parts, segs)
-            if params is None:
+        for m, parts, handler, streamed in self.routes:
+            if m != method:
                 continue
-            path_matched = True
-            if m == method or (method == "HEAD" and m == "GET" and False):
-                return handler, params
-        if path_matched:
-            raise errors.NotFound(f"page not found")
+            params = _match(parts, segs)
+            if params is not None:
+                return (handler, params), streamed
         raise errors.NotFound("page not found")
+
+    def match(self, method, path):
+        return self.resolve(method, path)[0]
 
 
 def _match(parts, segs):
