@@ -51,6 +51,7 @@ from pybox.engine.rootview import MountedRootfs as RootView  # noqa: F401 (expor
 from pybox.engine.tarstream import Member, TarReader
 from pybox.errors import BadRequest, NotFound, PyboxError
 from pybox.linux import constants as C
+from pybox.linux.fstree import remove_tree_at  # rm -rf at any depth, fd-relative
 from pybox.linux.idmap import OVERFLOW_ID, map_id
 from pybox.oci import fastjson
 
@@ -509,54 +510,6 @@ class _TarWriter:
 
 
 # -- PUT ------------------------------------------------------------------------------------------
-def remove_tree_at(pfd: int, name: str) -> None:
-    """``rm -rf`` of ``name`` in the directory ``pfd``, iteratively (any depth):
-    directories are opened O_DIRECTORY | O_NOFOLLOW from their parent's fd, so
-    neither a symlink nor a device node swapped in meanwhile is ever followed
-    or opened (shutil.rmtree opens what it found with a plain O_RDONLY)."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | O_CLOEXEC
-    try:
-        top = os.open(name, flags, dir_fd=pfd)
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        if e.errno in (20, 40):  # ENOTDIR, ELOOP (a symlink): not a tree
-            os.unlink(name, dir_fd=pfd)
-            return
-        raise
-    # every fd is on the stack before anything that can fail (listdir)
-    stack: list[tuple[int, int, str, Iterator[str]]] = [(pfd, top, name, iter(()))]
-    try:
-        stack[-1] = (pfd, top, name, iter(os.listdir(top)))
-        while stack:
-            parent, fd, dname, names = stack[-1]
-            entry = next(names, None)
-            if entry is None:
-                os.close(fd)
-                stack.pop()
-                try:
-                    os.rmdir(dname, dir_fd=parent)
-                except FileNotFoundError:
-                    pass
-                continue
-            try:
-                os.unlink(entry, dir_fd=fd)
-                continue
-            except FileNotFoundError:
-                continue
-            except IsADirectoryError:
-                pass
-            try:
-                sub = os.open(entry, flags, dir_fd=fd)
-            except FileNotFoundError:
-                continue
-            stack.append((fd, sub, entry, iter(())))
-            stack[-1] = (fd, sub, entry, iter(os.listdir(sub)))
-    finally:
-        for _, fd, _, _ in stack:
-            os.close(fd)
-
-
 def member_path(name: str) -> str | None:
     """A member's name relative to the destination ("" for itself), as moby's
     Unpack: cleaned, an absolute name taken below the destination, None when

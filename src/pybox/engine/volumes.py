@@ -23,6 +23,7 @@ import threading
 from pybox.crashpoints import crashpoint
 from pybox.engine.timefmt import parse_rfc3339  # noqa: F401 (used by callers' filters)
 from pybox.errors import BadRequest, Conflict, NotFound
+from pybox.linux import fstree
 from pybox.monitor.jsonlog import rfc3339_nano
 from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
@@ -94,7 +95,7 @@ class VolumeStore:
                     not options.get("device"):
                 raise BadRequest("invalid option: device is required for a typed local volume")
             tmp = self._dir(name) + ".creating"
-            shutil.rmtree(tmp, ignore_errors=True)
+            fstree.remove_tree(tmp, ignore_errors=True)
             os.makedirs(os.path.join(tmp, "_data"), mode=0o755)
             if self.root_owner is not None:  # --userns-remap: the remapped root's
                 os.chown(os.path.join(tmp, "_data"), *self.root_owner)
@@ -147,7 +148,7 @@ class VolumeStore:
             gone = self._dir(name) + ".removing"
             os.rename(self._dir(name), gone)
             crashpoint("volumes.remove.renamed")
-            shutil.rmtree(gone, ignore_errors=True)
+            fstree.remove_tree(gone, ignore_errors=True)  # any depth (a container's)
 
     def prune(self, filters=None, all_=False):
         in_use = self.mounts_in_use()
@@ -199,11 +200,7 @@ class VolumeStore:
             target = self.mountpoint(name)
             if meta.get("Populating"):  # a copy a crash cut short: done again
                 for entry in os.listdir(target):
-                    path = os.path.join(target, entry)
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        shutil.rmtree(path)
-                    else:
-                        os.unlink(path)
+                    fstree.remove_tree(os.path.join(target, entry))
             if os.path.isdir(source_dir) and not os.listdir(target):
                 meta["Populating"] = True
                 write_atomic(self._meta_path(name), fastjson.dumps(meta), durable=True)
@@ -422,14 +419,8 @@ def _copy_preserving(src, dst):
 
 
 def _du(path: str) -> int:
-    """Bytes under a volume.  Containers write volumes: os.fwalk goes by
-    directory fds and never follows a symlink, so a directory swapped for a link
-    mid-walk cannot take it into the host's tree."""
-    total = 0
-    for _, _, filenames, dir_fd in os.fwalk(path):
-        for name in filenames:
-            try:
-                total += os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
-            except OSError:
-                pass
-    return total
+    """Bytes under a volume.  Containers write volumes, at any depth (a
+    2,500-deep mkdir loop): fstree walks iteratively by directory fds and
+    never follows a symlink, so a directory swapped for a link mid-walk
+    cannot take it into the host's tree."""
+    return fstree.path_size(path)

@@ -32,12 +32,12 @@ import errno as errno_codes
 import hashlib
 import io
 import os
-import shutil
 import stat
 import tarfile
 import zlib
 
 from pybox.errors import LayerError
+from pybox.linux import fstree
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -324,16 +324,18 @@ def unpack_layer(stream, dest, *, allow_devices=True, expected_diff_id=None):
                 unpacker.add(tar, member)
             end = tar.offset
         hashed.drain()
+        if hashed.size < end + tarfile.BLOCKSIZE:
+            raise LayerError("truncated layer: the tar ends without its end-of-archive "
+                             "marker")
+        unpacker.finish()
     except tarfile.TarError as e:
         if "unexpected end" in str(e):
             raise LayerError(f"truncated layer tar: {e}") from None
         raise LayerError(f"corrupt layer tar: {e}") from None
     except EOFError as e:
         raise LayerError(f"truncated layer: {e}") from None
-    if hashed.size < end + tarfile.BLOCKSIZE:
-        raise LayerError("truncated layer: the tar ends without its end-of-archive "
-                         "marker")
-    unpacker.finish()
+    finally:
+        unpacker.close()
     if expected_diff_id is not None and hashed.digest != expected_diff_id:
         raise DigestMismatch("layer diff-id", expected_diff_id, hashed.digest)
     return UnpackResult(hashed.digest, hashed.size, unpacker.size, kind)
@@ -347,10 +349,50 @@ class _Unpacker:
         self.known_dirs = {""}
         self.dir_times = {}
         self.size = 0
+        self.dest_fd = os.open(dest, fstree.DIR_FLAGS)
+        self._parent = ("", self.dest_fd)  # the last parent opened: (rel, fd)
 
-    # paths
-    def _abs(self, rel):
-        return os.path.join(self.dest, rel) if rel else self.dest
+    # paths: fd-relative, a layer may hold a tree deeper than PATH_MAX
+    def _at(self, rel):
+        """(dir fd, name) of rel: its parent directory is opened from the
+        layer's root without following a symlink, however deep (the last
+        one is kept: tar members come parent before child).  rel "" is the
+        root: (None, dest)."""
+        if not rel:
+            return None, self.dest
+        parent, _, name = rel.rpartition("/")
+        cached, fd = self._parent
+        if parent != cached:
+            if parent.startswith(cached + "/") if cached else True:
+                rest = parent[len(cached) + 1:] if cached else parent
+                base = fd
+            else:
+                rest, base = parent, self.dest_fd
+            new = fstree.open_beneath(base, rest)
+            self._drop_parent()
+            self._parent = (parent, new)
+            fd = new
+        return fd, name
+
+    def _drop_parent(self):
+        fd = self._parent[1]
+        if fd != self.dest_fd:
+            os.close(fd)
+        self._parent = ("", self.dest_fd)
+
+    def _lstat(self, rel):
+        pfd, name = self._at(rel)
+        return os.stat(name, dir_fd=pfd, follow_symlinks=False)
+
+    def _proc(self, rel):
+        """A path for the calls without dir_fd (l*xattr): the parent pinned
+        by its fd, the name not followed."""
+        pfd, name = self._at(rel)
+        return name if pfd is None else f"/proc/self/fd/{pfd}/{name}"
+
+    def close(self):
+        self._drop_parent()
+        os.close(self.dest_fd)
 
     def _ensure_parent(self, rel, name):
         """Make sure every component of rel's parent is a real directory (created
@@ -363,11 +405,11 @@ class _Unpacker:
             walked = f"{walked}/{part}" if walked else part
             if walked in self.known_dirs:
                 continue
-            path = self._abs(walked)
             try:
-                st = os.lstat(path)
+                st = self._lstat(walked)
             except FileNotFoundError:
-                os.mkdir(path, 0o755)
+                pfd, pname = self._at(walked)
+                os.mkdir(pname, 0o755, dir_fd=pfd)
                 self.known_dirs.add(walked)
                 continue
             if not stat.S_ISDIR(st.st_mode):
@@ -377,20 +419,20 @@ class _Unpacker:
 
     def _clear(self, rel):
         """Remove whatever this layer already has at rel (a later member wins)."""
-        path = self._abs(rel)
         try:
-            st = os.lstat(path)
+            st = self._lstat(rel)
         except FileNotFoundError:
             return
+        pfd, name = self._at(rel)
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(path)
+            fstree.remove_tree_at(pfd, name)
             prefix = rel + "/"
             self.known_dirs = {d for d in self.known_dirs
                                if d != rel and not d.startswith(prefix)}
             self.dir_times = {d: t for d, t in self.dir_times.items()
                               if d != rel and not d.startswith(prefix)}
         else:
-            os.unlink(path)
+            os.unlink(name, dir_fd=pfd)
 
     # members
     def add(self, tar, member):
@@ -402,7 +444,7 @@ class _Unpacker:
             dir_rel = os.path.dirname(rel)
             self._ensure_parent(rel, member.name)
             self._make_dir(dir_rel, None)
-            os.setxattr(self._abs(dir_rel), OVERLAY_OPAQUE_XATTR, b"y",
+            os.setxattr(self._proc(dir_rel), OVERLAY_OPAQUE_XATTR, b"y",
                         follow_symlinks=False)
             return
         if action == "whiteout":
@@ -410,7 +452,8 @@ class _Unpacker:
             target = os.path.join(os.path.dirname(rel), base[len(WHITEOUT_PREFIX):])
             self._ensure_parent(target, member.name)
             self._clear(target)
-            os.mknod(self._abs(target), stat.S_IFCHR | 0o000, os.makedev(0, 0))
+            pfd, name = self._at(target)
+            os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
             self._set_owner_time(target, member)
             return
         if rel == "":
@@ -420,7 +463,6 @@ class _Unpacker:
             self._set_metadata("", member, tar, is_dir=True)
             return
         self._ensure_parent(rel, member.name)
-        path = self._abs(rel)
         if action == "dir":
             self._make_dir(rel, member)
             return
@@ -430,20 +472,28 @@ class _Unpacker:
             if target == rel:
                 return
             self._clear(rel)
-            os.link(self._abs(target), path, follow_symlinks=False)
+            tfd = fstree.open_beneath(self.dest_fd, os.path.dirname(target))
+            try:
+                pfd, name = self._at(rel)
+                os.link(os.path.basename(target), name, src_dir_fd=tfd, dst_dir_fd=pfd,
+                        follow_symlinks=False)
+            finally:
+                os.close(tfd)
             return
         self._clear(rel)
+        pfd, name = self._at(rel)
         if action == "file":
-            self._write_file(path, tar, member)
+            self._write_file(pfd, name, tar, member)
             self.size += member.size
         elif action == "symlink":
             check_symlink_target(rel, member.linkname)
-            os.symlink(member.linkname, path)
+            os.symlink(member.linkname, name, dir_fd=pfd)
         elif action == "device":
             kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+            os.mknod(name, kind | 0o600, os.makedev(member.devmajor, member.devminor),
+                     dir_fd=pfd)
         elif action == "fifo":
-            os.mkfifo(path, 0o600)
+            os.mkfifo(name, 0o600, dir_fd=pfd)
         self._set_metadata(rel, member, tar, is_dir=False)
 
     def _check_link_target(self, rel, target, member):
@@ -454,15 +504,15 @@ class _Unpacker:
             walked = f"{walked}/{part}" if walked else part
             if walked not in self.known_dirs:
                 try:
-                    st = os.lstat(self._abs(walked))
+                    st = self._lstat(walked)
                 except FileNotFoundError:
                     break
                 if not stat.S_ISDIR(st.st_mode):
                     raise LayerError(f"invalid hard link {member.name!r} -> "
                                      f"{member.linkname!r}: goes through a non-directory")
         try:
-            st = os.lstat(self._abs(target))
-        except FileNotFoundError:
+            st = self._lstat(target)
+        except (FileNotFoundError, NotADirectoryError):
             raise LayerError(f"invalid hard link {member.name!r} -> {member.linkname!r}: "
                              "target is not in this layer") from None
         if stat.S_ISDIR(st.st_mode):
@@ -470,23 +520,23 @@ class _Unpacker:
                              "target is a directory")
 
     def _make_dir(self, rel, member):
-        path = self._abs(rel)
         try:
-            st = os.lstat(path)
+            st = self._lstat(rel)
             is_dir = stat.S_ISDIR(st.st_mode)
         except FileNotFoundError:
             is_dir = None
         if is_dir is False:
             self._clear(rel)
         if not is_dir:
-            os.mkdir(path, 0o755)
+            pfd, name = self._at(rel)
+            os.mkdir(name, 0o755, dir_fd=pfd)
         self.known_dirs.add(rel)
         if member is not None:
             self._set_metadata(rel, member, None, is_dir=True)
 
-    def _write_file(self, path, tar, member):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                     | os.O_CLOEXEC, 0o600)
+    def _write_file(self, pfd, name, tar, member):
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600, dir_fd=pfd)
         try:
             if member.size:
                 src = tar.extractfile(member)
@@ -503,27 +553,28 @@ class _Unpacker:
             os.close(fd)
 
     def _set_owner_time(self, rel, member):
-        path = self._abs(rel)
+        pfd, name = self._at(rel)
         if self.is_root:
-            os.lchown(path, member.uid, member.gid)
+            os.chown(name, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
         mtime_ns = int(member.mtime * 10**9)
-        os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+        os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
     def _set_metadata(self, rel, member, tar, is_dir):
-        path = self._abs(rel)
+        pfd, name = self._at(rel)
         is_link = member.issym()
         if self.is_root:
-            os.lchown(path, member.uid, member.gid)
+            os.chown(name, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
         for key, value in member.pax_headers.items():
             if key.startswith(XATTR_PAX_PREFIX):
-                self._set_xattr(path, key[len(XATTR_PAX_PREFIX):], value, member)
+                self._set_xattr(self._proc(rel), key[len(XATTR_PAX_PREFIX):], value,
+                                member)
         if not is_link:
-            os.chmod(path, member.mode & 0o7777)
+            os.chmod(name, member.mode & 0o7777, dir_fd=pfd)
         mtime_ns = int(member.mtime * 10**9)
         if is_dir:
             self.dir_times[rel] = mtime_ns
         else:
-            os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+            os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
     def _set_xattr(self, path, name, value, member):
         if name.startswith(OVERLAY_XATTR_PREFIX):
@@ -541,7 +592,8 @@ class _Unpacker:
         # deepest first: setting a child's time never disturbs its parent's again
         for rel in sorted(self.dir_times, key=lambda r: r.count("/"), reverse=True):
             ns = self.dir_times[rel]
-            os.utime(self._abs(rel), ns=(ns, ns), follow_symlinks=False)
+            pfd, name = self._at(rel)
+            os.utime(name, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
 
 
 # -- writing layers ------------------------------------------------------------
@@ -627,82 +679,89 @@ def write_tree(root, out, *, overlay_whiteouts=False, skip=(), owner_map=None):
 
 
 def _write_dir(tar, dir_fd, rel_dir, overlay_whiteouts, skip, seen_inodes):
-    """The entries of the directory open as ``dir_fd``.  A container may be
-    running and changing this tree (export, commit --pause=false): every entry
-    is reached from its parent's fd without following a symlink (a directory
-    swapped for a link to / reads nothing of the host's), a regular file is
-    opened O_PATH and read only once fstat says it is one, and xattrs are read
-    through /proc/self/fd/PARENT/NAME (the parent pinned, NAME not followed)."""
-    try:
-        entries = sorted(os.listdir(dir_fd))
-    except OSError as e:
-        raise LayerError(f"cannot read {rel_dir or '/'}: {e.strerror}", errno=e.errno) from None
-    if overlay_whiteouts and rel_dir and _is_opaque_fd(dir_fd):
-        info = tarfile.TarInfo(f"{rel_dir}/{WHITEOUT_OPAQUE}")
-        info.mode = 0
-        tar.addfile(info)
-    for name in entries:
-        rel = f"{rel_dir}/{name}" if rel_dir else name
+    """The entries of the directory open as ``dir_fd``, at any depth (an
+    iterative fd walk: a container's 2,500-deep mkdir loop is one tree like
+    any other).  A container may be running and changing this tree (export,
+    commit --pause=false): every entry is reached from its parent's fd
+    without following a symlink (a directory swapped for a link to / reads
+    nothing of the host's), a regular file is opened O_PATH and read only
+    once fstat says it is one, and xattrs are read through
+    /proc/self/fd/PARENT/NAME (the parent pinned, NAME not followed)."""
+    def unreadable(entry, e):
+        rel = f"{rel_dir}/{entry.rel}" if rel_dir and entry.rel else (entry.rel or rel_dir)
+        raise LayerError(f"cannot read {rel or '/'}: {e.strerror}", errno=e.errno) from None
+
+    for entry in fstree.walk(dir_fd, on_error=unreadable):
+        if not entry.rel:
+            if overlay_whiteouts and rel_dir and _is_opaque_fd(dir_fd):
+                _opaque_marker(tar, rel_dir)
+            continue
+        rel = f"{rel_dir}/{entry.rel}" if rel_dir else entry.rel
         if rel in skip:
+            entry.descend = False
             continue
-        path = f"/proc/self/fd/{dir_fd}/{name}"  # for the l*xattr calls only
+        _write_entry(tar, entry, rel, overlay_whiteouts, seen_inodes)
+
+
+def _opaque_marker(tar, rel_dir):
+    info = tarfile.TarInfo(f"{rel_dir}/{WHITEOUT_OPAQUE}")
+    info.mode = 0
+    tar.addfile(info)
+
+
+def _write_entry(tar, entry, rel, overlay_whiteouts, seen_inodes):
+    """One entry of _write_dir (its parent open as entry.parent_fd)."""
+    dir_fd, name, st = entry.parent_fd, entry.name, entry.st
+    path = f"/proc/self/fd/{dir_fd}/{name}"  # for the l*xattr calls only
+    if overlay_whiteouts and is_overlay_whiteout(st):
+        parent = os.path.dirname(rel)
+        info = tarfile.TarInfo(f"{parent}/{WHITEOUT_PREFIX}{name}" if parent
+                               else WHITEOUT_PREFIX + name)
+        info.mode = 0
+        info.mtime = st.st_mtime_ns // 10**9
+        tar.addfile(info)
+        return
+    if stat.S_ISDIR(st.st_mode):
+        if entry.fd is None:
+            return
+        tar.addfile(_tarinfo(rel, path, st, True))
+        if overlay_whiteouts and _is_opaque_fd(entry.fd):
+            _opaque_marker(tar, rel)
+        return
+    info = _tarinfo(rel, path, st, False)
+    key = (st.st_dev, st.st_ino)
+    if st.st_nlink > 1:
+        if key in seen_inodes:
+            info.type = tarfile.LNKTYPE
+            info.linkname = seen_inodes[key]
+            tar.addfile(info)
+            return
+        seen_inodes[key] = rel
+    if stat.S_ISREG(st.st_mode):
         try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue  # removed meanwhile (a running container)
-        if overlay_whiteouts and is_overlay_whiteout(st):
-            info = tarfile.TarInfo(f"{rel_dir}/{WHITEOUT_PREFIX}{name}" if rel_dir
-                                   else WHITEOUT_PREFIX + name)
-            info.mode = 0
-            info.mtime = st.st_mtime_ns // 10**9
-            tar.addfile(info)
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              dir_fd=dir_fd)
-            except OSError:
-                continue  # swapped for something else meanwhile
-            try:
-                tar.addfile(_tarinfo(rel, path, st, True))
-                _write_dir(tar, sub, rel, overlay_whiteouts, skip, seen_inodes)
-            finally:
-                os.close(sub)
-            continue
-        info = _tarinfo(rel, path, st, False)
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-            if key in seen_inodes:
-                info.type = tarfile.LNKTYPE
-                info.linkname = seen_inodes[key]
-                tar.addfile(info)
-                continue
-            seen_inodes[key] = rel
-        if stat.S_ISREG(st.st_mode):
-            try:
-                pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-            except OSError:
-                continue
-            try:
-                if not stat.S_ISREG(os.fstat(pfd).st_mode):
-                    continue  # swapped (for a device, a link...) meanwhile: never opened
-                with open(f"/proc/self/fd/{pfd}", "rb") as f:
-                    info.size = os.fstat(f.fileno()).st_size
-                    tar.addfile(info, f)
-            finally:
-                os.close(pfd)
-        elif stat.S_ISLNK(st.st_mode):
-            info.type = tarfile.SYMTYPE
-            try:
-                info.linkname = os.readlink(name, dir_fd=dir_fd)
-            except OSError:
-                continue
-            tar.addfile(info)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            tar.addfile(info)
-        elif stat.S_ISFIFO(st.st_mode):
-            info.type = tarfile.FIFOTYPE
-            tar.addfile(info)
-        # sockets are not archived (tar cannot hold them; docker skips them too)
+            pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:
+            return
+        try:
+            if not stat.S_ISREG(os.fstat(pfd).st_mode):
+                return  # swapped (for a device, a link...) meanwhile: never opened
+            with open(f"/proc/self/fd/{pfd}", "rb") as f:
+                info.size = os.fstat(f.fileno()).st_size
+                tar.addfile(info, f)
+        finally:
+            os.close(pfd)
+    elif stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        try:
+            info.linkname = os.readlink(name, dir_fd=dir_fd)
+        except OSError:
+            return
+        tar.addfile(info)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        tar.addfile(info)
+    elif stat.S_ISFIFO(st.st_mode):
+        info.type = tarfile.FIFOTYPE
+        tar.addfile(info)
+    # sockets are not archived (tar cannot hold them; docker skips them too)

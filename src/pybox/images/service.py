@@ -29,6 +29,7 @@ from pybox.images import config as image_config
 from pybox.images import reference as references
 from pybox.images import store as st
 from pybox.images.snapshots import CHANGE_LETTERS, Snapshots
+from pybox.linux import fstree
 
 DEFAULT_DATA_ROOT = "/var/lib/pybox"
 UNPACK_THREADS = max(2, min(4, os.cpu_count() or 1))
@@ -321,12 +322,14 @@ class Images:
     def _disk_usage(self):
         total = 0
         for top in (self.blobs.dir, self.snapshots.layers_dir):
-            for dirpath, _, files in os.walk(top):
-                for name in files:
-                    try:
-                        total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-                    except OSError:
-                        pass
+            try:
+                fd = os.open(top, fstree.DIR_FLAGS)
+            except OSError:
+                continue
+            try:  # iterative and fd-relative: a layer may be deeper than PATH_MAX
+                total += sum(e.st.st_blocks * 512 for e in fstree.walk(fd) if e.fd is None)
+            finally:
+                os.close(fd)
         return total
 
     def collect_garbage(self):
@@ -700,19 +703,13 @@ def _names_going_with(by_name, image_refs):
 
 
 def _tree_size(path: str) -> int:
-    """Bytes under ``path`` (whiteouts not counted).  os.fwalk goes by directory
-    fds and never follows a symlink, so a running container swapping one of its
-    directories for a link cannot send the walk into the host's tree."""
-    total = 0
-    for _, _, files, dir_fd in os.fwalk(path):
-        for name in files:
-            try:
-                st_ = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            except OSError:
-                continue
-            if not (st_.st_mode & 0o170000 == 0o020000 and st_.st_rdev == 0):  # whiteouts
-                total += st_.st_size
-    return total
+    """Bytes under ``path`` (whiteouts not counted).  fstree walks by
+    directory fds, iteratively (a container's tree may be thousands of
+    levels deep), and never follows a symlink, so a running container
+    swapping one of its directories for a link cannot send the walk into
+    the host's tree."""
+    return fstree.path_size(path, skip=lambda s: s.st_mode & 0o170000 == 0o020000
+                            and s.st_rdev == 0)
 
 
 def _name_oci(item, name):

@@ -35,6 +35,7 @@ import uuid
 from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError, LayerError, SyscallError
 from pybox.images import layers as layer_io
+from pybox.linux import fstree
 from pybox.images.store import FileLock, chain_ids, digest_hex, storage_error
 from pybox.oci.state import validate_id, write_atomic
 
@@ -168,10 +169,10 @@ class Snapshots:
                 lock.__enter__()
             try:
                 if self.has_layer(chain_id):  # someone else finished it meanwhile
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    _remove_tree(tmp)
                     return self.layer_info(chain_id)
                 if os.path.exists(final):  # a crash's leftover without layer.json
-                    shutil.rmtree(final)
+                    fstree.remove_tree(final)
                 os.rename(tmp, final)
                 crashpoint("images.layer.placed")
                 link = os.path.join(self.links_dir, info["link"])
@@ -182,7 +183,7 @@ class Snapshots:
                     lock.__exit__(None, None, None)
             return info
         except BaseException as e:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_tree(tmp)
             if isinstance(e, OSError) and not isinstance(e, ImageError):
                 raise storage_error(f"unpacking layer {diff_id or ''}".rstrip(), e) from None
             raise
@@ -198,7 +199,7 @@ class Snapshots:
                 os.unlink(link_path)
         except (ImageError, KeyError, ValueError):
             pass
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_tree(path)
 
     def clean_temp(self):
         """Remove half-unpacked layers a crashed process left (exclusive gc lock)."""
@@ -206,7 +207,7 @@ class Snapshots:
             path = os.path.join(self.layers_dir, name)
             if name.startswith(".tmp-") or not os.path.exists(
                     os.path.join(path, "layer.json")):
-                shutil.rmtree(path, ignore_errors=True)
+                _remove_tree(path)
 
     # -- container root filesystems ----------------------------------------------
     def container_dir(self, container_id):
@@ -268,7 +269,7 @@ class Snapshots:
         try:
             os.mkdir(cdir, 0o700)
         except FileExistsError:
-            shutil.rmtree(cdir)  # a leftover without rootfs.json: never finished
+            fstree.remove_tree(cdir)  # a leftover without rootfs.json: never finished
             os.mkdir(cdir, 0o700)
         except OSError as e:
             raise storage_error(f"creating the rootfs of {container_id}", e) from None
@@ -306,8 +307,8 @@ class Snapshots:
                     if idmap is None and self.driver == DRIVER_OVERLAY and e.errno in (19, 22, 95):
                         # ENODEV, EINVAL, EOPNOTSUPP: this filesystem cannot be an
                         # overlay upper dir: fall back to copying for this container
-                        shutil.rmtree(os.path.join(cdir, "upper"))
-                        shutil.rmtree(os.path.join(cdir, "work"))
+                        fstree.remove_tree(os.path.join(cdir, "upper"))
+                        fstree.remove_tree(os.path.join(cdir, "work"))
                         info["driver"] = driver = DRIVER_COPY
                         write_atomic(os.path.join(cdir, "rootfs.json"), json.dumps(info),
                                      mode=0o644, durable=True)
@@ -319,7 +320,7 @@ class Snapshots:
         except BaseException as e:
             if os.path.ismount(os.path.join(cdir, "merged")):
                 self._umount(os.path.join(cdir, "merged"))
-            shutil.rmtree(cdir, ignore_errors=True)
+            _remove_tree(cdir)
             if isinstance(e, OSError) and not isinstance(e, (ImageError, SyscallError)):
                 raise storage_error(f"preparing the rootfs of {container_id}", e) from None
             if isinstance(e, SyscallError):
@@ -503,15 +504,13 @@ class LowerView:
         for layer in self.lowers:
             if not parts:
                 return os.lstat(layer)
-            path = layer
             opaque_above = False
             st = None
             for i, part in enumerate(parts):
-                if i and layer_io.is_opaque_dir(path):
+                if i and _in_layer(layer, "/".join(parts[:i]), layer_io.is_opaque_dir):
                     opaque_above = True  # this layer hides everything below in path
-                path = os.path.join(path, part)
                 try:
-                    st = os.lstat(path)
+                    st = _in_layer(layer, "/".join(parts[:i + 1]), os.lstat)
                 except FileNotFoundError:
                     st = None
                     break
@@ -529,20 +528,44 @@ class LowerView:
         """Names visible in directory rel (union over layers, minus whiteouts)."""
         names = {}
         for layer in self.lowers:
-            path = os.path.join(layer, rel) if rel else layer
             try:
-                st = os.lstat(path)
-            except FileNotFoundError:
+                st = _in_layer(layer, rel, os.lstat)
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             if layer_io.is_overlay_whiteout(st) or not stat.S_ISDIR(st.st_mode):
                 break
-            for name in os.listdir(path):
-                if name not in names:
-                    names[name] = not layer_io.is_overlay_whiteout(
-                        os.lstat(os.path.join(path, name)))
-            if layer_io.is_opaque_dir(path):
+            fd = _in_layer(layer, rel, lambda p: os.open(p, fstree.DIR_FLAGS))
+            try:
+                for name in os.listdir(fd):
+                    if name not in names:
+                        names[name] = not layer_io.is_overlay_whiteout(
+                            os.stat(name, dir_fd=fd, follow_symlinks=False))
+                opaque = layer_io._is_opaque_fd(fd)
+            finally:
+                os.close(fd)
+            if opaque:
                 break
         return {n for n, visible in names.items() if visible}
+
+
+def _in_layer(layer, rel, call):
+    """call(path) on layer/rel: the path itself when it is short, else
+    /proc/self/fd/PARENT/NAME with the parent opened in pieces (an image's
+    tree may be deeper than PATH_MAX; layer dirs are pybox's, never
+    changed once made)."""
+    path = os.path.join(layer, rel) if rel else layer
+    if len(path) < 3000:
+        return call(path)
+    parent, _, name = rel.rpartition("/")
+    base = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        pfd = fstree.open_beneath(base, parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    finally:
+        os.close(base)
+    try:
+        return call(f"/proc/self/fd/{pfd}/{name}")
+    finally:
+        os.close(pfd)
 
 
 def _same_meta(a, b):
@@ -557,12 +580,8 @@ def _open_dir_beneath(root_fd, rel):
     any symlink (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), or None when
     it is not one any more: a running container may swap a directory for a
     link to / while we list it, and the host's names must not show up."""
-    from pybox.linux import constants as C
-    from pybox.linux.syscalls import real
-
     try:
-        return real().openat2(root_fd, rel or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
-                              0, C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS)
+        return fstree.open_beneath(root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
 
@@ -585,43 +604,24 @@ def _overlay_changes(upper, view):
                 out.append((CHANGE_MODIFY, "/" + parent))
                 changed_dirs.add(parent)
 
-    def walk(rel_dir):
-        fd = _open_dir_beneath(upper_fd, rel_dir)
-        if fd is None:
-            return
-        try:
-            walk_fd(rel_dir, fd)
-        finally:
-            os.close(fd)
-
-    def walk_fd(rel_dir, fd):
-        names = sorted(os.listdir(fd))
-        if rel_dir and layer_io._is_opaque_fd(fd):
-            present = set(names)
-            for gone in sorted(view.listdir(rel_dir) - present):
-                record(CHANGE_DELETE, f"{rel_dir}/{gone}")
-        for name in names:
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if layer_io.is_overlay_whiteout(st):
-                if view.lookup(rel) is not None:
-                    record(CHANGE_DELETE, rel)
-                continue
-            below = view.lookup(rel)
-            if below is None:
-                record(CHANGE_ADD, rel)
-            elif not (stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode)
-                      and _same_meta(st, below)):
-                record(CHANGE_MODIFY, rel)
-            if stat.S_ISDIR(st.st_mode):
-                walk(rel)
-
-    upper_fd = os.open(upper, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    upper_fd = os.open(upper, fstree.DIR_FLAGS)
     try:
-        walk("")
+        for entry in fstree.walk(upper_fd):  # iterative: any depth
+            rel, st = entry.rel, entry.st
+            if rel:
+                if layer_io.is_overlay_whiteout(st):
+                    if view.lookup(rel) is not None:
+                        record(CHANGE_DELETE, rel)
+                    continue
+                below = view.lookup(rel)
+                if below is None:
+                    record(CHANGE_ADD, rel)
+                elif not (stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode)
+                          and _same_meta(st, below)):
+                    record(CHANGE_MODIFY, rel)
+            if rel and entry.fd is not None and layer_io._is_opaque_fd(entry.fd):
+                for gone in sorted(view.listdir(rel) - set(entry.names())):
+                    record(CHANGE_DELETE, f"{rel}/{gone}")
     finally:
         os.close(upper_fd)
     return out
@@ -631,39 +631,29 @@ def _tree_changes(root, view):
     """Changes of a flattened copy against the image (the copying driver)."""
     out = []
 
-    def walk(rel_dir, below_is_dir):
-        fd = _open_dir_beneath(root_fd, rel_dir)
-        if fd is None:
-            return
-        try:
-            walk_fd(rel_dir, below_is_dir, fd)
-        finally:
-            os.close(fd)
-
-    def walk_fd(rel_dir, below_is_dir, fd):
-        names = sorted(os.listdir(fd))
-        if below_is_dir:
-            for gone in sorted(view.listdir(rel_dir) - set(names)):
-                out.append((CHANGE_DELETE, "/" + (f"{rel_dir}/{gone}" if rel_dir else gone)))
-        for name in names:
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                link = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
-            except OSError:
-                continue
-            below = view.lookup(rel)
-            if below is None:
-                out.append((CHANGE_ADD, "/" + rel))
-            elif not _same_meta(st, below) or (
-                    stat.S_ISLNK(st.st_mode) and link != _readlink_in(view, rel)):
-                out.append((CHANGE_MODIFY, "/" + rel))
-            if stat.S_ISDIR(st.st_mode):
-                walk(rel, below is not None and stat.S_ISDIR(below.st_mode))
-
-    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = os.open(root, fstree.DIR_FLAGS)
+    below_dirs = {""}  # the walked directories that are directories below too
     try:
-        walk("", True)
+        for entry in fstree.walk(root_fd):  # iterative: any depth
+            rel, st = entry.rel, entry.st
+            if rel:
+                try:
+                    link = (os.readlink(entry.name, dir_fd=entry.parent_fd)
+                            if stat.S_ISLNK(st.st_mode) else None)
+                except OSError:
+                    continue
+                below = view.lookup(rel)
+                if below is None:
+                    out.append((CHANGE_ADD, "/" + rel))
+                elif not _same_meta(st, below) or (
+                        stat.S_ISLNK(st.st_mode) and link != _readlink_in(view, rel)):
+                    out.append((CHANGE_MODIFY, "/" + rel))
+                if entry.fd is not None and below is not None and stat.S_ISDIR(below.st_mode):
+                    below_dirs.add(rel)
+            if entry.fd is not None and rel in below_dirs:
+                below_dirs.discard(rel)
+                for gone in sorted(view.listdir(rel) - set(entry.names())):
+                    out.append((CHANGE_DELETE, "/" + (f"{rel}/{gone}" if rel else gone)))
     finally:
         os.close(root_fd)
     return out
@@ -671,9 +661,11 @@ def _tree_changes(root, view):
 
 def _readlink_in(view, rel):
     for layer in view.lowers:
-        path = os.path.join(layer, rel)
-        if os.path.lexists(path):
-            return os.readlink(path) if os.path.islink(path) else None
+        try:
+            st = _in_layer(layer, rel, os.lstat)
+        except OSError:
+            continue
+        return _in_layer(layer, rel, os.readlink) if stat.S_ISLNK(st.st_mode) else None
     return None
 
 
@@ -771,53 +763,8 @@ def _remove_tree(path):
     """shutil.rmtree(path, ignore_errors=True) without its recursion: an upper
     dir may hold a tree thousands of directories deep (a container's mkdir
     loop, a docker cp), which Python 3.11's rmtree fails on (RecursionError)
-    -- the container was left Dead and could not be removed.  Directories are
-    opened O_NOFOLLOW from their parent's fd."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        top = os.open(path, flags)
-    except OSError:
-        return
-    stack = [(top, "", iter(()))]
-    try:
-        try:
-            stack[0] = (top, "", iter(os.listdir(top)))
-        except OSError:
-            pass
-        while stack:
-            fd, name, entries = stack[-1]
-            entry = next(entries, None)
-            if entry is None:
-                os.close(stack.pop()[0])
-                if stack:
-                    try:
-                        os.rmdir(name, dir_fd=stack[-1][0])
-                    except OSError:
-                        pass
-                continue
-            try:
-                os.unlink(entry, dir_fd=fd)
-                continue
-            except IsADirectoryError:
-                pass
-            except OSError:
-                continue
-            try:
-                sub = os.open(entry, flags, dir_fd=fd)
-            except OSError:
-                continue
-            stack.append((sub, entry, iter(())))
-            try:
-                stack[-1] = (sub, entry, iter(os.listdir(sub)))
-            except OSError:
-                pass
-    finally:
-        for fd, _, _ in stack:
-            os.close(fd)
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
+    -- the container was left Dead and could not be removed."""
+    fstree.remove_tree(path, ignore_errors=True)
 
 
 def _remove(path):
@@ -826,7 +773,7 @@ def _remove(path):
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
+        fstree.remove_tree(path)
     else:
         os.unlink(path)
 
