@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 import threading
 import time
@@ -83,6 +82,7 @@ from typing import Any
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import PyboxError
+from pybox.linux.fstree import remove_tree  # iterative: containers write deep trees
 from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
@@ -263,7 +263,7 @@ class Recovery:
             if name.endswith((".creating", ".removing")):
                 path = os.path.join(root, name)
                 self._unmount_below(path)
-                shutil.rmtree(path, ignore_errors=True)
+                remove_tree(path, ignore_errors=True)
                 log(f"volume {name.rsplit('.', 1)[0]}: "
                     f"{'half-created, removed' if name.endswith('.creating') else 'removal finished'}")
 
@@ -301,14 +301,14 @@ class Recovery:
         e = self.engine
         self._delete_runtime(cid)
         e.images.remove_rootfs(cid)
-        shutil.rmtree(os.path.join(e.run_root, "containers", cid), ignore_errors=True)
+        remove_tree(os.path.join(e.run_root, "containers", cid), ignore_errors=True)
         for name in created_volumes(directory):
             try:
                 e.volumes.remove(name, force=True)
             except PyboxError as err:
                 log(f"volume {name[:12]} of container {cid[:12]}: {err}")
         self._unmount_below(directory)  # a /dev/shm of its own, if it got that far
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_tree(directory, ignore_errors=True)
 
     # 5 ---------------------------------------------------------------------------------------
     def containers(self) -> None:
@@ -513,7 +513,7 @@ class Recovery:
                 e.images.unmount_rootfs(c.id)
             except Exception as err:  # noqa: BLE001
                 log(f"container {c.id[:12]}: unmounting its rootfs: {err}")
-            shutil.rmtree(e.run_dir(c), ignore_errors=True)
+            remove_tree(e.run_dir(c), ignore_errors=True)
             c.state["Paused"] = False
             if fastjson.dumps(c.record) != before:
                 c.save()  # (only then: a durable write per container is not free)
@@ -582,14 +582,14 @@ class Recovery:
                     os.kill(pid, 9)
                 except OSError:
                     pass
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path, ignore_errors=True)
         snaps = getattr(getattr(e.images, "images", None), "snapshots", None)
         if snaps is not None:
             for cid in _listdir(snaps.containers_dir):
                 if cid not in owned:
                     try:
                         e.images.remove_rootfs(cid)
-                        shutil.rmtree(os.path.join(snaps.containers_dir, cid),
+                        remove_tree(os.path.join(snaps.containers_dir, cid),
                                       ignore_errors=True)
                         log(f"rootfs {cid[:12]}: no record owns it: removed")
                     except Exception as err:  # noqa: BLE001
