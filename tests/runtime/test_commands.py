@@ -14,9 +14,12 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture
 def counter(rt, bundle):
-    """A container that counts into a file once every 20 ms."""
+    """A container that counts into a file once every 20 ms, each count renamed
+    into place (frozen between a truncate and its write, the file stayed empty
+    for the whole pause: 'counter never wrote')."""
     cid = rt.new_id()
-    bundle.sh("i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.02; done")
+    bundle.sh("i=0; while true; do i=$((i+1)); echo $i > /count.new; mv /count.new /count; "
+              "sleep 0.02; done")
     rt("run", "-d", "-b", bundle.write(), cid)
     return cid, os.path.join(bundle.rootfs, "count")
 

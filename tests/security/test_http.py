@@ -300,11 +300,11 @@ def test_idle_connections_cost_little_and_the_daemon_keeps_serving(pyboxd, names
         for s in held[1:300:3]:
             status, _, body = read_response(s)
             assert status == 200 and json.loads(body) is not None
+        fds = fd_count(pid)  # counted while all are held: the daemon closes fast
     finally:
         for s in held:
             s.close()
-    fds = fd_count(pid)
-    assert settle(lambda: fd_count(pid) < fds - 2000, timeout=30), fd_count(pid)
+    assert settle(lambda: fd_count(pid) < fds - 2000, timeout=30), (fds, fd_count(pid))
     still_serving(pyboxd)
 
 
