@@ -42,6 +42,7 @@ class PrivateDockerd:
         self.socket = os.path.join(self.base, "docker.sock")
         self.host = f"unix://{self.socket}"
         self.cgroup_parent = "/" + os.path.basename(self.base)
+        self.bridge = "none"  # or an existing bridge of the caller's (its default network)
         self.process = None
         self.pre_existing = {p for p in SHARED_DIRS if os.path.lexists(p)}
 
@@ -53,7 +54,7 @@ class PrivateDockerd:
                 "--data-root", f"{self.base}/data", "--exec-root", f"{self.base}/exec",
                 "-H", self.host, "--pidfile", f"{self.base}/docker.pid",
                 "--cgroup-parent", self.cgroup_parent, "--storage-driver", "overlay2",
-                "--bridge", "none", "--iptables=false", "--ip6tables=false",
+                "--bridge", self.bridge, "--iptables=false", "--ip6tables=false",
                 "--ip-masq=false", "--log-level", "warn"]
         log = open(os.path.join(self.base, "dockerd.log"), "w")
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
