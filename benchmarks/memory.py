@@ -22,7 +22,8 @@ bounded events history filling up).
 Zombie processes left under each daemon (and its monitors or shims) are
 counted at the end.  ``--tracemalloc DEPTH`` runs pyboxd with tracemalloc on
 and writes the allocation sites that grew most during each phase to pyboxd's
-log (kept, its path printed): where to look when the growth comes back.
+log (kept, its path printed): where to look when the growth comes back (the
+RSS numbers of such a run are mostly tracemalloc's own).
 
     /opt/pybox/bin/python benchmarks/memory.py [-n 2000] [--engines pybox,docker]
         [--cycles run-rm,dockerpy] [--warmup 30] [--settle 10] [--tracemalloc 20]
