@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 from pybox.images.rootfs import build_busybox_rootfs  # noqa: E402
 from pybox.oci.defaults import default_spec  # noqa: E402
 
-
 OPS = ("run", "create", "start", "delete", "exec", "delete -f")
 
 

@@ -14,13 +14,13 @@ import os
 class PyboxError(Exception):
     """Base class.  ``str(err)`` is the one line the CLI prints."""
 
-    def __init__(self, message, *, errno=None):
+    def __init__(self, message, *, errno=None) -> None:
         super().__init__(message)
         self.message = message
         if errno is not None:
             self.errno = errno
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
 
 
@@ -28,14 +28,14 @@ class SyscallError(PyboxError, OSError):
     """A system call failed.  Is an OSError too, so ``except OSError`` and ``.errno``
     work as for any failed os.* call; keeps the call's name and its arguments."""
 
-    def __init__(self, err, call, args=(), context=None):
+    def __init__(self, err, call, args=(), context=None) -> None:
         OSError.__init__(self, err, os.strerror(err))
         self.message = None
         self.call = call
         self.call_args = tuple(args)
         self.context = context
 
-    def __str__(self):
+    def __str__(self) -> str:
         shown = ", ".join(_short(a) for a in self.call_args)
         text = f"{self.call}({shown}): {self.strerror}"
         return f"{self.context}: {text}" if self.context else text
@@ -50,7 +50,7 @@ class ConfigError(PyboxError):
     """config.json (or process.json) is malformed or violates the runtime spec.
     The message starts with the JSON path of the offending field."""
 
-    def __init__(self, path, problem):
+    def __init__(self, path, problem) -> None:
         super().__init__(f"{path}: {problem}" if path else problem)
         self.path = path
         self.problem = problem
@@ -61,13 +61,13 @@ class ContainerError(PyboxError):
 
 
 class ContainerNotFound(ContainerError):
-    def __init__(self, cid):
+    def __init__(self, cid) -> None:
         super().__init__(f"container {cid!r} does not exist", errno=2)
         self.cid = cid
 
 
 class ContainerExists(ContainerError):
-    def __init__(self, cid):
+    def __init__(self, cid) -> None:
         super().__init__(f"container {cid!r} already exists", errno=17)
         self.cid = cid
 
@@ -129,7 +129,7 @@ class InvalidReference(ImageError, BadRequest):
 class ImageNotFound(ImageError, NotFound):
     """No image matches the reference (the API answers 404 so clients can pull)."""
 
-    def __init__(self, ref):
+    def __init__(self, ref) -> None:
         super().__init__(f"No such image: {ref}", errno=2)
         self.ref = ref
 
@@ -146,7 +146,7 @@ class LayerError(ImageError):
 class DigestMismatch(ImageError):
     """Content does not hash to the digest that names it (blob or diff-id)."""
 
-    def __init__(self, what, expected, actual):
+    def __init__(self, what, expected, actual) -> None:
         super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
         self.expected = expected
         self.actual = actual
@@ -159,7 +159,7 @@ class RegistryError(ImageError):
     (``MANIFEST_UNKNOWN``, ``DENIED``...); the message is docker's wording where
     docker has one, so users can search for it."""
 
-    def __init__(self, message, *, status=None, code=None, errno=None):
+    def __init__(self, message, *, status=None, code=None, errno=None) -> None:
         super().__init__(message, errno=errno)
         self.status = status
         self.code = code
@@ -182,7 +182,7 @@ class ClientError(PyboxError):
 
     exit_status = 1
 
-    def __init__(self, message, *, exit_status=None):
+    def __init__(self, message, *, exit_status=None) -> None:
         super().__init__(message)
         if exit_status is not None:
             self.exit_status = exit_status
@@ -192,11 +192,11 @@ class DaemonError(ClientError):
     """The daemon answered with an error status; ``message`` is its JSON
     ``message``.  Printed as docker prints it: ``Error response from daemon: ...``."""
 
-    def __init__(self, status, message, *, exit_status=None):
+    def __init__(self, status, message, *, exit_status=None) -> None:
         super().__init__(message, exit_status=exit_status)
         self.status = status
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Error response from daemon: {self.message}"
 
 
@@ -214,5 +214,5 @@ class ExitStatus(ClientError):
     """Not an error to print: the command's result is this exit status (a
     container's StatusCode, an exec's ExitCode).  ``message`` may be empty."""
 
-    def __init__(self, status, message=""):
+    def __init__(self, status, message: str="") -> None:
         super().__init__(message, exit_status=status)

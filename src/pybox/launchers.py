@@ -66,7 +66,7 @@ def write_launchers(bindir, python=None):
     return written
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         sys.stderr.write("usage: python -m pybox.launchers BINDIR\n")

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from .conftest import has_cgroups, on_hybrid, unique, uses_v1
-
 from pybox.cgroups.layout import detect
 from pybox.cgroups.v2 import V2Manager
+
+from .conftest import has_cgroups, on_hybrid, unique, uses_v1
 
 pytestmark = [pytest.mark.root, has_cgroups]
 MiB = 1 << 20
@@ -203,6 +203,7 @@ def test_live_memory_update_up_and_down(make_manager, helper):
 
 def test_lowering_memory_below_what_processes_use_is_refused(make_manager, helper):
     from pybox.errors import CgroupError
+
     from .conftest import knob
 
     mgr = make_manager()

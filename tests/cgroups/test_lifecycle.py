@@ -6,11 +6,11 @@ import signal
 
 import pytest
 
-from .conftest import LAYOUT, absent_block_device, has_cgroups, on_hybrid, unique
-
 from pybox import cgroups
 from pybox.cgroups.v2 import V2Manager
 from pybox.errors import CgroupError
+
+from .conftest import LAYOUT, absent_block_device, has_cgroups, on_hybrid, unique
 
 pytestmark = [pytest.mark.root, has_cgroups]
 MiB = 1 << 20

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 PREFIX = "pybox-clients-docker-"
 IMAGE = "busybox:latest"

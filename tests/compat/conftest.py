@@ -34,9 +34,8 @@ import uuid
 
 import pytest
 
-from pybox.images.rootfs import build_busybox_rootfs
-
 from clients.dockerd import pids_mentioning  # (one copy, with the private dockerd's)
+from pybox.images.rootfs import build_busybox_rootfs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(os.path.dirname(HERE)), "src")

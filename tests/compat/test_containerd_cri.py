@@ -37,8 +37,14 @@ import uuid
 
 import pytest
 
-from .conftest import (SharedDirs, ensure_installed, pids_mentioning, remove_cgroup_tree,
-                       unmount_under, wait_for)
+from .conftest import (
+    SharedDirs,
+    ensure_installed,
+    pids_mentioning,
+    remove_cgroup_tree,
+    unmount_under,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.compat]
 

@@ -10,9 +10,20 @@ import subprocess
 
 import pytest
 
-from .conftest import (CGROUP_LIMITS_SH, EXEC_VARIANTS, IMAGE, PIDS_SH, PODMAN_ULIMITS,
-                       RUN_VARIANTS, PtySession, diff_from_runc, is_frozen,
-                       read_in_container, unique_name, wait_for)
+from .conftest import (
+    CGROUP_LIMITS_SH,
+    EXEC_VARIANTS,
+    IMAGE,
+    PIDS_SH,
+    PODMAN_ULIMITS,
+    RUN_VARIANTS,
+    PtySession,
+    diff_from_runc,
+    is_frozen,
+    read_in_container,
+    unique_name,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.compat]
 

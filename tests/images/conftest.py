@@ -9,10 +9,10 @@ built once per run from busybox-static."""
 import hashlib
 import io
 import json
-import tarfile
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import uuid
 

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SRC = os.path.join(REPO, "src")

@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from netutil import IMAGE, SRC, free_port, settle, http_get
+from netutil import IMAGE, SRC, free_port, http_get, settle
 
 pytestmark = [pytest.mark.network, pytest.mark.root]
 

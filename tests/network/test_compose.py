@@ -8,7 +8,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from netutil import free_port, http_get, settle
 
 pytestmark = [pytest.mark.network, pytest.mark.root]

@@ -6,9 +6,8 @@ import ipaddress
 import os
 
 import pytest
+from netutil import IMAGE, PeerServer, free_port, http_get, listen, settle, tcp_get, udp_ask
 
-from netutil import (IMAGE, PeerServer, free_port, http_get, listen, settle, tcp_get,
-                     udp_ask)
 from pybox.network import netns
 
 pytestmark = [pytest.mark.network, pytest.mark.root]
@@ -455,6 +454,7 @@ def test_cleanup_after_a_crash_finds_leftovers_by_name(pyboxd, names):
     import subprocess
 
     from netutil import run
+
     from pybox.network.firewall import Firewall
 
     name = names()

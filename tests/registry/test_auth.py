@@ -14,7 +14,7 @@ from pybox.images.push import push
 from pybox.images.registry import Registries, login
 from pybox.images.registry_config import RegistryOptions
 
-from .conftest import (PASSWORD, USER, ImageSpec, random_layer, store_listing, unique)
+from .conftest import PASSWORD, USER, ImageSpec, random_layer, store_listing, unique
 
 pytestmark = [pytest.mark.registry, pytest.mark.root]
 GOOD = Credentials(USER, PASSWORD)

@@ -4,8 +4,7 @@ or fails with a clear error -- and a failed pull leaves the store as it was."""
 
 import pytest
 
-from pybox.errors import (AuthenticationError, DigestMismatch, RegistryError,
-                          RegistryNotFound)
+from pybox.errors import AuthenticationError, DigestMismatch, RegistryError, RegistryNotFound
 from pybox.images.pull import pull
 
 from .conftest import ImageSpec, random_layer, store_listing, unique

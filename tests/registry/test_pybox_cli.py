@@ -12,8 +12,11 @@ import subprocess
 import pytest
 
 from .conftest import PASSWORD, USER, ImageSpec, random_layer, skopeo_inspect, unique
-from .test_pyboxd import PYTHON, SRC
-from .test_pyboxd import daemon  # noqa: F401 (a fixture: this module's own pyboxd)
+from .test_pyboxd import (
+    PYTHON,
+    SRC,
+    daemon,  # noqa: F401 (a fixture: this module's own pyboxd)
+)
 
 pytestmark = [pytest.mark.registry, pytest.mark.root]
 

@@ -14,8 +14,7 @@ import uuid
 
 import pytest
 
-from .conftest import (PASSWORD, USER, ImageSpec, free_port, random_layer, skopeo_inspect,
-                       unique)
+from .conftest import PASSWORD, USER, ImageSpec, free_port, random_layer, skopeo_inspect, unique
 
 pytestmark = [pytest.mark.registry, pytest.mark.root]
 

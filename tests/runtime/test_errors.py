@@ -1,7 +1,6 @@
 """Bad input: one clear line on stderr, a non-zero exit, and nothing left behind
 (no state directory, cgroup, mount or process)."""
 
-import json
 import os
 import subprocess
 

@@ -2,7 +2,6 @@
 mounts, masked and read-only paths, capabilities, rlimits, user, devices."""
 
 import os
-import time
 
 import pytest
 

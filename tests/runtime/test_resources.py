@@ -2,7 +2,6 @@
 package, at the path runc's cgroupsPath rules give, and are enforced."""
 
 import os
-import subprocess
 
 import pytest
 

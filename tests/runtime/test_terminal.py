@@ -1,12 +1,11 @@
 """Terminals: console sockets (detached) and the foreground relay."""
 
+import fcntl
 import os
 import pty
 import socket
 import struct
-import subprocess
 import termios
-import fcntl
 import time
 
 import pytest

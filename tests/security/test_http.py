@@ -13,7 +13,6 @@ four parallel 200 MB uploads leave pyboxd's resident memory where it was.
 """
 
 import json
-import os
 import socket
 import threading
 import time

@@ -1,7 +1,6 @@
 """A fake syscall layer: records every call so the order and the flags of mounts
 and namespace operations can be checked without root."""
 
-import os
 
 from pybox.errors import SyscallError
 

@@ -2,11 +2,8 @@
 version negotiation, keep-alive, chunked bodies both ways, the 101 hijack,
 error shapes; and main()'s exit codes.  No real daemon needed."""
 
-import os
 import socket
-import sys
 import threading
-import time
 
 import pytest
 

@@ -57,7 +57,7 @@ def _session(data_from_daemon, tty, stdin_data=None, keys=None):
     daemon.settimeout(1)
     try:
         received = daemon.recv(65536)
-    except socket.timeout:
+    except TimeoutError:
         received = None
     return result, os.read(out_r, 65536), os.read(err_r, 65536), received
 

@@ -2,8 +2,16 @@
 
 import pytest
 
-from pybox.cli.pybox.formatting import (ContainerRow, HISTORY_TABLE, HistoryRow, PS_TABLE,
-                                        image_rows, ImageRow, IMAGES_TABLE, render_rows)
+from pybox.cli.pybox.formatting import (
+    HISTORY_TABLE,
+    IMAGES_TABLE,
+    PS_TABLE,
+    ContainerRow,
+    HistoryRow,
+    ImageRow,
+    image_rows,
+    render_rows,
+)
 from pybox.cli.pybox.templates import TemplateError, render
 
 pytestmark = pytest.mark.unit

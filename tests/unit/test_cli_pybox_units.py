@@ -3,8 +3,7 @@
 import pytest
 
 from pybox.cli.pybox.formatting import ellipsis, indent_raw_json, tabwrite
-from pybox.cli.pybox.units import (go_duration, go_float, human_duration, human_size,
-                                   nano_cpus, ram_in_bytes)
+from pybox.cli.pybox.units import go_duration, go_float, human_duration, human_size, nano_cpus, ram_in_bytes
 
 pytestmark = pytest.mark.unit
 

@@ -1,6 +1,5 @@
 """Executable lookup and environment handling as runc does them."""
 
-import os
 
 import pytest
 

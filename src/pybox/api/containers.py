@@ -31,11 +31,11 @@ def check_kill_signal(ref: str, signal: str) -> None:
         raise BadRequest(f"the linux daemon does not support signal {number}")
 
 
-def register(router, engine):
+def register(router, engine) -> None:
     r = router
 
     @r.route("GET", "/containers/json")
-    def list_containers(req, resp):
+    def list_containers(req, resp) -> None:
         filters = req.filters()
         schema.check_filters(filters, LIST_FILTERS)
         limit = schema.atoi(req, "limit")
@@ -44,13 +44,13 @@ def register(router, engine):
         resp.json([schema.render(item, schema.SUMMARY) for item in items])
 
     @r.route("POST", "/containers/create")
-    def create(req, resp):
+    def create(req, resp) -> None:
         body = schema.read_create(req)  # typed as dockerd types it, or a 400
         cid, warnings = engine.create(body, name=req.arg("name") or None)
         resp.json({"Id": cid, "Warnings": warnings}, 201)
 
     @r.route("GET", "/containers/{id}/json")
-    def inspect(req, resp, id):
+    def inspect(req, resp, id) -> None:
         resp.json(schema.render(engine.inspect(id, size=req.flag("size")),
                                 schema.CONTAINER_JSON))
 
@@ -63,17 +63,17 @@ def register(router, engine):
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/stop")
-    def stop(req, resp, id):
+    def stop(req, resp, id) -> None:
         engine.stop(id, timeout=schema.atoi(req, "t"))
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/restart")
-    def restart(req, resp, id):
+    def restart(req, resp, id) -> None:
         engine.restart(id, timeout=schema.atoi(req, "t"))
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/kill")
-    def kill(req, resp, id):
+    def kill(req, resp, id) -> None:
         signal = req.arg("signal") or None
         if signal is not None:
             check_kill_signal(id, signal)
@@ -81,17 +81,17 @@ def register(router, engine):
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/pause")
-    def pause(req, resp, id):
+    def pause(req, resp, id) -> None:
         engine.pause(id)
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/unpause")
-    def unpause(req, resp, id):
+    def unpause(req, resp, id) -> None:
         engine.unpause(id)
         resp.empty(204)
 
     @r.route("DELETE", "/containers/{id}")
-    def remove(req, resp, id):
+    def remove(req, resp, id) -> None:
         engine.remove(id, force=req.flag("force"), volumes=req.flag("v"))
         resp.empty(204)
 
@@ -120,7 +120,7 @@ def register(router, engine):
         resp.park(engine.wait_parked(id, condition, done))
 
     @r.route("POST", "/containers/{id}/resize")
-    def resize(req, resp, id):
+    def resize(req, resp, id) -> None:
         engine.resize(id, schema.uint32_arg(req, "h", "height"),
                       schema.uint32_arg(req, "w", "width"))
         resp.send(200)
@@ -186,7 +186,7 @@ def register(router, engine):
         resp.json({"Id": engine.exec_create(id, body)}, 201)
 
     @r.route("POST", "/exec/{id}/start")
-    def exec_start(req, resp, id):
+    def exec_start(req, resp, id) -> None:
         body = schema.read_json(req, schema.EXEC_START)
         e = engine.get_exec(id)
         detach = bool(body.get("Detach"))
@@ -216,13 +216,13 @@ def register(router, engine):
                 pass
 
     @r.route("POST", "/exec/{id}/resize")
-    def exec_resize(req, resp, id):
+    def exec_resize(req, resp, id) -> None:
         engine.get_exec(id).resize(schema.uint32_arg(req, "h", "height"),
                                    schema.uint32_arg(req, "w", "width"))
         resp.send(200)
 
     @r.route("GET", "/exec/{id}/json")
-    def exec_inspect(req, resp, id):
+    def exec_inspect(req, resp, id) -> None:
         resp.json(engine.get_exec(id).inspect())
 
     # -- unknown object kinds docker inspect probes ------------------------------------

@@ -6,12 +6,12 @@ from pybox.errors import BadRequest, ImageError, NotFound
 from pybox.oci import fastjson
 
 
-def register(router, engine):
+def register(router, engine) -> None:
     r = router
     images = engine.images.images  # the store's facade
 
     @r.route("GET", "/images/json")
-    def list_images(req, resp):
+    def list_images(req, resp) -> None:
         from pybox.api import schema
 
         filters = req.filters()
@@ -21,7 +21,7 @@ def register(router, engine):
         resp.json(images.list(all=req.flag("all"), filters=filters))
 
     @r.route("POST", "/images/prune")
-    def prune(req, resp):
+    def prune(req, resp) -> None:
         from pybox.engine.observe import has_labels, prune_filters
 
         filters = req.filters()
@@ -42,15 +42,15 @@ def register(router, engine):
         resp.json(result)
 
     @r.route("POST", "/build/prune")
-    def build_prune(req, resp):
+    def build_prune(req, resp) -> None:
         resp.json({"CachesDeleted": None, "SpaceReclaimed": 0})  # no build cache (no builds)
 
     @r.route("GET", "/images/{name*}/json")
-    def inspect(req, resp, name):
+    def inspect(req, resp, name) -> None:
         resp.json(images.inspect(name))
 
     @r.route("GET", "/images/{name*}/history")
-    def history(req, resp, name):
+    def history(req, resp, name) -> None:
         resp.json(images.history(name))
 
     @r.route("POST", "/images/{name*}/tag")
@@ -64,7 +64,7 @@ def register(router, engine):
         resp.empty(201)
 
     @r.route("DELETE", "/images/{name*}")
-    def remove(req, resp, name):
+    def remove(req, resp, name) -> None:
         result = images.remove(name, force=req.flag("force"))
         for item in result:
             if "Untagged" in item:
@@ -120,11 +120,11 @@ def register(router, engine):
             resp.stream_file(tmp, "application/x-tar")
 
     @r.route("GET", "/images/get")
-    def save_many(req, resp):
+    def save_many(req, resp) -> None:
         save(req, resp, req.args("names"))
 
     @r.route("GET", "/images/{name*}/get")
-    def save_one(req, resp, name):
+    def save_one(req, resp, name) -> None:
         save(req, resp, [name])
 
     @r.route("POST", "/images/load")

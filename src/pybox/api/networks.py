@@ -8,18 +8,18 @@ from pybox.errors import BadRequest
 LIST_FILTERS = {"dangling", "driver", "id", "label", "name", "scope", "type"}
 
 
-def register(router, engine):
+def register(router, engine) -> None:
     r = router
     net = engine.network
 
     @r.route("GET", "/networks")
-    def list_networks(req, resp):
+    def list_networks(req, resp) -> None:
         filters = req.filters()
         schema.check_filters(filters, LIST_FILTERS)
         resp.json(net.manager.list(filters))
 
     @r.route("POST", "/networks/create")
-    def create(req, resp):
+    def create(req, resp) -> None:
         body = schema.read_json(req, schema.NETWORK_CREATE)
         nid, warning = net.manager.create(body)
         rec = net.manager.get(nid)
@@ -27,7 +27,7 @@ def register(router, engine):
         resp.json({"Id": nid, "Warning": warning}, 201)
 
     @r.route("POST", "/networks/prune")
-    def prune(req, resp):
+    def prune(req, resp) -> None:
         from pybox.engine.observe import has_labels, prune_filters
         from pybox.engine.timefmt import parse_rfc3339
 
@@ -43,11 +43,11 @@ def register(router, engine):
         resp.json({"NetworksDeleted": removed})
 
     @r.route("GET", "/networks/{id}")
-    def inspect(req, resp, id):
+    def inspect(req, resp, id) -> None:
         resp.json(net.manager.inspect(id))
 
     @r.route("DELETE", "/networks/{id}")
-    def remove(req, resp, id):
+    def remove(req, resp, id) -> None:
         rec = net.manager.remove(id)
         engine.events.emit("network", "destroy", rec["Id"],
                            {"name": rec["Name"], "type": rec["Driver"]})

@@ -18,7 +18,7 @@ def commit_config(body, container_config):
     return merge_image_config(body if isinstance(body, dict) else {}, container_config)
 
 
-def register(router, engine):
+def register(router, engine) -> None:
     from pybox.engine import archive, observe
 
     r = router
@@ -31,7 +31,7 @@ def register(router, engine):
         resp.json(observe.top(engine, engine.get(id), ps_args))
 
     @r.route("GET", "/containers/{id}/stats")
-    def stats(req, resp, id):
+    def stats(req, resp, id) -> None:
         c = engine.get(id)
         stream = req.flag("stream", default=True)
         docs = observe.stats_stream(engine, c, stream, one_shot=req.flag("one-shot"),
@@ -47,7 +47,7 @@ def register(router, engine):
         end()
 
     @r.route("POST", "/containers/{id}/update")
-    def update(req, resp, id):
+    def update(req, resp, id) -> None:
         from pybox.api import schema
 
         body = schema.read_json(req, schema.UPDATE_CONFIG)  # typed, or a 400
@@ -55,7 +55,7 @@ def register(router, engine):
         resp.json({"Warnings": warnings or None})
 
     @r.route("GET", "/containers/{id}/changes")
-    def changes(req, resp, id):
+    def changes(req, resp, id) -> None:
         c = engine.get(id)
         # mount points the engine made (the /etc files, volume and bind targets)
         # are not the container's changes; docker keeps them in an init layer
@@ -65,7 +65,7 @@ def register(router, engine):
         resp.json(changes or None)
 
     @r.route("GET", "/containers/{id}/export")
-    def export(req, resp, id):
+    def export(req, resp, id) -> None:
         c = engine.get(id)
         with archive.RootView(engine, c):
             with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
@@ -74,7 +74,7 @@ def register(router, engine):
                 resp.stream_file(tmp, "application/octet-stream")
 
     @r.route("POST", "/commit")
-    def commit(req, resp):
+    def commit(req, resp) -> None:
         from pybox.api import schema
 
         body = schema.read_commit_config(req)  # a create request's Config, typed
@@ -127,9 +127,9 @@ def register(router, engine):
         resp.send(200)
 
     @r.route("POST", "/containers/prune")
-    def prune(req, resp):
+    def prune(req, resp) -> None:
         resp.json(observe.prune_containers(engine, req.filters()))
 
     @r.route("GET", "/system/df")
-    def df(req, resp):
+    def df(req, resp) -> None:
         resp.json(observe.disk_usage(engine))

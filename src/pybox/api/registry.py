@@ -23,14 +23,14 @@ class _Decoded:
         return getattr(self._req, name)
 
 
-def register(router, engine):
+def register(router, engine) -> None:
     @router.route("POST", "/images/{name*}/push")
-    def push(req, resp, name):
+    def push(req, resp, name) -> None:
         if not req.headers.get("x-registry-auth"):
             # the old form: credentials in the body (an AuthConfig)
             req = _Decoded(req, schema.read_json(req, schema.AUTH_CONFIG))
         registry.push(engine, req, resp, name)
 
     @router.route("POST", "/auth")
-    def auth(req, resp):
+    def auth(req, resp) -> None:
         registry.login(engine, _Decoded(req, schema.read_json(req, schema.AUTH_CONFIG)), resp)

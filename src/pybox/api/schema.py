@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pybox.errors import BadRequest
 
@@ -44,7 +45,7 @@ class _Float(float):
 
     text: str
 
-    def __new__(cls, text: str) -> "_Float":
+    def __new__(cls, text: str) -> _Float:
         try:
             obj = super().__new__(cls, text)
         except OverflowError:  # pragma: no cover - float("1e999") is inf, not an error
@@ -141,7 +142,7 @@ class Bool(GoType):
 
 
 class Int(GoType):
-    def __init__(self, go: str = "int64", base: str | None = None):
+    def __init__(self, go: str = "int64", base: str | None = None) -> None:
         self.go = go
         self.lo, self.hi = INT_RANGES[base or go]
 
@@ -156,7 +157,7 @@ class Int(GoType):
 
 
 class Str(GoType):
-    def __init__(self, go: str = "string"):
+    def __init__(self, go: str = "string") -> None:
         self.go = go
 
     def decode(self, v, st):
@@ -177,7 +178,7 @@ class AnyValue(GoType):
 class Slice(GoType):
     nullable = True
 
-    def __init__(self, elem: GoType, go: str | None = None):
+    def __init__(self, elem: GoType, go: str | None = None) -> None:
         self.elem = elem
         self.go = go or "[]" + elem.go
 
@@ -195,7 +196,7 @@ class Slice(GoType):
 class Array(GoType):
     """A Go array ([2]uint): extra elements are dropped, missing ones zero."""
 
-    def __init__(self, elem: GoType, n: int):
+    def __init__(self, elem: GoType, n: int) -> None:
         self.elem, self.n = elem, n
         self.go = f"[{n}]{elem.go}"
 
@@ -215,7 +216,7 @@ class Ptr(GoType):
 
     nullable = True
 
-    def __init__(self, elem: GoType):
+    def __init__(self, elem: GoType) -> None:
         self.elem = elem
         self.go = elem.go
 
@@ -226,7 +227,7 @@ class Ptr(GoType):
 class Map(GoType):
     nullable = True
 
-    def __init__(self, elem: GoType, go: str | None = None):
+    def __init__(self, elem: GoType, go: str | None = None) -> None:
         self.elem = elem
         self.go = go or "map[string]" + elem.go
 
@@ -271,7 +272,7 @@ class Struct(GoType):
     an embedded struct, whose fields are promoted (and named with the embedded
     struct's type name in error paths, as Go 1.24 does)."""
 
-    def __init__(self, name: str, go: str, fields: list[tuple[str, GoType]]):
+    def __init__(self, name: str, go: str, fields: list[tuple[str, GoType]]) -> None:
         self.name, self.go = name, go
         self.fields: dict[str, tuple[GoType, list[str]]] = {}
         for json_name, typ in fields:

@@ -164,7 +164,7 @@ def status_for(exc):
     return 500
 
 
-def parse_bool(value):
+def parse_bool(value) -> bool:
     """dockerd's rule: false iff "", 0, no, false or none (any case)."""
     return value is not None and value.strip().lower() not in ("", "0", "no", "false", "none")
 
@@ -251,7 +251,7 @@ class Request:
     def args(self, name):
         return self.query.get(name, [])
 
-    def flag(self, name, default=False):
+    def flag(self, name, default: bool=False):
         value = self.arg(name)
         return default if value is None else parse_bool(value)
 
@@ -449,7 +449,7 @@ class Request:
             return False
         return True
 
-    def wants_upgrade(self):
+    def wants_upgrade(self) -> bool:
         return "upgrade" in self.headers.get("connection", "").lower()
 
     def client_gone(self):
@@ -486,7 +486,7 @@ class Response:
             h.append(("Connection", "close"))  # the rest of the body is not read
         return h
 
-    def _send(self, event):
+    def _send(self, event) -> None:
         self.req._send(event)
 
     def _drain_request(self) -> None:
@@ -495,7 +495,7 @@ class Response:
         from _headers/_send themselves."""
         self.req.discard_body()
 
-    def send(self, status, body=b"", content_type=None, headers=()):
+    def send(self, status, body: bytes=b"", content_type=None, headers=()) -> None:
         hdrs = self._headers(content_type if body or content_type else None, headers)
         hdrs.append(("Content-Length", str(len(body))))
         self._send(h11.Response(status_code=status, reason=_phrase(status), headers=hdrs))
@@ -504,10 +504,10 @@ class Response:
         self._send(h11.EndOfMessage())
         self.sent = True
 
-    def json(self, obj, status=200):
+    def json(self, obj, status: int=200) -> None:
         self.send(status, fastjson.dumps(obj).encode() + b"\n", "application/json")
 
-    def empty(self, status=204):
+    def empty(self, status: int=204) -> None:
         hdrs = self._headers()
         if status not in (204, 304):
             hdrs.append(("Content-Length", "0"))
@@ -515,13 +515,13 @@ class Response:
         self._send(h11.EndOfMessage())
         self.sent = True
 
-    def error(self, status, message):
+    def error(self, status, message) -> None:
         if status == 304:
             self.empty(304)
             return
         self.json({"message": message}, status)
 
-    def stream(self, status=200, content_type="application/json", headers=(),
+    def stream(self, status: int=200, content_type: str="application/json", headers=(),
                long_lived: bool = True):
         """Start a chunked response; returns write(bytes) and end() callables.
         Headers go out at once (docker's wait relies on that).  The request
@@ -534,16 +534,16 @@ class Response:
         self._send(h11.Response(status_code=status, reason=_phrase(status), headers=hdrs))
         self.sent = True
 
-        def write(data):
+        def write(data) -> None:
             if data:
                 self._send(h11.Data(data=data))
 
-        def end():
+        def end() -> None:
             self._send(h11.EndOfMessage())
 
         return write, end
 
-    def stream_file(self, f, content_type, headers=()):
+    def stream_file(self, f, content_type, headers=()) -> None:
         """A 200 whose body is the open file ``f`` from its current position
         (a tar made in a temporary file), sent in 1 MiB chunks."""
         write, end = self.stream(200, content_type, headers=headers)
@@ -590,11 +590,11 @@ class Response:
 class PrefixedSocket:
     """A socket whose first reads return bytes h11 had already received."""
 
-    def __init__(self, sock, prefix):
+    def __init__(self, sock, prefix) -> None:
         self._sock = sock
         self._prefix = prefix
 
-    def recv(self, n, flags=0):
+    def recv(self, n, flags: int=0):
         if self._prefix:
             out, self._prefix = self._prefix[:n], self._prefix[n:]
             return out
@@ -1117,7 +1117,7 @@ class Server:
             self._fail(resp, 500, f"internal error: {e.__class__.__name__}: {e}")
 
     @staticmethod
-    def _fail(resp, status, message):
+    def _fail(resp, status, message) -> None:
         if resp.sent:
             return  # the stream already started: nothing sensible to add
         resp.error(status, message)
@@ -1185,10 +1185,10 @@ def answers(path: str) -> bool:
 class Router:
     """Routes by method and path pattern ("/containers/{id}/json")."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.routes = []
 
-    def add(self, method, pattern, handler, stream_body: bool | None = None):
+    def add(self, method, pattern, handler, stream_body: bool | None = None) -> None:
         """``stream_body``: the handler reads the body as it arrives (default:
         whether the route is in STREAMED_BODIES); else it is collected first."""
         parts = pattern.strip("/").split("/")

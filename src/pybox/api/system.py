@@ -9,10 +9,10 @@ from pybox.api.server import API_VERSION, MIN_API_VERSION
 from pybox.oci import fastjson
 
 
-def register(router, engine):
+def register(router, engine) -> None:
     r = router
 
-    def ping(req, resp):
+    def ping(req, resp) -> None:
         headers = [("Cache-Control", "no-cache, no-store, must-revalidate"),
                    ("Pragma", "no-cache"), ("Builder-Version", "1"), ("Swarm", "inactive")]
         body = b"" if req.method == "HEAD" else b"OK"
@@ -32,11 +32,11 @@ def register(router, engine):
     r.add("HEAD", "/_ping", ping)
 
     @r.route("GET", "/version")
-    def version(req, resp):
+    def version(req, resp) -> None:
         resp.json(version_info())
 
     @r.route("GET", "/info")
-    def info(req, resp):
+    def info(req, resp) -> None:
         resp.json(system_info(engine))
 
     @r.route("GET", "/events")

@@ -9,12 +9,12 @@ LIST_FILTERS = {"dangling", "name", "driver", "label"}
 PRUNE_FILTERS = {"label", "label!", "all", "name"}
 
 
-def register(router, engine):
+def register(router, engine) -> None:
     r = router
     volumes = engine.volumes
 
     @r.route("GET", "/volumes")
-    def list_volumes(req, resp):
+    def list_volumes(req, resp) -> None:
         filters = req.filters()
         schema.check_filters(filters, LIST_FILTERS)
         resp.json({"Volumes": volumes.list(filters), "Warnings": []})
@@ -31,7 +31,7 @@ def register(router, engine):
         resp.json(doc, 201)
 
     @r.route("POST", "/volumes/prune")
-    def prune(req, resp):
+    def prune(req, resp) -> None:
         filters = req.filters()
         schema.check_filters(filters, PRUNE_FILTERS)
         all_ = any(v.lower() in ("true", "1") for v in filters.pop("all", []))
@@ -41,11 +41,11 @@ def register(router, engine):
         resp.json({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed})
 
     @r.route("GET", "/volumes/{name}")
-    def inspect(req, resp, name):
+    def inspect(req, resp, name) -> None:
         resp.json(volumes.get(name))
 
     @r.route("DELETE", "/volumes/{name}")
-    def remove(req, resp, name):
+    def remove(req, resp, name) -> None:
         volumes.remove(name, force=req.flag("force"))
         engine.events.emit("volume", "destroy", name, {"driver": "local"})
         resp.empty(204)

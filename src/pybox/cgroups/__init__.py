@@ -25,14 +25,14 @@ json, enum, functools, signal or logging on the create/apply/add/destroy path.
 from pybox.errors import CgroupError  # noqa: F401  (re-exported)
 
 
-def detect_layout(mountinfo=None, proc_cgroup=None, *, prefix=""):
+def detect_layout(mountinfo=None, proc_cgroup=None, *, prefix: str=""):
     """The host's Layout (layout.py); arguments let tests feed fake /proc text."""
     from pybox.cgroups.layout import detect
 
     return detect(mountinfo, proc_cgroup, prefix=prefix)
 
 
-def new_manager(cgroups_path, name, *, layout=None, rootless=False, systemd=False, fs=None):
+def new_manager(cgroups_path, name, *, layout=None, rootless: bool=False, systemd: bool=False, fs=None):
     """A manager for the cgroup a container with id ``name`` should live in.
 
     ``cgroups_path`` is linux.cgroupsPath as runc reads it: absolute paths are

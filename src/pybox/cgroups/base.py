@@ -126,7 +126,7 @@ class Driver(Manager, Files):
 
     rootless = False
 
-    def _init_common(self, created, rootless, fs):
+    def _init_common(self, created, rootless, fs) -> None:
         self.created = list(created or ())
         self.rootless = rootless
         self.fs = fs or REAL
@@ -134,10 +134,10 @@ class Driver(Manager, Files):
         self._joined = False
 
     # -- warnings and unsupported fields ----------------------------------
-    def _warn(self, text):
+    def _warn(self, text) -> None:
         self.warnings.append(text)
 
-    def _unsupported(self, field, why, errno=95):
+    def _unsupported(self, field, why, errno: int=95):
         """A field this host or driver cannot honour: an error, or in rootless
         mode (where cgroups are best effort, as in runc) a warning."""
         if self.rootless:
@@ -181,7 +181,7 @@ class Driver(Manager, Files):
                 left.append(d)
         return left
 
-    def _rmdir_retry(self, path):
+    def _rmdir_retry(self, path) -> bool:
         last = None
         for _ in backoff(RMDIR_TIMEOUT):
             try:
@@ -211,7 +211,7 @@ class Driver(Manager, Files):
             out.append(sub)
         return out
 
-    def _rollback(self):
+    def _rollback(self) -> None:
         """Remove what this manager created (used when apply fails on a cgroup no
         process has joined yet)."""
         left = self._remove_dirs(self.created)
@@ -240,7 +240,7 @@ class Driver(Manager, Files):
                 pass
         return sent
 
-    def kill_all(self, sig):
+    def kill_all(self, sig) -> None:
         """Freeze, signal every process, thaw: a process cannot fork a child that
         escapes the signal while the cgroup is frozen."""
         can_freeze = self._can_freeze()
@@ -256,14 +256,14 @@ class Driver(Manager, Files):
             if can_freeze and not was_frozen:
                 self.thaw()
 
-    def _can_freeze(self):
+    def _can_freeze(self) -> bool:
         return True
 
     def _owned_leaves(self):
         """Leaf directories of this container that this manager created."""
         return [d for d in set(self.paths.values()) if d in self.created]
 
-    def _wait_empty(self, timeout=EMPTY_TIMEOUT):
+    def _wait_empty(self, timeout=EMPTY_TIMEOUT) -> bool:
         for _ in backoff(timeout):
             if not self.pids():
                 return True
@@ -309,7 +309,7 @@ class Driver(Manager, Files):
     def _leaf_pids(self, leaves):
         return any(self._procs_in(d) for d in leaves)
 
-    def _kill_for_destroy(self):
+    def _kill_for_destroy(self) -> None:
         self.kill_all(SIGKILL)
         # A paused container stays frozen through kill_all; frozen tasks cannot
         # die, so thaw unconditionally.
@@ -320,7 +320,7 @@ class Driver(Manager, Files):
                 pass
 
 
-def build_manager(cgroups_path, name, *, layout=None, rootless=False, systemd=False, fs=None):
+def build_manager(cgroups_path, name, *, layout=None, rootless: bool=False, systemd: bool=False, fs=None):
     """The driver for this host's layout (see pybox.cgroups.new_manager)."""
     from pybox.cgroups.layout import HYBRID, V1, detect
 

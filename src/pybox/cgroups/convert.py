@@ -67,7 +67,7 @@ def memory_value(value):
     return str(value)
 
 
-def memory_swap_to_v2(swap, limit, field="linux.resources.memory.swap"):
+def memory_swap_to_v2(swap, limit, field: str="linux.resources.memory.swap"):
     """memory.swap is memory+swap (v1 memsw); v2's memory.swap.max is swap alone.
 
     runc's rules: unlimited memory and unset swap means unlimited swap too; -1
@@ -98,7 +98,7 @@ def pids_max(limit):
     return str(limit) if limit > 0 else "max"
 
 
-def io_max_line(major, minor, key, rate):
+def io_max_line(major, minor, key, rate) -> str:
     """One io.max line; a rate of 0 removes the limit ("max")."""
     return f"{major}:{minor} {key}={rate if rate else 'max'}"
 

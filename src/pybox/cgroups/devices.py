@@ -32,7 +32,7 @@ def _access(text):
 class DeviceState:
     """default_allow plus exceptions: (type, major, minor) -> access, in insertion order."""
 
-    def __init__(self, default_allow=True, exceptions=None):
+    def __init__(self, default_allow: bool=True, exceptions=None) -> None:
         self.default_allow = default_allow
         self.exceptions = dict(exceptions or {})
 
@@ -43,10 +43,10 @@ class DeviceState:
         return (isinstance(other, DeviceState) and self.default_allow == other.default_allow
                 and self.exceptions == other.exceptions)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"DeviceState(default_allow={self.default_allow}, {self.exceptions})"
 
-    def apply(self, allow, kind, major, minor, access, field="linux.resources.devices"):
+    def apply(self, allow, kind, major, minor, access, field: str="linux.resources.devices"):
         """Apply one rule (after normalize_rule)."""
         if kind == "a":
             self.default_allow = allow
@@ -103,7 +103,7 @@ def normalize_rule(rule):
     return bool(rule.get("allow")), kind, major, minor, access
 
 
-def state_from_rules(rules, start=None, field="linux.resources.devices"):
+def state_from_rules(rules, start=None, field: str="linux.resources.devices"):
     """Replay runtime-spec rules on top of ``start`` (default: allow everything,
     which is what a new cgroup starts with)."""
     state = start.copy() if start is not None else DeviceState(True)
@@ -113,7 +113,7 @@ def state_from_rules(rules, start=None, field="linux.resources.devices"):
     return state
 
 
-def format_rule(kind, major, minor, access):
+def format_rule(kind, major, minor, access) -> str:
     ma = "*" if major == WILDCARD else str(major)
     mi = "*" if minor == WILDCARD else str(minor)
     return f"{kind} {ma}:{mi} {access}"

@@ -70,7 +70,7 @@ _ATTR_SIZE = 128         # enough for every command used; the tail stays zero
 _LICENSE = b"Apache\0"
 
 
-def _insn(opcode, dst=0, src=0, off=0, imm=0):
+def _insn(opcode, dst: int=0, src: int=0, off: int=0, imm: int=0):
     return (opcode, dst, src, off, imm)
 
 
@@ -247,7 +247,7 @@ def _prog_fd(prog_id, sc):
     return _bpf(sc, BPF_PROG_GET_FD_BY_ID, attr)
 
 
-def _attach_cmd(cmd, dirfd, prog_fd, flags, sc, replace_fd=0):
+def _attach_cmd(cmd, dirfd, prog_fd, flags, sc, replace_fd: int=0):
     """BPF_PROG_ATTACH/DETACH: union bpf_attr's {target_fd, attach_bpf_fd,
     attach_type, attach_flags, replace_bpf_fd}."""
     import ctypes
@@ -311,7 +311,7 @@ def install(cgroup_dir, state, sc=None):
         os.close(dirfd)
 
 
-def _detach_id(dirfd, prog_id, sc):
+def _detach_id(dirfd, prog_id, sc) -> None:
     try:
         fd = _prog_fd(prog_id, sc)
     except OSError:

@@ -79,7 +79,7 @@ V2_ALWAYS = {"cpu.stat": "usage_usec 5\nuser_usec 3\nsystem_usec 2\n"}
 class FakeCgroupFs(CgroupFs):
     """``mounts``: mountpoint -> controllers (v1) or None (cgroup2)."""
 
-    def __init__(self, mounts):
+    def __init__(self, mounts) -> None:
         self.mounts = dict(mounts)
         self.writes = []
         self.fail = {}
@@ -93,7 +93,7 @@ class FakeCgroupFs(CgroupFs):
                 best = m
         return best
 
-    def populate(self, path):
+    def populate(self, path) -> None:
         mount = self._mount_of(path)
         controllers = self.mounts.get(mount)
         files = {}
@@ -117,7 +117,7 @@ class FakeCgroupFs(CgroupFs):
                 with open(full, "w") as f:
                     f.write(content)
 
-    def mkdir(self, path, mode=0o755):
+    def mkdir(self, path, mode: int=0o755) -> None:
         self._maybe_fail(path, "mkdir")
         os.mkdir(path, mode)
         self.populate(path)
@@ -180,7 +180,7 @@ class FakeCgroupFs(CgroupFs):
             f.write(data)
 
 
-def _devices_list_after(directory, allow, line):
+def _devices_list_after(directory, allow, line) -> None:
     """devices.list after one write to devices.allow (``allow``) or devices.deny,
     as the v1 kernel keeps it: "a" switches the default and drops every
     exception; a rule against the default adds access to its exception, one
@@ -224,7 +224,7 @@ def _read_file(path):
         return ""
 
 
-def write_file(path, content):
+def write_file(path, content) -> None:
     with open(path, "w") as f:
         f.write(content)
 
@@ -232,15 +232,15 @@ def write_file(path, content):
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")
 
 
-def fake_host(root, mode, *, own="/", v2_controllers=("cpuset", "cpu", "io", "memory", "hugetlb",
+def fake_host(root, mode, *, own: str="/", v2_controllers=("cpuset", "cpu", "io", "memory", "hugetlb",
                                                       "pids"),
-              v1_controllers=V1_CONTROLLERS, comount_cpu=False, unified_controllers=()):
+              v1_controllers=V1_CONTROLLERS, comount_cpu: bool=False, unified_controllers=()):
     """Build a fake host under ``root``; returns (FakeCgroupFs, Layout).
 
     ``own`` is the caller's cgroup (in every hierarchy) as /proc/self/cgroup shows it.
     """
     root = str(root)
-    lines = [f"31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755"]
+    lines = ["31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755"]
     cgroup_lines = []
     mounts = {}
     n = 32

@@ -30,7 +30,7 @@ _HINTS = {
 }
 
 
-def describe_errno(err):
+def describe_errno(err) -> str:
     text = _HINTS.get(err)
     if text is None:
         try:
@@ -83,17 +83,17 @@ class CgroupFs:
         with os.scandir(path) as it:
             return [e.name for e in it if e.is_dir(follow_symlinks=False)]
 
-    def mkdir(self, path, mode=0o755):
+    def mkdir(self, path, mode: int=0o755) -> None:
         os.mkdir(path, mode)
 
-    def rmdir(self, path):
+    def rmdir(self, path) -> None:
         os.rmdir(path)
 
     def read(self, path):
         with open(path, "rb") as f:
             return f.read().decode()
 
-    def write(self, path, data):
+    def write(self, path, data) -> None:
         """One write(2) of the whole value, no O_CREAT: a missing file means a
         missing controller, never a file we should invent."""
         if isinstance(data, str):

@@ -28,13 +28,13 @@ class HybridManager(Manager):
     version = 1
     driver = "hybrid"
 
-    def __init__(self, v1, v2):
+    def __init__(self, v1, v2) -> None:
         self.v1 = v1
         self.v2 = v2
         self.v2_used = False  # did a limit land on the cgroup2 half?
 
     @classmethod
-    def for_layout(cls, layout, cgroups_path, name, *, rootless=False, systemd=False, fs=None):
+    def for_layout(cls, layout, cgroups_path, name, *, rootless: bool=False, systemd: bool=False, fs=None):
         v1 = V1Manager.for_layout(layout, cgroups_path, name, rootless=rootless,
                                   systemd=systemd, fs=fs)
         v2 = V2Manager.for_layout(layout, cgroups_path, name, rootless=rootless,
@@ -81,11 +81,11 @@ class HybridManager(Manager):
             self.v1._rollback()
             raise
 
-    def add(self, pid):
+    def add(self, pid) -> None:
         self.v1.add(pid)
         self.v2.add(pid)
 
-    def enter_self(self):
+    def enter_self(self) -> None:
         """v1 hierarchies always; the cgroup2 half only when a limit went there
         (hugetlb, raw unified keys...): joining it costs an RCU grace period and
         an empty v2 cgroup enforces nothing."""
@@ -119,11 +119,11 @@ class HybridManager(Manager):
                 self.v2._rollback()
             raise
 
-    def update(self, resources):
+    def update(self, resources) -> None:
         res.validate(resources)
         self._apply_sections(resources or {}, update=True)
 
-    def _apply_sections(self, r, update):
+    def _apply_sections(self, r, update) -> None:
         self.v2._controllers = None
         cpu = res.get(r, "cpu")
         if cpu.get("cpus") or cpu.get("mems"):
@@ -172,16 +172,16 @@ class HybridManager(Manager):
     def _freezer_driver(self):
         return self.v1 if "freezer" in self.v1.paths else self.v2
 
-    def freeze(self):
+    def freeze(self) -> None:
         self._freezer_driver().freeze()
 
-    def thaw(self):
+    def thaw(self) -> None:
         self._freezer_driver().thaw()
 
     def is_frozen(self):
         return self._freezer_driver().is_frozen()
 
-    def kill_all(self, sig):
+    def kill_all(self, sig) -> None:
         if sig == SIGKILL and self.v2._has(self.v2.dir, "cgroup.kill"):
             self.v2.kill_all(sig)
             # Processes that joined only the v1 side (e.g. the unified write

@@ -40,7 +40,7 @@ class Hierarchy:
 
     __slots__ = ("mountpoint", "root", "controllers", "own", "version")
 
-    def __init__(self, mountpoint, root, controllers, own="/", version=1):
+    def __init__(self, mountpoint, root, controllers, own: str="/", version: int=1) -> None:
         self.mountpoint = mountpoint
         self.root = root
         self.controllers = tuple(controllers)
@@ -54,7 +54,7 @@ class Hierarchy:
             return self.mountpoint
         return self.mountpoint.rstrip("/") + cgroup_path
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Hierarchy({self.mountpoint!r}, root={self.root!r}, "
                 f"controllers={self.controllers!r}, own={self.own!r}, v{self.version})")
 
@@ -67,7 +67,7 @@ class Layout:
     ``unified``      the cgroup2 Hierarchy, or None
     """
 
-    def __init__(self, mode, v1, unified):
+    def __init__(self, mode, v1, unified) -> None:
         self.mode = mode
         self.v1 = v1
         self.unified = unified
@@ -85,7 +85,7 @@ class Layout:
                 seen.append(h)
         return seen
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Layout({self.mode}, v1={sorted(self.v1)}, unified={self.unified!r})"
 
 
@@ -166,7 +166,7 @@ def _read(path):
         return f.read()
 
 
-def detect(mountinfo=None, proc_cgroup=None, *, prefix="", read_controllers=None):
+def detect(mountinfo=None, proc_cgroup=None, *, prefix: str="", read_controllers=None):
     """Detect the layout.  Arguments default to the running process's view.
 
     ``prefix`` re-roots every mount point (tests: a tmp dir holding a fake tree).

@@ -64,7 +64,7 @@ def expand_slice(slice_name, original):
     return path
 
 
-def systemd_path(cgroups_path, name, *, rootless=False):
+def systemd_path(cgroups_path, name, *, rootless: bool=False):
     """"slice:prefix:name" -> absolute cgroup path (runc's systemd naming)."""
     if cgroups_path:
         parts = cgroups_path.split(":")
@@ -85,7 +85,7 @@ def systemd_path(cgroups_path, name, *, rootless=False):
     return (parent.rstrip("/") + "/" + leaf)
 
 
-def resolve(cgroups_path, name, own="/", *, systemd=False, rootless=False):
+def resolve(cgroups_path, name, own: str="/", *, systemd: bool=False, rootless: bool=False):
     """The container's cgroup path inside one hierarchy (always starts with "/").
 
     ``own`` is the caller's cgroup in that hierarchy (Hierarchy.own).

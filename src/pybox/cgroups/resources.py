@@ -22,7 +22,7 @@ def _fail(field, problem):
     return CgroupError(f"{field}: {problem}", errno=22)
 
 
-def _int(value, field, *, low=None, high=None, allow_unlimited=False):
+def _int(value, field, *, low=None, high=None, allow_unlimited: bool=False):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):

@@ -49,7 +49,7 @@ class V1Manager(Driver):
     version = 1
     driver = "v1"
 
-    def __init__(self, cgroup_path, paths, mounts, *, created=(), rootless=False, fs=None):
+    def __init__(self, cgroup_path, paths, mounts, *, created=(), rootless: bool=False, fs=None) -> None:
         self.cgroup_path = cgroup_path
         self.paths = dict(paths)
         self.mounts = dict(mounts)
@@ -57,7 +57,7 @@ class V1Manager(Driver):
 
     # -- construction -----------------------------------------------------
     @classmethod
-    def for_layout(cls, layout, cgroups_path, name, *, rootless=False, systemd=False, fs=None):
+    def for_layout(cls, layout, cgroups_path, name, *, rootless: bool=False, systemd: bool=False, fs=None):
         paths = {}
         mounts = {}
         shown = None
@@ -118,7 +118,7 @@ class V1Manager(Driver):
             raise
         self.created.extend(d for d in made if d not in self.created)
 
-    def _init_cpuset(self, mount, directory):
+    def _init_cpuset(self, mount, directory) -> None:
         """Copy cpuset.cpus/mems from the parent into every level that has none."""
         parent = mount.rstrip("/")
         for part in directory[len(parent):].strip("/").split("/"):
@@ -172,11 +172,11 @@ class V1Manager(Driver):
                 self._rollback()
             raise
 
-    def update(self, resources):
+    def update(self, resources) -> None:
         res.validate(resources)
         self._apply_sections(resources or {}, update=True)
 
-    def _apply_sections(self, r, update):
+    def _apply_sections(self, r, update) -> None:
         cpu = res.get(r, "cpu")
         if cpu.get("cpus") or cpu.get("mems"):
             self.set_cpuset(cpu)
@@ -211,7 +211,7 @@ class V1Manager(Driver):
                                      f"(cgroup v1 hierarchies here: {sorted(self.paths)})")
         return d
 
-    def set_cpuset(self, cpu):
+    def set_cpuset(self, cpu) -> None:
         d = self._dir("cpuset", f"{P}.cpu.cpus")
         if d is None:
             return
@@ -354,18 +354,18 @@ class V1Manager(Driver):
                         errno=22) from None
             raise
 
-    def _write_memsw(self, d, swap):
+    def _write_memsw(self, d, swap) -> None:
         self._write(d, "memory.memsw.limit_in_bytes", swap, field=f"{P}.memory.swap",
                     hint="memory+swap must be -1 or at least the memory limit")
 
-    def set_pids(self, pids):
+    def set_pids(self, pids) -> None:
         d = self._dir("pids", f"{P}.pids.limit")
         if d is None:
             return
         limit = pids["limit"]
         self._write(d, "pids.max", str(limit) if limit > 0 else "max", field=f"{P}.pids.limit")
 
-    def set_blockio(self, blk):
+    def set_blockio(self, blk) -> None:
         d = self._dir("blkio", f"{P}.blockIO")
         if d is None:
             return
@@ -428,7 +428,7 @@ class V1Manager(Driver):
                 self._write(d, f"hugetlb.{size}.rsvd.limit_in_bytes", hp["limit"],
                             field=f"{field}.limit")
 
-    def set_network(self, net):
+    def set_network(self, net) -> None:
         if net.get("classID") is not None:
             d = self._dir("net_cls", f"{P}.network.classID")
             if d is not None:
@@ -442,7 +442,7 @@ class V1Manager(Driver):
                                 field=f"{P}.network.priorities[{i}]",
                                 hint=f"does interface {p['name']!r} exist?")
 
-    def set_rdma(self, rdma):
+    def set_rdma(self, rdma) -> None:
         d = self._dir("rdma", f"{P}.rdma")
         if d is None:
             return
@@ -454,7 +454,7 @@ class V1Manager(Driver):
         raise CgroupError(f"{P}.unified: raw cgroup v2 keys ({', '.join(sorted(unified))}) "
                           "need cgroup v2; this host uses cgroup v1", errno=95)
 
-    def set_devices(self, rules):
+    def set_devices(self, rules) -> None:
         d = self._dir("devices", f"{P}.devices")
         if d is None:
             return
@@ -466,7 +466,7 @@ class V1Manager(Driver):
         self.device_state = target
 
     # -- freezer --------------------------------------------------------------
-    def _can_freeze(self):
+    def _can_freeze(self) -> bool:
         return "freezer" in self.paths
 
     def _freezer(self):

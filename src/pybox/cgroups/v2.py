@@ -45,8 +45,8 @@ class V2Manager(Driver):
     version = 2
     driver = "v2"
 
-    def __init__(self, cgroup_path, mountpoint, *, created=(), rootless=False, fs=None,
-                 partial=False):
+    def __init__(self, cgroup_path, mountpoint, *, created=(), rootless: bool=False, fs=None,
+                 partial: bool=False) -> None:
         self.cgroup_path = cgroup_path
         self.mountpoint = mountpoint.rstrip("/") or "/"
         self.dir = self.mountpoint.rstrip("/") + cgroup_path
@@ -57,8 +57,8 @@ class V2Manager(Driver):
         self._init_common(created, rootless, fs)
 
     @classmethod
-    def for_layout(cls, layout, cgroups_path, name, *, rootless=False, systemd=False, fs=None,
-                   partial=False):
+    def for_layout(cls, layout, cgroups_path, name, *, rootless: bool=False, systemd: bool=False, fs=None,
+                   partial: bool=False):
         h = layout.unified
         inner = resolve(cgroups_path, name, h.own, systemd=systemd, rootless=rootless)
         return cls(inner, h.mountpoint, rootless=rootless, fs=fs, partial=partial)
@@ -102,7 +102,7 @@ class V2Manager(Driver):
         self.created.extend(d for d in made if d not in self.created)
         self._controllers = None
 
-    def _enable_down_to(self, parent):
+    def _enable_down_to(self, parent) -> None:
         current = self.mountpoint
         self._enable_controllers(current)
         for part in parent[len(self.mountpoint):].strip("/").split("/"):
@@ -110,7 +110,7 @@ class V2Manager(Driver):
                 current = f"{current}/{part}"
                 self._enable_controllers(current)
 
-    def _enable_controllers(self, parent):
+    def _enable_controllers(self, parent) -> None:
         """Enable in ``parent``'s subtree_control every controller it offers."""
         offered = (self._read_or_none(parent, "cgroup.controllers") or "").split()
         enabled = (self._read_or_none(parent, "cgroup.subtree_control") or "").split()
@@ -137,7 +137,7 @@ class V2Manager(Driver):
                 raise
         self._joined = True
 
-    def enter_self(self):
+    def enter_self(self) -> None:
         # cgroup v2 has no cheap path for a whole process (cgroup.procs always
         # takes the threadgroup rwsem); clone3(CLONE_INTO_CGROUP) would avoid it.
         self.add(0)
@@ -153,7 +153,7 @@ class V2Manager(Driver):
             self._controllers = tuple((text or "").split())
         return self._controllers
 
-    def _need(self, controller, field):
+    def _need(self, controller, field) -> bool:
         if controller in self.controllers():
             return True
         why = self._enable_failures.get(controller)
@@ -175,11 +175,11 @@ class V2Manager(Driver):
                 self._rollback()
             raise
 
-    def update(self, resources):
+    def update(self, resources) -> None:
         res.validate(resources)
         self._apply_sections(resources or {}, update=True)
 
-    def _apply_sections(self, r, update):
+    def _apply_sections(self, r, update) -> None:
         self._controllers = None
         cpu = res.get(r, "cpu")
         if cpu.get("cpus") or cpu.get("mems"):
@@ -207,7 +207,7 @@ class V2Manager(Driver):
         if r.get("unified"):
             self.set_unified(r["unified"])
 
-    def set_cpuset(self, cpu):
+    def set_cpuset(self, cpu) -> None:
         if not self._need("cpuset", f"{P}.cpu.cpus"):
             return
         if cpu.get("cpus"):
@@ -215,7 +215,7 @@ class V2Manager(Driver):
         if cpu.get("mems"):
             self._write(self.dir, "cpuset.mems", cpu["mems"], field=f"{P}.cpu.mems")
 
-    def set_cpu(self, cpu):
+    def set_cpu(self, cpu) -> None:
         d = self.dir
         if _set(cpu.get("realtimeRuntime")) or _set(cpu.get("realtimePeriod")):
             self._unsupported(f"{P}.cpu.realtimeRuntime",
@@ -241,7 +241,7 @@ class V2Manager(Driver):
             else:
                 self._write(d, "cpu.idle", cpu["idle"], field=f"{P}.cpu.idle")
 
-    def set_memory(self, mem, update):
+    def set_memory(self, mem, update) -> None:
         d = self.dir
         limit, swap, reservation = mem.get("limit"), mem.get("swap"), mem.get("reservation")
         if _set(mem.get("kernel")):
@@ -293,12 +293,12 @@ class V2Manager(Driver):
                               f"{anon} the processes in {self.dir} use now; the kernel would "
                               "OOM-kill them", errno=16)
 
-    def set_pids(self, pids):
+    def set_pids(self, pids) -> None:
         if self._need("pids", f"{P}.pids.limit"):
             self._write(self.dir, "pids.max", convert.pids_max(pids["limit"]),
                         field=f"{P}.pids.limit")
 
-    def set_blockio(self, blk):
+    def set_blockio(self, blk) -> None:
         d = self.dir
         if _set(blk.get("leafWeight")) or any(_set(w.get("leafWeight"))
                                                for w in blk.get("weightDevice") or ()):
@@ -351,12 +351,12 @@ class V2Manager(Driver):
                 self._write(self.dir, f"hugetlb.{size}.rsvd.max", hp["limit"],
                             field=f"{field}.limit")
 
-    def set_network(self, net):
+    def set_network(self, net) -> None:
         if net.get("classID") is not None or net.get("priorities"):
             self._unsupported(f"{P}.network", "net_cls/net_prio are cgroup v1 controllers; "
                               "cgroup v2 has no equivalent")
 
-    def set_rdma(self, rdma):
+    def set_rdma(self, rdma) -> None:
         if not self._need("rdma", f"{P}.rdma"):
             return
         for line in res.rdma_lines(rdma):
@@ -395,10 +395,10 @@ class V2Manager(Driver):
     def _can_freeze(self):
         return self._has(self.dir, "cgroup.freeze")
 
-    def freeze(self):
+    def freeze(self) -> None:
         self._set_frozen(True)
 
-    def thaw(self):
+    def thaw(self) -> None:
         self._set_frozen(False)
 
     def _set_frozen(self, frozen):

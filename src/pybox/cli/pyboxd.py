@@ -239,7 +239,6 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
     from pybox.api.server import SERVER, Server
     from pybox.engine.engine import Engine
     from pybox.engine.images import ImageService
-
     from pybox.engine.remap import check_reachable, parse_option
     from pybox.errors import PyboxError
 
@@ -276,7 +275,7 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
 
         gid = grp.getgrnam(args.group).gr_gid
 
-    def stop(signum, frame):
+    def stop(signum, frame) -> None:
         engine.stopping = True
         server.shutdown()
 

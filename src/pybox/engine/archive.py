@@ -249,7 +249,7 @@ class PathSource:
     ``header()`` is docker's X-Docker-Container-Path-Stat, ``write_tar(write)``
     streams the tar (a directory with its tree)."""
 
-    def __init__(self, engine: Any, c: Any, path: str):
+    def __init__(self, engine: Any, c: Any, path: str) -> None:
         self.engine = engine
         self.c = c
         self.path = path
@@ -338,7 +338,7 @@ class _TarWriter:
     (shifted back through --userns-remap's maps), whole-second mtimes,
     security.capability, hard links within the archive."""
 
-    def __init__(self, write: Callable[[bytes], Any], idmap: dict | None):
+    def __init__(self, write: Callable[[bytes], Any], idmap: dict | None) -> None:
         self.write = write
         self.idmap = idmap
         self.buf = bytearray()
@@ -536,7 +536,7 @@ class _Extractor:
     """Members of one archive into the destination directory fd."""
 
     def __init__(self, dest_fd: int, dest_path: str, idmap: dict | None,
-                 owner: tuple[int, int] | None, no_overwrite_dir_non_dir: bool):
+                 owner: tuple[int, int] | None, no_overwrite_dir_non_dir: bool) -> None:
         self.dest = dest_fd
         self.dest_path = clean_path(dest_path)
         self.idmap = idmap

@@ -54,7 +54,7 @@ def parse_detach_keys(spec):
 
 class AttachSession:
     def __init__(self, engine, container, client, *, stdin, stdout, stderr, tty,
-                 stdin_once, detach_keys=None):
+                 stdin_once, detach_keys=None) -> None:
         self.engine = engine
         self.c = container
         self.client = client
@@ -78,19 +78,19 @@ class AttachSession:
         self._key_pos = 0
 
     # -- called by the engine's start path (under the container's lock) -----------
-    def container_started(self):
+    def container_started(self) -> None:
         try:
             self.monitor = self._connect()
         finally:
             self.started.set()
             self._wake()
 
-    def container_gone(self):
+    def container_gone(self) -> None:
         self.gone = True
         self.started.set()
         self._wake()
 
-    def _wake(self):
+    def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
         except (OSError, TypeError):  # full (woken already), closed or never made
@@ -112,7 +112,7 @@ class AttachSession:
         return mon
 
     # -- the session ------------------------------------------------------------
-    def replay_logs(self):
+    def replay_logs(self) -> None:
         from pybox.monitor.jsonlog import read_entries
 
         for entry in read_entries(self.c.record["LogPath"]):
@@ -121,7 +121,7 @@ class AttachSession:
                     stream == "stderr" and self.want_stderr):
                 self._out(1 if stream == "stdout" else 2, entry.get("log", "").encode())
 
-    def run(self, open_client=None, replay=False):
+    def run(self, open_client=None, replay: bool=False) -> None:
         """Register with the container (joined to its monitor now, or at its next
         start), then -- only then -- get the client (``open_client``: the API's
         hijack, whose 101 tells the CLI it may start the container), replay the
@@ -158,7 +158,7 @@ class AttachSession:
                         pass
             self._close_client()
 
-    def _wait_for_start(self):
+    def _wait_for_start(self) -> None:
         """Buffer stdin until the container starts (or is removed)."""
         poller = select.poll()
         reading = self.want_stdin
@@ -188,7 +188,7 @@ class AttachSession:
                     reading = False
                     poller.modify(self.client.fileno(), 0)
 
-    def _relay(self):
+    def _relay(self) -> None:
         mon = self.monitor
         # stdin that came after the start's _connect took the buffer (between the
         # start and this thread seeing it)
@@ -263,7 +263,7 @@ class AttachSession:
             out.append(byte)
         return bytes(out)
 
-    def _out(self, stream, payload):
+    def _out(self, stream, payload) -> None:
         try:
             if self.tty:
                 self.client.sendall(payload)
@@ -272,7 +272,7 @@ class AttachSession:
         except OSError:
             self.client_left = True
 
-    def _close_client(self):
+    def _close_client(self) -> None:
         import socket
 
         if self.client is None:

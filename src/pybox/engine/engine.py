@@ -23,10 +23,9 @@ from pybox.crashpoints import crashpoint
 from pybox.engine import spec as specmod
 from pybox.engine.events import EventBus
 from pybox.engine.recovery import remove_container_cgroups
-from pybox.engine.store import ContainerStore, Container, new_id, validate_name
+from pybox.engine.store import Container, ContainerStore, new_id, validate_name
 from pybox.errors import BadRequest, Conflict, InvalidState, NotFound, NotModified, PyboxError
 from pybox.linux import unixsock
-from pybox.monitor import protocol as P
 from pybox.monitor.jsonlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, rfc3339_nano
 from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
@@ -58,8 +57,8 @@ def parse_size(text):
 
 
 def signal_number(name):
-    from pybox.runtime.signals import parse_signal
     from pybox.errors import UsageError
+    from pybox.runtime.signals import parse_signal
 
     try:
         return parse_signal(str(name))
@@ -67,7 +66,7 @@ def signal_number(name):
         raise BadRequest(f"Invalid signal: {name}") from None  # dockerd's words
 
 
-def exit_code_for_start_error(message):
+def exit_code_for_start_error(message) -> int:
     """dockerd's rule for the ExitCode of a container whose start failed."""
     text = message.lower()
     if "executable file not found" in text or "no such file or directory" in text:
@@ -99,8 +98,8 @@ def discard_unsupported(hc: dict) -> list[str]:
 
 
 class Engine:
-    def __init__(self, data_root="/var/lib/pybox", run_root="/run/pybox", images=None,
-                 runtime="pybox-runtime", userns_remap=None):
+    def __init__(self, data_root: str="/var/lib/pybox", run_root: str="/run/pybox", images=None,
+                 runtime: str="pybox-runtime", userns_remap=None) -> None:
         self.data_root = data_root
         self.run_root = run_root
         self.runtime_root = os.path.join(run_root, "runtime")
@@ -134,7 +133,7 @@ class Engine:
         self.recovered = threading.Event()
 
     # -- daemon life ----------------------------------------------------------
-    def start_zygote(self):
+    def start_zygote(self) -> None:
         """Fork the monitor zygote.  Must run before any thread starts."""
         from pybox.monitor import zygote
 
@@ -189,7 +188,7 @@ class Engine:
         except OSError:
             pass  # the keeper reaped it first
 
-    def recover(self):
+    def recover(self) -> None:
         """Rebuild the engine's view after a (re)start and finish or undo
         whatever a crash interrupted: pybox.engine.recovery (its docstring
         gives the order)."""
@@ -197,7 +196,7 @@ class Engine:
 
         recover(self)
 
-    def _await_recovery(self):
+    def _await_recovery(self) -> None:
         """A restart that recover() started must not run before the network's
         own recovery is through: that tears down what it does not know yet (a
         start racing it failed with "(19, 'No such device')").  Bounded: an
@@ -221,7 +220,7 @@ class Engine:
                     users.setdefault(m["Name"], []).append(c.id)
         return users
 
-    def _restart_on_boot(self, c):
+    def _restart_on_boot(self, c) -> None:
         self._await_recovery()
         try:
             self.start(c.id)
@@ -361,7 +360,7 @@ class Engine:
             if name not in self.store.by_name:
                 return name
 
-    def _check_host_config(self, hc):
+    def _check_host_config(self, hc) -> None:
         """An update's HostConfig (merged over the container's): dockerd's
         resource checks.  A create runs all of spec.validate_create."""
         specmod.validate_resources(hc, update=True)
@@ -416,7 +415,7 @@ class Engine:
             },
         }
 
-    def _write_etc_files(self, c):
+    def _write_etc_files(self, c) -> None:
         rec = c.record
         hostname = rec["Config"]["Hostname"]
         mode = rec["HostConfig"].get("NetworkMode")
@@ -534,7 +533,7 @@ class Engine:
         self._watch(c)
         self._start_health(c)
 
-    def _start_health(self, c):
+    def _start_health(self, c) -> None:
         from pybox.engine.health import HealthMonitor, healthcheck_of
 
         check = healthcheck_of(c.record["Config"])
@@ -542,7 +541,7 @@ class Engine:
             c.health = HealthMonitor(self, c, check)
             c.health.start()
 
-    def _namespace_of(self, ref, kind):
+    def _namespace_of(self, ref, kind) -> str:
         """/proc/PID/ns/KIND of a running container (--ipc/--pid/--network
         container:ID)."""
         from pybox.linux.constants import NAMESPACE_PROC_NAMES
@@ -598,7 +597,7 @@ class Engine:
         syscalls.real().mount("shm", path, "tmpfs", 0x2 | 0x4 | 0x8, opts)  # nosuid,nodev,noexec
         return path
 
-    def _release_shm(self, c):
+    def _release_shm(self, c) -> None:
         path = self._shm_path(c)
         if os.path.ismount(path):
             from pybox.linux import syscalls
@@ -624,7 +623,7 @@ class Engine:
                         "options": ["rbind", "rprivate"]})
         return out
 
-    def _start_failed(self, c, rootfs, message):
+    def _start_failed(self, c, rootfs, message) -> None:
         self._cleanup_runtime(c)
         remove_container_cgroups(c.id)  # a runtime killed mid-create left them unrecorded
         crashpoint("engine.start_failed.cleaned")
@@ -650,7 +649,7 @@ class Engine:
         if c.record["HostConfig"].get("AutoRemove"):
             threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
 
-    def _cleanup_runtime(self, c):
+    def _cleanup_runtime(self, c) -> None:
         """Remove the runtime's container (stopped, or left by a crash)."""
         from pybox.runtime.container import Container as RuntimeContainer
 
@@ -675,7 +674,7 @@ class Engine:
             return None
         return s
 
-    def _monitor_call(self, c, request, timeout=10.0):
+    def _monitor_call(self, c, request, timeout: float=10.0):
         """One request/one line answer; None if the monitor is gone."""
         s = self._monitor_socket(c, timeout)
         if s is None:
@@ -700,9 +699,9 @@ class Engine:
         except ValueError:
             return line.decode(errors="replace")
 
-    def _watch(self, c):
+    def _watch(self, c) -> None:
         """A thread that waits for the container's exit through its monitor."""
-        def watch():
+        def watch() -> None:
             info = None
             s = self._monitor_socket(c)
             if s is not None:
@@ -744,7 +743,7 @@ class Engine:
         except (OSError, ValueError):
             return None
 
-    def _on_exit(self, c, info):
+    def _on_exit(self, c, info) -> None:
         with c.lock:
             st = c.record["State"]
             if not st.get("Running"):
@@ -789,7 +788,7 @@ class Engine:
         elif auto_remove:
             self._auto_remove(c)
 
-    def release_cgroup_parent(self):
+    def release_cgroup_parent(self) -> None:
         """pyboxd stopping: the containers' shared parent cgroup goes from each
         hierarchy when nothing is left in it (running containers, or another
         pyboxd's, keep it: rmdir of a cgroup with children fails); the runtime
@@ -816,7 +815,7 @@ class Engine:
             return code != 0 and (limit == 0 or c.record.get("RestartCount", 0) < limit)
         return name in ("always", "unless-stopped")
 
-    def _schedule_restart(self, c):
+    def _schedule_restart(self, c) -> None:
         """docker's back-off: 100 ms doubling to 1 minute, back to 100 ms once a
         run lasted 10 seconds."""
         from pybox.engine.timefmt import parse_rfc3339
@@ -827,7 +826,7 @@ class Engine:
         delay = 0.1 if ran >= 10 or not delay else min(delay * 2, 60.0)
         c.restart_delay = delay
 
-        def restart():
+        def restart() -> None:
             time.sleep(delay)
             self._await_recovery()
             with c.lock:
@@ -852,7 +851,7 @@ class Engine:
 
         threading.Thread(target=restart, name=f"restart-{c.id[:12]}", daemon=True).start()
 
-    def _auto_remove(self, c):
+    def _auto_remove(self, c) -> None:
         try:
             self.remove(c.id, force=True, volumes=True)
         except NotFound:
@@ -935,7 +934,7 @@ class Engine:
             self._stop_locked(c, timeout)
         self.events.emit("container", "stop", c.id, self._attributes(c))
 
-    def _stop_locked(self, c, timeout):
+    def _stop_locked(self, c, timeout) -> None:
         c.record["ManualStop"] = True
         c.record["ExitOnNext"] = True
         config = c.record["Config"]
@@ -965,7 +964,7 @@ class Engine:
             while c.exit_seq == seq and time.monotonic() < deadline:
                 c.changed.wait(max(0.0, deadline - time.monotonic()))
 
-    def restart(self, ref, timeout=None):
+    def restart(self, ref, timeout=None) -> None:
         c = self.get(ref)
         with c.lock:
             if c.state.get("Running"):
@@ -1049,7 +1048,7 @@ class Engine:
         self.events.emit("container", "unpause", c.id, self._attributes(c))
 
     # -- remove -----------------------------------------------------------------
-    def remove(self, ref, force=False, volumes=False):
+    def remove(self, ref, force: bool=False, volumes: bool=False):
         c = self.get(ref)
         with c.lock:
             if c.removed:
@@ -1081,7 +1080,7 @@ class Engine:
             crashpoint("engine.rm.marked")
             self._remove_now(c)
 
-    def _remove_anonymous_volumes(self, mounts):
+    def _remove_anonymous_volumes(self, mounts) -> None:
         for m in mounts:
             if m.get("Type") == "volume" and self.volumes.is_anonymous(m["Name"]):
                 try:
@@ -1118,7 +1117,7 @@ class Engine:
         self.events.emit("container", "destroy", c.id, self._attributes(c))
 
     # -- wait -------------------------------------------------------------------
-    def wait(self, ref, condition="not-running", cancelled=None):
+    def wait(self, ref, condition: str="not-running", cancelled=None):
         """Block until the condition holds; -> (StatusCode, error or None).
         ``cancelled`` is polled (the client may go away)."""
         c = self.get(ref)
@@ -1190,7 +1189,7 @@ class Engine:
         return st.get("ExitCode", 0), error
 
     # -- inspect / list -----------------------------------------------------------
-    def inspect(self, ref, size=False):
+    def inspect(self, ref, size: bool=False):
         c = self.get(ref)
         with c.lock:
             out = fastjson.loads(fastjson.dumps(c.record))
@@ -1200,7 +1199,7 @@ class Engine:
             out["SizeRw"], out["SizeRootFs"] = self.images.rootfs_size(c.id)
         return out
 
-    def list(self, all_=False, limit=-1, size=False, filters=None):
+    def list(self, all_: bool=False, limit=-1, size: bool=False, filters=None):
         if limit is not None and limit > 0:
             all_ = True  # docker: ps -n N / -l list the newest, whatever their state
         items = []
@@ -1220,7 +1219,7 @@ class Engine:
             items = items[:limit]
         return items
 
-    def _filter_match(self, c, filters, all_):
+    def _filter_match(self, c, filters, all_) -> bool:
         rec = c.record
         st = rec["State"]
         if not all_ and not self._listed_running(st) and "status" not in filters and \
@@ -1303,7 +1302,7 @@ class Engine:
         return out
 
     # -- rename -------------------------------------------------------------------
-    def rename(self, ref, new_name):
+    def rename(self, ref, new_name) -> None:
         c = self.get(ref)
         new_name = validate_name(new_name)
         with c.lock:
@@ -1324,7 +1323,7 @@ class Engine:
             raise Conflict(f"Container {c.id} is not running")
 
     # -- attach ---------------------------------------------------------------------
-    def attach(self, ref, client, *, stdin, stdout, stderr, logs=False, detach_keys=None):
+    def attach(self, ref, client, *, stdin, stdout, stderr, logs: bool=False, detach_keys=None) -> None:
         """Serve an attach session on ``client`` (the hijacked socket, or a callable
         that hijacks and returns it: called once the session is registered) until
         the container exits or the client detaches.  Works on a created or stopped
@@ -1343,7 +1342,7 @@ class Engine:
         session.run(open_client=deferred,
                     replay=bool(logs and c.record.get("LogPath")))
 
-    def _connect_attachers(self, c):
+    def _connect_attachers(self, c) -> None:
         for a in list(c.attachers):
             a.container_started()
 
@@ -1385,8 +1384,8 @@ class Engine:
         return e
 
     # -- logs -------------------------------------------------------------------------
-    def logs(self, ref, *, stdout=True, stderr=True, follow=False, since=0, until=0,
-             tail="all", timestamps=False, cancelled=None):
+    def logs(self, ref, *, stdout: bool=True, stderr: bool=True, follow: bool=False, since: int=0, until: int=0,
+             tail: str="all", timestamps: bool=False, cancelled=None):
         """Yield (stream, bytes) log entries; with ``follow``, keep going until the
         container stops (after its last output) or ``cancelled()``."""
         from pybox.engine.logs import read_logs

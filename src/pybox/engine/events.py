@@ -7,12 +7,12 @@ import time
 
 
 class EventBus:
-    def __init__(self, keep=1024):
+    def __init__(self, keep: int=1024) -> None:
         self.lock = threading.Lock()
         self.recent = collections.deque(maxlen=keep)
         self.subscribers = []
 
-    def emit(self, kind, action, actor_id, attributes=None, *, scope="local"):
+    def emit(self, kind, action, actor_id, attributes=None, *, scope: str="local"):
         ns = time.time_ns()
         event = {
             "Type": kind, "Action": action,
@@ -41,7 +41,7 @@ class EventBus:
             self.subscribers.append(queue)
         return queue
 
-    def unsubscribe(self, queue):
+    def unsubscribe(self, queue) -> None:
         with self.lock:
             if queue in self.subscribers:
                 self.subscribers.remove(queue)
@@ -51,7 +51,7 @@ class EventBus:
             return [e for e in self.recent if e["timeNano"] >= since_ns]
 
 
-def matches(event, filters):
+def matches(event, filters) -> bool:
     """docker's events filters: type, event/action, container, image, label..."""
     if not filters:
         return True

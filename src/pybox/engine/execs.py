@@ -25,7 +25,7 @@ from pybox.oci.state import write_atomic
 
 
 class ExecSession:
-    def __init__(self, engine, container, body):
+    def __init__(self, engine, container, body) -> None:
         self.engine = engine
         self.container = container
         self.id = secrets.token_hex(32)
@@ -90,7 +90,7 @@ class ExecSession:
         argv.append(self.container.id)
         return argv
 
-    def start(self, client=None, detach=False):
+    def start(self, client=None, detach: bool=False):
         with self.lock:
             if self.started:
                 raise Conflict(f"Error: Exec command {self.id} has already run")
@@ -156,7 +156,7 @@ class ExecSession:
             raise Conflict(message.decode(errors="replace").strip().removeprefix(
                 "pybox-runtime: ") or f"exec failed ({code})")
 
-        def drain(pipe=proc.stderr):
+        def drain(pipe=proc.stderr) -> None:
             try:
                 while pipe.read(65536):
                     pass
@@ -169,7 +169,7 @@ class ExecSession:
         self.pid = self._read_pid(pid_file)
         self.running = True
 
-        def watch():
+        def watch() -> None:
             try:
                 fd = os.pidfd_open(self.pid)
                 select.select([fd], [], [])
@@ -182,7 +182,7 @@ class ExecSession:
 
         threading.Thread(target=watch, daemon=True).start()
 
-    def _run_pipes(self, client, process_file, pid_file):
+    def _run_pipes(self, client, process_file, pid_file) -> None:
         b = self.body
         stdin = subprocess.PIPE if b.get("AttachStdin") else subprocess.DEVNULL
         proc = subprocess.Popen(self._argv(process_file, pid_file, False), stdin=stdin,
@@ -242,7 +242,7 @@ class ExecSession:
         self.running = False
         self._die()
 
-    def _run_tty(self, client, process_file, pid_file):
+    def _run_tty(self, client, process_file, pid_file) -> None:
         import termios  # noqa: F401  (the runtime puts our slave in raw mode)
 
         master, slave = os.openpty()
@@ -299,13 +299,13 @@ class ExecSession:
         except (OSError, ValueError):
             return 0
 
-    def _send(self, client, stream, data):
+    def _send(self, client, stream, data) -> None:
         try:
             client.sendall(stdcopy(stream, data))
         except OSError:
             pass
 
-    def _die(self):
+    def _die(self) -> None:
         c = self.container
         self.engine.events.emit("container", "exec_die", c.id,
                                 self.engine._attributes(c, execID=self.id,

@@ -47,7 +47,7 @@ def command(test):
 
 
 class HealthMonitor:
-    def __init__(self, engine, container, check):
+    def __init__(self, engine, container, check) -> None:
         self.engine = engine
         self.c = container
         self.check = check
@@ -55,17 +55,17 @@ class HealthMonitor:
         self.thread = threading.Thread(target=self._loop, name=f"health-{container.id[:12]}",
                                        daemon=True)
 
-    def start(self):
+    def start(self) -> None:
         with self.c.lock:
             self.c.record["State"]["Health"] = {"Status": "starting", "FailingStreak": 0,
                                                 "Log": []}
             self.c.save()
         self.thread.start()
 
-    def cancel(self):
+    def cancel(self) -> None:
         self.stop.set()
 
-    def _loop(self):
+    def _loop(self) -> None:
         started = time.monotonic()
         while True:
             in_start = time.monotonic() - started < self.check["StartPeriod"] / NS
@@ -88,7 +88,7 @@ class HealthMonitor:
             if self.stop.wait(min(left, MAX_WAIT)):
                 return True
 
-    def _probe(self, in_start_period):
+    def _probe(self, in_start_period) -> None:
         start = rfc3339_nano()
         code, output = self._run()
         end = rfc3339_nano()

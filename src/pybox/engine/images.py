@@ -1,13 +1,12 @@
 """The engine's view of the image store (pybox.images.service.Images): what a
 container needs from it, in the engine's words."""
 
-import os
 
 from pybox.errors import ImageNotFound, NotFound
 
 
 class ImageService:
-    def __init__(self, data_root, container_running=None):
+    def __init__(self, data_root, container_running=None) -> None:
         from pybox.images.service import Images
 
         self.images = Images.open(data_root, container_running=container_running)
@@ -27,7 +26,7 @@ class ImageService:
         return self.images.list(**kw)
 
     # -- container root filesystems -------------------------------------------------
-    def create_rootfs(self, container_id, image_id, idmap=None):
+    def create_rootfs(self, container_id, image_id, idmap=None) -> None:
         """The writable layer, made at create (docker's), mounted at start.
         ``idmap``: the container's user namespace maps (--userns-remap)."""
         self.images.prepare_rootfs(container_id, image_id, idmap=idmap)
@@ -43,10 +42,10 @@ class ImageService:
     def mount_rootfs(self, container_id):
         return self.images.mount_rootfs(container_id)
 
-    def unmount_rootfs(self, container_id):
+    def unmount_rootfs(self, container_id) -> None:
         self.images.unmount_rootfs(container_id)
 
-    def remove_rootfs(self, container_id):
+    def remove_rootfs(self, container_id) -> None:
         self.images.release_rootfs(container_id)
 
     def rootfs_info(self, container_id):

@@ -6,10 +6,10 @@ import os
 import time
 
 from pybox.engine.timefmt import parse_rfc3339
-from pybox.monitor.jsonlog import log_files, read_entries
+from pybox.monitor.jsonlog import read_entries
 
 
-def _wanted(entry, stdout, stderr, since, until):
+def _wanted(entry, stdout, stderr, since, until) -> bool:
     stream = entry.get("stream")
     if stream == "stdout" and not stdout or stream == "stderr" and not stderr:
         return False

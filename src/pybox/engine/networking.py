@@ -31,7 +31,8 @@ import os
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import BadRequest, Conflict, NotFound
-from pybox.network import etc, ports as portsmod
+from pybox.network import etc
+from pybox.network import ports as portsmod
 from pybox.oci.state import write_atomic
 
 NO_SANDBOX = ("none", "host")
@@ -53,7 +54,7 @@ RUNTIME_FIELDS = ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen")
 
 
 class EngineNetworking:
-    def __init__(self, engine):
+    def __init__(self, engine) -> None:
         self.engine = engine
         self._manager = None
 
@@ -109,7 +110,7 @@ class EngineNetworking:
             raise BadRequest("conflicting options: port publishing and the container type "
                              "network mode")
 
-    def on_create(self, record, body):
+    def on_create(self, record, body) -> None:
         hc = record["HostConfig"]
         mode = network_mode(hc)
         settings = record["NetworkSettings"]
@@ -187,7 +188,7 @@ class EngineNetworking:
             raise
         return sb["netns"]
 
-    def _fill_settings(self, c, sb):
+    def _fill_settings(self, c, sb) -> None:
         rec = c.record
         settings = rec["NetworkSettings"]
         networks = settings.setdefault("Networks", {})
@@ -215,7 +216,7 @@ class EngineNetworking:
                            ("IPPrefixLen", 0), ("MacAddress", "")):
             settings[key] = bridge_ep.get(key, value) if bridge_ep else value
 
-    def _write_etc_files(self, c, sb, live=False):
+    def _write_etc_files(self, c, sb, live: bool=False) -> None:
         """hosts, hostname and resolv.conf for the sandbox ``sb``.  ``live``:
         the container runs with them bind-mounted, so they are rewritten in
         place (a rename would leave the container on the old file)."""
@@ -244,7 +245,7 @@ class EngineNetworking:
             dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or (),
             embedded=embedded))
 
-    def _share_etc_files(self, c, ref):
+    def _share_etc_files(self, c, ref) -> None:
         """--network container:ID: the other container's hosts and resolv.conf,
         as docker shares them."""
         try:
@@ -261,7 +262,7 @@ class EngineNetworking:
                 except OSError:
                     pass
 
-    def release(self, c):
+    def release(self, c) -> None:
         """After exit or a failed start (idempotent)."""
         mode = network_mode(c.record["HostConfig"])
         if mode in NO_SANDBOX or mode.startswith("container:"):
@@ -278,7 +279,7 @@ class EngineNetworking:
                            ("IPPrefixLen", 0), ("MacAddress", "")):
             settings[key] = value
 
-    def forget(self, c):
+    def forget(self, c) -> None:
         self.release(c)
 
     def ps_ports(self, c):
@@ -323,7 +324,7 @@ class EngineNetworking:
         self.engine.events.emit("network", "connect", net["Id"],
                                 {"container": c.id, "name": net["Name"], "type": "bridge"})
 
-    def disconnect(self, net_ref, container_ref, force=False):
+    def disconnect(self, net_ref, container_ref, force: bool=False):
         c = self.engine.get(container_ref)
         with c.lock:
             networks = c.record["NetworkSettings"].get("Networks") or {}
@@ -361,21 +362,21 @@ class EngineNetworking:
         return out
 
     # -- daemon life ----------------------------------------------------------------------------
-    def recover(self):
+    def recover(self) -> None:
         running = [c.id for c in self.engine.store.all() if c.state.get("Running")]
         self.manager.recover(running)
         self.manager.warm()
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         if self._manager is not None:
             self._manager.shutdown()
 
 
-def _write_new(path, text):
+def _write_new(path, text) -> None:
     write_atomic(path, text, mode=0o644)
 
 
-def _write_in_place(path, text):
+def _write_in_place(path, text) -> None:
     with open(path, "r+") as f:
         f.write(text)
         f.truncate()

@@ -36,7 +36,7 @@ def top(engine, c, ps_args=None):
     lines = out.splitlines()
     titles = lines[0].split()
     if "PID" not in titles:
-        raise BadRequest(f"Couldn't find PID field in ps output")
+        raise BadRequest("Couldn't find PID field in ps output")
     col = titles.index("PID")
     rows = []
     for line in lines[1:]:
@@ -147,7 +147,7 @@ def _mem_total():
     return 0
 
 
-def stats_stream(engine, c, stream, one_shot=False, cancelled=None):
+def stats_stream(engine, c, stream, one_shot: bool=False, cancelled=None):
     """Yield docker stats documents: one (after a second sample, so precpu is
     filled, as dockerd does) unless ``stream``, then one a second."""
     if not c.state.get("Running"):
@@ -265,7 +265,7 @@ def prune_filters(filters, allowed=("until", "label", "label!")):
     return filters, until, filters.pop("label!", [])
 
 
-def has_labels(labels, wanted):
+def has_labels(labels, wanted) -> bool:
     """Whether ``labels`` has any of ``wanted`` ("k" or "k=v")."""
     for item in wanted:
         key, sep, value = item.partition("=")

@@ -25,14 +25,14 @@ from pybox.procview import FILES, LABEL
 OFF_VALUES = ("false", "0", "no", "off")
 
 
-def wanted(record):
+def wanted(record) -> bool:
     """Does the container's configuration ask for the view (the default)?"""
     labels = (record.get("Config") or {}).get("Labels") or {}
     return str(labels.get(LABEL, "true")).strip().lower() not in OFF_VALUES
 
 
 class EngineProcView:
-    def __init__(self, engine, enabled=True, log=None):
+    def __init__(self, engine, enabled: bool=True, log=None) -> None:
         from pybox.procview.control import Server
 
         self.engine = engine
@@ -42,7 +42,7 @@ class EngineProcView:
         self.log = log or (lambda text: sys.stderr.write(f"pyboxd: {text}\n"))
         self.problem = None  # why the view is off although enabled
 
-    def start(self):
+    def start(self) -> None:
         from pybox.procview.control import Supervisor, unavailable_reason
 
         if not self.enabled:
@@ -95,7 +95,7 @@ class EngineProcView:
                  "source": self.server.source(c.id, name), "options": list(options)}
                 for name, dest in FILES]
 
-    def intercept_sysinfo(self, c, config, rundir):
+    def intercept_sysinfo(self, c, config, rundir) -> None:
         """Send the container's sysinfo calls to the server (procview.sysinfo):
         its seccomp profile notifies, and the listener fd goes to its monitor's
         socket (the monitor keeps it and hands the server a copy)."""
@@ -118,7 +118,7 @@ class EngineProcView:
 
         return os.path.join(self.server.dir, SECCOMP_SOCKET)
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         if self.supervisor is None:
             return
         if self._in_use():

@@ -18,8 +18,16 @@ stream's last line, ``{"errorDetail": {"message": ...}, "error": ...}``.
 import threading
 
 from pybox.engine.engine import Engine
-from pybox.errors import (AuthenticationError, BadRequest, ImageNotFound, InvalidReference,
-                          NotFound, PyboxError, RegistryError, RegistryNotFound)
+from pybox.errors import (
+    AuthenticationError,
+    BadRequest,
+    ImageNotFound,
+    InvalidReference,
+    NotFound,
+    PyboxError,
+    RegistryError,
+    RegistryNotFound,
+)
 from pybox.images import progress as P
 from pybox.images import reference as references
 from pybox.images.auth import Credentials, decode_registry_auth
@@ -48,23 +56,23 @@ class ProgressStream:
     (so an error before it can still be an HTTP status).  Thread-safe: layers
     report from their own threads."""
 
-    def __init__(self, resp):
+    def __init__(self, resp) -> None:
         self.resp = resp
         self.lock = threading.Lock()
         self._write = self._end = None
 
     @property
-    def started(self):
+    def started(self) -> bool:
         return self._write is not None
 
-    def __call__(self, message):
+    def __call__(self, message) -> None:
         data = fastjson.dumps(message).encode() + b"\n"
         with self.lock:
             if self._write is None:
                 self._write, self._end = self.resp.stream(200, "application/json")
             self._write(data)
 
-    def finish(self, error=None):
+    def finish(self, error=None) -> None:
         """End the stream; with ``error`` (an exception) as its last line, or,
         when nothing was sent yet, as an HTTP error reply."""
         if error is not None and not self.started:
@@ -78,7 +86,7 @@ class ProgressStream:
             self._end()
 
 
-def _status(error):
+def _status(error) -> int:
     if isinstance(error, (InvalidReference, BadRequest)):
         return 400
     if isinstance(error, (RegistryNotFound, ImageNotFound, NotFound)):
@@ -94,7 +102,7 @@ def _credentials(req):
     return decode_registry_auth(req.headers.get("x-registry-auth", ""))
 
 
-def pull(engine, req, resp):
+def pull(engine, req, resp) -> None:
     """``POST /images/create?fromImage=NAME&tag=TAG&platform=P``; a NAME with
     neither a tag nor a digest and no ``tag`` pulls every tag of the repository
     (dockerd's rule, what ``docker pull --all-tags`` sends)."""
@@ -176,7 +184,7 @@ def push(engine, req, resp, name):
     stream.finish()
 
 
-def login(engine, req, resp):
+def login(engine, req, resp) -> None:
     """``POST /auth`` with docker's AuthConfig body."""
     from pybox.images.registry import login as registry_login
 
@@ -197,7 +205,7 @@ def login(engine, req, resp):
     resp.json(result)
 
 
-def add_arguments(parser):
+def add_arguments(parser) -> None:
     """pyboxd's registry flags (dockerd's names); they add to daemon.json's lists."""
     parser.add_argument("--config-file", default="/etc/pybox/daemon.json",
                         help="daemon configuration file (docker's daemon.json keys: "
@@ -209,7 +217,7 @@ def add_arguments(parser):
                         help="mirror tried before Docker Hub (repeatable)")
 
 
-def configure(engine, args):
+def configure(engine, args) -> None:
     """Set ``engine.registry_options`` from the parsed flags and the config file
     (raises RegistryError when the file is unreadable or wrong)."""
     from pybox.images.registry_config import RegistryOptions

@@ -84,7 +84,6 @@ from pybox.crashpoints import crashpoint
 from pybox.errors import PyboxError
 from pybox.linux.fstree import remove_tree  # iterative: containers write deep trees
 from pybox.oci import fastjson
-from pybox.oci.state import write_atomic
 
 # a write_atomic temp file: NAME.tmp-PID or NAME.tmp-PID.TID
 TEMP_RE = re.compile(r"\.tmp-(\d+)(?:\.\d+)?$")

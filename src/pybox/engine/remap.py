@@ -35,7 +35,7 @@ SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 class UsernsRemap:
     """The maps one daemon gives its remapped containers."""
 
-    def __init__(self, user, group, uid_mappings, gid_mappings):
+    def __init__(self, user, group, uid_mappings, gid_mappings) -> None:
         self.user, self.group = user, group
         self.uid_mappings = uid_mappings  # [[container, host, size], ...]
         self.gid_mappings = gid_mappings
@@ -50,7 +50,7 @@ class UsernsRemap:
         return {"uid": [list(m) for m in self.uid_mappings],
                 "gid": [list(m) for m in self.gid_mappings]}
 
-    def describe(self):
+    def describe(self) -> str:
         return f"{self.user}:{self.group}"
 
 
@@ -144,7 +144,7 @@ def _free_start(paths):
     return start
 
 
-def _ensure_default_user(subuid, subgid):
+def _ensure_default_user(subuid, subgid) -> None:
     """docker's ``dockremap``: a system user and group without a home, and one
     range of 65536 subordinate ids, as `useradd`/`usermod` record them."""
     try:
@@ -207,7 +207,7 @@ def check_reachable(remap, data_root):
             return
 
 
-def chown_to_root(remap, path):
+def chown_to_root(remap, path) -> None:
     """Give a file the remapped root's ownership (docker does so for the
     container's /etc/hosts, hostname, resolv.conf and its volumes)."""
     if remap is not None:

@@ -129,7 +129,7 @@ class Root:
     container was running when it was opened (its tmpfs mounts exist only
     then)."""
 
-    def __init__(self, fd: int, running: bool, pid: int = 0):
+    def __init__(self, fd: int, running: bool, pid: int = 0) -> None:
         self.fd = fd
         self.running = running
         self.pid = pid
@@ -184,7 +184,7 @@ class MountedRootfs:
     container is not running by then (a start in between uses the same
     mount)."""
 
-    def __init__(self, engine: Any, c: Any):
+    def __init__(self, engine: Any, c: Any) -> None:
         self.engine = engine
         self.c = c
         self.root = ""
@@ -247,7 +247,7 @@ class _NamespaceView:
     """The thread that owns a private mount namespace holding the view."""
 
     def __init__(self, rootfs: str, mounts: list[dict[str, Any]],
-                 owner: tuple[int, int] | None, readonly: bool = False):
+                 owner: tuple[int, int] | None, readonly: bool = False) -> None:
         self.rootfs = rootfs
         self.mounts = mounts
         self.owner = owner

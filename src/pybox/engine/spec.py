@@ -364,7 +364,7 @@ def harden_mounts(mounts: list[dict], container: dict, *, writable_cgroups: bool
             m["options"] = rest + ["rw"] if writable_cgroups else ["rro"] + rest
 
 
-def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
+def build(container, rootfs, *, cgroup_v2: bool=False, extra_mounts=(), netns=None,
           namespace_of=None, init_path=None, idmap=None, shm_source=None):
     """The config.json dict for ``container`` (a docker container record) whose
     root filesystem is mounted at ``rootfs``.  ``namespace_of(ref, kind)`` gives
@@ -372,8 +372,8 @@ def build(container, rootfs, *, cgroup_v2=False, extra_mounts=(), netns=None,
     --ipc/--pid/--network container:ID); ``init_path`` is the tini-static binary
     for --init; ``shm_source`` a host directory bound as /dev/shm instead of a
     tmpfs of its own (--ipc shareable, container:ID, host)."""
-    from pybox.engine import security
     from pybox import OCI_VERSION
+    from pybox.engine import security
 
     config = container["Config"]
     hc = container["HostConfig"]

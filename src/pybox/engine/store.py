@@ -101,7 +101,7 @@ class StateChanged(threading.Condition):
 class Container:
     """One container: its record plus the engine's in-memory companions."""
 
-    def __init__(self, record, directory):
+    def __init__(self, record, directory) -> None:
         self.record = record
         self.dir = directory
         self.lock = threading.RLock()
@@ -122,13 +122,13 @@ class Container:
     def state(self):
         return self.record["State"]
 
-    def save(self):
+    def save(self) -> None:
         write_atomic(os.path.join(self.dir, RECORD), fastjson.dumps(self.record), mode=0o600,
                      durable=True)
 
 
 class ContainerStore:
-    def __init__(self, root):
+    def __init__(self, root) -> None:
         self.root = root
         os.makedirs(root, mode=0o710, exist_ok=True)
         self.lock = threading.Lock()
@@ -159,17 +159,17 @@ class ContainerStore:
                                "container to be able to reuse that name.")
             self.by_name[name] = None  # reserved while the record is being made
 
-    def release_name(self, name):
+    def release_name(self, name) -> None:
         with self.lock:
             if self.by_name.get(name) is None:
                 self.by_name.pop(name, None)
 
-    def add(self, c):
+    def add(self, c) -> None:
         with self.lock:
             self.by_id[c.id] = c
             self.by_name[c.name] = c
 
-    def remove(self, c):
+    def remove(self, c) -> None:
         with self.lock:
             self.by_id.pop(c.id, None)
             if self.by_name.get(c.name) is c:

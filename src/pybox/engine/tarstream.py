@@ -137,7 +137,7 @@ class TarReader:
     iterate for the members; ``data(member)`` yields a regular file's content
     (read it, or leave it: the next member skips what was not read)."""
 
-    def __init__(self, read: Callable[[int], bytes]):
+    def __init__(self, read: Callable[[int], bytes]) -> None:
         self._read = read
         self._chunk = b""
         self._off = 0
@@ -316,7 +316,7 @@ class _Chunks:
     """read(n) over an iterator of byte chunks: a whole chunk when it fits (no
     copy), else a slice."""
 
-    def __init__(self, first: bytes, rest: Iterator[bytes]):
+    def __init__(self, first: bytes, rest: Iterator[bytes]) -> None:
         self._pending = first
         self._rest = rest
 
@@ -341,7 +341,7 @@ class _ZstdFrames:
 
     MAGIC = b"\x28\xb5\x2f\xfd"
 
-    def __init__(self, read: Callable[[int], bytes]):
+    def __init__(self, read: Callable[[int], bytes]) -> None:
         self._read = read
         self._state = "magic"  # what the next bytes are
         self._field = bytearray()  # the bytes of the field being read

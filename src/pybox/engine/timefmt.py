@@ -15,7 +15,7 @@ def parse_rfc3339(text):
     return secs + (float("0." + frac) if frac else 0.0)
 
 
-def human_duration(seconds):
+def human_duration(seconds) -> str:
     """go-units HumanDuration, which docker uses for ps and images (``Up 7
     seconds``, ``About a minute``, ``2 weeks``); the pybox CLI's tables too."""
     secs = int(seconds)

@@ -41,7 +41,7 @@ def _valid_name(name):
 
 
 class VolumeStore:
-    def __init__(self, data_root, mounts_in_use):
+    def __init__(self, data_root, mounts_in_use) -> None:
         """``mounts_in_use()`` -> {volume name: [container ids]} (from the engine's
         container records, the single truth about use)."""
         self.root = os.path.join(data_root, "volumes")
@@ -80,7 +80,7 @@ class VolumeStore:
     def mountpoint(self, name):
         return os.path.join(self._dir(name), "_data")
 
-    def create(self, name=None, labels=None, options=None, anonymous=False):
+    def create(self, name=None, labels=None, options=None, anonymous: bool=False):
         """Idempotent for an existing name (docker's behaviour)."""
         if name:
             _valid_name(name)
@@ -135,7 +135,7 @@ class VolumeStore:
             out.append(doc)
         return out
 
-    def remove(self, name, force=False):
+    def remove(self, name, force: bool=False):
         with self.lock:
             if not self.exists(name):
                 if force:
@@ -150,7 +150,7 @@ class VolumeStore:
             crashpoint("volumes.remove.renamed")
             fstree.remove_tree(gone, ignore_errors=True)  # any depth (a container's)
 
-    def prune(self, filters=None, all_=False):
+    def prune(self, filters=None, all_: bool=False):
         in_use = self.mounts_in_use()
         deleted, reclaimed = [], 0
         for doc in self.list(filters):
@@ -182,14 +182,14 @@ class VolumeStore:
                                   opts.get("o") or None)
         return path
 
-    def _unmount(self, name):
+    def _unmount(self, name) -> None:
         path = self.mountpoint(name)
         if os.path.ismount(path):
             from pybox.linux import syscalls
 
             syscalls.real().umount2(path, 2)
 
-    def populate(self, name, source_dir):
+    def populate(self, name, source_dir) -> None:
         """Copy the image's content at the mount point into a volume the first
         time a container uses it, if the volume is still empty (docker's copy-up
         of VOLUME paths)."""
@@ -393,7 +393,7 @@ def oci_mounts(mounts, volumes, rootfs):
     return out
 
 
-def _copy_preserving(src, dst):
+def _copy_preserving(src, dst) -> None:
     """Copy ``src`` (a file, symlink, special file or tree) to ``dst`` with its
     owners, modes and times, as docker's copy-up into a new volume does.
 

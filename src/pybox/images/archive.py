@@ -123,7 +123,7 @@ def _go_type(typ):
     return typ[0]
 
 
-def _typed(value, typ, where, struct=None, path=""):
+def _typed(value, typ, where, struct=None, path: str="") -> None:
     """Raise ImageError if ``value`` does not decode into Go type ``typ``."""
     def bad():
         into = (f"Go struct field {struct}.{path}" if struct else "Go value")
@@ -196,7 +196,7 @@ class ImageToAdd:
     """One image found in an archive: its manifest (dict, OCI or docker schema2,
     layers' blobs already in the store), config bytes and the references to tag."""
 
-    def __init__(self, manifest, config_bytes, refs, manifest_bytes=None):
+    def __init__(self, manifest, config_bytes, refs, manifest_bytes=None) -> None:
         self.manifest = manifest
         self.manifest_bytes = manifest_bytes
         self.config_bytes = config_bytes
@@ -208,7 +208,7 @@ class ImageToAdd:
 class _ArchiveFiles:
     """What a streamed archive held: small files in memory, blobs in the store."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.small = {}
         self.blobs = {}
         self.links = {}
@@ -341,7 +341,7 @@ def _platform_matches(desc):
                                                                    arch) == arch
 
 
-def _oci_images(index, blobs, fetch, names=None, default_name=None, depth=0):
+def _oci_images(index, blobs, fetch, names=None, default_name=None, depth: int=0):
     """Images named by an OCI index.  ``fetch(digest)`` brings a blob into the
     store when it is not there yet (OCI layout directories); manifest lists are
     narrowed to this host's platform."""
@@ -452,11 +452,11 @@ def read_oci_layout_dir(path, blobs, name=None):
 # -- writing -------------------------------------------------------------------
 
 class _TarWriter:
-    def __init__(self, out):
+    def __init__(self, out) -> None:
         self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
         self.written = set()
 
-    def dir(self, name):
+    def dir(self, name) -> None:
         if name in self.written:
             return
         info = tarfile.TarInfo(name)
@@ -465,7 +465,7 @@ class _TarWriter:
         self.tar.addfile(info)
         self.written.add(name)
 
-    def file(self, name, data=None, stream=None, size=None):
+    def file(self, name, data=None, stream=None, size=None) -> None:
         if name in self.written:
             return
         info = tarfile.TarInfo(name)
@@ -478,19 +478,19 @@ class _TarWriter:
             self.tar.addfile(info, stream)
         self.written.add(name)
 
-    def close(self):
+    def close(self) -> None:
         self.tar.close()
 
 
 class _DirWriter:
-    def __init__(self, path):
+    def __init__(self, path) -> None:
         self.path = path
         os.makedirs(path, exist_ok=True)
 
-    def dir(self, name):
+    def dir(self, name) -> None:
         os.makedirs(os.path.join(self.path, name), exist_ok=True)
 
-    def file(self, name, data=None, stream=None, size=None):
+    def file(self, name, data=None, stream=None, size=None) -> None:
         target = os.path.join(self.path, name)
         if name.startswith("blobs/") and os.path.exists(target):
             return
@@ -506,7 +506,7 @@ class _DirWriter:
                     f.write(chunk)
         os.rename(tmp, target)
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -514,7 +514,7 @@ class SavedImage:
     """What a writer needs of one image: record, config bytes, tags, and how to
     open each layer's stored blob and its uncompressed form."""
 
-    def __init__(self, record, config_bytes, refs, open_blob, layer_tar_size):
+    def __init__(self, record, config_bytes, refs, open_blob, layer_tar_size) -> None:
         self.record = record
         self.config_bytes = config_bytes
         self.refs = refs
@@ -522,7 +522,7 @@ class SavedImage:
         self.layer_tar_size = layer_tar_size
 
 
-def write_docker_archive(images, out):
+def write_docker_archive(images, out) -> None:
     """docker save: manifest.json + repositories + an OCI layout of uncompressed
     layers (docker >= 25's form) in one tar."""
     w = _TarWriter(out)
@@ -577,7 +577,7 @@ def write_docker_archive(images, out):
     w.close()
 
 
-def write_oci(images, writer):
+def write_oci(images, writer) -> None:
     """An OCI image layout with the blobs as stored (compressed layers stay
     compressed, manifests keep their digests)."""
     writer.dir("blobs/")
@@ -619,12 +619,12 @@ class _Exact(io.RawIOBase):
     """A stream that must yield exactly ``size`` bytes hashing to ``digest``: a
     stored layer that changed on disk is an error, not a corrupt archive."""
 
-    def __init__(self, stream, size, digest):
+    def __init__(self, stream, size, digest) -> None:
         self._stream = layer_io.HashingReader(stream)
         self._left = size
         self._digest = digest
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
     def read(self, n=-1):

@@ -38,7 +38,7 @@ class Credentials:
     identity_token: str = ""
     registry_token: str = ""
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.username or self.password or self.identity_token
                     or self.registry_token)
 
@@ -91,7 +91,7 @@ class InvalidAuthHeader(AuthenticationError, BadRequest):
     """An X-Registry-Auth header that does not decode (moby's
     errInvalidParameter: a 400, not the registry's 401)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str) -> None:
         super().__init__(f"invalid X-Registry-Auth header: {reason}", status=400)
 
 
@@ -128,7 +128,7 @@ def decode_registry_auth(header):
                        registry_token=doc.get("registrytoken") or "")
 
 
-def encode_registry_auth(credentials, server_address=""):
+def encode_registry_auth(credentials, server_address: str=""):
     """The X-Registry-Auth value a client sends for ``credentials``: docker's
     ``EncodeAuthConfig`` (Go's field order, compact JSON, URL-safe base64)."""
     doc = {}
@@ -200,7 +200,7 @@ class DockerConfig:
     """docker's client config file, for credentials only (other keys are kept
     untouched when it is rewritten)."""
 
-    def __init__(self, directory=None):
+    def __init__(self, directory=None) -> None:
         self.directory = directory or default_config_dir()
         self.path = os.path.join(self.directory, "config.json")
 
@@ -214,7 +214,7 @@ class DockerConfig:
             raise RegistryError(f"loading {self.path}: {e}") from None
         return data if isinstance(data, dict) else {}
 
-    def _save(self, data):
+    def _save(self, data) -> None:
         from pybox.oci.state import write_atomic
 
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -257,7 +257,7 @@ class DockerConfig:
                            identity_token=entry.get("identitytoken") or "",
                            registry_token=entry.get("registrytoken") or "")
 
-    def store(self, domain, credentials):
+    def store(self, domain, credentials) -> None:
         """Save a login: in the helper if one is configured (the file then only
         records the key, as docker does), else base64 in ``auths``."""
         data = self.load()
@@ -298,7 +298,7 @@ class CredentialHelper:
     """``docker-credential-NAME`` (pass, secretservice, osxkeychain, ecr-login...):
     the protocol is the program's stdin/stdout, one verb per run."""
 
-    def __init__(self, name):
+    def __init__(self, name) -> None:
         self.name = name
         self.program = f"docker-credential-{name}"
 
@@ -338,7 +338,7 @@ class CredentialHelper:
         if code != 0:
             raise RegistryError(f"error storing credentials - err: {self.program} store: {out}")
 
-    def erase(self, server_url):
+    def erase(self, server_url) -> bool:
         code, out = self._run("erase", server_url.encode())
         if code != 0:
             if "credentials not found" in out.lower():

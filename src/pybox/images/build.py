@@ -129,7 +129,7 @@ def _command(text):
     return shlex.split(text)
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     from pybox.images.service import DEFAULT_DATA_ROOT, Images
 
     parser = argparse.ArgumentParser(prog="python -m pybox.images.build",

@@ -203,7 +203,7 @@ def docker_container_config(config):
     return out
 
 
-def new_config(diff_ids, *, config=None, history=None, created, author="", comment=None):
+def new_config(diff_ids, *, config=None, history=None, created, author: str="", comment=None):
     """A fresh OCI image config for this host's platform."""
     os_name, arch = host_platform()
     image = {"architecture": arch, "os": os_name, "created": created,

@@ -37,7 +37,7 @@ def _target_refs(reference):
     return [str(ref)]
 
 
-def import_rootfs(images, source, *, reference=None, changes=(), message="", created=None):
+def import_rootfs(images, source, *, reference=None, changes=(), message: str="", created=None):
     """docker import SOURCE [REPOSITORY[:TAG]] with --change and --message."""
     from pybox.images.service import _open_source
 
@@ -72,8 +72,8 @@ COMMIT_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volum
                       "Shell")
 
 
-def commit_container(images, container_id, *, reference=None, changes=(), message="",
-                     author="", config=None):
+def commit_container(images, container_id, *, reference=None, changes=(), message: str="",
+                     author: str="", config=None):
     """docker commit CONTAINER [REPOSITORY[:TAG]] with --change/--message/--author."""
     refs = _target_refs(reference)
     snapshots = images.snapshots

@@ -59,11 +59,11 @@ COPY_CHUNK = 1 << 20
 class _Prefixed(io.RawIOBase):
     """A stream with some already-read bytes put back in front (for sniffing)."""
 
-    def __init__(self, head, rest):
+    def __init__(self, head, rest) -> None:
         self._head = head
         self._rest = rest
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
     def readinto(self, buf):
@@ -128,14 +128,14 @@ class _GzipReader(io.RawIOBase):
     sequential reads, and a stream that ends mid-member is an error, not EOF.
     Output is handed out by offset (no re-slicing of a large buffer per read)."""
 
-    def __init__(self, raw):
+    def __init__(self, raw) -> None:
         self._raw = raw
         self._z = zlib.decompressobj(31)
         self._pending = b""
         self._pos = 0
         self._eof = False
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
     def readinto(self, buf):
@@ -171,10 +171,10 @@ class _ZstdChecked(io.RawIOBase):
     """zstandard's reader, with its errors and an unfinished frame reported as
     LayerError (the reader returns a short EOF for a truncated frame)."""
 
-    def __init__(self, reader):
+    def __init__(self, reader) -> None:
         self._reader = reader
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
     def readinto(self, buf):
@@ -192,12 +192,12 @@ class _ZstdChecked(io.RawIOBase):
 class HashingReader(io.RawIOBase):
     """Counts and sha256-hashes everything read through it."""
 
-    def __init__(self, stream):
+    def __init__(self, stream) -> None:
         self._stream = stream
         self.hash = hashlib.sha256()
         self.size = 0
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
     def readinto(self, buf):
@@ -216,7 +216,7 @@ class HashingReader(io.RawIOBase):
         self.size += len(data)
         return data
 
-    def drain(self):
+    def drain(self) -> None:
         while self.read(COPY_CHUNK):
             pass
 
@@ -264,7 +264,7 @@ def check_symlink_target(rel_path, target):
     return target
 
 
-def classify_member(member, allow_devices):
+def classify_member(member, allow_devices) -> str:
     """What to do with a member: 'whiteout', 'opaque', 'skip' (aufs metadata),
     'dir', 'file', 'symlink', 'hardlink', 'device', 'fifo'.  Raises LayerError
     for types that are not allowed."""
@@ -299,14 +299,14 @@ def classify_member(member, allow_devices):
 class UnpackResult:
     """diff_id: sha256 of the uncompressed tar; size: bytes of file content."""
 
-    def __init__(self, diff_id, tar_size, size, compression):
+    def __init__(self, diff_id, tar_size, size, compression) -> None:
         self.diff_id = diff_id
         self.tar_size = tar_size
         self.size = size
         self.compression = compression
 
 
-def unpack_layer(stream, dest, *, allow_devices=True, expected_diff_id=None):
+def unpack_layer(stream, dest, *, allow_devices: bool=True, expected_diff_id=None):
     """Unpack a (possibly compressed) layer tar from ``stream`` into ``dest``,
     which must be an empty directory this process made.
 
@@ -342,7 +342,7 @@ def unpack_layer(stream, dest, *, allow_devices=True, expected_diff_id=None):
 
 
 class _Unpacker:
-    def __init__(self, dest, *, allow_devices):
+    def __init__(self, dest, *, allow_devices) -> None:
         self.dest = dest
         self.allow_devices = allow_devices
         self.is_root = os.geteuid() == 0
@@ -374,7 +374,7 @@ class _Unpacker:
             fd = new
         return fd, name
 
-    def _drop_parent(self):
+    def _drop_parent(self) -> None:
         fd = self._parent[1]
         if fd != self.dest_fd:
             os.close(fd)
@@ -390,7 +390,7 @@ class _Unpacker:
         pfd, name = self._at(rel)
         return name if pfd is None else f"/proc/self/fd/{pfd}/{name}"
 
-    def close(self):
+    def close(self) -> None:
         self._drop_parent()
         os.close(self.dest_fd)
 
@@ -417,7 +417,7 @@ class _Unpacker:
                                  "directory (a symlink or file in the path)")
             self.known_dirs.add(walked)
 
-    def _clear(self, rel):
+    def _clear(self, rel) -> None:
         """Remove whatever this layer already has at rel (a later member wins)."""
         try:
             st = self._lstat(rel)
@@ -519,7 +519,7 @@ class _Unpacker:
             raise LayerError(f"invalid hard link {member.name!r} -> {member.linkname!r}: "
                              "target is a directory")
 
-    def _make_dir(self, rel, member):
+    def _make_dir(self, rel, member) -> None:
         try:
             st = self._lstat(rel)
             is_dir = stat.S_ISDIR(st.st_mode)
@@ -552,14 +552,14 @@ class _Unpacker:
         finally:
             os.close(fd)
 
-    def _set_owner_time(self, rel, member):
+    def _set_owner_time(self, rel, member) -> None:
         pfd, name = self._at(rel)
         if self.is_root:
             os.chown(name, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
         mtime_ns = int(member.mtime * 10**9)
         os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
-    def _set_metadata(self, rel, member, tar, is_dir):
+    def _set_metadata(self, rel, member, tar, is_dir) -> None:
         pfd, name = self._at(rel)
         is_link = member.issym()
         if self.is_root:
@@ -588,7 +588,7 @@ class _Unpacker:
             raise LayerError(f"{member.name!r}: cannot set xattr {name}: "
                              f"{e.strerror}", errno=e.errno) from None
 
-    def finish(self):
+    def finish(self) -> None:
         # deepest first: setting a child's time never disturbs its parent's again
         for rel in sorted(self.dir_times, key=lambda r: r.count("/"), reverse=True):
             ns = self.dir_times[rel]
@@ -647,7 +647,7 @@ def _tarinfo(rel, path, st, is_dir):
     return info
 
 
-def write_tree(root, out, *, overlay_whiteouts=False, skip=(), owner_map=None):
+def write_tree(root, out, *, overlay_whiteouts: bool=False, skip=(), owner_map=None):
     """Write the tree under ``root`` as a layer tar to the binary file ``out``
     (PAX format, sorted names, numeric owners, xattrs, hard links).
 
@@ -678,7 +678,7 @@ def write_tree(root, out, *, overlay_whiteouts=False, skip=(), owner_map=None):
             os.close(root_fd)
 
 
-def _write_dir(tar, dir_fd, rel_dir, overlay_whiteouts, skip, seen_inodes):
+def _write_dir(tar, dir_fd, rel_dir, overlay_whiteouts, skip, seen_inodes) -> None:
     """The entries of the directory open as ``dir_fd``, at any depth (an
     iterative fd walk: a container's 2,500-deep mkdir loop is one tree like
     any other).  A container may be running and changing this tree (export,
@@ -703,13 +703,13 @@ def _write_dir(tar, dir_fd, rel_dir, overlay_whiteouts, skip, seen_inodes):
         _write_entry(tar, entry, rel, overlay_whiteouts, seen_inodes)
 
 
-def _opaque_marker(tar, rel_dir):
+def _opaque_marker(tar, rel_dir) -> None:
     info = tarfile.TarInfo(f"{rel_dir}/{WHITEOUT_OPAQUE}")
     info.mode = 0
     tar.addfile(info)
 
 
-def _write_entry(tar, entry, rel, overlay_whiteouts, seen_inodes):
+def _write_entry(tar, entry, rel, overlay_whiteouts, seen_inodes) -> None:
     """One entry of _write_dir (its parent open as entry.parent_fd)."""
     dir_fd, name, st = entry.parent_fd, entry.name, entry.st
     path = f"/proc/self/fd/{dir_fd}/{name}"  # for the l*xattr calls only

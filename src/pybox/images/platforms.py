@@ -33,7 +33,7 @@ class Platform:
     architecture: str
     variant: str = ""
 
-    def __str__(self):
+    def __str__(self) -> str:
         text = f"{self.os}/{self.architecture}"
         return f"{text}/{self.variant}" if self.variant else text
 

@@ -42,7 +42,7 @@ def error(text):
     return {"errorDetail": {"message": text}, "error": text}
 
 
-def human_size(size):
+def human_size(size) -> str:
     """go-units' HumanSize: decimal units, four significant digits (``1.235MB``)."""
     units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
     size = float(size)
@@ -70,7 +70,7 @@ def bar(current, total, started=None):
     return box + numbers + left
 
 
-def _go_duration(seconds):
+def _go_duration(seconds) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -84,7 +84,7 @@ class ByteProgress:
     """Counts bytes of one layer and reports ``action`` (Downloading, Pushing,
     Extracting) with docker's throttling."""
 
-    def __init__(self, report, action, layer_id, total):
+    def __init__(self, report, action, layer_id, total) -> None:
         self.report = report
         self.action = action
         self.layer_id = layer_id
@@ -94,7 +94,7 @@ class ByteProgress:
         self._last_bytes = 0
         self._last_time = 0.0
 
-    def add(self, count):
+    def add(self, count) -> None:
         self.current += count
         now = time.monotonic()
         if (self.current - self._last_bytes >= UPDATE_BYTES
@@ -102,10 +102,10 @@ class ByteProgress:
                 (self.total and self.current >= self.total):
             self.emit(now)
 
-    def reset(self, current=0):
+    def reset(self, current: int=0) -> None:
         self.current = current
 
-    def emit(self, now=None):
+    def emit(self, now=None) -> None:
         self._last_bytes = self.current
         self._last_time = now or time.monotonic()
         self.report({"status": self.action,
@@ -118,12 +118,12 @@ class Collector:
     """A thread-safe sink that keeps every message (tests, the library's callers
     that want the lines afterwards)."""
 
-    def __init__(self, echo=None):
+    def __init__(self, echo=None) -> None:
         self.messages = []
         self.lock = threading.Lock()
         self.echo = echo
 
-    def __call__(self, message):
+    def __call__(self, message) -> None:
         with self.lock:
             self.messages.append(message)
         if self.echo:
@@ -134,5 +134,5 @@ class Collector:
                 if layer_id is None or m.get("id") == layer_id]
 
 
-def discard(message):
+def discard(message) -> None:
     """The sink of a caller that wants no progress."""

@@ -27,8 +27,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from pybox.crashpoints import crashpoint
-from pybox.errors import (AuthenticationError, DigestMismatch, ImageError, ImageNotFound,
-                          RegistryError, RegistryNotFound)
+from pybox.errors import (
+    AuthenticationError,
+    DigestMismatch,
+    ImageError,
+    ImageNotFound,
+    RegistryError,
+    RegistryNotFound,
+)
 from pybox.images import platforms
 from pybox.images import progress as P
 from pybox.images import reference as references
@@ -166,7 +172,7 @@ def pull_all_tags(images, registries, name, *, platform=None, credentials=ANONYM
         raise RegistryNotFound(f"{repo.familiar_name}: the registry lists no tags")
     pulled, failed, first_error = [], {}, None
 
-    def per_tag(message):
+    def per_tag(message) -> None:
         if not str(message.get("status") or "").startswith("Status: "):
             report(message)
 
@@ -241,7 +247,7 @@ def _fetch_config(images, client, ref, desc):
     return images.blobs.read(digest)
 
 
-def _fetch_layers(images, client, ref, layer_descs, diff_ids, report):
+def _fetch_layers(images, client, ref, layer_descs, diff_ids, report) -> bool:
     """Download and unpack the missing layers in parallel; True if any came
     over the network.  The first failure stops the others' new work."""
     chains = st.chain_ids(diff_ids)
@@ -292,7 +298,7 @@ def _first_real(errors):
     return errors[0]
 
 
-def _fetch_layer(images, client, ref, desc, layer_id, report):
+def _fetch_layer(images, client, ref, desc, layer_id, report) -> None:
     digest, size = desc["digest"], desc["size"]
     if images.has_blob(digest):
         report(P.status("Download complete", layer_id))
@@ -309,7 +315,7 @@ class _Verifying:
     """Says "Verifying Checksum" when the last byte has been read (the store
     then compares the hash it computed on the way)."""
 
-    def __init__(self, blob, report, layer_id):
+    def __init__(self, blob, report, layer_id) -> None:
         self.blob = blob
         self.report = report
         self.layer_id = layer_id

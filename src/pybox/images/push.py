@@ -154,7 +154,7 @@ class _layer_blob:
     """(media type, digest, size, opener) of the bytes to send for a layer: the
     stored blob, or a gzip of it in an anonymous temp file when stored plain."""
 
-    def __init__(self, images, blob):
+    def __init__(self, images, blob) -> None:
         self.images = images
         self.blob = blob
         self.tmp = None
@@ -180,7 +180,7 @@ class _layer_blob:
                  else st.MEDIA_DOCKER_LAYER)
         return media, hasher.digest(), hasher.size, lambda: _reopen(fd)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         if self.tmp is not None:
             self.tmp.close()
 
@@ -194,7 +194,7 @@ def _reopen(fd):
 
 
 class _HashingWriter:
-    def __init__(self, f):
+    def __init__(self, f) -> None:
         import hashlib
 
         self.f = f
@@ -206,7 +206,7 @@ class _HashingWriter:
         self.size += len(data)
         return self.f.write(data)
 
-    def flush(self):
+    def flush(self) -> None:
         self.f.flush()
 
     def digest(self):
@@ -216,7 +216,7 @@ class _HashingWriter:
 class _CountingBody:
     """A request body that reports bytes sent and stops at ``limit``."""
 
-    def __init__(self, f, progress, limit):
+    def __init__(self, f, progress, limit) -> None:
         self.f = f
         self.progress = progress
         self.left = limit
@@ -230,7 +230,7 @@ class _CountingBody:
             self.progress.add(len(data))
         return data
 
-    def close(self):
+    def close(self) -> None:
         self.f.close()
 
 

@@ -50,11 +50,11 @@ class Reference:
     digest: str | None = None
 
     @property
-    def name(self):
+    def name(self) -> str:
         """``docker.io/library/busybox``: the repository, without tag or digest."""
         return f"{self.domain}/{self.path}"
 
-    def __str__(self):
+    def __str__(self) -> str:
         text = self.name
         if self.tag:
             text += f":{self.tag}"
@@ -101,7 +101,7 @@ def _split_docker_domain(name):
     return domain, remainder
 
 
-def parse(text, *, default_tag=True):
+def parse(text, *, default_tag: bool=True):
     """Parse and normalise a reference as ``docker pull``/``docker tag`` do.
 
     Raises InvalidReference with docker's wording.  With ``default_tag`` a name

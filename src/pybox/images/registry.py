@@ -55,11 +55,11 @@ TOKEN_DEFAULT_SECONDS = 60
 READ_CHUNK = 1 << 20
 
 
-def pull_scope(repository):
+def pull_scope(repository) -> str:
     return f"repository:{repository}:pull"
 
 
-def push_scope(repository):
+def push_scope(repository) -> str:
     return f"repository:{repository}:pull,push"
 
 
@@ -67,7 +67,7 @@ class TokenCache:
     """Bearer tokens by (realm, service, account, scopes), kept until shortly
     before they expire."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._tokens = {}
         self._lock = threading.Lock()
 
@@ -79,12 +79,12 @@ class TokenCache:
             self._tokens.pop(key, None)
             return None
 
-    def put(self, key, token, expires_in):
+    def put(self, key, token, expires_in) -> None:
         lifetime = max(10, int(expires_in or TOKEN_DEFAULT_SECONDS)) - 5
         with self._lock:
             self._tokens[key] = (token, time.monotonic() + lifetime)
 
-    def drop(self, key):
+    def drop(self, key) -> None:
         with self._lock:
             self._tokens.pop(key, None)
 
@@ -93,13 +93,13 @@ class Registries:
     """What outlives one pull: connection pools per endpoint and proxy, which
     endpoint answered for a registry, and cached tokens.  Thread-safe."""
 
-    def __init__(self, options=None):
+    def __init__(self, options=None) -> None:
         self.options = options or RegistryOptions()
         self.tokens = TokenCache()
         self._pools = {}
         self._lock = threading.Lock()
 
-    def client(self, domain, credentials=ANONYMOUS, *, push=False):
+    def client(self, domain, credentials=ANONYMOUS, *, push: bool=False):
         return RegistryClient(self, domain, credentials, push=push)
 
     def pool(self, endpoint, url):
@@ -126,7 +126,7 @@ class Registries:
                 self._pools[key] = manager
             return manager
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             for manager in self._pools.values():
                 manager.clear()
@@ -137,7 +137,7 @@ class RegistryClient:
     """One registry, one set of credentials.  ``ping`` chooses the endpoint;
     every other call goes through ``request`` (auth, retries, errors)."""
 
-    def __init__(self, registries, domain, credentials=ANONYMOUS, *, push=False):
+    def __init__(self, registries, domain, credentials=ANONYMOUS, *, push: bool=False) -> None:
         self.registries = registries
         self.options = registries.options
         self.domain = domain
@@ -197,7 +197,7 @@ class RegistryClient:
         return (params.get("realm"), params.get("service"), self.credentials.username,
                 self.credentials.identity_token, tuple(sorted(set(scopes) | self.extra_scopes)))
 
-    def token(self, scopes, *, offline=False):
+    def token(self, scopes, *, offline: bool=False):
         """A bearer token for ``scopes`` from the challenge's realm (cached).
         With credentials the token server gets them as Basic auth (or, with an
         identity token, as an OAuth refresh-token grant), as docker sends them."""
@@ -258,8 +258,8 @@ class RegistryClient:
             self.ping()
         return self.endpoint.url + path
 
-    def request(self, method, path, *, scopes=(), headers=None, body=None, stream=False,
-                expect=(200,), retry=True, what=None):
+    def request(self, method, path, *, scopes=(), headers=None, body=None, stream: bool=False,
+                expect=(200,), retry: bool=True, what=None):
         """Send with authentication, retries and redirects; the response when its
         status is in ``expect``, else the registry's error as an exception.
         ``body``: bytes, or a callable giving a fresh file object per attempt.
@@ -299,7 +299,7 @@ class RegistryClient:
             resp.release_conn()
             raise error
 
-    def _learn_challenge(self, resp, scopes):
+    def _learn_challenge(self, resp, scopes) -> None:
         challenge = _pick_challenge(resp.headers.getlist("WWW-Authenticate"))
         if challenge is None:
             return
@@ -311,7 +311,7 @@ class RegistryClient:
             self.extra_scopes |= wanted - set(scopes)
         self.challenge = challenge
 
-    def _send(self, endpoint, method, url, headers, body, *, stream=False, attempts=None):
+    def _send(self, endpoint, method, url, headers, body, *, stream: bool=False, attempts=None):
         """One request with connection-level retries and manual redirects."""
         attempts = attempts or self.options.max_attempts
         attempt = 0
@@ -403,7 +403,7 @@ class RegistryClient:
             raise DigestMismatch(f"manifest {repository}:{reference}", header, actual)
         return data, media_type, actual
 
-    def list_tags(self, repository, page_size=1000):
+    def list_tags(self, repository, page_size: int=1000):
         """Every tag of a repository (``GET /v2/NAME/tags/list``), following the
         registry's ``Link: <...>; rel="next"`` pages, in the registry's order."""
         tags = []
@@ -455,7 +455,7 @@ class RegistryClient:
             raise RegistryError(f"{self.domain}: upload started without a Location")
         return False, urllib.parse.urljoin(self.url(path), location)
 
-    def finish_upload(self, location, digest, *, scopes, body=None, size=0):
+    def finish_upload(self, location, digest, *, scopes, body=None, size: int=0) -> None:
         """PUT the upload (with the whole blob when ``body`` is given)."""
         url = _with_query(location, digest=digest)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
@@ -492,7 +492,7 @@ class BlobReader:
     again from the start and the bytes already seen are skipped.  Gives up after
     ``max_attempts`` interruptions in a row without progress."""
 
-    def __init__(self, client, repository, digest, size, on_bytes=None):
+    def __init__(self, client, repository, digest, size, on_bytes=None) -> None:
         self.client = client
         self.repository = repository
         self.digest = digest
@@ -550,7 +550,7 @@ class BlobReader:
                                 f"{self.failures} attempts)")
         time.sleep(min(self.client.options.backoff_seconds * (2 ** (self.failures - 1)), 30))
 
-    def _close_response(self):
+    def _close_response(self) -> None:
         if self.resp is not None:
             try:
                 self.resp.release_conn()
@@ -559,13 +559,13 @@ class BlobReader:
                 pass
             self.resp = None
 
-    def close(self):
+    def close(self) -> None:
         self._close_response()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.close()
 
 
@@ -650,7 +650,7 @@ def _reason(exc):
     return text
 
 
-def _is_tls_mismatch(exc):
+def _is_tls_mismatch(exc) -> bool:
     text = str(exc)
     return "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or \
         "record layer failure" in text

@@ -57,10 +57,10 @@ class Endpoint:
 
 class RegistryOptions:
     def __init__(self, *, insecure_registries=(), mirrors=(), proxies=None,
-                 certs_dirs=DEFAULT_CERTS_DIRS, loopback_insecure=True,
-                 max_concurrent_downloads=3, max_concurrent_uploads=5,
-                 max_attempts=5, backoff_seconds=0.5, connect_timeout=30.0,
-                 read_timeout=120.0, chunk_size=None):
+                 certs_dirs=DEFAULT_CERTS_DIRS, loopback_insecure: bool=True,
+                 max_concurrent_downloads: int=3, max_concurrent_uploads: int=5,
+                 max_attempts: int=5, backoff_seconds: float=0.5, connect_timeout: float=30.0,
+                 read_timeout: float=120.0, chunk_size=None) -> None:
         """``proxies``: {"http": URL, "https": URL, "no": "host,.domain"}; None reads
         the environment.  ``loopback_insecure``: docker's 127.0.0.0/8 default
         (tests of certificate checking turn it off).  ``chunk_size``: push blobs
@@ -126,7 +126,7 @@ class RegistryOptions:
         return cls(**kwargs)
 
     # -- decisions --------------------------------------------------------------
-    def is_insecure(self, host):
+    def is_insecure(self, host) -> bool:
         """``host[:port]`` listed, or its address in an insecure network."""
         host = host.lower()
         if host in self.insecure_names:
@@ -142,7 +142,7 @@ class RegistryOptions:
                 return True
         return False
 
-    def endpoints(self, domain, *, push=False):
+    def endpoints(self, domain, *, push: bool=False):
         """Where to send requests for a registry, in the order to try them."""
         if domain == DOCKER_HUB_DOMAIN:
             out = [] if push else [Endpoint(m, not self.is_insecure(_host(m)), True)
@@ -229,7 +229,7 @@ def _addresses(name):
     return out
 
 
-def _bypass(host, port, no_proxy):
+def _bypass(host, port, no_proxy) -> bool:
     """curl's NO_PROXY rules: ``*``, exact hosts, ``.domain`` suffixes, host:port."""
     host = host.lower()
     for entry in (e.strip().lower() for e in no_proxy.split(",")):

@@ -66,7 +66,7 @@ def build_busybox_rootfs(dest):
     return dest
 
 
-def make_bundle(bundle, args=None, terminal=False):
+def make_bundle(bundle, args=None, terminal: bool=False):
     """A runnable OCI bundle: BUNDLE/rootfs (busybox) and BUNDLE/config.json."""
     from pybox.oci import fastjson
     from pybox.oci.defaults import default_spec
@@ -82,7 +82,7 @@ def make_bundle(bundle, args=None, terminal=False):
     return bundle
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2 or argv[0] != "busybox":
         sys.stderr.write("usage: python -m pybox.images.rootfs busybox BUNDLE [-- CMD...]\n")

@@ -37,7 +37,7 @@ UNPACK_THREADS = max(2, min(4, os.cpu_count() or 1))
 
 class Images:
     def __init__(self, data_root=DEFAULT_DATA_ROOT, *, syscalls=None, driver=None,
-                 allow_device_nodes=True, container_running=None):
+                 allow_device_nodes: bool=True, container_running=None) -> None:
         """``container_running(container_id) -> bool`` lets removal tell a running
         container (a conflict even with force) from a stopped one; without it
         every container is treated as stopped.  ``driver``: 'overlay' or 'copy'
@@ -95,7 +95,7 @@ class Images:
         return sorted(cid for cid, info in self.snapshots.containers().items()
                       if info.get("image") == image_id)
 
-    def list(self, *, all=False, filters=None):
+    def list(self, *, all: bool=False, filters=None):
         """GET /images/json.  ``filters``: docker's {"dangling": ["true"],
         "reference": ["busy*"], "label": ["k=v"], "before"/"since": [ref]}."""
         filters = filters or {}
@@ -133,7 +133,7 @@ class Images:
         out.sort(key=lambda s: s["Created"], reverse=True)
         return out
 
-    def _matches(self, summary, filters, refs):
+    def _matches(self, summary, filters, refs) -> bool:
         for value in filters.get("dangling", []):
             dangling = not summary["RepoTags"]
             if (value.lower() in ("true", "1")) != dangling:
@@ -245,7 +245,7 @@ class Images:
             record["last_tag_time"] = st.rfc3339()
             self.store.put_record(record)
 
-    def remove(self, ref, *, force=False):
+    def remove(self, ref, *, force: bool=False):
         """DELETE /images/NAME, with docker's rules and messages:
         by name, with other names left: untag only; otherwise the image goes,
         unless a container uses it (a stopped one: needs force; a running one:
@@ -300,7 +300,7 @@ class Images:
             self._collect_locked()
         return result
 
-    def prune(self, *, all=False, filters=None, keep=None):
+    def prune(self, *, all: bool=False, filters=None, keep=None):
         """POST /images/prune: dangling images (or, with ``all``, every image no
         container uses) are removed; returns ImagesDeleted and SpaceReclaimed.
         ``keep(summary)`` spares more (the prune-only filters, until and label!)."""
@@ -332,12 +332,12 @@ class Images:
                 os.close(fd)
         return total
 
-    def collect_garbage(self):
+    def collect_garbage(self) -> None:
         """Remove layers and blobs nothing references, and leftovers of crashes."""
         with self.store.gc_lock(shared=False):
             self._collect_locked()
 
-    def _collect_locked(self):
+    def _collect_locked(self) -> None:
         self.store.clean_ingest()
         self.snapshots.clean_temp()
         live_chains, live_blobs = set(), set()
@@ -395,7 +395,7 @@ class Images:
                                            allow_devices=self.allow_device_nodes)
 
     def add_image(self, manifest, config_bytes=None, *, refs=(), manifest_bytes=None,
-                  repo_digest_names=(), parent="", repo_digest=None):
+                  repo_digest_names=(), parent: str="", repo_digest=None):
         """Register an image whose config and layer blobs are in the store (call
         inside ``writing()``): unpack the layers (verified against the config's
         diff-ids), store the manifest, write the record, then tag it.
@@ -464,7 +464,7 @@ class Images:
     def _unpack_layers(self, layers):
         """Unpack the missing layers, several at once: each goes to its own
         directory, and decompression, hashing and writes release the GIL."""
-        def unpack(index):
+        def unpack(index) -> None:
             layer = layers[index]
             parent = layers[index - 1]["chain_id"] if index else None
             digest = layer["blob"]["digest"]
@@ -486,7 +486,7 @@ class Images:
         if errors:
             raise errors[0]
 
-    def import_(self, source, *, reference=None, changes=(), message="", created=None):
+    def import_(self, source, *, reference=None, changes=(), message: str="", created=None):
         """docker import: a rootfs tarball (plain/gzip/zstd/...) as a one-layer
         image, ``changes`` as ``--change`` lines.  Returns the image Id."""
         from pybox.images import importer
@@ -518,7 +518,7 @@ class Images:
                     references.parse(r).familiar() for r in item.refs]})
             return loaded
 
-    def save(self, refs, dest, *, format="docker-archive"):
+    def save(self, refs, dest, *, format: str="docker-archive"):
         """docker save: images (names or Ids) into ``dest`` (binary file object or
         path).  ``format``: 'docker-archive' (default, what docker save writes),
         'oci-archive' (a tarred OCI layout with the blobs as stored) or 'oci-dir'
@@ -562,7 +562,7 @@ class Images:
     def _layer_tar_size(self, layer):
         return self.snapshots.layer_info(layer["chain_id"])["tar_size"]
 
-    def commit(self, container_id, *, reference=None, changes=(), message="", author="",
+    def commit(self, container_id, *, reference=None, changes=(), message: str="", author: str="",
                config=None):
         """docker commit: the container's changes as a new layer on its image, the
         image's config with ``config`` (docker's container Config keys) and
@@ -595,7 +595,7 @@ class Images:
         """Re-mount a prepared rootfs (no-op when mounted); returns its path."""
         return self.snapshots.mount(container_id)
 
-    def unmount_rootfs(self, container_id):
+    def unmount_rootfs(self, container_id) -> None:
         """Unmount, keeping the container's changes (a stopped container)."""
         self.snapshots.unmount(container_id)
 
@@ -654,7 +654,7 @@ class Images:
         """docker diff's text: 'C /etc'."""
         return [f"{CHANGE_LETTERS[c['Kind']]} {c['Path']}" for c in changes]
 
-    def export(self, container_id, dest):
+    def export(self, container_id, dest) -> None:
         """docker export: the container's filesystem, flattened, as one tar."""
         with _open_dest(dest) as out:
             self.snapshots.export(container_id, out)
@@ -663,7 +663,7 @@ class Images:
 class _CountingReader:
     """A file object that reports how many bytes were read through it."""
 
-    def __init__(self, f, on_read):
+    def __init__(self, f, on_read) -> None:
         self._f = f
         self._on_read = on_read
 
@@ -685,7 +685,7 @@ class _CountingReader:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self._f.close()
 
 
@@ -760,7 +760,7 @@ def _open_dest(dest):
         yield dest
 
 
-def _unlink(path):
+def _unlink(path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
 

@@ -35,8 +35,8 @@ import uuid
 from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError, LayerError, SyscallError
 from pybox.images import layers as layer_io
-from pybox.linux import fstree
 from pybox.images.store import FileLock, chain_ids, digest_hex, storage_error
+from pybox.linux import fstree
 from pybox.oci.state import validate_id, write_atomic
 
 MOUNT_SOURCE = "pybox-overlay"
@@ -68,7 +68,7 @@ def _owner_map(idmap):
     return lambda uid, gid: (back(idmap["uid"], uid), back(idmap["gid"], gid))
 
 
-def _allow_traversal(path):
+def _allow_traversal(path) -> None:
     mode = os.stat(path).st_mode
     if not mode & 0o001:
         os.chmod(path, stat.S_IMODE(mode) | 0o001)
@@ -83,7 +83,7 @@ def overlay_supported():
 
 
 class Snapshots:
-    def __init__(self, root, syscalls=None, driver=None):
+    def __init__(self, root, syscalls=None, driver=None) -> None:
         self.root = root
         self.layers_dir = os.path.join(root, "layers")
         self.links_dir = os.path.join(root, "l")
@@ -124,7 +124,7 @@ class Snapshots:
         return {"sha256:" + n for n in os.listdir(self.layers_dir)
                 if not n.startswith(".")}
 
-    def ensure_layer(self, parent_chain_id, diff_id, open_blob, allow_devices=True):
+    def ensure_layer(self, parent_chain_id, diff_id, open_blob, allow_devices: bool=True):
         """Unpack a layer once; returns its layer.json (with ``chain_id``).
 
         ``open_blob()`` gives the (compressed) tar stream; it is only called when
@@ -188,7 +188,7 @@ class Snapshots:
                 raise storage_error(f"unpacking layer {diff_id or ''}".rstrip(), e) from None
             raise
 
-    def remove_layer(self, chain_id):
+    def remove_layer(self, chain_id) -> None:
         """Delete a layer (the caller holds the exclusive gc lock and has checked
         that nothing names it)."""
         path = self.layer_dir(chain_id)
@@ -201,7 +201,7 @@ class Snapshots:
             pass
         _remove_tree(path)
 
-    def clean_temp(self):
+    def clean_temp(self) -> None:
         """Remove half-unpacked layers a crashed process left (exclusive gc lock)."""
         for name in os.listdir(self.layers_dir):
             path = os.path.join(self.layers_dir, name)
@@ -425,12 +425,12 @@ class Snapshots:
                                  errno=e.errno) from None
         return self.rootfs_path(container_id)
 
-    def unmount(self, container_id):
+    def unmount(self, container_id) -> None:
         """Unmount (the upper dir stays: a stopped container keeps its changes)."""
         if self.is_mounted(container_id):
             self._umount(self.rootfs_path(container_id))
 
-    def release(self, container_id):
+    def release(self, container_id) -> bool:
         """Unmount and delete the container's writable layer and its record."""
         cdir = self.container_dir(container_id)
         if not os.path.exists(cdir):
@@ -464,7 +464,7 @@ class Snapshots:
             out = _tree_changes(os.path.join(cdir, "merged"), view)
         return sorted(out, key=lambda c: c[1])
 
-    def write_layer(self, container_id, out):
+    def write_layer(self, container_id, out) -> None:
         """The container's changes as a layer tar (for commit)."""
         info = self.container_info(container_id)
         cdir = self.container_dir(container_id)
@@ -474,7 +474,7 @@ class Snapshots:
         else:
             write_changes(os.path.join(cdir, "merged"), self.changes(container_id), out)
 
-    def export(self, container_id, out):
+    def export(self, container_id, out) -> None:
         """The container's whole filesystem as one tar (docker export)."""
         info = self.container_info(container_id)
         mounted_here = False
@@ -495,7 +495,7 @@ class LowerView:
     """Answers "what does the image have at PATH" from its layer dirs (top first),
     honouring whiteouts and opaque dirs as overlay would."""
 
-    def __init__(self, lower_dirs):
+    def __init__(self, lower_dirs) -> None:
         self.lowers = lower_dirs
 
     def lookup(self, rel):
@@ -595,7 +595,7 @@ def _overlay_changes(upper, view):
     out = []
     changed_dirs = set()
 
-    def record(kind, rel):
+    def record(kind, rel) -> None:
         out.append((kind, "/" + rel))
         changed_dirs.add(rel)
         if kind != CHANGE_MODIFY:
@@ -669,7 +669,7 @@ def _readlink_in(view, rel):
     return None
 
 
-def write_changes(root, changes, out):
+def write_changes(root, changes, out) -> None:
     """A layer tar holding the given changes of the tree at root: added and
     modified entries as they are now, deletions as ``.wh.`` whiteouts."""
     kinds = {path.lstrip("/"): kind for kind, path in changes}
@@ -680,7 +680,7 @@ def write_changes(root, changes, out):
         os.close(root_fd)
 
 
-def _write_changes(root_fd, kinds, out):
+def _write_changes(root_fd, kinds, out) -> None:
     """write_changes through fds: each entry's parent reached without
     following a symlink, a regular file opened O_PATH and read only once
     fstat says it is one (the container may be running)."""
@@ -705,7 +705,7 @@ def _write_changes(root_fd, kinds, out):
                 os.close(pfd)
 
 
-def _write_change(tar, pfd, name, rel):
+def _write_change(tar, pfd, name, rel) -> None:
     import tarfile
 
     try:
@@ -741,7 +741,7 @@ def _write_change(tar, pfd, name, rel):
 
 # -- the copying driver -------------------------------------------------------------
 
-def flatten_layers(layer_dirs, dest):
+def flatten_layers(layer_dirs, dest) -> None:
     """Copy layers (base first) into dest as overlay would show them: a whiteout
     deletes, an opaque dir empties what is below, a later entry replaces an
     earlier one.  Never writes through a symlink: parents are processed before
@@ -751,7 +751,7 @@ def flatten_layers(layer_dirs, dest):
         _copy_layer_dir(layer, dest, "", is_root)
 
 
-def _copy_meta(src_st, dst, is_root, is_link):
+def _copy_meta(src_st, dst, is_root, is_link) -> None:
     if is_root:
         os.lchown(dst, src_st.st_uid, src_st.st_gid)
     if not is_link:
@@ -759,7 +759,7 @@ def _copy_meta(src_st, dst, is_root, is_link):
     os.utime(dst, ns=(src_st.st_atime_ns, src_st.st_mtime_ns), follow_symlinks=False)
 
 
-def _remove_tree(path):
+def _remove_tree(path) -> None:
     """shutil.rmtree(path, ignore_errors=True) without its recursion: an upper
     dir may hold a tree thousands of directories deep (a container's mkdir
     loop, a docker cp), which Python 3.11's rmtree fails on (RecursionError)
@@ -767,7 +767,7 @@ def _remove_tree(path):
     fstree.remove_tree(path, ignore_errors=True)
 
 
-def _remove(path):
+def _remove(path) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -778,7 +778,7 @@ def _remove(path):
         os.unlink(path)
 
 
-def _copy_layer_dir(layer, dest, rel_dir, is_root):
+def _copy_layer_dir(layer, dest, rel_dir, is_root) -> None:
     src_dir = os.path.join(layer, rel_dir) if rel_dir else layer
     dst_dir = os.path.join(dest, rel_dir) if rel_dir else dest
     if rel_dir and layer_io.is_opaque_dir(src_dir):

@@ -138,7 +138,7 @@ def parse_rfc3339(text):
 class FileLock:
     """flock(2) on a file under locks/: ``with FileLock(path, shared=True):``."""
 
-    def __init__(self, path, shared=False):
+    def __init__(self, path, shared: bool=False) -> None:
         self.path = path
         self.shared = shared
         self.fd = None
@@ -148,14 +148,14 @@ class FileLock:
         fcntl.flock(self.fd, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         os.close(self.fd)  # closing releases the lock
         self.fd = None
 
 
 # -- blobs ---------------------------------------------------------------------
 
-def _no_space(err):
+def _no_space(err) -> bool:
     import errno
 
     return err.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -171,7 +171,7 @@ def storage_error(what, err):
 class BlobStore:
     """blobs/sha256/HEX, written through ingest/ and verified before the rename."""
 
-    def __init__(self, root):
+    def __init__(self, root) -> None:
         self.root = root
         self.dir = os.path.join(root, "blobs", "sha256")
         self.ingest = os.path.join(root, "ingest")
@@ -258,7 +258,7 @@ class BlobStore:
             _unlink_quiet(tmp)
             raise
 
-    def delete(self, digest):
+    def delete(self, digest) -> None:
         _unlink_quiet(self.path(digest))
 
     def all(self):
@@ -268,7 +268,7 @@ class BlobStore:
             return set()
 
 
-def _unlink_quiet(path):
+def _unlink_quiet(path) -> None:
     try:
         os.unlink(path)
     except OSError:
@@ -280,7 +280,7 @@ def _unlink_quiet(path):
 class ImageStore:
     """Records (imagedb/), tags (repositories.json) and the locks over them."""
 
-    def __init__(self, root):
+    def __init__(self, root) -> None:
         self.root = root
         self.blobs = BlobStore(root)
         self.imagedb = os.path.join(root, "imagedb")
@@ -296,7 +296,7 @@ class ImageStore:
     def meta_lock(self):
         return FileLock(os.path.join(self.locks, "meta"))
 
-    def clean_ingest(self):
+    def clean_ingest(self) -> None:
         """Remove temp files left by a crashed writer (under the exclusive gc lock:
         no writer is running then)."""
         for name in os.listdir(self.blobs.ingest):
@@ -320,12 +320,12 @@ class ImageStore:
     def has_record(self, image_id):
         return os.path.exists(self.record_path(image_id))
 
-    def put_record(self, record):
+    def put_record(self, record) -> None:
         write_atomic(self.record_path(record["id"]),
                      json.dumps(record, indent=1, sort_keys=True), mode=0o644,
                      durable=True)
 
-    def delete_record(self, image_id):
+    def delete_record(self, image_id) -> None:
         _unlink_quiet(self.record_path(image_id))
 
     def records(self):
@@ -350,7 +350,7 @@ class ImageStore:
         except ValueError as e:
             raise ImageError(f"{self.tags_file} is corrupt: {e}") from None
 
-    def save_refs(self, refs):
+    def save_refs(self, refs) -> None:
         write_atomic(self.tags_file,
                      json.dumps({"refs": dict(sorted(refs.items()))}, indent=1),
                      mode=0o644, durable=True)

@@ -29,7 +29,7 @@ def last_cap():
     return _last_cap
 
 
-def is_known(name):
+def is_known(name) -> bool:
     return name in CAPABILITY_NUMBERS
 
 

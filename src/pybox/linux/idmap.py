@@ -30,7 +30,7 @@ def format_maps(mappings):
 OVERFLOW_ID = 65534  # the kernel's overflowuid/gid: how an unmapped id shows
 
 
-def map_id(mappings, value, to_host=True):
+def map_id(mappings, value, to_host: bool=True):
     """An id through user namespace maps ([(container, host, size), ...]):
     container -> host, or host -> container with ``to_host=False``.  None when
     the maps do not cover it."""

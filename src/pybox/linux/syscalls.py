@@ -34,7 +34,7 @@ class Syscalls:
 
     _libc = None
 
-    def __init__(self):
+    def __init__(self) -> None:
         if Syscalls._libc is None:
             import ctypes
 
@@ -64,21 +64,21 @@ class Syscalls:
         return s if isinstance(s, bytes) else os.fsencode(s)
 
     # -- namespaces --------------------------------------------------------
-    def unshare(self, flags):
+    def unshare(self, flags) -> None:
         self._check(self._libc.unshare(flags), "unshare", (hex(flags),))
 
-    def setns(self, fd, nstype=0):
+    def setns(self, fd, nstype: int=0) -> None:
         self._check(self._libc.setns(fd, nstype), "setns", (fd, hex(nstype)))
 
     # -- mounts ------------------------------------------------------------
-    def mount(self, source, target, fstype, flags=0, data=None):
+    def mount(self, source, target, fstype, flags: int=0, data=None) -> None:
         c = self._ctypes
         ret = self._libc.mount(
             self._b(source), self._b(target), self._b(fstype), c.c_ulong(flags), self._b(data)
         )
         self._check(ret, "mount", (source, target, fstype, hex(flags), data))
 
-    def umount2(self, target, flags=0):
+    def umount2(self, target, flags: int=0) -> None:
         self._check(self._libc.umount2(self._b(target), flags), "umount2", (target, flags))
 
     def pidfd_getfd(self, pidfd, targetfd):
@@ -97,7 +97,7 @@ class Syscalls:
                             c.c_ulong(fd2))
         return self._check(ret, "kcmp", (fd1, fd2)) == 0
 
-    def pivot_root(self, new_root, put_old):
+    def pivot_root(self, new_root, put_old) -> None:
         ret = self._syscall("pivot_root", self._b(new_root), self._b(put_old))
         self._check(ret, "pivot_root", (new_root, put_old))
 
@@ -120,22 +120,22 @@ class Syscalls:
             raise SyscallError(e.errno, "chown", (path, uid, gid)) from None
 
     # -- identity ----------------------------------------------------------
-    def sethostname(self, name):
+    def sethostname(self, name) -> None:
         b = self._b(name)
         self._check(self._libc.sethostname(b, len(b)), "sethostname", (name,))
 
-    def setdomainname(self, name):
+    def setdomainname(self, name) -> None:
         b = self._b(name)
         self._check(self._libc.setdomainname(b, len(b)), "setdomainname", (name,))
 
     # -- process attributes -------------------------------------------------
-    def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
+    def prctl(self, option, arg2: int=0, arg3: int=0, arg4: int=0, arg5: int=0):
         c = self._ctypes
         ret = self._libc.prctl(c.c_int(option), c.c_ulong(arg2), c.c_ulong(arg3),
                                c.c_ulong(arg4), c.c_ulong(arg5))
         return self._check(ret, "prctl", (option, arg2, arg3))
 
-    def capget(self, pid=0):
+    def capget(self, pid: int=0):
         """Return (effective, permitted, inheritable) as 64-bit masks."""
         c = self._ctypes
         header = (c.c_uint32 * 2)(C.LINUX_CAPABILITY_VERSION_3, pid)
@@ -146,7 +146,7 @@ class Syscalls:
         inh = data[2] | (data[5] << 32)
         return eff, prm, inh
 
-    def capset(self, effective, permitted, inheritable):
+    def capset(self, effective, permitted, inheritable) -> None:
         c = self._ctypes
         header = (c.c_uint32 * 2)(C.LINUX_CAPABILITY_VERSION_3, 0)
         m = 0xFFFFFFFF
@@ -155,13 +155,13 @@ class Syscalls:
         ret = self._syscall("capset", header, data)
         self._check(ret, "capset", (hex(effective), hex(permitted), hex(inheritable)))
 
-    def keyctl(self, op, arg2=0, arg3=0, arg4=0, arg5=0):
+    def keyctl(self, op, arg2: int=0, arg3: int=0, arg4: int=0, arg5: int=0):
         c = self._ctypes
         args = [a if isinstance(a, (bytes, type(None))) else c.c_ulong(a)
                 for a in (arg2, arg3, arg4, arg5)]
         return self._check(self._syscall("keyctl", c.c_int(op), *args), "keyctl", (op, arg2))
 
-    def close_range(self, first, last, flags=0):
+    def close_range(self, first, last, flags: int=0) -> None:
         c = self._ctypes
         ret = self._syscall("close_range", c.c_uint(first), c.c_uint(last), c.c_uint(flags))
         self._check(ret, "close_range", (first, last, flags))
@@ -174,7 +174,7 @@ class Syscalls:
         ret = self._syscall("bpf", c.c_int(cmd), c.byref(attr), c.c_uint(size))
         return self._check(ret, "bpf", (cmd,))
 
-    def setrlimit(self, resource, soft, hard):
+    def setrlimit(self, resource, soft, hard) -> None:
         """prlimit(2) on ourselves; soft/hard as unsigned 64-bit (2^64-1 is
         RLIM_INFINITY).  Saves importing the resource module on the init path."""
         c = self._ctypes
@@ -191,14 +191,14 @@ class Syscalls:
         ret = self._syscall("open_tree", c.c_int(dirfd), self._b(path), c.c_uint(flags))
         return self._check(ret, "open_tree", (path, hex(flags)))
 
-    def move_mount(self, from_fd, from_path, to_fd, to_path, flags):
+    def move_mount(self, from_fd, from_path, to_fd, to_path, flags) -> None:
         c = self._ctypes
         ret = self._syscall("move_mount", c.c_int(from_fd), self._b(from_path),
                             c.c_int(to_fd), self._b(to_path), c.c_uint(flags))
         self._check(ret, "move_mount", (from_fd, from_path, to_path, hex(flags)))
 
-    def mount_setattr(self, fd, path, flags, attr_set, attr_clr=0, propagation=0,
-                      userns_fd=0):
+    def mount_setattr(self, fd, path, flags, attr_set, attr_clr: int=0, propagation: int=0,
+                      userns_fd: int=0) -> None:
         """mount_setattr(2) with a struct mount_attr; MOUNT_ATTR_IDMAP takes
         ``userns_fd``, a user namespace whose maps become the mount's idmap."""
         c = self._ctypes
@@ -208,7 +208,7 @@ class Syscalls:
         self._check(ret, "mount_setattr", (fd, path, hex(attr_set)))
 
     # -- files -----------------------------------------------------------------
-    def openat2(self, dirfd, path, flags, mode=0, resolve=0):
+    def openat2(self, dirfd, path, flags, mode: int=0, resolve: int=0):
         """openat2(2) (Linux 5.6+): open ``path`` relative to ``dirfd`` with a
         struct open_how whose ``resolve`` flags (RESOLVE_IN_ROOT, RESOLVE_BENEATH,
         RESOLVE_NO_MAGICLINKS, ...) make the kernel confine the walk.  Returns

@@ -28,7 +28,7 @@ def _escape(text):
 
 
 class LogWriter:
-    def __init__(self, path, max_size=DEFAULT_MAX_SIZE, max_files=DEFAULT_MAX_FILES):
+    def __init__(self, path, max_size=DEFAULT_MAX_SIZE, max_files=DEFAULT_MAX_FILES) -> None:
         self.path = path
         self.max_size = max_size if max_size and max_size > 0 else 0
         self.max_files = max(1, max_files or 1)
@@ -36,7 +36,7 @@ class LogWriter:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self.size = os.fstat(self.fd).st_size
 
-    def write(self, stream, data):
+    def write(self, stream, data) -> None:
         """Buffer container output; write every complete line as one entry."""
         buf = self.partial[stream] + data
         while True:
@@ -51,14 +51,14 @@ class LogWriter:
             buf = buf[nl + 1:]
         self.partial[stream] = buf
 
-    def flush(self):
+    def flush(self) -> None:
         """Write what is left without a newline (at exit)."""
         for stream, buf in self.partial.items():
             if buf:
                 self._entry(stream, buf)
         self.partial = {"stdout": b"", "stderr": b""}
 
-    def _entry(self, stream, data):
+    def _entry(self, stream, data) -> None:
         line = ('{"log":' + _escape(data.decode("utf-8", "replace")) + ',"stream":"' + stream
                 + '","time":"' + rfc3339_nano() + '"}\n').encode()
         if self.max_size and self.size + len(line) > self.max_size and self.size > 0:
@@ -66,7 +66,7 @@ class LogWriter:
         os.write(self.fd, line)
         self.size += len(line)
 
-    def _rotate(self):
+    def _rotate(self) -> None:
         os.close(self.fd)
         if self.max_files > 1:
             for n in range(self.max_files - 1, 0, -1):
@@ -79,7 +79,7 @@ class LogWriter:
         self.fd = os.open(self.path, flags, 0o640)
         self.size = 0
 
-    def close(self):
+    def close(self) -> None:
         self.flush()
         os.close(self.fd)
 

@@ -33,7 +33,7 @@ DRAIN_SECONDS = 2.0
 class _Failure(Exception):
     """An error reported by the creator child (message and errno)."""
 
-    def __init__(self, report):
+    def __init__(self, report) -> None:
         super().__init__(report.get("error") or "failed")
         self.errno = report.get("errno")
 
@@ -49,7 +49,7 @@ def _failure(exc):
 class Client:
     __slots__ = ("sock", "fd", "mode", "stdout", "stderr", "stdin", "reader", "buf", "out")
 
-    def __init__(self, sock):
+    def __init__(self, sock) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.mode = None  # None (request pending), "attach", "wait"
@@ -60,7 +60,7 @@ class Client:
 
 
 class Monitor:
-    def __init__(self, request):
+    def __init__(self, request) -> None:
         self.req = request
         self.dir = request["dir"]
         self.tty = bool(request.get("tty"))
@@ -92,7 +92,6 @@ class Monitor:
         copied into the creator, not into the long-lived monitor, whose memory
         stays shared with the zygote (and every other monitor).  init reaches us
         anyway: we are the subreaper when the runtime's stage1 exits."""
-        from pybox.oci import fastjson
 
         req = self.req
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -157,7 +156,7 @@ class Monitor:
                 if s is not None:
                     s.close()
 
-    def _creator(self, stdio, console_sock, result_w, go_r):
+    def _creator(self, stdio, console_sock, result_w, go_r) -> None:
         """In the creator child: create, report, wait for the go, start, report."""
         from pybox.oci import fastjson
         from pybox.runtime import container as rt
@@ -268,7 +267,7 @@ class Monitor:
         self.started = True
         crashpoint("monitor.started")
 
-    def abort(self):
+    def abort(self) -> None:
         """Undo a start nobody will finish (its starter, pyboxd, died between
         the runtime's create and start): the creator, its go pipe closed,
         deletes the runtime's container; init dies and the monitor ends as
@@ -278,7 +277,7 @@ class Monitor:
         os.close(self.creator_go)
         self.creator_go = None
 
-    def _resize(self, h, w, req=None):
+    def _resize(self, h, w, req=None) -> None:
         if self.master is None:
             return
         import fcntl
@@ -289,7 +288,7 @@ class Monitor:
                     int(h).to_bytes(2, "little") + int(w).to_bytes(2, "little") + b"\0" * 4)
 
     # -- event loop -----------------------------------------------------------
-    def serve(self, listener):
+    def serve(self, listener) -> None:
         from pybox.monitor.jsonlog import LogWriter
 
         if self.req.get("log_path"):
@@ -377,7 +376,7 @@ class Monitor:
             except ChildProcessError:
                 pass
 
-    def _read_output(self, fd):
+    def _read_output(self, fd) -> None:
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
@@ -399,7 +398,7 @@ class Monitor:
             if c.mode == "attach" and (c.stdout if kind == P.STDOUT else c.stderr):
                 self._send(c, payload)
 
-    def _send(self, c, data):
+    def _send(self, c, data) -> None:
         """Queue output for a client; a client that falls 4 MiB behind is cut off
         (it must not stall the container: output is never blocked on a reader)."""
         c.out += data
@@ -416,7 +415,7 @@ class Monitor:
             return
         self.poller.modify(c.fd, select.POLLIN | (select.POLLOUT if c.out else 0))
 
-    def _accept(self):
+    def _accept(self) -> None:
         try:
             sock, _ = self.listener.accept()
         except OSError:
@@ -426,7 +425,7 @@ class Monitor:
         self.clients[c.fd] = c
         self.poller.register(c.fd, select.POLLIN)
 
-    def _client_event(self, c, ev):
+    def _client_event(self, c, ev) -> None:
         if ev & select.POLLOUT and c.out:
             self._send(c, b"")
             if c.fd not in self.clients:
@@ -462,7 +461,7 @@ class Monitor:
         elif c.mode == "attach":
             self._attach_input(c, data)
 
-    def _keep_listener_fds(self, ancillary):
+    def _keep_listener_fds(self, ancillary) -> None:
         """The runtime sent a seccomp notify fd (linux.seccomp.listenerPath is
         this socket: the /proc view intercepts sysinfo).  The monitor keeps it
         for the container's life -- so the filter's notifications survive a
@@ -496,7 +495,7 @@ class Monitor:
         finally:
             sock.close()
 
-    def _request(self, c, line, rest):
+    def _request(self, c, line, rest) -> None:
         from pybox.oci import fastjson
 
         try:
@@ -549,7 +548,7 @@ class Monitor:
         else:
             self._drop(c)
 
-    def _attach_input(self, c, data):
+    def _attach_input(self, c, data) -> None:
         for kind, payload in c.reader.feed(data):
             if kind == P.STDIN and c.stdin:
                 self._write_stdin(payload)
@@ -565,7 +564,7 @@ class Monitor:
     def _stdin_fd(self):
         return self.master if self.tty else self.stdin_w
 
-    def _write_stdin(self, data):
+    def _write_stdin(self, data) -> None:
         """Queue bytes for the container's stdin and write what it takes now.  The
         monitor never blocks on it: a program that does not read (yet: stdin sent
         before the start) must not stall the loop, its output and its start."""
@@ -574,7 +573,7 @@ class Monitor:
         self.stdin_buf += data
         self._flush_stdin()
 
-    def _flush_stdin(self):
+    def _flush_stdin(self) -> None:
         fd = self._stdin_fd()
         while self.stdin_buf and fd is not None:
             try:
@@ -592,7 +591,7 @@ class Monitor:
             self.stdin_eof_pending = False
             self._stdin_eof()
 
-    def _poll_stdin(self, want):
+    def _poll_stdin(self, want) -> None:
         """POLLOUT on the stdin fd while bytes wait (a pty master is polled for
         output anyway: only its mask changes)."""
         fd = self._stdin_fd()
@@ -609,7 +608,7 @@ class Monitor:
         except (KeyError, ValueError, OSError):
             pass
 
-    def _stdin_eof(self):
+    def _stdin_eof(self) -> None:
         """A client closed its stdin: with StdinOnce the container's stdin closes
         (its reads see EOF) once what was sent before is written; otherwise the
         next attach may write more."""
@@ -621,7 +620,7 @@ class Monitor:
             os.close(self.stdin_w)
             self.stdin_w = None
 
-    def _drop(self, c):
+    def _drop(self, c) -> None:
         self.clients.pop(c.fd, None)
         try:
             self.poller.unregister(c.fd)
@@ -633,7 +632,7 @@ class Monitor:
             pass
 
     # -- exit ---------------------------------------------------------------
-    def _reap(self):
+    def _reap(self) -> None:
         """init is gone: collect its status (and any orphan re-parented to us)."""
         status = None
         while True:
@@ -671,7 +670,7 @@ class Monitor:
         self.exit_info = {"exit_code": code, "oom_killed": oom, "pid": self.pid,
                           "finished_at": rfc3339_nano()}
 
-    def _finish(self):
+    def _finish(self) -> None:
         from pybox.oci import fastjson
         from pybox.oci.state import write_atomic
 
@@ -720,7 +719,7 @@ class Monitor:
             pass
 
 
-def run(request, report_fd):
+def run(request, report_fd) -> None:
     """Monitor main, in the forked (and detached) child.  Never returns."""
     import _socket
 

@@ -25,14 +25,14 @@ STDIN_EOF = 5
 HEADER = 5
 
 
-def frame(kind, payload=b""):
+def frame(kind, payload: bytes=b""):
     return bytes((kind,)) + len(payload).to_bytes(4, "big") + payload
 
 
 class FrameReader:
     """Incremental parser: feed bytes, get complete (kind, payload) frames."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buf = b""
 
     def feed(self, data):

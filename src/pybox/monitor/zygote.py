@@ -18,7 +18,7 @@ survives pyboxd and the zygote.  The zygote dies with pyboxd (PDEATHSIG).
 import os
 
 
-def preload():
+def preload() -> None:
     """Import what the monitor's own loop runs -- and nothing more.  Every page of
     the zygote that a monitor touches is copied into it, so the zygote stays
     small: the runtime library is imported by each monitor's short-lived creator
@@ -61,11 +61,11 @@ def _prctl():
     return _PRCTL
 
 
-def serve(listener, parent_pid=None):
+def serve(listener, parent_pid=None) -> None:
     """Fork a monitor for every request on ``listener``.  Never returns."""
-    import gc
     import _signal
     import _socket
+    import gc
 
     from pybox.crashpoints import crashpoint
     from pybox.monitor import monitor
@@ -119,10 +119,10 @@ def serve(listener, parent_pid=None):
 class ZygoteClient:
     """pyboxd's side: ask the zygote for a monitor, read the monitor's report."""
 
-    def __init__(self, path):
+    def __init__(self, path) -> None:
         self.path = path
 
-    def _connect(self, s, call, wait=10.0):
+    def _connect(self, s, call, wait: float=10.0):
         """Connect, waiting while pyboxd's keeper starts a new zygote (the old one
         died: its socket refuses, or is gone until the new one binds it)."""
         import time
@@ -137,7 +137,7 @@ class ZygoteClient:
                     raise
                 time.sleep(0.02)
 
-    def spawn(self, request, timeout=60.0):
+    def spawn(self, request, timeout: float=60.0):
         """-> the monitor's report dict ({"ok": True, "pid": N} or an error)."""
         import select
         import socket
@@ -204,7 +204,7 @@ def start(path):
     return proc.pid
 
 
-def main(path, parent_pid):
+def main(path, parent_pid) -> None:
     """Entry point of the exec'd zygote."""
     import socket
 

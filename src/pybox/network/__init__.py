@@ -66,7 +66,7 @@ class Names:
     right after the prefix).
     """
 
-    def __init__(self, run_root="/run/pybox"):
+    def __init__(self, run_root: str="/run/pybox") -> None:
         import os
 
         run_root = os.path.normpath(run_root)
@@ -83,10 +83,10 @@ class Names:
         self._veth_re = re.compile(rf"^{self.prefix}v[0-9a-f]{{{free}}}$")
         self._free = free
 
-    def bridge(self, network_id):
+    def bridge(self, network_id) -> str:
         return f"{self.prefix}-{network_id[:self._free]}"
 
-    def veth(self, token):
+    def veth(self, token) -> str:
         """The host end of a container's veth pair; ``token`` is random hex."""
         return f"{self.prefix}v{token[:self._free]}"
 

@@ -33,7 +33,7 @@ UPSTREAM_TIMEOUT = 3.0
 
 
 class Listener:
-    def __init__(self, key, address, subnet, udp, tcp):
+    def __init__(self, key, address, subnet, udp, tcp) -> None:
         self.key = key
         self.address = address
         self.subnet = ipaddress.ip_network(subnet)
@@ -46,7 +46,7 @@ class DNSServer:
     client of network ``key``; ``reverse(key, ip, client_ip) -> name | None``;
     ``upstreams(key, client_ip) -> [ip]``."""
 
-    def __init__(self, lookup, reverse, upstreams, port=53):
+    def __init__(self, lookup, reverse, upstreams, port: int=53) -> None:
         self.lookup = lookup
         self.reverse = reverse
         self.upstreams = upstreams
@@ -89,7 +89,7 @@ class DNSServer:
                 self._thread.start()
         self._wake()
 
-    def remove(self, key):
+    def remove(self, key) -> None:
         with self._lock:
             lst = self.listeners.pop(key, None)
             if lst is None:
@@ -102,7 +102,7 @@ class DNSServer:
                 s.close()
         self._wake()
 
-    def close(self):
+    def close(self) -> None:
         for key in list(self.listeners):
             self.remove(key)
         self._stopped = True
@@ -111,14 +111,14 @@ class DNSServer:
             self._thread.join(2)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _wake(self):
+    def _wake(self) -> None:
         try:
             self._wake_w.send(b"x")
         except OSError:
             pass
 
     # -- the loop -----------------------------------------------------------------------
-    def _serve(self):
+    def _serve(self) -> None:
         while not self._stopped:
             for key, _ in self._sel.select(1.0):
                 if key.data is None:
@@ -144,13 +144,13 @@ class DNSServer:
                     continue
 
     @staticmethod
-    def _allowed(lst, ip):
+    def _allowed(lst, ip) -> bool:
         try:
             return ipaddress.ip_address(ip) in lst.subnet
         except ValueError:
             return False
 
-    def _tcp_client(self, lst, conn, peer):
+    def _tcp_client(self, lst, conn, peer) -> None:
         conn.settimeout(10)
         try:
             while True:
@@ -163,7 +163,7 @@ class DNSServer:
                 done = threading.Event()
                 box = {}
 
-                def reply(r):
+                def reply(r) -> None:
                     box["r"] = r
                     done.set()
                 self._handle(lst, data, peer, reply, tcp=True)
@@ -177,7 +177,7 @@ class DNSServer:
             conn.close()
 
     # -- answering ------------------------------------------------------------------------
-    def _handle(self, lst, data, peer, reply, tcp=False):
+    def _handle(self, lst, data, peer, reply, tcp: bool=False):
         import dns.exception
         import dns.flags
         import dns.message
@@ -215,11 +215,11 @@ class DNSServer:
         answer.flags |= dns.flags.RA
         reply(answer.to_wire())
 
-    def _forward(self, lst, data, peer, reply, tcp):
+    def _forward(self, lst, data, peer, reply, tcp) -> None:
         servers = self.upstreams(lst.key, peer[0])
         self._pool.submit(self._forward_now, data, servers, reply, tcp)
 
-    def _forward_now(self, data, servers, reply, tcp):
+    def _forward_now(self, data, servers, reply, tcp) -> None:
         for server in servers:
             try:
                 if tcp:

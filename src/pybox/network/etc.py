@@ -103,7 +103,7 @@ def resolv_conf(host, *, dns=(), dns_search=(), dns_options=(), embedded=None):
     return "\n".join(lines) + "\n"
 
 
-def hosts(hostname, *, domainname="", addresses=(), extra_hosts=(), gateway=None):
+def hosts(hostname, *, domainname: str="", addresses=(), extra_hosts=(), gateway=None):
     """The container's /etc/hosts text.  ``addresses``: its IPs (one line each,
     with the hostname, as docker writes it)."""
     lines = list(LOCALHOST_LINES)

@@ -100,7 +100,7 @@ class FirewallError(PyboxError):
     """nftables refused a change."""
 
 
-def _match(left, right, op="=="):
+def _match(left, right, op: str="=="):
     return {"match": {"op": op, "left": left, "right": right}}
 
 
@@ -114,7 +114,7 @@ def _prefix(cidr):
 
 
 class Firewall:
-    def __init__(self, table="pybox"):
+    def __init__(self, table: str="pybox") -> None:
         self.table = table
         self._nft = None
         self._lock = threading.Lock()
@@ -147,7 +147,7 @@ class Firewall:
                 {"nftables": [{"list": {"table": {"family": "inet", "name": self.table}}}]})
         return rc == 0
 
-    def ensure(self):
+    def ensure(self) -> bool:
         """Load the skeleton unless the table is there already (a restarted
         pyboxd keeps the running containers' rules)."""
         if self.exists():
@@ -159,7 +159,7 @@ class Firewall:
                                 f"{err.strip()}")
         return True
 
-    def remove_table(self):
+    def remove_table(self) -> None:
         """Delete pybox's table (and only it); absent is fine."""
         if self.exists():
             self._json([{"delete": {"table": {"family": "inet", "name": self.table}}}],
@@ -175,7 +175,7 @@ class Firewall:
         return out.get("nftables", [])  # json_cmd parses nft's JSON output
 
     # -- networks -------------------------------------------------------------------
-    def add_network(self, bridge, subnet, internal=False):
+    def add_network(self, bridge, subnet, internal: bool=False) -> None:
         """The chains and map elements for bridge ``bridge`` (idempotent:
         existing chains are flushed and refilled, in one transaction)."""
         b = bridge
@@ -217,7 +217,7 @@ class Firewall:
                 name=m, elem=[[b, {"jump": {"target": chain}}]])}})
         self._json(cmds, f"rules for network bridge {b}")
 
-    def remove_network(self, bridge):
+    def remove_network(self, bridge) -> None:
         """Undo ``add_network``: map elements first (nothing jumps to the chains
         any more), then the chains.  Missing pieces are skipped."""
         b = bridge
@@ -262,7 +262,7 @@ class Firewall:
         return "ports_addr", [{"concat": [p["host_ip"], p["proto"], int(p["host_port"])]},
                               value]
 
-    def add_ports(self, mappings):
+    def add_ports(self, mappings) -> None:
         """DNAT for each mapping, all or none (one transaction)."""
         if not mappings:
             return
@@ -272,7 +272,7 @@ class Firewall:
             cmds.append({"create": {"element": self._obj(name=name, elem=[elem])}})
         self._json(cmds, "publish ports")
 
-    def remove_ports(self, mappings):
+    def remove_ports(self, mappings) -> None:
         for p in mappings:
             name, elem = self._port_elem(p)
             try:

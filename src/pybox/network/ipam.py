@@ -24,7 +24,7 @@ DEFAULT_POOLS = ([ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)
                  [ipaddress.ip_network(f"192.168.{n}.0/20") for n in range(0, 256, 16)])
 
 
-def _network(text, what="CIDR address"):
+def _network(text, what: str="CIDR address"):
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -88,7 +88,7 @@ def make_config(subnet=None, gateway=None, ip_range=None, *, taken=(), host=()):
 class Allocator:
     """Allocations of one network, over its IPAM dict (see the module doc)."""
 
-    def __init__(self, state, network_name=""):
+    def __init__(self, state, network_name: str="") -> None:
         self.state = state
         self.name = network_name
         self.subnet = ipaddress.ip_network(state["Subnet"])
@@ -133,11 +133,11 @@ class Allocator:
         raise Conflict(f"no available IPv4 addresses on this network's address pools: "
                        f"{self.name}")
 
-    def release(self, ip, owner=None):
+    def release(self, ip, owner=None) -> None:
         if ip and (owner is None or self.allocated.get(ip) == owner):
             self.allocated.pop(ip, None)
 
-    def release_owner(self, owner):
+    def release_owner(self, owner) -> None:
         for ip in [ip for ip, o in self.allocated.items() if o == owner]:
             del self.allocated[ip]
 

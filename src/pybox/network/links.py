@@ -43,7 +43,7 @@ ESRCH = 3
 EADDRNOTAVAIL = 99
 
 
-def _sysctl(path, value):
+def _sysctl(path, value) -> None:
     try:
         with open(path, "w") as f:
             f.write(value)
@@ -114,21 +114,21 @@ def _discard_unclaimed(ipr) -> None:
 class Links:
     """The netlink worker.  Public methods may be called from any thread."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._queue = queue.Queue()
         self._thread = None
         self._host = None
         self._lock = threading.Lock()
 
     # -- the worker -------------------------------------------------------------
-    def _ensure_worker(self):
+    def _ensure_worker(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="pybox-netlink",
                                                 daemon=True)
                 self._thread.start()
 
-    def _serve(self):
+    def _serve(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
@@ -155,9 +155,9 @@ class Links:
             raise box["error"]
         return box["value"]
 
-    def close(self):
+    def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
-            def shut():
+            def shut() -> None:
                 if self._host is not None:
                     self._host.close()
                     self._host = None
@@ -319,7 +319,7 @@ class Links:
         with ``index``, only if ``name`` is still that link (ifindexes are not
         handed out again soon: the kernel counts up), else with ``kind``, only
         a link of that kind.  -> whether a link was deleted."""
-        def work():
+        def work() -> bool:
             if index is not None:
                 if _ifindex(name) != index:
                     return False
@@ -340,7 +340,7 @@ class Links:
 
     # -- a container's end -------------------------------------------------------
     def attach_veth(self, ns_sock, netns_path, host_name, ifname, bridge_index, mtu,
-                    address, prefixlen, mac, gateway, expect_fresh=False):
+                    address, prefixlen, mac, gateway, expect_fresh: bool=False):
         """A veth pair whose host end ``host_name`` is a port of the bridge and
         whose other end is created directly in the container's namespace as
         ``ifname`` (eth0...): no moment where it sits in the host namespace

@@ -25,14 +25,13 @@ import re
 import secrets
 import threading
 
-from pybox.errors import BadRequest, Conflict, NotFound, PyboxError
 from pybox.crashpoints import crashpoint
-from pybox.network import Names, etc, ifname_problem, ipam, is_reserved_name, \
-    ports as portsmod
+from pybox.errors import BadRequest, Conflict, NotFound, PyboxError
+from pybox.network import Names, etc, ifname_problem, ipam, is_reserved_name
 from pybox.network import netns as netnsmod
+from pybox.network import ports as portsmod
 from pybox.network.firewall import Firewall
-from pybox.network.links import LinkError, Links, read_sysctl, route_localnet_path, \
-    write_sysctl
+from pybox.network.links import LinkError, Links, read_sysctl, route_localnet_path, write_sysctl
 from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
@@ -63,7 +62,7 @@ def mac_for(ip):
 
 class NetworkManager:
     def __init__(self, data_root, run_root, *, container_name=None,
-                 host_resolv_conf=etc.HOST_RESOLV_CONF):
+                 host_resolv_conf=etc.HOST_RESOLV_CONF) -> None:
         self.root = os.path.join(data_root, "network")
         self.records_dir = os.path.join(self.root, "networks")
         self.sandbox_dir = os.path.join(run_root, "network", "sandboxes")
@@ -87,7 +86,7 @@ class NetworkManager:
         self._load()
 
     # -- records ----------------------------------------------------------------------
-    def _load(self):
+    def _load(self) -> None:
         for name in os.listdir(self.records_dir):
             if name.endswith(".json"):
                 try:
@@ -108,16 +107,16 @@ class NetworkManager:
             if name not in have:
                 self._create_predefined(name)
 
-    def _save(self, rec, durable=False):
+    def _save(self, rec, durable: bool=False) -> None:
         write_atomic(os.path.join(self.records_dir, rec["Id"] + ".json"),
                      fastjson.dumps(rec), mode=0o600, durable=durable)
 
-    def _save_sandbox(self, sb):
+    def _save_sandbox(self, sb) -> None:
         write_atomic(os.path.join(self.sandbox_dir, sb["id"] + ".json"), fastjson.dumps(sb),
                      mode=0o600)
 
-    def _record(self, name, driver, *, ipam_config=None, internal=False, options=None,
-                labels=None, attachable=False, pybox=None):
+    def _record(self, name, driver, *, ipam_config=None, internal: bool=False, options=None,
+                labels=None, attachable: bool=False, pybox=None):
         return {
             "Name": name, "Id": secrets.token_hex(32), "Created": _now(), "Scope": "local",
             "Driver": driver, "EnableIPv4": True, "EnableIPv6": False,
@@ -128,7 +127,7 @@ class NetworkManager:
             "Options": options or {}, "Labels": labels or {}, "pybox": pybox or {},
         }
 
-    def _create_predefined(self, name):
+    def _create_predefined(self, name) -> None:
         if name == "bridge":
             rec = self._record("bridge", "bridge", options={
                 "com.docker.network.bridge.default_bridge": "true",
@@ -289,7 +288,7 @@ class NetworkManager:
         return [(cid, sb["endpoints"][netid]) for cid, sb in self.sandboxes.items()
                 if netid in sb["endpoints"]]
 
-    def inspect(self, ref, containers=True):
+    def inspect(self, ref, containers: bool=True):
         with self.lock:
             rec = self.get(ref)
             out = {k: v for k, v in rec.items() if k != "pybox"}
@@ -323,7 +322,7 @@ class NetworkManager:
         out.sort(key=lambda r: r["Name"])
         return out
 
-    def _matches(self, rec, filters):
+    def _matches(self, rec, filters) -> bool:
         for key, values in filters.items():
             values = list(values)
             if key == "name" and not any(v in rec["Name"] for v in values):
@@ -535,7 +534,7 @@ class NetworkManager:
                 pb["bridge_created"] = False
                 self._save(rec)
 
-    def _deactivate(self, rec, force=False):
+    def _deactivate(self, rec, force: bool=False) -> None:
         if rec["Id"] not in self.active and not force:
             return
         self.active.discard(rec["Id"])
@@ -625,7 +624,7 @@ class NetworkManager:
         if mac:
             check_mac(mac)
 
-    def setup(self, cid, attachments, *, hostname="", wanted_ports=(), dns=()):
+    def setup(self, cid, attachments, *, hostname: str="", wanted_ports=(), dns=()):
         """Create the container's namespace, attach it to every network of
         ``attachments`` ([(network ref, endpoint config)], in order: the first
         gets eth0 and the default route) and publish ``wanted_ports``
@@ -663,14 +662,14 @@ class NetworkManager:
                     sock.close()
             return sb
 
-    def _next_ifname(self, sb):
+    def _next_ifname(self, sb) -> str:
         used = {ep["ifname"] for ep in sb["endpoints"].values()}
         n = 0
         while f"eth{n}" in used:
             n += 1
         return f"eth{n}"
 
-    def _attach(self, sb, sock, rec, config, fresh=False):
+    def _attach(self, sb, sock, rec, config, fresh: bool=False):
         config = config or {}
         if rec["Id"] in sb["endpoints"]:
             raise Conflict(f"endpoint with name {self.container_name(sb['id'])} already "
@@ -733,7 +732,7 @@ class NetworkManager:
             raise
         sb["ports"] = mappings
 
-    def teardown(self, cid):
+    def teardown(self, cid) -> None:
         """Undo ``setup`` (and every connect since): ports, conntrack entries,
         addresses, the namespace (and with it the veths), networks left without
         users.  Idempotent; safe after a crash (works from the saved state)."""
@@ -770,7 +769,7 @@ class NetworkManager:
             except FileNotFoundError:
                 pass
 
-    def _flush_conntrack(self, ips=(), subnets=()):
+    def _flush_conntrack(self, ips=(), subnets=()) -> None:
         """Delete conntrack entries to or from the container's addresses (or
         anything in ``subnets``).  Queued to a thread of its own: the kernel
         walks its whole conntrack hash table for a dump (~10 ms here, however
@@ -793,7 +792,7 @@ class NetworkManager:
                 return False
             return any(a in n for n in nets if a.version == n.version)
 
-        def work():
+        def work() -> None:
             from pyroute2 import Conntrack
 
             ct = Conntrack()
@@ -813,7 +812,7 @@ class NetworkManager:
             self._conntrack = ThreadPoolExecutor(1, thread_name_prefix="pybox-conntrack")
         self._conntrack.submit(work)
 
-    def flush_pending(self):
+    def flush_pending(self) -> None:
         """Wait for queued conntrack flushes (shutdown, tests)."""
         if self._conntrack is not None:
             self._conntrack.submit(lambda: None).result()
@@ -858,7 +857,7 @@ class NetworkManager:
         return self.sandboxes.get(cid)
 
     # -- daemon life -------------------------------------------------------------------------
-    def recover(self, running):
+    def recover(self, running) -> None:
         """After a pyboxd (re)start: keep the sandboxes of ``running`` container
         ids (their port sockets re-bound, their networks active again, DNS back),
         tear down the others, free addresses nobody holds, and remove leftovers
@@ -892,11 +891,11 @@ class NetworkManager:
                     self._activate(rec)
             self._remove_leftovers()
 
-    def warm(self):
+    def warm(self) -> None:
         """Import pyroute2 and libnftables and open the host's netlink socket
         on a background thread, so the first container's start does not pay
         ~0.2 s for them (pyboxd calls this once it is up)."""
-        def work():
+        def work() -> None:
             try:
                 self.links.call(lambda: self.links.host)
                 self.firewall.nft  # noqa: B018 - loads libnftables
@@ -904,7 +903,7 @@ class NetworkManager:
                 pass
         threading.Thread(target=work, name="pybox-network-warm", daemon=True).start()
 
-    def _port_present(self, mapping):
+    def _port_present(self, mapping) -> bool:
         name, elem = Firewall._port_elem(mapping)
         for obj in self.firewall.list_table():
             m = obj.get("map")
@@ -914,7 +913,7 @@ class NetworkManager:
                         return True
         return False
 
-    def _remove_leftovers(self):
+    def _remove_leftovers(self) -> None:
         """Objects named as this pyboxd's that no active network or sandbox
         explains: namespaces in the netns dir, links, the nft table."""
         for name in netnsmod.list_dir(self.netns_dir):
@@ -941,7 +940,7 @@ class NetworkManager:
         if not self.active:
             self.firewall.remove_table()
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         """pyboxd is stopping: running containers keep their networking (they
         outlive pyboxd); if none has any, everything pybox made goes."""
         with self.lock:
@@ -954,7 +953,7 @@ class NetworkManager:
             self.flush_pending()
             self.links.close()
 
-    def cleanup(self):
+    def cleanup(self) -> None:
         """Remove every kernel object of this pyboxd: sandboxes, namespaces,
         bridges and veths by name, the nft table.  Records stay."""
         with self.lock:
@@ -980,11 +979,11 @@ class _host_lock:
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         os.close(self.fd)  # releases the lock
 
 
-def _enable_ip_forwarding(path="/proc/sys/net/ipv4/ip_forward"):
+def _enable_ip_forwarding(path: str="/proc/sys/net/ipv4/ip_forward") -> None:
     """Routing between a bridge and the host's other links (outbound NAT,
     published ports reached from other hosts) needs IPv4 forwarding on, as
     docker turns it on; it is left on (other software may rely on it by then)."""

@@ -50,7 +50,7 @@ def _in_thread(fn):
     """Run ``fn`` on a fresh thread (whose namespaces it may change) -> result."""
     box = {}
 
-    def run():
+    def run() -> None:
         try:
             box["value"] = fn()
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller

@@ -74,7 +74,7 @@ def _host_ip(text):
     return str(ip)
 
 
-def validate(host_config):
+def validate(host_config) -> None:
     """Check PortBindings at create time (400 on bad input)."""
     for key, bindings in (host_config.get("PortBindings") or {}).items():
         parse_port_key(key)
@@ -109,7 +109,7 @@ def requested(config, host_config):
 class Reservations:
     """Host ports held by pyboxd: {(host_ip, proto, port): (socket, owner)}."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.held = {}
 
     def _bind(self, host_ip, proto, port):
@@ -180,7 +180,7 @@ class Reservations:
                            "allocated") from None
         raise error
 
-    def adopt(self, owner, mappings):
+    def adopt(self, owner, mappings) -> None:
         """Re-bind the ports of a running container after a pyboxd restart.
         A port lost meanwhile is skipped (its DNAT still works)."""
         for m in mappings:
@@ -192,17 +192,17 @@ class Reservations:
             except OSError:
                 pass
 
-    def release(self, mappings):
+    def release(self, mappings) -> None:
         for m in mappings:
             entry = self.held.pop((m["host_ip"], m["proto"], int(m["host_port"])), None)
             if entry is not None:
                 entry[0].close()
 
-    def release_owner(self, owner):
+    def release_owner(self, owner) -> None:
         for key in [k for k, (_, o) in self.held.items() if o == owner]:
             self.held.pop(key)[0].close()
 
-    def close(self):
+    def close(self) -> None:
         for s, _ in self.held.values():
             s.close()
         self.held.clear()

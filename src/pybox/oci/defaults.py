@@ -13,7 +13,7 @@ MASKED_PATHS = [
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
-def default_spec(rootless=False):
+def default_spec(rootless: bool=False):
     """A fresh dict each call (callers edit it)."""
     spec = {
         "ociVersion": OCI_VERSION,

@@ -16,7 +16,7 @@ _WS = " \t\n\r"
 
 
 class JSONDecodeError(ValueError):
-    def __init__(self, msg, pos):
+    def __init__(self, msg, pos) -> None:
         super().__init__(msg if "(char " in msg else f"{msg} (char {pos})")
         self.pos = pos
 
@@ -30,7 +30,7 @@ class _DecodeContext:
     parse_float = float
     parse_int = int
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.memo = {}
         self.parse_constant = {
             "-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan"),

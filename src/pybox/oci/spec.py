@@ -217,7 +217,7 @@ def _check_abs(path_value, where):
 UNCHANGED_ID = 0xFFFFFFFF
 
 
-def check_process(process, path="process"):
+def check_process(process, path: str="process"):
     """Rules for process (also used for runc exec's process.json)."""
     args = process.get("args") or []
     if not args:
@@ -263,7 +263,7 @@ def check_process(process, path="process"):
         pass  # any size is fine; 0x0 means "leave as is"
 
 
-def check_config(config, *, need_process=True):
+def check_config(config, *, need_process: bool=True):
     """Type-check and rule-check a config dict.  Returns it unchanged."""
     if not isinstance(config, dict):
         raise ConfigError("", "config.json must contain a JSON object")
@@ -402,7 +402,7 @@ def check_resources(res, path):
             raise ConfigError(f"{path}.devices[{i}].access", f"{acc!r} is not a subset of 'rwm'")
 
 
-def load_bundle_config(bundle, with_raw=False):
+def load_bundle_config(bundle, with_raw: bool=False):
     """Read and check BUNDLE/config.json (and return its bytes too if asked)."""
     path = f"{bundle}/config.json"
     try:

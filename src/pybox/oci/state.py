@@ -53,7 +53,7 @@ def rfc3339_now():
 TMP_MARK = ".tmp-"  # NAME.tmp-PID[.TID]: a write in progress, or a crashed one's
 
 
-def temp_name(path):
+def temp_name(path) -> str:
     """The temp file write_atomic renames over ``path``.  Its writer's pid (and
     thread: two threads of pyboxd may write one file) is in the name, so a
     restarted pyboxd tells a crashed writer's leftover (pid gone) from a live
@@ -63,7 +63,7 @@ def temp_name(path):
     return f"{path}{TMP_MARK}{os.getpid()}.{_thread.get_native_id()}"
 
 
-def write_atomic(path, data, mode=0o600, durable=False):
+def write_atomic(path, data, mode: int=0o600, durable: bool=False):
     """Write bytes/str to path via temp file + rename, so a crash leaves the old
     file or the new one, never half of one.  ``durable``: the data and the
     rename reach the disk (fsync of the file, then of its directory) before
@@ -90,7 +90,7 @@ def write_atomic(path, data, mode=0o600, durable=False):
         fsync_dir(os.path.dirname(path) or ".")
 
 
-def fsync_dir(path):
+def fsync_dir(path) -> None:
     """fsync a directory: a rename or a new entry in it is on disk after this."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -104,7 +104,7 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def _unlink_quiet(path):
+def _unlink_quiet(path) -> None:
     try:
         os.unlink(path)
     except OSError:
@@ -114,7 +114,7 @@ def _unlink_quiet(path):
 class StateDir:
     """ROOT/ID: claim, read, write, lock and remove one container's state."""
 
-    def __init__(self, root, cid):
+    def __init__(self, root, cid) -> None:
         self.root = root
         self.id = cid
         self.path = f"{root}/{cid}"
@@ -134,7 +134,7 @@ class StateDir:
     def exists(self):
         return os.path.isdir(self.path)
 
-    def remove(self):
+    def remove(self) -> None:
         """Remove the directory and what is in it (it holds no subdirectories)."""
         try:
             names = os.listdir(self.path)
@@ -162,10 +162,10 @@ class StateDir:
             raise PyboxError(f"container {self.id!r}: state file {self.state_path} is "
                              f"corrupt: {e}") from None
 
-    def write(self, record):
+    def write(self, record) -> None:
         write_atomic(self.state_path, fastjson.dumps(record))
 
-    def write_config(self, raw):
+    def write_config(self, raw) -> None:
         write_atomic(f"{self.path}/{CONFIG_FILE}", raw)
 
     def read_config(self):
@@ -187,7 +187,7 @@ class StateDir:
         self._lock_fd = fd
         return self
 
-    def unlock(self):
+    def unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -195,7 +195,7 @@ class StateDir:
     def __enter__(self):
         return self.lock()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.unlock()
 
 

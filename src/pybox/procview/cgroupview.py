@@ -82,7 +82,7 @@ class Cgroup:
     __slots__ = ("memory", "cpu", "cpuacct", "cpuset", "io", "tasks", "key", "mounts")
 
     def __init__(self, memory=None, cpu=None, cpuacct=None, cpuset=None, io=None, tasks=None,
-                 key="", mounts=None):
+                 key: str="", mounts=None) -> None:
         self.memory = memory
         self.cpu = cpu
         self.cpuacct = cpuacct
@@ -92,7 +92,7 @@ class Cgroup:
         self.key = key
         self.mounts = mounts or {}  # directory -> its hierarchy's mount point
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Cgroup(key={self.key!r}, memory={self.memory}, cpu={self.cpu}, "
                 f"cpuset={self.cpuset}, io={self.io})")
 
@@ -105,7 +105,7 @@ class Hierarchies:
               ("cpuacct", "cpuacct", "cpu"), ("cpuset", "cpuset", "cpuset"),
               ("io", "blkio", "io"))
 
-    def __init__(self, layout, proc="/proc"):
+    def __init__(self, layout, proc: str="/proc") -> None:
         self.proc = proc.rstrip("/")
         self.v1 = {}  # controller -> (mountpoint, root)
         for name, h in layout.v1.items():
@@ -116,7 +116,7 @@ class Hierarchies:
         self.mode = layout.mode
 
     @classmethod
-    def detect(cls, proc="/proc", mountinfo=None, proc_cgroup=None, prefix=""):
+    def detect(cls, proc: str="/proc", mountinfo=None, proc_cgroup=None, prefix: str=""):
         from pybox.cgroups.layout import detect
 
         return cls(detect(mountinfo, proc_cgroup, prefix=prefix), proc=proc)
@@ -387,7 +387,7 @@ def start_ticks(proc, pid):
     return int(fields[19]) if fields and len(fields) > 19 else None
 
 
-def tasks(cg, proc="/proc"):
+def tasks(cg, proc: str="/proc"):
     """Tasks of ``cg`` now: counts by state and the newest task's pid as its own
     pid namespace numbers it (the last NSpid field)."""
     total = running = blocked = 0

@@ -27,7 +27,7 @@ READY_TIMEOUT = 20.0
 SUPERVISOR_LOCK = "supervisor.lock"
 
 
-def supervised(directory):
+def supervised(directory) -> bool:
     """Does anything hold DIR/supervisor.lock (a pyboxd, a test)?"""
     try:
         fd = os.open(os.path.join(directory, SUPERVISOR_LOCK), os.O_RDONLY | os.O_CLOEXEC)
@@ -63,7 +63,7 @@ def unavailable_reason():
 class Server:
     """A server directory: its state, and starting/stopping its process."""
 
-    def __init__(self, directory):
+    def __init__(self, directory) -> None:
         self.dir = os.path.abspath(directory)
         self.mnt = os.path.join(self.dir, "mnt")
         self.lock_path = os.path.join(self.dir, "server.lock")
@@ -71,7 +71,7 @@ class Server:
         self.process = None  # the Popen of a server we started (to reap it)
 
     # -- state ---------------------------------------------------------------------
-    def running(self):
+    def running(self) -> bool:
         """True while a server holds the lock."""
         try:
             fd = os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC)
@@ -124,11 +124,11 @@ class Server:
         return fd
 
     @staticmethod
-    def unclaim(fd):
+    def unclaim(fd) -> None:
         if fd is not None:
             os.close(fd)
 
-    def source(self, view, name):
+    def source(self, view, name) -> str:
         """The file a container binds: DIR/mnt/VIEW/NAME (VIEW: the container id)."""
         return f"{self.mnt}/{view}/{name}"
 
@@ -175,7 +175,7 @@ class Server:
             self.spawn()
         self.wait_ready(timeout)
 
-    def stop(self, timeout=10.0):
+    def stop(self, timeout: float=10.0) -> bool:
         """SIGTERM the running server and wait until it has unmounted and exited."""
         pid = self.pid()
         if pid is not None and self.running():
@@ -189,7 +189,7 @@ class Server:
         self.reap()
         return not self.running()
 
-    def reap(self):
+    def reap(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             self.process = None
 
@@ -207,7 +207,7 @@ class Server:
         finally:
             os.close(fd)  # releases the shared lock
 
-    def log_tail(self, size=2000):
+    def log_tail(self, size: int=2000):
         try:
             with open(self.log_path, errors="replace") as f:
                 return f.read()[-size:].strip()
@@ -220,7 +220,7 @@ class Supervisor:
     (a thread blocked on the server's lock wakes when the kernel drops it).
     Restarts are spaced out when a server keeps dying young."""
 
-    def __init__(self, server, log=None):
+    def __init__(self, server, log=None) -> None:
         self.server = server
         self.log = log or (lambda text: sys.stderr.write(text + "\n"))
         self.stopping = False
@@ -229,7 +229,7 @@ class Supervisor:
         self._lock = threading.Lock()
         self._thread = None
 
-    def ensure(self):
+    def ensure(self) -> None:
         with self._lock:
             self.server.ensure()
 
@@ -245,7 +245,7 @@ class Supervisor:
                                         daemon=True)
         self._thread.start()
 
-    def _watch(self):
+    def _watch(self) -> None:
         delay = 0.0
         while not self.stopping:
             started = time.monotonic()
@@ -276,7 +276,7 @@ class Supervisor:
             self.server.unclaim(self._claim)
             self._claim = None
 
-    def detach(self):
+    def detach(self) -> None:
         """Stop supervising; the server keeps serving running containers (and
         exits by itself once none uses it, unless a pyboxd supervises again)."""
         self.stopping = True

@@ -62,13 +62,13 @@ def stale_mounts(mountinfo_text, source, new_dev):
     return out
 
 
-def namespaces_using(source, proc="/proc"):
+def namespaces_using(source, proc: str="/proc"):
     """Pids (one per mount namespace, the caller's excluded) holding a file of
     the filesystem named ``source``, live or dead."""
     return sorted(find_targets(source, None, proc))
 
 
-def find_targets(source, new_dev, proc="/proc"):
+def find_targets(source, new_dev, proc: str="/proc"):
     """{pid: [(point, name, dev)]}: one pid per mount namespace holding stale files."""
     from pybox.procview.cgroupview import read_text
 

@@ -20,14 +20,14 @@ class Memory:
                  "kernel_stack", "pagetables", "anon_thp", "shmem_thp", "file_thp",
                  "zswap", "zswapped")
 
-    def __init__(self, limit=None, usage=0, swap_limit=None, swap_usage=0, stat=None):
+    def __init__(self, limit=None, usage: int=0, swap_limit=None, swap_usage: int=0, stat=None) -> None:
         self.limit = limit
         self.usage = usage
         self.swap_limit = swap_limit
         self.swap_usage = swap_usage
         self.stat = stat or {}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Memory(limit={self.limit}, usage={self.usage}, swap_limit={self.swap_limit}, "
                 f"swap_usage={self.swap_usage})")
 
@@ -40,7 +40,7 @@ class Cpus:
 
     __slots__ = ("allowed", "quota", "visible")
 
-    def __init__(self, allowed, quota=None):
+    def __init__(self, allowed, quota=None) -> None:
         self.allowed = list(allowed)
         self.quota = quota
         n = len(self.allowed)
@@ -49,7 +49,7 @@ class Cpus:
             n = min(n, max(1, whole if whole == quota else whole + 1))
         self.visible = self.allowed[:n]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Cpus(allowed={self.allowed}, quota={self.quota}, visible={self.visible})"
 
 
@@ -60,7 +60,7 @@ class CpuUsage:
 
     __slots__ = ("percpu", "user", "system")
 
-    def __init__(self, percpu=None, user=0, system=0):
+    def __init__(self, percpu=None, user: int=0, system: int=0) -> None:
         self.percpu = percpu
         if percpu:
             user = sum(u for u, _ in percpu.values())
@@ -79,7 +79,7 @@ class Tasks:
 
     __slots__ = ("total", "running", "blocked", "last_pid")
 
-    def __init__(self, total=0, running=0, blocked=0, last_pid=0):
+    def __init__(self, total: int=0, running: int=0, blocked: int=0, last_pid: int=0) -> None:
         self.total = total
         self.running = running
         self.blocked = blocked

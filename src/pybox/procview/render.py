@@ -220,7 +220,7 @@ def cpu_online(host_text, cpus):
 NS = 1_000_000_000
 
 
-def stat(host_text, cpus, usage, hz=100):
+def stat(host_text, cpus, usage, hz: int=100):
     """/proc/stat: per visible cpu (renumbered), the cgroup's user and system
     ticks and the rest of the cpu's elapsed ticks as idle; the "cpu" line sums
     them; the other lines are the host's."""
@@ -279,7 +279,7 @@ def stat(host_text, cpus, usage, hz=100):
 
 
 # -- uptime, loadavg ----------------------------------------------------------------------
-def uptime(host_text, started, busy_ns=0, ncpus=1):
+def uptime(host_text, started, busy_ns: int=0, ncpus: int=1):
     """/proc/uptime: ``started`` = the cgroup's oldest process's start, in
     seconds since boot (None: the host's file)."""
     if started is None:

@@ -39,13 +39,13 @@ SPLICE_SIZE = 1 << 24
 PROBE = ".splice-probe"
 
 
-def fsname(directory):
+def fsname(directory) -> str:
     """The mount's source as mountinfo shows it: names this server's DIR, so a
     restarted server recognises (only) its predecessor's mounts."""
     return f"{FSNAME}@{os.path.abspath(directory)}"
 
 
-def log(text):
+def log(text) -> None:
     sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} procview[{os.getpid()}]: {text}\n")
     sys.stderr.flush()
 
@@ -102,7 +102,7 @@ def build_operations(view):
         return a
 
     class Operations(pyfuse3.Operations):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.handles = {}
             self.next_fh = 1
@@ -143,7 +143,7 @@ def build_operations(view):
             self.lookups[ino] = self.lookups.get(ino, 0) + 1
             return attributes(ino, True)
 
-        async def forget(self, inode_list):
+        async def forget(self, inode_list) -> None:
             for ino, count in inode_list:
                 if ino in self.lookups:
                     left = self.lookups[ino] - count
@@ -168,7 +168,7 @@ def build_operations(view):
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
             return inode
 
-        async def readdir(self, fh, start_id, token):
+        async def readdir(self, fh, start_id, token) -> None:
             for i, name in enumerate(names):
                 if i < start_id:
                     continue
@@ -176,7 +176,7 @@ def build_operations(view):
                                              attributes(fh + 1 + i, False), i + 1):
                     break
 
-        async def releasedir(self, fh):
+        async def releasedir(self, fh) -> None:
             pass
 
         async def open(self, inode, flags, ctx):
@@ -205,10 +205,10 @@ def build_operations(view):
                 raise pyfuse3.FUSEError(errno.EBADF)
             return data[off:off + size]
 
-        async def release(self, fh):
+        async def release(self, fh) -> None:
             self.handles.pop(fh, None)
 
-        async def flush(self, fh):
+        async def flush(self, fh) -> None:
             pass
 
         async def statfs(self, ctx):
@@ -227,12 +227,12 @@ class Storer:
     FUSE loop answers it: never in the loop's thread).  Lighter than
     trio.to_thread per call: a queue in, trio's run_sync_soon out."""
 
-    def __init__(self, store):
+    def __init__(self, store) -> None:
         self._store = store
         self._queue = None
         self._token = None
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             inode, event = self._queue.get()
             try:
@@ -241,7 +241,7 @@ class Storer:
                 pass
             self._token.run_sync_soon(event.set)
 
-    async def store(self, inode):
+    async def store(self, inode) -> None:
         import trio
 
         if self._queue is None:
@@ -297,7 +297,7 @@ def _is_mountpoint(path):
     return st.st_dev != parent.st_dev
 
 
-def clear_mountpoint(mnt, sc):
+def clear_mountpoint(mnt, sc) -> None:
     """Unmount whatever is stacked on ``mnt`` (a dead predecessor's mounts)."""
     from pybox.linux import constants as C
 
@@ -359,7 +359,7 @@ def received_fds(ancillary):
     return fds
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="pybox-procview", description="pybox's /proc view server")
@@ -419,7 +419,7 @@ def main(argv=None):
 
     stopping = []
 
-    async def sampler():
+    async def sampler() -> None:
         while True:
             await trio.sleep(SAMPLE_SECONDS)
             try:
@@ -427,7 +427,7 @@ def main(argv=None):
             except Exception as e:  # noqa: BLE001
                 log(f"sampling load averages: {e}")
 
-    async def signals(nursery):
+    async def signals(nursery) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
             async for signum in received:
                 log(f"signal {signum}: unmounting")
@@ -435,7 +435,7 @@ def main(argv=None):
                 nursery.cancel_scope.cancel()
                 return
 
-    async def reap():
+    async def reap() -> None:
         # the re-serve child: collect it so it does not stay a zombie
         while child is not None:
             try:
@@ -446,7 +446,7 @@ def main(argv=None):
                 return
             await trio.sleep(0.05)
 
-    async def probe():
+    async def probe() -> None:
         try:
             ops.splice_fix = await trio.to_thread.run_sync(probe_splice,
                                                             os.path.join(mnt, PROBE))
@@ -457,7 +457,7 @@ def main(argv=None):
             log("this kernel splices direct_io FUSE files through the page cache: "
                 "open() raises the file size for sendfile readers")
 
-    async def idle(nursery):
+    async def idle(nursery) -> None:
         # Nobody supervises (pyboxd is gone: its lock on supervisor.lock went with
         # it) and no container has our files: nothing left to serve, so exit
         # rather than stay behind with a mount.  Twice in a row, 2 s apart: a
@@ -477,7 +477,7 @@ def main(argv=None):
                 nursery.cancel_scope.cancel()
                 return
 
-    async def sysinfo(nursery):
+    async def sysinfo(nursery) -> None:
         # copies of the listeners the monitors keep (after a restart), then new ones
         for fd in agent.collect(containers):
             nursery.start_soon(agent.serve, fd)
@@ -494,7 +494,7 @@ def main(argv=None):
                 if agent.adopt(fd):
                     nursery.start_soon(agent.serve, fd)
 
-    async def serve():
+    async def serve() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(signals, nursery)
             nursery.start_soon(sysinfo, nursery)

@@ -41,11 +41,11 @@ SI_LOAD_SHIFT = 16
 SEND_NOTIFY_NAME = "anon_inode:seccomp notify"
 
 
-def supported():
+def supported() -> bool:
     return os.uname().machine in NATIVE
 
 
-def add_to_profile(seccomp, listener_path, metadata=""):
+def add_to_profile(seccomp, listener_path, metadata: str=""):
     """``linux.seccomp`` with sysinfo sent to the listener at ``listener_path``
     (a copy; None stays None: an unconfined container is not intercepted)."""
     if seccomp is None or not supported():
@@ -99,7 +99,7 @@ def parse_notif(buf):
     return nid, pid, nr, arch, args
 
 
-def writable(pid, address, size, maps_text=None):
+def writable(pid, address, size, maps_text=None) -> bool:
     """Is [address, address+size) inside writable mappings of ``pid``?  The
     write goes through /proc/PID/mem, which may write read-only pages; the real
     syscall would fail with EFAULT there, so the kernel gets to answer."""
@@ -132,7 +132,7 @@ class Agent:
     ``answer(pid)`` -> the struct's bytes for that caller, or None to let the
     kernel run the real sysinfo (a caller outside any container)."""
 
-    def __init__(self, answer, log, sc=None):
+    def __init__(self, answer, log, sc=None) -> None:
         self.answer = answer
         self.log = log
         self.sc = sc
@@ -142,7 +142,7 @@ class Agent:
         self.answered = 0
 
     # -- fds -----------------------------------------------------------------------
-    def adopt(self, fd):
+    def adopt(self, fd) -> bool:
         """Take ``fd`` (ours to close); False if it duplicates one we serve."""
         for other in self.fds:
             try:
@@ -154,7 +154,7 @@ class Agent:
         self.fds.append(fd)
         return True
 
-    def drop(self, fd):
+    def drop(self, fd) -> None:
         if fd in self.fds:
             self.fds.remove(fd)
             os.close(fd)
@@ -194,7 +194,7 @@ class Agent:
         return out
 
     # -- serving -------------------------------------------------------------------
-    async def serve(self, fd):
+    async def serve(self, fd) -> None:
         """Answer notifications on ``fd`` until its filter has no user left."""
         import select
 
@@ -219,7 +219,7 @@ class Agent:
         finally:
             self.drop(fd)
 
-    def handle(self, fd):
+    def handle(self, fd) -> None:
         import fcntl
 
         buf = bytearray(NOTIF_SIZE)

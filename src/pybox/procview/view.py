@@ -30,14 +30,14 @@ DECAY = tuple(math.exp(-SAMPLE_SECONDS / (60.0 * m)) for m in (1, 5, 15))
 class Load:
     __slots__ = ("cg", "loads", "last_read")
 
-    def __init__(self, cg, n, now):
+    def __init__(self, cg, n, now) -> None:
         self.cg = cg
         self.loads = [float(n)] * 3
         self.last_read = now
 
 
 class View:
-    def __init__(self, hierarchies, proc="/proc", sys_root="/sys", hz=None, log=None):
+    def __init__(self, hierarchies, proc: str="/proc", sys_root: str="/sys", hz=None, log=None) -> None:
         self.hier = hierarchies
         self.proc = proc.rstrip("/")
         self.online_path = f"{sys_root.rstrip('/')}/devices/system/cpu/online"
@@ -165,7 +165,7 @@ class View:
                     values.get("SwapFree", 0) * k, tasks.total)
 
     # -- periodic work ----------------------------------------------------------------
-    def sample(self, now=None):
+    def sample(self, now=None) -> None:
         """One 5-second step of every tracked cgroup's load averages; forgets
         cgroups that are gone or unread for an hour, and dead start-time entries."""
         now = time.monotonic() if now is None else now

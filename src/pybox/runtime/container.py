@@ -18,8 +18,7 @@ import os
 
 from pybox import OCI_VERSION
 from pybox.crashpoints import crashpoint
-from pybox.errors import (CgroupError, ContainerError, InvalidState, PyboxError,
-                          ProcessSetupError, RootfsError)
+from pybox.errors import CgroupError, ContainerError, InvalidState, ProcessSetupError, PyboxError, RootfsError
 from pybox.linux import proc
 from pybox.oci import fastjson
 from pybox.oci import state as st
@@ -40,7 +39,7 @@ def default_root():
 
 
 class Container:
-    def __init__(self, root, cid, record):
+    def __init__(self, root, cid, record) -> None:
         self.root = root
         self.id = cid
         self.dir = st.StateDir(root, cid)
@@ -54,7 +53,7 @@ class Container:
         sdir = st.StateDir(root, cid)
         return cls(root, cid, sdir.read())
 
-    def reload(self):
+    def reload(self) -> None:
         self.record = self.dir.read() or {}
 
     # -- derived facts -----------------------------------------------------
@@ -81,7 +80,7 @@ class Container:
 
         return cgroups.load_manager(saved)
 
-    def status(self):
+    def status(self) -> str:
         rec = self.record
         if not rec.get("pid"):
             creator = rec.get("creator_pid")
@@ -173,8 +172,8 @@ class Container:
                       warn=logmod.current.warning)
 
     # -- exec --------------------------------------------------------------
-    def exec(self, process, *, detach=False, pid_file=None, console_socket=None,
-             preserve_fds=0):
+    def exec(self, process, *, detach: bool=False, pid_file=None, console_socket=None,
+             preserve_fds: int=0):
         """Run one more process in the container (runc exec).  Foreground: wait
         for it (relaying its terminal) and return its exit status; detached:
         return 0 once it runs."""
@@ -271,7 +270,7 @@ class Container:
         if not seccomp_spec or not seccomp_spec.get("listenerPath"):
             return None
 
-        def on_seccomp(pid, fd):
+        def on_seccomp(pid, fd) -> None:
             from pybox.runtime import seccomp as seccomp_mod
 
             seccomp_mod.send_to_listener(seccomp_spec["listenerPath"], fd, pid=pid,
@@ -408,7 +407,7 @@ class Container:
             logmod.current.warning(f"kill: cannot thaw the cgroup: {e}")
 
     # -- delete ------------------------------------------------------------
-    def delete(self, force=False):
+    def delete(self, force: bool=False):
         with self.dir:
             self.reload()
             status = self.status()
@@ -428,7 +427,7 @@ class Container:
             run_hooks(hooks, self.hook_state("stopped"), "poststop",
                       warn=logmod.current.warning)
 
-    def _force_stop(self, status):
+    def _force_stop(self, status) -> None:
         mgr = self.cgroup_manager()
         if mgr is not None:
             mgr.kill_all(9)  # thaws a paused cgroup as part of kill_all
@@ -452,8 +451,8 @@ class Container:
             except PyboxError as e:
                 errors.append(str(e))
         if self.record.get("host_mounts"):
-            from pybox.runtime.rootfs import mounts_under
             from pybox.linux import syscalls
+            from pybox.runtime.rootfs import mounts_under
 
             sc = syscalls.real()
             rootfs = self.record.get("rootfs")
@@ -534,9 +533,9 @@ def _resolve_rootfs(bundle, config):
     return path
 
 
-def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=False,
-           preserve_fds=0, systemd_cgroup=False, console_socket=None, config=None,
-           after_fork=None, console_sock=None, raw_config=None, listen_fds=0):
+def create(root, cid, bundle, *, pid_file=None, no_pivot: bool=False, no_new_keyring: bool=False,
+           preserve_fds: int=0, systemd_cgroup: bool=False, console_socket=None, config=None,
+           after_fork=None, console_sock=None, raw_config=None, listen_fds: int=0):
     """Create a container and leave its init blocked before the user's program.
     On any failure everything made so far is undone and the error re-raised."""
     from pybox.oci.spec import load_bundle_config
@@ -610,7 +609,7 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
                           console_sock=console_sock,
                           hook_state=container.hook_state("creating"))
 
-        def on_hooks(init_pid):
+        def on_hooks(init_pid) -> None:
             hooks = config.get("hooks") or {}
             from pybox.runtime.hooks import run_hooks
 
@@ -621,12 +620,12 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
             run_hooks(hooks.get("createRuntime"), container.hook_state("creating"),
                       "createRuntime")
 
-        def on_userns(pid):
+        def on_userns(pid) -> None:
             from pybox.runtime.userns import write_id_maps
 
             write_id_maps(pid, config["linux"])
 
-        def on_seccomp(init_pid, fd):
+        def on_seccomp(init_pid, fd) -> None:
             from pybox.runtime import seccomp as seccomp_mod
 
             record["pid"] = init_pid
@@ -635,7 +634,7 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot=False, no_new_keyring=F
                 metadata=seccomp_spec.get("listenerMetadata") or "",
                 state=container.hook_state("creating"))
 
-        def prepare_cgroup():
+        def prepare_cgroup() -> None:
             _setup_cgroup(mgr, config, record, sdir)
 
         pid = spawn(plan, on_hooks=on_hooks, on_userns=on_userns,
@@ -690,7 +689,7 @@ def _new_cgroup(config, cid, systemd, record, sdir):
     return mgr
 
 
-def _setup_cgroup(mgr, config, record, sdir):
+def _setup_cgroup(mgr, config, record, sdir) -> None:
     """Create the cgroup and write every limit (runs while stage1 starts up)."""
     mgr.create()
     crashpoint("runtime.create.cgroup_made")
@@ -701,7 +700,7 @@ def _setup_cgroup(mgr, config, record, sdir):
     _log_cgroup_warnings(mgr)
 
 
-def _log_cgroup_warnings(mgr):
+def _log_cgroup_warnings(mgr) -> None:
     """Rootless: one line saying limits were skipped, the details at debug level."""
     warnings = list(getattr(mgr, "warnings", ()))
     if not warnings:
@@ -766,7 +765,7 @@ def _cgroup_mounts(mgr):
     return out
 
 
-def _rollback(container, sdir):
+def _rollback(container, sdir) -> None:
     """Undo a failed create: kill init (if it got that far), remove the cgroup
     and any host mounts, remove the state directory."""
     rec = container.record
@@ -783,7 +782,7 @@ def _rollback(container, sdir):
     sdir.remove()
 
 
-def run(root, cid, bundle, *, detach=False, **create_opts):
+def run(root, cid, bundle, *, detach: bool=False, **create_opts):
     """create + start; in the foreground, wait, forward signals, delete, and return
     the exit status (128+N when the program was killed by signal N)."""
     if detach:
@@ -834,7 +833,7 @@ class SignalForwarder:
     NAMES = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGPIPE",
              "SIGALRM", "SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
 
-    def __init__(self):
+    def __init__(self) -> None:
         import _signal
 
         self.pid = None
@@ -842,7 +841,7 @@ class SignalForwarder:
         for name in self.NAMES:
             _signal.signal(getattr(_signal, name), self._handle)
 
-    def _handle(self, signum, frame):
+    def _handle(self, signum, frame) -> None:
         if self.pid is None:
             self.pending.append(signum)
             return
@@ -851,7 +850,7 @@ class SignalForwarder:
         except OSError:
             pass
 
-    def target(self, pid):
+    def target(self, pid) -> None:
         self.pid = pid
         pending, self.pending = self.pending, []
         for signum in pending:
@@ -889,7 +888,7 @@ def _foreground(c, pid, master, start, delete, forwarder):
     return status
 
 
-def _become_subreaper():
+def _become_subreaper() -> None:
     from pybox.linux import constants as C
     from pybox.linux import syscalls
 
@@ -911,7 +910,7 @@ def _wait_child(pid):
             return 255
 
 
-def _force_delete_quiet(c):
+def _force_delete_quiet(c) -> None:
     try:
         c.delete(force=True)
     except PyboxError as e:

@@ -19,7 +19,7 @@ from pybox.runtime import process as proc
 from pybox.runtime.rootfs import RootfsBuilder, secure_join
 
 
-def init_main(plan, chan, sc):
+def init_main(plan, chan, sc) -> None:
     config = plan.config
     linux = config.get("linux") or {}
     process = config["process"]
@@ -156,7 +156,7 @@ def prepare_process(sc, process, seccomp, chan):
     return exe, env, seccomp
 
 
-def exec_process(sc, exe, process, env, late_seccomp, preserve_fds):
+def exec_process(sc, exe, process, env, late_seccomp, preserve_fds) -> None:
     proc.restore_signals()
     proc.cloexec_from(sc, 3 + preserve_fds)
     if late_seccomp is not None:
@@ -172,7 +172,7 @@ def _exec_error(e, exe):
     return str(e)
 
 
-def _load_seccomp(seccomp, chan):
+def _load_seccomp(seccomp, chan) -> None:
     fd = seccomp.load()
     if fd is not None:
         try:
@@ -181,7 +181,7 @@ def _load_seccomp(seccomp, chan):
             os.close(fd)
 
 
-def _preload(hooks, process):
+def _preload(hooks, process) -> None:
     """Import now what runs after pivot_root: from then on only the container's
     filesystem is visible, and the interpreter's own modules are not in it."""
     import _signal  # noqa: F401  (process.restore_signals)
@@ -194,8 +194,8 @@ def _preload(hooks, process):
     if hooks.get("startContainer"):
         import subprocess  # noqa: F401
 
-        from pybox.runtime import hooks as _hooks  # noqa: F401
         from pybox.oci import fastjson  # noqa: F401
+        from pybox.runtime import hooks as _hooks  # noqa: F401
 
 
 def _wait_for_start(sock):

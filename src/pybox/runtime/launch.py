@@ -21,7 +21,7 @@ Every error in a child travels to the parent over the sync channel with its errn
 import os
 
 from pybox.crashpoints import crashpoint
-from pybox.errors import PyboxError, ProcessSetupError, SyscallError
+from pybox.errors import ProcessSetupError, PyboxError, SyscallError
 from pybox.linux import constants as C
 from pybox.linux import syscalls
 from pybox.runtime.sync import Channel, ChannelClosed
@@ -35,9 +35,9 @@ class LaunchPlan:
     """Everything the children need, prepared by the parent before fork."""
 
     def __init__(self, *, cid, config, rootfs, state_dir, start_sock, cgroup=None,
-                 cgroup_mounts=None, cgroup_v2=False, no_pivot=False, no_new_keyring=False,
-                 preserve_fds=0, hook_state=None, log=None, seccomp=None,
-                 console_sock=None):
+                 cgroup_mounts=None, cgroup_v2: bool=False, no_pivot: bool=False, no_new_keyring: bool=False,
+                 preserve_fds: int=0, hook_state=None, log=None, seccomp=None,
+                 console_sock=None) -> None:
         self.cid = cid
         self.config = config
         self.rootfs = rootfs
@@ -148,14 +148,14 @@ def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=N
         _reap(stage1)
 
 
-def _reap(pid):
+def _reap(pid) -> None:
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
 
 
-def _kill_quietly(pid):
+def _kill_quietly(pid) -> None:
     """SIGKILL a process that failed to set up (0: none was made yet)."""
     if pid:
         try:
@@ -269,7 +269,7 @@ def _stage1(plan, chan):
     crashpoint("runtime.stage1.reported")
 
 
-def _join_each(sc, items, open_fd, allow_eperm, context=""):
+def _join_each(sc, items, open_fd, allow_eperm, context: str=""):
     """setns into each (kind, path-or-fd) in order; with ``allow_eperm`` a
     namespace we may not join yet is skipped.  Returns the kinds joined."""
     joined = set()
@@ -301,7 +301,7 @@ def _join(sc, kind, path):
         os.close(fd)
 
 
-def _write_time_offsets(config):
+def _write_time_offsets(config) -> None:
     offsets = (config.get("linux") or {}).get("timeOffsets") or {}
     lines = []
     for clock, value in offsets.items():
@@ -321,7 +321,7 @@ class ExecPlan:
     parent, so a recycled pid cannot redirect the join."""
 
     def __init__(self, *, cid, process, ns_fds, cgroup=None, seccomp=None,
-                 console_sock=None, preserve_fds=0):
+                 console_sock=None, preserve_fds: int=0) -> None:
         self.cid = cid
         self.process = process
         self.ns_fds = ns_fds  # [(type, fd)] in JOIN_ORDER
@@ -377,7 +377,7 @@ def spawn_exec(plan, after_fork=None, on_seccomp=None):
         _reap(stage1)
 
 
-def _exec_stage1(plan, chan):
+def _exec_stage1(plan, chan) -> None:
     # everything the process needs is imported before setns(mnt) hides our files
     import _signal  # noqa: F401
     import fcntl  # noqa: F401

@@ -16,7 +16,7 @@ LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
 
 class Log:
-    def __init__(self, path=None, fmt="text", debug=False, prog="pybox-runtime"):
+    def __init__(self, path=None, fmt: str="text", debug: bool=False, prog: str="pybox-runtime") -> None:
         self.path = path
         self.fmt = fmt
         self.min_level = 0 if debug else 1
@@ -37,7 +37,7 @@ class Log:
             return fastjson.dumps({"level": level, "msg": msg, "time": rfc3339_now()}) + "\n"
         return f'time="{rfc3339_now()}" level={level} msg={fastjson.dumps(msg)}\n'
 
-    def log(self, level, msg):
+    def log(self, level, msg) -> None:
         if LEVELS[level] < self.min_level:
             return
         fd = self._open()
@@ -52,16 +52,16 @@ class Log:
             # there by the CLI anyway, exactly once).
             sys.stderr.write(line)
 
-    def debug(self, msg):
+    def debug(self, msg) -> None:
         self.log("debug", msg)
 
-    def info(self, msg):
+    def info(self, msg) -> None:
         self.log("info", msg)
 
-    def warning(self, msg):
+    def warning(self, msg) -> None:
         self.log("warning", msg)
 
-    def error(self, msg):
+    def error(self, msg) -> None:
         self.log("error", msg)
 
 

@@ -29,7 +29,7 @@ def env_dict(env_list):
     return out
 
 
-def default_home(env, uid, passwd="/etc/passwd"):
+def default_home(env, uid, passwd: str="/etc/passwd") -> None:
     """Set HOME, when process.env has none (or an empty one), as runc does: the
     home directory of the first entry for ``uid`` in the container's
     /etc/passwd, else "/".  docker's config.json carries no HOME: programs in a
@@ -49,7 +49,7 @@ def default_home(env, uid, passwd="/etc/passwd"):
     env["HOME"] = home
 
 
-def lookup_executable(name, env, cwd="/"):
+def lookup_executable(name, env, cwd: str="/"):
     """Resolve args[0] like execvp / Go's exec.LookPath, in the container's view.
     Errors use runc's words, which containerd and podman show to users."""
     if "/" in name:
@@ -143,7 +143,7 @@ def fix_stdio_ownership(uid):
                                         errno=e.errno) from None
 
 
-def switch_user(sc, user, *, setgroups_allowed=True):
+def switch_user(sc, user, *, setgroups_allowed: bool=True):
     """Become uid/gid with the additional groups, keeping capabilities for capset.
     The spec's gid is the primary group; additionalGids replace the supplementary
     groups entirely (an empty list clears them, as runc does)."""
@@ -190,7 +190,7 @@ def apply_capabilities(sc, caps):
         sc.prctl(C.PR_CAP_AMBIENT, C.PR_CAP_AMBIENT_RAISE, cap)
 
 
-def restore_signals():
+def restore_signals() -> None:
     """Python ignores SIGPIPE and SIGXFSZ and handles SIGINT; exec keeps ignored
     signals ignored and the blocked mask as is.  Give the program a clean slate."""
     import _signal
@@ -206,7 +206,7 @@ def restore_signals():
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
-def cloexec_from(sc, first_fd):
+def cloexec_from(sc, first_fd) -> None:
     """Mark every fd >= first_fd close-on-exec so that nothing of the runtime's
     (or its caller's) leaks into the container (the CVE-2024-21626 class)."""
     try:

@@ -75,7 +75,7 @@ class MountOptions:
 
     __slots__ = ("flags", "propagation", "data", "extensions")
 
-    def __init__(self, flags=0, propagation=(), data="", extensions=()):
+    def __init__(self, flags: int=0, propagation=(), data: str="", extensions=()) -> None:
         self.flags = flags
         self.propagation = list(propagation)
         self.data = data
@@ -116,7 +116,7 @@ def clean_path(path):
     return "/" + "/".join(parts)
 
 
-def secure_join(root, unsafe_path, max_links=255):
+def secure_join(root, unsafe_path, max_links: int=255):
     """Resolve ``unsafe_path`` as if ``root`` were "/": symlinks (absolute or
     relative) and '..' are followed but can never leave root.  Components that do
     not exist yet are appended literally.  This is what keeps a malicious image's
@@ -153,7 +153,7 @@ def secure_join(root, unsafe_path, max_links=255):
     return root + "/" + "/".join(resolved) if resolved else root
 
 
-def reopen_dev_null():
+def reopen_dev_null() -> None:
     """Point fds 0-2 that are a /dev/null at this root's /dev/null, opened
     read-write (dup3 without O_CLOEXEC: they stay stdio across exec)."""
     try:
@@ -173,7 +173,7 @@ def reopen_dev_null():
         os.close(fd)
 
 
-def _mkdir_all(path, mode=0o755):
+def _mkdir_all(path, mode: int=0o755):
     try:
         os.makedirs(path, mode, exist_ok=True)
     except FileExistsError:
@@ -219,8 +219,8 @@ def _statvfs_locked_flags(path):
 class RootfsBuilder:
     """Builds one container's filesystem view.  ``sc`` is the syscall interface."""
 
-    def __init__(self, sc, config, rootfs, *, has_mount_ns=True, in_user_ns=False,
-                 cgroup_mounts=None, cgroup_ns=False, cgroup_v2=False):
+    def __init__(self, sc, config, rootfs, *, has_mount_ns: bool=True, in_user_ns: bool=False,
+                 cgroup_mounts=None, cgroup_ns: bool=False, cgroup_v2: bool=False) -> None:
         self.sc = sc
         self.config = config
         self.rootfs = rootfs
@@ -236,7 +236,7 @@ class RootfsBuilder:
         self.mounted = []  # host-side paths we mounted (for cleanup without mount ns)
 
     # -- step 1 ------------------------------------------------------------
-    def prepare_root(self):
+    def prepare_root(self) -> None:
         sc = self.sc
         if self.has_mount_ns:
             prop = self.linux.get("rootfsPropagation") or ""
@@ -252,7 +252,7 @@ class RootfsBuilder:
         sc.mount(self.rootfs, self.rootfs, "bind", C.MS_BIND | C.MS_REC)
         self.mounted.append(self.rootfs)
 
-    def _make_parent_private(self, path):
+    def _make_parent_private(self, path) -> None:
         """pivot_root refuses a new root whose parent mount is shared; make the
         mount holding the rootfs private (in our namespace only)."""
         mnt = _mount_point_of(path)
@@ -371,7 +371,7 @@ class RootfsBuilder:
             if opts.flags & ~(C.MS_BIND | C.MS_REC):
                 self._bind_remount(dest, opts.flags | C.MS_BIND)
 
-    def _mount_tmpfs_copyup(self, source, dest, opts):
+    def _mount_tmpfs_copyup(self, source, dest, opts) -> None:
         import shutil
         import tempfile
 
@@ -394,7 +394,7 @@ class RootfsBuilder:
             except OSError:
                 pass
 
-    def _mount_cgroup(self, dest, opts):
+    def _mount_cgroup(self, dest, opts) -> None:
         """/sys/fs/cgroup inside the container.
 
         v2: one cgroup2 mount (its root is the container's cgroup when there is a
@@ -439,7 +439,7 @@ class RootfsBuilder:
                      | C.MS_NODEV | C.MS_NOEXEC)
 
     # -- step 3 ------------------------------------------------------------
-    def create_devices(self):
+    def create_devices(self) -> None:
         if self.dev_is_bind:
             return
         dev = secure_join(self.rootfs, "/dev")
@@ -466,7 +466,7 @@ class RootfsBuilder:
                 os.symlink("pts/ptmx", ptmx)
         _mkdir_all(self.rootfs + "/dev/shm", 0o1777)
 
-    def create_device(self, d):
+    def create_device(self, d) -> None:
         path = secure_join(self.rootfs, clean_path(d["path"]))
         _mkdir_all(os.path.dirname(path))
         kind = d["type"]
@@ -490,7 +490,7 @@ class RootfsBuilder:
         self.sc.chown(path, d.get("uid", 0), d.get("gid", 0))
 
     # -- step 5 ------------------------------------------------------------
-    def enter(self, no_pivot=False):
+    def enter(self, no_pivot: bool=False) -> None:
         """Make the rootfs the process's "/"; then stdio on the host's /dev/null
         moves to the container's (runc's reOpenDevNull): no fd of a host mount
         stays open in the container, and the fds are read-write as under runc."""
@@ -498,7 +498,7 @@ class RootfsBuilder:
         if not self.dev_is_bind:
             reopen_dev_null()
 
-    def _jail(self, no_pivot):
+    def _jail(self, no_pivot) -> None:
         sc = self.sc
         root = self.rootfs
         if not self.has_mount_ns:
@@ -528,7 +528,7 @@ class RootfsBuilder:
         os.chdir("/")
 
     # -- step 6 (after pivot; paths are the container's) ------------------
-    def finalize(self):
+    def finalize(self) -> None:
         linux = self.linux
         if self.dev_readonly:
             self.sc.mount(None, "/dev", None, C.MS_REMOUNT | C.MS_RDONLY

@@ -110,7 +110,7 @@ class Filter:
 
     __slots__ = ("uses_notify", "skipped", "skipped_archs", "_ctx")
 
-    def __init__(self, ctx, uses_notify, skipped=(), skipped_archs=()):
+    def __init__(self, ctx, uses_notify, skipped=(), skipped_archs=()) -> None:
         self._ctx = ctx
         self.uses_notify = uses_notify
         self.skipped = tuple(skipped)
@@ -138,7 +138,7 @@ class Filter:
             raise ProcessSetupError(f"seccomp filter loaded but it has no notify fd: {e}",
                                     errno=_library_errno(e)) from None
 
-    def export_pfc(self, file):
+    def export_pfc(self, file) -> None:
         """libseccomp's readable listing of the filter (for debugging and tests)."""
         self._ctx.export_pfc(file)
 
@@ -155,7 +155,7 @@ def _library_errno(exc):
         return None
 
 
-def _binding(path="linux.seccomp"):
+def _binding(path: str="linux.seccomp"):
     try:
         import seccomp
     except ImportError:
@@ -321,7 +321,7 @@ def compile_filter(spec):
     return Filter(ctx, notify_at is not None, skipped, foreign)
 
 
-def _resolvable(sc, ctx, name):
+def _resolvable(sc, ctx, name) -> bool:
     """Whether any architecture of the filter knows the name."""
     for attr in ARCHS.values():
         arch = getattr(sc.Arch, attr, None)
@@ -348,7 +348,7 @@ def _arch(sc, name, path):
     return arch
 
 
-def _set_flag(sc, ctx, flag):
+def _set_flag(sc, ctx, flag) -> bool:
     attr = getattr(sc.Attr, FLAGS[flag], None)
     if attr is None:
         return False
@@ -432,7 +432,7 @@ def features():
     }
 
 
-def _action_supported(sc, name):
+def _action_supported(sc, name) -> bool:
     """libseccomp checks an action against the kernel when a rule uses it."""
     try:
         action = _action(sc, name, None, "", "")

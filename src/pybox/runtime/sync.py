@@ -25,7 +25,7 @@ class ChannelClosed(PyboxError):
 class Channel:
     """One end of the socketpair."""
 
-    def __init__(self, sock):
+    def __init__(self, sock) -> None:
         self.sock = sock
         self._fds = []  # fds received with the current message
 
@@ -38,7 +38,7 @@ class Channel:
         a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         return Channel(a), Channel(b)
 
-    def send(self, msg_type, fds=(), **fields):
+    def send(self, msg_type, fds=(), **fields) -> None:
         import _socket
 
         fields["type"] = msg_type
@@ -86,7 +86,7 @@ class Channel:
             raise PyboxError(f"protocol error: expected {kind!r}, got {msg.get('type')!r}")
         return msg
 
-    def close(self):
+    def close(self) -> None:
         if self.sock is not None:
             try:
                 self.sock.close()
@@ -94,7 +94,7 @@ class Channel:
                 pass
             self.sock = None
 
-    def send_error(self, exc):
+    def send_error(self, exc) -> None:
         """Report an exception to the parent: class name, message and errno."""
         errno = getattr(exc, "errno", None)
         try:

@@ -43,7 +43,7 @@ def open_pty():
     return master, slave, path
 
 
-def setup_console(console_sock, process, sc=None):
+def setup_console(console_sock, process, sc=None) -> None:
     """In the container (after pivot_root, before dropping privileges): make a
     pty, hand its master to ``console_sock``, and make the slave our controlling
     terminal and stdio.  The caller must already be a session leader.
@@ -76,7 +76,7 @@ def setup_console(console_sock, process, sc=None):
         os.close(slave)
 
 
-def _mount_console(sc, slave_path):
+def _mount_console(sc, slave_path) -> None:
     """/dev/console: an empty file (mode 0666, kept if already there) with the
     pty slave bind-mounted on it."""
     old = os.umask(0)
@@ -102,7 +102,7 @@ def receive_master(sock):
     raise ProcessSetupError("no terminal master received from the container")
 
 
-def copy_window_size(src_fd, dst_fd):
+def copy_window_size(src_fd, dst_fd) -> None:
     import fcntl
 
     try:
@@ -117,7 +117,7 @@ class Relay:
     Puts a terminal stdin into raw mode (keys such as ctrl-C travel to the
     container's line discipline) and restores it afterwards."""
 
-    def __init__(self, master):
+    def __init__(self, master) -> None:
         self.master = master
         self._saved = None
 
@@ -144,13 +144,13 @@ class Relay:
         _signal.signal(_signal.SIGWINCH, lambda *_: copy_window_size(0, self.master))
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         if self._saved is not None:
             import termios
 
             termios.tcsetattr(0, termios.TCSAFLUSH, self._saved)
 
-    def run(self):
+    def run(self) -> None:
         """Relay until the pty's slave side is closed by every process."""
         import select
 
@@ -184,7 +184,7 @@ class Relay:
                     _write_all(self.master, data)
 
 
-def _write_all(fd, data):
+def _write_all(fd, data) -> None:
     while data:
         n = os.write(fd, data)
         data = data[n:]

@@ -25,7 +25,7 @@ def _only_own(mappings, own):
     return len(mappings) == 1 and mappings[0]["hostID"] == own and mappings[0]["size"] == 1
 
 
-def write_id_maps(pid, linux):
+def write_id_maps(pid, linux) -> None:
     uid_maps = linux.get("uidMappings") or []
     gid_maps = linux.get("gidMappings") or []
     if os.geteuid() == 0:

@@ -199,7 +199,7 @@ class Cli:
     """What every command gets: the daemon address, a lazily made API client,
     and the output streams."""
 
-    def __init__(self, host=None, debug=False):
+    def __init__(self, host=None, debug: bool=False) -> None:
         from_env = os.environ.get("PYBOX_HOST") or None
         self.explicit_host = bool(host or from_env)
         self.host = host or from_env or "unix:///run/pybox/pybox.sock"
@@ -218,14 +218,14 @@ class Cli:
         return self._client
 
     @staticmethod
-    def out(text):
+    def out(text) -> None:
         sys.stdout.write(text)
 
     @staticmethod
-    def err(text):
+    def err(text) -> None:
         sys.stderr.write(text)
 
-    def flush(self):
+    def flush(self) -> None:
         try:
             sys.stdout.flush()
         except BrokenPipeError:

@@ -110,7 +110,7 @@ def parse_host(host):
 class Connection:
     """One HTTP/1.1 connection on a unix socket, with its read buffer."""
 
-    def __init__(self, path, timeout=None):
+    def __init__(self, path, timeout=None) -> None:
         from pybox.linux.unixsock import call
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
@@ -125,12 +125,12 @@ class Connection:
         self.buf = bytearray()
         self.reused = False
 
-    def close(self):
+    def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
 
-    def sendall(self, data):
+    def sendall(self, data) -> None:
         self.sock.sendall(data, _SEND_FLAGS)
 
     def fill(self):
@@ -183,7 +183,7 @@ class Response:
     """A response whose body is read lazily: ``read()``, ``json()``,
     ``iter_body()`` (pieces as they arrive), ``iter_lines()``, ``iter_json()``."""
 
-    def __init__(self, client, conn, method, status, reason, headers):
+    def __init__(self, client, conn, method, status, reason, headers) -> None:
         self.client = client
         self.conn = conn
         self.status = status
@@ -203,7 +203,7 @@ class Response:
         if self._mode == "none" or (self._mode == "length" and self._remaining == 0):
             self._finish()
 
-    def _finish(self):
+    def _finish(self) -> None:
         if self.done:
             return
         self.done = True
@@ -213,7 +213,7 @@ class Response:
             self.conn.close()
         self.conn = None
 
-    def close(self):
+    def close(self) -> None:
         """Abandon the rest of the body (the connection is not reused)."""
         if not self.done:
             self.done = True
@@ -294,7 +294,7 @@ class RawStream:
     """The socket after a ``101 UPGRADED``: a raw byte pipe in both directions.
     ``initial`` holds bytes that arrived with the response head."""
 
-    def __init__(self, sock, initial=b""):
+    def __init__(self, sock, initial: bytes=b"") -> None:
         self.sock = sock
         self.initial = bytes(initial)
 
@@ -307,17 +307,17 @@ class RawStream:
             return data
         return self.sock.recv(65536)
 
-    def sendall(self, data):
+    def sendall(self, data) -> None:
         self.sock.sendall(data, _SEND_FLAGS)
 
-    def close_write(self):
+    def close_write(self) -> None:
         """Half-close: the daemon reads EOF on stdin and keeps sending output."""
         try:
             self.sock.shutdown(_socket.SHUT_WR)
         except OSError:
             pass
 
-    def close(self):
+    def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -327,7 +327,7 @@ class APIClient:
     """The Engine API at one unix socket.  Connections are opened on demand and
     pooled; the first request negotiates the API version with ``/_ping``."""
 
-    def __init__(self, host=DEFAULT_HOST, *, version=None, connect_hook=None):
+    def __init__(self, host=DEFAULT_HOST, *, version=None, connect_hook=None) -> None:
         self.host = host
         self.path = parse_host(host)
         self._fixed_version = version
@@ -358,13 +358,13 @@ class APIClient:
             return conn
         return self._connect()
 
-    def _release(self, conn):
+    def _release(self, conn) -> None:
         if conn.sock is not None and not conn.buf:
             self._pool.append(conn)
         else:
             conn.close()
 
-    def close(self):
+    def close(self) -> None:
         while self._pool:
             self._pool.pop().close()
 
@@ -444,7 +444,7 @@ class APIClient:
             return Response(self, conn, method, status, reason, resp_headers)
 
     def request(self, method, path, *, query=None, body=None, json=None, headers=None,
-                versioned=True, check=True):
+                versioned: bool=True, check: bool=True):
         """One request; raises DaemonError for a status >= 400 when ``check``.
         ``body``: bytes, or an iterable/file of bytes sent chunked; ``json``: an
         object sent as application/json."""
@@ -492,7 +492,7 @@ class APIClient:
         raise DaemonError(status, f"unable to upgrade to tcp, received {status}")
 
 
-def _send_chunked(conn, body):
+def _send_chunked(conn, body) -> None:
     chunks = body if not hasattr(body, "read") else _file_chunks(body)
     for chunk in chunks:
         if chunk:

@@ -5,15 +5,15 @@ from pybox.cli.pybox.client import path_escape
 from pybox.errors import ClientError, DaemonError, ExitStatus
 
 
-def container_path(name, suffix=""):
+def container_path(name, suffix: str="") -> str:
     return f"/containers/{path_escape(name)}{suffix}"
 
 
-def image_path(name, suffix=""):
+def image_path(name, suffix: str="") -> str:
     return f"/images/{path_escape(name)}{suffix}"
 
 
-def for_each(cli, names, action, fail_summary=None):
+def for_each(cli, names, action, fail_summary=None) -> int:
     """Run ``action(name)`` for every name; print the name (or what ``action``
     returns, if a string) on success and ``Error response from daemon: ...`` on
     failure, as docker's stop/kill/rm/pause do; exit 1 if any failed."""
@@ -44,14 +44,14 @@ def parse_filters(items):
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
-            raise ClientError(f"bad format of filter (expected name=value)", exit_status=125)
+            raise ClientError("bad format of filter (expected name=value)", exit_status=125)
         filters.setdefault(key.strip().lower(), {})[value] = True
     from pybox.oci import fastjson
     ordered = {k: {v: True for v in sorted(filters[k])} for k in sorted(filters)}
     return fastjson.dumps(ordered)
 
 
-def print_json_stream(cli, resp, to_stderr=False):
+def print_json_stream(cli, resp, to_stderr: bool=False):
     """A JSON-messages stream (pull, import, load): print status/stream lines,
     raise on an error message.  Returns the last message."""
     write = cli.err if to_stderr else cli.out
@@ -99,7 +99,7 @@ def split_reference(ref):
     return domain, path, tag, (digest if at else None)
 
 
-def normalized_name(ref):
+def normalized_name(ref) -> str:
     domain, path, _, _ = split_reference(ref)
     return f"{domain}/{path}"
 
@@ -111,7 +111,7 @@ def familiar_repository(domain, path):
     return f"{domain}/{path}"
 
 
-def familiar_name(ref):
+def familiar_name(ref) -> str:
     """``docker.io/library/busybox:latest`` -> ``busybox:latest``."""
     domain, path, tag, digest = split_reference(ref)
     name = familiar_repository(domain, path)
@@ -135,7 +135,7 @@ def drain_json_stream(resp):
             raise ClientError(detail.get("message") or message.get("error"))
 
 
-def pull_image(cli, ref, platform=None, quiet=False, to_stderr=False, all_tags=False):
+def pull_image(cli, ref, platform=None, quiet: bool=False, to_stderr: bool=False, all_tags: bool=False) -> None:
     """``POST /images/create`` for ``ref`` with the stored credentials for its
     registry; ``all_tags``: ``fromImage`` without a tag (every tag)."""
     domain, path, tag, digest = split_reference(ref)

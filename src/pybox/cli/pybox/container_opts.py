@@ -21,7 +21,7 @@ VALID_ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue",
                  "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
 
 
-def add_create_flags(fs):
+def add_create_flags(fs) -> None:
     """The flags create and run share (docker's containerOptions)."""
     a = fs.add
     # identity and process
@@ -151,7 +151,7 @@ def add_create_flags(fs):
 def _attach_value(value):
     low = value.lower()
     if low not in ("stdin", "stdout", "stderr"):
-        raise ValueError(f"valid streams are STDIN, STDOUT and STDERR")
+        raise ValueError("valid streams are STDIN, STDOUT and STDERR")
     return low
 
 
@@ -215,7 +215,7 @@ def parse_ulimit(value):
     return {"Name": name, "Hard": hard, "Soft": soft}
 
 
-def _bool_option(key, value):
+def _bool_option(key, value) -> bool:
     if value == "":
         return True
     low = value.lower()
@@ -555,7 +555,7 @@ def _check_mode(value, flag, allowed_prefixes, allowed):
                     else "--userns: invalid USER mode")
 
 
-def _endpoint(ipv4="", ipv6="", aliases=None, links=None, mac=""):
+def _endpoint(ipv4: str="", ipv6: str="", aliases=None, links=None, mac: str=""):
     ipam = None
     if ipv4 or ipv6:
         ipam = {}
@@ -570,8 +570,8 @@ def _endpoint(ipv4="", ipv6="", aliases=None, links=None, mac=""):
             "DNSNames": None}
 
 
-def build_create_body(opts, api_version="1.44", environ=None, console_size=None,
-                      detach=False):
+def build_create_body(opts, api_version: str="1.44", environ=None, console_size=None,
+                      detach: bool=False):
     """-> (query for /containers/create, JSON body).
 
     ``opts``: the parsed flags; ``opts.args`` = [IMAGE, COMMAND...].
@@ -644,7 +644,7 @@ def build_create_body(opts, api_version="1.44", environ=None, console_size=None,
         raise FlagError("--cgroupns: invalid CGROUP mode")
     if opts.ipc not in ("", "none", "private", "shareable", "host") and \
             not opts.ipc.startswith("container:"):
-        raise FlagError(f"--ipc: invalid IPC mode")
+        raise FlagError("--ipc: invalid IPC mode")
     restart = parse_restart(opts.restart)
     log_config = {"Type": opts.log_driver, "Config": {}}
     for item in opts.log_opt:

@@ -10,14 +10,20 @@ create -> attach (101) -> wait (headers first) -> start -> resize -> copy loop
 
 import os
 
-from pybox.cli.pybox.common import (container_path, for_each, is_no_such_image,
-                                    parse_filters, pull_image, familiar_name)
+from pybox.cli.pybox.common import (
+    container_path,
+    familiar_name,
+    for_each,
+    is_no_such_image,
+    parse_filters,
+    pull_image,
+)
 from pybox.cli.pybox.flags import FlagSet
 from pybox.errors import ClientError, DaemonError, ExitStatus, FlagError
 
 
 # -- exit codes ------------------------------------------------------------------------
-def start_error_status(message):
+def start_error_status(message) -> int:
     """docker's runStartContainerErr: the start error's text picks the exit code
     (127 not found, 126 cannot be invoked, else 125)."""
     text = message
@@ -31,7 +37,7 @@ def start_error_status(message):
     return 125
 
 
-def run_error(command, err, status=125):
+def run_error(command, err, status: int=125):
     """``pybox: <error>\\n\\nRun 'pybox run --help' ...`` with exit 125 (run/create)."""
     return ClientError(f"pybox: {err}\n\nRun '{command} --help' for more information",
                        exit_status=status)
@@ -70,7 +76,7 @@ def _create_flagset(command, run):
     return fs
 
 
-def _create(cli, command, opts, console_size=None, detach=False, run=True):
+def _create(cli, command, opts, console_size=None, detach: bool=False, run: bool=True):
     """create (with a pull on 'No such image' as docker does); -> (id, body).
     Bad flag values are ``pybox: ...`` + help hint, 125, for both commands; a
     daemon error is that too for run, but plain with exit 1 for create (what
@@ -120,7 +126,7 @@ def _create(cli, command, opts, console_size=None, detach=False, run=True):
     return container_id, body
 
 
-def cmd_create(cli, argv, command):
+def cmd_create(cli, argv, command) -> int:
     opts = _create_flagset(command, run=False).parse(argv)
     container_id, _ = _create(cli, command, opts, run=False)
     cli.out(container_id + "\n")
@@ -128,8 +134,7 @@ def cmd_create(cli, argv, command):
 
 
 def cmd_run(cli, argv, command):
-    from pybox.cli.pybox.session import (DEFAULT_DETACH_KEYS, detach_key_bytes, is_terminal,
-                                         terminal_size)
+    from pybox.cli.pybox.session import DEFAULT_DETACH_KEYS, detach_key_bytes, is_terminal, terminal_size
     opts = _create_flagset(command, run=True).parse(argv)
     keys = None
     if opts.tty and not opts.detach:
@@ -164,7 +169,7 @@ def cmd_run(cli, argv, command):
     return _exit(status)
 
 
-def _exit(status):
+def _exit(status) -> int:
     if status:
         raise ExitStatus(status)
     return 0
@@ -172,12 +177,19 @@ def _exit(status):
 
 def _attached_session(cli, container_id, *, tty, stdin, stdout, stderr, condition,
                       sig_proxy, detach_keys, detach_keys_query=None, start_error=None,
-                      wait_on_start_failure=False, detach_result=0, start=True,
-                      waiter=None, resize_plus_one=False):
+                      wait_on_start_failure: bool=False, detach_result: int=0, start: bool=True,
+                      waiter=None, resize_plus_one: bool=False):
     """The attached part of run / start -a / attach.  Returns the exit status
     (the wait's StatusCode, or ``detach_result`` after the detach keys)."""
-    from pybox.cli.pybox.session import (PROXIED, RawTerminal, SignalCatcher, is_terminal,
-                                         pump, signal_name, terminal_size)
+    from pybox.cli.pybox.session import (
+        PROXIED,
+        RawTerminal,
+        SignalCatcher,
+        is_terminal,
+        pump,
+        signal_name,
+        terminal_size,
+    )
     client = cli.client
     cid_path = container_path(container_id)
     stream = None
@@ -201,7 +213,7 @@ def _attached_session(cli, container_id, *, tty, stdin, stdout, stderr, conditio
         if names:
             signals = SignalCatcher(names)
 
-        def resize(plus_one=False):
+        def resize(plus_one: bool=False) -> None:
             size = terminal_size(1)
             if not size:
                 return
@@ -214,7 +226,7 @@ def _attached_session(cli, container_id, *, tty, stdin, stdout, stderr, conditio
                 except ClientError:
                     pass
 
-        def on_signals(numbers):
+        def on_signals(numbers) -> None:
             for num in numbers:
                 name = signal_name(num)
                 if name == "WINCH" and tty and stdout_tty:
@@ -291,7 +303,7 @@ def cmd_start(cli, argv, command):
             detach_keys_query=opts.detach_keys or None, detach_result=0)
         return _exit(status)
 
-    def start(name):
+    def start(name) -> None:
         client.request("POST", container_path(name, "/start")).read()
     return for_each(cli, opts.args, start, fail_summary="failed to start containers")
 
@@ -360,11 +372,11 @@ def _simple(cli, argv, command, summary, action, setup=None):
 
 
 def cmd_stop(cli, argv, command):
-    def setup(fs):
+    def setup(fs) -> None:
         fs.add("time", "t", "int", help="Seconds to wait before killing the container")
         fs.add("signal", "s", help="Signal to send to the container")
 
-    def stop(client, name, opts):
+    def stop(client, name, opts) -> None:
         query = {"t": opts.time if opts.given("time") else None,
                  "signal": opts.signal or None}
         client.request("POST", container_path(name, "/stop"), query=query).read()
@@ -372,11 +384,11 @@ def cmd_stop(cli, argv, command):
 
 
 def cmd_restart(cli, argv, command):
-    def setup(fs):
+    def setup(fs) -> None:
         fs.add("time", "t", "int", help="Seconds to wait before killing the container")
         fs.add("signal", "s", help="Signal to send to the container")
 
-    def restart(client, name, opts):
+    def restart(client, name, opts) -> None:
         query = {"t": opts.time if opts.given("time") else None,
                  "signal": opts.signal or None}
         client.request("POST", container_path(name, "/restart"), query=query).read()
@@ -384,10 +396,10 @@ def cmd_restart(cli, argv, command):
 
 
 def cmd_kill(cli, argv, command):
-    def setup(fs):
+    def setup(fs) -> None:
         fs.add("signal", "s", help="Signal to send to the container")
 
-    def kill(client, name, opts):
+    def kill(client, name, opts) -> None:
         client.request("POST", container_path(name, "/kill"),
                        query={"signal": opts.signal or None}).read()
     return _simple(cli, argv, command, "Kill one or more running containers", kill, setup)
@@ -406,7 +418,7 @@ def cmd_unpause(cli, argv, command):
 
 
 def cmd_rm(cli, argv, command):
-    def setup(fs):
+    def setup(fs) -> None:
         fs.add("force", "f", "bool", help="Force the removal of a running container (uses "
                                           "SIGKILL)")
         fs.add("volumes", "v", "bool", help="Remove anonymous volumes associated with the "
@@ -431,7 +443,7 @@ def cmd_wait(cli, argv, command):
 
 
 # -- ps ----------------------------------------------------------------------------------
-def cmd_ps(cli, argv, command):
+def cmd_ps(cli, argv, command) -> int:
     from pybox.cli.pybox import formatting
     fs = FlagSet(command, f"{command} [OPTIONS]", "List containers", max_args=0)
     fs.add("all", "a", "bool", help="Show all containers (default shows just running)")
@@ -460,7 +472,7 @@ def cmd_ps(cli, argv, command):
 
 
 # -- issue 7: rename, port, top, update, diff, export, commit, stats, cp, prune --------
-def cmd_rename(cli, argv, command):
+def cmd_rename(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} CONTAINER NEW_NAME", "Rename a container", exact_args=2)
     opts = fs.parse(argv)
     old, new = opts.args
@@ -470,7 +482,7 @@ def cmd_rename(cli, argv, command):
     return 0
 
 
-def cmd_port(cli, argv, command):
+def cmd_port(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} CONTAINER [PRIVATE_PORT[/PROTO]]",
                  "List port mappings or a specific mapping for the container", min_args=1,
                  max_args=2)
@@ -492,14 +504,14 @@ def cmd_port(cli, argv, command):
     return 0
 
 
-def _host_port(binding):
+def _host_port(binding) -> str:
     ip = binding.get("HostIp", "")
     if ":" in ip:
         ip = f"[{ip}]"
     return f"{ip}:{binding.get('HostPort', '')}"
 
 
-def cmd_top(cli, argv, command):
+def cmd_top(cli, argv, command) -> int:
     from pybox.cli.pybox.formatting import tabwrite
     fs = FlagSet(command, f"{command} CONTAINER [ps OPTIONS]",
                  "Display the running processes of a container", min_args=1,
@@ -514,8 +526,9 @@ def cmd_top(cli, argv, command):
 
 
 def cmd_update(cli, argv, command):
-    from pybox.cli.pybox.container_opts import parse_restart, _throttle_bps, _throttle_iops, \
-        _weight_device, parse_ulimit
+    from pybox.cli.pybox.container_opts import (
+        parse_restart,
+    )
     from pybox.cli.pybox.units import mem_swap_bytes, nano_cpus, ram_in_bytes
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER [CONTAINER...]",
                  "Update configuration of one or more containers", min_args=1)
@@ -555,14 +568,14 @@ def cmd_update(cli, argv, command):
         raise ClientError("you must provide one or more flags when using this command",
                           exit_status=1)
 
-    def update(name):
+    def update(name) -> None:
         resp = cli.client.request("POST", container_path(name, "/update"), json=body).json()
         for warning in (resp or {}).get("Warnings") or []:
             cli.err(f"{warning}\n")
     return for_each(cli, opts.args, update)
 
 
-def cmd_diff(cli, argv, command):
+def cmd_diff(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} CONTAINER",
                  "Inspect changes to files or directories on a container's filesystem",
                  exact_args=1)
@@ -579,8 +592,8 @@ def _write_stream(cli, resp, output, what):
     if not output or output == "-":
         if is_terminal(1):
             resp.close()
-            raise ClientError(f"cowardly refusing to save to a terminal. Use the -o flag or "
-                              f"redirect")
+            raise ClientError("cowardly refusing to save to a terminal. Use the -o flag or "
+                              "redirect")
         cli.flush()
         for data in resp.iter_body():
             write_all(1, data)
@@ -599,7 +612,7 @@ def _write_stream(cli, resp, output, what):
         raise ClientError(f"failed to save {what}: {err}") from None
 
 
-def cmd_export(cli, argv, command):
+def cmd_export(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER",
                  "Export a container's filesystem as a tar archive", exact_args=1)
     fs.add("output", "o", help="Write to a file, instead of STDOUT")
@@ -613,7 +626,7 @@ def cmd_export(cli, argv, command):
     return 0
 
 
-def cmd_commit(cli, argv, command):
+def cmd_commit(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
                  "Create a new image from a container's changes", min_args=1, max_args=2)
     fs.add("author", "a", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
@@ -646,7 +659,7 @@ def cmd_cp(cli, argv, command):
     return copy.run(cli, argv, command)
 
 
-def cmd_container_prune(cli, argv, command):
+def cmd_container_prune(cli, argv, command) -> int:
     from pybox.cli.pybox.units import human_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove all stopped containers",
                  max_args=0)
@@ -665,7 +678,7 @@ def cmd_container_prune(cli, argv, command):
     return 0
 
 
-def _confirm(cli, question):
+def _confirm(cli, question) -> bool:
     import sys
     cli.out(f"{question} [y/N] ")
     cli.flush()

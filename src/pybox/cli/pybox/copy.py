@@ -30,6 +30,7 @@ def _split(arg):
 
 def _stat(resp):
     import base64
+
     from pybox.oci import fastjson
     header = resp.headers.get("x-docker-container-path-stat")
     if not header:
@@ -60,7 +61,7 @@ def run(cli, argv, command):
     return _to_container(cli, src, dst_ctr, dst)
 
 
-def _from_container(cli, container, src, dst):
+def _from_container(cli, container, src, dst) -> int:
     import tarfile
     resp = cli.client.request("GET", container_path(container, "/archive"),
                               query={"path": src})
@@ -98,7 +99,7 @@ def _from_container(cli, container, src, dst):
     return 0
 
 
-def _to_container(cli, src, container, dst):
+def _to_container(cli, src, container, dst) -> int:
     import tarfile
     client = cli.client
     if src == "-":

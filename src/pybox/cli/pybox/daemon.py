@@ -36,8 +36,9 @@ def find_executable(name):
     return None
 
 
-def ping(socket_path, timeout=1.0):
+def ping(socket_path, timeout: float=1.0):
     import _socket
+
     from pybox.linux.unixsock import call
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -71,7 +72,7 @@ def _open_log():
     return os.devnull, open(os.devnull, "wb")
 
 
-def start_daemon(host):
+def start_daemon(host) -> bool:
     from pybox.cli.pybox.client import parse_host
     socket_path = parse_host(host)
     pyboxd = find_executable("pyboxd")

@@ -15,11 +15,19 @@ from pybox.cli.pybox.flags import FlagSet
 from pybox.errors import ClientError, ExitStatus
 
 
-def cmd_exec(cli, argv, command):
-    from pybox.cli.pybox.container_opts import env_value, parse_env_file
-    from pybox.cli.pybox.session import (DEFAULT_DETACH_KEYS, RawTerminal, SignalCatcher,
-                                         detach_key_bytes, is_terminal, pump, terminal_size)
+def cmd_exec(cli, argv, command) -> int:
     import os
+
+    from pybox.cli.pybox.container_opts import env_value, parse_env_file
+    from pybox.cli.pybox.session import (
+        DEFAULT_DETACH_KEYS,
+        RawTerminal,
+        SignalCatcher,
+        detach_key_bytes,
+        is_terminal,
+        pump,
+        terminal_size,
+    )
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER COMMAND [ARG...]",
                  "Execute a command in a running container", interspersed=False, min_args=2)
     fs.add("detach", "d", "bool", help="Detached mode: run command in the background")
@@ -75,7 +83,7 @@ def cmd_exec(cli, argv, command):
     signals = None
     stdout_tty = is_terminal(1)
 
-    def resize():
+    def resize() -> None:
         size = terminal_size(1)
         if size:
             try:

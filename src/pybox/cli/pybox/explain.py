@@ -10,7 +10,7 @@ from pybox.cli.pybox.flags import FlagSet
 from pybox.errors import ClientError, DaemonError
 
 
-def cmd_explain(cli, argv, command):
+def cmd_explain(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER",
                  "Show the namespaces, cgroups, mounts, processes and security settings "
                  "behind a container, as the kernel has them", exact_args=1)
@@ -33,7 +33,7 @@ def cmd_explain(cli, argv, command):
 
 
 # -- the text report ------------------------------------------------------------------
-def _table(rows, indent="  "):
+def _table(rows, indent: str="  "):
     if not rows:
         return []
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
@@ -44,7 +44,7 @@ def _table(rows, indent="  "):
     return out
 
 
-def _wrap_names(names, width=92, indent="      "):
+def _wrap_names(names, width: int=92, indent: str="      "):
     if not names:
         return [indent + "(none)"]
     lines, line = [], indent
@@ -162,7 +162,7 @@ def _process_tree(procs):
             roots.append(p)
     rows = [("HOST PID", "PID", "UID", "STATE", "COMMAND")]
 
-    def walk(p, prefix, last, top):
+    def walk(p, prefix, last, top) -> None:
         branch = "" if top else prefix + ("└─ " if last else "├─ ")
         command = " ".join(p["command"]) or f"[{p['name']}]"
         if len(command) > 60:

@@ -27,7 +27,7 @@ class Flag:
     __slots__ = ("name", "short", "kind", "default", "help", "convert", "dest", "metavar",
                  "hidden")
 
-    def __init__(self, name, short, kind, default, help, convert, metavar, hidden):
+    def __init__(self, name, short, kind, default, help, convert, metavar, hidden) -> None:
         self.name = name
         self.short = short
         self.kind = kind            # "bool", "string", "int", "list"
@@ -46,17 +46,17 @@ class Flag:
 class Options:
     """Parsed values as attributes, plus ``args`` and ``changed``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.args = []
         self.changed = set()
 
-    def given(self, name):
+    def given(self, name) -> bool:
         return name in self.changed
 
 
 class FlagSet:
-    def __init__(self, command, usage, description="", interspersed=True, min_args=0,
-                 max_args=None, exact_args=None, aliases=()):
+    def __init__(self, command, usage, description: str="", interspersed: bool=True, min_args: int=0,
+                 max_args=None, exact_args=None, aliases=()) -> None:
         self.command = command          # e.g. "pybox run"
         self.usage = usage              # e.g. "pybox run [OPTIONS] IMAGE [COMMAND] [ARG...]"
         self.description = description
@@ -68,8 +68,8 @@ class FlagSet:
         self.shorts = {}
         self.add("help", kind="bool", help="Print usage")
 
-    def add(self, name, short=None, kind="string", default=None, help="", convert=None,
-            metavar=None, hidden=False):
+    def add(self, name, short=None, kind: str="string", default=None, help: str="", convert=None,
+            metavar=None, hidden: bool=False):
         if default is None:
             default = {"bool": False, "int": 0, "list": None}.get(kind, "")
         flag = Flag(name, short, kind, default, help, convert, metavar, hidden)
@@ -232,6 +232,6 @@ class FlagSet:
 class HelpRequested(Exception):
     """``--help``: print the text to stdout and exit 0."""
 
-    def __init__(self, text):
+    def __init__(self, text) -> None:
         super().__init__(text)
         self.text = text

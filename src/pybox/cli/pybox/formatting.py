@@ -20,7 +20,7 @@ IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.
 HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
 
 
-def tabwrite(lines, minwidth=10, padding=3):
+def tabwrite(lines, minwidth: int=10, padding: int=3):
     """Go's text/tabwriter with docker's settings (minwidth 10, tabwidth 1,
     padding 3, padchar ' ', no flags).  Cells end with a tab; the last cell of a
     line is not part of a column.  Column blocks are runs of consecutive lines
@@ -28,7 +28,7 @@ def tabwrite(lines, minwidth=10, padding=3):
     rows = [line.split("\t") for line in lines]
     widths_for = [dict() for _ in rows]
 
-    def settle(start, end, col):
+    def settle(start, end, col) -> None:
         width = 0
         for r in range(start, end):
             width = max(width, _width(rows[r][col]))
@@ -128,7 +128,7 @@ class Row:
 class HeaderRow:
     """What a ``table`` template is executed on to make the header line."""
 
-    def __init__(self, headers):
+    def __init__(self, headers) -> None:
         self.headers = headers
 
     def field(self, name):
@@ -174,7 +174,7 @@ class ContainerRow(Row):
               "Status")
     Platform = None
 
-    def __init__(self, data, trunc=True, now=None):
+    def __init__(self, data, trunc: bool=True, now=None) -> None:
         self.c = data
         self.trunc = trunc
         self.now = now
@@ -320,7 +320,7 @@ class ImageRow(Row):
     FIELDS = ("Containers", "CreatedAt", "CreatedSince", "Digest", "ID", "Repository",
               "SharedSize", "Size", "Tag", "UniqueSize", "VirtualSize")
 
-    def __init__(self, data, repo, tag, digest, trunc=True, now=None):
+    def __init__(self, data, repo, tag, digest, trunc: bool=True, now=None) -> None:
         self.i = data
         self.repo = repo
         self.tag = tag
@@ -377,7 +377,7 @@ class ImageRow(Row):
         return "N/A" if n == -1 else human_size(self.i.get("Size", 0) - n)
 
 
-def image_rows(images, *, trunc=True, digests=False, show_all_tags=True, now=None):
+def image_rows(images, *, trunc: bool=True, digests: bool=False, show_all_tags: bool=True, now=None):
     """One row per repository:tag, docker's way: untagged images show ``<none>``;
     images are listed newest first."""
     rows = []
@@ -419,7 +419,7 @@ class HistoryRow(Row):
                "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
     FIELDS = ("Comment", "CreatedAt", "CreatedBy", "CreatedSince", "ID", "Size")
 
-    def __init__(self, data, trunc=True, human=True, now=None):
+    def __init__(self, data, trunc: bool=True, human: bool=True, now=None) -> None:
         self.h = data
         self.trunc = trunc
         self.human = human
@@ -458,7 +458,7 @@ class HistoryRow(Row):
 
 
 # -- inspect ------------------------------------------------------------------------
-def indent_raw_json(raw, indent="    "):
+def indent_raw_json(raw, indent: str="    "):
     """encoding/json's Indent on raw bytes: the daemon's own escaping and number
     spelling are kept (docker inspect prints the daemon's JSON re-indented, not
     re-encoded); empty objects and arrays stay ``{}``/``[]``."""

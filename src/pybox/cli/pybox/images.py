@@ -1,16 +1,22 @@
 """Image commands: images (image ls), import, load, save, tag, rmi, history,
 image inspect, pull, image prune."""
 
-import os
 import sys
 
-from pybox.cli.pybox.common import (for_each, image_path, normalized_name, parse_filters,
-                                    print_json_stream, pull_image, split_reference)
+from pybox.cli.pybox.common import (
+    for_each,
+    image_path,
+    normalized_name,
+    parse_filters,
+    print_json_stream,
+    pull_image,
+    split_reference,
+)
 from pybox.cli.pybox.flags import FlagSet
 from pybox.errors import ClientError
 
 
-def cmd_images(cli, argv, command):
+def cmd_images(cli, argv, command) -> int:
     from pybox.cli.pybox import formatting
     fs = FlagSet(command, f"{command} [OPTIONS] [REPOSITORY[:TAG]]", "List images",
                  max_args=1)
@@ -43,7 +49,7 @@ def cmd_images(cli, argv, command):
     return 0
 
 
-def cmd_import(cli, argv, command):
+def cmd_import(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
                  "Import the contents from a tarball to create a filesystem image",
                  min_args=1, max_args=2)
@@ -79,7 +85,7 @@ def cmd_import(cli, argv, command):
     return 0
 
 
-def cmd_load(cli, argv, command):
+def cmd_load(cli, argv, command) -> int:
     from pybox.cli.pybox.session import is_terminal
     fs = FlagSet(command, f"{command} [OPTIONS]", "Load an image from a tar archive or STDIN",
                  max_args=0)
@@ -112,7 +118,7 @@ def cmd_load(cli, argv, command):
     return 0
 
 
-def cmd_save(cli, argv, command):
+def cmd_save(cli, argv, command) -> int:
     from pybox.cli.pybox.containers import _write_stream
     from pybox.cli.pybox.session import is_terminal
     fs = FlagSet(command, f"{command} [OPTIONS] IMAGE [IMAGE...]",
@@ -129,8 +135,7 @@ def cmd_save(cli, argv, command):
     return 0
 
 
-def cmd_tag(cli, argv, command):
-    from pybox.cli.pybox.formatting import split_repo_tag
+def cmd_tag(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
                  "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", exact_args=2)
     opts = fs.parse(argv)
@@ -150,7 +155,7 @@ def cmd_rmi(cli, argv, command):
     fs.add("no-prune", kind="bool", help="Do not delete untagged parents")
     opts = fs.parse(argv)
 
-    def rmi(name):
+    def rmi(name) -> bool:
         query = {"force": 1 if opts.force else None, "noprune": 1 if opts.no_prune else None}
         items = cli.client.request("DELETE", image_path(name), query=query).json() or []
         for item in items:
@@ -162,7 +167,7 @@ def cmd_rmi(cli, argv, command):
     return for_each(cli, opts.args, rmi)
 
 
-def cmd_history(cli, argv, command):
+def cmd_history(cli, argv, command) -> int:
     from pybox.cli.pybox import formatting
     fs = FlagSet(command, f"{command} [OPTIONS] IMAGE", "Show the history of an image",
                  exact_args=1)
@@ -193,7 +198,7 @@ def cmd_image_inspect(cli, argv, command):
     return inspect_objects(cli, opts.args, opts.format, ("image",))
 
 
-def cmd_pull(cli, argv, command):
+def cmd_pull(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] NAME[:TAG|@DIGEST]",
                  "Download an image from a registry", exact_args=1)
     fs.add("all-tags", "a", "bool", help="Download all tagged images in the repository")
@@ -219,7 +224,7 @@ def cmd_pull(cli, argv, command):
     return 0
 
 
-def cmd_image_prune(cli, argv, command):
+def cmd_image_prune(cli, argv, command) -> int:
     from pybox.cli.pybox.containers import _confirm
     from pybox.cli.pybox.units import human_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove unused images", max_args=0)

@@ -6,7 +6,7 @@ from pybox.cli.pybox.common import container_path
 from pybox.cli.pybox.flags import FlagSet
 
 
-def cmd_logs(cli, argv, command):
+def cmd_logs(cli, argv, command) -> int:
     from pybox.cli.pybox.session import write_all
     from pybox.cli.pybox.stdcopy import Demuxer, StreamError
     from pybox.cli.pybox.units import timestamp_param

@@ -13,7 +13,7 @@ class NetworkRow:
                "CreatedAt": "CREATED AT"}
     FIELDS = ("CreatedAt", "Driver", "ID", "IPv6", "Internal", "Labels", "Name", "Scope")
 
-    def __init__(self, n, trunc=True):
+    def __init__(self, n, trunc: bool=True) -> None:
         self.n = n
         self.trunc = trunc
 
@@ -36,7 +36,7 @@ class NetworkRow:
         return {k: self.field(k) for k in self.FIELDS}
 
 
-def cmd_create(cli, argv, command):
+def cmd_create(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] NETWORK", "Create a network", exact_args=1)
     fs.add("driver", "d", default="bridge", help="Driver to manage the Network")
     fs.add("internal", kind="bool", help="Restrict external access to the network")
@@ -66,7 +66,7 @@ def cmd_create(cli, argv, command):
     return 0
 
 
-def cmd_ls(cli, argv, command):
+def cmd_ls(cli, argv, command) -> int:
     from pybox.cli.pybox.formatting import render_rows
     fs = FlagSet(command, f"{command} [OPTIONS]", "List networks", max_args=0)
     fs.add("filter", "f", "list", help="Provide filter values (e.g. \"driver=bridge\")")
@@ -101,7 +101,7 @@ def cmd_rm(cli, argv, command):
         "DELETE", f"/networks/{path_escape(name)}").read())
 
 
-def _connect(cli, argv, command, action):
+def _connect(cli, argv, command, action) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] NETWORK CONTAINER",
                  f"{action.title()} a container {'to' if action == 'connect' else 'from'} a "
                  "network", exact_args=2)
@@ -135,7 +135,7 @@ def cmd_disconnect(cli, argv, command):
     return _connect(cli, argv, command, "disconnect")
 
 
-def cmd_prune(cli, argv, command):
+def cmd_prune(cli, argv, command) -> int:
     from pybox.cli.pybox.containers import _confirm
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove all unused networks", max_args=0)
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")

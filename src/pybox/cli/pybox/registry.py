@@ -10,8 +10,14 @@ image's registry as ``X-Registry-Auth``."""
 
 import sys
 
-from pybox.cli.pybox.common import (drain_json_stream, familiar_repository, image_path,
-                                    print_json_stream, registry_auth, split_reference)
+from pybox.cli.pybox.common import (
+    drain_json_stream,
+    familiar_repository,
+    image_path,
+    print_json_stream,
+    registry_auth,
+    split_reference,
+)
 from pybox.cli.pybox.flags import FlagSet
 from pybox.errors import ClientError, DaemonError, RegistryError
 
@@ -30,7 +36,7 @@ def login_server(address):
     return domain, config_key(domain)
 
 
-def _prompt_credentials(cli, username, password, default_user=""):
+def _prompt_credentials(cli, username, password, default_user: str=""):
     """docker's PromptUserForCredentials: only on a terminal."""
     from pybox.cli.pybox.session import is_terminal
     if not is_terminal(0):
@@ -69,7 +75,7 @@ def _store(cli, config, domain, credentials):
         cli.err(UNENCRYPTED_WARNING.format(config.path) + "\n")
 
 
-def cmd_login(cli, argv, command):
+def cmd_login(cli, argv, command) -> int:
     from pybox.images.auth import Credentials, DockerConfig
     fs = FlagSet(command, f"{command} [OPTIONS] [SERVER]",
                  "Authenticate to a registry.\nDefaults to Docker Hub if no server is "
@@ -120,7 +126,7 @@ def cmd_login(cli, argv, command):
     return 0
 
 
-def cmd_logout(cli, argv, command):
+def cmd_logout(cli, argv, command) -> int:
     from pybox.images.auth import DockerConfig
     fs = FlagSet(command, f"{command} [SERVER]",
                  "Log out from a registry.\nIf no server is specified, the default is "
@@ -137,7 +143,7 @@ def cmd_logout(cli, argv, command):
     return 0
 
 
-def cmd_push(cli, argv, command):
+def cmd_push(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] NAME[:TAG]", "Upload an image to a registry",
                  exact_args=1)
     fs.add("all-tags", "a", "bool", help="Push all tags of an image to the repository")

@@ -21,9 +21,9 @@ streamer:
 ``enum`` (milliseconds of start-up on every ``pybox run``).
 """
 
+import _signal
 import os
 import select
-import _signal
 
 #: Signals the sig-proxy forwards: all catchable ones but SIGCHLD, SIGPIPE and
 #: SIGURG (docker's list: it catches everything and skips those three).
@@ -73,7 +73,7 @@ class DetachDetector:
     """moby/term's escape proxy: bytes that could start the key sequence are held
     back; a complete sequence means 'detach'; a broken one releases them."""
 
-    def __init__(self, keys):
+    def __init__(self, keys) -> None:
         self.keys = keys
         self.matched = 0
 
@@ -123,7 +123,7 @@ class RawTerminal:
     editing, no signals from keys, no output processing, 8-bit, byte at a time);
     ``restore()`` is idempotent, so every exit path can call it."""
 
-    def __init__(self, fd):
+    def __init__(self, fd) -> None:
         import termios
         self.fd = fd
         self.saved = termios.tcgetattr(fd)
@@ -139,7 +139,7 @@ class RawTerminal:
         attrs[6][termios.VTIME] = 0
         termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
-    def restore(self):
+    def restore(self) -> None:
         if self.saved is not None:
             import termios
             try:
@@ -153,7 +153,7 @@ class RawTerminal:
 class SignalCatcher:
     """Catch ``names``; the handlers only queue the number and wake the loop."""
 
-    def __init__(self, names):
+    def __init__(self, names) -> None:
         self.pending = []
         self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.previous_wakeup = _signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
@@ -167,7 +167,7 @@ class SignalCatcher:
             except (OSError, ValueError, RuntimeError):
                 pass
 
-    def _handler(self, signum, frame):
+    def _handler(self, signum, frame) -> None:
         self.pending.append(signum)
 
     def take(self):
@@ -179,7 +179,7 @@ class SignalCatcher:
         taken, self.pending = self.pending, []
         return taken
 
-    def close(self):
+    def close(self) -> None:
         for num, handler in self.previous.items():
             try:
                 _signal.signal(num, handler)
@@ -194,15 +194,15 @@ class SignalCatcher:
 
 
 # -- the copy loop ------------------------------------------------------------------
-def write_all(fd, data):
+def write_all(fd, data) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
         view = view[n:]
 
 
-def pump(stream, *, tty, stdin_fd=None, stdout_fd=1, stderr_fd=2, detach_keys=None,
-         signals=None, on_signals=None):
+def pump(stream, *, tty, stdin_fd=None, stdout_fd: int=1, stderr_fd: int=2, detach_keys=None,
+         signals=None, on_signals=None) -> str:
     """Copy until the output ends.  Returns "eof" or "detached".
 
     ``stream``: a client.RawStream.  ``stdin_fd``: None when stdin is not
@@ -218,7 +218,7 @@ def pump(stream, *, tty, stdin_fd=None, stdout_fd=1, stderr_fd=2, detach_keys=No
     sock_fd = stream.fileno()
     stdout_ok = True
 
-    def emit(data):
+    def emit(data) -> None:
         nonlocal stdout_ok
         if demux is None:
             if stdout_ok:

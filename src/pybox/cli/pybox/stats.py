@@ -22,7 +22,7 @@ class StatsRow(Row):
     FIELDS = ("BlockIO", "CPUPerc", "Container", "ID", "MemPerc", "MemUsage", "Name",
               "NetIO", "PIDs")
 
-    def __init__(self, ident, name, s, trunc=True):
+    def __init__(self, ident, name, s, trunc: bool=True) -> None:
         self.ident = ident
         self.s = s or {}
         self.name = name
@@ -41,21 +41,21 @@ class StatsRow(Row):
         return (self.s.get("name") or self.name or "").lstrip("/") or "--"
 
     @property
-    def CPUPerc(self):
+    def CPUPerc(self) -> str:
         return f"{cpu_percent(self.s):.2f}%"
 
     @property
-    def MemUsage(self):
+    def MemUsage(self) -> str:
         used, limit = memory_usage(self.s)
         return f"{bytes_size(used)} / {bytes_size(limit)}"
 
     @property
-    def MemPerc(self):
+    def MemPerc(self) -> str:
         used, limit = memory_usage(self.s)
         return f"{(used / limit * 100.0) if limit else 0.0:.2f}%"
 
     @property
-    def NetIO(self):
+    def NetIO(self) -> str:
         rx = tx = 0
         for net in (self.s.get("networks") or {}).values():
             rx += net.get("rx_bytes", 0)
@@ -63,7 +63,7 @@ class StatsRow(Row):
         return f"{human_size(rx)} / {human_size(tx)}"
 
     @property
-    def BlockIO(self):
+    def BlockIO(self) -> str:
         read = write = 0
         for entry in (self.s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []:
             op = (entry.get("op") or "").lower()
@@ -102,7 +102,7 @@ def memory_usage(s):
     return usage, mem.get("limit", 0)
 
 
-def run(cli, argv, command):
+def run(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] [CONTAINER...]",
                  "Display a live stream of container(s) resource usage statistics")
     fs.add("all", "a", "bool", help="Show all containers (default shows just running)")

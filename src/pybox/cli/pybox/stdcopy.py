@@ -20,7 +20,7 @@ class Demuxer:
     """Incremental: ``feed(bytes)`` returns the complete frames seen so far as
     ``[(stream, payload), ...]``; a partial frame waits for the next feed."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buf = bytearray()
 
     def feed(self, data):

@@ -16,7 +16,7 @@ _KINDS = {
 }
 
 
-def inspect_objects(cli, names, fmt, kinds):
+def inspect_objects(cli, names, fmt, kinds) -> int:
     """docker's inspect: each name looked up as each kind in turn; the raw JSON
     re-indented (or a template per object); missing ones -> ``Error: No such
     object: X`` on stderr, ``[]`` still printed, exit 1."""
@@ -130,7 +130,7 @@ def _version_text(client_info, server):
     return "\n".join(lines) + "\n"
 
 
-def cmd_version(cli, argv, command):
+def cmd_version(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "Show the pybox version information",
                  max_args=0)
     fs.add("format", "f", help="Format output using a custom template")
@@ -157,7 +157,7 @@ def cmd_version(cli, argv, command):
     return 0
 
 
-def cmd_info(cli, argv, command):
+def cmd_info(cli, argv, command) -> int:
     from pybox.cli.pybox import templates
     from pybox.cli.pybox.units import bytes_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Display system-wide information",
@@ -208,11 +208,12 @@ def cmd_info(cli, argv, command):
     return 0
 
 
-def cmd_events(cli, argv, command):
+def cmd_events(cli, argv, command) -> int:
+    import time
+
     from pybox.cli.pybox.common import parse_filters
     from pybox.cli.pybox.templates import Template
     from pybox.cli.pybox.units import timestamp_param
-    import time
     fs = FlagSet(command, f"{command} [OPTIONS]", "Get real time events from the server",
                  max_args=0)
     fs.add("filter", "f", "list", help="Filter output based on conditions provided")
@@ -252,7 +253,7 @@ def cmd_events(cli, argv, command):
     return 0
 
 
-def cmd_df(cli, argv, command):
+def cmd_df(cli, argv, command) -> int:
     from pybox.cli.pybox.formatting import tabwrite
     from pybox.cli.pybox.units import human_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Show pybox disk usage", max_args=0)
@@ -294,7 +295,7 @@ def cmd_df(cli, argv, command):
     return 0
 
 
-def cmd_system_prune(cli, argv, command):
+def cmd_system_prune(cli, argv, command) -> int:
     from pybox.cli.pybox.containers import _confirm
     from pybox.cli.pybox.units import human_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove unused data", max_args=0)

@@ -18,12 +18,12 @@ from pybox.errors import ClientError
 
 
 class TemplateError(ClientError):
-    def __init__(self, message):
+    def __init__(self, message) -> None:
         super().__init__(f"template: {message}", exit_status=1)
 
 
 class _Missing:
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<no value>"
 
 
@@ -153,17 +153,17 @@ class Node:
 
 
 class Text(Node):
-    def __init__(self, text):
+    def __init__(self, text) -> None:
         self.text = text
 
 
 class Action(Node):
-    def __init__(self, pipe):
+    def __init__(self, pipe) -> None:
         self.pipe = pipe
 
 
 class If(Node):
-    def __init__(self, kind, pipe):
+    def __init__(self, kind, pipe) -> None:
         self.kind = kind          # "if", "with", "range"
         self.pipe = pipe
         self.body = []
@@ -171,7 +171,7 @@ class If(Node):
 
 
 class Pipe:
-    def __init__(self, decl, cmds, assign=False):
+    def __init__(self, decl, cmds, assign: bool=False) -> None:
         self.decl = decl          # variable names declared ($k, $v)
         self.cmds = cmds          # [[operand, ...], ...]
         self.assign = assign
@@ -519,7 +519,7 @@ FUNCS = {
 
 
 class Template:
-    def __init__(self, text):
+    def __init__(self, text) -> None:
         self.text = text
         self.nodes = parse(text)
 
@@ -528,7 +528,7 @@ class Template:
         self._run(self.nodes, data, [{"$": data}], out)
         return "".join(out)
 
-    def _run(self, nodes, dot, scopes, out):
+    def _run(self, nodes, dot, scopes, out) -> None:
         for node in nodes:
             if isinstance(node, Text):
                 out.append(node.text)
@@ -626,7 +626,7 @@ class Template:
             raise TemplateError(f"can't give argument to non-function {head[1]}")
         return self._operand(head, dot, scopes)
 
-    def _operand(self, op, dot, scopes, call=False):
+    def _operand(self, op, dot, scopes, call: bool=False):
         kind = op[0]
         if kind in ("string", "number", "bool"):
             return op[1]
@@ -658,7 +658,7 @@ class Template:
             return fn()
         raise TemplateError(f"unexpected {op[1]!r}")
 
-    def _walk(self, value, names, call=False):
+    def _walk(self, value, names, call: bool=False):
         for i, name in enumerate(names):
             if not name:
                 continue

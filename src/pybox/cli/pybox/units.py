@@ -7,6 +7,8 @@ digits), ``About a minute``, Go's ``%v`` of a float.  Errors are ValueError with
 docker's wording, which the flag parser wraps as ``invalid argument ...``.
 """
 
+from datetime import UTC
+
 from pybox.engine.timefmt import human_duration  # noqa: F401 (one copy, the engine's)
 
 _BINARY = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -109,12 +111,12 @@ def go_duration(text):
     return -total if negative else total
 
 
-def _go_g(value, precision):
+def _go_g(value, precision) -> str:
     """fmt's %.<precision>g (Python's %g matches it for these magnitudes)."""
     return "%.*g" % (precision, value)
 
 
-def human_size(size, precision=3):
+def human_size(size, precision: int=3) -> str:
     """go-units HumanSizeWithPrecision: decimal units, ``1.99MB``, ``0B``."""
     size = float(size)
     i = 0
@@ -124,7 +126,7 @@ def human_size(size, precision=3):
     return f"{_go_g(size, precision)}{_DECIMAL_UNITS[i]}"
 
 
-def bytes_size(size):
+def bytes_size(size) -> str:
     """go-units BytesSize: binary units, ``1.5GiB`` (used by ``info``)."""
     size = float(size)
     i = 0
@@ -194,7 +196,7 @@ def timestamp_param(value, now=None):
     whole, _, frac = text.partition(".")
     if whole.isdigit() and (not frac or frac.isdigit()):
         return text
-    from datetime import datetime, timezone
+    from datetime import datetime
     candidate = text.replace("Z", "+00:00")
     for fmt in (None, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
         try:
@@ -207,7 +209,7 @@ def timestamp_param(value, now=None):
         raise ValueError(f"failed to parse value as time or duration: \"{text}\"")
     if parsed.tzinfo is None:
         parsed = parsed.astimezone()
-    t = parsed.astimezone(timezone.utc).timestamp()
+    t = parsed.astimezone(UTC).timestamp()
     seconds = int(t)
     return f"{seconds}.{int(round((t - seconds) * 1e9)):09d}"
 

@@ -12,7 +12,7 @@ class VolumeRow:
                "Scope": "SCOPE", "Labels": "LABELS", "Size": "SIZE"}
     FIELDS = ("Driver", "Labels", "Mountpoint", "Name", "Scope", "Size")
 
-    def __init__(self, v):
+    def __init__(self, v) -> None:
         self.v = v
 
     def field(self, name):
@@ -31,7 +31,7 @@ class VolumeRow:
         return {k: self.field(k) for k in self.FIELDS}
 
 
-def cmd_create(cli, argv, command):
+def cmd_create(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] [VOLUME]", "Create a volume", max_args=1)
     fs.add("driver", "d", default="local", help="Specify volume driver name")
     fs.add("label", kind="list", help="Set metadata for a volume")
@@ -47,7 +47,7 @@ def cmd_create(cli, argv, command):
     return 0
 
 
-def cmd_ls(cli, argv, command):
+def cmd_ls(cli, argv, command) -> int:
     from pybox.cli.pybox.formatting import render_rows
     fs = FlagSet(command, f"{command} [OPTIONS]", "List volumes", max_args=0)
     fs.add("filter", "f", "list", help="Provide filter values (e.g. \"dangling=true\")")
@@ -81,7 +81,7 @@ def cmd_rm(cli, argv, command):
         query={"force": 1 if opts.force else None}).read())
 
 
-def cmd_prune(cli, argv, command):
+def cmd_prune(cli, argv, command) -> int:
     from pybox.cli.pybox.containers import _confirm
     from pybox.cli.pybox.units import human_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove unused local volumes", max_args=0)

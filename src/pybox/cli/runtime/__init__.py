@@ -46,7 +46,7 @@ _CREATE_OPTS = {
 
 
 class Command:
-    def __init__(self, module, summary, usage, options=None, min_args=1, max_args=1):
+    def __init__(self, module, summary, usage, options=None, min_args: int=1, max_args: int=1) -> None:
         self.module = module
         self.summary = summary
         self.usage = usage
@@ -127,7 +127,7 @@ _TRUE = ("1", "t", "true", "yes")
 _FALSE = ("0", "f", "false", "no")
 
 
-def _parse_options(argv, i, table, out, stop_at_positional=True):
+def _parse_options(argv, i, table, out, stop_at_positional: bool=True):
     """Consume options from argv[i:] into out; return the index of the first
     positional argument."""
     n = len(argv)
@@ -229,7 +229,7 @@ def usage_text():
     return "\n".join(lines)
 
 
-def version_text():
+def version_text() -> str:
     v = sys.version_info
     return (f"{PROG} version {__version__}\nspec: {OCI_VERSION}\n"
             f"python: {v.major}.{v.minor}.{v.micro}\n")
@@ -238,7 +238,7 @@ def version_text():
 class Context:
     """What every command gets: the global options, applied."""
 
-    def __init__(self, g):
+    def __init__(self, g) -> None:
         from pybox.runtime.container import default_root
 
         self.root = os.path.abspath(g.get("root") or default_root())
@@ -283,7 +283,7 @@ def main(argv=None):
         return 130
 
 
-def _fail(logmod, message):
+def _fail(logmod, message) -> int:
     logmod.current.error(message)
     sys.stderr.write(f"{PROG}: {message}\n")
     return 1

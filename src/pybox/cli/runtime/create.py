@@ -16,6 +16,6 @@ def create_options(ctx, opts):
                 console_socket=opts.get("console_socket"))
 
 
-def run(ctx, opts, args):
+def run(ctx, opts, args) -> int:
     container.create(ctx.root, args[0], opts.get("bundle") or ".", **create_options(ctx, opts))
     return 0

@@ -4,7 +4,7 @@ from pybox.errors import ContainerNotFound
 from pybox.runtime.container import Container
 
 
-def run(ctx, opts, args):
+def run(ctx, opts, args) -> int:
     force = opts.get("force", False)
     try:
         c = Container.load(ctx.root, args[0])

@@ -41,7 +41,7 @@ def parse_duration(text):
     return total
 
 
-def emit(kind, cid, data=None):
+def emit(kind, cid, data=None) -> None:
     event = {"type": kind, "id": cid}
     if data is not None:
         event["data"] = data
@@ -49,7 +49,7 @@ def emit(kind, cid, data=None):
     sys.stdout.flush()
 
 
-def run(ctx, opts, args):
+def run(ctx, opts, args) -> int:
     interval = parse_duration(opts.get("interval") or "5s")
     c = Container.load(ctx.root, args[0])
     if c.status() == "stopped":

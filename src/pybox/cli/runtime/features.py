@@ -48,7 +48,7 @@ def document():
     }
 
 
-def run(ctx, opts, args):
+def run(ctx, opts, args) -> int:
     doc = document()
     doc["linux"]["capabilities"] = list(doc["linux"]["capabilities"])
     sys.stdout.write(fastjson.dumps(doc, indent=4) + "\n")

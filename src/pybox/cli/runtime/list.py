@@ -22,7 +22,7 @@ def _owner(path):
         return f"#{uid}"
 
 
-def run(ctx, opts, args):
+def run(ctx, opts, args) -> int:
     fmt = opts.get("format") or "table"
     if fmt not in ("table", "json"):
         raise UsageError(f"invalid format {fmt!r}: use table or json")

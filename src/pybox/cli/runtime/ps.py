@@ -11,7 +11,7 @@ from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
 
-def run(ctx, opts, args):
+def run(ctx, opts, args) -> int:
     fmt = opts.get("format") or "table"
     if fmt not in ("table", "json"):
         raise UsageError(f"invalid format {fmt!r}: use table or json")

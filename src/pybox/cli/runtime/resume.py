@@ -3,6 +3,6 @@
 from pybox.runtime.container import Container
 
 
-def run(ctx, opts, args):
+def run(ctx, opts, args) -> int:
     Container.load(ctx.root, args[0]).resume()
     return 0

@@ -7,7 +7,7 @@ from pybox.oci import fastjson
 from pybox.oci.defaults import default_spec
 
 
-def run(ctx, opts, args):
+def run(ctx, opts, args) -> int:
     bundle = opts.get("bundle") or "."
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):

@@ -6,7 +6,7 @@ from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
 
-def run(ctx, opts, args):
+def run(ctx, opts, args) -> int:
     c = Container.load(ctx.root, args[0])
     sys.stdout.write(fastjson.dumps(c.state(), indent=2) + "\n")
     return 0

@@ -87,7 +87,7 @@ def drop_unset(resources):
     return out
 
 
-def run(ctx, opts, args):
+def run(ctx, opts, args) -> int:
     if opts.get("resources"):
         path = opts["resources"]
         try:
