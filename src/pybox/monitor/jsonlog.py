@@ -7,28 +7,38 @@ keeping ``max_files`` files in all (docker's log-opts max-size/max-file; pybox's
 defaults are 10 MiB and 3 -- docker's own default, unbounded, fills disks).
 """
 
+from __future__ import annotations
+
 import os
 import time
+from typing import TYPE_CHECKING
+
+from pybox.oci import fastjson
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 MAX_LINE = 16 * 1024
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 3
 
 
-def rfc3339_nano(ns=None):
+def rfc3339_nano(ns: int | None = None) -> str:
     ns = time.time_ns() if ns is None else ns
     secs, frac = divmod(ns, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
 
-def _escape(text):
-    from pybox.oci import fastjson
-
+def _escape(text: str) -> str:
     return fastjson.dumps(text)
 
 
 class LogWriter:
-    def __init__(self, path, max_size=DEFAULT_MAX_SIZE, max_files=DEFAULT_MAX_FILES) -> None:
+    """The monitor's writer of one container's log (its stdout and stderr)."""
+
+    def __init__(self, path: str, max_size: int | None = DEFAULT_MAX_SIZE,
+                 max_files: int | None = DEFAULT_MAX_FILES) -> None:
         self.path = path
         self.max_size = max_size if max_size and max_size > 0 else 0
         self.max_files = max(1, max_files or 1)
@@ -36,7 +46,7 @@ class LogWriter:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self.size = os.fstat(self.fd).st_size
 
-    def write(self, stream, data) -> None:
+    def write(self, stream: str, data: bytes) -> None:
         """Buffer container output; write every complete line as one entry."""
         buf = self.partial[stream] + data
         while True:
@@ -58,7 +68,7 @@ class LogWriter:
                 self._entry(stream, buf)
         self.partial = {"stdout": b"", "stderr": b""}
 
-    def _entry(self, stream, data) -> None:
+    def _entry(self, stream: str, data: bytes) -> None:
         line = ('{"log":' + _escape(data.decode("utf-8", "replace")) + ',"stream":"' + stream
                 + '","time":"' + rfc3339_nano() + '"}\n').encode()
         if self.max_size and self.size + len(line) > self.max_size and self.size > 0:
@@ -84,7 +94,7 @@ class LogWriter:
         os.close(self.fd)
 
 
-def log_files(path):
+def log_files(path: str) -> list[str]:
     """Existing log files of a container, oldest first."""
     out = []
     n = 1
@@ -97,9 +107,9 @@ def log_files(path):
     return out
 
 
-def read_entries(path):
+def read_entries(path: str) -> Iterator[dict[str, Any]]:
     """Every entry (dict) across the rotated files, oldest first."""
-    import json
+    import json  # noqa: PLC0415 -- pyboxd's reader only: kept out of the monitors' zygote
 
     for name in log_files(path):
         try:
