@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
 
 from pybox.oci import fastjson
 
+TYPE_CHECKING = False  # (typing is not imported: the monitors' zygote loads this module)
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
