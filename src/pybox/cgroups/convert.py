@@ -11,6 +11,7 @@ module: importing it costs nothing measurable.
 import math
 
 from pybox.errors import CgroupError
+from pybox.oci.resources import hugepage_size_name  # noqa: F401  (re-exported: one parser)
 
 UNSET = None
 
@@ -110,22 +111,3 @@ THROTTLE_FIELDS = (
     ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device", "riops"),
     ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device", "wiops"),
 )
-
-
-def hugepage_size_name(page_size):
-    """"2MB", "1GB", "64KB" (runtime-spec) are already the kernel's file infix
-    (hugetlb.2MB.max); "2048kB" (sysfs style) becomes "2MB"."""
-    text = page_size.strip()
-    units = {"KB": 1, "MB": 1024, "GB": 1024 * 1024}
-    upper = text.upper()
-    for unit, factor in units.items():
-        if upper.endswith(unit) and upper[:-2].isdigit():
-            kib = int(upper[:-2]) * factor
-            break
-    else:
-        return None
-    if kib % (1024 * 1024) == 0:
-        return f"{kib // (1024 * 1024)}GB"
-    if kib % 1024 == 0:
-        return f"{kib // 1024}MB"
-    return f"{kib}KB"

@@ -10,6 +10,7 @@ integer``.  Unknown fields are ignored, as the spec requires.
 
 from pybox.errors import ConfigError
 from pybox.oci import fastjson
+from pybox.oci.resources import check_resources
 
 # -- a tiny schema language --------------------------------------------------
 # ("str",) ("bool",) ("int", lo, hi) ("arr", item) ("map", value) ("obj", fields, required)
@@ -360,46 +361,6 @@ def check_sysctl(key, namespaces):
             raise ConfigError(where, "needs a private UTS namespace")
         return
     raise ConfigError(where, "is not namespaced and cannot be set for a container")
-
-
-def check_resources(res, path):
-    """Value rules the JSON types cannot express."""
-    mem = res.get("memory") or {}
-    for key in ("limit", "reservation", "swap", "kernel", "kernelTCP"):
-        v = mem.get(key)
-        if v is not None and v < -1:
-            raise ConfigError(f"{path}.memory.{key}", f"{v} is invalid (use -1 for unlimited)")
-    sw = mem.get("swappiness")
-    if sw is not None and sw > 100 and sw != (1 << 64) - 1:
-        raise ConfigError(f"{path}.memory.swappiness", f"{sw} is out of range [0, 100]")
-    lim, swap = mem.get("limit"), mem.get("swap")
-    if lim is not None and swap is not None and lim > 0 and swap > 0 and swap < lim:
-        raise ConfigError(f"{path}.memory.swap", f"memory+swap limit {swap} must not be "
-                          f"lower than the memory limit {lim}")
-    cpu = res.get("cpu") or {}
-    q = cpu.get("quota")
-    if q is not None and q != -1 and 0 <= q < 1000:
-        raise ConfigError(f"{path}.cpu.quota", f"{q} is below the kernel's minimum of 1000")
-    if q is not None and q < -1:
-        raise ConfigError(f"{path}.cpu.quota", f"{q} is invalid (use -1 for unlimited)")
-    p = cpu.get("period")
-    if p is not None and p != 0 and not 1000 <= p <= 1000000:
-        raise ConfigError(f"{path}.cpu.period", f"{p} is out of range [1000, 1000000]")
-    pids = res.get("pids")
-    if pids is not None and pids["limit"] < -1:
-        raise ConfigError(f"{path}.pids.limit", f"{pids['limit']} is invalid")
-    blk = res.get("blockIO") or {}
-    for key in ("weight", "leafWeight"):
-        w = blk.get(key)
-        if w is not None and w != 0 and not 10 <= w <= 1000:
-            raise ConfigError(f"{path}.blockIO.{key}", f"{w} is out of range [10, 1000]")
-    for i, rule in enumerate(res.get("devices") or ()):
-        t = rule.get("type", "a")
-        if t not in ("a", "c", "b"):
-            raise ConfigError(f"{path}.devices[{i}].type", f"unknown device type {t!r}")
-        acc = rule.get("access", "rwm")
-        if not acc or any(ch not in "rwm" for ch in acc):
-            raise ConfigError(f"{path}.devices[{i}].access", f"{acc!r} is not a subset of 'rwm'")
 
 
 def load_bundle_config(bundle, with_raw: bool=False):
