@@ -15,51 +15,37 @@ The package knows nothing about containers beyond a cgroup path, a runtime-spec
 
 Public surface (see base.Manager for the contract of each method):
   new_manager, load_manager, detect_layout, Manager, CgroupError
-The drivers live in v1.py, v2.py and hybrid.py; layout.py reads /proc/self/mountinfo
-and /proc/self/cgroup; paths.py implements runc's cgroupsPath rules.
+The drivers live in v1.py, v2.py and hybrid.py, the factory in factory.py;
+layout.py reads /proc/self/mountinfo and /proc/self/cgroup; paths.py implements runc's cgroupsPath rules.
 ``fs`` (tests only) replaces the kernel's cgroupfs, see fakefs.py.
 Import cost matters (this is on the runtime's create path): stdlib only, no re,
 json, enum, functools, signal or logging on the create/apply/add/destroy path.
 """
 
-from pybox.errors import CgroupError  # noqa: F401  (re-exported)
+from __future__ import annotations
+
+import os
+
+from pybox.cgroups.base import Manager
+from pybox.cgroups.factory import load_manager, new_manager
+from pybox.cgroups.layout import Layout, detect
+from pybox.errors import CgroupError
+
+__all__ = ["CgroupError", "Manager", "blkio_weight_support", "detect_layout", "load_manager",
+           "new_manager"]
 
 
-def detect_layout(mountinfo=None, proc_cgroup=None, *, prefix: str=""):
+def detect_layout(mountinfo: str | None = None, proc_cgroup: str | None = None, *,
+                  prefix: str = "") -> Layout:
     """The host's Layout (layout.py); arguments let tests feed fake /proc text."""
-    from pybox.cgroups.layout import detect
-
     return detect(mountinfo, proc_cgroup, prefix=prefix)
 
 
-def new_manager(cgroups_path, name, *, layout=None, rootless: bool=False, systemd: bool=False, fs=None):
-    """A manager for the cgroup a container with id ``name`` should live in.
-
-    ``cgroups_path`` is linux.cgroupsPath as runc reads it: absolute paths are
-    relative to each hierarchy's root, relative ones to the calling process's own
-    cgroup, and an empty one means ``name`` relative to the caller's cgroup.  With
-    ``systemd``, "slice:prefix:name" is accepted and mapped to cgroupfs paths.
-    """
-    from pybox.cgroups.base import build_manager
-
-    return build_manager(cgroups_path, name, layout=layout, rootless=rootless,
-                         systemd=systemd, fs=fs)
-
-
-def load_manager(saved, *, fs=None):
-    """Rebuild a manager from ``Manager.to_state()`` output (no detection)."""
-    from pybox.cgroups.base import load_manager as _load
-
-    return _load(saved, fs=fs)
-
-
-def blkio_weight_support(layout=None) -> tuple[bool, bool]:
+def blkio_weight_support(layout: Layout | None = None) -> tuple[bool, bool]:
     """(weight, weight_device): whether this kernel can take a proportional block
     io weight, as dockerd's sysinfo decides before it discards one with a
     warning.  Current kernels have no CFQ, so v1 offers blkio.weight only with
     BFQ's blkio.bfq.weight; on v2 the io controller must be available."""
-    import os
-
     layout = layout or detect_layout()
     blkio = layout.v1.get("blkio")
     if blkio is not None:

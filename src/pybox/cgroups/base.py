@@ -44,10 +44,15 @@ warnings             list of strings: what rootless mode skipped or the kernel
                      ignores (e.g. memory.kernel), for the runtime to log.
 """
 
+from __future__ import annotations
+
 import os
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from pybox.cgroups.fs import REAL, Files, cgroup_error
+from pybox.cgroups.resources import get, validate
 from pybox.errors import CgroupError
 
 SIGKILL = 9
@@ -56,54 +61,146 @@ SIGKILL = 9
 EMPTY_TIMEOUT = 10.0
 RMDIR_TIMEOUT = 5.0
 FREEZE_TIMEOUT = 10.0
+# the linux.resources.cpu keys set_cpu writes (cpus and mems are set_cpuset's)
+CPU_KEYS = ("shares", "quota", "period", "burst", "realtimeRuntime", "realtimePeriod", "idle")
 
 
 class Manager:
-    """Abstract base; see the module docstring for the contract."""
+    """Abstract base; see the module docstring for the contract.
 
-    version = None  # 1 or 2
-    paths = {}
+    apply() and update() are written here once: check the values (the one rule
+    set, pybox.oci.resources), then hand each section of linux.resources to the
+    driver that writes it (``_writer``: the manager itself for v1 and v2, the
+    v1 or the cgroup2 half on a hybrid host) in one fixed order -- cpuset
+    before the rest, devices, memory (limit and swap ordered by the driver)...
+    """
 
-    def create(self):
+    version: int | None = None  # 1 or 2
+    driver = ""
+    paths: dict[str, str] = {}
+    warnings: list[str]
+
+    def create(self) -> None:
         raise NotImplementedError
 
-    def apply(self, resources):
+    def apply(self, resources: dict[str, Any] | None) -> None:
+        try:
+            validate(resources)
+            self._apply_sections(resources or {}, update=False)
+        except BaseException:
+            self._rollback_unjoined()
+            raise
+
+    def update(self, resources: dict[str, Any] | None) -> None:
+        validate(resources)
+        self._apply_sections(resources or {}, update=True)
+
+    def _apply_sections(self, r: dict[str, Any], update: bool) -> None:
+        """The one section dispatch, for every driver."""
+        self._begin_apply()
+        cpu = get(r, "cpu")
+        if cpu.get("cpus") or cpu.get("mems"):
+            self._writer("cpuset").set_cpuset(cpu)
+        if r.get("devices") is not None:
+            self._writer("devices").set_devices(r["devices"])
+        mem = get(r, "memory")
+        if mem:
+            self._writer("memory").set_memory(mem, update)
+        if any(cpu.get(k) is not None for k in CPU_KEYS):
+            self._writer("cpu").set_cpu(cpu)
+        pids = get(r, "pids")
+        if pids.get("limit") is not None:
+            self._writer("pids").set_pids(pids)
+        blk = get(r, "blockIO")
+        if blk:
+            self._writer("blockIO").set_blockio(blk)
+        if r.get("hugepageLimits"):
+            self._writer("hugetlb").set_hugetlb(r["hugepageLimits"])
+        net = get(r, "network")
+        if net:
+            self._writer("network").set_network(net)
+        if r.get("rdma"):
+            self._writer("rdma").set_rdma(r["rdma"])
+        if r.get("unified"):
+            self._writer("unified").set_unified(r["unified"])
+
+    def _begin_apply(self) -> None:
+        """Forget what a previous apply cached (v2: the controllers offered)."""
+
+    def _writer(self, section: str) -> Manager:
+        """The manager whose set_<section> writes ``section`` (one of
+        cpuset, devices, memory, cpu, pids, blockIO, hugetlb, network, rdma,
+        unified)."""
+        return self
+
+    def _rollback_unjoined(self) -> None:
+        """After a failed apply: remove what this manager created if no process
+        has joined yet (a failed apply leaves no cgroup behind)."""
         raise NotImplementedError
 
-    def update(self, resources):
+    # -- the section writers (v1, v2; hybrid routes to them) -------------------
+    def set_cpuset(self, cpu: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def add(self, pid):
+    def set_devices(self, rules: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
-    def enter_self(self):
+    def set_memory(self, mem: dict[str, Any], update: bool) -> None:
         raise NotImplementedError
 
-    def pids(self):
+    def set_cpu(self, cpu: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def freeze(self):
+    def set_pids(self, pids: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def thaw(self):
+    def set_blockio(self, blk: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def is_frozen(self):
+    def set_hugetlb(self, limits: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
-    def stats(self):
+    def set_network(self, net: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def oom_kill_count(self):
+    def set_rdma(self, rdma: dict[str, dict[str, int]]) -> None:
         raise NotImplementedError
 
-    def kill_all(self, sig):
+    def set_unified(self, unified: dict[str, str]) -> None:
         raise NotImplementedError
 
-    def destroy(self):
+    # -- processes, freezer, state -----------------------------------------------
+    def add(self, pid: int) -> None:
         raise NotImplementedError
 
-    def to_state(self):
+    def enter_self(self) -> None:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def freeze(self) -> None:
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        raise NotImplementedError
+
+    def is_frozen(self) -> bool:
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def oom_kill_count(self) -> int:
+        raise NotImplementedError
+
+    def kill_all(self, sig: int) -> None:
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        raise NotImplementedError
+
+    def to_state(self) -> dict[str, Any]:
         raise NotImplementedError
 
 
@@ -210,6 +307,10 @@ class Driver(Manager, Files):
             out.extend(self._descendants(sub))
             out.append(sub)
         return out
+
+    def _rollback_unjoined(self) -> None:
+        if not self._joined and self.created:
+            self._rollback()
 
     def _rollback(self) -> None:
         """Remove what this manager created (used when apply fails on a cgroup no
@@ -318,45 +419,3 @@ class Driver(Manager, Files):
                 self.thaw()
             except CgroupError:
                 pass
-
-
-def build_manager(cgroups_path, name, *, layout=None, rootless: bool=False, systemd: bool=False, fs=None):
-    """The driver for this host's layout (see pybox.cgroups.new_manager)."""
-    from pybox.cgroups.layout import HYBRID, V1, detect
-
-    if layout is None:
-        layout = detect()
-    if layout.mode == V1:
-        from pybox.cgroups.v1 import V1Manager
-
-        return V1Manager.for_layout(layout, cgroups_path, name, rootless=rootless,
-                                    systemd=systemd, fs=fs)
-    if layout.mode == HYBRID:
-        from pybox.cgroups.hybrid import HybridManager
-
-        return HybridManager.for_layout(layout, cgroups_path, name, rootless=rootless,
-                                        systemd=systemd, fs=fs)
-    from pybox.cgroups.v2 import V2Manager
-
-    return V2Manager.for_layout(layout, cgroups_path, name, rootless=rootless,
-                                systemd=systemd, fs=fs)
-
-
-def load_manager(saved, *, fs=None):
-    """Rebuild a manager from ``Manager.to_state()`` output (no detection)."""
-    if not isinstance(saved, dict) or "driver" not in saved:
-        raise CgroupError(f"not a saved cgroup manager state: {saved!r}")
-    driver = saved["driver"]
-    if driver == "v1":
-        from pybox.cgroups.v1 import V1Manager
-
-        return V1Manager.from_state(saved, fs=fs)
-    if driver == "v2":
-        from pybox.cgroups.v2 import V2Manager
-
-        return V2Manager.from_state(saved, fs=fs)
-    if driver == "hybrid":
-        from pybox.cgroups.hybrid import HybridManager
-
-        return HybridManager.from_state(saved, fs=fs)
-    raise CgroupError(f"unknown cgroup driver {driver!r} in saved state")

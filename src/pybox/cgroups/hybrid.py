@@ -15,9 +15,8 @@ crun refuses this layout; runc ignores the unified half.  Composition keeps both
 drivers unchanged: this class only routes.
 """
 
-from pybox.cgroups import resources as res
 from pybox.cgroups.base import SIGKILL, Manager
-from pybox.cgroups.v1 import _CPU_KEYS, V1Manager
+from pybox.cgroups.v1 import V1Manager
 from pybox.cgroups.v2 import V2Manager
 from pybox.errors import CgroupError
 
@@ -109,51 +108,34 @@ class HybridManager(Manager):
             return self.v2
         return self.v1
 
-    def apply(self, resources):
-        try:
-            res.validate(resources)
-            self._apply_sections(resources or {}, update=False)
-        except BaseException:
-            if not (self.v1._joined or self.v2._joined):
-                self.v1._rollback()
-                self.v2._rollback()
-            raise
+    # hybrid's routing for the base class's one section dispatch: (the v1
+    # hierarchy, the cgroup2 controller) that can take each section
+    _CONTROLLERS = {"cpuset": ("cpuset", "cpuset"), "memory": ("memory", "memory"),
+                    "cpu": ("cpu", "cpu"), "pids": ("pids", "pids"), "blockIO": ("blkio", "io"),
+                    "hugetlb": ("hugetlb", "hugetlb"), "rdma": ("rdma", "rdma")}
 
-    def update(self, resources) -> None:
-        res.validate(resources)
-        self._apply_sections(resources or {}, update=True)
-
-    def _apply_sections(self, r, update) -> None:
+    def _begin_apply(self) -> None:
         self.v2._controllers = None
-        cpu = res.get(r, "cpu")
-        if cpu.get("cpus") or cpu.get("mems"):
-            self._owner("cpuset", "cpuset").set_cpuset(cpu)
-        if r.get("devices") is not None:
+
+    def _writer(self, section: str) -> Manager:
+        if section == "devices":
+            # v1's devices controller, else eBPF on the cgroup2 half (not a
+            # controller listed in cgroup.controllers)
             owner = self.v1 if "devices" in self.v1.paths else self.v2
             self.v2_used = self.v2_used or owner is self.v2
-            owner.set_devices(r["devices"])
-        mem = res.get(r, "memory")
-        if mem:
-            self._owner("memory", "memory").set_memory(mem, update)
-        if any(cpu.get(k) is not None for k in _CPU_KEYS):
-            self._owner("cpu", "cpu").set_cpu(cpu)
-        pids = res.get(r, "pids")
-        if pids.get("limit") is not None:
-            self._owner("pids", "pids").set_pids(pids)
-        blk = res.get(r, "blockIO")
-        if blk:
-            self._owner("blkio", "io").set_blockio(blk)
-        if r.get("hugepageLimits"):
-            self._owner("hugetlb", "hugetlb").set_hugetlb(r["hugepageLimits"])
-        net = res.get(r, "network")
-        if net:
-            self.v1.set_network(net)
-        if r.get("rdma"):
-            self._owner("rdma", "rdma").set_rdma(r["rdma"])
-        if r.get("unified"):
-            self._set_unified(r["unified"])
+            return owner
+        if section == "network":
+            return self.v1  # net_cls/net_prio exist on v1 only
+        if section == "unified":
+            return self  # set_unified below checks the keys, then routes to v2
+        return self._owner(*self._CONTROLLERS[section])
 
-    def _set_unified(self, unified):
+    def _rollback_unjoined(self) -> None:
+        if not (self.v1._joined or self.v2._joined):
+            self.v1._rollback()
+            self.v2._rollback()
+
+    def set_unified(self, unified: dict[str, str]) -> None:
         """Raw v2 keys are honoured for controllers that live on the cgroup2 mount
         (and cgroup.* core files); a key for a v1-mounted controller is refused
         because writing it would configure nothing."""

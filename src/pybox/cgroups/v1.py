@@ -36,7 +36,6 @@ CONTROLLER_OF = {
     "blockIO": "blkio", "pids": "pids", "hugepageLimits": "hugetlb",
     "network.classID": "net_cls", "network.priorities": "net_prio",
 }
-_CPU_KEYS = ("shares", "quota", "period", "burst", "realtimeRuntime", "realtimePeriod", "idle")
 
 
 def _set(value):
@@ -163,46 +162,6 @@ class V1Manager(Driver):
         return []
 
     # -- resources -------------------------------------------------------------
-    def apply(self, resources):
-        try:
-            res.validate(resources)
-            self._apply_sections(resources or {}, update=False)
-        except BaseException:
-            if not self._joined and self.created:
-                self._rollback()
-            raise
-
-    def update(self, resources) -> None:
-        res.validate(resources)
-        self._apply_sections(resources or {}, update=True)
-
-    def _apply_sections(self, r, update) -> None:
-        cpu = res.get(r, "cpu")
-        if cpu.get("cpus") or cpu.get("mems"):
-            self.set_cpuset(cpu)
-        if r.get("devices") is not None:
-            self.set_devices(r.get("devices"))
-        mem = res.get(r, "memory")
-        if mem:
-            self.set_memory(mem, update)
-        if any(cpu.get(k) is not None for k in _CPU_KEYS):
-            self.set_cpu(cpu)
-        pids = res.get(r, "pids")
-        if pids.get("limit") is not None:
-            self.set_pids(pids)
-        blk = res.get(r, "blockIO")
-        if blk:
-            self.set_blockio(blk)
-        if r.get("hugepageLimits"):
-            self.set_hugetlb(r["hugepageLimits"])
-        net = res.get(r, "network")
-        if net:
-            self.set_network(net)
-        if r.get("rdma"):
-            self.set_rdma(r["rdma"])
-        if r.get("unified"):
-            self.set_unified(r["unified"])
-
     def _dir(self, controller, field):
         """The directory of ``controller`` or a clear error naming the field."""
         d = self.paths.get(controller)
