@@ -10,9 +10,12 @@ import sys
 
 import pytest
 
+from pybox.cli.pybox import credentials
+from pybox.cli.pybox.credentials import DockerConfig
 from pybox.errors import AuthenticationError, RegistryError
+from pybox.formats import registryauth
+from pybox.formats.registryauth import Credentials
 from pybox.images import auth
-from pybox.images.auth import Credentials, DockerConfig
 
 pytestmark = pytest.mark.unit
 USER, PASSWORD = "pyboxtest", "s3cret-pw"
@@ -100,7 +103,7 @@ def test_credential_helpers(tmp_path, monkeypatch):
 
 
 def test_x_registry_auth_round_trip():
-    header = auth.encode_registry_auth(GOOD, "127.0.0.1:5000")
+    header = registryauth.encode_registry_auth(GOOD, "127.0.0.1:5000")
     assert auth.decode_registry_auth(header) == GOOD
     assert auth.decode_registry_auth("e30=") == auth.ANONYMOUS
     assert auth.decode_registry_auth("") == auth.ANONYMOUS
@@ -123,35 +126,35 @@ def test_www_authenticate_parsing():
 
 
 def test_x_registry_auth_is_dockers_encoding():
-    header = auth.encode_registry_auth(GOOD, "127.0.0.1:5000")
+    header = registryauth.encode_registry_auth(GOOD, "127.0.0.1:5000")
     assert "+" not in header and "/" not in header         # URL-safe alphabet
     assert base64.urlsafe_b64decode(header) == (
         b'{"username":"pyboxtest","password":"s3cret-pw","serveraddress":"127.0.0.1:5000"}')
-    assert auth.encode_registry_auth(auth.ANONYMOUS) == "e30="
+    assert registryauth.encode_registry_auth(auth.ANONYMOUS) == "e30="
 
 
 def test_registry_auth_header_from_the_stored_login(tmp_path, monkeypatch):
     config = DockerConfig(str(tmp_path / "docker"))
-    assert auth.registry_auth_header("127.0.0.1:5000", config) == "e30="
+    assert credentials.registry_auth_header("127.0.0.1:5000", config) == "e30="
     config.store("127.0.0.1:5000", GOOD)
     config.store("docker.io", Credentials("hubuser", "hubpw"))
-    sent = json.loads(base64.urlsafe_b64decode(auth.registry_auth_header("127.0.0.1:5000",
+    sent = json.loads(base64.urlsafe_b64decode(credentials.registry_auth_header("127.0.0.1:5000",
                                                                          config)))
     assert sent == {"username": USER, "password": PASSWORD, "serveraddress": "127.0.0.1:5000"}
-    sent = json.loads(base64.urlsafe_b64decode(auth.registry_auth_header("docker.io", config)))
+    sent = json.loads(base64.urlsafe_b64decode(credentials.registry_auth_header("docker.io", config)))
     assert sent["serveraddress"] == "https://index.docker.io/v1/"
-    assert auth.registry_auth_header("quay.io", config) == "e30="
+    assert credentials.registry_auth_header("quay.io", config) == "e30="
     # the default place: $DOCKER_CONFIG/config.json
     monkeypatch.setenv("DOCKER_CONFIG", config.directory)
-    assert auth.decode_registry_auth(auth.registry_auth_header("127.0.0.1:5000")) == GOOD
+    assert auth.decode_registry_auth(credentials.registry_auth_header("127.0.0.1:5000")) == GOOD
     # a store that cannot answer counts as no login, as in docker's CLI
     json.dump({"credsStore": "missing-helper"}, open(config.path, "w"))
-    assert auth.registry_auth_header("127.0.0.1:5000") == "e30="
+    assert credentials.registry_auth_header("127.0.0.1:5000") == "e30="
 
 
 def test_registry_domain_of_a_login_server():
     for hub in ("", "docker.io", "https://index.docker.io/v1/", "index.docker.io"):
-        assert auth.registry_domain(hub) == "docker.io"
-        assert auth.config_key(auth.registry_domain(hub)) == "https://index.docker.io/v1/"
-    assert auth.registry_domain("http://Host:5000/v2/") == "host:5000"
-    assert auth.config_key("127.0.0.1:5000") == "127.0.0.1:5000"
+        assert registryauth.registry_domain(hub) == "docker.io"
+        assert registryauth.config_key(registryauth.registry_domain(hub)) == "https://index.docker.io/v1/"
+    assert registryauth.registry_domain("http://Host:5000/v2/") == "host:5000"
+    assert registryauth.config_key("127.0.0.1:5000") == "127.0.0.1:5000"

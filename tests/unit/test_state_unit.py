@@ -5,6 +5,7 @@ import os
 import pytest
 
 from pybox.errors import ContainerExists, ContainerNotFound, UsageError
+from pybox.formats import times
 from pybox.oci import state as st
 
 pytestmark = pytest.mark.unit
@@ -37,5 +38,5 @@ def test_claim_is_exclusive_and_roundtrips(tmp_path):
 
 
 def test_rfc3339():
-    t = st.rfc3339_now()
+    t = times.rfc3339_nano()
     assert t.endswith("Z") and t[4] == "-" and t[10] == "T"

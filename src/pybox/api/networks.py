@@ -29,7 +29,7 @@ def register(router, engine) -> None:
     @r.route("POST", "/networks/prune")
     def prune(req, resp) -> None:
         from pybox.engine.observe import has_labels, prune_filters
-        from pybox.engine.timefmt import parse_rfc3339
+        from pybox.formats.times import parse_rfc3339
 
         filters, until, not_labels = prune_filters(req.filters())
 

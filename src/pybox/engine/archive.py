@@ -236,11 +236,11 @@ def check_writable(c: Any, running: bool, path: str) -> None:
 
 # -- GET and HEAD ------------------------------------------------------------------------------
 def stat_header(fd: int, s: os.stat_result, name: str) -> str:
-    from pybox.monitor.jsonlog import rfc3339_nano
+    from pybox.formats.times import rfc3339_nano_fixed
 
     link = os.readlink("", dir_fd=fd) if st.S_ISLNK(s.st_mode) else ""
     doc = {"name": name, "size": s.st_size, "mode": go_file_mode(s.st_mode),
-           "mtime": rfc3339_nano(s.st_mtime_ns), "linkTarget": link}
+           "mtime": rfc3339_nano_fixed(s.st_mtime_ns), "linkTarget": link}
     return base64.b64encode(fastjson.dumps(doc).encode()).decode()
 
 

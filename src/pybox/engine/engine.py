@@ -25,8 +25,10 @@ from pybox.engine.events import EventBus
 from pybox.engine.recovery import remove_container_cgroups
 from pybox.engine.store import Container, ContainerStore, new_id, validate_name
 from pybox.errors import BadRequest, Conflict, InvalidState, NotFound, NotModified, PyboxError
+from pybox.formats.sizes import ram_in_bytes
+from pybox.formats.times import rfc3339_nano_fixed
 from pybox.linux import unixsock
-from pybox.monitor.jsonlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, rfc3339_nano
+from pybox.monitor.jsonlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE
 from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
@@ -43,15 +45,7 @@ class StartError(PyboxError):
 def parse_size(text):
     """docker's log-opt sizes: 10m, 1g, 500k, 1024, 10mb (go-units RAMInBytes)."""
     try:
-        return specmod.ram_in_bytes(str(text))
-    except ValueError:
-        pass
-    t = str(text).strip().lower()
-    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
-    if t[-1:] in "kmg":
-        t = t[:-1]
-    try:
-        return int(float(t) * mult)
+        return ram_in_bytes(str(text))
     except ValueError:
         raise BadRequest(f"invalid log size {text!r}") from None
 
@@ -375,7 +369,7 @@ class Engine:
         net_name = "bridge" if network == "default" else network
         return {
             "Id": cid,
-            "Created": rfc3339_nano(),
+            "Created": rfc3339_nano_fixed(),
             "Path": args[0],
             "Args": args[1:],
             "State": {"Status": "created", "Running": False, "Paused": False,
@@ -522,7 +516,7 @@ class Engine:
         st.update({"Status": "running", "Running": True, "Paused": False,
                    "Restarting": False, "OOMKilled": False, "Dead": False,
                    "Pid": report["pid"], "ExitCode": 0, "Error": "",
-                   "StartedAt": rfc3339_nano(), "FinishedAt": ZERO_TIME})
+                   "StartedAt": rfc3339_nano_fixed(), "FinishedAt": ZERO_TIME})
         rec["ManualStop"] = False
         rec["ExitOnNext"] = False
         c.start_failed = False
@@ -638,7 +632,7 @@ class Engine:
         st.update({"Status": "created" if st.get("StartedAt") == ZERO_TIME else "exited",
                    "Running": False, "Pid": 0, "Error": message,
                    "ExitCode": exit_code_for_start_error(message),
-                   "FinishedAt": rfc3339_nano()})
+                   "FinishedAt": rfc3339_nano_fixed()})
         c.start_failed = True  # the start's reply said why; a wait does not repeat it
         c.save()
         crashpoint("engine.start_failed.saved")
@@ -731,7 +725,7 @@ class Engine:
                 # nobody holds its stdio or can collect its status, so it is
                 # stopped rather than left unsupervised.
                 info = {"exit_code": 255, "oom_killed": False,
-                        "finished_at": rfc3339_nano(),
+                        "finished_at": rfc3339_nano_fixed(),
                         "error": "the container's monitor died unexpectedly"}
             self._on_exit(c, info)
 
@@ -752,7 +746,7 @@ class Engine:
             oom = bool(info.get("oom_killed"))
             st.update({"Status": "exited", "Running": False, "Paused": False, "Pid": 0,
                        "ExitCode": code, "OOMKilled": oom, "Error": info.get("error") or "",
-                       "FinishedAt": info.get("finished_at") or rfc3339_nano()})
+                       "FinishedAt": info.get("finished_at") or rfc3339_nano_fixed()})
             self._cleanup_runtime(c)
             crashpoint("engine.exit.runtime")
             self.network.release(c)
@@ -818,7 +812,7 @@ class Engine:
     def _schedule_restart(self, c) -> None:
         """docker's back-off: 100 ms doubling to 1 minute, back to 100 ms once a
         run lasted 10 seconds."""
-        from pybox.engine.timefmt import parse_rfc3339
+        from pybox.formats.times import parse_rfc3339
 
         st = c.record["State"]
         ran = parse_rfc3339(st.get("FinishedAt")) - parse_rfc3339(st.get("StartedAt"))
@@ -1400,7 +1394,8 @@ class Engine:
 
 def human_status(st):
     """docker's ps STATUS column: "Up 7 seconds", "Exited (137) 2 minutes ago"."""
-    from pybox.engine.timefmt import human_duration, parse_rfc3339
+    from pybox.formats.durations import human_duration
+    from pybox.formats.times import parse_rfc3339
 
     if st.get("Restarting"):
         finished = parse_rfc3339(st.get("FinishedAt"))

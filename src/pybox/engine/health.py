@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from pybox.monitor.jsonlog import rfc3339_nano
+from pybox.formats.times import rfc3339_nano_fixed
 from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
@@ -89,9 +89,9 @@ class HealthMonitor:
                 return True
 
     def _probe(self, in_start_period) -> None:
-        start = rfc3339_nano()
+        start = rfc3339_nano_fixed()
         code, output = self._run()
-        end = rfc3339_nano()
+        end = rfc3339_nano_fixed()
         c = self.c
         with c.lock:
             if not c.state.get("Running"):

@@ -5,7 +5,7 @@ import json
 import os
 import time
 
-from pybox.engine.timefmt import parse_rfc3339
+from pybox.formats.times import parse_rfc3339
 from pybox.monitor.jsonlog import read_entries
 
 

@@ -69,11 +69,11 @@ def _online_cpus():
 
 def sample(engine, c):
     """One raw sample: (timestamp, the runtime cgroup's stats, system cpu ns)."""
-    from pybox.monitor.jsonlog import rfc3339_nano
+    from pybox.formats.times import rfc3339_nano_fixed
 
     mgr = _runtime_container(engine, c).cgroup_manager()
     raw = mgr.stats() if mgr is not None else {}
-    return rfc3339_nano(), raw, _system_cpu_ns()
+    return rfc3339_nano_fixed(), raw, _system_cpu_ns()
 
 
 def docker_stats(c, cur, prev):
@@ -275,7 +275,7 @@ def has_labels(labels, wanted) -> bool:
 
 
 def prune_containers(engine, filters=None):
-    from pybox.engine.timefmt import parse_rfc3339
+    from pybox.formats.times import parse_rfc3339
 
     filters, until, not_labels = prune_filters(filters)
     deleted, reclaimed = [], 0

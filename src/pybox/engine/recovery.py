@@ -433,14 +433,14 @@ class Recovery:
     def _started_at(c: Any, rc: Any) -> str:
         """When the program was started: the runtime wrote its state file
         (started: true) then."""
-        from pybox.monitor.jsonlog import rfc3339_nano
+        from pybox.formats.times import rfc3339_nano_fixed
 
         if rc is not None:
             try:
-                return rfc3339_nano(os.stat(rc.dir.state_path).st_mtime_ns)
+                return rfc3339_nano_fixed(os.stat(rc.dir.state_path).st_mtime_ns)
             except (OSError, TypeError, AttributeError):
                 pass
-        return rfc3339_nano()
+        return rfc3339_nano_fixed()
 
     def _abort_start(self, c: Any) -> bool:
         """A monitor holding a container created but never started: the start
@@ -731,9 +731,9 @@ def _listdir(path: str) -> list[str]:
 
 
 def _now() -> str:
-    from pybox.monitor.jsonlog import rfc3339_nano
+    from pybox.formats.times import rfc3339_nano_fixed
 
-    return rfc3339_nano()
+    return rfc3339_nano_fixed()
 
 
 def recover(engine: Any) -> None:

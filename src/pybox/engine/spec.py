@@ -10,6 +10,7 @@ and read-only /proc paths, its /dev/shm size, its cgroup parent.
 import os
 
 from pybox.errors import PyboxError
+from pybox.formats.sizes import ram_in_bytes
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -619,21 +620,6 @@ def cpu_realtime_supported() -> bool:
     """cgroup v1's cpu.rt_period_us (v2 has no real-time group scheduling)."""
     return any(os.path.exists(f"/sys/fs/cgroup/{d}/cpu.rt_period_us")
                for d in ("cpu", "cpu,cpuacct", "cpuacct,cpu"))
-
-
-def ram_in_bytes(text: str) -> int:
-    """go-units RAMInBytes ("10m", "1.5g", "512k"); ValueError when not one."""
-    import re
-
-    m = re.fullmatch(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", text)
-    if not m:
-        raise ValueError(f"invalid size: '{text}'")
-    try:
-        number = float(m.group(1))
-    except ValueError:
-        raise ValueError(f"invalid size: '{text}'") from None
-    power = " kmgtp".index((m.group(2) or " ").lower())
-    return int(number * (1024 ** power))
 
 
 def validate_resources(hc: dict, update: bool = False) -> None:

@@ -21,10 +21,9 @@ import stat
 import threading
 
 from pybox.crashpoints import crashpoint
-from pybox.engine.timefmt import parse_rfc3339  # noqa: F401 (used by callers' filters)
 from pybox.errors import BadRequest, Conflict, NotFound
+from pybox.formats.times import rfc3339_nano_fixed
 from pybox.linux import fstree
-from pybox.monitor.jsonlog import rfc3339_nano
 from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
@@ -102,7 +101,7 @@ class VolumeStore:
             labels = dict(labels or {})
             if anonymous:
                 labels.setdefault("com.docker.volume.anonymous", "")
-            meta = {"Name": name, "CreatedAt": rfc3339_nano(), "Labels": labels,
+            meta = {"Name": name, "CreatedAt": rfc3339_nano_fixed(), "Labels": labels,
                     "Options": options, "Anonymous": anonymous, "Populated": False}
             write_atomic(os.path.join(tmp, "volume.json"), fastjson.dumps(meta), durable=True)
             crashpoint("volumes.create.written")

@@ -12,6 +12,7 @@ import tempfile
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError
+from pybox.formats.times import rfc3339_nano_fixed
 from pybox.images import config as image_config
 from pybox.images import layers as layer_io
 from pybox.images import reference as references
@@ -51,7 +52,7 @@ def import_rootfs(images, source, *, reference=None, changes=(), message: str=""
         # the diff-id is only known once the tar is read: unpack now, then name it
         info = images.snapshots.ensure_layer(None, None, lambda: images.blobs.open(digest),
                                              allow_devices=images.allow_device_nodes)
-        created = created or st.rfc3339()
+        created = created or rfc3339_nano_fixed()
         history = [{"created": created, "created_by": "",
                     "comment": message or "Imported from -"}]
         config = image_config.new_config([info["diff_id"]], config=container_config,
@@ -97,7 +98,7 @@ def commit_container(images, container_id, *, reference=None, changes=(), messag
         layer = snapshots.ensure_layer(top_chain, digest, lambda: images.blobs.open(digest),
                                        allow_devices=True)
         crashpoint("images.commit.layer")
-        created = st.rfc3339()
+        created = rfc3339_nano_fixed()
         new = copy.deepcopy(parent_config)
         container_config = dict(new.get("config") or {})
         for key in COMMIT_CONFIG_KEYS:

@@ -19,6 +19,8 @@ caller's sink must be thread-safe (``Collector`` and the API's writer are).
 import threading
 import time
 
+from pybox.formats.sizes import human_size
+
 UPDATE_BYTES = 512 * 1024
 UPDATE_SECONDS = 0.1
 
@@ -40,17 +42,6 @@ def status(text, layer_id=None, **extra):
 
 def error(text):
     return {"errorDetail": {"message": text}, "error": text}
-
-
-def human_size(size) -> str:
-    """go-units' HumanSize: decimal units, four significant digits (``1.235MB``)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
-    size = float(size)
-    index = 0
-    while size >= 1000 and index < len(units) - 1:
-        size /= 1000
-        index += 1
-    return f"{size:.4g}{units[index]}"
 
 
 def bar(current, total, started=None):

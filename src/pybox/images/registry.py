@@ -38,7 +38,8 @@ import urllib.parse
 import urllib3
 
 from pybox.errors import AuthenticationError, RegistryError, RegistryNotFound
-from pybox.images.auth import ANONYMOUS, parse_challenges, registry_domain
+from pybox.formats.registryauth import registry_domain
+from pybox.images.auth import ANONYMOUS, parse_challenges
 from pybox.images.registry_config import RegistryOptions
 
 USER_AGENT = "pybox/0.1 (linux) docker/28"

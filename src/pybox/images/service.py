@@ -24,6 +24,7 @@ import os
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError, ImageInUse, ImageNotFound
+from pybox.formats.times import rfc3339_nano_fixed
 from pybox.images import archive
 from pybox.images import config as image_config
 from pybox.images import reference as references
@@ -242,7 +243,7 @@ class Images:
             refs = self.store.load_refs()
             refs[str(target_ref)] = image_id
             self.store.save_refs(refs)
-            record["last_tag_time"] = st.rfc3339()
+            record["last_tag_time"] = rfc3339_nano_fixed()
             self.store.put_record(record)
 
     def remove(self, ref, *, force: bool=False):
@@ -441,14 +442,14 @@ class Images:
                                "digest": manifest_digest, "size": len(manifest_bytes)},
                   "config": {"mediaType": config_desc.get("mediaType", st.MEDIA_OCI_CONFIG),
                              "digest": config_digest, "size": len(config_bytes)},
-                  "layers": layers, "parent": parent or "", "added": st.rfc3339()}
+                  "layers": layers, "parent": parent or "", "added": rfc3339_nano_fixed()}
         with self.store.meta_lock():
             if self.store.has_record(image_id):
                 old = self.store.get_record(image_id)
                 record["parent"] = record["parent"] or old.get("parent", "")
                 record["added"] = old.get("added", record["added"])
             if refs:
-                record["last_tag_time"] = st.rfc3339()
+                record["last_tag_time"] = rfc3339_nano_fixed()
             self.store.put_record(record)
             all_refs = self.store.load_refs()
             crashpoint("images.add.recorded")

@@ -34,11 +34,11 @@ import hashlib
 import json
 import os
 import shutil
-import time
 import uuid
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import DigestMismatch, ImageError, ImageNotFound
+from pybox.formats import times
 from pybox.images import reference as references
 from pybox.oci.state import write_atomic
 
@@ -99,37 +99,12 @@ def canonical_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def rfc3339(seconds=None):
-    """UTC time as docker prints Created: ``2024-01-02T03:04:05.123456789Z``."""
-    ns = time.time_ns() if seconds is None else int(seconds * 10**9)
-    secs, frac = divmod(ns, 10**9)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-    return f"{stamp}.{frac:09d}Z" if frac else stamp + "Z"
-
-
-def parse_rfc3339(text):
+def parse_rfc3339(text: str | None) -> float:
     """Seconds since the epoch from an RFC 3339 time (any fraction, Z or offset);
     0 when missing or unparseable (docker lists such images as created long ago)."""
-    import datetime
-
-    if not text:
-        return 0
     try:
-        main, _, rest = text.partition(".")
-        frac, tz = "", "Z"
-        if rest:
-            i = 0
-            while i < len(rest) and rest[i].isdigit():
-                i += 1
-            frac, tz = rest[:i], rest[i:] or "Z"
-        elif text.endswith("Z"):
-            main, tz = text[:-1], "Z"
-        elif len(text) > 19:
-            main, tz = text[:19], text[19:]
-        tz = "+00:00" if tz in ("Z", "z") else tz
-        parsed = datetime.datetime.fromisoformat(main[:19] + tz)
-        return parsed.timestamp() + (float("0." + frac) if frac else 0.0)
-    except (ValueError, IndexError):
+        return times.parse_rfc3339(text)
+    except ValueError:
         return 0
 
 

@@ -10,8 +10,8 @@ defaults are 10 MiB and 3 -- docker's own default, unbounded, fills disks).
 from __future__ import annotations
 
 import os
-import time
 
+from pybox.formats.times import rfc3339_nano_fixed
 from pybox.oci import fastjson
 
 TYPE_CHECKING = False  # (typing is not imported: the monitors' zygote loads this module)
@@ -22,12 +22,6 @@ if TYPE_CHECKING:
 MAX_LINE = 16 * 1024
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 3
-
-
-def rfc3339_nano(ns: int | None = None) -> str:
-    ns = time.time_ns() if ns is None else ns
-    secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
 
 def _escape(text: str) -> str:
@@ -70,7 +64,7 @@ class LogWriter:
 
     def _entry(self, stream: str, data: bytes) -> None:
         line = ('{"log":' + _escape(data.decode("utf-8", "replace")) + ',"stream":"' + stream
-                + '","time":"' + rfc3339_nano() + '"}\n').encode()
+                + '","time":"' + rfc3339_nano_fixed() + '"}\n').encode()
         if self.max_size and self.size + len(line) > self.max_size and self.size > 0:
             self._rotate()
         os.write(self.fd, line)

@@ -665,10 +665,10 @@ class Monitor:
                 oom = bool(mgr and mgr.oom_kill_count() > 0)
             except Exception:  # noqa: BLE001 - best effort: no cgroup, no OOM info
                 oom = False
-        from pybox.monitor.jsonlog import rfc3339_nano
+        from pybox.formats.times import rfc3339_nano_fixed
 
         self.exit_info = {"exit_code": code, "oom_killed": oom, "pid": self.pid,
-                          "finished_at": rfc3339_nano()}
+                          "finished_at": rfc3339_nano_fixed()}
 
     def _finish(self) -> None:
         from pybox.oci import fastjson

@@ -50,9 +50,9 @@ class NetworkError(Conflict):
 
 
 def _now():
-    from pybox.monitor.jsonlog import rfc3339_nano
+    from pybox.formats.times import rfc3339_nano_fixed
 
-    return rfc3339_nano()
+    return rfc3339_nano_fixed()
 
 
 def mac_for(ip):

@@ -16,7 +16,6 @@ as stopped (its pid's start time no longer matches) and removed by delete.
 """
 
 import os
-import time
 
 from pybox.errors import ContainerExists, ContainerNotFound, PyboxError, UsageError
 from pybox.oci import fastjson
@@ -38,16 +37,6 @@ def validate_id(cid):
             raise UsageError(f"invalid container id {cid!r}: only letters, digits and "
                              "'_+-.' are allowed")
     return cid
-
-
-def rfc3339_now():
-    """UTC time with nanoseconds, as Go's time.RFC3339Nano prints it."""
-    ns = time.time_ns()
-    secs, frac = divmod(ns, 1_000_000_000)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-    if frac:
-        return f"{stamp}.{frac:09d}".rstrip("0") + "Z"
-    return stamp + "Z"
 
 
 TMP_MARK = ".tmp-"  # NAME.tmp-PID[.TID]: a write in progress, or a crashed one's

@@ -19,6 +19,7 @@ import os
 from pybox import OCI_VERSION
 from pybox.crashpoints import crashpoint
 from pybox.errors import CgroupError, ContainerError, InvalidState, ProcessSetupError, PyboxError, RootfsError
+from pybox.formats.times import rfc3339_nano
 from pybox.linux import proc
 from pybox.oci import fastjson
 from pybox.oci import state as st
@@ -574,7 +575,7 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot: bool=False, no_new_key
     container = Container(root, cid, None)
     record = container.record
     record.update({
-        "id": cid, "bundle": bundle, "rootfs": rootfs, "created": st.rfc3339_now(),
+        "id": cid, "bundle": bundle, "rootfs": rootfs, "created": rfc3339_nano(),
         "creator_pid": os.getpid(), "creator_start": proc.start_time(os.getpid()),
         "annotations": config.get("annotations") or {}, "started": False,
         "host_mounts": not any(ns["type"] == "mount" for ns in

@@ -9,8 +9,8 @@ also to stderr as one line.  No ``logging`` import: it costs start-up time.
 import os
 import sys
 
+from pybox.formats.times import rfc3339_nano
 from pybox.oci import fastjson
-from pybox.oci.state import rfc3339_now
 
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
@@ -34,8 +34,8 @@ class Log:
 
     def _line(self, level, msg):
         if self.fmt == "json":
-            return fastjson.dumps({"level": level, "msg": msg, "time": rfc3339_now()}) + "\n"
-        return f'time="{rfc3339_now()}" level={level} msg={fastjson.dumps(msg)}\n'
+            return fastjson.dumps({"level": level, "msg": msg, "time": rfc3339_nano()}) + "\n"
+        return f'time="{rfc3339_nano()}" level={level} msg={fastjson.dumps(msg)}\n'
 
     def log(self, level, msg) -> None:
         if LEVELS[level] < self.min_level:

@@ -123,7 +123,7 @@ def familiar_name(ref) -> str:
 def registry_auth(domain):
     """The X-Registry-Auth header for a pull from / push to ``domain``: the
     login ``pybox login`` / ``docker login`` stored, or anonymous."""
-    from pybox.images.auth import registry_auth_header
+    from pybox.cli.pybox.credentials import registry_auth_header
     return registry_auth_header(domain)
 
 

@@ -13,7 +13,9 @@ logging proxy.
 
 import os
 
-from pybox.cli.pybox.units import go_duration, mem_swap_bytes, nano_cpus, ram_in_bytes
+from pybox.cli.pybox.units import mem_swap_bytes, nano_cpus
+from pybox.formats.durations import go_duration
+from pybox.formats.sizes import ram_in_bytes
 from pybox.errors import FlagError
 
 NON_USER_NETWORKS = ("default", "bridge", "host", "none")

@@ -529,7 +529,8 @@ def cmd_update(cli, argv, command):
     from pybox.cli.pybox.container_opts import (
         parse_restart,
     )
-    from pybox.cli.pybox.units import mem_swap_bytes, nano_cpus, ram_in_bytes
+    from pybox.cli.pybox.units import mem_swap_bytes, nano_cpus
+    from pybox.formats.sizes import ram_in_bytes
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER [CONTAINER...]",
                  "Update configuration of one or more containers", min_args=1)
     fs.add("memory", "m", convert=ram_in_bytes, default=0, help="Memory limit")

@@ -11,7 +11,9 @@ rendered line per row).  Rows are objects with docker's field names (``.ID``,
 import time
 
 from pybox.cli.pybox.templates import Template, go_quote
-from pybox.cli.pybox.units import human_duration, human_size
+from pybox.cli.pybox.units import human_size
+from pybox.formats.durations import human_duration
+from pybox.formats.times import go_time_string, rfc3339_local
 
 # Docker's default table formats.
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t" \
@@ -85,27 +87,6 @@ def short_id(ident):
 def since(unix_seconds, now=None):
     now = time.time() if now is None else now
     return human_duration(max(0.0, now - unix_seconds)) + " ago"
-
-
-def go_time_string(unix_seconds):
-    """Go's time.Time.String() in local time: ``2006-01-02 15:04:05 -0700 MST``."""
-    t = time.localtime(unix_seconds)
-    offset = t.tm_gmtoff
-    sign = "+" if offset >= 0 else "-"
-    offset = abs(offset)
-    return time.strftime("%Y-%m-%d %H:%M:%S", t) + \
-        f" {sign}{offset // 3600:02d}{offset // 60 % 60:02d} {t.tm_zone}"
-
-
-def rfc3339_local(unix_seconds):
-    t = time.localtime(unix_seconds)
-    offset = t.tm_gmtoff
-    if offset == 0:
-        zone = "Z"
-    else:
-        sign = "+" if offset >= 0 else "-"
-        zone = f"{sign}{abs(offset) // 3600:02d}:{abs(offset) // 60 % 60:02d}"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + zone
 
 
 class Row:

@@ -9,7 +9,7 @@ from pybox.cli.pybox.flags import FlagSet
 def cmd_logs(cli, argv, command) -> int:
     from pybox.cli.pybox.session import write_all
     from pybox.cli.pybox.stdcopy import Demuxer, StreamError
-    from pybox.cli.pybox.units import timestamp_param
+    from pybox.formats.times import get_timestamp
     from pybox.errors import ClientError
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER", "Fetch the logs of a container",
                  exact_args=1)
@@ -27,8 +27,8 @@ def cmd_logs(cli, argv, command) -> int:
     client = cli.client
     info = client.get_json(container_path(name, "/json"))
     try:
-        since = timestamp_param(opts.since) if opts.since else None
-        until = timestamp_param(opts.until) if opts.until else None
+        since = get_timestamp(opts.since) if opts.since else None
+        until = get_timestamp(opts.until) if opts.until else None
     except ValueError as err:
         raise ClientError(str(err)) from None
     query = {"stdout": 1, "stderr": 1, "since": since, "until": until,

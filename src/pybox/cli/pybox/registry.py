@@ -4,7 +4,7 @@ As with docker's CLI, the daemon keeps no credentials: ``login`` has the daemon
 check them (``POST /auth``) and then stores them where docker stores them --
 ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``) ``auths``, or
 the credential helper ``credsStore`` / ``credHelpers`` names
-(pybox.images.auth.DockerConfig) -- so ``docker login`` and ``pybox login`` see
+(pybox.cli.pybox.credentials.DockerConfig) -- so ``docker login`` and ``pybox login`` see
 each other's logins.  ``pull`` and ``push`` send the stored login for the
 image's registry as ``X-Registry-Auth``."""
 
@@ -31,7 +31,7 @@ def login_server(address):
     """-> (registry domain, the server address docker files and sends it under):
     no server, ``docker.io`` or the index URL is Docker Hub
     (``https://index.docker.io/v1/``); another is its ``host[:port]``."""
-    from pybox.images.auth import config_key, registry_domain
+    from pybox.formats.registryauth import config_key, registry_domain
     domain = registry_domain(address)
     return domain, config_key(domain)
 
@@ -76,7 +76,8 @@ def _store(cli, config, domain, credentials):
 
 
 def cmd_login(cli, argv, command) -> int:
-    from pybox.images.auth import Credentials, DockerConfig
+    from pybox.cli.pybox.credentials import DockerConfig
+    from pybox.formats.registryauth import Credentials
     fs = FlagSet(command, f"{command} [OPTIONS] [SERVER]",
                  "Authenticate to a registry.\nDefaults to Docker Hub if no server is "
                  "specified.", max_args=1)
@@ -127,7 +128,7 @@ def cmd_login(cli, argv, command) -> int:
 
 
 def cmd_logout(cli, argv, command) -> int:
-    from pybox.images.auth import DockerConfig
+    from pybox.cli.pybox.credentials import DockerConfig
     fs = FlagSet(command, f"{command} [SERVER]",
                  "Log out from a registry.\nIf no server is specified, the default is "
                  "defined by the daemon.", max_args=1)

@@ -9,7 +9,8 @@ import time
 from pybox.cli.pybox.common import container_path
 from pybox.cli.pybox.flags import FlagSet
 from pybox.cli.pybox.formatting import Row, render_rows
-from pybox.cli.pybox.units import bytes_size, human_size
+from pybox.cli.pybox.units import human_size
+from pybox.formats.sizes import bytes_size
 
 TABLE = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t" \
         "{{.BlockIO}}\t{{.PIDs}}"

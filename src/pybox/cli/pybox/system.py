@@ -159,7 +159,7 @@ def cmd_version(cli, argv, command) -> int:
 
 def cmd_info(cli, argv, command) -> int:
     from pybox.cli.pybox import templates
-    from pybox.cli.pybox.units import bytes_size
+    from pybox.formats.sizes import bytes_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Display system-wide information",
                  max_args=0)
     fs.add("format", "f", help="Format output using a custom template")
@@ -213,7 +213,7 @@ def cmd_events(cli, argv, command) -> int:
 
     from pybox.cli.pybox.common import parse_filters
     from pybox.cli.pybox.templates import Template
-    from pybox.cli.pybox.units import timestamp_param
+    from pybox.formats.times import get_timestamp, rfc3339_nano_fixed
     fs = FlagSet(command, f"{command} [OPTIONS]", "Get real time events from the server",
                  max_args=0)
     fs.add("filter", "f", "list", help="Filter output based on conditions provided")
@@ -222,8 +222,8 @@ def cmd_events(cli, argv, command) -> int:
     fs.add("until", help="Stream events until this timestamp")
     opts = fs.parse(argv)
     try:
-        since = timestamp_param(opts.since) if opts.since else None
-        until = timestamp_param(opts.until) if opts.until else None
+        since = get_timestamp(opts.since) if opts.since else None
+        until = get_timestamp(opts.until) if opts.until else None
     except ValueError as err:
         raise ClientError(str(err)) from None
     query = {"filters": parse_filters(opts.filter), "since": since, "until": until}
@@ -236,9 +236,7 @@ def cmd_events(cli, argv, command) -> int:
                 cli.out(template.execute(event) + "\n")
             else:
                 nano = event.get("timeNano") or event.get("time", 0) * 10**9
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(nano // 10**9))
-                offset = time.strftime("%z")
-                stamp += f".{nano % 10**9:09d}{offset[:3]}:{offset[3:]}"
+                stamp = rfc3339_nano_fixed(nano, local=True)
                 actor = event.get("Actor") or {}
                 attrs = actor.get("Attributes") or {}
                 shown = ", ".join(f"{k}={attrs[k]}" for k in sorted(attrs))

@@ -8,34 +8,21 @@ import sys
 import time
 
 from pybox.errors import UsageError
+from pybox.formats.durations import go_duration
 from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
-UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
 
 def parse_duration(text):
-    """Go's time.ParseDuration for the simple forms ("5s", "500ms", "1m30s")."""
-    total, num, i = 0.0, "", 0
+    """--interval: Go's time.ParseDuration ("5s", "500ms", "1m30s") -> seconds."""
     text = text.strip()
     if not text:
         raise UsageError("empty --interval")
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            num += ch
-            i += 1
-            continue
-        unit = ""
-        while i < len(text) and not (text[i].isdigit() or text[i] == "."):
-            unit += text[i]
-            i += 1
-        if not num or unit not in UNITS:
-            raise UsageError(f"invalid duration {text!r}")
-        total += float(num) * UNITS[unit]
-        num = ""
-    if num:
-        raise UsageError(f"invalid duration {text!r}: missing unit")
+    try:
+        total = go_duration(text) / 1e9
+    except ValueError as e:
+        missing = ": missing unit" if "missing unit" in str(e) else ""
+        raise UsageError(f"invalid duration {text!r}{missing}") from None
     if total <= 0:
         raise UsageError("--interval must be positive")
     return total

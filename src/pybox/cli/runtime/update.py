@@ -6,30 +6,20 @@ the cgroup changes live."""
 import sys
 
 from pybox.errors import UsageError
+from pybox.formats.sizes import ram_in_bytes
 from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
-_SUFFIX = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
 
 def parse_bytes(flag, text):
-    """docker's RAMInBytes: 64m, 1g, 512k, 1048576; -1 for unlimited."""
-    t = text.strip().lower()
+    """runc's sizes: go-units RAMInBytes (64m, 1g, 512k, 1048576); -1 for unlimited."""
+    t = text.strip()
     if t == "-1":
         return -1
-    if t.endswith("b") and len(t) > 1 and t[-2] in _SUFFIX:
-        t = t[:-1]
-    mult = 1
-    if t and t[-1] in _SUFFIX:
-        mult = _SUFFIX[t[-1]]
-        t = t[:-1]
     try:
-        value = float(t)
+        return ram_in_bytes(t)
     except ValueError:
         raise UsageError(f"invalid value {text!r} for --{flag}") from None
-    if value < 0:
-        raise UsageError(f"invalid value {text!r} for --{flag}")
-    return int(value * mult)
 
 
 def parse_int(flag, text):
