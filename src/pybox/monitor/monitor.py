@@ -15,14 +15,55 @@ outlives pyboxd.  It
 
 Everything is single-threaded and event driven (select.poll), so a fork from the
 zygote touches few pages: the PSS of a monitor stays small.
+
+Imports: what the monitor's loop runs is imported at the top (the zygote
+preloads this module, so it costs a monitor nothing); the runtime library is
+imported only where it runs -- in the short-lived creator child, or for a tty
+(the console) -- so its pages are never in the zygote.
 """
 
+from __future__ import annotations
+
+import _socket
+import fcntl
 import os
 import select
+import socket
 import time
 
 from pybox.crashpoints import crashpoint
+from pybox.formats.times import rfc3339_nano_fixed
+from pybox.linux import unixsock
 from pybox.monitor import protocol as P
+from pybox.monitor.jsonlog import LogWriter
+from pybox.oci import fastjson
+from pybox.oci.state import write_atomic
+
+TYPE_CHECKING = False  # (typing is not imported in the zygote; mypy reads this as true)
+if TYPE_CHECKING:
+    import signal as _signal
+    from typing import Any, TypedDict
+
+    class MonitorRequest(TypedDict, total=False):
+        """What pyboxd asks the zygote for (one JSON line): the container, its
+        bundle and run directory, its stdio and log."""
+
+        id: str
+        bundle: str
+        runtime_root: str
+        dir: str  # the run directory: monitor.sock, monitor.pid, exit.json
+        systemd_cgroup: bool
+        log_path: str | None
+        log_max_size: int | None
+        log_max_files: int | None
+        tty: bool
+        open_stdin: bool
+        stdin_once: bool
+        console_size: list[int] | None  # [height, width]
+        defer_start: bool  # wait for a {"op": "start"} before the program runs
+        procview_socket: str | None  # where seccomp notify fds go (the /proc view)
+else:
+    import _signal  # signal's C core: the signal module would load more for the monitors
 
 EXIT_FILE = "exit.json"
 SOCKET = "monitor.sock"
@@ -33,60 +74,64 @@ DRAIN_SECONDS = 2.0
 class _Failure(Exception):
     """An error reported by the creator child (message and errno)."""
 
-    def __init__(self, report) -> None:
+    def __init__(self, report: dict[str, Any]) -> None:
         super().__init__(report.get("error") or "failed")
         self.errno = report.get("errno")
 
 
-def _failure(exc):
-    from pybox.oci import fastjson
-
+def _failure(exc: BaseException) -> bytes:
     errno = getattr(exc, "errno", None)
     return fastjson.dumps({"ok": False, "error": str(exc) or exc.__class__.__name__,
                            "errno": errno if isinstance(errno, int) else None}).encode() + b"\n"
 
 
 class Client:
+    """One connection to the monitor's socket."""
+
     __slots__ = ("sock", "fd", "mode", "stdout", "stderr", "stdin", "reader", "buf", "out")
 
-    def __init__(self, sock) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.mode = None  # None (request pending), "attach", "wait"
+        self.mode: str | None = None  # None (request pending), "attach", "wait"
         self.stdout = self.stderr = self.stdin = False
-        self.reader = None
+        self.reader: P.FrameReader | None = None
         self.buf = b""
         self.out = b""  # pending output (the socket was full)
 
 
 class Monitor:
-    def __init__(self, request) -> None:
+    """The monitor's state: the container's stdio, its clients, its exit."""
+
+    def __init__(self, request: MonitorRequest) -> None:
         self.req = request
         self.dir = request["dir"]
         self.tty = bool(request.get("tty"))
         self.open_stdin = bool(request.get("open_stdin"))
         self.stdin_once = bool(request.get("stdin_once"))
         self.poller = select.poll()
-        self.clients = {}
-        self.stdin_w = None
+        self.clients: dict[int, Client] = {}
+        self.stdin_w: int | None = None
         self.stdin_buf = b""  # for the container, not yet taken by it
         self.stdin_eof_pending = False  # close its stdin once stdin_buf is written
         self.stdin_polled = False  # POLLOUT wanted on the stdin fd
-        self.master = None
-        self.outputs = {}  # fd -> stream name
-        self.log = None
-        self.pid = None
-        self.pidfd = None
-        self.exit_info = None
+        self.master: int | None = None
+        self.outputs: dict[int, str] = {}  # fd -> stream name
+        self.log: LogWriter | None = None
+        self.pid: int | None = None
+        self.pidfd: int | None = None
+        self.exit_info: dict[str, Any] | None = None
         self.started = False
-        self.creator = None
-        self.creator_pidfd = None
-        self.creator_result = None
-        self.creator_go = None
-        self.notify_fds = set()  # seccomp listeners kept for the /proc view
+        self.creator: int | None = None
+        self.creator_pidfd: int | None = None
+        self.creator_result: int | None = None
+        self.creator_go: int | None = None
+        self.notify_fds: set[int] = set()  # seccomp listeners kept for the /proc view
+        self.listener: socket.socket | None = None
+        self.socket_ino: int | None = None
 
     # -- set-up -------------------------------------------------------------
-    def start_container(self):
+    def start_container(self) -> None:
         """Container stdio in the monitor; the runtime's create (and later start)
         in a short-lived child, the *creator*: the pages the runtime touches are
         copied into the creator, not into the long-lived monitor, whose memory
@@ -95,13 +140,12 @@ class Monitor:
 
         req = self.req
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        console = theirs = None
+        console: _socket.socket | None = None
+        theirs: _socket.socket | None = None
         child_stdio = [devnull, devnull, devnull]
-        opened = []
+        opened: list[int] = []
         try:
             if self.tty:
-                import _socket
-
                 console, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             else:
                 if self.open_stdin:
@@ -135,17 +179,18 @@ class Monitor:
             report = self._creator_reply()
             if not report.get("ok"):
                 raise _Failure(report)
-            self.pid = report["pid"]
+            self.pid = pid = report["pid"]
             crashpoint("monitor.created")
             if self.tty:
-                from pybox.runtime.terminal import receive_master
+                # (the runtime library, for a tty only: see the module's docstring)
+                from pybox.runtime.terminal import receive_master  # noqa: PLC0415
 
                 self.master = receive_master(console)
                 size = req.get("console_size")
                 if size and size[0] and size[1]:
                     self._resize(size[0], size[1])
                 self.outputs[self.master] = "stdout"
-            self.pidfd = os.pidfd_open(self.pid)
+            self.pidfd = os.pidfd_open(pid)
             if not self.req.get("defer_start"):
                 self.start_program()
         finally:
@@ -156,10 +201,11 @@ class Monitor:
                 if s is not None:
                     s.close()
 
-    def _creator(self, stdio, console_sock, result_w, go_r) -> None:
+    def _creator(self, stdio: list[int], console_sock: _socket.socket | None, result_w: int,
+                 go_r: int) -> None:
         """In the creator child: create, report, wait for the go, start, report."""
-        from pybox.oci import fastjson
-        from pybox.runtime import container as rt
+        # the runtime library, in the creator child only (see the module's docstring)
+        from pybox.runtime import container as rt  # noqa: PLC0415
 
         code = 1
         try:
@@ -216,51 +262,54 @@ class Monitor:
         finally:
             os._exit(code)
 
-    def _creator_reply(self):
-        from pybox.oci import fastjson
-
+    def _creator_reply(self) -> dict[str, Any]:
         # The creator's death is watched through its pidfd, not only the
         # pipe's EOF: the container's init is forked from it and holds the
         # pipe's write end until it execs (a creator killed after the create
         # left the monitor waiting for ever).
+        result, pidfd = self.creator_result, self.creator_pidfd
+        assert result is not None and pidfd is not None  # (the creator was forked)
         buf = b""
         poller = select.poll()
-        poller.register(self.creator_result, select.POLLIN)
-        poller.register(self.creator_pidfd, select.POLLIN)
+        poller.register(result, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
         while not buf.endswith(b"\n"):
             ready = {fd for fd, _ in poller.poll()}
-            if self.creator_result in ready:
-                chunk = os.read(self.creator_result, 65536)
+            if result in ready:
+                chunk = os.read(result, 65536)
                 if chunk:
                     buf += chunk
                     continue
-            elif self.creator_pidfd in ready:
-                os.set_blocking(self.creator_result, False)
+            elif pidfd in ready:
+                os.set_blocking(result, False)
                 try:
-                    chunk = os.read(self.creator_result, 65536)  # its last words
+                    chunk = os.read(result, 65536)  # its last words
                 except BlockingIOError:
                     chunk = b""
                 finally:
-                    os.set_blocking(self.creator_result, True)
+                    os.set_blocking(result, True)
                 if chunk:
                     buf += chunk
                     continue
             return {"ok": False, "error": "the runtime's creator process died"}
         return fastjson.loads(buf)
 
-    def start_program(self):
+    def start_program(self) -> None:
         """Let init exec the program (the creator runs the runtime's start; on
         failure it deletes the container and the error comes back)."""
         if self.started:
             return
-        os.write(self.creator_go, b"g")
-        os.close(self.creator_go)
+        go, result, pidfd = self.creator_go, self.creator_result, self.creator_pidfd
+        if go is None or result is None or pidfd is None:
+            raise _Failure({"error": "the container's start was aborted"})
+        os.write(go, b"g")
+        os.close(go)
         self.creator_go = None
         crashpoint("monitor.go_sent")
         report = self._creator_reply()
-        os.close(self.creator_result)
+        os.close(result)
         self.creator_result = None
-        os.close(self.creator_pidfd)
+        os.close(pidfd)
         self.creator_pidfd = None
         if not report.get("ok"):
             raise _Failure(report)
@@ -277,29 +326,29 @@ class Monitor:
         os.close(self.creator_go)
         self.creator_go = None
 
-    def _resize(self, h, w, req=None) -> None:
+    def _resize(self, h: int, w: int, req: int | None = None) -> None:
         if self.master is None:
             return
-        import fcntl
-
-        from pybox.runtime.terminal import TIOCSWINSZ
+        # (a tty's: receive_master loaded the module; see the module's docstring)
+        from pybox.runtime.terminal import TIOCSWINSZ  # noqa: PLC0415
 
         fcntl.ioctl(self.master, req or TIOCSWINSZ,
                     int(h).to_bytes(2, "little") + int(w).to_bytes(2, "little") + b"\0" * 4)
 
     # -- event loop -----------------------------------------------------------
-    def serve(self, listener) -> None:
-        from pybox.monitor.jsonlog import LogWriter
-
-        if self.req.get("log_path"):
-            self.log = LogWriter(self.req["log_path"], self.req.get("log_max_size"),
+    def serve(self, listener: socket.socket) -> None:
+        log_path = self.req.get("log_path")
+        if log_path:
+            self.log = LogWriter(log_path, self.req.get("log_max_size"),
                                  self.req.get("log_max_files"))
         self.listener = listener
         self.poller.register(listener.fileno(), select.POLLIN)
         for fd in self.outputs:
             os.set_blocking(fd, False)
             self.poller.register(fd, select.POLLIN)
-        self.poller.register(self.pidfd, select.POLLIN)
+        pidfd = self.pidfd
+        assert pidfd is not None  # (start_container opened it)
+        self.poller.register(pidfd, select.POLLIN)
         if self.stdin_w is not None:
             os.set_blocking(self.stdin_w, False)
         try:  # (see _unlink_socket)
@@ -318,8 +367,8 @@ class Monitor:
                     break
                 timeout = int(remaining * 1000)
             for fd, ev in self.poller.poll(timeout):
-                if fd == self.pidfd:
-                    self.poller.unregister(self.pidfd)
+                if fd == pidfd:
+                    self.poller.unregister(pidfd)
                     self._reap()
                     crashpoint("monitor.reaped")
                     exited_at = time.monotonic()
@@ -351,8 +400,6 @@ class Monitor:
     def _watch_children(self) -> int:
         """SIGCHLD -> a byte on a pipe the loop polls (the handler itself does
         nothing).  -> the pipe's read end."""
-        import _signal
-
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         _signal.signal(_signal.SIGCHLD, lambda signum, frame: None)
         _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
@@ -376,7 +423,7 @@ class Monitor:
             except ChildProcessError:
                 pass
 
-    def _read_output(self, fd) -> None:
+    def _read_output(self, fd: int) -> None:
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
@@ -398,7 +445,7 @@ class Monitor:
             if c.mode == "attach" and (c.stdout if kind == P.STDOUT else c.stderr):
                 self._send(c, payload)
 
-    def _send(self, c, data) -> None:
+    def _send(self, c: Client, data: bytes) -> None:
         """Queue output for a client; a client that falls 4 MiB behind is cut off
         (it must not stall the container: output is never blocked on a reader)."""
         c.out += data
@@ -416,6 +463,7 @@ class Monitor:
         self.poller.modify(c.fd, select.POLLIN | (select.POLLOUT if c.out else 0))
 
     def _accept(self) -> None:
+        assert self.listener is not None  # (serve set it)
         try:
             sock, _ = self.listener.accept()
         except OSError:
@@ -425,7 +473,7 @@ class Monitor:
         self.clients[c.fd] = c
         self.poller.register(c.fd, select.POLLIN)
 
-    def _client_event(self, c, ev) -> None:
+    def _client_event(self, c: Client, ev: int) -> None:
         if ev & select.POLLOUT and c.out:
             self._send(c, b"")
             if c.fd not in self.clients:
@@ -461,16 +509,14 @@ class Monitor:
         elif c.mode == "attach":
             self._attach_input(c, data)
 
-    def _keep_listener_fds(self, ancillary) -> None:
+    def _keep_listener_fds(self, ancillary: list[tuple[int, int, bytes]]) -> None:
         """The runtime sent a seccomp notify fd (linux.seccomp.listenerPath is
         this socket: the /proc view intercepts sysinfo).  The monitor keeps it
         for the container's life -- so the filter's notifications survive a
         restart of the server, which takes copies back with pidfd_getfd -- and
         passes a copy to the server now.  Dropped when its filter has no task
         left (POLLHUP: an exec'd process ended)."""
-        import _socket
-
-        fds = []
+        fds: list[int] = []
         for level, kind, data in ancillary:
             if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                 fds.extend(int.from_bytes(data[i:i + 4], "little")
@@ -484,9 +530,7 @@ class Monitor:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.settimeout(1.0)
-            from pybox.linux.unixsock import call
-
-            call(sock.connect, path)
+            unixsock.call(sock.connect, path)
             sock.sendmsg([b'{"id":"%s"}' % self.req["id"].encode()],
                          [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
                            b"".join(fd.to_bytes(4, "little") for fd in fds))])
@@ -495,9 +539,7 @@ class Monitor:
         finally:
             sock.close()
 
-    def _request(self, c, line, rest) -> None:
-        from pybox.oci import fastjson
-
+    def _request(self, c: Client, line: bytes, rest: bytes) -> None:
         try:
             req = fastjson.loads(line)
             op = req.get("op")
@@ -548,7 +590,9 @@ class Monitor:
         else:
             self._drop(c)
 
-    def _attach_input(self, c, data) -> None:
+    def _attach_input(self, c: Client, data: bytes) -> None:
+        if c.reader is None:  # (never: an attach request made one)
+            return
         for kind, payload in c.reader.feed(data):
             if kind == P.STDIN and c.stdin:
                 self._write_stdin(payload)
@@ -561,10 +605,10 @@ class Monitor:
                 except (ValueError, OSError):
                     pass
 
-    def _stdin_fd(self):
+    def _stdin_fd(self) -> int | None:
         return self.master if self.tty else self.stdin_w
 
-    def _write_stdin(self, data) -> None:
+    def _write_stdin(self, data: bytes) -> None:
         """Queue bytes for the container's stdin and write what it takes now.  The
         monitor never blocks on it: a program that does not read (yet: stdin sent
         before the start) must not stall the loop, its output and its start."""
@@ -591,7 +635,7 @@ class Monitor:
             self.stdin_eof_pending = False
             self._stdin_eof()
 
-    def _poll_stdin(self, want) -> None:
+    def _poll_stdin(self, want: bool) -> None:
         """POLLOUT on the stdin fd while bytes wait (a pty master is polled for
         output anyway: only its mask changes)."""
         fd = self._stdin_fd()
@@ -620,7 +664,7 @@ class Monitor:
             os.close(self.stdin_w)
             self.stdin_w = None
 
-    def _drop(self, c) -> None:
+    def _drop(self, c: Client) -> None:
         self.clients.pop(c.fd, None)
         try:
             self.poller.unregister(c.fd)
@@ -659,21 +703,17 @@ class Monitor:
         oom = False
         if code == 137:
             try:
-                from pybox.runtime.container import Container
+                # the runtime library, at the exit of an OOM-killed candidate only
+                from pybox.runtime.container import Container  # noqa: PLC0415
 
                 mgr = Container.load(self.req["runtime_root"], self.req["id"]).cgroup_manager()
                 oom = bool(mgr and mgr.oom_kill_count() > 0)
             except Exception:  # noqa: BLE001 - best effort: no cgroup, no OOM info
                 oom = False
-        from pybox.formats.times import rfc3339_nano_fixed
-
         self.exit_info = {"exit_code": code, "oom_killed": oom, "pid": self.pid,
                           "finished_at": rfc3339_nano_fixed()}
 
     def _finish(self) -> None:
-        from pybox.oci import fastjson
-        from pybox.oci.state import write_atomic
-
         for fd in list(self.outputs):
             if fd != self.master:
                 os.close(fd)
@@ -702,9 +742,9 @@ class Monitor:
         deadline = time.monotonic() + 1.0
         while any(c.out for c in self.clients.values()) and time.monotonic() < deadline:
             for fd, ev in self.poller.poll(50):
-                c = self.clients.get(fd)
-                if c is not None and ev & select.POLLOUT:
-                    self._send(c, b"")
+                late = self.clients.get(fd)
+                if late is not None and ev & select.POLLOUT:
+                    self._send(late, b"")
         for c in list(self.clients.values()):
             self._drop(c)
 
@@ -719,12 +759,9 @@ class Monitor:
             pass
 
 
-def run(request, report_fd) -> None:
+def run(request: MonitorRequest, report_fd: int) -> None:
     """Monitor main, in the forked (and detached) child.  Never returns."""
-    import _socket
-
-    from pybox.monitor.zygote import PR_SET_CHILD_SUBREAPER, _prctl
-    from pybox.oci import fastjson
+    from pybox.monitor.zygote import PR_SET_CHILD_SUBREAPER, _prctl  # noqa: PLC0415
 
     code = 1
     try:
@@ -735,12 +772,9 @@ def run(request, report_fd) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        import socket as _socketmod  # noqa: F401  (sock.accept needs the wrapper)
-
-        from pybox.linux.unixsock import call
-
-        listener = _socketmod.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        call(listener.bind, path)
+        # (socket.socket, not _socket's: its accept gives socket objects)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unixsock.call(listener.bind, path)
         os.chmod(path, 0o600)
         listener.listen(16)
         listener.setblocking(False)
@@ -756,8 +790,6 @@ def run(request, report_fd) -> None:
             listener.close()
             os.unlink(path)
             return
-        from pybox.oci.state import write_atomic
-
         # never half-written; not fsynced: the run root is a tmpfs
         write_atomic(os.path.join(mon.dir, PID_FILE), str(os.getpid()), mode=0o644)
         crashpoint("monitor.pid_file")

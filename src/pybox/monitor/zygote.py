@@ -13,64 +13,74 @@ Requests arrive on a unix socket: one JSON line (the monitor request, see
 monitor.py) with the report pipe's write end attached (SCM_RIGHTS).  Each monitor
 runs in its own session and is re-parented to init when the zygote goes: it
 survives pyboxd and the zygote.  The zygote dies with pyboxd (PDEATHSIG).
+
+Imports: this module is loaded by pyboxd and by the zygote, so its top holds only
+what the zygote preloads for the monitors anyway; what only pyboxd runs
+(subprocess) is imported where it is used.
 """
 
+from __future__ import annotations
+
+import gc
 import os
+import select
+import socket
+import sys
+import time
+
+from pybox.crashpoints import crashpoint
+from pybox.errors import PyboxError
+from pybox.linux import unixsock
+from pybox.monitor import monitor
+from pybox.oci import fastjson
+
+TYPE_CHECKING = False  # (typing is not imported in the zygote; mypy reads this as true)
+if TYPE_CHECKING:
+    import signal as _signal
+    from collections.abc import Callable
+    from typing import Any
+else:
+    import _signal  # signal's C core: the signal module would load more for the monitors
 
 
 def preload() -> None:
     """Import what the monitor's own loop runs -- and nothing more.  Every page of
     the zygote that a monitor touches is copied into it, so the zygote stays
     small: the runtime library is imported by each monitor's short-lived creator
-    child (see monitor.start_container), whose copies die with it."""
-    import _signal  # noqa: F401
-    import fcntl  # noqa: F401
-    import select  # noqa: F401
-    import socket  # noqa: F401
-
-    from pybox.linux import unixsock  # noqa: F401
-    from pybox.monitor import jsonlog, monitor, protocol  # noqa: F401
-    from pybox.oci import fastjson, state  # noqa: F401
-
+    child (see monitor.start_container), whose copies die with it.  The
+    modules come with monitor.py's own imports (at this module's top): what is
+    left is prctl's ctypes function."""
     _prctl()
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
-_PRCTL = None
+_PRCTL: Callable[[int, int], None] | None = None
 
 
-def _prctl():
+def _prctl() -> Callable[[int, int], None]:
     """prctl through ctypes, without the runtime's syscall module (and its
     imports) in the zygote.  Built once, in the zygote: a monitor that built
     it would copy ~200 KiB of pages for that alone."""
     global _PRCTL
     if _PRCTL is None:
-        import ctypes
+        import ctypes  # noqa: PLC0415 -- built in the zygote only (see above)
 
         libc = ctypes.CDLL(None, use_errno=True)
         fn = libc.prctl
         fn.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                        ctypes.c_ulong)
 
-        def prctl(option, value):
+        def prctl(option: int, value: int) -> None:
             if fn(option, value, 0, 0, 0) != 0:
                 raise OSError(ctypes.get_errno(), "prctl")
         _PRCTL = prctl
     return _PRCTL
 
 
-def serve(listener, parent_pid=None) -> None:
+def serve(listener: socket.socket, parent_pid: int | None = None) -> None:
     """Fork a monitor for every request on ``listener``.  Never returns."""
-    import _signal
-    import _socket
-    import gc
-
-    from pybox.crashpoints import crashpoint
-    from pybox.monitor import monitor
-    from pybox.oci import fastjson
-
     preload()
     prctl = _prctl()
     prctl(PR_SET_PDEATHSIG, 15)
@@ -87,9 +97,9 @@ def serve(listener, parent_pid=None) -> None:
         except InterruptedError:
             continue
         try:
-            data, anc, _, _ = conn.recvmsg(1 << 20, _socket.CMSG_SPACE(4))
+            data, anc, _, _ = conn.recvmsg(1 << 20, socket.CMSG_SPACE(4))
             fds = [int.from_bytes(d[:4], "little") for lvl, kind, d in anc
-                   if lvl == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS]
+                   if lvl == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS]
             request = fastjson.loads(data.split(b"\n", 1)[0])
         except (OSError, ValueError):
             conn.close()
@@ -119,39 +129,29 @@ def serve(listener, parent_pid=None) -> None:
 class ZygoteClient:
     """pyboxd's side: ask the zygote for a monitor, read the monitor's report."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
 
-    def _connect(self, s, call, wait: float=10.0):
+    def _connect(self, s: socket.socket, wait: float = 10.0) -> None:
         """Connect, waiting while pyboxd's keeper starts a new zygote (the old one
         died: its socket refuses, or is gone until the new one binds it)."""
-        import time
-
         deadline = time.monotonic() + wait
         while True:
             try:
-                call(s.connect, self.path)
+                unixsock.call(s.connect, self.path)
                 return
             except (ConnectionRefusedError, FileNotFoundError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
 
-    def spawn(self, request, timeout: float=60.0):
+    def spawn(self, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
         """-> the monitor's report dict ({"ok": True, "pid": N} or an error)."""
-        import select
-        import socket
-
-        from pybox.errors import PyboxError
-        from pybox.oci import fastjson
-
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                from pybox.linux.unixsock import call
-
-                self._connect(s, call)
+                self._connect(s)
                 s.sendmsg([fastjson.dumps(request).encode() + b"\n"],
                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS, w.to_bytes(4, "little"))])
                 os.close(w)
@@ -176,17 +176,16 @@ class ZygoteClient:
                 os.close(w)
 
 
-def start(path):
+def start(path: str) -> int:
     """Start the zygote as a fresh interpreter (python -IS) listening on ``path``:
     a fork of pyboxd would carry pyboxd's whole heap (the API, the image store)
     into every monitor.  Returns its pid."""
-    import subprocess
-    import sys
+    import subprocess  # noqa: PLC0415 -- pyboxd only: kept out of the zygote
 
     pkg_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     paths = [pkg_dir] + [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
-    code = ("import sys; sys.path[:0] = %r; from pybox.monitor.zygote import main; main(%r, %d)"
-            % (paths, path, os.getpid()))
+    code = (f"import sys; sys.path[:0] = {paths!r}; from pybox.monitor.zygote import main; "
+            f"main({path!r}, {os.getpid():d})")
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -194,8 +193,6 @@ def start(path):
     proc = subprocess.Popen([sys.executable, "-IS", "-c", code], stdin=subprocess.DEVNULL,
                             close_fds=True)
     # ready when the socket exists
-    import time
-
     deadline = time.monotonic() + 10
     while not os.path.exists(path):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -204,19 +201,15 @@ def start(path):
     return proc.pid
 
 
-def main(path, parent_pid) -> None:
+def main(path: str, parent_pid: int) -> None:
     """Entry point of the exec'd zygote."""
-    import socket
-
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.tmp"
     try:
         os.unlink(tmp)
     except FileNotFoundError:
         pass
-    from pybox.linux.unixsock import call
-
-    call(listener.bind, tmp)
+    unixsock.call(listener.bind, tmp)
     os.chmod(tmp, 0o600)
     listener.listen(64)
     os.rename(tmp, path)  # appears only when it accepts
