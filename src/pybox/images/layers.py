@@ -28,16 +28,26 @@ end-of-archive marker (a truncated file) is refused even when no digest is
 known.
 """
 
+import bz2
+import dataclasses
+import enum
 import errno as errno_codes
 import hashlib
 import io
+import lzma
 import os
 import stat
 import tarfile
 import zlib
+from collections.abc import Callable, Collection, Iterable
+from typing import IO, TYPE_CHECKING, cast
 
-from pybox.errors import LayerError
+from pybox.errors import DigestMismatch, LayerError
+from pybox.images.store import Readable
 from pybox.linux import fstree
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -53,20 +63,34 @@ XZ_MAGIC = b"\xfd7zXZ\x00"
 
 COPY_CHUNK = 1 << 20
 
+# owner_map(uid, gid) -> the (uid, gid) to record in a tar
+OwnerMap = Callable[[int, int], tuple[int, int]]
+# TarFile.addfile, or a wrapper of it
+AddFile = Callable[[tarfile.TarInfo, IO[bytes] | None], None]
+
 
 # -- compression ---------------------------------------------------------------
 
-class _Prefixed(io.RawIOBase):
-    """A stream with some already-read bytes put back in front (for sniffing)."""
-
-    def __init__(self, head, rest) -> None:
-        self._head = head
-        self._rest = rest
+class _RawReader(io.RawIOBase):
+    """A readable raw stream whose read() always gives bytes (never None: these
+    streams never block), so it fits ``Readable``."""
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf):
+    def read(self, size: int = -1, /) -> bytes:
+        return super().read(size) or b""
+
+
+class _Prefixed(_RawReader):
+    """A stream with some already-read bytes put back in front (for sniffing)."""
+
+    def __init__(self, head: bytes, rest: Readable) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readinto(self, buffer: "WriteableBuffer", /) -> int:
+        buf = memoryview(buffer).cast("B")
         if self._head:
             n = min(len(buf), len(self._head))
             buf[:n] = self._head[:n]
@@ -78,7 +102,7 @@ class _Prefixed(io.RawIOBase):
         return n
 
 
-def detect_compression(head):
+def detect_compression(head: bytes) -> str | None:
     """'gzip', 'zstd', 'bzip2', 'xz' or None (plain tar), from the first bytes."""
     if head.startswith(GZIP_MAGIC):
         return "gzip"
@@ -91,7 +115,8 @@ def detect_compression(head):
     return None
 
 
-def decompressed(stream, allowed=("gzip", "zstd", None)):
+def decompressed(stream: Readable, allowed: Collection[str | None] = ("gzip", "zstd", None)
+                 ) -> tuple[Readable, str | None]:
     """(readable uncompressed stream, compression name) for a layer or archive,
     whatever the media type claimed: the magic bytes decide, as docker does."""
     head = b""
@@ -109,36 +134,31 @@ def decompressed(stream, allowed=("gzip", "zstd", None)):
     if kind == "gzip":
         return _GzipReader(raw), kind
     if kind == "zstd":
-        import zstandard
+        import zstandard  # noqa: PLC0415 -- optional and heavy: only for a zstd layer
 
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True,
-                                                            closefd=False)
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            cast(IO[bytes], raw),  # a file object: io.RawIOBase, not typing.IO
+            read_across_frames=True, closefd=False)
         return _ZstdChecked(reader), kind
     if kind == "bzip2":
-        import bz2
-
         return bz2.BZ2File(io.BufferedReader(raw)), kind
-    import lzma
-
     return lzma.LZMAFile(io.BufferedReader(raw)), kind
 
 
-class _GzipReader(io.RawIOBase):
+class _GzipReader(_RawReader):
     """Multi-member gzip through zlib directly: faster than gzip.GzipFile for big
     sequential reads, and a stream that ends mid-member is an error, not EOF.
     Output is handed out by offset (no re-slicing of a large buffer per read)."""
 
-    def __init__(self, raw) -> None:
+    def __init__(self, raw: Readable) -> None:
         self._raw = raw
         self._z = zlib.decompressobj(31)
         self._pending = b""
         self._pos = 0
         self._eof = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf):
+    def readinto(self, buffer: "WriteableBuffer", /) -> int:
+        buf = memoryview(buffer).cast("B")
         while self._pos >= len(self._pending) and not self._eof:
             self._pending, self._pos = b"", 0
             if self._z.eof:
@@ -167,19 +187,17 @@ class _GzipReader(io.RawIOBase):
         return n
 
 
-class _ZstdChecked(io.RawIOBase):
+class _ZstdChecked(_RawReader):
     """zstandard's reader, with its errors and an unfinished frame reported as
     LayerError (the reader returns a short EOF for a truncated frame)."""
 
-    def __init__(self, reader) -> None:
+    def __init__(self, reader: Readable) -> None:
         self._reader = reader
 
-    def readable(self) -> bool:
-        return True
+    def readinto(self, buffer: "WriteableBuffer", /) -> int:
+        import zstandard  # noqa: PLC0415 -- optional and heavy: only for a zstd layer
 
-    def readinto(self, buf):
-        import zstandard
-
+        buf = memoryview(buffer).cast("B")
         try:
             data = self._reader.read(len(buf))
         except zstandard.ZstdError as e:
@@ -189,18 +207,16 @@ class _ZstdChecked(io.RawIOBase):
         return n
 
 
-class HashingReader(io.RawIOBase):
+class HashingReader(_RawReader):
     """Counts and sha256-hashes everything read through it."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: Readable) -> None:
         self._stream = stream
         self.hash = hashlib.sha256()
         self.size = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf):
+    def readinto(self, buffer: "WriteableBuffer", /) -> int:
+        buf = memoryview(buffer).cast("B")
         data = self._stream.read(len(buf))
         n = len(data)
         buf[:n] = data
@@ -208,7 +224,7 @@ class HashingReader(io.RawIOBase):
         self.size += n
         return n
 
-    def read(self, size=-1):
+    def read(self, size: int | None = -1, /) -> bytes:
         if size is None or size < 0:
             return self.readall()
         data = self._stream.read(size)
@@ -221,13 +237,51 @@ class HashingReader(io.RawIOBase):
             pass
 
     @property
-    def digest(self):
+    def digest(self) -> str:
         return "sha256:" + self.hash.hexdigest()
+
+
+class TarStreamError(Exception):
+    """What went wrong reading a streamed tar (``read_tar_stream``); each caller
+    says it in its own words (a layer's, an archive's)."""
+
+    class Kind(enum.Enum):
+        TRUNCATED = "truncated"    # tarfile: unexpected end of data
+        CORRUPT = "corrupt"        # any other tarfile error
+        ENDED = "ended"            # the stream ended inside a member
+        NO_MARKER = "no-marker"    # complete members, but no end-of-archive marker
+
+    def __init__(self, kind: "TarStreamError.Kind", detail: str = "") -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def read_tar_stream(hashed: HashingReader,
+                    add: Callable[[tarfile.TarFile, tarfile.TarInfo], None]) -> None:
+    """``add(tar, member)`` for each member of the tar read through ``hashed``,
+    then the rest of the stream read (so its hash covers all of it) and the
+    end-of-archive marker required: a file cut short at a member boundary is
+    refused too.  tarfile's own errors raise TarStreamError."""
+    try:
+        with tarfile.open(fileobj=hashed, mode="r|") as tar:
+            for member in tar:
+                add(tar, member)
+            end = tar.offset
+        hashed.drain()
+    except tarfile.TarError as e:
+        kind = (TarStreamError.Kind.TRUNCATED if "unexpected end" in str(e)
+                else TarStreamError.Kind.CORRUPT)
+        raise TarStreamError(kind, str(e)) from None
+    except EOFError as e:
+        raise TarStreamError(TarStreamError.Kind.ENDED, str(e)) from None
+    if hashed.size < end + tarfile.BLOCKSIZE:
+        raise TarStreamError(TarStreamError.Kind.NO_MARKER)
 
 
 # -- member checks (pure: unit-tested without root) ----------------------------
 
-def normalise_member_name(name):
+def normalise_member_name(name: str) -> str:
     """The path a member names, relative to the layer root ('' for the root).
 
     Leading '/' and './' are dropped (tar's convention); a path that climbs out
@@ -244,7 +298,7 @@ def normalise_member_name(name):
     return norm.lstrip("/")
 
 
-def check_symlink_target(rel_path, target):
+def check_symlink_target(rel_path: str, target: str) -> str:
     """docker's rule: a relative symlink must not point above the layer's root
     from where it sits; an absolute one is resolved in the container's root."""
     if not target:
@@ -264,7 +318,7 @@ def check_symlink_target(rel_path, target):
     return target
 
 
-def classify_member(member, allow_devices) -> str:
+def classify_member(member: tarfile.TarInfo, allow_devices: bool) -> str:
     """What to do with a member: 'whiteout', 'opaque', 'skip' (aufs metadata),
     'dir', 'file', 'symlink', 'hardlink', 'device', 'fifo'.  Raises LayerError
     for types that are not allowed."""
@@ -296,44 +350,42 @@ def classify_member(member, allow_devices) -> str:
 
 # -- unpack --------------------------------------------------------------------
 
+@dataclasses.dataclass(frozen=True)
 class UnpackResult:
-    """diff_id: sha256 of the uncompressed tar; size: bytes of file content."""
+    """diff_id: sha256 of the uncompressed tar; tar_size: its length; size:
+    bytes of file content; compression: what the stream was ('gzip'...)."""
 
-    def __init__(self, diff_id, tar_size, size, compression) -> None:
-        self.diff_id = diff_id
-        self.tar_size = tar_size
-        self.size = size
-        self.compression = compression
+    diff_id: str
+    tar_size: int
+    size: int
+    compression: str | None
 
 
-def unpack_layer(stream, dest, *, allow_devices: bool=True, expected_diff_id=None):
+_LAYER_TAR_ERRORS = {
+    TarStreamError.Kind.TRUNCATED: "truncated layer tar: {}",
+    TarStreamError.Kind.CORRUPT: "corrupt layer tar: {}",
+    TarStreamError.Kind.ENDED: "truncated layer: {}",
+    TarStreamError.Kind.NO_MARKER: "truncated layer: the tar ends without its end-of-archive "
+                                   "marker",
+}
+
+
+def unpack_layer(stream: Readable, dest: str, *, allow_devices: bool = True,
+                 expected_diff_id: str | None = None) -> UnpackResult:
     """Unpack a (possibly compressed) layer tar from ``stream`` into ``dest``,
     which must be an empty directory this process made.
 
-    Whiteouts become overlay's (char 0:0 devices, the opaque xattr).  Returns an UnpackResult; raises LayerError (corrupt, truncated,
-    traversal, not allowed) or DigestMismatch, leaving ``dest`` to the caller to
-    remove."""
-    from pybox.errors import DigestMismatch
-
+    Whiteouts become overlay's (char 0:0 devices, the opaque xattr).  Returns
+    an UnpackResult; raises LayerError (corrupt, truncated, traversal, not
+    allowed) or DigestMismatch, leaving ``dest`` to the caller to remove."""
     plain, kind = decompressed(stream)
     hashed = HashingReader(plain)
     unpacker = _Unpacker(dest, allow_devices=allow_devices)
     try:
-        with tarfile.open(fileobj=hashed, mode="r|") as tar:
-            for member in tar:
-                unpacker.add(tar, member)
-            end = tar.offset
-        hashed.drain()
-        if hashed.size < end + tarfile.BLOCKSIZE:
-            raise LayerError("truncated layer: the tar ends without its end-of-archive "
-                             "marker")
+        read_tar_stream(hashed, unpacker.add)
         unpacker.finish()
-    except tarfile.TarError as e:
-        if "unexpected end" in str(e):
-            raise LayerError(f"truncated layer tar: {e}") from None
-        raise LayerError(f"corrupt layer tar: {e}") from None
-    except EOFError as e:
-        raise LayerError(f"truncated layer: {e}") from None
+    except TarStreamError as e:
+        raise LayerError(_LAYER_TAR_ERRORS[e.kind].format(e.detail)) from None
     finally:
         unpacker.close()
     if expected_diff_id is not None and hashed.digest != expected_diff_id:
@@ -342,18 +394,18 @@ def unpack_layer(stream, dest, *, allow_devices: bool=True, expected_diff_id=Non
 
 
 class _Unpacker:
-    def __init__(self, dest, *, allow_devices) -> None:
+    def __init__(self, dest: str, *, allow_devices: bool) -> None:
         self.dest = dest
         self.allow_devices = allow_devices
         self.is_root = os.geteuid() == 0
         self.known_dirs = {""}
-        self.dir_times = {}
+        self.dir_times: dict[str, int] = {}
         self.size = 0
         self.dest_fd = os.open(dest, fstree.DIR_FLAGS)
         self._parent = ("", self.dest_fd)  # the last parent opened: (rel, fd)
 
     # paths: fd-relative, a layer may hold a tree deeper than PATH_MAX
-    def _at(self, rel):
+    def _at(self, rel: str) -> tuple[int | None, str]:
         """(dir fd, name) of rel: its parent directory is opened from the
         layer's root without following a symlink, however deep (the last
         one is kept: tar members come parent before child).  rel "" is the
@@ -380,11 +432,11 @@ class _Unpacker:
             os.close(fd)
         self._parent = ("", self.dest_fd)
 
-    def _lstat(self, rel):
+    def _lstat(self, rel: str) -> os.stat_result:
         pfd, name = self._at(rel)
         return os.stat(name, dir_fd=pfd, follow_symlinks=False)
 
-    def _proc(self, rel):
+    def _proc(self, rel: str) -> str:
         """A path for the calls without dir_fd (l*xattr): the parent pinned
         by its fd, the name not followed."""
         pfd, name = self._at(rel)
@@ -394,7 +446,7 @@ class _Unpacker:
         self._drop_parent()
         os.close(self.dest_fd)
 
-    def _ensure_parent(self, rel, name):
+    def _ensure_parent(self, rel: str, name: str) -> None:
         """Make sure every component of rel's parent is a real directory (created
         0755 when missing, as docker does); refuse symlinks and files in the way."""
         parent = os.path.dirname(rel)
@@ -417,7 +469,7 @@ class _Unpacker:
                                  "directory (a symlink or file in the path)")
             self.known_dirs.add(walked)
 
-    def _clear(self, rel) -> None:
+    def _clear(self, rel: str) -> None:
         """Remove whatever this layer already has at rel (a later member wins)."""
         try:
             st = self._lstat(rel)
@@ -435,7 +487,7 @@ class _Unpacker:
             os.unlink(name, dir_fd=pfd)
 
     # members
-    def add(self, tar, member):
+    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         action = classify_member(member, self.allow_devices)
         rel = normalise_member_name(member.name)
         if action == "skip":
@@ -496,7 +548,7 @@ class _Unpacker:
             os.mkfifo(name, 0o600, dir_fd=pfd)
         self._set_metadata(rel, member, tar, is_dir=False)
 
-    def _check_link_target(self, rel, target, member):
+    def _check_link_target(self, rel: str, target: str, member: tarfile.TarInfo) -> None:
         if not target:
             raise LayerError(f"invalid hard link {member.name!r}: empty target")
         walked = ""
@@ -519,7 +571,8 @@ class _Unpacker:
             raise LayerError(f"invalid hard link {member.name!r} -> {member.linkname!r}: "
                              "target is a directory")
 
-    def _make_dir(self, rel, member) -> None:
+    def _make_dir(self, rel: str, member: tarfile.TarInfo | None) -> None:
+        is_dir: bool | None
         try:
             st = self._lstat(rel)
             is_dir = stat.S_ISDIR(st.st_mode)
@@ -534,12 +587,13 @@ class _Unpacker:
         if member is not None:
             self._set_metadata(rel, member, None, is_dir=True)
 
-    def _write_file(self, pfd, name, tar, member):
+    def _write_file(self, pfd: int | None, name: str, tar: tarfile.TarFile,
+                    member: tarfile.TarInfo) -> None:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                      | os.O_CLOEXEC, 0o600, dir_fd=pfd)
         try:
-            if member.size:
-                src = tar.extractfile(member)
+            src = tar.extractfile(member) if member.size else None
+            if src is not None:
                 remaining = member.size
                 while remaining:
                     data = src.read(min(COPY_CHUNK, remaining))
@@ -552,14 +606,15 @@ class _Unpacker:
         finally:
             os.close(fd)
 
-    def _set_owner_time(self, rel, member) -> None:
+    def _set_owner_time(self, rel: str, member: tarfile.TarInfo) -> None:
         pfd, name = self._at(rel)
         if self.is_root:
             os.chown(name, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
         mtime_ns = int(member.mtime * 10**9)
         os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
-    def _set_metadata(self, rel, member, tar, is_dir) -> None:
+    def _set_metadata(self, rel: str, member: tarfile.TarInfo, tar: tarfile.TarFile | None,
+                      is_dir: bool) -> None:
         pfd, name = self._at(rel)
         is_link = member.issym()
         if self.is_root:
@@ -576,7 +631,8 @@ class _Unpacker:
         else:
             os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
-    def _set_xattr(self, path, name, value, member):
+    def _set_xattr(self, path: str, name: str, value: str | bytes,
+                   member: tarfile.TarInfo) -> None:
         if name.startswith(OVERLAY_XATTR_PREFIX):
             return  # never let a tar set overlay's own metadata (redirects, opaque)
         data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
@@ -598,7 +654,8 @@ class _Unpacker:
 
 # -- writing layers ------------------------------------------------------------
 
-def _read_xattrs(path):
+def read_xattrs(path: str) -> dict[str, bytes]:
+    """A file's extended attributes (not followed), without overlay's own."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
@@ -614,40 +671,44 @@ def _read_xattrs(path):
     return out
 
 
-def is_overlay_whiteout(st):
+def is_overlay_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _is_opaque_fd(fd):
+def is_opaque_fd(fd: int) -> bool:
+    """Is the directory open as ``fd`` overlay-opaque (hides what is below it)?"""
     try:
         return os.getxattr(fd, OVERLAY_OPAQUE_XATTR) == b"y"
     except OSError:
         return False
 
 
-def is_opaque_dir(path):
+def is_opaque_dir(path: str) -> bool:
     try:
         return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False
 
 
-def _tarinfo(rel, path, st, is_dir):
+def make_tarinfo(rel: str, path: str, st: os.stat_result, is_dir: bool) -> tarfile.TarInfo:
+    """The tar header of the entry at ``rel`` (``path`` to read its xattrs
+    from): mode, numeric owners, mtime, xattrs; the caller sets type and size."""
     info = tarfile.TarInfo(rel + ("/" if is_dir and rel else "") if rel else "./")
+    info.mode = stat.S_IMODE(st.st_mode)
     if is_dir:
         info.type = tarfile.DIRTYPE
-    info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid
     info.uname = info.gname = ""
     info.mtime = st.st_mtime_ns // 10**9
-    xattrs = _read_xattrs(path)
+    xattrs = read_xattrs(path)
     if xattrs:
         info.pax_headers = {XATTR_PAX_PREFIX + k: v.decode("utf-8", "surrogateescape")
                             for k, v in xattrs.items()}
     return info
 
 
-def write_tree(root, out, *, overlay_whiteouts: bool=False, skip=(), owner_map=None):
+def write_tree(root: str, out: IO[bytes], *, overlay_whiteouts: bool = False,
+               skip: Iterable[str] = (), owner_map: OwnerMap | None = None) -> None:
     """Write the tree under ``root`` as a layer tar to the binary file ``out``
     (PAX format, sorted names, numeric owners, xattrs, hard links).
 
@@ -657,28 +718,29 @@ def write_tree(root, out, *, overlay_whiteouts: bool=False, skip=(), owner_map=N
     paths left out with everything under them.  ``owner_map(uid, gid)`` gives
     the owners to record (a --userns-remap container's files, shifted back to
     the ids its processes saw)."""
-    seen_inodes = {}
+    seen_inodes: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        add: AddFile = tar.addfile
         if owner_map is not None:
-            add = tar.addfile
+            mapped = owner_map
 
-            def addfile(info, fileobj=None):
-                info.uid, info.gid = owner_map(info.uid, info.gid)
+            def add(info: tarfile.TarInfo, fileobj: IO[bytes] | None = None) -> None:
+                info.uid, info.gid = mapped(info.uid, info.gid)
                 info.uname = info.gname = ""
-                return add(info, fileobj)
+                tar.addfile(info, fileobj)
 
-            tar.addfile = addfile
         try:
             root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             raise LayerError(f"cannot read {root}: {e.strerror}", errno=e.errno) from None
         try:
-            _write_dir(tar, root_fd, "", overlay_whiteouts, set(skip), seen_inodes)
+            _write_dir(add, root_fd, "", overlay_whiteouts, set(skip), seen_inodes)
         finally:
             os.close(root_fd)
 
 
-def _write_dir(tar, dir_fd, rel_dir, overlay_whiteouts, skip, seen_inodes) -> None:
+def _write_dir(add: AddFile, dir_fd: int, rel_dir: str, overlay_whiteouts: bool,
+               skip: set[str], seen_inodes: dict[tuple[int, int], str]) -> None:
     """The entries of the directory open as ``dir_fd``, at any depth (an
     iterative fd walk: a container's 2,500-deep mkdir loop is one tree like
     any other).  A container may be running and changing this tree (export,
@@ -687,56 +749,68 @@ def _write_dir(tar, dir_fd, rel_dir, overlay_whiteouts, skip, seen_inodes) -> No
     nothing of the host's), a regular file is opened O_PATH and read only
     once fstat says it is one, and xattrs are read through
     /proc/self/fd/PARENT/NAME (the parent pinned, NAME not followed)."""
-    def unreadable(entry, e):
+    def unreadable(entry: fstree.Entry, e: OSError) -> None:
         rel = f"{rel_dir}/{entry.rel}" if rel_dir and entry.rel else (entry.rel or rel_dir)
         raise LayerError(f"cannot read {rel or '/'}: {e.strerror}", errno=e.errno) from None
 
     for entry in fstree.walk(dir_fd, on_error=unreadable):
         if not entry.rel:
-            if overlay_whiteouts and rel_dir and _is_opaque_fd(dir_fd):
-                _opaque_marker(tar, rel_dir)
+            if overlay_whiteouts and rel_dir and is_opaque_fd(dir_fd):
+                _opaque_marker(add, rel_dir)
             continue
         rel = f"{rel_dir}/{entry.rel}" if rel_dir else entry.rel
         if rel in skip:
             entry.descend = False
             continue
-        _write_entry(tar, entry, rel, overlay_whiteouts, seen_inodes)
+        _write_entry(add, entry, rel, overlay_whiteouts, seen_inodes)
 
 
-def _opaque_marker(tar, rel_dir) -> None:
+def _opaque_marker(add: AddFile, rel_dir: str) -> None:
     info = tarfile.TarInfo(f"{rel_dir}/{WHITEOUT_OPAQUE}")
     info.mode = 0
-    tar.addfile(info)
+    add(info, None)
 
 
-def _write_entry(tar, entry, rel, overlay_whiteouts, seen_inodes) -> None:
+def _write_entry(add: AddFile, entry: fstree.Entry, rel: str, overlay_whiteouts: bool,
+                 seen_inodes: dict[tuple[int, int], str]) -> None:
     """One entry of _write_dir (its parent open as entry.parent_fd)."""
     dir_fd, name, st = entry.parent_fd, entry.name, entry.st
-    path = f"/proc/self/fd/{dir_fd}/{name}"  # for the l*xattr calls only
+    if dir_fd is None:
+        return  # the walk's top: _write_dir's own directory
     if overlay_whiteouts and is_overlay_whiteout(st):
         parent = os.path.dirname(rel)
         info = tarfile.TarInfo(f"{parent}/{WHITEOUT_PREFIX}{name}" if parent
                                else WHITEOUT_PREFIX + name)
         info.mode = 0
         info.mtime = st.st_mtime_ns // 10**9
-        tar.addfile(info)
+        add(info, None)
         return
     if stat.S_ISDIR(st.st_mode):
         if entry.fd is None:
             return
-        tar.addfile(_tarinfo(rel, path, st, True))
-        if overlay_whiteouts and _is_opaque_fd(entry.fd):
-            _opaque_marker(tar, rel)
+        add(make_tarinfo(rel, f"/proc/self/fd/{dir_fd}/{name}", st, True), None)
+        if overlay_whiteouts and is_opaque_fd(entry.fd):
+            _opaque_marker(add, rel)
         return
-    info = _tarinfo(rel, path, st, False)
-    key = (st.st_dev, st.st_ino)
     if st.st_nlink > 1:
+        key = (st.st_dev, st.st_ino)
         if key in seen_inodes:
+            info = make_tarinfo(rel, f"/proc/self/fd/{dir_fd}/{name}", st, False)
             info.type = tarfile.LNKTYPE
             info.linkname = seen_inodes[key]
-            tar.addfile(info)
+            add(info, None)
             return
         seen_inodes[key] = rel
+    add_entry(add, dir_fd, name, rel, st)
+
+
+def add_entry(add: AddFile, dir_fd: int, name: str, rel: str, st: os.stat_result) -> None:
+    """Add entry ``name`` of the directory open as ``dir_fd`` (``st``: its
+    lstat) to a tar as ``rel``.  The tree may belong to a running container:
+    a regular file is opened O_PATH and read only once fstat says it still is
+    one, nothing is followed, an entry gone or swapped meanwhile is left out,
+    and sockets are not archived (tar cannot hold them; docker skips them too)."""
+    info = make_tarinfo(rel, f"/proc/self/fd/{dir_fd}/{name}", st, stat.S_ISDIR(st.st_mode))
     if stat.S_ISREG(st.st_mode):
         try:
             pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -747,21 +821,23 @@ def _write_entry(tar, entry, rel, overlay_whiteouts, seen_inodes) -> None:
                 return  # swapped (for a device, a link...) meanwhile: never opened
             with open(f"/proc/self/fd/{pfd}", "rb") as f:
                 info.size = os.fstat(f.fileno()).st_size
-                tar.addfile(info, f)
+                add(info, f)
         finally:
             os.close(pfd)
-    elif stat.S_ISLNK(st.st_mode):
+        return
+    if stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
         try:
             info.linkname = os.readlink(name, dir_fd=dir_fd)
         except OSError:
             return
-        tar.addfile(info)
+    elif stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
     elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
         info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        tar.addfile(info)
     elif stat.S_ISFIFO(st.st_mode):
         info.type = tarfile.FIFOTYPE
-        tar.addfile(info)
-    # sockets are not archived (tar cannot hold them; docker skips them too)
+    else:
+        return
+    add(info, None)

@@ -10,7 +10,9 @@ wanted variant the entry without one (or the lowest) wins.
 """
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pybox.errors import InvalidReference
 
@@ -37,7 +39,7 @@ class Platform:
         text = f"{self.os}/{self.architecture}"
         return f"{text}/{self.variant}" if self.variant else text
 
-    def matches(self, entry):
+    def matches(self, entry: Mapping[str, Any]) -> bool:
         """Does an index entry's ``platform`` object fit this platform?"""
         if (entry.get("os") or "") != self.os:
             return False
@@ -49,7 +51,7 @@ class Platform:
             _variant(self.architecture, self.variant)
 
 
-def _variant(arch, variant):
+def _variant(arch: str, variant: str) -> str:
     if arch == "arm64" and variant in ("", "v8", "8"):
         return "v8"
     if arch == "arm" and variant in ("", "v7", "7"):
@@ -57,17 +59,17 @@ def _variant(arch, variant):
     return variant
 
 
-def normalise_arch(arch):
+def normalise_arch(arch: str) -> str:
     return _ARCH_ALIASES.get(arch, arch)
 
 
-def host_platform():
+def host_platform() -> Platform:
     """The platform of this machine, as an image would name it."""
     arch, variant = _MACHINES.get(os.uname().machine, (os.uname().machine, ""))
     return Platform("linux", arch, variant)
 
 
-def parse(text):
+def parse(text: str | None) -> Platform:
     """``linux``, ``linux/arm64``, ``linux/arm/v7``, ``arm64`` (OS: linux) -> Platform;
     None or "" -> the host's.  Raises InvalidReference with containerd's wording."""
     if not text:
@@ -88,7 +90,7 @@ def parse(text):
     return Platform(parts[0], arch, variant)
 
 
-def select(manifests, wanted):
+def select(manifests: Iterable[Any], wanted: Platform) -> dict[str, Any] | None:
     """The index entry (descriptor dict) for ``wanted``, or None.  Among several
     that fit, the one whose variant is the wanted one (or, with none wanted, the
     entry without a variant, else the lowest variant) comes first."""
@@ -97,7 +99,7 @@ def select(manifests, wanted):
     if not fitting:
         return None
 
-    def rank(entry):
+    def rank(entry: dict[str, Any]) -> tuple[bool, bool, str]:
         variant = (entry.get("platform") or {}).get("variant") or ""
         exact = variant == wanted.variant
         return (not exact, variant != "", variant)
@@ -105,7 +107,7 @@ def select(manifests, wanted):
     return sorted(fitting, key=rank)[0]
 
 
-def describe(entry_platform):
+def describe(entry_platform: Mapping[str, Any] | None) -> str:
     """``linux/amd64`` from an index entry's or a config's fields."""
     p = entry_platform or {}
     text = f"{p.get('os', '')}/{p.get('architecture', '')}"

@@ -55,37 +55,34 @@ class Reference:
         return f"{self.domain}/{self.path}"
 
     def __str__(self) -> str:
-        text = self.name
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
+        return self._with_tag_and_digest(self.name)
 
     @property
-    def familiar_name(self):
+    def familiar_name(self) -> str:
         """The short form docker prints: ``busybox``, ``me/app``, ``quay.io/x/y``."""
         return familiar_name(self.name)
 
-    def familiar(self):
+    def familiar(self) -> str:
         """``busybox:latest`` as in ``docker images``' RepoTags."""
-        text = self.familiar_name
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
+        return self._with_tag_and_digest(self.familiar_name)
 
-    def with_tag(self, tag):
+    def _with_tag_and_digest(self, name: str) -> str:
+        if self.tag:
+            name += f":{self.tag}"
+        if self.digest:
+            name += f"@{self.digest}"
+        return name
+
+    def with_tag(self, tag: str) -> "Reference":
         validate_tag(tag)
         return Reference(self.domain, self.path, tag, None)
 
-    def with_digest(self, digest):
+    def with_digest(self, digest: str) -> "Reference":
         validate_digest(digest)
         return Reference(self.domain, self.path, None, digest)
 
 
-def _split_docker_domain(name):
+def _split_docker_domain(name: str) -> tuple[str, str]:
     """distribution's splitDockerDomain: the first component is a registry only
     if it looks like a host (has a '.' or ':' or is 'localhost') or has capitals."""
     first, sep, rest = name.partition("/")
@@ -101,7 +98,7 @@ def _split_docker_domain(name):
     return domain, remainder
 
 
-def parse(text, *, default_tag: bool=True):
+def parse(text: str, *, default_tag: bool = True) -> Reference:
     """Parse and normalise a reference as ``docker pull``/``docker tag`` do.
 
     Raises InvalidReference with docker's wording.  With ``default_tag`` a name
@@ -113,7 +110,7 @@ def parse(text, *, default_tag: bool=True):
                                "64-byte hexadecimal strings")
     remote, _, after = text.partition("@")
     name_part = remote
-    tag = None
+    tag: str | None = None
     # a ':' after the last '/' starts the tag (a ':' before it is a registry port)
     colon = remote.rfind(":")
     if colon > remote.rfind("/"):
@@ -141,14 +138,14 @@ def parse(text, *, default_tag: bool=True):
     return Reference(domain, path, tag, digest)
 
 
-def parse_repository(text):
+def parse_repository(text: str) -> Reference:
     """A repository name with no tag or digest (``docker import - NAME`` may get
     one; ``docker tag`` targets must be one with a tag): the Reference, untagged."""
     ref = parse(text, default_tag=False)
     return Reference(ref.domain, ref.path, ref.tag, ref.digest)
 
 
-def familiar_name(name):
+def familiar_name(name: str) -> str:
     """``docker.io/library/busybox`` -> ``busybox``; ``docker.io/me/x`` -> ``me/x``."""
     prefix = DEFAULT_DOMAIN + "/"
     if name.startswith(prefix):
@@ -158,13 +155,13 @@ def familiar_name(name):
     return name
 
 
-def validate_tag(tag):
+def validate_tag(tag: str) -> str:
     if not TAG_RE.match(tag or ""):
         raise InvalidReference(f"invalid tag format: {tag!r}")
     return tag
 
 
-def validate_digest(digest):
+def validate_digest(digest: str) -> str:
     """Only sha256 is stored; other algorithms are refused with opencontainers'
     wording."""
     algorithm, sep, hexpart = (digest or "").partition(":")
@@ -179,6 +176,6 @@ def validate_digest(digest):
     return digest
 
 
-def looks_like_id(text):
+def looks_like_id(text: str) -> bool:
     """``sha256:abc...``, full or abbreviated hex ids as ``docker rmi 3f57`` takes."""
     return bool(SHORT_ID_RE.match(text or ""))

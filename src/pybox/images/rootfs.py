@@ -13,6 +13,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
+
+from pybox.oci import fastjson
+from pybox.oci.defaults import default_spec
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
@@ -30,21 +34,21 @@ DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp"
         "var", "run", "home")
 
 
-def find_busybox():
+def find_busybox() -> str:
     for path in BUSYBOX_CANDIDATES:
         if os.path.isfile(path) and _is_static(path):
             return path
     raise FileNotFoundError("a static busybox is needed: apt-get install busybox-static")
 
 
-def _is_static(path):
+def _is_static(path: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(4096)
     # A dynamically linked ELF names its interpreter (PT_INTERP "/lib64/ld-...").
     return head[:4] == b"\x7fELF" and b"/ld-linux" not in head and b"ld.so" not in head
 
 
-def build_busybox_rootfs(dest):
+def build_busybox_rootfs(dest: str) -> str:
     """Create (or refresh) a busybox root filesystem in ``dest``."""
     busybox = find_busybox()
     for d in DIRS:
@@ -66,11 +70,8 @@ def build_busybox_rootfs(dest):
     return dest
 
 
-def make_bundle(bundle, args=None, terminal: bool=False):
+def make_bundle(bundle: str, args: Sequence[str] | None = None, terminal: bool = False) -> str:
     """A runnable OCI bundle: BUNDLE/rootfs (busybox) and BUNDLE/config.json."""
-    from pybox.oci import fastjson
-    from pybox.oci.defaults import default_spec
-
     os.makedirs(bundle, exist_ok=True)
     build_busybox_rootfs(os.path.join(bundle, "rootfs"))
     spec = default_spec()
@@ -82,7 +83,7 @@ def make_bundle(bundle, args=None, terminal: bool=False):
     return bundle
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2 or argv[0] != "busybox":
         sys.stderr.write("usage: python -m pybox.images.rootfs busybox BUNDLE [-- CMD...]\n")

@@ -26,17 +26,24 @@ crash can never leave a count that is off by one; the store removes a layer when
 the last record naming it goes away (under the exclusive gc lock).
 """
 
+import contextlib
 import json
 import os
 import shutil
 import stat
+import tarfile
 import uuid
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import IO, NamedTuple, NotRequired, TypedDict, TypeVar
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError, LayerError, SyscallError
 from pybox.images import layers as layer_io
-from pybox.images.store import FileLock, chain_ids, digest_hex, storage_error
+from pybox.images.store import FileLock, Readable, chain_ids, digest_hex, storage_error
 from pybox.linux import fstree
+from pybox.linux import idmap as idmapping
+from pybox.linux.syscalls import Syscalls, real
 from pybox.oci.state import validate_id, write_atomic
 
 MOUNT_SOURCE = "pybox-overlay"
@@ -49,32 +56,81 @@ DRIVER_COPY = "copy"
 CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2
 CHANGE_LETTERS = {CHANGE_MODIFY: "C", CHANGE_ADD: "A", CHANGE_DELETE: "D"}
 
+T = TypeVar("T")
 
-def _chain(parent_chain_id, diff_id):
+class IdMap(TypedDict):
+    """A rootfs's id maps (``pyboxd --userns-remap``), as rootfs.json keeps
+    them: rows of [container id, host id, size], as in /proc/PID/uid_map."""
+
+    uid: list[list[int]]
+    gid: list[list[int]]
+
+
+class LayerInfo(TypedDict):
+    """layers/CHAIN_HEX/layer.json."""
+
+    chain_id: str
+    diff_id: str
+    parent: str      # the parent layer's chain-id, "" for a base layer
+    size: int        # bytes of file content
+    tar_size: int    # bytes of the uncompressed tar (its diff-id's length)
+    link: str        # the short name under l/
+
+
+class RootfsInfo(TypedDict):
+    """containers/ID/rootfs.json."""
+
+    id: str
+    image: str
+    chain_ids: list[str]
+    driver: str      # DRIVER_OVERLAY or DRIVER_COPY
+    idmap: NotRequired[IdMap]
+
+
+class Change(NamedTuple):
+    """One line of docker diff: kind CHANGE_MODIFY/ADD/DELETE, path '/etc/x'."""
+
+    kind: int
+    path: str
+
+
+def _chain(parent_chain_id: str | None, diff_id: str) -> str:
     return chain_ids([parent_chain_id, diff_id])[1] if parent_chain_id else diff_id
 
 
-def _owner_map(idmap):
+def _mappings(rows: Iterable[Sequence[int]]) -> list[tuple[int, int, int]]:
+    """rootfs.json's [container, host, size] rows as the (c, h, n) tuples idmap takes."""
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def _owner_map(idmap: IdMap | None) -> layer_io.OwnerMap | None:
     """host (uid, gid) -> the container's, for an idmapped rootfs (else None)."""
     if not idmap:
         return None
+    uids, gids = _mappings(idmap["uid"]), _mappings(idmap["gid"])
 
-    from pybox.linux.idmap import OVERFLOW_ID, map_id
+    def back(mappings: list[tuple[int, int, int]], value: int) -> int:
+        inside = idmapping.map_id(mappings, value, to_host=False)
+        return idmapping.OVERFLOW_ID if inside is None else inside
 
-    def back(mappings, value):
-        inside = map_id(mappings, value, to_host=False)
-        return OVERFLOW_ID if inside is None else inside
-
-    return lambda uid, gid: (back(idmap["uid"], uid), back(idmap["gid"], gid))
+    return lambda uid, gid: (back(uids, uid), back(gids, gid))
 
 
-def _allow_traversal(path) -> None:
+def _mapped_root(mappings: list[tuple[int, int, int]]) -> int:
+    """The host id of the container's root (0) under ``mappings``."""
+    host = idmapping.map_id(mappings, 0)
+    if host is None:
+        raise ImageError("--userns-remap: the id maps do not map the container's root")
+    return host
+
+
+def _allow_traversal(path: str) -> None:
     mode = os.stat(path).st_mode
     if not mode & 0o001:
         os.chmod(path, stat.S_IMODE(mode) | 0o001)
 
 
-def overlay_supported():
+def overlay_supported() -> bool:
     try:
         with open("/proc/filesystems") as f:
             return any(line.split()[-1] == "overlay" for line in f if line.strip())
@@ -83,7 +139,10 @@ def overlay_supported():
 
 
 class Snapshots:
-    def __init__(self, root, syscalls=None, driver=None) -> None:
+    """The layers/, l/ and containers/ parts of the store (see the module's map)."""
+
+    def __init__(self, root: str, syscalls: Syscalls | None = None,
+                 driver: str | None = None) -> None:
         self.root = root
         self.layers_dir = os.path.join(root, "layers")
         self.links_dir = os.path.join(root, "l")
@@ -93,38 +152,40 @@ class Snapshots:
         for d in (self.layers_dir, self.links_dir, self.containers_dir, self.locks):
             os.makedirs(d, mode=0o700, exist_ok=True)
         self._syscalls = syscalls
+        self._userns_fds: dict[str, int] = {}
         self.driver = driver or (DRIVER_OVERLAY if overlay_supported() else DRIVER_COPY)
 
     @property
-    def sys(self):
+    def sys(self) -> Syscalls:
         if self._syscalls is None:
-            from pybox.linux.syscalls import real
-
             self._syscalls = real()
         return self._syscalls
 
     # -- layers ----------------------------------------------------------------
-    def layer_dir(self, chain_id):
+    def layer_dir(self, chain_id: str) -> str:
         return os.path.join(self.layers_dir, digest_hex(chain_id))
 
-    def diff_dir(self, chain_id):
+    def diff_dir(self, chain_id: str) -> str:
         return os.path.join(self.layer_dir(chain_id), "diff")
 
-    def has_layer(self, chain_id):
+    def has_layer(self, chain_id: str) -> bool:
         return os.path.exists(os.path.join(self.layer_dir(chain_id), "layer.json"))
 
-    def layer_info(self, chain_id):
+    def layer_info(self, chain_id: str) -> LayerInfo:
         try:
             with open(os.path.join(self.layer_dir(chain_id), "layer.json"), "rb") as f:
-                return json.loads(f.read())
+                info: LayerInfo = json.loads(f.read())
+                return info
         except FileNotFoundError:
             raise ImageError(f"layer {chain_id} is not in the store", errno=2) from None
 
-    def all_layers(self):
+    def all_layers(self) -> set[str]:
         return {"sha256:" + n for n in os.listdir(self.layers_dir)
                 if not n.startswith(".")}
 
-    def ensure_layer(self, parent_chain_id, diff_id, open_blob, allow_devices: bool=True):
+    def ensure_layer(self, parent_chain_id: str | None, diff_id: str | None,
+                     open_blob: Callable[[], AbstractContextManager[Readable]],
+                     allow_devices: bool = True) -> LayerInfo:
         """Unpack a layer once; returns its layer.json (with ``chain_id``).
 
         ``open_blob()`` gives the (compressed) tar stream; it is only called when
@@ -143,10 +204,12 @@ class Snapshots:
                                               allow_devices)
         return self._unpack_and_place(parent_chain_id, None, open_blob, allow_devices)
 
-    def _layer_lock(self, chain_id):
+    def _layer_lock(self, chain_id: str) -> str:
         return os.path.join(self.locks, f"layer-{digest_hex(chain_id)}")
 
-    def _unpack_and_place(self, parent_chain_id, diff_id, open_blob, allow_devices):
+    def _unpack_and_place(self, parent_chain_id: str | None, diff_id: str | None,
+                          open_blob: Callable[[], AbstractContextManager[Readable]],
+                          allow_devices: bool) -> LayerInfo:
         tmp = os.path.join(self.layers_dir, f".tmp-{uuid.uuid4().hex}")
         try:
             os.mkdir(tmp, 0o700)
@@ -157,17 +220,18 @@ class Snapshots:
                                                expected_diff_id=diff_id)
             chain_id = _chain(parent_chain_id, result.diff_id)
             hexid = digest_hex(chain_id)
-            info = {"chain_id": chain_id, "diff_id": result.diff_id,
-                    "parent": parent_chain_id or "", "size": result.size,
-                    "tar_size": result.tar_size, "link": hexid[:SHORT_LINK_LENGTH]}
+            info: LayerInfo = {"chain_id": chain_id, "diff_id": result.diff_id,
+                               "parent": parent_chain_id or "", "size": result.size,
+                               "tar_size": result.tar_size, "link": hexid[:SHORT_LINK_LENGTH]}
             write_atomic(os.path.join(tmp, "layer.json"), json.dumps(info, indent=1),
                          mode=0o644, durable=False)
             crashpoint("images.layer.unpacked")
             final = self.layer_dir(chain_id)
-            lock = None if diff_id is not None else FileLock(self._layer_lock(chain_id))
-            if lock:
-                lock.__enter__()
-            try:
+            # with a diff-id the caller holds the layer's lock; without, it is
+            # only known now
+            lock = (contextlib.nullcontext() if diff_id is not None
+                    else FileLock(self._layer_lock(chain_id)))
+            with lock:
                 if self.has_layer(chain_id):  # someone else finished it meanwhile
                     _remove_tree(tmp)
                     return self.layer_info(chain_id)
@@ -178,9 +242,6 @@ class Snapshots:
                 link = os.path.join(self.links_dir, info["link"])
                 if not os.path.lexists(link):
                     os.symlink(os.path.join("..", "layers", hexid, "diff"), link)
-            finally:
-                if lock:
-                    lock.__exit__(None, None, None)
             return info
         except BaseException as e:
             _remove_tree(tmp)
@@ -188,7 +249,7 @@ class Snapshots:
                 raise storage_error(f"unpacking layer {diff_id or ''}".rstrip(), e) from None
             raise
 
-    def remove_layer(self, chain_id) -> None:
+    def remove_layer(self, chain_id: str) -> None:
         """Delete a layer (the caller holds the exclusive gc lock and has checked
         that nothing names it)."""
         path = self.layer_dir(chain_id)
@@ -210,23 +271,24 @@ class Snapshots:
                 _remove_tree(path)
 
     # -- container root filesystems ----------------------------------------------
-    def container_dir(self, container_id):
+    def container_dir(self, container_id: str) -> str:
         return os.path.join(self.containers_dir, validate_id(container_id))
 
-    def rootfs_path(self, container_id):
+    def rootfs_path(self, container_id: str) -> str:
         return os.path.join(self.container_dir(container_id), "merged")
 
-    def container_info(self, container_id):
+    def container_info(self, container_id: str) -> RootfsInfo:
         try:
             with open(os.path.join(self.container_dir(container_id), "rootfs.json"),
                       "rb") as f:
-                return json.loads(f.read())
+                info: RootfsInfo = json.loads(f.read())
+                return info
         except FileNotFoundError:
             raise ImageError(f"container {container_id!r} has no rootfs", errno=2) from None
 
-    def containers(self):
+    def containers(self) -> dict[str, RootfsInfo]:
         """{container id: rootfs.json} of every prepared rootfs."""
-        out = {}
+        out: dict[str, RootfsInfo] = {}
         for name in os.listdir(self.containers_dir):
             try:
                 with open(os.path.join(self.containers_dir, name, "rootfs.json"),
@@ -236,10 +298,11 @@ class Snapshots:
                 continue
         return out
 
-    def is_mounted(self, container_id):
+    def is_mounted(self, container_id: str) -> bool:
         return os.path.ismount(self.rootfs_path(container_id))
 
-    def prepare(self, container_id, image_id, chain_ids, idmap=None):
+    def prepare(self, container_id: str, image_id: str, chain_ids: Sequence[str],
+                idmap: IdMap | None = None) -> str:
         """Create the container's writable layer and mount its rootfs; returns the
         path.  Preparing again (after a reboot or unmount) re-mounts the same
         upper dir.  On failure nothing is left mounted or created.
@@ -250,10 +313,10 @@ class Snapshots:
         layer to that root; the layers themselves are never chowned."""
         cdir = self.container_dir(container_id)
         if os.path.exists(os.path.join(cdir, "rootfs.json")):
-            info = self.container_info(container_id)
-            if info["image"] != image_id:
+            existing = self.container_info(container_id)
+            if existing["image"] != image_id:
                 raise ImageError(f"container {container_id!r} already has a rootfs from "
-                                 f"image {info['image']}")
+                                 f"image {existing['image']}")
             self.mount(container_id)
             return self.rootfs_path(container_id)
         for chain_id in chain_ids:
@@ -281,18 +344,17 @@ class Snapshots:
                 os.mkdir(os.path.join(cdir, "upper"), 0o755)
                 os.mkdir(os.path.join(cdir, "work"), 0o700)
                 if idmap is not None:  # the merged root dir is the upper dir's
-                    from pybox.linux.idmap import map_id
-
-                    os.chown(os.path.join(cdir, "upper"), map_id(idmap["uid"], 0),
-                             map_id(idmap["gid"], 0))
+                    os.chown(os.path.join(cdir, "upper"),
+                             _mapped_root(_mappings(idmap["uid"])),
+                             _mapped_root(_mappings(idmap["gid"])))
             if idmap is not None:
                 # the runtime mounts the rootfs from inside the container's user
                 # namespace, as a uid with no privilege over our directories: it
                 # must be able to pass through them (docker's 0701 data dirs)
                 for d in (self.root, self.containers_dir, cdir):
                     _allow_traversal(d)
-            info = {"id": container_id, "image": image_id, "chain_ids": list(chain_ids),
-                    "driver": driver}
+            info: RootfsInfo = {"id": container_id, "image": image_id,
+                                "chain_ids": list(chain_ids), "driver": driver}
             if idmap is not None:
                 info["idmap"] = idmap
             # not fsynced: the upper dir's own content never is either (a container's
@@ -328,7 +390,8 @@ class Snapshots:
                                  errno=e.errno) from None
             raise
 
-    def _overlay_data(self, cdir, chain_ids, lowers=None):
+    def _overlay_data(self, cdir: str, chain_ids: Sequence[str],
+                      lowers: Sequence[str] | None = None) -> str:
         lowers = list(lowers or [])
         for chain_id in ([] if lowers else reversed(chain_ids)):  # top layer first
             lowers.append(os.path.join(self.links_dir, digest_hex(chain_id)[:SHORT_LINK_LENGTH]))
@@ -342,23 +405,25 @@ class Snapshots:
             data += ",index=off"  # as docker: a lower dir may be shared by many mounts
         return data
 
-    def _mount_overlay(self, cdir, chain_ids, idmap=None):
+    def _mount_overlay(self, cdir: str, chain_ids: Sequence[str],
+                       idmap: IdMap | None = None) -> None:
         if idmap is not None:
-            return self._mount_idmapped_overlay(cdir, chain_ids, idmap)
+            self._mount_idmapped_overlay(cdir, chain_ids, idmap)
+            return
         self.sys.mount(MOUNT_SOURCE, os.path.join(cdir, "merged"), "overlay", 0,
                        self._overlay_data(cdir, chain_ids))
 
-    def _mount_idmapped_overlay(self, cdir, chain_ids, idmap):
+    def _mount_idmapped_overlay(self, cdir: str, chain_ids: Sequence[str], idmap: IdMap) -> None:
         """Overlay over idmapped clones of the layers.  The clones are detached
         mounts named by /proc/self/fd/N (overlay clones them privately, so they
         vanish when the fds close); kernels that refuse detached layers get them
         attached below the container dir for the time of the mount instead."""
-        from pybox.linux import idmap as idmapping
-
         if not chain_ids:
-            return self._mount_overlay(cdir, chain_ids)
+            self._mount_overlay(cdir, chain_ids)
+            return
         userns = self._idmap_userns(idmap)
-        fds, staged = [], []
+        fds: list[int] = []
+        staged: list[str] = []
         try:
             for chain_id in reversed(chain_ids):
                 fds.append(idmapping.idmapped_tree(self.diff_dir(chain_id), userns, self.sys))
@@ -388,18 +453,16 @@ class Snapshots:
                 except SyscallError:
                     pass
 
-    def _idmap_userns(self, idmap):
+    def _idmap_userns(self, idmap: IdMap) -> int:
         """One user namespace fd per distinct idmap, kept for the process's life."""
-        from pybox.linux import idmap as idmapping
-
         key = json.dumps(idmap, sort_keys=True)
-        cache = self.__dict__.setdefault("_userns_fds", {})
+        cache = self._userns_fds
         if key not in cache:
-            cache[key] = idmapping.user_namespace_fd(
-                [tuple(m) for m in idmap["uid"]], [tuple(m) for m in idmap["gid"]])
+            cache[key] = idmapping.user_namespace_fd(_mappings(idmap["uid"]),
+                                                     _mappings(idmap["gid"]))
         return cache[key]
 
-    def _umount(self, path):
+    def _umount(self, path: str) -> None:
         try:
             self.sys.umount2(path, 0)
         except SyscallError as e:
@@ -409,7 +472,7 @@ class Snapshots:
             if e.errno != 22:  # EINVAL: not mounted
                 raise
 
-    def mount(self, container_id):
+    def mount(self, container_id: str) -> str:
         """Mount an existing container rootfs (no-op when mounted or copied)."""
         info = self.container_info(container_id)
         if info["driver"] == DRIVER_OVERLAY and not self.is_mounted(container_id):
@@ -425,12 +488,12 @@ class Snapshots:
                                  errno=e.errno) from None
         return self.rootfs_path(container_id)
 
-    def unmount(self, container_id) -> None:
+    def unmount(self, container_id: str) -> None:
         """Unmount (the upper dir stays: a stopped container keeps its changes)."""
         if self.is_mounted(container_id):
             self._umount(self.rootfs_path(container_id))
 
-    def release(self, container_id) -> bool:
+    def release(self, container_id: str) -> bool:
         """Unmount and delete the container's writable layer and its record."""
         cdir = self.container_dir(container_id)
         if not os.path.exists(cdir):
@@ -448,12 +511,12 @@ class Snapshots:
         return True
 
     # -- diff and export -------------------------------------------------------------
-    def lower_dirs(self, container_id):
+    def lower_dirs(self, container_id: str) -> list[str]:
         """The image's layer dirs, top first."""
         info = self.container_info(container_id)
         return [self.diff_dir(c) for c in reversed(info["chain_ids"])]
 
-    def changes(self, container_id):
+    def changes(self, container_id: str) -> list[Change]:
         """docker diff: [(kind, '/path')] sorted by path, kind 0=C, 1=A, 2=D."""
         info = self.container_info(container_id)
         view = LowerView(self.lower_dirs(container_id))
@@ -462,9 +525,9 @@ class Snapshots:
             out = _overlay_changes(os.path.join(cdir, "upper"), view)
         else:
             out = _tree_changes(os.path.join(cdir, "merged"), view)
-        return sorted(out, key=lambda c: c[1])
+        return sorted(out, key=lambda c: c.path)
 
-    def write_layer(self, container_id, out) -> None:
+    def write_layer(self, container_id: str, out: IO[bytes]) -> None:
         """The container's changes as a layer tar (for commit)."""
         info = self.container_info(container_id)
         cdir = self.container_dir(container_id)
@@ -474,7 +537,7 @@ class Snapshots:
         else:
             write_changes(os.path.join(cdir, "merged"), self.changes(container_id), out)
 
-    def export(self, container_id, out) -> None:
+    def export(self, container_id: str, out: IO[bytes]) -> None:
         """The container's whole filesystem as one tar (docker export)."""
         info = self.container_info(container_id)
         mounted_here = False
@@ -495,10 +558,10 @@ class LowerView:
     """Answers "what does the image have at PATH" from its layer dirs (top first),
     honouring whiteouts and opaque dirs as overlay would."""
 
-    def __init__(self, lower_dirs) -> None:
+    def __init__(self, lower_dirs: list[str]) -> None:
         self.lowers = lower_dirs
 
-    def lookup(self, rel):
+    def lookup(self, rel: str) -> os.stat_result | None:
         """lstat of the visible entry at rel ('' = root), or None."""
         parts = rel.split("/") if rel else []
         for layer in self.lowers:
@@ -506,7 +569,7 @@ class LowerView:
                 return os.lstat(layer)
             opaque_above = False
             st = None
-            for i, part in enumerate(parts):
+            for i, _part in enumerate(parts):
                 if i and _in_layer(layer, "/".join(parts[:i]), layer_io.is_opaque_dir):
                     opaque_above = True  # this layer hides everything below in path
                 try:
@@ -524,9 +587,9 @@ class LowerView:
                 return None
         return None
 
-    def listdir(self, rel):
+    def listdir(self, rel: str) -> set[str]:
         """Names visible in directory rel (union over layers, minus whiteouts)."""
-        names = {}
+        names: dict[str, bool] = {}
         for layer in self.lowers:
             try:
                 st = _in_layer(layer, rel, os.lstat)
@@ -540,7 +603,7 @@ class LowerView:
                     if name not in names:
                         names[name] = not layer_io.is_overlay_whiteout(
                             os.stat(name, dir_fd=fd, follow_symlinks=False))
-                opaque = layer_io._is_opaque_fd(fd)
+                opaque = layer_io.is_opaque_fd(fd)
             finally:
                 os.close(fd)
             if opaque:
@@ -548,7 +611,7 @@ class LowerView:
         return {n for n, visible in names.items() if visible}
 
 
-def _in_layer(layer, rel, call):
+def _in_layer(layer: str, rel: str, call: Callable[[str], T]) -> T:
     """call(path) on layer/rel: the path itself when it is short, else
     /proc/self/fd/PARENT/NAME with the parent opened in pieces (an image's
     tree may be deeper than PATH_MAX; layer dirs are pybox's, never
@@ -568,14 +631,14 @@ def _in_layer(layer, rel, call):
         os.close(pfd)
 
 
-def _same_meta(a, b):
+def _same_meta(a: os.stat_result, b: os.stat_result) -> bool:
     return (stat.S_IFMT(a.st_mode) == stat.S_IFMT(b.st_mode) and a.st_mode == b.st_mode
             and a.st_uid == b.st_uid and a.st_gid == b.st_gid
             and a.st_mtime_ns // 10**9 == b.st_mtime_ns // 10**9
             and (stat.S_ISDIR(a.st_mode) or a.st_size == b.st_size))
 
 
-def _open_dir_beneath(root_fd, rel):
+def _open_dir_beneath(root_fd: int, rel: str) -> int | None:
     """An fd of directory ``rel`` below ``root_fd`` reached without following
     any symlink (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), or None when
     it is not one any more: a running container may swap a directory for a
@@ -586,22 +649,22 @@ def _open_dir_beneath(root_fd, rel):
         return None
 
 
-def _overlay_changes(upper, view):
+def _overlay_changes(upper: str, view: LowerView) -> list[Change]:
     """docker diff of an overlay container.  As moby's archive.changes: a
     directory that was only copied up (same metadata as below) is no change of
     its own, but the parent of an added or deleted entry always is one ("C
     /bin" for "D /bin/vi"), whatever the timestamps say -- a delete in the
     second the image's files were dated showed no change of the directory."""
-    out = []
+    out: list[Change] = []
     changed_dirs = set()
 
-    def record(kind, rel) -> None:
-        out.append((kind, "/" + rel))
+    def record(kind: int, rel: str) -> None:
+        out.append(Change(kind, "/" + rel))
         changed_dirs.add(rel)
         if kind != CHANGE_MODIFY:
             parent = os.path.dirname(rel)
             if parent and parent not in changed_dirs:
-                out.append((CHANGE_MODIFY, "/" + parent))
+                out.append(Change(CHANGE_MODIFY, "/" + parent))
                 changed_dirs.add(parent)
 
     upper_fd = os.open(upper, fstree.DIR_FLAGS)
@@ -619,7 +682,7 @@ def _overlay_changes(upper, view):
                 elif not (stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode)
                           and _same_meta(st, below)):
                     record(CHANGE_MODIFY, rel)
-            if rel and entry.fd is not None and layer_io._is_opaque_fd(entry.fd):
+            if rel and entry.fd is not None and layer_io.is_opaque_fd(entry.fd):
                 for gone in sorted(view.listdir(rel) - set(entry.names())):
                     record(CHANGE_DELETE, f"{rel}/{gone}")
     finally:
@@ -627,9 +690,9 @@ def _overlay_changes(upper, view):
     return out
 
 
-def _tree_changes(root, view):
+def _tree_changes(root: str, view: LowerView) -> list[Change]:
     """Changes of a flattened copy against the image (the copying driver)."""
-    out = []
+    out: list[Change] = []
 
     root_fd = os.open(root, fstree.DIR_FLAGS)
     below_dirs = {""}  # the walked directories that are directories below too
@@ -644,22 +707,22 @@ def _tree_changes(root, view):
                     continue
                 below = view.lookup(rel)
                 if below is None:
-                    out.append((CHANGE_ADD, "/" + rel))
+                    out.append(Change(CHANGE_ADD, "/" + rel))
                 elif not _same_meta(st, below) or (
                         stat.S_ISLNK(st.st_mode) and link != _readlink_in(view, rel)):
-                    out.append((CHANGE_MODIFY, "/" + rel))
+                    out.append(Change(CHANGE_MODIFY, "/" + rel))
                 if entry.fd is not None and below is not None and stat.S_ISDIR(below.st_mode):
                     below_dirs.add(rel)
             if entry.fd is not None and rel in below_dirs:
                 below_dirs.discard(rel)
                 for gone in sorted(view.listdir(rel) - set(entry.names())):
-                    out.append((CHANGE_DELETE, "/" + (f"{rel}/{gone}" if rel else gone)))
+                    out.append(Change(CHANGE_DELETE, "/" + (f"{rel}/{gone}" if rel else gone)))
     finally:
         os.close(root_fd)
     return out
 
 
-def _readlink_in(view, rel):
+def _readlink_in(view: LowerView, rel: str) -> str | None:
     for layer in view.lowers:
         try:
             st = _in_layer(layer, rel, os.lstat)
@@ -669,7 +732,7 @@ def _readlink_in(view, rel):
     return None
 
 
-def write_changes(root, changes, out) -> None:
+def write_changes(root: str, changes: Iterable[Change], out: IO[bytes]) -> None:
     """A layer tar holding the given changes of the tree at root: added and
     modified entries as they are now, deletions as ``.wh.`` whiteouts."""
     kinds = {path.lstrip("/"): kind for kind, path in changes}
@@ -680,86 +743,162 @@ def write_changes(root, changes, out) -> None:
         os.close(root_fd)
 
 
-def _write_changes(root_fd, kinds, out) -> None:
+def _write_changes(root_fd: int, kinds: dict[str, int], out: IO[bytes]) -> None:
     """write_changes through fds: each entry's parent reached without
     following a symlink, a regular file opened O_PATH and read only once
     fstat says it is one (the container may be running)."""
-    import tarfile
-
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for rel in sorted(kinds):
             kind = kinds[rel]
+            parent, name = os.path.split(rel)
             if kind == CHANGE_DELETE:
-                parent, name = os.path.split(rel)
                 info = tarfile.TarInfo(os.path.join(parent, layer_io.WHITEOUT_PREFIX + name))
                 info.mode = 0
                 tar.addfile(info)
                 continue
-            parent, name = os.path.split(rel)
             pfd = _open_dir_beneath(root_fd, parent)
             if pfd is None:
                 continue
             try:
-                _write_change(tar, pfd, name, rel)
+                try:
+                    st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                layer_io.add_entry(tar.addfile, pfd, name, rel, st)
             finally:
                 os.close(pfd)
 
 
-def _write_change(tar, pfd, name, rel) -> None:
-    import tarfile
-
-    try:
-        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    path = f"/proc/self/fd/{pfd}/{name}"  # for the l*xattr calls only
-    info = layer_io._tarinfo(rel, path, st, stat.S_ISDIR(st.st_mode))
-    if stat.S_ISREG(st.st_mode):
-        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return
-            with open(f"/proc/self/fd/{fd}", "rb") as f:
-                info.size = os.fstat(f.fileno()).st_size
-                tar.addfile(info, f)
-        finally:
-            os.close(fd)
-        return
-    if stat.S_ISLNK(st.st_mode):
-        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=pfd)
-    elif stat.S_ISDIR(st.st_mode):
-        info.type = tarfile.DIRTYPE
-    elif stat.S_ISFIFO(st.st_mode):
-        info.type = tarfile.FIFOTYPE
-    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    else:
-        return
-    tar.addfile(info)
-
-
 # -- the copying driver -------------------------------------------------------------
 
-def flatten_layers(layer_dirs, dest) -> None:
+def flatten_layers(layer_dirs: Iterable[str], dest: str) -> None:
     """Copy layers (base first) into dest as overlay would show them: a whiteout
     deletes, an opaque dir empties what is below, a later entry replaces an
-    earlier one.  Never writes through a symlink: parents are processed before
-    children, and a non-directory in the way of a directory is replaced."""
+    earlier one.  Never writes through a symlink: every entry is reached from
+    its parent's fd (parents are processed before children, and a
+    non-directory in the way of a directory is replaced).  Iterative and
+    fd-relative, as linux/fstree: a layer may be thousands of directories
+    deep (a container's mkdir loop, committed) and deeper than PATH_MAX."""
     is_root = os.geteuid() == 0
-    for layer in layer_dirs:
-        _copy_layer_dir(layer, dest, "", is_root)
+    dest_fd = os.open(dest, fstree.DIR_FLAGS)
+    try:
+        for layer in layer_dirs:
+            layer_fd = os.open(layer, fstree.DIR_FLAGS)
+            try:
+                _copy_layer(layer_fd, dest_fd, is_root)
+            finally:
+                os.close(layer_fd)
+    finally:
+        os.close(dest_fd)
 
 
-def _copy_meta(src_st, dst, is_root, is_link) -> None:
-    if is_root:
-        os.lchown(dst, src_st.st_uid, src_st.st_gid)
-    if not is_link:
-        os.chmod(dst, stat.S_IMODE(src_st.st_mode))
-    os.utime(dst, ns=(src_st.st_atime_ns, src_st.st_mtime_ns), follow_symlinks=False)
+class _PendingDir(NamedTuple):
+    """A directory copied into dest whose own metadata is set once everything
+    under it is copied (its mtime would move with each child otherwise)."""
+
+    depth: int
+    fd: int
+    st: os.stat_result
+    xattrs: dict[str, bytes]
 
 
-def _remove_tree(path) -> None:
+def _copy_layer(layer_fd: int, dest_fd: int, is_root: bool) -> None:
+    """One layer over dest, walked depth first with fstree.walk; ``pending``
+    holds the dest fds of the directories the walk is inside (dest_fd at
+    depth 0), each finished when the walk leaves its subtree."""
+    pending = [_PendingDir(0, dest_fd, os.fstat(dest_fd), {})]
+    try:
+        for entry in fstree.walk(layer_fd, on_error=_raise):
+            if not entry.rel:
+                continue
+            while pending[-1].depth >= entry.depth:
+                _finish_dir(pending.pop(), is_root)
+            dst_pfd, src_pfd, name, st = pending[-1].fd, entry.parent_fd, entry.name, entry.st
+            assert src_pfd is not None  # only the walk's top has none
+            if layer_io.is_overlay_whiteout(st):
+                _remove_at(dst_pfd, name)
+                continue
+            xattrs = layer_io.read_xattrs(f"/proc/self/fd/{src_pfd}/{name}")
+            if entry.fd is not None:
+                pending.append(_PendingDir(entry.depth, _ensure_dir_at(dst_pfd, name), st,
+                                           xattrs))
+                if layer_io.is_opaque_fd(entry.fd):
+                    for below in os.listdir(pending[-1].fd):
+                        _remove_at(pending[-1].fd, below)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                continue  # a directory the walk could not open (gone meanwhile)
+            _remove_at(dst_pfd, name)
+            if not _copy_entry(src_pfd, dst_pfd, name, st):
+                continue
+            _set_xattrs(f"/proc/self/fd/{dst_pfd}/{name}", xattrs)
+            if is_root:
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_pfd, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dst_pfd)
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_pfd,
+                     follow_symlinks=False)
+        while len(pending) > 1:
+            _finish_dir(pending.pop(), is_root)
+    finally:
+        for left in pending[1:]:  # an error: close what is still open
+            os.close(left.fd)
+
+
+def _raise(entry: fstree.Entry, error: OSError) -> None:
+    raise error
+
+
+def _ensure_dir_at(pfd: int, name: str) -> int:
+    """dest's directory ``name`` (made 0755 if missing, replacing a
+    non-directory), opened without following anything."""
+    try:
+        if not stat.S_ISDIR(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode):
+            _remove_at(pfd, name)
+            os.mkdir(name, 0o755, dir_fd=pfd)
+    except FileNotFoundError:
+        os.mkdir(name, 0o755, dir_fd=pfd)
+    return os.open(name, fstree.DIR_FLAGS, dir_fd=pfd)
+
+
+def _finish_dir(done: _PendingDir, is_root: bool) -> None:
+    """A copied directory's xattrs, owner, mode and times (children all in)."""
+    try:
+        _set_xattrs(f"/proc/self/fd/{done.fd}", done.xattrs)
+        if is_root:
+            os.fchown(done.fd, done.st.st_uid, done.st.st_gid)
+        os.fchmod(done.fd, stat.S_IMODE(done.st.st_mode))
+        os.utime(done.fd, ns=(done.st.st_atime_ns, done.st.st_mtime_ns))
+    finally:
+        os.close(done.fd)
+
+
+def _copy_entry(src_pfd: int, dst_pfd: int, name: str, st: os.stat_result) -> bool:
+    """Make the non-directory ``name`` in dest as it is in the layer; False
+    for what a layer cannot hold (a socket)."""
+    if stat.S_ISREG(st.st_mode):
+        shutil.copyfile(f"/proc/self/fd/{src_pfd}/{name}", f"/proc/self/fd/{dst_pfd}/{name}",
+                        follow_symlinks=False)
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=src_pfd), name, dir_fd=dst_pfd)
+    elif stat.S_ISFIFO(st.st_mode):
+        os.mkfifo(name, dir_fd=dst_pfd)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst_pfd)
+    else:
+        return False
+    return True
+
+
+def _set_xattrs(path: str, xattrs: dict[str, bytes]) -> None:
+    for xname, value in xattrs.items():
+        try:
+            os.setxattr(path, xname, value, follow_symlinks=False)
+        except OSError:
+            pass
+
+
+def _remove_tree(path: str) -> None:
     """shutil.rmtree(path, ignore_errors=True) without its recursion: an upper
     dir may hold a tree thousands of directories deep (a container's mkdir
     loop, a docker cp), which Python 3.11's rmtree fails on (RecursionError)
@@ -767,63 +906,16 @@ def _remove_tree(path) -> None:
     fstree.remove_tree(path, ignore_errors=True)
 
 
-def _remove(path) -> None:
+def _remove_at(pfd: int, name: str) -> None:
+    """Remove dest's entry ``name`` (a directory with all below it), if any."""
     try:
-        st = os.lstat(path)
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        fstree.remove_tree(path)
+        fstree.remove_tree_at(pfd, name)
     else:
-        os.unlink(path)
-
-
-def _copy_layer_dir(layer, dest, rel_dir, is_root) -> None:
-    src_dir = os.path.join(layer, rel_dir) if rel_dir else layer
-    dst_dir = os.path.join(dest, rel_dir) if rel_dir else dest
-    if rel_dir and layer_io.is_opaque_dir(src_dir):
-        for name in os.listdir(dst_dir):
-            _remove(os.path.join(dst_dir, name))
-    for name in sorted(os.listdir(src_dir)):
-        src = os.path.join(src_dir, name)
-        dst = os.path.join(dst_dir, name)
-        st = os.lstat(src)
-        if layer_io.is_overlay_whiteout(st):
-            _remove(dst)
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                dst_st = os.lstat(dst)
-                if not stat.S_ISDIR(dst_st.st_mode):
-                    _remove(dst)
-                    os.mkdir(dst, 0o755)
-            except FileNotFoundError:
-                os.mkdir(dst, 0o755)
-            _copy_layer_dir(layer, dest, f"{rel_dir}/{name}" if rel_dir else name, is_root)
-            for xname, value in layer_io._read_xattrs(src).items():
-                try:
-                    os.setxattr(dst, xname, value, follow_symlinks=False)
-                except OSError:
-                    pass
-            _copy_meta(st, dst, is_root, False)
-            continue
-        _remove(dst)
-        if stat.S_ISREG(st.st_mode):
-            shutil.copyfile(src, dst, follow_symlinks=False)
-        elif stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(src), dst)
-        elif stat.S_ISFIFO(st.st_mode):
-            os.mkfifo(dst)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            os.mknod(dst, st.st_mode, st.st_rdev)
-        else:
-            continue
-        for xname, value in layer_io._read_xattrs(src).items():
-            try:
-                os.setxattr(dst, xname, value, follow_symlinks=False)
-            except OSError:
-                pass
-        _copy_meta(st, dst, is_root, stat.S_ISLNK(st.st_mode))
+        os.unlink(name, dir_fd=pfd)
 
 
 __all__ = ["Snapshots", "LowerView", "flatten_layers", "write_changes", "LayerError"]

@@ -29,12 +29,18 @@ Locking (flock, so it holds across processes and threads and dies with them):
     temp files.
 """
 
+import contextlib
+import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from types import TracebackType
+from typing import IO, Any, NotRequired, Protocol, Self, TypedDict
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import DigestMismatch, ImageError, ImageNotFound
@@ -64,37 +70,77 @@ INDEX_MEDIA_TYPES = {MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST}
 
 COPY_CHUNK = 1 << 20
 
+# A binary file object (a stored blob, an archive being written).
+BinaryFile = IO[bytes]
+
+
+class Readable(Protocol):
+    """Anything read in chunks: a file, a registry's BlobReader, a decompressor."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+# -- the store's own records (their JSON on disk is unchanged: TypedDicts are dicts)
+
+class Descriptor(TypedDict):
+    """An OCI content descriptor as the store writes it (records, manifests it makes)."""
+
+    mediaType: str
+    digest: str
+    size: int
+
+
+class LayerEntry(TypedDict):
+    """One layer of an image record: its diff-id, chain-id and stored blob."""
+
+    diff_id: str
+    chain_id: str
+    blob: Descriptor
+
+
+class ImageRecord(TypedDict):
+    """imagedb/HEX.json: what the store knows of an image beyond its blobs."""
+
+    id: str
+    manifest: Descriptor
+    config: Descriptor
+    layers: list[LayerEntry]
+    parent: str
+    added: str
+    last_tag_time: NotRequired[str]
+
 
 # -- digests -------------------------------------------------------------------
 
-def sha256_digest(data):
+def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def digest_hex(digest):
+def digest_hex(digest: str) -> str:
     """The hex part of a validated ``sha256:HEX`` digest (safe as a file name)."""
     references.validate_digest(digest)
     return digest[len("sha256:"):]
 
 
-def chain_ids(diff_ids):
+def chain_ids(diff_ids: list[str]) -> list[str]:
     """The OCI chain-ids: chain(0) = diff(0); chain(n) = sha256(chain(n-1) + ' ' +
     diff(n)).  A layer's chain-id names it together with everything under it,
     which is what an unpacked snapshot depends on."""
-    out = []
+    out: list[str] = []
     for diff_id in diff_ids:
         out.append(diff_id if not out else sha256_digest(f"{out[-1]} {diff_id}".encode()))
     return out
 
 
-def descriptor(media_type, data_or_digest, size=None):
+def descriptor(media_type: str, data_or_digest: bytes | str, size: int = 0) -> Descriptor:
+    """The descriptor of ``data`` (bytes), or of the blob ``digest`` of ``size`` bytes."""
     if isinstance(data_or_digest, bytes):
         return {"mediaType": media_type, "digest": sha256_digest(data_or_digest),
                 "size": len(data_or_digest)}
     return {"mediaType": media_type, "digest": data_or_digest, "size": size}
 
 
-def canonical_json(obj):
+def canonical_json(obj: Any) -> bytes:
     """Compact, key-sorted JSON bytes: a stable digest for configs/manifests we make."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
@@ -113,30 +159,31 @@ def parse_rfc3339(text: str | None) -> float:
 class FileLock:
     """flock(2) on a file under locks/: ``with FileLock(path, shared=True):``."""
 
-    def __init__(self, path, shared: bool=False) -> None:
+    def __init__(self, path: str, shared: bool = False) -> None:
         self.path = path
         self.shared = shared
-        self.fd = None
+        self.fd: int | None = None
 
-    def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
+    def __enter__(self) -> Self:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.fd = fd
+        fcntl.flock(fd, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
         return self
 
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # closing releases the lock
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
         self.fd = None
 
 
 # -- blobs ---------------------------------------------------------------------
 
-def _no_space(err) -> bool:
-    import errno
-
+def _no_space(err: OSError) -> bool:
     return err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def storage_error(what, err):
+def storage_error(what: str, err: OSError) -> ImageError:
     """An OSError while writing, as an ImageError that says what failed."""
     if _no_space(err):
         return ImageError(f"{what}: no space left on device", errno=err.errno)
@@ -146,45 +193,44 @@ def storage_error(what, err):
 class BlobStore:
     """blobs/sha256/HEX, written through ingest/ and verified before the rename."""
 
-    def __init__(self, root) -> None:
+    def __init__(self, root: str) -> None:
         self.root = root
         self.dir = os.path.join(root, "blobs", "sha256")
         self.ingest = os.path.join(root, "ingest")
         self.locks = os.path.join(root, "locks")
 
-    def path(self, digest):
+    def path(self, digest: str) -> str:
         return os.path.join(self.dir, digest_hex(digest))
 
-    def exists(self, digest):
+    def exists(self, digest: str) -> bool:
         return os.path.exists(self.path(digest))
 
-    def size(self, digest):
+    def size(self, digest: str) -> int:
         return os.stat(self.path(digest)).st_size
 
-    def open(self, digest):
+    def open(self, digest: str) -> BinaryFile:
         try:
             return open(self.path(digest), "rb")
         except FileNotFoundError:
             raise ImageError(f"blob {digest} is missing from the store", errno=2) from None
 
-    def read(self, digest):
+    def read(self, digest: str) -> bytes:
         with self.open(digest) as f:
             return f.read()
 
-    def read_json(self, digest):
+    def read_json(self, digest: str) -> Any:
         try:
             return json.loads(self.read(digest))
         except ValueError as e:
             raise ImageError(f"blob {digest} is not valid JSON: {e}") from None
 
-    def write_bytes(self, data, expected_digest=None):
+    def write_bytes(self, data: bytes, expected_digest: str | None = None) -> str:
         """Store ``data``; returns its digest.  Raises DigestMismatch when the data
         is not what ``expected_digest`` names."""
-        import io
-
         return self.write_stream(io.BytesIO(data), expected_digest, len(data))[0]
 
-    def write_stream(self, stream, expected_digest=None, expected_size=None):
+    def write_stream(self, stream: Readable, expected_digest: str | None = None,
+                     expected_size: int | None = None) -> tuple[str, int]:
         """Copy a stream into the store, hashing it on the way; (digest, size).
 
         Nothing is visible under blobs/ until the content is complete and matches
@@ -233,17 +279,17 @@ class BlobStore:
             _unlink_quiet(tmp)
             raise
 
-    def delete(self, digest) -> None:
+    def delete(self, digest: str) -> None:
         _unlink_quiet(self.path(digest))
 
-    def all(self):
+    def all(self) -> set[str]:
         try:
             return {"sha256:" + name for name in os.listdir(self.dir)}
         except FileNotFoundError:
             return set()
 
 
-def _unlink_quiet(path) -> None:
+def _unlink_quiet(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
@@ -255,7 +301,7 @@ def _unlink_quiet(path) -> None:
 class ImageStore:
     """Records (imagedb/), tags (repositories.json) and the locks over them."""
 
-    def __init__(self, root) -> None:
+    def __init__(self, root: str) -> None:
         self.root = root
         self.blobs = BlobStore(root)
         self.imagedb = os.path.join(root, "imagedb")
@@ -265,10 +311,10 @@ class ImageStore:
             os.makedirs(d, mode=0o700, exist_ok=True)
 
     # locks
-    def gc_lock(self, shared):
+    def gc_lock(self, shared: bool) -> FileLock:
         return FileLock(os.path.join(self.locks, "gc"), shared=shared)
 
-    def meta_lock(self):
+    def meta_lock(self) -> FileLock:
         return FileLock(os.path.join(self.locks, "meta"))
 
     def clean_ingest(self) -> None:
@@ -282,29 +328,30 @@ class ImageStore:
                 _unlink_quiet(path)
 
     # records
-    def record_path(self, image_id):
+    def record_path(self, image_id: str) -> str:
         return os.path.join(self.imagedb, digest_hex(image_id) + ".json")
 
-    def get_record(self, image_id):
+    def get_record(self, image_id: str) -> ImageRecord:
         try:
             with open(self.record_path(image_id), "rb") as f:
-                return json.loads(f.read())
+                record: ImageRecord = json.loads(f.read())
+                return record
         except FileNotFoundError:
             raise ImageNotFound(image_id) from None
 
-    def has_record(self, image_id):
+    def has_record(self, image_id: str) -> bool:
         return os.path.exists(self.record_path(image_id))
 
-    def put_record(self, record) -> None:
+    def put_record(self, record: ImageRecord) -> None:
         write_atomic(self.record_path(record["id"]),
                      json.dumps(record, indent=1, sort_keys=True), mode=0o644,
                      durable=True)
 
-    def delete_record(self, image_id) -> None:
+    def delete_record(self, image_id: str) -> None:
         _unlink_quiet(self.record_path(image_id))
 
-    def records(self):
-        out = []
+    def records(self) -> list[ImageRecord]:
+        out: list[ImageRecord] = []
         for name in sorted(os.listdir(self.imagedb)):
             if name.endswith(".json"):
                 try:
@@ -315,30 +362,31 @@ class ImageStore:
         return out
 
     # tags
-    def load_refs(self):
+    def load_refs(self) -> dict[str, str]:
         """{normalised reference: image id} (tags and name@digest references)."""
         try:
             with open(self.tags_file, "rb") as f:
-                return json.loads(f.read()).get("refs", {})
+                refs: dict[str, str] = json.loads(f.read()).get("refs", {})
+                return refs
         except FileNotFoundError:
             return {}
         except ValueError as e:
             raise ImageError(f"{self.tags_file} is corrupt: {e}") from None
 
-    def save_refs(self, refs) -> None:
+    def save_refs(self, refs: dict[str, str]) -> None:
         write_atomic(self.tags_file,
                      json.dumps({"refs": dict(sorted(refs.items()))}, indent=1),
                      mode=0o644, durable=True)
 
-    def refs_of(self, image_id, refs=None):
+    def refs_of(self, image_id: str, refs: dict[str, str] | None = None) -> list[str]:
         refs = self.load_refs() if refs is None else refs
         return sorted(r for r, i in refs.items() if i == image_id)
 
-    def resolve(self, text):
+    def resolve(self, text: str) -> str:
         """An image Id from anything docker takes: a name[:tag], name@digest, a full
         or abbreviated Id (``sha256:`` optional).  Raises ImageNotFound."""
         refs = self.load_refs()
-        ref = None
+        ref: references.Reference | None = None
         try:
             ref = references.parse(text)
         except ImageError:
@@ -362,3 +410,40 @@ class ImageStore:
                 raise ImageError(f"short ID {text!r} is ambiguous: it matches "
                                  f"{len(matches)} images")
         raise ImageNotFound(text)
+
+
+# -- archives and tarballs named by path or passed open ----------------------------
+
+@contextlib.contextmanager
+def open_source(source: str | os.PathLike[str] | Readable) -> Iterator[Readable]:
+    """``source`` to read from: a path (opened here, ImageError when it cannot
+    be), or an open file object (left to the caller)."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            f = open(source, "rb")
+        except OSError as e:
+            raise ImageError(f"{os.fspath(source)}: {e.strerror}", errno=e.errno) from None
+        with f:
+            yield f
+    else:
+        yield source
+
+
+@contextlib.contextmanager
+def open_dest(dest: str | os.PathLike[str] | BinaryFile) -> Iterator[BinaryFile]:
+    """``dest`` to write to: a path (written as PATH.tmp-PID and renamed into
+    place only when complete), or an open binary file object."""
+    if isinstance(dest, (str, os.PathLike)):
+        tmp = f"{os.fspath(dest)}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                yield f
+            os.rename(tmp, dest)
+        except OSError as e:
+            _unlink_quiet(tmp)
+            raise storage_error(f"writing {os.fspath(dest)}", e) from None
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+    else:
+        yield dest
