@@ -8,8 +8,9 @@ and read-only /proc paths, its /dev/shm size, its cgroup parent.
 """
 
 import os
+from typing import Any
 
-from pybox.errors import PyboxError
+from pybox.errors import BadRequest, PyboxError
 from pybox.formats.sizes import ram_in_bytes
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -197,14 +198,13 @@ def resources(hc):
     res = {}
     mem = {}
     memory = hc.get("Memory") or 0
+    if memory_swap_problem(memory, hc.get("MemorySwap") or 0) == SWAP_WITHOUT_MEMORY:
+        # dockerd lets an update of a stopped container give MemorySwap alone:
+        # its start is where swap without memory is refused
+        raise SpecError(SWAP_WITHOUT_MEMORY, errno=22)
     if memory:
         mem["limit"] = memory
-        swap = hc.get("MemorySwap") or 0
-        # docker: unset swap with a memory limit means "as much swap as memory"
-        mem["swap"] = swap if swap else memory * 2
-    elif hc.get("MemorySwap") and hc["MemorySwap"] > 0:
-        raise SpecError("You should always set the Memory limit when using Memoryswap limit, "
-                        "see usage", errno=22)
+        mem["swap"] = memory_swap(hc)
     if hc.get("MemoryReservation"):
         mem["reservation"] = hc["MemoryReservation"]
     if hc.get("OomKillDisable"):
@@ -540,9 +540,57 @@ PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
 
-def _bad(message: str) -> Exception:
-    from pybox.errors import BadRequest
+# -- memory and swap: docker's rules, here only ----------------------------------
 
+SWAP_BELOW_MEMORY = "Minimum memoryswap limit should be larger than memory limit, see usage"
+SWAP_WITHOUT_MEMORY = ("You should always set the Memory limit when using Memoryswap limit, "
+                       "see usage")
+SWAP_BELOW_NEW_MEMORY = ("Memory limit should be smaller than already set memoryswap limit, "
+                         "update the memoryswap at the same time")
+
+
+def memory_swap_problem(memory: int, swap: int) -> str | None:
+    """docker's rule for a Memory and MemorySwap pair (MemorySwap is memory plus
+    swap; -1 unlimited, 0 unset): dockerd's words for what is wrong, or None."""
+    if memory > 0 and 0 < swap < memory:
+        return SWAP_BELOW_MEMORY
+    if memory == 0 and swap > 0:
+        return SWAP_WITHOUT_MEMORY
+    return None
+
+
+def memory_swap(hc: dict[str, Any]) -> int:
+    """The memory+swap limit a HostConfig gives: MemorySwap, or when it is unset
+    with a memory limit, twice the memory (dockerd's adaptContainerSettings:
+    "as much swap as memory")."""
+    memory = hc.get("Memory") or 0
+    swap = hc.get("MemorySwap") or 0
+    return memory * 2 if memory > 0 and not swap else swap
+
+
+def adapt_host_config(hc: dict[str, Any]) -> None:
+    """dockerd's adaptContainerSettings at create: the implicit swap limit is
+    recorded, so inspect shows it and a later `update -m` past it is refused as
+    docker refuses it."""
+    if (hc.get("Memory") or 0) > 0 and not hc.get("MemorySwap"):
+        hc["MemorySwap"] = memory_swap(hc)
+
+
+def validate_update(hc: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """An update's ``changes`` over the container's HostConfig ``hc``: dockerd's
+    UpdateContainer check (a new memory limit above the swap limit already set),
+    then its resource checks on the result, which is returned (``hc`` is left
+    as it is)."""
+    memory = changes.get("Memory") or 0
+    if memory and not changes.get("MemorySwap") and 0 < (hc.get("MemorySwap") or 0) < memory:
+        raise _bad(SWAP_BELOW_NEW_MEMORY)
+    merged = dict(hc)
+    merged.update(changes)
+    validate_resources(merged, update=True)
+    return merged
+
+
+def _bad(message: str) -> Exception:
     return BadRequest(message)
 
 
@@ -645,14 +693,12 @@ def validate_resources(hc: dict, update: bool = False) -> None:
     if shares < 0:
         raise _bad(f"invalid CPU shares ({shares}): value must be a positive integer")
     memory = hc.get("Memory") or 0
-    swap = hc.get("MemorySwap") or 0
     if memory and memory < MIN_MEMORY:
         raise _bad("Minimum memory limit allowed is 6MB")
-    if memory > 0 and 0 < swap < memory:
-        raise _bad("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if memory == 0 and swap > 0 and not update:
-        raise _bad("You should always set the Memory limit when using Memoryswap limit, see "
-                   "usage")
+    problem = memory_swap_problem(memory, hc.get("MemorySwap") or 0)
+    # dockerd lets an update give MemorySwap alone (its Memory 0 means "as it was")
+    if problem and not (update and problem == SWAP_WITHOUT_MEMORY):
+        raise _bad(problem)
     swappiness = hc.get("MemorySwappiness")
     if swappiness is not None and not 0 <= swappiness <= 100:
         raise _bad(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
