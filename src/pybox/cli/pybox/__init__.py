@@ -17,6 +17,10 @@ pyboxd started in the background when nothing answers (see daemon.py).
 import os
 import sys
 
+from pybox import __version__
+from pybox.cli.pybox.client import APIClient
+from pybox.cli.pybox.daemon import autostart_hook
+from pybox.cli.pybox.flags import HelpRequested
 from pybox.errors import ClientError, ExitStatus
 
 PROG = "pybox"
@@ -42,8 +46,8 @@ COMMANDS = {
     "diff": ("containers", "cmd_diff"),
     "export": ("containers", "cmd_export"),
     "commit": ("containers", "cmd_commit"),
-    "stats": ("containers", "cmd_stats"),
-    "cp": ("containers", "cmd_cp"),
+    "stats": ("stats", "run"),
+    "cp": ("copy", "run"),
     "exec": ("exec", "cmd_exec"),
     "logs": ("logs", "cmd_logs"),
     "images": ("images", "cmd_images"),
@@ -89,8 +93,8 @@ COMMANDS = {
     "container diff": ("containers", "cmd_diff"),
     "container export": ("containers", "cmd_export"),
     "container commit": ("containers", "cmd_commit"),
-    "container stats": ("containers", "cmd_stats"),
-    "container cp": ("containers", "cmd_cp"),
+    "container stats": ("stats", "run"),
+    "container cp": ("copy", "run"),
     "container prune": ("containers", "cmd_container_prune"),
     "image ls": ("images", "cmd_images"),
     "image list": ("images", "cmd_images"),
@@ -209,10 +213,8 @@ class Cli:
     @property
     def client(self):
         if self._client is None:
-            from pybox.cli.pybox.client import APIClient
             hook = None
             if not self.explicit_host:
-                from pybox.cli.pybox.daemon import autostart_hook
                 hook = autostart_hook(self.host)
             self._client = APIClient(self.host, connect_hook=hook)
         return self._client
@@ -281,7 +283,6 @@ def _parse_globals(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    from pybox.cli.pybox.flags import HelpRequested
     cli = None
     try:
         try:
@@ -290,7 +291,6 @@ def main(argv=None):
                 sys.stdout.write(SUMMARY.lstrip("\n") if rest else SUMMARY)
                 return 0
             if rest[0] == "--version":
-                from pybox import __version__
                 sys.stdout.write(f"pybox version {__version__}\n")
                 return 0
             cli = Cli(host, debug)
@@ -332,7 +332,6 @@ def main(argv=None):
     except BrokenPipeError:
         # stdout went away (``pybox logs c | head``): end quietly, as docker does
         # (Go dies of SIGPIPE), and leave later flushes a harmless target
-        import os
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)

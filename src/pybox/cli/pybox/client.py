@@ -27,7 +27,8 @@ refused), ``Api-Version`` from its headers (1.24 if absent), then every path is
 
 import _socket
 
-from pybox.errors import DaemonError, DaemonUnreachable
+from pybox.errors import DaemonError, DaemonUnreachable, FlagError
+from pybox.linux.unixsock import call
 from pybox.oci import fastjson
 
 #: The API version this client speaks (pyboxd advertises the same).
@@ -99,10 +100,8 @@ def parse_host(host):
     elif host.startswith("/"):
         path = host
     else:
-        from pybox.errors import FlagError
         raise FlagError(f"invalid host {host!r}: only unix://PATH sockets are supported")
     if not path:
-        from pybox.errors import FlagError
         raise FlagError(f"invalid host {host!r}: no socket path")
     return path
 
@@ -111,7 +110,6 @@ class Connection:
     """One HTTP/1.1 connection on a unix socket, with its read buffer."""
 
     def __init__(self, path, timeout=None) -> None:
-        from pybox.linux.unixsock import call
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             if timeout is not None:

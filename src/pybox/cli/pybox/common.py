@@ -1,8 +1,13 @@
 """Helpers several command modules share: object paths, docker's "for each
 name, print it or its error" loop, filters, image references, pulls."""
 
+import os
+import sys
+
 from pybox.cli.pybox.client import path_escape
+from pybox.cli.pybox.session import is_terminal, write_all
 from pybox.errors import ClientError, DaemonError, ExitStatus
+from pybox.oci import fastjson
 
 
 def container_path(name, suffix: str="") -> str:
@@ -46,7 +51,6 @@ def parse_filters(items):
         if not eq:
             raise ClientError("bad format of filter (expected name=value)", exit_status=125)
         filters.setdefault(key.strip().lower(), {})[value] = True
-    from pybox.oci import fastjson
     ordered = {k: {v: True for v in sorted(filters[k])} for k in sorted(filters)}
     return fastjson.dumps(ordered)
 
@@ -123,7 +127,10 @@ def familiar_name(ref) -> str:
 def registry_auth(domain):
     """The X-Registry-Auth header for a pull from / push to ``domain``: the
     login ``pybox login`` / ``docker login`` stored, or anonymous."""
-    from pybox.cli.pybox.credentials import registry_auth_header
+    from pybox.cli.pybox.credentials import (  # noqa: PLC0415 -- json, subprocess, dataclasses: ~10 ms that only a pull or push pays
+        registry_auth_header,
+    )
+
     return registry_auth_header(domain)
 
 
@@ -135,7 +142,8 @@ def drain_json_stream(resp):
             raise ClientError(detail.get("message") or message.get("error"))
 
 
-def pull_image(cli, ref, platform=None, quiet: bool=False, to_stderr: bool=False, all_tags: bool=False) -> None:
+def pull_image(cli, ref, platform=None, quiet: bool = False, to_stderr: bool = False,
+               all_tags: bool = False) -> None:
     """``POST /images/create`` for ``ref`` with the stored credentials for its
     registry; ``all_tags``: ``fromImage`` without a tag (every tag)."""
     domain, path, tag, digest = split_reference(ref)
@@ -154,3 +162,37 @@ def pull_image(cli, ref, platform=None, quiet: bool=False, to_stderr: bool=False
 
 def is_no_such_image(err):
     return isinstance(err, DaemonError) and err.status == 404 and "No such image" in err.message
+
+
+def write_stream(cli, resp, output, what):
+    """A download (export, save) to ``output``, or to stdout unless it is a terminal;
+    a file is written whole or not at all."""
+    if not output or output == "-":
+        if is_terminal(1):
+            resp.close()
+            raise ClientError("cowardly refusing to save to a terminal. Use the -o flag or "
+                              "redirect")
+        cli.flush()
+        for data in resp.iter_body():
+            write_all(1, data)
+        return
+    tmp = output + ".pybox-tmp"
+    try:
+        with open(tmp, "wb") as f:
+            for data in resp.iter_body():
+                f.write(data)
+        os.replace(tmp, output)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ClientError(f"failed to save {what}: {err}") from None
+
+
+def confirm(cli, question) -> bool:
+    """docker's prune prompt: only ``y`` or ``yes`` goes ahead."""
+    cli.out(f"{question} [y/N] ")
+    cli.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")

@@ -13,10 +13,12 @@ logging proxy.
 
 import os
 
+from pybox.cli.pybox.client import version_tuple
 from pybox.cli.pybox.units import mem_swap_bytes, nano_cpus
+from pybox.errors import FlagError
 from pybox.formats.durations import go_duration
 from pybox.formats.sizes import ram_in_bytes
-from pybox.errors import FlagError
+from pybox.oci import fastjson
 
 NON_USER_NETWORKS = ("default", "bridge", "host", "none")
 VALID_ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
@@ -535,7 +537,6 @@ def parse_security_opts(opts):
             except OSError as err:
                 raise FlagError(f"opening seccomp profile ({value}) failed: open {value}: "
                                 f"{(err.strerror or str(err)).lower()}") from None
-            from pybox.oci import fastjson
             try:
                 value = fastjson.dumps(fastjson.loads(raw))
             except ValueError as err:
@@ -579,7 +580,6 @@ def build_create_body(opts, api_version: str="1.44", environ=None, console_size=
     ``opts``: the parsed flags; ``opts.args`` = [IMAGE, COMMAND...].
     ``console_size``: (h, w) of the CLI's terminal for ``run -t`` (docker sends it
     as HostConfig.ConsoleSize), else [0, 0].  ``detach``: run -d (no attach)."""
-    from pybox.cli.pybox.client import version_tuple
     environ = os.environ if environ is None else environ
     image, command = opts.args[0], list(opts.args[1:])
     attach = list(opts.attach)

@@ -11,15 +11,32 @@ create -> attach (101) -> wait (headers first) -> start -> resize -> copy loop
 import os
 
 from pybox.cli.pybox.common import (
+    confirm,
     container_path,
     familiar_name,
     for_each,
     is_no_such_image,
     parse_filters,
     pull_image,
+    split_reference,
+    write_stream,
 )
+from pybox.cli.pybox.container_opts import add_create_flags, build_create_body, parse_restart
 from pybox.cli.pybox.flags import FlagSet
+from pybox.cli.pybox.session import (
+    DEFAULT_DETACH_KEYS,
+    PROXIED,
+    RawTerminal,
+    SignalCatcher,
+    detach_key_bytes,
+    is_terminal,
+    pump,
+    signal_name,
+    terminal_size,
+)
+from pybox.cli.pybox.units import human_size, mem_swap_bytes, nano_cpus
 from pybox.errors import ClientError, DaemonError, ExitStatus, FlagError
+from pybox.formats.sizes import ram_in_bytes
 
 
 # -- exit codes ------------------------------------------------------------------------
@@ -63,7 +80,6 @@ def wait_status(cli, resp):
 
 # -- create / run ------------------------------------------------------------------------
 def _create_flagset(command, run):
-    from pybox.cli.pybox.container_opts import add_create_flags
     usage = f"{command} [OPTIONS] IMAGE [COMMAND] [ARG...]"
     fs = FlagSet(command, usage, "Create and run a new container from an image" if run
                  else "Create a new container", interspersed=False, min_args=1)
@@ -81,7 +97,6 @@ def _create(cli, command, opts, console_size=None, detach: bool=False, run: bool
     Bad flag values are ``pybox: ...`` + help hint, 125, for both commands; a
     daemon error is that too for run, but plain with exit 1 for create (what
     docker 28 does)."""
-    from pybox.cli.pybox.container_opts import build_create_body
     client = cli.client
     try:
         query, body = build_create_body(opts, client.version, console_size=console_size,
@@ -134,7 +149,6 @@ def cmd_create(cli, argv, command) -> int:
 
 
 def cmd_run(cli, argv, command):
-    from pybox.cli.pybox.session import DEFAULT_DETACH_KEYS, detach_key_bytes, is_terminal, terminal_size
     opts = _create_flagset(command, run=True).parse(argv)
     keys = None
     if opts.tty and not opts.detach:
@@ -181,15 +195,6 @@ def _attached_session(cli, container_id, *, tty, stdin, stdout, stderr, conditio
                       waiter=None, resize_plus_one: bool=False):
     """The attached part of run / start -a / attach.  Returns the exit status
     (the wait's StatusCode, or ``detach_result`` after the detach keys)."""
-    from pybox.cli.pybox.session import (
-        PROXIED,
-        RawTerminal,
-        SignalCatcher,
-        is_terminal,
-        pump,
-        signal_name,
-        terminal_size,
-    )
     client = cli.client
     cid_path = container_path(container_id)
     stream = None
@@ -286,7 +291,6 @@ def cmd_start(cli, argv, command):
     opts = fs.parse(argv)
     client = cli.client
     if opts.attach or opts.interactive:
-        from pybox.cli.pybox.session import DEFAULT_DETACH_KEYS, detach_key_bytes
         if len(opts.args) > 1:
             raise ClientError("you cannot start and attach multiple containers at once")
         info = client.get_json(container_path(opts.args[0], "/json"))
@@ -309,7 +313,6 @@ def cmd_start(cli, argv, command):
 
 
 def cmd_attach(cli, argv, command):
-    from pybox.cli.pybox.session import DEFAULT_DETACH_KEYS, detach_key_bytes, is_terminal
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER",
                  "Attach local standard input, output, and error streams to a running "
                  "container", exact_args=1)
@@ -444,7 +447,7 @@ def cmd_wait(cli, argv, command):
 
 # -- ps ----------------------------------------------------------------------------------
 def cmd_ps(cli, argv, command) -> int:
-    from pybox.cli.pybox import formatting
+    from pybox.cli.pybox import formatting  # noqa: PLC0415 -- the table and template code (~1 ms): not on run's path
     fs = FlagSet(command, f"{command} [OPTIONS]", "List containers", max_args=0)
     fs.add("all", "a", "bool", help="Show all containers (default shows just running)")
     fs.add("quiet", "q", "bool", help="Only display container IDs")
@@ -512,7 +515,7 @@ def _host_port(binding) -> str:
 
 
 def cmd_top(cli, argv, command) -> int:
-    from pybox.cli.pybox.formatting import tabwrite
+    from pybox.cli.pybox.formatting import tabwrite  # noqa: PLC0415 -- the table and template code (~1 ms): not on run's path
     fs = FlagSet(command, f"{command} CONTAINER [ps OPTIONS]",
                  "Display the running processes of a container", min_args=1,
                  interspersed=False)
@@ -526,11 +529,6 @@ def cmd_top(cli, argv, command) -> int:
 
 
 def cmd_update(cli, argv, command):
-    from pybox.cli.pybox.container_opts import (
-        parse_restart,
-    )
-    from pybox.cli.pybox.units import mem_swap_bytes, nano_cpus
-    from pybox.formats.sizes import ram_in_bytes
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER [CONTAINER...]",
                  "Update configuration of one or more containers", min_args=1)
     fs.add("memory", "m", convert=ram_in_bytes, default=0, help="Memory limit")
@@ -588,46 +586,21 @@ def cmd_diff(cli, argv, command) -> int:
     return 0
 
 
-def _write_stream(cli, resp, output, what):
-    from pybox.cli.pybox.session import is_terminal, write_all
-    if not output or output == "-":
-        if is_terminal(1):
-            resp.close()
-            raise ClientError("cowardly refusing to save to a terminal. Use the -o flag or "
-                              "redirect")
-        cli.flush()
-        for data in resp.iter_body():
-            write_all(1, data)
-        return
-    tmp = output + ".pybox-tmp"
-    try:
-        with open(tmp, "wb") as f:
-            for data in resp.iter_body():
-                f.write(data)
-        os.replace(tmp, output)
-    except OSError as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ClientError(f"failed to save {what}: {err}") from None
-
-
 def cmd_export(cli, argv, command) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER",
                  "Export a container's filesystem as a tar archive", exact_args=1)
     fs.add("output", "o", help="Write to a file, instead of STDOUT")
     opts = fs.parse(argv)
-    from pybox.cli.pybox.session import is_terminal
     if not opts.output and is_terminal(1):
         raise ClientError("cowardly refusing to save to a terminal. Use the -o flag or "
                           "redirect")
     resp = cli.client.request("GET", container_path(opts.args[0], "/export"))
-    _write_stream(cli, resp, opts.output, "container")
+    write_stream(cli, resp, opts.output, "container")
     return 0
 
 
 def cmd_commit(cli, argv, command) -> int:
+    from pybox.cli.pybox.formatting import split_repo_tag  # noqa: PLC0415 -- the table and template code (~1 ms): not on run's path
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
                  "Create a new image from a container's changes", min_args=1, max_args=2)
     fs.add("author", "a", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
@@ -637,8 +610,6 @@ def cmd_commit(cli, argv, command) -> int:
     opts = fs.parse(argv)
     repo = tag = None
     if len(opts.args) == 2:
-        from pybox.cli.pybox.common import split_reference
-        from pybox.cli.pybox.formatting import split_repo_tag
         split_reference(opts.args[1])
         repo, tag = split_repo_tag(opts.args[1])
         tag = None if tag == "<none>" else tag
@@ -650,24 +621,13 @@ def cmd_commit(cli, argv, command) -> int:
     return 0
 
 
-def cmd_stats(cli, argv, command):
-    from pybox.cli.pybox import stats
-    return stats.run(cli, argv, command)
-
-
-def cmd_cp(cli, argv, command):
-    from pybox.cli.pybox import copy
-    return copy.run(cli, argv, command)
-
-
 def cmd_container_prune(cli, argv, command) -> int:
-    from pybox.cli.pybox.units import human_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove all stopped containers",
                  max_args=0)
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")
     fs.add("filter", kind="list", help='Provide filter values (e.g. "until=<timestamp>")')
     opts = fs.parse(argv)
-    if not opts.force and not _confirm(cli, "WARNING! This will remove all stopped "
+    if not opts.force and not confirm(cli, "WARNING! This will remove all stopped "
                                             "containers.\nAre you sure you want to continue?"):
         return 0
     report = cli.client.request("POST", "/containers/prune",
@@ -677,11 +637,3 @@ def cmd_container_prune(cli, argv, command) -> int:
         cli.out("Deleted Containers:\n" + "".join(f"{d}\n" for d in deleted) + "\n")
     cli.out(f"Total reclaimed space: {human_size(report.get('SpaceReclaimed') or 0)}\n")
     return 0
-
-
-def _confirm(cli, question) -> bool:
-    import sys
-    cli.out(f"{question} [y/N] ")
-    cli.flush()
-    answer = sys.stdin.readline().strip().lower()
-    return answer in ("y", "yes")

@@ -11,13 +11,17 @@ name and goes into the parent), then ``PUT`` a tar (chunked) with
 ``noOverwriteDirNonDir=true``.  ``-`` as the source sends stdin's tar as is.
 """
 
+import base64
 import io
 import os
 import sys
+import tarfile
 
 from pybox.cli.pybox.common import container_path
 from pybox.cli.pybox.flags import FlagSet
+from pybox.cli.pybox.session import write_all
 from pybox.errors import ClientError, DaemonError
+from pybox.oci import fastjson
 
 
 def _split(arg):
@@ -29,9 +33,7 @@ def _split(arg):
 
 
 def _stat(resp):
-    import base64
 
-    from pybox.oci import fastjson
     header = resp.headers.get("x-docker-container-path-stat")
     if not header:
         return None
@@ -62,11 +64,9 @@ def run(cli, argv, command):
 
 
 def _from_container(cli, container, src, dst) -> int:
-    import tarfile
     resp = cli.client.request("GET", container_path(container, "/archive"),
                               query={"path": src})
     if dst == "-":
-        from pybox.cli.pybox.session import write_all
         cli.flush()
         for data in resp.iter_body():
             write_all(1, data)
@@ -100,7 +100,6 @@ def _from_container(cli, container, src, dst) -> int:
 
 
 def _to_container(cli, src, container, dst) -> int:
-    import tarfile
     client = cli.client
     if src == "-":
         client.request("PUT", container_path(container, "/archive"),

@@ -20,10 +20,14 @@ once without touching the first's socket, so the client waits for that one's
 ping instead, and there is never more than one daemon.
 """
 
+import _socket
+import fcntl
 import os
 import time
 
+from pybox.cli.pybox.client import parse_host
 from pybox.errors import DaemonUnreachable
+from pybox.linux.unixsock import call
 
 LOG_DIRS = ("/var/log/pybox", "/run/pybox")
 
@@ -37,9 +41,7 @@ def find_executable(name):
 
 
 def ping(socket_path, timeout: float=1.0):
-    import _socket
 
-    from pybox.linux.unixsock import call
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
@@ -73,7 +75,6 @@ def _open_log():
 
 
 def start_daemon(host) -> bool:
-    from pybox.cli.pybox.client import parse_host
     socket_path = parse_host(host)
     pyboxd = find_executable("pyboxd")
     if pyboxd is None:
@@ -88,8 +89,7 @@ def start_daemon(host) -> bool:
         raise DaemonUnreachable(
             f"Cannot connect to the pybox daemon at {host}, and cannot start one: "
             f"{run_dir}: {err.strerror}") from None
-    import fcntl
-    import subprocess
+    import subprocess  # noqa: PLC0415 -- subprocess costs ~5 ms of imports; only an autostart spawns pyboxd
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if ping(socket_path):
@@ -128,7 +128,7 @@ def _running_daemon(socket_path: str) -> int | None:
     """The pid of a pyboxd holding the roots an autostarted pyboxd uses (its
     defaults), when ``socket_path`` is the socket such a daemon serves; None
     otherwise.  Only looks at the locks, never takes them."""
-    from pybox.cli import pyboxd
+    from pybox.cli import pyboxd  # noqa: PLC0415 -- pyboxd.py is the daemon's entry point (it imports the engine): read only after an autostart failed
 
     if os.path.abspath(socket_path) != pyboxd.DEFAULT_SOCKET:
         return None

@@ -10,24 +10,25 @@
 ``-d``: start with {"Detach":true} and no upgrade (200), nothing printed.
 """
 
+import os
+
 from pybox.cli.pybox.common import container_path
+from pybox.cli.pybox.container_opts import env_value, parse_env_file
 from pybox.cli.pybox.flags import FlagSet
+from pybox.cli.pybox.session import (
+    DEFAULT_DETACH_KEYS,
+    RawTerminal,
+    SignalCatcher,
+    detach_key_bytes,
+    is_terminal,
+    pump,
+    terminal_size,
+)
 from pybox.errors import ClientError, ExitStatus
 
 
 def cmd_exec(cli, argv, command) -> int:
-    import os
 
-    from pybox.cli.pybox.container_opts import env_value, parse_env_file
-    from pybox.cli.pybox.session import (
-        DEFAULT_DETACH_KEYS,
-        RawTerminal,
-        SignalCatcher,
-        detach_key_bytes,
-        is_terminal,
-        pump,
-        terminal_size,
-    )
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER COMMAND [ARG...]",
                  "Execute a command in a running container", interspersed=False, min_args=2)
     fs.add("detach", "d", "bool", help="Detached mode: run command in the background")

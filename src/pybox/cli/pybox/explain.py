@@ -8,6 +8,7 @@ or, with --json, as the daemon sent it.  See docs/cli.md.
 from pybox.cli.pybox.common import container_path
 from pybox.cli.pybox.flags import FlagSet
 from pybox.errors import ClientError, DaemonError
+from pybox.oci import fastjson
 
 
 def cmd_explain(cli, argv, command) -> int:
@@ -24,7 +25,6 @@ def cmd_explain(cli, argv, command) -> int:
                               "(it is not pyboxd)") from None
         raise
     if opts.json:
-        from pybox.oci import fastjson
 
         cli.out(fastjson.dumps(data, indent=2) + "\n")
         return 0

@@ -10,7 +10,7 @@ rendered line per row).  Rows are objects with docker's field names (``.ID``,
 
 import time
 
-from pybox.cli.pybox.templates import Template, go_quote
+from pybox.cli.pybox.templates import Template, TemplateError, go_quote
 from pybox.cli.pybox.units import human_size
 from pybox.formats.durations import human_duration
 from pybox.formats.times import go_time_string, rfc3339_local
@@ -97,7 +97,6 @@ class Row:
 
     def field(self, name):
         if name.startswith("_") or not hasattr(self, name):
-            from pybox.cli.pybox.templates import TemplateError
             raise TemplateError(f"can't evaluate field {name} in type "
                                 f"*formatter.{type(self).__name__}")
         return getattr(self, name)

@@ -3,7 +3,9 @@ image inspect, pull, image prune."""
 
 import sys
 
+from pybox.cli.pybox import formatting
 from pybox.cli.pybox.common import (
+    confirm,
     for_each,
     image_path,
     normalized_name,
@@ -11,13 +13,16 @@ from pybox.cli.pybox.common import (
     print_json_stream,
     pull_image,
     split_reference,
+    write_stream,
 )
 from pybox.cli.pybox.flags import FlagSet
+from pybox.cli.pybox.session import is_terminal
+from pybox.cli.pybox.system import inspect_objects
+from pybox.cli.pybox.units import human_size
 from pybox.errors import ClientError
 
 
 def cmd_images(cli, argv, command) -> int:
-    from pybox.cli.pybox import formatting
     fs = FlagSet(command, f"{command} [OPTIONS] [REPOSITORY[:TAG]]", "List images",
                  max_args=1)
     fs.add("all", "a", "bool", help="Show all images (default hides intermediate images)")
@@ -86,7 +91,6 @@ def cmd_import(cli, argv, command) -> int:
 
 
 def cmd_load(cli, argv, command) -> int:
-    from pybox.cli.pybox.session import is_terminal
     fs = FlagSet(command, f"{command} [OPTIONS]", "Load an image from a tar archive or STDIN",
                  max_args=0)
     fs.add("input", "i", help="Read from tar archive file, instead of STDIN")
@@ -119,8 +123,6 @@ def cmd_load(cli, argv, command) -> int:
 
 
 def cmd_save(cli, argv, command) -> int:
-    from pybox.cli.pybox.containers import _write_stream
-    from pybox.cli.pybox.session import is_terminal
     fs = FlagSet(command, f"{command} [OPTIONS] IMAGE [IMAGE...]",
                  "Save one or more images to a tar archive (streamed to STDOUT by default)",
                  min_args=1)
@@ -131,7 +133,7 @@ def cmd_save(cli, argv, command) -> int:
         raise ClientError("cowardly refusing to save to a terminal. Use the -o flag or "
                           "redirect")
     resp = cli.client.request("GET", "/images/get", query={"names": list(opts.args)})
-    _write_stream(cli, resp, opts.output, "images")
+    write_stream(cli, resp, opts.output, "images")
     return 0
 
 
@@ -168,7 +170,6 @@ def cmd_rmi(cli, argv, command):
 
 
 def cmd_history(cli, argv, command) -> int:
-    from pybox.cli.pybox import formatting
     fs = FlagSet(command, f"{command} [OPTIONS] IMAGE", "Show the history of an image",
                  exact_args=1)
     fs.add("format", help="Format output using a custom template")
@@ -190,7 +191,6 @@ def cmd_history(cli, argv, command) -> int:
 
 
 def cmd_image_inspect(cli, argv, command):
-    from pybox.cli.pybox.system import inspect_objects
     fs = FlagSet(command, f"{command} [OPTIONS] IMAGE [IMAGE...]",
                  "Display detailed information on one or more images", min_args=1)
     fs.add("format", "f", help="Format output using a custom template")
@@ -225,15 +225,13 @@ def cmd_pull(cli, argv, command) -> int:
 
 
 def cmd_image_prune(cli, argv, command) -> int:
-    from pybox.cli.pybox.containers import _confirm
-    from pybox.cli.pybox.units import human_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove unused images", max_args=0)
     fs.add("all", "a", "bool", help="Remove all unused images, not just dangling ones")
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")
     fs.add("filter", kind="list", help="Provide filter values")
     opts = fs.parse(argv)
     filters = list(opts.filter) + ([] if opts.all else ["dangling=true"])
-    if not opts.force and not _confirm(cli, "WARNING! This will remove all dangling images."
+    if not opts.force and not confirm(cli, "WARNING! This will remove all dangling images."
                                             "\nAre you sure you want to continue?"):
         return 0
     report = cli.client.request("POST", "/images/prune",

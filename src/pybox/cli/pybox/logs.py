@@ -4,13 +4,13 @@ container stops or the user interrupts."""
 
 from pybox.cli.pybox.common import container_path
 from pybox.cli.pybox.flags import FlagSet
+from pybox.cli.pybox.session import write_all
+from pybox.cli.pybox.stdcopy import Demuxer, StreamError
+from pybox.errors import ClientError
+from pybox.formats.times import get_timestamp
 
 
 def cmd_logs(cli, argv, command) -> int:
-    from pybox.cli.pybox.session import write_all
-    from pybox.cli.pybox.stdcopy import Demuxer, StreamError
-    from pybox.formats.times import get_timestamp
-    from pybox.errors import ClientError
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER", "Fetch the logs of a container",
                  exact_args=1)
     fs.add("details", kind="bool", help="Show extra details provided to logs")

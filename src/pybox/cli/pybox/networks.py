@@ -1,8 +1,10 @@
 """``pybox network``: create, ls, inspect, rm, connect, disconnect, prune."""
 
 from pybox.cli.pybox.client import path_escape
-from pybox.cli.pybox.common import for_each, parse_filters
+from pybox.cli.pybox.common import confirm, for_each, parse_filters
 from pybox.cli.pybox.flags import FlagSet
+from pybox.cli.pybox.formatting import render_rows
+from pybox.cli.pybox.system import inspect_objects
 
 LS_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 
@@ -60,14 +62,13 @@ def cmd_create(cli, argv, command) -> int:
             "EnableIPv6": opts.ipv6 if opts.given("ipv6") else None,
             "IPAM": {"Driver": "default", "Options": None, "Config": configs},
             "Options": dict(o.partition("=")[::2] for o in opts.opt),
-            "Labels": dict(l.partition("=")[::2] for l in opts.label)}
+            "Labels": dict(label.partition("=")[::2] for label in opts.label)}
     result = cli.client.request("POST", "/networks/create", json=body).json() or {}
     cli.out(f"{result.get('Id', '')}\n")
     return 0
 
 
 def cmd_ls(cli, argv, command) -> int:
-    from pybox.cli.pybox.formatting import render_rows
     fs = FlagSet(command, f"{command} [OPTIONS]", "List networks", max_args=0)
     fs.add("filter", "f", "list", help="Provide filter values (e.g. \"driver=bridge\")")
     fs.add("format", help="Format output using a custom template")
@@ -83,7 +84,6 @@ def cmd_ls(cli, argv, command) -> int:
 
 
 def cmd_inspect(cli, argv, command):
-    from pybox.cli.pybox.system import inspect_objects
     fs = FlagSet(command, f"{command} [OPTIONS] NETWORK [NETWORK...]",
                  "Display detailed information on one or more networks", min_args=1)
     fs.add("format", "f", help="Format output using a custom template")
@@ -136,12 +136,11 @@ def cmd_disconnect(cli, argv, command):
 
 
 def cmd_prune(cli, argv, command) -> int:
-    from pybox.cli.pybox.containers import _confirm
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove all unused networks", max_args=0)
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")
     fs.add("filter", kind="list", help="Provide filter values")
     opts = fs.parse(argv)
-    if not opts.force and not _confirm(cli, "WARNING! This will remove all custom networks "
+    if not opts.force and not confirm(cli, "WARNING! This will remove all custom networks "
                                             "not used by at least one container.\nAre you "
                                             "sure you want to continue?"):
         return 0

@@ -8,6 +8,7 @@ the credential helper ``credsStore`` / ``credHelpers`` names
 each other's logins.  ``pull`` and ``push`` send the stored login for the
 image's registry as ``X-Registry-Auth``."""
 
+import getpass
 import sys
 
 from pybox.cli.pybox.common import (
@@ -18,8 +19,11 @@ from pybox.cli.pybox.common import (
     registry_auth,
     split_reference,
 )
+from pybox.cli.pybox.credentials import DockerConfig
 from pybox.cli.pybox.flags import FlagSet
+from pybox.cli.pybox.session import is_terminal
 from pybox.errors import ClientError, DaemonError, RegistryError
+from pybox.formats.registryauth import Credentials, config_key, registry_domain
 
 HUB_SERVER = "https://index.docker.io/v1/"
 UNENCRYPTED_WARNING = ("WARNING! Your credentials are stored unencrypted in '{}'.\n"
@@ -31,14 +35,12 @@ def login_server(address):
     """-> (registry domain, the server address docker files and sends it under):
     no server, ``docker.io`` or the index URL is Docker Hub
     (``https://index.docker.io/v1/``); another is its ``host[:port]``."""
-    from pybox.formats.registryauth import config_key, registry_domain
     domain = registry_domain(address)
     return domain, config_key(domain)
 
 
 def _prompt_credentials(cli, username, password, default_user: str=""):
     """docker's PromptUserForCredentials: only on a terminal."""
-    from pybox.cli.pybox.session import is_terminal
     if not is_terminal(0):
         raise ClientError("Error: Cannot perform an interactive login from a non TTY device")
     if not username:
@@ -48,7 +50,6 @@ def _prompt_credentials(cli, username, password, default_user: str=""):
         if not username:
             raise ClientError("Error: Non-null Username Required")
     if not password:
-        import getpass
         cli.flush()
         password = getpass.getpass("Password: ")
         if not password:
@@ -76,8 +77,6 @@ def _store(cli, config, domain, credentials):
 
 
 def cmd_login(cli, argv, command) -> int:
-    from pybox.cli.pybox.credentials import DockerConfig
-    from pybox.formats.registryauth import Credentials
     fs = FlagSet(command, f"{command} [OPTIONS] [SERVER]",
                  "Authenticate to a registry.\nDefaults to Docker Hub if no server is "
                  "specified.", max_args=1)
@@ -128,7 +127,6 @@ def cmd_login(cli, argv, command) -> int:
 
 
 def cmd_logout(cli, argv, command) -> int:
-    from pybox.cli.pybox.credentials import DockerConfig
     fs = FlagSet(command, f"{command} [SERVER]",
                  "Log out from a registry.\nIf no server is specified, the default is "
                  "defined by the daemon.", max_args=1)

@@ -22,8 +22,12 @@ streamer:
 """
 
 import _signal
+import fcntl
 import os
 import select
+import termios
+
+from pybox.cli.pybox.stdcopy import Demuxer
 
 #: Signals the sig-proxy forwards: all catchable ones but SIGCHLD, SIGPIPE and
 #: SIGURG (docker's list: it catches everything and skips those three).
@@ -108,8 +112,6 @@ def is_terminal(fd):
 def terminal_size(fd):
     """(height, width) of the terminal on ``fd``, or None."""
     try:
-        import fcntl
-        import termios
         data = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
     except OSError:
         return None
@@ -124,7 +126,6 @@ class RawTerminal:
     ``restore()`` is idempotent, so every exit path can call it."""
 
     def __init__(self, fd) -> None:
-        import termios
         self.fd = fd
         self.saved = termios.tcgetattr(fd)
         attrs = termios.tcgetattr(fd)
@@ -141,7 +142,6 @@ class RawTerminal:
 
     def restore(self) -> None:
         if self.saved is not None:
-            import termios
             try:
                 termios.tcsetattr(self.fd, termios.TCSANOW, self.saved)
             except OSError:
@@ -209,7 +209,6 @@ def pump(stream, *, tty, stdin_fd=None, stdout_fd: int=1, stderr_fd: int=2, deta
     attached (the socket is half-closed at once).  ``detach_keys``: bytes, only
     honoured with a tty.  ``signals``: a SignalCatcher whose queued signals are
     handed to ``on_signals(list)`` from the loop."""
-    from pybox.cli.pybox.stdcopy import Demuxer
     demux = None if tty else Demuxer()
     detector = DetachDetector(detach_keys) if (tty and detach_keys and stdin_fd is not None) \
         else None

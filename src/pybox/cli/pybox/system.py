@@ -3,9 +3,18 @@
 import os
 import sys
 
-from pybox.cli.pybox.client import path_escape
+from pybox import __version__
+from pybox.cli.pybox import templates
+from pybox.cli.pybox.client import CLIENT_API_VERSION, path_escape
+from pybox.cli.pybox.common import confirm, parse_filters
 from pybox.cli.pybox.flags import FlagSet
+from pybox.cli.pybox.formatting import indent_raw_json, tabwrite
+from pybox.cli.pybox.templates import Template
+from pybox.cli.pybox.units import human_size
 from pybox.errors import ClientError, DaemonError, ExitStatus
+from pybox.formats.sizes import bytes_size
+from pybox.formats.times import get_timestamp, rfc3339_nano_fixed
+from pybox.oci import fastjson
 
 # what `inspect` tries, in docker's order, for an object of unknown type
 _KINDS = {
@@ -20,9 +29,6 @@ def inspect_objects(cli, names, fmt, kinds) -> int:
     """docker's inspect: each name looked up as each kind in turn; the raw JSON
     re-indented (or a template per object); missing ones -> ``Error: No such
     object: X`` on stderr, ``[]`` still printed, exit 1."""
-    from pybox.cli.pybox.formatting import indent_raw_json
-    from pybox.cli.pybox.templates import Template
-    from pybox.oci import fastjson
     template = Template(fmt.replace("\\t", "\t").replace("\\n", "\n")) \
         if fmt and fmt != "json" else None
     raws = []
@@ -83,8 +89,6 @@ def cmd_container_inspect(cli, argv, command):
 
 
 def _client_info(cli):
-    from pybox import __version__
-    from pybox.cli.pybox.client import CLIENT_API_VERSION
     return {"Platform": {"Name": "pybox"}, "Version": __version__,
             "ApiVersion": CLIENT_API_VERSION, "DefaultAPIVersion": CLIENT_API_VERSION,
             "GitCommit": "",
@@ -144,7 +148,6 @@ def cmd_version(cli, argv, command) -> int:
     except ClientError as err:
         error = err
     if opts.format:
-        from pybox.cli.pybox import templates
         fmt = "{{json .}}" if opts.format == "json" else opts.format
         out = templates.render(fmt.replace("\\n", "\n").replace("\\t", "\t"),
                                {"Client": client_info, "Server": server})
@@ -158,8 +161,6 @@ def cmd_version(cli, argv, command) -> int:
 
 
 def cmd_info(cli, argv, command) -> int:
-    from pybox.cli.pybox import templates
-    from pybox.formats.sizes import bytes_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Display system-wide information",
                  max_args=0)
     fs.add("format", "f", help="Format output using a custom template")
@@ -169,7 +170,6 @@ def cmd_info(cli, argv, command) -> int:
         fmt = "{{json .}}" if opts.format == "json" else opts.format
         cli.out(templates.render(fmt.replace("\\n", "\n").replace("\\t", "\t"), info) + "\n")
         return 0
-    from pybox import __version__
     g = info.get
     lines = ["Client:", f" Version:    {__version__}", " Context:    default",
              f" Debug Mode: {'true' if cli.debug else 'false'}", "", "Server:",
@@ -209,11 +209,7 @@ def cmd_info(cli, argv, command) -> int:
 
 
 def cmd_events(cli, argv, command) -> int:
-    import time
 
-    from pybox.cli.pybox.common import parse_filters
-    from pybox.cli.pybox.templates import Template
-    from pybox.formats.times import get_timestamp, rfc3339_nano_fixed
     fs = FlagSet(command, f"{command} [OPTIONS]", "Get real time events from the server",
                  max_args=0)
     fs.add("filter", "f", "list", help="Filter output based on conditions provided")
@@ -252,12 +248,10 @@ def cmd_events(cli, argv, command) -> int:
 
 
 def cmd_df(cli, argv, command) -> int:
-    from pybox.cli.pybox.formatting import tabwrite
-    from pybox.cli.pybox.units import human_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Show pybox disk usage", max_args=0)
     fs.add("verbose", "v", "bool", help="Show detailed information on space usage")
     fs.add("format", help="Format output using a custom template")
-    opts = fs.parse(argv)
+    fs.parse(argv)
     df = cli.client.get_json("/system/df") or {}
     images = df.get("Images") or []
     containers = df.get("Containers") or []
@@ -294,20 +288,17 @@ def cmd_df(cli, argv, command) -> int:
 
 
 def cmd_system_prune(cli, argv, command) -> int:
-    from pybox.cli.pybox.containers import _confirm
-    from pybox.cli.pybox.units import human_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove unused data", max_args=0)
     fs.add("all", "a", "bool", help="Remove all unused images not just dangling ones")
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")
     fs.add("volumes", kind="bool", help="Prune anonymous volumes")
     fs.add("filter", kind="list", help="Provide filter values")
     opts = fs.parse(argv)
-    if not opts.force and not _confirm(cli, "WARNING! This will remove all stopped "
+    if not opts.force and not confirm(cli, "WARNING! This will remove all stopped "
                                             "containers, unused networks, dangling images "
                                             "and build cache.\nAre you sure you want to "
                                             "continue?"):
         return 0
-    from pybox.cli.pybox.common import parse_filters
     filters = parse_filters(opts.filter)
     total = 0
     client = cli.client

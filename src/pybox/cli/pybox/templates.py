@@ -14,7 +14,9 @@ keys, floats as Go formats float64, nil as ``<nil>``, a missing map key as
 one-argument methods like ``.Label "x"``) are looked up like struct fields.
 """
 
+from pybox.cli.pybox.units import go_float
 from pybox.errors import ClientError
+from pybox.oci import fastjson
 
 
 class TemplateError(ClientError):
@@ -296,7 +298,6 @@ def go_str(value):
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        from pybox.cli.pybox.units import go_float
         return go_float(value)
     if isinstance(value, (list, tuple)):
         return "[" + " ".join(go_str(v) for v in value) + "]"
@@ -338,7 +339,6 @@ def _json(value):
     """docker's ``json``: compact, no HTML escaping; objects with sorted keys,
     because docker runs the template on the decoded JSON (Go maps marshal
     sorted), as ``docker inspect -f '{{json .State}}'`` shows."""
-    from pybox.oci import fastjson
     if hasattr(value, "to_json"):
         value = value.to_json()
     if value is MISSING:

@@ -1,8 +1,11 @@
 """``pybox volume``: create, ls, inspect, rm, prune (issue 7)."""
 
 from pybox.cli.pybox.client import path_escape
-from pybox.cli.pybox.common import for_each, parse_filters
+from pybox.cli.pybox.common import confirm, for_each, parse_filters
 from pybox.cli.pybox.flags import FlagSet
+from pybox.cli.pybox.formatting import render_rows
+from pybox.cli.pybox.system import inspect_objects
+from pybox.cli.pybox.units import human_size
 
 LS_TABLE = "table {{.Driver}}\t{{.Name}}"
 
@@ -22,7 +25,6 @@ class VolumeRow:
         if name == "Label":
             return lambda key: (self.v.get("Labels") or {}).get(key, "")
         if name == "Size":
-            from pybox.cli.pybox.units import human_size
             size = (self.v.get("UsageData") or {}).get("Size", -1)
             return "N/A" if size < 0 else human_size(size)
         return self.v.get(name, "")
@@ -41,14 +43,13 @@ def cmd_create(cli, argv, command) -> int:
     name = opts.args[0] if opts.args else opts.name
     body = {"Driver": opts.driver,
             "DriverOpts": dict(o.partition("=")[::2] for o in opts.opt),
-            "Labels": dict(l.partition("=")[::2] for l in opts.label), "Name": name}
+            "Labels": dict(label.partition("=")[::2] for label in opts.label), "Name": name}
     vol = cli.client.request("POST", "/volumes/create", json=body).json() or {}
     cli.out(f"{vol.get('Name', '')}\n")
     return 0
 
 
 def cmd_ls(cli, argv, command) -> int:
-    from pybox.cli.pybox.formatting import render_rows
     fs = FlagSet(command, f"{command} [OPTIONS]", "List volumes", max_args=0)
     fs.add("filter", "f", "list", help="Provide filter values (e.g. \"dangling=true\")")
     fs.add("format", help="Format output using a custom template")
@@ -63,7 +64,6 @@ def cmd_ls(cli, argv, command) -> int:
 
 
 def cmd_inspect(cli, argv, command):
-    from pybox.cli.pybox.system import inspect_objects
     fs = FlagSet(command, f"{command} [OPTIONS] VOLUME [VOLUME...]",
                  "Display detailed information on one or more volumes", min_args=1)
     fs.add("format", "f", help="Format output using a custom template")
@@ -82,14 +82,12 @@ def cmd_rm(cli, argv, command):
 
 
 def cmd_prune(cli, argv, command) -> int:
-    from pybox.cli.pybox.containers import _confirm
-    from pybox.cli.pybox.units import human_size
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove unused local volumes", max_args=0)
     fs.add("all", "a", "bool", help="Remove all unused volumes, not just anonymous ones")
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")
     fs.add("filter", kind="list", help="Provide filter values")
     opts = fs.parse(argv)
-    if not opts.force and not _confirm(cli, "WARNING! This will remove anonymous local "
+    if not opts.force and not confirm(cli, "WARNING! This will remove anonymous local "
                                             "volumes not used by at least one container.\n"
                                             "Are you sure you want to continue?"):
         return 0
