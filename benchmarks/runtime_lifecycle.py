@@ -147,7 +147,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=30, help="measured iterations per runtime")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--runtimes", default="pybox-runtime,runc,crun")
+    ap.add_argument("--runtimes", default="pybox-runtime,runc,crun",
+                    help="comma-separated NAME or NAME=PATH")
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
 
@@ -158,8 +159,11 @@ def main():
         os.makedirs(sleeper)
         make_bundle(sleeper, ("/bin/sleep", "1000"))
         runtimes = {}
-        for name in args.runtimes.split(","):
-            rt = shutil.which(name)
+        for entry in args.runtimes.split(","):
+            # NAME or NAME=PATH (e.g. base=/var/tmp/base/pybox-runtime: an older tree's
+            # launcher measured beside the current one)
+            name, _, path = entry.partition("=")
+            rt = shutil.which(path or name)
             if not rt:
                 print(f"{name}: not installed, skipped")
                 continue
