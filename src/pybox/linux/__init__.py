@@ -3,3 +3,5 @@
 ``pybox.linux.syscalls`` holds the one ctypes module (behind an interface that tests
 replace); the other modules decode kernel data (capabilities, /proc files).
 """
+
+from __future__ import annotations

@@ -1,5 +1,11 @@
 """Capability names and numbers (linux/capability.h), and mask helpers."""
 
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 # Index = capability number.
 CAPABILITY_NAMES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -14,10 +20,10 @@ CAPABILITY_NAMES = (
 )
 CAPABILITY_NUMBERS = {name: i for i, name in enumerate(CAPABILITY_NAMES)}
 
-_last_cap = None
+_last_cap: int | None = None
 
 
-def last_cap():
+def last_cap() -> int:
     """Highest capability this kernel knows (/proc/sys/kernel/cap_last_cap)."""
     global _last_cap
     if _last_cap is None:
@@ -29,11 +35,11 @@ def last_cap():
     return _last_cap
 
 
-def is_known(name) -> bool:
+def is_known(name: str) -> bool:
     return name in CAPABILITY_NUMBERS
 
 
-def to_mask(names):
+def to_mask(names: Iterable[str]) -> int:
     """Names -> bit mask.  Unknown names raise KeyError (validated earlier);
     capabilities newer than the running kernel are left out, as runc does."""
     mask = 0
@@ -45,7 +51,7 @@ def to_mask(names):
     return mask
 
 
-def from_mask(mask):
+def from_mask(mask: int) -> list[str]:
     """Bit mask -> list of names (numbers this table does not know as CAP_<n>)."""
     out = []
     n = 0

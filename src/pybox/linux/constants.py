@@ -1,6 +1,8 @@
 """Kernel constants pybox needs (from <sched.h>, <sys/mount.h>, <linux/prctl.h>,
 <linux/capability.h>).  Plain integers: importing this costs nothing."""
 
+from __future__ import annotations
+
 # clone / unshare / setns flags
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000

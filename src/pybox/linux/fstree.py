@@ -17,6 +17,10 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 
+from pybox.errors import SyscallError
+from pybox.linux import constants as C
+from pybox.linux.syscalls import real
+
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # a chunk of a relative path handed to one openat2: well below PATH_MAX
 _CHUNK = 3000
@@ -253,10 +257,6 @@ def open_beneath(root_fd: int, rel: str, flags: int = DIR_FLAGS & ~os.O_NOFOLLOW
     RESOLVE_NO_SYMLINKS), however long ``rel`` is: it is resolved in pieces
     shorter than PATH_MAX, each from the previous piece's directory fd.
     ``rel`` "" opens root_fd's directory again.  Raises OSError."""
-    from pybox.errors import SyscallError
-    from pybox.linux import constants as C
-    from pybox.linux.syscalls import real
-
     resolve = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS
     pieces = list(_chunks(rel)) or ["."]
     fd = root_fd

@@ -13,16 +13,23 @@ parent writes.  That child lives for the few milliseconds it takes to open its
 /proc/PID/ns/user; the fd then keeps the namespace alive on its own.
 """
 
+from __future__ import annotations
+
 import os
+import subprocess
+import time
+from collections.abc import Iterable
 
 from pybox.errors import SyscallError
 from pybox.linux import constants as C
-from pybox.linux.syscalls import real
+from pybox.linux.syscalls import Syscalls, real
+
+IdMapping = tuple[int, int, int]  # (container id, host id, size), as in uid_map
 
 CLONE_NEWUSER = 0x10000000
 
 
-def format_maps(mappings):
+def format_maps(mappings: Iterable[IdMapping]) -> str:
     """[(container_id, host_id, size), ...] -> uid_map text."""
     return "".join(f"{c} {h} {n}\n" for c, h, n in mappings)
 
@@ -30,7 +37,7 @@ def format_maps(mappings):
 OVERFLOW_ID = 65534  # the kernel's overflowuid/gid: how an unmapped id shows
 
 
-def map_id(mappings, value, to_host: bool=True):
+def map_id(mappings: Iterable[IdMapping], value: int, to_host: bool = True) -> int | None:
     """An id through user namespace maps ([(container, host, size), ...]):
     container -> host, or host -> container with ``to_host=False``.  None when
     the maps do not cover it."""
@@ -41,8 +48,7 @@ def map_id(mappings, value, to_host: bool=True):
     return None
 
 
-def user_namespace_fd(uid_mappings: list[tuple[int, int, int]],
-                      gid_mappings: list[tuple[int, int, int]]) -> int:
+def user_namespace_fd(uid_mappings: list[IdMapping], gid_mappings: list[IdMapping]) -> int:
     """A new user namespace with these maps (tuples container, host, size); returns
     an O_RDONLY fd of it.  The caller closes the fd.
 
@@ -51,9 +57,6 @@ def user_namespace_fd(uid_mappings: list[tuple[int, int, int]],
     could deadlock on a lock another thread held.  The child has unshared once
     its /proc/PID/ns/user differs from ours; ``cat`` then waits on its stdin
     until we have the namespace open."""
-    import subprocess
-    import time
-
     own = os.readlink("/proc/self/ns/user")
     try:
         child = subprocess.Popen(["unshare", "--user", "--", "cat"], stdin=subprocess.PIPE,
@@ -85,7 +88,7 @@ def user_namespace_fd(uid_mappings: list[tuple[int, int, int]],
         child.wait()
 
 
-def idmapped_tree(path, userns_fd, syscalls=None):
+def idmapped_tree(path: str, userns_fd: int, syscalls: Syscalls | None = None) -> int:
     """A detached, idmapped clone of the mount tree at ``path`` (an fd).  Attach
     it with move_mount, or hand /proc/self/fd/N to overlayfs as a layer."""
     sys_ = syscalls or real()

@@ -5,12 +5,21 @@ paths like /run/X/containers/<64-hex id>/monitor.sock that can exceed it.  A
 longer path is reached through its directory opened with O_PATH:
 /proc/self/fd/N/NAME is short and names the same place."""
 
+from __future__ import annotations
+
 import os
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 UNIX_PATH_MAX = 107
 
 
-def call(fn, path):
+def call(fn: Callable[[str], T], path: str) -> T:
     """fn(path) for a bind or connect, shortening ``path`` when needed."""
     if len(os.fsencode(path)) <= UNIX_PATH_MAX:
         return fn(path)
