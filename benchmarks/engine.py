@@ -16,6 +16,9 @@ Measured (median of N, wall time of the client command):
   and the PSS of pybox's per-container monitors (and of conmon / containerd-shim).
 
     /opt/pybox/bin/python benchmarks/engine.py [-n 20] [--engines pybox,docker,podman]
+    # before/after a change: an older checkout's pyboxd beside this one's
+    /opt/pybox/bin/python benchmarks/engine.py -n 10 --engines pybox,pybox-base \
+        --base-src /var/tmp/pybox-base/src
 """
 
 import argparse
@@ -83,16 +86,26 @@ class Engine:
 
 
 class Pybox(Engine):
-    def __init__(self, work, tarball, client="docker"):
+    def __init__(self, work, tarball, client="docker", src=SRC):
+        """``src``: the source tree pyboxd runs from (another checkout's, with
+        --base-src); its own pybox-runtime launcher goes first on pyboxd's PATH."""
         self.name = "pybox" if client == "docker" else "pybox(cli)"
+        if src != SRC:
+            self.name = "pybox(base)"
         self.run_root = tempfile.mkdtemp(prefix="pbx-bench-", dir="/run")
         self.sock = os.path.join(self.run_root, "pybox.sock")
+        env = dict(os.environ, PYTHONPATH=src)
+        if src != SRC:
+            bindir = os.path.join(self.run_root, "bin")
+            subprocess.run([sys.executable, "-m", "pybox.launchers", bindir], env=env,
+                           check=True, capture_output=True)
+            env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pybox.cli.pyboxd", "-H", f"unix://{self.sock}",
-             "--data-root", os.path.join(work, "pybox-data"), "--exec-root",
-             os.path.join(self.run_root, "exec")],
+             "--data-root", os.path.join(work, f"pybox-data-{uuid.uuid4().hex[:6]}"),
+             "--exec-root", os.path.join(self.run_root, "exec")],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "pyboxd.log"), "w"),
-            env=dict(os.environ, PYTHONPATH=SRC))
+            env=env)
         wait_socket(self.sock)
         self.client = client
         subprocess.run([DOCKER, "-H", f"unix://{self.sock}", "import", "-c", 'CMD ["sh"]',
@@ -236,7 +249,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=20)
     ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--engines", default="pybox,docker,podman")
+    ap.add_argument("--engines", default="pybox,docker,podman",
+                    help="pybox, pybox-cli, pybox-base (needs --base-src), docker, podman")
+    ap.add_argument("--base-src", help="another checkout's src/ for pybox-base (before/after)")
     args = ap.parse_args()
     from pybox.images.rootfs import build_busybox_rootfs
 
@@ -248,7 +263,8 @@ def main():
     try:
         for name in args.engines.split(","):
             cls = {"pybox": Pybox, "docker": Docker, "podman": Podman,
-                   "pybox-cli": lambda w, t: Pybox(w, t, client="pybox")}[name]
+                   "pybox-cli": lambda w, t: Pybox(w, t, client="pybox"),
+                   "pybox-base": lambda w, t: Pybox(w, t, src=args.base_src)}[name]
             try:
                 engine = cls(work, tarball)
             except Exception as e:  # noqa: BLE001 - report and go on
