@@ -232,7 +232,7 @@ def bench(engine, n, batch):
     subprocess.run(engine.cli("rm", "-f", *names), capture_output=True)
     t0 = time.perf_counter()
     names = []
-    for i in range(batch):
+    for _ in range(batch):
         name = f"pybox-bench-{uuid.uuid4().hex[:8]}"
         timed(engine.cli("run", "-d", "--network", "none", "--name", name, "busybox", "sleep",
                          "1000"))

@@ -217,7 +217,7 @@ def bench_engine(d, host, n, mib, reps):
     server = sink_in(key, PORT)
     try:
         for label, ip in (("TCP via 127.0.0.1", "127.0.0.1"), ("TCP via host address", HOST_IP)):
-            res[label] = max(host.call(lambda: send_mib(ip, PORT, mib)) for _ in range(reps))
+            res[label] = max(host.call(lambda ip=ip: send_mib(ip, PORT, mib)) for _ in range(reps))
     finally:
         server.close()
         d.docker("rm", "-f", cid)

@@ -154,7 +154,7 @@ def runtime_run(d, runs):
     root = os.path.join(d.exec_root, "rt-bench")
     runtime = shutil.which("pybox-runtime") or "pybox-runtime"
     on, off = [], []
-    for i in range(runs):
+    for _ in range(runs):
         for times, view in ((on, True), (off, False)):
             cid = f"pvbench-{uuid.uuid4().hex[:12]}"
             bundle = os.path.join(d.base, "rt-bundle")
