@@ -48,12 +48,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from typing import Any
 
 from pybox.cgroups.fs import REAL, Files, cgroup_error
 from pybox.cgroups.resources import get, validate
 from pybox.errors import CgroupError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 SIGKILL = 9
 # Generous bounds: a cgroup whose tasks are exiting may need a moment before

@@ -8,15 +8,16 @@ the three drivers together import in well under a millisecond.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from pybox.cgroups.hybrid import HybridManager
 from pybox.cgroups.layout import HYBRID, V1, detect
 from pybox.cgroups.v1 import V1Manager
 from pybox.cgroups.v2 import V2Manager
 from pybox.errors import CgroupError
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from pybox.cgroups.base import Manager
     from pybox.cgroups.fs import CgroupFs
     from pybox.cgroups.layout import Layout

@@ -12,10 +12,12 @@ drivers roll back what they created.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pybox.errors import CgroupError, ConfigError
 from pybox.oci.resources import check_resources
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 P = "linux.resources"
 

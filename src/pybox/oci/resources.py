@@ -17,9 +17,11 @@ path.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pybox.errors import ConfigError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 U64_MAX = (1 << 64) - 1
 I64_MAX = (1 << 63) - 1
