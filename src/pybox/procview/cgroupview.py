@@ -15,16 +15,26 @@ Reads go through ``read_text`` (os.open/os.read, no buffered text I/O): the
 view is on the path of every read of /proc/meminfo in a container.
 """
 
-import os
+from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
+
+from pybox.cgroups.layout import detect
 from pybox.procview.model import Cpus, CpuUsage, Memory, Tasks
+from pybox.procview.render import parse_cpu_list
+
+TYPE_CHECKING = False  # (mypy reads this as true)
+if TYPE_CHECKING:
+    from pybox.cgroups.layout import Layout
+    from pybox.procview.model import CgroupDir, IoStats
 
 # v1 reports "unlimited" as PAGE_COUNTER_MAX pages (9223372036854771712 with 4k
 # pages); anything this large is no limit.
 UNLIMITED = 1 << 62
 
 
-def read_text(path):
+def read_text(path: str) -> str:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, 131072)
@@ -43,14 +53,14 @@ def read_text(path):
     return data.decode("latin-1")
 
 
-def _read_or_none(path):
+def _read_or_none(path: str) -> str | None:
     try:
         return read_text(path)
     except OSError:
         return None
 
 
-def _int_or_none(path):
+def _int_or_none(path: str) -> int | None:
     text = _read_or_none(path)
     if text is None:
         return None
@@ -63,9 +73,9 @@ def _int_or_none(path):
         return None
 
 
-def flat_keyed(text):
+def flat_keyed(text: str | None) -> dict[str, int]:
     """"key value" lines -> {key: int}."""
-    out = {}
+    out: dict[str, int] = {}
     for line in (text or "").splitlines():
         key, _, value = line.partition(" ")
         try:
@@ -75,22 +85,19 @@ def flat_keyed(text):
     return out
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Cgroup:
     """One process's cgroup, per controller: (directory, version) or None.
     ``key`` names the cgroup for caches (its path in the first hierarchy)."""
 
-    __slots__ = ("memory", "cpu", "cpuacct", "cpuset", "io", "tasks", "key", "mounts")
-
-    def __init__(self, memory=None, cpu=None, cpuacct=None, cpuset=None, io=None, tasks=None,
-                 key: str="", mounts=None) -> None:
-        self.memory = memory
-        self.cpu = cpu
-        self.cpuacct = cpuacct
-        self.cpuset = cpuset
-        self.io = io
-        self.tasks = tasks
-        self.key = key
-        self.mounts = mounts or {}  # directory -> its hierarchy's mount point
+    memory: CgroupDir | None = None
+    cpu: CgroupDir | None = None
+    cpuacct: CgroupDir | None = None
+    cpuset: CgroupDir | None = None
+    io: CgroupDir | None = None
+    tasks: CgroupDir | None = None
+    key: str = ""
+    mounts: dict[str, str] = field(default_factory=dict)  # directory -> its mount point
 
     def __repr__(self) -> str:
         return (f"Cgroup(key={self.key!r}, memory={self.memory}, cpu={self.cpu}, "
@@ -105,9 +112,9 @@ class Hierarchies:
               ("cpuacct", "cpuacct", "cpu"), ("cpuset", "cpuset", "cpuset"),
               ("io", "blkio", "io"))
 
-    def __init__(self, layout, proc: str="/proc") -> None:
+    def __init__(self, layout: Layout, proc: str = "/proc") -> None:
         self.proc = proc.rstrip("/")
-        self.v1 = {}  # controller -> (mountpoint, root)
+        self.v1: dict[str, tuple[str, str]] = {}  # controller -> (mountpoint, root)
         for name, h in layout.v1.items():
             self.v1[name] = (h.mountpoint.rstrip("/") or "/", h.root)
         u = layout.unified
@@ -116,13 +123,12 @@ class Hierarchies:
         self.mode = layout.mode
 
     @classmethod
-    def detect(cls, proc: str="/proc", mountinfo=None, proc_cgroup=None, prefix: str=""):
-        from pybox.cgroups.layout import detect
-
+    def detect(cls, proc: str = "/proc", mountinfo: str | None = None,
+               proc_cgroup: str | None = None, prefix: str = "") -> Hierarchies:
         return cls(detect(mountinfo, proc_cgroup, prefix=prefix), proc=proc)
 
     @staticmethod
-    def _directory(mount, path):
+    def _directory(mount: tuple[str, str], path: str) -> str | None:
         mountpoint, root = mount
         if root not in ("", "/"):
             if path == root:
@@ -133,10 +139,10 @@ class Hierarchies:
                 return None
         return mountpoint if path in ("", "/") else mountpoint + path
 
-    def parse(self, text):
+    def parse(self, text: str) -> Cgroup:
         """/proc/PID/cgroup text -> Cgroup."""
-        paths = {}
-        unified_path = None
+        paths: dict[str, str] = {}
+        unified_path: str | None = None
         for line in text.splitlines():
             parts = line.split(":", 2)
             if len(parts) != 3:
@@ -153,7 +159,7 @@ class Hierarchies:
             if unified_dir is not None:
                 cg.mounts[unified_dir] = self.unified[0]
         for attr, v1_name, v2_name in self.WANTED:
-            value = None
+            value: CgroupDir | None = None
             if v1_name in self.v1 and v1_name in paths:
                 mount = self.v1[v1_name]
                 d = self._directory(mount, paths[v1_name])
@@ -167,7 +173,7 @@ class Hierarchies:
             setattr(cg, attr, value)
         if unified_dir is not None and self.mode == "v2":
             cg.tasks = (unified_dir, 2)
-            cg.key = unified_path
+            cg.key = unified_path or ""  # (not None: unified_dir is set)
         else:
             for name in ("cpu", "memory", "pids", "cpuacct", "name=systemd"):
                 if name in self.v1 and name in paths:
@@ -179,10 +185,10 @@ class Hierarchies:
             else:
                 if unified_dir is not None:
                     cg.tasks = (unified_dir, 2)
-                    cg.key = unified_path
+                    cg.key = unified_path or ""
         return cg
 
-    def lookup(self, pid):
+    def lookup(self, pid: int) -> Cgroup | None:
         """The Cgroup of process ``pid``, or None if it is gone."""
         try:
             return self.parse(read_text(f"{self.proc}/{pid}/cgroup"))
@@ -190,9 +196,9 @@ class Hierarchies:
             return None
 
 
-def _ancestors(directory, mountpoint):
+def _ancestors(directory: str, mountpoint: str) -> list[str]:
     """``directory`` and its parents up to (not including) the mount point."""
-    out = []
+    out: list[str] = []
     d = directory
     while d and d != mountpoint and d.startswith(mountpoint + "/"):
         out.append(d)
@@ -209,7 +215,7 @@ _V1_STAT = (("anon", "total_rss"), ("file", "total_cache"), ("shmem", "total_shm
             ("unevictable", "total_unevictable"), ("anon_thp", "total_rss_huge"))
 
 
-def memory(cg):
+def memory(cg: Cgroup | None) -> Memory | None:
     """Memory of ``cg`` (None without a memory controller)."""
     if cg is None or cg.memory is None:
         return None
@@ -246,11 +252,9 @@ def memory(cg):
 
 
 # -- cpus ----------------------------------------------------------------------------------------
-def cpus(cg, online):
+def cpus(cg: Cgroup | None, online: list[int]) -> Cpus | None:
     """Cpus of ``cg``: its effective cpuset within ``online`` (host cpu numbers)
     and the lowest cpu quota on its path."""
-    from pybox.procview.render import parse_cpu_list
-
     if cg is None:
         return None
     allowed = list(online)
@@ -261,7 +265,7 @@ def cpus(cg, online):
         if text and text.strip():
             online_set = set(online)
             allowed = [c for c in parse_cpu_list(text) if c in online_set] or allowed
-    quota = None
+    quota: float | None = None
     if cg.cpu is not None:
         d, version = cg.cpu
         for a in _ancestors(d, cg.mounts.get(d, "")):
@@ -284,7 +288,7 @@ def cpus(cg, online):
     return Cpus(allowed, quota)
 
 
-def cpu_usage(cg):
+def cpu_usage(cg: Cgroup | None) -> CpuUsage | None:
     """CpuUsage of ``cg``: per cpu on v1 (cpuacct), totals on v2 (cpu.stat)."""
     if cg is None or cg.cpuacct is None:
         return None
@@ -292,7 +296,7 @@ def cpu_usage(cg):
     if version == 1:
         text = _read_or_none(f"{d}/cpuacct.usage_all")
         if text:
-            percpu = {}
+            percpu: dict[int, tuple[int, int]] = {}
             for line in text.splitlines()[1:]:
                 fields = line.split()
                 if len(fields) == 3:
@@ -312,12 +316,12 @@ def cpu_usage(cg):
 
 
 # -- I/O ------------------------------------------------------------------------------------------
-def io(cg):
+def io(cg: Cgroup | None) -> IoStats | None:
     """(major, minor) -> {"rios", "wios", "dios", "rbytes", "wbytes", "dbytes"}."""
     if cg is None or cg.io is None:
         return None
     d, version = cg.io
-    out = {}
+    out: IoStats = {}
     if version == 2:
         text = _read_or_none(f"{d}/io.stat")
         if text is None:
@@ -355,7 +359,7 @@ def io(cg):
 
 
 # -- processes ----------------------------------------------------------------------------
-def _ids(cg, v1_file, v2_file):
+def _ids(cg: Cgroup | None, v1_file: str, v2_file: str) -> list[int]:
     if cg is None or cg.tasks is None:
         return []
     d, version = cg.tasks
@@ -363,17 +367,17 @@ def _ids(cg, v1_file, v2_file):
     return [int(x) for x in text.split()] if text else []
 
 
-def procs(cg):
+def procs(cg: Cgroup | None) -> list[int]:
     """Pids of the processes directly in ``cg``."""
     return _ids(cg, "cgroup.procs", "cgroup.procs")
 
 
-def threads(cg):
+def threads(cg: Cgroup | None) -> list[int]:
     """Thread ids of the tasks directly in ``cg``."""
     return _ids(cg, "tasks", "cgroup.threads")
 
 
-def stat_fields(proc, pid):
+def stat_fields(proc: str, pid: int) -> list[str] | None:
     """/proc/PID/stat after the command name (index 0 = state), or None."""
     try:
         data = read_text(f"{proc}/{pid}/stat")
@@ -382,16 +386,16 @@ def stat_fields(proc, pid):
     return data[data.rindex(")") + 2:].split()
 
 
-def start_ticks(proc, pid):
+def start_ticks(proc: str, pid: int) -> int | None:
     fields = stat_fields(proc, pid)
     return int(fields[19]) if fields and len(fields) > 19 else None
 
 
-def tasks(cg, proc: str="/proc"):
+def tasks(cg: Cgroup | None, proc: str = "/proc") -> Tasks:
     """Tasks of ``cg`` now: counts by state and the newest task's pid as its own
     pid namespace numbers it (the last NSpid field)."""
     total = running = blocked = 0
-    newest = None
+    newest: int | None = None
     newest_start = -1
     for tid in threads(cg):
         fields = stat_fields(proc, tid)

@@ -25,27 +25,43 @@ descriptor kept across the restart stays dead (reopen to recover), as with any
 remounted file.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import time
 
+from pybox.cgroups.layout import unescape_mountinfo
+from pybox.linux import constants as C
+from pybox.linux.syscalls import real
+from pybox.oci import fastjson
+from pybox.oci.state import write_atomic
 from pybox.procview import FILES, SUBTYPE
+from pybox.procview.cgroupview import read_text
+
+TYPE_CHECKING = False  # (mypy reads this as true)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    from pybox.linux.syscalls import Syscalls
+
+    # (mount point, path in the filesystem, "major:minor")
+    StaleMount = tuple[str, str, str]
 
 AT_FDCWD = -100
 
 
-def _unescape(field):
-    from pybox.cgroups.layout import unescape_mountinfo
-
+def _unescape(field: str) -> str:
     return unescape_mountinfo(field)
 
 
-def stale_mounts(mountinfo_text, source, new_dev):
+def stale_mounts(mountinfo_text: str, source: str, new_dev: str | None) -> list[StaleMount]:
     """[(mount point, path in the filesystem, "major:minor")] of this server's
     files (``/meminfo``, ``/ID/meminfo``) that are not on the mount with device
     ``new_dev`` ("major:minor")."""
     names = {name for name, _ in FILES}
-    out = []
+    out: list[StaleMount] = []
     for line in mountinfo_text.splitlines():
         left, sep, right = line.partition(" - ")
         if not sep:
@@ -62,22 +78,21 @@ def stale_mounts(mountinfo_text, source, new_dev):
     return out
 
 
-def namespaces_using(source, proc: str="/proc"):
+def namespaces_using(source: str, proc: str = "/proc") -> list[int]:
     """Pids (one per mount namespace, the caller's excluded) holding a file of
     the filesystem named ``source``, live or dead."""
     return sorted(find_targets(source, None, proc))
 
 
-def find_targets(source, new_dev, proc: str="/proc"):
+def find_targets(source: str, new_dev: str | None,
+                 proc: str = "/proc") -> dict[int, list[StaleMount]]:
     """{pid: [(point, name, dev)]}: one pid per mount namespace holding stale files."""
-    from pybox.procview.cgroupview import read_text
-
-    seen = set()
+    seen: set[int] = set()
     try:
         seen.add(os.stat(f"{proc}/self/ns/mnt").st_ino)
     except OSError:
         pass
-    targets = {}
+    targets: dict[int, list[StaleMount]] = {}
     for entry in os.listdir(proc):
         if not entry.isdigit():
             continue
@@ -98,10 +113,8 @@ def find_targets(source, new_dev, proc: str="/proc"):
     return targets
 
 
-def _clear(point, dead_devs, sc):
+def _clear(point: str, dead_devs: set[str], sc: Syscalls) -> None:
     """Unmount the dead procview files stacked on ``point`` (in this namespace)."""
-    from pybox.linux import constants as C
-
     for _ in range(64):
         try:
             st = os.stat(point)
@@ -114,18 +127,17 @@ def _clear(point, dead_devs, sc):
         sc.umount2(point, C.MNT_DETACH)
 
 
-def reserve_namespace(pid, stale, mnt, sc, host_ns, host_root):
+def reserve_namespace(pid: int, stale: list[StaleMount], mnt: str, sc: Syscalls, host_ns: int,
+                      host_root: int) -> int:
     """Replace the stale files of ``pid``'s mount namespace; -> count replaced."""
-    from pybox.linux import constants as C
-
-    wanted = {}
-    dead = set()
+    wanted: dict[str, str] = {}
+    dead: set[str] = set()
     for point, name, dev in stale:
         wanted.setdefault(point, name)
         dead.add(dev)
     ns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     root = os.open(f"/proc/{pid}/root", C.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    clones = {}
+    clones: dict[str, int] = {}
     try:
         for point, name in wanted.items():
             clones[point] = sc.open_tree(mnt + name,
@@ -150,19 +162,15 @@ def reserve_namespace(pid, stale, mnt, sc, host_ns, host_root):
     return len(clones)
 
 
-def reserve(directory, mnt, source, sc=None):
+def reserve(directory: str, mnt: str, source: str, sc: Syscalls | None = None) -> dict[str, Any]:
     """Re-serve every running container; -> the report written to reserved.json."""
-    from pybox.linux import constants as C
-    from pybox.linux.syscalls import real
-    from pybox.oci import fastjson
-    from pybox.oci.state import write_atomic
-
     sc = sc or real()
     t0 = time.monotonic()
     st = os.stat(mnt)  # answered by the parent once its loop runs
     new_dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    report = {"server": os.getppid(), "device": new_dev, "namespaces": 0, "mounts": 0,
-              "errors": []}
+    errors: list[str] = []
+    report: dict[str, Any] = {"server": os.getppid(), "device": new_dev, "namespaces": 0,
+                              "mounts": 0, "errors": errors}
     targets = find_targets(source, new_dev)
     host_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     host_root = os.open("/", C.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -172,7 +180,7 @@ def reserve(directory, mnt, source, sc=None):
                 report["mounts"] += reserve_namespace(pid, stale, mnt, sc, host_ns, host_root)
                 report["namespaces"] += 1
             except OSError as e:
-                report["errors"].append(f"pid {pid}: {e}")
+                errors.append(f"pid {pid}: {e}")
     finally:
         os.close(host_ns)
         os.close(host_root)
@@ -181,8 +189,10 @@ def reserve(directory, mnt, source, sc=None):
     return report
 
 
-def start(directory, mnt, source, close_fds=()):
-    """Fork the re-serve child (the caller must be single-threaded); -> its pid."""
+def start(directory: str, mnt: str, source: str, log: Callable[[str], object],
+          close_fds: Iterable[int] = ()) -> int:
+    """Fork the re-serve child (the caller must be single-threaded); -> its pid.
+    ``log``: the server's log (the child's lines go where the server's do)."""
     pid = os.fork()
     if pid:
         return pid
@@ -196,8 +206,6 @@ def start(directory, mnt, source, close_fds=()):
                     os.close(int(name))  # never hold the connection open
             except OSError:
                 pass
-        from pybox.procview.server import log
-
         report = reserve(directory, mnt, source)
         if report["mounts"] or report["errors"]:
             log(f"re-served {report['mounts']} files in {report['namespaces']} containers "
@@ -206,8 +214,6 @@ def start(directory, mnt, source, close_fds=()):
         code = 0
     except BaseException as e:  # noqa: BLE001
         try:
-            from pybox.procview.server import log
-
             log(f"re-serve failed: {e}")
         except BaseException:  # noqa: BLE001
             pass

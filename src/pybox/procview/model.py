@@ -1,31 +1,43 @@
 """The values the renderers take: what a cgroup says, in one shape for v1 and v2.
 
-Plain classes with slots (no dataclasses import in the server's hot path).  All
-sizes are bytes, all times nanoseconds; ``None`` means "unlimited" for limits
-and "the kernel does not say" for counters.
+Typed records with slots (dataclasses where the record is plain data; the two
+that derive values at construction keep their own ``__init__``).  All sizes are
+bytes, all times nanoseconds; ``None`` means "unlimited" for limits and "the
+kernel does not say" for counters.
 """
 
+from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+TYPE_CHECKING = False  # (mypy reads this as true)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    # a controller's directory in one process's cgroup and its cgroup version (1, 2)
+    CgroupDir = tuple[str, int]
+    # (major, minor) -> {"rios", "wios", "dios", "rbytes", "wbytes", "dbytes"}
+    IoStats = dict[tuple[int, int], dict[str, int]]
+
+
+@dataclass(slots=True, eq=False, repr=False)
 class Memory:
     """A cgroup's memory: the effective limits (the lowest along the path to the
     root) and usage, and the memory.stat counters the meminfo lines come from."""
 
-    __slots__ = ("limit", "usage", "swap_limit", "swap_usage", "stat")
+    limit: int | None = None
+    usage: int = 0
+    swap_limit: int | None = None
+    swap_usage: int = 0
+    stat: dict[str, int] = field(default_factory=dict)
 
     # memory.stat counters, by the names used here (render.meminfo): v2 names;
-    # cgroupview maps v1's total_* names onto them.
+    # cgroupview maps v1's total_* names onto them.  (Not a field: no annotation.)
     STAT_KEYS = ("anon", "file", "shmem", "file_mapped", "file_dirty", "file_writeback",
                  "swapcached", "active_anon", "inactive_anon", "active_file",
                  "inactive_file", "unevictable", "slab_reclaimable", "slab_unreclaimable",
                  "kernel_stack", "pagetables", "anon_thp", "shmem_thp", "file_thp",
                  "zswap", "zswapped")
-
-    def __init__(self, limit=None, usage: int=0, swap_limit=None, swap_usage: int=0, stat=None) -> None:
-        self.limit = limit
-        self.usage = usage
-        self.swap_limit = swap_limit
-        self.swap_usage = swap_usage
-        self.stat = stat or {}
 
     def __repr__(self) -> str:
         return (f"Memory(limit={self.limit}, usage={self.usage}, swap_limit={self.swap_limit}, "
@@ -40,7 +52,7 @@ class Cpus:
 
     __slots__ = ("allowed", "quota", "visible")
 
-    def __init__(self, allowed, quota=None) -> None:
+    def __init__(self, allowed: Iterable[int], quota: float | None = None) -> None:
         self.allowed = list(allowed)
         self.quota = quota
         n = len(self.allowed)
@@ -60,7 +72,8 @@ class CpuUsage:
 
     __slots__ = ("percpu", "user", "system")
 
-    def __init__(self, percpu=None, user: int=0, system: int=0) -> None:
+    def __init__(self, percpu: dict[int, tuple[int, int]] | None = None, user: int = 0,
+                 system: int = 0) -> None:
         self.percpu = percpu
         if percpu:
             user = sum(u for u, _ in percpu.values())
@@ -69,18 +82,16 @@ class CpuUsage:
         self.system = system
 
     @property
-    def total(self):
+    def total(self) -> int:
         return self.user + self.system
 
 
+@dataclass(slots=True, eq=False)
 class Tasks:
     """A cgroup's threads at one moment: how many, how many runnable (R) and in
     uninterruptible sleep (D), and the last pid as the container numbers it."""
 
-    __slots__ = ("total", "running", "blocked", "last_pid")
-
-    def __init__(self, total: int=0, running: int=0, blocked: int=0, last_pid: int=0) -> None:
-        self.total = total
-        self.running = running
-        self.blocked = blocked
-        self.last_pid = last_pid
+    total: int = 0
+    running: int = 0
+    blocked: int = 0
+    last_pid: int = 0

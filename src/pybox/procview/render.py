@@ -30,11 +30,19 @@ swaps     one "none virtual" line with the cgroup's swap (as lxcfs).
 cpu-online  /sys/devices/system/cpu/online: the visible cpus' host numbers.
 """
 
+from __future__ import annotations
+
+TYPE_CHECKING = False  # (mypy reads this as true)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from pybox.procview.model import Cpus, CpuUsage, IoStats, Memory, Tasks
+
 
 # -- cpu lists --------------------------------------------------------------------------
-def parse_cpu_list(text):
+def parse_cpu_list(text: str) -> list[int]:
     """"0-3,5,7-8" -> [0, 1, 2, 3, 5, 7, 8] (sorted, unique)."""
-    out = set()
+    out: set[int] = set()
     for part in text.strip().split(","):
         part = part.strip()
         if not part:
@@ -47,10 +55,10 @@ def parse_cpu_list(text):
     return sorted(out)
 
 
-def format_cpu_list(cpus):
+def format_cpu_list(cpu_numbers: Iterable[int]) -> str:
     """[0, 1, 2, 5] -> "0-2,5"."""
-    out = []
-    cpus = sorted(set(cpus))
+    out: list[str] = []
+    cpus = sorted(set(cpu_numbers))
     i = 0
     while i < len(cpus):
         j = i
@@ -62,9 +70,9 @@ def format_cpu_list(cpus):
 
 
 # -- meminfo ------------------------------------------------------------------------------
-def parse_meminfo(text):
+def parse_meminfo(text: str) -> dict[str, int]:
     """/proc/meminfo -> {key: number} (kB for the "kB" lines)."""
-    out = {}
+    out: dict[str, int] = {}
     for line in text.splitlines():
         key, sep, rest = line.partition(":")
         if not sep:
@@ -78,7 +86,7 @@ def parse_meminfo(text):
     return out
 
 
-def _swap_kb(host, mem):
+def _swap_kb(host: dict[str, int], mem: Memory) -> tuple[int, int]:
     """(SwapTotal, SwapFree) in kB for ``mem`` within the host's swap."""
     host_total = host.get("SwapTotal", 0)
     host_free = host.get("SwapFree", 0)
@@ -89,21 +97,21 @@ def _swap_kb(host, mem):
     return total, max(0, total - used)
 
 
-def limited(host, mem):
+def limited(host: dict[str, int], mem: Memory | None) -> bool:
     """Is ``mem``'s limit below the host's RAM (so the view differs)?"""
     total = host.get("MemTotal", 0)
     return (mem is not None and mem.limit is not None and total > 0
             and mem.limit < total * 1024)
 
 
-def meminfo_values(host, mem):
+def meminfo_values(host: dict[str, int], mem: Memory | None) -> dict[str, int]:
     """The virtualised meminfo lines (kB) for ``mem``; {} when it is not limited."""
-    if not limited(host, mem):
+    if mem is None or mem.limit is None or not limited(host, mem):
         return {}
     limit = mem.limit // 1024
     s = mem.stat
 
-    def kb(key):
+    def kb(key: str) -> int:
         return (s.get(key) or 0) // 1024
 
     usage = min(mem.usage // 1024, limit)
@@ -136,7 +144,7 @@ def meminfo_values(host, mem):
     }
 
 
-def meminfo(host_text, mem):
+def meminfo(host_text: str, mem: Memory | None) -> str:
     """/proc/meminfo for a cgroup with Memory ``mem`` (None: the host's)."""
     if mem is None:
         return host_text
@@ -157,10 +165,10 @@ def meminfo(host_text, mem):
 SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority"
 
 
-def swaps(host_text, host_meminfo_text, mem):
+def swaps(host_text: str, host_meminfo_text: str, mem: Memory | None) -> str:
     """/proc/swaps: one line for the cgroup's swap (lxcfs's "none virtual")."""
     host = parse_meminfo(host_meminfo_text)
-    if not limited(host, mem):
+    if mem is None or not limited(host, mem):
         return host_text
     total, free = _swap_kb(host, mem)
     lines = [SWAPS_HEADER]
@@ -170,7 +178,7 @@ def swaps(host_text, host_meminfo_text, mem):
 
 
 # -- cpuinfo, cpu online ----------------------------------------------------------------------
-def _processor_number(block):
+def _processor_number(block: str) -> int | None:
     for line in block.split("\n", 3)[:3]:
         key, sep, value = line.partition(":")
         if sep and key.strip() == "processor":
@@ -181,7 +189,7 @@ def _processor_number(block):
     return None
 
 
-def cpuinfo(host_text, cpus):
+def cpuinfo(host_text: str, cpus: Cpus | None) -> str:
     """/proc/cpuinfo with the blocks of the visible cpus, renumbered from 0."""
     if cpus is None:
         return host_text
@@ -192,7 +200,7 @@ def cpuinfo(host_text, cpus):
     if present == list(cpus.visible) and all(i == c for c, i in visible.items()):
         return host_text
     out = []
-    for block, n in zip(blocks, numbers):
+    for block, n in zip(blocks, numbers, strict=True):
         if n is None:
             if block.strip():
                 out.append(block)
@@ -209,7 +217,7 @@ def cpuinfo(host_text, cpus):
     return "\n\n".join(out) + "\n\n"
 
 
-def cpu_online(host_text, cpus):
+def cpu_online(host_text: str, cpus: Cpus | None) -> str:
     """/sys/devices/system/cpu/online: the visible cpus (host numbers)."""
     if cpus is None or not cpus.visible:
         return host_text
@@ -220,14 +228,14 @@ def cpu_online(host_text, cpus):
 NS = 1_000_000_000
 
 
-def stat(host_text, cpus, usage, hz: int=100):
+def stat(host_text: str, cpus: Cpus | None, usage: CpuUsage | None, hz: int = 100) -> str:
     """/proc/stat: per visible cpu (renumbered), the cgroup's user and system
     ticks and the rest of the cpu's elapsed ticks as idle; the "cpu" line sums
     them; the other lines are the host's."""
     if cpus is None or usage is None:
         return host_text
-    host = {}
-    rest = []
+    host: dict[int, list[int]] = {}
+    rest: list[str] = []
     width = 10
     for line in host_text.splitlines():
         if line.startswith("cpu"):
@@ -279,7 +287,7 @@ def stat(host_text, cpus, usage, hz: int=100):
 
 
 # -- uptime, loadavg ----------------------------------------------------------------------
-def uptime(host_text, started, busy_ns: int=0, ncpus: int=1):
+def uptime(host_text: str, started: float | None, busy_ns: int = 0, ncpus: int = 1) -> str:
     """/proc/uptime: ``started`` = the cgroup's oldest process's start, in
     seconds since boot (None: the host's file)."""
     if started is None:
@@ -293,7 +301,7 @@ def uptime(host_text, started, busy_ns: int=0, ncpus: int=1):
     return f"{up:.2f} {idle:.2f}\n"
 
 
-def loadavg(loads, tasks):
+def loadavg(loads: Sequence[float] | None, tasks: Tasks | None) -> str | None:
     """/proc/loadavg from the cgroup's averages (1, 5, 15 minutes) and Tasks."""
     if loads is None or tasks is None:
         return None
@@ -302,7 +310,7 @@ def loadavg(loads, tasks):
 
 
 # -- diskstats ------------------------------------------------------------------------------
-def diskstats(host_text, io):
+def diskstats(host_text: str, io: IoStats | None) -> str:
     """/proc/diskstats for a cgroup whose I/O counters are ``io``: (major,
     minor) -> {"rios", "wios", "rbytes", "wbytes", "dios", "dbytes"}."""
     if io is None:

@@ -21,16 +21,45 @@ open() renders the whole file for the opener's pid (``ctx.pid``, the pid in the
 server's -- the host's -- pid namespace) and keeps it for that open file, so a
 reader sees one consistent snapshot however it splits its reads; direct_io makes
 the kernel pass every read through (no page cache, no size check).
+
+Imports: pyfuse3 and trio (about 0.4 s, and optional: pyboxd runs without the
+view) are imported where the server uses them, because pyboxd imports this
+module too (``fsname``, ``SECCOMP_SOCKET``); the rest is at the top.
 """
 
+from __future__ import annotations
+
+import argparse
 import errno
+import fcntl
 import os
 import signal
+import socket
 import stat
 import sys
 import time
 
-from pybox.procview import FILES, FSNAME, SUBTYPE
+from pybox.cgroups.layout import unescape_mountinfo
+from pybox.linux import constants as C
+from pybox.linux import unixsock
+from pybox.linux.syscalls import real
+from pybox.oci.state import write_atomic
+from pybox.procview import FILES, FSNAME, SUBTYPE, inject
+from pybox.procview.cgroupview import Hierarchies
+from pybox.procview.control import supervised
+from pybox.procview.sysinfo import Agent
+from pybox.procview.view import SAMPLE_SECONDS, View
+
+TYPE_CHECKING = False  # (mypy reads this as true)
+if TYPE_CHECKING:
+    import queue
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    import pyfuse3
+    import trio
+
+    from pybox.linux.syscalls import Syscalls
 
 ATTR_TIMEOUT = 3600.0
 # the size open() gives a file when the splice fix is on: above any file's length
@@ -39,24 +68,24 @@ SPLICE_SIZE = 1 << 24
 PROBE = ".splice-probe"
 
 
-def fsname(directory) -> str:
+def fsname(directory: str) -> str:
     """The mount's source as mountinfo shows it: names this server's DIR, so a
     restarted server recognises (only) its predecessor's mounts."""
     return f"{FSNAME}@{os.path.abspath(directory)}"
 
 
-def log(text) -> None:
+def log(text: str) -> None:
     sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} procview[{os.getpid()}]: {text}\n")
     sys.stderr.flush()
 
 
-def valid_view_name(name):
+def valid_view_name(name: str) -> bool:
     """A per-container directory name: what the engine passes (a container id)."""
     return 0 < len(name) <= 128 and all(c.isalnum() or c in "_.-" for c in name) \
         and name not in (".", "..")
 
 
-def build_operations(view):
+def build_operations(view: View) -> Any:
     """pyfuse3 Operations over ``view``.
 
     Layout: the root holds the files (FILES) and, on demand, one directory per
@@ -74,7 +103,7 @@ def build_operations(view):
     page-cache read then gets this open's data, comes up short, and the kernel
     cuts i_size back to the data's end, so the reader stops there.
     """
-    import pyfuse3
+    import pyfuse3  # noqa: PLC0415 -- heavy and optional (see the module's docstring)
 
     root_ino = pyfuse3.ROOT_INODE
     names = [name for name, _ in FILES]
@@ -82,7 +111,7 @@ def build_operations(view):
     probe_ino = root_ino + width  # PROBE; per-container directories come after
     started = time.time_ns()
 
-    def attributes(ino, is_dir):
+    def attributes(ino: int, is_dir: bool) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()
         a.st_ino = ino
         a.generation = 0
@@ -102,20 +131,22 @@ def build_operations(view):
         return a
 
     class Operations(pyfuse3.Operations):
+        """The filesystem's requests (pyfuse3 calls these from its trio loop)."""
+
         def __init__(self) -> None:
             super().__init__()
-            self.handles = {}
+            self.handles: dict[int, bytes] = {}
             self.next_fh = 1
             # on until probe_splice (which reads PROBE, never fixed) says otherwise
             self.splice_fix = True
             # directory inode -> its name ("" for the root); inodes of files are
             # the directory's + 1 + their index in FILES
-            self.dirs = {root_ino: ""}
-            self.by_name = {"": root_ino}
-            self.lookups = {}  # directory inode -> kernel lookup count
+            self.dirs: dict[int, str] = {root_ino: ""}
+            self.by_name: dict[str, int] = {"": root_ino}
+            self.lookups: dict[int, int] = {}  # directory inode -> kernel lookup count
             self.next_dir = probe_ino + 1
 
-        def _file(self, ino):
+        def _file(self, ino: int) -> tuple[int, str] | None:
             """-> (directory inode, file name) or None."""
             if ino == probe_ino:
                 return root_ino, "uptime"
@@ -124,7 +155,8 @@ def build_operations(view):
                     return base, names[ino - 1 - base]
             return None
 
-        async def lookup(self, parent_inode, name, ctx=None):
+        async def lookup(self, parent_inode: int, name: bytes,
+                         ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
             if parent_inode not in self.dirs:
                 raise pyfuse3.FUSEError(errno.ENOENT)
             text = name.decode("utf-8", "surrogateescape")
@@ -143,7 +175,7 @@ def build_operations(view):
             self.lookups[ino] = self.lookups.get(ino, 0) + 1
             return attributes(ino, True)
 
-        async def forget(self, inode_list) -> None:
+        async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
             for ino, count in inode_list:
                 if ino in self.lookups:
                     left = self.lookups[ino] - count
@@ -151,24 +183,29 @@ def build_operations(view):
                         self.lookups[ino] = left
                     else:
                         del self.lookups[ino]
-                        self.by_name.pop(self.dirs.pop(ino, None), None)
+                        gone = self.dirs.pop(ino, None)
+                        if gone is not None:
+                            self.by_name.pop(gone, None)
 
-        async def getattr(self, inode, ctx=None):
+        async def getattr(self, inode: int,
+                          ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
             if inode in self.dirs:
                 return attributes(inode, True)
             if self._file(inode) is None:
                 raise pyfuse3.FUSEError(errno.ENOENT)
             return attributes(inode, False)
 
-        async def setattr(self, inode, attr, fields, fh, ctx):
+        async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                          fields: pyfuse3.SetattrFields, fh: int | None,
+                          ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
             raise pyfuse3.FUSEError(errno.EPERM)
 
-        async def opendir(self, inode, ctx):
+        async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
             if inode not in self.dirs:
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
             return inode
 
-        async def readdir(self, fh, start_id, token) -> None:
+        async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
             for i, name in enumerate(names):
                 if i < start_id:
                     continue
@@ -176,10 +213,11 @@ def build_operations(view):
                                              attributes(fh + 1 + i, False), i + 1):
                     break
 
-        async def releasedir(self, fh) -> None:
+        async def releasedir(self, fh: int) -> None:
             pass
 
-        async def open(self, inode, flags, ctx):
+        async def open(self, inode: int, flags: int,
+                       ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
             found = self._file(inode)
             if found is None:
                 raise pyfuse3.FUSEError(errno.ENOENT)
@@ -199,19 +237,19 @@ def build_operations(view):
             self.handles[fh] = data
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
 
-        async def read(self, fh, off, size):
+        async def read(self, fh: int, off: int, size: int) -> bytes:
             data = self.handles.get(fh)
             if data is None:
                 raise pyfuse3.FUSEError(errno.EBADF)
             return data[off:off + size]
 
-        async def release(self, fh) -> None:
+        async def release(self, fh: int) -> None:
             self.handles.pop(fh, None)
 
-        async def flush(self, fh) -> None:
+        async def flush(self, fh: int) -> None:
             pass
 
-        async def statfs(self, ctx):
+        async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
             s = pyfuse3.StatvfsData()
             s.f_bsize = s.f_frsize = 4096
             s.f_namemax = 255
@@ -227,36 +265,38 @@ class Storer:
     FUSE loop answers it: never in the loop's thread).  Lighter than
     trio.to_thread per call: a queue in, trio's run_sync_soon out."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: Callable[[int], object]) -> None:
         self._store = store
-        self._queue = None
-        self._token = None
+        self._queue: queue.SimpleQueue[tuple[int, trio.Event]] | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
 
     def _run(self) -> None:
+        jobs, token = self._queue, self._token
+        assert jobs is not None and token is not None  # (store() set both first)
         while True:
-            inode, event = self._queue.get()
+            inode, event = jobs.get()
             try:
                 self._store(inode)
             except OSError:
                 pass
-            self._token.run_sync_soon(event.set)
+            token.run_sync_soon(event.set)
 
-    async def store(self, inode) -> None:
-        import trio
+    async def store(self, inode: int) -> None:
+        import trio  # noqa: PLC0415 -- heavy and optional (see the module's docstring)
 
         if self._queue is None:
-            import queue
-            import threading
+            import queue  # noqa: PLC0415 -- with the thread, on the first store only
+            import threading  # noqa: PLC0415 -- idem
 
-            self._queue = queue.SimpleQueue()
             self._token = trio.lowlevel.current_trio_token()
+            self._queue = queue.SimpleQueue()
             threading.Thread(target=self._run, name="procview-store", daemon=True).start()
         event = trio.Event()
         self._queue.put((inode, event))
         await event.wait()
 
 
-def probe_splice(path):
+def probe_splice(path: str) -> bool:
     """True if sendfile from a file of this mount reads nothing while read()
     does (the kernel splices direct_io files through the page cache)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -272,11 +312,9 @@ def probe_splice(path):
     return sent == 0
 
 
-def mount_device(mnt):
+def mount_device(mnt: str) -> int | None:
     """st_dev of the mount on ``mnt``, from mountinfo: a stat() of our own mount
     would wait for an answer from this very process, before its loop runs."""
-    from pybox.cgroups.layout import unescape_mountinfo
-
     dev = None
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -287,7 +325,7 @@ def mount_device(mnt):
     return dev
 
 
-def _is_mountpoint(path):
+def _is_mountpoint(path: str) -> bool:
     try:
         st = os.lstat(path)
         parent = os.lstat(os.path.dirname(path.rstrip("/")) or "/")
@@ -297,10 +335,8 @@ def _is_mountpoint(path):
     return st.st_dev != parent.st_dev
 
 
-def clear_mountpoint(mnt, sc) -> None:
+def clear_mountpoint(mnt: str, sc: Syscalls) -> None:
     """Unmount whatever is stacked on ``mnt`` (a dead predecessor's mounts)."""
-    from pybox.linux import constants as C
-
     for _ in range(64):
         if not _is_mountpoint(mnt):
             return
@@ -311,10 +347,8 @@ def clear_mountpoint(mnt, sc) -> None:
             return
 
 
-def take_lock(directory):
+def take_lock(directory: str) -> int | None:
     """The server lock (fd) or None when another server holds it."""
-    import fcntl
-
     fd = os.open(os.path.join(directory, "server.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                  0o600)
     try:
@@ -330,27 +364,22 @@ IDLE_CHECK_SECONDS = 2.0
 CMSG_SPACE_FDS = 64  # room for a few fds
 
 
-def seccomp_listener(path):
+def seccomp_listener(path: str) -> socket.socket:
     """The socket monitors send sysinfo listener fds to (SCM_RIGHTS)."""
-    import socket
-
-    from pybox.linux.unixsock import call
-
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    call(sock.bind, path)
+    unixsock.call(sock.bind, path)
     os.chmod(path, 0o600)
     sock.listen(64)
     return sock
 
 
-def received_fds(ancillary):
-    import socket
-
-    fds = []
+def received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The fds an SCM_RIGHTS message carried."""
+    fds: list[int] = []
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             usable = len(data) - len(data) % 4
@@ -359,9 +388,7 @@ def received_fds(ancillary):
     return fds
 
 
-def main(argv=None) -> int:
-    import argparse
-
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pybox-procview", description="pybox's /proc view server")
     p.add_argument("--dir", required=True, help="state directory (mnt/ is mounted there)")
     p.add_argument("--no-reserve", action="store_true",
@@ -383,13 +410,8 @@ def main(argv=None) -> int:
     except FileNotFoundError:
         pass
 
-    import pyfuse3
-    import trio
-
-    from pybox.linux.syscalls import real
-    from pybox.oci.state import write_atomic
-    from pybox.procview.cgroupview import Hierarchies
-    from pybox.procview.view import SAMPLE_SECONDS, View
+    import pyfuse3  # noqa: PLC0415 -- heavy and optional (see the module's docstring)
+    import trio  # noqa: PLC0415 -- idem
 
     sc = real()
     clear_mountpoint(mnt, sc)
@@ -404,20 +426,16 @@ def main(argv=None) -> int:
                  f"{os.getpid()} {mount_device(mnt)}\n", mode=0o644)
     log(f"serving {mnt}")
 
-    from pybox.procview.sysinfo import Agent
-
     agent = Agent(view.sysinfo, log, sc)
     containers = args.containers or os.path.join(os.path.dirname(directory), "containers")
     listener = seccomp_listener(os.path.join(directory, SECCOMP_SOCKET))
 
     child = None
     if not args.no_reserve:
-        from pybox.procview import inject
-
-        child = inject.start(directory, mnt, fsname(directory),
+        child = inject.start(directory, mnt, fsname(directory), log,
                              close_fds=[lock, listener.fileno()])
 
-    stopping = []
+    stopping: list[int] = []
 
     async def sampler() -> None:
         while True:
@@ -427,7 +445,7 @@ def main(argv=None) -> int:
             except Exception as e:  # noqa: BLE001
                 log(f"sampling load averages: {e}")
 
-    async def signals(nursery) -> None:
+    async def signals(nursery: trio.Nursery) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
             async for signum in received:
                 log(f"signal {signum}: unmounting")
@@ -457,18 +475,15 @@ def main(argv=None) -> int:
             log("this kernel splices direct_io FUSE files through the page cache: "
                 "open() raises the file size for sendfile readers")
 
-    async def idle(nursery) -> None:
+    async def idle(nursery: trio.Nursery) -> None:
         # Nobody supervises (pyboxd is gone: its lock on supervisor.lock went with
         # it) and no container has our files: nothing left to serve, so exit
         # rather than stay behind with a mount.  Twice in a row, 2 s apart: a
         # pyboxd restarting takes the lock again at once.
-        from pybox.procview.control import supervised
-        from pybox.procview.inject import namespaces_using
-
         strikes = 0
         while True:
             await trio.sleep(IDLE_CHECK_SECONDS)
-            if supervised(directory) or namespaces_using(fsname(directory)):
+            if supervised(directory) or inject.namespaces_using(fsname(directory)):
                 strikes = 0
                 continue
             strikes += 1
@@ -477,7 +492,7 @@ def main(argv=None) -> int:
                 nursery.cancel_scope.cancel()
                 return
 
-    async def sysinfo(nursery) -> None:
+    async def sysinfo(nursery: trio.Nursery) -> None:
         # copies of the listeners the monitors keep (after a restart), then new ones
         for fd in agent.collect(containers):
             nursery.start_soon(agent.serve, fd)

@@ -21,9 +21,20 @@ Pure parts (the profile change, the struct) are unit-tested; ``Agent`` runs in
 the server's trio loop.
 """
 
+from __future__ import annotations
+
 import errno
+import fcntl
 import os
+import select
 import struct
+
+TYPE_CHECKING = False  # (mypy reads this as true)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from pybox.linux.syscalls import Syscalls
 
 NAME = "sysinfo"
 # <linux/seccomp.h>: struct seccomp_notif is 80 bytes, seccomp_notif_resp 24
@@ -45,7 +56,8 @@ def supported() -> bool:
     return os.uname().machine in NATIVE
 
 
-def add_to_profile(seccomp, listener_path, metadata: str=""):
+def add_to_profile(seccomp: dict[str, Any] | None, listener_path: str,
+                   metadata: str = "") -> dict[str, Any] | None:
     """``linux.seccomp`` with sysinfo sent to the listener at ``listener_path``
     (a copy; None stays None: an unconfined container is not intercepted)."""
     if seccomp is None or not supported():
@@ -77,14 +89,15 @@ def add_to_profile(seccomp, listener_path, metadata: str=""):
     return out
 
 
-def pack(uptime, loads, totalram, freeram, sharedram, bufferram, totalswap, freeswap, procs):
+def pack(uptime: float, loads: Sequence[float], totalram: int, freeram: int, sharedram: int,
+         bufferram: int, totalswap: int, freeswap: int, procs: int) -> bytes:
     """struct sysinfo with mem_unit 1 (sizes in bytes)."""
     scaled = [min(int(v * (1 << SI_LOAD_SHIFT)), (1 << 64) - 1) for v in loads]
     return STRUCT.pack(int(uptime), *scaled, totalram, freeram, sharedram, bufferram,
                        totalswap, freeswap, min(procs, 0xFFFF), 0, 0, 0, 1)
 
 
-def unpack(data):
+def unpack(data: bytes) -> dict[str, Any]:
     """-> dict (tests)."""
     f = STRUCT.unpack(data)
     return {"uptime": f[0], "loads": [x / (1 << SI_LOAD_SHIFT) for x in f[1:4]],
@@ -92,14 +105,14 @@ def unpack(data):
             "totalswap": f[8], "freeswap": f[9], "procs": f[10], "mem_unit": f[14]}
 
 
-def parse_notif(buf):
+def parse_notif(buf: bytes | bytearray) -> tuple[int, int, int, int, tuple[int, ...]]:
     """struct seccomp_notif -> (id, pid, nr, arch, args)."""
     nid, pid, _flags, nr, arch, _ip = struct.unpack_from("=QIIiIQ", buf, 0)
     args = struct.unpack_from("=6Q", buf, 32)
     return nid, pid, nr, arch, args
 
 
-def writable(pid, address, size, maps_text=None) -> bool:
+def writable(pid: int, address: int, size: int, maps_text: str | None = None) -> bool:
     """Is [address, address+size) inside writable mappings of ``pid``?  The
     write goes through /proc/PID/mem, which may write read-only pages; the real
     syscall would fail with EFAULT there, so the kernel gets to answer."""
@@ -112,9 +125,9 @@ def writable(pid, address, size, maps_text=None) -> bool:
     end = address + size
     for line in maps_text.splitlines():
         span, _, rest = line.partition(" ")
-        lo, _, hi = span.partition("-")
+        lo_text, _, hi_text = span.partition("-")
         try:
-            lo, hi = int(lo, 16), int(hi, 16)
+            lo, hi = int(lo_text, 16), int(hi_text, 16)
         except ValueError:
             continue
         if lo <= address < hi:
@@ -132,17 +145,20 @@ class Agent:
     ``answer(pid)`` -> the struct's bytes for that caller, or None to let the
     kernel run the real sysinfo (a caller outside any container)."""
 
-    def __init__(self, answer, log, sc=None) -> None:
+    def __init__(self, answer: Callable[[int], bytes | None], log: Callable[[str], object],
+                 sc: Syscalls) -> None:
         self.answer = answer
         self.log = log
         self.sc = sc
-        self.fds = []
+        self.fds: list[int] = []
         arch = NATIVE.get(os.uname().machine)
+        self.arch: int | None
+        self.nr: int | None
         self.arch, self.nr = arch if arch else (None, None)
         self.answered = 0
 
     # -- fds -----------------------------------------------------------------------
-    def adopt(self, fd) -> bool:
+    def adopt(self, fd: int) -> bool:
         """Take ``fd`` (ours to close); False if it duplicates one we serve."""
         for other in self.fds:
             try:
@@ -154,15 +170,15 @@ class Agent:
         self.fds.append(fd)
         return True
 
-    def drop(self, fd) -> None:
+    def drop(self, fd: int) -> None:
         if fd in self.fds:
             self.fds.remove(fd)
             os.close(fd)
 
-    def collect(self, containers_dir):
+    def collect(self, containers_dir: str) -> list[int]:
         """Copies of the listener fds the monitors under ``containers_dir`` hold
         (after a restart); -> the fds newly adopted."""
-        out = []
+        out: list[int] = []
         try:
             names = os.listdir(containers_dir)
         except OSError:
@@ -194,11 +210,10 @@ class Agent:
         return out
 
     # -- serving -------------------------------------------------------------------
-    async def serve(self, fd) -> None:
+    async def serve(self, fd: int) -> None:
         """Answer notifications on ``fd`` until its filter has no user left."""
-        import select
-
-        import trio
+        # trio is the server's (heavy) loop; pyboxd imports this module too
+        import trio  # noqa: PLC0415
 
         poller = select.poll()
         poller.register(fd, select.POLLIN)
@@ -219,9 +234,7 @@ class Agent:
         finally:
             self.drop(fd)
 
-    def handle(self, fd) -> None:
-        import fcntl
-
+    def handle(self, fd: int) -> None:
         buf = bytearray(NOTIF_SIZE)
         try:
             fcntl.ioctl(fd, IOCTL_RECV, buf)
@@ -230,7 +243,7 @@ class Agent:
                 self.log(f"sysinfo: receive: {e}")
             return
         nid, pid, nr, arch, args = parse_notif(buf)
-        data = None
+        data: bytes | None = None
         if nr == self.nr and arch == self.arch and args[0]:
             try:
                 data = self.answer(pid)
@@ -249,12 +262,10 @@ class Agent:
                 self.log(f"sysinfo: answer: {e}")
 
     @staticmethod
-    def _write(fd, nid, pid, address, data):
+    def _write(fd: int, nid: int, pid: int, address: int, data: bytes) -> bool:
         """Write ``data`` at ``address`` in the caller; only if it still waits in
         this very call (the id is checked after /proc/PID/mem is open, so a
         recycled pid is never written to)."""
-        import fcntl
-
         try:
             mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
         except OSError:

@@ -12,6 +12,8 @@ without ever serving a stale value:
   forgets a cgroup an hour after its last read or when its directory is gone.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import sys
@@ -20,6 +22,14 @@ import time
 from pybox.procview import cgroupview as cgv
 from pybox.procview import render
 from pybox.procview.cgroupview import read_text
+from pybox.procview.sysinfo import pack
+
+TYPE_CHECKING = False  # (mypy reads this as true)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pybox.procview.cgroupview import Cgroup, Hierarchies
+    from pybox.procview.model import Cpus
 
 SAMPLE_SECONDS = 5.0
 FORGET_SECONDS = 3600.0
@@ -28,24 +38,30 @@ DECAY = tuple(math.exp(-SAMPLE_SECONDS / (60.0 * m)) for m in (1, 5, 15))
 
 
 class Load:
+    """A cgroup's load averages (1, 5, 15 minutes) and when it was last read."""
+
     __slots__ = ("cg", "loads", "last_read")
 
-    def __init__(self, cg, n, now) -> None:
+    def __init__(self, cg: Cgroup, n: int, now: float) -> None:
         self.cg = cg
         self.loads = [float(n)] * 3
         self.last_read = now
 
 
 class View:
-    def __init__(self, hierarchies, proc: str="/proc", sys_root: str="/sys", hz=None, log=None) -> None:
+    """The files of the view, rendered for the reader's cgroup."""
+
+    def __init__(self, hierarchies: Hierarchies, proc: str = "/proc", sys_root: str = "/sys",
+                 hz: int | None = None, log: Callable[[str], object] | None = None) -> None:
         self.hier = hierarchies
         self.proc = proc.rstrip("/")
         self.online_path = f"{sys_root.rstrip('/')}/devices/system/cpu/online"
         self.hz = hz or os.sysconf("SC_CLK_TCK")
         self.log = log or (lambda text: sys.stderr.write(text + "\n"))
-        self.starts = {}  # cgroup key -> (pid, start ticks) of its oldest process
-        self.loads = {}  # cgroup key -> Load
-        self.renderers = {
+        # cgroup key -> (pid, start ticks) of its oldest process
+        self.starts: dict[str, tuple[int, int]] = {}
+        self.loads: dict[str, Load] = {}  # cgroup key -> Load
+        self.renderers: dict[str, Callable[[Cgroup | None], str]] = {
             "meminfo": self.meminfo, "cpuinfo": self.cpuinfo, "stat": self.stat,
             "uptime": self.uptime, "loadavg": self.loadavg, "diskstats": self.diskstats,
             "swaps": self.swaps, "cpu-online": self.cpu_online,
@@ -58,7 +74,7 @@ class View:
         }
 
     # -- entry point ---------------------------------------------------------------
-    def render(self, name, pid):
+    def render(self, name: str, pid: int) -> bytes:
         """The bytes of file ``name`` as process ``pid`` should see it.  Never
         fails for a bad cgroup value: the host's file is the fallback."""
         cg = self.hier.lookup(pid) if pid else None
@@ -70,23 +86,23 @@ class View:
         return text.encode("latin-1")
 
     # -- helpers -------------------------------------------------------------------
-    def _host(self, name):
+    def _host(self, name: str) -> str:
         return read_text(self.hosts[name])
 
-    def online(self):
+    def online(self) -> list[int]:
         return render.parse_cpu_list(read_text(self.online_path))
 
-    def cpus(self, cg):
+    def cpus(self, cg: Cgroup | None) -> Cpus | None:
         return cgv.cpus(cg, self.online()) if cg is not None else None
 
-    def started(self, cg):
+    def started(self, cg: Cgroup | None) -> float | None:
         """Seconds since boot at which ``cg``'s oldest process started."""
         if cg is None or cg.tasks is None:
             return None
         cached = self.starts.get(cg.key)
         if cached is not None and cgv.start_ticks(self.proc, cached[0]) == cached[1]:
             return cached[1] / self.hz
-        best = None
+        best: tuple[int, int] | None = None
         for pid in cgv.procs(cg):
             ticks = cgv.start_ticks(self.proc, pid)
             if ticks is not None and (best is None or ticks < best[1]):
@@ -98,22 +114,22 @@ class View:
         return best[1] / self.hz
 
     # -- the files ------------------------------------------------------------------
-    def meminfo(self, cg):
+    def meminfo(self, cg: Cgroup | None) -> str:
         return render.meminfo(self._host("meminfo"), cgv.memory(cg))
 
-    def swaps(self, cg):
+    def swaps(self, cg: Cgroup | None) -> str:
         return render.swaps(self._host("swaps"), self._host("meminfo"), cgv.memory(cg))
 
-    def cpuinfo(self, cg):
+    def cpuinfo(self, cg: Cgroup | None) -> str:
         return render.cpuinfo(self._host("cpuinfo"), self.cpus(cg))
 
-    def cpu_online(self, cg):
+    def cpu_online(self, cg: Cgroup | None) -> str:
         return render.cpu_online(self._host("cpu-online"), self.cpus(cg))
 
-    def stat(self, cg):
+    def stat(self, cg: Cgroup | None) -> str:
         return render.stat(self._host("stat"), self.cpus(cg), cgv.cpu_usage(cg), self.hz)
 
-    def uptime(self, cg):
+    def uptime(self, cg: Cgroup | None) -> str:
         host = self._host("uptime")
         started = self.started(cg)
         if started is None:
@@ -123,7 +139,7 @@ class View:
         return render.uptime(host, started, usage.total if usage else 0,
                              len(cpus.visible) if cpus else 1)
 
-    def loadavg(self, cg):
+    def loadavg(self, cg: Cgroup | None) -> str:
         if cg is None or cg.tasks is None:
             return self._host("loadavg")
         tasks = cgv.tasks(cg, self.proc)
@@ -134,16 +150,14 @@ class View:
             # from 0, but then a busy container would read idle for a minute).
             entry = self.loads[cg.key] = Load(cg, tasks.running + tasks.blocked, now)
         entry.last_read = now
-        return render.loadavg(entry.loads, tasks)
+        return render.loadavg(entry.loads, tasks) or ""  # (never None: both are given)
 
-    def diskstats(self, cg):
+    def diskstats(self, cg: Cgroup | None) -> str:
         return render.diskstats(self._host("diskstats"), cgv.io(cg))
 
-    def sysinfo(self, pid):
+    def sysinfo(self, pid: int) -> bytes | None:
         """struct sysinfo bytes for ``pid`` (see procview.sysinfo), or None for a
         caller without a cgroup to speak of (the kernel then answers)."""
-        from pybox.procview.sysinfo import pack
-
         cg = self.hier.lookup(pid) if pid else None
         if cg is None or cg.tasks is None:
             return None
@@ -165,7 +179,7 @@ class View:
                     values.get("SwapFree", 0) * k, tasks.total)
 
     # -- periodic work ----------------------------------------------------------------
-    def sample(self, now=None) -> None:
+    def sample(self, now: float | None = None) -> None:
         """One 5-second step of every tracked cgroup's load averages; forgets
         cgroups that are gone or unread for an hour, and dead start-time entries."""
         now = time.monotonic() if now is None else now
@@ -176,7 +190,8 @@ class View:
                 continue
             t = cgv.tasks(entry.cg, self.proc)
             n = t.running + t.blocked
-            entry.loads = [load * e + n * (1.0 - e) for load, e in zip(entry.loads, DECAY)]
+            entry.loads = [load * e + n * (1.0 - e)
+                           for load, e in zip(entry.loads, DECAY, strict=True)]
         for key, (pid, ticks) in list(self.starts.items()):
             if cgv.start_ticks(self.proc, pid) != ticks:
                 del self.starts[key]
