@@ -4,10 +4,17 @@ Knows nothing about running containers (docs/images.md).
 The engine holds one ``Images`` (service.py); ``from pybox.images import Images``
 imports it lazily, so the runtime's users of ``pybox.images.rootfs`` pay nothing."""
 
+from typing import TYPE_CHECKING
 
-def __getattr__(name):
+if TYPE_CHECKING:
+    from pybox.images.service import Images
+
+
+def __getattr__(name: str) -> "type[Images]":
     if name == "Images":
-        from pybox.images.service import Images
+        # the package's lazy attribute (PEP 562): importing any one module of
+        # pybox.images must not load the whole store
+        from pybox.images.service import Images  # noqa: PLC0415 -- lazy by design (above)
 
         return Images
     raise AttributeError(name)

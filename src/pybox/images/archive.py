@@ -27,11 +27,14 @@ straight into the blob store (verified against its name under blobs/sha256/), so
 nothing is unpacked twice; a manifest is then resolved against what arrived.
 """
 
+import dataclasses
 import io
 import json
 import os
 import posixpath
 import tarfile
+from collections.abc import Callable, Iterable
+from typing import IO, Any, NoReturn, Protocol, cast
 
 from pybox.errors import ImageError, LayerError
 from pybox.images import layers as layer_io
@@ -46,6 +49,10 @@ ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 MAX_INDEX_DEPTH = 16  # indexes naming indexes: a deeper chain is refused, not recursed
 
+# A Go type, as below: "string", "bool", "int", ("list", T), ("map", T),
+# ("strslice",) or (struct name, {field: T})
+GoType = str | tuple[Any, ...]
+
 
 # -- the archive's JSON, decoded by type -------------------------------------------
 # docker load decodes manifest.json, the OCI index and manifests and the image
@@ -57,13 +64,13 @@ MAX_INDEX_DEPTH = 16  # indexes naming indexes: a deeper chain is refused, not r
 # ("strslice", ) (docker's StrSlice: a string or a list of them) or
 # (struct name, {field: T}); null is any type's zero value, as in Go.
 
-def _struct(name, fields):
+def _struct(name: str, fields: dict[str, GoType]) -> GoType:
     return (name, fields)
 
 
 _STRINGS = ("list", "string")
 _STRING_MAP = ("map", "string")
-_EMPTY_STRUCTS = ("map", ("struct{}", {}))
+_EMPTY_STRUCTS: GoType = ("map", ("struct{}", {}))
 _STRSLICE = ("strslice",)
 _PLATFORM = _struct("Platform", {"architecture": "string", "os": "string",
                                  "os.version": "string", "os.features": _STRINGS,
@@ -100,16 +107,17 @@ _IMAGE_CONFIG = _struct("Image", {
     "comment": "string", "docker_version": "string"})
 
 
-def _go_kind(value):
+def _go_kind(value: Any) -> str:
     """How encoding/json names a JSON value in an UnmarshalTypeError."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
         return f"number {value}" if not isinstance(value, int) else "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
+    kinds: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return kinds.get(type(value), "value")
 
 
-def _go_type(typ):
+def _go_type(typ: GoType) -> str:
     if typ == "int":
         return "int64"
     if isinstance(typ, str):
@@ -120,12 +128,14 @@ def _go_type(typ):
         return "map[string]" + _go_type(typ[1])
     if typ[0] == "strslice":
         return "strslice.StrSlice"
-    return typ[0]
+    name: str = typ[0]
+    return name
 
 
-def _typed(value, typ, where, struct=None, path: str="") -> None:
+def _typed(value: Any, typ: GoType, where: str, struct: str | None = None,
+           path: str = "") -> None:
     """Raise ImageError if ``value`` does not decode into Go type ``typ``."""
-    def bad():
+    def bad() -> NoReturn:
         into = (f"Go struct field {struct}.{path}" if struct else "Go value")
         raise ImageError(f"invalid archive: {where}: json: cannot unmarshal "
                          f"{_go_kind(value)} into {into} of type {_go_type(typ)}")
@@ -157,7 +167,7 @@ def _typed(value, typ, where, struct=None, path: str="") -> None:
         for item in value.values():
             _typed(item, typ[1], where, struct, path)
     else:
-        name, fields = typ
+        name, fields = cast(tuple[str, dict[str, GoType]], typ)  # a struct: the rest
         if not isinstance(value, dict):
             bad()
         for key, ftyp in fields.items():
@@ -166,7 +176,7 @@ def _typed(value, typ, where, struct=None, path: str="") -> None:
                        f"{path}.{key}" if path else key)
 
 
-def _json(data, what, typ=None):
+def _json(data: bytes, what: str, typ: GoType | None = None) -> Any:
     """``data`` parsed, and checked against Go type ``typ``: ImageError (a 400)
     for what is not JSON, nested deeper than the parser goes (Go's decoder
     stops at 10,000 too), or of another type."""
@@ -182,7 +192,7 @@ def _json(data, what, typ=None):
     return doc
 
 
-def check_config(config_bytes, what):
+def check_config(config_bytes: bytes, what: str) -> dict[str, Any]:
     """The image config as docker load decodes it: an object whose fields have
     their types (an image whose ``created`` is a number would break every
     later ``docker images``)."""
@@ -192,15 +202,15 @@ def check_config(config_bytes, what):
     return config
 
 
+@dataclasses.dataclass
 class ImageToAdd:
     """One image found in an archive: its manifest (dict, OCI or docker schema2,
     layers' blobs already in the store), config bytes and the references to tag."""
 
-    def __init__(self, manifest, config_bytes, refs, manifest_bytes=None) -> None:
-        self.manifest = manifest
-        self.manifest_bytes = manifest_bytes
-        self.config_bytes = config_bytes
-        self.refs = refs
+    manifest: dict[str, Any]
+    config_bytes: bytes
+    refs: list[str]
+    manifest_bytes: bytes | None = None
 
 
 # -- reading -------------------------------------------------------------------
@@ -209,18 +219,18 @@ class _ArchiveFiles:
     """What a streamed archive held: small files in memory, blobs in the store."""
 
     def __init__(self) -> None:
-        self.small = {}
-        self.blobs = {}
-        self.links = {}
+        self.small: dict[str, bytes] = {}
+        self.blobs: dict[str, str] = {}
+        self.links: dict[str, str] = {}
 
-    def resolve(self, path):
+    def resolve(self, path: str) -> str:
         seen = set()
         while path in self.links and path not in seen:
             seen.add(path)
             path = self.links[path]
         return path
 
-    def read(self, blobs, path):
+    def read(self, blobs: st.BlobStore, path: str) -> bytes:
         path = self.resolve(path)
         if path in self.small:
             return self.small[path]
@@ -228,7 +238,7 @@ class _ArchiveFiles:
             return blobs.read(self.blobs[path])
         raise ImageError(f"invalid archive: {path!r} is named but not in the archive")
 
-    def blob_digest(self, path):
+    def blob_digest(self, path: str) -> str:
         path = self.resolve(path)
         if path in self.blobs:
             return self.blobs[path]
@@ -236,7 +246,7 @@ class _ArchiveFiles:
                          "not in the archive")
 
 
-def _blob_name_digest(name):
+def _blob_name_digest(name: str) -> str | None:
     parts = name.split("/")
     if len(parts) == 3 and parts[0] == "blobs" and parts[1] == "sha256":
         digest = "sha256:" + parts[2]
@@ -248,7 +258,17 @@ def _blob_name_digest(name):
     return None
 
 
-def read_archive(stream, blobs, repository=None):
+_ARCHIVE_TAR_ERRORS = {
+    layer_io.TarStreamError.Kind.TRUNCATED: "invalid archive: truncated: {}",
+    layer_io.TarStreamError.Kind.CORRUPT: "invalid archive: {}",
+    layer_io.TarStreamError.Kind.ENDED: "invalid archive: truncated: {}",
+    layer_io.TarStreamError.Kind.NO_MARKER: "invalid archive: truncated (the tar ends "
+                                            "without its end-of-archive marker)",
+}
+
+
+def read_archive(stream: st.Readable, blobs: st.BlobStore,
+                 repository: str | None = None) -> list[ImageToAdd]:
     """Stream a (possibly compressed) docker-archive or OCI archive into the blob
     store; returns the list of ImageToAdd.  ``repository``: the name for OCI
     index entries whose ref.name is only a tag."""
@@ -256,38 +276,33 @@ def read_archive(stream, blobs, repository=None):
                                                               None))
     plain = layer_io.HashingReader(decompressed)
     files = _ArchiveFiles()
+
+    def add(tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        name = layer_io.normalise_member_name(member.name)
+        if member.issym():
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(name),
+                                                       member.linkname))
+            files.links[name] = target
+        elif member.islnk():
+            files.links[name] = layer_io.normalise_member_name(member.linkname)
+        elif member.isreg():
+            src = tar.extractfile(member)
+            if src is None:
+                return  # tarfile gives no reader only for what is not a regular file
+            blob_digest = _blob_name_digest(name)
+            if blob_digest is None and member.size <= SMALL_FILE and (
+                    name in METADATA_FILES or name.endswith(".json")):
+                files.small[name] = src.read()
+                if len(files.small[name]) != member.size:
+                    raise LayerError(f"truncated archive: {name!r} ends early")
+                return
+            digest, _size = blobs.write_stream(src, blob_digest, member.size)
+            files.blobs[name] = digest
+
     try:
-        with tarfile.open(fileobj=plain, mode="r|") as tar:
-            for member in tar:
-                name = layer_io.normalise_member_name(member.name)
-                if member.issym():
-                    target = posixpath.normpath(posixpath.join(posixpath.dirname(name),
-                                                               member.linkname))
-                    files.links[name] = target
-                elif member.islnk():
-                    files.links[name] = layer_io.normalise_member_name(member.linkname)
-                elif member.isreg():
-                    src = tar.extractfile(member)
-                    blob_digest = _blob_name_digest(name)
-                    if blob_digest is None and member.size <= SMALL_FILE and (
-                            name in METADATA_FILES or name.endswith(".json")):
-                        files.small[name] = src.read()
-                        if len(files.small[name]) != member.size:
-                            raise LayerError(f"truncated archive: {name!r} ends early")
-                        continue
-                    digest, size = blobs.write_stream(src, blob_digest, member.size)
-                    files.blobs[name] = digest
-            end = tar.offset
-        plain.drain()
-    except tarfile.TarError as e:
-        if "unexpected end" in str(e):
-            raise ImageError(f"invalid archive: truncated: {e}") from None
-        raise ImageError(f"invalid archive: {e}") from None
-    except EOFError as e:
-        raise ImageError(f"invalid archive: truncated: {e}") from None
-    if plain.size < end + tarfile.BLOCKSIZE:
-        raise ImageError("invalid archive: truncated (the tar ends without its "
-                         "end-of-archive marker)")
+        layer_io.read_tar_stream(plain, add)
+    except layer_io.TarStreamError as e:
+        raise ImageError(_ARCHIVE_TAR_ERRORS[e.kind].format(e.detail)) from None
     if "manifest.json" in files.small:
         return _docker_archive_images(files, blobs)
     if "index.json" in files.small:
@@ -297,7 +312,7 @@ def read_archive(stream, blobs, repository=None):
                      "index.json (OCI layout) found")
 
 
-def _docker_archive_images(files, blobs):
+def _docker_archive_images(files: _ArchiveFiles, blobs: st.BlobStore) -> list[ImageToAdd]:
     manifest = _json(files.small["manifest.json"], "manifest.json", ("list", _MANIFEST_ITEM))
     if not isinstance(manifest, list):
         raise ImageError("invalid archive: manifest.json is not a list")
@@ -312,9 +327,10 @@ def _docker_archive_images(files, blobs):
         layers = []
         for path in entry["Layers"]:
             digest = files.blob_digest(path)
-            layers.append(st.descriptor(_layer_media_type(blobs, digest), digest,
-                                        blobs.size(digest)))
-        manifest_obj = {"schemaVersion": 2, "mediaType": st.MEDIA_OCI_MANIFEST,
+            media = st.LAYER_MEDIA_BY_COMPRESSION.get(layer_io.blob_compression(blobs, digest),
+                                                      st.MEDIA_OCI_LAYER)
+            layers.append(st.descriptor(media, digest, blobs.size(digest)))
+        manifest_obj: dict[str, Any] = {"schemaVersion": 2, "mediaType": st.MEDIA_OCI_MANIFEST,
                         "config": st.descriptor(st.MEDIA_OCI_CONFIG, config_digest,
                                                 len(config_bytes)),
                         "layers": layers}
@@ -325,14 +341,7 @@ def _docker_archive_images(files, blobs):
     return out
 
 
-def _layer_media_type(blobs, digest):
-    with blobs.open(digest) as f:
-        kind = layer_io.detect_compression(f.read(6))
-    return {None: st.MEDIA_OCI_LAYER, "gzip": st.MEDIA_OCI_LAYER_GZIP,
-            "zstd": st.MEDIA_OCI_LAYER_ZSTD}.get(kind, st.MEDIA_OCI_LAYER)
-
-
-def _platform_matches(desc):
+def _platform_matches(desc: dict[str, Any]) -> bool:
     platform = desc.get("platform")
     if not platform:
         return True
@@ -341,7 +350,9 @@ def _platform_matches(desc):
                                                                    arch) == arch
 
 
-def _oci_images(index, blobs, fetch, names=None, default_name=None, depth: int=0):
+def _oci_images(index: Any, blobs: st.BlobStore,
+                fetch: Callable[[dict[str, Any]], None] | None,
+                default_name: str | None = None, depth: int = 0) -> list[ImageToAdd]:
     """Images named by an OCI index.  ``fetch(digest)`` brings a blob into the
     store when it is not there yet (OCI layout directories); manifest lists are
     narrowed to this host's platform."""
@@ -370,7 +381,7 @@ def _oci_images(index, blobs, fetch, names=None, default_name=None, depth: int=0
                 os_name, arch = host_platform()
                 raise ImageError(f"no image for {os_name}/{arch} in index {digest}")
             sub = {"manifests": [dict(chosen[0], annotations=desc.get("annotations"))]}
-            out.extend(_oci_images(sub, blobs, fetch, names, default_name, depth + 1))
+            out.extend(_oci_images(sub, blobs, fetch, default_name, depth + 1))
             continue
         if media and media not in st.MANIFEST_MEDIA_TYPES:
             continue  # artifacts, attestations: not images
@@ -381,7 +392,7 @@ def _oci_images(index, blobs, fetch, names=None, default_name=None, depth: int=0
         if manifest.get("mediaType") in st.INDEX_MEDIA_TYPES or "manifests" in manifest:
             sub = {"manifests": [{"mediaType": st.MEDIA_OCI_INDEX, "digest": digest,
                                   "annotations": desc.get("annotations")}]}
-            out.extend(_oci_images(sub, blobs, fetch, names, default_name, depth + 1))
+            out.extend(_oci_images(sub, blobs, fetch, default_name, depth + 1))
             continue
         config_desc = manifest.get("config") or {}
         if fetch:
@@ -402,7 +413,7 @@ def _oci_images(index, blobs, fetch, names=None, default_name=None, depth: int=0
     return out
 
 
-def _refs_from_annotations(annotations, default_name):
+def _refs_from_annotations(annotations: dict[str, str], default_name: str | None) -> list[str]:
     """containerd's full name wins; else ref.name if it is a full reference, else
     ref.name as a tag of ``default_name`` (``load --name``), else untagged."""
     full = annotations.get(ANNOTATION_IMAGE_NAME)
@@ -425,7 +436,8 @@ def _refs_from_annotations(annotations, default_name):
     return []
 
 
-def read_oci_layout_dir(path, blobs, name=None):
+def read_oci_layout_dir(path: str, blobs: st.BlobStore,
+                        name: str | None = None) -> list[ImageToAdd]:
     """Images of an OCI layout directory, copying only the blobs they need (each
     verified against its digest)."""
     try:
@@ -434,7 +446,7 @@ def read_oci_layout_dir(path, blobs, name=None):
     except FileNotFoundError:
         raise ImageError(f"{path}: not an OCI image layout (no index.json)") from None
 
-    def fetch(desc):
+    def fetch(desc: dict[str, Any]) -> None:
         digest = desc.get("digest")
         if not digest or blobs.exists(digest):
             return
@@ -451,12 +463,23 @@ def read_oci_layout_dir(path, blobs, name=None):
 
 # -- writing -------------------------------------------------------------------
 
-class _TarWriter:
-    def __init__(self, out) -> None:
-        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
-        self.written = set()
+class LayoutWriter(Protocol):
+    """Where an OCI layout is written: a tar stream or a directory."""
 
-    def dir(self, name) -> None:
+    def dir(self, name: str) -> None: ...
+
+    def file(self, name: str, data: bytes | None = None, stream: st.Readable | None = None,
+             size: int = 0) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _TarWriter:
+    def __init__(self, out: IO[bytes]) -> None:
+        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+        self.written: set[str] = set()
+
+    def dir(self, name: str) -> None:
         if name in self.written:
             return
         info = tarfile.TarInfo(name)
@@ -465,7 +488,8 @@ class _TarWriter:
         self.tar.addfile(info)
         self.written.add(name)
 
-    def file(self, name, data=None, stream=None, size=None) -> None:
+    def file(self, name: str, data: bytes | None = None, stream: st.Readable | None = None,
+             size: int = 0) -> None:
         if name in self.written:
             return
         info = tarfile.TarInfo(name)
@@ -475,7 +499,7 @@ class _TarWriter:
             self.tar.addfile(info, io.BytesIO(data))
         else:
             info.size = size
-            self.tar.addfile(info, stream)
+            self.tar.addfile(info, cast(IO[bytes], stream))  # tarfile only read()s it
         self.written.add(name)
 
     def close(self) -> None:
@@ -483,14 +507,15 @@ class _TarWriter:
 
 
 class _DirWriter:
-    def __init__(self, path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         os.makedirs(path, exist_ok=True)
 
-    def dir(self, name) -> None:
+    def dir(self, name: str) -> None:
         os.makedirs(os.path.join(self.path, name), exist_ok=True)
 
-    def file(self, name, data=None, stream=None, size=None) -> None:
+    def file(self, name: str, data: bytes | None = None, stream: st.Readable | None = None,
+             size: int = 0) -> None:
         target = os.path.join(self.path, name)
         if name.startswith("blobs/") and os.path.exists(target):
             return
@@ -498,7 +523,7 @@ class _DirWriter:
         with open(tmp, "wb") as f:
             if data is not None:
                 f.write(data)
-            else:
+            elif stream is not None:
                 while True:
                     chunk = stream.read(layer_io.COPY_CHUNK)
                     if not chunk:
@@ -510,23 +535,25 @@ class _DirWriter:
         pass
 
 
+@dataclasses.dataclass
 class SavedImage:
     """What a writer needs of one image: record, config bytes, tags, and how to
     open each layer's stored blob and its uncompressed form."""
 
-    def __init__(self, record, config_bytes, refs, open_blob, layer_tar_size) -> None:
-        self.record = record
-        self.config_bytes = config_bytes
-        self.refs = refs
-        self.open_blob = open_blob
-        self.layer_tar_size = layer_tar_size
+    record: st.ImageRecord
+    config_bytes: bytes
+    refs: list[str]
+    open_blob: Callable[[str], IO[bytes]]
+    layer_tar_size: Callable[[st.LayerEntry], int]
 
 
-def write_docker_archive(images, out) -> None:
+def write_docker_archive(images: Iterable[SavedImage], out: IO[bytes]) -> None:
     """docker save: manifest.json + repositories + an OCI layout of uncompressed
     layers (docker >= 25's form) in one tar."""
     w = _TarWriter(out)
-    manifest_json, repositories, index = [], {}, []
+    manifest_json: list[dict[str, Any]] = []
+    repositories: dict[str, dict[str, str]] = {}
+    index: list[dict[str, Any]] = []
     w.dir("blobs/")
     w.dir("blobs/sha256/")
     for image in images:
@@ -553,7 +580,7 @@ def write_docker_archive(images, out) -> None:
         tags = []
         for ref_text in image.refs:
             ref = references.parse(ref_text)
-            if ref.digest:
+            if ref.digest or not ref.tag:
                 continue
             tags.append(ref.familiar())
             repositories.setdefault(ref.familiar_name, {})[ref.tag] = \
@@ -577,12 +604,12 @@ def write_docker_archive(images, out) -> None:
     w.close()
 
 
-def write_oci(images, writer) -> None:
+def write_oci(images: Iterable[SavedImage], writer: LayoutWriter) -> None:
     """An OCI image layout with the blobs as stored (compressed layers stay
     compressed, manifests keep their digests)."""
     writer.dir("blobs/")
     writer.dir("blobs/sha256/")
-    index = []
+    index: list[dict[str, Any]] = []
     for image in images:
         record = image.record
         digests = [record["manifest"]["digest"], record["config"]["digest"]]
@@ -611,15 +638,21 @@ def write_oci(images, writer) -> None:
     writer.close()
 
 
-def oci_writer(dest, as_dir):
-    return _DirWriter(dest) if as_dir else _TarWriter(dest)
+def oci_dir_writer(path: str) -> LayoutWriter:
+    """An OCI layout written as the directory ``path``."""
+    return _DirWriter(path)
+
+
+def oci_tar_writer(out: IO[bytes]) -> LayoutWriter:
+    """An OCI layout written as a tar stream to ``out``."""
+    return _TarWriter(out)
 
 
 class _Exact(io.RawIOBase):
     """A stream that must yield exactly ``size`` bytes hashing to ``digest``: a
     stored layer that changed on disk is an error, not a corrupt archive."""
 
-    def __init__(self, stream, size, digest) -> None:
+    def __init__(self, stream: st.Readable, size: int, digest: str) -> None:
         self._stream = layer_io.HashingReader(stream)
         self._left = size
         self._digest = digest
@@ -627,7 +660,7 @@ class _Exact(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, n=-1):
+    def read(self, n: int | None = -1, /) -> bytes:
         n = self._left if n is None or n < 0 else min(n, self._left)
         data = self._stream.read(n) if n else b""
         self._left -= len(data)
@@ -640,4 +673,4 @@ class _Exact(io.RawIOBase):
 
 
 __all__ = ["read_archive", "read_oci_layout_dir", "write_docker_archive", "write_oci",
-           "oci_writer", "ImageToAdd", "SavedImage"]
+           "oci_dir_writer", "oci_tar_writer", "ImageToAdd", "SavedImage"]

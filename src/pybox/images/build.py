@@ -20,22 +20,27 @@ image of the store (tag, save, run, remove it like any other).
 """
 
 import argparse
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 
 from pybox.errors import ImageError
 from pybox.images import rootfs as rootfs_builder
+from pybox.images.layers import write_tree
+from pybox.images.service import DEFAULT_DATA_ROOT, Images
 
 BUSYBOX_IMAGE = "pybox/busybox:latest"
 DEFAULT_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LDD_LINE = re.compile(r"(?:\S+ => )?(/\S+) \(0x[0-9a-f]+\)")
 
 
-def shared_libraries(binary):
+def shared_libraries(binary: str) -> list[str]:
     """Absolute paths of the libraries (and the loader) ``ldd`` lists; [] for a
     static binary."""
     proc = subprocess.run(["ldd", binary], capture_output=True, text=True)
@@ -53,7 +58,7 @@ def shared_libraries(binary):
     return found
 
 
-def _copy_into(root, src, dest=None):
+def _copy_into(root: str, src: str, dest: str | None = None) -> str:
     """Copy src's content (symlinks followed) to the same absolute path in root."""
     dest = dest or src
     target = os.path.join(root, dest.lstrip("/"))
@@ -62,7 +67,7 @@ def _copy_into(root, src, dest=None):
     return target
 
 
-def host_binaries_rootfs(root, binaries, files=()):
+def host_binaries_rootfs(root: str, binaries: Iterable[str], files: Iterable[str] = ()) -> str:
     """A root filesystem of host binaries and their ldd closure, in ``root``."""
     for d in rootfs_builder.DIRS:
         os.makedirs(os.path.join(root, d), exist_ok=True)
@@ -86,13 +91,10 @@ def host_binaries_rootfs(root, binaries, files=()):
     return root
 
 
-def _import_tree(images, root, name, cmd, env=()):
-    from pybox.images.layers import write_tree
-
+def _import_tree(images: Images, root: str, name: str, cmd: Sequence[str] | None,
+                 env: Iterable[str] = ()) -> str:
     changes = [f"ENV {DEFAULT_ENV}"] + [f"ENV {e}" for e in env]
     if cmd:
-        import json
-
         changes.append("CMD " + json.dumps(list(cmd)))
     with tempfile.TemporaryFile(dir=images.blobs.ingest) as layer:
         write_tree(root, layer)
@@ -101,14 +103,16 @@ def _import_tree(images, root, name, cmd, env=()):
                               message="built by pybox.images.build from host files")
 
 
-def build_busybox_image(images, name=BUSYBOX_IMAGE):
+def build_busybox_image(images: Images, name: str = BUSYBOX_IMAGE) -> str:
     """pybox/busybox:latest from Debian's busybox-static; returns the image Id."""
     with tempfile.TemporaryDirectory(prefix="pybox-build-") as tmp:
         root = rootfs_builder.build_busybox_rootfs(os.path.join(tmp, "rootfs"))
         return _import_tree(images, root, name, ["sh"])
 
 
-def build_host_image(images, name, binaries, *, files=(), cmd=None, env=()):
+def build_host_image(images: Images, name: str, binaries: Sequence[str], *,
+                     files: Iterable[str] = (), cmd: Sequence[str] | None = None,
+                     env: Iterable[str] = ()) -> str:
     """An image of host binaries plus their shared libraries; returns the Id."""
     if not binaries:
         raise ImageError("at least one --bin is needed")
@@ -117,21 +121,16 @@ def build_host_image(images, name, binaries, *, files=(), cmd=None, env=()):
         return _import_tree(images, root, name, cmd or [os.path.abspath(binaries[0])], env)
 
 
-def _command(text):
+def _command(text: str | None) -> list[str] | None:
     if not text:
         return None
     if text.lstrip().startswith("["):
-        import json
-
-        return json.loads(text)
-    import shlex
-
+        command: list[str] = json.loads(text)
+        return command
     return shlex.split(text)
 
 
-def main(argv=None) -> int:
-    from pybox.images.service import DEFAULT_DATA_ROOT, Images
-
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pybox.images.build",
                                      description="Build an image from host files.")
     parser.add_argument("--data-root", default=DEFAULT_DATA_ROOT)

@@ -9,26 +9,27 @@ StopSignal, and docker's extensions Healthcheck, OnBuild, Shell), ``rootfs``
 
 import json
 import os
-import platform
 import shlex
+from collections.abc import Iterable
+from typing import Any
 
 from pybox.errors import ImageError
+from pybox.images import platforms
 
 # moby's validCommitCommands: what `docker import/commit --change` accepts
 CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL",
                        "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
-GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
-           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def host_platform():
-    """(os, architecture) in Go's names, as image configs and indexes use."""
-    machine = platform.machine()
-    return "linux", GO_ARCH.get(machine, machine)
+def host_platform() -> tuple[str, str]:
+    """(os, architecture) in Go's names, as image configs and indexes use
+    (platforms.host_platform: the one mapping of the kernel's machine names)."""
+    host = platforms.host_platform()
+    return host.os, host.architecture
 
 
-def _json_or_shell(value, instruction):
+def _json_or_shell(value: str, instruction: str) -> list[str]:
     """Dockerfile's two forms: a JSON array (exec form) or a string run by
     /bin/sh -c (shell form)."""
     value = value.strip()
@@ -44,7 +45,7 @@ def _json_or_shell(value, instruction):
     return ["/bin/sh", "-c", value]
 
 
-def _key_values(value, instruction):
+def _key_values(value: str, instruction: str) -> list[tuple[str, str]]:
     """ENV/LABEL: ``k=v k2="v 2"`` or the legacy ``k v w`` (one pair)."""
     try:
         words = shlex.split(value)
@@ -69,7 +70,7 @@ def _key_values(value, instruction):
     return pairs
 
 
-def _duration_ns(text, option):
+def _duration_ns(text: str, option: str) -> int:
     units = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
              "h": 3600 * 10**9}
     for unit in ("ns", "us", "ms", "h", "m", "s"):
@@ -81,11 +82,11 @@ def _duration_ns(text, option):
     raise ImageError(f"HEALTHCHECK: invalid duration {text!r} for {option}")
 
 
-def _healthcheck(value):
+def _healthcheck(value: str) -> dict[str, Any]:
     words = value.split()
     if words and words[0].upper() == "NONE":
         return {"Test": ["NONE"]}
-    check = {}
+    check: dict[str, Any] = {}
     keys = {"--interval": "Interval", "--timeout": "Timeout",
             "--start-period": "StartPeriod", "--start-interval": "StartInterval"}
     rest = value.strip()
@@ -110,7 +111,7 @@ def _healthcheck(value):
     return check
 
 
-def parse_change(text):
+def parse_change(text: str) -> tuple[str, str]:
     """One ``--change`` line -> (INSTRUCTION, argument text); refused with
     docker's message when the instruction is not one commit/import allow."""
     text = text.strip()
@@ -123,7 +124,7 @@ def parse_change(text):
     return instruction, value.strip()
 
 
-def apply_changes(config, changes):
+def apply_changes(config: dict[str, Any], changes: Iterable[str] | None) -> dict[str, Any]:
     """Apply ``--change`` lines to an OCI ``config`` dict (edited in place and
     returned)."""
     for text in changes or ():
@@ -176,11 +177,11 @@ def apply_changes(config, changes):
     return config
 
 
-def docker_container_config(config):
+def docker_container_config(config: dict[str, Any] | None) -> dict[str, Any]:
     """inspect's ``Config`` (and ``ContainerConfig``) from an OCI config's
     ``config``: every key docker always prints, the optional ones when set."""
     config = config or {}
-    out = {
+    out: dict[str, Any] = {
         "Hostname": "", "Domainname": "", "User": config.get("User", ""),
         "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
     }
@@ -203,10 +204,12 @@ def docker_container_config(config):
     return out
 
 
-def new_config(diff_ids, *, config=None, history=None, created, author: str="", comment=None):
+def new_config(diff_ids: Iterable[str], *, config: dict[str, Any] | None = None,
+               history: Iterable[dict[str, Any]] | None = None, created: str,
+               author: str = "", comment: str | None = None) -> dict[str, Any]:
     """A fresh OCI image config for this host's platform."""
     os_name, arch = host_platform()
-    image = {"architecture": arch, "os": os_name, "created": created,
+    image: dict[str, Any] = {"architecture": arch, "os": os_name, "created": created,
              "config": config or {}, "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
              "history": list(history or [])}
     if author:

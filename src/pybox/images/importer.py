@@ -8,7 +8,10 @@ the same checks (diff-ids, missing blobs) and the same all-or-nothing rule hold.
 """
 
 import copy
+import os
 import tempfile
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError
@@ -18,18 +21,19 @@ from pybox.images import layers as layer_io
 from pybox.images import reference as references
 from pybox.images import store as st
 
+if TYPE_CHECKING:  # service imports this module: Images is only an annotation here
+    from pybox.images.service import Images
 
-def _media_type_for(blobs, digest):
-    with blobs.open(digest) as f:
-        kind = layer_io.detect_compression(f.read(6))
-    if kind not in (None, "gzip", "zstd"):
+
+def _media_type_for(blobs: st.BlobStore, digest: str) -> str:
+    kind = layer_io.blob_compression(blobs, digest)
+    if kind not in st.LAYER_MEDIA_BY_COMPRESSION:
         raise ImageError(f"unsupported compression {kind} for an image layer: "
                          "decompress the tarball first")
-    return {None: st.MEDIA_OCI_LAYER, "gzip": st.MEDIA_OCI_LAYER_GZIP,
-            "zstd": st.MEDIA_OCI_LAYER_ZSTD}[kind]
+    return st.LAYER_MEDIA_BY_COMPRESSION[kind]
 
 
-def _target_refs(reference):
+def _target_refs(reference: str | None) -> list[str]:
     if not reference:
         return []
     ref = references.parse(reference)
@@ -38,14 +42,14 @@ def _target_refs(reference):
     return [str(ref)]
 
 
-def import_rootfs(images, source, *, reference=None, changes=(), message: str="", created=None):
+def import_rootfs(images: "Images", source: str | os.PathLike[str] | st.Readable, *,
+                  reference: str | None = None, changes: Iterable[str] = (),
+                  message: str = "", created: str | None = None) -> str:
     """docker import SOURCE [REPOSITORY[:TAG]] with --change and --message."""
-    from pybox.images.service import _open_source
-
     refs = _target_refs(reference)
     container_config = image_config.apply_changes({}, changes)
     with images.writing():
-        with _open_source(source) as stream:
+        with st.open_source(source) as stream:
             digest, size = images.write_blob(stream)
             crashpoint("images.import.blob")
         media = _media_type_for(images.blobs, digest)
@@ -60,10 +64,10 @@ def import_rootfs(images, source, *, reference=None, changes=(), message: str=""
                                          comment=message or None)
         config_bytes = st.canonical_json(config)
         config_digest = images.blobs.write_bytes(config_bytes)
-        manifest = {"schemaVersion": 2, "mediaType": st.MEDIA_OCI_MANIFEST,
-                    "config": st.descriptor(st.MEDIA_OCI_CONFIG, config_digest,
-                                            len(config_bytes)),
-                    "layers": [st.descriptor(media, digest, size)]}
+        manifest: dict[str, Any] = {
+            "schemaVersion": 2, "mediaType": st.MEDIA_OCI_MANIFEST,
+            "config": st.descriptor(st.MEDIA_OCI_CONFIG, config_digest, len(config_bytes)),
+            "layers": [st.descriptor(media, digest, size)]}
         return images.add_image(manifest, config_bytes, refs=refs)
 
 
@@ -73,8 +77,9 @@ COMMIT_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volum
                       "Shell")
 
 
-def commit_container(images, container_id, *, reference=None, changes=(), message: str="",
-                     author: str="", config=None):
+def commit_container(images: "Images", container_id: str, *, reference: str | None = None,
+                     changes: Iterable[str] = (), message: str = "", author: str = "",
+                     config: dict[str, Any] | None = None) -> str:
     """docker commit CONTAINER [REPOSITORY[:TAG]] with --change/--message/--author."""
     refs = _target_refs(reference)
     snapshots = images.snapshots
@@ -115,20 +120,20 @@ def commit_container(images, container_id, *, reference=None, changes=(), messag
         new["rootfs"] = {"type": "layers",
                          "diff_ids": [*(parent_config.get("rootfs") or {}).get("diff_ids", []),
                                       layer["diff_id"]]}
-        entry = {"created": created, "created_by": "", "comment": message}
+        entry: dict[str, Any] = {"created": created, "created_by": "", "comment": message}
         if author:
             entry["author"] = author
         new["history"] = [*(parent_config.get("history") or []), entry]
         config_bytes = st.canonical_json(new)
         config_digest = images.blobs.write_bytes(config_bytes)
-        manifest = {"schemaVersion": 2, "mediaType": st.MEDIA_OCI_MANIFEST,
-                    "config": st.descriptor(st.MEDIA_OCI_CONFIG, config_digest,
-                                            len(config_bytes)),
-                    "layers": [*({"mediaType": layer_entry["blob"]["mediaType"],
-                                  "digest": layer_entry["blob"]["digest"],
-                                  "size": layer_entry["blob"]["size"]}
-                                 for layer_entry in parent_record["layers"]),
-                               st.descriptor(st.MEDIA_OCI_LAYER, digest, size)]}
+        manifest: dict[str, Any] = {
+            "schemaVersion": 2, "mediaType": st.MEDIA_OCI_MANIFEST,
+            "config": st.descriptor(st.MEDIA_OCI_CONFIG, config_digest, len(config_bytes)),
+            "layers": [*(st.descriptor(layer_entry["blob"]["mediaType"],
+                                       layer_entry["blob"]["digest"],
+                                       layer_entry["blob"]["size"])
+                         for layer_entry in parent_record["layers"]),
+                       st.descriptor(st.MEDIA_OCI_LAYER, digest, size)]}
         return images.add_image(manifest, config_bytes, refs=refs, parent=parent_id)
 
 

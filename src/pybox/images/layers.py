@@ -43,7 +43,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import IO, TYPE_CHECKING, cast
 
 from pybox.errors import DigestMismatch, LayerError
-from pybox.images.store import Readable
+from pybox.images.store import BlobStore, Readable
 from pybox.linux import fstree
 
 if TYPE_CHECKING:
@@ -113,6 +113,12 @@ def detect_compression(head: bytes) -> str | None:
     if head.startswith(XZ_MAGIC):
         return "xz"
     return None
+
+
+def blob_compression(blobs: BlobStore, digest: str) -> str | None:
+    """detect_compression of a stored blob's first bytes."""
+    with blobs.open(digest) as f:
+        return detect_compression(f.read(6))
 
 
 def decompressed(stream: Readable, allowed: Collection[str | None] = ("gzip", "zstd", None)

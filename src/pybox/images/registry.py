@@ -34,13 +34,17 @@ import json
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import IO, Any, Self
 
 import urllib3
 
-from pybox.errors import AuthenticationError, RegistryError, RegistryNotFound
-from pybox.formats.registryauth import registry_domain
-from pybox.images.auth import ANONYMOUS, parse_challenges
-from pybox.images.registry_config import RegistryOptions
+from pybox.errors import AuthenticationError, DigestMismatch, RegistryError, RegistryNotFound
+from pybox.formats.registryauth import ANONYMOUS, Credentials, registry_domain
+from pybox.images.auth import parse_challenges
+from pybox.images.registry_config import Endpoint, RegistryOptions
+from pybox.images.store import sha256_digest
 
 USER_AGENT = "pybox/0.1 (linux) docker/28"
 MANIFEST_MEDIA_TYPES = (
@@ -55,12 +59,19 @@ MAX_REDIRECTS = 5
 TOKEN_DEFAULT_SECONDS = 60
 READ_CHUNK = 1 << 20
 
+# (scheme lower-cased, {param: value}) from a WWW-Authenticate header
+Challenge = tuple[str, dict[str, str]]
+# what a request sends: bytes, or a callable opening a fresh file per attempt
+Body = bytes | Callable[[], IO[bytes]] | None
+# a bearer token's cache key: realm, service, account, identity token, scopes
+TokenKey = tuple[str | None, str | None, str, str, tuple[str, ...]]
 
-def pull_scope(repository) -> str:
+
+def pull_scope(repository: str) -> str:
     return f"repository:{repository}:pull"
 
 
-def push_scope(repository) -> str:
+def push_scope(repository: str) -> str:
     return f"repository:{repository}:pull,push"
 
 
@@ -69,10 +80,10 @@ class TokenCache:
     before they expire."""
 
     def __init__(self) -> None:
-        self._tokens = {}
+        self._tokens: dict[TokenKey, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key):
+    def get(self, key: TokenKey) -> str | None:
         with self._lock:
             entry = self._tokens.get(key)
             if entry and entry[1] > time.monotonic():
@@ -80,12 +91,12 @@ class TokenCache:
             self._tokens.pop(key, None)
             return None
 
-    def put(self, key, token, expires_in) -> None:
+    def put(self, key: TokenKey, token: str, expires_in: int | None) -> None:
         lifetime = max(10, int(expires_in or TOKEN_DEFAULT_SECONDS)) - 5
         with self._lock:
             self._tokens[key] = (token, time.monotonic() + lifetime)
 
-    def drop(self, key) -> None:
+    def drop(self, key: TokenKey) -> None:
         with self._lock:
             self._tokens.pop(key, None)
 
@@ -94,16 +105,17 @@ class Registries:
     """What outlives one pull: connection pools per endpoint and proxy, which
     endpoint answered for a registry, and cached tokens.  Thread-safe."""
 
-    def __init__(self, options=None) -> None:
+    def __init__(self, options: RegistryOptions | None = None) -> None:
         self.options = options or RegistryOptions()
         self.tokens = TokenCache()
-        self._pools = {}
+        self._pools: dict[tuple[str, bool, str | None], urllib3.PoolManager] = {}
         self._lock = threading.Lock()
 
-    def client(self, domain, credentials=ANONYMOUS, *, push: bool=False):
+    def client(self, domain: str, credentials: Credentials = ANONYMOUS, *,
+               push: bool = False) -> "RegistryClient":
         return RegistryClient(self, domain, credentials, push=push)
 
-    def pool(self, endpoint, url):
+    def pool(self, endpoint: Endpoint, url: str) -> urllib3.PoolManager:
         """The urllib3 manager for requests to ``url`` found through
         ``endpoint`` (its TLS rules), through a proxy when the environment says."""
         proxy = self.options.proxy_for(url)
@@ -111,7 +123,7 @@ class Registries:
         with self._lock:
             manager = self._pools.get(key)
             if manager is None:
-                kwargs = {"num_pools": 16, "maxsize": 16, "block": False,
+                kwargs: dict[str, Any] = {"num_pools": 16, "maxsize": 16, "block": False,
                           "retries": False,
                           "timeout": urllib3.Timeout(connect=self.options.connect_timeout,
                                                      read=self.options.read_timeout)}
@@ -138,28 +150,30 @@ class RegistryClient:
     """One registry, one set of credentials.  ``ping`` chooses the endpoint;
     every other call goes through ``request`` (auth, retries, errors)."""
 
-    def __init__(self, registries, domain, credentials=ANONYMOUS, *, push: bool=False) -> None:
+    def __init__(self, registries: Registries, domain: str, credentials: Credentials = ANONYMOUS,
+                 *, push: bool = False) -> None:
         self.registries = registries
         self.options = registries.options
         self.domain = domain
         self.credentials = credentials or ANONYMOUS
-        self.candidates = self.options.endpoints(domain, push=push)
-        self.endpoint = None
-        self.challenge = None      # (scheme, params) from GET /v2/, None = no auth
-        self.extra_scopes = set()  # scopes a 401 asked for on top of ours
+        self.candidates: list[Endpoint] = self.options.endpoints(domain, push=push)
+        self.endpoint: Endpoint | None = None
+        self.challenge: Challenge | None = None  # from GET /v2/, None = no auth
+        self.extra_scopes: set[str] = set()  # scopes a 401 asked for on top of ours
+        self.refresh_token = ""  # the token server's, when it gives one (login)
 
     # -- endpoint and authentication ---------------------------------------------
-    def ping(self, endpoint=None):
+    def ping(self, endpoint: Endpoint | None = None) -> Endpoint:
         """GET /v2/ on ``endpoint`` (or each candidate in turn) -> the endpoint
         chosen.  A candidate that cannot be reached, speaks no TLS (plain HTTP
         after an HTTPS try) or is not a v2 registry makes way for the next;
         the last one's error is raised."""
         endpoints = [endpoint] if endpoint else self.candidates
-        last_error = None
+        last_error: RegistryError | None = None
         for candidate in endpoints:
             url = candidate.url + "/v2/"
             try:
-                resp = self._send(candidate, "GET", url, {}, None, attempts=2)
+                resp = self.send(candidate, "GET", url, {}, None, attempts=2)
             except RegistryError as e:
                 last_error = e
                 continue
@@ -178,7 +192,8 @@ class RegistryClient:
                                        status=resp.status)
         raise last_error or RegistryError(f"no endpoint for registry {self.domain}")
 
-    def _auth_header(self, scopes):
+    def auth_header(self, scopes: Iterable[str]) -> str | None:
+        """The Authorization value for requests needing ``scopes`` (None: none)."""
         if self.credentials.registry_token:
             return "Bearer " + self.credentials.registry_token
         if self.challenge is None:
@@ -193,12 +208,17 @@ class RegistryClient:
             return "Bearer " + self.token(scopes)
         return None
 
-    def _token_key(self, scopes):
-        _, params = self.challenge
+    def _token_key(self, scopes: Iterable[str]) -> TokenKey:
+        _, params = self._params()
         return (params.get("realm"), params.get("service"), self.credentials.username,
                 self.credentials.identity_token, tuple(sorted(set(scopes) | self.extra_scopes)))
 
-    def token(self, scopes, *, offline: bool=False):
+    def _params(self) -> Challenge:
+        if self.challenge is None:
+            raise AuthenticationError(f"{self.domain}: no authentication challenge")
+        return self.challenge
+
+    def token(self, scopes: Iterable[str], *, offline: bool = False) -> str:
         """A bearer token for ``scopes`` from the challenge's realm (cached).
         With credentials the token server gets them as Basic auth (or, with an
         identity token, as an OAuth refresh-token grant), as docker sends them."""
@@ -206,7 +226,7 @@ class RegistryClient:
         cached = None if offline else self.registries.tokens.get(key)
         if cached:
             return cached
-        _, params = self.challenge
+        _, params = self._params()
         realm = params.get("realm")
         if not realm:
             raise AuthenticationError(f"{self.domain}: bearer challenge without a realm")
@@ -214,7 +234,8 @@ class RegistryClient:
         creds = self.credentials
         fields = [("service", params["service"])] if params.get("service") else []
         fields += [("scope", s) for s in all_scopes]
-        headers = {}
+        headers: dict[str, str] = {}
+        body: bytes | None
         if creds.identity_token:
             fields += [("grant_type", "refresh_token"), ("refresh_token", creds.identity_token),
                        ("client_id", "pybox")]
@@ -231,7 +252,7 @@ class RegistryClient:
             sep = "&" if "?" in realm else "?"
             method, url, body = "GET", realm + (sep + urllib.parse.urlencode(fields)
                                                 if fields else ""), None
-        resp = self._send(self.endpoint, method, url, headers, body)
+        resp = self.send(self._chosen(), method, url, headers, body)
         data = resp.data
         if resp.status in (401, 403):
             message = _error_text(data) or "incorrect username or password"
@@ -244,30 +265,33 @@ class RegistryClient:
             doc = json.loads(data)
         except ValueError:
             raise AuthenticationError(f"getting a token from {realm}: invalid JSON") from None
-        token = doc.get("token") or doc.get("access_token")
-        if not token:
+        token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
+        if not token or not isinstance(token, str):
             raise AuthenticationError(f"getting a token from {realm}: no token in the answer")
         self.registries.tokens.put(key, token, doc.get("expires_in"))
         self.refresh_token = doc.get("refresh_token") or ""
         return token
 
     # -- requests ---------------------------------------------------------------------
-    def url(self, path):
+    def _chosen(self) -> Endpoint:
+        """The endpoint ping chose (pinging first when none is yet)."""
+        return self.endpoint if self.endpoint is not None else self.ping()
+
+    def url(self, path: str) -> str:
         if path.startswith("http://") or path.startswith("https://"):
             return path
-        if self.endpoint is None:
-            self.ping()
-        return self.endpoint.url + path
+        return self._chosen().url + path
 
-    def request(self, method, path, *, scopes=(), headers=None, body=None, stream: bool=False,
-                expect=(200,), retry: bool=True, what=None):
+    def request(self, method: str, path: str, *, scopes: Sequence[str] = (),
+                headers: dict[str, str] | None = None, body: Body = None, stream: bool = False,
+                expect: Iterable[int] = (200,), retry: bool = True,
+                what: str | None = None) -> urllib3.BaseHTTPResponse:
         """Send with authentication, retries and redirects; the response when its
         status is in ``expect``, else the registry's error as an exception.
         ``body``: bytes, or a callable giving a fresh file object per attempt.
         With ``stream`` the body is left unread (``resp.read``, then
         ``resp.release_conn()``)."""
-        if self.endpoint is None:
-            self.ping()
+        endpoint = self._chosen()
         url = self.url(path)
         auth_retried = False
         attempts = self.options.max_attempts if retry else 1
@@ -275,11 +299,11 @@ class RegistryClient:
         while True:
             send_headers = {"User-Agent": USER_AGENT}
             send_headers.update(headers or {})
-            authorization = self._auth_header(scopes)
+            authorization = self.auth_header(scopes)
             if authorization:
                 send_headers["Authorization"] = authorization
-            resp = self._send(self.endpoint, method, url, send_headers, body,
-                              stream=stream, attempts=attempts - attempt)
+            resp = self.send(endpoint, method, url, send_headers, body,
+                             stream=stream, attempts=attempts - attempt)
             if resp.status == 401 and not auth_retried and not self.credentials.registry_token:
                 auth_retried = True
                 self._learn_challenge(resp, scopes)
@@ -300,7 +324,7 @@ class RegistryClient:
             resp.release_conn()
             raise error
 
-    def _learn_challenge(self, resp, scopes) -> None:
+    def _learn_challenge(self, resp: urllib3.BaseHTTPResponse, scopes: Sequence[str]) -> None:
         challenge = _pick_challenge(resp.headers.getlist("WWW-Authenticate"))
         if challenge is None:
             return
@@ -312,8 +336,11 @@ class RegistryClient:
             self.extra_scopes |= wanted - set(scopes)
         self.challenge = challenge
 
-    def _send(self, endpoint, method, url, headers, body, *, stream: bool=False, attempts=None):
-        """One request with connection-level retries and manual redirects."""
+    def send(self, endpoint: Endpoint, method: str, url: str, headers: dict[str, str],
+             body: Body, *, stream: bool = False,
+             attempts: int | None = None) -> urllib3.BaseHTTPResponse:
+        """One request to ``endpoint`` with connection-level retries and manual
+        redirects (no authentication, no retry on an HTTP status: ``request``)."""
         attempts = attempts or self.options.max_attempts
         attempt = 0
         redirects = 0
@@ -332,7 +359,7 @@ class RegistryClient:
                     continue
                 raise RegistryError(f'{method.title()} "{url}": {_reason(e)}') from None
             finally:
-                if hasattr(payload, "close"):
+                if payload is not None and not isinstance(payload, bytes):
                     payload.close()
             if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location") \
                     and redirects < MAX_REDIRECTS:
@@ -348,7 +375,7 @@ class RegistryClient:
                 continue
             return resp
 
-    def error(self, resp, what):
+    def error(self, resp: urllib3.BaseHTTPResponse, what: str) -> RegistryError:
         """The registry's answer as an exception (docker's texts)."""
         try:
             data = resp.data if resp.data is not None else b""
@@ -360,7 +387,7 @@ class RegistryClient:
             text = f"received unexpected HTTP status: {resp.status} {resp.reason}"
             if resp.status == 401:
                 text = "unauthorized: authentication required"
-        cls = RegistryError
+        cls: type[RegistryError] = RegistryError
         if resp.status == 401:
             cls = AuthenticationError
         elif resp.status == 404:
@@ -368,12 +395,10 @@ class RegistryClient:
         return cls(text, status=resp.status, code=code)
 
     # -- the distribution API ---------------------------------------------------------
-    def get_manifest(self, repository, reference):
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
         """(bytes, media type, digest) of a manifest or index by tag or digest.
         The digest is the registry's Docker-Content-Digest when it sends one
         (checked against the bytes), else the bytes' own."""
-        from pybox.images.store import sha256_digest
-
         resp = self.request("GET", f"/v2/{repository}/manifests/{reference}",
                             scopes=[pull_scope(repository)],
                             headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
@@ -394,20 +419,16 @@ class RegistryClient:
         media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
         actual = sha256_digest(data)
         if reference.startswith("sha256:") and actual != reference:
-            from pybox.errors import DigestMismatch
-
             raise DigestMismatch(f"manifest {repository}@{reference}", reference, actual)
         header = resp.headers.get("Docker-Content-Digest")
         if header and header.startswith("sha256:") and header != actual:
-            from pybox.errors import DigestMismatch
-
             raise DigestMismatch(f"manifest {repository}:{reference}", header, actual)
         return data, media_type, actual
 
-    def list_tags(self, repository, page_size: int=1000):
+    def list_tags(self, repository: str, page_size: int = 1000) -> list[str]:
         """Every tag of a repository (``GET /v2/NAME/tags/list``), following the
         registry's ``Link: <...>; rel="next"`` pages, in the registry's order."""
-        tags = []
+        tags: list[str] = []
         path = f"/v2/{repository}/tags/list?n={page_size}"
         for _ in range(10000):
             resp = self.request("GET", path, scopes=[pull_scope(repository)],
@@ -418,17 +439,20 @@ class RegistryClient:
                 raise RegistryError(f"tags of {repository}: invalid JSON answer") from None
             finally:
                 resp.release_conn()
-            tags.extend(t for t in (doc.get("tags") or []) if isinstance(t, str))
+            listed = doc.get("tags") if isinstance(doc, dict) else None
+            tags.extend(t for t in (listed or []) if isinstance(t, str))
             following = _next_link(resp.headers.get("Link"))
             if not following:
                 return tags
             path = urllib.parse.urljoin(self.url(path), following)
         raise RegistryError(f"tags of {repository}: too many pages")
 
-    def open_blob(self, repository, digest, size=None, on_bytes=None):
+    def open_blob(self, repository: str, digest: str, size: int | None = None,
+                  on_bytes: Callable[[int], None] | None = None) -> "BlobReader":
         return BlobReader(self, repository, digest, size, on_bytes)
 
-    def blob_size(self, repository, digest, *, scopes=None):
+    def blob_size(self, repository: str, digest: str, *,
+                  scopes: Sequence[str] | None = None) -> int | None:
         """HEAD a blob: its size when the registry has it, else None."""
         resp = self.request("HEAD", f"/v2/{repository}/blobs/{digest}",
                             scopes=scopes or [pull_scope(repository)], expect=(200, 404),
@@ -438,7 +462,9 @@ class RegistryClient:
             return None
         return int(resp.headers.get("Content-Length") or 0)
 
-    def start_upload(self, repository, *, mount=None, source=None, scopes=None):
+    def start_upload(self, repository: str, *, mount: str | None = None,
+                     source: str | None = None,
+                     scopes: Sequence[str] | None = None) -> tuple[bool, str | None]:
         """POST /blobs/uploads/ -> (mounted: bool, upload URL or None).  With
         ``mount`` (a digest) and ``source`` (a repository on this registry) the
         registry may link the blob across repositories: 201, nothing to send."""
@@ -456,7 +482,8 @@ class RegistryClient:
             raise RegistryError(f"{self.domain}: upload started without a Location")
         return False, urllib.parse.urljoin(self.url(path), location)
 
-    def finish_upload(self, location, digest, *, scopes, body=None, size: int=0) -> None:
+    def finish_upload(self, location: str, digest: str, *, scopes: Sequence[str],
+                      body: Body = None, size: int = 0) -> None:
         """PUT the upload (with the whole blob when ``body`` is given)."""
         url = _with_query(location, digest=digest)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
@@ -465,7 +492,8 @@ class RegistryClient:
                             retry=False, what=f"uploading blob {digest}")
         resp.release_conn()
 
-    def upload_chunk(self, location, opener, start, end, *, scopes):
+    def upload_chunk(self, location: str, opener: Callable[[], IO[bytes]], start: int,
+                     end: int, *, scopes: Sequence[str]) -> str:
         """PATCH bytes [start, end) of the blob; -> the next upload URL."""
         headers = {"Content-Type": "application/octet-stream",
                    "Content-Range": f"{start}-{end - 1}", "Content-Length": str(end - start)}
@@ -474,10 +502,8 @@ class RegistryClient:
         resp.release_conn()
         return urllib.parse.urljoin(location, resp.headers.get("Location") or location)
 
-    def put_manifest(self, repository, tag, data, media_type):
+    def put_manifest(self, repository: str, tag: str, data: bytes, media_type: str) -> str:
         """PUT the manifest under ``tag``; -> its digest (the registry's)."""
-        from pybox.images.store import sha256_digest
-
         resp = self.request("PUT", f"/v2/{repository}/manifests/{tag}",
                             scopes=[push_scope(repository)],
                             headers={"Content-Type": media_type}, body=data,
@@ -493,38 +519,39 @@ class BlobReader:
     again from the start and the bytes already seen are skipped.  Gives up after
     ``max_attempts`` interruptions in a row without progress."""
 
-    def __init__(self, client, repository, digest, size, on_bytes=None) -> None:
+    def __init__(self, client: RegistryClient, repository: str, digest: str, size: int | None,
+                 on_bytes: Callable[[int], None] | None = None) -> None:
         self.client = client
         self.repository = repository
         self.digest = digest
         self.size = size
         self.on_bytes = on_bytes
         self.offset = 0
-        self.resp = None
+        self.resp: urllib3.BaseHTTPResponse | None = None
         self.failures = 0
 
-    def _open(self):
+    def _open(self) -> urllib3.BaseHTTPResponse:
         headers = {}
         if self.offset:
             headers["Range"] = f"bytes={self.offset}-"
-        self.resp = self.client.request(
+        resp = self.resp = self.client.request(
             "GET", f"/v2/{self.repository}/blobs/{self.digest}",
             scopes=[pull_scope(self.repository)], headers=headers, stream=True,
             expect=(200, 206), what=f"blob {self.digest}")
-        if self.offset and self.resp.status == 200:
+        if self.offset and resp.status == 200:
             skip = self.offset
             while skip:
-                chunk = self.resp.read(min(skip, READ_CHUNK), decode_content=False)
+                chunk = resp.read(min(skip, READ_CHUNK), decode_content=False)
                 if not chunk:
                     raise RegistryError(f"blob {self.digest}: ended before the resume point")
                 skip -= len(chunk)
+        return resp
 
-    def read(self, amount=READ_CHUNK):
+    def read(self, amount: int = READ_CHUNK, /) -> bytes:
         while True:
             try:
-                if self.resp is None:
-                    self._open()
-                data = self.resp.read(amount, decode_content=False)
+                resp = self._open() if self.resp is None else self.resp
+                data = resp.read(amount, decode_content=False)
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 self._interrupted(e)
                 continue
@@ -542,7 +569,7 @@ class BlobReader:
                     self.on_bytes(len(data))
             return data
 
-    def _interrupted(self, reason):
+    def _interrupted(self, reason: BaseException | str) -> None:
         self._close_response()
         self.failures += 1
         if self.failures >= self.client.options.max_attempts:
@@ -563,18 +590,19 @@ class BlobReader:
     def close(self) -> None:
         self._close_response()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
 
 # -- helpers -------------------------------------------------------------------------
 
-def _pick_challenge(values):
+def _pick_challenge(values: Iterable[str] | None) -> Challenge | None:
     """Bearer over Basic when a registry offers both (docker's preference)."""
-    found = []
+    found: list[Challenge] = []
     for value in values or []:
         if value:
             found.extend(parse_challenges(value))
@@ -585,7 +613,7 @@ def _pick_challenge(values):
     return None
 
 
-def _next_link(header):
+def _next_link(header: str | None) -> str | None:
     """The target of a ``Link: <URL>; rel="next"`` header (RFC 8288), or None."""
     for part in (header or "").split(","):
         target, _, params = part.strip().partition(">")
@@ -595,14 +623,14 @@ def _next_link(header):
     return None
 
 
-def _retry_after(resp):
+def _retry_after(resp: urllib3.BaseHTTPResponse) -> int | None:
     value = resp.headers.get("Retry-After")
     if value and value.strip().isdigit():
         return int(value.strip())
     return None
 
 
-def _error_doc(data):
+def _error_doc(data: bytes | None) -> list[dict[str, Any]]:
     try:
         doc = json.loads(data or b"")
     except (ValueError, UnicodeDecodeError):
@@ -611,19 +639,21 @@ def _error_doc(data):
     return [e for e in errors or [] if isinstance(e, dict)]
 
 
-def _error_code(data):
+def _error_code(data: bytes | None) -> str | None:
     errors = _error_doc(data)
-    return errors[0].get("code") if errors else None
+    code = errors[0].get("code") if errors else None
+    return code if isinstance(code, str) else None
 
 
-def _error_text(data):
+def _error_text(data: bytes | None) -> str:
     """distribution's errcode text: ``manifest unknown: manifest unknown``."""
     errors = _error_doc(data)
     if not errors:
         try:
             doc = json.loads(data or b"")
-            if isinstance(doc, dict) and isinstance(doc.get("details"), str):
-                return doc["details"]
+            details = doc.get("details") if isinstance(doc, dict) else None
+            if isinstance(details, str):
+                return details
         except (ValueError, UnicodeDecodeError):
             pass
         return ""
@@ -635,7 +665,7 @@ def _error_text(data):
     return parts[0] if len(parts) == 1 else "errors:\n" + "\n".join(parts)
 
 
-def _reason(exc):
+def _reason(exc: BaseException) -> str:
     """A connection error's innermost reason, as Go prints dial errors."""
     seen = exc
     for _ in range(5):
@@ -651,20 +681,21 @@ def _reason(exc):
     return text
 
 
-def _is_tls_mismatch(exc) -> bool:
+def _is_tls_mismatch(exc: BaseException) -> bool:
     text = str(exc)
     return "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or \
         "record layer failure" in text
 
 
-def _with_query(url, **params):
+def _with_query(url: str, **params: str) -> str:
     parts = urllib.parse.urlsplit(url)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     query += list(params.items())
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
-def login(registries, server_address, credentials):
+def login(registries: Registries, server_address: str | None,
+          credentials: Credentials) -> dict[str, str]:
     """Check credentials against a registry as dockerd's ``POST /auth`` does:
     GET /v2/ with them (Basic), or a token for no scope from the challenge's
     realm (Bearer).  Returns {"Status": "Login Succeeded", "IdentityToken": ...};
@@ -676,9 +707,11 @@ def login(registries, server_address, credentials):
     if client.challenge is None:
         pass  # the registry wants no authentication at all
     elif client.challenge[0] == "basic":
-        resp = client._send(endpoint, "GET", endpoint.url + "/v2/",
-                            {"Authorization": client._auth_header([]),
-                             "User-Agent": USER_AGENT}, None)
+        headers = {"User-Agent": USER_AGENT}
+        authorization = client.auth_header([])
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        resp = client.send(endpoint, "GET", endpoint.url + "/v2/", headers, None)
         resp.drain_conn()
         resp.release_conn()
         if resp.status != 200:
@@ -689,5 +722,5 @@ def login(registries, server_address, credentials):
         if not (credentials.username or credentials.identity_token):
             raise AuthenticationError("unauthorized: no username given", status=401)
         client.token([], offline=True)
-        identity = getattr(client, "refresh_token", "") or ""
+        identity = client.refresh_token
     return {"Status": "Login Succeeded", "IdentityToken": identity}

@@ -17,28 +17,47 @@ Return values are docker's API shapes (``GET /images/json``, ``/images/ID/json``
 ``GET /containers/ID/changes``), so the API layer passes them through.
 """
 
+import builtins
 import contextlib
 import fnmatch
+import io
 import json
 import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError, ImageInUse, ImageNotFound
 from pybox.formats.times import rfc3339_nano_fixed
-from pybox.images import archive
+from pybox.images import archive, importer
 from pybox.images import config as image_config
 from pybox.images import reference as references
 from pybox.images import store as st
-from pybox.images.snapshots import CHANGE_LETTERS, Snapshots
+from pybox.images.snapshots import CHANGE_DELETE, CHANGE_LETTERS, IdMap, LayerInfo, Snapshots
 from pybox.linux import fstree
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+    from pybox.linux.syscalls import Syscalls
 
 DEFAULT_DATA_ROOT = "/var/lib/pybox"
 UNPACK_THREADS = max(2, min(4, os.cpu_count() or 1))
 
+# docker's API documents (GET /images/json entries, inspect, history, delete
+# and prune results): passed through to the API as they are
+DockerDoc = dict[str, Any]
+# docker's filters: {"dangling": ["true"], "reference": ["busy*"], ...}
+Filters = dict[str, list[str]]
+PathOrFile = str | os.PathLike[str]
+
 
 class Images:
-    def __init__(self, data_root=DEFAULT_DATA_ROOT, *, syscalls=None, driver=None,
-                 allow_device_nodes: bool=True, container_running=None) -> None:
+    def __init__(self, data_root: str = DEFAULT_DATA_ROOT, *, syscalls: "Syscalls | None" = None,
+                 driver: str | None = None, allow_device_nodes: bool = True,
+                 container_running: Callable[[str], bool] | None = None) -> None:
         """``container_running(container_id) -> bool`` lets removal tell a running
         container (a conflict even with force) from a stopped one; without it
         every container is treated as stopped.  ``driver``: 'overlay' or 'copy'
@@ -56,47 +75,53 @@ class Images:
         self.container_running = container_running or (lambda cid: False)
 
     @classmethod
-    def open(cls, data_root=DEFAULT_DATA_ROOT, **options):
+    def open(cls, data_root: str = DEFAULT_DATA_ROOT, *, syscalls: "Syscalls | None" = None,
+             driver: str | None = None, allow_device_nodes: bool = True,
+             container_running: Callable[[str], bool] | None = None) -> Self:
         """Open (creating if needed) the store and clean what a crash left behind:
         temp files, half-unpacked layers, unreferenced content."""
-        images = cls(data_root, **options)
+        images = cls(data_root, syscalls=syscalls, driver=driver,
+                     allow_device_nodes=allow_device_nodes, container_running=container_running)
         images.collect_garbage()
         return images
 
     # -- lookups -----------------------------------------------------------------
-    def resolve(self, ref):
+    def resolve(self, ref: str) -> str:
         """Image Id for a name[:tag], name@digest or (short) Id; ImageNotFound."""
         return self.store.resolve(ref)
 
-    def record(self, ref):
+    def record(self, ref: str) -> st.ImageRecord:
         return self.store.get_record(self.resolve(ref))
 
-    def config(self, ref):
+    def config(self, ref: str) -> DockerDoc:
         """The image's OCI config (dict): what the engine needs to create a
         container (config.Cmd, Entrypoint, Env, WorkingDir, User, StopSignal...)."""
-        return self.blobs.read_json(self.record(ref)["config"]["digest"])
+        config: DockerDoc = self.blobs.read_json(self.record(ref)["config"]["digest"])
+        return config
 
-    def size(self, record):
+    def size(self, record: st.ImageRecord) -> int:
         return sum(self._layer_size(layer["chain_id"]) for layer in record["layers"])
 
-    def _layer_size(self, chain_id):
+    def _layer_size(self, chain_id: str) -> int:
         try:
             return self.snapshots.layer_info(chain_id)["size"]
         except ImageError:
             return 0
 
-    def _tags_and_digests(self, image_id, refs):
-        tags, digests = [], []
+    def _tags_and_digests(self, image_id: str, refs: dict[str, str]
+                          ) -> tuple[list[str], list[str]]:
+        tags: list[str] = []
+        digests: list[str] = []
         for ref_text in self.store.refs_of(image_id, refs):
             ref = references.parse(ref_text)
             (digests if ref.digest else tags).append(ref.familiar())
         return tags, digests
 
-    def _containers_using(self, image_id):
+    def _containers_using(self, image_id: str) -> list[str]:
         return sorted(cid for cid, info in self.snapshots.containers().items()
                       if info.get("image") == image_id)
 
-    def list(self, *, all: bool=False, filters=None):
+    def list(self, *, all: bool = False, filters: Filters | None = None) -> list[DockerDoc]:
         """GET /images/json.  ``filters``: docker's {"dangling": ["true"],
         "reference": ["busy*"], "label": ["k=v"], "before"/"since": [ref]}."""
         filters = filters or {}
@@ -118,7 +143,7 @@ class Images:
                 if not tags and not digests:
                     continue
             config = self.blobs.read_json(record["config"]["digest"])
-            summary = {
+            summary: DockerDoc = {
                 "Containers": -1,
                 "Created": int(st.parse_rfc3339(config.get("created"))),
                 "Id": image_id,
@@ -134,7 +159,7 @@ class Images:
         out.sort(key=lambda s: s["Created"], reverse=True)
         return out
 
-    def _matches(self, summary, filters, refs) -> bool:
+    def _matches(self, summary: DockerDoc, filters: Filters, refs: dict[str, str]) -> bool:
         for value in filters.get("dangling", []):
             dangling = not summary["RepoTags"]
             if (value.lower() in ("true", "1")) != dangling:
@@ -154,7 +179,7 @@ class Images:
                     return False
         return True
 
-    def inspect(self, ref):
+    def inspect(self, ref: str) -> DockerDoc:
         """GET /images/NAME/json: docker's image inspect document."""
         image_id = self.resolve(ref)
         record = self.store.get_record(image_id)
@@ -162,7 +187,7 @@ class Images:
         tags, digests = self._tags_and_digests(image_id, self.store.load_refs())
         lowers = [self.snapshots.diff_dir(layer["chain_id"])
                   for layer in reversed(record["layers"])]
-        out = {
+        out: DockerDoc = {
             "Id": image_id,
             "RepoTags": tags,
             "RepoDigests": digests,
@@ -191,7 +216,7 @@ class Images:
             del out["GraphDriver"]["Data"]["LowerDir"]
         return out
 
-    def history(self, ref):
+    def history(self, ref: str) -> builtins.list[DockerDoc]:
         """GET /images/NAME/history: newest first; the top entry carries the Id
         and the tags, the others ``<missing>`` as docker shows for loaded images."""
         image_id = self.resolve(ref)
@@ -218,7 +243,7 @@ class Images:
             entries[0]["Tags"] = tags or None
         return entries
 
-    def layer_users(self, chain_id):
+    def layer_users(self, chain_id: str) -> builtins.list[tuple[str, str]]:
         """Who holds a layer: ('image', Id) and ('container', id) pairs.  The
         layer is deleted when this becomes empty (its reference count)."""
         users = []
@@ -231,7 +256,7 @@ class Images:
         return users
 
     # -- tags, removal, garbage ----------------------------------------------------
-    def tag(self, source, target):
+    def tag(self, source: str, target: str) -> None:
         """docker tag SOURCE TARGET: TARGET (latest when untagged) now names the
         image; a tag moved away leaves its old image dangling, as in docker."""
         target_ref = references.parse(target)
@@ -246,7 +271,7 @@ class Images:
             record["last_tag_time"] = rfc3339_nano_fixed()
             self.store.put_record(record)
 
-    def remove(self, ref, *, force: bool=False):
+    def remove(self, ref: str, *, force: bool = False) -> builtins.list[DockerDoc]:
         """DELETE /images/NAME, with docker's rules and messages:
         by name, with other names left: untag only; otherwise the image goes,
         unless a container uses it (a stopped one: needs force; a running one:
@@ -290,7 +315,7 @@ class Images:
                     raise ImageInUse(f"conflict: unable to delete {short} (must be forced)"
                                      " - image is being used by stopped container "
                                      f"{users[0][:12]}")
-                result = []
+                result: list[DockerDoc] = []
                 for ref_text in image_refs:
                     del refs[ref_text]
                     result.append({"Untagged": references.parse(ref_text).familiar()})
@@ -301,12 +326,13 @@ class Images:
             self._collect_locked()
         return result
 
-    def prune(self, *, all: bool=False, filters=None, keep=None):
+    def prune(self, *, all: bool = False, filters: Filters | None = None,
+              keep: Callable[[DockerDoc], bool] | None = None) -> DockerDoc:
         """POST /images/prune: dangling images (or, with ``all``, every image no
         container uses) are removed; returns ImagesDeleted and SpaceReclaimed.
         ``keep(summary)`` spares more (the prune-only filters, until and label!)."""
         before = self._disk_usage()
-        deleted = []
+        deleted: list[DockerDoc] = []
         used = {info.get("image") for info in self.snapshots.containers().values()}
         for summary in self.list(all=True, filters=filters):
             if summary["Id"] in used or (summary["RepoTags"] and not all):
@@ -320,7 +346,7 @@ class Images:
         return {"ImagesDeleted": deleted or None,
                 "SpaceReclaimed": max(0, before - self._disk_usage())}
 
-    def _disk_usage(self):
+    def _disk_usage(self) -> int:
         total = 0
         for top in (self.blobs.dir, self.snapshots.layers_dir):
             try:
@@ -341,7 +367,8 @@ class Images:
     def _collect_locked(self) -> None:
         self.store.clean_ingest()
         self.snapshots.clean_temp()
-        live_chains, live_blobs = set(), set()
+        live_chains: set[str] = set()
+        live_blobs: set[str] = set()
         for record in self.store.records():
             live_blobs.add(record["manifest"]["digest"])
             live_blobs.add(record["config"]["digest"])
@@ -359,7 +386,7 @@ class Images:
 
     # -- adding images -----------------------------------------------------------
     @contextlib.contextmanager
-    def writing(self):
+    def writing(self) -> Iterator[Self]:
         """Hold while adding content (the registry client's pull does): garbage
         collection waits, so blobs written but not yet recorded stay.  On an error
         the content the failed operation added is collected afterwards."""
@@ -373,30 +400,34 @@ class Images:
                 with contextlib.suppress(Exception):
                     self.collect_garbage()
 
-    def write_blob(self, stream, expected_digest=None, expected_size=None):
+    def write_blob(self, stream: st.Readable, expected_digest: str | None = None,
+                   expected_size: int | None = None) -> tuple[str, int]:
         """(digest, size) of a blob copied into the store (inside ``writing()``)."""
         return self.blobs.write_stream(stream, expected_digest, expected_size)
 
-    def has_blob(self, digest):
+    def has_blob(self, digest: str) -> bool:
         return self.blobs.exists(digest)
 
-    def has_layer(self, chain_id):
+    def has_layer(self, chain_id: str) -> bool:
         return self.snapshots.has_layer(chain_id)
 
-    def unpack_layer(self, parent_chain_id, diff_id, blob_digest, on_read=None):
+    def unpack_layer(self, parent_chain_id: str | None, diff_id: str, blob_digest: str,
+                     on_read: Callable[[int], None] | None = None) -> LayerInfo:
         """Unpack one layer whose blob is in the store (inside ``writing()``), so
         a pull can unpack each layer as soon as it has arrived instead of after
         the last one; ``add_image`` then finds it done.  ``on_read(n)`` is told
         of every compressed byte read (the pull's "Extracting" progress)."""
-        def open_blob():
+        def open_blob() -> io.BufferedReader | _CountingReader:
             blob = self.blobs.open(blob_digest)
             return blob if on_read is None else _CountingReader(blob, on_read)
 
         return self.snapshots.ensure_layer(parent_chain_id, diff_id, open_blob,
                                            allow_devices=self.allow_device_nodes)
 
-    def add_image(self, manifest, config_bytes=None, *, refs=(), manifest_bytes=None,
-                  repo_digest_names=(), parent: str="", repo_digest=None):
+    def add_image(self, manifest: DockerDoc, config_bytes: bytes | None = None, *,
+                  refs: Iterable[str] = (), manifest_bytes: bytes | None = None,
+                  repo_digest_names: Iterable[str] = (), parent: str = "",
+                  repo_digest: str | None = None) -> str:
         """Register an image whose config and layer blobs are in the store (call
         inside ``writing()``): unpack the layers (verified against the config's
         diff-ids), store the manifest, write the record, then tag it.
@@ -407,11 +438,12 @@ class Images:
         NAME@MANIFEST_DIGEST, or NAME@``repo_digest`` when the registry names the
         image by another digest (the index a platform's manifest came from).
         Returns the image Id."""
+        refs, repo_digest_names = list(refs), list(repo_digest_names)
         config_desc = manifest.get("config") or {}
-        config_digest = config_desc.get("digest")
+        config_digest: str = config_desc.get("digest") or ""
         if config_bytes is None:
             config_bytes = self.blobs.read(config_digest)
-        config_digest = self.blobs.write_bytes(config_bytes, config_digest)
+        config_digest = self.blobs.write_bytes(config_bytes, config_digest or None)
         config = _json_object(config_bytes, f"image config {config_digest}")
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         layer_descs = list(manifest.get("layers") or [])
@@ -419,8 +451,8 @@ class Images:
             raise ImageError(f"invalid image: the manifest has {len(layer_descs)} layers "
                              f"but the config lists {len(diff_ids)} diff-ids")
         chains = st.chain_ids(diff_ids)
-        layers = []
-        for desc, diff_id, chain_id in zip(layer_descs, diff_ids, chains):
+        layers: list[st.LayerEntry] = []
+        for desc, diff_id, chain_id in zip(layer_descs, diff_ids, chains, strict=True):
             digest = desc.get("digest")
             if not digest or not self.blobs.exists(digest):
                 raise ImageError(f"invalid image: layer blob {digest} named by the "
@@ -437,7 +469,7 @@ class Images:
             manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
         manifest_digest = self.blobs.write_bytes(manifest_bytes)
         image_id = config_digest
-        record = {"id": image_id,
+        record: st.ImageRecord = {"id": image_id,
                   "manifest": {"mediaType": manifest.get("mediaType", st.MEDIA_OCI_MANIFEST),
                                "digest": manifest_digest, "size": len(manifest_bytes)},
                   "config": {"mediaType": config_desc.get("mediaType", st.MEDIA_OCI_CONFIG),
@@ -462,10 +494,10 @@ class Images:
                 self.store.save_refs(all_refs)
         return image_id
 
-    def _unpack_layers(self, layers):
+    def _unpack_layers(self, layers: builtins.list[st.LayerEntry]) -> None:
         """Unpack the missing layers, several at once: each goes to its own
         directory, and decompression, hashing and writes release the GIL."""
-        def unpack(index) -> None:
+        def unpack(index: int) -> None:
             layer = layers[index]
             parent = layers[index - 1]["chain_id"] if index else None
             digest = layer["blob"]["digest"]
@@ -479,23 +511,22 @@ class Images:
             for index in missing:
                 unpack(index)
             return
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(max_workers=min(UNPACK_THREADS, len(missing))) as pool:
             futures = [pool.submit(unpack, index) for index in missing]
-            errors = [f.exception() for f in futures if f.exception() is not None]
+            errors = [e for f in futures if (e := f.exception()) is not None]
         if errors:
             raise errors[0]
 
-    def import_(self, source, *, reference=None, changes=(), message: str="", created=None):
+    def import_(self, source: PathOrFile | st.Readable, *, reference: str | None = None,
+                changes: Iterable[str] = (), message: str = "",
+                created: str | None = None) -> str:
         """docker import: a rootfs tarball (plain/gzip/zstd/...) as a one-layer
         image, ``changes`` as ``--change`` lines.  Returns the image Id."""
-        from pybox.images import importer
-
         return importer.import_rootfs(self, source, reference=reference, changes=changes,
                                       message=message, created=created)
 
-    def load(self, source, *, name=None):
+    def load(self, source: PathOrFile | st.Readable, *, name: str | None = None
+             ) -> builtins.list[DockerDoc]:
         """docker load: a docker-archive or OCI archive (file object or path), or
         an OCI layout directory (path).  ``name`` names OCI images whose index
         gives only a tag (umoci's ``ref.name: latest``).  Returns one dict per
@@ -505,7 +536,7 @@ class Images:
             if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
                 found = archive.read_oci_layout_dir(os.fspath(source), self.blobs, name)
             else:
-                with _open_source(source) as stream:
+                with st.open_source(source) as stream:
                     found = archive.read_archive(stream, self.blobs, name)
                     if name:
                         found = [_name_oci(item, name) for item in found]
@@ -519,18 +550,20 @@ class Images:
                     references.parse(r).familiar() for r in item.refs]})
             return loaded
 
-    def save(self, refs, dest, *, format: str="docker-archive"):
+    def save(self, refs: str | Iterable[str], dest: PathOrFile | IO[bytes], *,
+             format: str = "docker-archive") -> None:
         """docker save: images (names or Ids) into ``dest`` (binary file object or
         path).  ``format``: 'docker-archive' (default, what docker save writes),
         'oci-archive' (a tarred OCI layout with the blobs as stored) or 'oci-dir'
         (an OCI layout directory at path ``dest``)."""
         if isinstance(refs, str):
             refs = [refs]
-        images, all_refs = [], self.store.load_refs()
-        by_id = {}
+        images: list[archive.SavedImage] = []
+        all_refs = self.store.load_refs()
+        by_id: dict[str, archive.SavedImage] = {}
         for ref in refs:
             image_id = self.resolve(ref)
-            chosen = []
+            chosen: list[str] = []
             try:
                 parsed = str(references.parse(ref))
                 if all_refs.get(parsed) == image_id:
@@ -550,33 +583,34 @@ class Images:
             images.append(image)
         with self.store.gc_lock(shared=True):
             if format == "oci-dir":
-                archive.write_oci(images, archive.oci_writer(os.fspath(dest), True))
+                if not isinstance(dest, (str, os.PathLike)):
+                    raise ImageError("an OCI layout directory needs a path")
+                archive.write_oci(images, archive.oci_dir_writer(os.fspath(dest)))
                 return
-            with _open_dest(dest) as out:
+            with st.open_dest(dest) as out:
                 if format == "docker-archive":
                     archive.write_docker_archive(images, out)
                 elif format == "oci-archive":
-                    archive.write_oci(images, archive.oci_writer(out, False))
+                    archive.write_oci(images, archive.oci_tar_writer(out))
                 else:
                     raise ImageError(f"unknown archive format {format!r}")
 
-    def _layer_tar_size(self, layer):
+    def _layer_tar_size(self, layer: st.LayerEntry) -> int:
         return self.snapshots.layer_info(layer["chain_id"])["tar_size"]
 
-    def commit(self, container_id, *, reference=None, changes=(), message: str="", author: str="",
-               config=None):
+    def commit(self, container_id: str, *, reference: str | None = None,
+               changes: Iterable[str] = (), message: str = "", author: str = "",
+               config: DockerDoc | None = None) -> str:
         """docker commit: the container's changes as a new layer on its image, the
         image's config with ``config`` (docker's container Config keys) and
         ``changes`` applied.  The engine pauses the container around this when
         asked.  Returns the new image Id."""
-        from pybox.images import importer
-
         return importer.commit_container(self, container_id, reference=reference,
                                          changes=changes, message=message, author=author,
                                          config=config)
 
     # -- container root filesystems ------------------------------------------------
-    def prepare_rootfs(self, container_id, image, idmap=None):
+    def prepare_rootfs(self, container_id: str, image: str, idmap: IdMap | None = None) -> str:
         """Mount a container's root filesystem from ``image`` (name or Id) and
         return its path (for config.json's root.path).  Idempotent: called again
         for the same container (after unmount_rootfs or a reboot) it re-mounts the
@@ -589,28 +623,28 @@ class Images:
                                           [layer["chain_id"] for layer in record["layers"]],
                                           idmap=idmap)
 
-    def rootfs_path(self, container_id):
+    def rootfs_path(self, container_id: str) -> str:
         return self.snapshots.rootfs_path(container_id)
 
-    def mount_rootfs(self, container_id):
+    def mount_rootfs(self, container_id: str) -> str:
         """Re-mount a prepared rootfs (no-op when mounted); returns its path."""
         return self.snapshots.mount(container_id)
 
-    def unmount_rootfs(self, container_id) -> None:
+    def unmount_rootfs(self, container_id: str) -> None:
         """Unmount, keeping the container's changes (a stopped container)."""
         self.snapshots.unmount(container_id)
 
-    def release_rootfs(self, container_id):
+    def release_rootfs(self, container_id: str) -> bool:
         """Unmount and delete the container's writable layer (docker rm); the
         image's layers lose this user.  True if there was one."""
         with self.store.gc_lock(shared=True):
             released = self.snapshots.release(container_id)
         return released
 
-    def rootfs_image(self, container_id):
+    def rootfs_image(self, container_id: str) -> str:
         return self.snapshots.container_info(container_id)["image"]
 
-    def rootfs_info(self, container_id):
+    def rootfs_info(self, container_id: str) -> dict[str, str]:
         """inspect's GraphDriver.Data for a container: MergedDir, UpperDir,
         WorkDir, LowerDir (the image's layer dirs, top first)."""
         cdir = self.snapshots.container_dir(container_id)
@@ -624,7 +658,7 @@ class Images:
             data["LowerDir"] = ":".join(lowers)
         return data
 
-    def rootfs_size(self, container_id):
+    def rootfs_size(self, container_id: str) -> tuple[int, int]:
         """(SizeRw, SizeRootFs) as docker ps -s / inspect --size report them: the
         bytes the container wrote, and that plus its image's size."""
         info = self.snapshots.container_info(container_id)
@@ -635,8 +669,8 @@ class Images:
             rw = 0
             merged = self.snapshots.rootfs_path(container_id)
             for change in self.snapshots.changes(container_id):
-                if change[0] != 2:
-                    path = os.path.join(merged, change[1].lstrip("/"))
+                if change.kind != CHANGE_DELETE:
+                    path = os.path.join(merged, change.path.lstrip("/"))
                     if os.path.isfile(path) and not os.path.islink(path):
                         rw += os.lstat(path).st_size
         try:
@@ -645,52 +679,53 @@ class Images:
             base = sum(self._layer_size(c) for c in info["chain_ids"])
         return rw, rw + base
 
-    def diff(self, container_id):
+    def diff(self, container_id: str) -> builtins.list[DockerDoc]:
         """GET /containers/ID/changes: [{"Path", "Kind"}], Kind 0=C 1=A 2=D."""
         return [{"Path": path, "Kind": kind}
                 for kind, path in self.snapshots.changes(container_id)]
 
     @staticmethod
-    def diff_lines(changes):
+    def diff_lines(changes: Iterable[DockerDoc]) -> builtins.list[str]:
         """docker diff's text: 'C /etc'."""
         return [f"{CHANGE_LETTERS[c['Kind']]} {c['Path']}" for c in changes]
 
-    def export(self, container_id, dest) -> None:
+    def export(self, container_id: str, dest: PathOrFile | IO[bytes]) -> None:
         """docker export: the container's filesystem, flattened, as one tar."""
-        with _open_dest(dest) as out:
+        with st.open_dest(dest) as out:
             self.snapshots.export(container_id, out)
 
 
 class _CountingReader:
     """A file object that reports how many bytes were read through it."""
 
-    def __init__(self, f, on_read) -> None:
+    def __init__(self, f: io.BufferedReader, on_read: Callable[[int], None]) -> None:
         self._f = f
         self._on_read = on_read
 
-    def read(self, *args):
-        data = self._f.read(*args)
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._f.read(size)
         if data:
             self._on_read(len(data))
         return data
 
-    def readinto(self, buffer):
+    def readinto(self, buffer: "WriteableBuffer") -> int:
         count = self._f.readinto(buffer)
         if count:
             self._on_read(count)
         return count
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._f, name)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._f.close()
 
 
-def _names_going_with(by_name, image_refs):
+def _names_going_with(by_name: str, image_refs: list[str]) -> list[str]:
     """docker's rule: untagging NAME:TAG also drops NAME@DIGEST references when no
     other tag of NAME remains (so `docker rmi busybox` removes a pulled image)."""
     ref = references.parse(by_name)
@@ -713,14 +748,14 @@ def _tree_size(path: str) -> int:
                             and s.st_rdev == 0)
 
 
-def _name_oci(item, name):
+def _name_oci(item: archive.ImageToAdd, name: str) -> archive.ImageToAdd:
     if item.refs:
         return item
     item.refs = [str(references.parse(name))]
     return item
 
 
-def _json_object(data, what):
+def _json_object(data: bytes, what: str) -> DockerDoc:
     try:
         obj = json.loads(data)
     except ValueError as e:
@@ -730,46 +765,10 @@ def _json_object(data, what):
     return obj
 
 
-@contextlib.contextmanager
-def _open_source(source):
-    if isinstance(source, (str, os.PathLike)):
-        try:
-            f = open(source, "rb")
-        except OSError as e:
-            raise ImageError(f"{source}: {e.strerror}", errno=e.errno) from None
-        with f:
-            yield f
-    else:
-        yield source
-
-
-@contextlib.contextmanager
-def _open_dest(dest):
-    if isinstance(dest, (str, os.PathLike)):
-        tmp = f"{os.fspath(dest)}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                yield f
-            os.rename(tmp, dest)
-        except OSError as e:
-            _unlink(tmp)
-            raise st.storage_error(f"writing {dest}", e) from None
-        except BaseException:
-            _unlink(tmp)
-            raise
-    else:
-        yield dest
-
-
-def _unlink(path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
 __all__ = ["Images", "DEFAULT_DATA_ROOT", "ImageNotFound"]
 
 
-def _reference_matches(ref, patterns):
+def _reference_matches(ref: str, patterns: Iterable[str]) -> bool:
     """docker's reference.FamiliarMatch: a pattern matches the familiar
     reference (name:tag or name@digest) or its name alone."""
     name = ref.partition("@")[0]

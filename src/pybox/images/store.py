@@ -66,6 +66,9 @@ LAYER_MEDIA_TYPES = {MEDIA_OCI_LAYER, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_LAYER_ZSTD
                      "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
                      MEDIA_DOCKER_FOREIGN}
 MANIFEST_MEDIA_TYPES = {MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST}
+# the layer media type pybox names a blob by, from its compression (layers.detect_compression)
+LAYER_MEDIA_BY_COMPRESSION: dict[str | None, str] = {
+    None: MEDIA_OCI_LAYER, "gzip": MEDIA_OCI_LAYER_GZIP, "zstd": MEDIA_OCI_LAYER_ZSTD}
 INDEX_MEDIA_TYPES = {MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST}
 
 COPY_CHUNK = 1 << 20
@@ -208,7 +211,7 @@ class BlobStore:
     def size(self, digest: str) -> int:
         return os.stat(self.path(digest)).st_size
 
-    def open(self, digest: str) -> BinaryFile:
+    def open(self, digest: str) -> io.BufferedReader:
         try:
             return open(self.path(digest), "rb")
         except FileNotFoundError:
