@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import ImageError, ImageInUse, ImageNotFound
@@ -52,6 +52,21 @@ DockerDoc = dict[str, Any]
 # docker's filters: {"dangling": ["true"], "reference": ["busy*"], ...}
 Filters = dict[str, list[str]]
 PathOrFile = str | os.PathLike[str]
+
+
+class LayerUser(NamedTuple):
+    """Who holds a layer: kind 'image' (an image Id) or 'container' (its id)."""
+
+    kind: str
+    id: str
+
+
+class RootfsSize(NamedTuple):
+    """docker ps -s / inspect --size: SizeRw (what the container wrote) and
+    SizeRootFs (that plus its image)."""
+
+    rw: int
+    total: int
 
 
 class Images:
@@ -243,16 +258,16 @@ class Images:
             entries[0]["Tags"] = tags or None
         return entries
 
-    def layer_users(self, chain_id: str) -> builtins.list[tuple[str, str]]:
+    def layer_users(self, chain_id: str) -> builtins.list[LayerUser]:
         """Who holds a layer: ('image', Id) and ('container', id) pairs.  The
         layer is deleted when this becomes empty (its reference count)."""
-        users = []
+        users: builtins.list[LayerUser] = []
         for record in self.store.records():
             if any(chain_id == layer["chain_id"] for layer in record["layers"]):
-                users.append(("image", record["id"]))
+                users.append(LayerUser("image", record["id"]))
         for cid, info in self.snapshots.containers().items():
             if chain_id in info.get("chain_ids", []):
-                users.append(("container", cid))
+                users.append(LayerUser("container", cid))
         return users
 
     # -- tags, removal, garbage ----------------------------------------------------
@@ -658,7 +673,7 @@ class Images:
             data["LowerDir"] = ":".join(lowers)
         return data
 
-    def rootfs_size(self, container_id: str) -> tuple[int, int]:
+    def rootfs_size(self, container_id: str) -> RootfsSize:
         """(SizeRw, SizeRootFs) as docker ps -s / inspect --size report them: the
         bytes the container wrote, and that plus its image's size."""
         info = self.snapshots.container_info(container_id)
@@ -677,7 +692,7 @@ class Images:
             base = self.size(self.store.get_record(info["image"]))
         except ImageError:
             base = sum(self._layer_size(c) for c in info["chain_ids"])
-        return rw, rw + base
+        return RootfsSize(rw, rw + base)
 
     def diff(self, container_id: str) -> builtins.list[DockerDoc]:
         """GET /containers/ID/changes: [{"Path", "Kind"}], Kind 0=C 1=A 2=D."""
