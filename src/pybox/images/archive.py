@@ -38,9 +38,9 @@ from typing import IO, Any, NoReturn, Protocol, cast
 
 from pybox.errors import ImageError, LayerError
 from pybox.images import layers as layer_io
+from pybox.images import platforms
 from pybox.images import reference as references
 from pybox.images import store as st
-from pybox.images.config import host_platform
 
 SMALL_FILE = 4 << 20
 METADATA_FILES = ("manifest.json", "index.json", "repositories", "oci-layout")
@@ -342,12 +342,13 @@ def _docker_archive_images(files: _ArchiveFiles, blobs: st.BlobStore) -> list[Im
 
 
 def _platform_matches(desc: dict[str, Any]) -> bool:
+    """Is an index entry for this host?  platforms' one matching rule; a
+    field the entry leaves out is taken as the host's (docker load's leniency)."""
     platform = desc.get("platform")
     if not platform:
         return True
-    os_name, arch = host_platform()
-    return platform.get("os", os_name) == os_name and platform.get("architecture",
-                                                                   arch) == arch
+    host = platforms.host_platform()
+    return host.matches({"os": host.os, "architecture": host.architecture, **platform})
 
 
 def _oci_images(index: Any, blobs: st.BlobStore,
@@ -378,8 +379,9 @@ def _oci_images(index: Any, blobs: st.BlobStore,
                 raise ImageError(f"invalid archive: index {digest} is not a JSON object")
             chosen = [d for d in nested.get("manifests") or [] if _platform_matches(d)]
             if not chosen:
-                os_name, arch = host_platform()
-                raise ImageError(f"no image for {os_name}/{arch} in index {digest}")
+                host = platforms.host_platform()
+                raise ImageError(f"no image for {host.os}/{host.architecture} in index "
+                                 f"{digest}")
             sub = {"manifests": [dict(chosen[0], annotations=desc.get("annotations"))]}
             out.extend(_oci_images(sub, blobs, fetch, default_name, depth + 1))
             continue
