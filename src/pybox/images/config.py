@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pybox.errors import ImageError
+from pybox.formats.durations import go_duration
 from pybox.images import platforms
 
 # moby's validCommitCommands: what `docker import/commit --change` accepts
@@ -71,15 +72,11 @@ def _key_values(value: str, instruction: str) -> list[tuple[str, str]]:
 
 
 def _duration_ns(text: str, option: str) -> int:
-    units = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
-             "h": 3600 * 10**9}
-    for unit in ("ns", "us", "ms", "h", "m", "s"):
-        if text.endswith(unit):
-            try:
-                return int(float(text[:-len(unit)]) * units[unit])
-            except ValueError:
-                break
-    raise ImageError(f"HEALTHCHECK: invalid duration {text!r} for {option}")
+    """A HEALTHCHECK flag's duration, read as docker reads it (Go's ParseDuration)."""
+    try:
+        return go_duration(text)
+    except ValueError:
+        raise ImageError(f"HEALTHCHECK: invalid duration {text!r} for {option}") from None
 
 
 def _healthcheck(value: str) -> dict[str, Any]:
