@@ -1,7 +1,15 @@
 """The default config.json ``pybox-runtime spec`` writes: runc's template, so that
 tools and tutorials written for ``runc spec`` work unchanged."""
 
+from __future__ import annotations
+
+import os
+
 from pybox import OCI_VERSION
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -13,9 +21,9 @@ MASKED_PATHS = [
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
-def default_spec(rootless: bool=False):
+def default_spec(rootless: bool = False) -> dict[str, Any]:
     """A fresh dict each call (callers edit it)."""
-    spec = {
+    spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": True,
@@ -59,12 +67,11 @@ def default_spec(rootless: bool=False):
     return spec
 
 
-def make_rootless(spec, uid=None, gid=None):
+def make_rootless(spec: dict[str, Any], uid: int | None = None,
+                  gid: int | None = None) -> dict[str, Any]:
     """runc spec --rootless: a user namespace mapping the caller to root, no network
     namespace (an unprivileged user cannot configure one), sysfs bind-mounted, no
     cgroup device rules, and no gid= option on devpts."""
-    import os
-
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid
     linux = spec["linux"]

@@ -10,13 +10,19 @@ printing (``dumps(obj, indent=2)``, used for ``state`` output as runc prints it)
 is a small recursive writer on top of the same string encoder.
 """
 
+from __future__ import annotations
+
 import _json
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 _WS = " \t\n\r"
 
 
 class JSONDecodeError(ValueError):
-    def __init__(self, msg, pos) -> None:
+    def __init__(self, msg: str, pos: int) -> None:
         super().__init__(msg if "(char " in msg else f"{msg} (char {pos})")
         self.pos = pos
 
@@ -31,16 +37,16 @@ class _DecodeContext:
     parse_int = int
 
     def __init__(self) -> None:
-        self.memo = {}
+        self.memo: dict[str, str] = {}
         self.parse_constant = {
             "-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan"),
         }.__getitem__
 
 
-_scanner = _json.make_scanner(_DecodeContext())
+_scanner = _json.make_scanner(_DecodeContext())  # type: ignore[arg-type]  # duck-typed: reads the attributes
 
 
-def loads(text):
+def loads(text: str | bytes | bytearray) -> Any:
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8-sig" if text[:3] == b"\xef\xbb\xbf" else "utf-8")
     n = len(text)
@@ -60,19 +66,19 @@ def loads(text):
     return obj
 
 
-def load_file(path):
+def load_file(path: str) -> Any:
     with open(path, "rb") as f:
         return loads(f.read())
 
 
 _encode_str = _json.encode_basestring  # keeps UTF-8 as is, like Go's encoder
-def _float_repr(value):
+def _float_repr(value: float) -> str:
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"out of range float value {value!r} is not JSON compliant")
     return float.__repr__(value)
 
 
-def _encode(obj, indent, level, out):
+def _encode(obj: object, indent: int | None, level: int, out: list[str]) -> None:
     if obj is None:
         out.append("null")
     elif obj is True:
@@ -133,9 +139,9 @@ def _encode(obj, indent, level, out):
         raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def dumps(obj, indent=None):
+def dumps(obj: object, indent: int | None = None) -> str:
     """Serialise dicts, lists, strings, numbers, booleans and None.  ``indent``
     gives Go's json.MarshalIndent layout ("key": value, one item a line)."""
-    out = []
+    out: list[str] = []
     _encode(obj, indent, 0, out)
     return "".join(out)

@@ -8,12 +8,24 @@ JSON path of the offending field: ``linux.resources.memory.limit: must be an
 integer``.  Unknown fields are ignored, as the spec requires.
 """
 
+from __future__ import annotations
+
 from pybox.errors import ConfigError
+from pybox.linux.caps import is_known
 from pybox.oci import fastjson
 from pybox.oci.resources import check_resources
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any, Literal, overload
+else:
+    def overload(function: object) -> object:  # typing's, without importing typing
+        return function
+
 # -- a tiny schema language --------------------------------------------------
 # ("str",) ("bool",) ("int", lo, hi) ("arr", item) ("map", value) ("obj", fields, required)
+if TYPE_CHECKING:
+    Schema = tuple[Any, ...]
 
 STR = ("str",)
 BOOL = ("bool",)
@@ -25,15 +37,15 @@ UINT16 = ("int", 0, (1 << 16) - 1)
 STRS = ("arr", STR)
 
 
-def _obj(fields, required=()):
+def _obj(fields: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
     return ("obj", fields, tuple(required))
 
 
-def _arr(item):
+def _arr(item: Schema) -> Schema:
     return ("arr", item)
 
 
-def _map(value):
+def _map(value: Schema) -> Schema:
     return ("map", value)
 
 
@@ -148,7 +160,7 @@ _TYPE_WORDS = {"str": "a string", "bool": "a boolean", "int": "an integer",
                "arr": "an array", "map": "an object", "obj": "an object"}
 
 
-def check_schema(value, schema, path):
+def check_schema(value: Any, schema: Schema, path: str) -> None:
     """Raise ConfigError at the first field whose JSON type or range is wrong."""
     kind = schema[0]
     if kind == "str":
@@ -204,13 +216,13 @@ _IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                 "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
 
 
-def namespace_map(config):
+def namespace_map(config: dict[str, Any]) -> dict[str, str | None]:
     """{type: path-or-None} of linux.namespaces (validated: no duplicates)."""
     return {ns["type"]: ns.get("path") or None
             for ns in (config.get("linux") or {}).get("namespaces") or ()}
 
 
-def _check_abs(path_value, where):
+def _check_abs(path_value: str, where: str) -> None:
     if not path_value.startswith("/"):
         raise ConfigError(where, f"{path_value!r} must be an absolute path")
 
@@ -218,7 +230,7 @@ def _check_abs(path_value, where):
 UNCHANGED_ID = 0xFFFFFFFF
 
 
-def check_process(process, path: str="process"):
+def check_process(process: dict[str, Any], path: str = "process") -> None:
     """Rules for process (also used for runc exec's process.json)."""
     args = process.get("args") or []
     if not args:
@@ -242,8 +254,6 @@ def check_process(process, path: str="process"):
             raise ConfigError(f"{path}.env[{i}]", f"{entry!r} is not of the form KEY=VALUE")
     caps = process.get("capabilities") or {}
     if caps:
-        from pybox.linux.caps import is_known
-
         for set_name, names in caps.items():
             for i, name in enumerate(names or ()):
                 if not is_known(name):
@@ -264,7 +274,7 @@ def check_process(process, path: str="process"):
         pass  # any size is fine; 0x0 means "leave as is"
 
 
-def check_config(config, *, need_process: bool=True):
+def check_config(config: Any, *, need_process: bool = True) -> dict[str, Any]:
     """Type-check and rule-check a config dict.  Returns it unchanged."""
     if not isinstance(config, dict):
         raise ConfigError("", "config.json must contain a JSON object")
@@ -325,7 +335,7 @@ def check_config(config, *, need_process: bool=True):
         if dev["type"] != "p" and ("major" not in dev or "minor" not in dev):
             raise ConfigError(where, "major and minor are required for c, b and u devices")
 
-    for key, value in (linux.get("sysctl") or {}).items():
+    for key in linux.get("sysctl") or {}:
         check_sysctl(key, namespaces)
 
     for i, mnt in enumerate(config.get("mounts") or ()):
@@ -345,7 +355,7 @@ def check_config(config, *, need_process: bool=True):
     return config
 
 
-def check_sysctl(key, namespaces):
+def check_sysctl(key: str, namespaces: dict[str, str | None]) -> None:
     """A sysctl may only be set if it belongs to a namespace the container owns."""
     where = f"linux.sysctl.{key}"
     if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
@@ -363,7 +373,17 @@ def check_sysctl(key, namespaces):
     raise ConfigError(where, "is not namespaced and cannot be set for a container")
 
 
-def load_bundle_config(bundle, with_raw: bool=False):
+@overload
+def load_bundle_config(bundle: str, with_raw: Literal[False] = False) -> dict[str, Any]: ...
+
+
+@overload
+def load_bundle_config(  # noqa: F811 -- overload variants (ruff cannot see typing's through the stand-in)
+        bundle: str, with_raw: Literal[True]) -> tuple[dict[str, Any], bytes]: ...
+
+
+def load_bundle_config(bundle: str, with_raw: bool = False  # noqa: F811 -- the implementation
+                       ) -> dict[str, Any] | tuple[dict[str, Any], bytes]:
     """Read and check BUNDLE/config.json (and return its bytes too if asked)."""
     path = f"{bundle}/config.json"
     try:

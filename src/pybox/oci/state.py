@@ -15,17 +15,25 @@ survive a power loss, and a state file left from before a reboot is recognised
 as stopped (its pid's start time no longer matches) and removed by delete.
 """
 
+from __future__ import annotations
+
+import _thread
 import os
 
 from pybox.errors import ContainerExists, ContainerNotFound, PyboxError, UsageError
 from pybox.oci import fastjson
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 START_SOCKET = "start.sock"
 
 
-def validate_id(cid):
+def validate_id(cid: str) -> str:
     """runc's rule: [A-Za-z0-9_+.-]+, not '.' or '..', so an id is always one safe
     path component (no '/', no traversal)."""
     if not cid:
@@ -42,17 +50,15 @@ def validate_id(cid):
 TMP_MARK = ".tmp-"  # NAME.tmp-PID[.TID]: a write in progress, or a crashed one's
 
 
-def temp_name(path) -> str:
+def temp_name(path: str) -> str:
     """The temp file write_atomic renames over ``path``.  Its writer's pid (and
     thread: two threads of pyboxd may write one file) is in the name, so a
     restarted pyboxd tells a crashed writer's leftover (pid gone) from a live
     one's (pybox.engine.recovery)."""
-    import _thread
-
     return f"{path}{TMP_MARK}{os.getpid()}.{_thread.get_native_id()}"
 
 
-def write_atomic(path, data, mode: int=0o600, durable: bool=False):
+def write_atomic(path: str, data: bytes | str, mode: int = 0o600, durable: bool = False) -> None:
     """Write bytes/str to path via temp file + rename, so a crash leaves the old
     file or the new one, never half of one.  ``durable``: the data and the
     rename reach the disk (fsync of the file, then of its directory) before
@@ -79,7 +85,7 @@ def write_atomic(path, data, mode: int=0o600, durable: bool=False):
         fsync_dir(os.path.dirname(path) or ".")
 
 
-def fsync_dir(path) -> None:
+def fsync_dir(path: str) -> None:
     """fsync a directory: a rename or a new entry in it is on disk after this."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -93,7 +99,7 @@ def fsync_dir(path) -> None:
         os.close(fd)
 
 
-def _unlink_quiet(path) -> None:
+def _unlink_quiet(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
@@ -103,15 +109,15 @@ def _unlink_quiet(path) -> None:
 class StateDir:
     """ROOT/ID: claim, read, write, lock and remove one container's state."""
 
-    def __init__(self, root, cid) -> None:
+    def __init__(self, root: str, cid: str) -> None:
         self.root = root
         self.id = cid
         self.path = f"{root}/{cid}"
         self.state_path = f"{self.path}/{STATE_FILE}"
-        self._lock_fd = None
+        self._lock_fd: int | None = None
 
     # -- lifetime ----------------------------------------------------------
-    def claim(self):
+    def claim(self) -> None:
         """Create the directory; fails if the id is in use.  mkdir is atomic, so two
         concurrent creates with one id cannot both win."""
         os.makedirs(self.root, mode=0o711, exist_ok=True)
@@ -120,7 +126,7 @@ class StateDir:
         except FileExistsError:
             raise ContainerExists(self.id) from None
 
-    def exists(self):
+    def exists(self) -> bool:
         return os.path.isdir(self.path)
 
     def remove(self) -> None:
@@ -137,7 +143,7 @@ class StateDir:
             pass
 
     # -- content -----------------------------------------------------------
-    def read(self):
+    def read(self) -> dict[str, Any] | None:
         try:
             with open(self.state_path, "rb") as f:
                 data = f.read()
@@ -151,22 +157,22 @@ class StateDir:
             raise PyboxError(f"container {self.id!r}: state file {self.state_path} is "
                              f"corrupt: {e}") from None
 
-    def write(self, record) -> None:
+    def write(self, record: Mapping[str, Any]) -> None:
         write_atomic(self.state_path, fastjson.dumps(record))
 
-    def write_config(self, raw) -> None:
+    def write_config(self, raw: bytes | str) -> None:
         write_atomic(f"{self.path}/{CONFIG_FILE}", raw)
 
-    def read_config(self):
+    def read_config(self) -> dict[str, Any]:
         try:
             return fastjson.load_file(f"{self.path}/{CONFIG_FILE}")
         except FileNotFoundError:
             return {}
 
     # -- locking -----------------------------------------------------------
-    def lock(self):
+    def lock(self) -> StateDir:
         """Exclusive lock serialising start/delete/pause on one container."""
-        import fcntl
+        import fcntl  # noqa: PLC0415 -- a shared library: only the commands that lock load it
 
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -181,14 +187,14 @@ class StateDir:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def __enter__(self):
+    def __enter__(self) -> StateDir:
         return self.lock()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.unlock()
 
 
-def list_ids(root):
+def list_ids(root: str) -> list[str]:
     try:
         names = os.listdir(root)
     except FileNotFoundError:
