@@ -36,7 +36,7 @@ os._exit(rc or 0)
 """
 
 
-def search_path():
+def search_path() -> list[str]:
     """The directory holding the pybox package, then the environment's
     site-packages and, for a venv made with --system-site-packages, Debian's
     dist-packages (python3-seccomp lives there): what site processing would
@@ -50,7 +50,7 @@ def search_path():
     return paths
 
 
-def write_launchers(bindir, python=None):
+def write_launchers(bindir: str, python: str | None = None) -> list[str]:
     python = python or sys.executable
     paths = search_path()
     written = []
@@ -66,7 +66,7 @@ def write_launchers(bindir, python=None):
     return written
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         sys.stderr.write("usage: python -m pybox.launchers BINDIR\n")

@@ -203,15 +203,15 @@ class Cli:
     """What every command gets: the daemon address, a lazily made API client,
     and the output streams."""
 
-    def __init__(self, host=None, debug: bool=False) -> None:
+    def __init__(self, host: str | None=None, debug: bool=False) -> None:
         from_env = os.environ.get("PYBOX_HOST") or None
         self.explicit_host = bool(host or from_env)
         self.host = host or from_env or "unix:///run/pybox/pybox.sock"
         self.debug = debug
-        self._client = None
+        self._client: APIClient | None = None
 
     @property
-    def client(self):
+    def client(self) -> APIClient:
         if self._client is None:
             hook = None
             if not self.explicit_host:
@@ -220,11 +220,11 @@ class Cli:
         return self._client
 
     @staticmethod
-    def out(text) -> None:
+    def out(text: str) -> None:
         sys.stdout.write(text)
 
     @staticmethod
-    def err(text) -> None:
+    def err(text: str) -> None:
         sys.stderr.write(text)
 
     def flush(self) -> None:
@@ -235,7 +235,7 @@ class Cli:
         sys.stderr.flush()
 
 
-def _parse_globals(argv):
+def _parse_globals(argv: list[str]) -> tuple[str | None, bool, list[str]]:
     host = None
     debug = False
     i = 0
@@ -281,7 +281,7 @@ def _parse_globals(argv):
     return host, debug, argv[i:]
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     cli = None
     try:
@@ -340,7 +340,7 @@ def main(argv=None):
         return 141
 
 
-def _group_help(group):
+def _group_help(group: str) -> str:
     subs = sorted(name.split()[1] for name in COMMANDS if name.startswith(group + " "))
     return (f"\nUsage:  {PROG} {group} COMMAND\n\nManage {group}s\n\nCommands:\n"
             + "".join(f"  {s}\n" for s in subs)

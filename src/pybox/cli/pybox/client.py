@@ -25,11 +25,21 @@ refused), ``Api-Version`` from its headers (1.24 if absent), then every path is
 ``/v<min(ours, theirs)>/...``.
 """
 
+from __future__ import annotations
+
 import _socket
 
 from pybox.errors import DaemonError, DaemonUnreachable, FlagError
 from pybox.linux.unixsock import call
 from pybox.oci import fastjson
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import IO, Any
+
+    #: A query: ``{key: value or [values]}`` or ``[(key, value), ...]``.
+    Query = dict[str, Any] | list[tuple[str, Any]] | None
 
 #: The API version this client speaks (pyboxd advertises the same).
 CLIENT_API_VERSION = "1.44"
@@ -42,14 +52,14 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _PATH_SAFE = _UNRESERVED | frozenset(b"/:@!$&'()*+,;=")
 
 
-def version_tuple(text):
+def version_tuple(text: object) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in str(text).split("."))
     except ValueError:
         return (0,)
 
 
-def query_escape(text):
+def query_escape(text: object) -> str:
     """Go's url.QueryEscape: unreserved bytes kept, space as '+', the rest %XX."""
     out = []
     for b in str(text).encode():
@@ -58,24 +68,24 @@ def query_escape(text):
         elif b == 0x20:
             out.append("+")
         else:
-            out.append("%%%02X" % b)
+            out.append(f"%{b:02X}")
     return "".join(out)
 
 
-def path_escape(text):
+def path_escape(text: object) -> str:
     """Go's url.PathEscape-like: names and image references (with / : @) stay
     readable in the path, as the docker CLI sends them."""
-    return "".join(chr(b) if b in _PATH_SAFE else "%%%02X" % b for b in str(text).encode())
+    return "".join(chr(b) if b in _PATH_SAFE else f"%{b:02X}" for b in str(text).encode())
 
 
-def encode_query(query):
+def encode_query(query: Query) -> str:
     """``{key: value or [values]}`` or ``[(key, value), ...]`` -> ``a=1&b=x``,
     keys sorted and values kept in order, as Go's url.Values.Encode does (so the
     wire matches the docker CLI's).  ``None`` values are left out."""
     if not query:
         return ""
     pairs = query.items() if isinstance(query, dict) else query
-    grouped = {}
+    grouped: dict[str, list[Any]] = {}
     for key, value in pairs:
         if value is None:
             continue
@@ -92,7 +102,7 @@ def encode_query(query):
     return "&".join(parts)
 
 
-def parse_host(host):
+def parse_host(host: str) -> str:
     """``unix:///path`` or ``/path`` -> the socket path.  Only unix sockets: the
     Engine API on TCP needs TLS to be safe, and pyboxd does not offer it."""
     if host.startswith("unix://"):
@@ -109,7 +119,7 @@ def parse_host(host):
 class Connection:
     """One HTTP/1.1 connection on a unix socket, with its read buffer."""
 
-    def __init__(self, path, timeout=None) -> None:
+    def __init__(self, path: str, timeout: float | None = None) -> None:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             if timeout is not None:
@@ -119,7 +129,7 @@ class Connection:
         except OSError:
             sock.close()
             raise
-        self.sock = sock
+        self.sock: _socket.socket | None = sock
         self.buf = bytearray()
         self.reused = False
 
@@ -128,16 +138,18 @@ class Connection:
             self.sock.close()
             self.sock = None
 
-    def sendall(self, data) -> None:
+    def sendall(self, data: bytes) -> None:
+        assert self.sock is not None, "send on a closed connection"
         self.sock.sendall(data, _SEND_FLAGS)
 
-    def fill(self):
+    def fill(self) -> int:
+        assert self.sock is not None, "read on a closed connection"
         data = self.sock.recv(65536)
         if data:
             self.buf += data
         return len(data)
 
-    def read_head(self):
+    def read_head(self) -> tuple[int, str, dict[str, str]]:
         """Status line and headers -> (status, reason, {lower-case name: value})."""
         while True:
             end = self.buf.find(b"\r\n\r\n")
@@ -151,7 +163,7 @@ class Connection:
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/"):
             raise ConnectionResetError(f"malformed response: {lines[0]!r}")
-        headers = {}
+        headers: dict[str, str] = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
             name = name.strip().lower()
@@ -159,7 +171,7 @@ class Connection:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
 
-    def readline(self):
+    def readline(self) -> bytes:
         while True:
             end = self.buf.find(b"\r\n")
             if end >= 0:
@@ -169,7 +181,7 @@ class Connection:
             if not self.fill():
                 raise ConnectionResetError("connection closed in a chunked body")
 
-    def read_some(self, limit):
+    def read_some(self, limit: int) -> bytes:
         if not self.buf and not self.fill():
             return b""
         data = bytes(self.buf[:limit])
@@ -181,7 +193,8 @@ class Response:
     """A response whose body is read lazily: ``read()``, ``json()``,
     ``iter_body()`` (pieces as they arrive), ``iter_lines()``, ``iter_json()``."""
 
-    def __init__(self, client, conn, method, status, reason, headers) -> None:
+    def __init__(self, client: APIClient, conn: Connection | None, method: str, status: int,
+                 reason: str, headers: dict[str, str]) -> None:
         self.client = client
         self.conn = conn
         self.status = status
@@ -219,9 +232,11 @@ class Response:
                 self.conn.close()
                 self.conn = None
 
-    def iter_body(self):
+    def iter_body(self) -> Iterator[bytes]:
         """The body's bytes as they arrive (de-chunked)."""
         conn = self.conn
+        if conn is None:  # no body (HEAD, 204, 304), or already read or closed
+            return
         try:
             if self._mode == "length":
                 while self._remaining > 0:
@@ -256,19 +271,19 @@ class Response:
             raise
         self._finish()
 
-    def read(self):
+    def read(self) -> bytes:
         if self.done:
             return b""
         return b"".join(self.iter_body())
 
-    def text(self):
+    def text(self) -> str:
         return self.read().decode("utf-8", "replace")
 
-    def json(self):
+    def json(self) -> Any:
         data = self.read()
         return fastjson.loads(data) if data.strip() else None
 
-    def iter_lines(self):
+    def iter_lines(self) -> Iterator[bytes]:
         pending = b""
         for data in self.iter_body():
             pending += data
@@ -281,7 +296,7 @@ class Response:
         if pending:
             yield pending
 
-    def iter_json(self):
+    def iter_json(self) -> Iterator[Any]:
         """A stream of JSON messages, one a line (events, wait, progress)."""
         for line in self.iter_lines():
             if line.strip():
@@ -292,25 +307,30 @@ class RawStream:
     """The socket after a ``101 UPGRADED``: a raw byte pipe in both directions.
     ``initial`` holds bytes that arrived with the response head."""
 
-    def __init__(self, sock, initial: bytes=b"") -> None:
+    def __init__(self, sock: _socket.socket, initial: bytes | bytearray = b"") -> None:
+        self.sock: _socket.socket | None
         self.sock = sock
         self.initial = bytes(initial)
 
-    def fileno(self):
+    def fileno(self) -> int:
+        assert self.sock is not None
         return self.sock.fileno()
 
-    def recv(self):
+    def recv(self) -> bytes:
         if self.initial:
             data, self.initial = self.initial, b""
             return data
+        assert self.sock is not None
         return self.sock.recv(65536)
 
-    def sendall(self, data) -> None:
+    def sendall(self, data: bytes) -> None:
+        assert self.sock is not None
         self.sock.sendall(data, _SEND_FLAGS)
 
     def close_write(self) -> None:
         """Half-close: the daemon reads EOF on stdin and keeps sending output."""
         try:
+            assert self.sock is not None
             self.sock.shutdown(_socket.SHUT_WR)
         except OSError:
             pass
@@ -325,19 +345,20 @@ class APIClient:
     """The Engine API at one unix socket.  Connections are opened on demand and
     pooled; the first request negotiates the API version with ``/_ping``."""
 
-    def __init__(self, host=DEFAULT_HOST, *, version=None, connect_hook=None) -> None:
+    def __init__(self, host: str = DEFAULT_HOST, *, version: str | None = None,
+                 connect_hook: Callable[[], bool] | None = None) -> None:
         self.host = host
         self.path = parse_host(host)
         self._fixed_version = version
         self._version = version
-        self._pool = []
-        self.ping_headers = None
+        self._pool: list[Connection] = []
+        self.ping_headers: dict[str, str] | None = None
         # Called with no argument when the socket cannot be reached; returns True
         # if it made a daemon available (autostart) so the connect is retried.
         self.connect_hook = connect_hook
 
     # -- connections ----------------------------------------------------------------
-    def _connect(self):
+    def _connect(self) -> Connection:
         try:
             return Connection(self.path)
         except OSError as err:
@@ -349,14 +370,14 @@ class APIClient:
                 f"Cannot connect to the pybox daemon at {self.host}. "
                 f"Is pyboxd running? ({err.strerror or err})") from None
 
-    def _acquire(self):
+    def _acquire(self) -> Connection:
         if self._pool:
             conn = self._pool.pop()
             conn.reused = True
             return conn
         return self._connect()
 
-    def _release(self, conn) -> None:
+    def _release(self, conn: Connection) -> None:
         if conn.sock is not None and not conn.buf:
             self._pool.append(conn)
         else:
@@ -368,12 +389,13 @@ class APIClient:
 
     # -- version negotiation --------------------------------------------------------
     @property
-    def version(self):
+    def version(self) -> str:
         if self._version is None:
             self.ping()
+        assert self._version is not None
         return self._version
 
-    def ping(self):
+    def ping(self) -> dict[str, str]:
         """HEAD /_ping (GET if HEAD is refused); returns its headers and fixes the
         API version: min(ours, the daemon's), or 1.24 when it names none."""
         resp = self._send("HEAD", "/_ping", b"", {}, stream=False)
@@ -389,22 +411,22 @@ class APIClient:
         return headers
 
     @property
-    def server_api_version(self):
-        if self.ping_headers is None:
-            self.ping()
-        return self.ping_headers.get("api-version") or FALLBACK_API_VERSION
+    def server_api_version(self) -> str:
+        headers = self.ping() if self.ping_headers is None else self.ping_headers
+        return headers.get("api-version") or FALLBACK_API_VERSION
 
-    def at_least(self, version):
+    def at_least(self, version: str) -> bool:
         return version_tuple(self.version) >= version_tuple(version)
 
     # -- requests -------------------------------------------------------------------
-    def _target(self, path, query, versioned):
+    def _target(self, path: str, query: Query, versioned: bool) -> str:
         if versioned:
             path = f"/v{self.version}{path}"
         q = encode_query(query)
         return f"{path}?{q}" if q else path
 
-    def _head_bytes(self, method, target, headers, length):
+    def _head_bytes(self, method: str, target: str, headers: dict[str, str],
+                    length: int | None) -> bytes:
         lines = [f"{method} {target} HTTP/1.1", "Host: api.moby.localhost",
                  f"User-Agent: {USER_AGENT}"]
         for name, value in headers.items():
@@ -415,7 +437,8 @@ class APIClient:
             lines.append(f"Content-Length: {length}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def _send(self, method, target, body, headers, stream):
+    def _send(self, method: str, target: str, body: bytes | Iterable[bytes] | IO[bytes] | None,
+              headers: dict[str, str], stream: bool) -> Response:
         """Send one request and read the response head; retries once on a pooled
         connection the daemon closed while it was idle."""
         streaming_body = body is not None and not isinstance(body, (bytes, bytearray))
@@ -423,9 +446,11 @@ class APIClient:
             conn = self._acquire()
             try:
                 if streaming_body:
+                    assert body is not None and not isinstance(body, (bytes, bytearray))
                     conn.sendall(self._head_bytes(method, target, headers, None))
                     _send_chunked(conn, body)
                 else:
+                    assert body is None or isinstance(body, (bytes, bytearray))
                     data = bytes(body or b"")
                     conn.sendall(self._head_bytes(method, target, headers, len(data)) + data)
                 status, reason, resp_headers = conn.read_head()
@@ -440,9 +465,12 @@ class APIClient:
                 conn.close()
                 raise
             return Response(self, conn, method, status, reason, resp_headers)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def request(self, method, path, *, query=None, body=None, json=None, headers=None,
-                versioned: bool=True, check: bool=True):
+    def request(self, method: str, path: str, *, query: Query = None,
+                body: bytes | Iterable[bytes] | IO[bytes] | None = None, json: Any = None,
+                headers: dict[str, str] | None = None, versioned: bool = True,
+                check: bool = True) -> Response:
         """One request; raises DaemonError for a status >= 400 when ``check``.
         ``body``: bytes, or an iterable/file of bytes sent chunked; ``json``: an
         object sent as application/json."""
@@ -456,14 +484,14 @@ class APIClient:
             raise error_from_response(resp)
         return resp
 
-    def get_json(self, path, query=None):
+    def get_json(self, path: str, query: Query = None) -> Any:
         return self.request("GET", path, query=query).json()
 
-    def post(self, path, query=None, json=None, **kw):
+    def post(self, path: str, query: Query = None, json: Any = None, **kw: Any) -> Response:
         resp = self.request("POST", path, query=query, json=json, **kw)
         return resp
 
-    def hijack(self, path, *, query=None, json=None):
+    def hijack(self, path: str, *, query: Query = None, json: Any = None) -> RawStream:
         """POST with ``Connection: Upgrade``/``Upgrade: tcp``; expects ``101`` and
         returns the socket as a RawStream (never pooled again)."""
         hdrs = {"Connection": "Upgrade", "Upgrade": "tcp"}
@@ -480,8 +508,9 @@ class APIClient:
             status, reason, headers = conn.read_head()
         except OSError:
             conn.close()
-            raise DaemonUnreachable(f"the pybox daemon at {self.host} closed the connection")
+            raise DaemonUnreachable(f"the pybox daemon at {self.host} closed the connection") from None
         if status == 101:
+            assert conn.sock is not None
             return RawStream(conn.sock, conn.buf)
         resp = Response(self, conn, "POST", status, reason, headers)
         if status >= 400:
@@ -490,15 +519,16 @@ class APIClient:
         raise DaemonError(status, f"unable to upgrade to tcp, received {status}")
 
 
-def _send_chunked(conn, body) -> None:
-    chunks = body if not hasattr(body, "read") else _file_chunks(body)
+def _send_chunked(conn: Connection, body: Iterable[bytes] | IO[bytes]) -> None:
+    # (mypy does not narrow a union by hasattr: the file branch is the IO one)
+    chunks = _file_chunks(body) if hasattr(body, "read") else body  # type: ignore[arg-type]
     for chunk in chunks:
         if chunk:
             conn.sendall(b"%x\r\n" % len(chunk) + bytes(chunk) + b"\r\n")
     conn.sendall(b"0\r\n\r\n")
 
 
-def _file_chunks(f, size=1 << 16):
+def _file_chunks(f: IO[bytes], size: int = 1 << 16) -> Iterator[bytes]:
     while True:
         data = f.read(size)
         if not data:
@@ -506,7 +536,7 @@ def _file_chunks(f, size=1 << 16):
         yield data
 
 
-def error_from_response(resp):
+def error_from_response(resp: Response) -> DaemonError:
     """The daemon's ``{"message": ...}`` (or its plain text) as a DaemonError."""
     try:
         data = resp.read()

@@ -1,6 +1,8 @@
 """Helpers several command modules share: object paths, docker's "for each
 name, print it or its error" loop, filters, image references, pulls."""
 
+from __future__ import annotations
+
 import os
 import sys
 
@@ -9,16 +11,25 @@ from pybox.cli.pybox.session import is_terminal, write_all
 from pybox.errors import ClientError, DaemonError, ExitStatus
 from pybox.oci import fastjson
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
-def container_path(name, suffix: str="") -> str:
+    from pybox.cli.pybox import Cli
+    from pybox.cli.pybox.client import Response
+
+
+def container_path(name: str, suffix: str = "") -> str:
     return f"/containers/{path_escape(name)}{suffix}"
 
 
-def image_path(name, suffix: str="") -> str:
+def image_path(name: str, suffix: str = "") -> str:
     return f"/images/{path_escape(name)}{suffix}"
 
 
-def for_each(cli, names, action, fail_summary=None) -> int:
+def for_each(cli: Cli, names: list[str], action: Callable[[str], object],
+             fail_summary: str | None = None) -> int:
     """Run ``action(name)`` for every name; print the name (or what ``action``
     returns, if a string) on success and ``Error response from daemon: ...`` on
     failure, as docker's stop/kill/rm/pause do; exit 1 if any failed."""
@@ -40,12 +51,12 @@ def for_each(cli, names, action, fail_summary=None) -> int:
     return 0
 
 
-def parse_filters(items):
+def parse_filters(items: list[str] | None) -> str | None:
     """``--filter k=v`` (repeatable) -> docker's filters JSON
     ``{"k":{"v":true}}``, keys sorted as Go marshals maps."""
     if not items:
         return None
-    filters = {}
+    filters: dict[str, dict[str, bool]] = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
@@ -55,7 +66,7 @@ def parse_filters(items):
     return fastjson.dumps(ordered)
 
 
-def print_json_stream(cli, resp, to_stderr: bool=False):
+def print_json_stream(cli: Cli, resp: Response, to_stderr: bool = False) -> dict[str, Any] | None:
     """A JSON-messages stream (pull, import, load): print status/stream lines,
     raise on an error message.  Returns the last message."""
     write = cli.err if to_stderr else cli.out
@@ -80,7 +91,7 @@ def print_json_stream(cli, resp, to_stderr: bool=False):
 
 
 # -- image references ---------------------------------------------------------------
-def split_reference(ref):
+def split_reference(ref: str) -> tuple[str, str, str | None, str | None]:
     """-> (domain, path, tag or None, digest or None), docker's normalisation:
     ``busybox`` -> (docker.io, library/busybox, None, None)."""
     name, at, digest = ref.partition("@")
@@ -103,19 +114,19 @@ def split_reference(ref):
     return domain, path, tag, (digest if at else None)
 
 
-def normalized_name(ref) -> str:
+def normalized_name(ref: str) -> str:
     domain, path, _, _ = split_reference(ref)
     return f"{domain}/{path}"
 
 
-def familiar_repository(domain, path):
+def familiar_repository(domain: str, path: str) -> str:
     """``docker.io``, ``library/busybox`` -> ``busybox`` (docker's FamiliarName)."""
     if domain == "docker.io":
         return path[len("library/"):] if path.startswith("library/") else path
     return f"{domain}/{path}"
 
 
-def familiar_name(ref) -> str:
+def familiar_name(ref: str) -> str:
     """``docker.io/library/busybox:latest`` -> ``busybox:latest``."""
     domain, path, tag, digest = split_reference(ref)
     name = familiar_repository(domain, path)
@@ -124,7 +135,7 @@ def familiar_name(ref) -> str:
     return f"{name}:{tag or 'latest'}"
 
 
-def registry_auth(domain):
+def registry_auth(domain: str) -> str:
     """The X-Registry-Auth header for a pull from / push to ``domain``: the
     login ``pybox login`` / ``docker login`` stored, or anonymous."""
     from pybox.cli.pybox.credentials import (  # noqa: PLC0415 -- json, subprocess, dataclasses: ~10 ms that only a pull or push pays
@@ -134,7 +145,7 @@ def registry_auth(domain):
     return registry_auth_header(domain)
 
 
-def drain_json_stream(resp):
+def drain_json_stream(resp: Response) -> None:
     """Read a JSON-messages stream without printing it (``-q``); raise its error."""
     for message in resp.iter_json():
         if message.get("error") or message.get("errorDetail"):
@@ -142,8 +153,8 @@ def drain_json_stream(resp):
             raise ClientError(detail.get("message") or message.get("error"))
 
 
-def pull_image(cli, ref, platform=None, quiet: bool = False, to_stderr: bool = False,
-               all_tags: bool = False) -> None:
+def pull_image(cli: Cli, ref: str, platform: str | None = None, quiet: bool = False,
+               to_stderr: bool = False, all_tags: bool = False) -> None:
     """``POST /images/create`` for ``ref`` with the stored credentials for its
     registry; ``all_tags``: ``fromImage`` without a tag (every tag)."""
     domain, path, tag, digest = split_reference(ref)
@@ -160,11 +171,12 @@ def pull_image(cli, ref, platform=None, quiet: bool = False, to_stderr: bool = F
     print_json_stream(cli, resp, to_stderr=to_stderr)
 
 
-def is_no_such_image(err):
-    return isinstance(err, DaemonError) and err.status == 404 and "No such image" in err.message
+def is_no_such_image(err: Exception) -> bool:
+    return (isinstance(err, DaemonError) and err.status == 404
+            and "No such image" in (err.message or ""))
 
 
-def write_stream(cli, resp, output, what):
+def write_stream(cli: Cli, resp: Response, output: str | None, what: str) -> None:
     """A download (export, save) to ``output``, or to stdout unless it is a terminal;
     a file is written whole or not at all."""
     if not output or output == "-":
@@ -190,7 +202,7 @@ def write_stream(cli, resp, output, what):
         raise ClientError(f"failed to save {what}: {err}") from None
 
 
-def confirm(cli, question) -> bool:
+def confirm(cli: Cli, question: str) -> bool:
     """docker's prune prompt: only ``y`` or ``yes`` goes ahead."""
     cli.out(f"{question} [y/N] ")
     cli.flush()

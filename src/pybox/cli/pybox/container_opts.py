@@ -11,6 +11,8 @@ nanoseconds (healthchecks), capabilities as ``CAP_NAME``.  The integration test
 logging proxy.
 """
 
+from __future__ import annotations
+
 import os
 
 from pybox.cli.pybox.client import version_tuple
@@ -20,12 +22,19 @@ from pybox.formats.durations import go_duration
 from pybox.formats.sizes import ram_in_bytes
 from pybox.oci import fastjson
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
+    from pybox.cli.pybox.flags import FlagSet, Options
+
 NON_USER_NETWORKS = ("default", "bridge", "host", "none")
 VALID_ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
                  "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
 
 
-def add_create_flags(fs) -> None:
+def add_create_flags(fs: FlagSet) -> None:
     """The flags create and run share (docker's containerOptions)."""
     a = fs.add
     # identity and process
@@ -152,20 +161,20 @@ def add_create_flags(fs) -> None:
 
 
 # -- value parsers (flag converters raise ValueError with docker's wording) -----
-def _attach_value(value):
+def _attach_value(value: str) -> str:
     low = value.lower()
     if low not in ("stdin", "stdout", "stderr"):
         raise ValueError("valid streams are STDIN, STDOUT and STDERR")
     return low
 
 
-def _uint16(value):
+def _uint16(value: int) -> int:
     if not 0 <= value <= 65535:
         raise ValueError(f'strconv.ParseUint: parsing "{value}": value out of range')
     return value
 
 
-def _split_device(value, what):
+def _split_device(value: str, what: str) -> tuple[str, str]:
     path, sep, rest = value.rpartition(":")
     if not sep or not path:
         raise ValueError(f"bad format: {value}")
@@ -174,10 +183,10 @@ def _split_device(value, what):
     return path, rest
 
 
-def _throttle_bps(value):
-    path, rate = _split_device(value, "rate")
+def _throttle_bps(value: str) -> dict[str, Any]:
+    path, text = _split_device(value, "rate")
     try:
-        rate = ram_in_bytes(rate)
+        rate = ram_in_bytes(text)
     except ValueError:
         raise ValueError(f"invalid rate for device: {value}. The correct format is "
                          "<device-path>:<number>[<unit>]. Number must be a positive "
@@ -185,7 +194,7 @@ def _throttle_bps(value):
     return {"Path": path, "Rate": rate}
 
 
-def _throttle_iops(value):
+def _throttle_iops(value: str) -> dict[str, Any]:
     path, rate = _split_device(value, "rate")
     if not rate.isdigit():
         raise ValueError(f"invalid rate for device: {value}. The correct format is "
@@ -193,14 +202,14 @@ def _throttle_iops(value):
     return {"Path": path, "Rate": int(rate)}
 
 
-def _weight_device(value):
+def _weight_device(value: str) -> dict[str, Any]:
     path, weight = _split_device(value, "weight")
     if not weight.isdigit() or not (int(weight) == 0 or 10 <= int(weight) <= 1000):
         raise ValueError(f"invalid weight for device: {value}")
     return {"Path": path, "Weight": int(weight)}
 
 
-def parse_ulimit(value):
+def parse_ulimit(value: str) -> dict[str, Any]:
     """``nofile=1024[:2048]`` -> {"Name", "Hard", "Soft"} (go-units ParseUlimit)."""
     name, sep, limits = value.partition("=")
     if not sep:
@@ -219,7 +228,7 @@ def parse_ulimit(value):
     return {"Name": name, "Hard": hard, "Soft": soft}
 
 
-def _bool_option(key, value) -> bool:
+def _bool_option(key: str, value: str) -> bool:
     if value == "":
         return True
     low = value.lower()
@@ -230,12 +239,14 @@ def _bool_option(key, value) -> bool:
     raise ValueError(f'invalid value for {key}: {value}')
 
 
-def parse_mount(value):
+def parse_mount(value: str) -> dict[str, Any]:
     """``--mount type=bind,source=/a,target=/b,readonly`` -> a HostConfig.Mounts
     entry, as docker's MountOpt builds it (omitted fields stay omitted)."""
-    mount = {}
-    fields = {}
-    bind, volume, tmpfs = {}, {}, {}
+    mount: dict[str, Any] = {}
+    fields: dict[str, str] = {}
+    bind: dict[str, Any] = {}
+    volume: dict[str, Any] = {}
+    tmpfs: dict[str, Any] = {}
     mount_type = "volume"
     for part in _csv_fields(value):
         key, eq, val = part.partition("=")
@@ -289,7 +300,7 @@ def parse_mount(value):
         raise ValueError(f"cannot mix 'volume-*' options with mount type '{mount_type}'")
     if tmpfs and mount_type != "tmpfs":
         raise ValueError(f"cannot mix 'tmpfs-*' options with mount type '{mount_type}'")
-    out = {"Type": mount_type}
+    out: dict[str, Any] = {"Type": mount_type}
     for key in ("Source", "Target", "ReadOnly", "Consistency"):
         if mount.get(key):
             out[key] = mount[key]
@@ -302,9 +313,11 @@ def parse_mount(value):
     return out
 
 
-def _csv_fields(value):
+def _csv_fields(value: str) -> list[str]:
     """encoding/csv for one line: commas separate, double quotes protect."""
-    fields, cur, quoted, i = [], [], False, 0
+    fields: list[str] = []
+    cur: list[str] = []
+    quoted, i = False, 0
     while i < len(value):
         c = value[i]
         if quoted:
@@ -327,7 +340,7 @@ def _csv_fields(value):
     return [f for f in fields if f != ""]
 
 
-def parse_env_file(path, environ):
+def parse_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
     """docker's env-file: ``NAME=value`` verbatim, bare ``NAME`` taken from the
     CLI's environment (dropped when unset), ``#`` comments and blank lines."""
     out = []
@@ -335,11 +348,11 @@ def parse_env_file(path, environ):
         with open(path, "rb") as f:
             data = f.read()
     except OSError as err:
-        raise FlagError(f"open {path}: {err.strerror.lower()}") from None
+        raise FlagError(f"open {path}: {(err.strerror or str(err)).lower()}") from None
     text = data.decode("utf-8", "replace")
     if text.startswith("\ufeff"):
         text = text[1:]
-    for lineno, raw in enumerate(text.split("\n"), 1):
+    for raw in text.split("\n"):
         line = raw.lstrip()
         if line.endswith("\r"):
             line = line[:-1]
@@ -357,13 +370,13 @@ def parse_env_file(path, environ):
     return out
 
 
-def parse_label_file(path):
+def parse_label_file(path: str) -> list[str]:
     """docker's label file: the env-file rules without the environment, so a
     line without ``=`` is dropped."""
     return parse_env_file(path, {})
 
 
-def env_value(item, environ):
+def env_value(item: str, environ: Mapping[str, str]) -> str:
     """``-e NAME=v`` verbatim; ``-e NAME`` becomes NAME=value when the CLI's
     environment has it, else the bare name (docker's ValidateEnv)."""
     name, eq, _ = item.partition("=")
@@ -376,7 +389,7 @@ def env_value(item, environ):
     return item
 
 
-def parse_device(value):
+def parse_device(value: str) -> dict[str, str]:
     """``/dev/sda[:/dev/xvda][:rwm]`` -> a DeviceMapping."""
     parts = value.split(":")
     permissions = "rwm"
@@ -397,11 +410,11 @@ def parse_device(value):
     return {"PathOnHost": src, "PathInContainer": dst or src, "CgroupPermissions": permissions}
 
 
-def _valid_device_mode(mode):
+def _valid_device_mode(mode: str) -> bool:
     return bool(mode) and all(c in "rwm" for c in mode) and len(set(mode)) == len(mode)
 
 
-def parse_restart(value):
+def parse_restart(value: str) -> dict[str, Any]:
     """``no``, ``always``, ``unless-stopped``, ``on-failure[:N]``."""
     name, colon, count = value.partition(":")
     if colon and name != "on-failure":
@@ -419,12 +432,12 @@ def parse_restart(value):
     return {"Name": name, "MaximumRetryCount": retries}
 
 
-def parse_port_specs(specs):
+def parse_port_specs(specs: list[str]) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]]:
     """docker's -p syntax -> (ExposedPorts, PortBindings), both sorted by key.
     ``[ip:][hostPort:]containerPort[/proto]``, ranges ``8000-8010:80-90``, IPv6
     in brackets, and the long form ``target=80,published=8080,protocol=udp``."""
-    exposed = {}
-    bindings = {}
+    exposed: dict[str, Any] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
     for spec in specs:
         if "=" in spec:
             spec = _long_port_syntax(spec)
@@ -473,7 +486,7 @@ def parse_port_specs(specs):
             {k: bindings[k] for k in sorted(bindings)})
 
 
-def _long_port_syntax(spec):
+def _long_port_syntax(spec: str) -> str:
     fields = dict(part.partition("=")[::2] for part in spec.split(","))
     target = fields.get("target")
     if not target:
@@ -486,7 +499,7 @@ def _long_port_syntax(spec):
         f"{target}/{proto}"
 
 
-def _port_range(text, spec):
+def _port_range(text: str, spec: str) -> tuple[int, int]:
     lo, dash, hi = text.partition("-")
     try:
         start = int(lo)
@@ -499,7 +512,7 @@ def _port_range(text, spec):
     return start, end
 
 
-def normalize_caps(caps):
+def normalize_caps(caps: list[str]) -> list[str] | None:
     """``net_admin`` -> ``CAP_NET_ADMIN``; ``ALL`` alone wins; sorted, unique."""
     out = []
     for cap in caps:
@@ -513,11 +526,13 @@ def normalize_caps(caps):
     return sorted(out) or None
 
 
-def parse_security_opts(opts):
+def parse_security_opts(opts: list[str]) -> tuple[list[str] | None, list[str] | None,
+                                                  list[str] | None]:
     """seccomp=FILE is read and sent inline (compacted JSON), as docker does;
     ``systempaths=unconfined`` becomes empty MaskedPaths/ReadonlyPaths."""
     out = []
-    masked = readonly = None
+    masked: list[str] | None = None
+    readonly: list[str] | None = None
     for opt in opts:
         if opt == "systempaths=unconfined":
             masked, readonly = [], []
@@ -548,7 +563,8 @@ def parse_security_opts(opts):
     return (out or None), masked, readonly
 
 
-def _check_mode(value, flag, allowed_prefixes, allowed):
+def _check_mode(value: str, flag: str, allowed_prefixes: Sequence[str],
+                allowed: Sequence[str]) -> str:
     if value in allowed:
         return value
     for prefix in allowed_prefixes:
@@ -558,8 +574,9 @@ def _check_mode(value, flag, allowed_prefixes, allowed):
                     else "--userns: invalid USER mode")
 
 
-def _endpoint(ipv4: str="", ipv6: str="", aliases=None, links=None, mac: str=""):
-    ipam = None
+def _endpoint(ipv4: str = "", ipv6: str = "", aliases: list[str] | None = None,
+              links: list[str] | None = None, mac: str = "") -> dict[str, Any]:
+    ipam: dict[str, str] | None = None
     if ipv4 or ipv6:
         ipam = {}
         if ipv4:
@@ -573,8 +590,10 @@ def _endpoint(ipv4: str="", ipv6: str="", aliases=None, links=None, mac: str="")
             "DNSNames": None}
 
 
-def build_create_body(opts, api_version: str="1.44", environ=None, console_size=None,
-                      detach: bool=False):
+def build_create_body(opts: Options, api_version: str = "1.44",
+                      environ: Mapping[str, str] | None = None,
+                      console_size: tuple[int, int] | None = None,
+                      detach: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """-> (query for /containers/create, JSON body).
 
     ``opts``: the parsed flags; ``opts.args`` = [IMAGE, COMMAND...].
@@ -597,7 +616,8 @@ def build_create_body(opts, api_version: str="1.44", environ=None, console_size=
         raise FlagError(f"invalid value {opts.oom_score_adj}, range for oom score adj is "
                         "[-1000, 1000]")
     # volumes: a bind (source:target) goes to Binds, a bare path is anonymous
-    binds, volumes = [], {}
+    binds: list[str] = []
+    volumes: dict[str, dict[str, Any]] = {}
     for spec in opts.volume:
         parts = spec.split(":")
         if len(parts) == 1:
@@ -814,7 +834,7 @@ def build_create_body(opts, api_version: str="1.44", environ=None, console_size=
     return query, body
 
 
-def _dedupe_ulimits(ulimits):
+def _dedupe_ulimits(ulimits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_name = {}
     for u in ulimits:
         by_name[u["Name"]] = u

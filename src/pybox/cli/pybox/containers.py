@@ -8,6 +8,8 @@ create -> attach (101) -> wait (headers first) -> start -> resize -> copy loop
 -> the wait's StatusCode as the exit status.
 """
 
+from __future__ import annotations
+
 import os
 
 from pybox.cli.pybox.common import (
@@ -38,9 +40,18 @@ from pybox.cli.pybox.units import human_size, mem_swap_bytes, nano_cpus
 from pybox.errors import ClientError, DaemonError, ExitStatus, FlagError
 from pybox.formats.sizes import ram_in_bytes
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from pybox.cli.pybox import Cli
+    from pybox.cli.pybox.client import APIClient, Response
+    from pybox.cli.pybox.flags import Options
+
 
 # -- exit codes ------------------------------------------------------------------------
-def start_error_status(message) -> int:
+def start_error_status(message: str) -> int:
     """docker's runStartContainerErr: the start error's text picks the exit code
     (127 not found, 126 cannot be invoked, else 125)."""
     text = message
@@ -54,13 +65,13 @@ def start_error_status(message) -> int:
     return 125
 
 
-def run_error(command, err, status: int=125):
+def run_error(command: str, err: object, status: int = 125) -> ClientError:
     """``pybox: <error>\\n\\nRun 'pybox run --help' ...`` with exit 125 (run/create)."""
     return ClientError(f"pybox: {err}\n\nRun '{command} --help' for more information",
                        exit_status=status)
 
 
-def wait_status(cli, resp):
+def wait_status(cli: Cli, resp: Response) -> int:
     """The body of a pending ``wait``: its StatusCode (an Error in it -> 125)."""
     result = None
     try:
@@ -79,7 +90,7 @@ def wait_status(cli, resp):
 
 
 # -- create / run ------------------------------------------------------------------------
-def _create_flagset(command, run):
+def _create_flagset(command: str, run: bool) -> FlagSet:
     usage = f"{command} [OPTIONS] IMAGE [COMMAND] [ARG...]"
     fs = FlagSet(command, usage, "Create and run a new container from an image" if run
                  else "Create a new container", interspersed=False, min_args=1)
@@ -92,7 +103,8 @@ def _create_flagset(command, run):
     return fs
 
 
-def _create(cli, command, opts, console_size=None, detach: bool=False, run: bool=True):
+def _create(cli: Cli, command: str, opts: Options, console_size: tuple[int, int] | None = None,
+            detach: bool = False, run: bool = True) -> tuple[str, dict[str, Any]]:
     """create (with a pull on 'No such image' as docker does); -> (id, body).
     Bad flag values are ``pybox: ...`` + help hint, 125, for both commands; a
     daemon error is that too for run, but plain with exit 1 for create (what
@@ -141,14 +153,14 @@ def _create(cli, command, opts, console_size=None, detach: bool=False, run: bool
     return container_id, body
 
 
-def cmd_create(cli, argv, command) -> int:
+def cmd_create(cli: Cli, argv: list[str], command: str) -> int:
     opts = _create_flagset(command, run=False).parse(argv)
     container_id, _ = _create(cli, command, opts, run=False)
     cli.out(container_id + "\n")
     return 0
 
 
-def cmd_run(cli, argv, command):
+def cmd_run(cli: Cli, argv: list[str], command: str) -> int:
     opts = _create_flagset(command, run=True).parse(argv)
     keys = None
     if opts.tty and not opts.detach:
@@ -183,16 +195,19 @@ def cmd_run(cli, argv, command):
     return _exit(status)
 
 
-def _exit(status) -> int:
+def _exit(status: int | None) -> int:
     if status:
         raise ExitStatus(status)
     return 0
 
 
-def _attached_session(cli, container_id, *, tty, stdin, stdout, stderr, condition,
-                      sig_proxy, detach_keys, detach_keys_query=None, start_error=None,
-                      wait_on_start_failure: bool=False, detach_result: int=0, start: bool=True,
-                      waiter=None, resize_plus_one: bool=False):
+def _attached_session(cli: Cli, container_id: str, *, tty: bool, stdin: bool, stdout: bool,
+                      stderr: bool, condition: str | None, sig_proxy: bool,
+                      detach_keys: bytes | None, detach_keys_query: str | None = None,
+                      start_error: Callable[[ClientError], Exception] | None = None,
+                      wait_on_start_failure: bool = False, detach_result: int | None = 0,
+                      start: bool = True, waiter: Response | None = None,
+                      resize_plus_one: bool = False) -> int | None:
     """The attached part of run / start -a / attach.  Returns the exit status
     (the wait's StatusCode, or ``detach_result`` after the detach keys)."""
     client = cli.client
@@ -231,7 +246,7 @@ def _attached_session(cli, container_id, *, tty, stdin, stdout, stderr, conditio
                 except ClientError:
                     pass
 
-        def on_signals(numbers) -> None:
+        def on_signals(numbers: list[int]) -> None:
             for num in numbers:
                 name = signal_name(num)
                 if name == "WINCH" and tty and stdout_tty:
@@ -258,7 +273,7 @@ def _attached_session(cli, container_id, *, tty, stdin, stdout, stderr, conditio
                         pass
                 else:
                     waiter.close()
-                raise start_error(err) if start_error else err
+                raise (start_error(err) if start_error else err) from None
         if tty and stdout_tty:
             resize(resize_plus_one)
         result = "eof"
@@ -282,7 +297,7 @@ def _attached_session(cli, container_id, *, tty, stdin, stdout, stderr, conditio
 
 
 # -- start / attach ------------------------------------------------------------------------
-def cmd_start(cli, argv, command):
+def cmd_start(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER [CONTAINER...]",
                  "Start one or more stopped containers", min_args=1)
     fs.add("attach", "a", "bool", help="Attach STDOUT/STDERR and forward signals")
@@ -307,12 +322,12 @@ def cmd_start(cli, argv, command):
             detach_keys_query=opts.detach_keys or None, detach_result=0)
         return _exit(status)
 
-    def start(name) -> None:
+    def start(name: str) -> None:
         client.request("POST", container_path(name, "/start")).read()
     return for_each(cli, opts.args, start, fail_summary="failed to start containers")
 
 
-def cmd_attach(cli, argv, command):
+def cmd_attach(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER",
                  "Attach local standard input, output, and error streams to a running "
                  "container", exact_args=1)
@@ -361,74 +376,76 @@ def cmd_attach(cli, argv, command):
 
 
 # -- stop / kill / pause / unpause / restart / rm / wait --------------------------
-def _simple(cli, argv, command, summary, action, setup=None):
+def _simple(cli: Cli, argv: list[str], command: str, summary: str,
+            action: Callable[[APIClient, str, Options], object],
+            setup: Callable[[FlagSet], None] | None = None) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER [CONTAINER...]", summary,
                  min_args=1)
     if setup:
         setup(fs)
     opts = fs.parse(argv)
 
-    def one(name):
+    def one(name: str) -> str | None:
         shown = action(cli.client, name, opts)
         return shown if isinstance(shown, str) else None
     return for_each(cli, opts.args, one)
 
 
-def cmd_stop(cli, argv, command):
-    def setup(fs) -> None:
+def cmd_stop(cli: Cli, argv: list[str], command: str) -> int:
+    def setup(fs: FlagSet) -> None:
         fs.add("time", "t", "int", help="Seconds to wait before killing the container")
         fs.add("signal", "s", help="Signal to send to the container")
 
-    def stop(client, name, opts) -> None:
+    def stop(client: APIClient, name: str, opts: Options) -> None:
         query = {"t": opts.time if opts.given("time") else None,
                  "signal": opts.signal or None}
         client.request("POST", container_path(name, "/stop"), query=query).read()
     return _simple(cli, argv, command, "Stop one or more running containers", stop, setup)
 
 
-def cmd_restart(cli, argv, command):
-    def setup(fs) -> None:
+def cmd_restart(cli: Cli, argv: list[str], command: str) -> int:
+    def setup(fs: FlagSet) -> None:
         fs.add("time", "t", "int", help="Seconds to wait before killing the container")
         fs.add("signal", "s", help="Signal to send to the container")
 
-    def restart(client, name, opts) -> None:
+    def restart(client: APIClient, name: str, opts: Options) -> None:
         query = {"t": opts.time if opts.given("time") else None,
                  "signal": opts.signal or None}
         client.request("POST", container_path(name, "/restart"), query=query).read()
     return _simple(cli, argv, command, "Restart one or more containers", restart, setup)
 
 
-def cmd_kill(cli, argv, command):
-    def setup(fs) -> None:
+def cmd_kill(cli: Cli, argv: list[str], command: str) -> int:
+    def setup(fs: FlagSet) -> None:
         fs.add("signal", "s", help="Signal to send to the container")
 
-    def kill(client, name, opts) -> None:
+    def kill(client: APIClient, name: str, opts: Options) -> None:
         client.request("POST", container_path(name, "/kill"),
                        query={"signal": opts.signal or None}).read()
     return _simple(cli, argv, command, "Kill one or more running containers", kill, setup)
 
 
-def cmd_pause(cli, argv, command):
+def cmd_pause(cli: Cli, argv: list[str], command: str) -> int:
     return _simple(cli, argv, command, "Pause all processes within one or more containers",
                    lambda client, name, opts: client.request(
                        "POST", container_path(name, "/pause")).read())
 
 
-def cmd_unpause(cli, argv, command):
+def cmd_unpause(cli: Cli, argv: list[str], command: str) -> int:
     return _simple(cli, argv, command, "Unpause all processes within one or more containers",
                    lambda client, name, opts: client.request(
                        "POST", container_path(name, "/unpause")).read())
 
 
-def cmd_rm(cli, argv, command):
-    def setup(fs) -> None:
+def cmd_rm(cli: Cli, argv: list[str], command: str) -> int:
+    def setup(fs: FlagSet) -> None:
         fs.add("force", "f", "bool", help="Force the removal of a running container (uses "
                                           "SIGKILL)")
         fs.add("volumes", "v", "bool", help="Remove anonymous volumes associated with the "
                                             "container")
         fs.add("link", "l", "bool", help="Remove the specified link")
 
-    def rm(client, name, opts):
+    def rm(client: APIClient, name: str, opts: Options) -> None:
         if not name.strip("/"):
             raise ClientError("Container name cannot be empty")
         query = {"force": 1 if opts.force else None, "v": 1 if opts.volumes else None,
@@ -437,8 +454,8 @@ def cmd_rm(cli, argv, command):
     return _simple(cli, argv, command, "Remove one or more containers", rm, setup)
 
 
-def cmd_wait(cli, argv, command):
-    def wait(client, name, opts):
+def cmd_wait(cli: Cli, argv: list[str], command: str) -> int:
+    def wait(client: APIClient, name: str, opts: Options) -> str:
         resp = client.request("POST", container_path(name, "/wait"))
         return str(wait_status(cli, resp))
     return _simple(cli, argv, command, "Block until one or more containers stop, then print "
@@ -446,7 +463,7 @@ def cmd_wait(cli, argv, command):
 
 
 # -- ps ----------------------------------------------------------------------------------
-def cmd_ps(cli, argv, command) -> int:
+def cmd_ps(cli: Cli, argv: list[str], command: str) -> int:
     from pybox.cli.pybox import formatting  # noqa: PLC0415 -- the table and template code (~1 ms): not on run's path
     fs = FlagSet(command, f"{command} [OPTIONS]", "List containers", max_args=0)
     fs.add("all", "a", "bool", help="Show all containers (default shows just running)")
@@ -475,7 +492,7 @@ def cmd_ps(cli, argv, command) -> int:
 
 
 # -- issue 7: rename, port, top, update, diff, export, commit, stats, cp, prune --------
-def cmd_rename(cli, argv, command) -> int:
+def cmd_rename(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} CONTAINER NEW_NAME", "Rename a container", exact_args=2)
     opts = fs.parse(argv)
     old, new = opts.args
@@ -485,7 +502,7 @@ def cmd_rename(cli, argv, command) -> int:
     return 0
 
 
-def cmd_port(cli, argv, command) -> int:
+def cmd_port(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} CONTAINER [PRIVATE_PORT[/PROTO]]",
                  "List port mappings or a specific mapping for the container", min_args=1,
                  max_args=2)
@@ -507,14 +524,14 @@ def cmd_port(cli, argv, command) -> int:
     return 0
 
 
-def _host_port(binding) -> str:
+def _host_port(binding: dict[str, str]) -> str:
     ip = binding.get("HostIp", "")
     if ":" in ip:
         ip = f"[{ip}]"
     return f"{ip}:{binding.get('HostPort', '')}"
 
 
-def cmd_top(cli, argv, command) -> int:
+def cmd_top(cli: Cli, argv: list[str], command: str) -> int:
     from pybox.cli.pybox.formatting import tabwrite  # noqa: PLC0415 -- the table and template code (~1 ms): not on run's path
     fs = FlagSet(command, f"{command} CONTAINER [ps OPTIONS]",
                  "Display the running processes of a container", min_args=1,
@@ -528,7 +545,7 @@ def cmd_top(cli, argv, command) -> int:
     return 0
 
 
-def cmd_update(cli, argv, command):
+def cmd_update(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER [CONTAINER...]",
                  "Update configuration of one or more containers", min_args=1)
     fs.add("memory", "m", convert=ram_in_bytes, default=0, help="Memory limit")
@@ -567,14 +584,14 @@ def cmd_update(cli, argv, command):
         raise ClientError("you must provide one or more flags when using this command",
                           exit_status=1)
 
-    def update(name) -> None:
+    def update(name: str) -> None:
         resp = cli.client.request("POST", container_path(name, "/update"), json=body).json()
         for warning in (resp or {}).get("Warnings") or []:
             cli.err(f"{warning}\n")
     return for_each(cli, opts.args, update)
 
 
-def cmd_diff(cli, argv, command) -> int:
+def cmd_diff(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} CONTAINER",
                  "Inspect changes to files or directories on a container's filesystem",
                  exact_args=1)
@@ -586,7 +603,7 @@ def cmd_diff(cli, argv, command) -> int:
     return 0
 
 
-def cmd_export(cli, argv, command) -> int:
+def cmd_export(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER",
                  "Export a container's filesystem as a tar archive", exact_args=1)
     fs.add("output", "o", help="Write to a file, instead of STDOUT")
@@ -599,7 +616,7 @@ def cmd_export(cli, argv, command) -> int:
     return 0
 
 
-def cmd_commit(cli, argv, command) -> int:
+def cmd_commit(cli: Cli, argv: list[str], command: str) -> int:
     from pybox.cli.pybox.formatting import split_repo_tag  # noqa: PLC0415 -- the table and template code (~1 ms): not on run's path
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
                  "Create a new image from a container's changes", min_args=1, max_args=2)
@@ -621,7 +638,7 @@ def cmd_commit(cli, argv, command) -> int:
     return 0
 
 
-def cmd_container_prune(cli, argv, command) -> int:
+def cmd_container_prune(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove all stopped containers",
                  max_args=0)
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")

@@ -11,6 +11,8 @@ name and goes into the parent), then ``PUT`` a tar (chunked) with
 ``noOverwriteDirNonDir=true``.  ``-`` as the source sends stdin's tar as is.
 """
 
+from __future__ import annotations
+
 import base64
 import io
 import os
@@ -23,8 +25,15 @@ from pybox.cli.pybox.session import write_all
 from pybox.errors import ClientError, DaemonError
 from pybox.oci import fastjson
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
-def _split(arg):
+    from pybox.cli.pybox import Cli
+    from pybox.cli.pybox.client import Response
+
+
+def _split(arg: str) -> tuple[str | None, str]:
     """``container:path`` -> (container, path); a local path -> (None, path)."""
     if arg.startswith(("/", ".")) or ":" not in arg:
         return None, arg
@@ -32,7 +41,7 @@ def _split(arg):
     return container, path
 
 
-def _stat(resp):
+def _stat(resp: Response) -> dict[str, Any] | None:
 
     header = resp.headers.get("x-docker-container-path-stat")
     if not header:
@@ -43,7 +52,7 @@ def _stat(resp):
         return None
 
 
-def run(cli, argv, command):
+def run(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\t"
                           f"{command} [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
                  "Copy files/folders between a container and the local filesystem",
@@ -60,10 +69,11 @@ def run(cli, argv, command):
         raise ClientError("must specify at least one container source")
     if src_ctr:
         return _from_container(cli, src_ctr, src, dst)
+    assert dst_ctr is not None
     return _to_container(cli, src, dst_ctr, dst)
 
 
-def _from_container(cli, container, src, dst) -> int:
+def _from_container(cli: Cli, container: str, src: str, dst: str) -> int:
     resp = cli.client.request("GET", container_path(container, "/archive"),
                               query={"path": src})
     if dst == "-":
@@ -99,7 +109,7 @@ def _from_container(cli, container, src, dst) -> int:
     return 0
 
 
-def _to_container(cli, src, container, dst) -> int:
+def _to_container(cli: Cli, src: str, container: str, dst: str) -> int:
     client = cli.client
     if src == "-":
         client.request("PUT", container_path(container, "/archive"),

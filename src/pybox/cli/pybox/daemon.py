@@ -20,6 +20,8 @@ once without touching the first's socket, so the client waits for that one's
 ping instead, and there is never more than one daemon.
 """
 
+from __future__ import annotations
+
 import _socket
 import fcntl
 import os
@@ -29,10 +31,15 @@ from pybox.cli.pybox.client import parse_host
 from pybox.errors import DaemonUnreachable
 from pybox.linux.unixsock import call
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import BinaryIO
+
 LOG_DIRS = ("/var/log/pybox", "/run/pybox")
 
 
-def find_executable(name):
+def find_executable(name: str) -> str | None:
     for directory in os.get_exec_path():
         path = os.path.join(directory, name)
         if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -40,7 +47,7 @@ def find_executable(name):
     return None
 
 
-def ping(socket_path, timeout: float=1.0):
+def ping(socket_path: str, timeout: float = 1.0) -> bool:
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -55,15 +62,15 @@ def ping(socket_path, timeout: float=1.0):
         sock.close()
 
 
-def autostart_hook(host):
+def autostart_hook(host: str) -> Callable[[], bool]:
     """A connect hook for APIClient: called once when connecting failed."""
 
-    def hook():
+    def hook() -> bool:
         return start_daemon(host)
     return hook
 
 
-def _open_log():
+def _open_log() -> tuple[str, BinaryIO]:
     for directory in LOG_DIRS:
         try:
             os.makedirs(directory, exist_ok=True)
@@ -74,7 +81,7 @@ def _open_log():
     return os.devnull, open(os.devnull, "wb")
 
 
-def start_daemon(host) -> bool:
+def start_daemon(host: str) -> bool:
     socket_path = parse_host(host)
     pyboxd = find_executable("pyboxd")
     if pyboxd is None:

@@ -10,6 +10,8 @@
 ``-d``: start with {"Detach":true} and no upgrade (200), nothing printed.
 """
 
+from __future__ import annotations
+
 import os
 
 from pybox.cli.pybox.common import container_path
@@ -26,8 +28,12 @@ from pybox.cli.pybox.session import (
 )
 from pybox.errors import ClientError, ExitStatus
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from pybox.cli.pybox import Cli
 
-def cmd_exec(cli, argv, command) -> int:
+
+def cmd_exec(cli: Cli, argv: list[str], command: str) -> int:
 
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER COMMAND [ARG...]",
                  "Execute a command in a running container", interspersed=False, min_args=2)

@@ -5,13 +5,22 @@ answers 404) and prints it for a person -- sections, tables, a process tree --
 or, with --json, as the daemon sent it.  See docs/cli.md.
 """
 
+from __future__ import annotations
+
 from pybox.cli.pybox.common import container_path
 from pybox.cli.pybox.flags import FlagSet
 from pybox.errors import ClientError, DaemonError
 from pybox.oci import fastjson
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
-def cmd_explain(cli, argv, command) -> int:
+    from pybox.cli.pybox import Cli
+
+
+def cmd_explain(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER",
                  "Show the namespaces, cgroups, mounts, processes and security settings "
                  "behind a container, as the kernel has them", exact_args=1)
@@ -33,18 +42,18 @@ def cmd_explain(cli, argv, command) -> int:
 
 
 # -- the text report ------------------------------------------------------------------
-def _table(rows, indent: str="  "):
+def _table(rows: Sequence[Sequence[object]], indent: str = "  ") -> list[str]:
     if not rows:
         return []
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     out = []
     for r in rows:
-        cells = [str(c).ljust(w) for c, w in zip(r, widths)]
+        cells = [str(c).ljust(w) for c, w in zip(r, widths, strict=False)]
         out.append((indent + "  ".join(cells)).rstrip())
     return out
 
 
-def _wrap_names(names, width: int=92, indent: str="      "):
+def _wrap_names(names: list[str], width: int = 92, indent: str = "      ") -> list[str]:
     if not names:
         return [indent + "(none)"]
     lines, line = [], indent
@@ -58,7 +67,7 @@ def _wrap_names(names, width: int=92, indent: str="      "):
     return lines
 
 
-def render(d):
+def render(d: dict[str, Any]) -> str:
     out = []
     head = f"Container {d.get('name')} ({d.get('id', '')[:12]})  {d.get('status')}"
     if d.get("pid"):
@@ -73,7 +82,7 @@ def render(d):
 
     if d.get("namespaces"):
         out += ["", "Namespaces"]
-        rows = [("TYPE", "INODE", "HOST'S", "SHARED WITH", "CONFIG")]
+        rows: list[tuple[object, ...]] = [("TYPE", "INODE", "HOST'S", "SHARED WITH", "CONFIG")]
         for ns in d["namespaces"]:
             shared = "the host" if ns["host_shares"] else "-"
             if ns.get("shared_with"):
@@ -151,18 +160,18 @@ def render(d):
     return "\n".join(out) + "\n"
 
 
-def _process_tree(procs):
+def _process_tree(procs: list[dict[str, Any]]) -> list[str]:
     by_pid = {p["pid"]: p for p in procs}
-    children = {}
+    children: dict[int, list[dict[str, Any]]] = {}
     roots = []
     for p in procs:
         if p["ppid"] in by_pid:
             children.setdefault(p["ppid"], []).append(p)
         else:
             roots.append(p)
-    rows = [("HOST PID", "PID", "UID", "STATE", "COMMAND")]
+    rows: list[tuple[object, ...]] = [("HOST PID", "PID", "UID", "STATE", "COMMAND")]
 
-    def walk(p, prefix, last, top) -> None:
+    def walk(p: dict[str, Any], prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else prefix + ("└─ " if last else "├─ ")
         command = " ".join(p["command"]) or f"[{p['name']}]"
         if len(command) > 60:

@@ -17,7 +17,14 @@ docker; this is the subset pflag semantics the docker CLI exposes:
 Errors use docker's wording, and exit 125 as docker's flag errors do.
 """
 
+from __future__ import annotations
+
 from pybox.errors import ClientError, FlagError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
@@ -27,7 +34,9 @@ class Flag:
     __slots__ = ("name", "short", "kind", "default", "help", "convert", "dest", "metavar",
                  "hidden")
 
-    def __init__(self, name, short, kind, default, help, convert, metavar, hidden) -> None:
+    def __init__(self, name: str, short: str | None, kind: str, default: Any, help: str,
+                 convert: Callable[[Any], Any] | None, metavar: str | None,
+                 hidden: bool) -> None:
         self.name = name
         self.short = short
         self.kind = kind            # "bool", "string", "int", "list"
@@ -39,7 +48,7 @@ class Flag:
         self.hidden = hidden
 
     @property
-    def display(self):
+    def display(self) -> str:
         return f"-{self.short}, --{self.name}" if self.short else f"--{self.name}"
 
 
@@ -47,16 +56,22 @@ class Options:
     """Parsed values as attributes, plus ``args`` and ``changed``."""
 
     def __init__(self) -> None:
-        self.args = []
-        self.changed = set()
+        self.args: list[str] = []
+        self.changed: set[str] = set()
 
-    def given(self, name) -> bool:
+    def given(self, name: str) -> bool:
         return name in self.changed
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for names no flag set (so an unknown one is still an AttributeError):
+        the flags' values are attributes whose names the FlagSet decides."""
+        raise AttributeError(name)
 
 
 class FlagSet:
-    def __init__(self, command, usage, description: str="", interspersed: bool=True, min_args: int=0,
-                 max_args=None, exact_args=None, aliases=()) -> None:
+    def __init__(self, command: str, usage: str, description: str = "", interspersed: bool = True,
+                 min_args: int = 0, max_args: int | None = None, exact_args: int | None = None,
+                 aliases: Sequence[str] = ()) -> None:
         self.command = command          # e.g. "pybox run"
         self.usage = usage              # e.g. "pybox run [OPTIONS] IMAGE [COMMAND] [ARG...]"
         self.description = description
@@ -64,12 +79,13 @@ class FlagSet:
         self.min_args = min_args if exact_args is None else exact_args
         self.max_args = max_args if exact_args is None else exact_args
         self.aliases = aliases
-        self.flags = {}
-        self.shorts = {}
+        self.flags: dict[str, Flag] = {}
+        self.shorts: dict[str, Flag] = {}
         self.add("help", kind="bool", help="Print usage")
 
-    def add(self, name, short=None, kind: str="string", default=None, help: str="", convert=None,
-            metavar=None, hidden: bool=False):
+    def add(self, name: str, short: str | None = None, kind: str = "string", default: Any = None,
+            help: str = "", convert: Callable[[Any], Any] | None = None,
+            metavar: str | None = None, hidden: bool = False) -> Flag:
         if default is None:
             default = {"bool": False, "int": 0, "list": None}.get(kind, "")
         flag = Flag(name, short, kind, default, help, convert, metavar, hidden)
@@ -79,18 +95,19 @@ class FlagSet:
         return flag
 
     # -- errors -----------------------------------------------------------------
-    def flag_error(self, message):
+    def flag_error(self, message: str) -> FlagError:
         return FlagError(f"{message}\n\nUsage:  {self.usage}\n\n"
                          f"Run '{self.command} --help' for more information")
 
-    def args_error(self, message):
+    def args_error(self, message: str) -> ClientError:
         return ClientError(f"{self.command.split()[0]}: '{self.command}' {message}\n\n"
                            f"Usage:  {self.usage}\n\n"
                            f"See '{self.command} --help' for more information")
 
     # -- parsing ----------------------------------------------------------------
-    def parse(self, argv):
+    def parse(self, argv: list[str]) -> Options:
         opts = Options()
+        flag: Flag | None
         for flag in self.flags.values():
             value = flag.default
             if flag.kind == "list":
@@ -176,7 +193,8 @@ class FlagSet:
                                   f"argument{'s' if self.max_args > 1 else ''}")
         return opts
 
-    def _set(self, opts, flag, raw, arg):
+    def _set(self, opts: Options, flag: Flag, raw: str, arg: str) -> None:
+        value: Any
         if flag.kind == "bool":
             if raw in _TRUE:
                 value = True
@@ -207,7 +225,7 @@ class FlagSet:
         opts.changed.add(flag.name)
 
     # -- help ---------------------------------------------------------------------
-    def help_text(self):
+    def help_text(self) -> str:
         lines = [f"\nUsage:  {self.usage}\n"]
         if self.description:
             lines.append(self.description + "\n")
@@ -232,6 +250,6 @@ class FlagSet:
 class HelpRequested(Exception):
     """``--help``: print the text to stdout and exit 0."""
 
-    def __init__(self, text) -> None:
+    def __init__(self, text: str) -> None:
         super().__init__(text)
         self.text = text

@@ -8,12 +8,19 @@ rendered line per row).  Rows are objects with docker's field names (``.ID``,
 ``.Image``, ``.RunningFor``...); their ``HEADERS`` give the column titles.
 """
 
+from __future__ import annotations
+
 import time
 
 from pybox.cli.pybox.templates import Template, TemplateError, go_quote
 from pybox.cli.pybox.units import human_size
 from pybox.formats.durations import human_duration
 from pybox.formats.times import go_time_string, rfc3339_local
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 # Docker's default table formats.
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t" \
@@ -22,15 +29,15 @@ IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.
 HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
 
 
-def tabwrite(lines, minwidth: int=10, padding: int=3):
+def tabwrite(lines: list[str], minwidth: int = 10, padding: int = 3) -> list[str]:
     """Go's text/tabwriter with docker's settings (minwidth 10, tabwidth 1,
     padding 3, padchar ' ', no flags).  Cells end with a tab; the last cell of a
     line is not part of a column.  Column blocks are runs of consecutive lines
     that have that column, as tabwriter does."""
     rows = [line.split("\t") for line in lines]
-    widths_for = [dict() for _ in rows]
+    widths_for: list[dict[int, int]] = [{} for _ in rows]
 
-    def settle(start, end, col) -> None:
+    def settle(start: int, end: int, col: int) -> None:
         width = 0
         for r in range(start, end):
             width = max(width, _width(rows[r][col]))
@@ -61,11 +68,11 @@ def tabwrite(lines, minwidth: int=10, padding: int=3):
     return out
 
 
-def _width(text):
+def _width(text: str) -> int:
     return len(text)
 
 
-def ellipsis(text, max_width):
+def ellipsis(text: str, max_width: int) -> str:
     """docker's formatter.Ellipsis: cut to ``max_width`` characters, the last
     one an ellipsis."""
     if len(text) <= max_width:
@@ -77,14 +84,14 @@ def ellipsis(text, max_width):
     return text[:max_width - 1] + "…"
 
 
-def short_id(ident):
+def short_id(ident: str) -> str:
     """stringid.TruncateID: drop an algorithm prefix, keep 12 characters."""
     if ":" in ident:
         ident = ident.split(":", 1)[1]
     return ident[:12]
 
 
-def since(unix_seconds, now=None):
+def since(unix_seconds: float, now: float | None = None) -> str:
     now = time.time() if now is None else now
     return human_duration(max(0.0, now - unix_seconds)) + " ago"
 
@@ -92,34 +99,36 @@ def since(unix_seconds, now=None):
 class Row:
     """Base for table rows: fields are properties named as docker's."""
 
-    HEADERS = {}
-    FIELDS = ()
+    HEADERS: dict[str, str] = {}
+    FIELDS: tuple[str, ...] = ()
 
-    def field(self, name):
+    def field(self, name: str) -> Any:
         if name.startswith("_") or not hasattr(self, name):
             raise TemplateError(f"can't evaluate field {name} in type "
                                 f"*formatter.{type(self).__name__}")
         return getattr(self, name)
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in sorted(self.FIELDS)}
 
 
 class HeaderRow:
     """What a ``table`` template is executed on to make the header line."""
 
-    def __init__(self, headers) -> None:
+    def __init__(self, headers: dict[str, str]) -> None:
         self.headers = headers
 
-    def field(self, name):
+    def field(self, name: str) -> str | Callable[..., str]:
         label = self.headers.get(name, name.upper())
         if name in ("Label",):
             return lambda *a: "LABEL"
         return label
 
 
-def render_rows(fmt, rows, default_table, headers, quiet_field=None):
-    """-> the text to print (ending in a newline unless empty)."""
+def render_rows(fmt: str, rows: Sequence[object], default_table: str, headers: dict[str, str],
+                quiet_field: str | None = None) -> str:
+    """-> the text to print (ending in a newline unless empty).  ``rows``: what the
+    template runs on (objects with docker's field names, or JSON dicts)."""
     if fmt in ("", "table"):
         fmt = default_table
     if fmt == "json":
@@ -152,19 +161,19 @@ class ContainerRow(Row):
     FIELDS = ("Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts",
               "Names", "Networks", "Platform", "Ports", "RunningFor", "Size", "State",
               "Status")
-    Platform = None
+    Platform: str | None = None
 
-    def __init__(self, data, trunc: bool=True, now=None) -> None:
+    def __init__(self, data: dict[str, Any], trunc: bool = True, now: float | None = None) -> None:
         self.c = data
         self.trunc = trunc
         self.now = now
 
     @property
-    def ID(self):
+    def ID(self) -> str:
         return short_id(self.c.get("Id", "")) if self.trunc else self.c.get("Id", "")
 
     @property
-    def Image(self):
+    def Image(self) -> str:
         image = self.c.get("Image") or "<no image>"
         if self.trunc:
             if image.startswith("sha256:") or short_id(self.c.get("ImageID", "")) == \
@@ -175,34 +184,34 @@ class ContainerRow(Row):
         return image
 
     @property
-    def Command(self):
+    def Command(self) -> str:
         command = self.c.get("Command", "")
         if self.trunc:
             command = ellipsis(command, 20)
         return go_quote(command)
 
     @property
-    def CreatedAt(self):
+    def CreatedAt(self) -> str:
         return go_time_string(self.c.get("Created", 0))
 
     @property
-    def RunningFor(self):
+    def RunningFor(self) -> str:
         return since(self.c.get("Created", 0), self.now)
 
     @property
-    def Ports(self):
+    def Ports(self) -> str:
         return displayable_ports(self.c.get("Ports") or [])
 
     @property
-    def State(self):
+    def State(self) -> str:
         return self.c.get("State", "")
 
     @property
-    def Status(self):
+    def Status(self) -> str:
         return self.c.get("Status", "")
 
     @property
-    def Size(self):
+    def Size(self) -> str:
         size_rw = self.c.get("SizeRw") or 0
         size_root = self.c.get("SizeRootFs") or 0
         text = human_size(size_rw)
@@ -211,7 +220,7 @@ class ContainerRow(Row):
         return text
 
     @property
-    def Names(self):
+    def Names(self) -> str:
         names = [n[1:] if n.startswith("/") else n for n in (self.c.get("Names") or [])]
         if self.trunc:
             for name in names:
@@ -220,15 +229,15 @@ class ContainerRow(Row):
         return ",".join(names)
 
     @property
-    def Labels(self):
+    def Labels(self) -> str:
         labels = self.c.get("Labels") or {}
         return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
 
-    def Label(self, name):
+    def Label(self, name: str) -> str:
         return (self.c.get("Labels") or {}).get(name, "")
 
     @property
-    def Mounts(self):
+    def Mounts(self) -> str:
         names = []
         for m in self.c.get("Mounts") or []:
             name = m.get("Name") or m.get("Source", "")
@@ -238,19 +247,19 @@ class ContainerRow(Row):
         return ",".join(names)
 
     @property
-    def LocalVolumes(self):
+    def LocalVolumes(self) -> str:
         return str(sum(1 for m in self.c.get("Mounts") or [] if m.get("Driver") == "local"))
 
     @property
-    def Networks(self):
+    def Networks(self) -> str:
         nets = ((self.c.get("NetworkSettings") or {}).get("Networks") or {})
         return ",".join(sorted(nets))
 
 
-def displayable_ports(ports):
+def displayable_ports(ports: list[dict[str, Any]]) -> str:
     """docker's DisplayablePorts: ``0.0.0.0:8080->80/tcp, 53/udp``; consecutive
     ports with the same mapping shape are grouped into ranges."""
-    groups = {}
+    groups: dict[tuple[str, str, str], list[tuple[str, int | None, int]]] = {}
     order = []
     for p in sorted(ports, key=lambda p: (p.get("Type", ""), p.get("PrivatePort", 0),
                                           p.get("IP", ""), p.get("PublicPort", 0))):
@@ -273,8 +282,8 @@ def displayable_ports(ports):
     out = []
     for group_key in order:
         entries = groups[group_key]
-        ranges = []
-        for key, public, private in entries:
+        ranges: list[list[Any]] = []
+        for _key, public, private in entries:
             if ranges and ranges[-1][3] + 1 == private and \
                     (public is None or ranges[-1][1] + 1 == public):
                 ranges[-1][1] = public
@@ -300,7 +309,8 @@ class ImageRow(Row):
     FIELDS = ("Containers", "CreatedAt", "CreatedSince", "Digest", "ID", "Repository",
               "SharedSize", "Size", "Tag", "UniqueSize", "VirtualSize")
 
-    def __init__(self, data, repo, tag, digest, trunc: bool=True, now=None) -> None:
+    def __init__(self, data: dict[str, Any], repo: str, tag: str, digest: str, trunc: bool = True,
+                 now: float | None = None) -> None:
         self.i = data
         self.repo = repo
         self.tag = tag
@@ -309,62 +319,63 @@ class ImageRow(Row):
         self.now = now
 
     @property
-    def ID(self):
+    def ID(self) -> str:
         return short_id(self.i.get("Id", "")) if self.trunc else self.i.get("Id", "")
 
     @property
-    def Repository(self):
+    def Repository(self) -> str:
         return self.repo
 
     @property
-    def Tag(self):
+    def Tag(self) -> str:
         return self.tag
 
     @property
-    def Digest(self):
+    def Digest(self) -> str:
         return self.digest
 
     @property
-    def CreatedSince(self):
+    def CreatedSince(self) -> str:
         created = self.i.get("Created", 0)
         return "N/A" if not created else since(created, self.now)
 
     @property
-    def CreatedAt(self):
+    def CreatedAt(self) -> str:
         return go_time_string(self.i.get("Created", 0))
 
     @property
-    def Size(self):
+    def Size(self) -> str:
         return human_size(self.i.get("Size", 0))
 
     @property
-    def Containers(self):
+    def Containers(self) -> str:
         n = self.i.get("Containers", -1)
         return "N/A" if n == -1 else str(n)
 
     @property
-    def VirtualSize(self):
+    def VirtualSize(self) -> str:
         return human_size(self.i.get("VirtualSize", self.i.get("Size", 0)))
 
     @property
-    def SharedSize(self):
+    def SharedSize(self) -> str:
         n = self.i.get("SharedSize", -1)
         return "N/A" if n == -1 else human_size(n)
 
     @property
-    def UniqueSize(self):
+    def UniqueSize(self) -> str:
         n = self.i.get("SharedSize", -1)
         return "N/A" if n == -1 else human_size(self.i.get("Size", 0) - n)
 
 
-def image_rows(images, *, trunc: bool=True, digests: bool=False, show_all_tags: bool=True, now=None):
+def image_rows(images: list[dict[str, Any]], *, trunc: bool = True, digests: bool = False,
+               show_all_tags: bool = True, now: float | None = None) -> list[ImageRow]:
     """One row per repository:tag, docker's way: untagged images show ``<none>``;
     images are listed newest first."""
     rows = []
     for image in sorted(images, key=lambda i: i.get("Created", 0), reverse=True):
         tags = image.get("RepoTags") or []
         digests_list = image.get("RepoDigests") or []
-        repo_digest = {}
+        repo_digest: dict[str, str] = {}
         for rd in digests_list:
             repo, _, dig = rd.partition("@")
             repo_digest.setdefault(repo, dig)
@@ -383,7 +394,7 @@ def image_rows(images, *, trunc: bool=True, digests: bool=False, show_all_tags: 
     return rows
 
 
-def split_repo_tag(ref):
+def split_repo_tag(ref: str) -> tuple[str, str]:
     """``host:5000/name:tag`` -> (``host:5000/name``, ``tag``); ``<none>`` tag if
     none."""
     slash = ref.rfind("/")
@@ -399,46 +410,47 @@ class HistoryRow(Row):
                "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
     FIELDS = ("Comment", "CreatedAt", "CreatedBy", "CreatedSince", "ID", "Size")
 
-    def __init__(self, data, trunc: bool=True, human: bool=True, now=None) -> None:
+    def __init__(self, data: dict[str, Any], trunc: bool = True, human: bool = True,
+                 now: float | None = None) -> None:
         self.h = data
         self.trunc = trunc
         self.human = human
         self.now = now
 
     @property
-    def ID(self):
+    def ID(self) -> str:
         ident = self.h.get("Id", "")
         if ident == "<missing>" or not self.trunc:
             return ident
         return short_id(ident)
 
     @property
-    def CreatedSince(self):
+    def CreatedSince(self) -> str:
         if not self.human:
             return self.CreatedAt
         return since(self.h.get("Created", 0), self.now)
 
     @property
-    def CreatedAt(self):
+    def CreatedAt(self) -> str:
         return rfc3339_local(self.h.get("Created", 0))
 
     @property
-    def CreatedBy(self):
+    def CreatedBy(self) -> str:
         text = (self.h.get("CreatedBy") or "").replace("\t", " ")
         return ellipsis(text, 45) if self.trunc else text
 
     @property
-    def Size(self):
+    def Size(self) -> str:
         size = self.h.get("Size", 0)
         return human_size(size) if self.human else str(size)
 
     @property
-    def Comment(self):
+    def Comment(self) -> str:
         return self.h.get("Comment", "")
 
 
 # -- inspect ------------------------------------------------------------------------
-def indent_raw_json(raw, indent: str="    "):
+def indent_raw_json(raw: str, indent: str = "    ") -> str:
     """encoding/json's Indent on raw bytes: the daemon's own escaping and number
     spelling are kept (docker inspect prints the daemon's JSON re-indented, not
     re-encoded); empty objects and arrays stay ``{}``/``[]``."""

@@ -1,6 +1,8 @@
 """Image commands: images (image ls), import, load, save, tag, rmi, history,
 image inspect, pull, image prune."""
 
+from __future__ import annotations
+
 import sys
 
 from pybox.cli.pybox import formatting
@@ -21,8 +23,14 @@ from pybox.cli.pybox.system import inspect_objects
 from pybox.cli.pybox.units import human_size
 from pybox.errors import ClientError
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import IO
 
-def cmd_images(cli, argv, command) -> int:
+    from pybox.cli.pybox import Cli
+
+
+def cmd_images(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] [REPOSITORY[:TAG]]", "List images",
                  max_args=1)
     fs.add("all", "a", "bool", help="Show all images (default hides intermediate images)")
@@ -54,7 +62,7 @@ def cmd_images(cli, argv, command) -> int:
     return 0
 
 
-def cmd_import(cli, argv, command) -> int:
+def cmd_import(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
                  "Import the contents from a tarball to create a filesystem image",
                  min_args=1, max_args=2)
@@ -90,7 +98,7 @@ def cmd_import(cli, argv, command) -> int:
     return 0
 
 
-def cmd_load(cli, argv, command) -> int:
+def cmd_load(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "Load an image from a tar archive or STDIN",
                  max_args=0)
     fs.add("input", "i", help="Read from tar archive file, instead of STDIN")
@@ -98,6 +106,7 @@ def cmd_load(cli, argv, command) -> int:
     fs.add("platform", kind="list", help="Load only the given platform(s)")
     opts = fs.parse(argv)
     close = None
+    body: IO[bytes]
     if opts.input:
         try:
             body = close = open(opts.input, "rb")
@@ -122,7 +131,7 @@ def cmd_load(cli, argv, command) -> int:
     return 0
 
 
-def cmd_save(cli, argv, command) -> int:
+def cmd_save(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] IMAGE [IMAGE...]",
                  "Save one or more images to a tar archive (streamed to STDOUT by default)",
                  min_args=1)
@@ -137,7 +146,7 @@ def cmd_save(cli, argv, command) -> int:
     return 0
 
 
-def cmd_tag(cli, argv, command) -> int:
+def cmd_tag(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
                  "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", exact_args=2)
     opts = fs.parse(argv)
@@ -150,14 +159,14 @@ def cmd_tag(cli, argv, command) -> int:
     return 0
 
 
-def cmd_rmi(cli, argv, command):
+def cmd_rmi(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] IMAGE [IMAGE...]",
                  "Remove one or more images", min_args=1)
     fs.add("force", "f", "bool", help="Force removal of the image")
     fs.add("no-prune", kind="bool", help="Do not delete untagged parents")
     opts = fs.parse(argv)
 
-    def rmi(name) -> bool:
+    def rmi(name: str) -> bool:
         query = {"force": 1 if opts.force else None, "noprune": 1 if opts.no_prune else None}
         items = cli.client.request("DELETE", image_path(name), query=query).json() or []
         for item in items:
@@ -169,7 +178,7 @@ def cmd_rmi(cli, argv, command):
     return for_each(cli, opts.args, rmi)
 
 
-def cmd_history(cli, argv, command) -> int:
+def cmd_history(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] IMAGE", "Show the history of an image",
                  exact_args=1)
     fs.add("format", help="Format output using a custom template")
@@ -190,7 +199,7 @@ def cmd_history(cli, argv, command) -> int:
     return 0
 
 
-def cmd_image_inspect(cli, argv, command):
+def cmd_image_inspect(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] IMAGE [IMAGE...]",
                  "Display detailed information on one or more images", min_args=1)
     fs.add("format", "f", help="Format output using a custom template")
@@ -198,7 +207,7 @@ def cmd_image_inspect(cli, argv, command):
     return inspect_objects(cli, opts.args, opts.format, ("image",))
 
 
-def cmd_pull(cli, argv, command) -> int:
+def cmd_pull(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] NAME[:TAG|@DIGEST]",
                  "Download an image from a registry", exact_args=1)
     fs.add("all-tags", "a", "bool", help="Download all tagged images in the repository")
@@ -224,7 +233,7 @@ def cmd_pull(cli, argv, command) -> int:
     return 0
 
 
-def cmd_image_prune(cli, argv, command) -> int:
+def cmd_image_prune(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove unused images", max_args=0)
     fs.add("all", "a", "bool", help="Remove all unused images, not just dangling ones")
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")

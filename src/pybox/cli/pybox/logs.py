@@ -2,6 +2,8 @@
 /containers/{id}/logs`` streamed as it arrives; ``-f`` keeps it open until the
 container stops or the user interrupts."""
 
+from __future__ import annotations
+
 from pybox.cli.pybox.common import container_path
 from pybox.cli.pybox.flags import FlagSet
 from pybox.cli.pybox.session import write_all
@@ -9,8 +11,12 @@ from pybox.cli.pybox.stdcopy import Demuxer, StreamError
 from pybox.errors import ClientError
 from pybox.formats.times import get_timestamp
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from pybox.cli.pybox import Cli
 
-def cmd_logs(cli, argv, command) -> int:
+
+def cmd_logs(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER", "Fetch the logs of a container",
                  exact_args=1)
     fs.add("details", kind="bool", help="Show extra details provided to logs")

@@ -1,10 +1,18 @@
 """``pybox network``: create, ls, inspect, rm, connect, disconnect, prune."""
 
+from __future__ import annotations
+
 from pybox.cli.pybox.client import path_escape
 from pybox.cli.pybox.common import confirm, for_each, parse_filters
 from pybox.cli.pybox.flags import FlagSet
 from pybox.cli.pybox.formatting import render_rows
 from pybox.cli.pybox.system import inspect_objects
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pybox.cli.pybox import Cli
 
 LS_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 
@@ -15,11 +23,11 @@ class NetworkRow:
                "CreatedAt": "CREATED AT"}
     FIELDS = ("CreatedAt", "Driver", "ID", "IPv6", "Internal", "Labels", "Name", "Scope")
 
-    def __init__(self, n, trunc: bool=True) -> None:
+    def __init__(self, n: dict[str, Any], trunc: bool = True) -> None:
         self.n = n
         self.trunc = trunc
 
-    def field(self, name):
+    def field(self, name: str) -> Any:
         if name == "ID":
             ident = self.n.get("Id", "")
             return ident[:12] if self.trunc else ident
@@ -34,11 +42,11 @@ class NetworkRow:
             return self.n.get("Created", "")
         return self.n.get(name, "")
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         return {k: self.field(k) for k in self.FIELDS}
 
 
-def cmd_create(cli, argv, command) -> int:
+def cmd_create(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] NETWORK", "Create a network", exact_args=1)
     fs.add("driver", "d", default="bridge", help="Driver to manage the Network")
     fs.add("internal", kind="bool", help="Restrict external access to the network")
@@ -68,7 +76,7 @@ def cmd_create(cli, argv, command) -> int:
     return 0
 
 
-def cmd_ls(cli, argv, command) -> int:
+def cmd_ls(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "List networks", max_args=0)
     fs.add("filter", "f", "list", help="Provide filter values (e.g. \"driver=bridge\")")
     fs.add("format", help="Format output using a custom template")
@@ -83,7 +91,7 @@ def cmd_ls(cli, argv, command) -> int:
     return 0
 
 
-def cmd_inspect(cli, argv, command):
+def cmd_inspect(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] NETWORK [NETWORK...]",
                  "Display detailed information on one or more networks", min_args=1)
     fs.add("format", "f", help="Format output using a custom template")
@@ -92,7 +100,7 @@ def cmd_inspect(cli, argv, command):
     return inspect_objects(cli, opts.args, opts.format, ("network",))
 
 
-def cmd_rm(cli, argv, command):
+def cmd_rm(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} NETWORK [NETWORK...]", "Remove one or more networks",
                  min_args=1)
     fs.add("force", "f", "bool", help="Do not error if the network does not exist")
@@ -101,7 +109,7 @@ def cmd_rm(cli, argv, command):
         "DELETE", f"/networks/{path_escape(name)}").read())
 
 
-def _connect(cli, argv, command, action) -> int:
+def _connect(cli: Cli, argv: list[str], command: str, action: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] NETWORK CONTAINER",
                  f"{action.title()} a container {'to' if action == 'connect' else 'from'} a "
                  "network", exact_args=2)
@@ -113,7 +121,7 @@ def _connect(cli, argv, command, action) -> int:
         fs.add("force", "f", "bool", help="Force the container to disconnect from a network")
     opts = fs.parse(argv)
     network, container = opts.args
-    body = {"Container": container}
+    body: dict[str, Any] = {"Container": container}
     if action == "connect":
         ipam = {}
         if opts.ip:
@@ -127,15 +135,15 @@ def _connect(cli, argv, command, action) -> int:
     return 0
 
 
-def cmd_connect(cli, argv, command):
+def cmd_connect(cli: Cli, argv: list[str], command: str) -> int:
     return _connect(cli, argv, command, "connect")
 
 
-def cmd_disconnect(cli, argv, command):
+def cmd_disconnect(cli: Cli, argv: list[str], command: str) -> int:
     return _connect(cli, argv, command, "disconnect")
 
 
-def cmd_prune(cli, argv, command) -> int:
+def cmd_prune(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove all unused networks", max_args=0)
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")
     fs.add("filter", kind="list", help="Provide filter values")

@@ -8,6 +8,8 @@ the credential helper ``credsStore`` / ``credHelpers`` names
 each other's logins.  ``pull`` and ``push`` send the stored login for the
 image's registry as ``X-Registry-Auth``."""
 
+from __future__ import annotations
+
 import getpass
 import sys
 
@@ -25,13 +27,19 @@ from pybox.cli.pybox.session import is_terminal
 from pybox.errors import ClientError, DaemonError, RegistryError
 from pybox.formats.registryauth import Credentials, config_key, registry_domain
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pybox.cli.pybox import Cli
+
 HUB_SERVER = "https://index.docker.io/v1/"
 UNENCRYPTED_WARNING = ("WARNING! Your credentials are stored unencrypted in '{}'.\n"
                        "Configure a credential helper to remove this warning. See\n"
                        "https://docs.docker.com/go/credential-store/\n")
 
 
-def login_server(address):
+def login_server(address: str) -> tuple[str, str]:
     """-> (registry domain, the server address docker files and sends it under):
     no server, ``docker.io`` or the index URL is Docker Hub
     (``https://index.docker.io/v1/``); another is its ``host[:port]``."""
@@ -39,7 +47,8 @@ def login_server(address):
     return domain, config_key(domain)
 
 
-def _prompt_credentials(cli, username, password, default_user: str=""):
+def _prompt_credentials(cli: Cli, username: str, password: str,
+                        default_user: str = "") -> tuple[str, str]:
     """docker's PromptUserForCredentials: only on a terminal."""
     if not is_terminal(0):
         raise ClientError("Error: Cannot perform an interactive login from a non TTY device")
@@ -57,7 +66,7 @@ def _prompt_credentials(cli, username, password, default_user: str=""):
     return username, password
 
 
-def _authenticate(cli, credentials, server):
+def _authenticate(cli: Cli, credentials: Credentials, server: str) -> dict[str, Any]:
     """``POST /auth`` with docker's AuthConfig body: the daemon's answer."""
     body = {"username": credentials.username, "password": credentials.password,
             "serveraddress": server}
@@ -66,7 +75,7 @@ def _authenticate(cli, credentials, server):
     return cli.client.request("POST", "/auth", json=body).json() or {}
 
 
-def _store(cli, config, domain, credentials):
+def _store(cli: Cli, config: DockerConfig, domain: str, credentials: Credentials) -> None:
     try:
         helper = config.helper_for(domain)
         config.store(domain, credentials)
@@ -76,7 +85,7 @@ def _store(cli, config, domain, credentials):
         cli.err(UNENCRYPTED_WARNING.format(config.path) + "\n")
 
 
-def cmd_login(cli, argv, command) -> int:
+def cmd_login(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] [SERVER]",
                  "Authenticate to a registry.\nDefaults to Docker Hub if no server is "
                  "specified.", max_args=1)
@@ -126,7 +135,7 @@ def cmd_login(cli, argv, command) -> int:
     return 0
 
 
-def cmd_logout(cli, argv, command) -> int:
+def cmd_logout(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [SERVER]",
                  "Log out from a registry.\nIf no server is specified, the default is "
                  "defined by the daemon.", max_args=1)
@@ -142,7 +151,7 @@ def cmd_logout(cli, argv, command) -> int:
     return 0
 
 
-def cmd_push(cli, argv, command) -> int:
+def cmd_push(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] NAME[:TAG]", "Upload an image to a registry",
                  exact_args=1)
     fs.add("all-tags", "a", "bool", help="Push all tags of an image to the repository")

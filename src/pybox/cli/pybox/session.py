@@ -21,13 +21,25 @@ streamer:
 ``enum`` (milliseconds of start-up on every ``pybox run``).
 """
 
-import _signal
+from __future__ import annotations
+
 import fcntl
 import os
 import select
 import termios
 
 from pybox.cli.pybox.stdcopy import Demuxer
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    import signal as _signal  # (mypy knows signal's types; _signal is its C core)
+    from collections.abc import Callable, Sequence
+    from types import FrameType
+    from typing import Any
+
+    from pybox.cli.pybox.client import RawStream
+else:
+    import _signal
 
 #: Signals the sig-proxy forwards: all catchable ones but SIGCHLD, SIGPIPE and
 #: SIGURG (docker's list: it catches everything and skips those three).
@@ -40,18 +52,18 @@ DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 _CTRL_SPECIAL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
 
 
-def signal_number(name):
+def signal_number(name: str) -> int | None:
     return getattr(_signal, "SIG" + name, None)
 
 
-def signal_name(number):
+def signal_name(number: int) -> str:
     for name in PROXIED:
         if getattr(_signal, "SIG" + name, None) == number:
             return name
     return str(number)
 
 
-def detach_key_bytes(spec):
+def detach_key_bytes(spec: str) -> bytes:
     """docker's detach-key syntax: comma-separated ``ctrl-<a-z@[\\]^_>`` or
     single characters -> bytes.  Raises ValueError with docker's wording."""
     out = bytearray()
@@ -77,11 +89,11 @@ class DetachDetector:
     """moby/term's escape proxy: bytes that could start the key sequence are held
     back; a complete sequence means 'detach'; a broken one releases them."""
 
-    def __init__(self, keys) -> None:
+    def __init__(self, keys: bytes) -> None:
         self.keys = keys
         self.matched = 0
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
         """-> (bytes to forward, detached?)"""
         out = bytearray()
         for b in data:
@@ -102,14 +114,14 @@ class DetachDetector:
 
 
 # -- the terminal -----------------------------------------------------------------
-def is_terminal(fd):
+def is_terminal(fd: int) -> bool:
     try:
         return os.isatty(fd)
     except OSError:
         return False
 
 
-def terminal_size(fd):
+def terminal_size(fd: int) -> tuple[int, int] | None:
     """(height, width) of the terminal on ``fd``, or None."""
     try:
         data = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
@@ -125,9 +137,9 @@ class RawTerminal:
     editing, no signals from keys, no output processing, 8-bit, byte at a time);
     ``restore()`` is idempotent, so every exit path can call it."""
 
-    def __init__(self, fd) -> None:
+    def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.saved = termios.tcgetattr(fd)
+        self.saved: list[Any] | None = termios.tcgetattr(fd)
         attrs = termios.tcgetattr(fd)
         attrs[0] &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP
                       | termios.INLCR | termios.IGNCR | termios.ICRNL | termios.IXON)
@@ -153,11 +165,11 @@ class RawTerminal:
 class SignalCatcher:
     """Catch ``names``; the handlers only queue the number and wake the loop."""
 
-    def __init__(self, names) -> None:
-        self.pending = []
+    def __init__(self, names: Sequence[str]) -> None:
+        self.pending: list[int] = []
         self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.previous_wakeup = _signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
-        self.previous = {}
+        self.previous: dict[int, object] = {}
         for name in names:
             num = signal_number(name)
             if num is None:
@@ -167,10 +179,10 @@ class SignalCatcher:
             except (OSError, ValueError, RuntimeError):
                 pass
 
-    def _handler(self, signum, frame) -> None:
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
         self.pending.append(signum)
 
-    def take(self):
+    def take(self) -> list[int]:
         try:
             while os.read(self.read_fd, 512):
                 pass
@@ -182,7 +194,7 @@ class SignalCatcher:
     def close(self) -> None:
         for num, handler in self.previous.items():
             try:
-                _signal.signal(num, handler)
+                _signal.signal(num, handler)  # type: ignore[arg-type]  # what signal() gave back
             except (OSError, ValueError, TypeError):
                 pass
         self.previous = {}
@@ -194,15 +206,17 @@ class SignalCatcher:
 
 
 # -- the copy loop ------------------------------------------------------------------
-def write_all(fd, data) -> None:
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
         view = view[n:]
 
 
-def pump(stream, *, tty, stdin_fd=None, stdout_fd: int=1, stderr_fd: int=2, detach_keys=None,
-         signals=None, on_signals=None) -> str:
+def pump(stream: RawStream, *, tty: bool, stdin_fd: int | None = None, stdout_fd: int = 1,
+         stderr_fd: int = 2, detach_keys: bytes | None = None,
+         signals: SignalCatcher | None = None,
+         on_signals: Callable[[list[int]], object] | None = None) -> str:
     """Copy until the output ends.  Returns "eof" or "detached".
 
     ``stream``: a client.RawStream.  ``stdin_fd``: None when stdin is not
@@ -217,7 +231,7 @@ def pump(stream, *, tty, stdin_fd=None, stdout_fd: int=1, stderr_fd: int=2, deta
     sock_fd = stream.fileno()
     stdout_ok = True
 
-    def emit(data) -> None:
+    def emit(data: bytes) -> None:
         nonlocal stdout_ok
         if demux is None:
             if stdout_ok:

@@ -4,6 +4,8 @@ it (memory = usage minus inactive file cache; CPU from the deltas against
 ``precpu_stats``).  ``--no-stream`` prints one round; otherwise the table is
 redrawn about once a second until interrupted."""
 
+from __future__ import annotations
+
 import time
 
 from pybox.cli.pybox.common import container_path
@@ -11,6 +13,12 @@ from pybox.cli.pybox.flags import FlagSet
 from pybox.cli.pybox.formatting import Row, render_rows
 from pybox.cli.pybox.units import human_size
 from pybox.formats.sizes import bytes_size
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pybox.cli.pybox import Cli
 
 TABLE = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t" \
         "{{.BlockIO}}\t{{.PIDs}}"
@@ -23,22 +31,23 @@ class StatsRow(Row):
     FIELDS = ("BlockIO", "CPUPerc", "Container", "ID", "MemPerc", "MemUsage", "Name",
               "NetIO", "PIDs")
 
-    def __init__(self, ident, name, s, trunc: bool=True) -> None:
+    def __init__(self, ident: str, name: str, s: dict[str, Any] | None,
+                 trunc: bool = True) -> None:
         self.ident = ident
         self.s = s or {}
         self.name = name
         self.trunc = trunc
 
     @property
-    def ID(self):
+    def ID(self) -> str:
         return self.ident[:12] if self.trunc else self.ident
 
     @property
-    def Container(self):
+    def Container(self) -> str:
         return self.ID
 
     @property
-    def Name(self):
+    def Name(self) -> str:
         return (self.s.get("name") or self.name or "").lstrip("/") or "--"
 
     @property
@@ -75,11 +84,11 @@ class StatsRow(Row):
         return f"{human_size(read)} / {human_size(write)}"
 
     @property
-    def PIDs(self):
+    def PIDs(self) -> str:
         return str((self.s.get("pids_stats") or {}).get("current", 0))
 
 
-def cpu_percent(s):
+def cpu_percent(s: dict[str, Any]) -> float:
     cpu = s.get("cpu_stats") or {}
     pre = s.get("precpu_stats") or {}
     cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - \
@@ -92,7 +101,7 @@ def cpu_percent(s):
     return 0.0
 
 
-def memory_usage(s):
+def memory_usage(s: dict[str, Any]) -> tuple[int, int]:
     mem = s.get("memory_stats") or {}
     usage = mem.get("usage", 0)
     stats = mem.get("stats") or {}
@@ -103,7 +112,7 @@ def memory_usage(s):
     return usage, mem.get("limit", 0)
 
 
-def run(cli, argv, command) -> int:
+def run(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] [CONTAINER...]",
                  "Display a live stream of container(s) resource usage statistics")
     fs.add("all", "a", "bool", help="Show all containers (default shows just running)")

@@ -8,6 +8,8 @@ stream is raw; the client decides which from the container's ``Config.Tty`` (or
 the exec's), not from the Content-Type, exactly as the docker CLI does.
 """
 
+from __future__ import annotations
+
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
 HEADER_SIZE = 8
 
@@ -23,7 +25,7 @@ class Demuxer:
     def __init__(self) -> None:
         self.buf = bytearray()
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         self.buf += data
         frames = []
         buf = self.buf
@@ -47,10 +49,10 @@ class Demuxer:
         return frames
 
     @property
-    def pending(self):
+    def pending(self) -> int:
         return len(self.buf)
 
 
-def frame(stream, payload):
+def frame(stream: int, payload: bytes) -> bytes:
     """The write side, for tests and fakes."""
     return bytes((stream, 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload

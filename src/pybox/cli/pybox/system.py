@@ -1,5 +1,7 @@
 """inspect, info, version, events, system df, system prune."""
 
+from __future__ import annotations
+
 import os
 import sys
 
@@ -16,6 +18,13 @@ from pybox.formats.sizes import bytes_size
 from pybox.formats.times import get_timestamp, rfc3339_nano_fixed
 from pybox.oci import fastjson
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from pybox.cli.pybox import Cli
+
 # what `inspect` tries, in docker's order, for an object of unknown type
 _KINDS = {
     "container": ("/containers/{}/json", "No such container"),
@@ -25,7 +34,7 @@ _KINDS = {
 }
 
 
-def inspect_objects(cli, names, fmt, kinds) -> int:
+def inspect_objects(cli: Cli, names: list[str], fmt: str | None, kinds: Sequence[str]) -> int:
     """docker's inspect: each name looked up as each kind in turn; the raw JSON
     re-indented (or a template per object); missing ones -> ``Error: No such
     object: X`` on stderr, ``[]`` still printed, exit 1."""
@@ -66,7 +75,7 @@ def inspect_objects(cli, names, fmt, kinds) -> int:
     return 0
 
 
-def cmd_inspect(cli, argv, command):
+def cmd_inspect(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] NAME|ID [NAME|ID...]",
                  "Return low-level information on pybox objects", min_args=1)
     fs.add("format", "f", help="Format output using a custom template")
@@ -79,7 +88,7 @@ def cmd_inspect(cli, argv, command):
     return inspect_objects(cli, opts.args, opts.format, kinds)
 
 
-def cmd_container_inspect(cli, argv, command):
+def cmd_container_inspect(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] CONTAINER [CONTAINER...]",
                  "Display detailed information on one or more containers", min_args=1)
     fs.add("format", "f", help="Format output using a custom template")
@@ -88,7 +97,7 @@ def cmd_container_inspect(cli, argv, command):
     return inspect_objects(cli, opts.args, opts.format, ("container",))
 
 
-def _client_info(cli):
+def _client_info(cli: Cli) -> dict[str, Any]:
     return {"Platform": {"Name": "pybox"}, "Version": __version__,
             "ApiVersion": CLIENT_API_VERSION, "DefaultAPIVersion": CLIENT_API_VERSION,
             "GitCommit": "",
@@ -96,12 +105,12 @@ def _client_info(cli):
             "Os": sys.platform, "Arch": _arch(), "BuildTime": "", "Context": "default"}
 
 
-def _arch():
+def _arch() -> str:
     machine = os.uname().machine       # not platform: it imports re and more (~8 ms)
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
-def _version_text(client_info, server):
+def _version_text(client_info: dict[str, Any], server: dict[str, Any] | None) -> str:
     c = client_info
     api = c["ApiVersion"]
     if api != c["DefaultAPIVersion"]:
@@ -134,7 +143,7 @@ def _version_text(client_info, server):
     return "\n".join(lines) + "\n"
 
 
-def cmd_version(cli, argv, command) -> int:
+def cmd_version(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "Show the pybox version information",
                  max_args=0)
     fs.add("format", "f", help="Format output using a custom template")
@@ -160,7 +169,7 @@ def cmd_version(cli, argv, command) -> int:
     return 0
 
 
-def cmd_info(cli, argv, command) -> int:
+def cmd_info(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "Display system-wide information",
                  max_args=0)
     fs.add("format", "f", help="Format output using a custom template")
@@ -208,7 +217,7 @@ def cmd_info(cli, argv, command) -> int:
     return 0
 
 
-def cmd_events(cli, argv, command) -> int:
+def cmd_events(cli: Cli, argv: list[str], command: str) -> int:
 
     fs = FlagSet(command, f"{command} [OPTIONS]", "Get real time events from the server",
                  max_args=0)
@@ -247,7 +256,7 @@ def cmd_events(cli, argv, command) -> int:
     return 0
 
 
-def cmd_df(cli, argv, command) -> int:
+def cmd_df(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "Show pybox disk usage", max_args=0)
     fs.add("verbose", "v", "bool", help="Show detailed information on space usage")
     fs.add("format", help="Format output using a custom template")
@@ -272,7 +281,7 @@ def cmd_df(cli, argv, command) -> int:
                           if not (v.get("UsageData") or {}).get("RefCount"))
     cache_size = sum(c.get("Size", 0) for c in cache)
 
-    def pct(part, whole):
+    def pct(part: int, whole: int) -> str:
         return f" ({int(part * 100 / whole)}%)" if whole else ""
     lines = ["TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE",
              f"Images\t{len(images)}\t{active_images}\t{human_size(image_size)}\t"
@@ -287,7 +296,7 @@ def cmd_df(cli, argv, command) -> int:
     return 0
 
 
-def cmd_system_prune(cli, argv, command) -> int:
+def cmd_system_prune(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove unused data", max_args=0)
     fs.add("all", "a", "bool", help="Remove all unused images not just dangling ones")
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")

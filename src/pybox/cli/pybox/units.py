@@ -16,12 +16,12 @@ def human_size(size: float) -> str:
     return _human_size(size, 3)
 
 
-def mem_swap_bytes(text):
+def mem_swap_bytes(text: str) -> int:
     """--memory-swap: ``-1`` is 'unlimited' and passed as is."""
     return -1 if str(text) == "-1" else ram_in_bytes(text)
 
 
-def nano_cpus(text):
+def nano_cpus(text: str) -> int:
     """``--cpus 1.5`` -> 1500000000; more than 9 decimals is 'too precise'."""
     text = str(text).strip()
     negative = text.startswith("-")
@@ -36,7 +36,7 @@ def nano_cpus(text):
     return -value if negative else value
 
 
-def go_float(value):
+def go_float(value: float) -> str:
     """Go's ``%v`` of a float64: strconv's shortest ``%g``, so an exponent from
     1e+06 up and below 1e-04 (``67108864.0`` prints ``6.7108864e+07``)."""
     if value != value:

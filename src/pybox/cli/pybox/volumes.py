@@ -1,11 +1,19 @@
 """``pybox volume``: create, ls, inspect, rm, prune (issue 7)."""
 
+from __future__ import annotations
+
 from pybox.cli.pybox.client import path_escape
 from pybox.cli.pybox.common import confirm, for_each, parse_filters
 from pybox.cli.pybox.flags import FlagSet
 from pybox.cli.pybox.formatting import render_rows
 from pybox.cli.pybox.system import inspect_objects
 from pybox.cli.pybox.units import human_size
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pybox.cli.pybox import Cli
 
 LS_TABLE = "table {{.Driver}}\t{{.Name}}"
 
@@ -15,10 +23,10 @@ class VolumeRow:
                "Scope": "SCOPE", "Labels": "LABELS", "Size": "SIZE"}
     FIELDS = ("Driver", "Labels", "Mountpoint", "Name", "Scope", "Size")
 
-    def __init__(self, v) -> None:
+    def __init__(self, v: dict[str, Any]) -> None:
         self.v = v
 
-    def field(self, name):
+    def field(self, name: str) -> Any:
         if name == "Labels":
             labels = self.v.get("Labels") or {}
             return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
@@ -29,11 +37,11 @@ class VolumeRow:
             return "N/A" if size < 0 else human_size(size)
         return self.v.get(name, "")
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         return {k: self.field(k) for k in self.FIELDS}
 
 
-def cmd_create(cli, argv, command) -> int:
+def cmd_create(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] [VOLUME]", "Create a volume", max_args=1)
     fs.add("driver", "d", default="local", help="Specify volume driver name")
     fs.add("label", kind="list", help="Set metadata for a volume")
@@ -49,7 +57,7 @@ def cmd_create(cli, argv, command) -> int:
     return 0
 
 
-def cmd_ls(cli, argv, command) -> int:
+def cmd_ls(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "List volumes", max_args=0)
     fs.add("filter", "f", "list", help="Provide filter values (e.g. \"dangling=true\")")
     fs.add("format", help="Format output using a custom template")
@@ -63,7 +71,7 @@ def cmd_ls(cli, argv, command) -> int:
     return 0
 
 
-def cmd_inspect(cli, argv, command):
+def cmd_inspect(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] VOLUME [VOLUME...]",
                  "Display detailed information on one or more volumes", min_args=1)
     fs.add("format", "f", help="Format output using a custom template")
@@ -71,7 +79,7 @@ def cmd_inspect(cli, argv, command):
     return inspect_objects(cli, opts.args, opts.format, ("volume",))
 
 
-def cmd_rm(cli, argv, command):
+def cmd_rm(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS] VOLUME [VOLUME...]",
                  "Remove one or more volumes", min_args=1)
     fs.add("force", "f", "bool", help="Force the removal of one or more volumes")
@@ -81,7 +89,7 @@ def cmd_rm(cli, argv, command):
         query={"force": 1 if opts.force else None}).read())
 
 
-def cmd_prune(cli, argv, command) -> int:
+def cmd_prune(cli: Cli, argv: list[str], command: str) -> int:
     fs = FlagSet(command, f"{command} [OPTIONS]", "Remove unused local volumes", max_args=0)
     fs.add("all", "a", "bool", help="Remove all unused volumes, not just anonymous ones")
     fs.add("force", "f", "bool", help="Do not prompt for confirmation")
