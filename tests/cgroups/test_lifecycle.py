@@ -97,7 +97,7 @@ def test_state_round_trip_from_another_manager(helper):
     mgr.apply({"pids": {"limit": 10}})
     child = helper(SLEEPER)
     mgr.add(child.pid)
-    from pybox.oci import fastjson
+    from pybox.formats import fastjson
     saved = fastjson.loads(fastjson.dumps(mgr.to_state()))
     again = cgroups.load_manager(saved)
     assert again.pids() == [child.pid]

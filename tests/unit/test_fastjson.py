@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 pytestmark = pytest.mark.unit
 

@@ -189,7 +189,7 @@ def test_registry_names_and_header():
 
 
 # -- the floor stays a floor -------------------------------------------------------
-@pytest.mark.parametrize("module", ["sizes", "durations", "times", "registryauth"])
+@pytest.mark.parametrize("module", ["sizes", "durations", "times", "fastjson", "registryauth"])
 def test_formats_import_only_the_standard_library(module):
     code = (f"import sys; import pybox.formats.{module}; "
             "print(sorted(m for m in sys.modules if m.startswith('pybox') "

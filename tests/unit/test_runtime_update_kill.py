@@ -23,8 +23,8 @@ from pybox.cgroups import devices as D
 from pybox.cgroups import ebpf
 from pybox.cgroups.fakefs import fake_host
 from pybox.errors import InvalidState
+from pybox.formats import fastjson
 from pybox.linux import proc
-from pybox.oci import fastjson
 from pybox.oci import state as st
 from pybox.runtime import container as ctr
 

@@ -5,7 +5,7 @@ what the clients send and expect)."""
 from pybox.api import schema
 from pybox.api.server import PrefixedSocket
 from pybox.errors import BadRequest, NotFound
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"

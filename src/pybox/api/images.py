@@ -3,7 +3,7 @@
 import tempfile
 
 from pybox.errors import BadRequest, ImageError, NotFound
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 
 def register(router, engine) -> None:

@@ -4,7 +4,7 @@ commit, archive (docker cp), prune, system df."""
 import tempfile
 
 from pybox.errors import BadRequest
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 
 def commit_config(body, container_config):

@@ -73,7 +73,7 @@ from typing import Any
 import h11
 
 from pybox import errors
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"

@@ -6,7 +6,7 @@ import time
 
 from pybox import __version__
 from pybox.api.server import API_VERSION, MIN_API_VERSION
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 
 def register(router, engine) -> None:

@@ -50,10 +50,10 @@ from pybox.engine import rootview, tarstream
 from pybox.engine.rootview import MountedRootfs as RootView  # noqa: F401 (export, commit)
 from pybox.engine.tarstream import Member, TarReader
 from pybox.errors import BadRequest, NotFound, PyboxError
+from pybox.formats import fastjson
 from pybox.linux import constants as C
 from pybox.linux.fstree import remove_tree_at  # rm -rf at any depth, fd-relative
 from pybox.linux.idmap import OVERFLOW_ID, map_id
-from pybox.oci import fastjson
 
 GO_DIR = 1 << 31
 GO_SYMLINK = 1 << 27

@@ -25,11 +25,11 @@ from pybox.engine.events import EventBus
 from pybox.engine.recovery import remove_container_cgroups
 from pybox.engine.store import Container, ContainerStore, new_id, validate_name
 from pybox.errors import BadRequest, Conflict, InvalidState, NotFound, NotModified, PyboxError
+from pybox.formats import fastjson
 from pybox.formats.sizes import ram_in_bytes
 from pybox.formats.times import rfc3339_nano_fixed
 from pybox.linux import unixsock
 from pybox.monitor.jsonlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE
-from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
 ZERO_TIME = "0001-01-01T00:00:00Z"

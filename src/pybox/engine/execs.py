@@ -20,7 +20,7 @@ import threading
 from pybox.crashpoints import crashpoint
 from pybox.engine.attach import stdcopy
 from pybox.errors import Conflict
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.oci.state import write_atomic
 
 

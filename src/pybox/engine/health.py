@@ -8,8 +8,8 @@ import subprocess
 import threading
 import time
 
+from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
-from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
 NS = 1_000_000_000

@@ -82,8 +82,8 @@ from typing import Any
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import PyboxError
+from pybox.formats import fastjson
 from pybox.linux.fstree import remove_tree  # iterative: containers write deep trees
-from pybox.oci import fastjson
 
 # a write_atomic temp file: NAME.tmp-PID or NAME.tmp-PID.TID
 TEMP_RE = re.compile(r"\.tmp-(\d+)(?:\.\d+)?$")

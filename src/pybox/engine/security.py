@@ -232,7 +232,7 @@ def seccomp_profile(text: str) -> dict:
     """--security-opt seccomp=<profile JSON> -> linux.seccomp; a profile that is
     not JSON or not of docker's shape (seccomp.Seccomp) is a 400 at create,
     not a failure half way through a start."""
-    from pybox.oci import fastjson
+    from pybox.formats import fastjson
 
     def fail(problem: str) -> Exception:
         return BadRequest(f"Decoding seccomp profile failed: {problem}")

@@ -10,7 +10,7 @@ import secrets
 import threading
 
 from pybox.errors import BadRequest, Conflict, NotFound, NotModified  # noqa: F401
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.oci.state import write_atomic
 
 RECORD = "config.v2.json"

@@ -22,9 +22,9 @@ import threading
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import BadRequest, Conflict, NotFound
+from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
 from pybox.linux import fstree
-from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")

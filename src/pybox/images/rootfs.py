@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.oci.defaults import default_spec
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")

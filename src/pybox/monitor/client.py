@@ -14,9 +14,9 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
+from pybox.formats import fastjson
 from pybox.linux import unixsock
 from pybox.monitor.monitor import EXIT_FILE, SOCKET
-from pybox.oci import fastjson
 
 if TYPE_CHECKING:
     from typing import Any

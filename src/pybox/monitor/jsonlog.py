@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
+from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
-from pybox.oci import fastjson
 
 TYPE_CHECKING = False  # (typing is not imported: the monitors' zygote loads this module)
 if TYPE_CHECKING:

@@ -32,11 +32,11 @@ import socket
 import time
 
 from pybox.crashpoints import crashpoint
+from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
 from pybox.linux import unixsock
 from pybox.monitor import protocol as P
 from pybox.monitor.jsonlog import LogWriter
-from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
 TYPE_CHECKING = False  # (typing is not imported in the zygote; mypy reads this as true)

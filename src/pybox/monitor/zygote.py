@@ -30,9 +30,9 @@ import time
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import PyboxError
+from pybox.formats import fastjson
 from pybox.linux import unixsock
 from pybox.monitor import monitor
-from pybox.oci import fastjson
 
 TYPE_CHECKING = False  # (typing is not imported in the zygote; mypy reads this as true)
 if TYPE_CHECKING:

@@ -27,12 +27,12 @@ import threading
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import BadRequest, Conflict, NotFound, PyboxError
+from pybox.formats import fastjson
 from pybox.network import Names, etc, ifname_problem, ipam, is_reserved_name
 from pybox.network import netns as netnsmod
 from pybox.network import ports as portsmod
 from pybox.network.firewall import Firewall
 from pybox.network.links import LinkError, Links, read_sysctl, route_localnet_path, write_sysctl
-from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 
 PREDEFINED = ("bridge", "host", "none")

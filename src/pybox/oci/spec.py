@@ -11,8 +11,8 @@ integer``.  Unknown fields are ignored, as the spec requires.
 from __future__ import annotations
 
 from pybox.errors import ConfigError
+from pybox.formats import fastjson
 from pybox.linux.caps import is_known
-from pybox.oci import fastjson
 from pybox.oci.resources import check_resources
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True

@@ -21,7 +21,7 @@ import _thread
 import os
 
 from pybox.errors import ContainerExists, ContainerNotFound, PyboxError, UsageError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:

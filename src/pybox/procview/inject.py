@@ -32,9 +32,9 @@ import os
 import time
 
 from pybox.cgroups.layout import unescape_mountinfo
+from pybox.formats import fastjson
 from pybox.linux import constants as C
 from pybox.linux.syscalls import real
-from pybox.oci import fastjson
 from pybox.oci.state import write_atomic
 from pybox.procview import FILES, SUBTYPE
 from pybox.procview.cgroupview import read_text

@@ -19,9 +19,9 @@ import os
 from pybox import OCI_VERSION
 from pybox.crashpoints import crashpoint
 from pybox.errors import CgroupError, ContainerError, InvalidState, ProcessSetupError, PyboxError, RootfsError
+from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano
 from pybox.linux import proc
-from pybox.oci import fastjson
 from pybox.oci import state as st
 from pybox.runtime import log as logmod
 

@@ -27,7 +27,7 @@ def run_hooks(hooks, state, phase, *, warn=None):
         return
     import subprocess
 
-    from pybox.oci import fastjson
+    from pybox.formats import fastjson
 
     payload = fastjson.dumps(state).encode()
     for i, hook in enumerate(hooks):

@@ -194,7 +194,7 @@ def _preload(hooks, process) -> None:
     if hooks.get("startContainer"):
         import subprocess  # noqa: F401
 
-        from pybox.oci import fastjson  # noqa: F401
+        from pybox.formats import fastjson  # noqa: F401
         from pybox.runtime import hooks as _hooks  # noqa: F401
 
 

@@ -9,8 +9,8 @@ also to stderr as one line.  No ``logging`` import: it costs start-up time.
 import os
 import sys
 
+from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano
-from pybox.oci import fastjson
 
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 

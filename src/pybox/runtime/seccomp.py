@@ -366,7 +366,7 @@ def send_to_listener(listener_path, notify_fd, *, pid, metadata, state):
     import _socket
     import sys
 
-    from pybox.oci import fastjson
+    from pybox.formats import fastjson
 
     if not listener_path:
         raise ProcessSetupError("seccomp: SCMP_ACT_NOTIFY is used but "

@@ -15,7 +15,7 @@ Parent -> child: cgroup (it exists, join it), mapped, go.
 import os
 
 from pybox.errors import PyboxError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 
 class ChannelClosed(PyboxError):

@@ -30,8 +30,8 @@ from __future__ import annotations
 import _socket
 
 from pybox.errors import DaemonError, DaemonUnreachable, FlagError
+from pybox.formats import fastjson
 from pybox.linux.unixsock import call
-from pybox.oci import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ import sys
 from pybox.cli.pybox.client import path_escape
 from pybox.cli.pybox.session import is_terminal, write_all
 from pybox.errors import ClientError, DaemonError, ExitStatus
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:

@@ -18,9 +18,9 @@ import os
 from pybox.cli.pybox.client import version_tuple
 from pybox.cli.pybox.units import mem_swap_bytes, nano_cpus
 from pybox.errors import FlagError
+from pybox.formats import fastjson
 from pybox.formats.durations import go_duration
 from pybox.formats.sizes import ram_in_bytes
-from pybox.oci import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:

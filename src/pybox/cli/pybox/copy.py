@@ -23,7 +23,7 @@ from pybox.cli.pybox.common import container_path
 from pybox.cli.pybox.flags import FlagSet
 from pybox.cli.pybox.session import write_all
 from pybox.errors import ClientError, DaemonError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:

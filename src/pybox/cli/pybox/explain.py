@@ -10,7 +10,7 @@ from __future__ import annotations
 from pybox.cli.pybox.common import container_path
 from pybox.cli.pybox.flags import FlagSet
 from pybox.errors import ClientError, DaemonError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:

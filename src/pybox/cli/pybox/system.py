@@ -14,9 +14,9 @@ from pybox.cli.pybox.formatting import indent_raw_json, tabwrite
 from pybox.cli.pybox.templates import Template
 from pybox.cli.pybox.units import human_size
 from pybox.errors import ClientError, DaemonError, ExitStatus
+from pybox.formats import fastjson
 from pybox.formats.sizes import bytes_size
 from pybox.formats.times import get_timestamp, rfc3339_nano_fixed
-from pybox.oci import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:

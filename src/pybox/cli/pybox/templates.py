@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pybox.cli.pybox.units import go_float
 from pybox.errors import ClientError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ import sys
 import time
 
 from pybox.errors import UsageError
+from pybox.formats import fastjson
 from pybox.formats.durations import go_duration
-from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
 

@@ -8,7 +8,7 @@ import copy
 import os
 
 from pybox.errors import UsageError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.runtime.container import Container
 
 

@@ -3,7 +3,7 @@
 import os
 
 from pybox.errors import UsageError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.oci.defaults import default_spec
 
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.runtime.container import Container
 
 

@@ -6,8 +6,8 @@ the cgroup changes live."""
 import sys
 
 from pybox.errors import UsageError
+from pybox.formats import fastjson
 from pybox.formats.sizes import ram_in_bytes
-from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
 
