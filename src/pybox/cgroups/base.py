@@ -49,13 +49,13 @@ from __future__ import annotations
 import os
 import time
 
-from pybox.cgroups.fs import REAL, Files, cgroup_error
+from pybox.cgroups.fs import REAL, CgroupFs, Files, cgroup_error
 from pybox.cgroups.resources import get, validate
 from pybox.errors import CgroupError
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
 SIGKILL = 9
@@ -80,8 +80,16 @@ class Manager:
 
     version: int | None = None  # 1 or 2
     driver = ""
-    paths: dict[str, str] = {}
-    warnings: list[str]
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """controller -> absolute directory (v2: {"": dir})."""
+        raise NotImplementedError
+
+    @property
+    def warnings(self) -> list[str]:
+        """What rootless mode skipped or the kernel ignores, for the runtime to log."""
+        raise NotImplementedError
 
     def create(self) -> None:
         raise NotImplementedError
@@ -207,7 +215,7 @@ class Manager:
         raise NotImplementedError
 
 
-def backoff(timeout):
+def backoff(timeout: float) -> Iterator[None]:
     """Sleeps of 1 ms doubling to 50 ms until ``timeout`` seconds have passed;
     yields before each try (the first immediately)."""
     deadline = time.monotonic() + timeout
@@ -225,8 +233,13 @@ class Driver(Manager, Files):
     removal.  Subclasses set ``self.paths``, ``self.created``, ``self.fs``."""
 
     rootless = False
+    # plain attributes here (the drivers set them; hybrid computes them)
+    paths: dict[str, str] = {}
+    warnings: list[str] = []  # each driver's own list, from _init_common
+    created: list[str]
+    _rmdir_error: CgroupError | None = None
 
-    def _init_common(self, created, rootless, fs) -> None:
+    def _init_common(self, created: Iterable[str] | None, rootless: bool, fs: CgroupFs | None) -> None:
         self.created = list(created or ())
         self.rootless = rootless
         self.fs = fs or REAL
@@ -234,10 +247,10 @@ class Driver(Manager, Files):
         self._joined = False
 
     # -- warnings and unsupported fields ----------------------------------
-    def _warn(self, text) -> None:
+    def _warn(self, text: str) -> None:
         self.warnings.append(text)
 
-    def _unsupported(self, field, why, errno: int=95):
+    def _unsupported(self, field: str, why: str, errno: int = 95) -> None:
         """A field this host or driver cannot honour: an error, or in rootless
         mode (where cgroups are best effort, as in runc) a warning."""
         if self.rootless:
@@ -246,7 +259,9 @@ class Driver(Manager, Files):
         raise CgroupError(f"{field}: {why}", errno=errno)
 
     # -- directories --------------------------------------------------------
-    def _make_path(self, mountpoint, cgroup_path, before_mkdir=None, made=None):
+    def _make_path(self, mountpoint: str, cgroup_path: str,
+                   before_mkdir: Callable[[str], None] | None = None,
+                   made: list[str] | None = None) -> list[str]:
         """mkdir every missing component of ``cgroup_path`` below ``mountpoint``.
 
         Returns the list of directories made (top-down).  ``before_mkdir(parent)``
@@ -273,7 +288,7 @@ class Driver(Manager, Files):
             made.append(current)
         return made
 
-    def _remove_dirs(self, dirs):
+    def _remove_dirs(self, dirs: Iterable[str]) -> list[str]:
         """rmdir deepest first, retrying EBUSY; returns the ones still present."""
         left = []
         for d in sorted(set(dirs), key=lambda p: p.count("/"), reverse=True):
@@ -281,7 +296,7 @@ class Driver(Manager, Files):
                 left.append(d)
         return left
 
-    def _rmdir_retry(self, path) -> bool:
+    def _rmdir_retry(self, path: str) -> bool:
         last = None
         for _ in backoff(RMDIR_TIMEOUT):
             try:
@@ -297,10 +312,10 @@ class Driver(Manager, Files):
                                          hint="processes are still inside" if last == 16 else None)
         return False
 
-    def _descendants(self, directory):
+    def _descendants(self, directory: str) -> list[str]:
         """Sub-cgroups below ``directory`` (made by the container itself), deepest
         first.  They belong to the container, so destroy removes them too."""
-        out = []
+        out: list[str] = []
         try:
             names = self.fs.subdirs(directory)
         except OSError:
@@ -322,8 +337,8 @@ class Driver(Manager, Files):
         self.created = [d for d in self.created if d in left]
 
     # -- processes ----------------------------------------------------------
-    def _procs_in(self, directory):
-        pids = []
+    def _procs_in(self, directory: str) -> list[int]:
+        pids: list[int] = []
         text = self._read_or_none(directory, "cgroup.procs")
         if text is None:
             return pids
@@ -334,7 +349,7 @@ class Driver(Manager, Files):
                 pids.extend(int(x) for x in text.split())
         return pids
 
-    def _signal_pids(self, sig):
+    def _signal_pids(self, sig: int) -> int:
         sent = 0
         for pid in self.pids():
             try:
@@ -344,7 +359,7 @@ class Driver(Manager, Files):
                 pass
         return sent
 
-    def kill_all(self, sig) -> None:
+    def kill_all(self, sig: int) -> None:
         """Freeze, signal every process, thaw: a process cannot fork a child that
         escapes the signal while the cgroup is frozen."""
         can_freeze = self._can_freeze()
@@ -363,17 +378,17 @@ class Driver(Manager, Files):
     def _can_freeze(self) -> bool:
         return True
 
-    def _owned_leaves(self):
+    def _owned_leaves(self) -> list[str]:
         """Leaf directories of this container that this manager created."""
         return [d for d in set(self.paths.values()) if d in self.created]
 
-    def _wait_empty(self, timeout=EMPTY_TIMEOUT) -> bool:
+    def _wait_empty(self, timeout: float = EMPTY_TIMEOUT) -> bool:
         for _ in backoff(timeout):
             if not self.pids():
                 return True
         return False
 
-    def destroy(self):
+    def destroy(self) -> None:
         """Kill what is left, wait until empty, remove our directories.
 
         Only cgroups this manager made are touched: if the leaf existed before
@@ -410,7 +425,7 @@ class Driver(Manager, Files):
         if left:
             raise self._rmdir_error or CgroupError(f"cannot remove {left}")
 
-    def _leaf_pids(self, leaves):
+    def _leaf_pids(self, leaves: Iterable[str]) -> bool:
         return any(self._procs_in(d) for d in leaves)
 
     def _kill_for_destroy(self) -> None:

@@ -8,6 +8,8 @@ written out with their sources in docs/cgroups.md.  ``math`` is a built-in
 module: importing it costs nothing measurable.
 """
 
+from __future__ import annotations
+
 import math
 
 from pybox.errors import CgroupError
@@ -16,7 +18,7 @@ from pybox.oci.resources import hugepage_size_name  # noqa: F401  (re-exported: 
 UNSET = None
 
 
-def cpu_shares_to_weight(shares):
+def cpu_shares_to_weight(shares: int | None) -> int:
     """cpu.shares [2, 262144] (default 1024) -> cpu.weight [1, 10000] (default 100).
 
     A quadratic in log2(shares) chosen to fit the three fixed points
@@ -37,7 +39,7 @@ def cpu_shares_to_weight(shares):
     return int(math.ceil(10 ** exponent))
 
 
-def blkio_weight_to_io_weight(weight):
+def blkio_weight_to_io_weight(weight: int | None) -> int:
     """blkio.weight [10, 1000] -> io.weight [1, 10000] (runc's linear map):
     1 + (weight - 10) * 9999 / 990.  Only for io.weight: io.bfq.weight takes the
     blkio range [1, 1000] unchanged.  0 means unset."""
@@ -46,7 +48,7 @@ def blkio_weight_to_io_weight(weight):
     return 1 + (weight - 10) * 9999 // 990
 
 
-def cpu_max(quota, period):
+def cpu_max(quota: int | None, period: int | None) -> str | None:
     """cpu.cfs_quota_us / cpu.cfs_period_us -> the text of cpu.max, or None.
 
     cpu.max is "$QUOTA $PERIOD" with "max" for no quota; a lone "$QUOTA" keeps the
@@ -59,7 +61,7 @@ def cpu_max(quota, period):
     return text
 
 
-def memory_value(value):
+def memory_value(value: int | None) -> str | None:
     """memory.limit (or reservation) -> v2 text: -1 is "max", 0/None is unset."""
     if value is None or value == 0:
         return None
@@ -68,7 +70,8 @@ def memory_value(value):
     return str(value)
 
 
-def memory_swap_to_v2(swap, limit, field: str="linux.resources.memory.swap"):
+def memory_swap_to_v2(swap: int | None, limit: int | None,
+                      field: str = "linux.resources.memory.swap") -> str | None:
     """memory.swap is memory+swap (v1 memsw); v2's memory.swap.max is swap alone.
 
     runc's rules: unlimited memory and unset swap means unlimited swap too; -1
@@ -92,14 +95,14 @@ def memory_swap_to_v2(swap, limit, field: str="linux.resources.memory.swap"):
     return str(swap - limit)
 
 
-def pids_max(limit):
+def pids_max(limit: int | None) -> str | None:
     """pids.limit -> pids.max text: > 0 is the number, <= 0 is unlimited ("max")."""
     if limit is None:
         return None
     return str(limit) if limit > 0 else "max"
 
 
-def io_max_line(major, minor, key, rate) -> str:
+def io_max_line(major: int, minor: int, key: str, rate: int | None) -> str:
     """One io.max line; a rate of 0 removes the limit ("max")."""
     return f"{major}:{minor} {key}={rate if rate else 'max'}"
 

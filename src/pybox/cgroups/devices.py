@@ -18,13 +18,23 @@ for and the OCI validation test linux_cgroups_devices checks.
 v2: ebpf.py turns the same state into a BPF_PROG_TYPE_CGROUP_DEVICE program.
 """
 
+from __future__ import annotations
+
 from pybox.errors import CgroupError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
+
+    DeviceKey = tuple[str, int, int]  # (type, major, minor); -1 is a wildcard
+    Rule = tuple[bool, str, int, int, str]  # (allow, type, major, minor, access)
 
 WILDCARD = -1
 _ORDER = "rwm"
 
 
-def _access(text):
+def _access(text: str) -> str:
     """Normalise an access string to the canonical "rwm" order (empty -> "")."""
     return "".join(ch for ch in _ORDER if ch in text)
 
@@ -32,21 +42,23 @@ def _access(text):
 class DeviceState:
     """default_allow plus exceptions: (type, major, minor) -> access, in insertion order."""
 
-    def __init__(self, default_allow: bool=True, exceptions=None) -> None:
+    def __init__(self, default_allow: bool = True,
+                 exceptions: Mapping[DeviceKey, str] | None = None) -> None:
         self.default_allow = default_allow
-        self.exceptions = dict(exceptions or {})
+        self.exceptions: dict[DeviceKey, str] = dict(exceptions or {})
 
-    def copy(self):
+    def copy(self) -> DeviceState:
         return DeviceState(self.default_allow, self.exceptions)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return (isinstance(other, DeviceState) and self.default_allow == other.default_allow
                 and self.exceptions == other.exceptions)
 
     def __repr__(self) -> str:
         return f"DeviceState(default_allow={self.default_allow}, {self.exceptions})"
 
-    def apply(self, allow, kind, major, minor, access, field: str="linux.resources.devices"):
+    def apply(self, allow: bool, kind: str, major: int, minor: int, access: str,
+              field: str = "linux.resources.devices") -> None:
         """Apply one rule (after normalize_rule)."""
         if kind == "a":
             self.default_allow = allow
@@ -75,7 +87,7 @@ class DeviceState:
         else:
             self.exceptions.pop(key, None)
 
-    def allows(self, kind, major, minor, access):
+    def allows(self, kind: str, major: int, minor: int, access: str) -> bool:
         """Would the v1 kernel let ``access`` to this device through?  (Used by
         tests and by ebpf.py's self-check.)"""
         for (t, ma, mi), acc in self.exceptions.items():
@@ -89,7 +101,7 @@ class DeviceState:
         return self.default_allow
 
 
-def normalize_rule(rule):
+def normalize_rule(rule: dict[str, Any]) -> Rule:
     """A runtime-spec device rule -> (allow, type, major, minor, access).
 
     Missing type means "a" (all), missing major/minor mean any (-1), missing or
@@ -103,7 +115,8 @@ def normalize_rule(rule):
     return bool(rule.get("allow")), kind, major, minor, access
 
 
-def state_from_rules(rules, start=None, field: str="linux.resources.devices"):
+def state_from_rules(rules: Iterable[dict[str, Any]] | None, start: DeviceState | None = None,
+                     field: str = "linux.resources.devices") -> DeviceState:
     """Replay runtime-spec rules on top of ``start`` (default: allow everything,
     which is what a new cgroup starts with)."""
     state = start.copy() if start is not None else DeviceState(True)
@@ -113,13 +126,13 @@ def state_from_rules(rules, start=None, field: str="linux.resources.devices"):
     return state
 
 
-def format_rule(kind, major, minor, access) -> str:
+def format_rule(kind: str, major: int, minor: int, access: str) -> str:
     ma = "*" if major == WILDCARD else str(major)
     mi = "*" if minor == WILDCARD else str(minor)
     return f"{kind} {ma}:{mi} {access}"
 
 
-def parse_devices_list(text):
+def parse_devices_list(text: str) -> DeviceState:
     """v1 devices.list -> DeviceState.  "a *:* rwm" means allow-all (blacklist
     mode with no exceptions); any other list is a whitelist."""
     state = DeviceState(False)
@@ -138,12 +151,12 @@ def parse_devices_list(text):
     return state
 
 
-def v1_transition(current, target):
+def v1_transition(current: DeviceState, target: DeviceState) -> list[tuple[str, str]]:
     """Writes that take a v1 devices cgroup from ``current`` to ``target``.
 
     Returns a list of (file, line) with file "devices.allow" or "devices.deny".
     """
-    writes = []
+    writes: list[tuple[str, str]] = []
     old = current.exceptions
     if current.default_allow or current.default_allow != target.default_allow:
         # Blacklist mode cannot be edited safely (v1 lists only "a *:* rwm" for

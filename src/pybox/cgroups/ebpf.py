@@ -31,10 +31,24 @@ access needs both to agree, so a container never briefly gains access it should
 not have, and keeps every device both allow.
 """
 
+from __future__ import annotations
+
 import os
 import struct
 
 from pybox.errors import CgroupError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    import ctypes
+    from types import ModuleType
+    from typing import Any
+
+    from pybox.cgroups.devices import DeviceState
+    from pybox.linux.syscalls import Syscalls
+
+    Insn = tuple[int, int, int, int, int]  # opcode, dst, src, off, imm
+    Attr = ctypes.Array[ctypes.c_ubyte]
 
 # bpf(2) commands, program/attach types and flags (linux/bpf.h)
 BPF_PROG_LOAD = 5
@@ -70,18 +84,18 @@ _ATTR_SIZE = 128         # enough for every command used; the tail stays zero
 _LICENSE = b"Apache\0"
 
 
-def _insn(opcode, dst: int=0, src: int=0, off: int=0, imm: int=0):
+def _insn(opcode: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> Insn:
     return (opcode, dst, src, off, imm)
 
 
-def _access_mask(access):
+def _access_mask(access: str) -> int:
     mask = 0
     for ch in access:
         mask |= _ACCESS_BITS[ch]
     return mask
 
 
-def program(state):
+def program(state: DeviceState) -> list[Insn]:
     """The instruction list (tuples opcode, dst, src, off, imm) for a DeviceState.
 
     Jumps to "next" are resolved once each exception's block length is known."""
@@ -95,7 +109,7 @@ def program(state):
     ]
     default = 1 if state.default_allow else 0
     for (kind, major, minor), access in state.exceptions.items():
-        block = []  # (insn, jumps_to_next)
+        block: list[tuple[Insn, bool]] = []  # (insn, jumps_to_next)
         if kind in ("b", "c"):
             dev = BPF_DEVCG_DEV_BLOCK if kind == "b" else BPF_DEVCG_DEV_CHAR
             block.append((_insn(_JMP_JNE_K, 2, imm=dev), True))
@@ -126,7 +140,7 @@ def program(state):
     return insns
 
 
-def encode(insns):
+def encode(insns: list[Insn]) -> bytes:
     """struct bpf_insn[]: u8 code; u8 dst:4, src:4; s16 off; s32 imm (little endian
     on x86_64/aarch64; bit-field order follows the host's endianness)."""
     out = bytearray()
@@ -135,13 +149,13 @@ def encode(insns):
     return bytes(out)
 
 
-def run(insns, kind, major, minor, access):
+def run(insns: list[Insn], kind: str, major: int, minor: int, access: str) -> int:
     """Interpret the program in Python (the subset emitted above).  Used by unit
     tests to check the generated code against DeviceState.allows without a
     kernel."""
     dev = {"b": BPF_DEVCG_DEV_BLOCK, "c": BPF_DEVCG_DEV_CHAR}[kind]
     ctx = [(_access_mask(access) << 16) | dev, major, minor]
-    reg = [0] * 11
+    reg: list[Any] = [0] * 11  # r1 holds the context (a list), the others ints
     reg[1] = ctx
     pc = 0
     while True:
@@ -171,29 +185,29 @@ def run(insns, kind, major, minor, access):
 
 # -- the kernel side --------------------------------------------------------
 
-def _syscalls():
-    from pybox.linux import syscalls
+def _syscalls() -> Syscalls:
+    from pybox.linux import syscalls  # noqa: PLC0415 -- ctypes: only for a device program
 
     return syscalls.real()
 
 
-def _bpf(sc, cmd, attr):
+def _bpf(sc: Syscalls, cmd: int, attr: Attr) -> int:
     method = getattr(sc, "bpf", None)
     if method is not None:
         return method(cmd, attr, _ATTR_SIZE)
-    import ctypes  # an older Syscalls without the bpf method
+    import ctypes  # noqa: PLC0415 -- an older Syscalls without the bpf method
 
     return sc.raw_syscall("bpf", ctypes.c_int(cmd), ctypes.byref(attr),
                           ctypes.c_uint(_ATTR_SIZE))
 
 
-def _attr(ctypes):
+def _attr(ctypes: ModuleType) -> Attr:
     return (ctypes.c_ubyte * _ATTR_SIZE)()
 
 
-def load(state, sc=None):
+def load(state: DeviceState, sc: Syscalls | None = None) -> int:
     """Load the program for ``state``; returns its fd (caller closes)."""
-    import ctypes
+    import ctypes  # noqa: PLC0415 -- costs milliseconds; only device programs need it
 
     sc = sc or _syscalls()
     code = encode(program(state))
@@ -210,7 +224,7 @@ def load(state, sc=None):
     except OSError as e:
         if e.errno == 1:
             # Before 5.11 bpf memory was charged against RLIMIT_MEMLOCK.
-            import resource
+            import resource  # noqa: PLC0415 -- only on old kernels' EPERM
 
             try:
                 resource.setrlimit(resource.RLIMIT_MEMLOCK,
@@ -221,13 +235,13 @@ def load(state, sc=None):
         verifier = log.value.decode(errors="replace").strip()
         raise CgroupError(
             "linux.resources.devices: cannot load the eBPF device program: "
-            f"{os.strerror(e.errno)} (errno {e.errno})"
+            f"{os.strerror(e.errno or 0)} (errno {e.errno})"
             + (f"; verifier says: {verifier[-500:]}" if verifier else ""), errno=e.errno) from None
 
 
-def query(dirfd, sc=None):
+def query(dirfd: int, sc: Syscalls | None = None) -> list[int]:
     """Ids of the device programs attached directly to the cgroup open at dirfd."""
-    import ctypes
+    import ctypes  # noqa: PLC0415 -- costs milliseconds; only device programs need it
 
     sc = sc or _syscalls()
     ids = (ctypes.c_uint32 * 64)()
@@ -239,25 +253,26 @@ def query(dirfd, sc=None):
     return [ids[i] for i in range(min(count, len(ids)))]
 
 
-def _prog_fd(prog_id, sc):
-    import ctypes
+def _prog_fd(prog_id: int, sc: Syscalls) -> int:
+    import ctypes  # noqa: PLC0415 -- costs milliseconds; only device programs need it
 
     attr = _attr(ctypes)
     struct.pack_into("<I", attr, 0, prog_id)
     return _bpf(sc, BPF_PROG_GET_FD_BY_ID, attr)
 
 
-def _attach_cmd(cmd, dirfd, prog_fd, flags, sc, replace_fd: int=0):
+def _attach_cmd(cmd: int, dirfd: int, prog_fd: int, flags: int, sc: Syscalls,
+                replace_fd: int = 0) -> int:
     """BPF_PROG_ATTACH/DETACH: union bpf_attr's {target_fd, attach_bpf_fd,
     attach_type, attach_flags, replace_bpf_fd}."""
-    import ctypes
+    import ctypes  # noqa: PLC0415 -- costs milliseconds; only device programs need it
 
     attr = _attr(ctypes)
     struct.pack_into("<IIIII", attr, 0, dirfd, prog_fd, BPF_CGROUP_DEVICE, flags, replace_fd)
     return _bpf(sc, cmd, attr)
 
 
-def _replace(dirfd: int, prog_fd: int, old_id: int, sc) -> bool:
+def _replace(dirfd: int, prog_fd: int, old_id: int, sc: Syscalls) -> bool:
     """Swap the one attached program ``old_id`` for ``prog_fd`` atomically
     (BPF_F_REPLACE).  False when that cannot be done -- a kernel before 5.6
     (EINVAL), the old program gone meanwhile -- and the caller falls back to
@@ -276,7 +291,7 @@ def _replace(dirfd: int, prog_fd: int, old_id: int, sc) -> bool:
         os.close(old_fd)
 
 
-def install(cgroup_dir, state, sc=None):
+def install(cgroup_dir: str, state: DeviceState, sc: Syscalls | None = None) -> None:
     """Attach the program for ``state`` to ``cgroup_dir`` in place of the device
     programs attached there before (ours from an earlier apply/update): replaced
     atomically when there is one, else attached first and the old ones detached
@@ -286,7 +301,7 @@ def install(cgroup_dir, state, sc=None):
         dirfd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise CgroupError(f"linux.resources.devices: cannot open {cgroup_dir}: "
-                          f"{os.strerror(e.errno)} (errno {e.errno})", errno=e.errno) from None
+                          f"{os.strerror(e.errno or 0)} (errno {e.errno})", errno=e.errno) from None
     try:
         try:
             old = query(dirfd, sc)
@@ -301,7 +316,7 @@ def install(cgroup_dir, state, sc=None):
             except OSError as e:
                 raise CgroupError(
                     f"linux.resources.devices: cannot attach the eBPF device program to "
-                    f"{cgroup_dir}: {os.strerror(e.errno)} (errno {e.errno})",
+                    f"{cgroup_dir}: {os.strerror(e.errno or 0)} (errno {e.errno})",
                     errno=e.errno) from None
         finally:
             os.close(prog_fd)
@@ -311,7 +326,7 @@ def install(cgroup_dir, state, sc=None):
         os.close(dirfd)
 
 
-def _detach_id(dirfd, prog_id, sc) -> None:
+def _detach_id(dirfd: int, prog_id: int, sc: Syscalls) -> None:
     try:
         fd = _prog_fd(prog_id, sc)
     except OSError:
@@ -324,7 +339,7 @@ def _detach_id(dirfd, prog_id, sc) -> None:
         os.close(fd)
 
 
-def attached(cgroup_dir, sc=None):
+def attached(cgroup_dir: str, sc: Syscalls | None = None) -> int:
     """Number of device programs attached directly to cgroup_dir (for tests)."""
     sc = sc or _syscalls()
     dirfd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -12,10 +12,14 @@ errno}.
     mgr = cgroups.new_manager("/pybox-test", "id", layout=layout, fs=fs)
 """
 
-import os
+from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
+
+from pybox.cgroups.devices import WILDCARD, DeviceState, parse_devices_list
 from pybox.cgroups.fs import CgroupFs
-from pybox.cgroups.layout import detect
+from pybox.cgroups.layout import Layout, detect
 
 BIG = "9223372036854771712"
 
@@ -79,13 +83,15 @@ V2_ALWAYS = {"cpu.stat": "usage_usec 5\nuser_usec 3\nsystem_usec 2\n"}
 class FakeCgroupFs(CgroupFs):
     """``mounts``: mountpoint -> controllers (v1) or None (cgroup2)."""
 
-    def __init__(self, mounts) -> None:
+    def __init__(self, mounts: Mapping[str, tuple[str, ...] | None]) -> None:
         self.mounts = dict(mounts)
-        self.writes = []
-        self.fail = {}
-        self.removed = []
+        self.writes: list[tuple[str, str]] = []
+        self.fail: dict[str, int] = {}
+        self.removed: list[str] = []
+        self.mountinfo = ""  # the /proc text fake_host's layout was detected from
+        self.proc_cgroup = ""
 
-    def _mount_of(self, path):
+    def _mount_of(self, path: str) -> str | None:
         best = None
         for m in self.mounts:
             if (path == m or path.startswith(m.rstrip("/") + "/")) and (
@@ -93,10 +99,10 @@ class FakeCgroupFs(CgroupFs):
                 best = m
         return best
 
-    def populate(self, path) -> None:
+    def populate(self, path: str) -> None:
         mount = self._mount_of(path)
-        controllers = self.mounts.get(mount)
-        files = {}
+        controllers = self.mounts.get(mount) if mount is not None else None
+        files: dict[str, str] = {}
         if controllers is None:
             files.update(V2_CORE)
             files.update(V2_ALWAYS)
@@ -117,12 +123,12 @@ class FakeCgroupFs(CgroupFs):
                 with open(full, "w") as f:
                     f.write(content)
 
-    def mkdir(self, path, mode: int=0o755) -> None:
+    def mkdir(self, path: str, mode: int = 0o755) -> None:
         self._maybe_fail(path, "mkdir")
         os.mkdir(path, mode)
         self.populate(path)
 
-    def rmdir(self, path):
+    def rmdir(self, path: str) -> None:
         self._maybe_fail(path, "rmdir")
         if not os.path.isdir(path):
             raise FileNotFoundError(2, "No such file or directory", path)
@@ -136,12 +142,14 @@ class FakeCgroupFs(CgroupFs):
         os.rmdir(path)
         self.removed.append(path)
 
-    def _maybe_fail(self, path, op=None):
+    def _maybe_fail(self, path: str, op: str | None = None) -> None:
         for key, err in self.fail.items():
             if path.endswith(key) or key == op:
                 raise OSError(err, os.strerror(err), path)
 
-    def write(self, path, data):
+    def write(self, path: str, data: str | bytes) -> None:
+        if isinstance(data, bytes):
+            data = data.decode()
         self._maybe_fail(path)
         if not os.path.exists(path):
             raise FileNotFoundError(2, "No such file or directory", path)
@@ -180,14 +188,12 @@ class FakeCgroupFs(CgroupFs):
             f.write(data)
 
 
-def _devices_list_after(directory, allow, line) -> None:
+def _devices_list_after(directory: str, allow: bool, line: str) -> None:
     """devices.list after one write to devices.allow (``allow``) or devices.deny,
     as the v1 kernel keeps it: "a" switches the default and drops every
     exception; a rule against the default adds access to its exception, one
     with the default takes access away from the exact entry.  A list whose
     default is allow shows only "a *:* rwm"."""
-    from pybox.cgroups.devices import WILDCARD, DeviceState, parse_devices_list
-
     path = os.path.join(directory, "devices.list")
     state = parse_devices_list(_read_file(path))
     fields = line.split()
@@ -216,7 +222,7 @@ def _devices_list_after(directory, allow, line) -> None:
         f.write(text)
 
 
-def _read_file(path):
+def _read_file(path: str) -> str:
     try:
         with open(path) as f:
             return f.read()
@@ -224,7 +230,7 @@ def _read_file(path):
         return ""
 
 
-def write_file(path, content) -> None:
+def write_file(path: str, content: str) -> None:
     with open(path, "w") as f:
         f.write(content)
 
@@ -232,9 +238,10 @@ def write_file(path, content) -> None:
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")
 
 
-def fake_host(root, mode, *, own: str="/", v2_controllers=("cpuset", "cpu", "io", "memory", "hugetlb",
-                                                      "pids"),
-              v1_controllers=V1_CONTROLLERS, comount_cpu: bool=False, unified_controllers=()):
+def fake_host(root: str | os.PathLike[str], mode: str, *, own: str = "/",
+              v2_controllers: Iterable[str] = ("cpuset", "cpu", "io", "memory", "hugetlb", "pids"),
+              v1_controllers: Iterable[str] = V1_CONTROLLERS, comount_cpu: bool = False,
+              unified_controllers: Iterable[str] = ()) -> tuple[FakeCgroupFs, Layout]:
     """Build a fake host under ``root``; returns (FakeCgroupFs, Layout).
 
     ``own`` is the caller's cgroup (in every hierarchy) as /proc/self/cgroup shows it.
@@ -242,10 +249,10 @@ def fake_host(root, mode, *, own: str="/", v2_controllers=("cpuset", "cpu", "io"
     root = str(root)
     lines = ["31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755"]
     cgroup_lines = []
-    mounts = {}
+    mounts: dict[str, tuple[str, ...] | None] = {}
     n = 32
     if mode in ("v1", "hybrid"):
-        groups = []
+        groups: list[str] = []
         names = list(v1_controllers)
         if comount_cpu and "cpu" in names and "cpuacct" in names:
             names.remove("cpuacct")
@@ -276,18 +283,18 @@ def fake_host(root, mode, *, own: str="/", v2_controllers=("cpuset", "cpu", "io"
             write_file(os.path.join(mp, "cpuset.mems"), "0")
     # the caller's own cgroup exists in every hierarchy
     if own.strip("/"):
-        for mp in mounts:
+        for mp, on_mount in mounts.items():
             current = mp
             for part in own.strip("/").split("/"):
                 current = os.path.join(current, part)
                 if not os.path.isdir(current):
-                    if mounts[mp] is None:  # delegated down to the caller
+                    if on_mount is None:  # delegated down to the caller
                         parent = os.path.dirname(current)
                         write_file(os.path.join(parent, "cgroup.subtree_control"),
                                    _read_file(os.path.join(parent, "cgroup.controllers")))
                     os.mkdir(current)
                     fs.populate(current)
-                    if mounts[mp] is not None and "cpuset" in mounts[mp]:
+                    if on_mount is not None and "cpuset" in on_mount:
                         write_file(os.path.join(current, "cpuset.cpus"), "0-3")
                         write_file(os.path.join(current, "cpuset.mems"), "0")
     layout = detect(mountinfo, proc_cgroup, prefix=root)

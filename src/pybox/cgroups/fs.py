@@ -12,6 +12,8 @@ the file, the value, the errno and, when the caller knows it, the
 ``linux.resources`` field the value came from, so the user can act on it.
 """
 
+from __future__ import annotations
+
 import os
 
 from pybox.errors import CgroupError
@@ -30,17 +32,18 @@ _HINTS = {
 }
 
 
-def describe_errno(err) -> str:
-    text = _HINTS.get(err)
-    if text is None:
+def describe_errno(err: int | None) -> str:
+    text = "unknown error" if err is None else _HINTS.get(err)
+    if text is None and err is not None:
         try:
             text = os.strerror(err)
-        except (ValueError, TypeError):
+        except ValueError:
             text = "unknown error"
     return f"{text} (errno {err})"
 
 
-def cgroup_error(operation, path, err, *, field=None, value=None, hint=None):
+def cgroup_error(operation: str, path: str, err: int | None, *, field: str | None = None,
+                 value: str | None = None, hint: str | None = None) -> CgroupError:
     """Build the one-line CgroupError every driver raises.
 
     ``field`` is the runtime-spec JSON path (``linux.resources.memory.limit``) so
@@ -58,42 +61,38 @@ def cgroup_error(operation, path, err, *, field=None, value=None, hint=None):
         parts.append(f": {describe_errno(err)}")
     if hint:
         parts.append(f"; {hint}")
-    exc = CgroupError("".join(parts), errno=err)
-    exc.path = path
-    exc.field = field
-    exc.value = value
-    return exc
+    return CgroupError("".join(parts), errno=err)
 
 
 class CgroupFs:
     """The real kernel.  Stateless; one shared instance is enough (``REAL``)."""
 
-    def exists(self, path):
+    def exists(self, path: str) -> bool:
         return os.path.exists(path)
 
-    def isdir(self, path):
+    def isdir(self, path: str) -> bool:
         return os.path.isdir(path)
 
-    def listdir(self, path):
+    def listdir(self, path: str) -> list[str]:
         return os.listdir(path)
 
-    def subdirs(self, path):
+    def subdirs(self, path: str) -> list[str]:
         """Names of the sub-directories (child cgroups): from the directory
         entries' types, without a stat per control file."""
         with os.scandir(path) as it:
             return [e.name for e in it if e.is_dir(follow_symlinks=False)]
 
-    def mkdir(self, path, mode: int=0o755) -> None:
+    def mkdir(self, path: str, mode: int = 0o755) -> None:
         os.mkdir(path, mode)
 
-    def rmdir(self, path) -> None:
+    def rmdir(self, path: str) -> None:
         os.rmdir(path)
 
-    def read(self, path):
+    def read(self, path: str) -> str:
         with open(path, "rb") as f:
             return f.read().decode()
 
-    def write(self, path, data) -> None:
+    def write(self, path: str, data: str | bytes) -> None:
         """One write(2) of the whole value, no O_CREAT: a missing file means a
         missing controller, never a file we should invent."""
         if isinstance(data, str):
@@ -108,7 +107,7 @@ class CgroupFs:
 REAL = CgroupFs()
 
 
-def join(directory, name):
+def join(directory: str, name: str) -> str:
     return directory + "/" + name if not directory.endswith("/") else directory + name
 
 
@@ -118,22 +117,23 @@ class Files:
     Mixed into the drivers; needs ``self.fs``.
     """
 
-    fs = REAL
+    fs: CgroupFs = REAL
 
-    def _read(self, directory, name, *, field=None):
+    def _read(self, directory: str, name: str, *, field: str | None = None) -> str:
         path = join(directory, name)
         try:
             return self.fs.read(path)
         except OSError as e:
             raise cgroup_error("read", path, e.errno, field=field) from None
 
-    def _read_or_none(self, directory, name):
+    def _read_or_none(self, directory: str, name: str) -> str | None:
         try:
             return self.fs.read(join(directory, name))
         except OSError:
             return None
 
-    def _write(self, directory, name, value, *, field=None, hint=None):
+    def _write(self, directory: str, name: str, value: object, *, field: str | None = None,
+               hint: str | None = None) -> None:
         path = join(directory, name)
         text = value if isinstance(value, str) else str(value)
         try:
@@ -142,11 +142,11 @@ class Files:
             raise cgroup_error("write", path, e.errno, field=field, value=text,
                                hint=hint) from None
 
-    def _has(self, directory, name):
+    def _has(self, directory: str, name: str) -> bool:
         return self.fs.exists(join(directory, name))
 
 
-def parse_int(text):
+def parse_int(text: str) -> int:
     """cgroupfs integers; "max" (v2 and pids) becomes -1, like runtime-spec's
     "unlimited"."""
     text = text.strip()
@@ -155,7 +155,7 @@ def parse_int(text):
     return int(text)
 
 
-def parse_flat_keyed(text):
+def parse_flat_keyed(text: str) -> dict[str, int]:
     """``key value`` lines (memory.stat, cpu.stat, memory.events) -> dict of ints."""
     out = {}
     for line in text.splitlines():

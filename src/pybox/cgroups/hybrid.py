@@ -15,10 +15,19 @@ crun refuses this layout; runc ignores the unified half.  Composition keeps both
 drivers unchanged: this class only routes.
 """
 
-from pybox.cgroups.base import SIGKILL, Manager
+from __future__ import annotations
+
+from pybox.cgroups.base import SIGKILL, Driver, Manager
 from pybox.cgroups.v1 import V1Manager
 from pybox.cgroups.v2 import V2Manager
 from pybox.errors import CgroupError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pybox.cgroups.fs import CgroupFs
+    from pybox.cgroups.layout import Layout
 
 P = "linux.resources"
 
@@ -27,13 +36,14 @@ class HybridManager(Manager):
     version = 1
     driver = "hybrid"
 
-    def __init__(self, v1, v2) -> None:
+    def __init__(self, v1: V1Manager, v2: V2Manager) -> None:
         self.v1 = v1
         self.v2 = v2
         self.v2_used = False  # did a limit land on the cgroup2 half?
 
     @classmethod
-    def for_layout(cls, layout, cgroups_path, name, *, rootless: bool=False, systemd: bool=False, fs=None):
+    def for_layout(cls, layout: Layout, cgroups_path: str, name: str, *, rootless: bool = False,
+                   systemd: bool = False, fs: CgroupFs | None = None) -> HybridManager:
         v1 = V1Manager.for_layout(layout, cgroups_path, name, rootless=rootless,
                                   systemd=systemd, fs=fs)
         v2 = V2Manager.for_layout(layout, cgroups_path, name, rootless=rootless,
@@ -41,38 +51,38 @@ class HybridManager(Manager):
         return cls(v1, v2)
 
     @classmethod
-    def from_state(cls, saved, fs=None):
+    def from_state(cls, saved: dict[str, Any], fs: CgroupFs | None = None) -> HybridManager:
         mgr = cls(V1Manager.from_state(saved["v1"], fs=fs),
                   V2Manager.from_state(saved["v2"], fs=fs))
         mgr.v2_used = saved.get("v2_used", True)
         return mgr
 
-    def to_state(self):
+    def to_state(self) -> dict[str, Any]:
         return {"driver": self.driver, "version": 1, "path": self.v1.cgroup_path,
                 "paths": self.paths, "created": self.created, "rootless": self.v1.rootless,
                 "v1": self.v1.to_state(), "v2": self.v2.to_state(),
                 "v2_used": self.v2_used}
 
     @property
-    def paths(self):
+    def paths(self) -> dict[str, str]:
         out = dict(self.v1.paths)
         out[""] = self.v2.dir
         return out
 
     @property
-    def created(self):
+    def created(self) -> list[str]:
         return list(self.v1.created) + list(self.v2.created)
 
     @property
-    def warnings(self):
+    def warnings(self) -> list[str]:
         return self.v1.warnings + self.v2.warnings
 
     @property
-    def rootless(self):
+    def rootless(self) -> bool:
         return self.v1.rootless
 
     # -- lifecycle ----------------------------------------------------------------
-    def create(self):
+    def create(self) -> None:
         self.v1.create()
         try:
             self.v2.create()
@@ -80,7 +90,7 @@ class HybridManager(Manager):
             self.v1._rollback()
             raise
 
-    def add(self, pid) -> None:
+    def add(self, pid: int) -> None:
         self.v1.add(pid)
         self.v2.add(pid)
 
@@ -92,13 +102,13 @@ class HybridManager(Manager):
         if self.v2_used:
             self.v2.enter_self()
 
-    def pids(self):
+    def pids(self) -> list[int]:
         found = set(self.v1.pids())
         found.update(self.v2.pids())
         return sorted(found)
 
     # -- resources ----------------------------------------------------------------
-    def _owner(self, v1_controller, v2_controller):
+    def _owner(self, v1_controller: str, v2_controller: str) -> Driver:
         """The driver that handles a controller: v1 if mounted there, else v2 if
         the cgroup2 mount offers it, else v1 (whose error names the field)."""
         if v1_controller in self.v1.paths:
@@ -151,7 +161,7 @@ class HybridManager(Manager):
         self.v2.set_unified(unified)
 
     # -- freezer / kill -----------------------------------------------------------
-    def _freezer_driver(self):
+    def _freezer_driver(self) -> Driver:
         return self.v1 if "freezer" in self.v1.paths else self.v2
 
     def freeze(self) -> None:
@@ -160,10 +170,10 @@ class HybridManager(Manager):
     def thaw(self) -> None:
         self._freezer_driver().thaw()
 
-    def is_frozen(self):
+    def is_frozen(self) -> bool:
         return self._freezer_driver().is_frozen()
 
-    def kill_all(self, sig) -> None:
+    def kill_all(self, sig: int) -> None:
         if sig == SIGKILL and self.v2._has(self.v2.dir, "cgroup.kill"):
             self.v2.kill_all(sig)
             # Processes that joined only the v1 side (e.g. the unified write
@@ -173,7 +183,7 @@ class HybridManager(Manager):
             return
         self._freezer_driver().kill_all(sig)
 
-    def destroy(self):
+    def destroy(self) -> None:
         if self.v1._owned_leaves() or self.v2._owned_leaves():
             if self.pids():
                 for _ in range(3):
@@ -184,7 +194,7 @@ class HybridManager(Manager):
                         pass
                     if self.v1._wait_empty() and self.v2._wait_empty():
                         break
-        errors = []
+        errors: list[CgroupError] = []
         for driver in (self.v1, self.v2):
             try:
                 driver.destroy()
@@ -194,8 +204,8 @@ class HybridManager(Manager):
             raise errors[0]
 
     # -- stats ----------------------------------------------------------------------
-    def stats(self):
-        from pybox.cgroups import stats
+    def stats(self) -> dict[str, Any]:
+        from pybox.cgroups import stats  # noqa: PLC0415 -- only the stats/events path needs it
 
         out = stats.v1_stats(self.v1.paths, self.v1.fs)
         offered = self.v2.controllers()
@@ -211,7 +221,7 @@ class HybridManager(Manager):
                 out["blkio"] = extra["blkio"]
         return out
 
-    def oom_kill_count(self):
+    def oom_kill_count(self) -> int:
         if "memory" in self.v1.paths:
             return self.v1.oom_kill_count()
         return self.v2.oom_kill_count()

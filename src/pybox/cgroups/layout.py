@@ -11,9 +11,15 @@ Tests pass the text of both files (and a ``prefix`` under which the mount points
 are re-rooted, e.g. a tmp dir holding a fake cgroupfs) instead of reading /proc.
 """
 
+from __future__ import annotations
+
 import os
 
 from pybox.errors import CgroupError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 V1 = "v1"
 V2 = "v2"
@@ -40,14 +46,15 @@ class Hierarchy:
 
     __slots__ = ("mountpoint", "root", "controllers", "own", "version")
 
-    def __init__(self, mountpoint, root, controllers, own: str="/", version: int=1) -> None:
+    def __init__(self, mountpoint: str, root: str, controllers: Iterable[str], own: str = "/",
+                 version: int = 1) -> None:
         self.mountpoint = mountpoint
         self.root = root
         self.controllers = tuple(controllers)
         self.own = own
         self.version = version
 
-    def directory(self, cgroup_path):
+    def directory(self, cgroup_path: str) -> str:
         """Absolute directory of ``cgroup_path`` (a path inside the hierarchy as
         seen from the mount, i.e. relative to ``root``)."""
         if cgroup_path in ("", "/"):
@@ -67,18 +74,18 @@ class Layout:
     ``unified``      the cgroup2 Hierarchy, or None
     """
 
-    def __init__(self, mode, v1, unified) -> None:
+    def __init__(self, mode: str, v1: dict[str, Hierarchy], unified: Hierarchy | None) -> None:
         self.mode = mode
         self.v1 = v1
         self.unified = unified
 
     @property
-    def unified_controllers(self):
+    def unified_controllers(self) -> tuple[str, ...]:
         return self.unified.controllers if self.unified else ()
 
-    def v1_hierarchies(self):
+    def v1_hierarchies(self) -> list[Hierarchy]:
         """Distinct v1 hierarchies (one per mount), in a stable order."""
-        seen = []
+        seen: list[Hierarchy] = []
         for name in sorted(self.v1):
             h = self.v1[name]
             if h not in seen:
@@ -89,7 +96,7 @@ class Layout:
         return f"Layout({self.mode}, v1={sorted(self.v1)}, unified={self.unified!r})"
 
 
-def unescape_mountinfo(field):
+def unescape_mountinfo(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
     if "\\" not in field:
         return field
@@ -107,7 +114,7 @@ def unescape_mountinfo(field):
     return "".join(out)
 
 
-def parse_mountinfo(text):
+def parse_mountinfo(text: str) -> list[tuple[str, str, str, list[str]]]:
     """Cgroup mounts as (mountpoint, root, fstype, super_options) tuples, in order."""
     mounts = []
     for line in text.splitlines():
@@ -127,14 +134,14 @@ def parse_mountinfo(text):
     return mounts
 
 
-def parse_proc_cgroup(text):
+def parse_proc_cgroup(text: str) -> dict[str, str]:
     """/proc/PID/cgroup -> dict: controller -> path.
 
     v1 lines "4:memory:/a" give "memory"; co-mounted "2:cpu,cpuacct:/a" gives
     both names; named "1:name=systemd:/a" gives "name=systemd"; the v2 line
     "0::/a" gives "".
     """
-    out = {}
+    out: dict[str, str] = {}
     for line in text.splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
@@ -148,7 +155,7 @@ def parse_proc_cgroup(text):
     return out
 
 
-def _relative_to_root(own, root):
+def _relative_to_root(own: str, root: str) -> str:
     """The caller's path as seen below a mount whose root is ``root``."""
     if root in ("", "/"):
         return own or "/"
@@ -161,12 +168,13 @@ def _relative_to_root(own, root):
     return "/"
 
 
-def _read(path):
+def _read(path: str) -> str:
     with open(path) as f:
         return f.read()
 
 
-def detect(mountinfo=None, proc_cgroup=None, *, prefix: str="", read_controllers=None):
+def detect(mountinfo: str | None = None, proc_cgroup: str | None = None, *, prefix: str = "",
+           read_controllers: Callable[[str], str] | None = None) -> Layout:
     """Detect the layout.  Arguments default to the running process's view.
 
     ``prefix`` re-roots every mount point (tests: a tmp dir holding a fake tree).
@@ -179,8 +187,8 @@ def detect(mountinfo=None, proc_cgroup=None, *, prefix: str="", read_controllers
         proc_cgroup = _read("/proc/self/cgroup")
     own = parse_proc_cgroup(proc_cgroup)
 
-    v1 = {}
-    unified = None
+    v1: dict[str, Hierarchy] = {}
+    unified: Hierarchy | None = None
     for mountpoint, root, fstype, options in parse_mountinfo(mountinfo):
         mountpoint = prefix.rstrip("/") + mountpoint if prefix else mountpoint
         if fstype == "cgroup2":
@@ -217,12 +225,13 @@ def detect(mountinfo=None, proc_cgroup=None, *, prefix: str="", read_controllers
     return Layout(mode, v1, unified)
 
 
-def _prefer_unified(candidate, current):
+def _prefer_unified(candidate: str, current: Hierarchy) -> bool:
     """Of two cgroup2 mounts, the canonical /sys/fs/cgroup wins."""
     return candidate.endswith("/sys/fs/cgroup") and not current.mountpoint.endswith("/sys/fs/cgroup")
 
 
-def _unified_controllers(mountpoint, read_controllers):
+def _unified_controllers(mountpoint: str,
+                         read_controllers: Callable[[str], str] | None) -> tuple[str, ...]:
     try:
         if read_controllers is not None:
             text = read_controllers(mountpoint)

@@ -18,14 +18,16 @@ pybox has no D-Bus client: it creates the same cgroupfs directories systemd woul
 give the scope, so the container lands where tools expect it.  Always absolute.
 """
 
+from __future__ import annotations
+
 from pybox.errors import CgroupError
 
 
-def _invalid(path, why):
+def _invalid(path: str, why: str) -> CgroupError:
     return CgroupError(f"linux.cgroupsPath: {path!r} is invalid: {why}", errno=22)
 
 
-def clean_components(path, *, original=None):
+def clean_components(path: str, *, original: str | None = None) -> list[str]:
     """Components of ``path`` after resolving "." and "..".
 
     Raises if ".." would leave the base the path is relative to.
@@ -33,7 +35,7 @@ def clean_components(path, *, original=None):
     shown = path if original is None else original
     if "\0" in path:
         raise _invalid(shown, "contains a NUL byte")
-    out = []
+    out: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):
             continue
@@ -46,7 +48,7 @@ def clean_components(path, *, original=None):
     return out
 
 
-def expand_slice(slice_name, original):
+def expand_slice(slice_name: str, original: str) -> str:
     """systemd slice unit name -> its cgroup path ("a-b.slice" -> "/a.slice/a-b.slice")."""
     suffix = ".slice"
     if not slice_name.endswith(suffix) or len(slice_name) <= len(suffix) or "/" in slice_name:
@@ -64,7 +66,7 @@ def expand_slice(slice_name, original):
     return path
 
 
-def systemd_path(cgroups_path, name, *, rootless: bool=False):
+def systemd_path(cgroups_path: str, name: str, *, rootless: bool = False) -> str:
     """"slice:prefix:name" -> absolute cgroup path (runc's systemd naming)."""
     if cgroups_path:
         parts = cgroups_path.split(":")
@@ -85,7 +87,8 @@ def systemd_path(cgroups_path, name, *, rootless: bool=False):
     return (parent.rstrip("/") + "/" + leaf)
 
 
-def resolve(cgroups_path, name, own: str="/", *, systemd: bool=False, rootless: bool=False):
+def resolve(cgroups_path: str, name: str, own: str = "/", *, systemd: bool = False,
+            rootless: bool = False) -> str:
     """The container's cgroup path inside one hierarchy (always starts with "/").
 
     ``own`` is the caller's cgroup in that hierarchy (Hierarchy.own).

@@ -20,14 +20,21 @@ reported as 2**64-1 on v2 (runc's convention) and as the kernel's number on v1.
 Only on the ``events``/``stats`` path, so it may import what it likes.
 """
 
-import os
+from __future__ import annotations
 
-from pybox.cgroups.fs import REAL, join, parse_flat_keyed
+import os
+from typing import Any
+
+from pybox.cgroups.fs import REAL, CgroupFs, join, parse_flat_keyed
+from pybox.oci.resources import hugepage_size_name
+
+# runc's events --stats "data" object (a JSON shape of runc's, kept as a dict)
+Stats = dict[str, Any]
 
 U64_MAX = (1 << 64) - 1
 
 
-def _read(fs, directory, name):
+def _read(fs: CgroupFs, directory: str | None, name: str) -> str | None:
     if directory is None:
         return None
     try:
@@ -36,7 +43,7 @@ def _read(fs, directory, name):
         return None
 
 
-def _int(fs, directory, name, unlimited=U64_MAX):
+def _int(fs: CgroupFs, directory: str | None, name: str, unlimited: int = U64_MAX) -> int:
     text = _read(fs, directory, name)
     if text is None:
         return 0
@@ -49,18 +56,18 @@ def _int(fs, directory, name, unlimited=U64_MAX):
         return 0
 
 
-def _ints(text):
+def _ints(text: str | None) -> list[int]:
     return [int(x) for x in (text or "").split()]
 
 
-def _clock_ticks():
+def _clock_ticks() -> int:
     try:
         return os.sysconf("SC_CLK_TCK")
     except (ValueError, OSError):
         return 100
 
 
-def empty_stats():
+def empty_stats() -> Stats:
     entry = {"usage": 0, "max": 0, "limit": 0, "failcnt": 0}
     return {
         "cpu": {"usage": {"total": 0, "percpu": [], "percpu_kernel": [], "percpu_user": [],
@@ -75,10 +82,8 @@ def empty_stats():
     }
 
 
-def _hugepage_sizes():
+def _hugepage_sizes() -> list[str]:
     """Kernel huge page sizes as the file infix ("2MB", "1GB")."""
-    from pybox.cgroups.convert import hugepage_size_name
-
     try:
         names = os.listdir("/sys/kernel/mm/hugepages")
     except OSError:
@@ -94,7 +99,7 @@ def _hugepage_sizes():
 
 # -- v1 ------------------------------------------------------------------------
 
-def v1_stats(paths, fs=REAL):
+def v1_stats(paths: dict[str, str], fs: CgroupFs = REAL) -> Stats:
     out = empty_stats()
     acct = paths.get("cpuacct")
     cpu = paths.get("cpu")
@@ -167,7 +172,7 @@ def v1_stats(paths, fs=REAL):
     return out
 
 
-def _blkio_entries(text):
+def _blkio_entries(text: str) -> list[dict[str, Any]]:
     """"8:0 Read 4096" lines -> runc's BlkioEntry dicts ("Total" lines skipped)."""
     out = []
     for line in text.splitlines():
@@ -182,7 +187,7 @@ def _blkio_entries(text):
 
 # -- v2 ------------------------------------------------------------------------
 
-def v2_stats(directory, fs=REAL):
+def v2_stats(directory: str, fs: CgroupFs = REAL) -> Stats:
     out = empty_stats()
     cpu = parse_flat_keyed(_read(fs, directory, "cpu.stat") or "")
     usage = out["cpu"]["usage"]

@@ -17,13 +17,23 @@ its pid to cgroup.procs in each.  The files and their quirks:
   the same range, so it is used when blkio.weight is absent.
 """
 
+from __future__ import annotations
+
 from pybox.cgroups import devices as devmod
 from pybox.cgroups import resources as res
 from pybox.cgroups.base import FREEZE_TIMEOUT, Driver, backoff
 from pybox.cgroups.convert import THROTTLE_FIELDS, hugepage_size_name
-from pybox.cgroups.fs import parse_int
+from pybox.cgroups.fs import parse_flat_keyed, parse_int
 from pybox.cgroups.paths import resolve
 from pybox.errors import CgroupError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+    from pybox.cgroups.fs import CgroupFs
+    from pybox.cgroups.layout import Layout
 
 P = "linux.resources"
 # Join and configure cpuset first: the kernel refuses tasks in a cpuset cgroup
@@ -38,7 +48,7 @@ CONTROLLER_OF = {
 }
 
 
-def _set(value):
+def _set(value: int | None) -> bool:
     """runtime-spec "set" for numbers: present and not 0 (runc's convention:
     0 means unset for shares, limits, weights)."""
     return value is not None and value != 0
@@ -48,7 +58,9 @@ class V1Manager(Driver):
     version = 1
     driver = "v1"
 
-    def __init__(self, cgroup_path, paths, mounts, *, created=(), rootless: bool=False, fs=None) -> None:
+    def __init__(self, cgroup_path: str, paths: dict[str, str], mounts: dict[str, str], *,
+                 created: Iterable[str] = (), rootless: bool = False,
+                 fs: CgroupFs | None = None) -> None:
         self.cgroup_path = cgroup_path
         self.paths = dict(paths)
         self.mounts = dict(mounts)
@@ -56,10 +68,11 @@ class V1Manager(Driver):
 
     # -- construction -----------------------------------------------------
     @classmethod
-    def for_layout(cls, layout, cgroups_path, name, *, rootless: bool=False, systemd: bool=False, fs=None):
-        paths = {}
-        mounts = {}
-        shown = None
+    def for_layout(cls, layout: Layout, cgroups_path: str, name: str, *, rootless: bool = False,
+                   systemd: bool = False, fs: CgroupFs | None = None) -> V1Manager:
+        paths: dict[str, str] = {}
+        mounts: dict[str, str] = {}
+        shown: str | None = None
         for controller, h in layout.v1.items():
             inner = resolve(cgroups_path, name, h.own, systemd=systemd, rootless=rootless)
             paths[controller] = h.directory(inner)
@@ -69,24 +82,24 @@ class V1Manager(Driver):
         return cls(shown or "/", paths, mounts, rootless=rootless, fs=fs)
 
     @classmethod
-    def from_state(cls, saved, fs=None):
+    def from_state(cls, saved: dict[str, Any], fs: CgroupFs | None = None) -> V1Manager:
         return cls(saved.get("path", ""), saved["paths"], saved.get("mounts", {}),
                    created=saved.get("created", ()), rootless=saved.get("rootless", False),
                    fs=fs)
 
-    def to_state(self):
+    def to_state(self) -> dict[str, Any]:
         return {"driver": self.driver, "version": 1, "path": self.cgroup_path,
                 "paths": dict(self.paths), "mounts": dict(self.mounts),
                 "created": list(self.created), "rootless": self.rootless}
 
-    def _controllers_in_order(self):
+    def _controllers_in_order(self) -> list[str]:
         known = [c for c in _ORDER if c in self.paths]
         return known + sorted(c for c in self.paths if c not in known)
 
-    def _unique_dirs(self):
+    def _unique_dirs(self) -> list[tuple[str, str, str]]:
         """(controller, mountpoint, dir) once per distinct directory."""
         seen = set()
-        out = []
+        out: list[tuple[str, str, str]] = []
         for c in self._controllers_in_order():
             d = self.paths[c]
             if d in seen:
@@ -96,10 +109,10 @@ class V1Manager(Driver):
         return out
 
     # -- create / add ---------------------------------------------------------
-    def create(self):
-        made = []
+    def create(self) -> None:
+        made: list[str] = []
         try:
-            for controller, mount, directory in self._unique_dirs():
+            for _controller, mount, directory in self._unique_dirs():
                 inner = directory[len(mount.rstrip("/")):] if mount else directory
                 try:
                     self._make_path(mount, inner, made=made)
@@ -117,7 +130,7 @@ class V1Manager(Driver):
             raise
         self.created.extend(d for d in made if d not in self.created)
 
-    def _init_cpuset(self, mount, directory) -> None:
+    def _init_cpuset(self, mount: str, directory: str) -> None:
         """Copy cpuset.cpus/mems from the parent into every level that has none."""
         parent = mount.rstrip("/")
         for part in directory[len(parent):].strip("/").split("/"):
@@ -131,8 +144,8 @@ class V1Manager(Driver):
                     self._write(current, name, value)
             parent = current
 
-    def add(self, pid):
-        for controller, _, directory in self._unique_dirs():
+    def add(self, pid: int) -> None:
+        for _controller, _, directory in self._unique_dirs():
             try:
                 self._write(directory, "cgroup.procs", str(pid))
             except CgroupError as e:
@@ -142,8 +155,8 @@ class V1Manager(Driver):
                 raise
         self._joined = True
 
-    def enter_self(self):
-        for controller, _, directory in self._unique_dirs():
+    def enter_self(self) -> None:
+        for _controller, _, directory in self._unique_dirs():
             try:
                 self._write(directory, "tasks", "0")
             except CgroupError as e:
@@ -153,7 +166,7 @@ class V1Manager(Driver):
                 raise
         self._joined = True
 
-    def pids(self):
+    def pids(self) -> list[int]:
         for c in ("pids", "freezer", "devices", "memory", "cpu"):
             if c in self.paths:
                 return self._procs_in(self.paths[c])
@@ -162,7 +175,7 @@ class V1Manager(Driver):
         return []
 
     # -- resources -------------------------------------------------------------
-    def _dir(self, controller, field):
+    def _dir(self, controller: str, field: str) -> str | None:
         """The directory of ``controller`` or a clear error naming the field."""
         d = self.paths.get(controller)
         if d is None:
@@ -170,7 +183,7 @@ class V1Manager(Driver):
                                      f"(cgroup v1 hierarchies here: {sorted(self.paths)})")
         return d
 
-    def set_cpuset(self, cpu) -> None:
+    def set_cpuset(self, cpu: dict[str, Any]) -> None:
         d = self._dir("cpuset", f"{P}.cpu.cpus")
         if d is None:
             return
@@ -181,7 +194,7 @@ class V1Manager(Driver):
             self._write(d, "cpuset.mems", cpu["mems"], field=f"{P}.cpu.mems",
                         hint="mems must be a subset of the parent's cpuset.mems")
 
-    def set_cpu(self, cpu):
+    def set_cpu(self, cpu: dict[str, Any]) -> None:
         d = self._dir("cpu", f"{P}.cpu")
         if d is None:
             return
@@ -220,7 +233,7 @@ class V1Manager(Driver):
             else:
                 self._write(d, "cpu.idle", cpu["idle"], field=f"{P}.cpu.idle")
 
-    def _set_rt_runtime(self, d, runtime):
+    def _set_rt_runtime(self, d: str, runtime: int) -> None:
         """A cgroup's rt budget must fit in its parent's, and a new cgroup has
         none, so intermediate cgroups this manager created get the budget first
         (top-down).  Cgroups we did not create are never changed."""
@@ -233,7 +246,7 @@ class V1Manager(Driver):
             if e.errno != 22 or runtime == -1:
                 raise
         mount = self.mounts.get("cpu", "").rstrip("/")
-        ancestors = []
+        ancestors: list[str] = []
         parent = d.rsplit("/", 1)[0]
         while parent in self.created and parent.startswith(mount + "/"):
             ancestors.append(parent)
@@ -244,11 +257,12 @@ class V1Manager(Driver):
                 self._write(level, "cpu.rt_runtime_us", runtime, field=field, hint=hint)
         self._write(d, "cpu.rt_runtime_us", runtime, field=field, hint=hint)
 
-    def set_memory(self, mem, update):
+    def set_memory(self, mem: dict[str, Any], update: bool) -> None:
         d = self._dir("memory", f"{P}.memory")
         if d is None:
             return
-        limit, swap = mem.get("limit"), mem.get("swap")
+        limit: int = mem.get("limit") or 0  # 0: unset, as None
+        swap: int = mem.get("swap") or 0
         if limit == -1 and not _set(swap):
             swap = -1  # unlimited memory and unset swap: both unlimited (runc)
         if _set(limit) and limit != -1 and mem.get("checkBeforeUpdate"):
@@ -294,7 +308,7 @@ class V1Manager(Driver):
                         field=f"{P}.memory.useHierarchy",
                         hint="current kernels only support hierarchical accounting")
 
-    def _write_limit(self, d, limit):
+    def _write_limit(self, d: str, limit: int) -> None:
         try:
             self._write(d, "memory.limit_in_bytes", limit, field=f"{P}.memory.limit")
         except CgroupError as e:
@@ -313,18 +327,18 @@ class V1Manager(Driver):
                         errno=22) from None
             raise
 
-    def _write_memsw(self, d, swap) -> None:
+    def _write_memsw(self, d: str, swap: int) -> None:
         self._write(d, "memory.memsw.limit_in_bytes", swap, field=f"{P}.memory.swap",
                     hint="memory+swap must be -1 or at least the memory limit")
 
-    def set_pids(self, pids) -> None:
+    def set_pids(self, pids: dict[str, Any]) -> None:
         d = self._dir("pids", f"{P}.pids.limit")
         if d is None:
             return
         limit = pids["limit"]
         self._write(d, "pids.max", str(limit) if limit > 0 else "max", field=f"{P}.pids.limit")
 
-    def set_blockio(self, blk) -> None:
+    def set_blockio(self, blk: dict[str, Any]) -> None:
         d = self._dir("blkio", f"{P}.blockIO")
         if d is None:
             return
@@ -365,13 +379,13 @@ class V1Manager(Driver):
                             field=f"{P}.blockIO.{key}[{i}]",
                             hint=f"is {dev['major']}:{dev['minor']} an existing block device?")
 
-    def _first_existing(self, d, names):
+    def _first_existing(self, d: str, names: Iterable[str]) -> str | None:
         for name in names:
             if self._has(d, name):
                 return name
         return None
 
-    def set_hugetlb(self, limits):
+    def set_hugetlb(self, limits: list[dict[str, Any]]) -> None:
         d = self._dir("hugetlb", f"{P}.hugepageLimits")
         if d is None:
             return
@@ -387,7 +401,7 @@ class V1Manager(Driver):
                 self._write(d, f"hugetlb.{size}.rsvd.limit_in_bytes", hp["limit"],
                             field=f"{field}.limit")
 
-    def set_network(self, net) -> None:
+    def set_network(self, net: dict[str, Any]) -> None:
         if net.get("classID") is not None:
             d = self._dir("net_cls", f"{P}.network.classID")
             if d is not None:
@@ -401,7 +415,7 @@ class V1Manager(Driver):
                                 field=f"{P}.network.priorities[{i}]",
                                 hint=f"does interface {p['name']!r} exist?")
 
-    def set_rdma(self, rdma) -> None:
+    def set_rdma(self, rdma: dict[str, dict[str, int]]) -> None:
         d = self._dir("rdma", f"{P}.rdma")
         if d is None:
             return
@@ -409,11 +423,11 @@ class V1Manager(Driver):
             self._write(d, "rdma.max", line, field=f"{P}.rdma",
                         hint="is the RDMA device present?")
 
-    def set_unified(self, unified):
+    def set_unified(self, unified: dict[str, str]) -> None:
         raise CgroupError(f"{P}.unified: raw cgroup v2 keys ({', '.join(sorted(unified))}) "
                           "need cgroup v2; this host uses cgroup v1", errno=95)
 
-    def set_devices(self, rules) -> None:
+    def set_devices(self, rules: list[dict[str, Any]]) -> None:
         d = self._dir("devices", f"{P}.devices")
         if d is None:
             return
@@ -428,13 +442,13 @@ class V1Manager(Driver):
     def _can_freeze(self) -> bool:
         return "freezer" in self.paths
 
-    def _freezer(self):
+    def _freezer(self) -> str:
         d = self.paths.get("freezer")
         if d is None:
             raise CgroupError("the freezer controller is not mounted on this host", errno=95)
         return d
 
-    def freeze(self):
+    def freeze(self) -> None:
         d = self._freezer()
         for _ in backoff(FREEZE_TIMEOUT):
             self._write(d, "freezer.state", "FROZEN")
@@ -444,7 +458,7 @@ class V1Manager(Driver):
         raise CgroupError(f"cannot freeze {d}: still FREEZING after {FREEZE_TIMEOUT:.0f}s "
                           "(a task is stuck in an uninterruptible sleep?)", errno=16)
 
-    def thaw(self):
+    def thaw(self) -> None:
         d = self._freezer()
         for _ in backoff(FREEZE_TIMEOUT):
             self._write(d, "freezer.state", "THAWED")
@@ -452,21 +466,19 @@ class V1Manager(Driver):
                 return
         raise CgroupError(f"cannot thaw {d}: freezer.state is not THAWED", errno=16)
 
-    def is_frozen(self):
+    def is_frozen(self) -> bool:
         d = self.paths.get("freezer")
         state = self._read_or_none(d, "freezer.state") if d else None
         return state is not None and state.strip() == "FROZEN"
 
     # -- stats ------------------------------------------------------------------
-    def stats(self):
-        from pybox.cgroups import stats
+    def stats(self) -> dict[str, Any]:
+        from pybox.cgroups import stats  # noqa: PLC0415 -- only the stats/events path needs it
 
         return stats.v1_stats(self.paths, self.fs)
 
-    def oom_kill_count(self):
+    def oom_kill_count(self) -> int:
         d = self.paths.get("memory")
         if d is None:
             return 0
-        from pybox.cgroups.fs import parse_flat_keyed
-
         return parse_flat_keyed(self._read(d, "memory.oom_control")).get("oom_kill", 0)

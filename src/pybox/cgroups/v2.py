@@ -25,6 +25,8 @@ What v2 changes, and how this driver copes:
 the cgroup2 mount are expected here.
 """
 
+from __future__ import annotations
+
 from pybox.cgroups import convert
 from pybox.cgroups import devices as devmod
 from pybox.cgroups import resources as res
@@ -33,10 +35,18 @@ from pybox.cgroups.fs import cgroup_error, parse_flat_keyed, parse_int
 from pybox.cgroups.paths import resolve
 from pybox.errors import CgroupError
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+    from pybox.cgroups.fs import CgroupFs
+    from pybox.cgroups.layout import Layout
+
 P = "linux.resources"
 
 
-def _set(value):
+def _set(value: int | None) -> bool:
     return value is not None and value != 0
 
 
@@ -44,32 +54,34 @@ class V2Manager(Driver):
     version = 2
     driver = "v2"
 
-    def __init__(self, cgroup_path, mountpoint, *, created=(), rootless: bool=False, fs=None,
-                 partial: bool=False) -> None:
+    def __init__(self, cgroup_path: str, mountpoint: str, *, created: Iterable[str] = (),
+                 rootless: bool = False, fs: CgroupFs | None = None, partial: bool = False) -> None:
         self.cgroup_path = cgroup_path
         self.mountpoint = mountpoint.rstrip("/") or "/"
         self.dir = self.mountpoint.rstrip("/") + cgroup_path
         self.paths = {"": self.dir}
         self.partial = partial
-        self._enable_failures = {}
-        self._controllers = None
+        self._enable_failures: dict[str, str] = {}
+        self._controllers: tuple[str, ...] | None = None
         self._init_common(created, rootless, fs)
 
     @classmethod
-    def for_layout(cls, layout, cgroups_path, name, *, rootless: bool=False, systemd: bool=False, fs=None,
-                   partial: bool=False):
+    def for_layout(cls, layout: Layout, cgroups_path: str, name: str, *, rootless: bool = False,
+                   systemd: bool = False, fs: CgroupFs | None = None,
+                   partial: bool = False) -> V2Manager:
         h = layout.unified
+        assert h is not None, "a v2 manager on a host without cgroup2"
         inner = resolve(cgroups_path, name, h.own, systemd=systemd, rootless=rootless)
         return cls(inner, h.mountpoint, rootless=rootless, fs=fs, partial=partial)
 
     @classmethod
-    def from_state(cls, saved, fs=None):
+    def from_state(cls, saved: dict[str, Any], fs: CgroupFs | None = None) -> V2Manager:
         return cls(saved["path"], saved["mountpoint"], created=saved.get("created", ()),
                    rootless=saved.get("rootless", False), fs=fs,
                    partial=saved.get("partial", False))
 
-    def to_state(self):
-        state = {"driver": self.driver, "version": 2, "path": self.cgroup_path,
+    def to_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"driver": self.driver, "version": 2, "path": self.cgroup_path,
                  "mountpoint": self.mountpoint, "paths": dict(self.paths),
                  "created": list(self.created), "rootless": self.rootless}
         if self.partial:
@@ -77,8 +89,8 @@ class V2Manager(Driver):
         return state
 
     # -- create / add -----------------------------------------------------------
-    def create(self):
-        made = []
+    def create(self) -> None:
+        made: list[str] = []
         try:
             try:
                 self._make_path(self.mountpoint, self.cgroup_path, made=made,
@@ -101,7 +113,7 @@ class V2Manager(Driver):
         self.created.extend(d for d in made if d not in self.created)
         self._controllers = None
 
-    def _enable_down_to(self, parent) -> None:
+    def _enable_down_to(self, parent: str) -> None:
         current = self.mountpoint
         self._enable_controllers(current)
         for part in parent[len(self.mountpoint):].strip("/").split("/"):
@@ -109,7 +121,7 @@ class V2Manager(Driver):
                 current = f"{current}/{part}"
                 self._enable_controllers(current)
 
-    def _enable_controllers(self, parent) -> None:
+    def _enable_controllers(self, parent: str) -> None:
         """Enable in ``parent``'s subtree_control every controller it offers."""
         offered = (self._read_or_none(parent, "cgroup.controllers") or "").split()
         enabled = (self._read_or_none(parent, "cgroup.subtree_control") or "").split()
@@ -124,7 +136,7 @@ class V2Manager(Driver):
                 # of the limit that needs it.
                 self._enable_failures[c] = str(e)
 
-    def add(self, pid):
+    def add(self, pid: int) -> None:
         try:
             self._write(self.dir, "cgroup.procs", str(pid),
                         hint="a v2 cgroup with controllers enabled in its own "
@@ -141,18 +153,18 @@ class V2Manager(Driver):
         # takes the threadgroup rwsem); clone3(CLONE_INTO_CGROUP) would avoid it.
         self.add(0)
 
-    def pids(self):
+    def pids(self) -> list[int]:
         return self._procs_in(self.dir)
 
     # -- resources ----------------------------------------------------------------
-    def controllers(self):
+    def controllers(self) -> tuple[str, ...]:
         """Controllers usable in our cgroup (its cgroup.controllers)."""
         if self._controllers is None:
             text = self._read_or_none(self.dir, "cgroup.controllers")
             self._controllers = tuple((text or "").split())
         return self._controllers
 
-    def _need(self, controller, field) -> bool:
+    def _need(self, controller: str, field: str) -> bool:
         if controller in self.controllers():
             return True
         why = self._enable_failures.get(controller)
@@ -167,7 +179,7 @@ class V2Manager(Driver):
 
     def _begin_apply(self) -> None:
         self._controllers = None
-    def set_cpuset(self, cpu) -> None:
+    def set_cpuset(self, cpu: dict[str, Any]) -> None:
         if not self._need("cpuset", f"{P}.cpu.cpus"):
             return
         if cpu.get("cpus"):
@@ -175,7 +187,7 @@ class V2Manager(Driver):
         if cpu.get("mems"):
             self._write(self.dir, "cpuset.mems", cpu["mems"], field=f"{P}.cpu.mems")
 
-    def set_cpu(self, cpu) -> None:
+    def set_cpu(self, cpu: dict[str, Any]) -> None:
         d = self.dir
         if _set(cpu.get("realtimeRuntime")) or _set(cpu.get("realtimePeriod")):
             self._unsupported(f"{P}.cpu.realtimeRuntime",
@@ -201,9 +213,10 @@ class V2Manager(Driver):
             else:
                 self._write(d, "cpu.idle", cpu["idle"], field=f"{P}.cpu.idle")
 
-    def set_memory(self, mem, update) -> None:
+    def set_memory(self, mem: dict[str, Any], update: bool) -> None:
         d = self.dir
-        limit, swap, reservation = mem.get("limit"), mem.get("swap"), mem.get("reservation")
+        limit: int = mem.get("limit") or 0  # 0: unset, as None
+        swap, reservation = mem.get("swap"), mem.get("reservation")
         if _set(mem.get("kernel")):
             self._warn(f"{P}.memory.kernel: ignored: cgroup v2 has no separate kernel memory limit")
         if _set(mem.get("kernelTCP")):
@@ -223,7 +236,7 @@ class V2Manager(Driver):
         swap_text = convert.memory_swap_to_v2(swap, limit)
         limit_text = convert.memory_value(limit)
         if limit_text and limit_text != "max" and (update or mem.get("checkBeforeUpdate")):
-            self._check_below_usage(limit, mem.get("checkBeforeUpdate"))
+            self._check_below_usage(limit, bool(mem.get("checkBeforeUpdate")))
         if swap_text is not None:
             if not self._has(d, "memory.swap.max"):
                 if swap_text not in ("max", "0"):
@@ -237,7 +250,7 @@ class V2Manager(Driver):
         if reservation_text:
             self._write(d, "memory.low", reservation_text, field=f"{P}.memory.reservation")
 
-    def _check_below_usage(self, limit, whole_usage):
+    def _check_below_usage(self, limit: int, whole_usage: bool) -> None:
         current = self._read_or_none(self.dir, "memory.current")
         if current is None:
             return
@@ -253,12 +266,12 @@ class V2Manager(Driver):
                               f"{anon} the processes in {self.dir} use now; the kernel would "
                               "OOM-kill them", errno=16)
 
-    def set_pids(self, pids) -> None:
+    def set_pids(self, pids: dict[str, Any]) -> None:
         if self._need("pids", f"{P}.pids.limit"):
             self._write(self.dir, "pids.max", convert.pids_max(pids["limit"]),
                         field=f"{P}.pids.limit")
 
-    def set_blockio(self, blk) -> None:
+    def set_blockio(self, blk: dict[str, Any]) -> None:
         d = self.dir
         if _set(blk.get("leafWeight")) or any(_set(w.get("leafWeight"))
                                                for w in blk.get("weightDevice") or ()):
@@ -296,7 +309,7 @@ class V2Manager(Driver):
                             field=f"{P}.blockIO.{key}[{i}]",
                             hint=f"is {dev['major']}:{dev['minor']} an existing block device?")
 
-    def set_hugetlb(self, limits):
+    def set_hugetlb(self, limits: list[dict[str, Any]]) -> None:
         if not self._need("hugetlb", f"{P}.hugepageLimits"):
             return
         for i, hp in enumerate(limits):
@@ -311,19 +324,19 @@ class V2Manager(Driver):
                 self._write(self.dir, f"hugetlb.{size}.rsvd.max", hp["limit"],
                             field=f"{field}.limit")
 
-    def set_network(self, net) -> None:
+    def set_network(self, net: dict[str, Any]) -> None:
         if net.get("classID") is not None or net.get("priorities"):
             self._unsupported(f"{P}.network", "net_cls/net_prio are cgroup v1 controllers; "
                               "cgroup v2 has no equivalent")
 
-    def set_rdma(self, rdma) -> None:
+    def set_rdma(self, rdma: dict[str, dict[str, int]]) -> None:
         if not self._need("rdma", f"{P}.rdma"):
             return
         for line in res.rdma_lines(rdma):
             self._write(self.dir, "rdma.max", line, field=f"{P}.rdma",
                         hint="is the RDMA device present?")
 
-    def set_unified(self, unified):
+    def set_unified(self, unified: dict[str, str]) -> None:
         for key, value in unified.items():
             field = f"{P}.unified[{key!r}]"
             controller = key.split(".", 1)[0]
@@ -338,9 +351,9 @@ class V2Manager(Driver):
                 if line or value == "":
                     self._write(self.dir, key, line, field=field)
 
-    def set_devices(self, rules):
+    def set_devices(self, rules: list[dict[str, Any]]) -> None:
         state = devmod.state_from_rules(rules)
-        from pybox.cgroups import ebpf
+        from pybox.cgroups import ebpf  # noqa: PLC0415 -- and struct: only when device rules are set
 
         try:
             ebpf.install(self.dir, state)
@@ -352,7 +365,7 @@ class V2Manager(Driver):
         self.device_state = state
 
     # -- freezer / kill -------------------------------------------------------------
-    def _can_freeze(self):
+    def _can_freeze(self) -> bool:
         return self._has(self.dir, "cgroup.freeze")
 
     def freeze(self) -> None:
@@ -361,7 +374,7 @@ class V2Manager(Driver):
     def thaw(self) -> None:
         self._set_frozen(False)
 
-    def _set_frozen(self, frozen):
+    def _set_frozen(self, frozen: bool) -> None:
         want = "1" if frozen else "0"
         self._write(self.dir, "cgroup.freeze", want)
         for _ in backoff(FREEZE_TIMEOUT):
@@ -372,13 +385,13 @@ class V2Manager(Driver):
         raise CgroupError(f"cannot {'freeze' if frozen else 'thaw'} {self.dir}: cgroup.events "
                           f"does not say frozen {want} after {FREEZE_TIMEOUT:.0f}s", errno=16)
 
-    def _events(self):
+    def _events(self) -> dict[str, int]:
         return parse_flat_keyed(self._read_or_none(self.dir, "cgroup.events") or "")
 
-    def is_frozen(self):
+    def is_frozen(self) -> bool:
         return self._events().get("frozen", 0) == 1
 
-    def kill_all(self, sig):
+    def kill_all(self, sig: int) -> None:
         if sig == SIGKILL and self._has(self.dir, "cgroup.kill"):
             try:
                 self.fs.write(self.dir + "/cgroup.kill", "1")
@@ -390,11 +403,11 @@ class V2Manager(Driver):
         Driver.kill_all(self, sig)
 
     # -- stats ------------------------------------------------------------------------
-    def stats(self):
-        from pybox.cgroups import stats
+    def stats(self) -> dict[str, Any]:
+        from pybox.cgroups import stats  # noqa: PLC0415 -- only the stats/events path needs it
 
         return stats.v2_stats(self.dir, self.fs)
 
-    def oom_kill_count(self):
+    def oom_kill_count(self) -> int:
         text = self._read_or_none(self.dir, "memory.events")
         return parse_flat_keyed(text or "").get("oom_kill", 0)
