@@ -35,6 +35,7 @@ from pybox.crashpoints import crashpoint
 from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
 from pybox.linux import unixsock
+from pybox.linux.wait import UNKNOWN_EXIT, become_subreaper, exit_code
 from pybox.monitor import protocol as P
 from pybox.monitor.jsonlog import LogWriter
 from pybox.oci.state import write_atomic
@@ -181,7 +182,7 @@ class Monitor:
                 raise _Failure(report)
             self.pid = pid = report["pid"]
             crashpoint("monitor.created")
-            if self.tty:
+            if console is not None:  # (a tty)
                 # (the runtime library, for a tty only: see the module's docstring)
                 from pybox.runtime.terminal import receive_master  # noqa: PLC0415
 
@@ -692,14 +693,7 @@ class Monitor:
             if pid == self.pid:
                 status = st
             # (the creator and stray orphans are just reaped)
-        if status is None:
-            code = 255
-        elif os.WIFEXITED(status):
-            code = os.WEXITSTATUS(status)
-        elif os.WIFSIGNALED(status):
-            code = 128 + os.WTERMSIG(status)
-        else:
-            code = 255
+        code = UNKNOWN_EXIT if status is None else exit_code(status)
         oom = False
         if code == 137:
             try:
@@ -761,11 +755,9 @@ class Monitor:
 
 def run(request: MonitorRequest, report_fd: int) -> None:
     """Monitor main, in the forked (and detached) child.  Never returns."""
-    from pybox.monitor.zygote import PR_SET_CHILD_SUBREAPER, _prctl  # noqa: PLC0415
-
     code = 1
     try:
-        _prctl()(PR_SET_CHILD_SUBREAPER, 1)
+        become_subreaper()  # (the zygote built the syscalls' libc: see zygote.preload)
         mon = Monitor(request)
         path = os.path.join(mon.dir, SOCKET)
         try:

@@ -31,13 +31,13 @@ import time
 from pybox.crashpoints import crashpoint
 from pybox.errors import PyboxError
 from pybox.formats import fastjson
-from pybox.linux import unixsock
+from pybox.linux import constants as C
+from pybox.linux import syscalls, unixsock
 from pybox.monitor import monitor
 
 TYPE_CHECKING = False  # (typing is not imported in the zygote; mypy reads this as true)
 if TYPE_CHECKING:
     import signal as _signal
-    from collections.abc import Callable
     from typing import Any
 else:
     import _signal  # signal's C core: the signal module would load more for the monitors
@@ -49,41 +49,17 @@ def preload() -> None:
     small: the runtime library is imported by each monitor's short-lived creator
     child (see monitor.start_container), whose copies die with it.  The
     modules come with monitor.py's own imports (at this module's top): what is
-    left is prctl's ctypes function."""
-    _prctl()
-
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-
-
-_PRCTL: Callable[[int, int], None] | None = None
-
-
-def _prctl() -> Callable[[int, int], None]:
-    """prctl through ctypes, without the runtime's syscall module (and its
-    imports) in the zygote.  Built once, in the zygote: a monitor that built
-    it would copy ~200 KiB of pages for that alone."""
-    global _PRCTL
-    if _PRCTL is None:
-        import ctypes  # noqa: PLC0415 -- built in the zygote only (see above)
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.prctl
-        fn.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                       ctypes.c_ulong)
-
-        def prctl(option: int, value: int) -> None:
-            if fn(option, value, 0, 0, 0) != 0:
-                raise OSError(ctypes.get_errno(), "prctl")
-        _PRCTL = prctl
-    return _PRCTL
+    left is the syscalls' ctypes libc and its prctl (the monitor's
+    become_subreaper), built once, here: a monitor that built them would copy
+    ~200 KiB of pages for that alone."""
+    syscalls.real()  # (serve's PDEATHSIG prctl then looks prctl up, in the zygote too)
 
 
 def serve(listener: socket.socket, parent_pid: int | None = None) -> None:
     """Fork a monitor for every request on ``listener``.  Never returns."""
     preload()
-    prctl = _prctl()
-    prctl(PR_SET_PDEATHSIG, 15)
+    sc = syscalls.real()
+    sc.prctl(C.PR_SET_PDEATHSIG, 15)
     # monitors are our direct children, reaped by the kernel (no zombies) and
     # re-parented to init when we go: one fork per container, not two
     _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
@@ -111,7 +87,7 @@ def serve(listener: socket.socket, parent_pid: int | None = None) -> None:
                 listener.close()
                 conn.close()
                 os.setsid()
-                prctl(PR_SET_PDEATHSIG, 0)
+                sc.prctl(C.PR_SET_PDEATHSIG, 0)
                 _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # it reaps its own
                 monitor.run(request, report_fd)  # never returns
             finally:
