@@ -6,10 +6,15 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
 SRC = os.path.join(ROOT, "src")
-if SRC not in sys.path:
-    sys.path.insert(0, SRC)
+# tests/ itself: the shared helpers (``import support``) and the directories that
+# import each other's (``from engine.conftest import ...``), whatever pytest's
+# --import-mode (prepend puts tests/ here too: it has no __init__.py)
+for path in (SRC, TESTS):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,94 +13,34 @@ cannot run at all.  Knobs (environment):
 - PYBOX_V2VM_PYTEST_ARGS: extra inner pytest arguments, e.g. ``-k memory -x``.
 - PYBOX_V2VM_TIMEOUT: seconds for the whole VM run (default 1200).
 - PYBOX_V2VM_NO_SETUP=1: never run tests/v2vm/setup.sh from here.
+
+The VM runner (set-up, skips, the inner pytest's command line) is
+tests/support/v2vm.py, shared with tests/procview/test_v2_vm.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VM_DIR = REPO_ROOT / "tests" / "v2vm"
-VM_TIMEOUT = float(os.environ.get("PYBOX_V2VM_TIMEOUT", "1200"))
-PYTEST_NO_TESTS_COLLECTED = 5
+from support.v2vm import PYTEST_NO_TESTS_COLLECTED, marks, run_pytest_in_vm
+
 # pybox-runtime itself on cgroup v2: lifecycle, limits (cgroup2 files, the eBPF
 # device program), what a container sees of /sys/fs/cgroup, pause/update/events, exec
 RUNTIME_TESTS_ON_V2 = ["tests/runtime/test_lifecycle.py", "tests/runtime/test_resources.py",
                        "tests/runtime/test_isolation.py", "tests/runtime/test_commands.py",
                        "tests/runtime/test_exec.py", "tests/runtime/test_update_kill.py"]
 
-
-def _load_vm_module():
-    """Import tests/v2vm/vm.py by path: tests/ is not a package."""
-    spec = importlib.util.spec_from_file_location("pybox_tests_v2vm", VM_DIR / "vm.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-vm = _load_vm_module()
-
-marks = [pytest.mark.v2vm]
-if importlib.util.find_spec("pytest_timeout"):
-    # The project-wide 300 s would cut a TCG run of the whole subset short.
-    marks.append(pytest.mark.timeout(VM_TIMEOUT + 120))
-pytestmark = marks
-
-
-def _set_up_if_needed() -> None:
-    """Run the idempotent setup.sh when the cache or qemu is missing and we may.
-
-    CI calls setup.sh itself; this is for a developer's first `pytest -m v2vm`.
-    """
-    try:
-        vm.load_artifacts()
-        if vm.find_qemu():
-            return
-    except vm.VMNotSetUp:
-        pass
-    if os.environ.get("PYBOX_V2VM_NO_SETUP") or os.geteuid() != 0:
-        return
-    subprocess.run(["sh", str(VM_DIR / "setup.sh")], check=False, timeout=1200,
-                   stdin=subprocess.DEVNULL)
+pytestmark = marks()
 
 
 def test_cgroup_suite_passes_on_cgroup_v2_vm(capsys: pytest.CaptureFixture[str]) -> None:
     """Boot the v2 VM and require the cgroup test subset to pass inside it."""
-    if os.environ.get("PYBOX_V2VM"):
-        pytest.skip("already inside the v2 VM")
-    _set_up_if_needed()
-    reason = vm.unavailable_reason()
-    if reason:
-        pytest.skip(f"qemu cannot run here: {reason}")
-    vm.load_artifacts()  # a missing kernel after setup is a failure, not a skip
-
-    argv = [sys.executable, "-m", "pytest", "tests/cgroups", *RUNTIME_TESTS_ON_V2,
-            "-m", "not v2vm",
-            "-p", "no:cacheprovider", "-q",
-            *shlex.split(os.environ.get("PYBOX_V2VM_PYTEST_ARGS", ""))]
-    env = {
-        # The repo is the host's, read-only through 9p: nothing may be written into it.
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPYCACHEPREFIX": "/tmp/pybox-v2vm-pycache",
-        "PYTEST_ADDOPTS": "--basetemp=/tmp/pybox-v2vm-pytest",
-    }
-    with capsys.disabled():
-        # Stream the inner run live into the outer one's output.
-        print(f"\n--- v2 VM: {shlex.join(argv)} (in {REPO_ROOT})", flush=True)
-        result = vm.run_vm(argv, timeout=VM_TIMEOUT, env=env, cwd=REPO_ROOT, stream=sys.stdout)
-        print(f"--- v2 VM: kernel {result.kernel_release}, {result.facts.get('fstype')}, controllers "
-              f"{' '.join(result.controllers)}; boot {result.boot_seconds:.1f}s, run "
-              f"{result.run_seconds:.1f}s, exit {result.returncode}", flush=True)
-
+    result = run_pytest_in_vm(["tests/cgroups", *RUNTIME_TESTS_ON_V2], capsys,
+                              extra_args=shlex.split(os.environ.get("PYBOX_V2VM_PYTEST_ARGS", "")))
     on_v2 = result.is_cgroup_v2
     assert on_v2, f"the VM was not on cgroup v2 with the memory controller: {result.facts}\n{result.console}"
     status = result.returncode

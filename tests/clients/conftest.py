@@ -1,9 +1,9 @@
 """Fixtures for the client tests: one private dockerd per test session (see
-dockerd.py), the pybox CLI and the real docker CLI pointed at it, and a logging
+tests/support/dockerd.py), the pybox CLI and the real docker CLI pointed at it, and a logging
 proxy (../shared/docs/docker-api/proxy.py) in front of it when a test compares
 what the two clients send."""
 
-import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -13,48 +13,11 @@ import uuid
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-SRC = os.path.join(REPO, "src")
-sys.path.insert(0, HERE)
-
-from .dockerd import PrivateDockerd  # noqa: E402
+from support.dockerd import PrivateDockerd
+from support.install import ensure_installed
+from support.paths import DOCKER, REPO, SRC, pybox_argv  # noqa: F401 (the tests import DOCKER, pybox_argv)
 
 PROXY = os.path.join(os.path.dirname(REPO), "shared", "docs", "docker-api", "proxy.py")
-APT_LOCK = "/tmp/pybox-clients-apt.lock"
-# the docker 28 CLI the issue names; Debian's docker.io brings an older one to /usr/bin
-DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
-
-
-def _ensure_docker():
-    if shutil.which("dockerd") and shutil.which("containerd"):
-        return
-    if os.geteuid() != 0:
-        pytest.skip("needs Debian's docker.io (dockerd, containerd): apt-get install as root")
-    with open(APT_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if shutil.which("dockerd") and shutil.which("containerd"):
-            return
-        policy = "/usr/sbin/policy-rc.d"
-        made = not os.path.exists(policy)
-        if made:   # no service may start during the install (no system dockerd)
-            with open(policy, "w") as f:
-                f.write("#!/bin/sh\nexit 101\n")
-            os.chmod(policy, 0o755)
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        try:
-            cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "docker.io"]
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-            if proc.returncode != 0:
-                subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True,
-                               timeout=900)
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                                      timeout=900)
-        finally:
-            if made:
-                os.unlink(policy)
-        if proc.returncode != 0:
-            pytest.skip(f"cannot install docker.io: {proc.stderr[-500:]}")
 
 
 class CLI:
@@ -74,21 +37,11 @@ class CLI:
         return proc
 
 
-def pybox_argv():
-    """The installed fast launcher when it runs this checkout, else python -m."""
-    launcher = shutil.which("pybox")
-    if launcher:
-        with open(launcher) as f:
-            if SRC in f.read():
-                return [launcher]
-    return [sys.executable, "-m", "pybox.cli.pybox"]
-
-
 @pytest.fixture(scope="session")
 def dockerd():
     if os.geteuid() != 0:
         pytest.skip("needs root to run dockerd")
-    _ensure_docker()
+    ensure_installed({"dockerd": "docker.io", "containerd": "containerd"})
     if not shutil.which("docker"):
         pytest.skip("no docker CLI on PATH")
     daemon = PrivateDockerd()
@@ -138,7 +91,6 @@ class Proxy:
         open(self.jsonl, "w").close()
 
     def events(self):
-        import json
         time.sleep(0.2)
         with open(self.jsonl) as f:
             return [json.loads(line) for line in f if line.strip()]

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from .ptyrun import PtyProcess  # noqa: E402
+from support.pty import PtyProcess
+from support.wait import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.clients]
 
@@ -29,14 +29,6 @@ TICKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"
 
 def as_pybox(text):
     return text.replace("docker", "pybox")
-
-
-def wait_for(predicate, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def expect_answer(term, command, answer, tries=5):

@@ -1,8 +1,8 @@
 """tests/crash: pyboxd, its monitors and pybox-runtime killed (SIGKILL) at every
 crash point of pybox.crashpoints, then pyboxd started again.
 
-One private pyboxd per test session (per xdist worker), from tests/engine's
-fixtures (imported, not copied): its own data and exec roots, a busybox image.
+One private pyboxd per test session (per xdist worker), tests/support's
+(imported, not copied): its own data and exec roots, a busybox image.
 Each case restarts it with PYBOX_CRASH_AT naming one point (and
 PYBOX_CRASH_REPORT, where the dying process says it got there), runs the
 operation that reaches the point, restarts it without the variable, and checks
@@ -14,27 +14,19 @@ the image store and the daemon's start-up are shared, each case cleans up.
 """
 
 import os
+import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
-
-from engine.conftest import (  # noqa: E402,F401 - the shared fixtures, not copies
-    DOCKER,
-    IMAGE,
-    Pyboxd,
-    api,
-    cgroup_dirs,
-    mounts_under,
-    pids_mentioning,
-    settle,
-)
+from support.fixtures import needs_root_and_docker_cli
+from support.host import cgroup_dirs, mounts_under, pids_mentioning
+from support.paths import DOCKER, IMAGE
+from support.pyboxd import Pyboxd
+from support.unixhttp import api
+from support.wait import settle
 
 CRASH_ENV = "PYBOX_CRASH_AT"
 REPORT_ENV = "PYBOX_CRASH_REPORT"
@@ -51,11 +43,9 @@ class CrashPyboxd(Pyboxd):
     def registry_host(self) -> str:
         """host:port of a private docker-registry (started on first use)."""
         if self.registry is None:
-            import shutil
-
             if shutil.which("docker-registry") is None:
                 pytest.skip("needs Debian's docker-registry for the pull's points")
-            from registry.conftest import RegistryServer
+            from registry.conftest import RegistryServer  # a conftest: loaded on first use only
 
             self.registry = RegistryServer(self.base).start()
         return self.registry.host
@@ -120,10 +110,7 @@ class CrashPyboxd(Pyboxd):
 
 @pytest.fixture(scope="session")
 def crashd():
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    if not os.path.exists(DOCKER):
-        pytest.skip(f"needs the docker CLI at {DOCKER}")
+    needs_root_and_docker_cli()
     d = CrashPyboxd()
     try:
         d.start()

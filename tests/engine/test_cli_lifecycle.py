@@ -9,16 +9,9 @@ import time
 
 import pytest
 
+from support.wait import wait_for
+
 pytestmark = [pytest.mark.root, pytest.mark.engine]
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def state(pyboxd, name):

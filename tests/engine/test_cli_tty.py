@@ -5,18 +5,11 @@ import time
 
 import pytest
 
+from support.wait import wait_for
+
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
 CTRL_P, CTRL_Q = b"\x10", b"\x11"
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def test_run_it_with_resize_and_exit_code(pyboxd, pty_docker, names):

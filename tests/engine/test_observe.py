@@ -13,19 +13,12 @@ import uuid
 
 import pytest
 
+from support.wait import wait_for
+
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
 MiB = 1 << 20
 CG_MEMORY = "/sys/fs/cgroup/memory"
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def cgroup_v1_memory_inside(pyboxd, name):

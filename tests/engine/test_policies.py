@@ -10,21 +10,14 @@ import time
 
 import pytest
 
+from support.wait import wait_for
+
 from .conftest import UnixHTTPConnection
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
 # quick checks: a probe every 0.2 s (docker's minimum is 1 ms)
 FAST = ("--health-interval", "200ms", "--health-timeout", "2s")
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def state(pyboxd, name):
@@ -207,7 +200,7 @@ def test_docker_kill_and_the_restart_policy(pyboxd, names):
     for name, extra in ((plain, ()), (with_stop_signal, ("--stop-signal", "USR2"))):
         pyboxd.ok("run", "-d", "--name", name, "--restart", "always", *extra, "busybox",
                   "sh", "-c", TRAP_USR1)
-        assert wait_for(lambda: "ready" in pyboxd.ok("logs", name))
+        assert wait_for(lambda name=name: "ready" in pyboxd.ok("logs", name))
         # the wait is asked before the kill: one begun while the policy already
         # restarts the container returns at its next exit (dockerd's rule too),
         # and a loaded machine can make the CLI that late
@@ -286,7 +279,7 @@ def test_init_is_pid_1_and_reaps_zombies(pyboxd, names):
     assert pyboxd.ok("exec", with_init, "cat", "/proc/1/comm") == "docker-init\n"
     assert pyboxd.inspect(with_init)["HostConfig"]["Init"] is True
     for name in (with_init, without):
-        assert wait_for(lambda: orphan_done(pyboxd, name))
+        assert wait_for(lambda name=name: orphan_done(pyboxd, name))
     # without --init the exec'd sleep is PID 1 and the orphan stays a zombie
     # (what --init is for); tini reaped it
     assert len(zombies(pyboxd, without)) == 1

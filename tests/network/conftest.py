@@ -16,7 +16,6 @@ behind.
 """
 
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -24,19 +23,13 @@ import tempfile
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
+if HERE not in sys.path:  # the tests import netutil
     sys.path.insert(0, HERE)
 
-from netutil import IMAGE, Pyboxd, TestHost, Upstream, remove_tree, run  # noqa: E402
+from netutil import Pyboxd, TestHost, Upstream  # noqa: E402
 
-
-def _busybox_tar(base):
-    from pybox.images.rootfs import build_busybox_rootfs
-
-    rootfs = build_busybox_rootfs(os.path.join(base, "rootfs"))
-    tar = os.path.join(base, "busybox.tar")
-    run(["tar", "-C", rootfs, "-cf", tar, "."])
-    return tar
+from support.host import remove_tree  # noqa: E402
+from support.names import NameBook  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -73,9 +66,9 @@ def pyboxd(netbase, upstream):
     with open(conf, "w") as f:
         f.write(f"nameserver {upstream.host.ip}\nsearch upstream.test\n")
     daemon = Pyboxd(netbase, conf)
-    daemon.start()
     try:
-        daemon.docker("import", "-c", 'CMD ["sh"]', _busybox_tar(netbase), IMAGE)
+        daemon.start()
+        daemon.import_busybox()
         yield daemon
     finally:
         ids = daemon.docker("ps", "-aq", check=False).stdout.split()
@@ -84,26 +77,16 @@ def pyboxd(netbase, upstream):
         for name in daemon.docker("network", "ls", "-q", "--filter", "type=custom",
                                   check=False).stdout.split():
             daemon.docker("network", "rm", name, check=False)
-        daemon.stop()
-        left = daemon.leftovers()
-        remove_tree(daemon.exec_root)
-        assert not left, f"pyboxd left networking behind: {left}"
+        problems = daemon.finish()
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture
 def names(pyboxd):
     """Unique names; containers and networks so named are removed afterwards."""
-    made = []
-
-    def make(prefix="t"):
-        name = f"{prefix}-{secrets.token_hex(3)}"
-        made.append(name)
-        return name
-    yield make
-    for name in made:
-        pyboxd.docker("rm", "-f", name, check=False)
-    for name in made:
-        pyboxd.docker("network", "rm", name, check=False)
+    book = NameBook(pyboxd, digits=6, networks=True)
+    yield book
+    book.cleanup()
 
 
 @pytest.fixture

@@ -5,22 +5,15 @@ import ipaddress
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-SRC = os.path.join(REPO, "src")
-if SRC not in sys.path:
-    sys.path.insert(0, SRC)
-PYTHON = "/opt/pybox/bin/python" if os.path.exists("/opt/pybox/bin/python") else sys.executable
-DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
-IMAGE = "busybox:latest"
-
+from pybox.network import Names
+from support.host import remove_tree  # noqa: F401 (the conftest's)
+from support.paths import DOCKER, IMAGE, PYTHON, REPO, SRC  # noqa: F401 (the tests')
+from support.pyboxd import Pyboxd as SharedPyboxd
+from support.wait import settle
 
 
 def free_test_subnet():
@@ -48,15 +41,6 @@ def free_port(udp=False):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as s:
         s.bind(("0.0.0.0", 0))
         return s.getsockname()[1]
-
-
-def settle(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def run(argv, check=True, **kw):
@@ -222,63 +206,40 @@ class Upstream:
 
 
 # -- the daemon ----------------------------------------------------------------------------
-class Pyboxd:
-    def __init__(self, base, resolv_conf):
-        self.base = base
-        self.socket = os.path.join(base, "pybox.sock")
-        self.host = "unix://" + self.socket
-        self.data_root = os.path.join(base, "data")
-        self.exec_root = f"/run/pbn-{secrets.token_hex(4)}"
-        self.resolv_conf = resolv_conf
-        self.log_path = os.path.join(base, "pyboxd.log")
-        self.process = None
-        self.env = dict(os.environ, DOCKER_HOST=self.host,
-                        DOCKER_CONFIG=os.path.join(base, "cli"), DOCKER_CLI_HINTS="false")
-        self.env.pop("DOCKER_CONTEXT", None)
-        from pybox.network import Names
+class Pyboxd(SharedPyboxd):
+    """tests/support's private pyboxd, made in the fixture's directory, whose
+    host resolv.conf is ``resolv_conf``, seen as the network tests use it:
+    ``docker()`` checks by default, ``stop()``/``start()`` stop and start the
+    daemon around its running containers (``finish()`` is the end, with the
+    shared leak checks), and what it owns in the kernel can be listed."""
 
+    def __init__(self, base, resolv_conf):
+        super().__init__(parent=base, env={"PYBOX_HOST_RESOLV_CONF": resolv_conf},
+                         exec_prefix="pbn")
+        self.resolv_conf = resolv_conf
         self.names = Names(self.exec_root)
 
-    def start(self):
-        env = dict(os.environ, PYTHONPATH=SRC, PYBOX_HOST_RESOLV_CONF=self.resolv_conf)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [PYTHON, "-m", "pybox.cli.pyboxd", "-H", self.host, "--data-root",
-                 self.data_root, "--exec-root", self.exec_root],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                start_new_session=True)
-        ok = settle(lambda: self.docker("version", check=False).returncode == 0
-                    or self.process.poll() is not None, timeout=30, interval=0.1)
-        if not ok or self.process.poll() is not None:
-            raise RuntimeError("pyboxd did not start:\n" + self.log_tail())
+    @property
+    def env(self):
+        """The docker CLI's environment (DOCKER_HOST...)."""
+        return self.cli_env
+
+    def docker(self, *args, check=True, timeout=120, **kw):
+        return super().docker(*args, check=check, timeout=timeout, **kw)
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """SIGTERM: its containers keep running (a test starts it again)."""
+        self.terminate()
         self.process = None
 
-    def log_tail(self, n=4000):
-        try:
-            with open(self.log_path) as f:
-                return f.read()[-n:]
-        except OSError:
-            return ""
+    def finish(self):
+        """Remove every container, stop for good -> what the shared checks and
+        ``more_leftovers`` found."""
+        return SharedPyboxd.stop(self)
 
-    def docker(self, *args, check=True, timeout=120, input=None):
-        proc = subprocess.run([DOCKER, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, input=input)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)}: exit {proc.returncode}: "
-                                 f"{proc.stderr}\n--- pyboxd log ---\n{self.log_tail(1500)}")
-        return proc
-
-    def inspect(self, ref):
-        return json.loads(self.docker("inspect", ref).stdout)[0]
+    def more_leftovers(self):
+        left = self.leftovers()
+        return [f"pyboxd left networking behind: {left}"] if left else []
 
     # -- what it owns in the kernel ---------------------------------------------------
     def links(self):
@@ -354,17 +315,3 @@ class Pyboxd:
                                       ("conntrack", self.conntrack(subnets))) if v}
         settle(lambda: not found(), timeout=15)
         return found()
-
-
-def remove_tree(path):
-    """rm -rf of a directory of ours that never descends into a mount: what
-    is still mounted below it (a crashed daemon's overlay, a FUSE mount whose
-    server is gone) is detached first, so nothing can hang or reach beyond."""
-    import subprocess as sp
-
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    prefix = path.rstrip("/") + "/"
-    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
-        sp.run(["umount", "-l", point], capture_output=True)
-    sp.run(["rm", "-rf", "--one-file-system", path], capture_output=True)

@@ -1,38 +1,22 @@
-"""Fixtures for the /proc view: the private pyboxd of tests/engine (its own
+"""Fixtures for the /proc view: the private pyboxd of tests/support (its own
 socket, data root and exec root, a busybox image, leak checks at the end:
 no process mentioning its exec root -- the procview server included -- no
 mount, no cgroup left), and the pybox CLI pointed at it."""
 
 import os
-import shutil
 import subprocess
-import sys
-import uuid
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-SRC = os.path.join(os.path.dirname(TESTS), "src")
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
-
-PYTHON = "/opt/pybox/bin/python" if os.path.exists("/opt/pybox/bin/python") else sys.executable
+from support.fixtures import running
+from support.names import NameBook
+from support.paths import PYTHON, SRC, pybox_argv  # noqa: F401 (PYTHON: for the tests)
+from support.pyboxd import Pyboxd
 
 # the host's Python, shown read-only inside a busybox container (Debian 12:
 # /lib and /lib64 are links into /usr)
 HOST_PYTHON_BINDS = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro",
                      "-v", "/usr/lib64:/lib64:ro"]
-
-
-def pybox_argv():
-    """The installed fast launcher when it runs this checkout, else python -m."""
-    launcher = shutil.which("pybox")
-    if launcher:
-        with open(launcher) as f:
-            if SRC in f.read():
-                return [launcher]
-    return [PYTHON, "-m", "pybox.cli.pybox"]
 
 
 class PyboxCLI:
@@ -64,20 +48,8 @@ def pvd():
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"the /proc view cannot run here: {reason}")
-    # the shared private-pyboxd fixture (imported here: the kernel-side tests of
-    # this directory, which run in the v2 VM too, do not need it)
-    from engine.conftest import Pyboxd
-
-    d = Pyboxd()
-    try:
-        d.start()
-        d.import_busybox()
-    except BaseException:
-        d.stop()
-        raise
-    yield d
-    problems = d.stop()
-    assert not problems, "\n".join(problems)
+    with running(Pyboxd()) as d:
+        yield d
 
 
 @pytest.fixture(scope="session")
@@ -88,16 +60,6 @@ def pybox(pvd):
 @pytest.fixture
 def names(pvd):
     """names() -> a unique container name; each is removed at the end."""
-    made = []
-
-    def new(prefix="pv"):
-        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        made.append(name)
-        return name
-
-    yield new
-    if made:
-        existing = set(pvd.docker("ps", "-a", "--format", "{{.Names}}").stdout.split())
-        mine = [n for n in made if n in existing]
-        if mine:
-            pvd.docker("rm", "-f", *mine, timeout=120)
+    book = NameBook(pvd, prefix="pv")
+    yield book
+    book.cleanup()

@@ -1,19 +1,13 @@
 """tests/security: the attacks of issue 13 -- on the API, on the HTTP layer,
-on the daemon -- as tests against the private pyboxd of tests/engine (its
+on the daemon -- as tests against the private pyboxd of tests/support (its
 fixtures, imported: one daemon per test session, leak checks at the end)."""
 
-import os
-import sys
+from support import fixtures
+from support.pyboxd import Pyboxd  # noqa: F401
+from support.unixhttp import api  # noqa: F401
 
-TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
-
-from engine.conftest import (  # noqa: E402,F401 - the shared fixtures, not copies
-    Pyboxd,
-    api,
-    dockerpy,
-    images_made,
-    names,
-    pyboxd,
-)
+# the shared fixtures, made this directory's (pytest collects a conftest's names)
+pyboxd = fixtures.pyboxd
+names = fixtures.names
+images_made = fixtures.images_made
+dockerpy = fixtures.dockerpy
