@@ -17,8 +17,8 @@ import os
 import select
 import threading
 
+from pybox.formats import fastjson
 from pybox.monitor import protocol as P
-from pybox.oci import fastjson
 
 
 def stdcopy(stream, data):

@@ -28,10 +28,10 @@ from pybox.errors import (
     RegistryError,
     RegistryNotFound,
 )
+from pybox.formats import fastjson
 from pybox.images import progress as P
 from pybox.images import reference as references
 from pybox.images.auth import Credentials, decode_registry_auth
-from pybox.oci import fastjson
 
 _LOCK = threading.Lock()
 
