@@ -273,3 +273,17 @@ def test_attach_sends_the_request_and_frames_flow(tmp_path, serve):
 
 def test_attach_without_a_monitor_is_none(tmp_path):
     assert MonitorClient(str(tmp_path)).attach(True, True, True) is None
+
+
+def test_pid_of_a_live_monitor_and_of_none(tmp_path, serve):
+    client = MonitorClient(str(tmp_path))
+    assert client.pid() == 0  # no pid file
+    (tmp_path / "monitor.pid").write_text(f"{os.getpid()}\n")
+    assert client.pid() == 0  # a live process, but no socket: not this dir's monitor
+    serve(silent)
+    assert client.pid() == os.getpid()
+    (tmp_path / "monitor.pid").write_text("not a pid")
+    assert client.pid() == 0
+    with open("/proc/sys/kernel/pid_max") as f:
+        (tmp_path / "monitor.pid").write_text(str(int(f.read()) + 1))  # never a process
+    assert client.pid() == 0

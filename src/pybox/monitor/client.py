@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pybox.formats import fastjson
 from pybox.linux import unixsock
-from pybox.monitor.monitor import EXIT_FILE, SOCKET
+from pybox.monitor.monitor import EXIT_FILE, PID_FILE, SOCKET
 
 if TYPE_CHECKING:
     from typing import Any
@@ -31,6 +31,7 @@ class MonitorClient:
         self.run_dir = run_dir
         self.socket_path = os.path.join(run_dir, SOCKET)
         self.exit_path = os.path.join(run_dir, EXIT_FILE)
+        self.pid_path = os.path.join(run_dir, PID_FILE)
 
     def connect(self, timeout: float | None = None) -> socket.socket | None:
         """A socket connected to the monitor, or None when nobody listens.
@@ -122,6 +123,23 @@ class MonitorClient:
         except (OSError, ValueError):
             return None
         return info if isinstance(info, dict) else None
+
+    def pid(self) -> int:
+        """The monitor's pid (run_dir/monitor.pid), or 0 when there is none: no
+        file, or its process is gone, or its socket is (a reused pid is not
+        this run directory's monitor any more).  For killing a monitor that
+        does not answer."""
+        try:
+            with open(self.pid_path) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return 0
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                f.read()
+        except OSError:
+            return 0
+        return pid if os.path.exists(self.socket_path) else 0
 
     def start(self, timeout: float = 60.0) -> Any:
         """Start a container created with defer_start: "ok" or {"error"}."""
