@@ -6,3 +6,5 @@ execve), rootfs.py (mounts, devices, pivot_root, masked/read-only paths),
 process.py (user, capabilities, rlimits), hooks.py, userns.py, signals.py,
 sync.py (parent/child messages), log.py (--log in text or JSON).
 """
+
+from __future__ import annotations

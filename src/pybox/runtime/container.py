@@ -12,23 +12,61 @@ Status, as the runtime-spec defines it:
   running   init alive and started
   paused    init alive, cgroup frozen
   stopped   init gone (or a zombie), or a create that died half-way
+
+Every command imports this module: what only some commands need (the cgroup
+package, the spec checks, the launcher, hooks, seccomp, terminals) is imported
+where it is used, so ``state`` or ``kill`` never pay for it.
 """
+
+from __future__ import annotations
 
 import os
 
 from pybox import OCI_VERSION
 from pybox.crashpoints import crashpoint
-from pybox.errors import CgroupError, ContainerError, InvalidState, ProcessSetupError, PyboxError, RootfsError
-from pybox.formats import fastjson
+from pybox.errors import (
+    CgroupError,
+    ContainerError,
+    InvalidState,
+    ProcessSetupError,
+    PyboxError,
+    RootfsError,
+)
 from pybox.formats.times import rfc3339_nano
 from pybox.linux import proc
+from pybox.oci import fastjson
 from pybox.oci import state as st
 from pybox.runtime import log as logmod
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    import _socket
+    import signal as _signal
+    from collections.abc import Callable, Iterable
+    from types import FrameType
+    from typing import Any, TypeVar, Unpack, cast
+
+    from pybox.cgroups.base import Manager
+    from pybox.runtime.records import (
+        CgroupMount,
+        ContainerRecord,
+        CreateOptions,
+        HookState,
+        StateDocument,
+    )
+
+    T = TypeVar("T")
+else:
+    import _signal  # the C module: signal.py's enums cost start-up time
+
+    def cast(_type: object, value: object) -> object:
+        """typing.cast (a no-op) without importing typing: start-up time."""
+        return value
 
 DEFAULT_ROOT = "/run/pybox-runtime"
 
 
-def default_root():
+def default_root() -> str:
     """/run/pybox-runtime for root; for anyone else $XDG_RUNTIME_DIR/pybox-runtime
     (runc's rule), or a per-user directory under /tmp."""
     if os.geteuid() == 0:
@@ -40,44 +78,49 @@ def default_root():
 
 
 class Container:
-    def __init__(self, root, cid, record) -> None:
+    """One container under a runtime root: its state file, and the kernel's
+    view of it (is init alive, is its cgroup frozen) on every question."""
+
+    def __init__(self, root: str, cid: str, record: ContainerRecord | None) -> None:
         self.root = root
         self.id = cid
         self.dir = st.StateDir(root, cid)
-        self.record = record or {}
-        self._config = None
+        self.record: ContainerRecord = record or {}
+        self._config: dict[str, Any] | None = None
 
     # -- loading -----------------------------------------------------------
     @classmethod
-    def load(cls, root, cid):
+    def load(cls, root: str, cid: str) -> Container:
         st.validate_id(cid)
         sdir = st.StateDir(root, cid)
-        return cls(root, cid, sdir.read())
+        return cls(root, cid, cast("ContainerRecord | None", sdir.read()))
 
     def reload(self) -> None:
-        self.record = self.dir.read() or {}
+        self.record = cast("ContainerRecord", self.dir.read() or {})
 
     # -- derived facts -----------------------------------------------------
     @property
-    def pid(self):
+    def pid(self) -> int:
         return self.record.get("pid") or 0
 
     @property
-    def config(self):
+    def config(self) -> dict[str, Any]:
         """The config.json snapshot taken at create time (read on first use)."""
         if self._config is None:
-            self._config = self.dir.read_config()
+            config: dict[str, Any] = self.dir.read_config()
+            self._config = config
+            return config
         return self._config
 
-    def init_alive(self):
+    def init_alive(self) -> bool:
         pid = self.pid
         return bool(pid) and proc.is_alive(pid, self.record.get("pid_start"))
 
-    def cgroup_manager(self):
+    def cgroup_manager(self) -> Manager | None:
         saved = self.record.get("cgroup")
         if not saved:
             return None
-        from pybox import cgroups
+        from pybox import cgroups  # noqa: PLC0415 -- only for commands that touch the cgroup
 
         return cgroups.load_manager(saved)
 
@@ -96,18 +139,18 @@ class Container:
             return "created"
         return "running"
 
-    def _frozen(self):
+    def _frozen(self) -> bool:
         mgr = self.cgroup_manager()
         try:
             return bool(mgr and mgr.is_frozen())
         except PyboxError:
             return False
 
-    def state(self):
+    def state(self) -> StateDocument:
         """The runtime-spec state document (plus runc's rootfs/created/owner)."""
         status = self.status()
         rec = self.record
-        out = {
+        out: StateDocument = {
             "ociVersion": OCI_VERSION,
             "id": self.id,
             "pid": self.pid if status != "stopped" else 0,
@@ -122,16 +165,16 @@ class Container:
             out["annotations"] = annotations
         return out
 
-    def hook_state(self, status):
-        s = {"ociVersion": OCI_VERSION, "id": self.id, "status": status, "pid": self.pid,
+    def hook_state(self, status: str) -> HookState:
+        s: HookState = {"ociVersion": OCI_VERSION, "id": self.id, "status": status, "pid": self.pid,
              "bundle": self.record.get("bundle", "")}
         if self.record.get("annotations"):
             s["annotations"] = self.record["annotations"]
         return s
 
     # -- start -------------------------------------------------------------
-    def start(self):
-        import _socket
+    def start(self) -> None:
+        import _socket  # noqa: PLC0415 -- a C module; commands without sockets skip it
 
         with self.dir:
             self.reload()
@@ -167,19 +210,20 @@ class Container:
                 raise ProcessSetupError(reply[6:].decode(errors="replace"))
         hooks = (self.config.get("hooks") or {}).get("poststart")
         if hooks:
-            from pybox.runtime.hooks import run_hooks
+            from pybox.runtime.hooks import run_hooks  # noqa: PLC0415 -- most containers have none
 
             run_hooks(hooks, self.hook_state("running"), "poststart",
                       warn=logmod.current.warning)
 
     # -- exec --------------------------------------------------------------
-    def exec(self, process, *, detach: bool=False, pid_file=None, console_socket=None,
-             preserve_fds: int=0):
+    def exec(self, process: dict[str, Any], *, detach: bool = False, pid_file: str | None = None,
+             console_socket: str | None = None, preserve_fds: int = 0) -> int:
         """Run one more process in the container (runc exec).  Foreground: wait
         for it (relaying its terminal) and return its exit status; detached:
         return 0 once it runs."""
-        from pybox.oci.spec import PROCESS_SCHEMA, check_process, check_schema
-        from pybox.runtime.launch import JOIN_ORDER, ExecPlan, spawn_exec
+        # only exec needs the spec checks and the launcher
+        from pybox.oci.spec import PROCESS_SCHEMA, check_process, check_schema  # noqa: PLC0415
+        from pybox.runtime.launch import JOIN_ORDER, ExecPlan, spawn_exec  # noqa: PLC0415
 
         check_schema(process, PROCESS_SCHEMA, "process")
         check_process(process)
@@ -197,16 +241,18 @@ class Container:
         linux = self.config.get("linux") or {}
         seccomp_filter = None
         if linux.get("seccomp"):
-            from pybox.runtime import seccomp as seccomp_mod
+            from pybox.runtime import seccomp as seccomp_mod  # noqa: PLC0415 -- libseccomp: costly
 
             seccomp_filter = seccomp_mod.compile_filter(linux["seccomp"])
         ns_fds = self._namespace_fds(JOIN_ORDER)
-        console = theirs = master = None
+        console: _socket.socket | None = None
+        theirs: _socket.socket | None = None
+        master: int | None = None
         try:
             if console_socket:
                 theirs = connect_console(console_socket)
             elif terminal:
-                import _socket
+                import _socket  # noqa: PLC0415 -- a C module; only for a terminal
 
                 console, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             plan = ExecPlan(cid=self.id, process=process, ns_fds=ns_fds,
@@ -215,15 +261,18 @@ class Container:
             if not detach:
                 # before fork: exec's stage1 waits for nothing, and may exit (and
                 # its child be re-parented) at once
-                _become_subreaper()
+                from pybox.linux.wait import become_subreaper  # noqa: PLC0415 -- foreground only
+
+                become_subreaper()
                 forwarder = SignalForwarder()
             pid = spawn_exec(plan, on_seccomp=self._seccomp_listener(linux.get("seccomp")))
             crashpoint("runtime.exec.spawned")
             if pid_file:
                 st.write_atomic(os.path.abspath(pid_file), str(pid), mode=0o644)
             if console is not None:
-                from pybox.runtime.terminal import receive_master
+                from pybox.runtime.terminal import receive_master  # noqa: PLC0415 -- only with a tty
 
+                assert theirs is not None  # made with console, above
                 theirs.close()
                 theirs = None
                 master = receive_master(console)
@@ -241,13 +290,13 @@ class Container:
         return _foreground(self, pid, master, lambda: None, delete=False,
                            forwarder=forwarder)
 
-    def _namespace_fds(self, order):
+    def _namespace_fds(self, order: Iterable[str]) -> list[tuple[str, int]]:
         """Open init's /proc/PID/ns/* for each namespace the container has, then
         check init is still the process we started (pid reuse)."""
-        from pybox.linux.constants import NAMESPACE_PROC_NAMES
+        from pybox.linux.constants import NAMESPACE_PROC_NAMES  # noqa: PLC0415 -- exec only
 
         kinds = {ns["type"] for ns in (self.config.get("linux") or {}).get("namespaces") or ()}
-        fds = []
+        fds: list[tuple[str, int]] = []
         pid = self.pid
         try:
             for kind in order:
@@ -267,12 +316,13 @@ class Container:
             raise
         return fds
 
-    def _seccomp_listener(self, seccomp_spec):
+    def _seccomp_listener(self, seccomp_spec: dict[str, Any] | None,
+                          ) -> Callable[[int, int], None] | None:
         if not seccomp_spec or not seccomp_spec.get("listenerPath"):
             return None
 
-        def on_seccomp(pid, fd) -> None:
-            from pybox.runtime import seccomp as seccomp_mod
+        def on_seccomp(pid: int, fd: int) -> None:
+            from pybox.runtime import seccomp as seccomp_mod  # noqa: PLC0415 -- libseccomp: costly
 
             seccomp_mod.send_to_listener(seccomp_spec["listenerPath"], fd, pid=pid,
                                          metadata=seccomp_spec.get("listenerMetadata") or "",
@@ -280,28 +330,28 @@ class Container:
         return on_seccomp
 
     # -- pause / resume / update --------------------------------------------
-    def pause(self):
+    def pause(self) -> None:
         with self.dir:
             self.reload()
             status = self.status()
             if status not in ("running", "created"):
                 raise InvalidState(f"cannot pause container {self.id}: it is {status}")
-            self._require_cgroup().freeze()
+            self.require_cgroup().freeze()
             self.record["paused"] = True
             self.dir.write(self.record)
 
-    def resume(self):
+    def resume(self) -> None:
         with self.dir:
             self.reload()
             status = self.status()
             if status != "paused":
                 raise InvalidState(f"cannot resume container {self.id}: it is {status}, "
                                    "not paused")
-            self._require_cgroup().thaw()
+            self.require_cgroup().thaw()
             self.record["paused"] = False
             self.dir.write(self.record)
 
-    def update(self, resources: dict) -> None:
+    def update(self, resources: dict[str, Any]) -> None:
         """Change limits live; the new values also replace those in the
         container's config snapshot, so later commands see them.
 
@@ -311,7 +361,8 @@ class Container:
         whose device list is only "deny all" -- the runtime adds the default
         devices at create -- and applying it stripped /dev/null, /dev/ptmx and
         the rest from a running container."""
-        from pybox.oci.spec import RESOURCES_SCHEMA, check_resources, check_schema
+        # only update needs the spec checks
+        from pybox.oci.spec import RESOURCES_SCHEMA, check_resources, check_schema  # noqa: PLC0415
 
         check_schema(resources, RESOURCES_SCHEMA, "resources")
         check_resources(resources, "resources")
@@ -324,7 +375,7 @@ class Container:
             status = self.status()
             if status == "stopped":
                 raise InvalidState(f"cannot update container {self.id}: it is stopped")
-            mgr = self._require_cgroup()
+            mgr = self.require_cgroup()
             mgr.update(resources)
             _log_cgroup_warnings(mgr)
             config = self.config
@@ -336,17 +387,18 @@ class Container:
                     merged[key] = value
             self.dir.write_config(fastjson.dumps(config))
 
-    def _require_cgroup(self):
+    def require_cgroup(self) -> Manager:
+        """The container's cgroup manager; an error when it has none."""
         mgr = self.cgroup_manager()
         if mgr is None:
             raise ContainerError(f"container {self.id} has no cgroup")
         return mgr
 
-    def processes(self):
+    def processes(self) -> list[int]:
         """Host pids of every process in the container's cgroup."""
         if self.status() == "stopped":
             return []
-        return self._require_cgroup().pids()
+        return self.require_cgroup().pids()
 
     # -- kill --------------------------------------------------------------
     def kill(self, sig: int, all_processes: bool = False) -> None:
@@ -381,7 +433,7 @@ class Container:
         if status == "paused" and sig == SIGKILL:
             self._thaw_for_kill(self.cgroup_manager())
 
-    def _kill_cgroup(self, mgr, sig: int, status: str) -> None:
+    def _kill_cgroup(self, mgr: Manager, sig: int, status: str) -> None:
         """kill --all: freeze, signal everything in the cgroup, thaw (the
         manager's kill_all).  An empty or vanished cgroup is not an error."""
         try:
@@ -397,7 +449,7 @@ class Container:
             self._thaw_for_kill(mgr)
 
     @staticmethod
-    def _thaw_for_kill(mgr) -> None:
+    def _thaw_for_kill(mgr: Manager | None) -> None:
         """A frozen (v1) task cannot act on SIGKILL: thaw, as runc does for a
         paused container's SIGKILL, so that it dies now."""
         if mgr is None:
@@ -408,7 +460,7 @@ class Container:
             logmod.current.warning(f"kill: cannot thaw the cgroup: {e}")
 
     # -- delete ------------------------------------------------------------
-    def delete(self, force: bool=False):
+    def delete(self, force: bool = False) -> None:
         with self.dir:
             self.reload()
             status = self.status()
@@ -423,12 +475,12 @@ class Container:
             crashpoint("runtime.delete.destroyed")
             self.dir.remove()
         if hooks:
-            from pybox.runtime.hooks import run_hooks
+            from pybox.runtime.hooks import run_hooks  # noqa: PLC0415 -- most containers have none
 
             run_hooks(hooks, self.hook_state("stopped"), "poststop",
                       warn=logmod.current.warning)
 
-    def _force_stop(self, status) -> None:
+    def _force_stop(self, status: str) -> None:
         mgr = self.cgroup_manager()
         if mgr is not None:
             mgr.kill_all(9)  # thaws a paused cgroup as part of kill_all
@@ -440,11 +492,11 @@ class Container:
                 return  # gone meanwhile (the cgroup's kill reached it first): the goal
             wait_for_exit(pid, self.record.get("pid_start"), timeout=10)
 
-    def destroy_resources(self):
+    def destroy_resources(self) -> None:
         """Everything the container made on the host, in reverse order of creation:
         its processes (the cgroup's destroy kills leftovers), its mounts (only made
         on the host when it had no mount namespace), its cgroup."""
-        errors = []
+        errors: list[str] = []
         mgr = self.cgroup_manager()
         if mgr is not None:
             try:
@@ -452,8 +504,9 @@ class Container:
             except PyboxError as e:
                 errors.append(str(e))
         if self.record.get("host_mounts"):
-            from pybox.linux import syscalls
-            from pybox.runtime.rootfs import mounts_under
+            # only a container without a mount namespace left mounts on the host
+            from pybox.linux import syscalls  # noqa: PLC0415
+            from pybox.runtime.rootfs import mounts_under  # noqa: PLC0415
 
             sc = syscalls.real()
             rootfs = self.record.get("rootfs")
@@ -472,7 +525,7 @@ class Container:
 SIGKILL = 9
 
 
-def _pids_or_none(mgr) -> list:
+def _pids_or_none(mgr: Manager) -> list[int]:
     """The cgroup's pids, or [] when it cannot be read (gone)."""
     try:
         return mgr.pids()
@@ -480,11 +533,9 @@ def _pids_or_none(mgr) -> list:
         return []
 
 
-def signal_process(pid, start_time, sig):
+def signal_process(pid: int, start_time: int | None, sig: int) -> None:
     """Signal exactly the process we recorded: through a pidfd opened and then
     checked against the recorded start time, so a recycled pid is never hit."""
-    import _signal
-
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -500,9 +551,9 @@ def signal_process(pid, start_time, sig):
         os.close(pidfd)
 
 
-def wait_for_exit(pid, start_time, timeout):
+def wait_for_exit(pid: int, start_time: int | None, timeout: float) -> bool:
     """Wait until the process is gone or a zombie (it need not be our child)."""
-    import select
+    import select  # noqa: PLC0415 -- a C module; only delete --force waits
 
     try:
         pidfd = os.pidfd_open(pid)
@@ -518,13 +569,14 @@ def wait_for_exit(pid, start_time, timeout):
         os.close(pidfd)
 
 
-def _unix_call(fn, path):
-    from pybox.linux.unixsock import call
+def _unix_call(fn: Callable[[str], T], path: str) -> T:
+    """unixsock.call, loaded only by the commands that use a socket."""
+    from pybox.linux.unixsock import call  # noqa: PLC0415 -- create, start and exec only
 
     return call(fn, path)
 
 
-def _resolve_rootfs(bundle, config):
+def _resolve_rootfs(bundle: str, config: dict[str, Any]) -> str:
     root = config["root"]["path"]
     path = root if root.startswith("/") else os.path.join(bundle, root)
     path = os.path.realpath(path)
@@ -534,12 +586,15 @@ def _resolve_rootfs(bundle, config):
     return path
 
 
-def create(root, cid, bundle, *, pid_file=None, no_pivot: bool=False, no_new_keyring: bool=False,
-           preserve_fds: int=0, systemd_cgroup: bool=False, console_socket=None, config=None,
-           after_fork=None, console_sock=None, raw_config=None, listen_fds: int=0):
+def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
+           no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+           systemd_cgroup: bool = False, console_socket: str | None = None,
+           config: dict[str, Any] | None = None, after_fork: Callable[[], None] | None = None,
+           console_sock: _socket.socket | None = None, raw_config: bytes | None = None,
+           listen_fds: int = 0) -> Container:
     """Create a container and leave its init blocked before the user's program.
     On any failure everything made so far is undone and the error re-raised."""
-    from pybox.oci.spec import load_bundle_config
+    from pybox.oci.spec import load_bundle_config  # noqa: PLC0415 -- only create reads a bundle
 
     st.validate_id(cid)
     bundle = os.path.abspath(bundle)
@@ -556,11 +611,11 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot: bool=False, no_new_key
         preserve_fds += listen_fds
         raw = None
     seccomp_filter = None
-    seccomp_spec = (config.get("linux") or {}).get("seccomp")
+    seccomp_spec: dict[str, Any] = (config.get("linux") or {}).get("seccomp") or {}
     if seccomp_spec:
         # compiled here, before anything exists: a bad profile fails cleanly,
         # and the children inherit the compiled filter through fork
-        from pybox.runtime import seccomp as seccomp_mod
+        from pybox.runtime import seccomp as seccomp_mod  # noqa: PLC0415 -- libseccomp: costly
 
         seccomp_filter = seccomp_mod.compile_filter(seccomp_spec)
     terminal = bool((config.get("process") or {}).get("terminal"))
@@ -591,7 +646,7 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot: bool=False, no_new_key
         sdir.write(record)
         mgr = _new_cgroup(config, cid, systemd_cgroup, record, sdir)
         crashpoint("runtime.create.cgroup_named")
-        import _socket
+        import _socket  # noqa: PLC0415 -- a C module; commands without sockets skip it
 
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         spath = f"{sdir.path}/{st.START_SOCKET}"
@@ -600,7 +655,7 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot: bool=False, no_new_key
         sock.listen(4)
         crashpoint("runtime.create.socket")
 
-        from pybox.runtime.launch import LaunchPlan, spawn
+        from pybox.runtime.launch import LaunchPlan, spawn  # noqa: PLC0415 -- create and run only
 
         plan = LaunchPlan(cid=cid, config=config, rootfs=rootfs, state_dir=sdir.path,
                           start_sock=sock, cgroup=mgr, cgroup_mounts=_cgroup_mounts(mgr),
@@ -610,9 +665,9 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot: bool=False, no_new_key
                           console_sock=console_sock,
                           hook_state=container.hook_state("creating"))
 
-        def on_hooks(init_pid) -> None:
+        def on_hooks(init_pid: int) -> None:
             hooks = config.get("hooks") or {}
-            from pybox.runtime.hooks import run_hooks
+            from pybox.runtime.hooks import run_hooks  # noqa: PLC0415 -- most containers have none
 
             record["pid"] = init_pid
             # prestart hooks see "created", as runtime-spec 1.0 (which defined
@@ -621,13 +676,13 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot: bool=False, no_new_key
             run_hooks(hooks.get("createRuntime"), container.hook_state("creating"),
                       "createRuntime")
 
-        def on_userns(pid) -> None:
-            from pybox.runtime.userns import write_id_maps
+        def on_userns(pid: int) -> None:
+            from pybox.runtime.userns import write_id_maps  # noqa: PLC0415 -- user namespaces only
 
             write_id_maps(pid, config["linux"])
 
-        def on_seccomp(init_pid, fd) -> None:
-            from pybox.runtime import seccomp as seccomp_mod
+        def on_seccomp(init_pid: int, fd: int) -> None:
+            from pybox.runtime import seccomp as seccomp_mod  # noqa: PLC0415 -- libseccomp: costly
 
             record["pid"] = init_pid
             seccomp_mod.send_to_listener(
@@ -660,9 +715,9 @@ def create(root, cid, bundle, *, pid_file=None, no_pivot: bool=False, no_new_key
     return container
 
 
-def connect_console(path):
+def connect_console(path: str) -> _socket.socket:
     """Connect to a --console-socket (before fork, while its path is visible)."""
-    import _socket
+    import _socket  # noqa: PLC0415 -- a C module; commands without sockets skip it
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -674,11 +729,12 @@ def connect_console(path):
     return sock
 
 
-def _new_cgroup(config, cid, systemd, record, sdir):
+def _new_cgroup(config: dict[str, Any], cid: str, systemd: bool, record: ContainerRecord,
+                sdir: st.StateDir) -> Manager:
     """The container's cgroup manager (nothing created yet).  Its description is
     written to the state file *before* any directory exists, so a crash at any
     point leaves enough on disk for delete to find and remove it."""
-    from pybox import cgroups
+    from pybox import cgroups  # noqa: PLC0415 -- only for commands that touch the cgroup
 
     linux = config.get("linux") or {}
     # unprivileged: limits the caller may not set (an undelegated cgroup) are
@@ -690,7 +746,8 @@ def _new_cgroup(config, cid, systemd, record, sdir):
     return mgr
 
 
-def _setup_cgroup(mgr, config, record, sdir) -> None:
+def _setup_cgroup(mgr: Manager, config: dict[str, Any], record: ContainerRecord,
+                  sdir: st.StateDir) -> None:
     """Create the cgroup and write every limit (runs while stage1 starts up)."""
     mgr.create()
     crashpoint("runtime.create.cgroup_made")
@@ -701,7 +758,7 @@ def _setup_cgroup(mgr, config, record, sdir) -> None:
     _log_cgroup_warnings(mgr)
 
 
-def _log_cgroup_warnings(mgr) -> None:
+def _log_cgroup_warnings(mgr: Manager) -> None:
     """Rootless: one line saying limits were skipped, the details at debug level."""
     warnings = list(getattr(mgr, "warnings", ()))
     if not warnings:
@@ -735,7 +792,7 @@ DEFAULT_DEVICE_RULES = (
 )
 
 
-def cgroup_resources(resources):
+def cgroup_resources(resources: dict[str, Any]) -> dict[str, Any]:
     """linux.resources as the cgroup gets it: the device rules wrapped in the
     runtime's policy (deny by default, the container's rules, the defaults)."""
     out = dict(resources)
@@ -744,15 +801,15 @@ def cgroup_resources(resources):
     return out
 
 
-def _cgroup_mounts(mgr):
+def _cgroup_mounts(mgr: Manager) -> dict[str, CgroupMount]:
     """What the container's /sys/fs/cgroup shows: for v1, one entry per mounted
     hierarchy the container has a cgroup in ({dir name: {path, options, aliases}});
     for v2, {"": {"path": its cgroup}}."""
     if getattr(mgr, "version", 1) == 2:
         return {"": {"path": mgr.paths.get(""), "options": "", "aliases": []}}
-    from pybox import cgroups
+    from pybox import cgroups  # noqa: PLC0415 -- only for commands that touch the cgroup
 
-    out = {}
+    out: dict[str, CgroupMount] = {}
     for h in cgroups.detect_layout().v1_hierarchies():
         path = mgr.paths.get(h.controllers[0])
         if not path:
@@ -766,7 +823,7 @@ def _cgroup_mounts(mgr):
     return out
 
 
-def _rollback(container, sdir) -> None:
+def _rollback(container: Container, sdir: st.StateDir) -> None:
     """Undo a failed create: kill init (if it got that far), remove the cgroup
     and any host mounts, remove the state directory."""
     rec = container.record
@@ -783,9 +840,12 @@ def _rollback(container, sdir) -> None:
     sdir.remove()
 
 
-def run(root, cid, bundle, *, detach: bool=False, **create_opts):
+def run(root: str, cid: str, bundle: str, *, detach: bool = False,
+        **create_opts: Unpack[CreateOptions]) -> int:
     """create + start; in the foreground, wait, forward signals, delete, and return
     the exit status (128+N when the program was killed by signal N)."""
+    from pybox.linux.wait import become_subreaper  # noqa: PLC0415 -- foreground only
+
     if detach:
         c = create(root, cid, bundle, **create_opts)
         try:
@@ -796,15 +856,17 @@ def run(root, cid, bundle, *, detach: bool=False, **create_opts):
         return 0
 
     forwarder = SignalForwarder()
-    console, master = None, None
+    console: _socket.socket | None = None
+    master: int | None = None
     if create_opts.get("config") is None:
-        from pybox.oci.spec import load_bundle_config
+        from pybox.oci.spec import load_bundle_config  # noqa: PLC0415 -- only create reads a bundle
 
         create_opts["config"], create_opts["raw_config"] = load_bundle_config(
             os.path.abspath(bundle), with_raw=True)
-    if (create_opts["config"].get("process") or {}).get("terminal") and \
-            not create_opts.get("console_socket"):
-        import _socket
+    config = create_opts["config"]
+    assert config is not None  # loaded above
+    if (config.get("process") or {}).get("terminal") and not create_opts.get("console_socket"):
+        import _socket  # noqa: PLC0415 -- a C module; only for a terminal
 
         # our own console socket: the master comes to us and we relay it
         console, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -812,10 +874,10 @@ def run(root, cid, bundle, *, detach: bool=False, **create_opts):
     try:
         # init is a grandchild (stage1 exits): as the subreaper we get it back
         # and can wait for it; done after fork, overlapping stage1's start-up
-        c = create(root, cid, bundle, after_fork=_become_subreaper, **create_opts)
+        c = create(root, cid, bundle, after_fork=become_subreaper, **create_opts)
         if console is not None:
-            create_opts["console_sock"].close()
-            from pybox.runtime.terminal import receive_master
+            theirs.close()
+            from pybox.runtime.terminal import receive_master  # noqa: PLC0415 -- only with a tty
 
             master = receive_master(console)
     finally:
@@ -835,14 +897,12 @@ class SignalForwarder:
              "SIGALRM", "SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
 
     def __init__(self) -> None:
-        import _signal
-
-        self.pid = None
-        self.pending = []
+        self.pid: int | None = None
+        self.pending: list[int] = []
         for name in self.NAMES:
             _signal.signal(getattr(_signal, name), self._handle)
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.pid is None:
             self.pending.append(signum)
             return
@@ -851,18 +911,19 @@ class SignalForwarder:
         except OSError:
             pass
 
-    def target(self, pid) -> None:
+    def target(self, pid: int) -> None:
         self.pid = pid
         pending, self.pending = self.pending, []
         for signum in pending:
             self._handle(signum, None)
 
 
-def _foreground(c, pid, master, start, delete, forwarder):
+def _foreground(c: Container, pid: int, master: int | None, start: Callable[[], None],
+                delete: bool, forwarder: SignalForwarder) -> int:
     """Start ``pid``, forward signals to it, relay its terminal if any, wait for
     it, optionally delete the container; return the exit status."""
     if master is not None:
-        from pybox.runtime.terminal import copy_window_size
+        from pybox.runtime.terminal import copy_window_size  # noqa: PLC0415 -- only with a tty
 
         copy_window_size(0, master)  # before the program can ask for it
     try:
@@ -873,7 +934,7 @@ def _foreground(c, pid, master, start, delete, forwarder):
         raise
     forwarder.target(pid)
     if master is not None:
-        from pybox.runtime.terminal import Relay
+        from pybox.runtime.terminal import Relay  # noqa: PLC0415 -- only with a tty
 
         try:
             with Relay(master) as relay:
@@ -889,29 +950,20 @@ def _foreground(c, pid, master, start, delete, forwarder):
     return status
 
 
-def _become_subreaper() -> None:
-    from pybox.linux import constants as C
-    from pybox.linux import syscalls
-
-    syscalls.real().prctl(C.PR_SET_CHILD_SUBREAPER, 1)
-
-
-def _wait_child(pid):
+def _wait_child(pid: int) -> int:
     """Wait for init; also reap any orphan re-parented to us meanwhile."""
+    from pybox.linux.wait import UNKNOWN_EXIT, exit_code  # noqa: PLC0415 -- foreground only
+
     while True:
         try:
             wpid, status = os.waitpid(-1, 0)
         except ChildProcessError:
-            return 255
+            return UNKNOWN_EXIT
         if wpid == pid:
-            if os.WIFEXITED(status):
-                return os.WEXITSTATUS(status)
-            if os.WIFSIGNALED(status):
-                return 128 + os.WTERMSIG(status)
-            return 255
+            return exit_code(status)
 
 
-def _force_delete_quiet(c) -> None:
+def _force_delete_quiet(c: Container) -> None:
     try:
         c.delete(force=True)
     except PyboxError as e:

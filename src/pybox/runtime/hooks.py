@@ -13,35 +13,42 @@ only warns (the spec says so; runc 1.1 deviates).  subprocess is imported only
 when a hook actually runs: most containers have none.
 """
 
+from __future__ import annotations
+
 from pybox.errors import PyboxError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
 
 class HookError(PyboxError):
     pass
 
 
-def run_hooks(hooks, state, phase, *, warn=None):
+def run_hooks(hooks: Sequence[dict[str, Any]] | None, state: Mapping[str, Any], phase: str, *,
+              warn: Callable[[str], None] | None = None) -> None:
     """Run each hook in order.  ``state`` is the state dict (fed as JSON on stdin).
     With ``warn`` (a callable), failures are reported through it and skipped."""
     if not hooks:
         return
-    import subprocess
+    import subprocess  # noqa: PLC0415 -- costs start-up time; most containers have no hooks
 
-    from pybox.formats import fastjson
+    from pybox.oci import fastjson  # noqa: PLC0415 -- (loaded already: a dict lookup)
 
     payload = fastjson.dumps(state).encode()
     for i, hook in enumerate(hooks):
         path = hook["path"]
         args = hook.get("args") or [path]
-        env = {}
+        env: dict[str, str] = {}
         for entry in hook.get("env") or ():
             k, _, v = entry.partition("=")
             env[k] = v
         timeout = hook.get("timeout")
         try:
             proc = subprocess.run(args, executable=path, input=payload, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  timeout=timeout, close_fds=True)
+                                  capture_output=True, timeout=timeout, close_fds=True)
             if proc.returncode != 0:
                 detail = (proc.stderr or proc.stdout).decode(errors="replace").strip()
                 err = HookError(f"{phase} hook #{i} ({path}) exited with status "

@@ -9,7 +9,12 @@ privileges dropped last.  After "ready" the parent exits; init waits for
 
 ``exec_main``: a process joining a running container (``pybox-runtime exec``).
 It shares ``prepare_process``, the identity and limit steps, with init.
+
+Runs in the forked children only: what a step needs only sometimes (hooks,
+terminals) is imported where it is used, before pivot_root (``_preload``).
 """
+
+from __future__ import annotations
 
 import os
 
@@ -18,8 +23,18 @@ from pybox.linux import constants as C
 from pybox.runtime import process as proc
 from pybox.runtime.rootfs import RootfsBuilder, secure_join
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    import _socket
+    from typing import Any
 
-def init_main(plan, chan, sc) -> None:
+    from pybox.linux.syscalls import Syscalls
+    from pybox.runtime.launch import ExecPlan, LaunchPlan
+    from pybox.runtime.seccomp import Filter
+    from pybox.runtime.sync import Channel
+
+
+def init_main(plan: LaunchPlan, chan: Channel, sc: Syscalls) -> None:
     config = plan.config
     linux = config.get("linux") or {}
     process = config["process"]
@@ -46,7 +61,7 @@ def init_main(plan, chan, sc) -> None:
         chan.send("hooks")
         chan.expect("go")
         if hooks.get("createContainer"):
-            from pybox.runtime.hooks import run_hooks
+            from pybox.runtime.hooks import run_hooks  # noqa: PLC0415 -- most containers have none
 
             state = dict(plan.hook_state, pid=os.getpid(), status="creating")
             run_hooks(hooks["createContainer"], state, "createContainer")
@@ -62,8 +77,9 @@ def init_main(plan, chan, sc) -> None:
         _write_sysctl(key, value)
 
     if process.get("terminal"):
-        from pybox.runtime.terminal import setup_console
+        from pybox.runtime.terminal import setup_console  # noqa: PLC0415 -- only with a tty
 
+        assert plan.console_sock is not None  # a terminal comes with its console socket
         setup_console(plan.console_sock, process, sc)  # before /dev may turn read-only
     builder.finalize()
     exe, env, late_seccomp = prepare_process(sc, process, plan.seccomp, chan)
@@ -78,7 +94,7 @@ def init_main(plan, chan, sc) -> None:
         os._exit(1)
     try:
         if hooks.get("startContainer"):
-            from pybox.runtime.hooks import run_hooks
+            from pybox.runtime.hooks import run_hooks  # noqa: PLC0415 -- preloaded (_preload)
 
             state = dict(plan.hook_state, pid=os.getpid(), status="created")
             run_hooks(hooks["startContainer"], state, "startContainer")
@@ -91,24 +107,26 @@ def init_main(plan, chan, sc) -> None:
         os._exit(127 if isinstance(e, OSError) else 1)
 
 
-def exec_main(plan, chan, sc):
+def exec_main(plan: ExecPlan, chan: Channel, sc: Syscalls) -> None:
     """A new process in a running container: namespaces and cgroup are already
     joined (launch.py); set up the process and exec.  Success is the channel
     closing on exec; anything else is an error message."""
     process = plan.process
     if process.get("terminal"):
-        from pybox.runtime.terminal import setup_console
+        from pybox.runtime.terminal import setup_console  # noqa: PLC0415 -- only with a tty
 
+        assert plan.console_sock is not None  # a terminal comes with its console socket
         os.setsid()
         setup_console(plan.console_sock, process)
     exe, env, late_seccomp = prepare_process(sc, process, plan.seccomp, chan)
     try:
         exec_process(sc, exe, process, env, late_seccomp, plan.preserve_fds)
     except BaseException as e:  # noqa: BLE001
-        raise ProcessSetupError(_exec_error(e, exe), errno=getattr(e, "errno", None))
+        raise ProcessSetupError(_exec_error(e, exe), errno=getattr(e, "errno", None)) from e
 
 
-def prepare_process(sc, process, seccomp, chan):
+def prepare_process(sc: Syscalls, process: dict[str, Any], seccomp: Filter | None,
+                    chan: Channel) -> tuple[str, dict[str, str], Filter | None]:
     """Identity and limits of the process about to exec (runc's finalizeNamespace).
     Returns (executable path, environment, seccomp filter still to load);
     oom_score_adj was set before the namespaces (launch._set_oom_score_adj)."""
@@ -124,7 +142,7 @@ def prepare_process(sc, process, seccomp, chan):
     cwd = process["cwd"]
     # chdir as root first (the user may lack search permission on the path's
     # parents but the spec still wants that cwd); retry as the user if that fails.
-    chdir_error = _try_chdir(cwd)
+    chdir_error: ProcessSetupError | None = _try_chdir(cwd)
     if chdir_error is None:
         proc.check_cwd_inside_root()
     exe = proc.lookup_executable(process["args"][0], env, cwd)
@@ -156,7 +174,8 @@ def prepare_process(sc, process, seccomp, chan):
     return exe, env, seccomp
 
 
-def exec_process(sc, exe, process, env, late_seccomp, preserve_fds) -> None:
+def exec_process(sc: Syscalls, exe: str, process: dict[str, Any], env: dict[str, str],
+                 late_seccomp: Filter | None, preserve_fds: int) -> None:
     proc.restore_signals()
     proc.cloexec_from(sc, 3 + preserve_fds)
     if late_seccomp is not None:
@@ -166,13 +185,13 @@ def exec_process(sc, exe, process, env, late_seccomp, preserve_fds) -> None:
     os.execve(exe, process["args"], env)
 
 
-def _exec_error(e, exe):
+def _exec_error(e: BaseException, exe: str) -> str:
     if isinstance(e, OSError) and not isinstance(e, SyscallError):
         return f"exec {exe}: {e.strerror}"
     return str(e)
 
 
-def _load_seccomp(seccomp, chan) -> None:
+def _load_seccomp(seccomp: Filter, chan: Channel) -> None:
     fd = seccomp.load()
     if fd is not None:
         try:
@@ -181,30 +200,31 @@ def _load_seccomp(seccomp, chan) -> None:
             os.close(fd)
 
 
-def _preload(hooks, process) -> None:
+def _preload(hooks: dict[str, Any], process: dict[str, Any]) -> None:
     """Import now what runs after pivot_root: from then on only the container's
-    filesystem is visible, and the interpreter's own modules are not in it."""
-    import _signal  # noqa: F401  (process.restore_signals)
-    import fcntl  # noqa: F401  (process.cloexec_from fallback)
+    filesystem is visible, and the interpreter's own modules are not in it.
+    (Imports here on purpose, each only when the container needs it.)"""
+    import _signal  # type: ignore[import-not-found]  # (no stub) # noqa: F401, PLC0415
+    import fcntl  # noqa: F401, PLC0415  (process.cloexec_from fallback)
 
     if process.get("terminal"):
-        import _socket  # noqa: F401
+        import _socket  # noqa: F401, PLC0415
 
-        from pybox.runtime import terminal  # noqa: F401
+        from pybox.runtime import terminal  # noqa: F401, PLC0415
     if hooks.get("startContainer"):
-        import subprocess  # noqa: F401
+        import subprocess  # noqa: F401, PLC0415
 
-        from pybox.formats import fastjson  # noqa: F401
-        from pybox.runtime import hooks as _hooks  # noqa: F401
+        from pybox.oci import fastjson  # noqa: F401, PLC0415
+        from pybox.runtime import hooks as _hooks  # noqa: F401, PLC0415
 
 
-def _wait_for_start(sock):
+def _wait_for_start(sock: _socket.socket) -> _socket.socket:
     """Block until `start` connects and says so.  A peer that connects and closes
     without the command (a probe) is ignored."""
-    import _socket
+    import _socket  # noqa: PLC0415 -- preloaded by create: a dict lookup
 
     while True:
-        fd, _ = sock._accept()
+        fd, _ = sock._accept()  # type: ignore[attr-defined]  # _socket's own: not in its stub
         conn = _socket.socket(fileno=fd)
         try:
             data = conn.recv(16)
@@ -217,7 +237,7 @@ def _wait_for_start(sock):
         conn.close()
 
 
-def _try_chdir(cwd):
+def _try_chdir(cwd: str) -> ProcessSetupError | None:
     try:
         os.chdir(cwd)
         return None
@@ -226,7 +246,7 @@ def _try_chdir(cwd):
                                  errno=e.errno)
 
 
-def _setgroups_allowed():
+def _setgroups_allowed() -> bool:
     try:
         with open("/proc/self/setgroups") as f:
             return f.read().strip() != "deny"
@@ -234,7 +254,7 @@ def _setgroups_allowed():
         return True
 
 
-def _write_sysctl(key, value):
+def _write_sysctl(key: str, value: str) -> None:
     path = "/proc/sys/" + key.replace(".", "/")
     try:
         with open(path, "w") as f:
@@ -244,7 +264,7 @@ def _write_sysctl(key, value):
                                 errno=e.errno) from None
 
 
-def _join_session_keyring(sc, cid):
+def _join_session_keyring(sc: Syscalls, cid: str) -> None:
     """A fresh session keyring per container, so containers do not share the
     host's keys (runc's default; --no-new-keyring keeps the caller's)."""
     try:
@@ -257,7 +277,7 @@ def _join_session_keyring(sc, cid):
                                     errno=e.errno) from None
 
 
-def _check_apparmor(profile):
+def _check_apparmor(profile: str) -> None:
     try:
         with open("/sys/module/apparmor/parameters/enabled") as f:
             enabled = f.read().strip() == "Y"

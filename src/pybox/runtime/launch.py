@@ -18,13 +18,30 @@ Both children are forks of the already-warm runtime: no second interpreter start
 Every error in a child travels to the parent over the sync channel with its errno.
 """
 
+from __future__ import annotations
+
 import os
 
+from pybox import errors
 from pybox.crashpoints import crashpoint
 from pybox.errors import ProcessSetupError, PyboxError, SyscallError
 from pybox.linux import constants as C
 from pybox.linux import syscalls
 from pybox.runtime.sync import Channel, ChannelClosed
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    import _socket
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeVar
+
+    from pybox.cgroups.base import Manager
+    from pybox.linux.syscalls import Syscalls
+    from pybox.runtime.log import Log
+    from pybox.runtime.records import CgroupMount, HookState, Message
+    from pybox.runtime.seccomp import Filter
+
+    Ref = TypeVar("Ref", str, int)  # a namespace by path, or by an open fd
 
 # the order namespaces are joined by path (user first: it owns the others; mount
 # last so that the other paths resolve in the caller's mount namespace)
@@ -34,10 +51,13 @@ JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "time", "cgroup", "mount")
 class LaunchPlan:
     """Everything the children need, prepared by the parent before fork."""
 
-    def __init__(self, *, cid, config, rootfs, state_dir, start_sock, cgroup=None,
-                 cgroup_mounts=None, cgroup_v2: bool=False, no_pivot: bool=False, no_new_keyring: bool=False,
-                 preserve_fds: int=0, hook_state=None, log=None, seccomp=None,
-                 console_sock=None) -> None:
+    def __init__(self, *, cid: str, config: dict[str, Any], rootfs: str, state_dir: str,
+                 start_sock: _socket.socket, cgroup: Manager | None = None,
+                 cgroup_mounts: dict[str, CgroupMount] | None = None, cgroup_v2: bool = False,
+                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+                 hook_state: HookState | None = None, log: Log | None = None,
+                 seccomp: Filter | None = None, console_sock: _socket.socket | None = None,
+                 ) -> None:
         self.cid = cid
         self.config = config
         self.rootfs = rootfs
@@ -49,21 +69,19 @@ class LaunchPlan:
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
-        self.hook_state = hook_state  # state dict hooks get (pid filled in later)
+        self.hook_state: HookState = hook_state or {}  # what hooks get (pid filled in later)
         self.log = log
         self.seccomp = seccomp  # a compiled pybox.runtime.seccomp.Filter, or None
         self.console_sock = console_sock  # where init sends the pty master, or None
         linux = config.get("linux") or {}
-        self.namespaces = {ns["type"]: ns.get("path") or None
+        self.namespaces: dict[str, str | None] = {ns["type"]: ns.get("path") or None
                            for ns in linux.get("namespaces") or ()}
         # join the cgroup in stage1 after the parent made it (see spawn)
         self.cgroup_late = cgroup is not None and "user" not in self.namespaces
 
 
-def error_from_message(msg):
+def error_from_message(msg: Message) -> PyboxError:
     """Rebuild the child's exception on the parent's side."""
-    from pybox import errors
-
     cls = getattr(errors, msg.get("kind") or "", None)
     text = msg.get("message") or "unknown error in container init"
     errno = msg.get("errno")
@@ -74,8 +92,11 @@ def error_from_message(msg):
     return ProcessSetupError(text, errno=errno)
 
 
-def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=None,
-          on_seccomp=None):
+def spawn(plan: LaunchPlan, on_hooks: Callable[[int], None] | None = None,
+          on_userns: Callable[[int], None] | None = None,
+          prepare_cgroup: Callable[[], None] | None = None,
+          after_fork: Callable[[], None] | None = None,
+          on_seccomp: Callable[[int, int], None] | None = None) -> int:
     """Fork stage1 (which forks init) and drive the protocol until init is ready.
     Returns init's pid.  On failure init is killed and the error re-raised.
 
@@ -101,7 +122,7 @@ def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=N
         finally:
             os._exit(code)
     child.close()
-    init_pid = None
+    init_pid: int | None = None
     crashpoint("runtime.create.forked")
     try:
         if after_fork is not None:
@@ -130,11 +151,14 @@ def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=N
                 parent.send("mapped")
             elif kind == "hooks":
                 if on_hooks is not None:
-                    on_hooks(init_pid)
+                    on_hooks(init_pid or 0)  # (stage1 reports init's pid first)
                 parent.send("go")
             elif kind == "seccomp":
-                _hand_over_listener(on_seccomp, init_pid, msg["fds"])
+                _hand_over_listener(on_seccomp, init_pid or 0, msg["fds"])
             elif kind == "ready":
+                if init_pid is None:
+                    raise ProcessSetupError("container init was ready before its pid was "
+                                            "reported")
                 return init_pid
             elif kind == "error":
                 raise error_from_message(msg)
@@ -148,14 +172,14 @@ def spawn(plan, on_hooks=None, on_userns=None, prepare_cgroup=None, after_fork=N
         _reap(stage1)
 
 
-def _reap(pid) -> None:
+def _reap(pid: int) -> None:
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
 
 
-def _kill_quietly(pid) -> None:
+def _kill_quietly(pid: int | None) -> None:
     """SIGKILL a process that failed to set up (0: none was made yet)."""
     if pid:
         try:
@@ -164,7 +188,8 @@ def _kill_quietly(pid) -> None:
             pass
 
 
-def _hand_over_listener(on_seccomp, pid, fds):
+def _hand_over_listener(on_seccomp: Callable[[int, int], None] | None, pid: int,
+                        fds: list[int]) -> None:
     """The seccomp notify fd the child sent: to the caller's handler (the
     listenerPath sender), then closed here whatever happened."""
     try:
@@ -180,7 +205,7 @@ def _hand_over_listener(on_seccomp, pid, fds):
 # child side
 
 
-def _open_ns(path, kind):
+def _open_ns(path: str, kind: str) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
@@ -193,12 +218,13 @@ def _set_oom_score_adj(process: dict) -> None:
     does the same): inside a user namespace /proc/self/oom_score_adj belongs to
     the host's root and cannot be opened for writing.  Children inherit it."""
     if "oomScoreAdj" in process:
-        from pybox.runtime.process import set_oom_score_adj
+        from pybox.runtime.process import set_oom_score_adj  # noqa: PLC0415 -- init.py loads it later
+
 
         set_oom_score_adj(process["oomScoreAdj"])
 
 
-def _stage1(plan, chan):
+def _stage1(plan: LaunchPlan, chan: Channel) -> None:
     sc = syscalls.real()
     # Nothing of ours may be reachable through /proc/PID from a container process
     # while we are still the runtime (the CVE-2019-5736 class).
@@ -212,7 +238,7 @@ def _stage1(plan, chan):
     # namespace the engine made belongs to the host's user namespace, which
     # the container's root has no power over), then the user namespace, then
     # the rest (a rootless caller may join those only from inside it).
-    paths = [(kind, ns[kind]) for kind in JOIN_ORDER[1:] if ns.get(kind)]
+    paths = [(kind, where) for kind in JOIN_ORDER[1:] if (where := ns.get(kind))]
     joined = _join_each(sc, paths, lambda kind, path: _open_ns(path, kind),
                         allow_eperm="user" in ns) if paths else set()
     if "user" in ns:
@@ -246,6 +272,7 @@ def _stage1(plan, chan):
         if flags:
             sc.unshare(flags)
         chan.expect("cgroup")
+        assert plan.cgroup is not None  # cgroup_late
         plan.cgroup.enter_self()
         if new_cgroup_ns:
             sc.unshare(C.CLONE_NEWCGROUP)
@@ -258,7 +285,7 @@ def _stage1(plan, chan):
     if pid == 0:
         code = 1
         try:
-            from pybox.runtime.init import init_main
+            from pybox.runtime.init import init_main  # noqa: PLC0415 -- only the forked init
 
             init_main(plan, chan, sc)  # execs the program, or raises
         except BaseException as e:  # noqa: BLE001
@@ -269,10 +296,11 @@ def _stage1(plan, chan):
     crashpoint("runtime.stage1.reported")
 
 
-def _join_each(sc, items, open_fd, allow_eperm, context: str=""):
+def _join_each(sc: Syscalls, items: Sequence[tuple[str, Ref]], open_fd: Callable[[str, Ref], int],
+               allow_eperm: bool, context: str = "") -> set[str]:
     """setns into each (kind, path-or-fd) in order; with ``allow_eperm`` a
     namespace we may not join yet is skipped.  Returns the kinds joined."""
-    joined = set()
+    joined: set[str] = set()
     for kind, ref in items:
         fd = open_fd(kind, ref)
         try:
@@ -290,7 +318,7 @@ def _join_each(sc, items, open_fd, allow_eperm, context: str=""):
     return joined
 
 
-def _join(sc, kind, path):
+def _join(sc: Syscalls, kind: str, path: str) -> None:
     fd = _open_ns(path, kind)
     try:
         sc.setns(fd, C.NAMESPACE_FLAGS[kind])
@@ -301,7 +329,7 @@ def _join(sc, kind, path):
         os.close(fd)
 
 
-def _write_time_offsets(config) -> None:
+def _write_time_offsets(config: dict[str, Any]) -> None:
     offsets = (config.get("linux") or {}).get("timeOffsets") or {}
     lines = []
     for clock, value in offsets.items():
@@ -320,8 +348,9 @@ class ExecPlan:
     the container's init, opened (and checked against init's start time) by the
     parent, so a recycled pid cannot redirect the join."""
 
-    def __init__(self, *, cid, process, ns_fds, cgroup=None, seccomp=None,
-                 console_sock=None, preserve_fds: int=0) -> None:
+    def __init__(self, *, cid: str, process: dict[str, Any], ns_fds: list[tuple[str, int]],
+                 cgroup: Manager | None = None, seccomp: Filter | None = None,
+                 console_sock: _socket.socket | None = None, preserve_fds: int = 0) -> None:
         self.cid = cid
         self.process = process
         self.ns_fds = ns_fds  # [(type, fd)] in JOIN_ORDER
@@ -331,7 +360,8 @@ class ExecPlan:
         self.preserve_fds = preserve_fds
 
 
-def spawn_exec(plan, after_fork=None, on_seccomp=None):
+def spawn_exec(plan: ExecPlan, after_fork: Callable[[], None] | None = None,
+               on_seccomp: Callable[[int, int], None] | None = None) -> int:
     """Fork a stage1 that joins the container's cgroup and namespaces and forks
     the process (a pid namespace applies to children).  Returns the process's
     pid once it has exec'd: its end of the channel is close-on-exec, so end of
@@ -349,7 +379,7 @@ def spawn_exec(plan, after_fork=None, on_seccomp=None):
         finally:
             os._exit(code)
     child.close()
-    pid = None
+    pid: int | None = None
     try:
         if after_fork is not None:
             after_fork()
@@ -358,13 +388,13 @@ def spawn_exec(plan, after_fork=None, on_seccomp=None):
                 msg = parent.recv()
             except ChannelClosed:
                 if pid is None:
-                    raise ProcessSetupError("exec: the process died before it started")
+                    raise ProcessSetupError("exec: the process died before it started") from None
                 return pid
             kind = msg["type"]
             if kind == "pid":
                 pid = msg["pid"]
             elif kind == "seccomp":
-                _hand_over_listener(on_seccomp, pid, msg["fds"])
+                _hand_over_listener(on_seccomp, pid or 0, msg["fds"])  # (pid comes first)
             elif kind == "error":
                 raise error_from_message(msg)
             else:
@@ -377,15 +407,16 @@ def spawn_exec(plan, after_fork=None, on_seccomp=None):
         _reap(stage1)
 
 
-def _exec_stage1(plan, chan) -> None:
-    # everything the process needs is imported before setns(mnt) hides our files
-    import _signal  # noqa: F401
-    import fcntl  # noqa: F401
+def _exec_stage1(plan: ExecPlan, chan: Channel) -> None:
+    # everything the process needs is imported before setns(mnt) hides our files;
+    # in the forked stage1 only: the parent never needs them
+    import _signal  # type: ignore[import-not-found]  # (no stub) # noqa: F401, PLC0415
+    import fcntl  # noqa: F401, PLC0415
 
-    from pybox.runtime.init import exec_main
+    from pybox.runtime.init import exec_main  # noqa: PLC0415
 
     if plan.process.get("terminal"):
-        from pybox.runtime import terminal  # noqa: F401
+        from pybox.runtime import terminal  # noqa: F401, PLC0415
     sc = syscalls.real()
     sc.prctl(C.PR_SET_DUMPABLE, 0)
     _set_oom_score_adj(plan.process)

@@ -10,6 +10,8 @@ Order matters and follows runc's finalizeNamespace:
   no_new_privs; umask; signals restored; fds past the preserved ones CLOEXEC; execve
 """
 
+from __future__ import annotations
+
 import os
 
 from pybox.errors import ProcessSetupError, SyscallError
@@ -17,19 +19,29 @@ from pybox.linux import caps as capslib
 from pybox.linux import constants as C
 from pybox.oci.spec import RLIMITS
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    import signal as _signal
+    from collections.abc import Iterable
+    from typing import Any
+
+    from pybox.linux.syscalls import Syscalls
+else:
+    import _signal  # the C module, loaded at start-up: signal.py's enums cost time
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def env_dict(env_list):
+def env_dict(env_list: Iterable[str] | None) -> dict[str, str]:
     """process.env ("K=V" strings, later entries win) -> dict for execve."""
-    out = {}
+    out: dict[str, str] = {}
     for entry in env_list or ():
         key, _, value = entry.partition("=")
         out[key] = value
     return out
 
 
-def default_home(env, uid, passwd: str="/etc/passwd") -> None:
+def default_home(env: dict[str, str], uid: int, passwd: str = "/etc/passwd") -> None:
     """Set HOME, when process.env has none (or an empty one), as runc does: the
     home directory of the first entry for ``uid`` in the container's
     /etc/passwd, else "/".  docker's config.json carries no HOME: programs in a
@@ -49,7 +61,7 @@ def default_home(env, uid, passwd: str="/etc/passwd") -> None:
     env["HOME"] = home
 
 
-def lookup_executable(name, env, cwd: str="/"):
+def lookup_executable(name: str, env: dict[str, str], cwd: str = "/") -> str:
     """Resolve args[0] like execvp / Go's exec.LookPath, in the container's view.
     Errors use runc's words, which containerd and podman show to users."""
     if "/" in name:
@@ -57,7 +69,7 @@ def lookup_executable(name, env, cwd: str="/"):
         _check_executable(name, path)
         return path
     search = env.get("PATH", DEFAULT_PATH)
-    denied = None
+    denied: ProcessSetupError | None = None
     for directory in search.split(":"):
         directory = directory or "."
         path = os.path.join(directory, name)
@@ -72,11 +84,11 @@ def lookup_executable(name, env, cwd: str="/"):
     raise ProcessSetupError(f'exec: "{name}": executable file not found in $PATH', errno=2)
 
 
-def _check_executable(name, path):
+def _check_executable(name: str, path: str) -> None:
     try:
         st = os.stat(path)
     except OSError as e:
-        raise ProcessSetupError(f'exec: "{name}": stat {path}: {e.strerror.lower()}',
+        raise ProcessSetupError(f'exec: "{name}": stat {path}: {(e.strerror or "").lower()}',
                                 errno=e.errno) from None
     if (st.st_mode & 0o170000) == 0o040000:
         raise ProcessSetupError(f'exec: "{name}": {path} is a directory', errno=13)
@@ -84,7 +96,7 @@ def _check_executable(name, path):
         raise ProcessSetupError(f'exec: "{name}": permission denied', errno=13)
 
 
-def set_rlimits(sc, rlimits):
+def set_rlimits(sc: Syscalls, rlimits: Iterable[dict[str, Any]] | None) -> None:
     for rl in rlimits or ():
         try:
             sc.setrlimit(RLIMITS[rl["type"]], rl["soft"], rl["hard"])
@@ -94,7 +106,7 @@ def set_rlimits(sc, rlimits):
                                     errno=e.errno) from None
 
 
-def set_oom_score_adj(value):
+def set_oom_score_adj(value: int) -> None:
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(value))
@@ -103,7 +115,7 @@ def set_oom_score_adj(value):
                                 errno=e.errno) from None
 
 
-def drop_bounding_set(sc, names):
+def drop_bounding_set(sc: Syscalls, names: Iterable[str]) -> None:
     keep = capslib.to_mask(names)
     for cap in range(capslib.last_cap() + 1):
         if not keep & (1 << cap):
@@ -116,7 +128,7 @@ def drop_bounding_set(sc, names):
                                             errno=e.errno) from None
 
 
-def fix_stdio_ownership(uid):
+def fix_stdio_ownership(uid: int) -> None:
     """Give stdin/stdout/stderr to the container's user before switching to it,
     as runc's fixStdioPermissions does: a process running as uid 1000 can then
     reopen them (``echo hi > /dev/stdout``, nginx logging to /dev/stderr), which
@@ -143,7 +155,7 @@ def fix_stdio_ownership(uid):
                                         errno=e.errno) from None
 
 
-def switch_user(sc, user, *, setgroups_allowed: bool=True):
+def switch_user(sc: Syscalls, user: dict[str, Any], *, setgroups_allowed: bool = True) -> None:
     """Become uid/gid with the additional groups, keeping capabilities for capset.
     The spec's gid is the primary group; additionalGids replace the supplementary
     groups entirely (an empty list clears them, as runc does)."""
@@ -161,7 +173,7 @@ def switch_user(sc, user, *, setgroups_allowed: bool=True):
     sc.prctl(C.PR_SET_KEEPCAPS, 0)
 
 
-def apply_capabilities(sc, caps):
+def apply_capabilities(sc: Syscalls, caps: dict[str, Any]) -> None:
     """Set effective/permitted/inheritable, then raise the ambient set.  An ambient
     capability the kernel refuses (not in permitted and inheritable) is skipped, as
     runc does for the default spec, which lists ambient but not inheritable caps."""
@@ -193,8 +205,6 @@ def apply_capabilities(sc, caps):
 def restore_signals() -> None:
     """Python ignores SIGPIPE and SIGXFSZ and handles SIGINT; exec keeps ignored
     signals ignored and the blocked mask as is.  Give the program a clean slate."""
-    import _signal
-
     for sig in range(1, _signal.NSIG):
         if sig in (_signal.SIGKILL, _signal.SIGSTOP):
             continue
@@ -206,7 +216,7 @@ def restore_signals() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
-def cloexec_from(sc, first_fd) -> None:
+def cloexec_from(sc: Syscalls, first_fd: int) -> None:
     """Mark every fd >= first_fd close-on-exec so that nothing of the runtime's
     (or its caller's) leaks into the container (the CVE-2024-21626 class)."""
     try:
@@ -214,7 +224,7 @@ def cloexec_from(sc, first_fd) -> None:
         return
     except (SyscallError, AttributeError):
         pass
-    import fcntl
+    import fcntl  # noqa: PLC0415 -- a fallback for kernels without close_range
 
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -226,7 +236,7 @@ def cloexec_from(sc, first_fd) -> None:
                 pass
 
 
-def check_cwd_inside_root():
+def check_cwd_inside_root() -> None:
     """After chdir: the kernel reports a cwd outside our root as unreachable
     (getcwd fails or prefixes "(unreachable)") -- refuse to exec there."""
     try:

@@ -17,11 +17,21 @@ Order (runc's, which the runtime-spec's conformance tests assume):
   6. read-only paths, masked paths, read-only root -- done by ``finalize``
 """
 
+from __future__ import annotations
+
 import os
 import stat as _stat
 
 from pybox.errors import RootfsError, SyscallError
 from pybox.linux import constants as C
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
+
+    from pybox.linux.syscalls import Syscalls
+    from pybox.runtime.records import CgroupMount
 
 # option -> (flags to set, flags to clear)
 MOUNT_FLAGS = {
@@ -75,18 +85,19 @@ class MountOptions:
 
     __slots__ = ("flags", "propagation", "data", "extensions")
 
-    def __init__(self, flags: int=0, propagation=(), data: str="", extensions=()) -> None:
+    def __init__(self, flags: int = 0, propagation: Iterable[int] = (), data: str = "",
+                 extensions: Iterable[str] = ()) -> None:
         self.flags = flags
         self.propagation = list(propagation)
         self.data = data
         self.extensions = set(extensions)
 
 
-def parse_mount_options(options):
+def parse_mount_options(options: Iterable[str] | None) -> MountOptions:
     flags = 0
-    propagation = []
-    data = []
-    extensions = []
+    propagation: list[int] = []
+    data: list[str] = []
+    extensions: list[str] = []
     for opt in options or ():
         if opt in MOUNT_FLAGS:
             on, off = MOUNT_FLAGS[opt]
@@ -102,9 +113,9 @@ def parse_mount_options(options):
     return MountOptions(flags, propagation, ",".join(data), extensions)
 
 
-def clean_path(path):
+def clean_path(path: str) -> str:
     """Lexically clean an absolute path ('/a/../b' -> '/b'); never escapes '/'."""
-    parts = []
+    parts: list[str] = []
     for comp in path.split("/"):
         if comp in ("", "."):
             continue
@@ -116,7 +127,7 @@ def clean_path(path):
     return "/" + "/".join(parts)
 
 
-def secure_join(root, unsafe_path, max_links: int=255):
+def secure_join(root: str, unsafe_path: str, max_links: int = 255) -> str:
     """Resolve ``unsafe_path`` as if ``root`` were "/": symlinks (absolute or
     relative) and '..' are followed but can never leave root.  Components that do
     not exist yet are appended literally.  This is what keeps a malicious image's
@@ -124,7 +135,7 @@ def secure_join(root, unsafe_path, max_links: int=255):
     root = root.rstrip("/") or "/"
     pending = [c for c in unsafe_path.split("/") if c not in ("", ".")]
     pending.reverse()
-    resolved = []
+    resolved: list[str] = []
     links = 0
     while pending:
         comp = pending.pop()
@@ -173,18 +184,19 @@ def reopen_dev_null() -> None:
         os.close(fd)
 
 
-def _mkdir_all(path, mode: int=0o755):
+def _mkdir_all(path: str, mode: int = 0o755) -> None:
     try:
         os.makedirs(path, mode, exist_ok=True)
     except FileExistsError:
         # exists but is not a directory
-        raise RootfsError(f"mount point {path} exists and is not a directory", errno=20)
+        raise RootfsError(f"mount point {path} exists and is not a directory",
+                          errno=20) from None
     except OSError as e:
         raise RootfsError(f"cannot create mount point {path}: {e.strerror}",
                           errno=e.errno) from None
 
 
-def _create_file(path):
+def _create_file(path: str) -> None:
     """A file to mount on, made only when nothing is there (runc's
     createIfNotExists): an existing one may sit on a read-only filesystem, as
     /sys/devices/system/cpu/online does under the container's "ro" sysfs."""
@@ -201,7 +213,7 @@ def _create_file(path):
                           errno=e.errno) from None
 
 
-def _statvfs_locked_flags(path):
+def _statvfs_locked_flags(path: str) -> int:
     """Flags a remount must keep: a bind remount that drops nosuid/nodev/noexec of
     a mount locked by a less privileged mount namespace fails with EPERM."""
     try:
@@ -219,12 +231,14 @@ def _statvfs_locked_flags(path):
 class RootfsBuilder:
     """Builds one container's filesystem view.  ``sc`` is the syscall interface."""
 
-    def __init__(self, sc, config, rootfs, *, has_mount_ns: bool=True, in_user_ns: bool=False,
-                 cgroup_mounts=None, cgroup_ns: bool=False, cgroup_v2: bool=False) -> None:
+    def __init__(self, sc: Syscalls, config: dict[str, Any], rootfs: str, *,
+                 has_mount_ns: bool = True, in_user_ns: bool = False,
+                 cgroup_mounts: dict[str, CgroupMount] | None = None, cgroup_ns: bool = False,
+                 cgroup_v2: bool = False) -> None:
         self.sc = sc
         self.config = config
         self.rootfs = rootfs
-        self.linux = config.get("linux") or {}
+        self.linux: dict[str, Any] = config.get("linux") or {}
         self.has_mount_ns = has_mount_ns
         self.in_user_ns = in_user_ns
         # {controller-dir-name: host-directory}: what /sys/fs/cgroup shows on v1
@@ -233,7 +247,7 @@ class RootfsBuilder:
         self.cgroup_v2 = cgroup_v2
         self.dev_is_bind = False
         self.dev_readonly = False
-        self.mounted = []  # host-side paths we mounted (for cleanup without mount ns)
+        self.mounted: list[str] = []  # host-side paths we mounted (for cleanup without mount ns)
 
     # -- step 1 ------------------------------------------------------------
     def prepare_root(self) -> None:
@@ -252,7 +266,7 @@ class RootfsBuilder:
         sc.mount(self.rootfs, self.rootfs, "bind", C.MS_BIND | C.MS_REC)
         self.mounted.append(self.rootfs)
 
-    def _make_parent_private(self, path) -> None:
+    def _make_parent_private(self, path: str) -> None:
         """pivot_root refuses a new root whose parent mount is shared; make the
         mount holding the rootfs private (in our namespace only)."""
         mnt = _mount_point_of(path)
@@ -260,7 +274,7 @@ class RootfsBuilder:
             self.sc.mount(None, mnt, None, C.MS_PRIVATE)
 
     # -- step 2 ------------------------------------------------------------
-    def mount_all(self):
+    def mount_all(self) -> None:
         for i, m in enumerate(self.config.get("mounts") or ()):
             try:
                 self.mount_one(m)
@@ -271,13 +285,13 @@ class RootfsBuilder:
                 raise RootfsError(f"mounts[{i}] ({m['destination']}): {e}",
                                   errno=getattr(e, "errno", None)) from None
 
-    def destination(self, m):
+    def destination(self, m: dict[str, Any]) -> str:
         dest = m["destination"]
         if not dest.startswith("/"):
             dest = "/" + dest  # runc accepts relative destinations, relative to /
         return secure_join(self.rootfs, clean_path(dest))
 
-    def mount_one(self, m):
+    def mount_one(self, m: dict[str, Any]) -> None:
         sc = self.sc
         opts = parse_mount_options(m.get("options"))
         kind = m.get("type") or ("bind" if opts.flags & C.MS_BIND else "")
@@ -337,7 +351,7 @@ class RootfsBuilder:
                                   "later)", errno=e.errno) from None
             raise
 
-    def _recheck(self, m, dest):
+    def _recheck(self, m: dict[str, Any], dest: str) -> str:
         """Resolve again after creating the mount point: closes the window in which
         a component could have been swapped for a symlink."""
         again = self.destination(m)
@@ -346,7 +360,7 @@ class RootfsBuilder:
                               "being prepared (symlink race)")
         return dest
 
-    def _bind_remount(self, dest, flags):
+    def _bind_remount(self, dest: str, flags: int) -> None:
         remount = C.MS_BIND | C.MS_REMOUNT | (flags & ~(C.MS_REC | C.MS_BIND))
         try:
             self.sc.mount(None, dest, None, remount)
@@ -357,7 +371,7 @@ class RootfsBuilder:
             # namespace (nosuid, nodev, ...); keep them and retry.
             self.sc.mount(None, dest, None, remount | _statvfs_locked_flags(dest))
 
-    def _mount_special(self, kind, source, dest, opts):
+    def _mount_special(self, kind: str, source: str, dest: str, opts: MountOptions) -> None:
         """proc and sysfs: fall back to a recursive bind of the host's where the
         kernel forbids a fresh instance (sysfs without a private network namespace
         inside a user namespace, proc with a shared pid namespace in a userns)."""
@@ -371,9 +385,10 @@ class RootfsBuilder:
             if opts.flags & ~(C.MS_BIND | C.MS_REC):
                 self._bind_remount(dest, opts.flags | C.MS_BIND)
 
-    def _mount_tmpfs_copyup(self, source, dest, opts) -> None:
-        import shutil
-        import tempfile
+    def _mount_tmpfs_copyup(self, source: str, dest: str, opts: MountOptions) -> None:
+        # only for runc's tmpcopyup extension: shutil and tempfile cost start-up time
+        import shutil  # noqa: PLC0415
+        import tempfile  # noqa: PLC0415
 
         tmp = tempfile.mkdtemp(prefix=".pybox-copyup-", dir="/tmp" if not
                                self.has_mount_ns else None)
@@ -394,7 +409,7 @@ class RootfsBuilder:
             except OSError:
                 pass
 
-    def _mount_cgroup(self, dest, opts) -> None:
+    def _mount_cgroup(self, dest: str, opts: MountOptions) -> None:
         """/sys/fs/cgroup inside the container.
 
         v2: one cgroup2 mount (its root is the container's cgroup when there is a
@@ -411,7 +426,8 @@ class RootfsBuilder:
         _mkdir_all(dest)
         flags = opts.flags & ~C.MS_BIND
         if self.cgroup_v2:
-            own = (self.cgroup_mounts.get("") or {}).get("path")
+            v2 = self.cgroup_mounts.get("")
+            own = v2.get("path") if v2 else None
             if self.cgroup_ns or not own:
                 sc.mount("cgroup2", dest, "cgroup2", flags)
             else:
@@ -444,7 +460,7 @@ class RootfsBuilder:
             return
         dev = secure_join(self.rootfs, "/dev")
         _mkdir_all(dev)
-        wanted = {}
+        wanted: dict[str, dict[str, Any]] = {}
         for path, kind, major, minor, mode in DEFAULT_DEVICES:
             wanted[path] = {"path": path, "type": kind, "major": major, "minor": minor,
                             "fileMode": mode, "uid": 0, "gid": 0}
@@ -466,7 +482,7 @@ class RootfsBuilder:
                 os.symlink("pts/ptmx", ptmx)
         _mkdir_all(self.rootfs + "/dev/shm", 0o1777)
 
-    def create_device(self, d) -> None:
+    def create_device(self, d: dict[str, Any]) -> None:
         path = secure_join(self.rootfs, clean_path(d["path"]))
         _mkdir_all(os.path.dirname(path))
         kind = d["type"]
@@ -490,7 +506,7 @@ class RootfsBuilder:
         self.sc.chown(path, d.get("uid", 0), d.get("gid", 0))
 
     # -- step 5 ------------------------------------------------------------
-    def enter(self, no_pivot: bool=False) -> None:
+    def enter(self, no_pivot: bool = False) -> None:
         """Make the rootfs the process's "/"; then stdio on the host's /dev/null
         moves to the container's (runc's reOpenDevNull): no fd of a host mount
         stays open in the container, and the fds are read-write as under runc."""
@@ -498,7 +514,7 @@ class RootfsBuilder:
         if not self.dev_is_bind:
             reopen_dev_null()
 
-    def _jail(self, no_pivot) -> None:
+    def _jail(self, no_pivot: bool) -> None:
         sc = self.sc
         root = self.rootfs
         if not self.has_mount_ns:
@@ -544,7 +560,7 @@ class RootfsBuilder:
         if prop and self.has_mount_ns:
             self.sc.mount(None, "/", None, PROPAGATION_FLAGS[prop])
 
-    def readonly_path(self, path):
+    def readonly_path(self, path: str) -> None:
         try:
             self.sc.mount(path, path, None, C.MS_BIND | C.MS_REC)
         except SyscallError as e:
@@ -554,7 +570,7 @@ class RootfsBuilder:
         flags = C.MS_BIND | C.MS_REMOUNT | C.MS_RDONLY | _statvfs_locked_flags(path)
         self.sc.mount(path, path, None, flags)
 
-    def mask_path(self, path):
+    def mask_path(self, path: str) -> None:
         try:
             st = os.stat(path)
         except OSError:
@@ -570,7 +586,7 @@ class RootfsBuilder:
             raise RootfsError(f"masked path {path}: {e}", errno=e.errno) from None
 
 
-def _mountinfo():
+def _mountinfo() -> Iterator[tuple[str, list[str]]]:
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
@@ -578,7 +594,7 @@ def _mountinfo():
             yield fields[4].replace("\\040", " "), fields[6:sep]
 
 
-def _mount_point_of(path):
+def _mount_point_of(path: str) -> str:
     """The mount point (in this namespace) under which ``path`` lives."""
     best = ""
     for mnt, _ in _mountinfo():
@@ -587,7 +603,7 @@ def _mount_point_of(path):
     return best or "/"
 
 
-def _is_shared(mount_point):
+def _is_shared(mount_point: str) -> bool:
     shared = False
     for mnt, optional in _mountinfo():
         if mnt == mount_point:
@@ -595,7 +611,7 @@ def _is_shared(mount_point):
     return shared
 
 
-def mounts_under(path):
+def mounts_under(path: str) -> list[str]:
     """Mount points at or below ``path`` in this namespace, deepest first."""
     prefix = path.rstrip("/") + "/"
     found = [mnt for mnt, _ in _mountinfo() if mnt == path or mnt.startswith(prefix)]

@@ -43,10 +43,25 @@ Semantics, as runc has them (profiles are written for runc and docker):
   accept, execve...) are the listener's to answer, as with runc.
 """
 
+from __future__ import annotations
+
+import _socket
 import os
+import sys
 
 from pybox import OCI_VERSION
 from pybox.errors import ConfigError, ProcessSetupError
+from pybox.linux.unixsock import call as unix_call
+from pybox.oci import fastjson
+from pybox.runtime import log
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from types import ModuleType
+    from typing import Any, BinaryIO
+
+    from seccomp import Arg, SyscallFilter  # (untyped: Any to mypy)
 
 EPERM = 1
 EACCES = 13
@@ -110,13 +125,14 @@ class Filter:
 
     __slots__ = ("uses_notify", "skipped", "skipped_archs", "_ctx")
 
-    def __init__(self, ctx, uses_notify, skipped=(), skipped_archs=()) -> None:
+    def __init__(self, ctx: SyscallFilter, uses_notify: bool, skipped: Iterable[str] = (),
+                 skipped_archs: Iterable[str] = ()) -> None:
         self._ctx = ctx
         self.uses_notify = uses_notify
         self.skipped = tuple(skipped)
         self.skipped_archs = tuple(skipped_archs)
 
-    def load(self):
+    def load(self) -> int | None:
         """Install the filter in the calling process.  Returns the notify
         listener fd (close-on-exec) when ``uses_notify``, else None.  Imports
         nothing and opens no file: it runs after pivot_root."""
@@ -133,17 +149,18 @@ class Filter:
         if not self.uses_notify:
             return None
         try:
-            return self._ctx.get_notify_fd()
+            fd: int = self._ctx.get_notify_fd()
+            return fd
         except RuntimeError as e:
             raise ProcessSetupError(f"seccomp filter loaded but it has no notify fd: {e}",
                                     errno=_library_errno(e)) from None
 
-    def export_pfc(self, file) -> None:
+    def export_pfc(self, file: BinaryIO) -> None:
         """libseccomp's readable listing of the filter (for debugging and tests)."""
         self._ctx.export_pfc(file)
 
 
-def _library_errno(exc):
+def _library_errno(exc: BaseException) -> int | None:
     """The binding raises RuntimeError("Library error (errno = -13)")."""
     text = str(exc)
     at = text.rfind("errno = ")
@@ -155,9 +172,9 @@ def _library_errno(exc):
         return None
 
 
-def _binding(path: str="linux.seccomp"):
+def _binding(path: str = "linux.seccomp") -> ModuleType:
     try:
-        import seccomp
+        import seccomp  # noqa: PLC0415 -- an optional dependency, loaded for a profile only
     except ImportError:
         raise ConfigError(path, "seccomp is not supported here: libseccomp's Python "
                                 "binding is not installed (Debian package python3-seccomp)") \
@@ -165,14 +182,15 @@ def _binding(path: str="linux.seccomp"):
     return seccomp
 
 
-def _required(obj, key, path):
+def _required(obj: dict[str, Any], key: str, path: str) -> Any:
     value = obj.get(key)
     if value is None:
         raise ConfigError(f"{path}.{key}", "is required")
     return value
 
 
-def _action(sc, name, errno_ret, path, errno_path):
+def _action(sc: ModuleType, name: str, errno_ret: int | None, path: str, errno_path: str,
+            ) -> int:
     """The binding's action value for a spec action name (+ errnoRet)."""
     if name not in ACTIONS:
         raise ConfigError(path, f"unknown action {name!r}")
@@ -182,19 +200,24 @@ def _action(sc, name, errno_ret, path, errno_path):
         elif errno_ret > MAX_ERRNO_RET:
             raise ConfigError(errno_path, f"{errno_ret} does not fit in the 16 bits "
                                           f"{name} can return (at most {MAX_ERRNO_RET})")
-        return (sc.ERRNO if name == "SCMP_ACT_ERRNO" else sc.TRACE)(errno_ret)
+        action: int = (sc.ERRNO if name == "SCMP_ACT_ERRNO" else sc.TRACE)(errno_ret)
+        return action
     if errno_ret is not None:
         raise ConfigError(errno_path, f"{name} does not return an errno (only "
                                       "SCMP_ACT_ERRNO and SCMP_ACT_TRACE take one)")
-    return getattr(sc, ACTIONS[name])
+    attr = ACTIONS[name]
+    assert attr is not None  # (the errno actions returned above)
+    action = getattr(sc, attr)
+    return action
 
 
-def _condition_sets(sc, args, path):
+def _condition_sets(sc: ModuleType, args: Sequence[dict[str, Any]], path: str,
+                    ) -> list[tuple[Arg, ...]]:
     """The rules one syscalls[] entry becomes, as tuples of seccomp.Arg:
     [()] without args; one rule ANDing them when every index is distinct; one
     rule per condition when an index repeats (runc's behaviour)."""
-    conds = []
-    seen = set()
+    conds: list[Arg] = []
+    seen: set[int] = set()
     repeated = False
     for k, arg in enumerate(args):
         apath = f"{path}.args[{k}]"
@@ -217,7 +240,7 @@ def _condition_sets(sc, args, path):
     return [tuple(conds)]
 
 
-def compile_filter(spec):
+def compile_filter(spec: dict[str, Any]) -> Filter:
     """Check ``linux.seccomp`` and build its libseccomp filter (not loaded)."""
     base = "linux.seccomp"
     sc = _binding(base)
@@ -230,7 +253,8 @@ def compile_filter(spec):
                           "that has not got the notify fd yet)")
 
     # -- every rule checked before the filter is built --
-    rules = []  # (action, names, condition sets, path)
+    rules: list[tuple[int, Sequence[str], list[tuple[Arg, ...]], str]] = []
+    # (action, names, condition sets, path)
     notify_at = None
     for i, call in enumerate(spec.get("syscalls") or ()):
         path = f"{base}.syscalls[{i}]"
@@ -310,8 +334,6 @@ def compile_filter(spec):
         except (AttributeError, RuntimeError):
             pass  # an older libseccomp: the default (linear) layout still works
     if skipped or foreign:
-        from pybox.runtime import log
-
         if foreign:
             log.current.debug("seccomp: architectures of the other byte order, skipped: "
                               + ", ".join(foreign))
@@ -321,7 +343,7 @@ def compile_filter(spec):
     return Filter(ctx, notify_at is not None, skipped, foreign)
 
 
-def _resolvable(sc, ctx, name) -> bool:
+def _resolvable(sc: ModuleType, ctx: SyscallFilter, name: str) -> bool:
     """Whether any architecture of the filter knows the name."""
     for attr in ARCHS.values():
         arch = getattr(sc.Arch, attr, None)
@@ -334,21 +356,22 @@ def _resolvable(sc, ctx, name) -> bool:
     return False
 
 
-def _why(exc):
+def _why(exc: BaseException) -> str:
     err = _library_errno(exc)
     return os.strerror(err) if err else str(exc)
 
 
-def _arch(sc, name, path):
+def _arch(sc: ModuleType, name: str, path: str) -> int:
     if name not in ARCHS:
         raise ConfigError(path, f"unknown architecture {name!r}")
     arch = getattr(sc.Arch, ARCHS[name], None)
     if arch is None:
         raise ConfigError(path, f"architecture {name} is not supported by this libseccomp")
-    return arch
+    value: int = arch
+    return value
 
 
-def _set_flag(sc, ctx, flag) -> bool:
+def _set_flag(sc: ModuleType, ctx: SyscallFilter, flag: str) -> bool:
     attr = getattr(sc.Attr, FLAGS[flag], None)
     if attr is None:
         return False
@@ -359,15 +382,11 @@ def _set_flag(sc, ctx, flag) -> bool:
     return True
 
 
-def send_to_listener(listener_path, notify_fd, *, pid, metadata, state):
+def send_to_listener(listener_path: str, notify_fd: int, *, pid: int, metadata: str,
+                     state: Mapping[str, Any]) -> None:
     """Send the runtime-spec "container process state" and the notify fd
     (SCM_RIGHTS, named "seccompFd") to the seccomp agent listening on the
     AF_UNIX stream socket at ``listener_path``; one connection, then closed."""
-    import _socket
-    import sys
-
-    from pybox.formats import fastjson
-
     if not listener_path:
         raise ProcessSetupError("seccomp: SCMP_ACT_NOTIFY is used but "
                                 "linux.seccomp.listenerPath is not set")
@@ -376,7 +395,7 @@ def send_to_listener(listener_path, notify_fd, *, pid, metadata, state):
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         try:
-            _connect(sock, listener_path)
+            unix_call(sock.connect, listener_path)  # also paths longer than sun_path
         except OSError as e:
             raise ProcessSetupError(f"seccomp listener {listener_path}: cannot connect: "
                                     f"{e.strerror or e}", errno=e.errno) from None
@@ -394,22 +413,11 @@ def send_to_listener(listener_path, notify_fd, *, pid, metadata, state):
         sock.close()
 
 
-def _connect(sock, path):
-    """connect() also for paths longer than sun_path (through /proc/self/fd)."""
-    if len(path.encode()) <= 107:
-        return sock.connect(path)
-    dfd = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_CLOEXEC)
-    try:
-        return sock.connect(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
-    finally:
-        os.close(dfd)
-
-
-def features():
+def features() -> dict[str, Any]:
     """The runtime-spec features.json ``linux.seccomp`` object: what this
     libseccomp (and kernel) can do."""
     try:
-        import seccomp as sc
+        import seccomp as sc  # noqa: PLC0415 -- an optional dependency
     except ImportError:
         return {"enabled": False}
     actions = [name for name in ACTIONS if _action_supported(sc, name)]
@@ -432,7 +440,7 @@ def features():
     }
 
 
-def _action_supported(sc, name) -> bool:
+def _action_supported(sc: ModuleType, name: str) -> bool:
     """libseccomp checks an action against the kernel when a rule uses it."""
     try:
         action = _action(sc, name, None, "", "")

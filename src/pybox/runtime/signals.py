@@ -1,12 +1,18 @@
 """Signal names as runc accepts them: KILL, SIGKILL, kill, 9, RTMIN+3."""
 
+from __future__ import annotations
+
 from pybox.errors import UsageError
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    import signal as _signal
+else:
+    import _signal  # the C module, loaded at start-up: signal.py's enums cost time
 
-def _table():
-    import _signal
 
-    names = {}
+def _table() -> tuple[dict[str, int], int, int]:
+    names: dict[str, int] = {}
     for attr in dir(_signal):
         if attr.startswith("SIG") and not attr.startswith("SIG_") and attr not in (
                 "SIGRTMIN", "SIGRTMAX"):
@@ -14,7 +20,7 @@ def _table():
     return names, _signal.SIGRTMIN, _signal.SIGRTMAX
 
 
-def parse_signal(text):
+def parse_signal(text: str) -> int:
     raw = text.strip()
     if raw.isdigit():
         sig = int(raw)

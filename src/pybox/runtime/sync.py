@@ -10,12 +10,22 @@ child died".  End of file without "ready" means the child died without a word.
 Messages (child -> parent):  pid {pid}, userns (maps wanted), hooks (run prestart/
 createRuntime now), seccomp (+ the notify fd), ready, error {...}.
 Parent -> child: cgroup (it exists, join it), mapped, go.
+The fields each message carries: pybox.runtime.records.Message.
 """
+
+from __future__ import annotations
 
 import os
 
 from pybox.errors import PyboxError
-from pybox.formats import fastjson
+from pybox.oci import fastjson
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    import _socket
+    from collections.abc import Sequence
+
+    from pybox.runtime.records import Message
 
 
 class ChannelClosed(PyboxError):
@@ -25,22 +35,23 @@ class ChannelClosed(PyboxError):
 class Channel:
     """One end of the socketpair."""
 
-    def __init__(self, sock) -> None:
-        self.sock = sock
-        self._fds = []  # fds received with the current message
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock: _socket.socket | None = sock
+        self._fds: list[int] = []  # fds received with the current message
 
     @staticmethod
-    def pair():
+    def pair() -> tuple[Channel, Channel]:
         """Two connected channels: (parent_side, child_side).  Both ends are
         close-on-exec; the children use theirs through fork."""
-        import _socket
+        import _socket  # noqa: PLC0415 -- a C module; only create/exec need it
 
         a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         return Channel(a), Channel(b)
 
-    def send(self, msg_type, fds=(), **fields) -> None:
-        import _socket
+    def send(self, msg_type: str, fds: Sequence[int] = (), **fields: object) -> None:
+        import _socket  # noqa: PLC0415 -- loaded by pair() already: a dict lookup
 
+        assert self.sock is not None, "send on a closed channel"
         fields["type"] = msg_type
         body = fastjson.dumps(fields).encode()
         data = len(body).to_bytes(4, "big") + body
@@ -52,9 +63,10 @@ class Channel:
         if data:
             self.sock.sendall(data)
 
-    def _read_exact(self, n):
-        import _socket
+    def _read_exact(self, n: int) -> bytes:
+        import _socket  # noqa: PLC0415 -- loaded by pair() already: a dict lookup
 
+        assert self.sock is not None, "recv on a closed channel"
         buf = b""
         while len(buf) < n:
             chunk, anc, _, _ = self.sock.recvmsg(n - len(buf), _socket.CMSG_SPACE(4 * 16))
@@ -70,15 +82,15 @@ class Channel:
             buf += chunk
         return buf
 
-    def recv(self):
+    def recv(self) -> Message:
         """The next message; fds that came with it are in msg["fds"]."""
         self._fds = []
         size = int.from_bytes(self._read_exact(4), "big")
-        msg = fastjson.loads(self._read_exact(size))
+        msg: Message = fastjson.loads(self._read_exact(size))
         msg["fds"] = self._fds
         return msg
 
-    def expect(self, kind):
+    def expect(self, kind: str) -> Message:
         msg = self.recv()
         if msg.get("type") != kind:
             if msg.get("type") == "error":
@@ -94,7 +106,7 @@ class Channel:
                 pass
             self.sock = None
 
-    def send_error(self, exc) -> None:
+    def send_error(self, exc: BaseException) -> None:
         """Report an exception to the parent: class name, message and errno."""
         errno = getattr(exc, "errno", None)
         try:

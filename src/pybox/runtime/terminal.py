@@ -12,9 +12,24 @@ controlling terminal and stdio.  The master side goes to whoever asked:
   raw mode and the window size copied on start and on every SIGWINCH.
 
 ioctl numbers are the generic Linux ones (x86_64, aarch64).
+
+Imported only by a container with a terminal; within it, what only one side
+needs (fcntl, termios, select) is imported where it is used.
 """
 
+from __future__ import annotations
+
 import os
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    import _socket
+    import signal as _signal
+    from typing import Any
+
+    from pybox.linux.syscalls import Syscalls
+else:
+    import _signal  # the C module, loaded at start-up: signal.py's enums cost time
 
 TIOCSCTTY = 0x540E
 TIOCGWINSZ = 0x5413
@@ -23,13 +38,13 @@ TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
 
 
-def _winsize(rows, cols):
+def _winsize(rows: int, cols: int) -> bytes:
     return (rows.to_bytes(2, "little") + cols.to_bytes(2, "little") + b"\0\0\0\0")
 
 
-def open_pty():
+def open_pty() -> tuple[int, int, str]:
     """(master fd, slave fd, slave path) from /dev/ptmx in our mount namespace."""
-    import fcntl
+    import fcntl  # noqa: PLC0415 -- preloaded before pivot_root (init._preload)
 
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     try:
@@ -43,7 +58,8 @@ def open_pty():
     return master, slave, path
 
 
-def setup_console(console_sock, process, sc=None) -> None:
+def setup_console(console_sock: _socket.socket, process: dict[str, Any],
+                  sc: Syscalls | None = None) -> None:
     """In the container (after pivot_root, before dropping privileges): make a
     pty, hand its master to ``console_sock``, and make the slave our controlling
     terminal and stdio.  The caller must already be a session leader.
@@ -51,8 +67,8 @@ def setup_console(console_sock, process, sc=None) -> None:
     With ``sc`` (the container's init, not exec) the slave is also bind-mounted
     on /dev/console, as runc's mountConsole does and the runtime-spec asks
     (config-linux.md, "/dev/console")."""
-    import _socket
-    import fcntl
+    import _socket  # noqa: PLC0415 -- preloaded before pivot_root (init._preload)
+    import fcntl  # noqa: PLC0415 -- preloaded before pivot_root (init._preload)
 
     master, slave, path = open_pty()
     try:
@@ -76,7 +92,7 @@ def setup_console(console_sock, process, sc=None) -> None:
         os.close(slave)
 
 
-def _mount_console(sc, slave_path) -> None:
+def _mount_console(sc: Syscalls, slave_path: str) -> None:
     """/dev/console: an empty file (mode 0666, kept if already there) with the
     pty slave bind-mounted on it."""
     old = os.umask(0)
@@ -87,9 +103,9 @@ def _mount_console(sc, slave_path) -> None:
     sc.mount(slave_path, "/dev/console", "bind", 0x1000)  # MS_BIND
 
 
-def receive_master(sock):
+def receive_master(sock: _socket.socket) -> int:
     """Parent side of an internal console socket: the master fd init sends."""
-    import _socket
+    import _socket  # noqa: PLC0415 -- the caller made the socket: a dict lookup
 
     _, anc, _, _ = sock.recvmsg(4096, _socket.CMSG_SPACE(4))
     for level, kind, data in anc:
@@ -97,13 +113,13 @@ def receive_master(sock):
             fd = int.from_bytes(data[:4], "little")
             os.set_inheritable(fd, False)
             return fd
-    from pybox.errors import ProcessSetupError
+    from pybox.errors import ProcessSetupError  # noqa: PLC0415 -- loaded already: a dict lookup
 
     raise ProcessSetupError("no terminal master received from the container")
 
 
-def copy_window_size(src_fd, dst_fd) -> None:
-    import fcntl
+def copy_window_size(src_fd: int, dst_fd: int) -> None:
+    import fcntl  # noqa: PLC0415 -- a C module: only terminals need it
 
     try:
         size = fcntl.ioctl(src_fd, TIOCGWINSZ, b"\0" * 8)
@@ -117,15 +133,13 @@ class Relay:
     Puts a terminal stdin into raw mode (keys such as ctrl-C travel to the
     container's line discipline) and restores it afterwards."""
 
-    def __init__(self, master) -> None:
+    def __init__(self, master: int) -> None:
         self.master = master
-        self._saved = None
+        self._saved: list[Any] | None = None
 
-    def __enter__(self):
-        import _signal
-
+    def __enter__(self) -> Relay:
         if os.isatty(0):
-            import termios
+            import termios  # noqa: PLC0415 -- a C module: only a terminal stdin needs it
 
             self._saved = termios.tcgetattr(0)
             attrs = termios.tcgetattr(0)
@@ -144,15 +158,15 @@ class Relay:
         _signal.signal(_signal.SIGWINCH, lambda *_: copy_window_size(0, self.master))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._saved is not None:
-            import termios
+            import termios  # noqa: PLC0415 -- loaded by __enter__: a dict lookup
 
             termios.tcsetattr(0, termios.TCSAFLUSH, self._saved)
 
     def run(self) -> None:
         """Relay until the pty's slave side is closed by every process."""
-        import select
+        import select  # noqa: PLC0415 -- a C module: only the foreground relay needs it
 
         poller = select.poll()
         poller.register(self.master, select.POLLIN)
@@ -184,7 +198,7 @@ class Relay:
                     _write_all(self.master, data)
 
 
-def _write_all(fd, data) -> None:
+def _write_all(fd: int, data: bytes) -> None:
     while data:
         n = os.write(fd, data)
         data = data[n:]

@@ -9,23 +9,29 @@ process inside a new user namespace cannot map ids it does not own.
   /etc/subgid.
 """
 
+from __future__ import annotations
+
 import os
 
 from pybox.errors import ProcessSetupError
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 NEWUIDMAP = "newuidmap"
 NEWGIDMAP = "newgidmap"
 
 
-def _format(mappings):
+def _format(mappings: list[dict[str, Any]]) -> str:
     return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
 
 
-def _only_own(mappings, own):
+def _only_own(mappings: list[dict[str, Any]], own: int) -> bool:
     return len(mappings) == 1 and mappings[0]["hostID"] == own and mappings[0]["size"] == 1
 
 
-def write_id_maps(pid, linux) -> None:
+def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
     uid_maps = linux.get("uidMappings") or []
     gid_maps = linux.get("gidMappings") or []
     if os.geteuid() == 0:
@@ -43,7 +49,7 @@ def write_id_maps(pid, linux) -> None:
         _helper(NEWGIDMAP, pid, gid_maps)
 
 
-def _write(pid, name, text):
+def _write(pid: int, name: str, text: str) -> None:
     try:
         with open(f"/proc/{pid}/{name}", "w") as f:
             f.write(text)
@@ -52,9 +58,10 @@ def _write(pid, name, text):
                                 f"{e.strerror}", errno=e.errno) from None
 
 
-def _helper(tool, pid, mappings):
-    import shutil
-    import subprocess
+def _helper(tool: str, pid: int, mappings: list[dict[str, Any]]) -> None:
+    # only for an unprivileged caller's wider maps: both cost start-up time
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
 
     path = shutil.which(tool)
     if path is None:

@@ -11,11 +11,88 @@ operation.  It accepts what urfave/cli (runc's parser) accepts: ``--flag value``
 Each command lives in its own module, imported only when that command runs.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 
 from pybox import OCI_VERSION, __version__
 from pybox.errors import PyboxError, UsageError
+from pybox.runtime import log as logmod
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any, TypedDict
+
+    OptionTable = dict[str, tuple[str, str]]  # flag name -> (destination, kind)
+
+    class GlobalOptions(TypedDict, total=False):
+        """The global flags, parsed (GLOBAL_OPTIONS)."""
+
+        root: str
+        log: str
+        log_format: str
+        debug: bool
+        systemd_cgroup: bool
+        rootless: str
+        criu: str
+        help: bool
+        version: bool
+
+    class CommandOptions(TypedDict, total=False):
+        """A command's flags, parsed (each Command's table; runc's names)."""
+
+        help: bool
+        # create, run
+        bundle: str
+        pid_file: str
+        console_socket: str
+        pidfd_socket: str
+        no_pivot: bool
+        no_new_keyring: bool
+        preserve_fds: int
+        detach: bool
+        keep: bool
+        # kill, delete
+        all: bool
+        force: bool
+        # exec
+        process: str
+        tty: bool
+        env: list[str]
+        cwd: str
+        user: str
+        additional_gids: list[str]
+        cap: list[str]
+        no_new_privs: bool
+        process_label: str
+        apparmor: str
+        ignore_paused: bool
+        # ps, list, events, spec
+        format: str
+        quiet: bool
+        stats: bool
+        interval: str
+        rootless: bool
+        # update (each resource flag's text, parsed by update.FLAGS)
+        resources: str
+        blkio_weight: str
+        cpu_period: str
+        cpu_quota: str
+        cpu_share: str
+        cpu_rt_period: str
+        cpu_rt_runtime: str
+        cpuset_cpus: str
+        cpuset_mems: str
+        cpu_idle: str
+        kernel_memory: str
+        kernel_memory_tcp: str
+        memory: str
+        memory_reservation: str
+        memory_swap: str
+        pids_limit: str
+        l3_cache_schema: str
+        mem_bw_schema: str
 
 PROG = "pybox-runtime"
 
@@ -46,7 +123,10 @@ _CREATE_OPTS = {
 
 
 class Command:
-    def __init__(self, module, summary, usage, options=None, min_args: int=1, max_args: int=1) -> None:
+    """One command: the module that runs it, its help, flags and argument count."""
+
+    def __init__(self, module: str, summary: str, usage: str, options: OptionTable | None = None,
+                 min_args: int = 1, max_args: int | None = 1) -> None:
         self.module = module
         self.summary = summary
         self.usage = usage
@@ -127,8 +207,10 @@ _TRUE = ("1", "t", "true", "yes")
 _FALSE = ("0", "f", "false", "no")
 
 
-def _parse_options(argv, i, table, out, stop_at_positional: bool=True):
-    """Consume options from argv[i:] into out; return the index of the first
+def _parse_options(argv: list[str], i: int, table: OptionTable, out: Any,
+                   stop_at_positional: bool = True) -> int:
+    """Consume options from argv[i:] into out (a GlobalOptions or CommandOptions,
+    written by the table's destination names); return the index of the first
     positional argument."""
     n = len(argv)
     while i < n:
@@ -172,9 +254,9 @@ def _parse_options(argv, i, table, out, stop_at_positional: bool=True):
     return i
 
 
-def parse(argv):
+def parse(argv: list[str]) -> tuple[GlobalOptions, str | None, CommandOptions, list[str]]:
     """-> (global_options, command_name or None, command_options, positionals)"""
-    g = {}
+    g: GlobalOptions = {}
     i = _parse_options(argv, 0, GLOBAL_OPTIONS, g)
     if i >= len(argv):
         return g, None, {}, []
@@ -182,7 +264,7 @@ def parse(argv):
     cmd = COMMANDS.get(name)
     if cmd is None:
         raise UsageError(f"no such command: {argv[i]!r} (see '{PROG} --help')")
-    opts = {}
+    opts: CommandOptions = {}
     j = _parse_options(argv, i + 1, cmd.options, opts)
     args = list(argv[j:])
     if cmd.max_args is not None and len(args) > cmd.min_args:
@@ -210,11 +292,11 @@ def parse(argv):
     return g, name, opts, args
 
 
-def _is_number(s):
+def _is_number(s: str) -> bool:
     return s.lstrip("-").isdigit()
 
 
-def usage_text():
+def usage_text() -> str:
     lines = [f"usage: {PROG} [global options] COMMAND [options] ARGS...", "",
              "An OCI runtime compatible with runc's command line.", "", "commands:"]
     for name, cmd in COMMANDS.items():
@@ -238,8 +320,9 @@ def version_text() -> str:
 class Context:
     """What every command gets: the global options, applied."""
 
-    def __init__(self, g) -> None:
-        from pybox.runtime.container import default_root
+    def __init__(self, g: GlobalOptions) -> None:
+        # the runtime library: not for --help and --version
+        from pybox.runtime.container import default_root  # noqa: PLC0415
 
         self.root = os.path.abspath(g.get("root") or default_root())
         self.debug = bool(g.get("debug"))
@@ -249,11 +332,9 @@ class Context:
         self.log_format = g.get("log_format") or "text"
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    from pybox.runtime import log as logmod
-
     try:
         g, name, opts, args = parse(argv)
         fmt = g.get("log_format") or "text"
@@ -274,22 +355,23 @@ def main(argv=None):
         if ctx.systemd_cgroup:
             _check_systemd()
         module = __import__(f"pybox.cli.runtime.{cmd.module}", fromlist=["run"])
-        return module.run(ctx, opts, args) or 0
+        code: int = module.run(ctx, opts, args) or 0
+        return code
     except PyboxError as e:
-        return _fail(logmod, str(e))
+        return _fail(str(e))
     except OSError as e:
-        return _fail(logmod, f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
+        return _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
     except KeyboardInterrupt:
         return 130
 
 
-def _fail(logmod, message) -> int:
+def _fail(message: str) -> int:
     logmod.current.error(message)
     sys.stderr.write(f"{PROG}: {message}\n")
     return 1
 
 
-def _check_systemd():
+def _check_systemd() -> None:
     """--systemd-cgroup asks for cgroups managed through systemd's D-Bus API; we
     map slice:prefix:name onto cgroupfs paths ourselves, which is only sound when
     systemd is running to own them (and refused where it is not)."""

@@ -1,10 +1,16 @@
 """pybox-runtime delete [--force] ID"""
 
+from __future__ import annotations
+
 from pybox.errors import ContainerNotFound
 from pybox.runtime.container import Container
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from pybox.cli.runtime import CommandOptions, Context
 
-def run(ctx, opts, args) -> int:
+
+def run(ctx: Context, opts: CommandOptions, args: list[str]) -> int:
     force = opts.get("force", False)
     try:
         c = Container.load(ctx.root, args[0])

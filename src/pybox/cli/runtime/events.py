@@ -4,16 +4,24 @@ JSON lines as runc prints them: {"type": "stats", "id": ID, "data": {...}}
 every interval (once with --stats), and {"type": "oom", "id": ID} when the
 kernel OOM-kills a process in the container.  Ends when the container stops."""
 
+from __future__ import annotations
+
 import sys
 import time
 
 from pybox.errors import UsageError
-from pybox.formats import fastjson
 from pybox.formats.durations import go_duration
+from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
-def parse_duration(text):
+    from pybox.cli.runtime import CommandOptions, Context
+
+
+def parse_duration(text: str) -> float:
     """--interval: Go's time.ParseDuration ("5s", "500ms", "1m30s") -> seconds."""
     text = text.strip()
     if not text:
@@ -28,20 +36,20 @@ def parse_duration(text):
     return total
 
 
-def emit(kind, cid, data=None) -> None:
-    event = {"type": kind, "id": cid}
+def emit(kind: str, cid: str, data: dict[str, Any] | None = None) -> None:
+    event: dict[str, Any] = {"type": kind, "id": cid}
     if data is not None:
         event["data"] = data
     sys.stdout.write(fastjson.dumps(event) + "\n")
     sys.stdout.flush()
 
 
-def run(ctx, opts, args) -> int:
+def run(ctx: Context, opts: CommandOptions, args: list[str]) -> int:
     interval = parse_duration(opts.get("interval") or "5s")
     c = Container.load(ctx.root, args[0])
     if c.status() == "stopped":
         raise UsageError(f"container {c.id} is not running")
-    mgr = c._require_cgroup()
+    mgr = c.require_cgroup()
     if opts.get("stats"):
         emit("stats", c.id, mgr.stats())
         return 0

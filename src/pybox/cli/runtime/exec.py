@@ -4,15 +4,23 @@ Without -p, the process starts from the container's own config.json process
 (env, user, cwd, capabilities, rlimits, no_new_privs) with the flags applied on
 top, as runc does.  Foreground exec returns the process's exit status."""
 
+from __future__ import annotations
+
 import copy
 import os
 
 from pybox.errors import UsageError
-from pybox.formats import fastjson
+from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
-def parse_user(text):
+    from pybox.cli.runtime import CommandOptions, Context
+
+
+def parse_user(text: str) -> dict[str, int]:
     uid, _, gid = text.partition(":")
     try:
         out = {"uid": int(uid)}
@@ -23,12 +31,13 @@ def parse_user(text):
     return out
 
 
-def build_process(container, opts, command):
+def build_process(container: Container, opts: CommandOptions, command: list[str],
+                  ) -> dict[str, Any]:
     if opts.get("process"):
         path = opts["process"]
         try:
             with open(path, "rb") as f:
-                process = fastjson.loads(f.read())
+                process: dict[str, Any] = fastjson.loads(f.read())
         except OSError as e:
             raise UsageError(f"cannot read process file {path}: {e.strerror}") from None
         except ValueError as e:
@@ -74,7 +83,7 @@ def build_process(container, opts, command):
     return process
 
 
-def run(ctx, opts, args):
+def run(ctx: Context, opts: CommandOptions, args: list[str]) -> int:
     cid, command = args[0], args[1:]
     if command[:1] == ["--"]:
         command = command[1:]

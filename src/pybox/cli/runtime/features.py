@@ -1,18 +1,30 @@
 """pybox-runtime features: the runtime-spec features document (features.md)."""
 
+from __future__ import annotations
+
 import os
 import sys
 
 from pybox import OCI_VERSION, __version__
-from pybox.formats import fastjson
 from pybox.linux import caps as capslib
+from pybox.oci import fastjson
 from pybox.oci.spec import NAMESPACE_TYPES
 from pybox.runtime.rootfs import EXTENSION_OPTIONS, MOUNT_FLAGS, PROPAGATION_FLAGS
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
-def document():
+
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from pybox.cli.runtime import CommandOptions, Context
+
+
+def document() -> dict[str, Any]:
     try:
-        from pybox.runtime import seccomp
+        # libseccomp's binding is optional (and only this command probes it here)
+        from pybox.runtime import seccomp  # noqa: PLC0415
 
         seccomp_features = seccomp.features()
     except ImportError:
@@ -48,7 +60,7 @@ def document():
     }
 
 
-def run(ctx, opts, args) -> int:
+def run(ctx: Context, opts: CommandOptions, args: list[str]) -> int:
     doc = document()
     doc["linux"]["capabilities"] = list(doc["linux"]["capabilities"])
     sys.stdout.write(fastjson.dumps(doc, indent=4) + "\n")

@@ -1,20 +1,27 @@
 """pybox-runtime list [--format table|json] [--quiet]"""
 
+from __future__ import annotations
+
 import os
 import sys
 
 from pybox.errors import PyboxError, UsageError
-from pybox.formats import fastjson
+from pybox.oci import fastjson
 from pybox.oci.state import list_ids
 from pybox.runtime.container import Container
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from pybox.cli.runtime import CommandOptions, Context
+    from pybox.runtime.records import StateDocument
 
-def _owner(path):
+
+def _owner(path: str) -> str:
     try:
         uid = os.stat(path).st_uid
     except OSError:
         return ""
-    import pwd
+    import pwd  # noqa: PLC0415 -- only for a container that exists
 
     try:
         return pwd.getpwuid(uid).pw_name
@@ -22,11 +29,11 @@ def _owner(path):
         return f"#{uid}"
 
 
-def run(ctx, opts, args) -> int:
+def run(ctx: Context, opts: CommandOptions, args: list[str]) -> int:
     fmt = opts.get("format") or "table"
     if fmt not in ("table", "json"):
         raise UsageError(f"invalid format {fmt!r}: use table or json")
-    states = []
+    states: list[StateDocument] = []
     for cid in list_ids(ctx.root):
         try:
             c = Container.load(ctx.root, cid)

@@ -3,15 +3,21 @@
 json: the host pids of the container's processes.  table: the host's ps(1)
 (options default to -ef) with only the container's processes, as runc does."""
 
+from __future__ import annotations
+
 import subprocess
 import sys
 
 from pybox.errors import PyboxError, UsageError
-from pybox.formats import fastjson
+from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from pybox.cli.runtime import CommandOptions, Context
 
-def run(ctx, opts, args) -> int:
+
+def run(ctx: Context, opts: CommandOptions, args: list[str]) -> int:
     fmt = opts.get("format") or "table"
     if fmt not in ("table", "json"):
         raise UsageError(f"invalid format {fmt!r}: use table or json")

@@ -1,13 +1,19 @@
 """pybox-runtime spec [--bundle DIR] [--rootless]: write a default config.json."""
 
+from __future__ import annotations
+
 import os
 
 from pybox.errors import UsageError
-from pybox.formats import fastjson
+from pybox.oci import fastjson
 from pybox.oci.defaults import default_spec
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from pybox.cli.runtime import CommandOptions, Context
 
-def run(ctx, opts, args) -> int:
+
+def run(ctx: Context, opts: CommandOptions, args: list[str]) -> int:
     bundle = opts.get("bundle") or "."
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):

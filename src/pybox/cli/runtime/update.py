@@ -3,15 +3,24 @@
 A linux.resources object from a file (or stdin with "-"), or runc's flags;
 the cgroup changes live."""
 
+from __future__ import annotations
+
 import sys
 
 from pybox.errors import UsageError
-from pybox.formats import fastjson
 from pybox.formats.sizes import ram_in_bytes
+from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
+TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
-def parse_bytes(flag, text):
+    from pybox.cli.runtime import CommandOptions, Context
+
+
+def parse_bytes(flag: str, text: str) -> int:
     """runc's sizes: go-units RAMInBytes (64m, 1g, 512k, 1048576); -1 for unlimited."""
     t = text.strip()
     if t == "-1":
@@ -22,7 +31,7 @@ def parse_bytes(flag, text):
         raise UsageError(f"invalid value {text!r} for --{flag}") from None
 
 
-def parse_int(flag, text):
+def parse_int(flag: str, text: str) -> int:
     try:
         return int(text)
     except ValueError:
@@ -30,7 +39,7 @@ def parse_int(flag, text):
 
 
 # flag -> (section, key, parser)
-FLAGS = {
+FLAGS: dict[str, tuple[str, str, Callable[[str, str], int | str]]] = {
     "blkio_weight": ("blockIO", "weight", parse_int),
     "cpu_period": ("cpu", "period", parse_int),
     "cpu_quota": ("cpu", "quota", parse_int),
@@ -61,7 +70,7 @@ UNSET_WHEN_ZERO = {
 }
 
 
-def drop_unset(resources):
+def drop_unset(resources: dict[str, Any]) -> dict[str, Any]:
     """resources without the zero/empty fields runc's update ignores, and
     without the sections that leaves empty."""
     out = dict(resources)
@@ -77,12 +86,12 @@ def drop_unset(resources):
     return out
 
 
-def run(ctx, opts, args) -> int:
+def run(ctx: Context, opts: CommandOptions, args: list[str]) -> int:
     if opts.get("resources"):
         path = opts["resources"]
         try:
             data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
-            resources = fastjson.loads(data)
+            resources: dict[str, Any] = fastjson.loads(data)
         except OSError as e:
             raise UsageError(f"cannot read {path}: {e.strerror}") from None
         except ValueError as e:
@@ -91,12 +100,14 @@ def run(ctx, opts, args) -> int:
             raise UsageError(f"{path} must hold a linux.resources object")
     else:
         resources = {}
+        given: Mapping[str, object] = opts  # looked up by the tables' names
         for dest, (section, key, parser) in FLAGS.items():
-            if opts.get(dest) is not None:
+            text = given.get(dest)
+            if isinstance(text, str):  # (every resource flag is a "str" one)
                 flag = dest.replace("_", "-")
-                resources.setdefault(section, {})[key] = parser(flag, opts[dest])
+                resources.setdefault(section, {})[key] = parser(flag, text)
         for flag in ("l3_cache_schema", "mem_bw_schema"):
-            if opts.get(flag):
+            if given.get(flag):
                 raise UsageError(f"--{flag.replace('_', '-')}: Intel RDT is not supported")
         if not resources:
             raise UsageError("nothing to update: give -r FILE or a resource flag")
