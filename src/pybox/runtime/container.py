@@ -32,9 +32,9 @@ from pybox.errors import (
     PyboxError,
     RootfsError,
 )
+from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano
 from pybox.linux import proc
-from pybox.oci import fastjson
 from pybox.oci import state as st
 from pybox.runtime import log as logmod
 

@@ -35,7 +35,7 @@ def run_hooks(hooks: Sequence[dict[str, Any]] | None, state: Mapping[str, Any], 
         return
     import subprocess  # noqa: PLC0415 -- costs start-up time; most containers have no hooks
 
-    from pybox.oci import fastjson  # noqa: PLC0415 -- (loaded already: a dict lookup)
+    from pybox.formats import fastjson  # noqa: PLC0415 -- (loaded already: a dict lookup)
 
     payload = fastjson.dumps(state).encode()
     for i, hook in enumerate(hooks):

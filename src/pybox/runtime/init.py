@@ -214,7 +214,7 @@ def _preload(hooks: dict[str, Any], process: dict[str, Any]) -> None:
     if hooks.get("startContainer"):
         import subprocess  # noqa: F401, PLC0415
 
-        from pybox.oci import fastjson  # noqa: F401, PLC0415
+        from pybox.formats import fastjson  # noqa: F401, PLC0415
         from pybox.runtime import hooks as _hooks  # noqa: F401, PLC0415
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano
-from pybox.oci import fastjson
 
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 

@@ -51,8 +51,8 @@ import sys
 
 from pybox import OCI_VERSION
 from pybox.errors import ConfigError, ProcessSetupError
+from pybox.formats import fastjson
 from pybox.linux.unixsock import call as unix_call
-from pybox.oci import fastjson
 from pybox.runtime import log
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True

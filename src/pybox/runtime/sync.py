@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from pybox.errors import PyboxError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ import sys
 import time
 
 from pybox.errors import UsageError
+from pybox.formats import fastjson
 from pybox.formats.durations import go_duration
-from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True

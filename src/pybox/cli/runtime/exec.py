@@ -10,7 +10,7 @@ import copy
 import os
 
 from pybox.errors import UsageError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.runtime.container import Container
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True

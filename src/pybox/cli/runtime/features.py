@@ -6,8 +6,8 @@ import os
 import sys
 
 from pybox import OCI_VERSION, __version__
+from pybox.formats import fastjson
 from pybox.linux import caps as capslib
-from pybox.oci import fastjson
 from pybox.oci.spec import NAMESPACE_TYPES
 from pybox.runtime.rootfs import EXTENSION_OPTIONS, MOUNT_FLAGS, PROPAGATION_FLAGS
 

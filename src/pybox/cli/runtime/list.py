@@ -6,7 +6,7 @@ import os
 import sys
 
 from pybox.errors import PyboxError, UsageError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.oci.state import list_ids
 from pybox.runtime.container import Container
 

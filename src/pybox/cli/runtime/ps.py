@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from pybox.errors import PyboxError, UsageError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.runtime.container import Container
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True

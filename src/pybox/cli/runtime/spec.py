@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from pybox.errors import UsageError
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.oci.defaults import default_spec
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True

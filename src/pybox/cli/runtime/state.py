@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from pybox.oci import fastjson
+from pybox.formats import fastjson
 from pybox.runtime.container import Container
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 from pybox.errors import UsageError
+from pybox.formats import fastjson
 from pybox.formats.sizes import ram_in_bytes
-from pybox.oci import fastjson
 from pybox.runtime.container import Container
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
