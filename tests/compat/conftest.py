@@ -20,22 +20,28 @@ end of the session.
 """
 
 import fcntl
+import glob
 import json
 import os
-import select
 import shutil
-import signal
-import struct
 import subprocess
 import tempfile
-import termios
-import time
 import uuid
 
 import pytest
 
-from clients.dockerd import pids_mentioning  # (one copy, with the private dockerd's)
 from pybox.images.rootfs import build_busybox_rootfs
+from support.dockerd import PrivateDockerd
+from support.host import (  # noqa: F401 (test_containerd_cri imports them from here)
+    pids_mentioning,
+    remove_cgroup_tree,
+    remove_empty_dirs,
+    unmount_under,
+)
+from support.install import ensure_installed  # noqa: F401 (likewise)
+from support.names import unique_name as _unique_name
+from support.pty import PtyProcess as PtySession  # noqa: F401 (the tests' terminal)
+from support.wait import wait_for  # noqa: F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(os.path.dirname(HERE)), "src")
@@ -43,68 +49,9 @@ IMAGE = "localhost/pybox-compat-busybox:latest"
 # root here lacks CAP_SYS_RESOURCE (nofile hard limit 20000): podman's defaults
 # for root (1048576) cannot be set by any runtime, runc included.
 PODMAN_ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
+# serialises SharedDirs' registry between xdist workers
 APT_LOCK = "/tmp/pybox-compat-apt.lock"
-# tests/clients installs docker.io under this lock: hold it too, so that the two
-# suites (possibly in two xdist workers) never run apt-get, or create and remove
-# the temporary policy-rc.d, at the same time.
-OTHER_APT_LOCKS = ("/tmp/pybox-clients-apt.lock",)
 TIMEOUT = 120
-
-
-# -- installation ---------------------------------------------------------------
-def _present(binary):
-    """On PATH, or (an absolute path: a CNI plugin in /usr/lib/cni) there."""
-    return os.path.exists(binary) if binary.startswith("/") else shutil.which(binary)
-
-
-def ensure_installed(binaries):
-    """{binary: Debian package}: install what is missing, or skip saying why."""
-    missing = sorted({pkg for binary, pkg in binaries.items() if not _present(binary)})
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        pytest.skip(f"needs {' '.join(missing)} (apt-get install as root)")
-    locks = []
-    try:
-        for path in OTHER_APT_LOCKS + (APT_LOCK,):  # the other xdist worker may install too
-            locks.append(open(path, "a"))
-            fcntl.flock(locks[-1], fcntl.LOCK_EX)
-        missing = sorted({pkg for binary, pkg in binaries.items() if not _present(binary)})
-        if missing:
-            error = _apt_install(missing)
-            if error:
-                pytest.skip(f"cannot install {' '.join(missing)}: {error}")
-    finally:
-        for lock in reversed(locks):
-            lock.close()
-
-
-def _apt_install(packages):
-    """apt-get install without starting services: docker.io's postinst would
-    otherwise start a system dockerd (and containerd) through invoke-rc.d."""
-    policy = "/usr/sbin/policy-rc.d"
-    made_policy = not os.path.exists(policy)
-    if made_policy:
-        with open(policy, "w") as f:
-            f.write("#!/bin/sh\n# pybox tests/compat: no service starts during apt-get\nexit 101\n")
-        os.chmod(policy, 0o755)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    try:
-        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends",
-               "-o", "DPkg::Lock::Timeout=600"] + packages  # wait for other apt users
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True,
-                           timeout=600)
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            return (proc.stderr.strip().splitlines() or ["apt-get failed"])[-1]
-        return None
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return str(e)
-    finally:
-        if made_policy:
-            os.unlink(policy)
 
 
 # -- the runtime the clients call -------------------------------------------------
@@ -133,11 +80,17 @@ def busybox_tar(tmp_path_factory):
     return tar
 
 
-# -- shared helpers ----------------------------------------------------------------
+# -- the managers, behind one interface -----------------------------------------------
 class Client:
-    """A container manager's command line with private settings."""
+    """A container manager's command line with private settings, and what the
+    lifecycle scenario (test_managers.py) needs to know of it: how to pick
+    pybox-runtime, where the runtime's state is, where the manager's answers
+    differ (each difference named here, and asserted as the manager's own)."""
 
     name = "?"
+    runtime_name = "?"           # what `--runtime` says to mean pybox-runtime
+    exec_not_found_status = 0    # exit status of `exec NAME no-such-program`
+    top_args: tuple = ()         # `top NAME ...` for the full command lines
 
     def __init__(self, argv, env, runtime_args):
         self.argv = argv
@@ -157,10 +110,15 @@ class Client:
                                  f"({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def run_options(self, runtime_args=None):
+        """What `run` gets before the caller's options: pybox-runtime (or
+        ``runtime_args``), no network."""
+        rt = self.runtime_args if runtime_args is None else runtime_args
+        return [*rt, "--network", "none"]
+
     def run(self, *args, runtime_args=None, **kw):
         """`run` with pybox-runtime (or ``runtime_args``) and no network."""
-        rt = self.runtime_args if runtime_args is None else runtime_args
-        return self("run", *rt, "--network", "none", *args, **kw)
+        return self("run", *self.run_options(runtime_args), *args, **kw)
 
     def status(self, name):
         return self("inspect", "-f", "{{.State.Status}}", name).stdout.strip()
@@ -171,126 +129,35 @@ class Client:
     def pid(self, name):
         return int(self("inspect", "-f", "{{.State.Pid}}", name).stdout.strip())
 
+    def full_id(self, name):
+        return self("inspect", "-f", "{{.Id}}", name).stdout.strip()
+
     def remove(self, name):
         """rm -f: kill (no grace period) and remove."""
         self("rm", "-f", name, check=False)
 
+    def runtime_state_root(self):
+        """The --root the manager gives pybox-runtime (None: its default)."""
+        return None
+
+    def runtime_state(self, full_id):
+        """`pybox-runtime state` of the container, in the manager's state root:
+        its status, or None when the runtime knows no such container."""
+        root = self.runtime_state_root()
+        argv = [self.runtime_path, *(["--root", root] if root else []), "state", full_id]
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        return json.loads(proc.stdout)["status"] if proc.returncode == 0 else None
+
+    def exec_error_text(self, proc):
+        """Where the manager prints a failed exec's reason."""
+        return proc.stderr
+
 
 def unique_name(prefix="pybox-compat"):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def wait_for(predicate, what, timeout=30.0):
-    """Poll until predicate() is true; fail naming ``what`` after ``timeout``
-    (a safety net against hangs, not an assertion on speed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class PtySession:
-    """A client started on a real pseudo-terminal as its controlling terminal,
-    as in an interactive shell: type, read the screen, get the exit status."""
-
-    def __init__(self, argv, env, rows=30, cols=100):
-        self.master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self.proc = subprocess.Popen(
-            argv, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
-            start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-        os.close(slave)
-        self.output = b""
-        self.pos = 0  # where the next expect() starts looking
-
-    def send(self, text):
-        os.write(self.master, text.encode())
-
-    def expect(self, needle, timeout=60.0):
-        """Read until ``needle`` appears after the previous match; the text
-        between the two."""
-        raw = needle.encode()
-        deadline = time.monotonic() + timeout
-        while raw not in self.output[self.pos:]:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._read(left):
-                raise AssertionError(f"{needle!r} never appeared; the terminal showed:\n"
-                                     + self.output.decode(errors="replace"))
-        end = self.output.index(raw, self.pos) + len(raw)
-        text, self.pos = self.output[self.pos:end], end
-        return text.decode(errors="replace")
-
-    def _read(self, timeout):
-        ready, _, _ = select.select([self.master], [], [], timeout)
-        if not ready:
-            return False
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:  # EIO: every slave fd is closed
-            return False
-        self.output += data
-        return bool(data)
-
-    def wait(self, timeout=60.0):
-        """Drain the terminal until the client exits; its exit status."""
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            self._read(0.2)
-        try:
-            return self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        finally:
-            self.close()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.master >= 0:
-            os.close(self.master)
-            self.master = -1
+    return _unique_name(prefix)
 
 
 # -- cgroups and /run leftovers ---------------------------------------------------------
-def cgroup_roots():
-    """Mount points of every cgroup hierarchy on the host."""
-    roots = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            fstype = fields[fields.index("-") + 1]
-            if fstype in ("cgroup", "cgroup2"):
-                roots.append(fields[4])
-    return roots
-
-
-def remove_cgroup_tree(name):
-    """rmdir /<hierarchy>/<name> and what is left under it, deepest first
-    (only empty cgroups can go: a live process keeps its cgroup)."""
-    for root in cgroup_roots():
-        top = os.path.join(root, name.strip("/"))
-        if not os.path.isdir(top):
-            continue
-        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
-
-
-def unmount_under(path):
-    """Lazily unmount anything still mounted below ``path`` (deepest first)."""
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    for point in sorted((p for p in points if p == path or p.startswith(path + "/")),
-                        key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True)
-
-
 class SharedDirs:
     """Directories the managers insist on creating at fixed places (the shim's
     /run/containerd/s, dockerd's /run/docker/plugins, podman's
@@ -319,11 +186,7 @@ class SharedDirs:
             with open(os.path.join(self.REGISTRY, "paths")) as f:
                 paths = set(f.read().split())
             for path in sorted(paths, key=len, reverse=True):
-                for dirpath, _, _ in sorted(os.walk(path), key=lambda w: -w[0].count("/")):
-                    try:
-                        os.rmdir(dirpath)
-                    except OSError:
-                        pass
+                remove_empty_dirs(path)
             shutil.rmtree(self.REGISTRY, ignore_errors=True)
 
 
@@ -337,15 +200,18 @@ def _alive(pid):
 
 # -- podman ----------------------------------------------------------------------------
 class Podman(Client):
+    """conmon calls the runtime with no --root: its default state root."""
+
     name = "podman"
+    exec_not_found_status = 127
+    top_args = ("args",)
 
     def remove(self, name):
         self("rm", "-f", "-t", "0", name, check=False)  # podman's rm -f waits 10 s
 
-    def run(self, *args, runtime_args=None, **kw):
+    def run_options(self, runtime_args=None):
         rt = self.runtime_args if runtime_args is None else runtime_args
-        return self("run", *rt, *PODMAN_ULIMITS, "--network", "none",
-                    "--cgroup-parent", self.cgroup_parent, *args, **kw)
+        return [*rt, *PODMAN_ULIMITS, "--network", "none", "--cgroup-parent", self.cgroup_parent]
 
 
 @pytest.fixture(scope="session")
@@ -371,6 +237,7 @@ def podman(tmp_path_factory, pybox_runtime_path, busybox_tar):
     client.base = base
     client.cgroup_parent = f"/pybox-compat-podman-{uuid.uuid4().hex[:8]}"
     client.runtime_path = pybox_runtime_path
+    client.runtime_name = pybox_runtime_path
     try:
         client("import", busybox_tar, IMAGE)
         yield client
@@ -385,79 +252,48 @@ def podman(tmp_path_factory, pybox_runtime_path, busybox_tar):
 
 # -- docker --------------------------------------------------------------------------
 class Docker(Client):
+    """The shim calls the runtime with --root EXEC_ROOT/runtime-<name>/moby."""
+
     name = "docker"
+    runtime_name = "pybox"  # --add-runtime pybox=PATH
+    exec_not_found_status = 126  # what docker gives for this with runc too
+
+    def runtime_state_root(self):
+        roots = glob.glob(f"{self.base}/exec/runtime-*/moby")
+        assert roots, "the shim's --root for the runtime"
+        return roots[0]
+
+    def exec_error_text(self, proc):
+        return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="session")
 def docker(tmp_path_factory, pybox_runtime_path, busybox_tar):
+    """tests/support's private dockerd, with pybox-runtime added as ``pybox``."""
     ensure_installed({"dockerd": "docker.io", "containerd": "containerd"})
     if not shutil.which("docker"):
         pytest.skip("no docker client on PATH")
     shared = SharedDirs(["/run/docker", "/run/containerd"])
-    base = tempfile.mkdtemp(prefix="pybox-compat-docker-")
-    sock = f"{base}/docker.sock"
-    cgroup_parent = f"/pybox-compat-docker-{uuid.uuid4().hex[:8]}"
-    with open(f"{base}/daemon.json", "w") as f:
-        # the trust key would otherwise go to /etc/docker/key.json
-        json.dump({"deprecated-key-path": f"{base}/key.json"}, f)
-    argv = ["dockerd", "--config-file", f"{base}/daemon.json",
-            "--data-root", f"{base}/data", "--exec-root", f"{base}/exec",
-            "-H", f"unix://{sock}", "--pidfile", f"{base}/docker.pid",
-            "--add-runtime", f"pybox={pybox_runtime_path}",
-            "--cgroup-parent", cgroup_parent, "--storage-driver", "overlay2",
-            "--bridge", "none", "--iptables=false", "--ip6tables=false",
-            "--ip-masq=false", "--log-level", "warn"]
-    log = open(f"{base}/dockerd.log", "w")
-    daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                              start_new_session=True, cwd=base)
+    daemon = PrivateDockerd(prefix="pybox-compat-docker-",
+                            extra_args=["--add-runtime", f"pybox={pybox_runtime_path}"])
+    base = daemon.base
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-           "HOME": base, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": f"{base}/cli",
+           "HOME": base, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": f"{base}/cli",
            "LANG": "C.UTF-8"}
     client = Docker(["docker"], env, ["--runtime", "pybox"])
     client.base = base
     client.daemon = daemon
-    client.cgroup_parent = cgroup_parent
+    client.cgroup_parent = daemon.cgroup_parent
     client.runtime_path = pybox_runtime_path
     try:
-        def up():
-            if daemon.poll() is not None:
-                with open(f"{base}/dockerd.log") as f:
-                    raise AssertionError(f"dockerd exited ({daemon.returncode}):\n"
-                                         + f.read()[-3000:])
-            return client("version", check=False, timeout=10).returncode == 0
-        wait_for(up, "dockerd to answer on its socket", timeout=60)
+        daemon.start()
         with open(busybox_tar, "rb") as tar:
             subprocess.run(["docker", "import", "-", IMAGE], stdin=tar, env=env,
                            check=True, capture_output=True, timeout=TIMEOUT)
         yield client
     finally:
-        ids = client("ps", "-aq", check=False).stdout.split()
-        if ids:
-            client("rm", "-f", *ids, check=False)
-        _stop_dockerd(daemon, base)
-        log.close()
-        remove_cgroup_tree(cgroup_parent)
-        unmount_under(base)
-        shutil.rmtree(base, ignore_errors=True)
+        daemon.stop()
         shared.release()
-
-
-def _stop_dockerd(daemon, base):
-    """SIGTERM dockerd (it stops the containerd it started and waits for it);
-    SIGKILL whatever of ours is left after a grace period: the daemon, its
-    containerd, shims."""
-    if daemon.poll() is None:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-    for pid in pids_mentioning(base):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 # -- what the host sees of a container ------------------------------------------------------

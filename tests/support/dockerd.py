@@ -27,7 +27,14 @@ import sys
 import tempfile
 import time
 
-from support.host import kill_all, pids_mentioning, pids_named, remove_cgroup_tree, unmount_under
+from support.host import (
+    kill_all,
+    pids_mentioning,
+    pids_named,
+    remove_cgroup_tree,
+    remove_empty_dirs,
+    unmount_under,
+)
 from support.paths import IMAGE, busybox_tar
 
 PREFIX = "pybox-clients-docker-"
@@ -144,13 +151,8 @@ class PrivateDockerd:
         if pids_named(("dockerd", "containerd")):
             return
         for top in SHARED_DIRS:
-            if top in self.pre_existing or not os.path.isdir(top):
-                continue
-            for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-                try:
-                    os.rmdir(dirpath)
-                except OSError:
-                    pass
+            if top not in self.pre_existing and os.path.isdir(top):
+                remove_empty_dirs(top)
 
 
 def _signal_pidfile(path: str) -> None:

@@ -46,18 +46,23 @@ def cgroup_roots() -> list[str]:
     return roots
 
 
+def remove_empty_dirs(top: str) -> None:
+    """rmdir ``top`` and the directories below it, deepest first; what is not
+    empty stays (a cgroup with a live process, a directory someone uses)."""
+    for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
+
+
 def remove_cgroup_tree(name: str) -> None:
     """rmdir /<hierarchy>/<name> and what is left under it, deepest first
     (only empty cgroups can go: a live process keeps its cgroup)."""
     for root in cgroup_roots():
         top = os.path.join(root, name.strip("/"))
-        if not os.path.isdir(top):
-            continue
-        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
+        if os.path.isdir(top):
+            remove_empty_dirs(top)
 
 
 def cgroup_dirs(container_ids) -> list[str]:
