@@ -5,9 +5,11 @@ import ipaddress
 
 import pytest
 
+from pybox.engine import networking
 from pybox.errors import BadRequest, Conflict
-from pybox.network import Names, etc, ipam, ports
+from pybox.network import Names, etc, ipam
 from pybox.network.firewall import Firewall
+from pybox.network.ports import PortMapping, PortRequest
 
 pytestmark = pytest.mark.unit
 
@@ -91,11 +93,11 @@ def test_requested_ports_bindings_ranges_and_publish_all():
                            "90/tcp": [{"HostPort": ""}]},
           "PublishAllPorts": True}
     config = {"ExposedPorts": {"80/tcp": {}, "443/tcp": {}}}
-    assert ports.requested(config, hc) == [
-        ("127.0.0.1", 5300, 5310, "udp", 53),
-        ("0.0.0.0", 8080, 8080, "tcp", 80),
-        ("0.0.0.0", 0, 0, "tcp", 90),
-        ("0.0.0.0", 0, 0, "tcp", 443),
+    assert networking.requested_ports(config, hc) == [
+        PortRequest("udp", 53, "127.0.0.1", 5300, 5310),
+        PortRequest("tcp", 80, "0.0.0.0", 8080, 8080),
+        PortRequest("tcp", 90, "0.0.0.0", 0, 0),
+        PortRequest("tcp", 443, "0.0.0.0", 0, 0),
     ]
 
 
@@ -108,19 +110,27 @@ def test_requested_ports_bindings_ranges_and_publish_all():
 ])
 def test_bad_port_specs(key, binding, message):
     with pytest.raises(BadRequest, match=message):
-        ports.validate({"PortBindings": {key: [binding]}})
+        networking.validate_port_bindings({"PortBindings": {key: [binding]}})
 
 
 def test_docker_ports_and_ps_ports_shapes():
-    mappings = [{"host_ip": "0.0.0.0", "host_port": 8080, "proto": "tcp", "port": 80,
-                 "ip": "172.17.0.2"}]
+    mappings = [PortMapping("tcp", 80, "0.0.0.0", 8080, "172.17.0.2")]
     config = {"ExposedPorts": {"80/tcp": {}, "81/tcp": {}}}
     hc = {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}
-    assert ports.docker_ports(mappings, config, hc) == {
+    assert networking.docker_ports(mappings, config, hc) == {
         "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}], "81/tcp": None}
-    assert ports.ps_ports(mappings, config) == [
+    assert networking.ps_ports(mappings, config) == [
         {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
         {"PrivatePort": 81, "Type": "tcp"}]
+
+
+def test_port_mappings_keep_the_sandbox_files_shape():
+    """A restarted pyboxd reads the sandbox files an older one wrote."""
+    saved = {"host_ip": "0.0.0.0", "host_port": 8080, "proto": "tcp", "port": 80,
+             "ip": "172.17.0.2"}
+    mapping = PortMapping.from_json(saved)
+    assert mapping == PortMapping("tcp", 80, "0.0.0.0", 8080, "172.17.0.2")
+    assert mapping.to_json() == saved
 
 
 # -- /etc files ---------------------------------------------------------------------------------
@@ -175,10 +185,8 @@ def test_firewall_touches_only_its_own_table():
     fw = Firewall("pyboxabc")
     fw._nft = RecordingNft()
     fw.add_network("pyboxabc0", "172.18.0.0/16", internal=False)
-    fw.add_ports([{"host_ip": "0.0.0.0", "proto": "tcp", "host_port": 8080, "ip": "172.18.0.2",
-                   "port": 80},
-                  {"host_ip": "127.0.0.1", "proto": "udp", "host_port": 53,
-                   "ip": "172.18.0.2", "port": 53}])
+    fw.add_ports([PortMapping("tcp", 80, "0.0.0.0", 8080, "172.18.0.2"),
+                  PortMapping("udp", 53, "127.0.0.1", 53, "172.18.0.2")])
     fw.remove_network("pyboxabc0")
     for batch in fw._nft.sent:
         for command in batch:

@@ -28,11 +28,13 @@ of pybox's, see pybox.network.netns).
 
 import ipaddress
 import os
+from collections.abc import Iterable
+from typing import Any
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import BadRequest, Conflict, NotFound
 from pybox.network import etc
-from pybox.network import ports as portsmod
+from pybox.network.ports import PROTOCOLS, PortMapping, PortRequest
 from pybox.oci.state import write_atomic
 
 NO_SANDBOX = ("none", "host")
@@ -51,6 +53,132 @@ def _blank_endpoint():
 
 
 RUNTIME_FIELDS = ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen")
+
+
+# -- docker's port vocabulary <-> pybox.network's PortRequest/PortMapping --------
+# Docker names a container port "80/tcp" (PortBindings' and ExposedPorts' keys,
+# NetworkSettings.Ports'), a host side {"HostIp": "", "HostPort": "8080"} (a
+# HostPort may be empty -- an ephemeral port -- or a range "8000-8010" -- the
+# first free one); PublishAllPorts puts every ExposedPorts entry on an ephemeral
+# port.  pybox.network gets and gives typed values only.
+
+
+def parse_port_key(key: object) -> tuple[int, str]:
+    """"80/tcp" -> (80, "tcp"), with docker's messages."""
+    port, _, protocol = str(key).partition("/")
+    protocol = (protocol or "tcp").lower()
+    if protocol not in PROTOCOLS:
+        raise BadRequest(f"invalid proto: {protocol}")
+    return _port_number(port, "containerPort"), protocol
+
+
+def _port_number(text: Any, what: str) -> int:
+    """``text``: any JSON value from the request; int() decides."""
+    try:
+        n = int(text)
+    except (TypeError, ValueError):
+        raise BadRequest(f"invalid {what}: {text}") from None
+    if not 1 <= n <= 65535:
+        raise BadRequest(f"invalid {what}: {text}")
+    return n
+
+
+def host_port_range(text: str | None) -> tuple[int, int]:
+    """A binding's HostPort -> (first, last); (0, 0) for an ephemeral port."""
+    text = (text or "").strip()
+    if not text or text == "0":
+        return 0, 0
+    lo, sep, hi = text.partition("-")
+    first = _port_number(lo, "hostPort")
+    last = _port_number(hi, "hostPort") if sep else first
+    if last < first:
+        raise BadRequest(f"invalid hostPort: {text}")
+    return first, last
+
+
+def host_ip(text: str | None) -> str | None:
+    """A binding's HostIp -> the IPv4 address to publish on; None for "::"
+    (docker binds v4 and v6; pybox publishes IPv4 only)."""
+    text = (text or "").strip().strip("[]")
+    if not text:
+        return "0.0.0.0"
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise BadRequest(f"invalid IP address: {text}") from None
+    if ip.version != 4:
+        if str(ip) == "::":
+            return None
+        raise BadRequest(f"IPv6 host address {text}: pybox publishes IPv4 ports only")
+    return str(ip)
+
+
+def validate_port_bindings(hc: dict[str, Any]) -> None:
+    """Check PortBindings at create time (400 on bad input)."""
+    for key, bindings in (hc.get("PortBindings") or {}).items():
+        parse_port_key(key)
+        for b in bindings or ():
+            host_port_range((b or {}).get("HostPort"))
+            host_ip((b or {}).get("HostIp"))
+
+
+def requested_ports(config: dict[str, Any], hc: dict[str, Any]) -> list[PortRequest]:
+    """The ports to publish: PortBindings first, then ephemeral ones for -P."""
+    out = []
+    bound = set()
+    for key, bindings in sorted((hc.get("PortBindings") or {}).items()):
+        port, protocol = parse_port_key(key)
+        for b in bindings or [{}]:
+            b = b or {}
+            ip = host_ip(b.get("HostIp"))
+            if ip is None:
+                continue
+            first, last = host_port_range(b.get("HostPort"))
+            out.append(PortRequest(protocol=protocol, container_port=port, host_ip=ip,
+                                   host_port=first, host_port_last=last))
+            bound.add((port, protocol))
+    if hc.get("PublishAllPorts"):
+        for key in sorted(config.get("ExposedPorts") or {}):
+            port, protocol = parse_port_key(key)
+            if (port, protocol) not in bound:
+                out.append(PortRequest(protocol=protocol, container_port=port))
+    return out
+
+
+def docker_ports(mappings: Iterable[PortMapping], config: dict[str, Any],
+                 hc: dict[str, Any]) -> dict[str, list[dict[str, str]] | None]:
+    """NetworkSettings.Ports: every exposed/bound port -> its host bindings."""
+    out: dict[str, list[dict[str, str]] | None] = {}
+    for key in (config.get("ExposedPorts") or {}):
+        port, protocol = parse_port_key(key)
+        out.setdefault(f"{port}/{protocol}", None)
+    for key in (hc.get("PortBindings") or {}):
+        port, protocol = parse_port_key(key)
+        out.setdefault(f"{port}/{protocol}", None)
+    for m in mappings:
+        bindings = out.get(f"{m.container_port}/{m.protocol}")
+        if bindings is None:
+            bindings = out[f"{m.container_port}/{m.protocol}"] = []
+        bindings.append({"HostIp": m.host_ip, "HostPort": str(m.host_port)})
+    return out
+
+
+def ps_ports(mappings: Iterable[PortMapping], config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``Ports`` list of GET /containers/json."""
+    out: list[dict[str, Any]] = []
+    bound = set()
+    for m in mappings:
+        out.append({"IP": m.host_ip, "PrivatePort": m.container_port,
+                    "PublicPort": m.host_port, "Type": m.protocol})
+        bound.add((m.container_port, m.protocol))
+    for key in (config.get("ExposedPorts") or {}):
+        try:
+            port, protocol = parse_port_key(key)
+        except BadRequest:
+            continue
+        if (port, protocol) not in bound:
+            out.append({"PrivatePort": port, "Type": protocol})
+    return out
 
 
 class EngineNetworking:
@@ -81,7 +209,7 @@ class EngineNetworking:
         mode = network_mode(hc)
         if mode not in NO_SANDBOX and not mode.startswith("container:"):
             self.manager.get(mode)  # NotFound: "network X not found"
-        portsmod.validate(hc)
+        validate_port_bindings(hc)
         etc.validate_extra_hosts(hc.get("ExtraHosts"))
         for server in hc.get("Dns") or ():
             try:
@@ -170,7 +298,7 @@ class EngineNetworking:
             attachments.append((ref, {"Aliases": ep.get("Aliases"),
                                       "IPAMConfig": ep.get("IPAMConfig"),
                                       "MacAddress": ep.get("MacAddress")}))
-        wanted = portsmod.requested(rec["Config"], hc)
+        wanted = requested_ports(rec["Config"], hc)
         from pybox.network.manager import NetworkError
 
         try:
@@ -207,8 +335,7 @@ class EngineNetworking:
                         "IPPrefixLen": ep["IPPrefixLen"], "MacAddress": ep["MacAddress"],
                         "DNSNames": None if self.manager.is_default(net) else
                         [c.name, c.id[:12]] + list(ep.get("Aliases") or [])})
-        settings["Ports"] = portsmod.docker_ports(sb["ports"], rec["Config"],
-                                                  rec["HostConfig"])
+        settings["Ports"] = docker_ports(sb["ports"], rec["Config"], rec["HostConfig"])
         settings["SandboxKey"] = sb["netns"]
         settings["SandboxID"] = c.id
         bridge_ep = networks.get("bridge") if "bridge" in networks else None
@@ -286,7 +413,7 @@ class EngineNetworking:
         if not c.state.get("Running"):
             return []
         sb = self.manager.sandbox(c.id)
-        return portsmod.ps_ports(sb["ports"] if sb else [], c.record["Config"])
+        return ps_ports(sb["ports"] if sb else [], c.record["Config"])
 
     # -- connect / disconnect -------------------------------------------------------------------
     def connect(self, net_ref, container_ref, endpoint_config=None):

@@ -10,6 +10,7 @@ and read-only /proc paths, its /dev/shm size, its cgroup parent.
 import os
 from typing import Any
 
+from pybox.engine.networking import host_port_range, parse_port_key
 from pybox.errors import BadRequest, PyboxError
 from pybox.formats.sizes import ram_in_bytes
 
@@ -982,16 +983,14 @@ def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[s
                 if re.search(r"[\x00-\x1f\x7f]", value):
                     raise _bad(f"invalid {key} {json.dumps(value)}: control characters "
                                "(a newline...) are not allowed")
-    from pybox.network import ports
-
     for key, bindings in (hc.get("PortBindings") or {}).items():
         try:
-            ports.parse_port_key(key)
+            parse_port_key(key)
         except Exception:  # noqa: BLE001 - any refusal is docker's one message
             raise _bad(f'invalid port specification: "{key.partition("/")[0]}"') from None
         for b in bindings or ():
             try:
-                ports._host_ports((b or {}).get("HostPort"))
+                host_port_range((b or {}).get("HostPort"))
             except Exception:  # noqa: BLE001
                 raise _bad(f'invalid port specification: "{(b or {}).get("HostPort")}"') \
                     from None

@@ -52,9 +52,14 @@ rules, elements) is JSON through libnftables (python3-nftables, in process: no
 ``nft`` subprocess per container).
 """
 
+from __future__ import annotations
+
 import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pybox.errors import PyboxError
+from pybox.network.ports import PortMapping
 
 SKELETON = """\
 table inet {table} {{
@@ -254,15 +259,14 @@ class Firewall:
 
     # -- published ports ------------------------------------------------------------
     @staticmethod
-    def _port_elem(p):
-        """(key, value) of a mapping dict {host_ip, proto, host_port, ip, port}."""
-        value = {"concat": [p["ip"], int(p["port"])]}
-        if p["host_ip"] in ("", "0.0.0.0"):
-            return "ports_any", [{"concat": [p["proto"], int(p["host_port"])]}, value]
-        return "ports_addr", [{"concat": [p["host_ip"], p["proto"], int(p["host_port"])]},
-                              value]
+    def _port_elem(p: PortMapping) -> tuple[str, list[dict[str, Any]]]:
+        """(map name, [key, value]) of a published port's DNAT element."""
+        value = {"concat": [p.container_ip, p.container_port]}
+        if p.host_ip in ("", "0.0.0.0"):
+            return "ports_any", [{"concat": [p.protocol, p.host_port]}, value]
+        return "ports_addr", [{"concat": [p.host_ip, p.protocol, p.host_port]}, value]
 
-    def add_ports(self, mappings) -> None:
+    def add_ports(self, mappings: Sequence[PortMapping]) -> None:
         """DNAT for each mapping, all or none (one transaction)."""
         if not mappings:
             return
@@ -272,7 +276,7 @@ class Firewall:
             cmds.append({"create": {"element": self._obj(name=name, elem=[elem])}})
         self._json(cmds, "publish ports")
 
-    def remove_ports(self, mappings) -> None:
+    def remove_ports(self, mappings: Iterable[PortMapping]) -> None:
         for p in mappings:
             name, elem = self._port_elem(p)
             try:

@@ -32,6 +32,7 @@ from pybox.network import Names, etc, ifname_problem, ipam, is_reserved_name
 from pybox.network import netns as netnsmod
 from pybox.network import ports as portsmod
 from pybox.network.firewall import Firewall
+from pybox.network.ports import PortMapping
 from pybox.network.links import LinkError, Links, read_sysctl, route_localnet_path, write_sysctl
 from pybox.oci.state import write_atomic
 
@@ -98,7 +99,8 @@ class NetworkManager:
             if name.endswith(".json"):
                 try:
                     sb = fastjson.load_file(os.path.join(self.sandbox_dir, name))
-                except (OSError, ValueError):
+                    sb["ports"] = [PortMapping.from_json(m) for m in sb.get("ports") or ()]
+                except (OSError, ValueError, KeyError, TypeError):
                     continue
                 self.sandboxes[sb["id"]] = sb
         self._from_disk = set(self.sandboxes)
@@ -112,7 +114,8 @@ class NetworkManager:
                      fastjson.dumps(rec), mode=0o600, durable=durable)
 
     def _save_sandbox(self, sb) -> None:
-        write_atomic(os.path.join(self.sandbox_dir, sb["id"] + ".json"), fastjson.dumps(sb),
+        saved = dict(sb, ports=[m.to_json() for m in sb["ports"]])
+        write_atomic(os.path.join(self.sandbox_dir, sb["id"] + ".json"), fastjson.dumps(saved),
                      mode=0o600)
 
     def _record(self, name, driver, *, ipam_config=None, internal: bool=False, options=None,
@@ -628,7 +631,7 @@ class NetworkManager:
         """Create the container's namespace, attach it to every network of
         ``attachments`` ([(network ref, endpoint config)], in order: the first
         gets eth0 and the default route) and publish ``wanted_ports``
-        (ports.requested()).  All or nothing.  -> the sandbox dict:
+        (PortRequests).  All or nothing.  -> the sandbox dict:
         {"netns", "endpoints": {netid: endpoint}, "ports": [mapping]}."""
         path = self.netns_path(cid)
         with self.lock:
@@ -722,9 +725,7 @@ class NetworkManager:
                 break
         if target is None:
             return
-        mappings = self.reservations.reserve(sb["id"], wanted)
-        for m in mappings:
-            m["ip"] = target
+        mappings = portsmod.with_container_ip(self.reservations.reserve(sb["id"], wanted), target)
         try:
             self.firewall.add_ports(mappings)
         except BaseException:
@@ -755,7 +756,7 @@ class NetworkManager:
                 ipam.Allocator(rec["pybox"]["ipam"]).release_owner(cid)
                 self._save(rec)
                 crashpoint("network.teardown.released")
-            if any(m["proto"] == "udp" for m in sb.get("ports") or ()):
+            if any(m.protocol == "udp" for m in sb.get("ports") or ()):
                 # a UDP "connection" DNATed to this address would otherwise keep
                 # going to it for its timeout (docker flushes these too); other
                 # entries go with the network's flush when its last user leaves

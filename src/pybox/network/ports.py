@@ -1,11 +1,11 @@
-"""Published ports: -p [ip:]hostPort:containerPort[/tcp|udp], ranges, -P.
+"""Published ports: the host ports pyboxd holds and the mappings it publishes.
 
-The Docker API carries them as ``HostConfig.PortBindings``
-(``{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}``, a HostPort may be empty
--- an ephemeral port -- or a range ``8000-8010`` -- the first free one) and
-``PublishAllPorts`` (every ``Config.ExposedPorts`` entry on an ephemeral port).
-``plan`` turns them into concrete mappings before anything is set up, with
-docker's messages for bad input.
+The package speaks its own typed values: a ``PortRequest`` (what to publish: a
+protocol, the container's port, a host address and a host port -- 0 for an
+ephemeral one, or a range whose first free port is taken) and a
+``PortMapping`` (what was published: the host port chosen, the container's
+address).  Docker's vocabulary ("80/tcp" keys, PortBindings' HostIp/HostPort,
+NetworkSettings.Ports) is the engine's, converted in pybox.engine.networking.
 
 A published host port is *reserved* by a socket pyboxd binds on it (listening,
 for TCP) and holds while the container runs, as docker does with
@@ -16,175 +16,153 @@ port allocator uses to pick ephemeral host ports.  Traffic never reaches these
 sockets: DNAT (firewall.py) rewrites it first.  ``reserve`` is all-or-nothing.
 """
 
+from __future__ import annotations
+
+import dataclasses
 import errno
 import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from pybox.errors import BadRequest, Conflict
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 
-def parse_port_key(key):
-    """"80/tcp" -> (80, "tcp"), with docker's messages."""
-    port, _, proto = str(key).partition("/")
-    proto = (proto or "tcp").lower()
-    if proto not in PROTOCOLS:
-        raise BadRequest(f"invalid proto: {proto}")
-    number = _port_number(port, "containerPort")
-    return number, proto
+@dataclass(frozen=True)
+class PortRequest:
+    """A port to publish.  ``host_port`` 0: an ephemeral port; with
+    ``host_port_last`` above it: the first free port of that range."""
+
+    protocol: str
+    container_port: int
+    host_ip: str = "0.0.0.0"
+    host_port: int = 0
+    host_port_last: int = 0
+
+    @property
+    def last(self) -> int:
+        return max(self.host_port, self.host_port_last)
 
 
-def _port_number(text, what):
-    try:
-        n = int(text)
-    except (TypeError, ValueError):
-        raise BadRequest(f"invalid {what}: {text}") from None
-    if not 1 <= n <= 65535:
-        raise BadRequest(f"invalid {what}: {text}")
-    return n
+@dataclass(frozen=True)
+class PortMapping:
+    """A published port: ``host_ip``:``host_port`` DNATed to
+    ``container_ip``:``container_port``."""
+
+    protocol: str
+    container_port: int
+    host_ip: str
+    host_port: int
+    container_ip: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The sandbox file's shape (RUN_ROOT/network/sandboxes/CID.json, read
+        back by a restarted pyboxd, so its keys stay as they were)."""
+        return {"host_ip": self.host_ip, "host_port": self.host_port, "proto": self.protocol,
+                "port": self.container_port, "ip": self.container_ip}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PortMapping:
+        return cls(protocol=data["proto"], container_port=int(data["port"]),
+                   host_ip=data["host_ip"], host_port=int(data["host_port"]),
+                   container_ip=data.get("ip") or "")
 
 
-def _host_ports(text):
-    """HostPort -> (first, last); (0, 0) for an ephemeral port."""
-    text = (text or "").strip()
-    if not text or text == "0":
-        return 0, 0
-    lo, sep, hi = text.partition("-")
-    first = _port_number(lo, "hostPort")
-    last = _port_number(hi, "hostPort") if sep else first
-    if last < first:
-        raise BadRequest(f"invalid hostPort: {text}")
-    return first, last
-
-
-def _host_ip(text):
-    import ipaddress
-
-    text = (text or "").strip().strip("[]")
-    if not text:
-        return "0.0.0.0"
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        raise BadRequest(f"invalid IP address: {text}") from None
-    if ip.version != 4:
-        if str(ip) == "::":
-            return None  # docker binds v4 and v6; pybox publishes IPv4 only
-        raise BadRequest(f"IPv6 host address {text}: pybox publishes IPv4 ports only")
-    return str(ip)
-
-
-def validate(host_config) -> None:
-    """Check PortBindings at create time (400 on bad input)."""
-    for key, bindings in (host_config.get("PortBindings") or {}).items():
-        parse_port_key(key)
-        for b in bindings or ():
-            _host_ports((b or {}).get("HostPort"))
-            _host_ip((b or {}).get("HostIp"))
-
-
-def requested(config, host_config):
-    """The wanted bindings: [(host_ip, first, last, proto, container_port)],
-    PortBindings first, then ephemeral ones for -P."""
-    out = []
-    bound = set()
-    for key, bindings in sorted((host_config.get("PortBindings") or {}).items()):
-        port, proto = parse_port_key(key)
-        for b in bindings or [{}]:
-            b = b or {}
-            ip = _host_ip(b.get("HostIp"))
-            if ip is None:
-                continue
-            first, last = _host_ports(b.get("HostPort"))
-            out.append((ip, first, last, proto, port))
-            bound.add((port, proto))
-    if host_config.get("PublishAllPorts"):
-        for key in sorted(config.get("ExposedPorts") or {}):
-            port, proto = parse_port_key(key)
-            if (port, proto) not in bound:
-                out.append(("0.0.0.0", 0, 0, proto, port))
-    return out
+# (host ip, protocol, host port): what a reservation is keyed by
+HostPort = tuple[str, str, int]
 
 
 class Reservations:
-    """Host ports held by pyboxd: {(host_ip, proto, port): (socket, owner)}."""
+    """Host ports held by pyboxd, each by a socket and for an owner (a
+    container id)."""
 
     def __init__(self) -> None:
-        self.held = {}
+        self.held: dict[HostPort, tuple[socket.socket, str]] = {}
 
-    def _bind(self, host_ip, proto, port):
-        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-        if proto == "sctp":
+    def _bind(self, host_ip: str, protocol: str, port: int) -> socket.socket:
+        kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+        if protocol == "sctp":
             kind = socket.SOCK_STREAM
         s = socket.socket(socket.AF_INET, kind,
-                          socket.IPPROTO_SCTP if proto == "sctp" else 0)
+                          socket.IPPROTO_SCTP if protocol == "sctp" else 0)
         try:
             s.set_inheritable(False)
-            if proto == "tcp":
+            if protocol == "tcp":
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host_ip, port))
-            if proto in ("tcp", "sctp"):
+            if protocol in ("tcp", "sctp"):
                 s.listen(1)
         except BaseException:
             s.close()
             raise
         return s
 
-    def _taken_by_us(self, host_ip, proto, port):
+    def _taken_by_us(self, host_ip: str, protocol: str, port: int) -> str | None:
         for (ip, pr, p), (_, owner) in self.held.items():
-            if pr == proto and p == port and (ip == host_ip or "0.0.0.0" in (ip, host_ip)):
+            if pr == protocol and p == port and (ip == host_ip or "0.0.0.0" in (ip, host_ip)):
                 return owner
         return None
 
-    def reserve(self, owner, wanted):
-        """Bind every wanted port -> mappings [{host_ip, host_port, proto, port}]
-        (the container's ip is added by the caller).  On any failure, what this
-        call bound is released and docker's error raised."""
-        made = []
+    def reserve(self, owner: str, wanted: Iterable[PortRequest]) -> list[PortMapping]:
+        """Bind every wanted port -> its mappings (without the container's
+        address, which the caller adds).  On any failure, what this call bound
+        is released and docker's error raised."""
+        made: list[PortMapping] = []
         try:
-            for host_ip, first, last, proto, port in wanted:
-                made.append(self._reserve_one(owner, host_ip, first, last, proto, port))
+            for request in wanted:
+                made.append(self._reserve_one(owner, request))
         except BaseException:
-            self.release([m for m in made])
+            self.release(made)
             raise
         return made
 
-    def _reserve_one(self, owner, host_ip, first, last, proto, port):
+    def _hold(self, owner: str, request: PortRequest, s: socket.socket, port: int) -> PortMapping:
+        self.held[(request.host_ip, request.protocol, port)] = (s, owner)
+        return PortMapping(protocol=request.protocol, container_port=request.container_port,
+                           host_ip=request.host_ip, host_port=port)
+
+    def _reserve_one(self, owner: str, request: PortRequest) -> PortMapping:
+        host_ip, protocol, port = request.host_ip, request.protocol, request.container_port
+        first, last = request.host_port, request.last
         if first == 0:
-            s = self._bind(host_ip, proto, 0)
-            chosen = s.getsockname()[1]
-            self.held[(host_ip, proto, chosen)] = (s, owner)
-            return {"host_ip": host_ip, "host_port": chosen, "proto": proto, "port": port}
-        error = None
+            s = self._bind(host_ip, protocol, 0)
+            return self._hold(owner, request, s, s.getsockname()[1])
+        error: Exception | None = None
         for candidate in range(first, last + 1):
-            if self._taken_by_us(host_ip, proto, candidate):
+            if self._taken_by_us(host_ip, protocol, candidate):
                 error = Conflict(f"Bind for {host_ip}:{candidate} failed: port is already "
                                  "allocated")
                 continue
             try:
-                s = self._bind(host_ip, proto, candidate)
+                s = self._bind(host_ip, protocol, candidate)
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
                     error = Conflict(f"failed to bind host port for {host_ip}:{candidate}:"
-                                     f"{port}/{proto}: address already in use")
+                                     f"{port}/{protocol}: address already in use")
                     continue
                 if e.errno == errno.EADDRNOTAVAIL:
                     raise BadRequest(f"failed to bind host port for {host_ip}:{candidate}:"
-                                     f"{port}/{proto}: cannot assign requested address") \
+                                     f"{port}/{protocol}: cannot assign requested address") \
                         from None
                 raise
-            self.held[(host_ip, proto, candidate)] = (s, owner)
-            return {"host_ip": host_ip, "host_port": candidate, "proto": proto, "port": port}
+            return self._hold(owner, request, s, candidate)
         if first != last:
             raise Conflict(f"Bind for {host_ip}:{first}-{last} failed: all ports are already "
                            "allocated") from None
+        assert error is not None  # the range held one port, which failed
         raise error
 
-    def adopt(self, owner, mappings) -> None:
+    @staticmethod
+    def _key(m: PortMapping) -> HostPort:
+        return (m.host_ip, m.protocol, m.host_port)
+
+    def adopt(self, owner: str, mappings: Iterable[PortMapping]) -> None:
         """Re-bind the ports of a running container after a pyboxd restart.
         A port lost meanwhile is skipped (its DNAT still works)."""
         for m in mappings:
-            key = (m["host_ip"], m["proto"], int(m["host_port"]))
+            key = self._key(m)
             if key in self.held:
                 continue
             try:
@@ -192,13 +170,13 @@ class Reservations:
             except OSError:
                 pass
 
-    def release(self, mappings) -> None:
+    def release(self, mappings: Iterable[PortMapping]) -> None:
         for m in mappings:
-            entry = self.held.pop((m["host_ip"], m["proto"], int(m["host_port"])), None)
+            entry = self.held.pop(self._key(m), None)
             if entry is not None:
                 entry[0].close()
 
-    def release_owner(self, owner) -> None:
+    def release_owner(self, owner: str) -> None:
         for key in [k for k, (_, o) in self.held.items() if o == owner]:
             self.held.pop(key)[0].close()
 
@@ -208,36 +186,6 @@ class Reservations:
         self.held.clear()
 
 
-def docker_ports(mappings, config, host_config):
-    """NetworkSettings.Ports: every exposed/bound port -> its host bindings."""
-    out = {}
-    for key in (config.get("ExposedPorts") or {}):
-        port, proto = parse_port_key(key)
-        out.setdefault(f"{port}/{proto}", None)
-    for key in (host_config.get("PortBindings") or {}):
-        port, proto = parse_port_key(key)
-        out.setdefault(f"{port}/{proto}", None)
-    for m in mappings:
-        key = f"{m['port']}/{m['proto']}"
-        if out.get(key) is None:
-            out[key] = []
-        out[key].append({"HostIp": m["host_ip"], "HostPort": str(m["host_port"])})
-    return out
-
-
-def ps_ports(mappings, config):
-    """The ``Ports`` list of GET /containers/json."""
-    out = []
-    bound = set()
-    for m in mappings:
-        out.append({"IP": m["host_ip"], "PrivatePort": int(m["port"]),
-                    "PublicPort": int(m["host_port"]), "Type": m["proto"]})
-        bound.add((int(m["port"]), m["proto"]))
-    for key in (config.get("ExposedPorts") or {}):
-        try:
-            port, proto = parse_port_key(key)
-        except BadRequest:
-            continue
-        if (port, proto) not in bound:
-            out.append({"PrivatePort": port, "Type": proto})
-    return out
+def with_container_ip(mappings: Iterable[PortMapping], container_ip: str) -> list[PortMapping]:
+    """``mappings`` toward ``container_ip``."""
+    return [dataclasses.replace(m, container_ip=container_ip) for m in mappings]
