@@ -21,6 +21,7 @@ bridge is used, never deleted (manager.py).
 """
 
 import hashlib
+import os
 import re
 
 IFNAMSIZ = 15  # usable bytes of a Linux interface name (16 with the NUL)
@@ -66,9 +67,7 @@ class Names:
     right after the prefix).
     """
 
-    def __init__(self, run_root: str="/run/pybox") -> None:
-        import os
-
+    def __init__(self, run_root: str = "/run/pybox") -> None:
         run_root = os.path.normpath(run_root)
         if run_root in ("/run/pybox", "/var/run/pybox"):
             self.tag = ""
@@ -83,18 +82,18 @@ class Names:
         self._veth_re = re.compile(rf"^{self.prefix}v[0-9a-f]{{{free}}}$")
         self._free = free
 
-    def bridge(self, network_id) -> str:
+    def bridge(self, network_id: str) -> str:
         return f"{self.prefix}-{network_id[:self._free]}"
 
-    def veth(self, token) -> str:
+    def veth(self, token: str) -> str:
         """The host end of a container's veth pair; ``token`` is random hex."""
         return f"{self.prefix}v{token[:self._free]}"
 
-    def is_bridge(self, ifname):
+    def is_bridge(self, ifname: str) -> bool:
         return bool(self._bridge_re.match(ifname))
 
-    def is_veth(self, ifname):
+    def is_veth(self, ifname: str) -> bool:
         return bool(self._veth_re.match(ifname))
 
-    def is_ours(self, ifname):
+    def is_ours(self, ifname: str) -> bool:
         return self.is_bridge(ifname) or self.is_veth(ifname)

@@ -17,7 +17,13 @@ loopback.  Then /run/systemd/resolve/resolv.conf, which lists the upstream
 servers, is used instead, as docker does.
 """
 
+from __future__ import annotations
+
 import ipaddress
+from collections.abc import Iterable
+from typing import TypedDict
+
+from pybox.errors import BadRequest
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
@@ -33,9 +39,17 @@ LOCALHOST_LINES = [
 ]
 
 
-def parse_resolv_conf(text):
+class ResolvConf(TypedDict):
+    """What pybox reads of a resolv.conf."""
+
+    nameservers: list[str]
+    search: list[str]
+    options: list[str]
+
+
+def parse_resolv_conf(text: str) -> ResolvConf:
     """-> {"nameservers": [...], "search": [...], "options": [...]}"""
-    out = {"nameservers": [], "search": [], "options": []}
+    out: ResolvConf = {"nameservers": [], "search": [], "options": []}
     for line in text.splitlines():
         line = line.split("#", 1)[0].split(";", 1)[0].strip()
         if not line:
@@ -51,14 +65,15 @@ def parse_resolv_conf(text):
     return out
 
 
-def _is_loopback(ns):
+def _is_loopback(ns: str) -> bool:
     try:
         return ipaddress.ip_address(ns.split("%")[0]).is_loopback
     except ValueError:
         return False
 
 
-def host_resolvers(path=HOST_RESOLV_CONF, systemd_path=SYSTEMD_RESOLV_CONF):
+def host_resolvers(path: str = HOST_RESOLV_CONF,
+                   systemd_path: str = SYSTEMD_RESOLV_CONF) -> ResolvConf:
     """The host's resolver configuration as seen from a container: loopback
     nameservers dropped, systemd-resolved's upstream list used when the stub
     is all there is.  IPv6 nameservers are kept out (pybox networks are IPv4)."""
@@ -74,7 +89,7 @@ def host_resolvers(path=HOST_RESOLV_CONF, systemd_path=SYSTEMD_RESOLV_CONF):
     return conf
 
 
-def _read(path):
+def _read(path: str) -> ResolvConf:
     try:
         with open(path) as f:
             return parse_resolv_conf(f.read())
@@ -82,7 +97,8 @@ def _read(path):
         return {"nameservers": [], "search": [], "options": []}
 
 
-def resolv_conf(host, *, dns=(), dns_search=(), dns_options=(), embedded=None):
+def resolv_conf(host: ResolvConf, *, dns: Iterable[str] = (), dns_search: Iterable[str] = (),
+                dns_options: Iterable[str] = (), embedded: str | None = None) -> str:
     """The container's resolv.conf text.  ``host`` is ``host_resolvers()``;
     ``embedded`` the embedded DNS server's address on user-defined networks
     (then --dns servers become that server's upstreams, not the container's)."""
@@ -103,7 +119,8 @@ def resolv_conf(host, *, dns=(), dns_search=(), dns_options=(), embedded=None):
     return "\n".join(lines) + "\n"
 
 
-def hosts(hostname, *, domainname: str="", addresses=(), extra_hosts=(), gateway=None):
+def hosts(hostname: str, *, domainname: str = "", addresses: Iterable[str] = (),
+          extra_hosts: Iterable[str] | None = (), gateway: str | None = None) -> str:
     """The container's /etc/hosts text.  ``addresses``: its IPs (one line each,
     with the hostname, as docker writes it)."""
     lines = list(LOCALHOST_LINES)
@@ -122,7 +139,7 @@ def hosts(hostname, *, domainname: str="", addresses=(), extra_hosts=(), gateway
     return "\n".join(lines) + "\n"
 
 
-def split_extra_host(entry):
+def split_extra_host(entry: object) -> tuple[str, str]:
     """"name:ip" (docker's API form; IPv6 addresses contain colons) -> (name, ip)."""
     host, sep, ip = str(entry).partition(":")
     if not sep:
@@ -130,9 +147,7 @@ def split_extra_host(entry):
     return host, ip.strip("[]")
 
 
-def validate_extra_hosts(entries):
-    from pybox.errors import BadRequest
-
+def validate_extra_hosts(entries: Iterable[object] | None) -> None:
     for entry in entries or ():
         host, ip = split_extra_host(entry)
         if not host or not ip:

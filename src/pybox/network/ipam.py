@@ -16,33 +16,59 @@ recycled address is not met by stale ARP or conntrack entries of its previous
 owner.
 """
 
+from __future__ import annotations
+
 import ipaddress
+from collections.abc import Collection
+from typing import NotRequired, TypedDict
 
 from pybox.errors import BadRequest, Conflict
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class IpamConfig(TypedDict):
+    """A network's IPAM config, docker's IPAM.Config entry (Subnet, Gateway,
+    IPRange)."""
+
+    Subnet: str
+    Gateway: str
+    IPRange: NotRequired[str]
+
+
+class IpamState(IpamConfig):
+    """The config plus pybox's allocations (the network record's
+    pybox.ipam): address -> owner (a container id), and the last address
+    handed out."""
+
+    allocated: NotRequired[dict[str, str]]
+    last: NotRequired[str]
+
 
 DEFAULT_POOLS = ([ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)] +
                  [ipaddress.ip_network(f"192.168.{n}.0/20") for n in range(0, 256, 16)])
 
 
-def _network(text, what: str="CIDR address"):
+def _network(text: str, what: str = "CIDR address") -> Network:
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise BadRequest(f"invalid {what}: {text}") from None
 
 
-def _address(text):
+def _address(text: str) -> Address:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
         raise BadRequest(f"invalid IP address: {text}") from None
 
 
-def overlaps_any(subnet, others):
+def overlaps_any(subnet: Network, others: Collection[Network]) -> bool:
     return any(subnet.version == o.version and subnet.overlaps(o) for o in others)
 
 
-def pick_subnet(taken, host):
+def pick_subnet(taken: Collection[Network], host: Collection[Network]) -> Network:
     """The first default pool that overlaps neither ``taken`` (other pybox
     networks) nor ``host`` (the host's routes and addresses)."""
     for pool in DEFAULT_POOLS:
@@ -52,7 +78,9 @@ def pick_subnet(taken, host):
                    "the defaults to assign to the network")
 
 
-def make_config(subnet=None, gateway=None, ip_range=None, *, taken=(), host=()):
+def make_config(subnet: str | None = None, gateway: str | None = None,
+                ip_range: str | None = None, *, taken: Collection[Network] = (),
+                host: Collection[Network] = ()) -> IpamConfig:
     """A network's IPAM config from `network create` flags, with docker's errors.
     ``taken`` are the other pybox networks' subnets; ``host`` the host's routes
     (a user-given subnet may overlap those, as in docker: the user decides)."""
@@ -76,10 +104,12 @@ def make_config(subnet=None, gateway=None, ip_range=None, *, taken=(), host=()):
             raise BadRequest(f"no matching subnet for gateway {gateway}")
     else:
         gw = net.network_address + 1
-    config = {"Subnet": str(net), "Gateway": str(gw)}
+    config: IpamConfig = {"Subnet": str(net), "Gateway": str(gw)}
     if ip_range:
         rng = _network(ip_range, "ip-range")
-        if not rng.subnet_of(net):
+        # an IPv6 range in an IPv4 subnet matches no subnet (subnet_of would raise)
+        if not (isinstance(rng, ipaddress.IPv4Network) and isinstance(net, ipaddress.IPv4Network)
+                and rng.subnet_of(net)):
             raise BadRequest(f"no matching subnet for range {ip_range}")
         config["IPRange"] = str(rng)
     return config
@@ -88,7 +118,7 @@ def make_config(subnet=None, gateway=None, ip_range=None, *, taken=(), host=()):
 class Allocator:
     """Allocations of one network, over its IPAM dict (see the module doc)."""
 
-    def __init__(self, state, network_name: str="") -> None:
+    def __init__(self, state: IpamState, network_name: str = "") -> None:
         self.state = state
         self.name = network_name
         self.subnet = ipaddress.ip_network(state["Subnet"])
@@ -98,14 +128,14 @@ class Allocator:
         state.setdefault("allocated", {})
 
     @property
-    def allocated(self):
+    def allocated(self) -> dict[str, str]:
         return self.state["allocated"]
 
-    def _usable(self, ip):
+    def _usable(self, ip: Address) -> bool:
         return ip != self.gateway and ip != self.subnet.network_address and \
             ip != self.subnet.broadcast_address
 
-    def allocate(self, owner, requested=None):
+    def allocate(self, owner: str, requested: str | None = None) -> str:
         """Reserve an address for ``owner`` -> "a.b.c.d".  A ``requested``
         address must lie in the subnet (docker: anywhere in it, not only in the
         ip-range) and be free."""
@@ -133,14 +163,14 @@ class Allocator:
         raise Conflict(f"no available IPv4 addresses on this network's address pools: "
                        f"{self.name}")
 
-    def release(self, ip, owner=None) -> None:
+    def release(self, ip: str | None, owner: str | None = None) -> None:
         if ip and (owner is None or self.allocated.get(ip) == owner):
             self.allocated.pop(ip, None)
 
-    def release_owner(self, owner) -> None:
+    def release_owner(self, owner: str) -> None:
         for ip in [ip for ip, o in self.allocated.items() if o == owner]:
             del self.allocated[ip]
 
     @property
-    def prefixlen(self):
+    def prefixlen(self) -> int:
         return self.subnet.prefixlen
