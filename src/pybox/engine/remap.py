@@ -23,8 +23,11 @@ import os
 import pwd
 import shutil
 import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pybox.errors import ConfigError
+from pybox.images.snapshots import IdMap
 
 DEFAULT_USER = "dockremap"
 RANGE_SIZE = 65536
@@ -32,21 +35,23 @@ FIRST_SUBID = 100000
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 
 
+@dataclass
 class UsernsRemap:
     """The maps one daemon gives its remapped containers."""
 
-    def __init__(self, user, group, uid_mappings, gid_mappings) -> None:
-        self.user, self.group = user, group
-        self.uid_mappings = uid_mappings  # [[container, host, size], ...]
-        self.gid_mappings = gid_mappings
+    user: str
+    group: str
+    uid_mappings: list[list[int]]  # [[container, host, size], ...]
+    gid_mappings: list[list[int]]
 
     @property
-    def root(self):
+    def root(self) -> tuple[int, int]:
         """The host (uid, gid) of the containers' root."""
         return self.uid_mappings[0][1], self.gid_mappings[0][1]
 
     @property
-    def idmap(self):
+    def idmap(self) -> IdMap:
+        """A copy of the maps, as a rootfs records them."""
         return {"uid": [list(m) for m in self.uid_mappings],
                 "gid": [list(m) for m in self.gid_mappings]}
 
@@ -54,7 +59,7 @@ class UsernsRemap:
         return f"{self.user}:{self.group}"
 
 
-def parse_option(value, subuid=SUBUID, subgid=SUBGID):
+def parse_option(value: str | None, subuid: str = SUBUID, subgid: str = SUBGID) -> UsernsRemap | None:
     """The maps for a --userns-remap value (docker's syntax), creating the
     ``dockremap`` user and its ranges for ``default``."""
     value = (value or "").strip()
@@ -77,21 +82,21 @@ def parse_option(value, subuid=SUBUID, subgid=SUBGID):
     return UsernsRemap(user, group, _to_mappings(uids), _to_mappings(gids))
 
 
-def _user_name(text):
+def _user_name(text: str) -> str:
     try:
         return pwd.getpwuid(int(text)).pw_name if text.isdigit() else pwd.getpwnam(text).pw_name
     except KeyError:
         raise ConfigError("--userns-remap", f"user {text!r} does not exist") from None
 
 
-def _group_name(text):
+def _group_name(text: str) -> str:
     try:
         return grp.getgrgid(int(text)).gr_name if text.isdigit() else grp.getgrnam(text).gr_name
     except KeyError:
         raise ConfigError("--userns-remap", f"group {text!r} does not exist") from None
 
 
-def _ranges(path, name):
+def _ranges(path: str, name: str) -> list[tuple[int, int]]:
     """[(start, count)] of ``name`` in a subuid/subgid file, in file order; a
     line may name the user by id too (shadow-utils' rule)."""
     ids = {name}
@@ -116,17 +121,18 @@ def _ranges(path, name):
     return out
 
 
-def _to_mappings(ranges):
-    mappings, inside = [], 0
+def _to_mappings(ranges: Iterable[tuple[int, int]]) -> list[list[int]]:
+    mappings: list[list[int]] = []
+    inside = 0
     for start, count in ranges:
         mappings.append([inside, start, count])
         inside += count
     return mappings
 
 
-def _free_start(paths):
+def _free_start(paths: Iterable[str]) -> int:
     """The first id >= 100000 at which RANGE_SIZE ids are unused in every file."""
-    used = []
+    used: list[tuple[int, int]] = []
     for path in paths:
         try:
             with open(path) as f:
@@ -144,7 +150,7 @@ def _free_start(paths):
     return start
 
 
-def _ensure_default_user(subuid, subgid) -> None:
+def _ensure_default_user(subuid: str, subgid: str) -> None:
     """docker's ``dockremap``: a system user and group without a home, and one
     range of 65536 subordinate ids, as `useradd`/`usermod` record them."""
     try:
@@ -157,8 +163,9 @@ def _ensure_default_user(subuid, subgid) -> None:
         return
     start = _free_start([subuid, subgid])
     end = start + RANGE_SIZE - 1
-    if subuid == SUBUID and subgid == SUBGID and shutil.which("usermod"):
-        _run([shutil.which("usermod"), "--add-subuids", f"{start}-{end}",
+    usermod = shutil.which("usermod")
+    if subuid == SUBUID and subgid == SUBGID and usermod:
+        _run([usermod, "--add-subuids", f"{start}-{end}",
               "--add-subgids", f"{start}-{end}", DEFAULT_USER],
              "allocating subordinate ids for dockremap")
         return
@@ -167,13 +174,13 @@ def _ensure_default_user(subuid, subgid) -> None:
             f.write(f"{DEFAULT_USER}:{start}:{RANGE_SIZE}\n")
 
 
-def _run(argv, what):
+def _run(argv: list[str], what: str) -> None:
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         raise ConfigError("--userns-remap", f"{what}: {r.stdout.strip() or r.returncode}")
 
 
-def check_reachable(remap, data_root):
+def check_reachable(remap: UsernsRemap | None, data_root: str) -> None:
     """Fail at daemon start, as dockerd does, when a directory above the data
     root keeps the remapped root out (no search permission for it): every
     container start would otherwise fail with a bare EACCES from a bind mount
@@ -207,7 +214,7 @@ def check_reachable(remap, data_root):
             return
 
 
-def chown_to_root(remap, path) -> None:
+def chown_to_root(remap: UsernsRemap | None, path: str) -> None:
     """Give a file the remapped root's ownership (docker does so for the
     container's /etc/hosts, hostname, resolv.conf and its volumes)."""
     if remap is not None:
