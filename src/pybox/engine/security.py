@@ -16,8 +16,70 @@
 
 import os
 import stat
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NotRequired, TypedDict
 
 from pybox.errors import BadRequest
+from pybox.formats import fastjson
+from pybox.linux.caps import CAPABILITY_NAMES, is_known, last_cap
+
+
+class SeccompArg(TypedDict):
+    """A runtime-spec seccomp rule's argument condition."""
+
+    index: int
+    value: int
+    valueTwo: NotRequired[int]
+    op: str
+
+
+class SeccompRule(TypedDict):
+    """An entry of linux.seccomp.syscalls."""
+
+    names: list[str]
+    action: str
+    args: NotRequired[list[SeccompArg]]
+    errnoRet: NotRequired[int]
+
+
+class Seccomp(TypedDict):
+    """linux.seccomp of the runtime spec, as pybox writes it."""
+
+    defaultAction: str
+    defaultErrnoRet: NotRequired[int]
+    architectures: NotRequired[list[str]]
+    flags: NotRequired[list[str]]
+    syscalls: NotRequired[list[SeccompRule]]
+
+
+class Device(TypedDict):
+    """An entry of linux.devices: a device node made in the container."""
+
+    type: str
+    path: str
+    major: int
+    minor: int
+    fileMode: int
+    uid: int
+    gid: int
+
+
+class DeviceRule(TypedDict):
+    """An entry of linux.resources.devices: the device cgroup's allow list."""
+
+    allow: bool
+    type: NotRequired[str]
+    major: NotRequired[int]
+    minor: NotRequired[int]
+    access: str
+
+
+# docker's default capabilities (moby's oci/caps/defaults.go)
+DOCKER_DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
 
 DENIED = {
     # kernel modules and boot
@@ -88,9 +150,9 @@ AF_VSOCK = 40
 # docker's conditional rules: personality only to query or to set what 32-bit and
 # uname26 programs use (not ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC...); socket for
 # every address family but AF_VSOCK (a channel to the hypervisor)
-ARGUMENT_RULES = [
-    *({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
-       "args": [{"index": 0, "value": value, "op": "SCMP_CMP_EQ"}]}
+ARGUMENT_RULES: list[SeccompRule] = [
+    *(SeccompRule(names=["personality"], action="SCMP_ACT_ALLOW",
+                  args=[SeccompArg(index=0, value=value, op="SCMP_CMP_EQ")])
       for value in (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)),
     {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
      "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}]},
@@ -98,21 +160,21 @@ ARGUMENT_RULES = [
 # 32-bit programs run under these too; their syscall names join the profile
 COMPAT_ARCHES = {"x86_64": ("X86",), "aarch64": ("ARM",)}
 
-_known = None
+_known: list[str] | None = None
 
 
-def known_syscalls():
+def known_syscalls() -> list[str]:
     """Every system call name libseccomp knows for this machine, its own and
     those of the 32-bit programs it runs (mmap2, socketcall, stat64...: without
     them an i386 binary fails where docker runs it)."""
     global _known
     if _known is None:
-        import seccomp
+        import seccomp  # noqa: PLC0415 -- an optional dependency, for the default profile only
 
         arches = [seccomp.Arch.NATIVE] + [getattr(seccomp.Arch, a) for a in
                                           COMPAT_ARCHES.get(os.uname().machine, ())
                                           if hasattr(seccomp.Arch, a)]
-        names = []
+        names: list[str] = []
         for arch in arches:
             for nr in range(0, 1024):
                 try:
@@ -123,7 +185,7 @@ def known_syscalls():
     return _known
 
 
-def default_seccomp_profile(capabilities):
+def default_seccomp_profile(capabilities: Iterable[str]) -> Seccomp:
     """docker's default profile's behaviour for a container holding
     ``capabilities`` (the bounding set it will run with)."""
     caps = set(capabilities)
@@ -132,8 +194,8 @@ def default_seccomp_profile(capabilities):
         if cap in caps:
             denied -= names
     allowed = [n for n in known_syscalls() if n not in denied and n not in ("clone", "clone3")]
-    syscalls = [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]
-    syscalls += [dict(rule, args=[dict(a) for a in rule["args"]]) for rule in ARGUMENT_RULES]
+    syscalls: list[SeccompRule] = [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]
+    syscalls += [{**rule, "args": [arg.copy() for arg in rule["args"]]} for rule in ARGUMENT_RULES]
     if "CAP_SYS_ADMIN" in caps:
         syscalls.append({"names": ["clone", "clone3"], "action": "SCMP_ACT_ALLOW"})
     else:
@@ -149,11 +211,8 @@ def default_seccomp_profile(capabilities):
             "syscalls": syscalls}
 
 
-def capability_set(hc):
+def capability_set(hc: Mapping[str, Any]) -> list[str]:
     """The bounding (= effective = permitted) set for a container."""
-    from pybox.engine.spec import DOCKER_DEFAULT_CAPS
-    from pybox.linux.caps import CAPABILITY_NAMES, last_cap
-
     # "all" is what pyboxd itself may grant: its bounding set (podman's rule; a
     # sandbox's root may lack some, e.g. CAP_SYS_RESOURCE, and asking for more
     # would only make the start fail)
@@ -178,12 +237,10 @@ def capability_set(hc):
     return [c for c in caps if c in everything]
 
 
-def normalize_capabilities(names) -> list[str]:
+def normalize_capabilities(names: Iterable[object]) -> list[str]:
     """moby's NormalizeLegacyCapabilities: upper-cased, CAP_ added where
     missing, "ALL" kept; ValueError with docker's words for an unknown one
     (create refuses it as "invalid CapAdd: ...")."""
-    from pybox.linux.caps import is_known
-
     out = []
     for name in names:
         n = str(name).upper()
@@ -195,7 +252,7 @@ def normalize_capabilities(names) -> list[str]:
     return out
 
 
-def _own_bounding_set():
+def _own_bounding_set() -> int:
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -206,7 +263,7 @@ def _own_bounding_set():
     return (1 << 64) - 1
 
 
-def seccomp_for(hc, capabilities):
+def seccomp_for(hc: Mapping[str, Any], capabilities: Iterable[str]) -> Seccomp | None:
     """linux.seccomp for the container (None = unconfined)."""
     if hc.get("Privileged"):
         return None
@@ -221,23 +278,21 @@ def seccomp_for(hc, capabilities):
     return default_seccomp_profile(capabilities)
 
 
-_PROFILE_SHAPE = {"defaultAction": str, "defaultErrnoRet": int, "architectures": list,
+_PROFILE_SHAPE: dict[str, type] = {"defaultAction": str, "defaultErrnoRet": int, "architectures": list,
                   "archMap": list, "flags": list, "syscalls": list, "listenerPath": str,
                   "listenerMetadata": str}
-_RULE_SHAPE = {"names": list, "name": str, "action": str, "args": list, "errnoRet": int}
-_ARG_SHAPE = {"index": int, "value": int, "valueTwo": int, "op": str}
+_RULE_SHAPE: dict[str, type] = {"names": list, "name": str, "action": str, "args": list, "errnoRet": int}
+_ARG_SHAPE: dict[str, type] = {"index": int, "value": int, "valueTwo": int, "op": str}
 
 
-def seccomp_profile(text: str) -> dict:
+def seccomp_profile(text: str) -> Seccomp:
     """--security-opt seccomp=<profile JSON> -> linux.seccomp; a profile that is
     not JSON or not of docker's shape (seccomp.Seccomp) is a 400 at create,
     not a failure half way through a start."""
-    from pybox.formats import fastjson
-
-    def fail(problem: str) -> Exception:
+    def fail(problem: str) -> BadRequest:
         return BadRequest(f"Decoding seccomp profile failed: {problem}")
 
-    def shape(obj, fields, where):
+    def shape(obj: object, fields: Mapping[str, type], where: str) -> None:
         if not isinstance(obj, dict):
             raise fail(f"{where}: not a JSON object")
         for key, kind in fields.items():
@@ -267,10 +322,10 @@ def seccomp_profile(text: str) -> dict:
     return docker_profile_to_spec(profile)
 
 
-def docker_profile_to_spec(profile):
+def docker_profile_to_spec(profile: Mapping[str, Any]) -> Seccomp:
     """A docker seccomp profile file -> linux.seccomp (docker's format adds
     archMap/includes/excludes around the runtime-spec's fields)."""
-    out = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ALLOW")}
+    out: Seccomp = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ALLOW")}
     if "defaultErrnoRet" in profile:
         out["defaultErrnoRet"] = profile["defaultErrnoRet"]
     arches = list(profile.get("architectures") or [])
@@ -282,19 +337,20 @@ def docker_profile_to_spec(profile):
         out["architectures"] = arches
     if profile.get("flags"):
         out["flags"] = profile["flags"]
-    rules = []
+    rules: list[SeccompRule] = []
     for rule in profile.get("syscalls") or ():
         names = list(rule.get("names") or ([rule["name"]] if rule.get("name") else []))
-        item = {"names": names, "action": rule["action"]}
-        for key in ("args", "errnoRet"):
-            if rule.get(key) is not None:
-                item[key] = rule[key]
+        item: SeccompRule = {"names": names, "action": rule["action"]}
+        if rule.get("args") is not None:
+            item["args"] = rule["args"]
+        if rule.get("errnoRet") is not None:
+            item["errnoRet"] = rule["errnoRet"]
         rules.append(item)
     out["syscalls"] = rules
     return out
 
 
-def check_security_options(hc):
+def check_security_options(hc: Mapping[str, Any]) -> None:
     """dockerd's parseSecurityOpt at create: label, apparmor, seccomp,
     no-new-privileges[=bool] and writable-cgroups; anything else is a 400
     (it used to be accepted and ignored -- a typo silently ran the container
@@ -316,7 +372,7 @@ def check_security_options(hc):
             seccomp_profile(value)
 
 
-def writable_cgroups(hc: dict, userns: bool = False) -> bool:
+def writable_cgroups(hc: Mapping[str, Any], userns: bool = False) -> bool:
     """/sys/fs/cgroup writable?  --privileged's default, or what
     --security-opt writable-cgroups=BOOL says (the last one wins), as dockerd;
     asking for it in a user namespace is refused, as dockerd does."""
@@ -334,7 +390,7 @@ def writable_cgroups(hc: dict, userns: bool = False) -> bool:
     return writable
 
 
-def no_new_privileges(hc):
+def no_new_privileges(hc: Mapping[str, Any]) -> bool:
     on = False
     for opt in hc.get("SecurityOpt") or ():
         key, _, value = opt.replace(":", "=", 1).partition("=")
@@ -343,10 +399,11 @@ def no_new_privileges(hc):
     return on
 
 
-def devices(hc):
+def devices(hc: Mapping[str, Any]) -> tuple[list[Device], list[DeviceRule]]:
     """(linux.devices, cgroup device rules) for --device, --device-cgroup-rule and
     --privileged."""
-    out, rules = [], []
+    out: list[Device] = []
+    rules: list[DeviceRule] = []
     if hc.get("Privileged"):
         for path in _host_devices("/dev"):
             out.append(_device_entry(path, path))
@@ -373,7 +430,7 @@ def devices(hc):
     return out, rules
 
 
-def _host_devices(root):
+def _host_devices(root: str) -> Iterator[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         # containerd's HostDevices: not these directories, and not the host's console
         dirnames[:] = [d for d in dirnames if d not in ("pts", "shm", "fd", "mqueue", ".lxc",
@@ -390,7 +447,7 @@ def _host_devices(root):
                 yield path
 
 
-def _device_entry(host, inside):
+def _device_entry(host: str, inside: str) -> Device:
     st = os.stat(host)
     kind = "b" if stat.S_ISBLK(st.st_mode) else "c"
     if not (stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode)):
@@ -400,12 +457,12 @@ def _device_entry(host, inside):
             "uid": st.st_uid, "gid": st.st_gid}
 
 
-def _rule_for(entry, perms):
+def _rule_for(entry: Device, perms: str) -> DeviceRule:
     return {"allow": True, "type": entry["type"], "major": entry["major"],
             "minor": entry["minor"], "access": perms}
 
 
-def parse_cgroup_rule(text):
+def parse_cgroup_rule(text: str) -> DeviceRule:
     """--device-cgroup-rule 'c 1:3 rwm' (major/minor may be *)."""
     try:
         kind, numbers, access = text.split()
