@@ -11,16 +11,11 @@ import os
 from typing import Any
 
 from pybox.engine.networking import host_port_range, parse_port_key
-from pybox.errors import BadRequest, SpecError
+from pybox.errors import BadRequest, PyboxError
 from pybox.formats.sizes import ram_in_bytes
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-DOCKER_DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-]
 # moby's daemon/pkg/oci/defaults.go (docker 28), plus the thermal_throttle
 # directory of each possible CPU (masked_paths())
 MASKED_PATHS = [
@@ -39,6 +34,9 @@ ULIMITS = {
     "sigpending": "RLIMIT_SIGPENDING", "stack": "RLIMIT_STACK", "as": "RLIMIT_AS",
 }
 
+
+class SpecError(PyboxError):
+    """A container configuration that cannot be turned into a runtime spec."""
 
 # every container's cgroup sits below this one, in each hierarchy (docker's /docker)
 CGROUP_PARENT = "/pybox"

@@ -32,7 +32,6 @@ from pybox.errors import (
     DigestMismatch,
     ImageError,
     ImageNotFound,
-    PullAccessDenied,
     RegistryError,
     RegistryNotFound,
 )
@@ -200,7 +199,7 @@ def _translate(ref, call):
     try:
         return call()
     except AuthenticationError as e:
-        raise PullAccessDenied(
+        raise AuthenticationError(
             f"pull access denied for {ref.familiar_name}, repository does not exist or may "
             f"require 'docker login': {e}", status=e.status, code=e.code) from None
     except RegistryNotFound as e:
@@ -214,7 +213,7 @@ def _translate(ref, call):
                                code=e.code) from None
     except RegistryError as e:
         if e.code == "DENIED":
-            raise PullAccessDenied(
+            raise AuthenticationError(
                 f"pull access denied for {ref.familiar_name}, repository does not exist or may "
                 f"require 'docker login': {e}", status=e.status, code=e.code) from None
         raise
