@@ -3,32 +3,42 @@
 Every error pybox raises on purpose is a PyboxError.  It carries what a user (or a
 calling tool such as containerd, which parses our --log) needs to act: a message
 that names the object and the operation, and the errno when the kernel said no.
-Layers subclass it; the CLIs map the classes to exit codes and the API (later) to
-HTTP status codes.  Nothing here imports anything heavy: this module sits on the
-runtime's start-up path.
+Layers subclass it; the CLIs map the classes to exit codes, and each class
+carries the HTTP status the API answers it with (``http_status``, inherited: a
+class states its own only where it differs from its first base's), so the API
+needs no table of its own.  Every error class pybox raises on purpose is here,
+whatever layer raises it.  Nothing here imports anything heavy (only ``os``):
+this module sits on the runtime's start-up path.
 """
 
 import os
 
 
 class PyboxError(Exception):
-    """Base class.  ``str(err)`` is the one line the CLI prints."""
+    """Base class.  ``str(err)`` is the one line the CLI prints.  Unless a
+    subclass says otherwise, the API answers it with 500: something went wrong
+    in pybox or below it, not in the request."""
 
-    def __init__(self, message, *, errno=None) -> None:
+    http_status: int = 500
+    message: str | None
+    errno: int | None  # set only when the kernel said no (as OSError's)
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         if errno is not None:
             self.errno = errno
 
     def __str__(self) -> str:
-        return self.message
+        return self.message or ""
 
 
 class SyscallError(PyboxError, OSError):
     """A system call failed.  Is an OSError too, so ``except OSError`` and ``.errno``
     work as for any failed os.* call; keeps the call's name and its arguments."""
 
-    def __init__(self, err, call, args=(), context=None) -> None:
+    def __init__(self, err: int, call: str, args: tuple[object, ...] | list[object] = (),
+                 context: str | None = None) -> None:
         OSError.__init__(self, err, os.strerror(err))
         self.message = None
         self.call = call
@@ -41,7 +51,7 @@ class SyscallError(PyboxError, OSError):
         return f"{self.context}: {text}" if self.context else text
 
 
-def _short(value):
+def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -50,7 +60,9 @@ class ConfigError(PyboxError):
     """config.json (or process.json) is malformed or violates the runtime spec.
     The message starts with the JSON path of the offending field."""
 
-    def __init__(self, path, problem) -> None:
+    http_status = 400
+
+    def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"{path}: {problem}" if path else problem)
         self.path = path
         self.problem = problem
@@ -61,13 +73,15 @@ class ContainerError(PyboxError):
 
 
 class ContainerNotFound(ContainerError):
-    def __init__(self, cid) -> None:
+    http_status = 404
+
+    def __init__(self, cid: str) -> None:
         super().__init__(f"container {cid!r} does not exist", errno=2)
         self.cid = cid
 
 
 class ContainerExists(ContainerError):
-    def __init__(self, cid) -> None:
+    def __init__(self, cid: str) -> None:
         super().__init__(f"container {cid!r} already exists", errno=17)
         self.cid = cid
 
@@ -91,6 +105,39 @@ class ProcessSetupError(PyboxError):
 class UsageError(PyboxError):
     """Bad command line."""
 
+    http_status = 400
+
+
+class HookError(PyboxError):
+    """An OCI hook failed or timed out (pybox.runtime.hooks)."""
+
+
+class ChannelClosed(PyboxError):
+    """The other end of the runtime's parent/child socketpair went away
+    (pybox.runtime.sync)."""
+
+
+# -- networking (pybox.network) ---------------------------------------------------
+
+
+class NetnsError(PyboxError):
+    """A network namespace could not be created, entered or removed."""
+
+
+class LinkError(PyboxError):
+    """A link, address or route could not be made or removed."""
+
+
+class FirewallError(PyboxError):
+    """nftables refused a change."""
+
+
+# -- the /proc view (pybox.procview) ------------------------------------------------
+
+
+class ProcViewError(PyboxError):
+    """The /proc view server cannot run here or did not come up."""
+
 
 # -- the engine's answers, mapped to HTTP status codes by the API -------------
 
@@ -98,17 +145,57 @@ class UsageError(PyboxError):
 class NotFound(PyboxError):
     """No such container, image, exec, volume, network... (404)."""
 
+    http_status = 404
+
 
 class Conflict(PyboxError):
     """The object is in a state or use that forbids the request (409)."""
+
+    http_status = 409
 
 
 class NotModified(PyboxError):
     """Nothing to do: start of a running container, stop of a stopped one (304)."""
 
+    http_status = 304
+
 
 class BadRequest(PyboxError):
     """The request itself is invalid (400)."""
+
+    http_status = 400
+
+
+class RequestTooLarge(BadRequest):
+    """A body over the limit of what the API reads into memory (413)."""
+
+    http_status = 413
+
+
+class Unavailable(PyboxError):
+    """No thread can be had for a request that would wait on its client (503)."""
+
+    http_status = 503
+
+
+class SpecError(PyboxError):
+    """A container configuration that cannot be turned into a runtime spec (400)."""
+
+    http_status = 400
+
+
+class StartError(PyboxError):
+    """The runtime refused to start the container (400, message decides the CLI's
+    exit code: 127 not found, 126 permission, else 125)."""
+
+    http_status = 400
+
+
+class NetworkError(Conflict):
+    """Networking could not be set up for a container: the start fails, with
+    a message saying why, and leaves nothing behind (409: the host's state,
+    not pyboxd, is what stands in the way -- a bridge replaced by another
+    kind of link, a kernel refusing a veth)."""
 
 
 # -- the image store (pybox.images); also the engine's kinds, for the API's codes
@@ -118,7 +205,10 @@ class ImageError(PyboxError):
     """The image store could not do what was asked: bad input (a corrupt or
     malicious tarball, a digest that does not match), a missing image or blob, a
     full disk.  When raised from an operation that writes, the store is as it was
-    before the call: nothing half-registered, nothing left mounted."""
+    before the call: nothing half-registered, nothing left mounted.  The API
+    answers 400 (what the client sent or named is unusable)."""
+
+    http_status = 400
 
 
 class InvalidReference(ImageError, BadRequest):
@@ -129,13 +219,17 @@ class InvalidReference(ImageError, BadRequest):
 class ImageNotFound(ImageError, NotFound):
     """No image matches the reference (the API answers 404 so clients can pull)."""
 
-    def __init__(self, ref) -> None:
+    http_status = 404
+
+    def __init__(self, ref: str) -> None:
         super().__init__(f"No such image: {ref}", errno=2)
         self.ref = ref
 
 
 class ImageInUse(ImageError, Conflict):
     """Removal refused: a container's rootfs uses the image (the API answers 409)."""
+
+    http_status = 409
 
 
 class LayerError(ImageError):
@@ -146,7 +240,7 @@ class LayerError(ImageError):
 class DigestMismatch(ImageError):
     """Content does not hash to the digest that names it (blob or diff-id)."""
 
-    def __init__(self, what, expected, actual) -> None:
+    def __init__(self, what: str, expected: str, actual: str) -> None:
         super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
         self.expected = expected
         self.actual = actual
@@ -157,9 +251,14 @@ class RegistryError(ImageError):
     is unusable (a bad manifest, a platform it does not have).  ``status`` is the
     HTTP status when there was one, ``code`` the distribution spec's error code
     (``MANIFEST_UNKNOWN``, ``DENIED``...); the message is docker's wording where
-    docker has one, so users can search for it."""
+    docker has one, so users can search for it.  The API answers 500 (as
+    dockerd: the registry, not the request, failed); only pull, push and login
+    raise it."""
 
-    def __init__(self, message, *, status=None, code=None, errno=None) -> None:
+    http_status = 500
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 errno: int | None = None) -> None:
         super().__init__(message, errno=errno)
         self.status = status
         self.code = code
@@ -169,9 +268,31 @@ class AuthenticationError(RegistryError):
     """The registry (or its token server) refused the credentials, or wants
     some and none were given (HTTP 401)."""
 
+    http_status = 401
+
+
+class PullAccessDenied(AuthenticationError):
+    """A pull the registry refused: ``pull access denied for NAME, repository
+    does not exist or may require 'docker login'``.  404, as dockerd's
+    notFoundError: the docker CLI then says the repository does not exist."""
+
+    http_status = 404
+
 
 class RegistryNotFound(RegistryError, NotFound):
     """The repository, tag, digest or platform is not in the registry (404)."""
+
+    http_status = 404
+
+
+class InvalidAuthHeader(AuthenticationError, BadRequest):
+    """An X-Registry-Auth header that does not decode (moby's
+    errInvalidParameter: a 400, not the registry's 401)."""
+
+    http_status = 400
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid X-Registry-Auth header: {reason}", status=400)
 
 
 class ClientError(PyboxError):
@@ -182,7 +303,7 @@ class ClientError(PyboxError):
 
     exit_status = 1
 
-    def __init__(self, message, *, exit_status=None) -> None:
+    def __init__(self, message: str, *, exit_status: int | None = None) -> None:
         super().__init__(message)
         if exit_status is not None:
             self.exit_status = exit_status
@@ -192,7 +313,7 @@ class DaemonError(ClientError):
     """The daemon answered with an error status; ``message`` is its JSON
     ``message``.  Printed as docker prints it: ``Error response from daemon: ...``."""
 
-    def __init__(self, status, message, *, exit_status=None) -> None:
+    def __init__(self, status: int, message: str, *, exit_status: int | None = None) -> None:
         super().__init__(message, exit_status=exit_status)
         self.status = status
 
@@ -210,9 +331,17 @@ class FlagError(ClientError):
     exit_status = 125
 
 
+class TemplateError(ClientError):
+    """A --format template that does not parse or execute (Go's text/template
+    wording after ``template: ``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"template: {message}", exit_status=1)
+
+
 class ExitStatus(ClientError):
     """Not an error to print: the command's result is this exit status (a
     container's StatusCode, an exec's ExitCode).  ``message`` may be empty."""
 
-    def __init__(self, status, message: str="") -> None:
+    def __init__(self, status: int, message: str = "") -> None:
         super().__init__(message, exit_status=status)

@@ -1,13 +1,23 @@
 """The Docker Engine API, pyboxd's own API (API version 1.44): HTTP/1.1 on unix
 sockets (server.py), one module per resource (containers and exec, images,
 system).  It maps requests onto pybox.engine and pybox errors onto docker's
-status codes and JSON error shapes."""
+status codes (each error class's ``http_status``) and JSON error shapes."""
+
+from pybox.api import (
+    containers,
+    explain,
+    images,
+    networks,
+    observe,
+    registry,
+    system,
+    volumes,
+)
+from pybox.api.server import Router
+from pybox.engine.engine import Engine
 
 
-def build_router(engine):
-    from pybox.api import containers, explain, images, networks, observe, system, volumes
-    from pybox.api.server import Router
-
+def build_router(engine: Engine) -> Router:
     router = Router()
     system.register(router, engine)
     networks.register(router, engine)  # before containers: its /networks/{name} 404 stub
@@ -16,7 +26,5 @@ def build_router(engine):
     images.register(router, engine)
     volumes.register(router, engine)
     observe.register(router, engine)
-    from pybox.api import registry  # push, auth; importing it gives Engine.pull
-
-    registry.register(router, engine)
+    registry.register(router, engine)  # push, auth
     return router

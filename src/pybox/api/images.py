@@ -2,7 +2,8 @@
 
 import tempfile
 
-from pybox.errors import BadRequest, ImageError, NotFound
+from pybox.api import registry
+from pybox.errors import BadRequest, ImageError
 from pybox.formats import fastjson
 
 
@@ -100,12 +101,7 @@ def register(router, engine) -> None:
                 from pybox.images import platforms
 
                 platforms.parse(req.arg("platform"))
-            pull = getattr(engine, "pull", None)
-            if pull is None:
-                ref = req.arg("fromImage") + (":" + req.arg("tag") if req.arg("tag") else "")
-                raise NotFound(f"pull access denied for {ref}: pulling from registries is not "
-                               "available in this pybox yet")
-            pull(req, resp)
+            registry.pull(engine, req, resp)
             return
         raise BadRequest("fromImage or fromSrc is required")
 

@@ -1,36 +1,118 @@
 """Registry routes: ``POST /images/NAME/push`` and ``POST /auth`` (docker push,
-docker login).  Pull is ``POST /images/create?fromImage=`` in images.py, which
-calls ``engine.pull``; all three live in pybox.engine.pull.  The AuthConfig
-bodies are decoded by type here (pybox.api.schema) before the engine sees them."""
+docker login), and the pull of ``POST /images/create?fromImage=`` (routed in
+images.py).  The work is the engine's (``engine.distribution``,
+pybox.engine.distribution); here are docker's credentials (X-Registry-Auth, or
+an AuthConfig body decoded by type, pybox.api.schema) and its progress streams.
 
-from typing import Any
+Streams follow dockerd: an error before the first progress line is an HTTP
+error (404 for an image or platform the registry does not have, 401 for a
+refused login, 400 for a bad name, 500 otherwise) -- the docker CLI prints it as
+``Error response from daemon: ...`` and `docker run` exits 125; an error after
+it is the stream's last line, ``{"errorDetail": {"message": ...}, "error": ...}``.
+"""
+
+import threading
+from collections.abc import Callable
 
 from pybox.api import schema
-from pybox.engine import pull as registry
+from pybox.api.server import Request, Response, Router
+from pybox.engine.engine import Engine
+from pybox.errors import AuthenticationError, BadRequest, NotFound, PyboxError
+from pybox.formats import fastjson
+from pybox.images import progress as P
+from pybox.images.auth import Credentials, decode_registry_auth
 
 
-class _Decoded:
-    """The request with its JSON body already decoded and typed: what
-    pybox.engine.pull reads through ``req.json()``."""
+class ProgressStream:
+    """docker's JSON lines on a chunked 200 reply, started by the first line
+    (so an error before it can still be an HTTP status).  Thread-safe: layers
+    report from their own threads."""
 
-    def __init__(self, req: Any, body: dict) -> None:
-        self._req, self._body = req, body
+    def __init__(self, resp: Response) -> None:
+        self.resp = resp
+        self.lock = threading.Lock()
+        self._write: Callable[[bytes], None] | None = None
+        self._end: Callable[[], None] | None = None
 
-    def json(self, default: Any = None) -> Any:
-        return self._body
+    @property
+    def started(self) -> bool:
+        return self._write is not None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._req, name)
+    def __call__(self, message: P.ProgressMessage) -> None:
+        data = fastjson.dumps(message).encode() + b"\n"
+        with self.lock:
+            if self._write is None:
+                self._write, self._end = self.resp.stream(200, "application/json")
+            self._write(data)
+
+    def finish(self, error: PyboxError | None = None) -> None:
+        """End the stream; with ``error`` as its last line, or, when nothing
+        was sent yet, as an HTTP error reply."""
+        if error is not None and not self.started:
+            self.resp.error(refused_status(error), str(error))
+            return
+        if error is not None:
+            self(P.error(str(error)))
+        with self.lock:
+            if self._end is None:
+                self._write, self._end = self.resp.stream(200, "application/json")
+            self._end()
 
 
-def register(router, engine) -> None:
+def refused_status(error: PyboxError) -> int:
+    """dockerd's status for a pull or push that fails before its first progress
+    line: the client's mistake (400), something the registry or the store does
+    not have, a pull refused (404), a refused login (401); anything else went
+    wrong on the way (500, whatever the error's own status)."""
+    if isinstance(error, (BadRequest, NotFound, AuthenticationError)):
+        return error.http_status
+    return 500
+
+
+def _header_credentials(req: Request) -> Credentials:
+    return decode_registry_auth(req.headers.get("x-registry-auth", ""))
+
+
+def pull(engine: Engine, req: Request, resp: Response) -> None:
+    """``POST /images/create?fromImage=NAME&tag=TAG&platform=P``."""
+    stream = ProgressStream(resp)
+    try:
+        engine.distribution.pull(req.arg("fromImage") or "", req.arg("tag") or "",
+                                 platform=req.arg("platform") or None,
+                                 credentials=_header_credentials(req), progress=stream)
+    except PyboxError as e:
+        stream.finish(e)
+        return
+    stream.finish()
+
+
+def register(router: Router, engine: Engine) -> None:
     @router.route("POST", "/images/{name*}/push")
-    def push(req, resp, name) -> None:
+    def push(req: Request, resp: Response, name: str) -> None:
+        """``POST /images/NAME/push?tag=TAG``; no tag: every tag of NAME."""
+        body = None
         if not req.headers.get("x-registry-auth"):
             # the old form: credentials in the body (an AuthConfig)
-            req = _Decoded(req, schema.read_json(req, schema.AUTH_CONFIG))
-        registry.push(engine, req, resp, name)
+            body = schema.read_json(req, schema.AUTH_CONFIG)
+        stream = ProgressStream(resp)
+        try:
+            credentials = _header_credentials(req)
+            if isinstance(body, dict):
+                credentials = Credentials(username=body.get("username") or "",
+                                          password=body.get("password") or "")
+            engine.distribution.push(name, req.arg("tag") or "", credentials=credentials,
+                                     progress=stream)
+        except PyboxError as e:
+            stream.finish(e)
+            return
+        stream.finish()
 
     @router.route("POST", "/auth")
-    def auth(req, resp) -> None:
-        registry.login(engine, _Decoded(req, schema.read_json(req, schema.AUTH_CONFIG)), resp)
+    def auth(req: Request, resp: Response) -> None:
+        """``POST /auth`` with docker's AuthConfig body."""
+        body = schema.read_json(req, schema.AUTH_CONFIG) or {}
+        credentials = Credentials(username=body.get("username") or "",
+                                  password=body.get("password") or "",
+                                  identity_token=body.get("identitytoken") or "",
+                                  registry_token=body.get("registrytoken") or "")
+        resp.json(engine.distribution.login(body.get("serveraddress") or "", credentials))

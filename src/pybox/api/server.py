@@ -73,6 +73,7 @@ from typing import Any
 import h11
 
 from pybox import errors
+from pybox.errors import RequestTooLarge, Unavailable
 from pybox.formats import fastjson
 
 API_VERSION = "1.44"
@@ -123,45 +124,14 @@ _PARKED = "parked"  # with the poller, its response waiting on the engine
 _CLOSED = "closed"
 
 
-class RequestTooLarge(errors.BadRequest):
-    """A body over the limit of what is read into memory (413)."""
-
-
-class Unavailable(errors.PyboxError):
-    """No thread can be had for a request that would wait on its client (503)."""
-
-
 class ClientGone(ConnectionError):
     """The client closed its connection, or stopped sending mid-request: the
     connection is dropped without a reply (nobody would read it)."""
 
 
-STATUS_FOR = [
-    (errors.NotFound, 404),
-    (errors.ImageNotFound, 404),
-    (errors.ImageInUse, 409),
-    (errors.InvalidReference, 400),
-    (errors.ImageError, 400),
-    (errors.Conflict, 409),
-    (errors.NotModified, 304),
-    (RequestTooLarge, 413),
-    (Unavailable, 503),
-    (errors.BadRequest, 400),
-    (errors.ConfigError, 400),
-    (errors.UsageError, 400),
-]
-
-
-def status_for(exc):
-    for cls, status in STATUS_FOR:
-        if isinstance(exc, cls):
-            return status
-    name = exc.__class__.__name__
-    if name in ("StartError", "SpecError"):
-        return 400
-    if name.endswith("NotFound") or name.startswith("NoSuch"):
-        return 404
-    return 500
+def status_for(exc: errors.PyboxError) -> int:
+    """The HTTP status of a pybox error: its class says (``http_status``)."""
+    return exc.http_status
 
 
 def parse_bool(value) -> bool:

@@ -24,11 +24,26 @@ pyboxd does not keep the root locked), and F_GETLK names the holder.
 """
 
 import argparse
+import ctypes
 import errno
+import faulthandler
+import fcntl
+import grp
 import os
 import signal
 import struct
 import sys
+from types import FrameType
+
+import pybox.crashpoints  # noqa: F401 - reads PYBOX_CRASH_AT (tests) once
+from pybox import __version__
+from pybox.api import build_router
+from pybox.api.server import SERVER, Server, answers
+from pybox.engine.engine import Engine
+from pybox.engine.images import ImageService
+from pybox.engine.remap import check_reachable, parse_option
+from pybox.errors import PyboxError
+from pybox.images.registry_config import RegistryOptions
 
 DEFAULT_DATA_ROOT = "/var/lib/pybox"
 DEFAULT_EXEC_ROOT = "/run/pybox"
@@ -66,8 +81,6 @@ def holder(path: str) -> int | None:
 
 
 def _holder_fd(fd: int) -> int | None:
-    import fcntl
-
     query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
     l_type, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query))
     return None if l_type == fcntl.F_UNLCK else max(pid, 0)
@@ -84,8 +97,6 @@ class Locks:
         """Lock ``path`` (created 0644 if missing) and write our pid in it, or
         raise Locked.  Retried if the file is replaced meanwhile (a pidfile the
         daemon that held it removed on its way out)."""
-        import fcntl
-
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
             st = os.fstat(fd)
@@ -154,8 +165,8 @@ class LockError(Exception):
     """pyboxd cannot take one of its locks: the message is the one line shown."""
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="pyboxd", description=__doc__.split("\n")[0])
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="pyboxd", description=(__doc__ or "").split("\n")[0])
     p.add_argument("-H", "--host", action="append", default=[],
                    help="unix://PATH to listen on (repeatable)")
     p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
@@ -167,16 +178,21 @@ def parse_args(argv):
                    help="run containers in a user namespace mapped to USER's "
                         "/etc/subuid and /etc/subgid ranges ('default': dockremap)")
     p.add_argument("--debug", action="store_true")
-    from pybox.engine import pull as registry_setup  # registry flags (and Engine.pull)
-
-    registry_setup.add_arguments(p)
+    # the registries' (dockerd's names); they add to daemon.json's lists
+    p.add_argument("--config-file", default="/etc/pybox/daemon.json",
+                   help="daemon configuration file (docker's daemon.json keys: "
+                        "insecure-registries, registry-mirrors, max-concurrent-*)")
+    p.add_argument("--insecure-registry", action="append", default=[],
+                   metavar="HOST[:PORT]|CIDR", help="registry reached over plain HTTP "
+                   "or unchecked TLS (repeatable)")
+    p.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
+                   help="mirror tried before Docker Hub (repeatable)")
     p.add_argument("--no-proc-view", dest="proc_view", action="store_false",
                    help="no /proc view (lxcfs-like /proc/meminfo, cpuinfo...) for containers")
     return p.parse_args(argv)
 
 
-def main(argv=None):
-    import pybox.crashpoints  # noqa: F401 - reads PYBOX_CRASH_AT (tests) once, first
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     hosts = args.host or ["unix://" + DEFAULT_SOCKET]
     paths = []
@@ -215,8 +231,6 @@ def pin_mmap_threshold() -> None:
     (glibc's own knob) or the libc has no mallopt."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
-    import ctypes
-
     try:
         ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
@@ -226,21 +240,11 @@ def pin_mmap_threshold() -> None:
 def serve(args: argparse.Namespace, paths: list[str]) -> int:
     """Everything after the locks: the engine, its recovery, the API."""
     pin_mmap_threshold()
-    from pybox.api.server import answers
-
     for path in paths:  # a socket another daemon (on other roots) serves
         if answers(path):
             sys.stderr.write(f"pyboxd: {path}: another process is listening on this socket "
                              "(is another pyboxd running with other roots?)\n")
             return 1
-
-    from pybox import __version__
-    from pybox.api import build_router
-    from pybox.api.server import SERVER, Server
-    from pybox.engine.engine import Engine
-    from pybox.engine.images import ImageService
-    from pybox.engine.remap import check_reachable, parse_option
-    from pybox.errors import PyboxError
 
     try:
         remap = parse_option(args.userns_remap)
@@ -250,15 +254,15 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
         return 1
     images = ImageService(args.data_root)
     engine = Engine(args.data_root, args.exec_root, images=images, userns_remap=remap)
-    try:
-        from pybox.engine import pull as registry_setup
-
-        registry_setup.configure(engine, args)  # insecure registries, mirrors
+    try:  # insecure registries, mirrors (RegistryError: the file is unreadable or wrong)
+        engine.distribution.configure(RegistryOptions.from_daemon_config(
+            args.config_file, insecure_registries=args.insecure_registry,
+            mirrors=args.registry_mirror))
     except PyboxError as e:
         sys.stderr.write(f"pyboxd: {e}\n")
         return 1
 
-    def container_running(cid):
+    def container_running(cid: str) -> bool:
         c = engine.store.by_id.get(cid)
         return bool(c and c.state.get("Running"))
 
@@ -271,11 +275,9 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
     server = Server(build_router(engine), SERVER.format(version=__version__))
     gid = None
     if args.group:
-        import grp
-
         gid = grp.getgrnam(args.group).gr_gid
 
-    def stop(signum, frame) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         engine.stopping = True
         server.shutdown()
 
@@ -289,8 +291,6 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         # as dockerd's SIGUSR1: every thread's stack into the log, for a daemon that hangs
-        import faulthandler
-
         faulthandler.register(signal.SIGUSR1, all_threads=True)
         sys.stderr.write(f"pyboxd {__version__}: serving {', '.join(paths)}\n")
         sys.stderr.flush()

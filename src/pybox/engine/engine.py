@@ -21,10 +21,11 @@ from collections.abc import Callable
 
 from pybox.crashpoints import crashpoint
 from pybox.engine import spec as specmod
+from pybox.engine.distribution import Distribution
 from pybox.engine.events import EventBus
 from pybox.engine.recovery import remove_container_cgroups
 from pybox.engine.store import Container, ContainerStore, new_id, validate_name
-from pybox.errors import BadRequest, Conflict, InvalidState, NotFound, NotModified, PyboxError
+from pybox.errors import BadRequest, Conflict, InvalidState, NotFound, NotModified, PyboxError, StartError
 from pybox.formats import fastjson
 from pybox.formats.sizes import ram_in_bytes
 from pybox.formats.times import rfc3339_nano_fixed
@@ -35,11 +36,6 @@ from pybox.oci.state import write_atomic
 ZERO_TIME = "0001-01-01T00:00:00Z"
 DEFAULT_STOP_TIMEOUT = 10
 SIGNALS = None
-
-
-class StartError(PyboxError):
-    """The runtime refused to start the container (400, message decides the CLI's
-    exit code: 127 not found, 126 permission, else 125)."""
 
 
 def parse_size(text):
@@ -103,6 +99,7 @@ class Engine:
         self.store = ContainerStore(os.path.join(data_root, "containers"))
         self.images = images
         self.events = EventBus()
+        self.distribution = Distribution(images, self.events)  # pull, push, login
         from pybox.engine.networking import EngineNetworking
 
         self.network = EngineNetworking(self)  # networking hooks: engine/networking.py

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from pybox.engine.networking import host_port_range, parse_port_key
-from pybox.errors import BadRequest, PyboxError
+from pybox.errors import BadRequest, SpecError
 from pybox.formats.sizes import ram_in_bytes
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -34,9 +34,6 @@ ULIMITS = {
     "sigpending": "RLIMIT_SIGPENDING", "stack": "RLIMIT_STACK", "as": "RLIMIT_AS",
 }
 
-
-class SpecError(PyboxError):
-    """A container configuration that cannot be turned into a runtime spec."""
 
 # every container's cgroup sits below this one, in each hierarchy (docker's /docker)
 CGROUP_PARENT = "/pybox"

@@ -14,7 +14,7 @@ import base64
 import json
 import re
 
-from pybox.errors import AuthenticationError, BadRequest
+from pybox.errors import InvalidAuthHeader
 from pybox.formats.registryauth import ANONYMOUS, Credentials
 
 # -- WWW-Authenticate ---------------------------------------------------------------
@@ -57,14 +57,6 @@ def parse_challenges(header):
 
 
 # -- the API's X-Registry-Auth ----------------------------------------------------------
-
-class InvalidAuthHeader(AuthenticationError, BadRequest):
-    """An X-Registry-Auth header that does not decode (moby's
-    errInvalidParameter: a 400, not the registry's 401)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"invalid X-Registry-Auth header: {reason}", status=400)
-
 
 AUTH_CONFIG_FIELDS = ("username", "password", "auth", "email", "serveraddress",
                       "identitytoken", "registrytoken")

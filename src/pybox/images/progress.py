@@ -14,10 +14,13 @@ Byte counts are throttled as dockerd's progress reader does (every 512 KiB
 and at most ten a second per layer, plus the last), so a fast local pull does not
 send thousands of lines.  ``report`` may be called from several threads; the
 caller's sink must be thread-safe (``Collector`` and the API's writer are).
+The messages are typed (``ProgressMessage``): docker's keys, each optional.
 """
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 from pybox.formats.sizes import human_size
 
@@ -25,26 +28,53 @@ UPDATE_BYTES = 512 * 1024
 UPDATE_SECONDS = 0.1
 
 
-def short_id(digest):
+class ProgressDetail(TypedDict, total=False):
+    current: int
+    total: int
+
+
+class ErrorDetail(TypedDict):
+    message: str
+
+
+class ProgressMessage(TypedDict, total=False):
+    """One of docker's JSON progress messages (jsonmessage.JSONMessage)."""
+
+    status: str
+    id: str
+    progressDetail: ProgressDetail
+    progress: str
+    aux: dict[str, Any]
+    errorDetail: ErrorDetail
+    error: str
+
+
+Report = Callable[[ProgressMessage], None]
+"""What a pull or push reports its progress to (may be called from several threads)."""
+
+
+def short_id(digest: str) -> str:
     """The 12 hex digits docker shows for a layer (of its blob digest on pull,
     its diff-id on push)."""
     return digest.partition(":")[2][:12] if ":" in digest else digest[:12]
 
 
-def status(text, layer_id=None, **extra):
-    message = {"status": text}
+def status(text: str, layer_id: str | None = None) -> ProgressMessage:
+    """A status line; of one layer (with docker's empty progressDetail) when
+    ``layer_id`` is given."""
+    message: ProgressMessage = {"status": text}
     if layer_id is not None:
         message["progressDetail"] = {}
         message["id"] = layer_id
-    message.update(extra)
     return message
 
 
-def error(text):
+def error(text: str) -> ProgressMessage:
+    """A stream's last line when the operation failed after it had begun."""
     return {"errorDetail": {"message": text}, "error": text}
 
 
-def bar(current, total, started=None):
+def bar(current: int, total: int, started: float | None = None) -> str:
     """JSONProgress.String() as dockerd renders it for a wide terminal."""
     if total <= 0:
         return f"{human_size(current):>8}"
@@ -61,7 +91,7 @@ def bar(current, total, started=None):
     return box + numbers + left
 
 
-def _go_duration(seconds) -> str:
+def _go_duration(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -75,7 +105,7 @@ class ByteProgress:
     """Counts bytes of one layer and reports ``action`` (Downloading, Pushing,
     Extracting) with docker's throttling."""
 
-    def __init__(self, report, action, layer_id, total) -> None:
+    def __init__(self, report: Report, action: str, layer_id: str, total: int | None) -> None:
         self.report = report
         self.action = action
         self.layer_id = layer_id
@@ -85,7 +115,7 @@ class ByteProgress:
         self._last_bytes = 0
         self._last_time = 0.0
 
-    def add(self, count) -> None:
+    def add(self, count: int) -> None:
         self.current += count
         now = time.monotonic()
         if (self.current - self._last_bytes >= UPDATE_BYTES
@@ -93,10 +123,10 @@ class ByteProgress:
                 (self.total and self.current >= self.total):
             self.emit(now)
 
-    def reset(self, current: int=0) -> None:
+    def reset(self, current: int = 0) -> None:
         self.current = current
 
-    def emit(self, now=None) -> None:
+    def emit(self, now: float | None = None) -> None:
         self._last_bytes = self.current
         self._last_time = now or time.monotonic()
         self.report({"status": self.action,
@@ -109,21 +139,21 @@ class Collector:
     """A thread-safe sink that keeps every message (tests, the library's callers
     that want the lines afterwards)."""
 
-    def __init__(self, echo=None) -> None:
-        self.messages = []
+    def __init__(self, echo: Report | None = None) -> None:
+        self.messages: list[ProgressMessage] = []
         self.lock = threading.Lock()
         self.echo = echo
 
-    def __call__(self, message) -> None:
+    def __call__(self, message: ProgressMessage) -> None:
         with self.lock:
             self.messages.append(message)
         if self.echo:
             self.echo(message)
 
-    def statuses(self, layer_id=None):
+    def statuses(self, layer_id: str | None = None) -> list[str | None]:
         return [m.get("status") for m in self.messages
                 if layer_id is None or m.get("id") == layer_id]
 
 
-def discard(message) -> None:
+def discard(message: ProgressMessage) -> None:
     """The sink of a caller that wants no progress."""

@@ -32,6 +32,7 @@ from pybox.errors import (
     DigestMismatch,
     ImageError,
     ImageNotFound,
+    PullAccessDenied,
     RegistryError,
     RegistryNotFound,
 )
@@ -199,7 +200,7 @@ def _translate(ref, call):
     try:
         return call()
     except AuthenticationError as e:
-        raise AuthenticationError(
+        raise PullAccessDenied(
             f"pull access denied for {ref.familiar_name}, repository does not exist or may "
             f"require 'docker login': {e}", status=e.status, code=e.code) from None
     except RegistryNotFound as e:
@@ -213,7 +214,7 @@ def _translate(ref, call):
                                code=e.code) from None
     except RegistryError as e:
         if e.code == "DENIED":
-            raise AuthenticationError(
+            raise PullAccessDenied(
                 f"pull access denied for {ref.familiar_name}, repository does not exist or may "
                 f"require 'docker login': {e}", status=e.status, code=e.code) from None
         raise

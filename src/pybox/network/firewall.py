@@ -58,7 +58,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pybox.errors import PyboxError
+from pybox.errors import FirewallError
 from pybox.network.ports import PortMapping
 
 SKELETON = """\
@@ -99,10 +99,6 @@ table inet {table} {{
   }}
 }}
 """
-
-
-class FirewallError(PyboxError):
-    """nftables refused a change."""
 
 
 def _match(left, right, op: str="=="):

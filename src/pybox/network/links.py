@@ -34,7 +34,7 @@ import queue
 import socket
 import threading
 
-from pybox.errors import PyboxError
+from pybox.errors import LinkError
 
 ENODEV = 19
 EEXIST = 17
@@ -67,10 +67,6 @@ def read_sysctl(path: str) -> str | None:
 
 def route_localnet_path(name: str) -> str:
     return f"/proc/sys/net/ipv4/conf/{name}/route_localnet"
-
-
-class LinkError(PyboxError):
-    """A link, address or route could not be made or removed."""
 
 
 def _nl_errno(exc):

@@ -26,7 +26,7 @@ import secrets
 import threading
 
 from pybox.crashpoints import crashpoint
-from pybox.errors import BadRequest, Conflict, NotFound, PyboxError
+from pybox.errors import BadRequest, Conflict, NetworkError, NotFound, PyboxError
 from pybox.formats import fastjson
 from pybox.network import Names, etc, ifname_problem, ipam, is_reserved_name
 from pybox.network import netns as netnsmod
@@ -41,13 +41,6 @@ DEFAULT_NETWORK = "bridge"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 MTU_OPTION = "com.docker.network.driver.mtu"
 MIN_MTU, MAX_MTU = 68, 65535  # what the kernel takes for a bridge and a veth
-
-
-class NetworkError(Conflict):
-    """Networking could not be set up for a container: the start fails, with
-    a message saying why, and leaves nothing behind (409: the host's state,
-    not pyboxd, is what stands in the way -- a bridge replaced by another
-    kind of link, a kernel refusing a veth)."""
 
 
 def _now():

@@ -23,15 +23,11 @@ import os
 import socket
 import threading
 
-from pybox.errors import PyboxError
+from pybox.errors import NetnsError
 from pybox.linux import constants as C
 
 NETLINK_ROUTE = 0
 NETLINK_NETFILTER = 12
-
-
-class NetnsError(PyboxError):
-    """A network namespace could not be created, entered or removed."""
 
 
 _syscalls = None

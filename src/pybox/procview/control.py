@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from pybox.errors import PyboxError
+from pybox.errors import ProcViewError, PyboxError
 
 READY_TIMEOUT = 20.0
 SUPERVISOR_LOCK = "supervisor.lock"
@@ -40,10 +40,6 @@ def supervised(directory) -> bool:
     finally:
         os.close(fd)
     return False
-
-
-class ProcViewError(PyboxError):
-    """The /proc view server cannot run here or did not come up."""
 
 
 def unavailable_reason():

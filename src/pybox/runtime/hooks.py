@@ -15,16 +15,12 @@ when a hook actually runs: most containers have none.
 
 from __future__ import annotations
 
-from pybox.errors import PyboxError
+from pybox.errors import HookError
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
-
-
-class HookError(PyboxError):
-    pass
 
 
 def run_hooks(hooks: Sequence[dict[str, Any]] | None, state: Mapping[str, Any], phase: str, *,

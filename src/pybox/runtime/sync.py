@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from pybox.errors import PyboxError
+from pybox.errors import ChannelClosed, PyboxError
 from pybox.formats import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from pybox.runtime.records import Message
-
-
-class ChannelClosed(PyboxError):
-    pass
 
 
 class Channel:

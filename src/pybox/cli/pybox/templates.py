@@ -17,7 +17,7 @@ one-argument methods like ``.Label "x"``) are looked up like struct fields.
 from __future__ import annotations
 
 from pybox.cli.pybox.units import go_float
-from pybox.errors import ClientError
+from pybox.errors import TemplateError
 from pybox.formats import fastjson
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
     Token = tuple[Any, ...]
 
 
-
-class TemplateError(ClientError):
-    def __init__(self, message: str) -> None:
-        super().__init__(f"template: {message}", exit_status=1)
 
 class _Missing:
     def __repr__(self) -> str:
