@@ -21,24 +21,38 @@ Forwarding runs on a small thread pool so a slow upstream never holds up the
 answers for local names.
 """
 
+from __future__ import annotations
+
 import ipaddress
 import selectors
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+Reply = Callable[[bytes], None]
+# (network key, name, client address) -> the addresses to answer
+Lookup = Callable[[str, str, str], list[str]]
+# (network key, address, client address) -> the name, or None
+Reverse = Callable[[str, str, str], str | None]
+# (network key, client address) -> the servers to forward to
+Upstreams = Callable[[str, str], list[str]]
 
 TTL = 600
 UPSTREAM_TIMEOUT = 3.0
 
 
+@dataclass(slots=True)
 class Listener:
-    def __init__(self, key, address, subnet, udp, tcp) -> None:
-        self.key = key
-        self.address = address
-        self.subnet = ipaddress.ip_network(subnet)
-        self.udp = udp
-        self.tcp = tcp
+    """The sockets serving one network (``key``) on its gateway address."""
+
+    key: str
+    address: str
+    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
+    udp: socket.socket
+    tcp: socket.socket
 
 
 class DNSServer:
@@ -46,22 +60,23 @@ class DNSServer:
     client of network ``key``; ``reverse(key, ip, client_ip) -> name | None``;
     ``upstreams(key, client_ip) -> [ip]``."""
 
-    def __init__(self, lookup, reverse, upstreams, port: int=53) -> None:
+    def __init__(self, lookup: Lookup, reverse: Reverse, upstreams: Upstreams,
+                 port: int = 53) -> None:
         self.lookup = lookup
         self.reverse = reverse
         self.upstreams = upstreams
         self.port = port
-        self.listeners = {}
+        self.listeners: dict[str, Listener] = {}
         self._sel = selectors.DefaultSelector()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pybox-dns")
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._stopped = False
 
     # -- listeners ------------------------------------------------------------------
-    def add(self, key, address, subnet):
+    def add(self, key: str, address: str, subnet: str) -> None:
         """Serve network ``key`` on ``address``:53 (UDP and TCP)."""
         with self._lock:
             if key in self.listeners:
@@ -79,7 +94,7 @@ class DNSServer:
                 udp.close()
                 tcp.close()
                 raise
-            lst = Listener(key, address, subnet, udp, tcp)
+            lst = Listener(key, address, ipaddress.ip_network(subnet), udp, tcp)
             self.listeners[key] = lst
             self._sel.register(udp, selectors.EVENT_READ, ("udp", lst))
             self._sel.register(tcp, selectors.EVENT_READ, ("tcp", lst))
@@ -89,7 +104,7 @@ class DNSServer:
                 self._thread.start()
         self._wake()
 
-    def remove(self, key) -> None:
+    def remove(self, key: str) -> None:
         with self._lock:
             lst = self.listeners.pop(key, None)
             if lst is None:
@@ -132,8 +147,7 @@ class DNSServer:
                     if kind == "udp":
                         data, peer = lst.udp.recvfrom(4096)
                         if self._allowed(lst, peer[0]):
-                            self._handle(lst, data, peer, lambda r, p=peer, s=lst.udp:
-                                         s.sendto(r, p))
+                            self._handle(lst, data, peer, _udp_reply(lst.udp, peer))
                     else:
                         conn, peer = lst.tcp.accept()
                         if self._allowed(lst, peer[0]):
@@ -144,13 +158,13 @@ class DNSServer:
                     continue
 
     @staticmethod
-    def _allowed(lst, ip) -> bool:
+    def _allowed(lst: Listener, ip: str) -> bool:
         try:
             return ipaddress.ip_address(ip) in lst.subnet
         except ValueError:
             return False
 
-    def _tcp_client(self, lst, conn, peer) -> None:
+    def _tcp_client(self, lst: Listener, conn: socket.socket, peer: tuple[str, int]) -> None:
         conn.settimeout(10)
         try:
             while True:
@@ -161,9 +175,10 @@ class DNSServer:
                 if not data:
                     return
                 done = threading.Event()
-                box = {}
+                box: dict[str, bytes] = {}
 
-                def reply(r) -> None:
+                def reply(r: bytes, box: dict[str, bytes] = box,
+                          done: threading.Event = done) -> None:
                     box["r"] = r
                     done.set()
                 self._handle(lst, data, peer, reply, tcp=True)
@@ -177,14 +192,16 @@ class DNSServer:
             conn.close()
 
     # -- answering ------------------------------------------------------------------------
-    def _handle(self, lst, data, peer, reply, tcp: bool=False):
-        import dns.exception
-        import dns.flags
-        import dns.message
-        import dns.rcode
-        import dns.rdataclass
-        import dns.rdatatype
-        import dns.rrset
+    def _handle(self, lst: Listener, data: bytes, peer: tuple[str, int], reply: Reply,
+                tcp: bool = False) -> None:
+        # dnspython takes ~50 ms to import (dns.message, measured with -X importtime),
+        # ~5% of pyboxd's start: loaded on the first query, not at every start
+        import dns.exception  # noqa: PLC0415 -- dnspython: on the first query (above)
+        import dns.flags  # noqa: PLC0415 -- dnspython: on the first query
+        import dns.message  # noqa: PLC0415 -- dnspython: on the first query
+        import dns.rdataclass  # noqa: PLC0415 -- dnspython: on the first query
+        import dns.rdatatype  # noqa: PLC0415 -- dnspython: on the first query
+        import dns.rrset  # noqa: PLC0415 -- dnspython: on the first query
 
         try:
             query = dns.message.from_wire(data)
@@ -215,11 +232,12 @@ class DNSServer:
         answer.flags |= dns.flags.RA
         reply(answer.to_wire())
 
-    def _forward(self, lst, data, peer, reply, tcp) -> None:
+    def _forward(self, lst: Listener, data: bytes, peer: tuple[str, int], reply: Reply,
+                 tcp: bool) -> None:
         servers = self.upstreams(lst.key, peer[0])
         self._pool.submit(self._forward_now, data, servers, reply, tcp)
 
-    def _forward_now(self, data, servers, reply, tcp) -> None:
+    def _forward_now(self, data: bytes, servers: list[str], reply: Reply, tcp: bool) -> None:
         for server in servers:
             try:
                 if tcp:
@@ -245,7 +263,14 @@ class DNSServer:
             reply(servfail)
 
 
-def _recv_exact(sock, n):
+def _udp_reply(sock: socket.socket, peer: tuple[str, int]) -> Reply:
+    """The reply callback for a UDP query from ``peer``."""
+    def send(r: bytes) -> None:
+        sock.sendto(r, peer)
+    return send
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
     buf = b""
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
@@ -255,7 +280,7 @@ def _recv_exact(sock, n):
     return buf
 
 
-def _ptr_to_ip(name):
+def _ptr_to_ip(name: str) -> str | None:
     suffix = ".in-addr.arpa"
     if not name.endswith(suffix):
         return None
@@ -265,9 +290,9 @@ def _ptr_to_ip(name):
     return ".".join(reversed(parts))
 
 
-def _servfail(data):
-    import dns.message
-    import dns.rcode
+def _servfail(data: bytes) -> bytes | None:
+    import dns.message  # noqa: PLC0415 -- dnspython: on the first query (DNSServer._handle)
+    import dns.rcode  # noqa: PLC0415 -- dnspython: on the first query
 
     try:
         query = dns.message.from_wire(data)
