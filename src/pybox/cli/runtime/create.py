@@ -9,7 +9,8 @@ from pybox.runtime import container
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:
-    from pybox.cli.runtime import CommandOptions, Context
+    from pybox.cli.runtime import Context
+    from pybox.cli.runtime.options import CommandOptions
     from pybox.runtime.records import CreateOptions
 
 

@@ -18,7 +18,8 @@ TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as Tr
 if TYPE_CHECKING:
     from typing import Any
 
-    from pybox.cli.runtime import CommandOptions, Context
+    from pybox.cli.runtime import Context
+    from pybox.cli.runtime.options import CommandOptions
 
 
 def parse_duration(text: str) -> float:

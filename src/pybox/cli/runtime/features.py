@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:
-    from pybox.cli.runtime import CommandOptions, Context
+    from pybox.cli.runtime import Context
+    from pybox.cli.runtime.options import CommandOptions
 
 
 def document() -> dict[str, Any]:

@@ -10,7 +10,8 @@ from pybox.oci.defaults import default_spec
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:
-    from pybox.cli.runtime import CommandOptions, Context
+    from pybox.cli.runtime import Context
+    from pybox.cli.runtime.options import CommandOptions
 
 
 def run(ctx: Context, opts: CommandOptions, args: list[str]) -> int:

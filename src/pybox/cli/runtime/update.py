@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
 
-    from pybox.cli.runtime import CommandOptions, Context
+    from pybox.cli.runtime import Context
+    from pybox.cli.runtime.options import CommandOptions
 
 
 def parse_bytes(flag: str, text: str) -> int:
