@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from pybox.errors import FirewallError
 from pybox.network.ports import PortMapping
@@ -101,48 +101,60 @@ table inet {table} {{
 """
 
 
-def _match(left, right, op: str="=="):
+Expr = dict[str, Any]  # one nftables JSON expression or statement
+
+
+class Present(TypedDict):
+    """What the table holds: chain names, and (set or map, key) elements."""
+
+    chains: set[str]
+    elements: set[tuple[str, str]]
+
+
+def _match(left: object, right: object, op: str = "==") -> Expr:
     return {"match": {"op": op, "left": left, "right": right}}
 
 
-def _meta(key):
+def _meta(key: str) -> Expr:
     return {"meta": {"key": key}}
 
 
-def _prefix(cidr):
+def _prefix(cidr: str) -> Expr:
     addr, _, length = cidr.partition("/")
     return {"prefix": {"addr": addr, "len": int(length)}}
 
 
 class Firewall:
-    def __init__(self, table: str="pybox") -> None:
+    def __init__(self, table: str = "pybox") -> None:
         self.table = table
-        self._nft = None
+        self._nft: Any = None  # nftables.Nftables (Debian's binding, untyped)
         self._lock = threading.Lock()
 
     # -- libnftables ----------------------------------------------------------------
     @property
-    def nft(self):
+    def nft(self) -> Any:
         if self._nft is None:
-            import nftables
+            # libnftables through ctypes, slow to load: pyboxd warms it on a
+            # thread (NetworkManager.warm)
+            import nftables  # noqa: PLC0415
 
             nft = nftables.Nftables()
             nft.set_json_output(True)
             self._nft = nft
         return self._nft
 
-    def _json(self, commands, what):
+    def _json(self, commands: list[dict[str, Any]], what: str) -> Any:
         with self._lock:
             rc, out, err = self.nft.json_cmd({"nftables": commands})
         if rc != 0:
             raise FirewallError(f"nftables: {what}: {err.strip()}")
         return out
 
-    def _obj(self, **fields):
+    def _obj(self, **fields: Any) -> dict[str, Any]:
         return dict(family="inet", table=self.table, **fields)
 
     # -- the table ------------------------------------------------------------------
-    def exists(self):
+    def exists(self) -> bool:
         with self._lock:
             rc, out, err = self.nft.json_cmd(
                 {"nftables": [{"list": {"table": {"family": "inet", "name": self.table}}}]})
@@ -166,7 +178,7 @@ class Firewall:
             self._json([{"delete": {"table": {"family": "inet", "name": self.table}}}],
                        f"delete table inet {self.table}")
 
-    def list_table(self):
+    def list_table(self) -> list[dict[str, Any]]:
         """The table as nft's JSON objects (tests, inspect, leftovers)."""
         with self._lock:
             rc, out, err = self.nft.json_cmd(
@@ -176,12 +188,12 @@ class Firewall:
         return out.get("nftables", [])  # json_cmd parses nft's JSON output
 
     # -- networks -------------------------------------------------------------------
-    def add_network(self, bridge, subnet, internal: bool=False) -> None:
+    def add_network(self, bridge: str, subnet: str, internal: bool = False) -> None:
         """The chains and map elements for bridge ``bridge`` (idempotent:
         existing chains are flushed and refilled, in one transaction)."""
         b = bridge
-        chains = {f"fwd-from-{b}": [], f"fwd-to-{b}": [], f"nat-to-{b}": [],
-                  f"nat-from-{b}": []}
+        chains: dict[str, list[list[Expr]]] = {f"fwd-from-{b}": [], f"fwd-to-{b}": [],
+                                               f"nat-to-{b}": [], f"nat-from-{b}": []}
         oif = _meta("oifname")
         saddr = {"payload": {"protocol": "ip", "field": "saddr"}}
         chains[f"fwd-from-{b}"] = [
@@ -205,7 +217,7 @@ class Firewall:
                 [_match(oif, b), {"return": None}],
                 [_match(saddr, _prefix(subnet)), {"masquerade": None}],
             ]
-        cmds = []
+        cmds: list[dict[str, Any]] = []
         for name, rules in chains.items():
             cmds.append({"add": {"chain": self._obj(name=name)}})
             cmds.append({"flush": {"chain": self._obj(name=name)}})
@@ -218,12 +230,12 @@ class Firewall:
                 name=m, elem=[[b, {"jump": {"target": chain}}]])}})
         self._json(cmds, f"rules for network bridge {b}")
 
-    def remove_network(self, bridge) -> None:
+    def remove_network(self, bridge: str) -> None:
         """Undo ``add_network``: map elements first (nothing jumps to the chains
         any more), then the chains.  Missing pieces are skipped."""
         b = bridge
         present = self._present_objects()
-        cmds = []
+        cmds: list[dict[str, Any]] = []
         for m in ("fwd_from", "fwd_to", "nat_to", "nat_from"):
             if (m, b) in present["elements"]:
                 cmds.append({"delete": {"element": self._obj(name=m, elem=[b])}})
@@ -236,8 +248,9 @@ class Firewall:
         if cmds:
             self._json(cmds, f"remove rules of bridge {b}")
 
-    def _present_objects(self):
-        chains, elements = set(), set()
+    def _present_objects(self) -> Present:
+        chains: set[str] = set()
+        elements: set[tuple[str, str]] = set()
         for obj in self.list_table():
             if "chain" in obj:
                 chains.add(obj["chain"]["name"])
@@ -249,7 +262,7 @@ class Firewall:
                             elements.add((obj[kind]["name"], key))
         return {"chains": chains, "elements": elements}
 
-    def networks(self):
+    def networks(self) -> list[str]:
         """Bridges that have rules in the table (for leftover cleanup)."""
         return sorted(k for m, k in self._present_objects()["elements"] if m == "bridges")
 

@@ -28,13 +28,22 @@ ifindex, or the expected kind): a user's bridge, or a host interface that took
 a name pybox once used, is never deleted (see manager.py).
 """
 
+from __future__ import annotations
+
 import ipaddress
 import os
 import queue
 import socket
 import threading
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
 from pybox.errors import LinkError
+
+T = TypeVar("T")
+# pyroute2's objects (an IPRoute, its netlink messages): untyped library
+IPRoute = Any
+NlMsg = Any
 
 ENODEV = 19
 EEXIST = 17
@@ -43,7 +52,7 @@ ESRCH = 3
 EADDRNOTAVAIL = 99
 
 
-def _sysctl(path, value) -> None:
+def _sysctl(path: str, value: str) -> None:
     try:
         with open(path, "w") as f:
             f.write(value)
@@ -69,11 +78,11 @@ def route_localnet_path(name: str) -> str:
     return f"/proc/sys/net/ipv4/conf/{name}/route_localnet"
 
 
-def _nl_errno(exc):
+def _nl_errno(exc: BaseException) -> int | None:
     return getattr(exc, "code", None)
 
 
-def _kind(link) -> str:
+def _kind(link: NlMsg) -> str:
     """IFLA_INFO_KIND of a link message: "bridge", "veth"...; "" for a device
     that has none (a NIC, lo)."""
     return link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or ""
@@ -88,7 +97,7 @@ def _ifindex(name: str) -> int | None:
         return None
 
 
-def _discard_unclaimed(ipr) -> None:
+def _discard_unclaimed(ipr: IPRoute) -> None:
     """Drop the messages pyroute2 queued for nobody on ``ipr`` (queue 0:
     replies to requests that were already answered -- the host socket joins
     no multicast group, so nothing else arrives there).  Unread, they are
@@ -111,9 +120,10 @@ class Links:
     """The netlink worker.  Public methods may be called from any thread."""
 
     def __init__(self) -> None:
-        self._queue = queue.Queue()
-        self._thread = None
-        self._host = None
+        self._queue: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any],
+                                       threading.Event] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._host: IPRoute | None = None
         self._lock = threading.Lock()
 
     # -- the worker -------------------------------------------------------------
@@ -138,12 +148,12 @@ class Links:
                 _discard_unclaimed(self._host)
             done.set()
 
-    def call(self, fn, *args):
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the worker thread and return its result."""
         if threading.current_thread() is self._thread:
             return fn(*args)
         self._ensure_worker()
-        box = {}
+        box: dict[str, Any] = {}
         done = threading.Event()
         self._queue.put((fn, args, box, done))
         done.wait()
@@ -162,42 +172,44 @@ class Links:
             self._thread.join(5)
 
     @property
-    def host(self):
+    def host(self) -> IPRoute:
         """The host namespace's IPRoute (worker thread only)."""
         if self._host is None:
-            from pyroute2 import IPRoute
+            # pyroute2 takes ~0.2 s to import: pyboxd warms it on a thread
+            # (NetworkManager.warm), the first container's start does not wait
+            from pyroute2 import IPRoute  # noqa: PLC0415
 
             self._host = IPRoute()
         return self._host
 
     # -- host side --------------------------------------------------------------
-    def host_networks(self, exclude=()):
+    def host_networks(self, exclude: Collection[str] = ()) -> list[ipaddress.IPv4Network]:
         """IPv4 networks the host already reaches (routes of the main table other
         than the default route, and its addresses' subnets), except those on the
         links named in ``exclude`` (pybox's own bridges)."""
-        def work():
-            names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in self.host.get_links()}
-            out = set()
+        def work() -> list[ipaddress.IPv4Network]:
+            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self.host.get_links()}
+            out: set[ipaddress.IPv4Network] = set()
             for r in self.host.get_routes(family=2, table=254):
                 if r["dst_len"] == 0:
                     continue
                 if names.get(r.get_attr("RTA_OIF")) in exclude:
                     continue
-                out.add(ipaddress.ip_network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}",
-                                             strict=False))
+                out.add(ipaddress.IPv4Network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}",
+                                              strict=False))
             for a in self.host.get_addr(family=2):
                 if names.get(a["index"]) in exclude or names.get(a["index"]) == "lo":
                     continue
-                out.add(ipaddress.ip_network(
+                out.add(ipaddress.IPv4Network(
                     f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False))
             return sorted(out)
         return self.call(work)
 
-    def default_mtu(self):
+    def default_mtu(self) -> int:
         """The MTU of the host's default route's link, at most 1500: a container
         must not send frames bigger than the host can forward (1400 on some
         clouds and VMs, where docker's fixed 1500 breaks large transfers)."""
-        def work():
+        def work() -> int:
             for r in self.host.get_routes(family=2, table=254):
                 if r["dst_len"] == 0 and r.get_attr("RTA_OIF"):
                     link = self.host.get_links(r.get_attr("RTA_OIF"))[0]
@@ -209,8 +221,8 @@ class Links:
         """Every host link's name -> its kind ("bridge", "veth"...; "" for a
         device without one: a NIC, lo): what a leftover sweep checks before
         deleting a link whose name only looks like one of pybox's."""
-        def work():
-            return {l.get_attr("IFLA_IFNAME"): _kind(l) for l in self.host.get_links()}
+        def work() -> dict[str, str]:
+            return {link.get_attr("IFLA_IFNAME"): _kind(link) for link in self.host.get_links()}
         return self.call(work)
 
     def _link_kind(self, name: str) -> tuple[int, str] | None:
@@ -236,7 +248,7 @@ class Links:
 
     def addresses(self, name: str) -> set[tuple[str, int]]:
         """The IPv4 (address, prefixlen) pairs of host link ``name``."""
-        def work():
+        def work() -> set[tuple[str, int]]:
             index = _ifindex(name)
             if index is None:
                 return set()
@@ -255,7 +267,7 @@ class Links:
         make, only what docker changes on a user's bridge is changed: the
         gateway address added if missing, the link set up.  Nothing else of
         it (MTU, sysctls, other addresses) is touched here."""
-        def work():
+        def work() -> tuple[int, bool, bool]:
             ipr = self.host
             created = False
             index = None
@@ -296,7 +308,7 @@ class Links:
 
     def remove_address(self, name: str, address: str, prefixlen: int) -> None:
         """Remove ``address/prefixlen`` from host link ``name``; absent is fine."""
-        def work():
+        def work() -> None:
             index = _ifindex(name)
             if index is None:
                 return
@@ -335,8 +347,9 @@ class Links:
         return self.call(work)
 
     # -- a container's end -------------------------------------------------------
-    def attach_veth(self, ns_sock, netns_path, host_name, ifname, bridge_index, mtu,
-                    address, prefixlen, mac, gateway, expect_fresh: bool=False):
+    def attach_veth(self, ns_sock: socket.socket, netns_path: str, host_name: str, ifname: str,
+                    bridge_index: int, mtu: int, address: str, prefixlen: int, mac: str,
+                    gateway: str | None, expect_fresh: bool = False) -> None:
         """A veth pair whose host end ``host_name`` is a port of the bridge and
         whose other end is created directly in the container's namespace as
         ``ifname`` (eth0...): no moment where it sits in the host namespace
@@ -349,13 +362,13 @@ class Links:
         holds only lo.  Configuring through a socket that is in fact in the
         host namespace would re-address the host's own eth0; this makes that
         impossible for a new namespace."""
-        def work():
-            from pyroute2 import IPRoute
+        def work() -> None:
+            from pyroute2 import IPRoute  # noqa: PLC0415 -- see host
 
             ns = IPRoute(use_socket=ns_sock.dup())
             try:
                 if expect_fresh:
-                    names = [l.get_attr("IFLA_IFNAME") for l in ns.get_links()]
+                    names = [link.get_attr("IFLA_IFNAME") for link in ns.get_links()]
                     if names != ["lo"]:
                         raise LinkError(f"a new network namespace should hold only lo, not "
                                         f"{names}")
@@ -370,8 +383,9 @@ class Links:
         except Exception as e:  # noqa: BLE001 - NetlinkError from the namespace side
             raise LinkError(f"cannot configure {ifname} in {netns_path}: {e}") from None
 
-    def _attach_veth(self, ns, netns_path, host_name, ifname, bridge_index, mtu, address,
-                 prefixlen, mac, gateway):
+    def _attach_veth(self, ns: IPRoute, netns_path: str, host_name: str, ifname: str,
+                     bridge_index: int, mtu: int, address: str, prefixlen: int, mac: str,
+                     gateway: str | None) -> None:
         nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             self.host.link("add", ifname=host_name, kind="veth", mtu=mtu,

@@ -20,21 +20,65 @@ a short-lived thread), one veth pair created straight into it, four netlink
 messages inside it, a few nftables elements and port sockets.
 """
 
+from __future__ import annotations
+
+import builtins
+import fcntl
+import ipaddress
 import os
 import re
 import secrets
+import socket
 import threading
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypedDict
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import BadRequest, Conflict, NetworkError, NotFound, PyboxError
 from pybox.formats import fastjson
+from pybox.formats.times import rfc3339_nano_fixed
 from pybox.network import Names, etc, ifname_problem, ipam, is_reserved_name
 from pybox.network import netns as netnsmod
 from pybox.network import ports as portsmod
+from pybox.network.dns import DNSServer
 from pybox.network.firewall import Firewall
-from pybox.network.ports import PortMapping
 from pybox.network.links import LinkError, Links, read_sysctl, route_localnet_path, write_sysctl
+from pybox.network.ports import PortMapping, PortRequest
 from pybox.oci.state import write_atomic
+
+# A network's record: docker's network JSON (what inspect shows) plus pybox's
+# own section under "pybox" (bridge, ipam state, ownership of the bridge)
+NetworkRecord = dict[str, Any]
+Filters = Mapping[str, Iterable[str]]
+
+
+class Endpoint(TypedDict):
+    """A container's attachment to one network (docker's names for what
+    inspect shows, plus the interface names pybox needs to undo it)."""
+
+    NetworkID: str
+    EndpointID: str
+    Gateway: str
+    IPAddress: str
+    IPPrefixLen: int
+    MacAddress: str
+    ifname: str
+    veth: str
+    Aliases: list[str]
+    IPAMConfig: dict[str, Any] | None
+
+
+class Sandbox(TypedDict):
+    """A running container's network state (RUN_ROOT/network/sandboxes/CID.json)."""
+
+    id: str
+    netns: str
+    endpoints: dict[str, Endpoint]  # network id -> endpoint
+    ports: list[PortMapping]
+    hostname: str
+    dns: list[str]
+    order: list[str]  # network ids in attach order: the first has eth0
 
 PREDEFINED = ("bridge", "host", "none")
 DEFAULT_NETWORK = "bridge"
@@ -43,20 +87,19 @@ MTU_OPTION = "com.docker.network.driver.mtu"
 MIN_MTU, MAX_MTU = 68, 65535  # what the kernel takes for a bridge and a veth
 
 
-def _now():
-    from pybox.formats.times import rfc3339_nano_fixed
-
+def _now() -> str:
     return rfc3339_nano_fixed()
 
 
-def mac_for(ip):
+def mac_for(ip: str) -> str:
     """docker's MAC for an address: 02:42 then the IPv4 bytes."""
     return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
 
 
 class NetworkManager:
-    def __init__(self, data_root, run_root, *, container_name=None,
-                 host_resolv_conf=etc.HOST_RESOLV_CONF) -> None:
+    def __init__(self, data_root: str, run_root: str, *,
+                 container_name: Callable[[str], str] | None = None,
+                 host_resolv_conf: str = etc.HOST_RESOLV_CONF) -> None:
         self.root = os.path.join(data_root, "network")
         self.records_dir = os.path.join(self.root, "networks")
         self.sandbox_dir = os.path.join(run_root, "network", "sandboxes")
@@ -67,16 +110,17 @@ class NetworkManager:
         self.links = Links()
         self.firewall = Firewall(self.names.table)
         self.reservations = portsmod.Reservations()
-        self.container_name = container_name or (lambda cid: cid[:12])
+        self.container_name: Callable[[str], str] = container_name or (lambda cid: cid[:12])
         self.host_resolv_conf = host_resolv_conf
         self.lock = threading.RLock()
-        self.networks = {}
-        self.sandboxes = {}
-        self.active = set()
-        self.bridge_index = {}  # network id -> ifindex of its (active) bridge
-        self._conntrack = None  # a thread of its own: flushes are off the exit path
-        self._dns = None
-        self._mtu = None
+        self.networks: dict[str, NetworkRecord] = {}
+        self.sandboxes: dict[str, Sandbox] = {}
+        self.active: set[str] = set()
+        self.bridge_index: dict[str, int] = {}  # network id -> ifindex of its (active) bridge
+        # a thread of its own: flushes are off the exit path
+        self._conntrack: ThreadPoolExecutor | None = None
+        self._dns: DNSServer | None = None
+        self._mtu: int | None = None
         self._load()
 
     # -- records ----------------------------------------------------------------------
@@ -102,17 +146,19 @@ class NetworkManager:
             if name not in have:
                 self._create_predefined(name)
 
-    def _save(self, rec, durable: bool=False) -> None:
+    def _save(self, rec: NetworkRecord, durable: bool = False) -> None:
         write_atomic(os.path.join(self.records_dir, rec["Id"] + ".json"),
                      fastjson.dumps(rec), mode=0o600, durable=durable)
 
-    def _save_sandbox(self, sb) -> None:
+    def _save_sandbox(self, sb: Sandbox) -> None:
         saved = dict(sb, ports=[m.to_json() for m in sb["ports"]])
         write_atomic(os.path.join(self.sandbox_dir, sb["id"] + ".json"), fastjson.dumps(saved),
                      mode=0o600)
 
-    def _record(self, name, driver, *, ipam_config=None, internal: bool=False, options=None,
-                labels=None, attachable: bool=False, pybox=None):
+    def _record(self, name: str, driver: str, *, ipam_config: list[dict[str, Any]] | None = None,
+                internal: bool | None = False, options: dict[str, str] | None = None,
+                labels: dict[str, str] | None = None, attachable: bool | None = False,
+                pybox: dict[str, Any] | None = None) -> NetworkRecord:
         return {
             "Name": name, "Id": secrets.token_hex(32), "Created": _now(), "Scope": "local",
             "Driver": driver, "EnableIPv4": True, "EnableIPv6": False,
@@ -123,7 +169,7 @@ class NetworkManager:
             "Options": options or {}, "Labels": labels or {}, "pybox": pybox or {},
         }
 
-    def _create_predefined(self, name) -> None:
+    def _create_predefined(self, name: str) -> None:
         if name == "bridge":
             rec = self._record("bridge", "bridge", options={
                 "com.docker.network.bridge.default_bridge": "true",
@@ -139,7 +185,7 @@ class NetworkManager:
         self.networks[rec["Id"]] = rec
         self._save(rec, durable=True)
 
-    def get(self, ref):
+    def get(self, ref: object) -> NetworkRecord:
         """A network record by full id, name, or unique id prefix (docker's order)."""
         ref = str(ref or "")
         if ref == "default":  # the docker CLI's name for the default network mode
@@ -158,18 +204,16 @@ class NetworkManager:
                              "on ID prefix)")
         raise NotFound(f"network {ref} not found")
 
-    def is_bridge(self, rec):
+    def is_bridge(self, rec: NetworkRecord) -> bool:
         return rec["Driver"] == "bridge"
 
     @staticmethod
-    def is_default(rec):
+    def is_default(rec: NetworkRecord) -> bool:
         return bool(rec.get("pybox", {}).get("default"))
 
     # -- create / remove / list / inspect / prune ------------------------------------------
-    def _taken_subnets(self, exclude=None):
-        import ipaddress
-
-        out = []
+    def _taken_subnets(self, exclude: str | None = None) -> list[ipam.Network]:
+        out: list[ipam.Network] = []
         for rec in self.networks.values():
             if rec["Id"] == exclude:
                 continue
@@ -178,14 +222,14 @@ class NetworkManager:
                     out.append(ipaddress.ip_network(cfg["Subnet"]))
         return out
 
-    def _host_networks(self):
+    def _host_networks(self) -> list[ipaddress.IPv4Network]:
         # routes on pybox's own bridges are its networks'; a user's bridge may
         # carry subnets of its own, which later networks must avoid
         mine = {r["pybox"]["bridge"] for r in self.networks.values()
                 if r.get("pybox", {}).get("bridge") and self._owns_bridge(r)}
         return self.links.host_networks(exclude=mine)
 
-    def _owns_bridge(self, rec: dict) -> bool:
+    def _owns_bridge(self, rec: NetworkRecord) -> bool:
         """Whether the network's bridge is pybox's to delete: a name of
         pybox's own pattern (Names), or a bridge pybox created under the
         name the client chose (``bridge_created`` in the record, set before
@@ -195,7 +239,7 @@ class NetworkManager:
         pb = rec.get("pybox") or {}
         return bool(pb.get("bridge_created")) or self.names.is_bridge(pb.get("bridge") or "")
 
-    def _check_bridge_options(self, options: dict) -> None:
+    def _check_bridge_options(self, options: dict[str, str]) -> None:
         """docker's checks of a bridge network's driver options at create, and
         the name checks docker leaves to the kernel (which then answers
         "invalid argument" with a 500): a client naming eth0 or "../x" must
@@ -223,7 +267,7 @@ class NetworkManager:
             if value < 0 or (value and not MIN_MTU <= value <= MAX_MTU):
                 raise BadRequest(f"invalid MTU number: {value}")
 
-    def create(self, body):
+    def create(self, body: dict[str, Any]) -> tuple[str, str]:
         """POST /networks/create -> (id, warning)."""
         name = (body.get("Name") or "").strip()
         if not name:
@@ -263,7 +307,7 @@ class NetworkManager:
             self._save(rec, durable=True)
         return rec["Id"], ""
 
-    def remove(self, ref):
+    def remove(self, ref: object) -> NetworkRecord:
         with self.lock:
             rec = self.get(ref)
             if rec["Name"] in PREDEFINED and not rec.get("pybox", {}).get("user"):
@@ -280,11 +324,11 @@ class NetworkManager:
                 pass
         return rec
 
-    def _endpoints_on(self, netid):
+    def _endpoints_on(self, netid: str) -> list[tuple[str, Endpoint]]:
         return [(cid, sb["endpoints"][netid]) for cid, sb in self.sandboxes.items()
                 if netid in sb["endpoints"]]
 
-    def inspect(self, ref, containers: bool=True):
+    def inspect(self, ref: object, containers: bool = True) -> dict[str, Any]:
         with self.lock:
             rec = self.get(ref)
             out = {k: v for k, v in rec.items() if k != "pybox"}
@@ -307,7 +351,7 @@ class NetworkManager:
                         "IPv6Address": ""}
             return out
 
-    def list(self, filters=None):
+    def list(self, filters: Filters | None = None) -> builtins.list[dict[str, Any]]:
         filters = filters or {}
         out = []
         for rec in list(self.networks.values()):
@@ -318,7 +362,7 @@ class NetworkManager:
         out.sort(key=lambda r: r["Name"])
         return out
 
-    def _matches(self, rec, filters) -> bool:
+    def _matches(self, rec: NetworkRecord, filters: Filters) -> bool:
         for key, values in filters.items():
             values = list(values)
             if key == "name" and not any(v in rec["Name"] for v in values):
@@ -346,7 +390,8 @@ class NetworkManager:
                     return False
         return True
 
-    def prune(self, filters=None, in_use=frozenset(), keep=None):
+    def prune(self, filters: Filters | None = None, in_use: Collection[str] = frozenset(),
+              keep: Callable[[NetworkRecord], bool] | None = None) -> builtins.list[str]:
         """Remove unused user-defined networks -> their names.  ``in_use``: ids of
         networks that containers (running or not) name; ``keep(rec)``: the
         caller's own reasons to keep one (docker's until and label! filters)."""
@@ -370,7 +415,7 @@ class NetworkManager:
         return removed
 
     # -- activation: a network's kernel objects ---------------------------------------------
-    def mtu(self, rec):
+    def mtu(self, rec: NetworkRecord) -> int:
         try:
             value = int((rec.get("Options") or {}).get(MTU_OPTION) or 0)
         except ValueError:  # a record from before the create checked it
@@ -381,14 +426,12 @@ class NetworkManager:
             self._mtu = self.links.default_mtu()
         return self._mtu
 
-    def _ipam_state(self, rec):
+    def _ipam_state(self, rec: NetworkRecord) -> ipam.IpamState:
         """The network's IPAM state.  A subnet pybox chose (the default
         bridge's, chosen on first use; a network created without --subnet) is
         chosen again when the host has taken it since (another pyboxd's network,
         docker started with the same pool, a VPN) while nothing uses it: two
         bridges with one subnet would break both."""
-        import ipaddress
-
         state = rec["pybox"].get("ipam")
         auto = self.is_default(rec) or not rec["pybox"].get("user_subnet")
         if not auto:
@@ -402,14 +445,14 @@ class NetworkManager:
             host = host if host is not None else self._host_networks()
             config = ipam.make_config(taken=self._taken_subnets(exclude=rec["Id"]),
                                       host=host)
-            state = dict(config, allocated={})
+            state = ipam.IpamState(**config, allocated={})
             rec["pybox"]["ipam"] = state
             rec["IPAM"]["Config"] = [{"Subnet": config["Subnet"],
                                       "Gateway": config["Gateway"]}]
             self._save(rec, durable=True)
         return state
 
-    def _activate(self, rec):
+    def _activate(self, rec: NetworkRecord) -> None:
         """Make the network's kernel objects.  The subnet check and the
         bridge's creation run under a host-wide lock, so two pyboxds never
         both pick a subnet that neither has routed yet.
@@ -424,8 +467,6 @@ class NetworkManager:
         of link is refused and left as it is."""
         if rec["Id"] in self.active:
             return
-        import ipaddress
-
         pb = rec["pybox"]
         bridge = pb["bridge"]
         with _host_lock():
@@ -469,7 +510,7 @@ class NetworkManager:
             raise
         self.active.add(rec["Id"])
 
-    def _claim_bridge(self, rec: dict, gateway: str, prefixlen: int) -> bool:
+    def _claim_bridge(self, rec: NetworkRecord, gateway: str, prefixlen: int) -> bool:
         """Decide whose the network's bridge is before anything changes it
         -> True if pybox's (it may create it).  A user's bridge: what will be
         changed on it is saved (its route_localnet, the gateway address if it
@@ -494,13 +535,13 @@ class NetworkManager:
             self._save(rec, durable=True)
         return False
 
-    def _release_bridge(self, rec: dict) -> None:
+    def _release_bridge(self, rec: NetworkRecord) -> None:
         """The network goes idle: pybox's bridge is deleted (if that name is
         still the bridge it made); a user's bridge gets back what pybox changed
         (route_localnet before the firewall's guard goes, the address pybox
         added) and stays."""
         pb = rec.get("pybox") or {}
-        bridge = pb.get("bridge")
+        bridge: str = pb.get("bridge") or ""  # callers check that there is one
         adopted = pb.get("adopted")
         if adopted is not None:
             old = adopted.get("route_localnet")
@@ -530,7 +571,7 @@ class NetworkManager:
                 pb["bridge_created"] = False
                 self._save(rec)
 
-    def _deactivate(self, rec, force: bool=False) -> None:
+    def _deactivate(self, rec: NetworkRecord, force: bool = False) -> None:
         if rec["Id"] not in self.active and not force:
             return
         self.active.discard(rec["Id"])
@@ -549,15 +590,13 @@ class NetworkManager:
             self.firewall.remove_table()
 
     @property
-    def dns(self):
+    def dns(self) -> DNSServer:
         if self._dns is None:
-            from pybox.network.dns import DNSServer
-
             self._dns = DNSServer(self._dns_lookup, self._dns_reverse, self._dns_upstreams)
         return self._dns
 
     # -- DNS views ---------------------------------------------------------------------------
-    def _client_networks(self, netid, client_ip):
+    def _client_networks(self, netid: str, client_ip: str | None) -> builtins.list[str]:
         """The networks of the container that asked (found by its address on
         ``netid``); just ``netid`` if it is not one of ours."""
         for cid, ep in self._endpoints_on(netid):
@@ -565,9 +604,9 @@ class NetworkManager:
                 return list(self.sandboxes[cid]["endpoints"])
         return [netid]
 
-    def _dns_lookup(self, netid, name, client_ip=None):
+    def _dns_lookup(self, netid: str, name: str, client_ip: str | None = None) -> builtins.list[str]:
         name = name.lower().rstrip(".")
-        out = []
+        out: list[str] = []
         with self.lock:
             for net in self._client_networks(netid, client_ip):
                 for cid, ep in self._endpoints_on(net):
@@ -580,7 +619,7 @@ class NetworkManager:
                         out.append(ep["IPAddress"])
         return out
 
-    def _dns_reverse(self, netid, ip, client_ip=None):
+    def _dns_reverse(self, netid: str, ip: str, client_ip: str | None = None) -> str | None:
         with self.lock:
             for net in self._client_networks(netid, client_ip):
                 for cid, ep in self._endpoints_on(net):
@@ -590,7 +629,7 @@ class NetworkManager:
                             .rstrip(".")
         return None
 
-    def _dns_upstreams(self, netid, client_ip):
+    def _dns_upstreams(self, netid: str, client_ip: str) -> builtins.list[str]:
         with self.lock:
             for cid, ep in self._endpoints_on(netid):
                 if ep["IPAddress"] == client_ip and self.sandboxes[cid].get("dns"):
@@ -598,10 +637,10 @@ class NetworkManager:
         return etc.host_resolvers(self.host_resolv_conf)["nameservers"]
 
     # -- a container's sandbox ----------------------------------------------------------------
-    def netns_path(self, cid):
+    def netns_path(self, cid: str) -> str:
         return os.path.join(self.netns_dir, cid)
 
-    def check_endpoint_config(self, rec, config):
+    def check_endpoint_config(self, rec: NetworkRecord, config: dict[str, Any] | None) -> None:
         """docker's rules for --ip, --alias and --mac-address on a network."""
         config = config or {}
         ipv4 = ((config.get("IPAMConfig") or {}).get("IPv4Address") or "").strip()
@@ -620,7 +659,9 @@ class NetworkManager:
         if mac:
             check_mac(mac)
 
-    def setup(self, cid, attachments, *, hostname: str="", wanted_ports=(), dns=()):
+    def setup(self, cid: str, attachments: Sequence[tuple[str, dict[str, Any]]], *,
+              hostname: str = "", wanted_ports: Sequence[PortRequest] = (),
+              dns: Iterable[str] = ()) -> Sandbox:
         """Create the container's namespace, attach it to every network of
         ``attachments`` ([(network ref, endpoint config)], in order: the first
         gets eth0 and the default route) and publish ``wanted_ports``
@@ -630,7 +671,7 @@ class NetworkManager:
         with self.lock:
             if cid in self.sandboxes:
                 self.teardown(cid)
-            sb = {"id": cid, "netns": path, "endpoints": {}, "ports": [],
+            sb: Sandbox = {"id": cid, "netns": path, "endpoints": {}, "ports": [],
                   "hostname": hostname, "dns": list(dns), "order": []}
             sock = None
             try:
@@ -658,14 +699,15 @@ class NetworkManager:
                     sock.close()
             return sb
 
-    def _next_ifname(self, sb) -> str:
+    def _next_ifname(self, sb: Sandbox) -> str:
         used = {ep["ifname"] for ep in sb["endpoints"].values()}
         n = 0
         while f"eth{n}" in used:
             n += 1
         return f"eth{n}"
 
-    def _attach(self, sb, sock, rec, config, fresh: bool=False):
+    def _attach(self, sb: Sandbox, sock: socket.socket, rec: NetworkRecord,
+                config: dict[str, Any] | None, fresh: bool = False) -> Endpoint:
         config = config or {}
         if rec["Id"] in sb["endpoints"]:
             raise Conflict(f"endpoint with name {self.container_name(sb['id'])} already "
@@ -698,7 +740,7 @@ class NetworkManager:
             if isinstance(e, LinkError):
                 raise NetworkError(str(e)) from None
             raise
-        ep = {"NetworkID": rec["Id"], "EndpointID": secrets.token_hex(32),
+        ep: Endpoint = {"NetworkID": rec["Id"], "EndpointID": secrets.token_hex(32),
               "Gateway": "" if internal else state["Gateway"], "IPAddress": ip,
               "IPPrefixLen": alloc.prefixlen, "MacAddress": mac, "ifname": ifname,
               "veth": veth, "Aliases": list(config.get("Aliases") or []),
@@ -707,7 +749,7 @@ class NetworkManager:
         sb["order"].append(rec["Id"])
         return ep
 
-    def _publish(self, sb, wanted):
+    def _publish(self, sb: Sandbox, wanted: Sequence[PortRequest]) -> None:
         """Reserve host ports and add their DNAT, toward the container's address
         on its first network that is not internal."""
         target = None
@@ -726,7 +768,7 @@ class NetworkManager:
             raise
         sb["ports"] = mappings
 
-    def teardown(self, cid) -> None:
+    def teardown(self, cid: str) -> None:
         """Undo ``setup`` (and every connect since): ports, conntrack entries,
         addresses, the namespace (and with it the veths), networks left without
         users.  Idempotent; safe after a crash (works from the saved state)."""
@@ -742,7 +784,7 @@ class NetworkManager:
             ips = [ep["IPAddress"] for ep in sb["endpoints"].values()]
             netnsmod.remove(sb["netns"])
             crashpoint("network.teardown.netns")
-            for netid, ep in sb["endpoints"].items():
+            for netid in sb["endpoints"]:
                 rec = self.networks.get(netid)
                 if rec is None or not rec.get("pybox", {}).get("ipam"):
                     continue
@@ -763,22 +805,19 @@ class NetworkManager:
             except FileNotFoundError:
                 pass
 
-    def _flush_conntrack(self, ips=(), subnets=()) -> None:
+    def _flush_conntrack(self, ips: Iterable[str] = (), subnets: Iterable[str] = ()) -> None:
         """Delete conntrack entries to or from the container's addresses (or
         anything in ``subnets``).  Queued to a thread of its own: the kernel
         walks its whole conntrack hash table for a dump (~10 ms here, however
         few entries), and nobody needs to wait for it: addresses are handed out
         again only after the whole range went round."""
-        import ipaddress
-        from concurrent.futures import ThreadPoolExecutor
-
-        ips = set(ips)
+        wanted = set(ips)
         nets = [ipaddress.ip_network(n) for n in subnets]
-        if not ips and not nets:
+        if not wanted and not nets:
             return
 
-        def ours(addr):
-            if addr in ips:
+        def ours(addr: str) -> bool:
+            if addr in wanted:
                 return True
             try:
                 a = ipaddress.ip_address(addr)
@@ -787,7 +826,7 @@ class NetworkManager:
             return any(a in n for n in nets if a.version == n.version)
 
         def work() -> None:
-            from pyroute2 import Conntrack
+            from pyroute2 import Conntrack  # noqa: PLC0415 -- pyroute2: see links.Links.host
 
             ct = Conntrack()
             try:
@@ -812,7 +851,7 @@ class NetworkManager:
             self._conntrack.submit(lambda: None).result()
 
     # -- live connect / disconnect -----------------------------------------------------------
-    def connect(self, cid, ref, config=None):
+    def connect(self, cid: str, ref: object, config: dict[str, Any] | None = None) -> Endpoint:
         """Attach a running container's sandbox to one more network -> endpoint."""
         with self.lock:
             sb = self.sandboxes.get(cid)
@@ -828,7 +867,7 @@ class NetworkManager:
             self._save_sandbox(sb)
             return ep
 
-    def disconnect(self, cid, ref):
+    def disconnect(self, cid: str, ref: object) -> Endpoint:
         with self.lock:
             sb = self.sandboxes.get(cid)
             rec = self.get(ref)
@@ -847,21 +886,21 @@ class NetworkManager:
             self._save_sandbox(sb)
             return ep
 
-    def sandbox(self, cid):
+    def sandbox(self, cid: str) -> Sandbox | None:
         return self.sandboxes.get(cid)
 
     # -- daemon life -------------------------------------------------------------------------
-    def recover(self, running) -> None:
+    def recover(self, running: Iterable[str]) -> None:
         """After a pyboxd (re)start: keep the sandboxes of ``running`` container
         ids (their port sockets re-bound, their networks active again, DNS back),
         tear down the others, free addresses nobody holds, and remove leftovers
         of this pyboxd that no sandbox explains."""
-        running = set(running)
+        alive = set(running)
         with self.lock:
             # only sandboxes of a previous pyboxd: one set up since (a restart
             # policy bringing a container back) is not judged by ``running``
             for cid in list(self.sandboxes):
-                if cid in self._from_disk and cid not in running:
+                if cid in self._from_disk and cid not in alive:
                     self.teardown(cid)
             for cid, sb in self.sandboxes.items():
                 if sb.get("ports"):
@@ -897,7 +936,7 @@ class NetworkManager:
                 pass
         threading.Thread(target=work, name="pybox-network-warm", daemon=True).start()
 
-    def _port_present(self, mapping) -> bool:
+    def _port_present(self, mapping: PortMapping) -> bool:
         name, elem = Firewall._port_elem(mapping)
         for obj in self.firewall.list_table():
             m = obj.get("map")
@@ -966,14 +1005,12 @@ class _host_lock:
     """flock on one file for every pyboxd of the host (their run roots
     differ; /run is the host's)."""
 
-    def __enter__(self):
-        import fcntl
-
+    def __enter__(self) -> _host_lock:
         self.fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         os.close(self.fd)  # releases the lock
 
 

@@ -19,32 +19,37 @@ asynchronously once the last process in it has gone.  Deleting a veth
 synchronously costs ~30 ms of RCU grace period; this costs ~0.1 ms.
 """
 
+from __future__ import annotations
+
 import os
 import socket
 import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from pybox.errors import NetnsError
 from pybox.linux import constants as C
+from pybox.linux.syscalls import Syscalls, real
+
+T = TypeVar("T")
 
 NETLINK_ROUTE = 0
 NETLINK_NETFILTER = 12
 
 
-_syscalls = None
+_syscalls: Syscalls | None = None
 
 
-def _sc():
+def _sc() -> Syscalls:
     global _syscalls
     if _syscalls is None:
-        from pybox.linux.syscalls import real
-
         _syscalls = real()
     return _syscalls
 
 
-def _in_thread(fn):
+def _in_thread(fn: Callable[[], T]) -> T:
     """Run ``fn`` on a fresh thread (whose namespaces it may change) -> result."""
-    box = {}
+    box: dict[str, Any] = {}
 
     def run() -> None:
         try:
@@ -60,16 +65,16 @@ def _in_thread(fn):
     return box["value"]
 
 
-def _netlink_sockets(protocols):
+def _netlink_sockets(protocols: Iterable[int]) -> list[socket.socket]:
     return [socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, p) for p in protocols]
 
 
-def create(path, protocols=(NETLINK_ROUTE,)):
+def create(path: str, protocols: Iterable[int] = (NETLINK_ROUTE,)) -> list[socket.socket]:
     """A new network namespace bound at ``path`` -> netlink sockets opened in it
     (one per protocol in ``protocols``).  Nothing is left behind on failure."""
     os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
 
-    def work():
+    def work() -> list[socket.socket]:
         sc = _sc()
         sc.unshare(C.CLONE_NEWNET)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
@@ -90,7 +95,7 @@ def create(path, protocols=(NETLINK_ROUTE,)):
                          errno=e.errno) from None
 
 
-def open_sockets(path, protocols=(NETLINK_ROUTE,)):
+def open_sockets(path: str, protocols: Iterable[int] = (NETLINK_ROUTE,)) -> list[socket.socket]:
     """Netlink sockets in the existing namespace at ``path`` (or /proc/PID/ns/net)."""
     try:
         nsfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -98,7 +103,7 @@ def open_sockets(path, protocols=(NETLINK_ROUTE,)):
         raise NetnsError(f"cannot open network namespace {path}: {e.strerror}",
                          errno=e.errno) from None
 
-    def work():
+    def work() -> list[socket.socket]:
         _sc().setns(nsfd, C.CLONE_NEWNET)
         return _netlink_sockets(protocols)
 
@@ -111,12 +116,12 @@ def open_sockets(path, protocols=(NETLINK_ROUTE,)):
         os.close(nsfd)
 
 
-def run_in(path, fn):
+def run_in(path: str, fn: Callable[[], T]) -> T:
     """Call ``fn()`` on a thread inside the namespace at ``path`` (tests, DNS
     probes): sockets ``fn`` opens stay in that namespace."""
     nsfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
-    def work():
+    def work() -> T:
         _sc().setns(nsfd, C.CLONE_NEWNET)
         return fn()
 
@@ -126,7 +131,7 @@ def run_in(path, fn):
         os.close(nsfd)
 
 
-def is_mounted(path):
+def is_mounted(path: str) -> bool:
     """True if ``path`` is a bind mount of a network namespace: nsfs files all
     live on one device, the one /proc/self/ns/net is on."""
     try:
@@ -135,7 +140,7 @@ def is_mounted(path):
         return False
 
 
-def remove(path):
+def remove(path: str) -> None:
     """Unmount and unlink ``path``; the namespace goes when its last user does.
     Idempotent."""
     try:
@@ -150,7 +155,7 @@ def remove(path):
         pass
 
 
-def list_dir(directory):
+def list_dir(directory: str) -> list[str]:
     """Names of the namespaces bound under ``directory`` (the netns dir)."""
     try:
         return sorted(n for n in os.listdir(directory) if not n.startswith("."))
