@@ -200,7 +200,7 @@ def source_points():
                 with open(os.path.join(top, f)) as fh:
                     text = fh.read()
                 names.update(re.findall(r'crashpoint\("([a-z0-9_.]+)"\)', text))
-                for step in re.findall(r'crashpoint\(f"recovery\.\{step\.__name__\}"\)', text):
+                for _step in re.findall(r'crashpoint\(f"recovery\.\{step\.__name__\}"\)', text):
                     names.update(f"recovery.{s}" for s in
                                  ("half_made", "containers", "orphans", "networking"))
     return names

@@ -200,7 +200,7 @@ def test_parallel_starts_answer_what_happened(pyboxd, names):
     for round_ in range(3):
         answers = {}
 
-        def start(name):
+        def start(name, answers=answers):
             answers[name] = pyboxd.api("POST", f"/containers/{name}/start")
 
         threads = [threading.Thread(target=start, args=(n,)) for n in made]
@@ -210,7 +210,7 @@ def test_parallel_starts_answer_what_happened(pyboxd, names):
             t.join()
         for name in made:
             status, body = answers[name]
-            state = settle(lambda: stopped(name), timeout=30)
+            state = settle(lambda name=name: stopped(name), timeout=30)
             assert status == 204, f"round {round_}: {status} {body}; now {state}"
             assert state, f"round {round_}: {name} still running"
             assert state["ExitCode"] == 3 and not state["Error"], state

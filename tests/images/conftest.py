@@ -122,7 +122,7 @@ def umoci_layout(workdir, busybox_tree, name="img", tags=("base",), edits=()):
     umoci("repack", "--image", f"{layout}:{tags[0]}", bundle)
     umoci("config", "--image", f"{layout}:{tags[0]}", "--config.cmd", "sh")
     previous = tags[0]
-    for tag, edit in zip(tags[1:], edits):
+    for tag, edit in zip(tags[1:], edits, strict=False):
         shutil.rmtree(bundle)
         umoci("unpack", "--image", f"{layout}:{previous}", bundle)
         edit(os.path.join(bundle, "rootfs"))

@@ -200,7 +200,7 @@ def test_concurrent_loads_of_the_same_layers(data_root, tmp_path):
     assert os.listdir(os.path.join(data_root, "images", "ingest")) == []
     cid = unique_id()
     rootfs = images.prepare_rootfs(cid, "pybox-test/same:1")
-    for i, layer in enumerate(layers):
+    for layer in layers:
         with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
             for m in tar.getmembers():
                 if m.isfile():

@@ -513,7 +513,7 @@ def test_parallel_starts_get_distinct_addresses_and_ports(pyboxd, names):
     ips = [ip_of(pyboxd, n) for n in batch]
     ports = [published(pyboxd, n, 80) for n in batch]
     assert len(set(ips)) == 10 and len(set(ports)) == 10
-    for name, port in zip(batch, ports):
+    for name, port in zip(batch, ports, strict=True):
         assert name in wait_http("127.0.0.1", port)
     out = pyboxd.docker("exec", batch[0], "sh", "-c",
                         " ; ".join(f"wget -qO- http://{n}/hostname" for n in batch)).stdout

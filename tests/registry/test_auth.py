@@ -1,6 +1,7 @@
 """Authentication and transport security against real registries: htpasswd
-(Basic), token auth (Bearer, the tests' token server), TLS from a test CA.  (Credentials kept as docker keeps them, which needs no
-registry: tests/unit/test_images_auth.py.)"""
+(Basic), token auth (Bearer, the tests' token server), TLS from a test CA.
+(Credentials kept as docker keeps them, which needs no registry:
+tests/unit/test_images_auth.py.)"""
 
 import json
 import os

@@ -11,12 +11,11 @@ import subprocess
 
 import pytest
 
+from . import test_pyboxd
 from .conftest import PASSWORD, USER, ImageSpec, random_layer, skopeo_inspect, unique
-from .test_pyboxd import (
-    PYTHON,
-    SRC,
-    daemon,  # noqa: F401 (a fixture: this module's own pyboxd)
-)
+from .test_pyboxd import PYTHON, SRC
+
+daemon = test_pyboxd.daemon  # a fixture: that module's own pyboxd, shared
 
 pytestmark = [pytest.mark.registry, pytest.mark.root]
 

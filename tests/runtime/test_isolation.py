@@ -27,7 +27,7 @@ def test_pid_namespace_and_hostname(rt, bundle):
 def test_namespaces_differ_from_host(rt, bundle):
     out = run_sh(rt, bundle, "for n in pid net ipc uts mnt cgroup; do readlink /proc/1/ns/$n; done")
     inside = out.split()
-    for ns, link in zip(("pid", "net", "ipc", "uts", "mnt", "cgroup"), inside):
+    for ns, link in zip(("pid", "net", "ipc", "uts", "mnt", "cgroup"), inside, strict=True):
         assert link != os.readlink(f"/proc/self/ns/{ns}"), ns
 
 

@@ -11,3 +11,4 @@ pyboxd = fixtures.pyboxd
 names = fixtures.names
 images_made = fixtures.images_made
 dockerpy = fixtures.dockerpy
+no_traceback = fixtures.no_traceback

@@ -29,7 +29,7 @@ import uuid
 
 import pytest
 
-from engine.conftest import cgroup_dirs, mounts_under
+from support.host import cgroup_dirs, mounts_under
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis (pip install -e .[test])")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -723,7 +723,7 @@ def test_odd_records_are_listed_and_inspected(pyboxd, client, names):
     junk = secrets.token_hex(32)
 
     def write():
-        for cid, rec in zip(ids, records):
+        for cid, rec in zip(ids, records, strict=True):
             os.makedirs(os.path.join(root, cid))
             with open(os.path.join(root, cid, "config.v2.json"), "w") as f:
                 json.dump(rec, f)

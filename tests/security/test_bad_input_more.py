@@ -11,7 +11,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import socket
 import tarfile
 import time
@@ -19,7 +18,7 @@ import urllib.parse
 
 import pytest
 
-from engine.conftest import UnixHTTPConnection
+from support.unixhttp import UnixHTTPConnection
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
@@ -27,18 +26,6 @@ GO_MAX_DURATION = (1 << 63) - 1  # ns: what a Go time.Duration holds, 292 years
 
 
 # -- helpers ----------------------------------------------------------------------------------
-@pytest.fixture
-def no_traceback(pyboxd):
-    """The daemon's log while the test runs (this worker's pyboxd serves one
-    test at a time) must hold no Python traceback."""
-    start = os.path.getsize(pyboxd.log_path)
-    yield
-    with open(pyboxd.log_path, errors="replace") as f:
-        f.seek(start)
-        logged = f.read()
-    assert "Traceback" not in logged, logged[-6000:]
-
-
 def call(pyboxd, method, path, body=None, headers=None):
     """One request on a fresh connection -> (status, body bytes).  A reply cut
     short (the daemon dropping the connection mid-response) raises."""

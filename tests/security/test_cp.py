@@ -21,7 +21,8 @@ import uuid
 
 import pytest
 
-from engine.conftest import UnixHTTPConnection, mounts_under
+from support.host import mounts_under
+from support.unixhttp import UnixHTTPConnection
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
@@ -538,18 +539,6 @@ def test_read_only_rootfs_of_a_stopped_container_holds_through_its_symlinks(
 
 
 # -- what the red-team review of issue 13 found (F3, F5) -----------------------------------------
-@pytest.fixture
-def no_traceback(pyboxd):
-    """The daemon's log while the test runs (this worker's pyboxd serves one
-    test at a time) must hold no Python traceback."""
-    start = os.path.getsize(pyboxd.log_path)
-    yield
-    with open(pyboxd.log_path, errors="replace") as f:
-        f.seek(start)
-        logged = f.read()
-    assert "Traceback" not in logged, logged[-6000:]
-
-
 def pax_tar(name, data=b"x\n", pax=None, **fields):
     """One regular file, with PAX records ``pax`` and TarInfo ``fields``."""
     buf = io.BytesIO()
@@ -573,7 +562,8 @@ def test_kernel_filesystem_paths_leak_no_descriptor(pyboxd, names, api, no_trace
     """A copy of a path below a kernel filesystem of a running container is a
     404 (a PUT into one a 400); each used to leave pyboxd one more open fd,
     which pinned the container's proc instance after its removal."""
-    from engine.conftest import fd_count, settle
+    from support.host import fd_count
+    from support.wait import settle
 
     name = names()
     cid = run(pyboxd, name, ":")

@@ -12,7 +12,10 @@ import uuid
 
 import pytest
 
-from engine.conftest import PYTHON, SRC, Pyboxd, api, settle
+from support.paths import PYTHON, SRC
+from support.pyboxd import Pyboxd
+from support.unixhttp import api
+from support.wait import settle
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 

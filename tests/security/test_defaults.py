@@ -418,7 +418,10 @@ def _zygote_pid(pyboxd) -> int:
 
 # -- pybox-runtime's "rro" (what pyboxd's cgroup mount uses; docker 25+ sends it for
 # read-only binds when `pybox-runtime features` lists it, as it now does) ------------------
-from runtime.conftest import Bundle, busybox_rootfs, rt  # noqa: E402,F401 (its fixtures)
+import runtime.conftest  # noqa: E402
+from runtime.conftest import Bundle  # noqa: E402
+
+rt, busybox_rootfs = runtime.conftest.rt, runtime.conftest.busybox_rootfs  # its fixtures
 
 
 def test_rro_makes_the_mounts_below_read_only_too(rt, busybox_rootfs, tmp_path):

@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from engine.conftest import fd_count, settle
+from support.host import fd_count
+from support.wait import settle
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
@@ -205,7 +206,7 @@ def test_json_body_over_4mib_gets_413_unread(pyboxd):
         assert status == 413
         assert json.loads(body)["message"].startswith("request body too large")
     # a big but allowed body (3 MiB of Env) still works
-    env = ["V%d=%s" % (i, "y" * 1000) for i in range(3000)]
+    env = [f"V{i}={'y' * 1000}" for i in range(3000)]
     status, reply = pyboxd.api("POST", "/containers/create",
                                {"Image": "busybox", "Cmd": ["true"], "Env": env})
     assert status == 201, reply

@@ -31,7 +31,8 @@ import uuid
 
 import pytest
 
-from engine.conftest import IMAGE, settle
+from support.paths import IMAGE
+from support.wait import settle
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 

@@ -62,6 +62,18 @@ def images_made(pyboxd):
         pyboxd.docker("rmi", "-f", ref)
 
 
+@pytest.fixture
+def no_traceback(pyboxd):
+    """The daemon's log while the test runs (this worker's pyboxd serves one
+    test at a time) must hold no Python traceback."""
+    start = os.path.getsize(pyboxd.log_path)
+    yield
+    with open(pyboxd.log_path, errors="replace") as f:
+        f.seek(start)
+        logged = f.read()
+    assert "Traceback" not in logged, logged[-6000:]
+
+
 @pytest.fixture(scope="session")
 def dockerpy(pyboxd):
     docker = pytest.importorskip("docker", reason="docker-py (./install.sh --dev)")

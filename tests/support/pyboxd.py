@@ -14,7 +14,6 @@ containers, no container record or runtime state.
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -189,7 +188,7 @@ class Pyboxd:
             problems.append("pyboxd log:\n" + self.log_tail())
         remove_tree(self.exec_root)
         if not mounts_under(self.base):
-            shutil.rmtree(self.base, ignore_errors=True)
+            remove_tree(self.base)  # at any depth (shutil.rmtree recurses)
         return problems
 
     def more_leftovers(self) -> list[str]:

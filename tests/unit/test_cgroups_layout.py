@@ -52,7 +52,8 @@ COMOUNT_CGROUP = """\
 
 V2_MOUNTINFO = """\
 25 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
-30 25 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+30 25 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 \
+rw,nsdelegate,memory_recursiveprot
 """
 
 
@@ -149,7 +150,8 @@ def test_resolve_cgroupfs_paths(cgroups_path, own, expected):
     assert paths.resolve(cgroups_path, "ctr1", own) == expected
 
 
-@pytest.mark.parametrize("cgroups_path", ["/../etc", "/a/../../b", "../sibling", "a/../../x", "/", ".", "a/.."])
+@pytest.mark.parametrize("cgroups_path", ["/../etc", "/a/../../b", "../sibling", "a/../../x", "/", ".",
+                                          "a/.."])
 def test_paths_that_escape_or_name_the_base_are_refused(cgroups_path):
     with pytest.raises(CgroupError, match="linux.cgroupsPath"):
         paths.resolve(cgroups_path, "ctr1", "/own")

@@ -53,7 +53,7 @@ class FakeDaemon:
                 lines = head.decode().split("\r\n")
                 method, target, _ = lines[0].split(" ")
                 headers = {k.lower(): v.strip() for k, v in
-                           (l.split(":", 1) for l in lines[1:])}
+                           (line.split(":", 1) for line in lines[1:])}
                 body = b""
                 if headers.get("transfer-encoding") == "chunked":
                     while True:

@@ -15,8 +15,11 @@ import pytest
 
 from pybox.cli.pybox import main
 
-from .test_cli_pybox_client import chunked_reply, fake, json_reply  # noqa: F401 (fixture)
+from . import test_cli_pybox_client
+from .test_cli_pybox_client import chunked_reply, json_reply
 from .test_images_auth import PASSWORD, USER, install_helper
+
+fake = test_cli_pybox_client.fake  # a fixture, shared
 
 pytestmark = pytest.mark.unit
 HUB = "https://index.docker.io/v1/"

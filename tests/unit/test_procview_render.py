@@ -186,7 +186,7 @@ def test_stat_per_visible_cpu_from_the_cgroups_accounting():
     assert cpu1[0] == 0 and cpu1[3] == 1000 + 500 + 22500 + 10 + 5
     total = [int(x) for x in lines[0].split()[1:]]
     assert lines[0].startswith("cpu  ")
-    assert total == [a + b for a, b in zip(cpu0, cpu1)]
+    assert total == [a + b for a, b in zip(cpu0, cpu1, strict=True)]
     assert "ctxt 99999" in lines and "btime 1700000000" in lines and len(total) == 10
 
 

@@ -194,7 +194,8 @@ def build(kernel_root: Path, busybox: Path, output: Path) -> list[str]:
     available = index_modules(modules_dir)
     builtin = builtin_modules(modules_dir)
     boot = resolve_load_order(BOOT_MODULES, available, builtin, required=True)
-    extra = [m for m in resolve_load_order(EXTRA_MODULES, available, builtin, required=False) if m not in boot]
+    extra = [m for m in resolve_load_order(EXTRA_MODULES, available, builtin, required=False)
+             if m not in boot]
 
     cpio = CpioWriter()
     for directory in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys",
