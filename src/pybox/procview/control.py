@@ -12,22 +12,29 @@ The server runs as ``python -IS`` in its own session (apart from pyboxd, which
 may stop or restart without touching it); its output goes to DIR/server.log.
 """
 
+from __future__ import annotations
+
 import errno
 import fcntl
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from pybox.errors import ProcViewError, PyboxError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 READY_TIMEOUT = 20.0
 SUPERVISOR_LOCK = "supervisor.lock"
 
 
-def supervised(directory) -> bool:
+def supervised(directory: str) -> bool:
     """Does anything hold DIR/supervisor.lock (a pyboxd, a test)?"""
     try:
         fd = os.open(os.path.join(directory, SUPERVISOR_LOCK), os.O_RDONLY | os.O_CLOEXEC)
@@ -42,13 +49,11 @@ def supervised(directory) -> bool:
     return False
 
 
-def unavailable_reason():
+def unavailable_reason() -> str | None:
     """Why a server cannot run on this machine, or None."""
     if not os.path.exists("/dev/fuse"):
         return "no /dev/fuse (the fuse kernel module is not loaded)"
     try:
-        import importlib.util
-
         if importlib.util.find_spec("pyfuse3") is None:
             return "pyfuse3 is not installed (Debian: python3-pyfuse3)"
     except (ImportError, ValueError):
@@ -59,12 +64,13 @@ def unavailable_reason():
 class Server:
     """A server directory: its state, and starting/stopping its process."""
 
-    def __init__(self, directory) -> None:
+    def __init__(self, directory: str) -> None:
         self.dir = os.path.abspath(directory)
         self.mnt = os.path.join(self.dir, "mnt")
         self.lock_path = os.path.join(self.dir, "server.lock")
         self.log_path = os.path.join(self.dir, "server.log")
-        self.process = None  # the Popen of a server we started (to reap it)
+        # the Popen of a server we started (to reap it)
+        self.process: subprocess.Popen[bytes] | None = None
 
     # -- state ---------------------------------------------------------------------
     def running(self) -> bool:
@@ -81,7 +87,7 @@ class Server:
             os.close(fd)
         return False
 
-    def _pid_file(self):
+    def _pid_file(self) -> tuple[int | None, int | None]:
         """(pid, device of its mount) the running server wrote once mounted."""
         try:
             with open(os.path.join(self.dir, "server.pid")) as f:
@@ -90,10 +96,10 @@ class Server:
         except (OSError, ValueError, IndexError):
             return None, None
 
-    def pid(self):
+    def pid(self) -> int | None:
         return self._pid_file()[0]
 
-    def mounted(self):
+    def mounted(self) -> bool:
         """DIR/mnt is the live mount of the server that wrote server.pid (not a
         dead predecessor's, whose attributes the kernel may still have cached)."""
         pid, dev = self._pid_file()
@@ -105,11 +111,11 @@ class Server:
         except OSError:
             return False
 
-    def ready(self):
+    def ready(self) -> bool:
         return self.running() and self.mounted()
 
     # -- supervision -------------------------------------------------------------
-    def claim(self):
+    def claim(self) -> int:
         """Declare a supervisor (pyboxd; a test): a shared flock on
         DIR/supervisor.lock, held until ``unclaim``.  A server with no
         supervisor and no container using it exits by itself."""
@@ -120,16 +126,16 @@ class Server:
         return fd
 
     @staticmethod
-    def unclaim(fd) -> None:
+    def unclaim(fd: int | None) -> None:
         if fd is not None:
             os.close(fd)
 
-    def source(self, view, name) -> str:
+    def source(self, view: str, name: str) -> str:
         """The file a container binds: DIR/mnt/VIEW/NAME (VIEW: the container id)."""
         return f"{self.mnt}/{view}/{name}"
 
     # -- life ----------------------------------------------------------------------
-    def spawn(self):
+    def spawn(self) -> int:
         """Start a server process (without waiting for it)."""
         os.makedirs(self.dir, mode=0o711, exist_ok=True)
         pkg_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -137,18 +143,18 @@ class Server:
         for extra in ("/usr/lib/python3/dist-packages",):
             if extra not in paths and os.path.isdir(extra):
                 paths.append(extra)
-        code = ("import sys; sys.path[:0] = %r; from pybox.procview.server import main; "
-                "sys.exit(main(['--dir', %r]))" % (paths, self.dir))
+        code = (f"import sys; sys.path[:0] = {paths!r}; from pybox.procview.server import main; "
+                f"sys.exit(main(['--dir', {self.dir!r}]))")
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
-            self.process = subprocess.Popen(
+            process = self.process = subprocess.Popen(
                 [sys.executable, "-IS", "-c", code], stdin=subprocess.DEVNULL, stdout=log,
                 stderr=log, close_fds=True, start_new_session=True, cwd="/")
         finally:
             os.close(log)
-        return self.process.pid
+        return process.pid
 
-    def wait_ready(self, timeout=READY_TIMEOUT):
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while not self.ready():
             if self.process is not None and self.process.poll() is not None and \
@@ -160,7 +166,7 @@ class Server:
                                     f"{self.log_tail()}")
             time.sleep(0.01)
 
-    def ensure(self, timeout=READY_TIMEOUT):
+    def ensure(self, timeout: float = READY_TIMEOUT) -> None:
         """A running, mounted server: the one there, or a new one."""
         if self.ready():
             return
@@ -171,7 +177,7 @@ class Server:
             self.spawn()
         self.wait_ready(timeout)
 
-    def stop(self, timeout: float=10.0) -> bool:
+    def stop(self, timeout: float = 10.0) -> bool:
         """SIGTERM the running server and wait until it has unmounted and exited."""
         pid = self.pid()
         if pid is not None and self.running():
@@ -189,7 +195,7 @@ class Server:
         if self.process is not None and self.process.poll() is not None:
             self.process = None
 
-    def wait_for_death(self):
+    def wait_for_death(self) -> None:
         """Block until no server holds the lock (returns at once if none does)."""
         fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -203,7 +209,7 @@ class Server:
         finally:
             os.close(fd)  # releases the shared lock
 
-    def log_tail(self, size: int=2000):
+    def log_tail(self, size: int = 2000) -> str:
         try:
             with open(self.log_path, errors="replace") as f:
                 return f.read()[-size:].strip()
@@ -216,20 +222,20 @@ class Supervisor:
     (a thread blocked on the server's lock wakes when the kernel drops it).
     Restarts are spaced out when a server keeps dying young."""
 
-    def __init__(self, server, log=None) -> None:
+    def __init__(self, server: Server, log: Callable[[str], object] | None = None) -> None:
         self.server = server
         self.log = log or (lambda text: sys.stderr.write(text + "\n"))
         self.stopping = False
         self.restarts = 0
-        self._claim = None
+        self._claim: int | None = None
         self._lock = threading.Lock()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     def ensure(self) -> None:
         with self._lock:
             self.server.ensure()
 
-    def start(self):
+    def start(self) -> None:
         self._claim = self.server.claim()
         try:
             self.ensure()
@@ -263,7 +269,7 @@ class Supervisor:
                 self.log(f"cannot restart the /proc view server: {e}")
                 time.sleep(1.0)
 
-    def stop_server(self):
+    def stop_server(self) -> bool:
         """Stop supervising and stop the server."""
         self.stopping = True
         try:
