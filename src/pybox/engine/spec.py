@@ -7,12 +7,27 @@ docker's names again.  Defaults are docker's: its 14 capabilities, its masked
 and read-only /proc paths, its /dev/shm size, its cgroup parent.
 """
 
-import os
-from typing import Any
+from __future__ import annotations
 
+import json
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from pybox import OCI_VERSION
+from pybox.engine import security
 from pybox.engine.networking import host_port_range, parse_port_key
-from pybox.errors import BadRequest, SpecError
+from pybox.engine.rootview import open_in_root
+from pybox.errors import BadRequest, SpecError, UsageError
 from pybox.formats.sizes import ram_in_bytes
+from pybox.network import etc
+from pybox.runtime.rootfs import clean_path
+from pybox.runtime.signals import parse_signal
+
+if TYPE_CHECKING:
+    from pybox.images.snapshots import IdMap
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -39,7 +54,7 @@ ULIMITS = {
 CGROUP_PARENT = "/pybox"
 
 
-def command_line(config):
+def command_line(config: dict[str, Any]) -> list[str]:
     """Entrypoint + Cmd, as docker combines them (image defaults already merged)."""
     entry = list(config.get("Entrypoint") or [])
     cmd = list(config.get("Cmd") or [])
@@ -51,7 +66,8 @@ def command_line(config):
     return args
 
 
-def merge_image_config(config, image_config):
+def merge_image_config(config: dict[str, Any],
+                       image_config: dict[str, Any] | None) -> dict[str, Any]:
     """Fill a create request's Config with the image's defaults (docker's rules:
     an Entrypoint given in the request drops the image's Cmd; Env is the image's
     then the request's; Labels merge)."""
@@ -63,8 +79,8 @@ def merge_image_config(config, image_config):
             out["Cmd"] = img.get("Cmd")
     elif not out.get("Cmd"):
         out["Cmd"] = None
-    env = {}
-    order = []
+    env: dict[str, str] = {}
+    order: list[str] = []
     for entry in list(img.get("Env") or []) + list(config.get("Env") or []):
         key = entry.split("=", 1)[0]
         if key not in env:
@@ -89,14 +105,14 @@ def merge_image_config(config, image_config):
 MAX_ID = 2**31 - 1  # runc's (libcontainer/user) range for uids and gids
 
 
-def _resolve_user(rootfs, user):
+def _resolve_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
     """docker's user spec (name|uid[:group|gid]) -> (uid, gid, extra gids), looked
     up in the container's own /etc/passwd and /etc/group."""
     name, _, group = (user or "").partition(":")
     passwd = _read_db(rootfs, "/etc/passwd")
     groups = _read_db(rootfs, "/etc/group")
     uid = gid = 0
-    username = None
+    username: str | None = None
     if name:
         if name.isdigit():
             uid = int(name)
@@ -125,7 +141,7 @@ def _resolve_user(rootfs, user):
             else:
                 raise SpecError(f"unable to find group {group}: no matching entries in group "
                                 "file", errno=2)
-    extra = []
+    extra: list[int] = []
     if username:
         for entry in groups:
             members = entry[3].split(",") if len(entry) > 3 and entry[3] else []
@@ -139,16 +155,15 @@ def _resolve_user(rootfs, user):
     return uid, gid, extra
 
 
+resolve_user = _resolve_user  # the public name: exec (engine/execs.py, lifecycle) resolves too
+
+
 def _read_db(rootfs: str, path: str) -> list[list[str]]:
     """The entries of the image's /etc/passwd or /etc/group.  The file is opened
     by the kernel inside ``rootfs`` (openat2 RESOLVE_IN_ROOT, O_NOFOLLOW is not
     wanted: an image may link /etc/passwd), so a container that swapped it for a
     link to a host file cannot have the host's file read; only a regular file
     is read (a fifo would block the daemon)."""
-    import stat
-
-    from pybox.engine.rootview import open_in_root
-
     try:
         root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -174,9 +189,7 @@ def _read_db(rootfs: str, path: str) -> list[list[str]]:
         return []
 
 
-def _device_numbers(path):
-    import stat
-
+def _device_numbers(path: str) -> tuple[int, int]:
     try:
         st = os.stat(path)
     except OSError as e:
@@ -186,10 +199,10 @@ def _device_numbers(path):
     return os.major(st.st_rdev), os.minor(st.st_rdev)
 
 
-def resources(hc):
+def resources(hc: dict[str, Any]) -> dict[str, Any]:
     """HostConfig resource fields -> linux.resources."""
-    res = {}
-    mem = {}
+    res: dict[str, Any] = {}
+    mem: dict[str, Any] = {}
     memory = hc.get("Memory") or 0
     if memory_swap_problem(memory, hc.get("MemorySwap") or 0) == SWAP_WITHOUT_MEMORY:
         # dockerd lets an update of a stopped container give MemorySwap alone:
@@ -207,7 +220,7 @@ def resources(hc):
         mem["swappiness"] = sw
     if mem:
         res["memory"] = mem
-    cpu = {}
+    cpu: dict[str, Any] = {}
     if hc.get("CpuShares"):
         cpu["shares"] = hc["CpuShares"]
     if hc.get("NanoCpus"):
@@ -233,7 +246,7 @@ def resources(hc):
     pids = hc.get("PidsLimit")
     if pids and pids > 0:
         res["pids"] = {"limit": pids}
-    blk = {}
+    blk: dict[str, Any] = {}
     if hc.get("BlkioWeight"):
         blk["weight"] = hc["BlkioWeight"]
     for field, key, value in (("BlkioDeviceReadBps", "throttleReadBpsDevice", "Rate"),
@@ -254,7 +267,7 @@ def resources(hc):
     return res
 
 
-def default_mounts(hc):
+def default_mounts(hc: dict[str, Any]) -> list[dict[str, Any]]:
     shm = hc.get("ShmSize") or DEFAULT_SHM_SIZE
     return [
         {"destination": "/proc", "type": "proc", "source": "proc",
@@ -308,7 +321,7 @@ def _possible_cpus() -> list[int]:
             text = f.read().strip()
     except OSError:
         return []
-    cpus = []
+    cpus: list[int] = []
     for part in text.split(","):
         first, _, last = part.partition("-")
         try:
@@ -318,18 +331,17 @@ def _possible_cpus() -> list[int]:
     return cpus
 
 
-def _user_destinations(container: dict) -> set[str]:
+def _user_destinations(container: dict[str, Any]) -> set[str]:
     """Destinations of the user's own mounts (volumes, binds, --tmpfs): docker's
     --read-only leaves them as asked."""
-    from pybox.runtime.rootfs import clean_path
-
     hc = container["HostConfig"]
     dests = {m.get("Destination") for m in container.get("Mounts") or ()}
     dests |= set(hc.get("Tmpfs") or {})
     return {clean_path(d) for d in dests if isinstance(d, str) and d}
 
 
-def harden_mounts(mounts: list[dict], container: dict, *, writable_cgroups: bool) -> None:
+def harden_mounts(mounts: list[dict[str, Any]], container: dict[str, Any], *,
+                  writable_cgroups: bool) -> None:
     """docker's mount rules on the finished list, in moby's order: --read-only
     makes every mount but the user's and READ_ONLY_ROOT_KEEPS read-only (so
     /etc/hosts, /etc/hostname, /etc/resolv.conf too); --privileged makes /sys
@@ -337,8 +349,6 @@ def harden_mounts(mounts: list[dict], container: dict, *, writable_cgroups: bool
     --security-opt writable-cgroups=true, else "rro": read-only all the way
     down -- on cgroup v1 the tmpfs holding the hierarchies as well, which runc
     (1.0 and later) leaves writable under docker's plain "ro"."""
-    from pybox.runtime.rootfs import clean_path
-
     hc = container["HostConfig"]
     if hc.get("ReadonlyRootfs"):
         user = _user_destinations(container)
@@ -358,17 +368,16 @@ def harden_mounts(mounts: list[dict], container: dict, *, writable_cgroups: bool
             m["options"] = rest + ["rw"] if writable_cgroups else ["rro"] + rest
 
 
-def build(container, rootfs, *, cgroup_v2: bool=False, extra_mounts=(), netns=None,
-          namespace_of=None, init_path=None, idmap=None, shm_source=None):
+def build(container: dict[str, Any], rootfs: str, *, cgroup_v2: bool = False,
+          extra_mounts: Iterable[dict[str, Any]] = (), netns: str | None = None,
+          namespace_of: Callable[[str, str], str] | None = None, init_path: str | None = None,
+          idmap: IdMap | None = None, shm_source: str | None = None) -> dict[str, Any]:
     """The config.json dict for ``container`` (a docker container record) whose
     root filesystem is mounted at ``rootfs``.  ``namespace_of(ref, kind)`` gives
     the /proc/PID/ns path of another container's namespace (for
     --ipc/--pid/--network container:ID); ``init_path`` is the tini-static binary
     for --init; ``shm_source`` a host directory bound as /dev/shm instead of a
     tmpfs of its own (--ipc shareable, container:ID, host)."""
-    from pybox import OCI_VERSION
-    from pybox.engine import security
-
     config = container["Config"]
     hc = container["HostConfig"]
     hostname = config.get("Hostname") or container["Id"][:12]
@@ -393,13 +402,13 @@ def build(container, rootfs, *, cgroup_v2: bool=False, extra_mounts=(), netns=No
             else:
                 raise SpecError(f"Unable to find group {g}", errno=2)
     caps = security.capability_set(hc)
-    rlimits = []
+    rlimits: list[dict[str, Any]] = []
     for u in hc.get("Ulimits") or ():
         name = ULIMITS.get(u["Name"])
         if name is None:
             raise SpecError(f"invalid ulimit type: {u['Name']}", errno=22)
         rlimits.append({"type": name, "soft": u["Soft"], "hard": u["Hard"]})
-    process = {
+    process: dict[str, Any] = {
         "terminal": bool(config.get("Tty")),
         "user": {"uid": uid, "gid": gid, "additionalGids": sorted(set(extra))},
         "args": command_line(config),
@@ -418,9 +427,9 @@ def build(container, rootfs, *, cgroup_v2: bool=False, extra_mounts=(), netns=No
     if config.get("Tty") and size and size[0] and size[1]:
         process["consoleSize"] = {"height": size[0], "width": size[1]}
 
-    namespaces = [{"type": "mount"}]
+    namespaces: list[dict[str, str]] = [{"type": "mount"}]
 
-    def mode_ns(kind, mode, field):
+    def mode_ns(kind: str, mode: str | None, field: str) -> None:
         mode = mode or ""
         if mode == "host":
             return
@@ -663,7 +672,7 @@ def cpu_realtime_supported() -> bool:
                for d in ("cpu", "cpu,cpuacct", "cpuacct,cpu"))
 
 
-def validate_resources(hc: dict, update: bool = False) -> None:
+def validate_resources(hc: dict[str, Any], update: bool = False) -> None:
     """verifyPlatformContainerResources and runconfig's validateResources and
     validateQoS, for create and update (``update``: Memory may be left as it
     was when only MemorySwap is given).  Normalizes as dockerd does:
@@ -818,9 +827,6 @@ def parse_signal_name(text: str) -> int:
         if number == 0:
             raise ValueError(f"invalid signal: {text}")
         return number
-    from pybox.errors import UsageError
-    from pybox.runtime.signals import parse_signal
-
     name = text.upper()
     if not name or not name.isascii() or name.strip() != name or name.isdigit():
         raise ValueError(f"invalid signal: {text}")
@@ -830,7 +836,7 @@ def parse_signal_name(text: str) -> int:
         raise ValueError(f"invalid signal: {text}") from None
 
 
-def validate_restart_policy(policy: dict) -> None:
+def validate_restart_policy(policy: dict[str, Any]) -> None:
     """container.ValidateRestartPolicy (an empty name is taken as before docker
     25: no policy, any retry count)."""
     name, retries = policy.get("Name") or "", policy.get("MaximumRetryCount") or 0
@@ -853,7 +859,7 @@ _NUL_HOST = ("Binds", "Tmpfs", "ExtraHosts", "Dns", "DnsSearch", "DnsOptions", "
              "ReadonlyPaths", "DeviceCgroupRules")
 
 
-def _has_nul(value) -> bool:
+def _has_nul(value: object) -> bool:
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, list):
@@ -863,13 +869,12 @@ def _has_nul(value) -> bool:
     return False
 
 
-def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[str]:
+def validate_create(config: dict[str, Any], hc: dict[str, Any], *,
+                    remapped: bool = False) -> list[str]:
     """Every dockerd check of a create request, in dockerd's order; normalizes
     ``config`` and ``hc`` in place as dockerd does (NetworkMode "" is
     "default", RestartPolicy "" is "no", WorkingDir cleaned, unset limits
     dropped).  Raises BadRequest with docker's message; -> warnings."""
-    from pybox.engine.security import check_security_options, normalize_capabilities
-
     warnings: list[str] = []
     # strings that become paths, argv, the environment or kernel names: a NUL
     # byte is a client's mistake the kernel would refuse half way through a start
@@ -943,8 +948,6 @@ def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[s
         raise _bad("can't create 'AutoRemove' container with restart policy")
     for m in hc.get("Mounts") or ():
         _check_mount(m, engine_paths=True)
-    from pybox.network import etc
-
     for entry in hc.get("ExtraHosts") or ():
         name, sep, ip = entry.partition(":")
         if not sep or not name:
@@ -954,9 +957,6 @@ def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[s
     # /etc/resolv.conf: a newline would add lines of the client's choosing (a
     # nameserver, a hosts entry).  opts.ValidateDNSSearch and the CLI's
     # ValidateIPAddress where docker has them, else a 400 naming the field
-    import json
-    import re
-
     for domain in hc.get("DnsSearch") or ():
         d = domain.strip(" ")
         m = re.match(r"(:?(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))(:?\.(:?"
@@ -967,9 +967,9 @@ def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[s
     for server in hc.get("Dns") or ():
         if re.search(r"[\x00-\x20\x7f]", server):
             raise _bad(f"IP address is not correctly formatted: {server}")
-    for obj, keys in ((config, ("Hostname", "Domainname")),
-                      (hc, ("DnsSearch", "DnsOptions", "ExtraHosts"))):
-        for key in keys:
+    for obj, text_keys in ((config, ("Hostname", "Domainname")),
+                           (hc, ("DnsSearch", "DnsOptions", "ExtraHosts"))):
+        for key in text_keys:
             values = obj.get(key) or ()
             for value in [values] if isinstance(values, str) else values:
                 if re.search(r"[\x00-\x1f\x7f]", value):
@@ -989,7 +989,7 @@ def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[s
     validate_restart_policy(policy)
     for field in ("CapAdd", "CapDrop"):
         try:
-            normalize_capabilities(hc.get(field) or ())
+            security.normalize_capabilities(hc.get(field) or ())
         except ValueError as e:
             raise _bad(f"invalid {field}: {e}") from None
     if "" in (hc.get("Annotations") or {}):
@@ -1033,7 +1033,7 @@ def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[s
         raise _bad(f"logging driver {driver!r} is not supported (json-file, none)")
     opts = log.get("Config") or {}
     if driver in ("", "json-file"):
-        for key, value in opts.items():
+        for key in opts:
             if key not in JSON_FILE_LOG_OPTS:
                 raise _bad(f"unknown log opt '{key}' for json-file log driver")
         if "max-size" in opts:
@@ -1049,7 +1049,7 @@ def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[s
                 raise _bad(f'strconv.Atoi: parsing "{opts["max-file"]}": invalid syntax')
             if count < 1:
                 raise _bad("max-file cannot be less than 1")
-    check_security_options(hc)
+    security.check_security_options(hc)
     for u in hc.get("Ulimits") or ():
         u = u or {}
         if u.get("Name") not in ULIMITS:
@@ -1062,9 +1062,7 @@ def validate_create(config: dict, hc: dict, *, remapped: bool = False) -> list[s
             if "\x00" in ((d or {}).get(key) or ""):
                 raise _bad(f"invalid device path: {d[key]!r}")
     for text in hc.get("DeviceCgroupRules") or ():
-        from pybox.engine.security import parse_cgroup_rule
-
-        parse_cgroup_rule(text)
+        security.parse_cgroup_rule(text)
     for dest in config.get("Volumes") or {}:
         if _abs_clean(dest or ".") == "/":
             raise _bad("invalid volume: path can't be '/'")

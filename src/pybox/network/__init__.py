@@ -7,7 +7,8 @@ an address (the engine's glue is pybox.engine.networking):
     netns.py     a persistent network namespace per container (RUN_ROOT/netns/ID)
     links.py     bridges, veth pairs, addresses, routes, MTU (pyroute2)
     firewall.py  nftables in pybox's own table: forwarding, isolation, NAT, DNAT
-    ports.py     -p/-P: parsing, host port reservation, docker's errors
+    ports.py     published ports as typed PortRequest/PortMapping, host port
+                 reservation (docker's -p/-P syntax is pybox.engine.networking's)
     dns.py       the embedded DNS server of user-defined networks
     etc.py       /etc/hosts, /etc/hostname, /etc/resolv.conf per container
     manager.py   NetworkManager, the facade the engine calls
