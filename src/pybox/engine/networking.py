@@ -26,26 +26,34 @@ modes: ``none`` (a private namespace with lo, made by the runtime), ``host``
 of pybox's, see pybox.network.netns).
 """
 
+from __future__ import annotations
+
 import ipaddress
 import os
+import shutil
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import BadRequest, Conflict, NotFound
 from pybox.network import etc
+from pybox.network.manager import NetworkError, NetworkManager, Sandbox, check_mac
 from pybox.network.ports import PROTOCOLS, PortMapping, PortRequest
 from pybox.oci.state import write_atomic
+
+if TYPE_CHECKING:
+    from pybox.engine.engine import Engine
+    from pybox.engine.store import Container
 
 NO_SANDBOX = ("none", "host")
 
 
-def network_mode(hc):
+def network_mode(hc: dict[str, Any] | None) -> str:
     mode = (hc or {}).get("NetworkMode") or "default"
     return "bridge" if mode == "default" else mode
 
 
-def _blank_endpoint():
+def _blank_endpoint() -> dict[str, Any]:
     return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "",
             "DriverOpts": None, "NetworkID": "", "EndpointID": "", "Gateway": "",
             "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
@@ -182,15 +190,13 @@ def ps_ports(mappings: Iterable[PortMapping], config: dict[str, Any]) -> list[di
 
 
 class EngineNetworking:
-    def __init__(self, engine) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._manager = None
+        self._manager: NetworkManager | None = None
 
     @property
-    def manager(self):
+    def manager(self) -> NetworkManager:
         if self._manager is None:
-            from pybox.network.manager import NetworkManager
-
             # PYBOX_HOST_RESOLV_CONF: the resolv.conf whose servers containers
             # and the embedded DNS use (tests point it at a resolver of their own)
             self._manager = NetworkManager(
@@ -200,12 +206,12 @@ class EngineNetworking:
                 or etc.HOST_RESOLV_CONF)
         return self._manager
 
-    def _container_name(self, cid):
+    def _container_name(self, cid: str) -> str:
         c = self.engine.store.by_id.get(cid)
         return c.name if c is not None else cid[:12]
 
     # -- create -------------------------------------------------------------------------
-    def check_create(self, body, hc):
+    def check_create(self, body: dict[str, Any], hc: dict[str, Any]) -> None:
         mode = network_mode(hc)
         if mode not in NO_SANDBOX and not mode.startswith("container:"):
             self.manager.get(mode)  # NotFound: "network X not found"
@@ -230,15 +236,13 @@ class EngineNetworking:
         if mac and mode in NO_SANDBOX:
             raise BadRequest("conflicting options: mac-address and the network mode")
         if mac:
-            from pybox.network.manager import check_mac
-
             check_mac(mac)  # the primary endpoint's when it names none
         if mode.startswith("container:") and (hc.get("PortBindings") or
                                               hc.get("PublishAllPorts")):
             raise BadRequest("conflicting options: port publishing and the container type "
                              "network mode")
 
-    def on_create(self, record, body) -> None:
+    def on_create(self, record: dict[str, Any], body: dict[str, Any]) -> None:
         hc = record["HostConfig"]
         mode = network_mode(hc)
         settings = record["NetworkSettings"]
@@ -276,7 +280,7 @@ class EngineNetworking:
         settings["Networks"] = networks
 
     # -- start / exit ---------------------------------------------------------------------
-    def prepare(self, c):
+    def prepare(self, c: Container) -> str | None:
         """Before the spec is built: -> the namespace path the runtime joins, or
         None (none/host/container: modes)."""
         rec = c.record
@@ -299,8 +303,6 @@ class EngineNetworking:
                                       "IPAMConfig": ep.get("IPAMConfig"),
                                       "MacAddress": ep.get("MacAddress")}))
         wanted = requested_ports(rec["Config"], hc)
-        from pybox.network.manager import NetworkError
-
         try:
             sb = self.manager.setup(c.id, attachments,
                                     hostname=rec["Config"].get("Hostname", ""),
@@ -316,7 +318,7 @@ class EngineNetworking:
             raise
         return sb["netns"]
 
-    def _fill_settings(self, c, sb) -> None:
+    def _fill_settings(self, c: Container, sb: Sandbox) -> None:
         rec = c.record
         settings = rec["NetworkSettings"]
         networks = settings.setdefault("Networks", {})
@@ -343,7 +345,7 @@ class EngineNetworking:
                            ("IPPrefixLen", 0), ("MacAddress", "")):
             settings[key] = bridge_ep.get(key, value) if bridge_ep else value
 
-    def _write_etc_files(self, c, sb, live: bool=False) -> None:
+    def _write_etc_files(self, c: Container, sb: Sandbox, live: bool = False) -> None:
         """hosts, hostname and resolv.conf for the sandbox ``sb``.  ``live``:
         the container runs with them bind-mounted, so they are rewritten in
         place (a rename would leave the container on the old file)."""
@@ -372,15 +374,13 @@ class EngineNetworking:
             dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or (),
             embedded=embedded))
 
-    def _share_etc_files(self, c, ref) -> None:
+    def _share_etc_files(self, c: Container, ref: str) -> None:
         """--network container:ID: the other container's hosts and resolv.conf,
         as docker shares them."""
         try:
             other = self.engine.get(ref)
         except NotFound:
             return
-        import shutil
-
         for key in ("HostsPath", "ResolvConfPath", "HostnamePath"):
             src, dst = other.record.get(key), c.record.get(key)
             if src and dst and os.path.exists(src):
@@ -389,7 +389,7 @@ class EngineNetworking:
                 except OSError:
                     pass
 
-    def release(self, c) -> None:
+    def release(self, c: Container) -> None:
         """After exit or a failed start (idempotent)."""
         mode = network_mode(c.record["HostConfig"])
         if mode in NO_SANDBOX or mode.startswith("container:"):
@@ -406,17 +406,18 @@ class EngineNetworking:
                            ("IPPrefixLen", 0), ("MacAddress", "")):
             settings[key] = value
 
-    def forget(self, c) -> None:
+    def forget(self, c: Container) -> None:
         self.release(c)
 
-    def ps_ports(self, c):
+    def ps_ports(self, c: Container) -> list[dict[str, Any]]:
         if not c.state.get("Running"):
             return []
         sb = self.manager.sandbox(c.id)
         return ps_ports(sb["ports"] if sb else [], c.record["Config"])
 
     # -- connect / disconnect -------------------------------------------------------------------
-    def connect(self, net_ref, container_ref, endpoint_config=None):
+    def connect(self, net_ref: str, container_ref: str,
+                endpoint_config: dict[str, Any] | None = None) -> None:
         net = self.manager.get(net_ref)
         c = self.engine.get(container_ref)
         cfg = dict(endpoint_config or {})
@@ -441,7 +442,7 @@ class EngineNetworking:
             if c.state.get("Running"):
                 live = self.manager.connect(c.id, net["Id"], cfg)
                 crashpoint("engine.connect.attached")
-                self._write_etc_files(c, self.manager.sandbox(c.id), live=True)
+                self._write_etc_files(c, self._sandbox(c.id), live=True)
                 ep.update({"EndpointID": live["EndpointID"], "Gateway": live["Gateway"],
                            "IPAddress": live["IPAddress"], "IPPrefixLen": live["IPPrefixLen"],
                            "MacAddress": live["MacAddress"],
@@ -451,7 +452,7 @@ class EngineNetworking:
         self.engine.events.emit("network", "connect", net["Id"],
                                 {"container": c.id, "name": net["Name"], "type": "bridge"})
 
-    def disconnect(self, net_ref, container_ref, force: bool=False):
+    def disconnect(self, net_ref: str, container_ref: str, force: bool = False) -> None:
         c = self.engine.get(container_ref)
         with c.lock:
             networks = c.record["NetworkSettings"].get("Networks") or {}
@@ -469,14 +470,22 @@ class EngineNetworking:
             if net is not None and c.state.get("Running") and self.manager.sandbox(c.id):
                 self.manager.disconnect(c.id, net["Id"])
                 crashpoint("engine.disconnect.detached")
-                self._write_etc_files(c, self.manager.sandbox(c.id), live=True)
+                self._write_etc_files(c, self._sandbox(c.id), live=True)
             del networks[name]
             c.save()
         if net is not None:
             self.engine.events.emit("network", "disconnect", net["Id"],
                                     {"container": c.id, "name": name, "type": "bridge"})
 
-    def networks_in_use(self):
+    def _sandbox(self, cid: str) -> Sandbox:
+        """The sandbox of a container that has one (connect/disconnect just
+        used it)."""
+        sb = self.manager.sandbox(cid)
+        if sb is None:
+            raise Conflict(f"container {cid} has no network namespace of its own")
+        return sb
+
+    def networks_in_use(self) -> set[str]:
         """Ids of networks any container record names (network prune keeps them)."""
         out = set()
         for c in self.engine.store.all():
@@ -499,11 +508,11 @@ class EngineNetworking:
             self._manager.shutdown()
 
 
-def _write_new(path, text) -> None:
+def _write_new(path: str, text: str) -> None:
     write_atomic(path, text, mode=0o644)
 
 
-def _write_in_place(path, text) -> None:
+def _write_in_place(path: str, text: str) -> None:
     with open(path, "r+") as f:
         f.write(text)
         f.truncate()
