@@ -144,7 +144,7 @@ def register(router, engine) -> None:
                                     stdout=req.flag("stdout"), stderr=req.flag("stderr"),
                                     tty=tty, stdin_once=False)
             session.replay_logs()
-            session._close_client()
+            session.close_client()
             return
         # the 101 goes out once the session is registered: the CLI sends start as
         # soon as it has it, and the program's first output must not be missed

@@ -93,7 +93,7 @@ def register(router, engine) -> None:
         finally:
             if pause:
                 engine.unpause_after_commit(c)
-        engine.events.emit("container", "commit", c.id, engine._attributes(c))
+        engine.events.emit("container", "commit", c.id, engine.attributes(c))
         resp.json({"Id": image_id}, 201)
 
     def _stat(req, resp, id, head):

@@ -13,20 +13,30 @@ the CLI's ctrl-p ctrl-q detach reaches the daemon -- and the container keeps
 running.
 """
 
+from __future__ import annotations
+
 import os
 import select
+import socket
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from pybox.formats import fastjson
+from pybox.engine.store import Container
+from pybox.errors import BadRequest
 from pybox.monitor import protocol as P
+from pybox.monitor.jsonlog import read_entries
+
+if TYPE_CHECKING:
+    from pybox.engine.engine import Engine
 
 
-def stdcopy(stream, data):
+def stdcopy(stream: int, data: bytes) -> bytes:
     """docker's multiplexed framing: [stream, 0, 0, 0, big-endian uint32 length]."""
     return bytes((stream, 0, 0, 0)) + len(data).to_bytes(4, "big") + data
 
 
-def parse_detach_keys(spec):
+def parse_detach_keys(spec: str | None) -> bytes:
     """"ctrl-p,ctrl-q" -> b"\\x10\\x11" (docker's syntax)."""
     if spec is None:
         return b"\x10\x11"
@@ -46,16 +56,15 @@ def parse_detach_keys(spec):
         elif len(key) == 1:
             out.append(ord(key))
         else:
-            from pybox.errors import BadRequest
-
             raise BadRequest(f"Invalid detach keys ({spec}) provided")
     return bytes(out)
 
 
 class AttachSession:
-    def __init__(self, engine, container, client, *, stdin, stdout, stderr, tty,
-                 stdin_once, detach_keys=None) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, container: Container, client: socket.socket | None, *,
+                 stdin: bool, stdout: bool, stderr: bool, tty: bool, stdin_once: bool,
+                 detach_keys: str | None = None) -> None:
+        self.monitor_client = engine.runner.monitor(container.id)
         self.c = container
         self.client = client
         self.want_stdin = stdin
@@ -67,12 +76,13 @@ class AttachSession:
         self.pending_stdin = b""
         self.stdin_closed = False
         self.eof_sent = False
-        self.monitor = None
+        self.monitor: socket.socket | None = None
         self.started = threading.Event()
         # wakes _wait_for_start's poll the moment the start (or the removal)
         # happens; a poll timeout alone held `docker run`'s output back ~0.1 s
         # (made by run(), before the session can be started)
-        self._wake_r = self._wake_w = None
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
         self.gone = False
         self.client_left = False  # the client closed its socket (not just its stdin)
         self._key_pos = 0
@@ -92,17 +102,14 @@ class AttachSession:
 
     def _wake(self) -> None:
         try:
-            os.write(self._wake_w, b"x")
+            os.write(self._wake_w, b"x")  # type: ignore[arg-type]  # None: TypeError, caught
         except (OSError, TypeError):  # full (woken already), closed or never made
             pass
 
-    def _connect(self):
-        mon = self.engine._monitor_socket(self.c)
+    def _connect(self) -> socket.socket | None:
+        mon = self.monitor_client.attach(self.want_stdin, self.want_stdout, self.want_stderr)
         if mon is None:
             return None
-        req = {"op": "attach", "stdin": self.want_stdin, "stdout": self.want_stdout,
-               "stderr": self.want_stderr}
-        mon.sendall(fastjson.dumps(req).encode() + b"\n")
         if self.pending_stdin:
             mon.sendall(P.frame(P.STDIN, self.pending_stdin))
             self.pending_stdin = b""
@@ -113,15 +120,14 @@ class AttachSession:
 
     # -- the session ------------------------------------------------------------
     def replay_logs(self) -> None:
-        from pybox.monitor.jsonlog import read_entries
-
-        for entry in read_entries(self.c.record["LogPath"]):
+        for entry in read_entries(self.c.log_path):
             stream = entry.get("stream")
             if (stream == "stdout" and self.want_stdout) or (
                     stream == "stderr" and self.want_stderr):
                 self._out(1 if stream == "stdout" else 2, entry.get("log", "").encode())
 
-    def run(self, open_client=None, replay: bool=False) -> None:
+    def run(self, open_client: Callable[[], socket.socket] | None = None,
+            replay: bool = False) -> None:
         """Register with the container (joined to its monitor now, or at its next
         start), then -- only then -- get the client (``open_client``: the API's
         hijack, whose 101 tells the CLI it may start the container), replay the
@@ -129,7 +135,7 @@ class AttachSession:
         c = self.c
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         with c.lock:
-            if c.state.get("Running"):
+            if c.state.running:
                 self.monitor = self._connect()
                 self.started.set()
             else:
@@ -148,7 +154,8 @@ class AttachSession:
                 if self in c.attachers:
                     c.attachers.remove(self)
                 for fd in (self._wake_r, self._wake_w):
-                    os.close(fd)
+                    if fd is not None:
+                        os.close(fd)
                 self._wake_r = self._wake_w = None
             for s in (self.monitor,):
                 if s is not None:
@@ -156,10 +163,11 @@ class AttachSession:
                         s.close()
                     except OSError:
                         pass
-            self._close_client()
+            self.close_client()
 
     def _wait_for_start(self) -> None:
         """Buffer stdin until the container starts (or is removed)."""
+        assert self.client is not None and self._wake_r is not None  # (run() made them)
         poller = select.poll()
         reading = self.want_stdin
         # without POLLIN the poll still reports POLLHUP: a client gone entirely (a
@@ -169,7 +177,7 @@ class AttachSession:
         while not self.started.is_set():
             if self.c.removed:
                 return
-            for fd, ev in poller.poll(200):
+            for fd, _ev in poller.poll(200):
                 if fd == self._wake_r:
                     continue  # the loop's test sees why
                 if not reading:
@@ -190,6 +198,7 @@ class AttachSession:
 
     def _relay(self) -> None:
         mon = self.monitor
+        assert mon is not None and self.client is not None  # (run() checked)
         # stdin that came after the start's _connect took the buffer (between the
         # start and this thread seeing it)
         with self.c.lock:
@@ -240,13 +249,13 @@ class AttachSession:
                         if ev & (select.POLLHUP | select.POLLERR):
                             return  # not a half-close: the client is gone
                         continue
-                    data = self._check_detach(data)
-                    if data is None:
+                    keep = self._check_detach(data)
+                    if keep is None:
                         return
-                    if data:
-                        mon.sendall(P.frame(P.STDIN, data))
+                    if keep:
+                        mon.sendall(P.frame(P.STDIN, keep))
 
-    def _check_detach(self, data):
+    def _check_detach(self, data: bytes) -> bytes | None:
         """Strip (and act on) the detach key sequence in a tty session."""
         if not self.detach or not self.tty:
             return data
@@ -263,7 +272,8 @@ class AttachSession:
             out.append(byte)
         return bytes(out)
 
-    def _out(self, stream, payload) -> None:
+    def _out(self, stream: int, payload: bytes) -> None:
+        assert self.client is not None
         try:
             if self.tty:
                 self.client.sendall(payload)
@@ -272,9 +282,9 @@ class AttachSession:
         except OSError:
             self.client_left = True
 
-    def _close_client(self) -> None:
-        import socket
-
+    def close_client(self) -> None:
+        """Tell the client the output is over (a half-close: its stdin may
+        still be on the way)."""
         if self.client is None:
             return
         try:

@@ -1,20 +1,43 @@
 """The engine's event stream (docker events): recent events kept in memory for
---since replays, and live subscribers."""
+--since replays, and live subscribers; ``attributes`` gives a container
+event's Actor.Attributes (its image, name and labels), for every module that
+emits one."""
+
+from __future__ import annotations
 
 import collections
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
+
+from pybox.engine.store import Container
+
+Event = dict[str, Any]  # docker's event JSON
+Subscriber = tuple[collections.deque[Event], threading.Condition]
+
+
+def attributes(c: Container, **extra: str) -> dict[str, str]:
+    """A container event's attributes, as dockerd's: image, name, the
+    container's labels, then ``extra`` (exitCode, signal, execID...)."""
+    attrs: dict[str, Any] = {"image": c.config.get("Image", ""), "name": c.name}
+    labels = c.config.get("Labels")
+    if isinstance(labels, dict):  # an odd stored record may hold anything
+        attrs.update(labels)
+    attrs.update(extra)
+    return attrs
 
 
 class EventBus:
-    def __init__(self, keep: int=1024) -> None:
+    def __init__(self, keep: int = 1024) -> None:
         self.lock = threading.Lock()
-        self.recent = collections.deque(maxlen=keep)
-        self.subscribers = []
+        self.recent: collections.deque[Event] = collections.deque(maxlen=keep)
+        self.subscribers: list[Subscriber] = []
 
-    def emit(self, kind, action, actor_id, attributes=None, *, scope: str="local"):
+    def emit(self, kind: str, action: str, actor_id: str,
+             attributes: Mapping[str, Any] | None = None, *, scope: str = "local") -> Event:
         ns = time.time_ns()
-        event = {
+        event: Event = {
             "Type": kind, "Action": action,
             "Actor": {"ID": actor_id, "Attributes": dict(attributes or {})},
             "scope": scope, "time": ns // 1_000_000_000, "timeNano": ns,
@@ -34,24 +57,24 @@ class EventBus:
                 queue[1].notify()
         return event
 
-    def subscribe(self):
+    def subscribe(self) -> Subscriber:
         """A (deque, condition) pair that receives every event from now on."""
-        queue = (collections.deque(), threading.Condition())
+        queue: Subscriber = (collections.deque(), threading.Condition())
         with self.lock:
             self.subscribers.append(queue)
         return queue
 
-    def unsubscribe(self, queue) -> None:
+    def unsubscribe(self, queue: Subscriber) -> None:
         with self.lock:
             if queue in self.subscribers:
                 self.subscribers.remove(queue)
 
-    def since(self, since_ns):
+    def since(self, since_ns: int) -> list[Event]:
         with self.lock:
             return [e for e in self.recent if e["timeNano"] >= since_ns]
 
 
-def matches(event, filters) -> bool:
+def matches(event: Event, filters: Mapping[str, Any] | None) -> bool:
     """docker's events filters: type, event/action, container, image, label..."""
     if not filters:
         return True

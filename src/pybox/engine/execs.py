@@ -10,35 +10,48 @@ runtime, which copies it on.  The exit code is recorded before the client's
 stream is closed (the CLI reads it with one inspect right after EOF).
 """
 
+from __future__ import annotations
+
+import fcntl
 import os
 import secrets
 import select
 import signal
+import socket
 import subprocess
+import termios
 import threading
+from typing import IO, Any
 
 from pybox.crashpoints import crashpoint
 from pybox.engine.attach import stdcopy
+from pybox.engine.events import EventBus, attributes
+from pybox.engine.runner import Runner
+from pybox.engine.spec import resolve_user
+from pybox.engine.store import Container
 from pybox.errors import Conflict
 from pybox.formats import fastjson
+from pybox.linux.caps import CAPABILITY_NAMES, last_cap
 from pybox.oci.state import write_atomic
 
 
 class ExecSession:
-    def __init__(self, engine, container, body) -> None:
-        self.engine = engine
+    def __init__(self, runner: Runner, events: EventBus, container: Container,
+                 body: dict[str, Any]) -> None:
+        self.runner = runner
+        self.events = events
         self.container = container
         self.id = secrets.token_hex(32)
         self.body = body
         self.running = False
-        self.exit_code = None
+        self.exit_code: int | None = None
         self.pid = 0
-        self.proc = None
-        self.master = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.master: int | None = None
         self.started = False
         self.lock = threading.Lock()
 
-    def inspect(self):
+    def inspect(self) -> dict[str, Any]:
         b = self.body
         return {
             "ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
@@ -51,11 +64,8 @@ class ExecSession:
             "Pid": self.pid,
         }
 
-    def _process_json(self):
-        from pybox.engine.spec import _resolve_user
-        from pybox.linux.caps import CAPABILITY_NAMES, last_cap
-
-        rundir = self.engine.run_dir(self.container)
+    def _process_json(self) -> str:
+        rundir = self.runner.run_dir(self.container.id)
         config = fastjson.load_file(os.path.join(rundir, "config.json"))
         process = dict(config["process"])
         b = self.body
@@ -72,7 +82,7 @@ class ExecSession:
         if b.get("WorkingDir"):
             process["cwd"] = b["WorkingDir"]
         if b.get("User"):
-            uid, gid, extra = _resolve_user(config["root"]["path"], b["User"])
+            uid, gid, extra = resolve_user(config["root"]["path"], b["User"])
             process["user"] = {"uid": uid, "gid": gid, "additionalGids": extra}
         if b.get("Privileged"):
             caps = list(CAPABILITY_NAMES[:last_cap() + 1])
@@ -82,28 +92,22 @@ class ExecSession:
         write_atomic(path, fastjson.dumps(process))
         return path
 
-    def _argv(self, process_file, pid_file, detach):
-        argv = [self.engine.runtime, "--root", self.engine.runtime_root, "exec",
-                "--process", process_file, "--pid-file", pid_file]
-        if detach:
-            argv.append("--detach")
-        argv.append(self.container.id)
-        return argv
+    def _argv(self, process_file: str, pid_file: str, detach: bool) -> list[str]:
+        return self.runner.exec_argv(self.container.id, process_file, pid_file, detach)
 
-    def start(self, client=None, detach: bool=False):
+    def start(self, client: socket.socket | None = None, detach: bool = False) -> None:
         with self.lock:
             if self.started:
                 raise Conflict(f"Error: Exec command {self.id} has already run")
             self.started = True
         c = self.container
-        if not c.state.get("Running"):
-            raise Conflict(f"Container {c.id} is not running")
-        rundir = self.engine.run_dir(c)
+        c.state.check_running(c.id)
+        rundir = self.runner.run_dir(c.id)
         process_file = self._process_json()
         crashpoint("engine.exec.prepared")
         pid_file = os.path.join(rundir, f"exec-{self.id}.pid")
-        self.engine.events.emit("container", "exec_start: " + " ".join(self.body["Cmd"]), c.id,
-                                self.engine._attributes(c, execID=self.id))
+        self.events.emit("container", "exec_start: " + " ".join(self.body["Cmd"]), c.id,
+                         attributes(c, execID=self.id))
         try:
             if detach or client is None:
                 self._start_detached(process_file, pid_file)
@@ -118,7 +122,7 @@ class ExecSession:
                 except OSError:
                     pass
 
-    def _read_pid(self, pid_file):
+    def _read_pid(self, pid_file: str) -> int:
         try:
             with open(pid_file) as f:
                 return int(f.read().strip() or 0)
@@ -130,7 +134,7 @@ class ExecSession:
             except OSError:
                 pass
 
-    def _start_detached(self, process_file, pid_file):
+    def _start_detached(self, process_file: str, pid_file: str) -> None:
         """Start the process and return once the runtime has (docker exec -d).
 
         The process inherits the runtime's stderr -- the pipe that carries the
@@ -145,6 +149,7 @@ class ExecSession:
                                 stderr=subprocess.PIPE)
         code = proc.wait()
         crashpoint("engine.exec.detached")
+        assert proc.stderr is not None  # (stderr=PIPE)
         if code != 0:
             self.exit_code = 126
             os.set_blocking(proc.stderr.fileno(), False)
@@ -156,7 +161,7 @@ class ExecSession:
             raise Conflict(message.decode(errors="replace").strip().removeprefix(
                 "pybox-runtime: ") or f"exec failed ({code})")
 
-        def drain(pipe=proc.stderr) -> None:
+        def drain(pipe: IO[bytes] = proc.stderr) -> None:
             try:
                 while pipe.read(65536):
                     pass
@@ -182,13 +187,14 @@ class ExecSession:
 
         threading.Thread(target=watch, daemon=True).start()
 
-    def _run_pipes(self, client, process_file, pid_file) -> None:
+    def _run_pipes(self, client: socket.socket, process_file: str, pid_file: str) -> None:
         b = self.body
         stdin = subprocess.PIPE if b.get("AttachStdin") else subprocess.DEVNULL
         proc = subprocess.Popen(self._argv(process_file, pid_file, False), stdin=stdin,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.proc = proc
         self.running = True
+        assert proc.stdout is not None and proc.stderr is not None  # (PIPE)
         outs = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
         poller = select.poll()
         for fd in outs:
@@ -197,7 +203,7 @@ class ExecSession:
             poller.register(client.fileno(), select.POLLIN)
         early_stderr = b""
         while outs:
-            for fd, ev in poller.poll(200):
+            for fd, _ev in poller.poll(200):
                 if fd in outs:
                     data = os.read(fd, 65536)
                     if not data:
@@ -215,6 +221,7 @@ class ExecSession:
                         data = client.recv(65536)
                     except OSError:
                         data = b""
+                    assert proc.stdin is not None  # (polled only with stdin=PIPE)
                     if not data:
                         poller.unregister(client.fileno())
                         try:
@@ -242,9 +249,8 @@ class ExecSession:
         self.running = False
         self._die()
 
-    def _run_tty(self, client, process_file, pid_file) -> None:
-        import termios  # noqa: F401  (the runtime puts our slave in raw mode)
-
+    def _run_tty(self, client: socket.socket, process_file: str, pid_file: str) -> None:
+        # (the runtime puts our slave in raw mode)
         master, slave = os.openpty()
         self.master = master
         proc = subprocess.Popen(self._argv(process_file, pid_file, False), stdin=slave,
@@ -259,7 +265,7 @@ class ExecSession:
         while True:
             events = poller.poll(200)
             done = False
-            for fd, ev in events:
+            for fd, _ev in events:
                 if fd == master:
                     try:
                         data = os.read(master, 65536)
@@ -292,14 +298,14 @@ class ExecSession:
         self.running = False
         self._die()
 
-    def _peek_pid(self, pid_file):
+    def _peek_pid(self, pid_file: str) -> int:
         try:
             with open(pid_file) as f:
                 return int(f.read().strip() or 0)
         except (OSError, ValueError):
             return 0
 
-    def _send(self, client, stream, data) -> None:
+    def _send(self, client: socket.socket, stream: int, data: bytes) -> None:
         try:
             client.sendall(stdcopy(stream, data))
         except OSError:
@@ -307,16 +313,12 @@ class ExecSession:
 
     def _die(self) -> None:
         c = self.container
-        self.engine.events.emit("container", "exec_die", c.id,
-                                self.engine._attributes(c, execID=self.id,
-                                                        exitCode=str(self.exit_code)))
+        self.events.emit("container", "exec_die", c.id,
+                         attributes(c, execID=self.id, exitCode=str(self.exit_code)))
 
-    def resize(self, h, w):
+    def resize(self, h: int, w: int) -> None:
         if self.master is None or self.proc is None:
             raise Conflict(f"Exec {self.id} is not running with a terminal")
-        import fcntl
-        import termios
-
         fcntl.ioctl(self.master, termios.TIOCSWINSZ,
                     int(h).to_bytes(2, "little") + int(w).to_bytes(2, "little") + b"\0" * 4)
         try:

@@ -19,9 +19,17 @@ what pybox meant to do -- and tied back to what asked for it:
 - files: config.json of the OCI bundle, the runtime's state, the record.
 """
 
-import os
+from __future__ import annotations
 
-from pybox.errors import Conflict, PyboxError
+import os
+from typing import TYPE_CHECKING, Any
+
+from pybox.cgroups.layout import unescape_mountinfo
+from pybox.errors import PyboxError
+from pybox.linux.caps import from_mask
+
+if TYPE_CHECKING:
+    from pybox.engine.engine import Engine
 
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time",
               "time_for_children", "user", "uts")
@@ -71,7 +79,7 @@ USAGE = ("memory.usage_in_bytes", "memory.current", "memory.max_usage_in_bytes",
 UNLIMITED = 1 << 62
 
 
-def _read(path):
+def _read(path: str) -> str | None:
     try:
         with open(path) as f:
             return f.read()
@@ -79,7 +87,7 @@ def _read(path):
         return None
 
 
-def _field(tree, dotted):
+def _field(tree: Any, dotted: str) -> Any:
     node = tree
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -88,7 +96,7 @@ def _field(tree, dotted):
     return node
 
 
-def _status(pid):
+def _status(pid: int) -> dict[str, str] | None:
     text = _read(f"/proc/{pid}/status")
     if text is None:
         return None
@@ -99,7 +107,7 @@ def _status(pid):
     return out
 
 
-def _cmdline(pid):
+def _cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             args = f.read().split(b"\0")
@@ -108,7 +116,7 @@ def _cmdline(pid):
     return [a.decode(errors="replace") for a in args if a]
 
 
-def human_bytes(n):
+def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" or n == int(n) else f"{n:.1f} {unit}"
@@ -117,7 +125,7 @@ def human_bytes(n):
 
 
 # -- sections --------------------------------------------------------------------
-def namespaces(pid, config, others):
+def namespaces(pid: int, config: dict[str, Any], others: dict[str, int]) -> list[dict[str, Any]]:
     """``others``: {container name: pid} of the other running containers.  The
     host's namespaces are pid 1's, or pyboxd's own where pid 1's cannot be read
     (a sandbox, a hardened /proc)."""
@@ -150,13 +158,14 @@ def namespaces(pid, config, others):
     return out
 
 
-def cgroups(saved, resources, host_config):
+def cgroups(saved: dict[str, Any] | None, resources: dict[str, Any],
+            host_config: dict[str, Any]) -> dict[str, Any]:
     """Every directory in the runtime's saved cgroup state with its limit files."""
     if not saved:
         return {"driver": None, "directories": []}
     paths = saved.get("paths") or {}
     created = set(saved.get("created") or ())
-    dirs = {}
+    dirs: dict[str, list[str]] = {}
     for ctrl, d in sorted(paths.items(), key=lambda kv: kv[1]):
         dirs.setdefault(d, []).append(ctrl or "cgroup2")
     out = []
@@ -196,7 +205,7 @@ def cgroups(saved, resources, host_config):
             "parents_created": parents}
 
 
-def _display(name, value):
+def _display(name: str, value: str) -> str:
     if value == "max" or (value.isdigit() and int(value) >= UNLIMITED):
         return "unlimited"
     if name.startswith("memory.") and value.isdigit() and "swappiness" not in name:
@@ -212,7 +221,7 @@ def _display(name, value):
     return value
 
 
-def parse_mountinfo(text):
+def parse_mountinfo(text: str | None) -> list[dict[str, Any]]:
     out = []
     for line in (text or "").splitlines():
         left, sep, right = line.partition(" - ")
@@ -230,19 +239,18 @@ def parse_mountinfo(text):
     return out
 
 
-def _unescape(field):
-    from pybox.cgroups.layout import unescape_mountinfo
-
+def _unescape(field: str) -> str:
     return unescape_mountinfo(field)
 
 
-def rootfs(mounts, graph, image_layers):
+def rootfs(mounts: list[dict[str, Any]], graph: dict[str, Any],
+           image_layers: list[Any]) -> dict[str, Any]:
     """The container's root: its "/" mount (overlay: lower dirs -> image layers)."""
     root = None
     for m in mounts:
         if m["mount_point"] == "/":
             root = m  # the last one is on top
-    out = {"merged": graph.get("MergedDir"), "upper": graph.get("UpperDir"),
+    out: dict[str, Any] = {"merged": graph.get("MergedDir"), "upper": graph.get("UpperDir"),
            "work": graph.get("WorkDir"), "lower": [], "mount": None}
     lowers = []
     if root is not None:
@@ -275,7 +283,7 @@ def rootfs(mounts, graph, image_layers):
     return out
 
 
-def processes(pids):
+def processes(pids: list[int]) -> list[dict[str, Any]]:
     out = []
     for pid in sorted(pids):
         st = _status(pid)
@@ -290,11 +298,9 @@ def processes(pids):
     return out
 
 
-def security(pid):
-    from pybox.linux.caps import from_mask
-
+def security(pid: int) -> dict[str, Any]:
     st = _status(pid) or {}
-    caps = {}
+    caps: dict[str, Any] = {}
     for key, name in (("CapEff", "effective"), ("CapPrm", "permitted"),
                       ("CapInh", "inheritable"), ("CapBnd", "bounding"),
                       ("CapAmb", "ambient")):
@@ -302,64 +308,59 @@ def security(pid):
             mask = int(st[key], 16)
             caps[name] = {"mask": st[key], "names": from_mask(mask)}
     modes = {"0": "disabled", "1": "strict", "2": "filter"}
-    maps = {}
+    maps: dict[str, list[list[int]]] = {}
     for name in ("uid_map", "gid_map"):
         text = _read(f"/proc/{pid}/{name}") or ""
         maps[name] = [[int(x) for x in line.split()] for line in text.splitlines()
                       if line.strip()]
     return {"capabilities": caps,
-            "seccomp": {"mode": modes.get(st.get("Seccomp"), st.get("Seccomp")),
+            "seccomp": {"mode": modes.get(st.get("Seccomp") or "", st.get("Seccomp")),
                         "filters": int(st.get("Seccomp_filters", 0) or 0)},
             "no_new_privs": st.get("NoNewPrivs") == "1",
             "uid_map": maps["uid_map"], "gid_map": maps["gid_map"],
             "user_namespace": maps["uid_map"] != [[0, 0, 4294967295]]}
 
 
-def proc_view(mounts):
+def proc_view(mounts: list[dict[str, Any]]) -> dict[str, Any]:
     files = [m["mount_point"] for m in mounts if m["fstype"] == "fuse.pybox-procview"]
     source = next((m["source"] for m in mounts if m["fstype"] == "fuse.pybox-procview"), None)
     return {"on": bool(files), "files": files, "server": source}
 
 
 # -- the whole report -------------------------------------------------------------
-def explain(engine, ref):
-    from pybox.runtime.container import Container as RuntimeContainer
-
+def explain(engine: Engine, ref: str) -> dict[str, Any]:
     c = engine.get(ref)
-    rec = c.record
-    st = rec["State"]
-    out = {"id": c.id, "name": c.name, "image": rec["Config"].get("Image"),
-           "image_id": rec.get("Image"), "status": engine._status(st),
-           "running": bool(st.get("Running")), "pid": st.get("Pid") or None,
+    st = c.state
+    out: dict[str, Any] = {
+           "id": c.id, "name": c.name, "image": c.config.get("Image"),
+           "image_id": c.image if c.has("Image") else None, "status": st.docker_status(),
+           "running": st.running, "pid": st.pid or None,
            "files": {"record": os.path.join(c.dir, "config.v2.json"),
                      "bundle": engine.run_dir(c),
                      "config": os.path.join(engine.run_dir(c), "config.json"),
                      "runtime_state": os.path.join(engine.runtime_root, c.id, "state.json")}}
-    image_layers = []
+    image_layers: list[Any] = []
     try:
-        image_layers = engine.images.images.store.get_record(rec["Image"]).get("layers") or []
+        image_layers = engine.images.images.store.get_record(c.image).get("layers") or []
     except PyboxError:
         pass
     try:
         graph = engine.images.rootfs_info(c.id)
     except PyboxError:
-        graph = (rec.get("GraphDriver") or {}).get("Data") or {}
-    if not st.get("Running") or not st.get("Pid"):
+        graph = (c.extra.get("GraphDriver") or {}).get("Data") or {}
+    if not st.running or not st.pid:
         out["rootfs"] = rootfs([], graph, image_layers)
         out["note"] = "not running: no namespaces, cgroups, mounts or processes to show"
         return out
-    pid = st["Pid"]
-    try:
-        rc = RuntimeContainer.load(engine.runtime_root, c.id)
-    except PyboxError:
-        raise Conflict(f"Container {c.id} is not running") from None
-    config = {}
+    pid = st.pid
+    rc = engine.runner.container(c.id)
+    config: dict[str, Any] = {}
     try:
         config = rc.config or {}
     except (OSError, ValueError, PyboxError):
         pass
-    others = {o.name: o.state.get("Pid") for o in engine.store.all()
-              if o.id != c.id and o.state.get("Running") and o.state.get("Pid")}
+    others = {o.name: o.state.pid for o in engine.store.all()
+              if o.id != c.id and o.state.running and o.state.pid}
     mounts = parse_mountinfo(_read(f"/proc/{pid}/mountinfo"))
     resources = (config.get("linux") or {}).get("resources") or {}
     saved = rc.record.get("cgroup")
@@ -374,7 +375,7 @@ def explain(engine, ref):
         pids.append(pid)
     out.update({
         "namespaces": namespaces(pid, config, others),
-        "cgroups": cgroups(saved, resources, rec.get("HostConfig") or {}),
+        "cgroups": cgroups(saved, resources, c.host_config or {}),
         "rootfs": rootfs(mounts, graph, image_layers),
         "mounts": mounts,
         "processes": processes(pids),

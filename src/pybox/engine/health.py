@@ -3,11 +3,17 @@ runs the check inside it (through the runtime's exec) every interval and keeps
 State.Health as docker does: starting -> healthy | unhealthy, the failing
 streak, the last five results, a health_status event on every change."""
 
+from __future__ import annotations
+
 import os
 import subprocess
 import threading
 import time
+from typing import Any
 
+from pybox.engine.events import EventBus, attributes
+from pybox.engine.runner import Runner
+from pybox.engine.store import Container
 from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
 from pybox.oci.state import write_atomic
@@ -24,12 +30,12 @@ MAX_OUTPUT = 4096
 MAX_WAIT = 24 * 86400.0
 
 
-def healthcheck_of(config):
+def healthcheck_of(config: dict[str, Any]) -> dict[str, Any] | None:
     """The effective check, or None (no check, or Test ["NONE"])."""
     hc = config.get("Healthcheck")
     if not hc or not hc.get("Test") or hc["Test"][0] == "NONE":
         return None
-    out = dict(DEFAULTS)
+    out: dict[str, Any] = dict(DEFAULTS)
     for key in DEFAULTS:
         if hc.get(key):
             out[key] = hc[key]
@@ -37,7 +43,27 @@ def healthcheck_of(config):
     return out
 
 
-def command(test):
+def start_checks(c: Container, runner: Runner, events: EventBus) -> None:
+    """A started (or adopted) container's checks begin, if it has any."""
+    check = healthcheck_of(c.config)
+    if check is not None:
+        c.health = HealthMonitor(runner, events, c, check)
+        c.health.start()
+
+
+def stop_checks(c: Container, code: int) -> None:
+    """The container exited: its checks end; a failed run leaves it unhealthy."""
+    monitor = c.health
+    if monitor is None:
+        return
+    monitor.cancel()
+    c.health = None
+    health = c.state.health
+    if health:
+        health["Status"] = "unhealthy" if code else health["Status"]
+
+
+def command(test: list[str]) -> list[str]:
     kind = test[0]
     if kind == "CMD":
         return list(test[1:])
@@ -47,8 +73,10 @@ def command(test):
 
 
 class HealthMonitor:
-    def __init__(self, engine, container, check) -> None:
-        self.engine = engine
+    def __init__(self, runner: Runner, events: EventBus, container: Container,
+                 check: dict[str, Any]) -> None:
+        self.runner = runner
+        self.events = events
         self.c = container
         self.check = check
         self.stop = threading.Event()
@@ -57,8 +85,7 @@ class HealthMonitor:
 
     def start(self) -> None:
         with self.c.lock:
-            self.c.record["State"]["Health"] = {"Status": "starting", "FailingStreak": 0,
-                                                "Log": []}
+            self.c.state.set_health({"Status": "starting", "FailingStreak": 0, "Log": []})
             self.c.save()
         self.thread.start()
 
@@ -69,12 +96,12 @@ class HealthMonitor:
         started = time.monotonic()
         while True:
             in_start = time.monotonic() - started < self.check["StartPeriod"] / NS
-            status = self.c.record["State"].get("Health", {}).get("Status")
+            status = (self.c.state.health or {}).get("Status")
             wait = (self.check["StartInterval"] if in_start and status == "starting"
                     else self.check["Interval"]) / NS
             if self._wait(wait):
                 return
-            if not self.c.state.get("Running") or self.c.state.get("Paused"):
+            if not self.c.state.running or self.c.state.paused:
                 continue
             self._probe(in_start)
 
@@ -88,16 +115,18 @@ class HealthMonitor:
             if self.stop.wait(min(left, MAX_WAIT)):
                 return True
 
-    def _probe(self, in_start_period) -> None:
+    def _probe(self, in_start_period: bool) -> None:
         start = rfc3339_nano_fixed()
         code, output = self._run()
         end = rfc3339_nano_fixed()
         c = self.c
         with c.lock:
-            if not c.state.get("Running"):
+            if not c.state.running:
                 return
-            health = c.record["State"].setdefault("Health", {"Status": "starting",
-                                                            "FailingStreak": 0, "Log": []})
+            health = c.state.health
+            if health is None:
+                health = {"Status": "starting", "FailingStreak": 0, "Log": []}
+                c.state.set_health(health)
             health["Log"] = (health.get("Log") or [])[-(MAX_LOG - 1):] + [
                 {"Start": start, "End": end, "ExitCode": code, "Output": output}]
             old = health.get("Status")
@@ -111,13 +140,12 @@ class HealthMonitor:
             new = health["Status"]
             c.save()
         if new != old:
-            self.engine.events.emit("container", f"health_status: {new}", c.id,
-                                    self.engine._attributes(c))
+            self.events.emit("container", f"health_status: {new}", c.id, attributes(c))
 
-    def _run(self):
+    def _run(self) -> tuple[int, str]:
         """Run the check in the container; (exit code, output)."""
-        engine, c = self.engine, self.c
-        rundir = engine.run_dir(c)
+        c = self.c
+        rundir = self.runner.run_dir(c.id)
         try:
             config = fastjson.load_file(os.path.join(rundir, "config.json"))
         except (OSError, ValueError):
@@ -129,8 +157,7 @@ class HealthMonitor:
         path = os.path.join(rundir, f"health-{threading.get_ident()}.json")
         write_atomic(path, fastjson.dumps(process))
         try:
-            proc = subprocess.Popen([engine.runtime, "--root", engine.runtime_root, "exec",
-                                     "--process", path, c.id], stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(self.runner.exec_argv(c.id, path), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         except OSError as e:
             return -1, str(e)
@@ -153,7 +180,7 @@ class HealthMonitor:
                 pass
 
     @staticmethod
-    def _communicate(proc: subprocess.Popen, timeout: float) -> bytes:
+    def _communicate(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
         """proc's output, waiting at most ``timeout`` seconds (any length: in
         pieces communicate() takes; a retry loses no output)."""
         deadline = time.monotonic() + timeout

@@ -1,15 +1,21 @@
 """Reading a container's json-file logs, docker's way: streams, since/until,
 tail, timestamps, and follow (through rotations, until the container stops)."""
 
+from __future__ import annotations
+
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
+from pybox.engine.store import Container
 from pybox.formats.times import parse_rfc3339
 from pybox.monitor.jsonlog import read_entries
 
 
-def _wanted(entry, stdout, stderr, since, until) -> bool:
+def _wanted(entry: dict[str, Any], stdout: bool, stderr: bool, since: float,
+            until: float) -> bool:
     stream = entry.get("stream")
     if stream == "stdout" and not stdout or stream == "stderr" and not stderr:
         return False
@@ -22,16 +28,17 @@ def _wanted(entry, stdout, stderr, since, until) -> bool:
     return True
 
 
-def _render(entry, timestamps):
+def _render(entry: dict[str, Any], timestamps: bool) -> tuple[int, bytes]:
     data = entry.get("log", "").encode()
     if timestamps:
         data = entry.get("time", "").encode() + b" " + data
     return (1 if entry.get("stream") == "stdout" else 2), data
 
 
-def read_logs(engine, c, *, stdout, stderr, follow, since, until, tail, timestamps,
-              cancelled):
-    path = c.record["LogPath"]
+def read_logs(c: Container, *, stdout: bool, stderr: bool, follow: bool, since: float,
+              until: float, tail: str | None, timestamps: bool,
+              cancelled: Callable[[], bool] | None) -> Iterator[tuple[int, bytes]]:
+    path = c.log_path
     entries = [e for e in read_entries(path) if _wanted(e, stdout, stderr, since, until)]
     if tail not in (None, "", "all"):
         try:
@@ -41,6 +48,7 @@ def read_logs(engine, c, *, stdout, stderr, follow, since, until, tail, timestam
         if n >= 0:
             entries = entries[-n:] if n else []
     # where the existing content ended, to follow from there
+    inode: int | None
     try:
         st = os.stat(path)
         inode, offset = st.st_ino, st.st_size
@@ -51,8 +59,8 @@ def read_logs(engine, c, *, stdout, stderr, follow, since, until, tail, timestam
     if not follow or (until and until < time.time()):
         return
     seq = c.exit_seq
-    running = c.state.get("Running")
-    f = None
+    running = c.state.running
+    f: IO[bytes] | None = None
     try:
         while True:
             if cancelled is not None and cancelled():
@@ -88,7 +96,7 @@ def read_logs(engine, c, *, stdout, stderr, follow, since, until, tail, timestam
                 except FileNotFoundError:
                     pass
             if not got:
-                stopped = (not c.state.get("Running")) or c.exit_seq != seq or c.removed
+                stopped = (not c.state.running) or c.exit_seq != seq or c.removed
                 if stopped or not running:
                     # one last read happened above after the exit: done
                     if not got:

@@ -5,29 +5,35 @@ online_cpus, memory_stats with the raw cgroup counters, blkio, pids) so the
 docker CLI computes the same CPU % and "usage minus inactive file cache" memory
 figure it shows for dockerd."""
 
+from __future__ import annotations
+
 import os
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from pybox.errors import BadRequest, Conflict, PyboxError
+from pybox.engine.events import attributes
+from pybox.engine.lifecycle import discard_unsupported
+from pybox.engine.spec import resources, validate_restart_policy, validate_update
+from pybox.engine.store import Container
+from pybox.engine.timefmt import parse_timestamp
+from pybox.errors import BadRequest, PyboxError
+from pybox.formats.times import parse_rfc3339, rfc3339_nano_fixed
+from pybox.linux.fstree import path_size
 
+if TYPE_CHECKING:
+    from pybox.engine.engine import Engine
 
-def _runtime_container(engine, c):
-    from pybox.runtime.container import Container
-
-    try:
-        return Container.load(engine.runtime_root, c.id)
-    except PyboxError:
-        raise Conflict(f"Container {c.id} is not running") from None
+Sample = tuple[str, dict[str, Any], int]  # (read, the cgroup's raw stats, system cpu ns)
 
 
 # -- top ---------------------------------------------------------------------
 
 
-def top(engine, c, ps_args=None):
-    if not c.state.get("Running"):
-        raise Conflict(f"Container {c.id} is not running")
-    pids = {str(p) for p in _runtime_container(engine, c).processes()}
+def top(engine: Engine, c: Container, ps_args: str | None = None) -> dict[str, Any]:
+    c.state.check_running(c.id)
+    pids = {str(p) for p in engine.runner.processes(c.id)}
     args = (ps_args or "-ef").split()
     try:
         out = subprocess.run(["ps"] + args, capture_output=True, text=True, check=True).stdout
@@ -51,7 +57,7 @@ def top(engine, c, ps_args=None):
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _system_cpu_ns():
+def _system_cpu_ns() -> int:
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith("cpu "):
@@ -60,33 +66,28 @@ def _system_cpu_ns():
     return 0
 
 
-def _online_cpus():
+def _online_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except OSError:
         return os.cpu_count() or 1
 
 
-def sample(engine, c):
+def sample(engine: Engine, c: Container) -> Sample:
     """One raw sample: (timestamp, the runtime cgroup's stats, system cpu ns)."""
-    from pybox.formats.times import rfc3339_nano_fixed
-
-    mgr = _runtime_container(engine, c).cgroup_manager()
-    raw = mgr.stats() if mgr is not None else {}
+    raw = engine.runner.cgroup_stats(c.id)
     return rfc3339_nano_fixed(), raw, _system_cpu_ns()
 
 
-def docker_stats(c, cur, prev):
+def docker_stats(c: Container, cur: Sample, prev: Sample | None) -> dict[str, Any]:
     read, raw, system = cur
-    cpu = raw.get("cpu") or {}
-    usage = cpu.get("usage") or {}
     mem = raw.get("memory") or {}
     musage = mem.get("usage") or {}
     stats_raw = dict(mem.get("raw") or mem.get("stats") or {})
     pids = raw.get("pids") or {}
     blk = raw.get("blkio") or {}
 
-    def cpu_stats(r, sys_ns):
+    def cpu_stats(r: dict[str, Any] | None, sys_ns: int) -> dict[str, Any]:
         cu = ((r or {}).get("cpu") or {}).get("usage") or {}
         thr = ((r or {}).get("cpu") or {}).get("throttling") or {}
         return {"cpu_usage": {"total_usage": cu.get("total", 0),
@@ -101,7 +102,7 @@ def docker_stats(c, cur, prev):
     limit = musage.get("limit") or 0
     if not limit or limit >= 1 << 62:
         limit = _mem_total()
-    out = {
+    out: dict[str, Any] = {
         "read": read,
         "preread": prev[0] if prev else "0001-01-01T00:00:00Z",
         "pids_stats": {"current": pids.get("current", 0),
@@ -121,7 +122,7 @@ def docker_stats(c, cur, prev):
         "memory_stats": {"usage": musage.get("usage", 0),
                          "max_usage": musage.get("max", 0),
                          "stats": stats_raw, "limit": limit},
-        "name": c.record["Name"],
+        "name": c.docker_name,
         "id": c.id,
     }
     if musage.get("failcnt"):
@@ -129,14 +130,14 @@ def docker_stats(c, cur, prev):
     return out
 
 
-def _blkio(entries):
+def _blkio(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
     if not entries:
         return None
     return [{"major": e.get("major", 0), "minor": e.get("minor", 0),
              "op": e.get("op", ""), "value": e.get("value", 0)} for e in entries]
 
 
-def _mem_total():
+def _mem_total() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -147,10 +148,11 @@ def _mem_total():
     return 0
 
 
-def stats_stream(engine, c, stream, one_shot: bool=False, cancelled=None):
+def stats_stream(engine: Engine, c: Container, stream: bool, one_shot: bool = False,
+                 cancelled: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
     """Yield docker stats documents: one (after a second sample, so precpu is
     filled, as dockerd does) unless ``stream``, then one a second."""
-    if not c.state.get("Running"):
+    if not c.state.running:
         yield _empty_stats(c)
         return
     prev = None
@@ -159,7 +161,7 @@ def stats_stream(engine, c, stream, one_shot: bool=False, cancelled=None):
         if not stream:
             time.sleep(1.0 if not one_shot else 0)
     while True:
-        if not c.state.get("Running"):
+        if not c.state.running:
             return
         try:
             cur = sample(engine, c)
@@ -175,12 +177,12 @@ def stats_stream(engine, c, stream, one_shot: bool=False, cancelled=None):
                 return
 
 
-def _empty_stats(c):
+def _empty_stats(c: Container) -> dict[str, Any]:
     return {"read": "0001-01-01T00:00:00Z", "preread": "0001-01-01T00:00:00Z",
             "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {},
             "cpu_stats": {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
             "precpu_stats": {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
-            "memory_stats": {}, "name": c.record["Name"], "id": c.id}
+            "memory_stats": {}, "name": c.docker_name, "id": c.id}
 
 
 # -- update ------------------------------------------------------------------
@@ -192,12 +194,10 @@ UPDATABLE = ("CpuShares", "Memory", "MemorySwap", "MemoryReservation", "NanoCpus
              "CpuRealtimePeriod", "CpuRealtimeRuntime", "OomKillDisable")
 
 
-def update(engine, c, body):
+def update(engine: Engine, c: Container, body: dict[str, Any]) -> list[str]:
     """POST /containers/ID/update: the limits given (0/"" mean unchanged, as in
     docker), live when running, and the restart policy."""
-    from pybox.engine.spec import resources, validate_restart_policy
-
-    hc = c.record["HostConfig"]
+    hc = c.host_config
     changes = {k: body[k] for k in UPDATABLE if body.get(k) not in (None, 0, "", [])}
     policy = body.get("RestartPolicy") or {}
     validate_restart_policy(policy)
@@ -205,22 +205,15 @@ def update(engine, c, body):
         # dockerd's check, as at create: --rm and a restart policy exclude each other
         raise BadRequest("Restart policy cannot be updated because AutoRemove is enabled "
                          "for the container")
-    from pybox.engine.engine import discard_unsupported
-
     warnings = discard_unsupported(changes)
     changes = {k: v for k, v in changes.items() if v not in (0, [])}
     with c.lock:
-        merged = dict(hc)
-        merged.update(changes)
-        if changes.get("Memory") and not changes.get("MemorySwap") and \
-                (hc.get("MemorySwap") or 0) > 0 and hc["MemorySwap"] < changes["Memory"]:
-            raise BadRequest("Memory limit should be smaller than already set memoryswap "
-                             "limit, update the memoryswap at the same time")
-        engine._check_host_config(merged)
-        if c.state.get("Running") and changes:
+        # dockerd's update checks (a create runs all of spec.validate_create)
+        merged = validate_update(hc, changes)
+        if c.state.running and changes:
             res = resources(merged)
             res.pop("devices", None)
-            live = {}
+            live: dict[str, Any] = {}
             if any(k.startswith("Memory") or k == "OomKillDisable" for k in changes):
                 live["memory"] = res.get("memory", {})
             if any(k.startswith("Cpu") or k == "NanoCpus" for k in changes):
@@ -230,7 +223,7 @@ def update(engine, c, body):
             if any(k.startswith("Blkio") for k in changes):
                 live["blockIO"] = res.get("blockIO", {})
             try:
-                _runtime_container(engine, c).update(live)
+                engine.runner.update(c.id, live)
             except PyboxError as e:
                 raise BadRequest(f"Cannot update container {c.id}: {e}") from None
         hc.update(changes)
@@ -238,20 +231,20 @@ def update(engine, c, body):
             hc["RestartPolicy"] = {"Name": policy["Name"],
                                    "MaximumRetryCount": policy.get("MaximumRetryCount", 0)}
         c.save()
-    engine.events.emit("container", "update", c.id, engine._attributes(c))
+    engine.events.emit("container", "update", c.id, attributes(c))
     return warnings
 
 
 # -- prune and disk usage ----------------------------------------------------
 
 
-def prune_filters(filters, allowed=("until", "label", "label!")):
+def prune_filters(filters: dict[str, Any] | None,
+                  allowed: tuple[str, ...] = ("until", "label", "label!"),
+                  ) -> tuple[dict[str, list[str]], float | None, list[str]]:
     """docker's prune filters -> (the rest, until as unix seconds or None, the
     label! values).  ``until`` keeps what was created at or after it; an unknown
     filter is an error, as dockerd says, not ignored: ignoring ``until=24h``
     removed the containers made a moment ago along with the old ones."""
-    from pybox.engine.timefmt import parse_timestamp
-
     filters = {k: list(v) for k, v in (filters or {}).items()}
     for key in filters:
         if key not in allowed:
@@ -265,7 +258,7 @@ def prune_filters(filters, allowed=("until", "label", "label!")):
     return filters, until, filters.pop("label!", [])
 
 
-def has_labels(labels, wanted) -> bool:
+def has_labels(labels: dict[str, str], wanted: list[str]) -> bool:
     """Whether ``labels`` has any of ``wanted`` ("k" or "k=v")."""
     for item in wanted:
         key, sep, value = item.partition("=")
@@ -274,19 +267,18 @@ def has_labels(labels, wanted) -> bool:
     return False
 
 
-def prune_containers(engine, filters=None):
-    from pybox.formats.times import parse_rfc3339
-
+def prune_containers(engine: Engine, filters: dict[str, Any] | None = None) -> dict[str, Any]:
     filters, until, not_labels = prune_filters(filters)
-    deleted, reclaimed = [], 0
+    deleted: list[str] = []
+    reclaimed = 0
     for c in engine.store.all():
-        if c.state.get("Running") or c.state.get("Restarting"):
+        if c.state.listed_running:
             continue
-        if until is not None and parse_rfc3339(c.record["Created"]) >= until:
+        if until is not None and parse_rfc3339(c.created) >= until:
             continue
-        if not_labels and has_labels(c.record["Config"].get("Labels") or {}, not_labels):
+        if not_labels and has_labels(c.config.get("Labels") or {}, not_labels):
             continue
-        if filters and not engine._filter_match(c, filters, True):
+        if filters and not engine.views.filter_match(c, filters, True):
             continue
         try:
             size = engine.images.rootfs_size(c.id)[0]
@@ -301,26 +293,25 @@ def prune_containers(engine, filters=None):
     return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 
-def disk_usage(engine):
+def disk_usage(engine: Engine) -> dict[str, Any]:
     images = engine.images.images
     image_list = images.list()
-    users = {}
+    users: dict[str | None, int] = {}
     containers = []
     for c in engine.store.all():
-        users[c.record["Image"]] = users.get(c.record["Image"], 0) + 1
-        summary = engine._summary(c, size=True)
+        image = c.image if c.has("Image") else None
+        users[image] = users.get(image, 0) + 1
+        summary = engine.views.summary(c, size=True)
         containers.append(summary)
     for img in image_list:
         img["Containers"] = users.get(img["Id"], 0)
     layers_size = sum(img.get("Size", 0) for img in image_list)
-    vol_users = engine._volume_users()
+    vol_users = engine.volume_users()
     volumes = []
     for v in engine.volumes.list():
-        from pybox.engine.volumes import _du
-
         v = dict(v)
         v["UsageData"] = {"RefCount": len(vol_users.get(v["Name"], ())),
-                          "Size": _du(v["Mountpoint"])}
+                          "Size": path_size(v["Mountpoint"])}  # (volumes' du)
         volumes.append(v)
     return {"LayersSize": layers_size, "Images": image_list, "Containers": containers,
             "Volumes": volumes, "BuildCache": []}

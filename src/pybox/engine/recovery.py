@@ -64,7 +64,7 @@ The order, and why it is this order:
    (a connect or disconnect cut between the kernel and the record).
 8. Restart policies: ``always`` and ``unless-stopped`` (not stopped by hand)
    containers are started, and so is one whose restart was pending; these
-   wait for step 7 (Engine._await_recovery).
+   wait for step 7 (Engine.await_recovery).
 
 How to crash pybox on purpose (tests/crash, docs/architecture.md "Crash
 safety"): pybox.crashpoints.
@@ -74,16 +74,28 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pybox.crashpoints import crashpoint
+from pybox.engine import health
+from pybox.engine.networking import NO_SANDBOX, network_mode
+from pybox.engine.restart import comes_back_with_daemon
+from pybox.engine.store import Container
 from pybox.errors import PyboxError
 from pybox.formats import fastjson
+from pybox.formats.times import rfc3339_nano_fixed
+from pybox.linux import proc, syscalls
 from pybox.linux.fstree import remove_tree  # iterative: containers write deep trees
+from pybox.oci.state import list_ids
+from pybox.runtime.container import Container as RuntimeContainer
+
+if TYPE_CHECKING:
+    from pybox.engine.engine import Engine
 
 # a write_atomic temp file: NAME.tmp-PID or NAME.tmp-PID.TID
 TEMP_RE = re.compile(r"\.tmp-(\d+)(?:\.\d+)?$")
@@ -116,10 +128,8 @@ class RecordingVolumes:
         self._volumes = volumes
         self._list = os.path.join(directory, CREATE_VOLUMES)
 
-    def create(self, name: str | None = None, **kw: Any) -> dict:
+    def create(self, name: str | None = None, **kw: Any) -> dict[str, Any]:
         if not name:
-            import secrets
-
             name = secrets.token_hex(32)
             kw["anonymous"] = True
             fd = os.open(self._list, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
@@ -145,38 +155,11 @@ def created_volumes(directory: str) -> list[str]:
         return []
 
 
-def remove_container_cgroups(cid: str) -> None:
-    """The cgroup pyboxd names for a container (spec.CGROUP_PARENT/ID, in every
-    hierarchy), removed with whatever still runs in it.  The runtime records
-    the directories it made only after making them, so a runtime killed in
-    between left them unrecorded, and its delete did not remove them.  The
-    name is pyboxd's, for this container alone: what exists of it is its."""
-    from pybox import cgroups
-    from pybox.engine.spec import CGROUP_PARENT
-
-    try:
-        mgr = cgroups.new_manager(f"{CGROUP_PARENT}/{cid}", cid)
-    except (PyboxError, OSError, ValueError):
-        return
-    drivers = [mgr.v1, mgr.v2] if hasattr(mgr, "v1") and hasattr(mgr, "v2") else [mgr]
-    found = False
-    for drv in drivers:
-        drv.created = [d for d in set(drv.paths.values()) if d and os.path.isdir(d)]
-        found = found or bool(drv.created)
-    if found:
-        try:
-            mgr.destroy()
-        except PyboxError as err:
-            log(f"container {cid[:12]}: its cgroup: {err}")
-
-
 def _pid_gone(pid: int, written: float) -> bool:
     """Is the writer of a temp file written at ``written`` (epoch) gone?  A
     live pid started after the write is a reused one."""
     if pid == os.getpid():
         return False
-    from pybox.linux import proc
-
     ticks = proc.start_time(pid)
     if ticks is None:
         return True
@@ -220,9 +203,9 @@ def remove_stale_temp(root: str, depth: int = 4) -> list[str]:
 
 # -- the recovery -------------------------------------------------------------------------
 class Recovery:
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.boot_starts: list[Any] = []
+        self.boot_starts: list[Container] = []
         self.lock = threading.Lock()
 
     # 1 ---------------------------------------------------------------------------------------
@@ -268,8 +251,6 @@ class Recovery:
 
     @staticmethod
     def _unmount_below(path: str) -> None:
-        from pybox.linux import syscalls
-
         try:
             with open("/proc/self/mountinfo") as f:
                 points = [line.split()[4] for line in f]
@@ -318,29 +299,27 @@ class Recovery:
                                 thread_name_prefix="pybox-recover") as pool:
             list(pool.map(self._one_safely, items))
 
-    def _one_safely(self, c: Any) -> None:
+    def _one_safely(self, c: Container) -> None:
         try:
             self.one(c)
         except Exception as err:  # noqa: BLE001 - one container never stops the daemon
             log(f"container {c.id[:12]}: {err!r}; marked dead")
             self._mark_dead(c, f"recovery after a crash failed: {err}")
 
-    def _mark_dead(self, c: Any, message: str) -> None:
+    def _mark_dead(self, c: Container, message: str) -> None:
         if c.removed or not os.path.isdir(c.dir):
             return  # gone after all (a removal that failed at its very end)
         try:
             with c.lock:
-                st = c.record["State"]
-                st.update({"Status": "dead", "Dead": True, "Running": False, "Paused": False,
-                           "Restarting": False, "Pid": 0, "Error": message})
+                c.state.mark_dead(message)
                 c.save()
         except Exception as err:  # noqa: BLE001
             log(f"container {c.id[:12]}: cannot even mark it dead: {err}")
 
-    def one(self, c: Any) -> None:
+    def one(self, c: Container) -> None:
         e = self.engine
         st = c.state
-        if st.get("Status") == "removing":
+        if st.status == "removing":
             self._finish_removal(c)
             return
         info = self._monitor_info(c)
@@ -351,12 +330,12 @@ class Recovery:
             return
         if c.removed:
             return
-        if st.get("Running"):
-            exit_info = e._read_exit_file(c) or {
-                "exit_code": 255, "oom_killed": False, "finished_at": _now(),
+        if st.running:
+            exit_info = e.runner.monitor(c.id).read_exit_file() or {
+                "exit_code": 255, "oom_killed": False, "finished_at": rfc3339_nano_fixed(),
                 "error": "the container's monitor was gone when pyboxd restarted"}
-            e._on_exit(c, exit_info)  # cleans up; its restart policy, --rm
-            if c.removed or c.state.get("Restarting"):
+            e.lifecycle.on_exit(c, exit_info)  # cleans up; its restart policy, --rm
+            if c.removed or c.state.restarting:
                 return  # removed, or its policy scheduled the restart (counted)
         else:
             self._settle_stopped(c)
@@ -365,29 +344,26 @@ class Recovery:
                                "removal short)")
             return
         with c.lock:
-            if c.state.get("Restarting") and not c.state.get("Running"):
+            if c.state.pending_restart:
                 # a restart its policy had scheduled: resumed in step 8, once
-                c.state["Restarting"] = False
-                c.state["Status"] = "exited"
+                c.state.give_up_restart()
                 c.save()
-                if not c.record.get("ExitOnNext"):
+                if not c.exit_on_next:
                     self._boot_start(c)
                 return
-            if c.state.get("Running") or c.state.get("Dead"):
+            if c.state.running or c.state.dead:
                 return
-            policy = (c.record["HostConfig"].get("RestartPolicy") or {}).get("Name")
-            manual = c.record.get("ManualStop")
-            if policy == "always" or (policy == "unless-stopped" and not manual):
+            if comes_back_with_daemon(c):
                 # docker: these come back when the daemon does
-                c.record["ManualStop"] = False
+                c.manual_stop = False
                 self._boot_start(c)
 
-    def _boot_start(self, c: Any) -> None:
+    def _boot_start(self, c: Container) -> None:
         with self.lock:
             if c not in self.boot_starts:
                 self.boot_starts.append(c)
 
-    def _has_rootfs(self, c: Any) -> bool:
+    def _has_rootfs(self, c: Container) -> bool:
         snaps = getattr(getattr(self.engine.images, "images", None), "snapshots", None)
         if snaps is None:
             return True
@@ -396,45 +372,40 @@ class Recovery:
         except (PyboxError, ValueError):
             return False
 
-    def _monitor_info(self, c: Any) -> dict | None:
+    def _monitor_info(self, c: Container) -> dict[str, Any] | None:
         """The monitor's answer to "info", or None when there is no monitor.
         A monitor still inside the runtime's create has bound its socket but
         answers only once the create is through: waited for, bounded."""
-        if not os.path.exists(os.path.join(self.engine.run_dir(c), "monitor.sock")):
+        monitor = self.engine.runner.monitor(c.id)
+        if not os.path.exists(monitor.socket_path):
             return None
-        reply = self.engine._monitor_call(c, {"op": "info"}, timeout=MONITOR_TIMEOUT)
+        reply = monitor.info(timeout=MONITOR_TIMEOUT)
         return reply if isinstance(reply, dict) else None
 
-    def _adopt(self, c: Any, info: dict) -> None:
+    def _adopt(self, c: Container, info: dict[str, Any]) -> None:
         """The container runs under its monitor: Running, watched."""
         e = self.engine
         with c.lock:
             st = c.state
-            rc = self._runtime(c.id)
+            rc = e.runner.load(c.id)
             paused = rc is not None and rc.status() == "paused"
-            if not st.get("Running"):
+            started_at = None
+            if not st.running:
                 # started, but the crash came before the record said so
                 log(f"container {c.id[:12]}: running though its record said "
-                    f"{st.get('Status')!r}: adopted")
-                st.update({"Status": "running", "Running": True, "Restarting": False,
-                           "OOMKilled": False, "Dead": False, "ExitCode": 0, "Error": "",
-                           "StartedAt": self._started_at(c, rc),
-                           "FinishedAt": "0001-01-01T00:00:00Z"})
-                c.record["ManualStop"] = False
-                c.record["ExitOnNext"] = False
-            st["Pid"] = info.get("pid") or st.get("Pid") or 0
-            st["Paused"] = paused
-            st["Status"] = "paused" if paused else "running"
+                    f"{st.status!r}: adopted")
+                started_at = self._started_at(c, rc)
+                c.manual_stop = False
+                c.exit_on_next = False
+            st.adopt(info.get("pid") or st.pid or 0, paused, started_at)
             c.save()
-        e._watch(c)
-        e._start_health(c)
+        e.lifecycle.watch(c)
+        health.start_checks(c, e.runner, e.events)
 
     @staticmethod
-    def _started_at(c: Any, rc: Any) -> str:
+    def _started_at(c: Container, rc: RuntimeContainer | None) -> str:
         """When the program was started: the runtime wrote its state file
         (started: true) then."""
-        from pybox.formats.times import rfc3339_nano_fixed
-
         if rc is not None:
             try:
                 return rfc3339_nano_fixed(os.stat(rc.dir.state_path).st_mtime_ns)
@@ -442,12 +413,12 @@ class Recovery:
                 pass
         return rfc3339_nano_fixed()
 
-    def _abort_start(self, c: Any) -> bool:
+    def _abort_start(self, c: Container) -> bool:
         """A monitor holding a container created but never started: the start
         is undone (see the module's docstring, 5c).  False if the container
         turned out to be started after all."""
         e = self.engine
-        reply = e._monitor_call(c, {"op": "abort"}, timeout=MONITOR_TIMEOUT)
+        reply = e.runner.monitor(c.id).abort(timeout=MONITOR_TIMEOUT)
         if reply == "started":
             return False
         if reply == "ok":
@@ -455,28 +426,18 @@ class Recovery:
         else:
             self._kill_monitor(c)
         log(f"container {c.id[:12]}: a start cut short (created, never started): undone")
-        if c.state.get("Running"):
+        if c.state.running:
             return True  # (d) records the exit
         self._settle_stopped(c)
-        if c.record["HostConfig"].get("AutoRemove"):
-            e._auto_remove(c)  # as a failed start of a --rm container
+        if c.host_config.get("AutoRemove"):
+            e.lifecycle.auto_remove(c)  # as a failed start of a --rm container
         return True
 
-    def _wait_monitor(self, c: Any, timeout: float = MONITOR_TIMEOUT) -> None:
+    def _wait_monitor(self, c: Container, timeout: float = MONITOR_TIMEOUT) -> None:
         """Until the monitor has exited (its wait answers at its end)."""
-        s = self.engine._monitor_socket(c, timeout)
-        if s is None:
-            return
-        try:
-            s.sendall(b'{"op":"wait"}\n')
-            while s.recv(4096):
-                pass
-        except OSError:
-            pass
-        finally:
-            s.close()
+        self.engine.runner.monitor(c.id).wait_gone(timeout)
 
-    def _kill_monitor(self, c: Any) -> None:
+    def _kill_monitor(self, c: Container) -> None:
         pid = self._monitor_pid(self.engine.run_dir(c))
         if pid:
             try:
@@ -498,50 +459,43 @@ class Recovery:
         except OSError:
             return 0
 
-    def _settle_stopped(self, c: Any) -> None:
+    def _settle_stopped(self, c: Container) -> None:
         """A container that does not run: nothing of a run left."""
         e = self.engine
         with c.lock:
-            if c.state.get("Running"):
+            if c.state.running:
                 return
-            before = fastjson.dumps(c.record)
+            before = fastjson.dumps(c.to_docker())
             self._delete_runtime(c.id)
             e.network.release(c)
-            e._release_shm(c)
+            e.namespaces.release_shm(c)
             try:
                 e.images.unmount_rootfs(c.id)
             except Exception as err:  # noqa: BLE001
                 log(f"container {c.id[:12]}: unmounting its rootfs: {err}")
             remove_tree(e.run_dir(c), ignore_errors=True)
-            c.state["Paused"] = False
-            if fastjson.dumps(c.record) != before:
+            c.state.settle()
+            if fastjson.dumps(c.to_docker()) != before:
                 c.save()  # (only then: a durable write per container is not free)
 
-    def _finish_removal(self, c: Any) -> None:
+    def _finish_removal(self, c: Container) -> None:
         e = self.engine
-        with c.lock:  # _remove_now notifies the container's waiters
-            e._remove_now(c)
+        with c.lock:  # remove_now notifies the container's waiters
+            e.lifecycle.remove_now(c)
         log(f"container {c.id[:12]}: removal finished")
-
-    def _runtime(self, cid: str) -> Any:
-        from pybox.runtime.container import Container as RuntimeContainer
-
-        try:
-            return RuntimeContainer.load(self.engine.runtime_root, cid)
-        except (PyboxError, ValueError):
-            return None
 
     def _delete_runtime(self, cid: str) -> None:
         """Delete the runtime's container (processes, cgroup, state dir),
         once a creator still inside its create is through."""
-        rc = self._runtime(cid)
+        runner = self.engine.runner
+        rc = runner.load(cid)
         if rc is None:
-            remove_container_cgroups(cid)
+            runner.remove_container_cgroups(cid)
             return
         deadline = time.monotonic() + MONITOR_TIMEOUT
         while rc.status() == "creating" and time.monotonic() < deadline:
             time.sleep(0.05)  # its creator is alive: let it finish or fail
-            rc = self._runtime(cid)
+            rc = runner.load(cid)
             if rc is None:
                 return
         if rc.status() == "creating":
@@ -552,14 +506,12 @@ class Recovery:
                 except OSError:
                     pass
         rc.delete(force=True)
-        remove_container_cgroups(cid)
+        runner.remove_container_cgroups(cid)
 
     # 6 ---------------------------------------------------------------------------------------
     def orphans(self) -> None:
         e = self.engine
         owned = set(e.store.by_id)
-        from pybox.oci.state import list_ids
-
         for cid in list_ids(e.runtime_root):
             if cid not in owned:
                 try:
@@ -572,7 +524,7 @@ class Recovery:
             path = os.path.join(rundirs, cid)
             if cid in owned:
                 c = e.store.by_id[cid]
-                if c.state.get("Running"):
+                if c.state.running:
                     self._exec_leftovers(path)
                 continue
             pid = self._monitor_pid(path)
@@ -611,7 +563,7 @@ class Recovery:
         e.network.recover()
         self._orphan_ports()
         for c in e.store.all():
-            if not c.state.get("Running"):
+            if not c.state.running:
                 continue
             try:
                 self._reconcile_networks(c)
@@ -671,28 +623,26 @@ class Recovery:
                     except PyboxError as err:
                         log(f"published port {fastjson.dumps(key)}: {err}")
 
-    def _reconcile_networks(self, c: Any) -> None:
+    def _reconcile_networks(self, c: Container) -> None:
         """A running container's record says what its sandbox has: a start,
         connect or disconnect cut between the kernel and the record's save
         left the record behind (no address, a network it is not on, or not
         one it is on)."""
         e = self.engine
-        from pybox.engine.networking import NO_SANDBOX, network_mode
-
-        mode = network_mode(c.record["HostConfig"])
+        mode = network_mode(c.host_config)
         if mode in NO_SANDBOX or mode.startswith("container:"):
             return
         sb = e.network.manager.sandbox(c.id)
         if sb is None:
             return
         with c.lock:
-            before = fastjson.dumps(c.record["NetworkSettings"])
-            networks = c.record["NetworkSettings"].setdefault("Networks", {})
+            before = fastjson.dumps(c.network_settings)
+            networks = c.network_settings.setdefault("Networks", {})
             for name, ep in list(networks.items()):
                 if ep.get("EndpointID") and ep.get("NetworkID") not in sb["endpoints"]:
                     del networks[name]  # disconnected in the kernel
             e.network._fill_settings(c, sb)
-            if fastjson.dumps(c.record["NetworkSettings"]) != before:
+            if fastjson.dumps(c.network_settings) != before:
                 c.save()
                 log(f"container {c.id[:12]}: network settings brought in line with its "
                     "sandbox")
@@ -701,7 +651,7 @@ class Recovery:
     def restarts(self) -> None:
         for c in self.boot_starts:
             if not c.removed:
-                threading.Thread(target=self.engine._restart_on_boot, args=(c,),
+                threading.Thread(target=self.engine.restart_on_boot, args=(c,),
                                  daemon=True).start()
 
     # ---------------------------------------------------------------------------------------
@@ -730,12 +680,6 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-def _now() -> str:
-    from pybox.formats.times import rfc3339_nano_fixed
-
-    return rfc3339_nano_fixed()
-
-
-def recover(engine: Any) -> None:
+def recover(engine: Engine) -> None:
     """Engine.recover: see the module's docstring."""
     Recovery(engine).run()

@@ -3,25 +3,38 @@
 DATA_ROOT/containers/ID/config.v2.json holds one container's record in docker's
 inspect shape (so inspect is a read, and a restarted pyboxd rebuilds everything
 from these files).  Writes are atomic and durable: this is the engine's truth.
+In memory a record is a typed ``Container`` (its state a state.ContainerState)
+that converts to and from that shape at its edges, key for key: a pyboxd
+upgraded over an existing data root loads the files the older one wrote.
 """
+
+from __future__ import annotations
 
 import os
 import secrets
 import threading
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from pybox.errors import BadRequest, Conflict, NotFound, NotModified  # noqa: F401
+from pybox.engine.state import ContainerState
+from pybox.errors import BadRequest, Conflict, NotFound
 from pybox.formats import fastjson
 from pybox.oci.state import write_atomic
+
+if TYPE_CHECKING:
+    from pybox.engine.attach import AttachSession
+    from pybox.engine.health import HealthMonitor
 
 RECORD = "config.v2.json"
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
-def new_id():
+def new_id() -> str:
     return secrets.token_hex(32)
 
 
-def validate_name(name):
+def validate_name(name: str) -> str:
     name = name.lstrip("/")
     if len(name) < 2 or not name[0].isalnum() or any(ch not in NAME_CHARS for ch in name):
         raise BadRequest(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
@@ -83,9 +96,10 @@ class StateChanged(threading.Condition):
     thread (Engine.wait_parked).  A hook must not block; one that fails is
     reported and the others still run -- the transition has happened."""
 
-    def __init__(self, lock) -> None:
+    def __init__(self, lock: threading.RLock) -> None:
         super().__init__(lock)
-        self.hooks: dict = {}  # callable -> None (removal is O(1)); changed with the lock held
+        # callable -> None (removal is O(1)); changed with the lock held
+        self.hooks: dict[Callable[[], None], None] = {}
 
     def notify_all(self) -> None:
         super().notify_all()
@@ -93,49 +107,137 @@ class StateChanged(threading.Condition):
             try:
                 hook()
             except Exception:  # noqa: BLE001 - a waiter's bug must not undo an exit
-                import traceback
-
                 traceback.print_exc()
 
 
-class Container:
-    """One container: its record plus the engine's in-memory companions."""
+# the typed fields of a Container -> their keys in docker's record (inspect)
+_FIELDS: dict[str, str] = {
+    "id": "Id", "created": "Created", "path": "Path", "args": "Args", "state": "State",
+    "image": "Image", "resolv_conf_path": "ResolvConfPath", "hostname_path": "HostnamePath",
+    "hosts_path": "HostsPath", "log_path": "LogPath", "docker_name": "Name",
+    "restart_count": "RestartCount", "exec_ids": "ExecIDs", "host_config": "HostConfig",
+    "mounts": "Mounts", "config": "Config", "network_settings": "NetworkSettings",
+    "manual_stop": "ManualStop", "exit_on_next": "ExitOnNext",
+    "remove_volumes": "RemoveVolumes",
+}
+_KEY_FIELDS = {v: k for k, v in _FIELDS.items()}
 
-    def __init__(self, record, directory) -> None:
-        self.record = record
+
+class Container:
+    """One container: the engine's typed record of it (what is saved as
+    config.v2.json) plus its in-memory companions.
+
+    The engine's own data are typed attributes: the state (state.py, written
+    only by its transitions), ids, names, paths, the restart count and the
+    policy's flags (``manual_stop``: stopped by hand, for unless-stopped;
+    ``exit_on_next``: the policy is off until the next start;
+    ``remove_volumes``: an ``rm -v`` under way).  docker's Config, HostConfig,
+    NetworkSettings and Mounts stay in docker's vocabulary (the spec builder
+    and networking read them), and the keys this record does not model pass
+    through untouched.  ``record`` is docker's shape of it all, key for key
+    in the order the file had (a key first set later comes last, where a
+    dict's assignment put it): inspect and the file on disk are unchanged
+    from the days the record was a dict."""
+
+    def __init__(self, record: dict[str, Any], directory: str) -> None:
+        """``record``: docker's shape, repaired (store.repair) or new."""
         self.dir = directory
         self.lock = threading.RLock()
         self.changed = StateChanged(self.lock)  # state transitions
         self.exit_seq = 0  # incremented on every exit (for wait next-exit)
         self.removed = False
-        self.attachers = []  # attach sessions waiting for / joined to a start
+        self.attachers: list[AttachSession] = []  # attach sessions waiting for / joined to a start
+        self.start_failed = False  # the last start failed (a wait does not repeat why)
+        self.health: HealthMonitor | None = None  # its checks, while it runs
+        self.restart_delay = 0.0  # the policy's back-off (restart.py)
+        self.procview = False  # this run has the /proc view (engine/procview.py)
+        self._keys: list[str] = []
+        self.extra: dict[str, Any] = {}
+        state = record.get("State")
+        self.state = ContainerState.from_docker(state if isinstance(state, dict) else {})
+        self.id: str = record["Id"]
+        self.docker_name: str = record["Name"]
+        self.created: str = _str(record.get("Created"))
+        self.path: str = _str(record.get("Path"))
+        self.args: list[str] = list(record.get("Args") or [])
+        self.image: str = _str(record.get("Image"))
+        self.resolv_conf_path: str = _str(record.get("ResolvConfPath"))
+        self.hostname_path: str = _str(record.get("HostnamePath"))
+        self.hosts_path: str = _str(record.get("HostsPath"))
+        self.log_path: str = _str(record.get("LogPath"))
+        count = record.get("RestartCount")
+        self.restart_count: int = count if type(count) is int else 0
+        ids = record.get("ExecIDs")
+        self.exec_ids: list[str] | None = list(ids) if isinstance(ids, list) else None
+        self.config: dict[str, Any] = record["Config"]
+        self.host_config: dict[str, Any] = record["HostConfig"]
+        self.network_settings: dict[str, Any] = record["NetworkSettings"]
+        self.mounts: list[dict[str, Any]] = record.get("Mounts") or []
+        self.manual_stop: bool = bool(record.get("ManualStop"))
+        self.exit_on_next: bool = bool(record.get("ExitOnNext"))
+        self.remove_volumes: bool = bool(record.get("RemoveVolumes"))
+        for key, value in record.items():
+            if key not in _KEY_FIELDS:
+                self.extra[key] = value
+        self._keys = list(record)  # from here on, a field first set is appended
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        object.__setattr__(self, attr, value)
+        key = _FIELDS.get(attr)
+        if key is not None and "_keys" in self.__dict__ and self._keys and \
+                key not in self._keys:
+            self._keys.append(key)
+
+    def has(self, key: str) -> bool:
+        """Whether docker's record has ``key`` (an old one may lack some)."""
+        return key in self._keys
 
     @property
-    def id(self):
-        return self.record["Id"]
+    def name(self) -> str:
+        return self.docker_name.lstrip("/")
+
+    def rename(self, new: str) -> None:
+        self.docker_name = "/" + new
+
+    def to_docker(self) -> dict[str, Any]:
+        """docker's shape (inspect, the file): a new dict whose Config,
+        HostConfig, NetworkSettings and Mounts are the live objects."""
+        out: dict[str, Any] = {}
+        for key in self._keys:
+            attr = _KEY_FIELDS.get(key)
+            if attr is None:
+                out[key] = self.extra.get(key)
+            elif attr == "state":
+                out[key] = self.state.to_docker()
+            else:
+                out[key] = getattr(self, attr)
+        return out
 
     @property
-    def name(self):
-        return self.record["Name"].lstrip("/")
-
-    @property
-    def state(self):
-        return self.record["State"]
+    def record(self) -> dict[str, Any]:
+        """docker's shape, read-only (``to_docker``): for code that speaks
+        docker's names (the spec builder, networking, api/)."""
+        return self.to_docker()
 
     def save(self) -> None:
-        write_atomic(os.path.join(self.dir, RECORD), fastjson.dumps(self.record), mode=0o600,
-                     durable=True)
+        write_atomic(os.path.join(self.dir, RECORD), fastjson.dumps(self.to_docker()),
+                     mode=0o600, durable=True)
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 class ContainerStore:
-    def __init__(self, root) -> None:
+    def __init__(self, root: str) -> None:
         self.root = root
         os.makedirs(root, mode=0o710, exist_ok=True)
         self.lock = threading.Lock()
-        self.by_id = {}
-        self.by_name = {}
+        self.by_id: dict[str, Container] = {}
+        # None: reserved while the record is being made
+        self.by_name: dict[str, Container | None] = {}
 
-    def load(self):
+    def load(self) -> list[Container]:
         for cid in os.listdir(self.root):
             path = os.path.join(self.root, cid, RECORD)
             try:
@@ -149,7 +251,7 @@ class ContainerStore:
             self.by_name[c.name] = c
         return list(self.by_id.values())
 
-    def reserve(self, name):
+    def reserve(self, name: str) -> None:
         """Claim a name (or raise 409 with docker's message)."""
         with self.lock:
             holder = self.by_name.get(name)
@@ -159,23 +261,23 @@ class ContainerStore:
                                "container to be able to reuse that name.")
             self.by_name[name] = None  # reserved while the record is being made
 
-    def release_name(self, name) -> None:
+    def release_name(self, name: str) -> None:
         with self.lock:
             if self.by_name.get(name) is None:
                 self.by_name.pop(name, None)
 
-    def add(self, c) -> None:
+    def add(self, c: Container) -> None:
         with self.lock:
             self.by_id[c.id] = c
             self.by_name[c.name] = c
 
-    def remove(self, c) -> None:
+    def remove(self, c: Container) -> None:
         with self.lock:
             self.by_id.pop(c.id, None)
             if self.by_name.get(c.name) is c:
                 self.by_name.pop(c.name)
 
-    def rename(self, c, new):
+    def rename(self, c: Container, new: str) -> None:
         with self.lock:
             holder = self.by_name.get(new)
             if holder is not None and holder is not c:
@@ -185,7 +287,7 @@ class ContainerStore:
             self.by_name.pop(c.name, None)
             self.by_name[new] = c
 
-    def get(self, ref):
+    def get(self, ref: str) -> Container:
         """A container by name (with or without '/'), full id or unique id prefix."""
         ref = ref.lstrip("/") if ref else ref
         if not ref:
@@ -201,6 +303,6 @@ class ContainerStore:
             raise NotFound(f"No such container: {ref} (multiple containers match this prefix)")
         raise NotFound(f"No such container: {ref}")
 
-    def all(self):
+    def all(self) -> list[Container]:
         with self.lock:
             return [c for c in self.by_id.values()]

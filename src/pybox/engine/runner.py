@@ -1,0 +1,199 @@
+"""The engine's one door to the runtime: every way pyboxd drives a container's
+processes goes through ``Runner``.
+
+- create and start: a monitor per container, forked by the monitor zygote
+  (``spawn``; the zygote is forked while pyboxd is single-threaded and kept
+  running by a thread), then reached through its socket (``monitor``: a
+  pybox.monitor.client.MonitorClient on the container's run directory);
+- kill, pause, resume, update, stats, top and delete: the runtime's library
+  (pybox.runtime.container), on the runtime's state under ``runtime_root``;
+- exec and health checks: ``pybox-runtime exec`` as a subprocess (forking the
+  threaded daemon itself would be unsafe), its argv built by ``exec_argv``;
+- the cgroups pyboxd names for its containers (spec.CGROUP_PARENT/ID).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from pybox import cgroups
+from pybox.engine.spec import CGROUP_PARENT
+from pybox.errors import Conflict, PyboxError
+from pybox.monitor import zygote as zygotemod
+from pybox.monitor.client import MonitorClient
+from pybox.runtime.container import Container as RuntimeContainer
+
+
+def log(message: str) -> None:
+    """pyboxd's log is its stderr."""
+    try:
+        sys.stderr.write(f"pyboxd: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class Runner:
+    """The runtime as the engine uses it, for the containers of one pyboxd."""
+
+    def __init__(self, runtime: str, runtime_root: str, run_root: str) -> None:
+        self.runtime = shutil.which(runtime) or runtime
+        self.runtime_root = runtime_root
+        self.run_root = run_root
+        self.zygote: zygotemod.ZygoteClient | None = None
+        self.zygote_pid = 0
+        self.zygote_stopping = False
+
+    # -- paths --------------------------------------------------------------------------
+    def run_dir(self, cid: str) -> str:
+        """The container's bundle and its monitor's files (socket, exit.json)."""
+        return os.path.join(self.run_root, "containers", cid)
+
+    def monitor(self, cid: str) -> MonitorClient:
+        return MonitorClient(self.run_dir(cid))
+
+    # -- the monitor zygote ---------------------------------------------------------------
+    def start_zygote(self) -> None:
+        """Fork the monitor zygote.  Must run before any thread starts."""
+        path = os.path.join(self.run_root, "zygote.sock")
+        self.zygote_pid = zygotemod.start(path)
+        self.zygote = zygotemod.ZygoteClient(path)
+        self.zygote_stopping = False
+
+    def supervise_zygote(self) -> None:
+        """Keep a zygote running: a thread waits for the zygote to end and starts
+        a new one (a fresh python -IS, so starting it from a thread is safe).
+        Without it a zygote killed by an operator or the OOM killer left pyboxd
+        unable to start any container until it was restarted.  The thread lives
+        as long as pyboxd: the zygote's PDEATHSIG follows the thread that
+        started it."""
+        threading.Thread(target=self._keep_zygote, name="zygote-keeper", daemon=True).start()
+
+    def _keep_zygote(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                os.waitpid(self.zygote_pid, 0)
+            except ChildProcessError:
+                pass
+            if self.zygote_stopping or self.zygote is None:
+                return
+            sys.stderr.write(f"pyboxd: the monitor zygote (pid {self.zygote_pid}) ended; "
+                             "starting a new one\n")
+            time.sleep(delay)  # a zygote that dies at once is not restarted in a tight loop
+            try:
+                self.zygote_pid = zygotemod.start(self.zygote.path)
+                delay = 0.05
+            except Exception as e:  # noqa: BLE001 - tried again, more slowly
+                sys.stderr.write(f"pyboxd: cannot start the monitor zygote: {e}\n")
+                delay = min(delay * 2, 5.0)
+
+    def stop_zygote(self) -> None:
+        """pyboxd's exit: end the zygote (running monitors live on) for good."""
+        self.zygote_stopping = True
+        try:
+            os.kill(self.zygote_pid, signal.SIGTERM)
+            os.waitpid(self.zygote_pid, 0)
+        except OSError:
+            pass  # the keeper reaped it first
+
+    def spawn(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A monitor for a container (the zygote forks it; it runs the
+        runtime's create): its report, {"ok", "pid"} or {"error"}."""
+        if self.zygote is None:
+            return {"ok": False, "error": "the monitor zygote is not running"}
+        report: dict[str, Any] = self.zygote.spawn(request)
+        return report
+
+    # -- the runtime's library ------------------------------------------------------------
+    def load(self, cid: str) -> RuntimeContainer | None:
+        """The runtime's container, or None when the runtime has none."""
+        try:
+            return RuntimeContainer.load(self.runtime_root, cid)
+        except (PyboxError, ValueError):
+            return None
+
+    def container(self, cid: str) -> RuntimeContainer:
+        """The runtime's container of one recorded as running (409 if none)."""
+        try:
+            return RuntimeContainer.load(self.runtime_root, cid)
+        except PyboxError:
+            raise Conflict(f"Container {cid} is not running") from None
+
+    def delete(self, cid: str) -> None:
+        """Remove the runtime's container (stopped, or left by a crash)."""
+        try:
+            rc = RuntimeContainer.load(self.runtime_root, cid)
+        except PyboxError:
+            return
+        try:
+            rc.delete(force=True)
+        except PyboxError:
+            pass
+
+    def processes(self, cid: str) -> list[int]:
+        return list(self.container(cid).processes())
+
+    def cgroup_stats(self, cid: str) -> dict[str, Any]:
+        mgr = self.container(cid).cgroup_manager()
+        return mgr.stats() if mgr is not None else {}
+
+    def update(self, cid: str, resources: dict[str, Any]) -> None:
+        self.container(cid).update(resources)
+
+    # -- exec -----------------------------------------------------------------------------
+    def exec_argv(self, cid: str, process_file: str, pid_file: str | None = None,
+                  detach: bool = False) -> list[str]:
+        """``pybox-runtime exec``: one more process in the container (docker
+        exec, a health check), described by the OCI process file."""
+        argv = [self.runtime, "--root", self.runtime_root, "exec", "--process", process_file]
+        if pid_file is not None:
+            argv += ["--pid-file", pid_file]
+        if detach:
+            argv.append("--detach")
+        argv.append(cid)
+        return argv
+
+    # -- cgroups --------------------------------------------------------------------------
+    @staticmethod
+    def remove_container_cgroups(cid: str) -> None:
+        """The cgroup pyboxd names for a container (spec.CGROUP_PARENT/ID, in every
+        hierarchy), removed with whatever still runs in it.  The runtime records
+        the directories it made only after making them, so a runtime killed in
+        between left them unrecorded, and its delete did not remove them.  The
+        name is pyboxd's, for this container alone: what exists of it is its."""
+        try:
+            mgr = cgroups.new_manager(f"{CGROUP_PARENT}/{cid}", cid)
+        except (PyboxError, OSError, ValueError):
+            return
+        # a hybrid manager's halves, or the manager itself (each with ``created``)
+        drivers: list[Any] = [mgr.v1, mgr.v2] if hasattr(mgr, "v1") and hasattr(mgr, "v2") else [mgr]
+        found = False
+        for drv in drivers:
+            drv.created = [d for d in set(drv.paths.values()) if d and os.path.isdir(d)]
+            found = found or bool(drv.created)
+        if found:
+            try:
+                mgr.destroy()
+            except PyboxError as err:
+                log(f"recovery: container {cid[:12]}: its cgroup: {err}")
+
+    @staticmethod
+    def release_cgroup_parent() -> None:
+        """pyboxd stopping: the containers' shared parent cgroup goes from each
+        hierarchy when nothing is left in it (running containers, or another
+        pyboxd's, keep it: rmdir of a cgroup with children fails); the runtime
+        removes only the parents it made itself, so the last of several
+        concurrent containers to leave never did."""
+        layout = cgroups.detect_layout()
+        for h in layout.v1_hierarchies() + ([layout.unified] if layout.unified else []):
+            try:
+                os.rmdir(h.directory(CGROUP_PARENT))
+            except OSError:
+                pass
