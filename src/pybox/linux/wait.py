@@ -38,8 +38,7 @@ def become_subreaper(sc: Syscalls | None = None) -> None:
     """prctl(PR_SET_CHILD_SUBREAPER): orphans among our descendants (a
     container's init once stage1 exits) are re-parented to us, so we can wait
     for them.  ``sc`` defaults to the process-wide real syscalls."""
-    # here, not at the top: exit_code's users need neither (see the module's doc)
-    from pybox.linux import constants as C  # noqa: PLC0415
-    from pybox.linux import syscalls  # noqa: PLC0415
+    from pybox.linux import constants as C  # noqa: PLC0415 -- exit_code's users need neither
+    from pybox.linux import syscalls  # noqa: PLC0415 -- (see the module's doc)
 
     (sc or syscalls.real()).prctl(C.PR_SET_CHILD_SUBREAPER, 1)

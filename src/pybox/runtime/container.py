@@ -221,9 +221,8 @@ class Container:
         """Run one more process in the container (runc exec).  Foreground: wait
         for it (relaying its terminal) and return its exit status; detached:
         return 0 once it runs."""
-        # only exec needs the spec checks and the launcher
-        from pybox.oci.spec import PROCESS_SCHEMA, check_process, check_schema  # noqa: PLC0415
-        from pybox.runtime.launch import JOIN_ORDER, ExecPlan, spawn_exec  # noqa: PLC0415
+        from pybox.oci.spec import PROCESS_SCHEMA, check_process, check_schema  # noqa: PLC0415 -- exec only
+        from pybox.runtime.launch import JOIN_ORDER, ExecPlan, spawn_exec  # noqa: PLC0415 -- exec only
 
         check_schema(process, PROCESS_SCHEMA, "process")
         check_process(process)
@@ -362,7 +361,11 @@ class Container:
         devices at create -- and applying it stripped /dev/null, /dev/ptmx and
         the rest from a running container."""
         # only update needs the spec checks
-        from pybox.oci.spec import RESOURCES_SCHEMA, check_resources, check_schema  # noqa: PLC0415
+        from pybox.oci.spec import (  # noqa: PLC0415 -- update only
+            RESOURCES_SCHEMA,
+            check_resources,
+            check_schema,
+        )
 
         check_schema(resources, RESOURCES_SCHEMA, "resources")
         check_resources(resources, "resources")
@@ -505,8 +508,8 @@ class Container:
                 errors.append(str(e))
         if self.record.get("host_mounts"):
             # only a container without a mount namespace left mounts on the host
-            from pybox.linux import syscalls  # noqa: PLC0415
-            from pybox.runtime.rootfs import mounts_under  # noqa: PLC0415
+            from pybox.linux import syscalls  # noqa: PLC0415 -- host mounts only
+            from pybox.runtime.rootfs import mounts_under  # noqa: PLC0415 -- host mounts only
 
             sc = syscalls.real()
             rootfs = self.record.get("rootfs")

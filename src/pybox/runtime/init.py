@@ -204,18 +204,18 @@ def _preload(hooks: dict[str, Any], process: dict[str, Any]) -> None:
     """Import now what runs after pivot_root: from then on only the container's
     filesystem is visible, and the interpreter's own modules are not in it.
     (Imports here on purpose, each only when the container needs it.)"""
-    import _signal  # type: ignore[import-not-found]  # (no stub) # noqa: F401, PLC0415
-    import fcntl  # noqa: F401, PLC0415  (process.cloexec_from fallback)
+    import _signal  # type: ignore[import-not-found]  # no stub # noqa: F401, PLC0415 -- a preload
+    import fcntl  # noqa: F401, PLC0415 -- a preload (process.cloexec_from's fallback)
 
     if process.get("terminal"):
-        import _socket  # noqa: F401, PLC0415
+        import _socket  # noqa: F401, PLC0415 -- a preload for a terminal
 
-        from pybox.runtime import terminal  # noqa: F401, PLC0415
+        from pybox.runtime import terminal  # noqa: F401, PLC0415 -- a preload for a terminal
     if hooks.get("startContainer"):
-        import subprocess  # noqa: F401, PLC0415
+        import subprocess  # noqa: F401, PLC0415 -- a preload for the hooks
 
-        from pybox.formats import fastjson  # noqa: F401, PLC0415
-        from pybox.runtime import hooks as _hooks  # noqa: F401, PLC0415
+        from pybox.formats import fastjson  # noqa: F401, PLC0415 -- a preload for the hooks
+        from pybox.runtime import hooks as _hooks  # noqa: F401, PLC0415 -- a preload for the hooks
 
 
 def _wait_for_start(sock: _socket.socket) -> _socket.socket:

@@ -410,13 +410,13 @@ def spawn_exec(plan: ExecPlan, after_fork: Callable[[], None] | None = None,
 def _exec_stage1(plan: ExecPlan, chan: Channel) -> None:
     # everything the process needs is imported before setns(mnt) hides our files;
     # in the forked stage1 only: the parent never needs them
-    import _signal  # type: ignore[import-not-found]  # (no stub) # noqa: F401, PLC0415
-    import fcntl  # noqa: F401, PLC0415
+    import _signal  # type: ignore[import-not-found]  # no stub # noqa: F401, PLC0415 -- a preload
+    import fcntl  # noqa: F401, PLC0415 -- a preload
 
-    from pybox.runtime.init import exec_main  # noqa: PLC0415
+    from pybox.runtime.init import exec_main  # noqa: PLC0415 -- the forked stage1 only
 
     if plan.process.get("terminal"):
-        from pybox.runtime import terminal  # noqa: F401, PLC0415
+        from pybox.runtime import terminal  # noqa: F401, PLC0415 -- a preload for a terminal
     sc = syscalls.real()
     sc.prctl(C.PR_SET_DUMPABLE, 0)
     _set_oom_score_adj(plan.process)

@@ -387,8 +387,8 @@ class RootfsBuilder:
 
     def _mount_tmpfs_copyup(self, source: str, dest: str, opts: MountOptions) -> None:
         # only for runc's tmpcopyup extension: shutil and tempfile cost start-up time
-        import shutil  # noqa: PLC0415
-        import tempfile  # noqa: PLC0415
+        import shutil  # noqa: PLC0415 -- tmpcopyup only
+        import tempfile  # noqa: PLC0415 -- tmpcopyup only
 
         tmp = tempfile.mkdtemp(prefix=".pybox-copyup-", dir="/tmp" if not
                                self.has_mount_ns else None)

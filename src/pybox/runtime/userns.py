@@ -60,8 +60,8 @@ def _write(pid: int, name: str, text: str) -> None:
 
 def _helper(tool: str, pid: int, mappings: list[dict[str, Any]]) -> None:
     # only for an unprivileged caller's wider maps: both cost start-up time
-    import shutil  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
+    import shutil  # noqa: PLC0415 -- rootless wider maps only
+    import subprocess  # noqa: PLC0415 -- rootless wider maps only
 
     path = shutil.which(tool)
     if path is None:

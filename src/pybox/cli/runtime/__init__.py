@@ -253,8 +253,7 @@ class Context:
     """What every command gets: the global options, applied."""
 
     def __init__(self, g: GlobalOptions) -> None:
-        # the runtime library: not for --help and --version
-        from pybox.runtime.container import default_root  # noqa: PLC0415
+        from pybox.runtime.container import default_root  # noqa: PLC0415 -- not for --help/--version
 
         self.root = os.path.abspath(g.get("root") or default_root())
         self.debug = bool(g.get("debug"))

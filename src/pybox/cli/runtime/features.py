@@ -24,8 +24,7 @@ if TYPE_CHECKING:
 
 def document() -> dict[str, Any]:
     try:
-        # libseccomp's binding is optional (and only this command probes it here)
-        from pybox.runtime import seccomp  # noqa: PLC0415
+        from pybox.runtime import seccomp  # noqa: PLC0415 -- libseccomp's binding is optional
 
         seccomp_features = seccomp.features()
     except ImportError:
