@@ -47,16 +47,18 @@ from pybox.engine.attach import AttachSession
 from pybox.engine.distribution import Distribution
 from pybox.engine.events import EventBus, attributes
 from pybox.engine.execs import ExecSession
+from pybox.engine.images import ImageService
 from pybox.engine.lifecycle import Lifecycle
 from pybox.engine.logs import read_logs
 from pybox.engine.namespaces import Namespaces
 from pybox.engine.networking import EngineNetworking
 from pybox.engine.procview import EngineProcView
 from pybox.engine.recovery import recover
+from pybox.engine.remap import UsernsRemap
 from pybox.engine.restart import RestartPolicies
 from pybox.engine.runner import Runner
 from pybox.engine.store import Container, ContainerStore
-from pybox.engine.views import ContainerViews
+from pybox.engine.views import ContainerViews, Filters
 from pybox.engine.volumes import VolumeStore
 from pybox.errors import BadRequest, NotFound, PyboxError
 from pybox.formats import fastjson
@@ -64,8 +66,10 @@ from pybox.formats import fastjson
 
 class Engine:
     def __init__(self, data_root: str = "/var/lib/pybox", run_root: str = "/run/pybox",
-                 images: Any = None, runtime: str = "pybox-runtime",
-                 userns_remap: Any = None) -> None:
+                 images: ImageService | None = None, runtime: str = "pybox-runtime",
+                 userns_remap: UsernsRemap | None = None) -> None:
+        if images is None:
+            raise ValueError("the engine needs an image service")
         self.data_root = data_root
         self.run_root = run_root
         self.runtime_root = os.path.join(run_root, "runtime")
@@ -210,7 +214,7 @@ class Engine:
         return self.views.inspect(self.get(ref), size)
 
     def list(self, all_: bool = False, limit: int | None = -1, size: bool = False,
-             filters: Any = None) -> list[dict[str, Any]]:
+             filters: Filters | None = None) -> list[dict[str, Any]]:
         return self.views.list(all_, limit, size, filters)
 
     # -- attach -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import socket
 from typing import Any
 
 from pybox.engine.store import Container
+from pybox.images.snapshots import IdMap
 from pybox.oci.state import write_atomic
 
 BASE_HOSTS = ("127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
@@ -66,7 +67,7 @@ def write_initial(c: Container) -> None:
     write(c.resolv_conf_path, resolv)
 
 
-def mounts(c: Container, idmap: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def mounts(c: Container, idmap: IdMap | None = None) -> list[dict[str, Any]]:
     """The OCI bind mounts of the three files."""
     out = []
     for dest, path in (("/etc/resolv.conf", c.resolv_conf_path),

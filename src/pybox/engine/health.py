@@ -9,6 +9,7 @@ import os
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pybox.engine.events import EventBus, attributes
@@ -30,17 +31,31 @@ MAX_OUTPUT = 4096
 MAX_WAIT = 24 * 86400.0
 
 
-def healthcheck_of(config: dict[str, Any]) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Check:
+    """A container's effective health check: docker's Healthcheck with its
+    defaults filled in (durations in nanoseconds, as docker's JSON has them)."""
+
+    test: list[str]
+    interval: int
+    timeout: int
+    start_period: int
+    retries: int
+    start_interval: int
+
+
+def healthcheck_of(config: dict[str, Any]) -> Check | None:
     """The effective check, or None (no check, or Test ["NONE"])."""
     hc = config.get("Healthcheck")
     if not hc or not hc.get("Test") or hc["Test"][0] == "NONE":
         return None
-    out: dict[str, Any] = dict(DEFAULTS)
+    out = dict(DEFAULTS)
     for key in DEFAULTS:
         if hc.get(key):
             out[key] = hc[key]
-    out["Test"] = hc["Test"]
-    return out
+    return Check(test=hc["Test"], interval=out["Interval"], timeout=out["Timeout"],
+                 start_period=out["StartPeriod"], retries=out["Retries"],
+                 start_interval=out["StartInterval"])
 
 
 def start_checks(c: Container, runner: Runner, events: EventBus) -> None:
@@ -74,7 +89,7 @@ def command(test: list[str]) -> list[str]:
 
 class HealthMonitor:
     def __init__(self, runner: Runner, events: EventBus, container: Container,
-                 check: dict[str, Any]) -> None:
+                 check: Check) -> None:
         self.runner = runner
         self.events = events
         self.c = container
@@ -95,10 +110,10 @@ class HealthMonitor:
     def _loop(self) -> None:
         started = time.monotonic()
         while True:
-            in_start = time.monotonic() - started < self.check["StartPeriod"] / NS
+            in_start = time.monotonic() - started < self.check.start_period / NS
             status = (self.c.state.health or {}).get("Status")
-            wait = (self.check["StartInterval"] if in_start and status == "starting"
-                    else self.check["Interval"]) / NS
+            wait = (self.check.start_interval if in_start and status == "starting"
+                    else self.check.interval) / NS
             if self._wait(wait):
                 return
             if not self.c.state.running or self.c.state.paused:
@@ -135,7 +150,7 @@ class HealthMonitor:
                 health["Status"] = "healthy"
             elif not (in_start_period and old == "starting"):
                 health["FailingStreak"] = health.get("FailingStreak", 0) + 1
-                if health["FailingStreak"] >= self.check["Retries"]:
+                if health["FailingStreak"] >= self.check.retries:
                     health["Status"] = "unhealthy"
             new = health["Status"]
             c.save()
@@ -151,7 +166,7 @@ class HealthMonitor:
         except (OSError, ValueError):
             return -1, "container is not running"
         process = dict(config["process"])
-        process["args"] = command(self.check["Test"])
+        process["args"] = command(self.check.test)
         process["terminal"] = False
         process.pop("consoleSize", None)
         path = os.path.join(rundir, f"health-{threading.get_ident()}.json")
@@ -162,7 +177,7 @@ class HealthMonitor:
         except OSError as e:
             return -1, str(e)
         try:
-            out = self._communicate(proc, self.check["Timeout"] / NS)
+            out = self._communicate(proc, self.check.timeout / NS)
             return proc.returncode, out[-MAX_OUTPUT:].decode(errors="replace")
         except subprocess.TimeoutExpired:
             proc.terminate()  # the runtime forwards it to the check's process
@@ -172,7 +187,7 @@ class HealthMonitor:
                 proc.kill()
                 proc.communicate()
             return -1, (f"Health check exceeded timeout "
-                        f"({self.check['Timeout'] / NS:g}s)")
+                        f"({self.check.timeout / NS:g}s)")
         finally:
             try:
                 os.unlink(path)

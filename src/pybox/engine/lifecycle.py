@@ -42,6 +42,7 @@ from pybox.errors import (
 from pybox.formats import fastjson
 from pybox.formats.sizes import ram_in_bytes
 from pybox.formats.times import rfc3339_nano_fixed
+from pybox.images.snapshots import IdMap
 from pybox.monitor.jsonlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE
 from pybox.oci.state import write_atomic
 from pybox.runtime.signals import parse_signal
@@ -109,7 +110,7 @@ def _generated_name(taken: dict[str, Any]) -> str:
 
 
 def new_record(cid: str, name: str, config: dict[str, Any], hc: dict[str, Any],
-               image: dict[str, Any], args: list[str], directory: str,
+               image_id: str, args: list[str], directory: str,
                graph_data: dict[str, Any]) -> dict[str, Any]:
     """A new container's record in docker's shape (inspect's keys, in its
     order): what Container reads and config.v2.json holds."""
@@ -129,7 +130,7 @@ def new_record(cid: str, name: str, config: dict[str, Any], hc: dict[str, Any],
                   "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": 0,
                   "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME,
                   "FinishedAt": ZERO_TIME},
-        "Image": image["Id"],
+        "Image": image_id,
         "ResolvConfPath": os.path.join(directory, "resolv.conf"),
         "HostnamePath": os.path.join(directory, "hostname"),
         "HostsPath": os.path.join(directory, "hosts"),
@@ -221,7 +222,7 @@ class Lifecycle:
                     os.chmod(d, os.stat(d).st_mode & 0o777 | 0o001)
             e.images.create_rootfs(cid, image["Id"], idmap=idmap)
             crashpoint("engine.create.rootfs")
-            record = new_record(cid, name, config, hc, image, args, directory,
+            record = new_record(cid, name, config, hc, image["Id"], args, directory,
                                 e.images.rootfs_info(cid))
             e.network.on_create(record, body)
             record["Mounts"] = mounts
@@ -258,7 +259,7 @@ class Lifecycle:
             raise BadRequest(f"No such container: {ref}") from None
         return [dict(m) for m in other.mounts or ()]
 
-    def _idmap_for(self, hc: dict[str, Any]) -> dict[str, Any] | None:
+    def _idmap_for(self, hc: dict[str, Any]) -> IdMap | None:
         """The user namespace maps of a new container: the daemon's
         --userns-remap unless the container asks for --userns=host."""
         mode = hc.get("UsernsMode") or ""
@@ -270,8 +271,7 @@ class Lifecycle:
             raise BadRequest("privileged mode is incompatible with user namespaces.  You must "
                              "run the container in the host namespace when running privileged "
                              "mode")
-        idmap: dict[str, Any] = self.e.remap.idmap
-        return idmap
+        return self.e.remap.idmap
 
     # -- start ----------------------------------------------------------------------------
     def start(self, ref: str) -> None:

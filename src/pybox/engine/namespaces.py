@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from pybox.engine import spec as specmod
 from pybox.engine.store import Container
 from pybox.errors import NotFound
+from pybox.images.snapshots import IdMap
 from pybox.linux import syscalls
 from pybox.linux.constants import NAMESPACE_PROC_NAMES
 
@@ -112,7 +113,7 @@ class Namespaces:
             raise specmod.SpecError(f"No such container: {ref}", errno=2) from None
         return holder.ns_path(kind)
 
-    def prepare_shm(self, c: Container, idmap: dict[str, Any] | None = None) -> str | None:
+    def prepare_shm(self, c: Container, idmap: IdMap | None = None) -> str | None:
         """The host directory to bind as the container's /dev/shm, or None for a
         tmpfs of its own (see the module's docstring)."""
         mode = c.host_config.get("IpcMode") or ""

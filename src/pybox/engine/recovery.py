@@ -607,15 +607,15 @@ class Recovery:
             except PyboxError:
                 return
             for obj in objects:
-                m = obj.get("map") or {}
-                if m.get("name") not in ("ports_any", "ports_addr"):
+                nft_map = obj.get("map") or {}
+                if nft_map.get("name") not in ("ports_any", "ports_addr"):
                     continue
-                for elem in m.get("elem") or ():
+                for elem in nft_map.get("elem") or ():
                     key = elem[0] if isinstance(elem, list) else elem
-                    if (m["name"], fastjson.dumps(key)) in keep:
+                    if (nft_map["name"], fastjson.dumps(key)) in keep:
                         continue
                     try:
-                        fw._json([{"delete": {"element": fw._obj(name=m["name"],
+                        fw._json([{"delete": {"element": fw._obj(name=nft_map["name"],
                                                                   elem=[key])}}],
                                  "remove a published port nobody owns")
                         log(f"published port {fastjson.dumps(key)}: no sandbox owns it: "

@@ -7,11 +7,15 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pybox.engine.state import ZERO_TIME, ContainerState
 from pybox.engine.store import Container, ContainerStore
 from pybox.formats import fastjson
+
+if TYPE_CHECKING:
+    from pybox.engine.images import ImageService
+    from pybox.engine.networking import EngineNetworking
 from pybox.formats.durations import human_duration
 from pybox.formats.times import parse_rfc3339
 
@@ -49,7 +53,8 @@ class ContainerViews:
     """inspect and list over the store; ``images`` gives sizes, ``network``
     the published ports of ps."""
 
-    def __init__(self, store: ContainerStore, images: Any, network: Any) -> None:
+    def __init__(self, store: ContainerStore, images: ImageService,
+                 network: EngineNetworking) -> None:
         self.store = store
         self.images = images
         self.network = network
