@@ -2,11 +2,13 @@
 path from inside a container is hostile).  A container's `mkdir a; cd a`
 loop builds a 2,500-deep tree in its rootfs and in its volumes; every API
 call that walks such a tree -- diff, export, commit (and running what it
-committed), ps -s, system df, cp out, rm -v, volume rm -- answers as for
+committed, and a new volume filled from it), ps -s, system df, cp out, rm -v,
+volume rm -- answers as for
 any other tree: no 500, no RecursionError or traceback in pyboxd's log,
 nothing left behind."""
 
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -14,7 +16,7 @@ import uuid
 
 import pytest
 
-from engine.conftest import IMAGE
+from support.paths import IMAGE
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
@@ -35,6 +37,24 @@ def descend(top):
             "i=$((i+1)); done; cat end")
 
 
+def read_bottom(top):
+    """TOP/a/a/.../a/end (DEPTH levels), read from the host one directory fd at
+    a time (the path is longer than PATH_MAX)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(DEPTH):
+            child = os.open("a", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        end = os.open("end", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+        try:
+            return os.read(end, 100).decode().strip()
+        finally:
+            os.close(end)
+    finally:
+        os.close(fd)
+
+
 def tar_names(data):
     with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
         return [m.name for m in tar]
@@ -44,6 +64,7 @@ def test_deep_trees(pyboxd, names, images_made):
     with open(pyboxd.log_path, "rb") as f:
         offset = f.seek(0, os.SEEK_END)
     ctr, vol = names("deep"), f"deepvol-{uuid.uuid4().hex[:10]}"
+    filled = f"{vol}-filled"
     image = f"deep-{uuid.uuid4().hex[:10]}:c"
     images_made.append(image)
     script = (f"{build('/deep')} && {build('/vol')} && {build('/anon')} && "
@@ -83,6 +104,11 @@ def test_deep_trees(pyboxd, names, images_made):
         pyboxd.ok("commit", ctr, image)
         out = pyboxd.ok("run", "--rm", image, "sh", "-c", descend("/deep"))
         assert out.strip() == "bottom"
+        # a new volume on the image's deep tree: filled with a copy of it
+        pyboxd.ok("run", "--rm", "-v", f"{filled}:/deep", image, "true")
+        mountpoint = json.loads(pyboxd.ok("volume", "inspect", filled))[0]["Mountpoint"]
+        assert read_bottom(mountpoint) == "bottom"
+        pyboxd.ok("volume", "rm", filled)
 
         pyboxd.ok("rm", "-f", "-v", ctr)
         assert anon and anon[0] not in pyboxd.ok("volume", "ls", "-q").split()
@@ -90,7 +116,7 @@ def test_deep_trees(pyboxd, names, images_made):
         pyboxd.ok("rmi", image)
     finally:
         pyboxd.docker("rm", "-f", "-v", ctr)
-        pyboxd.docker("volume", "rm", "-f", vol)
+        pyboxd.docker("volume", "rm", "-f", vol, filled)
     volumes = os.path.join(pyboxd.data_root, "volumes")
     left = [n for n in os.listdir(volumes) if n.startswith(vol) or (anon and n.startswith(anon[0]))]
     assert left == []

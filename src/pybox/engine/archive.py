@@ -44,16 +44,25 @@ import posixpath
 import stat as st
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pybox.engine import rootview, tarstream
 from pybox.engine.rootview import MountedRootfs as RootView  # noqa: F401 (export, commit)
 from pybox.engine.tarstream import Member, TarReader
 from pybox.errors import BadRequest, NotFound, PyboxError
 from pybox.formats import fastjson
+from pybox.formats.times import rfc3339_nano_fixed
 from pybox.linux import constants as C
 from pybox.linux.fstree import remove_tree_at  # rm -rf at any depth, fd-relative
-from pybox.linux.idmap import OVERFLOW_ID, map_id
+from pybox.linux.idmap import OVERFLOW_ID, IdMapping, map_id
+
+if TYPE_CHECKING:
+    from pybox.engine.engine import Engine
+    from pybox.engine.store import Container
+    from pybox.images.snapshots import IdMap
+
+T = TypeVar("T")
 
 GO_DIR = 1 << 31
 GO_SYMLINK = 1 << 27
@@ -72,7 +81,6 @@ FLUSH_AT = 1 << 20  # GET: bytes gathered before a write to the client
 CHUNK = 1 << 20  # file data read or written at once
 DIR_CACHE = 64  # PUT: directory fds kept open for the next members
 XATTR_PAX_PREFIX = "SCHILY.xattr."
-KEPT = object()  # _create: an existing directory was kept for a directory member
 # ENOENT, ENOTDIR, EEXIST, EXDEV, ELOOP, ENOTEMPTY: what a container changing
 # its tree under an extraction makes the next step fail with (400, not 500)
 RACED = frozenset({2, 20, 17, 18, 40, 39})
@@ -198,7 +206,7 @@ def _reopen(fd: int, flags: int) -> int:
 
 
 # -- mounts and the read-only checks ---------------------------------------------------------
-def container_mounts(c: Any) -> list[dict[str, Any]]:
+def container_mounts(c: Container) -> list[dict[str, Any]]:
     """The container's mounts as {Destination, Type, Source, RW}: Mounts, and
     the --tmpfs ones (HostConfig.Tmpfs)."""
     out = list(c.record.get("Mounts") or ())
@@ -208,7 +216,7 @@ def container_mounts(c: Any) -> list[dict[str, Any]]:
     return out
 
 
-def mount_for(c: Any, running: bool, path: str) -> dict[str, Any] | None:
+def mount_for(c: Container, running: bool, path: str) -> dict[str, Any] | None:
     """The mount ``path`` (clean, absolute) is under, or None (the rootfs).
     A tmpfs exists only while the container runs: stopped, its path is the
     root filesystem's (as docker's cp sees it)."""
@@ -223,7 +231,7 @@ def mount_for(c: Any, running: bool, path: str) -> dict[str, Any] | None:
     return best
 
 
-def check_writable(c: Any, running: bool, path: str) -> None:
+def check_writable(c: Container, running: bool, path: str) -> None:
     """docker's refusals for a copy into a read-only place (400), judged on the
     path as written, as dockerd's checkIfPathIsInAVolume does.  Whatever path
     leads there, the kernel enforces the view's read-only mounts (and rootfs)."""
@@ -236,8 +244,6 @@ def check_writable(c: Any, running: bool, path: str) -> None:
 
 # -- GET and HEAD ------------------------------------------------------------------------------
 def stat_header(fd: int, s: os.stat_result, name: str) -> str:
-    from pybox.formats.times import rfc3339_nano_fixed
-
     link = os.readlink("", dir_fd=fd) if st.S_ISLNK(s.st_mode) else ""
     doc = {"name": name, "size": s.st_size, "mode": go_file_mode(s.st_mode),
            "mtime": rfc3339_nano_fixed(s.st_mtime_ns), "linkTarget": link}
@@ -249,13 +255,13 @@ class PathSource:
     ``header()`` is docker's X-Docker-Container-Path-Stat, ``write_tar(write)``
     streams the tar (a directory with its tree)."""
 
-    def __init__(self, engine: Any, c: Any, path: str) -> None:
+    def __init__(self, engine: Engine, c: Container, path: str) -> None:
         self.engine = engine
         self.c = c
         self.path = path
         self.fd = -1
         self.kernel_mount = False  # the mount point of /proc, /sys...: an empty directory
-        self._root: Any = None
+        self._root: AbstractContextManager[rootview.Root] | None = None
 
     def __enter__(self) -> PathSource:
         _check_path(self.path)
@@ -316,7 +322,7 @@ class PathSource:
     def header(self) -> str:
         return stat_header(self.fd, self.stat, self.name)
 
-    def write_tar(self, write: Callable[[bytes], Any]) -> None:
+    def write_tar(self, write: Callable[[bytes], object]) -> None:
         idmap = self.engine.images.rootfs_idmap(self.c.id)
         out = _TarWriter(write, idmap)
         arcname = "." if self.name == "/" else self.name
@@ -333,14 +339,21 @@ class PathSource:
         out.close()
 
 
+def _mappings(idmap: IdMap | None) -> tuple[list[IdMapping], list[IdMapping]] | None:
+    """--userns-remap's uid and gid maps as map_id takes them (None: not remapped)."""
+    if not idmap:
+        return None
+    return ([(a, b, n) for a, b, n in idmap["uid"]], [(a, b, n) for a, b, n in idmap["gid"]])
+
+
 class _TarWriter:
     """A tar written from fds only: PAX headers (docker's), numeric owners
     (shifted back through --userns-remap's maps), whole-second mtimes,
     security.capability, hard links within the archive."""
 
-    def __init__(self, write: Callable[[bytes], Any], idmap: dict | None) -> None:
+    def __init__(self, write: Callable[[bytes], object], idmap: IdMap | None) -> None:
         self.write = write
-        self.idmap = idmap
+        self.maps = _mappings(idmap)
         self.buf = bytearray()
         self.seen: dict[tuple[int, int], str] = {}
 
@@ -365,11 +378,10 @@ class _TarWriter:
         info.type = kind
         info.mode = st.S_IMODE(s.st_mode)
         uid, gid = s.st_uid, s.st_gid
-        if self.idmap:
-            uid = map_id(self.idmap["uid"], uid, False)
-            gid = map_id(self.idmap["gid"], gid, False)
-            uid = OVERFLOW_ID if uid is None else uid
-            gid = OVERFLOW_ID if gid is None else gid
+        if self.maps is not None:
+            cuid, cgid = map_id(self.maps[0], uid, False), map_id(self.maps[1], gid, False)
+            uid = OVERFLOW_ID if cuid is None else cuid
+            gid = OVERFLOW_ID if cgid is None else cgid
         info.uid, info.gid = uid, gid
         info.uname = info.gname = ""
         info.mtime = s.st_mtime_ns // 1_000_000_000
@@ -535,11 +547,11 @@ def _inside(base: str, rel: str) -> bool:
 class _Extractor:
     """Members of one archive into the destination directory fd."""
 
-    def __init__(self, dest_fd: int, dest_path: str, idmap: dict | None,
+    def __init__(self, dest_fd: int, dest_path: str, idmap: IdMap | None,
                  owner: tuple[int, int] | None, no_overwrite_dir_non_dir: bool) -> None:
         self.dest = dest_fd
         self.dest_path = clean_path(dest_path)
-        self.idmap = idmap
+        self.maps = _mappings(idmap)
         self.owner = owner  # copyUIDGID: every entry's owner (container ids)
         self.no_overwrite = no_overwrite_dir_non_dir
         self.dirs: dict[str, int] = {}  # relative path -> open directory fd
@@ -662,8 +674,8 @@ class _Extractor:
         uid, gid = self.owner if self.owner is not None else (member.uid, member.gid)
         if not (0 <= uid < 0xFFFFFFFF and 0 <= gid < 0xFFFFFFFF):  # -1 would mean "keep"
             raise BadRequest(f"invalid owner {uid}:{gid} of tar member {_q(member.name)}")
-        if self.idmap:  # the tar's owners are the container's: shifted to host ids
-            huid, hgid = map_id(self.idmap["uid"], uid), map_id(self.idmap["gid"], gid)
+        if self.maps is not None:  # the tar's owners are the container's: to host ids
+            huid, hgid = map_id(self.maps[0], uid), map_id(self.maps[1], gid)
             uid = self.root_ids[0] if huid is None else huid
             gid = self.root_ids[1] if hgid is None else hgid
         return uid, gid
@@ -705,6 +717,7 @@ class _Extractor:
             fd = self._create(pfd, name, rel, member, lambda: os.open(
                 name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | O_CLOEXEC, 0o600,
                 dir_fd=pfd))
+            assert fd is not None  # (only a directory member keeps what is in its way)
             self._file(tar, fd, member, uid, gid, mtime_ns)
         elif member.isdir():
             self._create(pfd, name, rel, member, lambda: os.mkdir(name, 0o700, dir_fd=pfd))
@@ -739,9 +752,9 @@ class _Extractor:
             self._set_meta(pfd, name, member, uid, gid, mtime_ns)
 
     def _create(self, pfd: int, name: str, rel: str, member: Member,
-                make: Callable[[], Any]) -> Any:
+                make: Callable[[], T]) -> T | None:
         """make() the entry; what is in its way is dealt with as moby's Unpack
-        (merged if both are directories -- KEPT --, else removed, or refused
+        (merged if both are directories -- None: kept --, else removed, or refused
         with noOverwriteDirNonDir) and make() tried again: a fresh copy pays
         no lookup before its creates."""
         for _ in range(8):
@@ -749,7 +762,7 @@ class _Extractor:
                 return make()
             except FileExistsError:
                 if self._make_way(pfd, name, rel, member):
-                    return KEPT
+                    return None  # an existing directory kept for a directory member
         raise BadRequest(f"extracting {_q(member.name)}: the path keeps reappearing")
 
     def _make_way(self, pfd: int, name: str, rel: str, member: Member) -> bool:
@@ -920,7 +933,7 @@ def read_file_in_root(root_fd: int, path: str, limit: int) -> bytes:
         os.close(pfd)
 
 
-def extract(engine: Any, c: Any, path: str, chunks: Iterable[bytes],
+def extract(engine: Engine, c: Container, path: str, chunks: Iterable[bytes],
             no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
     """PUT: extract the tar arriving in ``chunks`` into the directory ``path``
     of the container."""
@@ -961,7 +974,7 @@ def extract(engine: Any, c: Any, path: str, chunks: Iterable[bytes],
             os.close(dest)
 
 
-def _open_destination(root_fd: int, c: Any, path: str) -> int:
+def _open_destination(root_fd: int, c: Container, path: str) -> int:
     """The PUT's directory, opened in the container's root; docker's errors
     for one that is missing or no directory."""
     clean = clean_path(path)

@@ -36,19 +36,23 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from pybox.errors import Conflict, PyboxError
 from pybox.linux import constants as C
+from pybox.linux.syscalls import Syscalls, real
+from pybox.runtime.container import Container as RuntimeContainer
+
+if TYPE_CHECKING:
+    from pybox.engine.engine import Engine
+    from pybox.engine.store import Container
 
 RESOLVE = C.RESOLVE_IN_ROOT | C.RESOLVE_NO_MAGICLINKS
 EAGAIN_RETRIES = 128  # a confined walk raced by renames or mounts: tried again
 O_CLOEXEC = os.O_CLOEXEC
 
 
-def _sys():
-    from pybox.linux.syscalls import real
-
+def _sys() -> Syscalls:
     return real()
 
 
@@ -97,7 +101,7 @@ def makedirs_in_root(root_fd: int, path: str, mode: int = 0o755,
     # the deepest existing directory on the way, by bisection: a walk to a
     # longer prefix passes through every shorter one
     lo, hi = 0, len(parts) - 1
-    fd = probe("/")
+    fd = open_in_root(root_fd, "/", flags)
     try:
         while lo < hi:
             mid = (lo + hi + 1) // 2
@@ -136,16 +140,14 @@ class Root:
 
 
 # -- a running container ----------------------------------------------------------------
-def _init_start_time(engine: Any, c: Any) -> int | None:
-    from pybox.runtime.container import Container as RuntimeContainer
-
+def _init_start_time(engine: Engine, c: Container) -> int | None:
     try:
         return RuntimeContainer.load(engine.runtime_root, c.id).record.get("pid_start")
     except PyboxError:
         return None
 
 
-def _open_running(engine: Any, c: Any, pid: int) -> int:
+def _open_running(engine: Engine, c: Container, pid: int) -> int:
     """The O_PATH fd of /proc/PID/root, PID checked to be the container's init:
     the /proc/PID directory fd stays bound to the process it was opened for,
     so the start time read and the root opened through it are that process's
@@ -184,7 +186,7 @@ class MountedRootfs:
     container is not running by then (a start in between uses the same
     mount)."""
 
-    def __init__(self, engine: Any, c: Any) -> None:
+    def __init__(self, engine: Engine, c: Container) -> None:
         self.engine = engine
         self.c = c
         self.root = ""
@@ -214,11 +216,22 @@ class MountedRootfs:
                     pass
 
 
-def view_mounts(engine: Any, c: Any) -> list[dict[str, Any]]:
+class ViewMount(TypedDict):
+    """One bind of a stopped container's view: ``source`` on the host at
+    ``dest`` in the container, read-write or not, with what is mounted below
+    ``source`` (rbind) or not."""
+
+    dest: str
+    source: str
+    rw: bool
+    recursive: bool
+
+
+def view_mounts(engine: Engine, c: Container) -> list[ViewMount]:
     """What a stopped container's view binds, parents first: its volumes and
     binds (tmpfs mounts exist only while it runs) and its /etc files, as
-    {"dest", "source", "rw", "recursive"}."""
-    out = []
+    ViewMounts."""
+    out: list[ViewMount] = []
     for m in c.record.get("Mounts") or ():
         kind = m.get("Type")
         if kind not in ("bind", "volume") or not m.get("Destination"):
@@ -231,14 +244,14 @@ def view_mounts(engine: Any, c: Any) -> list[dict[str, Any]]:
                 continue
         if not source.startswith("/") or not os.path.exists(source):
             continue
-        out.append({"dest": m["Destination"], "source": source, "rw": bool(m.get("RW", True)),
-                    "recursive": True})
+        out.append(ViewMount(dest=m["Destination"], source=source, rw=bool(m.get("RW", True)),
+                             recursive=True))
     taken = {os.path.normpath(m["dest"]) for m in out}
     for dest, key in (("/etc/resolv.conf", "ResolvConfPath"), ("/etc/hostname", "HostnamePath"),
                       ("/etc/hosts", "HostsPath")):
         source = c.record.get(key) or ""
         if dest not in taken and source and os.path.isfile(source):
-            out.append({"dest": dest, "source": source, "rw": True, "recursive": False})
+            out.append(ViewMount(dest=dest, source=source, rw=True, recursive=False))
     out.sort(key=lambda m: os.path.normpath(m["dest"]).count("/"))
     return out
 
@@ -246,7 +259,7 @@ def view_mounts(engine: Any, c: Any) -> list[dict[str, Any]]:
 class _NamespaceView:
     """The thread that owns a private mount namespace holding the view."""
 
-    def __init__(self, rootfs: str, mounts: list[dict[str, Any]],
+    def __init__(self, rootfs: str, mounts: list[ViewMount],
                  owner: tuple[int, int] | None, readonly: bool = False) -> None:
         self.rootfs = rootfs
         self.mounts = mounts
@@ -296,7 +309,7 @@ class _NamespaceView:
         if self.error is None:
             self.done.wait()
 
-    def _bind(self, sc: Any, root_fd: int, m: dict[str, Any]) -> None:
+    def _bind(self, sc: Syscalls, root_fd: int, m: ViewMount) -> None:
         """Bind m's source at its destination, resolved (and made if missing,
         as docker's CreateIfNotExists) inside the root."""
         is_dir = os.path.isdir(m["source"])
@@ -342,7 +355,7 @@ class _NamespaceView:
 
 # -- the context ------------------------------------------------------------------------
 @contextlib.contextmanager
-def container_root(engine: Any, c: Any) -> Iterator[Root]:
+def container_root(engine: Engine, c: Container) -> Iterator[Root]:
     """The container's "/" with its mounts, for the time of the context."""
     with c.lock:
         running = bool(c.state.get("Running") and c.state.get("Pid"))

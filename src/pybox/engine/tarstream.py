@@ -15,10 +15,13 @@ capped at 1 MiB, as Go's.  Every malformed archive is a BadRequest.
 
 from __future__ import annotations
 
+import lzma
+import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Literal, overload
 
-from pybox.errors import BadRequest
+from pybox.errors import BadRequest, LayerError
+from pybox.images import layers
 
 BLOCK = 512
 SPECIAL_LIMIT = 1 << 20  # Go's archive/tar maxSpecialFileSize
@@ -35,6 +38,16 @@ class Member:
 
     __slots__ = ("name", "type", "mode", "uid", "gid", "size", "mtime_ns", "linkname",
                  "devmajor", "devminor", "xattrs")
+    name: str
+    type: bytes  # the typeflag byte: REGULAR, DIRECTORY, SYMLINK...
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    linkname: str
+    devmajor: int
+    devminor: int
 
     def __init__(self) -> None:
         self.xattrs: dict[str, bytes] = {}
@@ -150,6 +163,12 @@ class TarReader:
             return False
         self._chunk, self._off = data, 0
         return True
+
+    @overload
+    def _take(self, n: int) -> bytes: ...
+
+    @overload
+    def _take(self, n: int, at_boundary: Literal[True]) -> bytes | None: ...
 
     def _take(self, n: int, at_boundary: bool = False) -> bytes | None:
         """Exactly n bytes; None at a clean end when ``at_boundary``."""
@@ -417,8 +436,6 @@ def open_body(chunks: Iterable[bytes]) -> TarReader:
     """A TarReader over a request body, plain or compressed (the magic bytes
     decide, as moby's DecompressStream).  Whatever a decompressor says of a
     corrupt or cut stream is a BadRequest."""
-    from pybox.images import layers
-
     it = iter(chunks)
     head = b""
     while len(head) < 6:
@@ -430,11 +447,6 @@ def open_body(chunks: Iterable[bytes]) -> TarReader:
     kind = layers.detect_compression(head)
     if kind is None:
         return TarReader(source.read)
-    import lzma
-    import zlib
-
-    from pybox.errors import LayerError
-
     raw: Any = _ZstdFrames(source.read) if kind == "zstd" else source
     try:
         stream, _ = layers.decompressed(raw, allowed=("gzip", "zstd", "bzip2", "xz"))

@@ -14,23 +14,45 @@ Mount sources, as docker parses them at create time:
   Config.Volumes     {"/path": {}} -> an anonymous volume, unless mounted above
 """
 
+import builtins
+import errno
 import os
 import secrets
-import shutil
 import stat
 import threading
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import BadRequest, Conflict, NotFound
 from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
-from pybox.linux import fstree
+from pybox.linux import fstree, syscalls
 from pybox.oci.state import write_atomic
+from pybox.runtime.rootfs import secure_join
 
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 
+# a container reference -> its Mounts (for --volumes-from)
+MountsOf = Callable[[str], list[dict[str, Any]]]
 
-def _valid_name(name):
+
+class Creator(Protocol):
+    """What parsing needs of the store: making (or finding) a volume."""
+
+    def create(self, name: str | None = None, **kw: Any) -> dict[str, Any]: ...
+
+
+class VolumeCreator(Creator, Protocol):
+    """The store as a create uses it (the engine's VolumeStore, or recovery's
+    RecordingVolumes in front of it)."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def remove(self, name: str, force: bool = False) -> None: ...
+
+
+def _valid_name(name: str) -> str:
     ok = name and (name[0].isalnum()) and all(ch.isalnum() or ch in "_.-" for ch in name)
     if not ok or len(name) < 2:
         raise BadRequest(f'create {name}: "{name}" includes invalid characters for a local '
@@ -40,46 +62,47 @@ def _valid_name(name):
 
 
 class VolumeStore:
-    def __init__(self, data_root, mounts_in_use) -> None:
+    def __init__(self, data_root: str, mounts_in_use: Callable[[], dict[str, list[str]]]) -> None:
         """``mounts_in_use()`` -> {volume name: [container ids]} (from the engine's
         container records, the single truth about use)."""
         self.root = os.path.join(data_root, "volumes")
         os.makedirs(self.root, mode=0o701, exist_ok=True)
         self.lock = threading.RLock()
         self.mounts_in_use = mounts_in_use
-        self.root_owner = None  # (uid, gid) for new volumes under --userns-remap
+        self.root_owner: tuple[int, int] | None = None  # (uid, gid) under --userns-remap
 
-    def _dir(self, name):
+    def _dir(self, name: str) -> str:
         return os.path.join(self.root, name)
 
-    def _meta_path(self, name):
+    def _meta_path(self, name: str) -> str:
         return os.path.join(self._dir(name), "volume.json")
 
-    def _read(self, name):
+    def _read(self, name: str) -> dict[str, Any] | None:
         try:
             return fastjson.load_file(self._meta_path(name))
         except (OSError, ValueError):
             return None
 
-    def exists(self, name):
+    def exists(self, name: str) -> bool:
         return os.path.isfile(self._meta_path(name))
 
-    def get(self, name):
+    def get(self, name: str) -> dict[str, Any]:
         meta = self._read(name)
         if meta is None:
             raise NotFound(f"get {name}: no such volume")
         return self._document(meta)
 
-    def _document(self, meta):
+    def _document(self, meta: dict[str, Any]) -> dict[str, Any]:
         name = meta["Name"]
         return {"CreatedAt": meta["CreatedAt"], "Driver": "local",
                 "Labels": meta.get("Labels") or {}, "Mountpoint": self.mountpoint(name),
                 "Name": name, "Options": meta.get("Options") or {}, "Scope": "local"}
 
-    def mountpoint(self, name):
+    def mountpoint(self, name: str) -> str:
         return os.path.join(self._dir(name), "_data")
 
-    def create(self, name=None, labels=None, options=None, anonymous: bool=False):
+    def create(self, name: str | None = None, *, labels: dict[str, str] | None = None,
+               options: dict[str, str] | None = None, anonymous: bool = False) -> dict[str, Any]:
         """Idempotent for an existing name (docker's behaviour)."""
         if name:
             _valid_name(name)
@@ -108,7 +131,7 @@ class VolumeStore:
             os.rename(tmp, self._dir(name))
             return self._document(meta)
 
-    def list(self, filters=None):
+    def list(self, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
         filters = filters or {}
         in_use = self.mounts_in_use()
         out = []
@@ -134,7 +157,7 @@ class VolumeStore:
             out.append(doc)
         return out
 
-    def remove(self, name, force: bool=False):
+    def remove(self, name: str, force: bool = False) -> None:
         with self.lock:
             if not self.exists(name):
                 if force:
@@ -149,7 +172,8 @@ class VolumeStore:
             crashpoint("volumes.remove.renamed")
             fstree.remove_tree(gone, ignore_errors=True)  # any depth (a container's)
 
-    def prune(self, filters=None, all_: bool=False):
+    def prune(self, filters: dict[str, builtins.list[str]] | None = None,
+              all_: bool = False) -> tuple[builtins.list[str], int]:
         in_use = self.mounts_in_use()
         deleted, reclaimed = [], 0
         for doc in self.list(filters):
@@ -166,7 +190,7 @@ class VolumeStore:
         return deleted, reclaimed
 
     # -- use by containers -------------------------------------------------------
-    def prepare(self, name):
+    def prepare(self, name: str) -> str:
         """Make the volume's directory ready for a container (mount a typed local
         volume such as tmpfs the first time); returns the host path."""
         meta = self._read(name)
@@ -175,20 +199,16 @@ class VolumeStore:
         path = self.mountpoint(name)
         opts = meta.get("Options") or {}
         if opts.get("type") and not os.path.ismount(path):
-            from pybox.linux import syscalls
-
             syscalls.real().mount(opts.get("device") or opts["type"], path, opts["type"], 0,
                                   opts.get("o") or None)
         return path
 
-    def _unmount(self, name) -> None:
+    def _unmount(self, name: str) -> None:
         path = self.mountpoint(name)
         if os.path.ismount(path):
-            from pybox.linux import syscalls
-
             syscalls.real().umount2(path, 2)
 
-    def populate(self, name, source_dir) -> None:
+    def populate(self, name: str, source_dir: str) -> None:
         """Copy the image's content at the mount point into a volume the first
         time a container uses it, if the volume is still empty (docker's copy-up
         of VOLUME paths)."""
@@ -203,9 +223,7 @@ class VolumeStore:
             if os.path.isdir(source_dir) and not os.listdir(target):
                 meta["Populating"] = True
                 write_atomic(self._meta_path(name), fastjson.dumps(meta), durable=True)
-                for entry in os.listdir(source_dir):
-                    _copy_preserving(os.path.join(source_dir, entry),
-                                     os.path.join(target, entry))
+                _copy_contents(source_dir, target)
                 st = os.stat(source_dir)
                 os.chown(target, st.st_uid, st.st_gid)
                 os.chmod(target, st.st_mode & 0o7777)
@@ -214,12 +232,14 @@ class VolumeStore:
             meta["Populated"] = True
             write_atomic(self._meta_path(name), fastjson.dumps(meta), durable=True)
 
-    def is_anonymous(self, name):
+    def is_anonymous(self, name: str) -> bool:
         meta = self._read(name)
         return bool(meta and meta.get("Anonymous"))
 
 
-def parse_mounts(config, hc, volumes, mounts_of=None, created=None):
+def parse_mounts(config: dict[str, Any], hc: dict[str, Any], volumes: VolumeCreator,
+                 mounts_of: MountsOf | None = None,
+                 created: list[str] | None = None) -> list[dict[str, Any]]:
     """The container's Mounts (docker's inspect shape) from Binds, Mounts and
     Volumes; creates named and anonymous volumes; validates.
 
@@ -227,10 +247,10 @@ def parse_mounts(config, hc, volumes, mounts_of=None, created=None):
     before it met the bad one are removed again (docker validates every mount
     before creating any volume; an existing volume is never touched).  The
     names of the volumes made are appended to ``created`` (for their events)."""
-    made = []
+    made: list[str] = []
 
     class Creating:
-        def create(self, name=None, **kw):
+        def create(self, name: str | None = None, **kw: Any) -> dict[str, Any]:
             new = not name or not volumes.exists(name)
             doc = volumes.create(name, **kw)
             if new:
@@ -251,11 +271,12 @@ def parse_mounts(config, hc, volumes, mounts_of=None, created=None):
         raise
 
 
-def _parse_mounts(config, hc, volumes, mounts_of=None):
-    mounts = []
-    seen = set()
+def _parse_mounts(config: dict[str, Any], hc: dict[str, Any], volumes: Creator,
+                  mounts_of: MountsOf | None = None) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = []
+    seen: set[str] = set()
 
-    def add(m):
+    def add(m: dict[str, Any]) -> None:
         dest = os.path.normpath(m["Destination"])
         if not dest.startswith("/"):
             raise BadRequest(f"invalid mount config: mount path must be absolute: {dest}")
@@ -359,12 +380,11 @@ def _parse_mounts(config, hc, volumes, mounts_of=None):
     return mounts
 
 
-def oci_mounts(mounts, volumes, rootfs):
+def oci_mounts(mounts: list[dict[str, Any]], volumes: VolumeStore,
+               rootfs: str) -> list[dict[str, Any]]:
     """config.json mounts for the container's Mounts (volumes prepared and, the
     first time, filled from the image)."""
-    from pybox.runtime.rootfs import secure_join
-
-    out = []
+    out: list[dict[str, Any]] = []
     for m in mounts:
         opts = []
         if m["Type"] == "tmpfs":
@@ -392,29 +412,104 @@ def oci_mounts(mounts, volumes, rootfs):
     return out
 
 
-def _copy_preserving(src, dst) -> None:
-    """Copy ``src`` (a file, symlink, special file or tree) to ``dst`` with its
-    owners, modes and times, as docker's copy-up into a new volume does.
+def _copy_contents(source_dir: str, target: str) -> None:
+    """Copy what is in ``source_dir`` (files, symlinks, special files, trees)
+    into the directory ``target`` with owners, modes and times, as docker's
+    copy-up into a new volume does.
 
     shutil.copytree/copy2 keep modes and times but not owners: an image's
     files owned by a service user (say 1000:1000, or postgres' data directory)
-    would become root's in the volume and the service could not write them."""
-    st_ = os.lstat(src)
+    would become root's in the volume and the service could not write them.
+    An image may hold a tree thousands of levels deep (a container's `mkdir a;
+    cd a` loop, committed): fstree walks it iteratively by directory fds, and
+    the copy is made the same way, from an fd per level of the target (no
+    recursion, no path longer than one name)."""
+    src_top = os.open(source_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    # the target directory at each depth of the walk, with the source's stat
+    # to give it once everything below is copied (its times change until then)
+    made: list[tuple[int, os.stat_result]] = []
+    try:
+        made.append((os.open(target, fstree.DIR_FLAGS), os.fstat(src_top)))  # (its own: the caller's)
+        for entry in fstree.walk(src_top):
+            if entry.depth == 0:
+                continue
+            while len(made) > entry.depth:
+                _finish_dir(*made.pop())
+            directory = _copy_entry(entry, made[-1][0])
+            if directory is not None:
+                made.append((directory, entry.st))
+        while len(made) > 1:
+            _finish_dir(*made.pop())
+    finally:
+        for fd, _ in made:  # the target itself, or what an error left open
+            os.close(fd)
+        os.close(src_top)
+
+
+def _copy_entry(entry: fstree.Entry, parent_fd: int) -> int | None:
+    """Make ``entry`` again in the target directory ``parent_fd``: a
+    directory is made (owner-only until finished) and its new fd returned;
+    anything else is made and given its owner, mode and times now."""
+    name, st_ = entry.name, entry.st
     mode = st_.st_mode
     if stat.S_ISDIR(mode):
-        os.mkdir(dst, 0o700)
-        for entry in os.listdir(src):
-            _copy_preserving(os.path.join(src, entry), os.path.join(dst, entry))
-    elif stat.S_ISLNK(mode):
-        os.symlink(os.readlink(src), dst)
-    elif stat.S_ISREG(mode):
-        shutil.copyfile(src, dst, follow_symlinks=False)
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+        return os.open(name, fstree.DIR_FLAGS, dir_fd=parent_fd)
+    if stat.S_ISREG(mode):
+        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=entry.parent_fd)
+        try:
+            dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          0o600, dir_fd=parent_fd)
+            try:
+                _copy_data(src, dst)
+                _finish(dst, st_)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+        return None
+    if stat.S_ISLNK(mode):
+        os.symlink(os.readlink(name, dir_fd=entry.parent_fd), name, dir_fd=parent_fd)
     else:  # device nodes, fifos, sockets: made again, never read
-        os.mknod(dst, mode, st_.st_rdev)
-    os.lchown(dst, st_.st_uid, st_.st_gid)
-    if not stat.S_ISLNK(mode):
-        os.chmod(dst, stat.S_IMODE(mode))  # after chown, which clears set-id bits
-    os.utime(dst, ns=(st_.st_atime_ns, st_.st_mtime_ns), follow_symlinks=False)
+        os.mknod(name, mode, st_.st_rdev, dir_fd=parent_fd)
+    os.chown(name, st_.st_uid, st_.st_gid, dir_fd=parent_fd, follow_symlinks=False)
+    if not stat.S_ISLNK(mode):  # after chown, which clears set-id bits
+        os.chmod(name, stat.S_IMODE(mode), dir_fd=parent_fd)
+    os.utime(name, ns=(st_.st_atime_ns, st_.st_mtime_ns), dir_fd=parent_fd,
+             follow_symlinks=False)
+    return None
+
+
+def _copy_data(src: int, dst: int) -> None:
+    """All of the file ``src`` into ``dst`` (in the kernel where it can)."""
+    try:
+        while os.sendfile(dst, src, None, 1 << 30) > 0:
+            pass
+        return
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOSYS):
+            raise
+    while True:
+        chunk = os.read(src, 1 << 20)
+        if not chunk:
+            return
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view):]
+
+
+def _finish(fd: int, st_: os.stat_result) -> None:
+    """Owner, then mode (chown clears set-id bits), then times."""
+    os.fchown(fd, st_.st_uid, st_.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st_.st_mode))
+    os.utime(fd, ns=(st_.st_atime_ns, st_.st_mtime_ns))
+
+
+def _finish_dir(fd: int, st_: os.stat_result) -> None:
+    try:
+        _finish(fd, st_)
+    finally:
+        os.close(fd)
 
 
 def _du(path: str) -> int:
