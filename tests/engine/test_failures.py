@@ -341,32 +341,16 @@ def test_pyboxd_restart_readopts_containers(pyboxd, names):
         os.path.join(pyboxd.exec_root, "containers", before[ticking]["Id"])))
 
 
-def _zygote_pid(pyboxd):
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        if ppid == pyboxd.pid and b"pybox.monitor.zygote" in cmd:
-            return int(pid)
-    return None
-
-
 def test_a_killed_zygote_is_replaced(pyboxd, names):
     """The monitor zygote killed (an operator, the OOM killer): pyboxd starts a
     new one, so containers still start; those already running keep their
     monitors."""
     name = names()
     pyboxd.ok("run", "-d", "--name", name, "busybox", "sleep", "1000")
-    old = _zygote_pid(pyboxd)
+    old = pyboxd.zygote_pid()
     assert old is not None
     os.kill(old, signal.SIGKILL)
-    assert settle(lambda: _zygote_pid(pyboxd) not in (None, old), timeout=20), \
+    assert settle(lambda: pyboxd.zygote_pid() not in (None, old), timeout=20), \
         pyboxd.log_tail()
     assert pyboxd.ok("run", "--rm", "busybox", "echo", "after").strip() == "after"
     assert pyboxd.ok("exec", name, "echo", "still").strip() == "still"

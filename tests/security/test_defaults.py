@@ -381,7 +381,8 @@ def test_oom_score_not_inherited_from_the_daemon(pyboxd):
     # that shield from the OOM killer (docker writes 0 for every container).
     # Raising the score of pyboxd's monitor zygote (what every container is
     # forked from) needs no privilege and stands in for it here.
-    zygote = _zygote_pid(pyboxd)
+    zygote = pyboxd.zygote_pid()
+    assert zygote, "pyboxd's monitor zygote not found"
     path = f"/proc/{zygote}/oom_score_adj"
     with open(path) as f:
         before = f.read().strip()
@@ -396,23 +397,6 @@ def test_oom_score_not_inherited_from_the_daemon(pyboxd):
             f.write(before)
     assert out.strip() == "0"
     assert asked.strip() == "200"
-
-
-def _zygote_pid(pyboxd) -> int:
-    marker = os.path.join(pyboxd.exec_root, "zygote.sock").encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{entry}/status") as f:
-                ppid = next(int(line.split()[1]) for line in f if line.startswith("PPid:"))
-        except (OSError, StopIteration):
-            continue
-        if b"pybox.monitor.zygote" in cmdline and marker in cmdline and ppid == pyboxd.pid:
-            return int(entry)
-    raise AssertionError("pyboxd's monitor zygote not found")
 
 
 

@@ -17,8 +17,12 @@ every test directory imports these as ``support``, ``support.pyboxd`` ...:
   network, procview, security and crash use it).
 * ``support.dockerd``: the private Debian dockerd (tests/clients, engine's
   reference daemon, compat's docker with --add-runtime, benchmarks).
+* ``support.pty``: a client on a real pseudo-terminal (type, read, resize).
+* ``support.install``: Debian packages a directory needs, apt-get installed
+  as root, or a skip that says why.
 * ``support.fixtures``: the pytest fixtures built on them, which the
-  directories' conftest.py files import (and so re-export) by name.
+  directories' conftest.py files make their own by binding them by name
+  (``pyboxd = fixtures.pyboxd``: pytest collects a conftest's names).
 * ``support.v2vm``: running a test subset inside the cgroup v2 VM (tests/v2vm).
 """
 

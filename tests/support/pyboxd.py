@@ -242,6 +242,24 @@ class Pyboxd:
         self.ok("import", "-c", 'CMD ["sh"]', tar, ref)
         return tar
 
+    def zygote_pid(self) -> int | None:
+        """pyboxd's monitor zygote (what every container's monitor is forked
+        from): its child running pybox.monitor.zygote on this exec root."""
+        marker = os.path.join(self.exec_root, "zygote.sock").encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                with open(f"/proc/{entry}/status") as f:
+                    ppid = next(int(line.split()[1]) for line in f if line.startswith("PPid:"))
+            except (OSError, StopIteration):
+                continue
+            if b"pybox.monitor.zygote" in cmdline and marker in cmdline and ppid == self.pid:
+                return int(entry)
+        return None
+
     def monitor_pid(self, cid) -> int:
         with open(os.path.join(self.exec_root, "containers", cid, "monitor.pid")) as f:
             return int(f.read().strip())
