@@ -108,6 +108,20 @@ class UsageError(PyboxError):
     http_status = 400
 
 
+class Locked(PyboxError):
+    """Another process holds a lock pyboxd needs; ``pid`` is that process (0
+    when it cannot be told, e.g. from another pid namespace)."""
+
+    def __init__(self, path: str, pid: int) -> None:
+        super().__init__(f"{path} is locked by pid {pid}")
+        self.path = path
+        self.pid = pid
+
+
+class LockError(PyboxError):
+    """pyboxd cannot take one of its locks: the message is the one line shown."""
+
+
 class HookError(PyboxError):
     """An OCI hook failed or timed out (pybox.runtime.hooks)."""
 

@@ -2,8 +2,15 @@
 semantics on top of pybox.engine (see ../shared/docs/docker-api/README.md for
 what the clients send and expect)."""
 
+import socket
+from typing import cast
+
 from pybox.api import schema
-from pybox.api.server import PrefixedSocket
+from pybox.api.server import Handler, PrefixedSocket, Request, Response, Router
+from pybox.engine.attach import AttachSession, stdcopy
+from pybox.engine.engine import Engine
+from pybox.engine.spec import parse_signal_name
+from pybox.engine.timefmt import parse_timestamp
 from pybox.errors import BadRequest, NotFound
 from pybox.formats import fastjson
 
@@ -16,13 +23,17 @@ LIST_FILTERS = {"ancestor", "before", "exited", "health", "id", "isolation", "la
                 "network", "publish", "since", "status", "volume", "expose", "is-task"}
 
 
+def _client_socket(sock: socket.socket, trailing: bytes) -> socket.socket:
+    """A hijacked connection for the engine: a PrefixedSocket (the bytes h11
+    had read ahead come first) stands in for the socket, forwarding the rest."""
+    return cast(socket.socket, PrefixedSocket(sock, trailing))
+
+
 def check_kill_signal(ref: str, signal: str) -> None:
     """ContainerKill's checks, before the container is looked up: a signal
     moby/sys/signal parses and Linux has.  (The words are the reference
     dockerd's that tests/engine compares with, "Invalid signal: X"; docker 28
     says "cannot kill container: NAME: invalid signal: X".)"""
-    from pybox.engine.spec import parse_signal_name
-
     try:
         number = parse_signal_name(signal)
     except ValueError:
@@ -31,11 +42,11 @@ def check_kill_signal(ref: str, signal: str) -> None:
         raise BadRequest(f"the linux daemon does not support signal {number}")
 
 
-def register(router, engine) -> None:
+def register(router: Router, engine: Engine) -> None:
     r = router
 
     @r.route("GET", "/containers/json")
-    def list_containers(req, resp) -> None:
+    def list_containers(req: Request, resp: Response) -> None:
         filters = req.filters()
         schema.check_filters(filters, LIST_FILTERS)
         limit = schema.atoi(req, "limit")
@@ -44,18 +55,18 @@ def register(router, engine) -> None:
         resp.json([schema.render(item, schema.SUMMARY) for item in items])
 
     @r.route("POST", "/containers/create")
-    def create(req, resp) -> None:
+    def create(req: Request, resp: Response) -> None:
         body = schema.read_create(req)  # typed as dockerd types it, or a 400
         cid, warnings = engine.create(body, name=req.arg("name") or None)
         resp.json({"Id": cid, "Warnings": warnings}, 201)
 
     @r.route("GET", "/containers/{id}/json")
-    def inspect(req, resp, id) -> None:
+    def inspect(req: Request, resp: Response, id: str) -> None:
         resp.json(schema.render(engine.inspect(id, size=req.flag("size")),
                                 schema.CONTAINER_JSON))
 
     @r.route("POST", "/containers/{id}/start")
-    def start(req, resp, id):
+    def start(req: Request, resp: Response, id: str) -> None:
         if len(req.body()) > 7:  # dockerd: no start options in a body since API 1.24
             raise BadRequest("starting container with non-empty request body was deprecated "
                              "since API v1.22 and removed in v1.24")
@@ -63,17 +74,17 @@ def register(router, engine) -> None:
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/stop")
-    def stop(req, resp, id) -> None:
+    def stop(req: Request, resp: Response, id: str) -> None:
         engine.stop(id, timeout=schema.atoi(req, "t"))
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/restart")
-    def restart(req, resp, id) -> None:
+    def restart(req: Request, resp: Response, id: str) -> None:
         engine.restart(id, timeout=schema.atoi(req, "t"))
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/kill")
-    def kill(req, resp, id) -> None:
+    def kill(req: Request, resp: Response, id: str) -> None:
         signal = req.arg("signal") or None
         if signal is not None:
             check_kill_signal(id, signal)
@@ -81,22 +92,22 @@ def register(router, engine) -> None:
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/pause")
-    def pause(req, resp, id) -> None:
+    def pause(req: Request, resp: Response, id: str) -> None:
         engine.pause(id)
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/unpause")
-    def unpause(req, resp, id) -> None:
+    def unpause(req: Request, resp: Response, id: str) -> None:
         engine.unpause(id)
         resp.empty(204)
 
     @r.route("DELETE", "/containers/{id}")
-    def remove(req, resp, id) -> None:
+    def remove(req: Request, resp: Response, id: str) -> None:
         engine.remove(id, force=req.flag("force"), volumes=req.flag("v"))
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/rename")
-    def rename(req, resp, id):
+    def rename(req: Request, resp: Response, id: str) -> None:
         name = req.arg("name")
         if not name:
             raise BadRequest("a new name is required")
@@ -104,7 +115,7 @@ def register(router, engine) -> None:
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/wait")
-    def wait(req, resp, id):
+    def wait(req: Request, resp: Response, id: str) -> None:
         condition = req.arg("condition") or "not-running"
         if condition not in ("not-running", "next-exit", "removed"):
             raise BadRequest(f'invalid condition: "{condition}"')
@@ -115,31 +126,33 @@ def register(router, engine) -> None:
         def done(code: int, error: str | None) -> None:  # may hold the container's lock
             result = fastjson.dumps({"Error": {"Message": error} if error else None,
                                      "StatusCode": code}).encode() + b"\n"
-            resp.resume(lambda: (write(result), end()))
+
+            def finish() -> None:
+                write(result)
+                end()
+
+            resp.resume(finish)
 
         resp.park(engine.wait_parked(id, condition, done))
 
     @r.route("POST", "/containers/{id}/resize")
-    def resize(req, resp, id) -> None:
+    def resize(req: Request, resp: Response, id: str) -> None:
         engine.resize(id, schema.uint32_arg(req, "h", "height"),
                       schema.uint32_arg(req, "w", "width"))
         resp.send(200)
 
     @r.route("POST", "/containers/{id}/attach")
-    def attach(req, resp, id):
+    def attach(req: Request, resp: Response, id: str) -> None:
         c = engine.get(id)
         tty = bool(c.record["Config"].get("Tty"))
         stream = req.flag("stream")
         logs = req.flag("logs")
         if not stream and not logs:
             raise BadRequest("either stream or logs must be set")
-        def hijack():
-            sock, trailing = resp.hijack(RAW if tty else MULTIPLEXED)
-            return PrefixedSocket(sock, trailing)
+        def hijack() -> socket.socket:
+            return _client_socket(*resp.hijack(RAW if tty else MULTIPLEXED))
 
         if not stream:
-            from pybox.engine.attach import AttachSession
-
             session = AttachSession(engine, c, hijack(), stdin=False,
                                     stdout=req.flag("stdout"), stderr=req.flag("stderr"),
                                     tty=tty, stdin_once=False)
@@ -153,10 +166,7 @@ def register(router, engine) -> None:
                       detach_keys=req.arg("detachKeys"))
 
     @r.route("GET", "/containers/{id}/logs")
-    def logs(req, resp, id):
-        from pybox.engine.attach import stdcopy
-        from pybox.engine.timefmt import parse_timestamp
-
+    def logs(req: Request, resp: Response, id: str) -> None:
         c = engine.get(id)
         stdout, stderr = req.flag("stdout"), req.flag("stderr")
         if not stdout and not stderr:
@@ -169,24 +179,26 @@ def register(router, engine) -> None:
                               until=parse_timestamp(req.arg("until")),
                               tail=req.arg("tail", "all"), timestamps=req.flag("timestamps"),
                               cancelled=req.client_gone)
+        close = getattr(entries, "close", None)  # a generator's: its files, its follow
         write, end = resp.stream(200, RAW if tty else MULTIPLEXED)
         try:
             for stream, data in entries:
                 write(data if tty else stdcopy(stream, data))
         finally:
-            entries.close()
+            if close is not None:
+                close()
         end()
 
     # -- exec -------------------------------------------------------------------
     @r.route("POST", "/containers/{id}/exec")
-    def exec_create(req, resp, id):
+    def exec_create(req: Request, resp: Response, id: str) -> None:
         body = schema.read_json(req, schema.EXEC_OPTIONS)
         if not body.get("Cmd"):
             raise BadRequest("No exec command specified")
         resp.json({"Id": engine.exec_create(id, body)}, 201)
 
     @r.route("POST", "/exec/{id}/start")
-    def exec_start(req, resp, id) -> None:
+    def exec_start(req: Request, resp: Response, id: str) -> None:
         body = schema.read_json(req, schema.EXEC_START)
         e = engine.get_exec(id)
         detach = bool(body.get("Detach"))
@@ -196,37 +208,36 @@ def register(router, engine) -> None:
             return
         tty = bool(e.body.get("Tty"))
         sock, trailing = resp.hijack(RAW if tty else MULTIPLEXED)
-        client = PrefixedSocket(sock, trailing)
+        client = _client_socket(sock, trailing)
         try:
             e.start(client, detach=False)
         except Exception as err:  # noqa: BLE001 - the stream is all the client has
-            from pybox.engine.attach import stdcopy
-
             msg = f"{err}\n".encode()
             try:
                 client.sendall(msg if tty else stdcopy(2, msg))
             except OSError:
                 pass
         finally:
-            import socket
-
             try:
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
 
     @r.route("POST", "/exec/{id}/resize")
-    def exec_resize(req, resp, id) -> None:
+    def exec_resize(req: Request, resp: Response, id: str) -> None:
         engine.get_exec(id).resize(schema.uint32_arg(req, "h", "height"),
                                    schema.uint32_arg(req, "w", "width"))
         resp.send(200)
 
     @r.route("GET", "/exec/{id}/json")
-    def exec_inspect(req, resp, id) -> None:
+    def exec_inspect(req: Request, resp: Response, id: str) -> None:
         resp.json(engine.get_exec(id).inspect())
 
     # -- unknown object kinds docker inspect probes ------------------------------------
+    def missing(kind: str) -> Handler:
+        def handler(req: Request, resp: Response, name: str) -> None:
+            raise NotFound(f"{kind} {name} not found")
+        return handler
+
     for pattern in ("/networks/{name}", "/plugins/{name}/json"):
-        def missing(req, resp, name, _kind=pattern.split("/")[1]):
-            raise NotFound(f"{_kind[:-1]} {name} not found")
-        r.add("GET", pattern, missing)
+        r.add("GET", pattern, missing(pattern.split("/")[1][:-1]))

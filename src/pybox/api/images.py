@@ -1,20 +1,23 @@
 """/images/... endpoints on pybox.images (through the engine's ImageService)."""
 
 import tempfile
+from typing import Any
 
-from pybox.api import registry
+from pybox.api import registry, schema
+from pybox.api.server import Request, Response, Router
+from pybox.engine.engine import Engine
+from pybox.engine.observe import has_labels, prune_filters
 from pybox.errors import BadRequest, ImageError
 from pybox.formats import fastjson
+from pybox.images import platforms
 
 
-def register(router, engine) -> None:
+def register(router: Router, engine: Engine) -> None:
     r = router
     images = engine.images.images  # the store's facade
 
     @r.route("GET", "/images/json")
-    def list_images(req, resp) -> None:
-        from pybox.api import schema
-
+    def list_images(req: Request, resp: Response) -> None:
         filters = req.filters()
         # dockerd's acceptedImageFilterTags
         schema.check_filters(filters, {"before", "dangling", "label", "reference", "since",
@@ -22,9 +25,7 @@ def register(router, engine) -> None:
         resp.json(images.list(all=req.flag("all"), filters=filters))
 
     @r.route("POST", "/images/prune")
-    def prune(req, resp) -> None:
-        from pybox.engine.observe import has_labels, prune_filters
-
+    def prune(req: Request, resp: Response) -> None:
         filters = req.filters()
         dangling = filters.pop("dangling", ["true"])
         all_ = any(v.lower() in ("false", "0") for v in dangling)
@@ -32,9 +33,9 @@ def register(router, engine) -> None:
         # images created at or after until, or labelled label!, are kept
         filters, until, not_labels = prune_filters(filters)
 
-        def keep(summary):
+        def keep(summary: dict[str, Any]) -> bool:
             return (until is not None and summary["Created"] >= until) or \
-                (not_labels and has_labels(summary.get("Labels") or {}, not_labels))
+                (bool(not_labels) and has_labels(summary.get("Labels") or {}, not_labels))
 
         result = images.prune(all=all_, filters=filters or None, keep=keep)
         for item in result.get("ImagesDeleted") or ():
@@ -43,19 +44,19 @@ def register(router, engine) -> None:
         resp.json(result)
 
     @r.route("POST", "/build/prune")
-    def build_prune(req, resp) -> None:
+    def build_prune(req: Request, resp: Response) -> None:
         resp.json({"CachesDeleted": None, "SpaceReclaimed": 0})  # no build cache (no builds)
 
     @r.route("GET", "/images/{name*}/json")
-    def inspect(req, resp, name) -> None:
+    def inspect(req: Request, resp: Response, name: str) -> None:
         resp.json(images.inspect(name))
 
     @r.route("GET", "/images/{name*}/history")
-    def history(req, resp, name) -> None:
+    def history(req: Request, resp: Response, name: str) -> None:
         resp.json(images.history(name))
 
     @r.route("POST", "/images/{name*}/tag")
-    def tag(req, resp, name):
+    def tag(req: Request, resp: Response, name: str) -> None:
         repo = req.arg("repo")
         if not repo:
             raise BadRequest("repository name must have at least one component")
@@ -65,7 +66,7 @@ def register(router, engine) -> None:
         resp.empty(201)
 
     @r.route("DELETE", "/images/{name*}")
-    def remove(req, resp, name) -> None:
+    def remove(req: Request, resp: Response, name: str) -> None:
         result = images.remove(name, force=req.flag("force"))
         for item in result:
             if "Untagged" in item:
@@ -75,7 +76,7 @@ def register(router, engine) -> None:
         resp.json(result)
 
     @r.route("POST", "/images/create")
-    def create(req, resp):
+    def create(req: Request, resp: Response) -> None:
         if req.arg("fromSrc") is not None:
             src = req.arg("fromSrc")
             if src != "-":
@@ -98,14 +99,12 @@ def register(router, engine) -> None:
             return
         if req.arg("fromImage"):
             if req.arg("platform"):  # dockerd parses it first: a 400, not a pull
-                from pybox.images import platforms
-
                 platforms.parse(req.arg("platform"))
             registry.pull(engine, req, resp)
             return
         raise BadRequest("fromImage or fromSrc is required")
 
-    def save(req, resp, names):
+    def save(req: Request, resp: Response, names: list[str]) -> None:
         if not names:
             raise BadRequest("no image names given")
         for n in names:
@@ -116,15 +115,15 @@ def register(router, engine) -> None:
             resp.stream_file(tmp, "application/x-tar")
 
     @r.route("GET", "/images/get")
-    def save_many(req, resp) -> None:
+    def save_many(req: Request, resp: Response) -> None:
         save(req, resp, req.args("names"))
 
     @r.route("GET", "/images/{name*}/get")
-    def save_one(req, resp, name) -> None:
+    def save_one(req: Request, resp: Response, name: str) -> None:
         save(req, resp, [name])
 
     @r.route("POST", "/images/load")
-    def load(req, resp):
+    def load(req: Request, resp: Response) -> None:
         with tempfile.TemporaryFile(dir=images.root) as tmp:
             for chunk in req.body_chunks():
                 tmp.write(chunk)

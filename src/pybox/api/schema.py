@@ -134,7 +134,7 @@ class GoType:
 class Bool(GoType):
     go = "bool"
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         if isinstance(v, bool):
             return v
         st.save(_kind(v), self.go)
@@ -146,7 +146,7 @@ class Int(GoType):
         self.go = go
         self.lo, self.hi = INT_RANGES[base or go]
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             st.save(_kind(v), self.go)
             return OMIT
@@ -160,7 +160,7 @@ class Str(GoType):
     def __init__(self, go: str = "string") -> None:
         self.go = go
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         if isinstance(v, str):
             return _clean_str(v)
         st.save(_kind(v), self.go)
@@ -171,7 +171,7 @@ class AnyValue(GoType):
     go = "interface {}"
     nullable = True
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         return _plain(v)
 
 
@@ -182,7 +182,7 @@ class Slice(GoType):
         self.elem = elem
         self.go = go or "[]" + elem.go
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         if not isinstance(v, list):
             st.save(_kind(v), self.go)
             return OMIT
@@ -200,7 +200,7 @@ class Array(GoType):
         self.elem, self.n = elem, n
         self.go = f"[{n}]{elem.go}"
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         if not isinstance(v, list):
             st.save(_kind(v), self.go)
             return OMIT
@@ -220,7 +220,7 @@ class Ptr(GoType):
         self.elem = elem
         self.go = elem.go
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         return self.elem.decode(v, st)
 
 
@@ -231,7 +231,7 @@ class Map(GoType):
         self.elem = elem
         self.go = go or "map[string]" + elem.go
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         if not isinstance(v, dict):
             st.save(_kind(v), self.go)
             return OMIT
@@ -245,7 +245,7 @@ class Map(GoType):
 class EmptyStruct(GoType):
     go = "struct {}"
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         if isinstance(v, dict):
             return {}
         st.save(_kind(v), self.go)
@@ -259,7 +259,7 @@ class StrSlice(GoType):
     go = "strslice.StrSlice"
     nullable = True
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         if isinstance(v, str):
             return [_clean_str(v)]
         if isinstance(v, list) and all(isinstance(x, str) for x in v):
@@ -282,7 +282,7 @@ class Struct(GoType):
                     self.fields.setdefault(inner, (t, [typ.name] + path))
             else:
                 self.fields[json_name] = (typ, [])
-        self.folded = {}
+        self.folded: dict[str, str] = {}
         for json_name in self.fields:
             self.folded.setdefault(_fold(json_name), json_name)
 
@@ -291,7 +291,7 @@ class Struct(GoType):
             return key
         return self.folded.get(_fold(key))
 
-    def decode(self, v, st):
+    def decode(self, v: Any, st: _State) -> Any:
         if not isinstance(v, dict):
             st.save(_kind(v), self.go)
             return OMIT

@@ -63,18 +63,24 @@ import errno
 import os
 import select
 import socket
+import sys
 import threading
 import time
+import traceback
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
-from typing import Any
+from typing import IO, Any, overload
 
 import h11
 
 from pybox import errors
+from pybox.api.schema import parse_filters
 from pybox.errors import RequestTooLarge, Unavailable
 from pybox.formats import fastjson
+
+Headers = Iterable[tuple[str, str]]
+Handler = Callable[..., None]  # handler(req, resp, **path parameters)
 
 API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"
@@ -134,7 +140,7 @@ def status_for(exc: errors.PyboxError) -> int:
     return exc.http_status
 
 
-def parse_bool(value) -> bool:
+def parse_bool(value: str | None) -> bool:
     """dockerd's rule: false iff "", 0, no, false or none (any case)."""
     return value is not None and value.strip().lower() not in ("", "0", "no", "false", "none")
 
@@ -185,7 +191,7 @@ class Request:
         self.raw_path = self.path = "/"
         self.query: dict[str, list[str]] = {}
         self.headers: dict[str, str] = {}
-        self.version = None
+        self.version: str | None = None
 
     def parse(self) -> None:
         """Decode the target and headers; BadRequest for bytes that are not
@@ -214,18 +220,25 @@ class Request:
             except ValueError:
                 pass
 
-    def arg(self, name, default=None):
+    @overload
+    def arg(self, name: str) -> str | None: ...
+    @overload
+    def arg(self, name: str, default: str) -> str: ...
+    @overload
+    def arg(self, name: str, default: None) -> str | None: ...
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
         return values[-1] if values else default
 
-    def args(self, name):
+    def args(self, name: str) -> list[str]:
         return self.query.get(name, [])
 
-    def flag(self, name, default: bool=False):
+    def flag(self, name: str, default: bool = False) -> bool:
         value = self.arg(name)
         return default if value is None else parse_bool(value)
 
-    def int_arg(self, name, default=None):
+    def int_arg(self, name: str, default: int | None = None) -> int | None:
         value = self.arg(name)
         if value in (None, ""):
             return default
@@ -237,8 +250,6 @@ class Request:
     def filters(self) -> dict[str, list[str]]:
         """``filters`` as dockerd's filters.FromJSON reads it (400 "invalid
         filter" for any other shape): {key: [values]}."""
-        from pybox.api.schema import parse_filters
-
         return parse_filters(self.arg("filters"))
 
     # -- the body ----------------------------------------------------------------
@@ -387,7 +398,7 @@ class Request:
             parts.append(chunk)
         return b"".join(parts)
 
-    def json(self, default=None):
+    def json(self, default: Any = None) -> Any:
         data = self.body(JSON_LIMIT)
         if not data.strip():
             return default
@@ -422,7 +433,7 @@ class Request:
     def wants_upgrade(self) -> bool:
         return "upgrade" in self.headers.get("connection", "").lower()
 
-    def client_gone(self):
+    def client_gone(self) -> bool:
         """True when the peer has closed (for blocking handlers to give up).
         Data a client may send meanwhile (none is expected) is left unread."""
         try:
@@ -435,7 +446,7 @@ class Request:
 
 
 class Response:
-    def __init__(self, server, request, client: "_Client | None" = None) -> None:
+    def __init__(self, server: "Server", request: Request, client: "_Client | None" = None) -> None:
         self.server = server
         self.req = request
         self.conn = request.conn
@@ -445,7 +456,8 @@ class Response:
         self.hijacked = False
         self.cancel: Callable[[], None] | None = None  # set by park()
 
-    def _headers(self, content_type=None, extra=()):
+    def _headers(self, content_type: str | None = None,
+                 extra: Headers = ()) -> list[tuple[str, str]]:
         h = [("Api-Version", API_VERSION), ("Docker-Experimental", "false"),
              ("Ostype", "linux"), ("Server", self.server.server_header),
              ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))]
@@ -456,7 +468,7 @@ class Response:
             h.append(("Connection", "close"))  # the rest of the body is not read
         return h
 
-    def _send(self, event) -> None:
+    def _send(self, event: h11.Event) -> None:
         self.req._send(event)
 
     def _drain_request(self) -> None:
@@ -465,7 +477,8 @@ class Response:
         from _headers/_send themselves."""
         self.req.discard_body()
 
-    def send(self, status, body: bytes=b"", content_type=None, headers=()) -> None:
+    def send(self, status: int, body: bytes = b"", content_type: str | None = None,
+             headers: Headers = ()) -> None:
         hdrs = self._headers(content_type if body or content_type else None, headers)
         hdrs.append(("Content-Length", str(len(body))))
         self._send(h11.Response(status_code=status, reason=_phrase(status), headers=hdrs))
@@ -474,10 +487,10 @@ class Response:
         self._send(h11.EndOfMessage())
         self.sent = True
 
-    def json(self, obj, status: int=200) -> None:
+    def json(self, obj: Any, status: int = 200) -> None:
         self.send(status, fastjson.dumps(obj).encode() + b"\n", "application/json")
 
-    def empty(self, status: int=204) -> None:
+    def empty(self, status: int = 204) -> None:
         hdrs = self._headers()
         if status not in (204, 304):
             hdrs.append(("Content-Length", "0"))
@@ -485,14 +498,15 @@ class Response:
         self._send(h11.EndOfMessage())
         self.sent = True
 
-    def error(self, status, message) -> None:
+    def error(self, status: int, message: str) -> None:
         if status == 304:
             self.empty(304)
             return
         self.json({"message": message}, status)
 
-    def stream(self, status: int=200, content_type: str="application/json", headers=(),
-               long_lived: bool = True):
+    def stream(self, status: int = 200, content_type: str = "application/json",
+               headers: Headers = (), long_lived: bool = True
+               ) -> tuple[Callable[[bytes], None], Callable[[], None]]:
         """Start a chunked response; returns write(bytes) and end() callables.
         Headers go out at once (docker's wait relies on that).  The request
         lasts as long as its client listens: it counts as long-lived (unless
@@ -504,7 +518,7 @@ class Response:
         self._send(h11.Response(status_code=status, reason=_phrase(status), headers=hdrs))
         self.sent = True
 
-        def write(data) -> None:
+        def write(data: bytes) -> None:
             if data:
                 self._send(h11.Data(data=data))
 
@@ -513,7 +527,7 @@ class Response:
 
         return write, end
 
-    def stream_file(self, f, content_type, headers=()) -> None:
+    def stream_file(self, f: IO[bytes], content_type: str, headers: Headers = ()) -> None:
         """A 200 whose body is the open file ``f`` from its current position
         (a tar made in a temporary file), sent in 1 MiB chunks."""
         write, end = self.stream(200, content_type, headers=headers)
@@ -524,7 +538,7 @@ class Response:
             write(chunk)
         end()
 
-    def hijack(self, content_type):
+    def hijack(self, content_type: str) -> tuple[socket.socket, bytes]:
         """101 UPGRADED, then the raw socket (h11 is done with this connection).
         Returns (socket, bytes already received after the request)."""
         if not self.req.discard_body():
@@ -554,23 +568,25 @@ class Response:
         Safe from any thread, and before the handler returned; does not block
         (an engine callback may call it holding a lock).  Ignored once the
         client has gone."""
+        if self.client is None:
+            raise RuntimeError("resume: a response not served by the pool")
         self.server._resume(self.client, finish)
 
 
 class PrefixedSocket:
     """A socket whose first reads return bytes h11 had already received."""
 
-    def __init__(self, sock, prefix) -> None:
+    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
         self._sock = sock
         self._prefix = prefix
 
-    def recv(self, n, flags: int=0):
+    def recv(self, n: int, flags: int = 0) -> bytes:
         if self._prefix:
             out, self._prefix = self._prefix[:n], self._prefix[n:]
             return out
         return self._sock.recv(n, flags)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
 
@@ -638,8 +654,6 @@ class _Pool:
         self._ordinary -= 1
         if not self._warned:  # the queue is served by the threads there are
             self._warned = True
-            import sys
-
             sys.stderr.write("pyboxd: cannot start an API worker thread (system thread "
                              "limit?); serving with the threads there are\n")
         return False
@@ -685,8 +699,6 @@ class _Pool:
             try:
                 self._run(job)
             except BaseException:  # noqa: BLE001 - the pool's count must stay right
-                import traceback
-
                 traceback.print_exc()
             if local.long:
                 with self._cv:
@@ -718,7 +730,7 @@ class _Client:
 
 
 class Server:
-    def __init__(self, router, server_header, *, workers: int = WORKERS,
+    def __init__(self, router: "Router", server_header: str, *, workers: int = WORKERS,
                  long_lived: int = LONG_LIVED, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.router = router
         self.server_header = server_header
@@ -733,7 +745,8 @@ class Server:
         self._closed_listeners = False
 
     # -- listening ---------------------------------------------------------------
-    def listen_unix(self, path: str, mode: int = 0o660, group: int | None = None):
+    def listen_unix(self, path: str, mode: int = 0o660, group: int | None = None
+                    ) -> socket.socket:
         """Listen on ``path``.  A socket file there that nobody answers on is
         stale and replaced; one that accepts connections belongs to a running
         daemon and is left alone (PyboxError)."""
@@ -797,7 +810,7 @@ class Server:
             while not self.stopping.is_set():
                 now = time.monotonic()
                 wake_at = min([next_sweep, *paused.values()])
-                for fd, mask in ep.poll(max(0.0, wake_at - now), 256):
+                for fd, _mask in ep.poll(max(0.0, wake_at - now), 256):
                     if fd == self._wake_r:
                         try:
                             os.read(self._wake_r, 512)
@@ -1005,8 +1018,6 @@ class Server:
         except (h11.LocalProtocolError, OSError):
             pass  # includes ClientGone: nobody to answer
         except Exception:  # noqa: BLE001 - a bug must not leave the connection open
-            import traceback
-
             traceback.print_exc()
         finally:
             if keep:
@@ -1022,6 +1033,7 @@ class Server:
         connection can serve its next request."""
         if c.cancel is not None:
             finish, c.finish, c.cancel = c.finish, None, None
+            assert finish is not None  # resumed: _park said so, or the poller saw it
             finish()
         conn = c.conn
         if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -1058,10 +1070,12 @@ class Server:
         phrase = _phrase(status)
         body = f"{status} {phrase}: {reason}\n".encode()
         try:
+            # (send gives None only for a ConnectionClosed event)
             data = c.conn.send(h11.Response(status_code=status, reason=phrase, headers=[
                 ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", str(len(body))), ("Connection", "close")]))
-            data += c.conn.send(h11.Data(data=body)) + c.conn.send(h11.EndOfMessage())
+                ("Content-Length", str(len(body))), ("Connection", "close")])) or b""
+            data += (c.conn.send(h11.Data(data=body)) or b"") + (
+                c.conn.send(h11.EndOfMessage()) or b"")
             c.sock.sendall(data, socket.MSG_DONTWAIT)
         except (h11.LocalProtocolError, OSError):
             pass
@@ -1081,20 +1095,18 @@ class Server:
                 ConnectionResetError):
             raise
         except Exception as e:  # noqa: BLE001 - a bug must not kill the connection silently
-            import traceback
-
             traceback.print_exc()
             self._fail(resp, 500, f"internal error: {e.__class__.__name__}: {e}")
 
     @staticmethod
-    def _fail(resp, status, message) -> None:
+    def _fail(resp: Response, status: int, message: str) -> None:
         if resp.sent:
             return  # the stream already started: nothing sensible to add
         resp.error(status, message)
 
     @staticmethod
-    def _check_version(v):
-        def as_tuple(x):
+    def _check_version(v: str) -> None:
+        def as_tuple(x: str) -> tuple[int, ...]:
             return tuple(int(p) for p in x.split("."))
 
         try:
@@ -1156,9 +1168,10 @@ class Router:
     """Routes by method and path pattern ("/containers/{id}/json")."""
 
     def __init__(self) -> None:
-        self.routes = []
+        self.routes: list[tuple[str, list[str], Handler, bool]] = []
 
-    def add(self, method, pattern, handler, stream_body: bool | None = None) -> None:
+    def add(self, method: str, pattern: str, handler: Handler,
+            stream_body: bool | None = None) -> None:
         """``stream_body``: the handler reads the body as it arrives (default:
         whether the route is in STREAMED_BODIES); else it is collected first."""
         parts = pattern.strip("/").split("/")
@@ -1166,14 +1179,15 @@ class Router:
             stream_body = (method, "/" + "/".join(parts)) in STREAMED_BODIES
         self.routes.append((method, parts, handler, stream_body))
 
-    def route(self, method, pattern, stream_body: bool | None = None):
-        def deco(fn):
+    def route(self, method: str, pattern: str, stream_body: bool | None = None
+              ) -> Callable[[Handler], Handler]:
+        def deco(fn: Handler) -> Handler:
             self.add(method, pattern, fn, stream_body)
             return fn
         return deco
 
     def resolve(self, method: str, path: str
-                ) -> tuple[tuple[Callable[..., Any], dict[str, str]], bool]:
+                ) -> tuple[tuple[Handler, dict[str, str]], bool]:
         """-> ((handler, path parameters), whether it streams the body);
         NotFound if no route matches."""
         segs = path.strip("/").split("/")
@@ -1185,12 +1199,12 @@ class Router:
                 return (handler, params), streamed
         raise errors.NotFound("page not found")
 
-    def match(self, method, path):
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         return self.resolve(method, path)[0]
 
 
-def _match(parts, segs):
-    params = {}
+def _match(parts: list[str], segs: list[str]) -> dict[str, str] | None:
+    params: dict[str, str] = {}
     i = 0
     for j, part in enumerate(parts):
         if part.startswith("{") and part.endswith("}"):

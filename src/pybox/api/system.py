@@ -3,16 +3,23 @@
 import os
 import platform
 import time
+from typing import Any
+
+import h11
 
 from pybox import __version__
-from pybox.api.server import API_VERSION, MIN_API_VERSION
+from pybox.api.server import API_VERSION, MIN_API_VERSION, Request, Response, Router
+from pybox.engine.engine import Engine
+from pybox.engine.events import matches
+from pybox.engine.timefmt import parse_timestamp
+from pybox.errors import BadRequest
 from pybox.formats import fastjson
 
 
-def register(router, engine) -> None:
+def register(router: Router, engine: Engine) -> None:
     r = router
 
-    def ping(req, resp) -> None:
+    def ping(req: Request, resp: Response) -> None:
         headers = [("Cache-Control", "no-cache, no-store, must-revalidate"),
                    ("Pragma", "no-cache"), ("Builder-Version", "1"), ("Swarm", "inactive")]
         body = b"" if req.method == "HEAD" else b"OK"
@@ -20,8 +27,6 @@ def register(router, engine) -> None:
             resp._drain_request()
             hdrs = resp._headers("text/plain; charset=utf-8", headers)
             hdrs.append(("Content-Length", "0"))
-            import h11
-
             resp._send(h11.Response(status_code=200, headers=hdrs))
             resp._send(h11.EndOfMessage())
             resp.sent = True
@@ -32,26 +37,21 @@ def register(router, engine) -> None:
     r.add("HEAD", "/_ping", ping)
 
     @r.route("GET", "/version")
-    def version(req, resp) -> None:
+    def version(req: Request, resp: Response) -> None:
         resp.json(version_info())
 
     @r.route("GET", "/info")
-    def info(req, resp) -> None:
+    def info(req: Request, resp: Response) -> None:
         resp.json(system_info(engine))
 
     @r.route("GET", "/events")
-    def events(req, resp):
-        from pybox.engine.events import matches
-        from pybox.engine.timefmt import parse_timestamp
-
+    def events(req: Request, resp: Response) -> None:
         filters = req.filters()
         # checked before the 200 goes out: a bad value is a 400, not a stream
         # cut short (parse_timestamp refuses inf, nan and 1e400)
         since = parse_timestamp(req.arg("since"))
         until = parse_timestamp(req.arg("until"))
         if until and until < since:
-            from pybox.errors import BadRequest
-
             raise BadRequest(f"`since` time ({req.arg('since')}) cannot be after `until` "
                              f"time ({req.arg('until')})")
         queue = engine.events.subscribe()
@@ -87,7 +87,7 @@ def register(router, engine) -> None:
             engine.events.unsubscribe(queue)
 
 
-def version_info():
+def version_info() -> dict[str, Any]:
     u = os.uname()
     return {
         "Platform": {"Name": "pybox Engine"},
@@ -112,12 +112,12 @@ def version_info():
     }
 
 
-def _arch():
+def _arch() -> str:
     m = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
 
 
-def _mem_total():
+def _mem_total() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -128,7 +128,7 @@ def _mem_total():
     return 0
 
 
-def system_info(engine):
+def system_info(engine: Engine) -> dict[str, Any]:
     containers = engine.store.all()
     running = sum(1 for c in containers if c.state.get("Running") and not c.state.get("Paused"))
     paused = sum(1 for c in containers if c.state.get("Paused"))
@@ -172,7 +172,7 @@ def system_info(engine):
     }
 
 
-def _os_name():
+def _os_name() -> str:
     try:
         with open("/etc/os-release") as f:
             for line in f:

@@ -1,6 +1,8 @@
 """/volumes endpoints (docker's local driver, in pybox.engine.volumes)."""
 
 from pybox.api import schema
+from pybox.api.server import Request, Response, Router
+from pybox.engine.engine import Engine
 from pybox.errors import BadRequest
 
 # dockerd's acceptedFilters for volume list and prune (and, for prune, ``name``:
@@ -9,18 +11,18 @@ LIST_FILTERS = {"dangling", "name", "driver", "label"}
 PRUNE_FILTERS = {"label", "label!", "all", "name"}
 
 
-def register(router, engine) -> None:
+def register(router: Router, engine: Engine) -> None:
     r = router
     volumes = engine.volumes
 
     @r.route("GET", "/volumes")
-    def list_volumes(req, resp) -> None:
+    def list_volumes(req: Request, resp: Response) -> None:
         filters = req.filters()
         schema.check_filters(filters, LIST_FILTERS)
         resp.json({"Volumes": volumes.list(filters), "Warnings": []})
 
     @r.route("POST", "/volumes/create")
-    def create(req, resp):
+    def create(req: Request, resp: Response) -> None:
         body = schema.read_json(req, schema.VOLUME_CREATE)
         driver = body.get("Driver") or "local"
         if driver != "local":
@@ -31,7 +33,7 @@ def register(router, engine) -> None:
         resp.json(doc, 201)
 
     @r.route("POST", "/volumes/prune")
-    def prune(req, resp) -> None:
+    def prune(req: Request, resp: Response) -> None:
         filters = req.filters()
         schema.check_filters(filters, PRUNE_FILTERS)
         all_ = any(v.lower() in ("true", "1") for v in filters.pop("all", []))
@@ -41,11 +43,11 @@ def register(router, engine) -> None:
         resp.json({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed})
 
     @r.route("GET", "/volumes/{name}")
-    def inspect(req, resp, name) -> None:
+    def inspect(req: Request, resp: Response, name: str) -> None:
         resp.json(volumes.get(name))
 
     @r.route("DELETE", "/volumes/{name}")
-    def remove(req, resp, name) -> None:
+    def remove(req: Request, resp: Response, name: str) -> None:
         volumes.remove(name, force=req.flag("force"))
         engine.events.emit("volume", "destroy", name, {"driver": "local"})
         resp.empty(204)

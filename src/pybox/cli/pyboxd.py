@@ -42,7 +42,7 @@ from pybox.api.server import SERVER, Server, answers
 from pybox.engine.engine import Engine
 from pybox.engine.images import ImageService
 from pybox.engine.remap import check_reachable, parse_option
-from pybox.errors import PyboxError
+from pybox.errors import Locked, LockError, PyboxError
 from pybox.images.registry_config import RegistryOptions
 
 DEFAULT_DATA_ROOT = "/var/lib/pybox"
@@ -53,16 +53,6 @@ PID_NAME = "pyboxd.pid"  # the default pidfile, in the exec root
 
 # struct flock on 64-bit Linux: l_type, l_whence, (pad), l_start, l_len, l_pid, (pad)
 _FLOCK = "hhqqi4x"
-
-
-class Locked(Exception):
-    """Another process holds a lock pyboxd needs; ``pid`` is that process (0
-    when it cannot be told, e.g. from another pid namespace)."""
-
-    def __init__(self, path: str, pid: int) -> None:
-        super().__init__(path, pid)
-        self.path = path
-        self.pid = pid
 
 
 def holder(path: str) -> int | None:
@@ -159,10 +149,6 @@ def take_locks(data_root: str, exec_root: str, pidfile: str) -> Locks:
             raise LockError(f"{text}; stop it first, or start this one with another "
                             f"{flag}") from None
     return locks
-
-
-class LockError(Exception):
-    """pyboxd cannot take one of its locks: the message is the one line shown."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

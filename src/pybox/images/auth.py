@@ -19,14 +19,17 @@ from pybox.formats.registryauth import ANONYMOUS, Credentials
 
 # -- WWW-Authenticate ---------------------------------------------------------------
 
+Challenge = tuple[str, dict[str, str]]  # (scheme lower-cased, {param lower-cased: value})
+
 _CHALLENGE_TOKEN = re.compile(
     r'\s*(?:([!#$%&\'*+.^_`|~0-9A-Za-z/-]+)|"((?:[^"\\]|\\.)*)"|(=)|(,))')
 
 
-def parse_challenges(header):
+def parse_challenges(header: str | None) -> list[Challenge]:
     """[(scheme lower-cased, {param: value})] from a WWW-Authenticate value
     (several challenges may share one header, separated by commas)."""
-    tokens, pos, text = [], 0, header or ""
+    tokens: list[tuple[str, str]] = []
+    pos, text = 0, header or ""
     while pos < len(text):
         match = _CHALLENGE_TOKEN.match(text, pos)
         if not match or match.end() == pos:
@@ -41,7 +44,8 @@ def parse_challenges(header):
             tokens.append(("=", "="))
         else:
             tokens.append((",", ","))
-    challenges, i = [], 0
+    challenges: list[Challenge] = []
+    i = 0
     while i < len(tokens):
         kind, value = tokens[i]
         is_param = i + 2 < len(tokens) and tokens[i + 1][0] == "="
@@ -62,7 +66,7 @@ AUTH_CONFIG_FIELDS = ("username", "password", "auth", "email", "serveraddress",
                       "identitytoken", "registrytoken")
 
 
-def decode_registry_auth(header):
+def decode_registry_auth(header: str | None) -> Credentials:
     """Credentials from an X-Registry-Auth value ('' or ``e30=`` = anonymous).
     docker sends URL-safe base64, older clients standard base64, some unpadded."""
     if not header:

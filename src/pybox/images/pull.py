@@ -24,7 +24,9 @@ messages (progress.py).
 
 import json
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import (
@@ -40,19 +42,27 @@ from pybox.images import platforms
 from pybox.images import progress as P
 from pybox.images import reference as references
 from pybox.images import store as st
-from pybox.images.auth import ANONYMOUS
+from pybox.images.auth import ANONYMOUS, Credentials
+
+if TYPE_CHECKING:  # the registry client is loaded by whoever makes Registries
+    from pybox.images.registry import BlobReader, Registries, RegistryClient
+    from pybox.images.service import Images
 
 SCHEMA1_TYPES = ("application/vnd.docker.distribution.manifest.v1+json",
                  "application/vnd.docker.distribution.manifest.v1+prettyjws")
 
+T = TypeVar("T")
+Descriptor = dict[str, Any]  # an OCI descriptor, as the registry sent it
 
-class PullResult(dict):
+
+class PullResult(dict[str, Any]):
     """{"id": image Id, "digest": the digest the registry names it by,
     "reference": familiar name, "status": the final line, "new": bool}."""
 
 
-def pull(images, registries, reference, *, platform=None, credentials=ANONYMOUS,
-         report=P.discard):
+def pull(images: "Images", registries: "Registries", reference: str | references.Reference, *,
+         platform: str | None = None, credentials: Credentials = ANONYMOUS,
+         report: P.Report = P.discard) -> PullResult:
     ref = references.parse(reference) if isinstance(reference, str) else reference
     wanted = platforms.parse(platform)
     explicit_platform = bool(platform)
@@ -87,7 +97,7 @@ def pull(images, registries, reference, *, platform=None, credentials=ANONYMOUS,
 
     # after the manifests are resolved, as dockerd: a missing tag or platform
     # is then an HTTP error, not a line in a started stream
-    report({"status": f"Pulling from {ref.path}", "id": tag_or_digest})
+    report({"status": f"Pulling from {ref.path}", "id": tag_or_digest or ""})
     before = _current(images, ref)
     with images.writing():
         config_bytes = _fetch_config(images, client, ref, config_desc)
@@ -119,23 +129,25 @@ def pull(images, registries, reference, *, platform=None, credentials=ANONYMOUS,
     return PullResult(id=image_id, digest=repo_digest, reference=shown, status=line, new=new)
 
 
-def _current(images, ref):
+def _current(images: "Images", ref: references.Reference) -> str | None:
     try:
         return images.resolve(str(ref))
     except (ImageNotFound, ImageError):
         return None
 
 
-def _fetch_top_manifest(client, ref):
+def _fetch_top_manifest(client: "RegistryClient", ref: references.Reference
+                        ) -> tuple[bytes, str, str]:
     """The manifest by tag/digest, from the first endpoint that has it."""
-    wanted = ref.digest or ref.tag
+    wanted = ref.digest or ref.tag or ""
     return _from_first_endpoint(client, ref, lambda: client.get_manifest(ref.path, wanted))
 
 
-def _from_first_endpoint(client, ref, call):
+def _from_first_endpoint(client: "RegistryClient", ref: references.Reference,
+                         call: Callable[[], T]) -> T:
     """``call()`` against the first endpoint that answers it: mirrors that fail
     or lack the repository give way to the next endpoint, then the registry."""
-    last = None
+    last: RegistryError | None = None
     for endpoint in client.candidates:
         if endpoint.mirror:
             try:
@@ -154,8 +166,9 @@ def _from_first_endpoint(client, ref, call):
     return _translate(ref, lambda: (client.ping(), call())[1])
 
 
-def pull_all_tags(images, registries, name, *, platform=None, credentials=ANONYMOUS,
-                  report=P.discard):
+def pull_all_tags(images: "Images", registries: "Registries", name: str | references.Reference,
+                  *, platform: str | None = None, credentials: Credentials = ANONYMOUS,
+                  report: P.Report = P.discard) -> dict[str, Any]:
     """docker pull --all-tags (the API's ``fromImage=NAME`` without a tag): every
     tag the registry lists for the repository, one ``pull`` after another, as
     dockerd's pullRepository.  Each tag reports its own lines up to ``Digest:``;
@@ -171,9 +184,11 @@ def pull_all_tags(images, registries, name, *, platform=None, credentials=ANONYM
     tags = _from_first_endpoint(client, repo, lambda: client.list_tags(repo.path))
     if not tags:
         raise RegistryNotFound(f"{repo.familiar_name}: the registry lists no tags")
-    pulled, failed, first_error = [], {}, None
+    pulled: list[PullResult] = []
+    failed: dict[str, ImageError] = {}
+    first_error: ImageError | None = None
 
-    def per_tag(message) -> None:
+    def per_tag(message: P.ProgressMessage) -> None:
         if not str(message.get("status") or "").startswith("Status: "):
             report(message)
 
@@ -185,6 +200,7 @@ def pull_all_tags(images, registries, name, *, platform=None, credentials=ANONYM
             failed[tag] = e
             first_error = first_error or e
     if not pulled:
+        assert first_error is not None  # there were tags, and each failed
         raise first_error
     new = any(r["new"] for r in pulled)
     shown = repo.familiar_name
@@ -195,7 +211,7 @@ def pull_all_tags(images, registries, name, *, platform=None, credentials=ANONYM
             "failed": failed}
 
 
-def _translate(ref, call):
+def _translate(ref: references.Reference, call: Callable[[], T]) -> T:
     """docker's wording for the registry's refusals of a pull."""
     try:
         return call()
@@ -220,7 +236,7 @@ def _translate(ref, call):
         raise
 
 
-def _check_descriptor(desc, what):
+def _check_descriptor(desc: Any, what: str) -> None:
     if not isinstance(desc, dict) or not desc.get("digest"):
         raise ImageError(f"invalid manifest: a {what} without a digest")
     references.validate_digest(desc["digest"])
@@ -229,7 +245,7 @@ def _check_descriptor(desc, what):
         raise ImageError(f"invalid manifest: {what} {desc['digest']} has no valid size")
 
 
-def _json(data, what):
+def _json(data: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
@@ -239,7 +255,8 @@ def _json(data, what):
     return doc
 
 
-def _fetch_config(images, client, ref, desc):
+def _fetch_config(images: "Images", client: "RegistryClient", ref: references.Reference,
+                  desc: Descriptor) -> bytes:
     digest = desc["digest"]
     if images.has_blob(digest):
         return images.blobs.read(digest)
@@ -248,12 +265,13 @@ def _fetch_config(images, client, ref, desc):
     return images.blobs.read(digest)
 
 
-def _fetch_layers(images, client, ref, layer_descs, diff_ids, report) -> bool:
+def _fetch_layers(images: "Images", client: "RegistryClient", ref: references.Reference,
+                  layer_descs: list[Descriptor], diff_ids: list[str], report: P.Report) -> bool:
     """Download and unpack the missing layers in parallel; True if any came
     over the network.  The first failure stops the others' new work."""
     chains = st.chain_ids(diff_ids)
     jobs = []
-    for index, (desc, diff_id, chain_id) in enumerate(zip(layer_descs, diff_ids, chains)):
+    for index, (desc, diff_id, chain_id) in enumerate(zip(layer_descs, diff_ids, chains, strict=True)):
         layer_id = P.short_id(desc["digest"])
         if images.has_blob(desc["digest"]) and images.has_layer(chain_id):
             report(P.status("Already exists", layer_id))
@@ -268,7 +286,7 @@ def _fetch_layers(images, client, ref, layer_descs, diff_ids, report) -> bool:
         report(P.status("Waiting", layer_id))
     failed = threading.Event()
 
-    def work(job):
+    def work(job: tuple[int, Descriptor, str, str]) -> None:
         index, desc, diff_id, layer_id = job
         if failed.is_set():
             return
@@ -284,13 +302,13 @@ def _fetch_layers(images, client, ref, layer_descs, diff_ids, report) -> bool:
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
         futures = [pool.submit(work, job) for job in jobs]
-        errors = [f.exception() for f in futures if f.exception() is not None]
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
     if errors:
         raise _first_real(errors)
     return True
 
 
-def _first_real(errors):
+def _first_real(errors: list[BaseException]) -> BaseException:
     """The error to show: a registry's or the content's before a follower's."""
     for kind in (DigestMismatch, RegistryError, ImageError):
         for e in errors:
@@ -299,14 +317,15 @@ def _first_real(errors):
     return errors[0]
 
 
-def _fetch_layer(images, client, ref, desc, layer_id, report) -> None:
+def _fetch_layer(images: "Images", client: "RegistryClient", ref: references.Reference,
+                 desc: Descriptor, layer_id: str, report: P.Report) -> None:
     digest, size = desc["digest"], desc["size"]
     if images.has_blob(digest):
         report(P.status("Download complete", layer_id))
         return
     downloading = P.ByteProgress(report, "Downloading", layer_id, size)
     with client.open_blob(ref.path, digest, size, on_bytes=downloading.add) as blob:
-        def write():
+        def write() -> tuple[str, int]:
             return images.write_blob(_Verifying(blob, report, layer_id), digest, size)
         _translate(ref, write)
     report(P.status("Download complete", layer_id))
@@ -316,13 +335,13 @@ class _Verifying:
     """Says "Verifying Checksum" when the last byte has been read (the store
     then compares the hash it computed on the way)."""
 
-    def __init__(self, blob, report, layer_id) -> None:
+    def __init__(self, blob: "BlobReader", report: P.Report, layer_id: str) -> None:
         self.blob = blob
         self.report = report
         self.layer_id = layer_id
         self.said = False
 
-    def read(self, amount=-1):
+    def read(self, amount: int = -1, /) -> bytes:
         data = self.blob.read(amount if amount and amount > 0 else 1 << 20)
         if not data and not self.said:
             self.said = True

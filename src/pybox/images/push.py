@@ -21,18 +21,33 @@ image was pulled by), else a manifest of the same kind naming the new blobs.
 """
 
 import gzip
+import hashlib
 import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, TypedDict, cast
 
 from pybox.errors import ImageError, RegistryError
 from pybox.images import progress as P
 from pybox.images import reference as references
 from pybox.images import store as st
-from pybox.images.auth import ANONYMOUS
-from pybox.images.registry import pull_scope, push_scope
+from pybox.images.auth import ANONYMOUS, Credentials
+from pybox.images.registry import Registries, RegistryClient, pull_scope, push_scope
+
+if TYPE_CHECKING:
+    from pybox.images.service import Images
+
+Opener = Callable[[], IO[bytes]]  # a new file object on a blob's bytes, at its start
+
+
+class PushResult(TypedDict):
+    tag: str
+    digest: str
+    size: int
 
 UNCOMPRESSED_LAYER_TYPES = {st.MEDIA_OCI_LAYER, "application/vnd.docker.image.rootfs.diff.tar",
                             "application/vnd.oci.image.layer.nondistributable.v1.tar"}
@@ -40,11 +55,14 @@ GZIP_LEVEL = 6
 COPY_CHUNK = 1 << 20
 
 
-def push(images, registries, reference, *, credentials=ANONYMOUS, report=P.discard):
+def push(images: "Images", registries: Registries, reference: str | references.Reference, *,
+         credentials: Credentials = ANONYMOUS, report: P.Report = P.discard) -> PushResult:
     """Push one tag (``name:tag``); returns {"tag", "digest", "size"}."""
     ref = references.parse(reference) if isinstance(reference, str) else reference
     if ref.digest:
         raise ImageError("cannot push a digest reference")
+    tag = ref.tag
+    assert tag is not None  # parse gives one (latest), with_tag too, and digests are refused
     report({"status": f"The push refers to repository [{ref.name}]"})
     record = images.record(str(ref))
     client = registries.client(ref.domain, credentials, push=True)
@@ -56,13 +74,13 @@ def push(images, registries, reference, *, credentials=ANONYMOUS, report=P.disca
         for layer in layers:
             report(P.status("Preparing", P.short_id(layer["diff_id"])))
         sources = _mount_sources(images, ref, {layer["blob"]["digest"] for layer in layers})
-        pushed = [None] * len(layers)
+        pushed: list[st.Descriptor | None] = [None] * len(layers)
         workers = min(client.options.max_concurrent_uploads, max(1, len(layers)))
         for layer in layers[workers:]:
             report(P.status("Waiting", P.short_id(layer["diff_id"])))
         failed = threading.Event()
 
-        def work(index):
+        def work(index: int) -> None:
             if failed.is_set():
                 return
             try:
@@ -74,7 +92,7 @@ def push(images, registries, reference, *, credentials=ANONYMOUS, report=P.disca
         if layers:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
                 futures = [pool.submit(work, i) for i in range(len(layers))]
-                errors = [f.exception() for f in futures if f.exception() is not None]
+                errors = [e for e in (f.exception() for f in futures) if e is not None]
             if errors:
                 raise errors[0]
         config = record["config"]
@@ -82,19 +100,22 @@ def push(images, registries, reference, *, credentials=ANONYMOUS, report=P.disca
                             scopes=[push_scope(ref.path)]) is None:
             _upload(client, ref, config["digest"], config["size"],
                     lambda: images.blobs.open(config["digest"]), None)
+        done = [new for new in pushed if new is not None]  # all of them: no error
         changed = any(new["digest"] != layer["blob"]["digest"]
-                      for new, layer in zip(pushed, layers))
+                      for new, layer in zip(done, layers, strict=True))
         if changed:
-            manifest_bytes = _rewritten_manifest(manifest, record, pushed)
+            manifest_bytes = _rewritten_manifest(manifest, done)
         media_type = manifest.get("mediaType") or st.MEDIA_OCI_MANIFEST
-        digest = client.put_manifest(ref.path, ref.tag, manifest_bytes, media_type)
+        digest = client.put_manifest(ref.path, tag, manifest_bytes, media_type)
     size = len(manifest_bytes)
-    report({"status": f"{ref.tag}: digest: {digest} size: {size}"})
-    report({"progressDetail": {}, "aux": {"Tag": ref.tag, "Digest": digest, "Size": size}})
-    return {"tag": ref.tag, "digest": digest, "size": size}
+    report({"status": f"{tag}: digest: {digest} size: {size}"})
+    report({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": size}})
+    return {"tag": tag, "digest": digest, "size": size}
 
 
-def push_repository(images, registries, name, *, credentials=ANONYMOUS, report=P.discard):
+def push_repository(images: "Images", registries: Registries, name: str, *,
+                    credentials: Credentials = ANONYMOUS,
+                    report: P.Report = P.discard) -> list[PushResult]:
     """docker push --all-tags: every tag of a repository, in name order."""
     repo = references.parse_repository(name)
     tags = sorted(r for r in images.store.load_refs()
@@ -105,11 +126,12 @@ def push_repository(images, registries, name, *, credentials=ANONYMOUS, report=P
             for tag in tags]
 
 
-def _mount_sources(images, ref, digests):
+def _mount_sources(images: "Images", ref: references.Reference, digests: set[str]
+                   ) -> dict[str, list[str]]:
     """{blob digest: [other repositories on ref's registry whose images hold it]}
     from the store's names: where a cross-repository mount may find a blob."""
-    out = {}
-    by_image = {}
+    out: dict[str, set[str]] = {}
+    by_image: dict[str, set[str]] = {}
     for name, image_id in images.store.load_refs().items():
         other = references.parse(name)
         if other.domain == ref.domain and other.path != ref.path:
@@ -126,7 +148,9 @@ def _mount_sources(images, ref, digests):
     return {d: sorted(p) for d, p in out.items()}
 
 
-def _push_layer(images, client, ref, layer, sources, report):
+def _push_layer(images: "Images", client: RegistryClient, ref: references.Reference,
+                layer: st.LayerEntry, sources: dict[str, list[str]],
+                report: P.Report) -> st.Descriptor:
     """Send one layer unless the registry has it; -> the descriptor pushed."""
     layer_id = P.short_id(layer["diff_id"])
     blob = layer["blob"]
@@ -154,18 +178,18 @@ class _layer_blob:
     """(media type, digest, size, opener) of the bytes to send for a layer: the
     stored blob, or a gzip of it in an anonymous temp file when stored plain."""
 
-    def __init__(self, images, blob) -> None:
+    def __init__(self, images: "Images", blob: st.Descriptor) -> None:
         self.images = images
         self.blob = blob
-        self.tmp = None
+        self.tmp: IO[bytes] | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> tuple[str, str, int, Opener]:
         blob = self.blob
         if blob["mediaType"] not in UNCOMPRESSED_LAYER_TYPES:
             return (blob["mediaType"], blob["digest"], blob["size"],
                     lambda: self.images.blobs.open(blob["digest"]))
-        self.tmp = tempfile.TemporaryFile(dir=self.images.root)
-        hasher = _HashingWriter(self.tmp)
+        tmp = self.tmp = tempfile.TemporaryFile(dir=self.images.root)
+        hasher = _HashingWriter(tmp)
         with self.images.blobs.open(blob["digest"]) as src, \
                 gzip.GzipFile(filename="", mode="wb", fileobj=hasher, compresslevel=GZIP_LEVEL,
                               mtime=0) as gz:
@@ -174,18 +198,19 @@ class _layer_blob:
                 if not chunk:
                     break
                 gz.write(chunk)
-        self.tmp.flush()
-        fd = self.tmp.fileno()
+        tmp.flush()
+        fd = tmp.fileno()
         media = (st.MEDIA_OCI_LAYER_GZIP if blob["mediaType"].startswith("application/vnd.oci")
                  else st.MEDIA_DOCKER_LAYER)
         return media, hasher.digest(), hasher.size, lambda: _reopen(fd)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         if self.tmp is not None:
             self.tmp.close()
 
 
-def _reopen(fd):
+def _reopen(fd: int) -> IO[bytes]:
     """A new file object on the temp file, at its start (dup'd descriptors share
     the offset; each layer's file has one reader at a time)."""
     f = os.fdopen(os.dup(fd), "rb")
@@ -194,14 +219,12 @@ def _reopen(fd):
 
 
 class _HashingWriter:
-    def __init__(self, f) -> None:
-        import hashlib
-
+    def __init__(self, f: IO[bytes]) -> None:
         self.f = f
         self.hasher = hashlib.sha256()
         self.size = 0
 
-    def write(self, data):
+    def write(self, data: bytes) -> int:
         self.hasher.update(data)
         self.size += len(data)
         return self.f.write(data)
@@ -209,19 +232,19 @@ class _HashingWriter:
     def flush(self) -> None:
         self.f.flush()
 
-    def digest(self):
+    def digest(self) -> str:
         return "sha256:" + self.hasher.hexdigest()
 
 
 class _CountingBody:
     """A request body that reports bytes sent and stops at ``limit``."""
 
-    def __init__(self, f, progress, limit) -> None:
+    def __init__(self, f: IO[bytes], progress: P.ByteProgress | None, limit: int) -> None:
         self.f = f
         self.progress = progress
         self.left = limit
 
-    def read(self, amount=COPY_CHUNK):
+    def read(self, amount: int = COPY_CHUNK) -> bytes:
         if self.left <= 0:
             return b""
         data = self.f.read(min(amount if amount and amount > 0 else COPY_CHUNK, self.left))
@@ -234,7 +257,9 @@ class _CountingBody:
         self.f.close()
 
 
-def _upload(client, ref, digest, size, opener, progress, *, location=None):
+def _upload(client: RegistryClient, ref: references.Reference, digest: str, size: int,
+            opener: Opener, progress: P.ByteProgress | None, *,
+            location: str | None = None) -> None:
     """POST (unless ``location`` is an upload already open), then one PUT with
     the blob or PATCH chunks and an empty PUT.  A failed attempt starts a new
     upload (up to max_attempts), since a half-sent upload cannot be resumed
@@ -248,18 +273,22 @@ def _upload(client, ref, digest, size, opener, progress, *, location=None):
                 _, location = client.start_upload(ref.path, scopes=scopes)
             if progress:
                 progress.reset()
+            assert location is not None  # start_upload without a mount gives one
             if not chunk or size <= chunk:
+                # a body only needs read() (urllib3 streams it): the registry
+                # client's IO[bytes] is wider than what it uses
                 client.finish_upload(location, digest, scopes=scopes, size=size,
-                                     body=lambda: _CountingBody(opener(), progress, size))
+                                     body=lambda: cast(IO[bytes],
+                                                       _CountingBody(opener(), progress, size)))
             else:
                 start = 0
                 while start < size:
                     end = min(size, start + chunk)
 
-                    def body(start=start, end=end):
+                    def body(start: int = start, end: int = end) -> IO[bytes]:
                         f = opener()
                         f.seek(start)
-                        return _CountingBody(f, progress, end - start)
+                        return cast(IO[bytes], _CountingBody(f, progress, end - start))
 
                     location = client.upload_chunk(location, body, start, end, scopes=scopes)
                     start = end
@@ -274,11 +303,11 @@ def _upload(client, ref, digest, size, opener, progress, *, location=None):
                 raise
 
 
-def _rewritten_manifest(manifest, record, pushed):
+def _rewritten_manifest(manifest: dict[str, Any], pushed: list[st.Descriptor]) -> bytes:
     """The manifest with the layer descriptors actually pushed."""
     out = dict(manifest)
     out["layers"] = []
-    for old, new in zip(manifest.get("layers") or [], pushed):
+    for old, new in zip(manifest.get("layers") or [], pushed, strict=False):
         desc = dict(old)
         desc.update(new)
         out["layers"].append(desc)

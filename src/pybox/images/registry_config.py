@@ -31,7 +31,9 @@ import socket
 import ssl
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Self
 
 from pybox.errors import RegistryError
 
@@ -40,6 +42,9 @@ DEFAULT_CERTS_DIRS = ("/etc/pybox/certs.d", "/etc/docker/certs.d")
 DOCKER_HUB_DOMAIN = "docker.io"
 DOCKER_HUB_ENDPOINT = "https://registry-1.docker.io"
 LOOPBACK_CIDR = "127.0.0.0/8"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -51,22 +56,24 @@ class Endpoint:
     mirror: bool = False
 
     @property
-    def host(self):
+    def host(self) -> str:
         return urllib.parse.urlsplit(self.url).netloc
 
 
 class RegistryOptions:
-    def __init__(self, *, insecure_registries=(), mirrors=(), proxies=None,
-                 certs_dirs=DEFAULT_CERTS_DIRS, loopback_insecure: bool=True,
-                 max_concurrent_downloads: int=3, max_concurrent_uploads: int=5,
-                 max_attempts: int=5, backoff_seconds: float=0.5, connect_timeout: float=30.0,
-                 read_timeout: float=120.0, chunk_size=None) -> None:
+    def __init__(self, *, insecure_registries: Iterable[str] = (), mirrors: Iterable[str] = (),
+                 proxies: dict[str, str] | None = None,
+                 certs_dirs: Iterable[str] | None = DEFAULT_CERTS_DIRS,
+                 loopback_insecure: bool = True, max_concurrent_downloads: int = 3,
+                 max_concurrent_uploads: int = 5, max_attempts: int = 5,
+                 backoff_seconds: float = 0.5, connect_timeout: float = 30.0,
+                 read_timeout: float = 120.0, chunk_size: int | None = None) -> None:
         """``proxies``: {"http": URL, "https": URL, "no": "host,.domain"}; None reads
         the environment.  ``loopback_insecure``: docker's 127.0.0.0/8 default
         (tests of certificate checking turn it off).  ``chunk_size``: push blobs
         in PATCH chunks of this many bytes instead of one monolithic PUT."""
-        self.insecure_names = set()
-        self.insecure_networks = []
+        self.insecure_names: set[str] = set()
+        self.insecure_networks: list[Network] = []
         for entry in insecure_registries:
             self._add_insecure(entry)
         if loopback_insecure:
@@ -83,7 +90,7 @@ class RegistryOptions:
         self.read_timeout = read_timeout
         self.chunk_size = chunk_size
 
-    def _add_insecure(self, entry):
+    def _add_insecure(self, entry: str) -> None:
         text = entry.strip()
         for prefix in ("http://", "https://"):
             if text.startswith(prefix):
@@ -99,11 +106,12 @@ class RegistryOptions:
         self.insecure_names.add(text.lower())
 
     @classmethod
-    def from_daemon_config(cls, path=DEFAULT_DAEMON_JSON, *, insecure_registries=(),
-                           mirrors=(), **overrides):
+    def from_daemon_config(cls, path: str | None = DEFAULT_DAEMON_JSON, *,
+                           insecure_registries: Iterable[str] = (), mirrors: Iterable[str] = (),
+                           **overrides: Any) -> Self:
         """Options from docker's daemon.json keys (a missing file is an empty one)
         plus flag values, which add to the file's lists."""
-        doc = {}
+        doc: dict[str, Any] = {}
         if path:
             try:
                 with open(path, "rb") as f:
@@ -113,7 +121,7 @@ class RegistryOptions:
             except (OSError, ValueError) as e:
                 raise RegistryError(f"unable to configure the daemon with file {path}: "
                                     f"{e}") from None
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             insecure_registries=list(doc.get("insecure-registries") or [])
             + list(insecure_registries),
             mirrors=list(doc.get("registry-mirrors") or []) + list(mirrors))
@@ -126,7 +134,7 @@ class RegistryOptions:
         return cls(**kwargs)
 
     # -- decisions --------------------------------------------------------------
-    def is_insecure(self, host) -> bool:
+    def is_insecure(self, host: str) -> bool:
         """``host[:port]`` listed, or its address in an insecure network."""
         host = host.lower()
         if host in self.insecure_names:
@@ -142,7 +150,7 @@ class RegistryOptions:
                 return True
         return False
 
-    def endpoints(self, domain, *, push: bool=False):
+    def endpoints(self, domain: str, *, push: bool = False) -> list[Endpoint]:
         """Where to send requests for a registry, in the order to try them."""
         if domain == DOCKER_HUB_DOMAIN:
             out = [] if push else [Endpoint(m, not self.is_insecure(_host(m)), True)
@@ -152,7 +160,7 @@ class RegistryOptions:
             return [Endpoint(f"https://{domain}", False), Endpoint(f"http://{domain}", False)]
         return [Endpoint(f"https://{domain}")]
 
-    def proxy_for(self, url):
+    def proxy_for(self, url: str) -> str | None:
         """The proxy URL for a request to ``url`` (None: connect directly)."""
         parts = urllib.parse.urlsplit(url)
         proxy = self.proxies.get(parts.scheme)
@@ -163,7 +171,7 @@ class RegistryOptions:
             return None
         return proxy if "://" in proxy else "http://" + proxy
 
-    def ssl_context(self, endpoint):
+    def ssl_context(self, endpoint: Endpoint) -> ssl.SSLContext:
         """The TLS settings for an HTTPS endpoint: no checks when insecure,
         else system CAs plus the certs.d files for its host."""
         if not endpoint.verify_tls:
@@ -187,7 +195,7 @@ class RegistryOptions:
         return context
 
 
-def _mirror_url(text):
+def _mirror_url(text: str) -> str:
     url = text.strip().rstrip("/")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -198,18 +206,18 @@ def _mirror_url(text):
     return url
 
 
-def _host(url):
+def _host(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc
 
 
-def _strip_port(host):
+def _strip_port(host: str) -> str:
     if host.startswith("["):
         return host[1:host.index("]")]
     name, sep, port = host.rpartition(":")
     return name if sep and port.isdigit() else host
 
 
-def _addresses(name):
+def _addresses(name: str) -> list[Address]:
     try:
         return [ipaddress.ip_address(name)]
     except ValueError:
@@ -220,16 +228,16 @@ def _addresses(name):
         infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         return []
-    out = []
+    out: list[Address] = []
     for info in infos:
         try:
-            out.append(ipaddress.ip_address(info[4][0].split("%")[0]))
+            out.append(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
         except ValueError:
             continue
     return out
 
 
-def _bypass(host, port, no_proxy) -> bool:
+def _bypass(host: str, port: int | None, no_proxy: str) -> bool:
     """curl's NO_PROXY rules: ``*``, exact hosts, ``.domain`` suffixes, host:port."""
     host = host.lower()
     for entry in (e.strip().lower() for e in no_proxy.split(",")):
