@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import uuid
 
@@ -21,6 +20,7 @@ import pytest
 from pybox.images.layers import write_tree
 from pybox.images.rootfs import build_busybox_rootfs
 from pybox.images.service import Images
+from support.tarbuild import tar_of
 
 pytestmark = pytest.mark.root
 
@@ -163,10 +163,4 @@ def docker_archive(layers, tags=("pybox-test/bad:1",), diff_ids=None):
     files["manifest.json"] = json.dumps([{
         "Config": f"blobs/sha256/{_sha(config)[7:]}", "RepoTags": list(tags),
         "Layers": [f"blobs/sha256/{_sha(layer)[7:]}" for layer in layers]}]).encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_of(files)

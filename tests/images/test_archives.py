@@ -14,7 +14,7 @@ import tarfile
 
 import pytest
 
-from unit.tarbuild import make_tar, member
+from support.tarbuild import make_tar, member, tar_of
 
 from .conftest import skopeo, umoci, umoci_layout, unique_id
 
@@ -23,20 +23,6 @@ pytestmark = [pytest.mark.root, pytest.mark.images]
 
 def _sha(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _tar_bytes(files, links=()):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, target in links:
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            tar.addfile(info)
-    return buf.getvalue()
 
 
 def _edits():
@@ -120,7 +106,7 @@ def test_docker_archive_built_to_the_documented_format(images):
              "ccc/layer.tar": extra, "manifest.json": json.dumps(manifest).encode(),
              "repositories": json.dumps({"pybox-test/one": {"latest": "aaa", "v1": "aaa"},
                                          "pybox-test/two": {"latest": "ccc"}}).encode()}
-    data = _tar_bytes(files, links=[("bbb/layer.tar", "../aaa/layer.tar")])
+    data = tar_of(files, links=[("bbb/layer.tar", "../aaa/layer.tar")])
     loaded = images.load(io.BytesIO(gzip.compress(data)))  # docker load takes gzip too
     assert [item["RepoTags"] for item in loaded] == [
         ["pybox-test/one:latest", "pybox-test/one:v1"], ["pybox-test/two:latest"]]

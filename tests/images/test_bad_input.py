@@ -18,7 +18,7 @@ import pytest
 
 from pybox.errors import DigestMismatch, ImageError, LayerError
 from pybox.images.service import Images
-from unit.tarbuild import make_tar, member
+from support.tarbuild import make_tar, member
 
 from .conftest import docker_archive, own_mounts_under, store_listing, unique_id
 

@@ -17,7 +17,7 @@ from pybox.images.layers import OVERLAY_OPAQUE_XATTR
 from pybox.images.service import Images
 from pybox.oci.defaults import default_spec
 from runtime.conftest import Runtime
-from unit.tarbuild import make_tar, member
+from support.tarbuild import make_tar, member
 
 from .conftest import cleanup_root, docker_archive, own_mounts_under, unique_id
 

@@ -9,15 +9,14 @@ traceback may appear in it.
 
 import base64
 import hashlib
-import io
 import json
 import socket
-import tarfile
 import time
 import urllib.parse
 
 import pytest
 
+from support.tarbuild import tar_of
 from support.unixhttp import UnixHTTPConnection
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
@@ -40,16 +39,6 @@ def call(pyboxd, method, path, body=None, headers=None):
 
 def message(body):
     return json.loads(body)["message"]
-
-
-def tar_of(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 LAYER = tar_of({"hello": b"hi\n"})

@@ -12,8 +12,7 @@ import pytest
 from pybox.errors import DigestMismatch, LayerError
 from pybox.images import layers
 from pybox.images.layers import check_symlink_target, classify_member, normalise_member_name, unpack_layer
-
-from .tarbuild import make_tar, member
+from support.tarbuild import make_tar, member
 
 pytestmark = pytest.mark.unit
 

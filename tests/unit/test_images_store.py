@@ -14,8 +14,7 @@ import pytest
 from pybox.errors import DigestMismatch, ImageError, ImageNotFound
 from pybox.images import archive
 from pybox.images import store as st
-
-from .tarbuild import make_tar, member
+from support.tarbuild import make_tar, member
 
 pytestmark = pytest.mark.unit
 
