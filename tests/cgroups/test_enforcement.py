@@ -8,6 +8,7 @@ import pytest
 
 from pybox.cgroups.layout import detect
 from pybox.cgroups.v2 import V2Manager
+from support.wait import wait_for
 
 from .conftest import has_cgroups, on_hybrid, unique, uses_v1
 
@@ -33,15 +34,6 @@ def read_counter(path):
     return int(data) if data else 0
 
 
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def start_counter(helper, tmp_path, monkeypatch):
     path = tmp_path / "counter"
     monkeypatch.setenv("COUNTER_FILE", str(path))
@@ -54,7 +46,7 @@ def test_freeze_stops_a_counting_process_and_thaw_resumes_it(make_manager, helpe
     child, counter = start_counter(helper, tmp_path, monkeypatch)
     mgr.add(child.pid)
     child.go()
-    assert wait_until(lambda: read_counter(counter) > 100)
+    assert wait_for(lambda: read_counter(counter) > 100)
     mgr.freeze()
     assert mgr.is_frozen()
     frozen_at = read_counter(counter)
@@ -62,7 +54,7 @@ def test_freeze_stops_a_counting_process_and_thaw_resumes_it(make_manager, helpe
     assert read_counter(counter) == frozen_at
     mgr.thaw()
     assert not mgr.is_frozen()
-    assert wait_until(lambda: read_counter(counter) > frozen_at)
+    assert wait_for(lambda: read_counter(counter) > frozen_at)
 
 
 @on_hybrid
@@ -79,13 +71,13 @@ def test_cgroup2_freezer_on_a_hybrid_host(helper, tmp_path, monkeypatch):
         child, counter = start_counter(helper, tmp_path, monkeypatch)
         mgr.add(child.pid)
         child.go()
-        assert wait_until(lambda: read_counter(counter) > 100)
+        assert wait_for(lambda: read_counter(counter) > 100)
         mgr.freeze()
         frozen_at = read_counter(counter)
         time.sleep(0.5)
         assert read_counter(counter) == frozen_at
         mgr.thaw()
-        assert wait_until(lambda: read_counter(counter) > frozen_at)
+        assert wait_for(lambda: read_counter(counter) > frozen_at)
     finally:
         mgr.destroy()
     assert not os.path.exists(mgr.dir)
@@ -134,7 +126,7 @@ print("survived")
     code, out, err = child.finish(timeout=120)
     assert code == -9, (code, out, err)
     assert "survived" not in out
-    assert wait_until(lambda: mgr.oom_kill_count() > 0, timeout=5)
+    assert wait_for(lambda: mgr.oom_kill_count() > 0, timeout=5)
 
 
 def test_devices_rule_makes_opening_a_denied_device_fail(make_manager, helper):

@@ -6,11 +6,11 @@ containers read, and ``pybox explain``."""
 import json
 import os
 import signal
-import time
 
 import pytest
 
 from conftest import HOST_PYTHON_BINDS
+from support.wait import wait_for
 
 pytestmark = [pytest.mark.procview, pytest.mark.root]
 
@@ -44,15 +44,6 @@ def free_total_mb(text):
         if line.startswith("Mem:"):
             return int(line.split()[1])
     raise AssertionError(f"no Mem: line in {text!r}")
-
-
-def settle(predicate, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def test_a_64m_one_cpu_container_sees_its_limits(pybox):
@@ -156,7 +147,7 @@ def test_sigkill_of_the_server_while_containers_read(pvd, pybox, names):
     def lines(name):
         return pybox.out("logs", name).splitlines()
 
-    assert settle(lambda: all(len(lines(n)) >= 10 for n in readers)), \
+    assert wait_for(lambda: all(len(lines(n)) >= 10 for n in readers)), \
         [lines(n)[-3:] for n in readers]
     old = server.pid()
     assert old and server.ready()
@@ -172,11 +163,11 @@ def test_sigkill_of_the_server_while_containers_read(pvd, pybox, names):
             return None
         return r if r.get("server") not in (None, old) and r["namespaces"] >= 2 else None
 
-    done = settle(reserved, timeout=60)
+    done = wait_for(reserved, timeout=60)
     assert done, f"no re-serve report of a new server:\n{server.log_tail()}"
     assert not done["errors"] and done["mounts"] >= 16, done
     counts = {n: len(lines(n)) for n in readers}
-    assert settle(lambda: all(len(lines(n)) >= counts[n] + 20 for n in readers), timeout=60)
+    assert wait_for(lambda: all(len(lines(n)) >= counts[n] + 20 for n in readers), timeout=60)
     for name in readers:
         out = lines(name)
         tail = out[-20:]
@@ -266,15 +257,15 @@ def test_a_pyboxd_restart_keeps_the_view_and_no_proc_view_turns_it_off(pvd, pybo
         pvd.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                        env=dict(os.environ, PYTHONPATH=SRC),
                                        start_new_session=True)
-    assert settle(pvd.ping), pvd.log_tail()
+    assert wait_for(pvd.ping), pvd.log_tail()
     try:
         new = pybox.out("run", "--rm", "-m", "64m", IMAGE, "head", "-1", "/proc/meminfo")
         assert meminfo_kb(new, "MemTotal") == host_meminfo_kb("MemTotal")
         kept = pybox.out("exec", old, "head", "-1", "/proc/meminfo")
         assert meminfo_kb(kept, "MemTotal") == 65536
         os.kill(server.pid(), signal.SIGKILL)  # still supervised: restarted, re-served
-        assert settle(lambda: server.ready() and server.pid() != before, timeout=60)
-        assert settle(lambda: "65536" in pybox("exec", old, "head", "-1", "/proc/meminfo",
+        assert wait_for(lambda: server.ready() and server.pid() != before, timeout=60)
+        assert wait_for(lambda: "65536" in pybox("exec", old, "head", "-1", "/proc/meminfo",
                                                check=False).stdout, timeout=30)
     finally:
         # back to the default for the rest of the session
@@ -286,4 +277,4 @@ def test_a_pyboxd_restart_keeps_the_view_and_no_proc_view_turns_it_off(pvd, pybo
             pvd.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                            stderr=log, env=dict(os.environ, PYTHONPATH=SRC),
                                            start_new_session=True)
-        assert settle(pvd.ping), pvd.log_tail()
+        assert wait_for(pvd.ping), pvd.log_tail()
