@@ -30,16 +30,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pybox.crashpoints import crashpoint
+from pybox.engine import etcfiles
 from pybox.errors import BadRequest, Conflict, NotFound
 from pybox.network import etc
 from pybox.network.manager import NetworkError, NetworkManager, Sandbox, check_mac
 from pybox.network.ports import PROTOCOLS, PortMapping, PortRequest
-from pybox.oci.state import write_atomic
 
 if TYPE_CHECKING:
     from pybox.engine.engine import Engine
@@ -354,7 +353,7 @@ class EngineNetworking:
         first = sb["endpoints"][sb["order"][0]] if sb["order"] else None
         hostname = config.get("Hostname") or c.id[:12]
         gateway = first["Gateway"] if first else None
-        write = _write_in_place if live else _write_new
+        write = etcfiles.write_in_place if live else etcfiles.write_new
         if not live:
             write(rec["HostnamePath"], hostname + "\n")
             write(rec["HostsPath"], etc.hosts(
@@ -385,7 +384,7 @@ class EngineNetworking:
             src, dst = other.record.get(key), c.record.get(key)
             if src and dst and os.path.exists(src):
                 try:
-                    shutil.copyfile(src, dst)
+                    etcfiles.copy(src, dst)
                 except OSError:
                     pass
 
@@ -410,7 +409,7 @@ class EngineNetworking:
         self.release(c)
 
     def ps_ports(self, c: Container) -> list[dict[str, Any]]:
-        if not c.state.get("Running"):
+        if not c.state.running:
             return []
         sb = self.manager.sandbox(c.id)
         return ps_ports(sb["ports"] if sb else [], c.record["Config"])
@@ -439,7 +438,7 @@ class EngineNetworking:
             ep.update({"NetworkID": net["Id"], "Aliases": list(cfg.get("Aliases") or []) or None,
                        "IPAMConfig": cfg.get("IPAMConfig") or None,
                        "MacAddress": cfg.get("MacAddress") or ""})
-            if c.state.get("Running"):
+            if c.state.running:
                 live = self.manager.connect(c.id, net["Id"], cfg)
                 crashpoint("engine.connect.attached")
                 self._write_etc_files(c, self._sandbox(c.id), live=True)
@@ -467,7 +466,7 @@ class EngineNetworking:
                 raise Conflict(f"container {c.id} is not connected to network {name}")
             if name in NO_SANDBOX:
                 raise BadRequest(f"container cannot be disconnected from {name} network")
-            if net is not None and c.state.get("Running") and self.manager.sandbox(c.id):
+            if net is not None and c.state.running and self.manager.sandbox(c.id):
                 self.manager.disconnect(c.id, net["Id"])
                 crashpoint("engine.disconnect.detached")
                 self._write_etc_files(c, self._sandbox(c.id), live=True)
@@ -499,20 +498,10 @@ class EngineNetworking:
 
     # -- daemon life ----------------------------------------------------------------------------
     def recover(self) -> None:
-        running = [c.id for c in self.engine.store.all() if c.state.get("Running")]
+        running = [c.id for c in self.engine.store.all() if c.state.running]
         self.manager.recover(running)
         self.manager.warm()
 
     def shutdown(self) -> None:
         if self._manager is not None:
             self._manager.shutdown()
-
-
-def _write_new(path: str, text: str) -> None:
-    write_atomic(path, text, mode=0o644)
-
-
-def _write_in_place(path: str, text: str) -> None:
-    with open(path, "r+") as f:
-        f.write(text)
-        f.truncate()
