@@ -97,6 +97,7 @@ class Pybox(Engine):
         env = dict(os.environ, PYTHONPATH=src)
         if src != SRC:
             bindir = os.path.join(self.run_root, "bin")
+            os.makedirs(bindir)  # older trees' launchers module expects it
             subprocess.run([sys.executable, "-m", "pybox.launchers", bindir], env=env,
                            check=True, capture_output=True)
             env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
