@@ -130,8 +130,8 @@ def _mem_total() -> int:
 
 def system_info(engine: Engine) -> dict[str, Any]:
     containers = engine.store.all()
-    running = sum(1 for c in containers if c.state.get("Running") and not c.state.get("Paused"))
-    paused = sum(1 for c in containers if c.state.get("Paused"))
+    running = sum(1 for c in containers if c.state.running and not c.state.paused)
+    paused = sum(1 for c in containers if c.state.paused)
     u = os.uname()
     v2 = engine.cgroup_v2()
     try:

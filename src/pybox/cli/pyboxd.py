@@ -250,7 +250,7 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
 
     def container_running(cid: str) -> bool:
         c = engine.store.by_id.get(cid)
-        return bool(c and c.state.get("Running"))
+        return bool(c and c.state.running)
 
     images.images.container_running = container_running
     engine.start_zygote()  # before any thread exists

@@ -194,7 +194,7 @@ class MountedRootfs:
     def __enter__(self) -> MountedRootfs:
         c = self.c
         with c.lock:
-            if c.state.get("Running"):
+            if c.state.running:
                 self.root = self.engine.images.images.rootfs_path(c.id)
                 self.counted = False
                 return self
@@ -209,7 +209,7 @@ class MountedRootfs:
         c = self.c
         with c.lock:
             c.__dict__["rootfs_users"] -= 1
-            if c.__dict__["rootfs_users"] == 0 and not c.state.get("Running"):
+            if c.__dict__["rootfs_users"] == 0 and not c.state.running:
                 try:
                     self.engine.images.unmount_rootfs(c.id)
                 except Exception:  # noqa: BLE001 - busy: stays for the next user
@@ -358,8 +358,8 @@ class _NamespaceView:
 def container_root(engine: Engine, c: Container) -> Iterator[Root]:
     """The container's "/" with its mounts, for the time of the context."""
     with c.lock:
-        running = bool(c.state.get("Running") and c.state.get("Pid"))
-        pid = c.state.get("Pid") or 0
+        running = bool(c.state.running and c.state.pid)
+        pid = c.state.pid
     if running:
         fd = _open_running(engine, c, pid)
         try:
