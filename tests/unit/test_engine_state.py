@@ -63,9 +63,9 @@ def test_the_typed_fields_read_the_record():
     st = c.state
     assert (st.status, st.running, st.restarting, st.exit_code) == ("restarting", False, True, 3)
     assert st.pending_restart and st.listed_running
-    # docker's names stay readable (api/ and networking read them so)
-    assert st.get("Restarting") is True and st.get("Health") is None
-    assert c.record["State"]["ExitCode"] == 3
+    # docker's shape at the edge
+    assert c.record["State"]["ExitCode"] == 3 and c.record["State"]["Restarting"] is True
+    assert "Health" not in c.record["State"]
 
 
 def test_the_docker_view_shares_docker_vocabulary_objects():

@@ -122,17 +122,6 @@ class ContainerState:
                 out[key] = getattr(self, attr)
         return out
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """docker's field ``key`` (read-only): for code that still speaks
-        docker's names (api/, networking); the engine reads the attributes."""
-        attr = _ATTRS.get(key)
-        if key not in self.keys:
-            return default
-        if attr is None:
-            return self.extra.get(key, default)
-        value = getattr(self, attr)
-        return default if value is None else value
-
     def _set(self, **fields: Any) -> None:
         for attr, value in fields.items():
             if isinstance(value, Status):
