@@ -26,6 +26,11 @@ and keeps the methods the API calls:
     networking.py, volumes.py, spec.py, observe.py, explain.py, procview.py,
     rootview.py, archive.py, distribution.py: the engine's other services.
 
+Pods (CRI, next): a sandbox holding the net, IPC and UTS namespaces is one
+more namespaces.NamespaceHolder, which the containers of the pod join as a
+container joins another's today (namespaces.py says how); the rooms above
+need no other change.
+
 A container's record (store.Container) is the truth on disk; the live parts
 are a monitor process per running container (pybox.monitor), and one watcher
 thread per running container that learns of the exit.  pyboxd serves
