@@ -1,37 +1,31 @@
-"""Observing and changing containers: top, stats, update, changes, export,
-commit, archive (docker cp), prune, system df."""
+"""Observing and changing containers over HTTP: top, stats, update, changes,
+export, commit, archive (docker cp), prune, system df.  The work is the
+engine's (pybox.engine.observe, commit, archive); here are the requests'
+arguments and docker's answers."""
 
 import tempfile
 
+from pybox.api import schema
+from pybox.api.server import Request, Response, Router
+from pybox.engine import archive, observe
+from pybox.engine import commit as commits
+from pybox.engine.engine import Engine
 from pybox.errors import BadRequest
 from pybox.formats import fastjson
 
 
-def commit_config(body, container_config):
-    """The image config of a commit: the request's Config over the container's
-    (moby's merge, the same rules as a create over its image).  Docker's commit
-    keeps what the container ran with -- its Cmd, Env, --health-cmd, labels --
-    also when the client sends no Config (the docker CLI never does); taking
-    only the parent image's config lost all of it."""
-    from pybox.engine.spec import merge_image_config
-
-    return merge_image_config(body if isinstance(body, dict) else {}, container_config)
-
-
-def register(router, engine) -> None:
-    from pybox.engine import archive, observe
-
+def register(router: Router, engine: Engine) -> None:
     r = router
 
     @r.route("GET", "/containers/{id}/top")
-    def top(req, resp, id):
+    def top(req: Request, resp: Response, id: str) -> None:
         ps_args = req.arg("ps_args")
         if ps_args and "\x00" in ps_args:  # not an argument list ps can be given
             raise BadRequest(f"invalid ps_args: {ps_args!r}")
         resp.json(observe.top(engine, engine.get(id), ps_args))
 
     @r.route("GET", "/containers/{id}/stats")
-    def stats(req, resp, id) -> None:
+    def stats(req: Request, resp: Response, id: str) -> None:
         c = engine.get(id)
         stream = req.flag("stream", default=True)
         docs = observe.stats_stream(engine, c, stream, one_shot=req.flag("one-shot"),
@@ -47,56 +41,37 @@ def register(router, engine) -> None:
         end()
 
     @r.route("POST", "/containers/{id}/update")
-    def update(req, resp, id) -> None:
-        from pybox.api import schema
-
+    def update(req: Request, resp: Response, id: str) -> None:
         body = schema.read_json(req, schema.UPDATE_CONFIG)  # typed, or a 400
         warnings = observe.update(engine, engine.get(id), body)
         resp.json({"Warnings": warnings or None})
 
     @r.route("GET", "/containers/{id}/changes")
-    def changes(req, resp, id) -> None:
-        c = engine.get(id)
-        # mount points the engine made (the /etc files, volume and bind targets)
-        # are not the container's changes; docker keeps them in an init layer
-        hidden = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
-        hidden.update(m["Destination"] for m in c.record.get("Mounts") or ())
-        changes = [ch for ch in engine.images.images.diff(c.id) if ch["Path"] not in hidden]
-        resp.json(changes or None)
+    def changes(req: Request, resp: Response, id: str) -> None:
+        resp.json(commits.changes(engine, id) or None)
 
     @r.route("GET", "/containers/{id}/export")
-    def export(req, resp, id) -> None:
-        c = engine.get(id)
-        with archive.RootView(engine, c):
-            with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
-                engine.images.images.export(c.id, tmp)
-                tmp.seek(0)
-                resp.stream_file(tmp, "application/octet-stream")
+    def export(req: Request, resp: Response, id: str) -> None:
+        with tempfile.TemporaryFile(dir=engine.data_root) as tmp:
+            commits.export(engine, id, tmp)
+            tmp.seek(0)
+            resp.stream_file(tmp, "application/octet-stream")
 
     @r.route("POST", "/commit")
-    def commit(req, resp) -> None:
-        from pybox.api import schema
-
+    def commit(req: Request, resp: Response) -> None:
         body = schema.read_commit_config(req)  # a create request's Config, typed
-        c = engine.get(req.arg("container") or "")
         repo = req.arg("repo")
         ref = None
         if repo:
             ref = f"{repo}:{req.arg('tag')}" if req.arg("tag") else repo
-        pause = req.flag("pause", default=True) and engine.pause_for_commit(c)
-        try:
-            with archive.RootView(engine, c):
-                image_id = engine.images.images.commit(
-                    c.id, reference=ref, changes=req.args("changes"),
-                    message=req.arg("comment") or "", author=req.arg("author") or "",
-                    config=commit_config(body, c.record["Config"]))
-        finally:
-            if pause:
-                engine.unpause_after_commit(c)
-        engine.events.emit("container", "commit", c.id, engine.attributes(c))
+        image_id = commits.commit(engine, req.arg("container") or "", reference=ref,
+                                  changes=req.args("changes"),
+                                  message=req.arg("comment") or "",
+                                  author=req.arg("author") or "",
+                                  pause=req.flag("pause", default=True), config=body)
         resp.json({"Id": image_id}, 201)
 
-    def _stat(req, resp, id, head):
+    def _stat(req: Request, resp: Response, id: str, head: bool) -> None:
         c = engine.get(id)
         path = req.arg("path")
         if not path:
@@ -111,11 +86,17 @@ def register(router, engine) -> None:
             source.write_tar(write)
             end()
 
-    r.add("HEAD", "/containers/{id}/archive", lambda req, resp, id: _stat(req, resp, id, True))
-    r.add("GET", "/containers/{id}/archive", lambda req, resp, id: _stat(req, resp, id, False))
+    def stat_head(req: Request, resp: Response, id: str) -> None:
+        _stat(req, resp, id, True)
+
+    def stat_get(req: Request, resp: Response, id: str) -> None:
+        _stat(req, resp, id, False)
+
+    r.add("HEAD", "/containers/{id}/archive", stat_head)
+    r.add("GET", "/containers/{id}/archive", stat_get)
 
     @r.route("PUT", "/containers/{id}/archive")
-    def put_archive(req, resp, id):
+    def put_archive(req: Request, resp: Response, id: str) -> None:
         c = engine.get(id)
         path = req.arg("path")
         if not path:
@@ -127,9 +108,9 @@ def register(router, engine) -> None:
         resp.send(200)
 
     @r.route("POST", "/containers/prune")
-    def prune(req, resp) -> None:
+    def prune(req: Request, resp: Response) -> None:
         resp.json(observe.prune_containers(engine, req.filters()))
 
     @r.route("GET", "/system/df")
-    def df(req, resp) -> None:
+    def df(req: Request, resp: Response) -> None:
         resp.json(observe.disk_usage(engine))
