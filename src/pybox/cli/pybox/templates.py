@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     Token = tuple[Any, ...]
 
 
-
 class _Missing:
     def __repr__(self) -> str:
         return "<no value>"
