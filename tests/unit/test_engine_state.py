@@ -82,7 +82,7 @@ def test_a_field_first_set_is_appended_as_a_dict_appended_it():
     c.manual_stop = True
     keys = list(c.to_docker())
     assert keys[-1] == "ManualStop" and keys[:-1] == list(rec)
-    c.state.set_health({"Status": "starting", "FailingStreak": 0, "Log": []})
+    c.state.health_starting()
     assert list(c.to_docker()["State"])[-1] == "Health"
 
 
@@ -245,3 +245,51 @@ def test_the_verbs_checks_say_what_docker_says():
 def test_every_status_is_named():
     assert {s.value for s in Status} == {"created", "running", "paused", "restarting",
                                          "exited", "removing", "dead"}
+
+
+# -- docker's State.Health ----------------------------------------------------------------
+def probe(st, code, *, in_start=False, retries=3, keep=5):
+    return st.health_probed({"Start": T1, "End": T1, "ExitCode": code, "Output": str(code)},
+                            in_start_period=in_start, retries=retries, keep=keep)
+
+
+def test_health_starts_then_turns_healthy_and_unhealthy_after_the_retries():
+    st = state("running")
+    st.health_starting()
+    assert st.to_docker()["Health"] == {"Status": "starting", "FailingStreak": 0, "Log": []}
+    assert probe(st, 0) == ("starting", "healthy")
+    assert probe(st, 1) == ("healthy", "healthy")
+    assert probe(st, 1) == ("healthy", "healthy")
+    assert probe(st, 1) == ("healthy", "unhealthy")
+    assert st.health["FailingStreak"] == 3
+    assert probe(st, 0) == ("unhealthy", "healthy") and st.health["FailingStreak"] == 0
+
+
+def test_failures_in_the_start_period_do_not_count_until_healthy():
+    st = state("running")
+    st.health_starting()
+    for _ in range(5):
+        assert probe(st, 1, in_start=True, retries=1) == ("starting", "starting")
+    assert st.health["FailingStreak"] == 0
+    probe(st, 0, in_start=True)
+    assert probe(st, 1, in_start=True, retries=1) == ("healthy", "unhealthy")
+
+
+def test_the_health_log_keeps_the_last_entries():
+    st = state("running")
+    st.health_starting()
+    for code in range(8):
+        probe(st, code % 2, keep=5)
+    assert [e["ExitCode"] for e in st.health["Log"]] == [1, 0, 1, 0, 1]
+
+
+def test_an_exit_leaves_a_failed_run_unhealthy_and_a_clean_one_as_it_was():
+    st = state("created")
+    st.health_stopped(1)
+    assert st.health is None  # no checks, no Health
+    st.health_starting()
+    probe(st, 0)
+    st.health_stopped(0)
+    assert st.health["Status"] == "healthy"
+    st.health_stopped(137)
+    assert st.health["Status"] == "unhealthy"

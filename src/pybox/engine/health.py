@@ -73,9 +73,7 @@ def stop_checks(c: Container, code: int) -> None:
         return
     monitor.cancel()
     c.health = None
-    health = c.state.health
-    if health:
-        health["Status"] = "unhealthy" if code else health["Status"]
+    c.state.health_stopped(code)
 
 
 def command(test: list[str]) -> list[str]:
@@ -100,7 +98,7 @@ class HealthMonitor:
 
     def start(self) -> None:
         with self.c.lock:
-            self.c.state.set_health({"Status": "starting", "FailingStreak": 0, "Log": []})
+            self.c.state.health_starting()
             self.c.save()
         self.thread.start()
 
@@ -138,21 +136,9 @@ class HealthMonitor:
         with c.lock:
             if not c.state.running:
                 return
-            health = c.state.health
-            if health is None:
-                health = {"Status": "starting", "FailingStreak": 0, "Log": []}
-                c.state.set_health(health)
-            health["Log"] = (health.get("Log") or [])[-(MAX_LOG - 1):] + [
-                {"Start": start, "End": end, "ExitCode": code, "Output": output}]
-            old = health.get("Status")
-            if code == 0:
-                health["FailingStreak"] = 0
-                health["Status"] = "healthy"
-            elif not (in_start_period and old == "starting"):
-                health["FailingStreak"] = health.get("FailingStreak", 0) + 1
-                if health["FailingStreak"] >= self.check.retries:
-                    health["Status"] = "unhealthy"
-            new = health["Status"]
+            old, new = c.state.health_probed(
+                {"Start": start, "End": end, "ExitCode": code, "Output": output},
+                in_start_period=in_start_period, retries=self.check.retries, keep=MAX_LOG)
             c.save()
         if new != old:
             self.events.emit("container", f"health_status: {new}", c.id, attributes(c))

@@ -253,8 +253,37 @@ class ContainerState:
             self._set(status=Status.DEAD, dead=True, running=False, paused=False,
                       restarting=False, pid=0, error=error)
 
-    def set_health(self, health: dict[str, Any] | None) -> None:
+    # -- docker's State.Health: written only by these three ----------------------------
+    def health_starting(self) -> None:
+        """The checks begin (a start or an adoption): docker's first Health."""
+        self._set(health={"Status": "starting", "FailingStreak": 0, "Log": []})
+
+    def health_probed(self, result: dict[str, Any], *, in_start_period: bool,
+                      retries: int, keep: int) -> tuple[str | None, str]:
+        """One probe's result (docker's HealthcheckResult: Start, End, ExitCode,
+        Output) joins the log, which keeps the last ``keep``.  As dockerd's
+        handleProbeResult: a success is healthy and clears the streak; a failure
+        counts unless the start period is still running and the container has not
+        been healthy yet, and ``retries`` in a row make it unhealthy.  Returns the
+        (old, new) status, so the caller emits health_status only on a change."""
+        health = dict(self.health or {"Status": "starting", "FailingStreak": 0, "Log": []})
+        old = health.get("Status")
+        health["Log"] = (health.get("Log") or [])[-(keep - 1):] + [result]
+        if result["ExitCode"] == 0:
+            health["FailingStreak"] = 0
+            health["Status"] = "healthy"
+        elif not (in_start_period and old == "starting"):
+            health["FailingStreak"] = health.get("FailingStreak", 0) + 1
+            if health["FailingStreak"] >= retries:
+                health["Status"] = "unhealthy"
         self._set(health=health)
+        return old, health["Status"]
+
+    def health_stopped(self, exit_code: int) -> None:
+        """The container exited: its health stays as last probed, except that a
+        failed run leaves it unhealthy (docker's)."""
+        if self.health and exit_code:
+            self._set(health={**self.health, "Status": "unhealthy"})
 
     # -- views ----------------------------------------------------------------------------
     def docker_status(self) -> str:
