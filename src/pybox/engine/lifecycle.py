@@ -25,10 +25,9 @@ from pybox.crashpoints import crashpoint
 from pybox.engine import etcfiles, health
 from pybox.engine import spec as specmod
 from pybox.engine.events import attributes
-from pybox.engine.recovery import CREATE_VOLUMES, RecordingVolumes
 from pybox.engine.state import ZERO_TIME
 from pybox.engine.store import Container, new_id, validate_name
-from pybox.engine.volumes import oci_mounts, parse_mounts
+from pybox.engine.volumes import CREATE_VOLUMES, RecordingVolumes, oci_mounts, parse_mounts
 from pybox.errors import (
     BadRequest,
     Conflict,

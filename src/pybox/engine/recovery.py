@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import sys
 import threading
 import time
@@ -86,6 +85,7 @@ from pybox.engine import health
 from pybox.engine.networking import NO_SANDBOX, network_mode
 from pybox.engine.restart import comes_back_with_daemon
 from pybox.engine.store import Container
+from pybox.engine.volumes import created_volumes
 from pybox.errors import PyboxError
 from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
@@ -103,7 +103,6 @@ TEMP_RE = re.compile(r"\.tmp-(\d+)(?:\.\d+)?$")
 # containers and volumes (theirs, not pybox's state)
 NOT_STATE = frozenset(("diff", "upper", "merged", "work", "_data", "blobs", "rootfs",
                        "shm", "ingest"))
-CREATE_VOLUMES = "create.volumes"  # in a container's directory, while it is created
 MONITOR_TIMEOUT = 15.0  # a monitor still in the runtime's create answers late
 WORKERS = 8
 
@@ -115,44 +114,6 @@ def log(message: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-
-
-# -- helpers shared with the engine ------------------------------------------------------
-class RecordingVolumes:
-    """The volume store as a create sees it: every anonymous volume the create
-    makes is listed in the new container's directory (fsynced) *before* it is
-    made, so recovery can remove the volumes of a create that never finished
-    (nothing else names them: the record was never written)."""
-
-    def __init__(self, volumes: Any, directory: str) -> None:
-        self._volumes = volumes
-        self._list = os.path.join(directory, CREATE_VOLUMES)
-
-    def create(self, name: str | None = None, **kw: Any) -> dict[str, Any]:
-        if not name:
-            name = secrets.token_hex(32)
-            kw["anonymous"] = True
-            fd = os.open(self._list, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                         0o600)
-            try:
-                os.write(fd, name.encode() + b"\n")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            crashpoint("engine.create.volume_listed")
-        return self._volumes.create(name, **kw)
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._volumes, attr)
-
-
-def created_volumes(directory: str) -> list[str]:
-    """The anonymous volumes a create listed (see RecordingVolumes)."""
-    try:
-        with open(os.path.join(directory, CREATE_VOLUMES)) as f:
-            return [n for n in f.read().split() if re.fullmatch(r"[0-9a-f]{64}", n)]
-    except OSError:
-        return []
 
 
 def _pid_gone(pid: int, written: float) -> bool:

@@ -17,6 +17,7 @@ Mount sources, as docker parses them at create time:
 import builtins
 import errno
 import os
+import re
 import secrets
 import stat
 import threading
@@ -518,3 +519,44 @@ def _du(path: str) -> int:
     never follows a symlink, so a directory swapped for a link mid-walk
     cannot take it into the host's tree."""
     return fstree.path_size(path)
+
+
+# -- anonymous volumes of a create, listed for recovery ---------------------------------
+CREATE_VOLUMES = "create.volumes"  # in a container's directory, while it is created
+
+
+class RecordingVolumes:
+    """The volume store as a create sees it: every anonymous volume the create
+    makes is listed in the new container's directory (fsynced) *before* it is
+    made, so recovery can remove the volumes of a create that never finished
+    (nothing else names them: the record was never written)."""
+
+    def __init__(self, volumes: Any, directory: str) -> None:
+        self._volumes = volumes
+        self._list = os.path.join(directory, CREATE_VOLUMES)
+
+    def create(self, name: str | None = None, **kw: Any) -> dict[str, Any]:
+        if not name:
+            name = secrets.token_hex(32)
+            kw["anonymous"] = True
+            fd = os.open(self._list, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                         0o600)
+            try:
+                os.write(fd, name.encode() + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            crashpoint("engine.create.volume_listed")
+        return self._volumes.create(name, **kw)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._volumes, attr)
+
+
+def created_volumes(directory: str) -> list[str]:
+    """The anonymous volumes a create listed (see RecordingVolumes)."""
+    try:
+        with open(os.path.join(directory, CREATE_VOLUMES)) as f:
+            return [n for n in f.read().split() if re.fullmatch(r"[0-9a-f]{64}", n)]
+    except OSError:
+        return []
