@@ -91,11 +91,10 @@ from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
 from pybox.linux import proc, syscalls
 from pybox.linux.fstree import remove_tree  # iterative: containers write deep trees
-from pybox.oci.state import list_ids
-from pybox.runtime.container import Container as RuntimeContainer
 
 if TYPE_CHECKING:
     from pybox.engine.engine import Engine
+    from pybox.runtime.container import Container as RuntimeContainer
 
 # a write_atomic temp file: NAME.tmp-PID or NAME.tmp-PID.TID
 TEMP_RE = re.compile(r"\.tmp-(\d+)(?:\.\d+)?$")
@@ -473,7 +472,7 @@ class Recovery:
     def orphans(self) -> None:
         e = self.engine
         owned = set(e.store.by_id)
-        for cid in list_ids(e.runtime_root):
+        for cid in e.runner.container_ids():
             if cid not in owned:
                 try:
                     self._delete_runtime(cid)

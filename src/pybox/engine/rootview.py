@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, TypedDict
 from pybox.errors import Conflict, PyboxError
 from pybox.linux import constants as C
 from pybox.linux.syscalls import Syscalls, real
-from pybox.runtime.container import Container as RuntimeContainer
 
 if TYPE_CHECKING:
     from pybox.engine.engine import Engine
@@ -141,10 +140,8 @@ class Root:
 
 # -- a running container ----------------------------------------------------------------
 def _init_start_time(engine: Engine, c: Container) -> int | None:
-    try:
-        return RuntimeContainer.load(engine.runtime_root, c.id).record.get("pid_start")
-    except PyboxError:
-        return None
+    rc = engine.runner.load(c.id)
+    return None if rc is None else rc.record.get("pid_start")
 
 
 def _open_running(engine: Engine, c: Container, pid: int) -> int:

@@ -27,6 +27,7 @@ from pybox.engine.spec import CGROUP_PARENT
 from pybox.errors import Conflict, PyboxError
 from pybox.monitor import zygote as zygotemod
 from pybox.monitor.client import MonitorClient
+from pybox.oci.state import list_ids
 from pybox.runtime.container import Container as RuntimeContainer
 
 
@@ -112,6 +113,10 @@ class Runner:
         return report
 
     # -- the runtime's library ------------------------------------------------------------
+    def container_ids(self) -> list[str]:
+        """Every container the runtime has state for (recovery's inventory)."""
+        return list_ids(self.runtime_root)
+
     def load(self, cid: str) -> RuntimeContainer | None:
         """The runtime's container, or None when the runtime has none."""
         try:
