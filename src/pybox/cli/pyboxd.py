@@ -31,7 +31,6 @@ import fcntl
 import grp
 import os
 import signal
-import struct
 import sys
 from types import FrameType
 
@@ -44,36 +43,14 @@ from pybox.engine.images import ImageService
 from pybox.engine.remap import check_reachable, parse_option
 from pybox.errors import Locked, LockError, PyboxError
 from pybox.images.registry_config import RegistryOptions
-
-DEFAULT_DATA_ROOT = "/var/lib/pybox"
-DEFAULT_EXEC_ROOT = "/run/pybox"
-DEFAULT_SOCKET = "/run/pybox/pybox.sock"
-LOCK_NAME = "pyboxd.lock"  # in the data root and in the exec root
-PID_NAME = "pyboxd.pid"  # the default pidfile, in the exec root
-
-# struct flock on 64-bit Linux: l_type, l_whence, (pad), l_start, l_len, l_pid, (pad)
-_FLOCK = "hhqqi4x"
-
-
-def holder(path: str) -> int | None:
-    """The pid of the process holding the lock on ``path`` (0: one whose pid
-    this namespace cannot see), None when nobody holds it.  Only looks: a
-    probe that took the lock, even for an instant, could make a starting
-    daemon think the root was in use."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        return _holder_fd(fd)
-    finally:
-        os.close(fd)
-
-
-def _holder_fd(fd: int) -> int | None:
-    query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-    l_type, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query))
-    return None if l_type == fcntl.F_UNLCK else max(pid, 0)
+from pybox.locations import (
+    DEFAULT_DATA_ROOT,
+    DEFAULT_EXEC_ROOT,
+    DEFAULT_SOCKET,
+    LOCK_NAME,
+    PID_NAME,
+    holder_fd,
+)
 
 
 class Locks:
@@ -101,7 +78,7 @@ class Locks:
                     raise
                 # a record lock is the process's: closing this descriptor drops
                 # nothing of ours (we do not hold this file), so it may go
-                pid = _holder_fd(fd)
+                pid = holder_fd(fd)
                 os.close(fd)
                 if pid is None:
                     continue  # released in between: try again

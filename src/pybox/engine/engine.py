@@ -67,10 +67,11 @@ from pybox.engine.views import ContainerViews, Filters
 from pybox.engine.volumes import VolumeStore
 from pybox.errors import BadRequest, NotFound, PyboxError
 from pybox.formats import fastjson
+from pybox.locations import DEFAULT_DATA_ROOT, DEFAULT_EXEC_ROOT
 
 
 class Engine:
-    def __init__(self, data_root: str = "/var/lib/pybox", run_root: str = "/run/pybox",
+    def __init__(self, data_root: str = DEFAULT_DATA_ROOT, run_root: str = DEFAULT_EXEC_ROOT,
                  images: ImageService | None = None, runtime: str = "pybox-runtime",
                  userns_remap: UsernsRemap | None = None) -> None:
         if images is None:

@@ -37,13 +37,13 @@ from pybox.images import reference as references
 from pybox.images import store as st
 from pybox.images.snapshots import CHANGE_DELETE, CHANGE_LETTERS, IdMap, LayerInfo, Snapshots
 from pybox.linux import fstree
+from pybox.locations import DEFAULT_DATA_ROOT
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
     from pybox.linux.syscalls import Syscalls
 
-DEFAULT_DATA_ROOT = "/var/lib/pybox"
 UNPACK_THREADS = max(2, min(4, os.cpu_count() or 1))
 
 # docker's API documents (GET /images/json entries, inspect, history, delete

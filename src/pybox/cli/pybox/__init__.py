@@ -22,6 +22,7 @@ from pybox.cli.pybox.client import APIClient
 from pybox.cli.pybox.daemon import autostart_hook
 from pybox.cli.pybox.flags import HelpRequested
 from pybox.errors import ClientError, ExitStatus
+from pybox.locations import DEFAULT_HOST
 
 PROG = "pybox"
 
@@ -206,7 +207,7 @@ class Cli:
     def __init__(self, host: str | None=None, debug: bool=False) -> None:
         from_env = os.environ.get("PYBOX_HOST") or None
         self.explicit_host = bool(host or from_env)
-        self.host = host or from_env or "unix:///run/pybox/pybox.sock"
+        self.host = host or from_env or DEFAULT_HOST
         self.debug = debug
         self._client: APIClient | None = None
 

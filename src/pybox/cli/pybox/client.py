@@ -32,6 +32,7 @@ import _socket
 from pybox.errors import DaemonError, DaemonUnreachable, FlagError
 from pybox.formats import fastjson
 from pybox.linux.unixsock import call
+from pybox.locations import DEFAULT_HOST
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 CLIENT_API_VERSION = "1.44"
 #: What the docker CLI assumes when a daemon's ping carries no Api-Version.
 FALLBACK_API_VERSION = "1.24"
-DEFAULT_HOST = "unix:///run/pybox/pybox.sock"
 USER_AGENT = "pybox-cli/0.1.0 (linux)"
 _SEND_FLAGS = getattr(_socket, "MSG_NOSIGNAL", 0)  # a vanished daemon is an error, not SIGPIPE
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")

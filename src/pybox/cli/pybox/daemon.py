@@ -30,6 +30,7 @@ import time
 from pybox.cli.pybox.client import parse_host
 from pybox.errors import DaemonUnreachable
 from pybox.linux.unixsock import call
+from pybox.locations import daemon_holding_default_roots
 
 TYPE_CHECKING = False  # typing costs start-up time; mypy treats this name as True
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def start_daemon(host: str) -> bool:
                 proc.returncode = 0   # detached on purpose: no ResourceWarning
                 return True
             if not other and proc.poll() is not None:
-                if _running_daemon(socket_path) is None:
+                if daemon_holding_default_roots(socket_path) is None:
                     raise DaemonUnreachable(
                         f"pyboxd exited with status {proc.returncode} before serving "
                         f"{host}; see {log_path}")
@@ -125,22 +126,7 @@ def start_daemon(host: str) -> bool:
         proc.returncode = proc.returncode or 0
         if other:
             raise DaemonUnreachable(
-                f"pyboxd (pid {_running_daemon(socket_path) or '?'}) holds the pybox roots "
+                f"pyboxd (pid {daemon_holding_default_roots(socket_path) or '?'}) holds the pybox roots "
                 f"but did not answer on {host} within {timeout:g} s; see {log_path}")
         raise DaemonUnreachable(f"pyboxd did not answer on {host} within {timeout:g} s; "
                                 f"see {log_path}")
-
-
-def _running_daemon(socket_path: str) -> int | None:
-    """The pid of a pyboxd holding the roots an autostarted pyboxd uses (its
-    defaults), when ``socket_path`` is the socket such a daemon serves; None
-    otherwise.  Only looks at the locks, never takes them."""
-    from pybox.cli import pyboxd  # noqa: PLC0415 -- pyboxd.py is the daemon's entry point (it imports the engine): read only after an autostart failed
-
-    if os.path.abspath(socket_path) != pyboxd.DEFAULT_SOCKET:
-        return None
-    for root in (pyboxd.DEFAULT_EXEC_ROOT, pyboxd.DEFAULT_DATA_ROOT):
-        pid = pyboxd.holder(os.path.join(root, pyboxd.LOCK_NAME))
-        if pid is not None:
-            return pid
-    return None
