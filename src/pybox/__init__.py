@@ -2,7 +2,10 @@
 
 Layers (imports point down only; see docs/architecture.md):
     cli -> api -> engine -> {images, network, monitor} -> runtime -> {cgroups, linux}
-with ``oci`` (the runtime-spec model and state) shared below the runtime.
+with ``oci`` (the runtime-spec model and state) shared below the runtime, and a
+floor every layer may use, client and daemon alike: ``formats`` (JSON, times,
+sizes, durations), ``errors`` (one hierarchy, HTTP statuses included) and
+``locations`` (the daemon's default paths).
 This file stays import-free: it is on the runtime's start-up path.
 """
 
