@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from pybox.engine.events import attributes
 from pybox.engine.lifecycle import discard_unsupported
+from pybox.engine.prune import has_labels, prune_filters
 from pybox.engine.spec import resources, validate_restart_policy, validate_update
 from pybox.engine.store import Container
-from pybox.engine.timefmt import parse_timestamp
 from pybox.errors import BadRequest, PyboxError
 from pybox.formats.times import parse_rfc3339, rfc3339_nano_fixed
 from pybox.linux.fstree import path_size
@@ -236,35 +236,6 @@ def update(engine: Engine, c: Container, body: dict[str, Any]) -> list[str]:
 
 
 # -- prune and disk usage ----------------------------------------------------
-
-
-def prune_filters(filters: dict[str, Any] | None,
-                  allowed: tuple[str, ...] = ("until", "label", "label!"),
-                  ) -> tuple[dict[str, list[str]], float | None, list[str]]:
-    """docker's prune filters -> (the rest, until as unix seconds or None, the
-    label! values).  ``until`` keeps what was created at or after it; an unknown
-    filter is an error, as dockerd says, not ignored: ignoring ``until=24h``
-    removed the containers made a moment ago along with the old ones."""
-    filters = {k: list(v) for k, v in (filters or {}).items()}
-    for key in filters:
-        if key not in allowed:
-            raise BadRequest(f"invalid filter '{key}'")
-    until = None
-    if "until" in filters:
-        values = filters.pop("until")
-        if len(values) > 1:
-            raise BadRequest("more than one until filter specified")
-        until = parse_timestamp(values[0])
-    return filters, until, filters.pop("label!", [])
-
-
-def has_labels(labels: dict[str, str], wanted: list[str]) -> bool:
-    """Whether ``labels`` has any of ``wanted`` ("k" or "k=v")."""
-    for item in wanted:
-        key, sep, value = item.partition("=")
-        if key in labels and (not sep or labels[key] == value):
-            return True
-    return False
 
 
 def prune_containers(engine: Engine, filters: dict[str, Any] | None = None) -> dict[str, Any]:
