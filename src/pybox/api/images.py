@@ -1,20 +1,17 @@
-"""/images/... endpoints on pybox.images (through the engine's ImageService)."""
-
-import tempfile
-from typing import Any
+"""/images/... endpoints on the engine's image service (pybox.engine.images),
+which does the work and emits the events."""
 
 from pybox.api import registry, schema
 from pybox.api.server import Request, Response, Router
 from pybox.engine.engine import Engine
-from pybox.engine.observe import has_labels, prune_filters
-from pybox.errors import BadRequest, ImageError
+from pybox.errors import BadRequest
 from pybox.formats import fastjson
 from pybox.images import platforms
 
 
 def register(router: Router, engine: Engine) -> None:
     r = router
-    images = engine.images.images  # the store's facade
+    images = engine.images
 
     @r.route("GET", "/images/json")
     def list_images(req: Request, resp: Response) -> None:
@@ -26,22 +23,7 @@ def register(router: Router, engine: Engine) -> None:
 
     @r.route("POST", "/images/prune")
     def prune(req: Request, resp: Response) -> None:
-        filters = req.filters()
-        dangling = filters.pop("dangling", ["true"])
-        all_ = any(v.lower() in ("false", "0") for v in dangling)
-        # until and label! are prune-only filters (list does not know them):
-        # images created at or after until, or labelled label!, are kept
-        filters, until, not_labels = prune_filters(filters)
-
-        def keep(summary: dict[str, Any]) -> bool:
-            return (until is not None and summary["Created"] >= until) or \
-                (bool(not_labels) and has_labels(summary.get("Labels") or {}, not_labels))
-
-        result = images.prune(all=all_, filters=filters or None, keep=keep)
-        for item in result.get("ImagesDeleted") or ():
-            if "Deleted" in item:
-                engine.events.emit("image", "delete", item["Deleted"], {"name": item["Deleted"]})
-        resp.json(result)
+        resp.json(images.prune(req.filters()))
 
     @r.route("POST", "/build/prune")
     def build_prune(req: Request, resp: Response) -> None:
@@ -62,18 +44,11 @@ def register(router: Router, engine: Engine) -> None:
             raise BadRequest("repository name must have at least one component")
         target = repo if not req.arg("tag") else f"{repo}:{req.arg('tag')}"
         images.tag(name, target)
-        engine.events.emit("image", "tag", images.resolve(name), {"name": target})
         resp.empty(201)
 
     @r.route("DELETE", "/images/{name*}")
     def remove(req: Request, resp: Response, name: str) -> None:
-        result = images.remove(name, force=req.flag("force"))
-        for item in result:
-            if "Untagged" in item:
-                engine.events.emit("image", "untag", item["Untagged"], {"name": item["Untagged"]})
-            if "Deleted" in item:
-                engine.events.emit("image", "delete", item["Deleted"], {"name": item["Deleted"]})
-        resp.json(result)
+        resp.json(images.remove(name, force=req.flag("force")))
 
     @r.route("POST", "/images/create")
     def create(req: Request, resp: Response) -> None:
@@ -81,7 +56,7 @@ def register(router: Router, engine: Engine) -> None:
             src = req.arg("fromSrc")
             if src != "-":
                 raise BadRequest("importing from a URL is not supported; upload the tarball")
-            with tempfile.TemporaryFile(dir=images.root) as tmp:
+            with images.scratch_file() as tmp:
                 for chunk in req.body_chunks():
                     tmp.write(chunk)
                 tmp.seek(0)
@@ -92,7 +67,6 @@ def register(router: Router, engine: Engine) -> None:
                 image_id = images.import_(tmp, reference=repo, changes=req.args("changes"),
                                           # dockerd's Comment when -m is not given
                                           message=req.arg("message") or "Imported from -")
-            engine.events.emit("image", "import", image_id, {"name": repo or image_id})
             write, end = resp.stream(200, "application/json")
             write(fastjson.dumps({"status": image_id}).encode() + b"\n")
             end()
@@ -107,10 +81,8 @@ def register(router: Router, engine: Engine) -> None:
     def save(req: Request, resp: Response, names: list[str]) -> None:
         if not names:
             raise BadRequest("no image names given")
-        for n in names:
-            images.resolve(n)  # 404 before the 200
-        with tempfile.TemporaryFile(dir=images.root) as tmp:
-            images.save(names, tmp)
+        with images.scratch_file() as tmp:
+            images.save(names, tmp)  # a 404 before the 200
             tmp.seek(0)
             resp.stream_file(tmp, "application/x-tar")
 
@@ -124,14 +96,11 @@ def register(router: Router, engine: Engine) -> None:
 
     @r.route("POST", "/images/load")
     def load(req: Request, resp: Response) -> None:
-        with tempfile.TemporaryFile(dir=images.root) as tmp:
+        with images.scratch_file() as tmp:
             for chunk in req.body_chunks():
                 tmp.write(chunk)
             tmp.seek(0)
-            try:
-                loaded = images.load(tmp)
-            except ImageError as e:
-                raise BadRequest(str(e)) from None
+            loaded = images.load(tmp)
         write, end = resp.stream(200, "application/json")
         for item in loaded:
             if item["RepoTags"]:
@@ -140,5 +109,4 @@ def register(router: Router, engine: Engine) -> None:
             else:
                 write(fastjson.dumps({"stream": f"Loaded image ID: {item['Id']}\n"}).encode()
                       + b"\n")
-            engine.events.emit("image", "load", item["Id"], {"name": item["Id"]})
         end()

@@ -86,6 +86,7 @@ class Engine:
         self.store = ContainerStore(os.path.join(data_root, "containers"))
         self.images = images
         self.events = EventBus()
+        images.events = self.events  # the image verbs' events join the engine's stream
         self.distribution = Distribution(images, self.events)  # pull, push, login
         self.network = EngineNetworking(self)  # networking hooks: engine/networking.py
         self.procview = EngineProcView(self)  # the /proc view: engine/procview.py
