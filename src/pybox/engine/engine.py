@@ -40,6 +40,7 @@ unsafe); monitors come from the zygote, execs from the runtime's CLI.
 
 from __future__ import annotations
 
+import builtins
 import os
 import threading
 import time
@@ -58,6 +59,7 @@ from pybox.engine.logs import read_logs
 from pybox.engine.namespaces import Namespaces
 from pybox.engine.networking import EngineNetworking
 from pybox.engine.procview import EngineProcView
+from pybox.engine.prune import read_prune_filters
 from pybox.engine.recovery import recover
 from pybox.engine.remap import UsernsRemap
 from pybox.engine.restart import RestartPolicies
@@ -67,7 +69,9 @@ from pybox.engine.views import ContainerViews, Filters
 from pybox.engine.volumes import VolumeStore
 from pybox.errors import BadRequest, NotFound, PyboxError
 from pybox.formats import fastjson
+from pybox.formats.times import parse_rfc3339
 from pybox.locations import DEFAULT_DATA_ROOT, DEFAULT_EXEC_ROOT
+from pybox.network.manager import NetworkRecord
 
 
 class Engine:
@@ -223,6 +227,63 @@ class Engine:
     def list(self, all_: bool = False, limit: int | None = -1, size: bool = False,
              filters: Filters | None = None) -> list[dict[str, Any]]:
         return self.views.list(all_, limit, size, filters)
+
+    # -- networks and volumes: the room's work, then its event --------------------------
+    def networks(self, filters: Filters) -> builtins.list[dict[str, Any]]:
+        """docker network ls."""
+        return self.network.manager.list(filters)
+
+    def inspect_network(self, ref: str) -> dict[str, Any]:
+        return self.network.manager.inspect(ref)
+
+    def create_network(self, body: dict[str, Any]) -> tuple[str, str]:
+        """POST /networks/create -> (id, warning)."""
+        nid, warning = self.network.manager.create(body)
+        rec = self.network.manager.get(nid)
+        self.events.emit("network", "create", nid, {"name": rec["Name"], "type": "bridge"})
+        return nid, warning
+
+    def remove_network(self, ref: str) -> None:
+        rec = self.network.manager.remove(ref)
+        self.events.emit("network", "destroy", rec["Id"],
+                         {"name": rec["Name"], "type": rec["Driver"]})
+
+    def prune_networks(self, filters: Filters) -> builtins.list[str]:
+        """docker network prune: the unused user-defined networks the filters
+        choose go (until and label! spare some) -> their names."""
+        rest, spared = read_prune_filters(filters)
+
+        def keep(rec: NetworkRecord) -> bool:
+            return spared.spares(lambda: parse_rfc3339(rec.get("Created")), rec.get("Labels"))
+
+        removed = self.network.manager.prune(rest, in_use=self.network.networks_in_use(),
+                                             keep=keep)
+        for name in removed:
+            self.events.emit("network", "destroy", name, {"name": name, "type": "bridge"})
+        return removed
+
+    def create_volume(self, name: str | None, driver: str, labels: dict[str, str] | None,
+                      options: dict[str, str] | None) -> dict[str, Any]:
+        """POST /volumes/create (docker's local driver only) -> the volume."""
+        if driver != "local":
+            raise BadRequest(f"volume driver {driver!r} is not supported (local only)")
+        doc = self.volumes.create(name, labels=labels, options=options)
+        self.events.emit("volume", "create", doc["Name"], {"driver": "local"})
+        return doc
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        self.volumes.remove(name, force=force)
+        self.events.emit("volume", "destroy", name, {"driver": "local"})
+
+    def prune_volumes(self, filters: Filters) -> tuple[builtins.list[str], int]:
+        """docker volume prune: unused anonymous volumes (all=true: named ones
+        too) the filters choose -> (their names, the bytes reclaimed)."""
+        wanted = {k: builtins.list(v) for k, v in filters.items()}
+        all_ = any(v.lower() in ("true", "1") for v in wanted.pop("all", []))
+        deleted, reclaimed = self.volumes.prune(wanted, all_=all_)
+        for name in deleted:
+            self.events.emit("volume", "destroy", name, {"driver": "local"})
+        return deleted, reclaimed
 
     # -- attach -----------------------------------------------------------------------------
     def attach(self, ref: str, client: Any, *, stdin: bool, stdout: bool, stderr: bool,
