@@ -471,12 +471,6 @@ class Response:
     def _send(self, event: h11.Event) -> None:
         self.req._send(event)
 
-    def _drain_request(self) -> None:
-        """Discard the unread body (up to DRAIN_LIMIT; _headers then says
-        whether the connection must close): for handlers that build their reply
-        from _headers/_send themselves."""
-        self.req.discard_body()
-
     def send(self, status: int, body: bytes = b"", content_type: str | None = None,
              headers: Headers = ()) -> None:
         hdrs = self._headers(content_type if body or content_type else None, headers)
@@ -484,6 +478,18 @@ class Response:
         self._send(h11.Response(status_code=status, reason=_phrase(status), headers=hdrs))
         if body and self.req.method != "HEAD":  # a HEAD reply has the headers only
             self._send(h11.Data(data=body))
+        self._send(h11.EndOfMessage())
+        self.sent = True
+
+    def head(self, status: int, content_type: str | None = None, headers: Headers = ()
+             ) -> None:
+        """A bodiless reply to a HEAD (HEAD /_ping): the headers with a
+        Content-Length of 0, and a status line without a reason phrase, as the
+        ping has always answered (send's would say "200 OK")."""
+        self.req.discard_body()
+        hdrs = self._headers(content_type, headers)
+        hdrs.append(("Content-Length", "0"))
+        self._send(h11.Response(status_code=status, headers=hdrs))
         self._send(h11.EndOfMessage())
         self.sent = True
 

@@ -5,8 +5,6 @@ import platform
 import time
 from typing import Any
 
-import h11
-
 from pybox import __version__
 from pybox.api.server import API_VERSION, MIN_API_VERSION, Request, Response, Router
 from pybox.engine.engine import Engine
@@ -22,16 +20,10 @@ def register(router: Router, engine: Engine) -> None:
     def ping(req: Request, resp: Response) -> None:
         headers = [("Cache-Control", "no-cache, no-store, must-revalidate"),
                    ("Pragma", "no-cache"), ("Builder-Version", "1"), ("Swarm", "inactive")]
-        body = b"" if req.method == "HEAD" else b"OK"
         if req.method == "HEAD":
-            resp._drain_request()
-            hdrs = resp._headers("text/plain; charset=utf-8", headers)
-            hdrs.append(("Content-Length", "0"))
-            resp._send(h11.Response(status_code=200, headers=hdrs))
-            resp._send(h11.EndOfMessage())
-            resp.sent = True
+            resp.head(200, "text/plain; charset=utf-8", headers)
             return
-        resp.send(200, body, "text/plain; charset=utf-8", headers)
+        resp.send(200, b"OK", "text/plain; charset=utf-8", headers)
 
     r.add("GET", "/_ping", ping)
     r.add("HEAD", "/_ping", ping)
@@ -129,19 +121,13 @@ def _mem_total() -> int:
 
 
 def system_info(engine: Engine) -> dict[str, Any]:
-    containers = engine.store.all()
-    running = sum(1 for c in containers if c.state.running and not c.state.paused)
-    paused = sum(1 for c in containers if c.state.paused)
+    counts = engine.counts()
     u = os.uname()
     v2 = engine.cgroup_v2()
-    try:
-        images = len(engine.images.list())
-    except Exception:  # noqa: BLE001 - info must answer anyway
-        images = 0
     return {
-        "ID": "pybox", "Containers": len(containers), "ContainersRunning": running,
-        "ContainersPaused": paused, "ContainersStopped": len(containers) - running - paused,
-        "Images": images, "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", ""]],
+        "ID": "pybox", "Containers": counts.containers, "ContainersRunning": counts.running,
+        "ContainersPaused": counts.paused, "ContainersStopped": counts.stopped,
+        "Images": counts.images, "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", ""]],
         "Plugins": {"Volume": ["local"], "Network": ["null", "host"],
                     "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": True, "KernelMemory": False,
@@ -151,7 +137,7 @@ def system_info(engine: Engine) -> dict[str, Any]:
         "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": not v2,
         "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
-        "CgroupVersion": "2" if v2 else "1", "NEventsListener": len(engine.events.subscribers),
+        "CgroupVersion": "2" if v2 else "1", "NEventsListener": counts.event_listeners,
         "KernelVersion": u.release, "OperatingSystem": _os_name(), "OSVersion": "",
         "OSType": "linux", "Architecture": u.machine, "IndexServerAddress":
             "https://index.docker.io/v1/", "RegistryConfig": {"IndexConfigs": {}},
@@ -166,7 +152,7 @@ def system_info(engine: Engine) -> dict[str, Any]:
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "tini",
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
         "SecurityOptions": ["name=seccomp,profile=builtin"]
-        + (["name=userns"] if getattr(engine, "remap", None) else [])
+        + (["name=userns"] if engine.remap else [])
         + (["name=cgroupns"] if v2 else []),
         "Warnings": [],
     }

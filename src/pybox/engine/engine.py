@@ -24,7 +24,9 @@ and keeps the methods the API calls:
                    monitors, the runtime's library, `pybox-runtime exec`
     recovery.py    what a (re)started pyboxd finishes or undoes
     networking.py, volumes.py, spec.py, observe.py, explain.py, procview.py,
-    rootview.py, archive.py, distribution.py: the engine's other services.
+    rootview.py, archive.py, distribution.py, images.py: the engine's other
+    services; prune.py the prune filters' one reading, system.py what docker
+    info counts.
 
 Pods (CRI, next): a sandbox holding the net, IPC and UTS namespaces is one
 more namespaces.NamespaceHolder, which the containers of the pod join as a
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +68,7 @@ from pybox.engine.remap import UsernsRemap
 from pybox.engine.restart import RestartPolicies
 from pybox.engine.runner import Runner
 from pybox.engine.store import Container, ContainerStore
+from pybox.engine.system import Counts, counts
 from pybox.engine.views import ContainerViews, Filters
 from pybox.engine.volumes import VolumeStore
 from pybox.errors import BadRequest, NotFound, PyboxError
@@ -172,6 +176,10 @@ class Engine:
     def attributes(self, c: Container, **extra: str) -> dict[str, str]:
         """A container event's attributes (events.attributes)."""
         return attributes(c, **extra)
+
+    def counts(self) -> Counts:
+        """docker info's counts: containers by state, images, event listeners."""
+        return counts(self.store, self.images, self.events)
 
     # -- the container verbs (lifecycle.py) --------------------------------------------------
     def create(self, body: dict[str, Any], name: str | None = None) -> tuple[str, list[str]]:
@@ -303,6 +311,16 @@ class Engine:
         self.events.emit("container", "attach", c.id, attributes(c))
         session.run(open_client=deferred, replay=bool(logs and c.log_path))
 
+    def attach_logs(self, ref: str, client: socket.socket, *, stdout: bool, stderr: bool
+                    ) -> None:
+        """An attach with logs and no stream: the container's logs so far onto
+        ``client`` (the hijacked socket), which is then closed."""
+        c = self.get(ref)
+        session = AttachSession(self, c, client, stdin=False, stdout=stdout, stderr=stderr,
+                                tty=bool(c.config.get("Tty")), stdin_once=False)
+        session.replay_logs()
+        session.close_client()
+
     # -- exec -------------------------------------------------------------------------------
     def exec_create(self, ref: str, body: dict[str, Any]) -> str:
         c = self.get(ref)
@@ -343,11 +361,13 @@ class Engine:
     def logs(self, ref: str, *, stdout: bool = True, stderr: bool = True, follow: bool = False,
              since: float = 0, until: float = 0, tail: str = "all", timestamps: bool = False,
              cancelled: Callable[[], bool] | None = None) -> Iterator[tuple[int, bytes]]:
-        """Yield (stream, bytes) log entries; with ``follow``, keep going until the
-        container stops (after its last output) or ``cancelled()``."""
+        """(stream, bytes) log entries, read as they are iterated; with
+        ``follow``, they keep coming until the container stops (after its last
+        output) or ``cancelled()``.  The container and its log driver are
+        checked now (a 404 or 400 before the API's 200), the log when read."""
         c = self.get(ref)
         if not c.log_path:
             raise BadRequest('configured logging driver does not support reading')
-        yield from read_logs(c, stdout=stdout, stderr=stderr, follow=follow,
-                             since=since, until=until, tail=tail, timestamps=timestamps,
-                             cancelled=cancelled)
+        return read_logs(c, stdout=stdout, stderr=stderr, follow=follow,
+                         since=since, until=until, tail=tail, timestamps=timestamps,
+                         cancelled=cancelled)
