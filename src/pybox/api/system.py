@@ -8,7 +8,6 @@ from typing import Any
 from pybox import __version__
 from pybox.api.server import API_VERSION, MIN_API_VERSION, Request, Response, Router
 from pybox.engine.engine import Engine
-from pybox.engine.events import matches
 from pybox.engine.timefmt import parse_timestamp
 from pybox.errors import BadRequest
 from pybox.formats import fastjson
@@ -46,37 +45,15 @@ def register(router: Router, engine: Engine) -> None:
         if until and until < since:
             raise BadRequest(f"`since` time ({req.arg('since')}) cannot be after `until` "
                              f"time ({req.arg('until')})")
-        queue = engine.events.subscribe()
+        watch = engine.events.watch(since, until, filters, req.client_gone)
         write, end = resp.stream(200, "application/json")
         try:
-            if since:
-                for e in engine.events.since(int(since * 1e9)):
-                    if until and e["timeNano"] > until * 1e9:
-                        break
-                    if matches(e, filters):
-                        write(fastjson.dumps(e).encode() + b"\n")
-            if until and until <= time.time():
+            for e in watch:
+                write(fastjson.dumps(e).encode() + b"\n")
+            if watch.finished:
                 end()
-                return
-            events_q, cond = queue
-            while True:
-                with cond:
-                    if not events_q:
-                        cond.wait(0.5)
-                    batch = list(events_q)
-                    events_q.clear()
-                for e in batch:
-                    if since and e["timeNano"] < since * 1e9:
-                        continue
-                    if matches(e, filters):
-                        write(fastjson.dumps(e).encode() + b"\n")
-                if until and time.time() >= until:
-                    end()
-                    return
-                if req.client_gone():
-                    return
         finally:
-            engine.events.unsubscribe(queue)
+            watch.close()
 
 
 def version_info() -> dict[str, Any]:

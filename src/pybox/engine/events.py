@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pybox.engine.store import Container
@@ -72,6 +72,62 @@ class EventBus:
     def since(self, since_ns: int) -> list[Event]:
         with self.lock:
             return [e for e in self.recent if e["timeNano"] >= since_ns]
+
+    def watch(self, since: float, until: float, filters: Mapping[str, Any] | None,
+              cancelled: Callable[[], bool]) -> Watch:
+        """docker events: a Watch subscribed now (see Watch)."""
+        return Watch(self, since, until, filters, cancelled)
+
+
+class Watch:
+    """docker events' stream: the recent events from ``since`` (unix seconds;
+    0: none replayed), then the live ones, until ``until`` (0: none) has passed
+    or ``cancelled()`` (the client left); only those ``filters`` match.  It
+    subscribes when made, so that nothing emitted after is missed (the API makes
+    it before its 200 goes out); ``finished`` says the stream reached until (the
+    answer ends) rather than was cancelled; ``close`` unsubscribes."""
+
+    def __init__(self, bus: EventBus, since: float, until: float,
+                 filters: Mapping[str, Any] | None, cancelled: Callable[[], bool]) -> None:
+        self.bus = bus
+        self.since = since
+        self.until = until
+        self.filters = filters
+        self.cancelled = cancelled
+        self.finished = False
+        self.queue = bus.subscribe()
+
+    def __iter__(self) -> Iterator[Event]:
+        since, until = self.since, self.until
+        if since:
+            for e in self.bus.since(int(since * 1e9)):
+                if until and e["timeNano"] > until * 1e9:
+                    break
+                if matches(e, self.filters):
+                    yield e
+        if until and until <= time.time():
+            self.finished = True
+            return
+        events_q, cond = self.queue
+        while True:
+            with cond:
+                if not events_q:
+                    cond.wait(0.5)
+                batch = list(events_q)
+                events_q.clear()
+            for e in batch:
+                if since and e["timeNano"] < since * 1e9:
+                    continue
+                if matches(e, self.filters):
+                    yield e
+            if until and time.time() >= until:
+                self.finished = True
+                return
+            if self.cancelled():
+                return
+
+    def close(self) -> None:
+        self.bus.unsubscribe(self.queue)
 
 
 def matches(event: Event, filters: Mapping[str, Any] | None) -> bool:
