@@ -78,6 +78,19 @@ from pybox.locations import DEFAULT_DATA_ROOT, DEFAULT_EXEC_ROOT
 from pybox.network.manager import NetworkRecord
 
 
+def check_kill_signal(signal: str) -> None:
+    """ContainerKill's checks: a signal moby/sys/signal parses and Linux has.
+    (The words are the reference dockerd's that tests/engine compares with,
+    "Invalid signal: X"; docker 28 says "cannot kill container: NAME: invalid
+    signal: X".)"""
+    try:
+        number = specmod.parse_signal_name(signal)
+    except ValueError:
+        raise BadRequest(f"Invalid signal: {signal}") from None
+    if not 0 < number <= 64:
+        raise BadRequest(f"the linux daemon does not support signal {number}")
+
+
 class Engine:
     def __init__(self, data_root: str = DEFAULT_DATA_ROOT, run_root: str = DEFAULT_EXEC_ROOT,
                  images: ImageService | None = None, runtime: str = "pybox-runtime",
@@ -194,6 +207,10 @@ class Engine:
         self.lifecycle.stop(ref, timeout)
 
     def kill(self, ref: str, signal: str | int | None = None) -> None:
+        """docker kill: a signal given by name or number is checked before the
+        container is looked up (a 400 even for a missing one, as dockerd's)."""
+        if isinstance(signal, str):
+            check_kill_signal(signal)
         self.lifecycle.kill(ref, signal)
 
     def restart(self, ref: str, timeout: int | None = None) -> None:
