@@ -46,8 +46,9 @@ def register(router: Router, engine: Engine) -> None:
             raise BadRequest(f"`since` time ({req.arg('since')}) cannot be after `until` "
                              f"time ({req.arg('until')})")
         watch = engine.events.watch(since, until, filters, req.client_gone)
-        write, end = resp.stream(200, "application/json")
         try:
+            # inside the try: a stream refused (503: too many) must unsubscribe too
+            write, end = resp.stream(200, "application/json")
             for e in watch:
                 write(fastjson.dumps(e).encode() + b"\n")
             if watch.finished:
