@@ -484,12 +484,11 @@ class Response:
     def head(self, status: int, content_type: str | None = None, headers: Headers = ()
              ) -> None:
         """A bodiless reply to a HEAD (HEAD /_ping): the headers with a
-        Content-Length of 0, and a status line without a reason phrase, as the
-        ping has always answered (send's would say "200 OK")."""
+        Content-Length of 0 and Go's reason phrase ("200 OK", as dockerd's)."""
         self.req.discard_body()
         hdrs = self._headers(content_type, headers)
         hdrs.append(("Content-Length", "0"))
-        self._send(h11.Response(status_code=status, headers=hdrs))
+        self._send(h11.Response(status_code=status, reason=_phrase(status), headers=hdrs))
         self._send(h11.EndOfMessage())
         self.sent = True
 
