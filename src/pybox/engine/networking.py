@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from pybox.crashpoints import crashpoint
 from pybox.engine import etcfiles
 from pybox.errors import BadRequest, Conflict, NotFound
+from pybox.formats import fastjson
 from pybox.network import etc
 from pybox.network.manager import NetworkError, NetworkManager, Sandbox, check_mac
 from pybox.network.ports import PROTOCOLS, PortMapping, PortRequest
@@ -497,10 +498,49 @@ class EngineNetworking:
         return out
 
     # -- daemon life ----------------------------------------------------------------------------
-    def recover(self) -> None:
+    def recover(self) -> list[str]:
+        """After a (re)start: the manager keeps the running containers'
+        sandboxes and removes the rest (recover), then published ports nobody
+        owns; each running container's record is brought in line with its
+        sandbox (reconcile).  Returns what was done, for recovery's log."""
         running = [c.id for c in self.engine.store.all() if c.state.running]
         self.manager.recover(running)
+        notes = [f"published port {key}: {err or 'no sandbox owns it: removed'}"
+                 for key, err in self.manager.remove_unowned_ports()]
+        for c in self.engine.store.all():
+            if not c.state.running:
+                continue
+            try:
+                if self.reconcile(c):
+                    notes.append(f"container {c.id[:12]}: network settings brought in line "
+                                 "with its sandbox")
+            except Exception as err:  # noqa: BLE001 -- one container's trouble stops no other
+                notes.append(f"container {c.id[:12]}: its network settings: {err}")
         self.manager.warm()
+        return notes
+
+    def reconcile(self, c: Container) -> bool:
+        """A running container's record says what its sandbox has: a start,
+        connect or disconnect cut between the kernel and the record's save
+        left the record behind (no address, a network it is not on, or not
+        one it is on).  True if the record changed (and was saved)."""
+        mode = network_mode(c.host_config)
+        if mode in NO_SANDBOX or mode.startswith("container:"):
+            return False
+        sb = self.manager.sandbox(c.id)
+        if sb is None:
+            return False
+        with c.lock:
+            before = fastjson.dumps(c.network_settings)
+            networks = c.network_settings.setdefault("Networks", {})
+            for name, ep in list(networks.items()):
+                if ep.get("EndpointID") and ep.get("NetworkID") not in sb["endpoints"]:
+                    del networks[name]  # disconnected in the kernel
+            self._fill_settings(c, sb)
+            if fastjson.dumps(c.network_settings) == before:
+                return False
+            c.save()
+            return True
 
     def shutdown(self) -> None:
         if self._manager is not None:

@@ -82,7 +82,6 @@ from typing import TYPE_CHECKING, Any
 
 from pybox.crashpoints import crashpoint
 from pybox.engine import health
-from pybox.engine.networking import NO_SANDBOX, network_mode
 from pybox.engine.restart import comes_back_with_daemon
 from pybox.engine.store import Container
 from pybox.engine.volumes import created_volumes
@@ -518,94 +517,8 @@ class Recovery:
 
     # 7 ---------------------------------------------------------------------------------------
     def networking(self) -> None:
-        e = self.engine
-        self._stale_leases()
-        e.network.recover()
-        self._orphan_ports()
-        for c in e.store.all():
-            if not c.state.running:
-                continue
-            try:
-                self._reconcile_networks(c)
-            except Exception as err:  # noqa: BLE001
-                log(f"container {c.id[:12]}: its network settings: {err}")
-
-    def _stale_leases(self) -> None:
-        """Addresses a sandbox's owner holds on a network its sandbox is not
-        attached to (a connect cut after the lease, before the sandbox was
-        saved).  NetworkManager.recover frees those of owners with no sandbox."""
-        mgr = self.engine.network.manager
-        with mgr.lock:
-            for rec in mgr.networks.values():
-                state = (rec.get("pybox") or {}).get("ipam") or {}
-                allocated = state.get("allocated") or {}
-                stale = [ip for ip, owner in allocated.items()
-                         if owner in mgr.sandboxes
-                         and rec["Id"] not in mgr.sandboxes[owner]["endpoints"]]
-                for ip in stale:
-                    del allocated[ip]
-                if stale:
-                    mgr._save(rec)
-                    log(f"network {rec['Name']}: {len(stale)} address(es) nobody holds freed")
-
-    def _orphan_ports(self) -> None:
-        """Published-port elements of pybox's nftables table that no sandbox
-        owns (a start cut between the DNAT and the sandbox's save, while
-        another container kept the network, and so the table, up)."""
-        mgr = self.engine.network.manager
-        fw = mgr.firewall
-        if not mgr.active:
-            return  # no table left (NetworkManager.recover removed it)
-        with mgr.lock:
-            keep = set()
-            for sb in mgr.sandboxes.values():
-                for m in sb.get("ports") or ():
-                    name, elem = fw._port_elem(m)
-                    keep.add((name, fastjson.dumps(elem[0])))
-            try:
-                objects = fw.list_table()
-            except PyboxError:
-                return
-            for obj in objects:
-                nft_map = obj.get("map") or {}
-                if nft_map.get("name") not in ("ports_any", "ports_addr"):
-                    continue
-                for elem in nft_map.get("elem") or ():
-                    key = elem[0] if isinstance(elem, list) else elem
-                    if (nft_map["name"], fastjson.dumps(key)) in keep:
-                        continue
-                    try:
-                        fw._json([{"delete": {"element": fw._obj(name=nft_map["name"],
-                                                                  elem=[key])}}],
-                                 "remove a published port nobody owns")
-                        log(f"published port {fastjson.dumps(key)}: no sandbox owns it: "
-                            "removed")
-                    except PyboxError as err:
-                        log(f"published port {fastjson.dumps(key)}: {err}")
-
-    def _reconcile_networks(self, c: Container) -> None:
-        """A running container's record says what its sandbox has: a start,
-        connect or disconnect cut between the kernel and the record's save
-        left the record behind (no address, a network it is not on, or not
-        one it is on)."""
-        e = self.engine
-        mode = network_mode(c.host_config)
-        if mode in NO_SANDBOX or mode.startswith("container:"):
-            return
-        sb = e.network.manager.sandbox(c.id)
-        if sb is None:
-            return
-        with c.lock:
-            before = fastjson.dumps(c.network_settings)
-            networks = c.network_settings.setdefault("Networks", {})
-            for name, ep in list(networks.items()):
-                if ep.get("EndpointID") and ep.get("NetworkID") not in sb["endpoints"]:
-                    del networks[name]  # disconnected in the kernel
-            e.network._fill_settings(c, sb)
-            if fastjson.dumps(c.network_settings) != before:
-                c.save()
-                log(f"container {c.id[:12]}: network settings brought in line with its "
-                    "sandbox")
+        for note in self.engine.network.recover():
+            log(note)
 
     # 8 ---------------------------------------------------------------------------------------
     def restarts(self) -> None:

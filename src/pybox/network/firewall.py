@@ -59,6 +59,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
 from pybox.errors import FirewallError
+from pybox.formats import fastjson
 from pybox.network.ports import PortMapping
 
 SKELETON = """\
@@ -268,7 +269,7 @@ class Firewall:
 
     # -- published ports ------------------------------------------------------------
     @staticmethod
-    def _port_elem(p: PortMapping) -> tuple[str, list[dict[str, Any]]]:
+    def port_element(p: PortMapping) -> tuple[str, list[dict[str, Any]]]:
         """(map name, [key, value]) of a published port's DNAT element."""
         value = {"concat": [p.container_ip, p.container_port]}
         if p.host_ip in ("", "0.0.0.0"):
@@ -281,13 +282,40 @@ class Firewall:
             return
         cmds = []
         for p in mappings:
-            name, elem = self._port_elem(p)
+            name, elem = self.port_element(p)
             cmds.append({"create": {"element": self._obj(name=name, elem=[elem])}})
         self._json(cmds, "publish ports")
 
+    def remove_unowned_ports(self, owned: Iterable[PortMapping]) -> list[tuple[str, str | None]]:
+        """Remove the published-port elements that none of ``owned`` explains
+        (a start cut between the DNAT and the sandbox's save).  Returns, per
+        element removed or not, (its key as JSON, the error or None)."""
+        keep = set()
+        for m in owned:
+            name, elem = self.port_element(m)
+            keep.add((name, fastjson.dumps(elem[0])))
+        done: list[tuple[str, str | None]] = []
+        for obj in self.list_table():
+            nft_map = obj.get("map") or {}
+            if nft_map.get("name") not in ("ports_any", "ports_addr"):
+                continue
+            for elem in nft_map.get("elem") or ():
+                key = elem[0] if isinstance(elem, list) else elem
+                shown = fastjson.dumps(key)
+                if (nft_map["name"], shown) in keep:
+                    continue
+                try:
+                    self._json([{"delete": {"element": self._obj(name=nft_map["name"],
+                                                                 elem=[key])}}],
+                               "remove a published port nobody owns")
+                    done.append((shown, None))
+                except FirewallError as err:
+                    done.append((shown, str(err)))
+        return done
+
     def remove_ports(self, mappings: Iterable[PortMapping]) -> None:
         for p in mappings:
-            name, elem = self._port_elem(p)
+            name, elem = self.port_element(p)
             try:
                 self._json([{"delete": {"element": self._obj(name=name, elem=[elem[0]])}}],
                            "unpublish port")

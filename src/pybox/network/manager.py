@@ -914,8 +914,12 @@ class NetworkManager:
             for rec in self.networks.values():
                 state = rec.get("pybox", {}).get("ipam")
                 if state:
+                    # an address is stale when its owner has no sandbox, or has
+                    # one not attached to this network (a connect cut after the
+                    # lease, before the sandbox was saved)
                     stale = [ip for ip, owner in state.get("allocated", {}).items()
-                             if owner not in self.sandboxes]
+                             if owner not in self.sandboxes
+                             or rec["Id"] not in self.sandboxes[owner]["endpoints"]]
                     for ip in stale:
                         del state["allocated"][ip]
                     if stale:
@@ -923,6 +927,19 @@ class NetworkManager:
                 if self._endpoints_on(rec["Id"]):
                     self._activate(rec)
             self._remove_leftovers()
+
+    def remove_unowned_ports(self) -> builtins.list[tuple[str, str | None]]:
+        """Published-port elements of the nftables table that no sandbox owns
+        go (see Firewall.remove_unowned_ports); nothing when no network is
+        active (recover removed the table then)."""
+        if not self.active:
+            return []
+        with self.lock:
+            try:
+                return self.firewall.remove_unowned_ports(
+                    [m for sb in self.sandboxes.values() for m in sb.get("ports") or ()])
+            except PyboxError:
+                return []
 
     def warm(self) -> None:
         """Import pyroute2 and libnftables and open the host's netlink socket
@@ -937,7 +954,7 @@ class NetworkManager:
         threading.Thread(target=work, name="pybox-network-warm", daemon=True).start()
 
     def _port_present(self, mapping: PortMapping) -> bool:
-        name, elem = Firewall._port_elem(mapping)
+        name, elem = Firewall.port_element(mapping)
         for obj in self.firewall.list_table():
             m = obj.get("map")
             if m and m["name"] == name:
