@@ -75,8 +75,10 @@ def memory_swap_to_v2(swap: int | None, limit: int | None,
     """memory.swap is memory+swap (v1 memsw); v2's memory.swap.max is swap alone.
 
     runc's rules: unlimited memory and unset swap means unlimited swap too; -1
-    stays "max"; otherwise swap.max = swap - limit, which needs a limit and
-    swap >= limit.  Returns the text to write or None for "leave alone".
+    stays "max"; otherwise swap.max = swap - limit, which needs a limit.  That
+    swap is not below the limit is oci.resources' rule, checked before any
+    section is written (Manager.apply/update validate first).  Returns the text
+    to write or None for "leave alone".
     """
     swap = swap or 0
     limit = limit or 0
@@ -89,9 +91,6 @@ def memory_swap_to_v2(swap: int | None, limit: int | None,
     if limit in (0, -1):
         raise CgroupError(f"{field}: a swap limit ({swap}) needs a memory limit on cgroup v2 "
                           "(memory.swap.max is swap without memory)", errno=22)
-    if swap < limit:
-        raise CgroupError(f"{field}: memory+swap {swap} is below the memory limit {limit}",
-                          errno=22)
     return str(swap - limit)
 
 
