@@ -110,7 +110,9 @@ def test_requested_ports_bindings_ranges_and_publish_all():
 ])
 def test_bad_port_specs(key, binding, message):
     with pytest.raises(BadRequest, match=message):
-        networking.validate_port_bindings({"PortBindings": {key: [binding]}})
+        networking.parse_port_key(key)
+        networking.host_port_range(binding.get("HostPort"))
+        networking.host_ip(binding.get("HostIp"))
 
 
 def test_docker_ports_and_ps_ports_shapes():

@@ -121,15 +121,6 @@ def host_ip(text: str | None) -> str | None:
     return str(ip)
 
 
-def validate_port_bindings(hc: dict[str, Any]) -> None:
-    """Check PortBindings at create time (400 on bad input)."""
-    for key, bindings in (hc.get("PortBindings") or {}).items():
-        parse_port_key(key)
-        for b in bindings or ():
-            host_port_range((b or {}).get("HostPort"))
-            host_ip((b or {}).get("HostIp"))
-
-
 def requested_ports(config: dict[str, Any], hc: dict[str, Any]) -> list[PortRequest]:
     """The ports to publish: PortBindings first, then ephemeral ones for -P."""
     out = []
@@ -212,10 +203,13 @@ class EngineNetworking:
 
     # -- create -------------------------------------------------------------------------
     def check_create(self, body: dict[str, Any], hc: dict[str, Any]) -> None:
+        """What only the network side can check (the networks named exist, their
+        endpoint configs, extra hosts, DNS addresses, a MAC), after
+        spec.validate_create has checked the request's own syntax and conflicts
+        (ports, network modes)."""
         mode = network_mode(hc)
         if mode not in NO_SANDBOX and not mode.startswith("container:"):
             self.manager.get(mode)  # NotFound: "network X not found"
-        validate_port_bindings(hc)
         etc.validate_extra_hosts(hc.get("ExtraHosts"))
         for server in hc.get("Dns") or ():
             try:
@@ -237,10 +231,6 @@ class EngineNetworking:
             raise BadRequest("conflicting options: mac-address and the network mode")
         if mac:
             check_mac(mac)  # the primary endpoint's when it names none
-        if mode.startswith("container:") and (hc.get("PortBindings") or
-                                              hc.get("PublishAllPorts")):
-            raise BadRequest("conflicting options: port publishing and the container type "
-                             "network mode")
 
     def on_create(self, record: dict[str, Any], body: dict[str, Any]) -> None:
         hc = record["HostConfig"]

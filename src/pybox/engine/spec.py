@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pybox import OCI_VERSION
 from pybox.engine import security
-from pybox.engine.networking import host_port_range, parse_port_key
+from pybox.engine.networking import host_ip, host_port_range, parse_port_key
 from pybox.engine.rootview import open_in_root
 from pybox.errors import BadRequest, SpecError, UsageError
 from pybox.formats.sizes import ram_in_bytes
@@ -986,6 +986,7 @@ def validate_create(config: dict[str, Any], hc: dict[str, Any], *,
             except Exception:  # noqa: BLE001
                 raise _bad(f'invalid port specification: "{(b or {}).get("HostPort")}"') \
                     from None
+            host_ip((b or {}).get("HostIp"))  # BadRequest: invalid IP address
     validate_restart_policy(policy)
     for field in ("CapAdd", "CapDrop"):
         try:
