@@ -328,9 +328,9 @@ class Driver(Manager, Files):
 
     def _rollback_unjoined(self) -> None:
         if not self._joined and self.created:
-            self._rollback()
+            self.rollback()
 
-    def _rollback(self) -> None:
+    def rollback(self) -> None:
         """Remove what this manager created (used when apply fails on a cgroup no
         process has joined yet)."""
         left = self._remove_dirs(self.created)
@@ -378,11 +378,11 @@ class Driver(Manager, Files):
     def _can_freeze(self) -> bool:
         return True
 
-    def _owned_leaves(self) -> list[str]:
+    def owned_leaves(self) -> list[str]:
         """Leaf directories of this container that this manager created."""
         return [d for d in set(self.paths.values()) if d in self.created]
 
-    def _wait_empty(self, timeout: float = EMPTY_TIMEOUT) -> bool:
+    def wait_empty(self, timeout: float = EMPTY_TIMEOUT) -> bool:
         for _ in backoff(timeout):
             if not self.pids():
                 return True
@@ -397,13 +397,13 @@ class Driver(Manager, Files):
         """
         if not self.created:
             return
-        leaves = [d for d in self._owned_leaves() if self.fs.isdir(d)]
+        leaves = [d for d in self.owned_leaves() if self.fs.isdir(d)]
         if leaves and self._leaf_pids(leaves):
             for _ in range(3):
                 self._kill_for_destroy()
-                if self._wait_empty():
+                if self.wait_empty():
                     break
-        owned = set(self._owned_leaves())
+        owned = set(self.owned_leaves())
         dirs = [d for d in self.created if d in owned]
         for leaf in leaves:
             dirs.extend(self._descendants(leaf))

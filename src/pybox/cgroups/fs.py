@@ -142,7 +142,7 @@ class Files:
             raise cgroup_error("write", path, e.errno, field=field, value=text,
                                hint=hint) from None
 
-    def _has(self, directory: str, name: str) -> bool:
+    def has_file(self, directory: str, name: str) -> bool:
         return self.fs.exists(join(directory, name))
 
 

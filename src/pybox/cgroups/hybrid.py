@@ -87,7 +87,7 @@ class HybridManager(Manager):
         try:
             self.v2.create()
         except BaseException:
-            self.v1._rollback()
+            self.v1.rollback()
             raise
 
     def add(self, pid: int) -> None:
@@ -142,8 +142,8 @@ class HybridManager(Manager):
 
     def _rollback_unjoined(self) -> None:
         if not (self.v1._joined or self.v2._joined):
-            self.v1._rollback()
-            self.v2._rollback()
+            self.v1.rollback()
+            self.v2.rollback()
 
     def set_unified(self, unified: dict[str, str]) -> None:
         """Raw v2 keys are honoured for controllers that live on the cgroup2 mount
@@ -174,7 +174,7 @@ class HybridManager(Manager):
         return self._freezer_driver().is_frozen()
 
     def kill_all(self, sig: int) -> None:
-        if sig == SIGKILL and self.v2._has(self.v2.dir, "cgroup.kill"):
+        if sig == SIGKILL and self.v2.has_file(self.v2.dir, "cgroup.kill"):
             self.v2.kill_all(sig)
             # Processes that joined only the v1 side (e.g. the unified write
             # failed in rootless mode) still need the signal.
@@ -184,7 +184,7 @@ class HybridManager(Manager):
         self._freezer_driver().kill_all(sig)
 
     def destroy(self) -> None:
-        if self.v1._owned_leaves() or self.v2._owned_leaves():
+        if self.v1.owned_leaves() or self.v2.owned_leaves():
             if self.pids():
                 for _ in range(3):
                     self.kill_all(SIGKILL)
@@ -192,7 +192,7 @@ class HybridManager(Manager):
                         self.thaw()
                     except CgroupError:
                         pass
-                    if self.v1._wait_empty() and self.v2._wait_empty():
+                    if self.v1.wait_empty() and self.v2.wait_empty():
                         break
         errors: list[CgroupError] = []
         for driver in (self.v1, self.v2):

@@ -218,7 +218,7 @@ class V1Manager(Driver):
         if _set(quota):
             self._write(d, "cpu.cfs_quota_us", quota, field=f"{P}.cpu.quota")
         if cpu.get("burst") is not None:
-            if not self._has(d, "cpu.cfs_burst_us"):
+            if not self.has_file(d, "cpu.cfs_burst_us"):
                 self._unsupported(f"{P}.cpu.burst", "this kernel has no cpu.cfs_burst_us")
             else:
                 self._write(d, "cpu.cfs_burst_us", cpu["burst"], field=f"{P}.cpu.burst")
@@ -228,7 +228,7 @@ class V1Manager(Driver):
         if _set(cpu.get("realtimeRuntime")):
             self._set_rt_runtime(d, cpu["realtimeRuntime"])
         if cpu.get("idle") is not None:
-            if not self._has(d, "cpu.idle"):
+            if not self.has_file(d, "cpu.idle"):
                 self._unsupported(f"{P}.cpu.idle", "this kernel has no cpu.idle")
             else:
                 self._write(d, "cpu.idle", cpu["idle"], field=f"{P}.cpu.idle")
@@ -270,7 +270,7 @@ class V1Manager(Driver):
             if limit < usage:
                 raise CgroupError(f"{P}.memory.limit: {limit} is below the current usage "
                                   f"{usage} of {d} (checkBeforeUpdate)", errno=16)
-        has_memsw = self._has(d, "memory.memsw.limit_in_bytes")
+        has_memsw = self.has_file(d, "memory.memsw.limit_in_bytes")
         want_swap = _set(swap)
         if want_swap and not has_memsw:
             if swap != -1:
@@ -350,7 +350,7 @@ class V1Manager(Driver):
             else:
                 self._write(d, name, blk["weight"], field=f"{P}.blockIO.weight")
         if _set(blk.get("leafWeight")):
-            if not self._has(d, "blkio.leaf_weight"):
+            if not self.has_file(d, "blkio.leaf_weight"):
                 self._unsupported(f"{P}.blockIO.leafWeight",
                                   "this kernel has no blkio.leaf_weight (CFQ was removed)")
             else:
@@ -367,7 +367,7 @@ class V1Manager(Driver):
                     self._write(d, name, f"{numbers} {dev['weight']}", field=f"{field}.weight",
                                 hint=f"is {numbers} an existing block device using bfq?")
             if _set(dev.get("leafWeight")):
-                if not self._has(d, "blkio.leaf_weight_device"):
+                if not self.has_file(d, "blkio.leaf_weight_device"):
                     self._unsupported(f"{field}.leafWeight",
                                       "this kernel has no blkio.leaf_weight_device")
                 else:
@@ -381,7 +381,7 @@ class V1Manager(Driver):
 
     def _first_existing(self, d: str, names: Iterable[str]) -> str | None:
         for name in names:
-            if self._has(d, name):
+            if self.has_file(d, name):
                 return name
         return None
 
@@ -393,11 +393,11 @@ class V1Manager(Driver):
             size = hugepage_size_name(hp["pageSize"])
             field = f"{P}.hugepageLimits[{i}]"
             name = f"hugetlb.{size}.limit_in_bytes"
-            if not self._has(d, name):
+            if not self.has_file(d, name):
                 raise CgroupError(f"{field}.pageSize: {hp['pageSize']!r} is not a huge page "
                                   f"size this kernel supports (no {d}/{name})", errno=22)
             self._write(d, name, hp["limit"], field=f"{field}.limit")
-            if self._has(d, f"hugetlb.{size}.rsvd.limit_in_bytes"):
+            if self.has_file(d, f"hugetlb.{size}.rsvd.limit_in_bytes"):
                 self._write(d, f"hugetlb.{size}.rsvd.limit_in_bytes", hp["limit"],
                             field=f"{field}.limit")
 

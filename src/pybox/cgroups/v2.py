@@ -203,12 +203,12 @@ class V2Manager(Driver):
         if text:
             self._write(d, "cpu.max", text, field=f"{P}.cpu.quota")
         if cpu.get("burst") is not None:
-            if not self._has(d, "cpu.max.burst"):
+            if not self.has_file(d, "cpu.max.burst"):
                 self._unsupported(f"{P}.cpu.burst", "this kernel has no cpu.max.burst")
             else:
                 self._write(d, "cpu.max.burst", cpu["burst"], field=f"{P}.cpu.burst")
         if cpu.get("idle") is not None:
-            if not self._has(d, "cpu.idle"):
+            if not self.has_file(d, "cpu.idle"):
                 self._unsupported(f"{P}.cpu.idle", "this kernel has no cpu.idle")
             else:
                 self._write(d, "cpu.idle", cpu["idle"], field=f"{P}.cpu.idle")
@@ -238,7 +238,7 @@ class V2Manager(Driver):
         if limit_text and limit_text != "max" and (update or mem.get("checkBeforeUpdate")):
             self._check_below_usage(limit, bool(mem.get("checkBeforeUpdate")))
         if swap_text is not None:
-            if not self._has(d, "memory.swap.max"):
+            if not self.has_file(d, "memory.swap.max"):
                 if swap_text not in ("max", "0"):
                     self._unsupported(f"{P}.memory.swap",
                                       "swap accounting is not available (no memory.swap.max)")
@@ -280,11 +280,11 @@ class V2Manager(Driver):
                   or any(blk.get(k) for k, _, _ in convert.THROTTLE_FIELDS))
         if not wanted or not self._need("io", f"{P}.blockIO"):
             return
-        bfq = self._has(d, "io.bfq.weight")
+        bfq = self.has_file(d, "io.bfq.weight")
         if _set(blk.get("weight")):
             if bfq:
                 self._write(d, "io.bfq.weight", blk["weight"], field=f"{P}.blockIO.weight")
-            elif self._has(d, "io.weight"):
+            elif self.has_file(d, "io.weight"):
                 self._write(d, "io.weight", convert.blkio_weight_to_io_weight(blk["weight"]),
                             field=f"{P}.blockIO.weight")
             else:
@@ -316,11 +316,11 @@ class V2Manager(Driver):
             size = convert.hugepage_size_name(hp["pageSize"])
             field = f"{P}.hugepageLimits[{i}]"
             name = f"hugetlb.{size}.max"
-            if not self._has(self.dir, name):
+            if not self.has_file(self.dir, name):
                 raise CgroupError(f"{field}.pageSize: {hp['pageSize']!r} is not a huge page "
                                   f"size this kernel supports (no {self.dir}/{name})", errno=22)
             self._write(self.dir, name, hp["limit"], field=f"{field}.limit")
-            if self._has(self.dir, f"hugetlb.{size}.rsvd.max"):
+            if self.has_file(self.dir, f"hugetlb.{size}.rsvd.max"):
                 self._write(self.dir, f"hugetlb.{size}.rsvd.max", hp["limit"],
                             field=f"{field}.limit")
 
@@ -366,7 +366,7 @@ class V2Manager(Driver):
 
     # -- freezer / kill -------------------------------------------------------------
     def _can_freeze(self) -> bool:
-        return self._has(self.dir, "cgroup.freeze")
+        return self.has_file(self.dir, "cgroup.freeze")
 
     def freeze(self) -> None:
         self._set_frozen(True)
@@ -392,7 +392,7 @@ class V2Manager(Driver):
         return self._events().get("frozen", 0) == 1
 
     def kill_all(self, sig: int) -> None:
-        if sig == SIGKILL and self._has(self.dir, "cgroup.kill"):
+        if sig == SIGKILL and self.has_file(self.dir, "cgroup.kill"):
             try:
                 self.fs.write(self.dir + "/cgroup.kill", "1")
                 return
