@@ -326,6 +326,11 @@ class Driver(Manager, Files):
             out.append(sub)
         return out
 
+    @property
+    def joined(self) -> bool:
+        """Has a process joined this container's cgroup through this manager?"""
+        return self._joined
+
     def _rollback_unjoined(self) -> None:
         if not self._joined and self.created:
             self.rollback()

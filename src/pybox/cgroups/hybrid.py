@@ -125,7 +125,7 @@ class HybridManager(Manager):
                     "hugetlb": ("hugetlb", "hugetlb"), "rdma": ("rdma", "rdma")}
 
     def _begin_apply(self) -> None:
-        self.v2._controllers = None
+        self.v2.forget_controllers()
 
     def _writer(self, section: str) -> Manager:
         if section == "devices":
@@ -141,7 +141,7 @@ class HybridManager(Manager):
         return self._owner(*self._CONTROLLERS[section])
 
     def _rollback_unjoined(self) -> None:
-        if not (self.v1._joined or self.v2._joined):
+        if not (self.v1.joined or self.v2.joined):
             self.v1.rollback()
             self.v2.rollback()
 

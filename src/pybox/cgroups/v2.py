@@ -178,6 +178,11 @@ class V2Manager(Driver):
         return False
 
     def _begin_apply(self) -> None:
+        self.forget_controllers()
+
+    def forget_controllers(self) -> None:
+        """cgroup.controllers is read again at the next look (an apply may have
+        enabled some on the way down)."""
         self._controllers = None
     def set_cpuset(self, cpu: dict[str, Any]) -> None:
         if not self._need("cpuset", f"{P}.cpu.cpus"):
