@@ -1,7 +1,8 @@
 """Control groups: one manager interface over cgroup v1, v2 and hybrid hosts.
 
 The package knows nothing about containers beyond a cgroup path, a runtime-spec
-``linux.resources`` object (a dict, already validated by pybox.oci.spec) and pids.
+``linux.resources`` object (a dict; Manager.apply/update check it with
+pybox.oci.resources, the one rule set) and pids.
 
     from pybox import cgroups
     mgr = cgroups.new_manager(cgroups_path, name=container_id)  # detects the layout

@@ -3,8 +3,9 @@
 This is the one place where docker's vocabulary (Config, HostConfig, image
 config) becomes the runtime's (process, mounts, linux.resources...).  Every
 HostConfig flag maps to exactly one spec field here; nothing downstream parses
-docker's names again.  Defaults are docker's: its 14 capabilities, its masked
-and read-only /proc paths, its /dev/shm size, its cgroup parent.
+docker's names again.  Defaults are docker's: its 14 capabilities
+(engine/security.py), its masked and read-only /proc paths, its /dev/shm size,
+its cgroup parent.
 """
 
 from __future__ import annotations
