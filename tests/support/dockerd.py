@@ -127,7 +127,9 @@ class PrivateDockerd:
         SIGKILL what is left that mentions our base directory, unmount below it,
         remove our cgroups and the directory."""
         if self.process is not None and self.process.poll() is None:
-            ids = self.docker("ps", "-aq", check=False, timeout=30).stdout.decode().split()
+            out = self.docker("ps", "-aq", check=False, timeout=30).stdout
+            # bytes here; text from subclasses that decode (tests/engine's)
+            ids = (out.decode() if isinstance(out, bytes) else out).split()
             if ids:
                 self.docker("rm", "-f", *ids, check=False, timeout=60)
             self.process.send_signal(signal.SIGTERM)
