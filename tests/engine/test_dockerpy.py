@@ -125,6 +125,19 @@ def test_stop_timeout_kills(dockerpy, made):
     assert c.wait()["StatusCode"] == 137
 
 
+def test_kill_returns_once_the_container_is_down(dockerpy, made):
+    # dockerd's SIGKILL waits for the exit: inspect right after says exited and
+    # a plain remove works (docker-py's suite kills, then removes without force)
+    for _ in range(5):
+        c = dockerpy.containers.run("busybox", "sleep 1000", detach=True)
+        made.append(c)
+        c.kill()
+        c.reload()
+        assert (c.status, c.attrs["State"]["ExitCode"]) == ("exited", 137)
+        c.remove()
+        made.remove(c)
+
+
 def test_logs_options(dockerpy, made):
     c = dockerpy.containers.run("busybox", ["sh", "-c", "echo one; echo two; echo three"],
                                 detach=True)

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 DEFAULT_STOP_TIMEOUT = 10
 KILL = 9
+KILL_WAIT = 10.0  # seconds a SIGKILL waits for the exit (moby daemon.Kill)
 
 
 def parse_size(text: str | int) -> int:
@@ -479,9 +480,17 @@ class Lifecycle:
                 c.exit_on_next = True
             c.save()
             crashpoint("engine.kill.saved")
+            seq = c.exit_seq
             self._signal(c, sig)
             crashpoint("engine.kill.signalled")
-        e.events.emit("container", "kill", c.id, attributes(c, signal=str(sig)))
+            e.events.emit("container", "kill", c.id, attributes(c, signal=str(sig)))
+            if sig == KILL:
+                # dockerd's Kill: a SIGKILL returns once the container is down
+                # (10 s at most), so an inspect or a plain rm right after the
+                # reply sees it exited -- not "running", not a 409
+                deadline = time.monotonic() + KILL_WAIT
+                while c.exit_seq == seq and c.state.running and time.monotonic() < deadline:
+                    c.changed.wait(max(0.0, deadline - time.monotonic()))
 
     def _signal(self, c: Container, sig: int) -> None:
         try:
