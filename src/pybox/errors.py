@@ -192,6 +192,12 @@ class Unavailable(PyboxError):
     http_status = 503
 
 
+class NotInSwarm(Unavailable):
+    """Swarm mode: pybox is always a node that is not part of a swarm, and says
+    so as such a dockerd does (503, its words), so clients that probe or clean
+    up swarm state (docker-py's leave_swarm(force=True)) go on."""
+
+
 class SpecError(PyboxError):
     """A container configuration that cannot be turned into a runtime spec (400)."""
 

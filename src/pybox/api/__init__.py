@@ -10,6 +10,7 @@ from pybox.api import (
     networks,
     observe,
     registry,
+    swarm,
     system,
     volumes,
 )
@@ -20,6 +21,7 @@ from pybox.engine.engine import Engine
 def build_router(engine: Engine) -> Router:
     router = Router()
     system.register(router, engine)
+    swarm.register(router)  # swarm mode and plugins: answered as a dockerd without them
     networks.register(router, engine)  # before containers: its /networks/{name} 404 stub
     explain.register(router, engine)  # pybox's own: GET /containers/{id}/explain
     containers.register(router, engine)

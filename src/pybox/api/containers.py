@@ -217,5 +217,4 @@ def register(router: Router, engine: Engine) -> None:
             raise NotFound(f"{kind} {name} not found")
         return handler
 
-    for pattern in ("/networks/{name}", "/plugins/{name}/json"):
-        r.add("GET", pattern, missing(pattern.split("/")[1][:-1]))
+    r.add("GET", "/networks/{name}", missing("network"))  # (plugins: api/swarm.py)
