@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import os
-import tarfile
 import threading
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from pybox.errors import DigestMismatch, ImageError, ImageNotFound
 from pybox.images import archive
 from pybox.images import store as st
-from support.tarbuild import make_tar, member
+from support.tarbuild import make_tar, member, tar_of
 
 pytestmark = pytest.mark.unit
 
@@ -96,21 +95,6 @@ def test_rfc3339_round_trip():
 
 # -- archives (streamed into the blob store, nothing unpacked) --------------------
 
-def _tar(files, links=()):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, target in links:
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.SYMTYPE
-            info.linkname = target
-            tar.addfile(info)
-    return buf.getvalue()
-
-
 def _config(diff_ids):
     return json.dumps({"architecture": "amd64", "os": "linux", "config": {},
                        "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
@@ -121,7 +105,7 @@ def test_legacy_docker_archive_with_a_symlinked_duplicate_layer(images_store):
     config = _config([_sha(layer), _sha(layer)])
     manifest = [{"Config": "c0ffee.json", "RepoTags": ["busybox:latest", "me/x:1"],
                  "Layers": ["l1/layer.tar", "l2/layer.tar"]}]
-    data = _tar({"c0ffee.json": config, "l1/layer.tar": layer,
+    data = tar_of({"c0ffee.json": config, "l1/layer.tar": layer,
                  "manifest.json": json.dumps(manifest).encode(),
                  "repositories": b"{}"}, links=[("l2/layer.tar", "../l1/layer.tar")])
     found = archive.read_archive(io.BytesIO(data), images_store.blobs)
@@ -136,16 +120,16 @@ def test_archive_problems(images_store):
             "manifest.json": json.dumps([{"Config": "blobs/sha256/" + "0" * 64,
                                           "Layers": []}]).encode()}
     with pytest.raises(ImageError, match="not in the archive"):
-        archive.read_archive(io.BytesIO(_tar(good)), images_store.blobs)
+        archive.read_archive(io.BytesIO(tar_of(good)), images_store.blobs)
     missing_layer = {"c.json": _config([_sha(layer)]), "manifest.json": json.dumps(
         [{"Config": "c.json", "Layers": ["nothere/layer.tar"]}]).encode()}
     with pytest.raises(ImageError, match="not in the archive"):
-        archive.read_archive(io.BytesIO(_tar(missing_layer)), images_store.blobs)
+        archive.read_archive(io.BytesIO(tar_of(missing_layer)), images_store.blobs)
     lying = {"blobs/sha256/" + "1" * 64: layer, "manifest.json": b"[]"}
     with pytest.raises(DigestMismatch):
-        archive.read_archive(io.BytesIO(_tar(lying)), images_store.blobs)
+        archive.read_archive(io.BytesIO(tar_of(lying)), images_store.blobs)
     with pytest.raises(ImageError, match="neither manifest.json"):
-        archive.read_archive(io.BytesIO(_tar({"x": b"y"})), images_store.blobs)
-    whole = _tar(dict(good, **{"c.json": b"{}"}))
+        archive.read_archive(io.BytesIO(tar_of({"x": b"y"})), images_store.blobs)
+    whole = tar_of(dict(good, **{"c.json": b"{}"}))
     with pytest.raises(ImageError, match="truncated|invalid archive"):
         archive.read_archive(io.BytesIO(whole[:1024]), images_store.blobs)
