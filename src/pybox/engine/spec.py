@@ -55,6 +55,16 @@ ULIMITS = {
 CGROUP_PARENT = "/pybox"
 
 
+def cgroups_path(hc: dict[str, Any], cid: str) -> str:
+    """linux.cgroupsPath: the id below --cgroup-parent (checked at create by
+    lifecycle.check_cgroup_parent), else below CGROUP_PARENT -- moby's withCgroups
+    for the cgroupfs driver, filepath.Join(parent, id).  A relative parent stays
+    relative: the runtime puts it below its own cgroup, as runc does."""
+    parent = hc.get("CgroupParent") or CGROUP_PARENT
+    parts = [p for p in parent.split("/") if p not in ("", ".")]
+    return ("/" if parent.startswith("/") else "") + "/".join([*parts, cid])
+
+
 def command_line(config: dict[str, Any]) -> list[str]:
     """Entrypoint + Cmd, as docker combines them (image defaults already merged)."""
     entry = list(config.get("Entrypoint") or [])
@@ -487,7 +497,7 @@ def build(container: dict[str, Any], rootfs: str, *, cgroup_v2: bool = False,
         "mounts": mounts,
         "linux": {
             "resources": res,
-            "cgroupsPath": f"{CGROUP_PARENT}/{container['Id']}",
+            "cgroupsPath": cgroups_path(hc, container["Id"]),
             "namespaces": namespaces,
             "maskedPaths": [] if hc.get("Privileged") else masked_paths(),
             "readonlyPaths": [] if hc.get("Privileged") else list(READONLY_PATHS),
