@@ -103,7 +103,8 @@ class ImageService:
 
     def load(self, source: IO[bytes]) -> builtins.list[DockerDoc]:
         """docker load: [{"Id", "RepoTags"}] per image; an archive the store
-        cannot read is the client's (a 400)."""
+        cannot read is the client's (BadRequest: the API puts it in the reply's
+        stream, as dockerd does)."""
         try:
             loaded = self.images.load(source)
         except ImageError as e:
@@ -113,11 +114,11 @@ class ImageService:
         return loaded
 
     def save(self, refs: builtins.list[str], dest: IO[bytes]) -> None:
-        """docker save: every name looked up first (a 404 before anything is
-        written), then the archive into ``dest``."""
-        for ref in refs:
-            self.images.resolve(ref)
-        self.images.save(refs, dest)
+        """docker save: the archive into ``dest`` (every name looked up before
+        anything is written: a 404 comes before the 200), then dockerd's
+        ``save`` event for each image written."""
+        for image_id in self.images.save(refs, dest):
+            self.events.emit("image", "save", image_id, {"name": image_id})
 
     # -- container root filesystems -------------------------------------------------
     def create_rootfs(self, container_id: str, image_id: str, idmap: IdMap | None = None

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Self
 
 from pybox.crashpoints import crashpoint
-from pybox.errors import ImageError, ImageInUse, ImageNotFound
+from pybox.errors import ImageError, ImageInUse, ImageNotFound, NotFound
 from pybox.formats.times import rfc3339_nano_fixed
 from pybox.images import archive, importer
 from pybox.images import config as image_config
@@ -225,7 +225,8 @@ class Images:
                                      "UpperDir": lowers[0] if lowers else None}},
             "RootFS": {"Type": "layers",
                        "Layers": [layer["diff_id"] for layer in record["layers"]]},
-            "Metadata": {"LastTagTime": record.get("last_tag_time", "")},
+            # never tagged: Go's zero time, as dockerd (the docker CLI cannot parse "")
+            "Metadata": {"LastTagTime": record.get("last_tag_time", "0001-01-01T00:00:00Z")},
         })
         if out["GraphDriver"]["Data"]["LowerDir"] is None:
             del out["GraphDriver"]["Data"]["LowerDir"]
@@ -495,6 +496,8 @@ class Images:
                 old = self.store.get_record(image_id)
                 record["parent"] = record["parent"] or old.get("parent", "")
                 record["added"] = old.get("added", record["added"])
+                if "last_tag_time" in old:  # loaded again untagged: still tagged then
+                    record["last_tag_time"] = old["last_tag_time"]
             if refs:
                 record["last_tag_time"] = rfc3339_nano_fixed()
             self.store.put_record(record)
@@ -566,34 +569,23 @@ class Images:
             return loaded
 
     def save(self, refs: str | Iterable[str], dest: PathOrFile | IO[bytes], *,
-             format: str = "docker-archive") -> None:
+             format: str = "docker-archive") -> builtins.list[str]:
         """docker save: images (names or Ids) into ``dest`` (binary file object or
         path).  ``format``: 'docker-archive' (default, what docker save writes),
         'oci-archive' (a tarred OCI layout with the blobs as stored) or 'oci-dir'
-        (an OCI layout directory at path ``dest``)."""
+        (an OCI layout directory at path ``dest``).  -> the Ids of the images
+        written, in order (names as ``save_selection`` reads them)."""
         if isinstance(refs, str):
             refs = [refs]
         images: list[archive.SavedImage] = []
-        all_refs = self.store.load_refs()
         by_id: dict[str, archive.SavedImage] = {}
-        for ref in refs:
-            image_id = self.resolve(ref)
-            chosen: list[str] = []
-            try:
-                parsed = str(references.parse(ref))
-                if all_refs.get(parsed) == image_id:
-                    chosen = [parsed]
-            except ImageError:
-                pass
-            if not chosen:
-                chosen = [r for r in self.store.refs_of(image_id, all_refs)
-                          if "@" not in r]
+        for image_id, tags in self.save_selection(refs):
             if image_id in by_id:
-                by_id[image_id].refs.extend(r for r in chosen if r not in by_id[image_id].refs)
+                by_id[image_id].refs.extend(t for t in tags if t not in by_id[image_id].refs)
                 continue
             record = self.store.get_record(image_id)
             image = archive.SavedImage(record, self.blobs.read(record["config"]["digest"]),
-                                       chosen, self.blobs.open, self._layer_tar_size)
+                                       list(tags), self.blobs.open, self._layer_tar_size)
             by_id[image_id] = image
             images.append(image)
         with self.store.gc_lock(shared=True):
@@ -601,7 +593,7 @@ class Images:
                 if not isinstance(dest, (str, os.PathLike)):
                     raise ImageError("an OCI layout directory needs a path")
                 archive.write_oci(images, archive.oci_dir_writer(os.fspath(dest)))
-                return
+                return list(by_id)
             with st.open_dest(dest) as out:
                 if format == "docker-archive":
                     archive.write_docker_archive(images, out)
@@ -609,6 +601,44 @@ class Images:
                     archive.write_oci(images, archive.oci_tar_writer(out))
                 else:
                     raise ImageError(f"unknown archive format {format!r}")
+        return list(by_id)
+
+    def save_selection(self, names: Iterable[str]) -> builtins.list[tuple[str, builtins.list[str]]]:
+        """What ``docker save NAME...`` writes, as dockerd's tarexport reads its
+        names: (image Id, the tags written for it) per name, every name looked
+        up before anything is written (ImageNotFound).  An Id or Id prefix
+        (``sha256:`` or not) or a NAME@DIGEST writes the image with no tag (a
+        load then leaves it untagged, as it was named); NAME:TAG writes that
+        tag only; a bare NAME every image of that repository with all its tags
+        (an Id prefix when no repository has that name).  A NAME:TAG or
+        NAME@DIGEST not in the store: dockerd's "reference does not exist"."""
+        all_refs = self.store.load_refs()
+        chosen: builtins.list[tuple[str, builtins.list[str]]] = []
+        for text in names:
+            if references.ANCHORED_ID_RE.match(text) or text.startswith("sha256:"):
+                chosen.append((self.resolve(text), []))
+                continue
+            try:
+                ref = references.parse(text, default_tag=False)
+            except ImageError:
+                if not references.looks_like_id(text):
+                    raise
+                chosen.append((self.resolve(text), []))
+                continue
+            if ref.digest or ref.tag:
+                key = ref.with_digest(ref.digest) if ref.digest else ref
+                image_id = all_refs.get(str(key))
+                if image_id is None:  # dockerd's reference store's words
+                    raise NotFound("reference does not exist")
+                chosen.append((image_id, [] if ref.digest else [str(ref)]))
+            else:
+                same_name = [(r, i) for r, i in sorted(all_refs.items())
+                             if references.parse(r).name == ref.name]
+                if not same_name:
+                    chosen.append((self.resolve(text), []))
+                for r, image_id in same_name:
+                    chosen.append((image_id, [] if "@" in r else [r]))
+        return chosen
 
     def _layer_tar_size(self, layer: st.LayerEntry) -> int:
         return self.snapshots.layer_info(layer["chain_id"])["tar_size"]
