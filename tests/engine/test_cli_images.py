@@ -167,4 +167,5 @@ def test_save_and_load(pyboxd, images_made, tmp_path):
     bad.write_bytes(b"not a tar")
     proc = pyboxd.docker("load", "-i", str(bad))
     assert proc.returncode == 1
-    assert "Error response from daemon" in proc.stderr
+    # dockerd's answer: a 200 stream whose last line is the error (issue 16)
+    assert "Error processing tar file(exit status 1): unexpected EOF" in proc.stderr

@@ -128,8 +128,8 @@ def test_archive_problems(images_store):
     lying = {"blobs/sha256/" + "1" * 64: layer, "manifest.json": b"[]"}
     with pytest.raises(DigestMismatch):
         archive.read_archive(io.BytesIO(tar_of(lying)), images_store.blobs)
-    with pytest.raises(ImageError, match="neither manifest.json"):
+    with pytest.raises(ImageError, match="does not contain a manifest.json"):
         archive.read_archive(io.BytesIO(tar_of({"x": b"y"})), images_store.blobs)
     whole = tar_of(dict(good, **{"c.json": b"{}"}))
-    with pytest.raises(ImageError, match="truncated|invalid archive"):
+    with pytest.raises(ImageError, match="truncated|invalid archive|unexpected EOF"):
         archive.read_archive(io.BytesIO(whole[:1024]), images_store.blobs)

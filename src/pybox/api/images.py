@@ -4,9 +4,9 @@ which does the work and emits the events."""
 from pybox.api import registry, schema
 from pybox.api.server import Request, Response, Router
 from pybox.engine.engine import Engine
-from pybox.errors import BadRequest
+from pybox.errors import BadRequest, PyboxError
 from pybox.formats import fastjson
-from pybox.images import platforms
+from pybox.images import platforms, progress
 
 
 def register(router: Router, engine: Engine) -> None:
@@ -96,11 +96,21 @@ def register(router: Router, engine: Engine) -> None:
 
     @r.route("POST", "/images/load")
     def load(req: Request, resp: Response) -> None:
+        """dockerd's postImagesLoad: whatever the load itself fails with (an
+        archive that is not a tar, cut short, without manifest.json) is the
+        last line of a 200 JSON stream, quiet or not; the docker CLI prints it
+        and exits 1."""
         with images.scratch_file() as tmp:
             for chunk in req.body_chunks():
                 tmp.write(chunk)
             tmp.seek(0)
-            loaded = images.load(tmp)
+            try:
+                loaded = images.load(tmp)
+            except PyboxError as e:
+                write, end = resp.stream(200, "application/json")
+                write(fastjson.dumps(progress.error(str(e))).encode() + b"\n")
+                end()
+                return
         write, end = resp.stream(200, "application/json")
         for item in loaded:
             if item["RepoTags"]:

@@ -258,10 +258,20 @@ def _blob_name_digest(name: str) -> str | None:
     return None
 
 
+# dockerd's words for an archive it cannot read (what `docker load` prints
+# there, scripts included): its untar's "Error processing tar file(exit status
+# 1): ..." with Go's archive/tar errors, and its load's "invalid archive: does
+# not contain a manifest.json" (an empty input is an empty tar to Go).  A tar
+# cut short at a member boundary Go takes as complete; pybox refuses it, in its
+# own words.
+TAR_NOT_READABLE = "Error processing tar file(exit status 1): archive/tar: invalid tar header"
+TAR_CUT_SHORT = "Error processing tar file(exit status 1): unexpected EOF"
+NO_MANIFEST = "invalid archive: does not contain a manifest.json"
+
 _ARCHIVE_TAR_ERRORS = {
-    layer_io.TarStreamError.Kind.TRUNCATED: "invalid archive: truncated: {}",
-    layer_io.TarStreamError.Kind.CORRUPT: "invalid archive: {}",
-    layer_io.TarStreamError.Kind.ENDED: "invalid archive: truncated: {}",
+    layer_io.TarStreamError.Kind.TRUNCATED: TAR_CUT_SHORT,
+    layer_io.TarStreamError.Kind.CORRUPT: TAR_NOT_READABLE,
+    layer_io.TarStreamError.Kind.ENDED: TAR_CUT_SHORT,
     layer_io.TarStreamError.Kind.NO_MARKER: "invalid archive: truncated (the tar ends "
                                             "without its end-of-archive marker)",
 }
@@ -302,14 +312,18 @@ def read_archive(stream: st.Readable, blobs: st.BlobStore,
     try:
         layer_io.read_tar_stream(plain, add)
     except layer_io.TarStreamError as e:
-        raise ImageError(_ARCHIVE_TAR_ERRORS[e.kind].format(e.detail)) from None
+        if e.kind is layer_io.TarStreamError.Kind.CORRUPT:
+            if e.detail == "empty file":
+                raise ImageError(NO_MANIFEST) from None
+            if plain.size < tarfile.BLOCKSIZE:  # not even one header: Go's short read
+                raise ImageError(TAR_CUT_SHORT) from None
+        raise ImageError(_ARCHIVE_TAR_ERRORS[e.kind]) from None
     if "manifest.json" in files.small:
         return _docker_archive_images(files, blobs)
     if "index.json" in files.small:
         index = _json(files.small["index.json"], "index.json", _INDEX)
         return _oci_images(index, blobs, None, default_name=repository)
-    raise ImageError("invalid archive: neither manifest.json (docker-archive) nor "
-                     "index.json (OCI layout) found")
+    raise ImageError(NO_MANIFEST)  # nor an OCI layout's index.json
 
 
 def _docker_archive_images(files: _ArchiveFiles, blobs: st.BlobStore) -> list[ImageToAdd]:
