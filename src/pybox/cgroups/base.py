@@ -46,6 +46,7 @@ warnings             list of strings: what rootless mode skipped or the kernel
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -269,23 +270,34 @@ class Driver(Manager, Files):
         appended to as we go so a caller can roll back after a failure.
         """
         made = [] if made is None else made
-        current = mountpoint.rstrip("/")
-        for part in cgroup_path.strip("/").split("/"):
-            if not part:
-                continue
-            parent = current
-            current = f"{current}/{part}"
-            if self.fs.isdir(current):
-                continue
-            if before_mkdir is not None:
-                before_mkdir(parent)
-            try:
-                self.fs.mkdir(current, 0o755)
-            except FileExistsError:
-                continue
-            except OSError as e:
-                raise cgroup_error("create cgroup", current, e.errno) from None
-            made.append(current)
+        # A parent seen present may be removed before its child is made (another
+        # container's delete, or pyboxd's, rmdirs a parent it made once it is
+        # empty): the walk starts again from the top, a few times.
+        for attempt in range(5):
+            current = mountpoint.rstrip("/")
+            for part in cgroup_path.strip("/").split("/"):
+                if not part:
+                    continue
+                parent = current
+                current = f"{current}/{part}"
+                if self.fs.isdir(current):
+                    continue
+                if before_mkdir is not None:
+                    before_mkdir(parent)
+                try:
+                    self.fs.mkdir(current, 0o755)
+                except FileExistsError:
+                    continue
+                except FileNotFoundError:
+                    if attempt < 4:
+                        break
+                    raise cgroup_error("create cgroup", current, errno.ENOENT) from None
+                except OSError as e:
+                    raise cgroup_error("create cgroup", current, e.errno) from None
+                if current not in made:
+                    made.append(current)
+            else:
+                return made
         return made
 
     def _remove_dirs(self, dirs: Iterable[str]) -> list[str]:

@@ -24,6 +24,7 @@ from pybox import cgroups
 from pybox.crashpoints import crashpoint
 from pybox.engine import etcfiles, health
 from pybox.engine import spec as specmod
+from pybox.engine.daemonconfig import merge_ulimits
 from pybox.engine.events import attributes
 from pybox.engine.state import ZERO_TIME
 from pybox.engine.store import Container, new_id, validate_name
@@ -41,6 +42,7 @@ from pybox.errors import (
 from pybox.formats import fastjson
 from pybox.formats.sizes import ram_in_bytes
 from pybox.formats.times import rfc3339_nano_fixed
+from pybox.images.platforms import Platform
 from pybox.images.snapshots import IdMap
 from pybox.monitor.jsonlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE
 from pybox.oci.state import write_atomic
@@ -77,6 +79,49 @@ def exit_code_for_start_error(message: str) -> int:
     if "permission denied" in text or "is a directory" in text:
         return 126
     return 128
+
+
+# --cgroup-parent: a path component as long as a file name may be (NAME_MAX), and the
+# whole parent short enough that a container's deepest cgroup file stays below
+# PATH_MAX (4096) with the mount point, a relative parent's base, the id and the
+# longest control file name added
+CGROUP_NAME_MAX = 255
+CGROUP_PARENT_MAX = 2048
+
+
+def check_cgroup_parent(parent: str) -> None:
+    """--cgroup-parent, refused with a 400 before anything is made when the
+    container's cgroup would not land where the name says.  dockerd (cgroupfs)
+    passes any string to runc, which silently clamps '..' at the hierarchy's
+    root and takes 'x.slice' as a plain directory; pyboxd refuses instead:
+    '..' (pybox's runtime refuses it in cgroupsPath anyway), control characters
+    (a newline forges lines of /proc/PID/cgroup), over-long names (ENAMETOOLONG
+    only at start, from the kernel), a bare systemd slice name (dockerd's systemd
+    driver wants "xxx.slice"; pyboxd drives cgroupfs, where it would be a literal
+    directory, not the slice meant), and a parent inside another container's
+    cgroup (its removal would kill this one)."""
+    if not parent:
+        return
+    shown = parent if len(parent) <= 80 else parent[:77] + "..."
+    bad = f"invalid cgroup-parent {shown!r}"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in parent):
+        raise BadRequest(f"{bad}: control characters are not allowed in a cgroup name")
+    parts = [p for p in parent.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise BadRequest(f"{bad}: '..' is not allowed (the container's cgroup must not "
+                         "climb out of the cgroup it is placed below)")
+    if any(len(p.encode()) > CGROUP_NAME_MAX for p in parts):
+        raise BadRequest(f"{bad}: a path component is longer than {CGROUP_NAME_MAX} bytes")
+    if len(parent.encode()) > CGROUP_PARENT_MAX:
+        raise BadRequest(f"{bad}: longer than {CGROUP_PARENT_MAX} bytes")
+    if "/" not in parent and len(parent) > len(".slice") and parent.endswith(".slice"):
+        raise BadRequest(f"{bad}: a systemd slice is only valid with the systemd cgroup "
+                         "driver, and this daemon uses cgroupfs (give a cgroup path, "
+                         f"such as /{parent.removesuffix('.slice')})")
+    own = [p for p in specmod.CGROUP_PARENT.split("/") if p]
+    if len(parts) > len(own) and parts[:len(own)] == own:
+        raise BadRequest(f"{bad}: it is inside {specmod.CGROUP_PARENT}, where pyboxd keeps "
+                         "its containers' own cgroups")
 
 
 def discard_unsupported(hc: dict[str, Any]) -> list[str]:
@@ -171,7 +216,8 @@ class Lifecycle:
         self.e = engine
 
     # -- create -------------------------------------------------------------------------
-    def create(self, body: dict[str, Any], name: str | None = None) -> tuple[str, list[str]]:
+    def create(self, body: dict[str, Any], name: str | None = None,
+               platform: Platform | None = None) -> tuple[str, list[str]]:
         """POST /containers/create, ``body`` typed by pybox.api.schema.  Returns
         (id, warnings)."""
         e = self.e
@@ -182,11 +228,13 @@ class Lifecycle:
         # dockerd's order: every check of the request (spec.validate_create), then
         # the image -- a bad request is a 400, not a pull of its image
         checked = specmod.validate_create(config, hc, remapped=e.remap is not None)
+        check_cgroup_parent(hc.get("CgroupParent") or "")
         image_ref = config.get("Image") or ""
         if not image_ref:
             raise BadRequest("Config.Image: the image name is required")
         image = e.images.lookup(image_ref)  # NotFound "No such image: X" -> CLI pulls
         warnings = checked + discard_unsupported(hc)
+        warnings += specmod.check_image(image_ref, image, platform, hc)  # --platform, --storage-opt
         specmod.adapt_host_config(hc)  # the implicit swap limit, recorded
         try:
             e.network.check_create(body, hc)
@@ -301,6 +349,7 @@ class Lifecycle:
             crashpoint("engine.start.network")
             idmap = e.images.rootfs_idmap(c.id)
             shm = e.namespaces.prepare_shm(c, idmap)
+            merge_ulimits(c.host_config, e.config.default_ulimits)  # daemon.json's, as dockerd
             config = specmod.build(c.record, rootfs, cgroup_v2=e.cgroup_v2(), netns=netns,
                                    extra_mounts=e.procview.mounts(c) + volume_mounts
                                    + etcfiles.mounts(c, idmap),
@@ -338,6 +387,7 @@ class Lifecycle:
             if reply != "ok":
                 msg = reply.get("error") if isinstance(reply, dict) else "start failed"
                 raise StartError(msg or "start failed")
+            e.runner.note_cgroup_parents(c.id)  # --cgroup-parent's new cgroups are pyboxd's
         except specmod.SpecError as err:
             self._start_failed(c, rootfs, str(err))
             raise StartError(f"failed to create task for container: {err}") from None
@@ -361,8 +411,10 @@ class Lifecycle:
 
     def _start_failed(self, c: Container, rootfs: str | None, message: str) -> None:
         e = self.e
+        e.runner.note_cgroup_parents(c.id)
         e.runner.delete(c.id)
-        e.runner.remove_container_cgroups(c.id)  # a runtime killed mid-create left them
+        e.runner.remove_container_cgroups(c.id, c.host_config)  # a runtime killed mid-create
+        e.runner.release_cgroup_parents()
         crashpoint("engine.start_failed.cleaned")
         e.network.release(c)
         e.namespaces.release_shm(c)
@@ -419,6 +471,7 @@ class Lifecycle:
             oom = bool(info.get("oom_killed"))
             st.exit(code, oom, info.get("error") or "", info.get("finished_at") or rfc3339_nano_fixed())
             e.runner.delete(c.id)
+            e.runner.release_cgroup_parents()  # those the runtime made, once empty
             crashpoint("engine.exit.runtime")
             e.network.release(c)
             e.namespaces.release_shm(c)
@@ -669,6 +722,7 @@ class Lifecycle:
         """Everything of a container marked removing goes (its lock held)."""
         e = self.e
         e.runner.delete(c.id)
+        e.runner.release_cgroup_parents()
         crashpoint("engine.rm.runtime")
         e.network.forget(c)
         e.namespaces.release_shm(c)

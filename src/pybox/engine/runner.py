@@ -9,11 +9,15 @@ processes goes through ``Runner``.
   (pybox.runtime.container), on the runtime's state under ``runtime_root``;
 - exec and health checks: ``pybox-runtime exec`` as a subprocess (forking the
   threaded daemon itself would be unsafe), its argv built by ``exec_argv``;
-- the cgroups pyboxd names for its containers (spec.CGROUP_PARENT/ID).
+- the cgroups pyboxd names for its containers (spec.cgroups_path: the id below
+  --cgroup-parent or spec.CGROUP_PARENT), and the parent cgroups its runtime made
+  for them (``cgroup-parents.json`` in the run root: removed once empty, and no
+  other cgroup ever is).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -23,11 +27,11 @@ import time
 from typing import Any
 
 from pybox import cgroups
-from pybox.engine.spec import CGROUP_PARENT
+from pybox.engine.spec import CGROUP_PARENT, cgroups_path
 from pybox.errors import Conflict, PyboxError
 from pybox.monitor import zygote as zygotemod
 from pybox.monitor.client import MonitorClient
-from pybox.oci.state import list_ids
+from pybox.oci.state import list_ids, write_atomic
 from pybox.runtime.container import Container as RuntimeContainer
 
 
@@ -50,6 +54,7 @@ class Runner:
         self.zygote: zygotemod.ZygoteClient | None = None
         self.zygote_pid = 0
         self.zygote_stopping = False
+        self.parents_lock = threading.Lock()
 
     # -- paths --------------------------------------------------------------------------
     def run_dir(self, cid: str) -> str:
@@ -167,14 +172,16 @@ class Runner:
 
     # -- cgroups --------------------------------------------------------------------------
     @staticmethod
-    def remove_container_cgroups(cid: str) -> None:
-        """The cgroup pyboxd names for a container (spec.CGROUP_PARENT/ID, in every
-        hierarchy), removed with whatever still runs in it.  The runtime records
-        the directories it made only after making them, so a runtime killed in
-        between left them unrecorded, and its delete did not remove them.  The
-        name is pyboxd's, for this container alone: what exists of it is its."""
+    def remove_container_cgroups(cid: str, host_config: dict[str, Any] | None = None) -> None:
+        """The cgroup pyboxd names for a container (spec.cgroups_path: its id below
+        its --cgroup-parent, or below spec.CGROUP_PARENT when ``host_config`` is
+        None or has none; in every hierarchy), removed with whatever still runs in
+        it.  The runtime records the directories it made only after making them,
+        so a runtime killed in between left them unrecorded, and its delete did
+        not remove them.  The name is pyboxd's, for this container alone: what
+        exists of it is its."""
         try:
-            mgr = cgroups.new_manager(f"{CGROUP_PARENT}/{cid}", cid)
+            mgr = cgroups.new_manager(cgroups_path(host_config or {}, cid), cid)
         except (PyboxError, OSError, ValueError):
             return
         # a hybrid manager's halves, or the manager itself (each with ``created``)
@@ -189,13 +196,82 @@ class Runner:
             except PyboxError as err:
                 log(f"recovery: container {cid[:12]}: its cgroup: {err}")
 
-    @staticmethod
-    def release_cgroup_parent() -> None:
-        """pyboxd stopping: the containers' shared parent cgroup goes from each
-        hierarchy when nothing is left in it (running containers, or another
-        pyboxd's, keep it: rmdir of a cgroup with children fails); the runtime
-        removes only the parents it made itself, so the last of several
-        concurrent containers to leave never did."""
+    def _parents_file(self) -> str:
+        return os.path.join(self.run_root, "cgroup-parents.json")
+
+    def _read_parents(self) -> list[str]:
+        try:
+            with open(self._parents_file(), "rb") as f:
+                saved = json.loads(f.read())
+        except (OSError, ValueError):
+            return []
+        return [d for d in saved if isinstance(d, str)] if isinstance(saved, list) else []
+
+    def _write_parents(self, dirs: list[str]) -> None:
+        if dirs:
+            write_atomic(self._parents_file(), json.dumps(sorted(set(dirs))))
+            return
+        try:
+            os.unlink(self._parents_file())
+        except FileNotFoundError:
+            pass
+
+    def note_cgroup_parents(self, cid: str) -> None:
+        """Record the parent cgroups the runtime made for ``cid`` (what its state
+        lists as created, less the container's own directories), before its
+        delete forgets them.  The runtime's delete removes them only if empty at
+        that moment, and a parent made by one container's runtime and still used
+        by another's was never removed: pyboxd keeps the list and removes them
+        once empty (release_cgroup_parents)."""
+        rc = self.load(cid)
+        saved = rc.record.get("cgroup") if rc is not None else None
+        if not isinstance(saved, dict):
+            return
+        # Manager.to_state() of every driver: "paths" (controller -> its own
+        # directory) and "created" (every directory it made, parents included)
+        leaves = set((saved.get("paths") or {}).values())
+        made = [d for d in saved.get("created") or () if isinstance(d, str) and d not in leaves]
+        if not made:
+            return
+        with self.parents_lock:
+            known = self._read_parents()
+            if not set(made) <= set(known):
+                self._write_parents(known + made)
+
+    def release_cgroup_parents(self) -> None:
+        """rmdir the parent cgroups pyboxd's runtime made (note_cgroup_parents),
+        deepest first, each that is empty now; the rest (a running container's
+        parent, another parent's) stay listed for the next try.  Only a directory
+        below a cgroup mount point is touched, and only one on the list: a parent
+        that existed before pyboxd (someone else's cgroup) is never removed."""
+        with self.parents_lock:
+            known = self._read_parents()
+            if not known:
+                return
+            layout = cgroups.detect_layout()
+            roots = [h.mountpoint.rstrip("/") + "/" for h in layout.v1_hierarchies()
+                     + ([layout.unified] if layout.unified else [])]
+            kept = []
+            for d in sorted(set(known), key=lambda p: p.count("/"), reverse=True):
+                if not d.startswith(tuple(roots)) or "/../" in d + "/" or not os.path.isabs(d):
+                    continue  # not a cgroup: forgotten, never removed
+                try:
+                    os.rmdir(d)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    kept.append(d)  # in use (EBUSY), or a child left: tried again later
+            if set(kept) != set(known):
+                self._write_parents(kept)
+
+    def release_cgroup_parent(self) -> None:
+        """pyboxd stopping: the parents its runtime made (release_cgroup_parents),
+        and the containers' shared parent cgroup from each hierarchy when nothing
+        is left in it (running containers, or another pyboxd's, keep it: rmdir of
+        a cgroup with children fails); the runtime removes only the parents it
+        made itself, so the last of several concurrent containers to leave never
+        did."""
+        self.release_cgroup_parents()
         layout = cgroups.detect_layout()
         for h in layout.v1_hierarchies() + ([layout.unified] if layout.unified else []):
             try:
