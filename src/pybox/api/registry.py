@@ -1,6 +1,7 @@
 """Registry routes: ``POST /images/NAME/push`` and ``POST /auth`` (docker push,
-docker login), and the pull of ``POST /images/create?fromImage=`` (routed in
-images.py).  The work is the engine's (``engine.distribution``,
+docker login), ``GET /images/search`` (docker search), ``GET
+/distribution/NAME/json``, and the pull of ``POST /images/create?fromImage=``
+(routed in images.py).  The work is the engine's (``engine.distribution``,
 pybox.engine.distribution); here are docker's credentials (X-Registry-Auth, or
 an AuthConfig body decoded by type, pybox.api.schema) and its progress streams.
 
@@ -20,7 +21,7 @@ from pybox.engine.engine import Engine
 from pybox.errors import AuthenticationError, BadRequest, NotFound, PyboxError
 from pybox.formats import fastjson
 from pybox.images import progress as P
-from pybox.images.auth import Credentials, decode_registry_auth
+from pybox.images.auth import ANONYMOUS, Credentials, decode_registry_auth
 
 
 class ProgressStream:
@@ -73,6 +74,15 @@ def _header_credentials(req: Request) -> Credentials:
     return decode_registry_auth(req.headers.get("x-registry-auth", ""))
 
 
+def _lenient_credentials(req: Request) -> Credentials:
+    """X-Registry-Auth for a search or a distribution inspect: dockerd ignores
+    one that does not decode there ("to increase compatibility")."""
+    try:
+        return _header_credentials(req)
+    except PyboxError:
+        return ANONYMOUS
+
+
 def pull(engine: Engine, req: Request, resp: Response) -> None:
     """``POST /images/create?fromImage=NAME&tag=TAG&platform=P``."""
     stream = ProgressStream(resp)
@@ -106,6 +116,30 @@ def register(router: Router, engine: Engine) -> None:
             stream.finish(e)
             return
         stream.finish()
+
+    @router.route("GET", "/images/search")
+    def search(req: Request, resp: Response) -> None:
+        """``GET /images/search?term=&limit=&filters=`` (docker search)."""
+        limit = 0
+        raw_limit = req.arg("limit") or ""
+        if raw_limit:
+            try:
+                limit = int(raw_limit, 10)
+            except ValueError:
+                raise BadRequest(f"invalid limit specified: strconv.Atoi: parsing "
+                                 f"{fastjson.dumps(raw_limit)}: invalid syntax") from None
+            if limit < 0:
+                raise BadRequest("invalid limit specified")
+        filters = req.filters()
+        meta = {k.title(): v for k, v in req.headers.items() if k.lower().startswith("x-meta-")}
+        resp.json(engine.distribution.search(req.arg("term") or "", limit=limit,
+                                             filters=filters, credentials=_lenient_credentials(req),
+                                             headers=meta))
+
+    @router.route("GET", "/distribution/{name*}/json")
+    def distribution_inspect(req: Request, resp: Response, name: str) -> None:
+        """``GET /distribution/NAME/json`` (docker-py's inspect_distribution)."""
+        resp.json(engine.distribution.inspect(name, _lenient_credentials(req)))
 
     @router.route("POST", "/auth")
     def auth(req: Request, resp: Response) -> None:

@@ -1,5 +1,5 @@
-"""The engine's registry side: pull, push and login, on pybox.images' registry
-client.
+"""The engine's registry side: pull, push, login, search and a remote image's
+descriptor (GET /distribution/NAME/json), on pybox.images' registry client.
 
 ``Engine.distribution`` is one ``Distribution``: its methods take plain values
 (a reference, a platform, credentials) and a ``progress`` callable that gets
@@ -30,6 +30,8 @@ from pybox.images.registry_config import RegistryOptions
 
 if TYPE_CHECKING:
     from pybox.images.registry import Registries
+    from pybox.images.remote_inspect import DistributionInspect
+    from pybox.images.search import SearchResult
 
 
 class Distribution:
@@ -120,6 +122,23 @@ class Distribution:
         from pybox.images.registry import login  # noqa: PLC0415 -- heavy, first use
 
         return login(self.registries(), server_address, credentials)
+
+    def search(self, term: str, *, limit: int = 0, filters: dict[str, list[str]] | None = None,
+               credentials: Credentials = ANONYMOUS,
+               headers: dict[str, str] | None = None) -> list["SearchResult"]:
+        """``docker search``: the registry's /v1/search for ``term``, filtered
+        as dockerd filters (pybox.images.search)."""
+        from pybox.images.search import search  # noqa: PLC0415 -- heavy (urllib3), first use
+
+        return search(self.registries(), term, limit=limit, filters=filters,
+                      credentials=credentials, headers=headers)
+
+    def inspect(self, name: str, credentials: Credentials = ANONYMOUS) -> "DistributionInspect":
+        """``GET /distribution/NAME/json``: the registry's descriptor of NAME's
+        manifest or index and its platforms (pybox.images.remote_inspect)."""
+        from pybox.images.remote_inspect import inspect  # noqa: PLC0415 -- heavy, first use
+
+        return inspect(self.registries(), name, credentials)
 
 
 def _pull_reference(from_image: str, tag: str) -> references.Reference:
