@@ -38,6 +38,7 @@ from pybox.engine import etcfiles
 from pybox.errors import BadRequest, Conflict, NotFound
 from pybox.formats import fastjson
 from pybox.network import etc
+from pybox.network.links import interface_counters
 from pybox.network.manager import NetworkError, NetworkManager, Sandbox, check_mac
 from pybox.network.ports import PROTOCOLS, PortMapping, PortRequest
 
@@ -398,6 +399,30 @@ class EngineNetworking:
 
     def forget(self, c: Container) -> None:
         self.release(c)
+
+    def interface_stats(self, c: Container) -> dict[str, dict[str, int]]:
+        """docker stats' ``networks``: the counters of the interfaces of the
+        sandbox the container's processes run in (another container's with
+        --network container:ID, followed as dockerd's getNetworkSandboxID
+        does), keyed by their names in the container (eth0...).  {} for
+        --network none and host: dockerd's sandbox there has no interfaces of
+        its own, so the section is left out."""
+        target = c
+        for _ in range(16):  # a chain of container: modes, never a loop
+            mode = network_mode(target.record["HostConfig"])
+            if not mode.startswith("container:"):
+                break
+            try:
+                target = self.engine.get(mode[len("container:"):])
+            except NotFound:
+                return {}
+        else:
+            return {}
+        sb = self.manager.sandbox(target.id) if self._manager is not None else None
+        pid = c.state.pid
+        if sb is None or not pid:
+            return {}
+        return interface_counters(pid, {ep["ifname"] for ep in sb["endpoints"].values()})
 
     def ps_ports(self, c: Container) -> list[dict[str, Any]]:
         if not c.state.running:

@@ -75,7 +75,9 @@ def _online_cpus() -> int:
 
 def sample(engine: Engine, c: Container) -> Sample:
     """One raw sample: (timestamp, the runtime cgroup's stats, system cpu ns)."""
-    raw = engine.runner.cgroup_stats(c.id)
+    raw = dict(engine.runner.cgroup_stats(c.id))
+    # the interfaces' counters ride in the raw sample (docker_stats' "networks")
+    raw["networks"] = engine.network.interface_stats(c)
     return rfc3339_nano_fixed(), raw, _system_cpu_ns()
 
 
@@ -127,6 +129,8 @@ def docker_stats(c: Container, cur: Sample, prev: Sample | None) -> dict[str, An
     }
     if musage.get("failcnt"):
         out["memory_stats"]["failcnt"] = musage["failcnt"]
+    if raw.get("networks"):  # dockerd's omitempty: none for --network none/host
+        out["networks"] = raw["networks"]
     return out
 
 

@@ -131,6 +131,8 @@ class NetworkManager:
                     rec = fastjson.load_file(os.path.join(self.records_dir, name))
                 except (OSError, ValueError):
                     continue
+                if self.is_default(rec) and rec["IPAM"].get("Options") == {}:
+                    rec["IPAM"]["Options"] = None  # a record of an older pybox: dockerd's null
                 self.networks[rec["Id"]] = rec
         for name in os.listdir(self.sandbox_dir):
             if name.endswith(".json"):
@@ -158,11 +160,15 @@ class NetworkManager:
     def _record(self, name: str, driver: str, *, ipam_config: list[dict[str, Any]] | None = None,
                 internal: bool | None = False, options: dict[str, str] | None = None,
                 labels: dict[str, str] | None = None, attachable: bool | None = False,
+                ipam_options: dict[str, str] | None = None,
                 pybox: dict[str, Any] | None = None) -> NetworkRecord:
+        """A new network's record.  IPAM.Options is what the client sent, as
+        dockerd keeps it: null when it sent none (docker-py, the predefined
+        networks), {} from the docker CLI, which always sends the map."""
         return {
             "Name": name, "Id": secrets.token_hex(32), "Created": _now(), "Scope": "local",
             "Driver": driver, "EnableIPv4": True, "EnableIPv6": False,
-            "IPAM": {"Driver": "default", "Options": None if driver != "bridge" else {},
+            "IPAM": {"Driver": "default", "Options": ipam_options,
                      "Config": ipam_config or []},
             "Internal": bool(internal), "Attachable": bool(attachable), "Ingress": False,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
@@ -294,7 +300,8 @@ class NetworkManager:
                                       host=host)
             rec = self._record(name, "bridge", ipam_config=[dict(config)],
                                internal=body.get("Internal"), options=options,
-                               labels=body.get("Labels"), attachable=body.get("Attachable"))
+                               labels=body.get("Labels"), attachable=body.get("Attachable"),
+                               ipam_options=(body.get("IPAM") or {}).get("Options"))
             bridge = options.get(BRIDGE_NAME_OPTION) or self.names.bridge(rec["Id"])
             if any(r.get("pybox", {}).get("bridge") == bridge for r in self.networks.values()):
                 raise Conflict(f"bridge name {bridge} is used by another network")
