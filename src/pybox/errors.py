@@ -122,6 +122,11 @@ class LockError(PyboxError):
     """pyboxd cannot take one of its locks: the message is the one line shown."""
 
 
+class DaemonConfigError(PyboxError):
+    """pyboxd's configuration (flags and daemon.json) is wrong: the message is
+    the one line pyboxd shows before it exits, having changed nothing."""
+
+
 class HookError(PyboxError):
     """An OCI hook failed or timed out (pybox.runtime.hooks)."""
 

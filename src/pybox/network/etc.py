@@ -86,7 +86,23 @@ def host_resolvers(path: str = HOST_RESOLV_CONF,
             conf["search"] = upstream["search"]
     servers = [s for s in servers if ":" not in s]
     conf["nameservers"] = servers
+    for key in ("nameservers", "search", "options"):  # pyboxd's dns, dns-search, dns-opts
+        if DAEMON_DNS[key]:
+            conf[key] = list(DAEMON_DNS[key])
     return conf
+
+
+# daemon.json's dns, dns-search and dns-opts (set_daemon_dns): in place of the
+# host's, for containers that set none of their own (dockerd's defaults)
+DAEMON_DNS: ResolvConf = {"nameservers": [], "search": [], "options": []}
+
+
+def set_daemon_dns(nameservers: Iterable[str] = (), search: Iterable[str] = (),
+                   options: Iterable[str] = ()) -> None:
+    """pyboxd's DNS defaults: each one given replaces the host's."""
+    DAEMON_DNS["nameservers"] = list(nameservers)
+    DAEMON_DNS["search"] = list(search)
+    DAEMON_DNS["options"] = list(options)
 
 
 def _read(path: str) -> ResolvConf:

@@ -19,7 +19,7 @@ owner.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
 from typing import NotRequired, TypedDict
 
 from pybox.errors import BadRequest, Conflict
@@ -68,10 +68,29 @@ def overlaps_any(subnet: Network, others: Collection[Network]) -> bool:
     return any(subnet.version == o.version and subnet.overlaps(o) for o in others)
 
 
+# pyboxd's default-address-pools (daemon.json, dockerd's key): (base, size) pairs
+# whose /size subnets replace DEFAULT_POOLS; set once at start (set_default_pools)
+_configured_pools: list[tuple[Network, int]] = []
+
+
+def set_default_pools(pools: Iterable[tuple[str, int]]) -> None:
+    """Networks without a subnet get one cut from these (base CIDR, prefix
+    size) pools instead of docker's defaults; empty: docker's defaults."""
+    _configured_pools[:] = [(ipaddress.ip_network(base), size) for base, size in pools]
+
+
+def _pools() -> Iterator[Network]:
+    if not _configured_pools:
+        yield from DEFAULT_POOLS
+    for base, size in _configured_pools:
+        if base.version == 4:  # pybox networks are IPv4
+            yield from base.subnets(new_prefix=size)
+
+
 def pick_subnet(taken: Collection[Network], host: Collection[Network]) -> Network:
     """The first default pool that overlaps neither ``taken`` (other pybox
     networks) nor ``host`` (the host's routes and addresses)."""
-    for pool in DEFAULT_POOLS:
+    for pool in _pools():
         if not overlaps_any(pool, taken) and not overlaps_any(pool, host):
             return pool
     raise Conflict("could not find an available, non-overlapping IPv4 address pool among "
