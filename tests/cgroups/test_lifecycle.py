@@ -48,20 +48,27 @@ def test_pids_is_recursive(make_manager, helper):
     # destroy (by the fixture) must remove inner too
 
 
+def relative_base(controller: str) -> str:
+    """Where a relative cgroupsPath starts: the caller's cgroup, but on a pure v2
+    host its parent (runc's fs2: the caller's own cgroup holds the caller)."""
+    h = LAYOUT.unified if controller == "" else LAYOUT.v1[controller]
+    own = h.own
+    if controller == "" and LAYOUT.mode == "v2":
+        own = own.rstrip("/").rsplit("/", 1)[0] or "/"
+    return h.directory(own).rstrip("/")
+
+
 def test_default_path_is_the_id_below_the_callers_cgroup(make_manager):
     name_mgr = make_manager(path="", tag="dflt")
     for controller, directory in name_mgr.paths.items():
-        h = LAYOUT.unified if controller == "" else LAYOUT.v1[controller]
-        own = h.directory(h.own)
-        assert os.path.dirname(directory) == own.rstrip("/"), (controller, directory)
+        assert os.path.dirname(directory) == relative_base(controller), (controller, directory)
 
 
 def test_relative_path_nests_below_the_callers_cgroup(make_manager):
     rel = f"{unique('rel')}/ctr"
     mgr = make_manager(path=rel)
     for controller, directory in mgr.paths.items():
-        h = LAYOUT.unified if controller == "" else LAYOUT.v1[controller]
-        assert directory == h.directory(h.own).rstrip("/") + "/" + rel
+        assert directory == relative_base(controller) + "/" + rel
 
 
 def test_destroy_kills_live_processes_and_removes_everything(helper):

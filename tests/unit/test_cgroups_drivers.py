@@ -37,6 +37,27 @@ def test_v1_relative_path_follows_the_callers_cgroup_per_hierarchy(tmp_path):
     assert mgr.paths["cpu"] == f"{tmp_path}/sys/fs/cgroup/cpu/process_api/x/c1"
 
 
+@pytest.mark.parametrize("cgroups_path,own,expected", [
+    ("", "/system.slice/pyboxd.service", "/system.slice/c1"),
+    ("foo/bar/c1", "/system.slice/pyboxd.service", "/system.slice/foo/bar/c1"),
+    ("foo/c1", "/", "/foo/c1"),
+    ("foo/c1", "/top", "/foo/c1"),
+    ("/abs/c1", "/system.slice/pyboxd.service", "/abs/c1"),
+])
+def test_v2_relative_path_is_below_the_parent_of_the_callers_cgroup(tmp_path, cgroups_path, own,
+                                                                   expected):
+    """runc's fs2: the caller's own cgroup holds the caller, so a child of it could
+    not get controllers (no internal processes); its parent is used instead."""
+    fs, layout, mgr = make(tmp_path, "v2", cgroups_path=cgroups_path, own=own)
+    assert mgr.paths[""] == f"{tmp_path}/sys/fs/cgroup{expected}"
+
+
+def test_hybrid_cgroup2_half_keeps_v1s_rule_below_the_callers_cgroup(tmp_path):
+    fs, layout, mgr = make(tmp_path, "hybrid", cgroups_path="foo/c1", own="/process_api/x")
+    assert mgr.paths["memory"] == f"{tmp_path}/sys/fs/cgroup/memory/process_api/x/foo/c1"
+    assert mgr.v2.paths[""].endswith("/process_api/x/foo/c1")
+
+
 def test_v1_comounted_cpu_cpuacct_share_a_directory(tmp_path):
     fs, layout, mgr = make(tmp_path, "v1", comount_cpu=True)
     assert mgr.paths["cpu"] == mgr.paths["cpuacct"]
@@ -287,7 +308,8 @@ def test_v2_controller_not_delegated_names_field_and_reason(tmp_path):
 
 
 def test_v2_enable_failure_reason_is_reported(tmp_path):
-    fs, layout, mgr = make(tmp_path, "v2", cgroups_path="c1", own="/busy")
+    # relative: below the parent of the caller's cgroup (runc's fs2), here /top
+    fs, layout, mgr = make(tmp_path, "v2", cgroups_path="busy/c1", own="/top/caller")
     fs.fail = {"/busy/cgroup.subtree_control": 16}
     mgr.create()
     fs.fail = {}

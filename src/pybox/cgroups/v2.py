@@ -71,7 +71,13 @@ class V2Manager(Driver):
                    partial: bool = False) -> V2Manager:
         h = layout.unified
         assert h is not None, "a v2 manager on a host without cgroup2"
-        inner = resolve(cgroups_path, name, h.own, systemd=systemd, rootless=rootless)
+        # A relative path (an empty one too) is below the *parent* of the caller's
+        # cgroup on a pure v2 host, as runc's fs2 places it: the caller's own cgroup
+        # holds processes (the caller), so it could not enable controllers for a
+        # child (no internal processes).  The hybrid half follows runc's v1 rule,
+        # below the caller's own cgroup, like the v1 hierarchies beside it.
+        base = h.own if partial else (h.own.rstrip("/").rsplit("/", 1)[0] or "/")
+        inner = resolve(cgroups_path, name, base, systemd=systemd, rootless=rootless)
         return cls(inner, h.mountpoint, rootless=rootless, fs=fs, partial=partial)
 
     @classmethod
