@@ -425,7 +425,7 @@ class Recovery:
             if c.state.running:
                 return
             before = fastjson.dumps(c.to_docker())
-            self._delete_runtime(c.id)
+            self._delete_runtime(c.id, c.host_config)
             e.network.release(c)
             e.namespaces.release_shm(c)
             try:
@@ -443,13 +443,14 @@ class Recovery:
             e.lifecycle.remove_now(c)
         log(f"container {c.id[:12]}: removal finished")
 
-    def _delete_runtime(self, cid: str) -> None:
+    def _delete_runtime(self, cid: str, host_config: dict[str, Any] | None = None) -> None:
         """Delete the runtime's container (processes, cgroup, state dir),
-        once a creator still inside its create is through."""
+        once a creator still inside its create is through.  ``host_config``:
+        the record's, for its --cgroup-parent (None: below /pybox)."""
         runner = self.engine.runner
         rc = runner.load(cid)
         if rc is None:
-            runner.remove_container_cgroups(cid)
+            runner.remove_container_cgroups(cid, host_config)
             return
         deadline = time.monotonic() + MONITOR_TIMEOUT
         while rc.status() == "creating" and time.monotonic() < deadline:
@@ -465,7 +466,7 @@ class Recovery:
                 except OSError:
                     pass
         rc.delete(force=True)
-        runner.remove_container_cgroups(cid)
+        runner.remove_container_cgroups(cid, host_config)
 
     # 6 ---------------------------------------------------------------------------------------
     def orphans(self) -> None:
