@@ -13,9 +13,11 @@ from typing import IO, TYPE_CHECKING, Any
 from pybox.engine.events import attributes
 from pybox.engine.rootview import MountedRootfs
 from pybox.engine.spec import merge_image_config
+from pybox.errors import PyboxError
 
 if TYPE_CHECKING:
     from pybox.engine.engine import Engine
+    from pybox.engine.store import Container
 
 # files the engine bind-mounts into every container: not the container's
 # changes (docker keeps them in an init layer below the writable one)
@@ -50,7 +52,7 @@ def commit(engine: Engine, ref: str, *, reference: str | None = None,
     over the container's, Dockerfile ``changes`` applied; the container paused
     meanwhile when ``pause`` and it runs.  -> the new image's Id."""
     c = engine.get(ref)
-    paused = pause and engine.pause_for_commit(c)
+    paused = pause and _pause(engine, c)
     try:
         with MountedRootfs(engine, c):
             image_id = engine.images.images.commit(
@@ -58,9 +60,23 @@ def commit(engine: Engine, ref: str, *, reference: str | None = None,
                 author=author, config=commit_config(config, c.record["Config"]))
     finally:
         if paused:
-            engine.unpause_after_commit(c)
+            try:
+                engine.unpause_after_commit(c)
+            except PyboxError:  # dockerd ignores its unpause's error too
+                pass
     engine.events.emit("container", "commit", c.id, attributes(c))
     return image_id
+
+
+def _pause(engine: Engine, c: Container) -> bool:
+    """The commit's pause, best effort as dockerd's (daemon/commit.go ignores
+    containerPause's error): a container that exits while it is being paused
+    -- docker-py commits with pause on, often right after the program ends --
+    is committed as it is, never a 500.  -> whether it was frozen."""
+    try:
+        return engine.pause_for_commit(c)
+    except PyboxError:
+        return False
 
 
 def export(engine: Engine, ref: str, out: IO[bytes]) -> None:
