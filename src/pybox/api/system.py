@@ -111,10 +111,10 @@ def system_info(engine: Engine) -> dict[str, Any]:
         "MemoryLimit": True, "SwapLimit": True, "KernelMemory": False,
         "KernelMemoryTCP": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
         "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
-        "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": False,
+        "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": engine.config.debug,
         "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": not v2,
         "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
+        "LoggingDriver": engine.config.log_driver, "CgroupDriver": "cgroupfs",
         "CgroupVersion": "2" if v2 else "1", "NEventsListener": counts.event_listeners,
         "KernelVersion": u.release, "OperatingSystem": _os_name(), "OSVersion": "",
         "OSType": "linux", "Architecture": u.machine, "IndexServerAddress":
@@ -127,12 +127,15 @@ def system_info(engine: Engine) -> dict[str, Any]:
                                              "LocalNodeState": "inactive",
                                              "ControlAvailable": False, "Error": "",
                                              "RemoteManagers": None},
-        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "tini",
+        "LiveRestoreEnabled": engine.config.live_restore, "Isolation": "", "InitBinary": "tini",
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
         "SecurityOptions": ["name=seccomp,profile=builtin"]
         + (["name=userns"] if engine.remap else [])
         + (["name=cgroupns"] if v2 else []),
         "Warnings": [],
+        **({"DefaultAddressPools": [{"Base": p.base, "Size": p.size}
+                                    for p in engine.config.default_address_pools]}
+           if engine.config.default_address_pools else {}),
     }
 
 

@@ -53,6 +53,7 @@ from typing import Any
 from pybox import cgroups
 from pybox.engine import spec as specmod
 from pybox.engine.attach import AttachSession
+from pybox.engine.daemonconfig import DaemonConfig, apply_log_defaults, apply_network_defaults
 from pybox.engine.distribution import Distribution
 from pybox.engine.events import EventBus, attributes
 from pybox.engine.execs import ExecSession
@@ -94,9 +95,14 @@ def check_kill_signal(signal: str) -> None:
 class Engine:
     def __init__(self, data_root: str = DEFAULT_DATA_ROOT, run_root: str = DEFAULT_EXEC_ROOT,
                  images: ImageService | None = None, runtime: str = "pybox-runtime",
-                 userns_remap: UsernsRemap | None = None) -> None:
+                 userns_remap: UsernsRemap | None = None,
+                 config: DaemonConfig | None = None) -> None:
         if images is None:
             raise ValueError("the engine needs an image service")
+        # the daemon's configuration (pyboxd's flags and daemon.json): the
+        # containers' and networks' defaults (engine/daemonconfig.py)
+        self.config = config or DaemonConfig(data_root=data_root, exec_root=run_root)
+        apply_network_defaults(self.config)
         self.data_root = data_root
         self.run_root = run_root
         self.runtime_root = os.path.join(run_root, "runtime")
@@ -198,6 +204,9 @@ class Engine:
     def create(self, body: dict[str, Any], name: str | None = None) -> tuple[str, list[str]]:
         """POST /containers/create, ``body`` typed by pybox.api.schema.  Returns
         (id, warnings)."""
+        if isinstance(body, dict):  # the daemon's default log driver and options
+            hc = body["HostConfig"] = dict(body.get("HostConfig") or {})
+            apply_log_defaults(hc, self.config.log_config())
         return self.lifecycle.create(body, name)
 
     def start(self, ref: str) -> None:
