@@ -21,6 +21,8 @@ def cgroup_dir(controller, path):
     mnt, own = own_cgroup(controller)
     if path.startswith("/"):
         return mnt + path
+    if LAYOUT.mode == "v2":  # runc's fs2: below the parent of the caller's cgroup
+        own = own.rstrip("/").rsplit("/", 1)[0]
     return f"{mnt}{own.rstrip('/')}/{path}"
 
 
