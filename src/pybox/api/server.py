@@ -773,6 +773,26 @@ class Server:
         self.listeners.append((s, path))
         return s
 
+    def listen_tcp(self, host: str, port: int) -> socket.socket:
+        """Listen on ``host:port`` (plain TCP: pyboxd asks only for a -H tcp://
+        without TLS, with dockerd's warning; TLS connections come through
+        ``adopt`` from pybox.api.listeners)."""
+        s = tcp_listener(host, port)
+        s.setblocking(False)
+        self.listeners.append((s, ""))
+        return s
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Serve a connection accepted elsewhere (a TLS connection's plain end,
+        pybox.api.listeners): from now on it is the poller's, as an accepted one."""
+        sock.setblocking(True)
+        if sock.family != socket.AF_UNIX:  # small writes (a stream's lines) go at once
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c = _Client(sock)
+        with self._lock:
+            self._clients[c.fd] = c
+            self._epoll.register(c.fd, _EPOLL_CLIENT)
+
     def shutdown(self) -> None:
         """Stop serving (safe from a signal handler: the poller does the rest)."""
         self.stopping.set()
@@ -795,6 +815,8 @@ class Server:
                 s.close()
             except OSError:
                 pass
+            if not path:
+                continue  # a TCP listener: no file
             try:
                 os.unlink(path)
             except OSError:
@@ -854,11 +876,7 @@ class Server:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     return False
                 return True  # e.g. ECONNABORTED: that client is gone
-            sock.setblocking(True)
-            c = _Client(sock)
-            with self._lock:
-                self._clients[c.fd] = c
-                self._epoll.register(c.fd, _EPOLL_CLIENT)
+            self.adopt(sock)
         return True
 
     def _ready(self, fd: int) -> None:
@@ -1154,6 +1172,27 @@ def _hung_up(sock: socket.socket) -> bool | None:
     except OSError:
         return True
     return None if data else True
+
+
+def tcp_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (an IPv6 literal in brackets or
+    not; a name is resolved), SO_REUSEADDR as Go's net.Listen; PyboxError
+    with the address when it cannot be had."""
+    host = host.strip("[]")
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                  flags=socket.AI_PASSIVE)[0]
+        s = socket.socket(info[0], socket.SOCK_STREAM)
+    except OSError as e:
+        raise errors.PyboxError(f"listen tcp {host}:{port}: {e.strerror or e}") from None
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(info[4])
+        s.listen(4096)
+    except OSError as e:
+        s.close()
+        raise errors.PyboxError(f"listen tcp {host}:{port}: bind: {e.strerror}") from None
+    return s
 
 
 def answers(path: str) -> bool:
