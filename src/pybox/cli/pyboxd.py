@@ -1,14 +1,23 @@
 """pyboxd: the engine daemon, serving the Docker Engine API.
 
-    pyboxd [-H unix:///run/pybox/pybox.sock ...] [--data-root /var/lib/pybox]
+    pyboxd [-H unix:///run/pybox/pybox.sock | -H tcp://HOST:PORT ...]
+           [--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY]
+           [--config-file /etc/pybox/daemon.json] [--data-root /var/lib/pybox]
            [--exec-root /run/pybox] [--pidfile F] [--group G] [--debug]
-           [--userns-remap default|USER[:GROUP]]
+           [--userns-remap default|USER[:GROUP]] [--log-driver D --log-opt K=V]
+           [--dns IP --dns-opt O --dns-search D] [--default-address-pool base=CIDR,size=N]
+           [--default-ulimit NAME=SOFT[:HARD]] [--live-restore[=false]] ...
+
+Flags and daemon.json merge as dockerd's do (pybox.engine.daemonconfig: a key
+both in the file and as a flag, or a key nothing knows, stops pyboxd before it
+touches anything).  TCP listeners with TLS: pybox.api.listeners.
 
 Start-up order matters: the monitor zygote is forked first, while pyboxd is
 still single-threaded (see pybox.monitor.zygote); then running containers are
 re-adopted from disk; then the API threads start.  SIGTERM/SIGINT stop the
 daemon but not the containers: their monitors keep running and a restarted
-pyboxd re-adopts them (containers survive engine restarts by default).
+pyboxd re-adopts them (containers survive engine restarts by default; with
+"live-restore": false, pyboxd stops them as it goes, as dockerd does).
 
 Before all of that, before it touches anything, pyboxd takes an exclusive lock
 on DATA_ROOT/pyboxd.lock, EXEC_ROOT/pyboxd.lock and its pidfile (by default
@@ -31,17 +40,24 @@ import fcntl
 import grp
 import os
 import signal
+import ssl
 import sys
+import threading
 from types import FrameType
 
 import pybox.crashpoints  # noqa: F401 - reads PYBOX_CRASH_AT (tests) once
 from pybox import __version__
 from pybox.api import build_router
-from pybox.api.server import SERVER, Server, answers
+from pybox.api.listeners import TLSListener, server_context
+from pybox.api.server import SERVER, Server, answers, tcp_listener
+from pybox.engine import daemonconfig
+from pybox.engine.daemonconfig import DEFAULT_CONFIG_FILE, DaemonConfig, tcp_address
 from pybox.engine.engine import Engine
 from pybox.engine.images import ImageService
 from pybox.engine.remap import check_reachable, parse_option
-from pybox.errors import Locked, LockError, PyboxError
+from pybox.engine.spec import validate_create
+from pybox.engine.store import Container
+from pybox.errors import DaemonConfigError, Locked, LockError, PyboxError
 from pybox.images.registry_config import RegistryOptions
 from pybox.locations import (
     DEFAULT_DATA_ROOT,
@@ -128,55 +144,118 @@ def take_locks(data_root: str, exec_root: str, pidfile: str) -> Locks:
     return locks
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="pyboxd", description=(__doc__ or "").split("\n")[0])
-    p.add_argument("-H", "--host", action="append", default=[],
-                   help="unix://PATH to listen on (repeatable)")
-    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
-    p.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT)
-    p.add_argument("--pidfile", default=None,
-                   help=f"path of the pid file (default EXEC_ROOT/{PID_NAME})")
-    p.add_argument("--group", default=None, help="group allowed to use the socket")
-    p.add_argument("--userns-remap", default="", metavar="default|USER[:GROUP]",
+def _flag_bool(text: str) -> bool:
+    """A boolean flag's value: ``--tlsverify``, ``--tlsverify=false`` (Go's strconv.ParseBool)."""
+    value = text.strip().lower()
+    if value in ("1", "t", "true"):
+        return True
+    if value in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    """pyboxd's flags, dockerd's names.  No defaults here (argparse.SUPPRESS):
+    only the flags given reach pybox.engine.daemonconfig, which tells a flag
+    from a daemon.json key and a key given twice."""
+    p = argparse.ArgumentParser(prog="pyboxd", description=(__doc__ or "").split("\n")[0],
+                                argument_default=argparse.SUPPRESS)
+
+    def boolean(*names: str, help: str) -> None:
+        p.add_argument(*names, nargs="?", const=True, type=_flag_bool, metavar="true|false",
+                       help=help)
+
+    p.add_argument("-H", "--host", action="append",
+                   help="unix://PATH or tcp://[HOST]:PORT to listen on (repeatable; "
+                        f"default unix://{DEFAULT_SOCKET})")
+    p.add_argument("--config-file", help="daemon configuration file, docker's daemon.json "
+                   f"keys (default {DEFAULT_CONFIG_FILE})")
+    p.add_argument("--data-root", help=f"containers', images' and volumes' root "
+                   f"(default {DEFAULT_DATA_ROOT})")
+    p.add_argument("--exec-root", help=f"the running state's root (default {DEFAULT_EXEC_ROOT})")
+    p.add_argument("--pidfile", help=f"path of the pid file (default EXEC_ROOT/{PID_NAME})")
+    p.add_argument("-G", "--group", help="group allowed to use the unix sockets")
+    p.add_argument("--userns-remap", metavar="default|USER[:GROUP]",
                    help="run containers in a user namespace mapped to USER's "
                         "/etc/subuid and /etc/subgid ranges ('default': dockremap)")
-    p.add_argument("--debug", action="store_true")
-    # the registries' (dockerd's names); they add to daemon.json's lists
-    p.add_argument("--config-file", default="/etc/pybox/daemon.json",
-                   help="daemon configuration file (docker's daemon.json keys: "
-                        "insecure-registries, registry-mirrors, max-concurrent-*)")
-    p.add_argument("--insecure-registry", action="append", default=[],
-                   metavar="HOST[:PORT]|CIDR", help="registry reached over plain HTTP "
-                   "or unchecked TLS (repeatable)")
-    p.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
-                   help="mirror tried before Docker Hub (repeatable)")
-    p.add_argument("--no-proc-view", dest="proc_view", action="store_false",
+    boolean("-D", "--debug", help="debug mode")
+    p.add_argument("--no-proc-view", nargs="?", const=True, type=_flag_bool,
+                   metavar="true|false",
                    help="no /proc view (lxcfs-like /proc/meminfo, cpuinfo...) for containers")
-    return p.parse_args(argv)
+    p.add_argument("--log-driver", help="default logging driver of containers (json-file)")
+    p.add_argument("--log-opt", action="append", metavar="KEY=VALUE",
+                   help="default logging driver options (repeatable)")
+    p.add_argument("--default-address-pool", action="append", metavar="base=CIDR,size=N",
+                   help="where networks' subnets come from (repeatable)")
+    p.add_argument("--dns", action="append", metavar="IP", help="DNS server of containers")
+    p.add_argument("--dns-opt", action="append", help="DNS option of containers")
+    p.add_argument("--dns-search", action="append", help="DNS search domain of containers")
+    p.add_argument("--default-ulimit", action="append", metavar="NAME=SOFT[:HARD]",
+                   help="default ulimit of containers (repeatable)")
+    boolean("--live-restore", help="keep containers running while pyboxd is down "
+                                   "(pybox's default: true)")
+    boolean("--tls", help="use TLS on tcp:// listeners; implied by --tlsverify")
+    boolean("--tlsverify", help="use TLS and verify clients' certificates (against --tlscacert)")
+    p.add_argument("--tlscacert", help="trust client certificates signed only by this CA")
+    p.add_argument("--tlscert", help="path to the server's TLS certificate")
+    p.add_argument("--tlskey", help="path to the server's TLS key")
+    p.add_argument("--insecure-registry", action="append", metavar="HOST[:PORT]|CIDR",
+                   help="registry reached over plain HTTP or unchecked TLS (repeatable)")
+    p.add_argument("--registry-mirror", action="append", metavar="URL",
+                   help="mirror tried before Docker Hub (repeatable)")
+    for flag in ("--max-concurrent-downloads", "--max-concurrent-uploads",
+                 "--max-download-attempts"):
+        p.add_argument(flag, type=int)
+    return p
+
+
+def parse_args(argv: list[str]) -> DaemonConfig:
+    """The command line and the configuration file, merged (DaemonConfigError:
+    the one line to show)."""
+    given = vars(_parser().parse_args(argv))
+    config_file = given.pop("config_file", None)
+    return daemonconfig.load({k.replace("_", "-"): v for k, v in given.items()}, config_file)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    hosts = args.host or ["unix://" + DEFAULT_SOCKET]
-    paths = []
-    for h in hosts:
-        if not h.startswith("unix://"):
-            sys.stderr.write(f"pyboxd: only unix:// sockets are supported, not {h!r}\n")
-            return 2
-        paths.append(h[len("unix://"):])
-    os.makedirs(args.data_root, mode=0o711, exist_ok=True)
-    os.makedirs(args.exec_root, mode=0o711, exist_ok=True)
-    pidfile = os.path.abspath(args.pidfile or os.path.join(args.exec_root, PID_NAME))
+    try:
+        config = parse_args(sys.argv[1:] if argv is None else argv)
+        check_log_config(config)
+        tls = tls_context(config)
+    except PyboxError as e:
+        sys.stderr.write(f"pyboxd: {e}\n")
+        return 1
+    paths = [h[len("unix://"):] for h in config.hosts if h.startswith("unix://")]
+    os.makedirs(config.data_root, mode=0o711, exist_ok=True)
+    os.makedirs(config.exec_root, mode=0o711, exist_ok=True)
+    pidfile = os.path.abspath(config.pidfile or os.path.join(config.exec_root, PID_NAME))
     try:  # first of all: a second pyboxd must leave the first one's files alone
         os.makedirs(os.path.dirname(pidfile), exist_ok=True)
-        locks = take_locks(args.data_root, args.exec_root, pidfile)
+        locks = take_locks(config.data_root, config.exec_root, pidfile)
     except (LockError, OSError) as e:
         sys.stderr.write(f"pyboxd: {e}\n")
         return 1
     try:
-        return serve(args, paths)
+        return serve(config, paths, tls)
     finally:
         locks.remove(pidfile)  # as dockerd, at exit; the lock files stay (see above)
+
+
+def check_log_config(config: DaemonConfig) -> None:
+    """The default log driver and options, checked as a container's are (dockerd
+    refuses to start with ones it cannot use)."""
+    try:
+        validate_create({}, {"LogConfig": config.log_config()})
+    except PyboxError as e:
+        raise DaemonConfigError(f"failed to set log opts: {e}") from None
+
+
+def tls_context(config: DaemonConfig) -> ssl.SSLContext | None:
+    """The TCP listeners' TLS, when --tls or --tlsverify is set and there is one."""
+    if not config.tls_enabled or not any(h.startswith("tcp://") for h in config.hosts):
+        return None
+    return server_context(config.tlscert, config.tlskey, config.tlscacert,
+                          verify=config.verify_clients)
 
 
 def pin_mmap_threshold() -> None:
@@ -200,7 +279,7 @@ def pin_mmap_threshold() -> None:
         pass
 
 
-def serve(args: argparse.Namespace, paths: list[str]) -> int:
+def serve(config: DaemonConfig, paths: list[str], tls: ssl.SSLContext | None) -> int:
     """Everything after the locks: the engine, its recovery, the API."""
     pin_mmap_threshold()
     for path in paths:  # a socket another daemon (on other roots) serves
@@ -210,17 +289,20 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
             return 1
 
     try:
-        remap = parse_option(args.userns_remap)
-        check_reachable(remap, args.data_root)
+        remap = parse_option(config.userns_remap)
+        check_reachable(remap, config.data_root)
+        gid = grp.getgrnam(config.group).gr_gid if config.group else None
+    except KeyError:
+        sys.stderr.write(f"pyboxd: group {config.group} not found\n")
+        return 1
     except PyboxError as e:
         sys.stderr.write(f"pyboxd: {e}\n")
         return 1
-    images = ImageService(args.data_root)
-    engine = Engine(args.data_root, args.exec_root, images=images, userns_remap=remap)
-    try:  # insecure registries, mirrors (RegistryError: the file is unreadable or wrong)
-        engine.distribution.configure(RegistryOptions.from_daemon_config(
-            args.config_file, insecure_registries=args.insecure_registry,
-            mirrors=args.registry_mirror))
+    images = ImageService(config.data_root)
+    engine = Engine(config.data_root, config.exec_root, images=images, userns_remap=remap,
+                    config=config)
+    try:  # insecure registries, mirrors (RegistryError: a value is wrong)
+        engine.distribution.configure(registry_options(config))
     except PyboxError as e:
         sys.stderr.write(f"pyboxd: {e}\n")
         return 1
@@ -231,14 +313,12 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
 
     images.images.container_running = container_running
     engine.start_zygote()  # before any thread exists
-    engine.procview.enabled = args.proc_view
+    engine.procview.enabled = config.proc_view
     engine.procview.start()  # the /proc view's server, supervised (a thread)
     engine.recover()
     engine.supervise_zygote()
     server = Server(build_router(engine), SERVER.format(version=__version__))
-    gid = None
-    if args.group:
-        gid = grp.getgrnam(args.group).gr_gid
+    tls_listeners: list[TLSListener] = []
 
     def stop(signum: int, frame: FrameType | None) -> None:
         engine.stopping = True
@@ -246,8 +326,19 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
 
     try:
         try:
-            for path in paths:
-                server.listen_unix(path, group=gid)
+            for host in config.hosts:
+                if host.startswith("unix://"):
+                    server.listen_unix(host[len("unix://"):], group=gid)
+                    continue
+                address, port = tcp_address(host)
+                if not (tls is not None and config.verify_clients):
+                    warn_insecure(host, config)
+                if tls is None:
+                    server.listen_tcp(address, port)
+                else:
+                    listener = TLSListener(server, tcp_listener(address, port), tls)
+                    listener.start()
+                    tls_listeners.append(listener)
         except PyboxError as e:  # a daemon on other roots took the socket meanwhile
             sys.stderr.write(f"pyboxd: {e}\n")
             return 1
@@ -255,16 +346,72 @@ def serve(args: argparse.Namespace, paths: list[str]) -> int:
         signal.signal(signal.SIGINT, stop)
         # as dockerd's SIGUSR1: every thread's stack into the log, for a daemon that hangs
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-        sys.stderr.write(f"pyboxd {__version__}: serving {', '.join(paths)}\n")
+        sys.stderr.write(f"pyboxd {__version__}: serving {', '.join(config.hosts)}\n")
         sys.stderr.flush()
         server.serve_forever()
     finally:
+        for listener in tls_listeners:
+            listener.close()
         server.close()
+        if not config.live_restore:
+            stop_containers(engine)
         engine.network.shutdown()  # running containers keep their networking
         engine.procview.shutdown()  # kept while running containers use it
         engine.stop_zygote()
         engine.release_cgroup_parent()
     return 0
+
+
+def registry_options(config: DaemonConfig) -> RegistryOptions:
+    """The registries' settings (pybox.images.registry_config) from the merged
+    configuration."""
+    defaults = RegistryOptions(insecure_registries=(), mirrors=())
+    return RegistryOptions(
+        insecure_registries=config.insecure_registries, mirrors=config.registry_mirrors,
+        max_concurrent_downloads=config.max_concurrent_downloads
+        or defaults.max_concurrent_downloads,
+        max_concurrent_uploads=config.max_concurrent_uploads or defaults.max_concurrent_uploads,
+        max_attempts=config.max_download_attempts or defaults.max_attempts)
+
+
+def warn_insecure(host: str, config: DaemonConfig) -> None:
+    """dockerd's warnings for a TCP listener without client verification (its
+    start-up delay left out: the words are the point)."""
+    for line in (
+            "Binding to IP address without --tlsverify is insecure and gives root access on "
+            "this machine to everyone who has access to your network.",
+            "Binding to an IP address, even on localhost, can also give access to scripts run "
+            "in a browser. Be safe out there!",
+            "[DEPRECATION NOTICE] In future versions this will be a hard failure preventing the "
+            "daemon from starting! Learn more at: https://docs.docker.com/go/api-security/"):
+        sys.stderr.write(f'pyboxd: WARNING: {line} host="{host}"\n')
+    sys.stderr.flush()
+
+
+def stop_containers(engine: Engine) -> None:
+    """live-restore off: stop every running container as pyboxd goes, all at
+    once, each with its own stop signal and timeout (dockerd's Shutdown).  As
+    in dockerd, a stop at shutdown is not the user's: a container whose
+    restart policy brings it back with the daemon still comes back."""
+
+    def stop_one(c: Container) -> None:
+        with c.lock:
+            if not c.state.running:
+                return
+            manual = c.manual_stop
+            try:
+                engine.lifecycle.stop_locked(c, None)
+            except PyboxError as e:
+                sys.stderr.write(f"pyboxd: failed to shut down container {c.id[:12]}: {e}\n")
+            c.manual_stop = manual
+            c.save()
+
+    threads = [threading.Thread(target=stop_one, args=(c,), name="shutdown")
+               for c in engine.store.all() if c.state.running]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 if __name__ == "__main__":
