@@ -31,6 +31,7 @@ threads, proxies (CONNECT for HTTPS), TLS contexts per endpoint.
 
 import base64
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -357,7 +358,8 @@ class RegistryClient:
                     time.sleep(min(self.options.backoff_seconds * (2 ** attempt), 30))
                     attempt += 1
                     continue
-                raise RegistryError(f'{method.title()} "{url}": {_reason(e)}') from None
+                raise RegistryError(f'{method.title()} "{url}": '
+                                    f'{_reason(e, urllib.parse.urlsplit(url).hostname)}') from None
             finally:
                 if payload is not None and not isinstance(payload, bytes):
                     payload.close()
@@ -665,8 +667,9 @@ def _error_text(data: bytes | None) -> str:
     return parts[0] if len(parts) == 1 else "errors:\n" + "\n".join(parts)
 
 
-def _reason(exc: BaseException) -> str:
-    """A connection error's innermost reason, as Go prints dial errors."""
+def _reason(exc: BaseException, host: str | None = None) -> str:
+    """A connection error's innermost reason, as Go prints dial errors (a name
+    that does not resolve, offline: ``dial tcp: lookup HOST: no such host``)."""
     seen = exc
     for _ in range(5):
         inner = getattr(seen, "reason", None) or getattr(seen, "__context__", None)
@@ -678,6 +681,9 @@ def _reason(exc: BaseException) -> str:
         return "connect: connection refused"
     if "timed out" in text.lower():
         return "i/o timeout"
+    if host and isinstance(seen, socket.gaierror) and seen.errno in (
+            socket.EAI_NONAME, socket.EAI_AGAIN, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+        return f"dial tcp: lookup {host}: no such host"
     return text
 
 
