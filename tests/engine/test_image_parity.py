@@ -65,6 +65,21 @@ def test_save_writes_the_tags_named(pyboxd, images_made, tmp_path):
     assert not (tmp_path / "none.tar").exists()
 
 
+def test_save_a_bare_name_writes_every_image_of_the_repository(pyboxd, images_made, tmp_path):
+    name = repo()
+    pyboxd.ok("tag", "busybox", f"{name}:base")
+    images_made.append(f"{name}:base")
+    tar = os.path.join(pyboxd.base, "busybox.tar")
+    other = pyboxd.ok("import", "-c", f"LABEL parity={uuid.uuid4().hex}", tar,
+                      f"{name}:other").strip()
+    images_made.append(f"{name}:other")
+    manifest, repositories, _ = saved(pyboxd, tmp_path, name)
+    by_config = {entry["Config"].rsplit("/", 1)[-1]: entry["RepoTags"] for entry in manifest}
+    assert by_config == {pyboxd.inspect("busybox")["Id"][7:]: [f"{name}:base"],
+                         other[7:]: [f"{name}:other"]}
+    assert sorted(repositories[name]) == ["base", "other"]
+
+
 def test_save_by_id_loads_untagged(pyboxd, images_made, tmp_path):
     ref = repo() + ":v1"
     tar = os.path.join(pyboxd.base, "busybox.tar")
