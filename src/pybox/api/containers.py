@@ -5,12 +5,12 @@ what the clients send and expect)."""
 import socket
 from typing import cast
 
-from pybox.api import schema
+from pybox.api import schema, websocket
 from pybox.api.server import Handler, PrefixedSocket, Request, Response, Router
-from pybox.engine.attach import stdcopy
+from pybox.engine.attach import attach_detach_keys, stdcopy
 from pybox.engine.engine import Engine
 from pybox.engine.timefmt import parse_timestamp
-from pybox.errors import BadRequest, NotFound
+from pybox.errors import BadRequest, Conflict, NotFound
 from pybox.formats import fastjson
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
@@ -126,7 +126,10 @@ def register(router: Router, engine: Engine) -> None:
 
     @r.route("POST", "/containers/{id}/attach")
     def attach(req: Request, resp: Response, id: str) -> None:
+        attach_detach_keys(req.arg("detachKeys"))  # dockerd's first check (400)
         c = engine.get(id)
+        if c.state.paused:
+            raise Conflict(f"container {id} is paused, unpause the container before attach")
         tty = bool(c.config.get("Tty"))
         stream = req.flag("stream")
         logs = req.flag("logs")
@@ -143,6 +146,8 @@ def register(router: Router, engine: Engine) -> None:
         engine.attach(id, hijack, stdin=req.flag("stdin"), stdout=req.flag("stdout"),
                       stderr=req.flag("stderr"), logs=logs,
                       detach_keys=req.arg("detachKeys"))
+
+    websocket.register(r, engine)  # GET /containers/{id}/attach/ws
 
     @r.route("GET", "/containers/{id}/logs")
     def logs(req: Request, resp: Response, id: str) -> None:
@@ -179,20 +184,24 @@ def register(router: Router, engine: Engine) -> None:
     def exec_start(req: Request, resp: Response, id: str) -> None:
         body = schema.read_json(req, schema.EXEC_START)
         e = engine.get_exec(id)
+        e.check_container()  # (dockerd's ExecExists: before the hijack)
         detach = bool(body.get("Detach"))
         if detach or not req.wants_upgrade():
             e.start(None, detach=True)
             resp.send(200)
             return
-        tty = bool(e.body.get("Tty"))
-        sock, trailing = resp.hijack(RAW if tty else MULTIPLEXED)
+        # the START request's Tty frames the stream (dockerd's router), whatever
+        # the exec was created with
+        tty = bool(body.get("Tty"))
+        sock, trailing = resp.hijack(RAW if tty or not websocket.api_at_least(req, "1.42")
+                                     else MULTIPLEXED)
         client = _client_socket(sock, trailing)
         try:
-            e.start(client, detach=False)
+            e.start(client, detach=False, tty=tty)
         except Exception as err:  # noqa: BLE001 - the stream is all the client has
-            msg = f"{err}\n".encode()
+            msg = f"{err}\r\n".encode()  # dockerd: on stdout
             try:
-                client.sendall(msg if tty else stdcopy(2, msg))
+                client.sendall(msg if tty else stdcopy(1, msg))
             except OSError:
                 pass
         finally:

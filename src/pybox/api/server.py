@@ -543,15 +543,19 @@ class Response:
             write(chunk)
         end()
 
-    def hijack(self, content_type: str) -> tuple[socket.socket, bytes]:
+    def hijack(self, content_type: str | None,
+               upgrade: Headers = (("Connection", "Upgrade"), ("Upgrade", "tcp")),
+               reason: bytes = b"UPGRADED") -> tuple[socket.socket, bytes]:
         """101 UPGRADED, then the raw socket (h11 is done with this connection).
-        Returns (socket, bytes already received after the request)."""
+        Returns (socket, bytes already received after the request).
+        ``upgrade``, ``reason``: another protocol's 101 (a websocket's)."""
         if not self.req.discard_body():
             raise RequestTooLarge("request body too large for an upgraded connection")
         if not self.req._on_wait():
             raise Unavailable("too many attached sessions at once: no thread left for this one")
-        self._send(h11.InformationalResponse(status_code=101, reason=b"UPGRADED", headers=[
-            ("Content-Type", content_type), ("Connection", "Upgrade"), ("Upgrade", "tcp")]))
+        headers = [("Content-Type", content_type)] if content_type else []
+        self._send(h11.InformationalResponse(status_code=101, reason=reason,
+                                             headers=headers + list(upgrade)))
         self.sent = True
         self.hijacked = True
         trailing, _closed = self.conn.trailing_data

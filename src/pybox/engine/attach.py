@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pybox.engine.events import attributes
 from pybox.engine.store import Container
 from pybox.errors import BadRequest
 from pybox.monitor import protocol as P
@@ -36,28 +37,67 @@ def stdcopy(stream: int, data: bytes) -> bytes:
     return bytes((stream, 0, 0, 0)) + len(data).to_bytes(4, "big") + data
 
 
-def parse_detach_keys(spec: str | None) -> bytes:
-    """"ctrl-p,ctrl-q" -> b"\\x10\\x11" (docker's syntax)."""
-    if spec is None:
-        return b"\x10\x11"
+# moby/term's ASCII table: "ctrl-@" is 0, "ctrl-a" 1, ... "ctrl-_" 31
+_CTRL_NAMES = ["ctrl-@"] + [f"ctrl-{chr(c)}" for c in range(ord("a"), ord("z") + 1)] + [
+    "ctrl-[", "ctrl-\\", "ctrl-]", "ctrl-^", "ctrl-_"]
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q: dockerd's when a client names none
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """"ctrl-p,ctrl-q" -> b"\\x10\\x11", as moby/term's ToBytes: each
+    comma-separated key one character, a lower-case ``ctrl-X`` name or ``DEL``;
+    ValueError for anything else ("" is one empty key: invalid too)."""
     out = bytearray()
     for key in spec.split(","):
-        key = key.strip().lower()
-        if not key:
-            continue
-        if key.startswith("ctrl-") and len(key) > 5:
-            ch = key[5:]
-            if ch == "@":
-                out.append(0)
-            elif ch in "[\\]^_":
-                out.append(0x1B + "[\\]^_".index(ch))
-            else:
-                out.append(ord(ch) & 0x1F)
-        elif len(key) == 1:
-            out.append(ord(key))
+        raw = key.encode()
+        if len(raw) == 1:  # (Go's len: bytes, so one non-ASCII character is not one)
+            out += raw
+        elif key in _CTRL_NAMES:
+            out.append(_CTRL_NAMES.index(key))
+        elif key == "DEL":
+            out.append(127)
         else:
-            raise BadRequest(f"Invalid detach keys ({spec}) provided")
+            raise ValueError(f"Unknown character: '{key}'")
     return bytes(out)
+
+
+def attach_detach_keys(spec: str | None) -> bytes:
+    """An attach's detachKeys query -> the key bytes (none given: dockerd's
+    ctrl-p,ctrl-q); BadRequest with dockerd's words for a bad one."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
+    try:
+        return parse_detach_keys(spec)
+    except ValueError:
+        raise BadRequest(f"Invalid detach keys ({spec}) provided") from None
+
+
+class KeyMatcher:
+    """moby/term's escape proxy on a tty session's input: bytes that may begin
+    the detach sequence are held back; the whole sequence means detach (the
+    bytes before it in the same read still go through); a broken one releases
+    what was held."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.pos = 0
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """-> (the bytes for the process, whether the sequence is complete)."""
+        if not self.keys:
+            return data, False
+        out = bytearray()
+        for byte in data:
+            if byte == self.keys[self.pos]:
+                self.pos += 1
+                if self.pos == len(self.keys):
+                    return bytes(out), True
+                continue
+            if self.pos:
+                out += self.keys[:self.pos]
+                self.pos = 0
+            out.append(byte)
+        return bytes(out), False
 
 
 class AttachSession:
@@ -72,7 +112,8 @@ class AttachSession:
         self.want_stderr = stderr
         self.tty = tty
         self.stdin_once = stdin_once
-        self.detach = parse_detach_keys(detach_keys) if detach_keys is not None else b""
+        # a tty session's detach keys (dockerd's default when none are given)
+        self.keys = KeyMatcher(attach_detach_keys(detach_keys))
         self.pending_stdin = b""
         self.stdin_closed = False
         self.eof_sent = False
@@ -85,7 +126,8 @@ class AttachSession:
         self._wake_w: int | None = None
         self.gone = False
         self.client_left = False  # the client closed its socket (not just its stdin)
-        self._key_pos = 0
+        self.detached = False  # the client typed the detach keys
+        self.events = engine.events
 
     # -- called by the engine's start path (under the container's lock) -----------
     def container_started(self) -> None:
@@ -249,28 +291,19 @@ class AttachSession:
                         if ev & (select.POLLHUP | select.POLLERR):
                             return  # not a half-close: the client is gone
                         continue
-                    keep = self._check_detach(data)
-                    if keep is None:
-                        return
+                    keep, detached = self._check_detach(data)
                     if keep:
                         mon.sendall(P.frame(P.STDIN, keep))
+                    if detached:
+                        self.detached = True
+                        self.events.emit("container", "detach", self.c.id, attributes(self.c))
+                        return
 
-    def _check_detach(self, data: bytes) -> bytes | None:
-        """Strip (and act on) the detach key sequence in a tty session."""
-        if not self.detach or not self.tty:
-            return data
-        out = bytearray()
-        for byte in data:
-            if byte == self.detach[self._key_pos]:
-                self._key_pos += 1
-                if self._key_pos == len(self.detach):
-                    return None
-                continue
-            if self._key_pos:
-                out += self.detach[:self._key_pos]
-                self._key_pos = 0
-            out.append(byte)
-        return bytes(out)
+    def _check_detach(self, data: bytes) -> tuple[bytes, bool]:
+        """Strip (and report) the detach key sequence in a tty session."""
+        if not self.tty:
+            return data, False
+        return self.keys.feed(data)
 
     def _out(self, stream: int, payload: bytes) -> None:
         assert self.client is not None
@@ -284,10 +317,11 @@ class AttachSession:
 
     def close_client(self) -> None:
         """Tell the client the output is over (a half-close: its stdin may
-        still be on the way)."""
+        still be on the way; after the detach keys the connection ends, as
+        dockerd closes it)."""
         if self.client is None:
             return
         try:
-            self.client.shutdown(socket.SHUT_WR)
+            self.client.shutdown(socket.SHUT_RDWR if self.detached else socket.SHUT_WR)
         except OSError:
             pass

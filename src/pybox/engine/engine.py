@@ -73,7 +73,6 @@ from pybox.engine.system import Counts, counts
 from pybox.engine.views import ContainerViews, Filters
 from pybox.engine.volumes import VolumeStore
 from pybox.errors import BadRequest, NotFound, PyboxError
-from pybox.formats import fastjson
 from pybox.formats.times import parse_rfc3339
 from pybox.locations import DEFAULT_DATA_ROOT, DEFAULT_EXEC_ROOT
 from pybox.network.manager import NetworkRecord
@@ -353,20 +352,13 @@ class Engine:
         c.state.check_exec(c.id)
         if not body.get("Cmd"):
             raise BadRequest("No exec command specified")
-        if body.get("User"):  # as dockerd: an unknown user is refused now, not at start
-            try:
-                root = fastjson.load_file(os.path.join(self.run_dir(c), "config.json"))
-                specmod.resolve_user(root["root"]["path"], body["User"])
-            except specmod.SpecError as e:
-                raise BadRequest(str(e)) from None
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # not readable now: the start reports it
+        # an unknown user fails the start, not the create (dockerd before 29, API 1.44)
         session = ExecSession(self.runner, self.events, c, body)
         with self.execs_lock:
             self.execs[session.id] = session
         with c.lock:
             c.exec_ids = (c.exec_ids or []) + [session.id]
-        self.events.emit("container", "exec_create: " + " ".join(body["Cmd"]), c.id,
+        self.events.emit("container", "exec_create: " + session.command_line, c.id,
                          attributes(c, execID=session.id))
         return session.id
 

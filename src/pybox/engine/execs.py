@@ -3,11 +3,23 @@
 pyboxd runs ``pybox-runtime exec`` (a subprocess: forking the threaded daemon
 itself would be unsafe) with a process.json built from the container's own
 config.json process (its resolved user, environment, capabilities) and the
-exec's overrides.  Non-tty: pipes, relayed as stdcopy frames.  Tty: a pty of
-pyboxd's as the runtime's stdio; the runtime relays it to the container's pty,
-and a resize here is a new window size on our master plus SIGWINCH to the
-runtime, which copies it on.  The exit code is recorded before the client's
-stream is closed (the CLI reads it with one inspect right after EOF).
+exec's overrides.  Non-tty: pipes.  Tty: a pty of pyboxd's as the runtime's
+stdio; the runtime relays it to the container's pty, and a resize here is a new
+window size on our master plus SIGWINCH to the runtime, which copies it on.
+The exit code is recorded before the client's stream is closed (the CLI reads
+it with one inspect right after EOF).
+
+Two Tty flags, as dockerd has them: the exec-create one decides whether the
+process gets a terminal; the exec-start one only how its output is framed on
+the client's stream (false: docker's multiplexed frames; true: raw, and then a
+pipe process's stderr is not sent at all).  A client that sends different ones
+gets what dockerd sends it.
+
+A start that fails (an unknown user, a program that is not there) ends the
+exec as dockerd 28 ends it: ExitCode 126 (127 for a program not found, as its
+setExitCodeFromError), Running false, and the error -- on an attached start as
+one line on the stream's stdout, on a detached one as the HTTP error.  (Docker
+29 refuses an unknown user at create already; pybox speaks API 1.44.)
 """
 
 from __future__ import annotations
@@ -24,15 +36,97 @@ import threading
 from typing import IO, Any
 
 from pybox.crashpoints import crashpoint
-from pybox.engine.attach import stdcopy
+from pybox.engine.attach import DEFAULT_DETACH_KEYS, KeyMatcher, parse_detach_keys, stdcopy
 from pybox.engine.events import EventBus, attributes
 from pybox.engine.runner import Runner
-from pybox.engine.spec import resolve_user
+from pybox.engine.spec import SpecError, resolve_user
 from pybox.engine.store import Container
-from pybox.errors import Conflict
+from pybox.errors import BadRequest, Conflict, PyboxError
 from pybox.formats import fastjson
 from pybox.linux.caps import CAPABILITY_NAMES, last_cap
 from pybox.oci.state import write_atomic
+
+# dockerd's exit codes for an exec that could not start (daemon/errors.go)
+EXIT_EACCES = 126
+EXIT_NOT_FOUND = 127
+EXIT_UNKNOWN = 128
+
+# dockerd's isInvalidCommand: the runtime's words for "no such program"
+_NOT_FOUND = ("executable file not found", "no such file or directory",
+              "system cannot find the file specified", "failed to run runc create/exec call")
+
+
+class ExecStartError(PyboxError):
+    """The exec's process could not be started (HTTP 500, as dockerd's
+    errdefs.Unknown and its plain errors)."""
+
+
+class ExecConfigError(ExecStartError, BadRequest):
+    """The runtime refused the program itself (not found, not executable): a
+    400, as dockerd's startInvalidConfigError."""
+
+    http_status = 400
+
+
+def runtime_failure(message: str) -> tuple[int, ExecStartError]:
+    """The runtime's error (``pybox-runtime: ...`` on its stderr) -> the exit
+    code and the error dockerd 28's setExitCodeFromError makes of runc's."""
+    message = message.strip().removeprefix("pybox-runtime: ").strip() or "exec failed"
+    desc = f"OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"
+    low = desc.lower()
+    if "permission denied" in low:
+        return EXIT_EACCES, ExecConfigError(desc)
+    if "is a directory" in low:  # (docker/cli looks for "permission denied")
+        return EXIT_EACCES, ExecConfigError(desc + ": permission denied")
+    if "not a directory" in low:
+        return EXIT_NOT_FOUND, ExecConfigError(
+            desc + ": Are you trying to mount a directory onto a file (or vice-versa)? Check if "
+            "the specified host path exists and is the expected type")
+    if any(words in low for words in _NOT_FOUND):
+        return EXIT_NOT_FOUND, ExecConfigError(desc)
+    return EXIT_UNKNOWN, ExecStartError(desc)
+
+
+def exec_detach_keys(spec: str | None) -> bytes:
+    """An exec's DetachKeys -> the key bytes (none: ctrl-p,ctrl-q); a bad one
+    is dockerd's error at exec create (a 500, its words)."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
+    try:
+        return parse_detach_keys(spec)
+    except ValueError:
+        raise ExecStartError(f"Invalid escape keys ({spec}) provided") from None
+
+
+class _Output:
+    """The client's end of an attached exec, framed as the exec-START request
+    asked: multiplexed (stdcopy) unless its Tty is true, then raw stdout and no
+    stderr (dockerd gives the process no stderr writer then).  Streams the
+    exec was created without (AttachStdout/AttachStderr false) are dropped."""
+
+    def __init__(self, client: socket.socket, raw: bool, stdout: bool, stderr: bool) -> None:
+        self.client = client
+        self.raw = raw
+        self.want = {1: stdout, 2: stderr and not raw}
+        self.gone = False
+
+    def write(self, stream: int, data: bytes) -> None:
+        if self.want.get(stream):
+            self._send(data if self.raw else stdcopy(stream, data))
+
+    def error(self, err: BaseException) -> None:
+        """dockerd's `fmt.Fprintf(stdout, "%v\\r\\n", err)`: on stdout, whatever
+        the exec attached."""
+        data = f"{err}\r\n".encode()
+        self._send(data if self.raw else stdcopy(1, data))
+
+    def _send(self, data: bytes) -> None:
+        if self.gone:
+            return
+        try:
+            self.client.sendall(data)
+        except OSError:
+            self.gone = True
 
 
 class ExecSession:
@@ -50,6 +144,14 @@ class ExecSession:
         self.master: int | None = None
         self.started = False
         self.lock = threading.Lock()
+        # checked at create (exec_detach_keys), so valid here; none: dockerd's default
+        self.detach_keys = exec_detach_keys(body.get("DetachKeys"))
+
+    @property
+    def command_line(self) -> str:
+        """As dockerd's events name the exec: entrypoint, a space, the arguments."""
+        cmd = self.body["Cmd"]
+        return cmd[0] + " " + " ".join(cmd[1:])
 
     def inspect(self) -> dict[str, Any]:
         b = self.body
@@ -95,32 +197,71 @@ class ExecSession:
     def _argv(self, process_file: str, pid_file: str, detach: bool) -> list[str]:
         return self.runner.exec_argv(self.container.id, process_file, pid_file, detach)
 
-    def start(self, client: socket.socket | None = None, detach: bool = False) -> None:
+    def start(self, client: socket.socket | None = None, detach: bool = False,
+              tty: bool | None = None) -> None:
+        """Run the exec: detached (no client), or attached to ``client`` with
+        its output framed per ``tty``, the start request's Tty (None: the
+        create's).  A failure to start ends the exec (126/127/128) and is
+        raised when detached, written on the stream when attached."""
+        self.check_container()
         with self.lock:
+            if self.exit_code is not None or self.started and not self.running:
+                raise Conflict(f"exec command {self.id} has already run")
             if self.started:
-                raise Conflict(f"Error: Exec command {self.id} has already run")
+                raise Conflict(f"exec command {self.id} is already running")
             self.started = True
+            self.running = True  # (dockerd's: from the start request on)
         c = self.container
-        c.state.check_running(c.id)
+        out = None
+        if client is not None and not detach:
+            raw = bool(self.body.get("Tty")) if tty is None else tty
+            out = _Output(client, raw, bool(self.body.get("AttachStdout")),
+                          bool(self.body.get("AttachStderr")))
+        self.events.emit("container", "exec_start: " + self.command_line, c.id,
+                         attributes(c, execID=self.id))
         rundir = self.runner.run_dir(c.id)
-        process_file = self._process_json()
+        try:
+            process_file = self._process_json()
+        except SpecError as e:  # the user or group is not in the container's files
+            self._failed(EXIT_EACCES)
+            err = ExecStartError(str(e))
+            if out is None:
+                raise err from None
+            out.error(err)
+            return
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self._failed(EXIT_EACCES)
+            err = ExecStartError(f"cannot read the container's process: {e}")
+            if out is None:
+                raise err from None
+            out.error(err)
+            return
         crashpoint("engine.exec.prepared")
         pid_file = os.path.join(rundir, f"exec-{self.id}.pid")
-        self.events.emit("container", "exec_start: " + " ".join(self.body["Cmd"]), c.id,
-                         attributes(c, execID=self.id))
         try:
-            if detach or client is None:
+            if out is None:
                 self._start_detached(process_file, pid_file)
             elif self.body.get("Tty"):
-                self._run_tty(client, process_file, pid_file)
+                self._run_tty(out, process_file, pid_file)
             else:
-                self._run_pipes(client, process_file, pid_file)
+                self._run_pipes(out, process_file, pid_file)
         finally:
-            for path in (process_file,):
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+            try:
+                os.unlink(process_file)
+            except OSError:
+                pass
+
+    def check_container(self) -> None:
+        """The exec's container must be running (dockerd's getExecConfig: its
+        not-running, paused or restarting error, before any stream opens)."""
+        c = self.container
+        c.state.check_exec(c.id)
+
+    def _failed(self, code: int) -> None:
+        """The exec never ran: dockerd's deferred cleanup (126 unless the
+        runtime's error said otherwise)."""
+        self.exit_code = code if self.exit_code is None else self.exit_code
+        self.running = False
 
     def _read_pid(self, pid_file: str) -> int:
         try:
@@ -151,15 +292,17 @@ class ExecSession:
         crashpoint("engine.exec.detached")
         assert proc.stderr is not None  # (stderr=PIPE)
         if code != 0:
-            self.exit_code = 126
             os.set_blocking(proc.stderr.fileno(), False)
             try:
                 message = proc.stderr.read() or b""
             except OSError:
                 message = b""
             proc.stderr.close()
-            raise Conflict(message.decode(errors="replace").strip().removeprefix(
-                "pybox-runtime: ") or f"exec failed ({code})")
+            self._read_pid(pid_file)
+            exit_code, err = runtime_failure(message.decode(errors="replace")
+                                             or f"exit status {code}")
+            self._failed(exit_code)
+            raise err
 
         def drain(pipe: IO[bytes] = proc.stderr) -> None:
             try:
@@ -172,7 +315,6 @@ class ExecSession:
 
         threading.Thread(target=drain, name=f"exec-drain-{self.id[:12]}", daemon=True).start()
         self.pid = self._read_pid(pid_file)
-        self.running = True
 
         def watch() -> None:
             try:
@@ -187,13 +329,28 @@ class ExecSession:
 
         threading.Thread(target=watch, daemon=True).start()
 
-    def _run_pipes(self, client: socket.socket, process_file: str, pid_file: str) -> None:
+    def _finish(self, out: _Output, code: int, started: bool, early_stderr: bytes) -> None:
+        """The runtime has exited: the exec's exit code, or -- when its process
+        never started -- dockerd's failure (the error on the stream)."""
+        if not started and code != 0:
+            exit_code, err = runtime_failure(early_stderr.decode(errors="replace")
+                                             or f"exit status {code}")
+            self._failed(exit_code)
+            out.error(err)
+            return
+        if early_stderr:
+            out.write(2, early_stderr)
+        self.exit_code = code
+        self.running = False
+        self._die()
+
+    def _run_pipes(self, out: _Output, process_file: str, pid_file: str) -> None:
         b = self.body
+        client = out.client
         stdin = subprocess.PIPE if b.get("AttachStdin") else subprocess.DEVNULL
         proc = subprocess.Popen(self._argv(process_file, pid_file, False), stdin=stdin,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.proc = proc
-        self.running = True
         assert proc.stdout is not None and proc.stderr is not None  # (PIPE)
         outs = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
         poller = select.poll()
@@ -215,7 +372,7 @@ class ExecSession:
                     if outs[fd] == 2 and not self.pid:
                         early_stderr += data  # maybe the runtime's own error
                         continue
-                    self._send(client, outs[fd], data)
+                    out.write(outs[fd], data)
                 else:
                     try:
                         data = client.recv(65536)
@@ -237,35 +394,37 @@ class ExecSession:
         code = proc.wait()
         started = bool(self.pid or self._peek_pid(pid_file))
         self._read_pid(pid_file)
-        if not started and code != 0:
-            message = early_stderr.decode(errors="replace").strip().removeprefix(
-                "pybox-runtime: ")
-            code = 127 if ("not found" in message or "no such file" in message) else 126
-            self._send(client, 2, (f"OCI runtime exec failed: exec failed: {message}: "
-                                   "unknown\r\n").encode())
-        elif early_stderr:
-            self._send(client, 2, early_stderr)
-        self.exit_code = code
-        self.running = False
-        self._die()
+        self._finish(out, code, started, early_stderr)
 
-    def _run_tty(self, client: socket.socket, process_file: str, pid_file: str) -> None:
+    def _run_tty(self, out: _Output, process_file: str, pid_file: str) -> None:
+        """The process on a terminal.  The runtime relays it on its stdin and
+        stdout (our pty's slave); its stderr, a pipe, carries only its own
+        error.  Client input goes through the detach keys (dockerd's escape
+        proxy): after them the client's connection is closed and the process
+        goes on, its output discarded, until it exits."""
+        client = out.client
         # (the runtime puts our slave in raw mode)
         master, slave = os.openpty()
         self.master = master
         proc = subprocess.Popen(self._argv(process_file, pid_file, False), stdin=slave,
-                                stdout=slave, stderr=slave, start_new_session=True)
+                                stdout=slave, stderr=subprocess.PIPE, start_new_session=True)
         os.close(slave)
         self.proc = proc
-        self.running = True
+        assert proc.stderr is not None  # (PIPE)
+        err_fd = proc.stderr.fileno()
+        early_stderr = b""
         poller = select.poll()
         poller.register(master, select.POLLIN)
-        poller.register(client.fileno(), select.POLLIN)
-        client_open = True
-        while True:
+        poller.register(err_fd, select.POLLIN)
+        stdin_open = bool(self.body.get("AttachStdin"))
+        # the client is always polled: POLLHUP (mask 0) when it went away
+        poller.register(client.fileno(), select.POLLIN if stdin_open else 0)
+        client_polled = True
+        keys = KeyMatcher(self.detach_keys)
+        done = False
+        while not done:
             events = poller.poll(200)
-            done = False
-            for fd, _ev in events:
+            for fd, ev in events:
                 if fd == master:
                     try:
                         data = os.read(master, 65536)
@@ -274,29 +433,68 @@ class ExecSession:
                     if not data:
                         done = True
                         break
-                    try:
-                        client.sendall(data)
-                    except OSError:
-                        pass
-                elif client_open:
+                    if not self.pid:
+                        self.pid = self._peek_pid(pid_file)
+                    out.write(1, data)
+                elif fd == err_fd:
+                    data = os.read(err_fd, 65536)
+                    if not data:
+                        poller.unregister(err_fd)
+                    elif self.pid or self._peek_pid(pid_file):
+                        out.write(1, data)
+                    else:
+                        early_stderr += data
+                elif not stdin_open:
+                    # POLLHUP: the client is gone; the process goes on unwatched
+                    poller.unregister(client.fileno())
+                    client_polled = False
+                    out.gone = True
+                else:
                     try:
                         data = client.recv(65536)
                     except OSError:
                         data = b""
                     if not data:
-                        poller.unregister(client.fileno())
-                        client_open = False
+                        stdin_open = False
+                        poller.modify(client.fileno(), 0)
+                        if ev & (select.POLLHUP | select.POLLERR):
+                            poller.unregister(client.fileno())
+                            client_polled = False
                         continue
-                    os.write(master, data)
-            if done or (proc.poll() is not None and not events):
+                    keep, detached = keys.feed(data)
+                    if keep:
+                        _write_all(master, keep)
+                    if detached:
+                        self._detach(out)
+                        if client_polled:
+                            poller.unregister(client.fileno())
+                            client_polled = False
+                        stdin_open = False
+            if not done and not events and proc.poll() is not None:
                 break
         code = proc.wait()
+        try:
+            early_stderr += proc.stderr.read() if not self.pid else b""
+        except OSError:
+            pass
+        proc.stderr.close()
+        started = bool(self.pid or self._peek_pid(pid_file))
         self.pid = self.pid or self._read_pid(pid_file)
+        self._read_pid(pid_file)
         os.close(master)
         self.master = None
-        self.exit_code = code
-        self.running = False
-        self._die()
+        self._finish(out, code, started, early_stderr)
+
+    def _detach(self, out: _Output) -> None:
+        """The client typed the detach keys: its connection ends now (as
+        dockerd's), the exec runs on."""
+        out.gone = True
+        try:
+            out.client.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        c = self.container
+        self.events.emit("container", "exec_detach", c.id, attributes(c, execID=self.id))
 
     def _peek_pid(self, pid_file: str) -> int:
         try:
@@ -304,12 +502,6 @@ class ExecSession:
                 return int(f.read().strip() or 0)
         except (OSError, ValueError):
             return 0
-
-    def _send(self, client: socket.socket, stream: int, data: bytes) -> None:
-        try:
-            client.sendall(stdcopy(stream, data))
-        except OSError:
-            pass
 
     def _die(self) -> None:
         c = self.container
@@ -325,3 +517,12 @@ class ExecSession:
             self.proc.send_signal(signal.SIGWINCH)
         except OSError:
             pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            n = os.write(fd, data)
+        except OSError:
+            return
+        data = data[n:]
