@@ -217,3 +217,16 @@ def test_docker_py_inspect_distribution(daemon, published, busybox_layer):
     finally:
         client.close()
 
+
+
+def test_distribution_inspect_of_a_docker_hub_name_asks_the_mirror(daemon, published,
+                                                                   busybox_layer):
+    name = unique("mirrored")
+    info = published([ImageSpec([busybox_layer])], repo=f"library/{name}")
+    status, body = get(daemon, f"/v1.44/distribution/{name}/json")
+    assert status == 200
+    assert body["Descriptor"]["digest"] == info["digests"][0]
+    # not on the mirror: Docker Hub itself, behind the dead proxy
+    status, body = get(daemon, f"/v1.44/distribution/{unique('absent')}/json")
+    assert status == 500
+    assert body["message"].startswith('Get "https://registry-1.docker.io/v2/": ')
