@@ -209,6 +209,11 @@ class SpecError(PyboxError):
     http_status = 400
 
 
+class Unsupported(PyboxError):
+    """This machine cannot do what a container asks (--storage-opt without disk
+    quotas, --gpus with no device driver): dockerd's words, and its 500."""
+
+
 class StartError(PyboxError):
     """The runtime refused to start the container (400, message decides the CLI's
     exit code: 127 not found, 126 permission, else 125)."""

@@ -565,6 +565,10 @@ def create_bodies(base):
                      JSON.map(lambda b: ("json", b)), raw.map(lambda b: ("raw", b)))
 
 
+STORAGE_OPT_UNSUPPORTED = ("--storage-opt is supported only for overlay over xfs with 'pquota' "
+                           "mount option")
+
+
 class Tally:
     def __init__(self):
         self.statuses = {}
@@ -573,7 +577,10 @@ class Tally:
     def add(self, what, status, reply, body):
         self.sent += 1
         self.statuses[(what, status)] = self.statuses.get((what, status), 0) + 1
-        assert status < 500, (what, status, reply, body)
+        # dockerd's own 500 for --storage-opt where the layer store has no quotas
+        deliberate = what == "create" and isinstance(reply, dict) and \
+            reply.get("message") == STORAGE_OPT_UNSUPPORTED
+        assert status < 500 or deliberate, (what, status, reply, body)
         if status >= 400:
             assert isinstance(reply, dict) and isinstance(reply.get("message"), str), reply
 

@@ -7,6 +7,7 @@ from typing import cast
 
 from pybox.api import schema, websocket
 from pybox.api.server import Handler, PrefixedSocket, Request, Response, Router
+from pybox.engine import spec as specmod
 from pybox.engine.attach import attach_detach_keys, stdcopy
 from pybox.engine.engine import Engine
 from pybox.engine.timefmt import parse_timestamp
@@ -28,6 +29,16 @@ def _client_socket(sock: socket.socket, trailing: bytes) -> socket.socket:
     return cast(socket.socket, PrefixedSocket(sock, trailing))
 
 
+def _api_below(req: Request, version: tuple[int, int]) -> bool:
+    """Did the client ask for an API version older than ``version`` (its /vX.Y
+    prefix; none means ours)?  dockerd ignores what an older API lacked."""
+    try:
+        return req.version is not None and \
+            tuple(int(p) for p in req.version.split(".")) < version
+    except ValueError:
+        return False
+
+
 def register(router: Router, engine: Engine) -> None:
     r = router
 
@@ -43,7 +54,12 @@ def register(router: Router, engine: Engine) -> None:
     @r.route("POST", "/containers/create")
     def create(req: Request, resp: Response) -> None:
         body = schema.read_create(req)  # typed as dockerd types it, or a 400
-        cid, warnings = engine.create(body, name=req.arg("name") or None)
+        # --platform (API 1.41+): parsed before anything, checked against the image
+        platform = None if _api_below(req, (1, 41)) else \
+            specmod.parse_platform(req.arg("platform") or "")
+        if _api_below(req, (1, 43)):  # dockerd: Annotations came with API 1.43
+            (body.get("HostConfig") or {}).pop("Annotations", None)
+        cid, warnings = engine.create(body, name=req.arg("name") or None, platform=platform)
         resp.json({"Id": cid, "Warnings": warnings}, 201)
 
     @r.route("GET", "/containers/{id}/json")
@@ -196,8 +212,10 @@ def register(router: Router, engine: Engine) -> None:
         sock, trailing = resp.hijack(RAW if tty or not websocket.api_at_least(req, "1.42")
                                      else MULTIPLEXED)
         client = _client_socket(sock, trailing)
+        # dockerd: the start's ConsoleSize only with its Tty, from API 1.42
+        size = body.get("ConsoleSize") if tty and websocket.api_at_least(req, "1.42") else None
         try:
-            e.start(client, detach=False, tty=tty)
+            e.start(client, detach=False, tty=tty, console_size=size)
         except Exception as err:  # noqa: BLE001 - the stream is all the client has
             msg = f"{err}\r\n".encode()  # dockerd: on stdout
             try:

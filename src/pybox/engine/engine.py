@@ -74,6 +74,7 @@ from pybox.engine.views import ContainerViews, Filters
 from pybox.engine.volumes import VolumeStore
 from pybox.errors import BadRequest, NotFound, PyboxError
 from pybox.formats.times import parse_rfc3339
+from pybox.images.platforms import Platform
 from pybox.locations import DEFAULT_DATA_ROOT, DEFAULT_EXEC_ROOT
 from pybox.network.manager import NetworkRecord
 
@@ -200,13 +201,15 @@ class Engine:
         return counts(self.store, self.images, self.events)
 
     # -- the container verbs (lifecycle.py) --------------------------------------------------
-    def create(self, body: dict[str, Any], name: str | None = None) -> tuple[str, list[str]]:
-        """POST /containers/create, ``body`` typed by pybox.api.schema.  Returns
-        (id, warnings)."""
+    def create(self, body: dict[str, Any], name: str | None = None,
+               platform: Platform | None = None) -> tuple[str, list[str]]:
+        """POST /containers/create, ``body`` typed by pybox.api.schema,
+        ``platform`` the one asked for (spec.parse_platform).  Returns (id,
+        warnings)."""
         if isinstance(body, dict):  # the daemon's default log driver and options
             hc = body["HostConfig"] = dict(body.get("HostConfig") or {})
             apply_log_defaults(hc, self.config.log_config())
-        return self.lifecycle.create(body, name)
+        return self.lifecycle.create(body, name, platform)
 
     def start(self, ref: str) -> None:
         self.lifecycle.start(ref)

@@ -17,11 +17,15 @@ from pybox.images.snapshots import IdMap
 
 class ImageLookup(TypedDict):
     """What create takes from an image: its Id, its Config (docker's container
-    Config keys, merged under the request's) and its tags."""
+    Config keys, merged under the request's), its tags and its platform (the
+    create's --platform check)."""
 
     Id: str
     Config: dict[str, Any]
     RepoTags: builtins.list[str]
+    Os: str
+    Architecture: str
+    Variant: str
 
 
 class ImageService:
@@ -41,7 +45,8 @@ class ImageService:
         except ImageNotFound:
             raise NotFound(f"No such image: {ref}") from None
         return {"Id": doc["Id"], "Config": doc.get("Config") or {},
-                "RepoTags": doc.get("RepoTags") or []}
+                "RepoTags": doc.get("RepoTags") or [], "Os": doc.get("Os") or "",
+                "Architecture": doc.get("Architecture") or "", "Variant": doc.get("Variant") or ""}
 
     # -- the image verbs (docker images, tag, rmi, image prune, import, load, save) --
     def list(self, *, all: bool = False, filters: Filters | None = None

@@ -14,15 +14,16 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pybox import OCI_VERSION
 from pybox.engine import security
 from pybox.engine.networking import host_ip, host_port_range, parse_port_key
 from pybox.engine.rootview import open_in_root
-from pybox.errors import BadRequest, SpecError, UsageError
+from pybox.errors import BadRequest, NotFound, SpecError, Unsupported, UsageError
 from pybox.formats.sizes import ram_in_bytes
+from pybox.images import platforms
 from pybox.network import etc
 from pybox.runtime.rootfs import clean_path
 from pybox.runtime.signals import parse_signal
@@ -391,6 +392,7 @@ def build(container: dict[str, Any], rootfs: str, *, cgroup_v2: bool = False,
     tmpfs of its own (--ipc shareable, container:ID, host)."""
     config = container["Config"]
     hc = container["HostConfig"]
+    check_device_requests(hc.get("DeviceRequests") or ())
     hostname = config.get("Hostname") or container["Id"][:12]
     # docker: a bare NAME (``-e NAME`` unset in the client) unsets, is never passed
     env = [e for e in config.get("Env") or () if "=" in e]
@@ -502,7 +504,9 @@ def build(container: dict[str, Any], rootfs: str, *, cgroup_v2: bool = False,
             "maskedPaths": [] if hc.get("Privileged") else masked_paths(),
             "readonlyPaths": [] if hc.get("Privileged") else list(READONLY_PATHS),
         },
-        "annotations": {"org.pybox.container.name": container["Name"].lstrip("/")},
+        # HostConfig.Annotations (API 1.43+) are the runtime's, as dockerd passes them
+        "annotations": {**(hc.get("Annotations") or {}),
+                        "org.pybox.container.name": container["Name"].lstrip("/")},
     }
     if idmap:
         spec["linux"]["uidMappings"] = [{"containerID": c, "hostID": h, "size": n}
@@ -535,6 +539,105 @@ def build(container: dict[str, Any], rootfs: str, *, cgroup_v2: bool = False,
         spec.pop("hostname", None)
         spec.pop("domainname", None)
     return spec
+
+
+def _go_quote(text: str) -> str:
+    """Go's %q of a string, for the printable text of names."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _go_list(value: object) -> str:
+    """Go's %v of a []string or [][]string: [[gpu utility] [compute]]."""
+    if isinstance(value, list):
+        return "[" + " ".join(_go_list(v) for v in value) + "]"
+    return str(value)
+
+
+def check_device_requests(requests: Iterable[dict[str, Any]]) -> None:
+    """--gpus and HostConfig.DeviceRequests: dockerd's handleDevice when no
+    device driver is registered (the NVIDIA one only exists where its
+    container toolkit is installed; pybox has none): the start fails with
+    dockerd's words, a 500, rather than run the container without the device."""
+    for req in requests:
+        req = req or {}
+        raise Unsupported(f"could not select device driver {_go_quote(req.get('Driver') or '')} "
+                          f"with capabilities: {_go_list(req.get('Capabilities') or [])}")
+
+
+# -- the image of a create: --platform, --storage-opt ---------------------------------------
+STORAGE_OPT_UNSUPPORTED = ("--storage-opt is supported only for overlay over xfs with 'pquota' "
+                           "mount option")
+_PLATFORM_COMPONENT = re.compile(r"^[A-Za-z0-9_-]+$")
+# containerd's knownOS and knownArch
+_KNOWN_OS = frozenset("aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd "
+                      "openbsd plan9 solaris windows zos".split())
+_KNOWN_ARCH = frozenset("386 amd64 amd64p32 arm armbe arm64 arm64be ppc64 ppc64le loong64 mips "
+                        "mipsle mips64 mips64le mips64p32 mips64p32le ppc riscv riscv64 s390 "
+                        "s390x sparc sparc64 wasm".split())
+
+
+def parse_platform(text: str) -> platforms.Platform | None:
+    """The create's ``platform`` query value (API 1.41+), as dockerd parses
+    it (containerd's platforms.Parse): None when empty; BadRequest with
+    containerd's words when it is not a platform."""
+    if not text:
+        return None
+    invalid = f"{_go_quote(text)}: %s: invalid argument"
+    if "*" in text:
+        raise BadRequest(invalid % "wildcards not yet supported")
+    parts = text.split("/")
+    for part in parts:
+        if not _PLATFORM_COMPONENT.match(part):
+            raise BadRequest(f"{_go_quote(part)} is an invalid component of {_go_quote(text)}: "
+                             "platform specifier component must match "
+                             f"{_go_quote(_PLATFORM_COMPONENT.pattern)}: invalid argument")
+    if len(parts) > 3:
+        raise BadRequest(invalid % "cannot parse platform specifier")
+    if len(parts) == 1 and parts[0].lower() not in _KNOWN_OS and \
+            platforms.normalise_arch(parts[0].lower()) not in _KNOWN_ARCH:
+        raise BadRequest(invalid % "unknown operating system or architecture")
+    return platforms.parse(text)
+
+
+def _platform_matches(wanted: platforms.Platform, image: platforms.Platform) -> bool:
+    """dockerd's OnlyPlatformWithFallback(wanted).Match(image): the same OS and
+    architecture; a variant on both sides must fit (an older ARM variant runs
+    on a newer one), an image without one is taken."""
+    if image.os != wanted.os or image.architecture != wanted.architecture:
+        return False
+    if not image.variant or not wanted.variant:
+        return True
+    if wanted.architecture in ("arm", "arm64"):
+        return image.variant <= wanted.variant
+    return image.variant == wanted.variant
+
+
+def check_image(ref: str, image: Mapping[str, object], wanted: platforms.Platform | None,
+                hc: dict[str, Any]) -> list[str]:
+    """What dockerd's create checks once it has the image (``image``: its Os,
+    Architecture and Variant): a ``--platform`` the image is not for is a 404
+    in dockerd's words (the docker CLI then pulls that platform), without one
+    an image for another platform is a warning; then --storage-opt, which the
+    layer store refuses (pybox's overlay has no disk quotas).  -> warnings."""
+    warnings: list[str] = []
+    image_platform = platforms.Platform(str(image.get("Os") or ""),
+                                        platforms.normalise_arch(str(image.get("Architecture")
+                                                                     or "")),
+                                        str(image.get("Variant") or ""))
+    if wanted is not None:
+        if not _platform_matches(wanted, image_platform):
+            raise NotFound(f"image with reference {ref} was found but does not match the "
+                           f"specified platform: wanted {wanted}, actual: {image_platform}")
+    else:
+        host = platforms.host_platform()
+        if not _platform_matches(platforms.Platform(host.os, host.architecture),
+                                 image_platform):
+            warnings.append(f"The requested image's platform ({image_platform}) does not match "
+                            f"the detected host platform ({host}) and no specific platform "
+                            "was requested")
+    if hc.get("StorageOpt"):
+        raise Unsupported(STORAGE_OPT_UNSUPPORTED)
+    return warnings
 
 
 # -- validation of a create or update request -------------------------------------------------
