@@ -457,6 +457,17 @@ CREATE_REQUEST = Struct("CreateRequest", "container.CreateRequest", [
         ("EndpointsConfig", Map(Ptr(ENDPOINT_SETTINGS),
                                 "map[string]*network.EndpointSettings"))])))])
 
+# what API versions up to docker 26 decode a create body into (runconfig's
+# ContainerConfigWrapper): the HostConfig's fields are also read at the top
+# level, next to the Config's (the API before 1.18 had them there; docker-py
+# still sends ``Runtime`` so), with the legacy ``Cpuset``.  See read_create.  Named as
+# docker 28 names its CreateRequest: the words of a type error stay docker's.
+CREATE_WRAPPER = Struct("CreateRequest", "container.CreateRequest", [
+    ("*", CONFIG), ("HostConfig", Ptr(HOST_CONFIG)), ("Cpuset", STRING),
+    ("NetworkingConfig", CREATE_REQUEST.fields["NetworkingConfig"][0]), ("*", HOST_CONFIG)])
+# the top-level fields a HostConfig sent alongside still takes, when it leaves them unset
+_TOP_LEVEL_MERGED = ("Memory", "MemorySwap", "CpuShares", "CpusetCpus", "VolumeDriver")
+
 UPDATE_CONFIG = Struct("UpdateConfig", "container.UpdateConfig", [
     ("*", RESOURCES), ("RestartPolicy", RESTART_POLICY)])
 
@@ -720,9 +731,37 @@ def read_create(req: Any) -> dict:
         value = loads(data)
     except Empty:
         raise BadRequest("invalid JSON: got EOF while reading request body") from None
-    out = decode_value(value, CREATE_REQUEST)
+    out = decode_value(value, CREATE_WRAPPER)
     if out is None or out is OMIT:
         raise BadRequest("config cannot be empty in order to create a container")
+    return _host_config_of(out)
+
+
+def _host_config_of(wrapper: dict[str, Any]) -> dict[str, Any]:
+    """runconfig's getHostConfig (docker 20.10 to 26): the HostConfig fields
+    found at the top level of a create body are the HostConfig when the body
+    has none; next to a HostConfig, only Memory, MemorySwap, CpuShares,
+    CpusetCpus and VolumeDriver are taken from the top, and only where the
+    HostConfig leaves them unset; the top-level Cpuset fills an unset
+    CpusetCpus.  -> the create request (Config fields, HostConfig,
+    NetworkingConfig)."""
+    out = {k: v for k, v in wrapper.items() if k not in HOST_CONFIG.fields and k != "Cpuset"}
+    top = {k: v for k, v in wrapper.items() if k in HOST_CONFIG.fields}
+    inner = wrapper.get("HostConfig")
+    hc: dict[str, Any] | None
+    if inner is None:
+        hc = top or None
+    else:
+        hc = dict(inner)
+        for key in _TOP_LEVEL_MERGED:
+            if top.get(key) and not hc.get(key):
+                hc[key] = top[key]
+    if hc is not None and wrapper.get("Cpuset") and not hc.get("CpusetCpus"):
+        hc["CpusetCpus"] = wrapper["Cpuset"]
+    if hc is not None:
+        out["HostConfig"] = hc
+    else:
+        out.pop("HostConfig", None)
     return out
 
 
