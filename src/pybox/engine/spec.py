@@ -98,7 +98,7 @@ def merge_image_config(config: dict[str, Any],
         if key not in env:
             order.append(key)
         env[key] = entry
-    out["Env"] = [env[k] for k in order]
+    out["Env"] = [env[k] for k in order] or None  # dockerd: null, not []
     for key in ("WorkingDir", "User", "StopSignal"):
         if not out.get(key):
             out[key] = img.get(key) or ""
