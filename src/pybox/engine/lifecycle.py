@@ -356,6 +356,8 @@ class Lifecycle:
                                    namespace_of=e.namespaces.namespace_of,
                                    init_path=shutil.which("tini-static"), idmap=idmap,
                                    shm_source=shm)
+            # legacy links' variables (engine/networking.py), under the container's own
+            config["process"]["env"] = e.network.with_link_env(c, config["process"]["env"])
             e.procview.intercept_sysinfo(c, config, rundir)
             write_atomic(os.path.join(rundir, "config.json"), fastjson.dumps(config))
             crashpoint("engine.start.bundle")

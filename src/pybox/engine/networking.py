@@ -54,6 +54,81 @@ def network_mode(hc: dict[str, Any] | None) -> str:
     return "bridge" if mode == "default" else mode
 
 
+def is_user_defined(mode: str) -> bool:
+    """docker's NetworkMode.IsUserDefined: a network named by the client,
+    where legacy links are endpoint aliases instead of hosts entries."""
+    return mode not in ("bridge", "default", "host", "none") and not mode.startswith("container:")
+
+
+def parse_link(value: object) -> tuple[str, str]:
+    """One --link, "name:alias" or "name" (or the "/name:/parent/alias" form
+    inspect shows) -> (name, alias), with dockerd's ParseLink messages."""
+    text = str(value)
+    if not text:
+        raise BadRequest("empty string specified for links")
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise BadRequest(f"bad format for links: {text}")
+    if len(parts) == 1:
+        return text, text
+    name, alias = parts
+    if name.startswith("/"):
+        return name[1:], alias.rsplit("/", 1)[-1]
+    return name, alias
+
+
+def link_env(alias: str, child_ip: str, full_name: str, child_env: Iterable[str],
+             exposed: Iterable[str]) -> list[str]:
+    """The environment a legacy link gives (dockerd's links.ToEnv): ALIAS_PORT
+    and ALIAS_PORT_<n>_<PROTO>[_ADDR|_PORT|_PROTO] for the child's exposed
+    ports (TCP first, then by number; runs of consecutive ports also get
+    _START/_END), ALIAS_NAME (/parent/alias) and ALIAS_ENV_<VAR> for the
+    child's variables other than HOME and PATH."""
+    name = alias.upper().replace("-", "_")
+    ports: list[tuple[int, str]] = []
+    for key in exposed:
+        try:
+            ports.append(parse_port_key(key))
+        except BadRequest:
+            continue
+    ports.sort(key=lambda p: (p[1] != "tcp", p[1], p[0]))
+    env: list[str] = []
+    start = end = ports[0] if ports else (0, "")
+    for i, (num, proto) in enumerate(ports):
+        if i == 0:
+            env.append(f"{name}_PORT={proto}://{child_ip}:{num}")
+        prefix = f"{name}_PORT_{num}_{proto.upper()}"
+        env += [f"{prefix}={proto}://{child_ip}:{num}", f"{prefix}_ADDR={child_ip}",
+                f"{prefix}_PORT={num}", f"{prefix}_PROTO={proto}"]
+        if num == end[0] + 1 and proto == end[1]:
+            end = (num, proto)
+            if i < len(ports) - 1:
+                continue
+        if end != start:
+            prefix = f"{name}_PORT_{start[0]}_{start[1].upper()}"
+            env += [f"{prefix}_START={start[1]}://{child_ip}:{start[0]}",
+                    f"{prefix}_PORT_START={start[0]}",
+                    f"{prefix}_END={end[1]}://{child_ip}:{end[0]}",
+                    f"{prefix}_PORT_END={end[0]}"]
+        start = end = (num, proto)
+    env.append(f"{name}_NAME={full_name}")
+    for entry in child_env:
+        var, sep, value = str(entry).partition("=")
+        if sep and var not in ("HOME", "PATH"):
+            env.append(f"{name}_ENV_{var}={value}")
+    return env
+
+
+def dns_names(c: Container, aliases: Iterable[str]) -> list[str]:
+    """An endpoint's DNSNames as dockerd's buildEndpointDNSNames makes them:
+    the name, the aliases, the short id, the hostname, each once."""
+    out: list[str] = []
+    for name in (c.name, *aliases, c.id[:12], c.config.get("Hostname") or ""):
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
 def _blank_endpoint() -> dict[str, Any]:
     return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "",
             "DriverOpts": None, "NetworkID": "", "EndpointID": "", "Gateway": "",
@@ -227,6 +302,8 @@ class EngineNetworking:
             if name in NO_SANDBOX:
                 continue
             self.manager.check_endpoint_config(self.manager.get(name), cfg or {})
+        if hc.get("Links") and not is_user_defined(mode):
+            self._legacy_children(hc["Links"])  # dockerd's registerLinks checks
         mac = (body.get("MacAddress") or "").strip()
         if mac and mode in NO_SANDBOX:
             raise BadRequest("conflicting options: mac-address and the network mode")
@@ -237,6 +314,13 @@ class EngineNetworking:
         hc = record["HostConfig"]
         mode = network_mode(hc)
         settings = record["NetworkSettings"]
+        if hc.get("Links"):
+            # dockerd's link index, as inspect shows it ("/child:/parent/alias");
+            # on a user-defined network HostConfig.Links does nothing (links
+            # there are the endpoint's Links) and inspect shows null
+            hc["Links"] = None if is_user_defined(mode) else [
+                f"{child.docker_name}:{record['Name']}/{alias}"
+                for alias, child in self._legacy_children(hc["Links"]).items()] or None
         if mode.startswith("container:"):
             settings["Networks"] = {}
             return
@@ -267,6 +351,7 @@ class EngineNetworking:
             ep["IPAMConfig"] = cfg.get("IPAMConfig") or None
             ep["MacAddress"] = cfg.get("MacAddress") or (legacy_mac if rec is primary else "")
             ep["DriverOpts"] = cfg.get("DriverOpts") or None
+            ep["Links"] = list(cfg.get("Links") or []) or None
             networks[rec["Name"]] = ep
         settings["Networks"] = networks
 
@@ -283,6 +368,7 @@ class EngineNetworking:
             self._share_etc_files(c, mode[len("container:"):])
             return None
         networks = rec["NetworkSettings"].get("Networks") or {}
+        self._running_children(c)  # dockerd's setupLinkedContainers checks, before anything
         attachments = []
         for name, ep in networks.items():
             ref = ep.get("NetworkID") or name
@@ -292,7 +378,8 @@ class EngineNetworking:
                 ref = name  # recreated under the same name
             attachments.append((ref, {"Aliases": ep.get("Aliases"),
                                       "IPAMConfig": ep.get("IPAMConfig"),
-                                      "MacAddress": ep.get("MacAddress")}))
+                                      "MacAddress": ep.get("MacAddress"),
+                                      "Links": ep.get("Links")}))
         wanted = requested_ports(rec["Config"], hc)
         try:
             sb = self.manager.setup(c.id, attachments,
@@ -307,6 +394,7 @@ class EngineNetworking:
         except BaseException:
             self.manager.teardown(c.id)
             raise
+        self._update_parents(c)
         return sb["netns"]
 
     def _fill_settings(self, c: Container, sb: Sandbox) -> None:
@@ -327,7 +415,7 @@ class EngineNetworking:
                         "Gateway": ep["Gateway"], "IPAddress": ep["IPAddress"],
                         "IPPrefixLen": ep["IPPrefixLen"], "MacAddress": ep["MacAddress"],
                         "DNSNames": None if self.manager.is_default(net) else
-                        [c.name, c.id[:12]] + list(ep.get("Aliases") or [])})
+                        dns_names(c, ep.get("Aliases") or ())})
         settings["Ports"] = docker_ports(sb["ports"], rec["Config"], rec["HostConfig"])
         settings["SandboxKey"] = sb["netns"]
         settings["SandboxID"] = c.id
@@ -342,16 +430,11 @@ class EngineNetworking:
         place (a rename would leave the container on the old file)."""
         rec = c.record
         config, hc = rec["Config"], rec["HostConfig"]
-        first = sb["endpoints"][sb["order"][0]] if sb["order"] else None
         hostname = config.get("Hostname") or c.id[:12]
-        gateway = first["Gateway"] if first else None
         write = etcfiles.write_in_place if live else etcfiles.write_new
         if not live:
             write(rec["HostnamePath"], hostname + "\n")
-            write(rec["HostsPath"], etc.hosts(
-                hostname, domainname=config.get("Domainname") or "",
-                addresses=[first["IPAddress"]] if first else [],
-                extra_hosts=hc.get("ExtraHosts"), gateway=gateway))
+            write(rec["HostsPath"], self._hosts(c, sb))
         # the embedded DNS of the first user-defined network, if any (docker
         # switches a default-bridge container to it when it is connected to one)
         embedded = None
@@ -364,6 +447,134 @@ class EngineNetworking:
             etc.host_resolvers(self.manager.host_resolv_conf), dns=hc.get("Dns") or (),
             dns_search=hc.get("DnsSearch") or (), dns_options=hc.get("DnsOptions") or (),
             embedded=embedded))
+
+    def _hosts(self, c: Container, sb: Sandbox) -> str:
+        """The /etc/hosts text of container ``c`` in sandbox ``sb``: its
+        address on its first network, --add-host entries and, on the default
+        bridge, an entry per legacy link: the child's address with the alias,
+        the child's hostname and its name (when the alias is not the name)."""
+        config, hc = c.record["Config"], c.record["HostConfig"]
+        first = sb["endpoints"][sb["order"][0]] if sb["order"] else None
+        links: list[tuple[str, str]] = []
+        if "bridge" in (c.record["NetworkSettings"].get("Networks") or {}):
+            for alias, child in self._linked(c).items():
+                ip = ((child.record["NetworkSettings"].get("Networks") or {})
+                      .get("bridge") or {}).get("IPAddress")
+                if not ip:
+                    continue
+                names = f"{alias} {child.config.get('Hostname') or child.id[:12]}"
+                if alias != child.name:
+                    names += f" {child.name}"
+                links.append((ip, names))
+        return etc.hosts(config.get("Hostname") or c.id[:12],
+                         domainname=config.get("Domainname") or "",
+                         addresses=[first["IPAddress"]] if first else [],
+                         extra_hosts=hc.get("ExtraHosts"),
+                         gateway=first["Gateway"] if first else None, links=links)
+
+    # -- legacy links (the default bridge) -------------------------------------------------
+    def _legacy_children(self, links: Iterable[object]) -> dict[str, Container]:
+        """HostConfig.Links of a container not on a user-defined network ->
+        {alias: the linked container}, with dockerd's registerLinks errors: a
+        missing container, a host-mode one.  A container sharing another's
+        network stands for that one; a second link under one alias is
+        ignored, as dockerd's name reservation ignores it."""
+        out: dict[str, Container] = {}
+        for link in links:
+            name, alias = parse_link(link)
+            if not name.strip("/"):
+                raise BadRequest(f'could not get container for {name}: invalid name or ID '
+                                 f'supplied: "{name}"')
+            try:
+                child = self.engine.get(name)
+            except NotFound as e:
+                raise BadRequest(f"could not get container for {name}: {e}") from None
+            for _ in range(16):
+                mode = network_mode(child.host_config)
+                if not mode.startswith("container:"):
+                    break
+                ref = mode[len("container:"):]
+                try:
+                    child = self.engine.get(ref)
+                except NotFound as e:
+                    raise BadRequest(f"could not get container for {ref}: {e}") from None
+            if network_mode(child.host_config) == "host":
+                raise BadRequest("conflicting options: host type networking can't be used "
+                                 "with links. This would result in undefined behavior")
+            if alias:
+                out.setdefault(alias, child)
+        return out
+
+    def _linked(self, c: Container) -> dict[str, Container]:
+        """The containers ``c`` links to now: {alias: container}, from its
+        HostConfig.Links ("/child:/parent/alias"); one removed since is gone
+        from the links, as from dockerd's link index."""
+        out: dict[str, Container] = {}
+        if is_user_defined(network_mode(c.host_config)):
+            return out
+        for link in c.host_config.get("Links") or ():
+            try:
+                name, alias = parse_link(link)
+                child = self.engine.get(name)
+            except (BadRequest, NotFound):
+                continue
+            if alias:
+                out.setdefault(alias, child)
+        return out
+
+    def _running_children(self, c: Container) -> dict[str, Container]:
+        """At start, on the default bridge: every linked container must run
+        and be on the default bridge too (dockerd's setupLinkedContainers)."""
+        if "bridge" not in (c.record["NetworkSettings"].get("Networks") or {}):
+            return {}
+        children = self._linked(c)
+        for alias, child in children.items():
+            if not child.state.running:
+                raise Conflict(f"Cannot link to a non running container: {child.docker_name} "
+                               f"AS {c.docker_name}/{alias}")
+            if "bridge" not in (child.record["NetworkSettings"].get("Networks") or {}):
+                raise Conflict(f"Cannot link to {child.docker_name}, as it does not belong to "
+                               "the default network")
+        return children
+
+    def with_link_env(self, c: Container, env: list[str]) -> list[str]:
+        """The process environment ``env`` with the legacy links' variables
+        (see link_env) for a container on the default bridge; the container's
+        own variables win, as in dockerd's CreateDaemonEnvironment."""
+        if "bridge" not in (c.record["NetworkSettings"].get("Networks") or {}):
+            return env
+        extra: list[str] = []
+        for alias, child in self._linked(c).items():
+            ip = ((child.record["NetworkSettings"].get("Networks") or {})
+                  .get("bridge") or {}).get("IPAddress") or ""
+            extra += link_env(alias, ip, f"{c.docker_name}/{alias}",
+                              child.config.get("Env") or (),
+                              child.config.get("ExposedPorts") or {})
+        if not extra:
+            return env
+        own = {e.partition("=")[0] for e in env}
+        return env + [e for e in extra if e.partition("=")[0] not in own]
+
+    def _update_parents(self, c: Container) -> None:
+        """``c`` started on the default bridge: running containers linking to
+        it get its new address in their /etc/hosts (dockerd's addLegacyLinks
+        for parents), rewritten in place."""
+        if "bridge" not in (c.record["NetworkSettings"].get("Networks") or {}):
+            return
+        for parent in self.engine.store.all():
+            if parent.id == c.id or not parent.state.running or \
+                    not parent.host_config.get("Links"):
+                continue
+            if not any(child.id == c.id for child in self._linked(parent).values()):
+                continue
+            sb = self.manager.sandbox(parent.id)
+            path = parent.record.get("HostsPath")
+            if sb is None or not path:
+                continue
+            try:
+                etcfiles.write_in_place(path, self._hosts(parent, sb))
+            except OSError:
+                pass
 
     def _share_etc_files(self, c: Container, ref: str) -> None:
         """--network container:ID: the other container's hosts and resolv.conf,
@@ -453,7 +664,10 @@ class EngineNetworking:
             ep = _blank_endpoint()
             ep.update({"NetworkID": net["Id"], "Aliases": list(cfg.get("Aliases") or []) or None,
                        "IPAMConfig": cfg.get("IPAMConfig") or None,
-                       "MacAddress": cfg.get("MacAddress") or ""})
+                       "MacAddress": cfg.get("MacAddress") or "",
+                       "Links": list(cfg.get("Links") or []) or None})
+            for link in cfg.get("Links") or ():
+                parse_link(link)
             if c.state.running:
                 live = self.manager.connect(c.id, net["Id"], cfg)
                 crashpoint("engine.connect.attached")
@@ -461,7 +675,7 @@ class EngineNetworking:
                 ep.update({"EndpointID": live["EndpointID"], "Gateway": live["Gateway"],
                            "IPAddress": live["IPAddress"], "IPPrefixLen": live["IPPrefixLen"],
                            "MacAddress": live["MacAddress"],
-                           "DNSNames": [c.name, c.id[:12]] + list(cfg.get("Aliases") or [])})
+                           "DNSNames": dns_names(c, cfg.get("Aliases") or ())})
             networks[net["Name"]] = ep
             c.save()
         self.engine.events.emit("network", "connect", net["Id"],

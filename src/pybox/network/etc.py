@@ -136,15 +136,16 @@ def resolv_conf(host: ResolvConf, *, dns: Iterable[str] = (), dns_search: Iterab
 
 
 def hosts(hostname: str, *, domainname: str = "", addresses: Iterable[str] = (),
-          extra_hosts: Iterable[str] | None = (), gateway: str | None = None) -> str:
-    """The container's /etc/hosts text.  ``addresses``: its IPs (one line each,
-    with the hostname, as docker writes it)."""
+          extra_hosts: Iterable[str] | None = (), gateway: str | None = None,
+          links: Iterable[tuple[str, str]] = ()) -> str:
+    """The container's /etc/hosts text, in dockerd's order: localhost lines,
+    --add-host entries, legacy links' entries (``links``: (address, "alias
+    hostname name") pairs), then its own addresses (one line each, with the
+    hostname, as docker writes it)."""
     lines = list(LOCALHOST_LINES)
     names = hostname
     if domainname:
         names = f"{hostname}.{domainname} {hostname}"
-    for ip in addresses:
-        lines.append(f"{ip}\t{names}")
     for entry in extra_hosts or ():
         host, ip = split_extra_host(entry)
         if ip == "host-gateway":
@@ -152,6 +153,10 @@ def hosts(hostname: str, *, domainname: str = "", addresses: Iterable[str] = (),
                 continue
             ip = gateway
         lines.append(f"{ip}\t{host}")
+    for ip, link_names in links:
+        lines.append(f"{ip}\t{link_names}")
+    for ip in addresses:
+        lines.append(f"{ip}\t{names}")
     return "\n".join(lines) + "\n"
 
 

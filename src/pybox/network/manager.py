@@ -32,7 +32,7 @@ import socket
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from pybox.crashpoints import crashpoint
 from pybox.errors import BadRequest, Conflict, NetworkError, NotFound, PyboxError
@@ -67,6 +67,9 @@ class Endpoint(TypedDict):
     veth: str
     Aliases: list[str]
     IPAMConfig: dict[str, Any] | None
+    # legacy links on a user-defined network ("name:alias"): names only this
+    # container's DNS queries resolve (absent in a sandbox of an older pybox)
+    Links: NotRequired[list[str] | None]
 
 
 class Sandbox(TypedDict):
@@ -611,10 +614,33 @@ class NetworkManager:
                 return list(self.sandboxes[cid]["endpoints"])
         return [netid]
 
+    def _link_targets(self, netid: str, client_ip: str | None,
+                      name: str) -> builtins.list[tuple[str, str]]:
+        """(network id, container name or id) pairs that ``name`` stands for
+        through the asking container's legacy links (its endpoints' Links,
+        "target:alias"): libnetwork's endpoint aliases, seen by that
+        container alone."""
+        out: list[tuple[str, str]] = []
+        for cid, ep in self._endpoints_on(netid):
+            if ep["IPAddress"] != client_ip:
+                continue
+            for net, own in self.sandboxes[cid]["endpoints"].items():
+                for link in own.get("Links") or ():
+                    target, sep, alias = str(link).partition(":")
+                    alias = (alias if sep else target).rsplit("/", 1)[-1]
+                    if alias.lower() == name:
+                        out.append((net, target.lstrip("/")))
+        return out
+
     def _dns_lookup(self, netid: str, name: str, client_ip: str | None = None) -> builtins.list[str]:
         name = name.lower().rstrip(".")
         out: list[str] = []
         with self.lock:
+            for net, target in self._link_targets(netid, client_ip, name):
+                for cid, ep in self._endpoints_on(net):
+                    if target and (self.container_name(cid) == target or cid.startswith(target)) and \
+                            ep["IPAddress"] not in out:
+                        out.append(ep["IPAddress"])
             for net in self._client_networks(netid, client_ip):
                 for cid, ep in self._endpoints_on(net):
                     sb = self.sandboxes[cid]
@@ -751,7 +777,8 @@ class NetworkManager:
               "Gateway": "" if internal else state["Gateway"], "IPAddress": ip,
               "IPPrefixLen": alloc.prefixlen, "MacAddress": mac, "ifname": ifname,
               "veth": veth, "Aliases": list(config.get("Aliases") or []),
-              "IPAMConfig": config.get("IPAMConfig") or None}
+              "IPAMConfig": config.get("IPAMConfig") or None,
+              "Links": list(config.get("Links") or []) or None}
         sb["endpoints"][rec["Id"]] = ep
         sb["order"].append(rec["Id"])
         return ep
