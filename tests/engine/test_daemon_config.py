@@ -350,3 +350,15 @@ def test_live_restore_off_stops_containers_at_shutdown(configured, made):
     assert state["ExitCode"] in (137, 143), state  # SIGKILL after the stop timeout
     wait_for(lambda: configured.inspect(always)["State"]["Running"], "the always container back",
              timeout=30)
+    # a pyboxd killed (no shutdown): the next one stops what it finds running,
+    # and starts again what its policy brings back (dockerd's restore)
+    survivor = unique()
+    made.append(survivor)
+    configured.ok("run", "-d", "--name", survivor, "--stop-timeout", "1", IMAGE, "sleep", "1000")
+    configured.process.kill()
+    configured.process.wait(timeout=30)
+    configured.start()
+    state = configured.inspect(survivor)["State"]
+    assert state["Running"] is False and state["Status"] == "exited", state
+    wait_for(lambda: configured.inspect(always)["State"]["Running"], "the always container back",
+             timeout=30)

@@ -55,6 +55,7 @@ from pybox.engine.daemonconfig import DEFAULT_CONFIG_FILE, DaemonConfig, tcp_add
 from pybox.engine.engine import Engine
 from pybox.engine.images import ImageService
 from pybox.engine.remap import check_reachable, parse_option
+from pybox.engine.restart import comes_back_with_daemon
 from pybox.engine.spec import validate_create
 from pybox.engine.store import Container
 from pybox.errors import DaemonConfigError, Locked, LockError, PyboxError
@@ -225,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     except PyboxError as e:
         sys.stderr.write(f"pyboxd: {e}\n")
         return 1
+    for warning in config.warnings:
+        sys.stderr.write(f"pyboxd: WARNING: {warning}\n")
     paths = [h[len("unix://"):] for h in config.hosts if h.startswith("unix://")]
     os.makedirs(config.data_root, mode=0o711, exist_ok=True)
     os.makedirs(config.exec_root, mode=0o711, exist_ok=True)
@@ -316,6 +319,8 @@ def serve(config: DaemonConfig, paths: list[str], tls: ssl.SSLContext | None) ->
     engine.procview.enabled = config.proc_view
     engine.procview.start()  # the /proc view's server, supervised (a thread)
     engine.recover()
+    if not config.live_restore:  # containers a killed pyboxd left running
+        stop_survivors(engine)
     engine.supervise_zygote()
     server = Server(build_router(engine), SERVER.format(version=__version__))
     tls_listeners: list[TLSListener] = []
@@ -388,11 +393,26 @@ def warn_insecure(host: str, config: DaemonConfig) -> None:
     sys.stderr.flush()
 
 
-def stop_containers(engine: Engine) -> None:
+def stop_survivors(engine: Engine) -> None:
+    """live-restore off, at start: containers still running (their pyboxd was
+    killed, or ran with live restore) are stopped, then those whose restart
+    policy brings them back with the daemon started again, as dockerd's
+    restore does without live restore."""
+    survivors = stop_containers(engine)
+    for c in survivors:
+        if not c.removed and comes_back_with_daemon(c):
+            try:
+                engine.start(c.id)
+            except PyboxError as e:
+                sys.stderr.write(f"pyboxd: failed to restart container {c.id[:12]}: {e}\n")
+
+
+def stop_containers(engine: Engine) -> list[Container]:
     """live-restore off: stop every running container as pyboxd goes, all at
     once, each with its own stop signal and timeout (dockerd's Shutdown).  As
     in dockerd, a stop at shutdown is not the user's: a container whose
-    restart policy brings it back with the daemon still comes back."""
+    restart policy brings it back with the daemon still comes back.  -> the
+    containers stopped."""
 
     def stop_one(c: Container) -> None:
         with c.lock:
@@ -406,12 +426,13 @@ def stop_containers(engine: Engine) -> None:
             c.manual_stop = manual
             c.save()
 
-    threads = [threading.Thread(target=stop_one, args=(c,), name="shutdown")
-               for c in engine.store.all() if c.state.running]
+    running = [c for c in engine.store.all() if c.state.running]
+    threads = [threading.Thread(target=stop_one, args=(c,), name="shutdown") for c in running]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return running
 
 
 if __name__ == "__main__":

@@ -71,9 +71,14 @@ DOCKERD_ONLY_KEYS = frozenset((
     "raw-logs", "resolv-conf", "rootless", "runtimes", "seccomp-profile", "selinux-enabled",
     "shutdown-timeout", "storage-driver", "storage-opts", "swarm-default-advertise-addr",
     "swarm-raft-election-tick", "swarm-raft-heartbeat-tick", "userland-proxy",
-    "userland-proxy-path", "allow-nondistributable-artifacts", "api-cors-header",
-    "oom-score-adjust", "features", "builder", "min-api-version",
+    "userland-proxy-path", "api-cors-header", "oom-score-adjust", "min-api-version",
 ))
+# dockerd's deprecated keys it ignores when present (its skipValidateOptions)
+IGNORED_KEYS = frozenset(("deprecated-key-path", "allow-nondistributable-artifacts"))
+# keys of subsystems pybox has not (BuildKit, its builder's GC): accepted, with a
+# warning at start, so a daemon.json written for dockerd (most set features.buildkit)
+# still starts pyboxd, and says what it does not do
+WARNED_KEYS = frozenset(("features", "builder"))
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,7 @@ class DaemonConfig:
     max_concurrent_uploads: int | None = None
     max_download_attempts: int | None = None
     config_file: str = DEFAULT_CONFIG_FILE
+    warnings: list[str] = field(default_factory=list)  # to show at start
 
     @property
     def tls_enabled(self) -> bool:
@@ -380,7 +386,8 @@ def read_file(path: str, required: bool) -> dict[str, Any]:
 def check_directives(doc: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
     """dockerd's findConfigurationConflicts: keys nothing knows, then keys also
     given as flags (``flags``: flag name -> the value given)."""
-    unknown = sorted(k for k in doc if k not in BY_KEY and k not in DOCKERD_ONLY_KEYS)
+    known = DOCKERD_ONLY_KEYS | IGNORED_KEYS | WARNED_KEYS
+    unknown = sorted(k for k in doc if k not in BY_KEY and k not in known)
     if unknown:
         raise DaemonConfigError("the following directives don't match any configuration "
                                 f"option: {', '.join(unknown)}")
@@ -416,6 +423,10 @@ def load(flags: Mapping[str, Any], config_file: str | None = None) -> DaemonConf
         option = BY_FLAG[flag]
         values[option.key] = option.from_flag(value) if option.from_flag else value
     config = DaemonConfig(config_file=path)
+    ignored = sorted(k for k in doc if k in WARNED_KEYS)
+    if ignored:
+        config.warnings.append(f"{path}: {', '.join(ignored)} ignored (pyboxd has no BuildKit "
+                               "builder)")
     for key, value in values.items():
         known = BY_KEY.get(key)
         if known is not None and value is not None:
