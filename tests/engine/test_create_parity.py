@@ -5,10 +5,13 @@ image, --storage-opt and --gpus refused with dockerd's words, --blkio-weight's
 warning.  The docker 28 CLI and docker-py drive a private pyboxd; where it is
 cheap the same request goes to a private dockerd (20.10, API 1.41) too."""
 
+import hashlib
+import io
 import json
 import os
 import platform as host
 import sys
+import tarfile
 
 import pytest
 
@@ -212,6 +215,48 @@ def test_platform_checked_against_the_image(pyboxd, names, dockerd, dockerd_name
     assert "Unable to find image" in proc.stderr
     assert n not in pyboxd.ok("ps", "-a", "--format", "{{.Names}}").split()
     assert pyboxd.ok("run", "--rm", "--platform", actual, IMAGE, "echo", "ok") == "ok\n"
+
+
+def foreign_image_archive(path, tag, arch):
+    """A docker-archive (docker save's layout) of a one-file image whose config
+    says linux/ARCH."""
+    def add(tar, name, data):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as t:
+        add(t, "hello", b"hi\n")
+    layer_bytes = layer.getvalue()
+    config = json.dumps({"architecture": arch, "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [
+                             "sha256:" + hashlib.sha256(layer_bytes).hexdigest()]}}).encode()
+    with tarfile.open(path, "w") as t:
+        add(t, "layer.tar", layer_bytes)
+        add(t, "config.json", config)
+        add(t, "manifest.json", json.dumps([{"Config": "config.json", "RepoTags": [tag],
+                                             "Layers": ["layer.tar"]}]).encode())
+
+
+def test_image_for_another_platform(pyboxd, names, images_made, tmp_path):
+    """Without --platform an image for another platform is created with
+    dockerd's warning (docker 25+); with that platform, without one."""
+    arch = OTHER_PLATFORM.split("/")[1]
+    tag = f"{names('plat')}:1"
+    foreign_image_archive(tmp_path / "img.tar", tag, arch)
+    pyboxd.ok("load", "-i", str(tmp_path / "img.tar"))
+    images_made.append(tag)
+    status, reply = create(pyboxd, {"Image": tag, "Cmd": ["true"]}, names())
+    assert status == 201
+    assert len(reply["Warnings"]) == 1
+    assert reply["Warnings"][0].startswith(
+        f"The requested image's platform ({OTHER_PLATFORM}) does not match the detected host "
+        f"platform (linux/{GO_ARCH}")
+    assert reply["Warnings"][0].endswith(") and no specific platform was requested")
+    status, reply = create(pyboxd, {"Image": tag, "Cmd": ["true"]}, names(),
+                           query=f"&platform={OTHER_PLATFORM}")
+    assert (status, reply["Warnings"]) == (201, [])
 
 
 # -- --storage-opt, --gpus: refused where the machine cannot ------------------------------------

@@ -599,6 +599,42 @@ def parse_platform(text: str) -> platforms.Platform | None:
     return platforms.parse(text)
 
 
+# x86-64 micro-architecture levels by /proc/cpuinfo's flags (klauspost/cpuid's
+# X64Level, which dockerd's maximumSpec names the host's amd64 variant with)
+_AMD64_LEVELS = (
+    ("v2", {"cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3"}),
+    ("v3", {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}),
+    ("v4", {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}),
+)
+_host_spec: platforms.Platform | None = None
+
+
+def _host_maximum_spec() -> platforms.Platform:
+    """dockerd's maximumSpec: the host's platform, an amd64 one with its
+    micro-architecture level as variant (linux/amd64/v3)."""
+    global _host_spec
+    if _host_spec is None:
+        host = platforms.host_platform()
+        if host.architecture == "amd64":
+            flags: set[str] = set()
+            try:
+                with open("/proc/cpuinfo") as f:
+                    for line in f:
+                        if line.startswith("flags"):
+                            flags = set(line.partition(":")[2].split())
+                            break
+            except OSError:
+                pass
+            level = "v1"
+            for name, needed in _AMD64_LEVELS:
+                if not needed <= flags:
+                    break
+                level = name
+            host = platforms.Platform(host.os, host.architecture, level)
+        _host_spec = host
+    return _host_spec
+
+
 def _platform_matches(wanted: platforms.Platform, image: platforms.Platform) -> bool:
     """dockerd's OnlyPlatformWithFallback(wanted).Match(image): the same OS and
     architecture; a variant on both sides must fit (an older ARM variant runs
@@ -629,7 +665,7 @@ def check_image(ref: str, image: Mapping[str, object], wanted: platforms.Platfor
             raise NotFound(f"image with reference {ref} was found but does not match the "
                            f"specified platform: wanted {wanted}, actual: {image_platform}")
     else:
-        host = platforms.host_platform()
+        host = _host_maximum_spec()
         if not _platform_matches(platforms.Platform(host.os, host.architecture),
                                  image_platform):
             warnings.append(f"The requested image's platform ({image_platform}) does not match "
