@@ -6,11 +6,15 @@ user-defined networks), IPv6 dual-stack networks."""
 
 import json
 import os
+import secrets
 import shutil
+import socket
 import subprocess
 
 import pytest
-from netutil import IMAGE
+from netutil import IMAGE, PeerServer
+
+from pybox.network import netns
 
 pytestmark = [pytest.mark.network, pytest.mark.root]
 
@@ -242,3 +246,117 @@ def test_compose_links(pyboxd, tmp_path):
         assert "NXDOMAIN" in nslookup(pyboxd, f"{project}_db_1", "database")
     finally:
         compose("down", "--remove-orphans")
+
+
+# -- IPv6 ----------------------------------------------------------------------------------
+def ula_subnet():
+    """A random unique-local /64 (never fd00::/64, which hosts often use)."""
+    return f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}::/64"
+
+
+def test_ipv6_dual_stack_network(pyboxd, names):
+    net, a, b, late = names("n6"), names("v6"), names("v6"), names("v6")
+    subnet = ula_subnet()
+    prefix = subnet.split("::")[0]
+    pyboxd.ok("network", "create", "--ipv6", "--subnet", subnet, net)
+    rec = json.loads(pyboxd.ok("network", "inspect", net))[0]
+    assert rec["EnableIPv6"] is True
+    configs = rec["IPAM"]["Config"]
+    assert {"Subnet": subnet, "Gateway": f"{prefix}::1"} in configs
+    assert any(":" not in c["Subnet"] for c in configs)  # and an IPv4 subnet
+    pyboxd.ok("run", "-d", "--name", a, "--network", net, IMAGE, "sleep", "300")
+    pyboxd.ok("run", "-d", "--name", b, "--network", net, "--ip6", f"{prefix}::99", IMAGE,
+              "sleep", "300")
+    ep_a = pyboxd.inspect(a)["NetworkSettings"]["Networks"][net]
+    assert ep_a["GlobalIPv6Address"].startswith(f"{prefix}::")
+    assert ep_a["GlobalIPv6PrefixLen"] == 64 and ep_a["IPv6Gateway"] == f"{prefix}::1"
+    assert ep_a["IPAddress"]  # dual stack: IPv4 too
+    ep_b = pyboxd.inspect(b)["NetworkSettings"]["Networks"][net]
+    assert ep_b["GlobalIPv6Address"] == f"{prefix}::99"
+    assert ep_b["IPAMConfig"] == {"IPv6Address": f"{prefix}::99"}
+    # the address is usable at once (no duplicate address detection), the
+    # default route goes via the bridge's IPv6 gateway
+    pyboxd.ok("exec", a, "ping", "-6", "-c", "1", "-W", "2", f"{prefix}::99")
+    pyboxd.ok("exec", b, "ping", "-6", "-c", "1", "-W", "2", f"{prefix}::1")
+    assert f"default via {prefix}::1" in pyboxd.ok("exec", a, "ip", "-6", "route")
+    assert f"{prefix}::99\t" in pyboxd.ok("exec", b, "cat", "/etc/hosts")
+    members = json.loads(pyboxd.ok("network", "inspect", net))[0]["Containers"]
+    assert {m["IPv6Address"] for m in members.values()} == {
+        f"{ep_a['GlobalIPv6Address']}/64", f"{prefix}::99/64"}
+    # connect --ip6 to a running container
+    pyboxd.ok("run", "-d", "--name", late, IMAGE, "sleep", "300")
+    pyboxd.ok("network", "connect", "--ip6", f"{prefix}::77", net, late)
+    assert f"{prefix}::77/64" in pyboxd.ok("exec", late, "ip", "-6", "addr", "show", "eth1")
+    pyboxd.ok("exec", late, "ping", "-6", "-c", "1", "-W", "2", f"{prefix}::99")
+    pyboxd.ok("network", "disconnect", net, late)
+    # the address is free again
+    pyboxd.ok("network", "connect", "--ip6", f"{prefix}::77", net, late)
+
+
+def test_ipv6_errors_as_dockerd(pyboxd, names):
+    net, v4net = names("n6"), names("n4")
+    proc = pyboxd.docker("network", "create", "--ipv6", net, check=False)
+    assert proc.returncode != 0 and "non-overlapping IPv6 address pool" in proc.stderr
+    subnet = ula_subnet()
+    prefix = subnet.split("::")[0]
+    pyboxd.ok("network", "create", "--ipv6", "--subnet", subnet, net)
+    proc = pyboxd.docker("network", "create", "--ipv6", "--subnet", subnet, names("n6"),
+                         check=False)
+    assert proc.returncode != 0 and "Pool overlaps" in proc.stderr
+    pyboxd.ok("network", "create", v4net)
+    for args, message in (
+            (["--ip6", f"{prefix}::5"], "user specified IP address is supported only"),
+            (["--network", v4net, "--ip6", f"{prefix}::5"],
+             "user specified IP address is supported only"),
+            (["--network", net, "--ip6", "nonsense"], "invalid IPv6 address: nonsense"),
+            (["--network", net, "--ip6", "fd99:1::5"],
+             "Invalid address fd99:1::5: It does not belong to any of this network's subnets")):
+        name = names("v6")
+        proc = pyboxd.docker("run", "--rm", "--name", name, *args, IMAGE, "true", check=False)
+        assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr)
+
+
+@pytest.fixture
+def v6_host(netbase):
+    """An "other host" reached over IPv6: a namespace of the test's own
+    linked to the host by a veth pair in a random unique-local /64, serving
+    on TCP port 7777 the address each client comes from."""
+    prefix = ula_subnet().split("::")[0]
+    path = os.path.join(netbase, "host6-" + secrets.token_hex(3))
+    link = "pyboxt" + secrets.token_hex(4)
+    netns.create(path)[0].close()
+    server = None
+    try:
+        subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", "eth0",
+                        "netns", path], check=True)
+        subprocess.run(["ip", "addr", "add", f"{prefix}::1/64", "dev", link, "nodad"],
+                       check=True)
+        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "addr", "add", f"{prefix}::2/64", "dev", "eth0", "nodad"],
+                    ["ip", "link", "set", "eth0", "up"],
+                    ["ip", "-6", "route", "add", "default", "via", f"{prefix}::1"]):
+            subprocess.run(["nsenter", f"--net={path}", *cmd], check=True)
+
+        def open_server():
+            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("::", 7777))
+            s.listen(4)
+            return s
+        server = PeerServer(netns.run_in(path, open_server))
+        yield {"ip": f"{prefix}::2", "host_side": f"{prefix}::1"}
+    finally:
+        if server is not None:
+            server.close()
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
+        netns.remove(path)
+
+
+def test_ipv6_outbound_traffic_is_masqueraded(pyboxd, names, v6_host):
+    net, name = names("n6"), names("v6")
+    pyboxd.ok("network", "create", "--ipv6", "--subnet", ula_subnet(), net)
+    pyboxd.ok("run", "-d", "--name", name, "--network", net, IMAGE, "sleep", "300")
+    seen = pyboxd.ok("exec", name, "nc", "-w", "3", v6_host["ip"], "7777").strip()
+    # the other host sees the host's address, not the container's
+    assert seen == v6_host["host_side"]

@@ -136,7 +136,8 @@ def _blank_endpoint() -> dict[str, Any]:
             "GlobalIPv6PrefixLen": 0, "DNSNames": None}
 
 
-RUNTIME_FIELDS = ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen")
+RUNTIME_FIELDS = ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "IPv6Gateway",
+                  "GlobalIPv6Address", "GlobalIPv6PrefixLen")
 
 
 # -- docker's port vocabulary <-> pybox.network's PortRequest/PortMapping --------
@@ -414,6 +415,9 @@ class EngineNetworking:
             out.update({"NetworkID": netid, "EndpointID": ep["EndpointID"],
                         "Gateway": ep["Gateway"], "IPAddress": ep["IPAddress"],
                         "IPPrefixLen": ep["IPPrefixLen"], "MacAddress": ep["MacAddress"],
+                        "IPv6Gateway": ep.get("IPv6Gateway") or "",
+                        "GlobalIPv6Address": ep.get("GlobalIPv6Address") or "",
+                        "GlobalIPv6PrefixLen": ep.get("GlobalIPv6PrefixLen") or 0,
                         "DNSNames": None if self.manager.is_default(net) else
                         dns_names(c, ep.get("Aliases") or ())})
         settings["Ports"] = docker_ports(sb["ports"], rec["Config"], rec["HostConfig"])
@@ -421,7 +425,8 @@ class EngineNetworking:
         settings["SandboxID"] = c.id
         bridge_ep = networks.get("bridge") if "bridge" in networks else None
         for key, value in (("EndpointID", ""), ("Gateway", ""), ("IPAddress", ""),
-                           ("IPPrefixLen", 0), ("MacAddress", "")):
+                           ("IPPrefixLen", 0), ("MacAddress", ""), ("IPv6Gateway", ""),
+                           ("GlobalIPv6Address", ""), ("GlobalIPv6PrefixLen", 0)):
             settings[key] = bridge_ep.get(key, value) if bridge_ep else value
 
     def _write_etc_files(self, c: Container, sb: Sandbox, live: bool = False) -> None:
@@ -468,7 +473,9 @@ class EngineNetworking:
                 links.append((ip, names))
         return etc.hosts(config.get("Hostname") or c.id[:12],
                          domainname=config.get("Domainname") or "",
-                         addresses=[first["IPAddress"]] if first else [],
+                         addresses=[first["IPAddress"]] + ([first["GlobalIPv6Address"]]
+                                                           if first.get("GlobalIPv6Address")
+                                                           else []) if first else [],
                          extra_hosts=hc.get("ExtraHosts"),
                          gateway=first["Gateway"] if first else None, links=links)
 
@@ -600,12 +607,13 @@ class EngineNetworking:
         settings = c.record["NetworkSettings"]
         for ep in (settings.get("Networks") or {}).values():
             for key in RUNTIME_FIELDS:
-                ep[key] = 0 if key == "IPPrefixLen" else ""
+                ep[key] = 0 if key.endswith("PrefixLen") else ""
             ep["DNSNames"] = None
         settings["Ports"] = {}
         settings["SandboxKey"] = ""
         for key, value in (("EndpointID", ""), ("Gateway", ""), ("IPAddress", ""),
-                           ("IPPrefixLen", 0), ("MacAddress", "")):
+                           ("IPPrefixLen", 0), ("MacAddress", ""), ("IPv6Gateway", ""),
+                           ("GlobalIPv6Address", ""), ("GlobalIPv6PrefixLen", 0)):
             settings[key] = value
 
     def forget(self, c: Container) -> None:
@@ -674,6 +682,9 @@ class EngineNetworking:
                 self._write_etc_files(c, self._sandbox(c.id), live=True)
                 ep.update({"EndpointID": live["EndpointID"], "Gateway": live["Gateway"],
                            "IPAddress": live["IPAddress"], "IPPrefixLen": live["IPPrefixLen"],
+                           "IPv6Gateway": live.get("IPv6Gateway") or "",
+                           "GlobalIPv6Address": live.get("GlobalIPv6Address") or "",
+                           "GlobalIPv6PrefixLen": live.get("GlobalIPv6PrefixLen") or 0,
                            "MacAddress": live["MacAddress"],
                            "DNSNames": dns_names(c, cfg.get("Aliases") or ())})
             networks[net["Name"]] = ep

@@ -35,6 +35,7 @@ and per network (bridge B, subnet S), added and removed with the network:
                        (hairpin: a container, or the host via localhost, reaching
                        a published port; replies must come back through the host)
     chain nat-from-B   oifname B return; ip saddr S masquerade    (outbound NAT)
+                       ip6 saddr S6 masquerade     (a dual-stack network's IPv6)
 
 Adding a network is a handful of chain/element commands; publishing a port is
 one map element (``create``: an existing key fails instead of being replaced).
@@ -189,9 +190,13 @@ class Firewall:
         return out.get("nftables", [])  # json_cmd parses nft's JSON output
 
     # -- networks -------------------------------------------------------------------
-    def add_network(self, bridge: str, subnet: str, internal: bool = False) -> None:
+    def add_network(self, bridge: str, subnet: str, internal: bool = False,
+                    subnet6: str | None = None) -> None:
         """The chains and map elements for bridge ``bridge`` (idempotent:
-        existing chains are flushed and refilled, in one transaction)."""
+        existing chains are flushed and refilled, in one transaction).
+        ``subnet6``: a dual-stack network's IPv6 subnet, masqueraded on its
+        way out as the IPv4 one (docker's ip6tables MASQUERADE); the forward
+        chains match interfaces, so they hold for both families."""
         b = bridge
         chains: dict[str, list[list[Expr]]] = {f"fwd-from-{b}": [], f"fwd-to-{b}": [],
                                                f"nat-to-{b}": [], f"nat-from-{b}": []}
@@ -218,6 +223,10 @@ class Firewall:
                 [_match(oif, b), {"return": None}],
                 [_match(saddr, _prefix(subnet)), {"masquerade": None}],
             ]
+            if subnet6:
+                saddr6 = {"payload": {"protocol": "ip6", "field": "saddr"}}
+                chains[f"nat-from-{b}"].append(
+                    [_match(saddr6, _prefix(subnet6)), {"masquerade": None}])
         cmds: list[dict[str, Any]] = []
         for name, rules in chains.items():
             cmds.append({"add": {"chain": self._obj(name=name)}})

@@ -99,16 +99,22 @@ def pick_subnet(taken: Collection[Network], host: Collection[Network]) -> Networ
 
 def make_config(subnet: str | None = None, gateway: str | None = None,
                 ip_range: str | None = None, *, taken: Collection[Network] = (),
-                host: Collection[Network] = ()) -> IpamConfig:
-    """A network's IPAM config from `network create` flags, with docker's errors.
-    ``taken`` are the other pybox networks' subnets; ``host`` the host's routes
-    (a user-given subnet may overlap those, as in docker: the user decides)."""
+                host: Collection[Network] = (), version: int = 4) -> IpamConfig:
+    """A network's IPAM config (of IP ``version`` 4 or 6) from `network
+    create` flags, with docker's errors.  ``taken`` are the other pybox
+    networks' subnets; ``host`` the host's routes (a user-given subnet may
+    overlap those, as in docker: the user decides).  IPv6 has no default
+    pools here: an IPv6 network names its subnet (dockerd 20.10's error
+    otherwise)."""
     if (gateway or ip_range) and not subnet:
         raise BadRequest("a gateway or an ip-range needs a subnet (--subnet)")
+    if not subnet and version == 6:
+        raise Conflict("could not find an available, non-overlapping IPv6 address pool among "
+                       "the defaults to assign to the network")
     if subnet:
         net = _network(subnet)
-        if net.version != 4:
-            raise BadRequest("IPv6 networks are not supported by pybox yet")
+        if net.version != version:
+            raise BadRequest(f"invalid subnet {subnet}: not an IPv{version} subnet")
         if "/" in subnet and ipaddress.ip_interface(subnet).ip != net.network_address:
             raise BadRequest(f"invalid subnet {subnet} : it should be {net}")
         if overlaps_any(net, taken):
@@ -126,9 +132,10 @@ def make_config(subnet: str | None = None, gateway: str | None = None,
     config: IpamConfig = {"Subnet": str(net), "Gateway": str(gw)}
     if ip_range:
         rng = _network(ip_range, "ip-range")
-        # an IPv6 range in an IPv4 subnet matches no subnet (subnet_of would raise)
+        # a range of the other version matches no subnet (subnet_of would raise)
         if not (isinstance(rng, ipaddress.IPv4Network) and isinstance(net, ipaddress.IPv4Network)
-                and rng.subnet_of(net)):
+                and rng.subnet_of(net) or isinstance(rng, ipaddress.IPv6Network)
+                and isinstance(net, ipaddress.IPv6Network) and rng.subnet_of(net)):
             raise BadRequest(f"no matching subnet for range {ip_range}")
         config["IPRange"] = str(rng)
     return config
@@ -179,8 +186,8 @@ class Allocator:
                 self.allocated[str(ip)] = owner
                 self.state["last"] = str(ip)
                 return str(ip)
-        raise Conflict(f"no available IPv4 addresses on this network's address pools: "
-                       f"{self.name}")
+        raise Conflict(f"no available IPv{self.subnet.version} addresses on this network's "
+                       f"address pools: {self.name}")
 
     def release(self, ip: str | None, owner: str | None = None) -> None:
         if ip and (owner is None or self.allocated.get(ip) == owner):

@@ -36,6 +36,7 @@ import queue
 import socket
 import threading
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pybox.errors import LinkError
@@ -44,6 +45,19 @@ T = TypeVar("T")
 # pyroute2's objects (an IPRoute, its netlink messages): untyped library
 IPRoute = Any
 NlMsg = Any
+
+IFA_F_NODAD = 0x02  # an address usable at once: no duplicate address detection
+
+
+@dataclass(frozen=True)
+class V6Address:
+    """A container end's IPv6 address on a dual-stack network, and that
+    network's IPv6 gateway (its default route when it is the first network)."""
+
+    address: str
+    prefixlen: int
+    gateway: str
+
 
 ENODEV = 19
 EEXIST = 17
@@ -338,6 +352,30 @@ class Links:
         except Exception as e:  # noqa: BLE001 - NetlinkError
             raise LinkError(f"cannot set up bridge {name}: {e}") from None
 
+    def add_address6(self, name: str, address: str, prefixlen: int) -> bool:
+        """An IPv6 network's gateway on bridge ``name``: IPv6 switched on for
+        the bridge (pybox's bridges are made without it), the address added
+        without duplicate address detection (usable at once, as docker adds
+        it) -> whether it was added (False: it was there)."""
+        def work() -> bool:
+            index = _ifindex(name)
+            if index is None:
+                raise LinkError(f"bridge {name} does not exist")
+            _sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
+            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                    for a in self.host.get_addr(family=socket.AF_INET6, index=index)}
+            if (address, prefixlen) in have:
+                return False
+            self.host.addr("add", index=index, address=address, prefixlen=prefixlen,
+                           family=socket.AF_INET6, flags=IFA_F_NODAD)
+            return True
+        try:
+            return self.call(work)
+        except LinkError:
+            raise
+        except Exception as e:  # noqa: BLE001 - NetlinkError
+            raise LinkError(f"cannot add {address}/{prefixlen} to bridge {name}: {e}") from None
+
     def remove_address(self, name: str, address: str, prefixlen: int) -> None:
         """Remove ``address/prefixlen`` from host link ``name``; absent is fine."""
         def work() -> None:
@@ -381,7 +419,8 @@ class Links:
     # -- a container's end -------------------------------------------------------
     def attach_veth(self, ns_sock: socket.socket, netns_path: str, host_name: str, ifname: str,
                     bridge_index: int, mtu: int, address: str, prefixlen: int, mac: str,
-                    gateway: str | None, expect_fresh: bool = False) -> None:
+                    gateway: str | None, expect_fresh: bool = False,
+                    v6: V6Address | None = None) -> None:
         """A veth pair whose host end ``host_name`` is a port of the bridge and
         whose other end is created directly in the container's namespace as
         ``ifname`` (eth0...): no moment where it sits in the host namespace
@@ -393,7 +432,11 @@ class Links:
         ``expect_fresh``: first check that the namespace behind ``ns_sock``
         holds only lo.  Configuring through a socket that is in fact in the
         host namespace would re-address the host's own eth0; this makes that
-        impossible for a new namespace."""
+        impossible for a new namespace.
+
+        ``v6``: the IPv6 address of a dual-stack network's endpoint too (and
+        its default route when ``gateway`` is given), added without duplicate
+        address detection."""
         def work() -> None:
             from pyroute2 import IPRoute  # noqa: PLC0415 -- see host
 
@@ -405,7 +448,7 @@ class Links:
                         raise LinkError(f"a new network namespace should hold only lo, not "
                                         f"{names}")
                 self._attach_veth(ns, netns_path, host_name, ifname, bridge_index, mtu,
-                                  address, prefixlen, mac, gateway)
+                                  address, prefixlen, mac, gateway, v6)
             finally:
                 ns.close()
         try:
@@ -417,7 +460,7 @@ class Links:
 
     def _attach_veth(self, ns: IPRoute, netns_path: str, host_name: str, ifname: str,
                      bridge_index: int, mtu: int, address: str, prefixlen: int, mac: str,
-                     gateway: str | None) -> None:
+                     gateway: str | None, v6: V6Address | None) -> None:
         nsfd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             self.host.link("add", ifname=host_name, kind="veth", mtu=mtu,
@@ -441,9 +484,15 @@ class Links:
             index = found[0]
             ns.link("set", index=1, state="up")  # lo is always ifindex 1
             ns.addr("add", index=index, address=address, prefixlen=prefixlen)
+            if v6 is not None:
+                ns.addr("add", index=index, address=v6.address, prefixlen=v6.prefixlen,
+                        family=socket.AF_INET6, flags=IFA_F_NODAD)
             ns.link("set", index=index, state="up")
             if gateway:
                 ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+                if v6 is not None:
+                    ns.route("add", dst="::/0", gateway=v6.gateway, oif=index,
+                             family=socket.AF_INET6)
         except BaseException:
             try:
                 self.host.link("del", ifname=host_name)

@@ -43,7 +43,14 @@ from pybox.network import netns as netnsmod
 from pybox.network import ports as portsmod
 from pybox.network.dns import DNSServer
 from pybox.network.firewall import Firewall
-from pybox.network.links import LinkError, Links, read_sysctl, route_localnet_path, write_sysctl
+from pybox.network.links import (
+    LinkError,
+    Links,
+    V6Address,
+    read_sysctl,
+    route_localnet_path,
+    write_sysctl,
+)
 from pybox.network.ports import PortMapping, PortRequest
 from pybox.oci.state import write_atomic
 
@@ -70,6 +77,10 @@ class Endpoint(TypedDict):
     # legacy links on a user-defined network ("name:alias"): names only this
     # container's DNS queries resolve (absent in a sandbox of an older pybox)
     Links: NotRequired[list[str] | None]
+    # a dual-stack network's IPv6 side ("" and 0 on an IPv4-only network)
+    GlobalIPv6Address: NotRequired[str]
+    GlobalIPv6PrefixLen: NotRequired[int]
+    IPv6Gateway: NotRequired[str]
 
 
 class Sandbox(TypedDict):
@@ -92,6 +103,15 @@ MIN_MTU, MAX_MTU = 68, 65535  # what the kernel takes for a bridge and a veth
 
 def _now() -> str:
     return rfc3339_nano_fixed()
+
+
+def _version(subnet: object) -> int:
+    """The IP version of an IPAM.Config entry's subnet (4 when it has none or
+    it does not parse: make_config reports that with docker's words)."""
+    try:
+        return ipaddress.ip_network(str(subnet), strict=False).version if subnet else 4
+    except ValueError:
+        return 4
 
 
 def mac_for(ip: str) -> str:
@@ -163,14 +183,14 @@ class NetworkManager:
     def _record(self, name: str, driver: str, *, ipam_config: list[dict[str, Any]] | None = None,
                 internal: bool | None = False, options: dict[str, str] | None = None,
                 labels: dict[str, str] | None = None, attachable: bool | None = False,
-                ipam_options: dict[str, str] | None = None,
+                ipam_options: dict[str, str] | None = None, enable_ipv6: bool = False,
                 pybox: dict[str, Any] | None = None) -> NetworkRecord:
         """A new network's record.  IPAM.Options is what the client sent, as
         dockerd keeps it: null when it sent none (docker-py, the predefined
         networks), {} from the docker CLI, which always sends the map."""
         return {
             "Name": name, "Id": secrets.token_hex(32), "Created": _now(), "Scope": "local",
-            "Driver": driver, "EnableIPv4": True, "EnableIPv6": False,
+            "Driver": driver, "EnableIPv4": True, "EnableIPv6": enable_ipv6,
             "IPAM": {"Driver": "default", "Options": ipam_options,
                      "Config": ipam_config or []},
             "Internal": bool(internal), "Attachable": bool(attachable), "Ingress": False,
@@ -286,14 +306,16 @@ class NetworkManager:
             raise Conflict(f'only one instance of "{driver}" network is allowed')
         if driver != "bridge":
             raise NotFound(f'plugin "{driver}" not found')
-        if body.get("EnableIPv6"):
-            raise BadRequest("IPv6 networks are not supported by pybox yet")
+        enable6 = bool(body.get("EnableIPv6"))
         options = dict(body.get("Options") or {})
         self._check_bridge_options(options)
         configs = list((body.get("IPAM") or {}).get("Config") or [])
-        if len(configs) > 1:
-            raise BadRequest("pybox networks have one IPv4 subnet")
-        cfg = configs[0] if configs else {}
+        v6 = [c for c in configs if _version(c.get("Subnet")) == 6]
+        v4 = [c for c in configs if _version(c.get("Subnet")) != 6]
+        if len(v4) > 1 or len(v6) > 1:
+            raise BadRequest("pybox networks have one IPv4 subnet and at most one IPv6 subnet")
+        cfg = v4[0] if v4 else {}
+        cfg6 = v6[0] if v6 else {}
         with self.lock:
             if any(r["Name"] == name for r in self.networks.values()):
                 raise Conflict(f"network with name {name} already exists")
@@ -301,10 +323,19 @@ class NetworkManager:
             config = ipam.make_config(cfg.get("Subnet"), cfg.get("Gateway"),
                                       cfg.get("IPRange"), taken=self._taken_subnets(),
                                       host=host)
-            rec = self._record(name, "bridge", ipam_config=[dict(config)],
+            configs_out: list[dict[str, Any]] = [dict(config)]
+            config6: ipam.IpamConfig | None = None
+            if enable6 or cfg6:
+                # an IPv6 subnet without --ipv6 is kept and unused, as dockerd 20.10 keeps it
+                config6 = ipam.make_config(cfg6.get("Subnet"), cfg6.get("Gateway"),
+                                           cfg6.get("IPRange"), taken=self._taken_subnets(),
+                                           version=6)
+                configs_out.append(dict(config6))
+            rec = self._record(name, "bridge", ipam_config=configs_out,
                                internal=body.get("Internal"), options=options,
                                labels=body.get("Labels"), attachable=body.get("Attachable"),
-                               ipam_options=(body.get("IPAM") or {}).get("Options"))
+                               ipam_options=(body.get("IPAM") or {}).get("Options"),
+                               enable_ipv6=enable6)
             bridge = options.get(BRIDGE_NAME_OPTION) or self.names.bridge(rec["Id"])
             if any(r.get("pybox", {}).get("bridge") == bridge for r in self.networks.values()):
                 raise Conflict(f"bridge name {bridge} is used by another network")
@@ -313,6 +344,8 @@ class NetworkManager:
             # first used; bridge_created records whether pybox made it
             rec["pybox"] = {"bridge": bridge, "ipam": state, "bridge_created": False,
                             "user_subnet": bool(cfg.get("Subnet"))}
+            if enable6 and config6 is not None:
+                rec["pybox"]["ipam6"] = dict(config6, allocated={})
             self.networks[rec["Id"]] = rec
             self._save(rec, durable=True)
         return rec["Id"], ""
@@ -358,7 +391,8 @@ class NetworkManager:
                         "Name": self.container_name(cid), "EndpointID": ep["EndpointID"],
                         "MacAddress": ep["MacAddress"],
                         "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
-                        "IPv6Address": ""}
+                        "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
+                        if ep.get("GlobalIPv6Address") else ""}
             return out
 
     def list(self, filters: Filters | None = None) -> builtins.list[dict[str, Any]]:
@@ -457,8 +491,8 @@ class NetworkManager:
                                       host=host)
             state = ipam.IpamState(**config, allocated={})
             rec["pybox"]["ipam"] = state
-            rec["IPAM"]["Config"] = [{"Subnet": config["Subnet"],
-                                      "Gateway": config["Gateway"]}]
+            rec["IPAM"]["Config"] = [{"Subnet": config["Subnet"], "Gateway": config["Gateway"]}] \
+                + [c for c in rec["IPAM"]["Config"] or () if _version(c.get("Subnet")) == 6]
             self._save(rec, durable=True)
         return state
 
@@ -483,12 +517,19 @@ class NetworkManager:
             state = self._ipam_state(rec)
             prefixlen = ipaddress.ip_network(state["Subnet"]).prefixlen
             gateway = state["Gateway"]
+            state6 = pb.get("ipam6")
+            prefixlen6 = ipaddress.ip_network(state6["Subnet"]).prefixlen if state6 else 0
             try:
                 owned = self._claim_bridge(rec, gateway, prefixlen)
                 if not rec["Internal"]:
                     _enable_ip_forwarding()
                 index, _, added = self.links.ensure_bridge(
                     bridge, gateway, prefixlen, self.mtu(rec), create=owned)
+                added6 = False
+                if state6:  # a dual-stack network: the IPv6 gateway too
+                    if not rec["Internal"]:
+                        _enable_ip_forwarding(IPV6_FORWARDING)
+                    added6 = self.links.add_address6(bridge, state6["Gateway"], prefixlen6)
             except BaseException as e:
                 self._deactivate(rec, force=True)
                 if isinstance(e, (LinkError, NetworkError)):
@@ -498,11 +539,15 @@ class NetworkManager:
             if added and adopted is not None and not adopted.get("address"):
                 adopted["address"] = [gateway, prefixlen]  # gone since the claim
                 self._save(rec)
+            if added6 and adopted is not None and state6:
+                adopted["address6"] = [state6["Gateway"], prefixlen6]  # pybox's to remove
+                self._save(rec)
             self.bridge_index[rec["Id"]] = index
             crashpoint("network.activate.bridge")
         try:
             self.firewall.ensure()
-            self.firewall.add_network(bridge, state["Subnet"], internal=rec["Internal"])
+            self.firewall.add_network(bridge, state["Subnet"], internal=rec["Internal"],
+                                      subnet6=state6["Subnet"] if state6 else None)
             crashpoint("network.activate.rules")
             # published ports on 127.0.0.1 (see firewall.py): only once the
             # guard chain covers the bridge
@@ -564,12 +609,13 @@ class NetworkManager:
         crashpoint("network.deactivate.rules")
         index = self.bridge_index.pop(rec["Id"], None)
         if adopted is not None:
-            if adopted.get("address") and self.links.link_kind(bridge) == "bridge":
-                addr, prefixlen = adopted["address"]
-                try:
-                    self.links.remove_address(bridge, addr, prefixlen)
-                except LinkError:
-                    pass
+            for key in ("address", "address6"):
+                if adopted.get(key) and self.links.link_kind(bridge) == "bridge":
+                    addr, prefixlen = adopted[key]
+                    try:
+                        self.links.remove_address(bridge, addr, prefixlen)
+                    except LinkError:
+                        pass
             del pb["adopted"]
             self._save(rec)
         elif self._owns_bridge(rec):
@@ -677,12 +723,20 @@ class NetworkManager:
         """docker's rules for --ip, --alias and --mac-address on a network."""
         config = config or {}
         ipv4 = ((config.get("IPAMConfig") or {}).get("IPv4Address") or "").strip()
+        ipv6 = ((config.get("IPAMConfig") or {}).get("IPv6Address") or "").strip()
+        if ipv6:
+            try:
+                if ipaddress.ip_address(ipv6).version != 6:
+                    raise ValueError(ipv6)
+            except ValueError:
+                raise BadRequest(f"invalid IPv6 address: {ipv6}") from None
         if rec["Driver"] != "bridge":
-            if ipv4 or config.get("Aliases"):
+            if ipv4 or ipv6 or config.get("Aliases"):
                 raise BadRequest(f"container cannot be connected to network {rec['Name']} "
                                  "with an address or aliases")
             return
-        if ipv4 and (self.is_default(rec) or not rec["pybox"].get("user_subnet")):
+        if ipv4 and (self.is_default(rec) or not rec["pybox"].get("user_subnet")) or \
+                ipv6 and not rec["pybox"].get("ipam6"):
             raise BadRequest("user specified IP address is supported only when connecting "
                              "to networks with user configured subnets")
         if config.get("Aliases") and self.is_default(rec):
@@ -754,6 +808,19 @@ class NetworkManager:
         alloc = ipam.Allocator(state, rec["Name"])
         requested = ((config.get("IPAMConfig") or {}).get("IPv4Address") or "").strip()
         ip = alloc.allocate(sb["id"], requested or None)
+        state6 = rec["pybox"].get("ipam6")
+        alloc6 = ipam.Allocator(state6, rec["Name"]) if state6 else None
+        ip6 = ""
+        if alloc6 is not None:
+            requested6 = ((config.get("IPAMConfig") or {}).get("IPv6Address") or "").strip()
+            try:
+                ip6 = alloc6.allocate(sb["id"], requested6 or None)
+            except BaseException:
+                alloc.release(ip, sb["id"])
+                self._save(rec)
+                if not self._endpoints_on(rec["Id"]):
+                    self._deactivate(rec)
+                raise
         self._save(rec)
         crashpoint("network.attach.allocated")
         ifname = self._next_ifname(sb)
@@ -761,12 +828,16 @@ class NetworkManager:
         veth = self.names.veth(secrets.token_hex(8))
         internal = rec["Internal"]
         gateway = None if internal or sb["endpoints"] else state["Gateway"]
+        v6 = V6Address(ip6, alloc6.prefixlen, state6["Gateway"]) \
+            if alloc6 is not None and state6 else None
         try:
             self.links.attach_veth(sock, sb["netns"], veth, ifname,
                                    self.bridge_index[rec["Id"]], self.mtu(rec), ip,
-                                   alloc.prefixlen, mac, gateway, expect_fresh=fresh)
+                                   alloc.prefixlen, mac, gateway, expect_fresh=fresh, v6=v6)
         except BaseException as e:
             alloc.release(ip, sb["id"])
+            if alloc6 is not None:
+                alloc6.release(ip6, sb["id"])
             self._save(rec)
             if not self._endpoints_on(rec["Id"]):
                 self._deactivate(rec)
@@ -778,7 +849,10 @@ class NetworkManager:
               "IPPrefixLen": alloc.prefixlen, "MacAddress": mac, "ifname": ifname,
               "veth": veth, "Aliases": list(config.get("Aliases") or []),
               "IPAMConfig": config.get("IPAMConfig") or None,
-              "Links": list(config.get("Links") or []) or None}
+              "Links": list(config.get("Links") or []) or None,
+              "GlobalIPv6Address": ip6,
+              "GlobalIPv6PrefixLen": alloc6.prefixlen if alloc6 is not None else 0,
+              "IPv6Gateway": state6["Gateway"] if state6 and not internal else ""}
         sb["endpoints"][rec["Id"]] = ep
         sb["order"].append(rec["Id"])
         return ep
@@ -815,7 +889,9 @@ class NetworkManager:
                 self.firewall.remove_ports(sb["ports"])
                 crashpoint("network.teardown.ports")
             self.reservations.release_owner(cid)
-            ips = [ep["IPAddress"] for ep in sb["endpoints"].values()]
+            ips = [ep["IPAddress"] for ep in sb["endpoints"].values()] + \
+                [ep["GlobalIPv6Address"] for ep in sb["endpoints"].values()
+                 if ep.get("GlobalIPv6Address")]
             netnsmod.remove(sb["netns"])
             crashpoint("network.teardown.netns")
             for netid in sb["endpoints"]:
@@ -823,6 +899,8 @@ class NetworkManager:
                 if rec is None or not rec.get("pybox", {}).get("ipam"):
                     continue
                 ipam.Allocator(rec["pybox"]["ipam"]).release_owner(cid)
+                if rec["pybox"].get("ipam6"):
+                    ipam.Allocator(rec["pybox"]["ipam6"]).release_owner(cid)
                 self._save(rec)
                 crashpoint("network.teardown.released")
             if any(m.protocol == "udp" for m in sb.get("ports") or ()):
@@ -913,6 +991,8 @@ class NetworkManager:
                 self.links.delete_link(ep["veth"], kind="veth")
             crashpoint("network.disconnect.unlinked")
             ipam.Allocator(rec["pybox"]["ipam"]).release(ep["IPAddress"], cid)
+            if rec["pybox"].get("ipam6"):
+                ipam.Allocator(rec["pybox"]["ipam6"]).release(ep.get("GlobalIPv6Address"), cid)
             self._save(rec)
             crashpoint("network.disconnect.released")
             if not self._endpoints_on(rec["Id"]):
@@ -946,21 +1026,28 @@ class NetworkManager:
                     except PyboxError:
                         pass
             for rec in self.networks.values():
-                state = rec.get("pybox", {}).get("ipam")
-                if state:
-                    # an address is stale when its owner has no sandbox, or has
-                    # one not attached to this network (a connect cut after the
-                    # lease, before the sandbox was saved)
-                    stale = [ip for ip, owner in state.get("allocated", {}).items()
-                             if owner not in self.sandboxes
-                             or rec["Id"] not in self.sandboxes[owner]["endpoints"]]
-                    for ip in stale:
-                        del state["allocated"][ip]
-                    if stale:
-                        self._save(rec)
+                for key in ("ipam", "ipam6"):
+                    self._free_stale(rec, key)
                 if self._endpoints_on(rec["Id"]):
                     self._activate(rec)
             self._remove_leftovers()
+
+    def _free_stale(self, rec: NetworkRecord, key: str) -> None:
+        """recover: the network's addresses (of its ``key`` IPAM state) whose
+        owner is gone go back."""
+        state = rec.get("pybox", {}).get(key)
+        if not state:
+            return
+        # an address is stale when its owner has no sandbox, or has one not
+        # attached to this network (a connect cut after the lease, before the
+        # sandbox was saved)
+        stale = [ip for ip, owner in state.get("allocated", {}).items()
+                 if owner not in self.sandboxes
+                 or rec["Id"] not in self.sandboxes[owner]["endpoints"]]
+        for ip in stale:
+            del state["allocated"][ip]
+        if stale:
+            self._save(rec)
 
     def remove_unowned_ports(self) -> builtins.list[tuple[str, str | None]]:
         """Published-port elements of the nftables table that no sandbox owns
@@ -1065,10 +1152,15 @@ class _host_lock:
         os.close(self.fd)  # releases the lock
 
 
+IPV6_FORWARDING = "/proc/sys/net/ipv6/conf/all/forwarding"
+
+
 def _enable_ip_forwarding(path: str="/proc/sys/net/ipv4/ip_forward") -> None:
     """Routing between a bridge and the host's other links (outbound NAT,
     published ports reached from other hosts) needs IPv4 forwarding on, as
-    docker turns it on; it is left on (other software may rely on it by then)."""
+    docker turns it on (IPv6 forwarding, ``IPV6_FORWARDING``, for a
+    dual-stack network, as docker's ip6tables setup does); it is left on
+    (other software may rely on it by then)."""
     try:
         with open(path) as f:
             if f.read().strip() == "1":
