@@ -218,3 +218,17 @@ def test_docker_py_sees_the_parent(pyboxd, dockerpy, names, cgroup_top):
     assert lines, "no output"
     container.remove()
     assert not hierarchy_dirs(top)
+
+
+def test_root_parent_and_the_default(pyboxd, names):
+    """--cgroup-parent=/ is each hierarchy's root (dockerd: /ID); without one the
+    container is below /pybox and inspect shows "" as dockerd."""
+    name, cid, pid = run_sleeper(pyboxd, names, "--cgroup-parent", "/")
+    assert set(placed(pid).values()) == {f"/{cid}"}
+    assert pyboxd.inspect(name)["HostConfig"]["CgroupParent"] == "/"
+    pyboxd.ok("rm", "-f", name)
+    assert not hierarchy_dirs(cid)
+    assert all(os.path.isdir(root) for root in cgroup_roots())
+    name, cid, pid = run_sleeper(pyboxd, names)
+    assert set(placed(pid).values()) == {f"/pybox/{cid}"}
+    assert pyboxd.inspect(name)["HostConfig"]["CgroupParent"] == ""
