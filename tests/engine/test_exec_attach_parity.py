@@ -184,6 +184,20 @@ def test_output_framing_follows_the_exec_start_tty(pyboxd, sleeper, create_tty, 
     assert exec_inspect(pyboxd, eid)["ExitCode"] == 0
 
 
+def test_exec_console_size_from_start_or_create(pyboxd, sleeper):
+    """The terminal has its size before the program runs (no resize call)."""
+    for create_size, start_size, want in (([30, 100], None, b"30 100"),
+                                          ([30, 100], [41, 120], b"41 120")):
+        eid = exec_create(pyboxd, sleeper, {"Cmd": ["stty", "size"], "Tty": True,
+                                            "AttachStdout": True, "ConsoleSize": create_size})
+        start = {"Detach": False, "Tty": True}
+        if start_size:
+            start["ConsoleSize"] = start_size
+        s, status, _, rest = upgraded(pyboxd, "POST", f"/v1.44/exec/{eid}/start", start)
+        with s:
+            assert read_to_end(s, rest).strip() == want
+
+
 def test_dockerpy_exec_run_tty_and_not(dockerpy, sleeper):
     c = dockerpy.containers.get(sleeper)
     code, out = c.exec_run(["sh", "-c", "echo out; echo err >&2"], tty=True)
@@ -320,7 +334,10 @@ class WsClient:
         while True:
             event = self.next_event()
             if isinstance(event, CloseConnection):
-                self.sock.sendall(self.ws.send(event.response()))
+                try:  # (the server may close the connection right after its close frame)
+                    self.sock.sendall(self.ws.send(event.response()))
+                except OSError:
+                    pass
                 return got, event.code
             kind = "binary" if isinstance(event, BytesMessage) else "text"
             got.append((kind, bytes(event.data) if kind == "binary" else event.data))

@@ -31,8 +31,10 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import termios
 import threading
+import time
 from typing import IO, Any
 
 from pybox.crashpoints import crashpoint
@@ -50,6 +52,8 @@ from pybox.oci.state import write_atomic
 EXIT_EACCES = 126
 EXIT_NOT_FOUND = 127
 EXIT_UNKNOWN = 128
+
+ERROR_WAIT = 1.0  # seconds a start failure's message waits for the client to read the 101
 
 # dockerd's isInvalidCommand: the runtime's words for "no such program"
 _NOT_FOUND = ("executable file not found", "no such file or directory",
@@ -118,7 +122,27 @@ class _Output:
         """dockerd's `fmt.Fprintf(stdout, "%v\\r\\n", err)`: on stdout, whatever
         the exec attached."""
         data = f"{err}\r\n".encode()
+        self._wait_read()
         self._send(data if self.raw else stdcopy(1, data))
+
+    def _wait_read(self) -> None:
+        """Wait (a second at most) until the client has read what we sent
+        (the 101).  docker-py reads the stream from the raw socket under
+        http.client's buffered reader: bytes that arrive together with the 101
+        are read into that buffer and lost -- exec_start returned b"" for a
+        failure found at once (dockerd's takes a containerd round trip).  On a
+        unix socket the bytes the peer has not read yet are SIOCOUTQ's."""
+        try:
+            if self.client.family != socket.AF_UNIX:
+                return
+            deadline = time.monotonic() + ERROR_WAIT
+            while time.monotonic() < deadline:
+                queued = fcntl.ioctl(self.client.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+                if int.from_bytes(queued, sys.byteorder) == 0:
+                    return
+                time.sleep(0.005)
+        except (OSError, ValueError):
+            return
 
     def _send(self, data: bytes) -> None:
         if self.gone:
@@ -144,6 +168,7 @@ class ExecSession:
         self.master: int | None = None
         self.started = False
         self.lock = threading.Lock()
+        self.console_size: list[int] | None = None  # [height, width] for a terminal
         # checked at create (exec_detach_keys), so valid here; none: dockerd's default
         self.detach_keys = exec_detach_keys(body.get("DetachKeys"))
 
@@ -174,6 +199,11 @@ class ExecSession:
         process["args"] = list(b["Cmd"])
         process["terminal"] = bool(b.get("Tty"))
         process.pop("consoleSize", None)
+        if process["terminal"] and self.console_size and all(self.console_size):
+            # set in the container before the program runs (the runtime's copy of
+            # our pty's size comes after: a program asking at once saw 0x0)
+            process["consoleSize"] = {"height": self.console_size[0],
+                                      "width": self.console_size[1]}
         env = list(process.get("env") or [])
         for entry in b.get("Env") or ():
             key = entry.split("=", 1)[0]
@@ -198,11 +228,13 @@ class ExecSession:
         return self.runner.exec_argv(self.container.id, process_file, pid_file, detach)
 
     def start(self, client: socket.socket | None = None, detach: bool = False,
-              tty: bool | None = None) -> None:
+              tty: bool | None = None, console_size: list[int] | None = None) -> None:
         """Run the exec: detached (no client), or attached to ``client`` with
         its output framed per ``tty``, the start request's Tty (None: the
-        create's).  A failure to start ends the exec (126/127/128) and is
-        raised when detached, written on the stream when attached."""
+        create's).  ``console_size``: the start's [height, width] (else the
+        create's), the terminal's size before the program runs.  A failure to
+        start ends the exec (126/127/128) and is raised when detached, written
+        on the stream when attached."""
         self.check_container()
         with self.lock:
             if self.exit_code is not None or self.started and not self.running:
@@ -211,6 +243,7 @@ class ExecSession:
                 raise Conflict(f"exec command {self.id} is already running")
             self.started = True
             self.running = True  # (dockerd's: from the start request on)
+        self.console_size = console_size or self.body.get("ConsoleSize") or None
         c = self.container
         out = None
         if client is not None and not detach:
@@ -406,6 +439,8 @@ class ExecSession:
         # (the runtime puts our slave in raw mode)
         master, slave = os.openpty()
         self.master = master
+        if self.console_size and all(self.console_size):  # (the runtime copies it on)
+            _set_size(master, *self.console_size)
         proc = subprocess.Popen(self._argv(process_file, pid_file, False), stdin=slave,
                                 stdout=slave, stderr=subprocess.PIPE, start_new_session=True)
         os.close(slave)
@@ -511,12 +546,16 @@ class ExecSession:
     def resize(self, h: int, w: int) -> None:
         if self.master is None or self.proc is None:
             raise Conflict(f"Exec {self.id} is not running with a terminal")
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ,
-                    int(h).to_bytes(2, "little") + int(w).to_bytes(2, "little") + b"\0" * 4)
+        _set_size(self.master, h, w)
         try:
             self.proc.send_signal(signal.SIGWINCH)
         except OSError:
             pass
+
+
+def _set_size(fd: int, h: int, w: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ,
+                int(h).to_bytes(2, "little") + int(w).to_bytes(2, "little") + b"\0" * 4)
 
 
 def _write_all(fd: int, data: bytes) -> None:
