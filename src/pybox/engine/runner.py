@@ -208,13 +208,17 @@ class Runner:
         return [d for d in saved if isinstance(d, str)] if isinstance(saved, list) else []
 
     def _write_parents(self, dirs: list[str]) -> None:
-        if dirs:
-            write_atomic(self._parents_file(), json.dumps(sorted(set(dirs))))
-            return
+        """Bookkeeping that never fails a start or an exit: a list not written
+        (a full run root) costs at most a parent left behind, as dockerd leaves it."""
         try:
-            os.unlink(self._parents_file())
+            if dirs:
+                write_atomic(self._parents_file(), json.dumps(sorted(set(dirs))))
+            else:
+                os.unlink(self._parents_file())
         except FileNotFoundError:
             pass
+        except OSError as err:
+            log(f"cannot record the parent cgroups pyboxd made: {err}")
 
     def note_cgroup_parents(self, cid: str) -> None:
         """Record the parent cgroups the runtime made for ``cid`` (what its state
@@ -248,7 +252,11 @@ class Runner:
             known = self._read_parents()
             if not known:
                 return
-            layout = cgroups.detect_layout()
+            try:
+                layout = cgroups.detect_layout()
+            except (PyboxError, OSError, ValueError) as err:
+                log(f"the parent cgroups pyboxd made stay for now: {err}")
+                return
             roots = [h.mountpoint.rstrip("/") + "/" for h in layout.v1_hierarchies()
                      + ([layout.unified] if layout.unified else [])]
             kept = []
