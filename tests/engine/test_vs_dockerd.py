@@ -49,7 +49,6 @@ def header(table):
 # keys dockerd has that pyboxd does not fill, with the reason
 DOCKERD_ONLY = {
     "HostConfig.KernelMemory", "HostConfig.KernelMemoryTCP",  # deprecated, gone in API 1.42+
-    "HostConfig.Runtime",  # one runtime
     "Config.OnBuild",  # no builder
     "Config.NetworkDisabled",  # dockerd --bridge none sets it on default-network containers
 }
