@@ -221,6 +221,12 @@ class StartError(PyboxError):
     http_status = 400
 
 
+class LogDriverError(PyboxError):
+    """A container's log driver cannot start (a syslog server that refuses, an
+    option its start cannot use): dockerd's 'failed to initialize logging
+    driver: ...', its 500; the start leaves nothing behind."""
+
+
 class NetworkError(Conflict):
     """Networking could not be set up for a container: the start fails, with
     a message saying why, and leaves nothing behind (409: the host's state,

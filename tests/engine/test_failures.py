@@ -75,7 +75,7 @@ def test_invalid_container_name(pyboxd, bad):
     (["--ulimit", "bogus=1"], "invalid ulimit type: bogus"),
     (["-m", "lots"], 'invalid argument "lots" for "-m, --memory" flag'),
     (["--restart", "sometimes"], "invalid restart policy"),
-    (["--log-driver", "syslog"], "syslog"),
+    (["--log-driver", "bogus"], 'error looking up logging plugin bogus: plugin "bogus" not found'),
 ])
 def test_invalid_values_are_125_with_a_message(pyboxd, names, args, message):
     name = names()

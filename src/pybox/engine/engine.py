@@ -387,8 +387,6 @@ class Engine:
         output) or ``cancelled()``.  The container and its log driver are
         checked now (a 404 or 400 before the API's 200), the log when read."""
         c = self.get(ref)
-        if not c.log_path:
-            raise BadRequest('configured logging driver does not support reading')
         return read_logs(c, stdout=stdout, stderr=stderr, follow=follow,
                          since=since, until=until, tail=tail, timestamps=timestamps,
                          cancelled=cancelled)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pybox import cgroups
 from pybox.crashpoints import crashpoint
-from pybox.engine import etcfiles, health
+from pybox.engine import etcfiles, health, logs
 from pybox.engine import spec as specmod
 from pybox.engine.daemonconfig import merge_ulimits
 from pybox.engine.events import attributes
@@ -33,6 +33,7 @@ from pybox.errors import (
     BadRequest,
     Conflict,
     InvalidState,
+    LogDriverError,
     NotFound,
     NotModified,
     PyboxError,
@@ -40,11 +41,9 @@ from pybox.errors import (
     UsageError,
 )
 from pybox.formats import fastjson
-from pybox.formats.sizes import ram_in_bytes
 from pybox.formats.times import rfc3339_nano_fixed
 from pybox.images.platforms import Platform
 from pybox.images.snapshots import IdMap
-from pybox.monitor.jsonlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE
 from pybox.oci.state import write_atomic
 from pybox.runtime.signals import parse_signal
 
@@ -54,14 +53,6 @@ if TYPE_CHECKING:
 DEFAULT_STOP_TIMEOUT = 10
 KILL = 9
 KILL_WAIT = 10.0  # seconds a SIGKILL waits for the exit (moby daemon.Kill)
-
-
-def parse_size(text: str | int) -> int:
-    """docker's log-opt sizes: 10m, 1g, 500k, 1024, 10mb (go-units RAMInBytes)."""
-    try:
-        return ram_in_bytes(str(text))
-    except ValueError:
-        raise BadRequest(f"invalid log size {text!r}") from None
 
 
 def signal_number(name: str | int) -> int:
@@ -361,14 +352,9 @@ class Lifecycle:
             e.procview.intercept_sysinfo(c, config, rundir)
             write_atomic(os.path.join(rundir, "config.json"), fastjson.dumps(config))
             crashpoint("engine.start.bundle")
-            log = c.host_config.get("LogConfig") or {}
-            opts = log.get("Config") or {}
             request = {
                 "id": c.id, "bundle": rundir, "runtime_root": e.runtime_root,
-                "dir": rundir, "log_path": c.log_path or None,
-                "log_max_size": parse_size(opts["max-size"]) if opts.get("max-size")
-                else DEFAULT_MAX_SIZE,
-                "log_max_files": int(opts.get("max-file") or DEFAULT_MAX_FILES),
+                "dir": rundir, "log": logs.monitor_log(c),  # the log driver (engine/logs.py)
                 "tty": bool(c.config.get("Tty")),
                 "open_stdin": bool(c.config.get("OpenStdin")),
                 "stdin_once": bool(c.config.get("StdinOnce")),
@@ -379,6 +365,8 @@ class Lifecycle:
             report = e.runner.spawn(request)
             crashpoint("engine.start.spawned")
             if not report.get("ok"):
+                if report.get("log_driver"):  # dockerd's 'failed to initialize logging driver'
+                    raise LogDriverError(report.get("error") or "the log driver failed")
                 raise StartError(report.get("error") or "the monitor failed")
             # attach sessions that were waiting for this start join before the
             # program runs, so they see all of its output

@@ -18,11 +18,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pybox import OCI_VERSION
-from pybox.engine import security
+from pybox.engine import logs, security
 from pybox.engine.networking import host_ip, host_port_range, parse_port_key
 from pybox.engine.rootview import open_in_root
 from pybox.errors import BadRequest, NotFound, SpecError, Unsupported, UsageError
-from pybox.formats.sizes import ram_in_bytes
 from pybox.images import platforms
 from pybox.network import etc
 from pybox.runtime.rootfs import clean_path
@@ -686,8 +685,6 @@ def check_image(ref: str, image: Mapping[str, object], wanted: platforms.Platfor
 
 MIN_MEMORY = 6 * 1024 * 1024  # linuxMinMemory
 MIN_DURATION = 1_000_000  # container.MinimumDuration: 1 ms
-JSON_FILE_LOG_OPTS = ("max-file", "max-size", "compress", "labels", "labels-regex", "env",
-                      "env-regex", "tag")
 PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
@@ -1179,27 +1176,7 @@ def validate_create(config: dict[str, Any], hc: dict[str, Any], *,
     # the rest of create: log driver and options, security options, ulimits,
     # host paths the engine opens at create
     log = hc.get("LogConfig") or {}
-    driver = log.get("Type") or ""
-    if driver not in ("", "json-file", "none"):
-        raise _bad(f"logging driver {driver!r} is not supported (json-file, none)")
-    opts = log.get("Config") or {}
-    if driver in ("", "json-file"):
-        for key in opts:
-            if key not in JSON_FILE_LOG_OPTS:
-                raise _bad(f"unknown log opt '{key}' for json-file log driver")
-        if "max-size" in opts:
-            try:
-                size = ram_in_bytes(opts["max-size"])
-            except ValueError as e:
-                raise _bad(str(e)) from None
-            if size <= 0:
-                raise _bad("max-size must be a positive number")
-        if "max-file" in opts:
-            count = go_atoi(opts["max-file"])
-            if count is None:
-                raise _bad(f'strconv.Atoi: parsing "{opts["max-file"]}": invalid syntax')
-            if count < 1:
-                raise _bad("max-file cannot be less than 1")
+    logs.validate_log_opts(log.get("Type") or "json-file", dict(log.get("Config") or {}))
     security.check_security_options(hc)
     for u in hc.get("Ulimits") or ():
         u = u or {}

@@ -3,7 +3,12 @@
 - monitor.py   the monitor process: creates and starts the container through the
                runtime library, holds its stdio or pty, serves attach/wait/resize
                on a unix socket, writes the exit file, reaps; survives pyboxd.
-- jsonlog.py   docker's json-file log format, with rotation (writer and reader).
+- jsonlog.py   docker's json-file log format (writer and reader).
+- locallog.py  docker's local format (protobuf-framed entries) and moby's copier
+               (lines, partial pieces) feeding the drivers below.
+- syslog.py    the syslog driver (srslog's formats, unix/udp/tcp/tcp+tls).
+- logfile.py   dockerd's rotation of a log file (gzip of rotated files).
+- logdrivers.py the writer of a container's log from pyboxd's settings.
 - protocol.py  the frames spoken on the monitor's socket (shared with the engine).
 - client.py    pyboxd's side of that socket: requests, the exit wait, the exit
                file, attach connections (the engine's one door to its monitors).

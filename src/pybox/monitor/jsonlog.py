@@ -2,17 +2,20 @@
 
 One JSON object per line: {"log": "text\n", "stream": "stdout"|"stderr",
 "time": RFC3339Nano}.  Output is split into entries at newlines (a line longer
-than 16 KiB is cut, as docker does); the file is rotated at ``max_size`` bytes,
-keeping ``max_files`` files in all (docker's log-opts max-size/max-file; pybox's
-defaults are 10 MiB and 3 -- docker's own default, unbounded, fills disks).
+than 16 KiB is cut, as docker does); the file is rotated (pybox.monitor.logfile,
+as dockerd) once it reached ``max_size`` bytes, keeping ``max_files`` files in
+all, rotated ones gzipped with ``compress`` (docker's log-opts max-size,
+max-file, compress; pybox's defaults are 10 MiB and 3 -- docker's own default,
+unbounded, fills disks).
 """
 
 from __future__ import annotations
 
-import os
+import time
 
 from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
+from pybox.monitor.logfile import RotatingFile, log_files, open_log
 
 TYPE_CHECKING = False  # (typing is not imported: the monitors' zygote loads this module)
 if TYPE_CHECKING:
@@ -32,13 +35,11 @@ class LogWriter:
     """The monitor's writer of one container's log (its stdout and stderr)."""
 
     def __init__(self, path: str, max_size: int | None = DEFAULT_MAX_SIZE,
-                 max_files: int | None = DEFAULT_MAX_FILES) -> None:
+                 max_files: int | None = DEFAULT_MAX_FILES, compress: bool = False) -> None:
         self.path = path
-        self.max_size = max_size if max_size and max_size > 0 else 0
-        self.max_files = max(1, max_files or 1)
         self.partial = {"stdout": b"", "stderr": b""}
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self.size = os.fstat(self.fd).st_size
+        self.file = RotatingFile(path, max_size if max_size and max_size > 0 else -1,
+                                 max(1, max_files or 1), compress)
 
     def write(self, stream: str, data: bytes) -> None:
         """Buffer container output; write every complete line as one entry."""
@@ -65,40 +66,11 @@ class LogWriter:
     def _entry(self, stream: str, data: bytes) -> None:
         line = ('{"log":' + _escape(data.decode("utf-8", "replace")) + ',"stream":"' + stream
                 + '","time":"' + rfc3339_nano_fixed() + '"}\n').encode()
-        if self.max_size and self.size + len(line) > self.max_size and self.size > 0:
-            self._rotate()
-        os.write(self.fd, line)
-        self.size += len(line)
-
-    def _rotate(self) -> None:
-        os.close(self.fd)
-        if self.max_files > 1:
-            for n in range(self.max_files - 1, 0, -1):
-                src = self.path if n == 1 else f"{self.path}.{n - 1}"
-                if os.path.exists(src):
-                    os.replace(src, f"{self.path}.{n}")
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        else:
-            flags = os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_CLOEXEC
-        self.fd = os.open(self.path, flags, 0o640)
-        self.size = 0
+        self.file.write(line, time.time_ns())
 
     def close(self) -> None:
         self.flush()
-        os.close(self.fd)
-
-
-def log_files(path: str) -> list[str]:
-    """Existing log files of a container, oldest first."""
-    out = []
-    n = 1
-    while os.path.exists(f"{path}.{n}"):
-        out.append(f"{path}.{n}")
-        n += 1
-    out.reverse()
-    if os.path.exists(path):
-        out.append(path)
-    return out
+        self.file.close()
 
 
 def read_entries(path: str) -> Iterator[dict[str, Any]]:
@@ -107,7 +79,7 @@ def read_entries(path: str) -> Iterator[dict[str, Any]]:
 
     for name in log_files(path):
         try:
-            with open(name, "rb") as f:
+            with open_log(name) as f:
                 for line in f:
                     try:
                         yield json.loads(line)

@@ -8,7 +8,7 @@ outlives pyboxd.  It
 2. creates and starts the container through the runtime library, in-process (no
    interpreter start), as a child subreaper so init is re-parented to it;
 3. reports {"ok", "pid"} (or the error) to pyboxd on the report fd;
-4. loops: container output -> json-file log + attached clients; attached stdin ->
+4. loops: container output -> the log driver + attached clients; attached stdin ->
    container; resize; wait requests; init's exit (a pidfd) -> waitpid, drain the
    output, OOM check, DIR/exit.json (written atomically, before anyone is told),
    exit frames to attachers, answers to waiters; then it exits.
@@ -37,13 +37,16 @@ from pybox.formats.times import rfc3339_nano_fixed
 from pybox.linux import unixsock
 from pybox.linux.wait import UNKNOWN_EXIT, become_subreaper, exit_code
 from pybox.monitor import protocol as P
-from pybox.monitor.jsonlog import LogWriter
+from pybox.monitor.logdrivers import LogDriverError, open_writer
 from pybox.oci.state import write_atomic
 
 TYPE_CHECKING = False  # (typing is not imported in the zygote; mypy reads this as true)
 if TYPE_CHECKING:
     import signal as _signal
     from typing import Any, TypedDict
+
+    from pybox.monitor.jsonlog import LogWriter
+    from pybox.monitor.locallog import Copier
 
     class MonitorRequest(TypedDict, total=False):
         """What pyboxd asks the zygote for (one JSON line): the container, its
@@ -54,7 +57,8 @@ if TYPE_CHECKING:
         runtime_root: str
         dir: str  # the run directory: monitor.sock, monitor.pid, exit.json
         systemd_cgroup: bool
-        log_path: str | None
+        log: dict[str, Any] | None  # the log driver (pybox.engine.logs.monitor_log)
+        log_path: str | None  # (before log: a json-file log)
         log_max_size: int | None
         log_max_files: int | None
         tty: bool
@@ -118,7 +122,7 @@ class Monitor:
         self.stdin_polled = False  # POLLOUT wanted on the stdin fd
         self.master: int | None = None
         self.outputs: dict[int, str] = {}  # fd -> stream name
-        self.log: LogWriter | None = None
+        self.log: LogWriter | Copier | None = None
         self.pid: int | None = None
         self.pidfd: int | None = None
         self.exit_info: dict[str, Any] | None = None
@@ -132,6 +136,20 @@ class Monitor:
         self.socket_ino: int | None = None
 
     # -- set-up -------------------------------------------------------------
+    def open_log(self) -> None:
+        """The log driver, before the container is made: a driver that cannot
+        start (a syslog server that refuses) fails the start, as in dockerd."""
+        spec = self.req.get("log")
+        if spec is None and self.req.get("log_path"):
+            spec = {"driver": "json-file", "path": self.req.get("log_path"),
+                    "max_size": self.req.get("log_max_size"),
+                    "max_files": self.req.get("log_max_files")}
+        if spec:
+            try:
+                self.log = open_writer(spec)
+            except LogDriverError as e:
+                raise LogDriverError(f"failed to initialize logging driver: {e}") from None
+
     def start_container(self) -> None:
         """Container stdio in the monitor; the runtime's create (and later start)
         in a short-lived child, the *creator*: the pages the runtime touches are
@@ -338,10 +356,6 @@ class Monitor:
 
     # -- event loop -----------------------------------------------------------
     def serve(self, listener: socket.socket) -> None:
-        log_path = self.req.get("log_path")
-        if log_path:
-            self.log = LogWriter(log_path, self.req.get("log_max_size"),
-                                 self.req.get("log_max_files"))
         self.listener = listener
         self.poller.register(listener.fileno(), select.POLLIN)
         for fd in self.outputs:
@@ -772,10 +786,12 @@ def run(request: MonitorRequest, report_fd: int) -> None:
         listener.setblocking(False)
         crashpoint("monitor.listening")
         try:
+            mon.open_log()
             mon.start_container()
         except BaseException as e:  # noqa: BLE001 - reported to pyboxd
             os.write(report_fd, fastjson.dumps({
                 "ok": False, "error": str(e) or e.__class__.__name__,
+                "log_driver": isinstance(e, LogDriverError),
                 "errno": getattr(e, "errno", None) if isinstance(getattr(e, "errno", None),
                                                                  int) else None,
             }).encode() + b"\n")

@@ -1,0 +1,187 @@
+"""docker's ``syslog`` log driver, as moby writes it (through RackSec/srslog).
+
+Each message (one line of output, newline dropped by the copier; empty lines
+are not sent) goes to the syslog address with severity info (stdout) or err
+(stderr) in the configured facility, in one of srslog's formats:
+
+- ""            ``<PRI>Mmm _d hh:mm:ss TAG[PID]: MSG\\n``          (srslog.UnixFormatter)
+- rfc3164       ``<PRI>Mmm _d hh:mm:ss HOST TAG[PID]: MSG\\n``     (srslog.RFC3164Formatter)
+- rfc5424       ``<PRI>1 RFC3339 HOST TAG PID TAG - MSG\\n``       (moby's, app name = tag)
+- rfc5424micro  the same with microseconds in the time.
+
+PID is the daemon's (dockerd's own pid in docker: pyboxd's here), HOST the
+machine's name, the time local.  Over tcp+tls, rfc5424 messages are framed
+with their length (RFC 5425).  A failed write reconnects once and retries, as
+srslog's writeAndRetry.  Addresses: unix (a stream socket), unixgram, udp,
+tcp, tcp+tls; none: the local syslog (/dev/log, /var/run/syslog, /var/run/log).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+TYPE_CHECKING = False  # (typing is not imported: the monitors' zygote loads this module)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pybox.monitor.locallog import PartialMeta
+
+LOG_ERR = 3
+LOG_INFO = 6
+LOCAL_SOCKETS = ("/dev/log", "/var/run/syslog", "/var/run/log")
+
+
+def _offset(t: time.struct_time) -> str:
+    off = t.tm_gmtoff or 0
+    if off == 0:
+        return "Z"
+    sign = "+" if off > 0 else "-"
+    off = abs(off) // 60
+    return f"{sign}{off // 60:02d}:{off % 60:02d}"
+
+
+def format_message(fmt: str, pri: int, hostname: str, tag: str, pid: int, content: str,
+                   now: float | None = None) -> str:
+    """One message in srslog's (or moby's rfc5424) format; ``content`` ends
+    with a newline."""
+    if now is None:
+        now = time.time()
+    t = time.localtime(now)
+    if fmt in ("", "rfc3164"):
+        stamp = time.strftime("%b ", t) + f"{t.tm_mday:2d}" + time.strftime(" %H:%M:%S", t)
+        if fmt == "":
+            return f"<{pri}>{stamp} {tag}[{pid}]: {content}"
+        return f"<{pri}>{stamp} {hostname} {tag}[{pid}]: {content}"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", t)
+    if fmt == "rfc5424micro":
+        stamp += f".{int(now * 1_000_000) % 1_000_000:06d}"
+    return f"<{pri}>1 {stamp}{_offset(t)} {hostname} {tag} {pid} {tag} - {content}"
+
+
+class SyslogSink:
+    """Messages to a syslog server.  ``config``: proto ("" local, unix,
+    unixgram, udp, tcp, tcp+tls), address (a path or host:port), facility (the
+    priority's facility bits), format, tag, hostname, pid, and for tcp+tls
+    ca/cert/key/skip_verify."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.proto: str = config.get("proto") or ""
+        self.address: str = config.get("address") or ""
+        self.facility = int(config.get("facility", 3 << 3))
+        self.format: str = config.get("format") or ""
+        self.tag: str = config.get("tag") or ""
+        self.hostname: str = config.get("hostname") or socket.gethostname()
+        self.pid = int(config.get("pid") or 0)
+        self.config = config
+        self.sock: socket.socket | None = None
+        self.datagram = False
+        self.connect()
+
+    def connect(self) -> None:
+        """Dial as srslog does; raises OSError (the start fails, in Go's words)."""
+        self.close()
+        proto, address = self.proto, self.address
+        if proto == "":
+            for path in LOCAL_SOCKETS:
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    s = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+                    try:
+                        s.connect(path)
+                    except OSError:
+                        s.close()
+                        continue
+                    self.sock, self.datagram = s, kind == socket.SOCK_DGRAM
+                    return
+            raise OSError("Unix syslog delivery error")  # (srslog's words)
+        if proto in ("unix", "unixgram"):
+            kind = socket.SOCK_DGRAM if proto == "unixgram" else socket.SOCK_STREAM
+            s = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+            try:
+                s.connect(address)
+            except OSError as e:
+                s.close()
+                raise OSError(f"dial {proto} {address}: connect: {_strerror(e)}") from None
+            self.sock, self.datagram = s, proto == "unixgram"
+            return
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+        net = "tcp" if proto == "tcp+tls" else proto
+        try:
+            infos = socket.getaddrinfo(host, int(port), type=kind)
+        except (OSError, ValueError) as e:
+            raise OSError(f"dial {net} {address}: {e}") from None
+        last: OSError | None = None
+        for family, stype, sproto, _, sa in infos:
+            s = socket.socket(family, stype | socket.SOCK_CLOEXEC, sproto)
+            try:
+                s.settimeout(10.0)
+                s.connect(sa)
+            except OSError as e:
+                s.close()
+                last = e
+                continue
+            s.settimeout(None)
+            if proto == "tcp+tls":
+                s = self._tls(s, host)
+            self.sock, self.datagram = s, kind == socket.SOCK_DGRAM
+            return
+        raise OSError(f"dial {net} {address}: connect: {_strerror(last)}")
+
+    def _tls(self, s: socket.socket, host: str) -> socket.socket:
+        # (tcp+tls only: ssl stays out of every other monitor)
+        import ssl  # noqa: PLC0415
+
+        cfg = self.config
+        ctx = ssl.create_default_context(cafile=cfg.get("ca") or None)
+        if cfg.get("cert"):
+            ctx.load_cert_chain(cfg["cert"], cfg.get("key") or None)
+        if cfg.get("skip_verify"):
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        try:
+            return ctx.wrap_socket(s, server_hostname=host)
+        except (ssl.SSLError, OSError):
+            s.close()
+            raise
+
+    def _send(self, data: bytes) -> None:
+        if self.sock is None:
+            self.connect()
+        assert self.sock is not None
+        if self.datagram:
+            self.sock.send(data)
+        else:
+            self.sock.sendall(data)
+
+    def log(self, stream: str, line: bytes, ts_ns: int, partial: PartialMeta) -> None:
+        if not line:
+            return
+        pri = (self.facility & ~7) | (LOG_ERR if stream == "stderr" else LOG_INFO)
+        content = line.decode("utf-8", "replace")
+        if not content.endswith("\n"):
+            content += "\n"
+        msg = format_message(self.format, pri, self.hostname, self.tag, self.pid, content)
+        if self.proto == "tcp+tls" and self.format.startswith("rfc5424"):
+            msg = f"{len(msg.encode())} {msg}"
+        data = msg.encode()
+        try:
+            self._send(data)
+        except OSError:
+            self.connect()  # srslog's writeAndRetry: one reconnect, one more try
+            self._send(data)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+
+def _strerror(e: OSError | None) -> str:
+    if e is None:
+        return "no address"
+    return os.strerror(e.errno).lower() if e.errno else str(e)
