@@ -360,3 +360,38 @@ def test_ipv6_outbound_traffic_is_masqueraded(pyboxd, names, v6_host):
     seen = pyboxd.ok("exec", name, "nc", "-w", "3", v6_host["ip"], "7777").strip()
     # the other host sees the host's address, not the container's
     assert seen == v6_host["host_side"]
+
+
+def test_ipam_aux_addresses_are_kept_and_never_handed_out(pyboxd, names):
+    net, name, taken = names("nx"), names("ax"), names("ax")
+    subnet = f"10.{secrets.randbelow(200) + 20}.{secrets.randbelow(250)}.0/29"
+    base = subnet.rsplit(".", 1)[0]
+    pyboxd.ok("network", "create", "--subnet", subnet, "--aux-address", f"router={base}.2",
+              net)
+    config = json.loads(pyboxd.ok("network", "inspect", net))[0]["IPAM"]["Config"]
+    assert config == [{"Subnet": subnet, "Gateway": f"{base}.1",
+                       "AuxiliaryAddresses": {"router": f"{base}.2"}}]
+    pyboxd.ok("run", "-d", "--name", name, "--network", net, IMAGE, "sleep", "300")
+    assert ip_on(pyboxd, name, net) == f"{base}.3"  # .2 is reserved
+    proc = pyboxd.docker("run", "--rm", "--name", taken, "--network", net, "--ip", f"{base}.2",
+                         IMAGE, "true", check=False)
+    assert proc.returncode != 0 and "Address already in use" in proc.stderr
+    status, body = api_json(pyboxd, "POST", "/networks/create", {
+        "Name": names("nx"), "IPAM": {"Config": [{"Subnet": f"{base}.8/29",
+                                                  "AuxiliaryAddresses": {"a": "192.0.2.1"}}]}})
+    assert status == 400 and body["message"] == "no matching subnet for aux-address 192.0.2.1"
+
+
+def test_rm_link_removes_only_the_link(pyboxd, names):
+    child, parent = names("lc"), names("lp")
+    pyboxd.ok("run", "-d", "--name", child, IMAGE, "sleep", "300")
+    pyboxd.ok("run", "-d", "--name", parent, "--link", f"{child}:al", IMAGE, "sleep", "300")
+    assert "\tal " in pyboxd.ok("exec", parent, "cat", "/etc/hosts")
+    pyboxd.ok("rm", "--link", f"{parent}/al")
+    assert pyboxd.inspect(parent)["HostConfig"]["Links"] is None
+    assert "\tal " not in pyboxd.ok("exec", parent, "cat", "/etc/hosts")
+    running = pyboxd.ok("ps", "--format", "{{.Names}}").split()
+    assert child in running and parent in running
+    proc = pyboxd.docker("rm", "--link", child, check=False)
+    assert proc.returncode != 0
+    assert "cannot remove the default link name of the container" in proc.stderr

@@ -100,9 +100,12 @@ def register(router: Router, engine: Engine) -> None:
         engine.unpause(id)
         resp.empty(204)
 
-    @r.route("DELETE", "/containers/{id}")
+    @r.route("DELETE", "/containers/{id*}")  # a link's name is PARENT/ALIAS
     def remove(req: Request, resp: Response, id: str) -> None:
-        engine.remove(id, force=req.flag("force"), volumes=req.flag("v"))
+        if req.flag("link"):  # docker rm --link: the legacy link only (engine/networking.py)
+            engine.network.remove_link(id)
+        else:
+            engine.remove(id, force=req.flag("force"), volumes=req.flag("v"))
         resp.empty(204)
 
     @r.route("POST", "/containers/{id}/rename")

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pybox.crashpoints import crashpoint
 from pybox.engine import etcfiles
-from pybox.errors import BadRequest, Conflict, NotFound
+from pybox.errors import BadRequest, Conflict, NotFound, PyboxError
 from pybox.formats import fastjson
 from pybox.network import etc
 from pybox.network.links import interface_counters
@@ -75,6 +75,14 @@ def parse_link(value: object) -> tuple[str, str]:
     if name.startswith("/"):
         return name[1:], alias.rsplit("/", 1)[-1]
     return name, alias
+
+
+def _link_alias(link: object) -> str | None:
+    """The alias of one HostConfig.Links entry, None if it does not parse."""
+    try:
+        return parse_link(link)[1]
+    except BadRequest:
+        return None
 
 
 def link_env(alias: str, child_ip: str, full_name: str, child_env: Iterable[str],
@@ -561,6 +569,33 @@ class EngineNetworking:
             return env
         own = {e.partition("=")[0] for e in env}
         return env + [e for e in extra if e.partition("=")[0] not in own]
+
+    def remove_link(self, name: str) -> None:
+        """docker rm --link PARENT/ALIAS: the parent's legacy link ALIAS goes
+        (its /etc/hosts entry at once if it runs; its environment stays until
+        the next start, as in dockerd's rmLink); the linked container stays."""
+        full = "/" + name.lstrip("/")
+        parent_name, _, alias = full.rpartition("/")
+        if not parent_name:
+            raise PyboxError("Conflict, cannot remove the default link name of the container")
+        try:
+            parent = self.engine.get(parent_name)
+        except NotFound:
+            raise PyboxError(f"Cannot get parent {parent_name} for link name {full}") from None
+        with parent.lock:
+            links = parent.host_config.get("Links") or []
+            kept = [link for link in links if _link_alias(link) != alias]
+            if len(kept) == len(links):
+                return  # dockerd: releasing a name nobody holds is no error
+            parent.host_config["Links"] = kept or None
+            parent.save()
+            sb = self.manager.sandbox(parent.id) if parent.state.running else None
+            path = parent.record.get("HostsPath")
+            if sb is not None and path:
+                try:
+                    etcfiles.write_in_place(path, self._hosts(parent, sb))
+                except OSError:
+                    pass
 
     def _update_parents(self, c: Container) -> None:
         """``c`` started on the default bridge: running containers linking to

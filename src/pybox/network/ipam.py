@@ -35,6 +35,8 @@ class IpamConfig(TypedDict):
     Subnet: str
     Gateway: str
     IPRange: NotRequired[str]
+    # name -> address reserved in the subnet (--aux-address): never handed out
+    AuxiliaryAddresses: NotRequired[dict[str, str]]
 
 
 class IpamState(IpamConfig):
@@ -99,7 +101,8 @@ def pick_subnet(taken: Collection[Network], host: Collection[Network]) -> Networ
 
 def make_config(subnet: str | None = None, gateway: str | None = None,
                 ip_range: str | None = None, *, taken: Collection[Network] = (),
-                host: Collection[Network] = (), version: int = 4) -> IpamConfig:
+                host: Collection[Network] = (), version: int = 4,
+                aux_addresses: dict[str, str] | None = None) -> IpamConfig:
     """A network's IPAM config (of IP ``version`` 4 or 6) from `network
     create` flags, with docker's errors.  ``taken`` are the other pybox
     networks' subnets; ``host`` the host's routes (a user-given subnet may
@@ -138,6 +141,15 @@ def make_config(subnet: str | None = None, gateway: str | None = None,
                 and isinstance(net, ipaddress.IPv6Network) and rng.subnet_of(net)):
             raise BadRequest(f"no matching subnet for range {ip_range}")
         config["IPRange"] = str(rng)
+    if aux_addresses:
+        for value in aux_addresses.values():
+            try:
+                inside = ipaddress.ip_address(value) in net
+            except ValueError:
+                inside = False
+            if not inside:
+                raise BadRequest(f"no matching subnet for aux-address {value}")
+        config["AuxiliaryAddresses"] = dict(aux_addresses)
     return config
 
 
@@ -152,6 +164,8 @@ class Allocator:
         self.range = ipaddress.ip_network(state["IPRange"]) if state.get("IPRange") \
             else self.subnet
         state.setdefault("allocated", {})
+        self.reserved = {ipaddress.ip_address(a)
+                         for a in (state.get("AuxiliaryAddresses") or {}).values()}
 
     @property
     def allocated(self) -> dict[str, str]:
@@ -159,7 +173,7 @@ class Allocator:
 
     def _usable(self, ip: Address) -> bool:
         return ip != self.gateway and ip != self.subnet.network_address and \
-            ip != self.subnet.broadcast_address
+            ip != self.subnet.broadcast_address and ip not in self.reserved
 
     def allocate(self, owner: str, requested: str | None = None) -> str:
         """Reserve an address for ``owner`` -> "a.b.c.d".  A ``requested``

@@ -322,14 +322,15 @@ class NetworkManager:
             host = self._host_networks() if not cfg.get("Subnet") else []
             config = ipam.make_config(cfg.get("Subnet"), cfg.get("Gateway"),
                                       cfg.get("IPRange"), taken=self._taken_subnets(),
-                                      host=host)
+                                      host=host, aux_addresses=cfg.get("AuxiliaryAddresses"))
             configs_out: list[dict[str, Any]] = [dict(config)]
             config6: ipam.IpamConfig | None = None
             if enable6 or cfg6:
                 # an IPv6 subnet without --ipv6 is kept and unused, as dockerd 20.10 keeps it
                 config6 = ipam.make_config(cfg6.get("Subnet"), cfg6.get("Gateway"),
                                            cfg6.get("IPRange"), taken=self._taken_subnets(),
-                                           version=6)
+                                           version=6,
+                                           aux_addresses=cfg6.get("AuxiliaryAddresses"))
                 configs_out.append(dict(config6))
             rec = self._record(name, "bridge", ipam_config=configs_out,
                                internal=body.get("Internal"), options=options,
