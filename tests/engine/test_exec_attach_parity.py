@@ -24,6 +24,7 @@ from wsproto.events import (
 
 from support.paths import IMAGE
 from support.unixhttp import api
+from support.wait import settle
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
@@ -150,6 +151,19 @@ def test_missing_program_is_127_with_the_oci_runtime_message(pyboxd, dockerpy, s
     e = dockerpy.api.exec_create(sleeper, ["/etc/passwd"])
     assert b"permission denied" in dockerpy.api.exec_start(e["Id"])
     assert dockerpy.api.exec_inspect(e["Id"])["ExitCode"] == 126
+
+
+def test_detached_exec_on_a_terminal(pyboxd, dockerpy, sleeper):
+    """docker exec -d -t: runs (the runtime's terminal needs no client), its
+    exit recorded; a failure to start is still the HTTP error."""
+    p = pyboxd.docker("exec", "-d", "-t", sleeper, "sh", "-c", "tty > /tmp/tty-of-exec")
+    assert p.returncode == 0, p.stderr
+    assert pyboxd.ok("exec", sleeper, "cat", "/tmp/tty-of-exec").startswith("/dev/pts/")
+    e = dockerpy.api.exec_create(sleeper, ["sh", "-c", "exit 5"], tty=True)
+    dockerpy.api.exec_start(e["Id"], detach=True)
+    assert settle(lambda: dockerpy.api.exec_inspect(e["Id"])["ExitCode"] == 5)
+    p = pyboxd.docker("exec", "-d", "-t", sleeper, "nosuchcmd")
+    assert p.returncode == 1 and "executable file not found" in p.stderr
 
 
 def test_exit_code_of_a_started_exec_is_its_own(pyboxd, sleeper):

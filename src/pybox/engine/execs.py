@@ -106,21 +106,28 @@ class _Output:
     """The client's end of an attached exec, framed as the exec-START request
     asked: multiplexed (stdcopy) unless its Tty is true, then raw stdout and no
     stderr (dockerd gives the process no stderr writer then).  Streams the
-    exec was created without (AttachStdout/AttachStderr false) are dropped."""
+    exec was created without (AttachStdout/AttachStderr false) are dropped.
+    No client (a detached exec on a terminal): everything is dropped, and a
+    start failure is only kept (``failure``) for the start to raise."""
 
-    def __init__(self, client: socket.socket, raw: bool, stdout: bool, stderr: bool) -> None:
+    def __init__(self, client: socket.socket | None, raw: bool, stdout: bool, stderr: bool
+                 ) -> None:
         self.client = client
         self.raw = raw
         self.want = {1: stdout, 2: stderr and not raw}
-        self.gone = False
+        self.gone = client is None
+        self.failure: ExecStartError | None = None
 
     def write(self, stream: int, data: bytes) -> None:
         if self.want.get(stream):
             self._send(data if self.raw else stdcopy(stream, data))
 
-    def error(self, err: BaseException) -> None:
+    def error(self, err: ExecStartError) -> None:
         """dockerd's `fmt.Fprintf(stdout, "%v\\r\\n", err)`: on stdout, whatever
         the exec attached."""
+        self.failure = err
+        if self.gone:
+            return
         data = f"{err}\r\n".encode()
         self._wait_read()
         self._send(data if self.raw else stdcopy(1, data))
@@ -133,7 +140,7 @@ class _Output:
         failure found at once (dockerd's takes a containerd round trip).  On a
         unix socket the bytes the peer has not read yet are SIOCOUTQ's."""
         try:
-            if self.client.family != socket.AF_UNIX:
+            if self.client is None or self.client.family != socket.AF_UNIX:
                 return
             deadline = time.monotonic() + ERROR_WAIT
             while time.monotonic() < deadline:
@@ -145,7 +152,7 @@ class _Output:
             return
 
     def _send(self, data: bytes) -> None:
-        if self.gone:
+        if self.gone or self.client is None:
             return
         try:
             self.client.sendall(data)
@@ -272,7 +279,9 @@ class ExecSession:
         crashpoint("engine.exec.prepared")
         pid_file = os.path.join(rundir, f"exec-{self.id}.pid")
         try:
-            if out is None:
+            if out is None and self.body.get("Tty"):
+                self._start_detached_tty(process_file, pid_file)
+            elif out is None:
                 self._start_detached(process_file, pid_file)
             elif self.body.get("Tty"):
                 self._run_tty(out, process_file, pid_file)
@@ -362,6 +371,18 @@ class ExecSession:
 
         threading.Thread(target=watch, daemon=True).start()
 
+    def _start_detached_tty(self, process_file: str, pid_file: str) -> None:
+        """docker exec -d -t: the process on a terminal no client reads (its
+        output dropped, as dockerd's with nobody attached; a resize still
+        works); returns once it runs, or raises why it could not start."""
+        out = _Output(None, True, False, False)
+        ready = threading.Event()
+        threading.Thread(target=self._run_tty, args=(out, process_file, pid_file, ready),
+                         name=f"exec-tty-{self.id[:12]}", daemon=True).start()
+        ready.wait()
+        if out.failure is not None:
+            raise out.failure
+
     def _finish(self, out: _Output, code: int, started: bool, early_stderr: bytes) -> None:
         """The runtime has exited: the exec's exit code, or -- when its process
         never started -- dockerd's failure (the error on the stream)."""
@@ -380,6 +401,7 @@ class ExecSession:
     def _run_pipes(self, out: _Output, process_file: str, pid_file: str) -> None:
         b = self.body
         client = out.client
+        assert client is not None  # (an attached start's)
         stdin = subprocess.PIPE if b.get("AttachStdin") else subprocess.DEVNULL
         proc = subprocess.Popen(self._argv(process_file, pid_file, False), stdin=stdin,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -429,7 +451,8 @@ class ExecSession:
         self._read_pid(pid_file)
         self._finish(out, code, started, early_stderr)
 
-    def _run_tty(self, out: _Output, process_file: str, pid_file: str) -> None:
+    def _run_tty(self, out: _Output, process_file: str, pid_file: str,
+                 ready: threading.Event | None = None) -> None:
         """The process on a terminal.  The runtime relays it on its stdin and
         stdout (our pty's slave); its stderr, a pipe, carries only its own
         error.  Client input goes through the detach keys (dockerd's escape
@@ -451,14 +474,19 @@ class ExecSession:
         poller = select.poll()
         poller.register(master, select.POLLIN)
         poller.register(err_fd, select.POLLIN)
-        stdin_open = bool(self.body.get("AttachStdin"))
+        stdin_open = client is not None and bool(self.body.get("AttachStdin"))
         # the client is always polled: POLLHUP (mask 0) when it went away
-        poller.register(client.fileno(), select.POLLIN if stdin_open else 0)
-        client_polled = True
+        if client is not None:
+            poller.register(client.fileno(), select.POLLIN if stdin_open else 0)
+        client_polled = client is not None
         keys = KeyMatcher(self.detach_keys)
         done = False
         while not done:
             events = poller.poll(200)
+            if not self.pid:
+                self.pid = self._peek_pid(pid_file)
+            if self.pid and ready is not None:
+                ready.set()  # (docker exec -d -t: running)
             for fd, ev in events:
                 if fd == master:
                     try:
@@ -479,6 +507,8 @@ class ExecSession:
                         out.write(1, data)
                     else:
                         early_stderr += data
+                elif client is None:
+                    continue  # (not polled)
                 elif not stdin_open:
                     # POLLHUP: the client is gone; the process goes on unwatched
                     poller.unregister(client.fileno())
@@ -519,13 +549,16 @@ class ExecSession:
         os.close(master)
         self.master = None
         self._finish(out, code, started, early_stderr)
+        if ready is not None:
+            ready.set()  # (after a failure: the start raises it)
 
     def _detach(self, out: _Output) -> None:
         """The client typed the detach keys: its connection ends now (as
         dockerd's), the exec runs on."""
         out.gone = True
         try:
-            out.client.shutdown(socket.SHUT_RDWR)
+            if out.client is not None:
+                out.client.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         c = self.container
