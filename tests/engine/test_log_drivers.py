@@ -51,6 +51,31 @@ def frames(path: str) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def attach_logs(pyboxd, name: str) -> list[tuple[int, bytes]]:
+    """POST /containers/NAME/attach?logs=1 on a stopped container: its log as
+    (stream, data) frames, each stream's consecutive frames joined (read off the
+    raw socket: docker-py's attach can lose what came with the headers)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(pyboxd.socket)
+        s.sendall(f"POST /containers/{name}/attach?logs=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+                  "Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] in (b"101", b"200"), head
+    out: list[tuple[int, bytes]] = []
+    while body:
+        stream, size = body[0], struct.unpack(">I", body[4:8])[0]
+        if out and out[-1][0] == stream:
+            out[-1] = (stream, out[-1][1] + body[8:8 + size])
+        else:
+            out.append((stream, body[8:8 + size]))
+        body = body[8 + size:]
+    return out
+
+
 # -- local ---------------------------------------------------------------------------
 def test_local_driver_writes_dockers_format_and_logs_reads_it(pyboxd, names):
     name = names()
@@ -83,6 +108,26 @@ def test_local_driver_writes_dockers_format_and_logs_reads_it(pyboxd, names):
     # --until before the first entry: nothing; --since after the last: nothing
     assert pyboxd.ok("logs", "--until", "2000-01-01T00:00:00Z", name) == ""
     assert pyboxd.ok("logs", "--since", "2100-01-01T00:00:00Z", name) == ""
+
+
+def test_local_long_line_in_partial_pieces_and_attach_logs(pyboxd, names):
+    name = names()
+    pyboxd.ok("run", "--name", name, "--log-driver", "local", "busybox", "sh", "-c",
+              "i=0; while [ $i -lt 4000 ]; do printf 0123456789; i=$((i+1)); done; echo; "
+              "echo short")
+    got = frames(os.path.join(container_dir(pyboxd, name), "local-logs", "container.log"))
+    # moby's copier: 16 KiB pieces, the same partial id, ordinals 1, 2, 3, the last marked
+    assert len(got) == 4
+    metas = [re.search(rb"\x2a(.)(.*)$", m, re.S) for m, _ in got[:3]]
+    assert all(metas)
+    ids = {re.search(rb"\x12\x40([0-9a-f]{64})", m).group(1) for m, _ in got[:3]}
+    assert len(ids) == 1
+    assert [m[-2:] for m, _ in got[:3]] == [b"\x18\x01", b"\x18\x02", b"\x18\x03"]
+    assert b"\x08\x01" in metas[2].group(2) and b"\x08\x01" not in metas[0].group(2)
+    line = "0123456789" * 4000
+    assert pyboxd.ok("logs", name) == line + "\nshort\n"
+    # an attach with logs replays the local log too
+    assert attach_logs(pyboxd, name) == [(1, (line + "\nshort\n").encode())]
 
 
 def test_local_rotation_keeps_max_file_files_gzipped(pyboxd, names):
@@ -302,6 +347,14 @@ def test_syslog_refusals_and_no_reading_without_the_cache(pyboxd, names, listene
     assert ("Error response from daemon: failed to initialize logging driver: "
             "dial tcp 127.0.0.1:1: connect: connection refused") in proc.stderr
     assert pyboxd.inspect(refused)["State"]["Running"] is False
+    # no address and no local syslog socket: srslog's words
+    if not any(os.path.exists(p) and not os.path.isdir(p)
+               for p in ("/dev/log", "/var/run/syslog", "/var/run/log")):
+        proc = pyboxd.docker("run", "--name", names(), "--log-driver", "syslog", "busybox",
+                             "true")
+        assert proc.returncode == 125
+        assert ("failed to initialize logging driver: Unix syslog delivery error"
+                in proc.stderr)
     # with the cache disabled docker logs cannot read it back
     name = names()
     pyboxd.ok("run", "--name", name, "--log-driver", "syslog", "--log-opt",

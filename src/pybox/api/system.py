@@ -107,7 +107,7 @@ def system_info(engine: Engine) -> dict[str, Any]:
         "ContainersPaused": counts.paused, "ContainersStopped": counts.stopped,
         "Images": counts.images, "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", ""]],
         "Plugins": {"Volume": ["local"], "Network": ["null", "host"],
-                    "Log": ["json-file"]},
+                    "Log": ["json-file", "local", "syslog"]},  # ("none" unlisted, as by dockerd)
         "MemoryLimit": True, "SwapLimit": True, "KernelMemory": False,
         "KernelMemoryTCP": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
         "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,

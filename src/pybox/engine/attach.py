@@ -23,10 +23,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pybox.engine.events import attributes
+from pybox.engine.logs import replay_entries
 from pybox.engine.store import Container
 from pybox.errors import BadRequest
 from pybox.monitor import protocol as P
-from pybox.monitor.jsonlog import read_entries
 
 if TYPE_CHECKING:
     from pybox.engine.engine import Engine
@@ -162,11 +162,10 @@ class AttachSession:
 
     # -- the session ------------------------------------------------------------
     def replay_logs(self) -> None:
-        for entry in read_entries(self.c.log_path):
-            stream = entry.get("stream")
+        for stream, data in replay_entries(self.c):  # (json-file, local, a syslog cache)
             if (stream == "stdout" and self.want_stdout) or (
                     stream == "stderr" and self.want_stderr):
-                self._out(1 if stream == "stdout" else 2, entry.get("log", "").encode())
+                self._out(1 if stream == "stdout" else 2, data)
 
     def run(self, open_client: Callable[[], socket.socket] | None = None,
             replay: bool = False) -> None:

@@ -337,7 +337,7 @@ class Engine:
                                 stdin_once=bool(c.config.get("StdinOnce")),
                                 detach_keys=detach_keys)
         self.events.emit("container", "attach", c.id, attributes(c))
-        session.run(open_client=deferred, replay=bool(logs and c.log_path))
+        session.run(open_client=deferred, replay=logs)
 
     def attach_logs(self, ref: str, client: socket.socket, *, stdout: bool, stderr: bool
                     ) -> None:

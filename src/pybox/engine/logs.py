@@ -478,6 +478,17 @@ def reader_for(c: Container) -> _Reader | None:
     return None
 
 
+def replay_entries(c: Container) -> Iterator[tuple[str, bytes]]:
+    """(stream, data) of each entry of ``c``'s log so far, for an attach with
+    logs; none when its driver cannot be read back."""
+    reader = reader_for(c)
+    if reader is None:
+        return
+    for e in reader.entries():
+        data = e.get("log", "")
+        yield str(e.get("stream")), data if isinstance(data, bytes) else data.encode()
+
+
 def read_logs(c: Container, *, stdout: bool, stderr: bool, follow: bool, since: float,
               until: float, tail: str | None, timestamps: bool,
               cancelled: Callable[[], bool] | None) -> Iterator[tuple[int, bytes]]:
