@@ -445,6 +445,16 @@ def test_websocket_attach_refusals(pyboxd, sleeper):
             assert json.loads(body) == {"message": "Invalid detach keys (foo) provided"}
 
 
+def test_attach_media_type_by_api_version_and_neither_stream_nor_logs(pyboxd, sleeper):
+    for version, media in (("1.44", "multiplexed"), ("1.41", "raw")):
+        s, status, headers, rest = upgraded(
+            pyboxd, "POST", f"/v{version}/containers/{sleeper}/attach?stdout=1")
+        with s:  # neither stream nor logs: dockerd upgrades, then ends the stream
+            assert read_to_end(s, rest) == b""
+        assert status == 101
+        assert headers["content-type"] == f"application/vnd.docker.{media}-stream"
+
+
 def test_paused_container_attach_refused(pyboxd, sleeper):
     pyboxd.ok("pause", sleeper)
     try:

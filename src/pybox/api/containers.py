@@ -152,11 +152,14 @@ def register(router: Router, engine: Engine) -> None:
         tty = bool(c.config.get("Tty"))
         stream = req.flag("stream")
         logs = req.flag("logs")
-        if not stream and not logs:
-            raise BadRequest("either stream or logs must be set")
         def hijack() -> socket.socket:
-            return _client_socket(*resp.hijack(RAW if tty else MULTIPLEXED))
+            # dockerd: the multiplexed media type from API 1.42 (the framing is the same)
+            media = RAW if tty or not websocket.api_at_least(req, "1.42") else MULTIPLEXED
+            return _client_socket(*resp.hijack(media))
 
+        if not stream and not logs:  # dockerd: the upgrade, then the end
+            hijack().shutdown(socket.SHUT_WR)
+            return
         if not stream:
             engine.attach_logs(id, hijack(), stdout=req.flag("stdout"), stderr=req.flag("stderr"))
             return
