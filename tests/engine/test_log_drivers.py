@@ -199,6 +199,26 @@ def test_local_options_refused_with_dockerds_words(pyboxd, names):
               "--log-opt", "compress=false", "busybox", "true")
 
 
+@pytest.mark.parametrize("driver", ["json-file", "local"])
+def test_details_show_the_attrs_the_options_ask_for(pyboxd, names, driver):
+    name, plain = names(), names()
+    pyboxd.ok("run", "--name", name, "--log-driver", driver, "--label", "a=1", "--label",
+              "b=x y", "--log-opt", "labels=a,b", "--log-opt", "env=E", "-e", "E=v&w",
+              "--log-opt", "tag={{.Name}}", "busybox", "echo", "hi")
+    # moby's attrsByteSlice: keys sorted, query-escaped, then a space
+    assert pyboxd.ok("logs", "--details", name) == f"E=v%26w,a=1,b=x+y,tag={name} hi\n"
+    assert pyboxd.ok("logs", name) == "hi\n"
+    stamped = pyboxd.ok("logs", "--details", "-t", name)
+    assert re.fullmatch(rf"\S+Z E=v%26w,a=1,b=x\+y,tag={name} hi\n", stamped), stamped
+    pyboxd.ok("run", "--name", plain, "--log-driver", driver, "busybox", "echo", "hi")
+    assert pyboxd.ok("logs", "--details", plain) == " hi\n"
+    if driver == "json-file":  # the line as dockerd writes it
+        with open(pyboxd.inspect(name)["LogPath"]) as f:
+            line = f.read()
+        assert re.fullmatch(r'\{"log":"hi\\n","stream":"stdout","attrs":\{"E":"v\\u0026w",'
+                            rf'"a":"1","b":"x y","tag":"{name}"\}},"time":"[^"]+"\}}\n', line), line
+
+
 # -- syslog --------------------------------------------------------------------------
 class Listener:
     """A syslog server of the test's own: unixgram, udp or tcp; what it got."""

@@ -183,7 +183,7 @@ def register(router: Router, engine: Engine) -> None:
                               since=parse_timestamp(req.arg("since")),
                               until=parse_timestamp(req.arg("until")),
                               tail=req.arg("tail", "all"), timestamps=req.flag("timestamps"),
-                              cancelled=req.client_gone)
+                              cancelled=req.client_gone, details=req.flag("details"))
         close = getattr(entries, "close", None)  # a generator's: its files, its follow
         write, end = resp.stream(200, RAW if tty else MULTIPLEXED)
         try:

@@ -381,7 +381,8 @@ class Engine:
     # -- logs -------------------------------------------------------------------------------
     def logs(self, ref: str, *, stdout: bool = True, stderr: bool = True, follow: bool = False,
              since: float = 0, until: float = 0, tail: str = "all", timestamps: bool = False,
-             cancelled: Callable[[], bool] | None = None) -> Iterator[tuple[int, bytes]]:
+             cancelled: Callable[[], bool] | None = None,
+             details: bool = False) -> Iterator[tuple[int, bytes]]:
         """(stream, bytes) log entries, read as they are iterated; with
         ``follow``, they keep coming until the container stops (after its last
         output) or ``cancelled()``.  The container and its log driver are
@@ -389,4 +390,4 @@ class Engine:
         c = self.get(ref)
         return read_logs(c, stdout=stdout, stderr=stderr, follow=follow,
                          since=since, until=until, tail=tail, timestamps=timestamps,
-                         cancelled=cancelled)
+                         cancelled=cancelled, details=details)

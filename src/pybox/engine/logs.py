@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 from pybox.engine.store import Container
 from pybox.errors import BadRequest, LogDriverError
@@ -347,14 +347,14 @@ def monitor_log(c: Container) -> dict[str, Any] | None:
         if driver == "none":
             return {"driver": "none"}
         attrs = _attributes(c, opts)
+        if opts.get("tag") and driver in ("json-file", "local"):
+            tag = render_tag(c, opts["tag"])
+            if tag:  # (as moby's: only a tag asked for, no default)
+                attrs = sorted(dict([*attrs, ("tag", tag)]).items())
         if driver == "json-file":
             size, files, compress = json_file_settings(opts)
             return {"driver": driver, "path": c.log_path or os.path.join(c.dir, f"{c.id}-json.log"),
-                    "max_size": size, "max_files": files, "compress": compress}
-        if opts.get("tag"):
-            tag = render_tag(c, opts["tag"])
-            if tag and driver == "local":
-                attrs = sorted([*attrs, ("tag", tag)])
+                    "max_size": size, "max_files": files, "compress": compress, "attrs": attrs}
         if driver == "local":
             size, files, compress = local_settings(opts)
             path = local_log_path(c)
@@ -429,7 +429,17 @@ class _Reader:
 
 def _local_entry(e: locallog.Entry) -> dict[str, Any]:
     """A local entry in json-file's shape (time: the nanoseconds, kept exact)."""
-    return {"log": e.line, "stream": e.source, "time_ns": e.time_ns}
+    return {"log": e.line, "stream": e.source, "time_ns": e.time_ns, "attrs": dict(e.attrs)}
+
+
+def _details(entry: dict[str, Any]) -> bytes:
+    """docker logs --details: the entry's attrs, keys sorted, query-escaped,
+    k=v joined by commas, then a space (moby's attrsByteSlice)."""
+    attrs = entry.get("attrs")
+    if not isinstance(attrs, dict):
+        attrs = {}
+    return (",".join(f"{quote_plus(str(k))}={quote_plus(str(v))}"
+                     for k, v in sorted(attrs.items())) + " ").encode()
 
 
 def _entry_time(entry: dict[str, Any]) -> float:
@@ -452,10 +462,12 @@ def _wanted(entry: dict[str, Any], stdout: bool, stderr: bool, since: float,
     return True
 
 
-def _render(entry: dict[str, Any], timestamps: bool) -> tuple[int, bytes]:
+def _render(entry: dict[str, Any], timestamps: bool, details: bool = False) -> tuple[int, bytes]:
     data = entry.get("log", "")
     if isinstance(data, str):
         data = data.encode()
+    if details:
+        data = _details(entry) + data
     if timestamps:
         if "time_ns" in entry:
             stamp = rfc3339_nano_fixed(entry["time_ns"])
@@ -491,19 +503,21 @@ def replay_entries(c: Container) -> Iterator[tuple[str, bytes]]:
 
 def read_logs(c: Container, *, stdout: bool, stderr: bool, follow: bool, since: float,
               until: float, tail: str | None, timestamps: bool,
-              cancelled: Callable[[], bool] | None) -> Iterator[tuple[int, bytes]]:
+              cancelled: Callable[[], bool] | None,
+              details: bool = False) -> Iterator[tuple[int, bytes]]:
     """(stream, bytes) log entries of ``c``; BadRequest now (before the API's
     200) when its driver cannot be read back, dockerd's words."""
     reader = reader_for(c)
     if reader is None:
         raise BadRequest(READ_UNSUPPORTED)
     return _read(c, reader, stdout=stdout, stderr=stderr, follow=follow, since=since,
-                 until=until, tail=tail, timestamps=timestamps, cancelled=cancelled)
+                 until=until, tail=tail, timestamps=timestamps, cancelled=cancelled,
+                 details=details)
 
 
 def _read(c: Container, reader: _Reader, *, stdout: bool, stderr: bool, follow: bool,
           since: float, until: float, tail: str | None, timestamps: bool,
-          cancelled: Callable[[], bool] | None) -> Iterator[tuple[int, bytes]]:
+          cancelled: Callable[[], bool] | None, details: bool) -> Iterator[tuple[int, bytes]]:
     path = reader.path
     entries = [e for e in reader.entries() if _wanted(e, stdout, stderr, since, until)]
     if tail not in (None, "", "all"):
@@ -521,7 +535,7 @@ def _read(c: Container, reader: _Reader, *, stdout: bool, stderr: bool, follow: 
     except OSError:
         inode, offset = None, 0
     for e in entries:
-        yield _render(e, timestamps)
+        yield _render(e, timestamps, details)
     if not follow or (until and until < time.time()):
         return
     seq = c.exit_seq
@@ -545,7 +559,7 @@ def _read(c: Container, reader: _Reader, *, stdout: bool, stderr: bool, follow: 
                 for e in reader.follow(f):
                     got = True
                     if _wanted(e, stdout, stderr, since, until):
-                        yield _render(e, timestamps)
+                        yield _render(e, timestamps, details)
                 try:
                     if os.stat(path).st_ino != inode:  # rotated: finish old, then new
                         f.close()

@@ -27,16 +27,29 @@ DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 3
 
 
-def _escape(text: str) -> str:
-    return fastjson.dumps(text)
+_GO_ESCAPES = (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"),
+               ("\u2029", "\\u2029"))
+
+
+def _escape(obj: object) -> str:
+    """JSON as Go writes it: &, <, >, U+2028 and U+2029 escaped (docker's log
+    lines are byte for byte dockerd's)."""
+    text = fastjson.dumps(obj)
+    for char, escaped in _GO_ESCAPES:
+        if char in text:
+            text = text.replace(char, escaped)
+    return text
 
 
 class LogWriter:
     """The monitor's writer of one container's log (its stdout and stderr)."""
 
     def __init__(self, path: str, max_size: int | None = DEFAULT_MAX_SIZE,
-                 max_files: int | None = DEFAULT_MAX_FILES, compress: bool = False) -> None:
+                 max_files: int | None = DEFAULT_MAX_FILES, compress: bool = False,
+                 attrs: list[tuple[str, str]] | None = None) -> None:
         self.path = path
+        # docker's "attrs" (the labels, env and tag the options ask for), keys sorted
+        self.attrs = (',"attrs":' + _escape(dict(sorted(attrs)))) if attrs else ""
         self.partial = {"stdout": b"", "stderr": b""}
         self.file = RotatingFile(path, max_size if max_size and max_size > 0 else -1,
                                  max(1, max_files or 1), compress)
@@ -65,7 +78,7 @@ class LogWriter:
 
     def _entry(self, stream: str, data: bytes) -> None:
         line = ('{"log":' + _escape(data.decode("utf-8", "replace")) + ',"stream":"' + stream
-                + '","time":"' + rfc3339_nano_fixed() + '"}\n').encode()
+                + '"' + self.attrs + ',"time":"' + rfc3339_nano_fixed() + '"}\n').encode()
         self.file.write(line, time.time_ns())
 
     def close(self) -> None:

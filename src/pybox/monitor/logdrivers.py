@@ -36,10 +36,10 @@ def open_writer(spec: dict[str, Any]) -> LogWriter | Copier | None:
     try:
         if driver == "none":
             return None
+        attrs = [(str(k), str(v)) for k, v in spec.get("attrs") or ()]
         if driver == "json-file":
             return LogWriter(spec["path"], spec.get("max_size"), spec.get("max_files"),
-                             bool(spec.get("compress")))
-        attrs = [(str(k), str(v)) for k, v in spec.get("attrs") or ()]
+                             bool(spec.get("compress")), attrs)
         if driver == "local":
             return Copier([LocalSink(spec["path"], int(spec["max_size"]),
                                      int(spec["max_files"]), bool(spec["compress"]), attrs)])
