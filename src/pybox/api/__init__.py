@@ -9,6 +9,7 @@ from pybox.api import (
     images,
     networks,
     observe,
+    plugins,
     registry,
     swarm,
     system,
@@ -21,7 +22,8 @@ from pybox.engine.engine import Engine
 def build_router(engine: Engine) -> Router:
     router = Router()
     system.register(router, engine)
-    swarm.register(router)  # swarm mode and plugins: answered as a dockerd without them
+    swarm.register(router)  # swarm mode: answered as a dockerd not part of a swarm
+    plugins.register(router, engine)  # managed plugins: the store, no plugin runtime
     networks.register(router, engine)  # before containers: its /networks/{name} 404 stub
     explain.register(router, engine)  # pybox's own: GET /containers/{id}/explain
     containers.register(router, engine)

@@ -1,16 +1,14 @@
-"""Swarm mode and managed plugins, which pybox does not implement, answered as a
-dockerd answers when it is not part of a swarm and has no plugins installed.
+"""Swarm mode, which pybox does not implement, answered as a dockerd answers
+when it is not part of a swarm (managed plugins: api/plugins.py).
 
 A client that probes them gets dockerd's status and words instead of a 404
-"page not found": docker-py's leave_swarm(force=True) accepts the 503, `docker
-plugin ls` lists nothing, `docker inspect NAME` falls through the plugin probe
-to "No such object".
+"page not found": docker-py's leave_swarm(force=True) accepts the 503.
 """
 
 from __future__ import annotations
 
 from pybox.api.server import Request, Response, Router
-from pybox.errors import NotFound, NotInSwarm
+from pybox.errors import NotInSwarm
 
 # moby daemon/cluster: errNoManager for a node without a swarm, errNoSwarm
 NOT_A_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm '
@@ -46,16 +44,3 @@ def register(router: Router) -> None:
             r.add(method, f"/{kind}", not_a_manager)
             r.add(method, f"/{kind}/{{rest*}}", not_a_manager)
 
-    # -- managed plugins: none installed ------------------------------------------------
-    @r.route("GET", "/plugins")
-    def plugins(req: Request, resp: Response) -> None:
-        resp.json([])
-
-    def no_such_plugin(req: Request, resp: Response, name: str) -> None:
-        req.discard_body()
-        raise NotFound(f'plugin "{name}" not found')
-
-    r.add("GET", "/plugins/{name*}/json", no_such_plugin)
-    r.add("DELETE", "/plugins/{name*}", no_such_plugin)
-    for verb in ("enable", "disable", "push", "set", "upgrade"):
-        r.add("POST", f"/plugins/{{name*}}/{verb}", no_such_plugin)

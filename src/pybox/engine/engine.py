@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pybox import cgroups
+from pybox import __version__, cgroups
 from pybox.engine import spec as specmod
 from pybox.engine.attach import AttachSession
 from pybox.engine.daemonconfig import DaemonConfig, apply_log_defaults, apply_network_defaults
@@ -62,6 +62,7 @@ from pybox.engine.lifecycle import Lifecycle
 from pybox.engine.logs import read_logs
 from pybox.engine.namespaces import Namespaces
 from pybox.engine.networking import EngineNetworking
+from pybox.engine.plugins import Plugins
 from pybox.engine.procview import EngineProcView
 from pybox.engine.prune import read_prune_filters
 from pybox.engine.recovery import recover
@@ -127,6 +128,9 @@ class Engine:
         self.stopping = False
         self.started_at = time.time()
         self.volumes = VolumeStore(data_root, self.volume_users)
+        # managed plugins (docker plugin ...): engine/plugins.py
+        self.plugins = Plugins(os.path.join(data_root, "plugins"), self.distribution.registries,
+                               self.events.emit, __version__)
         # pyboxd --userns-remap (pybox.engine.remap.UsernsRemap or None)
         self.remap = userns_remap
         if userns_remap is not None:

@@ -1,0 +1,954 @@
+"""Docker's managed plugins (``docker plugin ...``), as a dockerd answers them.
+
+A plugin is a rootfs and a config.json (docker's PluginConfig) that dockerd
+runs as a container speaking the plugin protocol on a unix socket.  pyboxd
+keeps the store and the operations on it as moby's daemon/pkg/plugin does:
+
+    DATA_ROOT/plugins/<id>/config.json   the plugin object (GET /plugins/NAME/json)
+    DATA_ROOT/plugins/<id>/rootfs/       the plugin's files
+    DATA_ROOT/plugins/tmp/               creations in progress (gone at start)
+
+A plugin comes into place by one rename of a directory made whole under tmp/,
+config.json changes by an atomic write, and removal renames the directory to
+``<id>-removing`` before deleting it: a crash leaves the old state or the new,
+and what a crash left half done is cleaned up when the store is loaded.
+
+* create (``POST /plugins/create?name=``): the body is a tar of config.json and
+  rootfs/; config.json is decoded as Go's encoding/json decodes it into moby's
+  PluginConfig (keys case-insensitive, unknown keys ignored, the first type
+  error reported in Go's words, "failed to parse config: ..."); moby validates
+  nothing more.  The rootfs members go through the image layer unpacker (no
+  path or link out of the rootfs).  The name is the tagged familiar reference
+  (``me/p`` is ``me/p:latest``).
+* ls (filters capability and enabled), inspect, rm (an enabled plugin needs
+  force), set (env/args/mounts/devices settables, moby's checks and words),
+  disable.
+* enable: dockerd runs the rootfs with runc and waits for the plugin's socket.
+  pybox has no plugin runtime: it answers what runc answers for an entrypoint
+  that cannot start (missing, a directory, not executable: the docker-py
+  dummy plugin's case) and otherwise refuses with its own error.  So no plugin
+  is ever enabled, and volume or network drivers from plugins do not exist.
+* privileges: the plugin's manifest and config fetched with the registry
+  client, computePrivileges over it; a fetch that fails gives ``[]`` as moby's
+  (it swallows the error), a manifest without a plugin config moby's error.
+* pull and upgrade fetch the manifest and fail as dockerd does offline; pull
+  of a plugin pybox found in a registry is refused (installing one is not
+  implemented).  push fails in the stream as dockerd's does for a registry it
+  cannot reach, and with pybox's words for one it can.
+"""
+
+import copy
+import gzip
+import hashlib
+import json
+import os
+import posixpath
+import re
+import secrets
+import shutil
+import stat
+import tarfile
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+from pybox.errors import BadRequest, Conflict, LayerError, NotFound, PyboxError, RegistryError
+from pybox.formats import fastjson
+from pybox.images import reference as references
+from pybox.images.auth import ANONYMOUS, Credentials
+from pybox.images.layers import unpack_layer
+from pybox.oci.state import write_atomic
+from pybox.runtime.rootfs import secure_join
+
+if TYPE_CHECKING:  # the registry client (urllib3) is loaded on first use, not at start
+    from pybox.images.registry import Registries
+
+CONFIG_FILE = "config.json"
+ROOTFS = "rootfs"
+CONFIG_LIMIT = 16 << 20  # a config.json larger than this is refused (moby reads any size)
+VALID_FULL_ID = re.compile(r"^[a-f0-9]{64}$")
+ACCEPTED_FILTERS = ("capability", "enabled")
+PLUGIN_CONFIG_MEDIA_TYPE = "application/vnd.docker.plugin.v1+json"
+MANIFEST_MEDIA_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
+                        "application/vnd.oci.image.manifest.v1+json")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RUNC_PREFIX = ("failed to create shim task: OCI runtime create failed: runc create failed: "
+               "unable to start container process: ")
+
+
+# -- config.json, decoded as Go's encoding/json into moby's PluginConfig ---------------------------
+class GoNumber(str):
+    """A JSON number kept as its literal (Go reports it so: "number -1")."""
+
+
+# A field's type: "string", "bool", "uint32", "[]string", "*string", "iface",
+# ("struct", Go name, fields) or ("[]", element type); fields: (JSON key, type).
+Kind = Any
+_STR_LIST = "[]string"
+_ENV: Kind = ("struct", "PluginEnv", (("Description", "string"), ("Name", "string"),
+                                      ("Settable", _STR_LIST), ("Value", "*string")))
+_MOUNT: Kind = ("struct", "PluginMount", (
+    ("Description", "string"), ("Destination", "string"), ("Name", "string"),
+    ("Options", _STR_LIST), ("Settable", _STR_LIST), ("Source", "*string"), ("Type", "string")))
+_DEVICE: Kind = ("struct", "PluginDevice", (("Description", "string"), ("Name", "string"),
+                                            ("Path", "*string"), ("Settable", _STR_LIST)))
+PLUGIN_CONFIG: Kind = ("struct", "PluginConfig", (
+    ("Args", ("struct", "PluginConfigArgs", (("Description", "string"), ("Name", "string"),
+                                             ("Settable", _STR_LIST), ("Value", _STR_LIST)))),
+    ("Description", "string"),
+    ("DockerVersion", "string"),
+    ("Documentation", "string"),
+    ("Entrypoint", _STR_LIST),
+    ("Env", ("[]", _ENV)),
+    ("Interface", ("struct", "PluginConfigInterface", (
+        ("ProtocolScheme", "string"), ("Socket", "string"), ("Types", ("[]", "iface"))))),
+    ("IpcHost", "bool"),
+    ("Linux", ("struct", "PluginConfigLinux", (
+        ("AllowAllDevices", "bool"), ("Capabilities", _STR_LIST), ("Devices", ("[]", _DEVICE))))),
+    ("Mounts", ("[]", _MOUNT)),
+    ("Network", ("struct", "PluginConfigNetwork", (("Type", "string"),))),
+    ("PidHost", "bool"),
+    ("PropagatedMount", "string"),
+    ("User", ("struct", "PluginConfigUser", (("GID", "uint32"), ("UID", "uint32")))),
+    ("WorkDir", "string"),
+    ("rootfs", ("struct", "PluginConfigRootfs", (("diff_ids", _STR_LIST), ("type", "string")))),
+))
+# Go's omitempty fields, left out of the JSON when empty
+_OMIT_EMPTY = {("PluginConfig", "DockerVersion"), ("PluginConfigInterface", "ProtocolScheme"),
+               ("PluginConfigUser", "GID"), ("PluginConfigUser", "UID"),
+               ("PluginConfigRootfs", "type")}
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, GoNumber):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _go_type(kind: Kind) -> str:
+    if isinstance(kind, str):
+        return "string" if kind == "*string" else kind
+    if kind[0] == "struct":
+        return f"types.{kind[1]}"
+    inner = kind[1]
+    return "[]" + ("types.PluginInterfaceType" if inner == "iface" else _go_type(inner))
+
+
+def _go_quote(text: str) -> str:
+    """Go's %q of a string (ASCII-printable text as is, the rest escaped)."""
+    return json.dumps(text)
+
+
+class _Decoder:
+    """One decode: the first type error is kept, the decode goes on (as Go's)."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def fail(self, text: str) -> None:
+        if self.error is None:
+            self.error = text
+
+    def type_error(self, value: str, kind: Kind, struct: str, path: list[str]) -> None:
+        where = (f"Go struct field {struct}.{'.'.join(path)}" if path
+                 else "Go value")
+        self.fail(f"json: cannot unmarshal {value} into {where} of type {_go_type(kind)}")
+
+    def zero(self, kind: Kind) -> Any:
+        if kind == "string":
+            return ""
+        if kind == "bool":
+            return False
+        if kind == "uint32":
+            return 0
+        if isinstance(kind, tuple) and kind[0] == "struct":
+            return {key: self.zero(sub) for key, sub in kind[2]}
+        return None  # slices and pointers: nil
+
+    def value(self, raw: Any, kind: Kind, old: Any, struct: str, path: list[str]) -> Any:
+        """``raw`` decoded into ``kind`` over the current value ``old``."""
+        if isinstance(kind, tuple) and kind[0] == "struct":
+            return self.struct(raw, kind, old, struct, path)
+        if kind == "iface":
+            return self.iface(raw)
+        if raw is None:  # null: a no-op, except for slices and pointers (nil)
+            return None if kind in ("*string", _STR_LIST) or isinstance(kind, tuple) else old
+        if kind in ("string", "*string"):
+            if isinstance(raw, str) and not isinstance(raw, GoNumber):
+                return raw
+            self.type_error(_json_kind(raw), kind, struct, path)
+            return old
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            self.type_error(_json_kind(raw), kind, struct, path)
+            return old
+        if kind == "uint32":
+            if isinstance(raw, GoNumber):
+                if re.fullmatch(r"-?(0|[1-9][0-9]*)", raw) and 0 <= int(raw) <= 0xFFFFFFFF:
+                    return int(raw)
+                self.type_error(f"number {raw}", kind, struct, path)
+                return old
+            self.type_error(_json_kind(raw), kind, struct, path)
+            return old
+        # slices
+        element = "string" if kind == _STR_LIST else kind[1]
+        if not isinstance(raw, list):
+            self.type_error(_json_kind(raw), kind, struct, path)
+            return old
+        return [self.value(item, element, self.zero(element), struct, path) for item in raw]
+
+    def struct(self, raw: Any, kind: Kind, old: Any, struct: str, path: list[str]) -> Any:
+        if raw is None:
+            return old
+        if not isinstance(raw, dict):
+            self.type_error(_json_kind(raw), kind, struct, path)
+            return old
+        _, name, fields = kind
+        out = dict(old) if isinstance(old, dict) else self.zero(kind)
+        for key, item in raw.items():
+            match = next((f for f in fields if f[0] == key), None)
+            if match is None:
+                match = next((f for f in fields if f[0].lower() == key.lower()), None)
+            if match is None:
+                continue  # unknown keys are ignored
+            field, sub = match
+            out[field] = self.value(item, sub, out[field], name, [*path, field])
+        return out
+
+    def iface(self, raw: Any) -> str:
+        """PluginInterfaceType's UnmarshalJSON: "prefix.capability/version",
+        kept as the string its MarshalJSON writes back."""
+        if not isinstance(raw, str) or isinstance(raw, GoNumber):
+            text = _go_literal(raw)
+            self.fail(f"{_go_quote(text)} is not a plugin interface type")
+            return "./"
+        prefix, capability, version = split_interface_type(raw)
+        return f"{prefix}.{capability}/{version}"
+
+
+def _go_literal(raw: Any) -> str:
+    """The JSON text of a decoded value (what UnmarshalJSON would be handed)."""
+    if raw is None:
+        return "null"
+    if isinstance(raw, GoNumber):
+        return str(raw)
+    return json.dumps(raw, separators=(",", ":"))
+
+
+def split_interface_type(text: str) -> tuple[str, str, str]:
+    """(prefix, capability, version) as moby's PluginInterfaceType.UnmarshalJSON
+    splits them: the prefix ends at the last '.' before the first '/'; with no
+    '.' the capability loses its first character, as moby's does."""
+    version_at = len(text)
+    prefix_at = 0
+    for i, ch in enumerate(text):
+        if ch == ".":
+            prefix_at = i
+        elif ch == "/":
+            version_at = i
+            break
+    version = text[version_at + 1:] if version_at < len(text) else ""
+    return text[:prefix_at], text[prefix_at + 1:version_at], version
+
+
+def _go_syntax_error(data: str, e: json.JSONDecodeError) -> str:
+    """Go's encoding/json syntax error for what Python's decoder stopped at."""
+    pos = e.pos
+    if pos >= len(data.rstrip()) and e.msg != "Extra data":
+        return "unexpected end of JSON input"
+    ch = data[pos] if pos < len(data) else ""
+    quoted = "'\\''" if ch == "'" else f"'{ch}'"
+    if e.msg == "Extra data":
+        return f"invalid character {quoted} after top-level value"
+    if e.msg.startswith("Expecting property name"):
+        return f"invalid character {quoted} looking for beginning of object key string"
+    if e.msg == "Expecting ':' delimiter":
+        return f"invalid character {quoted} after object key"
+    if e.msg == "Expecting ',' delimiter":
+        before = data[:pos].rstrip()
+        inside = "array element" if _innermost(before) == "[" else "object key:value pair"
+        return f"invalid character {quoted} after {inside}"
+    return f"invalid character {quoted} looking for beginning of value"
+
+
+def _innermost(text: str) -> str:
+    """The innermost open bracket of a JSON prefix ('[' or '{'), strings skipped."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            stack.append(ch)
+        elif ch in "]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else ""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def parse_config(data: bytes) -> dict[str, Any]:
+    """config.json as moby's json.Unmarshal into PluginConfig reads it: the
+    config in docker's JSON shape (every field, Go's zero values), or
+    PyboxError("failed to parse config: ...") in Go's words."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "replace")
+    try:
+        raw = json.loads(text, parse_int=GoNumber, parse_float=GoNumber,
+                         parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        raise PyboxError(f"failed to parse config: {_go_syntax_error(text, e)}") from None
+    except ValueError as e:  # NaN, Infinity: not JSON to Go
+        at = text.find(str(e))
+        ch = text[at] if at >= 0 else "N"
+        raise PyboxError(f"failed to parse config: invalid character '{ch}' looking for "
+                         "beginning of value") from None
+    decoder = _Decoder()
+    if raw is not None and not isinstance(raw, dict):
+        raise PyboxError(f"failed to parse config: json: cannot unmarshal {_json_kind(raw)} "
+                         "into Go value of type types.PluginConfig")
+    config = decoder.struct(raw, PLUGIN_CONFIG, decoder.zero(PLUGIN_CONFIG), "PluginConfig", [])
+    if decoder.error is not None:
+        raise PyboxError(f"failed to parse config: {decoder.error}")
+    return config
+
+
+def config_json(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as Go marshals it: omitempty fields left out when empty,
+    rootfs (a pointer) left out when nil."""
+    return _marshal(config, PLUGIN_CONFIG)
+
+
+def _marshal(value: Any, kind: Kind) -> Any:
+    if isinstance(kind, tuple) and kind[0] == "struct" and isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, sub in kind[2]:
+            item = value.get(key)
+            if (kind[1], key) in _OMIT_EMPTY and item in ("", 0, None):
+                continue
+            if key == "rootfs" and item is None:
+                continue
+            out[key] = _marshal(item, sub)
+        return out
+    if isinstance(kind, tuple) and kind[0] == "[]" and isinstance(value, list):
+        return [_marshal(item, kind[1]) for item in value]
+    return value
+
+
+# -- privileges (moby's computePrivileges) --------------------------------------------------------
+def compute_privileges(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """What installing a plugin with this config grants it, as moby lists it."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, description: str, value: list[str]) -> None:
+        out.append({"Name": name, "Description": description, "Value": value})
+
+    network = (config.get("Network") or {}).get("Type") or ""
+    if network not in ("null", "bridge", ""):
+        add("network", "permissions to access a network", [network])
+    if config.get("IpcHost"):
+        add("host ipc namespace", "allow access to host ipc namespace", ["true"])
+    if config.get("PidHost"):
+        add("host pid namespace", "allow access to host pid namespace", ["true"])
+    for mount in config.get("Mounts") or []:
+        if mount.get("Source") is not None:
+            add("mount", "host path to mount", [mount["Source"]])
+    linux = config.get("Linux") or {}
+    for device in linux.get("Devices") or []:
+        if device.get("Path") is not None:
+            add("device", "host device to access", [device["Path"]])
+    if linux.get("AllowAllDevices"):
+        add("allow-all-devices", "allow 'rwm' access to all devices", ["true"])
+    if linux.get("Capabilities"):
+        add("capabilities", "list of additional capabilities required", linux["Capabilities"])
+    return out
+
+
+# -- settables (moby's v2/settable.go and Plugin.Set) ------------------------------------------
+ERR_INVALID_FORMAT = "invalid format, must be <name>[.<field>][=<value>]"
+ERR_MULTIPLE_FIELDS = "multiple fields are settable, one must be specified"
+
+
+class Settable:
+    """One ``name[.field][=value]`` argument of ``docker plugin set``."""
+
+    def __init__(self, arg: str) -> None:
+        at = arg.find("=")
+        if at == 0:
+            raise PyboxError(ERR_INVALID_FORMAT)
+        self.name, self.value = (arg, "") if at < 0 else (arg[:at], arg[at + 1:])
+        self.field = ""
+        dot = self.name.rfind(".")
+        if dot > 0:
+            self.field = self.name[dot + 1:]
+            self.name = arg[:dot]
+
+    def pretty(self) -> str:
+        return f"{self.name}.{self.field}" if self.field else self.name
+
+    def allowed(self, allowed_fields: tuple[str, ...], settable: list[str] | None) -> bool:
+        settable = settable or []
+        if not self.field:
+            if len(settable) == 1:
+                self.field = settable[0]
+            elif len(settable) > 1:
+                raise PyboxError(ERR_MULTIPLE_FIELDS)
+        return self.field in allowed_fields and self.field in settable
+
+
+def apply_settings(plugin: dict[str, Any], args: list[str]) -> None:
+    """``docker plugin set``'s arguments applied to the plugin object, in
+    place, as moby's Plugin.Set (the same checks, the same words)."""
+    if plugin["Enabled"]:
+        raise PyboxError("cannot set on an active plugin, disable plugin before setting")
+    sets = [Settable(arg) for arg in args]
+    config, settings = plugin["Config"], plugin["Settings"]
+    for s in sets:
+        _apply_one(s, config, settings)
+
+
+def _not_settable(s: Settable) -> PyboxError:
+    return PyboxError(f'"{s.pretty()}" is not settable')
+
+
+def _apply_one(s: Settable, config: dict[str, Any], settings: dict[str, Any]) -> None:
+    for env in config.get("Env") or []:
+        if env["Name"] == s.name:
+            if not s.allowed(("value",), env["Settable"]):
+                raise _not_settable(s)
+            entries: list[str] = settings["Env"]
+            for i, entry in enumerate(entries):
+                if entry.partition("=")[0] == s.name:
+                    entries[i] = f"{s.name}={s.value}"
+                    return
+            entries.append(f"{s.name}={s.value}")
+            return
+    for i, mount in enumerate(config.get("Mounts") or []):
+        if mount["Name"] == s.name:
+            if not s.allowed(("source",), mount["Settable"]):
+                raise _not_settable(s)
+            if mount["Source"] is None:
+                raise PyboxError("plugin config has no mount source")
+            mount["Source"] = s.value  # (moby's Settings share the pointer)
+            if i < len(settings["Mounts"]):
+                settings["Mounts"][i]["Source"] = s.value
+            return
+    for i, device in enumerate(config["Linux"].get("Devices") or []):
+        if device["Name"] == s.name:
+            if not s.allowed(("path",), device["Settable"]):
+                raise _not_settable(s)
+            if device["Path"] is None:
+                raise PyboxError("plugin config has no device path")
+            device["Path"] = s.value
+            if i < len(settings["Devices"]):
+                settings["Devices"][i]["Path"] = s.value
+            return
+    if config["Args"]["Name"] == s.name:
+        if not s.allowed(("value",), config["Args"]["Settable"]):
+            raise _not_settable(s)
+        settings["Args"] = s.value.split(" ")
+        return
+    raise PyboxError(f'setting "{s.name}" not found in the plugin configuration')
+
+
+def initial_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """moby's InitEmptySettings: the settable values start as the config's."""
+    return {
+        "Args": list(config["Args"]["Value"] or []),
+        "Devices": copy.deepcopy(config["Linux"]["Devices"] or []),
+        "Env": [f"{e['Name']}={e['Value']}" for e in config["Env"] or [] if e["Value"] is not None],
+        "Mounts": copy.deepcopy(config["Mounts"] or []),
+    }
+
+
+# -- names ----------------------------------------------------------------------------------------
+def plugin_name(text: str) -> str:
+    """A create's name as moby's CreateFromContext makes it: the familiar
+    reference with its tag (``latest`` when none)."""
+    try:
+        ref = references.parse(text)
+    except PyboxError as e:
+        raise PyboxError(f"failed to parse reference {text}: {e}") from None
+    if ref.digest:
+        raise PyboxError("canonical references are not permitted")
+    return ref.familiar()
+
+
+def remote_reference(text: str) -> tuple[references.Reference, str]:
+    """parseRemoteRef: the remote reference (tagged latest when it has neither
+    tag nor digest; a tag beside a digest is dropped from it and returned)."""
+    try:
+        ref = references.parse(text)
+    except PyboxError as e:  # dockerd 20.10 answers these 500
+        raise PyboxError(str(e)) from None
+    if ref.digest and ref.tag:
+        return references.Reference(ref.domain, ref.path, None, ref.digest), ref.tag
+    return ref, ""
+
+
+def local_name(ref: references.Reference, tag: str, name: str) -> str:
+    """getName: the local name of a pulled or upgraded plugin."""
+    if not name:
+        if ref.digest:
+            return references.Reference(ref.domain, ref.path, tag or "latest").familiar()
+        return ref.familiar()
+    local = references.parse(name, default_tag=False)
+    if local.digest:
+        raise PyboxError("cannot use digest in plugin tag")
+    if not local.tag:
+        return references.Reference(local.domain, local.path, "latest").familiar()
+    return name
+
+
+def go_atoi(text: str) -> int:
+    """strconv.Atoi, with its errors (the enable's timeout)."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise PyboxError(f'strconv.Atoi: parsing "{text}": invalid syntax')
+    value = int(text)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise PyboxError(f'strconv.Atoi: parsing "{text}": value out of range')
+    return value
+
+
+# -- the plugin tar -------------------------------------------------------------------------------
+class _HashSink:
+    """A write-only file that hashes what it is given (the gzip'd rootfs)."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def split_plugin_tar(body: IO[bytes], rootfs_tar: IO[bytes]) -> tuple[bytes | None, str]:
+    """moby's splitConfigRootFSFromTar: config.json's bytes (None when
+    absent), and the rootfs/ members written to ``rootfs_tar`` renamed below
+    rootfs/ (members elsewhere are dropped); -> (config, digest of the gzip'd
+    rootfs tar: the config's rootfs diff_id, as moby records it)."""
+    config: bytes | None = None
+    has_rootfs = False
+    sink = _HashSink()
+    try:
+        with tarfile.open(fileobj=body, mode="r|") as tar, \
+                tarfile.open(fileobj=rootfs_tar, mode="w|", format=tarfile.PAX_FORMAT) as out:
+            for member in tar:
+                name = posixpath.normpath(member.name) if member.name else "."
+                if name.startswith("/"):
+                    name = name[1:]
+                if name == CONFIG_FILE and member.isreg():
+                    f = tar.extractfile(member)
+                    if f is None or member.size > CONFIG_LIMIT:
+                        raise PyboxError(f"failed to read {CONFIG_FILE}: larger than "
+                                         f"{CONFIG_LIMIT} bytes")
+                    config = f.read()
+                parts = name.split("/")
+                if parts[0] != ROOTFS:
+                    continue
+                renamed = posixpath.normpath("/".join(parts[1:])) if parts[1:] else "."
+                clone = copy.copy(member)
+                clone.name = renamed
+                clone.pax_headers = {k: v for k, v in member.pax_headers.items()
+                                     if k not in ("path", "linkpath")}
+                if member.islnk() and member.linkname.lower().startswith(ROOTFS + "/"):
+                    clone.linkname = member.linkname[len(ROOTFS) + 1:]
+                data = tar.extractfile(member) if member.isreg() else None
+                out.addfile(clone, data)
+                has_rootfs = True
+    except tarfile.TarError as e:
+        if "empty file" in str(e):
+            raise PyboxError("no rootfs found: EOF") from None
+        raise PyboxError("failed to read from tar: archive/tar: invalid tar header") from None
+    if not has_rootfs:
+        raise PyboxError("no rootfs found: EOF")
+    rootfs_tar.seek(0)
+    with gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as gz:
+        shutil.copyfileobj(rootfs_tar, gz, 1 << 20)
+    rootfs_tar.seek(0)
+    return config, "sha256:" + sink.hash.hexdigest()
+
+
+# -- the store ------------------------------------------------------------------------------------
+Emit = Callable[[str, str, str, dict[str, str]], object]
+
+
+class Plugins:
+    """The plugins of one pyboxd (DATA_ROOT/plugins)."""
+
+    def __init__(self, root: str, registries: "Callable[[], Registries]",
+                 emit: Emit, docker_version: str) -> None:
+        self.root = root
+        self.tmp = os.path.join(root, "tmp")
+        self.registries = registries
+        self.emit = emit
+        self.docker_version = docker_version
+        self.lock = threading.Lock()
+        self.plugins: dict[str, dict[str, Any]] = {}  # id -> the plugin object
+        self._load()
+
+    # -- persistence --
+    def _load(self) -> None:
+        """The plugins on disk; what a crash left half made or half removed goes."""
+        os.makedirs(self.root, 0o700, exist_ok=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp, 0o700, exist_ok=True)
+        for entry in os.listdir(self.root):
+            path = os.path.join(self.root, entry)
+            if entry.endswith("-removing") and VALID_FULL_ID.match(entry[:-len("-removing")]):
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            if not VALID_FULL_ID.match(entry):
+                continue
+            try:
+                with open(os.path.join(path, CONFIG_FILE), "rb") as f:
+                    plugin = fastjson.loads(f.read())
+            except (OSError, ValueError):
+                continue  # moby logs and skips a plugin it cannot load
+            if isinstance(plugin, dict) and plugin.get("Id") == entry:
+                self.plugins[entry] = plugin
+
+    def _save(self, plugin: dict[str, Any]) -> None:
+        write_atomic(os.path.join(self.root, plugin["Id"], CONFIG_FILE),
+                     fastjson.dumps(plugin), durable=True)
+
+    # -- lookups --
+    def _resolve(self, ref_or_id: str) -> dict[str, Any]:
+        """moby's resolvePluginID: a full id, a name (tagged latest when it has
+        no tag), or a unique id prefix; under self.lock."""
+        if VALID_FULL_ID.match(ref_or_id):
+            if ref_or_id in self.plugins:
+                return self.plugins[ref_or_id]
+            raise NotFound(f'plugin "{ref_or_id}" not found')
+        try:
+            ref = references.parse(ref_or_id)
+        except PyboxError:
+            raise NotFound(f'plugin "{ref_or_id}" not found') from None
+        if ref.digest:
+            raise NotFound(f'plugin "{ref_or_id}" not found')
+        name = ref.familiar()
+        for plugin in self.plugins.values():
+            if plugin["Name"] == name:
+                return plugin
+        found = [p for pid, p in self.plugins.items() if pid.startswith(ref_or_id)]
+        if len(found) > 1:
+            raise BadRequest(f'multiple plugins found for "{ref_or_id}"')
+        if not found:
+            raise NotFound(f'plugin "{ref_or_id}" not found')
+        return found[0]
+
+    def _name_free(self, name: str) -> None:
+        if any(p["Name"] == name for p in self.plugins.values()):
+            raise Conflict(f"plugin {name} already exists")
+
+    def inspect(self, ref_or_id: str) -> dict[str, Any]:
+        with self.lock:
+            return self._view(self._resolve(ref_or_id))
+
+    @staticmethod
+    def _view(plugin: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(plugin)
+        out["Config"] = config_json(out["Config"])
+        if not out.get("PluginReference"):
+            out.pop("PluginReference", None)
+        return out
+
+    def list_plugins(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """GET /plugins: moby's List with its filters (capability, enabled)."""
+        for key in filters:
+            if key not in ACCEPTED_FILTERS:
+                raise BadRequest(f"Invalid filter '{key}'")
+        enabled_only = disabled_only = False
+        if "enabled" in filters:
+            values = filters["enabled"]
+            if "true" in values:
+                enabled_only = True
+            elif "false" in values:
+                disabled_only = True
+            else:
+                raise BadRequest(f"Invalid filter 'enabled=[{' '.join(values)}]'")
+        capabilities = filters.get("capability")
+        out = []
+        with self.lock:
+            for plugin in self.plugins.values():
+                if (enabled_only and not plugin["Enabled"]) or (disabled_only and plugin["Enabled"]):
+                    continue
+                if capabilities is not None and not all(
+                        _filter_match(capabilities, split_interface_type(t)[1])
+                        for t in plugin["Config"]["Interface"]["Types"] or []):
+                    continue
+                out.append(self._view(plugin))
+        return out
+
+    # -- create --
+    def create(self, name: str, chunks: Iterable[bytes]) -> str:
+        """POST /plugins/create: the plugin from a tar of config.json and
+        rootfs/, stored disabled; -> its id."""
+        name = plugin_name(name)
+        with self.lock:
+            self._name_free(name)
+        work = tempfile.mkdtemp(prefix="create-", dir=self.tmp)
+        try:
+            body_path = os.path.join(work, "body.tar")
+            with open(body_path, "w+b") as body:
+                for chunk in chunks:
+                    body.write(chunk)
+                body.seek(0)
+                with open(os.path.join(work, "rootfs.tar"), "w+b") as rootfs_tar:
+                    config_bytes, diff_id = split_plugin_tar(body, rootfs_tar)
+                    os.unlink(body_path)
+                    rootfs = os.path.join(work, ROOTFS)
+                    os.mkdir(rootfs, 0o755)
+                    try:
+                        unpack_layer(rootfs_tar, rootfs, allow_devices=True)
+                    except LayerError as e:
+                        raise PyboxError(f"Error processing tar file: {e}") from None
+            os.unlink(os.path.join(work, "rootfs.tar"))
+            if config_bytes is None:
+                raise PyboxError("config not found")
+            config = parse_config(config_bytes)
+            config["rootfs"] = {"diff_ids": [diff_id], "type": "layers"}
+            config["DockerVersion"] = self.docker_version
+            pid = secrets.token_hex(32)
+            plugin: dict[str, Any] = {
+                "Config": config, "Enabled": False, "Id": pid, "Name": name,
+                "PluginReference": name, "Settings": initial_settings(config),
+            }
+            write_atomic(os.path.join(work, CONFIG_FILE), fastjson.dumps(plugin), durable=True)
+            with self.lock:
+                self._name_free(name)
+                os.rename(work, os.path.join(self.root, pid))
+                _fsync_dir(self.root)
+                self.plugins[pid] = plugin
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        self.emit("plugin", "create", pid, {"name": name})
+        return pid
+
+    # -- state changes --
+    def remove(self, ref_or_id: str, force: bool) -> None:
+        with self.lock:
+            plugin = self._resolve(ref_or_id)
+            if plugin["Enabled"] and not force:
+                raise Conflict(f"plugin {plugin['Name']} is enabled")
+            pid = plugin["Id"]
+            path = os.path.join(self.root, pid)
+            removing = path + "-removing"
+            shutil.rmtree(removing, ignore_errors=True)
+            os.rename(path, removing)
+            del self.plugins[pid]
+        shutil.rmtree(removing, ignore_errors=True)
+        self.emit("plugin", "remove", pid, {"name": ref_or_id})
+
+    def set(self, ref_or_id: str, args: list[str]) -> None:
+        with self.lock:
+            plugin = self._resolve(ref_or_id)
+            changed = copy.deepcopy(plugin)
+            apply_settings(changed, args)
+            self._save(changed)
+            self.plugins[plugin["Id"]] = changed
+
+    def disable(self, ref_or_id: str, force: bool) -> None:
+        with self.lock:
+            plugin = self._resolve(ref_or_id)
+            if not plugin["Enabled"]:
+                raise Conflict(f"plugin is already disabled: plugin {plugin['Name']} found "
+                               "but disabled")
+            plugin["Enabled"] = False
+            self._save(plugin)
+        self.emit("plugin", "disable", plugin["Id"], {"name": ref_or_id})
+
+    def enable(self, ref_or_id: str, timeout: int) -> None:
+        """dockerd starts the plugin with runc and waits ``timeout`` seconds
+        for its socket.  pybox answers runc's error for an entrypoint that
+        cannot start, and otherwise that it cannot run plugins."""
+        with self.lock:
+            plugin = self._resolve(ref_or_id)
+            if plugin["Enabled"]:
+                raise Conflict(f"plugin already enabled: plugin {plugin['Name']} is enabled")
+            config = plugin["Config"]
+            for mount in config.get("Mounts") or []:
+                if mount.get("Source") is None:
+                    raise PyboxError("mount source is not specified")
+            args = [*(config.get("Entrypoint") or []), *(plugin["Settings"]["Args"] or [])]
+            rootfs = os.path.join(self.root, plugin["Id"], ROOTFS)
+            problem = entrypoint_problem(rootfs, args, config.get("WorkDir") or "/")
+            if problem:
+                raise PyboxError(RUNC_PREFIX + problem + ": unknown")
+            raise PyboxError(f"plugin {plugin['Name']} cannot be enabled: pybox does not run "
+                             "managed plugins (no plugin runtime)")
+
+    # -- registry --
+    def _fetch_manifest(self, ref: references.Reference,
+                        credentials: Credentials) -> tuple[dict[str, Any], str, Any]:
+        """The manifest of ``ref`` from its registry: (document, media type, client)."""
+        client = self.registries().client(ref.domain, credentials)
+        last: RegistryError | None = None
+        for endpoint in list(client.candidates):
+            try:
+                client.ping(endpoint)
+                data, media_type, _ = client.get_manifest(ref.path, ref.digest or ref.tag or "latest")
+                doc = json.loads(data)
+                if not isinstance(doc, dict):
+                    raise RegistryError(f"invalid manifest for {ref}")
+                return doc, doc.get("mediaType") or media_type, client
+            except RegistryError as e:
+                last = e
+            except ValueError as e:
+                last = RegistryError(f"invalid manifest for {ref}: {e}")
+        raise last or RegistryError(f"no endpoint for registry {ref.domain}")
+
+    def privileges(self, remote: str, credentials: Credentials = ANONYMOUS) -> list[dict[str, Any]]:
+        """GET /plugins/privileges: computePrivileges over the remote plugin's
+        config; [] when the registry cannot be reached (moby swallows that)."""
+        ref, _ = remote_reference(remote)
+        try:
+            doc, media_type, client = self._fetch_manifest(ref, credentials)
+        except (RegistryError, OSError):
+            return []
+        config_desc = doc.get("config")
+        if (media_type not in MANIFEST_MEDIA_TYPES or not isinstance(config_desc, dict)
+                or config_desc.get("mediaType") != PLUGIN_CONFIG_MEDIA_TYPE
+                or not isinstance(config_desc.get("digest"), str)):
+            raise PyboxError(f"did not find plugin config for specified reference {ref}")
+        try:
+            with client.open_blob(ref.path, config_desc["digest"], None) as blob:
+                data = b""
+                while len(data) <= CONFIG_LIMIT:
+                    chunk = blob.read(1 << 20)
+                    if not chunk:
+                        break
+                    data += chunk
+        except (RegistryError, OSError):
+            return []
+        try:
+            config = parse_config(data)
+        except PyboxError as e:
+            raise PyboxError(f"error unmarshaling plugin config for {ref}: "
+                             f"{str(e).removeprefix('failed to parse config: ')}") from None
+        return compute_privileges(config)
+
+    def pull(self, remote: str, name: str, credentials: Credentials = ANONYMOUS,
+             upgrade: bool = False) -> None:
+        """POST /plugins/pull (and /plugins/NAME/upgrade): the checks dockerd
+        makes before its fetch, then the fetch; -> the local name.  Installing
+        a fetched plugin is not implemented."""
+        ref, tag = remote_reference(remote)
+        local = local_name(ref, tag, name)
+        with self.lock:
+            if upgrade:
+                plugin = self._resolve(local)
+                if plugin["Enabled"]:
+                    raise Conflict(f"plugin must be disabled before upgrading: plugin "
+                                   f"{plugin['Name']} is enabled")
+            elif any(p["Name"] == local for p in self.plugins.values()):
+                raise BadRequest(f"plugin {local} already exists")
+        try:
+            self._fetch_manifest(ref, credentials)
+        except (RegistryError, OSError) as e:
+            raise PyboxError(f"error resolving plugin reference: {e}") from None
+        raise PyboxError(f"error installing plugin {local}: pybox does not install plugins "
+                         "from a registry")
+
+    def push_check(self, ref_or_id: str) -> references.Reference:
+        """The reference a push of the plugin goes to (404 for no such plugin)."""
+        with self.lock:
+            name = self._resolve(ref_or_id)["Name"]
+        return references.parse(name)
+
+    def push(self, ref: references.Reference, credentials: Credentials = ANONYMOUS) -> None:
+        """The push itself: the registry pinged (dockerd's words when it cannot
+        be reached); pushing a plugin is not implemented."""
+        client = self.registries().client(ref.domain, credentials)
+        last: RegistryError | None = None
+        for endpoint in list(client.candidates):
+            try:
+                client.ping(endpoint)
+                last = None
+                break
+            except (RegistryError, OSError) as e:
+                last = e if isinstance(e, RegistryError) else RegistryError(str(e))
+        if last is not None:
+            raise PyboxError(f"error pushing plugin: {last}")
+        raise PyboxError("error pushing plugin: pybox does not push plugins to a registry")
+
+
+def _filter_match(values: list[str], source: str) -> bool:
+    """filters.Args.Match: an exact value, or one that as a regular expression
+    matches somewhere in ``source``."""
+    for value in values:
+        if value == source:
+            return True
+        try:
+            if re.search(value, source):
+                return True
+        except re.error:
+            continue
+    return False
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def entrypoint_problem(rootfs: str, args: list[str], cwd: str) -> str | None:
+    """What runc says when the plugin's process cannot be started in
+    ``rootfs`` (None when it could be): no args, an executable not found, not a
+    file or not executable."""
+    if not args:
+        return "args must not be empty"
+    name = args[0]
+    if "/" not in name:
+        for directory in DEFAULT_PATH.split(":"):
+            if _executable(secure_join(rootfs, posixpath.join(directory, name))):
+                return None
+        return f'exec: "{name}": executable file not found in $PATH'
+    path = secure_join(rootfs, posixpath.join(cwd, name))
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f'exec: "{name}": stat {name}: {os.strerror(e.errno or 2).lower()}'
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        return f'exec: "{name}": permission denied'
+    return None
+
+
+def _executable(path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
+
+
+def iter_chunks(f: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    """A file's bytes in chunks (a create's body from a file, in tests)."""
+    while chunk := f.read(size):
+        yield chunk
