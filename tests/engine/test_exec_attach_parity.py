@@ -22,7 +22,8 @@ from wsproto.events import (
     TextMessage,
 )
 
-from support.paths import IMAGE
+from support.paths import DOCKER, IMAGE, pybox_argv
+from support.pty import PtyProcess
 from support.unixhttp import api
 from support.wait import settle
 
@@ -271,6 +272,27 @@ def test_exec_own_detach_keys(pyboxd, names):
         echoed(s, CTRL_P + CTRL_Q + b"still here\n", b"still here")  # not the keys now
         assert detaches(s, [CTRL_X])
     assert exec_inspect(pyboxd, eid)["Running"] is True
+
+
+@pytest.mark.parametrize("cli", ["docker", "pybox"])
+def test_exec_it_detach_keys_on_a_terminal(pyboxd, sleeper, cli):
+    """docker exec -it, ctrl-p ctrl-q: `read escape sequence`, exit status 1,
+    the exec's shell still there (the pybox CLI as the docker CLI)."""
+    argv = [DOCKER] if cli == "docker" else pybox_argv()
+    env = dict(pyboxd.cli_env, PYBOX_HOST=pyboxd.host)
+    term = PtyProcess([*argv, "exec", "-it", sleeper, "sh"], env)
+    try:
+        term.expect("# ")
+        term.send("echo marker-$((6*7))\n")
+        term.expect("marker-42")
+        term.send(CTRL_P)
+        term.send(CTRL_Q)
+        assert term.wait(30) == 1
+        assert term.output.rstrip().endswith(b"read escape sequence")
+    finally:
+        term.close()
+    ps = pyboxd.ok("exec", sleeper, "ps", "-o", "args")
+    assert "sh" in ps.split("\n")[1:], ps  # the detached shell runs on
 
 
 def test_invalid_exec_detach_keys_refused_at_create(pyboxd, sleeper):

@@ -114,8 +114,8 @@ def cmd_exec(cli: Cli, argv: list[str], command: str) -> int:
             raw.restore()
         if signals is not None:
             signals.close()
-    if result == "detached":
-        return 0
+    if result == "detached":  # as docker exec: the message, exit status 1
+        raise ClientError("read escape sequence")
     info = client.get_json(f"/exec/{exec_id}/json") or {}
     status = info.get("ExitCode") or 0
     if info.get("Running"):
