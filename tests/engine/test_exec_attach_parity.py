@@ -90,8 +90,9 @@ def frames(data):
     return out
 
 
-def exec_create(pyboxd, container, body):
-    status, reply = api(pyboxd.socket, "POST", f"/v1.44/containers/{container}/exec", body)
+def exec_create(pyboxd, container, body, version="1.44"):
+    status, reply = api(pyboxd.socket, "POST", f"/v{version}/containers/{container}/exec",
+                        body)
     assert status == 201, reply
     return reply["Id"]
 
@@ -197,6 +198,49 @@ def test_output_framing_follows_the_exec_start_tty(pyboxd, sleeper, create_tty, 
         else:
             assert sorted(got) == [(1, b"out\n"), (2, b"err\n")]
     assert exec_inspect(pyboxd, eid)["ExitCode"] == 0
+
+
+def framed_output(daemon, container, create_tty, start_tty, version):
+    """One exec's stream on ``daemon`` -> (media type, what it carries: the
+    frames' streams and bytes, or the raw bytes)."""
+    eid = exec_create(daemon, container, {"Cmd": ["sh", "-c", "echo out; echo err >&2"],
+                                          "Tty": create_tty, "AttachStdout": True,
+                                          "AttachStderr": True}, version)
+    s, status, headers, rest = upgraded(daemon, "POST", f"/v{version}/exec/{eid}/start",
+                                        {"Detach": False, "Tty": start_tty})
+    with s:
+        body = read_to_end(s, rest)
+    assert status == 101
+    if start_tty:
+        return headers["content-type"], body
+    got = frames(body)
+    streams = sorted({stream for stream, _ in got})
+    per_stream = {n: b"".join(p for stream, p in got if stream == n) for n in streams}
+    return headers["content-type"], streams, per_stream
+
+
+def test_framing_as_a_real_dockerd(pyboxd, dockerd, names):
+    """The four create/start Tty combinations on both daemons, API 1.41 (the
+    Debian dockerd's): the same media type and the same bytes on each stream."""
+    name = names("fr")
+    pyboxd.ok("run", "-d", "--name", name, IMAGE, "sleep", "600")
+    dockerd.docker("run", "-d", "--name", name, IMAGE, "sleep", "600", check=True)
+    try:
+        for create_tty in (False, True):
+            for start_tty in (False, True):
+                ours = framed_output(pyboxd, name, create_tty, start_tty, "1.41")
+                theirs = framed_output(dockerd, name, create_tty, start_tty, "1.41")
+                assert ours == theirs, (create_tty, start_tty)
+        # an exec that cannot start: the same words and exit status from the docker CLI
+        for flags in ((), ("-t",)):
+            ours = pyboxd.docker("exec", *flags, "-u", "nosuchuser", name, "true")
+            theirs = dockerd.docker("exec", *flags, "-u", "nosuchuser", name, "true")
+            # (pyboxd.docker reads text with universal newlines: the "\r\n" is "\n")
+            theirs_out = theirs.stdout.replace("\r\n", "\n")
+            assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs_out) == (
+                126, "unable to find user nosuchuser: no matching entries in passwd file\n")
+    finally:
+        dockerd.docker("rm", "-f", name)
 
 
 def test_exec_console_size_from_start_or_create(pyboxd, sleeper):
