@@ -4,6 +4,7 @@ stats, network inspect's null/{} fields, legacy links (hosts entries and
 environment on the default bridge, container-scoped DNS aliases on
 user-defined networks), IPv6 dual-stack networks."""
 
+import ipaddress
 import json
 import os
 import secrets
@@ -251,7 +252,10 @@ def test_compose_links(pyboxd, tmp_path):
 # -- IPv6 ----------------------------------------------------------------------------------
 def ula_subnet():
     """A random unique-local /64 (never fd00::/64, which hosts often use)."""
-    return f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}::/64"
+    groups = [0xfd00 + secrets.randbelow(0x100)] + [0x1000 + secrets.randbelow(0xf000)
+                                                    for _ in range(2)]
+    text = ":".join(f"{g:x}" for g in groups) + "::/64"
+    return str(ipaddress.ip_network(text))  # as inspect shows it
 
 
 def test_ipv6_dual_stack_network(pyboxd, names):
@@ -280,6 +284,10 @@ def test_ipv6_dual_stack_network(pyboxd, names):
     pyboxd.ok("exec", b, "ping", "-6", "-c", "1", "-W", "2", f"{prefix}::1")
     assert f"default via {prefix}::1" in pyboxd.ok("exec", a, "ip", "-6", "route")
     assert f"{prefix}::99\t" in pyboxd.ok("exec", b, "cat", "/etc/hosts")
+    # the embedded DNS answers AAAA (and PTR) for a dual-stack container
+    assert f"Address: {prefix}::99" in nslookup(pyboxd, a, b)
+    ptr = pyboxd.docker("exec", a, "nslookup", f"{prefix}::99", check=False).stdout
+    assert f"name = {b}.{net}" in ptr
     members = json.loads(pyboxd.ok("network", "inspect", net))[0]["Containers"]
     assert {m["IPv6Address"] for m in members.values()} == {
         f"{ep_a['GlobalIPv6Address']}/64", f"{prefix}::99/64"}

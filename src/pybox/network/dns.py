@@ -56,7 +56,8 @@ class Listener:
 
 
 class DNSServer:
-    """``lookup(key, name, client_ip) -> [ipv4] | None`` answers names for a
+    """``lookup(key, name, client_ip) -> [ip] | None`` (IPv4 for A, IPv6 for
+    AAAA queries) answers names for a
     client of network ``key``; ``reverse(key, ip, client_ip) -> name | None``;
     ``upstreams(key, client_ip) -> [ip]``."""
 
@@ -224,9 +225,14 @@ class DNSServer:
                 ips = self.lookup(lst.key, name, peer[0])
                 if ips:
                     answer = dns.message.make_response(query)
-                    if q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
+                    v4 = [ip for ip in ips if ":" not in ip]
+                    v6 = [ip for ip in ips if ":" in ip]  # dual-stack networks' containers
+                    if v4 and q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
                         answer.answer.append(dns.rrset.from_text(q.name, TTL, "IN", "A",
-                                                                 *ips))
+                                                                 *v4))
+                    if v6 and q.rdtype in (dns.rdatatype.AAAA, dns.rdatatype.ANY):
+                        answer.answer.append(dns.rrset.from_text(q.name, TTL, "IN", "AAAA",
+                                                                 *v6))
         if answer is None:
             return self._forward(lst, data, peer, reply, tcp)
         answer.flags |= dns.flags.RA
@@ -282,6 +288,12 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 def _ptr_to_ip(name: str) -> str | None:
     suffix = ".in-addr.arpa"
+    if name.endswith(".ip6.arpa"):  # 32 nibbles, last first
+        nibbles = name[:-len(".ip6.arpa")].split(".")
+        if len(nibbles) != 32 or not all(len(n) == 1 and n in "0123456789abcdef"
+                                         for n in nibbles):
+            return None
+        return str(ipaddress.IPv6Address(int("".join(reversed(nibbles)), 16)))
     if not name.endswith(suffix):
         return None
     parts = name[:-len(suffix)].split(".")

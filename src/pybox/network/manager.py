@@ -114,6 +114,12 @@ def _version(subnet: object) -> int:
         return 4
 
 
+def _addresses(ep: Endpoint) -> list[str]:
+    """An endpoint's addresses: IPv4, and IPv6 on a dual-stack network."""
+    v6 = ep.get("GlobalIPv6Address")
+    return [ep["IPAddress"], v6] if v6 else [ep["IPAddress"]]
+
+
 def mac_for(ip: str) -> str:
     """docker's MAC for an address: 02:42 then the IPv4 bytes."""
     return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
@@ -685,9 +691,8 @@ class NetworkManager:
         with self.lock:
             for net, target in self._link_targets(netid, client_ip, name):
                 for cid, ep in self._endpoints_on(net):
-                    if target and (self.container_name(cid) == target or cid.startswith(target)) and \
-                            ep["IPAddress"] not in out:
-                        out.append(ep["IPAddress"])
+                    if target and (self.container_name(cid) == target or cid.startswith(target)):
+                        out += [ip for ip in _addresses(ep) if ip not in out]
             for net in self._client_networks(netid, client_ip):
                 for cid, ep in self._endpoints_on(net):
                     sb = self.sandboxes[cid]
@@ -695,15 +700,15 @@ class NetworkManager:
                     names.update(a.lower() for a in ep.get("Aliases") or ())
                     if sb.get("hostname"):
                         names.add(sb["hostname"].lower())
-                    if name in names and ep["IPAddress"] not in out:
-                        out.append(ep["IPAddress"])
+                    if name in names:
+                        out += [ip for ip in _addresses(ep) if ip not in out]
         return out
 
     def _dns_reverse(self, netid: str, ip: str, client_ip: str | None = None) -> str | None:
         with self.lock:
             for net in self._client_networks(netid, client_ip):
                 for cid, ep in self._endpoints_on(net):
-                    if ep["IPAddress"] == ip:
+                    if ip in _addresses(ep):
                         rec = self.networks.get(net)
                         return f"{self.container_name(cid)}.{rec['Name'] if rec else ''}" \
                             .rstrip(".")
