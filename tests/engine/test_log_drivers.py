@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import struct
+import subprocess
 import tempfile
 import threading
 
@@ -341,6 +342,49 @@ def test_syslog_over_the_network(pyboxd, names, listener, kind):
     got = srv.messages(2)
     assert [re.sub(rb"^<(\d+)>.* web\[\d+\]: ", rb"\1 ", m) for m in got] == \
         [b"14 one\n", b"14 two\n"]
+
+
+def test_syslog_over_tls_with_rfc5425_framing(pyboxd, names, tmp_path):
+    ssl = pytest.importorskip("ssl")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "key.pem", "-out",
+                    "cert.pem", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], cwd=tmp_path, check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    got: list[bytes] = []
+
+    def serve(server: socket.socket) -> None:
+        conn, _ = server.accept()
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.settimeout(10)
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+            got.append(data)
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(20)
+        thread = threading.Thread(target=serve, args=(server,), daemon=True)
+        thread.start()
+        name = names()
+        pyboxd.ok("run", "--name", name, "--log-driver", "syslog", "--log-opt",
+                  f"syslog-address=tcp+tls://127.0.0.1:{server.getsockname()[1]}",
+                  "--log-opt", f"syslog-tls-ca-cert={tmp_path / 'cert.pem'}",
+                  "--log-opt", "syslog-format=rfc5424", "--log-opt", "tag=tls",
+                  "busybox", "sh", "-c", "echo one; echo two")
+        thread.join(20)
+    # RFC 5425: each message preceded by its length and a space
+    data = got[0]
+    messages = []
+    while data:
+        size, _, rest = data.partition(b" ")
+        messages.append(rest[:int(size)])
+        data = rest[int(size):]
+    assert [re.sub(rb"^<30>1 \S+ \S+ tls \d+ tls - ", b"", m) for m in messages] == \
+        [b"one\n", b"two\n"], got
 
 
 def test_syslog_refusals_and_no_reading_without_the_cache(pyboxd, names, listener):

@@ -174,11 +174,29 @@ class SyslogSink:
             self._send(data)
 
     def close(self) -> None:
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            finally:
-                self.sock = None
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        try:
+            if not self.datagram:
+                # What the server sent and nobody read (TLS 1.3's session
+                # tickets) would make the close a reset, and a reset makes the
+                # server drop the messages it has not read yet: read it first;
+                # then, over TLS, say goodbye (close_notify) as Go's Close does.
+                sock.setblocking(False)
+                try:
+                    while sock.recv(65536):
+                        pass
+                except OSError:  # (EAGAIN, SSLWantReadError: nothing more now)
+                    pass
+                unwrap = getattr(sock, "unwrap", None)
+                if unwrap is not None:
+                    try:
+                        sock = unwrap()
+                    except OSError:  # (the peer's close_notify is not waited for)
+                        pass
+        finally:
+            sock.close()
 
 
 def _strerror(e: OSError | None) -> str:
