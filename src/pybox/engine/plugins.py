@@ -169,7 +169,8 @@ class _Decoder:
         if kind == "uint32":
             return 0
         if isinstance(kind, tuple) and kind[0] == "struct":
-            return {key: self.zero(sub) for key, sub in kind[2]}
+            # (rootfs is Go's *PluginConfigRootfs: nil until the JSON has one)
+            return {key: None if key == "rootfs" else self.zero(sub) for key, sub in kind[2]}
         return None  # slices and pointers: nil
 
     def value(self, raw: Any, kind: Kind, old: Any, struct: str, path: list[str]) -> Any:
@@ -795,7 +796,8 @@ class Plugins:
                     raise PyboxError("mount source is not specified")
             args = [*(config.get("Entrypoint") or []), *(plugin["Settings"]["Args"] or [])]
             rootfs = os.path.join(self.root, plugin["Id"], ROOTFS)
-            problem = entrypoint_problem(rootfs, args, config.get("WorkDir") or "/")
+            problem = (mount_problem(config.get("Mounts") or [])
+                       or entrypoint_problem(rootfs, args, config.get("WorkDir") or "/"))
             if problem:
                 raise PyboxError(RUNC_PREFIX + problem + ": unknown")
             raise PyboxError(f"plugin {plugin['Name']} cannot be enabled: pybox does not run "
@@ -916,6 +918,23 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def mount_problem(mounts: list[dict[str, Any]]) -> str | None:
+    """runc's error for a plugin mount of a filesystem type the kernel does
+    not know (a config's mount without "type" is one: runc mounts type "")."""
+    try:
+        with open("/proc/filesystems") as f:
+            known = {line.split()[-1] for line in f if line.strip()}
+    except OSError:
+        known = set()
+    for mount in mounts:
+        kind = mount.get("Type") or ""
+        if kind != "bind" and kind not in known:
+            source, target = mount.get("Source") or "", mount.get("Destination") or ""
+            return (f'error during container init: error mounting "{source}" to rootfs at '
+                    f'"{target}": mount {source}:{target} (via /proc/self/fd/6): no such device')
+    return None
 
 
 def entrypoint_problem(rootfs: str, args: list[str], cwd: str) -> str | None:
