@@ -521,6 +521,33 @@ def test_attach_media_type_by_api_version_and_neither_stream_nor_logs(pyboxd, sl
         assert headers["content-type"] == f"application/vnd.docker.{media}-stream"
 
 
+def plain_post(pyboxd, path, body=None):
+    """A POST without Upgrade (curl's): -> (head lines, the body until the close)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(pyboxd.socket)
+    data = json.dumps(body).encode() if body is not None else b""
+    with s:
+        s.sendall((f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+                   f"application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data)
+        head, _, rest = read_to_end(s).partition(b"\r\n\r\n")
+    return head.decode().split("\r\n"), rest
+
+
+def test_attach_and_exec_start_without_upgrade_stream_a_raw_200(pyboxd, sleeper, names):
+    name = names("plain")
+    pyboxd.ok("run", "--name", name, IMAGE, "echo", "logged")
+    head, body = plain_post(pyboxd, f"/v1.44/containers/{name}/attach?stdout=1&logs=1")
+    assert head == ["HTTP/1.1 200 OK", "Content-Type: application/vnd.docker.raw-stream"]
+    assert frames(body) == [(1, b"logged\n")]
+    eid = exec_create(pyboxd, sleeper, {"Cmd": ["sh", "-c", "echo out; echo err >&2"],
+                                        "AttachStdout": True, "AttachStderr": True})
+    head, body = plain_post(pyboxd, f"/v1.44/exec/{eid}/start", {})  # not detached: streamed
+    assert head[0] == "HTTP/1.1 200 OK"
+    assert sorted(frames(body)) == [(1, b"out\n"), (2, b"err\n")]
+    assert exec_inspect(pyboxd, eid)["ExitCode"] == 0
+
+
 def test_paused_container_attach_refused(pyboxd, sleeper):
     pyboxd.ok("pause", sleeper)
     try:

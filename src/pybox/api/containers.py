@@ -208,7 +208,7 @@ def register(router: Router, engine: Engine) -> None:
         e = engine.get_exec(id)
         e.check_container()  # (dockerd's ExecExists: before the hijack)
         detach = bool(body.get("Detach"))
-        if detach or not req.wants_upgrade():
+        if detach:  # (without Upgrade, not detached: dockerd's raw 200, as the hijack gives)
             e.start(None, detach=True)
             resp.send(200)
             return

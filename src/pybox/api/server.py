@@ -548,14 +548,20 @@ class Response:
                reason: bytes = b"UPGRADED") -> tuple[socket.socket, bytes]:
         """101 UPGRADED, then the raw socket (h11 is done with this connection).
         Returns (socket, bytes already received after the request).
-        ``upgrade``, ``reason``: another protocol's 101 (a websocket's)."""
+        ``upgrade``, ``reason``: another protocol's 101 (a websocket's).  A
+        request that asked for no upgrade gets dockerd's answer instead: a raw
+        200 whose body is the stream, until the connection closes."""
         if not self.req.discard_body():
             raise RequestTooLarge("request body too large for an upgraded connection")
         if not self.req._on_wait():
             raise Unavailable("too many attached sessions at once: no thread left for this one")
-        headers = [("Content-Type", content_type)] if content_type else []
-        self._send(h11.InformationalResponse(status_code=101, reason=reason,
-                                             headers=headers + list(upgrade)))
+        if not self.req.wants_upgrade():  # (h11 would refuse a 101 nobody asked for)
+            self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: "
+                              b"application/vnd.docker.raw-stream\r\n\r\n")
+        else:
+            headers = [("Content-Type", content_type)] if content_type else []
+            self._send(h11.InformationalResponse(status_code=101, reason=reason,
+                                                 headers=headers + list(upgrade)))
         self.sent = True
         self.hijacked = True
         trailing, _closed = self.conn.trailing_data
