@@ -395,19 +395,21 @@ class _Reader:
     def __init__(self, path: str, local: bool) -> None:
         self.path = path
         self.local = local
+        # (inode, offset) of the current file where entries() stopped: a
+        # follower goes on from there, missing nothing written meanwhile
+        self.end: tuple[int, int] | None = None
 
     def entries(self) -> Iterator[dict[str, Any]]:
-        if not self.local:
-            yield from jsonlog.read_entries(self.path)
-            return
+        """Every whole entry across the rotated files, oldest first."""
         for name in log_files(self.path):
             try:
                 with open_log(name) as f:
                     try:
-                        for e, _ in locallog.read_frames(f):
-                            yield _local_entry(e)
+                        yield from self.follow(f)
                     except (ValueError, OSError, EOFError):
                         continue  # a corrupt or truncated file: what was whole is shown
+                    if name == self.path:
+                        self.end = (os.fstat(f.fileno()).st_ino, f.tell())
             except FileNotFoundError:
                 continue
 
@@ -529,10 +531,9 @@ def _read(c: Container, reader: _Reader, *, stdout: bool, stderr: bool, follow: 
             entries = entries[-n:] if n else []
     # where the existing content ended, to follow from there
     inode: int | None
-    try:
-        st = os.stat(path)
-        inode, offset = st.st_ino, st.st_size
-    except OSError:
+    if reader.end is not None:
+        inode, offset = reader.end
+    else:  # (no current file yet)
         inode, offset = None, 0
     for e in entries:
         yield _render(e, timestamps, details)

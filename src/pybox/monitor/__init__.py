@@ -3,7 +3,8 @@
 - monitor.py   the monitor process: creates and starts the container through the
                runtime library, holds its stdio or pty, serves attach/wait/resize
                on a unix socket, writes the exit file, reaps; survives pyboxd.
-- jsonlog.py   docker's json-file log format (writer and reader).
+- jsonlog.py   docker's json-file log format (the writer; pyboxd reads in
+               engine/logs.py).
 - locallog.py  docker's local format (protobuf-framed entries) and moby's copier
                (lines, partial pieces) feeding the drivers below.
 - syslog.py    the syslog driver (srslog's formats, unix/udp/tcp/tcp+tls).

@@ -15,12 +15,7 @@ import time
 
 from pybox.formats import fastjson
 from pybox.formats.times import rfc3339_nano_fixed
-from pybox.monitor.logfile import RotatingFile, log_files, open_log
-
-TYPE_CHECKING = False  # (typing is not imported: the monitors' zygote loads this module)
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from typing import Any
+from pybox.monitor.logfile import RotatingFile
 
 MAX_LINE = 16 * 1024
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
@@ -84,19 +79,3 @@ class LogWriter:
     def close(self) -> None:
         self.flush()
         self.file.close()
-
-
-def read_entries(path: str) -> Iterator[dict[str, Any]]:
-    """Every entry (dict) across the rotated files, oldest first."""
-    import json  # noqa: PLC0415 -- pyboxd's reader only: kept out of the monitors' zygote
-
-    for name in log_files(path):
-        try:
-            with open_log(name) as f:
-                for line in f:
-                    try:
-                        yield json.loads(line)
-                    except ValueError:
-                        continue  # a torn last line of a crashed writer
-        except FileNotFoundError:
-            continue
