@@ -88,6 +88,7 @@ def test_network_inspect_null_and_empty_fields_as_dockerd(pyboxd, names):
     rec = api_json(pyboxd, "GET", f"/networks/{raw}")[1]
     assert rec["IPAM"]["Options"] is None
     assert rec["Options"] == {} and rec["Labels"] == {} and rec["Containers"] == {}
+    assert list(rec)[-3:] == ["Containers", "Options", "Labels"]  # dockerd's order
     listed = [n for n in api_json(pyboxd, "GET", "/networks")[1] if n["Name"] == raw]
     assert listed[0]["IPAM"]["Options"] is None
     # IPAM options given are kept; the docker CLI always sends the map ({})

@@ -400,6 +400,9 @@ class NetworkManager:
                         "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
                         "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
                         if ep.get("GlobalIPv6Address") else ""}
+            # dockerd's field order: Containers before Options and Labels
+            tail = {k: out.pop(k) for k in ("Options", "Labels") if k in out}
+            out.update(tail)
             return out
 
     def list(self, filters: Filters | None = None) -> builtins.list[dict[str, Any]]:
