@@ -347,7 +347,7 @@ def monitor_log(c: Container) -> dict[str, Any] | None:
         if driver == "none":
             return {"driver": "none"}
         attrs = _attributes(c, opts)
-        if opts.get("tag") and driver in ("json-file", "local"):
+        if opts.get("tag"):  # (syslog's: its cache's entries, as moby's local cache)
             tag = render_tag(c, opts["tag"])
             if tag:  # (as moby's: only a tag asked for, no default)
                 attrs = sorted(dict([*attrs, ("tag", tag)]).items())
