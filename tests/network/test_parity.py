@@ -404,3 +404,28 @@ def test_rm_link_removes_only_the_link(pyboxd, names):
     proc = pyboxd.docker("rm", "--link", child, check=False)
     assert proc.returncode != 0
     assert "cannot remove the default link name of the container" in proc.stderr
+
+
+def test_ipv6_on_a_users_bridge_is_given_back(pyboxd, names):
+    bridge = "pyboxt" + secrets.token_hex(4)
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    try:
+        sysctl = f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6"
+        with open(sysctl, "w") as f:
+            f.write("1")
+        net, name = names("n6"), names("v6")
+        subnet = ula_subnet()
+        prefix = subnet.split("::")[0]
+        pyboxd.ok("network", "create", "--ipv6", "--subnet", subnet, "-o",
+                  f"com.docker.network.bridge.name={bridge}", net)
+        pyboxd.ok("run", "-d", "--name", name, "--network", net, IMAGE, "sleep", "300")
+        pyboxd.ok("exec", name, "ping", "-6", "-c", "1", "-W", "2", f"{prefix}::1")
+        pyboxd.ok("rm", "-f", name)
+        # the network is idle: the user's bridge stays, as it was
+        shown = subprocess.run(["ip", "-6", "addr", "show", "dev", bridge], check=True,
+                               capture_output=True, text=True).stdout
+        assert prefix not in shown
+        with open(sysctl) as f:
+            assert f.read().strip() == "1"
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)

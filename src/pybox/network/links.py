@@ -92,6 +92,10 @@ def route_localnet_path(name: str) -> str:
     return f"/proc/sys/net/ipv4/conf/{name}/route_localnet"
 
 
+def disable_ipv6_path(name: str) -> str:
+    return f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6"
+
+
 # docker's stats names for /proc/net/dev's columns (receive, then transmit)
 _NETDEV_FIELDS = {0: "rx_bytes", 1: "rx_packets", 2: "rx_errors", 3: "rx_dropped",
                   8: "tx_bytes", 9: "tx_packets", 10: "tx_errors", 11: "tx_dropped"}
@@ -326,7 +330,7 @@ class Links:
                         raise LinkError(f"cannot create bridge {name}: {e}") from None
                 if created:
                     # IPv4-only networks: no link-local address, no MLD chatter
-                    _sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
+                    _sysctl(disable_ipv6_path(name), "1")
                     index = _ifindex(name)
                     if index is None:
                         raise LinkError(f"bridge {name} vanished right after its creation")
@@ -361,7 +365,7 @@ class Links:
             index = _ifindex(name)
             if index is None:
                 raise LinkError(f"bridge {name} does not exist")
-            _sysctl(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
+            _sysctl(disable_ipv6_path(name), "0")
             have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                     for a in self.host.get_addr(family=socket.AF_INET6, index=index)}
             if (address, prefixlen) in have:

@@ -47,6 +47,7 @@ from pybox.network.links import (
     LinkError,
     Links,
     V6Address,
+    disable_ipv6_path,
     read_sysctl,
     route_localnet_path,
     write_sysctl,
@@ -597,6 +598,8 @@ class NetworkManager:
             pb["adopted"] = {
                 "route_localnet": read_sysctl(route_localnet_path(bridge)),
                 "address": None if (gateway, prefixlen) in have else [gateway, prefixlen]}
+            if pb.get("ipam6"):  # a dual-stack network switches IPv6 on for the bridge
+                pb["adopted"]["disable_ipv6"] = read_sysctl(disable_ipv6_path(bridge))
             self._save(rec, durable=True)
         return False
 
@@ -626,6 +629,9 @@ class NetworkManager:
                         self.links.remove_address(bridge, addr, prefixlen)
                     except LinkError:
                         pass
+            if adopted.get("disable_ipv6") is not None and \
+                    self.links.link_kind(bridge) == "bridge":
+                write_sysctl(disable_ipv6_path(bridge), adopted["disable_ipv6"])
             del pb["adopted"]
             self._save(rec)
         elif self._owns_bridge(rec):
