@@ -227,6 +227,14 @@ class LogDriverError(PyboxError):
     driver: ...', its 500; the start leaves nothing behind."""
 
 
+class LogsNotReadable(PyboxError):
+    """The container's log driver cannot be read back (none; syslog with its
+    cache disabled): dockerd's 'configured logging driver does not support
+    reading', its 501 (errdefs.NotImplemented)."""
+
+    http_status = 501
+
+
 class NetworkError(Conflict):
     """Networking could not be set up for a container: the start fails, with
     a message saying why, and leaves nothing behind (409: the host's state,

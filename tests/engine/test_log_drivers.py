@@ -441,6 +441,8 @@ def test_none_and_unknown_drivers(pyboxd, names, dockerpy):
     proc = pyboxd.docker("logs", name)
     assert proc.returncode == 1
     assert "configured logging driver does not support reading" in proc.stderr
+    status, body = pyboxd.api("GET", f"/containers/{name}/logs?stdout=1")
+    assert status == 501  # dockerd's errdefs.NotImplemented
     # dockerd looks an unknown driver up as a plugin (its message in both 20.10 and 28)
     proc = pyboxd.docker("run", "--name", names(), "--log-driver", "foo", "busybox", "true")
     assert proc.returncode == 125

@@ -23,7 +23,7 @@ from typing import IO, Any
 from urllib.parse import quote_plus, urlsplit
 
 from pybox.engine.store import Container
-from pybox.errors import BadRequest, LogDriverError
+from pybox.errors import BadRequest, LogDriverError, LogsNotReadable
 from pybox.formats.sizes import from_human_size, ram_in_bytes
 from pybox.formats.times import parse_rfc3339, rfc3339_nano_fixed
 from pybox.monitor import jsonlog, locallog
@@ -507,11 +507,11 @@ def read_logs(c: Container, *, stdout: bool, stderr: bool, follow: bool, since: 
               until: float, tail: str | None, timestamps: bool,
               cancelled: Callable[[], bool] | None,
               details: bool = False) -> Iterator[tuple[int, bytes]]:
-    """(stream, bytes) log entries of ``c``; BadRequest now (before the API's
-    200) when its driver cannot be read back, dockerd's words."""
+    """(stream, bytes) log entries of ``c``; LogsNotReadable now (before the
+    API's 200) when its driver cannot be read back, dockerd's words and 501."""
     reader = reader_for(c)
     if reader is None:
-        raise BadRequest(READ_UNSUPPORTED)
+        raise LogsNotReadable(READ_UNSUPPORTED)
     return _read(c, reader, stdout=stdout, stderr=stderr, follow=follow, since=since,
                  until=until, tail=tail, timestamps=timestamps, cancelled=cancelled,
                  details=details)
