@@ -7,16 +7,22 @@ plugin), the registry operations failing as offline.  Where Debian's dockerd
 is there, the same plugin and the same bad archives go to both and the
 answers are compared."""
 
+import contextlib
 import http.client
 import io
 import json
 import os
+import shutil
 import socket
+import subprocess
 import tarfile
+import tempfile
+import time
 import uuid
 
 import pytest
 
+from support.paths import IMAGE
 from support.unixhttp import TIMEOUT
 
 DUMMY_CONFIG = {
@@ -43,11 +49,12 @@ def plugin_dir(tmp_path, config=None, marker="x"):
 
 @pytest.fixture
 def plugin_names(pyboxd):
-    """plugin_names() -> a unique plugin name; each is `docker plugin rm -f`'d at the end."""
+    """plugin_names(prefix="") -> a unique plugin name (after ``prefix``: a
+    registry's "host:port/"); each is `docker plugin rm -f`'d at the end."""
     made = []
 
-    def make():
-        name = f"pbtest/plugin-{uuid.uuid4().hex[:10]}"
+    def make(prefix=""):
+        name = f"{prefix}pbtest/plugin-{uuid.uuid4().hex[:10]}"
         made.append(name)
         return name
 
@@ -94,6 +101,38 @@ def tar_of(*members):
 def store_entries(pyboxd):
     root = os.path.join(pyboxd.data_root, "plugins")
     return sorted(os.listdir(root)), sorted(os.listdir(os.path.join(root, "tmp")))
+
+
+@pytest.fixture(scope="module")
+def registry():
+    """Debian's docker-registry on 127.0.0.1 (plain HTTP: an insecure registry to
+    docker and pyboxd by default), for this module; -> its host:port."""
+    if shutil.which("docker-registry") is None:
+        pytest.skip("needs Debian's docker-registry")
+    base = tempfile.mkdtemp(prefix="pybox-plugin-registry-")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = os.path.join(base, "config.yml")
+    with open(config, "w") as f:
+        f.write("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+                f"storage:\n  filesystem:\n    rootdirectory: {base}/data\n"
+                f"http:\n  addr: 127.0.0.1:{port}\n")
+    with open(os.path.join(base, "log"), "wb") as log:
+        proc = subprocess.Popen(["docker-registry", "serve", config], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "no registry"
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_create_ls_inspect_rm(pyboxd, plugin_names, tmp_path):
@@ -372,3 +411,85 @@ def test_same_answers_as_dockerd(pyboxd, dockerd, tmp_path):
         answers = [request(d.socket, "POST", f"/v1.41/plugins/create?name={name}", body,
                            "application/x-tar") for d in (pyboxd, dockerd)]
         assert [(s, b) for s, _, b in answers][0] == [(s, b) for s, _, b in answers][1]
+
+
+def test_push_install_upgrade_through_a_registry(pyboxd, registry, plugin_names, tmp_path):
+    """push to a registry, privileges and install from it, upgrade in place."""
+    remote = plugin_names(f"{registry}/")
+    pyboxd.ok("plugin", "create", remote, plugin_dir(tmp_path))
+    created = json.loads(pyboxd.ok("plugin", "inspect", remote))[0]
+    proc = pyboxd.docker("plugin", "push", remote)
+    assert proc.returncode == 0, proc.stderr
+    assert f"The push refers to repository [{remote}]" in proc.stdout
+    assert "Upload complete" in proc.stdout
+    pyboxd.ok("plugin", "rm", remote)
+
+    status, _, body = request(pyboxd.socket, "GET", f"/v1.44/plugins/privileges?remote={remote}")
+    privileges = json.loads(body)
+    assert (status, privileges) == (200, [{"Name": "network", "Value": ["host"],
+                                           "Description": "permissions to access a network"}])
+    # accepted privileges that are not the plugin's: moby's error, in the stream
+    status, _, body = request(pyboxd.socket, "POST", f"/v1.44/plugins/pull?remote={remote}",
+                              b"[]")
+    assert status == 200 and json.loads(body.splitlines()[-1])["error"] == "incorrect privileges"
+    # the docker CLI installs it (and enables it: that fails, as dockerd's does)
+    proc = pyboxd.docker("plugin", "install", "--grant-all-permissions", remote)
+    assert proc.returncode == 1 and RUNC_DENIED in proc.stderr
+    assert "Download complete" in proc.stdout
+    pulled = json.loads(pyboxd.ok("plugin", "inspect", remote))[0]
+    assert pulled["Id"] != created["Id"]
+    assert (pulled["Name"], pulled["PluginReference"], pulled["Enabled"]) == (
+        f"{remote}:latest", f"{remote}:latest", False)
+    assert pulled["Config"] == created["Config"] and pulled["Settings"] == created["Settings"]
+
+    alias = plugin_names()
+    proc = pyboxd.docker("plugin", "install", "--disable", "--grant-all-permissions",
+                         "--alias", alias, remote)
+    assert proc.returncode == 0, proc.stderr
+    pyboxd.ok("plugin", "set", alias, "DEBUG=7")
+    proc = pyboxd.docker("plugin", "upgrade", "--grant-all-permissions", alias, remote)
+    assert proc.returncode == 0, proc.stderr
+    upgraded = json.loads(pyboxd.ok("plugin", "inspect", alias))[0]
+    assert upgraded["Settings"]["Env"] == ["DEBUG=7"]  # kept, as moby's upgradePlugin
+    assert upgraded["PluginReference"] == f"{remote}:latest"
+    proc = pyboxd.docker("plugin", "install", "--grant-all-permissions", "--alias", alias,
+                         remote)
+    assert proc.returncode == 1 and f"plugin {alias}:latest already exists" in proc.stderr
+
+
+def test_an_image_is_no_plugin(pyboxd, registry, images_made):
+    image = f"{registry}/pbtest/img-{uuid.uuid4().hex[:8]}"
+    pyboxd.ok("tag", IMAGE, image)
+    images_made.append(image)
+    pyboxd.ok("push", image)
+    status, _, body = request(pyboxd.socket, "GET", f"/v1.44/plugins/privileges?remote={image}")
+    assert (status, json.loads(body)["message"]) == (
+        500, f"did not find plugin config for specified reference {image}:latest")
+    status, _, body = request(pyboxd.socket, "POST", f"/v1.44/plugins/pull?remote={image}", b"[]")
+    assert status == 200
+    assert json.loads(body.splitlines()[-1])["error"] == (
+        "fetched plugin image but plugin config is missing")
+
+
+def test_plugins_move_between_pyboxd_and_dockerd(pyboxd, dockerd, registry, tmp_path):
+    """What one daemon pushes the other installs, the same config on both."""
+    ours = f"{registry}/pbtest/ours-{uuid.uuid4().hex[:8]}"
+    theirs = f"{registry}/pbtest/theirs-{uuid.uuid4().hex[:8]}"
+    pyboxd.ok("plugin", "create", ours, plugin_dir(tmp_path))
+    dockerd.docker("plugin", "create", theirs, plugin_dir(tmp_path, marker=theirs))
+    try:
+        assert pyboxd.docker("plugin", "push", ours).returncode == 0
+        dockerd.docker("plugin", "push", theirs)
+        dockerd.docker("plugin", "install", "--disable", "--grant-all-permissions", ours)
+        proc = pyboxd.docker("plugin", "install", "--disable", "--grant-all-permissions",
+                             theirs)
+        assert proc.returncode == 0, proc.stderr
+        for name in (ours, theirs):
+            a = json.loads(pyboxd.ok("plugin", "inspect", name))[0]
+            b = json.loads(dockerd.docker("plugin", "inspect", name).stdout)[0]
+            assert a["Config"] == b["Config"] and a["Settings"] == b["Settings"]
+            assert a["Name"] == b["Name"]
+    finally:
+        for name in (ours, theirs):
+            pyboxd.docker("plugin", "rm", "-f", name)
+            dockerd.docker("plugin", "rm", "-f", name, check=False)

@@ -3,7 +3,10 @@ moby's json.Unmarshal into PluginConfig (the words dockerd 20.10 answers with,
 observed on it), computePrivileges, `docker plugin set`'s settables, names,
 and the split of a create's tar into config.json and rootfs/."""
 
+import gzip
+import hashlib
 import io
+import json
 import tarfile
 
 import pytest
@@ -226,13 +229,36 @@ def names_in(f):
 
 
 def test_split_plugin_tar_renames_rootfs_and_drops_the_rest():
-    out = io.BytesIO()
-    config, diff_id = pl.split_plugin_tar(tar_of(
+    out, layer = io.BytesIO(), io.BytesIO()
+    config, diff_id, size = pl.split_plugin_tar(tar_of(
         ("config.json", b"{}"), ("rootfs/", None), ("rootfs/a", b"x"), ("other/b", b"y"),
-        ("rootfs/../../escape", b"z"), ("/rootfs/h", (tarfile.LNKTYPE, "rootfs/a"))), out)
+        ("rootfs/../../escape", b"z"), ("/rootfs/h", (tarfile.LNKTYPE, "rootfs/a"))), out, layer)
     assert config == b"{}"
-    assert diff_id.startswith("sha256:") and len(diff_id) == 71
     assert names_in(out) == [(".", ""), ("a", ""), ("h", "a")]
+    # the layer blob: the rootfs tar gzip'd, its digest the config's diff_id (as moby's)
+    assert diff_id == "sha256:" + hashlib.sha256(layer.getvalue()).hexdigest()
+    assert size == len(layer.getvalue())
+    assert gzip.decompress(layer.getvalue()) == out.getvalue()
+
+
+def test_manifest_and_privileges_comparison():
+    doc = json.loads(pl.build_manifest(("sha256:" + "c" * 64, 10), [("sha256:" + "l" * 64, 20)]))
+    assert doc == {"schemaVersion": 2,
+                   "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                   "config": {"mediaType": "application/vnd.docker.plugin.v1+json", "size": 10,
+                              "digest": "sha256:" + "c" * 64},
+                   "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                               "size": 20, "digest": "sha256:" + "l" * 64}]}
+    required = pl.compute_privileges(parse('{"network": {"type": "host"}, "ipchost": true}'))
+    given = [{"Name": "network", "Value": ["host"]},
+             {"Name": "host ipc namespace", "Value": ["true"]}]
+    assert pl.privileges_equal(required, given)
+    assert pl.privileges_equal(required, list(reversed(given)))
+    assert not pl.privileges_equal(required, given[:1])
+    assert not pl.privileges_equal(required, [{"Name": "network", "Value": ["none"]}, given[1]])
+    # moby's loop starts at 1: the first by name ("host ipc namespace") is not compared
+    assert pl.privileges_equal(required, [given[0], {"Name": "host ipc namespace",
+                                                     "Value": ["false"]}])
 
 
 @pytest.mark.parametrize("members, words", [

@@ -2,12 +2,14 @@
 (daemon/server/router/plugin/plugin_routes.go) over engine/plugins.py.
 
 The answers are dockerd's: the statuses and words of its errors, 204 for
-create and set, 200 with an empty body for enable, disable and remove, a JSON
-stream for push (its errors in the stream once it has begun), and pull's and
+create and set, 200 with an empty body for enable, disable and remove, JSON
+progress streams for pull, upgrade and push (an error before the stream's
+first line is the reply's, after it the stream's last line), and pull's and
 upgrade's Docker-Plugin-Name header.
 """
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pybox.api.server import Request, Response, Router
@@ -28,9 +30,9 @@ def _credentials(req: Request) -> Credentials:
         return ANONYMOUS
 
 
-def _privileges_body(req: Request) -> None:
+def _privileges_body(req: Request) -> list[Any] | None:
     """pull's and upgrade's body: the privileges the user accepted (a JSON
-    list; moby decodes it and otherwise only passes it on)."""
+    list, compared with the plugin's; null: none)."""
     data = req.body()
     if not data.strip():
         raise PyboxError("failed to parse privileges: EOF")
@@ -42,6 +44,36 @@ def _privileges_body(req: Request) -> None:
         kind = {dict: "object", str: "string", bool: "bool"}.get(type(value), "number")
         raise PyboxError(f"failed to parse privileges: json: cannot unmarshal {kind} into "
                          "Go value of type types.PluginPrivileges")
+    return value if value is not None else []
+
+
+class _LazyStream:
+    """A JSON progress stream started by its first message: errors before it
+    are the request's (a plain error reply), after it the stream's last line."""
+
+    def __init__(self, resp: Response, headers: list[tuple[str, str]]) -> None:
+        self.resp = resp
+        self.headers = headers
+        self.write: Callable[[bytes], None] | None = None
+        self.end: Callable[[], None] | None = None
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        if self.write is None:
+            self.write, self.end = self.resp.stream(200, "application/json", self.headers)
+        self.write(fastjson.dumps(message).encode() + b"\n")
+
+    def finish(self, error: PyboxError | None = None) -> None:
+        if self.write is None:
+            if error is not None:
+                self.resp.send(error.http_status,
+                               fastjson.dumps({"message": str(error)}).encode() + b"\n",
+                               "application/json", self.headers)
+                return
+            self.write, self.end = self.resp.stream(200, "application/json", self.headers)
+        if error is not None:
+            self.write(fastjson.dumps(progress.error(str(error))).encode() + b"\n")
+        assert self.end is not None
+        self.end()
 
 
 def _set_args(req: Request) -> list[str]:
@@ -85,14 +117,16 @@ def register(router: Router, engine: Engine) -> None:
     def fetch(req: Request, resp: Response, name: str, upgrade: bool) -> None:
         """pull and upgrade: the local name goes out in Docker-Plugin-Name
         with whatever the answer is, as moby sets it before the fetch."""
-        _privileges_body(req)
+        privileges = _privileges_body(req)
         ref, tag = remote_reference(req.arg("remote", ""))
-        local = local_name(ref, tag, name)
+        stream = _LazyStream(resp, [("Docker-Plugin-Name", local_name(ref, tag, name))])
         try:
-            plugins.pull(req.arg("remote", ""), name, _credentials(req), upgrade=upgrade)
+            plugins.pull(req.arg("remote", ""), name, _credentials(req), privileges,
+                         upgrade=upgrade, progress=stream)
         except PyboxError as e:
-            resp.send(e.http_status, fastjson.dumps({"message": str(e)}).encode() + b"\n",
-                      "application/json", [("Docker-Plugin-Name", local)])
+            stream.finish(e)
+            return
+        stream.finish()
 
     @r.route("POST", "/plugins/pull")
     def pull(req: Request, resp: Response) -> None:
@@ -128,15 +162,12 @@ def register(router: Router, engine: Engine) -> None:
 
     @r.route("POST", "/plugins/{name*}/push")
     def push(req: Request, resp: Response, name: str) -> None:
-        ref = plugins.push_check(name)
-        write, end = resp.stream(200, "application/json")
-
-        def send(message: Any) -> None:
-            write(fastjson.dumps(message).encode() + b"\n")
-
-        send(progress.status(f"The push refers to repository [{ref.familiar_name}]"))
+        ref, pid = plugins.push_check(name)
+        stream = _LazyStream(resp, [])
+        stream({"status": f"The push refers to repository [{ref.familiar_name}]"})
         try:
-            plugins.push(ref, _credentials(req))
+            plugins.push(ref, pid, _credentials(req), progress=stream)
         except PyboxError as e:
-            send(progress.error(str(e)))
-        end()
+            stream.finish(e)
+            return
+        stream.finish()

@@ -4,9 +4,11 @@ A plugin is a rootfs and a config.json (docker's PluginConfig) that dockerd
 runs as a container speaking the plugin protocol on a unix socket.  pyboxd
 keeps the store and the operations on it as moby's daemon/pkg/plugin does:
 
-    DATA_ROOT/plugins/<id>/config.json   the plugin object (GET /plugins/NAME/json)
-    DATA_ROOT/plugins/<id>/rootfs/       the plugin's files
-    DATA_ROOT/plugins/tmp/               creations in progress (gone at start)
+    DATA_ROOT/plugins/<id>/config.json     the plugin object (GET /plugins/NAME/json)
+    DATA_ROOT/plugins/<id>/rootfs/         the plugin's files
+    DATA_ROOT/plugins/<id>/manifest.json   its manifest, and blobs/<hex>: its config
+                                           and layer blobs (what a push sends)
+    DATA_ROOT/plugins/tmp/                 creations and pulls in progress (gone at start)
 
 A plugin comes into place by one rename of a directory made whole under tmp/,
 config.json changes by an atomic write, and removal renames the directory to
@@ -31,13 +33,17 @@ and what a crash left half done is cleaned up when the store is loaded.
 * privileges: the plugin's manifest and config fetched with the registry
   client, computePrivileges over it; a fetch that fails gives ``[]`` as moby's
   (it swallows the error), a manifest without a plugin config moby's error.
-* pull and upgrade fetch the manifest and fail as dockerd does offline; pull
-  of a plugin pybox found in a registry is refused (installing one is not
-  implemented).  push fails in the stream as dockerd's does for a registry it
-  cannot reach, and with pybox's words for one it can.
+* pull (``docker plugin install``) and upgrade: the manifest, config and
+  layers fetched with the registry client, the accepted privileges compared
+  as moby compares them, the layers unpacked into the rootfs; offline, the
+  registry's error ("error resolving plugin reference: ...").  push: the
+  blobs and a schema2 manifest whose config is the plugin's (moby's
+  buildManifest), so dockerd installs what pyboxd pushes and the reverse.
 """
 
 import copy
+import dataclasses
+import functools
 import gzip
 import hashlib
 import json
@@ -62,14 +68,18 @@ from pybox.oci.state import write_atomic
 from pybox.runtime.rootfs import secure_join
 
 if TYPE_CHECKING:  # the registry client (urllib3) is loaded on first use, not at start
-    from pybox.images.registry import Registries
+    from pybox.images.registry import Registries, RegistryClient
 
 CONFIG_FILE = "config.json"
+MANIFEST_FILE = "manifest.json"
+BLOBS = "blobs"
 ROOTFS = "rootfs"
 CONFIG_LIMIT = 16 << 20  # a config.json larger than this is refused (moby reads any size)
 VALID_FULL_ID = re.compile(r"^[a-f0-9]{64}$")
 ACCEPTED_FILTERS = ("capability", "enabled")
 PLUGIN_CONFIG_MEDIA_TYPE = "application/vnd.docker.plugin.v1+json"
+SCHEMA2_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+LAYER_MEDIA_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MANIFEST_MEDIA_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
                         "application/vnd.oci.image.manifest.v1+json")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -531,28 +541,34 @@ def go_atoi(text: str) -> int:
 
 
 # -- the plugin tar -------------------------------------------------------------------------------
-class _HashSink:
-    """A write-only file that hashes what it is given (the gzip'd rootfs)."""
+class _HashingWriter:
+    """A write-only file that hashes what it is given and passes it on (the
+    gzip'd rootfs layer, to its blob file)."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
         self.hash = hashlib.sha256()
+        self.size = 0
 
     def write(self, data: bytes) -> int:
         self.hash.update(data)
-        return len(data)
+        self.size += len(data)
+        return self.out.write(data)
 
     def flush(self) -> None:
-        pass
+        self.out.flush()
 
 
-def split_plugin_tar(body: IO[bytes], rootfs_tar: IO[bytes]) -> tuple[bytes | None, str]:
+def split_plugin_tar(body: IO[bytes], rootfs_tar: IO[bytes],
+                     layer: IO[bytes] | None = None) -> tuple[bytes | None, str, int]:
     """moby's splitConfigRootFSFromTar: config.json's bytes (None when
     absent), and the rootfs/ members written to ``rootfs_tar`` renamed below
-    rootfs/ (members elsewhere are dropped); -> (config, digest of the gzip'd
-    rootfs tar: the config's rootfs diff_id, as moby records it)."""
+    rootfs/ (members elsewhere are dropped), gzip'd into ``layer`` (the
+    plugin's layer blob); -> (config, the layer's digest -- the config's rootfs
+    diff_id, as moby records it --, its size)."""
     config: bytes | None = None
     has_rootfs = False
-    sink = _HashSink()
+    sink = _HashingWriter(layer if layer is not None else open(os.devnull, "wb"))
     try:
         with tarfile.open(fileobj=body, mode="r|") as tar, \
                 tarfile.open(fileobj=rootfs_tar, mode="w|", format=tarfile.PAX_FORMAT) as out:
@@ -586,14 +602,35 @@ def split_plugin_tar(body: IO[bytes], rootfs_tar: IO[bytes]) -> tuple[bytes | No
     if not has_rootfs:
         raise PyboxError("no rootfs found: EOF")
     rootfs_tar.seek(0)
-    with gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as gz:
-        shutil.copyfileobj(rootfs_tar, gz, 1 << 20)
+    try:
+        with gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as gz:
+            shutil.copyfileobj(rootfs_tar, gz, 1 << 20)
+    finally:
+        if layer is None:
+            sink.out.close()
     rootfs_tar.seek(0)
-    return config, "sha256:" + sink.hash.hexdigest()
+    return config, "sha256:" + sink.hash.hexdigest(), sink.size
 
 
 # -- the store ------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Fetched:
+    """A plugin's manifest as its registry gave it."""
+
+    doc: dict[str, Any]
+    media_type: str
+    client: "RegistryClient"
+    data: bytes
+    digest: str
+
+
+
 Emit = Callable[[str, str, str, dict[str, str]], object]
+Progress = Callable[[dict[str, Any]], None]  # a pull's or push's JSON message, to its stream
+
+
+def _no_progress(message: dict[str, Any]) -> None:
+    """Progress nobody reads."""
 
 
 class Plugins:
@@ -712,13 +749,17 @@ class Plugins:
             self._name_free(name)
         work = tempfile.mkdtemp(prefix="create-", dir=self.tmp)
         try:
+            blobs = os.path.join(work, BLOBS)
+            os.mkdir(blobs, 0o700)
             body_path = os.path.join(work, "body.tar")
             with open(body_path, "w+b") as body:
                 for chunk in chunks:
                     body.write(chunk)
                 body.seek(0)
-                with open(os.path.join(work, "rootfs.tar"), "w+b") as rootfs_tar:
-                    config_bytes, diff_id = split_plugin_tar(body, rootfs_tar)
+                layer_path = os.path.join(blobs, "layer")
+                with open(os.path.join(work, "rootfs.tar"), "w+b") as rootfs_tar, \
+                        open(layer_path, "wb") as layer:
+                    config_bytes, diff_id, layer_size = split_plugin_tar(body, rootfs_tar, layer)
                     os.unlink(body_path)
                     rootfs = os.path.join(work, ROOTFS)
                     os.mkdir(rootfs, 0o755)
@@ -727,27 +768,38 @@ class Plugins:
                     except LayerError as e:
                         raise PyboxError(f"Error processing tar file: {e}") from None
             os.unlink(os.path.join(work, "rootfs.tar"))
+            os.rename(layer_path, os.path.join(blobs, diff_id.partition(":")[2]))
             if config_bytes is None:
                 raise PyboxError("config not found")
             config = parse_config(config_bytes)
             config["rootfs"] = {"diff_ids": [diff_id], "type": "layers"}
             config["DockerVersion"] = self.docker_version
+            # the config blob and the manifest a push sends (moby's buildManifest)
+            config_blob = fastjson.dumps(config_json(config)).encode() + b"\n"
+            config_digest = _write_blob(blobs, config_blob)
+            manifest = build_manifest((config_digest, len(config_blob)),
+                                      [(diff_id, layer_size)])
+            write_atomic(os.path.join(work, MANIFEST_FILE), manifest, durable=True)
             pid = secrets.token_hex(32)
             plugin: dict[str, Any] = {
                 "Config": config, "Enabled": False, "Id": pid, "Name": name,
                 "PluginReference": name, "Settings": initial_settings(config),
             }
-            write_atomic(os.path.join(work, CONFIG_FILE), fastjson.dumps(plugin), durable=True)
-            with self.lock:
-                self._name_free(name)
-                os.rename(work, os.path.join(self.root, pid))
-                _fsync_dir(self.root)
-                self.plugins[pid] = plugin
+            self._commit(work, plugin)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
         self.emit("plugin", "create", pid, {"name": name})
         return pid
+
+    def _commit(self, work: str, plugin: dict[str, Any]) -> None:
+        """A plugin made whole in ``work`` comes into place (one rename)."""
+        write_atomic(os.path.join(work, CONFIG_FILE), fastjson.dumps(plugin), durable=True)
+        with self.lock:
+            self._name_free(plugin["Name"])
+            os.rename(work, os.path.join(self.root, plugin["Id"]))
+            _fsync_dir(self.root)
+            self.plugins[plugin["Id"]] = plugin
 
     # -- state changes --
     def remove(self, ref_or_id: str, force: bool) -> None:
@@ -805,18 +857,19 @@ class Plugins:
 
     # -- registry --
     def _fetch_manifest(self, ref: references.Reference,
-                        credentials: Credentials) -> tuple[dict[str, Any], str, Any]:
-        """The manifest of ``ref`` from its registry: (document, media type, client)."""
+                        credentials: Credentials) -> "Fetched":
+        """The manifest of ``ref`` from its registry."""
         client = self.registries().client(ref.domain, credentials)
         last: RegistryError | None = None
         for endpoint in list(client.candidates):
             try:
                 client.ping(endpoint)
-                data, media_type, _ = client.get_manifest(ref.path, ref.digest or ref.tag or "latest")
+                data, media_type, digest = client.get_manifest(ref.path,
+                                                               ref.digest or ref.tag or "latest")
                 doc = json.loads(data)
                 if not isinstance(doc, dict):
                     raise RegistryError(f"invalid manifest for {ref}")
-                return doc, doc.get("mediaType") or media_type, client
+                return Fetched(doc, doc.get("mediaType") or media_type, client, data, digest)
             except RegistryError as e:
                 last = e
             except ValueError as e:
@@ -828,9 +881,10 @@ class Plugins:
         config; [] when the registry cannot be reached (moby swallows that)."""
         ref, _ = remote_reference(remote)
         try:
-            doc, media_type, client = self._fetch_manifest(ref, credentials)
+            fetched = self._fetch_manifest(ref, credentials)
         except (RegistryError, OSError):
             return []
+        doc, media_type, client = fetched.doc, fetched.media_type, fetched.client
         config_desc = doc.get("config")
         if (media_type not in MANIFEST_MEDIA_TYPES or not isinstance(config_desc, dict)
                 or config_desc.get("mediaType") != PLUGIN_CONFIG_MEDIA_TYPE
@@ -854,37 +908,149 @@ class Plugins:
         return compute_privileges(config)
 
     def pull(self, remote: str, name: str, credentials: Credentials = ANONYMOUS,
-             upgrade: bool = False) -> None:
-        """POST /plugins/pull (and /plugins/NAME/upgrade): the checks dockerd
-        makes before its fetch, then the fetch; -> the local name.  Installing
-        a fetched plugin is not implemented."""
+             privileges: list[dict[str, Any]] | None = None, upgrade: bool = False,
+             progress: Progress = _no_progress) -> None:
+        """POST /plugins/pull and /plugins/NAME/upgrade: the plugin's manifest,
+        config and layers fetched with the registry client and installed
+        (disabled) under its local name, or in place of the old one's config
+        and rootfs.  Errors before the first ``progress`` message are the
+        request's (dockerd's: the checks, then the manifest's fetch); after it,
+        the stream's."""
         ref, tag = remote_reference(remote)
         local = local_name(ref, tag, name)
         with self.lock:
             if upgrade:
-                plugin = self._resolve(local)
-                if plugin["Enabled"]:
+                old = self._resolve(local)
+                if old["Enabled"]:
                     raise Conflict(f"plugin must be disabled before upgrading: plugin "
-                                   f"{plugin['Name']} is enabled")
+                                   f"{old['Name']} is enabled")
             elif any(p["Name"] == local for p in self.plugins.values()):
                 raise BadRequest(f"plugin {local} already exists")
         try:
-            self._fetch_manifest(ref, credentials)
+            fetched = self._fetch_manifest(ref, credentials)
         except (RegistryError, OSError) as e:
             raise PyboxError(f"error resolving plugin reference: {e}") from None
-        raise PyboxError(f"error installing plugin {local}: pybox does not install plugins "
-                         "from a registry")
+        doc, media_type, client = fetched.doc, fetched.media_type, fetched.client
+        # from here on dockerd's answer is a stream (errors its last line)
+        progress({"status": f"Pulling from {ref.familiar_name}", "id": ref.tag or ref.digest})
+        progress({"status": f"Digest: {fetched.digest}"})
+        config_desc = doc.get("config")
+        layers = doc.get("layers")
+        if (media_type not in MANIFEST_MEDIA_TYPES or not isinstance(config_desc, dict)
+                or config_desc.get("mediaType") != PLUGIN_CONFIG_MEDIA_TYPE):
+            raise PyboxError("fetched plugin image but plugin config is missing")
+        if not isinstance(layers, list) or not all(
+                isinstance(d, dict) and isinstance(d.get("digest"), str) for d in layers):
+            raise PyboxError(f"invalid manifest for {ref}: bad layers")
+        work = tempfile.mkdtemp(prefix="pull-", dir=self.tmp)
+        try:
+            blobs = os.path.join(work, BLOBS)
+            os.mkdir(blobs, 0o700)
+            config_bytes = self._download(client, ref, config_desc, blobs)
+            config = parse_config(config_bytes)
+            if privileges is not None and not privileges_equal(compute_privileges(config),
+                                                               privileges):
+                raise PyboxError("incorrect privileges")
+            rootfs = os.path.join(work, ROOTFS)
+            os.mkdir(rootfs, 0o755)
+            for desc in layers:
+                short = desc["digest"].partition(":")[2][:12]
+                progress(_status("Waiting", short))
+                self._download(client, ref, desc, blobs, keep=False)
+                progress(_status("Download complete", short))
+                try:
+                    with open(os.path.join(blobs, desc["digest"].partition(":")[2]), "rb") as f:
+                        unpack_layer(f, rootfs, allow_devices=True)
+                except LayerError as e:
+                    raise PyboxError(f"error applying plugin layer: {e}") from None
+                progress(_status("Complete", short))
+            write_atomic(os.path.join(work, MANIFEST_FILE), fetched.data, durable=True)
+            if upgrade:
+                self._replace(work, local, config, str(ref))
+            else:
+                plugin: dict[str, Any] = {
+                    "Config": config, "Enabled": False, "Id": secrets.token_hex(32),
+                    "Name": local, "PluginReference": str(ref),
+                    "Settings": initial_settings(config),
+                }
+                self._commit(work, plugin)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        self.emit("plugin", "pull", ref.familiar(), {"name": local})
 
-    def push_check(self, ref_or_id: str) -> references.Reference:
-        """The reference a push of the plugin goes to (404 for no such plugin)."""
+    def _download(self, client: "RegistryClient", ref: references.Reference, desc: dict[str, Any],
+                  blobs: str, keep: bool = True) -> bytes:
+        """A blob of the plugin into ``blobs`` (its digest checked); -> its bytes
+        when ``keep`` (the config), else b"" (a layer, left on disk)."""
+        digest = desc["digest"]
+        algorithm, _, hexpart = digest.partition(":")
+        if algorithm != "sha256" or not VALID_FULL_ID.match(hexpart):
+            raise PyboxError(f"invalid digest {digest!r} in the manifest of {ref}")
+        size = desc.get("size") if isinstance(desc.get("size"), int) else None
+        h = hashlib.sha256()
+        kept = bytearray()
+        path = os.path.join(blobs, hexpart)
+        try:
+            with client.open_blob(ref.path, digest, size) as blob, open(path, "wb") as out:
+                while chunk := blob.read(1 << 20):
+                    h.update(chunk)
+                    out.write(chunk)
+                    if keep:
+                        kept += chunk
+                        if len(kept) > CONFIG_LIMIT:
+                            raise PyboxError(f"plugin config of {ref} larger than "
+                                             f"{CONFIG_LIMIT} bytes")
+        except (RegistryError, OSError) as e:
+            raise PyboxError(f"error fetching {digest} of {ref}: {e}") from None
+        if "sha256:" + h.hexdigest() != digest:
+            raise PyboxError(f"digest mismatch for {digest} of {ref}")
+        return bytes(kept)
+
+    def _replace(self, work: str, name: str, config: dict[str, Any], reference: str) -> None:
+        """An upgrade: the plugin keeps its id, name and settings; its config,
+        rootfs, manifest and blobs are the new ones (moby's upgradePlugin)."""
         with self.lock:
-            name = self._resolve(ref_or_id)["Name"]
-        return references.parse(name)
+            plugin = self._resolve(name)
+            if plugin["Enabled"]:
+                raise Conflict(f"plugin must be disabled before upgrading: plugin "
+                               f"{plugin['Name']} is enabled")
+            pdir = os.path.join(self.root, plugin["Id"])
+            old = os.path.join(self.tmp, f"old-{plugin['Id']}")
+            os.mkdir(old, 0o700)
+            for entry in (ROOTFS, BLOBS, MANIFEST_FILE):
+                if os.path.lexists(os.path.join(pdir, entry)):
+                    os.rename(os.path.join(pdir, entry), os.path.join(old, entry))
+                os.rename(os.path.join(work, entry), os.path.join(pdir, entry))
+            changed = dict(plugin, Config=config, PluginReference=reference)
+            self._save(changed)
+            self.plugins[plugin["Id"]] = changed
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
-    def push(self, ref: references.Reference, credentials: Credentials = ANONYMOUS) -> None:
-        """The push itself: the registry pinged (dockerd's words when it cannot
-        be reached); pushing a plugin is not implemented."""
-        client = self.registries().client(ref.domain, credentials)
+    def push_check(self, ref_or_id: str) -> tuple[references.Reference, str]:
+        """The reference a push of the plugin goes to and the plugin's id (404
+        for no such plugin)."""
+        with self.lock:
+            plugin = self._resolve(ref_or_id)
+        return references.parse(plugin["Name"]), plugin["Id"]
+
+    def push(self, ref: references.Reference, pid: str, credentials: Credentials = ANONYMOUS,
+             progress: Progress = _no_progress) -> None:
+        """POST /plugins/NAME/push: the plugin's blobs and manifest to its
+        registry (moby's Push: "Preparing" per blob, "Upload complete", then the
+        aux record with the tag, digest and size)."""
+        pdir = os.path.join(self.root, pid)
+        try:
+            with open(os.path.join(pdir, MANIFEST_FILE), "rb") as f:
+                manifest = f.read()
+            doc = json.loads(manifest)
+        except (OSError, ValueError) as e:
+            raise PyboxError(f"error reading plugin manifest: {e}") from None
+        descs = [*doc.get("layers", []), doc["config"]]
+        for desc in descs:
+            progress(_status("Preparing", desc["digest"].partition(":")[2][:12]))
+        client = self.registries().client(ref.domain, credentials, push=True)
         last: RegistryError | None = None
         for endpoint in list(client.candidates):
             try:
@@ -895,7 +1061,52 @@ class Plugins:
                 last = e if isinstance(e, RegistryError) else RegistryError(str(e))
         if last is not None:
             raise PyboxError(f"error pushing plugin: {last}")
-        raise PyboxError("error pushing plugin: pybox does not push plugins to a registry")
+        scopes = [f"repository:{ref.path}:pull,push"]  # (registry.push_scope's)
+        try:
+            for desc in descs:
+                digest = desc["digest"]
+                path = os.path.join(pdir, BLOBS, digest.partition(":")[2])
+                size = os.path.getsize(path)
+                if client.blob_size(ref.path, digest, scopes=scopes) is None:
+                    _, location = client.start_upload(ref.path, scopes=scopes)
+                    assert location is not None  # (no mount asked: an upload URL)
+                    client.finish_upload(location, digest, scopes=scopes,
+                                         body=functools.partial(_open_binary, path), size=size)
+            for desc in descs:
+                progress(_status("Upload complete", desc["digest"].partition(":")[2][:12]))
+            digest = client.put_manifest(ref.path, ref.tag or "latest", manifest,
+                                         SCHEMA2_MEDIA_TYPE)
+        except (RegistryError, OSError) as e:
+            raise PyboxError(f"error pushing plugin: {e}") from None
+        progress({"progressDetail": {}, "aux": {"Tag": ref.tag or "latest", "Digest": digest,
+                                                "Size": len(manifest)}})
+
+
+def privileges_equal(required: list[dict[str, Any]], given: list[Any]) -> bool:
+    """moby's isEqual over privileges: as many, and after sorting by name the
+    same names and values -- from the second on (moby's loop starts at 1)."""
+    if len(required) != len(given):
+        return False
+
+    def key(p: Any) -> str:
+        return p.get("Name", "") if isinstance(p, dict) else ""
+
+    ours, theirs = sorted(required, key=key), sorted(given, key=key)
+    for a, b in list(zip(ours, theirs, strict=True))[1:]:
+        if not isinstance(b, dict) or a["Name"] != b.get("Name"):
+            return False
+        values = b.get("Value")
+        if sorted(a["Value"] or []) != sorted(values if isinstance(values, list) else []):
+            return False
+    return True
+
+
+def _status(text: str, ident: str | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"status": text}
+    if ident is not None:
+        message["progressDetail"] = {}
+        message["id"] = ident
+    return message
 
 
 def _filter_match(values: list[str], source: str) -> bool:
@@ -910,6 +1121,27 @@ def _filter_match(values: list[str], source: str) -> bool:
         except re.error:
             continue
     return False
+
+
+def build_manifest(config: tuple[str, int], layers: list[tuple[str, int]]) -> bytes:
+    """moby's buildManifest: a schema2 manifest whose config is the plugin's."""
+    doc = {"schemaVersion": 2, "mediaType": SCHEMA2_MEDIA_TYPE,
+           "config": {"mediaType": PLUGIN_CONFIG_MEDIA_TYPE, "size": config[1],
+                      "digest": config[0]},
+           "layers": [{"mediaType": LAYER_MEDIA_TYPE, "size": size, "digest": digest}
+                      for digest, size in layers]}
+    return fastjson.dumps(doc).encode()
+
+
+def _write_blob(blobs: str, data: bytes) -> str:
+    """A blob into the directory ``blobs`` (named by its hex digest); -> its digest."""
+    digest = hashlib.sha256(data).hexdigest()
+    write_atomic(os.path.join(blobs, digest), data)
+    return "sha256:" + digest
+
+
+def _open_binary(path: str) -> IO[bytes]:
+    return open(path, "rb")
 
 
 def _fsync_dir(path: str) -> None:
