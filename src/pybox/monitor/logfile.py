@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import select
-import struct
 import zlib
 
 from pybox.formats.times import rfc3339_nano
@@ -42,7 +41,7 @@ def compress_file(name: str, last_ns: int) -> None:
         try:
             # gzip header: magic, deflate, FEXTRA, mtime 0, xfl 0, OS 255 (Go's writer)
             head = b"\x1f\x8b\x08\x04" + b"\0\0\0\0" + b"\x00\xff"
-            _write_all(fd, head + struct.pack("<H", len(extra)) + extra)
+            _write_all(fd, head + len(extra).to_bytes(2, "little") + extra)
             comp = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
             crc = 0
             size = 0
@@ -53,7 +52,8 @@ def compress_file(name: str, last_ns: int) -> None:
                 crc = zlib.crc32(chunk, crc)
                 size += len(chunk)
                 _write_all(fd, comp.compress(chunk))
-            _write_all(fd, comp.flush() + struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF))
+            _write_all(fd, comp.flush() + (crc & 0xFFFFFFFF).to_bytes(4, "little")
+                       + (size & 0xFFFFFFFF).to_bytes(4, "little"))
             ok = True
         finally:
             os.close(fd)
