@@ -429,3 +429,19 @@ def test_ipv6_on_a_users_bridge_is_given_back(pyboxd, names):
             assert f.read().strip() == "1"
     finally:
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+def test_a_removed_linked_container_keeps_its_link_as_dockerd(pyboxd, names):
+    child, parent = names("lc"), names("lp")
+    pyboxd.ok("run", "-d", "--name", child, IMAGE, "sleep", "300")
+    pyboxd.ok("create", "--name", parent, "--link", f"{child}:al", IMAGE, "sleep", "300")
+    pyboxd.ok("rm", "-f", child)
+    # dockerd's link index keeps the link: shown, and the start refused ...
+    assert pyboxd.inspect(parent)["HostConfig"]["Links"] == [f"/{child}:/{parent}/al"]
+    proc = pyboxd.docker("start", parent, check=False)
+    assert proc.returncode != 0
+    assert f"Cannot link to a non running container: /{child} AS /{parent}/al" in proc.stderr
+    # ... until docker rm --link removes it
+    pyboxd.ok("rm", "--link", f"{parent}/al")
+    pyboxd.ok("start", parent)
+    assert "\tal " not in pyboxd.ok("exec", parent, "cat", "/etc/hosts")

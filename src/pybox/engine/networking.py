@@ -543,6 +543,15 @@ class EngineNetworking:
         if "bridge" not in (c.record["NetworkSettings"].get("Networks") or {}):
             return {}
         children = self._linked(c)
+        if not is_user_defined(network_mode(c.host_config)):
+            for link in c.host_config.get("Links") or ():
+                try:
+                    name, alias = parse_link(link)
+                except BadRequest:
+                    continue
+                if alias and alias not in children:  # removed since: dockerd's stale link
+                    raise Conflict(f"Cannot link to a non running container: /{name} AS "
+                                   f"{c.docker_name}/{alias}")
         for alias, child in children.items():
             if not child.state.running:
                 raise Conflict(f"Cannot link to a non running container: {child.docker_name} "
@@ -652,6 +661,9 @@ class EngineNetworking:
             settings[key] = value
 
     def forget(self, c: Container) -> None:
+        """``c`` is being removed.  Links other containers have to it stay,
+        as dockerd's link index keeps them: their inspect still shows them
+        and their start fails until `docker rm --link` removes them."""
         self.release(c)
 
     def interface_stats(self, c: Container) -> dict[str, dict[str, int]]:
