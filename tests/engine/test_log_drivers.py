@@ -151,7 +151,10 @@ def test_local_rotation_keeps_max_file_files_gzipped(pyboxd, names):
     first = 200 - len(out)
     assert out == [f"line {i} 0123456789012345678901234567890123456789"
                    for i in range(first, 200)]
-    assert pyboxd.ok("logs", "--tail", "1", name) == out[-1] + "\n"
+    # --tail walks the files back from their ends, across the compressed ones
+    for k in (1, 15, len(out) - 1, len(out) + 5):
+        assert pyboxd.ok("logs", "--tail", str(k), name).splitlines() == out[-k:]
+    assert pyboxd.ok("logs", "--tail", "0", name) == ""
 
 
 def test_local_without_compression_and_json_file_with_it(pyboxd, names):

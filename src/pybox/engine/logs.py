@@ -413,6 +413,54 @@ class _Reader:
             except FileNotFoundError:
                 continue
 
+    def tail(self, n: int, wanted: Callable[[dict[str, Any]], bool]
+             ) -> list[dict[str, Any]] | None:
+        """The last ``n`` wanted entries of a local log, walking its files back
+        from their ends by the frames' trailing sizes (moby's getTailReader), so
+        a tail of a big log costs what it shows; None when that cannot be done
+        (json-file; a frame being written, a damaged file): read it forward."""
+        if not self.local:
+            return None
+        out: list[dict[str, Any]] = []
+        for name in reversed(log_files(self.path)):
+            if len(out) >= n and name != self.path:
+                break
+            try:
+                with open_log(name) as f:
+                    if name.endswith(".gz"):  # (no walking back in a gzip stream)
+                        got = [_local_entry(e) for e, _ in locallog.read_frames(f)]
+                        out.extend(e for e in reversed(got) if wanted(e))
+                        continue
+                    st = os.fstat(f.fileno())
+                    pos = st.st_size
+                    if name == self.path:
+                        # a follower starts at the end: it must be a frame's
+                        if pos and not _frame_ends_at(f, pos):
+                            return None
+                        self.end = (st.st_ino, pos)
+                    while pos > 0 and len(out) < n:
+                        f.seek(pos - 4)
+                        trailer = f.read(4)
+                        size = int.from_bytes(trailer, "big")
+                        start = pos - 8 - size
+                        if len(trailer) < 4 or size > locallog.MAX_MSG_LEN or start < 0:
+                            return None
+                        f.seek(start)
+                        frame = f.read(size + 8)
+                        if frame[:4] != trailer:
+                            return None  # (moby: "header and footer indicate different sizes")
+                        e = _local_entry(locallog.decode_entry(frame[4:4 + size]))
+                        if wanted(e):
+                            out.append(e)
+                        pos = start
+            except FileNotFoundError:
+                continue
+            except (ValueError, OSError, EOFError):
+                return None
+        del out[n:]
+        out.reverse()
+        return out
+
     def follow(self, f: IO[bytes]) -> Iterator[dict[str, Any]]:
         """The whole entries from ``f``'s position (a torn last one is left)."""
         if self.local:
@@ -427,6 +475,20 @@ class _Reader:
                 yield json.loads(line)
             except ValueError:
                 continue
+
+
+def _frame_ends_at(f: IO[bytes], pos: int) -> bool:
+    """Whether a whole frame of a local log ends at ``pos`` (its trailing size
+    matches its leading one)."""
+    if pos < 8:
+        return False
+    f.seek(pos - 4)
+    trailer = f.read(4)
+    start = pos - 8 - int.from_bytes(trailer, "big")
+    if start < 0:
+        return False
+    f.seek(start)
+    return f.read(4) == trailer
 
 
 def _local_entry(e: locallog.Entry) -> dict[str, Any]:
@@ -521,12 +583,16 @@ def _read(c: Container, reader: _Reader, *, stdout: bool, stderr: bool, follow: 
           since: float, until: float, tail: str | None, timestamps: bool,
           cancelled: Callable[[], bool] | None, details: bool) -> Iterator[tuple[int, bytes]]:
     path = reader.path
-    entries = [e for e in reader.entries() if _wanted(e, stdout, stderr, since, until)]
+    n = -1
     if tail not in (None, "", "all"):
         try:
             n = int(tail)
         except ValueError:
             n = -1
+    entries = reader.tail(n, lambda e: _wanted(e, stdout, stderr, since, until)) \
+        if n >= 0 else None
+    if entries is None:
+        entries = [e for e in reader.entries() if _wanted(e, stdout, stderr, since, until)]
         if n >= 0:
             entries = entries[-n:] if n else []
     # where the existing content ended, to follow from there
