@@ -305,20 +305,24 @@ def test_not_a_tar(pyboxd, plugin_names):
 
 
 def test_kept_across_restart(pyboxd, plugin_names, tmp_path):
-    name = plugin_names()
+    name, upgraded = plugin_names(), plugin_names()
     pyboxd.ok("plugin", "create", name, plugin_dir(tmp_path))
     pyboxd.ok("plugin", "set", name, "DEBUG=3")
-    before = json.loads(pyboxd.ok("plugin", "inspect", name))
-    leftover = os.path.join(pyboxd.data_root, "plugins", "tmp", "create-crashed")
+    pyboxd.ok("plugin", "create", upgraded, plugin_dir(tmp_path))
+    before = json.loads(pyboxd.ok("plugin", "inspect", name, upgraded))
+    root = os.path.join(pyboxd.data_root, "plugins")
+    upgraded_dir = os.path.join(root, before[1]["Id"])
 
-    def crash_leftovers():  # what a create and a remove cut short by a crash leave
-        os.makedirs(leftover)
-        os.makedirs(os.path.join(pyboxd.data_root, "plugins", "f" * 64 + "-removing"))
+    def crash_leftovers():  # what a create, a remove and an upgrade cut short leave
+        os.makedirs(os.path.join(root, "tmp", "create-crashed"))
+        os.makedirs(os.path.join(root, "f" * 64 + "-removing"))
+        os.rename(upgraded_dir, upgraded_dir + "-old")  # between an upgrade's renames
 
     pyboxd.restart(between=crash_leftovers)
-    assert json.loads(pyboxd.ok("plugin", "inspect", name)) == before
+    assert json.loads(pyboxd.ok("plugin", "inspect", name, upgraded)) == before
     entries, tmp = store_entries(pyboxd)
     assert tmp == [] and ("f" * 64 + "-removing") not in entries
+    assert os.path.basename(upgraded_dir) + "-old" not in entries
 
 
 def test_registry_operations_offline(pyboxd, plugin_names, tmp_path):

@@ -12,8 +12,9 @@ keeps the store and the operations on it as moby's daemon/pkg/plugin does:
 
 A plugin comes into place by one rename of a directory made whole under tmp/,
 config.json changes by an atomic write, and removal renames the directory to
-``<id>-removing`` before deleting it: a crash leaves the old state or the new,
-and what a crash left half done is cleaned up when the store is loaded.
+``<id>-removing`` before deleting it, an upgrade moves the old directory to
+``<id>-old`` and the new one in: a crash leaves the old state or the new, and
+what a crash left half done is cleaned up (or put back) when the store is loaded.
 
 * create (``POST /plugins/create?name=``): the body is a tar of config.json and
   rootfs/; config.json is decoded as Go's encoding/json decodes it into moby's
@@ -72,6 +73,8 @@ if TYPE_CHECKING:  # the registry client (urllib3) is loaded on first use, not a
 
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
+REMOVING_SUFFIX = "-removing"  # a plugin directory being removed
+OLD_SUFFIX = "-old"  # a plugin directory an upgrade replaces
 BLOBS = "blobs"
 ROOTFS = "rootfs"
 CONFIG_LIMIT = 16 << 20  # a config.json larger than this is refused (moby reads any size)
@@ -653,11 +656,19 @@ class Plugins:
         os.makedirs(self.root, 0o700, exist_ok=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         os.makedirs(self.tmp, 0o700, exist_ok=True)
-        for entry in os.listdir(self.root):
+        for entry in sorted(os.listdir(self.root)):  # ("<id>" before "<id>-old")
             path = os.path.join(self.root, entry)
-            if entry.endswith("-removing") and VALID_FULL_ID.match(entry[:-len("-removing")]):
+            if entry.endswith(REMOVING_SUFFIX) and VALID_FULL_ID.match(
+                    entry[:-len(REMOVING_SUFFIX)]):
                 shutil.rmtree(path, ignore_errors=True)
                 continue
+            if entry.endswith(OLD_SUFFIX) and VALID_FULL_ID.match(entry[:-len(OLD_SUFFIX)]):
+                current = path[:-len(OLD_SUFFIX)]
+                if os.path.exists(current):  # the upgrade was done: the old one goes
+                    shutil.rmtree(path, ignore_errors=True)
+                    continue
+                os.rename(path, current)  # cut short between its renames: back as it was
+                entry, path = os.path.basename(current), current
             if not VALID_FULL_ID.match(entry):
                 continue
             try:
@@ -809,9 +820,12 @@ class Plugins:
                 raise Conflict(f"plugin {plugin['Name']} is enabled")
             pid = plugin["Id"]
             path = os.path.join(self.root, pid)
-            removing = path + "-removing"
+            removing = path + REMOVING_SUFFIX
             shutil.rmtree(removing, ignore_errors=True)
-            os.rename(path, removing)
+            try:
+                os.rename(path, removing)
+            except FileNotFoundError:
+                pass  # (gone from under pyboxd: the record goes all the same)
             del self.plugins[pid]
         shutil.rmtree(removing, ignore_errors=True)
         self.emit("plugin", "remove", pid, {"name": ref_or_id})
@@ -1016,17 +1030,17 @@ class Plugins:
                 raise Conflict(f"plugin must be disabled before upgrading: plugin "
                                f"{plugin['Name']} is enabled")
             pdir = os.path.join(self.root, plugin["Id"])
-            old = os.path.join(self.tmp, f"old-{plugin['Id']}")
-            os.mkdir(old, 0o700)
-            for entry in (ROOTFS, BLOBS, MANIFEST_FILE):
-                if os.path.lexists(os.path.join(pdir, entry)):
-                    os.rename(os.path.join(pdir, entry), os.path.join(old, entry))
-                os.rename(os.path.join(work, entry), os.path.join(pdir, entry))
             changed = dict(plugin, Config=config, PluginReference=reference)
-            self._save(changed)
+            write_atomic(os.path.join(work, CONFIG_FILE), fastjson.dumps(changed), durable=True)
+            # two renames; a crash between them leaves <id>-old alone, which the
+            # next start renames back (the plugin as it was before the upgrade)
+            old = pdir + OLD_SUFFIX
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(pdir, old)
+            os.rename(work, pdir)
+            _fsync_dir(self.root)
             self.plugins[plugin["Id"]] = changed
         shutil.rmtree(old, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
 
     def push_check(self, ref_or_id: str) -> tuple[references.Reference, str]:
         """The reference a push of the plugin goes to and the plugin's id (404
