@@ -379,6 +379,14 @@ def test_syslog_over_tls_with_rfc5425_framing(pyboxd, names, tmp_path):
                   "--log-opt", "syslog-format=rfc5424", "--log-opt", "tag=tls",
                   "busybox", "sh", "-c", "echo one; echo two")
         thread.join(20)
+    # the TLS files are read before the dial, go-connections' words
+    proc = pyboxd.docker("run", "--name", names(), "--log-driver", "syslog", "--log-opt",
+                         "syslog-address=tcp+tls://127.0.0.1:1", "--log-opt",
+                         "syslog-tls-ca-cert=/pbx-no-such-ca.pem", "busybox", "true")
+    assert proc.returncode == 125
+    assert ('failed to initialize logging driver: could not read CA certificate '
+            '"/pbx-no-such-ca.pem": open /pbx-no-such-ca.pem: no such file or directory'
+            in proc.stderr)
     # RFC 5425: each message preceded by its length and a space
     data = got[0]
     messages = []

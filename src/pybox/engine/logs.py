@@ -335,7 +335,7 @@ def _cache_enabled(opts: Mapping[str, str]) -> bool:
         return True
 
 
-def monitor_log(c: Container) -> dict[str, Any] | None:
+def monitor_log(c: Container) -> dict[str, Any]:
     """What the monitor needs to write ``c``'s log (pybox.monitor.logdrivers):
     the driver, its settings, the rendered tag.  LogDriverError (dockerd's
     'failed to initialize logging driver: ...', a 500) for options a start

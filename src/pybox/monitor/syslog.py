@@ -24,6 +24,7 @@ import time
 
 TYPE_CHECKING = False  # (typing is not imported: the monitors' zygote loads this module)
 if TYPE_CHECKING:
+    import ssl
     from typing import Any
 
     from pybox.monitor.locallog import PartialMeta
@@ -77,6 +78,9 @@ class SyslogSink:
         self.config = config
         self.sock: socket.socket | None = None
         self.datagram = False
+        # (tcp+tls: the TLS settings first, as moby's New: a bad file fails before a dial)
+        self.tls_context: ssl.SSLContext | None = (
+            self._tls_context() if self.proto == "tcp+tls" else None)
         self.connect()
 
     def connect(self) -> None:
@@ -130,20 +134,36 @@ class SyslogSink:
             return
         raise OSError(f"dial {net} {address}: connect: {_strerror(last)}")
 
-    def _tls(self, s: socket.socket, host: str) -> socket.socket:
+    def _tls_context(self) -> ssl.SSLContext:
+        """go-connections' tlsconfig.Client: the CA (unless skip-verify), the
+        client's key pair; its words for a file that cannot be read."""
         # (tcp+tls only: ssl stays out of every other monitor)
         import ssl  # noqa: PLC0415
 
         cfg = self.config
-        ctx = ssl.create_default_context(cafile=cfg.get("ca") or None)
-        if cfg.get("cert"):
-            ctx.load_cert_chain(cfg["cert"], cfg.get("key") or None)
-        if cfg.get("skip_verify"):
+        skip = bool(cfg.get("skip_verify"))
+        ca = cfg.get("ca") or None
+        try:
+            ctx = ssl.create_default_context(cafile=None if skip else ca)
+        except (OSError, ssl.SSLError) as e:
+            raise OSError(f'could not read CA certificate "{ca}": {_go_error(e, ca)}') from None
+        if skip:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+        if cfg.get("cert") or cfg.get("key"):
+            try:
+                ctx.load_cert_chain(cfg.get("cert") or "", cfg.get("key") or None)
+            except (OSError, ssl.SSLError) as e:
+                raise OSError("could not load X509 key pair: "
+                              f"{_go_error(e, cfg.get('cert') or '')}") from None
+        return ctx
+
+    def _tls(self, s: socket.socket, host: str) -> socket.socket:
+        ctx = self.tls_context
+        assert ctx is not None  # (made for tcp+tls)
         try:
             return ctx.wrap_socket(s, server_hostname=host)
-        except (ssl.SSLError, OSError):
+        except OSError:
             s.close()
             raise
 
@@ -197,6 +217,14 @@ class SyslogSink:
                         pass
         finally:
             sock.close()
+
+
+def _go_error(e: OSError, path: str | None) -> str:
+    """An open error as Go words it (``open PATH: no such file or directory``);
+    a bad certificate in OpenSSL's words."""
+    if type(e) in (FileNotFoundError, PermissionError, IsADirectoryError) and e.errno:
+        return f"open {path}: {os.strerror(e.errno).lower()}"
+    return str(e)
 
 
 def _strerror(e: OSError | None) -> str:
