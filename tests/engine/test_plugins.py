@@ -285,6 +285,11 @@ def test_filters(pyboxd, plugin_names, tmp_path):
     ([("config.json", b"{}"), ("rootfs/", None),
       ("rootfs/l", (tarfile.SYMTYPE, "../../../../etc")), ("rootfs/l/passwd", b"owned")],
      "Error processing tar file"),
+    ([("config.json", b"{}"), ("rootfs/", None),
+      ("rootfs/h", (tarfile.LNKTYPE, "rootfs/../../../../etc/passwd"))],
+     "Error processing tar file: invalid member name '../../../../etc/passwd': path escapes"),
+    ([("config.json", b"{}"), ("rootfs/", None), ("rootfs/h", (tarfile.LNKTYPE, "/etc/passwd"))],
+     "Error processing tar file: invalid hard link 'h' -> '/etc/passwd'"),
 ])
 def test_bad_archives_refused_and_nothing_left(pyboxd, plugin_names, members, words):
     name = plugin_names()

@@ -57,7 +57,7 @@ import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
 from pybox.errors import BadRequest, Conflict, LayerError, NotFound, PyboxError, RegistryError
@@ -546,9 +546,9 @@ def go_atoi(text: str) -> int:
 # -- the plugin tar -------------------------------------------------------------------------------
 class _HashingWriter:
     """A write-only file that hashes what it is given and passes it on (the
-    gzip'd rootfs layer, to its blob file)."""
+    gzip'd rootfs layer, to its blob file; or nowhere)."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: IO[bytes] | None) -> None:
         self.out = out
         self.hash = hashlib.sha256()
         self.size = 0
@@ -556,10 +556,13 @@ class _HashingWriter:
     def write(self, data: bytes) -> int:
         self.hash.update(data)
         self.size += len(data)
-        return self.out.write(data)
+        if self.out is not None:
+            self.out.write(data)
+        return len(data)
 
     def flush(self) -> None:
-        self.out.flush()
+        if self.out is not None:
+            self.out.flush()
 
 
 def split_plugin_tar(body: IO[bytes], rootfs_tar: IO[bytes],
@@ -571,7 +574,7 @@ def split_plugin_tar(body: IO[bytes], rootfs_tar: IO[bytes],
     diff_id, as moby records it --, its size)."""
     config: bytes | None = None
     has_rootfs = False
-    sink = _HashingWriter(layer if layer is not None else open(os.devnull, "wb"))
+    sink = _HashingWriter(layer)
     try:
         with tarfile.open(fileobj=body, mode="r|") as tar, \
                 tarfile.open(fileobj=rootfs_tar, mode="w|", format=tarfile.PAX_FORMAT) as out:
@@ -605,12 +608,8 @@ def split_plugin_tar(body: IO[bytes], rootfs_tar: IO[bytes],
     if not has_rootfs:
         raise PyboxError("no rootfs found: EOF")
     rootfs_tar.seek(0)
-    try:
-        with gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as gz:
-            shutil.copyfileobj(rootfs_tar, gz, 1 << 20)
-    finally:
-        if layer is None:
-            sink.out.close()
+    with gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as gz:
+        shutil.copyfileobj(rootfs_tar, gz, 1 << 20)
     rootfs_tar.seek(0)
     return config, "sha256:" + sink.hash.hexdigest(), sink.size
 
@@ -625,7 +624,6 @@ class Fetched:
     client: "RegistryClient"
     data: bytes
     digest: str
-
 
 
 Emit = Callable[[str, str, str, dict[str, str]], object]
@@ -1211,9 +1209,3 @@ def _executable(path: str) -> bool:
     except OSError:
         return False
     return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
-
-
-def iter_chunks(f: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    """A file's bytes in chunks (a create's body from a file, in tests)."""
-    while chunk := f.read(size):
-        yield chunk
