@@ -247,6 +247,8 @@ def test_set(pyboxd, plugin_names, tmp_path):
     status, _, body = request(pyboxd.socket, "POST", f"/v1.44/plugins/{name}/set", b'"x"')
     assert (status, json.loads(body)["message"]) == (
         400, "json: cannot unmarshal string into Go value of type []string")
+    status, _, body = request(pyboxd.socket, "POST", f"/v1.44/plugins/{name}/set", b"[")
+    assert (status, json.loads(body)["message"]) == (400, "unexpected EOF")
 
 
 def test_filters(pyboxd, plugin_names, tmp_path):

@@ -14,7 +14,7 @@ from typing import Any
 
 from pybox.api.server import Request, Response, Router
 from pybox.engine.engine import Engine
-from pybox.engine.plugins import go_atoi, local_name, remote_reference
+from pybox.engine.plugins import go_atoi, go_syntax_error, local_name, remote_reference
 from pybox.errors import BadRequest, PyboxError
 from pybox.formats import fastjson
 from pybox.images import progress
@@ -38,6 +38,9 @@ def _privileges_body(req: Request) -> list[Any] | None:
         raise PyboxError("failed to parse privileges: EOF")
     try:
         value = json.loads(data)
+    except json.JSONDecodeError as e:
+        text = data.decode(errors="replace")
+        raise PyboxError(f"failed to parse privileges: {go_syntax_error(text, e, True)}") from None
     except ValueError as e:
         raise PyboxError(f"failed to parse privileges: {e}") from None
     if value is not None and not isinstance(value, list):
@@ -83,6 +86,8 @@ def _set_args(req: Request) -> list[str]:
         raise BadRequest("got EOF while reading request body")
     try:
         value: Any = json.loads(data)
+    except json.JSONDecodeError as e:
+        raise BadRequest(go_syntax_error(data.decode(errors="replace"), e, True)) from None
     except ValueError as e:
         raise BadRequest(f"invalid JSON: {e}") from None
     if value is None:

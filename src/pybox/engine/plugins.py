@@ -273,11 +273,12 @@ def split_interface_type(text: str) -> tuple[str, str, str]:
     return text[:prefix_at], text[prefix_at + 1:version_at], version
 
 
-def _go_syntax_error(data: str, e: json.JSONDecodeError) -> str:
-    """Go's encoding/json syntax error for what Python's decoder stopped at."""
+def go_syntax_error(data: str, e: json.JSONDecodeError, stream: bool = False) -> str:
+    """Go's encoding/json syntax error for what Python's decoder stopped at
+    (``stream``: a json.Decoder's, which says a cut document is "unexpected EOF")."""
     pos = e.pos
     if pos >= len(data.rstrip()) and e.msg != "Extra data":
-        return "unexpected end of JSON input"
+        return "unexpected EOF" if stream else "unexpected end of JSON input"
     ch = data[pos] if pos < len(data) else ""
     quoted = "'\\''" if ch == "'" else f"'{ch}'"
     if e.msg == "Extra data":
@@ -330,7 +331,7 @@ def parse_config(data: bytes) -> dict[str, Any]:
         raw = json.loads(text, parse_int=GoNumber, parse_float=GoNumber,
                          parse_constant=_no_constant)
     except json.JSONDecodeError as e:
-        raise PyboxError(f"failed to parse config: {_go_syntax_error(text, e)}") from None
+        raise PyboxError(f"failed to parse config: {go_syntax_error(text, e)}") from None
     except ValueError as e:  # NaN, Infinity: not JSON to Go
         at = text.find(str(e))
         ch = text[at] if at >= 0 else "N"
