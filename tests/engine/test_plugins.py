@@ -504,3 +504,60 @@ def test_plugins_move_between_pyboxd_and_dockerd(pyboxd, dockerd, registry, tmp_
         for name in (ours, theirs):
             pyboxd.docker("plugin", "rm", "-f", name)
             dockerd.docker("plugin", "rm", "-f", name, check=False)
+
+
+def registry_put(registry, repo, config, layers):
+    """A plugin put into the registry by hand (monolithic blob uploads, a
+    schema2 manifest): its config and gzip'd layer tars, in order."""
+    import gzip  # noqa: PLC0415 -- this helper's alone
+    import hashlib  # noqa: PLC0415 -- this helper's alone
+
+    host, port = registry.split(":")
+
+    def call(method, path, body=b"", headers=None):
+        conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            text = resp.read()
+            assert resp.status in (201, 202), (method, path, resp.status, text)
+            return resp.getheader("Location")
+        finally:
+            conn.close()
+
+    def blob(data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        location = call("POST", f"/v2/{repo}/blobs/uploads/")
+        location = location.split(registry, 1)[-1]  # (the registry's absolute URL)
+        joiner = "&" if "?" in location else "?"
+        call("PUT", f"{location}{joiner}digest={digest}", data,
+             {"Content-Type": "application/octet-stream"})
+        return {"size": len(data), "digest": digest}
+
+    config_blob = json.dumps(config).encode()
+    manifest = {"schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.plugin.v1+json",
+                           **blob(config_blob)},
+                "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                            **blob(gzip.compress(tar_of(*members)))} for members in layers]}
+    call("PUT", f"/v2/{repo}/manifests/latest", json.dumps(manifest).encode(),
+         {"Content-Type": manifest["mediaType"]})
+
+
+def test_install_applies_whiteouts_of_later_layers(pyboxd, registry, plugin_names):
+    name = plugin_names(f"{registry}/")
+    registry_put(registry, name.partition("/")[2], DUMMY_CONFIG, [
+        [("a", b"1"), ("gone", b"2"), ("dir/", None), ("dir/old", b"3")],
+        [(".wh.gone", b""), ("dir/", None), ("dir/.wh..wh..opq", b""), ("dir/new", b"4"),
+         ("a", b"5")],
+    ])
+    proc = pyboxd.docker("plugin", "install", "--disable", "--grant-all-permissions", name)
+    assert proc.returncode == 0, proc.stderr
+    pid = pyboxd.ok("plugin", "inspect", "-f", "{{.Id}}", name).strip()
+    rootfs = os.path.join(pyboxd.data_root, "plugins", pid, "rootfs")
+    found = sorted(os.path.relpath(os.path.join(d, f), rootfs)
+                   for d, dirs, files in os.walk(rootfs) for f in dirs + files)
+    assert found == ["a", "dir", "dir/new"]
+    with open(os.path.join(rootfs, "a")) as f:
+        assert f.read() == "5"

@@ -65,6 +65,7 @@ from pybox.formats import fastjson
 from pybox.images import reference as references
 from pybox.images.auth import ANONYMOUS, Credentials
 from pybox.images.layers import unpack_layer
+from pybox.images.snapshots import flatten_layers
 from pybox.oci.state import write_atomic
 from pybox.runtime.rootfs import secure_join
 
@@ -966,17 +967,30 @@ class Plugins:
                 raise PyboxError("incorrect privileges")
             rootfs = os.path.join(work, ROOTFS)
             os.mkdir(rootfs, 0o755)
-            for desc in layers:
+            # one layer (what docker plugin create makes) unpacks into the rootfs;
+            # several each into its own directory, then flattened as overlay
+            # shows them (whiteouts delete, opaque directories hide)
+            apart = len(layers) > 1
+            layer_dirs = []
+            for i, desc in enumerate(layers):
                 short = desc["digest"].partition(":")[2][:12]
                 progress(_status("Waiting", short))
                 self._download(client, ref, desc, blobs, keep=False)
                 progress(_status("Download complete", short))
+                dest = os.path.join(work, f"layer-{i}") if apart else rootfs
+                if apart:
+                    os.mkdir(dest, 0o755)
+                    layer_dirs.append(dest)
                 try:
                     with open(os.path.join(blobs, desc["digest"].partition(":")[2]), "rb") as f:
-                        unpack_layer(f, rootfs, allow_devices=True)
+                        unpack_layer(f, dest, allow_devices=True)
                 except LayerError as e:
                     raise PyboxError(f"error applying plugin layer: {e}") from None
                 progress(_status("Complete", short))
+            if apart:
+                flatten_layers(layer_dirs, rootfs)
+                for dest in layer_dirs:
+                    shutil.rmtree(dest)
             write_atomic(os.path.join(work, MANIFEST_FILE), fetched.data, durable=True)
             if upgrade:
                 self._replace(work, local, config, str(ref))
