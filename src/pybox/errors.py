@@ -185,6 +185,11 @@ class BadRequest(PyboxError):
     http_status = 400
 
 
+class DockerfileParseError(BadRequest):
+    """A Dockerfile (or a word in it) that docker's parser refuses; the message is
+    docker's ("Dockerfile parse error line 3: unknown instruction: FORM") (400)."""
+
+
 class RequestTooLarge(BadRequest):
     """A body over the limit of what the API reads into memory (413)."""
 
