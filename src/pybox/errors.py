@@ -190,6 +190,17 @@ class DockerfileParseError(BadRequest):
     docker's ("Dockerfile parse error line 3: unknown instruction: FORM") (400)."""
 
 
+class BuildError(PyboxError):
+    """A build that failed in a step (a RUN that exited non-zero, a COPY source
+    missing, a FROM image not found): docker's words ("The command '/bin/sh -c
+    false' returned a non-zero code: 1").  ``code`` is the step's exit code, the
+    stream's errorDetail.code, which the docker CLI exits with."""
+
+    def __init__(self, message: str, *, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class RequestTooLarge(BadRequest):
     """A body over the limit of what the API reads into memory (413)."""
 
