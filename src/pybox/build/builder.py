@@ -8,14 +8,35 @@ message stream; ``cancel`` is set when the client goes away.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pybox.errors import BuildError
+from pybox.build.cache import Prober
+from pybox.build.copy import resolve_in_scope
+from pybox.build.dockerfile import Dockerfile, Instruction, Stage, parse
+from pybox.build.expand import expand_word
+from pybox.build.steps import (
+    BUILTIN_ARGS,
+    BuildArgs,
+    Context,
+    StageState,
+    begin_stage,
+    dispatch,
+    flag,
+    remove_container,
+    words_of,
+)
+from pybox.errors import BadRequest, BuildError, PyboxError
+from pybox.images import reference as references
 
 if TYPE_CHECKING:
     from pybox.engine.engine import Engine
+
+MAX_DOCKERFILE = 16 << 20
 
 
 @dataclass
@@ -65,4 +86,187 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
     image id ("sha256:..."), tagged with ``options.tags``.  Raises BuildError
     in docker's words; on ``cancel`` the running step is stopped and the
     intermediate containers removed before it raises."""
-    raise BuildError("builds are not implemented yet")
+    if options.squash:
+        raise BadRequest("squash is only supported with experimental mode")
+    for tag in options.tags:
+        try:
+            ref = references.parse(tag)
+        except PyboxError as e:
+            raise BadRequest(str(e)) from None
+        if ref.digest:
+            raise BadRequest(f"invalid reference format: {tag}")
+    text = _read_dockerfile(context_dir, options.dockerfile)
+    dockerfile = parse(text)
+    images = engine.images.images
+    scratch_dir = tempfile.mkdtemp(prefix="build-", dir=images.blobs.ingest)
+    prober = Prober(images, disabled=options.no_cache)
+    ctx = Context(engine, options, context_dir, out if not options.quiet else _Quiet(),
+                  cancel, dockerfile.escape, prober, scratch_dir)
+    try:
+        image_id = _run(ctx, dockerfile)
+    except BaseException:
+        if options.force_remove or cancel.is_set():
+            _remove_all(ctx)
+        raise
+    finally:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
+    if options.remove or options.force_remove:
+        _remove_all(ctx)
+    ctx.say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}\n")
+    for tag in options.tags:
+        ref = references.parse(tag)
+        engine.images.tag(image_id, str(ref))
+        ctx.say(f"Successfully tagged {ref.familiar()}\n")
+    if options.quiet:
+        out.stream(image_id + "\n")
+    return image_id
+
+
+class _Quiet:
+    """q=1: the steps' output goes nowhere (moby's SuppressOutput)."""
+
+    def stream(self, text: str) -> None:
+        pass
+
+    def aux(self, data: dict[str, Any]) -> None:
+        pass
+
+
+def _read_dockerfile(context_dir: str, name: str) -> str:
+    """The Dockerfile, found inside the context only (a hostile name cannot
+    reach out of it)."""
+    path = resolve_in_scope(context_dir, name or "Dockerfile")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_DOCKERFILE)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise BadRequest(f"Cannot locate specified Dockerfile: {name}") from None
+    except OSError as e:
+        raise BuildError(f"reading {name}: {e.strerror}") from None
+    return data.decode("utf-8", "replace")
+
+
+def _remove_all(ctx: Context) -> None:
+    for cid in list(ctx.containers):
+        if ctx.running == cid or ctx.cancel.is_set():
+            with contextlib.suppress(PyboxError):
+                ctx.engine.kill(cid)
+        remove_container(ctx, cid)
+
+
+def _stage_refs(stage: Stage, meta: dict[str, str], escape: str) -> list[str]:
+    """The stages or images a stage needs: its base and COPY --from's."""
+    refs = []
+    try:
+        refs.append(expand_word(stage.base, meta, escape).lower())
+    except PyboxError:
+        refs.append(stage.base.lower())
+    for ins in stage.instructions:
+        value = flag(ins, "from")
+        if ins.keyword == "COPY" and value:
+            refs.append(value.lower())
+    return refs
+
+
+def _needed(stages: tuple[Stage, ...], target: int, meta: dict[str, str], escape: str) -> set[int]:
+    """The stages the target needs (itself, its bases, COPY --from's), by index."""
+    names = {s.name.lower(): s.index for s in stages if s.name}
+    needed = set()
+    todo = [target]
+    while todo:
+        index = todo.pop()
+        if index in needed:
+            continue
+        needed.add(index)
+        for ref in _stage_refs(stages[index], meta, escape):
+            if ref in names and names[ref] < index:
+                todo.append(names[ref])
+            elif ref.isdigit() and int(ref) < index:
+                todo.append(int(ref))
+    return needed
+
+
+def _run(ctx: Context, dockerfile: Dockerfile) -> str:
+    options = ctx.options
+    stages = dockerfile.stages
+    if not stages:
+        raise BuildError("No image was generated. Is your Dockerfile empty?")
+    target = len(stages) - 1
+    if options.target:
+        found = [s.index for s in stages if s.name and s.name.lower() == options.target.lower()]
+        if not found:
+            raise BadRequest(f"failed to reach build target {options.target} in Dockerfile")
+        target = found[0]
+    args = BuildArgs(dict(options.build_args))
+    extra: list[Instruction] = []
+    for key in sorted(options.labels):
+        value = options.labels[key]
+        extra.append(Instruction("LABEL", [key, value], [("noexp", None)], False,
+                                 f"LABEL {key}={value}", 0, 0, ()))
+    # the meta ARGs first: they decide the FROM lines (and so the stages needed)
+    meta_env: dict[str, str] = {}
+    for ins in dockerfile.meta_args:
+        for word in words_of(ins):
+            key, sep, value = word.partition("=")
+            val = expand_word(value, args.all_meta(), dockerfile.escape) if sep else None
+            args.add(key, val, meta=True)
+    meta_env = args.all_meta()
+    needed = _needed(stages, target, meta_env, dockerfile.escape)
+    chosen = [s for s in stages[:target + 1] if s.index in needed]
+    total = len(dockerfile.meta_args) + sum(1 + len(s.instructions) for s in chosen) + len(extra)
+    step = 0
+
+    def say_step(text: str) -> None:
+        nonlocal step
+        step += 1
+        ctx.say(f"Step {step}/{total} : {text}\n")
+
+    for ins in dockerfile.meta_args:
+        say_step(ins.original)
+    image_id = ""
+    final_args = args
+    for stage in chosen:
+        if ctx.cancel.is_set():
+            raise BuildError("Build cancelled")
+        if stage.name and stage.name.lower() in ctx.stage_names:
+            raise BuildError(f"{stage.name} stage name already used")
+        say_step(_from_line(stage))
+        state = StageState({}, "", args.for_stage(), stage.name)
+        begin_stage(ctx, state, stage, dockerfile.escape)
+        ctx.say(f" ---> {_short(state.image_id)}\n")
+        instructions = list(stage.instructions)
+        if stage.index == target:
+            instructions += extra
+        for ins in instructions:
+            if ctx.cancel.is_set():
+                ctx.say("Build cancelled\n")
+                raise BuildError("Build cancelled")
+            say_step(ins.original)
+            dispatch(ctx, state, ins)
+            ctx.say(f" ---> {_short(state.image_id)}\n")
+        if state.image_id:
+            ctx.out.aux({"ID": state.image_id})
+        args.referenced |= state.args.referenced
+        ctx.stage_images[stage.index] = state.image_id
+        if stage.name:
+            ctx.stage_names[stage.name.lower()] = stage.index
+        image_id = state.image_id
+        final_args = state.args
+    unused = sorted(k for k in options.build_args
+                    if k not in args.referenced and k not in BUILTIN_ARGS)
+    del final_args
+    if unused:
+        ctx.say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+    if not image_id:
+        raise BuildError("No image was generated. Is your Dockerfile empty?")
+    return image_id
+
+
+def _from_line(stage: Stage) -> str:
+    platform = f"--platform={stage.platform} " if stage.platform else ""
+    name = f" AS {stage.name}" if stage.name else ""
+    return f"FROM {platform}{stage.base}{name}"
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]

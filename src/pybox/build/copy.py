@@ -1,0 +1,371 @@
+"""COPY and ADD: sources from the context (or a stage's or image's rootfs)
+into the step's root filesystem, as moby's builder/dockerfile/copy.go.
+
+Every path is hostile: a source is resolved inside its root (symlinks followed
+but never out of it, ``..`` stops at the root, as moby's FollowSymlinkInScope),
+and so is the destination inside the image's rootfs (an image may hold
+``/dst -> /etc`` or ``-> ../../..``).  Symlinks met inside a copied directory
+are copied as symlinks, never followed.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import fnmatch
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pybox.engine.archive import extract_tree, read_file_in_root
+from pybox.errors import BuildError
+
+MAX_SYMLINKS = 255
+URL_TIMEOUT = 60
+
+
+def resolve_in_scope(root: str, path: str) -> str:
+    """``path`` (absolute or relative to ``root``) as a host path below
+    ``root``, each symlink on the way followed inside ``root``; the last
+    component too (a missing one is left as it is)."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except OSError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise BuildError(f"too many links in {path}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def resolve_parent_in_scope(root: str, path: str) -> str:
+    """As resolve_in_scope, but the last component is not followed (a
+    symlink there is the thing itself: COPY'd sources named by a link are
+    followed by the caller when it wants)."""
+    head, _, name = path.rstrip("/").rpartition("/")
+    if not name or name in (".", ".."):
+        return resolve_in_scope(root, path)
+    return os.path.join(resolve_in_scope(root, head or "/"), name)
+
+
+def has_wildcard(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
+@dataclass
+class Source:
+    """One resolved source: the host path of it, its path as written (relative
+    to its root), and its checksum ("file:<hex>" / "dir:<hex>")."""
+
+    host_path: str
+    rel: str
+    digest: str
+    is_dir: bool
+    url: str = ""
+    mtime: float | None = None
+
+
+def _file_digest(path: str, st: os.stat_result) -> str:
+    h = hashlib.sha256()
+    h.update(f"{stat.S_IMODE(st.st_mode):o}:{st.st_uid}:{st.st_gid}\0".encode())
+    if stat.S_ISLNK(st.st_mode):
+        h.update(os.readlink(path).encode("utf-8", "surrogateescape"))
+    elif stat.S_ISREG(st.st_mode):
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def source_digest(host_path: str) -> tuple[str, bool]:
+    """The checksum the cache compares ("file:HEX" or "dir:HEX": names, modes,
+    owners and contents of everything below) and whether it is a directory."""
+    st = os.stat(host_path)
+    if not stat.S_ISDIR(st.st_mode):
+        return "file:" + _file_digest(host_path, st), False
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(host_path):
+        dirnames.sort()
+        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, host_path)
+            h.update(f"{rel}\0{_file_digest(full, os.lstat(full))}\n".encode("utf-8", "surrogateescape"))
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                lst = os.lstat(full)
+                rel = os.path.relpath(full, host_path)
+                h.update(f"{rel}/\0{stat.S_IMODE(lst.st_mode):o}:{lst.st_uid}:{lst.st_gid}\n"
+                         .encode("utf-8", "surrogateescape"))
+    return "dir:" + h.hexdigest(), True
+
+
+def _walk_rel(root: str) -> Iterator[str]:
+    """Every path below root, relative, '/'-separated (for wildcards)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in sorted(dirnames + filenames):
+            yield name if rel_dir == "." else f"{rel_dir}/{name}"
+
+
+def _match(pattern: str, rel: str) -> bool:
+    """Go's filepath.Match: '*' does not cross '/'."""
+    pat_parts, rel_parts = pattern.split("/"), rel.split("/")
+    if len(pat_parts) != len(rel_parts):
+        return False
+    return all(fnmatch.fnmatchcase(r, p) for p, r in zip(pat_parts, rel_parts, strict=True))
+
+
+def collect_sources(root: str, srcs: list[str], instruction: str) -> list[Source]:
+    """The sources named by ``srcs`` under ``root``, wildcards expanded; docker's
+    errors for the missing ones."""
+    out: list[Source] = []
+    for src in srcs:
+        clean = posixpath.normpath("/" + src).lstrip("/")
+        if has_wildcard(clean):
+            found = [rel for rel in _walk_rel(root) if _match(clean, rel)]
+            if not found:
+                raise BuildError(f"{instruction} failed: no source files were specified")
+            for rel in found:
+                host = resolve_in_scope(root, rel)
+                digest, is_dir = source_digest(host)
+                out.append(Source(host, rel, digest, is_dir))
+            continue
+        host = resolve_in_scope(root, clean)
+        if not os.path.lexists(host):
+            raise BuildError(f"{instruction} failed: file not found in build context or "
+                             f"excluded by .dockerignore: stat {clean or '.'}: file does not exist")
+        digest, is_dir = source_digest(host)
+        out.append(Source(host, clean, digest, is_dir))
+    return out
+
+
+def download(url: str, tmpdir: str) -> Source:
+    """ADD URL: the file fetched into ``tmpdir``; its mtime the Last-Modified."""
+    try:
+        with urllib.request.urlopen(url, timeout=URL_TIMEOUT) as response:
+            if response.status >= 400:
+                raise BuildError(f"failed to GET {url} with status {response.status}")
+            name = posixpath.basename(urllib.parse.urlsplit(url).path) or "download"
+            path = os.path.join(tmpdir, "download")
+            with open(path, "wb") as f:
+                shutil.copyfileobj(response, f)
+            mtime = None
+            modified = response.headers.get("Last-Modified")
+            if modified:
+                try:
+                    mtime = email.utils.parsedate_to_datetime(modified).timestamp()
+                except (TypeError, ValueError):
+                    mtime = None
+    except urllib.error.HTTPError as e:
+        raise BuildError(f"failed to GET {url} with status {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise BuildError(f"error downloading '{url}': {reason}") from None
+    os.chmod(path, 0o600)
+    digest, _ = source_digest(path)
+    return Source(path, name, digest, False, url=url, mtime=mtime)
+
+
+def is_url(src: str) -> bool:
+    return src.startswith(("http://", "https://"))
+
+
+# -- the destination ---------------------------------------------------------------
+
+def mkdir_all(root: str, path: str, owner: tuple[int, int]) -> str:
+    """Create ``path`` (absolute, in the image) inside ``root`` with 0755 and
+    ``owner`` for the new directories; -> its host path."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    current = "/"
+    for part in parts:
+        current = posixpath.join(current, part)
+        host = resolve_in_scope(root, current)
+        if os.path.isdir(host):
+            continue
+        if os.path.lexists(host):
+            raise BuildError(f"mkdir {current}: not a directory")
+        os.mkdir(host, 0o755)
+        os.chmod(host, 0o755)
+        os.lchown(host, *owner)
+    return resolve_in_scope(root, path)
+
+
+def _copy_entry(src: str, dest: str, owner: tuple[int, int] | None, mode: int | None,
+                mtime: float | None = None) -> None:
+    """One file, symlink or special file from ``src`` to the host path ``dest``
+    (replacing a non-directory there)."""
+    st = os.lstat(src)
+    if os.path.lexists(dest) and not os.path.isdir(dest) or os.path.islink(dest):
+        os.unlink(dest)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), dest)
+    elif stat.S_ISREG(st.st_mode):
+        with open(src, "rb") as fin, open(dest, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    elif stat.S_ISFIFO(st.st_mode):
+        os.mkfifo(dest)
+    else:
+        return  # sockets, devices: not copied
+    uid, gid = owner if owner is not None else (st.st_uid, st.st_gid)
+    os.lchown(dest, uid, gid)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(dest, mode if mode is not None else stat.S_IMODE(st.st_mode))
+    times = (st.st_atime, mtime if mtime is not None else st.st_mtime)
+    os.utime(dest, times, follow_symlinks=False)
+
+
+def _copy_dir(src: str, dest: str, owner: tuple[int, int] | None, mode: int | None) -> None:
+    """The contents of directory ``src`` into the host directory ``dest``."""
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target_dir = dest if rel == "." else os.path.join(dest, rel)
+        for name in list(dirnames):
+            s = os.path.join(dirpath, name)
+            d = os.path.join(target_dir, name)
+            st = os.lstat(s)
+            if stat.S_ISLNK(st.st_mode):  # a link to a dir: copied as a link
+                dirnames.remove(name)
+                _copy_entry(s, d, owner, None)
+                continue
+            if os.path.lexists(d) and (os.path.islink(d) or not os.path.isdir(d)):
+                os.unlink(d)
+            if not os.path.isdir(d):
+                os.mkdir(d)
+            uid, gid = owner if owner is not None else (st.st_uid, st.st_gid)
+            os.lchown(d, uid, gid)
+            os.chmod(d, mode if mode is not None else stat.S_IMODE(st.st_mode))
+        for name in filenames:
+            _copy_entry(os.path.join(dirpath, name), os.path.join(target_dir, name), owner, mode)
+    # directory times last (writing into them changed them)
+    for dirpath, dirnames, _ in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        for name in dirnames:
+            s = os.path.join(dirpath, name)
+            if not os.path.islink(s):
+                st = os.lstat(s)
+                d = os.path.join(dest, rel, name) if rel != "." else os.path.join(dest, name)
+                os.utime(d, (st.st_atime, st.st_mtime), follow_symlinks=False)
+
+
+def _is_archive(path: str) -> bool:
+    """ADD's auto-extraction: a tar, plain or gzip/bzip2/xz compressed."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return False
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
+        return True
+    return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+def copy_into(rootfs: str, sources: list[Source], dest: str, workdir: str, *,
+              owner: tuple[int, int] | None, mode: int | None, extract: bool,
+              instruction: str) -> None:
+    """Copy ``sources`` to ``dest`` of the image at ``rootfs`` (a mounted
+    snapshot): dest relative to ``workdir``; a trailing '/' or several sources
+    make it a directory; a directory's contents go into dest; ADD extracts
+    local archives (``extract``)."""
+    dir_owner = owner if owner is not None else (0, 0)
+    if not dest.startswith("/"):
+        dest = posixpath.join(workdir or "/", dest)
+    dest_is_dir = dest.endswith("/") or dest.endswith("/.") or dest in ("/", ".")
+    if len(sources) > 1 and not dest_is_dir:
+        raise BuildError(f"When using {instruction} with more than one source file, the "
+                         "destination must be a directory and end with a /")
+    clean = posixpath.normpath(dest)
+    for source in sources:
+        if source.is_dir:
+            target = mkdir_all(rootfs, clean, dir_owner)
+            _copy_dir(source.host_path, target, owner, mode)
+            continue
+        if extract and not source.url and _is_archive(source.host_path):
+            target = mkdir_all(rootfs, clean, dir_owner)
+            fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                with open(source.host_path, "rb") as f:
+                    extract_tree(fd, clean, iter(lambda: f.read(1 << 20), b""))
+            finally:
+                os.close(fd)
+            continue
+        existing = resolve_in_scope(rootfs, clean)
+        if dest_is_dir or os.path.isdir(existing):
+            parent = mkdir_all(rootfs, clean, dir_owner)
+            target = os.path.join(parent, posixpath.basename(source.rel) or "download")
+        else:
+            parent = mkdir_all(rootfs, posixpath.dirname(clean), dir_owner)
+            target = os.path.join(parent, posixpath.basename(clean))
+        real = os.path.realpath(source.host_path) if os.path.islink(source.host_path) else source.host_path
+        _copy_entry(real, target, owner, mode, source.mtime)
+
+
+def chown_ids(rootfs: str, spec: str) -> tuple[int, int]:
+    """--chown=user[:group] (names looked up in the image's /etc/passwd and
+    /etc/group; a lone user is also the group, as moby's parseChownFlag)."""
+    user, _, group = spec.partition(":")
+    group = group or user
+
+    def table(path: str) -> list[list[str]]:
+        fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            data = read_file_in_root(fd, path, 4 << 20)
+        except OSError:
+            return []
+        finally:
+            os.close(fd)
+        return [line.split(":") for line in data.decode(errors="replace").splitlines()
+                if line and not line.startswith("#")]
+
+    def lookup(name: str, path: str, what: str) -> int:
+        if name.isdigit():
+            return int(name)
+        entry = next((e for e in table(path) if len(e) > 2 and e[0] == name and e[2].isdigit()),
+                     None)
+        if entry is None:
+            raise BuildError(f"unable to convert uid/gid chown string to host mapping: can't "
+                             f"find {what} for {'user' if what == 'uid' else 'group'} {name}: "
+                             f"no such {'user' if what == 'uid' else 'group'}: {name}")
+        return int(entry[2])
+
+    return lookup(user, "/etc/passwd", "uid"), lookup(group, "/etc/group", "gid")
+
+
+def write_heredoc_source(tmpdir: str, name: str, content: str) -> Source:
+    """COPY <<EOF /file: the here-document as a file of the context."""
+    path = os.path.join(tmpdir, f"heredoc-{hashlib.sha256(name.encode()).hexdigest()[:12]}")
+    with open(path, "w") as f:
+        f.write(content)
+    os.chmod(path, 0o644)
+    digest, _ = source_digest(path)
+    return Source(path, name, digest, False)
+
+
+def temp_dir(under: str) -> str:
+    return tempfile.mkdtemp(prefix="build-", dir=under)
