@@ -67,6 +67,9 @@ class BuildOptions:
     quiet: bool = False
     squash: bool = False
     registry_auth: dict[str, dict[str, Any]] = field(default_factory=dict)  # X-Registry-Config
+    # the Dockerfile as the API read it (dockerd's Detect reads it, then may
+    # remove it from the context: .dockerignore naming it, a remote Dockerfile)
+    dockerfile_content: bytes | None = None
 
 
 class BuildOutput(Protocol):
@@ -95,7 +98,10 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
             raise BadRequest(str(e)) from None
         if ref.digest:
             raise BadRequest(f"invalid reference format: {tag}")
-    text = _read_dockerfile(context_dir, options.dockerfile)
+    if options.dockerfile_content is not None:
+        text = options.dockerfile_content.decode("utf-8", "replace")
+    else:
+        text = _read_dockerfile(context_dir, options.dockerfile)
     dockerfile = parse(text)
     images = engine.images.images
     scratch_dir = tempfile.mkdtemp(prefix="build-", dir=images.blobs.ingest)
