@@ -14,9 +14,9 @@ from typing import Any
 
 from pybox.api.server import Request, Response, Router
 from pybox.engine.engine import Engine
-from pybox.engine.plugins import go_atoi, go_syntax_error, local_name, remote_reference
+from pybox.engine.plugins import go_atoi, local_name, remote_reference
 from pybox.errors import BadRequest, PyboxError
-from pybox.formats import fastjson
+from pybox.formats import fastjson, gojson
 from pybox.images import progress
 from pybox.images.auth import ANONYMOUS, Credentials, decode_registry_auth
 
@@ -40,7 +40,7 @@ def _privileges_body(req: Request) -> list[Any] | None:
         value = json.loads(data)
     except json.JSONDecodeError as e:
         text = data.decode(errors="replace")
-        raise PyboxError(f"failed to parse privileges: {go_syntax_error(text, e, True)}") from None
+        raise PyboxError(f"failed to parse privileges: {gojson.syntax_error(text, e, stream=True)}") from None
     except ValueError as e:
         raise PyboxError(f"failed to parse privileges: {e}") from None
     if value is not None and not isinstance(value, list):
@@ -87,7 +87,7 @@ def _set_args(req: Request) -> list[str]:
     try:
         value: Any = json.loads(data)
     except json.JSONDecodeError as e:
-        raise BadRequest(go_syntax_error(data.decode(errors="replace"), e, True)) from None
+        raise BadRequest(gojson.syntax_error(data.decode(errors="replace"), e, stream=True)) from None
     except ValueError as e:
         raise BadRequest(f"invalid JSON: {e}") from None
     if value is None:

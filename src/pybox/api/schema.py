@@ -17,239 +17,34 @@ Resources.Memory``) and decoded into plain dicts with docker's canonical field
 names and Python values of the declared types; the engine sees nothing else.
 The range and meaning checks (signals, capabilities, sizes...) are the
 engine's (pybox.engine.spec.validate_create and friends): they need the
-daemon's view of the machine.
+daemon's view of the machine.  Go's scanner words and typed decoding are
+pybox.formats.gojson's (the engine's plugin configs use them too); this module
+holds docker's types and the 400s.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 from pybox.errors import BadRequest
-
-OMIT = object()  # a field whose JSON value leaves the Go field untouched
-_SURROGATE = re.compile("[\ud800-\udfff]")
-INT_RANGES = {
-    "int": (-(1 << 63), (1 << 63) - 1), "int64": (-(1 << 63), (1 << 63) - 1),
-    "int32": (-(1 << 31), (1 << 31) - 1), "int16": (-(1 << 15), (1 << 15) - 1),
-    "uint": (0, (1 << 64) - 1), "uint64": (0, (1 << 64) - 1), "uint32": (0, (1 << 32) - 1),
-    "uint16": (0, (1 << 16) - 1), "uint8": (0, 255),
-}
-
-
-class _Float(float):
-    """A JSON number written with a fraction or an exponent; keeps its text,
-    which Go quotes when the number does not fit an integer field."""
-
-    text: str
-
-    def __new__(cls, text: str) -> _Float:
-        try:
-            obj = super().__new__(cls, text)
-        except OverflowError:  # pragma: no cover - float("1e999") is inf, not an error
-            obj = super().__new__(cls, "inf")
-        obj.text = text
-        return obj
-
-
-def _number_text(v: Any) -> str:
-    return v.text if isinstance(v, _Float) else str(v)
-
-
-def _kind(v: Any) -> str:
-    """Go's name for a JSON value's kind in an UnmarshalTypeError."""
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return "object"
-
-
-def _clean_str(s: str) -> str:
-    # Go replaces invalid UTF-16 surrogates in JSON strings with U+FFFD;
-    # Python keeps them, and they fail later when written as UTF-8
-    return _SURROGATE.sub("\ufffd", s) if _SURROGATE.search(s) else s
-
-
-def _plain(v: Any) -> Any:
-    """A JSON value for an interface{} field: plain Python types only."""
-    if isinstance(v, str):
-        return _clean_str(v)
-    if isinstance(v, _Float):
-        return float(v)
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {_clean_str(k): _plain(x) for k, x in v.items()}
-    return v
-
-
-class _Fatal(Exception):
-    """An error from a type with its own UnmarshalJSON: Go stops there."""
-
-
-class _State:
-    """Go's decodeState error bookkeeping: the first type error is kept and
-    decoding goes on; the struct and field path say where it happened."""
-
-    def __init__(self, render: bool = False) -> None:
-        self.saved: str | None = None
-        self.struct: str | None = None
-        self.stack: list[str] = []
-        # rendering a stored record (see render): exact names, unknown fields
-        # kept, a value of the wrong type dropped instead of refused
-        self.render = render
-
-    def message(self, kind: str, go: str) -> str:
-        if self.struct is not None or self.stack:
-            where = f"{self.struct or ''}.{'.'.join(self.stack)}"
-            return f"json: cannot unmarshal {kind} into Go struct field {where} of type {go}"
-        return f"json: cannot unmarshal {kind} into Go value of type {go}"
-
-    def save(self, kind: str, go: str) -> None:
-        if self.saved is None:
-            self.saved = self.message(kind, go)
-
-
-class GoType:
-    """One Go type: ``go`` is its reflect.Type.String(); ``nullable`` when JSON
-    null sets it to nil (pointers, slices, maps, interfaces)."""
-
-    go = "?"
-    nullable = False
-
-    def decode(self, v: Any, st: _State) -> Any:
-        raise NotImplementedError
-
-    def null(self) -> Any:
-        return None if self.nullable else OMIT
-
-
-class Bool(GoType):
-    go = "bool"
-
-    def decode(self, v: Any, st: _State) -> Any:
-        if isinstance(v, bool):
-            return v
-        st.save(_kind(v), self.go)
-        return OMIT
-
-
-class Int(GoType):
-    def __init__(self, go: str = "int64", base: str | None = None) -> None:
-        self.go = go
-        self.lo, self.hi = INT_RANGES[base or go]
-
-    def decode(self, v: Any, st: _State) -> Any:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            st.save(_kind(v), self.go)
-            return OMIT
-        if isinstance(v, float) or not self.lo <= v <= self.hi:
-            st.save("number " + _number_text(v), self.go)
-            return OMIT
-        return v
-
-
-class Str(GoType):
-    def __init__(self, go: str = "string") -> None:
-        self.go = go
-
-    def decode(self, v: Any, st: _State) -> Any:
-        if isinstance(v, str):
-            return _clean_str(v)
-        st.save(_kind(v), self.go)
-        return OMIT
-
-
-class AnyValue(GoType):
-    go = "interface {}"
-    nullable = True
-
-    def decode(self, v: Any, st: _State) -> Any:
-        return _plain(v)
-
-
-class Slice(GoType):
-    nullable = True
-
-    def __init__(self, elem: GoType, go: str | None = None) -> None:
-        self.elem = elem
-        self.go = go or "[]" + elem.go
-
-    def decode(self, v: Any, st: _State) -> Any:
-        if not isinstance(v, list):
-            st.save(_kind(v), self.go)
-            return OMIT
-        out = []
-        for item in v:
-            value = self.elem.null() if item is None else self.elem.decode(item, st)
-            out.append(_zero(self.elem) if value is OMIT else value)
-        return out
-
-
-class Array(GoType):
-    """A Go array ([2]uint): extra elements are dropped, missing ones zero."""
-
-    def __init__(self, elem: GoType, n: int) -> None:
-        self.elem, self.n = elem, n
-        self.go = f"[{n}]{elem.go}"
-
-    def decode(self, v: Any, st: _State) -> Any:
-        if not isinstance(v, list):
-            st.save(_kind(v), self.go)
-            return OMIT
-        out = []
-        for item in v[:self.n]:
-            value = OMIT if item is None else self.elem.decode(item, st)
-            out.append(_zero(self.elem) if value is OMIT else value)
-        return out + [_zero(self.elem)] * (self.n - len(out))
-
-
-class Ptr(GoType):
-    """*T: null is nil; errors name T (Go reports the pointed-to type)."""
-
-    nullable = True
-
-    def __init__(self, elem: GoType) -> None:
-        self.elem = elem
-        self.go = elem.go
-
-    def decode(self, v: Any, st: _State) -> Any:
-        return self.elem.decode(v, st)
-
-
-class Map(GoType):
-    nullable = True
-
-    def __init__(self, elem: GoType, go: str | None = None) -> None:
-        self.elem = elem
-        self.go = go or "map[string]" + elem.go
-
-    def decode(self, v: Any, st: _State) -> Any:
-        if not isinstance(v, dict):
-            st.save(_kind(v), self.go)
-            return OMIT
-        out = {}
-        for key, item in v.items():
-            value = self.elem.null() if item is None else self.elem.decode(item, st)
-            out[_clean_str(key)] = _zero(self.elem) if value is OMIT else value
-        return out
-
-
-class EmptyStruct(GoType):
-    go = "struct {}"
-
-    def decode(self, v: Any, st: _State) -> Any:
-        if isinstance(v, dict):
-            return {}
-        st.save(_kind(v), self.go)
-        return OMIT
+from pybox.formats import gojson
+from pybox.formats.gojson import (
+    OMIT,
+    AnyValue,
+    Array,
+    Bool,
+    Empty,
+    EmptyStruct,
+    GoType,
+    Int,
+    Map,
+    Ptr,
+    Slice,
+    Str,
+    Struct,
+    clean_str,
+)
 
 
 class StrSlice(GoType):
@@ -259,92 +54,12 @@ class StrSlice(GoType):
     go = "strslice.StrSlice"
     nullable = True
 
-    def decode(self, v: Any, st: _State) -> Any:
+    def decode(self, v: Any, st: gojson.DecodeState) -> Any:
         if isinstance(v, str):
-            return [_clean_str(v)]
+            return [clean_str(v)]
         if isinstance(v, list) and all(isinstance(x, str) for x in v):
-            return [_clean_str(x) for x in v]
-        raise _Fatal(st.message(_kind(v), "string"))
-
-
-class Struct(GoType):
-    """A Go struct.  ``fields``: (json name, type) pairs, or ("*", Struct) for
-    an embedded struct, whose fields are promoted (and named with the embedded
-    struct's type name in error paths, as Go 1.24 does)."""
-
-    def __init__(self, name: str, go: str, fields: list[tuple[str, GoType]]) -> None:
-        self.name, self.go = name, go
-        self.fields: dict[str, tuple[GoType, list[str]]] = {}
-        for json_name, typ in fields:
-            if json_name == "*":
-                assert isinstance(typ, Struct)
-                for inner, (t, path) in typ.fields.items():
-                    self.fields.setdefault(inner, (t, [typ.name] + path))
-            else:
-                self.fields[json_name] = (typ, [])
-        self.folded: dict[str, str] = {}
-        for json_name in self.fields:
-            self.folded.setdefault(_fold(json_name), json_name)
-
-    def field(self, key: str) -> str | None:
-        if key in self.fields:
-            return key
-        return self.folded.get(_fold(key))
-
-    def decode(self, v: Any, st: _State) -> Any:
-        if not isinstance(v, dict):
-            st.save(_kind(v), self.go)
-            return OMIT
-        out = {}
-        for key, item in v.items():
-            name = (key if key in self.fields else None) if st.render else self.field(key)
-            if name is None:
-                if st.render and self.field(key) is None:
-                    # (a case variant of a known field would reach it in Go's decoder)
-                    out[key] = _plain(item)
-                continue  # Go ignores unknown fields
-            typ, path = self.fields[name]
-            saved_struct, depth = st.struct, len(st.stack)
-            st.struct = self.name
-            st.stack.extend(path)
-            st.stack.append(name)
-            try:
-                value = typ.null() if item is None else typ.decode(item, st)
-            except _Fatal:
-                if not st.render:
-                    raise
-                value = OMIT
-            st.struct = saved_struct
-            del st.stack[depth:]
-            if value is not OMIT:
-                out[name] = value
-        return out
-
-
-_FOLD_NON_ASCII = {"\u017f": "S", "\u212a": "K"}
-
-
-def _fold(name: str) -> str:
-    """Go's foldName as far as ASCII field names can tell: ASCII letters
-    upper-cased, and the two non-ASCII runes whose fold set holds an ASCII
-    letter (the long s, the Kelvin sign) taken as that letter."""
-    if name.isascii():
-        return name.upper()
-    return "".join(c.upper() if c.isascii() else _FOLD_NON_ASCII.get(c, c) for c in name)
-
-
-def _zero(t: GoType) -> Any:
-    if isinstance(t, Bool):
-        return False
-    if isinstance(t, Int):
-        return 0
-    if isinstance(t, Str):
-        return ""
-    if isinstance(t, Array):
-        return [_zero(t.elem)] * t.n
-    if isinstance(t, (Struct, EmptyStruct)):
-        return {}
-    return None
+            return [clean_str(x) for x in v]
+        raise gojson.Fatal(st.message(gojson.kind_of(v), "string"))
 
 
 # -- docker's API types (docker 28, api/types/...) ------------------------------------------
@@ -564,135 +279,32 @@ def render(value: Any, typ: GoType) -> Any:
     left out (a list or map entry of the wrong type becomes its zero value);
     other fields pass as they are.  A record written by an older pyboxd with
     ``Cmd: [5]`` used to break ``docker ps -a`` for every client."""
-    st = _State(render=True)
-    try:
-        out = typ.decode(value, st)
-    except _Fatal:
-        return {}
-    return {} if out is OMIT else out
+    return gojson.render(value, typ)
 
 
-# -- JSON text -----------------------------------------------------------------------------
-def _reject_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
-def _parse_int(text: str) -> int | _Float:
-    # past Python's int conversion limit: no Go integer holds it either
-    return int(text) if len(text) < 4000 else _Float(text)
-
-
-_DECODER = json.JSONDecoder(parse_float=_Float, parse_int=_parse_int,
-                            parse_constant=_reject_constant)
-_WS = " \t\r\n"
-
-
-def _quote_char(c: str) -> str:
-    """Go's quoteChar for scanner errors: 'x', '\\n', '\\x01'."""
-    if c == "'":
-        return "'\\''"
-    if c == '"':
-        return "'\"'"
-    return "'" + json.dumps(c)[1:-1].replace("\\u00", "\\x") + "'" if not c.isprintable() \
-        else f"'{c}'"
-
-
-def _innermost(text: str, pos: int) -> str:
-    """'{' or '[': the container open at ``pos`` (for Go's "after ..." words)."""
-    stack = []
-    in_string = escaped = False
-    for ch in text[:pos]:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            stack.append(ch)
-        elif ch in "}]" and stack:
-            stack.pop()
-    return stack[-1] if stack else ""
-
-
-def _syntax_message(text: str, err: json.JSONDecodeError) -> str:
-    """Python's JSON error -> the words of Go's scanner."""
-    pos, msg = err.pos, err.msg
-    if pos >= len(text) or msg.startswith("Unterminated string"):
-        return "unexpected EOF"
-    c = text[pos]
-    if msg.startswith("Expecting value"):
-        return f"invalid character {_quote_char(c)} looking for beginning of value"
-    if msg.startswith("Expecting property name"):
-        return f"invalid character {_quote_char(c)} looking for beginning of object key string"
-    if msg.startswith("Expecting ':'"):
-        return f"invalid character {_quote_char(c)} after object key"
-    if msg.startswith("Expecting ','"):
-        what = "object key:value pair" if _innermost(text, pos) == "{" else "array element"
-        return f"invalid character {_quote_char(c)} after {what}"
-    if msg.startswith("Invalid control character"):
-        return f"invalid character {_quote_char(c)} in string literal"
-    if msg.startswith("Invalid \\u"):
-        bad = next((ch for ch in text[pos + 2:pos + 6] if ch not in "0123456789abcdefABCDEF"),
-                   c)
-        return f"invalid character {_quote_char(bad)} in \\u hexadecimal character escape"
-    if msg.startswith("Invalid \\escape"):
-        nxt = text[pos + 1] if pos + 1 < len(text) else c
-        return f"invalid character {_quote_char(nxt)} in string escape code"
-    return f"invalid character {_quote_char(c)} looking for beginning of value"
-
-
-class Empty(Exception):
-    """The body had no JSON value at all (Go's io.EOF)."""
-
-
+# -- JSON text (Go's scanner and decoder: pybox.formats.gojson) -----------------------------
 def loads(data: bytes | str) -> Any:
     """One JSON value as Go's json.Decoder reads it from a request body, then
     dockerd's "unexpected content after JSON" check.  Raises BadRequest with
     Go's words, or Empty for a body that is empty or all white space."""
-    text = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
-    i = 0
-    while i < len(text) and text[i] in _WS:
-        i += 1
-    if i == len(text):
-        raise Empty()
     try:
-        value, end = _DECODER.raw_decode(text, i)
-    except json.JSONDecodeError as e:
-        raise BadRequest("invalid JSON: " + _syntax_message(text, e)) from None
-    except ValueError as e:  # NaN, Infinity: not JSON for Go
-        if str(e).startswith("-"):
-            raise BadRequest("invalid JSON: invalid character 'I' in numeric literal") from None
-        raise BadRequest(f"invalid JSON: invalid character {_quote_char(str(e)[:1] or '?')} "
-                         "looking for beginning of value") from None
-    except RecursionError:
-        raise BadRequest("invalid JSON: exceeded max depth") from None
-    rest = end
-    while rest < len(text) and text[rest] in _WS:
-        rest += 1
-    if rest < len(text):
-        if not isinstance(value, (dict, list)) and rest == end:
-            raise BadRequest(f"invalid JSON: invalid character {_quote_char(text[rest])} after "
-                             "top-level value")
-        if text[rest] not in "]}":
-            raise BadRequest("unexpected content after JSON")
+        value, more = gojson.read_value(data)
+    except Empty:
+        raise
+    except gojson.GoJSONError as e:
+        raise BadRequest(f"invalid JSON: {e}") from None
+    if more:
+        raise BadRequest("unexpected content after JSON")
     return value
 
 
 def decode_value(value: Any, typ: GoType) -> Any:
     """A parsed JSON value decoded into ``typ``; BadRequest("invalid JSON:
     json: cannot unmarshal ...") on the first type error, as Go reports it."""
-    st = _State()
     try:
-        out = typ.null() if value is None else typ.decode(value, st)
-    except _Fatal as e:
+        return gojson.decode(value, typ)
+    except gojson.GoJSONError as e:
         raise BadRequest(f"invalid JSON: {e}") from None
-    if st.saved is not None:
-        raise BadRequest(f"invalid JSON: {st.saved}")
-    return out
 
 
 def _check_content_type(req: Any) -> None:
@@ -826,12 +438,12 @@ def parse_filters(raw: str | None) -> dict[str, list[str]]:
                                all(isinstance(b, bool) or b is None for b in v.values()))
                  for v in data.values())
     if modern:
-        return {_clean_str(k): [_clean_str(x) for x in (v or {})] for k, v in data.items()}
+        return {clean_str(k): [clean_str(x) for x in (v or {})] for k, v in data.items()}
     legacy = all(v is None or (isinstance(v, list) and
                                all(isinstance(x, str) or x is None for x in v))
                  for v in data.values())
     if legacy:
-        return {_clean_str(k): list(dict.fromkeys(_clean_str(x) for x in (v or ())
+        return {clean_str(k): list(dict.fromkeys(clean_str(x) for x in (v or ())
                                                   if x is not None))
                 for k, v in data.items()}
     raise BadRequest("invalid filter")

@@ -61,7 +61,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
 from pybox.errors import BadRequest, Conflict, LayerError, NotFound, PyboxError, RegistryError
-from pybox.formats import fastjson
+from pybox.formats import fastjson, gojson
 from pybox.images import reference as references
 from pybox.images.auth import ANONYMOUS, Credentials
 from pybox.images.layers import unpack_layer
@@ -92,67 +92,69 @@ RUNC_PREFIX = ("failed to create shim task: OCI runtime create failed: runc crea
 
 
 # -- config.json, decoded as Go's encoding/json into moby's PluginConfig ---------------------------
-class GoNumber(str):
-    """A JSON number kept as its literal (Go reports it so: "number -1")."""
+class PluginInterfaceType(gojson.GoType):
+    """moby's PluginInterfaceType, whose UnmarshalJSON takes only a JSON string
+    (anything else, null included, ends the decode with its own error) and keeps
+    it as the "prefix.capability/version" its MarshalJSON writes back."""
+
+    go = "types.PluginInterfaceType"
+
+    def decode(self, v: Any, st: gojson.DecodeState) -> Any:
+        if not isinstance(v, str):
+            raise gojson.Fatal(f"{_go_quote(_go_literal(v))} is not a plugin interface type")
+        prefix, capability, version = split_interface_type(v)
+        return f"{prefix}.{capability}/{version}"
+
+    def null(self) -> Any:
+        raise gojson.Fatal(f"{_go_quote('null')} is not a plugin interface type")
 
 
-# A field's type: "string", "bool", "uint32", "[]string", "*string", "iface",
-# ("struct", Go name, fields) or ("[]", element type); fields: (JSON key, type).
-Kind = Any
-_STR_LIST = "[]string"
-_ENV: Kind = ("struct", "PluginEnv", (("Description", "string"), ("Name", "string"),
-                                      ("Settable", _STR_LIST), ("Value", "*string")))
-_MOUNT: Kind = ("struct", "PluginMount", (
-    ("Description", "string"), ("Destination", "string"), ("Name", "string"),
-    ("Options", _STR_LIST), ("Settable", _STR_LIST), ("Source", "*string"), ("Type", "string")))
-_DEVICE: Kind = ("struct", "PluginDevice", (("Description", "string"), ("Name", "string"),
-                                            ("Path", "*string"), ("Settable", _STR_LIST)))
-PLUGIN_CONFIG: Kind = ("struct", "PluginConfig", (
-    ("Args", ("struct", "PluginConfigArgs", (("Description", "string"), ("Name", "string"),
-                                             ("Settable", _STR_LIST), ("Value", _STR_LIST)))),
-    ("Description", "string"),
-    ("DockerVersion", "string"),
-    ("Documentation", "string"),
-    ("Entrypoint", _STR_LIST),
-    ("Env", ("[]", _ENV)),
-    ("Interface", ("struct", "PluginConfigInterface", (
-        ("ProtocolScheme", "string"), ("Socket", "string"), ("Types", ("[]", "iface"))))),
-    ("IpcHost", "bool"),
-    ("Linux", ("struct", "PluginConfigLinux", (
-        ("AllowAllDevices", "bool"), ("Capabilities", _STR_LIST), ("Devices", ("[]", _DEVICE))))),
-    ("Mounts", ("[]", _MOUNT)),
-    ("Network", ("struct", "PluginConfigNetwork", (("Type", "string"),))),
-    ("PidHost", "bool"),
-    ("PropagatedMount", "string"),
-    ("User", ("struct", "PluginConfigUser", (("GID", "uint32"), ("UID", "uint32")))),
-    ("WorkDir", "string"),
-    ("rootfs", ("struct", "PluginConfigRootfs", (("diff_ids", _STR_LIST), ("type", "string")))),
-))
-# Go's omitempty fields, left out of the JSON when empty
+_STRING = gojson.Str()
+_STRINGS = gojson.Slice(_STRING)
+_OPT_STRING = gojson.Ptr(_STRING)
+_BOOL = gojson.Bool()
+_UINT32 = gojson.Int("uint32")
+
+
+def _struct(name: str, fields: list[tuple[str, gojson.GoType]]) -> gojson.Struct:
+    return gojson.Struct(name, f"types.{name}", fields)
+
+
+PLUGIN_CONFIG = _struct("PluginConfig", [
+    ("Args", _struct("PluginConfigArgs", [("Description", _STRING), ("Name", _STRING),
+                                          ("Settable", _STRINGS), ("Value", _STRINGS)])),
+    ("Description", _STRING),
+    ("DockerVersion", _STRING),
+    ("Documentation", _STRING),
+    ("Entrypoint", _STRINGS),
+    ("Env", gojson.Slice(_struct("PluginEnv", [
+        ("Description", _STRING), ("Name", _STRING), ("Settable", _STRINGS),
+        ("Value", _OPT_STRING)]))),
+    ("Interface", _struct("PluginConfigInterface", [
+        ("ProtocolScheme", _STRING), ("Socket", _STRING),
+        ("Types", gojson.Slice(PluginInterfaceType()))])),
+    ("IpcHost", _BOOL),
+    ("Linux", _struct("PluginConfigLinux", [
+        ("AllowAllDevices", _BOOL), ("Capabilities", _STRINGS),
+        ("Devices", gojson.Slice(_struct("PluginDevice", [
+            ("Description", _STRING), ("Name", _STRING), ("Path", _OPT_STRING),
+            ("Settable", _STRINGS)])))])),
+    ("Mounts", gojson.Slice(_struct("PluginMount", [
+        ("Description", _STRING), ("Destination", _STRING), ("Name", _STRING),
+        ("Options", _STRINGS), ("Settable", _STRINGS), ("Source", _OPT_STRING),
+        ("Type", _STRING)]))),
+    ("Network", _struct("PluginConfigNetwork", [("Type", _STRING)])),
+    ("PidHost", _BOOL),
+    ("PropagatedMount", _STRING),
+    ("User", _struct("PluginConfigUser", [("GID", _UINT32), ("UID", _UINT32)])),
+    ("WorkDir", _STRING),
+    ("rootfs", gojson.Ptr(_struct("PluginConfigRootfs", [("diff_ids", _STRINGS),
+                                                        ("type", _STRING)]))),
+])
+# Go's omitempty fields, left out of the JSON when empty (rootfs, a pointer: when nil)
 _OMIT_EMPTY = {("PluginConfig", "DockerVersion"), ("PluginConfigInterface", "ProtocolScheme"),
                ("PluginConfigUser", "GID"), ("PluginConfigUser", "UID"),
-               ("PluginConfigRootfs", "type")}
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, GoNumber):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _go_type(kind: Kind) -> str:
-    if isinstance(kind, str):
-        return "string" if kind == "*string" else kind
-    if kind[0] == "struct":
-        return f"types.{kind[1]}"
-    inner = kind[1]
-    return "[]" + ("types.PluginInterfaceType" if inner == "iface" else _go_type(inner))
+               ("PluginConfigRootfs", "type"), ("PluginConfig", "rootfs")}
 
 
 def _go_quote(text: str) -> str:
@@ -160,101 +162,12 @@ def _go_quote(text: str) -> str:
     return json.dumps(text)
 
 
-class _Decoder:
-    """One decode: the first type error is kept, the decode goes on (as Go's)."""
-
-    def __init__(self) -> None:
-        self.error: str | None = None
-
-    def fail(self, text: str) -> None:
-        if self.error is None:
-            self.error = text
-
-    def type_error(self, value: str, kind: Kind, struct: str, path: list[str]) -> None:
-        where = (f"Go struct field {struct}.{'.'.join(path)}" if path
-                 else "Go value")
-        self.fail(f"json: cannot unmarshal {value} into {where} of type {_go_type(kind)}")
-
-    def zero(self, kind: Kind) -> Any:
-        if kind == "string":
-            return ""
-        if kind == "bool":
-            return False
-        if kind == "uint32":
-            return 0
-        if isinstance(kind, tuple) and kind[0] == "struct":
-            # (rootfs is Go's *PluginConfigRootfs: nil until the JSON has one)
-            return {key: None if key == "rootfs" else self.zero(sub) for key, sub in kind[2]}
-        return None  # slices and pointers: nil
-
-    def value(self, raw: Any, kind: Kind, old: Any, struct: str, path: list[str]) -> Any:
-        """``raw`` decoded into ``kind`` over the current value ``old``."""
-        if isinstance(kind, tuple) and kind[0] == "struct":
-            return self.struct(raw, kind, old, struct, path)
-        if kind == "iface":
-            return self.iface(raw)
-        if raw is None:  # null: a no-op, except for slices and pointers (nil)
-            return None if kind in ("*string", _STR_LIST) or isinstance(kind, tuple) else old
-        if kind in ("string", "*string"):
-            if isinstance(raw, str) and not isinstance(raw, GoNumber):
-                return raw
-            self.type_error(_json_kind(raw), kind, struct, path)
-            return old
-        if kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            self.type_error(_json_kind(raw), kind, struct, path)
-            return old
-        if kind == "uint32":
-            if isinstance(raw, GoNumber):
-                if re.fullmatch(r"-?(0|[1-9][0-9]*)", raw) and 0 <= int(raw) <= 0xFFFFFFFF:
-                    return int(raw)
-                self.type_error(f"number {raw}", kind, struct, path)
-                return old
-            self.type_error(_json_kind(raw), kind, struct, path)
-            return old
-        # slices
-        element = "string" if kind == _STR_LIST else kind[1]
-        if not isinstance(raw, list):
-            self.type_error(_json_kind(raw), kind, struct, path)
-            return old
-        return [self.value(item, element, self.zero(element), struct, path) for item in raw]
-
-    def struct(self, raw: Any, kind: Kind, old: Any, struct: str, path: list[str]) -> Any:
-        if raw is None:
-            return old
-        if not isinstance(raw, dict):
-            self.type_error(_json_kind(raw), kind, struct, path)
-            return old
-        _, name, fields = kind
-        out = dict(old) if isinstance(old, dict) else self.zero(kind)
-        for key, item in raw.items():
-            match = next((f for f in fields if f[0] == key), None)
-            if match is None:
-                match = next((f for f in fields if f[0].lower() == key.lower()), None)
-            if match is None:
-                continue  # unknown keys are ignored
-            field, sub = match
-            out[field] = self.value(item, sub, out[field], name, [*path, field])
-        return out
-
-    def iface(self, raw: Any) -> str:
-        """PluginInterfaceType's UnmarshalJSON: "prefix.capability/version",
-        kept as the string its MarshalJSON writes back."""
-        if not isinstance(raw, str) or isinstance(raw, GoNumber):
-            text = _go_literal(raw)
-            self.fail(f"{_go_quote(text)} is not a plugin interface type")
-            return "./"
-        prefix, capability, version = split_interface_type(raw)
-        return f"{prefix}.{capability}/{version}"
-
-
 def _go_literal(raw: Any) -> str:
     """The JSON text of a decoded value (what UnmarshalJSON would be handed)."""
     if raw is None:
         return "null"
-    if isinstance(raw, GoNumber):
-        return str(raw)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return gojson.number_text(raw)
     return json.dumps(raw, separators=(",", ":"))
 
 
@@ -274,77 +187,16 @@ def split_interface_type(text: str) -> tuple[str, str, str]:
     return text[:prefix_at], text[prefix_at + 1:version_at], version
 
 
-def go_syntax_error(data: str, e: json.JSONDecodeError, stream: bool = False) -> str:
-    """Go's encoding/json syntax error for what Python's decoder stopped at
-    (``stream``: a json.Decoder's, which says a cut document is "unexpected EOF")."""
-    pos = e.pos
-    if pos >= len(data.rstrip()) and e.msg != "Extra data":
-        return "unexpected EOF" if stream else "unexpected end of JSON input"
-    ch = data[pos] if pos < len(data) else ""
-    quoted = "'\\''" if ch == "'" else f"'{ch}'"
-    if e.msg == "Extra data":
-        return f"invalid character {quoted} after top-level value"
-    if e.msg.startswith("Expecting property name"):
-        return f"invalid character {quoted} looking for beginning of object key string"
-    if e.msg == "Expecting ':' delimiter":
-        return f"invalid character {quoted} after object key"
-    if e.msg == "Expecting ',' delimiter":
-        before = data[:pos].rstrip()
-        inside = "array element" if _innermost(before) == "[" else "object key:value pair"
-        return f"invalid character {quoted} after {inside}"
-    return f"invalid character {quoted} looking for beginning of value"
-
-
-def _innermost(text: str) -> str:
-    """The innermost open bracket of a JSON prefix ('[' or '{'), strings skipped."""
-    stack: list[str] = []
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            stack.append(ch)
-        elif ch in "]}" and stack:
-            stack.pop()
-    return stack[-1] if stack else ""
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
 def parse_config(data: bytes) -> dict[str, Any]:
-    """config.json as moby's json.Unmarshal into PluginConfig reads it: the
-    config in docker's JSON shape (every field, Go's zero values), or
-    PyboxError("failed to parse config: ...") in Go's words."""
+    """config.json as moby's json.Unmarshal into PluginConfig reads it (Go's
+    scanner and decoder: pybox.formats.gojson): the config in docker's JSON
+    shape (every field, Go's zero values), or PyboxError("failed to parse
+    config: ...") in Go's words."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", "replace")
-    try:
-        raw = json.loads(text, parse_int=GoNumber, parse_float=GoNumber,
-                         parse_constant=_no_constant)
-    except json.JSONDecodeError as e:
-        raise PyboxError(f"failed to parse config: {go_syntax_error(text, e)}") from None
-    except ValueError as e:  # NaN, Infinity: not JSON to Go
-        at = text.find(str(e))
-        ch = text[at] if at >= 0 else "N"
-        raise PyboxError(f"failed to parse config: invalid character '{ch}' looking for "
-                         "beginning of value") from None
-    decoder = _Decoder()
-    if raw is not None and not isinstance(raw, dict):
-        raise PyboxError(f"failed to parse config: json: cannot unmarshal {_json_kind(raw)} "
-                         "into Go value of type types.PluginConfig")
-    config = decoder.struct(raw, PLUGIN_CONFIG, decoder.zero(PLUGIN_CONFIG), "PluginConfig", [])
-    if decoder.error is not None:
-        raise PyboxError(f"failed to parse config: {decoder.error}")
+        config = gojson.complete(gojson.decode(gojson.unmarshal(data), PLUGIN_CONFIG),
+                                 PLUGIN_CONFIG)
+    except gojson.GoJSONError as e:
+        raise PyboxError(f"failed to parse config: {e}") from None
     return config
 
 
@@ -354,19 +206,19 @@ def config_json(config: dict[str, Any]) -> dict[str, Any]:
     return _marshal(config, PLUGIN_CONFIG)
 
 
-def _marshal(value: Any, kind: Kind) -> Any:
-    if isinstance(kind, tuple) and kind[0] == "struct" and isinstance(value, dict):
+def _marshal(value: Any, typ: gojson.GoType) -> Any:
+    if isinstance(typ, gojson.Ptr):
+        typ = typ.elem
+    if isinstance(typ, gojson.Struct) and isinstance(value, dict):
         out: dict[str, Any] = {}
-        for key, sub in kind[2]:
+        for key, (sub, _) in typ.fields.items():
             item = value.get(key)
-            if (kind[1], key) in _OMIT_EMPTY and item in ("", 0, None):
-                continue
-            if key == "rootfs" and item is None:
+            if (typ.name, key) in _OMIT_EMPTY and item in ("", 0, None):
                 continue
             out[key] = _marshal(item, sub)
         return out
-    if isinstance(kind, tuple) and kind[0] == "[]" and isinstance(value, list):
-        return [_marshal(item, kind[1]) for item in value]
+    if isinstance(typ, gojson.Slice) and isinstance(value, list):
+        return [_marshal(item, typ.elem) for item in value]
     return value
 
 

@@ -11,6 +11,8 @@ Client and daemon alike read and write the same values -- ``64m``, ``1m30s``,
     times       RFC 3339 (Go's RFC3339Nano, moby's RFC3339NanoFixed), docker's
                 --since/--until values (timetypes)
     fastjson    JSON on the C accelerator alone (the runtime's start-up path)
+    gojson      JSON as Go's encoding/json decodes it into typed values, in Go's
+                words (the daemon's request bodies and plugin configs)
     registryauth  registry credentials, the X-Registry-Auth header, config.json keys
 
 Standard library only, importing nothing else of pybox: the runtime and the
