@@ -12,10 +12,13 @@ them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pybox.errors import ImageError
 from pybox.images.service import Images
+
+if TYPE_CHECKING:
+    from pybox.engine.engine import Engine
 
 # the container.Config fields moby's cache compare() looks at
 COMPARED = ("Cmd", "Env", "Entrypoint", "ExposedPorts", "Volumes", "Labels", "Shell", "User",
@@ -117,8 +120,6 @@ def _intermediates(images: Images) -> list[tuple[str, dict[str, Any], int, str]]
             continue
         if "container_config" not in doc or not (record.get("parent") or record["id"] in parents):
             continue
-        if record["id"] in parents:  # holds a later step: the last layer is its own
-            pass
         size = images.size(record) - (images.size(images.store.get_record(record["parent"]))
                                       if record.get("parent") and images.store.has_record(record["parent"])
                                       else 0)
@@ -126,8 +127,9 @@ def _intermediates(images: Images) -> list[tuple[str, dict[str, Any], int, str]]
     return out
 
 
-def cache_usage(images: Images) -> list[dict[str, Any]]:
+def cache_usage(engine: Engine) -> list[dict[str, Any]]:
     """docker system df's BuildCache: the builds' untagged intermediate images."""
+    images = engine.images.images
     entries = []
     for image_id, doc, size, parent in _intermediates(images):
         created_by = " ".join((doc.get("container_config") or {}).get("Cmd") or [])
@@ -136,9 +138,12 @@ def cache_usage(images: Images) -> list[dict[str, Any]]:
     return entries
 
 
-def prune_cache(images: Images, *, all: bool = False) -> tuple[list[str], int]:
-    """docker builder prune: remove the intermediate images no tagged image
-    and no container is built on.  -> (removed ids, bytes reclaimed)."""
+def prune_cache(engine: Engine, *, all: bool = False) -> tuple[list[str], int]:
+    """docker builder prune (POST /build/prune): remove the intermediate
+    images nothing is built on (no tagged image, no container; children
+    first).  ``all`` is accepted for the API (every entry here is unused
+    cache).  -> (removed ids, bytes reclaimed)."""
+    images = engine.images.images
     before = images._disk_usage()
     used = {info.get("image") for info in images.snapshots.containers().values()}
     deleted: list[str] = []
