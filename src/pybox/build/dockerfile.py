@@ -20,7 +20,7 @@ ARG and ENV values of that moment (``pybox.build.expand``).
 * RUN, CMD, ENTRYPOINT, SHELL: exec form -> the JSON array's strings; shell form ->
   ``[rest of the line]`` (``[]`` when nothing follows);
 * ADD, COPY, VOLUME: the JSON array's strings, or the white-space separated words;
-* FROM, EXPOSE: the white-space separated words;
+* FROM: the white-space separated words; EXPOSE: the same, sorted (as buildkit);
 * ENV, LABEL: ``[key1, value1, key2, value2, ...]``, keys and values as written
   (quotes and escapes kept: expand each with expand_word); the old ``ENV key value``
   form gives one pair whose value is the rest of the line;
@@ -468,7 +468,8 @@ def _node(line: str, escape: str) -> _Node:
     """One logical line (continuations joined) split into keyword, flags, args."""
     parts = _WHITESPACE.split(line.strip(), maxsplit=1)
     keyword = parts[0]
-    rest, flags = "", []
+    rest = ""
+    flags: list[str] = []
     if len(parts) == 2:
         rest, flags = _extract_flags(parts[1], escape)
     rest = rest.strip()
@@ -781,6 +782,7 @@ def _instruction(node: _Node, escape: str) -> Instruction:
     elif keyword == "EXPOSE":
         _at_least_one(node, keyword)
         flags = _parse_flags(keyword, node.flags)
+        args.sort()  # buildkit sorts them (history shows "EXPOSE 80/udp 8080 9000")
     elif keyword == "VOLUME":
         _at_least_one(node, keyword)
         flags = _parse_flags(keyword, node.flags)
