@@ -4,6 +4,7 @@ system).  It maps requests onto pybox.engine and pybox errors onto docker's
 status codes (each error class's ``http_status``) and JSON error shapes."""
 
 from pybox.api import (
+    build,
     containers,
     explain,
     images,
@@ -28,6 +29,7 @@ def build_router(engine: Engine) -> Router:
     explain.register(router, engine)  # pybox's own: GET /containers/{id}/explain
     containers.register(router, engine)
     images.register(router, engine)
+    build.register(router, engine)  # POST /build, /build/prune, /build/cancel
     volumes.register(router, engine)
     observe.register(router, engine)
     registry.register(router, engine)  # push, auth

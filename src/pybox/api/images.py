@@ -25,10 +25,6 @@ def register(router: Router, engine: Engine) -> None:
     def prune(req: Request, resp: Response) -> None:
         resp.json(images.prune(req.filters()))
 
-    @r.route("POST", "/build/prune")
-    def build_prune(req: Request, resp: Response) -> None:
-        resp.json({"CachesDeleted": None, "SpaceReclaimed": 0})  # no build cache (no builds)
-
     @r.route("GET", "/images/{name*}/json")
     def inspect(req: Request, resp: Response, name: str) -> None:
         resp.json(images.inspect(name))

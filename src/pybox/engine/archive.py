@@ -974,6 +974,26 @@ def extract(engine: Engine, c: Container, path: str, chunks: Iterable[bytes],
             os.close(dest)
 
 
+def extract_tree(dest_fd: int, dest_path: str, chunks: Iterable[bytes]) -> None:
+    """Extract the tar (plain or compressed) arriving in ``chunks`` into the
+    host directory ``dest_fd`` (``dest_path`` names it in errors) with docker
+    cp's rules against hostile archives: nothing lands outside it (a build
+    context, pybox.build.context).  Owners are the archive's, unmapped."""
+    ex = _Extractor(dest_fd, dest_path, None, None, False)
+    try:
+        ex.extract(tarstream.open_body(chunks))
+    except ConnectionError:
+        raise  # the client left: nobody to answer
+    except OSError as e:
+        if e.errno in RACED or e.errno in REFUSED:
+            raise BadRequest(f"extracting {_q(ex.current)}: {_go_strerror(e)}") from None
+        raise PyboxError(f"extracting {_q(ex.current)}: {e.strerror or e}") from None
+    except (ValueError, OverflowError) as e:
+        raise BadRequest(f"extracting {_q(ex.current)}: {e}") from None
+    finally:
+        ex.close()
+
+
 def _open_destination(root_fd: int, c: Container, path: str) -> int:
     """The PUT's directory, opened in the container's root; docker's errors
     for one that is missing or no directory."""

@@ -1,0 +1,345 @@
+"""POST /build, /build/prune and /build/cancel as dockerd 20.10 serves them
+(api/server/router/build, api/server/backend/build) with its classic builder.
+
+The query is decoded as dockerd's newImageBuildOptions (its words and its
+statuses: a build argument, label or ulimit that is not JSON is a 400, a bad
+``shmsize``, ``version`` or tag a 500), X-Registry-Config is base64 (URL
+alphabet) JSON of auth configs, one that does not decode ignored as dockerd
+ignores it.  The context (pybox.build.context) is read whole from the body
+before anything is answered; then the builder (pybox.build.builder) runs and
+its output is the JSON message stream: ``{"stream": ...}``, ``{"aux": {"ID":
+...}}`` (API >= 1.30), "Successfully built ID" and "Successfully tagged NAME"
+(the builder's), and on an error ``{"errorDetail": {"code": N, "message":
+...}, "error": ...}`` (the code a failing RUN's exit code, which the docker
+CLI exits with).  As dockerd, an error before the first message is an HTTP
+error reply instead (the 200 goes out with the first message), and with
+``q`` the messages are held back: only the image ID is sent, or, on an
+error, what was held and the error.
+
+A client that goes away mid-build (docker build's Ctrl-C closes the
+connection) cancels it: a watcher notices the hang-up (as Go's server cancels
+a request's context on EOF) and sets the builder's cancel Event, which stops
+the running step and removes its container; the context directory goes in
+any case.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pybox.api import schema
+from pybox.api.server import ClientGone, Request, Response, Router
+from pybox.build import context as build_context
+from pybox.build.builder import BuildOptions, build
+from pybox.engine.engine import Engine
+from pybox.errors import BadRequest, BuildError, PyboxError
+from pybox.formats import fastjson
+from pybox.images import reference
+
+WATCH_INTERVAL = 0.2  # seconds between two looks for a client gone mid-build
+
+
+# -- the query ----------------------------------------------------------------------------------
+def _json_arg(req: Request, name: str, what: str, check: Callable[[Any], bool],
+              go_type: str) -> Any:
+    """A JSON query value (dockerd's json.Unmarshal of it): 400 "error reading
+    WHAT: ..." with Go's words when it is no JSON or not of the type."""
+    raw = req.arg(name)
+    if not raw:
+        return None
+    try:
+        value = schema.loads(raw)
+    except schema.Empty:
+        value = None
+    except BadRequest as e:
+        detail = str(e).removeprefix("invalid JSON: ")
+        raise BadRequest(f"{what}: {detail}" if what else detail) from None
+    if value is not None and not check(value):
+        kind = {dict: "object", list: "array", str: "string", bool: "bool"}.get(
+            type(value), "number")
+        detail = f"json: cannot unmarshal {kind} into Go value of type {go_type}"
+        raise BadRequest(f"{what}: {detail}" if what else detail)
+    return value
+
+
+def _int64(req: Request, name: str) -> int:
+    """httputils.Int64ValueOrZero: a value that does not parse is 0."""
+    raw = req.arg(name) or ""
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        return 0
+    return value if -(1 << 63) <= value < (1 << 63) else 0
+
+
+def _str_map(value: Any, nullable: bool) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(v, str) or (nullable and v is None) for v in value.values())
+
+
+def registry_config(header: str) -> dict[str, dict[str, Any]]:
+    """X-Registry-Config: {registry: AuthConfig}, base64 in the URL alphabet
+    (padded or not); anything that does not decode is no credentials, as
+    dockerd's getAuthConfigs."""
+    if not header:
+        return {}
+    try:
+        raw = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        value = fastjson.loads(raw)
+    except (binascii.Error, ValueError):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(v, dict)}
+
+
+def build_options(req: Request) -> BuildOptions:
+    """BuildOptions from the query, as dockerd's newImageBuildOptions."""
+    if req.args("securityopt"):
+        raise BadRequest("security options are not supported on linux")
+    version = req.arg("version") or "1"
+    if version not in ("1", "2"):
+        raise PyboxError(f'invalid version "{version}"')
+    shm = req.arg("shmsize") or ""
+    shm_size = 0
+    if shm:
+        try:
+            shm_size = int(shm, 10)
+        except ValueError:
+            raise PyboxError(f'strconv.ParseInt: parsing "{shm}": invalid syntax') from None
+    isolation = req.arg("isolation") or ""
+    if isolation and isolation.lower() not in ("default",):
+        raise BadRequest(f'unsupported isolation: "{isolation}"')
+    ulimits = _json_arg(req, "ulimits", "error reading ulimit settings",
+                        lambda v: isinstance(v, list) and all(isinstance(u, dict) or u is None
+                                                              for u in v),
+                        "[]*units.Ulimit") or []
+    build_args = _json_arg(req, "buildargs", "error reading build args",
+                           lambda v: _str_map(v, True), "map[string]*string") or {}
+    labels = _json_arg(req, "labels", "error reading labels", lambda v: _str_map(v, False),
+                       "map[string]string") or {}
+    # (dockerd 20.10 words this one without its "error reading" prefix, as a 500)
+    try:
+        cache_from = _json_arg(req, "cachefrom", "",
+                               lambda v: isinstance(v, list) and all(isinstance(s, str)
+                                                                     for s in v),
+                               "[]string") or []
+    except BadRequest as e:
+        raise PyboxError(str(e)) from None
+    force_rm = req.flag("forcerm")
+    rm = req.arg("rm")
+    remove = True if force_rm or not rm else req.flag("rm")
+    options = BuildOptions(
+        tags=list(req.args("t")),
+        dockerfile=req.arg("dockerfile") or "",
+        build_args=build_args, target=req.arg("target") or None,
+        no_cache=req.flag("nocache"), pull=req.flag("pull"), remove=remove,
+        force_remove=force_rm, labels=labels, cache_from=cache_from,
+        network_mode=req.arg("networkmode") or "", extra_hosts=req.args("extrahosts"),
+        shm_size=shm_size, memory=_int64(req, "memory"), memory_swap=_int64(req, "memswap"),
+        cpu_shares=_int64(req, "cpushares"), cpuset_cpus=req.arg("cpusetcpus") or "",
+        cpu_period=_int64(req, "cpuperiod"), cpu_quota=_int64(req, "cpuquota"),
+        ulimits=[u for u in ulimits if u is not None],
+        platform=req.arg("platform") or "", quiet=req.flag("q"), squash=req.flag("squash"),
+        registry_auth=registry_config(req.headers.get("x-registry-config", "")))
+    if version == "2":
+        raise BadRequest("BuildKit is not supported by pyboxd: build with the classic builder "
+                         "(version=1, DOCKER_BUILDKIT=0)")
+    return options
+
+
+def check_tags(tags: list[str]) -> list[str]:
+    """dockerd's sanitizeRepoAndTags, before the build starts (a 500 with the
+    reference's error): each tag parsed, none with a digest; -> the familiar
+    names to print, duplicates dropped."""
+    out: list[str] = []
+    for tag in tags:
+        if not tag:
+            continue
+        try:
+            ref = reference.parse(tag)
+        except PyboxError as e:
+            raise PyboxError(str(e)) from None
+        if ref.digest:
+            raise PyboxError("build tag cannot contain a digest")
+        name = ref.familiar()
+        if name not in out:
+            out.append(name)
+    return out
+
+
+# -- the stream ---------------------------------------------------------------------------------
+class BuildStream:
+    """The JSON message stream of one build: the builder's BuildOutput.
+
+    The 200 goes out with the first message (an error before it is an HTTP
+    error reply); with ``quiet`` messages are held back.  A write that finds
+    the client gone sets ``cancel`` and drops the rest.  Thread-safe."""
+
+    def __init__(self, resp: Response, cancel: threading.Event, *, quiet: bool,
+                 want_aux: bool) -> None:
+        self.resp = resp
+        self.cancel = cancel
+        self.quiet = quiet
+        self.want_aux = want_aux
+        self.lock = threading.Lock()
+        self.held: list[bytes] = []
+        self._write: Callable[[bytes], None] | None = None
+        self._end: Callable[[], None] | None = None
+        self.gone = False
+
+    @property
+    def started(self) -> bool:
+        return self._write is not None
+
+    def _send(self, message: dict[str, Any], hold: bool = True) -> None:
+        data = fastjson.dumps(message).encode() + b"\n"
+        with self.lock:
+            if self.quiet and hold:
+                self.held.append(data)
+                return
+            self._emit(data)
+
+    def _emit(self, data: bytes) -> None:  # with the lock held
+        if self.gone:
+            return
+        try:
+            if self._write is None:
+                self._write, self._end = self.resp.stream(200, "application/json")
+            self._write(data)
+        except ClientGone:
+            self.gone = True
+            self.cancel.set()
+
+    def stream(self, text: str) -> None:
+        self._send({"stream": text})
+
+    def aux(self, data: dict[str, Any]) -> None:
+        if self.want_aux:
+            self._send({"aux": data})
+
+    def finish(self, image_id: str) -> None:
+        if self.quiet:
+            self._send({"stream": image_id + "\n"}, hold=False)
+        self.end()
+
+    def fail(self, error: PyboxError) -> None:
+        """The error as dockerd's errf writes it: the held messages first
+        (with q), then the error line -- or, when nothing went out yet, an
+        HTTP error reply."""
+        with self.lock:
+            if self.quiet and self.held:
+                for data in self.held:
+                    self._emit(data)
+                self.held.clear()
+            if not self.started:
+                if not self.gone:
+                    self.resp.error(error.http_status, str(error))
+                return
+            detail: dict[str, Any] = {"message": str(error)}
+            if isinstance(error, BuildError) and error.code:
+                detail = {"code": error.code, "message": str(error)}
+            self._emit(fastjson.dumps({"errorDetail": detail, "error": str(error)}).encode()
+                       + b"\n")
+        self.end()
+
+    def end(self) -> None:
+        with self.lock:
+            if self.gone:
+                return
+            if self._end is None:
+                self._write, self._end = self.resp.stream(200, "application/json")
+            try:
+                self._end()
+            except ClientGone:
+                self.gone = True
+
+
+def _watch_client(req: Request, cancel: threading.Event, done: threading.Event) -> None:
+    """Set ``cancel`` when the client hangs up before the build is done."""
+    while not done.wait(WATCH_INTERVAL):
+        if req.client_gone():
+            cancel.set()
+            return
+
+
+def _version_at_least(version: str | None, wanted: tuple[int, ...]) -> bool:
+    if not version:
+        return True
+    try:
+        return tuple(int(x) for x in version.split(".")) >= wanted
+    except ValueError:
+        return True
+
+
+def run_build(engine: Engine, req: Request, resp: Response) -> None:
+    """POST /build: options, context, build, stream (see the module's doc)."""
+    options = build_options(req)
+    if options.squash:
+        raise BadRequest("squash is only supported with experimental mode")
+    check_tags(options.tags)
+    cancel = threading.Event()
+    out = BuildStream(resp, cancel, quiet=options.quiet,
+                      want_aux=_version_at_least(req.version, (1, 30)))
+    error: PyboxError | None = None
+    image_id = ""
+    with build_context.open_context(engine.data_root, req.body_chunks(),
+                                    remote=req.arg("remote") or "",
+                                    dockerfile=options.dockerfile) as ctx:
+        options.dockerfile = ctx.dockerfile
+        options.dockerfile_content = ctx.dockerfile_content
+        done = threading.Event()
+        watcher = threading.Thread(target=_watch_client, args=(req, cancel, done),
+                                   name="build-client-watch", daemon=True)
+        watcher.start()
+        try:
+            # (the builder tags the image and says "Successfully built/tagged")
+            image_id = build(engine, options, ctx.context_dir, out, cancel)
+        except PyboxError as e:
+            error = e
+        finally:
+            done.set()
+            watcher.join()
+    # the context is gone before the reply ends
+    if error is not None:
+        out.fail(error)
+    else:
+        out.finish(image_id)
+
+
+# -- prune --------------------------------------------------------------------------------------
+def _bytes_arg(req: Request, name: str) -> int:
+    raw = req.arg(name) or ""
+    if not raw:
+        return 0
+    try:
+        return int(raw, 10)
+    except ValueError:
+        raise PyboxError(f'{name} is in bytes and expects an integer, got {raw}: '
+                         f'strconv.Atoi: parsing "{raw}": invalid syntax') from None
+
+
+def register(router: Router, engine: Engine) -> None:
+    r = router
+
+    @r.route("POST", "/build")
+    def post_build(req: Request, resp: Response) -> None:
+        run_build(engine, req, resp)
+
+    @r.route("POST", "/build/prune")
+    def prune(req: Request, resp: Response) -> None:
+        filters = req.filters()
+        _bytes_arg(req, "keep-storage")
+        _ = (filters, req.flag("all"))
+        resp.json({"CachesDeleted": None, "SpaceReclaimed": 0})
+
+    @r.route("POST", "/build/cancel")
+    def cancel(req: Request, resp: Response) -> None:
+        # only BuildKit's builds have IDs to cancel (dockerd's Cancel is BuildKit's)
+        if not req.arg("id"):
+            raise PyboxError("build ID not provided")
+        resp.empty(200)

@@ -1,0 +1,412 @@
+"""A build's context, as dockerd 20.10's classic builder gets it
+(builder/remotecontext): the tar of POST /build's body, or a remote context.
+
+The body (plain, gzip, bzip2 or xz: the magic bytes decide, as moby's
+DecompressStream) is extracted as it arrives -- never held whole, a context of
+100 MB costs its files on disk and one chunk of memory -- into a fresh
+directory under the daemon's data root (``<root>/builder/contexts``), with the
+rules docker cp's extraction applies to hostile archives
+(pybox.engine.archive.extract_tree: no member, hard link or symlink target out
+of the directory, nothing written through a symlink).  The directory is the
+builder's ``context_dir``; ``BuildContext.close`` removes it whatever happened,
+and a daemon that died mid-build has its leftovers removed by the next build.
+
+``remote`` (the ``remote`` query parameter) is what dockerd's Detect takes: a
+git URL (``git://``, ``git@``, ``github.com/``, or an http(s) URL ending in
+``.git`` with an optional ``#ref:subdir``) cloned with Debian's git as moby's
+gitutils does (init, fetch --depth 1 of the ref, checkout, submodules;
+system and user git config ignored, the file protocol refused) and then taken
+through the same extraction as an uploaded tar; an http(s) URL of a tarball,
+or of a plain Dockerfile (text/plain: a build without context files).  An
+unreachable one fails with dockerd's words ("error downloading remote context
+URL: ...", "error fetching: ...").
+
+The Dockerfile (``dockerfile``, a path inside the context; "Dockerfile" by
+default, "dockerfile" tried too) is looked up in the context without leaving
+it (``..`` that climbs out is refused, symlinks resolve inside it, as moby's
+FollowSymlinkInScope).  As dockerd's removeDockerfile, the Dockerfile and
+``.dockerignore`` are then removed from the context when ``.dockerignore``
+names them (the docker CLI always sends both: the daemon reads the Dockerfile
+first); the builder gets the Dockerfile's content as read here
+(BuildOptions.dockerfile_content), so one removed, or a remote one, is built
+all the same.  docker-py
+and the docker CLI send a Dockerfile from outside the context inside the tar
+under a private name (``.dockerfile.<hex>``, listed in the .dockerignore they
+send): the same rule takes it out of the context.  The rest of .dockerignore is
+the client's to apply, as with dockerd.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from pybox.build import dockerignore
+from pybox.engine import archive, rootview
+from pybox.errors import BadRequest, NotFound, PyboxError
+from pybox.linux import constants as C
+
+CONTEXTS = os.path.join("builder", "contexts")  # under the data root
+DEFAULT_DOCKERFILE = "Dockerfile"
+CHUNK = 1 << 20
+MAX_DOCKERFILE = 16 << 20  # what is read of a Dockerfile (the builder's own limit)
+PREAMBLE = 100  # bytes of a remote file sniffed for its type (moby's maxPreambleLength)
+URL_TIMEOUT = 300.0  # a remote context that sends nothing for this long fails
+# moby's acceptableRemoteMIME
+ACCEPTABLE_MIME = re.compile(r"(?:application/(?:(?:x-)?tar|octet-stream|((?:x-)?(?:gzip|bzip2?|xz)))"
+                             r"|(?:text/plain))")
+GIT_PREFIXES = ("git://", "github.com/", "git@")
+URL_PREFIXES = ("http://", "https://")
+GIT_SUFFIX = re.compile(r"\.git(?:#.+)?$")
+_STALE_CHECKED: set[str] = set()  # contexts directories already swept by this process
+
+
+@dataclass
+class BuildContext:
+    """A context on disk: ``context_dir`` (the builder's) under ``root``, which
+    ``close`` removes; the Dockerfile's name in the context (``dockerfile``)
+    and its content as read before it may have been removed from it."""
+
+    root: str
+    context_dir: str
+    dockerfile: str
+    dockerfile_content: bytes = b""
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> BuildContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def is_git_url(text: str) -> bool:
+    """moby's urlutil.IsGitURL."""
+    if text.startswith(URL_PREFIXES) and GIT_SUFFIX.search(text):
+        return True
+    return text.startswith(GIT_PREFIXES)
+
+
+def is_url(text: str) -> bool:
+    """moby's urlutil.IsURL: http(s) only."""
+    return text.startswith(URL_PREFIXES)
+
+
+def _new_root(data_root: str) -> BuildContext:
+    """A fresh directory for one build's context (mode 0700: the context's
+    files are the client's, readable by nobody else on the host)."""
+    parent = os.path.join(data_root, CONTEXTS)
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    _sweep_stale(parent)
+    root = tempfile.mkdtemp(prefix=f"ctx-{os.getpid()}-", dir=parent)
+    context_dir = os.path.join(root, "context")
+    os.mkdir(context_dir, 0o755)
+    return BuildContext(root, context_dir, DEFAULT_DOCKERFILE)
+
+
+def _sweep_stale(parent: str) -> None:
+    """Remove, once per daemon process, the contexts a daemon that died
+    mid-build left (their directory names carry another process's pid)."""
+    if parent in _STALE_CHECKED:
+        return
+    _STALE_CHECKED.add(parent)
+    mine = f"ctx-{os.getpid()}-"
+    for name in os.listdir(parent):
+        if name.startswith("ctx-") and not name.startswith(mine):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def open_context(data_root: str, body: Iterable[bytes], *, remote: str = "",
+                 dockerfile: str = "") -> BuildContext:
+    """The context of one build, from the request ``body`` or ``remote``,
+    with its Dockerfile found; errors in dockerd's words, and nothing left
+    behind when one is raised."""
+    dockerfile = dockerfile or DEFAULT_DOCKERFILE
+    if remote == "client-session":
+        raise BadRequest("experimental session with v1 builder is no longer supported, use "
+                         "builder version v2 (BuildKit) instead")
+    if remote and not is_git_url(remote) and not is_url(remote):
+        raise PyboxError(f"remoteURL ({remote}) could not be recognized as URL")
+    ctx = _new_root(data_root)
+    try:
+        if not remote:
+            _extract(ctx, body)
+        elif is_git_url(remote):
+            _git_context(ctx, remote)
+        elif _url_context(ctx, remote):
+            return ctx  # a plain Dockerfile: nothing else to find
+        ctx.dockerfile = _find_dockerfile(ctx, dockerfile)
+        return ctx
+    except BaseException:
+        ctx.close()
+        raise
+
+
+def _extract(ctx: BuildContext, chunks: Iterable[bytes]) -> None:
+    fd = os.open(ctx.context_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        archive.extract_tree(fd, ctx.context_dir, chunks)
+    finally:
+        os.close(fd)
+
+
+# -- the Dockerfile -----------------------------------------------------------------------------
+def _open_in_context(ctx: BuildContext, path: str) -> int:
+    """An O_PATH fd of ``path`` in the context, its symlinks resolved inside
+    it; a path that climbs out of it is refused as moby's FullPath does."""
+    full = posixpath.normpath(posixpath.join("/", path)) if path.startswith("/") else \
+        posixpath.normpath(path)
+    if full == ".." or full.startswith("../"):
+        raise PyboxError(f"forbidden path outside the build context: {path} ()")
+    dfd = os.open(ctx.context_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return rootview.open_in_root(dfd, full, C.O_PATH, resolve=C.RESOLVE_IN_ROOT
+                                     | C.RESOLVE_NO_MAGICLINKS)
+    finally:
+        os.close(dfd)
+
+
+def _find_dockerfile(ctx: BuildContext, name: str) -> str:
+    """-> the Dockerfile's path for the builder; dockerd's errors for one
+    missing or empty; the Dockerfile and .dockerignore then taken out of the
+    context when .dockerignore names them (moby's removeDockerfile)."""
+    try:
+        fd = _open_in_context(ctx, name)
+    except OSError as e:
+        if e.errno not in (2, 20, 40):  # ENOENT, ENOTDIR, ELOOP: none there
+            raise
+        if name == DEFAULT_DOCKERFILE:
+            try:
+                return _find_dockerfile(ctx, name.lower())
+            except PyboxError:
+                pass
+        raise PyboxError(f"Cannot locate specified Dockerfile: {name}") from None
+    try:
+        st = os.fstat(fd)
+        if not (st.st_mode & 0o170000 == 0o100000):
+            raise PyboxError(f"Cannot locate specified Dockerfile: {name}")
+        if st.st_size == 0:
+            raise BadRequest(f"the Dockerfile ({name}) cannot be empty")
+        with open(f"/proc/self/fd/{fd}", "rb") as f:
+            ctx.dockerfile_content = f.read(MAX_DOCKERFILE)
+    finally:
+        os.close(fd)
+    _remove_ignored(ctx, name)
+    return name
+
+
+def _remove_ignored(ctx: BuildContext, dockerfile: str) -> None:
+    """moby's removeDockerfile: .dockerignore and the Dockerfile are removed
+    from the context if .dockerignore excludes them."""
+    try:
+        fd = _open_in_context(ctx, ".dockerignore")
+    except OSError:
+        return  # none (or none that can be read): nothing to remove
+    try:
+        if os.fstat(fd).st_mode & 0o170000 != 0o100000:
+            return
+        with open(f"/proc/self/fd/{fd}", "rb") as f:
+            data = f.read(16 << 20)
+    finally:
+        os.close(fd)
+    matcher = dockerignore.PatternMatcher(dockerignore.parse(data))
+    for path in (".dockerignore", dockerfile):
+        clean = posixpath.normpath(path.lstrip("/"))
+        if not matcher.matches(clean):
+            continue
+        parent, base = posixpath.split(clean)
+        try:
+            pfd = _open_in_context(ctx, parent or ".")
+        except OSError:
+            continue
+        try:
+            dfd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            os.close(pfd)
+            continue
+        try:
+            os.unlink(base, dir_fd=dfd)
+        except (IsADirectoryError, FileNotFoundError):
+            pass
+        finally:
+            os.close(dfd)
+            os.close(pfd)
+
+
+# -- remote contexts ---------------------------------------------------------------------------
+def _url_context(ctx: BuildContext, url: str) -> bool:
+    """An http(s) context: a tarball extracted into the context directory, or
+    a plain Dockerfile (-> True: kept beside an empty context)."""
+    try:
+        response = urllib.request.urlopen(url, timeout=URL_TIMEOUT)  # noqa: S310 (http(s) only)
+    except urllib.error.HTTPError as e:
+        body = e.read(1 << 16).decode(errors="replace").strip()
+        msg = f"failed to GET {url} with status {e.code} {e.reason}: {body}"
+        wrapped = f"error downloading remote context {url}: {msg}"
+        raise (NotFound(wrapped) if e.code == 404 else PyboxError(wrapped)) from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise PyboxError(f'error downloading remote context {url}: Get "{url}": '
+                         f"{reason}") from None
+    with response:
+        preamble = response.read(PREAMBLE)
+        if not preamble:
+            raise PyboxError(f"error detecting content type for remote {url}: empty response")
+        declared = response.headers.get("Content-Type") or ""
+        kind = declared.split(";")[0].strip().lower()
+        if not kind or kind == "application/octet-stream":
+            kind = _sniff(preamble)
+        match = ACCEPTABLE_MIME.search(kind)
+        if match is None:
+            raise PyboxError(f"error detecting content type for remote {url}: unsupported "
+                             f"Content-Type {declared!r}")
+
+        def chunks() -> Iterator[bytes]:
+            yield preamble
+            while True:
+                try:
+                    data = response.read(CHUNK)
+                except OSError as e:
+                    raise PyboxError(f"error downloading remote context {url}: {e}") from None
+                if not data:
+                    return
+                yield data
+
+        if match.group(0) == "text/plain":
+            parts, size = [], 0
+            for data in chunks():
+                parts.append(data)
+                size += len(data)
+                if size > MAX_DOCKERFILE:
+                    raise BadRequest(f"the Dockerfile at {url} is larger than "
+                                     f"{MAX_DOCKERFILE} bytes")
+            ctx.dockerfile_content = b"".join(parts)
+            return True
+        _extract(ctx, chunks())
+        return False
+
+
+def _sniff(preamble: bytes) -> str:
+    """What Go's http.DetectContentType says of a body without a useful
+    Content-Type, for the types moby accepts."""
+    if preamble.startswith(b"\x1f\x8b"):
+        return "application/x-gzip"
+    if preamble.startswith(b"BZh"):
+        return "application/x-bzip2"
+    if preamble.startswith(b"\xfd7zXZ\x00"):
+        return "application/x-xz"
+    if b"\x00" not in preamble and all(b >= 0x20 or b in b"\t\n\r\x0c\x1b" for b in preamble):
+        return "text/plain"
+    return "application/octet-stream"
+
+
+def parse_git_url(url: str) -> tuple[str, str, str]:
+    """moby's gitutils.parseRemoteURL: (remote, ref, subdir); the ref is
+    "master" when the fragment names none (dockerd 20.10)."""
+    if not (url.startswith("git@") or url.split("://", 1)[0].lower() in ("git", "http", "https",
+                                                                          "ssh")
+            and "://" in url):
+        url = "https://" + url
+    remote, _, fragment = url.partition("#")
+    ref, _, subdir = fragment.partition(":")
+    ref = ref or "master"
+    if ref.startswith("-"):
+        raise PyboxError(f"invalid refspec: {ref}")
+    return remote, ref, subdir
+
+
+def _git(cwd: str, *args: str) -> tuple[int, str]:
+    """git as moby runs it: no system or user config, the file protocol
+    refused (a repository's submodules may not read the daemon's files), no
+    prompt for credentials."""
+    env = dict(os.environ, GIT_PROTOCOL_FROM_USER="0", GIT_CONFIG_NOSYSTEM="1",
+               HOME="/dev/null", GIT_TERMINAL_PROMPT="0")
+    try:
+        proc = subprocess.run(["git", "-c", "protocol.file.allow=never", *args], cwd=cwd,
+                              env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=3600)
+    except FileNotFoundError:
+        raise PyboxError("unable to find 'git': install git to build from a git "
+                         "repository") from None
+    return proc.returncode, proc.stdout.decode(errors="replace")
+
+
+def _shallow_ok(remote: str) -> bool:
+    """moby's supportsShallowClone: any transport but http(s), which must be
+    a smart server (a dumb one cannot fetch --depth)."""
+    if not remote.lower().startswith(URL_PREFIXES):
+        return True
+    probe = remote + "/info/refs?service=git-upload-pack"
+    try:
+        with urllib.request.urlopen(probe, timeout=URL_TIMEOUT) as response:  # noqa: S310
+            kind = response.headers.get("Content-Type") or ""
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return kind == "application/x-git-upload-pack-advertisement"
+
+
+def _git_context(ctx: BuildContext, url: str) -> None:
+    """Clone, then take the checkout (or its subdir) through the same
+    extraction as an uploaded context (moby tars and untars it too)."""
+    remote, ref, subdir = parse_git_url(url)
+    checkout = os.path.join(ctx.root, "git")
+    os.mkdir(checkout, 0o700)
+    rc, out = _git(checkout, "init")
+    if rc:
+        raise PyboxError(f"failed to init repo at {checkout}: {out}: exit status {rc}")
+    rc, out = _git(checkout, "remote", "add", "origin", remote)
+    if rc:
+        raise PyboxError(f"failed add origin repo at {remote}: {out}: exit status {rc}")
+    depth = ["--depth", "1"] if _shallow_ok(remote) else []
+    rc, out = _git(checkout, "fetch", *depth, "origin", "--", ref)
+    if rc:
+        raise PyboxError(f"error fetching: {out}: exit status {rc}")
+    rc, out = _git(checkout, "checkout", ref)
+    if rc and _git(checkout, "checkout", "FETCH_HEAD")[0]:
+        raise PyboxError(f"error checking out {ref}: {out}: exit status {rc}")
+    rc, out = _git(checkout, "submodule", "update", "--init", "--recursive", "--depth=1")
+    if rc:
+        raise PyboxError(f"error initializing submodules: {out}: exit status {rc}")
+    top = checkout
+    if subdir:
+        cfd = os.open(checkout, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = rootview.open_in_root(cfd, subdir, C.O_PATH, resolve=C.RESOLVE_IN_ROOT)
+        except OSError as e:
+            raise PyboxError(f"error setting git context, {subdir!r} not within git root: "
+                             f"{e.strerror}") from None
+        finally:
+            os.close(cfd)
+        try:
+            top = os.readlink(f"/proc/self/fd/{fd}")
+            if not os.path.isdir(f"/proc/self/fd/{fd}"):
+                raise PyboxError(f"error setting git context, not a directory: {top}")
+        finally:
+            os.close(fd)
+    _extract(ctx, _tar_stream(top, os.path.join(ctx.root, "git.tar")))
+    shutil.rmtree(checkout, ignore_errors=True)
+
+
+def _tar_stream(top: str, scratch: str) -> Iterator[bytes]:
+    """The tree ``top`` as a tar (written to ``scratch``, read back in chunks,
+    then removed): a checkout goes through the extraction's checks."""
+    with tarfile.open(scratch, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(os.listdir(top)):
+            tar.add(os.path.join(top, name), arcname=name, recursive=True)
+    try:
+        with open(scratch, "rb") as f:
+            yield from iter(lambda: f.read(CHUNK), b"")
+    finally:
+        os.unlink(scratch)
+
