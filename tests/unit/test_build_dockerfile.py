@@ -363,6 +363,33 @@ def test_errors(text: str, message: str) -> None:
     assert isinstance(caught.value, BadRequest)
 
 
+@pytest.mark.parametrize("mount, message", [
+    ("type=bind,required", "unexpected key 'required' for mount type 'bind'"),
+    ("type=bind,mode=0755", 'mode not allowed for "bind" type mounts'),
+    ("type=bind,sharing=shared", "invalid cache sharing set for bind mount"),
+    ("type=secret", "invalid secret mount. one of source, target required"),
+    ("type=secret,src=a,id=b", "both source and id can't be set"),
+    ("type=secret,from=x,id=a", "secret mount should not have a from"),
+    ("type=nope", 'unsupported mount type "nope"'),
+    ("ro=maybe", "invalid value for ro: maybe"),
+    ("mode=9", "invalid value 9 for mode"),
+    ("type=cache,uid=x", "invalid value x for uid"),
+    ("type=cache,sharing=odd", 'unsupported sharing value "odd"'),
+    ("type=cache,target=/x,sharing=locked,mode=0700,uid=1,gid=2", None),
+    ("type=secret,id=tok,required", None),
+    ("type=ssh,required=true", None),
+    ("type=tmpfs,target=/t,rw", None),
+])
+def test_run_mount_validation(mount: str, message: str | None) -> None:
+    text = f"FROM busybox\nRUN --mount={mount} true\n"
+    if message is None:
+        assert one(f"RUN --mount={mount} true").flag_values("mount") == [mount]
+        return
+    with pytest.raises(DockerfileParseError) as caught:
+        parse(text)
+    assert str(caught.value) == "dockerfile parse error line 2: " + message
+
+
 def test_error_names_the_dockerfile() -> None:
     with pytest.raises(DockerfileParseError, match=r"^failed to parse sub/Dockerfile.dev: file with"):
         parse("# x\n", name="sub/Dockerfile.dev")

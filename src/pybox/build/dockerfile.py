@@ -37,6 +37,7 @@ dashes; value None for a flag written without ``=`` (booleans such as ``--link``
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Iterator
@@ -678,25 +679,69 @@ def _check_health(node: _Node, flags: list[tuple[str, str | None]]) -> None:
             raise _InstructionError(f"--retries must be at least 1 (not {count})")
 
 
+_GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+             "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+_MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
+_SHARING = ("shared", "private", "locked")
+
+
 def _check_mount(spec: str) -> None:
-    """RUN --mount's value as buildkit validates it (the classic builder then refuses it)."""
+    """RUN --mount's value as buildkit validates it when parsing (the classic builder
+    then refuses any --mount when the step runs)."""
+    try:
+        fields = next(csv.reader([spec]), [])
+    except csv.Error as err:
+        raise _InstructionError(f"failed to parse csv mounts: {err}") from None
     kind = "bind"
-    for part in spec.split(","):
-        key, has_value, value = part.partition("=")
-        key = key.strip().lower()
+    values: dict[str, str] = {}
+    for item in fields:
+        key, has_value, value = item.partition("=")
+        key = key.lower()
         if not has_value:
-            if key in ("readonly", "ro", "readwrite", "rw", "required"):
+            if key in ("readonly", "ro", "readwrite", "rw"):
                 continue
-            raise _InstructionError(f"invalid field '{part}' must be a key=value pair")
+            if key == "required":
+                if kind in ("secret", "ssh"):
+                    continue
+                raise _InstructionError(f"unexpected key '{key}' for mount type '{kind}'")
+            raise _InstructionError(f"invalid field '{item}' must be a key=value pair")
         if key == "type":
-            if value not in ("bind", "cache", "tmpfs", "secret", "ssh"):
+            if value.lower() not in _MOUNT_TYPES:
                 raise _InstructionError(f"unsupported mount type {go_quote(value)}")
-            kind = value
-        elif key not in ("target", "dst", "destination", "source", "src", "from", "readonly", "ro",
-                         "rw", "readwrite", "id", "sharing", "mode", "uid", "gid", "required",
-                         "size", "env"):
-            raise _InstructionError(f"unexpected key '{key}' in '{part}'")
-    del kind
+            kind = value.lower()
+        elif key in ("readonly", "ro", "readwrite", "rw"):
+            if value not in _GO_BOOLS:
+                raise _InstructionError(f"invalid value for {key}: {value}")
+        elif key == "required":
+            if kind not in ("secret", "ssh"):
+                raise _InstructionError(f"unexpected key '{key}' for mount type '{kind}'")
+            if value not in _GO_BOOLS:
+                raise _InstructionError(f"invalid value for {key}: {value}")
+        elif key == "sharing":
+            if value.lower() not in _SHARING:
+                raise _InstructionError(f"unsupported sharing value {go_quote(value)}")
+        elif key in ("mode", "uid", "gid"):
+            digits = "01234567" if key == "mode" else "0123456789"
+            if not value or any(c not in digits for c in value) or int(value, len(digits)) >= 2**32:
+                raise _InstructionError(f"invalid value {value} for {key}")
+        elif key not in ("from", "source", "src", "target", "dst", "destination", "id"):
+            raise _InstructionError(f"unexpected key '{key}' in '{item}'")
+        values["source" if key == "src" else key] = value
+    for key in ("mode", "uid", "gid"):
+        if key in values and kind not in ("secret", "ssh", "cache"):
+            raise _InstructionError(f"{key} not allowed for {go_quote(kind)} type mounts")
+    if "sharing" in values and kind != "cache":
+        raise _InstructionError(f"invalid cache sharing set for {kind} mount")
+    if kind == "secret":
+        if values.get("from"):
+            raise _InstructionError("secret mount should not have a from")
+        if values.get("sharing"):
+            raise _InstructionError("secret mount should not define sharing")
+        target = values.get("target") or values.get("dst") or values.get("destination")
+        if not values.get("source") and not target and not values.get("id"):
+            raise _InstructionError("invalid secret mount. one of source, target required")
+        if values.get("source") and values.get("id"):
+            raise _InstructionError("both source and id can't be set")
 
 
 def _exactly_one(node: _Node, keyword: str) -> None:
