@@ -29,16 +29,6 @@ def _client_socket(sock: socket.socket, trailing: bytes) -> socket.socket:
     return cast(socket.socket, PrefixedSocket(sock, trailing))
 
 
-def _api_below(req: Request, version: tuple[int, int]) -> bool:
-    """Did the client ask for an API version older than ``version`` (its /vX.Y
-    prefix; none means ours)?  dockerd ignores what an older API lacked."""
-    try:
-        return req.version is not None and \
-            tuple(int(p) for p in req.version.split(".")) < version
-    except ValueError:
-        return False
-
-
 def register(router: Router, engine: Engine) -> None:
     r = router
 
@@ -55,9 +45,9 @@ def register(router: Router, engine: Engine) -> None:
     def create(req: Request, resp: Response) -> None:
         body = schema.read_create(req)  # typed as dockerd types it, or a 400
         # --platform (API 1.41+): parsed before anything, checked against the image
-        platform = None if _api_below(req, (1, 41)) else \
-            specmod.parse_platform(req.arg("platform") or "")
-        if _api_below(req, (1, 43)):  # dockerd: Annotations came with API 1.43
+        platform = specmod.parse_platform(req.arg("platform") or "") \
+            if req.api_at_least((1, 41)) else None
+        if not req.api_at_least((1, 43)):  # dockerd: Annotations came with API 1.43
             (body.get("HostConfig") or {}).pop("Annotations", None)
         cid, warnings = engine.create(body, name=req.arg("name") or None, platform=platform)
         resp.json({"Id": cid, "Warnings": warnings}, 201)
@@ -154,7 +144,7 @@ def register(router: Router, engine: Engine) -> None:
         logs = req.flag("logs")
         def hijack() -> socket.socket:
             # dockerd: the multiplexed media type from API 1.42 (the framing is the same)
-            media = RAW if tty or not websocket.api_at_least(req, "1.42") else MULTIPLEXED
+            media = RAW if tty or not req.api_at_least((1, 42)) else MULTIPLEXED
             return _client_socket(*resp.hijack(media))
 
         if not stream and not logs:  # dockerd: the upgrade, then the end
@@ -215,11 +205,11 @@ def register(router: Router, engine: Engine) -> None:
         # the START request's Tty frames the stream (dockerd's router), whatever
         # the exec was created with
         tty = bool(body.get("Tty"))
-        sock, trailing = resp.hijack(RAW if tty or not websocket.api_at_least(req, "1.42")
+        sock, trailing = resp.hijack(RAW if tty or not req.api_at_least((1, 42))
                                      else MULTIPLEXED)
         client = _client_socket(sock, trailing)
         # dockerd: the start's ConsoleSize only with its Tty, from API 1.42
-        size = body.get("ConsoleSize") if tty and websocket.api_at_least(req, "1.42") else None
+        size = body.get("ConsoleSize") if tty and req.api_at_least((1, 42)) else None
         try:
             e.start(client, detach=False, tty=tty, console_size=size)
         except Exception as err:  # noqa: BLE001 - the stream is all the client has

@@ -234,6 +234,17 @@ class Request:
     def args(self, name: str) -> list[str]:
         return self.query.get(name, [])
 
+    def api_at_least(self, version: tuple[int, int]) -> bool:
+        """The client asked for API ``version`` or later (its /vX.Y prefix;
+        none: ours, the newest): dockerd changes some answers by version, and
+        ignores what an older API lacked."""
+        if self.version is None:
+            return True
+        try:
+            return tuple(int(p) for p in self.version.split(".")) >= version
+        except ValueError:
+            return True
+
     def flag(self, name: str, default: bool = False) -> bool:
         value = self.arg(name)
         return default if value is None else parse_bool(value)

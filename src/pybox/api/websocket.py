@@ -38,17 +38,6 @@ WS_VERSION = "13"
 BRIDGE_JOIN = 10.0  # seconds the handler waits for the bridge to say goodbye
 
 
-def api_at_least(req: Request, version: str) -> bool:
-    """The request's API version (its /vX.Y prefix; none: ours, the newest) is
-    ``version`` or later: dockerd changes some answers by version."""
-    if req.version is None:
-        return True
-    try:
-        return tuple(map(int, req.version.split("."))) >= tuple(map(int, version.split(".")))
-    except ValueError:
-        return True
-
-
 def handshake_headers(req: Request) -> list[tuple[str, str]]:
     """x/net/websocket's hybi-13 checks on the request -> the 101's headers.
     BadRequest with x/net's words when it is not a websocket request."""
@@ -188,11 +177,11 @@ def register(router: Router, engine: Engine) -> None:
         if c.state.paused:
             raise Conflict(f"container {id} is paused, unpause the container before attach")
         headers = handshake_headers(req)
-        if api_at_least(req, "1.42"):
+        if req.api_at_least((1, 42)):
             stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
         else:
             stdin = stdout = stderr = True
-        binary = api_at_least(req, "1.28")
+        binary = req.api_at_least((1, 28))
         framed = not c.config.get("Tty")
         bridges: list[Bridge] = []
         inners: list[socket.socket] = []  # the session's ends, closed at the end
