@@ -60,6 +60,15 @@ def serve(base: str) -> None:
             if req["op"] == "usage":
                 print(json.dumps({"usage": cache_usage(engine)}), flush=True)
                 continue
+            if req["op"] == "reload":  # docker save, rmi, load: the image without its parents
+                path = os.path.join(base, "saved.tar")
+                images.images.save([req["ref"]], path)
+                images.images.remove(req["ref"], force=True)
+                loaded = images.images.load(path)
+                os.unlink(path)
+                print(json.dumps({"id": loaded[0]["Id"],
+                                  "parent": images.images.record(req["ref"])["parent"]}), flush=True)
+                continue
             if req["op"] == "prune":
                 deleted, space = prune_cache(engine)
                 print(json.dumps({"deleted": deleted, "space": space}), flush=True)
@@ -303,6 +312,28 @@ def test_cache_hits_and_misses(builder):
 
     usage = builder.ask({"op": "usage"})["usage"]
     assert usage and all({"ID", "Size", "CreatedAt", "InUse"} <= set(u) for u in usage)
+
+
+def test_cache_from(builder):
+    tag = unique("cachefrom")
+    files = {"Dockerfile": f"FROM busybox\nRUN echo {tag} > /m\nLABEL l={tag}\nCOPY f /f\n"
+                           "RUN true\n",
+             "f": "x\n"}
+    first = builder.build(files, {"tags": [tag]})
+    assert "error" not in first, first
+    # the local chain counts only under a --cache-from image it leads to
+    unrelated = builder.build(files, {"cache_from": ["busybox:latest"]})
+    assert "Using cache" not in unrelated["stream"]
+    related = builder.build(files, {"cache_from": [tag]})
+    assert related["stream"].count("Using cache") == 4 and related["id"] == first["id"]
+    # an image without its build's chain (saved and loaded): matched by its history
+    reloaded = builder.ask({"op": "reload", "ref": tag})
+    assert reloaded["id"] == first["id"] and reloaded["parent"] == ""
+    restored = builder.build(files, {"cache_from": [tag]})
+    assert "error" not in restored, restored
+    assert restored["stream"].count("Using cache") == 4, restored["stream"]
+    assert restored["id"] == first["id"]
+    assert created_by(restored) == created_by(first)
 
 
 def test_build_args_and_predefined(builder):

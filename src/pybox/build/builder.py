@@ -35,6 +35,7 @@ from pybox.images import reference as references
 
 if TYPE_CHECKING:
     from pybox.engine.engine import Engine
+    from pybox.images.service import Images
 
 MAX_DOCKERFILE = 16 << 20
 
@@ -105,7 +106,7 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
     dockerfile = parse(text)
     images = engine.images.images
     scratch_dir = tempfile.mkdtemp(prefix="build-", dir=images.blobs.ingest)
-    prober = Prober(images, disabled=options.no_cache)
+    prober = Prober(images, disabled=options.no_cache, sources=_cache_sources(images, options))
     ctx = Context(engine, options, context_dir, out if not options.quiet else _Quiet(),
                   cancel, dockerfile.escape, prober, scratch_dir)
     try:
@@ -126,6 +127,18 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
     if options.quiet:
         out.stream(image_id + "\n")
     return image_id
+
+
+def _cache_sources(images: Images, options: BuildOptions) -> list[str]:
+    """--cache-from's images, by Id; the missing ones skipped (dockerd only
+    logs them)."""
+    found = []
+    for ref in options.cache_from:
+        try:
+            found.append(images.resolve(ref))
+        except PyboxError:
+            continue
+    return found
 
 
 class _Quiet:

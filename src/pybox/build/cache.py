@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pybox.errors import ImageError
+from pybox.images import store as st
 from pybox.images.service import Images
 
 if TYPE_CHECKING:
@@ -37,12 +38,15 @@ def same_config(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
 
 @dataclass
 class Prober:
-    """One stage's probe: ``disabled`` (no_cache), ``busted`` after a miss."""
+    """One stage's probe: ``disabled`` (no_cache), ``busted`` after a miss;
+    ``sources`` the --cache-from images (Ids), matched by their history as
+    moby's ImageCache does when no local child of the chain matches."""
 
     images: Images
     disabled: bool = False
     busted: bool = False
     children: dict[str, list[str]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
 
     def reset(self) -> None:
         """A new stage: probe again (moby resets the prober per FROM)."""
@@ -51,29 +55,124 @@ class Prober:
         for record in self.images.store.records():
             self.children.setdefault(record.get("parent") or "", []).append(record["id"])
 
-    def probe(self, parent_id: str, container_config: dict[str, Any]) -> str | None:
-        """The newest child of ``parent_id`` built by the same step, or None (and
-        the stage's cache is busted)."""
-        if self.disabled or self.busted:
+    def _doc(self, image_id: str) -> dict[str, Any] | None:
+        try:
+            record = self.images.store.get_record(image_id)
+            doc: dict[str, Any] = self.images.blobs.read_json(record["config"]["digest"])
+        except (ImageError, OSError, ValueError):
             return None
-        if not self.children:
-            self.reset()
+        return doc
+
+    def _local(self, parent_id: str, container_config: dict[str, Any]) -> str | None:
+        """The newest child of ``parent_id`` built by the same step."""
         best: tuple[str, str] | None = None
         for child in self.children.get(parent_id, ()):
-            try:
-                record = self.images.store.get_record(child)
-                doc = self.images.blobs.read_json(record["config"]["digest"])
-            except (ImageError, OSError, ValueError):
-                continue
-            if not same_config(doc.get("container_config"), container_config):
+            doc = self._doc(child)
+            if doc is None or not same_config(doc.get("container_config"), container_config):
                 continue
             created = str(doc.get("created") or "")
             if best is None or created > best[0]:
                 best = (created, child)
-        if best is None:
-            self.busted = True
+        return best[1] if best else None
+
+    def _ancestor(self, image_id: str, ancestor: str) -> bool:
+        seen = set()
+        current = image_id
+        while current and current not in seen:
+            seen.add(current)
+            try:
+                current = self.images.store.get_record(current).get("parent") or ""
+            except ImageError:
+                return False
+            if current == ancestor:
+                return True
+        return False
+
+    def probe(self, parent_id: str, container_config: dict[str, Any]) -> str | None:
+        """The image this step made before, or None (and the stage's cache is
+        busted: the later steps run)."""
+        if self.disabled or self.busted:
             return None
-        return best[1]
+        if not self.children:
+            self.reset()
+        found = self._local(parent_id, container_config)
+        if self.sources:
+            if found is not None and not any(self._ancestor(s, found) for s in self.sources):
+                found = None
+            if found is None:
+                found = self._from_sources(parent_id, container_config)
+        if found is None:
+            self.busted = True
+        return found
+
+    def _from_sources(self, parent_id: str, container_config: dict[str, Any]) -> str | None:
+        """moby's ImageCache.GetCache: a --cache-from image whose history
+        continues the parent's with this step's command."""
+        parent = self._doc(parent_id) if parent_id else None
+        parent_history = list((parent or {}).get("history") or [])
+        parent_layers = list(((parent or {}).get("rootfs") or {}).get("diff_ids") or [])
+        created_by = " ".join(container_config.get("Cmd") or [])
+        for target_id in self.sources:
+            target = self._doc(target_id)
+            if target is None:
+                continue
+            history = list(target.get("history") or [])
+            layers = list((target.get("rootfs") or {}).get("diff_ids") or [])
+            if not history or len(parent_history) >= len(history):
+                continue
+            if parent is not None and (parent_history or parent_layers):
+                if history[:len(parent_history)] != parent_history \
+                        or layers[:len(parent_layers)] != parent_layers:
+                    continue
+            entry = history[len(parent_history)]
+            if entry.get("created_by", "") != created_by:
+                continue
+            if len(history) - 1 == len(parent_history):  # the source itself
+                if parent_id:
+                    self._set_parent(target_id, parent_id)
+                return target_id
+            restored = self._restore(parent_id, parent, target_id, target, len(parent_history),
+                                     container_config)
+            self.sources = [target_id]
+            return restored
+        return None
+
+    def _set_parent(self, image_id: str, parent_id: str) -> None:
+        with self.images.store.meta_lock():
+            record = self.images.store.get_record(image_id)
+            record["parent"] = parent_id
+            self.images.store.put_record(record)
+
+    def _restore(self, parent_id: str, parent: dict[str, Any] | None, target_id: str,
+                 target: dict[str, Any], index: int, container_config: dict[str, Any]) -> str:
+        """An image of the parent plus the source's step ``index`` (its history
+        entry and, unless empty, its layer): moby's restoreCachedImage."""
+        history = list(target.get("history") or [])
+        layer_index = sum(1 for h in history[:index] if not h.get("empty_layer"))
+        target_record = self.images.store.get_record(target_id)
+        parent_record = self.images.store.get_record(parent_id) if parent_id else None
+        layer_entries = list(parent_record["layers"]) if parent_record else []
+        entry = history[index]
+        if not entry.get("empty_layer"):
+            layer_entries.append(target_record["layers"][layer_index])
+        doc: dict[str, Any] = {
+            "architecture": target.get("architecture"), "os": target.get("os"),
+            "config": container_config, "created": entry.get("created"),
+            "history": [*((parent or {}).get("history") or []), entry],
+            "rootfs": {"type": "layers", "diff_ids": [e["diff_id"] for e in layer_entries]}}
+        if target.get("author"):
+            doc["author"] = target["author"]
+        config_bytes = st.canonical_json(doc)
+        with self.images.writing():
+            config_digest = self.images.blobs.write_bytes(config_bytes)
+            manifest: dict[str, Any] = {
+                "schemaVersion": 2, "mediaType": st.MEDIA_OCI_MANIFEST,
+                "config": st.descriptor(st.MEDIA_OCI_CONFIG, config_digest, len(config_bytes)),
+                "layers": [st.descriptor(e["blob"]["mediaType"], e["blob"]["digest"],
+                                         e["blob"]["size"]) for e in layer_entries]}
+            restored = self.images.add_image(manifest, config_bytes, parent=parent_id)
+        self.added(parent_id, restored)
+        return restored
 
     def added(self, parent_id: str, image_id: str) -> None:
         """A step's new image is a child the next probes may find."""

@@ -16,6 +16,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import socket
 import stat
 import tempfile
 import urllib.error
@@ -170,8 +171,6 @@ def download(url: str, tmpdir: str) -> Source:
     """ADD URL: the file fetched into ``tmpdir``; its mtime the Last-Modified."""
     try:
         with urllib.request.urlopen(url, timeout=URL_TIMEOUT) as response:
-            if response.status >= 400:
-                raise BuildError(f"failed to GET {url} with status {response.status}")
             name = posixpath.basename(urllib.parse.urlsplit(url).path) or "download"
             path = os.path.join(tmpdir, "download")
             with open(path, "wb") as f:
@@ -184,13 +183,29 @@ def download(url: str, tmpdir: str) -> Source:
                 except (TypeError, ValueError):
                     mtime = None
     except urllib.error.HTTPError as e:
-        raise BuildError(f"failed to GET {url} with status {e.code} {e.reason}") from None
+        body = e.read(512).decode("utf-8", "replace").strip()
+        raise BuildError(f"ADD failed: failed to GET {url} with status {e.code} {e.reason}: "
+                         f"{body}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
-        raise BuildError(f"error downloading '{url}': {reason}") from None
+        raise BuildError(f'ADD failed: Get "{url}": {_dial_error(url, e)}') from None
     os.chmod(path, 0o600)
     digest, _ = source_digest(path)
     return Source(path, name, digest, False, url=url, mtime=mtime)
+
+
+def _dial_error(url: str, e: BaseException) -> str:
+    """Go's net/http words for a failed GET, as dockerd prints them."""
+    reason = getattr(e, "reason", e)
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if isinstance(reason, ConnectionRefusedError):
+        return f"dial tcp {host}:{port}: connect: connection refused"
+    if isinstance(reason, socket.gaierror):
+        return f"dial tcp: lookup {host}: no such host"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return f"dial tcp {host}:{port}: i/o timeout"
+    return str(getattr(reason, "strerror", None) or reason)
 
 
 def is_url(src: str) -> bool:
