@@ -33,6 +33,13 @@ ARG and ENV values of that moment (``pybox.build.expand``).
 
 ``Instruction.flags`` are ``(name, value)`` in the order written, names without the
 dashes; value None for a flag written without ``=`` (booleans such as ``--link``).
+
+Where current buildkit differs from dockerd 20.10's, the language follows buildkit (the
+words of errors stay 20.10's): heredocs; the flags 20.10 did not know (COPY/ADD
+``--link``, ``--exclude``, COPY ``--parents``, ADD ``--checksum``, ``--keep-git-dir``,
+``--unpack``, RUN ``--network``, ``--security``, HEALTHCHECK ``--start-interval``) are
+accepted; an exec form must be the whole JSON text (20.10 read ``CMD ["a"] junk`` as
+``["a"]``).
 """
 
 from __future__ import annotations

@@ -16,8 +16,13 @@ token) outside quotes, and these forms:
 
 ``expand_word`` gives the one string (spaces kept); ``expand_words`` splits the result
 into words on unquoted white space *after* expansion, as ProcessWords does (a value with
-spaces splits; quoted text does not).  Errors are DockerfileParseError with buildkit's
-words, wrapped as ``failed to process "<word>": <reason>``.
+spaces splits; quoted text does not) -- the classic builder uses it only for EXPOSE
+(``EXPOSE $PORTS`` with PORTS="80 443").  Errors are DockerfileParseError with
+buildkit's words, wrapped as ``failed to process "<word>": <reason>`` (dockerd prints
+them as the failing step's error).
+
+dockerd 20.10's older lexer knew only the ``:`` forms (``${x-w}`` was "missing ':' in
+substitution") and no pattern forms; these follow current buildkit, as docker 28 does.
 
 The lexer also serves the parser, which needs its raw modes (quotes and escapes kept,
 unset variables left as written) to find heredoc delimiters on a line.
