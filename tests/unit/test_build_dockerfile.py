@@ -9,6 +9,7 @@ import pytest
 from pybox.build.dockerfile import (
     Dockerfile,
     Instruction,
+    healthcheck,
     iter_all,
     parse,
     parse_heredoc_word,
@@ -185,6 +186,23 @@ def test_keyword_case_and_flags() -> None:
 ])
 def test_flags(line: str, flags: list[tuple[str, str | None]]) -> None:
     assert one(line).flags == flags
+
+
+@pytest.mark.parametrize("line, config", [
+    ("HEALTHCHECK NONE", {"Test": ["NONE"]}),
+    ("HEALTHCHECK CMD curl -f http://x/ || exit 1", {"Test": ["CMD-SHELL", "curl -f http://x/ || exit 1"]}),
+    ('HEALTHCHECK --interval=2s --timeout=3s --start-period=4s --retries=5 CMD ["true", "x"]',
+     {"Test": ["CMD", "true", "x"], "Interval": 2_000_000_000, "Timeout": 3_000_000_000,
+      "StartPeriod": 4_000_000_000, "Retries": 5}),  # as dockerd 20.10's image config
+    ("HEALTHCHECK --start-interval=1m30s --start-period= CMD true",
+     {"Test": ["CMD-SHELL", "true"], "StartInterval": 90_000_000_000}),
+])
+def test_healthcheck_config(line: str, config: dict[str, object]) -> None:
+    assert healthcheck(one(line)) == config
+
+
+def test_arg_pairs() -> None:
+    assert one("ARG a b=1 c= d='x y'").arg_pairs() == [("a", None), ("b", "1"), ("c", ""), ("d", "'x y'")]
 
 
 def test_flags_ignored_where_buildkit_ignores_them() -> None:

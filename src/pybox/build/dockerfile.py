@@ -49,6 +49,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from pybox.build.expand import Lexer, go_isspace, go_quote
 from pybox.errors import DockerfileParseError
@@ -133,6 +134,14 @@ class Instruction:
         """ENV and LABEL: the (key, value) pairs, unexpanded."""
         return [(self.args[i], self.args[i + 1]) for i in range(0, len(self.args) - 1, 2)]
 
+    def arg_pairs(self) -> list[tuple[str, str | None]]:
+        """ARG: (name, default or None), unexpanded."""
+        out: list[tuple[str, str | None]] = []
+        for word in self.args:
+            name, has_default, default = word.partition("=")
+            out.append((name, default if has_default else None))
+        return out
+
     def heredoc(self, word: str) -> Heredoc | None:
         """The heredoc a word such as ``<<EOF`` or ``<<-"EOF"`` refers to, if any."""
         found = parse_heredoc_word(word)
@@ -142,6 +151,42 @@ class Instruction:
             if doc.name == found.name:
                 return doc
         return None
+
+
+class HealthcheckConfig(TypedDict, total=False):
+    """The image config's Healthcheck (durations in nanoseconds; zeros left out)."""
+
+    Test: list[str]
+    Interval: int
+    Timeout: int
+    StartPeriod: int
+    StartInterval: int
+    Retries: int
+
+
+def healthcheck(ins: Instruction) -> HealthcheckConfig:
+    """HEALTHCHECK's config as the classic builder stores it: ["NONE"], ["CMD", args...]
+    for the exec form, ["CMD-SHELL", command] for the shell form (checked at parse)."""
+    if ins.args[0] == "NONE":
+        return {"Test": ["NONE"]}
+    test = ["CMD", *ins.args[1:]] if ins.json_form else ["CMD-SHELL", *ins.args[1:]]
+    config: HealthcheckConfig = {"Test": test}
+
+    def duration(flag: str) -> int:
+        value = ins.flag(flag)
+        return go_duration(value) if value else 0
+
+    if interval := duration("interval"):
+        config["Interval"] = interval
+    if timeout := duration("timeout"):
+        config["Timeout"] = timeout
+    if start_period := duration("start-period"):
+        config["StartPeriod"] = start_period
+    if start_interval := duration("start-interval"):
+        config["StartInterval"] = start_interval
+    if retries := ins.flag("retries"):
+        config["Retries"] = int(retries)
+    return config
 
 
 @dataclass(frozen=True)
