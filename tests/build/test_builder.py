@@ -84,6 +84,7 @@ def serve(base: str) -> None:
                 record = images.images.store.get_record(reply["id"])
                 reply["doc"] = images.images.blobs.read_json(record["config"]["digest"])
                 reply["parent"] = record["parent"]
+                reply["history"] = images.images.history(reply["id"])
             except Exception as e:  # the test reads the type and the words
                 reply["error"] = str(e)
                 reply["type"] = type(e).__name__
@@ -223,6 +224,10 @@ def test_classic_output_history_and_config(builder):
     assert config["Cmd"] == ["sh"] and config["WorkingDir"] == "/app"
     assert r["doc"]["container_config"]["Cmd"] == ["/bin/sh", "-c", "#(nop) ", 'CMD ["sh"]']
     assert r["parent"], "intermediate images are kept as the parent chain"
+    # docker history names each step's image (the parents), busybox's too
+    ids = [h["Id"] for h in r["history"]]
+    assert ids[0] == r["id"] and ids[1] == r["parent"]
+    assert "<missing>" not in ids and r["history"][0]["Tags"] == [f"{tag}:v1"]
     assert "AUX " + json.dumps({"ID": r["id"]}) in out
     assert r["containers"] == []
 

@@ -234,11 +234,11 @@ class Images:
 
     def history(self, ref: str) -> builtins.list[DockerDoc]:
         """GET /images/NAME/history: newest first; the top entry carries the Id
-        and the tags, the others ``<missing>`` as docker shows for loaded images."""
+        and the tags, the next ones those of its parents (a build's steps), the
+        rest ``<missing>`` as docker shows for loaded images."""
         image_id = self.resolve(ref)
         record = self.store.get_record(image_id)
         config = self.blobs.read_json(record["config"]["digest"])
-        tags, _ = self._tags_and_digests(image_id, self.store.load_refs())
         history = list(config.get("history") or [])
         layer_sizes = [self._layer_size(layer["chain_id"]) for layer in record["layers"]]
         if not history:
@@ -254,9 +254,17 @@ class Images:
                             "CreatedBy": item.get("created_by", ""), "Tags": None,
                             "Size": size, "Comment": item.get("comment", "")})
         entries.reverse()
-        if entries:
-            entries[0]["Id"] = image_id
-            entries[0]["Tags"] = tags or None
+        # as moby's ImageHistory: the entries get the Ids of the image and its
+        # parents (a build's intermediate images), one each, while the chain lasts
+        refs = self.store.load_refs()
+        current: str = image_id
+        for entry in entries:
+            entry["Id"] = current
+            entry["Tags"] = self._tags_and_digests(current, refs)[0] or None
+            current = self.store.get_record(current).get("parent", "") \
+                if self.store.has_record(current) else ""
+            if not current or not self.store.has_record(current):
+                break
         return entries
 
     def layer_users(self, chain_id: str) -> builtins.list[LayerUser]:
