@@ -62,7 +62,7 @@ _MS = 1_000_000
 _HEREDOC_INSTRUCTIONS = frozenset({"ADD", "COPY", "RUN"})
 
 _WHITESPACE = re.compile(r"[\t\v\f\r ]+")
-_HEREDOC = re.compile(r"^(\d*)<<(-?)\s*([^<]*)$", re.DOTALL)
+_HEREDOC = re.compile(r"^([0-9]*)<<(-?)\s*([^<]*)\Z", re.DOTALL)
 _DIRECTIVE = re.compile(r"^([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$", re.DOTALL)
 _DIRECTIVES = frozenset({"syntax", "escape", "check"})
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")
@@ -806,7 +806,7 @@ def _at_least_one(node: _Node, keyword: str) -> None:
         raise _InstructionError(f"{keyword} requires at least one argument")
 
 
-def _instruction(node: _Node, escape: str) -> Instruction:
+def _instruction(node: _Node) -> Instruction:
     """The instruction level: buildkit's instructions.ParseInstruction checks."""
     keyword = node.keyword.upper()
     if keyword not in KEYWORDS:
@@ -915,7 +915,7 @@ def _instructions(text: str, name: str) -> tuple[list[Instruction], _Directives,
     out = []
     for node in nodes:
         try:
-            out.append(_instruction(node, directives.escape))
+            out.append(_instruction(node))
         except _InstructionError as err:
             raise DockerfileParseError(f"dockerfile parse error line {node.line}: {err}") from None
     return out, directives, warnings
