@@ -19,6 +19,7 @@ import lzma
 import os
 import socket
 import subprocess
+import tarfile
 import threading
 import time
 
@@ -217,6 +218,17 @@ def test_garbage_and_truncated_bodies(stubd):
         assert status == 400, reply
     assert stubd.builder.calls == []
     assert nothing_left(stubd)
+
+
+def test_last_member_unpadded_as_the_docker_cli_sends_it(stubd):
+    # the docker CLI's tar with a Dockerfile added from outside the context ends
+    # right after the last member's data (no padding, no end blocks): Go reads it
+    full = tar_of({"a": b"1", "Dockerfile": DOCKERFILE}, tarfile.USTAR_FORMAT)
+    cut = 512 * 3 + len(DOCKERFILE)  # a's header and block, the Dockerfile's header, its data
+    assert full[cut - len(DOCKERFILE):cut] == DOCKERFILE
+    status, _, reply = post_build(stubd, full[:cut])
+    assert status == 200, reply
+    assert stubd.builder.calls[0]["files"] == {"a": b"1", "Dockerfile": DOCKERFILE}
 
 
 def test_crash_leftovers_are_swept(stubd):

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pybox.api import schema
-from pybox.api.server import ClientGone, Request, Response, Router
+from pybox.api.server import ClientGone, Request, Response, Router, parse_bool
 from pybox.build import context as build_context
 from pybox.build.builder import BuildOptions, build
 from pybox.engine.engine import Engine
@@ -44,11 +44,23 @@ WATCH_INTERVAL = 0.2  # seconds between two looks for a client gone mid-build
 
 
 # -- the query ----------------------------------------------------------------------------------
+def _arg(req: Request, name: str) -> str:
+    """A query value as Go's FormValue gives it: the FIRST one (docker-py sends
+    ``dockerfile`` twice for a Dockerfile from outside the context: its
+    private name, then its text)."""
+    values = req.args(name)
+    return values[0] if values else ""
+
+
+def _flag(req: Request, name: str) -> bool:
+    return parse_bool(_arg(req, name))
+
+
 def _json_arg(req: Request, name: str, what: str, check: Callable[[Any], bool],
               go_type: str) -> Any:
     """A JSON query value (dockerd's json.Unmarshal of it): 400 "error reading
     WHAT: ..." with Go's words when it is no JSON or not of the type."""
-    raw = req.arg(name)
+    raw = _arg(req, name)
     if not raw:
         return None
     try:
@@ -68,7 +80,7 @@ def _json_arg(req: Request, name: str, what: str, check: Callable[[Any], bool],
 
 def _int64(req: Request, name: str) -> int:
     """httputils.Int64ValueOrZero: a value that does not parse is 0."""
-    raw = req.arg(name) or ""
+    raw = _arg(req, name)
     try:
         value = int(raw, 10)
     except ValueError:
@@ -101,17 +113,17 @@ def build_options(req: Request) -> BuildOptions:
     """BuildOptions from the query, as dockerd's newImageBuildOptions."""
     if req.args("securityopt"):
         raise BadRequest("security options are not supported on linux")
-    version = req.arg("version") or "1"
+    version = _arg(req, "version") or "1"
     if version not in ("1", "2"):
         raise PyboxError(f'invalid version "{version}"')
-    shm = req.arg("shmsize") or ""
+    shm = _arg(req, "shmsize")
     shm_size = 0
     if shm:
         try:
             shm_size = int(shm, 10)
         except ValueError:
             raise PyboxError(f'strconv.ParseInt: parsing "{shm}": invalid syntax') from None
-    isolation = req.arg("isolation") or ""
+    isolation = _arg(req, "isolation")
     if isolation and isolation.lower() not in ("default",):
         raise BadRequest(f'unsupported isolation: "{isolation}"')
     ulimits = _json_arg(req, "ulimits", "error reading ulimit settings",
@@ -130,21 +142,21 @@ def build_options(req: Request) -> BuildOptions:
                                "[]string") or []
     except BadRequest as e:
         raise PyboxError(str(e)) from None
-    force_rm = req.flag("forcerm")
-    rm = req.arg("rm")
-    remove = True if force_rm or not rm else req.flag("rm")
+    force_rm = _flag(req, "forcerm")
+    rm = _arg(req, "rm")
+    remove = True if force_rm or not rm else _flag(req, "rm")
     options = BuildOptions(
         tags=list(req.args("t")),
-        dockerfile=req.arg("dockerfile") or "",
-        build_args=build_args, target=req.arg("target") or None,
-        no_cache=req.flag("nocache"), pull=req.flag("pull"), remove=remove,
+        dockerfile=_arg(req, "dockerfile"),
+        build_args=build_args, target=_arg(req, "target") or None,
+        no_cache=_flag(req, "nocache"), pull=_flag(req, "pull"), remove=remove,
         force_remove=force_rm, labels=labels, cache_from=cache_from,
-        network_mode=req.arg("networkmode") or "", extra_hosts=req.args("extrahosts"),
+        network_mode=_arg(req, "networkmode"), extra_hosts=req.args("extrahosts"),
         shm_size=shm_size, memory=_int64(req, "memory"), memory_swap=_int64(req, "memswap"),
-        cpu_shares=_int64(req, "cpushares"), cpuset_cpus=req.arg("cpusetcpus") or "",
+        cpu_shares=_int64(req, "cpushares"), cpuset_cpus=_arg(req, "cpusetcpus"),
         cpu_period=_int64(req, "cpuperiod"), cpu_quota=_int64(req, "cpuquota"),
         ulimits=[u for u in ulimits if u is not None],
-        platform=req.arg("platform") or "", quiet=req.flag("q"), squash=req.flag("squash"),
+        platform=_arg(req, "platform"), quiet=_flag(req, "q"), squash=_flag(req, "squash"),
         registry_auth=registry_config(req.headers.get("x-registry-config", "")))
     if version == "2":
         raise BadRequest("BuildKit is not supported by pyboxd: build with the classic builder "
@@ -288,7 +300,7 @@ def run_build(engine: Engine, req: Request, resp: Response) -> None:
     error: PyboxError | None = None
     image_id = ""
     with build_context.open_context(engine.data_root, req.body_chunks(),
-                                    remote=req.arg("remote") or "",
+                                    remote=_arg(req, "remote"),
                                     dockerfile=options.dockerfile) as ctx:
         options.dockerfile = ctx.dockerfile
         options.dockerfile_content = ctx.dockerfile_content
@@ -313,7 +325,7 @@ def run_build(engine: Engine, req: Request, resp: Response) -> None:
 
 # -- prune --------------------------------------------------------------------------------------
 def _bytes_arg(req: Request, name: str) -> int:
-    raw = req.arg(name) or ""
+    raw = _arg(req, name)
     if not raw:
         return 0
     try:

@@ -155,6 +155,7 @@ class TarReader:
         self._chunk = b""
         self._off = 0
         self._skip = 0  # data and padding of the last member not consumed
+        self._pad = 0  # the last member's padding
 
     # -- bytes --
     def _more(self) -> bool:
@@ -191,11 +192,17 @@ class TarReader:
             have += take
         return b"".join(parts)
 
-    def _drop(self, n: int) -> None:
+    def _drop(self, n: int, pad: int = 0) -> None:
+        """Skip n bytes, the last ``pad`` of them a member's padding: data that
+        ends within the padding ends the archive, as Go's reader takes it (the
+        docker CLI's tar with a Dockerfile added from outside the context has
+        its last member unpadded)."""
         while n:
             avail = len(self._chunk) - self._off
             if not avail:
                 if not self._more():
+                    if n <= pad:
+                        return
                     raise BadRequest("invalid tar archive: unexpected end of data")
                 continue
             step = min(n, avail)
@@ -220,7 +227,7 @@ class TarReader:
             self._skip = left + pad  # if the consumer stops here
             yield view
         self._skip = 0
-        self._drop(pad)
+        self._drop(pad, pad)
 
     def _special(self, size: int, kind: bytes) -> bytes:
         if size > SPECIAL_LIMIT:
@@ -236,7 +243,7 @@ class TarReader:
         while True:
             if self._skip:
                 skip, self._skip = self._skip, 0
-                self._drop(skip)
+                self._drop(skip, self._pad)
             block = self._take(BLOCK, at_boundary=True)
             if block is None or block.count(0) == BLOCK:
                 return  # the end-of-archive zero block (or a plain end of data)
@@ -259,7 +266,8 @@ class TarReader:
                 continue
             m = self._member(block, kind, size, pax, long_name, long_link)
             pax, long_name, long_link = {}, None, None
-            self._skip = m.size + (-m.size % BLOCK)
+            self._pad = -m.size % BLOCK
+            self._skip = m.size + self._pad
             yield m
 
     @staticmethod

@@ -67,6 +67,7 @@ COMMANDS = {
     "version": ("system", "cmd_version"),
     "events": ("system", "cmd_events"),
     "explain": ("explain", "cmd_explain"),
+    "build": ("build", "cmd_build"),
     # management commands
     "container attach": ("containers", "cmd_attach"),
     "container create": ("containers", "cmd_create"),
@@ -97,6 +98,9 @@ COMMANDS = {
     "container stats": ("stats", "run"),
     "container cp": ("copy", "run"),
     "container prune": ("containers", "cmd_container_prune"),
+    "image build": ("build", "cmd_build"),
+    "builder build": ("build", "cmd_build"),
+    "builder prune": ("build", "cmd_builder_prune"),
     "image ls": ("images", "cmd_images"),
     "image list": ("images", "cmd_images"),
     "image import": ("images", "cmd_import"),
@@ -131,7 +135,7 @@ COMMANDS = {
     "network disconnect": ("networks", "cmd_disconnect"),
     "network prune": ("networks", "cmd_prune"),
 }
-GROUPS = ("container", "image", "system", "volume", "network")
+GROUPS = ("container", "image", "system", "volume", "network", "builder")
 
 SUMMARY = """
 Usage:  pybox [OPTIONS] COMMAND
@@ -140,6 +144,7 @@ A client for pyboxd (and any Docker Engine API daemon), with docker's commands
 
 Common Commands:
   run         Create and run a new container from an image
+  build       Build an image from a Dockerfile
   exec        Execute a command in a running container
   ps          List containers
   images      List images
@@ -152,6 +157,7 @@ Common Commands:
   version     Show the pybox version information
 
 Management Commands:
+  builder     Manage builds
   container   Manage containers
   image       Manage images
   network     Manage networks
