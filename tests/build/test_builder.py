@@ -290,6 +290,18 @@ def test_cancel_stops_the_step_and_leaves_nothing(builder):
     assert r["containers"] == []
 
 
+def test_platform(builder):
+    host = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    r = builder.build({"Dockerfile": f"FROM --platform=linux/{host} busybox\nLABEL p={unique()}\n"})
+    assert "error" not in r, r
+    r = builder.build({"Dockerfile": "FROM --platform=a/b/c/d busybox\n"})
+    assert r["error"].startswith("failed to parse platform a/b/c/d")
+    # another platform than the local image's: a pull (which fails offline, clearly)
+    other = "s390x" if host != "s390x" else "amd64"
+    r = builder.build({"Dockerfile": "FROM busybox\n"}, {"platform": f"linux/{other}"})
+    assert r["type"] == "BuildError" and r["error"]
+
+
 def test_squash_needs_experimental(builder):
     r = builder.build({"Dockerfile": "FROM busybox\n"}, {"squash": True})
     assert r["error"] == "squash is only supported with experimental mode"

@@ -37,8 +37,10 @@ from pybox.engine import spec as specmod
 from pybox.errors import BuildError, ImageNotFound, PyboxError
 from pybox.formats.durations import go_duration
 from pybox.formats.registryauth import ANONYMOUS, Credentials
+from pybox.images import platforms
 from pybox.images import reference as references
 from pybox.images.config import DEFAULT_PATH_ENV
+from pybox.images.platforms import Platform
 
 if TYPE_CHECKING:
     from pybox.build.builder import BuildOptions, BuildOutput
@@ -882,13 +884,30 @@ def credentials_for(options: BuildOptions, name: str) -> Credentials:
     return ANONYMOUS
 
 
+def wanted_platform(text: str | None) -> Platform | None:
+    """FROM --platform's (or the build's) platform, parsed; None when unset."""
+    if not text:
+        return None
+    try:
+        return platforms.parse(text)
+    except PyboxError as e:
+        raise BuildError(f"failed to parse platform {text}: {e}") from None
+
+
 def resolve_image(ctx: Context, name: str, platform: str | None, *, pull: bool) -> str:
-    """An image by name or id, pulled when absent (or always with ``pull``);
-    -> its Id."""
+    """An image by name or id, pulled when absent, when of another platform
+    than the one asked for, or always with ``pull``; -> its Id."""
     images = ctx.images
+    wanted = wanted_platform(platform or ctx.options.platform)
     if not pull:
         try:
-            return images.resolve(name)
+            image_id = images.resolve(name)
+            if wanted is None:
+                return image_id
+            doc = layers.parent_config(images, image_id)
+            if wanted.matches({"os": doc.get("os"), "architecture": doc.get("architecture"),
+                               "variant": doc.get("variant")}):
+                return image_id
         except ImageNotFound:
             pass
         except PyboxError as e:
@@ -898,7 +917,7 @@ def resolve_image(ctx: Context, name: str, platform: str | None, *, pull: bool) 
     except PyboxError as e:
         raise BuildError(str(e)) from None
     try:
-        ctx.engine.distribution.pull(str(ref), platform=platform or ctx.options.platform or None,
+        ctx.engine.distribution.pull(str(ref), platform=str(wanted) if wanted else None,
                                      credentials=credentials_for(ctx.options, name))
         return images.resolve(str(ref))
     except PyboxError as e:
@@ -917,10 +936,7 @@ def begin_stage(ctx: Context, state: StageState, stage: Stage, escape: str) -> N
     platform = None
     if stage.platform:
         platform = expand_word(stage.platform, meta, escape)
-        parts = platform.split("/")
-        if not 2 <= len(parts) <= 3 or not all(parts):
-            raise BuildError(f"failed to parse platform {platform}: \"{platform}\": unknown "
-                             "operating system or architecture: invalid argument")
+        wanted_platform(platform)  # checked now: dockerd's words
     if name.lower() in ctx.stage_names:
         image_id = ctx.stage_images[ctx.stage_names[name.lower()]]
     elif name == "scratch":
