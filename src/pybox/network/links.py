@@ -211,6 +211,16 @@ class Links:
             raise box["error"]
         return box["value"]
 
+    def call_or_fail(self, fn: Callable[[], T], what: str) -> T:
+        """``call(fn)``, a netlink error from it raised as LinkError("<what>:
+        <error>"); a LinkError of its own passes as it is."""
+        try:
+            return self.call(fn)
+        except LinkError:
+            raise
+        except Exception as e:  # noqa: BLE001 - NetlinkError
+            raise LinkError(f"{what}: {e}") from None
+
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             def shut() -> None:
@@ -349,12 +359,7 @@ class Links:
                 added = True
             ipr.link("set", index=index, state="up")
             return index, created, added
-        try:
-            return self.call(work)
-        except LinkError:
-            raise
-        except Exception as e:  # noqa: BLE001 - NetlinkError
-            raise LinkError(f"cannot set up bridge {name}: {e}") from None
+        return self.call_or_fail(work, f"cannot set up bridge {name}")
 
     def add_address6(self, name: str, address: str, prefixlen: int) -> bool:
         """An IPv6 network's gateway on bridge ``name``: IPv6 switched on for
@@ -373,12 +378,7 @@ class Links:
             self.host.addr("add", index=index, address=address, prefixlen=prefixlen,
                            family=socket.AF_INET6, flags=IFA_F_NODAD)
             return True
-        try:
-            return self.call(work)
-        except LinkError:
-            raise
-        except Exception as e:  # noqa: BLE001 - NetlinkError
-            raise LinkError(f"cannot add {address}/{prefixlen} to bridge {name}: {e}") from None
+        return self.call_or_fail(work, f"cannot add {address}/{prefixlen} to bridge {name}")
 
     def remove_address(self, name: str, address: str, prefixlen: int) -> None:
         """Remove ``address/prefixlen`` from host link ``name``; absent is fine."""
@@ -455,12 +455,7 @@ class Links:
                                   address, prefixlen, mac, gateway, v6)
             finally:
                 ns.close()
-        try:
-            self.call(work)
-        except LinkError:
-            raise
-        except Exception as e:  # noqa: BLE001 - NetlinkError from the namespace side
-            raise LinkError(f"cannot configure {ifname} in {netns_path}: {e}") from None
+        self.call_or_fail(work, f"cannot configure {ifname} in {netns_path}")
 
     def _attach_veth(self, ns: IPRoute, netns_path: str, host_name: str, ifname: str,
                      bridge_index: int, mtu: int, address: str, prefixlen: int, mac: str,
