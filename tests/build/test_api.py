@@ -424,11 +424,8 @@ def test_git_url_parsing_as_moby():
 
 # -- prune and cancel -------------------------------------------------------------------------------
 def test_prune_and_cancel(stubd):
+    # (pruning itself is tested on pyboxd: test_cli.py)
     conn = UnixHTTPConnection(stubd.sock, 30)
-    conn.request("POST", "/v1.41/build/prune?all=1")
-    resp = conn.getresponse()
-    report = json.loads(resp.read())
-    assert resp.status == 200 and set(report) == {"CachesDeleted", "SpaceReclaimed"}
     conn.request("POST", "/v1.41/build/prune?keep-storage=xx")
     resp = conn.getresponse()
     assert (resp.status, json.loads(resp.read())) == (500, {

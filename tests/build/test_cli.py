@@ -201,13 +201,6 @@ def test_docker_py_build_against_the_api(stubd, tmp_path):
     assert not [n for n in call["files"] if n.startswith(".dockerfile.")]
 
 
-def test_builder_prune_output(stubd):
-    proc = pybox(stubd, "builder", "prune", "-f", "--all")
-    assert (proc.returncode, proc.stdout.decode()) == (0, "Total reclaimed space: 0B\n")
-    proc = docker(stubd, "builder", "prune", "-f")
-    assert (proc.returncode, proc.stdout.decode()) == (0, "Total reclaimed space: 0B\n")
-
-
 def test_pybox_context_errors(stubd, tmp_path):
     proc = pybox(stubd, "build", str(tmp_path / "missing"))
     assert proc.returncode == 1
@@ -273,7 +266,8 @@ def test_build_on_pyboxd(pyboxd, images_made, tmp_path, client):
 def test_failing_build_on_pyboxd_exit_status(pyboxd, tmp_path):
     ctx = make_context(tmp_path / "ctx", {"Dockerfile": f"FROM {IMAGE}\nRUN exit 3\n"})
     env = dict(pyboxd.cli_env, DOCKER_BUILDKIT="0")
-    proc = subprocess.run([DOCKER, "build", str(ctx)], env=env, capture_output=True, timeout=300)
+    proc = subprocess.run([DOCKER, "build", "--force-rm", str(ctx)], env=env,
+                          capture_output=True, timeout=300)
     assert proc.returncode == 3
     assert b"The command '/bin/sh -c exit 3' returned a non-zero code: 3" in proc.stderr
     # nothing left of the build: no context directory
@@ -281,8 +275,29 @@ def test_failing_build_on_pyboxd_exit_status(pyboxd, tmp_path):
     assert not os.path.isdir(contexts) or os.listdir(contexts) == []
 
 
-def test_pyboxd_df_has_build_cache_key(pyboxd):
-    proc = pyboxd.docker("system", "df", "--format", "{{json .}}")
+def test_build_cache_in_df_and_pruned(pyboxd, tmp_path):
+    """A failed build's steps stay as cache (intermediate images nothing is built
+    on): docker system df counts them, docker / pybox builder prune removes them."""
+    def cache():
+        proc = pyboxd.docker("system", "df", "--format", "{{json .}}")
+        assert proc.returncode == 0, proc.stderr
+        rows = {row["Type"]: row for row in map(json.loads, proc.stdout.splitlines())}
+        return int(rows["Build Cache"]["TotalCount"])
+
+    ctx = make_context(tmp_path / "ctx", {
+        "Dockerfile": f"FROM {IMAGE}\nRUN echo {tmp_path.name} > /stamp\nRUN exit 1\n"})
+    env = dict(pyboxd.cli_env, DOCKER_BUILDKIT="0")
+    before = cache()
+    # (--force-rm: else the failed step's container stays, as dockerd keeps it, and
+    # holds its image)
+    proc = subprocess.run([DOCKER, "build", "--force-rm", str(ctx)], env=env,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 1
+    assert cache() > before
+    proc = pyboxd.docker("builder", "prune", "-f")
     assert proc.returncode == 0, proc.stderr
-    kinds = [json.loads(line)["Type"] for line in proc.stdout.splitlines()]
-    assert "Build Cache" in kinds
+    assert proc.stdout.startswith("Deleted build cache objects:\n")
+    assert "\n\nTotal reclaimed space: " in proc.stdout
+    assert cache() < before + 1
+    proc = run([PYBOX, "-H", pyboxd.host, "builder", "prune", "-f", "--all"])
+    assert (proc.returncode, proc.stdout) == (0, b"Total reclaimed space: 0B\n")

@@ -33,6 +33,7 @@ from typing import Any
 
 from pybox.api import schema
 from pybox.api.server import ClientGone, Request, Response, Router, parse_bool
+from pybox.build import cache as build_cache
 from pybox.build import context as build_context
 from pybox.build.builder import BuildOptions, build
 from pybox.engine.engine import Engine
@@ -335,6 +336,16 @@ def _bytes_arg(req: Request, name: str) -> int:
                          f'strconv.Atoi: parsing "{raw}": invalid syntax') from None
 
 
+def cache_id(image_id: str) -> str:
+    """A cache entry's ID as docker system df -v lists it (BuildCache's)."""
+    return image_id.removeprefix("sha256:")[:25]
+
+
+def cache_records(engine: Engine) -> list[dict[str, Any]]:
+    """GET /system/df's BuildCache."""
+    return build_cache.cache_usage(engine)
+
+
 def register(router: Router, engine: Engine) -> None:
     r = router
 
@@ -344,10 +355,14 @@ def register(router: Router, engine: Engine) -> None:
 
     @r.route("POST", "/build/prune")
     def prune(req: Request, resp: Response) -> None:
-        filters = req.filters()
+        # the classic builder's cache is its intermediate images (pybox.build.cache);
+        # filters and keep-storage are read (a bad one refused as dockerd does) but
+        # select nothing there: every entry is unused cache
+        req.filters()
         _bytes_arg(req, "keep-storage")
-        _ = (filters, req.flag("all"))
-        resp.json({"CachesDeleted": None, "SpaceReclaimed": 0})
+        deleted, reclaimed = build_cache.prune_cache(engine, all=_flag(req, "all"))
+        resp.json({"CachesDeleted": [cache_id(i) for i in deleted] or None,
+                   "SpaceReclaimed": reclaimed})
 
     @r.route("POST", "/build/cancel")
     def cancel(req: Request, resp: Response) -> None:

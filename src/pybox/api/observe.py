@@ -5,7 +5,7 @@ arguments and docker's answers."""
 
 import tempfile
 
-from pybox.api import schema
+from pybox.api import build, schema
 from pybox.api.server import Request, Response, Router
 from pybox.engine import archive, observe
 from pybox.engine import commit as commits
@@ -113,4 +113,6 @@ def register(router: Router, engine: Engine) -> None:
 
     @r.route("GET", "/system/df")
     def df(req: Request, resp: Response) -> None:
-        resp.json(observe.disk_usage(engine))
+        usage = observe.disk_usage(engine)
+        usage["BuildCache"] = build.cache_records(engine)  # the builder's, above the engine
+        resp.json(usage)

@@ -433,6 +433,6 @@ def cmd_builder_prune(cli: Cli, argv: list[str], command: str) -> int:
     report = cli.client.request("POST", "/build/prune", query=query).json() or {}
     deleted = report.get("CachesDeleted") or []
     if deleted:
-        cli.out("Deleted build cache objects:\n" + "".join(f"{i}\n" for i in deleted))
+        cli.out("Deleted build cache objects:\n" + "".join(f"{i}\n" for i in deleted) + "\n")
     cli.out(f"Total reclaimed space: {go_human_size(report.get('SpaceReclaimed') or 0)}\n")
     return 0
