@@ -252,8 +252,9 @@ def test_config_instructions(builder):
     assert c["Shell"] == ["/bin/sh", "-xc"]
     assert c["Labels"]["a"] == "b" and c["Labels"]["z"] == "1"
     steps = created_by(r)
-    assert "/bin/sh -c #(nop)  HEALTHCHECK &{Test:[CMD-SHELL echo ok] Interval:5s Timeout:0s " \
-           "StartPeriod:0s Retries:2}" in steps
+    # dockerd 20.10's %q of the HealthConfig
+    assert "/bin/sh -c #(nop)  HEALTHCHECK &{[\"CMD-SHELL\" \"echo ok\"] \"5s\" \"0s\" \"0s\" " \
+           "'\\x02'}" in steps
     assert "/bin/sh -c #(nop)  VOLUME [/data]" in steps
     assert steps[-1] == "/bin/sh -xc #(nop)  LABEL z=1"  # the client's labels: last, own step
 

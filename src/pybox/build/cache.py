@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 # the container.Config fields moby's cache compare() looks at
 COMPARED = ("Cmd", "Env", "Entrypoint", "ExposedPorts", "Volumes", "Labels", "Shell", "User",
             "WorkingDir", "OnBuild", "StopSignal", "Healthcheck", "Tty", "OpenStdin",
-            "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr")
+            "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr", "NetworkDisabled",
+            "ArgsEscaped", "StopTimeout")
 
 
 def _norm(config: dict[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,22 @@ def go_quote(text: str) -> str:
     return "".join(out)
 
 
+def go_quote_rune(value: int) -> str:
+    """Go's %q of an integer: strconv.QuoteRune ('\x00', 'A')."""
+    short = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r",
+             39: "\\'", 92: "\\\\"}
+    if value in short:
+        return f"'{short[value]}'"
+    if value < 0x20 or value == 0x7F:
+        return f"'\\x{value:02x}'"
+    if value > 0x10FFFF:
+        return "'\\ufffd'"
+    char = chr(value)
+    if not char.isprintable():
+        return f"'\\u{value:04x}'" if value <= 0xFFFF else f"'\\U{value:08x}'"
+    return f"'{char}'"
+
+
 def go_list(items: list[str] | None, quote: bool = False) -> str:
     """Go's %v (or %q) of a []string: ``[a b]``."""
     return "[" + " ".join(go_quote(i) if quote else i for i in (items or [])) + "]"
@@ -336,12 +352,29 @@ def commit_metadata(ctx: Context, state: StageState, comment: str) -> None:
         return
     cid = secrets.token_hex(32)
     ctx.say(f" ---> Running in {cid[:12]}\n")
+    inherit_health(ctx, state)
     new = layers.commit_step(ctx.images, state.image_id, state.config, container_config,
                              snapshot=None, container_id=cid, author=state.maintainer)
     ctx.prober.added(state.image_id, new)
     state.image_id = new
     if ctx.options.remove or ctx.options.force_remove:
         ctx.say(f"Removing intermediate container {cid[:12]}\n")
+
+
+def inherit_health(ctx: Context, state: StageState) -> None:
+    """dockerd's step container is created from a config whose Healthcheck is
+    the stage's own (a Go pointer both share), and the create fills its zero
+    fields from the parent image's: so a HEALTHCHECK NONE after one with
+    --interval keeps the interval.  Done here as the committed result shows."""
+    mine = state.config.get("Healthcheck")
+    if not mine:
+        return
+    parent = (layers.parent_config(ctx.images, state.image_id).get("config") or {}) \
+        if state.image_id else {}
+    theirs = parent.get("Healthcheck") or {}
+    for key in ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
+        if not mine.get(key) and theirs.get(key):
+            mine[key] = theirs[key]
 
 
 def probe(ctx: Context, state: StageState, container_config: dict[str, Any]) -> bool:
@@ -560,11 +593,12 @@ def do_healthcheck(ctx: Context, state: StageState, ins: Instruction) -> None:
     if old and (old.get("Test") or ["NONE"])[0] != "NONE":
         ctx.say(f"Note: overriding previous HEALTHCHECK: {go_list(old.get('Test'))}\n")
     state.config["Healthcheck"] = health
-    text = (f"&{{Test:{go_list(health['Test'])} "
-            f"Interval:{go_duration_string(health.get('Interval', 0))} "
-            f"Timeout:{go_duration_string(health.get('Timeout', 0))} "
-            f"StartPeriod:{go_duration_string(health.get('StartPeriod', 0))} "
-            f"Retries:{health.get('Retries', 0)}}}")
+    # dockerd 20.10 writes it with %q: &{["CMD" "true"] "30s" "0s" "0s" '\x00'}
+    text = (f"&{{{go_list(health['Test'], quote=True)} "
+            f"{go_quote(go_duration_string(health.get('Interval', 0)))} "
+            f"{go_quote(go_duration_string(health.get('Timeout', 0)))} "
+            f"{go_quote(go_duration_string(health.get('StartPeriod', 0)))} "
+            f"{go_quote_rune(health.get('Retries', 0))}}}")
     commit_metadata(ctx, state, "HEALTHCHECK " + text)
 
 
@@ -608,6 +642,7 @@ def do_workdir(ctx: Context, state: StageState, ins: Instruction) -> None:
         return
     cid = secrets.token_hex(32)
     ctx.say(f" ---> Running in {cid[:12]}\n")
+    inherit_health(ctx, state)
     with Snapshot(ctx, state.image_id) as snap:
         mkdir_all(snap.root, state.config["WorkingDir"], (0, 0))
         new = layers.commit_step(ctx.images, state.image_id, state.config, container_config,
@@ -675,7 +710,7 @@ def _copy(ctx: Context, state: StageState, ins: Instruction, add: bool) -> None:
             if not sources:
                 raise BuildError(f"{name} failed: no source files were specified")
             digest = sources[0].digest if len(sources) == 1 else _multi(sources)
-            chown_text = f"--chown={chown} " if chown else ""
+            chown_text = f"--chown={chown}" if chown else ""  # dockerd 20.10: no space
             comment = f"{name} {chown_text}{digest} in {dest} "
             state.config["Image"] = state.image_id
             container_config = nop_config(state, comment, single=True)
