@@ -9,15 +9,14 @@ upgrade's Docker-Plugin-Name header.
 """
 
 import json
-from collections.abc import Callable
 from typing import Any
 
+from pybox.api.registry import ProgressStream
 from pybox.api.server import Request, Response, Router
 from pybox.engine.engine import Engine
 from pybox.engine.plugins import go_atoi, local_name, remote_reference
 from pybox.errors import BadRequest, PyboxError
-from pybox.formats import fastjson, gojson
-from pybox.images import progress
+from pybox.formats import gojson
 from pybox.images.auth import ANONYMOUS, Credentials, decode_registry_auth
 
 
@@ -50,33 +49,10 @@ def _privileges_body(req: Request) -> list[Any] | None:
     return value if value is not None else []
 
 
-class _LazyStream:
-    """A JSON progress stream started by its first message: errors before it
-    are the request's (a plain error reply), after it the stream's last line."""
-
-    def __init__(self, resp: Response, headers: list[tuple[str, str]]) -> None:
-        self.resp = resp
-        self.headers = headers
-        self.write: Callable[[bytes], None] | None = None
-        self.end: Callable[[], None] | None = None
-
-    def __call__(self, message: dict[str, Any]) -> None:
-        if self.write is None:
-            self.write, self.end = self.resp.stream(200, "application/json", self.headers)
-        self.write(fastjson.dumps(message).encode() + b"\n")
-
-    def finish(self, error: PyboxError | None = None) -> None:
-        if self.write is None:
-            if error is not None:
-                self.resp.send(error.http_status,
-                               fastjson.dumps({"message": str(error)}).encode() + b"\n",
-                               "application/json", self.headers)
-                return
-            self.write, self.end = self.resp.stream(200, "application/json", self.headers)
-        if error is not None:
-            self.write(fastjson.dumps(progress.error(str(error))).encode() + b"\n")
-        assert self.end is not None
-        self.end()
+def _own_status(error: PyboxError) -> int:
+    """moby's plugin router answers an error before a stream's first line
+    with the error's own status."""
+    return error.http_status
 
 
 def _set_args(req: Request) -> list[str]:
@@ -124,7 +100,8 @@ def register(router: Router, engine: Engine) -> None:
         with whatever the answer is, as moby sets it before the fetch."""
         privileges = _privileges_body(req)
         ref, tag = remote_reference(req.arg("remote", ""))
-        stream = _LazyStream(resp, [("Docker-Plugin-Name", local_name(ref, tag, name))])
+        stream = ProgressStream(resp, [("Docker-Plugin-Name", local_name(ref, tag, name))],
+                                _own_status)
         try:
             plugins.pull(req.arg("remote", ""), name, _credentials(req), privileges,
                          upgrade=upgrade, progress=stream)
@@ -168,7 +145,7 @@ def register(router: Router, engine: Engine) -> None:
     @r.route("POST", "/plugins/{name*}/push")
     def push(req: Request, resp: Response, name: str) -> None:
         ref, pid = plugins.push_check(name)
-        stream = _LazyStream(resp, [])
+        stream = ProgressStream(resp, refused=_own_status)
         stream({"status": f"The push refers to repository [{ref.familiar_name}]"})
         try:
             plugins.push(ref, pid, _credentials(req), progress=stream)

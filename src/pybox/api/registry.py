@@ -13,10 +13,11 @@ it is the stream's last line, ``{"errorDetail": {"message": ...}, "error": ...}`
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pybox.api import schema
-from pybox.api.server import Request, Response, Router
+from pybox.api.server import Headers, Request, Response, Router
 from pybox.engine.engine import Engine
 from pybox.errors import AuthenticationError, BadRequest, NotFound, PyboxError
 from pybox.formats import fastjson
@@ -26,11 +27,15 @@ from pybox.images.auth import ANONYMOUS, Credentials, decode_registry_auth
 
 class ProgressStream:
     """docker's JSON lines on a chunked 200 reply, started by the first line
-    (so an error before it can still be an HTTP status).  Thread-safe: layers
-    report from their own threads."""
+    (so an error before it can still be an HTTP status: ``refused``'s,
+    refused_status by default).  ``headers`` go out with the reply either way.
+    Thread-safe: layers report from their own threads."""
 
-    def __init__(self, resp: Response) -> None:
+    def __init__(self, resp: Response, headers: Headers = (),
+                 refused: Callable[[PyboxError], int] | None = None) -> None:
         self.resp = resp
+        self.headers = list(headers)
+        self.refused = refused or refused_status
         self.lock = threading.Lock()
         self._write: Callable[[bytes], None] | None = None
         self._end: Callable[[], None] | None = None
@@ -39,24 +44,26 @@ class ProgressStream:
     def started(self) -> bool:
         return self._write is not None
 
-    def __call__(self, message: P.ProgressMessage) -> None:
+    def __call__(self, message: Mapping[str, Any]) -> None:
         data = fastjson.dumps(message).encode() + b"\n"
         with self.lock:
             if self._write is None:
-                self._write, self._end = self.resp.stream(200, "application/json")
+                self._write, self._end = self.resp.stream(200, "application/json", self.headers)
             self._write(data)
 
     def finish(self, error: PyboxError | None = None) -> None:
         """End the stream; with ``error`` as its last line, or, when nothing
         was sent yet, as an HTTP error reply."""
         if error is not None and not self.started:
-            self.resp.error(refused_status(error), str(error))
+            self.resp.send(self.refused(error),
+                           fastjson.dumps({"message": str(error)}).encode() + b"\n",
+                           "application/json", self.headers)
             return
         if error is not None:
             self(P.error(str(error)))
         with self.lock:
             if self._end is None:
-                self._write, self._end = self.resp.stream(200, "application/json")
+                self._write, self._end = self.resp.stream(200, "application/json", self.headers)
             self._end()
 
 
