@@ -15,8 +15,10 @@ import gzip
 import io
 import json
 import os
+import signal
 import subprocess
 import tarfile
+import time
 
 import pytest
 import stubdaemon
@@ -301,3 +303,36 @@ def test_build_cache_in_df_and_pruned(pyboxd, tmp_path):
     assert cache() < before + 1
     proc = run([PYBOX, "-H", pyboxd.host, "builder", "prune", "-f", "--all"])
     assert (proc.returncode, proc.stdout) == (0, b"Total reclaimed space: 0B\n")
+
+
+def test_ctrl_c_stops_the_build_and_leaves_nothing(pyboxd, tmp_path):
+    """docker build's Ctrl-C closes its connection: pyboxd stops the running
+    step, removes its container and the context, as dockerd does."""
+    stamp = tmp_path.name
+    ctx = make_context(tmp_path / "ctx", {
+        "Dockerfile": f"FROM {IMAGE}\nRUN echo {stamp} && sleep 600\n"})
+    env = dict(pyboxd.cli_env, DOCKER_BUILDKIT="0")
+    proc = subprocess.Popen([DOCKER, "build", str(ctx)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        seen = b""
+        while stamp.encode() not in seen:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            seen += line
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    contexts = os.path.join(pyboxd.data_root, "builder", "contexts")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ps = pyboxd.docker("ps", "-a", "--no-trunc", "--format", "{{.Command}}")
+        leftover = [c for c in ps.stdout.splitlines() if stamp in c]
+        if not leftover and (not os.path.isdir(contexts) or not os.listdir(contexts)):
+            break
+        time.sleep(0.2)
+    assert leftover == []
+    assert not os.path.isdir(contexts) or os.listdir(contexts) == []

@@ -141,7 +141,10 @@ def open_context(data_root: str, body: Iterable[bytes], *, remote: str = "",
     ctx = _new_root(data_root)
     try:
         if not remote:
-            _extract(ctx, body)
+            chunks = iter(body)
+            _extract(ctx, chunks)
+            for _ in chunks:  # what follows the archive's end (a tar writer's record
+                pass          # padding): read, so a client's hang-up shows mid-build
         elif is_git_url(remote):
             _git_context(ctx, remote)
         elif _url_context(ctx, remote):
