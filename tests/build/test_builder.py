@@ -303,6 +303,57 @@ def test_platform(builder):
     assert r["type"] == "BuildError" and r["error"]
 
 
+def test_run_host_options(builder):
+    r = builder.build({"Dockerfile": f"FROM busybox\nRUN echo {unique()}; ls /sys/class/net; "
+                                     "grep myhost /etc/hosts; ulimit -n\n"},
+                      {"network_mode": "none", "extra_hosts": ["myhost:10.1.2.3"],
+                       "ulimits": [{"Name": "nofile", "Soft": 1234, "Hard": 1234}]})
+    assert "error" not in r, r
+    out = lines(r)
+    assert "lo" in out and "eth0" not in out
+    assert any("10.1.2.3" in x and "myhost" in x for x in out)
+    assert "1234" in out
+
+
+def test_add_url(builder):
+    import http.server
+
+    body = b"downloaded\n"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/dir/file.txt":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Last-Modified", "Wed, 21 Oct 2015 07:28:00 GMT")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        r = builder.build({"Dockerfile": f"FROM busybox\nADD {url}/dir/file.txt /d/\n"
+                                         f"RUN ls -ln --full-time /d/ && cat /d/file.txt # {unique()}\n"})
+        assert "error" not in r, r
+        assert "downloaded" in r["stream"]
+        assert "-rw-------" in r["stream"] and "2015-10-21 07:28:00" in r["stream"]
+        r = builder.build({"Dockerfile": f"FROM busybox\nADD {url}/missing /m\n"})
+        assert r["error"].startswith(f"ADD failed: failed to GET {url}/missing with status 404")
+    finally:
+        server.shutdown()
+        server.server_close()
+    r = builder.build({"Dockerfile": f"FROM busybox\nADD {url}/dir/file.txt /x\n"})
+    assert r["error"] == (f'ADD failed: Get "{url}/dir/file.txt": dial tcp '
+                          f'127.0.0.1:{server.server_port}: connect: connection refused')
+
+
 def test_squash_needs_experimental(builder):
     r = builder.build({"Dockerfile": "FROM busybox\n"}, {"squash": True})
     assert r["error"] == "squash is only supported with experimental mode"
