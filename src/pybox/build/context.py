@@ -42,10 +42,12 @@ import os
 import posixpath
 import re
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -259,9 +261,8 @@ def _url_context(ctx: BuildContext, url: str) -> bool:
         wrapped = f"error downloading remote context {url}: {msg}"
         raise (NotFound(wrapped) if e.code == 404 else PyboxError(wrapped)) from None
     except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
         raise PyboxError(f'error downloading remote context {url}: Get "{url}": '
-                         f"{reason}") from None
+                         f"{_dial_error(url, getattr(e, 'reason', e))}") from None
     with response:
         preamble = response.read(PREAMBLE)
         if not preamble:
@@ -298,6 +299,27 @@ def _url_context(ctx: BuildContext, url: str) -> bool:
             return True
         _extract(ctx, chunks())
         return False
+
+
+def _dial_error(url: str, reason: object) -> str:
+    """What Go's http.Get says of a connection that failed, for the usual
+    failures (refused, no such host, timeout); Python's words otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return str(reason)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(reason, ConnectionRefusedError):
+        return f"dial tcp {address}: connect: connection refused"
+    if isinstance(reason, socket.gaierror):
+        return f"dial tcp: lookup {host}: no such host"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return f"dial tcp {address}: i/o timeout"
+    if isinstance(reason, OSError) and reason.strerror:
+        return f"dial tcp {address}: connect: {reason.strerror.lower()}"
+    return str(reason)
 
 
 def _sniff(preamble: bytes) -> str:
