@@ -9,6 +9,7 @@ message stream; ``cancel`` is set when the client goes away.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import threading
@@ -105,10 +106,15 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
         text = _read_dockerfile(context_dir, options.dockerfile)
     dockerfile = parse(text)
     images = engine.images.images
-    scratch_dir = tempfile.mkdtemp(prefix="build-", dir=images.blobs.ingest)
+    # the steps' own temporary files (downloads, here-documents): not in the
+    # image store's ingest dir, which a garbage collection empties at any time
+    scratch_root = os.path.join(engine.data_root, "builder")
+    os.makedirs(scratch_root, mode=0o700, exist_ok=True)
+    scratch_dir = tempfile.mkdtemp(prefix="build-", dir=scratch_root)
     prober = Prober(images, disabled=options.no_cache, sources=_cache_sources(images, options))
-    ctx = Context(engine, options, context_dir, out if not options.quiet else _Quiet(),
-                  cancel, dockerfile.escape, prober, scratch_dir)
+    # (q=1: the API holds the messages back and shows them only with an error)
+    ctx = Context(engine, options, context_dir, out, cancel, dockerfile.escape, prober,
+                  scratch_dir)
     try:
         image_id = _run(ctx, dockerfile)
     except BaseException:
@@ -124,8 +130,6 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
         ref = references.parse(tag)
         engine.images.tag(image_id, str(ref))
         ctx.say(f"Successfully tagged {ref.familiar()}\n")
-    if options.quiet:
-        out.stream(image_id + "\n")
     return image_id
 
 
@@ -139,16 +143,6 @@ def _cache_sources(images: Images, options: BuildOptions) -> list[str]:
         except PyboxError:
             continue
     return found
-
-
-class _Quiet:
-    """q=1: the steps' output goes nowhere (moby's SuppressOutput)."""
-
-    def stream(self, text: str) -> None:
-        pass
-
-    def aux(self, data: dict[str, Any]) -> None:
-        pass
 
 
 def _read_dockerfile(context_dir: str, name: str) -> str:
