@@ -43,7 +43,7 @@ def test_context_formats_and_stream(stubd, compress):
     body = tar_of({"Dockerfile": DOCKERFILE, "a/b.txt": b"data\n"})
     if compress:
         body = compress(body)
-    status, ctype, messages = post_build(stubd, body, "t=me/app&t=other:1")
+    status, ctype, messages = post_build(stubd, body, "t=me/app&t=other:1&t=&t=me/app:latest")
     assert (status, ctype) == (200, "application/json")
     assert messages == [
         {"stream": "Step 1/1 : FROM scratch\n"},

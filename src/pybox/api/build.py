@@ -167,9 +167,10 @@ def build_options(req: Request) -> BuildOptions:
 
 def check_tags(tags: list[str]) -> list[str]:
     """dockerd's sanitizeRepoAndTags, before the build starts (a 500 with the
-    reference's error): each tag parsed, none with a digest; -> the familiar
-    names to print, duplicates dropped."""
+    reference's error): each tag parsed, none with a digest; -> the tags, empty
+    ones and repeats (``me/app`` and ``me/app:latest``) dropped."""
     out: list[str] = []
+    seen: set[str] = set()
     for tag in tags:
         if not tag:
             continue
@@ -179,9 +180,9 @@ def check_tags(tags: list[str]) -> list[str]:
             raise PyboxError(str(e)) from None
         if ref.digest:
             raise PyboxError("build tag cannot contain a digest")
-        name = ref.familiar()
-        if name not in out:
-            out.append(name)
+        if str(ref) not in seen:
+            seen.add(str(ref))
+            out.append(tag)
     return out
 
 
@@ -294,7 +295,7 @@ def run_build(engine: Engine, req: Request, resp: Response) -> None:
     options = build_options(req)
     if options.squash:
         raise BadRequest("squash is only supported with experimental mode")
-    check_tags(options.tags)
+    options.tags = check_tags(options.tags)
     cancel = threading.Event()
     out = BuildStream(resp, cancel, quiet=options.quiet,
                       want_aux=_version_at_least(req.version, (1, 30)))
