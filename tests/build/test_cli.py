@@ -122,10 +122,19 @@ def test_context_from_stdin(stubd, client):
     assert proc.returncode == 0, proc.stderr
     proc = tool(stubd, "build", "-", input=b"FROM scratch\nLABEL only=dockerfile\n")
     assert proc.returncode == 0, proc.stderr
-    tarred, plain = stubd.builder.calls
+    tarred, plain = stubd.builder.calls[:2]
     assert tarred["files"] == {"Dockerfile": b"FROM scratch\nCOPY f /\n", "f": b"1"}
     assert plain["dockerfile"] == b"FROM scratch\nLABEL only=dockerfile\n"
     assert set(plain["files"]) <= {"Dockerfile"}
+
+
+@pytest.mark.parametrize("client", ["pybox", "docker"])
+def test_compressed_context(stubd, tmp_path, client):
+    ctx = make_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\n", "d/f": "x" * 10000})
+    proc = (pybox if client == "pybox" else docker)(stubd, "build", "--compress", str(ctx))
+    assert proc.returncode == 0, proc.stderr
+    assert stubd.builder.calls[0]["files"] == {"Dockerfile": b"FROM scratch\n", "d": "dir",
+                                               "d/f": b"x" * 10000}
 
 
 def test_pybox_flags_reach_the_builder(stubd, tmp_path):
@@ -221,7 +230,7 @@ def test_pybox_tar_stream_matches_docker_rules(tmp_path):
     """The tar pybox sends, read back: owners 0:0, lexical order, what
     .dockerignore leaves out left out, the Dockerfile and .dockerignore kept."""
     from pybox.build import dockerignore
-    from pybox.cli.pybox.build import ContextTar
+    from pybox.cli.pybox.build import ContextTar, _gzipped
     ctx = make_context(tmp_path / "ctx", IGNORING)
     patterns = dockerignore.trim_build_files(
         dockerignore.parse((ctx / ".dockerignore").read_bytes()), "Dockerfile")
@@ -231,6 +240,9 @@ def test_pybox_tar_stream_matches_docker_rules(tmp_path):
     assert [m.name for m in members] == [".dockerignore", "Dockerfile", "app", "app/main.py",
                                          "keep.log"]
     assert {(m.uid, m.gid) for m in members} == {(0, 0)}
+    # --compress: the same tar, gzip'd as it goes
+    zipped = b"".join(_gzipped(iter([body[:1000], body[1000:]])))
+    assert zipped[:2] == b"\x1f\x8b" and gzip.decompress(zipped) == body
 
 
 # -- real builds on the private pyboxd -------------------------------------------------------------

@@ -29,6 +29,7 @@ import os
 import secrets
 import sys
 import tarfile
+import zlib
 from collections.abc import Iterator
 
 from pybox.build import dockerignore
@@ -151,6 +152,16 @@ class StdinBody:
             self.sent += len(data)
             yield data
             data = self.stream.read(CHUNK)
+
+
+def _gzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """--compress: the context tar gzip'd as it goes."""
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+    for chunk in chunks:
+        data = z.compress(chunk)
+        if data:
+            yield data
+    yield z.flush()
 
 
 def is_archive(head: bytes) -> bool:
@@ -363,8 +374,12 @@ def cmd_build(cli: Cli, argv: list[str], command: str) -> int:
         body = ContextTar(source, patterns, extra)
     query = _query(opts, dockerfile, remote)
     headers = {"Content-Type": "application/x-tar", "X-Registry-Config": _registry_config()}
-    resp = cli.client.request("POST", "/build", query=query, headers=headers,
-                              body=body.chunks() if body is not None else b"")
+    chunks: Iterator[bytes] | bytes = b""
+    if body is not None:
+        chunks = body.chunks()
+        if opts.compress and isinstance(body, ContextTar):
+            chunks = _gzipped(chunks)
+    resp = cli.client.request("POST", "/build", query=query, headers=headers, body=chunks)
     if body is not None and not opts.quiet:
         cli.out(f"Sending build context to Docker daemon  {go_human_size(body.sent)}\n")
     return print_build_stream(cli, resp, quiet=opts.quiet, iidfile=opts.iidfile)
