@@ -501,8 +501,14 @@ def test_copy_errors(builder):
     assert r["error"] == "COPY failed: no source files were specified"
     r = builder.build({"Dockerfile": "FROM busybox\nCOPY --chown=nosuchuser f /f\n", "f": "f"})
     assert "unable to convert uid/gid chown string to host mapping" in r["error"]
+    # buildkit's flags: refused while parsing, as dockerd 20.10 (a 400, no step run)
     r = builder.build({"Dockerfile": "FROM busybox\nRUN --network=none true\n"})
-    assert r["error"].startswith("the --network option requires BuildKit")
+    assert r["error"] == "dockerfile parse error line 2: Unknown flag: network"
+    assert r["type"] == "DockerfileParseError" and "Step" not in r["stream"]
+    r = builder.build({"Dockerfile": "FROM busybox\nCOPY --parents f /x/\n", "f": "f"})
+    assert r["error"] == "dockerfile parse error line 2: Unknown flag: parents"
+    r = builder.build({"Dockerfile": f"FROM busybox\nCOPY --link f /x/{unique()}\n", "f": "f"})
+    assert "error" not in r, r
 
 
 def test_scratch_and_prune(builder):

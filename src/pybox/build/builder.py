@@ -26,6 +26,7 @@ from pybox.build.steps import (
     Context,
     StageState,
     begin_stage,
+    check_flags,
     dispatch,
     flag,
     remove_container,
@@ -105,6 +106,7 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
     else:
         text = _read_dockerfile(context_dir, options.dockerfile)
     dockerfile = parse(text)
+    check_flags(dockerfile)
     images = engine.images.images
     # the steps' own temporary files (downloads, here-documents): not in the
     # image store's ingest dir, which a garbage collection empties at any time

@@ -31,10 +31,10 @@ from pybox.build.copy import (
     mkdir_all,
     write_heredoc_source,
 )
-from pybox.build.dockerfile import Instruction, Stage, parse_instructions
+from pybox.build.dockerfile import Dockerfile, Instruction, Stage, parse_instructions
 from pybox.build.expand import expand_word, expand_words
 from pybox.engine import spec as specmod
-from pybox.errors import BuildError, ImageNotFound, PyboxError
+from pybox.errors import BuildError, DockerfileParseError, ImageNotFound, PyboxError
 from pybox.formats.durations import go_duration
 from pybox.formats.registryauth import ANONYMOUS, Credentials
 from pybox.images import platforms
@@ -408,8 +408,34 @@ class Snapshot:
 
 # -- the instructions ---------------------------------------------------------------------
 
+# the flags the classic builder takes (buildkit's parser knows more: dockerd 20.10
+# refuses those while parsing); COPY --chmod and --link work here as the issue asks
+CLASSIC_FLAGS = {"COPY": ("chown", "chmod", "from", "link"), "ADD": ("chown", "chmod", "link"),
+                 "FROM": ("platform",), "RUN": (),
+                 "HEALTHCHECK": ("interval", "timeout", "start-period", "start-interval",
+                                 "retries")}
+
+
+def check_instruction_flags(ins: Instruction) -> None:
+    allowed = CLASSIC_FLAGS.get(ins.keyword, ())
+    for name, _ in ins.flags:
+        if name.lstrip("-") not in allowed:
+            raise DockerfileParseError(f"dockerfile parse error line {ins.line}: Unknown flag: "
+                                       f"{name.lstrip('-')}")
+
+
+def check_flags(dockerfile: Dockerfile) -> None:
+    """dockerd 20.10's parse-time refusal of the flags it does not know (a
+    400 before any step runs: "dockerfile parse error line 2: Unknown flag:
+    mount")."""
+    for stage in dockerfile.stages:
+        for ins in stage.instructions:
+            check_instruction_flags(ins)
+
+
 def dispatch(ctx: Context, state: StageState, ins: Instruction) -> None:
     """Run one instruction of the stage."""
+    check_instruction_flags(ins)
     handler = HANDLERS.get(ins.keyword)
     if handler is None:
         raise BuildError(f"unknown instruction: {ins.keyword}")
@@ -793,10 +819,6 @@ def stage_or_image(ctx: Context, ref: str, state: StageState) -> str:
 
 
 def do_run(ctx: Context, state: StageState, ins: Instruction) -> None:
-    for key, _ in ins.flags:
-        raise BuildError(f"the --{key.lstrip('-')} option requires BuildKit. Refer to "
-                         "https://docs.docker.com/go/buildkit/ to learn how to build images "
-                         "with BuildKit enabled")
     cmd = command_of(ins, state)
     env = list(state.config.get("Env") or [])
     build_args = state.args.filter_allowed(env)
