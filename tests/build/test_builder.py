@@ -505,6 +505,8 @@ def test_copy_errors(builder):
     r = builder.build({"Dockerfile": "FROM busybox\nRUN --network=none true\n"})
     assert r["error"] == "dockerfile parse error line 2: Unknown flag: network"
     assert r["type"] == "DockerfileParseError" and "Step" not in r["stream"]
+    r = builder.build({"Dockerfile": "FROM busybox\nRUN --mount=type=cache,target=/x true\n"})
+    assert r["error"].startswith("the --mount option requires BuildKit. Refer to ")
     r = builder.build({"Dockerfile": "FROM busybox\nCOPY --parents f /x/\n", "f": "f"})
     assert r["error"] == "dockerfile parse error line 2: Unknown flag: parents"
     r = builder.build({"Dockerfile": f"FROM busybox\nCOPY --link f /x/{unique()}\n", "f": "f"})

@@ -411,7 +411,7 @@ class Snapshot:
 # the flags the classic builder takes (buildkit's parser knows more: dockerd 20.10
 # refuses those while parsing); COPY --chmod and --link work here as the issue asks
 CLASSIC_FLAGS = {"COPY": ("chown", "chmod", "from", "link"), "ADD": ("chown", "chmod", "link"),
-                 "FROM": ("platform",), "RUN": (),
+                 "FROM": ("platform",), "RUN": ("mount",),
                  "HEALTHCHECK": ("interval", "timeout", "start-period", "start-interval",
                                  "retries")}
 
@@ -819,6 +819,10 @@ def stage_or_image(ctx: Context, ref: str, state: StageState) -> str:
 
 
 def do_run(ctx: Context, state: StageState, ins: Instruction) -> None:
+    for key, _ in ins.flags:  # --mount: parsed, then refused as dockerd 20.10 does
+        raise BuildError(f"the --{key} option requires BuildKit. Refer to "
+                         "https://docs.docker.com/go/buildkit/ to learn how to build images "
+                         "with BuildKit enabled")
     cmd = command_of(ins, state)
     env = list(state.config.get("Env") or [])
     build_args = state.args.filter_allowed(env)
