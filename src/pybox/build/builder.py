@@ -113,7 +113,8 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
     scratch_root = os.path.join(engine.data_root, "builder")
     os.makedirs(scratch_root, mode=0o700, exist_ok=True)
     scratch_dir = tempfile.mkdtemp(prefix="build-", dir=scratch_root)
-    prober = Prober(images, disabled=options.no_cache, sources=_cache_sources(images, options))
+    prober = Prober(images, disabled=options.no_cache, sources=_cache_sources(images, options),
+                    restricted=bool(options.cache_from))
     # (q=1: the API holds the messages back and shows them only with an error)
     ctx = Context(engine, options, context_dir, out, cancel, dockerfile.escape, prober,
                   scratch_dir)
@@ -216,7 +217,7 @@ def _run(ctx: Context, dockerfile: Dockerfile) -> str:
     extra: list[Instruction] = []
     for key in sorted(options.labels):
         value = options.labels[key]
-        extra.append(Instruction("LABEL", [key, value], [("noexp", None)], False,
+        extra.append(Instruction("LABEL", [key, value], [], False,
                                  f"LABEL {key}={value}", 0, 0, ()))
     # the meta ARGs first: they decide the FROM lines (and so the stages needed)
     meta_env: dict[str, str] = {}

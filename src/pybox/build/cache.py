@@ -48,6 +48,7 @@ class Prober:
     busted: bool = False
     children: dict[str, list[str]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    restricted: bool = False  # --cache-from given (even naming nothing that exists)
 
     def reset(self) -> None:
         """A new stage: probe again (moby resets the prober per FROM)."""
@@ -97,7 +98,7 @@ class Prober:
         if not self.children:
             self.reset()
         found = self._local(parent_id, container_config)
-        if self.sources:
+        if self.restricted:
             if found is not None and not any(self._ancestor(s, found) for s in self.sources):
                 found = None
             if found is None:

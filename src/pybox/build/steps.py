@@ -467,7 +467,7 @@ def do_label(ctx: Context, state: StageState, ins: Instruction) -> None:
     env_vars = state.expansion_env()
     labels = dict(state.config.get("Labels") or {})
     message = "LABEL"
-    literal = ("noexp", None) in ins.flags  # the client's --label: taken as it is
+    literal = ins.line == 0  # the client's --label (no line of the Dockerfile): as it is
     for key, value in key_values(ins):
         if not literal:
             key = ctx.expand(key, env_vars)
@@ -887,8 +887,10 @@ def run_container(ctx: Context, state: StageState, run_config: dict[str, Any]) -
     ctx.running = cid
     try:
         engine.start(cid)
-        for _stream, data in engine.logs(cid, follow=True, cancelled=ctx.cancel.is_set):
-            ctx.say(data.decode("utf-8", "replace"))
+        for stream, data in engine.logs(cid, follow=True, cancelled=ctx.cancel.is_set):
+            text = data.decode("utf-8", "replace")
+            # stderr in red, each write: moby's streamformatter stderr writer
+            ctx.say(f"\x1b[91m{text}\x1b[0m" if stream == 2 else text)
         if ctx.cancel.is_set():
             raise BuildError("Build cancelled")
         code, _error = engine.wait(cid, cancelled=ctx.cancel.is_set)
