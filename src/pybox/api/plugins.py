@@ -102,13 +102,8 @@ def register(router: Router, engine: Engine) -> None:
         ref, tag = remote_reference(req.arg("remote", ""))
         stream = ProgressStream(resp, [("Docker-Plugin-Name", local_name(ref, tag, name))],
                                 _own_status)
-        try:
-            plugins.pull(req.arg("remote", ""), name, _credentials(req), privileges,
-                         upgrade=upgrade, progress=stream)
-        except PyboxError as e:
-            stream.finish(e)
-            return
-        stream.finish()
+        stream.run(lambda: plugins.pull(req.arg("remote", ""), name, _credentials(req), privileges,
+                                        upgrade=upgrade, progress=stream))
 
     @r.route("POST", "/plugins/pull")
     def pull(req: Request, resp: Response) -> None:
@@ -147,9 +142,4 @@ def register(router: Router, engine: Engine) -> None:
         ref, pid = plugins.push_check(name)
         stream = ProgressStream(resp, refused=_own_status)
         stream({"status": f"The push refers to repository [{ref.familiar_name}]"})
-        try:
-            plugins.push(ref, pid, _credentials(req), progress=stream)
-        except PyboxError as e:
-            stream.finish(e)
-            return
-        stream.finish()
+        stream.run(lambda: plugins.push(ref, pid, _credentials(req), progress=stream))

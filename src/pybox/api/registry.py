@@ -66,6 +66,17 @@ class ProgressStream:
                 self._write, self._end = self.resp.stream(200, "application/json", self.headers)
             self._end()
 
+    def run(self, work: Callable[[], object]) -> None:
+        """``work()``, which reports to this stream, then the stream's end:
+        the PyboxError it raised is the last line, or the HTTP reply when
+        nothing was sent yet."""
+        try:
+            work()
+        except PyboxError as e:
+            self.finish(e)
+            return
+        self.finish()
+
 
 def refused_status(error: PyboxError) -> int:
     """dockerd's status for a pull or push that fails before its first progress
@@ -93,14 +104,9 @@ def _lenient_credentials(req: Request) -> Credentials:
 def pull(engine: Engine, req: Request, resp: Response) -> None:
     """``POST /images/create?fromImage=NAME&tag=TAG&platform=P``."""
     stream = ProgressStream(resp)
-    try:
-        engine.distribution.pull(req.arg("fromImage") or "", req.arg("tag") or "",
-                                 platform=req.arg("platform") or None,
-                                 credentials=_header_credentials(req), progress=stream)
-    except PyboxError as e:
-        stream.finish(e)
-        return
-    stream.finish()
+    stream.run(lambda: engine.distribution.pull(
+        req.arg("fromImage") or "", req.arg("tag") or "", platform=req.arg("platform") or None,
+        credentials=_header_credentials(req), progress=stream))
 
 
 def register(router: Router, engine: Engine) -> None:
@@ -112,17 +118,15 @@ def register(router: Router, engine: Engine) -> None:
             # the old form: credentials in the body (an AuthConfig)
             body = schema.read_json(req, schema.AUTH_CONFIG)
         stream = ProgressStream(resp)
-        try:
+
+        def work() -> None:
             credentials = _header_credentials(req)
             if isinstance(body, dict):
                 credentials = Credentials(username=body.get("username") or "",
                                           password=body.get("password") or "")
             engine.distribution.push(name, req.arg("tag") or "", credentials=credentials,
                                      progress=stream)
-        except PyboxError as e:
-            stream.finish(e)
-            return
-        stream.finish()
+        stream.run(work)
 
     @router.route("GET", "/images/search")
     def search(req: Request, resp: Response) -> None:
