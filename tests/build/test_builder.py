@@ -470,6 +470,26 @@ def test_copy_add_semantics(builder):
     assert "/w/rel" in out and "hello " in out
 
 
+def test_deletions_and_archives(builder):
+    import bz2
+    import lzma
+
+    plain = _tar_gz({"x.txt": b"x\n"})
+    import gzip
+    raw = gzip.decompress(plain)
+    r = builder.build({
+        "Dockerfile": "FROM busybox\nRUN rm /etc/group && rm -r /home && mkdir /home && "
+                      f"touch /home/new # {unique()}\n"
+                      "ADD a.tar.bz2 /bz/\nADD a.tar.xz /xz/\nADD a.tar /plain/\n"
+                      "RUN ls -a /home; test ! -e /etc/group && echo GROUP-GONE; "
+                      "cat /bz/x.txt /xz/x.txt /plain/x.txt\n",
+        "a.tar.bz2": bz2.compress(raw), "a.tar.xz": lzma.compress(raw), "a.tar": raw})
+    assert "error" not in r, r
+    out = lines(r)
+    assert "GROUP-GONE" in out  # a whiteout in the RUN's layer
+    assert "new" in out and out.count("x") == 3  # /home opaque: only the new file
+
+
 def test_copy_paths_are_confined(builder):
     marker = unique("escape")
     outside = f"/tmp/{marker}"
