@@ -348,3 +348,23 @@ def test_ctrl_c_stops_the_build_and_leaves_nothing(pyboxd, tmp_path):
         time.sleep(0.2)
     assert leftover == []
     assert not os.path.isdir(contexts) or os.listdir(contexts) == []
+
+
+def test_quiet_build_on_pyboxd(pyboxd, images_made, tmp_path):
+    """-q: only the image ID; a failure shows the held output, then the error."""
+    ctx = make_context(tmp_path / "ctx", {"Dockerfile": f"FROM {IMAGE}\nRUN echo quiet-{tmp_path.name}\n"})
+    env = dict(pyboxd.cli_env, DOCKER_BUILDKIT="0")
+    tag = f"b3-quiet-{os.getpid()}:t"
+    images_made.append(tag)
+    proc = subprocess.run([DOCKER, "build", "-q", "-t", tag, str(ctx)], env=env,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    image_id = pyboxd.docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
+    assert proc.stdout.decode() == image_id + "\n"
+    (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nRUN echo held-{tmp_path.name} && exit 4\n")
+    proc = subprocess.run([DOCKER, "build", "-q", "--force-rm", str(ctx)], env=env,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 4
+    assert proc.stdout == b""
+    assert f"held-{tmp_path.name}".encode() in proc.stderr
+    assert b"returned a non-zero code: 4" in proc.stderr
