@@ -577,9 +577,12 @@ class Tally:
     def add(self, what, status, reply, body):
         self.sent += 1
         self.statuses[(what, status)] = self.statuses.get((what, status), 0) + 1
-        # dockerd's own 500 for --storage-opt where the layer store has no quotas
-        deliberate = what == "create" and isinstance(reply, dict) and \
-            reply.get("message") == STORAGE_OPT_UNSUPPORTED
+        # dockerd's own 500s: --storage-opt where the layer store has no quotas;
+        # an exec's DetachKeys that do not parse (daemon/exec.go: a plain error)
+        words = reply.get("message") if isinstance(reply, dict) else None
+        deliberate = (what == "create" and words == STORAGE_OPT_UNSUPPORTED) or \
+            (what == "exec" and isinstance(words, str)
+             and words.startswith("Invalid escape keys (") and words.endswith(") provided"))
         assert status < 500 or deliberate, (what, status, reply, body)
         if status >= 400:
             assert isinstance(reply, dict) and isinstance(reply.get("message"), str), reply
