@@ -23,7 +23,8 @@ def needs_root_and_docker_cli() -> None:
 @contextlib.contextmanager
 def running(daemon: Pyboxd, setup=None):
     """Start ``daemon``, import busybox (and call ``setup(daemon)``), yield it;
-    at the end stop it and fail on anything it left behind."""
+    at the end stop it and fail on anything it left behind; stopped too when the
+    body raises (a script's `with running(...)` left its pyboxd running)."""
     try:
         daemon.start()
         daemon.import_busybox()
@@ -32,7 +33,11 @@ def running(daemon: Pyboxd, setup=None):
     except BaseException:
         daemon.stop()
         raise
-    yield daemon
+    try:
+        yield daemon
+    except BaseException:
+        daemon.stop()  # the body's error is the one to see, not leftovers it caused
+        raise
     problems = daemon.stop()
     assert not problems, "\n".join(problems)
 
