@@ -490,6 +490,26 @@ def test_deletions_and_archives(builder):
     assert "new" in out and out.count("x") == 3  # /home opaque: only the new file
 
 
+def test_run_layer_leaves_out_the_engines_mount_points(builder):
+    """An image without /proc, /sys, /dev or /etc/hosts: a RUN's container gets
+    mount points for them, which are not the step's (docker's init layer)."""
+    import io
+    skip = ("./proc", "./sys", "./dev", "./etc/hosts", "./etc/hostname", "./etc/resolv.conf")
+    buf = io.BytesIO()
+    with tarfile.open(os.path.join(builder.base, "busybox.tar")) as src, \
+            tarfile.open(fileobj=buf, mode="w") as dst:
+        for member in src.getmembers():
+            if member.name in skip or member.name.startswith(tuple(s + "/" for s in skip)):
+                continue
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    r = builder.build({"Dockerfile": f"FROM scratch\nADD root.tar /\nRUN true # {unique()}\n"
+                                     "RUN echo hi > /tmp/x\n",
+                       "root.tar": buf.getvalue()})
+    assert "error" not in r, r
+    assert [bool(h.get("empty_layer")) for h in r["doc"]["history"]] == [False, True, False]
+    assert len(r["doc"]["rootfs"]["diff_ids"]) == 2
+
+
 def test_copy_paths_are_confined(builder):
     marker = unique("escape")
     outside = f"/tmp/{marker}"

@@ -19,10 +19,14 @@ from pybox.images import layers as layer_io
 from pybox.images import store as st
 from pybox.images.config import host_platform
 from pybox.images.service import Images
+from pybox.images.snapshots import CHANGE_DELETE, DRIVER_OVERLAY, Change, write_changes
 
 # what the engine bind-mounts into every container (and the mount points the
 # runtime makes for them in the writable layer): never part of a RUN's layer
 ENGINE_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv")
+# and the kernel filesystems mounted over these (what a RUN writes there is not
+# in its writable layer): only the mount point dirs can be there
+RUN_SKIPS = frozenset((*ENGINE_FILES, "dev", "proc", "sys"))
 
 
 def parent_config(images: Images, image_id: str) -> dict[str, Any]:
@@ -44,40 +48,50 @@ def layer_chain(images: Images, image_id: str) -> list[str]:
     return [layer["chain_id"] for layer in images.store.get_record(image_id)["layers"]]
 
 
-def _hidden(path: str) -> bool:
-    """A change that is the engine's, not the step's: the mount points, and
-    the directories holding them changed only by them."""
-    rel = path.lstrip("/")
-    return rel in ENGINE_FILES
+def _skipped(rel: str, skips: frozenset[str]) -> bool:
+    return rel in skips or any(rel.startswith(s + "/") for s in skips)
 
 
-def step_changed(images: Images, snapshot: str) -> bool:
-    """Whether the step's writable layer holds a change of its own."""
+def own_changes(images: Images, snapshot: str, container: bool) -> list[Change]:
+    """The step's changes (docker diff of the snapshot); for a RUN's
+    container, without what the engine made for it: the mount points of its
+    /etc files and of /dev, /proc, /sys (docker's init layer), and the
+    directories changed only by them."""
     changes = images.snapshots.changes(snapshot)
-    own = [c for c in changes if not _hidden(c.path)]
+    if not container:
+        return changes
+    own = [c for c in changes if not _skipped(c.path.lstrip("/"), RUN_SKIPS)]
+    result = []
     for change in own:
         rel = change.path.lstrip("/")
-        if change.kind == 0 and any(f.startswith(rel + "/") for f in ENGINE_FILES):
-            if not any(o.path.startswith(change.path + "/") for o in own):
-                continue
-        return True
-    return False
+        if change.kind != CHANGE_DELETE and any(s.startswith(rel + "/") for s in RUN_SKIPS) \
+                and not any(o.path.startswith(change.path + "/") for o in own):
+            continue  # made or copied up only to hold a mount point
+        result.append(change)
+    return result
 
 
-def write_layer(images: Images, snapshot: str, out: IO[bytes]) -> None:
-    """The snapshot's changes as a layer tar (whiteouts for deletions), the
-    engine's mount points left out."""
+def write_layer(images: Images, snapshot: str, changes: list[Change], container: bool,
+                out: IO[bytes]) -> None:
+    """The snapshot's ``changes`` as a layer tar (whiteouts for deletions)."""
     info = images.snapshots.container_info(snapshot)
-    if info["driver"] == "overlay":
-        upper = os.path.join(images.snapshots.container_dir(snapshot), "upper")
-        layer_io.write_tree(upper, out, overlay_whiteouts=True, skip=ENGINE_FILES)
-    else:
-        images.snapshots.write_layer(snapshot, out)
+    cdir = images.snapshots.container_dir(snapshot)
+    if info["driver"] != DRIVER_OVERLAY:
+        write_changes(os.path.join(cdir, "merged"), changes, out)
+        return
+    skip: set[str] = set()
+    if container:
+        kept = {c.path.lstrip("/") for c in changes}
+        skip = set(RUN_SKIPS)
+        for rel in {s.rsplit("/", 1)[0] for s in RUN_SKIPS if "/" in s}:
+            if rel not in kept:
+                skip.add(rel)
+    layer_io.write_tree(os.path.join(cdir, "upper"), out, overlay_whiteouts=True, skip=skip)
 
 
 def commit_step(images: Images, parent_id: str, run_config: dict[str, Any],
                 container_config: dict[str, Any], *, snapshot: str | None,
-                container_id: str = "", author: str = "") -> str:
+                container: bool = False, container_id: str = "", author: str = "") -> str:
     """A child image of ``parent_id`` ("" for scratch): its config
     ``run_config``, ``container_config`` the step's (its Cmd the instruction:
     the cache compares it and history shows it), and the layer of ``upper``
@@ -85,7 +99,8 @@ def commit_step(images: Images, parent_id: str, run_config: dict[str, Any],
     None or an unchanged one: an empty layer).
     -> the image Id."""
     base = parent_config(images, parent_id)
-    empty = snapshot is None or not step_changed(images, snapshot)
+    changes = own_changes(images, snapshot, container) if snapshot is not None else []
+    empty = not changes
     with images.writing():
         parent_layers = images.store.get_record(parent_id)["layers"] if parent_id else []
         descriptors = [st.descriptor(layer["blob"]["mediaType"], layer["blob"]["digest"],
@@ -93,7 +108,7 @@ def commit_step(images: Images, parent_id: str, run_config: dict[str, Any],
         diff_ids = list((base.get("rootfs") or {}).get("diff_ids") or [])
         if not empty and snapshot is not None:
             with tempfile.TemporaryFile(dir=images.blobs.ingest) as layer_file:
-                write_layer(images, snapshot, layer_file)
+                write_layer(images, snapshot, changes, container, layer_file)
                 layer_file.seek(0)
                 digest, size = images.write_blob(layer_file)
             top = parent_layers[-1]["chain_id"] if parent_layers else None

@@ -846,7 +846,8 @@ def do_run(ctx: Context, state: StageState, ins: Instruction) -> None:
     cid = run_container(ctx, state, run_config)
     try:
         new = layers.commit_step(ctx.images, state.image_id, state.config, probe_config,
-                                 snapshot=cid, container_id=cid, author=state.maintainer)
+                                 snapshot=cid, container=True, container_id=cid,
+                                 author=state.maintainer)
     finally:
         if ctx.options.remove or ctx.options.force_remove:
             remove_container(ctx, cid)
