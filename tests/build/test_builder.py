@@ -517,6 +517,11 @@ def test_copy_paths_are_confined(builder):
     assert r["type"] == "BuildError"  # resolved inside the context: not there
     assert "file not found in build context" in r["error"]
 
+    # a source that is a symlink out of the context: followed inside it only
+    for target in ("/etc/hostname", "../../../../../etc/hostname"):
+        r = builder.build({"Dockerfile": "FROM busybox\nCOPY evil /e\n", "evil": ("symlink", target)})
+        assert r["type"] == "BuildError" and "file not found in build context" in r["error"]
+
     # a context symlink to a host file is copied as a link, never followed out
     r = builder.build({"Dockerfile": "FROM busybox\nCOPY d /d\nRUN ls -l /d/evil && cat /d/evil; true\n",
                        "d/evil": ("symlink", "/etc/shadow")})

@@ -171,7 +171,7 @@ def download(url: str, tmpdir: str) -> Source:
     """ADD URL: the file fetched into ``tmpdir``; its mtime the Last-Modified."""
     try:
         with urllib.request.urlopen(url, timeout=URL_TIMEOUT) as response:
-            name = posixpath.basename(urllib.parse.urlsplit(url).path) or "download"
+            name = _safe_name(urllib.parse.urlsplit(url).path)
             path = os.path.join(tmpdir, "download")
             with open(path, "wb") as f:
                 shutil.copyfileobj(response, f)
@@ -301,6 +301,12 @@ def _is_archive(path: str) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
+def _safe_name(path: str) -> str:
+    """The last element of a path, never one that climbs ('..', '.', '')."""
+    name = posixpath.basename(path.rstrip("/"))
+    return name if name not in ("", ".", "..") else "download"
+
+
 def copy_into(rootfs: str, sources: list[Source], dest: str, workdir: str, *,
               owner: tuple[int, int] | None, mode: int | None, extract: bool,
               instruction: str) -> None:
@@ -333,12 +339,12 @@ def copy_into(rootfs: str, sources: list[Source], dest: str, workdir: str, *,
         existing = resolve_in_scope(rootfs, clean)
         if dest_is_dir or os.path.isdir(existing):
             parent = mkdir_all(rootfs, clean, dir_owner)
-            target = os.path.join(parent, posixpath.basename(source.rel) or "download")
+            target = os.path.join(parent, _safe_name(source.rel))
         else:
             parent = mkdir_all(rootfs, posixpath.dirname(clean), dir_owner)
-            target = os.path.join(parent, posixpath.basename(clean))
-        real = os.path.realpath(source.host_path) if os.path.islink(source.host_path) else source.host_path
-        _copy_entry(real, target, owner, mode, source.mtime)
+            target = os.path.join(parent, _safe_name(clean))
+        # (host_path is resolved in its root already: never realpath'd out of it)
+        _copy_entry(source.host_path, target, owner, mode, source.mtime)
 
 
 def chown_ids(rootfs: str, spec: str) -> tuple[int, int]:
