@@ -337,15 +337,11 @@ def nop_config(state: StageState, comment: str, single: bool = False) -> dict[st
     return cfg
 
 
-def run_config_for_image(state: StageState) -> dict[str, Any]:
-    cfg = copy.deepcopy(state.config)
-    cfg["Image"] = state.image_id
-    return cfg
-
-
 def commit_metadata(ctx: Context, state: StageState, comment: str) -> None:
     """A metadata-only step (moby's commit): a cache hit, or a new image with
-    an empty layer."""
+    an empty layer.  dockerd creates (never starts) a container to commit;
+    nothing of it reaches the image, so here none is made: the stream's
+    "Running in"/"Removing" lines name the step's would-be container."""
     state.config["Image"] = state.image_id
     container_config = nop_config(state, comment)
     if probe(ctx, state, container_config):
@@ -745,7 +741,6 @@ def _copy(ctx: Context, state: StageState, ins: Instruction, add: bool) -> None:
                     f"{name} ", f"{name} --chmod={chmod} ", 1)
             if probe(ctx, state, container_config):
                 return
-            cid = secrets.token_hex(32)
             with Snapshot(ctx, state.image_id) as snap:
                 owner: tuple[int, int] | None = (0, 0)
                 if chown:
@@ -760,7 +755,6 @@ def _copy(ctx: Context, state: StageState, ins: Instruction, add: bool) -> None:
                 new = layers.commit_step(ctx.images, state.image_id, state.config,
                                          container_config, snapshot=snap.id, container_id="",
                                          author=state.maintainer)
-            del cid
             ctx.prober.added(state.image_id, new)
             state.image_id = new
     finally:
