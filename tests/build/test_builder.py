@@ -559,10 +559,16 @@ def test_copy_errors(builder):
 
 
 def test_scratch_and_prune(builder):
+    # a killed daemon's temporary files: removed by the next build
+    stale = os.path.join(builder.base, "data", "builder", "build-stale")
+    os.makedirs(stale, exist_ok=True)
+    open(stale + ".lock", "w").close()
     r = builder.build({"Dockerfile": f"FROM scratch\nCOPY f /f\nLABEL x={unique()}\n", "f": "f\n"})
     assert "error" not in r, r
     assert len(r["doc"]["rootfs"]["diff_ids"]) == 1
     assert lines(r)[1] == " ---> "  # scratch has no id, as dockerd prints it
+    assert not os.path.exists(stale) and not os.path.exists(stale + ".lock")
+    assert os.listdir(os.path.join(builder.base, "data", "builder")) == [".lock"]
     pruned = builder.ask({"op": "prune"})
     assert isinstance(pruned["deleted"], list) and pruned["space"] >= 0
 

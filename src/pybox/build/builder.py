@@ -9,6 +9,7 @@ message stream; ``cancel`` is set when the client goes away.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -108,11 +109,7 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
     dockerfile = parse(text)
     check_flags(dockerfile)
     images = engine.images.images
-    # the steps' own temporary files (downloads, here-documents): not in the
-    # image store's ingest dir, which a garbage collection empties at any time
-    scratch_root = os.path.join(engine.data_root, "builder")
-    os.makedirs(scratch_root, mode=0o700, exist_ok=True)
-    scratch_dir = tempfile.mkdtemp(prefix="build-", dir=scratch_root)
+    scratch_dir, lock_fd = _scratch_dir(engine.data_root)
     prober = Prober(images, disabled=options.no_cache, sources=_cache_sources(images, options),
                     restricted=bool(options.cache_from))
     # (q=1: the API holds the messages back and shows them only with an error)
@@ -125,7 +122,7 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
             _remove_all(ctx)
         raise
     finally:
-        shutil.rmtree(scratch_dir, ignore_errors=True)
+        _release_scratch(scratch_dir, lock_fd)
     if options.remove or options.force_remove:
         _remove_all(ctx)
     ctx.say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}\n")
@@ -134,6 +131,50 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
         engine.images.tag(image_id, str(ref))
         ctx.say(f"Successfully tagged {ref.familiar()}\n")
     return image_id
+
+
+def _scratch_dir(data_root: str) -> tuple[str, int]:
+    """A private directory for the steps' temporary files (downloads,
+    here-documents) -- not the image store's ingest dir, which a garbage
+    collection empties at any time -- held by an flock on DIR.lock; the ones
+    a killed daemon left (nobody holds their lock) are removed first, under
+    the root's lock so no build is made meanwhile.  -> (the directory, the
+    lock's fd)."""
+    root = os.path.join(data_root, "builder")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    root_fd = os.open(os.path.join(root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(root_fd, fcntl.LOCK_EX)
+        for name in os.listdir(root):
+            if not (name.startswith("build-") and name.endswith(".lock")):
+                continue
+            lock = os.path.join(root, name)
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a running build's
+            finally:
+                os.close(fd)  # (a lock taken here goes with the close)
+            shutil.rmtree(lock.removesuffix(".lock"), ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+        path = tempfile.mkdtemp(prefix="build-", dir=root)
+        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return path, fd
+    finally:
+        os.close(root_fd)
+
+
+def _release_scratch(path: str, fd: int) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.unlink(path + ".lock")
+    os.close(fd)
 
 
 def _cache_sources(images: Images, options: BuildOptions) -> list[str]:
