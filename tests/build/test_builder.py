@@ -458,7 +458,9 @@ def test_copy_add_semantics(builder):
                       "COPY --chmod=600 sub/one.txt /mode\n"
                       f"COPY <<EOF /heredoc.txt\nhello {unique()}\nEOF\n"
                       "WORKDIR /w\nCOPY sub/one.txt rel\n"
-                      "RUN <<EOF\nls -ln /sub /star /extracted /mode /w/rel\ncat /heredoc.txt\nEOF\n",
+                      "RUN <<EOF\nls -ln /sub /star /extracted /mode /w/rel\ncat /heredoc.txt\nEOF\n"
+                      "RUN <<EOF\n#!/bin/sh -e\necho shebang-$0-ran\nEOF\n"
+                      "RUN cat <<A > /two && cat <<B >> /two && cat /two\nfirst\nA\nsecond\nB\n",
         "sub/one.txt": "one\n", "sub/deep/two.txt": "two\n", "sub/link": ("symlink", "deep/two.txt"),
         "arch.tar.gz": _tar_gz({"t.txt": b"intar\n"})})
     assert "error" not in r, r
@@ -468,6 +470,8 @@ def test_copy_add_semantics(builder):
     assert "t.txt" in out  # the archive extracted
     assert "-rw-------    1 0        0                4" in out and "/mode" in out
     assert "/w/rel" in out and "hello " in out
+    assert "shebang-" in out and "-ran" in out
+    assert "first\nsecond\n" in out
 
 
 def test_deletions_and_archives(builder):

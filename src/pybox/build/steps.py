@@ -319,7 +319,14 @@ def command_of(ins: Instruction, state: StageState) -> list[str]:
     if ins.heredocs:
         only = ins.heredoc(line.strip())
         if len(ins.heredocs) == 1 and only is not None:  # RUN <<EOF: the script itself
-            return state.shell() + [only.chomped()]
+            script = only.chomped()
+            if script.startswith("#!"):  # its own interpreter: run as a file, as buildkit
+                end = "PYBOX_HEREDOC_" + hashlib.sha256(script.encode()).hexdigest()[:16]
+                return state.shell() + [
+                    f'f=$(mktemp 2>/dev/null || echo /tmp/.heredoc-$$); cat > "$f" <<\'{end}\'\n'
+                    f'{script}{"" if script.endswith(chr(10)) else chr(10)}{end}\n'
+                    'chmod +x "$f"; "$f"; rc=$?; rm -f "$f"; exit $rc']
+            return state.shell() + [script]
         script = line  # the shell reads the here-documents (and strips <<-'s tabs)
         for doc in ins.heredocs:
             script += "\n" + doc.content + doc.name
