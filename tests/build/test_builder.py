@@ -546,6 +546,8 @@ def test_copy_errors(builder):
     r = builder.build({"Dockerfile": "FROM busybox\nCOPY a b /notadir\n", "a": "a", "b": "b"})
     assert r["error"] == ("When using COPY with more than one source file, the destination must "
                           "be a directory and end with a /")
+    r = builder.build({"Dockerfile": "FROM busybox\nWORKDIR /etc/passwd\n"})
+    assert r["error"] == "Cannot mkdir: /etc/passwd is not a directory"
     r = builder.build({"Dockerfile": "FROM busybox\nCOPY nothing* /x/\n"})
     assert r["error"] == "COPY failed: no source files were specified"
     r = builder.build({"Dockerfile": "FROM busybox\nCOPY --chown=nosuchuser f /f\n", "f": "f"})

@@ -29,6 +29,7 @@ from pybox.build.copy import (
     download,
     is_url,
     mkdir_all,
+    resolve_in_scope,
     write_heredoc_source,
 )
 from pybox.build.dockerfile import Dockerfile, Instruction, Stage, parse_instructions
@@ -673,7 +674,14 @@ def do_workdir(ctx: Context, state: StageState, ins: Instruction) -> None:
     ctx.say(f" ---> Running in {cid[:12]}\n")
     inherit_health(ctx, state)
     with Snapshot(ctx, state.image_id) as snap:
-        mkdir_all(snap.root, state.config["WorkingDir"], (0, 0))
+        workdir = state.config["WorkingDir"]
+        try:
+            mkdir_all(snap.root, workdir, (0, 0))
+        except BuildError:
+            target = resolve_in_scope(snap.root, workdir)
+            if os.path.lexists(target) and not os.path.isdir(target):
+                raise BuildError(f"Cannot mkdir: {workdir} is not a directory") from None
+            raise
         new = layers.commit_step(ctx.images, state.image_id, state.config, container_config,
                                  snapshot=snap.id, container_id=cid, author=state.maintainer)
     ctx.prober.added(state.image_id, new)
