@@ -491,6 +491,10 @@ def test_deletions_and_archives(builder):
     assert "error" not in r, r
     out = lines(r)
     assert "GROUP-GONE" in out  # a whiteout in the RUN's layer
+    # made and removed in one step: the directory is still copied up, a layer (dockerd's too)
+    r = builder.build({"Dockerfile": f"FROM busybox\nRUN echo {unique()} > /tmp/t && rm /tmp/t\n"})
+    assert "error" not in r, r
+    assert not r["doc"]["history"][-1].get("empty_layer")
     assert "new" in out and out.count("x") == 3  # /home opaque: only the new file
 
 

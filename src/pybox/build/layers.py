@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from pybox.formats.times import rfc3339_nano_fixed
@@ -52,41 +53,58 @@ def _skipped(rel: str, skips: frozenset[str]) -> bool:
     return rel in skips or any(rel.startswith(s + "/") for s in skips)
 
 
-def own_changes(images: Images, snapshot: str, container: bool) -> list[Change]:
-    """The step's changes (docker diff of the snapshot); for a RUN's
-    container, without what the engine made for it: the mount points of its
-    /etc files and of /dev, /proc, /sys (docker's init layer), and the
-    directories changed only by them."""
-    changes = images.snapshots.changes(snapshot)
-    if not container:
-        return changes
-    own = [c for c in changes if not _skipped(c.path.lstrip("/"), RUN_SKIPS)]
-    result = []
-    for change in own:
-        rel = change.path.lstrip("/")
-        if change.kind != CHANGE_DELETE and any(s.startswith(rel + "/") for s in RUN_SKIPS) \
-                and not any(o.path.startswith(change.path + "/") for o in own):
-            continue  # made or copied up only to hold a mount point
-        result.append(change)
-    return result
+def _holders(entries: list[str], skips: frozenset[str]) -> set[str]:
+    """The directories among ``entries`` that are there only to hold skipped
+    paths (copied up or made for a mount point): nothing else below them."""
+    own = [e for e in entries if not _skipped(e, skips)]
+    return {e for e in own if any(s.startswith(e + "/") for s in skips)
+            and not any(o.startswith(e + "/") for o in own)}
 
 
-def write_layer(images: Images, snapshot: str, changes: list[Change], container: bool,
-                out: IO[bytes]) -> None:
-    """The snapshot's ``changes`` as a layer tar (whiteouts for deletions)."""
+@dataclass
+class LayerPlan:
+    """What of a snapshot becomes the step's layer: ``empty`` (docker's empty
+    layer: its tar would hold nothing), the paths to leave out (overlay), or
+    the changes to write (the copying driver)."""
+
+    empty: bool
+    skip: set[str] = field(default_factory=set)
+    changes: list[Change] | None = None
+
+
+def plan_layer(images: Images, snapshot: str, container: bool) -> LayerPlan:
+    """The step's layer is its writable layer as it is (docker's overlay2 Diff:
+    the upper dir, a directory only copied up included); for a RUN's container
+    without what the engine made for it: the mount points of its /etc files and
+    of /dev, /proc, /sys (docker's init layer), and the directories there only
+    to hold them."""
+    skips = RUN_SKIPS if container else frozenset()
     info = images.snapshots.container_info(snapshot)
-    cdir = images.snapshots.container_dir(snapshot)
     if info["driver"] != DRIVER_OVERLAY:
-        write_changes(os.path.join(cdir, "merged"), changes, out)
+        changes = [c for c in images.snapshots.changes(snapshot)
+                   if not _skipped(c.path.lstrip("/"), skips)]
+        held = _holders([c.path.lstrip("/") for c in changes if c.kind != CHANGE_DELETE], skips)
+        changes = [c for c in changes if c.path.lstrip("/") not in held]
+        return LayerPlan(not changes, changes=changes)
+    upper = os.path.join(images.snapshots.container_dir(snapshot), "upper")
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(upper):
+        rel_dir = os.path.relpath(dirpath, upper)
+        for name in dirnames + filenames:
+            entries.append(name if rel_dir == "." else f"{rel_dir}/{name}")
+    held = _holders(entries, skips)
+    own = [e for e in entries if not _skipped(e, skips) and e not in held]
+    return LayerPlan(not own and not layer_io.is_opaque_dir(upper), skip=set(skips) | held)
+
+
+def write_layer(images: Images, snapshot: str, plan: LayerPlan, out: IO[bytes]) -> None:
+    """The snapshot's layer tar (whiteouts for deletions), as ``plan`` says."""
+    cdir = images.snapshots.container_dir(snapshot)
+    if plan.changes is not None:
+        write_changes(os.path.join(cdir, "merged"), plan.changes, out)
         return
-    skip: set[str] = set()
-    if container:
-        kept = {c.path.lstrip("/") for c in changes}
-        skip = set(RUN_SKIPS)
-        for rel in {s.rsplit("/", 1)[0] for s in RUN_SKIPS if "/" in s}:
-            if rel not in kept:
-                skip.add(rel)
-    layer_io.write_tree(os.path.join(cdir, "upper"), out, overlay_whiteouts=True, skip=skip)
+    layer_io.write_tree(os.path.join(cdir, "upper"), out, overlay_whiteouts=True,
+                        skip=plan.skip)
 
 
 def commit_step(images: Images, parent_id: str, run_config: dict[str, Any],
@@ -94,21 +112,21 @@ def commit_step(images: Images, parent_id: str, run_config: dict[str, Any],
                 container: bool = False, container_id: str = "", author: str = "") -> str:
     """A child image of ``parent_id`` ("" for scratch): its config
     ``run_config``, ``container_config`` the step's (its Cmd the instruction:
-    the cache compares it and history shows it), and the layer of ``upper``
-    snapshot's changes (a container's or a build snapshot's writable layer;
-    None or an unchanged one: an empty layer).
+    the cache compares it and history shows it), and the layer of the
+    ``snapshot`` (a container's or a build snapshot's writable layer; None or
+    an unchanged one: an empty layer).
     -> the image Id."""
     base = parent_config(images, parent_id)
-    changes = own_changes(images, snapshot, container) if snapshot is not None else []
-    empty = not changes
+    plan = plan_layer(images, snapshot, container) if snapshot is not None else None
+    empty = plan is None or plan.empty
     with images.writing():
         parent_layers = images.store.get_record(parent_id)["layers"] if parent_id else []
         descriptors = [st.descriptor(layer["blob"]["mediaType"], layer["blob"]["digest"],
                                      layer["blob"]["size"]) for layer in parent_layers]
         diff_ids = list((base.get("rootfs") or {}).get("diff_ids") or [])
-        if not empty and snapshot is not None:
+        if plan is not None and not plan.empty and snapshot is not None:
             with tempfile.TemporaryFile(dir=images.blobs.ingest) as layer_file:
-                write_layer(images, snapshot, changes, container, layer_file)
+                write_layer(images, snapshot, plan, layer_file)
                 layer_file.seek(0)
                 digest, size = images.write_blob(layer_file)
             top = parent_layers[-1]["chain_id"] if parent_layers else None
