@@ -36,7 +36,8 @@ SOURCE_HASHES = "COPY/ADD's source hashes in history are not dockerd's (its tars
 SOURCE_CASES = ("from-scratch", "copy-dirs", "copy-wildcards", "add-chown", "add-tar", "dockerignore",
                 "copy-from-image")
 KNOWN = {
-    ("case", "user"): "a RUN as a numeric uid:gid gets no supplementary groups (dockerd's: groups=<gid>)",
+    # the engine's, docker run's too: dockerd adds the primary gid to the supplementary groups
+    ("case", "user"): "a RUN as uid:gid has no supplementary groups (dockerd's `id`: groups=<gid>)",
     ("config", "cmd-exec"): "the saved config leaves out the fields Go writes empty (AttachStdin...)",
     **{("hashes", name): SOURCE_HASHES for name in SOURCE_CASES},
 }
