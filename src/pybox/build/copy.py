@@ -91,39 +91,77 @@ class Source:
     mtime: float | None = None
 
 
-def _file_digest(path: str, st: os.stat_result) -> str:
-    h = hashlib.sha256()
-    h.update(f"{stat.S_IMODE(st.st_mode):o}:{st.st_uid}:{st.st_gid}\0".encode())
-    if stat.S_ISLNK(st.st_mode):
-        h.update(os.readlink(path).encode("utf-8", "surrogateescape"))
-    elif stat.S_ISREG(st.st_mode):
-        with open(path, "rb") as f:
+def _tarsum_header(name: str, st: os.stat_result, link: str, xattrs: dict[str, bytes]) -> bytes:
+    """tarsum v1's header of one file (moby's WriteV1Header over go-archive's
+    FileInfoHeader): name, mode, owner, size, type, link, no mtime, no user
+    names, the device numbers, the security xattrs."""
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        flag, name = "5", name.rstrip("/") + "/"
+    elif stat.S_ISLNK(mode):
+        flag = "2"
+    elif stat.S_ISCHR(mode):
+        flag = "3"
+    elif stat.S_ISBLK(mode):
+        flag = "4"
+    elif stat.S_ISFIFO(mode):
+        flag = "6"
+    else:
+        flag = "0"
+    size = st.st_size if flag == "0" else 0
+    major = os.major(st.st_rdev) if flag in "34" else 0
+    minor = os.minor(st.st_rdev) if flag in "34" else 0
+    fields = [("name", name), ("mode", str(stat.S_IMODE(mode))), ("uid", str(st.st_uid)),
+              ("gid", str(st.st_gid)), ("size", str(size)), ("typeflag", flag),
+              ("linkname", link), ("uname", ""), ("gname", ""), ("devmajor", str(major)),
+              ("devminor", str(minor))]
+    out = b"".join((k + v).encode("utf-8", "surrogateescape") for k, v in fields)
+    for key in sorted(xattrs):
+        out += key.encode() + xattrs[key]
+    return out
+
+
+def file_sum(root: str, rel: str) -> str:
+    """moby's lazySource.Hash: ``rel`` resolved inside ``root`` (symlinks
+    followed in scope), its tarsum v1 header and content hashed; a path that
+    resolves to nothing hashes as its relative path."""
+    host = resolve_in_scope(root, rel)
+    rel_path = os.path.relpath(host, root)
+    try:
+        st = os.lstat(host)
+    except OSError:
+        return rel_path
+    link = os.readlink(host) if stat.S_ISLNK(st.st_mode) else ""
+    xattrs: dict[str, bytes] = {}
+    try:
+        xattrs["security.capability"] = os.getxattr(host, "security.capability",
+                                                    follow_symlinks=False)
+    except OSError:
+        pass
+    h = hashlib.sha256(_tarsum_header(rel_path, st, link, xattrs))
+    if stat.S_ISREG(st.st_mode) and st.st_size:
+        with open(host, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
     return h.hexdigest()
 
 
-def source_digest(host_path: str) -> tuple[str, bool]:
-    """The checksum the cache compares ("file:HEX" or "dir:HEX": names, modes,
-    owners and contents of everything below) and whether it is a directory."""
-    st = os.stat(host_path)
-    if not stat.S_ISDIR(st.st_mode):
-        return "file:" + _file_digest(host_path, st), False
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(host_path):
-        dirnames.sort()
-        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, host_path)
-            h.update(f"{rel}\0{_file_digest(full, os.lstat(full))}\n".encode("utf-8", "surrogateescape"))
-        for name in dirnames:
-            full = os.path.join(dirpath, name)
-            if not os.path.islink(full):
-                lst = os.lstat(full)
-                rel = os.path.relpath(full, host_path)
-                h.update(f"{rel}/\0{stat.S_IMODE(lst.st_mode):o}:{lst.st_uid}:{lst.st_gid}\n"
-                         .encode("utf-8", "surrogateescape"))
-    return "dir:" + h.hexdigest(), True
+def source_digest(root: str, rel: str) -> tuple[str, bool]:
+    """The checksum the cache compares and history shows, as dockerd's copier:
+    "file:<sum>" for a file, "dir:" + sha256 of the sorted sums of everything
+    below a directory (itself included unless it is the root), joined by
+    commas.  -> (checksum, is a directory)."""
+    host = resolve_in_scope(root, rel)
+    if not os.path.isdir(host) or os.path.islink(host):
+        return "file:" + file_sum(root, rel), False
+    sums = []
+    base = os.path.relpath(host, root)
+    if base != ".":
+        sums.append(file_sum(root, base))
+    for dirpath, dirnames, filenames in os.walk(host):
+        for name in dirnames + filenames:
+            sums.append(file_sum(root, os.path.relpath(os.path.join(dirpath, name), root)))
+    return "dir:" + hashlib.sha256(",".join(sorted(sums)).encode()).hexdigest(), True
 
 
 def _walk_rel(root: str) -> Iterator[str]:
@@ -155,14 +193,14 @@ def collect_sources(root: str, srcs: list[str], instruction: str) -> list[Source
                 raise BuildError(f"{instruction} failed: no source files were specified")
             for rel in found:
                 host = resolve_in_scope(root, rel)
-                digest, is_dir = source_digest(host)
+                digest, is_dir = source_digest(root, rel)
                 out.append(Source(host, rel, digest, is_dir))
             continue
         host = resolve_in_scope(root, clean)
         if not os.path.lexists(host):
             raise BuildError(f"{instruction} failed: file not found in build context or "
                              f"excluded by .dockerignore: stat {clean or '.'}: file does not exist")
-        digest, is_dir = source_digest(host)
+        digest, is_dir = source_digest(root, clean)
         out.append(Source(host, clean, digest, is_dir))
     return out
 
@@ -172,7 +210,8 @@ def download(url: str, tmpdir: str) -> Source:
     try:
         with urllib.request.urlopen(url, timeout=URL_TIMEOUT) as response:
             name = _safe_name(urllib.parse.urlsplit(url).path)
-            path = os.path.join(tmpdir, "download")
+            root = tempfile.mkdtemp(prefix="download-", dir=tmpdir)
+            path = os.path.join(root, name)
             with open(path, "wb") as f:
                 shutil.copyfileobj(response, f)
             mtime = None
@@ -189,8 +228,8 @@ def download(url: str, tmpdir: str) -> Source:
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise BuildError(f'ADD failed: Get "{url}": {_dial_error(url, e)}') from None
     os.chmod(path, 0o600)
-    digest, _ = source_digest(path)
-    return Source(path, name, digest, False, url=url, mtime=mtime)
+    # (dockerd names a download by its bare sum, no "file:")
+    return Source(path, name, file_sum(root, name), False, url=url, mtime=mtime)
 
 
 def _dial_error(url: str, e: BaseException) -> str:
@@ -380,13 +419,9 @@ def chown_ids(rootfs: str, spec: str) -> tuple[int, int]:
 
 def write_heredoc_source(tmpdir: str, name: str, content: str) -> Source:
     """COPY <<EOF /file: the here-document as a file of the context."""
-    path = os.path.join(tmpdir, f"heredoc-{hashlib.sha256(name.encode()).hexdigest()[:12]}")
+    root = tempfile.mkdtemp(prefix="heredoc-", dir=tmpdir)
+    path = os.path.join(root, _safe_name(name))
     with open(path, "w") as f:
         f.write(content)
     os.chmod(path, 0o644)
-    digest, _ = source_digest(path)
-    return Source(path, name, digest, False)
-
-
-def temp_dir(under: str) -> str:
-    return tempfile.mkdtemp(prefix="build-", dir=under)
+    return Source(path, name, "file:" + file_sum(root, _safe_name(name)), False)

@@ -30,6 +30,27 @@ ENGINE_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv")
 RUN_SKIPS = frozenset((*ENGINE_FILES, "dev", "proc", "sys"))
 
 
+# docker's container.Config as Go writes it into an image config: every field,
+# "" / false / null included, but these (json:",omitempty") only when set
+GO_CONFIG_FIELDS: tuple[tuple[str, Any], ...] = (
+    ("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
+    ("AttachStdout", False), ("AttachStderr", False), ("Tty", False), ("OpenStdin", False),
+    ("StdinOnce", False), ("Env", None), ("Cmd", None), ("Image", ""), ("Volumes", None),
+    ("WorkingDir", ""), ("Entrypoint", None), ("OnBuild", None), ("Labels", None))
+GO_CONFIG_OMITEMPTY = ("ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled",
+                       "MacAddress", "StopSignal", "StopTimeout", "Shell")
+
+
+def go_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the fields Go's encoding of container.Config has."""
+    out: dict[str, Any] = {key: config.get(key, zero) if config.get(key) is not None else zero
+                           for key, zero in GO_CONFIG_FIELDS}
+    for key in GO_CONFIG_OMITEMPTY:
+        if config.get(key):
+            out[key] = config[key]
+    return out
+
+
 def parent_config(images: Images, image_id: str) -> dict[str, Any]:
     """The image config (the whole OCI/docker document) of ``image_id``; for
     scratch (""), an empty one for this host's platform."""
@@ -136,8 +157,8 @@ def commit_step(images: Images, parent_id: str, run_config: dict[str, Any],
             descriptors.append(st.descriptor(st.MEDIA_OCI_LAYER, digest, size))
         created = rfc3339_nano_fixed()
         new = copy.deepcopy(base)
-        new["config"] = copy.deepcopy(run_config)
-        new["container_config"] = copy.deepcopy(container_config)
+        new["config"] = go_config(copy.deepcopy(run_config))
+        new["container_config"] = go_config(copy.deepcopy(container_config))
         new["container"] = container_id
         new["created"] = created
         new.pop("comment", None)
