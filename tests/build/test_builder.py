@@ -28,6 +28,10 @@ from support.paths import PYTHON, SRC, busybox_tar
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def exec_root_of(base: str) -> str:
+    return f"/run/pybox-bt-{os.path.basename(base)[-8:]}"
+
+
 # -- the child: an engine answering build requests on stdin -------------------------------------
 def serve(base: str) -> None:
     """Read one JSON request per line, answer one JSON line each."""
@@ -38,7 +42,7 @@ def serve(base: str) -> None:
     from pybox.engine.images import ImageService
 
     data_root = os.path.join(base, "data")
-    exec_root = f"/run/pybox-bt-{os.path.basename(base)[-8:]}"
+    exec_root = exec_root_of(base)
     images = ImageService(data_root)
     engine = Engine(data_root, exec_root, images=images)
 
@@ -94,11 +98,14 @@ def serve(base: str) -> None:
             for cid in list(engine.store.by_id):  # the next test starts clean
                 engine.remove(cid, force=True, volumes=True)
             print(json.dumps(reply), flush=True)
-    finally:
+    finally:  # as pyboxd's shutdown, then its exec root goes
         for cid in list(engine.store.by_id):
             engine.remove(cid, force=True, volumes=True)
+        engine.network.shutdown()
+        engine.procview.shutdown()
         engine.stop_zygote()
         engine.release_cgroup_parent()
+        shutil.rmtree(exec_root, ignore_errors=True)
 
 
 class Out:
@@ -162,7 +169,12 @@ class Builder:
         leaked = mounts_under(self.base)
         unmount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
+        exec_root = exec_root_of(self.base)
+        left = os.path.exists(exec_root) and not mounts_under(exec_root)
+        if left:
+            shutil.rmtree(exec_root, ignore_errors=True)
         assert not leaked, f"mounts left behind: {leaked}"
+        assert not left, f"the exec root was left behind: {exec_root}"
 
 
 @pytest.fixture(scope="module")
