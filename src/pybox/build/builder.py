@@ -86,6 +86,9 @@ class BuildOutput(Protocol):
     def aux(self, data: dict[str, Any]) -> None:
         """An {"aux": data} message ({"ID": "sha256:..."} at the end)."""
 
+    # optional, looked up with getattr: progress(message) -- a FROM's pull
+    # progress, docker's messages ({"status", "id", "progressDetail"}) as they are
+
 
 def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOutput,
           cancel: threading.Event) -> str:

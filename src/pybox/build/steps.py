@@ -38,7 +38,7 @@ from pybox.engine import spec as specmod
 from pybox.errors import BuildError, DockerfileParseError, ImageNotFound, PyboxError
 from pybox.formats.durations import go_duration
 from pybox.formats.registryauth import ANONYMOUS, Credentials
-from pybox.images import platforms
+from pybox.images import platforms, progress
 from pybox.images import reference as references
 from pybox.images.config import DEFAULT_PATH_ENV
 from pybox.images.platforms import Platform
@@ -990,8 +990,12 @@ def resolve_image(ctx: Context, name: str, platform: str | None, *, pull: bool) 
     except PyboxError as e:
         raise BuildError(str(e)) from None
     try:
+        # a FROM's pull shows its progress in the build's stream, as dockerd's, when
+        # the output takes docker's progress messages (an optional progress(message))
+        report = getattr(ctx.out, "progress", None)
         ctx.engine.distribution.pull(str(ref), platform=str(wanted) if wanted else None,
-                                     credentials=credentials_for(ctx.options, name))
+                                     credentials=credentials_for(ctx.options, name),
+                                     progress=report if callable(report) else progress.discard)
         return images.resolve(str(ref))
     except PyboxError as e:
         raise BuildError(str(e)) from None
