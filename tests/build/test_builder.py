@@ -133,7 +133,12 @@ class Builder:
             stdout=subprocess.PIPE, text=True,
             env=dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.path.dirname(HERE)])))
         ready = self.proc.stdout.readline()
-        assert json.loads(ready) == {"ready": True}, ready
+        if not ready.startswith('{"ready"'):  # the child died: nothing of it stays
+            self.proc.kill()
+            self.proc.wait()
+            shutil.rmtree(self.base, ignore_errors=True)
+            shutil.rmtree(exec_root_of(self.base), ignore_errors=True)
+            raise AssertionError(f"the builder process did not start: {ready!r}")
 
     def ask(self, req):
         self.proc.stdin.write(json.dumps(req) + "\n")
