@@ -35,8 +35,6 @@ NO_BUILD = "pyboxd has no POST /build yet (404 page not found)"
 SOURCE_CASES = ("from-scratch", "copy-dirs", "copy-wildcards", "add-chown", "add-tar", "dockerignore",
                 "copy-from-image")
 KNOWN = {
-    # the engine's, docker run's too: dockerd adds the primary gid to the supplementary groups
-    ("case", "user"): "a RUN as uid:gid has no supplementary groups (dockerd's `id`: groups=<gid>)",
     # the files are the same in both images (content, mode, owner): the hash of a stage's or an
     # image's file is computed otherwise than dockerd's
     ("hashes", "copy-from-image"): "COPY --from's source hashes in history are not dockerd's",

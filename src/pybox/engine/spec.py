@@ -117,8 +117,9 @@ MAX_ID = 2**31 - 1  # runc's (libcontainer/user) range for uids and gids
 
 
 def _resolve_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
-    """docker's user spec (name|uid[:group|gid]) -> (uid, gid, extra gids), looked
-    up in the container's own /etc/passwd and /etc/group."""
+    """docker's user spec (name|uid[:group|gid]) -> (uid, gid, supplementary gids:
+    the primary one and the groups listing the user), looked up in the
+    container's own /etc/passwd and /etc/group."""
     name, _, group = (user or "").partition(":")
     passwd = _read_db(rootfs, "/etc/passwd")
     groups = _read_db(rootfs, "/etc/group")
@@ -152,11 +153,13 @@ def _resolve_user(rootfs: str, user: str | None) -> tuple[int, int, list[int]]:
             else:
                 raise SpecError(f"unable to find group {group}: no matching entries in group "
                                 "file", errno=2)
-    extra: list[int] = []
+    # the primary group first, as dockerd's getUser (daemon/oci_linux.go): `id`
+    # shows groups=GID for `--user 1234:5678` and a passwd user's own group
+    extra: list[int] = [gid]
     if username:
         for entry in groups:
             members = entry[3].split(",") if len(entry) > 3 and entry[3] else []
-            if username in members and int(entry[2]) != gid:
+            if username in members and int(entry[2]) not in extra:
                 extra.append(int(entry[2]))
     if any(not 0 <= i <= MAX_ID for i in (uid, gid, *extra)):
         # runc's user lookup refuses them too: 4294967295 is (uid_t)-1, which
