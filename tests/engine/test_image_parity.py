@@ -166,3 +166,17 @@ def test_commit_right_after_exit(dockerpy, names, images_made):
         assert state["StatusCode"] == 0
         out = dockerpy.containers.run(ref, ["cat", "/made"], remove=True)
         assert out == f"{attempt}\n".encode()
+
+
+def test_info_counts_every_image_as_images_all(dockerpy, images_made):
+    """docker info's Images is the image store's size, the builder's untagged
+    intermediate images too, as dockerd's CountImages: docker-py's test_images
+    checks it against the distinct Ids of `images -a` (it said fewer)."""
+    tag = repo() + ":built"
+    dockerfile = b'FROM busybox\nRUN echo one > /one\nRUN echo two > /two\nCMD ["sh"]\n'
+    dockerpy.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
+    images_made.append(tag)
+    every = {image["Id"] for image in dockerpy.api.images(all=True)}
+    top = {image["Id"] for image in dockerpy.api.images()}
+    assert len(every) > len(top)  # the RUN steps' images are listed with -a only
+    assert dockerpy.info()["Images"] == len(every)

@@ -23,7 +23,9 @@ def counts(store: ContainerStore, images: ImageService, events: EventBus) -> Cou
     running = sum(1 for c in containers if c.state.running and not c.state.paused)
     paused = sum(1 for c in containers if c.state.paused)
     try:
-        n_images = len(images.list())
+        # every image, the builder's intermediate ones too: dockerd's CountImages
+        # (the image store's size), which docker-py checks against `images -a`
+        n_images = len({image["Id"] for image in images.list(all=True)})
     except Exception:  # noqa: BLE001 - info must answer anyway
         n_images = 0
     return Counts(containers=len(containers), running=running, paused=paused,
