@@ -558,3 +558,28 @@ def test_paused_container_attach_refused(pyboxd, sleeper):
                                     "before attach"}
     finally:
         pyboxd.ok("unpause", sleeper)
+
+
+
+def test_attach_logs_wait_for_the_101_to_be_read(pyboxd, dockerpy, names):
+    """docker-py's attach(logs=True, stream=False) reads the hijacked socket
+    under http.client's buffered reader: log bytes that came with the 101 went
+    into that buffer and were lost (b"" now and then: docker-py's own
+    test_attach_no_stream, on a loaded machine).  The log follows only once the
+    client has read the 101: a client that waits before reading finds the head
+    alone, then the log."""
+    name = names("attlogs")
+    pyboxd.ok("run", "--name", name, IMAGE, "echo", "hello")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(pyboxd.socket)
+    with s:
+        s.sendall((f"POST /v1.44/containers/{name}/attach?stdout=1&logs=1 HTTP/1.1\r\n"
+                   "Host: localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                   "Content-Length: 0\r\n\r\n").encode())
+        time.sleep(0.3)  # a slow client: the log must not be sent behind the head meanwhile
+        first = s.recv(65536)
+        assert first.startswith(b"HTTP/1.1 101") and first.endswith(b"\r\n\r\n"), first
+        assert frames(read_to_end(s)) == [(1, b"hello\n")]
+    for _ in range(10):  # and docker-py's own call
+        assert dockerpy.api.attach(name, stream=False, logs=True) == b"hello\n"

@@ -15,10 +15,14 @@ running.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import socket
+import sys
+import termios
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,6 +34,30 @@ from pybox.monitor import protocol as P
 
 if TYPE_CHECKING:
     from pybox.engine.engine import Engine
+
+
+HEAD_READ_WAIT = 1.0  # seconds the first bytes after a 101 wait for the client to read it
+
+
+def wait_until_read(client: socket.socket | None, timeout: float = HEAD_READ_WAIT) -> None:
+    """Wait (``timeout`` at most) until the client has read what was sent on
+    its socket -- the 101 -- before more follows.  docker-py reads a hijacked
+    stream from the raw socket under http.client's buffered reader: bytes that
+    arrive together with the 101 go into that buffer and are lost (attach with
+    logs and no stream, an exec that fails at once: b"").  dockerd gets away with
+    it by its slower first write; on a unix socket the bytes the peer has not
+    read yet are TIOCOUTQ's, so pyboxd waits for them to be read instead."""
+    try:
+        if client is None or client.family != socket.AF_UNIX:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            queued = fcntl.ioctl(client.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+            if int.from_bytes(queued, sys.byteorder) == 0:
+                return
+            time.sleep(0.005)
+    except (OSError, ValueError):
+        return
 
 
 def stdcopy(stream: int, data: bytes) -> bytes:
@@ -162,6 +190,7 @@ class AttachSession:
 
     # -- the session ------------------------------------------------------------
     def replay_logs(self) -> None:
+        wait_until_read(self.client)  # the 101 first (docker-py's attach(logs=True))
         for stream, data in replay_entries(self.c):  # (json-file, local, a syslog cache)
             if (stream == "stdout" and self.want_stdout) or (
                     stream == "stderr" and self.want_stderr):

@@ -31,14 +31,18 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import termios
 import threading
-import time
 from typing import IO, Any
 
 from pybox.crashpoints import crashpoint
-from pybox.engine.attach import DEFAULT_DETACH_KEYS, KeyMatcher, parse_detach_keys, stdcopy
+from pybox.engine.attach import (
+    DEFAULT_DETACH_KEYS,
+    KeyMatcher,
+    parse_detach_keys,
+    stdcopy,
+    wait_until_read,
+)
 from pybox.engine.events import EventBus, attributes
 from pybox.engine.runner import Runner
 from pybox.engine.spec import SpecError, resolve_user
@@ -133,23 +137,9 @@ class _Output:
         self._send(data if self.raw else stdcopy(1, data))
 
     def _wait_read(self) -> None:
-        """Wait (a second at most) until the client has read what we sent
-        (the 101).  docker-py reads the stream from the raw socket under
-        http.client's buffered reader: bytes that arrive together with the 101
-        are read into that buffer and lost -- exec_start returned b"" for a
-        failure found at once (dockerd's takes a containerd round trip).  On a
-        unix socket the bytes the peer has not read yet are SIOCOUTQ's."""
-        try:
-            if self.client is None or self.client.family != socket.AF_UNIX:
-                return
-            deadline = time.monotonic() + ERROR_WAIT
-            while time.monotonic() < deadline:
-                queued = fcntl.ioctl(self.client.fileno(), termios.TIOCOUTQ, b"\0" * 4)
-                if int.from_bytes(queued, sys.byteorder) == 0:
-                    return
-                time.sleep(0.005)
-        except (OSError, ValueError):
-            return
+        """The 101 read by the client before the error follows it (docker-py's
+        exec_start returned b"" for a failure found at once: attach.wait_until_read)."""
+        wait_until_read(self.client, ERROR_WAIT)
 
     def _send(self, data: bytes) -> None:
         if self.gone or self.client is None:
