@@ -29,9 +29,7 @@ from support import fixtures
 from support.paths import DOCKER, IMAGE
 
 stubd = stubdaemon.stubd  # the fixtures
-pyboxd = fixtures.pyboxd
-images_made = fixtures.images_made
-dockerpy = fixtures.dockerpy
+dockerpy = fixtures.dockerpy  # (pyboxd and images_made: tests/build/conftest.py's, one pyboxd)
 
 PYBOX = "pybox"
 DOCKERFILE = "FROM busybox\nRUN echo built > /built\nCOPY . /ctx/\n"
