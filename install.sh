@@ -33,7 +33,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS="python3 python3-venv python3-dev python3-seccomp busybox-static nftables python3-nftables fuse3 python3-pyfuse3"
 if [ "$DEV" = 1 ]; then
   # reference runtimes and tools for tests, conformance and benchmarks
-  PKGS="$PKGS runc crun tini uidmap hyperfine umoci skopeo docker-compose conntrack buildah"
+  PKGS="$PKGS runc crun tini uidmap hyperfine umoci skopeo docker-compose conntrack buildah openssl git"
 fi
 missing=""
 for p in $PKGS; do
