@@ -13,6 +13,7 @@ pyboxd refuses before making anything.
 
 import os
 import secrets
+import socket
 
 import pytest
 
@@ -232,3 +233,31 @@ def test_root_parent_and_the_default(pyboxd, names):
     name, cid, pid = run_sleeper(pyboxd, names)
     assert set(placed(pid).values()) == {f"/pybox/{cid}"}
     assert pyboxd.inspect(name)["HostConfig"]["CgroupParent"] == ""
+
+
+def test_next_exit_wait_counts_from_before_its_200(pyboxd, names):
+    """The docker CLI's `run` parks a next-exit wait, takes the 200 as the
+    sign that it is in place, then starts the container.  The exits were
+    counted after the 200: a container quick to exit (and a loaded machine)
+    ended before the wait was parked, and `docker run` hung.  Here the start
+    follows the 200 at once, many times over."""
+    name = names("nextexit")
+    pyboxd.ok("create", "--name", name, "busybox", "true")
+    for _ in range(15):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(pyboxd.socket)
+        with s:
+            s.sendall((f"POST /v1.44/containers/{name}/wait?condition=next-exit HTTP/1.1\r\n"
+                       "Host: localhost\r\nContent-Length: 0\r\n\r\n").encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            pyboxd.ok("start", name)
+            body = head.partition(b"\r\n\r\n")[2]
+            while b'"StatusCode"' not in body:
+                chunk = s.recv(4096)
+                assert chunk, body
+                body += chunk
+            assert b'"StatusCode":0' in body.replace(b" ", b""), body

@@ -111,7 +111,10 @@ def register(router: Router, engine: Engine) -> None:
         condition = req.arg("condition") or "not-running"
         if condition not in ("not-running", "next-exit", "removed"):
             raise BadRequest(f'invalid condition: "{condition}"')
-        engine.get(id)  # 404 before the 200 headers
+        # 404 before the 200 headers; the exits so far counted before them too:
+        # the 200 is the CLI's signal to start, and a container that exited
+        # before the wait was parked made a next-exit wait hang forever
+        since = engine.exit_count(id)
         # parked, not a thread: a wait may last as long as its container runs
         write, end = resp.stream(200, "application/json", long_lived=False)
 
@@ -125,7 +128,7 @@ def register(router: Router, engine: Engine) -> None:
 
             resp.resume(finish)
 
-        resp.park(engine.wait_parked(id, condition, done))
+        resp.park(engine.wait_parked(id, condition, done, since))
 
     @r.route("POST", "/containers/{id}/resize")
     def resize(req: Request, resp: Response, id: str) -> None:

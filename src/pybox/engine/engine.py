@@ -251,8 +251,12 @@ class Engine:
         return self.lifecycle.wait(ref, condition, cancelled)
 
     def wait_parked(self, ref: str, condition: str,
-                    done: Callable[[int, str | None], None]) -> Callable[[], None]:
-        return self.lifecycle.wait_parked(ref, condition, done)
+                    done: Callable[[int, str | None], None],
+                    since: int | None = None) -> Callable[[], None]:
+        return self.lifecycle.wait_parked(ref, condition, done, since)
+
+    def exit_count(self, ref: str) -> int:
+        return self.lifecycle.exit_count(ref)
 
     def rename(self, ref: str, new_name: str) -> None:
         self.lifecycle.rename(ref, new_name)

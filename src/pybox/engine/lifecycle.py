@@ -754,17 +754,19 @@ class Lifecycle:
                     return None, "cancelled"
 
     def wait_parked(self, ref: str, condition: str,
-                    done: Callable[[int, str | None], None]) -> Callable[[], None]:
+                    done: Callable[[int, str | None], None],
+                    since: int | None = None) -> Callable[[], None]:
         """wait() without a thread: ``done(code, error)`` is called once, when
         the condition holds -- at once if it does already, else from the
         thread that changes the container's state, holding its lock (so it
         must not block) -- unless the returned ``cancel()`` came first.  The
         API parks `docker wait`s so: thousands of clients waiting on their
-        containers cost no thread each."""
+        containers cost no thread each.  ``since``: the container's exit
+        count when the wait began (``exit_count``), if that was before now."""
         c = self.e.get(ref)
         condition = self._wait_condition(condition)
         with c.lock:
-            seq = c.exit_seq
+            seq = c.exit_seq if since is None else since
 
             def check() -> None:  # with c.lock held
                 result = self._waited(c, condition, seq)
@@ -781,6 +783,13 @@ class Lifecycle:
                 c.changed.hooks.pop(check, None)
 
         return cancel
+
+    def exit_count(self, ref: str) -> int:
+        """How many times the container has exited: where a next-exit wait
+        begins.  The API takes it before its 200 tells the docker CLI that the
+        wait is in place (the CLI starts the container then): a container
+        that exited before the wait was parked was waited for forever."""
+        return self.e.get(ref).exit_seq
 
     @staticmethod
     def _wait_condition(condition: str | None) -> str:
