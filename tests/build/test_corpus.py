@@ -33,12 +33,8 @@ NO_BUILD = "pyboxd has no POST /build yet (404 page not found)"
 # What pyboxd does not do as dockerd yet, by (test, case): each an xfail(strict), so the
 # fix makes it XPASS, which fails, and the entry goes with the fix.
 SOURCE_CASES = ("from-scratch", "copy-dirs", "copy-wildcards", "add-chown", "add-tar", "dockerignore",
-                "copy-from-image")
-KNOWN = {
-    # the files are the same in both images (content, mode, owner): the hash of a stage's or an
-    # image's file is computed otherwise than dockerd's
-    ("hashes", "copy-from-image"): "COPY --from's source hashes in history are not dockerd's",
-}
+                "copy-from-image", "multistage-copy-from")
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def params(test: str, cases: list[Case]) -> list:

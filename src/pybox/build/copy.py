@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import email.utils
 import fnmatch
+import functools
+import grp
 import hashlib
 import os
 import posixpath
+import pwd
 import shutil
 import socket
 import stat
@@ -91,10 +94,16 @@ class Source:
     mtime: float | None = None
 
 
-def _tarsum_header(name: str, st: os.stat_result, link: str, xattrs: dict[str, bytes]) -> bytes:
+def _tarsum_header(name: str, st: os.stat_result, link: str, xattrs: dict[str, bytes],
+                   image: bool = False) -> bytes:
     """tarsum v1's header of one file (moby's WriteV1Header over go-archive's
-    FileInfoHeader): name, mode, owner, size, type, link, no mtime, no user
-    names, the device numbers, the security xattrs."""
+    FileInfoHeader): name, mode, owner, size, type, link, no mtime, the device
+    numbers, the security xattrs.  The context's sums are of the docker CLI's
+    tar headers (permission bits only, no user names); an image's or a
+    download's (``image``: dockerd 20.10's lazySource hashing the files on its
+    disk) go through its own FileInfoHeader, whose mode keeps the file type
+    bits (fillGo18FileTypeBits) and whose Go tar.FileInfoHeader looks the
+    owner's names up on the daemon's host."""
     mode = st.st_mode
     if stat.S_ISDIR(mode):
         flag, name = "5", name.rstrip("/") + "/"
@@ -111,9 +120,11 @@ def _tarsum_header(name: str, st: os.stat_result, link: str, xattrs: dict[str, b
     size = st.st_size if flag == "0" else 0
     major = os.major(st.st_rdev) if flag in "34" else 0
     minor = os.minor(st.st_rdev) if flag in "34" else 0
-    fields = [("name", name), ("mode", str(stat.S_IMODE(mode))), ("uid", str(st.st_uid)),
+    bits = stat.S_IMODE(mode) | (stat.S_IFMT(mode) if image else 0)
+    uname, gname = _host_names(st.st_uid, st.st_gid) if image else ("", "")
+    fields = [("name", name), ("mode", str(bits)), ("uid", str(st.st_uid)),
               ("gid", str(st.st_gid)), ("size", str(size)), ("typeflag", flag),
-              ("linkname", link), ("uname", ""), ("gname", ""), ("devmajor", str(major)),
+              ("linkname", link), ("uname", uname), ("gname", gname), ("devmajor", str(major)),
               ("devminor", str(minor))]
     out = b"".join((k + v).encode("utf-8", "surrogateescape") for k, v in fields)
     for key in sorted(xattrs):
@@ -121,10 +132,26 @@ def _tarsum_header(name: str, st: os.stat_result, link: str, xattrs: dict[str, b
     return out
 
 
-def file_sum(root: str, rel: str) -> str:
+@functools.cache
+def _host_names(uid: int, gid: int) -> tuple[str, str]:
+    """The user and group names of ``uid``/``gid`` on this host ("" if none),
+    as Go's archive/tar fills Uname/Gname (os/user, best effort)."""
+    try:
+        uname = pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        uname = ""
+    try:
+        gname = grp.getgrgid(gid).gr_name
+    except (KeyError, OverflowError):
+        gname = ""
+    return uname, gname
+
+
+def file_sum(root: str, rel: str, image: bool = False) -> str:
     """moby's lazySource.Hash: ``rel`` resolved inside ``root`` (symlinks
     followed in scope), its tarsum v1 header and content hashed; a path that
-    resolves to nothing hashes as its relative path."""
+    resolves to nothing hashes as its relative path.  ``image``: ``root`` is
+    a stage's or an image's filesystem or a download (see _tarsum_header)."""
     host = resolve_in_scope(root, rel)
     rel_path = os.path.relpath(host, root)
     try:
@@ -138,7 +165,7 @@ def file_sum(root: str, rel: str) -> str:
                                                     follow_symlinks=False)
     except OSError:
         pass
-    h = hashlib.sha256(_tarsum_header(rel_path, st, link, xattrs))
+    h = hashlib.sha256(_tarsum_header(rel_path, st, link, xattrs, image))
     if stat.S_ISREG(st.st_mode) and st.st_size:
         with open(host, "rb") as f:
             while chunk := f.read(1 << 20):
@@ -146,21 +173,21 @@ def file_sum(root: str, rel: str) -> str:
     return h.hexdigest()
 
 
-def source_digest(root: str, rel: str) -> tuple[str, bool]:
+def source_digest(root: str, rel: str, image: bool = False) -> tuple[str, bool]:
     """The checksum the cache compares and history shows, as dockerd's copier:
     "file:<sum>" for a file, "dir:" + sha256 of the sorted sums of everything
     below a directory (itself included unless it is the root), joined by
     commas.  -> (checksum, is a directory)."""
     host = resolve_in_scope(root, rel)
     if not os.path.isdir(host) or os.path.islink(host):
-        return "file:" + file_sum(root, rel), False
+        return "file:" + file_sum(root, rel, image), False
     sums = []
     base = os.path.relpath(host, root)
     if base != ".":
-        sums.append(file_sum(root, base))
+        sums.append(file_sum(root, base, image))
     for dirpath, dirnames, filenames in os.walk(host):
         for name in dirnames + filenames:
-            sums.append(file_sum(root, os.path.relpath(os.path.join(dirpath, name), root)))
+            sums.append(file_sum(root, os.path.relpath(os.path.join(dirpath, name), root), image))
     return "dir:" + hashlib.sha256(",".join(sorted(sums)).encode()).hexdigest(), True
 
 
@@ -181,9 +208,10 @@ def _match(pattern: str, rel: str) -> bool:
     return all(fnmatch.fnmatchcase(r, p) for p, r in zip(pat_parts, rel_parts, strict=True))
 
 
-def collect_sources(root: str, srcs: list[str], instruction: str) -> list[Source]:
+def collect_sources(root: str, srcs: list[str], instruction: str, image: bool = False) -> list[Source]:
     """The sources named by ``srcs`` under ``root``, wildcards expanded; docker's
-    errors for the missing ones."""
+    errors for the missing ones.  ``image``: ``root`` is COPY --from's stage or
+    image, not the context (hashed otherwise, see _tarsum_header)."""
     out: list[Source] = []
     for src in srcs:
         clean = posixpath.normpath("/" + src).lstrip("/")
@@ -193,14 +221,14 @@ def collect_sources(root: str, srcs: list[str], instruction: str) -> list[Source
                 raise BuildError(f"{instruction} failed: no source files were specified")
             for rel in found:
                 host = resolve_in_scope(root, rel)
-                digest, is_dir = source_digest(root, rel)
+                digest, is_dir = source_digest(root, rel, image)
                 out.append(Source(host, rel, digest, is_dir))
             continue
         host = resolve_in_scope(root, clean)
         if not os.path.lexists(host):
             raise BuildError(f"{instruction} failed: file not found in build context or "
                              f"excluded by .dockerignore: stat {clean or '.'}: file does not exist")
-        digest, is_dir = source_digest(root, clean)
+        digest, is_dir = source_digest(root, clean, image)
         out.append(Source(host, clean, digest, is_dir))
     return out
 
@@ -229,7 +257,7 @@ def download(url: str, tmpdir: str) -> Source:
         raise BuildError(f'ADD failed: Get "{url}": {_dial_error(url, e)}') from None
     os.chmod(path, 0o600)
     # (dockerd names a download by its bare sum, no "file:")
-    return Source(path, name, file_sum(root, name), False, url=url, mtime=mtime)
+    return Source(path, name, file_sum(root, name, image=True), False, url=url, mtime=mtime)
 
 
 def _dial_error(url: str, e: BaseException) -> str:

@@ -743,7 +743,7 @@ def _copy(ctx: Context, state: StageState, ins: Instruction, add: bool) -> None:
                 else:
                     plain.append(src)
             if plain:
-                sources.extend(collect_sources(source_root, plain, name))
+                sources.extend(collect_sources(source_root, plain, name, image=root is not None))
             if not sources:
                 raise BuildError(f"{name} failed: no source files were specified")
             digest = sources[0].digest if len(sources) == 1 else _multi(sources)
