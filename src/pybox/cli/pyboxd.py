@@ -6,7 +6,9 @@
            [--exec-root /run/pybox] [--pidfile F] [--group G] [--debug]
            [--userns-remap default|USER[:GROUP]] [--log-driver D --log-opt K=V]
            [--dns IP --dns-opt O --dns-search D] [--default-address-pool base=CIDR,size=N]
-           [--default-ulimit NAME=SOFT[:HARD]] [--live-restore[=false]] ...
+           [--default-ulimit NAME=SOFT[:HARD]] [--live-restore[=false]]
+           [--cri-socket PATH|""] [--cni-conf-dir D] [--cni-bin-dir D]
+           [--pod-infra-container-image REF] ...
 
 Flags and daemon.json merge as dockerd's do (pybox.engine.daemonconfig: a key
 both in the file and as a flag, or a key nothing knows, stops pyboxd before it
@@ -14,7 +16,8 @@ touches anything).  TCP listeners with TLS: pybox.api.listeners.
 
 Start-up order matters: the monitor zygote is forked first, while pyboxd is
 still single-threaded (see pybox.monitor.zygote); then running containers are
-re-adopted from disk; then the API threads start.  SIGTERM/SIGINT stop the
+re-adopted from disk; then the API threads start, and the Kubernetes CRI's gRPC server (pybox.cri) on
+EXEC_ROOT/cri.sock (/run/pybox/cri.sock; --cri-socket "" turns it off).  SIGTERM/SIGINT stop the
 daemon but not the containers: their monitors keep running and a restarted
 pyboxd re-adopts them (containers survive engine restarts by default; with
 "live-restore": false, pyboxd stops them as it goes, as dockerd does).
@@ -50,6 +53,8 @@ from pybox import __version__
 from pybox.api import build_router
 from pybox.api.listeners import TLSListener, server_context
 from pybox.api.server import SERVER, Server, answers, tcp_listener
+from pybox.cri.options import DEFAULT_CNI_BIN_DIRS, CRIOptions
+from pybox.cri.server import CRIServer
 from pybox.engine import daemonconfig
 from pybox.engine.daemonconfig import DEFAULT_CONFIG_FILE, DaemonConfig, tcp_address
 from pybox.engine.engine import Engine
@@ -207,6 +212,16 @@ def _parser() -> argparse.ArgumentParser:
     for flag in ("--max-concurrent-downloads", "--max-concurrent-uploads",
                  "--max-download-attempts"):
         p.add_argument(flag, type=int)
+    p.add_argument("--cri-socket", metavar="PATH",
+                   help="the Kubernetes CRI's unix socket (default EXEC_ROOT/cri.sock, "
+                        "/run/pybox/cri.sock; \"\" for no CRI server)")
+    p.add_argument("--cni-conf-dir", help="CNI network configurations of pods "
+                   "(default /etc/cni/net.d)")
+    p.add_argument("--cni-bin-dir", action="append", metavar="DIR",
+                   help="where CNI plugins are looked for (repeatable; default "
+                        f"{', '.join(DEFAULT_CNI_BIN_DIRS)})")
+    p.add_argument("--pod-infra-container-image", metavar="REF",
+                   help="the pod sandbox's image (default: pybox's own pause, no image)")
     return p
 
 
@@ -324,6 +339,7 @@ def serve(config: DaemonConfig, paths: list[str], tls: ssl.SSLContext | None) ->
     engine.supervise_zygote()
     server = Server(build_router(engine), SERVER.format(version=__version__))
     tls_listeners: list[TLSListener] = []
+    cri = cri_server(engine, config, gid)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         engine.stopping = True
@@ -344,6 +360,8 @@ def serve(config: DaemonConfig, paths: list[str], tls: ssl.SSLContext | None) ->
                     listener = TLSListener(server, tcp_listener(address, port), tls)
                     listener.start()
                     tls_listeners.append(listener)
+            if cri is not None:
+                cri.start()
         except PyboxError as e:  # a daemon on other roots took the socket meanwhile
             sys.stderr.write(f"pyboxd: {e}\n")
             return 1
@@ -351,12 +369,15 @@ def serve(config: DaemonConfig, paths: list[str], tls: ssl.SSLContext | None) ->
         signal.signal(signal.SIGINT, stop)
         # as dockerd's SIGUSR1: every thread's stack into the log, for a daemon that hangs
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-        sys.stderr.write(f"pyboxd {__version__}: serving {', '.join(config.hosts)}\n")
+        served = config.hosts + ([f"unix://{config.cri_socket_path} (CRI)"] if cri else [])
+        sys.stderr.write(f"pyboxd {__version__}: serving {', '.join(served)}\n")
         sys.stderr.flush()
         server.serve_forever()
     finally:
         for listener in tls_listeners:
             listener.close()
+        if cri is not None:
+            cri.stop()
         server.close()
         if not config.live_restore:
             stop_containers(engine)
@@ -365,6 +386,18 @@ def serve(config: DaemonConfig, paths: list[str], tls: ssl.SSLContext | None) ->
         engine.stop_zygote()
         engine.release_cgroup_parent()
     return 0
+
+
+def cri_server(engine: Engine, config: DaemonConfig, gid: int | None) -> CRIServer | None:
+    """The CRI's gRPC server (not yet listening), None when --cri-socket is ""."""
+    path = config.cri_socket_path
+    if not path:
+        return None
+    return CRIServer(engine, CRIOptions(
+        socket=os.path.abspath(path), cni_cache_dir=os.path.join(config.data_root, "cni"),
+        cni_conf_dir=config.cni_conf_dir,
+        cni_bin_dirs=tuple(config.cni_bin_dirs) or DEFAULT_CNI_BIN_DIRS,
+        pod_infra_image=config.pod_infra_container_image, group=gid))
 
 
 def registry_options(config: DaemonConfig) -> RegistryOptions:

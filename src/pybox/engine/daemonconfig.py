@@ -32,7 +32,13 @@ What the settings do, and where:
   monitors keep them); ``"live-restore": false`` makes pyboxd stop its
   running containers when it shuts down, as dockerd does without live restore;
 * ``hosts`` with ``tls``, ``tlsverify``, ``tlscacert``, ``tlscert``, ``tlskey``:
-  the API listeners (pybox.api.listeners).
+  the API listeners (pybox.api.listeners);
+* ``cri-socket`` (pybox's own, not dockerd's): the Kubernetes CRI's socket
+  (pybox.cri), EXEC_ROOT/cri.sock unless set ("" turns the CRI off), with
+  ``cni-conf-dir``, ``cni-bin-dirs`` and ``pod-infra-container-image`` (a
+  sandbox image instead of pybox's own pause);
+* ``cri-registry-mirrors`` (pybox's own): the CRI's pulls' per-registry
+  mirrors, as containerd's CRI plugin's ``registry.mirrors`` (pybox.cri.images).
 """
 
 from __future__ import annotations
@@ -138,6 +144,12 @@ class DaemonConfig:
     max_concurrent_downloads: int | None = None
     max_concurrent_uploads: int | None = None
     max_download_attempts: int | None = None
+    cri_socket: str | None = None  # None: EXEC_ROOT/cri.sock; "": no CRI server
+    cni_conf_dir: str = "/etc/cni/net.d"
+    cni_bin_dirs: list[str] = field(default_factory=list)  # []: /opt/cni/bin, /usr/lib/cni
+    pod_infra_container_image: str = ""  # "": pybox's own pause
+    # the CRI's pulls: registry host -> mirror URLs (containerd's registry.mirrors)
+    cri_registry_mirrors: dict[str, list[str]] = field(default_factory=dict)
     config_file: str = DEFAULT_CONFIG_FILE
     warnings: list[str] = field(default_factory=list)  # to show at start
 
@@ -151,6 +163,15 @@ class DaemonConfig:
         """Clients must show a certificate the CA signed: --tlsverify, or --tls
         without --tlsverify=false (dockerd's default since 19.03)."""
         return self.tls_enabled and self.tlsverify is not False
+
+    @property
+    def cri_socket_path(self) -> str:
+        """The CRI's socket ("" when off): beside the Docker API's default
+        socket, in the exec root, so a private pyboxd never takes the
+        system's /run/pybox/cri.sock."""
+        if self.cri_socket is None:
+            return os.path.join(self.exec_root, "cri.sock")
+        return self.cri_socket.removeprefix("unix://")
 
     def log_config(self) -> dict[str, Any]:
         """The daemon's default LogConfig, in HostConfig's shape."""
@@ -259,6 +280,15 @@ def _ulimits(value: Any, key: str) -> dict[str, Ulimit]:
     return out
 
 
+def _mirror_map(value: Any, key: str) -> dict[str, list[str]]:
+    """cri-registry-mirrors: {"registry.k8s.io": ["http://127.0.0.1:5000"], ...}
+    (pybox.images.registry_config checks the hosts and URLs when pyboxd starts)."""
+    if not isinstance(value, dict) or not all(
+            isinstance(v, list) and all(isinstance(u, str) for u in v) for v in value.values()):
+        raise _type_error(key, value, 'an object {"HOST": ["URL", ...]}')
+    return {str(k): list(v) for k, v in value.items()}
+
+
 # -- the flags' text, in the file's shape ------------------------------------------------------
 def _key_values(texts: list[str], what: str) -> dict[str, str]:
     out = {}
@@ -267,6 +297,17 @@ def _key_values(texts: list[str], what: str) -> dict[str, str]:
         if not sep or not k:
             raise DaemonConfigError(f"invalid {what} {text!r}: must be KEY=VALUE")
         out[k] = v
+    return out
+
+
+def mirror_flags(texts: list[str]) -> dict[str, list[str]]:
+    """--cri-registry-mirror HOST=URL (repeatable; a host's URLs in order)."""
+    out: dict[str, list[str]] = {}
+    for text in texts:
+        host, sep, url = text.partition("=")
+        if not sep or not host or not url:
+            raise DaemonConfigError(f"invalid cri registry mirror {text!r}: must be HOST=URL")
+        out.setdefault(host, []).append(url)
     return out
 
 
@@ -348,6 +389,11 @@ OPTIONS = (
     _opt("max-concurrent-downloads", _integer),
     _opt("max-concurrent-uploads", _integer),
     _opt("max-download-attempts", _integer),
+    _opt("cri-socket", _string),
+    _opt("cni-conf-dir", _string),
+    _opt("cni-bin-dir", _strings, "cni-bin-dirs"),
+    _opt("pod-infra-container-image", _string),
+    _opt("cri-registry-mirror", _mirror_map, "cri-registry-mirrors", mirror_flags),
 )
 BY_FLAG = {o.flag: o for o in OPTIONS}
 BY_KEY = {o.key: o for o in OPTIONS}

@@ -1,0 +1,121 @@
+"""pyboxd's gRPC server for the CRI: RuntimeService and ImageService on a unix socket.
+
+One ``grpc.server`` with a thread pool (kubelet keeps a few calls and one
+GetContainerEvents stream open; critest runs specs in parallel), listening
+on ``unix://SOCKET`` (default /run/pybox/cri.sock, beside the Docker API
+socket: EXEC_ROOT/cri.sock).  The ImageService servicer comes from
+pybox.cri.images when that module has one (a subclass of the stubs'
+ImageServiceServicer built with the engine); until then the service answers
+UNIMPLEMENTED, as every method of the stubs' base class does.
+
+Threads: start() must come after the monitor zygote is forked (pyboxd's
+order; grpc's threads start here).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import socket
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from cri_api.v1 import api_pb2_grpc
+
+from pybox.cri.options import CRIOptions
+from pybox.cri.runtime_service import RuntimeService
+from pybox.engine.engine import Engine
+from pybox.errors import PyboxError
+
+MAX_WORKERS = 64
+MAX_MESSAGE = 16 * 1024 * 1024  # kubelet's own limit (ListContainers on a busy node)
+
+
+def answers(path: str) -> bool:
+    """Whether a process accepts connections on the unix socket ``path``."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def image_servicer(engine: Engine, options: CRIOptions) -> Any | None:
+    """The ImageService servicer of pybox.cri.images, if that module is there
+    and has one (its class built with the engine, and the options if it takes
+    them); None otherwise."""
+    if importlib.util.find_spec("pybox.cri.images") is None:
+        return None
+    module = importlib.import_module("pybox.cri.images")
+    for _, cls in inspect.getmembers(module, inspect.isclass):
+        if issubclass(cls, api_pb2_grpc.ImageServiceServicer) and \
+                cls is not api_pb2_grpc.ImageServiceServicer and cls.__module__ == module.__name__:
+            make: Callable[..., Any] = cls  # its own signature, not the base's
+            params = inspect.signature(cls).parameters
+            return make(engine, options) if len(params) >= 2 else make(engine)
+    return None
+
+
+class CRIServer:
+    """The CRI's gRPC server, for one engine."""
+
+    def __init__(self, engine: Engine, options: CRIOptions) -> None:
+        self.engine = engine
+        self.options = options
+        self.runtime = RuntimeService(engine, options)
+        self.server: grpc.Server | None = None
+
+    def start(self) -> None:
+        """Listen on the socket (PyboxError if another process serves it) and serve."""
+        path = self.options.socket
+        if answers(path):
+            raise PyboxError(f"{path}: another process is listening on this socket "
+                             "(is another pyboxd or containerd running?)")
+        os.makedirs(os.path.dirname(path) or ".", mode=0o711, exist_ok=True)
+        try:
+            os.unlink(path)  # a stale socket a killed pyboxd left
+        except FileNotFoundError:
+            pass
+        server = grpc.server(ThreadPoolExecutor(max_workers=MAX_WORKERS,
+                                                thread_name_prefix="cri"),
+                             options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE)])
+        api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.runtime, server)
+        images = image_servicer(self.engine, self.options)
+        if images is None:
+            images = api_pb2_grpc.ImageServiceServicer()  # every method: UNIMPLEMENTED
+        api_pb2_grpc.add_ImageServiceServicer_to_server(images, server)
+        old = os.umask(0o117)  # the socket 0660 from birth: root's and the group's
+        try:
+            server.add_insecure_port("unix://" + path)
+        except RuntimeError as e:
+            raise PyboxError(f"cannot listen on {path}: {e}") from None
+        finally:
+            os.umask(old)
+        if self.options.group is not None:
+            os.chown(path, 0, self.options.group)
+        server.start()
+        self.server = server
+
+    def stop(self) -> None:
+        """Stop serving (calls under way get a second), remove the socket."""
+        if self.server is not None:
+            self.server.stop(grace=1).wait(5)
+            self.server = None
+        try:
+            self.runtime.close()
+        except Exception as e:  # noqa: BLE001 - shutting down: report, go on
+            sys.stderr.write(f"pyboxd: cri: closing: {e}\n")
+        try:
+            os.unlink(self.options.socket)
+        except OSError:
+            pass
