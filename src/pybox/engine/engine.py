@@ -73,7 +73,7 @@ from pybox.engine.store import Container, ContainerStore
 from pybox.engine.system import Counts, counts
 from pybox.engine.views import ContainerViews, Filters
 from pybox.engine.volumes import VolumeStore
-from pybox.errors import BadRequest, NotFound, PyboxError
+from pybox.errors import BadRequest, Conflict, NotFound, PyboxError
 from pybox.formats.times import parse_rfc3339
 from pybox.images.platforms import Platform
 from pybox.locations import DEFAULT_DATA_ROOT, DEFAULT_EXEC_ROOT
@@ -206,14 +206,23 @@ class Engine:
 
     # -- the container verbs (lifecycle.py) --------------------------------------------------
     def create(self, body: dict[str, Any], name: str | None = None,
-               platform: Platform | None = None) -> tuple[str, list[str]]:
+               platform: Platform | None = None, *,
+               cri_log_path: str | None = None) -> tuple[str, list[str]]:
         """POST /containers/create, ``body`` typed by pybox.api.schema,
         ``platform`` the one asked for (spec.parse_platform).  Returns (id,
-        warnings)."""
+        warnings).
+
+        ``cri_log_path`` (pyboxd's CRI only, never from an API body: it is a
+        host path the monitor creates and writes): the container logs in the
+        CRI format (pybox.monitor.crilog) to this absolute path, kubelet's
+        LogDirectory joined with the container's LogPath; "" for no log (a
+        CRI container kubelet gave no path).  The record's LogConfig becomes
+        {"Type": "cri"} ("none" for "") and its LogPath the path, so every
+        start's monitor writes there; ``reopen_log`` reopens it."""
         if isinstance(body, dict):  # the daemon's default log driver and options
             hc = body["HostConfig"] = dict(body.get("HostConfig") or {})
             apply_log_defaults(hc, self.config.log_config())
-        return self.lifecycle.create(body, name, platform)
+        return self.lifecycle.create(body, name, platform, cri_log_path=cri_log_path)
 
     def start(self, ref: str) -> None:
         self.lifecycle.start(ref)
@@ -387,6 +396,27 @@ class Engine:
                 del self.execs[eid]
 
     # -- logs -------------------------------------------------------------------------------
+    def reopen_log(self, ref: str) -> None:
+        """CRI's ReopenContainerLog: kubelet renamed the container's log file
+        and asks for a new one at its path (the monitor opens it; entries go on
+        there).  Conflict "container is not running" as containerd refuses a
+        container not running; BadRequest for a container whose log is not a
+        CRI log; PyboxError when the new file cannot be made."""
+        c = self.get(ref)
+        driver = (c.host_config.get("LogConfig") or {}).get("Type")
+        if driver not in ("cri", "none") or (driver == "none" and c.log_path):
+            raise BadRequest(f"container {c.id} does not log in the CRI format")
+        if not c.state.running:
+            raise Conflict("container is not running")
+        reply = self.runner.monitor(c.id).reopen_log()
+        if reply is None:
+            raise Conflict("container is not running")
+        if reply != "ok":
+            message = reply.get("error") if isinstance(reply, dict) else str(reply)
+            if message == "container is not running":
+                raise Conflict(message)
+            raise PyboxError(message or "failed to reopen the container's log")
+
     def logs(self, ref: str, *, stdout: bool = True, stderr: bool = True, follow: bool = False,
              since: float = 0, until: float = 0, tail: str = "all", timestamps: bool = False,
              cancelled: Callable[[], bool] | None = None,

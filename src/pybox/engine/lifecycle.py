@@ -208,9 +208,10 @@ class Lifecycle:
 
     # -- create -------------------------------------------------------------------------
     def create(self, body: dict[str, Any], name: str | None = None,
-               platform: Platform | None = None) -> tuple[str, list[str]]:
+               platform: Platform | None = None, *,
+               cri_log_path: str | None = None) -> tuple[str, list[str]]:
         """POST /containers/create, ``body`` typed by pybox.api.schema.  Returns
-        (id, warnings)."""
+        (id, warnings).  ``cri_log_path``: Engine.create's (the CRI's only)."""
         e = self.e
         if not isinstance(body, dict):
             raise BadRequest("invalid JSON body")
@@ -220,6 +221,8 @@ class Lifecycle:
         # the image -- a bad request is a 400, not a pull of its image
         checked = specmod.validate_create(config, hc, remapped=e.remap is not None)
         check_cgroup_parent(hc.get("CgroupParent") or "")
+        if cri_log_path is not None:  # (after the checks: "cri" is no Docker API driver)
+            hc["LogConfig"] = logs.cri_log_config(cri_log_path)
         image_ref = config.get("Image") or ""
         if not image_ref:
             raise BadRequest("Config.Image: the image name is required")
@@ -263,6 +266,8 @@ class Lifecycle:
             crashpoint("engine.create.rootfs")
             record = new_record(cid, name, config, hc, image["Id"], args, directory,
                                 e.images.rootfs_info(cid))
+            if cri_log_path:
+                record["LogPath"] = cri_log_path
             e.network.on_create(record, body)
             record["Mounts"] = mounts
             c = Container(record, directory)

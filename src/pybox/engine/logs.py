@@ -7,7 +7,10 @@ for ``docker logs``: streams, since/until, tail, timestamps, and follow (through
 rotations, until the container stops), for json-file, local and the local
 cache of a syslog container (docker's dual logging).
 
-Drivers: json-file (the default), local, syslog, none.
+Drivers: json-file (the default), local, syslog, none; and cri, which no
+Docker API body can ask for: pyboxd's CRI sets it (Engine.create's
+``cri_log_path``) for a container logging in the CRI format to the path
+kubelet names (pybox.monitor.crilog), read back here too.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pybox.engine.store import Container
 from pybox.errors import BadRequest, LogDriverError, LogsNotReadable
 from pybox.formats.sizes import from_human_size, ram_in_bytes
 from pybox.formats.times import parse_rfc3339, rfc3339_nano_fixed
-from pybox.monitor import jsonlog, locallog
+from pybox.monitor import crilog, jsonlog, locallog
 from pybox.monitor.logfile import log_files, open_log
 
 DRIVERS = ("json-file", "local", "syslog", "none")
@@ -335,6 +338,17 @@ def _cache_enabled(opts: Mapping[str, str]) -> bool:
         return True
 
 
+def cri_log_config(path: str) -> dict[str, Any]:
+    """The LogConfig of a container created by the CRI with kubelet's log
+    path (absolute; "" for none).  BadRequest for a path that is not absolute
+    or holds a NUL."""
+    if not path:
+        return {"Type": "none", "Config": {}}
+    if not os.path.isabs(path) or "\0" in path:
+        raise BadRequest(f"invalid container log path {path!r}: it must be absolute")
+    return {"Type": "cri", "Config": {}}
+
+
 def monitor_log(c: Container) -> dict[str, Any]:
     """What the monitor needs to write ``c``'s log (pybox.monitor.logdrivers):
     the driver, its settings, the rendered tag.  LogDriverError (dockerd's
@@ -344,8 +358,10 @@ def monitor_log(c: Container) -> dict[str, Any]:
     driver = log.get("Type") or "json-file"
     opts: dict[str, str] = dict(log.get("Config") or {})
     try:
-        if driver == "none":
+        if driver == "none" or driver == "cri" and not c.log_path:
             return {"driver": "none"}
+        if driver == "cri":  # (the path: the CRI's, set at create; see cri_log_config)
+            return {"driver": "cri", "path": c.log_path, "max_line": crilog.MAX_LINE}
         attrs = _attributes(c, opts)
         if opts.get("tag"):  # (syslog's: its cache's entries, as moby's local cache)
             tag = render_tag(c, opts["tag"])
@@ -392,16 +408,17 @@ def monitor_log(c: Container) -> dict[str, Any]:
 class _Reader:
     """One log's format: the rotated files' entries, and a follower's decoding."""
 
-    def __init__(self, path: str, local: bool) -> None:
+    def __init__(self, path: str, local: bool, cri: bool = False) -> None:
         self.path = path
         self.local = local
+        self.cri = cri  # the CRI format (kubelet rotates it: only the current file)
         # (inode, offset) of the current file where entries() stopped: a
         # follower goes on from there, missing nothing written meanwhile
         self.end: tuple[int, int] | None = None
 
     def entries(self) -> Iterator[dict[str, Any]]:
         """Every whole entry across the rotated files, oldest first."""
-        for name in log_files(self.path):
+        for name in ([self.path] if self.cri else log_files(self.path)):
             try:
                 with open_log(name) as f:
                     try:
@@ -471,10 +488,27 @@ class _Reader:
             if not line.endswith(b"\n"):
                 f.seek(-len(line), os.SEEK_CUR)  # a line being written
                 break
+            if self.cri:
+                entry = _cri_entry(line)
+                if entry is not None:
+                    yield entry
+                continue
             try:
                 yield json.loads(line)
             except ValueError:
                 continue
+
+
+def _cri_entry(line: bytes) -> dict[str, Any] | None:
+    """A CRI log line (``TIME STREAM TAG CONTENT``) in json-file's shape: a
+    full line's content gets its newline back, a partial one's does not."""
+    parts = line[:-1].split(b" ", 3)
+    if len(parts) < 3 or parts[1] not in (b"stdout", b"stderr"):
+        return None
+    content = parts[3] if len(parts) == 4 else b""
+    if parts[2] == b"F":
+        content += b"\n"
+    return {"log": content, "stream": parts[1].decode(), "time": parts[0].decode(errors="replace")}
 
 
 def _frame_ends_at(f: IO[bytes], pos: int) -> bool:
@@ -547,6 +581,8 @@ def reader_for(c: Container) -> _Reader | None:
     driver = log.get("Type") or "json-file"
     if driver == "json-file":
         return _Reader(c.log_path, local=False) if c.log_path else None
+    if driver == "cri":
+        return _Reader(c.log_path, local=False, cri=True) if c.log_path else None
     if driver == "local":
         return _Reader(local_log_path(c), local=True)
     if driver == "syslog" and _cache_enabled(log.get("Config") or {}):

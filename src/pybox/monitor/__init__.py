@@ -5,6 +5,8 @@
                on a unix socket, writes the exit file, reaps; survives pyboxd.
 - jsonlog.py   docker's json-file log format (the writer; pyboxd reads in
                engine/logs.py).
+- crilog.py    the CRI log format kubelet reads (the cri driver: pyboxd's CRI
+               only), reopened after kubelet's rotation.
 - locallog.py  docker's local format (protobuf-framed entries) and moby's copier
                (lines, partial pieces) feeding the drivers below.
 - syslog.py    the syslog driver (srslog's formats, unix/udp/tcp/tcp+tls).

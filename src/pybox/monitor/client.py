@@ -153,6 +153,11 @@ class MonitorClient:
         """{"pid", "started", "exited"}."""
         return self.call({"op": "info"}, timeout=timeout)
 
+    def reopen_log(self, timeout: float = 10.0) -> Any:
+        """The cri log driver opens its file anew: "ok", {"error"}, or None
+        when the monitor is gone."""
+        return self.call({"op": "reopen_log"}, timeout=timeout)
+
     def abort(self, timeout: float = 10.0) -> Any:
         """Undo a start never finished: "ok", or "started" when too late."""
         return self.call({"op": "abort"}, timeout=timeout)

@@ -8,11 +8,14 @@ dict becomes the object the monitor feeds the container's output to
 - json-file: pybox.monitor.jsonlog.LogWriter;
 - local: a Copier into a LocalSink (docker's compact format);
 - syslog: a Copier into a SyslogSink, plus a LocalSink cache when dual
-  logging is on (docker's default: ``docker logs`` reads the cache).
+  logging is on (docker's default: ``docker logs`` reads the cache);
+- cri: pybox.monitor.crilog.CRILogWriter (the CRI log format, at the path
+  kubelet names; set only by pyboxd's CRI, never from a Docker API body).
 """
 
 from __future__ import annotations
 
+from pybox.monitor.crilog import CRILogWriter
 from pybox.monitor.jsonlog import LogWriter
 from pybox.monitor.locallog import Copier, LocalSink
 from pybox.monitor.syslog import SyslogSink
@@ -29,9 +32,10 @@ class LogDriverError(Exception):
     'failed to initialize logging driver: ...'."""
 
 
-def open_writer(spec: dict[str, Any]) -> LogWriter | Copier | None:
+def open_writer(spec: dict[str, Any]) -> LogWriter | Copier | CRILogWriter | None:
     """The writer for ``spec`` (``driver``, ``path``, ``max_size``,
-    ``max_files``, ``compress``, ``attrs``, ``syslog``, ``cache``)."""
+    ``max_files``, ``compress``, ``attrs``, ``syslog``, ``cache``; cri's
+    ``max_line``)."""
     driver = spec.get("driver") or "json-file"
     try:
         if driver == "none":
@@ -40,6 +44,8 @@ def open_writer(spec: dict[str, Any]) -> LogWriter | Copier | None:
         if driver == "json-file":
             return LogWriter(spec["path"], spec.get("max_size"), spec.get("max_files"),
                              bool(spec.get("compress")), attrs)
+        if driver == "cri":
+            return CRILogWriter(spec["path"], spec.get("max_line"))
         if driver == "local":
             return Copier([LocalSink(spec["path"], int(spec["max_size"]),
                                      int(spec["max_files"]), bool(spec["compress"]), attrs)])

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import signal as _signal
     from typing import Any, TypedDict
 
+    from pybox.monitor.crilog import CRILogWriter
     from pybox.monitor.jsonlog import LogWriter
     from pybox.monitor.locallog import Copier
 
@@ -122,7 +123,7 @@ class Monitor:
         self.stdin_polled = False  # POLLOUT wanted on the stdin fd
         self.master: int | None = None
         self.outputs: dict[int, str] = {}  # fd -> stream name
-        self.log: LogWriter | Copier | None = None
+        self.log: LogWriter | Copier | CRILogWriter | None = None
         self.pid: int | None = None
         self.pidfd: int | None = None
         self.exit_info: dict[str, Any] | None = None
@@ -596,6 +597,8 @@ class Monitor:
             self._send(c, fastjson.dumps({"pid": self.pid, "started": self.started,
                                           "exited": self.exit_info is not None}).encode()
                        + b"\n")
+        elif op == "reopen_log":
+            self._send(c, self._reopen_log())
         elif op == "abort":
             if self.started:
                 self._send(c, b"started\n")
@@ -604,6 +607,23 @@ class Monitor:
             self._send(c, b"ok\n")
         else:
             self._drop(c)
+
+    def _reopen_log(self) -> bytes:
+        """The answer to a reopen_log (CRI's ReopenContainerLog, after kubelet
+        renamed the file): "ok" once the path is open anew, or {"error"}."""
+        if self.exit_info is not None:
+            return b'{"error":"container is not running"}\n'
+        if self.log is None:  # (no log path: nothing to reopen, as containerd's discard)
+            return b"ok\n"
+        reopen = getattr(self.log, "reopen", None)
+        if reopen is None:
+            return b'{"error":"the container\'s log driver cannot reopen its log"}\n'
+        try:
+            reopen()
+        except OSError as e:
+            return fastjson.dumps({"error": f"failed to create and open log file: {e}"}
+                                  ).encode() + b"\n"
+        return b"ok\n"
 
     def _attach_input(self, c: Client, data: bytes) -> None:
         if c.reader is None:  # (never: an attach request made one)

@@ -9,6 +9,8 @@ A client (pyboxd) connects to DIR/monitor.sock and sends one JSON request line:
     {"op": "start"}                     -> "ok" or {"error"} (request had defer_start)
     {"op": "abort"}                     -> "ok" (an unstarted container is undone) or
                                            "started" (too late)
+    {"op": "reopen_log"}                -> "ok" or {"error"} (the cri log driver opens its
+                                           path anew: kubelet rotated the file)
 
 monitor/client.py is the client side (pyboxd's).
 
