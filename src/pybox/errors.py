@@ -258,6 +258,23 @@ class NetworkError(Conflict):
     kind of link, a kernel refusing a veth)."""
 
 
+class CNIPluginError(NetworkError):
+    """A CNI plugin failed (pybox.network.cni): ``code``, ``msg`` and
+    ``details`` are the plugin's own error object (the CNI spec's), so a caller
+    can tell "try again later" (code 11) from a broken configuration (7) and
+    show the plugin's words; ``plugin`` and ``command`` say which plugin did
+    what (``type="bridge" name="net"``, ``ADD``)."""
+
+    def __init__(self, message: str, *, plugin: str = "", command: str = "", code: int = 0,
+                 msg: str = "", details: str = "") -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.command = command
+        self.code = code
+        self.msg = msg
+        self.details = details
+
+
 # -- the image store (pybox.images); also the engine's kinds, for the API's codes
 
 
