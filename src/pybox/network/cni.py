@@ -60,6 +60,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -710,7 +711,9 @@ class CNI:
         self.bin_dirs = tuple(bin_dirs)
         self.cache_dir = cache_dir
         self.plugin_timeout = plugin_timeout
-        self._locks: dict[str, threading.Lock] = {}
+        # one lock per pod while someone holds it (so the dict does not grow with
+        # every pod ever networked)
+        self._locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
 
     # -- status and config
@@ -822,7 +825,8 @@ class CNI:
         with self._locks_guard:
             lock = self._locks.get(pod_id)
             if lock is None:
-                lock = self._locks[pod_id] = threading.Lock()
+                lock = threading.Lock()
+                self._locks[pod_id] = lock
             return lock
 
     def _cache_path(self, net_name: str, pod_id: str, ifname: str) -> str:
@@ -1070,9 +1074,10 @@ def _capability_args(port_mappings: Sequence[CNIPortMapping], dns: CNIDNS | None
         caps["dns"] = {"servers": list(dns.servers), "searches": list(dns.searches),
                        "options": list(dns.options)}
     if bandwidth is not None:
-        bw = {"ingressRate": bandwidth.ingress_rate, "ingressBurst": bandwidth.ingress_burst,
-              "egressRate": bandwidth.egress_rate, "egressBurst": bandwidth.egress_burst}
-        caps["bandwidth"] = {k: v for k, v in bw.items() if v}
+        caps["bandwidth"] = {"ingressRate": bandwidth.ingress_rate,
+                             "ingressBurst": bandwidth.ingress_burst,
+                             "egressRate": bandwidth.egress_rate,
+                             "egressBurst": bandwidth.egress_burst}
     if annotations:
         caps["io.kubernetes.cri.pod-annotations"] = dict(annotations)
     if cgroup_path:
