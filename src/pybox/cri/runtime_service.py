@@ -14,10 +14,11 @@ import grpc
 from cri_api.v1 import api_pb2, api_pb2_grpc
 
 from pybox import __version__
-from pybox.cri import cni as cnimod
 from pybox.cri.errors import rpc, unimplemented
 from pybox.cri.options import CRIOptions
+from pybox.cri.sandbox import Pods
 from pybox.engine.engine import Engine
+from pybox.network.cni import CNI
 
 CRI_VERSION = "0.1.0"  # the kubelet API version every runtime reports (containerd's too)
 RUNTIME_NAME = "pybox"
@@ -30,7 +31,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, engine: Engine, options: CRIOptions) -> None:
         self.engine = engine
         self.options = options
-        self.cni, self.port_mapping_class = cnimod.load(options)
+        self.cni = CNI(conf_dir=options.cni_conf_dir, bin_dirs=options.cni_bin_dirs,
+                       cache_dir=options.cni_cache_dir)
+        self.pods = Pods(engine, options, self.cni)
 
     def close(self) -> None:
         """The daemon is going: stop what the service started (the streaming server)."""
@@ -44,9 +47,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
 
     def network_status(self) -> str | None:
         """None when pods can be networked, else why not (containerd's words)."""
-        if self.cni is None:
-            return "cni plugin not initialized"
-        return self.cni.status()
+        return self.cni.status_detail()
 
     @rpc()
     def Status(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
@@ -84,3 +85,30 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def CheckpointContainer(self, request: Any, context: grpc.ServicerContext  # noqa: N802
                             ) -> Any:
         raise unimplemented("CheckpointContainer")
+
+    # -- pod sandboxes (sandbox.py) ------------------------------------------------------------
+    @rpc(conflict=grpc.StatusCode.ALREADY_EXISTS)
+    def RunPodSandbox(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        pod_id = self.pods.run(request.config, request.runtime_handler)
+        return api_pb2.RunPodSandboxResponse(pod_sandbox_id=pod_id)
+
+    @rpc()
+    def StopPodSandbox(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self.pods.stop(request.pod_sandbox_id)
+        return api_pb2.StopPodSandboxResponse()
+
+    @rpc()
+    def RemovePodSandbox(self, request: Any, context: grpc.ServicerContext  # noqa: N802
+                         ) -> Any:
+        self.pods.remove(request.pod_sandbox_id)
+        return api_pb2.RemovePodSandboxResponse()
+
+    @rpc()
+    def PodSandboxStatus(self, request: Any, context: grpc.ServicerContext  # noqa: N802
+                         ) -> Any:
+        return self.pods.status(request.pod_sandbox_id, request.verbose)
+
+    @rpc()
+    def ListPodSandbox(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        flt = request.filter if request.HasField("filter") else None
+        return api_pb2.ListPodSandboxResponse(items=self.pods.list(flt))

@@ -17,7 +17,7 @@ from pybox.engine.events import attributes
 from pybox.engine.lifecycle import discard_unsupported
 from pybox.engine.prune import has_labels, prune_filters
 from pybox.engine.spec import resources, validate_restart_policy, validate_update
-from pybox.engine.store import Container
+from pybox.engine.store import Container, is_cri
 from pybox.errors import BadRequest, PyboxError
 from pybox.formats.times import parse_rfc3339, rfc3339_nano_fixed
 from pybox.linux.fstree import path_size
@@ -247,7 +247,7 @@ def prune_containers(engine: Engine, filters: dict[str, Any] | None = None) -> d
     deleted: list[str] = []
     reclaimed = 0
     for c in engine.store.all():
-        if c.state.listed_running:
+        if c.state.listed_running or is_cri(c):  # kubelet removes its own (pybox.cri)
             continue
         if until is not None and parse_rfc3339(c.created) >= until:
             continue

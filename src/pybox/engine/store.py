@@ -228,6 +228,18 @@ def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+# pyboxd's CRI (pybox.cri.meta) marks its pod sandboxes and containers with this
+# label: the Docker API's list and prune leave them alone unless asked (as
+# containerd's k8s.io namespace keeps kubelet's containers apart)
+CRI_KIND_LABEL = "io.pybox.cri.kind"
+
+
+def is_cri(c: Container) -> bool:
+    """Whether ``c`` is a CRI pod sandbox or container (kubelet's, not docker's)."""
+    labels = c.config.get("Labels")
+    return isinstance(labels, dict) and CRI_KIND_LABEL in labels
+
+
 class ContainerStore:
     def __init__(self, root: str) -> None:
         self.root = root

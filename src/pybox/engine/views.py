@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pybox import cgroups
 from pybox.engine import spec
 from pybox.engine.state import ZERO_TIME, ContainerState
-from pybox.engine.store import Container, ContainerStore
+from pybox.engine.store import Container, ContainerStore, is_cri
 from pybox.formats import fastjson
 
 if TYPE_CHECKING:
@@ -216,6 +216,8 @@ class ContainerViews:
             # "running" between two runs): a crash loop is what one looks for
             if not all_ and not c.state.listed_running and not filters:
                 continue
+            if is_cri(c) and not (filters and "label" in filters):
+                continue  # kubelet's (pybox.cri): listed only when a label filter asks
             if filters and not self.filter_match(c, filters, all_):
                 continue
             items.append(self.summary(c, size))

@@ -1,0 +1,214 @@
+"""Pod sandboxes through the CRI: run, status, list with filters, stop, remove;
+pybox's own pause, the pod's network (CNI on a private bridge, its IP, port
+mappings), hostNetwork, hostname, DNS, sysctls, the pod cgroup, and kubelet's
+containers kept out of `docker ps`."""
+
+import os
+import socket
+import subprocess
+import uuid
+
+import grpc
+import pytest
+from cri_api.v1 import api_pb2
+
+from support.host import CGROUP_ROOT
+from support.wait import wait_for
+
+from .conftest import BUSYBOX
+
+
+def pause_pid(cri, pod_id):
+    import json
+
+    info = json.loads(cri.pod_status(pod_id, verbose=True).info["info"])
+    return info["pid"]
+
+
+def in_netns(pid, *argv):
+    return subprocess.run(["nsenter", "-t", str(pid), "-n", *argv], capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_run_status_list_stop_remove(cri):
+    labels = {"app": "web", "tier": uuid.uuid4().hex[:6]}
+    pod_id, config = cri.run_pod(labels=labels, annotations={"a.b/c": "d"})
+    st = cri.pod_status(pod_id).status
+    assert st.id == pod_id
+    assert st.state == api_pb2.SANDBOX_READY
+    assert st.metadata.name == config.metadata.name
+    assert st.metadata.uid == config.metadata.uid
+    assert dict(st.labels) == labels
+    assert dict(st.annotations) == {"a.b/c": "d"}
+    assert st.created_at > 0
+    assert st.linux.namespaces.options.network == api_pb2.POD
+    # the pod's IP comes from the private /24 of the conftest's conflist
+    import ipaddress
+
+    assert ipaddress.ip_address(st.network.ip) in ipaddress.ip_network(
+        cri.daemon.subnet), st.network
+
+    listed = cri.call("ListPodSandbox", api_pb2.ListPodSandboxRequest()).items
+    assert pod_id in [p.id for p in listed]
+    # filters: id prefix, state, label selector
+    by = cri.call("ListPodSandbox", api_pb2.ListPodSandboxRequest(
+        filter=api_pb2.PodSandboxFilter(id=pod_id[:12]))).items
+    assert [p.id for p in by] == [pod_id]
+    by = cri.call("ListPodSandbox", api_pb2.ListPodSandboxRequest(
+        filter=api_pb2.PodSandboxFilter(label_selector={"tier": labels["tier"]}))).items
+    assert [p.id for p in by] == [pod_id]
+    by = cri.call("ListPodSandbox", api_pb2.ListPodSandboxRequest(
+        filter=api_pb2.PodSandboxFilter(label_selector={"tier": "other"}))).items
+    assert by == []
+
+    cri.call("StopPodSandbox", api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    assert cri.pod_status(pod_id).status.state == api_pb2.SANDBOX_NOTREADY
+    cri.call("StopPodSandbox", api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id))  # again
+    notready = cri.call("ListPodSandbox", api_pb2.ListPodSandboxRequest(
+        filter=api_pb2.PodSandboxFilter(id=pod_id, state=api_pb2.PodSandboxStateValue(
+            state=api_pb2.SANDBOX_NOTREADY)))).items
+    assert [p.id for p in notready] == [pod_id]
+    # the network is gone: no pinned namespace, no veth on the bridge
+    assert not os.path.exists(os.path.join(cri.daemon.exec_root, "cri", "netns", pod_id))
+
+    cri.call("RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    with pytest.raises(grpc.RpcError) as e:
+        cri.pod_status(pod_id)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    # removing again is fine (kubelet retries)
+    cri.call("RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+def test_unknown_pod_not_found(cri):
+    for method, req in (("PodSandboxStatus", api_pb2.PodSandboxStatusRequest),
+                        ("StopPodSandbox", api_pb2.StopPodSandboxRequest)):
+        with pytest.raises(grpc.RpcError) as e:
+            cri.call(method, req(pod_sandbox_id="0" * 64))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_pause_is_pybox_own(cri):
+    """No image to pull: the sandbox runs pybox's pause, which reaps orphans
+    (SIGCHLD ignored) and ends on SIGTERM."""
+    pod_id, _ = cri.run_pod()
+    pid = pause_pid(cri, pod_id)
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert f.read() == b"/pause\x00"
+    with open(f"/proc/{pid}/status") as f:
+        status = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+    sigign = int(status["SigIgn"].strip(), 16)
+    assert sigign & (1 << (17 - 1)), "SIGCHLD is not ignored"
+    assert int(status["VmRSS"].split()[0]) < 100  # kB: one page of program, no libc
+
+
+def test_pod_network_lo_and_eth0(cri):
+    pod_id, _ = cri.run_pod()
+    ip = cri.pod_status(pod_id).status.network.ip
+    pid = pause_pid(cri, pod_id)
+    addrs = in_netns(pid, "ip", "-o", "addr").stdout
+    assert "inet 127.0.0.1/8" in addrs  # lo is up (CNI's loopback)
+    assert f"inet {ip}/24" in addrs and "eth0" in addrs
+
+
+def test_host_network_pod(cri):
+    pod_id, config = cri.run_pod(host_network=True)
+    st = cri.pod_status(pod_id).status
+    assert st.state == api_pb2.SANDBOX_READY
+    assert st.linux.namespaces.options.network == api_pb2.NODE
+    pid = pause_pid(cri, pod_id)
+    assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
+    assert os.readlink(f"/proc/{pid}/ns/uts") == os.readlink("/proc/self/ns/uts")
+
+
+def test_hostname_dns_sysctls(cri):
+    dns = api_pb2.DNSConfig(servers=["10.96.0.10"], searches=["default.svc.cluster.local",
+                                                            "svc.cluster.local"],
+                            options=["ndots:5"])
+    pod_id, config = cri.run_pod(hostname="my-pod-host", dns=dns,
+                                 sysctls={"net.ipv4.ip_unprivileged_port_start": "0",
+                                          "kernel.shm_rmid_forced": "1"})
+    cid = cri.run(pod_id, config)
+    out = cri.exec_sync(cid, ["sh", "-c", "hostname; cat /etc/resolv.conf; "
+                                          "cat /proc/sys/net/ipv4/ip_unprivileged_port_start "
+                                          "/proc/sys/kernel/shm_rmid_forced"])
+    assert out.exit_code == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    assert lines[0] == "my-pod-host"
+    assert "search default.svc.cluster.local svc.cluster.local" in lines
+    assert "nameserver 10.96.0.10" in lines
+    assert "options ndots:5" in lines
+    assert lines[-2:] == ["0", "1"]
+
+
+def test_port_mapping(cri):
+    """A hostPort reaches the pod (portmap's DNAT, from outside the host's
+    loopback: the bridge's gateway address)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        host_port = s.getsockname()[1]
+    pm = api_pb2.PortMapping(protocol=api_pb2.TCP, container_port=8080, host_port=host_port)
+    pod_id, config = cri.run_pod(port_mappings=[pm])
+    cri.run(pod_id, config, command=["sh", "-c",
+                                     "while true; do echo hello-pod | nc -l -p 8080; done"])
+    ip = cri.pod_status(pod_id).status.network.ip
+    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True,
+                           text=True).stdout
+    assert f"--dport {host_port}" in rules and f"{ip}:8080" in rules
+
+    def fetch():
+        try:
+            with socket.create_connection((ip, 8080), timeout=5) as s:
+                return s.recv(100)
+        except OSError:
+            return b""
+
+    assert wait_for(fetch, "the pod's listener") == b"hello-pod\n"
+    cri.call("StopPodSandbox", api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True,
+                           text=True).stdout
+    assert f"{ip}:8080" not in rules  # the DNAT went with the pod
+
+
+def test_cgroup_parent(cri):
+    parent = f"/pybox-cri-test-{uuid.uuid4().hex[:8]}"
+    pod_id, config = cri.run_pod(cgroup_parent=parent)
+    try:
+        pid = pause_pid(cri, pod_id)
+        with open(f"/proc/{pid}/cgroup") as f:
+            text = f.read()
+        assert f"{parent}/{pod_id}" in text, text
+    finally:
+        cri.cleanup()
+        cri.pods.clear()
+        for root, dirs, _ in os.walk(CGROUP_ROOT):
+            if os.path.basename(root) == parent.lstrip("/"):
+                try:
+                    os.rmdir(root)
+                except OSError:
+                    pass
+                dirs.clear()
+
+
+def test_pods_not_in_docker_ps(cri, cri_pyboxd):
+    pod_id, config = cri.run_pod()
+    cid = cri.run(pod_id, config)
+    ps = cri_pyboxd.ok("ps", "-a", "--no-trunc", "--format", "{{.ID}}").split()
+    assert pod_id not in ps and cid not in ps
+    asked = cri_pyboxd.ok("ps", "-a", "--no-trunc", "--format", "{{.ID}}", "--filter",
+                          f"label=io.kubernetes.pod.uid={config.metadata.uid}").split()
+    assert sorted(asked) == sorted([pod_id, cid])
+
+
+def test_same_pod_twice_already_exists(cri):
+    pod_id, config = cri.run_pod()
+    with pytest.raises(grpc.RpcError) as e:
+        cri.call("RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config))
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_configured_infra_image_is_not_used_by_default(cri, cri_pyboxd):
+    """pybox's pause image is a local one, made on first use."""
+    pod_id, _ = cri.run_pod(host_network=True)
+    images = cri_pyboxd.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert any(i.startswith("localhost/pybox-pause:") for i in images), images
+    assert BUSYBOX
