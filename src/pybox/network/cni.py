@@ -56,6 +56,7 @@ import os
 import re
 import selectors
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -275,14 +276,16 @@ def find_plugin(ptype: str, bin_dirs: Sequence[str]) -> str | None:
             st = os.stat(path)
         except OSError:
             continue
-        if (st.st_mode & 0o170000) == 0o100000:
+        if stat.S_ISREG(st.st_mode):
             return path
     return None
 
 
 def load_conf_dir(conf_dir: str, bin_dirs: Sequence[str]) -> tuple[NetworkList | None, list[str]]:
     """The pod network: the first valid list of the dir's conf files in
-    lexical order -> (list or None, why each file before it was skipped)."""
+    lexical order -> (list or None, why each file before it was skipped).
+    Valid: it parses, and its plugins and the loopback plugin (which every
+    pod needs too) are in the bin dirs."""
     problems: list[str] = []
     try:
         names = sorted(os.listdir(conf_dir))
@@ -296,12 +299,10 @@ def load_conf_dir(conf_dir: str, bin_dirs: Sequence[str]) -> tuple[NetworkList |
     for name in candidates:
         path = os.path.join(conf_dir, name)
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                continue  # a directory (libcni skips them), never a fifo to block on
             with open(path, "rb") as f:
-                if not os.path.isfile(path):
-                    continue
                 data = f.read(MAX_CONF_BYTES + 1)
-        except IsADirectoryError:
-            continue
         except OSError as e:
             problems.append(f"{path}: {e.strerror}")
             continue
@@ -313,7 +314,8 @@ def load_conf_dir(conf_dir: str, bin_dirs: Sequence[str]) -> tuple[NetworkList |
         except ValueError as e:
             problems.append(f"{path}: {e}")
             continue
-        missing = [p["type"] for p in nets.plugins if find_plugin(p["type"], bin_dirs) is None]
+        missing = [p["type"] for p in nets.plugins + ({"type": "loopback"},)
+                   if find_plugin(p["type"], bin_dirs) is None]
         if missing:
             problems.append(f"{path}: plugin {missing[0]!r} not found in {list(bin_dirs)}")
             continue
@@ -755,6 +757,7 @@ class CNI:
         _check_ifname(ifname)
         args = _cni_args(pod_id, pod_name, pod_namespace, pod_uid)
         caps = _capability_args(port_mappings, dns, bandwidth, annotations, cgroup_path)
+        netns = os.path.abspath(netns)  # plugins run in /
         if not netns_mod.is_mounted(netns):
             raise NetworkError(f"cannot set up the network of pod {pod_id}: {netns} is not a "
                                "network namespace")
@@ -995,7 +998,7 @@ class CNI:
             if nets is None:
                 raise NetworkError(f"cannot tear down the network of pod {pod_id}: its cached "
                                    f"config {entry.path} is unreadable and {UNINITIALIZED}")
-        ns = netns if netns and netns_mod.is_mounted(netns) else ""
+        ns = os.path.abspath(netns) if netns and netns_mod.is_mounted(netns) else ""
         ifname = entry.ifname or "eth0"
         self._del(nets, pod_id, ns, ifname, entry.cni_args, entry.capability_args, entry.result)
         _unlink(entry.path)
@@ -1003,6 +1006,7 @@ class CNI:
     def _teardown_locked(self, pod_id: str, netns: str | None, args: Sequence[tuple[str, str]],
                          ifname: str) -> None:
         entries = self._cached(pod_id)
+        netns = os.path.abspath(netns) if netns else None
         if not any(e.network_name != LOOPBACK_NAME for e in entries) and netns and \
                 netns_mod.is_mounted(netns):
             # no cache entry but a namespace: a setup whose cache was lost; DEL
