@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 from cri_api.v1 import api_pb2, api_pb2_grpc
@@ -47,7 +47,6 @@ from pybox.engine.distribution import Distribution
 from pybox.errors import ImageError, ImageInUse, ImageNotFound
 from pybox.formats.registryauth import ANONYMOUS, Credentials, registry_domain
 from pybox.images import reference as references
-from pybox.images import store as st
 from pybox.linux import fstree
 
 if TYPE_CHECKING:
@@ -292,8 +291,3 @@ def names_of(refs: Iterable[str]) -> tuple[list[str], list[str]]:
         else:
             tags.append(str(ref))
     return sorted(tags), sorted(digests)
-
-
-def _unused(*_: Any) -> None:
-    """Keeps st imported for typing of records (pybox.images.store)."""
-    del st

@@ -19,10 +19,16 @@ Rules, docker's:
   there when present;
 * mirrors are tried, in order, before Docker Hub, for pulls of docker.io images
   only; a failing mirror falls through to the next and then to Docker Hub;
+* ``registry_mirrors``, containerd's per-registry mirrors (its CRI plugin's
+  ``registry.mirrors."HOST".endpoint``, what pyboxd's CRI pulls use:
+  daemon.json's ``cri-registry-mirrors``): ``{"registry.k8s.io": [URL, ...]}``
+  tried in order before that registry, for pulls only, with the same
+  fall-through (a "docker.io" entry joins the docker.io mirrors above);
 * proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
   ``NO_PROXY``, upper or lower case), read when the options are made.
 """
 
+import copy
 import glob
 import ipaddress
 import json
@@ -31,7 +37,7 @@ import socket
 import ssl
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -67,7 +73,8 @@ class RegistryOptions:
                  loopback_insecure: bool = True, max_concurrent_downloads: int = 3,
                  max_concurrent_uploads: int = 5, max_attempts: int = 5,
                  backoff_seconds: float = 0.5, connect_timeout: float = 30.0,
-                 read_timeout: float = 120.0, chunk_size: int | None = None) -> None:
+                 read_timeout: float = 120.0, chunk_size: int | None = None,
+                 registry_mirrors: Mapping[str, Sequence[str]] | None = None) -> None:
         """``proxies``: {"http": URL, "https": URL, "no": "host,.domain"}; None reads
         the environment.  ``loopback_insecure``: docker's 127.0.0.0/8 default
         (tests of certificate checking turn it off).  ``chunk_size``: push blobs
@@ -79,6 +86,7 @@ class RegistryOptions:
         if loopback_insecure:
             self.insecure_networks.append(ipaddress.ip_network(LOOPBACK_CIDR))
         self.mirrors = [_mirror_url(m) for m in mirrors]
+        self.registry_mirrors = mirrors_by_registry(registry_mirrors or {})
         self.proxies = dict(urllib.request.getproxies_environment()
                             if proxies is None else proxies)
         self.certs_dirs = tuple(certs_dirs or ())
@@ -133,6 +141,13 @@ class RegistryOptions:
         kwargs.update(overrides)
         return cls(**kwargs)
 
+    def with_registry_mirrors(self, registry_mirrors: Mapping[str, Sequence[str]]) -> Self:
+        """A copy whose per-registry mirrors are these (the rest shared): the
+        CRI's pulls use the daemon's registry settings plus its own mirrors."""
+        other = copy.copy(self)
+        other.registry_mirrors = mirrors_by_registry(registry_mirrors)
+        return other
+
     # -- decisions --------------------------------------------------------------
     def is_insecure(self, host: str) -> bool:
         """``host[:port]`` listed, or its address in an insecure network."""
@@ -152,13 +167,18 @@ class RegistryOptions:
 
     def endpoints(self, domain: str, *, push: bool = False) -> list[Endpoint]:
         """Where to send requests for a registry, in the order to try them."""
+        mirrors: list[str] = []
+        if not push:
+            mirrors = list(self.registry_mirrors.get(domain.lower(), ()))
+            if domain == DOCKER_HUB_DOMAIN:
+                mirrors = self.mirrors + [m for m in mirrors if m not in self.mirrors]
+        out = [Endpoint(m, not self.is_insecure(_host(m)), True) for m in mirrors]
         if domain == DOCKER_HUB_DOMAIN:
-            out = [] if push else [Endpoint(m, not self.is_insecure(_host(m)), True)
-                                   for m in self.mirrors]
             return out + [Endpoint(DOCKER_HUB_ENDPOINT)]
         if self.is_insecure(domain):
-            return [Endpoint(f"https://{domain}", False), Endpoint(f"http://{domain}", False)]
-        return [Endpoint(f"https://{domain}")]
+            return out + [Endpoint(f"https://{domain}", False),
+                          Endpoint(f"http://{domain}", False)]
+        return out + [Endpoint(f"https://{domain}")]
 
     def proxy_for(self, url: str) -> str | None:
         """The proxy URL for a request to ``url`` (None: connect directly)."""
@@ -193,6 +213,24 @@ class RegistryOptions:
                     raise RegistryError(f"missing key {key} for client certificate {cert}")
                 context.load_cert_chain(cert, key)
         return context
+
+
+def mirrors_by_registry(mirrors: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Per-registry mirrors checked: a registry's host[:port] (Docker Hub's
+    other names are docker.io; lower-cased) -> its mirrors' URLs."""
+    out: dict[str, list[str]] = {}
+    for host, urls in mirrors.items():
+        name = host.strip().lower().rstrip("/")
+        for prefix in ("https://", "http://"):
+            name = name.removeprefix(prefix)
+        if not name or "/" in name:
+            raise RegistryError(f"invalid registry {host!r} for mirrors: want host[:port]")
+        if name in ("index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"):
+            name = DOCKER_HUB_DOMAIN
+        if isinstance(urls, str):
+            raise RegistryError(f"mirrors of {host}: want a list of URLs, not a string")
+        out.setdefault(name, []).extend(_mirror_url(u) for u in urls)
+    return out
 
 
 def _mirror_url(text: str) -> str:
