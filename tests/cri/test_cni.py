@@ -460,3 +460,85 @@ def test_bad_arguments_are_refused_before_anything_runs(net, netns):
     with pytest.raises(NetworkError, match="not a network namespace"):
         net.cni.setup(pod_id, os.path.join(net.base, "net.d"), **who)
     net.assert_clean(pod_id, netns)
+
+
+def test_teardown_after_a_crash_in_the_middle_of_add(net, netns):
+    """The cache entry is written before the first plugin runs: a pyboxd that
+    died before the chain finished (the entry has no result yet) still tears
+    down what the plugins did."""
+    net.write_standard()
+    pod_id, who = pod()
+    path = f"/run/netns/{netns}"
+    net.cni.setup(pod_id, path, port_mappings=[CNIPortMapping(free_port(), 80, "tcp")], **who)
+    entry = os.path.join(net.cache_dir, "results", f"{net.name}-{pod_id}-eth0")
+    with open(entry) as f:
+        cached = json.load(f)
+    del cached["result"]  # as written before the ADD
+    with open(entry, "w") as f:
+        json.dump(cached, f)
+    CNI(net.conf_dir, (net.bin_dir, CNI_BIN_DIR), net.cache_dir).teardown(pod_id, path, **who)
+    net.assert_clean(pod_id, netns)
+
+
+def test_failed_del_keeps_the_cache_for_a_retry(net, netns):
+    flag = os.path.join(net.base, "fail-del-once")
+    net.fake_plugin("c2flaky", f"""
+        if cmd == "DEL" and os.path.exists({flag!r}):
+            os.unlink({flag!r})
+            print(json.dumps({{"code": 11, "msg": "busy", "details": ""}}))
+            sys.exit(1)
+        if cmd == "ADD":
+            print(json.dumps(conf["prevResult"]))
+        """)
+    net.write_list([net.bridge_plugin(), {"type": "c2flaky"}])
+    pod_id, who = pod()
+    path = f"/run/netns/{netns}"
+    net.cni.setup(pod_id, path, **who)
+    open(flag, "w").close()
+    with pytest.raises(CNIPluginError) as e:
+        net.cni.teardown(pod_id, path, **who)
+    assert e.value.code == 11 and e.value.command == "DEL"
+    assert f"{net.name}-{pod_id}-eth0" in net.cache_entries()
+    net.cni.teardown(pod_id, path, **who)
+    net.assert_clean(pod_id, netns)
+
+
+def test_pods_in_parallel(net):
+    """Several pods set up and torn down at once get distinct addresses and
+    leave nothing."""
+    net.write_standard()
+    names = [f"c2cni-{uuid.uuid4().hex[:10]}" for _ in range(4)]
+    for n in names:
+        run("ip", "netns", "add", n)
+    try:
+        pods = [pod() for _ in names]
+        results = [None] * len(names)
+        errors = []
+
+        def one(i):
+            try:
+                pod_id, who = pods[i]
+                results[i] = net.cni.setup(pod_id, f"/run/netns/{names[i]}", **who)
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(names))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len({r.ips[0] for r in results}) == len(names)
+        for i, n in enumerate(names):
+            assert addresses(n) == list(results[i].ips)
+        threads = [threading.Thread(target=net.cni.teardown, args=(pods[i][0], f"/run/netns/{n}"),
+                                    kwargs=pods[i][1]) for i, n in enumerate(names)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for pod_id, _ in pods:
+            net.assert_clean(pod_id)
+    finally:
+        for n in names:
+            run("ip", "netns", "del", n, check=False)
