@@ -427,8 +427,9 @@ class SpdySession:
     """The server's side of one upgraded connection.  ``on_stream`` is called
     (on the reading thread) with each stream the client opens, before its
     SYN_REPLY; it returns False to refuse it (a reset, as kubelet's rejected
-    streams get).  ``run`` reads frames until the client's GOAWAY, the
-    connection's end or ``close``; writers on other threads share one lock."""
+    streams get); an accepted one then comes out of ``accepted``.  ``run``
+    reads frames until the client's GOAWAY, the connection's end or
+    ``close``; writers on other threads share one lock."""
 
     def __init__(self, sock: socket.socket, on_stream: Callable[[Stream], bool],
                  initial: bytes = b"") -> None:
@@ -437,6 +438,9 @@ class SpdySession:
         self.on_stream = on_stream
         self.initial = initial
         self.streams: dict[int, Stream] = {}
+        # each accepted stream once its SYN_REPLY is out (the client drops data on a
+        # stream it has no reply for); None when the session is over
+        self.accepted: queue.SimpleQueue[Stream | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.last_id = 0
         self.closed = False
@@ -484,6 +488,7 @@ class SpdySession:
             for s in list(self.streams.values()):
                 s._remote_end()
             self.ended.set()
+            self.accepted.put(None)
 
     def _handle(self, data: bytes) -> bool:
         for frame in self.framer.feed(data):
@@ -527,6 +532,7 @@ class SpdySession:
             stream.do_reset(RstStatus.REFUSED_STREAM)
             return
         self.send_frame(lambda f: f.syn_reply(sid, {}))
+        self.accepted.put(stream)
 
     def close(self) -> None:
         """kubelet's connection Close: unfinished streams reset, a GOAWAY, then
