@@ -542,3 +542,21 @@ def test_pods_in_parallel(net):
     finally:
         for n in names:
             run("ip", "netns", "del", n, check=False)
+
+
+def test_a_network_giving_no_address_is_an_error(net, netns):
+    """containerd's "failed to find network info for sandbox": the chain and
+    the loopback are DELeted."""
+    record = os.path.join(net.base, "record")
+    net.fake_plugin("c2noip", f"""
+        with open({record!r}, "a") as f:
+            f.write(cmd + "\\n")
+        if cmd == "ADD":
+            print(json.dumps({{"cniVersion": conf["cniVersion"], "interfaces": [], "ips": []}}))
+        """)
+    net.write_list([{"type": "c2noip"}])
+    pod_id, who = pod()
+    with pytest.raises(NetworkError, match="failed to find network info for sandbox"):
+        net.cni.setup(pod_id, f"/run/netns/{netns}", **who)
+    assert open(record).read().split() == ["ADD", "DEL"]
+    net.assert_clean(pod_id, netns)

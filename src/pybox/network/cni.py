@@ -771,10 +771,14 @@ class CNI:
                 result = self._add(nets, pod_id, netns, ifname, args, caps)
                 ips = result_ips(result, ifname)
                 if not ips:
-                    self._del_entry(self._read_cache(self._cache_path(nets.name, pod_id, ifname)),
-                                    pod_id, netns)
-                    raise NetworkError(f"failed to find network info for sandbox {pod_id!r}: "
-                                       f"network {nets.name!r} gave {ifname} no address")
+                    problem = NetworkError(f"failed to find network info for sandbox {pod_id!r}: "
+                                           f"network {nets.name!r} gave {ifname} no address")
+                    try:
+                        self._del_entry(self._read_cache(self._cache_path(nets.name, pod_id,
+                                                                          ifname)), pod_id, netns)
+                    except NetworkError as e:  # the entry stays: a teardown tries again
+                        raise problem from e
+                    raise problem
             except BaseException:
                 try:
                     self._del_entry(self._read_cache(self._cache_path(lo.name, pod_id,
