@@ -45,7 +45,9 @@ class Builder:
         self.script = None
         self.cancelled = threading.Event()
 
-    def __call__(self, engine, options, context_dir, out, cancel):
+    def __call__(self, engine, options, context_dir, out, cancel, files=None):
+        if files is not None:  # a plain tar context is extracted when a step needs it
+            files.materialize()
         files = {}
         for top, dirs, names in os.walk(context_dir):
             for name in names + dirs:

@@ -312,7 +312,7 @@ def run_build(engine: Engine, req: Request, resp: Response) -> None:
         watcher.start()
         try:
             # (the builder tags the image and says "Successfully built/tagged")
-            image_id = build(engine, options, ctx.context_dir, out, cancel)
+            image_id = build(engine, options, ctx.context_dir, out, cancel, files=ctx.files)
         except PyboxError as e:
             error = e
         finally:

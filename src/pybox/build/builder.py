@@ -37,6 +37,7 @@ from pybox.errors import BadRequest, BuildError, PyboxError
 from pybox.images import reference as references
 
 if TYPE_CHECKING:
+    from pybox.build.context import ContextFiles
     from pybox.engine.engine import Engine
     from pybox.images.service import Images
 
@@ -91,11 +92,13 @@ class BuildOutput(Protocol):
 
 
 def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOutput,
-          cancel: threading.Event) -> str:
+          cancel: threading.Event, *, files: ContextFiles | None = None) -> str:
     """Build the Dockerfile ``options.dockerfile`` of ``context_dir``; -> the
     image id ("sha256:..."), tagged with ``options.tags``.  Raises BuildError
     in docker's words; on ``cancel`` the running step is stopped and the
-    intermediate containers removed before it raises."""
+    intermediate containers removed before it raises.  ``files``: the
+    context not extracted yet (pybox.build.context): its sources are hashed
+    from it, and it is extracted into ``context_dir`` when a step needs it."""
     if options.squash:
         raise BadRequest("squash is only supported with experimental mode")
     for tag in options.tags:
@@ -117,7 +120,7 @@ def build(engine: Engine, options: BuildOptions, context_dir: str, out: BuildOut
                     restricted=bool(options.cache_from))
     # (q=1: the API holds the messages back and shows them only with an error)
     ctx = Context(engine, options, context_dir, out, cancel, dockerfile.escape, prober,
-                  scratch_dir)
+                  scratch_dir, files)
     try:
         image_id = _run(ctx, dockerfile)
     except BaseException:

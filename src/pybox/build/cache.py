@@ -11,6 +11,7 @@ them.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,34 @@ def same_config(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
     return a is not None and _norm(a) == _norm(b)
 
 
+# what the probe reads of an image config, by the config's digest: (its container_config's
+# compared fields or None, its created) -- a config never changes (content-addressed), so a
+# rebuild reads none again (bounded: the oldest go first)
+_STEPS: dict[str, tuple[dict[str, Any] | None, str]] = {}
+_STEPS_MAX = 4096
+_STEPS_LOCK = threading.Lock()
+
+
+def _step_of(images: Images, config_digest: str) -> tuple[dict[str, Any] | None, str] | None:
+    """(compared fields of container_config, created) of a config; None when
+    it cannot be read."""
+    with _STEPS_LOCK:
+        known = _STEPS.get(config_digest)
+    if known is not None:
+        return known
+    try:
+        doc = images.blobs.read_json(config_digest)
+    except (ImageError, OSError, ValueError):
+        return None
+    cc = doc.get("container_config")
+    step = (_norm(cc) if isinstance(cc, dict) else None, str(doc.get("created") or ""))
+    with _STEPS_LOCK:
+        if len(_STEPS) >= _STEPS_MAX:
+            del _STEPS[next(iter(_STEPS))]
+        _STEPS[config_digest] = step
+    return step
+
+
 @dataclass
 class Prober:
     """One stage's probe: ``disabled`` (no_cache), ``busted`` after a miss;
@@ -46,16 +75,23 @@ class Prober:
     images: Images
     disabled: bool = False
     busted: bool = False
-    children: dict[str, list[str]] = field(default_factory=dict)
+    # parent id -> [(child id, its config's digest)]: the store's images read once per
+    # build (the first probe), then the build's own new ones added
+    children: dict[str, list[tuple[str, str]]] | None = None
     sources: list[str] = field(default_factory=list)
     restricted: bool = False  # --cache-from given (even naming nothing that exists)
 
     def reset(self) -> None:
         """A new stage: probe again (moby resets the prober per FROM)."""
         self.busted = False
-        self.children = {}
-        for record in self.images.store.records():
-            self.children.setdefault(record.get("parent") or "", []).append(record["id"])
+
+    def _children(self) -> dict[str, list[tuple[str, str]]]:
+        if self.children is None:
+            self.children = {}
+            for record in self.images.store.records():
+                self.children.setdefault(record.get("parent") or "", []).append(
+                    (record["id"], record["config"]["digest"]))
+        return self.children
 
     def _doc(self, image_id: str) -> dict[str, Any] | None:
         try:
@@ -66,15 +102,18 @@ class Prober:
         return doc
 
     def _local(self, parent_id: str, container_config: dict[str, Any]) -> str | None:
-        """The newest child of ``parent_id`` built by the same step."""
+        """The newest child of ``parent_id`` built by the same step (and still
+        there: one removed since the build began is none)."""
         best: tuple[str, str] | None = None
-        for child in self.children.get(parent_id, ()):
-            doc = self._doc(child)
-            if doc is None or not same_config(doc.get("container_config"), container_config):
+        wanted = _norm(container_config)
+        for child, config_digest in self._children().get(parent_id, ()):
+            step = _step_of(self.images, config_digest)
+            if step is None or step[0] is None or step[0] != wanted:
                 continue
-            created = str(doc.get("created") or "")
-            if best is None or created > best[0]:
-                best = (created, child)
+            if best is None or step[1] > best[0]:
+                best = (step[1], child)
+        if best is not None and not self.images.store.has_record(best[1]):
+            return None
         return best[1] if best else None
 
     def _ancestor(self, image_id: str, ancestor: str) -> bool:
@@ -95,8 +134,6 @@ class Prober:
         busted: the later steps run)."""
         if self.disabled or self.busted:
             return None
-        if not self.children:
-            self.reset()
         found = self._local(parent_id, container_config)
         if self.restricted:
             if found is not None and not any(self._ancestor(s, found) for s in self.sources):
@@ -132,6 +169,7 @@ class Prober:
             if len(history) - 1 == len(parent_history):  # the source itself
                 if parent_id:
                     self._set_parent(target_id, parent_id)
+                    self.added(parent_id, target_id)
                 return target_id
             restored = self._restore(parent_id, parent, target_id, target, len(parent_history),
                                      container_config)
@@ -178,7 +216,13 @@ class Prober:
 
     def added(self, parent_id: str, image_id: str) -> None:
         """A step's new image is a child the next probes may find."""
-        self.children.setdefault(parent_id, []).append(image_id)
+        if self.children is None:
+            return  # (read with the rest at the first probe)
+        try:
+            config_digest = self.images.store.get_record(image_id)["config"]["digest"]
+        except ImageError:
+            return
+        self.children.setdefault(parent_id, []).append((image_id, config_digest))
 
 
 @dataclass

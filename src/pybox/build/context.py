@@ -38,11 +38,13 @@ the client's to apply, as with dockerd.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -50,11 +52,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 
 from pybox.build import dockerignore
+from pybox.build.copy import Source, _match, _tarsum_header, has_wildcard
 from pybox.engine import archive, rootview
-from pybox.errors import BadRequest, NotFound, PyboxError
+from pybox.engine.tarstream import Member, TarReader
+from pybox.errors import BadRequest, BuildError, NotFound, PyboxError
+from pybox.images.layers import detect_compression
 from pybox.linux import constants as C
 
 CONTEXTS = os.path.join("builder", "contexts")  # under the data root
@@ -70,6 +76,9 @@ GIT_PREFIXES = ("git://", "github.com/", "git@")
 URL_PREFIXES = ("http://", "https://")
 GIT_SUFFIX = re.compile(r"\.git(?:#.+)?$")
 _STALE_CHECKED: set[str] = set()  # contexts directories already swept by this process
+SPOOL = "context.tar"  # a plain tar context as it came, beside the context dir
+NAME_MAX = 255
+PATH_MAX = 4000  # a longer member name is left to the extractor (its ENAMETOOLONG)
 
 
 @dataclass
@@ -82,8 +91,13 @@ class BuildContext:
     context_dir: str
     dockerfile: str
     dockerfile_content: bytes = b""
+    # a plain tar of plain files and directories is kept as it came and
+    # extracted only when a step needs its files (ContextFiles); None: extracted
+    files: ContextFiles | None = None
 
     def close(self) -> None:
+        if self.files is not None:
+            self.files.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> BuildContext:
@@ -144,7 +158,7 @@ def open_context(data_root: str, body: Iterable[bytes], *, remote: str = "",
     try:
         if not remote:
             chunks = iter(body)
-            _extract(ctx, chunks)
+            _receive(ctx, chunks)
             for _ in chunks:  # what follows the archive's end (a tar writer's record
                 pass          # padding): read, so a client's hang-up shows mid-build
         elif is_git_url(remote):
@@ -166,14 +180,253 @@ def _extract(ctx: BuildContext, chunks: Iterable[bytes]) -> None:
         os.close(fd)
 
 
+# -- a plain tar context, kept and indexed -------------------------------------------------------
+def _receive(ctx: BuildContext, chunks: Iterator[bytes]) -> None:
+    """The body: a plain tar of regular files and directories (what the
+    docker CLI and docker-py send) is written to disk as it came and indexed
+    (ContextFiles): a build whose steps all come from the cache never
+    extracts it.  Anything else -- compressed, a symlink, a hard link, a
+    device, a duplicate or unclean name, a member without its directory --
+    goes through the extractor as it arrives (what was kept first)."""
+    head: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        if chunk:
+            head.append(chunk)
+            size += len(chunk)
+            if size >= 6:
+                break
+    rest = chain(head, chunks)
+    if detect_compression(b"".join(head)) is not None:
+        _extract(ctx, rest)
+        return
+    files = ContextFiles(ctx, os.path.join(ctx.root, SPOOL))
+    ctx.files = files
+    try:
+        complete = files.index(rest)
+    except (ValueError, OverflowError) as e:  # a value of the archive's, as extract_tree
+        raise BadRequest(f"extracting {archive._q(files.current)}: {e}") from None
+    if complete:
+        return
+    # not one the index can stand for: the extractor takes it from the start
+    ctx.files = None
+    files.close()
+    try:
+        with open(files.spool, "rb") as f:
+            _extract(ctx, chain(iter(lambda: f.read(CHUNK), b""), rest))
+    finally:
+        os.unlink(files.spool)
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A member of the context as the extractor would make it (pybox.engine.
+    archive: the member's mode & 07777 and its owner): a directory and its
+    children's names, or a file and where its data is in the spool."""
+
+    is_dir: bool
+    mode: int
+    uid: int
+    gid: int
+    size: int = 0
+    offset: int = 0
+    children: list[str] = field(default_factory=list)
+
+
+class ContextFiles:
+    """The files of a plain tar context without extracting it: the tar kept
+    in ``spool`` as it came, and an index of its members (only regular files
+    and directories, each with its parent before it, no name twice -- so
+    every path is what it names, no symlink to follow).  The Dockerfile and
+    .dockerignore are read from it, COPY/ADD's sources found and hashed from
+    it as copy.collect_sources does on disk (the same checksums), and
+    ``materialize`` extracts it with the extractor's rules when a step needs
+    the files (a cache miss)."""
+
+    def __init__(self, ctx: BuildContext, spool: str) -> None:
+        self.ctx = ctx
+        self.spool = spool
+        self.entries: dict[str, _Entry] = {"": _Entry(True, 0o755, 0, 0)}
+        self.current = ""  # the member being read (errors name it)
+        self.materialized = False
+        self._fd = -1
+
+    # -- the body --
+    def index(self, rest: Iterator[bytes]) -> bool:
+        """Keep and index the tar arriving in ``rest``; False (the rest of the
+        body left in ``rest``) at the first member the index cannot stand for."""
+        fd = os.open(self.spool, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self._fd = fd
+        pending: list[bytes] = []
+        held = 0
+
+        def read(_n: int) -> bytes:
+            nonlocal held
+            for chunk in rest:
+                if chunk:
+                    pending.append(chunk)
+                    held += len(chunk)
+                    if held >= CHUNK:
+                        flush()
+                    return chunk
+            return b""
+
+        def flush() -> None:
+            nonlocal held
+            data = b"".join(pending)
+            pending.clear()
+            held = 0
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+
+        reader = TarReader(read)
+        try:
+            for member in reader:
+                self.current = member.name
+                if not self._add(member, reader.offset):
+                    return False
+        finally:
+            flush()
+        return True
+
+    def _add(self, m: Member, offset: int) -> bool:
+        rel = archive.member_path(m.name)
+        if rel is None or m.xattrs or not (m.isreg() or m.isdir()):
+            return False
+        if rel == "":
+            return m.isdir()  # the destination itself: left as it is (the extractor's rule)
+        if not (0 <= m.uid < 0xFFFFFFFF and 0 <= m.gid < 0xFFFFFFFF) or rel in self.entries:
+            return False
+        parent, name = posixpath.split(rel)
+        holder = self.entries.get(parent)
+        if holder is None or not holder.is_dir:
+            return False
+        if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX \
+                or len(rel.encode("utf-8", "surrogateescape")) > PATH_MAX:
+            return False
+        if m.isdir():
+            self.entries[rel] = _Entry(True, m.mode & 0o7777, m.uid, m.gid)
+        else:
+            self.entries[rel] = _Entry(False, m.mode & 0o7777, m.uid, m.gid, m.size, offset)
+        holder.children.append(name)
+        return True
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- paths --
+    def lookup(self, path: str) -> _Entry | None:
+        """The entry ``path`` names inside the context (None: none there), as
+        _open_in_context finds it; one that climbs out is refused the same."""
+        return self.entries.get(_clean_in_context(path))
+
+    def read(self, entry: _Entry, limit: int) -> bytes:
+        return os.pread(self._fd, min(entry.size, limit), entry.offset)
+
+    def remove(self, rel: str) -> None:
+        """Take a file out (.dockerignore naming it, as _remove_ignored)."""
+        entry = self.entries.get(rel)
+        if entry is None or entry.is_dir:
+            return
+        del self.entries[rel]
+        parent, name = posixpath.split(rel)
+        self.entries[parent].children.remove(name)
+
+    def materialize(self) -> None:
+        """Extract the context into ``context_dir`` (once) with the extractor's
+        rules, then take out what .dockerignore removed."""
+        if self.materialized:
+            return
+        with open(self.spool, "rb") as f:
+            _extract(self.ctx, iter(lambda: f.read(CHUNK), b""))
+        _remove_ignored(self.ctx, self.ctx.dockerfile)
+        self.materialized = True
+
+    # -- COPY/ADD's sources --
+    def _walk(self, rel: str) -> Iterator[str]:
+        """Every path below ``rel`` in copy._walk_rel's order (os.walk top
+        down, each directory's names sorted)."""
+        stack = [rel]
+        while stack:
+            top = stack.pop()
+            entry = self.entries[top]
+            names = sorted(entry.children)
+            subdirs = []
+            for name in names:
+                path = f"{top}/{name}" if top else name
+                yield path
+                if self.entries[path].is_dir:
+                    subdirs.append(path)
+            stack.extend(reversed(subdirs))
+
+    def file_sum(self, rel: str) -> str:
+        """copy.file_sum of the extracted file ``rel``."""
+        entry = self.entries[rel]
+        kind = stat.S_IFDIR if entry.is_dir else stat.S_IFREG
+        st = os.stat_result((kind | entry.mode, 0, 0, 1, entry.uid, entry.gid, entry.size,
+                             0, 0, 0))
+        h = hashlib.sha256(_tarsum_header(rel, st, "", {}))
+        left, offset = (0 if entry.is_dir else entry.size), entry.offset
+        while left:
+            data = os.pread(self._fd, min(left, CHUNK), offset)
+            if not data:
+                raise BuildError(f"reading the context's {rel}: unexpected end of file")
+            h.update(data)
+            left -= len(data)
+            offset += len(data)
+        return h.hexdigest()
+
+    def source_digest(self, rel: str) -> tuple[str, bool]:
+        """copy.source_digest of the extracted context."""
+        if not self.entries[rel].is_dir:
+            return "file:" + self.file_sum(rel), False
+        sums = [self.file_sum(rel)] if rel else []
+        sums.extend(self.file_sum(path) for path in self._walk(rel))
+        return "dir:" + hashlib.sha256(",".join(sorted(sums)).encode()).hexdigest(), True
+
+    def collect_sources(self, srcs: list[str], instruction: str) -> list[Source]:
+        """copy.collect_sources of the extracted context: the same sources
+        (their host paths where materialize puts them), checksums, errors."""
+        out: list[Source] = []
+        top = self.ctx.context_dir
+        for src in srcs:
+            clean = posixpath.normpath("/" + src).lstrip("/")
+            if has_wildcard(clean):
+                found = [rel for rel in self._walk("") if _match(clean, rel)]
+                if not found:
+                    raise BuildError(f"{instruction} failed: no source files were specified")
+                for rel in found:
+                    digest, is_dir = self.source_digest(rel)
+                    out.append(Source(os.path.join(top, rel), rel, digest, is_dir))
+                continue
+            if clean not in self.entries:
+                raise BuildError(f"{instruction} failed: file not found in build context or "
+                                 f"excluded by .dockerignore: stat {clean or '.'}: file does not "
+                                 "exist")
+            digest, is_dir = self.source_digest(clean)
+            out.append(Source(os.path.join(top, clean) if clean else top, clean, digest, is_dir))
+        return out
+
+
 # -- the Dockerfile -----------------------------------------------------------------------------
-def _open_in_context(ctx: BuildContext, path: str) -> int:
-    """An O_PATH fd of ``path`` in the context, its symlinks resolved inside
-    it; a path that climbs out of it is refused as moby's FullPath does."""
+def _clean_in_context(path: str) -> str:
+    """``path`` relative to the context, clean ("" for itself); one that
+    climbs out of it is refused as moby's FullPath does."""
     full = posixpath.normpath(posixpath.join("/", path)) if path.startswith("/") else \
         posixpath.normpath(path)
     if full == ".." or full.startswith("../"):
         raise PyboxError(f"forbidden path outside the build context: {path} ()")
+    rel = full.lstrip("/")
+    return "" if rel == "." else rel
+
+
+def _open_in_context(ctx: BuildContext, path: str) -> int:
+    """An O_PATH fd of ``path`` in the context, its symlinks resolved inside
+    it; a path that climbs out of it is refused as moby's FullPath does."""
+    full = _clean_in_context(path) or "."
     dfd = os.open(ctx.context_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         return rootview.open_in_root(dfd, full, C.O_PATH, resolve=C.RESOLVE_IN_ROOT
@@ -186,6 +439,8 @@ def _find_dockerfile(ctx: BuildContext, name: str) -> str:
     """-> the Dockerfile's path for the builder; dockerd's errors for one
     missing or empty; the Dockerfile and .dockerignore then taken out of the
     context when .dockerignore names them (moby's removeDockerfile)."""
+    if ctx.files is not None:
+        return _find_dockerfile_in_index(ctx, ctx.files, name)
     try:
         fd = _open_in_context(ctx, name)
     except OSError as e:
@@ -208,6 +463,32 @@ def _find_dockerfile(ctx: BuildContext, name: str) -> str:
     finally:
         os.close(fd)
     _remove_ignored(ctx, name)
+    return name
+
+
+def _find_dockerfile_in_index(ctx: BuildContext, files: ContextFiles, name: str) -> str:
+    """_find_dockerfile in a context not extracted (the same lookups, errors
+    and removals)."""
+    entry = files.lookup(name)
+    if entry is None or entry.is_dir:
+        if entry is None and name == DEFAULT_DOCKERFILE:
+            try:
+                return _find_dockerfile_in_index(ctx, files, name.lower())
+            except PyboxError:
+                pass
+        raise PyboxError(f"Cannot locate specified Dockerfile: {name}")
+    if entry.size == 0:
+        raise BadRequest(f"the Dockerfile ({name}) cannot be empty")
+    ctx.dockerfile_content = files.read(entry, MAX_DOCKERFILE)
+    entry = files.lookup(".dockerignore")
+    if entry is None or entry.is_dir:
+        return name
+    matcher = dockerignore.PatternMatcher(dockerignore.parse(files.read(entry, 16 << 20)))
+    for path in (".dockerignore", name):
+        clean = posixpath.normpath(path.lstrip("/"))
+        if matcher.matches(clean):
+            parent, base = posixpath.split(clean)
+            files.remove(posixpath.join(_clean_in_context(parent or "."), base))
     return name
 
 

@@ -45,6 +45,7 @@ from pybox.images.platforms import Platform
 
 if TYPE_CHECKING:
     from pybox.build.builder import BuildOptions, BuildOutput
+    from pybox.build.context import ContextFiles
     from pybox.engine.engine import Engine
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -223,7 +224,7 @@ class Context:
 
     def __init__(self, engine: Engine, options: BuildOptions, context_dir: str,
                  out: BuildOutput, cancel: threading.Event, escape: str,
-                 prober: Prober, scratch_dir: str) -> None:
+                 prober: Prober, scratch_dir: str, files: ContextFiles | None = None) -> None:
         self.engine = engine
         self.images = engine.images.images
         self.options = options
@@ -233,6 +234,7 @@ class Context:
         self.escape = escape
         self.prober = prober
         self.scratch_dir = scratch_dir
+        self.files = files  # the context not extracted yet (a step that needs it does)
         self.stage_images: dict[int, str] = {}  # the stages built, by index
         self.stage_names: dict[str, int] = {}
         self.current_stage = 0
@@ -717,14 +719,17 @@ def _copy(ctx: Context, state: StageState, ins: Instruction, add: bool) -> None:
     from_ = flag(ins, "from")
     if add and from_ is not None:
         raise BuildError("ADD does not support --from")
+    from_image = stage_or_image(ctx, from_, state) if from_ else ""
+    from_key = (from_image, tuple(srcs)) if from_image else None
+    known = _from_sum(from_key)
+    if known is not None and probe(ctx, state, _copy_config(state, name, chown, chmod,
+                                                               known, dest)):
+        return  # a rebuild's hit: no snapshot of the image to hash its files again
     tmp = os.path.join(ctx.scratch_dir, secrets.token_hex(6))
     os.mkdir(tmp, 0o700)
     try:
         sources: list[Source] = []
         source_root = ctx.context_dir
-        from_image = ""
-        if from_:
-            from_image = stage_or_image(ctx, from_, state)
         with _SourceRoot(ctx, from_image) as root:
             if root is not None:
                 source_root = root
@@ -742,20 +747,20 @@ def _copy(ctx: Context, state: StageState, ins: Instruction, add: bool) -> None:
                     raise BuildError("source can't be a URL for COPY")
                 else:
                     plain.append(src)
-            if plain:
+            if plain and root is None and ctx.files is not None:
+                sources.extend(ctx.files.collect_sources(plain, name))
+            elif plain:
                 sources.extend(collect_sources(source_root, plain, name, image=root is not None))
             if not sources:
                 raise BuildError(f"{name} failed: no source files were specified")
             digest = sources[0].digest if len(sources) == 1 else _multi(sources)
-            chown_text = f"--chown={chown}" if chown else ""  # dockerd 20.10: no space
-            comment = f"{name} {chown_text}{digest} in {dest} "
-            state.config["Image"] = state.image_id
-            container_config = nop_config(state, comment, single=True)
-            if chmod:
-                container_config["Cmd"][-1] = container_config["Cmd"][-1].replace(
-                    f"{name} ", f"{name} --chmod={chmod} ", 1)
+            if from_key is not None and len(plain) == len(srcs):
+                _remember_from_sum(from_key, digest)
+            container_config = _copy_config(state, name, chown, chmod, digest, dest)
             if probe(ctx, state, container_config):
                 return
+            if ctx.files is not None:
+                ctx.files.materialize()  # the sources' host paths exist from here
             with Snapshot(ctx, state.image_id) as snap:
                 owner: tuple[int, int] | None = (0, 0)
                 if chown:
@@ -785,6 +790,40 @@ def _expand_lines(ctx: Context, content: str, env_vars: dict[str, str]) -> str:
         except PyboxError:
             out.append(line)
     return "\n".join(out)
+
+
+def _copy_config(state: StageState, name: str, chown: str | None, chmod: str | None,
+                 digest: str, dest: str) -> dict[str, Any]:
+    """COPY/ADD's container config: its Cmd names the sources' checksum."""
+    chown_text = f"--chown={chown}" if chown else ""  # dockerd 20.10: no space
+    comment = f"{name} {chown_text}{digest} in {dest} "
+    state.config["Image"] = state.image_id
+    container_config = nop_config(state, comment, single=True)
+    if chmod:
+        container_config["Cmd"][-1] = container_config["Cmd"][-1].replace(
+            f"{name} ", f"{name} --chmod={chmod} ", 1)
+    return container_config
+
+
+# COPY --from's checksums by (image, sources as written): an image's files never
+# change, so a rebuild probes the cache without a snapshot of it (bounded, oldest out)
+_FROM_SUMS: dict[tuple[str, tuple[str, ...]], str] = {}
+_FROM_SUMS_MAX = 1024
+_FROM_SUMS_LOCK = threading.Lock()
+
+
+def _from_sum(key: tuple[str, tuple[str, ...]] | None) -> str | None:
+    if key is None:
+        return None
+    with _FROM_SUMS_LOCK:
+        return _FROM_SUMS.get(key)
+
+
+def _remember_from_sum(key: tuple[str, tuple[str, ...]], digest: str) -> None:
+    with _FROM_SUMS_LOCK:
+        if key not in _FROM_SUMS and len(_FROM_SUMS) >= _FROM_SUMS_MAX:
+            del _FROM_SUMS[next(iter(_FROM_SUMS))]
+        _FROM_SUMS[key] = digest
 
 
 def _multi(sources: list[Source]) -> str:

@@ -156,6 +156,14 @@ class TarReader:
         self._off = 0
         self._skip = 0  # data and padding of the last member not consumed
         self._pad = 0  # the last member's padding
+        self._total = 0  # bytes read(n) returned so far
+
+    @property
+    def offset(self) -> int:
+        """Where the reader is in the (decompressed) stream: right after a
+        member is yielded, where its data begins (a build context indexes a
+        plain tar kept on disk by it, pybox.build.context)."""
+        return self._total - (len(self._chunk) - self._off)
 
     # -- bytes --
     def _more(self) -> bool:
@@ -163,6 +171,7 @@ class TarReader:
         if not data:
             return False
         self._chunk, self._off = data, 0
+        self._total += len(data)
         return True
 
     @overload

@@ -290,8 +290,9 @@ class Images:
             image_id = self.resolve(source)
             record = self.store.get_record(image_id)
             refs = self.store.load_refs()
-            refs[str(target_ref)] = image_id
-            self.store.save_refs(refs)
+            if refs.get(str(target_ref)) != image_id:  # (a rebuild's tag: unchanged)
+                refs[str(target_ref)] = image_id
+                self.store.save_refs(refs)
             record["last_tag_time"] = rfc3339_nano_fixed()
             self.store.put_record(record)
 
