@@ -42,7 +42,7 @@ from pybox.cri.spdy import SpdySession, Stream
 from pybox.cri.stream_backends import StreamSet
 from pybox.cri.stream_http import Connection, HTTPError, HTTPRequest, negotiate
 from pybox.engine.engine import Engine
-from pybox.errors import BadRequest, PyboxError, Unavailable
+from pybox.errors import BadRequest, NotFound, PyboxError, Unavailable
 
 CACHE_TTL = 60.0  # kubelet's streaming request cache: a token lives one minute
 MAX_IN_FLIGHT = 1000  # tokens not yet used (kubelet's maxInFlight)
@@ -125,8 +125,9 @@ def validate_streams(container_id: str, tty: bool, stdin: bool, stdout: bool, st
 
 class StreamingServer:
     """The streaming server for one engine (see the module's docstring).
-    ``pod_netns(pod_id)`` names the pod's pinned network namespace (None: the
-    host's, for a host-network pod); it raises NotFound for an unknown pod."""
+    ``pod_netns(pod_id)`` names the pod's pinned network namespace, None when
+    it has none (a host-network pod, or one whose network is gone: told apart
+    here by the sandbox's NetworkMode)."""
 
     def __init__(self, engine: Engine, pod_netns: Callable[[str], str | None],
                  address: str = "127.0.0.1", port: int = 0) -> None:
@@ -329,7 +330,16 @@ class StreamingServer:
             reader.join(5)
 
     def _netns_for(self, pod_id: str) -> str | None:
-        return self.pod_netns(pod_id)
+        """Where to dial: the pod's pinned namespace; None (the host's) only
+        for a host-network pod (containerd's "host"); a pod that is not there
+        or whose namespace is gone is an error, never the host."""
+        path = self.pod_netns(pod_id)
+        if path is not None:
+            return path
+        c = self.engine.get(pod_id)  # NotFound for a pod that is not there
+        if (c.host_config or {}).get("NetworkMode") == "host":
+            return None
+        raise NotFound(f"network namespace for sandbox {pod_id!r} is closed")
 
 
 def collect_streams(session: SpdySession, expected: int, v4: bool) -> StreamSet | None:
