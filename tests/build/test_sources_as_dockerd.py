@@ -15,10 +15,13 @@ Each build is made on both daemons and compared with tests/build/compare.py
 
 import contextlib
 import http.server
+import io
+import os
+import tarfile
 import threading
 
 import pytest
-from compare import Side, differences, snapshot
+from compare import Side, build_error, differences, snapshot
 
 from support.names import unique_name
 
@@ -97,4 +100,115 @@ ADD {url}/file.txt /fetched/
 """)
         with _built(pyboxd, dockerd, context) as (got, want):
             assert got.history == want.history
-            assert not differences(got, want)
+            problems = differences(got, want)
+            assert not problems, "\n".join(problems)
+
+
+# -- hard links ---------------------------------------------------------------------------------
+def _hard_link_groups(snap, layer: int) -> dict[str, set[str]]:
+    """A layer's hard-link groups: first path -> every path of the group."""
+    groups: dict[str, set[str]] = {}
+    for path, entry in snap.layers[layer].items():
+        if entry.group:
+            groups.setdefault(entry.group, set()).add(path)
+    return groups
+
+
+def _tar(members: list[tuple[str, bytes | str | None]]) -> bytes:
+    """A tar of (name, content: bytes for a file, str for a hard link's target, None for a dir)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, what in members:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1700000000
+            if what is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif isinstance(what, str):
+                info.type, info.linkname = tarfile.LNKTYPE, what
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(what), 0o640
+                tar.addfile(info, io.BytesIO(what))
+    return buf.getvalue()
+
+
+def test_hard_links_stay_linked_as_dockerd(tmp_path, pyboxd, dockerd):
+    """A context directory's, the whole context's, a stage's directory's and a
+    local tar's hard links are hard links in the step's layer (one file, the
+    others linked to it), on both daemons; a link to a file outside what is
+    copied is a file of its own; a single file named as a source is a file."""
+    context = _context(tmp_path, """FROM busybox AS stage
+RUN mkdir -p /s/sub && echo s > /s/one && ln /s/one /s/two && ln /s/one /s/sub/three \\
+ && echo out > /outside && ln /outside /s/in
+FROM busybox
+COPY dir /copied/
+COPY . /all/
+COPY --from=stage /s /staged
+COPY --from=stage /s/one /s/two /singles/
+ADD links.tar /unpacked/
+""")
+    root = os.path.join(context, "dir")
+    os.makedirs(os.path.join(root, "sub"))
+    with open(os.path.join(root, "a"), "w") as f:
+        f.write("a\n")
+    os.link(os.path.join(root, "a"), os.path.join(root, "b"))
+    os.link(os.path.join(root, "a"), os.path.join(root, "sub", "c"))
+    with open(os.path.join(context, "top"), "w") as f:
+        f.write("top\n")
+    os.link(os.path.join(context, "top"), os.path.join(root, "top-link"))
+    with open(os.path.join(context, "links.tar"), "wb") as f:
+        f.write(_tar([("d", None), ("d/f", b"f\n"), ("d/g", "d/f"), ("h", "/d/f"), ("e/", None),
+                      ("e/i", "./d/f")]))
+    with _built(pyboxd, dockerd, context) as (got, want):
+        problems = differences(got, want)
+        assert not problems, "\n".join(problems)
+        # the layers after busybox's: COPY dir, COPY ., COPY --from dir, COPY --from files, ADD
+        assert _hard_link_groups(got, 1) == {"/copied/a": {"/copied/a", "/copied/b", "/copied/sub/c"}}
+        assert _hard_link_groups(got, 2) == {
+            "/all/dir/a": {"/all/dir/a", "/all/dir/b", "/all/dir/sub/c"},
+            "/all/dir/top-link": {"/all/dir/top-link", "/all/top"}}
+        assert _hard_link_groups(got, 3) == {"/staged/one": {"/staged/one", "/staged/two",
+                                                             "/staged/sub/three"}}
+        assert _hard_link_groups(got, 4) == {}
+        assert _hard_link_groups(got, 5) == {"/unpacked/d/f": {"/unpacked/d/f", "/unpacked/d/g",
+                                                               "/unpacked/h", "/unpacked/e/i"}}
+
+
+HOSTILE_LINKS = {
+    # a hard link climbing out of the destination, and one through a symlink to /etc
+    "climbs-out": [("a", b"a\n"), ("x", "../../../../etc/passwd")],
+    "through-symlink": [("a", b"a\n"), ("l", ("symlink", "/etc")), ("x", "l/passwd")],
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_LINKS))
+def test_add_tar_hard_link_never_leaves_the_destination(name, tmp_path, pyboxd, dockerd):
+    """A local tar's hard link to a file outside ADD's destination fails the
+    step on both daemons (dockerd's chrooted untar finds nothing there); the
+    image's /etc/passwd is never linked into it."""
+    context = _context(tmp_path, "FROM busybox\nADD evil.tar /dst/\nRUN ls -l /dst\n")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for member, what in HOSTILE_LINKS[name]:
+            info = tarfile.TarInfo(member)
+            if isinstance(what, bytes):
+                info.size = len(what)
+                tar.addfile(info, io.BytesIO(what))
+            elif isinstance(what, tuple):
+                info.type, info.linkname = tarfile.SYMTYPE, what[1]
+                tar.addfile(info)
+            else:
+                info.type, info.linkname = tarfile.LNKTYPE, what
+                tar.addfile(info)
+    with open(os.path.join(context, "evil.tar"), "wb") as f:
+        f.write(buf.getvalue())
+    mine, ref = Side.of_pyboxd(pyboxd), Side.of_dockerd(dockerd)
+    before = mine.containers()
+    want = ref.build(context, "--no-cache")
+    got = mine.build(context, "--no-cache")
+    assert want.returncode == 1 and "failed to copy files" in build_error(want), want.stderr
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert "Step 3/3" not in got.stdout
+    assert build_error(got).startswith('failed to copy files: invalid hardlink "/dst/x" -> '), got.stderr
+    assert mine.containers() == before

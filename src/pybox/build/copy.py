@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pybox.engine.archive import extract_tree, read_file_in_root
-from pybox.errors import BuildError
+from pybox.errors import BuildError, PyboxError
 
 MAX_SYMLINKS = 255
 URL_TIMEOUT = 60
@@ -95,7 +95,7 @@ class Source:
 
 
 def _tarsum_header(name: str, st: os.stat_result, link: str, xattrs: dict[str, bytes],
-                   image: bool = False) -> bytes:
+                   image: bool = False, hard_link: str = "") -> bytes:
     """tarsum v1's header of one file (moby's WriteV1Header over go-archive's
     FileInfoHeader): name, mode, owner, size, type, link, no mtime, the device
     numbers, the security xattrs.  The context's sums are of the docker CLI's
@@ -103,9 +103,12 @@ def _tarsum_header(name: str, st: os.stat_result, link: str, xattrs: dict[str, b
     download's (``image``: dockerd 20.10's lazySource hashing the files on its
     disk) go through its own FileInfoHeader, whose mode keeps the file type
     bits (fillGo18FileTypeBits) and whose Go tar.FileInfoHeader looks the
-    owner's names up on the daemon's host."""
+    owner's names up on the daemon's host.  ``hard_link``: the file is the
+    tar's hard link to that earlier member (typeflag 1, no size, no data)."""
     mode = st.st_mode
-    if stat.S_ISDIR(mode):
+    if hard_link:
+        flag, link = "1", hard_link
+    elif stat.S_ISDIR(mode):
         flag, name = "5", name.rstrip("/") + "/"
     elif stat.S_ISLNK(mode):
         flag = "2"
@@ -147,6 +150,38 @@ def _host_names(uid: int, gid: int) -> tuple[str, str]:
     return uname, gname
 
 
+def _first_links(root: str) -> dict[tuple[int, int], str]:
+    """The context's hard-linked files: (device, inode) -> the path the docker
+    CLI's tar sends as the file (the first of its links in the CLI's walk:
+    each directory's names in byte order, depth first); its other links are
+    tar hard links to it, which dockerd's tarsum hashes as such.  Made once
+    per context (and only for one that has hard links)."""
+    st = os.stat(root)
+    return _first_links_of(root, (st.st_dev, st.st_ino, st.st_ctime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _first_links_of(root: str, _identity: tuple[int, int, int]) -> dict[tuple[int, int], str]:
+    # a walk in that order meets a before b iff a's components (bytes) sort before b's
+    first: dict[tuple[int, int], tuple[tuple[bytes, ...], str]] = {}
+    stack = [""]
+    while stack:
+        top = stack.pop()
+        with os.scandir(os.path.join(root, top) if top else root) as it:
+            for entry in it:
+                rel = f"{top}/{entry.name}" if top else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(rel)
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    if st.st_nlink > 1:
+                        key = tuple(os.fsencode(part) for part in rel.split("/"))
+                        known = first.get((st.st_dev, st.st_ino))
+                        if known is None or key < known[0]:
+                            first[(st.st_dev, st.st_ino)] = (key, rel)
+    return {inode: rel for inode, (_, rel) in first.items()}
+
+
 def file_sum(root: str, rel: str, image: bool = False) -> str:
     """moby's lazySource.Hash: ``rel`` resolved inside ``root`` (symlinks
     followed in scope), its tarsum v1 header and content hashed; a path that
@@ -165,8 +200,12 @@ def file_sum(root: str, rel: str, image: bool = False) -> str:
                                                     follow_symlinks=False)
     except OSError:
         pass
-    h = hashlib.sha256(_tarsum_header(rel_path, st, link, xattrs, image))
-    if stat.S_ISREG(st.st_mode) and st.st_size:
+    hard_link = ""
+    if not image and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        first = _first_links(root).get((st.st_dev, st.st_ino), rel_path)
+        hard_link = first if first != rel_path else ""
+    h = hashlib.sha256(_tarsum_header(rel_path, st, link, xattrs, image, hard_link))
+    if stat.S_ISREG(st.st_mode) and st.st_size and not hard_link:
         with open(host, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
@@ -323,8 +362,21 @@ def _copy_entry(src: str, dest: str, owner: tuple[int, int] | None, mode: int | 
     os.utime(dest, times, follow_symlinks=False)
 
 
+def _hard_link(first: str, dest: str) -> None:
+    """``dest`` made a hard link of ``first`` (a file this copy wrote inside its
+    destination, so the link never reaches out of it), replacing a
+    non-directory there."""
+    if os.path.islink(dest) or os.path.lexists(dest) and not os.path.isdir(dest):
+        os.unlink(dest)
+    os.link(first, dest, follow_symlinks=False)
+
+
 def _copy_dir(src: str, dest: str, owner: tuple[int, int] | None, mode: int | None) -> None:
-    """The contents of directory ``src`` into the host directory ``dest``."""
+    """The contents of directory ``src`` into the host directory ``dest``.
+    Files hard-linked to each other inside ``src`` stay so in ``dest`` (one
+    copy, the others linked to it), as dockerd's tar-and-untar copy keeps
+    them; a link to a file outside ``src`` is a file of its own."""
+    linked: dict[tuple[int, int], str] = {}  # (dev, inode) in src -> its first copy in dest
     for dirpath, dirnames, filenames in os.walk(src):
         rel = os.path.relpath(dirpath, src)
         target_dir = dest if rel == "." else os.path.join(dest, rel)
@@ -344,7 +396,15 @@ def _copy_dir(src: str, dest: str, owner: tuple[int, int] | None, mode: int | No
             os.lchown(d, uid, gid)
             os.chmod(d, mode if mode is not None else stat.S_IMODE(st.st_mode))
         for name in filenames:
-            _copy_entry(os.path.join(dirpath, name), os.path.join(target_dir, name), owner, mode)
+            s, d = os.path.join(dirpath, name), os.path.join(target_dir, name)
+            st = os.lstat(s)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                first = linked.get((st.st_dev, st.st_ino))
+                if first is not None:
+                    _hard_link(first, d)
+                    continue
+                linked[(st.st_dev, st.st_ino)] = d
+            _copy_entry(s, d, owner, mode)
     # directory times last (writing into them changed them)
     for dirpath, dirnames, _ in os.walk(src):
         rel = os.path.relpath(dirpath, src)
@@ -400,6 +460,8 @@ def copy_into(rootfs: str, sources: list[Source], dest: str, workdir: str, *,
             try:
                 with open(source.host_path, "rb") as f:
                     extract_tree(fd, clean, iter(lambda: f.read(1 << 20), b""))
+            except PyboxError as e:  # a hostile member (a link out of dest...), in dockerd's frame
+                raise BuildError(f"failed to copy files: {e}") from None
             finally:
                 os.close(fd)
             continue
