@@ -13,6 +13,7 @@ made them, portmap's shared nat chains are removed (atomically, and only if
 nothing else uses them by then).
 """
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -87,14 +88,33 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def nat_owner():
-    """Whether this module may remove portmap's shared nat chains at the end:
-    only if they did not exist before it ran."""
-    existed = nat_chains_exist()
-    yield
-    if not existed:
-        subprocess.run(["iptables-restore", "-w", "--noflush"], input=NAT_CLEANUP, text=True,
-                       capture_output=True)
+def nat_owner(tmp_path_factory):
+    """portmap's shared nat chains are removed by the last of this run's test
+    processes (pytest-xdist's workers share the temp root) to finish with
+    this module, and only if none of them found the chains there at its start;
+    the removal is one transaction the kernel refuses while any pod's rule
+    (a parallel CRI test's) still uses the chains."""
+    root = tmp_path_factory.getbasetemp().parent
+    state = root / "c2cni-nat-chains"
+    fd = os.open(root / "c2cni-nat-chains.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not state.exists():  # the first of us: were they there before?
+            state.write_text("existed" if nat_chains_exist() else "made")
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another process still uses them: the last one cleans
+        made = state.read_text() == "made"
+        state.unlink()
+        if made:
+            subprocess.run(["iptables-restore", "-w", "--noflush"], input=NAT_CLEANUP, text=True,
+                           capture_output=True)
+    finally:
+        os.close(fd)
 
 
 class Net:
