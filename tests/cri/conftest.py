@@ -39,7 +39,7 @@ import pytest
 
 from support.fixtures import needs_root_and_docker_cli
 from support.host import mounts_under
-from support.paths import IMAGE
+from support.paths import IMAGE, PYTHON, SRC
 from support.pyboxd import Pyboxd
 
 grpc = pytest.importorskip("grpc", reason="needs grpcio (pyproject's dependencies)")
@@ -103,11 +103,34 @@ def conflist(name, bridge, subnet, ipam_dir):
     }
 
 
+def runtime_launcher_works():
+    """Whether the installed pybox-runtime runs this checkout (its launcher names
+    the source directory it was written for)."""
+    proc = subprocess.run(["pybox-runtime", "--version"], capture_output=True, text=True)
+    return proc.returncode == 0
+
+
+def private_path(base):
+    """PATH for the daemon: a pybox-runtime that runs this checkout first,
+    when the installed launcher does not (it was written for another
+    checkout): execs (ExecSync, exec probes) run `pybox-runtime exec`."""
+    if runtime_launcher_works():
+        return os.environ.get("PATH", "")
+    bindir = os.path.join(base, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    wrapper = os.path.join(bindir, "pybox-runtime")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\nPYTHONPATH={SRC} exec {PYTHON} -m pybox.cli.runtime \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    return bindir + ":" + os.environ.get("PATH", "")
+
+
 class CRIPyboxd(Pyboxd):
     """A private pyboxd with its CRI socket and a private CNI conf dir."""
 
     def __init__(self):
         super().__init__()
+        self.daemon_env["PATH"] = private_path(self.base)
         tag = uuid.uuid4().hex[:8]
         self.cri_socket = os.path.join(self.base, "cri.sock")
         self.cni_conf_dir = os.path.join(self.base, "net.d")

@@ -7,22 +7,32 @@ the gRPC face: requests in, responses out.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 from cri_api.v1 import api_pb2, api_pb2_grpc
 
 from pybox import __version__
-from pybox.cri.errors import rpc, unimplemented
+from pybox.cri import meta
+from pybox.cri.containers import Containers
+from pybox.cri.errors import CRIError, rpc, unimplemented
 from pybox.cri.options import CRIOptions
 from pybox.cri.sandbox import Pods
+from pybox.cri.stats import Stats
 from pybox.engine.engine import Engine
+from pybox.errors import BadRequest, PyboxError
 from pybox.network.cni import CNI
 
 CRI_VERSION = "0.1.0"  # the kubelet API version every runtime reports (containerd's too)
 RUNTIME_NAME = "pybox"
 RUNTIME_API_VERSION = "v1"
+EVENT_TYPES = {"create": api_pb2.CONTAINER_CREATED_EVENT, "start": api_pb2.CONTAINER_STARTED_EVENT,
+               "die": api_pb2.CONTAINER_STOPPED_EVENT, "destroy": api_pb2.CONTAINER_DELETED_EVENT}
 
 
 class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
@@ -34,9 +44,32 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.cni = CNI(conf_dir=options.cni_conf_dir, bin_dirs=options.cni_bin_dirs,
                        cache_dir=options.cni_cache_dir)
         self.pods = Pods(engine, options, self.cni)
+        self.containers = Containers(engine, self.pods)
+        self.stats = Stats(engine, self.pods, self.containers)
+        self._streaming: Any = None
+        self._streaming_lock = threading.Lock()
 
     def close(self) -> None:
         """The daemon is going: stop what the service started (the streaming server)."""
+        with self._streaming_lock:
+            if self._streaming is not None:
+                self._streaming.close()
+                self._streaming = None
+
+    def streaming(self) -> Any:
+        """The streaming server (cri/streaming.py), started on first use;
+        UNIMPLEMENTED while that module is not there."""
+        with self._streaming_lock:
+            if self._streaming is None:
+                if importlib.util.find_spec("pybox.cri.streaming") is None:
+                    raise unimplemented("Exec, Attach and PortForward (no streaming server)")
+                module = importlib.import_module("pybox.cri.streaming")
+                server = module.StreamingServer(self.engine, self.pods.pod_netns,
+                                                address=self.options.stream_address,
+                                                port=self.options.stream_port)
+                server.start()
+                self._streaming = server
+            return self._streaming
 
     # -- the runtime ------------------------------------------------------------------------
     @rpc()
@@ -112,3 +145,167 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     def ListPodSandbox(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         flt = request.filter if request.HasField("filter") else None
         return api_pb2.ListPodSandboxResponse(items=self.pods.list(flt))
+
+    # -- containers (containers.py) ------------------------------------------------------------
+    @rpc(conflict=grpc.StatusCode.ALREADY_EXISTS)
+    def CreateContainer(self, request: Any, context: grpc.ServicerContext  # noqa: N802
+                        ) -> Any:
+        cid = self.containers.create(request.pod_sandbox_id, request.config,
+                                     request.sandbox_config)
+        return api_pb2.CreateContainerResponse(container_id=cid)
+
+    @rpc(conflict=grpc.StatusCode.UNKNOWN)
+    def StartContainer(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self.containers.start(request.container_id)
+        return api_pb2.StartContainerResponse()
+
+    @rpc()
+    def StopContainer(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self.containers.stop(request.container_id, request.timeout)
+        return api_pb2.StopContainerResponse()
+
+    @rpc()
+    def RemoveContainer(self, request: Any, context: grpc.ServicerContext  # noqa: N802
+                        ) -> Any:
+        self.containers.remove(request.container_id)
+        self.stats.forget(request.container_id)
+        return api_pb2.RemoveContainerResponse()
+
+    @rpc()
+    def ListContainers(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        flt = request.filter if request.HasField("filter") else None
+        return api_pb2.ListContainersResponse(containers=self.containers.list(flt))
+
+    @rpc()
+    def ContainerStatus(self, request: Any, context: grpc.ServicerContext  # noqa: N802
+                        ) -> Any:
+        return self.containers.status(request.container_id, request.verbose)
+
+    @rpc()
+    def UpdateContainerResources(self, request: Any,  # noqa: N802
+                                 context: grpc.ServicerContext) -> Any:
+        self.containers.update_resources(request.container_id, request.linux)
+        return api_pb2.UpdateContainerResourcesResponse()
+
+    @rpc()
+    def ReopenContainerLog(self, request: Any, context: grpc.ServicerContext  # noqa: N802
+                           ) -> Any:
+        c = self.containers.get(request.container_id)
+        self.engine.reopen_log(c.id)
+        return api_pb2.ReopenContainerLogResponse()
+
+    @rpc()
+    def ExecSync(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self.containers.exec_sync(request.container_id, list(request.cmd),
+                                         request.timeout)
+
+    # -- streaming (C3's cri/streaming.py) ---------------------------------------------------------
+    @rpc()
+    def Exec(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        c = self.containers.get(request.container_id)
+        if not c.state.running:
+            raise CRIError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"container {c.id!r} is not running")
+        if not request.cmd:
+            raise BadRequest("cmd must not be empty")
+        url = self.streaming().exec_url(c.id, list(request.cmd), tty=request.tty,
+                                        stdin=request.stdin, stdout=request.stdout,
+                                        stderr=request.stderr)
+        return api_pb2.ExecResponse(url=url)
+
+    @rpc()
+    def Attach(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        c = self.containers.get(request.container_id)
+        if not c.state.running:
+            raise CRIError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"container {c.id!r} is not running")
+        url = self.streaming().attach_url(c.id, tty=request.tty, stdin=request.stdin,
+                                          stdout=request.stdout, stderr=request.stderr)
+        return api_pb2.AttachResponse(url=url)
+
+    @rpc()
+    def PortForward(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        pod = self.pods.get(request.pod_sandbox_id)
+        if not pod.state.running:
+            raise CRIError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"sandbox {pod.id!r} is not running")
+        url = self.streaming().port_forward_url(pod.id, list(request.port))
+        return api_pb2.PortForwardResponse(url=url)
+
+    # -- stats (stats.py) --------------------------------------------------------------------------
+    @rpc()
+    def ContainerStats(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        c = self.containers.get(request.container_id)
+        return api_pb2.ContainerStatsResponse(stats=self.stats.container(c))
+
+    @rpc()
+    def ListContainerStats(self, request: Any, context: grpc.ServicerContext  # noqa: N802
+                           ) -> Any:
+        flt = request.filter if request.HasField("filter") else None
+        return api_pb2.ListContainerStatsResponse(stats=self.stats.list_containers(flt))
+
+    @rpc()
+    def PodSandboxStats(self, request: Any, context: grpc.ServicerContext  # noqa: N802
+                        ) -> Any:
+        pod = self.pods.get(request.pod_sandbox_id)
+        return api_pb2.PodSandboxStatsResponse(stats=self.stats.pod(pod))
+
+    @rpc()
+    def ListPodSandboxStats(self, request: Any, context: grpc.ServicerContext  # noqa: N802
+                            ) -> Any:
+        flt = request.filter if request.HasField("filter") else None
+        return api_pb2.ListPodSandboxStatsResponse(stats=self.stats.list_pods(flt))
+
+    @rpc()
+    def ListMetricDescriptors(self, request: Any,  # noqa: N802
+                              context: grpc.ServicerContext) -> Any:
+        return api_pb2.ListMetricDescriptorsResponse()
+
+    @rpc()
+    def ListPodSandboxMetrics(self, request: Any,  # noqa: N802
+                              context: grpc.ServicerContext) -> Any:
+        return api_pb2.ListPodSandboxMetricsResponse()
+
+    # -- events ----------------------------------------------------------------------------------
+    def GetContainerEvents(self, request: Any, context: grpc.ServicerContext  # noqa: N802
+                           ) -> Iterator[Any]:
+        """kubelet's evented PLEG: the CRI containers' created, started,
+        stopped and deleted events as they happen, each with its pod's
+        status and the container's, until the client goes."""
+        queue = self.engine.events.subscribe()
+        try:
+            deque_, cond = queue
+            while context.is_active() and not self.engine.stopping:
+                with cond:
+                    if not deque_:
+                        cond.wait(0.5)
+                    events = list(deque_)
+                    deque_.clear()
+                for event in events:
+                    response = self.container_event(event)
+                    if response is not None:
+                        yield response
+        finally:
+            self.engine.events.unsubscribe(queue)
+
+    def container_event(self, event: dict[str, Any]) -> Any | None:
+        if event.get("Type") != "container":
+            return None
+        kind = EVENT_TYPES.get(event.get("Action", ""))
+        attrs = (event.get("Actor") or {}).get("Attributes") or {}
+        if kind is None or attrs.get(meta.KIND) != meta.CONTAINER_KIND:
+            return None
+        cid = event["Actor"]["ID"]
+        pod_id = attrs.get(meta.SANDBOX, "")
+        response = api_pb2.ContainerEventResponse(container_id=cid, container_event_type=kind,
+                                                  created_at=event.get("timeNano", 0))
+        try:
+            response.pod_sandbox_status.CopyFrom(self.pods.status(pod_id, False).status)
+        except PyboxError:
+            pass
+        if kind != api_pb2.CONTAINER_DELETED_EVENT:
+            try:
+                response.containers_statuses.append(self.containers.status(cid, False).status)
+            except PyboxError:
+                pass
+        return response

@@ -205,6 +205,12 @@ class Pods:
         return [c for c in self.engine.store.all()
                 if meta.kind(c) == meta.SANDBOX_KIND and not c.removed]
 
+    def pod_netns(self, pod_id: str) -> str | None:
+        """The pod's pinned network namespace (port-forward's), None for a
+        host-network pod or one whose network is gone."""
+        path = os.path.join(self.netns_dir, pod_id)
+        return path if netnsmod.is_mounted(path) else None
+
     def containers_of(self, pod_id: str) -> list[Container]:
         return [c for c in self.engine.store.all()
                 if meta.kind(c) == meta.CONTAINER_KIND and meta.pod_of(c) == pod_id

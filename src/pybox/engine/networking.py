@@ -629,11 +629,16 @@ class EngineNetworking:
 
     def _share_etc_files(self, c: Container, ref: str) -> None:
         """--network container:ID: the other container's hosts and resolv.conf,
-        as docker shares them."""
+        as docker shares them, and its hostname and domain name (dockerd's
+        initializeNetworking sets Config.Hostname and Domainname from the
+        container joined: `hostname` in a pod's container names the pod)."""
         try:
             other = self.engine.get(ref)
         except NotFound:
             return
+        for key in ("Hostname", "Domainname"):
+            if other.config.get(key):
+                c.config[key] = other.config[key]
         for key in ("HostsPath", "ResolvConfPath", "HostnamePath"):
             src, dst = other.record.get(key), c.record.get(key)
             if src and dst and os.path.exists(src):

@@ -260,6 +260,15 @@ def resources(hc: dict[str, Any]) -> dict[str, Any]:
     pids = hc.get("PidsLimit")
     if pids and pids > 0:
         res["pids"] = {"limit": pids}
+    # pyboxd's CRI only (pybox.cri.containers; the Docker API's schema drops
+    # unknown HostConfig fields, so no API body carries them): kubelet's
+    # hugepage limits and cgroup v2 unified entries, as OCI takes them
+    hugepages = [{"pageSize": h["pageSize"], "limit": h["limit"]}
+                 for h in hc.get("CriHugepageLimits") or () if isinstance(h, dict)]
+    if hugepages:
+        res["hugepageLimits"] = hugepages
+    if isinstance(hc.get("CriUnified"), dict) and hc["CriUnified"]:
+        res["unified"] = {str(k): str(v) for k, v in hc["CriUnified"].items()}
     blk: dict[str, Any] = {}
     if hc.get("BlkioWeight"):
         blk["weight"] = hc["BlkioWeight"]

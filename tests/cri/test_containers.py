@@ -1,0 +1,306 @@
+"""CRI containers: create/start/stop/remove, list with filters, status with
+reasons and exit codes, command/args/env/working dir, mounts, devices, pid
+namespace sharing, ExecSync (and its timeout), logs in the CRI format,
+ReopenContainerLog, UpdateContainerResources, stats, events."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+
+import grpc
+import pytest
+from cri_api.v1 import api_pb2
+
+from support.wait import wait_for
+
+from .conftest import CALL_TIMEOUT
+
+
+def wait_exited(cri, cid, timeout=30):
+    return wait_for(lambda: (s := cri.status(cid)).state == api_pb2.CONTAINER_EXITED and s,
+                    "the container's exit", timeout=timeout)
+
+
+def cgroup_dir(pid):
+    """The memory cgroup of ``pid``: (directory, cgroup v2?)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        hier, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return "/sys/fs/cgroup/memory" + path, False
+    for line in lines:
+        hier, controllers, path = line.split(":", 2)
+        if hier == "0":
+            return "/sys/fs/cgroup" + path, True
+    raise AssertionError(lines)
+
+
+def test_lifecycle_and_status(cri):
+    pod_id, pod = cri.run_pod()
+    cid = cri.create(pod_id, pod, command=["sh", "-c"], args=["echo $GREETING from $(pwd); sleep 3600"],
+                     env={"GREETING": "hello"}, working_dir="/tmp",
+                     labels={"role": "main"}, annotations={"note": "x"})
+    st = cri.status(cid)
+    assert st.state == api_pb2.CONTAINER_CREATED
+    assert st.created_at > 0 and st.started_at == 0
+    assert st.image.image == "busybox:latest"
+    assert st.image_ref.startswith("sha256:")
+    assert dict(st.labels) == {"role": "main"} and dict(st.annotations) == {"note": "x"}
+    cri.start(cid)
+    st = cri.status(cid)
+    assert st.state == api_pb2.CONTAINER_RUNNING and st.started_at >= st.created_at
+    # listed, filtered
+    listed = cri.call("ListContainers", api_pb2.ListContainersRequest(
+        filter=api_pb2.ContainerFilter(pod_sandbox_id=pod_id))).containers
+    assert [c.id for c in listed] == [cid]
+    assert listed[0].metadata.name == st.metadata.name
+    listed = cri.call("ListContainers", api_pb2.ListContainersRequest(
+        filter=api_pb2.ContainerFilter(label_selector={"role": "main"},
+                                       state=api_pb2.ContainerStateValue(
+                                           state=api_pb2.CONTAINER_RUNNING)))).containers
+    assert cid in [c.id for c in listed]
+    # hostname: the pod's
+    out = cri.exec_sync(cid, ["hostname"])
+    assert out.stdout.decode().strip() == pod.hostname
+    # the log at the path kubelet named, in the CRI format
+    log = os.path.join(pod.log_directory, st.metadata.name, "0.log")
+    assert cri.status(cid).log_path == log
+    line = wait_for(lambda: os.path.exists(log) and open(log).read(), "the log line")
+    stamp, stream, tag, text = line.splitlines()[0].split(" ", 3)
+    assert (stream, tag, text) == ("stdout", "F", "hello from /tmp")
+    # stop with a grace period: sleep ignores nothing, SIGTERM ends sh at once
+    cri.call("StopContainer", api_pb2.StopContainerRequest(container_id=cid, timeout=10))
+    st = cri.status(cid)
+    assert st.state == api_pb2.CONTAINER_EXITED
+    assert st.finished_at >= st.started_at
+    assert st.reason == "Error" and st.exit_code == 143
+    cri.call("StopContainer", api_pb2.StopContainerRequest(container_id=cid, timeout=0))  # again
+    cri.call("RemoveContainer", api_pb2.RemoveContainerRequest(container_id=cid))
+    with pytest.raises(grpc.RpcError) as e:
+        cri.status(cid)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    cri.call("RemoveContainer", api_pb2.RemoveContainerRequest(container_id=cid))  # again
+
+
+def test_exit_reasons(cri):
+    pod_id, pod = cri.run_pod()
+    ok = cri.run(pod_id, pod, command=["true"])
+    bad = cri.run(pod_id, pod, command=["sh", "-c", "exit 3"])
+    assert wait_exited(cri, ok).reason == "Completed"
+    st = wait_exited(cri, bad)
+    assert (st.reason, st.exit_code) == ("Error", 3)
+    assert cri.status(ok).exit_code == 0
+
+
+def test_oom_killed(cri):
+    pod_id, pod = cri.run_pod()
+    res = api_pb2.LinuxContainerResources(memory_limit_in_bytes=16 * 1024 * 1024)
+    cid = cri.run(pod_id, pod, command=["sh", "-c", "x=a; while true; do x=$x$x; done"],
+                  resources=res)
+    st = wait_exited(cri, cid, timeout=60)
+    assert st.reason == "OOMKilled", st
+    assert st.exit_code == 137
+
+
+def test_image_command_and_args(cri):
+    """No command: the image's (busybox: sh); args only: they follow the image's entrypoint."""
+    pod_id, pod = cri.run_pod()
+    cid = cri.run(pod_id, pod, command=[], args=["sh", "-c", "echo args-only"])
+    wait_exited(cri, cid)
+    log = os.path.join(pod.log_directory, cri.status(cid).metadata.name, "0.log")
+    assert open(log).read().split(" ", 3)[3] == "args-only\n"
+
+
+def test_unknown_image_and_pod(cri):
+    pod_id, pod = cri.run_pod()
+    with pytest.raises(grpc.RpcError) as e:
+        cri.create(pod_id, pod, image="localhost/no-such-image-" + uuid.uuid4().hex[:6])
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as e:
+        cri.create("f" * 64, pod)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_exec_sync_and_timeout(cri):
+    pod_id, pod = cri.run_pod()
+    cid = cri.run(pod_id, pod)
+    out = cri.exec_sync(cid, ["sh", "-c", "echo out; echo err >&2; exit 7"])
+    assert (out.stdout, out.stderr, out.exit_code) == (b"out\n", b"err\n", 7)
+    with pytest.raises(grpc.RpcError) as e:
+        cri.exec_sync(cid, ["sleep", "30"], timeout=1)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # the sleep was killed
+    assert "sleep 30" not in cri.exec_sync(cid, ["ps", "-o", "args"]).stdout.decode()
+
+
+@pytest.fixture
+def shared_dir(tmp_path):
+    """A directory that is a shared mount (what a hostPath with propagation
+    needs on the node), unmounted at the end."""
+    top = tmp_path / "shared"
+    top.mkdir()
+    subprocess.run(["mount", "--bind", str(top), str(top)], check=True)
+    subprocess.run(["mount", "--make-shared", str(top)], check=True)
+    yield top
+    subprocess.run(["umount", "-l", str(top)], capture_output=True)
+
+
+def test_mounts_and_readonly(cri, tmp_path, shared_dir):
+    pod_id, pod = cri.run_pod()
+    src = tmp_path / "data"
+    src.mkdir()
+    (src / "f").write_text("from-host")
+    missing = shared_dir / "made-by-create"
+    mounts = [api_pb2.Mount(container_path="/data", host_path=str(src), readonly=True),
+              api_pb2.Mount(container_path="/rw", host_path=str(missing),
+                            propagation=api_pb2.PROPAGATION_HOST_TO_CONTAINER)]
+    cid = cri.run(pod_id, pod, mounts=mounts)
+    assert missing.is_dir()  # containerd's rule: a missing host path is made
+    out = cri.exec_sync(cid, ["sh", "-c", "cat /data/f; touch /data/x; echo $?; "
+                                          "touch /rw/y && echo rw-ok; "
+                                          "grep ' /rw ' /proc/self/mountinfo"])
+    text = out.stdout.decode()
+    assert text.startswith("from-host1\n"), text
+    assert "rw-ok" in text and "master:" in text  # rslave
+    assert (missing / "y").exists()
+    # a mount made on the host later shows in the container (host-to-container)
+    (missing / "sub").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "late", str(missing / "sub")], check=True)
+    try:
+        out = cri.exec_sync(cid, ["grep", " /rw/sub ", "/proc/self/mountinfo"])
+        assert out.exit_code == 0, "the host's new mount did not propagate"
+    finally:
+        subprocess.run(["umount", "-l", str(missing / "sub")], capture_output=True)
+    assert list(cri.status(cid).mounts) == mounts
+
+
+def test_pid_namespace_sharing(cri):
+    pod_id, pod = cri.run_pod()
+    shared = api_pb2.LinuxContainerSecurityContext(
+        namespace_options=api_pb2.NamespaceOption(pid=api_pb2.POD))
+    a = cri.run(pod_id, pod, security=shared)
+    ps = cri.exec_sync(a, ["ps", "-o", "pid,args"]).stdout.decode()
+    assert "/pause" in ps  # the pod's PID 1
+    own = cri.run(pod_id, pod, security=api_pb2.LinuxContainerSecurityContext(
+        namespace_options=api_pb2.NamespaceOption(pid=api_pb2.CONTAINER)))
+    ps = cri.exec_sync(own, ["ps", "-o", "pid,args"]).stdout.decode()
+    assert "/pause" not in ps
+    target = api_pb2.LinuxContainerSecurityContext(
+        namespace_options=api_pb2.NamespaceOption(pid=api_pb2.TARGET, target_id=own))
+    t = cri.run(pod_id, pod, command=["sleep", "3601"], security=target)
+    ps = cri.exec_sync(own, ["ps", "-o", "args"]).stdout.decode()
+    assert "sleep 3601" in ps
+    assert t
+
+
+def test_update_resources(cri):
+    pod_id, pod = cri.run_pod()
+    cid = cri.run(pod_id, pod, resources=api_pb2.LinuxContainerResources(
+        memory_limit_in_bytes=64 * 1024 * 1024, cpu_shares=512))
+    pid = json.loads(cri.status(cid, verbose=True) and cri.call(
+        "ContainerStatus", api_pb2.ContainerStatusRequest(container_id=cid, verbose=True)
+    ).info["info"])["pid"]
+    cg, v2 = cgroup_dir(pid)
+    limit_file = os.path.join(cg, "memory.max" if v2 else "memory.limit_in_bytes")
+    assert int(open(limit_file).read()) == 64 * 1024 * 1024
+    cri.call("UpdateContainerResources", api_pb2.UpdateContainerResourcesRequest(
+        container_id=cid, linux=api_pb2.LinuxContainerResources(
+            memory_limit_in_bytes=128 * 1024 * 1024, cpu_quota=50000, cpu_period=100000)))
+    assert int(open(limit_file).read()) == 128 * 1024 * 1024
+    res = cri.status(cid).resources.linux
+    assert res.memory_limit_in_bytes == 128 * 1024 * 1024
+    assert (res.cpu_quota, res.cpu_period, res.cpu_shares) == (50000, 100000, 512)
+    # /dev/null still works after an update (containerd's runc update lost it once)
+    assert cri.exec_sync(cid, ["sh", "-c", "echo x > /dev/null"]).exit_code == 0
+
+
+def test_reopen_log(cri):
+    pod_id, pod = cri.run_pod()
+    cid = cri.run(pod_id, pod, command=["sh", "-c",
+                                        "echo one; while ! [ -e /tmp/go ]; do sleep 0.1; done;"
+                                        " echo two; sleep 3600"])
+    log = cri.status(cid).log_path
+    wait_for(lambda: os.path.exists(log) and "one" in open(log).read(), "the first line")
+    os.rename(log, log + ".1")  # kubelet's rotation
+    cri.call("ReopenContainerLog", api_pb2.ReopenContainerLogRequest(container_id=cid))
+    cri.exec_sync(cid, ["touch", "/tmp/go"])
+    wait_for(lambda: os.path.exists(log) and "two" in open(log).read(), "the line after reopen")
+    assert "two" not in open(log + ".1").read()
+    cri.call("StopContainer", api_pb2.StopContainerRequest(container_id=cid, timeout=0))
+    with pytest.raises(grpc.RpcError) as e:
+        cri.call("ReopenContainerLog", api_pb2.ReopenContainerLogRequest(container_id=cid))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_stats(cri):
+    pod_id, pod = cri.run_pod()
+    cid = cri.run(pod_id, pod, command=["sh", "-c", "x=$(head -c 4000000 /dev/zero | tr '\\0' a);"
+                                                    " sleep 3600"])
+    time.sleep(0.5)
+    s = cri.call("ContainerStats", api_pb2.ContainerStatsRequest(container_id=cid)).stats
+    assert s.attributes.id == cid
+    assert s.cpu.usage_core_nano_seconds.value > 0
+    assert s.memory.usage_bytes.value > 0 and s.memory.working_set_bytes.value > 0
+    listed = cri.call("ListContainerStats", api_pb2.ListContainerStatsRequest(
+        filter=api_pb2.ContainerStatsFilter(pod_sandbox_id=pod_id))).stats
+    assert [x.attributes.id for x in listed] == [cid]
+    ps = cri.call("PodSandboxStats", api_pb2.PodSandboxStatsRequest(
+        pod_sandbox_id=pod_id)).stats
+    assert ps.attributes.id == pod_id
+    assert ps.linux.memory.usage_bytes.value >= s.memory.usage_bytes.value
+    assert [c.attributes.id for c in ps.linux.containers] == [cid]
+    assert ps.linux.network.default_interface.name == "eth0"
+    assert ps.linux.process.process_count.value >= 2
+    listed = cri.call("ListPodSandboxStats", api_pb2.ListPodSandboxStatsRequest(
+        filter=api_pb2.PodSandboxStatsFilter(id=pod_id))).stats
+    assert [x.attributes.id for x in listed] == [pod_id]
+
+
+def test_container_events(cri, runtime_stub):
+    pod_id, pod = cri.run_pod()
+    got = []
+    stream = runtime_stub.GetContainerEvents(api_pb2.GetEventsRequest(), timeout=CALL_TIMEOUT)
+
+    def read():
+        try:
+            for ev in stream:
+                got.append(ev)
+                if ev.container_event_type == api_pb2.CONTAINER_DELETED_EVENT:
+                    return
+        except grpc.RpcError:
+            pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.3)  # the stream is subscribed once the first call is in
+    cid = cri.run(pod_id, pod, command=["true"])
+    wait_exited(cri, cid)
+    cri.call("RemoveContainer", api_pb2.RemoveContainerRequest(container_id=cid))
+    reader.join(20)
+    stream.cancel()
+    mine = [(e.container_event_type) for e in got if e.container_id == cid]
+    assert mine == [api_pb2.CONTAINER_CREATED_EVENT, api_pb2.CONTAINER_STARTED_EVENT,
+                    api_pb2.CONTAINER_STOPPED_EVENT, api_pb2.CONTAINER_DELETED_EVENT]
+    assert all(e.pod_sandbox_status.id == pod_id for e in got if e.container_id == cid)
+
+
+def test_start_twice_and_in_stopped_pod(cri):
+    pod_id, pod = cri.run_pod()
+    cid = cri.run(pod_id, pod)
+    with pytest.raises(grpc.RpcError):
+        cri.start(cid)
+    late = cri.create(pod_id, pod)
+    cri.call("StopPodSandbox", api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    assert cri.status(cid).state == api_pb2.CONTAINER_EXITED  # the pod's stop stops them
+    with pytest.raises(grpc.RpcError) as e:
+        cri.start(late)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # removing the pod removes its containers
+    cri.call("RemovePodSandbox", api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    with pytest.raises(grpc.RpcError) as e:
+        cri.status(late)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
