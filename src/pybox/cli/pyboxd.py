@@ -222,6 +222,8 @@ def _parser() -> argparse.ArgumentParser:
                         f"{', '.join(DEFAULT_CNI_BIN_DIRS)})")
     p.add_argument("--pod-infra-container-image", metavar="REF",
                    help="the pod sandbox's image (default: pybox's own pause, no image)")
+    p.add_argument("--cri-registry-mirror", action="append", metavar="HOST=URL",
+                   help="a mirror the CRI's pulls of HOST's images try first (repeatable)")
     return p
 
 

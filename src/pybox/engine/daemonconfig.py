@@ -51,7 +51,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pybox.engine.spec import ULIMITS
-from pybox.errors import DaemonConfigError
+from pybox.errors import DaemonConfigError, RegistryError
+from pybox.images.registry_config import mirrors_by_registry
 from pybox.locations import DEFAULT_DATA_ROOT, DEFAULT_EXEC_ROOT, DEFAULT_SOCKET
 from pybox.network import etc, ipam
 
@@ -281,12 +282,15 @@ def _ulimits(value: Any, key: str) -> dict[str, Ulimit]:
 
 
 def _mirror_map(value: Any, key: str) -> dict[str, list[str]]:
-    """cri-registry-mirrors: {"registry.k8s.io": ["http://127.0.0.1:5000"], ...}
-    (pybox.images.registry_config checks the hosts and URLs when pyboxd starts)."""
+    """cri-registry-mirrors: {"registry.k8s.io": ["http://127.0.0.1:5000"], ...},
+    hosts and URLs checked as the registry client will use them."""
     if not isinstance(value, dict) or not all(
             isinstance(v, list) and all(isinstance(u, str) for u in v) for v in value.values()):
         raise _type_error(key, value, 'an object {"HOST": ["URL", ...]}')
-    return {str(k): list(v) for k, v in value.items()}
+    try:
+        return mirrors_by_registry(value)
+    except RegistryError as e:
+        raise DaemonConfigError(f"invalid {key}: {e}") from None
 
 
 # -- the flags' text, in the file's shape ------------------------------------------------------
