@@ -2,14 +2,18 @@
 (builder/remotecontext): the tar of POST /build's body, or a remote context.
 
 The body (plain, gzip, bzip2 or xz: the magic bytes decide, as moby's
-DecompressStream) is extracted as it arrives -- never held whole, a context of
-100 MB costs its files on disk and one chunk of memory -- into a fresh
+DecompressStream) is never held whole in memory.  Its files go into a fresh
 directory under the daemon's data root (``<root>/builder/contexts``), with the
 rules docker cp's extraction applies to hostile archives
 (pybox.engine.archive.extract_tree: no member, hard link or symlink target out
-of the directory, nothing written through a symlink).  The directory is the
-builder's ``context_dir``; ``BuildContext.close`` removes it whatever happened,
-and a daemon that died mid-build has its leftovers removed by the next build.
+of the directory, nothing written through a symlink).  A plain tar of regular
+files and directories only (what the docker CLI and docker-py send) is first
+kept on disk as it came and indexed (ContextFiles): the Dockerfile is read and
+COPY/ADD's sources hashed from it, and it is extracted (by the same extractor)
+only when a step misses the cache -- a cached rebuild writes no file of it.
+Any other body is extracted as it arrives.  The directory is the builder's
+``context_dir``; ``BuildContext.close`` removes it whatever happened, and a
+daemon that died mid-build has its leftovers removed by the next build.
 
 ``remote`` (the ``remote`` query parameter) is what dockerd's Detect takes: a
 git URL (``git://``, ``git@``, ``github.com/``, or an http(s) URL ending in
