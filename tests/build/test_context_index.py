@@ -90,9 +90,11 @@ def test_indexed_sources_hash_as_the_extracted_files(data_root):
                    for srcs in MISSING}
         files.materialize()
         assert sorted(os.listdir(ctx.context_dir)) == ["a", "c.txt", "d", "z.txt"]
+        assert not os.path.exists(os.path.join(ctx.root, build_context.SPOOL))  # its disk back
         for srcs in SOURCES:
             on_disk = described(build_copy.collect_sources(ctx.context_dir, srcs, "COPY"))
             assert indexed[tuple(srcs)] == on_disk, srcs
+            assert described(files.collect_sources(srcs, "COPY")) == on_disk, srcs
         for srcs in MISSING:
             assert missing[tuple(srcs)] is not None
             assert missing[tuple(srcs)] == error_of(

@@ -52,18 +52,21 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Any
 
 from pybox.build import dockerignore
-from pybox.build.copy import Source, _match, _tarsum_header, has_wildcard
+from pybox.build.copy import Source, _match, _tarsum_header, collect_sources, has_wildcard
 from pybox.engine import archive, rootview
 from pybox.engine.tarstream import Member, TarReader
 from pybox.errors import BadRequest, BuildError, NotFound, PyboxError
+from pybox.formats.sizes import human_size
 from pybox.images.layers import detect_compression
 from pybox.linux import constants as C
 
@@ -80,6 +83,10 @@ GIT_PREFIXES = ("git://", "github.com/", "git@")
 URL_PREFIXES = ("http://", "https://")
 GIT_SUFFIX = re.compile(r"\.git(?:#.+)?$")
 _STALE_CHECKED: set[str] = set()  # contexts directories already swept by this process
+DOWNLOAD_CHUNK = 32 << 10
+PROGRESS_EVERY = 512 << 10  # a URL context's download progress: bytes between two messages
+PROGRESS_INTERVAL = 0.1  # seconds, at least, between two
+Progress = Callable[[dict[str, Any]], None]  # takes one of docker's JSON progress messages
 SPOOL = "context.tar"  # a plain tar context as it came, beside the context dir
 NAME_MAX = 255
 PATH_MAX = 4000  # a longer member name is left to the extractor (its ENAMETOOLONG)
@@ -148,10 +155,11 @@ def _sweep_stale(parent: str) -> None:
 
 
 def open_context(data_root: str, body: Iterable[bytes], *, remote: str = "",
-                 dockerfile: str = "") -> BuildContext:
+                 dockerfile: str = "", progress: Progress | None = None) -> BuildContext:
     """The context of one build, from the request ``body`` or ``remote``,
     with its Dockerfile found; errors in dockerd's words, and nothing left
-    behind when one is raised."""
+    behind when one is raised.  ``progress`` takes a URL context's download
+    progress messages (docker's JSON messages, for the build's stream)."""
     dockerfile = dockerfile or DEFAULT_DOCKERFILE
     if remote == "client-session":
         raise BadRequest("experimental session with v1 builder is no longer supported, use "
@@ -167,7 +175,7 @@ def open_context(data_root: str, body: Iterable[bytes], *, remote: str = "",
                 pass          # padding): read, so a client's hang-up shows mid-build
         elif is_git_url(remote):
             _git_context(ctx, remote)
-        elif _url_context(ctx, remote):
+        elif _url_context(ctx, remote, progress):
             return ctx  # a plain Dockerfile: nothing else to find
         ctx.dockerfile = _find_dockerfile(ctx, dockerfile)
         return ctx
@@ -341,13 +349,16 @@ class ContextFiles:
 
     def materialize(self) -> None:
         """Extract the context into ``context_dir`` (once) with the extractor's
-        rules, then take out what .dockerignore removed."""
+        rules, then take out what .dockerignore removed; the kept tar goes (the
+        extracted files answer from then on)."""
         if self.materialized:
             return
         with open(self.spool, "rb") as f:
             _extract(self.ctx, iter(lambda: f.read(CHUNK), b""))
         _remove_ignored(self.ctx, self.ctx.dockerfile)
         self.materialized = True
+        self.close()
+        os.unlink(self.spool)
 
     # -- COPY/ADD's sources --
     def _walk(self, rel: str) -> Iterator[str]:
@@ -394,6 +405,8 @@ class ContextFiles:
     def collect_sources(self, srcs: list[str], instruction: str) -> list[Source]:
         """copy.collect_sources of the extracted context: the same sources
         (their host paths where materialize puts them), checksums, errors."""
+        if self.materialized:
+            return collect_sources(self.ctx.context_dir, srcs, instruction)
         out: list[Source] = []
         top = self.ctx.context_dir
         for src in srcs:
@@ -535,9 +548,48 @@ def _remove_ignored(ctx: BuildContext, dockerfile: str) -> None:
 
 
 # -- remote contexts ---------------------------------------------------------------------------
-def _url_context(ctx: BuildContext, url: str) -> bool:
+class _DownloadProgress:
+    """moby's progress.Reader as dockerd's build router wraps a URL context's
+    body in it: id "Downloading context", the URL as the action, no total (the
+    request's own length, 0), so "progress" is the bytes read so far ("%8v" of
+    go-units HumanSize).  A message when more than 512 KiB were read since the
+    last check, at most one per 100 ms (its rate limiter), and one at the end
+    of the body followed by an empty message -- but dockerd reads only a plain
+    Dockerfile to its end (its tar reader stops at the archive's end marker)."""
+
+    def __init__(self, url: str, report: Progress) -> None:
+        self.url = url
+        self.report = report
+        self.current = 0
+        self.last_update = 0
+        self.allowed_at = 0.0
+
+    def read(self, n: int) -> None:
+        self.current += n
+        if self.current - self.last_update > PROGRESS_EVERY:
+            now = time.monotonic()
+            if now >= self.allowed_at:
+                self.allowed_at = now + PROGRESS_INTERVAL
+                self._emit()
+            self.last_update = self.current
+
+    def end(self) -> None:
+        self._emit()
+        self.report({})
+
+    def _emit(self) -> None:
+        message: dict[str, Any] = {"status": self.url, "progressDetail": {}}
+        if self.current > 0:
+            message["progressDetail"] = {"current": self.current}
+            message["progress"] = f"{human_size(self.current):>8}"
+        message["id"] = "Downloading context"
+        self.report(message)
+
+
+def _url_context(ctx: BuildContext, url: str, progress: Progress | None = None) -> bool:
     """An http(s) context: a tarball extracted into the context directory, or
-    a plain Dockerfile (-> True: kept beside an empty context)."""
+    a plain Dockerfile (-> True: kept beside an empty context); its download's
+    progress to ``progress``."""
     try:
         response = urllib.request.urlopen(url, timeout=URL_TIMEOUT)  # noqa: S310 (http(s) only)
     except urllib.error.HTTPError as e:
@@ -561,15 +613,22 @@ def _url_context(ctx: BuildContext, url: str) -> bool:
             raise PyboxError(f"error detecting content type for remote {url}: unsupported "
                              f"Content-Type {declared!r}")
 
+        reader = _DownloadProgress(url, progress) if progress is not None else None
+
         def chunks() -> Iterator[bytes]:
+            if reader is not None:
+                reader.read(len(preamble))
             yield preamble
             while True:
                 try:
-                    data = response.read(CHUNK)
+                    # (a Go reader's 32 KiB reads: the progress counts as dockerd's does)
+                    data = response.read(DOWNLOAD_CHUNK)
                 except OSError as e:
                     raise PyboxError(f"error downloading remote context {url}: {e}") from None
                 if not data:
                     return
+                if reader is not None:
+                    reader.read(len(data))
                 yield data
 
         if match.group(0) == "text/plain":
@@ -581,6 +640,8 @@ def _url_context(ctx: BuildContext, url: str) -> bool:
                     raise BadRequest(f"the Dockerfile at {url} is larger than "
                                      f"{MAX_DOCKERFILE} bytes")
             ctx.dockerfile_content = b"".join(parts)
+            if reader is not None:
+                reader.end()
             return True
         _extract(ctx, chunks())
         return False
@@ -693,6 +754,9 @@ def _git_context(ctx: BuildContext, url: str) -> None:
         cfd = os.open(checkout, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fd = rootview.open_in_root(cfd, subdir, C.O_PATH, resolve=C.RESOLVE_IN_ROOT)
+        except FileNotFoundError:  # moby's os.Stat of it, in Go's words
+            raise PyboxError(f"stat {os.path.join(checkout, subdir)}: no such file or "
+                             "directory") from None
         except OSError as e:
             raise PyboxError(f"error setting git context, {subdir!r} not within git root: "
                              f"{e.strerror}") from None
