@@ -288,8 +288,7 @@ class Pods:
             if config.HasField("dns_config"):
                 with open(c.resolv_conf_path, "w") as f:
                     f.write(resolv_conf(config.dns_config))
-            if host_network:
-                write_network_state(c, PodNetworkState())
+            write_network_state(c, PodNetworkState())
             self.engine.start(pod_id)
             if not host_network:
                 self.setup_network(c, config)
@@ -404,7 +403,17 @@ class Pods:
     # -- status, list ---------------------------------------------------------------------------
     @staticmethod
     def state_of(c: Container) -> api_pb2.PodSandboxState.ValueType:
-        return api_pb2.SANDBOX_READY if c.state.running else api_pb2.SANDBOX_NOTREADY
+        """READY: the pause runs and the pod's network is set up (a pyboxd that
+        crashed between the two leaves a pod kubelet must replace: NOTREADY,
+        as containerd reports a sandbox it could not finish)."""
+        if not c.state.running:
+            return api_pb2.SANDBOX_NOTREADY
+        net = read_network_state(c)
+        host_network = meta.pod_config(c).linux.security_context.namespace_options.network \
+            == api_pb2.NODE
+        if net.torn_down or not host_network and not net.ips:
+            return api_pb2.SANDBOX_NOTREADY
+        return api_pb2.SANDBOX_READY
 
     def status(self, ref: str, verbose: bool) -> Any:
         c = self.get(ref)
