@@ -580,3 +580,17 @@ def test_a_network_giving_no_address_is_an_error(net, netns):
         net.cni.setup(pod_id, f"/run/netns/{netns}", **who)
     assert open(record).read().split() == ["ADD", "DEL"]
     net.assert_clean(pod_id, netns)
+
+
+def test_failing_loopback_undoes_the_pod_network(net, netns):
+    """lo and eth0 are set up at once: a loopback failure DELetes eth0's chain too."""
+    net.fake_plugin("loopback", """
+        if cmd == "ADD":
+            print(json.dumps({"code": 5, "msg": "lo is lost"}))
+            sys.exit(1)
+        """)
+    net.write_standard()
+    pod_id, who = pod()
+    with pytest.raises(CNIPluginError, match='type="loopback" name="cni-loopback" failed .add.: lo is lost'):
+        net.cni.setup(pod_id, f"/run/netns/{netns}", **who)
+    net.assert_clean(pod_id, netns)

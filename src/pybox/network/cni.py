@@ -750,9 +750,10 @@ class CNI:
               bandwidth: CNIBandwidth | None = None,
               annotations: Mapping[str, str] | None = None,
               cgroup_path: str = "") -> CNIResult:
-        """ADD: loopback, then the pod network through ``netns`` (a path to
-        a network namespace: a bind mount or /proc/PID/ns/net).  On any
-        failure everything it did is DELeted and NetworkError raised."""
+        """ADD: loopback and the pod network (at once, as containerd attaches
+        its networks) through ``netns`` (a path to a network namespace: a bind
+        mount or /proc/PID/ns/net).  On any failure everything it did is
+        DELeted and NetworkError raised."""
         _check_id(pod_id)
         _check_ifname(ifname)
         args = _cni_args(pod_id, pod_name, pod_namespace, pod_uid)
@@ -765,8 +766,18 @@ class CNI:
             nets = self._require_network()
             if self._cached(pod_id):  # a setup before this one was never torn down
                 self._teardown_locked(pod_id, netns, args, ifname)
+            # loopback and the pod network at once, as containerd attaches its networks
             lo = loopback_network()
-            self._add(lo, pod_id, netns, LOOPBACK_IFNAME, args, {})
+            lo_failed: list[BaseException] = []
+
+            def add_lo() -> None:
+                try:
+                    self._add(lo, pod_id, netns, LOOPBACK_IFNAME, args, {})
+                except BaseException as e:  # noqa: BLE001 - raised by the caller below
+                    lo_failed.append(e)
+
+            lo_thread = threading.Thread(target=add_lo, name="pybox-cni-lo")
+            lo_thread.start()
             try:
                 result = self._add(nets, pod_id, netns, ifname, args, caps)
                 ips = result_ips(result, ifname)
@@ -780,13 +791,23 @@ class CNI:
                         raise problem from e
                     raise problem
             except BaseException:
+                lo_thread.join()
+                if not lo_failed:
+                    try:
+                        self._del_entry(self._read_cache(self._cache_path(lo.name, pod_id,
+                                                                          LOOPBACK_IFNAME)),
+                                        pod_id, netns)
+                    except NetworkError:
+                        pass
+                raise
+            lo_thread.join()
+            if lo_failed:  # its own ADD undid it; undo the pod network's
                 try:
-                    self._del_entry(self._read_cache(self._cache_path(lo.name, pod_id,
-                                                                      LOOPBACK_IFNAME)),
+                    self._del_entry(self._read_cache(self._cache_path(nets.name, pod_id, ifname)),
                                     pod_id, netns)
                 except NetworkError:
                     pass
-                raise
+                raise lo_failed[0]
             return CNIResult(interface=ifname, ips=ips, raw=result)
 
     def teardown(self, pod_id: str, netns: str | None, *, pod_name: str,
