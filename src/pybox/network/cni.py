@@ -24,7 +24,7 @@ libcni and containerd's go-cni behave:
   ``K8S_POD_NAMESPACE``, ``K8S_POD_NAME``, ``K8S_POD_INFRA_CONTAINER_ID`` and
   ``K8S_POD_UID``; ``CNI_PATH`` is the bin dirs;
 * the loopback plugin brings the pod's ``lo`` up (containerd's
-  ``cni-loopback`` network, cniVersion 0.3.1) before the pod network;
+  ``cni-loopback`` network, cniVersion 0.3.1), beside the pod network;
 * each attachment is cached under ``cache_dir/results/NET-POD-IFNAME`` in
   libcni's ``cniCacheV1`` layout (config, CNI_ARGS, capability args, netns,
   result), written atomically *before* the first plugin runs (without a
@@ -73,7 +73,7 @@ from pybox.network import netns as netns_mod
 #: every CRI runtime's) words, which operators grep for.
 UNINITIALIZED = "cni config uninitialized"
 
-#: containerd's loopback network, run for "lo" before the pod network.
+#: containerd's loopback network, run for "lo" beside the pod network.
 LOOPBACK_NAME = "cni-loopback"
 LOOPBACK_VERSION = "0.3.1"
 LOOPBACK_IFNAME = "lo"
