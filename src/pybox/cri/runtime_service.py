@@ -7,8 +7,6 @@ the gRPC face: requests in, responses out.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import threading
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from pybox.cri.errors import CRIError, rpc, unimplemented
 from pybox.cri.options import CRIOptions
 from pybox.cri.sandbox import Pods
 from pybox.cri.stats import Stats
+from pybox.cri.streaming import StreamingServer
 from pybox.engine.engine import Engine
 from pybox.errors import BadRequest, PyboxError
 from pybox.network.cni import CNI
@@ -46,7 +45,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         self.pods = Pods(engine, options, self.cni)
         self.containers = Containers(engine, self.pods)
         self.stats = Stats(engine, self.pods, self.containers)
-        self._streaming: Any = None
+        self._streaming: StreamingServer | None = None
         self._streaming_lock = threading.Lock()
 
     def close(self) -> None:
@@ -56,17 +55,13 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
                 self._streaming.close()
                 self._streaming = None
 
-    def streaming(self) -> Any:
-        """The streaming server (cri/streaming.py), started on first use;
-        UNIMPLEMENTED while that module is not there."""
+    def streaming(self) -> StreamingServer:
+        """The streaming server (cri/streaming.py), started on first use."""
         with self._streaming_lock:
             if self._streaming is None:
-                if importlib.util.find_spec("pybox.cri.streaming") is None:
-                    raise unimplemented("Exec, Attach and PortForward (no streaming server)")
-                module = importlib.import_module("pybox.cri.streaming")
-                server = module.StreamingServer(self.engine, self.pods.pod_netns,
-                                                address=self.options.stream_address,
-                                                port=self.options.stream_port)
+                server = StreamingServer(self.engine, self.pods.pod_netns,
+                                         address=self.options.stream_address,
+                                         port=self.options.stream_port)
                 server.start()
                 self._streaming = server
             return self._streaming
