@@ -82,6 +82,9 @@ def test_tty_exec_with_resize(cri):
         if b"40 120" in seen:
             break
     assert b"40 120" in seen
+    # docker's detach keys (ctrl-p ctrl-q) mean nothing to kubelet's exec: still attached
+    streams["stdin"].write(b"\x10\x11\x03echo still$((20+22))\n")
+    assert b"still42" in streams["stdout"].read_until(b"still42")
     streams["stdin"].write(b"exit 5\n")
     _, status = collect(client, streams)
     assert json.loads(status)["details"]["causes"] == [{"reason": "ExitCode", "message": "5"}]

@@ -269,6 +269,9 @@ def run_exec(engine: Engine, container_id: str, cmd: Sequence[str], tty: bool,
     except PyboxError as e:
         _end(streams, status_internal(f"error executing command in container: {e}"))
         return
+    # no detach keys: kubelet's exec has none (docker's ctrl-p ctrl-q would end the
+    # client's stream and leave the process running)
+    session.detach_keys = b""
     ours, theirs = socket.socketpair()
     failure: list[str] = []
 
@@ -338,10 +341,17 @@ def run_attach(engine: Engine, container_id: str, tty: bool, streams: StreamSet)
                 pass
 
     try:
-        container_tty = bool(engine.get(container_id).config.get("Tty"))
+        container = engine.get(container_id)
     except PyboxError as e:
         _end(streams, status_internal(f"error attaching to container: {e}"))
         return
+    if not container.state.running:
+        # (the engine's attach would wait for the next start, as docker start -a does;
+        # containerd refuses a container that is not running)
+        _end(streams, status_internal(f"error attaching to container: container {container_id} "
+                                      "is not running"))
+        return
+    container_tty = bool(container.config.get("Tty"))
     workers = _start_threads(attach)
     if streams.stdin is not None:
         _start_threads(lambda: pump_stdin(streams.stdin, ours))  # type: ignore[arg-type]  # checked
