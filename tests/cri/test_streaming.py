@@ -251,3 +251,16 @@ def test_crictl_port_forward(cri_pyboxd, pod_listener):
         proc.terminate()
         proc.wait(READ_TIMEOUT)
         proc.stdout.close()
+
+
+@pytest.mark.skipif(not os.path.exists(CRICTL), reason=f"no crictl build at {CRICTL}")
+def test_crictl_tty_exec(cri, cri_pyboxd):
+    """crictl exec -it on a terminal (script(1)'s pty at 30x100): client-go's tty path,
+    its first resize event, the terminal's size inside the container."""
+    _, cid = running(cri)
+    crictl = f"{CRICTL} --runtime-endpoint unix://{cri_pyboxd.cri_socket}"
+    r = subprocess.run(["script", "-qec", f"stty rows 30 cols 100; {crictl} exec -it {cid} stty size",
+                        "/dev/null"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "30 100" in r.stdout
