@@ -245,6 +245,9 @@ def test_stats(cri):
     assert s.attributes.id == cid
     assert s.cpu.usage_core_nano_seconds.value > 0
     assert s.memory.usage_bytes.value > 0 and s.memory.working_set_bytes.value > 0
+    # critest's checks of the writable layer: a mountpoint, bytes and inodes
+    assert s.writable_layer.fs_id.mountpoint and s.writable_layer.timestamp
+    assert s.writable_layer.used_bytes.value > 0 and s.writable_layer.inodes_used.value > 0
     listed = cri.call("ListContainerStats", api_pb2.ListContainerStatsRequest(
         filter=api_pb2.ContainerStatsFilter(pod_sandbox_id=pod_id))).stats
     assert [x.attributes.id for x in listed] == [cid]

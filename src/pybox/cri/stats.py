@@ -13,6 +13,7 @@ the pids of its containers.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -25,6 +26,35 @@ from pybox.cri.sandbox import Pods, matches, read_network_state
 from pybox.engine.engine import Engine
 from pybox.engine.store import Container
 from pybox.errors import PyboxError
+
+
+def disk_usage(top: str) -> tuple[int, int]:
+    """(bytes in blocks, inodes) of the tree at ``top``, not crossing mounts,
+    each inode counted once."""
+    try:
+        st = os.lstat(top)
+    except OSError:
+        return 0, 0
+    seen = {(st.st_dev, st.st_ino)}
+    used = st.st_blocks * 512
+    stack = [top]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                est = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if est.st_dev != st.st_dev or (est.st_dev, est.st_ino) in seen:
+                continue
+            seen.add((est.st_dev, est.st_ino))
+            used += est.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+    return used, len(seen)
 
 
 def _u64(value: int) -> Any:
@@ -78,14 +108,18 @@ class Stats:
             major_page_faults=_u64(flat.get("pgmajfault", flat.get("total_pgmajfault", 0)) or 0))
 
     def writable_layer(self, c: Container, now: int) -> Any:
+        """The container's writable layer (its overlay upper directory): blocks
+        in use and inodes, the directory itself included, as containerd's
+        snapshotter usage counts them."""
         try:
-            used = self.engine.images.rootfs_size(c.id)[0]
-        except Exception:  # noqa: BLE001 - a layer being removed: no number
-            used = 0
+            upper = self.engine.images.rootfs_info(c.id).get("UpperDir") or ""
+        except Exception:  # noqa: BLE001 - a layer being removed: no numbers
+            upper = ""
+        used, inodes = disk_usage(upper) if upper else (0, 0)
         return api_pb2.FilesystemUsage(
             timestamp=now, fs_id=api_pb2.FilesystemIdentifier(
                 mountpoint=self.engine.images.images.root),
-            used_bytes=_u64(used), inodes_used=_u64(0))
+            used_bytes=_u64(used), inodes_used=_u64(inodes))
 
     def container(self, c: Container) -> Any:
         config = meta.container_config(c)
