@@ -8,7 +8,9 @@ round-tripping ours (Go's framer read ours in the same capture session)."""
 import hashlib
 import json
 import queue
+import socket
 import struct
+import threading
 import zlib
 
 import pytest
@@ -164,3 +166,85 @@ def test_status_documents():
     i = status_internal("boom")
     assert i["code"] == 500 and i["reason"] == "InternalError"
     assert i["message"] == "Internal error occurred: boom"
+
+
+def test_header_block_bomb_is_refused():
+    """A small compressed block that inflates past MAX_HEADER_BLOCK ends the session."""
+    raw = spdy.encode_header_block({"x": ["a" * (spdy.MAX_HEADER_BLOCK + 10)]})
+    z = zlib.compressobj(9, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY, spdy.DICTIONARY)
+    block = z.compress(raw) + z.flush(zlib.Z_SYNC_FLUSH)
+    assert len(block) < 2000
+    frame = b"\x80\x03\x00\x02" + struct.pack(">I", 4 + len(block)) + b"\x00\x00\x00\x01" + block
+    with pytest.raises(spdy.SpdyError, match="too large"):
+        list(spdy.Framer().feed(frame))
+
+
+def test_inbox_holds_back_a_fast_sender():
+    box = spdy.Inbox(limit=10)
+    box.put(b"0123456789")
+    done = threading.Event()
+
+    def more():
+        box.put(b"abc")
+        done.set()
+
+    t = threading.Thread(target=more)
+    t.start()
+    assert not done.wait(0.2)  # full: the sender waits
+    assert box.get(1) == b"0123456789"
+    assert done.wait(5)
+    t.join()
+    box.end()
+    assert box.get(1) == b"abc"
+    assert box.get(1) == b"" and box.get(1) == b""
+    with pytest.raises(queue.Empty):
+        spdy.Inbox().get(0.01)
+    stuck = spdy.Inbox(limit=1)
+    stuck.put(b"x")
+    t = threading.Thread(target=stuck.put, args=(b"y",))
+    t.start()
+    stuck.end()  # the end never waits, and releases a waiting sender
+    t.join(5)
+    assert not t.is_alive()
+
+
+def test_session_stream_limit_and_forgetting(monkeypatch):
+    monkeypatch.setattr(spdy, "MAX_STREAMS", 2)
+    ours, theirs = socket.socketpair()
+    session = spdy.SpdySession(ours, lambda s: True)
+    reader = threading.Thread(target=session.run)
+    reader.start()
+    client = spdy.Framer()
+    got = []
+
+    def frames(n):
+        while len(got) < n:
+            got.extend(client.feed(theirs.recv(65536)))
+
+    theirs.sendall(client.syn_stream(1, {"streamtype": ["a"]}) + client.syn_stream(3, {}) +
+                   client.syn_stream(5, {}))
+    frames(3)
+    assert got == [spdy.SynReply(1, 0, {}), spdy.SynReply(3, 0, {}),
+                   spdy.RstStream(5, spdy.RstStatus.REFUSED_STREAM)]
+    s1 = session.accepted.get(timeout=5)
+    assert s1.header("streamType") == "a"
+    theirs.sendall(client.data(1, b"in", fin=True))
+    assert s1.read(5) == b"in" and s1.read(5) == b""
+    s1.write(b"out")
+    s1.close()  # both halves over: forgotten, room for one more
+    theirs.sendall(client.syn_stream(7, {}) + client.syn_stream(7, {}) + client.ping(9)
+                   + client.ping(10))
+    frames(8)
+    assert got[3:] == [spdy.DataFrame(1, 0, b"out"), spdy.DataFrame(1, spdy.FLAG_FIN, b""),
+                       spdy.SynReply(7, 0, {}),
+                       spdy.RstStream(7, spdy.RstStatus.PROTOCOL_ERROR),  # ids must grow
+                       spdy.Ping(9)]  # the client's ping echoed; an even one (ours) is not
+    theirs.sendall(client.goaway(0))
+    reader.join(5)
+    assert not reader.is_alive()
+    session.close()
+    assert list(client.feed(theirs.recv(65536))) == [spdy.RstStream(3, spdy.RstStatus.CANCEL),
+                                                      spdy.RstStream(7, spdy.RstStatus.CANCEL),
+                                                      spdy.GoAway(7, 0)]
+    ours.close()
+    theirs.close()

@@ -25,6 +25,7 @@ echoed, a GOAWAY ends the session as it ends spdystream's read loop.
 
 from __future__ import annotations
 
+import collections
 import enum
 import queue
 import socket
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 VERSION = 3
 MAX_DATA = 32 * 1024  # bytes per DATA frame we send (the protocol allows 2**24 - 1)
 MAX_FRAME = (1 << 24) - 1
+MAX_HEADER_BLOCK = 256 * 1024  # bytes a decompressed header block may have
 
 FLAG_FIN = 0x01
 FLAG_UNIDIRECTIONAL = 0x02
@@ -162,9 +164,11 @@ class HeaderDecompressor:
 
     def decompress(self, block: bytes) -> Headers:
         try:
-            raw = self._z.decompress(block)
+            raw = self._z.decompress(block, MAX_HEADER_BLOCK)
         except zlib.error as e:
             raise SpdyError(f"header decompression: {e}") from None
+        if self._z.unconsumed_tail:
+            raise SpdyError("header block too large")
         return decode_header_block(raw)
 
 
@@ -361,6 +365,48 @@ class Framer:
 # -- a server-side session ----------------------------------------------------------------
 
 _EOF = b""
+INBOX_LIMIT = 4 * 1024 * 1024  # bytes a stream holds that its reader has not taken yet
+MAX_STREAMS = 1024  # streams one session may have open (more are refused)
+
+
+class Inbox:
+    """A stream's received data for its reader: b"" marks the end.  Data
+    beyond INBOX_LIMIT waits (the session's reading thread with it, so the
+    client's TCP window closes, as spdystream's unbuffered channel does); the
+    end never waits.  ``get`` raises queue.Empty after its timeout."""
+
+    def __init__(self, limit: int = INBOX_LIMIT) -> None:
+        self.limit = limit
+        self.items: collections.deque[bytes] = collections.deque()
+        self.size = 0
+        self.ended = False
+        self.cond = threading.Condition()
+
+    def put(self, data: bytes) -> None:
+        with self.cond:
+            while self.size >= self.limit and not self.ended:
+                self.cond.wait()
+            if self.ended:
+                return  # (the reader gave up: dropped)
+            self.items.append(data)
+            self.size += len(data)
+            self.cond.notify_all()
+
+    def end(self) -> None:
+        with self.cond:
+            self.ended = True
+            self.cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> bytes:
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.items or self.ended, timeout):
+                raise queue.Empty
+            if not self.items:
+                return _EOF
+            data = self.items.popleft()
+            self.size -= len(data)
+            self.cond.notify_all()
+            return data
 
 
 @dataclass(eq=False)
@@ -371,8 +417,9 @@ class Stream:
     session: SpdySession
     id: int
     headers: Headers
-    _inbox: queue.SimpleQueue[bytes] = field(default_factory=queue.SimpleQueue)
-    remote_closed: bool = False
+    _inbox: Inbox = field(default_factory=Inbox)
+    remote_closed: bool = False  # the reader saw the end
+    remote_done: bool = False  # the client's FIN or RST came (or the session ended)
     local_closed: bool = False
     reset: bool = False
 
@@ -383,8 +430,6 @@ class Stream:
     def read(self, timeout: float | None = None) -> bytes:
         """The next chunk the client sent, b"" at its end (FIN, reset, session
         over); queue.Empty after ``timeout``."""
-        if self.remote_closed and self._inbox.empty():
-            return _EOF
         data = self._inbox.get(timeout=timeout)
         if not data:
             self.remote_closed = True
@@ -406,6 +451,7 @@ class Stream:
             return
         self.local_closed = True
         self.session.send(self.session.framer.data(self.id, b"", fin=True))
+        self._forget_if_done()
 
     def do_reset(self, status: int = RstStatus.CANCEL) -> None:
         """Abort the stream (RST_STREAM), as spdystream's Reset of an unfinished one."""
@@ -420,7 +466,14 @@ class Stream:
             self._inbox.put(data)
 
     def _remote_end(self) -> None:
-        self._inbox.put(_EOF)
+        self.remote_done = True
+        self._inbox.end()
+        self._forget_if_done()
+
+    def _forget_if_done(self) -> None:
+        """Both halves over: the session no longer counts it (MAX_STREAMS)."""
+        if self.remote_done and (self.local_closed or self.reset):
+            self.session.streams.pop(self.id, None)
 
 
 class SpdySession:
@@ -524,6 +577,9 @@ class SpdySession:
             self.send(self.framer.rst_stream(sid, RstStatus.PROTOCOL_ERROR))
             return
         self.last_id = sid
+        if len(self.streams) >= MAX_STREAMS:
+            self.send(self.framer.rst_stream(sid, RstStatus.REFUSED_STREAM))
+            return
         stream = Stream(self, sid, frame.headers)
         if frame.flags & FLAG_FIN:
             stream._remote_end()

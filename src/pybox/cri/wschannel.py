@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import queue
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMes
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_accept_token
 
 from pybox.cri import stream_backends as backends
+from pybox.cri.spdy import Inbox
 from pybox.cri.stream_backends import StreamSet
 from pybox.cri.stream_http import Connection, HTTPError, HTTPRequest
 from pybox.errors import PyboxError
@@ -76,12 +76,10 @@ class WsChannel:
         self.session = session
         self.number = number
         self.readable = readable
-        self.inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self.inbox = Inbox()
         self.eof = False
 
     def read(self, timeout: float | None = None) -> bytes:
-        if self.eof:
-            return b""
         data = self.inbox.get(timeout=timeout)
         if not data:
             self.eof = True
@@ -94,11 +92,11 @@ class WsChannel:
         """A websocket channel has no end of its own (the session's end is everyone's)."""
 
     def _deliver(self, data: bytes) -> None:
-        if data and not self.eof:
+        if data:
             self.inbox.put(data)
 
     def _end(self) -> None:
-        self.inbox.put(b"")
+        self.inbox.end()
 
 
 class WsSession:
