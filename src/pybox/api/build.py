@@ -236,6 +236,11 @@ class BuildStream:
         if self.want_aux:
             self._send({"aux": data})
 
+    def progress(self, message: dict[str, Any]) -> None:
+        """One of docker's progress messages as it is (a URL context's
+        download, a FROM's pull): held back with ``q`` as dockerd's are."""
+        self._send(message)
+
     def finish(self, image_id: str) -> None:
         if self.quiet:
             self._send({"stream": image_id + "\n"}, hold=False)
@@ -303,9 +308,11 @@ def run_build(engine: Engine, req: Request, resp: Response) -> None:
     image_id = ""
     with build_context.open_context(engine.data_root, req.body_chunks(),
                                     remote=_arg(req, "remote"),
-                                    dockerfile=options.dockerfile) as ctx:
+                                    dockerfile=options.dockerfile,
+                                    progress=out.progress) as ctx:
         options.dockerfile = ctx.dockerfile
         options.dockerfile_content = ctx.dockerfile_content
+        options.daemon_tarred = ctx.daemon_tarred
         done = threading.Event()
         watcher = threading.Thread(target=_watch_client, args=(req, cancel, done),
                                    name="build-client-watch", daemon=True)

@@ -75,6 +75,9 @@ class BuildOptions:
     # the Dockerfile as the API read it (dockerd's Detect reads it, then may
     # remove it from the context: .dockerignore naming it, a remote Dockerfile)
     dockerfile_content: bytes | None = None
+    # the context is one dockerd tars itself (a git checkout): its sources' sums are
+    # of dockerd's own tar headers (pybox.build.copy.Headers.DAEMON)
+    daemon_tarred: bool = False
 
 
 class BuildOutput(Protocol):

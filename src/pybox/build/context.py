@@ -42,6 +42,7 @@ the client's to apply, as with dockerd.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import posixpath
@@ -105,6 +106,9 @@ class BuildContext:
     # a plain tar of plain files and directories is kept as it came and
     # extracted only when a step needs its files (ContextFiles); None: extracted
     files: ContextFiles | None = None
+    # a git checkout: dockerd tars it itself, so its sums are of its own headers
+    # (the file type bits in the mode: pybox.build.copy.Headers.DAEMON)
+    daemon_tarred: bool = False
 
     def close(self) -> None:
         if self.files is not None:
@@ -754,10 +758,10 @@ def _git_context(ctx: BuildContext, url: str) -> None:
         cfd = os.open(checkout, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fd = rootview.open_in_root(cfd, subdir, C.O_PATH, resolve=C.RESOLVE_IN_ROOT)
-        except FileNotFoundError:  # moby's os.Stat of it, in Go's words
-            raise PyboxError(f"stat {os.path.join(checkout, subdir)}: no such file or "
-                             "directory") from None
         except OSError as e:
+            if e.errno == errno.ENOENT:  # moby's os.Stat of it, in Go's words
+                raise PyboxError(f"stat {os.path.join(checkout, subdir)}: no such file or "
+                                 "directory") from None
             raise PyboxError(f"error setting git context, {subdir!r} not within git root: "
                              f"{e.strerror}") from None
         finally:
@@ -769,6 +773,7 @@ def _git_context(ctx: BuildContext, url: str) -> None:
         finally:
             os.close(fd)
     _extract(ctx, _tar_stream(top, os.path.join(ctx.root, "git.tar")))
+    ctx.daemon_tarred = True
     shutil.rmtree(checkout, ignore_errors=True)
 
 

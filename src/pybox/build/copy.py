@@ -11,6 +11,7 @@ are copied as symlinks, never followed.
 from __future__ import annotations
 
 import email.utils
+import enum
 import fnmatch
 import functools
 import grp
@@ -94,17 +95,29 @@ class Source:
     mtime: float | None = None
 
 
+class Headers(enum.Enum):
+    """Whose tar header dockerd 20.10 hashes a source's file by (tarsum v1:
+    name, mode, owner, size, type, link, no mtime, the device numbers, the
+    security xattrs)."""
+
+    # the context as the docker CLI tars it: permission bits only (its
+    # go-archive drops the type bits), no user names (tarsum blanks them)
+    CLI = "cli"
+    # a context dockerd tars itself (a git checkout): its own 20.10 archive's
+    # FileInfoHeader keeps the file type bits in the mode (fillGo18FileTypeBits);
+    # tarsum still blanks the names
+    DAEMON = "daemon"
+    # a stage's or an image's files, a download: dockerd's lazySource hashes its
+    # FileInfoHeader directly -- type bits, and the owners' names Go's
+    # tar.FileInfoHeader looks up on the daemon's host
+    LAZY = "lazy"
+
+
 def _tarsum_header(name: str, st: os.stat_result, link: str, xattrs: dict[str, bytes],
-                   image: bool = False, hard_link: str = "") -> bytes:
-    """tarsum v1's header of one file (moby's WriteV1Header over go-archive's
-    FileInfoHeader): name, mode, owner, size, type, link, no mtime, the device
-    numbers, the security xattrs.  The context's sums are of the docker CLI's
-    tar headers (permission bits only, no user names); an image's or a
-    download's (``image``: dockerd 20.10's lazySource hashing the files on its
-    disk) go through its own FileInfoHeader, whose mode keeps the file type
-    bits (fillGo18FileTypeBits) and whose Go tar.FileInfoHeader looks the
-    owner's names up on the daemon's host.  ``hard_link``: the file is the
-    tar's hard link to that earlier member (typeflag 1, no size, no data)."""
+                   headers: Headers = Headers.CLI, hard_link: str = "") -> bytes:
+    """tarsum v1's header of one file as ``headers`` says.  ``hard_link``: the
+    file is the tar's hard link to that earlier member (typeflag 1, no size,
+    no data)."""
     mode = st.st_mode
     if hard_link:
         flag, link = "1", hard_link
@@ -123,8 +136,8 @@ def _tarsum_header(name: str, st: os.stat_result, link: str, xattrs: dict[str, b
     size = st.st_size if flag == "0" else 0
     major = os.major(st.st_rdev) if flag in "34" else 0
     minor = os.minor(st.st_rdev) if flag in "34" else 0
-    bits = stat.S_IMODE(mode) | (stat.S_IFMT(mode) if image else 0)
-    uname, gname = _host_names(st.st_uid, st.st_gid) if image else ("", "")
+    bits = stat.S_IMODE(mode) | (stat.S_IFMT(mode) if headers is not Headers.CLI else 0)
+    uname, gname = _host_names(st.st_uid, st.st_gid) if headers is Headers.LAZY else ("", "")
     fields = [("name", name), ("mode", str(bits)), ("uid", str(st.st_uid)),
               ("gid", str(st.st_gid)), ("size", str(size)), ("typeflag", flag),
               ("linkname", link), ("uname", uname), ("gname", gname), ("devmajor", str(major)),
@@ -182,11 +195,11 @@ def _first_links_of(root: str, _identity: tuple[int, int, int]) -> dict[tuple[in
     return {inode: rel for inode, (_, rel) in first.items()}
 
 
-def file_sum(root: str, rel: str, image: bool = False) -> str:
+def file_sum(root: str, rel: str, headers: Headers = Headers.CLI) -> str:
     """moby's lazySource.Hash: ``rel`` resolved inside ``root`` (symlinks
     followed in scope), its tarsum v1 header and content hashed; a path that
-    resolves to nothing hashes as its relative path.  ``image``: ``root`` is
-    a stage's or an image's filesystem or a download (see _tarsum_header)."""
+    resolves to nothing hashes as its relative path; ``headers``: whose tar
+    headers (see Headers)."""
     host = resolve_in_scope(root, rel)
     rel_path = os.path.relpath(host, root)
     try:
@@ -201,10 +214,10 @@ def file_sum(root: str, rel: str, image: bool = False) -> str:
     except OSError:
         pass
     hard_link = ""
-    if not image and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+    if headers is not Headers.LAZY and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
         first = _first_links(root).get((st.st_dev, st.st_ino), rel_path)
         hard_link = first if first != rel_path else ""
-    h = hashlib.sha256(_tarsum_header(rel_path, st, link, xattrs, image, hard_link))
+    h = hashlib.sha256(_tarsum_header(rel_path, st, link, xattrs, headers, hard_link))
     if stat.S_ISREG(st.st_mode) and st.st_size and not hard_link:
         with open(host, "rb") as f:
             while chunk := f.read(1 << 20):
@@ -212,21 +225,21 @@ def file_sum(root: str, rel: str, image: bool = False) -> str:
     return h.hexdigest()
 
 
-def source_digest(root: str, rel: str, image: bool = False) -> tuple[str, bool]:
+def source_digest(root: str, rel: str, headers: Headers = Headers.CLI) -> tuple[str, bool]:
     """The checksum the cache compares and history shows, as dockerd's copier:
     "file:<sum>" for a file, "dir:" + sha256 of the sorted sums of everything
     below a directory (itself included unless it is the root), joined by
     commas.  -> (checksum, is a directory)."""
     host = resolve_in_scope(root, rel)
     if not os.path.isdir(host) or os.path.islink(host):
-        return "file:" + file_sum(root, rel, image), False
+        return "file:" + file_sum(root, rel, headers), False
     sums = []
     base = os.path.relpath(host, root)
     if base != ".":
-        sums.append(file_sum(root, base, image))
+        sums.append(file_sum(root, base, headers))
     for dirpath, dirnames, filenames in os.walk(host):
         for name in dirnames + filenames:
-            sums.append(file_sum(root, os.path.relpath(os.path.join(dirpath, name), root), image))
+            sums.append(file_sum(root, os.path.relpath(os.path.join(dirpath, name), root), headers))
     return "dir:" + hashlib.sha256(",".join(sorted(sums)).encode()).hexdigest(), True
 
 
@@ -247,10 +260,11 @@ def _match(pattern: str, rel: str) -> bool:
     return all(fnmatch.fnmatchcase(r, p) for p, r in zip(pat_parts, rel_parts, strict=True))
 
 
-def collect_sources(root: str, srcs: list[str], instruction: str, image: bool = False) -> list[Source]:
+def collect_sources(root: str, srcs: list[str], instruction: str,
+                    headers: Headers = Headers.CLI) -> list[Source]:
     """The sources named by ``srcs`` under ``root``, wildcards expanded; docker's
-    errors for the missing ones.  ``image``: ``root`` is COPY --from's stage or
-    image, not the context (hashed otherwise, see _tarsum_header)."""
+    errors for the missing ones.  ``headers``: how their sums are made (the
+    context's, COPY --from's stage or image: see Headers)."""
     out: list[Source] = []
     for src in srcs:
         clean = posixpath.normpath("/" + src).lstrip("/")
@@ -260,14 +274,14 @@ def collect_sources(root: str, srcs: list[str], instruction: str, image: bool = 
                 raise BuildError(f"{instruction} failed: no source files were specified")
             for rel in found:
                 host = resolve_in_scope(root, rel)
-                digest, is_dir = source_digest(root, rel, image)
+                digest, is_dir = source_digest(root, rel, headers)
                 out.append(Source(host, rel, digest, is_dir))
             continue
         host = resolve_in_scope(root, clean)
         if not os.path.lexists(host):
             raise BuildError(f"{instruction} failed: file not found in build context or "
                              f"excluded by .dockerignore: stat {clean or '.'}: file does not exist")
-        digest, is_dir = source_digest(root, clean, image)
+        digest, is_dir = source_digest(root, clean, headers)
         out.append(Source(host, clean, digest, is_dir))
     return out
 
@@ -296,7 +310,7 @@ def download(url: str, tmpdir: str) -> Source:
         raise BuildError(f'ADD failed: Get "{url}": {_dial_error(url, e)}') from None
     os.chmod(path, 0o600)
     # (dockerd names a download by its bare sum, no "file:")
-    return Source(path, name, file_sum(root, name, image=True), False, url=url, mtime=mtime)
+    return Source(path, name, file_sum(root, name, Headers.LAZY), False, url=url, mtime=mtime)
 
 
 def _dial_error(url: str, e: BaseException) -> str:

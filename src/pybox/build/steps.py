@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pybox.build import layers
 from pybox.build.cache import Prober
 from pybox.build.copy import (
+    Headers,
     Source,
     chown_ids,
     collect_sources,
@@ -750,7 +751,9 @@ def _copy(ctx: Context, state: StageState, ins: Instruction, add: bool) -> None:
             if plain and root is None and ctx.files is not None:
                 sources.extend(ctx.files.collect_sources(plain, name))
             elif plain:
-                sources.extend(collect_sources(source_root, plain, name, image=root is not None))
+                headers = Headers.LAZY if root is not None else \
+                    Headers.DAEMON if ctx.options.daemon_tarred else Headers.CLI
+                sources.extend(collect_sources(source_root, plain, name, headers))
             if not sources:
                 raise BuildError(f"{name} failed: no source files were specified")
             digest = sources[0].digest if len(sources) == 1 else _multi(sources)
