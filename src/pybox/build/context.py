@@ -202,8 +202,9 @@ def _receive(ctx: BuildContext, chunks: Iterator[bytes]) -> None:
     docker CLI and docker-py send) is written to disk as it came and indexed
     (ContextFiles): a build whose steps all come from the cache never
     extracts it.  Anything else -- compressed, a symlink, a hard link, a
-    device, a duplicate or unclean name, a member without its directory --
-    goes through the extractor as it arrives (what was kept first)."""
+    device, xattrs, a name twice or one out of the context, a member before
+    its directory -- goes through the extractor as it arrives (what was kept
+    first), as every body did before."""
     head: list[bytes] = []
     size = 0
     for chunk in chunks:
@@ -220,6 +221,10 @@ def _receive(ctx: BuildContext, chunks: Iterator[bytes]) -> None:
     ctx.files = files
     try:
         complete = files.index(rest)
+    except ConnectionError:
+        raise  # the client left: nobody to answer
+    except OSError as e:  # the disk's (full...), as extract_tree words its own
+        raise PyboxError(f"extracting {archive._q(files.current)}: {e.strerror or e}") from None
     except (ValueError, OverflowError) as e:  # a value of the archive's, as extract_tree
         raise BadRequest(f"extracting {archive._q(files.current)}: {e}") from None
     if complete:
