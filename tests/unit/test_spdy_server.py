@@ -10,6 +10,7 @@ and the validation words of the URL requests."""
 import base64
 import json
 import queue
+import select
 import socket
 import threading
 import time
@@ -354,15 +355,23 @@ class FakeExec:
             self.exit_code = 0
 
 
+class FakeState:
+    running = True
+
+
 class FakeContainer:
     def __init__(self, network_mode):
         self.host_config = {"NetworkMode": network_mode}
+        self.config = {"Tty": False}
+        self.state = FakeState()
 
 
 class FakeEngine:
     def __init__(self):
         self.execs = {}
-        self.pods = {"hostpod": FakeContainer("host"), "netpod": FakeContainer("none")}
+        self.pods = {"hostpod": FakeContainer("host"), "netpod": FakeContainer("none"),
+                     "c1": FakeContainer("none")}
+        self.attach_ended = threading.Event()
 
     def exec_create(self, ref, body):
         if ref == "gone":
@@ -373,6 +382,14 @@ class FakeEngine:
 
     def get_exec(self, eid):
         return self.execs[eid]
+
+    def attach(self, ref, client, *, stdin, stdout, stderr):
+        """The engine's attach: output until the client hangs up (POLLHUP)."""
+        client.sendall(stdcopy(1, b"attached\n"))
+        poller = select.poll()
+        poller.register(client.fileno(), 0)
+        poller.poll()
+        self.attach_ended.set()
 
     def get(self, ref):
         if ref not in self.pods:
@@ -469,6 +486,18 @@ def test_streams_not_made_in_time(server, monkeypatch):
     assert not server.engine.execs  # nothing ran
 
 
+def test_attach_left_by_a_client_that_goes_away(server):
+    """The engine's attach ends when the client's connection does (no stdin to
+    say so): the container's monitor is not held for nobody."""
+    url = server.attach_url("c1", tty=False, stdin=False, stdout=True, stderr=False)
+    client, streams = remote_command(url, stderr=False)
+    assert streams["stdout"].read_until(b"attached\n") == b"attached\n"
+    assert not server.engine.attach_ended.is_set()
+    client.sock.shutdown(socket.SHUT_RDWR)
+    client.close()
+    assert server.engine.attach_ended.wait(READ_TIMEOUT)
+
+
 # -- the HTTP side ---------------------------------------------------------------------------
 def test_tokens_are_single_use(server):
     url = exec_url(server, ["cat"])
@@ -497,6 +526,11 @@ def test_methods(server):
     s = socket.create_connection((u.hostname, u.port), timeout=READ_TIMEOUT)
     s.sendall(f"PUT {u.path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
     assert s.recv(100).startswith(b"HTTP/1.1 405 ")
+    s.close()
+    # a request with a body it does not read is answered all the same
+    s = socket.create_connection((u.hostname, u.port), timeout=READ_TIMEOUT)
+    s.sendall(b"POST /exec/nope HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    assert s.recv(100).startswith(b"HTTP/1.1 404 ")
     s.close()
 
 

@@ -57,6 +57,25 @@ class StreamSet:
     stderr: Channel | None = None
     resize: Channel | None = None
     status_json: bool = True  # v4 protocols: a metav1.Status; older ones: the error's text
+    client_gone: threading.Event | None = None  # set when the client's connection ends
+
+
+def _drop_when_gone(streams: StreamSet, sock: socket.socket) -> None:
+    """The client went away mid-session: the engine's end of the socketpair
+    sees its hang-up (an attach then leaves the container's monitor at once;
+    an exec's process runs on unwatched, as docker's does)."""
+    gone = streams.client_gone
+    if gone is None:
+        return
+
+    def watch() -> None:
+        gone.wait()
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    _start_threads(watch)
 
 
 # -- statuses (metav1.Status as Go's encoding/json writes it) -----------------------------
@@ -287,6 +306,7 @@ def run_exec(engine: Engine, container_id: str, cmd: Sequence[str], tty: bool,
                 pass
 
     workers = _start_threads(start)
+    _drop_when_gone(streams, ours)
     if streams.stdin is not None:
         _start_threads(lambda: pump_stdin(streams.stdin, ours))  # type: ignore[arg-type]  # checked
     if resizes is not None:
@@ -353,6 +373,7 @@ def run_attach(engine: Engine, container_id: str, tty: bool, streams: StreamSet)
         return
     container_tty = bool(container.config.get("Tty"))
     workers = _start_threads(attach)
+    _drop_when_gone(streams, ours)
     if streams.stdin is not None:
         _start_threads(lambda: pump_stdin(streams.stdin, ours))  # type: ignore[arg-type]  # checked
     if streams.resize is not None and tty:

@@ -116,9 +116,6 @@ class Connection:
         hdrs = [("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff"),
                 ("Content-Length", str(len(body))), ("Connection", "close"), *headers]
         try:
-            if self.h11.their_state is h11.SEND_BODY:
-                # a request body we do not want: h11 cannot answer before reading it
-                self.h11.receive_data(b"")
             self._send(h11.Response(status_code=status, headers=hdrs), h11.Data(data=body),
                        h11.EndOfMessage())
         except (OSError, h11.LocalProtocolError, h11.RemoteProtocolError):

@@ -346,7 +346,7 @@ def collect_streams(session: SpdySession, expected: int, v4: bool) -> StreamSet 
     """kubelet's waitForStreams: the client's streams by type until ``expected``
     of them came (unknown types are left alone); None when the client does not
     make them within STREAM_CREATION_TIMEOUT or goes away."""
-    streams = StreamSet(status_json=v4)
+    streams = StreamSet(status_json=v4, client_gone=session.ended)
     deadline = time.monotonic() + STREAM_CREATION_TIMEOUT
     received = 0
     while received < expected:

@@ -246,7 +246,8 @@ def open_remote_command(conn: Connection, req: HTTPRequest, *, stdin: bool, stdo
         stderr=ch[STDERR] if stderr else None, error=ch[ERROR],
         resize=ch[RESIZE] if tty else None,
         status_json=session.protocol in ("v4.channel.k8s.io", "v4.base64.channel.k8s.io",
-                                         "v5.channel.k8s.io"))
+                                         "v5.channel.k8s.io"),
+        client_gone=session.ended)
     first = STDOUT if stdout else STDERR if stderr else ERROR
     session.send(first, b"")
     return session
