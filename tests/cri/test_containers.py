@@ -178,6 +178,32 @@ def test_mounts_and_readonly(cri, tmp_path, shared_dir):
     assert list(cri.status(cid).mounts) == mounts
 
 
+def test_bidirectional_propagation(cri, shared_dir):
+    """rshared: a mount the (privileged) container makes under the volume
+    shows on the host (critest's 'vice versa'), and one the host makes shows
+    in the container."""
+    pod_id, pod = cri.run_pod(privileged=True)
+    mounts = [api_pb2.Mount(container_path=str(shared_dir), host_path=str(shared_dir),
+                            propagation=api_pb2.PROPAGATION_BIDIRECTIONAL)]
+    cid = cri.run(pod_id, pod, mounts=mounts,
+                  security=api_pb2.LinuxContainerSecurityContext(privileged=True))
+    inner = shared_dir / "from-container"
+    try:
+        out = cri.exec_sync(cid, ["sh", "-c", f"mkdir -p {inner} && mount --bind /etc {inner}"])
+        assert out.exit_code == 0, out.stderr
+        assert os.listdir(inner), "the container's mount did not reach the host"
+    finally:
+        subprocess.run(["umount", "-l", str(inner)], capture_output=True)
+    outer = shared_dir / "from-host"
+    outer.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "fromhost", str(outer)], check=True)
+    try:
+        out = cri.exec_sync(cid, ["grep", f" {outer} ", "/proc/self/mountinfo"])
+        assert out.exit_code == 0, "the host's mount did not reach the container"
+    finally:
+        subprocess.run(["umount", "-l", str(outer)], capture_output=True)
+
+
 def test_pid_namespace_sharing(cri):
     pod_id, pod = cri.run_pod()
     shared = api_pb2.LinuxContainerSecurityContext(

@@ -103,6 +103,21 @@ def test_seccomp_profiles(cri, tmp_path):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_seccomp_defaults_and_path_forms(cri):
+    """containerd's rules: no profile at all is unconfined; the deprecated path
+    form takes runtime/default, docker/default, unconfined and localhost/PATH,
+    and refuses anything else (critest's SeccompProfilePath specs)."""
+    none = run_with(cri, api_pb2.LinuxContainerSecurityContext())
+    assert status_field(proc_status(cri, none), "Seccomp") == "0"
+    for path, mode in (("runtime/default", "2"), ("docker/default", "2"), ("unconfined", "0")):
+        cid = run_with(cri, api_pb2.LinuxContainerSecurityContext(seccomp_profile_path=path))
+        assert status_field(proc_status(cri, cid), "Seccomp") == mode, path
+    with pytest.raises(grpc.RpcError) as e:
+        run_with(cri, api_pb2.LinuxContainerSecurityContext(
+            seccomp_profile_path="/etc/no-prefix.json"))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_readonly_root_masked_readonly_paths_no_new_privs(cri):
     sc = api_pb2.LinuxContainerSecurityContext(
         readonly_rootfs=True, masked_paths=["/etc/hostname-masked-dir", "/proc/kcore"],

@@ -39,6 +39,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -471,25 +472,33 @@ class Containers:
 
     @staticmethod
     def kill_exec(session: Any, pid_file: str) -> None:
-        """The timed-out exec's process killed (its pid from the runtime's pid
-        file when it has printed nothing yet), then the runtime's exec."""
+        """The timed-out exec's process killed, then the runtime's exec.  Its
+        pid comes from the runtime's pid file, waited for while the runtime
+        is still starting it (a loaded node: a kill of the runtime alone
+        would leave the process running, as critest's pgrep saw)."""
+        deadline = time.monotonic() + 10
         pid = session.pid or 0
-        for _ in range(50):
-            if pid:
-                break
+        proc = session.proc
+        while not pid and time.monotonic() < deadline:
             try:
                 with open(pid_file) as f:
                     pid = int(f.read().strip() or 0)
             except (OSError, ValueError):
-                time.sleep(0.02)
+                pass
+            if not pid:
+                if proc is not None and proc.poll() is not None:
+                    break  # the runtime is gone without starting it
+                time.sleep(0.01)
         if pid:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        proc = session.proc
         if proc is not None and proc.poll() is None:
-            proc.kill()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def demux(data: bytes) -> tuple[bytes, bytes]:

@@ -114,26 +114,31 @@ def resolv_conf(dns: Any) -> str:
 
 def security_options(seccomp: Any, seccomp_path: str = "", no_new_privs: bool = False
                      ) -> list[str]:
-    """HostConfig.SecurityOpt from a CRI security context's seccomp profile
-    (RuntimeDefault: the engine's default profile; Unconfined; Localhost: the
-    profile file on the node, read here as the docker CLI reads one) and
-    no-new-privileges."""
+    """HostConfig.SecurityOpt from a CRI security context: its seccomp profile
+    (``seccomp``: the SecurityProfile message when set, else None; else the
+    deprecated ``seccomp_profile_path``) and no-new-privileges.  containerd's
+    rules: neither given is unconfined; RuntimeDefault is the engine's default
+    profile; Localhost a profile file on the node (read here, as the docker CLI
+    reads one); a path form other than runtime/default, docker/default,
+    unconfined or localhost/<path> is refused."""
     opts = []
     if no_new_privs:
         opts.append("no-new-privileges")
-    kind = None
-    path = ""
-    if seccomp is not None and seccomp.ListFields():
+    if seccomp is not None:
         kind = seccomp.profile_type
         path = seccomp.localhost_ref
-    elif seccomp_path:  # the deprecated string form
-        if seccomp_path == "unconfined":
-            kind = api_pb2.SecurityProfile.Unconfined
-        elif seccomp_path.startswith("localhost/"):
-            kind = api_pb2.SecurityProfile.Localhost
-            path = seccomp_path[len("localhost/"):]
-        else:
-            kind = api_pb2.SecurityProfile.RuntimeDefault
+        if kind != api_pb2.SecurityProfile.Localhost and path:
+            raise BadRequest("seccomp config invalid: LocalhostRef must only be set if "
+                             "ProfileType is Localhost")
+    elif seccomp_path in ("runtime/default", "docker/default"):
+        kind, path = api_pb2.SecurityProfile.RuntimeDefault, ""
+    elif seccomp_path.startswith("localhost/"):
+        kind, path = api_pb2.SecurityProfile.Localhost, seccomp_path[len("localhost/"):]
+    elif seccomp_path in ("", "unconfined"):
+        kind, path = api_pb2.SecurityProfile.Unconfined, ""
+    else:
+        raise BadRequest(f"failed to generate seccomp spec opts: invalid profile "
+                         f"{seccomp_path!r}")
     if kind == api_pb2.SecurityProfile.Unconfined:
         opts.append("seccomp=unconfined")
     elif kind == api_pb2.SecurityProfile.Localhost:

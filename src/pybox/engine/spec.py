@@ -526,6 +526,9 @@ def build(container: dict[str, Any], rootfs: str, *, cgroup_v2: bool = False,
                                         for c, h, n in idmap["gid"]]
     if dev_list:
         spec["linux"]["devices"] = dev_list
+    propagation = rootfs_propagation(mounts)
+    if propagation:
+        spec["linux"]["rootfsPropagation"] = propagation
     seccomp = security.seccomp_for(hc, caps)
     if seccomp is not None:
         spec["linux"]["seccomp"] = seccomp
@@ -550,6 +553,19 @@ def build(container: dict[str, Any], rootfs: str, *, cgroup_v2: bool = False,
         spec.pop("hostname", None)
         spec.pop("domainname", None)
     return spec
+
+
+def rootfs_propagation(mounts: Iterable[dict[str, Any]]) -> str:
+    """linux.rootfsPropagation for the container's bind mounts, as dockerd's
+    WithMounts sets it: a shared bind mount needs a shared root ("shared") for
+    the container's own mounts under it to reach the host; a slave one a
+    slave root ("rslave"); "" (the runtime's rslave default) otherwise."""
+    props = {o for m in mounts if m.get("type") == "bind" for o in m.get("options") or ()}
+    if props & {"shared", "rshared"}:
+        return "shared"
+    if props & {"slave", "rslave"}:
+        return "rslave"
+    return ""
 
 
 def _go_quote(text: str) -> str:
