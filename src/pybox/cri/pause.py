@@ -4,7 +4,7 @@ A pod sandbox needs a process that lives as long as the pod, does nothing,
 and, as PID 1 of a pod that shares its PID namespace, reaps the orphans that
 are re-parented to it.  Kubernetes ships that as the pause image
 (registry.k8s.io/pause: a static C program); pybox writes the same program
-itself, a 240-byte static x86-64 ELF, and imports it once as a one-file local
+itself, a 288-byte static x86-64 ELF, and imports it once as a one-file local
 image (``localhost/pybox-pause:<digest of the program>``), so a node needs
 no registry and no download before its first pod.  A configured sandbox
 image (--pod-infra-container-image) is used instead when given.

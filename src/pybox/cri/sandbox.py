@@ -167,10 +167,10 @@ def check_unsupported_lsm(apparmor: Any, apparmor_name: str, selinux: Any) -> No
 
 
 def user_spec(run_as_user: Any, run_as_group: Any, username: str = "") -> str:
-    """Config.User from run-as user, group and user name."""
-    user = str(run_as_user.value) if run_as_user is not None and run_as_user.ListFields() \
-        else username
-    if run_as_group is not None and run_as_group.ListFields():
+    """Config.User from run-as user, group (the Int64Value messages when
+    set, None otherwise: 0 is root, not unset) and user name."""
+    user = str(run_as_user.value) if run_as_user is not None else username
+    if run_as_group is not None:
         if not user:
             raise BadRequest("user group is specified without user")
         return f"{user}:{run_as_group.value}"

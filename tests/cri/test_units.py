@@ -1,0 +1,100 @@
+"""The CRI layer's pure pieces, no daemon: the pause program, resolv.conf,
+seccomp options, label selectors, record names, and the engine's
+rootfsPropagation rule they rely on."""
+
+import os
+import struct
+import subprocess
+
+import pytest
+from cri_api.v1 import api_pb2
+
+from pybox.cri import meta, pause
+from pybox.cri.sandbox import matches, resolv_conf, security_options, user_spec
+from pybox.engine.spec import rootfs_propagation
+from pybox.errors import BadRequest
+
+
+def test_pause_is_a_static_elf(tmp_path):
+    prog = pause.program()
+    assert prog[:4] == b"\x7fELF" and len(prog) == 288
+    e_type, e_machine = struct.unpack_from("<HH", prog, 16)
+    assert (e_type, e_machine) == (2, 0x3E)  # ET_EXEC, x86-64
+    if pause.supported():
+        path = tmp_path / "pause"
+        path.write_bytes(prog)
+        os.chmod(path, 0o755)
+        p = subprocess.Popen([str(path)])
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                status = f.read()
+            p.terminate()
+            assert p.wait(10) == 0  # SIGTERM: exit 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+        assert "Seccomp" in status
+
+
+def test_pause_image_ref_is_content_addressed():
+    assert pause.image_ref() == pause.image_ref()
+    assert pause.image_ref().startswith("localhost/pybox-pause:")
+
+
+def test_resolv_conf():
+    dns = api_pb2.DNSConfig(servers=["10.0.0.10", "10.0.0.11"], searches=["a.b", "b"],
+                            options=["ndots:5", "edns0"])
+    assert resolv_conf(dns) == ("search a.b b\nnameserver 10.0.0.10\nnameserver 10.0.0.11\n"
+                                "options ndots:5 edns0\n")
+
+
+def test_security_options_rules(tmp_path):
+    SP = api_pb2.SecurityProfile
+    assert security_options(None) == ["seccomp=unconfined"]
+    assert security_options(SP(profile_type=SP.RuntimeDefault)) == []
+    assert security_options(None, "runtime/default", no_new_privs=True) == ["no-new-privileges"]
+    assert security_options(SP(profile_type=SP.Unconfined)) == ["seccomp=unconfined"]
+    profile = tmp_path / "p.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    assert security_options(None, f"localhost/{profile}") == \
+        ['seccomp={"defaultAction": "SCMP_ACT_ALLOW"}']
+    for bad in ("/abs/no-prefix", "something"):
+        with pytest.raises(BadRequest):
+            security_options(None, bad)
+    with pytest.raises(BadRequest):
+        security_options(SP(profile_type=SP.RuntimeDefault, localhost_ref="/x"))
+
+
+def test_user_spec():
+    assert user_spec(api_pb2.Int64Value(value=0), None) == "0"
+    assert user_spec(api_pb2.Int64Value(value=5), api_pb2.Int64Value(value=6)) == "5:6"
+    assert user_spec(None, None, "nobody") == "nobody"
+    with pytest.raises(BadRequest):
+        user_spec(None, api_pb2.Int64Value(value=6))
+
+
+def test_label_selector():
+    assert matches({"a": "1", "b": "2"}, {"a": "1"}.items())
+    assert not matches({"a": "1"}, {"a": "2"}.items())
+    assert matches({}, {}.items())
+
+
+def test_record_names_and_labels():
+    pod = api_pb2.PodSandboxConfig(metadata=api_pb2.PodSandboxMetadata(
+        name="web", namespace="default", uid="u-1", attempt=2), labels={"app": "x"})
+    c = api_pb2.ContainerConfig(metadata=api_pb2.ContainerMetadata(name="nginx", attempt=1))
+    assert meta.sandbox_name(pod) == "k8s_POD_web_default_u-1_2"
+    assert meta.container_name(c, pod) == "k8s_nginx_web_default_u-1_1"
+    labels = meta.sandbox_labels(pod)
+    assert labels["app"] == "x" and labels[meta.KIND] == "sandbox"
+    assert labels["io.kubernetes.pod.uid"] == "u-1"
+
+
+def test_rootfs_propagation_as_dockerd():
+    def bind(*opts):
+        return {"type": "bind", "source": "/x", "destination": "/y", "options": list(opts)}
+
+    assert rootfs_propagation([bind("rbind", "rprivate")]) == ""
+    assert rootfs_propagation([bind("rbind", "rslave")]) == "rslave"
+    assert rootfs_propagation([bind("rbind", "rslave"), bind("rbind", "rshared")]) == "shared"
+    assert rootfs_propagation([{"type": "tmpfs", "options": ["rshared"]}]) == ""
