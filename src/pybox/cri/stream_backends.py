@@ -307,8 +307,9 @@ def run_exec(engine: Engine, container_id: str, cmd: Sequence[str], tty: bool,
 
     workers = _start_threads(start)
     _drop_when_gone(streams, ours)
-    if streams.stdin is not None:
-        _start_threads(lambda: pump_stdin(streams.stdin, ours))  # type: ignore[arg-type]  # checked
+    stdin = streams.stdin
+    if stdin is not None:
+        _start_threads(lambda: pump_stdin(stdin, ours))
     if resizes is not None:
         _start_threads(lambda: resizes.follow(lambda h, w: _resize_exec(session, h, w)))
     held = _relay_output(ours, tty, streams, hold=lambda: not session.pid)
@@ -374,8 +375,9 @@ def run_attach(engine: Engine, container_id: str, tty: bool, streams: StreamSet)
     container_tty = bool(container.config.get("Tty"))
     workers = _start_threads(attach)
     _drop_when_gone(streams, ours)
-    if streams.stdin is not None:
-        _start_threads(lambda: pump_stdin(streams.stdin, ours))  # type: ignore[arg-type]  # checked
+    stdin = streams.stdin
+    if stdin is not None:
+        _start_threads(lambda: pump_stdin(stdin, ours))
     if streams.resize is not None and tty:
         resizes = ResizeReader(streams.resize)
         _start_threads(lambda: resizes.follow(lambda h, w: engine.resize(container_id, h, w)))
