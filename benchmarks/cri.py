@@ -288,7 +288,12 @@ class Runtime:
             time.sleep(1)  # let start-up allocations settle
             procs = processes()
             pids = [p for p in self.pod_processes(procs) if procs.get(p, (0, []))[1] != WORKLOAD]
-            return sum(pss_kib(p) for p in pids) / count, len(pids)
+            kinds: dict[str, list[int]] = {}
+            for pid in pids:
+                argv = procs[pid][1]
+                kind = " ".join(os.path.basename(a) for a in argv[:2]) if argv else "?"
+                kinds.setdefault(kind[:40], []).append(pss_kib(pid))
+            return sum(sum(v) for v in kinds.values()) / count, kinds
         finally:
             self.remove_pods(pods)
 
@@ -307,13 +312,20 @@ class Pybox(Runtime):
         conf_dir = os.path.join(self.base, "net.d")
         write_conflist(conf_dir, "bench-pybox", self.bridge, subnet,
                        os.path.join(self.base, "ipam"))
+        # this tree's launchers first on pyboxd's PATH: the pybox-runtime it runs
+        # is this checkout's, whatever an installed one points at
+        bindir = os.path.join(self.base, "bin")
+        os.makedirs(bindir, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pybox.launchers", bindir], check=True,
+                       capture_output=True, env=dict(os.environ, PYTHONPATH=SRC))
+        env = dict(os.environ, PYTHONPATH=SRC, PATH=bindir + os.pathsep + os.environ["PATH"])
         self.log = open(os.path.join(work, "pyboxd.log"), "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pybox.cli.pyboxd", "-H", f"unix://{self.sock}",
              "--data-root", os.path.join(self.base, "data"), "--exec-root", self.exec_root,
              "--cri-socket", cri_sock, "--cni-conf-dir", conf_dir, "--cni-bin-dir", CNI_BIN_DIR],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=dict(os.environ, PYTHONPATH=SRC), start_new_session=True)
+            env=env, start_new_session=True)
         wait_for(lambda: os.path.exists(cri_sock) or self.proc.poll() is not None,
                  "pyboxd's CRI socket")
         if self.proc.poll() is not None:
@@ -514,7 +526,10 @@ def main():
             line += f"   {values['pybox'] / values['containerd']:.2f}x"
         print(line)
     for name in names:
-        print(f"{name}: {memory[name][1]} processes counted for {args.pods} pods")
+        kinds = memory[name][1]
+        print(f"{name}, per pod: " + ", ".join(
+            f"{len(v) / args.pods:g} x {k} {sum(v) / len(v) / 1024:.2f} MiB"
+            for k, v in sorted(kinds.items())))
 
 
 if __name__ == "__main__":
