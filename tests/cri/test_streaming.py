@@ -67,6 +67,24 @@ def test_exec_stdin(cri):
     assert json.loads(status) == {"metadata": {}, "status": "Success"}
 
 
+def test_exec_large_streams(cri):
+    """Megabytes each way: output cut into data frames, stdin beyond the
+    server's per-stream buffer (the client is held back, nothing is lost)."""
+    _, cid = running(cri)
+    url = exec_url(cri, cid, ["sh", "-c", "wc -c; head -c 3000000 /dev/zero | tr '\\0' x"],
+                   stdin=True)
+    client, streams = remote_command(url, stdin=True)
+    chunk = b"y" * 65536
+    for _ in range(100):  # 6.5 MB
+        streams["stdin"].write(chunk)
+    streams["stdin"].close()
+    out, status = collect(client, streams)
+    count, _, rest = out["stdout"].partition(b"\n")
+    assert int(count) == 6553600
+    assert rest == b"x" * 3000000
+    assert json.loads(status)["status"] == "Success"
+
+
 def test_tty_exec_with_resize(cri):
     _, cid = running(cri)
     url = exec_url(cri, cid, ["sh"], tty=True, stdin=True, stderr=False)
