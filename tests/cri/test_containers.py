@@ -115,6 +115,15 @@ def test_image_command_and_args(cri):
     assert open(log).read().split(" ", 3)[3] == "args-only\n"
 
 
+def test_same_container_twice_already_exists(cri):
+    pod_id, pod = cri.run_pod()
+    config = cri.container_config()
+    cri.create(pod_id, pod, config=config)
+    with pytest.raises(grpc.RpcError) as e:
+        cri.create(pod_id, pod, config=config)
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
 def test_unknown_image_and_pod(cri):
     pod_id, pod = cri.run_pod()
     with pytest.raises(grpc.RpcError) as e:

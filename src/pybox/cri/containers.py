@@ -61,7 +61,7 @@ from pybox.cri.sandbox import (
 from pybox.engine.engine import Engine
 from pybox.engine.observe import update as engine_update
 from pybox.engine.store import Container
-from pybox.errors import BadRequest, NotFound, NotModified
+from pybox.errors import BadRequest, Conflict, NotFound, NotModified
 
 PROPAGATION = {api_pb2.PROPAGATION_PRIVATE: "rprivate",
                api_pb2.PROPAGATION_HOST_TO_CONTAINER: "rslave",
@@ -254,6 +254,9 @@ class Containers:
             cid, _ = self.engine.create(body, name, cri_log_path=log_path)
         except NotFound as e:  # the image
             raise NotFound(f"failed to get image {config.image.image!r}: {e}") from None
+        except Conflict as e:  # the name: this container's attempt exists already
+            raise CRIError(grpc.StatusCode.ALREADY_EXISTS,
+                           f"failed to reserve container name {name!r}: {e}") from None
         return cid
 
     # -- start, stop, remove ----------------------------------------------------------------------

@@ -115,7 +115,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         raise unimplemented("CheckpointContainer")
 
     # -- pod sandboxes (sandbox.py) ------------------------------------------------------------
-    @rpc(conflict=grpc.StatusCode.ALREADY_EXISTS)
+    @rpc()
     def RunPodSandbox(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         pod_id = self.pods.run(request.config, request.runtime_handler)
         return api_pb2.RunPodSandboxResponse(pod_sandbox_id=pod_id)
@@ -142,7 +142,7 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return api_pb2.ListPodSandboxResponse(items=self.pods.list(flt))
 
     # -- containers (containers.py) ------------------------------------------------------------
-    @rpc(conflict=grpc.StatusCode.ALREADY_EXISTS)
+    @rpc()
     def CreateContainer(self, request: Any, context: grpc.ServicerContext  # noqa: N802
                         ) -> Any:
         cid = self.containers.create(request.pod_sandbox_id, request.config,

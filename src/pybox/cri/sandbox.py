@@ -50,7 +50,7 @@ from pybox.cri.errors import CRIError
 from pybox.cri.options import CRIOptions
 from pybox.engine.engine import Engine
 from pybox.engine.store import Container
-from pybox.errors import BadRequest, NotFound, NotModified, PyboxError
+from pybox.errors import BadRequest, Conflict, NetworkError, NotFound, NotModified, PyboxError
 from pybox.formats import fastjson
 from pybox.formats.times import parse_rfc3339
 from pybox.linux import constants as C
@@ -287,7 +287,12 @@ class Pods:
                                f"failed to setup network for sandbox: {problem}")
         image, ours = self.sandbox_image()
         body = self.create_body(config, image, ours)
-        pod_id, _ = self.engine.create(body, meta.sandbox_name(config))
+        name = meta.sandbox_name(config)
+        try:
+            pod_id, _ = self.engine.create(body, name)
+        except Conflict as e:  # the name: this pod's attempt runs already
+            raise CRIError(grpc.StatusCode.ALREADY_EXISTS,
+                           f"failed to reserve sandbox name {name!r}: {e}") from None
         c = self.engine.get(pod_id)
         try:
             if config.HasField("dns_config"):
@@ -296,7 +301,11 @@ class Pods:
             write_network_state(c, PodNetworkState())
             self.engine.start(pod_id)
             if not host_network:
-                self.setup_network(c, config)
+                try:
+                    self.setup_network(c, config)
+                except NetworkError as e:  # (a Conflict: not the caller's name)
+                    raise CRIError(grpc.StatusCode.UNKNOWN, "failed to setup network for "
+                                   f"sandbox {pod_id!r}: {e}") from None
         except BaseException:
             self.destroy(c, config)
             raise
