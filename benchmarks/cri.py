@@ -19,7 +19,9 @@ Measured, median of N rounds, the runtimes taking turns:
 
   lifecycle   one pod's whole life as kubelet drives it, each step a crictl
               command: runp, create, start, stop, rm, stopp, rmp (the wall
-              time of the seven, each step's too);
+              time of the seven, each step's too); beside it `crictl version`,
+              the part of every step that is crictl's own (a Go process
+              starting and dialing), the same for both;
   memory      with P pods running one `sleep` container each, the PSS
               (/proc/PID/smaps_rollup) of everything a pod costs beyond its
               workload, per pod: pyboxd's monitors and its pause; containerd's
@@ -261,6 +263,13 @@ class Runtime:
         step("rmp", "rmp", pod)
         return times
 
+    def floor(self):
+        """One `crictl version`: the client's own cost in every step (a Go
+        process starting, dialing, one small call)."""
+        t0 = time.perf_counter()
+        self.run("version")
+        return time.perf_counter() - t0
+
     def start_pods(self, count):
         """``count`` pods with a running workload each -> pod ids."""
         pods = []
@@ -498,9 +507,11 @@ def main():
         for rt in runtimes:
             rt.lifecycle()  # warm: first-use imports and caches
         rounds = {rt.name: [] for rt in runtimes}
+        floors = {rt.name: [] for rt in runtimes}
         for i in range(args.n):
             for rt in runtimes if i % 2 == 0 else reversed(runtimes):
                 rounds[rt.name].append(rt.lifecycle())
+                floors[rt.name].append(rt.floor())
         memory = {rt.name: rt.memory_per_pod(args.pods) for rt in runtimes}
     finally:
         for rt in runtimes:
@@ -518,6 +529,7 @@ def main():
             samples = [r[step] if step != "total" else sum(r.values()) for r in rounds[name]]
             values[name] = statistics.median(samples)
         rows.append((step, values))
+    rows.append(("crictl floor", {n: statistics.median(floors[n]) for n in names}))
     rows.append(("memory/pod", {n: memory[n][0] / 1024 for n in names}))
     for label, values in rows:
         unit = " MiB" if label == "memory/pod" else " s"
