@@ -234,27 +234,36 @@ class MirroredPyboxd(CRIPyboxd):
     """A second private pyboxd whose daemon.json mirrors a registry that does
     not exist to the test's registry."""
 
-    def __init__(self, mirrors):
+    def __init__(self, mirrors, pod_infra_image):
         super().__init__()
         config = os.path.join(self.base, "daemon.json")
         with open(config, "w") as f:
             json.dump({"cri-registry-mirrors": mirrors}, f)
-        self.extra_args += ["--config-file", config]
+        self.extra_args += ["--config-file", config,
+                            "--pod-infra-container-image", pod_infra_image]
 
 
-def test_registry_mirrors(registries, publish):
+def test_registry_mirrors_and_the_pinned_sandbox_image(registries, publish):
+    """cri-registry-mirrors send a registry's pulls to its mirror; the
+    configured sandbox image is pinned (kubelet's GC spares it), others not."""
     server = registries["plain"]
     repo, _ = publish()
+    other, _ = publish()
     path = repo.split("/", 1)[1]
     upstream = "registry.pybox-mirror.test"  # .test: never resolves
-    daemon = MirroredPyboxd({upstream: [f"http://{server.host}"]})
+    pause = f"{upstream}/{path}:v1"
+    daemon = MirroredPyboxd({upstream: [f"http://{server.host}"]}, pause)
     try:
         daemon.start()
         stub = daemon.images
-        image_id = pull(stub, f"{upstream}/{path}:v1")
-        image = status(stub, f"{upstream}/{path}:v1").image
+        image_id = pull(stub, pause)
+        image = status(stub, pause).image
         assert image.id == image_id
-        assert list(image.repo_tags) == [f"{upstream}/{path}:v1"]
+        assert list(image.repo_tags) == [pause]
+        assert image.pinned
+        other_id = pull(stub, f"{upstream}/{other.split('/', 1)[1]}:v1")
+        assert {i.id: i.pinned for i in listed(stub)} == {image_id: True, other_id: False}
+        remove(stub, other_id)
         remove(stub, image_id)
     finally:
         problems = daemon.stop()

@@ -21,6 +21,8 @@ seen by both), answered as containerd's CRI plugin answers them.
   ["http://127.0.0.1:5000"], ...}, containerd's CRI ``registry.mirrors``) are
   tried before each registry for the CRI's pulls, on top of the daemon's
   registry settings (insecure registries, docker.io's ``registry-mirrors``).
+* Pinned: the sandbox image pyboxd is configured with
+  (``--pod-infra-container-image``), as containerd pins its sandbox_image.
 * ImageFsInfo: the image store's directory with the bytes and inodes under it
   (layers, blobs, containers' writable layers; other file systems mounted
   below, the containers' root file systems, are not entered), measured at
@@ -168,7 +170,15 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         except (ImageError, OSError):
             return None
 
-    def to_cri(self, image_id: str, refs: dict[str, str]) -> api_pb2.Image | None:
+    def pinned(self) -> str | None:
+        """The Id of the configured sandbox image (--pod-infra-container-image),
+        pinned as containerd pins its sandbox_image: kubelet's image garbage
+        collection leaves a pinned image alone."""
+        ref = self.options.pod_infra_image if self.options is not None else ""
+        return self.resolve(ref) if ref else None
+
+    def to_cri(self, image_id: str, refs: dict[str, str], pinned: str | None = None
+               ) -> api_pb2.Image | None:
         """The CRI's Image of ``image_id`` (None when it went meanwhile)."""
         try:
             record = self.images.store.get_record(image_id)
@@ -177,7 +187,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
             return None
         tags, digests = names_of(self.images.store.refs_of(image_id, refs))
         image = api_pb2.Image(id=image_id, repo_tags=tags, repo_digests=digests,
-                              size=self.images.size(record))
+                              size=self.images.size(record), pinned=image_id == pinned)
         user = ((config.get("config") or {}).get("User") or "") if isinstance(config, dict) \
             else ""
         uid, username = user_of(str(user))
@@ -221,7 +231,9 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
             ids: Iterable[str] = [found] if found else []
         else:
             ids = sorted(r["id"] for r in self.images.store.records())
-        out = [image for image in (self.to_cri(i, refs) for i in ids) if image is not None]
+        pinned = self.pinned()
+        out = [image for image in (self.to_cri(i, refs, pinned) for i in ids)
+               if image is not None]
         return api_pb2.ListImagesResponse(images=out)
 
     @rpc()
@@ -230,7 +242,7 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         image_id = self.resolve(request.image.image)
         if image_id is None:
             return api_pb2.ImageStatusResponse()
-        image = self.to_cri(image_id, self.images.store.load_refs())
+        image = self.to_cri(image_id, self.images.store.load_refs(), self.pinned())
         if image is None:
             return api_pb2.ImageStatusResponse()
         info: dict[str, str] = {}
