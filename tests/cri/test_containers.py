@@ -342,3 +342,38 @@ def test_start_twice_and_in_stopped_pod(cri):
     with pytest.raises(grpc.RpcError) as e:
         cri.status(late)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_devices_and_resources(cri):
+    """A device under another name with its cgroup permissions; oom_score_adj
+    and cpuset as kubelet sends them."""
+    pod_id, pod = cri.run_pod()
+    devices = [api_pb2.Device(container_path="/dev/mydev", host_path="/dev/zero",
+                              permissions="rwm")]
+    res = api_pb2.LinuxContainerResources(oom_score_adj=500, cpuset_cpus="0",
+                                          cpu_shares=256)
+    cid = cri.run(pod_id, pod, devices=devices, resources=res)
+    out = cri.exec_sync(cid, ["sh", "-c", "head -c 5 /dev/mydev | wc -c; "
+                                          "cat /proc/self/oom_score_adj; "
+                                          "grep Cpus_allowed_list /proc/self/status"])
+    lines = out.stdout.decode().split("\n")
+    assert lines[0].strip() == "5"
+    assert lines[1] == "500"
+    assert lines[2].split()[-1] == "0"
+    # a device the container was not given is refused by the device cgroup
+    out = cri.exec_sync(cid, ["sh", "-c", "mknod /tmp/sda b 8 0 && head -c 1 /tmp/sda"])
+    assert out.exit_code != 0
+
+
+def test_unified_resources_on_cgroup_v2(cri):
+    with open("/proc/self/cgroup") as f:
+        if any(":memory:" in line for line in f):
+            pytest.skip("the memory controller is on cgroup v1 here (unified needs v2)")
+    pod_id, pod = cri.run_pod()
+    res = api_pb2.LinuxContainerResources(unified={"memory.high": "67108864"})
+    cid = cri.run(pod_id, pod, resources=res)
+    pid = json.loads(cri.call("ContainerStatus", api_pb2.ContainerStatusRequest(
+        container_id=cid, verbose=True)).info["info"])["pid"]
+    cg, _ = cgroup_dir(pid)
+    assert open(os.path.join(cg, "memory.high")).read().strip() == "67108864"
+    assert dict(cri.status(cid).resources.linux.unified) == {"memory.high": "67108864"}
