@@ -106,6 +106,22 @@ def test_oom_killed(cri):
     assert st.exit_code == 137
 
 
+def test_start_error(cri):
+    """A command that does not exist: StartContainer fails, the status says
+    EXITED with reason StartError (containerd's), and the start is not retried."""
+    pod_id, pod = cri.run_pod()
+    cid = cri.create(pod_id, pod, command=["/no/such/program"])
+    with pytest.raises(grpc.RpcError) as e:
+        cri.start(cid)
+    assert e.value.code() == grpc.StatusCode.UNKNOWN
+    st = cri.status(cid)
+    assert st.state == api_pb2.CONTAINER_EXITED and st.reason == "StartError", st
+    assert st.exit_code != 0 and "/no/such/program" in st.message
+    assert st.finished_at > 0
+    with pytest.raises(grpc.RpcError):
+        cri.start(cid)
+
+
 def test_image_command_and_args(cri):
     """No command: the image's (busybox: sh); args only: they follow the image's entrypoint."""
     pod_id, pod = cri.run_pod()

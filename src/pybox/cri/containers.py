@@ -60,8 +60,9 @@ from pybox.cri.sandbox import (
 )
 from pybox.engine.engine import Engine
 from pybox.engine.observe import update as engine_update
+from pybox.engine.state import ZERO_TIME
 from pybox.engine.store import Container
-from pybox.errors import BadRequest, Conflict, NotFound, NotModified
+from pybox.errors import BadRequest, Conflict, NotFound, NotModified, StartError
 
 PROPAGATION = {api_pb2.PROPAGATION_PRIVATE: "rprivate",
                api_pb2.PROPAGATION_HOST_TO_CONTAINER: "rslave",
@@ -266,10 +267,14 @@ class Containers:
         if not pod.state.running:
             raise CRIError(grpc.StatusCode.FAILED_PRECONDITION,
                            f"sandbox container {pod.id!r} is not running")
-        if c.state.running or c.state.status != "created":
+        if c.state.running or c.state.status != "created" or start_failed(c):
             raise CRIError(grpc.StatusCode.UNKNOWN,
                            f"container {c.id!r} is in {c.state.status} state, not created")
-        self.engine.start(c.id)
+        try:
+            self.engine.start(c.id)
+        except StartError as e:  # the runtime's refusal: containerd's Unknown
+            raise CRIError(grpc.StatusCode.UNKNOWN, f"failed to start containerd task "
+                           f"{c.id!r}: {e}") from None
 
     def stop(self, ref: str, timeout: int) -> None:
         c = self.get(ref)
@@ -319,6 +324,8 @@ class Containers:
         st = c.state
         if st.running or st.status in ("running", "paused", "restarting"):
             return api_pb2.CONTAINER_RUNNING
+        if st.status == "created" and start_failed(c):
+            return api_pb2.CONTAINER_EXITED  # containerd's: a failed start has exited
         if st.status == "created":
             return api_pb2.CONTAINER_CREATED
         if st.status in ("exited", "dead"):
@@ -359,7 +366,9 @@ class Containers:
         state = self.state_of(c)
         reason = message = ""
         if state == api_pb2.CONTAINER_EXITED:
-            if st.oom_killed:
+            if start_failed(c):
+                reason = "StartError"
+            elif st.oom_killed:
                 reason = "OOMKilled"
             elif st.exit_code == 0:
                 reason = "Completed"
@@ -502,6 +511,13 @@ class Containers:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def start_failed(c: Container) -> bool:
+    """Whether the container's (only) start failed: the engine keeps it
+    created with the start's error; CRI reports it exited, reason StartError."""
+    st = c.state
+    return st.status == "created" and bool(st.error) and st.finished_at != ZERO_TIME
 
 
 def demux(data: bytes) -> tuple[bytes, bytes]:
