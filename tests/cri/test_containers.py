@@ -315,7 +315,6 @@ def test_stats(cri):
 
 
 def test_container_events(cri, runtime_stub):
-    pod_id, pod = cri.run_pod()
     got = []
     stream = runtime_stub.GetContainerEvents(api_pb2.GetEventsRequest(), timeout=CALL_TIMEOUT)
 
@@ -331,15 +330,22 @@ def test_container_events(cri, runtime_stub):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     time.sleep(0.3)  # the stream is subscribed once the first call is in
+    pod_id, pod = cri.run_pod()
     cid = cri.run(pod_id, pod, command=["true"])
     wait_exited(cri, cid)
     cri.call("RemoveContainer", api_pb2.RemoveContainerRequest(container_id=cid))
     reader.join(20)
     stream.cancel()
+    # the sandbox's own events too (containerd 1.7's, for kubelet's evented PLEG)
+    assert [e.container_event_type for e in got if e.container_id == pod_id][:2] == [
+        api_pb2.CONTAINER_CREATED_EVENT, api_pb2.CONTAINER_STARTED_EVENT]
     mine = [(e.container_event_type) for e in got if e.container_id == cid]
     assert mine == [api_pb2.CONTAINER_CREATED_EVENT, api_pb2.CONTAINER_STARTED_EVENT,
                     api_pb2.CONTAINER_STOPPED_EVENT, api_pb2.CONTAINER_DELETED_EVENT]
     assert all(e.pod_sandbox_status.id == pod_id for e in got if e.container_id == cid)
+    started = next(e for e in got if e.container_id == cid
+                   and e.container_event_type == api_pb2.CONTAINER_STARTED_EVENT)
+    assert [c.id for c in started.containers_statuses] == [cid]
 
 
 def test_start_twice_and_in_stopped_pod(cri):

@@ -284,23 +284,26 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             self.engine.events.unsubscribe(queue)
 
     def container_event(self, event: dict[str, Any]) -> Any | None:
+        """A CRI event from an engine event, containerd's shape: a pod
+        sandbox's events too (its id as the container's), each with the pod's
+        status and the statuses of every container of the pod."""
         if event.get("Type") != "container":
             return None
         kind = EVENT_TYPES.get(event.get("Action", ""))
         attrs = (event.get("Actor") or {}).get("Attributes") or {}
-        if kind is None or attrs.get(meta.KIND) != meta.CONTAINER_KIND:
+        if kind is None or attrs.get(meta.KIND) not in (meta.CONTAINER_KIND, meta.SANDBOX_KIND):
             return None
         cid = event["Actor"]["ID"]
-        pod_id = attrs.get(meta.SANDBOX, "")
+        pod_id = cid if attrs.get(meta.KIND) == meta.SANDBOX_KIND else attrs.get(meta.SANDBOX, "")
         response = api_pb2.ContainerEventResponse(container_id=cid, container_event_type=kind,
                                                   created_at=event.get("timeNano", 0))
         try:
             response.pod_sandbox_status.CopyFrom(self.pods.status(pod_id, False).status)
         except PyboxError:
             pass
-        if kind != api_pb2.CONTAINER_DELETED_EVENT:
+        for c in self.pods.containers_of(pod_id):
             try:
-                response.containers_statuses.append(self.containers.status(cid, False).status)
+                response.containers_statuses.append(self.containers.status(c.id, False).status)
             except PyboxError:
                 pass
         return response
