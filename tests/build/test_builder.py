@@ -400,6 +400,27 @@ def test_cache_hits_and_misses(builder):
     assert usage and all({"ID", "Size", "CreatedAt", "InUse"} <= set(u) for u in usage)
 
 
+def test_cache_copy_from_follows_the_stage(builder):
+    marker = unique("from")
+
+    def files(value):
+        return {"Dockerfile": "FROM busybox AS src\nCOPY f /out/f\n"
+                              f"FROM busybox\nRUN echo {marker} > /m\n"
+                              "COPY --from=src /out/f /f\nRUN cat /f\n",
+                "f": value}
+    first = builder.build(files("one\n"))
+    assert "error" not in first, first
+    again = builder.build(files("one\n"))  # (COPY --from's checksum remembered: no snapshot)
+    assert again["id"] == first["id"] and "Running in" not in again["stream"]
+    assert again["stream"].count(" ---> Using cache") == 4
+    changed = builder.build(files("two\n"))  # the stage's image changed: --from misses
+    assert "error" not in changed, changed
+    assert changed["id"] != first["id"] and "two" in lines(changed)
+    assert changed["stream"].count(" ---> Using cache") == 1  # only the RUN before it
+    back = builder.build(files("one\n"))
+    assert back["id"] == first["id"] and "Running in" not in back["stream"]
+
+
 def test_cache_from(builder):
     tag = unique("cachefrom")
     files = {"Dockerfile": f"FROM busybox\nRUN echo {tag} > /m\nLABEL l={tag}\nCOPY f /f\n"
