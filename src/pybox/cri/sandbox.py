@@ -35,10 +35,11 @@ the containers and the sandbox.  Both are idempotent, as kubelet needs.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -366,27 +367,27 @@ class Pods:
             write_network_state(c, state)
 
     # -- stop, remove ---------------------------------------------------------------------------
-    def stop_containers(self, pod_id: str) -> None:
-        for cc in self.containers_of(pod_id):
-            try:
-                self.engine.stop(cc.id, 0)
-            except (NotModified, NotFound):
-                pass
-
-    def stop_sandbox(self, c: Container) -> None:
+    def stop_now(self, c: Container) -> None:
+        """SIGKILL at once (a pod's stop gives its containers no grace, as
+        containerd's StopPodSandbox: kubelet stopped them with theirs)."""
         try:
             self.engine.stop(c.id, 0)
         except (NotModified, NotFound):
             pass
 
+    def stop_containers(self, pod_id: str) -> None:
+        """The pod's containers stopped, all at once."""
+        run_all([functools.partial(self.stop_now, cc) for cc in self.containers_of(pod_id)])
+
     def stop(self, ref: str) -> None:
-        """StopPodSandbox: idempotent; NOT_FOUND for a pod that never was."""
+        """StopPodSandbox: idempotent; NOT_FOUND for a pod that never was.  The
+        network's teardown and the pause's stop run side by side (the pinned
+        namespace outlives the pause)."""
         c = self.get(ref)
         with self.lock(c.id):
             config = meta.pod_config(c)
             self.stop_containers(c.id)
-            self.teardown_network(c, config)
-            self.stop_sandbox(c)
+            run_all([lambda: self.teardown_network(c, config), lambda: self.stop_now(c)])
 
     def remove(self, ref: str) -> None:
         """RemovePodSandbox: a pod not (or no longer) there is done already."""
@@ -403,11 +404,14 @@ class Pods:
     def destroy(self, c: Container, config: Any) -> None:
         """Everything of the pod gone: its containers, network, sandbox."""
         self.stop_containers(c.id)
-        for cc in self.containers_of(c.id):
+
+        def remove(cc: Container) -> None:
             try:
                 self.engine.remove(cc.id, force=True)
             except NotFound:
                 pass
+
+        run_all([functools.partial(remove, cc) for cc in self.containers_of(c.id)])
         self.teardown_network(c, config)
         try:
             self.engine.remove(c.id, force=True)
@@ -472,6 +476,28 @@ class Pods:
                     continue
             out.append(self.summary(c))
         return out
+
+
+def run_all(calls: list[Callable[[], None]]) -> None:
+    """Run ``calls`` side by side (the last on this thread), wait for all,
+    then raise the first one's error, if any."""
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], None]) -> None:
+        try:
+            call()
+        except BaseException as e:  # noqa: BLE001 - re-raised below, on the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(call,), name="cri-stop") for call in calls[:-1]]
+    for t in threads:
+        t.start()
+    if calls:
+        run(calls[-1])
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def matches(labels: Any, selector: Iterable[tuple[str, str]]) -> bool:
