@@ -53,6 +53,11 @@ def test_lifecycle_and_status(cri):
     cri.start(cid)
     st = cri.status(cid)
     assert st.state == api_pb2.CONTAINER_RUNNING and st.started_at >= st.created_at
+    # containerd's annotations reach the runtime's spec (OCI hooks read them)
+    bundle = os.path.join(cri.daemon.exec_root, "containers", cid, "config.json")
+    annotations = json.load(open(bundle))["annotations"]
+    assert annotations["io.kubernetes.cri.container-type"] == "container"
+    assert annotations["io.kubernetes.cri.sandbox-id"] == pod_id
     # listed, filtered
     listed = cri.call("ListContainers", api_pb2.ListContainersRequest(
         filter=api_pb2.ContainerFilter(pod_sandbox_id=pod_id))).containers

@@ -79,6 +79,14 @@ def test_privileged(cri):
     assert int(lines[0]) > 20 and " rw," in lines[1]
 
 
+def test_privileged_container_needs_privileged_pod(cri):
+    pod_id, pod = cri.run_pod()
+    with pytest.raises(grpc.RpcError) as e:
+        cri.create(pod_id, pod, security=api_pb2.LinuxContainerSecurityContext(privileged=True))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no privileged container allowed in sandbox" in e.value.details()
+
+
 def test_seccomp_profiles(cri, tmp_path):
     default = run_with(cri, api_pb2.LinuxContainerSecurityContext(
         seccomp=api_pb2.SecurityProfile(profile_type=api_pb2.SecurityProfile.RuntimeDefault)))

@@ -173,6 +173,8 @@ class Containers:
         check_unsupported_lsm(sc.apparmor if sc.HasField("apparmor") else None,
                               sc.apparmor_profile,
                               sc.selinux_options if sc.HasField("selinux_options") else None)
+        if sc.privileged and not pod_config.linux.security_context.privileged:
+            raise BadRequest("no privileged container allowed in sandbox")
         if pod_ns.network == api_pb2.NODE:
             network, uts = "host", "host"
         else:
@@ -206,6 +208,14 @@ class Containers:
         }
         if uts:
             hc["UTSMode"] = uts
+        hc["Annotations"] = {  # containerd's, for OCI hooks and tools that read them
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.container-name": config.metadata.name,
+            "io.kubernetes.cri.image-name": config.image.image,
+            "io.kubernetes.cri.sandbox-id": pod.id,
+            "io.kubernetes.cri.sandbox-name": pod_config.metadata.name,
+            "io.kubernetes.cri.sandbox-namespace": pod_config.metadata.namespace,
+            "io.kubernetes.cri.sandbox-uid": pod_config.metadata.uid}
         if sc.HasField("capabilities"):
             hc["CapAdd"] = [capability_name(n) for n in sc.capabilities.add_capabilities]
             hc["CapDrop"] = [capability_name(n) for n in sc.capabilities.drop_capabilities]

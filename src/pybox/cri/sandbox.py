@@ -258,6 +258,13 @@ class Pods:
         }
         if host_network:
             hc["UTSMode"] = "host"
+        md = config.metadata
+        hc["Annotations"] = {  # containerd's, for OCI hooks and tools that read them
+            "io.kubernetes.cri.container-type": "sandbox",
+            "io.kubernetes.cri.sandbox-name": md.name,
+            "io.kubernetes.cri.sandbox-namespace": md.namespace,
+            "io.kubernetes.cri.sandbox-uid": md.uid,
+            "io.kubernetes.cri.sandbox-log-directory": config.log_directory}
         if linux.sysctls:
             hc["Sysctls"] = dict(linux.sysctls)
         body: dict[str, Any] = {
