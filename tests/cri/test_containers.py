@@ -48,7 +48,8 @@ def test_lifecycle_and_status(cri):
     assert st.state == api_pb2.CONTAINER_CREATED
     assert st.created_at > 0 and st.started_at == 0
     assert st.image.image == "busybox:latest"
-    assert st.image_ref.startswith("sha256:")
+    assert st.image_ref.startswith("sha256:")  # an imported image: no repo digest
+    assert st.image_id == st.image_ref
     assert dict(st.labels) == {"role": "main"} and dict(st.annotations) == {"note": "x"}
     cri.start(cid)
     st = cri.status(cid)
@@ -62,6 +63,9 @@ def test_lifecycle_and_status(cri):
     listed = cri.call("ListContainers", api_pb2.ListContainersRequest(
         filter=api_pb2.ContainerFilter(pod_sandbox_id=pod_id))).containers
     assert [c.id for c in listed] == [cid]
+    # the pod's status carries its containers' (kubelet's evented PLEG)
+    assert [c.id for c in cri.pod_status(pod_id).containers_statuses] == [cid]
+    assert cri.pod_status(pod_id).timestamp > 0
     assert listed[0].metadata.name == st.metadata.name
     listed = cri.call("ListContainers", api_pb2.ListContainersRequest(
         filter=api_pb2.ContainerFilter(label_selector={"role": "main"},

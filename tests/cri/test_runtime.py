@@ -31,6 +31,12 @@ def test_status_ready(runtime_stub, cri_pyboxd):
     assert config["cniConfDir"] == cri_pyboxd.cni_conf_dir
 
 
+def test_status_runtime_handlers(runtime_stub):
+    s = runtime_stub.Status(api_pb2.StatusRequest(), timeout=CALL_TIMEOUT)
+    assert [h.name for h in s.runtime_handlers] == [""]
+    assert s.runtime_handlers[0].features.user_namespaces is False
+
+
 def test_runtime_config_cgroupfs(runtime_stub):
     r = runtime_stub.RuntimeConfig(api_pb2.RuntimeConfigRequest(), timeout=CALL_TIMEOUT)
     assert r.linux.cgroup_driver == api_pb2.CGROUPFS

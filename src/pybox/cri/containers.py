@@ -62,7 +62,7 @@ from pybox.engine.engine import Engine
 from pybox.engine.observe import update as engine_update
 from pybox.engine.state import ZERO_TIME
 from pybox.engine.store import Container
-from pybox.errors import BadRequest, Conflict, NotFound, NotModified, StartError
+from pybox.errors import BadRequest, Conflict, NotFound, NotModified, PyboxError, StartError
 
 PROPAGATION = {api_pb2.PROPAGATION_PRIVATE: "rprivate",
                api_pb2.PROPAGATION_HOST_TO_CONTAINER: "rslave",
@@ -342,8 +342,17 @@ class Containers:
             return api_pb2.CONTAINER_EXITED
         return api_pb2.CONTAINER_UNKNOWN
 
-    def image_ref(self, c: Container) -> str:
-        return c.image  # the image's Id (sha256:...), as containerd reports one without digest
+    def image_ref(self, c: Container, digest: bool = False) -> str:
+        """The image's Id (sha256:...); with ``digest``, its first repo digest
+        when it has one (containerd 1.x's image_ref: kubelet's imageID)."""
+        if digest:
+            try:
+                digests = self.engine.images.inspect(c.image).get("RepoDigests") or []
+            except PyboxError:
+                digests = []
+            if digests:
+                return str(digests[0])
+        return c.image
 
     def summary(self, c: Container) -> Any:
         config = meta.container_config(c)
@@ -390,8 +399,9 @@ class Containers:
             started_at=ns_time(st.started_at) if state != api_pb2.CONTAINER_CREATED else 0,
             finished_at=ns_time(st.finished_at) if state == api_pb2.CONTAINER_EXITED else 0,
             exit_code=st.exit_code if state == api_pb2.CONTAINER_EXITED else 0,
-            image=api_pb2.ImageSpec(image=config.image.image), image_ref=self.image_ref(c),
-            reason=reason, message=message, labels=dict(config.labels),
+            image=api_pb2.ImageSpec(image=config.image.image),
+            image_ref=self.image_ref(c, digest=True), image_id=c.image, reason=reason,
+            message=message, labels=dict(config.labels),
             annotations=dict(config.annotations), mounts=list(config.mounts),
             log_path=c.log_path if (c.host_config.get("LogConfig") or {}).get("Type") == "cri"
             else "",

@@ -94,8 +94,10 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
                 "cniBinDirs": list(self.options.cni_bin_dirs),
                 "podInfraImage": self.options.pod_infra_image or "(pybox pause)",
                 "cgroupDriver": "cgroupfs"})
+        handler = api_pb2.RuntimeHandler(name="", features=api_pb2.RuntimeHandlerFeatures(
+            recursive_read_only_mounts=False, user_namespaces=False))
         return api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=conditions),
-                                      info=info)
+                                      info=info, runtime_handlers=[handler])
 
     @rpc()
     def RuntimeConfig(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
@@ -134,7 +136,13 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
     @rpc()
     def PodSandboxStatus(self, request: Any, context: grpc.ServicerContext  # noqa: N802
                          ) -> Any:
-        return self.pods.status(request.pod_sandbox_id, request.verbose)
+        response = self.pods.status(request.pod_sandbox_id, request.verbose)
+        for c in self.pods.containers_of(response.status.id):  # kubelet's evented PLEG
+            try:
+                response.containers_statuses.append(self.containers.status(c.id, False).status)
+            except PyboxError:
+                pass
+        return response
 
     @rpc()
     def ListPodSandbox(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802

@@ -39,6 +39,7 @@ import functools
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -462,7 +463,8 @@ class Pods:
                 "netNamespacePath": net.netns, "image": c.config.get("Image"),
                 "cgroupParent": config.linux.cgroup_parent,
                 "runtimeHandler": "", "sandboxId": c.id})
-        return api_pb2.PodSandboxStatusResponse(status=status, info=info)
+        return api_pb2.PodSandboxStatusResponse(status=status, info=info,
+                                                timestamp=time.time_ns())
 
     def summary(self, c: Container) -> Any:
         config = meta.pod_config(c)
