@@ -27,6 +27,16 @@ RSS numbers of such a run are mostly tracemalloc's own).
 
     /opt/pybox/bin/python benchmarks/memory.py [-n 2000] [--engines pybox,docker]
         [--cycles run-rm,dockerpy] [--warmup 30] [--settle 10] [--tracemalloc 20]
+
+``--monitor-groups 1,3,5`` measures something else: the monitors' memory per
+container (PSS, /proc/PID/smaps_rollup) when a pod's containers share one
+monitor (Engine.create's ``monitor_group``, which only pyboxd's CRI sets: an
+engine in a child process, tests/engine/test_monitor_crilog.py's EngineChild)
+against one monitor per container, for pods of each size (busybox ``sleep``,
+--network none), ``--pods`` of them at once (the monitors' shared pages are
+divided among them all); ``--rounds`` times each, averaged.
+
+    /opt/pybox/bin/python benchmarks/memory.py --monitor-groups 1,3,5 [--pods 10] [--rounds 3]
 """
 
 import argparse
@@ -375,6 +385,59 @@ def measure(engine, cycles, n, warmup, settle):
     return rows, zombies
 
 
+# -- the monitors' memory: a monitor per pod against one per container ------------------
+def pss_kib(pid):
+    """Proportional set size of ``pid`` (shared pages divided among their users)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def monitor_groups(sizes, pods, rounds, settle):
+    """-> rows (size, mode, monitors, PSS KiB per container): ``pods`` pods of
+    ``size`` containers each running at once, mode "group" (one monitor per
+    pod) or "each" (one monitor per container)."""
+    from engine.test_monitor_crilog import EngineChild
+
+    child = EngineChild()
+    rows = []
+    try:
+        for size in sizes:
+            for mode in ("each", "group"):
+                per_container, monitors = [], 0
+                for r in range(rounds):
+                    ids = []
+                    try:
+                        for pod in range(pods):
+                            group = f"pod-{size}-{r}-{pod}" if mode == "group" else None
+                            for _ in range(size):
+                                cid, _ = child.call("create", {
+                                    "Image": "busybox", "Cmd": ["sleep", "1000"],
+                                    "HostConfig": {"NetworkMode": "none"}},
+                                    f"pss-{uuid.uuid4().hex[:8]}", monitor_group=group)
+                                ids.append(cid)
+                                child.call("start", cid)
+                        time.sleep(settle)
+                        pids = set()
+                        for cid in ids:
+                            with open(os.path.join(child.exec_root, "containers", cid,
+                                                   "monitor.pid")) as f:
+                                pids.add(int(f.read()))
+                        monitors = len(pids)
+                        per_container.append(sum(pss_kib(p) for p in pids) / len(ids))
+                    finally:
+                        for cid in ids:
+                            child.call("remove", cid, force=True)
+                rows.append((size, mode, monitors, sum(per_container) / len(per_container)))
+                print(f"  {pods} pod(s) of {size}, {mode}: {monitors} monitor(s), "
+                      f"{rows[-1][3] / 1024:.2f} MiB PSS per container", flush=True)
+    finally:
+        child.close()
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=2000, help="containers per cycle kind")
@@ -385,9 +448,29 @@ def main(argv=None):
                         help="seconds to wait before each RSS reading")
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="DEPTH",
                         help="pyboxd under tracemalloc; growth sites into its log")
+    parser.add_argument("--monitor-groups", default="", metavar="SIZES",
+                        help="instead: monitor PSS per container, pods of these sizes "
+                             "(e.g. 1,3,5), one monitor per pod against one per container")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--monitor-groups: rounds per pod size, averaged")
+    parser.add_argument("--pods", type=int, default=1,
+                        help="--monitor-groups: pods running at once (their monitors share "
+                             "the interpreter's pages: PSS divides them)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("needs root")
+    if args.monitor_groups:
+        sizes = [int(n) for n in args.monitor_groups.split(",") if n]
+        rows = monitor_groups(sizes, args.pods, args.rounds, min(args.settle, 2.0))
+        print()
+        print(f"{'pod size':>8} {'one monitor per container':>26} {'one monitor per pod':>20} "
+              f"{'ratio':>6}")
+        table = {(size, mode): pss for size, mode, _, pss in rows}
+        for size in sizes:
+            each, group = table[size, "each"], table[size, "group"]
+            print(f"{size:8d} {each / 1024:22.2f} MiB {group / 1024:16.2f} MiB "
+                  f"{group / each:6.2f}")
+        return 0
     cycles = [c for c in args.cycles.split(",") if c]
     work = tempfile.mkdtemp(prefix="pybox-bench-memory-")
     keep_work = False

@@ -159,7 +159,11 @@ def serve(base):
     engine.start_zygote()
     engine.recover()
     engine.supervise_zygote()
-    images.images.import_(busybox_tar(base), reference="busybox:latest", changes=['CMD ["sh"]'])
+    try:
+        images.lookup("busybox:latest")  # (a restarted engine: imported already)
+    except Exception:
+        images.images.import_(busybox_tar(base), reference="busybox:latest",
+                              changes=['CMD ["sh"]'])
     print(json.dumps({"ready": True}), flush=True)
     try:
         for line in sys.stdin:
@@ -190,8 +194,12 @@ def serve(base):
 
 
 class EngineChild:
-    def __init__(self):
-        self.base = tempfile.mkdtemp(prefix="pybox-crilog-test-")
+    """The engine process; ``base``: a killed one's directory, to start it
+    again there (its containers recovered)."""
+
+    def __init__(self, base=None):
+        self.base = base or tempfile.mkdtemp(prefix="pybox-crilog-test-")
+        self.exec_root = exec_root_of(self.base)
         self.proc = subprocess.Popen(
             [PYTHON, os.path.abspath(__file__), "serve", self.base], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True,
@@ -210,6 +218,13 @@ class EngineChild:
         line = self.proc.stdout.readline()
         assert line, "the engine process died"
         return json.loads(line)
+
+    def kill(self):
+        """pyboxd killed: the engine dies, its monitors live on."""
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
 
     def call(self, method, *args, **kwargs):
         reply = self.ask(method, *args, **kwargs)

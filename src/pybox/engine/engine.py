@@ -206,8 +206,8 @@ class Engine:
 
     # -- the container verbs (lifecycle.py) --------------------------------------------------
     def create(self, body: dict[str, Any], name: str | None = None,
-               platform: Platform | None = None, *,
-               cri_log_path: str | None = None) -> tuple[str, list[str]]:
+               platform: Platform | None = None, *, cri_log_path: str | None = None,
+               monitor_group: str | None = None) -> tuple[str, list[str]]:
         """POST /containers/create, ``body`` typed by pybox.api.schema,
         ``platform`` the one asked for (spec.parse_platform).  Returns (id,
         warnings).
@@ -218,11 +218,19 @@ class Engine:
         LogDirectory joined with the container's LogPath; "" for no log (a
         CRI container kubelet gave no path).  The record's LogConfig becomes
         {"Type": "cri"} ("none" for "") and its LogPath the path, so every
-        start's monitor writes there; ``reopen_log`` reopens it."""
+        start's monitor writes there; ``reopen_log`` reopens it.
+
+        ``monitor_group`` (pyboxd's CRI only): the containers created with the
+        same group (a pod: its sandbox and its containers, e.g. the sandbox's
+        record name) share one monitor process, as containerd's shim serves a
+        pod (pybox.monitor.monitor's Loop); kept in the record
+        ("MonitorGroup"), so every start joins it.  Each container keeps its
+        own monitor socket, exit file and log: nothing else changes."""
         if isinstance(body, dict):  # the daemon's default log driver and options
             hc = body["HostConfig"] = dict(body.get("HostConfig") or {})
             apply_log_defaults(hc, self.config.log_config())
-        return self.lifecycle.create(body, name, platform, cri_log_path=cri_log_path)
+        return self.lifecycle.create(body, name, platform, cri_log_path=cri_log_path,
+                                     monitor_group=monitor_group)
 
     def start(self, ref: str) -> None:
         self.lifecycle.start(ref)

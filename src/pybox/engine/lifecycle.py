@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 DEFAULT_STOP_TIMEOUT = 10
 KILL = 9
 KILL_WAIT = 10.0  # seconds a SIGKILL waits for the exit (moby daemon.Kill)
+# the record's key for Engine.create's monitor_group (pyboxd's CRI: a pod's monitor)
+MONITOR_GROUP = "MonitorGroup"
 
 
 def signal_number(name: str | int) -> int:
@@ -208,10 +210,11 @@ class Lifecycle:
 
     # -- create -------------------------------------------------------------------------
     def create(self, body: dict[str, Any], name: str | None = None,
-               platform: Platform | None = None, *,
-               cri_log_path: str | None = None) -> tuple[str, list[str]]:
+               platform: Platform | None = None, *, cri_log_path: str | None = None,
+               monitor_group: str | None = None) -> tuple[str, list[str]]:
         """POST /containers/create, ``body`` typed by pybox.api.schema.  Returns
-        (id, warnings).  ``cri_log_path``: Engine.create's (the CRI's only)."""
+        (id, warnings).  ``cri_log_path``, ``monitor_group``: Engine.create's
+        (the CRI's only)."""
         e = self.e
         if not isinstance(body, dict):
             raise BadRequest("invalid JSON body")
@@ -268,6 +271,8 @@ class Lifecycle:
                                 e.images.rootfs_info(cid))
             if cri_log_path:
                 record["LogPath"] = cri_log_path
+            if monitor_group:
+                record[MONITOR_GROUP] = monitor_group
             e.network.on_create(record, body)
             record["Mounts"] = mounts
             c = Container(record, directory)
@@ -367,6 +372,9 @@ class Lifecycle:
                 "defer_start": True,
                 "procview_socket": e.procview.monitor_socket(c),
             }
+            group = c.extra.get(MONITOR_GROUP)
+            if isinstance(group, str) and group:  # (a pod's monitor: Engine.create's)
+                request["group_socket"] = e.runner.group_socket(group)
             report = e.runner.spawn(request)
             crashpoint("engine.start.spawned")
             if not report.get("ok"):

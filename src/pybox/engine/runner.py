@@ -3,8 +3,10 @@ processes goes through ``Runner``.
 
 - create and start: a monitor per container, forked by the monitor zygote
   (``spawn``; the zygote is forked while pyboxd is single-threaded and kept
-  running by a thread), then reached through its socket (``monitor``: a
-  pybox.monitor.client.MonitorClient on the container's run directory);
+  running by a thread), or one per group (a pod's containers: the group's
+  monitor adopts the next ones, ``group_socket``), then reached through the
+  container's socket (``monitor``: a pybox.monitor.client.MonitorClient on the
+  container's run directory);
 - kill, pause, resume, update, stats, top and delete: the runtime's library
   (pybox.runtime.container), on the runtime's state under ``runtime_root``;
 - exec and health checks: ``pybox-runtime exec`` as a subprocess (forking the
@@ -17,6 +19,7 @@ processes goes through ``Runner``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -55,6 +58,9 @@ class Runner:
         self.zygote_pid = 0
         self.zygote_stopping = False
         self.parents_lock = threading.Lock()
+        # a group's monitor is asked for (or forked) by one start at a time
+        self.groups_lock = threading.Lock()
+        self.group_locks: dict[str, tuple[threading.Lock, list[int]]] = {}
 
     # -- paths --------------------------------------------------------------------------
     def run_dir(self, cid: str) -> str:
@@ -63,6 +69,14 @@ class Runner:
 
     def monitor(self, cid: str) -> MonitorClient:
         return MonitorClient(self.run_dir(cid))
+
+    def group_socket(self, group: str) -> str:
+        """Where the monitor of ``group`` (any string: a pod's) takes its next
+        containers: a name of fixed length under the run root (sun_path)."""
+        directory = os.path.join(self.run_root, "monitor-groups")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        digest = hashlib.sha256(group.encode()).hexdigest()[:32]
+        return os.path.join(directory, f"{digest}.sock")
 
     # -- the monitor zygote ---------------------------------------------------------------
     def start_zygote(self) -> None:
@@ -114,8 +128,23 @@ class Runner:
         runtime's create): its report, {"ok", "pid"} or {"error"}."""
         if self.zygote is None:
             return {"ok": False, "error": "the monitor zygote is not running"}
-        report: dict[str, Any] = self.zygote.spawn(request)
-        return report
+        group = request.get("group_socket")
+        if not group:
+            return self.zygote.spawn(request)
+        with self.groups_lock:
+            lock, users = self.group_locks.setdefault(group, (threading.Lock(), [0]))
+            users[0] += 1
+        try:
+            with lock:  # (two starts of a pod's first containers: one monitor)
+                report = zygotemod.adopt(group, request)
+                if report is None:  # no monitor of the group yet (or it was ending)
+                    report = self.zygote.spawn(request)  # it will listen on ``group``
+                return report
+        finally:
+            with self.groups_lock:
+                users[0] -= 1
+                if not users[0]:
+                    self.group_locks.pop(group, None)
 
     # -- the runtime's library ------------------------------------------------------------
     def container_ids(self) -> list[str]:

@@ -1,7 +1,8 @@
-"""One monitor per running container: the parent of its init, owner of its stdio.
+"""A monitor per running container -- or per pod: the parent of its init, owner
+of its stdio.
 
 Forked (already warm) by the zygote and detached into its own session, so it
-outlives pyboxd.  It
+outlives pyboxd.  For each container it holds (a ``Monitor``) it
 
 1. sets up the container's stdio: pipes, or a console socket that receives the
    pty master from the runtime;
@@ -13,8 +14,19 @@ outlives pyboxd.  It
    output, OOM check, DIR/exit.json (written atomically, before anyone is told),
    exit frames to attachers, answers to waiters; then it exits.
 
-Everything is single-threaded and event driven (select.poll), so a fork from the
-zygote touches few pages: the PSS of a monitor stays small.
+Everything is single-threaded and event driven (select.poll, one ``Loop`` per
+process), so a fork from the zygote touches few pages: the PSS of a monitor
+stays small.
+
+Groups (a pod's containers, as containerd groups its shim per pod): a request
+naming a ``group_socket`` makes the monitor listen there too, and the next
+containers of the group are handed to it (pyboxd sends the same request line
+and report fd on that socket: ``adopt``) instead of to the zygote.  Each
+container keeps its own run directory -- socket, pid file, exit file, log --
+so pyboxd's view of it is unchanged (a restarted pyboxd reaches each as
+before); the process ends with the last of its containers.  A container's
+set-up (the runtime's create, its start) runs in the loop, so the others'
+output waits in their pipes meanwhile (tens of milliseconds).
 
 Imports: what the monitor's loop runs is imported at the top (the zygote
 preloads this module, so it costs a monitor nothing); the runtime library is
@@ -68,6 +80,7 @@ if TYPE_CHECKING:
         console_size: list[int] | None  # [height, width]
         defer_start: bool  # wait for a {"op": "start"} before the program runs
         procview_socket: str | None  # where seccomp notify fds go (the /proc view)
+        group_socket: str | None  # the pod's monitor: where its next containers come
 else:
     import _signal  # signal's C core: the signal module would load more for the monitors
 
@@ -107,15 +120,17 @@ class Client:
 
 
 class Monitor:
-    """The monitor's state: the container's stdio, its clients, its exit."""
+    """One container's monitoring: its stdio, its clients, its exit.  Its fds
+    are polled by the process's ``Loop`` (shared with a pod's other
+    containers), which hands it their events (``event``)."""
 
-    def __init__(self, request: MonitorRequest) -> None:
+    def __init__(self, request: MonitorRequest, loop: Loop) -> None:
         self.req = request
+        self.loop = loop
         self.dir = request["dir"]
         self.tty = bool(request.get("tty"))
         self.open_stdin = bool(request.get("open_stdin"))
         self.stdin_once = bool(request.get("stdin_once"))
-        self.poller = select.poll()
         self.clients: dict[int, Client] = {}
         self.stdin_w: int | None = None
         self.stdin_buf = b""  # for the container, not yet taken by it
@@ -135,6 +150,8 @@ class Monitor:
         self.notify_fds: set[int] = set()  # seccomp listeners kept for the /proc view
         self.listener: socket.socket | None = None
         self.socket_ino: int | None = None
+        self.exited_at: float | None = None  # init reaped: the output drains until then + DRAIN
+        self.finish_by: float | None = None  # finished: its last frames leave until then
 
     # -- set-up -------------------------------------------------------------
     def open_log(self) -> None:
@@ -229,6 +246,11 @@ class Monitor:
 
         code = 1
         try:
+            # as forked by the zygote: SIGCHLD's default, no wakeup fd (a pod's
+            # monitor has them; the fd is closed below, and the runtime waits
+            # for its own children)
+            _signal.set_wakeup_fd(-1)
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
             for fd, src in enumerate(stdio):
                 os.dup2(src, fd)  # what init inherits
             # Nothing else of the monitor's may live on in the creator: holding
@@ -355,89 +377,78 @@ class Monitor:
         fcntl.ioctl(self.master, req or TIOCSWINSZ,
                     int(h).to_bytes(2, "little") + int(w).to_bytes(2, "little") + b"\0" * 4)
 
-    # -- event loop -----------------------------------------------------------
-    def serve(self, listener: socket.socket) -> None:
+    # -- events ---------------------------------------------------------------
+    def activate(self, listener: socket.socket) -> None:
+        """Set up, reported: its socket, output, stdin and init join the loop."""
         self.listener = listener
-        self.poller.register(listener.fileno(), select.POLLIN)
+        loop = self.loop
+        loop.register(listener.fileno(), select.POLLIN, self)
         for fd in self.outputs:
             os.set_blocking(fd, False)
-            self.poller.register(fd, select.POLLIN)
+            loop.register(fd, select.POLLIN, self)
         pidfd = self.pidfd
         assert pidfd is not None  # (start_container opened it)
-        self.poller.register(pidfd, select.POLLIN)
+        loop.register(pidfd, select.POLLIN, self)
+        if self.pid is not None:
+            loop.by_pid[self.pid] = self
         if self.stdin_w is not None:
             os.set_blocking(self.stdin_w, False)
         try:  # (see _unlink_socket)
             self.socket_ino = os.stat(os.path.join(self.dir, SOCKET)).st_ino
         except OSError:
             self.socket_ino = None
-        sigchld = self._watch_children()
-        self.poller.register(sigchld, select.POLLIN)
-        self._reap_others()  # whatever ended before the watch began
-        exited_at = None
-        while True:
-            timeout = None
-            if exited_at is not None:
-                remaining = DRAIN_SECONDS - (time.monotonic() - exited_at)
-                if not self.outputs or remaining <= 0:
-                    break
-                timeout = int(remaining * 1000)
-            for fd, ev in self.poller.poll(timeout):
-                if fd == pidfd:
-                    self.poller.unregister(pidfd)
-                    self._reap()
-                    crashpoint("monitor.reaped")
-                    exited_at = time.monotonic()
-                elif fd == listener.fileno():
-                    self._accept()
-                elif fd == self._stdin_fd() and (ev & select.POLLOUT or
-                                                 fd not in self.outputs):
-                    self._flush_stdin()
-                    if fd in self.outputs and ev & (select.POLLIN | select.POLLHUP |
-                                                    select.POLLERR):
-                        self._read_output(fd)  # (a pty master: also the output)
-                elif fd in self.outputs:
-                    self._read_output(fd)
-                elif fd in self.clients:
-                    self._client_event(self.clients[fd], ev)
-                elif fd in self.notify_fds:
-                    self.poller.unregister(fd)  # its filter has no task left
-                    self.notify_fds.discard(fd)
-                    os.close(fd)
-                elif fd == sigchld:
-                    try:
-                        while os.read(sigchld, 512):
-                            pass
-                    except BlockingIOError:
-                        pass
-                    self._reap_others()
-        self._finish()
 
-    def _watch_children(self) -> int:
-        """SIGCHLD -> a byte on a pipe the loop polls (the handler itself does
-        nothing).  -> the pipe's read end."""
-        r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        _signal.signal(_signal.SIGCHLD, lambda signum, frame: None)
-        _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        return r
+    def event(self, fd: int, ev: int) -> None:
+        """One of its fds is ready."""
+        if fd == self.pidfd:
+            self._init_ended()
+        elif self.listener is not None and fd == self.listener.fileno():
+            self._accept()
+        elif fd == self._stdin_fd() and (ev & select.POLLOUT or fd not in self.outputs):
+            self._flush_stdin()
+            if fd in self.outputs and ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                self._read_output(fd)  # (a pty master: also the output)
+        elif fd in self.outputs:
+            self._read_output(fd)
+        elif fd in self.clients:
+            self._client_event(self.clients[fd], ev)
+        elif fd in self.notify_fds:
+            self.loop.unregister(fd)  # its filter has no task left
+            self.notify_fds.discard(fd)
+            os.close(fd)
 
-    def _reap_others(self) -> None:
-        """Reap every ended child but init: the creator, once the program runs,
-        and processes re-parented to the monitor (the container's subreaper:
-        a --pid host container's orphans).  Unreaped they stayed zombies for
-        the container's whole life.  init's status is left to ``_reap`` (its
-        pidfd), so a zombie init stops the sweep: WNOWAIT peeks first."""
-        while True:
-            try:
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                return
-            if info is None or info.si_pid == self.pid:
-                return
-            try:
-                os.waitpid(info.si_pid, 0)
-            except ChildProcessError:
-                pass
+    def deadline(self) -> float | None:
+        """When ``tick`` has something to do without an event (monotonic)."""
+        if self.finish_by is not None:
+            return self.finish_by
+        if self.exited_at is not None:
+            return self.exited_at + DRAIN_SECONDS
+        return None
+
+    def tick(self, now: float) -> None:
+        """After the loop's events: an exited container whose output is drained
+        (or whose drain time is up) is finished; a finished one whose last
+        frames left (or whose time for them is up) is let go."""
+        if self.finish_by is None and self.exited_at is not None and \
+                (not self.outputs or now - self.exited_at >= DRAIN_SECONDS):
+            self._finish()
+            now = time.monotonic()
+        if self.finish_by is not None and \
+                (now >= self.finish_by or not any(c.out for c in self.clients.values())):
+            self._release()
+
+    def _init_ended(self) -> None:
+        """init's pidfd is readable: collect its status (the loop's sweep may
+        have collected it already)."""
+        pid = self.pid
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG) if pid else (-1, 0)
+        except ChildProcessError:
+            got, status = -1, 0
+        if got == 0:
+            time.sleep(0.001)  # pidfd fired but the zombie is not reapable yet
+            return
+        self.on_exit(status if got > 0 else None)
 
     def _read_output(self, fd: int) -> None:
         try:
@@ -447,7 +458,7 @@ class Monitor:
         except OSError:  # EIO: the pty's last slave closed
             data = b""
         if not data:
-            self.poller.unregister(fd)
+            self.loop.unregister(fd)
             stream = self.outputs.pop(fd)
             if fd != self.master:
                 os.close(fd)
@@ -476,7 +487,7 @@ class Monitor:
         if len(c.out) > 4 * 1024 * 1024:
             self._drop(c)
             return
-        self.poller.modify(c.fd, select.POLLIN | (select.POLLOUT if c.out else 0))
+        self.loop.poller.modify(c.fd, select.POLLIN | (select.POLLOUT if c.out else 0))
 
     def _accept(self) -> None:
         assert self.listener is not None  # (serve set it)
@@ -487,7 +498,7 @@ class Monitor:
         sock.setblocking(False)
         c = Client(sock)
         self.clients[c.fd] = c
-        self.poller.register(c.fd, select.POLLIN)
+        self.loop.register(c.fd, select.POLLIN, self)
 
     def _client_event(self, c: Client, ev: int) -> None:
         if ev & select.POLLOUT and c.out:
@@ -539,7 +550,7 @@ class Monitor:
                            for i in range(0, len(data) - len(data) % 4, 4))
         for fd in fds:
             self.notify_fds.add(fd)
-            self.poller.register(fd, 0)  # POLLHUP only: the server answers
+            self.loop.register(fd, 0, self)  # POLLHUP only: the server answers
         path = self.req.get("procview_socket")
         if not path or not fds:
             return
@@ -679,11 +690,11 @@ class Monitor:
         self.stdin_polled = want
         try:
             if fd in self.outputs:
-                self.poller.modify(fd, select.POLLIN | (select.POLLOUT if want else 0))
+                self.loop.poller.modify(fd, select.POLLIN | (select.POLLOUT if want else 0))
             elif want:
-                self.poller.register(fd, select.POLLOUT)
+                self.loop.register(fd, select.POLLOUT, self)
             else:
-                self.poller.unregister(fd)
+                self.loop.unregister(fd)
         except (KeyError, ValueError, OSError):
             pass
 
@@ -696,59 +707,74 @@ class Monitor:
             return
         if self.stdin_once and self.stdin_w is not None:
             self._poll_stdin(False)
+            self.loop.unregister(self.stdin_w)
             os.close(self.stdin_w)
             self.stdin_w = None
 
     def _drop(self, c: Client) -> None:
         self.clients.pop(c.fd, None)
-        try:
-            self.poller.unregister(c.fd)
-        except (KeyError, ValueError):
-            pass
+        self.loop.unregister(c.fd)
         try:
             c.sock.close()
         except OSError:
             pass
 
     # -- exit ---------------------------------------------------------------
-    def _reap(self) -> None:
-        """init is gone: collect its status (and any orphan re-parented to us)."""
-        status = None
-        while True:
-            try:
-                pid, st = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                if status is not None:
-                    break
-                time.sleep(0.001)  # pidfd fired but the zombie is not reapable yet
-                continue
-            if pid == self.pid:
-                status = st
-            # (the creator and stray orphans are just reaped)
+    def on_exit(self, status: int | None) -> None:
+        """init is gone (``status`` from waitpid; None when it was not ours to
+        wait for): its exit, then the output drains (``tick``)."""
+        if self.exit_info is not None:
+            return
+        self.loop.by_pid.pop(self.pid or 0, None)
+        if self.pidfd is not None:
+            self.loop.unregister(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = None
         code = UNKNOWN_EXIT if status is None else exit_code(status)
-        oom = False
-        if code == 137:
+        oom = code == 137 and self._oom_killed()
+        self.exit_info = {"exit_code": code, "oom_killed": oom, "pid": self.pid,
+                          "finished_at": rfc3339_nano_fixed()}
+        crashpoint("monitor.reaped")
+        self.exited_at = time.monotonic()
+
+    def _oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer ended it (its cgroup's count), asked
+        of a short-lived child: the runtime library it takes stays out of a
+        monitor that lives on (a pod's) -- best effort: no cgroup, no OOM."""
+        try:
+            pid = os.fork()
+        except OSError:
+            return False
+        if pid == 0:
+            code = 0
             try:
+                _signal.set_wakeup_fd(-1)
                 # the runtime library, at the exit of an OOM-killed candidate only
                 from pybox.runtime.container import Container  # noqa: PLC0415
 
                 mgr = Container.load(self.req["runtime_root"], self.req["id"]).cgroup_manager()
-                oom = bool(mgr and mgr.oom_kill_count() > 0)
-            except Exception:  # noqa: BLE001 - best effort: no cgroup, no OOM info
-                oom = False
-        self.exit_info = {"exit_code": code, "oom_killed": oom, "pid": self.pid,
-                          "finished_at": rfc3339_nano_fixed()}
+                code = 1 if mgr and mgr.oom_kill_count() > 0 else 0
+            except BaseException:  # noqa: BLE001 - best effort
+                code = 0
+            finally:
+                os._exit(code)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return False
+        return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1
 
     def _finish(self) -> None:
         for fd in list(self.outputs):
+            self.loop.unregister(fd)
             if fd != self.master:
                 os.close(fd)
+        self.outputs.clear()
         if self.log is not None:
             self.log.close()
-        if self.exit_info is None:  # (defensive) the loop ended without a reap
-            self._reap()
+            self.log = None
+        if self.exit_info is None:  # (defensive) finished without a reap
+            self.on_exit(None)
         body = fastjson.dumps(self.exit_info).encode()
         crashpoint("monitor.before_exit_file")
         # the exit file first: whoever is told about the exit can read it
@@ -766,15 +792,34 @@ class Monitor:
                 self._send(c, P.frame(P.EXIT, body))
             elif c.mode == "wait":
                 self._send(c, body + b"\n")
-        # let the last frames leave (bounded)
-        deadline = time.monotonic() + 1.0
-        while any(c.out for c in self.clients.values()) and time.monotonic() < deadline:
-            for fd, ev in self.poller.poll(50):
-                late = self.clients.get(fd)
-                if late is not None and ev & select.POLLOUT:
-                    self._send(late, b"")
+        # the last frames leave through the loop (bounded: tick)
+        self.finish_by = time.monotonic() + 1.0
+
+    def _release(self) -> None:
+        """The end of its monitoring: every fd of it closed, out of the loop
+        (a pod's monitor goes on with the others; a process with none left
+        ends)."""
+        loop = self.loop
         for c in list(self.clients.values()):
             self._drop(c)
+        if self.listener is not None:
+            loop.unregister(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+        for fd in (self.master, self.stdin_w, self.pidfd, self.creator_go, self.creator_result,
+                   self.creator_pidfd, *self.notify_fds):
+            if fd is not None:
+                loop.unregister(fd)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.master = self.stdin_w = self.pidfd = None
+        self.creator_go = self.creator_result = self.creator_pidfd = None
+        self.notify_fds.clear()
+        loop.by_pid.pop(self.pid or 0, None)
+        if self in loop.monitors:
+            loop.monitors.remove(self)
 
     def _unlink_socket(self) -> None:
         """Remove DIR/monitor.sock if it is still this monitor's (the inode
@@ -787,37 +832,80 @@ class Monitor:
             pass
 
 
-def run(request: MonitorRequest, report_fd: int) -> None:
-    """Monitor main, in the forked (and detached) child.  Never returns."""
-    code = 1
-    try:
-        become_subreaper()  # (the zygote built the syscalls' libc: see zygote.preload)
-        mon = Monitor(request)
+class Loop:
+    """The monitor process's one event loop: the containers it holds (one, or a
+    pod's), its children's SIGCHLD, and a group's socket (``adopt``)."""
+
+    def __init__(self) -> None:
+        self.poller = select.poll()
+        self.owners: dict[int, Monitor] = {}  # fd -> the container it is of
+        self.monitors: list[Monitor] = []
+        self.by_pid: dict[int, Monitor] = {}  # a container's init -> its Monitor
+        self.sigchld = -1
+        self.group: socket.socket | None = None
+        self.group_path: str | None = None
+        self.group_ino: int | None = None
+
+    def register(self, fd: int, mask: int, owner: Monitor) -> None:
+        self.poller.register(fd, mask)
+        self.owners[fd] = owner
+
+    def unregister(self, fd: int) -> None:
+        self.owners.pop(fd, None)
+        try:
+            self.poller.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    # -- a container in ----------------------------------------------------------------
+    def setup(self, mon: Monitor, report_fd: int) -> bool:
+        """Bind its socket, open its log, create the container (and start it
+        unless deferred), report to pyboxd on ``report_fd`` (closed here), and
+        serve it.  False when it failed (reported, nothing of it left)."""
         path = os.path.join(mon.dir, SOCKET)
         try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        # (socket.socket, not _socket's: its accept gives socket objects)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        unixsock.call(listener.bind, path)
-        os.chmod(path, 0o600)
-        listener.listen(16)
-        listener.setblocking(False)
-        crashpoint("monitor.listening")
-        try:
-            mon.open_log()
-            mon.start_container()
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            # (socket.socket, not _socket's: its accept gives socket objects)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                unixsock.call(listener.bind, path)
+                os.chmod(path, 0o600)
+                listener.listen(16)
+                listener.setblocking(False)
+            except BaseException:
+                listener.close()
+                raise
+            crashpoint("monitor.listening")
+            try:
+                mon.open_log()
+                mon.start_container()
+            except BaseException:
+                listener.close()
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+                raise
         except BaseException as e:  # noqa: BLE001 - reported to pyboxd
-            os.write(report_fd, fastjson.dumps({
-                "ok": False, "error": str(e) or e.__class__.__name__,
-                "log_driver": isinstance(e, LogDriverError),
-                "errno": getattr(e, "errno", None) if isinstance(getattr(e, "errno", None),
-                                                                 int) else None,
-            }).encode() + b"\n")
-            listener.close()
-            os.unlink(path)
-            return
+            try:
+                os.write(report_fd, fastjson.dumps({
+                    "ok": False, "error": str(e) or e.__class__.__name__,
+                    "log_driver": isinstance(e, LogDriverError),
+                    "errno": getattr(e, "errno", None) if isinstance(getattr(e, "errno", None),
+                                                                     int) else None,
+                }).encode() + b"\n")
+            except OSError:
+                pass
+            os.close(report_fd)
+            if mon.log is not None:
+                mon.log.close()
+                mon.log = None
+            mon._release()
+            return False
+        self.monitors.append(mon)
         # never half-written; not fsynced: the run root is a tmpfs
         write_atomic(os.path.join(mon.dir, PID_FILE), str(os.getpid()), mode=0o644)
         crashpoint("monitor.pid_file")
@@ -832,10 +920,163 @@ def run(request: MonitorRequest, report_fd: int) -> None:
             if not mon.started:
                 mon.abort()
         os.close(report_fd)
-        report_fd = -1
         crashpoint("monitor.reported")
-        mon.serve(listener)
-        code = 0
+        mon.activate(listener)
+        return True
+
+    # -- a pod's monitor ----------------------------------------------------------------
+    def listen_group(self, path: str) -> None:
+        """Be the monitor of a group (a pod): its next containers come on
+        ``path``.  A path another live monitor holds is left to it (this one
+        then serves its own container alone); one left by a dead monitor is
+        taken over.  Best effort: without it each container gets a monitor."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                unixsock.call(sock.bind, path)
+            except OSError:
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    unixsock.call(probe.connect, path)
+                    return  # (a live monitor has it)
+                except ConnectionRefusedError:
+                    os.unlink(path)  # (its monitor is gone)
+                finally:
+                    probe.close()
+                unixsock.call(sock.bind, path)
+            os.chmod(path, 0o600)
+            sock.listen(16)
+            sock.setblocking(False)
+            self.group_ino = os.stat(path).st_ino
+        except OSError:
+            sock.close()
+            return
+        self.group, self.group_path = sock, path
+
+    def adopt(self) -> None:
+        """A container of the group, sent by pyboxd as the zygote gets one (the
+        request line, the report fd): "ok" once it is this monitor's, then
+        set up as the first one was."""
+        assert self.group is not None
+        try:
+            conn, _ = self.group.accept()
+        except OSError:
+            return
+        fds: list[int] = []
+        try:
+            conn.settimeout(5.0)
+            data, anc, _, _ = conn.recvmsg(1 << 20, socket.CMSG_SPACE(4))
+            for level, kind, d in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.extend(int.from_bytes(d[i:i + 4], "little")
+                               for i in range(0, len(d) - len(d) % 4, 4))
+            request = fastjson.loads(data.split(b"\n", 1)[0])
+            if len(fds) != 1 or not _is_request(request):
+                raise ValueError("not a monitor request")
+            conn.sendall(b"ok\n")
+        except (OSError, ValueError):
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        conn.close()
+        self.setup(Monitor(request, self), fds[0])
+
+    def _close_group(self) -> None:
+        """The last container is gone: the group's socket goes first (if it
+        is still this monitor's), so pyboxd's next start of the group asks
+        the zygote; a connection already queued is refused by the close."""
+        if self.group is None:
+            return
+        try:
+            if self.group_path and os.stat(self.group_path).st_ino == self.group_ino:
+                os.unlink(self.group_path)
+        except OSError:
+            pass
+        self.group.close()
+        self.group = None
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> None:
+        """Serve until no container is left."""
+        self.sigchld = _watch_children()
+        self.poller.register(self.sigchld, select.POLLIN)
+        if self.group is not None:
+            self.poller.register(self.group.fileno(), select.POLLIN)
+        self.reap()  # whatever ended before the watch began
+        while self.monitors:
+            timeout = None
+            deadlines = [d for d in (m.deadline() for m in self.monitors) if d is not None]
+            if deadlines:
+                timeout = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+            for fd, ev in self.poller.poll(timeout):
+                if fd == self.sigchld:
+                    try:
+                        while os.read(self.sigchld, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    self.reap()
+                elif self.group is not None and fd == self.group.fileno():
+                    if self.monitors:
+                        self.adopt()
+                else:
+                    owner = self.owners.get(fd)
+                    if owner is not None:
+                        owner.event(fd, ev)
+            now = time.monotonic()
+            for mon in list(self.monitors):
+                mon.tick(now)
+        self._close_group()
+
+    def reap(self) -> None:
+        """Reap every ended child: a container's init is its Monitor's exit;
+        the creators, once their program runs, and processes re-parented to
+        the monitor (the subreaper: a --pid host container's orphans) are
+        just reaped -- unreaped they stayed zombies for the container's life."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            mon = self.by_pid.get(pid)
+            if mon is not None:
+                mon.on_exit(status)
+
+
+def _is_request(value: Any) -> bool:
+    """A JSON value that can be a MonitorRequest (what setup reads first)."""
+    return isinstance(value, dict) and isinstance(value.get("dir"), str) and \
+        isinstance(value.get("id"), str)
+
+
+def _watch_children() -> int:
+    """SIGCHLD -> a byte on a pipe the loop polls (the handler itself does
+    nothing).  -> the pipe's read end."""
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    _signal.signal(_signal.SIGCHLD, lambda signum, frame: None)
+    _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    return r
+
+
+def run(request: MonitorRequest, report_fd: int) -> None:
+    """Monitor main, in the forked (and detached) child.  Never returns."""
+    code = 1
+    try:
+        become_subreaper()  # (the zygote built the syscalls' libc: see zygote.preload)
+        loop = Loop()
+        group = request.get("group_socket")
+        if group:
+            loop.listen_group(group)
+        mon = Monitor(request, loop)
+        fd, report_fd = report_fd, -1
+        if loop.setup(mon, fd):
+            loop.run()
+            code = 0
+        else:
+            loop._close_group()
     finally:
         if report_fd >= 0:
             try:

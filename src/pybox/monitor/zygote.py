@@ -38,6 +38,7 @@ from pybox.monitor import monitor
 TYPE_CHECKING = False  # (typing is not imported in the zygote; mypy reads this as true)
 if TYPE_CHECKING:
     import signal as _signal
+    from collections.abc import Callable
     from typing import Any
 else:
     import _signal  # signal's C core: the signal module would load more for the monitors
@@ -123,33 +124,67 @@ class ZygoteClient:
 
     def spawn(self, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
         """-> the monitor's report dict ({"ok": True, "pid": N} or an error)."""
-        r, w = os.pipe2(os.O_CLOEXEC)
+        report = _ask(self.path, request, timeout, self._connect, need_ack=False)
+        assert report is not None  # (only an adoption is refused)
+        return report
+
+
+def adopt(path: str, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any] | None:
+    """Hand a container to the monitor of its group (a pod's, listening on
+    ``path``: monitor.Loop.adopt) rather than to the zygote: its report as
+    ``ZygoteClient.spawn``'s, or None when no monitor took it (none listens,
+    or it was ending): then the zygote forks one."""
+
+    def connect(s: socket.socket) -> None:
+        unixsock.call(s.connect, path)
+
+    try:
+        return _ask(path, request, timeout, connect, need_ack=True)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return None
+
+
+def _ask(path: str, request: dict[str, Any], timeout: float,
+         connect: Callable[[socket.socket], None], need_ack: bool) -> dict[str, Any] | None:
+    """The request line and the report pipe's write end to ``path``; its "ok";
+    then the monitor's report from the pipe.  None when ``need_ack`` and the
+    other side closed without its "ok"."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connect(s)
+            s.settimeout(timeout)
             try:
-                self._connect(s)
                 s.sendmsg([fastjson.dumps(request).encode() + b"\n"],
                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS, w.to_bytes(4, "little"))])
                 os.close(w)
                 w = -1
-                s.recv(16)  # the zygote forked
-            finally:
-                s.close()
-            buf = b""
-            poller = select.poll()
-            poller.register(r, select.POLLIN)
-            while b"\n" not in buf:
-                if not poller.poll(int(timeout * 1000)):
-                    raise PyboxError("the container monitor did not report in time")
-                chunk = os.read(r, 65536)
-                if not chunk:
-                    raise PyboxError("the container monitor died before reporting")
-                buf += chunk
-            return fastjson.loads(buf.split(b"\n", 1)[0])
+                ack = s.recv(16)  # the zygote forked; a group's monitor took it
+            except OSError:
+                if need_ack:
+                    return None  # (it was ending: its close reset us)
+                raise
+            if need_ack and ack != b"ok\n":
+                return None
         finally:
-            os.close(r)
-            if w >= 0:
-                os.close(w)
+            s.close()
+        buf = b""
+        poller = select.poll()
+        poller.register(r, select.POLLIN)
+        while b"\n" not in buf:
+            if not poller.poll(int(timeout * 1000)):
+                raise PyboxError("the container monitor did not report in time")
+            chunk = os.read(r, 65536)
+            if not chunk:
+                raise PyboxError("the container monitor died before reporting")
+            buf += chunk
+        report: dict[str, Any] = fastjson.loads(buf.split(b"\n", 1)[0])
+        return report
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
 
 
 def start(path: str) -> int:
