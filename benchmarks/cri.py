@@ -22,6 +22,8 @@ Measured, median of N rounds, the runtimes taking turns:
               time of the seven, each step's too); beside it `crictl version`,
               the part of every step that is crictl's own (a Go process
               starting and dialing), the same for both;
+  over gRPC   the same life over one gRPC channel kept open (as kubelet
+              keeps its connection): each call's time, the runtime's own;
   memory      with P pods running one `sleep` container each, the PSS
               (/proc/PID/smaps_rollup) of everything a pod costs beyond its
               workload, per pod: pyboxd's monitors and its pause; containerd's
@@ -53,6 +55,10 @@ import tarfile
 import tempfile
 import time
 import uuid
+
+import grpc
+from cri_api.v1 import api_pb2, api_pb2_grpc
+from google.protobuf import json_format
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -212,6 +218,8 @@ class Runtime:
     def __init__(self, crictl, work):
         self.crictl = crictl
         self.work = work
+        self.channel = None
+        self.stub = None
         self.configs = os.path.join(work, "configs")
         os.makedirs(self.configs, exist_ok=True)
 
@@ -261,6 +269,37 @@ class Runtime:
         step("rm", "rm", ctr)
         step("stopp", "stopp", pod)
         step("rmp", "rmp", pod)
+        return times
+
+    def grpc_lifecycle(self):
+        """The same life over one gRPC channel kept open, as kubelet calls ->
+        {step: seconds}: the runtime's own share, without crictl's."""
+        pod_json, ctr_json = self.pod_files()
+        with open(pod_json) as f:
+            pod_config = json_format.ParseDict(json.load(f), api_pb2.PodSandboxConfig())
+        with open(ctr_json) as f:
+            ctr_config = json_format.ParseDict(json.load(f), api_pb2.ContainerConfig())
+        if self.channel is None:
+            self.channel = grpc.insecure_channel(self.endpoint)
+            self.stub = api_pb2_grpc.RuntimeServiceStub(self.channel)
+        rt = self.stub
+        times = {}
+
+        def step(name, call, request):
+            t0 = time.perf_counter()
+            reply = call(request, timeout=60)
+            times[name] = time.perf_counter() - t0
+            return reply
+
+        pod = step("runp", rt.RunPodSandbox,
+                   api_pb2.RunPodSandboxRequest(config=pod_config)).pod_sandbox_id
+        ctr = step("create", rt.CreateContainer, api_pb2.CreateContainerRequest(
+            pod_sandbox_id=pod, config=ctr_config, sandbox_config=pod_config)).container_id
+        step("start", rt.StartContainer, api_pb2.StartContainerRequest(container_id=ctr))
+        step("stop", rt.StopContainer, api_pb2.StopContainerRequest(container_id=ctr, timeout=10))
+        step("rm", rt.RemoveContainer, api_pb2.RemoveContainerRequest(container_id=ctr))
+        step("stopp", rt.StopPodSandbox, api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod))
+        step("rmp", rt.RemovePodSandbox, api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod))
         return times
 
     def floor(self):
@@ -354,6 +393,8 @@ class Pybox(Runtime):
         return with_descendants(monitors & set(procs), procs)
 
     def stop(self):
+        if self.channel is not None:
+            self.channel.close()
         try:
             for pod in json.loads(self.run("pods", "-o", "json")).get("items", []):
                 self.remove_pods([pod["id"]])
@@ -454,6 +495,8 @@ class Containerd(Runtime):
         return with_descendants(self.shims(procs), procs)
 
     def stop(self):
+        if self.channel is not None:
+            self.channel.close()
         try:
             self.run("rmp", "-af")
         except RuntimeError:
@@ -506,12 +549,15 @@ def main():
             runtimes.append(cls(args.crictl, os.path.join(work, name), subnet))
         for rt in runtimes:
             rt.lifecycle()  # warm: first-use imports and caches
+            rt.grpc_lifecycle()
         rounds = {rt.name: [] for rt in runtimes}
         floors = {rt.name: [] for rt in runtimes}
+        grpc_rounds = {rt.name: [] for rt in runtimes}
         for i in range(args.n):
             for rt in runtimes if i % 2 == 0 else reversed(runtimes):
                 rounds[rt.name].append(rt.lifecycle())
                 floors[rt.name].append(rt.floor())
+                grpc_rounds[rt.name].append(rt.grpc_lifecycle())
         memory = {rt.name: rt.memory_per_pod(args.pods) for rt in runtimes}
     finally:
         for rt in runtimes:
@@ -530,6 +576,10 @@ def main():
             values[name] = statistics.median(samples)
         rows.append((step, values))
     rows.append(("crictl floor", {n: statistics.median(floors[n]) for n in names}))
+    for step in STEPS + ("total",):
+        rows.append((f"grpc {step}", {n: statistics.median(
+            r[step] if step != "total" else sum(r.values()) for r in grpc_rounds[n])
+            for n in names}))
     rows.append(("memory/pod", {n: memory[n][0] / 1024 for n in names}))
     for label, values in rows:
         unit = " MiB" if label == "memory/pod" else " s"
