@@ -9,10 +9,11 @@ import subprocess
 import pytest
 from cri_api.v1 import api_pb2
 
+from pybox.cli.pyboxd import parse_args
 from pybox.cri import meta, pause
 from pybox.cri.sandbox import matches, resolv_conf, security_options, user_spec
 from pybox.engine.spec import rootfs_propagation
-from pybox.errors import BadRequest
+from pybox.errors import BadRequest, DaemonConfigError
 
 
 def test_pause_is_a_static_elf(tmp_path):
@@ -98,3 +99,26 @@ def test_rootfs_propagation_as_dockerd():
     assert rootfs_propagation([bind("rbind", "rslave")]) == "rslave"
     assert rootfs_propagation([bind("rbind", "rslave"), bind("rbind", "rshared")]) == "shared"
     assert rootfs_propagation([{"type": "tmpfs", "options": ["rshared"]}]) == ""
+
+
+def test_cri_socket_flags_and_keys(tmp_path):
+    empty = tmp_path / "daemon.json"
+    empty.write_text("{}")
+    conf = ["--config-file", str(empty)]
+    # beside the Docker API socket, in the exec root: a private pyboxd gets its own
+    assert parse_args(conf).cri_socket_path == "/run/pybox/cri.sock"
+    assert parse_args(conf + ["--exec-root", "/run/other"]).cri_socket_path == \
+        "/run/other/cri.sock"
+    assert parse_args(conf + ["--cri-socket", ""]).cri_socket_path == ""  # off
+    assert parse_args(conf + ["--cri-socket", "unix:///x/c.sock"]).cri_socket_path == "/x/c.sock"
+    c = parse_args(conf + ["--cni-conf-dir", "/n", "--cni-bin-dir", "/a", "--cni-bin-dir", "/b",
+                           "--pod-infra-container-image", "registry.k8s.io/pause:3.9"])
+    assert (c.cni_conf_dir, c.cni_bin_dirs, c.pod_infra_container_image) == \
+        ("/n", ["/a", "/b"], "registry.k8s.io/pause:3.9")
+    keyed = tmp_path / "keys.json"
+    keyed.write_text('{"cri-socket": "", "cni-bin-dirs": ["/c"]}')
+    c = parse_args(["--config-file", str(keyed)])
+    assert (c.cri_socket_path, c.cni_bin_dirs) == ("", ["/c"])
+    with pytest.raises(DaemonConfigError, match="specified both as a flag and in the "
+                                                "configuration file: cri-socket"):
+        parse_args(["--config-file", str(keyed), "--cri-socket", "/y"])
