@@ -268,3 +268,13 @@ def test_registry_mirrors_and_the_pinned_sandbox_image(registries, publish):
     finally:
         problems = daemon.stop()
     assert not problems, "\n".join(problems)
+
+
+def test_pybox_pause_image_is_pinned(image_stub, cri):
+    """The sandbox's image (pybox's pause, imported at the first pod) is
+    pinned, as containerd's sandbox_image: kubelet's image GC spares it."""
+    cri.run_pod()
+    images = listed(image_stub)
+    pinned = [list(i.repo_tags) for i in images if i.pinned]
+    assert len(pinned) == 1 and pinned[0][0].startswith("localhost/pybox-pause:"), pinned
+    assert any(not i.pinned for i in images)  # busybox, imported at the session's start

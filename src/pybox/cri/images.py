@@ -21,7 +21,7 @@ seen by both), answered as containerd's CRI plugin answers them.
   ["http://127.0.0.1:5000"], ...}, containerd's CRI ``registry.mirrors``) are
   tried before each registry for the CRI's pulls, on top of the daemon's
   registry settings (insecure registries, docker.io's ``registry-mirrors``).
-* Pinned: the sandbox image pyboxd is configured with
+* Pinned: the sandbox image, pyboxd's own pause or the one configured
   (``--pod-infra-container-image``), as containerd pins its sandbox_image.
 * ImageFsInfo: the image store's directory with the bytes and inodes under it
   (layers, blobs, containers' writable layers; other file systems mounted
@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 import grpc
 from cri_api.v1 import api_pb2, api_pb2_grpc
 
+from pybox.cri import pause
 from pybox.cri.errors import CRIError, rpc
 from pybox.engine.distribution import Distribution
 from pybox.errors import ImageError, ImageInUse, ImageNotFound
@@ -171,11 +172,12 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
             return None
 
     def pinned(self) -> str | None:
-        """The Id of the configured sandbox image (--pod-infra-container-image),
-        pinned as containerd pins its sandbox_image: kubelet's image garbage
-        collection leaves a pinned image alone."""
+        """The Id of the sandbox image (--pod-infra-container-image, else
+        pybox's own pause image), pinned as containerd pins its
+        sandbox_image: kubelet's image garbage collection leaves a pinned
+        image alone."""
         ref = self.options.pod_infra_image if self.options is not None else ""
-        return self.resolve(ref) if ref else None
+        return self.resolve(ref or pause.image_ref())
 
     def to_cri(self, image_id: str, refs: dict[str, str], pinned: str | None = None
                ) -> api_pb2.Image | None:
