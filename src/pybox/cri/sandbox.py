@@ -187,6 +187,9 @@ class Pods:
         self.options = options
         self.cni = cni
         self.netns_dir = os.path.join(engine.run_root, "cri", "netns")
+        # pulls a missing --pod-infra-container-image (the server sets the
+        # ImageService's, with the CRI's registry mirrors)
+        self.pull: Callable[[str], object] = lambda ref: engine.distribution.pull(ref)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -232,7 +235,7 @@ class Pods:
         try:
             self.engine.images.lookup(ref)
         except NotFound:
-            self.engine.distribution.pull(ref)
+            self.pull(ref)
         return ref, False
 
     def create_body(self, config: Any, image: str, ours: bool) -> dict[str, Any]:

@@ -3,10 +3,8 @@
 One ``grpc.server`` with a thread pool (kubelet keeps a few calls and one
 GetContainerEvents stream open; critest runs specs in parallel), listening
 on ``unix://SOCKET`` (default /run/pybox/cri.sock, beside the Docker API
-socket: EXEC_ROOT/cri.sock).  The ImageService servicer comes from
-pybox.cri.images when that module has one (a subclass of the stubs'
-ImageServiceServicer built with the engine); until then the service answers
-UNIMPLEMENTED, as every method of the stubs' base class does.
+socket: EXEC_ROOT/cri.sock), serving cri/runtime_service.py's RuntimeService
+and cri/images.py's ImageService.
 
 Threads: start() must come after the monitor zygote is forked (pyboxd's
 order; grpc's threads start here).
@@ -14,19 +12,15 @@ order; grpc's threads start here).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 import os
 import socket
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import grpc
 from cri_api.v1 import api_pb2_grpc
 
+from pybox.cri.images import ImageService
 from pybox.cri.options import CRIOptions
 from pybox.cri.runtime_service import RuntimeService
 from pybox.engine.engine import Engine
@@ -49,29 +43,16 @@ def answers(path: str) -> bool:
         s.close()
 
 
-def image_servicer(engine: Engine, options: CRIOptions) -> Any | None:
-    """The ImageService servicer of pybox.cri.images, if that module is there
-    and has one (its class built with the engine, and the options if it takes
-    them); None otherwise."""
-    if importlib.util.find_spec("pybox.cri.images") is None:
-        return None
-    module = importlib.import_module("pybox.cri.images")
-    for _, cls in inspect.getmembers(module, inspect.isclass):
-        if issubclass(cls, api_pb2_grpc.ImageServiceServicer) and \
-                cls is not api_pb2_grpc.ImageServiceServicer and cls.__module__ == module.__name__:
-            make: Callable[..., Any] = cls  # its own signature, not the base's
-            params = inspect.signature(cls).parameters
-            return make(engine, options) if len(params) >= 2 else make(engine)
-    return None
-
-
 class CRIServer:
     """The CRI's gRPC server, for one engine."""
 
     def __init__(self, engine: Engine, options: CRIOptions) -> None:
         self.engine = engine
         self.options = options
+        self.images = ImageService(engine, options)
         self.runtime = RuntimeService(engine, options)
+        # a configured sandbox image is pulled as kubelet's pulls are (the CRI's mirrors)
+        self.runtime.pods.pull = lambda ref: self.images.distribution().pull(ref)
         self.server: grpc.Server | None = None
 
     def start(self) -> None:
@@ -90,10 +71,7 @@ class CRIServer:
                              options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                       ("grpc.max_send_message_length", MAX_MESSAGE)])
         api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.runtime, server)
-        images = image_servicer(self.engine, self.options)
-        if images is None:
-            images = api_pb2_grpc.ImageServiceServicer()  # every method: UNIMPLEMENTED
-        api_pb2_grpc.add_ImageServiceServicer_to_server(images, server)
+        api_pb2_grpc.add_ImageServiceServicer_to_server(self.images, server)
         old = os.umask(0o117)  # the socket 0660 from birth: root's and the group's
         try:
             server.add_insecure_port("unix://" + path)
