@@ -1,8 +1,11 @@
-"""The per-container monitor (conmon's role), by concern:
+"""The per-container monitor (conmon's role; per pod for the CRI's containers, as
+containerd's shim), by concern:
 
 - monitor.py   the monitor process: creates and starts the container through the
                runtime library, holds its stdio or pty, serves attach/wait/resize
-               on a unix socket, writes the exit file, reaps; survives pyboxd.
+               on a unix socket, writes the exit file, reaps; survives pyboxd.  One
+               process may hold a pod's containers (a group: it adopts the next
+               ones on its group socket), each with its own socket and files.
 - jsonlog.py   docker's json-file log format (the writer; pyboxd reads in
                engine/logs.py).
 - crilog.py    the CRI log format kubelet reads (the cri driver: pyboxd's CRI
