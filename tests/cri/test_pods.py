@@ -189,6 +189,23 @@ def test_cgroup_parent(cri):
                 dirs.clear()
 
 
+def test_one_monitor_per_pod(cri, cri_pyboxd):
+    """The pod's sandbox and containers share one monitor process (as
+    containerd's shim serves a pod); another pod has its own."""
+    pod_id, pod = cri.run_pod()
+    a = cri.run(pod_id, pod)
+    b = cri.run(pod_id, pod)
+    other, other_config = cri.run_pod()
+    c = cri.run(other, other_config)
+    pids = {cid: cri_pyboxd.monitor_pid(cid) for cid in (pod_id, a, b, other, c)}
+    assert pids[pod_id] == pids[a] == pids[b]
+    assert pids[other] == pids[c] != pids[pod_id]
+    # a container of the pod that ends leaves the others served
+    cri.call("StopContainer", api_pb2.StopContainerRequest(container_id=a, timeout=0))
+    assert cri.exec_sync(b, ["true"]).exit_code == 0
+    assert cri_pyboxd.monitor_pid(b) == pids[pod_id]
+
+
 def test_pods_not_in_docker_ps(cri, cri_pyboxd):
     pod_id, config = cri.run_pod()
     cid = cri.run(pod_id, config)

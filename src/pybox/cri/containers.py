@@ -262,7 +262,8 @@ class Containers:
         body = self.create_body(pod, pod_config, config)
         name = meta.container_name(config, pod_config)
         try:
-            cid, _ = self.engine.create(body, name, cri_log_path=log_path)
+            cid, _ = self.engine.create(body, name, cri_log_path=log_path,
+                                        monitor_group=pod.name)
         except NotFound as e:  # the image
             raise NotFound(f"failed to get image {config.image.image!r}: {e}") from None
         except Conflict as e:  # the name: this container's attempt exists already

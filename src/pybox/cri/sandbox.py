@@ -16,6 +16,9 @@ rooms do the work they do for any container:
 * hostname (Config.Hostname), sysctls (HostConfig.Sysctls), the security
   context (run-as user and group, supplemental groups, privileged, read-only
   root, seccomp), no log (LogConfig none: the pause says nothing);
+* one monitor for the pod: the sandbox and its containers are created with
+  the sandbox's record name as their ``monitor_group`` (Engine.create), so
+  one monitor process serves the pod, as containerd's shim does;
 * DNS: the sandbox's resolv.conf is written from the pod's DNSConfig (the
   host's when kubelet gives none); the pod's containers get the sandbox's
   resolv.conf, hosts and hostname as any ``--network container:ID`` does.
@@ -301,7 +304,7 @@ class Pods:
         body = self.create_body(config, image, ours)
         name = meta.sandbox_name(config)
         try:
-            pod_id, _ = self.engine.create(body, name)
+            pod_id, _ = self.engine.create(body, name, monitor_group=name)
         except Conflict as e:  # the name: this pod's attempt runs already
             raise CRIError(grpc.StatusCode.ALREADY_EXISTS,
                            f"failed to reserve sandbox name {name!r}: {e}") from None
