@@ -212,6 +212,26 @@ def test_mounts_and_readonly(cri, tmp_path, shared_dir):
     assert list(cri.status(cid).mounts) == mounts
 
 
+def test_propagation_needs_a_shared_host_mount(cri, tmp_path):
+    """containerd's checks: a bidirectional volume must be on a shared mount, a
+    host-to-container one on a shared or slave mount (a private one could
+    not propagate: refused rather than silently private)."""
+    pod_id, pod = cri.run_pod()
+    private = tmp_path / "private"
+    private.mkdir()
+    subprocess.run(["mount", "--bind", str(private), str(private)], check=True)
+    subprocess.run(["mount", "--make-private", str(private)], check=True)
+    try:
+        for prop in (api_pb2.PROPAGATION_BIDIRECTIONAL, api_pb2.PROPAGATION_HOST_TO_CONTAINER):
+            with pytest.raises(grpc.RpcError) as e:
+                cri.create(pod_id, pod, mounts=[api_pb2.Mount(
+                    container_path="/v", host_path=str(private), propagation=prop)])
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "is mounted on" in e.value.details()
+    finally:
+        subprocess.run(["umount", "-l", str(private)], capture_output=True)
+
+
 def test_bidirectional_propagation(cri, shared_dir):
     """rshared: a mount the (privileged) container makes under the volume
     shows on the host (critest's 'vice versa'), and one the host makes shows

@@ -131,6 +131,16 @@ class Containers:
                     os.makedirs(host, mode=0o755, exist_ok=True)  # containerd's rule
                 except OSError as e:
                     raise BadRequest(f"failed to mkdir {host!r}: {e.strerror}") from None
+            if m.propagation == api_pb2.PROPAGATION_BIDIRECTIONAL:
+                mount_point, fields = mount_of(host)
+                if not any(f.startswith("shared:") for f in fields):
+                    raise BadRequest(f"path {host!r} is mounted on {mount_point!r} but it is "
+                                     "not a shared mount")
+            elif m.propagation == api_pb2.PROPAGATION_HOST_TO_CONTAINER:
+                mount_point, fields = mount_of(host)
+                if not any(f.startswith(("shared:", "master:")) for f in fields):
+                    raise BadRequest(f"path {host!r} is mounted on {mount_point!r} but it is "
+                                     "not a shared or slave mount")
             out.append({"Type": "bind", "Source": host, "Target": m.container_path,
                         "ReadOnly": m.readonly,
                         "BindOptions": {"Propagation": PROPAGATION.get(m.propagation,
@@ -532,6 +542,28 @@ class Containers:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def mount_of(path: str) -> tuple[str, list[str]]:
+    """The mount ``path`` is on (its mount point, and its mountinfo optional
+    fields: shared:N, master:N...), for containerd's propagation checks."""
+    real = os.path.realpath(path)
+    best: str = "/"
+    fields: list[str] = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return best, fields
+    for line in lines:
+        parts = line.split(" ")
+        if len(parts) < 7:
+            continue
+        point = parts[4].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):  # the last of equals: the one on top
+            best, fields = point, parts[6:parts.index("-")] if "-" in parts else []
+    return best, fields
 
 
 def start_failed(c: Container) -> bool:
