@@ -25,7 +25,7 @@ from cri_api.v1 import api_pb2
 from registry.conftest import PASSWORD, USER, RegistryServer, ensure_tools
 from support.paths import busybox_tar
 
-from .conftest import CALL_TIMEOUT, CRIPyboxd, rpc_code
+from .conftest import CALL_TIMEOUT, CRIHelper, CRIPyboxd, rpc_code
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +46,21 @@ def registries():
 
 @pytest.fixture(scope="module")
 def publish(cri_pyboxd, registries):
-    """publish(registry, user=None, tags=("v1",)) -> (repository, [tags]): a
+    """publish(registry, user=None, tags=("v1",), cmd) -> (repository, [tags]): a
     new busybox image (its own Id) pushed under each tag, then removed from
     pyboxd's store."""
     tar = busybox_tar(cri_pyboxd.base)
     cli = os.path.join(cri_pyboxd.base, "cli")
     logged_in = set()
 
-    def run(mode="plain", user=None, tags=("v1",)):
+    def run(mode="plain", user=None, tags=("v1",), cmd='["sh"]'):
         server = registries[mode]
         if mode == "htpasswd" and server.host not in logged_in:
             cri_pyboxd.ok("login", "-u", USER, "--password-stdin", server.host,
                           input=PASSWORD)
             logged_in.add(server.host)
         repo = f"{server.host}/cri-images/t{uuid.uuid4().hex[:10]}"
-        changes = ["-c", 'CMD ["sh"]'] + (["-c", f"USER {user}"] if user else [])
+        changes = ["-c", f"CMD {cmd}"] + (["-c", f"USER {user}"] if user else [])
         first = f"{repo}:{tags[0]}"
         cri_pyboxd.ok("import", *changes, tar, first)
         for tag in tags[1:]:
@@ -243,29 +243,36 @@ class MirroredPyboxd(CRIPyboxd):
                             "--pod-infra-container-image", pod_infra_image]
 
 
-def test_registry_mirrors_and_the_pinned_sandbox_image(registries, publish):
-    """cri-registry-mirrors send a registry's pulls to its mirror; the
-    configured sandbox image is pinned (kubelet's GC spares it), others not."""
+def test_registry_mirrors_and_the_pinned_sandbox_image(registries, publish, tmp_path):
+    """cri-registry-mirrors send a registry's pulls to its mirror; a sandbox
+    image configured without a tag is pulled as NAME:latest (not every tag)
+    through the mirror at the first pod, and pinned (kubelet's GC spares
+    it), other images not."""
     server = registries["plain"]
-    repo, _ = publish()
+    repo, _ = publish(tags=("latest", "v2"), cmd='["sleep", "3600"]')
     other, _ = publish()
-    path = repo.split("/", 1)[1]
     upstream = "registry.pybox-mirror.test"  # .test: never resolves
-    pause = f"{upstream}/{path}:v1"
+    pause = f"{upstream}/{repo.split('/', 1)[1]}"
     daemon = MirroredPyboxd({upstream: [f"http://{server.host}"]}, pause)
+    helper = None
     try:
         daemon.start()
         stub = daemon.images
-        image_id = pull(stub, pause)
+        helper = CRIHelper(daemon, tmp_path)
+        helper.run_pod()
         image = status(stub, pause).image
-        assert image.id == image_id
-        assert list(image.repo_tags) == [pause]
+        assert list(image.repo_tags) == [f"{pause}:latest"]  # v2 was not pulled
         assert image.pinned
         other_id = pull(stub, f"{upstream}/{other.split('/', 1)[1]}:v1")
-        assert {i.id: i.pinned for i in listed(stub)} == {image_id: True, other_id: False}
+        assert list(status(stub, other_id).image.repo_tags) == [
+            f"{upstream}/{other.split('/', 1)[1]}:v1"]
+        assert {i.id: i.pinned for i in listed(stub)} == {image.id: True, other_id: False}
         remove(stub, other_id)
-        remove(stub, image_id)
     finally:
+        if helper is not None:
+            helper.cleanup()
+        if daemon.process is not None and daemon.process.poll() is None:
+            remove(daemon.images, pause)
         problems = daemon.stop()
     assert not problems, "\n".join(problems)
 

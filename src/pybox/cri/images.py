@@ -161,6 +161,17 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
                                                       options)
             return self._distribution
 
+    def pull(self, text: str, credentials: Credentials = ANONYMOUS) -> str:
+        """Pull ``text`` as kubelet's PullImage does (a name without tag or
+        digest is NAME:latest, never every tag; the CRI's mirrors) -> the
+        image's Id.  Also the sandbox's pull of --pod-infra-container-image."""
+        ref = references.parse(text)  # latest when untagged; InvalidReference -> 400
+        self.distribution().pull(str(ref), credentials=credentials)
+        image_id = self.resolve(str(ref))
+        if image_id is None:  # removed between the pull and this answer
+            raise CRIError(grpc.StatusCode.NOT_FOUND, f"image {text!r} pulled but gone")
+        return image_id
+
     def resolve(self, ref: str) -> str | None:
         """The Id of the image ``ref`` names (a name, name:tag, name@digest, a
         full or short Id), or None: containerd's localResolve."""
@@ -214,14 +225,10 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         text = request.image.image
         if not text:
             raise CRIError(grpc.StatusCode.INVALID_ARGUMENT, "image spec: no image given")
-        ref = references.parse(text)  # latest when untagged; InvalidReference -> 400
+        ref = references.parse(text)
         credentials = credentials_from(request.auth, ref.domain) if request.HasField("auth") \
             else ANONYMOUS
-        self.distribution().pull(str(ref), credentials=credentials)
-        image_id = self.resolve(str(ref))
-        if image_id is None:  # removed between the pull and this answer
-            raise CRIError(grpc.StatusCode.NOT_FOUND, f"image {text!r} pulled but gone")
-        return api_pb2.PullImageResponse(image_ref=image_id)
+        return api_pb2.PullImageResponse(image_ref=self.pull(text, credentials))
 
     @rpc()
     def ListImages(self, request: api_pb2.ListImagesRequest,  # noqa: N802 - gRPC's name

@@ -52,7 +52,7 @@ class CRIServer:
         self.images = ImageService(engine, options)
         self.runtime = RuntimeService(engine, options)
         # a configured sandbox image is pulled as kubelet's pulls are (the CRI's mirrors)
-        self.runtime.pods.pull = lambda ref: self.images.distribution().pull(ref)
+        self.runtime.pods.pull = self.images.pull  # NAME alone is NAME:latest
         self.server: grpc.Server | None = None
 
     def start(self) -> None:
