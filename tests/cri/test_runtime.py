@@ -29,6 +29,7 @@ def test_status_ready(runtime_stub, cri_pyboxd):
     assert conditions["NetworkReady"].status is True, conditions["NetworkReady"]
     config = json.loads(s.info["config"])
     assert config["cniConfDir"] == cri_pyboxd.cni_conf_dir
+    assert (config["enableSelinux"], config["disableApparmor"]) == (False, True)
 
 
 def test_status_runtime_handlers(runtime_stub):

@@ -93,7 +93,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
                 "cniConfDir": self.options.cni_conf_dir,
                 "cniBinDirs": list(self.options.cni_bin_dirs),
                 "podInfraImage": self.options.pod_infra_image or "(pybox pause)",
-                "cgroupDriver": "cgroupfs"})
+                "cgroupDriver": "cgroupfs",
+                # containerd's keys: pybox applies neither LSM (profiles refused)
+                "enableSelinux": False, "disableApparmor": True})
         handler = api_pb2.RuntimeHandler(name="", features=api_pb2.RuntimeHandlerFeatures(
             recursive_read_only_mounts=False, user_namespaces=False))
         return api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=conditions),
