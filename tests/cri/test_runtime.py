@@ -21,7 +21,6 @@ def test_version(runtime_stub):
 
 
 def test_status_ready(runtime_stub, cri_pyboxd):
-    pytest.importorskip("pybox.network.cni", reason="the CNI module (issue 18, C2) not there yet")
     s = runtime_stub.Status(api_pb2.StatusRequest(verbose=True), timeout=CALL_TIMEOUT)
     conditions = {c.type: c for c in s.status.conditions}
     assert conditions["RuntimeReady"].status is True
