@@ -3,6 +3,7 @@ pybox's own pause, the pod's network (CNI on a private bridge, its IP, port
 mappings), hostNetwork, hostname, DNS, sysctls, the pod cgroup, and kubelet's
 containers kept out of `docker ps`."""
 
+import json
 import os
 import socket
 import subprocess
@@ -19,8 +20,6 @@ from .conftest import BUSYBOX
 
 
 def pause_pid(cri, pod_id):
-    import json
-
     info = json.loads(cri.pod_status(pod_id, verbose=True).info["info"])
     return info["pid"]
 
@@ -229,3 +228,55 @@ def test_configured_infra_image_is_not_used_by_default(cri, cri_pyboxd):
     images = cri_pyboxd.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
     assert any(i.startswith("localhost/pybox-pause:") for i in images), images
     assert BUSYBOX
+
+
+def test_no_cni_config(cri, cri_pyboxd):
+    """Without a valid CNI conf: NetworkReady false with the reason, a pod on the
+    pod network refused leaving nothing, a hostNetwork pod still runs."""
+    conf = os.path.join(cri_pyboxd.cni_conf_dir, "10-pybox-cri.conflist")
+    aside = conf + ".aside"
+    os.rename(conf, aside)
+    try:
+        s = cri.call("Status", api_pb2.StatusRequest())
+        net = {c.type: c for c in s.status.conditions}["NetworkReady"]
+        assert net.status is False and net.reason == "NetworkPluginNotReady"
+        assert "cni" in net.message
+        config = cri.pod_config()
+        with pytest.raises(grpc.RpcError) as e:
+            cri.call("RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config))
+        assert e.value.code() == grpc.StatusCode.UNKNOWN
+        left = cri.call("ListPodSandbox", api_pb2.ListPodSandboxRequest()).items
+        assert config.metadata.uid not in [p.metadata.uid for p in left]
+        pod_id, _ = cri.run_pod(host_network=True)
+        assert cri.pod_status(pod_id).status.state == api_pb2.SANDBOX_READY
+    finally:
+        os.rename(aside, conf)
+
+
+def test_cni_failure_leaves_nothing(cri, cri_pyboxd):
+    """A plugin that fails the ADD: RunPodSandbox fails (UNKNOWN) and nothing of
+    the pod is left: no sandbox, no pinned namespace, no veth."""
+    conf = os.path.join(cri_pyboxd.cni_conf_dir, "10-pybox-cri.conflist")
+    aside = conf + ".aside"
+    os.rename(conf, aside)
+    broken = os.path.join(cri_pyboxd.cni_conf_dir, "05-broken.conflist")
+    with open(broken, "w") as f:
+        json.dump({"cniVersion": "1.0.0", "name": "broken", "plugins": [
+            {"type": "bridge", "bridge": cri_pyboxd.bridge,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.0.0.0/33"}]],
+                      "dataDir": cri_pyboxd.ipam_dir}}]}, f)
+    try:
+        config = cri.pod_config()
+        with pytest.raises(grpc.RpcError) as e:
+            cri.call("RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config))
+        assert e.value.code() == grpc.StatusCode.UNKNOWN, e.value.details()
+        assert "failed to setup network for sandbox" in e.value.details()
+        left = cri.call("ListPodSandbox", api_pb2.ListPodSandboxRequest()).items
+        assert config.metadata.uid not in [p.metadata.uid for p in left]
+        netns_dir = os.path.join(cri_pyboxd.exec_root, "cri", "netns")
+        pods = {p.id for p in left}
+        assert not [n for n in (os.listdir(netns_dir) if os.path.isdir(netns_dir) else [])
+                    if n not in pods]
+    finally:
+        os.unlink(broken)
+        os.rename(aside, conf)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -322,7 +323,7 @@ class Pods:
                     raise CRIError(grpc.StatusCode.UNKNOWN, "failed to setup network for "
                                    f"sandbox {pod_id!r}: {e}") from None
         except BaseException:
-            self.destroy(c, config)
+            self.roll_back(c, config)
             raise
         return pod_id
 
@@ -431,6 +432,27 @@ class Pods:
             self.engine.remove(c.id, force=True)
         except NotFound:
             pass
+
+    def roll_back(self, c: Container, config: Any) -> None:
+        """A RunPodSandbox that failed: everything it made goes, best effort
+        (containerd's deferred cleanup): a CNI DEL that fails too (the same
+        broken conf) is reported and the pin and the sandbox go anyway; the
+        caller raises the run's own error."""
+        try:
+            self.teardown_network(c, config)
+        except Exception as e:  # noqa: BLE001 - reported; the run's error is the answer
+            sys.stderr.write(f"pyboxd: cri: failed to destroy the network of sandbox "
+                             f"{c.id}: {e}\n")
+            try:
+                netnsmod.remove(os.path.join(self.netns_dir, c.id))
+            except PyboxError as err:
+                sys.stderr.write(f"pyboxd: cri: {err}\n")
+        try:
+            self.engine.remove(c.id, force=True)
+        except NotFound:
+            pass
+        except PyboxError as e:
+            sys.stderr.write(f"pyboxd: cri: failed to remove sandbox {c.id}: {e}\n")
 
     # -- status, list ---------------------------------------------------------------------------
     @staticmethod
