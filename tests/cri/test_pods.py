@@ -280,3 +280,17 @@ def test_cni_failure_leaves_nothing(cri, cri_pyboxd):
     finally:
         os.unlink(broken)
         os.rename(aside, conf)
+
+
+def test_failed_sandbox_start_leaves_nothing(cri):
+    config = cri.pod_config(sysctls={"net.ipv4.no_such_knob": "1"})
+    with pytest.raises(grpc.RpcError):
+        cri.call("RunPodSandbox", api_pb2.RunPodSandboxRequest(config=config))
+    left = cri.call("ListPodSandbox", api_pb2.ListPodSandboxRequest()).items
+    assert config.metadata.uid not in [p.metadata.uid for p in left]
+    # the name is free again: the same pod without the bad sysctl runs
+    fixed = api_pb2.PodSandboxConfig()
+    fixed.CopyFrom(config)
+    fixed.linux.ClearField("sysctls")
+    pod_id, _ = cri.run_pod(config=fixed)
+    assert cri.pod_status(pod_id).status.state == api_pb2.SANDBOX_READY
