@@ -49,6 +49,13 @@ def test_resolv_conf():
                                 "options ndots:5 edns0\n")
 
 
+def test_resolv_conf_refuses_smuggled_lines():
+    for bad in (api_pb2.DNSConfig(searches=["a\nnameserver 6.6.6.6"]),
+                api_pb2.DNSConfig(servers=["1.1.1.1 x"]), api_pb2.DNSConfig(options=[""])):
+        with pytest.raises(BadRequest):
+            resolv_conf(bad)
+
+
 def test_security_options_rules(tmp_path):
     SP = api_pb2.SecurityProfile
     assert security_options(None) == ["seccomp=unconfined"]

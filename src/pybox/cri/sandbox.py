@@ -108,7 +108,12 @@ def write_network_state(c: Container, state: PodNetworkState) -> None:
 
 
 def resolv_conf(dns: Any) -> str:
-    """The pod's resolv.conf from its DNSConfig (containerd's parseDNSOptions)."""
+    """The pod's resolv.conf from its DNSConfig (containerd's parseDNSOptions).
+    Each value is one word: a space or newline in one (a line of its own
+    smuggled into the file) is refused."""
+    for value in (*dns.servers, *dns.searches, *dns.options):
+        if not value or any(ch.isspace() for ch in value):
+            raise BadRequest(f"invalid DNS config value {value!r}")
     lines = []
     if dns.searches:
         lines.append("search " + " ".join(dns.searches))
@@ -301,6 +306,7 @@ class Pods:
             if problem is not None:
                 raise CRIError(grpc.StatusCode.UNKNOWN,
                                f"failed to setup network for sandbox: {problem}")
+        resolv = resolv_conf(config.dns_config) if config.HasField("dns_config") else None
         image, ours = self.sandbox_image()
         body = self.create_body(config, image, ours)
         name = meta.sandbox_name(config)
@@ -311,9 +317,9 @@ class Pods:
                            f"failed to reserve sandbox name {name!r}: {e}") from None
         c = self.engine.get(pod_id)
         try:
-            if config.HasField("dns_config"):
+            if resolv is not None:
                 with open(c.resolv_conf_path, "w") as f:
-                    f.write(resolv_conf(config.dns_config))
+                    f.write(resolv)
             write_network_state(c, PodNetworkState())
             self.engine.start(pod_id)
             if not host_network:
