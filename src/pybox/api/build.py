@@ -21,12 +21,22 @@ connection) cancels it: a watcher notices the hang-up (as Go's server cancels
 a request's context on EOF) and sets the builder's cancel Event, which stops
 the running step and removes its container; the context directory goes in
 any case.
+
+``version=2`` asks for BuildKit, which dockerd 20.10 always has (its
+``features.buildkit`` only changes what _ping advertises) and pyboxd has not:
+after the query's other checks, as dockerd parses ``version`` last, it is
+refused in words that say what to do.  BuildKit clients (docker CLIs before
+23 with DOCKER_BUILDKIT=1) first open a client session on ``POST /session``:
+it is upgraded as dockerd's session manager does and held, so the client
+goes on to the build and shows its refusal; the refusal ends the session the
+build names, which the client waits on.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +52,13 @@ from pybox.formats import fastjson
 from pybox.images import reference
 
 WATCH_INTERVAL = 0.2  # seconds between two looks for a client gone mid-build
+SESSION_IDLE = 300.0  # seconds a BuildKit session may stay silent before pyboxd closes it
+# what dockerd's session manager sends first on an upgraded /session: the HTTP/2
+# client preface and an empty SETTINGS frame (it is the session's gRPC client)
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+SESSION_WAIT = 5.0  # seconds a version=2 build waits for the session it names to connect
+_sessions: dict[str, socket.socket] = {}  # the upgraded /session connections, by their UUID
+_sessions_changed = threading.Condition()
 
 
 # -- the query ----------------------------------------------------------------------------------
@@ -160,6 +177,7 @@ def build_options(req: Request) -> BuildOptions:
         platform=_arg(req, "platform"), quiet=_flag(req, "q"), squash=_flag(req, "squash"),
         registry_auth=registry_config(req.headers.get("x-registry-config", "")))
     if version == "2":
+        _end_session(_arg(req, "session"))
         raise BadRequest("BuildKit is not supported by pyboxd: build with the classic builder "
                          "(version=1, DOCKER_BUILDKIT=0)")
     return options
@@ -354,6 +372,45 @@ def cache_records(engine: Engine) -> list[dict[str, Any]]:
     return build_cache.cache_usage(engine)
 
 
+def _hold_session(sock: socket.socket, uuid: str) -> None:
+    """Keep an upgraded /session open, reading and dropping what the client
+    sends, until it closes it, the build naming it ends it (_end_session) or
+    it is silent for SESSION_IDLE (the server closes it when the handler
+    returns)."""
+    with _sessions_changed:
+        if uuid:
+            _sessions[uuid] = sock
+            _sessions_changed.notify_all()
+    try:
+        sock.settimeout(SESSION_IDLE)
+        sock.sendall(H2_PREFACE)
+        while sock.recv(1 << 16):
+            pass
+    except OSError:
+        pass  # gone, reset, ended, or silent too long
+    finally:
+        with _sessions_changed:
+            if _sessions.get(uuid) is sock:
+                del _sessions[uuid]
+
+
+def _end_session(uuid: str) -> None:
+    """A refused version=2 build's session: waited for as dockerd waits for it
+    (the client dials it beside the build request), then ended -- the docker
+    CLI's session goes on serving until the daemon closes it, as dockerd does
+    when the build it was for is over."""
+    if not uuid:
+        return
+    with _sessions_changed:
+        _sessions_changed.wait_for(lambda: uuid in _sessions, SESSION_WAIT)
+        sock = _sessions.get(uuid)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def register(router: Router, engine: Engine) -> None:
     r = router
 
@@ -371,6 +428,22 @@ def register(router: Router, engine: Engine) -> None:
         deleted, reclaimed = build_cache.prune_cache(engine, all=_flag(req, "all"))
         resp.json({"CachesDeleted": [cache_id(i) for i in deleted] or None,
                    "SpaceReclaimed": reclaimed})
+
+    @r.route("POST", "/session")
+    def session(req: Request, resp: Response) -> None:
+        # BuildKit's client session (docker 18.09-22.x CLIs open one, then POST
+        # /build?version=2): upgraded as dockerd's session manager does, so the
+        # client goes on to the build, whose refusal says what to do (a 404 here
+        # left the docker CLI saying only "failed to dial gRPC: unable to
+        # upgrade to h2c, received 404"); pyboxd never uses the session
+        proto = req.headers.get("upgrade", "")
+        if not proto:
+            raise BadRequest("no upgrade proto in request")
+        if proto != "h2c":
+            raise BadRequest(f"protocol {proto} not supported")
+        sock, _ = resp.hijack(None, (("Connection", "Upgrade"), ("Upgrade", "h2c")),
+                              b"Switching Protocols")
+        _hold_session(sock, req.headers.get("x-docker-expose-session-uuid", ""))
 
     @r.route("POST", "/build/cancel")
     def cancel(req: Request, resp: Response) -> None:
