@@ -33,7 +33,7 @@ NO_BUILD = "pyboxd has no POST /build yet (404 page not found)"
 # What pyboxd does not do as dockerd yet, by (test, case): each an xfail(strict), so the
 # fix makes it XPASS, which fails, and the entry goes with the fix.
 SOURCE_CASES = ("from-scratch", "copy-dirs", "copy-wildcards", "add-chown", "add-tar", "dockerignore",
-                "copy-from-image", "multistage-copy-from")
+                "copy-from-image", "multistage-copy-from", "links-and-modes")
 KNOWN: dict[tuple[str, str], str] = {}
 
 

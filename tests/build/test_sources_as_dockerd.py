@@ -17,6 +17,7 @@ import contextlib
 import http.server
 import io
 import os
+import subprocess
 import tarfile
 import threading
 
@@ -212,3 +213,41 @@ def test_add_tar_hard_link_never_leaves_the_destination(name, tmp_path, pyboxd, 
     assert "Step 3/3" not in got.stdout
     assert build_error(got).startswith('failed to copy files: invalid hardlink "/dst/x" -> '), got.stderr
     assert mine.containers() == before
+
+
+OLD_CLI = "/usr/bin/docker"  # Debian's docker.io 20.10 CLI
+
+
+@pytest.mark.skipif(not os.path.exists(OLD_CLI), reason="needs Debian's docker.io 20.10 CLI")
+@pytest.mark.parametrize("links", [False, True])
+def test_old_cli_context_hashes_as_dockerd(links, tmp_path, pyboxd, dockerd):
+    """docker CLIs before 24 write the file type bits into their context tar's
+    modes (their archive's fillGo18FileTypeBits), which dockerd's tarsum
+    hashes: the same sources hash as on dockerd, whether pyboxd keeps the
+    tar (plain files) or extracts it (a symlink and a hard link in it)."""
+    context = _context(tmp_path, "FROM busybox\nCOPY a /a\nCOPY dir /dir\nCOPY . /all/\n")
+    with open(os.path.join(context, "a"), "w") as f:
+        f.write("a\n")
+    os.makedirs(os.path.join(context, "dir", "sub"))
+    with open(os.path.join(context, "dir", "sub", "b"), "w") as f:
+        f.write("b\n")
+    if links:  # (to-a dangles: "a" beside it; dockerd hashes it as its path)
+        os.symlink("a", os.path.join(context, "dir", "to-a"))
+        os.symlink("sub/b", os.path.join(context, "dir", "to-b"))
+        os.link(os.path.join(context, "dir", "sub", "b"), os.path.join(context, "dir", "hard"))
+    sides = Side.of_pyboxd(pyboxd), Side.of_dockerd(dockerd)
+    tag = unique_name("oldcli")
+    try:
+        snaps = []
+        for side in sides:
+            proc = subprocess.run([OLD_CLI, "build", "-t", tag, context], env=side.env, capture_output=True,
+                                  text=True, timeout=300)
+            assert proc.returncode == 0, f"{side.name}: {proc.stdout}\n{proc.stderr}"
+            snaps.append(snapshot(side, tag))
+        got, want = snaps
+        assert got.history == want.history
+        problems = differences(got, want)
+        assert not problems, "\n".join(problems)
+    finally:
+        for side in sides:
+            side.docker("rmi", "-f", tag)

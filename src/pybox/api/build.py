@@ -330,7 +330,7 @@ def run_build(engine: Engine, req: Request, resp: Response) -> None:
                                     progress=out.progress) as ctx:
         options.dockerfile = ctx.dockerfile
         options.dockerfile_content = ctx.dockerfile_content
-        options.daemon_tarred = ctx.daemon_tarred
+        options.type_bits = ctx.type_bits
         done = threading.Event()
         watcher = threading.Thread(target=_watch_client, args=(req, cancel, done),
                                    name="build-client-watch", daemon=True)

@@ -75,9 +75,10 @@ class BuildOptions:
     # the Dockerfile as the API read it (dockerd's Detect reads it, then may
     # remove it from the context: .dockerignore naming it, a remote Dockerfile)
     dockerfile_content: bytes | None = None
-    # the context is one dockerd tars itself (a git checkout): its sources' sums are
-    # of dockerd's own tar headers (pybox.build.copy.Headers.DAEMON)
-    daemon_tarred: bool = False
+    # the context's tar headers carry the file type bits in the mode (dockerd's own
+    # tar of a git checkout, docker CLIs before 24): its sources' sums keep them
+    # (pybox.build.copy.Headers.DAEMON)
+    type_bits: bool = False
 
 
 class BuildOutput(Protocol):

@@ -63,7 +63,7 @@ from itertools import chain
 from typing import Any
 
 from pybox.build import dockerignore
-from pybox.build.copy import Source, _match, _tarsum_header, collect_sources, has_wildcard
+from pybox.build.copy import Headers, Source, _match, _tarsum_header, collect_sources, has_wildcard
 from pybox.engine import archive, rootview
 from pybox.engine.tarstream import Member, TarReader
 from pybox.errors import BadRequest, BuildError, NotFound, PyboxError
@@ -106,9 +106,10 @@ class BuildContext:
     # a plain tar of plain files and directories is kept as it came and
     # extracted only when a step needs its files (ContextFiles); None: extracted
     files: ContextFiles | None = None
-    # a git checkout: dockerd tars it itself, so its sums are of its own headers
-    # (the file type bits in the mode: pybox.build.copy.Headers.DAEMON)
-    daemon_tarred: bool = False
+    # the tar headers carry the file type bits in the mode, which dockerd's tarsum
+    # hashes: a docker CLI's before 24 (its archive's fillGo18FileTypeBits, seen in
+    # the members), dockerd's own tar of a git checkout (pybox.build.copy.Headers)
+    type_bits: bool = False
 
     def close(self) -> None:
         if self.files is not None:
@@ -227,6 +228,7 @@ def _receive(ctx: BuildContext, chunks: Iterator[bytes]) -> None:
         raise PyboxError(f"extracting {archive._q(files.current)}: {e.strerror or e}") from None
     except (ValueError, OverflowError) as e:  # a value of the archive's, as extract_tree
         raise BadRequest(f"extracting {archive._q(files.current)}: {e}") from None
+    ctx.type_bits = files.type_bits  # (the members read so far tell, whatever follows)
     if complete:
         return
     # not one the index can stand for: the extractor takes it from the start
@@ -270,7 +272,13 @@ class ContextFiles:
         self.entries: dict[str, _Entry] = {"": _Entry(True, 0o755, 0, 0)}
         self.current = ""  # the member being read (errors name it)
         self.materialized = False
+        self.type_bits = False  # a member's mode had its file type bits (BuildContext's)
         self._fd = -1
+
+    @property
+    def headers(self) -> Headers:
+        """Whose tar headers the sources' sums are of (pybox.build.copy.Headers)."""
+        return Headers.DAEMON if self.type_bits else Headers.CLI
 
     # -- the body --
     def index(self, rest: Iterator[bytes]) -> bool:
@@ -312,6 +320,8 @@ class ContextFiles:
         return True
 
     def _add(self, m: Member, offset: int) -> bool:
+        if m.mode & 0o170000:
+            self.type_bits = True
         rel = archive.member_path(m.name)
         if rel is None or m.xattrs or not (m.isreg() or m.isdir()):
             return False
@@ -392,7 +402,7 @@ class ContextFiles:
         kind = stat.S_IFDIR if entry.is_dir else stat.S_IFREG
         st = os.stat_result((kind | entry.mode, 0, 0, 1, entry.uid, entry.gid, entry.size,
                              0, 0, 0))
-        h = hashlib.sha256(_tarsum_header(rel, st, "", {}))
+        h = hashlib.sha256(_tarsum_header(rel, st, "", {}, self.headers))
         left, offset = (0 if entry.is_dir else entry.size), entry.offset
         while left:
             data = os.pread(self._fd, min(left, CHUNK), offset)
@@ -415,7 +425,7 @@ class ContextFiles:
         """copy.collect_sources of the extracted context: the same sources
         (their host paths where materialize puts them), checksums, errors."""
         if self.materialized:
-            return collect_sources(self.ctx.context_dir, srcs, instruction)
+            return collect_sources(self.ctx.context_dir, srcs, instruction, self.headers)
         out: list[Source] = []
         top = self.ctx.context_dir
         for src in srcs:
@@ -778,7 +788,7 @@ def _git_context(ctx: BuildContext, url: str) -> None:
         finally:
             os.close(fd)
     _extract(ctx, _tar_stream(top, os.path.join(ctx.root, "git.tar")))
-    ctx.daemon_tarred = True
+    ctx.type_bits = True
     shutil.rmtree(checkout, ignore_errors=True)
 
 

@@ -198,14 +198,16 @@ def _first_links_of(root: str, _identity: tuple[int, int, int]) -> dict[tuple[in
 def file_sum(root: str, rel: str, headers: Headers = Headers.CLI) -> str:
     """moby's lazySource.Hash: ``rel`` resolved inside ``root`` (symlinks
     followed in scope), its tarsum v1 header and content hashed; a path that
-    resolves to nothing hashes as its relative path; ``headers``: whose tar
-    headers (see Headers)."""
+    resolves to nothing hashes as a path; ``headers``: whose tar headers (see
+    Headers)."""
     host = resolve_in_scope(root, rel)
     rel_path = os.path.relpath(host, root)
     try:
         st = os.lstat(host)
     except OSError:
-        return rel_path
+        # (a dangling symlink: the lazySource names the path it resolved to, the
+        # context's archiveContext the path as asked)
+        return rel_path if headers is Headers.LAZY else rel
     link = os.readlink(host) if stat.S_ISLNK(st.st_mode) else ""
     xattrs: dict[str, bytes] = {}
     try:

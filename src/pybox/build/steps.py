@@ -752,7 +752,7 @@ def _copy(ctx: Context, state: StageState, ins: Instruction, add: bool) -> None:
                 sources.extend(ctx.files.collect_sources(plain, name))
             elif plain:
                 headers = Headers.LAZY if root is not None else \
-                    Headers.DAEMON if ctx.options.daemon_tarred else Headers.CLI
+                    Headers.DAEMON if ctx.options.type_bits else Headers.CLI
                 sources.extend(collect_sources(source_root, plain, name, headers))
             if not sources:
                 raise BuildError(f"{name} failed: no source files were specified")
