@@ -173,14 +173,16 @@ def test_remote_context_builds_as_dockerd(name, served, pyboxd, dockerd):
         assert not problems, "\n".join(problems)
 
 
-def test_docker_build_of_a_git_url_as_dockerd(served, pyboxd, dockerd):
-    """``docker build <git url>``: the docker CLI clones the repository and
-    sends it as a tar context; the images are the same."""
-    git, _ = served
+@pytest.mark.parametrize("url", ["{git}/r.git#main:sub", "{http}/big.tar.gz"])
+def test_docker_build_of_a_url_as_dockerd(url, served, pyboxd, dockerd):
+    """``docker build <git url>`` and ``docker build <tarball url>``: the
+    docker CLI clones or downloads it and sends it as a tar context; the
+    images are the same."""
+    git, http = served
     mine, ref = Side.of_pyboxd(pyboxd), Side.of_dockerd(dockerd)
     with _tagged(mine, ref) as tag:
         for side in (ref, mine):
-            proc = side.build(f"{git}/r.git#main:sub", tag=tag)
+            proc = side.build(url.format(git=git, http=http), tag=tag)
             assert proc.returncode == 0, f"{side.name}: {proc.stdout}\n{proc.stderr}"
         problems = differences(snapshot(mine, tag), snapshot(ref, tag))
         assert not problems, "\n".join(problems)
