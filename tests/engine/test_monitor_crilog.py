@@ -178,7 +178,8 @@ def serve(base):
                 elif req["method"] == "inspect":
                     result = {"LogPath": result["LogPath"],
                               "LogConfig": result["HostConfig"]["LogConfig"],
-                              "Running": result["State"]["Running"]}
+                              "Running": result["State"]["Running"],
+                              "Pid": result["State"]["Pid"]}
                 reply = {"result": result}
             except Exception as e:  # the test reads the type and the words
                 reply = {"error": str(e), "type": type(e).__name__}

@@ -11,11 +11,15 @@ served; no fd of a finished container left open in the monitor; the monitor
 ends with its last container and its group socket goes; a container started
 again joins the group's monitor; after the engine is killed and started again
 (pyboxd's crash), the running containers are recovered and a new container of
-the group is adopted by the same monitor.
+the group is adopted by the same monitor; an orphan's end as recovery makes
+it (run directory removed, container killed) leaves the monitor serving the
+others.
 """
 
 import json
 import os
+import shutil
+import signal
 import time
 import uuid
 
@@ -164,3 +168,25 @@ def test_recovery_and_adoption_after_a_crash(engine, tmp_path):
         assert group_sockets(engine) == []
     finally:
         engine.close()
+
+
+def test_an_orphans_end_leaves_the_pod_monitor(engine, tmp_path):
+    """What recovery does to a container without a record (its run directory
+    removed, its container killed): with one pod's monitor, the others are
+    served on (the monitor's exit file write has nowhere to go, and it goes on)."""
+    pod = f"pod-{uuid.uuid4().hex[:8]}"
+    log = str(tmp_path / "b.log")
+    a = create(engine, "sleep 1000", pod)
+    b = create(engine, "while true; do echo tick; sleep 0.1; done", pod, log)
+    for cid in (a, b):
+        engine.call("start", cid)
+    shared = monitor_pid(engine, a)
+    shutil.rmtree(os.path.join(engine.exec_root, "containers", a))
+    os.kill(engine.call("inspect", a)["Pid"], signal.SIGKILL)
+    assert engine.call("wait", a)[0] == 137
+    before = len(parse(log))
+    wait_until(lambda: len(parse(log)) > before + 5, "b's output stopped")
+    assert alive(shared) and monitor_pid(engine, b) == shared
+    for cid in (a, b):
+        engine.call("remove", cid, force=True)
+    wait_until(lambda: not alive(shared), "the pod's monitor is still there")

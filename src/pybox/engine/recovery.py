@@ -480,6 +480,10 @@ class Recovery:
                 except Exception as err:  # noqa: BLE001
                     log(f"runtime container {cid[:12]}: {err}")
         rundirs = os.path.join(e.run_root, "containers")
+        # a pod's monitor (Engine.create's monitor_group) serves others too: an
+        # orphan's container is deleted above, and its part of the monitor ends
+        serving = {self._monitor_pid(os.path.join(rundirs, cid))
+                   for cid in _listdir(rundirs) if cid in owned}
         for cid in _listdir(rundirs):
             path = os.path.join(rundirs, cid)
             if cid in owned:
@@ -488,7 +492,7 @@ class Recovery:
                     self._exec_leftovers(path)
                 continue
             pid = self._monitor_pid(path)
-            if pid:
+            if pid and pid not in serving:
                 try:
                     os.kill(pid, 9)
                 except OSError:

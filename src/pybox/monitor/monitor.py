@@ -778,7 +778,10 @@ class Monitor:
         body = fastjson.dumps(self.exit_info).encode()
         crashpoint("monitor.before_exit_file")
         # the exit file first: whoever is told about the exit can read it
-        write_atomic(os.path.join(self.dir, EXIT_FILE), body, mode=0o644, durable=True)
+        try:
+            write_atomic(os.path.join(self.dir, EXIT_FILE), body, mode=0o644, durable=True)
+        except OSError:
+            pass  # its run directory is gone (a recovery removed an orphan's): nobody reads it
         crashpoint("monitor.exit_file")
         # The socket's name goes before anyone is told: told, pyboxd may start
         # the container again at once, and that run's monitor binds this very
