@@ -16,6 +16,7 @@ Each build is made on both daemons and compared with tests/build/compare.py
 import contextlib
 import http.server
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -25,6 +26,7 @@ import pytest
 from compare import Side, build_error, differences, snapshot
 
 from support.names import unique_name
+from support.unixhttp import UnixHTTPConnection
 
 pytestmark = [pytest.mark.root, pytest.mark.engine]
 
@@ -251,3 +253,53 @@ def test_old_cli_context_hashes_as_dockerd(links, tmp_path, pyboxd, dockerd):
     finally:
         for side in sides:
             side.docker("rmi", "-f", tag)
+
+
+def _post_build(sock: str, files: dict[str, bytes]) -> list[dict]:
+    """POST /build of a tar of ``files`` -> its JSON messages."""
+    conn = UnixHTTPConnection(sock, 300)
+    try:
+        conn.request("POST", "/v1.41/build?nocache=1&rm=1", body=_tar([(k, v) for k, v in files.items()]),
+                     headers={"Content-Type": "application/x-tar"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        data = resp.read()
+    finally:
+        conn.close()
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def _after_step(messages: list[dict], step: str) -> list[dict]:
+    """The messages of ``step`` ("Step 2/2 :"), up to its container or result line."""
+    start = next(i for i, m in enumerate(messages) if m.get("stream", "").startswith(step))
+    out = []
+    for m in messages[start + 1:]:
+        if m.get("stream", "").startswith(" ---> "):
+            break
+        if m != {"stream": "\n"} or out:  # (the step line's own newline)
+            out.append(m)
+    return out
+
+
+@pytest.mark.parametrize("size", [11, 2_000_000])
+def test_add_url_progress_as_dockerd(size, pyboxd, dockerd):
+    """ADD <url> streams its download as dockerd: "Downloading" messages with
+    current and total and JSONProgress's bar (the first read's, the whole
+    body's; in between at most one per 100 ms), then a blank line."""
+    with _http_file(b"x" * size) as url:
+        files = {"Dockerfile": f"FROM busybox\nADD {url}/f /f\n".encode()}
+        results = {}
+        for side, sock in ((Side.of_dockerd(dockerd), dockerd.host.removeprefix("unix://")),
+                           (Side.of_pyboxd(pyboxd), pyboxd.socket)):
+            messages = _post_build(sock, files)
+            for m in messages:
+                if isinstance(m.get("aux"), dict):
+                    side.docker("rmi", m["aux"]["ID"])
+            results[side.name] = _after_step(messages, "Step 2/2 :")
+    got, want = results["pyboxd"], results["dockerd"]
+    for messages in (got, want):
+        assert messages[-1] == {"stream": "\n"}, messages
+        for m in messages[:-1]:
+            assert sorted(m) == ["progress", "progressDetail", "status"] and m["status"] == "Downloading", m
+            assert m["progressDetail"]["total"] == size, m
+    assert got[0] == want[0] and got[-2:] == want[-2:]

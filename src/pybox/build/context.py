@@ -53,21 +53,28 @@ import stat
 import subprocess
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
 
 from pybox.build import dockerignore
-from pybox.build.copy import Headers, Source, _match, _tarsum_header, collect_sources, has_wildcard
+from pybox.build.copy import (
+    READ_SIZE,
+    Headers,
+    Progress,
+    ReadProgress,
+    Source,
+    _match,
+    _tarsum_header,
+    collect_sources,
+    has_wildcard,
+)
 from pybox.engine import archive, rootview
 from pybox.engine.tarstream import Member, TarReader
 from pybox.errors import BadRequest, BuildError, NotFound, PyboxError
-from pybox.formats.sizes import human_size
 from pybox.images.layers import detect_compression
 from pybox.linux import constants as C
 
@@ -84,10 +91,6 @@ GIT_PREFIXES = ("git://", "github.com/", "git@")
 URL_PREFIXES = ("http://", "https://")
 GIT_SUFFIX = re.compile(r"\.git(?:#.+)?$")
 _STALE_CHECKED: set[str] = set()  # contexts directories already swept by this process
-DOWNLOAD_CHUNK = 32 << 10
-PROGRESS_EVERY = 512 << 10  # a URL context's download progress: bytes between two messages
-PROGRESS_INTERVAL = 0.1  # seconds, at least, between two
-Progress = Callable[[dict[str, Any]], None]  # takes one of docker's JSON progress messages
 SPOOL = "context.tar"  # a plain tar context as it came, beside the context dir
 NAME_MAX = 255
 PATH_MAX = 4000  # a longer member name is left to the extractor (its ENAMETOOLONG)
@@ -567,44 +570,6 @@ def _remove_ignored(ctx: BuildContext, dockerfile: str) -> None:
 
 
 # -- remote contexts ---------------------------------------------------------------------------
-class _DownloadProgress:
-    """moby's progress.Reader as dockerd's build router wraps a URL context's
-    body in it: id "Downloading context", the URL as the action, no total (the
-    request's own length, 0), so "progress" is the bytes read so far ("%8v" of
-    go-units HumanSize).  A message when more than 512 KiB were read since the
-    last check, at most one per 100 ms (its rate limiter), and one at the end
-    of the body followed by an empty message -- but dockerd reads only a plain
-    Dockerfile to its end (its tar reader stops at the archive's end marker)."""
-
-    def __init__(self, url: str, report: Progress) -> None:
-        self.url = url
-        self.report = report
-        self.current = 0
-        self.last_update = 0
-        self.allowed_at = 0.0
-
-    def read(self, n: int) -> None:
-        self.current += n
-        if self.current - self.last_update > PROGRESS_EVERY:
-            now = time.monotonic()
-            if now >= self.allowed_at:
-                self.allowed_at = now + PROGRESS_INTERVAL
-                self._emit()
-            self.last_update = self.current
-
-    def end(self) -> None:
-        self._emit()
-        self.report({})
-
-    def _emit(self) -> None:
-        message: dict[str, Any] = {"status": self.url, "progressDetail": {}}
-        if self.current > 0:
-            message["progressDetail"] = {"current": self.current}
-            message["progress"] = f"{human_size(self.current):>8}"
-        message["id"] = "Downloading context"
-        self.report(message)
-
-
 def _url_context(ctx: BuildContext, url: str, progress: Progress | None = None) -> bool:
     """An http(s) context: a tarball extracted into the context directory, or
     a plain Dockerfile (-> True: kept beside an empty context); its download's
@@ -632,7 +597,10 @@ def _url_context(ctx: BuildContext, url: str, progress: Progress | None = None) 
             raise PyboxError(f"error detecting content type for remote {url}: unsupported "
                              f"Content-Type {declared!r}")
 
-        reader = _DownloadProgress(url, progress) if progress is not None else None
+        # (as dockerd's build router wraps the body: no total -- the request's own
+        # length, 0 --, and only a plain Dockerfile is read to its end: the tar
+        # reader stops at the archive's end marker)
+        reader = ReadProgress(progress, url, "Downloading context") if progress else None
 
         def chunks() -> Iterator[bytes]:
             if reader is not None:
@@ -640,8 +608,7 @@ def _url_context(ctx: BuildContext, url: str, progress: Progress | None = None) 
             yield preamble
             while True:
                 try:
-                    # (a Go reader's 32 KiB reads: the progress counts as dockerd's does)
-                    data = response.read(DOWNLOAD_CHUNK)
+                    data = response.read(READ_SIZE)
                 except OSError as e:
                     raise PyboxError(f"error downloading remote context {url}: {e}") from None
                 if not data:
@@ -660,7 +627,7 @@ def _url_context(ctx: BuildContext, url: str, progress: Progress | None = None) 
                                      f"{MAX_DOCKERFILE} bytes")
             ctx.dockerfile_content = b"".join(parts)
             if reader is not None:
-                reader.end()
+                reader.read(0, end=True)
             return True
         _extract(ctx, chunks())
         return False

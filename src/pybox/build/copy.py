@@ -23,17 +23,24 @@ import shutil
 import socket
 import stat
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pybox.engine.archive import extract_tree, read_file_in_root
 from pybox.errors import BuildError, PyboxError
+from pybox.images.progress import bar
 
 MAX_SYMLINKS = 255
 URL_TIMEOUT = 60
+READ_SIZE = 32 << 10  # a download's reads: a Go reader's, so its progress counts as dockerd's
+PROGRESS_EVERY = 512 << 10  # moby's progress.Reader: bytes between two updates, at most...
+PROGRESS_INTERVAL = 0.1  # ...and seconds between two (its rate limiter), the last one aside
+Progress = Callable[[dict[str, Any]], None]  # takes one of docker's JSON progress messages
 
 
 def resolve_in_scope(root: str, path: str) -> str:
@@ -288,15 +295,74 @@ def collect_sources(root: str, srcs: list[str], instruction: str,
     return out
 
 
-def download(url: str, tmpdir: str) -> Source:
-    """ADD URL: the file fetched into ``tmpdir``; its mtime the Last-Modified."""
+class ReadProgress:
+    """moby's progress.Reader, as dockerd wraps a download in it: after each
+    read, an update when more than 512 KiB (or 1% of ``total``, if less) were
+    read since the last one; an update is sent when it is the last (the read
+    that met the end with nothing), when the whole ``total`` is in, or else
+    at most one per 100 ms.  A message is docker's JSON progress ("status":
+    ``action``, "progressDetail", "progress" as JSONProgress renders it,
+    "id" when there is one); the last update is followed by an empty
+    message."""
+
+    def __init__(self, report: Progress, action: str, id_: str = "", total: int = 0) -> None:
+        self.report = report
+        self.action = action
+        self.id = id_
+        self.total = max(total, 0)
+        self.current = 0
+        self.last_update = 0
+        self.allowed_at = 0.0
+
+    def read(self, count: int, end: bool = False) -> None:
+        """``count`` bytes read; ``end``: this read met the end of the body."""
+        self.current += count
+        every = PROGRESS_EVERY
+        if self.total > 0:
+            every = min(every, int(0.01 * self.total))
+        if self.current - self.last_update > every or end:
+            self._update(end and count == 0)
+            self.last_update = self.current
+
+    def _update(self, last: bool) -> None:
+        now = time.monotonic()
+        if not (last or self.current == self.total or now >= self.allowed_at):
+            return
+        if not last and self.current != self.total:
+            self.allowed_at = now + PROGRESS_INTERVAL
+        message: dict[str, Any] = {"status": self.action}
+        detail = {k: v for k, v in (("current", self.current), ("total", self.total)) if v}
+        message["progressDetail"] = detail
+        if self.current > 0 or self.total > 0:
+            message["progress"] = bar(self.current, self.total)
+        if self.id:
+            message["id"] = self.id
+        self.report(message)
+        if last:
+            self.report({})
+
+
+def download(url: str, tmpdir: str, report: Progress | None = None) -> Source:
+    """ADD URL: the file fetched into ``tmpdir``; its mtime the Last-Modified;
+    its progress to ``report`` as dockerd streams it ("Downloading")."""
     try:
         with urllib.request.urlopen(url, timeout=URL_TIMEOUT) as response:
             name = _safe_name(urllib.parse.urlsplit(url).path)
             root = tempfile.mkdtemp(prefix="download-", dir=tmpdir)
             path = os.path.join(root, name)
+            try:
+                total = int(response.headers.get("Content-Length") or -1)
+            except ValueError:
+                total = -1
+            tracker = ReadProgress(report, "Downloading", total=total) if report else None
             with open(path, "wb") as f:
-                shutil.copyfileobj(response, f)
+                while data := response.read(READ_SIZE):
+                    f.write(data)
+                    if tracker is not None:
+                        # (Go's body gives the end with the last bytes when it knows the length)
+                        tracker.read(len(data), end=tracker.current + len(data) == total)
+                if tracker is not None and tracker.current != total:
+                    tracker.read(0, end=True)
             mtime = None
             modified = response.headers.get("Last-Modified")
             if modified:

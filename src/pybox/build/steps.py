@@ -743,7 +743,10 @@ def _copy(ctx: Context, state: StageState, ins: Instruction, add: bool) -> None:
                         content = _expand_lines(ctx, content, env_vars)
                     sources.append(write_heredoc_source(tmp, doc.name, content))
                 elif add and is_url(src):
-                    sources.append(download(src, tmp))
+                    # its progress in the stream, then a blank line, as dockerd's
+                    report = getattr(ctx.out, "progress", None)
+                    sources.append(download(src, tmp, report if callable(report) else None))
+                    ctx.say("\n")
                 elif is_url(src):
                     raise BuildError("source can't be a URL for COPY")
                 else:
