@@ -232,8 +232,10 @@ class Engine:
         return self.lifecycle.create(body, name, platform, cri_log_path=cri_log_path,
                                      monitor_group=monitor_group)
 
-    def start(self, ref: str) -> None:
-        self.lifecycle.start(ref)
+    def start(self, ref: str, *, netns_path: str | None = None) -> None:
+        """``netns_path`` (pyboxd's CRI only: a pod's pinned namespace): this
+        start of a NetworkMode "none" container joins it instead of a new one."""
+        self.lifecycle.start(ref, netns_path=netns_path)
 
     def stop(self, ref: str, timeout: int | None = None) -> None:
         self.lifecycle.stop(ref, timeout)

@@ -323,14 +323,15 @@ class Lifecycle:
         return self.e.remap.idmap
 
     # -- start ----------------------------------------------------------------------------
-    def start(self, ref: str) -> None:
+    def start(self, ref: str, *, netns_path: str | None = None) -> None:
         c = self.e.get(ref)
         with c.lock:
             c.state.check_start(c.id, c.removed)
-            self.start_locked(c)
+            self.start_locked(c, netns_path)
 
-    def start_locked(self, c: Container) -> None:
-        """Start ``c`` (its lock held): bundle, monitor, runtime; Running."""
+    def start_locked(self, c: Container, netns_path: str | None = None) -> None:
+        """Start ``c`` (its lock held): bundle, monitor, runtime; Running.
+        ``netns_path``: Engine.start's (the CRI's pinned pod namespace)."""
         e = self.e
         rundir = e.run_dir(c)
         e.runner.delete(c.id)
@@ -346,7 +347,8 @@ class Lifecycle:
             rootfs = e.images.mount_rootfs(c.id)
             crashpoint("engine.start.mounted")
             volume_mounts = oci_mounts(c.mounts or [], e.volumes, rootfs)
-            netns = e.network.prepare(c)
+            # (prepare gives None for NetworkMode "none": the CRI's pod namespace, if any)
+            netns = e.network.prepare(c) or netns_path
             crashpoint("engine.start.network")
             idmap = e.images.rootfs_idmap(c.id)
             shm = e.namespaces.prepare_shm(c, idmap)
