@@ -40,7 +40,6 @@ import _socket
 import fcntl
 import os
 import select
-import socket
 import time
 
 from pybox.crashpoints import crashpoint
@@ -109,7 +108,7 @@ class Client:
 
     __slots__ = ("sock", "fd", "mode", "stdout", "stderr", "stdin", "reader", "buf", "out")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.mode: str | None = None  # None (request pending), "attach", "wait"
@@ -148,7 +147,7 @@ class Monitor:
         self.creator_result: int | None = None
         self.creator_go: int | None = None
         self.notify_fds: set[int] = set()  # seccomp listeners kept for the /proc view
-        self.listener: socket.socket | None = None
+        self.listener: _socket.socket | None = None
         self.socket_ino: int | None = None
         self.exited_at: float | None = None  # init reaped: the output drains until then + DRAIN
         self.finish_by: float | None = None  # finished: its last frames leave until then
@@ -378,7 +377,7 @@ class Monitor:
                     int(h).to_bytes(2, "little") + int(w).to_bytes(2, "little") + b"\0" * 4)
 
     # -- events ---------------------------------------------------------------
-    def activate(self, listener: socket.socket) -> None:
+    def activate(self, listener: _socket.socket) -> None:
         """Set up, reported: its socket, output, stdin and init join the loop."""
         self.listener = listener
         loop = self.loop
@@ -492,7 +491,7 @@ class Monitor:
     def _accept(self) -> None:
         assert self.listener is not None  # (serve set it)
         try:
-            sock, _ = self.listener.accept()
+            sock = accept(self.listener)
         except OSError:
             return
         sock.setblocking(False)
@@ -845,7 +844,7 @@ class Loop:
         self.monitors: list[Monitor] = []
         self.by_pid: dict[int, Monitor] = {}  # a container's init -> its Monitor
         self.sigchld = -1
-        self.group: socket.socket | None = None
+        self.group: _socket.socket | None = None
         self.group_path: str | None = None
         self.group_ino: int | None = None
 
@@ -871,8 +870,7 @@ class Loop:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-            # (socket.socket, not _socket's: its accept gives socket objects)
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             try:
                 unixsock.call(listener.bind, path)
                 os.chmod(path, 0o600)
@@ -933,12 +931,12 @@ class Loop:
         ``path``.  A path another live monitor holds is left to it (this one
         then serves its own container alone); one left by a dead monitor is
         taken over.  Best effort: without it each container gets a monitor."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             try:
                 unixsock.call(sock.bind, path)
             except OSError:
-                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 try:
                     unixsock.call(probe.connect, path)
                     return  # (a live monitor has it)
@@ -962,15 +960,15 @@ class Loop:
         set up as the first one was."""
         assert self.group is not None
         try:
-            conn, _ = self.group.accept()
+            conn = accept(self.group)
         except OSError:
             return
         fds: list[int] = []
         try:
             conn.settimeout(5.0)
-            data, anc, _, _ = conn.recvmsg(1 << 20, socket.CMSG_SPACE(4))
+            data, anc, _, _ = conn.recvmsg(1 << 20, _socket.CMSG_SPACE(4))
             for level, kind, d in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                     fds.extend(int.from_bytes(d[i:i + 4], "little")
                                for i in range(0, len(d) - len(d) % 4, 4))
             request = fastjson.loads(data.split(b"\n", 1)[0])
@@ -1053,6 +1051,15 @@ def _is_request(value: Any) -> bool:
     """A JSON value that can be a MonitorRequest (what setup reads first)."""
     return isinstance(value, dict) and isinstance(value.get("dir"), str) and \
         isinstance(value.get("id"), str)
+
+
+def accept(listener: _socket.socket) -> _socket.socket:
+    """The next connection on a unix ``listener``, as socket.socket's accept
+    gives it (close-on-exec, blocking) but through _socket alone: the socket
+    module would bring enum, selectors and collections into the zygote, pages
+    every monitor maps (and its enum conversions would copy them into each)."""
+    fd, _ = listener._accept()  # type: ignore[attr-defined]  # (_socket's; typeshed omits it)
+    return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
 
 
 def _watch_children() -> int:

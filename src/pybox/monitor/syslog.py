@@ -18,8 +18,8 @@ tcp, tcp+tls; none: the local syslog (/dev/log, /var/run/syslog, /var/run/log).
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import time
 
 TYPE_CHECKING = False  # (typing is not imported: the monitors' zygote loads this module)
@@ -73,10 +73,10 @@ class SyslogSink:
         self.facility = int(config.get("facility", 3 << 3))
         self.format: str = config.get("format") or ""
         self.tag: str = config.get("tag") or ""
-        self.hostname: str = config.get("hostname") or socket.gethostname()
+        self.hostname: str = config.get("hostname") or _socket.gethostname()
         self.pid = int(config.get("pid") or 0)
         self.config = config
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         self.datagram = False
         # (tcp+tls: the TLS settings first, as moby's New: a bad file fails before a dial)
         self.tls_context: ssl.SSLContext | None = (
@@ -89,19 +89,19 @@ class SyslogSink:
         proto, address = self.proto, self.address
         if proto == "":
             for path in LOCAL_SOCKETS:
-                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                    s = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+                for kind in (_socket.SOCK_DGRAM, _socket.SOCK_STREAM):
+                    s = _socket.socket(_socket.AF_UNIX, kind | _socket.SOCK_CLOEXEC)
                     try:
                         s.connect(path)
                     except OSError:
                         s.close()
                         continue
-                    self.sock, self.datagram = s, kind == socket.SOCK_DGRAM
+                    self.sock, self.datagram = s, kind == _socket.SOCK_DGRAM
                     return
             raise OSError("Unix syslog delivery error")  # (srslog's words)
         if proto in ("unix", "unixgram"):
-            kind = socket.SOCK_DGRAM if proto == "unixgram" else socket.SOCK_STREAM
-            s = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+            kind = _socket.SOCK_DGRAM if proto == "unixgram" else _socket.SOCK_STREAM
+            s = _socket.socket(_socket.AF_UNIX, kind | _socket.SOCK_CLOEXEC)
             try:
                 s.connect(address)
             except OSError as e:
@@ -111,15 +111,15 @@ class SyslogSink:
             return
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
-        kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+        kind = _socket.SOCK_DGRAM if proto == "udp" else _socket.SOCK_STREAM
         net = "tcp" if proto == "tcp+tls" else proto
         try:
-            infos = socket.getaddrinfo(host, int(port), type=kind)
+            infos = _socket.getaddrinfo(host, int(port), 0, kind)
         except (OSError, ValueError) as e:
             raise OSError(f"dial {net} {address}: {e}") from None
         last: OSError | None = None
         for family, stype, sproto, _, sa in infos:
-            s = socket.socket(family, stype | socket.SOCK_CLOEXEC, sproto)
+            s = _socket.socket(family, stype | _socket.SOCK_CLOEXEC, sproto)
             try:
                 s.settimeout(10.0)
                 s.connect(sa)
@@ -130,7 +130,7 @@ class SyslogSink:
             s.settimeout(None)
             if proto == "tcp+tls":
                 s = self._tls(s, host)
-            self.sock, self.datagram = s, kind == socket.SOCK_DGRAM
+            self.sock, self.datagram = s, kind == _socket.SOCK_DGRAM
             return
         raise OSError(f"dial {net} {address}: connect: {_strerror(last)}")
 
@@ -158,13 +158,18 @@ class SyslogSink:
                               f"{_go_error(e, cfg.get('cert') or '')}") from None
         return ctx
 
-    def _tls(self, s: socket.socket, host: str) -> socket.socket:
+    def _tls(self, s: _socket.socket, host: str) -> _socket.socket:
+        # (tcp+tls only, as ssl: the socket module -- enum and more -- stays out
+        # of the zygote every monitor shares, which imports this module)
+        import socket  # noqa: PLC0415
+
         ctx = self.tls_context
         assert ctx is not None  # (made for tcp+tls)
+        plain = socket.socket(s.family, s.type, s.proto, s.detach())
         try:
-            return ctx.wrap_socket(s, server_hostname=host)
+            return ctx.wrap_socket(plain, server_hostname=host)
         except OSError:
-            s.close()
+            plain.close()
             raise
 
     def _send(self, data: bytes) -> None:

@@ -21,10 +21,10 @@ what the zygote preloads for the monitors anyway; what only pyboxd runs
 
 from __future__ import annotations
 
+import _socket
 import gc
 import os
 import select
-import socket
 import sys
 import time
 
@@ -56,7 +56,7 @@ def preload() -> None:
     syscalls.real()  # (serve's PDEATHSIG prctl then looks prctl up, in the zygote too)
 
 
-def serve(listener: socket.socket, parent_pid: int | None = None) -> None:
+def serve(listener: _socket.socket, parent_pid: int | None = None) -> None:
     """Fork a monitor for every request on ``listener``.  Never returns."""
     preload()
     sc = syscalls.real()
@@ -70,13 +70,13 @@ def serve(listener: socket.socket, parent_pid: int | None = None) -> None:
     gc.freeze()
     while True:
         try:
-            conn, _ = listener.accept()
+            conn = monitor.accept(listener)
         except InterruptedError:
             continue
         try:
-            data, anc, _, _ = conn.recvmsg(1 << 20, socket.CMSG_SPACE(4))
+            data, anc, _, _ = conn.recvmsg(1 << 20, _socket.CMSG_SPACE(4))
             fds = [int.from_bytes(d[:4], "little") for lvl, kind, d in anc
-                   if lvl == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS]
+                   if lvl == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS]
             request = fastjson.loads(data.split(b"\n", 1)[0])
         except (OSError, ValueError):
             conn.close()
@@ -109,7 +109,7 @@ class ZygoteClient:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def _connect(self, s: socket.socket, wait: float = 10.0) -> None:
+    def _connect(self, s: _socket.socket, wait: float = 10.0) -> None:
         """Connect, waiting while pyboxd's keeper starts a new zygote (the old one
         died: its socket refuses, or is gone until the new one binds it)."""
         deadline = time.monotonic() + wait
@@ -135,7 +135,7 @@ def adopt(path: str, request: dict[str, Any], timeout: float = 60.0) -> dict[str
     ``ZygoteClient.spawn``'s, or None when no monitor took it (none listens,
     or it was ending): then the zygote forks one."""
 
-    def connect(s: socket.socket) -> None:
+    def connect(s: _socket.socket) -> None:
         unixsock.call(s.connect, path)
 
     try:
@@ -145,19 +145,19 @@ def adopt(path: str, request: dict[str, Any], timeout: float = 60.0) -> dict[str
 
 
 def _ask(path: str, request: dict[str, Any], timeout: float,
-         connect: Callable[[socket.socket], None], need_ack: bool) -> dict[str, Any] | None:
+         connect: Callable[[_socket.socket], None], need_ack: bool) -> dict[str, Any] | None:
     """The request line and the report pipe's write end to ``path``; its "ok";
     then the monitor's report from the pipe.  None when ``need_ack`` and the
     other side closed without its "ok"."""
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             connect(s)
             s.settimeout(timeout)
             try:
                 s.sendmsg([fastjson.dumps(request).encode() + b"\n"],
-                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, w.to_bytes(4, "little"))])
+                          [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, w.to_bytes(4, "little"))])
                 os.close(w)
                 w = -1
                 ack = s.recv(16)  # the zygote forked; a group's monitor took it
@@ -214,7 +214,7 @@ def start(path: str) -> int:
 
 def main(path: str, parent_pid: int) -> None:
     """Entry point of the exec'd zygote."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     tmp = f"{path}.tmp"
     try:
         os.unlink(tmp)
