@@ -490,11 +490,13 @@ class Lifecycle:
             if oom:
                 e.events.emit("container", "oom", c.id, attributes(c))
             e.events.emit("container", "die", c.id, attributes(c, exitCode=str(code)))
+            checked = c.health is not None
             health.stop_checks(c, code)
             restart = e.restarts.should_restart(c, code)
             if restart:
                 st.schedule_restart()
-            c.save()
+            if restart or checked:  # (else the record is as saved above)
+                c.save()
             crashpoint("engine.exit.policy")
             c.exit_seq += 1
             c.changed.notify_all()
