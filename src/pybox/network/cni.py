@@ -1039,29 +1039,12 @@ class CNI:
             nets = load_conf_dir(self.conf_dir, self.bin_dirs)[0]
             if nets is not None:
                 self._del(nets, pod_id, netns, ifname, args, {}, None)
-        # the attachments DELeted side by side (the pod network's and the
-        # loopback's are independent, ADDed at once too): a DEL costs its
-        # plugins' wall time, not their sum (the loopback's 5-13 ms)
-        failed: list[BaseException | None] = [None] * len(entries)
-
-        def delete(i: int) -> None:
+        first: NetworkError | None = None
+        for entry in entries:
             try:
-                self._del_entry(entries[i], pod_id, netns)
-            except BaseException as e:  # noqa: BLE001 - raised below, on the caller's thread
-                failed[i] = e
-
-        threads = [threading.Thread(target=delete, args=(i,), name="pybox-cni-del")
-                   for i in range(1, len(entries))]
-        for t in threads:
-            t.start()
-        try:
-            if entries:
-                delete(0)
-        finally:
-            for t in threads:
-                t.join()
-        # (the first attachment's error first, as one after the other reported it)
-        first = next((e for e in failed if e is not None), None)
+                self._del_entry(entry, pod_id, netns)
+            except NetworkError as e:
+                first = first or e
         if first is not None:
             raise first
 
