@@ -203,6 +203,19 @@ def unmount_under(prefix):
         subprocess.run(["umount", "-l", point], capture_output=True)
 
 
+def remove_cgroups(parent):
+    """``parent`` and whatever is left below it, in every hierarchy mounted."""
+    with open("/proc/self/mountinfo") as f:
+        roots = {line.split()[4] for line in f if " - cgroup" in line}
+    for root in roots:
+        top = root + parent
+        for path, _, _ in sorted(os.walk(top, topdown=False), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
 def netns_files():
     try:
         return set(os.listdir("/run/netns"))
@@ -220,6 +233,9 @@ class Runtime:
         self.work = work
         self.channel = None
         self.stub = None
+        # the pods' cgroup parent, as kubelet gives one (kubepods...): private,
+        # removed at the end in every hierarchy
+        self.cgroup_parent = f"/pybox-bench-cri-{uuid.uuid4().hex[:8]}"
         self.configs = os.path.join(work, "configs")
         os.makedirs(self.configs, exist_ok=True)
 
@@ -239,7 +255,8 @@ class Runtime:
         tag = uuid.uuid4().hex[:10]
         pod = {"metadata": {"name": f"bench-{tag}", "namespace": "bench", "uid": tag,
                             "attempt": 0},
-               "log_directory": os.path.join(self.work, "logs", tag), "linux": {}}
+               "log_directory": os.path.join(self.work, "logs", tag),
+               "linux": {"cgroup_parent": self.cgroup_parent}}
         os.makedirs(pod["log_directory"], exist_ok=True)
         ctr = {"metadata": {"name": "sleeper"}, "image": {"image": IMAGE},
                "command": WORKLOAD, "log_path": "sleeper.log", "linux": {}}
@@ -411,6 +428,7 @@ class Pybox(Runtime):
         unmount_under(self.exec_root)
         unmount_under(self.base)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        remove_cgroups(self.cgroup_parent)
         shutil.rmtree(self.exec_root, ignore_errors=True)
 
 
@@ -524,6 +542,7 @@ class Containerd(Runtime):
                 except OSError:
                     pass
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        remove_cgroups(self.cgroup_parent)
         shutil.rmtree(self.state, ignore_errors=True)
 
 
