@@ -33,7 +33,9 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS="python3 python3-venv python3-dev python3-seccomp busybox-static nftables python3-nftables fuse3 python3-pyfuse3"
 if [ "$DEV" = 1 ]; then
   # reference runtimes and tools for tests, conformance and benchmarks
+  # containernetworking-plugins + iptables (its portmap): the CRI tests' pod networks (tests/cri)
   PKGS="$PKGS runc crun tini uidmap hyperfine umoci skopeo docker-compose conntrack buildah openssl git"
+  PKGS="$PKGS containernetworking-plugins iptables"
 fi
 missing=""
 for p in $PKGS; do
