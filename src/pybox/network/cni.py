@@ -58,7 +58,6 @@ import selectors
 import signal
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 import weakref
@@ -68,6 +67,7 @@ from typing import Any
 
 from pybox.errors import BadRequest, CNIPluginError, NetworkError
 from pybox.network import netns as netns_mod
+from pybox.oci.state import write_atomic
 
 #: status() while no valid network configuration is found: kubelet's (and
 #: every CRI runtime's) words, which operators grep for.
@@ -662,31 +662,6 @@ def exec_plugin(path: str, stdin: bytes, env: Mapping[str, str], *, desc: str, c
 # -- the cache -----------------------------------------------------------------------
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write-to-temp, fsync, rename, fsync the dir: a crash leaves the old
-    file or the new one, never half of one."""
-    d = os.path.dirname(path)
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -873,7 +848,8 @@ class CNI:
             entry["result"] = result
         path = self._cache_path(nets.name, pod_id, ifname)
         try:
-            _write_atomic(path, json.dumps(entry).encode())
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            write_atomic(path, json.dumps(entry), durable=True)
         except OSError as e:
             raise NetworkError(f"failed to set network {nets.name!r} cached result: {e}") from None
         return path
