@@ -3,8 +3,10 @@ seccomp options, label selectors, record names, and the engine's
 rootfsPropagation rule they rely on."""
 
 import os
+import signal
 import struct
 import subprocess
+import time
 
 import pytest
 from cri_api.v1 import api_pb2
@@ -27,8 +29,16 @@ def test_pause_is_a_static_elf(tmp_path):
         os.chmod(path, 0o755)
         p = subprocess.Popen([str(path)])
         try:
-            with open(f"/proc/{p.pid}/status") as f:
-                status = f.read()
+            # SIGTERM only once its handler is in place (SigCgt bit 15): sent between the
+            # exec and the program's first instructions, it would kill it with the default action
+            deadline = time.monotonic() + 10
+            while True:
+                with open(f"/proc/{p.pid}/status") as f:
+                    status = f.read()
+                caught = int(status.split("SigCgt:")[1].split()[0], 16)
+                if caught & (1 << (signal.SIGTERM - 1)) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
             p.terminate()
             assert p.wait(10) == 0  # SIGTERM: exit 0
         finally:
