@@ -281,8 +281,7 @@ def _stage1(plan: LaunchPlan, chan: Channel) -> None:
     if "time" in ns and not ns["time"]:
         _write_time_offsets(plan.config)
     crashpoint("runtime.stage1.unshared")
-    pid = os.fork()
-    if pid == 0:
+    if _fork_reporting_pid(chan) == 0:
         code = 1
         try:
             from pybox.runtime.init import init_main  # noqa: PLC0415 -- only the forked init
@@ -292,8 +291,33 @@ def _stage1(plan: LaunchPlan, chan: Channel) -> None:
             chan.send_error(e)
         finally:
             os._exit(code)
-    chan.send("pid", pid=pid)
     crashpoint("runtime.stage1.reported")
+
+
+def _fork_reporting_pid(chan: Channel) -> int:
+    """Fork the container's process (0 in the child, as fork).  stage1 reports
+    the child's pid on the channel, and only then lets the child go on: the
+    parent reads "pid" as the identity of the process whose hooks, seccomp fd
+    and "ready" follow on the same channel, and a child quicker than stage1 on
+    a loaded machine sent "ready" first ("container init was ready before its
+    pid was reported", seen in a full test run).  If stage1 dies before
+    reporting, the child reads end of file and exits: nobody knows its pid."""
+    gate_r, gate_w = os.pipe()  # close-on-exec: nothing of it reaches the program
+    pid = os.fork()
+    if pid == 0:
+        os.close(gate_w)
+        go = os.read(gate_r, 1)
+        os.close(gate_r)
+        if not go:
+            os._exit(1)
+        return 0
+    os.close(gate_r)
+    try:
+        chan.send("pid", pid=pid)
+        os.write(gate_w, b"g")
+    finally:
+        os.close(gate_w)
+    return pid
 
 
 def _join_each(sc: Syscalls, items: Sequence[tuple[str, Ref]], open_fd: Callable[[str, Ref], int],
@@ -433,8 +457,7 @@ def _exec_stage1(plan: ExecPlan, chan: Channel) -> None:
                lambda kind, fd: fd, allow_eperm=False, context="exec: ")
     for _kind, fd in items:
         os.close(fd)
-    pid = os.fork()
-    if pid == 0:
+    if _fork_reporting_pid(chan) == 0:
         code = 1
         try:
             exec_main(plan, chan, sc)
@@ -442,4 +465,3 @@ def _exec_stage1(plan: ExecPlan, chan: Channel) -> None:
             chan.send_error(e)
         finally:
             os._exit(code)
-    chan.send("pid", pid=pid)
