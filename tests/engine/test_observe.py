@@ -45,10 +45,16 @@ def to_bytes(text):
 def test_top(pyboxd, names):
     name = names()
     pyboxd.ok("run", "-d", "--name", name, "busybox", "sh", "-c", "sleep 1000 & exec sleep 999")
-    rows = pyboxd.ok("top", name).splitlines()
-    titles = rows[0].split()
+
+    def top() -> tuple[list[str], list[str], list[str]]:
+        rows = pyboxd.ok("top", name).splitlines()
+        titles = rows[0].split()
+        return rows, titles, sorted(line.split(None, len(titles) - 1)[-1] for line in rows[1:])
+
+    # run -d returns once the container started: sh may not have forked and exec'd yet
+    rows, titles, cmds = wait_for(lambda: (t := top())[2] == ["sleep 1000", "sleep 999"] and t,
+                                  timeout=10) or top()
     assert titles[:3] == ["UID", "PID", "PPID"] and titles[-1] == "CMD"
-    cmds = sorted(line.split(None, len(titles) - 1)[-1] for line in rows[1:])
     assert cmds == ["sleep 1000", "sleep 999"]
     pid = pyboxd.inspect(name)["State"]["Pid"]
     assert str(pid) in [line.split()[1] for line in rows[1:]]
