@@ -28,11 +28,13 @@ mounts, cgroups, records), plus the CRI's own: mounts under the exec root
 never deletes it), the host-local leases, the per-pod portmap chains.
 """
 
+import fcntl
 import ipaddress
 import json
 import os
 import random
 import subprocess
+import textwrap
 import uuid
 
 import pytest
@@ -218,8 +220,66 @@ class CRIPyboxd(Pyboxd):
         return problems
 
 
+NAT_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
+
+# portmap's shared chains and the jumps to them (Debian's plugins 1.1.1, iptables-nft):
+# deleted in one iptables-restore transaction, which the kernel refuses as a whole
+# while any pod's rule is still in (or jumps to) them.
+NAT_CLEANUP = textwrap.dedent("""\
+    *nat
+    -D PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+    -D OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+    -D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ
+    -X CNI-HOSTPORT-DNAT
+    -F CNI-HOSTPORT-MASQ
+    -X CNI-HOSTPORT-MASQ
+    -F CNI-HOSTPORT-SETMARK
+    -X CNI-HOSTPORT-SETMARK
+    COMMIT
+    """)
+
+
+def nat_rules():
+    return subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def nat_chains_exist():
+    return any(f"-N {c}\n" in nat_rules() for c in NAT_CHAINS)
+
+
 @pytest.fixture(scope="session")
-def cri_pyboxd():
+def nat_owner(tmp_path_factory):
+    """portmap's shared nat chains are removed by the last of this run's test
+    processes (pytest-xdist's workers share the temp root) to finish, and only
+    if none of them found the chains there at its start;
+    the removal is one transaction the kernel refuses while any pod's rule
+    (a parallel CRI test's) still uses the chains."""
+    root = tmp_path_factory.getbasetemp().parent
+    state = root / "c2cni-nat-chains"
+    fd = os.open(root / "c2cni-nat-chains.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not state.exists():  # the first of us: were they there before?
+            state.write_text("existed" if nat_chains_exist() else "made")
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another process still uses them: the last one cleans
+        made = state.read_text() == "made"
+        state.unlink()
+        if made:
+            subprocess.run(["iptables-restore", "-w", "--noflush"], input=NAT_CLEANUP, text=True,
+                           capture_output=True)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture(scope="session")
+def cri_pyboxd(nat_owner):
     needs_root_and_docker_cli()
     if not os.path.exists(os.path.join(CNI_BIN_DIR, "bridge")):
         pytest.skip(f"needs Debian's containernetworking-plugins in {CNI_BIN_DIR}")

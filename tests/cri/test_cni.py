@@ -13,7 +13,6 @@ made them, portmap's shared nat chains are removed (atomically, and only if
 nothing else uses them by then).
 """
 
-import fcntl
 import ipaddress
 import json
 import os
@@ -28,44 +27,18 @@ import uuid
 
 import pytest
 
-from cri.conftest import free_subnet
+from cri.conftest import free_subnet, nat_rules
 from pybox.errors import BadRequest, CNIPluginError, NetworkError
 from pybox.network import netns as netns_mod
 from pybox.network.cni import CNI, CNIDNS, UNINITIALIZED, CNIPortMapping
 
 CNI_BIN_DIR = "/usr/lib/cni"
-NAT_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
-
-# portmap's shared chains and the jumps to them (Debian's plugins 1.1.1, iptables-nft):
-# deleted in one iptables-restore transaction, which the kernel refuses as a whole
-# while any pod's rule is still in (or jumps to) them.
-NAT_CLEANUP = textwrap.dedent("""\
-    *nat
-    -D PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
-    -D OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
-    -D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ
-    -X CNI-HOSTPORT-DNAT
-    -F CNI-HOSTPORT-MASQ
-    -X CNI-HOSTPORT-MASQ
-    -F CNI-HOSTPORT-SETMARK
-    -X CNI-HOSTPORT-SETMARK
-    COMMIT
-    """)
-
 if shutil.which("iptables") is None or not os.path.exists(f"{CNI_BIN_DIR}/bridge"):
     pytest.skip("needs Debian's containernetworking-plugins and iptables", allow_module_level=True)
 
 
 def run(*argv, check=True):
     return subprocess.run(argv, capture_output=True, text=True, check=check)
-
-
-def nat_rules():
-    return run("iptables", "-w", "-t", "nat", "-S").stdout
-
-
-def nat_chains_exist():
-    return any(f"-N {c}\n" in nat_rules() for c in NAT_CHAINS)
 
 
 def link_exists(name, netns=None):
@@ -85,36 +58,6 @@ def free_port():
 
 
 # -- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def nat_owner(tmp_path_factory):
-    """portmap's shared nat chains are removed by the last of this run's test
-    processes (pytest-xdist's workers share the temp root) to finish with
-    this module, and only if none of them found the chains there at its start;
-    the removal is one transaction the kernel refuses while any pod's rule
-    (a parallel CRI test's) still uses the chains."""
-    root = tmp_path_factory.getbasetemp().parent
-    state = root / "c2cni-nat-chains"
-    fd = os.open(root / "c2cni-nat-chains.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if not state.exists():  # the first of us: were they there before?
-            state.write_text("existed" if nat_chains_exist() else "made")
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # another process still uses them: the last one cleans
-        made = state.read_text() == "made"
-        state.unlink()
-        if made:
-            subprocess.run(["iptables-restore", "-w", "--noflush"], input=NAT_CLEANUP, text=True,
-                           capture_output=True)
-    finally:
-        os.close(fd)
 
 
 class Net:
