@@ -36,14 +36,27 @@ if [ "$DEV" = 1 ]; then
   # containernetworking-plugins + iptables (its portmap): the CRI tests' pod networks (tests/cri)
   PKGS="$PKGS runc crun tini uidmap hyperfine umoci skopeo docker-compose conntrack buildah openssl git"
   PKGS="$PKGS containernetworking-plugins iptables"
+  # the daemons the tests compare against or drive: dockerd (tests/clients, the build
+  # corpus), containerd (tests/compat's RuntimeClass), podman, qemu (the cgroup v2 VM),
+  # docker-registry (tests/registry, tests/cri); file for the pause's ELF check
+  PKGS="$PKGS docker.io containerd podman qemu-system-x86 file"
+  # in Debian 12, not in every later release: installed where the release has it
+  OPTIONAL="docker-registry"
 fi
 missing=""
-for p in $PKGS; do
+for p in $PKGS ${OPTIONAL:-}; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
   apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends $missing >/dev/null
+  wanted=""
+  for p in $missing; do
+    case " ${OPTIONAL:-} " in
+      *" $p "*) apt-cache show "$p" >/dev/null 2>&1 || { echo "install.sh: $p: not in this release, its tests skip" >&2; continue; } ;;
+    esac
+    wanted="$wanted $p"
+  done
+  [ -z "$wanted" ] || apt-get install -y -q --no-install-recommends $wanted >/dev/null
 fi
 
 # the /proc view needs /dev/fuse (the module is not loaded on every machine)
