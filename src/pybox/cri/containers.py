@@ -99,20 +99,11 @@ class Containers:
 
     # -- lookups --------------------------------------------------------------------------------
     def get(self, ref: str) -> Container:
-        if not ref:
-            raise BadRequest("container id must not be empty")
-        try:
-            c = self.engine.get(ref)
-        except NotFound:
-            raise NotFound(f"an error occurred when try to find container {ref!r}: not found") \
-                from None
-        if meta.kind(c) != meta.CONTAINER_KIND or c.removed:
-            raise NotFound(f"an error occurred when try to find container {ref!r}: not found")
-        return c
+        return meta.find(self.engine, ref, meta.CONTAINER_KIND, "container id must not be empty",
+                         f"an error occurred when try to find container {ref!r}: not found")
 
     def all(self) -> list[Container]:
-        return [c for c in self.engine.store.all()
-                if meta.kind(c) == meta.CONTAINER_KIND and not c.removed]
+        return meta.all_of(self.engine, meta.CONTAINER_KIND)
 
     # -- create ---------------------------------------------------------------------------------
     def mounts(self, config: Any) -> list[dict[str, Any]]:

@@ -24,7 +24,9 @@ from typing import Any
 
 from cri_api.v1 import api_pb2
 
+from pybox.engine.engine import Engine
 from pybox.engine.store import CRI_KIND_LABEL, Container
+from pybox.errors import BadRequest, NotFound
 
 KIND = CRI_KIND_LABEL  # "sandbox" | "container"
 SANDBOX = "io.pybox.cri.sandbox"  # a container's pod id
@@ -50,6 +52,26 @@ def kind(c: Container) -> str:
     """"sandbox", "container", or "" for a Docker API container."""
     value = labels_of(c).get(KIND, "")
     return value if value in (SANDBOX_KIND, CONTAINER_KIND) else ""
+
+
+def find(engine: Engine, ref: str, wanted: str, empty: str, missing: str) -> Container:
+    """The live CRI record of kind ``wanted`` named by ``ref`` (an id or a unique
+    prefix): BadRequest ``empty`` for no ref, NotFound ``missing`` (containerd's
+    words, given by the caller) for anything else -- a Docker container included."""
+    if not ref:
+        raise BadRequest(empty)
+    try:
+        c = engine.get(ref)
+    except NotFound:
+        raise NotFound(missing) from None
+    if kind(c) != wanted or c.removed:
+        raise NotFound(missing)
+    return c
+
+
+def all_of(engine: Engine, wanted: str) -> list[Container]:
+    """Every live CRI record of kind ``wanted``."""
+    return [c for c in engine.store.all() if kind(c) == wanted and not c.removed]
 
 
 def pod_config(c: Container) -> Any:

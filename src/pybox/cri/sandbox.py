@@ -213,20 +213,11 @@ class Pods:
     # -- lookups ------------------------------------------------------------------------------
     def get(self, ref: str) -> Container:
         """A pod sandbox by id (or a unique prefix), NOT_FOUND otherwise."""
-        if not ref:
-            raise BadRequest("pod sandbox id must not be empty")
-        try:
-            c = self.engine.get(ref)
-        except NotFound:
-            raise NotFound(f"an error occurred when try to find sandbox: {ref}: not found") \
-                from None
-        if meta.kind(c) != meta.SANDBOX_KIND or c.removed:
-            raise NotFound(f"an error occurred when try to find sandbox: {ref}: not found")
-        return c
+        return meta.find(self.engine, ref, meta.SANDBOX_KIND, "pod sandbox id must not be empty",
+                         f"an error occurred when try to find sandbox: {ref}: not found")
 
     def all(self) -> list[Container]:
-        return [c for c in self.engine.store.all()
-                if meta.kind(c) == meta.SANDBOX_KIND and not c.removed]
+        return meta.all_of(self.engine, meta.SANDBOX_KIND)
 
     def pod_netns(self, pod_id: str) -> str | None:
         """The pod's pinned network namespace (port-forward's), None for a
