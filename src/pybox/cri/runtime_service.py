@@ -136,6 +136,15 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return api_pb2.RemovePodSandboxResponse()
 
     @rpc()
+    def UpdatePodSandboxResources(self, request: Any,  # noqa: N802
+                                  context: grpc.ServicerContext) -> Any:
+        self.pods.update_resources(
+            request.pod_sandbox_id,
+            request.overhead if request.HasField("overhead") else None,
+            request.resources if request.HasField("resources") else None)
+        return api_pb2.UpdatePodSandboxResourcesResponse()
+
+    @rpc()
     def PodSandboxStatus(self, request: Any, context: grpc.ServicerContext  # noqa: N802
                          ) -> Any:
         response = self.pods.status(request.pod_sandbox_id, request.verbose)

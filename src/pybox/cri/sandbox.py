@@ -53,6 +53,7 @@ from typing import Any
 
 import grpc
 from cri_api.v1 import api_pb2
+from google.protobuf import json_format
 
 from pybox.cri import meta, pause
 from pybox.cri.errors import CRIError
@@ -410,6 +411,27 @@ class Pods:
             state.torn_down = True
             write_network_state(c, state)
 
+    def update_resources(self, ref: str, overhead: Any | None, resources: Any | None) -> None:
+        """UpdatePodSandboxResources, after kubelet resized the pod's cgroup
+        itself (with the cgroupfs driver the pod cgroup, CgroupParent, is
+        kubelet's to size; the containers' own limits come through
+        UpdateContainerResources): the pod's overhead and resources as kubelet
+        now sees them are kept in its config, as containerd keeps them, so a
+        verbose PodSandboxStatus and a restarted pyboxd tell them back."""
+        c = self.get(ref)
+        with self.lock(c.id):
+            config = meta.pod_config(c)
+            if overhead is not None:
+                config.linux.overhead.CopyFrom(overhead)
+            if resources is not None:
+                config.linux.resources.CopyFrom(resources)
+            with c.lock:
+                if c.removed:
+                    raise NotFound(f"an error occurred when try to find sandbox: {ref}: "
+                                   "not found")
+                meta.labels_of(c)[meta.CONFIG] = meta.encode(config)
+                c.save()
+
     # -- stop, remove ---------------------------------------------------------------------------
     def stop_now(self, c: Container) -> None:
         """SIGKILL at once (a pod's stop gives its containers no grace, as
@@ -519,7 +541,8 @@ class Pods:
                 "pid": c.state.pid, "processStatus": str(c.state.status),
                 "netNamespacePath": net.netns, "image": c.config.get("Image"),
                 "cgroupParent": config.linux.cgroup_parent,
-                "runtimeHandler": "", "sandboxId": c.id})
+                "runtimeHandler": "", "sandboxId": c.id,
+                "config": json_format.MessageToDict(config)})
         return api_pb2.PodSandboxStatusResponse(status=status, info=info,
                                                 timestamp=time.time_ns())
 
