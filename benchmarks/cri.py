@@ -546,6 +546,48 @@ class Containerd(Runtime):
         shutil.rmtree(self.state, ignore_errors=True)
 
 
+class CNIFloor:
+    """What the network alone costs a pod, whatever the runtime: Debian's
+    bridge plugin (with host-local, as both runtimes' conflists) run by hand,
+    ADD then DEL, in a fresh network namespace on a private bridge.  Both
+    runtimes run exactly these in RunPodSandbox and StopPodSandbox (DEL
+    deleting the pod's veth, which the kernel does synchronously), so with
+    crictl's own cost per call it bounds any runtime's lifecycle from below."""
+
+    def __init__(self, work, subnet):
+        self.bridge = f"flcrib{uuid.uuid4().hex[:6]}"
+        self.ipam = os.path.join(work, "ipam")
+        self.conf = json.dumps({
+            "cniVersion": "0.4.0", "name": "bench-floor", "type": "bridge",
+            "bridge": self.bridge, "isGateway": True, "ipMasq": False,
+            "ipam": {"type": "host-local", "dataDir": self.ipam,
+                     "ranges": [[{"subnet": subnet}]]}}).encode()
+
+    def plugin(self, command, netns, container):
+        env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_NETNS": netns,
+               "CNI_IFNAME": "eth0", "CNI_PATH": CNI_BIN_DIR, "PATH": os.environ["PATH"]}
+        t0 = time.perf_counter()
+        proc = subprocess.run([os.path.join(CNI_BIN_DIR, "bridge")], input=self.conf, env=env,
+                              capture_output=True)
+        took = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"bridge plugin {command}: {proc.stdout!r} {proc.stderr!r}")
+        return took
+
+    def measure(self):
+        """One pod's worth: -> {"add": s, "del": s}."""
+        name = f"pbcrib-floor-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        try:
+            path = f"/run/netns/{name}"
+            return {"add": self.plugin("ADD", path, name), "del": self.plugin("DEL", path, name)}
+        finally:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+    def stop(self):
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
 # -- the measurement -------------------------------------------------------------------------
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -560,27 +602,34 @@ def main():
     work = tempfile.mkdtemp(prefix="pybox-bench-cri-", dir="/var/tmp")
     subnets = []
     runtimes = []
+    cni = None
     try:
         for name in args.runtimes.split(","):
             subnet = free_subnet(subnets)
             subnets.append(subnet)
             cls = {"pybox": Pybox, "containerd": Containerd}[name]
             runtimes.append(cls(args.crictl, os.path.join(work, name), subnet))
+        cni = CNIFloor(os.path.join(work, "floor"), free_subnet(subnets))
         for rt in runtimes:
             rt.lifecycle()  # warm: first-use imports and caches
             rt.grpc_lifecycle()
+        cni.measure()
         rounds = {rt.name: [] for rt in runtimes}
         floors = {rt.name: [] for rt in runtimes}
         grpc_rounds = {rt.name: [] for rt in runtimes}
+        cni_rounds = []
         for i in range(args.n):
             for rt in runtimes if i % 2 == 0 else reversed(runtimes):
                 rounds[rt.name].append(rt.lifecycle())
                 floors[rt.name].append(rt.floor())
                 grpc_rounds[rt.name].append(rt.grpc_lifecycle())
+            cni_rounds.append(cni.measure())
         memory = {rt.name: rt.memory_per_pod(args.pods) for rt in runtimes}
     finally:
         for rt in runtimes:
             rt.stop()
+        if cni is not None:
+            cni.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     names = [rt.name for rt in runtimes]
@@ -606,6 +655,17 @@ def main():
         if "pybox" in values and "containerd" in values and values["containerd"]:
             line += f"   {values['pybox'] / values['containerd']:.2f}x"
         print(line)
+    # the bound: a runtime whose own work cost nothing still pays crictl's
+    # seven starts and the bridge plugin's ADD and DEL
+    cni_add = statistics.median(r["add"] for r in cni_rounds)
+    cni_del = statistics.median(r["del"] for r in cni_rounds)
+    print(f"cni bridge plugin alone: ADD {cni_add:.3f} s, DEL {cni_del:.3f} s")
+    if "containerd" in names:
+        crictl = statistics.median(floors["containerd"])
+        bound = len(STEPS) * crictl + cni_add + cni_del
+        total = statistics.median(sum(r.values()) for r in rounds["containerd"])
+        print(f"any runtime through crictl >= {len(STEPS)} x {crictl:.3f} s + ADD + DEL = "
+              f"{bound:.3f} s = {bound / total:.2f}x of containerd's {total:.3f} s")
     for name in names:
         kinds = memory[name][1]
         print(f"{name}, per pod: " + ", ".join(
