@@ -10,6 +10,7 @@ not the session's."""
 
 import os
 import signal
+import stat
 
 import grpc
 import pytest
@@ -74,7 +75,15 @@ def test_pods_and_containers_survive_kill9(cri, crash_pyboxd):
     started = cri.status(cid).started_at
 
     kill9(crash_pyboxd)
+    # what a pyboxd killed while binding the CRI socket leaves: start() binds in
+    # a private directory beside the socket and renames the socket into place
+    sock_dir, sock_name = os.path.split(crash_pyboxd.cri_socket)
+    stale = os.path.join(sock_dir, f".{sock_name}.bind-stale1")
+    os.makedirs(stale)
     restart(crash_pyboxd, cri)
+    assert not os.path.exists(stale)
+    assert [n for n in os.listdir(sock_dir) if ".bind-" in n] == []
+    assert stat.S_IMODE(os.stat(crash_pyboxd.cri_socket).st_mode) == 0o660
 
     st = cri.pod_status(pod_id).status
     assert st.state == api_pb2.SANDBOX_READY

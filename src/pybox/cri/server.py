@@ -13,8 +13,10 @@ order; grpc's threads start here).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -27,6 +29,7 @@ from pybox.engine.engine import Engine
 from pybox.errors import PyboxError
 
 MAX_WORKERS = 64
+BIND_DIR_SUFFIX = ".bind-"  # start()'s private directory beside the socket: .NAME.bind-XXXXXXXX
 MAX_MESSAGE = 16 * 1024 * 1024  # kubelet's own limit (ListContainers on a busy node)
 
 
@@ -41,6 +44,25 @@ def answers(path: str) -> bool:
         return False
     finally:
         s.close()
+
+
+def bind_dir_prefix(path: str) -> str:
+    return "." + os.path.basename(path) + BIND_DIR_SUFFIX
+
+
+def remove_stale_bind_dirs(path: str) -> None:
+    """The private directories start() made for the socket ``path`` that a
+    pyboxd killed mid-bind left (only those: the directory may hold other
+    daemons' sockets)."""
+    directory = os.path.dirname(path) or "."
+    prefix = bind_dir_prefix(path)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix):
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 class CRIServer:
@@ -61,26 +83,33 @@ class CRIServer:
         if answers(path):
             raise PyboxError(f"{path}: another process is listening on this socket "
                              "(is another pyboxd or containerd running?)")
-        os.makedirs(os.path.dirname(path) or ".", mode=0o711, exist_ok=True)
-        try:
-            os.unlink(path)  # a stale socket a killed pyboxd left
-        except FileNotFoundError:
-            pass
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, mode=0o711, exist_ok=True)
+        remove_stale_bind_dirs(path)
         server = grpc.server(ThreadPoolExecutor(max_workers=MAX_WORKERS,
                                                 thread_name_prefix="cri"),
                              options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                       ("grpc.max_send_message_length", MAX_MESSAGE)])
         api_pb2_grpc.add_RuntimeServiceServicer_to_server(self.runtime, server)
         api_pb2_grpc.add_ImageServiceServicer_to_server(self.images, server)
-        old = os.umask(0o117)  # the socket 0660 from birth: root's and the group's
+        # grpc binds the path itself, with the process's umask, which other
+        # threads rely on (a umask changed around the bind would be theirs
+        # too): it binds in a private 0700 directory, the socket gets its mode
+        # and group there, and only then is it renamed into place, so the
+        # socket is 0660 root:GROUP from the moment anyone can reach it
+        private = tempfile.mkdtemp(prefix=bind_dir_prefix(path), dir=directory)
+        bound = os.path.join(private, "s")
         try:
-            server.add_insecure_port("unix://" + path)
-        except RuntimeError as e:
-            raise PyboxError(f"cannot listen on {path}: {e}") from None
+            try:
+                server.add_insecure_port("unix://" + bound)
+            except RuntimeError as e:
+                raise PyboxError(f"cannot listen on {path}: {e}") from None
+            os.chmod(bound, 0o660)
+            if self.options.group is not None:
+                os.chown(bound, 0, self.options.group)
+            os.rename(bound, path)  # (replaces a stale socket a killed pyboxd left)
         finally:
-            os.umask(old)
-        if self.options.group is not None:
-            os.chown(path, 0, self.options.group)
+            shutil.rmtree(private, ignore_errors=True)
         server.start()
         self.server = server
 
