@@ -42,10 +42,8 @@ builds with Debian's golang-1.19, its Go dependencies vendored) and name it:
 import argparse
 import hashlib
 import io
-import ipaddress
 import json
 import os
-import random
 import shutil
 import signal
 import statistics
@@ -64,6 +62,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SRC = os.path.join(ROOT, "src")
 sys.path.insert(0, SRC)
+sys.path.append(os.path.join(ROOT, "tests"))
+
+from support.subnets import free_subnet  # noqa: E402 - the CRI tests' private /24
 
 DOCKER = "/usr/local/bin/docker"
 CNI_BIN_DIR = "/usr/lib/cni"
@@ -122,32 +123,6 @@ def with_descendants(roots, procs):
                 found.add(pid)
                 changed = True
     return found
-
-
-def host_networks():
-    nets = []
-    for argv in (["ip", "-4", "-j", "route", "show", "table", "all"], ["ip", "-4", "-j", "addr"]):
-        out = subprocess.run(argv, capture_output=True, text=True).stdout or "[]"
-        for entry in json.loads(out):
-            dst = entry.get("dst")
-            if dst and dst not in ("default", ""):
-                try:
-                    nets.append(ipaddress.ip_network(dst, strict=False))
-                except ValueError:
-                    pass
-            for a in entry.get("addr_info", ()):
-                nets.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
-    return nets
-
-
-def free_subnet(taken=()):
-    used = host_networks() + [ipaddress.ip_network(t) for t in taken]
-    rng = random.Random()
-    for _ in range(500):
-        net = ipaddress.ip_network(f"10.{rng.randint(128, 254)}.{rng.randint(0, 255)}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
-    raise RuntimeError("no free /24 in 10.128.0.0/9")
 
 
 def write_conflist(conf_dir, name, bridge, subnet, ipam_dir):

@@ -26,7 +26,6 @@ import io
 import ipaddress
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -36,6 +35,8 @@ import tempfile
 import uuid
 
 import pytest
+
+from support.subnets import free_subnet
 
 from .conftest import (
     SharedDirs,
@@ -91,34 +92,6 @@ def image_archive(rootfs_tar, dest):
 
 
 # -- the network ---------------------------------------------------------------------------
-def host_networks():
-    """Every network the host routes or has an address in (all tables)."""
-    nets = []
-    for argv in (["ip", "-j", "route", "show", "table", "all"], ["ip", "-j", "addr"]):
-        out = subprocess.run(argv, capture_output=True, text=True).stdout or "[]"
-        for entry in json.loads(out):
-            if "dst" in entry and entry["dst"] not in ("default", ""):
-                try:
-                    nets.append(ipaddress.ip_network(entry["dst"], strict=False))
-                except ValueError:
-                    pass
-            for a in entry.get("addr_info", ()):
-                nets.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}",
-                                                 strict=False))
-    return nets
-
-
-def free_subnet():
-    """A /24 in 10.128.0.0/9 that nothing on the host routes or uses."""
-    used = [n for n in host_networks() if n.version == 4]
-    rng = random.Random()
-    for _ in range(200):
-        net = ipaddress.ip_network(f"10.{rng.randint(128, 254)}.{rng.randint(0, 255)}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
-    pytest.fail("no free /24 in 10.128.0.0/9 for the pod network")
-
-
 def nat_rules_mentioning(text):
     """iptables rules (any table) whose text mentions ``text``."""
     found = []

@@ -29,10 +29,8 @@ never deletes it), the host-local leases, the per-pod portmap chains.
 """
 
 import fcntl
-import ipaddress
 import json
 import os
-import random
 import subprocess
 import textwrap
 import uuid
@@ -43,6 +41,7 @@ from support.fixtures import needs_root_and_docker_cli
 from support.host import mounts_under
 from support.paths import IMAGE, PYTHON, SRC
 from support.pyboxd import Pyboxd
+from support.subnets import free_subnet
 
 grpc = pytest.importorskip("grpc", reason="needs grpcio (pyproject's dependencies)")
 api_pb2 = pytest.importorskip("cri_api.v1.api_pb2", reason="needs the runtime.v1 stubs")
@@ -62,34 +61,6 @@ def pytest_collection_modifyitems(items):
 
 
 # -- the pods' network ---------------------------------------------------------------------
-def host_networks():
-    """Every IPv4 network the host routes or has an address in (all tables)."""
-    nets = []
-    for argv in (["ip", "-4", "-j", "route", "show", "table", "all"], ["ip", "-4", "-j", "addr"]):
-        out = subprocess.run(argv, capture_output=True, text=True).stdout or "[]"
-        for entry in json.loads(out):
-            dst = entry.get("dst")
-            if dst and dst not in ("default", ""):
-                try:
-                    nets.append(ipaddress.ip_network(dst, strict=False))
-                except ValueError:
-                    pass
-            for a in entry.get("addr_info", ()):
-                nets.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
-    return nets
-
-
-def free_subnet():
-    """A /24 in 10.128.0.0/9 that nothing on the host routes or uses."""
-    used = host_networks()
-    rng = random.Random()
-    for _ in range(500):
-        net = ipaddress.ip_network(f"10.{rng.randint(128, 254)}.{rng.randint(0, 255)}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
-    pytest.fail("no free /24 in 10.128.0.0/9 for the pod network")
-
-
 def conflist(name, bridge, subnet, ipam_dir):
     """The pods' network: containerd's usual bridge conf (kubeadm's docs), privately."""
     return {
