@@ -188,6 +188,15 @@ class Manager:
     def enter_self(self) -> None:
         raise NotImplementedError
 
+    def join_info(self) -> dict[str, Any]:
+        """What apply() decided that a copy of this manager forked before it
+        (the runtime's stage1, which joins once the parent has written the
+        limits) needs to join the right cgroups.  Nothing but on hybrid hosts."""
+        return {}
+
+    def adopt_join_info(self, info: dict[str, Any]) -> None:
+        """Take join_info() from the manager that applied the limits."""
+
     def pids(self) -> list[int]:
         raise NotImplementedError
 

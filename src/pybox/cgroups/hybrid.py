@@ -102,6 +102,14 @@ class HybridManager(Manager):
         if self.v2_used:
             self.v2.enter_self()
 
+    def join_info(self) -> dict[str, Any]:
+        return {"v2_used": self.v2_used}
+
+    def adopt_join_info(self, info: dict[str, Any]) -> None:
+        # stage1's copy was forked before apply() routed a limit to the cgroup2
+        # half: without this it joined v1 only and that limit bound nothing
+        self.v2_used = self.v2_used or bool(info.get("v2_used"))
+
     def pids(self) -> list[int]:
         found = set(self.v1.pids())
         found.update(self.v2.pids())

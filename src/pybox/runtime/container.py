@@ -757,6 +757,7 @@ def _setup_cgroup(mgr: Manager, config: dict[str, Any], record: ContainerRecord,
     record["cgroup"] = mgr.to_state()  # now lists the directories it made
     sdir.write(record)
     mgr.apply(cgroup_resources((config.get("linux") or {}).get("resources") or {}))
+    record["cgroup"] = mgr.to_state()  # and where the limits went (exec joins the same)
     crashpoint("runtime.create.limits")
     _log_cgroup_warnings(mgr)
 

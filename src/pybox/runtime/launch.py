@@ -131,7 +131,7 @@ def spawn(plan: LaunchPlan, on_hooks: Callable[[int], None] | None = None,
             if prepare_cgroup is not None:
                 prepare_cgroup()
             try:
-                parent.send("cgroup")
+                parent.send("cgroup", join=plan.cgroup.join_info() if plan.cgroup is not None else {})
             except BrokenPipeError:
                 pass  # stage1 already failed: its error report is waiting below
         while True:
@@ -271,8 +271,9 @@ def _stage1(plan: LaunchPlan, chan: Channel) -> None:
         flags &= ~C.CLONE_NEWCGROUP
         if flags:
             sc.unshare(flags)
-        chan.expect("cgroup")
+        joins = chan.expect("cgroup").get("join")
         assert plan.cgroup is not None  # cgroup_late
+        plan.cgroup.adopt_join_info(joins if isinstance(joins, dict) else {})
         plan.cgroup.enter_self()
         if new_cgroup_ns:
             sc.unshare(C.CLONE_NEWCGROUP)
