@@ -24,19 +24,53 @@ def wait_exited(cri, cid, timeout=30):
                     "the container's exit", timeout=timeout)
 
 
-def cgroup_dir(pid):
-    """The memory cgroup of ``pid``: (directory, cgroup v2?)."""
+def cgroup_mounts():
+    """({v1 controller: its hierarchy's mount point}, the cgroup2 mount point or None)."""
+    v1, v2 = {}, None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, options = fields[sep + 1], fields[sep + 3]
+            if fstype == "cgroup2" and v2 is None:
+                v2 = fields[4]
+            elif fstype == "cgroup":
+                for option in options.split(","):
+                    v1.setdefault(option, fields[4])
+    return v1, v2
+
+
+def controller_dir(pid, controller="memory"):
+    """The cgroup directory of ``pid`` holding ``controller``'s files: (directory,
+    on cgroup2?).  A v1 hierarchy with the controller wins; otherwise the cgroup2
+    mount (a v2 host, or a hybrid one's /sys/fs/cgroup/unified for hugetlb)."""
+    v1, v2 = cgroup_mounts()
     with open(f"/proc/{pid}/cgroup") as f:
         lines = f.read().splitlines()
     for line in lines:
         hier, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return "/sys/fs/cgroup/memory" + path, False
+        if hier != "0" and controller in controllers.split(",") and controller in v1:
+            return v1[controller] + path, False
     for line in lines:
         hier, controllers, path = line.split(":", 2)
-        if hier == "0":
-            return "/sys/fs/cgroup" + path, True
+        if hier == "0" and v2:
+            return v2 + path, True
     raise AssertionError(lines)
+
+
+def cgroup_dir(pid):
+    """The memory cgroup of ``pid``: (directory, cgroup v2?)."""
+    return controller_dir(pid, "memory")
+
+
+def read(directory, name):
+    with open(os.path.join(directory, name)) as f:
+        return f.read().strip()
+
+
+def container_pid(cri, cid):
+    return json.loads(cri.call("ContainerStatus", api_pb2.ContainerStatusRequest(
+        container_id=cid, verbose=True)).info["info"])["pid"]
 
 
 def test_lifecycle_and_status(cri):
@@ -281,9 +315,7 @@ def test_update_resources(cri):
     pod_id, pod = cri.run_pod()
     cid = cri.run(pod_id, pod, resources=api_pb2.LinuxContainerResources(
         memory_limit_in_bytes=64 * 1024 * 1024, cpu_shares=512))
-    pid = json.loads(cri.status(cid, verbose=True) and cri.call(
-        "ContainerStatus", api_pb2.ContainerStatusRequest(container_id=cid, verbose=True)
-    ).info["info"])["pid"]
+    pid = container_pid(cri, cid)
     cg, v2 = cgroup_dir(pid)
     limit_file = os.path.join(cg, "memory.max" if v2 else "memory.limit_in_bytes")
     assert int(open(limit_file).read()) == 64 * 1024 * 1024
@@ -291,11 +323,121 @@ def test_update_resources(cri):
         container_id=cid, linux=api_pb2.LinuxContainerResources(
             memory_limit_in_bytes=128 * 1024 * 1024, cpu_quota=50000, cpu_period=100000)))
     assert int(open(limit_file).read()) == 128 * 1024 * 1024
+    cpu, v2 = controller_dir(pid, "cpu")
+    if v2:
+        assert read(cpu, "cpu.max") == "50000 100000"
+    else:
+        assert (read(cpu, "cpu.cfs_quota_us"), read(cpu, "cpu.cfs_period_us")) == ("50000", "100000")
     res = cri.status(cid).resources.linux
     assert res.memory_limit_in_bytes == 128 * 1024 * 1024
     assert (res.cpu_quota, res.cpu_period, res.cpu_shares) == (50000, 100000, 512)
     # /dev/null still works after an update (containerd's runc update lost it once)
     assert cri.exec_sync(cid, ["sh", "-c", "echo x > /dev/null"]).exit_code == 0
+
+
+def test_kubelet_resources_in_cgroup_files(cri):
+    """What kubelet sends for a Burstable container (requests cpu 250m, limits
+    cpu 500m and memory 128Mi, no swap; static CPU manager: cpuset 0) lands in
+    the container's cgroup files: cgroup2's memory.max, memory.swap.max,
+    cpu.max, cpu.weight, cpuset.cpus/mems, or their v1 counterparts."""
+    pod_id, pod = cri.run_pod()
+    mib128 = 128 * 1024 * 1024
+    res = api_pb2.LinuxContainerResources(
+        cpu_period=100000, cpu_quota=50000, cpu_shares=256, memory_limit_in_bytes=mib128,
+        memory_swap_limit_in_bytes=mib128, oom_score_adj=968, cpuset_cpus="0", cpuset_mems="0")
+    cid = cri.run(pod_id, pod, resources=res)
+    pid = container_pid(cri, cid)
+    mem, v2 = controller_dir(pid, "memory")
+    if v2:
+        assert int(read(mem, "memory.max")) == mib128
+        assert read(mem, "memory.swap.max") == "0"  # OCI's swap is memory+swap
+    else:
+        assert int(read(mem, "memory.limit_in_bytes")) == mib128
+        if os.path.exists(os.path.join(mem, "memory.memsw.limit_in_bytes")):
+            assert int(read(mem, "memory.memsw.limit_in_bytes")) == mib128
+    cpu, v2 = controller_dir(pid, "cpu")
+    if v2:
+        assert read(cpu, "cpu.max") == "50000 100000"
+        assert read(cpu, "cpu.weight") == "35"  # shares 256 on crun's (runc 1.3's) map
+    else:
+        assert (read(cpu, "cpu.cfs_quota_us"), read(cpu, "cpu.cfs_period_us"),
+                read(cpu, "cpu.shares")) == ("50000", "100000", "256")
+    cpuset, _ = controller_dir(pid, "cpuset")
+    assert (read(cpuset, "cpuset.cpus"), read(cpuset, "cpuset.mems")) == ("0", "0")
+    assert open(f"/proc/{pid}/oom_score_adj").read().strip() == "968"
+    # what ContainerStatus reports back is what was sent
+    assert cri.status(cid).resources.linux == res
+
+
+def hugepage_sizes():
+    """The huge page sizes this kernel has, named as kubelet names them ("2MB", "1GB")."""
+    sizes = []
+    for entry in sorted(os.listdir("/sys/kernel/mm/hugepages")):  # hugepages-2048kB
+        kib = int(entry.removeprefix("hugepages-").removesuffix("kB"))
+        sizes.append(f"{kib // 1024 ** 2}GB" if kib % 1024 ** 2 == 0 else f"{kib // 1024}MB")
+    return sizes
+
+
+def hugetlb_available():
+    """Whether the hugetlb controller is anywhere pyboxd can use it: a v1
+    hierarchy, or the cgroup2 mount's controllers (a v2 host, or the unified
+    half of a hybrid one)."""
+    v1, v2 = cgroup_mounts()
+    if "hugetlb" in v1:
+        return True
+    if v2 is None:
+        return False
+    with open(os.path.join(v2, "cgroup.controllers")) as f:
+        return "hugetlb" in f.read().split()
+
+
+def test_hugepage_limits(cri):
+    """kubelet sends a limit for every huge page size the node has (0 for the
+    sizes the pod did not ask for), named "2MB"/"1GB" as the runtime spec's
+    pageSize: they land in hugetlb.<size>.max (cgroup2; also a hybrid host's
+    unified half, where its hugetlb is) or hugetlb.<size>.limit_in_bytes (v1),
+    and UpdateContainerResources changes them live.  A size the kernel lacks
+    fails the start, naming the field."""
+    sizes = hugepage_sizes()
+    if "2MB" not in sizes:
+        pytest.skip(f"no 2MB huge pages on this kernel ({sizes})")
+    pod_id, pod = cri.run_pod()
+    mib8 = 8 * 1024 * 1024
+    limits = [api_pb2.HugepageLimit(page_size=size, limit=mib8 if size == "2MB" else 0)
+              for size in sizes]
+    res = api_pb2.LinuxContainerResources(memory_limit_in_bytes=64 * 1024 * 1024,
+                                          hugepage_limits=limits)
+    if not hugetlb_available():
+        cid = cri.create(pod_id, pod, resources=res)
+        with pytest.raises(grpc.RpcError) as e:
+            cri.start(cid)  # a clear refusal, not a silent drop
+        assert "hugepageLimits" in e.value.details() and "hugetlb" in e.value.details()
+        return
+    cid = cri.run(pod_id, pod, resources=res)
+    pid = container_pid(cri, cid)
+    d, v2 = controller_dir(pid, "hugetlb")
+
+    def limit(size):
+        return int(read(d, f"hugetlb.{size}.max" if v2 else f"hugetlb.{size}.limit_in_bytes"))
+
+    assert limit("2MB") == mib8
+    for size in sizes:
+        if size != "2MB":
+            assert limit(size) == 0, size
+    assert list(cri.status(cid).resources.linux.hugepage_limits) == limits
+    # kubelet's in-place resize
+    update = [api_pb2.HugepageLimit(page_size="2MB", limit=2 * mib8)]
+    cri.call("UpdateContainerResources", api_pb2.UpdateContainerResourcesRequest(
+        container_id=cid, linux=api_pb2.LinuxContainerResources(hugepage_limits=update)))
+    assert limit("2MB") == 2 * mib8
+    assert list(cri.status(cid).resources.linux.hugepage_limits) == update
+    # a page size this kernel does not have: the start fails and says which
+    bad = cri.create(pod_id, pod, resources=api_pb2.LinuxContainerResources(
+        hugepage_limits=[api_pb2.HugepageLimit(page_size="3MB", limit=mib8)]))
+    with pytest.raises(grpc.RpcError) as e:
+        cri.start(bad)
+    assert "hugepageLimits[0].pageSize" in e.value.details() and "3MB" in e.value.details()
+    assert cri.status(bad).reason == "StartError"
 
 
 def test_reopen_log(cri):
@@ -318,16 +460,29 @@ def test_reopen_log(cri):
 
 def test_stats(cri):
     pod_id, pod = cri.run_pod()
-    cid = cri.run(pod_id, pod, command=["sh", "-c", "x=$(head -c 4000000 /dev/zero | tr '\\0' a);"
-                                                    " sleep 3600"])
-    time.sleep(0.5)
+    # 10 kB written to the writable layer; sleep is not sh's last command: sh
+    # forks it and keeps its 4 MB string
+    cid = cri.run(pod_id, pod, command=["sh", "-c", "head -c 10000 /dev/zero > /written;"
+                                                    " x=$(head -c 4000000 /dev/zero | tr '\\0' a);"
+                                                    " sleep 3600; echo ${#x}"])
+    # sh has built its 4 MB string once its sleep runs (slow under TCG)
+    wait_for(lambda: cri.exec_sync(cid, ["sh", "-c", "ps -o args | grep -q '^sleep 3600'"]
+                                   ).exit_code == 0, "the container's sleep")
     s = cri.call("ContainerStats", api_pb2.ContainerStatsRequest(container_id=cid)).stats
     assert s.attributes.id == cid
     assert s.cpu.usage_core_nano_seconds.value > 0
     assert s.memory.usage_bytes.value > 0 and s.memory.working_set_bytes.value > 0
+    # the numbers are the cgroup's (v2: cpu.stat's usage_usec, memory.current):
+    # cpu time only grows, and sh holds the 4 MB string it built
+    cpu, v2 = controller_dir(container_pid(cri, cid), "cpu")
+    if v2:
+        usage_usec = int(read(cpu, "cpu.stat").split("\n")[0].split()[1])
+        assert s.cpu.usage_core_nano_seconds.value <= usage_usec * 1000
+    assert s.memory.working_set_bytes.value >= 4_000_000, s.memory
     # critest's checks of the writable layer: a mountpoint, bytes and inodes
     assert s.writable_layer.fs_id.mountpoint and s.writable_layer.timestamp
-    assert s.writable_layer.used_bytes.value > 0 and s.writable_layer.inodes_used.value > 0
+    assert s.writable_layer.used_bytes.value >= 10000, s.writable_layer
+    assert s.writable_layer.inodes_used.value >= 2, s.writable_layer  # / and /written
     listed = cri.call("ListContainerStats", api_pb2.ListContainerStatsRequest(
         filter=api_pb2.ContainerStatsFilter(pod_sandbox_id=pod_id))).stats
     assert [x.attributes.id for x in listed] == [cid]
@@ -417,14 +572,20 @@ def test_devices_and_resources(cri):
 
 
 def test_unified_resources_on_cgroup_v2(cri):
+    """kubelet on cgroup v2 sends unified entries (memory.oom.group, MemoryQoS's
+    memory.high): written as the container's cgroup2 files, updated live."""
     with open("/proc/self/cgroup") as f:
         if any(":memory:" in line for line in f):
             pytest.skip("the memory controller is on cgroup v1 here (unified needs v2)")
     pod_id, pod = cri.run_pod()
-    res = api_pb2.LinuxContainerResources(unified={"memory.high": "67108864"})
-    cid = cri.run(pod_id, pod, resources=res)
-    pid = json.loads(cri.call("ContainerStatus", api_pb2.ContainerStatusRequest(
-        container_id=cid, verbose=True)).info["info"])["pid"]
-    cg, _ = cgroup_dir(pid)
-    assert open(os.path.join(cg, "memory.high")).read().strip() == "67108864"
-    assert dict(cri.status(cid).resources.linux.unified) == {"memory.high": "67108864"}
+    unified = {"memory.high": "67108864", "memory.oom.group": "1"}
+    cid = cri.run(pod_id, pod, resources=api_pb2.LinuxContainerResources(unified=unified))
+    cg, v2 = cgroup_dir(container_pid(cri, cid))
+    assert v2
+    assert (read(cg, "memory.high"), read(cg, "memory.oom.group")) == ("67108864", "1")
+    assert dict(cri.status(cid).resources.linux.unified) == unified
+    update = {"memory.high": "33554432", "memory.oom.group": "1"}
+    cri.call("UpdateContainerResources", api_pb2.UpdateContainerResourcesRequest(
+        container_id=cid, linux=api_pb2.LinuxContainerResources(unified=update)))
+    assert read(cg, "memory.high") == "33554432"
+    assert dict(cri.status(cid).resources.linux.unified) == update

@@ -13,10 +13,10 @@ import grpc
 import pytest
 from cri_api.v1 import api_pb2
 
-from support.host import CGROUP_ROOT
 from support.wait import wait_for
 
 from .conftest import BUSYBOX
+from .test_containers import cgroup_mounts, container_pid, controller_dir, read
 
 
 def pause_pid(cri, pod_id):
@@ -169,23 +169,45 @@ def test_port_mapping(cri):
 
 
 def test_cgroup_parent(cri):
-    parent = f"/pybox-cri-test-{uuid.uuid4().hex[:8]}"
-    pod_id, config = cri.run_pod(cgroup_parent=parent)
+    """kubelet's cgroupfs driver gives CgroupParent /kubepods/burstable/pod<uid>:
+    the pause and every container of the pod go under it, PARENT/<id> in every
+    v1 hierarchy or in the one cgroup2 tree, the container's limits there; and
+    with the pod gone nothing of pyboxd's is left under the parent."""
+    parent = f"/pybox-cri-test-{uuid.uuid4().hex[:8]}/pod{uuid.uuid4()}"
+    v1, v2 = cgroup_mounts()
+    tops = sorted({os.path.join(m, parent.split("/")[1]) for m in [*v1.values(), v2] if m})
     try:
-        pid = pause_pid(cri, pod_id)
-        with open(f"/proc/{pid}/cgroup") as f:
-            text = f.read()
-        assert f"{parent}/{pod_id}" in text, text
+        pod_id, config = cri.run_pod(cgroup_parent=parent)
+        cid = cri.run(pod_id, config, resources=api_pb2.LinuxContainerResources(
+            memory_limit_in_bytes=64 * 1024 * 1024))
+        for pid, own in ((pause_pid(cri, pod_id), pod_id), (container_pid(cri, cid), cid)):
+            with open(f"/proc/{pid}/cgroup") as f:
+                lines = f.read().splitlines()
+            # v1: every controller's hierarchy (a hybrid host's unified half is
+            # joined only when a limit goes there); v2: the one "0::" line
+            v1_lines = [line for line in lines if not line.startswith("0::")
+                        and line.split(":", 2)[1] != "name=systemd"]
+            paths = {line.split(":", 2)[2] for line in v1_lines or lines}
+            assert paths == {f"{parent}/{own}"}, lines
+        mem, on_v2 = controller_dir(container_pid(cri, cid), "memory")
+        assert mem.endswith(f"{parent}/{cid}")
+        assert int(read(mem, "memory.max" if on_v2 else "memory.limit_in_bytes")) == 64 << 20
+        cri.cleanup()
+        cri.containers.clear()
+        cri.pods.clear()
+        kept = {os.path.join(top, parent.split("/")[2]) for top in tops}  # the parent itself
+        left = [os.path.join(root, d) for top in tops for root, dirs, _ in os.walk(top)
+                for d in dirs if os.path.join(root, d) not in kept]
+        assert not left, f"cgroups left under the parent: {left}"
     finally:
         cri.cleanup()
         cri.pods.clear()
-        for root, dirs, _ in os.walk(CGROUP_ROOT):
-            if os.path.basename(root) == parent.lstrip("/"):
+        for top in tops:  # the parent (kubelet's to make and remove), deepest first
+            for root in sorted((w[0] for w in os.walk(top)), key=len, reverse=True):
                 try:
                     os.rmdir(root)
                 except OSError:
                     pass
-                dirs.clear()
 
 
 def test_one_monitor_per_pod(cri, cri_pyboxd):

@@ -41,7 +41,14 @@ BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
 # throttling) and may select the BFQ scheduler (io.bfq.weight).  The host's root,
 # seen through 9p, has no /lib/modules for this kernel, so they cannot be
 # modprobed later.
-EXTRA_MODULES = ("loop", "bfq", "fuse")  # fuse: the /proc view (tests/procview)
+# fuse: the /proc view (tests/procview).  bridge, veth: the CRI tests' pods on the CNI
+# bridge plugin (tests/cri/test_v2_vm.py); nf_tables, nft_compat and the xt_ matches
+# portmap's iptables-nft rules use (comment, addrtype, mark, multiport, nat, MASQUERADE)
+# with nft_chain_nat for its nat chains; crc32c_generic first: libcrc32c (nf_tables',
+# nf_conntrack's) asks the crypto API for "crc32c" (a softdep, not in "depends=").
+EXTRA_MODULES = ("loop", "bfq", "fuse", "bridge", "veth", "crc32c_generic",
+                 "nf_tables", "nft_compat", "nft_chain_nat", "xt_comment", "xt_addrtype",
+                 "xt_mark", "xt_multiport", "xt_nat", "xt_MASQUERADE")
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.gz", ".ko.zst")
 
