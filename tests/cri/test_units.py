@@ -139,3 +139,23 @@ def test_cri_socket_flags_and_keys(tmp_path):
     with pytest.raises(DaemonConfigError, match="specified both as a flag and in the "
                                                 "configuration file: cri-socket"):
         parse_args(["--config-file", str(keyed), "--cri-socket", "/y"])
+
+
+def test_cri_stream_idle_timeout_flag_and_key(tmp_path):
+    """containerd's stream_idle_timeout: a Go duration, 4h by default, 0 for never."""
+    empty = tmp_path / "daemon.json"
+    empty.write_text("{}")
+    conf = ["--config-file", str(empty)]
+    assert parse_args(conf).cri_stream_idle_timeout == 4 * 3600
+    assert parse_args(conf + ["--cri-stream-idle-timeout", "1m30s"]).cri_stream_idle_timeout == 90
+    assert parse_args(conf + ["--cri-stream-idle-timeout", "0"]).cri_stream_idle_timeout == 0
+    keyed = tmp_path / "keys.json"
+    keyed.write_text('{"cri-stream-idle-timeout": "30m"}')
+    assert parse_args(["--config-file", str(keyed)]).cri_stream_idle_timeout == 1800
+    with pytest.raises(DaemonConfigError, match='missing unit in duration "5"'):
+        parse_args(conf + ["--cri-stream-idle-timeout", "5"])
+    with pytest.raises(DaemonConfigError, match="negative"):
+        parse_args(conf + ["--cri-stream-idle-timeout=-1s"])
+    keyed.write_text('{"cri-stream-idle-timeout": 30}')
+    with pytest.raises(DaemonConfigError, match="want a string"):
+        parse_args(["--config-file", str(keyed)])

@@ -28,7 +28,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from pybox.cri import spdy, streaming
+from pybox.cri import spdy, stream_http, streaming
 from pybox.errors import BadRequest, NotFound
 
 pytestmark = pytest.mark.unit
@@ -320,6 +320,7 @@ class FakeExec:
         self.master = None
         self.started = False
         self.resizes = []
+        self.stdin_ended = False
 
     def start(self, client, tty=None):
         self.started = True
@@ -327,7 +328,10 @@ class FakeExec:
         raw = bool(self.body.get("Tty"))
 
         def out(stream, data):
-            client.sendall(data if raw else stdcopy(stream, data))
+            try:
+                client.sendall(data if raw else stdcopy(stream, data))
+            except OSError:  # the session is gone (the engine drops the output then)
+                pass
 
         if cmd[0] == "fail":
             out(1, b'OCI runtime exec failed: exec failed: unable to start container process: '
@@ -345,6 +349,7 @@ class FakeExec:
             while self.body.get("AttachStdin"):
                 chunk = client.recv(65536)
                 if not chunk:
+                    self.stdin_ended = True
                     break
                 data += chunk
             out(1, data)
@@ -496,6 +501,61 @@ def test_attach_left_by_a_client_that_goes_away(server):
     client.sock.shutdown(socket.SHUT_RDWR)
     client.close()
     assert server.engine.attach_ended.wait(READ_TIMEOUT)
+
+
+# -- the idle timeout (kubelet's StreamIdleTimeout; containerd's stream_idle_timeout) -------------
+@pytest.fixture
+def idle_server():
+    srv = streaming.StreamingServer(FakeEngine(), lambda pod_id: None, idle_timeout=0.5)
+    srv.start()
+    yield srv
+    srv.close()
+
+
+def exec_ends(srv):
+    """Whether the one exec ``srv`` ran sees its stdin end with the session."""
+    (only,) = srv.engine.execs.values()
+    deadline = time.monotonic() + READ_TIMEOUT
+    while not only.stdin_ended and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return only.stdin_ended
+
+
+def test_the_default_idle_timeout_is_containerds():
+    srv = streaming.StreamingServer(FakeEngine(), lambda pod_id: None)
+    assert srv.idle_timeout == 4 * 3600
+
+
+def test_an_idle_spdy_session_is_closed(idle_server):
+    """A client that sends nothing (an exec waiting on its stdin) is cut off:
+    the GOAWAY, the connection's end, and the exec's stdin ends with it."""
+    client, streams = remote_command(exec_url(idle_server, ["cat"], stdin=True), stdin=True)
+    assert client.ended.wait(READ_TIMEOUT)
+    assert client.goaway.is_set()
+    assert exec_ends(idle_server)
+
+
+def test_an_idle_websocket_session_is_closed(idle_server):
+    ws = WsClient(exec_url(idle_server, ["cat"], stdin=True), ["v4.channel.k8s.io"])
+    assert ws.accepted == "v4.channel.k8s.io"
+    ws.channels_until_close()  # returns once the server closed the connection
+    assert ws.closed.is_set()
+    assert exec_ends(idle_server)
+
+
+def test_idle_watch_counts_from_the_last_traffic():
+    a, b = socket.socketpair()
+    try:
+        watch = stream_http.IdleWatch(1000.0)
+        watch.last -= 999.9  # idle for all but 0.1 s of its timeout
+        assert watch.wait_readable(a) is False
+        watch.touch()  # traffic: a new 1000 s
+        b.sendall(b"x")
+        assert watch.wait_readable(a) is True
+        assert stream_http.IdleWatch(0).wait_readable(a) is True  # 0: no timeout
+    finally:
+        a.close()
+        b.close()
 
 
 # -- the HTTP side ---------------------------------------------------------------------------

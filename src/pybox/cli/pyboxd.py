@@ -224,6 +224,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="the pod sandbox's image (default: pybox's own pause, no image)")
     p.add_argument("--cri-registry-mirror", action="append", metavar="HOST=URL",
                    help="a mirror the CRI's pulls of HOST's images try first (repeatable)")
+    p.add_argument("--cri-stream-idle-timeout", metavar="DURATION",
+                   help="close CRI exec/attach/port-forward connections idle this long "
+                        "(a Go duration; default 4h; 0: never)")
     return p
 
 
@@ -399,7 +402,8 @@ def cri_server(engine: Engine, config: DaemonConfig, gid: int | None) -> CRIServ
         socket=os.path.abspath(path), cni_cache_dir=os.path.join(config.data_root, "cni"),
         cni_conf_dir=config.cni_conf_dir,
         cni_bin_dirs=tuple(config.cni_bin_dirs) or DEFAULT_CNI_BIN_DIRS,
-        pod_infra_image=config.pod_infra_container_image, group=gid))
+        pod_infra_image=config.pod_infra_container_image, group=gid,
+        stream_idle_timeout=config.cri_stream_idle_timeout))
 
 
 def registry_options(config: DaemonConfig) -> RegistryOptions:

@@ -13,7 +13,8 @@ DEFAULT_CNI_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
 class CRIOptions:
     """``socket``: the unix socket served; ``pod_infra_image``: a sandbox
     image to run instead of pybox's own pause ("" for pybox's); the CNI conf
-    and plugin directories and the CNI result cache (DATA_ROOT/cni)."""
+    and plugin directories and the CNI result cache (DATA_ROOT/cni); the
+    streaming server's address, port and idle timeout."""
 
     socket: str
     cni_cache_dir: str
@@ -23,3 +24,4 @@ class CRIOptions:
     group: int | None = None
     stream_address: str = "127.0.0.1"
     stream_port: int = 0
+    stream_idle_timeout: float = 4 * 3600.0  # seconds; 0: never (stream_http.IdleWatch)

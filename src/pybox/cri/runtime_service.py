@@ -61,7 +61,8 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
             if self._streaming is None:
                 server = StreamingServer(self.engine, self.pods.pod_netns,
                                          address=self.options.stream_address,
-                                         port=self.options.stream_port)
+                                         port=self.options.stream_port,
+                                         idle_timeout=self.options.stream_idle_timeout)
                 server.start()
                 self._streaming = server
             return self._streaming

@@ -35,6 +35,8 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from pybox.cri.stream_http import IdleWatch
+
 VERSION = 3
 MAX_DATA = 32 * 1024  # bytes per DATA frame we send (the protocol allows 2**24 - 1)
 MAX_FRAME = (1 << 24) - 1
@@ -485,8 +487,9 @@ class SpdySession:
     ``close``; writers on other threads share one lock."""
 
     def __init__(self, sock: socket.socket, on_stream: Callable[[Stream], bool],
-                 initial: bytes = b"") -> None:
+                 initial: bytes = b"", idle: IdleWatch | None = None) -> None:
         self.sock = sock
+        self.idle = idle if idle is not None else IdleWatch(0)
         self.framer = Framer()
         self.on_stream = on_stream
         self.initial = initial
@@ -505,6 +508,7 @@ class SpdySession:
                 return False
             try:
                 self.sock.sendall(frame)
+                self.idle.touch()
                 return True
             except OSError:
                 self.closed = True
@@ -518,6 +522,7 @@ class SpdySession:
                 return False
             try:
                 self.sock.sendall(make(self.framer))
+                self.idle.touch()
                 return True
             except OSError:
                 self.closed = True
@@ -529,10 +534,14 @@ class SpdySession:
                 if not self._handle(self.initial):
                     return
             while True:
+                if not self.idle.wait_readable(self.sock):
+                    self.close()  # idle: as kubelet's connection closes then
+                    return
                 try:
                     data = self.sock.recv(65536)
                 except OSError:
                     return
+                self.idle.touch()
                 if not data or not self._handle(data):
                     return
         except SpdyError:

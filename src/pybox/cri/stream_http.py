@@ -4,7 +4,9 @@ net/http would give it (http.Error's plain text) when it is refused."""
 
 from __future__ import annotations
 
+import select
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -12,6 +14,7 @@ from urllib.parse import parse_qs
 import h11
 
 REQUEST_TIMEOUT = 30.0  # seconds a connection may take to send its request line and headers
+STREAM_IDLE_TIMEOUT = 4 * 3600.0  # containerd's stream_idle_timeout (kubelet's StreamIdleTimeout)
 MAX_REQUEST = 64 * 1024
 
 
@@ -65,12 +68,47 @@ def negotiate(req: HTTPRequest, server: Sequence[str]) -> str:
                     [("X-Accepted-Stream-Protocol-Versions", p) for p in server])
 
 
+class IdleWatch:
+    """kubelet's StreamIdleTimeout for one upgraded connection: a session
+    that neither receives nor sends anything for ``timeout`` seconds is
+    closed (0: never), so a client that goes quiet does not hold a thread,
+    an exec and the connection for ever.  The reader waits with poll (not a
+    socket timeout, which would bound the writers' sends too)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.last = time.monotonic()
+
+    def touch(self) -> None:
+        """Something went either way."""
+        self.last = time.monotonic()
+
+    def wait_readable(self, sock: socket.socket) -> bool:
+        """True once ``sock`` has data (or an error recv will report); False
+        when the connection has been idle for the timeout."""
+        if self.timeout <= 0:
+            return True
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        while True:
+            remaining = self.last + self.timeout - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                if poller.poll(min(remaining, 3600.0) * 1000):
+                    return True
+            except (OSError, ValueError):
+                return True  # (a closed socket: recv says so)
+
+
 class Connection:
     """One client connection: its HTTP request read with h11, then handed
-    over (the socket and any bytes already read past the request)."""
+    over (the socket and any bytes already read past the request), with the
+    idle timeout its session keeps."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, idle_timeout: float = STREAM_IDLE_TIMEOUT) -> None:
         self.sock = sock
+        self.idle = IdleWatch(idle_timeout)
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST)
 
     def read_request(self) -> HTTPRequest | None:

@@ -40,7 +40,7 @@ from pybox.cri import stream_backends as backends
 from pybox.cri import wschannel
 from pybox.cri.spdy import SpdySession, Stream
 from pybox.cri.stream_backends import StreamSet
-from pybox.cri.stream_http import Connection, HTTPError, HTTPRequest, negotiate
+from pybox.cri.stream_http import STREAM_IDLE_TIMEOUT, Connection, HTTPError, HTTPRequest, negotiate
 from pybox.engine.engine import Engine
 from pybox.errors import BadRequest, NotFound, PyboxError, Unavailable
 
@@ -130,8 +130,10 @@ class StreamingServer:
     here by the sandbox's NetworkMode)."""
 
     def __init__(self, engine: Engine, pod_netns: Callable[[str], str | None],
-                 address: str = "127.0.0.1", port: int = 0) -> None:
+                 address: str = "127.0.0.1", port: int = 0,
+                 idle_timeout: float = STREAM_IDLE_TIMEOUT) -> None:
         self.engine = engine
+        self.idle_timeout = idle_timeout
         self.pod_netns = pod_netns
         self.address = address
         self.port = port
@@ -218,7 +220,7 @@ class StreamingServer:
                              daemon=True).start()
 
     def _serve(self, sock: socket.socket) -> None:
-        conn = Connection(sock)
+        conn = Connection(sock, self.idle_timeout)
         try:
             req = conn.read_request()
             if req is None:
@@ -295,7 +297,7 @@ class StreamingServer:
                             f"http.Header{json.dumps(shown)}")
         trailing = conn.upgrade([("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"),
                                  ("X-Stream-Protocol-Version", protocol)])
-        return SpdySession(conn.sock, self._accept_stream, trailing)
+        return SpdySession(conn.sock, self._accept_stream, trailing, conn.idle)
 
     @staticmethod
     def _accept_stream(stream: Stream) -> bool:
@@ -320,7 +322,7 @@ class StreamingServer:
                             f"http.Header{json.dumps(shown)}")
         trailing = conn.upgrade([("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"),
                                  ("X-Stream-Protocol-Version", protocol)])
-        session = SpdySession(conn.sock, port_forward_stream_ok, trailing)
+        session = SpdySession(conn.sock, port_forward_stream_ok, trailing, conn.idle)
         reader = threading.Thread(target=session.run, name="cri-spdy-pf", daemon=True)
         reader.start()
         try:

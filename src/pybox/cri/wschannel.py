@@ -43,7 +43,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_
 from pybox.cri import stream_backends as backends
 from pybox.cri.spdy import Inbox
 from pybox.cri.stream_backends import StreamSet
-from pybox.cri.stream_http import Connection, HTTPError, HTTPRequest
+from pybox.cri.stream_http import Connection, HTTPError, HTTPRequest, IdleWatch
 from pybox.errors import PyboxError
 
 WS_VERSION = "13"
@@ -105,8 +105,9 @@ class WsSession:
     any thread share one lock."""
 
     def __init__(self, sock: socket.socket, trailing: bytes, protocol: str, binary: bool,
-                 readable: Sequence[bool]) -> None:
+                 readable: Sequence[bool], idle: IdleWatch | None = None) -> None:
         self.sock = sock
+        self.idle = idle if idle is not None else IdleWatch(0)
         self.protocol = protocol
         self.binary = binary
         self.ws = WsConnection(ConnectionType.SERVER)
@@ -132,6 +133,7 @@ class WsSession:
                 return False
             try:
                 self.sock.sendall(self.ws.send(event))
+                self.idle.touch()
                 return True
             except (OSError, LocalProtocolError):
                 self.closed = True
@@ -158,12 +160,16 @@ class WsSession:
                         if self.ws.state is ConnectionState.REMOTE_CLOSING:
                             self._send_event_bytes(self.ws.send(event.response()))
                         return
+                if not self.idle.wait_readable(self.sock):
+                    self._close_idle()
+                    return
                 try:
                     data = self.sock.recv(65536)
                 except OSError:
                     return
                 if not data:
                     return
+                self.idle.touch()
                 self.ws.receive_data(data)
         except (RemoteProtocolError, LocalProtocolError):
             return
@@ -199,6 +205,20 @@ class WsSession:
         if 0 <= number < len(self.channels) and self.channels[number].readable:
             self.channels[number]._deliver(data)
 
+    def _close_idle(self) -> None:
+        """The reader's close of an idle session (close() joins the reader)."""
+        with self.lock:
+            if not self.closed and self.ws.state is ConnectionState.OPEN:
+                try:
+                    self.sock.sendall(self.ws.send(CloseConnection(code=1000)))
+                except (OSError, LocalProtocolError):
+                    pass
+            self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def close(self) -> None:
         """A close frame (1000), then the socket's end."""
         with self.lock:
@@ -229,7 +249,7 @@ def _upgrade(conn: Connection, req: HTTPRequest, supported: dict[str, bool],
     if protocol:
         headers.append(("Sec-WebSocket-Protocol", protocol))
     trailing = conn.upgrade(headers)
-    session = WsSession(conn.sock, trailing, protocol, supported[protocol], readable)
+    session = WsSession(conn.sock, trailing, protocol, supported[protocol], readable, conn.idle)
     session.start()
     return session
 

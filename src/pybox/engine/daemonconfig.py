@@ -38,7 +38,10 @@ What the settings do, and where:
   ``cni-conf-dir``, ``cni-bin-dirs`` and ``pod-infra-container-image`` (a
   sandbox image instead of pybox's own pause);
 * ``cri-registry-mirrors`` (pybox's own): the CRI's pulls' per-registry
-  mirrors, as containerd's CRI plugin's ``registry.mirrors`` (pybox.cri.images).
+  mirrors, as containerd's CRI plugin's ``registry.mirrors`` (pybox.cri.images);
+* ``cri-stream-idle-timeout`` (pybox's own): how long a CRI streaming
+  connection (exec, attach, port-forward) may stay idle before it is closed,
+  a Go duration (containerd's ``stream_idle_timeout``: "4h"; "0": never).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from typing import Any
 
 from pybox.engine.spec import ULIMITS
 from pybox.errors import DaemonConfigError, RegistryError
+from pybox.formats.durations import SECOND, go_duration
 from pybox.images.registry_config import mirrors_by_registry
 from pybox.locations import DEFAULT_DATA_ROOT, DEFAULT_EXEC_ROOT, DEFAULT_SOCKET
 from pybox.network import etc, ipam
@@ -151,6 +155,9 @@ class DaemonConfig:
     pod_infra_container_image: str = ""  # "": pybox's own pause
     # the CRI's pulls: registry host -> mirror URLs (containerd's registry.mirrors)
     cri_registry_mirrors: dict[str, list[str]] = field(default_factory=dict)
+    # the CRI streaming server's idle connections closed after (containerd's
+    # stream_idle_timeout, "4h0m0s"); 0: never
+    cri_stream_idle_timeout: float = 4 * 3600.0
     config_file: str = DEFAULT_CONFIG_FILE
     warnings: list[str] = field(default_factory=list)  # to show at start
 
@@ -201,6 +208,18 @@ def _string(value: Any, key: str) -> str:
     if not isinstance(value, str):
         raise _type_error(key, value, "a string")
     return value
+
+
+def _duration(value: Any, key: str) -> float:
+    """A Go duration ("4h", "30m", "1m30s"; "0" for none) -> seconds."""
+    text = _string(value, key)
+    try:
+        ns = go_duration(text)
+    except ValueError as e:
+        raise DaemonConfigError(f"invalid value for {key}: {e}") from None
+    if ns < 0:
+        raise DaemonConfigError(f"invalid value for {key}: {text!r} is negative")
+    return ns / SECOND
 
 
 def _boolean(value: Any, key: str) -> bool:
@@ -398,6 +417,7 @@ OPTIONS = (
     _opt("cni-bin-dir", _strings, "cni-bin-dirs"),
     _opt("pod-infra-container-image", _string),
     _opt("cri-registry-mirror", _mirror_map, "cri-registry-mirrors", mirror_flags),
+    _opt("cri-stream-idle-timeout", _duration),
 )
 BY_FLAG = {o.flag: o for o in OPTIONS}
 BY_KEY = {o.key: o for o in OPTIONS}
