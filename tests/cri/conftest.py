@@ -40,7 +40,7 @@ import pytest
 from support.fixtures import needs_root_and_docker_cli
 from support.host import mounts_under
 from support.paths import IMAGE, PYTHON, SRC
-from support.pyboxd import Pyboxd
+from support.pyboxd import START_TIMEOUT, Pyboxd
 from support.subnets import free_subnet
 
 grpc = pytest.importorskip("grpc", reason="needs grpcio (pyproject's dependencies)")
@@ -123,7 +123,7 @@ class CRIPyboxd(Pyboxd):
         super().start()
         if self.channel is None:
             self.channel = grpc.insecure_channel("unix://" + self.cri_socket)
-        grpc.channel_ready_future(self.channel).result(timeout=30)
+        grpc.channel_ready_future(self.channel).result(timeout=START_TIMEOUT)
         return self
 
     @property

@@ -225,7 +225,11 @@ def test_docker_kill_and_the_restart_policy(pyboxd, names):
     # a start turns the policy on again
     pyboxd.ok("start", plain)
     assert wait_for(lambda: "ready" in pyboxd.ok("logs", "--tail", "1", plain))
-    pyboxd.ok("exec", plain, "sh", "-c", "kill -USR1 1")  # from inside: not docker kill
+    # from inside: not docker kill.  init exits at once, and the kernel then
+    # kills what is left in the container, the exec's sh too if it is not done
+    # yet: 137 (SIGKILL) is as right as 0 (dockerd's exec has the same race)
+    proc = pyboxd.docker("exec", plain, "sh", "-c", "kill -USR1 1")
+    assert proc.returncode in (0, 137), (proc.returncode, proc.stderr)
     assert wait_for(lambda: restart_count(pyboxd, plain) == 1)
 
 

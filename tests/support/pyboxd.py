@@ -26,6 +26,10 @@ from support.paths import DOCKER, IMAGE, PYTHON, SRC, busybox_tar
 from support.unixhttp import TIMEOUT, UnixHTTPConnection, api
 from support.wait import settle
 
+# how long a starting pyboxd may take to answer: a safety net, not a speed
+# check -- under the v2 VM's TCG (tests/v2vm), while a full run keeps the host's
+# cores busy, Python's first start there reads every module over 9p
+START_TIMEOUT = 180 if os.environ.get("PYBOX_V2VM") else 30
 
 class Pyboxd:
     """One private pyboxd.  ``extra_args``: more pyboxd options (--userns-remap
@@ -60,7 +64,7 @@ class Pyboxd:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=log, env=env, start_new_session=True)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT
         while not self.ping():
             if self.process.poll() is not None:
                 raise RuntimeError(f"pyboxd exited ({self.process.returncode}):\n"
