@@ -7,6 +7,7 @@ Skips only where qemu cannot run (and inside the VM itself);
 PYBOX_V2VM_TIMEOUT bounds the VM (default 1200 s); PYBOX_V2VM_NO_SETUP=1:
 never run tests/v2vm/setup.sh from a test."""
 
+import fcntl
 import importlib.util
 import os
 import shlex
@@ -22,6 +23,7 @@ REPO_ROOT = Path(REPO)
 VM_DIR = REPO_ROOT / "tests" / "v2vm"
 VM_TIMEOUT = float(os.environ.get("PYBOX_V2VM_TIMEOUT", "1200"))
 PYTEST_NO_TESTS_COLLECTED = 5
+SETUP_LOCK = "/run/lock/pybox-v2vm-setup.lock"
 _MODULE = "pybox_tests_v2vm"
 
 
@@ -50,7 +52,8 @@ def marks(*more) -> list:
 def _set_up(always: bool) -> None:
     """Run the idempotent setup.sh: ``always`` (it rebuilds the initramfs when
     its module list changed, ~1 s otherwise), or only when the cache or qemu is
-    missing (CI calls setup.sh itself; this is for a developer's first run)."""
+    missing (on a fresh machine, CI's included, the first bridge to run sets
+    the VM up)."""
     if os.environ.get("PYBOX_V2VM_NO_SETUP") or os.geteuid() != 0:
         return
     if not always:
@@ -60,8 +63,14 @@ def _set_up(always: bool) -> None:
                 return
         except vm.VMNotSetUp:
             pass
-    subprocess.run(["sh", str(VM_DIR / "setup.sh")], check=False, timeout=1200,
-                   stdin=subprocess.DEVNULL, capture_output=always)
+    # one setup at a time on the machine: the bridges (tests/cgroups, procview,
+    # cri) run in parallel workers, and on a fresh machine two setup.sh would
+    # download and unpack the same kernel into the same cache side by side
+    os.makedirs(os.path.dirname(SETUP_LOCK), exist_ok=True)
+    with open(SETUP_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(["sh", str(VM_DIR / "setup.sh")], check=False, timeout=1200,
+                       stdin=subprocess.DEVNULL, capture_output=always)
 
 
 def run_pytest_in_vm(tests, capsys, label: str = "", extra_args=(), always_set_up=False):
