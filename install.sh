@@ -38,8 +38,9 @@ if [ "$DEV" = 1 ]; then
   PKGS="$PKGS containernetworking-plugins iptables"
   # the daemons the tests compare against or drive: dockerd (tests/clients, the build
   # corpus), containerd (tests/compat's RuntimeClass), podman, qemu (the cgroup v2 VM),
-  # docker-registry (tests/registry, tests/cri); file for the pause's ELF check
-  PKGS="$PKGS docker.io containerd podman qemu-system-x86 file"
+  # docker-registry (tests/registry, tests/cri); file for the pause's ELF check; qemu-user
+  # runs the arm64 pause (tests/cri/test_units.py)
+  PKGS="$PKGS docker.io containerd podman qemu-system-x86 qemu-user file"
   # in Debian 12, not in every later release: installed where the release has it
   OPTIONAL="docker-registry"
 fi
