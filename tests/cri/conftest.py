@@ -227,8 +227,11 @@ def nat_owner(tmp_path_factory):
     the removal is one transaction the kernel refuses while any pod's rule
     (a parallel CRI test's) still uses the chains."""
     root = tmp_path_factory.getbasetemp().parent
-    state = root / "c2cni-nat-chains"
-    fd = os.open(root / "c2cni-nat-chains.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    # this run's (all its workers'), not an earlier run's that was killed
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+    state = root / f"c2cni-nat-chains-{run}"
+    lock_path = root / f"c2cni-nat-chains-{run}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if not state.exists():  # the first of us: were they there before?
@@ -241,7 +244,9 @@ def nat_owner(tmp_path_factory):
         except BlockingIOError:
             return  # another process still uses them: the last one cleans
         made = state.read_text() == "made"
-        state.unlink()
+        state.unlink(missing_ok=True)
+        # (another process may have opened it just before; it then recreates the state)
+        lock_path.unlink(missing_ok=True)
         if made:
             subprocess.run(["iptables-restore", "-w", "--noflush"], input=NAT_CLEANUP, text=True,
                            capture_output=True)
