@@ -161,7 +161,7 @@ class WsSession:
                             self._send_event_bytes(self.ws.send(event.response()))
                         return
                 if not self.idle.wait_readable(self.sock):
-                    self._close_idle()
+                    self._shut()
                     return
                 try:
                     data = self.sock.recv(65536)
@@ -205,8 +205,9 @@ class WsSession:
         if 0 <= number < len(self.channels) and self.channels[number].readable:
             self.channels[number]._deliver(data)
 
-    def _close_idle(self) -> None:
-        """The reader's close of an idle session (close() joins the reader)."""
+    def _shut(self) -> None:
+        """A close frame (1000), then the socket's end: what close() does
+        without waiting for the reader (the reader's own close of an idle session)."""
         with self.lock:
             if not self.closed and self.ws.state is ConnectionState.OPEN:
                 try:
@@ -220,18 +221,8 @@ class WsSession:
             pass
 
     def close(self) -> None:
-        """A close frame (1000), then the socket's end."""
-        with self.lock:
-            if not self.closed and self.ws.state is ConnectionState.OPEN:
-                try:
-                    self.sock.sendall(self.ws.send(CloseConnection(code=1000)))
-                except (OSError, LocalProtocolError):
-                    pass
-            self.closed = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        """A close frame (1000), the socket's end, the reader's."""
+        self._shut()
         self.reader.join(5)
 
 
