@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pybox.cri.stream_http import STREAM_IDLE_TIMEOUT
+
 DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d"
 DEFAULT_CNI_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
 
@@ -24,4 +26,4 @@ class CRIOptions:
     group: int | None = None
     stream_address: str = "127.0.0.1"
     stream_port: int = 0
-    stream_idle_timeout: float = 4 * 3600.0  # seconds; 0: never (stream_http.IdleWatch)
+    stream_idle_timeout: float = STREAM_IDLE_TIMEOUT  # seconds; 0: never (stream_http.IdleWatch)

@@ -215,7 +215,7 @@ class Pods:
     def get(self, ref: str) -> Container:
         """A pod sandbox by id (or a unique prefix), NOT_FOUND otherwise."""
         return meta.find(self.engine, ref, meta.SANDBOX_KIND, "pod sandbox id must not be empty",
-                         f"an error occurred when try to find sandbox: {ref}: not found")
+                         missing_sandbox(ref))
 
     def all(self) -> list[Container]:
         return meta.all_of(self.engine, meta.SANDBOX_KIND)
@@ -427,8 +427,7 @@ class Pods:
                 config.linux.resources.CopyFrom(resources)
             with c.lock:
                 if c.removed:
-                    raise NotFound(f"an error occurred when try to find sandbox: {ref}: "
-                                   "not found")
+                    raise NotFound(missing_sandbox(ref))
                 meta.labels_of(c)[meta.CONFIG] = meta.encode(config)
                 c.save()
 
@@ -565,6 +564,11 @@ class Pods:
                     continue
             out.append(self.summary(c))
         return out
+
+
+def missing_sandbox(ref: str) -> str:
+    """containerd's words for a pod sandbox it does not have."""
+    return f"an error occurred when try to find sandbox: {ref}: not found"
 
 
 def run_all(calls: list[Callable[[], None]]) -> None:
