@@ -302,4 +302,18 @@ def test_add_url_progress_as_dockerd(size, pyboxd, dockerd):
         for m in messages[:-1]:
             assert sorted(m) == ["progress", "progressDetail", "status"] and m["status"] == "Downloading", m
             assert m["progressDetail"]["total"] == size, m
-    assert got[0] == want[0] and got[-2:] == want[-2:]
+    # the first message is the first read's: how much that was is the socket's
+    # doing (dockerd's reads 32768 bytes, or also what its header parsing had
+    # buffered), so its figures may differ; its shape and its bar may not
+    first_got, first_want = got[0], want[0]
+    assert first_got["status"] == first_want["status"]
+    assert first_got["progressDetail"]["total"] == first_want["progressDetail"]["total"]
+    assert 0 < first_got["progressDetail"]["current"] <= size
+    if first_got["progressDetail"] == first_want["progressDetail"]:
+        assert first_got == first_want
+    else:  # the same bar's width, the same right-aligned figures' field
+        bar_got, _, text_got = first_got["progress"].partition("]")
+        bar_want, _, text_want = first_want["progress"].partition("]")
+        assert (len(bar_got), len(text_got)) == (len(bar_want), len(text_want)), \
+            (first_got, first_want)
+    assert got[-2:] == want[-2:]
