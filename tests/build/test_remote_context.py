@@ -174,12 +174,14 @@ def test_remote_context_builds_as_dockerd(name, served, pyboxd, dockerd):
 
 
 @pytest.mark.parametrize("url", ["{git}/r.git#main:sub", "{http}/big.tar.gz"])
-def test_docker_build_of_a_url_as_dockerd(url, served, pyboxd, dockerd):
+def test_docker_build_of_a_url_as_dockerd(url, served, pyboxd, dockerd, tmp_path):
     """``docker build <git url>`` and ``docker build <tarball url>``: the
     docker CLI clones or downloads it and sends it as a tar context; the
     images are the same."""
     git, http = served
     mine, ref = Side.of_pyboxd(pyboxd), Side.of_dockerd(dockerd)
+    for side in (mine, ref):  # the CLI leaves its clone (docker-build-git*) in TMPDIR
+        side.env["TMPDIR"] = str(tmp_path)
     with _tagged(mine, ref) as tag:
         for side in (ref, mine):
             proc = side.build(url.format(git=git, http=http), tag=tag)
