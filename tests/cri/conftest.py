@@ -28,6 +28,7 @@ mounts, cgroups, records), plus the CRI's own: mounts under the exec root
 never deletes it), the host-local leases, the per-pod portmap chains.
 """
 
+import contextlib
 import fcntl
 import json
 import os
@@ -219,39 +220,50 @@ def nat_chains_exist():
     return any(f"-N {c}\n" in nat_rules() for c in NAT_CHAINS)
 
 
+@contextlib.contextmanager
+def locked(path):
+    """An exclusive flock on ``path`` for a short read-modify-write (the lock
+    file stays: one unlinked under a waiter would split the waiters in two)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture(scope="session")
 def nat_owner(tmp_path_factory):
     """portmap's shared nat chains are removed by the last of this run's test
-    processes (pytest-xdist's workers share the temp root) to finish, and only
-    if none of them found the chains there at its start;
-    the removal is one transaction the kernel refuses while any pod's rule
+    processes (pytest-xdist's workers share the temp root) using them to
+    finish, and only if they were not there when the first one started: a
+    count of users in a state file, each change under a short lock (a lock
+    held for the session would keep the other worker waiting for all of it).
+    The removal is one transaction the kernel refuses while any pod's rule
     (a parallel CRI test's) still uses the chains."""
     root = tmp_path_factory.getbasetemp().parent
     # this run's (all its workers'), not an earlier run's that was killed
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
-    state = root / f"c2cni-nat-chains-{run}"
+    state = root / f"c2cni-nat-chains-{run}.json"
     lock_path = root / f"c2cni-nat-chains-{run}.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if not state.exists():  # the first of us: were they there before?
-            state.write_text("existed" if nat_chains_exist() else "made")
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # another process still uses them: the last one cleans
-        made = state.read_text() == "made"
-        state.unlink(missing_ok=True)
-        # (another process may have opened it just before; it then recreates the state)
-        lock_path.unlink(missing_ok=True)
-        if made:
+    with locked(lock_path):
+        if state.exists():
+            users = json.loads(state.read_text())
+        else:  # the first of us (or the first since the last one left)
+            users = {"count": 0, "made": not nat_chains_exist()}
+        users["count"] += 1
+        state.write_text(json.dumps(users))
+    yield
+    with locked(lock_path):
+        users = json.loads(state.read_text())
+        users["count"] -= 1
+        if users["count"] > 0:
+            state.write_text(json.dumps(users))
+            return
+        state.unlink()
+        if users["made"]:
             subprocess.run(["iptables-restore", "-w", "--noflush"], input=NAT_CLEANUP, text=True,
                            capture_output=True)
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture(scope="session")
