@@ -190,7 +190,12 @@ def test_explain(pybox, names):
     name = names()
     pybox("run", "-d", "--name", name, "-m", "64m", "--cpuset-cpus", "0", IMAGE,
           "sh", "-c", "sleep 300 & sleep 301")
-    d = json.loads(pybox.out("explain", "--json", name))
+
+    def explained_with_both_sleeps():
+        d = json.loads(pybox.out("explain", "--json", name))
+        return d if len(d["processes"]) >= 2 else None
+    # run -d returns once sh runs, maybe before it has forked its background sleep
+    d = wait_for(explained_with_both_sleeps, "sh's background sleep")
     assert d["name"] == name and d["running"]
     ns = {n["type"]: n for n in d["namespaces"]}
     assert not ns["mnt"]["host_shares"] and not ns["pid"]["host_shares"]
