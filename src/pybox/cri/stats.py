@@ -121,10 +121,13 @@ class Stats:
                 mountpoint=self.engine.images.images.root),
             used_bytes=_u64(used), inodes_used=_u64(inodes))
 
-    def container(self, c: Container) -> Any:
+    def container(self, c: Container, raw: dict[str, Any] | None = None) -> Any:
+        """``raw``: the cgroup's numbers when the caller has read them already
+        (a pod's stats: its sum and its containers' entries from one read each)."""
         config = meta.container_config(c)
         now = time.time_ns()
-        raw = self.raw(c)
+        if raw is None:
+            raw = self.raw(c)
         return api_pb2.ContainerStats(
             attributes=api_pb2.ContainerAttributes(id=c.id, metadata=config.metadata,
                                                    labels=dict(config.labels),
@@ -149,8 +152,9 @@ class Stats:
         config = meta.pod_config(pod)
         now = time.time_ns()
         members = self.pods.containers_of(pod.id)
-        stats = [self.container(c) for c in members]
-        raws = [self.raw(pod)] + [self.raw(c) for c in members]
+        member_raws = [self.raw(c) for c in members]
+        stats = [self.container(c, raw) for c, raw in zip(members, member_raws, strict=True)]
+        raws = [self.raw(pod), *member_raws]
         cpu_total = sum(int(((r.get("cpu") or {}).get("usage") or {}).get("total") or 0)
                         for r in raws)
         cpu = api_pb2.CpuUsage(timestamp=now, usage_core_nano_seconds=_u64(cpu_total),
